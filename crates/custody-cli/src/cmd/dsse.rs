@@ -1,0 +1,241 @@
+//! `custody dsse`: sign and verify DSSE envelopes.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use custody_crypto::dsse::{self, Envelope, KeyIdHint};
+use custody_crypto::{PrivateKey, PublicKey, Signer};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::Outcome;
+use crate::input::{MAX_DOCUMENT, MAX_KEY_FILE, print_json, print_line, read_limited, read_text};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DsseCommand {
+    /// Sign a file into a DSSE v1.0.2 envelope, printed as JSON on stdout.
+    ///
+    /// Example: custody dsse sign --key builder.key --payload-type application/vnd.in-toto+json statement.json > statement.dsse.json
+    Sign(SignArgs),
+    /// Verify DSSE envelopes against trusted public keys. Exits 0 only if every envelope
+    /// carries valid signatures from at least --threshold distinct trusted keys.
+    ///
+    /// Several envelopes may be given (or, with --jsonl, files of one envelope per line);
+    /// they are verified in parallel and summarised.
+    ///
+    /// Example: custody dsse verify --key builder.pub statement.dsse.json
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum KeyIdArg {
+    /// custody's key id: hex SHA-256 of the public key's SPKI DER.
+    Custody,
+    /// The key id securesystemslib computes, so Python verifiers find the key.
+    Securesystemslib,
+    /// No keyid hint.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// Private key (PKCS#8 PEM). Repeat to add one signature per key.
+    #[arg(long = "key", required = true, value_name = "KEY")]
+    keys: Vec<PathBuf>,
+    /// The payload type, e.g. application/vnd.in-toto+json.
+    #[arg(long, value_name = "TYPE")]
+    payload_type: String,
+    /// Which key id to put in each signature's `keyid` hint.
+    #[arg(long, value_enum, default_value = "custody")]
+    keyid: KeyIdArg,
+    /// The payload file; `-` reads standard input.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// A trusted public key (SPKI PEM). Repeat for several.
+    #[arg(long = "key", required = true, value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, default_value_t = 1)]
+    threshold: usize,
+    /// Each ENVELOPE file holds one envelope per line (JSON Lines).
+    #[arg(long)]
+    jsonl: bool,
+    /// Write the verified payload here (one envelope only).
+    #[arg(long, value_name = "FILE")]
+    payload_out: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Envelope files; `-` reads standard input.
+    #[arg(required = true, value_name = "ENVELOPE")]
+    envelopes: Vec<PathBuf>,
+}
+
+pub(crate) fn run(command: DsseCommand) -> anyhow::Result<Outcome> {
+    match command {
+        DsseCommand::Sign(a) => sign(a),
+        DsseCommand::Verify(a) => verify(a),
+    }
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<Outcome> {
+    let hint = match args.keyid {
+        KeyIdArg::Custody => KeyIdHint::KeyId,
+        KeyIdArg::Securesystemslib => KeyIdHint::Securesystemslib,
+        KeyIdArg::None => KeyIdHint::Omit,
+    };
+    let keys = args
+        .keys
+        .iter()
+        .map(|p| {
+            let pem = read_text(p, MAX_KEY_FILE, "key file")?;
+            PrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("reading {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let payload = read_limited(&args.file, MAX_DOCUMENT, "payload")?;
+    let mut envelope: Option<Envelope> = None;
+    for key in &keys {
+        match &mut envelope {
+            None => envelope = Some(dsse::sign(key, &args.payload_type, &payload, hint)?),
+            Some(env) => env.add_signature(key, hint)?,
+        }
+        eprintln!("signed with {} key {}", key.algorithm(), key.key_id());
+    }
+    if let Some(env) = envelope {
+        print_line(&env.to_json());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// One envelope to check, and where it came from (for messages).
+struct Item {
+    source: String,
+    envelope: Result<Envelope, String>,
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let trusted = args
+        .keys
+        .iter()
+        .map(|p| {
+            let pem = read_text(p, MAX_KEY_FILE, "key file")?;
+            PublicKey::from_pem(&pem).with_context(|| format!("reading {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.threshold == 0 {
+        bail!("--threshold must be at least 1");
+    }
+    if args.threshold > trusted.len() {
+        bail!(
+            "--threshold {} is more than the {} trusted key(s) given: it can never be met",
+            args.threshold,
+            trusted.len()
+        );
+    }
+
+    let mut items = Vec::new();
+    for path in &args.envelopes {
+        let bytes = read_limited(path, MAX_DOCUMENT, "envelope")?;
+        if args.jsonl {
+            for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                items.push(Item {
+                    source: format!("{}:{}", path.display(), n + 1),
+                    envelope: Envelope::from_json(line).map_err(|e| e.to_string()),
+                });
+            }
+        } else {
+            items.push(Item {
+                source: path.display().to_string(),
+                envelope: Envelope::from_json(&bytes).map_err(|e| e.to_string()),
+            });
+        }
+    }
+    if args.payload_out.is_some() && items.len() != 1 {
+        bail!(
+            "--payload-out needs exactly one envelope, got {}",
+            items.len()
+        );
+    }
+
+    let started = Instant::now();
+    let results: Vec<Result<dsse::VerifiedPayload, (bool, String)>> = items
+        .par_iter()
+        .map(|item| match &item.envelope {
+            // `true`: the input was malformed (exit 2), not merely unverified (exit 1).
+            Err(e) => Err((true, e.clone())),
+            Ok(env) => {
+                dsse::verify(env, &trusted, args.threshold).map_err(|e| (false, e.to_string()))
+            }
+        })
+        .collect();
+    let elapsed = started.elapsed();
+
+    let verified = results.iter().filter(|r| r.is_ok()).count();
+    let malformed = results.iter().any(|r| matches!(r, Err((true, _))));
+    if args.json {
+        let list: Vec<_> = items
+            .iter()
+            .zip(&results)
+            .map(|(item, r)| match r {
+                Ok(v) => json!({
+                    "source": item.source,
+                    "verified": true,
+                    "payload_type": v.payload_type(),
+                    "key_ids": v.key_ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }),
+                Err((_, e)) => json!({"source": item.source, "verified": false, "error": e}),
+            })
+            .collect();
+        print_json(&json!({
+            "total": items.len(),
+            "verified": verified,
+            "failed": items.len() - verified,
+            "threshold": args.threshold,
+            "results": list,
+        }));
+    } else {
+        for (item, r) in items.iter().zip(&results) {
+            match r {
+                Ok(v) if items.len() == 1 => {
+                    let ids: Vec<_> = v.key_ids().iter().map(ToString::to_string).collect();
+                    print_line(&format!(
+                        "verified: {} of {} required trusted key(s) signed this {} envelope: {}",
+                        ids.len(),
+                        args.threshold,
+                        v.payload_type(),
+                        ids.join(", ")
+                    ));
+                }
+                Ok(_) => {}
+                Err((_, e)) => eprintln!("{}: {e}", item.source),
+            }
+        }
+        if items.len() > 1 {
+            print_line(&format!(
+                "{} envelopes: {verified} verified, {} failed ({:.0} envelopes/s)",
+                items.len(),
+                items.len() - verified,
+                items.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+            ));
+        }
+    }
+    if let (Some(out), [Ok(v)]) = (&args.payload_out, results.as_slice()) {
+        fs::write(out, v.payload()).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(if malformed {
+        bail!("some envelopes are malformed (see above)");
+    } else if verified == items.len() {
+        Outcome::Ok
+    } else {
+        Outcome::Denied
+    })
+}

@@ -1,0 +1,5 @@
+//! One module per top-level command.
+
+pub(crate) mod digest;
+pub(crate) mod dsse;
+pub(crate) mod key;

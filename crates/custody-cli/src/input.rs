@@ -1,0 +1,56 @@
+//! Reading the files a user names, with limits: nothing untrusted decides how much memory
+//! custody allocates.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+/// Largest key file read (a PEM key is well under 1 KiB).
+pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
+/// Largest envelope or envelope batch read.
+pub(crate) const MAX_DOCUMENT: u64 = 256 * 1024 * 1024;
+
+/// Reads `path` (or standard input for `-`) up to `limit` bytes, failing beyond it.
+pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path).with_context(|| format!("opening {what} {}", path.display()))?)
+    };
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    if buf.len() as u64 > limit {
+        bail!(
+            "{what} {} is larger than {limit} bytes; is it the right file?",
+            path.display()
+        );
+    }
+    Ok(buf)
+}
+
+/// Reads a UTF-8 text file with a limit.
+pub(crate) fn read_text(path: &Path, limit: u64, what: &str) -> anyhow::Result<String> {
+    let bytes = read_limited(path, limit, what)?;
+    String::from_utf8(bytes).with_context(|| format!("{what} {} is not UTF-8 text", path.display()))
+}
+
+/// Prints a JSON value on stdout, pretty, with a trailing newline.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
+    {
+        println!("{value:#}");
+    }
+}
+
+/// Prints a line on stdout.
+pub(crate) fn print_line(line: &str) {
+    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
+    {
+        println!("{line}");
+    }
+}

@@ -1,0 +1,408 @@
+//! DSSE v1.0.2 envelopes: the signature wrapper for every document custody signs.
+//!
+//! The signature covers `PAE(payloadType, payload)`, the pre-authentication encoding that
+//! binds the type to the bytes with lengths in bytes, so neither can be swapped. Verifying
+//! yields a [`VerifiedPayload`]: the only way to reach payload bytes from an envelope that
+//! a caller may act on. Code that needs the payload takes a `VerifiedPayload`, never the
+//! envelope, so the payload is never re-parsed from unverified input.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::key::KeyId;
+use crate::signer::{Signer, Verifier};
+
+/// The most signatures an envelope may carry; more is refused before any is checked, so an
+/// attacker cannot make a verifier do unbounded work.
+pub const MAX_SIGNATURES: usize = 64;
+
+/// Standard and URL-safe base64, padded or not: producers in the wild emit all four.
+const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+fn decode_base64(what: &str, text: &str) -> Result<Vec<u8>, Error> {
+    STANDARD_ANY_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE_ANY_PAD.decode(text))
+        .map_err(|e| Error::Envelope(format!("{what} is not base64 (standard or URL-safe): {e}")))
+}
+
+/// A DSSE envelope as it travels: JSON with base64 fields. Nothing in it is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The payload, base64.
+    pub payload: String,
+    /// What the payload is (e.g. `application/vnd.in-toto+json`).
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// One or more signatures over `PAE(payloadType, payload)`.
+    pub signatures: Vec<Signature>,
+}
+
+/// One signature in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// A hint naming the key; never a reason to trust it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// The signature, base64.
+    pub sig: String,
+}
+
+/// What to put in a new signature's `keyid` hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyIdHint {
+    /// custody's key id (hex SHA-256 of the SPKI DER).
+    KeyId,
+    /// The key id `securesystemslib` computes, so Python verifiers match the key.
+    Securesystemslib,
+    /// No hint.
+    Omit,
+}
+
+/// The DSSE pre-authentication encoding:
+/// `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`, lengths in ASCII decimal bytes.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload_type.len() + payload.len() + 32);
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(payload_type.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Envelope {
+    /// Parses envelope JSON, checking its shape (not its signatures).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let env: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Envelope(format!("not DSSE envelope JSON: {e}")))?;
+        if env.signatures.is_empty() {
+            return Err(Error::Envelope("envelope has no signatures".into()));
+        }
+        if env.signatures.len() > MAX_SIGNATURES {
+            return Err(Error::Envelope(format!(
+                "envelope has {} signatures; at most {MAX_SIGNATURES} are accepted",
+                env.signatures.len()
+            )));
+        }
+        Ok(env)
+    }
+
+    /// The envelope as compact JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Adds a signature by `signer` over this envelope's payload.
+    pub fn add_signature(&mut self, signer: &dyn Signer, hint: KeyIdHint) -> Result<(), Error> {
+        let payload = decode_base64("payload", &self.payload)?;
+        let sig = signer.sign(&pae(&self.payload_type, &payload))?;
+        self.signatures.push(Signature {
+            keyid: match hint {
+                KeyIdHint::KeyId => Some(signer.key_id().to_string()),
+                KeyIdHint::Securesystemslib => Some(signer.public_key().securesystemslib_keyid()),
+                KeyIdHint::Omit => None,
+            },
+            sig: STANDARD.encode(sig),
+        });
+        Ok(())
+    }
+}
+
+/// Signs `payload` as `payload_type` into a new envelope with one signature.
+pub fn sign(
+    signer: &dyn Signer,
+    payload_type: &str,
+    payload: &[u8],
+    hint: KeyIdHint,
+) -> Result<Envelope, Error> {
+    let mut env = Envelope {
+        payload: STANDARD.encode(payload),
+        payload_type: payload_type.to_owned(),
+        signatures: Vec::new(),
+    };
+    env.add_signature(signer, hint)?;
+    Ok(env)
+}
+
+/// A payload whose envelope carried valid signatures from at least the threshold of
+/// distinct trusted keys. Only [`verify`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPayload {
+    payload_type: String,
+    payload: Vec<u8>,
+    key_ids: Vec<KeyId>,
+}
+
+impl VerifiedPayload {
+    /// The payload type that was signed.
+    pub fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+
+    /// The payload bytes that were signed.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The distinct trusted keys whose signatures verified, sorted.
+    pub fn key_ids(&self) -> &[KeyId] {
+        &self.key_ids
+    }
+
+    /// Takes the payload bytes.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+}
+
+/// Verifies `envelope` against the `trusted` keys, demanding valid signatures from at
+/// least `threshold` *distinct* trusted keys.
+///
+/// - A signature that fails to decode or verify is skipped, not fatal: another one may
+///   still meet the threshold.
+/// - The `keyid` hint only orders the search; every trusted key is tried, and a key id in
+///   the envelope never adds trust.
+/// - Two signatures by the same key count once, as do duplicate entries in `trusted`.
+pub fn verify<V: Verifier>(
+    envelope: &Envelope,
+    trusted: &[V],
+    threshold: usize,
+) -> Result<VerifiedPayload, Error> {
+    if threshold == 0 {
+        return Err(Error::Envelope(
+            "threshold must be at least 1: a zero threshold would accept unsigned payloads".into(),
+        ));
+    }
+    if envelope.signatures.len() > MAX_SIGNATURES {
+        return Err(Error::Envelope(format!(
+            "envelope has {} signatures; at most {MAX_SIGNATURES} are accepted",
+            envelope.signatures.len()
+        )));
+    }
+    let payload = decode_base64("payload", &envelope.payload)?;
+    let message = pae(&envelope.payload_type, &payload);
+    let mut verified: BTreeSet<KeyId> = BTreeSet::new();
+    for signature in &envelope.signatures {
+        let Ok(sig) = decode_base64("signature", &signature.sig) else {
+            continue;
+        };
+        // Try the hinted key first, then every other trusted key not yet counted.
+        let hinted: Option<KeyId> = signature.keyid.as_deref().and_then(|h| h.parse().ok());
+        let mut order: Vec<&V> = trusted.iter().collect();
+        if hinted.is_some() {
+            order.sort_by_key(|k| Some(k.key_id()) != hinted);
+        }
+        for key in order {
+            let id = key.key_id();
+            if verified.contains(&id) {
+                continue;
+            }
+            if key.verify(&message, &sig).is_ok() {
+                verified.insert(id);
+                break;
+            }
+        }
+    }
+    if verified.len() < threshold {
+        return Err(Error::BelowThreshold {
+            verified: verified.len(),
+            threshold,
+        });
+    }
+    Ok(VerifiedPayload {
+        payload_type: envelope.payload_type.clone(),
+        payload,
+        key_ids: verified.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, PrivateKey, PublicKey};
+
+    #[test]
+    fn pae_matches_the_spec_example() {
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
+        // Lengths are bytes, not characters.
+        assert_eq!(pae("é", b""), "DSSEv1 2 é 0 ".as_bytes());
+    }
+
+    fn keys(n: usize) -> Vec<PrivateKey> {
+        (0..n)
+            .map(|i| {
+                PrivateKey::generate(if i % 2 == 0 {
+                    Algorithm::Ed25519
+                } else {
+                    Algorithm::EcdsaP256
+                })
+            })
+            .collect()
+    }
+
+    fn publics(keys: &[PrivateKey]) -> Vec<PublicKey> {
+        keys.iter().map(|k| k.public_key().clone()).collect()
+    }
+
+    #[test]
+    fn threshold_counts_distinct_trusted_keys() {
+        let ks = keys(3);
+        let mut env = sign(&ks[0], "t", b"p", KeyIdHint::KeyId).unwrap();
+        // The same key signing twice still counts once.
+        env.add_signature(&ks[0], KeyIdHint::KeyId).unwrap();
+        let trusted = publics(&ks);
+        assert!(matches!(
+            verify(&env, &trusted, 2),
+            Err(Error::BelowThreshold {
+                verified: 1,
+                threshold: 2
+            })
+        ));
+        // Listing a trusted key twice does not double it either.
+        let doubled = vec![trusted[0].clone(), trusted[0].clone()];
+        assert!(verify(&env, &doubled, 2).is_err());
+        env.add_signature(&ks[1], KeyIdHint::Omit).unwrap();
+        let ok = verify(&env, &trusted, 2).unwrap();
+        assert_eq!(ok.key_ids().len(), 2);
+        assert!(verify(&env, &trusted, 3).is_err());
+    }
+
+    #[test]
+    fn a_bad_signature_is_skipped_not_fatal() {
+        let ks = keys(2);
+        let mut env = sign(&ks[0], "t", b"p", KeyIdHint::KeyId).unwrap();
+        env.signatures.insert(
+            0,
+            Signature {
+                keyid: None,
+                sig: "!!not base64!!".into(),
+            },
+        );
+        env.signatures.insert(
+            0,
+            Signature {
+                keyid: None,
+                sig: STANDARD.encode([7u8; 64]),
+            },
+        );
+        let v = verify(&env, &publics(&ks), 1).unwrap();
+        assert_eq!(v.key_ids(), [ks[0].key_id()]);
+    }
+
+    #[test]
+    fn keyid_is_only_a_hint() {
+        let ks = keys(2);
+        let mut env = sign(&ks[0], "t", b"p", KeyIdHint::KeyId).unwrap();
+        // A lying hint pointing at another trusted key does not stop verification…
+        env.signatures[0].keyid = Some(ks[1].key_id().to_string());
+        assert_eq!(
+            verify(&env, &publics(&ks), 1).unwrap().key_ids(),
+            [ks[0].key_id()]
+        );
+        // …and a hint naming a trusted key does not make an untrusted signature count.
+        let stranger = PrivateKey::generate(Algorithm::Ed25519);
+        let mut forged = sign(&stranger, "t", b"p", KeyIdHint::Omit).unwrap();
+        forged.signatures[0].keyid = Some(ks[0].key_id().to_string());
+        assert!(verify(&forged, &publics(&ks), 1).is_err());
+    }
+
+    #[test]
+    fn tampering_with_type_payload_or_signature_fails() {
+        let ks = keys(2);
+        for key in &ks {
+            let env = sign(key, "application/x", b"payload", KeyIdHint::KeyId).unwrap();
+            let trusted = [key.public_key().clone()];
+            verify(&env, &trusted, 1).unwrap();
+
+            let mut t = env.clone();
+            t.payload_type = "application/y".into();
+            assert!(verify(&t, &trusted, 1).is_err());
+
+            let mut t = env.clone();
+            t.payload = STANDARD.encode(b"payloaD");
+            assert!(verify(&t, &trusted, 1).is_err());
+
+            let mut t = env.clone();
+            let mut sig = STANDARD.decode(&t.signatures[0].sig).unwrap();
+            let last = sig.len() - 1;
+            sig[last] ^= 1;
+            t.signatures[0].sig = STANDARD.encode(sig);
+            assert!(verify(&t, &trusted, 1).is_err());
+        }
+    }
+
+    #[test]
+    fn url_safe_unpadded_base64_is_accepted() {
+        let key = PrivateKey::generate(Algorithm::Ed25519);
+        let mut env = sign(&key, "t", &[0xfb, 0xff, 0xfe, 0x00], KeyIdHint::KeyId).unwrap();
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        env.payload = url.encode(STANDARD.decode(&env.payload).unwrap());
+        env.signatures[0].sig = url.encode(STANDARD.decode(&env.signatures[0].sig).unwrap());
+        assert!(env.payload.contains('_') || env.payload.contains('-'));
+        let v = verify(&env, &[key.public_key().clone()], 1).unwrap();
+        assert_eq!(v.payload(), [0xfb, 0xff, 0xfe, 0x00]);
+    }
+
+    #[test]
+    fn malformed_envelopes_are_rejected_with_a_reason() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"{", "not DSSE envelope JSON"),
+            (
+                br#"{"payload":"","payloadType":"t","signatures":[]}"#,
+                "no signatures",
+            ),
+            (
+                br#"{"payloadType":"t","signatures":[{"sig":""}]}"#,
+                "missing field `payload`",
+            ),
+            (br#"[1,2]"#, "not DSSE envelope JSON"),
+        ];
+        for (input, want) in cases {
+            let err = Envelope::from_json(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+        let many = Envelope {
+            payload: String::new(),
+            payload_type: "t".into(),
+            signatures: vec![
+                Signature {
+                    keyid: None,
+                    sig: String::new()
+                };
+                MAX_SIGNATURES + 1
+            ],
+        };
+        let err = Envelope::from_json(many.to_json().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+        let key = PrivateKey::generate(Algorithm::Ed25519);
+        assert!(verify(&many, &[key.public_key().clone()], 1).is_err());
+        assert!(
+            verify(
+                &sign(&key, "t", b"", KeyIdHint::Omit).unwrap(),
+                &[key.public_key().clone()],
+                0
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Signatures for custody: everything custody signs or verifies goes through here.
+//!
+//! What this crate does:
+//! - keys: Ed25519 and ECDSA P-256 generation, PKCS#8 / SPKI PEM in and out, key ids
+//!   (lowercase hex SHA-256 of the SPKI DER) — [`PrivateKey`], [`PublicKey`], [`KeyId`];
+//! - one [`Signer`] / [`Verifier`] pair of traits that file keys implement and a hardware
+//!   (PKCS#11) signer will implement the same way;
+//! - DSSE v1.0.2 envelopes: PAE, signing, t-of-n verification that hands on only the
+//!   verified payload bytes — [`dsse`];
+//! - in-toto Statement v1 with checked subjects, digests and predicates — [`statement`];
+//! - C2SP signed notes with Ed25519 keys — [`note`];
+//! - streaming SHA-256 / SHA-512 of artifacts — [`hashing`].
+//!
+//! What it does not do: read or write files (callers pass bytes or a reader), read the
+//! clock, or decide which keys to trust (callers pass the trusted set in).
+//!
+//! ```
+//! use custody_crypto::{Algorithm, PrivateKey, Signer, dsse};
+//!
+//! let key = PrivateKey::generate(Algorithm::Ed25519);
+//! let envelope = dsse::sign(&key, "text/plain", b"hello", dsse::KeyIdHint::KeyId).unwrap();
+//! let verified = dsse::verify(&envelope, &[key.public_key()], 1).unwrap();
+//! assert_eq!(verified.payload(), b"hello");
+//! assert_eq!(verified.key_ids(), [key.key_id()]);
+//! ```
+
+pub mod dsse;
+mod error;
+pub mod hashing;
+mod key;
+pub mod note;
+mod signer;
+pub mod statement;
+
+pub use error::Error;
+pub use key::{Algorithm, KeyId, PrivateKey, PublicKey};
+pub use signer::{Signer, Verifier};

@@ -1,0 +1,412 @@
+//! C2SP signed notes: a text and signature lines, as the Go `sumdb/note` package and every
+//! transparency log witness speak them. Checkpoints of custody's ledger are signed notes.
+//!
+//! ```text
+//! <text, ending in a newline>
+//!
+//! — <key name> <base64(key hash (4 bytes) ‖ signature)>
+//! ```
+//!
+//! Only Ed25519 keys (signature type `0x01`) are supported, as the spec requires for
+//! logs. Verification ignores signatures by unknown keys (witnesses may add cosignatures
+//! later), but a signature by a *known* key that fails rejects the whole note.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::Error;
+use crate::key::{Algorithm, PrivateKey, PublicKey};
+use crate::signer::{Signer, Verifier};
+
+/// Signature type byte of Ed25519 in key hashes and key texts.
+const ED25519_TYPE: u8 = 0x01;
+/// The largest note accepted, in bytes; a checkpoint is a few hundred.
+pub const MAX_NOTE_LEN: usize = 1 << 20;
+/// The most signature lines accepted on one note.
+pub const MAX_SIGNATURES: usize = 100;
+/// The dash that starts a signature line: U+2014 EM DASH and a space.
+const SIG_PREFIX: &str = "\u{2014} ";
+
+/// The 4-byte key hash: the first bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)`.
+pub fn key_hash(name: &str, ed25519_public: &[u8]) -> u32 {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ED25519_TYPE]);
+    h.update(ed25519_public);
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// Checks a key name: non-empty, no whitespace, no `+` (the key-text separator).
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
+        return Err(Error::Note(format!(
+            "key name {name:?} must be non-empty and contain no spaces or '+'"
+        )));
+    }
+    Ok(())
+}
+
+/// A public key that verifies signed notes, with its name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NoteVerifier {
+    name: String,
+    hash: u32,
+    key: PublicKey,
+}
+
+impl fmt::Debug for NoteVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoteVerifier({})", self.to_text())
+    }
+}
+
+impl NoteVerifier {
+    /// The verifier for an Ed25519 `key` under `name`.
+    pub fn new(name: &str, key: &PublicKey) -> Result<Self, Error> {
+        check_name(name)?;
+        if key.algorithm() != Algorithm::Ed25519 {
+            return Err(Error::Note(format!(
+                "signed notes need an Ed25519 key; {} is {}",
+                key.key_id(),
+                key.algorithm()
+            )));
+        }
+        Ok(NoteVerifier {
+            name: name.to_owned(),
+            hash: key_hash(name, key.raw_bytes()),
+            key: key.clone(),
+        })
+    }
+
+    /// Parses the text form `name+hash+base64(0x01 ‖ key)`, checking that the hash
+    /// matches the name and key.
+    pub fn from_text(text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        let mut parts = text.splitn(3, '+');
+        let (Some(name), Some(hash_hex), Some(key_b64)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::Note(format!(
+                "verifier key {text:?} is not of the form name+hash+base64"
+            )));
+        };
+        check_name(name)?;
+        let hash = parse_hash(hash_hex)?;
+        let key = STANDARD
+            .decode(key_b64)
+            .map_err(|e| Error::Note(format!("verifier key is not base64: {e}")))?;
+        let Some((&ED25519_TYPE, public)) = key.split_first() else {
+            return Err(Error::Note(
+                "verifier key is not an Ed25519 (type 0x01) key".into(),
+            ));
+        };
+        let v = NoteVerifier::new(name, &PublicKey::ed25519_from_bytes(public)?)?;
+        if v.hash != hash {
+            return Err(Error::Note(format!(
+                "verifier key hash {hash_hex} does not match its name and key (expected {:08x})",
+                v.hash
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The text form `name+hash+base64(0x01 ‖ key)`.
+    pub fn to_text(&self) -> String {
+        let mut key = vec![ED25519_TYPE];
+        key.extend_from_slice(self.key.raw_bytes());
+        format!("{}+{:08x}+{}", self.name, self.hash, STANDARD.encode(key))
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The 4-byte key hash.
+    pub fn key_hash(&self) -> u32 {
+        self.hash
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+}
+
+fn parse_hash(hex_text: &str) -> Result<u32, Error> {
+    if hex_text.len() != 8 {
+        return Err(Error::Note(format!(
+            "key hash {hex_text:?} is not 8 hex digits"
+        )));
+    }
+    u32::from_str_radix(hex_text, 16)
+        .map_err(|_| Error::Note(format!("key hash {hex_text:?} is not 8 hex digits")))
+}
+
+/// An Ed25519 signer with the key name it signs notes under.
+pub struct NoteSigner {
+    verifier: NoteVerifier,
+    signer: Box<dyn Signer>,
+}
+
+impl fmt::Debug for NoteSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoteSigner({})", self.verifier.to_text())
+    }
+}
+
+impl NoteSigner {
+    /// Signs notes as `name` with `signer`, which must hold an Ed25519 key.
+    pub fn new(name: &str, signer: Box<dyn Signer>) -> Result<Self, Error> {
+        let verifier = NoteVerifier::new(name, signer.public_key())?;
+        Ok(NoteSigner { verifier, signer })
+    }
+
+    /// Parses the Go `sumdb/note` private key text
+    /// `PRIVATE+KEY+name+hash+base64(0x01 ‖ seed)`.
+    pub fn from_go_private_key(text: &str) -> Result<Self, Error> {
+        let rest = text.trim().strip_prefix("PRIVATE+KEY+").ok_or_else(|| {
+            Error::Note("private note key does not start with PRIVATE+KEY+".into())
+        })?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(hash_hex), Some(key_b64)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::Note(
+                "private note key is not PRIVATE+KEY+name+hash+base64".into(),
+            ));
+        };
+        let hash = parse_hash(hash_hex)?;
+        let key = STANDARD
+            .decode(key_b64)
+            .map_err(|e| Error::Note(format!("private note key is not base64: {e}")))?;
+        let Some((&ED25519_TYPE, seed)) = key.split_first() else {
+            return Err(Error::Note(
+                "private note key is not an Ed25519 (type 0x01) key".into(),
+            ));
+        };
+        let signer = NoteSigner::new(name, Box::new(PrivateKey::ed25519_from_seed(seed)?))?;
+        if signer.verifier.hash != hash {
+            return Err(Error::Note(format!(
+                "private note key hash {hash_hex} does not match its name and key"
+            )));
+        }
+        Ok(signer)
+    }
+
+    /// The matching verifier.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    fn signature_line(&self, text: &str) -> Result<String, Error> {
+        let sig = self.signer.sign(text.as_bytes())?;
+        let mut blob = self.verifier.hash.to_be_bytes().to_vec();
+        blob.extend_from_slice(&sig);
+        Ok(format!(
+            "{SIG_PREFIX}{} {}\n",
+            self.verifier.name,
+            STANDARD.encode(blob)
+        ))
+    }
+}
+
+/// Checks note text: UTF-8 (given), ending in a newline, no control characters but `\n`.
+fn check_text(text: &str) -> Result<(), Error> {
+    if text.is_empty() || !text.ends_with('\n') {
+        return Err(Error::Note(
+            "note text must be non-empty and end with a newline".into(),
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_ascii_control() && *c != '\n') {
+        return Err(Error::Note(format!(
+            "note text contains the control character {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Signs `text` with each signer, returning the whole note.
+pub fn sign(text: &str, signers: &[&NoteSigner]) -> Result<String, Error> {
+    check_text(text)?;
+    if signers.is_empty() {
+        return Err(Error::Note("a note needs at least one signer".into()));
+    }
+    let mut note = format!("{text}\n");
+    for s in signers {
+        note.push_str(&s.signature_line(text)?);
+    }
+    Ok(note)
+}
+
+/// A note whose text carries at least one valid signature from a known key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedNote {
+    text: String,
+    verified_by: Vec<String>,
+    unknown_signatures: usize,
+}
+
+impl OpenedNote {
+    /// The signed text, ending in a newline.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Names of the known keys whose signatures verified.
+    pub fn verified_by(&self) -> &[String] {
+        &self.verified_by
+    }
+
+    /// How many signatures were by keys the caller did not pass (ignored).
+    pub fn unknown_signatures(&self) -> usize {
+        self.unknown_signatures
+    }
+}
+
+/// Parses and verifies a signed note against `known` verifiers.
+///
+/// Rejects a malformed note, a note with a failing signature from a known key, and a note
+/// with no valid signature from any known key. Ignores signatures from unknown keys.
+pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
+    if note.len() > MAX_NOTE_LEN {
+        return Err(Error::Note(format!(
+            "note is {} bytes; at most {MAX_NOTE_LEN} are accepted",
+            note.len()
+        )));
+    }
+    let split = note.rfind("\n\n").ok_or_else(|| {
+        Error::Note("no blank line separates the text from the signatures".into())
+    })?;
+    let text = &note[..=split];
+    let block = &note[split + 2..];
+    check_text(text)?;
+    if block.is_empty() || !block.ends_with('\n') {
+        return Err(Error::Note(
+            "signature block is empty or does not end with a newline".into(),
+        ));
+    }
+    let lines: Vec<&str> = block[..block.len() - 1].split('\n').collect();
+    if lines.len() > MAX_SIGNATURES {
+        return Err(Error::Note(format!(
+            "note has {} signatures; at most {MAX_SIGNATURES} are accepted",
+            lines.len()
+        )));
+    }
+    let mut verified_by: Vec<String> = Vec::new();
+    let mut unknown = 0;
+    for (n, line) in lines.iter().enumerate() {
+        let malformed = || Error::Note(format!("signature line {} is malformed: {line:?}", n + 1));
+        let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(malformed)?;
+        let (name, b64) = rest.split_once(' ').ok_or_else(malformed)?;
+        check_name(name).map_err(|_| malformed())?;
+        let blob = STANDARD.decode(b64).map_err(|_| malformed())?;
+        if blob.len() < 5 {
+            return Err(malformed());
+        }
+        let hash = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+        let Some(v) = known.iter().find(|v| v.name == name && v.hash == hash) else {
+            unknown += 1;
+            continue;
+        };
+        v.key.verify(text.as_bytes(), &blob[4..]).map_err(|_| {
+            Error::Note(format!(
+                "signature by known key {name}+{hash:08x} does not verify: the note was altered or forged"
+            ))
+        })?;
+        if !verified_by.iter().any(|n| n == name) {
+            verified_by.push(name.to_owned());
+        }
+    }
+    if verified_by.is_empty() {
+        return Err(Error::Note(format!(
+            "no signature from a known key ({} signature(s) by unknown keys); check the verifier key",
+            unknown
+        )));
+    }
+    Ok(OpenedNote {
+        text: text.to_owned(),
+        verified_by,
+        unknown_signatures: unknown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(name: &str) -> NoteSigner {
+        NoteSigner::new(name, Box::new(PrivateKey::generate(Algorithm::Ed25519))).unwrap()
+    }
+
+    #[test]
+    fn sign_then_open() {
+        let s = signer("log.example/custody");
+        let note = sign("hello\nworld\n", &[&s]).unwrap();
+        let opened = open(&note, &[s.verifier().clone()]).unwrap();
+        assert_eq!(opened.text(), "hello\nworld\n");
+        assert_eq!(opened.verified_by(), ["log.example/custody"]);
+    }
+
+    #[test]
+    fn verifier_text_round_trips_and_checks_its_hash() {
+        let s = signer("a.example");
+        let text = s.verifier().to_text();
+        assert_eq!(&NoteVerifier::from_text(&text).unwrap(), s.verifier());
+        let wrong_hash = text.replacen('+', "+0", 1).replacen(
+            &format!("+0{:08x}", s.verifier().key_hash()),
+            "+00000000",
+            1,
+        );
+        assert!(NoteVerifier::from_text(&wrong_hash).is_err());
+        assert!(NoteVerifier::from_text("a.example+1234").is_err());
+        assert!(NoteVerifier::new("a b", s.verifier().public_key()).is_err());
+        let p256 = PrivateKey::generate(Algorithm::EcdsaP256);
+        assert!(NoteVerifier::new("p", p256.public_key()).is_err());
+    }
+
+    #[test]
+    fn unknown_signatures_are_ignored_known_failures_reject() {
+        let (log, witness) = (signer("log"), signer("witness"));
+        let note = sign("body\n", &[&log, &witness]).unwrap();
+        let opened = open(&note, &[log.verifier().clone()]).unwrap();
+        assert_eq!(opened.unknown_signatures(), 1);
+
+        // Only the unknown witness known: still fine, but the log alone failing is fatal.
+        let tampered = note.replace("body\n", "bodY\n");
+        assert!(open(&tampered, &[log.verifier().clone()]).is_err());
+        // A key with the right name but another key hash is "unknown", so nothing verifies.
+        let impostor = signer("log");
+        let err = open(&note, &[impostor.verifier().clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("no signature from a known key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_notes_are_rejected() {
+        let s = signer("log");
+        let good = sign("body\n", &[&s]).unwrap();
+        let known = [s.verifier().clone()];
+        let cases = [
+            "no blank line\n".to_owned(),
+            good.trim_end().to_owned(),
+            good.replace('\u{2014}', "-"),
+            good.replace("log ", "log  "),
+            "text\r\n\n— log AAAAAAA=\n".to_owned(),
+            "body\n\n— log AAAA\n".to_owned(),
+            format!("body\n\n{}", "— x AAAAAAAA\n".repeat(MAX_SIGNATURES + 1)),
+        ];
+        for bad in cases {
+            assert!(open(&bad, &known).is_err(), "accepted {bad:?}");
+        }
+        assert!(sign("no newline", &[&s]).is_err());
+        assert!(sign("ctl\x07\n", &[&s]).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! RFC 3339 UTC timestamps, the only time format custody writes.
+//!
+//! in-toto requires timestamps in UTC with the `Z` suffix; custody also reads only that
+//! form, so two spellings of one instant never produce two different signed documents.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Why a timestamp string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// Not RFC 3339 at all.
+    #[error("timestamp {input:?} is not RFC 3339 (expected e.g. 2026-01-31T12:00:00Z): {reason}")]
+    NotRfc3339 {
+        /// The rejected text.
+        input: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// RFC 3339 but with an offset instead of `Z`.
+    #[error("timestamp {0:?} must be in UTC with a `Z` suffix")]
+    NotUtc(String),
+}
+
+/// An instant, written as RFC 3339 in UTC with a `Z` suffix.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// Wraps an instant, converting it to UTC.
+    pub fn from_datetime(t: OffsetDateTime) -> Self {
+        Timestamp(t.to_offset(time::UtcOffset::UTC))
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// The instant as a `time` value.
+    pub fn as_datetime(self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| TimestampError::NotRfc3339 {
+            input: s.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !s.ends_with('Z') {
+            return Err(TimestampError::NotUtc(s.to_owned()));
+        }
+        Ok(Timestamp(t))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Rfc3339 formatting of a UTC value always ends in `Z`; fractional seconds are
+        // written only when present.
+        match self.0.format(&Rfc3339) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_utc_z_with_and_without_fraction() {
+        for s in ["2026-11-27T15:51:34Z", "2026-11-27T15:51:34.25Z"] {
+            let t: Timestamp = s.parse().unwrap();
+            assert_eq!(t.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_offsets_and_garbage() {
+        let offset = "2026-11-27T15:51:34+00:00"
+            .parse::<Timestamp>()
+            .unwrap_err();
+        assert!(matches!(offset, TimestampError::NotUtc(_)), "{offset}");
+        for bad in ["2026-11-27", "2026-13-01T00:00:00Z", "yesterday", ""] {
+            let err = bad.parse::<Timestamp>().unwrap_err();
+            assert!(
+                matches!(err, TimestampError::NotRfc3339 { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_datetime_normalises_to_utc() {
+        let t = OffsetDateTime::parse("2026-11-27T16:51:34+01:00", &Rfc3339).unwrap();
+        assert_eq!(
+            Timestamp::from_datetime(t).to_string(),
+            "2026-11-27T15:51:34Z"
+        );
+    }
+}
