@@ -39,6 +39,9 @@ enum Command {
     /// Sign and verify DSSE envelopes.
     #[command(subcommand)]
     Dsse(cmd::dsse::DsseCommand),
+    /// Build and check in-toto Statement v1 documents.
+    #[command(subcommand)]
+    Statement(cmd::statement::StatementCommand),
 }
 
 /// What a command concluded, beyond "it ran".
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Key(c) => cmd::key::run(c),
         Command::Digest(a) => cmd::digest::run(a),
         Command::Dsse(c) => cmd::dsse::run(c),
+        Command::Statement(c) => cmd::statement::run(c),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -17,9 +17,14 @@ fn verify(c: &mut Criterion) {
     for alg in [Algorithm::Ed25519, Algorithm::EcdsaP256] {
         let key = PrivateKey::generate(alg);
         let payload = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"app","digest":{"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{"buildDefinition":{"buildType":"x"}}}"#;
-        let json = dsse::sign(&key, "application/vnd.in-toto+json", payload, KeyIdHint::KeyId)
-            .unwrap()
-            .to_json();
+        let json = dsse::sign(
+            &key,
+            "application/vnd.in-toto+json",
+            payload,
+            KeyIdHint::KeyId,
+        )
+        .unwrap()
+        .to_json();
         let trusted = [key.public_key().clone()];
         g.bench_function(alg.name(), |b| {
             b.iter(|| {

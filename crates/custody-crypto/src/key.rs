@@ -390,7 +390,13 @@ impl PrivateKey {
     /// The PKCS#8 PEM text. Treat it as a secret: write it only to a file of mode 0600.
     pub fn to_pkcs8_pem(&self) -> Result<String, Error> {
         let pem = match &self.secret {
-            SecretKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+            // PKCS#8 v1 (RFC 8410): no embedded public key. OpenSSL 3.0 and Python's
+            // `cryptography` reject the v2 form with the public key that dalek emits.
+            SecretKey::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(LineEnding::LF),
             SecretKey::EcdsaP256(k) => k.to_pkcs8_pem(LineEnding::LF),
         }
         .map_err(|e| Error::Key(format!("encoding PKCS#8: {e}")))?;
@@ -437,6 +443,24 @@ mod tests {
             assert_eq!(public.algorithm(), alg);
             assert_eq!(public.key_id(), KeyId::of_spki_der(public.spki_der()));
         }
+    }
+
+    #[test]
+    fn ed25519_pkcs8_is_v1_as_openssl_writes_it() {
+        let pem = PrivateKey::generate(Algorithm::Ed25519)
+            .to_pkcs8_pem()
+            .unwrap();
+        use base64::Engine as _;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        // SEQUENCE(46) { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING(34) }
+        assert_eq!(der.len(), 48);
+        assert_eq!(
+            &der[..16],
+            &hex::decode("302e020100300506032b657004220420").unwrap()[..]
+        );
     }
 
     #[test]

@@ -3,3 +3,4 @@
 pub(crate) mod digest;
 pub(crate) mod dsse;
 pub(crate) mod key;
+pub(crate) mod statement;

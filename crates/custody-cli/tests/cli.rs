@@ -1,0 +1,322 @@
+//! The `custody` binary as a user drives it: keys, digests, DSSE, exit codes, and clear
+//! errors (exit 2) for bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn key_generate_writes_a_private_0600_key_and_prints_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["ed25519", "ecdsa-p256"] {
+        let prefix = dir.path().join(alg);
+        let out = run(custody()
+            .args(["key", "generate", "--algorithm", alg, "--out"])
+            .arg(&prefix));
+        expect_code(&out, 0);
+        let id = stdout(&out).trim().to_owned();
+        assert_eq!(id.len(), 64);
+
+        let key = prefix.with_extension("key");
+        let public = prefix.with_extension("pub");
+        let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{alg} private key mode");
+        assert!(
+            fs::read_to_string(&key)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        assert!(
+            fs::read_to_string(&public)
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+
+        // The printed id is the id of the public key file, and of the private key's half.
+        for file in [&public, &key] {
+            let show = run(custody().args(["key", "show", "--json"]).arg(file));
+            expect_code(&show, 0);
+            let v: Value = serde_json::from_str(&stdout(&show)).unwrap();
+            assert_eq!(v["key_id"], id.as_str());
+            assert_eq!(v["algorithm"], alg);
+        }
+
+        // Never overwrite a key.
+        let before = fs::read(&key).unwrap();
+        let again = run(custody()
+            .args(["key", "generate", "--algorithm", alg, "--out"])
+            .arg(&prefix));
+        expect_code(&again, 2);
+        assert!(
+            stderr(&again).contains("already exists"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(fs::read(&key).unwrap(), before);
+    }
+}
+
+#[test]
+fn key_id_is_sha256_of_the_spki_der() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = generate_key(dir.path(), "k", "ecdsa-p256");
+    let out = run(custody().args(["key", "show", "--json"]).arg(&public));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // Recompute independently: base64-decode the PEM body, SHA-256 it with `custody digest`.
+    use base64::Engine as _;
+    let pem = fs::read_to_string(&public).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let der_path = dir.path().join("k.der");
+    fs::write(&der_path, der).unwrap();
+    let digest = run(custody().arg("digest").arg(&der_path));
+    let line = stdout(&digest);
+    assert_eq!(
+        line.split_whitespace().next().unwrap(),
+        format!("sha256:{}", v["key_id"].as_str().unwrap())
+    );
+}
+
+#[test]
+fn digest_prints_oci_digests_for_files_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("abc.txt");
+    fs::write(&file, "abc").unwrap();
+    let out = run(custody().arg("digest").arg(&file));
+    expect_code(&out, 0);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  {}\n",
+            file.display()
+        )
+    );
+
+    let out = run(custody()
+        .args(["digest", "--json", "--algorithm", "sha512"])
+        .arg(&file));
+    expect_code(&out, 0);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v[0]["size"], 3);
+    assert!(
+        v[0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha512:ddaf35a193617aba")
+    );
+
+    let mut child = custody()
+        .args(["digest", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"abc").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(stdout(&out).starts_with("sha256:ba7816bf"));
+
+    let missing = run(custody().arg("digest").arg(dir.path().join("nope")));
+    expect_code(&missing, 2);
+    assert!(stderr(&missing).contains("opening"), "{}", stderr(&missing));
+}
+
+#[test]
+fn dsse_round_trip_and_tampering_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = generate_key(dir.path(), "s", "ed25519");
+    let payload = dir.path().join("payload.txt");
+    fs::write(&payload, "release 1.2.3").unwrap();
+    let out = run(custody()
+        .args(["dsse", "sign", "--payload-type", "text/plain", "--key"])
+        .arg(&key)
+        .arg(&payload));
+    expect_code(&out, 0);
+    let env_path = dir.path().join("env.json");
+    fs::write(&env_path, &out.stdout).unwrap();
+
+    let out = run(custody()
+        .args(["dsse", "verify", "--json", "--key"])
+        .arg(&public)
+        .arg(&env_path));
+    expect_code(&out, 0);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["verified"], 1);
+    let shown = run(custody().args(["key", "show", "--json"]).arg(&public));
+    let key_id = serde_json::from_str::<Value>(&stdout(&shown)).unwrap()["key_id"].clone();
+    assert_eq!(v["results"][0]["key_ids"][0], key_id);
+
+    // Tampered payload: exit 1, not 2.
+    let mut env: Value = serde_json::from_slice(&fs::read(&env_path).unwrap()).unwrap();
+    env["payload"] = Value::String("cmVsZWFzZSA5Ljku".into());
+    let bad = dir.path().join("bad.json");
+    fs::write(&bad, env.to_string()).unwrap();
+    let out = run(custody()
+        .args(["dsse", "verify", "--key"])
+        .arg(&public)
+        .arg(&bad));
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("only 0 of the required 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn batch_verification_summarises_and_fails_if_any_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = generate_key(dir.path(), "b", "ecdsa-p256");
+    let mut lines = String::new();
+    for i in 0..20 {
+        let p = dir.path().join(format!("p{i}"));
+        fs::write(&p, format!("payload {i}")).unwrap();
+        let out = run(custody()
+            .args(["dsse", "sign", "--payload-type", "text/plain", "--key"])
+            .arg(&key)
+            .arg(&p));
+        lines.push_str(&stdout(&out));
+    }
+    let batch = dir.path().join("batch.jsonl");
+    fs::write(&batch, &lines).unwrap();
+    let out = run(custody()
+        .args(["dsse", "verify", "--jsonl", "--key"])
+        .arg(&public)
+        .arg(&batch));
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("20 envelopes: 20 verified, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // One envelope signed by a stranger fails the batch and is named by line.
+    let (stranger, _) = generate_key(dir.path(), "x", "ed25519");
+    let p = dir.path().join("px");
+    fs::write(&p, "stranger").unwrap();
+    let out = run(custody()
+        .args(["dsse", "sign", "--payload-type", "text/plain", "--key"])
+        .arg(&stranger)
+        .arg(&p));
+    fs::write(&batch, format!("{lines}{}", stdout(&out))).unwrap();
+    let out = run(custody()
+        .args(["dsse", "verify", "--jsonl", "--key"])
+        .arg(&public)
+        .arg(&batch));
+    expect_code(&out, 1);
+    assert!(stdout(&out).contains("21 envelopes: 20 verified, 1 failed"));
+    assert!(stderr(&out).contains("batch.jsonl:21"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_2_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = generate_key(dir.path(), "k", "ed25519");
+    let garbage = dir.path().join("garbage.pem");
+    fs::write(
+        &garbage,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let env = dir.path().join("env.json");
+    fs::write(&env, "{\"payload\": 3").unwrap();
+    let empty_sigs = dir.path().join("nosig.json");
+    fs::write(
+        &empty_sigs,
+        r#"{"payload":"","payloadType":"t","signatures":[]}"#,
+    )
+    .unwrap();
+
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                "dsse".into(),
+                "verify".into(),
+                "--key".into(),
+                garbage.clone().into(),
+                env.clone().into(),
+            ],
+            "not a valid Ed25519 or ECDSA P-256 key",
+        ),
+        (
+            vec![
+                "dsse".into(),
+                "verify".into(),
+                "--key".into(),
+                key.clone().into(),
+                env.clone().into(),
+            ],
+            "this is a private key",
+        ),
+        (
+            vec![
+                "dsse".into(),
+                "verify".into(),
+                "--key".into(),
+                public.clone().into(),
+                env.clone().into(),
+            ],
+            "not DSSE envelope JSON",
+        ),
+        (
+            vec![
+                "dsse".into(),
+                "verify".into(),
+                "--key".into(),
+                public.clone().into(),
+                empty_sigs.into(),
+            ],
+            "no signatures",
+        ),
+        (
+            vec![
+                "dsse".into(),
+                "sign".into(),
+                "--payload-type".into(),
+                "t".into(),
+                "--key".into(),
+                public.clone().into(),
+                env.clone().into(),
+            ],
+            "this is a public key",
+        ),
+        (
+            vec![
+                "dsse".into(),
+                "verify".into(),
+                "--threshold".into(),
+                "2".into(),
+                "--key".into(),
+                public.into(),
+                env.into(),
+            ],
+            "can never be met",
+        ),
+        (
+            vec![
+                "key".into(),
+                "generate".into(),
+                "--algorithm".into(),
+                "rsa".into(),
+                "--out".into(),
+                "x".into(),
+            ],
+            "invalid value 'rsa'",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(custody().args(&args));
+        expect_code(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole custody test suite, runnable on a fresh machine with only the Rust toolchain
+# and Python 3. It first installs what the tests need and the machine lacks (idempotently:
+# a second run reuses what the first installed), then runs fmt, clippy and every test.
+#
+#   scripts/test.sh            # everything, as CI runs it
+#
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- Python reference implementations for the interop tests ------------------------------
+requirements=crates/custody-cli/tests/interop/requirements.txt
+stamp=.venv/.requirements-installed
+if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+    step "installing the Python reference implementations into .venv"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+fi
+export CUSTODY_TEST_PYTHON="$root/.venv/bin/python"
+
+# --- Rust -----------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
