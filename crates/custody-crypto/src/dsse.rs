@@ -14,7 +14,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::key::KeyId;
+use crate::key::{Algorithm, KeyId, PublicKey};
 use crate::signer::{Signer, Verifier};
 
 /// The most signatures an envelope may carry; more is refused before any is checked, so an
@@ -233,10 +233,130 @@ pub fn verify<V: Verifier>(
     })
 }
 
+/// Ed25519 signatures checked per batch equation in [`verify_many`].
+const BATCH: usize = 64;
+
+/// Verifies many envelopes against the same trusted keys: what [`verify`] says for each,
+/// in order, for a fraction of the CPU time.
+///
+/// The fast path checks Ed25519 signatures together (randomised batch verification, about
+/// 2.5× cheaper per signature than one at a time). A signature takes part when its
+/// `keyid` hint names a trusted key (by custody's or securesystemslib's key id) or when a
+/// single Ed25519 key is trusted. An envelope is settled by the fast path only when *every*
+/// one of its signatures verified there and the threshold is met; anything else (ECDSA,
+/// unknown hints, a failed batch member) goes through [`verify`], so key sets and errors are
+/// the same as one-by-one verification. (The one theoretical difference: a trusted key's own
+/// holder could craft an Ed25519 signature valid under the batch equation but not the
+/// single one. That signer could simply sign honestly, so no trust is gained.)
+pub fn verify_many(
+    envelopes: &[Envelope],
+    trusted: &[PublicKey],
+    threshold: usize,
+) -> Vec<Result<VerifiedPayload, Error>> {
+    use std::collections::HashMap;
+
+    let ed_keys: Vec<(&PublicKey, ed25519_dalek::VerifyingKey)> = trusted
+        .iter()
+        .filter(|k| k.algorithm() == Algorithm::Ed25519)
+        .filter_map(|k| {
+            let raw: [u8; 32] = k.raw_bytes().try_into().ok()?;
+            Some((k, ed25519_dalek::VerifyingKey::from_bytes(&raw).ok()?))
+        })
+        .collect();
+    let mut by_hint: HashMap<String, usize> = HashMap::new();
+    for (i, (k, _)) in ed_keys.iter().enumerate() {
+        by_hint.insert(k.key_id().to_string(), i);
+        by_hint.insert(k.securesystemslib_keyid(), i);
+    }
+
+    /// One signature on its way through the batch.
+    struct Pending {
+        envelope: usize,
+        key: usize,
+        signature: ed25519_dalek::Signature,
+    }
+    let mut messages: Vec<Option<(Vec<u8>, Vec<u8>)>> = Vec::with_capacity(envelopes.len());
+    let mut pending: Vec<Pending> = Vec::new();
+    // How many of each envelope's signatures joined the batch; only envelopes whose every
+    // signature joined can be settled by it.
+    let mut joined = vec![0usize; envelopes.len()];
+    for (e, env) in envelopes.iter().enumerate() {
+        let usable = threshold > 0 && env.signatures.len() <= MAX_SIGNATURES && !ed_keys.is_empty();
+        let Some(payload) = usable
+            .then(|| decode_base64("payload", &env.payload).ok())
+            .flatten()
+        else {
+            messages.push(None);
+            continue;
+        };
+        for s in &env.signatures {
+            let candidate = match s.keyid.as_deref().and_then(|h| by_hint.get(h)) {
+                Some(&i) => Some(i),
+                None if ed_keys.len() == 1 => Some(0),
+                None => None,
+            };
+            let sig = decode_base64("signature", &s.sig)
+                .ok()
+                .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok());
+            if let (Some(key), Some(signature)) = (candidate, sig) {
+                pending.push(Pending {
+                    envelope: e,
+                    key,
+                    signature,
+                });
+                joined[e] += 1;
+            }
+        }
+        messages.push(Some((pae(&env.payload_type, &payload), payload)));
+    }
+
+    let mut fast: Vec<BTreeSet<KeyId>> = vec![BTreeSet::new(); envelopes.len()];
+    let mut fast_ok = vec![0usize; envelopes.len()];
+    for chunk in pending.chunks(BATCH) {
+        let msgs: Vec<&[u8]> = chunk
+            .iter()
+            .map(|p| {
+                messages[p.envelope]
+                    .as_ref()
+                    .map_or(&[][..], |(m, _)| m.as_slice())
+            })
+            .collect();
+        let sigs: Vec<_> = chunk.iter().map(|p| p.signature).collect();
+        let keys: Vec<_> = chunk.iter().map(|p| ed_keys[p.key].1).collect();
+        let all_valid = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
+        for (p, msg) in chunk.iter().zip(&msgs) {
+            let key = ed_keys[p.key].0;
+            // A failed batch says only that some member is bad: find which, one by one.
+            if all_valid || key.verify(msg, &p.signature.to_bytes()).is_ok() {
+                fast[p.envelope].insert(key.key_id());
+                fast_ok[p.envelope] += 1;
+            }
+        }
+    }
+
+    envelopes
+        .iter()
+        .enumerate()
+        .map(|(e, env)| {
+            let settled = joined[e] == env.signatures.len()
+                && fast_ok[e] == joined[e]
+                && fast[e].len() >= threshold;
+            match (&messages[e], settled) {
+                (Some((_, payload)), true) => Ok(VerifiedPayload {
+                    payload_type: env.payload_type.clone(),
+                    payload: payload.clone(),
+                    key_ids: std::mem::take(&mut fast[e]).into_iter().collect(),
+                }),
+                _ => verify(env, trusted, threshold),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Algorithm, PrivateKey, PublicKey};
+    use crate::PrivateKey;
 
     #[test]
     fn pae_matches_the_spec_example() {
@@ -404,5 +524,68 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn verify_many_agrees_with_verify_on_every_kind_of_envelope() {
+        let ed = [
+            PrivateKey::generate(Algorithm::Ed25519),
+            PrivateKey::generate(Algorithm::Ed25519),
+        ];
+        let ec = PrivateKey::generate(Algorithm::EcdsaP256);
+        let stranger = PrivateKey::generate(Algorithm::Ed25519);
+        let hints = [
+            KeyIdHint::KeyId,
+            KeyIdHint::Securesystemslib,
+            KeyIdHint::Omit,
+        ];
+        let mut envs = Vec::new();
+        for i in 0..300usize {
+            let payload = format!("payload {i}");
+            let signer: &PrivateKey = match i % 7 {
+                0 => &ec,
+                1 => &stranger,
+                n => &ed[n % 2],
+            };
+            let mut env = sign(signer, "t", payload.as_bytes(), hints[i % 3]).unwrap();
+            match i % 11 {
+                // A second signature: sometimes another trusted key, sometimes the same one.
+                0 => env
+                    .add_signature(&ed[(i + 1) % 2], KeyIdHint::KeyId)
+                    .unwrap(),
+                1 => env.add_signature(signer, KeyIdHint::KeyId).unwrap(),
+                // Tampering inside a batch forces the one-by-one fallback.
+                2 => env.payload = STANDARD.encode(b"tampered"),
+                3 => env.signatures[0].sig = "%%%".into(),
+                4 => env.signatures[0].keyid = Some(stranger.key_id().to_string()),
+                _ => {}
+            }
+            envs.push(env);
+        }
+        for trusted in [
+            vec![ed[0].public_key().clone()],
+            vec![
+                ed[0].public_key().clone(),
+                ed[1].public_key().clone(),
+                ec.public_key().clone(),
+            ],
+        ] {
+            for threshold in 1..=trusted.len().min(2) {
+                let many = verify_many(&envs, &trusted, threshold);
+                let mut fast_ok = 0;
+                for (env, got) in envs.iter().zip(&many) {
+                    let want = verify(env, &trusted, threshold);
+                    match (got, &want) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(a, b);
+                            fast_ok += 1;
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                        _ => panic!("verify_many {got:?} but verify {want:?} for {env:?}"),
+                    }
+                }
+                assert!(fast_ok > 0, "the mix must contain envelopes that verify");
+            }
+        }
     }
 }
