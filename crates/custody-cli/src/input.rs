@@ -54,3 +54,24 @@ pub(crate) fn print_line(line: &str) {
         println!("{line}");
     }
 }
+
+/// Prints text on stdout as it is (no newline added).
+pub(crate) fn print_raw(text: &str) {
+    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
+    {
+        print!("{text}");
+    }
+}
+
+/// Reads a PKCS#8 PEM private key file.
+pub(crate) fn load_private_key(path: &Path) -> anyhow::Result<custody_crypto::PrivateKey> {
+    let pem = read_text(path, MAX_KEY_FILE, "key file")?;
+    custody_crypto::PrivateKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads an SPKI PEM public key file.
+pub(crate) fn load_public_key(path: &Path) -> anyhow::Result<custody_crypto::PublicKey> {
+    let pem = read_text(path, MAX_KEY_FILE, "key file")?;
+    custody_crypto::PublicKey::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
+}

@@ -39,6 +39,9 @@ enum Command {
     /// Sign and verify DSSE envelopes.
     #[command(subcommand)]
     Dsse(cmd::dsse::DsseCommand),
+    /// Sign and verify C2SP signed notes (the format of ledger checkpoints).
+    #[command(subcommand)]
+    Note(cmd::note::NoteCommand),
     /// Build and check in-toto Statement v1 documents.
     #[command(subcommand)]
     Statement(cmd::statement::StatementCommand),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Key(c) => cmd::key::run(c),
         Command::Digest(a) => cmd::digest::run(a),
         Command::Dsse(c) => cmd::dsse::run(c),
+        Command::Note(c) => cmd::note::run(c),
         Command::Statement(c) => cmd::statement::run(c),
     };
     match result {

@@ -320,3 +320,83 @@ fn bad_input_is_a_clear_error_with_exit_2_never_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn signed_notes_verify_ignore_cosigners_and_reject_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log_key, log_pub) = generate_key(dir.path(), "log", "ed25519");
+    let (witness_key, _) = generate_key(dir.path(), "witness", "ed25519");
+    let text = dir.path().join("checkpoint.txt");
+    fs::write(
+        &text,
+        "custody.example/log\n7\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n",
+    )
+    .unwrap();
+
+    let sign = |key: &std::path::Path, name: &str| {
+        let out = run(custody()
+            .args(["note", "sign", "--name", name, "--key"])
+            .arg(key)
+            .arg(&text));
+        expect_code(&out, 0);
+        stdout(&out)
+    };
+    let note = sign(&log_key, "custody.example/log");
+    let cosigned = sign(&witness_key, "witness.example");
+    let witness_line = cosigned.lines().last().unwrap();
+    let both = format!("{note}{witness_line}\n");
+
+    let shown = run(custody()
+        .args([
+            "key",
+            "show",
+            "--json",
+            "--note-name",
+            "custody.example/log",
+        ])
+        .arg(&log_pub));
+    let vkey = serde_json::from_str::<Value>(&stdout(&shown)).unwrap()["note_verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let verify = |content: &str| {
+        let path = dir.path().join("note.txt");
+        fs::write(&path, content).unwrap();
+        run(custody()
+            .args(["note", "verify", "--verifier", &vkey])
+            .arg(&path))
+    };
+    let out = verify(&both);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("1 signature(s) by other keys ignored"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Tampered text: the known signature fails, exit 1.
+    expect_code(&verify(&both.replacen("\n7\n", "\n8\n", 1)), 1);
+    // Only the witness signed: no known signature, exit 1.
+    let out = verify(&cosigned);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("no signature from a known key"),
+        "{}",
+        stderr(&out)
+    );
+    // Malformed notes and verifier keys: exit 2 with a reason.
+    let out = verify("no signature block\n");
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("no blank line"), "{}", stderr(&out));
+    expect_code(&verify(&note.replace('\u{2014}', "--")), 2);
+    let bad_vkey = run(custody()
+        .args([
+            "note",
+            "verify",
+            "--verifier",
+            "custody.example/log+00000000+AQ==",
+        ])
+        .arg(&text));
+    expect_code(&bad_vkey, 2);
+}

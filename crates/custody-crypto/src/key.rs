@@ -328,14 +328,8 @@ impl PrivateKey {
                 SecretKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut OsRng))
             }
         };
-        let public = match &secret {
-            SecretKey::Ed25519(k) => PublicKey::from_ed25519(&k.verifying_key()),
-            SecretKey::EcdsaP256(k) => {
-                PublicKey::from_p256(&p256::PublicKey::from(k.verifying_key()))
-            }
-        };
-        match public {
-            Ok(public) => PrivateKey { secret, public },
+        match PrivateKey::from_secret(secret) {
+            Ok(key) => key,
             // Encoding a well-formed key into SPKI cannot fail; the der crate only fails on
             // lengths beyond 256 MiB.
             Err(e) => unreachable!("encoding a freshly generated key failed: {e}"),

@@ -86,29 +86,11 @@ impl NoteVerifier {
     /// Parses the text form `name+hash+base64(0x01 ‖ key)`, checking that the hash
     /// matches the name and key.
     pub fn from_text(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::Note(format!(
-                "verifier key {text:?} is not of the form name+hash+base64"
-            )));
-        };
-        check_name(name)?;
-        let hash = parse_hash(hash_hex)?;
-        let key = STANDARD
-            .decode(key_b64)
-            .map_err(|e| Error::Note(format!("verifier key is not base64: {e}")))?;
-        let Some((&ED25519_TYPE, public)) = key.split_first() else {
-            return Err(Error::Note(
-                "verifier key is not an Ed25519 (type 0x01) key".into(),
-            ));
-        };
-        let v = NoteVerifier::new(name, &PublicKey::ed25519_from_bytes(public)?)?;
+        let (name, hash, public) = parse_key_text(text.trim(), "verifier key")?;
+        let v = NoteVerifier::new(name, &PublicKey::ed25519_from_bytes(&public)?)?;
         if v.hash != hash {
             return Err(Error::Note(format!(
-                "verifier key hash {hash_hex} does not match its name and key (expected {:08x})",
+                "verifier key hash {hash:08x} does not match its name and key (expected {:08x})",
                 v.hash
             )));
         }
@@ -135,6 +117,29 @@ impl NoteVerifier {
     /// The public key.
     pub fn public_key(&self) -> &PublicKey {
         &self.key
+    }
+}
+
+/// Splits the key text `name+hash+base64(0x01 ‖ key)` (public or private alike) into the
+/// name, the key hash and the key bytes after the Ed25519 type byte.
+fn parse_key_text<'a>(text: &'a str, what: &str) -> Result<(&'a str, u32, Vec<u8>), Error> {
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::Note(format!(
+            "{what} is not of the form name+hash+base64"
+        )));
+    };
+    check_name(name)?;
+    let hash = parse_hash(hash_hex)?;
+    let key = STANDARD
+        .decode(key_b64)
+        .map_err(|e| Error::Note(format!("{what} is not base64: {e}")))?;
+    match key.split_first() {
+        Some((&ED25519_TYPE, rest)) => Ok((name, hash, rest.to_vec())),
+        _ => Err(Error::Note(format!(
+            "{what} is not an Ed25519 (type 0x01) key"
+        ))),
     }
 }
 
@@ -173,27 +178,11 @@ impl NoteSigner {
         let rest = text.trim().strip_prefix("PRIVATE+KEY+").ok_or_else(|| {
             Error::Note("private note key does not start with PRIVATE+KEY+".into())
         })?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::Note(
-                "private note key is not PRIVATE+KEY+name+hash+base64".into(),
-            ));
-        };
-        let hash = parse_hash(hash_hex)?;
-        let key = STANDARD
-            .decode(key_b64)
-            .map_err(|e| Error::Note(format!("private note key is not base64: {e}")))?;
-        let Some((&ED25519_TYPE, seed)) = key.split_first() else {
-            return Err(Error::Note(
-                "private note key is not an Ed25519 (type 0x01) key".into(),
-            ));
-        };
-        let signer = NoteSigner::new(name, Box::new(PrivateKey::ed25519_from_seed(seed)?))?;
+        let (name, hash, seed) = parse_key_text(rest, "private note key")?;
+        let signer = NoteSigner::new(name, Box::new(PrivateKey::ed25519_from_seed(&seed)?))?;
         if signer.verifier.hash != hash {
             return Err(Error::Note(format!(
-                "private note key hash {hash_hex} does not match its name and key"
+                "private note key hash {hash:08x} does not match its name and key"
             )));
         }
         Ok(signer)
@@ -271,8 +260,9 @@ impl OpenedNote {
 
 /// Parses and verifies a signed note against `known` verifiers.
 ///
-/// Rejects a malformed note, a note with a failing signature from a known key, and a note
-/// with no valid signature from any known key. Ignores signatures from unknown keys.
+/// Rejects a malformed note ([`Error::Note`]), and a note with a failing signature from a
+/// known key or with no valid signature from any known key ([`Error::BadSignature`]).
+/// Ignores signatures from unknown keys.
 pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
     if note.len() > MAX_NOTE_LEN {
         return Err(Error::Note(format!(
@@ -315,7 +305,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
             continue;
         };
         v.key.verify(text.as_bytes(), &blob[4..]).map_err(|_| {
-            Error::Note(format!(
+            Error::BadSignature(format!(
                 "signature by known key {name}+{hash:08x} does not verify: the note was altered or forged"
             ))
         })?;
@@ -324,7 +314,7 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
         }
     }
     if verified_by.is_empty() {
-        return Err(Error::Note(format!(
+        return Err(Error::BadSignature(format!(
             "no signature from a known key ({} signature(s) by unknown keys); check the verifier key",
             unknown
         )));

@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use custody_crypto::Signer;
 use custody_crypto::dsse::{self, Envelope, KeyIdHint};
-use custody_crypto::{PrivateKey, PublicKey, Signer};
 use rayon::prelude::*;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::input::{MAX_DOCUMENT, MAX_KEY_FILE, print_json, print_line, read_limited, read_text};
+use crate::input::{
+    MAX_DOCUMENT, load_private_key, load_public_key, print_json, print_line, read_limited,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DsseCommand {
@@ -93,10 +95,7 @@ fn sign(args: SignArgs) -> anyhow::Result<Outcome> {
     let keys = args
         .keys
         .iter()
-        .map(|p| {
-            let pem = read_text(p, MAX_KEY_FILE, "key file")?;
-            PrivateKey::from_pkcs8_pem(&pem).with_context(|| format!("reading {}", p.display()))
-        })
+        .map(|p| load_private_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let payload = read_limited(&args.file, MAX_DOCUMENT, "payload")?;
     let mut envelope: Option<Envelope> = None;
@@ -123,10 +122,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let trusted = args
         .keys
         .iter()
-        .map(|p| {
-            let pem = read_text(p, MAX_KEY_FILE, "key file")?;
-            PublicKey::from_pem(&pem).with_context(|| format!("reading {}", p.display()))
-        })
+        .map(|p| load_public_key(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if args.threshold == 0 {
         bail!("--threshold must be at least 1");

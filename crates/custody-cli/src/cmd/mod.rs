@@ -3,4 +3,5 @@
 pub(crate) mod digest;
 pub(crate) mod dsse;
 pub(crate) mod key;
+pub(crate) mod note;
 pub(crate) mod statement;
