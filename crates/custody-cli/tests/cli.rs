@@ -5,8 +5,10 @@
 
 mod common;
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::Value;
@@ -216,6 +218,14 @@ fn batch_verification_summarises_and_fails_if_any_fails() {
     assert!(stderr(&out).contains("batch.jsonl:21"), "{}", stderr(&out));
 }
 
+/// Command-line words followed by paths.
+fn argv<const N: usize>(words: &[&str], paths: [&PathBuf; N]) -> Vec<OsString> {
+    let words = words.iter().map(OsString::from);
+    words
+        .chain(paths.iter().map(|p| p.as_os_str().to_owned()))
+        .collect()
+}
+
 #[test]
 fn bad_input_is_a_clear_error_with_exit_2_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,80 +245,31 @@ fn bad_input_is_a_clear_error_with_exit_2_never_a_panic() {
     )
     .unwrap();
 
-    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+    let (dsse_verify, dsse_sign) = (
+        ["dsse", "verify", "--key"],
+        ["dsse", "sign", "--payload-type", "t", "--key"],
+    );
+    let cases: Vec<(Vec<OsString>, &str)> = vec![
         (
-            vec![
-                "dsse".into(),
-                "verify".into(),
-                "--key".into(),
-                garbage.clone().into(),
-                env.clone().into(),
-            ],
+            argv(&dsse_verify, [&garbage, &env]),
             "not a valid Ed25519 or ECDSA P-256 key",
         ),
+        (argv(&dsse_verify, [&key, &env]), "this is a private key"),
         (
-            vec![
-                "dsse".into(),
-                "verify".into(),
-                "--key".into(),
-                key.clone().into(),
-                env.clone().into(),
-            ],
-            "this is a private key",
-        ),
-        (
-            vec![
-                "dsse".into(),
-                "verify".into(),
-                "--key".into(),
-                public.clone().into(),
-                env.clone().into(),
-            ],
+            argv(&dsse_verify, [&public, &env]),
             "not DSSE envelope JSON",
         ),
+        (argv(&dsse_verify, [&public, &empty_sigs]), "no signatures"),
+        (argv(&dsse_sign, [&public, &env]), "this is a public key"),
         (
-            vec![
-                "dsse".into(),
-                "verify".into(),
-                "--key".into(),
-                public.clone().into(),
-                empty_sigs.into(),
-            ],
-            "no signatures",
-        ),
-        (
-            vec![
-                "dsse".into(),
-                "sign".into(),
-                "--payload-type".into(),
-                "t".into(),
-                "--key".into(),
-                public.clone().into(),
-                env.clone().into(),
-            ],
-            "this is a public key",
-        ),
-        (
-            vec![
-                "dsse".into(),
-                "verify".into(),
-                "--threshold".into(),
-                "2".into(),
-                "--key".into(),
-                public.into(),
-                env.into(),
-            ],
+            argv(
+                &["dsse", "verify", "--threshold", "2", "--key"],
+                [&public, &env],
+            ),
             "can never be met",
         ),
         (
-            vec![
-                "key".into(),
-                "generate".into(),
-                "--algorithm".into(),
-                "rsa".into(),
-                "--out".into(),
-                "x".into(),
-            ],
+            argv(&["key", "generate", "--algorithm", "rsa", "--out", "x"], []),
             "invalid value 'rsa'",
         ),
     ];

@@ -176,6 +176,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bodies_never_panics(body in "(.{0,40}\n){0,5}") {
+            let _ = Checkpoint::from_body(&body);
+        }
+    }
+
     #[test]
     fn sign_and_open_check_origin_and_key() {
         let key = NoteSigner::new(

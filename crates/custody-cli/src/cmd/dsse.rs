@@ -115,7 +115,8 @@ fn sign(args: SignArgs) -> anyhow::Result<Outcome> {
 /// One envelope to check, and where it came from (for messages).
 struct Item {
     source: String,
-    envelope: Result<Envelope, String>,
+    /// The envelope's index among the well-formed ones, or why it is malformed.
+    parsed: Result<usize, String>,
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
@@ -136,23 +137,26 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     }
 
     let mut items = Vec::new();
+    let mut envelopes: Vec<Envelope> = Vec::new();
+    let mut parse = |source: String, bytes: &[u8]| {
+        let parsed = Envelope::from_json(bytes)
+            .map(|env| {
+                envelopes.push(env);
+                envelopes.len() - 1
+            })
+            .map_err(|e| e.to_string());
+        items.push(Item { source, parsed });
+    };
     for path in &args.envelopes {
         let bytes = read_limited(path, MAX_DOCUMENT, "envelope")?;
         if args.jsonl {
             for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    parse(format!("{}:{}", path.display(), n + 1), line);
                 }
-                items.push(Item {
-                    source: format!("{}:{}", path.display(), n + 1),
-                    envelope: Envelope::from_json(line).map_err(|e| e.to_string()),
-                });
             }
         } else {
-            items.push(Item {
-                source: path.display().to_string(),
-                envelope: Envelope::from_json(&bytes).map_err(|e| e.to_string()),
-            });
+            parse(path.display().to_string(), &bytes);
         }
     }
     if args.payload_out.is_some() && items.len() != 1 {
@@ -165,33 +169,18 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     // Well-formed envelopes are verified in chunks, one chunk per core at a time; each chunk
     // batch-verifies its Ed25519 signatures (`dsse::verify_many`).
-    let (well_formed, malformed_items): (Vec<_>, Vec<_>) = items
-        .iter()
-        .enumerate()
-        .partition(|(_, item)| item.envelope.is_ok());
-    let envelopes: Vec<Envelope> = well_formed
-        .iter()
-        .filter_map(|(_, item)| item.envelope.as_ref().ok().cloned())
-        .collect();
-    let verified_chunks: Vec<Vec<_>> = envelopes
+    let outcomes: Vec<_> = envelopes
         .par_chunks(256)
-        .map(|chunk| dsse::verify_many(chunk, &trusted, args.threshold))
+        .flat_map_iter(|chunk| dsse::verify_many(chunk, &trusted, args.threshold))
         .collect();
     // `true` in an error: the input was malformed (exit 2), not merely unverified (exit 1).
-    let mut results: Vec<Result<dsse::VerifiedPayload, (bool, String)>> =
-        Vec::with_capacity(items.len());
-    results.resize_with(items.len(), || Err((true, String::new())));
-    for ((i, _), r) in well_formed
+    let results: Vec<Result<&dsse::VerifiedPayload, (bool, String)>> = items
         .iter()
-        .zip(verified_chunks.into_iter().flatten())
-    {
-        results[*i] = r.map_err(|e| (false, e.to_string()));
-    }
-    for (i, item) in malformed_items {
-        if let Err(e) = &item.envelope {
-            results[i] = Err((true, e.clone()));
-        }
-    }
+        .map(|item| match &item.parsed {
+            Ok(i) => outcomes[*i].as_ref().map_err(|e| (false, e.to_string())),
+            Err(e) => Err((true, e.clone())),
+        })
+        .collect();
     let elapsed = started.elapsed();
 
     let verified = results.iter().filter(|r| r.is_ok()).count();
