@@ -22,6 +22,11 @@ if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
 fi
 export CUSTODY_TEST_PYTHON="$root/.venv/bin/python"
 
+# --- PostgreSQL for the store's conformance, crash and multi-process tests -----------------
+step "PostgreSQL test server"
+CUSTODY_TEST_DATABASE_URL=$(scripts/test-postgres.sh)
+export CUSTODY_TEST_DATABASE_URL
+
 # --- Rust -----------------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -21,8 +21,10 @@
 //! assert!("2026-11-27T15:51:34+01:00".parse::<Timestamp>().is_err()); // UTC `Z` only
 //! ```
 
+mod canonical;
 mod digest;
 mod timestamp;
 
+pub use canonical::{CanonicalJson, CanonicalJsonError};
 pub use digest::{Digest, DigestAlgorithm, DigestError};
 pub use timestamp::{Timestamp, TimestampError};

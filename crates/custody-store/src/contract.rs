@@ -1,0 +1,206 @@
+//! The [`Store`] trait: what every backend promises, and the values that cross it.
+
+use std::future::Future;
+
+use custody_ledger::Hash;
+use custody_model::CanonicalJson;
+use serde::Serialize;
+
+use crate::StoreError;
+
+/// Most events one [`Append`] may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 4096;
+/// Largest event (canonical JSON bytes) the ledger accepts.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Most entries one [`Store::entries`] call returns.
+pub const MAX_ENTRIES_PER_READ: u64 = 1000;
+/// Longest state kind, state key or idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// The durable ledger and the state projected from it.
+///
+/// # Contract
+///
+/// Every backend upholds these, and `tests/conformance` checks them unchanged on each:
+///
+/// 1. **Atomic.** An [`Append`]'s events, its state writes and its idempotency record are
+///    committed in one transaction: all become visible together or none does. A state
+///    write whose [`Expect`] fails rejects the whole append, and nothing of it is written.
+/// 2. **Durable.** When `append` returns `Ok`, the transaction is on stable storage
+///    (fsync'd: SQLite in WAL mode with `synchronous=FULL`, PostgreSQL with
+///    `synchronous_commit=on`). A crash after that loses nothing.
+/// 3. **Linear.** Appends from any number of concurrent callers, in any number of threads
+///    or processes sharing the database, form one log: indices are dense from 0, no gap,
+///    no fork, no entry ever at two indices. Appends are serialised through a lock on the
+///    log head held for the length of the transaction.
+/// 4. **Group commit.** Concurrent appends share a transaction (one fsync) and each such
+///    batch ends in one new checkpoint, signed with the log key, stored, and made the head.
+/// 5. **Forward only.** The head checkpoint moves from size `n` to size `m > n` by a
+///    compare-and-swap on `n`; every stored checkpoint is consistent with every later one.
+/// 6. **Append only.** There is no method that updates or deletes a ledger entry, a stored
+///    hash or a checkpoint (and the schema's triggers refuse it from outside too). State
+///    is a projection and is overwritten, but only together with the event that explains
+///    the change.
+/// 7. **Idempotent.** An append carrying an [`IdempotencyKey`] already committed returns
+///    the original [`Appended`] (with `replayed: true`) and writes nothing; the same key
+///    with a different fingerprint is refused with [`StoreError::IdempotencyConflict`].
+/// 8. **Unknown outcomes are named.** If the commit's outcome cannot be known (the
+///    connection dropped during `COMMIT`), the error is [`StoreError::OutcomeUnknown`];
+///    retrying with the same idempotency key converges.
+pub trait Store: Send + Sync {
+    /// Appends events and applies their state writes atomically (contract 1–8).
+    fn append(&self, append: Append) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// The latest signed checkpoint (the head).
+    fn checkpoint(&self) -> impl Future<Output = Result<SignedCheckpoint, StoreError>> + Send;
+
+    /// Stored checkpoints with `size >= from_size`, oldest first, at most `limit`.
+    fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<SignedCheckpoint>, StoreError>> + Send;
+
+    /// Leaves `[start, end)`, at most [`MAX_ENTRIES_PER_READ`]; `end` may not pass the head.
+    fn entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// The RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves.
+    fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<Hash>, StoreError>> + Send;
+
+    /// The RFC 9162 consistency proof between the trees of `from` and `to` leaves.
+    fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Vec<Hash>, StoreError>> + Send;
+
+    /// The root hash of the tree of `size` leaves (`size` ≤ head).
+    fn root_at(&self, size: u64) -> impl Future<Output = Result<Hash, StoreError>> + Send;
+
+    /// One state record.
+    fn state(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StateRecord>, StoreError>> + Send;
+
+    /// State records of `kind` with key `> after`, in key order, at most `limit`.
+    fn states(
+        &self,
+        kind: &str,
+        after: &str,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<StateRecord>, StoreError>> + Send;
+}
+
+/// Events to append together, with the state they change.
+#[derive(Debug, Clone, Default)]
+pub struct Append {
+    /// The events, in order; each becomes one ledger leaf. At least one.
+    pub events: Vec<CanonicalJson>,
+    /// State records to write in the same transaction.
+    pub state: Vec<StateWrite>,
+    /// Makes a retry of this append return the original result.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl Append {
+    /// An append of one event with no state writes.
+    pub fn event(event: CanonicalJson) -> Self {
+        Append {
+            events: vec![event],
+            ..Append::default()
+        }
+    }
+}
+
+/// Writes `value` as the state record `(kind, key)`.
+#[derive(Debug, Clone)]
+pub struct StateWrite {
+    /// The record's type, e.g. `promotion`.
+    pub kind: String,
+    /// Its key within the type.
+    pub key: String,
+    /// Its new value.
+    pub value: CanonicalJson,
+    /// What the record must be before the write, checked in the transaction.
+    pub expect: Expect,
+}
+
+/// A precondition on a state record's version (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// Whatever it is.
+    Any,
+    /// It does not exist yet.
+    Absent,
+    /// It exists at exactly this version.
+    Version(u64),
+}
+
+/// Identifies a request so that its retry converges on the first result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The caller's key (e.g. an `Idempotency-Key` header), unique per request.
+    pub key: String,
+    /// A digest of what the request asked for; the same key with a different fingerprint
+    /// is a conflict, not a replay.
+    pub fingerprint: [u8; 32],
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    /// Ledger index of the first event.
+    pub first_index: u64,
+    /// Number of events appended.
+    pub count: u64,
+    /// Size of the checkpoint that first covered them.
+    pub tree_size: u64,
+    /// True when this is the stored result of an earlier append with the same key.
+    pub replayed: bool,
+}
+
+/// A checkpoint as stored: its size and root, and the signed note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Number of leaves.
+    pub size: u64,
+    /// Root hash of those leaves.
+    pub root: Hash,
+    /// The C2SP signed note (tlog-checkpoint body, log key signature).
+    pub note: String,
+}
+
+/// One ledger leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its index.
+    pub index: u64,
+    /// The event bytes (RFC 8785 JSON) that were hashed into the tree.
+    pub leaf: Vec<u8>,
+}
+
+/// A state record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    /// The record's type.
+    pub kind: String,
+    /// Its key.
+    pub key: String,
+    /// Starts at 1, grows by one with each write.
+    pub version: u64,
+    /// The value, RFC 8785 JSON.
+    pub value: CanonicalJson,
+    /// Ledger index of the first event of the append that wrote it.
+    pub log_index: u64,
+}

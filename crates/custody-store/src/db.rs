@@ -1,0 +1,214 @@
+//! Connecting to a backend: where the database is, its pools, connections, transactions
+//! and migrations.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::StoreError;
+use crate::sql::Conn;
+
+/// How long a writer waits for another process's write lock before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite database file (the embedded default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by `postgres://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sqlite:PATH` or any other text is
+    /// an SQLite file path.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.to_owned())
+        } else {
+            Location::Sqlite(PathBuf::from(text.strip_prefix("sqlite:").unwrap_or(text)))
+        }
+    }
+
+    /// A description for messages, without any password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    // postgres://user:password@host/db → postgres://user:***@host/db
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A pool of either backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A pooled connection of either backend.
+pub(crate) enum PooledConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl PooledConn {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            PooledConn::Sqlite(c) => Conn::Sqlite(c),
+            PooledConn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// A write transaction holding the log's write lock. Dropped without `commit`, it rolls back.
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+impl Pool {
+    pub(crate) async fn acquire(&self) -> Result<PooledConn, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) => PooledConn::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => PooledConn::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// Begins a write transaction. SQLite takes the database write lock at `BEGIN
+    /// IMMEDIATE` (so two processes never deadlock upgrading a read lock); PostgreSQL takes
+    /// the log head's row lock at its first locking read.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// The pools of an open store: one for the committer's writes, one for reads.
+pub(crate) struct Pools {
+    pub(crate) write: Pool,
+    pub(crate) read: Pool,
+}
+
+/// Connects. `create` allows creating a missing SQLite file (ledger creation only).
+pub(crate) async fn connect(location: &Location, create: bool) -> Result<Pools, StoreError> {
+    match location {
+        Location::Sqlite(path) => {
+            if !create && !path.exists() {
+                return Err(StoreError::NotInitialized(location.describe()));
+            }
+            // WAL with synchronous=FULL: a commit returns after the WAL is fsync'd, so an
+            // acknowledged append survives power loss, and readers never block the writer.
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(create)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(LOCK_WAIT)
+                .foreign_keys(true);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(LOCK_WAIT)
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.create_if_missing(false))
+                .await?;
+            Ok(Pools {
+                write: Pool::Sqlite(write),
+                read: Pool::Sqlite(read),
+            })
+        }
+        Location::Postgres(url) => {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(LOCK_WAIT)
+                .connect_with(options)
+                .await?;
+            Ok(Pools {
+                write: Pool::Postgres(pool.clone()),
+                read: Pool::Postgres(pool),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_told_apart_and_passwords_never_shown() {
+        let pg = Location::parse("postgres://custody:s3cret@db.internal:5432/custody");
+        assert!(matches!(pg, Location::Postgres(_)));
+        assert_eq!(
+            pg.describe(),
+            "postgres://custody:***@db.internal:5432/custody"
+        );
+        assert_eq!(
+            Location::parse("sqlite:data/custody.db"),
+            Location::Sqlite("data/custody.db".into())
+        );
+        assert_eq!(
+            Location::parse("postgresql://localhost/x").describe(),
+            "postgresql://localhost/x"
+        );
+    }
+}

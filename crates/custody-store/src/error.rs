@@ -1,0 +1,84 @@
+//! Why a store operation failed, with what to do about it.
+
+use crate::Expect;
+
+/// A store failure. Messages name what is wrong; `hint:` lines say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No ledger at this location.
+    #[error("no custody ledger at {0}\nhint: create one with `custody init`")]
+    NotInitialized(String),
+    /// `create` found a ledger already there.
+    #[error(
+        "a custody ledger already exists at {0}; refusing to overwrite it\nhint: use it as it is, or choose another --data-dir / --database-url"
+    )]
+    AlreadyInitialized(String),
+    /// The log key given is not the key this ledger was created with.
+    #[error(
+        "the log key does not match this ledger: the ledger was created with {expected}, the key given is {found}\nhint: restore the data directory's original keys/log.key; the ledger is never re-created implicitly"
+    )]
+    KeyMismatch {
+        /// The verifier key recorded in the ledger.
+        expected: String,
+        /// The verifier key of the key given.
+        found: String,
+    },
+    /// Stored data contradicts itself (a hash, root or checkpoint that does not match).
+    #[error(
+        "the ledger is damaged: {0}\nhint: stop writing to it, keep a copy, and run `custody log check` to locate the damage"
+    )]
+    Corrupt(String),
+    /// A state precondition failed; nothing of the append was written.
+    #[error("state {kind}/{key} is at version {found:?}, the append expected {expected:?}")]
+    Conflict {
+        /// The record's type.
+        kind: String,
+        /// Its key.
+        key: String,
+        /// The precondition.
+        expected: Expect,
+        /// The version found (`None`: absent).
+        found: Option<u64>,
+    },
+    /// An idempotency key was reused for a different request.
+    #[error(
+        "idempotency key {0:?} was already used for a different request\nhint: use a new key for a new request"
+    )]
+    IdempotencyConflict(String),
+    /// A request outside what exists (index past the head, sizes out of order).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A request the store refuses before touching anything (empty, oversized).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The store was opened for reading only.
+    #[error("this store was opened read-only (no log key); appends need the log key")]
+    ReadOnly,
+    /// The commit's outcome is unknown; retry with the same idempotency key.
+    #[error(
+        "the append's outcome is unknown: {0}\nhint: retry with the same idempotency key; it returns the original result if the first attempt committed"
+    )]
+    OutcomeUnknown(String),
+    /// Signing the checkpoint failed.
+    #[error("signing the checkpoint failed: {0}")]
+    Signing(String),
+    /// The database failed before the commit; nothing of the append was written.
+    #[error(
+        "the database failed and nothing was written: {0}\nhint: retry; the ledger is unchanged"
+    )]
+    Unavailable(String),
+    /// The committer stopped (the store is shutting down).
+    #[error("the store is shut down")]
+    Closed,
+    /// A fault injected by a test.
+    #[error("injected fault at {0}")]
+    Injected(&'static str),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying schema migrations failed.
+    #[error(
+        "schema migration failed: {0}\nhint: a newer custody may have written this database; run the same or a newer version"
+    )]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}

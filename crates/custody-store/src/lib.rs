@@ -1,0 +1,42 @@
+//! custody's durable ledger and the state projected from it.
+//!
+//! The [`Store`] trait states the contract every backend keeps (atomic, durable, linear,
+//! group-committed, forward-only, append-only, idempotent); [`SqlStore`] keeps it on an
+//! embedded SQLite file (the default) or on PostgreSQL (several servers, one log). All of
+//! custody's SQL lives in this crate, in `sql.rs` and the versioned migrations.
+//!
+//! A ledger leaf is an event's RFC 8785 canonical JSON ([`CanonicalJson`]); the store keeps
+//! the leaves, the hash of every complete subtree (so any proof costs O(log n) reads, see
+//! [`custody_ledger::ProofPlan`]), and one signed C2SP checkpoint per committed batch.
+//!
+//! ```no_run
+//! # async fn demo(log_key: custody_crypto::note::NoteSigner) -> Result<(), custody_store::StoreError> {
+//! use custody_model::{CanonicalJson, Timestamp};
+//! use custody_store::{Append, Location, SqlStore, Store};
+//!
+//! let location = Location::parse("data/custody.db");
+//! let store = SqlStore::create(&location, log_key, "2026-11-27T12:00:00Z".parse().unwrap()).await?;
+//! let event = CanonicalJson::from_value(&serde_json::json!({"type": "artifact.registered"})).unwrap();
+//! let appended = store.append(Append::event(event)).await?;
+//! let proof = store.inclusion_proof(appended.first_index, appended.tree_size).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`CanonicalJson`]: custody_model::CanonicalJson
+
+mod commit;
+mod contract;
+mod db;
+mod error;
+mod faults;
+mod sql;
+mod sql_store;
+
+pub use contract::{
+    Append, Appended, Entry, Expect, IdempotencyKey, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, StateWrite, Store,
+};
+pub use db::Location;
+pub use error::StoreError;
+pub use faults::{FaultInjector, FaultPoint};
+pub use sql_store::{IntegrityReport, OpenOptions, SqlStore};

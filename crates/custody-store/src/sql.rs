@@ -1,0 +1,358 @@
+//! Every SQL statement custody runs. The same text serves SQLite and PostgreSQL (both read
+//! `$n` placeholders); the few places they differ say so.
+//!
+//! Each function takes a [`Conn`], which is either backend's connection, and runs its
+//! query through `on_conn!`, which compiles the one body once per backend. That keeps one
+//! copy of each statement without sqlx's generic-database bounds.
+
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+
+use crate::StoreError;
+
+/// A borrowed connection of either backend.
+pub(crate) enum Conn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the backend's `&mut &mut Connection`.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Rows per multi-row `INSERT` (well under SQLite's 32,766 bound parameters).
+const INSERT_CHUNK: usize = 500;
+
+/// `($1,$2),($3,$4),…` for `rows` rows of `width` columns.
+fn values_list(rows: usize, width: usize) -> String {
+    let mut s = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..width {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * width + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The log head row.
+pub(crate) struct HeadRow {
+    pub(crate) size: i64,
+    pub(crate) root: Vec<u8>,
+    pub(crate) checkpoint: String,
+}
+
+/// The log head. `lock` takes the row lock that serialises appenders on PostgreSQL; on
+/// SQLite the `BEGIN IMMEDIATE` that opened the transaction already holds the write lock.
+pub(crate) async fn head(c: &mut Conn<'_>, lock: bool) -> Result<Option<HeadRow>, StoreError> {
+    const PLAIN: &str = "SELECT size, root, checkpoint FROM log_head WHERE id = 1";
+    const LOCKING: &str = "SELECT size, root, checkpoint FROM log_head WHERE id = 1 FOR UPDATE";
+    let row: Option<(i64, Vec<u8>, String)> = match c {
+        Conn::Sqlite(c) => sqlx::query_as(PLAIN).fetch_optional(&mut **c).await?,
+        Conn::Postgres(c) => {
+            let sql = if lock { LOCKING } else { PLAIN };
+            sqlx::query_as(sql).fetch_optional(&mut **c).await?
+        }
+    };
+    Ok(row.map(|(size, root, checkpoint)| HeadRow {
+        size,
+        root,
+        checkpoint,
+    }))
+}
+
+/// Whether the ledger's tables exist (checked before migrating, so that opening a wrong
+/// database never creates an empty ledger in it).
+pub(crate) async fn has_ledger(c: &mut Conn<'_>) -> Result<bool, StoreError> {
+    const SQLITE: &str =
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'log_meta'";
+    const POSTGRES: &str = "SELECT COUNT(*) FROM pg_catalog.pg_tables \
+                            WHERE tablename = 'log_meta' AND schemaname = current_schema()";
+    let (n,): (i64,) = match c {
+        Conn::Sqlite(c) => sqlx::query_as(SQLITE).fetch_one(&mut **c).await?,
+        Conn::Postgres(c) => sqlx::query_as(POSTGRES).fetch_one(&mut **c).await?,
+    };
+    Ok(n > 0)
+}
+
+/// The log's origin and verifier key, if the ledger was created.
+pub(crate) async fn meta(c: &mut Conn<'_>) -> Result<Option<(String, String)>, StoreError> {
+    const SQL: &str = "SELECT origin, log_key FROM log_meta WHERE id = 1";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).fetch_optional(&mut **c).await?))
+}
+
+/// Records the log's identity and its empty head (ledger creation).
+pub(crate) async fn create_log(
+    c: &mut Conn<'_>,
+    origin: &str,
+    log_key: &str,
+    created_at: &str,
+    empty_root: &[u8],
+    checkpoint: &str,
+) -> Result<(), StoreError> {
+    const META: &str =
+        "INSERT INTO log_meta (id, origin, log_key, created_at) VALUES (1, $1, $2, $3)";
+    const HEAD: &str = "INSERT INTO log_head (id, size, root, checkpoint) VALUES (1, 0, $1, $2)";
+    const CHECKPOINT: &str = "INSERT INTO log_checkpoints (size, note) VALUES (0, $1)";
+    on_conn!(c, c => {
+        sqlx::query(META).bind(origin).bind(log_key).bind(created_at).execute(&mut **c).await?;
+        sqlx::query(HEAD).bind(empty_root).bind(checkpoint).execute(&mut **c).await?;
+        sqlx::query(CHECKPOINT).bind(checkpoint).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+/// Moves the head from `old_size` to a new checkpoint; the compare-and-swap that keeps the
+/// head moving forward only. Returns false if the head was not at `old_size`.
+pub(crate) async fn advance_head(
+    c: &mut Conn<'_>,
+    old_size: i64,
+    new_size: i64,
+    root: &[u8],
+    checkpoint: &str,
+) -> Result<bool, StoreError> {
+    const SQL: &str =
+        "UPDATE log_head SET size = $1, root = $2, checkpoint = $3 WHERE id = 1 AND size = $4";
+    let rows = on_conn!(c, c => sqlx::query(SQL)
+        .bind(new_size).bind(root).bind(checkpoint).bind(old_size)
+        .execute(&mut **c).await?.rows_affected());
+    Ok(rows == 1)
+}
+
+/// Stored node hashes for `ids` (any order; missing ids are absent).
+pub(crate) async fn nodes(
+    c: &mut Conn<'_>,
+    ids: &[i64],
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, hash FROM log_nodes WHERE id IN ({})",
+        placeholders(ids.len())
+    );
+    Ok(on_conn!(c, c => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&mut **c).await?
+    }))
+}
+
+/// Inserts leaves at consecutive indices from `first`.
+pub(crate) async fn insert_entries(
+    c: &mut Conn<'_>,
+    first: i64,
+    leaves: &[&[u8]],
+) -> Result<(), StoreError> {
+    let mut index = first;
+    for chunk in leaves.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO log_entries (idx, leaf) VALUES {}",
+            values_list(chunk.len(), 2)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for leaf in chunk {
+                q = q.bind(index).bind(*leaf);
+                index += 1;
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Inserts node hashes.
+pub(crate) async fn insert_nodes(
+    c: &mut Conn<'_>,
+    rows: &[(i64, [u8; 32])],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO log_nodes (id, hash) VALUES {}",
+            values_list(chunk.len(), 2)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for (id, hash) in chunk {
+                q = q.bind(*id).bind(&hash[..]);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Stores a signed checkpoint.
+pub(crate) async fn insert_checkpoint(
+    c: &mut Conn<'_>,
+    size: i64,
+    note: &str,
+) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO log_checkpoints (size, note) VALUES ($1, $2)";
+    on_conn!(c, c => {
+        sqlx::query(SQL).bind(size).bind(note).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+/// Stored checkpoints from `from_size` on, oldest first.
+pub(crate) async fn checkpoints(
+    c: &mut Conn<'_>,
+    from_size: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    const SQL: &str =
+        "SELECT size, note FROM log_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(from_size).bind(limit).fetch_all(&mut **c).await?))
+}
+
+/// Leaves `[start, end)`.
+pub(crate) async fn entries(
+    c: &mut Conn<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    const SQL: &str = "SELECT idx, leaf FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(start).bind(end).fetch_all(&mut **c).await?))
+}
+
+/// A state row: `(kind, key, version, value, log_index)`.
+pub(crate) type StateRow = (String, String, i64, String, i64);
+
+/// The version of one state record.
+pub(crate) async fn state_version(
+    c: &mut Conn<'_>,
+    kind: &str,
+    key: &str,
+) -> Result<Option<i64>, StoreError> {
+    const SQL: &str = "SELECT version FROM state WHERE kind = $1 AND key = $2";
+    let row: Option<(i64,)> =
+        on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(key).fetch_optional(&mut **c).await?);
+    Ok(row.map(|(v,)| v))
+}
+
+/// Writes state records (insert or overwrite).
+pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK / 3) {
+        let sql = format!(
+            "INSERT INTO state (kind, key, version, value, log_index) VALUES {} \
+             ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, \
+             value = excluded.value, log_index = excluded.log_index",
+            values_list(chunk.len(), 5)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for (kind, key, version, value, log_index) in chunk {
+                q = q.bind(kind).bind(key).bind(*version).bind(value).bind(*log_index);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// One state record.
+pub(crate) async fn state(
+    c: &mut Conn<'_>,
+    kind: &str,
+    key: &str,
+) -> Result<Option<StateRow>, StoreError> {
+    const SQL: &str =
+        "SELECT kind, key, version, value, log_index FROM state WHERE kind = $1 AND key = $2";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(key).fetch_optional(&mut **c).await?))
+}
+
+/// State records of `kind` after `after` in key order.
+pub(crate) async fn states(
+    c: &mut Conn<'_>,
+    kind: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StateRow>, StoreError> {
+    const SQL: &str = "SELECT kind, key, version, value, log_index FROM state \
+                       WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3";
+    Ok(
+        on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(after).bind(limit).fetch_all(&mut **c).await?),
+    )
+}
+
+/// An idempotency row: `(fingerprint, first_index, count, tree_size)`.
+pub(crate) type IdempotencyRow = (Vec<u8>, i64, i64, i64);
+
+/// The stored result of an append with this idempotency key.
+pub(crate) async fn idempotency(
+    c: &mut Conn<'_>,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    const SQL: &str =
+        "SELECT fingerprint, first_index, count, tree_size FROM idempotency WHERE key = $1";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(key).fetch_optional(&mut **c).await?))
+}
+
+/// A new idempotency record: `(key, fingerprint, first_index, count, tree_size)`.
+pub(crate) type NewIdempotencyRow<'a> = (&'a str, &'a [u8], i64, i64, i64);
+
+/// Records appends' results under their idempotency keys.
+pub(crate) async fn insert_idempotency(
+    c: &mut Conn<'_>,
+    rows: &[NewIdempotencyRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK / 3) {
+        let sql = format!(
+            "INSERT INTO idempotency (key, fingerprint, first_index, count, tree_size) VALUES {}",
+            values_list(chunk.len(), 5)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for (key, fingerprint, first, count, size) in chunk {
+                q = q.bind(*key).bind(*fingerprint).bind(*first).bind(*count).bind(*size);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Bytes the database occupies (SQLite: pages in the main file; PostgreSQL: the database).
+pub(crate) async fn database_bytes(c: &mut Conn<'_>) -> Result<i64, StoreError> {
+    const SQLITE: &str =
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+    const POSTGRES: &str = "SELECT pg_database_size(current_database())";
+    let (bytes,): (i64,) = match c {
+        Conn::Sqlite(c) => sqlx::query_as(SQLITE).fetch_one(&mut **c).await?,
+        Conn::Postgres(c) => sqlx::query_as(POSTGRES).fetch_one(&mut **c).await?,
+    };
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_lists_number_every_column() {
+        assert_eq!(values_list(2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(placeholders(3), "$1,$2,$3");
+    }
+}

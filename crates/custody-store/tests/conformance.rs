@@ -1,0 +1,715 @@
+//! The Store conformance suite: every contract clause of `custody_store::Store`, run
+//! unchanged on SQLite and on a real PostgreSQL server (each test in its own database).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{
+    Backend, check_checkpoint_chain, event, json, log_key, log_key_from_seed, now, random_seed,
+    recompute,
+};
+use custody_ledger::{leaf_hash, verify_inclusion};
+use custody_store::{
+    Append, Expect, FaultInjector, FaultPoint, IdempotencyKey, OpenOptions, SqlStore, StateWrite,
+    Store, StoreError,
+};
+
+/// Generates one `#[tokio::test]` per suite function per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_new_log_has_a_signed_empty_checkpoint,
+    appends_get_dense_indices_and_provable_inclusion,
+    concurrent_appenders_form_one_linear_log_with_group_commit,
+    two_writers_on_one_database_never_fork,
+    state_changes_commit_with_their_events,
+    a_failed_precondition_writes_nothing_and_spares_the_batch,
+    idempotent_appends_replay_and_conflicts_are_refused,
+    bad_requests_are_refused_and_change_nothing,
+    reopening_continues_the_same_log,
+    the_ledger_is_never_recreated_or_opened_with_another_key,
+    the_schema_refuses_to_rewrite_history,
+    tampering_is_found_by_open_and_check,
+    faults_anywhere_leave_log_and_state_agreeing,
+    a_read_only_store_refuses_appends,
+);
+
+async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
+    let db = backend.fresh().await;
+    let seed = random_seed();
+    let store = SqlStore::create(&db.location, log_key_from_seed(seed), now())
+        .await
+        .unwrap();
+    (db, store, seed)
+}
+
+fn write(kind: &str, key: &str, value: serde_json::Value, expect: Expect) -> StateWrite {
+    StateWrite {
+        kind: kind.into(),
+        key: key.into(),
+        value: json(value),
+        expect,
+    }
+}
+
+async fn a_new_log_has_a_signed_empty_checkpoint(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let cp = store.checkpoint().await.unwrap();
+    assert_eq!(cp.size, 0);
+    assert_eq!(cp.root, custody_ledger::EMPTY_ROOT);
+    let opened = custody_ledger::Checkpoint::open(&cp.note, store.verifier()).unwrap();
+    assert_eq!(opened.origin, common::ORIGIN);
+    assert_eq!(store.checkpoints(0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.root_at(0).await.unwrap(), custody_ledger::EMPTY_ROOT);
+}
+
+async fn appends_get_dense_indices_and_provable_inclusion(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    for i in 0..20 {
+        let a = store.append(Append::event(event(0, i))).await.unwrap();
+        assert_eq!((a.first_index, a.count, a.replayed), (i, 1, false));
+        assert!(a.tree_size > i);
+    }
+    let multi = store
+        .append(Append {
+            events: vec![event(1, 0), event(1, 1), event(1, 2)],
+            ..Append::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (multi.first_index, multi.count, multi.tree_size),
+        (20, 3, 23)
+    );
+
+    let cp = store.checkpoint().await.unwrap();
+    assert_eq!(cp.size, 23);
+    let (tree, leaves) = recompute(&store).await;
+    assert_eq!(tree.root(23).unwrap(), cp.root);
+    assert_eq!(leaves[21], event(1, 1).as_bytes());
+    for size in [1, 7, 16, 23] {
+        assert_eq!(store.root_at(size).await.unwrap(), tree.root(size).unwrap());
+        for index in 0..size {
+            let proof = store.inclusion_proof(index, size).await.unwrap();
+            let leaf = leaf_hash(&leaves[index as usize]);
+            verify_inclusion(&leaf, index, size, &proof, &tree.root(size).unwrap()).unwrap();
+        }
+    }
+    // A proof checked against the wrong leaf fails: the proofs are not vacuous.
+    let proof = store.inclusion_proof(3, 23).await.unwrap();
+    assert!(verify_inclusion(&leaf_hash(&leaves[4]), 3, 23, &proof, &cp.root).is_err());
+    // One checkpoint per append (they came one at a time) and the empty one.
+    assert_eq!(check_checkpoint_chain(&store).await, 22);
+}
+
+async fn concurrent_appenders_form_one_linear_log_with_group_commit(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let store = Arc::new(store);
+    let (writers, per_writer) = (64u64, 20u64);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for s in 0..per_writer {
+                let a = store.append(Append::event(event(w, s))).await.unwrap();
+                got.push((a.first_index, w, s));
+            }
+            got
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let total = writers * per_writer;
+    let indices: BTreeSet<u64> = acked.iter().map(|(i, _, _)| *i).collect();
+    assert_eq!(indices.len() as u64, total, "an index was handed out twice");
+    assert_eq!(
+        indices.last().copied(),
+        Some(total - 1),
+        "the indices have a gap"
+    );
+
+    let (tree, leaves) = recompute(&store).await;
+    for (index, w, s) in &acked {
+        assert_eq!(leaves[*index as usize], event(*w, *s).as_bytes());
+    }
+    let cp = store.checkpoint().await.unwrap();
+    assert_eq!((cp.size, cp.root), (total, tree.root(total).unwrap()));
+    let checkpoints = check_checkpoint_chain(&store).await;
+    assert!(
+        (checkpoints as u64) < total / 2,
+        "{checkpoints} checkpoints for {total} appends: appends were not grouped"
+    );
+}
+
+async fn two_writers_on_one_database_never_fork(backend: Backend) {
+    let (db, first, seed) = create(backend).await;
+    let second = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap();
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let mut tasks = Vec::new();
+    for w in 0..16u64 {
+        let store = if w % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            for s in 0..25 {
+                store.append(Append::event(event(w, s))).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Each sees the other's entries, and both see one tree.
+    let (a, b) = (
+        first.checkpoint().await.unwrap(),
+        second.checkpoint().await.unwrap(),
+    );
+    assert_eq!((a.size, a.root), (b.size, b.root));
+    assert_eq!(a.size, 400);
+    let (tree, leaves) = recompute(&first).await;
+    assert_eq!(tree.root(400).unwrap(), a.root);
+    let distinct: BTreeSet<&Vec<u8>> = leaves.iter().collect();
+    assert_eq!(distinct.len(), 400, "an event was stored twice");
+    check_checkpoint_chain(&second).await;
+}
+
+async fn state_changes_commit_with_their_events(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let a = store
+        .append(Append {
+            events: vec![event(0, 0)],
+            state: vec![write(
+                "promotion",
+                "p1",
+                serde_json::json!({"status": "pending"}),
+                Expect::Absent,
+            )],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let rec = store.state("promotion", "p1").await.unwrap().unwrap();
+    assert_eq!((rec.version, rec.log_index), (1, a.first_index));
+    assert_eq!(rec.value.to_string(), r#"{"status":"pending"}"#);
+
+    let b = store
+        .append(Append {
+            events: vec![event(0, 1)],
+            state: vec![write(
+                "promotion",
+                "p1",
+                serde_json::json!({"status": "approved"}),
+                Expect::Version(1),
+            )],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let rec = store.state("promotion", "p1").await.unwrap().unwrap();
+    assert_eq!((rec.version, rec.log_index), (2, b.first_index));
+    assert_eq!(rec.value.to_value()["status"], "approved");
+
+    for key in ["p2", "p3", "p4"] {
+        store
+            .append(Append {
+                events: vec![event(2, 0)],
+                state: vec![write("promotion", key, serde_json::json!({}), Expect::Any)],
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+    }
+    let page = store.states("promotion", "p1", 2).await.unwrap();
+    let keys: Vec<_> = page.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["p2", "p3"]);
+    assert!(store.state("promotion", "nope").await.unwrap().is_none());
+    assert!(store.states("approval", "", 10).await.unwrap().is_empty());
+}
+
+async fn a_failed_precondition_writes_nothing_and_spares_the_batch(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let store = Arc::new(store);
+    store
+        .append(Append {
+            events: vec![event(0, 0)],
+            state: vec![write(
+                "env",
+                "prod",
+                serde_json::json!({"release": "a"}),
+                Expect::Absent,
+            )],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+
+    // Many appends race on one record with the same precondition: exactly one wins, the
+    // others are refused whole, and appends without preconditions all land.
+    let mut tasks = Vec::new();
+    for w in 0..20u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let contested = store.append(Append {
+                events: vec![event(w, 1), event(w, 2)],
+                state: vec![
+                    write(
+                        "env",
+                        &format!("side-{w}"),
+                        serde_json::json!({}),
+                        Expect::Absent,
+                    ),
+                    write(
+                        "env",
+                        "prod",
+                        serde_json::json!({"release": w}),
+                        Expect::Version(1),
+                    ),
+                ],
+                idempotency: None,
+            });
+            let free = store.append(Append::event(event(w, 3)));
+            (contested.await, free.await)
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        let (contested, free) = t.await.unwrap();
+        free.unwrap();
+        match contested {
+            Ok(_) => winners += 1,
+            Err(StoreError::Conflict {
+                kind,
+                key,
+                expected,
+                found,
+            }) => {
+                assert_eq!((kind.as_str(), key.as_str()), ("env", "prod"));
+                assert_eq!((expected, found), (Expect::Version(1), Some(2)));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let size = store.checkpoint().await.unwrap().size;
+    assert_eq!(size, 1 + 2 + 20, "a refused append left events behind");
+    let sides = store.states("env", "side-", 100).await.unwrap();
+    assert_eq!(sides.len(), 1, "a refused append left state behind");
+    let prod = store.state("env", "prod").await.unwrap().unwrap();
+    assert_eq!(prod.version, 2);
+    // The state's log index points at the winner's events.
+    let entry = &store
+        .entries(prod.log_index, prod.log_index + 1)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&entry.leaf).unwrap()["writer"],
+        prod.value.to_value()["release"]
+    );
+}
+
+async fn idempotent_appends_replay_and_conflicts_are_refused(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let store = Arc::new(store);
+    let key = |k: &str, f: u8| {
+        Some(IdempotencyKey {
+            key: k.into(),
+            fingerprint: [f; 32],
+        })
+    };
+    let promote_x = || Append {
+        events: vec![event(0, 0)],
+        state: vec![write(
+            "promotion",
+            "x",
+            serde_json::json!({}),
+            Expect::Absent,
+        )],
+        idempotency: key("promote-x", 1),
+    };
+    let first = store.append(promote_x()).await.unwrap();
+    assert!(!first.replayed);
+    // The replay would fail its precondition if it ran again; it does not run.
+    let again = store.append(promote_x()).await.unwrap();
+    assert_eq!(
+        again,
+        custody_store::Appended {
+            replayed: true,
+            ..first
+        }
+    );
+    let conflict = store
+        .append(Append {
+            events: vec![event(9, 9)],
+            idempotency: key("promote-x", 2),
+            ..Append::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(conflict, StoreError::IdempotencyConflict(ref k) if k == "promote-x"));
+    assert!(conflict.to_string().contains("hint:"));
+
+    // Concurrent retries of one request (same key, likely in one batch) converge.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(Append {
+                    events: vec![event(5, 5)],
+                    idempotency: key("retry-storm", 7),
+                    ..Append::default()
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| !r.replayed).count(), 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.first_index == results[0].first_index)
+    );
+    assert_eq!(store.checkpoint().await.unwrap().size, 2);
+}
+
+async fn bad_requests_are_refused_and_change_nothing(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    store.append(Append::event(event(0, 0))).await.unwrap();
+    let before = store.checkpoint().await.unwrap();
+
+    let empty = store.append(Append::default()).await.unwrap_err();
+    assert!(empty.to_string().contains("at least one event"), "{empty}");
+    let many = Append {
+        events: vec![event(0, 0); custody_store::MAX_EVENTS_PER_APPEND + 1],
+        ..Append::default()
+    };
+    assert!(matches!(
+        store.append(many).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    let huge = json(serde_json::json!({"blob": "x".repeat(custody_store::MAX_EVENT_BYTES)}));
+    let err = store.append(Append::event(huge)).await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let bad_key = Append {
+        events: vec![event(0, 1)],
+        state: vec![write("", "k", serde_json::json!({}), Expect::Any)],
+        idempotency: None,
+    };
+    assert!(matches!(
+        store.append(bad_key).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+
+    for (result, needle) in [
+        (store.entries(0, 0).await.map(|_| ()), "empty"),
+        (store.entries(0, 2).await.map(|_| ()), "beyond"),
+        (store.entries(0, 5000).await.map(|_| ()), "at most"),
+        (store.inclusion_proof(1, 1).await.map(|_| ()), ""),
+        (store.inclusion_proof(0, 2).await.map(|_| ()), "beyond"),
+        (store.consistency_proof(0, 1).await.map(|_| ()), ""),
+        (store.consistency_proof(1, 2).await.map(|_| ()), "beyond"),
+        (store.root_at(9).await.map(|_| ()), "beyond"),
+    ] {
+        let err = result.unwrap_err();
+        assert!(matches!(err, StoreError::OutOfRange(_)), "{err}");
+        assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+    }
+    assert_eq!(store.checkpoint().await.unwrap(), before);
+}
+
+async fn reopening_continues_the_same_log(backend: Backend) {
+    let (db, store, seed) = create(backend).await;
+    for i in 0..37 {
+        store.append(Append::event(event(0, i))).await.unwrap();
+    }
+    let before = store.checkpoint().await.unwrap();
+    store.close().await;
+    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint().await.unwrap(), before);
+    let next = store.append(Append::event(event(1, 0))).await.unwrap();
+    assert_eq!(next.first_index, 37);
+    let (tree, _) = recompute(&store).await;
+    assert_eq!(
+        tree.root(38).unwrap(),
+        store.checkpoint().await.unwrap().root
+    );
+    let report = store.check(|_| {}).await.unwrap();
+    assert_eq!(report.entries, 38);
+    check_checkpoint_chain(&store).await;
+}
+
+async fn the_ledger_is_never_recreated_or_opened_with_another_key(backend: Backend) {
+    let fresh = backend.fresh().await;
+    let missing = SqlStore::open(&fresh.location, log_key())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotInitialized(_)),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("custody init"));
+
+    let (db, store, seed) = create(backend).await;
+    store.append(Append::event(event(0, 0))).await.unwrap();
+    store.close().await;
+    let again = SqlStore::create(&db.location, log_key_from_seed(seed), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, StoreError::AlreadyInitialized(_)),
+        "{again}"
+    );
+    let other = SqlStore::open(&db.location, log_key()).await.unwrap_err();
+    assert!(matches!(other, StoreError::KeyMismatch { .. }), "{other}");
+    assert!(other.to_string().contains("hint:"));
+    // Still intact and usable with the right key.
+    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint().await.unwrap().size, 1);
+}
+
+/// A raw connection, as an intruder with database access would have.
+async fn raw_execute(location: &custody_store::Location, sql: &str) -> Result<u64, sqlx::Error> {
+    use sqlx::Connection;
+    match location {
+        custody_store::Location::Sqlite(path) => {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
+            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
+        }
+        custody_store::Location::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await?;
+            Ok(sqlx::raw_sql(sql).execute(&mut c).await?.rows_affected())
+        }
+    }
+}
+
+async fn the_schema_refuses_to_rewrite_history(backend: Backend) {
+    let (db, store, _) = create(backend).await;
+    for i in 0..4 {
+        store.append(Append::event(event(0, i))).await.unwrap();
+    }
+    for sql in [
+        "UPDATE log_entries SET leaf = leaf WHERE idx = 1",
+        "DELETE FROM log_entries WHERE idx = 3",
+        "UPDATE log_nodes SET hash = hash",
+        "DELETE FROM log_checkpoints",
+        "UPDATE log_head SET size = 1",
+        "DELETE FROM log_head",
+    ] {
+        let err = raw_execute(&db.location, sql).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("append-only") || msg.contains("head"),
+            "{sql}: {msg}"
+        );
+    }
+    assert_eq!(store.checkpoint().await.unwrap().size, 4);
+    store.check(|_| {}).await.unwrap();
+}
+
+async fn tampering_is_found_by_open_and_check(backend: Backend) {
+    let (db, store, seed) = create(backend).await;
+    for i in 0..10 {
+        store.append(Append::event(event(0, i))).await.unwrap();
+    }
+    store.close().await;
+    // An intruder drops the guard and rewrites one leaf's JSON.
+    let drop_guard = match backend {
+        Backend::Sqlite => "DROP TRIGGER log_entries_append_only_u",
+        Backend::Postgres => "DROP TRIGGER log_entries_append_only ON log_entries",
+    };
+    raw_execute(&db.location, drop_guard).await.unwrap();
+    let forged = common::event(0, 99);
+    let sql = format!(
+        "UPDATE log_entries SET leaf = {} WHERE idx = 4",
+        match backend {
+            Backend::Sqlite => format!("X'{}'", common::hex(forged.as_bytes())),
+            Backend::Postgres => format!("'\\x{}'::bytea", common::hex(forged.as_bytes())),
+        }
+    );
+    assert_eq!(raw_execute(&db.location, &sql).await.unwrap(), 1);
+    // The head still verifies (leaves are only read by a full check)…
+    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap();
+    // …and the full check names the damage.
+    let err = store.check(|_| {}).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("level 0 index 4"), "{err}");
+    store.close().await;
+
+    // Damage to the tree's right edge is found as soon as the log is opened.
+    let drop_guard = match backend {
+        Backend::Sqlite => "DROP TRIGGER log_nodes_append_only_u",
+        Backend::Postgres => "DROP TRIGGER log_nodes_append_only ON log_nodes",
+    };
+    raw_execute(&db.location, drop_guard).await.unwrap();
+    // Level 3, index 0 covers leaves 0..8, part of the edge of a 10-leaf tree.
+    let sql = format!("UPDATE log_nodes SET hash = hash WHERE id = {}", 3i64 << 56);
+    raw_execute(&db.location, &sql).await.unwrap();
+    let zero = match backend {
+        Backend::Sqlite => format!(
+            "UPDATE log_nodes SET hash = zeroblob(32) WHERE id = {}",
+            3i64 << 56
+        ),
+        Backend::Postgres => format!(
+            "UPDATE log_nodes SET hash = '\\x{}'::bytea WHERE id = {}",
+            "00".repeat(32),
+            3i64 << 56
+        ),
+    };
+    raw_execute(&db.location, &zero).await.unwrap();
+    let err = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("signed checkpoint"), "{err}");
+}
+
+/// Fails the commit at one point, a given number of times.
+struct FailAt {
+    point: FaultPoint,
+    remaining: AtomicUsize,
+}
+
+impl FaultInjector for FailAt {
+    fn fail_at(&self, point: FaultPoint) -> bool {
+        point == self.point
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+}
+
+async fn faults_anywhere_leave_log_and_state_agreeing(backend: Backend) {
+    for point in FaultPoint::ALL {
+        let (db, store, seed) = create(backend).await;
+        store.append(Append::event(event(0, 0))).await.unwrap();
+        store.close().await;
+        let faults = Arc::new(FailAt {
+            point,
+            remaining: AtomicUsize::new(1),
+        });
+        let store = SqlStore::open_with(
+            &db.location,
+            log_key_from_seed(seed),
+            OpenOptions {
+                faults: Some(faults),
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let request = || Append {
+            events: vec![event(1, 0), event(1, 1)],
+            state: vec![write(
+                "promotion",
+                "p",
+                serde_json::json!({"n": 1}),
+                Expect::Absent,
+            )],
+            idempotency: Some(IdempotencyKey {
+                key: "k".into(),
+                fingerprint: [3; 32],
+            }),
+        };
+        let err = store.append(request()).await.unwrap_err();
+        let committed = point == FaultPoint::AfterCommit;
+        if committed {
+            assert!(
+                matches!(err, StoreError::OutcomeUnknown(_)),
+                "{point:?}: {err}"
+            );
+        } else {
+            assert!(matches!(err, StoreError::Injected(_)), "{point:?}: {err}");
+        }
+        // The log and the state agree: both have the append, or neither has.
+        let size = store.checkpoint().await.unwrap().size;
+        let state = store.state("promotion", "p").await.unwrap();
+        if committed {
+            assert_eq!(size, 3, "{point:?}");
+            assert_eq!(state.unwrap().log_index, 1, "{point:?}");
+        } else {
+            assert_eq!(
+                size, 1,
+                "{point:?}: events written although the commit failed"
+            );
+            assert!(
+                state.is_none(),
+                "{point:?}: state written although the commit failed"
+            );
+        }
+        // Retrying converges (a replay if it had committed), and the log stays sound.
+        let retry = store.append(request()).await.unwrap();
+        assert_eq!(
+            (retry.first_index, retry.replayed),
+            (1, committed),
+            "{point:?}"
+        );
+        store.append(Append::event(event(2, 0))).await.unwrap();
+        let (tree, _) = recompute(&store).await;
+        let cp = store.checkpoint().await.unwrap();
+        assert_eq!((cp.size, cp.root), (4, tree.root(4).unwrap()), "{point:?}");
+        store.check(|_| {}).await.unwrap();
+        check_checkpoint_chain(&store).await;
+    }
+}
+
+async fn a_read_only_store_refuses_appends(backend: Backend) {
+    let (db, store, _) = create(backend).await;
+    store.append(Append::event(event(0, 0))).await.unwrap();
+    let reader = SqlStore::open_read_only(&db.location, store.verifier())
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.checkpoint().await.unwrap(),
+        store.checkpoint().await.unwrap()
+    );
+    let err = reader.append(Append::event(event(0, 1))).await.unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly), "{err}");
+    let wrong = common::log_key();
+    let err = SqlStore::open_read_only(&db.location, wrong.verifier())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
+}
