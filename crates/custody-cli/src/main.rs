@@ -5,7 +5,9 @@
 //! typed errors, and this is where they become a message and an exit code.
 
 mod cmd;
+mod datadir;
 mod input;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a data directory: the ledger (SQLite by default), the log signing key and a
+    /// starter configuration and policy. Refuses to touch an existing one.
+    ///
+    /// Example: custody init --data-dir /var/lib/custody
+    Init(cmd::init::InitArgs),
+    /// Read the ledger: signed checkpoint, entries, inclusion and consistency proofs, and a
+    /// full integrity check.
+    #[command(subcommand)]
+    Log(cmd::log::LogCommand),
+    /// Measure this machine: durable appends and proof latency, with baselines.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Generate and inspect signing keys (Ed25519, ECDSA P-256).
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
@@ -47,6 +61,15 @@ enum Command {
     Statement(cmd::statement::StatementCommand),
 }
 
+/// Runs async work (the store) on a runtime made for this one command.
+pub(crate) fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+        .block_on(work)
+}
+
 /// What a command concluded, beyond "it ran".
 pub(crate) enum Outcome {
     /// Exit 0.
@@ -58,6 +81,9 @@ pub(crate) enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(a) => cmd::init::run(a),
+        Command::Log(c) => cmd::log::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
         Command::Key(c) => cmd::key::run(c),
         Command::Digest(a) => cmd::digest::run(a),
         Command::Dsse(c) => cmd::dsse::run(c),

@@ -1,14 +1,12 @@
 //! `custody digest`: content digests of files, the way artifacts are identified.
 
 use std::fs::File;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use custody_crypto::hashing::digest_reader;
 use custody_model::DigestAlgorithm;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::Outcome;
@@ -58,29 +56,15 @@ pub(crate) fn run(args: DigestArgs) -> anyhow::Result<Outcome> {
                 .metadata()
                 .with_context(|| format!("reading {}", path.display()))?
                 .len();
-            let bar = (len >= PROGRESS_THRESHOLD && std::io::stderr().is_terminal()).then(|| {
-                let bar = ProgressBar::new(len);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_message(path.display().to_string());
-                bar
-            });
+            let bar =
+                crate::progress::bytes_bar(len, PROGRESS_THRESHOLD, &path.display().to_string());
             let mut size = 0;
             let d = digest_reader(file, algorithm, |n| {
                 size = n;
-                if let Some(b) = &bar {
-                    b.set_position(n);
-                }
+                bar.set_position(n);
             })
             .with_context(|| format!("reading {}", path.display()))?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
+            bar.finish_and_clear();
             (d, size)
         };
         if args.json {

@@ -82,6 +82,42 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Writes `key` to `key_path` (PKCS#8 PEM) and its public half to `pub_path` (SPKI PEM).
+/// Neither may exist; on failure neither is left behind.
+pub(crate) fn write_key_pair(
+    key: &PrivateKey,
+    key_path: &Path,
+    pub_path: &Path,
+) -> anyhow::Result<()> {
+    let private_pem = key.to_pkcs8_pem()?;
+    // The private key is created with mode 0600 from the start (never world-readable, not
+    // even briefly), and `create_new` refuses to follow a file planted in the meantime.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_path)
+        .with_context(|| format!("creating {}", key_path.display()))?;
+    let written = file
+        .write_all(private_pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            let mut pub_file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(pub_path)?;
+            pub_file.write_all(key.public_key().to_pem().as_bytes())?;
+            pub_file.sync_all()
+        });
+    if let Err(e) = written {
+        // No half-made key pair: remove what this run created.
+        let _ = fs::remove_file(key_path);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
     let key_path = with_suffix(&args.out, ".key");
     let pub_path = with_suffix(&args.out, ".pub");
@@ -94,32 +130,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<Outcome> {
         }
     }
     let key = PrivateKey::generate(args.algorithm.into());
-    let private_pem = key.to_pkcs8_pem()?;
-    // The private key is created with mode 0600 from the start (never world-readable, not
-    // even briefly), and `create_new` refuses to follow a file planted in the meantime.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_path)
-        .with_context(|| format!("creating {}", key_path.display()))?;
-    let written = file
-        .write_all(private_pem.as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| {
-            let mut pub_file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&pub_path)?;
-            pub_file.write_all(key.public_key().to_pem().as_bytes())?;
-            pub_file.sync_all()
-        });
-    if let Err(e) = written {
-        // No half-made key pair: remove what this run created.
-        let _ = fs::remove_file(&key_path);
-        return Err(e).with_context(|| format!("writing the key pair {}", args.out.display()));
-    }
+    write_key_pair(&key, &key_path, &pub_path)
+        .with_context(|| format!("writing the key pair {}", args.out.display()))?;
     let id = key.key_id().to_string();
     if args.json {
         print_json(&json!({

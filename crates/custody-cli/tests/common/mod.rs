@@ -77,3 +77,42 @@ pub(crate) fn python_script(script: &str) -> Command {
     );
     cmd
 }
+
+/// A fresh, empty database on the test PostgreSQL server (`CUSTODY_TEST_DATABASE_URL`,
+/// started by scripts/test.sh); returns its URL.
+pub(crate) fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("CUSTODY_TEST_DATABASE_URL").expect(
+        "CUSTODY_TEST_DATABASE_URL is not set: the PostgreSQL tests need a server. \
+         Run scripts/test.sh (it starts one), or export the URL scripts/test-postgres.sh prints",
+    );
+    let name = format!("custody_cli_test_{}", unique_name());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A name unlikely to repeat: process id, time and a counter.
+pub(crate) fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{}_{nanos}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,71 @@
+//! `custody init`: create a data directory with its ledger and log key.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use custody_ledger::Checkpoint;
+use custody_model::Timestamp;
+use custody_store::Store;
+use serde_json::json;
+
+use crate::Outcome;
+use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
+use crate::input::{print_json, print_line};
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The directory to create (or an empty one to fill).
+    #[arg(long, env = "CUSTODY_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Keep the ledger in this PostgreSQL database (which must not hold one yet) instead
+    /// of the embedded SQLite file. Every server sharing it needs a copy of DIR's keys.
+    #[arg(long, value_name = "postgres://…")]
+    database_url: Option<String>,
+    /// The log's name, printed on every checkpoint (default: custody/ and the start of
+    /// the log key's id). A URL-like name you own is best: example.com/custody/log.
+    #[arg(long, value_name = "NAME")]
+    origin: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async {
+        let dir = DataDir::new(&args.data_dir);
+        let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+        let created = dir
+            .create(args.database_url.as_deref(), args.origin.as_deref(), now)
+            .await?;
+        let cp = created.store.checkpoint().await?;
+        let origin = Checkpoint::open(&cp.note, &created.verifier)?.origin;
+        created.store.close().await;
+        if args.json {
+            print_json(&json!({
+                "data_dir": dir.root(),
+                "database": created.location.describe(),
+                "origin": origin,
+                "log_key": dir.log_key_path(),
+                "log_public_key": dir.log_pub_path(),
+                "log_verifier_key": created.verifier.to_text(),
+            }));
+        } else {
+            print_line(&format!(
+                "created custody data directory {}\n  \
+                 ledger:      {}\n  \
+                 log origin:  {origin}\n  \
+                 log key:     {} (private, mode 0600; back it up)\n  \
+                 verifier:    {}\n\n\
+                 Give auditors {} (or the verifier key above) to check checkpoints offline.\n\
+                 Next: `custody log checkpoint --data-dir {}`",
+                dir.root().display(),
+                created.location.describe(),
+                dir.log_key_path().display(),
+                created.verifier.to_text(),
+                dir.log_pub_path().display(),
+                dir.root().display(),
+            ));
+        }
+        Ok(Outcome::Ok)
+    })
+}

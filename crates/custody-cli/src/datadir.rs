@@ -1,0 +1,330 @@
+//! The data directory: where a custody instance keeps its configuration, its log key and
+//! (by default) its SQLite ledger.
+//!
+//! ```text
+//! DIR/
+//!   config.toml          log origin, database, listen address, policy dir
+//!   custody.db           the ledger and state (SQLite, WAL), unless [database] url is set
+//!   keys/log.key         the log signing key (Ed25519 PKCS#8, mode 0600)
+//!   keys/log.pub         its public half, for auditors
+//!   policy/custody.toml  the pipeline policy (starter)
+//! ```
+//!
+//! Invariant: a ledger is only ever created by `custody init` (or by `custody serve` on an
+//! empty directory). Opening checks that the database, the log key and the tree agree and
+//! refuses with a `hint:` when they do not; nothing is re-created implicitly.
+
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use custody_crypto::note::{NoteSigner, NoteVerifier};
+use custody_crypto::{Algorithm, PrivateKey, Signer as _};
+use custody_store::{Location, SqlStore};
+use serde::{Deserialize, Serialize};
+
+use crate::input::{MAX_KEY_FILE, load_private_key, load_public_key, read_text};
+
+/// The default data directory, relative to where custody runs.
+pub(crate) const DEFAULT_DATA_DIR: &str = "custody-data";
+
+/// `config.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) log: LogConfig,
+    #[serde(default)]
+    pub(crate) database: DatabaseConfig,
+    #[serde(default)]
+    pub(crate) server: ServerConfig,
+    #[serde(default)]
+    pub(crate) policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// The log's name: every checkpoint's origin line and the log key's name.
+    pub(crate) origin: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseConfig {
+    /// `postgres://…`; empty for the embedded SQLite file.
+    #[serde(default)]
+    pub(crate) url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    pub(crate) listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyConfig {
+    pub(crate) dir: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: "policy".into(),
+        }
+    }
+}
+
+/// A data directory on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct DataDir {
+    root: PathBuf,
+}
+
+const CONFIG_FILE: &str = "config.toml";
+const DB_FILE: &str = "custody.db";
+const LOG_KEY: &str = "keys/log.key";
+const LOG_PUB: &str = "keys/log.pub";
+const POLICY_FILE: &str = "custody.toml";
+
+const STARTER_POLICY: &str = r#"# custody pipeline policy: the environments a release moves through, in order, and
+# the gates a promotion into each must pass. Review changes to this file like code.
+version = 1
+
+[[environment]]
+name = "build"
+
+[[environment]]
+name = "test"
+after = "build"
+approvals = { quorum = 0 }
+evidence = ["test-results"]
+
+[[environment]]
+name = "staging"
+after = "test"
+approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
+evidence = ["test-results", "vulnerability-scan"]
+
+[[environment]]
+name = "production"
+after = "staging"
+soak = "24h"
+approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
+evidence = ["test-results", "vulnerability-scan", "sbom"]
+"#;
+
+/// What `custody init` made.
+pub(crate) struct Created {
+    pub(crate) store: SqlStore,
+    pub(crate) verifier: NoteVerifier,
+    pub(crate) location: Location,
+}
+
+impl DataDir {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn log_key_path(&self) -> PathBuf {
+        self.root.join(LOG_KEY)
+    }
+
+    pub(crate) fn log_pub_path(&self) -> PathBuf {
+        self.root.join(LOG_PUB)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+
+    /// True if nothing of a custody instance is here yet (the directory may exist, empty
+    /// of custody's files).
+    pub(crate) fn is_empty(&self) -> bool {
+        ![CONFIG_FILE, DB_FILE, LOG_KEY, LOG_PUB]
+            .iter()
+            .any(|f| self.root.join(f).exists())
+    }
+
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        let path = self.config_path();
+        if !path.exists() {
+            bail!(
+                "{} is not a custody data directory (no {CONFIG_FILE})\nhint: create one with `custody init --data-dir {}`, or point --data-dir / CUSTODY_DATA_DIR at an existing one",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        let text = read_text(&path, MAX_KEY_FILE, "the configuration")?;
+        toml::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Where the ledger lives: the configured PostgreSQL URL (overridden by `url`), or the
+    /// SQLite file in this directory.
+    pub(crate) fn location(&self, config: &Config, url: Option<&str>) -> Location {
+        match url.filter(|u| !u.is_empty()) {
+            Some(url) => Location::parse(url),
+            None if !config.database.url.is_empty() => Location::parse(&config.database.url),
+            None => Location::Sqlite(self.root.join(DB_FILE)),
+        }
+    }
+
+    /// The log key, named by the configured origin.
+    pub(crate) fn log_signer(&self, config: &Config) -> anyhow::Result<NoteSigner> {
+        let path = self.log_key_path();
+        if !path.exists() {
+            bail!(
+                "the log key {} is missing\nhint: restore it from your backup of this data directory; a ledger is never re-keyed or re-created implicitly",
+                path.display()
+            );
+        }
+        let key = load_private_key(&path)?;
+        Ok(NoteSigner::new(&config.log.origin, Box::new(key))?)
+    }
+
+    /// The log's verifier key (from the public key file; no private key needed).
+    pub(crate) fn log_verifier(&self, config: &Config) -> anyhow::Result<NoteVerifier> {
+        let key = load_public_key(&self.log_pub_path())?;
+        Ok(NoteVerifier::new(&config.log.origin, &key)?)
+    }
+
+    /// Opens the ledger to read and append.
+    pub(crate) async fn open(&self, url: Option<&str>) -> anyhow::Result<SqlStore> {
+        let config = self.config()?;
+        let location = self.location(&config, url);
+        let signer = self.log_signer(&config)?;
+        SqlStore::open(&location, signer)
+            .await
+            .with_context(|| format!("opening the ledger of {}", self.root.display()))
+    }
+
+    /// Opens the ledger to read only (needs the public log key, not the private one).
+    pub(crate) async fn open_read_only(&self, url: Option<&str>) -> anyhow::Result<SqlStore> {
+        let config = self.config()?;
+        let location = self.location(&config, url);
+        let verifier = self.log_verifier(&config)?;
+        SqlStore::open_read_only(&location, &verifier)
+            .await
+            .with_context(|| format!("opening the ledger of {}", self.root.display()))
+    }
+
+    /// Creates a data directory: config, log key, starter policy and the ledger. Refuses if
+    /// anything of an instance is already here; on failure removes what it wrote.
+    pub(crate) async fn create(
+        &self,
+        url: Option<&str>,
+        origin: Option<&str>,
+        now: custody_model::Timestamp,
+    ) -> anyhow::Result<Created> {
+        if !self.is_empty() {
+            bail!(
+                "{} already holds a custody instance; refusing to overwrite it\nhint: use it as it is (`custody log checkpoint --data-dir {}`), or choose another --data-dir",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        let existed = self.root.exists();
+        let result = self.create_files(url, origin, now).await;
+        if result.is_err() {
+            self.remove_created(existed);
+        }
+        result
+    }
+
+    async fn create_files(
+        &self,
+        url: Option<&str>,
+        origin: Option<&str>,
+        now: custody_model::Timestamp,
+    ) -> anyhow::Result<Created> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.root.join("keys"))
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        let key = PrivateKey::generate(Algorithm::Ed25519);
+        let origin = match origin {
+            Some(o) => o.to_owned(),
+            None => format!("custody/{}", &key.key_id().to_string()[..16]),
+        };
+        crate::cmd::key::write_key_pair(&key, &self.log_key_path(), &self.log_pub_path())?;
+        let config = Config {
+            log: LogConfig { origin },
+            database: DatabaseConfig {
+                url: url.unwrap_or_default().to_owned(),
+            },
+            server: ServerConfig::default(),
+            policy: PolicyConfig::default(),
+        };
+        let signer =
+            NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;
+        let verifier = signer.verifier().clone();
+        let location = self.location(&config, None);
+        let store = SqlStore::create(&location, signer, now)
+            .await
+            .with_context(|| format!("creating the ledger in {}", location.describe()))?;
+        let header = "# custody configuration, written by `custody init`.\n\
+                      # [database] url: empty for the embedded SQLite file custody.db here,\n\
+                      # or postgres://… to share one ledger between several servers.\n\n";
+        write_new(
+            &self.config_path(),
+            &format!("{header}{}", toml::to_string(&config)?),
+        )?;
+        fs::create_dir_all(self.root.join(&config.policy.dir))?;
+        write_new(
+            &self.root.join(&config.policy.dir).join(POLICY_FILE),
+            STARTER_POLICY,
+        )?;
+        Ok(Created {
+            store,
+            verifier,
+            location,
+        })
+    }
+
+    /// Undoes a failed `create`: only custody's own files, never anything else.
+    fn remove_created(&self, root_existed: bool) {
+        for f in [
+            CONFIG_FILE,
+            DB_FILE,
+            "custody.db-wal",
+            "custody.db-shm",
+            LOG_KEY,
+            LOG_PUB,
+        ] {
+            let _ = fs::remove_file(self.root.join(f));
+        }
+        let _ = fs::remove_file(self.root.join("policy").join(POLICY_FILE));
+        let _ = fs::remove_dir(self.root.join("policy"));
+        let _ = fs::remove_dir(self.root.join("keys"));
+        if !root_existed {
+            let _ = fs::remove_dir(&self.root);
+        }
+    }
+}
+
+fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}

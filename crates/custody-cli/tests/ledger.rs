@@ -1,0 +1,557 @@
+//! The durable ledger through the `custody` binary: `custody init`, `custody log …`, crash
+//! safety under SIGKILL, two processes on one PostgreSQL log, and an independent
+//! recomputation of the ledger in Python.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use custody_crypto::note::NoteVerifier;
+use custody_store::{Location, SqlStore, Store};
+use serde_json::Value;
+
+/// A new data directory made by `custody init` with `extra` arguments.
+fn initialised(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    init(&dir, extra);
+    (temp, dir)
+}
+
+fn init(dir: &Path, extra: &[&str]) {
+    let out = run(custody().args(["init", "--data-dir"]).arg(dir).args(extra));
+    expect_code(&out, 0);
+}
+
+fn append_events(dir: &Path, events: u64) {
+    let out = run(custody()
+        .args(["bench", "append", "--writers", "8", "--events"])
+        .arg(events.to_string())
+        .arg("--data-dir")
+        .arg(dir));
+    expect_code(&out, 0);
+}
+
+fn log(dir: &Path, args: &[&str]) -> std::process::Output {
+    run(custody().arg("log").args(args).arg("--data-dir").arg(dir))
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    expect_code(out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn init_creates_the_instance_and_never_overwrites_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let out = run(custody()
+        .args([
+            "init",
+            "--json",
+            "--origin",
+            "example.com/custody/log",
+            "--data-dir",
+        ])
+        .arg(&dir));
+    let created = json_of(&out);
+    assert_eq!(created["origin"], "example.com/custody/log");
+    assert!(
+        created["log_verifier_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("example.com/custody/log+")
+    );
+    let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.join("keys/log.key")), 0o600);
+    assert_eq!(mode(dir.join("keys")), 0o700);
+    for f in [
+        "config.toml",
+        "custody.db",
+        "keys/log.pub",
+        "policy/custody.toml",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let cp = json_of(&log(&dir, &["checkpoint", "--json"]));
+    assert_eq!(cp["size"], 0);
+
+    let key_before = fs::read(dir.join("keys/log.key")).unwrap();
+    let again = run(custody().args(["init", "--data-dir"]).arg(&dir));
+    expect_code(&again, 2);
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("hint:"));
+    assert_eq!(fs::read(dir.join("keys/log.key")).unwrap(), key_before);
+}
+
+#[test]
+fn a_data_dir_whose_key_or_database_does_not_match_refuses_to_start() {
+    let (temp, dir) = initialised(&[]);
+    append_events(&dir, 10);
+
+    // The keys of another instance: both the writer and the reader refuse.
+    let other = temp.path().join("other");
+    init(&other, &[]);
+    for f in ["keys/log.key", "keys/log.pub"] {
+        fs::remove_file(dir.join(f)).unwrap();
+        fs::copy(other.join(f), dir.join(f)).unwrap();
+    }
+    let write = run(custody()
+        .args(["bench", "append", "--events", "1", "--data-dir"])
+        .arg(&dir));
+    expect_code(&write, 2);
+    assert!(
+        stderr(&write).contains("log key does not match"),
+        "{}",
+        stderr(&write)
+    );
+    assert!(stderr(&write).contains("hint:"));
+    let read = log(&dir, &["checkpoint"]);
+    expect_code(&read, 2);
+    assert!(
+        stderr(&read).contains("log key does not match"),
+        "{}",
+        stderr(&read)
+    );
+
+    // A missing log key, a missing database: refused with what to do, nothing created.
+    fs::remove_file(dir.join("keys/log.key")).unwrap();
+    let out = run(custody()
+        .args(["bench", "append", "--events", "1", "--data-dir"])
+        .arg(&dir));
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("log key") && stderr(&out).contains("missing"),
+        "{}",
+        stderr(&out)
+    );
+    fs::remove_file(other.join("custody.db")).unwrap();
+    let out = log(&other, &["checkpoint"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("custody init"), "{}", stderr(&out));
+    assert!(
+        !other.join("custody.db").exists(),
+        "opening re-created the ledger"
+    );
+    let out = log(&temp.path().join("nowhere"), &["checkpoint"]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("not a custody data directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn python_recomputes_every_leaf_and_the_signed_root() {
+    let (temp, dir) = initialised(&[]);
+    append_events(&dir, 333);
+    let entries = log(&dir, &["entries"]);
+    expect_code(&entries, 0);
+    let checkpoint = log(&dir, &["checkpoint"]);
+    expect_code(&checkpoint, 0);
+    let (entries_file, note_file) = (temp.path().join("entries"), temp.path().join("note"));
+    fs::write(&entries_file, &entries.stdout).unwrap();
+    fs::write(&note_file, &checkpoint.stdout).unwrap();
+    let pub_key = dir.join("keys/log.pub");
+
+    let out = run(python_script("ledger_recompute.py")
+        .arg(&entries_file)
+        .arg(&note_file)
+        .arg(&pub_key));
+    let recomputed = json_of(&out);
+    let ours = json_of(&log(&dir, &["checkpoint", "--json"]));
+    assert_eq!(recomputed["entries"], 333);
+    assert_eq!(recomputed["root"], ours["root"]);
+
+    // The independent check is not vacuous: one changed byte, one dropped entry, or a
+    // forged signature, and it fails.
+    let text = String::from_utf8(entries.stdout.clone()).unwrap();
+    let tampered = text.replacen("\"seq\":3,", "\"seq\":4,", 1);
+    assert_ne!(tampered, text);
+    let dropped: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    for bad in [tampered, dropped] {
+        fs::write(&entries_file, bad).unwrap();
+        let out = run(python_script("ledger_recompute.py")
+            .arg(&entries_file)
+            .arg(&note_file)
+            .arg(&pub_key));
+        expect_code(&out, 1);
+    }
+    fs::write(&entries_file, &entries.stdout).unwrap();
+    let note = String::from_utf8(checkpoint.stdout).unwrap();
+    let sig_start = note.rfind(' ').unwrap() + 10;
+    let mut forged = note.into_bytes();
+    forged[sig_start] = if forged[sig_start] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    fs::write(&note_file, forged).unwrap();
+    let out = run(python_script("ledger_recompute.py")
+        .arg(&entries_file)
+        .arg(&note_file)
+        .arg(&pub_key));
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn proofs_printed_by_the_cli_verify_offline() {
+    let (_temp, dir) = initialised(&[]);
+    append_events(&dir, 100);
+    let hex32 = |v: &Value| -> Vec<u8> { hex_decode(v.as_str().unwrap()) };
+    let hashes = |v: &Value| -> Vec<Vec<u8>> { v.as_array().unwrap().iter().map(hex32).collect() };
+
+    let p = json_of(&log(
+        &dir,
+        &[
+            "proof",
+            "inclusion",
+            "--index",
+            "37",
+            "--size",
+            "90",
+            "--json",
+        ],
+    ));
+    let entry = json_of(&log(
+        &dir,
+        &["entries", "--start", "37", "--end", "38", "--json"],
+    ));
+    assert_eq!(p["leaf_hash"], entry["leaf_hash"]);
+    custody_ledger::verify_inclusion(
+        &hex32(&p["leaf_hash"]),
+        37,
+        90,
+        &hashes(&p["hashes"]),
+        &hex32(&p["root"]),
+    )
+    .unwrap();
+    // The text form is the same hashes, one per line.
+    let text = log(
+        &dir,
+        &["proof", "inclusion", "--index", "37", "--size", "90"],
+    );
+    let lines: Vec<Value> = stdout(&text)
+        .lines()
+        .map(|l| Value::from(l.to_owned()))
+        .collect();
+    assert_eq!(Value::from(lines), p["hashes"]);
+
+    let c = json_of(&log(
+        &dir,
+        &["proof", "consistency", "--from", "45", "--json"],
+    ));
+    assert_eq!(c["to"], 100);
+    custody_ledger::verify_consistency(
+        45,
+        100,
+        &hashes(&c["hashes"]),
+        &hex32(&c["from_root"]),
+        &hex32(&c["to_root"]),
+    )
+    .unwrap();
+    let head = json_of(&log(&dir, &["checkpoint", "--json"]));
+    assert_eq!(c["to_root"], head["root"]);
+
+    for (args, needle) in [
+        (
+            &["proof", "inclusion", "--index", "90", "--size", "90"][..],
+            "index 90",
+        ),
+        (
+            &["proof", "inclusion", "--index", "1", "--size", "101"][..],
+            "beyond",
+        ),
+        (
+            &["proof", "consistency", "--from", "0", "--to", "5"][..],
+            "",
+        ),
+        (&["entries", "--start", "5", "--end", "200"][..], "beyond"),
+    ] {
+        let out = log(&dir, args);
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    let check = json_of(&log(&dir, &["check", "--json"]));
+    assert_eq!(
+        (check["ok"].as_bool(), check["entries"].as_u64()),
+        (Some(true), Some(100))
+    );
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// One acknowledged append as the writer printed it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Ack {
+    index: u64,
+    writer: u64,
+    seq: u64,
+    run: String,
+}
+
+/// Starts an appending writer, kills it with SIGKILL after a random time, and returns
+/// every append it acknowledged.
+fn kill_writer_midway(dir: &Path, delay: Duration) -> Vec<Ack> {
+    let mut child = custody()
+        .args([
+            "bench",
+            "append",
+            "--acks",
+            "--events",
+            "100000000",
+            "--writers",
+            "16",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    // Let it get going (the first acks are out), then kill it at a random moment.
+    std::thread::sleep(Duration::from_millis(150) + delay);
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the writer finished before it was killed"
+    );
+    let buf = reader.join().unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    // Only complete lines were acknowledged; a torn last line was not.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!((f.len(), f[0]), (5, "ack"), "{line}");
+            Ack {
+                index: f[1].parse().unwrap(),
+                writer: f[2].parse().unwrap(),
+                seq: f[3].parse().unwrap(),
+                run: f[4].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// After a crash: every acknowledged append is at its index, the tree recomputed from the
+/// leaves matches the latest signed checkpoint (and every stored checkpoint), and each
+/// checkpoint stored since the last round is consistent with the one before it (a
+/// consistency proof from the store, verified offline). Returns the log's size.
+async fn check_after_crash(
+    location: &Location,
+    verifier: &NoteVerifier,
+    acked: &[Ack],
+    last_checked: &mut custody_store::SignedCheckpoint,
+) -> u64 {
+    let store = SqlStore::open_read_only(location, verifier).await.unwrap();
+    let head = store.checkpoint().await.unwrap();
+    let mut leaves = Vec::with_capacity(head.size as usize);
+    let mut start = 0;
+    while start < head.size {
+        let end = head.size.min(start + 1000);
+        leaves.extend(
+            store
+                .entries(start, end)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.leaf),
+        );
+        start = end;
+    }
+    for ack in acked {
+        assert!(
+            ack.index < head.size,
+            "acknowledged entry {} lost (size {})",
+            ack.index,
+            head.size
+        );
+        let event: Value = serde_json::from_slice(&leaves[ack.index as usize]).unwrap();
+        assert_eq!(
+            (
+                event["writer"].as_u64(),
+                event["seq"].as_u64(),
+                event["run"].as_str()
+            ),
+            (Some(ack.writer), Some(ack.seq), Some(ack.run.as_str())),
+            "entry {} is not what was acknowledged",
+            ack.index
+        );
+    }
+    // On PostgreSQL a transaction whose client was killed during COMMIT may still commit
+    // after the kill: the log can grow while we look, never shrink or change.
+    let report = store.check(|_| {}).await.unwrap();
+    assert!(report.entries >= head.size);
+    assert_eq!(store.root_at(head.size).await.unwrap(), head.root);
+    let mut from = last_checked.size + 1;
+    loop {
+        let page = store.checkpoints(from, 1000).await.unwrap();
+        for cp in &page {
+            if last_checked.size > 0 {
+                let proof = store
+                    .consistency_proof(last_checked.size, cp.size)
+                    .await
+                    .unwrap();
+                custody_ledger::verify_consistency(
+                    last_checked.size,
+                    cp.size,
+                    &proof,
+                    &last_checked.root,
+                    &cp.root,
+                )
+                .unwrap();
+            }
+            *last_checked = cp.clone();
+        }
+        match page.last() {
+            Some(last) => from = last.size + 1,
+            None => break,
+        }
+    }
+    assert!(last_checked.size >= head.size);
+    store.close().await;
+    head.size
+}
+
+fn crash_repeatedly(dir: &Path, kills: u32) {
+    let config: Value = {
+        let out = log(dir, &["checkpoint", "--json"]);
+        json_of(&out)
+    };
+    let verifier = NoteVerifier::from_text(config["log_verifier_key"].as_str().unwrap()).unwrap();
+    let text = fs::read_to_string(dir.join("config.toml")).unwrap();
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \"").and_then(|r| r.strip_suffix('"')))
+        .unwrap_or_default();
+    let location = if url.is_empty() {
+        Location::Sqlite(dir.join("custody.db"))
+    } else {
+        Location::parse(url)
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut acked: Vec<Ack> = Vec::new();
+    let mut sizes = Vec::new();
+    let mut last_checked = runtime.block_on(async {
+        let store = SqlStore::open_read_only(&location, &verifier)
+            .await
+            .unwrap();
+        store.checkpoints(0, 1).await.unwrap().remove(0)
+    });
+    for _ in 0..kills {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let new = kill_writer_midway(dir, Duration::from_millis(seed % 250));
+        assert!(
+            !new.is_empty(),
+            "the writer acknowledged nothing before it was killed"
+        );
+        acked.extend(new);
+        sizes.push(runtime.block_on(check_after_crash(
+            &location,
+            &verifier,
+            &acked,
+            &mut last_checked,
+        )));
+    }
+    eprintln!("log size after each of {kills} kills: {sizes:?}");
+    let distinct: BTreeSet<u64> = acked.iter().map(|a| a.index).collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "two acknowledgements for one index"
+    );
+    assert!(
+        sizes.windows(2).all(|w| w[0] < w[1]),
+        "the log did not grow across restarts: {sizes:?}"
+    );
+}
+
+#[test]
+fn sigkilled_writers_never_lose_an_acknowledged_append_sqlite() {
+    let (_temp, dir) = initialised(&[]);
+    crash_repeatedly(&dir, 20);
+}
+
+#[test]
+fn sigkilled_writers_never_lose_an_acknowledged_append_postgres() {
+    let (_temp, dir) = initialised(&["--database-url", &fresh_postgres_database()]);
+    crash_repeatedly(&dir, 20);
+}
+
+#[test]
+fn two_processes_append_ten_thousand_events_to_one_postgres_log() {
+    let (_temp, dir) = initialised(&["--database-url", &fresh_postgres_database()]);
+    let spawn = || -> std::process::Child {
+        custody()
+            .args([
+                "bench",
+                "append",
+                "--events",
+                "5000",
+                "--writers",
+                "32",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        expect_code(&out, 0);
+    }
+    let head = json_of(&log(&dir, &["checkpoint", "--json"]));
+    assert_eq!(head["size"], 10_000);
+    let check = json_of(&log(&dir, &["check", "--json"]));
+    assert_eq!(check["ok"], true);
+    // One linear log: every (process, writer, seq) exactly once, nothing else.
+    let entries = log(&dir, &["entries"]);
+    expect_code(&entries, 0);
+    let mut seen = BTreeSet::new();
+    for line in stdout(&entries).lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert!(seen.insert((
+            e["run"].as_str().unwrap().to_owned(),
+            e["writer"].as_u64(),
+            e["seq"].as_u64()
+        )));
+    }
+    assert_eq!(seen.len(), 10_000);
+    let runs: BTreeSet<_> = seen.iter().map(|(r, _, _)| r.clone()).collect();
+    assert_eq!(runs.len(), 2, "expected events from two processes");
+}
