@@ -37,21 +37,23 @@ pub(crate) struct Committer {
     pub(crate) frontier: Option<Frontier>,
     pub(crate) faults: Option<Arc<dyn FaultInjector>>,
     pub(crate) max_batch_events: usize,
+    pub(crate) max_batch_bytes: usize,
 }
 
 impl Committer {
     /// Commits batches until every sender is dropped.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.recv().await {
-            let mut events = first.append.events.len();
-            let mut batch = vec![first];
-            while events < self.max_batch_events {
-                match rx.try_recv() {
-                    Ok(next) => {
-                        events += next.append.events.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
+            let (mut events, mut bytes) = (0, 0);
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            // Take what is waiting, up to the batch bounds (always at least one append).
+            while let Some(request) = next.take() {
+                events += request.append.events.len();
+                bytes += request.append.byte_len();
+                batch.push(request);
+                if events < self.max_batch_events && bytes < self.max_batch_bytes {
+                    next = rx.try_recv().ok();
                 }
             }
             let (appends, replies): (Vec<_>, Vec<_>) =

@@ -113,6 +113,13 @@ pub struct Append {
 }
 
 impl Append {
+    /// Bytes of events and state values this append carries (bounds a commit batch).
+    pub fn byte_len(&self) -> usize {
+        let events: usize = self.events.iter().map(|e| e.as_bytes().len()).sum();
+        let state: usize = self.state.iter().map(|w| w.value.as_bytes().len()).sum();
+        events + state
+    }
+
     /// An append of one event with no state writes.
     pub fn event(event: CanonicalJson) -> Self {
         Append {

@@ -28,6 +28,8 @@ const MAX_CHECKPOINTS_PER_READ: u64 = 1000;
 pub struct OpenOptions {
     /// Most events one group commit takes (it always takes at least one append).
     pub max_batch_events: usize,
+    /// Most bytes of events and state one group commit takes (likewise).
+    pub max_batch_bytes: usize,
     /// Appends waiting for the committer before callers are made to wait to enqueue.
     pub queue: usize,
     /// Fault injection for tests.
@@ -38,6 +40,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             max_batch_events: 8192,
+            max_batch_bytes: 64 << 20,
             queue: 4096,
             faults: None,
         }
@@ -148,6 +151,7 @@ impl SqlStore {
             frontier: Some(frontier),
             faults: options.faults,
             max_batch_events: options.max_batch_events.max(1),
+            max_batch_bytes: options.max_batch_bytes.max(1),
         };
         let handle = tokio::spawn(committer.run(rx));
         Ok(SqlStore {

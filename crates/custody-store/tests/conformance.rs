@@ -56,6 +56,7 @@ conformance!(
     tampering_is_found_by_open_and_check,
     faults_anywhere_leave_log_and_state_agreeing,
     a_read_only_store_refuses_appends,
+    group_commit_respects_its_batch_bound,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
@@ -712,4 +713,32 @@ async fn a_read_only_store_refuses_appends(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
+}
+
+async fn group_commit_respects_its_batch_bound(backend: Backend) {
+    let (db, store, seed) = create(backend).await;
+    store.close().await;
+    let store = SqlStore::open_with(
+        &db.location,
+        log_key_from_seed(seed),
+        OpenOptions {
+            max_batch_events: 1,
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..32u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(Append::event(event(w, 0))).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        let a = t.await.unwrap();
+        // With one event per batch, each append gets its own checkpoint.
+        assert_eq!(a.tree_size, a.first_index + 1);
+    }
+    assert_eq!(check_checkpoint_chain(&store).await, 33);
 }
