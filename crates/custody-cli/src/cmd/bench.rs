@@ -31,7 +31,8 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct AppendArgs {
-    /// Append to this existing data directory's ledger instead of a fresh one.
+    /// Append to this existing data directory's ledger instead of a fresh one. The events
+    /// stay forever (the ledger is append-only): use a test instance, never production.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Use this PostgreSQL database (empty, for a fresh ledger; or overriding the data
