@@ -54,7 +54,8 @@ pub trait Store: Send + Sync {
     /// The latest signed checkpoint (the head).
     fn checkpoint(&self) -> impl Future<Output = Result<SignedCheckpoint, StoreError>> + Send;
 
-    /// Stored checkpoints with `size >= from_size`, oldest first, at most `limit`.
+    /// Stored checkpoints with `size >= from_size`, oldest first, at most `limit` (and at
+    /// most 1,000; page with `from_size = last.size + 1`).
     fn checkpoints(
         &self,
         from_size: u64,
@@ -92,7 +93,8 @@ pub trait Store: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<StateRecord>, StoreError>> + Send;
 
-    /// State records of `kind` with key `> after`, in key order, at most `limit`.
+    /// State records of `kind` with key `> after`, in key order, at most `limit` (and at
+    /// most 1,000; page with `after = last.key`).
     fn states(
         &self,
         kind: &str,
