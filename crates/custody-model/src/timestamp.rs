@@ -36,6 +36,16 @@ impl Timestamp {
         Timestamp(t.to_offset(time::UtcOffset::UTC))
     }
 
+    /// The instant `seconds` after the Unix epoch.
+    pub fn from_unix_seconds(seconds: i64) -> Result<Self, TimestampError> {
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .map(Timestamp)
+            .map_err(|e| TimestampError::NotRfc3339 {
+                input: seconds.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     /// Seconds since the Unix epoch.
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()

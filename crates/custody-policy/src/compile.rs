@@ -1,0 +1,565 @@
+//! `custody.toml` (and the key files it names) compiled into a [`Policy`].
+//!
+//! Compilation reports every mistake it finds, each with the file, line and column, and
+//! refuses contradictions a reviewer would miss: an environment `after` one that does not
+//! exist or comes later, an empty quorum, a quorum more people than could ever approve, a
+//! role nobody holds, a builder with no source repositories.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use custody_crypto::PublicKey;
+use regex::Regex;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use toml::Spanned;
+
+use crate::duration::Span;
+
+/// The file that declares the pipeline.
+pub const POLICY_FILE: &str = "custody.toml";
+/// Largest policy bundle file read.
+pub const MAX_POLICY_FILE: usize = 1 << 20;
+
+/// A policy bundle as files: path (relative to the bundle) → text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// The files, by relative path.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Bundle {
+    /// The bundle's digest: SHA-256 over each path and text, length-prefixed, in path order.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, text) in &self.files {
+            h.update((path.len() as u64).to_be_bytes());
+            h.update(path.as_bytes());
+            h.update((text.len() as u64).to_be_bytes());
+            h.update(text.as_bytes());
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+}
+
+/// One mistake in a policy bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file.
+    pub file: String,
+    /// 1-based line, 0 when not known.
+    pub line: usize,
+    /// 1-based column, 0 when not known.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+/// Every mistake found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    version: Spanned<u32>,
+    #[serde(default)]
+    naming: Option<NamingDoc>,
+    #[serde(default)]
+    roles: BTreeMap<String, Spanned<Vec<String>>>,
+    #[serde(default, rename = "release_key")]
+    release_keys: Vec<KeyDoc>,
+    #[serde(default, rename = "builder")]
+    builders: Vec<BuilderDoc>,
+    #[serde(rename = "environment")]
+    environments: Vec<EnvDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamingDoc {
+    artifact: Option<Spanned<String>>,
+    release: Option<Spanned<String>>,
+    #[serde(default)]
+    semver: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyDoc {
+    path: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuilderDoc {
+    id: Spanned<String>,
+    key: Spanned<String>,
+    source_repos: Spanned<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvDoc {
+    name: Spanned<String>,
+    after: Option<Spanned<String>>,
+    #[serde(default)]
+    verified: bool,
+    soak: Option<Spanned<String>>,
+    approvals: Option<Spanned<ApprovalsDoc>>,
+    #[serde(default)]
+    evidence: Vec<Spanned<String>>,
+    evidence_max_age: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalsDoc {
+    quorum: Spanned<u32>,
+    roles: Spanned<Vec<String>>,
+    expires: Option<Spanned<String>>,
+}
+
+/// A compiled policy: what every gate checks, by environment.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) digest: String,
+    pub(crate) artifact_name: Regex,
+    pub(crate) release_name: Regex,
+    pub(crate) semver: bool,
+    pub(crate) roles: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) release_keys: BTreeMap<String, PublicKey>,
+    pub(crate) builders: Vec<Builder>,
+    pub(crate) environments: Vec<Environment>,
+}
+
+/// A trusted builder.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    /// Its SLSA builder id.
+    pub id: String,
+    /// Its signing key.
+    pub key: PublicKey,
+    /// Key id of `key`.
+    pub key_id: String,
+    /// Source repositories it may build (a trailing `*` matches any suffix).
+    pub source_repos: Vec<String>,
+}
+
+/// One environment and its gates.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Its name.
+    pub name: String,
+    /// The environment a release must be certified in first.
+    pub after: Option<String>,
+    /// Whether a successful deploy report in `after` is required.
+    pub verified: bool,
+    /// How long after certification in `after` before promotion here.
+    pub soak: Option<Span>,
+    /// The approvals required.
+    pub approvals: Option<Approvals>,
+    /// Evidence types every artifact needs.
+    pub evidence: Vec<String>,
+    /// How old evidence may be.
+    pub evidence_max_age: Option<Span>,
+}
+
+/// An approval requirement.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// Distinct approvers needed.
+    pub quorum: u32,
+    /// Roles whose holders may approve.
+    pub roles: Vec<String>,
+    /// How long an approval counts (default 24h).
+    pub expires: Span,
+}
+
+const DEFAULT_NAME_RULE: &str = "^[a-z0-9][a-z0-9._-]*$";
+
+/// Names of environments and evidence types, and artifact and release names by default.
+static NAME_RULE: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant pattern; the tests compile it"
+    )]
+    Regex::new(DEFAULT_NAME_RULE).expect("the default naming rule compiles")
+});
+
+impl Policy {
+    /// The bundle's digest: the policy version decisions and approvals are bound to.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The environments in pipeline order.
+    pub fn environments(&self) -> &[Environment] {
+        &self.environments
+    }
+
+    /// An environment by name.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// A trusted release key by key id.
+    pub fn release_key(&self, key_id: &str) -> Option<&PublicKey> {
+        self.release_keys.get(key_id)
+    }
+
+    /// Every trusted release key.
+    pub fn release_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.release_keys.values()
+    }
+
+    /// The trusted builders.
+    pub fn builders(&self) -> &[Builder] {
+        &self.builders
+    }
+
+    /// The roles `principal` holds.
+    pub fn roles_of(&self, principal: &str) -> Vec<&str> {
+        self.roles
+            .iter()
+            .filter(|(_, members)| members.contains(principal))
+            .map(|(role, _)| role.as_str())
+            .collect()
+    }
+
+    /// Why an artifact name breaks the naming rule, if it does.
+    pub fn check_artifact_name(&self, name: &str) -> Result<(), String> {
+        if self.artifact_name.is_match(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "artifact name {name:?} does not match the naming rule {}",
+                self.artifact_name.as_str()
+            ))
+        }
+    }
+
+    /// Why a release name or version breaks the naming rules, if it does.
+    pub fn check_release(&self, name: &str, version: &str) -> Result<(), String> {
+        if !self.release_name.is_match(name) {
+            return Err(format!(
+                "release name {name:?} does not match the naming rule {}",
+                self.release_name.as_str()
+            ));
+        }
+        if self.semver {
+            semver::Version::parse(version).map_err(|e| {
+                format!("release version {version:?} is not SemVer (e.g. 1.4.2): {e}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Builder {
+    /// Whether this builder may build `repo`.
+    pub fn may_build(&self, repo: &str) -> bool {
+        self.source_repos.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => repo.starts_with(prefix),
+            None => repo == p,
+        })
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+struct Errors<'a> {
+    text: &'a str,
+    found: Vec<PolicyError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = position(self.text, span.start);
+        self.found.push(PolicyError {
+            file: POLICY_FILE.into(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+}
+
+/// Compiles a policy bundle, reporting every mistake with its line.
+pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
+    let Some(text) = bundle.files.get(POLICY_FILE) else {
+        return Err(PolicyErrors(vec![PolicyError {
+            file: POLICY_FILE.into(),
+            line: 0,
+            column: 0,
+            message: "the policy bundle has no custody.toml".into(),
+        }]));
+    };
+    let doc: Doc = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| position(text, s.start));
+        PolicyErrors(vec![PolicyError {
+            file: POLICY_FILE.into(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }])
+    })?;
+    let mut errors = Errors {
+        text,
+        found: Vec::new(),
+    };
+
+    if *doc.version.get_ref() != 1 {
+        errors.at(
+            doc.version.span(),
+            format!(
+                "policy version {} is not supported (this custody reads version 1)",
+                doc.version.get_ref()
+            ),
+        );
+    }
+
+    let rule = |value: Option<&Spanned<String>>, errors: &mut Errors<'_>| -> Regex {
+        let (pattern, span) = match value {
+            Some(v) => (v.get_ref().as_str(), v.span()),
+            None => (DEFAULT_NAME_RULE, 0..0),
+        };
+        let anchored = format!(
+            "^(?:{})$",
+            pattern.trim_start_matches('^').trim_end_matches('$')
+        );
+        Regex::new(&anchored).unwrap_or_else(|e| {
+            errors.at(
+                span,
+                format!("naming rule {pattern:?} is not a valid regular expression: {e}"),
+            );
+            NAME_RULE.clone()
+        })
+    };
+    let artifact_name = rule(
+        doc.naming.as_ref().and_then(|n| n.artifact.as_ref()),
+        &mut errors,
+    );
+    let release_name = rule(
+        doc.naming.as_ref().and_then(|n| n.release.as_ref()),
+        &mut errors,
+    );
+    let semver = doc.naming.as_ref().and_then(|n| n.semver).unwrap_or(true);
+
+    let mut roles = BTreeMap::new();
+    for (role, members) in &doc.roles {
+        if members.get_ref().is_empty() {
+            errors.at(members.span(), format!("role {role:?} has no members"));
+        }
+        roles.insert(
+            role.clone(),
+            members.get_ref().iter().cloned().collect::<BTreeSet<_>>(),
+        );
+    }
+
+    let load_key = |path: &Spanned<String>, errors: &mut Errors<'_>| -> Option<PublicKey> {
+        let Some(pem) = bundle.files.get(path.get_ref()) else {
+            errors.at(
+                path.span(),
+                format!("key file {:?} is not in the policy bundle", path.get_ref()),
+            );
+            return None;
+        };
+        PublicKey::from_pem(pem)
+            .map_err(|e| errors.at(path.span(), format!("key file {:?}: {e}", path.get_ref())))
+            .ok()
+    };
+
+    let mut release_keys = BTreeMap::new();
+    for k in &doc.release_keys {
+        if let Some(key) = load_key(&k.path, &mut errors) {
+            release_keys.insert(key.key_id().to_string(), key);
+        }
+    }
+    let mut builders = Vec::new();
+    for b in &doc.builders {
+        if b.source_repos.get_ref().is_empty() {
+            errors.at(
+                b.source_repos.span(),
+                format!(
+                    "builder {:?} lists no source repositories it may build",
+                    b.id.get_ref()
+                ),
+            );
+        }
+        if let Some(key) = load_key(&b.key, &mut errors) {
+            if release_keys.contains_key(&key.key_id().to_string()) {
+                errors.at(
+                    b.key.span(),
+                    "a builder key may not also be a release key (separation of signing duties)",
+                );
+            }
+            builders.push(Builder {
+                id: b.id.get_ref().clone(),
+                key_id: key.key_id().to_string(),
+                key,
+                source_repos: b.source_repos.get_ref().clone(),
+            });
+        }
+    }
+
+    let mut environments: Vec<Environment> = Vec::new();
+    if doc.environments.is_empty() {
+        errors.at(0..0, "the policy declares no [[environment]]");
+    }
+    for e in &doc.environments {
+        let name = e.name.get_ref();
+        if !NAME_RULE.is_match(name) {
+            errors.at(
+                e.name.span(),
+                format!(
+                    "environment name {name:?} must be lowercase letters, digits, '.', '_' or '-'"
+                ),
+            );
+        }
+        if environments.iter().any(|x| &x.name == name) {
+            errors.at(
+                e.name.span(),
+                format!("environment {name:?} is declared twice"),
+            );
+        }
+        if let Some(after) = &e.after {
+            if !environments.iter().any(|x| &x.name == after.get_ref()) {
+                let later = doc
+                    .environments
+                    .iter()
+                    .any(|x| x.name.get_ref() == after.get_ref());
+                errors.at(
+                    after.span(),
+                    if later {
+                        format!("environment {name:?} comes after {:?}, which is declared later; list environments in pipeline order", after.get_ref())
+                    } else {
+                        format!("unknown environment {:?} in `after`", after.get_ref())
+                    },
+                );
+            }
+        } else if e.verified || e.soak.is_some() {
+            errors.at(
+                e.name.span(),
+                format!(
+                    "environment {name:?} sets `verified` or `soak` but has no `after` environment"
+                ),
+            );
+        }
+        let span_of = |s: &Option<Spanned<String>>, errors: &mut Errors<'_>| -> Option<Span> {
+            s.as_ref().and_then(|s| {
+                Span::parse(s.get_ref())
+                    .map_err(|m| errors.at(s.span(), m))
+                    .ok()
+            })
+        };
+        let soak = span_of(&e.soak, &mut errors);
+        let evidence_max_age = span_of(&e.evidence_max_age, &mut errors);
+        let approvals = e.approvals.as_ref().map(|a| {
+            let doc = a.get_ref();
+            let quorum = *doc.quorum.get_ref();
+            if quorum == 0 {
+                errors.at(
+                    doc.quorum.span(),
+                    "an approval quorum of 0 approves nothing; remove `approvals` to require none",
+                );
+            }
+            if doc.roles.get_ref().is_empty() {
+                errors.at(
+                    doc.roles.span(),
+                    "approvals name no roles, so nobody could approve",
+                );
+            }
+            let mut eligible = BTreeSet::new();
+            for role in doc.roles.get_ref() {
+                match roles.get(role) {
+                    Some(members) => eligible.extend(members.iter().cloned()),
+                    None => errors.at(
+                        doc.roles.span(),
+                        format!("role {role:?} is not defined in [roles]"),
+                    ),
+                }
+            }
+            if quorum > 0 && (eligible.len() as u64) < u64::from(quorum) {
+                errors.at(
+                    doc.quorum.span(),
+                    format!(
+                        "a quorum of {quorum} can never be met: only {} people hold the roles {:?}",
+                        eligible.len(),
+                        doc.roles.get_ref()
+                    ),
+                );
+            }
+            Approvals {
+                quorum,
+                roles: doc.roles.get_ref().clone(),
+                expires: span_of(&doc.expires, &mut errors).unwrap_or(Span(86_400)),
+            }
+        });
+        let mut evidence = Vec::new();
+        for kind in &e.evidence {
+            if !NAME_RULE.is_match(kind.get_ref()) {
+                errors.at(
+                    kind.span(),
+                    format!(
+                        "evidence type {:?} must be lowercase letters, digits or '-'",
+                        kind.get_ref()
+                    ),
+                );
+            }
+            evidence.push(kind.get_ref().clone());
+        }
+        environments.push(Environment {
+            name: name.clone(),
+            after: e.after.as_ref().map(|a| a.get_ref().clone()),
+            verified: e.verified,
+            soak,
+            approvals,
+            evidence,
+            evidence_max_age,
+        });
+    }
+
+    if !errors.found.is_empty() {
+        return Err(PolicyErrors(errors.found));
+    }
+    Ok(Policy {
+        digest: bundle.digest(),
+        artifact_name,
+        release_name,
+        semver,
+        roles,
+        release_keys,
+        builders,
+        environments,
+    })
+}

@@ -1,0 +1,122 @@
+//! What a promotion decision is made from: recorded facts and the clock, nothing else.
+//!
+//! The application gathers these from the ledger's state (and verifies signatures while it
+//! does, recording the outcome as a fact); [`crate::evaluate`] reads only them. A decision
+//! records the facts' digest, so replaying it later from the recorded facts must reach the
+//! same outcome.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a promotion's gates look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Facts {
+    /// The evaluation time, Unix seconds (passed in, never read inside evaluation).
+    pub now: i64,
+    /// The target environment.
+    pub environment: String,
+    /// Who asked for the promotion.
+    pub requested_by: String,
+    /// The release being promoted.
+    pub release: ReleaseFacts,
+    /// The release's standing in the environment before the target, if there is one.
+    pub previous: Option<PreviousFacts>,
+    /// Every approval or rejection recorded for this promotion (also superseded ones).
+    pub approvals: Vec<ApprovalFacts>,
+}
+
+/// A release and how it was signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFacts {
+    /// Release name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// Digest of the signed manifest envelope's payload (`sha256:…`).
+    pub digest: String,
+    /// Key id of the manifest's signature that verified, if any.
+    pub signing_key: Option<String>,
+    /// Who created (and signed) the release.
+    pub signed_by: String,
+    /// The artifacts the manifest names.
+    pub artifacts: Vec<ArtifactFacts>,
+}
+
+/// An artifact of the release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactFacts {
+    /// Its name.
+    pub name: String,
+    /// Its digest (`sha256:…`).
+    pub digest: String,
+    /// Who registered it (the build's principal).
+    pub built_by: String,
+    /// Its provenance, if any was recorded.
+    pub provenance: Option<ProvenanceFacts>,
+    /// Evidence recorded about it.
+    pub evidence: Vec<EvidenceFacts>,
+}
+
+/// What a provenance envelope said, and whether its signature verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceFacts {
+    /// Key id whose signature verified, if any.
+    pub signing_key: Option<String>,
+    /// The SLSA `runDetails.builder.id`.
+    pub builder_id: String,
+    /// The source repository the build resolved.
+    pub source_repo: String,
+    /// The source commit.
+    pub source_commit: String,
+    /// Whether a subject of the statement has the artifact's digest.
+    pub subject_matches: bool,
+}
+
+/// A piece of evidence about an artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceFacts {
+    /// Its type, e.g. `test-results`.
+    pub kind: String,
+    /// When it was recorded, Unix seconds.
+    pub at: i64,
+}
+
+/// The release in the environment before the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousFacts {
+    /// That environment's name.
+    pub environment: String,
+    /// When this release was (first) certified there, Unix seconds.
+    pub certified_at: Option<i64>,
+    /// Whether a deployer reported this release running successfully there.
+    pub deploy_verified: bool,
+}
+
+/// One approval or rejection as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalFacts {
+    /// Its id.
+    pub id: String,
+    /// Who gave it.
+    pub by: String,
+    /// Approve (true) or reject (false).
+    pub approve: bool,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// When it stops counting, Unix seconds.
+    pub expires_at: i64,
+    /// The release digest it was given for.
+    pub release_digest: String,
+    /// The environment it was given for.
+    pub environment: String,
+    /// The policy version it was given under.
+    pub policy_digest: String,
+    /// Whether a later record by the same reviewer replaced it.
+    pub superseded: bool,
+}

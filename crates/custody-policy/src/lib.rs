@@ -1,0 +1,26 @@
+//! custody's pipeline policy: `custody.toml` compiled into gates, and the pure evaluation of
+//! a promotion against them.
+//!
+//! ```text
+//! Bundle (custody.toml + key files) ──compile──▶ Policy ──evaluate(policy, facts)──▶ Decision
+//! ```
+//!
+//! Invariant: evaluation is pure. It reads only the compiled policy and the [`Facts`]
+//! (which carry the time), so a decision replays to the same outcome from its recorded
+//! inputs; the decision records the policy digest, the facts' digest and [`ENGINE`].
+
+mod compile;
+mod duration;
+mod evaluate;
+mod facts;
+
+pub use compile::{
+    Approvals, Builder, Bundle, Environment, MAX_POLICY_FILE, POLICY_FILE, Policy, PolicyError,
+    PolicyErrors, compile,
+};
+pub use duration::Span;
+pub use evaluate::{Decision, ENGINE, GateResult, Status, evaluate, facts_digest};
+pub use facts::{
+    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
+    ReleaseFacts,
+};

@@ -1,0 +1,371 @@
+//! The policy compiler's errors and every gate's verdicts, pass and fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod fixture;
+
+use custody_crypto::Signer as _;
+use custody_policy::{Decision, Status, compile, evaluate};
+use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts, policy};
+
+fn gate<'a>(d: &'a Decision, name: &str) -> &'a custody_policy::GateResult {
+    d.gates
+        .iter()
+        .find(|g| g.gate == name)
+        .unwrap_or_else(|| panic!("no gate {name}: {d:?}"))
+}
+
+#[track_caller]
+fn blocked(d: &Decision, name: &str, status: Status, needle: &str) {
+    assert!(!d.allowed, "allowed: {d:?}");
+    let g = gate(d, name);
+    assert_eq!(g.status, status, "{g:?}");
+    assert!(g.reason.contains(needle), "{:?} lacks {needle:?}", g.reason);
+}
+
+#[test]
+fn a_complete_promotion_passes_every_gate() {
+    let (policy, keys) = policy();
+    let d = evaluate(&policy, &passing_facts(&policy, &keys, 3));
+    assert!(d.allowed, "{d:#?}");
+    let names: Vec<_> = d.gates.iter().map(|g| g.gate.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "release-signature",
+            "naming",
+            "provenance",
+            "previous-environment",
+            "evidence",
+            "approvals"
+        ]
+    );
+    assert_eq!(gate(&d, "approvals").reason, "approved by alice, bob, sam");
+    assert!(d.input_digest.starts_with("sha256:"));
+    assert_eq!(d.policy_digest, policy.digest());
+}
+
+#[test]
+fn evaluation_is_a_pure_function_of_policy_and_facts() {
+    let (policy, keys) = policy();
+    let facts = passing_facts(&policy, &keys, 2);
+    assert_eq!(evaluate(&policy, &facts), evaluate(&policy, &facts));
+    let mut later = facts.clone();
+    later.now += 30 * HOUR; // approvals expire
+    let d = evaluate(&policy, &later);
+    assert_ne!(d.input_digest, evaluate(&policy, &facts).input_digest);
+    blocked(&d, "approvals", Status::Waiting, "expired at");
+}
+
+#[test]
+fn each_gate_says_no_with_its_reason() {
+    let (policy, keys) = policy();
+    let base = passing_facts(&policy, &keys, 2);
+    let check =
+        |mutate: &dyn Fn(&mut custody_policy::Facts), name: &str, status: Status, needle: &str| {
+            let mut f = base.clone();
+            mutate(&mut f);
+            blocked(&evaluate(&policy, &f), name, status, needle);
+        };
+    check(
+        &|f| f.release.signing_key = None,
+        "release-signature",
+        Status::Fail,
+        "no valid signature",
+    );
+    check(
+        &|f| f.release.signing_key = Some("ff".repeat(32)),
+        "release-signature",
+        Status::Fail,
+        "not a trusted release key",
+    );
+    check(
+        &|f| f.release.artifacts[0].name = "Bad_Name".into(),
+        "naming",
+        Status::Fail,
+        "Bad_Name",
+    );
+    check(
+        &|f| f.release.version = "1.4".into(),
+        "naming",
+        Status::Fail,
+        "SemVer",
+    );
+    check(
+        &|f| f.release.artifacts[1].provenance = None,
+        "provenance",
+        Status::Fail,
+        "service-1 has no provenance",
+    );
+    check(
+        &|f| {
+            f.release.artifacts[0]
+                .provenance
+                .as_mut()
+                .unwrap()
+                .source_repo = "https://evil.example/x".into()
+        },
+        "provenance",
+        Status::Fail,
+        "may not build",
+    );
+    check(
+        &|f| {
+            f.release.artifacts[0]
+                .provenance
+                .as_mut()
+                .unwrap()
+                .builder_id = "other".into()
+        },
+        "provenance",
+        Status::Fail,
+        "belongs to",
+    );
+    check(
+        &|f| {
+            f.release.artifacts[0]
+                .provenance
+                .as_mut()
+                .unwrap()
+                .subject_matches = false
+        },
+        "provenance",
+        Status::Fail,
+        "another digest",
+    );
+    check(
+        &|f| f.previous = None,
+        "previous-environment",
+        Status::Fail,
+        "never certified in staging",
+    );
+    check(
+        &|f| f.previous.as_mut().unwrap().certified_at = Some(NOW - HOUR),
+        "previous-environment",
+        Status::Waiting,
+        "soaking in staging",
+    );
+    check(
+        &|f| f.previous.as_mut().unwrap().deploy_verified = false,
+        "previous-environment",
+        Status::Waiting,
+        "no successful deploy",
+    );
+    check(
+        &|f| f.release.artifacts[0].evidence.retain(|e| e.kind != "sbom"),
+        "evidence",
+        Status::Fail,
+        "service-0 has no sbom evidence",
+    );
+    check(
+        &|f| f.release.artifacts[0].evidence[0].at = NOW - 31 * 24 * HOUR,
+        "evidence",
+        Status::Fail,
+        "younger than 30d",
+    );
+    check(
+        &|f| f.environment = "prod".into(),
+        "environment",
+        Status::Fail,
+        "unknown environment",
+    );
+    // Approvals: each way one can fail to count.
+    check(
+        &|f| f.approvals.truncate(2),
+        "approvals",
+        Status::Waiting,
+        "2 of 3 approvals",
+    );
+    check(
+        &|f| f.approvals[0].by = "rita".into(),
+        "approvals",
+        Status::Waiting,
+        "rita (requested the promotion)",
+    );
+    check(
+        &|f| f.approvals[0].by = "ci-bot".into(),
+        "approvals",
+        Status::Waiting,
+        "ci-bot (built an artifact",
+    );
+    check(
+        &|f| {
+            f.release.signed_by = "carol".into();
+            f.approvals[0].by = "carol".into()
+        },
+        "approvals",
+        Status::Waiting,
+        "carol (signed the release)",
+    );
+    check(
+        &|f| f.approvals[0].by = "mallory".into(),
+        "approvals",
+        Status::Waiting,
+        "mallory (holds none of the roles",
+    );
+    check(
+        &|f| f.approvals[1].by = "alice".into(),
+        "approvals",
+        Status::Waiting,
+        "alice (already counted)",
+    );
+    check(
+        &|f| f.approvals[0].superseded = true,
+        "approvals",
+        Status::Waiting,
+        "superseded",
+    );
+    check(
+        &|f| f.approvals[0].expires_at = NOW,
+        "approvals",
+        Status::Waiting,
+        "expired at",
+    );
+    check(
+        &|f| f.approvals[0].release_digest = "sha256:bbbb".into(),
+        "approvals",
+        Status::Waiting,
+        "another release",
+    );
+    check(
+        &|f| f.approvals[0].policy_digest = "sha256:old".into(),
+        "approvals",
+        Status::Waiting,
+        "policy version",
+    );
+    check(
+        &|f| f.approvals[0].approve = false,
+        "approvals",
+        Status::Fail,
+        "rejected by alice",
+    );
+}
+
+#[test]
+fn the_release_key_may_not_have_signed_a_build() {
+    let (policy, keys) = policy();
+    let mut f = passing_facts(&policy, &keys, 1);
+    f.release.artifacts[0]
+        .provenance
+        .as_mut()
+        .unwrap()
+        .signing_key = f.release.signing_key.clone();
+    blocked(
+        &evaluate(&policy, &f),
+        "release-signature",
+        Status::Fail,
+        "separation of signing duties",
+    );
+}
+
+#[track_caller]
+fn compile_error(text: &str, line: usize, needle: &str) {
+    let err = compile(&bundle(text, &keys())).expect_err("compiled");
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.line == line && e.message.contains(needle)),
+        "no error at line {line} containing {needle:?}:\n{err}"
+    );
+    assert!(err.to_string().starts_with("custody.toml:"), "{err}");
+}
+
+#[test]
+fn mistakes_in_a_policy_name_their_line() {
+    let env = |rest: &str| {
+        format!(
+            "version = 1\n[roles]\napprover = [\"alice\", \"bob\"]\n\n[[environment]]\nname = \"build\"\n\n[[environment]]\nname = \"test\"\n{rest}"
+        )
+    };
+    compile_error(
+        &env("after = \"nowhere\"\n"),
+        10,
+        "unknown environment \"nowhere\"",
+    );
+    compile_error(
+        &env("after = \"prod\"\n[[environment]]\nname = \"prod\"\n"),
+        10,
+        "declared later",
+    );
+    compile_error(
+        &env("approvals = { quorum = 0, roles = [\"approver\"] }\n"),
+        10,
+        "quorum of 0",
+    );
+    compile_error(
+        &env("approvals = { quorum = 3, roles = [\"approver\"] }\n"),
+        10,
+        "can never be met",
+    );
+    compile_error(
+        &env("approvals = { quorum = 1, roles = [\"ghosts\"] }\n"),
+        10,
+        "not defined in [roles]",
+    );
+    compile_error(
+        &env("approvals = { quorum = 1, roles = [] }\n"),
+        10,
+        "nobody could approve",
+    );
+    compile_error(&env("soak = \"1h\"\n"), 9, "no `after`");
+    compile_error(
+        &env("after = \"build\"\nsoak = \"a day\"\n"),
+        11,
+        "not a duration",
+    );
+    compile_error(&env("colour = \"red\"\n"), 10, "unknown field `colour`");
+    compile_error(
+        &env("[[environment]]\nname = \"test\"\n"),
+        11,
+        "declared twice",
+    );
+    compile_error(&env("evidence = [\"Tests\"]\n"), 10, "evidence type");
+    compile_error(
+        "version = 2\n[[environment]]\nname = \"a\"\n",
+        1,
+        "version 2 is not supported",
+    );
+    compile_error("version = 1\n[[environment]\nname = \"a\"\n", 2, "");
+    compile_error(
+        "version = 1\n[naming]\nartifact = \"([a-z\"\n[[environment]]\nname = \"a\"\n",
+        3,
+        "not a valid regular expression",
+    );
+    compile_error(
+        "version = 1\n[[release_key]]\npath = \"keys/missing.pub\"\n[[environment]]\nname = \"a\"\n",
+        3,
+        "not in the policy bundle",
+    );
+    compile_error(
+        "version = 1\n[[builder]]\nid = \"b\"\nkey = \"keys/builder.pub\"\nsource_repos = []\n[[environment]]\nname = \"a\"\n",
+        5,
+        "no source repositories",
+    );
+    compile_error(
+        "version = 1\n[[release_key]]\npath = \"keys/builder.pub\"\n[[builder]]\nid = \"b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"x\"]\n[[environment]]\nname = \"a\"\n",
+        6,
+        "separation of signing duties",
+    );
+    // Several mistakes are all reported at once.
+    let err = compile(&bundle(
+        &env("after = \"nowhere\"\nsoak = \"x\"\n"),
+        &keys(),
+    ))
+    .unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err}");
+}
+
+#[test]
+fn the_policy_digest_covers_every_file() {
+    let k = keys();
+    let a = compile(&bundle(POLICY, &k)).unwrap();
+    let mut b = bundle(POLICY, &k);
+    b.files.insert(
+        "keys/release.pub".into(),
+        custody_crypto::PrivateKey::ed25519_from_seed(&[9; 32])
+            .unwrap()
+            .public_key()
+            .to_pem(),
+    );
+    assert_ne!(a.digest(), compile(&b).unwrap().digest());
+}
