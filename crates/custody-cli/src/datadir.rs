@@ -95,11 +95,34 @@ const CONFIG_FILE: &str = "config.toml";
 const DB_FILE: &str = "custody.db";
 const LOG_KEY: &str = "keys/log.key";
 const LOG_PUB: &str = "keys/log.pub";
+const ATTESTOR_KEY: &str = "keys/attestor.key";
+const ATTESTOR_PUB: &str = "keys/attestor.pub";
 const POLICY_FILE: &str = "custody.toml";
 
 const STARTER_POLICY: &str = r#"# custody pipeline policy: the environments a release moves through, in order, and
-# the gates a promotion into each must pass. Review changes to this file like code.
+# the gates a promotion into each must pass. Review changes to this file like code, then
+# record them with `custody policy apply DIR`. Until you add your release and builder keys
+# below, every gate that needs a trusted signature says no (deny by default).
 version = 1
+
+[naming]
+artifact = "^[a-z0-9][a-z0-9-]*$"
+release = "^[a-z0-9][a-z0-9-]*$"
+semver = true
+
+# Who holds which role (principals as your identity provider names them).
+[roles]
+approver = ["approver-1", "approver-2"]
+
+# Keys that may sign release manifests (SPKI PEM files in this directory):
+# [[release_key]]
+# path = "keys/release-signer.pub"
+
+# Builders whose signed provenance custody trusts, and what they may build:
+# [[builder]]
+# id = "https://ci.example.com/builder/v1"
+# key = "keys/builder.pub"
+# source_repos = ["https://git.example.com/acme/*"]
 
 [[environment]]
 name = "build"
@@ -107,21 +130,21 @@ name = "build"
 [[environment]]
 name = "test"
 after = "build"
-approvals = { quorum = 0 }
 evidence = ["test-results"]
 
 [[environment]]
 name = "staging"
 after = "test"
-approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
 evidence = ["test-results", "vulnerability-scan"]
+approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
 
 [[environment]]
 name = "production"
 after = "staging"
+verified = true
 soak = "24h"
-approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
 evidence = ["test-results", "vulnerability-scan", "sbom"]
+approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
 "#;
 
 /// What `custody init` made.
@@ -155,7 +178,7 @@ impl DataDir {
     /// True if nothing of a custody instance is here yet (the directory may exist, empty
     /// of custody's files).
     pub(crate) fn is_empty(&self) -> bool {
-        ![CONFIG_FILE, DB_FILE, LOG_KEY, LOG_PUB]
+        ![CONFIG_FILE, DB_FILE, LOG_KEY, LOG_PUB, ATTESTOR_KEY]
             .iter()
             .any(|f| self.root.join(f).exists())
     }
@@ -212,6 +235,37 @@ impl DataDir {
             .with_context(|| format!("opening the ledger of {}", self.root.display()))
     }
 
+    /// The attestor key, which signs the VSA of every decision.
+    pub(crate) fn attestor(&self) -> anyhow::Result<PrivateKey> {
+        let path = self.root.join(ATTESTOR_KEY);
+        if !path.exists() {
+            bail!(
+                "the attestor key {} is missing\nhint: restore it from your backup of this data directory",
+                path.display()
+            );
+        }
+        load_private_key(&path)
+    }
+
+    /// The attestor's public key file (verifies every VSA custody signs).
+    pub(crate) fn attestor_pub_path(&self) -> PathBuf {
+        self.root.join(ATTESTOR_PUB)
+    }
+
+    /// The policy bundle directory.
+    pub(crate) fn policy_dir(&self, config: &Config) -> PathBuf {
+        self.root.join(&config.policy.dir)
+    }
+
+    /// Opens the use cases on the ledger (read and append).
+    pub(crate) async fn open_app(
+        &self,
+        url: Option<&str>,
+    ) -> anyhow::Result<custody_app::App<SqlStore>> {
+        let store = self.open(url).await?;
+        Ok(custody_app::App::new(store, Box::new(self.attestor()?)))
+    }
+
     /// Opens the ledger to read only (needs the public log key, not the private one).
     pub(crate) async fn open_read_only(&self, url: Option<&str>) -> anyhow::Result<SqlStore> {
         let config = self.config()?;
@@ -262,6 +316,14 @@ impl DataDir {
             None => format!("custody/{}", &key.key_id().to_string()[..16]),
         };
         crate::cmd::key::write_key_pair(&key, &self.log_key_path(), &self.log_pub_path())?;
+        // The attestor signs every decision's VSA: custody's own key, distinct from the log
+        // key and from every release, builder and personal key.
+        let attestor = PrivateKey::generate(Algorithm::Ed25519);
+        crate::cmd::key::write_key_pair(
+            &attestor,
+            &self.root.join(ATTESTOR_KEY),
+            &self.root.join(ATTESTOR_PUB),
+        )?;
         let config = Config {
             log: LogConfig { origin },
             database: DatabaseConfig {

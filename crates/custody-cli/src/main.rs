@@ -5,6 +5,7 @@
 //! typed errors, and this is where they become a message and an exit code.
 
 mod cmd;
+mod context;
 mod datadir;
 mod input;
 mod progress;
@@ -42,6 +43,41 @@ enum Command {
     /// full integrity check.
     #[command(subcommand)]
     Log(cmd::log::LogCommand),
+    /// Check a policy bundle, or record it as the policy in force.
+    #[command(subcommand)]
+    Policy(cmd::catalog::PolicyCommand),
+    /// Register artifacts with their builds and provenance.
+    #[command(subcommand)]
+    Artifact(cmd::catalog::ArtifactCommand),
+    /// Attach evidence (tests, scans, SBOMs) to an artifact.
+    Attest(cmd::catalog::AttestArgs),
+    /// Create signed releases naming exact artifact digests.
+    #[command(subcommand)]
+    Release(cmd::catalog::ReleaseCommand),
+    /// Ask to promote a release to an environment; its gates are evaluated at once.
+    /// Exit 0 if the release is now certified there, 1 if a gate holds it.
+    ///
+    /// Example: custody promote shop@1.4.2 --to staging --as rita
+    Promote(cmd::promotion::PromoteArgs),
+    /// Approve a pending promotion (bound to its release, environment and policy
+    /// version; expires per the policy). Exit 1 if your approval does not count.
+    Approve(cmd::promotion::ReviewArgs),
+    /// Reject a pending promotion.
+    Reject(cmd::promotion::ReviewArgs),
+    /// Report what runs in an environment; a failure rolls it back automatically.
+    #[command(subcommand)]
+    Deploy(cmd::environment::DeployCommand),
+    /// Roll an environment back to its previous certified release that still passes.
+    Rollback(cmd::environment::RollbackArgs),
+    /// The deploy gate: exit 0 only if the digest may run in the environment.
+    ///
+    /// Example: custody verify --env production sha256:…
+    Verify(cmd::environment::VerifyArgs),
+    /// List the ledger's events, sliced by artifact, build, principal, environment, time.
+    History(cmd::history::HistoryArgs),
+    /// Show or replay a recorded decision.
+    #[command(subcommand)]
+    Decision(cmd::promotion::DecisionCommand),
     /// Measure this machine: durable appends and proof latency, with baselines.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -84,6 +120,18 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd::init::run(a),
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Policy(c) => cmd::catalog::policy(c),
+        Command::Artifact(c) => cmd::catalog::artifact(c),
+        Command::Attest(a) => cmd::catalog::attest(a),
+        Command::Release(c) => cmd::catalog::release(c),
+        Command::Promote(a) => cmd::promotion::promote(a),
+        Command::Approve(a) => cmd::promotion::review(a, custody_app::records::Verdict::Approve),
+        Command::Reject(a) => cmd::promotion::review(a, custody_app::records::Verdict::Reject),
+        Command::Deploy(c) => cmd::environment::deploy(c),
+        Command::Rollback(a) => cmd::environment::rollback(a),
+        Command::Verify(a) => cmd::environment::verify(a),
+        Command::History(a) => cmd::history::history(a),
+        Command::Decision(c) => cmd::promotion::decision(c),
         Command::Key(c) => cmd::key::run(c),
         Command::Digest(a) => cmd::digest::run(a),
         Command::Dsse(c) => cmd::dsse::run(c),
@@ -98,5 +146,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

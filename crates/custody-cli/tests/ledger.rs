@@ -83,7 +83,11 @@ fn init_creates_the_instance_and_never_overwrites_it() {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let cp = json_of(&log(&dir, &["checkpoint", "--json"]));
-    assert_eq!(cp["size"], 0);
+    // The one entry: the starter policy, applied as the first policy version.
+    assert_eq!(cp["size"], 1);
+    let first = log(&dir, &["entries", "--json"]);
+    let first: Value = serde_json::from_str(stdout(&first).lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"]["type"], "policy.applied");
 
     let key_before = fs::read(dir.join("keys/log.key")).unwrap();
     let again = run(custody().args(["init", "--data-dir"]).arg(&dir));
@@ -174,7 +178,7 @@ fn python_recomputes_every_leaf_and_the_signed_root() {
         .arg(&pub_key));
     let recomputed = json_of(&out);
     let ours = json_of(&log(&dir, &["checkpoint", "--json"]));
-    assert_eq!(recomputed["entries"], 333);
+    assert_eq!(recomputed["entries"], 334); // the starter policy and 333 events
     assert_eq!(recomputed["root"], ours["root"]);
 
     // The independent check is not vacuous: one changed byte, one dropped entry, or a
@@ -255,7 +259,7 @@ fn proofs_printed_by_the_cli_verify_offline() {
         &dir,
         &["proof", "consistency", "--from", "45", "--json"],
     ));
-    assert_eq!(c["to"], 100);
+    assert_eq!(c["to"], 101); // the starter policy and 100 events
     custody_ledger::verify_consistency(
         45,
         100,
@@ -273,7 +277,7 @@ fn proofs_printed_by_the_cli_verify_offline() {
             "index 90",
         ),
         (
-            &["proof", "inclusion", "--index", "1", "--size", "101"][..],
+            &["proof", "inclusion", "--index", "1", "--size", "102"][..],
             "beyond",
         ),
         (
@@ -289,7 +293,7 @@ fn proofs_printed_by_the_cli_verify_offline() {
     let check = json_of(&log(&dir, &["check", "--json"]));
     assert_eq!(
         (check["ok"].as_bool(), check["entries"].as_u64()),
-        (Some(true), Some(100))
+        (Some(true), Some(101))
     );
 }
 
@@ -536,11 +540,11 @@ fn two_processes_append_ten_thousand_events_to_one_postgres_log() {
         expect_code(&out, 0);
     }
     let head = json_of(&log(&dir, &["checkpoint", "--json"]));
-    assert_eq!(head["size"], 10_000);
+    assert_eq!(head["size"], 10_001); // the starter policy and 10,000 events
     let check = json_of(&log(&dir, &["check", "--json"]));
     assert_eq!(check["ok"], true);
     // One linear log: every (process, writer, seq) exactly once, nothing else.
-    let entries = log(&dir, &["entries"]);
+    let entries = log(&dir, &["entries", "--start", "1"]);
     expect_code(&entries, 0);
     let mut seen = BTreeSet::new();
     for line in stdout(&entries).lines() {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::compile::Policy;
-use crate::facts::{ApprovalFacts, Facts};
+use crate::facts::Facts;
 
 /// The engine's name and version, recorded in every decision.
 pub const ENGINE: &str = concat!("custody-policy/", env!("CARGO_PKG_VERSION"));
@@ -127,7 +127,13 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
     // The release manifest: signed by a trusted release key that built nothing in it.
     let mut problems = Vec::new();
     match &release.signing_key {
-        None => problems.push("the release manifest has no valid signature".to_owned()),
+        None if release.signatures == 0 => {
+            problems.push("the release is unsigned: its manifest has no signature".to_owned())
+        }
+        None => problems.push(
+            "the release manifest is not signed by a trusted release key (its signatures are by unknown or revoked keys)"
+                .to_owned(),
+        ),
         Some(k) if policy.release_key(k).is_none() => problems.push(format!(
             "the release is signed by key {k}, which is not a trusted release key"
         )),
@@ -280,62 +286,92 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
     decision(gates)
 }
 
-fn approvals(
+/// How each recorded approval stands against an approval rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// It counts towards the quorum.
+    Counted,
+    /// It is a live rejection.
+    Rejects,
+    /// It does not count, and why.
+    Ignored(String),
+}
+
+/// The standing of every approval in `facts`, in order, under the target environment's
+/// approval rule (`None` if the environment needs no approvals or does not exist).
+pub fn approval_standings(policy: &Policy, facts: &Facts) -> Option<Vec<(String, Standing)>> {
+    let rule = policy.environment(&facts.environment)?.approvals.as_ref()?;
+    Some(standings(policy, facts, rule))
+}
+
+fn standings(
     policy: &Policy,
     facts: &Facts,
     rule: &crate::compile::Approvals,
-) -> (Vec<String>, Vec<String>, String) {
+) -> Vec<(String, Standing)> {
     let release = &facts.release;
     let mut counted: Vec<&str> = Vec::new();
-    let mut ignored: Vec<String> = Vec::new();
-    let mut problems = Vec::new();
-    let current = |a: &&ApprovalFacts| {
-        a.release_digest == release.digest
-            && a.environment == facts.environment
-            && a.policy_digest == policy.digest
-    };
+    let mut out = Vec::with_capacity(facts.approvals.len());
     for a in &facts.approvals {
-        if a.superseded {
-            ignored.push(format!("{} (superseded by a later decision)", a.by));
-            continue;
-        }
-        if !current(&a) {
-            ignored.push(format!(
-                "{} (given for another release, environment or policy version)",
-                a.by
-            ));
-            continue;
-        }
         let expires = a
             .expires_at
             .min(a.at.saturating_add(rule.expires.seconds() as i64));
-        if facts.now >= expires {
-            ignored.push(format!("{} (expired at {})", a.by, when(expires)));
-            continue;
-        }
-        if !a.approve {
-            problems.push(format!("rejected by {}", a.by));
-            continue;
-        }
-        if a.by == facts.requested_by {
-            ignored.push(format!("{} (requested the promotion)", a.by));
+        let ignored = |why: String| Standing::Ignored(format!("{} ({why})", a.by));
+        let standing = if a.superseded {
+            ignored("superseded by a later decision".into())
+        } else if a.release_digest != release.digest
+            || a.environment != facts.environment
+            || a.policy_digest != policy.digest
+        {
+            ignored("given for another release, environment or policy version".into())
+        } else if facts.now >= expires {
+            ignored(format!("expired at {}", when(expires)))
+        } else if !a.approve {
+            Standing::Rejects
+        } else if a.by == facts.requested_by {
+            ignored("requested the promotion".into())
         } else if release.artifacts.iter().any(|x| x.built_by == a.by) {
-            ignored.push(format!("{} (built an artifact of the release)", a.by));
+            ignored("built an artifact of the release".into())
         } else if release.signed_by == a.by {
-            ignored.push(format!("{} (signed the release)", a.by));
+            ignored("signed the release".into())
         } else if !policy
             .roles_of(&a.by)
             .iter()
             .any(|r| rule.roles.iter().any(|x| x == r))
         {
-            ignored.push(format!(
-                "{} (holds none of the roles {:?})",
-                a.by, rule.roles
-            ));
+            ignored(format!("holds none of the roles {:?}", rule.roles))
         } else if counted.contains(&a.by.as_str()) {
-            ignored.push(format!("{} (already counted)", a.by));
+            ignored("already counted".into())
         } else {
             counted.push(&a.by);
+            Standing::Counted
+        };
+        out.push((a.id.clone(), standing));
+    }
+    out
+}
+
+fn approvals(
+    policy: &Policy,
+    facts: &Facts,
+    rule: &crate::compile::Approvals,
+) -> (Vec<String>, Vec<String>, String) {
+    let standings = standings(policy, facts, rule);
+    let by = |id: &str| {
+        facts
+            .approvals
+            .iter()
+            .find(|a| a.id == id)
+            .map_or("", |a| a.by.as_str())
+    };
+    let mut counted = Vec::new();
+    let mut ignored = Vec::new();
+    let mut problems = Vec::new();
+    for (id, standing) in &standings {
+        match standing {
+            Standing::Counted => counted.push(by(id)),
+            Standing::Rejects => problems.push(format!("rejected by {}", by(id))),
+            Standing::Ignored(why) => ignored.push(why.clone()),
         }
     }
     let have = counted.len() as u64;

@@ -35,8 +35,10 @@ pub struct ReleaseFacts {
     pub version: String,
     /// Digest of the signed manifest envelope's payload (`sha256:…`).
     pub digest: String,
-    /// Key id of the manifest's signature that verified, if any.
+    /// Key id of the manifest's signature that verified with a trusted release key, if any.
     pub signing_key: Option<String>,
+    /// How many signatures the manifest carries (trusted or not).
+    pub signatures: usize,
     /// Who created (and signed) the release.
     pub signed_by: String,
     /// The artifacts the manifest names.

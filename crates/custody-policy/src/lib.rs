@@ -19,7 +19,9 @@ pub use compile::{
     PolicyErrors, compile,
 };
 pub use duration::Span;
-pub use evaluate::{Decision, ENGINE, GateResult, Status, evaluate, facts_digest};
+pub use evaluate::{
+    Decision, ENGINE, GateResult, Standing, Status, approval_standings, evaluate, facts_digest,
+};
 pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
     ReleaseFacts,

@@ -71,7 +71,16 @@ fn each_gate_says_no_with_its_reason() {
         &|f| f.release.signing_key = None,
         "release-signature",
         Status::Fail,
-        "no valid signature",
+        "not signed by a trusted release key",
+    );
+    check(
+        &|f| {
+            f.release.signing_key = None;
+            f.release.signatures = 0;
+        },
+        "release-signature",
+        Status::Fail,
+        "unsigned",
     );
     check(
         &|f| f.release.signing_key = Some("ff".repeat(32)),

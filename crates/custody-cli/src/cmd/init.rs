@@ -37,9 +37,15 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
         let created = dir
             .create(args.database_url.as_deref(), args.origin.as_deref(), now)
             .await?;
-        let cp = created.store.checkpoint().await?;
+        // The starter policy is the first version in force, so the pipeline works at once
+        // (and denies by default until keys are added to it).
+        let app = custody_app::App::new(created.store, Box::new(dir.attestor()?));
+        let config = dir.config()?;
+        let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
+        let actor = custody_app::Actor::new("custody-init", now)?;
+        let policy = app.apply_policy(&actor, bundle).await?;
+        let cp = app.store().checkpoint().await?;
         let origin = Checkpoint::open(&cp.note, &created.verifier)?.origin;
-        created.store.close().await;
         if args.json {
             print_json(&json!({
                 "data_dir": dir.root(),
@@ -48,6 +54,8 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                 "log_key": dir.log_key_path(),
                 "log_public_key": dir.log_pub_path(),
                 "log_verifier_key": created.verifier.to_text(),
+                "attestor_public_key": dir.attestor_pub_path(),
+                "policy": policy.digest,
             }));
         } else {
             print_line(&format!(
@@ -55,13 +63,18 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                  ledger:      {}\n  \
                  log origin:  {origin}\n  \
                  log key:     {} (private, mode 0600; back it up)\n  \
-                 verifier:    {}\n\n\
+                 verifier:    {}\n  \
+                 attestor:    {} (verifies every decision's VSA)\n  \
+                 policy:      {} in force ({}/custody.toml)\n\n\
                  Give auditors {} (or the verifier key above) to check checkpoints offline.\n\
                  Next: `custody log checkpoint --data-dir {}`",
                 dir.root().display(),
                 created.location.describe(),
                 dir.log_key_path().display(),
                 created.verifier.to_text(),
+                dir.attestor_pub_path().display(),
+                policy.digest,
+                dir.policy_dir(&config).display(),
                 dir.log_pub_path().display(),
                 dir.root().display(),
             ));

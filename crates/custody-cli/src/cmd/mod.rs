@@ -1,10 +1,14 @@
 //! One module per top-level command.
 
 pub(crate) mod bench;
+pub(crate) mod catalog;
 pub(crate) mod digest;
 pub(crate) mod dsse;
+pub(crate) mod environment;
+pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
 pub(crate) mod note;
+pub(crate) mod promotion;
 pub(crate) mod statement;

@@ -1,0 +1,237 @@
+//! [`App`]: the use cases over a [`Store`], and what they share: reading and writing state
+//! records, the policy in force, events, ids and retries.
+
+use std::sync::{Arc, Mutex};
+
+use custody_crypto::Signer;
+use custody_model::{CanonicalJson, Timestamp};
+use custody_policy::Policy;
+use custody_store::{Append, Appended, Expect, IdempotencyKey, StateWrite, Store, StoreError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::records::{PolicyRecord, kind};
+use crate::{AppError, AppResult};
+
+/// Who acts and when. Every use case takes one; nothing reads the clock itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The principal (a person's or a service's identity).
+    pub principal: String,
+    /// The time of the action.
+    pub now: Timestamp,
+}
+
+impl Actor {
+    /// An actor at a time.
+    pub fn new(principal: impl Into<String>, now: Timestamp) -> AppResult<Actor> {
+        let principal = principal.into();
+        if principal.is_empty()
+            || principal.len() > 256
+            || principal
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(AppError::invalid(format!(
+                "principal {principal:?} must be 1 to 256 characters without spaces"
+            )));
+        }
+        Ok(Actor { principal, now })
+    }
+}
+
+/// custody's use cases over a store.
+pub struct App<S: Store> {
+    pub(crate) store: S,
+    /// Signs the VSA of every decision (custody's own key: not the log key, not a
+    /// release or builder key).
+    pub(crate) attestor: Box<dyn Signer>,
+    policy: Mutex<Option<(String, Arc<Policy>)>>,
+}
+
+/// A state record read with its version.
+pub(crate) struct Versioned<T> {
+    pub(crate) value: T,
+    pub(crate) version: u64,
+    pub(crate) log_index: u64,
+}
+
+/// How many times a use case retries when a concurrent writer changed a record it read.
+const RETRIES: usize = 8;
+
+impl<S: Store> App<S> {
+    /// The use cases over `store`, signing decisions with `attestor`.
+    pub fn new(store: S, attestor: Box<dyn Signer>) -> Self {
+        App {
+            store,
+            attestor,
+            policy: Mutex::new(None),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The attestor's public key (verifies every VSA custody signs).
+    pub fn attestor_key(&self) -> custody_crypto::PublicKey {
+        self.attestor.public_key().clone()
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> AppResult<Option<Versioned<T>>> {
+        let Some(record) = self.store.state(kind, key).await? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_slice(record.value.as_bytes()).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!(
+                "state {kind}/{key} does not parse: {e}"
+            )))
+        })?;
+        Ok(Some(Versioned {
+            value,
+            version: record.version,
+            log_index: record.log_index,
+        }))
+    }
+
+    pub(crate) async fn require<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &str,
+        missing: impl FnOnce() -> String,
+    ) -> AppResult<Versioned<T>> {
+        self.get(kind, key)
+            .await?
+            .ok_or_else(|| AppError::invalid(missing()))
+    }
+
+    /// The policy in force, compiled (cached by digest).
+    pub async fn policy(&self) -> AppResult<Arc<Policy>> {
+        let record: Versioned<PolicyRecord> = self
+            .require(kind::POLICY, "current", || {
+                "no policy has been applied yet\nhint: run `custody policy apply DIR` (custody init writes a starter policy in DATA_DIR/policy)".into()
+            })
+            .await?;
+        if let Ok(cache) = self.policy.lock() {
+            if let Some((digest, policy)) = cache.as_ref() {
+                if *digest == record.value.digest {
+                    return Ok(policy.clone());
+                }
+            }
+        }
+        let policy = Arc::new(custody_policy::compile(&record.value.bundle)?);
+        if let Ok(mut cache) = self.policy.lock() {
+            *cache = Some((record.value.digest.clone(), policy.clone()));
+        }
+        Ok(policy)
+    }
+
+    /// A policy version by digest (for replaying old decisions).
+    pub(crate) async fn policy_version(&self, digest: &str) -> AppResult<Policy> {
+        let record: Versioned<PolicyRecord> = self
+            .require(kind::POLICY_VERSION, digest, || {
+                format!("policy version {digest} is not recorded")
+            })
+            .await?;
+        Ok(custody_policy::compile(&record.value.bundle)?)
+    }
+
+    pub(crate) async fn append(
+        &self,
+        events: Vec<CanonicalJson>,
+        state: Vec<StateWrite>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> AppResult<Appended> {
+        Ok(self
+            .store
+            .append(Append {
+                events,
+                state,
+                idempotency,
+            })
+            .await?)
+    }
+
+    /// Runs `attempt` again while it loses a race on a record it read (a store conflict),
+    /// so concurrent requests serialise instead of failing.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> AppResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(AppError::Store(StoreError::Conflict { .. })) if tries < RETRIES => {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A ledger event: `{"type", "at", "actor", …fields}` in canonical JSON.
+pub(crate) fn event(kind: &str, actor: &Actor, fields: Value) -> AppResult<CanonicalJson> {
+    let mut value = json!({"type": kind, "at": actor.now.to_string(), "actor": actor.principal});
+    if let (Value::Object(event), Value::Object(fields)) = (&mut value, fields) {
+        event.extend(fields);
+    }
+    CanonicalJson::from_value(&value)
+        .map_err(|e| AppError::invalid(format!("event {kind} is not representable: {e}")))
+}
+
+/// A state write of a record.
+pub(crate) fn write<T: Serialize>(
+    kind: &str,
+    key: &str,
+    value: &T,
+    expect: Expect,
+) -> AppResult<StateWrite> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| AppError::invalid(format!("state {kind}/{key}: {e}")))?;
+    Ok(StateWrite {
+        kind: kind.into(),
+        key: key.into(),
+        value: CanonicalJson::from_value(&value)
+            .map_err(|e| AppError::invalid(format!("state {kind}/{key}: {e}")))?,
+        expect,
+    })
+}
+
+/// The precondition for overwriting a record read at `version` (or creating it).
+pub(crate) fn expect_version<T>(record: &Option<Versioned<T>>) -> Expect {
+    match record {
+        Some(r) => Expect::Version(r.version),
+        None => Expect::Absent,
+    }
+}
+
+/// A fresh id: `prefix-` and 16 random hex digits.
+pub(crate) fn new_id(prefix: &str) -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// An idempotency key for the store: the caller's key, scoped by use case, with a
+/// fingerprint of what was asked.
+pub(crate) fn idempotency(scope: &str, key: &str, request: &Value) -> AppResult<IdempotencyKey> {
+    let bytes = CanonicalJson::from_value(request)
+        .map_err(|e| AppError::invalid(e.to_string()))?
+        .into_bytes();
+    Ok(IdempotencyKey {
+        key: format!("{scope}:{key}"),
+        fingerprint: *crate::attestations::sha256(&bytes)
+            .as_bytes()
+            .first_chunk::<32>()
+            .unwrap_or(&[0; 32]),
+    })
+}

@@ -1,0 +1,412 @@
+//! What is promoted: the policy, artifacts with their builds and provenance, evidence,
+//! and signed releases.
+
+use custody_crypto::Signer;
+use custody_crypto::dsse::Envelope;
+use custody_model::Digest;
+use custody_policy::Bundle;
+use custody_store::Expect;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::app::{Actor, App, Versioned, event, expect_version, write};
+use crate::attestations::{
+    self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
+};
+use crate::records::{
+    ArtifactRecord, BuildSourceRecord, EvidenceRecord, PolicyRecord, ReleaseRecord, kind,
+};
+use crate::{AppError, AppResult};
+use custody_store::Store;
+
+/// What applying a policy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyApplied {
+    /// The bundle's digest, now in force.
+    pub digest: String,
+    /// False if that version was already in force (nothing written).
+    pub changed: bool,
+    /// Ledger index of the `policy.applied` event.
+    pub ledger_index: Option<u64>,
+}
+
+/// An artifact to register.
+#[derive(Default)]
+pub struct NewArtifact<'a> {
+    /// Its name.
+    pub name: String,
+    /// Its digest.
+    pub digest: Option<Digest>,
+    /// Its size, if custody hashed the file.
+    pub size: Option<u64>,
+    /// The build as declared.
+    pub build: Option<BuildFields>,
+    /// Provenance produced elsewhere.
+    pub provenance: Option<Envelope>,
+    /// With `build`: sign provenance from the declared fields with this builder key.
+    pub builder_key: Option<&'a dyn Signer>,
+}
+
+/// What registering an artifact did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRegistered {
+    /// The artifact's digest.
+    pub digest: Digest,
+    /// What its verified provenance says.
+    pub provenance: Option<ReadProvenance>,
+    /// Other digests built from the same source and parameters under this name.
+    pub discrepancy: Vec<Digest>,
+    /// False if it was already registered, identically (nothing written).
+    pub created: bool,
+    /// Ledger index of the `artifact.registered` event.
+    pub ledger_index: Option<u64>,
+}
+
+/// What creating a release did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseCreated {
+    /// `name@version`.
+    pub release: String,
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The signing key's id, if signed.
+    pub signing_key: Option<String>,
+    /// Ledger index of the `release.created` event.
+    pub ledger_index: u64,
+}
+
+impl<S: Store> App<S> {
+    /// Applies a policy bundle: compiles it (refusing it with every mistake, by line) and
+    /// records the new version in the ledger. Applying the version in force changes nothing.
+    pub async fn apply_policy(&self, actor: &Actor, bundle: Bundle) -> AppResult<PolicyApplied> {
+        custody_policy::compile(&bundle)?;
+        let digest = bundle.digest();
+        self.retrying(|| async {
+            let current: Option<Versioned<PolicyRecord>> = self.get(kind::POLICY, "current").await?;
+            if current.as_ref().is_some_and(|c| c.value.digest == digest) {
+                return Ok(PolicyApplied {
+                    digest: digest.clone(),
+                    changed: false,
+                    ledger_index: None,
+                });
+            }
+            let record = PolicyRecord {
+                digest: digest.clone(),
+                bundle: bundle.clone(),
+                applied_at: actor.now,
+                applied_by: actor.principal.clone(),
+            };
+            let appended = self
+                .append(
+                    vec![event(
+                        "policy.applied",
+                        actor,
+                        json!({"policy": digest, "previous": current.as_ref().map(|c| c.value.digest.clone()), "files": bundle.files}),
+                    )?],
+                    vec![
+                        write(kind::POLICY, "current", &record, expect_version(&current))?,
+                        write(kind::POLICY_VERSION, &digest, &record, Expect::Any)?,
+                    ],
+                    None,
+                )
+                .await?;
+            Ok(PolicyApplied {
+                digest: digest.clone(),
+                changed: true,
+                ledger_index: Some(appended.first_index),
+            })
+        })
+        .await
+    }
+
+    /// Registers an artifact with its build and provenance. Provenance produced elsewhere
+    /// must verify with a trusted builder key and be about this digest (and agree with the
+    /// declared build, if one is given); with a builder key, custody writes and signs it
+    /// from the declared build. A second digest from the same source and parameters is
+    /// recorded as a provenance discrepancy.
+    pub async fn register_artifact(
+        &self,
+        actor: &Actor,
+        new: NewArtifact<'_>,
+    ) -> AppResult<ArtifactRegistered> {
+        let policy = self.policy().await?;
+        policy
+            .check_artifact_name(&new.name)
+            .map_err(AppError::Denied)?;
+        let digest = new
+            .digest
+            .clone()
+            .ok_or_else(|| AppError::invalid("an artifact needs a digest (or a file to hash)"))?;
+        let envelope = match (&new.provenance, new.builder_key, &new.build) {
+            (Some(_), Some(_), _) => {
+                return Err(AppError::invalid(
+                    "give either provenance made elsewhere or a builder key to sign it with, not both",
+                ));
+            }
+            (Some(env), None, _) => Some(env.clone()),
+            (None, Some(key), Some(build)) => Some(attestations::sign_provenance(
+                key, &new.name, &digest, build,
+            )?),
+            (None, Some(_), None) => {
+                return Err(AppError::invalid(
+                    "signing provenance needs the build: source repository, commit and builder id",
+                ));
+            }
+            (None, None, _) => None,
+        };
+        let facts = match &envelope {
+            None => None,
+            Some(env) => {
+                let keys: Vec<_> = policy.builders().iter().map(|b| b.key.clone()).collect();
+                let read = attestations::read_provenance(env, &keys, &digest)?;
+                if !read.subject_matches {
+                    return Err(AppError::denied(format!(
+                        "the provenance is about another artifact: no subject has digest {digest}"
+                    )));
+                }
+                if let Some(build) = &new.build {
+                    if build.builder_id != read.builder_id || build.source_repo != read.source_repo
+                    {
+                        return Err(AppError::denied(format!(
+                            "the provenance says builder {:?} built {:?}, but the build declares builder {:?} and {:?}",
+                            read.builder_id, read.source_repo, build.builder_id, build.source_repo
+                        )));
+                    }
+                }
+                Some(read)
+            }
+        };
+
+        self.retrying(|| async {
+            let existing: Option<Versioned<ArtifactRecord>> =
+                self.get(kind::ARTIFACT, &digest.to_string()).await?;
+            if let Some(existing) = existing {
+                if existing.value.name != new.name {
+                    return Err(AppError::denied(format!(
+                        "digest {digest} is already registered as {:?}, not {:?}",
+                        existing.value.name, new.name
+                    )));
+                }
+                return Ok(ArtifactRegistered {
+                    digest: digest.clone(),
+                    provenance: existing.value.provenance_facts,
+                    discrepancy: Vec::new(),
+                    created: false,
+                    ledger_index: Some(existing.log_index),
+                });
+            }
+            let record = ArtifactRecord {
+                name: new.name.clone(),
+                digest: digest.clone(),
+                size: new.size,
+                registered_by: actor.principal.clone(),
+                registered_at: actor.now,
+                build: new.build.clone(),
+                provenance: envelope.clone(),
+                provenance_facts: facts.clone(),
+                evidence: Vec::new(),
+            };
+            let mut events = vec![event(
+                "artifact.registered",
+                actor,
+                json!({
+                    "artifact": {"name": new.name, "digest": digest, "size": new.size},
+                    "artifacts": [digest],
+                    "build": new.build,
+                    "provenance": envelope,
+                    "builder_id": facts.as_ref().map(|f| f.builder_id.clone()),
+                    "source": facts.as_ref().map(|f| json!({"repository": f.source_repo, "commit": f.source_commit})),
+                }),
+            )?];
+            let mut state = vec![write(kind::ARTIFACT, &digest.to_string(), &record, Expect::Absent)?];
+            let mut discrepancy = Vec::new();
+            if let Some(f) = &facts {
+                let source = json!({"repository": f.source_repo, "commit": f.source_commit, "parameters": f.parameters});
+                let key = sha256(
+                    &serde_json::to_vec(&source).map_err(|e| AppError::invalid(e.to_string()))?,
+                )
+                .to_string();
+                let seen: Option<Versioned<BuildSourceRecord>> = self.get(kind::BUILD_SOURCE, &key).await?;
+                let mut sources = seen.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+                let digests = sources.digests.entry(new.name.clone()).or_default();
+                discrepancy = digests.iter().filter(|d| **d != digest).cloned().collect();
+                digests.push(digest.clone());
+                if !discrepancy.is_empty() {
+                    events.push(event(
+                        "provenance.discrepancy",
+                        actor,
+                        json!({
+                            "artifact": new.name,
+                            "artifacts": digests,
+                            "source": source,
+                            "message": format!("{} built from the same source and parameters gave {} different digests", new.name, digests.len()),
+                        }),
+                    )?);
+                }
+                state.push(write(kind::BUILD_SOURCE, &key, &sources, expect_version(&seen))?);
+            }
+            let appended = self.append(events, state, None).await?;
+            Ok(ArtifactRegistered {
+                digest: digest.clone(),
+                provenance: facts.clone(),
+                discrepancy,
+                created: true,
+                ledger_index: Some(appended.first_index),
+            })
+        })
+        .await
+    }
+
+    /// Attaches evidence (test results, a vulnerability scan, an SBOM…) to an artifact.
+    pub async fn attest(
+        &self,
+        actor: &Actor,
+        artifact: &Digest,
+        evidence_kind: &str,
+        format: &str,
+        file_digest: Digest,
+    ) -> AppResult<u64> {
+        self.retrying(|| async {
+            let mut record: Versioned<ArtifactRecord> = self
+                .require(kind::ARTIFACT, &artifact.to_string(), || {
+                    format!("no artifact {artifact} is registered\nhint: register it first with `custody artifact register`")
+                })
+                .await?;
+            let evidence = EvidenceRecord {
+                kind: evidence_kind.into(),
+                format: format.into(),
+                digest: file_digest.clone(),
+                by: actor.principal.clone(),
+                at: actor.now,
+            };
+            record.value.evidence.push(evidence.clone());
+            let appended = self
+                .append(
+                    vec![event(
+                        "evidence.attached",
+                        actor,
+                        json!({"artifacts": [artifact], "kind": evidence_kind, "format": format, "evidence": file_digest}),
+                    )?],
+                    vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?],
+                    None,
+                )
+                .await?;
+            Ok(appended.first_index)
+        })
+        .await
+    }
+
+    /// Creates a release: a manifest naming exact artifact digests, signed by a release key
+    /// that signed none of their builds. Refuses misnamed releases and artifacts, digests
+    /// nobody registered (or registered under another name), and artifacts without
+    /// verified provenance. Without a key the release is recorded unsigned, and no gate
+    /// will pass it.
+    pub async fn create_release(
+        &self,
+        actor: &Actor,
+        name: &str,
+        version: &str,
+        artifacts: &[ManifestArtifact],
+        release_key: Option<&dyn Signer>,
+    ) -> AppResult<ReleaseCreated> {
+        let policy = self.policy().await?;
+        policy
+            .check_release(name, version)
+            .map_err(AppError::Denied)?;
+        if artifacts.is_empty() {
+            return Err(AppError::invalid(
+                "a release needs at least one --artifact NAME=DIGEST",
+            ));
+        }
+        for a in artifacts {
+            policy
+                .check_artifact_name(&a.name)
+                .map_err(AppError::Denied)?;
+            let record: ArtifactRecord = self
+                .require(kind::ARTIFACT, &a.digest.to_string(), || {
+                    format!("artifact {}={} is not registered: an unknown digest cannot enter a release", a.name, a.digest)
+                })
+                .await
+                .map_err(|e| AppError::Denied(e.to_string()))?
+                .value;
+            if record.name != a.name {
+                return Err(AppError::denied(format!(
+                    "digest mismatch: {} is registered as {:?}, not {:?}",
+                    a.digest, record.name, a.name
+                )));
+            }
+            let Some(provenance) = record.provenance_facts else {
+                return Err(AppError::denied(format!(
+                    "artifact {} ({}) has no verified provenance: an unsigned artifact cannot enter a release",
+                    a.name, a.digest
+                )));
+            };
+            if let Some(key) = release_key {
+                if key.key_id().to_string() == provenance.signing_key {
+                    return Err(AppError::denied(format!(
+                        "key {} signed the build of {}; a release must be signed by a different key (separation of signing duties)",
+                        provenance.signing_key, a.name
+                    )));
+                }
+            }
+        }
+        let manifest =
+            attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
+        let envelope = match release_key {
+            Some(key) => attestations::sign_release(key, &manifest)?,
+            None => Envelope {
+                payload: base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    manifest.to_json(),
+                ),
+                payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
+                signatures: Vec::new(),
+            },
+        };
+        let digest = sha256(&manifest.to_json());
+        let id = format!("{name}@{version}");
+        let record = ReleaseRecord {
+            name: name.into(),
+            version: version.into(),
+            digest: digest.clone(),
+            artifacts: artifacts.to_vec(),
+            manifest: envelope.clone(),
+            created_by: actor.principal.clone(),
+            created_at: actor.now,
+        };
+        if self.store.state(kind::RELEASE, &id).await?.is_some() {
+            return Err(AppError::invalid(format!(
+                "release {id} already exists; releases are immutable: create a new version"
+            )));
+        }
+        let appended = self
+            .append(
+                vec![event(
+                    "release.created",
+                    actor,
+                    json!({
+                        "release": id,
+                        "digest": digest,
+                        "artifacts": artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+                        "manifest": envelope,
+                        "manifest_digest": envelope_digest(&envelope),
+                    }),
+                )?],
+                vec![write(kind::RELEASE, &id, &record, Expect::Absent)?],
+                None,
+            )
+            .await
+            .map_err(|e| match e {
+                AppError::Store(custody_store::StoreError::Conflict { .. }) => {
+                    AppError::invalid(format!("release {id} already exists"))
+                }
+                other => other,
+            })?;
+        Ok(ReleaseCreated {
+            release: id,
+            digest,
+            signing_key: release_key.map(|k| k.key_id().to_string()),
+            ledger_index: appended.first_index,
+        })
+    }
+}

@@ -1,0 +1,500 @@
+//! Environment truth: deploy reports, drift, rollback, and the deploy gate.
+
+use custody_crypto::PublicKey;
+use custody_crypto::dsse;
+use custody_model::Digest;
+use custody_policy::{Policy, Status};
+use custody_store::{Expect, Store};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::app::{Actor, App, Versioned, event, write};
+use crate::records::{
+    ArtifactRecord, Certification, DecisionRecord, DeployRecord, EnvironmentRecord,
+    PromotionRecord, ReleaseRecord, Verdict, kind,
+};
+use crate::{AppError, AppResult};
+
+/// Deploy reports kept in the environment record (all of them are in the ledger).
+const DEPLOYS_KEPT: usize = 100;
+/// The gates a rollback target is re-checked against: the release itself, not its
+/// history (approvals and the previous environment held when it was certified).
+const RECHECKED: [&str; 4] = ["release-signature", "naming", "provenance", "evidence"];
+
+/// What a rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    /// The environment.
+    pub environment: String,
+    /// The release rolled back from.
+    pub from: String,
+    /// The release now certified.
+    pub to: String,
+    /// Earlier releases skipped because they no longer pass the current policy, and why.
+    pub skipped: Vec<(String, String)>,
+    /// What differs between the two releases.
+    pub diff: Value,
+}
+
+/// What a deploy report did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    /// Reported digests that are not in the environment's certified release.
+    pub drift: Vec<Digest>,
+    /// The automatic rollback after a failure, if one happened.
+    pub rollback: Option<RollbackOutcome>,
+    /// Why no rollback happened after a failure, if none did.
+    pub rollback_refused: Option<String>,
+    /// Ledger index of the `deploy.reported` event.
+    pub ledger_index: u64,
+}
+
+/// The deploy gate's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// May the digest run in the environment?
+    pub allowed: bool,
+    /// Why (or why not), one line each.
+    pub reasons: Vec<String>,
+    /// The certified release, if any.
+    pub release: Option<String>,
+    /// The decision that certified it.
+    pub decision: Option<DecisionRecord>,
+    /// Ledger index of the certification.
+    pub ledger_index: Option<u64>,
+}
+
+impl<S: Store> App<S> {
+    /// Records what a deployer reports running in `environment`. Digests that were never
+    /// certified there are recorded as drift. A failed rollout of the certified release
+    /// rolls the environment back to the previous certified release that still passes
+    /// the current policy, in the same transaction as the report.
+    pub async fn deploy_report(
+        &self,
+        actor: &Actor,
+        environment: &str,
+        digests: &[Digest],
+        succeeded: bool,
+    ) -> AppResult<DeployOutcome> {
+        let policy = self.policy().await?;
+        known_environment(&policy, environment)?;
+        self.retrying(|| async {
+            let current: Option<Versioned<EnvironmentRecord>> =
+                self.get(kind::ENVIRONMENT, environment).await?;
+            let mut env = current.as_ref().map(|e| e.value.clone()).unwrap_or_else(|| EnvironmentRecord {
+                name: environment.into(),
+                ..EnvironmentRecord::default()
+            });
+            let certified_release = match &env.certified {
+                Some(c) => Some(self.release(&c.release).await?),
+                None => None,
+            };
+            let drift: Vec<Digest> = digests
+                .iter()
+                .filter(|d| !certified_release.as_ref().is_some_and(|r| r.artifacts.iter().any(|a| &a.digest == *d)))
+                .cloned()
+                .collect();
+            let mut events = vec![event(
+                "deploy.reported",
+                actor,
+                json!({
+                    "environment": environment,
+                    "status": if succeeded { "succeeded" } else { "failed" },
+                    "artifacts": digests,
+                    "release": env.certified.as_ref().map(|c| c.release.clone()),
+                    "drift": drift,
+                }),
+            )?];
+            if !drift.is_empty() {
+                events.push(event(
+                    "drift.detected",
+                    actor,
+                    json!({
+                        "environment": environment,
+                        "artifacts": drift,
+                        "message": format!("{} digest(s) reported running in {environment} were never certified there", drift.len()),
+                    }),
+                )?);
+            }
+            env.deploys.push(DeployRecord {
+                digests: digests.to_vec(),
+                succeeded,
+                by: actor.principal.clone(),
+                at: actor.now,
+            });
+            if env.deploys.len() > DEPLOYS_KEPT {
+                env.deploys.remove(0);
+            }
+            let failed_certified = !succeeded
+                && certified_release
+                    .as_ref()
+                    .is_some_and(|r| digests.is_empty() || digests.iter().any(|d| r.artifacts.iter().any(|a| &a.digest == d)));
+            let (mut rollback, mut rollback_refused) = (None, None);
+            if failed_certified {
+                let reason = format!("deploy of {} failed in {environment}", env.certified.as_ref().map(|c| c.release.as_str()).unwrap_or(""));
+                match self.stage_rollback(actor, &policy, &mut env, &reason, true).await {
+                    Ok((event, outcome)) => {
+                        events.push(event);
+                        rollback = Some(outcome);
+                    }
+                    Err(AppError::Denied(why)) => {
+                        events.push(event_rollback_refused(actor, environment, &why)?);
+                        rollback_refused = Some(why);
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            let state = vec![write(kind::ENVIRONMENT, environment, &env, crate::app::expect_version(&current))?];
+            let appended = self.append(events, state, None).await?;
+            Ok(DeployOutcome {
+                drift: drift.clone(),
+                rollback,
+                rollback_refused,
+                ledger_index: appended.first_index,
+            })
+        })
+        .await
+    }
+
+    /// Rolls `environment` back by hand to the previous certified release that still
+    /// passes the current policy.
+    pub async fn rollback(
+        &self,
+        actor: &Actor,
+        environment: &str,
+        reason: &str,
+    ) -> AppResult<RollbackOutcome> {
+        if reason.trim().is_empty() {
+            return Err(AppError::invalid("a rollback needs a reason (--reason)"));
+        }
+        let policy = self.policy().await?;
+        known_environment(&policy, environment)?;
+        self.retrying(|| async {
+            let current: Versioned<EnvironmentRecord> = self
+                .require(kind::ENVIRONMENT, environment, || {
+                    format!(
+                        "nothing was ever certified in {environment}; there is nothing to roll back"
+                    )
+                })
+                .await?;
+            let mut env = current.value.clone();
+            let (event, outcome) = self
+                .stage_rollback(actor, &policy, &mut env, reason, false)
+                .await?;
+            self.append(
+                vec![event],
+                vec![write(
+                    kind::ENVIRONMENT,
+                    environment,
+                    &env,
+                    Expect::Version(current.version),
+                )?],
+                None,
+            )
+            .await?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    pub(crate) async fn release(&self, id: &str) -> AppResult<ReleaseRecord> {
+        Ok(self
+            .require(kind::RELEASE, id, || format!("no release {id}"))
+            .await?
+            .value)
+    }
+
+    /// Picks the rollback target and stages it into `env`; returns the `rollback` event.
+    async fn stage_rollback(
+        &self,
+        actor: &Actor,
+        policy: &Policy,
+        env: &mut EnvironmentRecord,
+        reason: &str,
+        deploy_failed: bool,
+    ) -> AppResult<(custody_model::CanonicalJson, RollbackOutcome)> {
+        let current = env.certified.clone().ok_or_else(|| {
+            AppError::denied(format!(
+                "nothing is certified in {}; there is nothing to roll back",
+                env.name
+            ))
+        })?;
+        if deploy_failed && !env.failed.contains(&current.release) {
+            env.failed.push(current.release.clone());
+        }
+        let mut skipped = Vec::new();
+        let mut target: Option<Certification> = None;
+        let mut seen = vec![current.release.clone()];
+        for candidate in env.history.iter().rev() {
+            if seen.contains(&candidate.release) || env.failed.contains(&candidate.release) {
+                continue;
+            }
+            seen.push(candidate.release.clone());
+            match self.recheck(policy, &env.name, candidate, actor).await? {
+                None => {
+                    target = Some(candidate.clone());
+                    break;
+                }
+                Some(why) => skipped.push((candidate.release.clone(), why)),
+            }
+        }
+        let Some(target) = target else {
+            let detail = if skipped.is_empty() {
+                "there is no earlier certified release".to_owned()
+            } else {
+                skipped
+                    .iter()
+                    .map(|(r, why)| format!("{r}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(AppError::denied(format!(
+                "no earlier release of {} passes the current policy, so {} stays certified ({detail})",
+                env.name, current.release
+            )));
+        };
+        let diff = self.diff(&current.release, &target.release).await?;
+        let certification = Certification {
+            at: actor.now,
+            by_rollback: true,
+            ..target.clone()
+        };
+        env.certified = Some(certification.clone());
+        env.history.push(certification);
+        let from = self.release(&current.release).await?;
+        let to = self.release(&target.release).await?;
+        let event = event(
+            "rollback",
+            actor,
+            json!({
+                "environment": env.name,
+                "from": current.release,
+                "to": target.release,
+                "failed_promotion": current.promotion,
+                "restored_promotion": target.promotion,
+                "reason": reason,
+                "automatic": deploy_failed,
+                "skipped": skipped,
+                "diff": diff,
+                "artifacts": from.artifacts.iter().chain(&to.artifacts).map(|a| &a.digest).collect::<Vec<_>>(),
+            }),
+        )?;
+        Ok((
+            event,
+            RollbackOutcome {
+                environment: env.name.clone(),
+                from: current.release,
+                to: target.release,
+                skipped,
+                diff,
+            },
+        ))
+    }
+
+    /// Re-checks a release that was certified in `environment` against the current
+    /// policy; `None` if it still passes, else why not.
+    async fn recheck(
+        &self,
+        policy: &Policy,
+        environment: &str,
+        certification: &Certification,
+        actor: &Actor,
+    ) -> AppResult<Option<String>> {
+        let release = self.release(&certification.release).await?;
+        let promotion: PromotionRecord = self
+            .require(kind::PROMOTION, &certification.promotion, || {
+                format!("no promotion {}", certification.promotion)
+            })
+            .await?
+            .value;
+        let mut promotion = promotion;
+        promotion.environment = environment.into();
+        let facts = self
+            .facts(policy, &promotion, &release, &[], actor.now)
+            .await?;
+        let decision = custody_policy::evaluate(policy, &facts);
+        let failing: Vec<String> = decision
+            .gates
+            .iter()
+            .filter(|g| RECHECKED.contains(&g.gate.as_str()) && g.status != Status::Pass)
+            .map(|g| format!("{}: {}", g.gate, g.reason))
+            .collect();
+        Ok((!failing.is_empty()).then(|| failing.join("; ")))
+    }
+
+    /// What differs between two releases: artifacts added, removed and changed, with the
+    /// source commits and build parameters of each side.
+    pub(crate) async fn diff(&self, from: &str, to: &str) -> AppResult<Value> {
+        let (a, b) = (self.release(from).await?, self.release(to).await?);
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for x in &a.artifacts {
+            match b.artifacts.iter().find(|y| y.name == x.name) {
+                None => removed.push(json!({"name": x.name, "digest": x.digest})),
+                Some(y) if y.digest != x.digest => {
+                    let (px, py) = (
+                        self.provenance_facts(&x.digest).await?,
+                        self.provenance_facts(&y.digest).await?,
+                    );
+                    changed.push(json!({
+                        "name": x.name,
+                        "from": {"digest": x.digest, "commit": px.as_ref().map(|p| &p.source_commit), "parameters": px.as_ref().map(|p| &p.parameters)},
+                        "to": {"digest": y.digest, "commit": py.as_ref().map(|p| &p.source_commit), "parameters": py.as_ref().map(|p| &p.parameters)},
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
+        let added: Vec<Value> = b
+            .artifacts
+            .iter()
+            .filter(|y| !a.artifacts.iter().any(|x| x.name == y.name))
+            .map(|y| json!({"name": y.name, "digest": y.digest}))
+            .collect();
+        Ok(json!({"from": from, "to": to, "changed": changed, "added": added, "removed": removed}))
+    }
+
+    async fn provenance_facts(
+        &self,
+        digest: &Digest,
+    ) -> AppResult<Option<crate::attestations::ReadProvenance>> {
+        Ok(self
+            .get::<ArtifactRecord>(kind::ARTIFACT, &digest.to_string())
+            .await?
+            .and_then(|r| r.value.provenance_facts))
+    }
+
+    /// The deploy gate: may `digest` run in `environment` now? Only if it belongs to the
+    /// release certified there, that release's signature and its artifacts' provenance
+    /// still verify with keys the current policy trusts (a removed key is a revoked one),
+    /// and no approver has since rejected it.
+    pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Verification> {
+        let policy = self.policy().await?;
+        let deny = |reason: String| Verification {
+            allowed: false,
+            reasons: vec![reason],
+            release: None,
+            decision: None,
+            ledger_index: None,
+        };
+        if policy.environment(environment).is_none() {
+            return Ok(deny(format!("unknown environment {environment:?}")));
+        }
+        let Some(env) = self
+            .get::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
+            .await?
+        else {
+            return Ok(deny(format!("nothing is certified in {environment}")));
+        };
+        let Some(cert) = env.value.certified.clone() else {
+            return Ok(deny(format!("nothing is certified in {environment}")));
+        };
+        let release = self.release(&cert.release).await?;
+        let decision: DecisionRecord = self
+            .require(kind::DECISION, &cert.decision, || {
+                format!("no decision {}", cert.decision)
+            })
+            .await?
+            .value;
+        let mut verdict = Verification {
+            allowed: false,
+            reasons: Vec::new(),
+            release: Some(cert.release.clone()),
+            decision: Some(decision),
+            ledger_index: Some(env.log_index),
+        };
+        let Some(artifact) = release.artifacts.iter().find(|a| &a.digest == digest) else {
+            verdict.reasons.push(format!(
+                "digest mismatch: {digest} is not an artifact of {} certified in {environment} (its artifacts: {})",
+                cert.release,
+                release.artifacts.iter().map(|a| format!("{}={}", a.name, a.digest)).collect::<Vec<_>>().join(", ")
+            ));
+            return Ok(verdict);
+        };
+        let release_keys: Vec<PublicKey> = policy.release_keys().cloned().collect();
+        if release_keys.is_empty() || dsse::verify(&release.manifest, &release_keys, 1).is_err() {
+            verdict.reasons.push(format!(
+                "the manifest of {} no longer verifies with a trusted release key (revoked or removed from the policy)",
+                cert.release
+            ));
+        }
+        let record: ArtifactRecord = self
+            .require(kind::ARTIFACT, &digest.to_string(), || {
+                format!("artifact {digest} is not registered")
+            })
+            .await?
+            .value;
+        let builder_keys: Vec<PublicKey> =
+            policy.builders().iter().map(|b| b.key.clone()).collect();
+        let provenance_ok = record
+            .provenance
+            .as_ref()
+            .is_some_and(|p| !builder_keys.is_empty() && dsse::verify(p, &builder_keys, 1).is_ok());
+        if !provenance_ok {
+            verdict.reasons.push(format!(
+                "the provenance of {} no longer verifies with a trusted builder key",
+                artifact.name
+            ));
+        }
+        if !cert.by_rollback {
+            let promotion: PromotionRecord = self
+                .require(kind::PROMOTION, &cert.promotion, || {
+                    format!("no promotion {}", cert.promotion)
+                })
+                .await?
+                .value;
+            for a in self.approvals_of(&promotion).await? {
+                if a.value.verdict == Verdict::Reject && a.value.superseded_by.is_none() {
+                    verdict.reasons.push(format!(
+                        "{} has since rejected it: {}",
+                        a.value.by, a.value.rationale
+                    ));
+                }
+            }
+        }
+        if verdict.reasons.is_empty() {
+            verdict.allowed = true;
+            verdict.reasons.push(format!(
+                "{} ({}) is part of {} certified in {environment} at {}{}",
+                artifact.name,
+                digest,
+                cert.release,
+                cert.at,
+                if cert.by_rollback { " by rollback" } else { "" }
+            ));
+            verdict.reasons.push(
+                "its release signature and provenance verify with keys the current policy trusts"
+                    .into(),
+            );
+        }
+        Ok(verdict)
+    }
+}
+
+/// Refuses an environment the policy does not declare (deny by default).
+pub(crate) fn known_environment(policy: &Policy, environment: &str) -> AppResult<()> {
+    if policy.environment(environment).is_none() {
+        return Err(AppError::denied(format!(
+            "unknown environment {environment:?}; the pipeline is {}",
+            policy
+                .environments()
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ")
+        )));
+    }
+    Ok(())
+}
+
+fn event_rollback_refused(
+    actor: &Actor,
+    environment: &str,
+    why: &str,
+) -> AppResult<custody_model::CanonicalJson> {
+    event(
+        "rollback.refused",
+        actor,
+        json!({"environment": environment, "reason": why}),
+    )
+}

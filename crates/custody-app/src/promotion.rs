@@ -1,0 +1,557 @@
+//! Promotions and approvals: a request, evaluated purely from recorded facts into a signed
+//! decision; approvals and rejections bound to the release, environment and policy version;
+//! certification when every gate passes.
+
+use custody_crypto::PublicKey;
+use custody_crypto::dsse;
+use custody_model::{Digest, Timestamp};
+use custody_policy::{
+    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, Policy, PreviousFacts, ProvenanceFacts,
+    ReleaseFacts, Standing,
+};
+use custody_store::{Expect, StateWrite, Store};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::app::{Actor, App, Versioned, event, expect_version, idempotency, new_id, write};
+use crate::attestations::{self, envelope_digest};
+use crate::records::{
+    ApprovalRecord, ArtifactRecord, Certification, DecisionRecord, EnvironmentRecord,
+    PromotionRecord, PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
+};
+use crate::{AppError, AppResult};
+
+/// The result of a promotion request or a review.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotionOutcome {
+    /// The promotion.
+    pub promotion: PromotionRecord,
+    /// The decision just made.
+    pub decision: DecisionRecord,
+    /// For a review: the approval recorded and whether it counted (and why not).
+    pub approval: Option<(ApprovalRecord, Option<String>)>,
+    /// Ledger index of the first event written.
+    pub ledger_index: u64,
+    /// True when this is the stored result of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+impl<S: Store> App<S> {
+    /// Requests the promotion of `release` (`name@version`) to `environment`, evaluates
+    /// its gates now, and records the request and the signed decision; if every gate
+    /// passes, the release becomes the environment's certified release. An unknown
+    /// environment is refused. With an idempotency key, a repeat returns the first result.
+    pub async fn promote(
+        &self,
+        actor: &Actor,
+        release: &str,
+        environment: &str,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        if let Some(key) = idempotency_key {
+            if let Some(done) = self.replay_of("promote", key).await? {
+                return Ok(done);
+            }
+        }
+        let policy = self.policy().await?;
+        crate::environment::known_environment(&policy, environment)?;
+        let release: ReleaseRecord = self
+            .require(kind::RELEASE, release, || {
+                format!("no release {release}\nhint: create it with `custody release create NAME VERSION --artifact NAME=DIGEST …`")
+            })
+            .await?
+            .value;
+        self.retrying(|| async {
+            let promotion = PromotionRecord {
+                id: new_id("prm"),
+                release: release.id(),
+                release_digest: release.digest.clone(),
+                environment: environment.into(),
+                requested_by: actor.principal.clone(),
+                requested_at: actor.now,
+                status: PromotionStatus::Pending,
+                decisions: Vec::new(),
+                approvals: Vec::new(),
+            };
+            let request = json!({"release": release.id(), "environment": environment, "actor": actor.principal});
+            let idem = idempotency_key
+                .map(|k| idempotency("promote", k, &request))
+                .transpose()?;
+            let mut events = vec![event(
+                "promotion.requested",
+                actor,
+                json!({
+                    "promotion": promotion.id,
+                    "release": release.id(),
+                    "environment": environment,
+                    "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+                }),
+            )?];
+            let mut state = Vec::new();
+            if let Some(key) = idempotency_key {
+                state.push(write(kind::IDEMPOTENCY, &format!("promote:{key}"), &promotion.id, Expect::Absent)?);
+            }
+            let outcome = self
+                .decide(actor, &policy, promotion, &release, &[], None, &mut events, &mut state)
+                .await?;
+            self.commit_outcome(outcome, events, state, idem).await
+        })
+        .await
+    }
+
+    /// Records an approval or rejection of a pending promotion by `actor`, bound to the
+    /// release digest, the environment and the policy version, expiring per the policy;
+    /// an earlier record by the same reviewer is superseded (never edited). Then the
+    /// gates are evaluated again, and the release certified if they all pass.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the review's fields, named at the call"
+    )]
+    pub async fn review(
+        &self,
+        actor: &Actor,
+        promotion_id: &str,
+        verdict: Verdict,
+        rationale: &str,
+        risk: Risk,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        if rationale.trim().is_empty() {
+            return Err(AppError::invalid(
+                "a review needs a rationale (--rationale)",
+            ));
+        }
+        if let Some(key) = idempotency_key {
+            if let Some(done) = self.replay_of("review", key).await? {
+                return Ok(done);
+            }
+        }
+        let policy = self.policy().await?;
+        self.retrying(|| async {
+            let current: Versioned<PromotionRecord> = self
+                .require(kind::PROMOTION, promotion_id, || format!("no promotion {promotion_id}"))
+                .await?;
+            let mut promotion = current.value;
+            if promotion.status != PromotionStatus::Pending {
+                let status = match promotion.status {
+                    PromotionStatus::Certified => "certified",
+                    _ => "rejected",
+                };
+                return Err(AppError::denied(format!(
+                    "promotion {promotion_id} is already {status}; request a new promotion to decide again"
+                )));
+            }
+            let env = policy.environment(&promotion.environment).ok_or_else(|| {
+                AppError::denied(format!(
+                    "environment {} is no longer in the policy",
+                    promotion.environment
+                ))
+            })?;
+            let rule = env.approvals.as_ref().ok_or_else(|| {
+                AppError::invalid(format!("environment {} needs no approvals", env.name))
+            })?;
+            let release: ReleaseRecord = self
+                .require(kind::RELEASE, &promotion.release, || format!("no release {}", promotion.release))
+                .await?
+                .value;
+            let mut approvals = self.approvals_of(&promotion).await?;
+            let earlier = approvals
+                .iter()
+                .rev()
+                .find(|a| a.value.by == actor.principal && a.value.superseded_by.is_none())
+                .map(|a| (a.value.id.clone(), a.version));
+            let context = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &promotion.environment)
+                .await?
+                .and_then(|e| e.value.certified.map(|c| c.release));
+            let record = ApprovalRecord {
+                id: new_id("apr"),
+                promotion: promotion.id.clone(),
+                verdict,
+                by: actor.principal.clone(),
+                rationale: rationale.into(),
+                risk,
+                at: actor.now,
+                expires_at: Timestamp::from_unix_seconds(
+                    actor.now.unix_seconds().saturating_add(rule.expires.seconds() as i64),
+                )
+                .map_err(|e| AppError::invalid(e.to_string()))?,
+                release_digest: promotion.release_digest.clone(),
+                environment: promotion.environment.clone(),
+                policy_digest: policy.digest().into(),
+                context,
+                supersedes: earlier.as_ref().map(|(id, _)| id.clone()),
+                superseded_by: None,
+            };
+            let mut state = vec![write(kind::APPROVAL, &record.id, &record, Expect::Absent)?];
+            if let Some((id, version)) = &earlier {
+                if let Some(old) = approvals.iter_mut().find(|a| &a.value.id == id) {
+                    old.value.superseded_by = Some(record.id.clone());
+                    state.push(write(kind::APPROVAL, id, &old.value, Expect::Version(*version))?);
+                }
+            }
+            promotion.approvals.push(record.id.clone());
+            let mut events = vec![event(
+                "approval.recorded",
+                actor,
+                json!({
+                    "approval": record.id,
+                    "promotion": promotion.id,
+                    "verdict": verdict,
+                    "rationale": rationale,
+                    "risk": risk,
+                    "expires_at": record.expires_at.to_string(),
+                    "release": promotion.release,
+                    "release_digest": record.release_digest,
+                    "environment": record.environment,
+                    "policy": record.policy_digest,
+                    "context": record.context,
+                    "supersedes": record.supersedes,
+                    "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+                }),
+            )?];
+            let request = json!({"promotion": promotion_id, "verdict": verdict, "rationale": rationale, "risk": risk, "actor": actor.principal});
+            let idem = idempotency_key.map(|k| idempotency("review", k, &request)).transpose()?;
+            if let Some(key) = idempotency_key {
+                state.push(write(kind::IDEMPOTENCY, &format!("review:{key}"), &promotion.id, Expect::Absent)?);
+            }
+            let mut all: Vec<ApprovalRecord> = approvals.into_iter().map(|a| a.value).collect();
+            all.push(record.clone());
+            let mut outcome = self
+                .decide(actor, &policy, promotion, &release, &all, Some(current.version), &mut events, &mut state)
+                .await?;
+            let standing = custody_policy::approval_standings(&policy, &outcome.decision.facts)
+                .and_then(|s| s.into_iter().find(|(id, _)| *id == record.id))
+                .map(|(_, s)| s);
+            let why_not = match standing {
+                Some(Standing::Ignored(why)) => Some(why),
+                _ => None,
+            };
+            outcome.approval = Some((record.clone(), why_not));
+            self.commit_outcome(outcome, events, state, idem).await
+        })
+        .await
+    }
+
+    async fn commit_outcome(
+        &self,
+        mut outcome: PromotionOutcome,
+        events: Vec<custody_model::CanonicalJson>,
+        state: Vec<StateWrite>,
+        idem: Option<custody_store::IdempotencyKey>,
+    ) -> AppResult<PromotionOutcome> {
+        let scope = idem.as_ref().map(|k| k.key.clone());
+        let appended = self.append(events, state, idem).await?;
+        if appended.replayed {
+            // A concurrent twin with the same key won; return its result.
+            if let Some(scoped) = scope {
+                let (use_case, key) = scoped.split_once(':').unwrap_or(("promote", &scoped));
+                if let Some(done) = self.replay_of(use_case, key).await? {
+                    return Ok(done);
+                }
+            }
+        }
+        outcome.ledger_index = appended.first_index;
+        Ok(outcome)
+    }
+
+    /// The stored outcome of an earlier request with this idempotency key, if any.
+    async fn replay_of(&self, use_case: &str, key: &str) -> AppResult<Option<PromotionOutcome>> {
+        let Some(id) = self
+            .get::<String>(kind::IDEMPOTENCY, &format!("{use_case}:{key}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let promotion: Versioned<PromotionRecord> = self
+            .require(kind::PROMOTION, &id.value, || {
+                format!("no promotion {}", id.value)
+            })
+            .await?;
+        let decision_id = promotion
+            .value
+            .decisions
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        let decision: DecisionRecord = self
+            .require(kind::DECISION, &decision_id, || {
+                format!("no decision {decision_id}")
+            })
+            .await?
+            .value;
+        Ok(Some(PromotionOutcome {
+            promotion: promotion.value,
+            decision,
+            approval: None,
+            ledger_index: id.log_index,
+            replayed: true,
+        }))
+    }
+
+    pub(crate) async fn approvals_of(
+        &self,
+        promotion: &PromotionRecord,
+    ) -> AppResult<Vec<Versioned<ApprovalRecord>>> {
+        let mut out = Vec::with_capacity(promotion.approvals.len());
+        for id in &promotion.approvals {
+            out.push(
+                self.require(kind::APPROVAL, id, || format!("no approval {id}"))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Gathers the facts, evaluates, signs the VSA, and stages the decision (and the
+    /// certification, if allowed) into `events` and `state`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "staging into the caller's append"
+    )]
+    async fn decide(
+        &self,
+        actor: &Actor,
+        policy: &Policy,
+        mut promotion: PromotionRecord,
+        release: &ReleaseRecord,
+        approvals: &[ApprovalRecord],
+        promotion_version: Option<u64>,
+        events: &mut Vec<custody_model::CanonicalJson>,
+        state: &mut Vec<StateWrite>,
+    ) -> AppResult<PromotionOutcome> {
+        let env_record: Option<Versioned<EnvironmentRecord>> =
+            self.get(kind::ENVIRONMENT, &promotion.environment).await?;
+        let facts = self
+            .facts(policy, &promotion, release, approvals, actor.now)
+            .await?;
+        let decision = custody_policy::evaluate(policy, &facts);
+        let provenance = self.provenance_digests(release).await?;
+        let vsa = attestations::sign_vsa(
+            self.attestor.as_ref(),
+            &release.artifacts,
+            &release.id(),
+            &promotion.id,
+            decision.allowed,
+            policy.digest(),
+            &provenance,
+            actor.now,
+        )?;
+        let record = DecisionRecord {
+            id: new_id("dec"),
+            promotion: promotion.id.clone(),
+            at: actor.now,
+            facts,
+            decision: decision.clone(),
+            vsa: vsa.clone(),
+        };
+        promotion.decisions.push(record.id.clone());
+        let rejected = decision
+            .gates
+            .iter()
+            .any(|g| g.gate == "approvals" && g.status == custody_policy::Status::Fail);
+        promotion.status = if decision.allowed {
+            PromotionStatus::Certified
+        } else if rejected {
+            PromotionStatus::Rejected
+        } else {
+            PromotionStatus::Pending
+        };
+        let artifacts: Vec<&Digest> = release.artifacts.iter().map(|a| &a.digest).collect();
+        events.push(event(
+            "decision.recorded",
+            actor,
+            json!({
+                "decision": record.id,
+                "promotion": promotion.id,
+                "release": promotion.release,
+                "environment": promotion.environment,
+                "allowed": decision.allowed,
+                "gates": decision.gates,
+                "policy": decision.policy_digest,
+                "input": decision.input_digest,
+                "engine": decision.engine,
+                "vsa": vsa,
+                "vsa_digest": envelope_digest(&vsa),
+                "artifacts": artifacts,
+            }),
+        )?);
+        state.push(write(kind::DECISION, &record.id, &record, Expect::Absent)?);
+        state.push(write(
+            kind::PROMOTION,
+            &promotion.id,
+            &promotion,
+            promotion_version.map_or(Expect::Absent, Expect::Version),
+        )?);
+        if decision.allowed {
+            let mut env = env_record
+                .as_ref()
+                .map(|e| e.value.clone())
+                .unwrap_or_else(|| EnvironmentRecord {
+                    name: promotion.environment.clone(),
+                    ..EnvironmentRecord::default()
+                });
+            let certification = Certification {
+                release: promotion.release.clone(),
+                release_digest: promotion.release_digest.clone(),
+                promotion: promotion.id.clone(),
+                decision: record.id.clone(),
+                at: actor.now,
+                by_rollback: false,
+            };
+            env.certified = Some(certification.clone());
+            env.history.push(certification);
+            events.push(event(
+                "environment.certified",
+                actor,
+                json!({
+                    "environment": promotion.environment,
+                    "release": promotion.release,
+                    "promotion": promotion.id,
+                    "decision": record.id,
+                    "artifacts": artifacts,
+                }),
+            )?);
+            state.push(write(
+                kind::ENVIRONMENT,
+                &promotion.environment,
+                &env,
+                expect_version(&env_record),
+            )?);
+        }
+        Ok(PromotionOutcome {
+            promotion,
+            decision: record,
+            approval: None,
+            ledger_index: 0,
+            replayed: false,
+        })
+    }
+
+    async fn provenance_digests(
+        &self,
+        release: &ReleaseRecord,
+    ) -> AppResult<Vec<(Digest, Digest)>> {
+        let mut out = Vec::new();
+        for a in &release.artifacts {
+            if let Some(r) = self
+                .get::<ArtifactRecord>(kind::ARTIFACT, &a.digest.to_string())
+                .await?
+            {
+                if let Some(env) = &r.value.provenance {
+                    out.push((a.digest.clone(), envelope_digest(env)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The facts of a promotion at `now`: the release and how it is signed (verified here,
+    /// against the policy's keys), its artifacts' provenance and evidence, its standing in
+    /// the previous environment, and the reviews.
+    pub(crate) async fn facts(
+        &self,
+        policy: &Policy,
+        promotion: &PromotionRecord,
+        release: &ReleaseRecord,
+        approvals: &[ApprovalRecord],
+        now: Timestamp,
+    ) -> AppResult<Facts> {
+        let keys: Vec<PublicKey> = policy.release_keys().cloned().collect();
+        let signing_key = if keys.is_empty() {
+            None
+        } else {
+            dsse::verify(&release.manifest, &keys, 1)
+                .ok()
+                .and_then(|v| v.key_ids().first().map(ToString::to_string))
+        };
+        let mut artifacts = Vec::with_capacity(release.artifacts.len());
+        for a in &release.artifacts {
+            let record: ArtifactRecord = self
+                .require(kind::ARTIFACT, &a.digest.to_string(), || {
+                    format!("artifact {} is not registered", a.digest)
+                })
+                .await?
+                .value;
+            artifacts.push(ArtifactFacts {
+                name: a.name.clone(),
+                digest: a.digest.to_string(),
+                built_by: record.registered_by,
+                provenance: record.provenance_facts.map(|p| ProvenanceFacts {
+                    signing_key: Some(p.signing_key),
+                    builder_id: p.builder_id,
+                    source_repo: p.source_repo,
+                    source_commit: p.source_commit,
+                    subject_matches: p.subject_matches,
+                }),
+                evidence: record
+                    .evidence
+                    .iter()
+                    .map(|e| EvidenceFacts {
+                        kind: e.kind.clone(),
+                        at: e.at.unix_seconds(),
+                    })
+                    .collect(),
+            });
+        }
+        let previous = match policy
+            .environment(&promotion.environment)
+            .and_then(|e| e.after.clone())
+        {
+            None => None,
+            Some(after) => {
+                let env: Option<EnvironmentRecord> =
+                    self.get(kind::ENVIRONMENT, &after).await?.map(|v| v.value);
+                let release_id = release.id();
+                let certified_at = env.as_ref().and_then(|e| {
+                    e.history
+                        .iter()
+                        .find(|c| c.release == release_id && !c.by_rollback)
+                        .map(|c| c.at.unix_seconds())
+                });
+                let digests: Vec<&Digest> = release.artifacts.iter().map(|a| &a.digest).collect();
+                let deploy_verified = env.as_ref().is_some_and(|e| {
+                    e.deploys.iter().any(|d| {
+                        d.succeeded
+                            && !d.digests.is_empty()
+                            && d.digests.iter().all(|x| digests.contains(&x))
+                    })
+                });
+                Some(PreviousFacts {
+                    environment: after,
+                    certified_at,
+                    deploy_verified,
+                })
+            }
+        };
+        Ok(Facts {
+            now: now.unix_seconds(),
+            environment: promotion.environment.clone(),
+            requested_by: promotion.requested_by.clone(),
+            release: ReleaseFacts {
+                name: release.name.clone(),
+                version: release.version.clone(),
+                digest: release.digest.to_string(),
+                signing_key,
+                signatures: release.manifest.signatures.len(),
+                signed_by: release.created_by.clone(),
+                artifacts,
+            },
+            previous,
+            approvals: approvals
+                .iter()
+                .map(|a| ApprovalFacts {
+                    id: a.id.clone(),
+                    by: a.by.clone(),
+                    approve: a.verdict == Verdict::Approve,
+                    at: a.at.unix_seconds(),
+                    expires_at: a.expires_at.unix_seconds(),
+                    release_digest: a.release_digest.to_string(),
+                    environment: a.environment.clone(),
+                    policy_digest: a.policy_digest.clone(),
+                    superseded: a.superseded_by.is_some(),
+                })
+                .collect(),
+        })
+    }
+}

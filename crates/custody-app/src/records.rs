@@ -1,0 +1,260 @@
+//! The state custody projects from its ledger: one record type per state kind. Each is
+//! written only together with the event that explains the change (see `custody_store`).
+
+use custody_crypto::dsse::Envelope;
+use custody_model::{Digest, Timestamp};
+use custody_policy::Decision;
+use serde::{Deserialize, Serialize};
+
+use crate::attestations::{BuildFields, ManifestArtifact, ReadProvenance};
+
+/// State kinds.
+pub(crate) mod kind {
+    pub(crate) const POLICY: &str = "policy";
+    pub(crate) const POLICY_VERSION: &str = "policy-version";
+    pub(crate) const ARTIFACT: &str = "artifact";
+    pub(crate) const BUILD_SOURCE: &str = "build-source";
+    pub(crate) const RELEASE: &str = "release";
+    pub(crate) const PROMOTION: &str = "promotion";
+    pub(crate) const APPROVAL: &str = "approval";
+    pub(crate) const DECISION: &str = "decision";
+    pub(crate) const ENVIRONMENT: &str = "environment";
+    pub(crate) const IDEMPOTENCY: &str = "idempotency";
+}
+
+/// The policy in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// The bundle's digest.
+    pub digest: String,
+    /// The bundle.
+    pub bundle: custody_policy::Bundle,
+    /// When it was applied.
+    pub applied_at: Timestamp,
+    /// Who applied it.
+    pub applied_by: String,
+}
+
+/// A registered artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Its name.
+    pub name: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes, when custody hashed the file.
+    pub size: Option<u64>,
+    /// Who registered it.
+    pub registered_by: String,
+    /// When.
+    pub registered_at: Timestamp,
+    /// The build as declared, if it was.
+    pub build: Option<BuildFields>,
+    /// The provenance envelope, if any.
+    pub provenance: Option<Envelope>,
+    /// What its verified provenance says.
+    pub provenance_facts: Option<ReadProvenance>,
+    /// Evidence attached to it.
+    pub evidence: Vec<EvidenceRecord>,
+}
+
+/// A piece of evidence about an artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// Its type, e.g. `test-results`.
+    pub kind: String,
+    /// The format it came in, e.g. `junit`.
+    pub format: String,
+    /// Digest of the evidence file.
+    pub digest: Digest,
+    /// Who attached it.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The artifacts built from one source and set of parameters (provenance discrepancy).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildSourceRecord {
+    /// Artifact name → digests built from this source and these parameters.
+    pub digests: std::collections::BTreeMap<String, Vec<Digest>>,
+}
+
+/// A release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Digest of the manifest statement (the release's identity).
+    pub digest: Digest,
+    /// The artifacts the manifest names.
+    pub artifacts: Vec<ManifestArtifact>,
+    /// The signed manifest, or the unsigned statement's envelope with no signatures.
+    pub manifest: Envelope,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+impl ReleaseRecord {
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// Where a promotion stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromotionStatus {
+    /// Some gate does not pass yet.
+    Pending,
+    /// Every gate passed: the release is certified in the environment.
+    Certified,
+    /// An approver rejected it.
+    Rejected,
+}
+
+/// A promotion request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    /// Its id.
+    pub id: String,
+    /// `name@version`.
+    pub release: String,
+    /// The release digest.
+    pub release_digest: Digest,
+    /// The target environment.
+    pub environment: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: Timestamp,
+    /// Where it stands.
+    pub status: PromotionStatus,
+    /// Its decisions, oldest first.
+    pub decisions: Vec<String>,
+    /// Its approvals and rejections, oldest first (superseded ones too).
+    pub approvals: Vec<String>,
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Approve.
+    Approve,
+    /// Reject.
+    Reject,
+}
+
+/// Risk posture stated with an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+}
+
+/// An approval or rejection. A changed mind is a new record whose `supersedes` names this
+/// one; this one then gets `superseded_by` and stops counting, and is never edited else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Its id.
+    pub id: String,
+    /// The promotion.
+    pub promotion: String,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub rationale: String,
+    /// Risk posture.
+    pub risk: Risk,
+    /// When.
+    pub at: Timestamp,
+    /// When it stops counting.
+    pub expires_at: Timestamp,
+    /// The release digest it is bound to.
+    pub release_digest: Digest,
+    /// The environment it is bound to.
+    pub environment: String,
+    /// The policy version it is bound to.
+    pub policy_digest: String,
+    /// The environment at that moment: its certified release, if any.
+    pub context: Option<String>,
+    /// The earlier record by the same reviewer this one replaces.
+    pub supersedes: Option<String>,
+    /// The later record that replaced this one.
+    pub superseded_by: Option<String>,
+}
+
+/// A recorded decision, with everything needed to replay it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Its id.
+    pub id: String,
+    /// The promotion decided about.
+    pub promotion: String,
+    /// When.
+    pub at: Timestamp,
+    /// The facts evaluated.
+    pub facts: custody_policy::Facts,
+    /// The outcome.
+    pub decision: Decision,
+    /// The signed VSA.
+    pub vsa: Envelope,
+}
+
+/// A release's time as the certified release of an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certification {
+    /// `name@version`.
+    pub release: String,
+    /// Its digest.
+    pub release_digest: Digest,
+    /// The promotion that certified it (for a rollback, the original one).
+    pub promotion: String,
+    /// The decision that allowed it.
+    pub decision: String,
+    /// When it became certified here.
+    pub at: Timestamp,
+    /// How: a promotion or a rollback.
+    pub by_rollback: bool,
+}
+
+/// A deploy report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// Digests reported running.
+    pub digests: Vec<Digest>,
+    /// Whether the rollout succeeded.
+    pub succeeded: bool,
+    /// Who reported.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// An environment's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EnvironmentRecord {
+    /// Its name.
+    pub name: String,
+    /// The certified release now.
+    pub certified: Option<Certification>,
+    /// Every certification, oldest first (rollbacks included).
+    pub history: Vec<Certification>,
+    /// Releases (`name@version`) that failed to deploy here.
+    pub failed: Vec<String>,
+    /// Recent deploy reports, newest last (at most 100 kept here; all are in the ledger).
+    pub deploys: Vec<DeployRecord>,
+}

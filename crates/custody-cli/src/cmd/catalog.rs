@@ -1,0 +1,456 @@
+//! `custody policy`, `custody artifact`, `custody attest`, `custody release`: what is
+//! promoted, and the rules it is promoted by.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use custody_app::NewArtifact;
+use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_crypto::dsse::Envelope;
+use custody_model::{Digest, DigestAlgorithm, Timestamp};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::context::{ActorArgs, InstanceArgs, read_bundle, settle};
+use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Compile a policy bundle (DIR/custody.toml and DIR/keys/*.pub) and report every
+    /// mistake with its line. Exit 1 if there is any.
+    Check(PolicyCheckArgs),
+    /// Check a policy bundle and record it as the policy in force (a new version in the
+    /// ledger; decisions and approvals are bound to it).
+    Apply(PolicyApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyCheckArgs {
+    /// The policy bundle directory.
+    dir: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyApplyArgs {
+    /// The policy bundle directory (default: DATA_DIR/policy).
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
+    match command {
+        PolicyCommand::Check(a) => {
+            let bundle = read_bundle(&a.dir)?;
+            match custody_policy::compile(&bundle) {
+                Ok(p) => {
+                    if a.json {
+                        print_json(
+                            &json!({"ok": true, "digest": p.digest(), "environments": p.environments().iter().map(|e| &e.name).collect::<Vec<_>>()}),
+                        );
+                    } else {
+                        print_line(&format!(
+                            "ok: {} (pipeline {})",
+                            p.digest(),
+                            p.environments()
+                                .iter()
+                                .map(|e| e.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" → ")
+                        ));
+                    }
+                    Ok(Outcome::Ok)
+                }
+                Err(errors) => {
+                    if a.json {
+                        print_json(
+                            &json!({"ok": false, "errors": errors.0.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "message": e.message})).collect::<Vec<_>>()}),
+                        );
+                    } else {
+                        for e in &errors.0 {
+                            eprintln!("{}", a.dir.join(e.to_string()).display());
+                        }
+                    }
+                    Ok(Outcome::Denied)
+                }
+            }
+        }
+        PolicyCommand::Apply(a) => crate::block_on(async {
+            let app = a.instance.app().await?;
+            let dir = match &a.dir {
+                Some(d) => d.clone(),
+                None => {
+                    let data = a.instance.dir();
+                    data.policy_dir(&data.config()?)
+                }
+            };
+            let bundle = read_bundle(&dir)?;
+            let result = app.apply_policy(&a.actor.actor()?, bundle).await;
+            settle(result, |r| {
+                if a.json {
+                    print_json(&json!(r));
+                } else if r.changed {
+                    print_line(&format!("policy {} is now in force", r.digest));
+                } else {
+                    print_line(&format!(
+                        "policy {} was already in force; nothing recorded",
+                        r.digest
+                    ));
+                }
+            })
+        }),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ArtifactCommand {
+    /// Register an artifact by name and digest (or a file to hash), with its build and
+    /// provenance.
+    ///
+    /// Provenance made elsewhere (--provenance ENVELOPE) must verify with a builder key the
+    /// policy trusts and be about this digest. Or declare the build (--source-repo,
+    /// --commit, --builder-id, --param …) and sign SLSA v1 provenance with --builder-key.
+    ///
+    /// Example: custody artifact register --name shop --file shop.tar --source-repo
+    /// https://git.example/acme/shop --commit 4f2c… --builder-id https://ci.example/b
+    /// --builder-key builder.key --as ci-bot
+    Register(Box<RegisterArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegisterArgs {
+    /// The artifact's name.
+    #[arg(long)]
+    name: String,
+    /// Hash this file for the digest.
+    #[arg(long, conflicts_with = "digest")]
+    file: Option<PathBuf>,
+    /// The digest (sha256:HEX), when there is no file here.
+    #[arg(long)]
+    digest: Option<Digest>,
+    /// A DSSE envelope of SLSA v1 provenance made elsewhere.
+    #[arg(long, value_name = "ENVELOPE")]
+    provenance: Option<PathBuf>,
+    /// Sign provenance from the declared build with this builder key (PKCS#8 PEM).
+    #[arg(long, value_name = "KEY")]
+    builder_key: Option<PathBuf>,
+    /// Source repository URL of the build.
+    #[arg(long, requires = "commit")]
+    source_repo: Option<String>,
+    /// Source commit of the build.
+    #[arg(long)]
+    commit: Option<String>,
+    /// The builder's SLSA id.
+    #[arg(long)]
+    builder_id: Option<String>,
+    /// A build parameter, NAME=VALUE (repeat).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// A fact about the build environment, NAME=VALUE (repeat).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    environment: Vec<String>,
+    /// When the build started (RFC 3339).
+    #[arg(long)]
+    started: Option<Timestamp>,
+    /// When the build finished (RFC 3339).
+    #[arg(long)]
+    finished: Option<Timestamp>,
+    /// A step the build declares non-deterministic (repeat).
+    #[arg(long = "nondeterministic", value_name = "STEP")]
+    nondeterministic: Vec<String>,
+    /// The build's invocation id (CI run id).
+    #[arg(long)]
+    invocation_id: Option<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{what} {p:?} is not NAME=VALUE"))
+        })
+        .collect()
+}
+
+pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
+    let ArtifactCommand::Register(a) = command;
+    crate::block_on(async move {
+        let (digest, size) = match (&a.file, &a.digest) {
+            (Some(path), _) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let len = file.metadata()?.len();
+                let bar = crate::progress::bytes_bar(len, 64 << 20, &path.display().to_string());
+                let d =
+                    custody_crypto::hashing::digest_reader(file, DigestAlgorithm::Sha256, |n| {
+                        bar.set_position(n)
+                    })
+                    .with_context(|| format!("hashing {}", path.display()))?;
+                bar.finish_and_clear();
+                (d, Some(len))
+            }
+            (None, Some(d)) => (d.clone(), None),
+            (None, None) => bail!("give --file PATH to hash, or --digest sha256:HEX"),
+        };
+        let build = match (&a.source_repo, &a.commit, &a.builder_id) {
+            (Some(repo), Some(commit), Some(builder)) => Some(BuildFields {
+                builder_id: builder.clone(),
+                source_repo: repo.clone(),
+                source_commit: commit.clone(),
+                parameters: pairs(&a.params, "--param")?,
+                environment: pairs(&a.environment, "--env")?,
+                started: a.started,
+                finished: a.finished,
+                nondeterministic_steps: a.nondeterministic.clone(),
+                invocation_id: a.invocation_id.clone(),
+            }),
+            (None, None, None) => None,
+            _ => bail!("a declared build needs --source-repo, --commit and --builder-id together"),
+        };
+        let provenance = match &a.provenance {
+            Some(path) => Some(
+                Envelope::from_json(&read_limited(path, MAX_DOCUMENT, "provenance envelope")?)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
+        let app = a.instance.app().await?;
+        let result = app
+            .register_artifact(
+                &a.actor.actor()?,
+                NewArtifact {
+                    name: a.name.clone(),
+                    digest: Some(digest),
+                    size,
+                    build,
+                    provenance,
+                    builder_key: key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                },
+            )
+            .await;
+        settle(result, |r| {
+            if a.json {
+                print_json(&json!(r));
+            } else {
+                print_line(&r.digest.to_string());
+                if !r.created {
+                    eprintln!("already registered as {}; nothing recorded", a.name);
+                }
+                if !r.discrepancy.is_empty() {
+                    eprintln!(
+                        "warning: provenance discrepancy: the same source and parameters also built {} as {}",
+                        a.name,
+                        r.discrepancy
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        })
+    })
+}
+
+/// Evidence formats and the evidence type each provides.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum EvidenceFormat {
+    /// JUnit XML test results → test-results.
+    Junit,
+    /// SARIF 2.1.0 static analysis → vulnerability-scan.
+    Sarif,
+    /// OSV JSON → vulnerability-scan.
+    Osv,
+    /// Grype JSON → vulnerability-scan.
+    Grype,
+    /// Trivy JSON → vulnerability-scan.
+    Trivy,
+    /// CycloneDX JSON SBOM → sbom.
+    Cyclonedx,
+    /// SPDX JSON SBOM → sbom.
+    Spdx,
+    /// A DSSE envelope made elsewhere → attestation.
+    Dsse,
+}
+
+impl EvidenceFormat {
+    fn kind(self) -> &'static str {
+        match self {
+            EvidenceFormat::Junit => "test-results",
+            EvidenceFormat::Sarif
+            | EvidenceFormat::Osv
+            | EvidenceFormat::Grype
+            | EvidenceFormat::Trivy => "vulnerability-scan",
+            EvidenceFormat::Cyclonedx | EvidenceFormat::Spdx => "sbom",
+            EvidenceFormat::Dsse => "attestation",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EvidenceFormat::Junit => "junit",
+            EvidenceFormat::Sarif => "sarif",
+            EvidenceFormat::Osv => "osv",
+            EvidenceFormat::Grype => "grype",
+            EvidenceFormat::Trivy => "trivy",
+            EvidenceFormat::Cyclonedx => "cyclonedx",
+            EvidenceFormat::Spdx => "spdx",
+            EvidenceFormat::Dsse => "dsse",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttestArgs {
+    /// The artifact the evidence is about.
+    #[arg(long)]
+    artifact: Digest,
+    /// The evidence's format.
+    #[arg(long = "type", value_enum)]
+    format: EvidenceFormat,
+    /// Record it as this evidence type instead of the format's (e.g. code-review).
+    #[arg(long)]
+    kind: Option<String>,
+    /// The evidence file.
+    file: PathBuf,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+}
+
+pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let bytes = read_limited(&a.file, MAX_DOCUMENT, "evidence file")?;
+        let looks_right = match a.format {
+            EvidenceFormat::Junit => bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<'),
+            _ => serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+        };
+        if !looks_right {
+            bail!(
+                "{} is not {} ({}); check --type",
+                a.file.display(),
+                a.format.name(),
+                if matches!(a.format, EvidenceFormat::Junit) {
+                    "XML"
+                } else {
+                    "JSON"
+                }
+            );
+        }
+        let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
+        let app = a.instance.app().await?;
+        let result = app
+            .attest(
+                &a.actor.actor()?,
+                &a.artifact,
+                &kind,
+                a.format.name(),
+                sha256(&bytes),
+            )
+            .await;
+        settle(result, |index| {
+            print_line(&format!(
+                "{kind} evidence recorded for {} (ledger index {index})",
+                a.artifact
+            ));
+        })
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReleaseCommand {
+    /// Create a release: a manifest naming exact artifact digests, signed with a release
+    /// key that signed none of their builds.
+    ///
+    /// Example: custody release create shop 1.4.2 --artifact shop=sha256:… --sign-key
+    /// release.key --as rita
+    Create(ReleaseCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReleaseCreateArgs {
+    /// The release name.
+    name: String,
+    /// Its version (SemVer, if the policy says so).
+    #[arg(value_name = "VERSION")]
+    release_version: String,
+    /// An artifact, NAME=sha256:HEX (repeat).
+    #[arg(long = "artifact", value_name = "NAME=DIGEST", required = true)]
+    artifacts: Vec<String>,
+    /// The release signing key (PKCS#8 PEM). Without it the release is recorded unsigned
+    /// and no gate will pass it.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
+    let ReleaseCommand::Create(a) = command;
+    crate::block_on(async move {
+        let artifacts = a
+            .artifacts
+            .iter()
+            .map(|s| {
+                let (name, digest) = s
+                    .split_once('=')
+                    .with_context(|| format!("--artifact {s:?} is not NAME=sha256:HEX"))?;
+                Ok(ManifestArtifact {
+                    name: name.to_owned(),
+                    digest: digest
+                        .parse()
+                        .with_context(|| format!("--artifact {s:?}"))?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let key = a.sign_key.as_deref().map(load_private_key).transpose()?;
+        if key.is_none() {
+            eprintln!(
+                "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
+            );
+        }
+        let app = a.instance.app().await?;
+        let result = app
+            .create_release(
+                &a.actor.actor()?,
+                &a.name,
+                &a.release_version,
+                &artifacts,
+                key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+            )
+            .await;
+        settle(result, |r| {
+            if a.json {
+                print_json(&json!(r));
+            } else {
+                print_line(&format!("{} {}", r.release, r.digest));
+            }
+        })
+    })
+}

@@ -1,0 +1,163 @@
+//! `custody deploy report`, `custody rollback`, `custody verify`: what runs where.
+
+use clap::{Args, Subcommand, ValueEnum};
+use custody_model::Digest;
+use serde_json::json;
+
+use crate::Outcome;
+use crate::context::{ActorArgs, InstanceArgs, settle};
+use crate::input::{print_json, print_line};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeployCommand {
+    /// Report what is running in an environment and whether the rollout succeeded. A
+    /// digest never certified there is recorded as drift; a failed rollout of the
+    /// certified release rolls the environment back to the previous certified release
+    /// that still passes the policy.
+    Report(DeployReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DeployStatus {
+    /// The rollout succeeded.
+    Succeeded,
+    /// The rollout failed.
+    Failed,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployReportArgs {
+    /// The environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// A digest running there (repeat).
+    #[arg(long = "digest", value_name = "sha256:HEX")]
+    digests: Vec<Digest>,
+    /// How the rollout went.
+    #[arg(long, value_enum)]
+    status: DeployStatus,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
+    let DeployCommand::Report(a) = command;
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let result = app
+            .deploy_report(
+                &a.actor.actor()?,
+                &a.environment,
+                &a.digests,
+                matches!(a.status, DeployStatus::Succeeded),
+            )
+            .await;
+        settle(result, |r| {
+            if a.json {
+                print_json(&json!(r));
+                return;
+            }
+            let mut lines = vec![format!(
+                "deploy report recorded (ledger index {})",
+                r.ledger_index
+            )];
+            if !r.drift.is_empty() {
+                lines.push(format!(
+                    "drift: {} never certified in {}",
+                    r.drift
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    a.environment
+                ));
+            }
+            if let Some(rb) = &r.rollback {
+                lines.push(format!(
+                    "rolled back {}: {} → {}",
+                    rb.environment, rb.from, rb.to
+                ));
+            }
+            if let Some(why) = &r.rollback_refused {
+                lines.push(format!("no rollback: {why}"));
+            }
+            print_line(&lines.join("\n"));
+        })
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// Why: recorded for auditors.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let result = app
+            .rollback(&a.actor.actor()?, &a.environment, &a.reason)
+            .await;
+        settle(result, |r| {
+            if a.json {
+                print_json(&json!(r));
+            } else {
+                print_line(&format!(
+                    "rolled back {}: {} → {}\n{:#}",
+                    r.environment, r.from, r.to, r.diff
+                ));
+            }
+        })
+    })
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The environment the digest is to run in.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// The digest to run.
+    digest: Digest,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Print the verdict with its evidence (decision, VSA, ledger index) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let v = app.verify(&a.environment, &a.digest).await?;
+        if a.json {
+            print_json(&json!(v));
+        } else {
+            let head = if v.allowed { "allowed" } else { "DENIED" };
+            print_line(&format!("{head}: {} in {}", a.digest, a.environment));
+            for r in &v.reasons {
+                print_line(&format!("  {r}"));
+            }
+        }
+        Ok(if v.allowed {
+            Outcome::Ok
+        } else {
+            Outcome::Denied
+        })
+    })
+}

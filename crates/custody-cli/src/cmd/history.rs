@@ -1,0 +1,131 @@
+//! `custody history`: the ledger's events, sliced.
+
+use clap::Args;
+use custody_app::HistoryFilter;
+use custody_model::{Digest, Timestamp};
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::context::InstanceArgs;
+use crate::input::{print_json, print_line};
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Events about this artifact.
+    #[arg(long)]
+    artifact: Option<Digest>,
+    /// Events about this build (its invocation id).
+    #[arg(long)]
+    build: Option<String>,
+    /// Events by this principal (who built, signed, requested, approved, reported).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Events about this environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<Timestamp>,
+    /// Events before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<Timestamp>,
+    /// At most this many, the newest (0: all).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Print the events as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn summary(event: &Value) -> String {
+    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+    match s("type") {
+        "artifact.registered" => format!(
+            "{} registered {}",
+            s("actor"),
+            event
+                .pointer("/artifact/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
+        "release.created" => format!("{} created {}", s("actor"), s("release")),
+        "promotion.requested" => format!(
+            "{} requested {} → {} ({})",
+            s("actor"),
+            s("release"),
+            s("environment"),
+            s("promotion")
+        ),
+        "decision.recorded" => format!(
+            "{} {} → {}: {}",
+            s("decision"),
+            s("release"),
+            s("environment"),
+            if event.get("allowed").and_then(Value::as_bool) == Some(true) {
+                "allowed"
+            } else {
+                "not allowed"
+            }
+        ),
+        "approval.recorded" => format!(
+            "{} {}d {} → {}: {}",
+            s("actor"),
+            s("verdict"),
+            s("release"),
+            s("environment"),
+            s("rationale")
+        ),
+        "environment.certified" => format!("{} certified in {}", s("release"), s("environment")),
+        "deploy.reported" => format!(
+            "{} reported {} deploy in {}",
+            s("actor"),
+            s("status"),
+            s("environment")
+        ),
+        "rollback" => format!(
+            "{} rolled back {} → {} in {}: {}",
+            s("actor"),
+            s("from"),
+            s("to"),
+            s("environment"),
+            s("reason")
+        ),
+        other => format!("{other} by {}", s("actor")),
+    }
+}
+
+pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let filter = HistoryFilter {
+            artifact: a.artifact.clone(),
+            build: a.build.clone(),
+            principal: a.principal.clone(),
+            environment: a.environment.clone(),
+            since: a.since,
+            until: a.until,
+            limit: a.limit,
+        };
+        let entries = app.history(&filter).await?;
+        if a.json {
+            print_json(&json!(entries));
+        } else {
+            let lines: Vec<String> = entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:>6}  {}  {:22} {}",
+                        e.index,
+                        e.event.get("at").and_then(Value::as_str).unwrap_or(""),
+                        e.event.get("type").and_then(Value::as_str).unwrap_or(""),
+                        summary(&e.event)
+                    )
+                })
+                .collect();
+            print_line(&lines.join("\n"));
+        }
+        Ok(Outcome::Ok)
+    })
+}

@@ -1,0 +1,244 @@
+//! `custody promote`, `custody approve`, `custody reject`, `custody decision`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use custody_app::PromotionOutcome;
+use custody_app::records::{PromotionStatus, Risk, Verdict};
+use custody_policy::Status;
+use serde_json::json;
+
+use crate::Outcome;
+use crate::context::{ActorArgs, InstanceArgs, settle};
+use crate::input::{print_json, print_line};
+
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// The release, NAME@VERSION.
+    release: String,
+    /// The target environment.
+    #[arg(long = "to", value_name = "ENV")]
+    environment: String,
+    /// Makes a retry return the first result instead of a second promotion.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the promotion, the decision and its VSA as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RiskArg {
+    /// Low risk.
+    Low,
+    /// Medium risk.
+    Medium,
+    /// High risk.
+    High,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReviewArgs {
+    /// The promotion id (printed by `custody promote`).
+    promotion: String,
+    /// Why: recorded with the review, for auditors.
+    #[arg(long)]
+    rationale: String,
+    /// The risk posture you see.
+    #[arg(long, value_enum, default_value = "medium")]
+    risk: RiskArg,
+    /// Makes a retry return the first result instead of a second review.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    #[command(flatten)]
+    actor: ActorArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
+    let p = &outcome.promotion;
+    let d = &outcome.decision;
+    if json_out {
+        print_json(&json!(outcome));
+    } else {
+        let mut lines = vec![format!(
+            "{} {} → {}: {}{}",
+            p.id,
+            p.release,
+            p.environment,
+            match p.status {
+                PromotionStatus::Certified => "certified",
+                PromotionStatus::Pending => "pending",
+                PromotionStatus::Rejected => "rejected",
+            },
+            if outcome.replayed {
+                " (replayed: the first result of this idempotency key)"
+            } else {
+                ""
+            }
+        )];
+        for g in &d.decision.gates {
+            let mark = match g.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Waiting => "wait",
+            };
+            lines.push(format!("  {mark:4}  {:22} {}", g.gate, g.reason));
+        }
+        lines.push(format!(
+            "  decision {} (policy {})",
+            d.id, d.decision.policy_digest
+        ));
+        print_line(&lines.join("\n"));
+    }
+    if p.status == PromotionStatus::Certified {
+        Outcome::Ok
+    } else {
+        Outcome::Denied
+    }
+}
+
+pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let result = app
+            .promote(
+                &a.actor.actor()?,
+                &a.release,
+                &a.environment,
+                a.idempotency_key.as_deref(),
+            )
+            .await;
+        let mut outcome = Outcome::Ok;
+        let settled = settle(result, |r| outcome = report(&r, a.json))?;
+        Ok(if matches!(settled, Outcome::Denied) {
+            settled
+        } else {
+            outcome
+        })
+    })
+}
+
+pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let risk = match a.risk {
+            RiskArg::Low => Risk::Low,
+            RiskArg::Medium => Risk::Medium,
+            RiskArg::High => Risk::High,
+        };
+        let result = app
+            .review(
+                &a.actor.actor()?,
+                &a.promotion,
+                verdict,
+                &a.rationale,
+                risk,
+                a.idempotency_key.as_deref(),
+            )
+            .await;
+        let mut outcome = Outcome::Ok;
+        let settled = settle(result, |r| {
+            let not_counted = r.approval.as_ref().and_then(|(_, why)| why.clone());
+            report(&r, a.json);
+            outcome = match (&not_counted, verdict) {
+                (Some(why), Verdict::Approve) => {
+                    eprintln!("your approval does not count: {why}");
+                    Outcome::Denied
+                }
+                _ => Outcome::Ok,
+            };
+        })?;
+        Ok(if matches!(settled, Outcome::Denied) {
+            settled
+        } else {
+            outcome
+        })
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DecisionCommand {
+    /// Show a recorded decision: every gate with its reason, the facts it was made from,
+    /// the policy version and the signed VSA.
+    Show(DecisionArgs),
+    /// Evaluate a recorded decision again from its recorded facts and policy version; exit
+    /// 0 if the outcome and every gate are the same, 1 if not.
+    Replay(DecisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecisionArgs {
+    /// The decision id.
+    id: String,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        match command {
+            DecisionCommand::Show(a) => {
+                let app = a.instance.app().await?;
+                let d = app.decision(&a.id).await?;
+                if a.json {
+                    print_json(&json!(d));
+                } else {
+                    let mut lines = vec![format!(
+                        "{} about promotion {} at {}: {}",
+                        d.id,
+                        d.promotion,
+                        d.at,
+                        if d.decision.allowed {
+                            "allowed"
+                        } else {
+                            "not allowed"
+                        }
+                    )];
+                    for g in &d.decision.gates {
+                        lines.push(format!("  {:?} {}: {}", g.status, g.gate, g.reason));
+                    }
+                    lines.push(format!(
+                        "  policy {}  input {}  engine {}",
+                        d.decision.policy_digest, d.decision.input_digest, d.decision.engine
+                    ));
+                    print_line(&lines.join("\n"));
+                }
+                Ok(Outcome::Ok)
+            }
+            DecisionCommand::Replay(a) => {
+                let app = a.instance.app().await?;
+                let r = app.replay(&a.id).await?;
+                if a.json {
+                    print_json(
+                        &json!({"same": r.same, "recorded": r.recorded.decision, "replayed": r.replayed}),
+                    );
+                } else if r.same {
+                    print_line(&format!(
+                        "{}: replayed to the same outcome ({}, {} gates, input {})",
+                        a.id,
+                        if r.replayed.allowed {
+                            "allowed"
+                        } else {
+                            "not allowed"
+                        },
+                        r.replayed.gates.len(),
+                        r.replayed.input_digest
+                    ));
+                } else {
+                    print_line(&format!("{}: replay DIFFERS from the record", a.id));
+                }
+                Ok(if r.same { Outcome::Ok } else { Outcome::Denied })
+            }
+        }
+    })
+}

@@ -1,0 +1,119 @@
+//! What the pipeline commands share: who acts and when, the data directory, and reading a
+//! policy bundle from disk.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use custody_app::{Actor, App, AppError};
+use custody_model::Timestamp;
+use custody_policy::{Bundle, MAX_POLICY_FILE, POLICY_FILE};
+use custody_store::SqlStore;
+
+use crate::Outcome;
+use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
+
+/// Where the instance is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct InstanceArgs {
+    /// The data directory (config.toml, keys, SQLite ledger).
+    #[arg(long, env = "CUSTODY_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// Use this PostgreSQL database instead of the configured one.
+    #[arg(long, value_name = "postgres://…")]
+    pub(crate) database_url: Option<String>,
+}
+
+impl InstanceArgs {
+    pub(crate) fn dir(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
+    }
+
+    pub(crate) async fn app(&self) -> anyhow::Result<App<SqlStore>> {
+        self.dir().open_app(self.database_url.as_deref()).await
+    }
+}
+
+/// Who acts: required by every command that records something.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ActorArgs {
+    /// Who is acting: a person's or a service's identity (e.g. alice, ci:acme/shop). On the
+    /// local data directory the operator vouches for it; the server takes it from a token.
+    #[arg(long = "as", env = "CUSTODY_PRINCIPAL", value_name = "PRINCIPAL")]
+    pub(crate) principal: String,
+}
+
+impl ActorArgs {
+    pub(crate) fn actor(&self) -> anyhow::Result<Actor> {
+        Ok(Actor::new(self.principal.clone(), now()?)?)
+    }
+}
+
+/// The time of the action: `CUSTODY_NOW` (RFC 3339, for tests and backfills) or the clock.
+pub(crate) fn now() -> anyhow::Result<Timestamp> {
+    match std::env::var("CUSTODY_NOW") {
+        Ok(t) => t.parse().context("CUSTODY_NOW"),
+        Err(_) => Ok(Timestamp::from_datetime(time::OffsetDateTime::now_utc())),
+    }
+}
+
+/// Most files read from a policy bundle.
+const MAX_BUNDLE_FILES: usize = 256;
+
+/// Reads a policy bundle: `custody.toml` and the key files under `keys/`.
+pub(crate) fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
+    let mut bundle = Bundle::default();
+    let main = dir.join(POLICY_FILE);
+    if !main.exists() {
+        bail!(
+            "{} has no {POLICY_FILE}; a policy bundle is a directory with {POLICY_FILE} and its keys/",
+            dir.display()
+        );
+    }
+    let read = |path: &Path| -> anyhow::Result<String> {
+        crate::input::read_text(path, MAX_POLICY_FILE as u64, "policy file")
+    };
+    bundle.files.insert(POLICY_FILE.into(), read(&main)?);
+    let keys = dir.join("keys");
+    if keys.is_dir() {
+        for entry in
+            std::fs::read_dir(&keys).with_context(|| format!("reading {}", keys.display()))?
+        {
+            let path = entry?.path();
+            let is_key = path.extension().is_some_and(|e| e == "pub" || e == "pem");
+            if path.is_file() && is_key {
+                if bundle.files.len() >= MAX_BUNDLE_FILES {
+                    bail!(
+                        "{} holds more than {MAX_BUNDLE_FILES} key files",
+                        keys.display()
+                    );
+                }
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                bundle.files.insert(format!("keys/{name}"), read(&path)?);
+            }
+        }
+    }
+    Ok(bundle)
+}
+
+/// Turns a use case's result into an outcome: a denial is exit 1 with its reason on
+/// stderr, anything else an error (exit 2).
+pub(crate) fn settle<T>(
+    result: Result<T, AppError>,
+    done: impl FnOnce(T),
+) -> anyhow::Result<Outcome> {
+    match result {
+        Ok(v) => {
+            done(v);
+            Ok(Outcome::Ok)
+        }
+        Err(AppError::Denied(why)) => {
+            eprintln!("denied: {why}");
+            Ok(Outcome::Denied)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,741 @@
+//! The promotion core end to end, through the real `custody` binary on a real SQLite data
+//! directory: build → test → staging → production with two approvers, every refusal with
+//! its reason, idempotent promotion, a failed deploy rolled back, the deploy gate, decision
+//! replay, and what custody signs checked by securesystemslib and in-toto-attestation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+struct World {
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    now: String,
+}
+
+const POLICY: &str = r#"version = 1
+
+[naming]
+artifact = "^[a-z0-9-]+$"
+release = "^[a-z0-9-]+$"
+
+[roles]
+approver = ["alice", "bob", "carol", "ci-bot"]
+
+[[release_key]]
+path = "keys/release.pub"
+
+[[builder]]
+id = "https://ci.example/builder/v1"
+key = "keys/builder.pub"
+source_repos = ["https://git.example/acme/*"]
+
+[[environment]]
+name = "build"
+
+[[environment]]
+name = "test"
+after = "build"
+evidence = ["test-results"]
+
+[[environment]]
+name = "staging"
+after = "test"
+evidence = ["test-results", "vulnerability-scan"]
+approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
+
+[[environment]]
+name = "production"
+after = "staging"
+verified = true
+soak = "1h"
+evidence = ["test-results", "vulnerability-scan", "sbom"]
+approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
+"#;
+
+impl World {
+    fn new() -> World {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().to_owned();
+        let data = root.join("data");
+        let out = run(custody().args(["init", "--data-dir"]).arg(&data));
+        expect_code(&out, 0);
+        let policy = root.join("policy");
+        fs::create_dir_all(policy.join("keys")).unwrap();
+        fs::write(policy.join("custody.toml"), POLICY).unwrap();
+        generate_key(&root, "builder", "ed25519");
+        generate_key(&root, "release", "ecdsa-p256");
+        generate_key(&root, "rogue", "ecdsa-p256");
+        fs::copy(root.join("builder.pub"), policy.join("keys/builder.pub")).unwrap();
+        fs::copy(root.join("release.pub"), policy.join("keys/release.pub")).unwrap();
+        let w = World {
+            _temp: temp,
+            root,
+            data,
+            now: "2026-11-02T09:00:00Z".into(),
+        };
+        w.ok(
+            &["policy", "apply"],
+            "sec-lead",
+            &[policy.to_str().unwrap()],
+        );
+        w
+    }
+
+    fn at(&mut self, now: &str) {
+        self.now = now.into();
+    }
+
+    fn run(&self, cmd: &[&str], principal: &str, args: &[&str]) -> Output {
+        run(custody()
+            .args(cmd)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("CUSTODY_PRINCIPAL", principal)
+            .env("CUSTODY_NOW", &self.now))
+    }
+
+    #[track_caller]
+    fn ok(&self, cmd: &[&str], principal: &str, args: &[&str]) -> String {
+        let out = self.run(cmd, principal, args);
+        expect_code(&out, 0);
+        stdout(&out)
+    }
+
+    /// Runs a command that must say no (exit 1) with `reason` in its output.
+    #[track_caller]
+    fn refused(&self, cmd: &[&str], principal: &str, args: &[&str], reason: &str) {
+        let out = self.run(cmd, principal, args);
+        expect_code(&out, 1);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains(reason),
+            "{cmd:?} {args:?}: {reason:?} not in:\n{all}"
+        );
+    }
+
+    fn json(&self, cmd: &[&str], principal: &str, args: &[&str]) -> (i32, Value) {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.run(cmd, principal, &args);
+        let code = out.status.code().unwrap();
+        let value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}\n{}\n{}", stdout(&out), stderr(&out)));
+        (code, value)
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.root.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// Builds, registers (with signed provenance) and attests an artifact; its digest.
+    fn build(&self, name: &str, content: &str, commit: &str) -> String {
+        let file = self.root.join(format!("{name}-{commit}.bin"));
+        fs::write(&file, content).unwrap();
+        let digest = self
+            .ok(
+                &["artifact", "register"],
+                "ci-bot",
+                &[
+                    "--name",
+                    name,
+                    "--file",
+                    file.to_str().unwrap(),
+                    "--source-repo",
+                    "https://git.example/acme/shop",
+                    "--commit",
+                    commit,
+                    "--builder-id",
+                    "https://ci.example/builder/v1",
+                    "--param",
+                    "profile=release",
+                    "--invocation-id",
+                    &format!("run-{commit}"),
+                    "--builder-key",
+                    &self.key("builder.key"),
+                ],
+            )
+            .trim()
+            .to_owned();
+        for (kind, file_name, body) in [
+            (
+                "junit",
+                "junit.xml",
+                "<testsuite tests=\"3\" failures=\"0\"/>",
+            ),
+            ("sarif", "scan.sarif", r#"{"version":"2.1.0","runs":[]}"#),
+            (
+                "cyclonedx",
+                "sbom.json",
+                r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+            ),
+        ] {
+            let path = self.root.join(file_name);
+            fs::write(&path, body).unwrap();
+            self.ok(
+                &["attest"],
+                "ci-bot",
+                &[
+                    "--artifact",
+                    &digest,
+                    "--type",
+                    kind,
+                    path.to_str().unwrap(),
+                ],
+            );
+        }
+        digest
+    }
+
+    /// `custody release create` with `shop=A` and `worker=B`, signed with `key` if given.
+    fn release(
+        &self,
+        name: &str,
+        version: &str,
+        shop: &str,
+        worker: &str,
+        key: Option<&str>,
+    ) -> Output {
+        let (shop, worker) = (format!("shop={shop}"), format!("worker={worker}"));
+        let mut args = vec![name, version, "--artifact", &shop, "--artifact", &worker];
+        let key = key.map(|k| self.key(k));
+        if let Some(k) = &key {
+            args.extend(["--sign-key", k.as_str()]);
+        }
+        self.run(&["release", "create"], "rita", &args)
+    }
+
+    fn promote(&self, release: &str, env: &str, who: &str) -> (i32, Value) {
+        self.json(&["promote"], who, &[release, "--to", env])
+    }
+
+    fn ledger_size(&self) -> u64 {
+        let out = run(custody()
+            .args(["log", "checkpoint", "--json", "--data-dir"])
+            .arg(&self.data));
+        expect_code(&out, 0);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["size"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["promotion"]["id"].as_str().unwrap().to_owned()
+}
+
+fn status(v: &Value) -> &str {
+    v["promotion"]["status"].as_str().unwrap()
+}
+
+#[test]
+fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
+    let mut w = World::new();
+    let shop = w.build(
+        "shop",
+        "shop v1",
+        "1111111111111111111111111111111111111111",
+    );
+    let worker = w.build(
+        "worker",
+        "worker v1",
+        "1111111111111111111111111111111111111111",
+    );
+    let refused = |out: Output, reason: &str| {
+        expect_code(&out, 1);
+        assert!(
+            stderr(&out).contains(reason),
+            "{reason:?} not in {}",
+            stderr(&out)
+        );
+    };
+    let signer = Some("release.key");
+
+    // Releases that cannot be made.
+    refused(
+        w.release("Shop_App", "1.0.0", &shop, &worker, signer),
+        "naming rule",
+    );
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    refused(
+        w.release("shop", "0.1.0", &unknown, &worker, signer),
+        "unknown digest",
+    );
+    refused(
+        w.release("shop", "0.2.0", &worker, &worker, signer),
+        "digest mismatch",
+    );
+    refused(
+        w.release("shop", "0.3.0", &shop, &worker, Some("builder.key")),
+        "separation of signing duties",
+    );
+    refused(w.release("shop", "1.0", &shop, &worker, signer), "SemVer");
+
+    // An unsigned release is recorded, and no gate passes it; nor one signed by a key
+    // the policy does not trust.
+    expect_code(&w.release("shop", "0.9.0", &shop, &worker, None), 0);
+    w.refused(
+        &["promote"],
+        "rita",
+        &["shop@0.9.0", "--to", "build"],
+        "the release is unsigned",
+    );
+    expect_code(
+        &w.release("shop", "0.9.1", &shop, &worker, Some("rogue.key")),
+        0,
+    );
+    w.refused(
+        &["promote"],
+        "rita",
+        &["shop@0.9.1", "--to", "build"],
+        "not signed by a trusted release key",
+    );
+
+    // The real release.
+    expect_code(&w.release("shop", "1.0.0", &shop, &worker, signer), 0);
+    w.refused(
+        &["promote"],
+        "rita",
+        &["shop@1.0.0", "--to", "prod"],
+        "unknown environment \"prod\"",
+    );
+    w.refused(
+        &["promote"],
+        "rita",
+        &["shop@1.0.0", "--to", "staging"],
+        "never certified in test",
+    );
+
+    // build and test: no approvals needed.
+    let (code, p) = w.promote("shop@1.0.0", "build", "rita");
+    assert_eq!((code, status(&p)), (0, "certified"), "{p:#}");
+    let (code, p) = w.promote("shop@1.0.0", "test", "rita");
+    assert_eq!((code, status(&p)), (0, "certified"), "{p:#}");
+
+    // Idempotent: the same key twice is one promotion and one set of ledger entries.
+    w.at("2026-11-02T10:00:00Z");
+    let before = w.ledger_size();
+    let (c1, first) = w.json(
+        &["promote"],
+        "rita",
+        &[
+            "shop@1.0.0",
+            "--to",
+            "staging",
+            "--idempotency-key",
+            "ci-run-42",
+        ],
+    );
+    let after_first = w.ledger_size();
+    let (c2, second) = w.json(
+        &["promote"],
+        "rita",
+        &[
+            "shop@1.0.0",
+            "--to",
+            "staging",
+            "--idempotency-key",
+            "ci-run-42",
+        ],
+    );
+    assert_eq!((c1, c2), (1, 1), "staging waits for an approval");
+    assert_eq!(id(&first), id(&second));
+    assert_eq!(second["replayed"], true);
+    assert!(after_first > before);
+    assert_eq!(
+        w.ledger_size(),
+        after_first,
+        "the replay wrote to the ledger"
+    );
+    let staging = id(&first);
+    assert_eq!(status(&first), "pending");
+    let out = w.ok(
+        &["approve"],
+        "alice",
+        &[
+            &staging,
+            "--rationale",
+            "tests green, scan clean",
+            "--risk",
+            "low",
+        ],
+    );
+    assert!(out.contains("certified"), "{out}");
+
+    // production: one promotion that fails on the way, each approval that does not count.
+    w.at("2026-11-02T10:30:00Z");
+    let (code, p) = w.promote("shop@1.0.0", "production", "alice");
+    assert_eq!(code, 1);
+    let reasons = p["decision"]["decision"]["gates"].to_string();
+    assert!(
+        reasons.contains("soaking in staging") && reasons.contains("no successful deploy"),
+        "{reasons}"
+    );
+    let prod1 = id(&p);
+    w.ok(
+        &["deploy", "report"],
+        "argo",
+        &[
+            "--env",
+            "staging",
+            "--digest",
+            &shop,
+            "--digest",
+            &worker,
+            "--status",
+            "succeeded",
+        ],
+    );
+    w.at("2026-11-02T12:00:00Z");
+    w.refused(
+        &["approve"],
+        "alice",
+        &[&prod1, "--rationale", "mine"],
+        "requested the promotion",
+    );
+    w.refused(
+        &["approve"],
+        "ci-bot",
+        &[&prod1, "--rationale", "lgtm"],
+        "built an artifact of the release",
+    );
+    w.refused(
+        &["approve"],
+        "rita",
+        &[&prod1, "--rationale", "lgtm"],
+        "signed the release",
+    );
+    let (code, one) = w.json(
+        &["approve"],
+        "bob",
+        &[
+            &prod1,
+            "--rationale",
+            "reviewed the diff",
+            "--risk",
+            "medium",
+        ],
+    );
+    assert_eq!((code, status(&one)), (0, "pending"));
+    assert!(
+        one["decision"]["decision"]["gates"]
+            .to_string()
+            .contains("1 of 2 approvals"),
+        "{one:#}"
+    );
+    w.at("2026-11-03T13:00:00Z"); // 25 hours later: bob's approval has expired
+    let (_, late) = w.json(
+        &["approve"],
+        "carol",
+        &[&prod1, "--rationale", "ok", "--risk", "low"],
+    );
+    let gates = late["decision"]["decision"]["gates"].to_string();
+    assert!(
+        gates.contains("1 of 2 approvals") && gates.contains("bob (expired at"),
+        "{gates}"
+    );
+    w.at("2026-11-03T13:05:00Z"); // carol changes her mind: a new record supersedes hers
+    let (code, rejected) = w.json(
+        &["reject"],
+        "carol",
+        &[&prod1, "--rationale", "change freeze", "--risk", "high"],
+    );
+    assert_eq!((code, status(&rejected)), (0, "rejected"));
+    assert_eq!(
+        rejected["approval"][0]["supersedes"],
+        late["approval"][0]["id"]
+    );
+    w.refused(
+        &["approve"],
+        "bob",
+        &[&prod1, "--rationale", "again"],
+        "already rejected",
+    );
+
+    // A second production promotion, approved by two distinct approvers.
+    w.at("2026-11-03T14:00:00Z");
+    let (code, p) = w.promote("shop@1.0.0", "production", "rita");
+    assert_eq!(code, 1);
+    let prod2 = id(&p);
+    let (_, superseded) = w.json(
+        &["approve"],
+        "bob",
+        &[&prod2, "--rationale", "fine", "--risk", "low"],
+    );
+    w.json(
+        &["reject"],
+        "bob",
+        &[&prod2, "--rationale", "wait, no", "--risk", "high"],
+    );
+    // Rejected: a new request is needed; bob's approval was superseded by his rejection.
+    assert_ne!(superseded["approval"][0]["id"], Value::Null);
+    let (_, p) = w.promote("shop@1.0.0", "production", "rita");
+    let prod3 = id(&p);
+    w.ok(
+        &["approve"],
+        "bob",
+        &[&prod3, "--rationale", "fine", "--risk", "low"],
+    );
+    let out = w.ok(
+        &["approve"],
+        "carol",
+        &[&prod3, "--rationale", "freeze over", "--risk", "low"],
+    );
+    assert!(out.contains("certified"), "{out}");
+
+    // The deploy gate.
+    let (code, v) = w.json(&["verify"], "argo", &["--env", "production", &shop]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(v["decision"]["vsa"]["signatures"].is_array());
+    let other = format!("sha256:{}", "e".repeat(64));
+    w.refused(
+        &["verify"],
+        "argo",
+        &["--env", "production", &other],
+        "digest mismatch",
+    );
+    w.refused(
+        &["verify"],
+        "argo",
+        &["--env", "qa", &shop],
+        "unknown environment",
+    );
+
+    // Version 1.1.0 reaches production, fails to deploy, and production rolls back.
+    let shop2 = w.build(
+        "shop",
+        "shop v2",
+        "2222222222222222222222222222222222222222",
+    );
+    expect_code(&w.release("shop", "1.1.0", &shop2, &worker, signer), 0);
+    w.at("2026-11-04T09:00:00Z");
+    w.promote("shop@1.1.0", "build", "rita");
+    w.promote("shop@1.1.0", "test", "rita");
+    let (_, p) = w.promote("shop@1.1.0", "staging", "rita");
+    w.ok(&["approve"], "alice", &[&id(&p), "--rationale", "ok"]);
+    w.ok(
+        &["deploy", "report"],
+        "argo",
+        &[
+            "--env",
+            "staging",
+            "--digest",
+            &shop2,
+            "--digest",
+            &worker,
+            "--status",
+            "succeeded",
+        ],
+    );
+    w.at("2026-11-04T11:00:00Z");
+    let (_, p) = w.promote("shop@1.1.0", "production", "rita");
+    w.ok(&["approve"], "alice", &[&id(&p), "--rationale", "ok"]);
+    w.ok(&["approve"], "bob", &[&id(&p), "--rationale", "ok"]);
+    w.ok(&["verify"], "argo", &["--env", "production", &shop2]);
+    let (code, report) = w.json(
+        &["deploy", "report"],
+        "argo",
+        &[
+            "--env",
+            "production",
+            "--digest",
+            &shop2,
+            "--status",
+            "failed",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(report["rollback"]["from"], "shop@1.1.0");
+    assert_eq!(report["rollback"]["to"], "shop@1.0.0");
+    let diff = report["rollback"]["diff"]["changed"][0].clone();
+    assert_eq!(diff["name"], "shop");
+    assert_eq!(
+        diff["from"]["commit"],
+        "2222222222222222222222222222222222222222"
+    );
+    assert_eq!(
+        diff["to"]["commit"],
+        "1111111111111111111111111111111111111111"
+    );
+    w.refused(
+        &["verify"],
+        "argo",
+        &["--env", "production", &shop2],
+        "digest mismatch",
+    );
+    w.ok(&["verify"], "argo", &["--env", "production", &shop]);
+    // The failed promotion's history is intact.
+    let (_, history) = w.json(
+        &["history"],
+        "auditor",
+        &["--env", "production", "--limit", "0"],
+    );
+    let types: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"rollback")
+            && types
+                .iter()
+                .filter(|t| **t == "environment.certified")
+                .count()
+                == 2,
+        "{types:?}"
+    );
+
+    // History slices.
+    let (_, by_carol) = w.json(
+        &["history"],
+        "auditor",
+        &["--principal", "carol", "--limit", "0"],
+    );
+    assert!(
+        by_carol
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"]["actor"] == "carol")
+    );
+    // Her three reviews, the decision each one triggered, and the certification she
+    // completed.
+    let reviews = by_carol
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "approval.recorded");
+    assert_eq!(reviews.count(), 3);
+    assert_eq!(by_carol.as_array().unwrap().len(), 7);
+    let (_, about_shop2) = w.json(
+        &["history"],
+        "auditor",
+        &["--artifact", &shop2, "--limit", "0"],
+    );
+    assert!(
+        about_shop2
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "rollback")
+    );
+    let (_, build) = w.json(
+        &["history"],
+        "auditor",
+        &[
+            "--build",
+            "run-2222222222222222222222222222222222222222",
+            "--limit",
+            "0",
+        ],
+    );
+    assert_eq!(build.as_array().unwrap().len(), 1);
+    let (_, window) = w.json(
+        &["history"],
+        "auditor",
+        &[
+            "--since",
+            "2026-11-04T00:00:00Z",
+            "--env",
+            "staging",
+            "--limit",
+            "0",
+        ],
+    );
+    assert!(!window.as_array().unwrap().is_empty());
+    assert!(
+        window
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"]["at"].as_str().unwrap() >= "2026-11-04")
+    );
+
+    // Every recorded decision replays to the same outcome.
+    let (_, decisions) = w.json(&["history"], "auditor", &["--limit", "0"]);
+    let ids: Vec<String> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "decision.recorded")
+        .map(|e| e["event"]["decision"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.len() > 15, "{}", ids.len());
+    for d in &ids {
+        let out = w.ok(&["decision", "replay"], "auditor", &[d]);
+        assert!(out.contains("same outcome"), "{out}");
+    }
+
+    check_interop(&w, &decisions);
+}
+
+/// What custody signed, checked by the Python reference implementations.
+fn check_interop(w: &World, history: &Value) {
+    let attestor = w.data.join("keys/attestor.pub");
+    let mut checked = 0;
+    for e in history.as_array().unwrap() {
+        let event = &e["event"];
+        let (envelope, key) = match event["type"].as_str().unwrap() {
+            "decision.recorded" => (&event["vsa"], attestor.clone()),
+            "release.created" if event["release"] == "shop@1.0.0" => {
+                (&event["manifest"], w.root.join("release.pub"))
+            }
+            "artifact.registered" => (&event["provenance"], w.root.join("builder.pub")),
+            _ => continue,
+        };
+        let env_path = w.root.join(format!("envelope-{}.json", e["index"]));
+        fs::write(&env_path, envelope.to_string()).unwrap();
+        let out = run(python_script("sslib_verify.py")
+            .arg(&env_path)
+            .arg("1")
+            .arg(&key));
+        expect_code(&out, 0);
+        let payload = base64_decode(envelope["payload"].as_str().unwrap());
+        let statement_path = w.root.join(format!("statement-{}.json", e["index"]));
+        fs::write(&statement_path, &payload).unwrap();
+        let out = run(python_script("statement_validate.py").arg(&statement_path));
+        expect_code(&out, 0);
+        checked += 1;
+    }
+    assert!(checked > 20, "{checked}");
+    // And a tampered VSA does not verify.
+    let vsa = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "decision.recorded")
+        .unwrap();
+    let mut forged = vsa["event"]["vsa"].clone();
+    let payload = base64_decode(forged["payload"].as_str().unwrap());
+    let text = String::from_utf8(payload)
+        .unwrap()
+        .replace("FAILED", "PASSED");
+    forged["payload"] = Value::from(base64_encode(text.as_bytes()));
+    let path = w.root.join("forged.json");
+    fs::write(&path, forged.to_string()).unwrap();
+    let out = run(python_script("sslib_verify.py")
+        .arg(&path)
+        .arg("1")
+        .arg(&attestor));
+    expect_code(&out, 1);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
