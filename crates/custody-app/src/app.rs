@@ -58,7 +58,9 @@ pub(crate) struct Versioned<T> {
 }
 
 /// How many times a use case retries when a concurrent writer changed a record it read.
-const RETRIES: usize = 8;
+/// Every round of conflicts has a winner, so the system always progresses; the bound only
+/// stops a pathological loop.
+const RETRIES: usize = 1000;
 
 impl<S: Store> App<S> {
     /// The use cases over `store`, signing decisions with `attestor`.
@@ -170,6 +172,7 @@ impl<S: Store> App<S> {
             match attempt().await {
                 Err(AppError::Store(StoreError::Conflict { .. })) if tries < RETRIES => {
                     tries += 1;
+                    tokio::task::yield_now().await;
                 }
                 other => return other,
             }

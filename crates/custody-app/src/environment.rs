@@ -10,13 +10,11 @@ use serde_json::{Value, json};
 
 use crate::app::{Actor, App, Versioned, event, write};
 use crate::records::{
-    ArtifactRecord, Certification, DecisionRecord, DeployRecord, EnvironmentRecord,
-    PromotionRecord, ReleaseRecord, Verdict, kind,
+    ArtifactRecord, Certification, CertificationRecord, DecisionRecord, DeployedRecord,
+    EnvironmentRecord, PromotionRecord, ReleaseRecord, Verdict, kind,
 };
 use crate::{AppError, AppResult};
 
-/// Deploy reports kept in the environment record (all of them are in the ledger).
-const DEPLOYS_KEPT: usize = 100;
 /// The gates a rollback target is re-checked against: the release itself, not its
 /// history (approvals and the previous environment held when it was certified).
 const RECHECKED: [&str; 4] = ["release-signature", "naming", "provenance", "evidence"];
@@ -81,19 +79,17 @@ impl<S: Store> App<S> {
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
                 self.get(kind::ENVIRONMENT, environment).await?;
-            let mut env = current.as_ref().map(|e| e.value.clone()).unwrap_or_else(|| EnvironmentRecord {
-                name: environment.into(),
-                ..EnvironmentRecord::default()
-            });
-            let certified_release = match &env.certified {
+            let certified = current.as_ref().and_then(|e| e.value.certified.clone());
+            let certified_release = match &certified {
                 Some(c) => Some(self.release(&c.release).await?),
                 None => None,
             };
-            let drift: Vec<Digest> = digests
-                .iter()
-                .filter(|d| !certified_release.as_ref().is_some_and(|r| r.artifacts.iter().any(|a| &a.digest == *d)))
-                .cloned()
-                .collect();
+            let in_release = |d: &Digest| {
+                certified_release
+                    .as_ref()
+                    .is_some_and(|r| r.artifacts.iter().any(|a| &a.digest == d))
+            };
+            let drift: Vec<Digest> = digests.iter().filter(|d| !in_release(d)).cloned().collect();
             let mut events = vec![event(
                 "deploy.reported",
                 actor,
@@ -101,7 +97,7 @@ impl<S: Store> App<S> {
                     "environment": environment,
                     "status": if succeeded { "succeeded" } else { "failed" },
                     "artifacts": digests,
-                    "release": env.certified.as_ref().map(|c| c.release.clone()),
+                    "release": certified.as_ref().map(|c| c.release.clone()),
                     "drift": drift,
                 }),
             )?];
@@ -116,35 +112,39 @@ impl<S: Store> App<S> {
                     }),
                 )?);
             }
-            env.deploys.push(DeployRecord {
-                digests: digests.to_vec(),
-                succeeded,
-                by: actor.principal.clone(),
-                at: actor.now,
-            });
-            if env.deploys.len() > DEPLOYS_KEPT {
-                env.deploys.remove(0);
-            }
-            let failed_certified = !succeeded
-                && certified_release
-                    .as_ref()
-                    .is_some_and(|r| digests.is_empty() || digests.iter().any(|d| r.artifacts.iter().any(|a| &a.digest == d)));
+            let mut state = Vec::new();
             let (mut rollback, mut rollback_refused) = (None, None);
-            if failed_certified {
-                let reason = format!("deploy of {} failed in {environment}", env.certified.as_ref().map(|c| c.release.as_str()).unwrap_or(""));
-                match self.stage_rollback(actor, &policy, &mut env, &reason, true).await {
-                    Ok((event, outcome)) => {
-                        events.push(event);
-                        rollback = Some(outcome);
+            if let Some(cert) = &certified {
+                let key = CertificationRecord::key(environment, &cert.release);
+                if succeeded && drift.is_empty() && !digests.is_empty() {
+                    let deployed = DeployedRecord {
+                        by: actor.principal.clone(),
+                        at: actor.now,
+                    };
+                    state.push(write(kind::DEPLOYED, &key, &deployed, Expect::Any)?);
+                }
+                if !succeeded && (digests.is_empty() || digests.iter().any(in_release)) {
+                    let reason = format!("deploy of {} failed in {environment}", cert.release);
+                    let expect = crate::app::expect_version(&current);
+                    match self.stage_rollback(actor, &policy, environment, cert, expect, &reason, true).await {
+                        Ok((writes, rollback_event, outcome)) => {
+                            events.push(rollback_event);
+                            state.extend(writes);
+                            rollback = Some(outcome);
+                        }
+                        Err(AppError::Denied(why)) => {
+                            events.push(event_rollback_refused(actor, environment, &why)?);
+                            rollback_refused = Some(why);
+                        }
+                        Err(other) => return Err(other),
                     }
-                    Err(AppError::Denied(why)) => {
-                        events.push(event_rollback_refused(actor, environment, &why)?);
-                        rollback_refused = Some(why);
+                    // The failure is remembered, so no later rollback picks this release.
+                    if let Some(mut standing) = self.get::<CertificationRecord>(kind::CERTIFICATION, &key).await? {
+                        standing.value.failed = true;
+                        state.push(write(kind::CERTIFICATION, &key, &standing.value, Expect::Version(standing.version))?);
                     }
-                    Err(other) => return Err(other),
                 }
             }
-            let state = vec![write(kind::ENVIRONMENT, environment, &env, crate::app::expect_version(&current))?];
             let appended = self.append(events, state, None).await?;
             Ok(DeployOutcome {
                 drift: drift.clone(),
@@ -170,28 +170,18 @@ impl<S: Store> App<S> {
         let policy = self.policy().await?;
         known_environment(&policy, environment)?;
         self.retrying(|| async {
-            let current: Versioned<EnvironmentRecord> = self
-                .require(kind::ENVIRONMENT, environment, || {
-                    format!(
-                        "nothing was ever certified in {environment}; there is nothing to roll back"
-                    )
-                })
+            let current: Option<Versioned<EnvironmentRecord>> =
+                self.get(kind::ENVIRONMENT, environment).await?;
+            let Some(cert) = current.as_ref().and_then(|c| c.value.certified.clone()) else {
+                return Err(AppError::denied(format!(
+                    "nothing is certified in {environment}; there is nothing to roll back"
+                )));
+            };
+            let expect = crate::app::expect_version(&current);
+            let (state, event, outcome) = self
+                .stage_rollback(actor, &policy, environment, &cert, expect, reason, false)
                 .await?;
-            let mut env = current.value.clone();
-            let (event, outcome) = self
-                .stage_rollback(actor, &policy, &mut env, reason, false)
-                .await?;
-            self.append(
-                vec![event],
-                vec![write(
-                    kind::ENVIRONMENT,
-                    environment,
-                    &env,
-                    Expect::Version(current.version),
-                )?],
-                None,
-            )
-            .await?;
+            self.append(vec![event], state, None).await?;
             Ok(outcome)
         })
         .await
@@ -204,35 +194,40 @@ impl<S: Store> App<S> {
             .value)
     }
 
-    /// Picks the rollback target and stages it into `env`; returns the `rollback` event.
+    /// Picks the rollback target: the most recently certified other release of the
+    /// environment that has not failed there and still passes the current policy. Returns
+    /// the state writes that certify it (moving the environment only if it is still at
+    /// `expect`, as the caller read it), the `rollback` event and the outcome.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "staging into the caller's append"
+    )]
     async fn stage_rollback(
         &self,
         actor: &Actor,
         policy: &Policy,
-        env: &mut EnvironmentRecord,
+        environment: &str,
+        current: &Certification,
+        expect: Expect,
         reason: &str,
         deploy_failed: bool,
-    ) -> AppResult<(custody_model::CanonicalJson, RollbackOutcome)> {
-        let current = env.certified.clone().ok_or_else(|| {
-            AppError::denied(format!(
-                "nothing is certified in {}; there is nothing to roll back",
-                env.name
-            ))
-        })?;
-        if deploy_failed && !env.failed.contains(&current.release) {
-            env.failed.push(current.release.clone());
-        }
+    ) -> AppResult<(
+        Vec<custody_store::StateWrite>,
+        custody_model::CanonicalJson,
+        RollbackOutcome,
+    )> {
+        let mut candidates = self.certifications(environment).await?;
+        candidates.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
         let mut skipped = Vec::new();
         let mut target: Option<Certification> = None;
-        let mut seen = vec![current.release.clone()];
-        for candidate in env.history.iter().rev() {
-            if seen.contains(&candidate.release) || env.failed.contains(&candidate.release) {
+        for (_, standing) in candidates {
+            let candidate = standing.certification;
+            if candidate.release == current.release || standing.failed {
                 continue;
             }
-            seen.push(candidate.release.clone());
-            match self.recheck(policy, &env.name, candidate, actor).await? {
+            match self.recheck(policy, environment, &candidate, actor).await? {
                 None => {
-                    target = Some(candidate.clone());
+                    target = Some(candidate);
                     break;
                 }
                 Some(why) => skipped.push((candidate.release.clone(), why)),
@@ -249,25 +244,29 @@ impl<S: Store> App<S> {
                     .join("; ")
             };
             return Err(AppError::denied(format!(
-                "no earlier release of {} passes the current policy, so {} stays certified ({detail})",
-                env.name, current.release
+                "no earlier release of {environment} passes the current policy, so {} stays certified ({detail})",
+                current.release
             )));
         };
         let diff = self.diff(&current.release, &target.release).await?;
-        let certification = Certification {
-            at: actor.now,
-            by_rollback: true,
-            ..target.clone()
-        };
-        env.certified = Some(certification.clone());
-        env.history.push(certification);
+        let writes = self
+            .stage_certification(
+                environment,
+                Certification {
+                    at: actor.now,
+                    by_rollback: true,
+                    ..target.clone()
+                },
+                expect,
+            )
+            .await?;
         let from = self.release(&current.release).await?;
         let to = self.release(&target.release).await?;
         let event = event(
             "rollback",
             actor,
             json!({
-                "environment": env.name,
+                "environment": environment,
                 "from": current.release,
                 "to": target.release,
                 "failed_promotion": current.promotion,
@@ -280,15 +279,51 @@ impl<S: Store> App<S> {
             }),
         )?;
         Ok((
+            writes,
             event,
             RollbackOutcome {
-                environment: env.name.clone(),
-                from: current.release,
+                environment: environment.into(),
+                from: current.release.clone(),
                 to: target.release,
                 skipped,
                 diff,
             },
         ))
+    }
+
+    /// Every release's standing in `environment`, with the ledger index of its latest
+    /// certification there.
+    async fn certifications(
+        &self,
+        environment: &str,
+    ) -> AppResult<Vec<(u64, CertificationRecord)>> {
+        let prefix = format!("{environment}/");
+        let mut after = prefix.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = self.store.states(kind::CERTIFICATION, &after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key.clone();
+            let mut done = false;
+            for record in page {
+                if !record.key.starts_with(&prefix) {
+                    done = true;
+                    break;
+                }
+                let standing: CertificationRecord = serde_json::from_slice(record.value.as_bytes())
+                    .map_err(|e| {
+                        AppError::Store(custody_store::StoreError::Corrupt(format!(
+                            "certification {}: {e}",
+                            record.key
+                        )))
+                    })?;
+                out.push((record.log_index, standing));
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Re-checks a release that was certified in `environment` against the current

@@ -13,11 +13,11 @@ use custody_store::{Expect, StateWrite, Store};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::{Actor, App, Versioned, event, expect_version, idempotency, new_id, write};
+use crate::app::{Actor, App, Versioned, event, idempotency, new_id, write};
 use crate::attestations::{self, envelope_digest};
 use crate::records::{
-    ApprovalRecord, ArtifactRecord, Certification, DecisionRecord, EnvironmentRecord,
-    PromotionRecord, PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
+    ApprovalRecord, ArtifactRecord, Certification, CertificationRecord, DecisionRecord,
+    EnvironmentRecord, PromotionRecord, PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -320,8 +320,6 @@ impl<S: Store> App<S> {
         events: &mut Vec<custody_model::CanonicalJson>,
         state: &mut Vec<StateWrite>,
     ) -> AppResult<PromotionOutcome> {
-        let env_record: Option<Versioned<EnvironmentRecord>> =
-            self.get(kind::ENVIRONMENT, &promotion.environment).await?;
         let facts = self
             .facts(policy, &promotion, release, approvals, actor.now)
             .await?;
@@ -384,13 +382,6 @@ impl<S: Store> App<S> {
             promotion_version.map_or(Expect::Absent, Expect::Version),
         )?);
         if decision.allowed {
-            let mut env = env_record
-                .as_ref()
-                .map(|e| e.value.clone())
-                .unwrap_or_else(|| EnvironmentRecord {
-                    name: promotion.environment.clone(),
-                    ..EnvironmentRecord::default()
-                });
             let certification = Certification {
                 release: promotion.release.clone(),
                 release_digest: promotion.release_digest.clone(),
@@ -399,8 +390,6 @@ impl<S: Store> App<S> {
                 at: actor.now,
                 by_rollback: false,
             };
-            env.certified = Some(certification.clone());
-            env.history.push(certification);
             events.push(event(
                 "environment.certified",
                 actor,
@@ -412,12 +401,10 @@ impl<S: Store> App<S> {
                     "artifacts": artifacts,
                 }),
             )?);
-            state.push(write(
-                kind::ENVIRONMENT,
-                &promotion.environment,
-                &env,
-                expect_version(&env_record),
-            )?);
+            state.extend(
+                self.stage_certification(&promotion.environment, certification, Expect::Any)
+                    .await?,
+            );
         }
         Ok(PromotionOutcome {
             promotion,
@@ -426,6 +413,36 @@ impl<S: Store> App<S> {
             ledger_index: 0,
             replayed: false,
         })
+    }
+
+    /// Stages `certification` as the environment's certified release: the environment
+    /// record (with `expect`: anything for a promotion, see [`EnvironmentRecord`]; the
+    /// version it read for a rollback) and the release's standing there.
+    pub(crate) async fn stage_certification(
+        &self,
+        environment: &str,
+        certification: Certification,
+        expect: Expect,
+    ) -> AppResult<Vec<StateWrite>> {
+        let key = CertificationRecord::key(environment, &certification.release);
+        let first = self
+            .get::<CertificationRecord>(kind::CERTIFICATION, &key)
+            .await?
+            .map_or(certification.at, |s| s.value.first_certified_at);
+        let standing = CertificationRecord {
+            environment: environment.into(),
+            certification: certification.clone(),
+            first_certified_at: first,
+            failed: false,
+        };
+        let env = EnvironmentRecord {
+            name: environment.into(),
+            certified: Some(certification),
+        };
+        Ok(vec![
+            write(kind::ENVIRONMENT, environment, &env, expect)?,
+            write(kind::CERTIFICATION, &key, &standing, Expect::Any)?,
+        ])
     }
 
     async fn provenance_digests(
@@ -500,27 +517,14 @@ impl<S: Store> App<S> {
         {
             None => None,
             Some(after) => {
-                let env: Option<EnvironmentRecord> =
-                    self.get(kind::ENVIRONMENT, &after).await?.map(|v| v.value);
-                let release_id = release.id();
-                let certified_at = env.as_ref().and_then(|e| {
-                    e.history
-                        .iter()
-                        .find(|c| c.release == release_id && !c.by_rollback)
-                        .map(|c| c.at.unix_seconds())
-                });
-                let digests: Vec<&Digest> = release.artifacts.iter().map(|a| &a.digest).collect();
-                let deploy_verified = env.as_ref().is_some_and(|e| {
-                    e.deploys.iter().any(|d| {
-                        d.succeeded
-                            && !d.digests.is_empty()
-                            && d.digests.iter().all(|x| digests.contains(&x))
-                    })
-                });
+                let key = CertificationRecord::key(&after, &release.id());
+                let standing: Option<CertificationRecord> =
+                    self.get(kind::CERTIFICATION, &key).await?.map(|v| v.value);
+                let deployed = self.store.state(kind::DEPLOYED, &key).await?.is_some();
                 Some(PreviousFacts {
                     environment: after,
-                    certified_at,
-                    deploy_verified,
+                    certified_at: standing.map(|s| s.first_certified_at.unix_seconds()),
+                    deploy_verified: deployed,
                 })
             }
         };

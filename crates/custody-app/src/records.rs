@@ -19,6 +19,8 @@ pub(crate) mod kind {
     pub(crate) const APPROVAL: &str = "approval";
     pub(crate) const DECISION: &str = "decision";
     pub(crate) const ENVIRONMENT: &str = "environment";
+    pub(crate) const CERTIFICATION: &str = "certification";
+    pub(crate) const DEPLOYED: &str = "deployed";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
 }
 
@@ -231,30 +233,47 @@ pub struct Certification {
     pub by_rollback: bool,
 }
 
-/// A deploy report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeployRecord {
-    /// Digests reported running.
-    pub digests: Vec<Digest>,
-    /// Whether the rollout succeeded.
-    pub succeeded: bool,
-    /// Who reported.
-    pub by: String,
-    /// When.
-    pub at: Timestamp,
-}
-
-/// An environment's state.
+/// An environment: the release certified there now.
+///
+/// Certifying writes this record whatever it held (the ledger orders concurrent
+/// certifications, and state writes apply in ledger order), so promotions into one
+/// environment never contend for it; a rollback, which reads it to decide, writes it
+/// with a compare-and-swap on its version.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EnvironmentRecord {
     /// Its name.
     pub name: String,
     /// The certified release now.
     pub certified: Option<Certification>,
-    /// Every certification, oldest first (rollbacks included).
-    pub history: Vec<Certification>,
-    /// Releases (`name@version`) that failed to deploy here.
-    pub failed: Vec<String>,
-    /// Recent deploy reports, newest last (at most 100 kept here; all are in the ledger).
-    pub deploys: Vec<DeployRecord>,
+}
+
+/// A release's standing in one environment: kept as long as the ledger, rewritten on each
+/// certification there (its `log_index` then orders the environment's certifications,
+/// which is what a rollback walks back through).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificationRecord {
+    /// The environment.
+    pub environment: String,
+    /// The latest certification of the release there.
+    pub certification: Certification,
+    /// When it was first certified there.
+    pub first_certified_at: Timestamp,
+    /// Whether a rollout of it failed there since its latest certification.
+    pub failed: bool,
+}
+
+impl CertificationRecord {
+    /// The state key of a release's standing in an environment.
+    pub fn key(environment: &str, release: &str) -> String {
+        format!("{environment}/{release}")
+    }
+}
+
+/// A successful rollout of a release in an environment, as a deployer reported it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployedRecord {
+    /// Who reported it.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
 }

@@ -169,7 +169,11 @@ struct BatchPlan {
     /// Indices into the batch of the appends accepted, in order.
     accepted: Vec<usize>,
     nodes: Vec<(i64, Hash)>,
+    /// One row per state record the batch writes: a record written twice in a batch (by
+    /// two appends, or twice in one) is written once, as the later write left it.
+    /// (PostgreSQL refuses an upsert that touches a row twice.)
     state: Vec<StateRow>,
+    state_rows: HashMap<(String, String), usize>,
     /// Versions of state records as this batch leaves them (`None`: absent).
     versions: HashMap<(String, String), Option<i64>>,
     /// Idempotency keys accepted in this batch: key → (fingerprint, result index).
@@ -184,6 +188,7 @@ impl BatchPlan {
             accepted: Vec::new(),
             nodes: Vec::new(),
             state: Vec::new(),
+            state_rows: HashMap::new(),
             versions: HashMap::new(),
             keys: HashMap::new(),
         }
@@ -258,13 +263,20 @@ impl BatchPlan {
 
         let first = self.next;
         for (write, (id, version)) in append.state.iter().zip(staged) {
-            self.state.push((
+            let row = (
                 write.kind.clone(),
                 write.key.clone(),
                 version,
                 write.value.to_string(),
                 to_i64(first)?,
-            ));
+            );
+            match self.state_rows.get(&id) {
+                Some(&at) => self.state[at] = row,
+                None => {
+                    self.state_rows.insert(id.clone(), self.state.len());
+                    self.state.push(row);
+                }
+            }
             self.versions.insert(id, Some(version));
         }
         for event in &append.events {

@@ -57,6 +57,7 @@ conformance!(
     faults_anywhere_leave_log_and_state_agreeing,
     a_read_only_store_refuses_appends,
     group_commit_respects_its_batch_bound,
+    a_record_written_twice_in_a_batch_keeps_the_later_write,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
@@ -741,4 +742,67 @@ async fn group_commit_respects_its_batch_bound(backend: Backend) {
         assert_eq!(a.tree_size, a.first_index + 1);
     }
     assert_eq!(check_checkpoint_chain(&store).await, 33);
+}
+
+async fn a_record_written_twice_in_a_batch_keeps_the_later_write(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    // Twice in one append, and by many appends that share group commits.
+    let twice = Append {
+        events: vec![event(0, 0)],
+        state: vec![
+            write(
+                "env",
+                "prod",
+                serde_json::json!({"n": "first"}),
+                Expect::Absent,
+            ),
+            write(
+                "env",
+                "prod",
+                serde_json::json!({"n": "second"}),
+                Expect::Version(1),
+            ),
+        ],
+        idempotency: None,
+    };
+    store.append(twice).await.unwrap();
+    let rec = store.state("env", "prod").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.version, rec.value.to_value()["n"].clone()),
+        (2, "second".into())
+    );
+    let store = Arc::new(store);
+    let appends = (0..40u64).map(|w| {
+        let store = store.clone();
+        async move {
+            store
+                .append(Append {
+                    events: vec![event(w, 1)],
+                    state: vec![write(
+                        "env",
+                        "prod",
+                        serde_json::json!({"n": w}),
+                        Expect::Any,
+                    )],
+                    idempotency: None,
+                })
+                .await
+                .unwrap()
+        }
+    });
+    let results = futures_util::future::join_all(appends).await;
+    let last = results.iter().max_by_key(|a| a.first_index).unwrap();
+    let rec = store.state("env", "prod").await.unwrap().unwrap();
+    assert_eq!(rec.version, 42);
+    assert_eq!(
+        rec.log_index, last.first_index,
+        "the state is not the latest write's"
+    );
+    let entry = &store
+        .entries(rec.log_index, rec.log_index + 1)
+        .await
+        .unwrap()[0];
+    let writer =
+        serde_json::from_slice::<serde_json::Value>(&entry.leaf).unwrap()["writer"].clone();
+    assert_eq!(rec.value.to_value()["n"], writer);
 }

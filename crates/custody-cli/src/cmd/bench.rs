@@ -27,6 +27,32 @@ pub(crate) enum BenchCommand {
     /// Fill a fresh ledger, then time inclusion and consistency proofs and report the
     /// bytes on disk per entry.
     Proofs(ProofsArgs),
+    /// End-to-end promotions (request → evaluation → signed VSA → ledger append →
+    /// receipt) from concurrent requesters on a fresh instance, then the deploy gate
+    /// (`verify`) answered from the store they leave.
+    Promotions(PromotionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromotionsArgs {
+    /// Use this empty PostgreSQL database instead of a temporary SQLite file.
+    #[arg(long, value_name = "postgres://…")]
+    pub(crate) database_url: Option<String>,
+    /// Releases to seed (3 artifacts each, with signed provenance and evidence).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) releases: u64,
+    /// Promotions to time.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) promotions: u64,
+    /// Concurrent requesters.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: u64,
+    /// Deploy-gate answers to time afterwards.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) verifies: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,19 +101,20 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<Outcome> {
         match command {
             BenchCommand::Append(a) => append(a).await,
             BenchCommand::Proofs(a) => proofs(a).await,
+            BenchCommand::Promotions(a) => crate::cmd::bench_promotions::run(a).await,
         }
     })
 }
 
 /// A ledger to benchmark: an existing data directory, or a fresh one removed afterwards.
-struct Subject {
-    store: SqlStore,
+pub(crate) struct Subject {
+    pub(crate) store: SqlStore,
     /// Where the ledger's disk is (for the fsync baseline).
-    dir: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    pub(crate) dir: PathBuf,
+    pub(crate) _temp: Option<tempfile::TempDir>,
 }
 
-async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyhow::Result<Subject> {
+pub(crate) async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyhow::Result<Subject> {
     if let Some(dir) = data_dir {
         let store = DataDir::new(dir).open(url).await?;
         return Ok(Subject {
@@ -135,7 +162,7 @@ async fn count_checkpoints(store: &SqlStore, mut from: u64) -> anyhow::Result<us
 }
 
 /// Percentile of sorted durations, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub(crate) mod bench;
+pub(crate) mod bench_promotions;
 pub(crate) mod catalog;
 pub(crate) mod digest;
 pub(crate) mod dsse;

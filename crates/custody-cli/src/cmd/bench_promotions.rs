@@ -1,0 +1,274 @@
+//! `custody bench promotions`: promotions end to end on a fresh instance, then the deploy
+//! gate answered from the store they leave. Baseline in the same run: a bare read of the
+//! ledger head through the same store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_app::{Actor, App, NewArtifact};
+use custody_crypto::{Algorithm, PrivateKey, Signer as _};
+use custody_model::{Digest, Timestamp};
+use custody_policy::Bundle;
+use custody_store::{SqlStore, Store};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::cmd::bench::{PromotionsArgs, percentile_ms, subject};
+use crate::input::{print_json, print_line};
+
+const ARTIFACTS: u64 = 3;
+
+fn policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
+    let mut b = Bundle::default();
+    b.files.insert(
+        "custody.toml".into(),
+        r#"version = 1
+[roles]
+approver = ["alice", "bob"]
+[[release_key]]
+path = "keys/release.pub"
+[[builder]]
+id = "https://ci.example/builder/v1"
+key = "keys/builder.pub"
+source_repos = ["https://git.example/acme/*"]
+[[environment]]
+name = "build"
+evidence = ["test-results"]
+[[environment]]
+name = "test"
+after = "build"
+evidence = ["test-results"]
+approvals = { quorum = 1, roles = ["approver"] }
+"#
+        .into(),
+    );
+    b.files
+        .insert("keys/builder.pub".into(), builder.public_key().to_pem());
+    b.files
+        .insert("keys/release.pub".into(), release.public_key().to_pem());
+    b
+}
+
+fn stats(v: &mut [Duration]) -> serde_json::Value {
+    v.sort_unstable();
+    json!({"p50_ms": percentile_ms(v, 0.5), "p99_ms": percentile_ms(v, 0.99)})
+}
+
+/// Seeds `releases` releases of three artifacts each; returns their ids and digests.
+async fn seed(
+    app: &App<SqlStore>,
+    releases: u64,
+    now: Timestamp,
+) -> anyhow::Result<Vec<(String, Vec<Digest>)>> {
+    let (builder, signer) = (
+        PrivateKey::generate(Algorithm::Ed25519),
+        PrivateKey::generate(Algorithm::EcdsaP256),
+    );
+    app.apply_policy(&Actor::new("sec-lead", now)?, policy(&builder, &signer))
+        .await?;
+    let (ci, rita) = (Actor::new("ci-bot", now)?, Actor::new("rita", now)?);
+    let mut out = Vec::new();
+    for r in 0..releases {
+        let mut artifacts = Vec::new();
+        for a in 0..ARTIFACTS {
+            let digest = sha256(format!("release {r} artifact {a}").as_bytes());
+            let build = BuildFields {
+                builder_id: "https://ci.example/builder/v1".into(),
+                source_repo: "https://git.example/acme/shop".into(),
+                source_commit: format!("{r:040x}"),
+                parameters: [("artifact".to_owned(), a.to_string())].into(),
+                environment: Default::default(),
+                started: None,
+                finished: None,
+                nondeterministic_steps: Vec::new(),
+                invocation_id: None,
+            };
+            let name = format!("svc-{a}");
+            app.register_artifact(
+                &ci,
+                NewArtifact {
+                    name: name.clone(),
+                    digest: Some(digest.clone()),
+                    build: Some(build),
+                    builder_key: Some(&builder),
+                    ..NewArtifact::default()
+                },
+            )
+            .await?;
+            app.attest(
+                &ci,
+                &digest,
+                "test-results",
+                "junit",
+                sha256(b"<testsuite/>"),
+            )
+            .await?;
+            artifacts.push(ManifestArtifact { name, digest });
+        }
+        let version = format!("1.{r}.0");
+        app.create_release(&rita, "shop", &version, &artifacts, Some(&signer))
+            .await?;
+        out.push((
+            format!("shop@{version}"),
+            artifacts.into_iter().map(|a| a.digest).collect(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs `total` promotions of the seeded releases to `env` from `concurrency` tasks.
+async fn promote_all(
+    app: &Arc<App<SqlStore>>,
+    releases: &Arc<Vec<(String, Vec<Digest>)>>,
+    env: &'static str,
+    total: u64,
+    concurrency: u64,
+    now: Timestamp,
+) -> anyhow::Result<(f64, Vec<Duration>, u64)> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let (app, releases) = (app.clone(), releases.clone());
+        let count = total / concurrency + u64::from(t < total % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let actor = Actor::new(format!("requester-{t}"), now)?;
+            let mut latencies = Vec::with_capacity(count as usize);
+            let mut certified = 0;
+            for i in 0..count {
+                let (release, _) =
+                    &releases[((t + i * concurrency) % releases.len() as u64) as usize];
+                let t0 = Instant::now();
+                let outcome = app.promote(&actor, release, env, None).await?;
+                latencies.push(t0.elapsed());
+                certified += u64::from(outcome.decision.decision.allowed);
+            }
+            anyhow::Ok((latencies, certified))
+        }));
+    }
+    let (mut all, mut certified) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, c) = t.await??;
+        all.extend(l);
+        certified += c;
+    }
+    Ok((start.elapsed().as_secs_f64(), all, certified))
+}
+
+pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
+    if args.releases == 0 || args.promotions == 0 || args.concurrency == 0 {
+        bail!("--releases, --promotions and --concurrency must be at least 1");
+    }
+    let subject = subject(None, args.database_url.as_deref()).await?;
+    let attestor = PrivateKey::generate(Algorithm::Ed25519);
+    let app = Arc::new(App::new(subject.store, Box::new(attestor)));
+    let now: Timestamp = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+    let seed_start = Instant::now();
+    let releases = Arc::new(seed(&app, args.releases, now).await?);
+    let seed_seconds = seed_start.elapsed().as_secs_f64();
+
+    // Certifying promotions into one environment (they contend for its record) and
+    // promotions that wait for an approval (they do not).
+    let (secs, mut lat, certified) = promote_all(
+        &app,
+        &releases,
+        "build",
+        args.promotions,
+        args.concurrency,
+        now,
+    )
+    .await?;
+    let (wsecs, mut wlat, _) = promote_all(
+        &app,
+        &releases,
+        "test",
+        args.promotions,
+        args.concurrency,
+        now,
+    )
+    .await?;
+
+    let mut gate = Vec::with_capacity(args.verifies as usize);
+    let mut head = Vec::with_capacity(args.verifies as usize);
+    let mut allowed = 0;
+    // Certify a known release last, so the gate has a known answer.
+    let latest = &releases[releases.len() - 1];
+    app.promote(&Actor::new("rita", now)?, &latest.0, "build", None)
+        .await?;
+    let mut seed_rng = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..args.verifies {
+        seed_rng ^= seed_rng << 13;
+        seed_rng ^= seed_rng >> 7;
+        seed_rng ^= seed_rng << 17;
+        // Mostly the certified release's digests (allowed), some others (denied).
+        let digest = if i % 4 == 0 {
+            &releases[(seed_rng % releases.len() as u64) as usize].1[0]
+        } else {
+            &latest.1[(seed_rng % ARTIFACTS) as usize]
+        };
+        let t0 = Instant::now();
+        allowed += u64::from(app.verify("build", digest).await?.allowed);
+        gate.push(t0.elapsed());
+        let t0 = Instant::now();
+        app.store().checkpoint().await?;
+        head.push(t0.elapsed());
+    }
+    let entries = app.store().checkpoint().await?.size;
+    let result = json!({
+        "releases": args.releases,
+        "seed_seconds": seed_seconds,
+        "concurrency": args.concurrency,
+        "certifying_promotions": {"count": args.promotions, "certified": certified, "per_second": args.promotions as f64 / secs, "latency": stats(&mut lat)},
+        "waiting_promotions": {"count": args.promotions, "per_second": args.promotions as f64 / wsecs, "latency": stats(&mut wlat)},
+        "promotions_in_store": 2 * args.promotions,
+        "ledger_entries": entries,
+        "verify": {"count": args.verifies, "allowed": allowed, "latency": stats(&mut gate)},
+        "baseline_head_read": stats(&mut head),
+    });
+    if args.json {
+        print_json(&result);
+    } else {
+        print_line(&format!(
+            "seeded {} releases ({} artifacts each, signed provenance, evidence) in {seed_seconds:.1} s\n\
+             certifying promotions: {} from {} requesters at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({certified} certified)\n\
+             waiting promotions:    {} at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms\n\
+             verify (deploy gate) with {} promotions and {entries} ledger entries in the store: p50 {:.3} ms, p99 {:.3} ms ({allowed} of {} allowed)\n\
+             baseline head read: p50 {:.3} ms, p99 {:.3} ms",
+            args.releases,
+            ARTIFACTS,
+            args.promotions,
+            args.concurrency,
+            args.promotions as f64 / secs,
+            result["certifying_promotions"]["latency"]["p50_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["certifying_promotions"]["latency"]["p99_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            args.promotions,
+            args.promotions as f64 / wsecs,
+            result["waiting_promotions"]["latency"]["p50_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["waiting_promotions"]["latency"]["p99_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            2 * args.promotions,
+            result["verify"]["latency"]["p50_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["verify"]["latency"]["p99_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            args.verifies,
+            result["baseline_head_read"]["p50_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["baseline_head_read"]["p99_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+        ));
+    }
+    Ok(Outcome::Ok)
+}
