@@ -739,3 +739,55 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+#[test]
+fn policy_mistakes_name_the_line_and_change_nothing() {
+    let w = World::new();
+    let dir = w.root.join("broken");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("custody.toml"),
+        "version = 1\n\n[roles]\napprover = [\"alice\"]\n\n[[environment]]\nname = \"build\"\n\n[[environment]]\nname = \"prod\"\nafter = \"staging\"\napprovals = { quorum = 2, roles = [\"approver\"] }\n",
+    )
+    .unwrap();
+    let out = run(custody().args(["policy", "check"]).arg(&dir));
+    expect_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("custody.toml:11:9: unknown environment \"staging\" in `after`"),
+        "{err}"
+    );
+    assert!(err.contains("custody.toml:12:"), "{err}");
+    assert!(
+        err.contains("a quorum of 2 can never be met: only 1 people"),
+        "{err}"
+    );
+    let (code, json) = {
+        let out = run(custody().args(["policy", "check", "--json"]).arg(&dir));
+        (
+            out.status.code(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert_eq!(json["errors"][0]["line"], 11);
+
+    let before = w.ledger_size();
+    let out = w.run(&["policy", "apply"], "sec-lead", &[dir.to_str().unwrap()]);
+    expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("custody.toml:11:9"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.ledger_size(), before, "a refused policy was recorded");
+
+    // The good one checks clean, and applying it again records nothing.
+    let good = w.root.join("policy");
+    let out = run(custody().args(["policy", "check"]).arg(&good));
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("build → test → staging → production"));
+    let out = w.ok(&["policy", "apply"], "sec-lead", &[good.to_str().unwrap()]);
+    assert!(out.contains("already in force"), "{out}");
+    assert_eq!(w.ledger_size(), before);
+}

@@ -1,0 +1,417 @@
+//! The use cases on a real SQLite store, beyond the CLI's end-to-end run: concurrent
+//! requests, provenance made elsewhere, discrepancies, drift, revoked keys, and rollbacks
+//! that must skip or refuse.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::sync::Arc;
+
+use custody_app::attestations::{BuildFields, ManifestArtifact, sha256, sign_provenance};
+use custody_app::{Actor, App, AppError, NewArtifact};
+use custody_crypto::note::NoteSigner;
+use custody_crypto::{Algorithm, PrivateKey, Signer as _};
+use custody_model::{Digest, Timestamp};
+use custody_policy::Bundle;
+use custody_store::{Location, SqlStore, Store};
+
+struct Setup {
+    app: Arc<App<SqlStore>>,
+    builder: PrivateKey,
+    release_key: PrivateKey,
+    _dir: tempfile::TempDir,
+}
+
+const BUILDER: &str = "https://ci.example/builder/v1";
+const REPO: &str = "https://git.example/acme/shop";
+
+fn policy_text(extra_prod: &str) -> String {
+    format!(
+        r#"version = 1
+[roles]
+approver = ["alice", "bob"]
+[[release_key]]
+path = "keys/release.pub"
+[[builder]]
+id = "{BUILDER}"
+key = "keys/builder.pub"
+source_repos = ["https://git.example/acme/*"]
+[[environment]]
+name = "build"
+[[environment]]
+name = "prod"
+after = "build"
+{extra_prod}
+"#
+    )
+}
+
+fn bundle(text: &str, builder: &PrivateKey, release: Option<&PrivateKey>) -> Bundle {
+    let mut b = Bundle::default();
+    b.files.insert("custody.toml".into(), text.into());
+    b.files
+        .insert("keys/builder.pub".into(), builder.public_key().to_pem());
+    if let Some(r) = release {
+        b.files
+            .insert("keys/release.pub".into(), r.public_key().to_pem());
+    }
+    b
+}
+
+fn at(t: &str) -> Timestamp {
+    t.parse().unwrap()
+}
+
+fn actor(who: &str) -> Actor {
+    Actor::new(who, at("2026-11-10T10:00:00Z")).unwrap()
+}
+
+async fn setup(extra_prod: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let log = NoteSigner::new(
+        "test.custody/log",
+        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
+    )
+    .unwrap();
+    let store = SqlStore::create(
+        &Location::Sqlite(dir.path().join("c.db")),
+        log,
+        at("2026-11-10T09:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    let (builder, release_key) = (
+        PrivateKey::generate(Algorithm::Ed25519),
+        PrivateKey::generate(Algorithm::EcdsaP256),
+    );
+    app.apply_policy(
+        &actor("sec"),
+        bundle(&policy_text(extra_prod), &builder, Some(&release_key)),
+    )
+    .await
+    .unwrap();
+    Setup {
+        app: Arc::new(app),
+        builder,
+        release_key,
+        _dir: dir,
+    }
+}
+
+fn build(commit: &str, profile: &str) -> BuildFields {
+    BuildFields {
+        builder_id: BUILDER.into(),
+        source_repo: REPO.into(),
+        source_commit: commit.into(),
+        parameters: [("profile".to_owned(), profile.to_owned())].into(),
+        environment: Default::default(),
+        started: None,
+        finished: None,
+        nondeterministic_steps: vec!["embeds build time".into()],
+        invocation_id: None,
+    }
+}
+
+impl Setup {
+    async fn artifact(&self, name: &str, content: &str, commit: &str) -> Digest {
+        let digest = sha256(content.as_bytes());
+        self.app
+            .register_artifact(
+                &actor("ci"),
+                NewArtifact {
+                    name: name.into(),
+                    digest: Some(digest.clone()),
+                    build: Some(build(commit, "release")),
+                    builder_key: Some(&self.builder),
+                    ..NewArtifact::default()
+                },
+            )
+            .await
+            .unwrap();
+        digest
+    }
+
+    async fn release(&self, version: &str, digest: &Digest) -> String {
+        let artifacts = [ManifestArtifact {
+            name: "shop".into(),
+            digest: digest.clone(),
+        }];
+        self.app
+            .create_release(
+                &actor("rita"),
+                "shop",
+                version,
+                &artifacts,
+                Some(&self.release_key),
+            )
+            .await
+            .unwrap()
+            .release
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_promotion_make_one_promotion() {
+    let s = setup("").await;
+    let d = s.artifact("shop", "v1", "a1").await;
+    let r = s.release("1.0.0", &d).await;
+    let before = s.app.store().checkpoint().await.unwrap().size;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (app, r) = (s.app.clone(), r.clone());
+            tokio::spawn(async move {
+                app.promote(&actor("rita"), &r, "build", Some("deploy-77"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut fresh = 0;
+    for t in tasks {
+        let o = t.await.unwrap();
+        ids.insert(o.promotion.id.clone());
+        fresh += usize::from(!o.replayed);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(fresh, 1);
+    // promotion.requested, decision.recorded, environment.certified: once.
+    assert_eq!(s.app.store().checkpoint().await.unwrap().size, before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
+    let s = setup("").await;
+    let mut releases = Vec::new();
+    for i in 0..12 {
+        let d = s.artifact("shop", &format!("v{i}"), &format!("c{i}")).await;
+        releases.push((s.release(&format!("1.{i}.0"), &d).await, d));
+    }
+    let tasks: Vec<_> = releases
+        .iter()
+        .map(|(r, _)| {
+            let (app, r) = (s.app.clone(), r.clone());
+            tokio::spawn(async move {
+                app.promote(&actor("rita"), &r, "build", None)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().decision.decision.allowed);
+    }
+    let history = s
+        .app
+        .history(&custody_app::HistoryFilter {
+            environment: Some("build".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = history
+        .iter()
+        .rev()
+        .find(|e| e.event["type"] == "environment.certified")
+        .unwrap();
+    let release = last.event["release"].as_str().unwrap();
+    let (_, digest) = releases.iter().find(|(r, _)| r == release).unwrap();
+    let v = s.app.verify("build", digest).await.unwrap();
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.release.as_deref(), Some(release));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
+    let s = setup("").await;
+    let digest = sha256(b"external");
+    let good = sign_provenance(&s.builder, "shop", &digest, &build("e1", "release")).unwrap();
+    let rogue = PrivateKey::generate(Algorithm::Ed25519);
+    let forged = sign_provenance(&rogue, "shop", &digest, &build("e1", "release")).unwrap();
+    let other = sign_provenance(
+        &s.builder,
+        "shop",
+        &sha256(b"else"),
+        &build("e1", "release"),
+    )
+    .unwrap();
+    let register = |env, declared: Option<BuildFields>| {
+        let app = s.app.clone();
+        let digest = digest.clone();
+        async move {
+            app.register_artifact(
+                &actor("ci"),
+                NewArtifact {
+                    name: "shop".into(),
+                    digest: Some(digest),
+                    provenance: Some(env),
+                    build: declared,
+                    ..NewArtifact::default()
+                },
+            )
+            .await
+        }
+    };
+    let denied = |r: Result<_, AppError>, needle: &str| match r {
+        Err(AppError::Denied(m)) => assert!(m.contains(needle), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    denied(
+        register(forged, None).await,
+        "not signed by a trusted builder key",
+    );
+    denied(register(other, None).await, "about another artifact");
+    let mut wrong = build("e1", "release");
+    wrong.source_repo = "https://git.example/acme/other".into();
+    denied(
+        register(good.clone(), Some(wrong)).await,
+        "the build declares",
+    );
+    let ok = register(good, Some(build("e1", "release"))).await.unwrap();
+    assert_eq!(ok.provenance.unwrap().source_commit, "e1");
+    // The same source and parameters building another digest is a discrepancy.
+    let second = s
+        .app
+        .register_artifact(
+            &actor("ci"),
+            NewArtifact {
+                name: "shop".into(),
+                digest: Some(sha256(b"rebuilt")),
+                build: Some(build("e1", "release")),
+                builder_key: Some(&s.builder),
+                ..NewArtifact::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.discrepancy, vec![digest.clone()]);
+    let events = s
+        .app
+        .history(&custody_app::HistoryFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event["type"] == "provenance.discrepancy")
+    );
+    // Another build profile is another build: no discrepancy.
+    let third = s
+        .app
+        .register_artifact(
+            &actor("ci"),
+            NewArtifact {
+                name: "shop".into(),
+                digest: Some(sha256(b"debug")),
+                build: Some(build("e1", "debug")),
+                builder_key: Some(&s.builder),
+                ..NewArtifact::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(third.discrepancy.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
+    let s = setup("").await;
+    let (d1, d2, d3) = (
+        s.artifact("shop", "v1", "c1").await,
+        s.artifact("shop", "v2", "c2").await,
+        s.artifact("shop", "v3", "c3").await,
+    );
+    for (v, d) in [("1.0.0", &d1), ("2.0.0", &d2), ("3.0.0", &d3)] {
+        let r = s.release(v, d).await;
+        assert!(
+            s.app
+                .promote(&actor("rita"), &r, "build", None)
+                .await
+                .unwrap()
+                .decision
+                .decision
+                .allowed
+        );
+    }
+    // Drift: a digest running that was never certified.
+    let stray = sha256(b"hotfix built on a laptop");
+    let report = s
+        .app
+        .deploy_report(&actor("argo"), "build", &[d3.clone(), stray.clone()], true)
+        .await
+        .unwrap();
+    assert_eq!(report.drift, vec![stray]);
+
+    // Evidence is now required: 2.0.0 gets it, 1.0.0 does not; 3.0.0 fails to deploy.
+    s.app
+        .attest(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"))
+        .await
+        .unwrap();
+    s.app
+        .attest(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"))
+        .await
+        .unwrap();
+    let text = policy_text("").replace(
+        "name = \"build\"",
+        "name = \"build\"\nevidence = [\"sbom\"]",
+    );
+    s.app
+        .apply_policy(
+            &actor("sec"),
+            bundle(&text, &s.builder, Some(&s.release_key)),
+        )
+        .await
+        .unwrap();
+    let report = s
+        .app
+        .deploy_report(&actor("argo"), "build", &[d3.clone()], false)
+        .await
+        .unwrap();
+    let rb = report.rollback.unwrap();
+    assert_eq!(
+        (rb.from.as_str(), rb.to.as_str()),
+        ("shop@3.0.0", "shop@2.0.0")
+    );
+    // 2.0.0 fails too: 1.0.0 no longer passes (no sbom), 3.0.0 failed here: none passes.
+    let report = s
+        .app
+        .deploy_report(&actor("argo"), "build", &[d2.clone()], false)
+        .await
+        .unwrap();
+    assert!(report.rollback.is_none());
+    let why = report.rollback_refused.unwrap();
+    assert!(
+        why.contains("shop@1.0.0") && why.contains("sbom") && why.contains("stays certified"),
+        "{why}"
+    );
+    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+
+    // A release key removed from the policy is a revoked key: the gate closes.
+    s.app
+        .apply_policy(
+            &actor("sec"),
+            bundle(
+                &text.replace("[[release_key]]\npath = \"keys/release.pub\"\n", ""),
+                &s.builder,
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    let v = s.app.verify("build", &d2).await.unwrap();
+    assert!(!v.allowed);
+    assert!(
+        v.reasons[0].contains("no longer verifies with a trusted release key"),
+        "{v:?}"
+    );
+    // A manual rollback names its reason, and with nothing passing it refuses.
+    match s.app.rollback(&actor("rita"), "build", "bad config").await {
+        Err(AppError::Denied(m)) => assert!(m.contains("passes the current policy"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match s.app.rollback(&actor("rita"), "nowhere", "x").await {
+        Err(AppError::Denied(m)) => assert!(m.contains("unknown environment"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
