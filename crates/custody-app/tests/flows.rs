@@ -365,7 +365,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         .unwrap();
     let report = s
         .app
-        .deploy_report(&actor("argo"), "build", &[d3.clone()], false)
+        .deploy_report(&actor("argo"), "build", std::slice::from_ref(&d3), false)
         .await
         .unwrap();
     let rb = report.rollback.unwrap();
@@ -376,7 +376,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // 2.0.0 fails too: 1.0.0 no longer passes (no sbom), 3.0.0 failed here: none passes.
     let report = s
         .app
-        .deploy_report(&actor("argo"), "build", &[d2.clone()], false)
+        .deploy_report(&actor("argo"), "build", std::slice::from_ref(&d2), false)
         .await
         .unwrap();
     assert!(report.rollback.is_none());
