@@ -485,6 +485,18 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         "bob",
         &[&prod3, "--rationale", "fine", "--risk", "low"],
     );
+    // Bob approving again supersedes his first approval: still one of two.
+    let (_, again) = w.json(
+        &["approve"],
+        "bob",
+        &[&prod3, "--rationale", "still fine", "--risk", "low"],
+    );
+    let gates = again["decision"]["decision"]["gates"].to_string();
+    assert!(
+        gates.contains("1 of 2 approvals")
+            && gates.contains("bob (superseded by a later decision)"),
+        "{gates}"
+    );
     let out = w.ok(
         &["approve"],
         "carol",
