@@ -803,3 +803,163 @@ fn policy_mistakes_name_the_line_and_change_nothing() {
     assert!(out.contains("already in force"), "{out}");
     assert_eq!(w.ledger_size(), before);
 }
+
+#[test]
+fn bad_input_is_refused_with_a_message_and_records_nothing() {
+    let w = World::new();
+    let shop = w.build(
+        "shop",
+        "shop v1",
+        "1111111111111111111111111111111111111111",
+    );
+    let before = w.ledger_size();
+    let missing = w.root.join("missing.xml");
+    let not_json = w.root.join("not.json");
+    fs::write(&not_json, "this is not JSON").unwrap();
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec![
+                "artifact",
+                "register",
+                "--name",
+                "shop",
+                "--digest",
+                "sha256:ABC",
+            ],
+            "ci-bot",
+            "lowercase",
+        ),
+        (
+            vec!["artifact", "register", "--name", "shop"],
+            "ci-bot",
+            "--file PATH",
+        ),
+        (
+            vec![
+                "artifact",
+                "register",
+                "--name",
+                "shop",
+                "--file",
+                missing.to_str().unwrap(),
+            ],
+            "ci-bot",
+            "missing.xml",
+        ),
+        (
+            vec![
+                "artifact",
+                "register",
+                "--name",
+                "x",
+                "--digest",
+                &shop,
+                "--source-repo",
+                "r",
+                "--commit",
+                "c",
+            ],
+            "ci-bot",
+            "--builder-id",
+        ),
+        (
+            vec![
+                "artifact",
+                "register",
+                "--name",
+                "x",
+                "--digest",
+                &shop,
+                "--source-repo",
+                "r",
+                "--commit",
+                "c",
+                "--builder-id",
+                "b",
+                "--param",
+                "novalue",
+                "--builder-key",
+                "k",
+            ],
+            "ci-bot",
+            "NAME=VALUE",
+        ),
+        (
+            vec![
+                "attest",
+                "--artifact",
+                &shop,
+                "--type",
+                "sarif",
+                not_json.to_str().unwrap(),
+            ],
+            "ci-bot",
+            "is not sarif",
+        ),
+        (
+            vec![
+                "attest",
+                "--artifact",
+                &shop,
+                "--type",
+                "junit",
+                missing.to_str().unwrap(),
+            ],
+            "ci-bot",
+            "missing.xml",
+        ),
+        (
+            vec!["release", "create", "shop", "2.0.0", "--artifact", "shop"],
+            "rita",
+            "NAME=sha256:HEX",
+        ),
+        (
+            vec!["promote", "shop@9.9.9", "--to", "build"],
+            "rita",
+            "no release shop@9.9.9",
+        ),
+        (
+            vec!["approve", "prm-nope", "--rationale", "x"],
+            "alice",
+            "no promotion prm-nope",
+        ),
+        (
+            vec!["approve", "prm-nope", "--rationale", " "],
+            "alice",
+            "needs a rationale",
+        ),
+        (
+            vec!["rollback", "--env", "build", "--reason", ""],
+            "rita",
+            "needs a reason",
+        ),
+        (
+            vec!["decision", "show", "dec-nope"],
+            "auditor",
+            "no decision dec-nope",
+        ),
+        (
+            vec!["promote", "shop@1.0.0", "--to", "build"],
+            "two words",
+            "without spaces",
+        ),
+    ];
+    for (args, who, needle) in cases {
+        let out = w.run(&args, who, &[]);
+        expect_code(&out, 2);
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?}: {needle:?} not in {}",
+            stderr(&out)
+        );
+    }
+    let out = run(custody()
+        .args(["promote", "shop@1.0.0", "--to", "build", "--data-dir"])
+        .arg(&w.data)
+        .env_remove("CUSTODY_PRINCIPAL"));
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("--as"), "{}", stderr(&out));
+    let out = w.run(&["history"], "auditor", &["--since", "yesterday"]);
+    expect_code(&out, 2);
+    assert_eq!(w.ledger_size(), before, "bad input changed the ledger");
+}
