@@ -77,6 +77,11 @@ impl<S: Store> App<S> {
         &self.store
     }
 
+    /// The store, for closing it.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// The attestor's public key (verifies every VSA custody signs).
     pub fn attestor_key(&self) -> custody_crypto::PublicKey {
         self.attestor.public_key().clone()

@@ -149,7 +149,8 @@ approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
 
 /// What `custody init` made.
 pub(crate) struct Created {
-    pub(crate) store: SqlStore,
+    /// The open ledger (taken by whoever uses it next).
+    pub(crate) store: Option<SqlStore>,
     pub(crate) verifier: NoteVerifier,
     pub(crate) location: Location,
 }
@@ -352,7 +353,7 @@ impl DataDir {
             STARTER_POLICY,
         )?;
         Ok(Created {
-            store,
+            store: Some(store),
             verifier,
             location,
         })

@@ -34,6 +34,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: the ledger's public routes, the deploy gate and health checks, on
+    /// the data directory (created with its keys and a starter policy on first run).
+    ///
+    /// Example: custody serve --listen 0.0.0.0:8080
+    Serve(cmd::serve::ServeArgs),
     /// Create a data directory: the ledger (SQLite by default), the log signing key and a
     /// starter configuration and policy. Refuses to touch an existing one.
     ///
@@ -117,6 +122,7 @@ pub(crate) enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Init(a) => cmd::init::run(a),
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),

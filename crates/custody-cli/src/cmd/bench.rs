@@ -129,9 +129,12 @@ pub(crate) async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyho
         .context("creating a temporary directory here (the disk under test)")?;
     let dir = DataDir::new(temp.path().join("data"));
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
-    let created = dir.create(url, Some("bench.custody/log"), now).await?;
+    let mut created = dir.create(url, Some("bench.custody/log"), now).await?;
     Ok(Subject {
-        store: created.store,
+        store: created
+            .store
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the new ledger is not open"))?,
         dir: dir.root().to_owned(),
         _temp: Some(temp),
     })

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use custody_ledger::Checkpoint;
-use custody_model::Timestamp;
 use custody_store::Store;
 use serde_json::json;
 
@@ -30,20 +29,48 @@ pub(crate) struct InitArgs {
     json: bool,
 }
 
+/// A new instance, ready to serve.
+pub(crate) struct Instance {
+    pub(crate) app: custody_app::App<custody_store::SqlStore>,
+    pub(crate) created: crate::datadir::Created,
+    pub(crate) policy: custody_app::PolicyApplied,
+}
+
+/// Creates a data directory and its ledger, and puts the starter policy in force as the
+/// first policy version (so the pipeline works at once, denying by default until keys are
+/// added to it).
+pub(crate) async fn create_instance(
+    dir: &DataDir,
+    url: Option<&str>,
+    origin: Option<&str>,
+) -> anyhow::Result<Instance> {
+    let now = crate::context::now()?;
+    let mut created = dir.create(url, origin, now).await?;
+    let store = created
+        .store
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the new ledger is not open"))?;
+    let app = custody_app::App::new(store, Box::new(dir.attestor()?));
+    let config = dir.config()?;
+    let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
+    let actor = custody_app::Actor::new("custody-init", now)?;
+    let policy = app.apply_policy(&actor, bundle).await?;
+    Ok(Instance {
+        app,
+        created,
+        policy,
+    })
+}
+
 pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async {
         let dir = DataDir::new(&args.data_dir);
-        let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
-        let created = dir
-            .create(args.database_url.as_deref(), args.origin.as_deref(), now)
-            .await?;
-        // The starter policy is the first version in force, so the pipeline works at once
-        // (and denies by default until keys are added to it).
-        let app = custody_app::App::new(created.store, Box::new(dir.attestor()?));
+        let Instance {
+            app,
+            created,
+            policy,
+        } = create_instance(&dir, args.database_url.as_deref(), args.origin.as_deref()).await?;
         let config = dir.config()?;
-        let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
-        let actor = custody_app::Actor::new("custody-init", now)?;
-        let policy = app.apply_policy(&actor, bundle).await?;
         let cp = app.store().checkpoint().await?;
         let origin = Checkpoint::open(&cp.note, &created.verifier)?.origin;
         if args.json {

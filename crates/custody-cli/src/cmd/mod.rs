@@ -12,4 +12,5 @@ pub(crate) mod key;
 pub(crate) mod log;
 pub(crate) mod note;
 pub(crate) mod promotion;
+pub(crate) mod serve;
 pub(crate) mod statement;
