@@ -8,6 +8,7 @@ mod cmd;
 mod context;
 mod datadir;
 mod input;
+mod ledger_source;
 mod progress;
 
 use std::process::ExitCode;
@@ -111,6 +112,18 @@ pub(crate) fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyh
         .block_on(work)
 }
 
+/// A check that ran and failed (a signature, a proof): exit 1, like a denial.
+#[derive(Debug)]
+pub(crate) struct VerificationFailed(pub(crate) String);
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
 /// What a command concluded, beyond "it ran".
 pub(crate) enum Outcome {
     /// Exit 0.
@@ -147,6 +160,10 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Denied) => ExitCode::from(1),
+        Err(e) if e.downcast_ref::<VerificationFailed>().is_some() => {
+            eprintln!("FAILED: {e:#}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             // `{:#}` prints the whole chain on one line: "reading key.pem: invalid key: …".
             eprintln!("error: {e:#}");

@@ -129,3 +129,111 @@ async fn serve_creates_its_instance_and_answers_over_http() {
     assert_eq!(note2, note);
     assert!(again.stop().success());
 }
+
+fn log_cmd(args: &[&str]) -> std::process::Output {
+    run(custody().arg("log").args(args))
+}
+
+#[test]
+fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
+    let temp = tempfile::tempdir().unwrap();
+    let (a, b) = (temp.path().join("a"), temp.path().join("b"));
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&a)), 0);
+    // b: a copy of a, which will then grow differently (a fork under the same key).
+    expect_code(&run(Command::new("cp").arg("-r").arg(&a).arg(&b)), 0);
+    let append = |dir: &std::path::Path, n: &str| {
+        expect_code(
+            &run(custody()
+                .args([
+                    "bench",
+                    "append",
+                    "--writers",
+                    "2",
+                    "--events",
+                    n,
+                    "--data-dir",
+                ])
+                .arg(dir)),
+            0,
+        );
+    };
+    append(&a, "20");
+    append(&b, "35");
+    let kept = temp.path().join("kept.note");
+    let out = log_cmd(&["checkpoint", "--data-dir", a.to_str().unwrap()]);
+    expect_code(&out, 0);
+    std::fs::write(&kept, &out.stdout).unwrap();
+    let key = a.join("keys/log.pub");
+    let (key, kept) = (key.to_str().unwrap(), kept.to_str().unwrap());
+
+    let server = Server::start(&a);
+    let url = server.base.clone();
+    let remote = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &url, "--log-key", key]);
+        log_cmd(&all)
+    };
+    // The checkpoint, the entries and the proofs match the local ones, and verify.
+    let out = remote(&["checkpoint", "--json"]);
+    expect_code(&out, 0);
+    let head: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (head["size"].as_u64(), head["signed"].as_bool()),
+        (Some(21), Some(true))
+    );
+    let local = log_cmd(&["entries", "--data-dir", a.to_str().unwrap()]);
+    assert_eq!(remote(&["entries"]).stdout, local.stdout);
+    let out = remote(&["proof", "inclusion", "--index", "7", "--json"]);
+    expect_code(&out, 0);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["root_signed"],
+        true
+    );
+    expect_code(&remote(&["proof", "consistency", "--from", "3"]), 0);
+    let out = remote(&["check", "--since-checkpoint", kept, "--json"]);
+    expect_code(&out, 0);
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (check["ok"].as_bool(), check["consistent_since"].as_u64()),
+        (Some(true), Some(21))
+    );
+
+    // The wrong key: the checkpoint does not verify (exit 1); no key: not trusted.
+    let other = temp.path().join("other");
+    generate_key(temp.path(), "other", "ed25519");
+    let out = log_cmd(&[
+        "checkpoint",
+        "--server",
+        &url,
+        "--log-key",
+        &format!("{}.pub", other.display()),
+    ]);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("does not verify with the log key"),
+        "{}",
+        stderr(&out)
+    );
+    let out = log_cmd(&["checkpoint", "--server", &url]);
+    expect_code(&out, 0);
+    assert!(stderr(&out).contains("not checked"), "{}", stderr(&out));
+    let out = log_cmd(&["check", "--server", &url]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("--log-key"), "{}", stderr(&out));
+    assert!(server.stop().success());
+
+    // The fork: b, under the same key, is not consistent with the checkpoint kept from a.
+    let forked = Server::start(&b);
+    let out = log_cmd(&[
+        "check",
+        "--server",
+        &forked.base,
+        "--log-key",
+        key,
+        "--since-checkpoint",
+        kept,
+    ]);
+    expect_code(&out, 1);
+    assert!(stdout(&out).contains("the log forked"), "{}", stdout(&out));
+    assert!(forked.stop().success());
+}

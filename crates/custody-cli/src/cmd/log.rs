@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use custody_ledger::{Hash, leaf_hash, verify_consistency, verify_inclusion};
-use custody_store::{MAX_ENTRIES_PER_READ, Store};
+use custody_ledger::{Frontier, Hash, leaf_hash, verify_consistency, verify_inclusion};
+use custody_store::MAX_ENTRIES_PER_READ;
 use serde_json::json;
 
 use crate::Outcome;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
-use crate::input::{print_json, print_line, print_raw};
+use crate::input::{load_public_key, print_json, print_line, print_raw};
+use crate::ledger_source::{Ledger, open_note};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -26,8 +27,10 @@ pub(crate) enum LogCommand {
     /// Print an RFC 9162 proof, checked against the stored tree before it is printed.
     #[command(subcommand)]
     Proof(ProofCommand),
-    /// Recompute the whole tree from the stored entries and check every stored hash and
-    /// every signed checkpoint. Exit 1 if anything disagrees.
+    /// Recompute the whole tree from the entries and check it against the signed
+    /// checkpoint (locally also every stored hash and checkpoint; from --server with
+    /// --log-key), and with --since-checkpoint that the log grew from one you kept.
+    /// Exit 1 if anything disagrees.
     Check(CheckArgs),
 }
 
@@ -39,7 +42,7 @@ pub(crate) enum ProofCommand {
     Consistency(ConsistencyArgs),
 }
 
-/// Where the ledger is.
+/// Where the ledger is: the local data directory, or a server.
 #[derive(Debug, Args)]
 pub(crate) struct LedgerArgs {
     /// The data directory (its config.toml names the database; keys/log.pub verifies it).
@@ -48,14 +51,46 @@ pub(crate) struct LedgerArgs {
     /// Read this PostgreSQL database instead of the configured one.
     #[arg(long, value_name = "postgres://…")]
     pub(crate) database_url: Option<String>,
+    /// Read a custody server's public routes instead of the local data directory.
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
+    /// The log's public key (SPKI PEM). A checkpoint from --server counts as signed only
+    /// if it verifies with this key; without it nothing the server says is trusted.
+    #[arg(long, value_name = "PUB")]
+    pub(crate) log_key: Option<PathBuf>,
 }
 
 impl LedgerArgs {
-    async fn open(&self) -> anyhow::Result<custody_store::SqlStore> {
-        DataDir::new(&self.data_dir)
-            .open_read_only(self.database_url.as_deref())
-            .await
+    async fn open(&self) -> anyhow::Result<Ledger> {
+        match &self.server {
+            Some(server) => {
+                let key = self.log_key.as_deref().map(load_public_key).transpose()?;
+                Ok(Ledger::remote(server, key))
+            }
+            None => Ok(Ledger::Local(
+                DataDir::new(&self.data_dir)
+                    .open_read_only(self.database_url.as_deref())
+                    .await?,
+            )),
+        }
     }
+
+    /// The key that verifies this ledger's checkpoints.
+    fn verifying_key(&self) -> anyhow::Result<custody_crypto::PublicKey> {
+        match (&self.log_key, &self.server) {
+            (Some(path), _) => load_public_key(path),
+            (None, None) => load_public_key(&DataDir::new(&self.data_dir).log_pub_path()),
+            (None, Some(_)) => {
+                bail!("checking a server's log needs the log's public key: --log-key PUB")
+            }
+        }
+    }
+}
+
+/// Why a server's answer cannot be trusted: a verdict (exit 1), not an error.
+fn untrusted(what: String) -> anyhow::Result<Outcome> {
+    eprintln!("FAILED: {what}");
+    Ok(Outcome::Denied)
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +151,10 @@ pub(crate) struct ConsistencyArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     ledger: LedgerArgs,
+    /// A signed checkpoint you kept from before (`custody log checkpoint > FILE`): the log
+    /// must be consistent with it (grown, not rewritten or forked).
+    #[arg(long, value_name = "FILE")]
+    since_checkpoint: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -138,25 +177,31 @@ fn hex(h: &[u8]) -> String {
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Outcome> {
-    let store = args.ledger.open().await?;
-    let cp = store.checkpoint().await?;
+    let ledger = args.ledger.open().await?;
+    let head = ledger.head().await?;
+    if !head.signed {
+        eprintln!(
+            "warning: this checkpoint's signature was not checked; pass --log-key PUB to check it"
+        );
+    }
     if args.json {
         print_json(&json!({
-            "origin": store.verifier().name(),
-            "size": cp.size,
-            "root": hex(&cp.root),
-            "note": cp.note,
-            "log_verifier_key": store.verifier().to_text(),
+            "origin": head.origin,
+            "size": head.size,
+            "root": hex(&head.root),
+            "note": head.note,
+            "signed": head.signed,
+            "log_verifier_key": head.verifier,
         }));
     } else {
-        print_raw(&cp.note);
+        print_raw(&head.note);
     }
     Ok(Outcome::Ok)
 }
 
 async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
-    let store = args.ledger.open().await?;
-    let size = store.checkpoint().await?.size;
+    let ledger = args.ledger.open().await?;
+    let size = ledger.head().await?.size;
     let end = args.end.unwrap_or(size);
     if args.start > end {
         bail!("--start {} is after --end {end}", args.start);
@@ -168,18 +213,18 @@ async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
     while start < end {
         let page_end = end.min(start + MAX_ENTRIES_PER_READ);
         let mut out = String::new();
-        for entry in store.entries(start, page_end).await? {
+        for (index, leaf) in (start..).zip(ledger.entries(start, page_end).await?) {
             if args.json {
-                let event: serde_json::Value = serde_json::from_slice(&entry.leaf)
-                    .with_context(|| format!("entry {} is not JSON", entry.index))?;
+                let event: serde_json::Value = serde_json::from_slice(&leaf)
+                    .with_context(|| format!("entry {index} is not JSON"))?;
                 let line = json!({
-                    "index": entry.index,
-                    "leaf_hash": hex(&leaf_hash(&entry.leaf)),
+                    "index": index,
+                    "leaf_hash": hex(&leaf_hash(&leaf)),
                     "event": event,
                 });
                 out.push_str(&line.to_string());
             } else {
-                out.push_str(&String::from_utf8_lossy(&entry.leaf));
+                out.push_str(&String::from_utf8_lossy(&leaf));
             }
             out.push('\n');
         }
@@ -190,42 +235,61 @@ async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
-    let store = args.ledger.open().await?;
-    let size = match args.size {
-        Some(s) => s,
-        None => store.checkpoint().await?.size,
+    let ledger = args.ledger.open().await?;
+    let head = ledger.head().await?;
+    let size = args.size.unwrap_or(head.size);
+    let (proof, given_root) = ledger.inclusion(args.index, size).await?;
+    // Against the signed root when the proof is for the checkpoint's size.
+    let (root, root_signed) = if size == head.size {
+        (head.root, head.signed)
+    } else {
+        (given_root, false)
     };
-    let proof = store.inclusion_proof(args.index, size).await?;
-    let root = store.root_at(size).await?;
-    let entry = store.entries(args.index, args.index + 1).await?;
-    let leaf = leaf_hash(&entry[0].leaf);
-    verify_inclusion(&leaf, args.index, size, &proof, &root)
-        .context("the stored tree gave a proof that does not verify; run `custody log check`")?;
+    let leaf = ledger
+        .entries(args.index, args.index + 1)
+        .await?
+        .pop()
+        .map(|l| leaf_hash(&l))
+        .ok_or_else(|| anyhow::anyhow!("entry {} is missing", args.index))?;
+    if let Err(e) = verify_inclusion(&leaf, args.index, size, &proof, &root) {
+        return untrusted(format!(
+            "the inclusion proof of entry {} in {size} does not verify: {e}",
+            args.index
+        ));
+    }
     let detail = json!({
         "index": args.index,
         "tree_size": size,
         "leaf_hash": hex(&leaf),
         "root": hex(&root),
+        "root_signed": root_signed,
     });
     print_proof(&proof, detail, args.json);
     Ok(Outcome::Ok)
 }
 
 async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
-    let store = args.ledger.open().await?;
-    let to = match args.to {
-        Some(s) => s,
-        None => store.checkpoint().await?.size,
+    let ledger = args.ledger.open().await?;
+    let head = ledger.head().await?;
+    let to = args.to.unwrap_or(head.size);
+    let (proof, old, given_new) = ledger.consistency(args.from, to).await?;
+    let (new, to_signed) = if to == head.size {
+        (head.root, head.signed)
+    } else {
+        (given_new, false)
     };
-    let proof = store.consistency_proof(args.from, to).await?;
-    let (old, new) = (store.root_at(args.from).await?, store.root_at(to).await?);
-    verify_consistency(args.from, to, &proof, &old, &new)
-        .context("the stored tree gave a proof that does not verify; run `custody log check`")?;
+    if let Err(e) = verify_consistency(args.from, to, &proof, &old, &new) {
+        return untrusted(format!(
+            "the consistency proof from {} to {to} does not verify: {e}",
+            args.from
+        ));
+    }
     let detail = json!({
         "from": args.from,
         "to": to,
         "from_root": hex(&old),
         "to_root": hex(&new),
+        "to_root_signed": to_signed,
     });
     print_proof(&proof, detail, args.json);
     Ok(Outcome::Ok)
@@ -243,38 +307,117 @@ fn print_proof(proof: &[Hash], mut detail: serde_json::Value, as_json: bool) {
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
-    let store = args.ledger.open().await?;
-    let size = store.checkpoint().await?.size;
-    let bar = crate::progress::bar(size, 100_000, "checking entries");
-    let result = store.check(|done| bar.set_position(done)).await;
+    let ledger = args.ledger.open().await?;
+    let key = args.ledger.verifying_key()?;
+    let head = ledger.head().await?;
+    if !head.signed {
+        // A remote head read without a key: check its signature now.
+        open_note(&head.note, &key)?;
+    }
+    let bar = crate::progress::bar(head.size, 100_000, "checking entries");
+    let recomputed = match &ledger {
+        // Locally: every stored hash and every stored checkpoint, not only the root.
+        Ledger::Local(store) => match store.check(|done| bar.set_position(done)).await {
+            Ok(report) => Ok((report.entries, report.root, report.checkpoints)),
+            Err(e @ custody_store::StoreError::Corrupt(_)) => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        },
+        // From a server: the leaves it serves must give the root it signed.
+        Ledger::Remote { .. } => {
+            let mut frontier = Frontier::new();
+            let mut start = 0;
+            while start < head.size {
+                let end = head.size.min(start + MAX_ENTRIES_PER_READ);
+                for leaf in ledger.entries(start, end).await? {
+                    frontier.append(leaf_hash(&leaf));
+                }
+                bar.set_position(end);
+                start = end;
+            }
+            if frontier.root() == head.root {
+                Ok((head.size, head.root, 1))
+            } else {
+                Err(format!(
+                    "the {} leaves the server serves give root {}, but its signed checkpoint says {}",
+                    head.size,
+                    hex(&frontier.root()),
+                    hex(&head.root)
+                ))
+            }
+        }
+    };
     bar.finish_and_clear();
+    let (entries, root, checkpoints) = match recomputed {
+        Ok(r) => r,
+        Err(why) => return report_check(args.json, Err(why)),
+    };
+    // An older checkpoint the auditor kept: the log must have grown from it, not forked.
+    let mut since = None;
+    if let Some(path) = &args.since_checkpoint {
+        let old_note = crate::input::read_text(path, 1 << 20, "checkpoint")?;
+        let old = open_note(&old_note, &key).with_context(|| format!("{}", path.display()))?;
+        if old.size > head.size {
+            return report_check(
+                args.json,
+                Err(format!(
+                    "the log shrank: the kept checkpoint has {} entries, the log now {}",
+                    old.size, head.size
+                )),
+            );
+        }
+        let consistent = if old.size == 0 {
+            true
+        } else {
+            let (proof, _, _) = ledger.consistency(old.size, head.size).await?;
+            verify_consistency(old.size, head.size, &proof, &old.root, &head.root).is_ok()
+        };
+        if !consistent {
+            return report_check(
+                args.json,
+                Err(format!(
+                    "the log forked: the checkpoint of {} entries you kept is not consistent with the current one of {}",
+                    old.size, head.size
+                )),
+            );
+        }
+        since = Some(old.size);
+    }
+    report_check(args.json, Ok((entries, root, checkpoints, since)))
+}
+
+fn report_check(
+    as_json: bool,
+    result: Result<(u64, Hash, u64, Option<u64>), String>,
+) -> anyhow::Result<Outcome> {
     match result {
-        Ok(report) => {
-            if args.json {
+        Ok((entries, root, checkpoints, since)) => {
+            if as_json {
                 print_json(&json!({
                     "ok": true,
-                    "entries": report.entries,
-                    "checkpoints": report.checkpoints,
-                    "root": hex(&report.root),
+                    "entries": entries,
+                    "checkpoints": checkpoints,
+                    "root": hex(&root),
+                    "consistent_since": since,
                 }));
             } else {
-                print_line(&format!(
-                    "ok: {} entries recomputed; every stored hash and all {} signed checkpoints match (root {})",
-                    report.entries,
-                    report.checkpoints,
-                    hex(&report.root)
-                ));
+                let mut line = format!(
+                    "ok: {entries} entries recomputed; the root {} matches the signed checkpoint ({checkpoints} stored checkpoints checked)",
+                    hex(&root)
+                );
+                if let Some(s) = since {
+                    line.push_str(&format!("; consistent with your checkpoint of {s} entries"));
+                }
+                print_line(&line);
             }
             Ok(Outcome::Ok)
         }
-        Err(e @ custody_store::StoreError::Corrupt(_)) => {
-            if args.json {
-                print_json(&json!({"ok": false, "error": e.to_string()}));
+        Err(why) => {
+            if as_json {
+                print_json(&json!({"ok": false, "error": why}));
             } else {
-                print_line(&format!("FAILED: {e}"));
+                print_line(&format!("FAILED: {why}"));
             }
             Ok(Outcome::Denied)
         }
-        Err(e) => Err(e.into()),
     }
 }

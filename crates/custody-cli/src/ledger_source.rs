@@ -1,0 +1,239 @@
+//! Where `custody log` reads the ledger from: the local data directory (through the
+//! store), or a custody server's public routes (through HTTP). A server is not trusted:
+//! its checkpoint counts as signed only when it verifies with a log key the reader holds
+//! (`--log-key`), and its proofs are checked against signed roots before they are shown.
+
+use anyhow::{Context, bail};
+use custody_crypto::PublicKey;
+use custody_crypto::note::NoteVerifier;
+use custody_ledger::{Checkpoint, Hash};
+use custody_store::{MAX_ENTRIES_PER_READ, SqlStore, Store};
+use serde_json::Value;
+
+/// Largest response read from a server (1,000 entries of at most 1 MiB, with margin).
+const MAX_RESPONSE: usize = 1 << 30;
+
+/// A ledger to read.
+pub(crate) enum Ledger {
+    /// The local store (its checkpoints verified with the data directory's log.pub).
+    Local(SqlStore),
+    /// A server's public routes.
+    Remote {
+        client: reqwest::Client,
+        base: String,
+        log_key: Option<PublicKey>,
+    },
+}
+
+/// The latest checkpoint as read.
+pub(crate) struct Head {
+    pub(crate) size: u64,
+    pub(crate) root: Hash,
+    pub(crate) origin: String,
+    pub(crate) note: String,
+    /// Whether its signature verified with a log key the reader holds.
+    pub(crate) signed: bool,
+    /// The C2SP verifier key it verified with.
+    pub(crate) verifier: Option<String>,
+}
+
+fn hash_of(hex_text: &str) -> anyhow::Result<Hash> {
+    let bytes = hex::decode(hex_text).with_context(|| format!("{hex_text:?} is not hex"))?;
+    Hash::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("{hex_text:?} is not a 32-byte hash"))
+}
+
+/// Opens a signed checkpoint note with `key`, under the origin the note names. A note that
+/// does not verify is a [`crate::VerificationFailed`] (exit 1), not an error.
+pub(crate) fn open_note(note: &str, key: &PublicKey) -> anyhow::Result<Checkpoint> {
+    let origin = note.lines().next().unwrap_or_default();
+    let verifier = NoteVerifier::new(origin, key).context("the log key")?;
+    Checkpoint::open(note, &verifier).map_err(|e| {
+        anyhow::Error::new(crate::VerificationFailed(format!(
+            "the checkpoint does not verify with the log key: {e}"
+        )))
+    })
+}
+
+impl Ledger {
+    pub(crate) fn remote(server: &str, log_key: Option<PublicKey>) -> Ledger {
+        Ledger::Remote {
+            client: reqwest::Client::new(),
+            base: server.trim_end_matches('/').to_owned(),
+            log_key,
+        }
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let Ledger::Remote { client, base, .. } = self else {
+            bail!("not a remote ledger");
+        };
+        let url = format!("{base}{path}");
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}\nhint: is `custody serve` running there? (https needs a TLS-terminating proxy for now)"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        if body.len() > MAX_RESPONSE {
+            bail!(
+                "{url} answered {} bytes; refusing more than {MAX_RESPONSE}",
+                body.len()
+            );
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("{url}: {status}: {message}");
+        }
+        Ok(body.to_vec())
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.get(path).await?).with_context(|| format!("{path}: not JSON"))
+    }
+
+    /// The latest checkpoint.
+    pub(crate) async fn head(&self) -> anyhow::Result<Head> {
+        match self {
+            Ledger::Local(store) => {
+                let cp = store.checkpoint().await?;
+                Ok(Head {
+                    size: cp.size,
+                    root: cp.root,
+                    origin: store.verifier().name().to_owned(),
+                    note: cp.note,
+                    signed: true,
+                    verifier: Some(store.verifier().to_text()),
+                })
+            }
+            Ledger::Remote { log_key, .. } => {
+                let note = String::from_utf8(self.get("/api/v1/log/checkpoint").await?)
+                    .context("the checkpoint is not UTF-8")?;
+                let (cp, signed) = match log_key {
+                    Some(key) => (open_note(&note, key)?, true),
+                    None => {
+                        let body = note.split("\n\n").next().unwrap_or_default();
+                        (Checkpoint::from_body(&format!("{body}\n"))?, false)
+                    }
+                };
+                let verifier = match log_key {
+                    Some(key) => Some(NoteVerifier::new(&cp.origin, key)?.to_text()),
+                    None => None,
+                };
+                Ok(Head {
+                    size: cp.size,
+                    root: cp.root,
+                    origin: cp.origin,
+                    note,
+                    signed,
+                    verifier,
+                })
+            }
+        }
+    }
+
+    /// Leaves `[start, end)` (any range: read in pages).
+    pub(crate) async fn entries(&self, start: u64, end: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let mut at = start;
+        while at < end {
+            let page_end = end.min(at + MAX_ENTRIES_PER_READ);
+            match self {
+                Ledger::Local(store) => out.extend(
+                    store
+                        .entries(at, page_end)
+                        .await?
+                        .into_iter()
+                        .map(|e| e.leaf),
+                ),
+                Ledger::Remote { .. } => {
+                    let body = self
+                        .get(&format!("/api/v1/log/entries?start={at}&end={page_end}"))
+                        .await?;
+                    let lines: Vec<Vec<u8>> = body
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    if lines.len() as u64 != page_end - at {
+                        bail!(
+                            "the server returned {} entries for {at}..{page_end}",
+                            lines.len()
+                        );
+                    }
+                    out.extend(lines);
+                }
+            }
+            at = page_end;
+        }
+        Ok(out)
+    }
+
+    /// An inclusion proof and the root the source gives for `size` (signed or not:
+    /// the caller decides what to trust).
+    pub(crate) async fn inclusion(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> anyhow::Result<(Vec<Hash>, Hash)> {
+        match self {
+            Ledger::Local(store) => Ok((
+                store.inclusion_proof(index, size).await?,
+                store.root_at(size).await?,
+            )),
+            Ledger::Remote { .. } => {
+                let v = self
+                    .get_json(&format!(
+                        "/api/v1/log/proof/inclusion?index={index}&size={size}"
+                    ))
+                    .await?;
+                Ok((
+                    hashes(&v["hashes"])?,
+                    hash_of(v["root"].as_str().unwrap_or_default())?,
+                ))
+            }
+        }
+    }
+
+    /// A consistency proof and the two roots the source gives.
+    pub(crate) async fn consistency(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> anyhow::Result<(Vec<Hash>, Hash, Hash)> {
+        match self {
+            Ledger::Local(store) => Ok((
+                store.consistency_proof(from, to).await?,
+                store.root_at(from).await?,
+                store.root_at(to).await?,
+            )),
+            Ledger::Remote { .. } => {
+                let v = self
+                    .get_json(&format!(
+                        "/api/v1/log/proof/consistency?from={from}&to={to}"
+                    ))
+                    .await?;
+                Ok((
+                    hashes(&v["hashes"])?,
+                    hash_of(v["from_root"].as_str().unwrap_or_default())?,
+                    hash_of(v["to_root"].as_str().unwrap_or_default())?,
+                ))
+            }
+        }
+    }
+}
+
+fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
+    v.as_array()
+        .context("no hashes in the proof")?
+        .iter()
+        .map(|h| hash_of(h.as_str().unwrap_or_default()))
+        .collect()
+}
