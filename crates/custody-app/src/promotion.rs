@@ -17,7 +17,8 @@ use crate::app::{Actor, App, Versioned, event, idempotency, new_id, write};
 use crate::attestations::{self, envelope_digest};
 use crate::records::{
     ApprovalRecord, ArtifactRecord, Certification, CertificationRecord, DecisionRecord,
-    EnvironmentRecord, PromotionRecord, PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
+    EnvironmentRecord, IdempotencyRecord, PromotionRecord, PromotionStatus, ReleaseRecord, Risk,
+    Verdict, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -48,8 +49,10 @@ impl<S: Store> App<S> {
         environment: &str,
         idempotency_key: Option<&str>,
     ) -> AppResult<PromotionOutcome> {
+        let request =
+            json!({"release": release, "environment": environment, "actor": actor.principal});
         if let Some(key) = idempotency_key {
-            if let Some(done) = self.replay_of("promote", key).await? {
+            if let Some(done) = self.replay_of("promote", key, &request).await? {
                 return Ok(done);
             }
         }
@@ -73,7 +76,6 @@ impl<S: Store> App<S> {
                 decisions: Vec::new(),
                 approvals: Vec::new(),
             };
-            let request = json!({"release": release.id(), "environment": environment, "actor": actor.principal});
             let idem = idempotency_key
                 .map(|k| idempotency("promote", k, &request))
                 .transpose()?;
@@ -89,12 +91,28 @@ impl<S: Store> App<S> {
             )?];
             let mut state = Vec::new();
             if let Some(key) = idempotency_key {
-                state.push(write(kind::IDEMPOTENCY, &format!("promote:{key}"), &promotion.id, Expect::Absent)?);
+                let record = IdempotencyRecord::new(&promotion.id, &request)?;
+                state.push(write(
+                    kind::IDEMPOTENCY,
+                    &format!("promote:{key}"),
+                    &record,
+                    Expect::Absent,
+                )?);
             }
             let outcome = self
-                .decide(actor, &policy, promotion, &release, &[], None, &mut events, &mut state)
+                .decide(
+                    actor,
+                    &policy,
+                    promotion,
+                    &release,
+                    &[],
+                    None,
+                    &mut events,
+                    &mut state,
+                )
                 .await?;
-            self.commit_outcome(outcome, events, state, idem).await
+            self.commit_outcome(outcome, events, state, idem, &request)
+                .await
         })
         .await
     }
@@ -121,8 +139,9 @@ impl<S: Store> App<S> {
                 "a review needs a rationale (--rationale)",
             ));
         }
+        let request = json!({"promotion": promotion_id, "verdict": verdict, "rationale": rationale, "risk": risk, "actor": actor.principal});
         if let Some(key) = idempotency_key {
-            if let Some(done) = self.replay_of("review", key).await? {
+            if let Some(done) = self.replay_of("review", key, &request).await? {
                 return Ok(done);
             }
         }
@@ -210,10 +229,10 @@ impl<S: Store> App<S> {
                     "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
                 }),
             )?];
-            let request = json!({"promotion": promotion_id, "verdict": verdict, "rationale": rationale, "risk": risk, "actor": actor.principal});
             let idem = idempotency_key.map(|k| idempotency("review", k, &request)).transpose()?;
             if let Some(key) = idempotency_key {
-                state.push(write(kind::IDEMPOTENCY, &format!("review:{key}"), &promotion.id, Expect::Absent)?);
+                let record = IdempotencyRecord::new(&promotion.id, &request)?;
+                state.push(write(kind::IDEMPOTENCY, &format!("review:{key}"), &record, Expect::Absent)?);
             }
             let mut all: Vec<ApprovalRecord> = approvals.into_iter().map(|a| a.value).collect();
             all.push(record.clone());
@@ -228,7 +247,7 @@ impl<S: Store> App<S> {
                 _ => None,
             };
             outcome.approval = Some((record.clone(), why_not));
-            self.commit_outcome(outcome, events, state, idem).await
+            self.commit_outcome(outcome, events, state, idem, &request).await
         })
         .await
     }
@@ -239,6 +258,7 @@ impl<S: Store> App<S> {
         events: Vec<custody_model::CanonicalJson>,
         state: Vec<StateWrite>,
         idem: Option<custody_store::IdempotencyKey>,
+        request: &serde_json::Value,
     ) -> AppResult<PromotionOutcome> {
         let scope = idem.as_ref().map(|k| k.key.clone());
         let appended = self.append(events, state, idem).await?;
@@ -246,7 +266,7 @@ impl<S: Store> App<S> {
             // A concurrent twin with the same key won; return its result.
             if let Some(scoped) = scope {
                 let (use_case, key) = scoped.split_once(':').unwrap_or(("promote", &scoped));
-                if let Some(done) = self.replay_of(use_case, key).await? {
+                if let Some(done) = self.replay_of(use_case, key, request).await? {
                     return Ok(done);
                 }
             }
@@ -255,17 +275,29 @@ impl<S: Store> App<S> {
         Ok(outcome)
     }
 
-    /// The stored outcome of an earlier request with this idempotency key, if any.
-    async fn replay_of(&self, use_case: &str, key: &str) -> AppResult<Option<PromotionOutcome>> {
+    /// The stored outcome of an earlier request with this idempotency key, if any; the same
+    /// key with a different request is refused.
+    async fn replay_of(
+        &self,
+        use_case: &str,
+        key: &str,
+        request: &serde_json::Value,
+    ) -> AppResult<Option<PromotionOutcome>> {
         let Some(id) = self
-            .get::<String>(kind::IDEMPOTENCY, &format!("{use_case}:{key}"))
+            .get::<IdempotencyRecord>(kind::IDEMPOTENCY, &format!("{use_case}:{key}"))
             .await?
         else {
             return Ok(None);
         };
+        if id.value.fingerprint != IdempotencyRecord::new(&id.value.promotion, request)?.fingerprint
+        {
+            return Err(AppError::invalid(format!(
+                "idempotency key {key:?} was already used for a different request\nhint: use a new key for a new request"
+            )));
+        }
         let promotion: Versioned<PromotionRecord> = self
-            .require(kind::PROMOTION, &id.value, || {
-                format!("no promotion {}", id.value)
+            .require(kind::PROMOTION, &id.value.promotion, || {
+                format!("no promotion {}", id.value.promotion)
             })
             .await?;
         let decision_id = promotion

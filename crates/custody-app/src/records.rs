@@ -277,3 +277,26 @@ pub struct DeployedRecord {
     /// When.
     pub at: Timestamp,
 }
+
+/// What an idempotency key stands for: the promotion it produced, and a digest of the
+/// request, so that the same key with another request is refused rather than replayed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The promotion.
+    pub promotion: String,
+    /// SHA-256 of the request's canonical JSON.
+    pub fingerprint: Digest,
+}
+
+impl IdempotencyRecord {
+    /// The record for `request`, which produced `promotion`.
+    pub fn new(promotion: &str, request: &serde_json::Value) -> Result<Self, crate::AppError> {
+        let bytes = custody_model::CanonicalJson::from_value(request)
+            .map_err(|e| crate::AppError::Invalid(e.to_string()))?
+            .into_bytes();
+        Ok(IdempotencyRecord {
+            promotion: promotion.into(),
+            fingerprint: crate::attestations::sha256(&bytes),
+        })
+    }
+}

@@ -176,7 +176,23 @@ async fn concurrent_retries_of_one_promotion_make_one_promotion() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(fresh, 1);
     // promotion.requested, decision.recorded, environment.certified: once.
-    assert_eq!(s.app.store().checkpoint().await.unwrap().size, before + 3);
+    let after = s.app.store().checkpoint().await.unwrap().size;
+    assert_eq!(after, before + 3);
+    // The same key for another request is refused, not replayed.
+    let d2 = s.artifact("shop", "v2", "a2").await;
+    let r2 = s.release("2.0.0", &d2).await;
+    let after = s.app.store().checkpoint().await.unwrap().size;
+    match s
+        .app
+        .promote(&actor("rita"), &r2, "build", Some("deploy-77"))
+        .await
+    {
+        Err(AppError::Invalid(m)) => {
+            assert!(m.contains("already used for a different request"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.app.store().checkpoint().await.unwrap().size, after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
