@@ -84,7 +84,8 @@ enum Command {
     /// Show or replay a recorded decision.
     #[command(subcommand)]
     Decision(cmd::promotion::DecisionCommand),
-    /// Measure this machine: durable appends and proof latency, with baselines.
+    /// Measure this machine: durable appends, proofs, promotions and the deploy gate, with
+    /// baselines measured in the same run.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
     /// Generate and inspect signing keys (Ed25519, ECDSA P-256).
