@@ -266,6 +266,17 @@ impl<S: Store> App<S> {
         format: &str,
         file_digest: Digest,
     ) -> AppResult<u64> {
+        let well_formed = !evidence_kind.is_empty()
+            && evidence_kind.len() <= 64
+            && evidence_kind.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && evidence_kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !well_formed {
+            return Err(AppError::invalid(format!(
+                "evidence type {evidence_kind:?} must be lowercase letters, digits and '-' (like test-results), at most 64"
+            )));
+        }
         self.retrying(|| async {
             let mut record: Versioned<ArtifactRecord> = self
                 .require(kind::ARTIFACT, &artifact.to_string(), || {

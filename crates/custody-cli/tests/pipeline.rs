@@ -814,6 +814,7 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
     );
     let before = w.ledger_size();
     let missing = w.root.join("missing.xml");
+    let junit = w.root.join("junit.xml").to_str().unwrap().to_owned();
     let not_json = w.root.join("not.json");
     fs::write(&not_json, "this is not JSON").unwrap();
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
@@ -907,6 +908,20 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
             ],
             "ci-bot",
             "missing.xml",
+        ),
+        (
+            vec![
+                "attest",
+                "--artifact",
+                &shop,
+                "--type",
+                "junit",
+                "--kind",
+                "Code Review",
+                &junit,
+            ],
+            "ci-bot",
+            "evidence type \"Code Review\"",
         ),
         (
             vec!["release", "create", "shop", "2.0.0", "--artifact", "shop"],
