@@ -3,6 +3,7 @@
 
 use custody_crypto::dsse::Envelope;
 use custody_model::{Digest, Timestamp};
+pub use custody_model::{PromotionStatus, Risk, Verdict};
 use custody_policy::Decision;
 use serde::{Deserialize, Serialize};
 
@@ -108,18 +109,6 @@ impl ReleaseRecord {
     }
 }
 
-/// Where a promotion stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PromotionStatus {
-    /// Some gate does not pass yet.
-    Pending,
-    /// Every gate passed: the release is certified in the environment.
-    Certified,
-    /// An approver rejected it.
-    Rejected,
-}
-
 /// A promotion request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PromotionRecord {
@@ -141,28 +130,6 @@ pub struct PromotionRecord {
     pub decisions: Vec<String>,
     /// Its approvals and rejections, oldest first (superseded ones too).
     pub approvals: Vec<String>,
-}
-
-/// Approve or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Approve.
-    Approve,
-    /// Reject.
-    Reject,
-}
-
-/// Risk posture stated with an approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    /// Low.
-    Low,
-    /// Medium.
-    Medium,
-    /// High.
-    High,
 }
 
 /// An approval or rejection. A changed mind is a new record whose `supersedes` names this

@@ -929,6 +929,11 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
             "NAME=sha256:HEX",
         ),
         (
+            vec!["promote", "shop-9.9.9", "--to", "build"],
+            "rita",
+            "write NAME@VERSION",
+        ),
+        (
             vec!["promote", "shop@9.9.9", "--to", "build"],
             "rita",
             "no release shop@9.9.9",

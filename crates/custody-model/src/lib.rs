@@ -23,8 +23,10 @@
 
 mod canonical;
 mod digest;
+mod promotion;
 mod timestamp;
 
 pub use canonical::{CanonicalJson, CanonicalJsonError};
 pub use digest::{Digest, DigestAlgorithm, DigestError};
+pub use promotion::{NameError, Principal, PromotionStatus, ReleaseRef, Risk, Verdict};
 pub use timestamp::{Timestamp, TimestampError};

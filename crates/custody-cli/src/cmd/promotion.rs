@@ -13,7 +13,7 @@ use crate::input::{print_json, print_line};
 #[derive(Debug, Args)]
 pub(crate) struct PromoteArgs {
     /// The release, NAME@VERSION.
-    release: String,
+    release: custody_model::ReleaseRef,
     /// The target environment.
     #[arg(long = "to", value_name = "ENV")]
     environment: String,
@@ -110,7 +110,7 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
         let result = app
             .promote(
                 &a.actor.actor()?,
-                &a.release,
+                &a.release.to_string(),
                 &a.environment,
                 a.idempotency_key.as_deref(),
             )
