@@ -138,6 +138,9 @@ after = "test"
 evidence = ["test-results", "vulnerability-scan"]
 approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
 
+# An environment may narrow the keys and builders it trusts:
+#   release_keys = ["keys/release-signer.pub"]
+#   builders = ["https://ci.example.com/builder/v1"]
 [[environment]]
 name = "production"
 after = "staging"

@@ -133,6 +133,10 @@ struct EnvDoc {
     #[serde(default)]
     evidence: Vec<Spanned<String>>,
     evidence_max_age: Option<Spanned<String>>,
+    /// Only these release keys (paths of declared [[release_key]]s) may sign here.
+    release_keys: Option<Spanned<Vec<String>>>,
+    /// Only these builders (ids of declared [[builder]]s) may build for here.
+    builders: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +190,11 @@ pub struct Environment {
     pub evidence: Vec<String>,
     /// How old evidence may be.
     pub evidence_max_age: Option<Span>,
+    /// Key ids of the release keys that may sign releases promoted here (`None`: any
+    /// trusted release key).
+    pub release_keys: Option<Vec<String>>,
+    /// Ids of the builders whose provenance counts here (`None`: any trusted builder).
+    pub builders: Option<Vec<String>>,
 }
 
 /// An approval requirement.
@@ -400,8 +409,10 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
     };
 
     let mut release_keys = BTreeMap::new();
+    let mut release_key_paths = BTreeMap::new();
     for k in &doc.release_keys {
         if let Some(key) = load_key(&k.path, &mut errors) {
+            release_key_paths.insert(k.path.get_ref().clone(), key.key_id().to_string());
             release_keys.insert(key.key_id().to_string(), key);
         }
     }
@@ -538,8 +549,37 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             }
             evidence.push(kind.get_ref().clone());
         }
+        let env_keys = e.release_keys.as_ref().map(|paths| {
+            paths
+                .get_ref()
+                .iter()
+                .filter_map(|path| match release_key_paths.get(path) {
+                    Some(id) => Some(id.clone()),
+                    None => {
+                        errors.at(
+                            paths.span(),
+                            format!("release key {path:?} is not a declared [[release_key]]"),
+                        );
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let env_builders = e.builders.as_ref().map(|ids| {
+            for id in ids.get_ref() {
+                if !doc.builders.iter().any(|b| b.id.get_ref() == id) {
+                    errors.at(
+                        ids.span(),
+                        format!("builder {id:?} is not a declared [[builder]]"),
+                    );
+                }
+            }
+            ids.get_ref().clone()
+        });
         environments.push(Environment {
             name: name.clone(),
+            release_keys: env_keys,
+            builders: env_builders,
             after: e.after.as_ref().map(|a| a.get_ref().clone()),
             verified: e.verified,
             soak,

@@ -190,6 +190,14 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
                 "the provenance of {} is not signed by a trusted builder key",
                 a.name
             )),
+            Some(b)
+                if env
+                    .builders
+                    .as_ref()
+                    .is_some_and(|allowed| !allowed.contains(&b.id)) =>
+            {
+                problems.push(format!("builder {:?} may not build for {}", b.id, env.name))
+            }
             Some(b) if b.id != p.builder_id => problems.push(format!(
                 "the provenance of {} names builder {:?}, but its key belongs to {:?}",
                 a.name, p.builder_id, b.id

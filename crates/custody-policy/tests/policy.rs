@@ -378,3 +378,57 @@ fn the_policy_digest_covers_every_file() {
     );
     assert_ne!(a.digest(), compile(&b).unwrap().digest());
 }
+
+#[test]
+fn an_environment_may_narrow_the_trusted_keys_and_builders() {
+    let k = keys();
+    let narrowed = POLICY.replace(
+        "evidence_max_age = \"30d\"",
+        "evidence_max_age = \"30d\"\nrelease_keys = [\"keys/release.pub\"]\nbuilders = [\"https://ci.example/builder/v1\"]",
+    );
+    let policy = compile(&bundle(&narrowed, &k)).unwrap();
+    assert!(evaluate(&policy, &passing_facts(&policy, &k, 2)).allowed);
+
+    // A second trusted builder, not allowed for production.
+    let mut b = bundle(
+        &narrowed.replace(
+            "[[environment]]\nname = \"build\"",
+            "[[builder]]\nid = \"https://other.example/b\"\nkey = \"keys/other.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
+        ),
+        &k,
+    );
+    let other = custody_crypto::PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
+    b.files
+        .insert("keys/other.pub".into(), other.public_key().to_pem());
+    let policy = compile(&b).unwrap();
+    let mut f = passing_facts(&policy, &k, 1);
+    let p = f.release.artifacts[0].provenance.as_mut().unwrap();
+    p.signing_key = Some(other.key_id().to_string());
+    p.builder_id = "https://other.example/b".into();
+    blocked(
+        &evaluate(&policy, &f),
+        "provenance",
+        Status::Fail,
+        "may not build for production",
+    );
+
+    let unknown = POLICY.replace(
+        "evidence_max_age = \"30d\"",
+        "evidence_max_age = \"30d\"\nbuilders = [\"nobody\"]",
+    );
+    let err = compile(&bundle(&unknown, &k)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("builder \"nobody\" is not a declared [[builder]]"),
+        "{err}"
+    );
+    let unknown = POLICY.replace(
+        "evidence_max_age = \"30d\"",
+        "evidence_max_age = \"30d\"\nrelease_keys = [\"keys/x.pub\"]",
+    );
+    let err = compile(&bundle(&unknown, &k)).unwrap_err();
+    assert!(
+        err.to_string().contains("not a declared [[release_key]]"),
+        "{err}"
+    );
+}
