@@ -585,6 +585,29 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         "digest mismatch",
     );
     w.ok(&["verify"], "argo", &["--env", "production", &shop]);
+    // Deploy tooling asks the server the same question.
+    let server = Server::start(&w.data);
+    let ask = |digest: &str| {
+        run(custody().args([
+            "verify",
+            "--env",
+            "production",
+            "--server",
+            &server.base,
+            digest,
+        ]))
+    };
+    let allowed = ask(&shop);
+    expect_code(&allowed, 0);
+    assert!(stdout(&allowed).contains("allowed"), "{}", stdout(&allowed));
+    let denied = ask(&shop2);
+    expect_code(&denied, 1);
+    assert!(
+        stdout(&denied).contains("digest mismatch"),
+        "{}",
+        stdout(&denied)
+    );
+    assert!(server.stop().success());
     // The failed promotion's history is intact.
     let (_, history) = w.json(
         &["history"],

@@ -1,5 +1,6 @@
 //! `custody deploy report`, `custody rollback`, `custody verify`: what runs where.
 
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use custody_model::Digest;
 use serde_json::json;
@@ -136,6 +137,9 @@ pub(crate) struct VerifyArgs {
     digest: Digest,
     #[command(flatten)]
     instance: InstanceArgs,
+    /// Ask a custody server (`GET /api/v1/verify`) instead of the local data directory.
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    server: Option<String>,
     /// Print the verdict with its evidence (decision, VSA, ledger index) as JSON.
     #[arg(long)]
     json: bool,
@@ -143,18 +147,52 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let app = a.instance.app().await?;
-        let v = app.verify(&a.environment, &a.digest).await?;
+        let verdict = match &a.server {
+            Some(server) => {
+                let url = format!("{}/api/v1/verify", server.trim_end_matches('/'));
+                let response = reqwest::Client::new()
+                    .get(&url)
+                    .query(&[
+                        ("env", a.environment.as_str()),
+                        ("digest", &a.digest.to_string()),
+                    ])
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("GET {url}\nhint: is `custody serve` running there?")
+                    })?;
+                let status = response.status();
+                let body: serde_json::Value = response
+                    .json()
+                    .await
+                    .with_context(|| format!("{url} answered {status} without JSON"))?;
+                if !(status.is_success() || status == reqwest::StatusCode::FORBIDDEN) {
+                    anyhow::bail!(
+                        "{url}: {status}: {}",
+                        body["error"].as_str().unwrap_or_default()
+                    );
+                }
+                body
+            }
+            None => json!(
+                a.instance
+                    .app()
+                    .await?
+                    .verify(&a.environment, &a.digest)
+                    .await?
+            ),
+        };
+        let allowed = verdict["allowed"].as_bool() == Some(true);
         if a.json {
-            print_json(&json!(v));
+            print_json(&verdict);
         } else {
-            let head = if v.allowed { "allowed" } else { "DENIED" };
+            let head = if allowed { "allowed" } else { "DENIED" };
             print_line(&format!("{head}: {} in {}", a.digest, a.environment));
-            for r in &v.reasons {
-                print_line(&format!("  {r}"));
+            for r in verdict["reasons"].as_array().into_iter().flatten() {
+                print_line(&format!("  {}", r.as_str().unwrap_or_default()));
             }
         }
-        Ok(if v.allowed {
+        Ok(if allowed {
             Outcome::Ok
         } else {
             Outcome::Denied

@@ -116,3 +116,45 @@ pub(crate) fn unique_name() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A `custody serve` process on a free loopback port.
+pub(crate) struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+}
+
+impl Server {
+    /// Starts serving `data` (created on first run).
+    pub(crate) fn start(data: &std::path::Path) -> Server {
+        let mut child = custody()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("custody listening on ")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        Server {
+            child,
+            base: addr.to_owned(),
+        }
+    }
+
+    /// Stops it with SIGTERM and waits.
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
