@@ -93,6 +93,20 @@ pub trait Store: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<StateRecord>, StoreError>> + Send;
 
+    /// Appends entries to the access log (append-only, like the ledger, but not hashed:
+    /// it records reads too, and it is not evidence of decisions).
+    fn record_access(
+        &self,
+        entries: Vec<AccessEntry>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Access log entries with id `> after`, oldest first, at most `limit` (and 1,000).
+    fn access_log(
+        &self,
+        after: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<AccessRecord>, StoreError>> + Send;
+
     /// State records of `kind` with key `> after`, in key order, at most `limit` (and at
     /// most 1,000; page with `after = last.key`).
     fn states(
@@ -212,4 +226,33 @@ pub struct StateRecord {
     pub value: CanonicalJson,
     /// Ledger index of the first event of the append that wrote it.
     pub log_index: u64,
+}
+
+/// One request to the service, as the access log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AccessEntry {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who (empty when the request carried no valid identity).
+    pub principal: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path (without the query).
+    pub path: String,
+    /// Where from (the peer address).
+    pub remote: String,
+    /// The response status.
+    pub status: u16,
+    /// `allowed`, or why it was denied.
+    pub outcome: String,
+}
+
+/// An access log entry with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessRecord {
+    /// Its position in the access log.
+    pub id: u64,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: AccessEntry,
 }

@@ -33,8 +33,9 @@ mod sql;
 mod sql_store;
 
 pub use contract::{
-    Append, Appended, Entry, Expect, IdempotencyKey, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES,
-    MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, StateWrite, Store,
+    AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey,
+    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint,
+    StateRecord, StateWrite, Store,
 };
 pub use db::Location;
 pub use error::StoreError;

@@ -334,6 +334,48 @@ pub(crate) async fn insert_idempotency(
     Ok(())
 }
 
+/// Appends access log rows.
+pub(crate) async fn insert_access(
+    c: &mut Conn<'_>,
+    rows: &[crate::AccessEntry],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK / 7) {
+        let sql = format!(
+            "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) VALUES {}",
+            values_list(chunk.len(), 7)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.at)
+                    .bind(&r.principal)
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(&r.remote)
+                    .bind(i64::from(r.status))
+                    .bind(&r.outcome);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// An access log row: `(id, at, principal, method, path, remote, status, outcome)`.
+pub(crate) type AccessRow = (i64, String, String, String, String, String, i64, String);
+
+/// Access log rows after `after`, oldest first.
+pub(crate) async fn access_log(
+    c: &mut Conn<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AccessRow>, StoreError> {
+    const SQL: &str = "SELECT id, at, principal, method, path, remote, status, outcome \
+                       FROM access_log WHERE id > $1 ORDER BY id LIMIT $2";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(after).bind(limit).fetch_all(&mut **c).await?))
+}
+
 /// Bytes the database occupies (SQLite: pages in the main file; PostgreSQL: the database).
 pub(crate) async fn database_bytes(c: &mut Conn<'_>) -> Result<i64, StoreError> {
     const SQLITE: &str =

@@ -16,8 +16,8 @@ use crate::db::{self, Location, Pool};
 use crate::faults::FaultInjector;
 use crate::sql::{self, Conn};
 use crate::{
-    Append, Appended, Entry, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND,
-    MAX_KEY_BYTES, SignedCheckpoint, StateRecord, Store, StoreError,
+    AccessEntry, AccessRecord, Append, Appended, Entry, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, Store, StoreError,
 };
 
 /// Most checkpoints one [`Store::checkpoints`] call returns.
@@ -401,6 +401,26 @@ async fn check_ledger(
     Ok(frontier)
 }
 
+/// Cuts an access entry's free-text fields to a sane length (they come from requests).
+fn bounded_access(mut e: AccessEntry) -> AccessEntry {
+    for (field, max) in [
+        (&mut e.principal, 256),
+        (&mut e.method, 16),
+        (&mut e.path, 2048),
+        (&mut e.remote, 128),
+        (&mut e.outcome, 1024),
+    ] {
+        if field.len() > max {
+            let mut cut = max;
+            while !field.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            field.truncate(cut);
+        }
+    }
+    e
+}
+
 fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(StoreError::InvalidInput(format!(
@@ -558,6 +578,43 @@ impl Store for SqlStore {
             .first()
             .copied()
             .ok_or_else(|| StoreError::Corrupt("root plan gave no hash".into()))
+    }
+
+    async fn record_access(&self, entries: Vec<AccessEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<AccessEntry> = entries.into_iter().map(bounded_access).collect();
+        // The read pool writes here: the access log is not the ledger and takes no part
+        // in its lock or its checkpoints (SQLite still serialises writers on its own).
+        let mut tx = self.read.begin_write().await?;
+        sql::insert_access(&mut tx.conn(), &entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn access_log(&self, after: u64, limit: u64) -> Result<Vec<AccessRecord>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let rows =
+            sql::access_log(&mut conn.conn(), to_i64(after)?, to_i64(limit.min(1000))?).await?;
+        rows.into_iter()
+            .map(
+                |(id, at, principal, method, path, remote, status, outcome)| {
+                    Ok(AccessRecord {
+                        id: to_u64(id)?,
+                        entry: AccessEntry {
+                            at,
+                            principal,
+                            method,
+                            path,
+                            remote,
+                            status: u16::try_from(status).unwrap_or(0),
+                            outcome,
+                        },
+                    })
+                },
+            )
+            .collect()
     }
 
     async fn state(&self, kind: &str, key: &str) -> Result<Option<StateRecord>, StoreError> {

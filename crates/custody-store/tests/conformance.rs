@@ -58,6 +58,7 @@ conformance!(
     a_read_only_store_refuses_appends,
     group_commit_respects_its_batch_bound,
     a_record_written_twice_in_a_batch_keeps_the_later_write,
+    the_access_log_is_append_only_and_ordered,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
@@ -805,4 +806,48 @@ async fn a_record_written_twice_in_a_batch_keeps_the_later_write(backend: Backen
     let writer =
         serde_json::from_slice::<serde_json::Value>(&entry.leaf).unwrap()["writer"].clone();
     assert_eq!(rec.value.to_value()["n"], writer);
+}
+
+async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
+    let (db, store, _) = create(backend).await;
+    let entry = |who: &str, status: u16| custody_store::AccessEntry {
+        at: "2026-11-27T12:00:00Z".into(),
+        principal: who.into(),
+        method: "POST".into(),
+        path: "/api/v1/promotions".into(),
+        remote: "127.0.0.1:5000".into(),
+        status,
+        outcome: if status < 400 {
+            "allowed".into()
+        } else {
+            "denied: needs role signer".into()
+        },
+    };
+    store
+        .record_access(vec![entry("alice", 200), entry("mallory", 403)])
+        .await
+        .unwrap();
+    let mut long = entry("bob", 200);
+    long.path = "/x".repeat(5000);
+    store.record_access(vec![long]).await.unwrap();
+    let log = store.access_log(0, 100).await.unwrap();
+    let who: Vec<_> = log.iter().map(|r| r.entry.principal.as_str()).collect();
+    assert_eq!(who, ["alice", "mallory", "bob"]);
+    assert!(log.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(log[1].entry.status, 403);
+    assert_eq!(
+        log[2].entry.path.len(),
+        2048,
+        "an oversized field was stored whole"
+    );
+    assert_eq!(store.access_log(log[0].id, 100).await.unwrap().len(), 2);
+    for sql in [
+        "UPDATE access_log SET principal = 'x'",
+        "DELETE FROM access_log",
+    ] {
+        let err = raw_execute(&db.location, sql).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    // The ledger is untouched by it.
+    assert_eq!(store.checkpoint().await.unwrap().size, 0);
 }
