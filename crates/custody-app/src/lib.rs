@@ -11,6 +11,7 @@
 //! - [`App::promote`], [`App::review`] (promotion.rs)
 //! - [`App::deploy_report`], [`App::rollback`], [`App::verify`] (environment.rs)
 //! - [`App::history`], [`App::decision`], [`App::replay`] (history.rs)
+//! - [`App::create_token`], [`App::revoke_token`], [`App::authenticate`] (identity.rs)
 
 mod app;
 pub mod attestations;
@@ -18,6 +19,7 @@ mod catalog;
 mod environment;
 mod error;
 mod history;
+mod identity;
 mod promotion;
 pub mod records;
 
@@ -26,4 +28,5 @@ pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};
 pub use history::{HistoryEntry, HistoryFilter, Replay};
+pub use identity::{Authenticated, ROLES, TokenRecord};
 pub use promotion::PromotionOutcome;

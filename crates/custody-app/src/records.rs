@@ -22,6 +22,7 @@ pub(crate) mod kind {
     pub(crate) const ENVIRONMENT: &str = "environment";
     pub(crate) const CERTIFICATION: &str = "certification";
     pub(crate) const DEPLOYED: &str = "deployed";
+    pub(crate) const TOKEN: &str = "token";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
 }
 

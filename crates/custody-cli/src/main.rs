@@ -84,6 +84,9 @@ enum Command {
     /// Show or replay a recorded decision.
     #[command(subcommand)]
     Decision(cmd::promotion::DecisionCommand),
+    /// API tokens for people and services (create, list, revoke).
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
     /// Measure this machine: durable appends, proofs, promotions and the deploy gate, with
     /// baselines measured in the same run.
     #[command(subcommand)]
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd::init::run(a),
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Token(c) => cmd::token::run(c),
         Command::Policy(c) => cmd::catalog::policy(c),
         Command::Artifact(c) => cmd::catalog::artifact(c),
         Command::Attest(a) => cmd::catalog::attest(a),

@@ -29,6 +29,7 @@ release = "^[a-z0-9-]+$"
 
 [roles]
 approver = ["alice", "bob", "carol", "ci-bot"]
+deployer = ["argo"]
 
 [[release_key]]
 path = "keys/release.pub"
@@ -587,15 +588,18 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     w.ok(&["verify"], "argo", &["--env", "production", &shop]);
     // Deploy tooling asks the server the same question.
     let server = Server::start(&w.data);
+    let token = w.ok(&["token", "create"], "admin", &["--principal", "argo"]);
     let ask = |digest: &str| {
-        run(custody().args([
-            "verify",
-            "--env",
-            "production",
-            "--server",
-            &server.base,
-            digest,
-        ]))
+        run(custody()
+            .args([
+                "verify",
+                "--env",
+                "production",
+                "--server",
+                &server.base,
+                digest,
+            ])
+            .env("CUSTODY_TOKEN", token.trim()))
     };
     let allowed = ask(&shop);
     expect_code(&allowed, 0);

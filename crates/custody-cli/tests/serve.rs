@@ -55,16 +55,8 @@ async fn serve_creates_its_instance_and_answers_over_http() {
         .collect();
     custody_ledger::verify_inclusion(&leaf, 0, 1, &Vec::<Vec<u8>>::new(), &root).unwrap();
 
-    // The deploy gate, and bad requests: 4xx with a JSON message.
-    let digest = format!("sha256:{}", "a".repeat(64));
-    let (status, body) = get(&format!("{b}/api/v1/verify?env=production&digest={digest}")).await;
-    assert_eq!(status, 403);
-    assert!(
-        body.contains("nothing is certified in production"),
-        "{body}"
-    );
+    // Bad requests: 4xx with a JSON message.
     for (path, needle) in [
-        ("/api/v1/verify?env=production&digest=sha256:XYZ", "digest"),
         ("/api/v1/log/entries?start=0&end=5000", "at most"),
         ("/api/v1/log/entries?start=x&end=1", "start"),
         ("/api/v1/log/proof/inclusion?index=5&size=1", "index"),
@@ -80,6 +72,11 @@ async fn serve_creates_its_instance_and_answers_over_http() {
             "{path}: {body}"
         );
     }
+    // The deploy gate needs an identity.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let (status, body) = get(&format!("{b}/api/v1/verify?env=production&digest={digest}")).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Authorization: Bearer"), "{body}");
 
     // SIGTERM: a clean stop; a second start opens the same instance.
     let status = server.stop();
@@ -196,4 +193,359 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
     expect_code(&out, 1);
     assert!(stdout(&out).contains("the log forked"), "{}", stdout(&out));
     assert!(forked.stop().success());
+}
+
+/// Adds role bindings to the instance's starter policy and applies it.
+fn grant_roles(data: &std::path::Path, roles: &str) {
+    let path = data.join("policy/custody.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("[roles]\n", &format!("[roles]\n{roles}\n"));
+    std::fs::write(&path, text).unwrap();
+    let out = run(custody()
+        .args(["policy", "apply", "--as", "sec-lead", "--data-dir"])
+        .arg(data));
+    expect_code(&out, 0);
+}
+
+fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
+    let out = run(custody()
+        .args([
+            "token",
+            "create",
+            "--principal",
+            principal,
+            "--as",
+            "root",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra));
+    expect_code(&out, 0);
+    stdout(&out).trim().to_owned()
+}
+
+async fn call(method: &str, url: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut r = client.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const ROLES: &str = r#"admin = ["root"]
+builder = ["bob"]
+signer = ["sam"]
+security = ["sec"]
+deployer = ["argo"]
+auditor = ["audrey"]
+viewer = ["vic"]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_its_permission_and_every_request_is_logged() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    grant_roles(&data, ROLES);
+    // approver-1 holds `approver` in the starter policy; nobody-in-particular holds nothing.
+    let principals = [
+        "root",
+        "bob",
+        "sam",
+        "approver-1",
+        "sec",
+        "argo",
+        "audrey",
+        "vic",
+        "nobody",
+    ];
+    let tokens: Vec<(String, String)> = principals
+        .iter()
+        .map(|p| (p.to_string(), token(&data, p, &[])))
+        .collect();
+    let b = &server.base;
+    let digest = format!("sha256:{}", "a".repeat(64));
+    // The policy in force, sent again: allowed callers change nothing.
+    let current = std::fs::read_to_string(data.join("policy/custody.toml")).unwrap();
+    let policy = serde_json::json!({"files": {"custody.toml": current}}).to_string();
+    // (method, path, body, who may)
+    let routes: Vec<(&str, String, Option<String>, &[&str])> = vec![
+        (
+            "GET",
+            format!("/api/v1/verify?env=build&digest={digest}"),
+            None,
+            &["root", "argo", "audrey", "vic", "sec"],
+        ),
+        (
+            "GET",
+            "/api/v1/history?limit=5".into(),
+            None,
+            &["root", "audrey", "vic", "sec"],
+        ),
+        (
+            "GET",
+            "/api/v1/decisions/dec-none".into(),
+            None,
+            &["root", "audrey", "vic", "sec"],
+        ),
+        (
+            "GET",
+            "/api/v1/access-log?limit=5".into(),
+            None,
+            &["root", "audrey"],
+        ),
+        (
+            "POST",
+            "/api/v1/promotions".into(),
+            Some(r#"{"release":"shop@1.0.0","environment":"build"}"#.into()),
+            &["root", "sam", "argo"],
+        ),
+        (
+            "POST",
+            "/api/v1/promotions/prm-none/approve".into(),
+            Some(r#"{"rationale":"ok","risk":"low"}"#.into()),
+            &["root", "approver-1"],
+        ),
+        (
+            "POST",
+            "/api/v1/promotions/prm-none/reject".into(),
+            Some(r#"{"rationale":"no","risk":"high"}"#.into()),
+            &["root", "approver-1"],
+        ),
+        (
+            "POST",
+            "/api/v1/deploys".into(),
+            Some(format!(
+                r#"{{"environment":"build","digests":["{digest}"],"status":"succeeded"}}"#
+            )),
+            &["root", "argo"],
+        ),
+        (
+            "POST",
+            "/api/v1/environments/build/rollback".into(),
+            Some(r#"{"reason":"test"}"#.into()),
+            &["root", "argo"],
+        ),
+        (
+            "PUT",
+            "/api/v1/policy".into(),
+            Some(policy),
+            &["root", "sec"],
+        ),
+    ];
+    let mut denials = 0;
+    for (method, path, body, allowed) in &routes {
+        for (who, token) in &tokens {
+            let (status, reply) =
+                call(method, &format!("{b}{path}"), Some(token), body.clone()).await;
+            let message = reply["error"].as_str().unwrap_or_default();
+            let permission_denied = status == 403 && message.contains(" may not ");
+            if allowed.contains(&who.as_str()) {
+                assert!(
+                    !permission_denied && status != 401,
+                    "{who} {method} {path}: {status} {reply}"
+                );
+            } else {
+                assert!(
+                    permission_denied,
+                    "{who} {method} {path}: expected a permission denial, got {status} {reply}"
+                );
+                assert!(message.contains("hint:"), "{message}");
+                denials += 1;
+            }
+        }
+        let (status, _) = call(method, &format!("{b}{path}"), None, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path} without a token");
+    }
+    // Every denial is in the access log, with who, what and from where.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let audrey = &tokens.iter().find(|(p, _)| p == "audrey").unwrap().1;
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = call(
+            "GET",
+            &format!("{b}/api/v1/access-log?after={after}&limit=1000"),
+            Some(audrey),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().unwrap().clone();
+        let Some(last) = page.last() else { break };
+        after = last["id"].as_u64().unwrap();
+        log.extend(page);
+    }
+    let logged = log
+        .iter()
+        .filter(|e| {
+            e["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("denied: lacks permission")
+        })
+        .count();
+    assert_eq!(logged, denials, "not every denial was logged");
+    let unauthenticated = log.iter().filter(|e| e["status"] == 401).count();
+    assert!(unauthenticated >= routes.len());
+    assert!(
+        log.iter()
+            .all(|e| e["remote"].as_str().unwrap().starts_with("127.0.0.1:"))
+    );
+    assert!(log.iter().any(|e| e["principal"] == "argo"
+        && e["path"] == "/api/v1/deploys"
+        && e["outcome"] == "allowed"));
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_are_revoked_and_bad_bodies_change_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    grant_roles(&data, ROLES);
+    let b = &server.base;
+    let argo = token(&data, "argo", &[]);
+    let url = format!(
+        "{b}/api/v1/verify?env=production&digest=sha256:{}",
+        "a".repeat(64)
+    );
+
+    let (status, verdict) = call("GET", &url, Some(&argo), None).await;
+    assert_eq!(status, 403);
+    assert_eq!(verdict["allowed"], false);
+    assert!(
+        verdict["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("nothing is certified in production")
+    );
+    let (status, e) = call(
+        "GET",
+        &format!("{b}/api/v1/verify?env=production&digest=sha256:XYZ"),
+        Some(&argo),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+
+    // A forged secret, an expired token, a revoked token: 401 with a reason.
+    let forged = format!("{}0", &argo[..argo.len() - 1]);
+    let (status, e) = call("GET", &url, Some(&forged), None).await;
+    assert_eq!(status, 401, "{e}");
+    let old = {
+        let out = run(custody()
+            .args([
+                "token",
+                "create",
+                "--principal",
+                "argo",
+                "--expires",
+                "1h",
+                "--as",
+                "root",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env("CUSTODY_NOW", "2020-01-01T00:00:00Z"));
+        expect_code(&out, 0);
+        stdout(&out).trim().to_owned()
+    };
+    let (status, e) = call("GET", &url, Some(&old), None).await;
+    assert_eq!(status, 401);
+    assert!(e["error"].as_str().unwrap().contains("expired"), "{e}");
+    let id = argo.split('_').nth(1).unwrap();
+    expect_code(
+        &run(custody()
+            .args(["token", "revoke", id, "--as", "root", "--data-dir"])
+            .arg(&data)),
+        0,
+    );
+    let (status, e) = call("GET", &url, Some(&argo), None).await;
+    assert_eq!(status, 401);
+    assert!(e["error"].as_str().unwrap().contains("revoked"), "{e}");
+    let out = run(custody()
+        .args(["token", "list", "--json", "--data-dir"])
+        .arg(&data));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id && !t["revoked_at"].is_null())
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(argo.split('_').nth(2).unwrap()),
+        "a secret was listed"
+    );
+
+    // Bad bodies on a mutating route: 4xx with a message, and the ledger unchanged.
+    let argo = token(&data, "argo", &[]);
+    let size = |b: String| async move {
+        let (_, cp) = call("GET", &format!("{b}/api/v1/log/checkpoint"), None, None).await;
+        cp.as_str().unwrap().lines().nth(1).unwrap().to_owned()
+    };
+    let before = size(b.clone()).await;
+    let deploys = format!("{b}/api/v1/deploys");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    for (body, status, needle) in [
+        ("{not json".to_owned(), 400, ""),
+        (
+            r#"{"environment":"build","digests":[],"status":"succeeded","extra":1}"#.to_owned(),
+            400,
+            "unknown field",
+        ),
+        (
+            r#"{"environment":"build","digests":"x","status":"succeeded"}"#.to_owned(),
+            400,
+            "digests",
+        ),
+        (
+            r#"{"environment":"build","digests":["sha256:ABC"],"status":"succeeded"}"#.to_owned(),
+            400,
+            "",
+        ),
+        (
+            r#"{"environment":"build","digests":[],"status":"maybe"}"#.to_owned(),
+            400,
+            "status",
+        ),
+        (
+            format!(r#"{{"environment":"nowhere","digests":["{digest}"],"status":"failed"}}"#),
+            403,
+            "unknown environment",
+        ),
+        (
+            format!(
+                r#"{{"environment":"build","digests":["{digest}"],"status":"succeeded","pad":"{}"}}"#,
+                "x".repeat(2 << 20)
+            ),
+            413,
+            "",
+        ),
+    ] {
+        let (got, reply) = call("POST", &deploys, Some(&argo), Some(body)).await;
+        assert_eq!(got, status, "{reply}");
+        if status != 413 {
+            assert!(
+                reply["error"].as_str().unwrap_or_default().contains(needle),
+                "{needle:?}: {reply}"
+            );
+        }
+    }
+    assert_eq!(
+        size(b.clone()).await,
+        before,
+        "a refused request changed the ledger"
+    );
+    assert!(server.stop().success());
 }

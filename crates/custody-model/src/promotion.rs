@@ -60,7 +60,8 @@ impl fmt::Display for Principal {
 }
 
 /// A release named `NAME@VERSION` (the naming rules themselves are the policy's).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ReleaseRef {
     /// The release name.
     pub name: String,
@@ -79,6 +80,20 @@ impl FromStr for ReleaseRef {
             }),
             _ => Err(NameError::Release(s.into())),
         }
+    }
+}
+
+impl TryFrom<String> for ReleaseRef {
+    type Error = NameError;
+
+    fn try_from(s: String) -> Result<Self, NameError> {
+        s.parse()
+    }
+}
+
+impl From<ReleaseRef> for String {
+    fn from(r: ReleaseRef) -> String {
+        r.to_string()
     }
 }
 

@@ -1,17 +1,27 @@
 //! custody's HTTP face: the only crate that knows HTTP.
 //!
-//! Served today, all reads that need no identity:
+//! Public (no identity), for anyone who checks the log:
 //! - the ledger's public face (DESIGN §8): `GET /api/v1/log/checkpoint` (the signed note,
 //!   `text/plain`), `/api/v1/log/entries?start=&end=` (the leaf bytes, one per line),
 //!   `/api/v1/log/proof/inclusion?index=&size=`, `/api/v1/log/proof/consistency?from=&to=`;
-//! - the deploy gate: `GET /api/v1/verify?env=&digest=` (200 allowed, 403 denied, the
-//!   verdict with its evidence as JSON either way);
 //! - `GET /healthz` (the process answers) and `GET /readyz` (the store answers).
 //!
-//! Every route is bounded (no request body is read; a read returns at most 1,000 entries;
-//! requests time out) and every error is JSON `{"error": "…"}` with a 4xx or 5xx status.
-//! The mutating API, identities and roles come with the service issue.
+//! Behind an API token (`Authorization: Bearer cst_…`) and a [`Permission`] (access.rs):
+//! - the deploy gate `GET /api/v1/verify?env=&digest=` (200 allowed, 403 denied, the
+//!   verdict with its evidence as JSON either way);
+//! - `GET /api/v1/history`, `/api/v1/decisions/{id}`, `/api/v1/access-log`;
+//! - `POST /api/v1/promotions`, `/api/v1/promotions/{id}/approve|reject`,
+//!   `/api/v1/deploys`, `/api/v1/environments/{env}/rollback`, `PUT /api/v1/policy`
+//!   (api.rs).
+//!
+//! Every request is recorded in the access log. Bodies are bounded ([`MAX_BODY`]), reads
+//! return at most 1,000 entries, requests time out, and every error is JSON
+//! `{"error": "…"}` with a 4xx or 5xx status.
 
+mod access;
+mod api;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +29,9 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use custody_app::{App, AppError};
 use custody_ledger::Hash;
 use custody_model::Digest;
@@ -28,17 +39,43 @@ use custody_store::{SqlStore, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
+pub use access::Permission;
+
 /// What every handler shares.
 pub struct ServerState {
     /// The use cases.
     pub app: App<SqlStore>,
+    access: access::AccessLog,
+}
+
+impl ServerState {
+    /// The state for `app`, with its access-log writer started.
+    pub fn new(app: App<SqlStore>) -> Arc<ServerState> {
+        Arc::new_cyclic(|weak| ServerState {
+            app,
+            access: access::AccessLog::start(weak.clone()),
+        })
+    }
+
+    /// Writes the access entries still queued; call after the server stopped.
+    pub async fn flush_access_log(&self) {
+        self.access.flush().await;
+    }
 }
 
 /// How long a request may take before the server answers 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body.
+pub const MAX_BODY: usize = 1 << 20;
 
-/// The router.
+/// The router: public routes, then each API route behind the roles that may use it.
 pub fn router(state: Arc<ServerState>) -> Router {
+    use access::Permission as P;
+    let guarded = |permission: P| {
+        middleware::from_fn_with_state(state.clone(), move |s, req, next| {
+            access::require(s, permission, req, next)
+        })
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -46,17 +83,60 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/log/entries", get(entries))
         .route("/api/v1/log/proof/inclusion", get(inclusion))
         .route("/api/v1/log/proof/consistency", get(consistency))
-        .route("/api/v1/verify", get(verify))
+        .route(
+            "/api/v1/verify",
+            get(verify).route_layer(guarded(P::Verify)),
+        )
+        .route(
+            "/api/v1/history",
+            get(api::history).route_layer(guarded(P::Read)),
+        )
+        .route(
+            "/api/v1/decisions/{id}",
+            get(api::decision).route_layer(guarded(P::Read)),
+        )
+        .route(
+            "/api/v1/access-log",
+            get(api::access_log).route_layer(guarded(P::Audit)),
+        )
+        .route(
+            "/api/v1/promotions",
+            post(api::promote).route_layer(guarded(P::Promote)),
+        )
+        .route(
+            "/api/v1/promotions/{id}/approve",
+            post(api::approve).route_layer(guarded(P::Review)),
+        )
+        .route(
+            "/api/v1/promotions/{id}/reject",
+            post(api::reject).route_layer(guarded(P::Review)),
+        )
+        .route(
+            "/api/v1/deploys",
+            post(api::deploy).route_layer(guarded(P::Deploy)),
+        )
+        .route(
+            "/api/v1/environments/{env}/rollback",
+            post(api::rollback).route_layer(guarded(P::Deploy)),
+        )
+        .route(
+            "/api/v1/policy",
+            put(api::apply_policy).route_layer(guarded(P::Policy)),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::record,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(state)
 }
 
 /// An error as the API reports it.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -77,19 +157,27 @@ impl From<StoreError> for ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
+            AppError::Store(StoreError::IdempotencyConflict(k)) => ApiError(
+                StatusCode::CONFLICT,
+                format!("idempotency key {k:?} was already used for a different request"),
+            ),
             AppError::Store(s) => s.into(),
             AppError::Denied(m) => ApiError(StatusCode::FORBIDDEN, m),
             AppError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            AppError::Policy(p) => ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the policy has mistakes:\n{p}"),
+            ),
             other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
 }
 
-fn bad_query(e: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.body_text())
 }
 
-fn hex(h: &Hash) -> String {
+pub(crate) fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -202,13 +290,16 @@ async fn verify(
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// requests finish and writes the access entries still queued.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    state.flush_access_log().await;
+    served
 }

@@ -140,6 +140,14 @@ pub(crate) struct VerifyArgs {
     /// Ask a custody server (`GET /api/v1/verify`) instead of the local data directory.
     #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
     server: Option<String>,
+    /// The API token for --server (a deployer's, auditor's or viewer's).
+    #[arg(
+        long,
+        env = "CUSTODY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Print the verdict with its evidence (decision, VSA, ledger index) as JSON.
     #[arg(long)]
     json: bool,
@@ -150,23 +158,26 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
         let verdict = match &a.server {
             Some(server) => {
                 let url = format!("{}/api/v1/verify", server.trim_end_matches('/'));
-                let response = reqwest::Client::new()
-                    .get(&url)
-                    .query(&[
-                        ("env", a.environment.as_str()),
-                        ("digest", &a.digest.to_string()),
-                    ])
-                    .send()
-                    .await
-                    .with_context(|| {
-                        format!("GET {url}\nhint: is `custody serve` running there?")
-                    })?;
+                let mut request = reqwest::Client::new().get(&url).query(&[
+                    ("env", a.environment.as_str()),
+                    ("digest", &a.digest.to_string()),
+                ]);
+                if let Some(token) = &a.token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.with_context(|| {
+                    format!("GET {url}\nhint: is `custody serve` running there?")
+                })?;
                 let status = response.status();
                 let body: serde_json::Value = response
                     .json()
                     .await
                     .with_context(|| format!("{url} answered {status} without JSON"))?;
-                if !(status.is_success() || status == reqwest::StatusCode::FORBIDDEN) {
+                // 403 with a verdict is a denial; any other failure (or a 403 without a
+                // verdict: the token may not ask) is an error.
+                if body.get("allowed").is_none()
+                    || !(status.is_success() || status == reqwest::StatusCode::FORBIDDEN)
+                {
                     anyhow::bail!(
                         "{url}: {status}: {}",
                         body["error"].as_str().unwrap_or_default()

@@ -14,3 +14,4 @@ pub(crate) mod note;
 pub(crate) mod promotion;
 pub(crate) mod serve;
 pub(crate) mod statement;
+pub(crate) mod token;

@@ -1,0 +1,203 @@
+//! Identities: API tokens for people and services, and the roles the policy gives them.
+//!
+//! A token is `cst_<id>_<secret>`. Only SHA-256 of the secret is stored (with its principal,
+//! expiry and revocation); the token itself is shown once, when it is created. Creating and
+//! revoking one are ledger events (without the secret).
+
+use custody_model::{Digest, Timestamp};
+use custody_store::{Expect, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::{Actor, App, event, new_id, write};
+use crate::attestations::sha256;
+use crate::records::kind;
+use crate::{AppError, AppResult};
+
+/// The roles custody knows. `approver` may be scoped to one environment as
+/// `approver:ENV`; the policy's `[roles]` table binds principals to them.
+pub const ROLES: [&str; 8] = [
+    "admin", "builder", "signer", "approver", "security", "deployer", "auditor", "viewer",
+];
+
+/// A stored API token (never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Its public id.
+    pub id: String,
+    /// Whom it authenticates.
+    pub principal: String,
+    /// SHA-256 of the secret.
+    pub secret_digest: Digest,
+    /// What it is for.
+    pub description: String,
+    /// Who created it, and when.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Who a request is, once its token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The principal.
+    pub principal: String,
+    /// The token's id.
+    pub token: String,
+    /// The roles the policy in force gives the principal.
+    pub roles: Vec<String>,
+}
+
+/// Constant-time equality of two digests (no early exit on the first difference).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl<S: Store> App<S> {
+    /// Creates a token for `principal`, valid for `valid_for_seconds`; returns its record
+    /// and the token text, which is never stored and cannot be shown again.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        principal: &str,
+        valid_for_seconds: i64,
+        description: &str,
+    ) -> AppResult<(TokenRecord, String)> {
+        let principal: custody_model::Principal = principal
+            .parse()
+            .map_err(|e: custody_model::NameError| AppError::invalid(e.to_string()))?;
+        if valid_for_seconds <= 0 {
+            return Err(AppError::invalid(
+                "a token must be valid for a positive time",
+            ));
+        }
+        let id = new_id("tok").replace('-', "");
+        let secret = {
+            use rand_core::RngCore;
+            let mut bytes = [0u8; 32];
+            rand_core::OsRng.fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        };
+        let expires_at = Timestamp::from_unix_seconds(
+            actor.now.unix_seconds().saturating_add(valid_for_seconds),
+        )
+        .map_err(|e| AppError::invalid(e.to_string()))?;
+        let record = TokenRecord {
+            id: id.clone(),
+            principal: principal.to_string(),
+            secret_digest: sha256(secret.as_bytes()),
+            description: description.into(),
+            created_by: actor.principal.clone(),
+            created_at: actor.now,
+            expires_at,
+            revoked_at: None,
+        };
+        self.append(
+            vec![event(
+                "token.created",
+                actor,
+                json!({"token": id, "principal": record.principal, "expires_at": expires_at.to_string(), "description": description}),
+            )?],
+            vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
+            None,
+        )
+        .await?;
+        Ok((record, format!("cst_{id}_{secret}")))
+    }
+
+    /// Revokes a token (it stops working at once; the record stays).
+    pub async fn revoke_token(&self, actor: &Actor, id: &str) -> AppResult<TokenRecord> {
+        self.retrying(|| async {
+            let mut record: crate::app::Versioned<TokenRecord> = self
+                .require(kind::TOKEN, id, || format!("no token {id}"))
+                .await?;
+            if record.value.revoked_at.is_some() {
+                return Ok(record.value);
+            }
+            record.value.revoked_at = Some(actor.now);
+            self.append(
+                vec![event(
+                    "token.revoked",
+                    actor,
+                    json!({"token": id, "principal": record.value.principal}),
+                )?],
+                vec![write(
+                    kind::TOKEN,
+                    id,
+                    &record.value,
+                    Expect::Version(record.version),
+                )?],
+                None,
+            )
+            .await?;
+            Ok(record.value)
+        })
+        .await
+    }
+
+    /// Every token (never their secrets).
+    pub async fn tokens(&self) -> AppResult<Vec<TokenRecord>> {
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.store.states(kind::TOKEN, &after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key.clone();
+            for r in page {
+                out.push(serde_json::from_slice(r.value.as_bytes()).map_err(|e| {
+                    AppError::Store(custody_store::StoreError::Corrupt(format!(
+                        "token {}: {e}",
+                        r.key
+                    )))
+                })?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a bearer token at `now`. Any failure is [`AppError::Denied`] with a reason
+    /// fit for the caller (never whether the token id exists).
+    pub async fn authenticate(&self, token: &str, now: Timestamp) -> AppResult<Authenticated> {
+        let invalid = || {
+            AppError::denied(
+                "the token is not valid; ask an admin for a new one (`custody token create`)",
+            )
+        };
+        let rest = token.strip_prefix("cst_").ok_or_else(invalid)?;
+        let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
+        if id.len() > 64 || secret.len() > 128 {
+            return Err(invalid());
+        }
+        let record: TokenRecord = self.get(kind::TOKEN, id).await?.ok_or_else(invalid)?.value;
+        if !same(
+            sha256(secret.as_bytes()).as_bytes(),
+            record.secret_digest.as_bytes(),
+        ) {
+            return Err(invalid());
+        }
+        if record.revoked_at.is_some() {
+            return Err(AppError::denied(format!("token {id} was revoked")));
+        }
+        if now >= record.expires_at {
+            return Err(AppError::denied(format!(
+                "token {id} expired at {}",
+                record.expires_at
+            )));
+        }
+        let policy = self.policy().await?;
+        let roles = policy
+            .roles_of(&record.principal)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        Ok(Authenticated {
+            principal: record.principal,
+            token: record.id,
+            roles,
+        })
+    }
+}

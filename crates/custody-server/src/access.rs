@@ -1,0 +1,267 @@
+//! Who may call what, and the record of every call.
+//!
+//! Each API route names one [`Permission`]; a permission is a set of roles, and the policy's
+//! `[roles]` table says who holds which (`admin` holds every permission). A request without
+//! a valid token gets 401, one whose principal lacks the permission 403, both with what to
+//! do next. Every request, allowed or denied, public or not, is written to the access log
+//! (who, what, when, from where, outcome) by a background writer in batches.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use custody_app::{AppError, Authenticated};
+use custody_store::{AccessEntry, Store};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::ServerState;
+
+/// What a route lets its caller do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Ask the deploy gate.
+    Verify,
+    /// Read history and decisions.
+    Read,
+    /// Read the access log.
+    Audit,
+    /// Request a promotion.
+    Promote,
+    /// Approve or reject a promotion (the gates then check the environment's roles).
+    Review,
+    /// Report deploys and roll back.
+    Deploy,
+    /// Apply a policy.
+    Policy,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 7] = [
+        Permission::Verify,
+        Permission::Read,
+        Permission::Audit,
+        Permission::Promote,
+        Permission::Review,
+        Permission::Deploy,
+        Permission::Policy,
+    ];
+
+    /// The roles that hold it (besides `admin`, which holds all).
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Permission::Verify => &["deployer", "auditor", "viewer", "security"],
+            Permission::Read => &["auditor", "viewer", "security"],
+            Permission::Audit => &["auditor"],
+            Permission::Promote => &["signer", "deployer"],
+            Permission::Review => &["approver"],
+            Permission::Deploy => &["deployer"],
+            Permission::Policy => &["security"],
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Verify => "verify",
+            Permission::Read => "read history",
+            Permission::Audit => "read the access log",
+            Permission::Promote => "request promotions",
+            Permission::Review => "review promotions",
+            Permission::Deploy => "report deploys and roll back",
+            Permission::Policy => "apply policies",
+        }
+    }
+
+    /// Whether holders of `roles` have it. `approver:ENV` counts as `approver`.
+    pub fn granted_to(self, roles: &[String]) -> bool {
+        roles.iter().any(|r| {
+            let base = r.split_once(':').map_or(r.as_str(), |(b, _)| b);
+            base == "admin" || self.roles().contains(&base)
+        })
+    }
+}
+
+/// Who made a request and how it went, for the access log (a response extension).
+#[derive(Debug, Clone)]
+struct Caller {
+    principal: String,
+    outcome: String,
+}
+
+fn refuse(status: StatusCode, principal: &str, message: String, outcome: String) -> Response {
+    let mut response = (status, axum::Json(json!({"error": message}))).into_response();
+    response.extensions_mut().insert(Caller {
+        principal: principal.into(),
+        outcome,
+    });
+    response
+}
+
+/// The guard of one route: a valid token whose principal holds `permission`.
+pub(crate) async fn require(
+    State(state): State<Arc<ServerState>>,
+    permission: Permission,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(token) = token else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "this route needs a token: send Authorization: Bearer cst_… (an admin creates one with `custody token create`)".into(),
+            "unauthenticated: no token".into(),
+        );
+    };
+    let now = custody_model::Timestamp::from_datetime(time_now());
+    let who: Authenticated = match state.app.authenticate(&token, now).await {
+        Ok(who) => who,
+        Err(AppError::Denied(why)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "",
+                why.clone(),
+                format!("unauthenticated: {why}"),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "",
+                e.to_string(),
+                format!("error: {e}"),
+            );
+        }
+    };
+    if !permission.granted_to(&who.roles) {
+        let why = format!(
+            "{} may not {}: that needs one of the roles {:?} (or admin), and the policy gives {} {:?}\nhint: a security admin adds the principal to a role in the policy's [roles]",
+            who.principal,
+            permission.name(),
+            permission.roles(),
+            who.principal,
+            who.roles
+        );
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &who.principal,
+            why,
+            format!("denied: lacks permission to {}", permission.name()),
+        );
+    }
+    let principal = who.principal.clone();
+    request.extensions_mut().insert(who);
+    let mut response = next.run(request).await;
+    if response.extensions().get::<Caller>().is_none() {
+        response.extensions_mut().insert(Caller {
+            principal,
+            outcome: "allowed".into(),
+        });
+    }
+    response
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Records every request after it is answered.
+pub(crate) async fn record(
+    State(state): State<Arc<ServerState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let caller = response
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller {
+            principal: String::new(),
+            outcome: "public".into(),
+        });
+    state.access.push(AccessEntry {
+        at: custody_model::Timestamp::from_datetime(time_now()).to_string(),
+        principal: caller.principal,
+        method,
+        path,
+        remote,
+        status: response.status().as_u16(),
+        outcome: caller.outcome,
+    });
+    response
+}
+
+/// The access log writer: a queue and a task that writes it in batches.
+pub(crate) struct AccessLog {
+    queue: Mutex<Option<mpsc::UnboundedSender<AccessEntry>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Most entries written per batch, and how long a batch waits to fill.
+const BATCH: usize = 1000;
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+
+impl AccessLog {
+    pub(crate) fn start(state: Weak<ServerState>) -> AccessLog {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AccessEntry>();
+        let writer = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                tokio::time::sleep(BATCH_WAIT).await;
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let Some(state) = state.upgrade() else { break };
+                if let Err(e) = state.app.store().record_access(batch).await {
+                    // The request was answered; its record is what failed. Say so loudly.
+                    eprintln!("custody: writing the access log failed: {e}");
+                }
+            }
+        });
+        AccessLog {
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        }
+    }
+
+    fn push(&self, entry: AccessEntry) {
+        if let Ok(queue) = self.queue.lock() {
+            if let Some(tx) = queue.as_ref() {
+                let _ = tx.send(entry);
+            }
+        }
+    }
+
+    /// Closes the queue and waits for the writer to write what is in it.
+    pub(crate) async fn flush(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The API routes behind identities: reads for auditors, and the mutating use cases. Every
+//! body is JSON with unknown fields refused; every mutation takes an `Idempotency-Key`
+//! header where the use case has one; every failure is JSON `{"error"}` with a 4xx.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custody_app::{Actor, Authenticated, HistoryFilter};
+use custody_model::{Digest, Risk, Timestamp, Verdict};
+use custody_store::Store;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, ServerState, bad_query};
+
+fn now() -> Timestamp {
+    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+}
+
+fn actor(who: &Authenticated) -> Result<Actor, ApiError> {
+    Actor::new(who.principal.clone(), now()).map_err(ApiError::from)
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .map(|k| Some(k.to_owned()))
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "Idempotency-Key must be 1 to 256 visible ASCII characters".into(),
+                )
+            }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    artifact: Option<Digest>,
+    build: Option<String>,
+    principal: Option<String>,
+    env: Option<String>,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn history(
+    State(s): State<Arc<ServerState>>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let filter = HistoryFilter {
+        artifact: q.artifact,
+        build: q.build,
+        principal: q.principal,
+        environment: q.env,
+        since: q.since,
+        until: q.until,
+        limit: q.limit.unwrap_or(100).min(1000),
+    };
+    Ok(Json(json!(s.app.history(&filter).await?)).into_response())
+}
+
+pub(crate) async fn decision(
+    State(s): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let d = s.app.decision(&id).await.map_err(|e| match e {
+        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
+        other => other.into(),
+    })?;
+    Ok(Json(json!(d)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessQuery {
+    after: Option<u64>,
+    limit: Option<u64>,
+}
+
+pub(crate) async fn access_log(
+    State(s): State<Arc<ServerState>>,
+    q: Result<Query<AccessQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let log = s
+        .app
+        .store()
+        .access_log(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!(log)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PromoteBody {
+    release: custody_model::ReleaseRef,
+    environment: String,
+}
+
+pub(crate) async fn promote(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    headers: HeaderMap,
+    b: Result<Json<PromoteBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let key = idempotency_key(&headers)?;
+    let outcome = s
+        .app
+        .promote(
+            &actor(&who)?,
+            &b.release.to_string(),
+            &b.environment,
+            key.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!(outcome)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReviewBody {
+    rationale: String,
+    risk: Risk,
+}
+
+async fn review(
+    s: Arc<ServerState>,
+    who: Authenticated,
+    id: String,
+    headers: HeaderMap,
+    b: Result<Json<ReviewBody>, JsonRejection>,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let key = idempotency_key(&headers)?;
+    let outcome = s
+        .app
+        .review(
+            &actor(&who)?,
+            &id,
+            verdict,
+            &b.rationale,
+            b.risk,
+            key.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!(outcome)).into_response())
+}
+
+pub(crate) async fn approve(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Json<ReviewBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    review(s, who, id, headers, b, Verdict::Approve).await
+}
+
+pub(crate) async fn reject(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Result<Json<ReviewBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    review(s, who, id, headers, b, Verdict::Reject).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub(crate) enum DeployStatus {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeployBody {
+    environment: String,
+    digests: Vec<Digest>,
+    status: DeployStatus,
+}
+
+pub(crate) async fn deploy(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    b: Result<Json<DeployBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    if b.digests.len() > 1000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "at most 1000 digests per report".into(),
+        ));
+    }
+    let outcome = s
+        .app
+        .deploy_report(
+            &actor(&who)?,
+            &b.environment,
+            &b.digests,
+            matches!(b.status, DeployStatus::Succeeded),
+        )
+        .await?;
+    Ok(Json(json!(outcome)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RollbackBody {
+    reason: String,
+}
+
+pub(crate) async fn rollback(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(env): Path<String>,
+    b: Result<Json<RollbackBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let outcome = s.app.rollback(&actor(&who)?, &env, &b.reason).await?;
+    Ok(Json(json!(outcome)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyBody {
+    files: std::collections::BTreeMap<String, String>,
+}
+
+pub(crate) async fn apply_policy(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    b: Result<Json<PolicyBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let bundle = custody_policy::Bundle { files: b.files };
+    let applied = s.app.apply_policy(&actor(&who)?, bundle).await?;
+    Ok(Json(json!(applied)).into_response())
+}
