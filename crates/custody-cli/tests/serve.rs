@@ -549,3 +549,65 @@ async fn tokens_expire_are_revoked_and_bad_bodies_change_nothing() {
     );
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_validates_and_matches_the_routes() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    grant_roles(&data, ROLES);
+    let root = token(&data, "root", &[]);
+    let b = &server.base;
+    let (status, doc) = call("GET", &format!("{b}/api/v1/openapi.json"), None, None).await;
+    assert_eq!(status, 200);
+    let path = temp.path().join("openapi.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    expect_code(&run(python_script("openapi_validate.py").arg(&path)), 0);
+
+    // Every documented operation is served (not 404, not 405) …
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (p, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), p.clone()));
+            let url = format!("{b}{}", p.replace("{id}", "x").replace("{env}", "build"));
+            let (status, reply) =
+                call(&method.to_uppercase(), &url, Some(&root), Some("{}".into())).await;
+            assert!(
+                status != 404 || reply.get("error").is_some_and(|e| e.is_string()),
+                "{method} {p}: {status} {reply}"
+            );
+            assert_ne!(status, 405, "{method} {p}");
+        }
+    }
+    // … an undocumented one is not …
+    let (status, _) = call("GET", &format!("{b}/api/v1/nope"), Some(&root), None).await;
+    assert_eq!(status, 404);
+    // … and every route this suite knows is documented.
+    for (method, p) in [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/log/checkpoint"),
+        ("GET", "/api/v1/log/entries"),
+        ("GET", "/api/v1/log/proof/inclusion"),
+        ("GET", "/api/v1/log/proof/consistency"),
+        ("GET", "/api/v1/verify"),
+        ("GET", "/api/v1/history"),
+        ("GET", "/api/v1/decisions/{id}"),
+        ("GET", "/api/v1/access-log"),
+        ("POST", "/api/v1/promotions"),
+        ("POST", "/api/v1/promotions/{id}/approve"),
+        ("POST", "/api/v1/promotions/{id}/reject"),
+        ("POST", "/api/v1/deploys"),
+        ("POST", "/api/v1/environments/{env}/rollback"),
+        ("PUT", "/api/v1/policy"),
+    ] {
+        assert!(
+            documented.contains(&(method.to_owned(), p.to_owned())),
+            "{method} {p} is not documented"
+        );
+    }
+    assert_eq!(documented.len(), 17, "{documented:?}");
+    assert!(server.stop().success());
+}

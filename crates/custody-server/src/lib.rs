@@ -20,6 +20,7 @@
 
 mod access;
 mod api;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +80,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/api/v1/log/checkpoint", get(checkpoint))
         .route("/api/v1/log/entries", get(entries))
         .route("/api/v1/log/proof/inclusion", get(inclusion))
