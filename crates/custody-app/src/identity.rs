@@ -201,3 +201,72 @@ impl<S: Store> App<S> {
         })
     }
 }
+
+/// What a route lets its caller do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Ask the deploy gate.
+    Verify,
+    /// Read history and decisions.
+    Read,
+    /// Read the access log.
+    Audit,
+    /// Request a promotion.
+    Promote,
+    /// Approve or reject a promotion (the gates then check the environment's roles).
+    Review,
+    /// Report deploys and roll back.
+    Deploy,
+    /// Apply a policy.
+    Policy,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 7] = [
+        Permission::Verify,
+        Permission::Read,
+        Permission::Audit,
+        Permission::Promote,
+        Permission::Review,
+        Permission::Deploy,
+        Permission::Policy,
+    ];
+
+    /// The roles that hold it (besides `admin`, which holds all).
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Permission::Verify => &["deployer", "auditor", "viewer", "security"],
+            Permission::Read => &["auditor", "viewer", "security"],
+            Permission::Audit => &["auditor"],
+            Permission::Promote => &["signer", "deployer"],
+            Permission::Review => &["approver"],
+            Permission::Deploy => &["deployer"],
+            Permission::Policy => &["security"],
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Verify => "verify",
+            Permission::Read => "read history",
+            Permission::Audit => "read the access log",
+            Permission::Promote => "request promotions",
+            Permission::Review => "review promotions",
+            Permission::Deploy => "report deploys and roll back",
+            Permission::Policy => "apply policies",
+        }
+    }
+
+    /// Whether holders of `roles` have it. `approver:ENV` counts as `approver`.
+    pub fn granted_to(self, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.granted_to_role(r))
+    }
+
+    /// Whether one role has it.
+    pub fn granted_to_role(self, role: &str) -> bool {
+        let base = role.split_once(':').map_or(role, |(b, _)| b);
+        base == "admin" || self.roles().contains(&base)
+    }
+}

@@ -22,11 +22,13 @@ mod history;
 mod identity;
 mod promotion;
 pub mod records;
+mod review;
 
 pub use app::{Actor, App};
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};
 pub use history::{HistoryEntry, HistoryFilter, Replay};
-pub use identity::{Authenticated, ROLES, TokenRecord};
+pub use identity::{Authenticated, Permission, ROLES, TokenRecord};
 pub use promotion::PromotionOutcome;
+pub use review::RoleHolding;

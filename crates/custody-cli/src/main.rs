@@ -84,6 +84,9 @@ enum Command {
     /// Show or replay a recorded decision.
     #[command(subcommand)]
     Decision(cmd::promotion::DecisionCommand),
+    /// Review who holds which role and when each was last used.
+    #[command(subcommand)]
+    Access(cmd::access::AccessCommand),
     /// API tokens for people and services (create, list, revoke).
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Token(c) => cmd::token::run(c),
+        Command::Access(c) => cmd::access::run(c),
         Command::Policy(c) => cmd::catalog::policy(c),
         Command::Artifact(c) => cmd::catalog::artifact(c),
         Command::Attest(a) => cmd::catalog::attest(a),

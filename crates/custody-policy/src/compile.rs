@@ -259,6 +259,13 @@ impl Policy {
             .collect()
     }
 
+    /// Every `(role, principal)` binding of `[roles]`, by role then principal.
+    pub fn role_bindings(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.roles
+            .iter()
+            .flat_map(|(role, members)| members.iter().map(move |m| (role.as_str(), m.as_str())))
+    }
+
     /// Why an artifact name breaks the naming rule, if it does.
     pub fn check_artifact_name(&self, name: &str) -> Result<(), String> {
         if self.artifact_name.is_match(name) {

@@ -14,78 +14,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custody_app::{AppError, Authenticated};
+use custody_app::{AppError, Authenticated, Permission};
 use custody_store::{AccessEntry, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::ServerState;
-
-/// What a route lets its caller do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// Ask the deploy gate.
-    Verify,
-    /// Read history and decisions.
-    Read,
-    /// Read the access log.
-    Audit,
-    /// Request a promotion.
-    Promote,
-    /// Approve or reject a promotion (the gates then check the environment's roles).
-    Review,
-    /// Report deploys and roll back.
-    Deploy,
-    /// Apply a policy.
-    Policy,
-}
-
-impl Permission {
-    /// Every permission.
-    pub const ALL: [Permission; 7] = [
-        Permission::Verify,
-        Permission::Read,
-        Permission::Audit,
-        Permission::Promote,
-        Permission::Review,
-        Permission::Deploy,
-        Permission::Policy,
-    ];
-
-    /// The roles that hold it (besides `admin`, which holds all).
-    pub fn roles(self) -> &'static [&'static str] {
-        match self {
-            Permission::Verify => &["deployer", "auditor", "viewer", "security"],
-            Permission::Read => &["auditor", "viewer", "security"],
-            Permission::Audit => &["auditor"],
-            Permission::Promote => &["signer", "deployer"],
-            Permission::Review => &["approver"],
-            Permission::Deploy => &["deployer"],
-            Permission::Policy => &["security"],
-        }
-    }
-
-    /// Its name in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Permission::Verify => "verify",
-            Permission::Read => "read history",
-            Permission::Audit => "read the access log",
-            Permission::Promote => "request promotions",
-            Permission::Review => "review promotions",
-            Permission::Deploy => "report deploys and roll back",
-            Permission::Policy => "apply policies",
-        }
-    }
-
-    /// Whether holders of `roles` have it. `approver:ENV` counts as `approver`.
-    pub fn granted_to(self, roles: &[String]) -> bool {
-        roles.iter().any(|r| {
-            let base = r.split_once(':').map_or(r.as_str(), |(b, _)| b);
-            base == "admin" || self.roles().contains(&base)
-        })
-    }
-}
 
 /// Who made a request and how it went, for the access log (a response extension).
 #[derive(Debug, Clone)]
@@ -164,9 +98,11 @@ pub(crate) async fn require(
     request.extensions_mut().insert(who);
     let mut response = next.run(request).await;
     if response.extensions().get::<Caller>().is_none() {
+        // The permission used is recorded, so that an access review can say when each
+        // role was last needed.
         response.extensions_mut().insert(Caller {
             principal,
-            outcome: "allowed".into(),
+            outcome: format!("allowed: {}", permission.name()),
         });
     }
     response

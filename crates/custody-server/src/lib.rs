@@ -40,7 +40,7 @@ use custody_store::{SqlStore, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
-pub use access::Permission;
+pub use custody_app::Permission;
 
 /// What every handler shares.
 pub struct ServerState {
@@ -71,7 +71,7 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// The router: public routes, then each API route behind the roles that may use it.
 pub fn router(state: Arc<ServerState>) -> Router {
-    use access::Permission as P;
+    use custody_app::Permission as P;
     let guarded = |permission: P| {
         middleware::from_fn_with_state(state.clone(), move |s, req, next| {
             access::require(s, permission, req, next)

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub(crate) mod access;
 pub(crate) mod bench;
 pub(crate) mod bench_promotions;
 pub(crate) mod catalog;

@@ -1,0 +1,59 @@
+//! `custody access review`: who holds which role, when each last used it, and what has gone
+//! unused.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::context::{InstanceArgs, now};
+use crate::input::{print_json, print_line};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessCommand {
+    /// Every role binding of the policy in force with its last use in the access log, and
+    /// the roles unused for --unused-days (candidates for removal).
+    Review(ReviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReviewArgs {
+    /// A role not used for this many days is reported unused.
+    #[arg(long, default_value_t = 90)]
+    unused_days: i64,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
+    let AccessCommand::Review(a) = command;
+    crate::block_on(async move {
+        let app = a.instance.app().await?;
+        let holdings = app.access_review(now()?, a.unused_days).await?;
+        if a.json {
+            print_json(&json!(holdings));
+        } else {
+            let mut lines = vec![format!(
+                "{:24} {:20} {:32} status",
+                "principal", "role", "last used"
+            )];
+            for h in &holdings {
+                lines.push(format!(
+                    "{:24} {:20} {:32} {}",
+                    h.principal,
+                    h.role,
+                    h.last_used.as_deref().unwrap_or("never"),
+                    if h.unused {
+                        format!("UNUSED for {} days: consider removing it", a.unused_days)
+                    } else {
+                        "in use".into()
+                    }
+                ));
+            }
+            print_line(&lines.join("\n"));
+        }
+        Ok(Outcome::Ok)
+    })
+}
