@@ -67,11 +67,11 @@ impl<S: Store> App<S> {
             .unix_seconds()
             .saturating_sub(window_days.saturating_mul(86_400));
         for h in &mut holdings {
-            h.unused = !h
+            h.unused = h
                 .last_used
                 .as_ref()
                 .and_then(|t| t.parse::<Timestamp>().ok())
-                .is_some_and(|t| t.unix_seconds() >= cutoff);
+                .is_none_or(|t| t.unix_seconds() < cutoff);
         }
         Ok(holdings)
     }
