@@ -188,15 +188,21 @@ impl<S: Store> App<S> {
                 record.expires_at
             )));
         }
+        self.authenticated(&record.principal, &record.id).await
+    }
+
+    /// `principal`, authenticated by `how` (a token id, or `oidc`), with the roles the
+    /// policy in force gives it.
+    pub async fn authenticated(&self, principal: &str, how: &str) -> AppResult<Authenticated> {
         let policy = self.policy().await?;
         let roles = policy
-            .roles_of(&record.principal)
+            .roles_of(principal)
             .into_iter()
             .map(str::to_owned)
             .collect();
         Ok(Authenticated {
-            principal: record.principal,
-            token: record.id,
+            principal: principal.into(),
+            token: how.into(),
             roles,
         })
     }

@@ -40,6 +40,9 @@ pub(crate) struct Config {
     pub(crate) server: ServerConfig,
     #[serde(default)]
     pub(crate) policy: PolicyConfig,
+    /// Trusted CI identity issuers (OIDC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) oidc: Vec<custody_server::oidc::IssuerConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,6 +338,7 @@ impl DataDir {
             },
             server: ServerConfig::default(),
             policy: PolicyConfig::default(),
+            oidc: Vec::new(),
         };
         let signer =
             NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;

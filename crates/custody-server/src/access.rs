@@ -59,7 +59,16 @@ pub(crate) async fn require(
         );
     };
     let now = custody_model::Timestamp::from_datetime(time_now());
-    let who: Authenticated = match state.app.authenticate(&token, now).await {
+    let checked = if token.starts_with("cst_") || state.oidc.is_empty() {
+        state.app.authenticate(&token, now).await
+    } else {
+        // A CI workload's OIDC ID token.
+        match state.oidc.principal(&token) {
+            Ok(principal) => state.app.authenticated(&principal, "oidc").await,
+            Err(why) => Err(AppError::Denied(why)),
+        }
+    };
+    let who: Authenticated = match checked {
         Ok(who) => who,
         Err(AppError::Denied(why)) => {
             return refuse(

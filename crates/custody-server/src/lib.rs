@@ -20,6 +20,7 @@
 
 mod access;
 mod api;
+pub mod oidc;
 pub mod openapi;
 
 use std::net::SocketAddr;
@@ -46,14 +47,17 @@ pub use custody_app::Permission;
 pub struct ServerState {
     /// The use cases.
     pub app: App<SqlStore>,
+    /// Trusted CI identity issuers.
+    pub oidc: oidc::Oidc,
     access: access::AccessLog,
 }
 
 impl ServerState {
     /// The state for `app`, with its access-log writer started.
-    pub fn new(app: App<SqlStore>) -> Arc<ServerState> {
+    pub fn new(app: App<SqlStore>, oidc: oidc::Oidc) -> Arc<ServerState> {
         Arc::new_cyclic(|weak| ServerState {
             app,
+            oidc,
             access: access::AccessLog::start(weak.clone()),
         })
     }

@@ -37,16 +37,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         } else {
             dir.open_app(url).await?
         };
-        let listen = match args.listen {
-            Some(l) => l,
-            None => dir.config()?.server.listen,
-        };
+        let config = dir.config()?;
+        let listen = args.listen.unwrap_or(config.server.listen.clone());
+        let oidc = custody_server::oidc::Oidc::load(&config.oidc, dir.root())
+            .await
+            .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         print_line(&format!("custody listening on http://{addr}"));
-        let state = ServerState::new(app);
+        let state = ServerState::new(app, oidc);
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {
