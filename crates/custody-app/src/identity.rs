@@ -243,7 +243,9 @@ impl Permission {
     pub fn roles(self) -> &'static [&'static str] {
         match self {
             Permission::Verify => &["deployer", "auditor", "viewer", "security"],
-            Permission::Read => &["auditor", "viewer", "security"],
+            Permission::Read => &[
+                "auditor", "viewer", "security", "approver", "signer", "deployer",
+            ],
             Permission::Audit => &["auditor"],
             Permission::Promote => &["signer", "deployer"],
             Permission::Review => &["approver"],

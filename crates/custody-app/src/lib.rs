@@ -30,5 +30,5 @@ pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};
 pub use history::{HistoryEntry, HistoryFilter, Replay};
 pub use identity::{Authenticated, Permission, ROLES, TokenRecord};
-pub use promotion::PromotionOutcome;
+pub use promotion::{PromotionOutcome, Review};
 pub use review::RoleHolding;

@@ -22,6 +22,19 @@ use crate::records::{
 };
 use crate::{AppError, AppResult};
 
+/// A reviewer's decision about a promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Why.
+    pub rationale: String,
+    /// The risk posture the reviewer sees.
+    pub risk: Risk,
+    /// Whether the rationale is for auditors and the people involved only.
+    pub confidential: bool,
+}
+
 /// The result of a promotion request or a review.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromotionOutcome {
@@ -121,25 +134,25 @@ impl<S: Store> App<S> {
     /// release digest, the environment and the policy version, expiring per the policy;
     /// an earlier record by the same reviewer is superseded (never edited). Then the
     /// gates are evaluated again, and the release certified if they all pass.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the review's fields, named at the call"
-    )]
     pub async fn review(
         &self,
         actor: &Actor,
         promotion_id: &str,
-        verdict: Verdict,
-        rationale: &str,
-        risk: Risk,
+        review: &Review,
         idempotency_key: Option<&str>,
     ) -> AppResult<PromotionOutcome> {
+        let (verdict, rationale, risk, confidential) = (
+            review.verdict,
+            review.rationale.as_str(),
+            review.risk,
+            review.confidential,
+        );
         if rationale.trim().is_empty() {
             return Err(AppError::invalid(
                 "a review needs a rationale (--rationale)",
             ));
         }
-        let request = json!({"promotion": promotion_id, "verdict": verdict, "rationale": rationale, "risk": risk, "actor": actor.principal});
+        let request = json!({"promotion": promotion_id, "verdict": verdict, "rationale": rationale, "risk": risk, "confidential": confidential, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some(done) = self.replay_of("review", key, &request).await? {
                 return Ok(done);
@@ -189,6 +202,7 @@ impl<S: Store> App<S> {
                 verdict,
                 by: actor.principal.clone(),
                 rationale: rationale.into(),
+                confidential,
                 risk,
                 at: actor.now,
                 expires_at: Timestamp::from_unix_seconds(
@@ -217,7 +231,11 @@ impl<S: Store> App<S> {
                     "approval": record.id,
                     "promotion": promotion.id,
                     "verdict": verdict,
-                    "rationale": rationale,
+                    // A confidential rationale stays out of the (public) ledger: only its
+                    // digest is there, binding the text kept in state.
+                    "rationale": if confidential { None } else { Some(rationale) },
+                    "rationale_digest": crate::attestations::sha256(rationale.as_bytes()),
+                    "confidential": confidential,
                     "risk": risk,
                     "expires_at": record.expires_at.to_string(),
                     "release": promotion.release,
@@ -319,6 +337,21 @@ impl<S: Store> App<S> {
             ledger_index: id.log_index,
             replayed: true,
         }))
+    }
+
+    /// A promotion and its reviews (superseded ones too), oldest first.
+    pub async fn promotion(&self, id: &str) -> AppResult<(PromotionRecord, Vec<ApprovalRecord>)> {
+        let promotion: PromotionRecord = self
+            .require(kind::PROMOTION, id, || format!("no promotion {id}"))
+            .await?
+            .value;
+        let reviews = self
+            .approvals_of(&promotion)
+            .await?
+            .into_iter()
+            .map(|a| a.value)
+            .collect();
+        Ok((promotion, reviews))
     }
 
     pub(crate) async fn approvals_of(

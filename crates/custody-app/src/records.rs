@@ -147,6 +147,9 @@ pub struct ApprovalRecord {
     pub by: String,
     /// Why.
     pub rationale: String,
+    /// Whether `rationale` is for auditors and the people involved only.
+    #[serde(default)]
+    pub confidential: bool,
     /// Risk posture.
     pub risk: Risk,
     /// When.

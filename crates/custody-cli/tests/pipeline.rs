@@ -501,7 +501,14 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     let out = w.ok(
         &["approve"],
         "carol",
-        &[&prod3, "--rationale", "freeze over", "--risk", "low"],
+        &[
+            &prod3,
+            "--rationale",
+            "freeze over; incident INC-42 is closed",
+            "--risk",
+            "low",
+            "--confidential",
+        ],
     );
     assert!(out.contains("certified"), "{out}");
 
@@ -611,6 +618,45 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         "{}",
         stdout(&denied)
     );
+    // A confidential rationale: its author and auditors read it, others do not, and the
+    // public ledger holds only its digest.
+    let read_as = |principal: &str| {
+        let t = w.ok(&["token", "create"], "admin", &["--principal", principal]);
+        let url = format!("{}/api/v1/promotions/{prod3}", server.base);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(t.trim())
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let rationale_of = |v: &Value| {
+        v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["by"] == "carol")
+            .unwrap()["rationale"]
+            .clone()
+    };
+    assert_eq!(
+        rationale_of(&read_as("carol")),
+        "freeze over; incident INC-42 is closed"
+    );
+    assert_eq!(rationale_of(&read_as("argo")), "(confidential)");
+    let entries = run(custody()
+        .args(["log", "entries", "--data-dir"])
+        .arg(&w.data));
+    assert!(
+        !stdout(&entries).contains("INC-42"),
+        "a confidential rationale is in the public ledger"
+    );
+    assert!(stdout(&entries).contains("rationale_digest"));
     assert!(server.stop().success());
     // The failed promotion's history is intact.
     let (_, history) = w.json(

@@ -289,13 +289,19 @@ async fn every_route_checks_its_permission_and_every_request_is_logged() {
             "GET",
             "/api/v1/history?limit=5".into(),
             None,
-            &["root", "audrey", "vic", "sec"],
+            &["root", "audrey", "vic", "sec", "approver-1", "sam", "argo"],
         ),
         (
             "GET",
             "/api/v1/decisions/dec-none".into(),
             None,
-            &["root", "audrey", "vic", "sec"],
+            &["root", "audrey", "vic", "sec", "approver-1", "sam", "argo"],
+        ),
+        (
+            "GET",
+            "/api/v1/promotions/prm-none".into(),
+            None,
+            &["root", "audrey", "vic", "sec", "approver-1", "sam", "argo"],
         ),
         (
             "GET",
@@ -623,6 +629,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
         ("GET", "/api/v1/decisions/{id}"),
         ("GET", "/api/v1/access-log"),
         ("POST", "/api/v1/promotions"),
+        ("GET", "/api/v1/promotions/{id}"),
         ("POST", "/api/v1/promotions/{id}/approve"),
         ("POST", "/api/v1/promotions/{id}/reject"),
         ("POST", "/api/v1/deploys"),
@@ -634,6 +641,6 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
             "{method} {p} is not documented"
         );
     }
-    assert_eq!(documented.len(), 17, "{documented:?}");
+    assert_eq!(documented.len(), 18, "{documented:?}");
     assert!(server.stop().success());
 }

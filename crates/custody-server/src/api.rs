@@ -139,6 +139,8 @@ pub(crate) async fn promote(
 pub(crate) struct ReviewBody {
     rationale: String,
     risk: Risk,
+    #[serde(default)]
+    confidential: bool,
 }
 
 async fn review(
@@ -156,9 +158,12 @@ async fn review(
         .review(
             &actor(&who)?,
             &id,
-            verdict,
-            &b.rationale,
-            b.risk,
+            &custody_app::Review {
+                verdict,
+                rationale: b.rationale,
+                risk: b.risk,
+                confidential: b.confidential,
+            },
             key.as_deref(),
         )
         .await?;
@@ -256,4 +261,25 @@ pub(crate) async fn apply_policy(
     let bundle = custody_policy::Bundle { files: b.files };
     let applied = s.app.apply_policy(&actor(&who)?, bundle).await?;
     Ok(Json(json!(applied)).into_response())
+}
+
+/// A promotion with its reviews. A confidential rationale is shown only to auditors,
+/// admins, its author and the requester; others see that it is confidential.
+pub(crate) async fn promotion(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (promotion, mut reviews) = s.app.promotion(&id).await.map_err(|e| match e {
+        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
+        other => other.into(),
+    })?;
+    let privileged = who.roles.iter().any(|r| r == "auditor" || r == "admin");
+    for r in &mut reviews {
+        let involved = r.by == who.principal || promotion.requested_by == who.principal;
+        if r.confidential && !privileged && !involved {
+            r.rationale = "(confidential)".into();
+        }
+    }
+    Ok(Json(json!({"promotion": promotion, "reviews": reviews})).into_response())
 }

@@ -113,6 +113,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
             post(api::promote).route_layer(guarded(P::Promote)),
         )
         .route(
+            "/api/v1/promotions/{id}",
+            get(api::promotion).route_layer(guarded(P::Read)),
+        )
+        .route(
             "/api/v1/promotions/{id}/approve",
             post(api::approve).route_layer(guarded(P::Review)),
         )

@@ -49,6 +49,10 @@ pub(crate) struct ReviewArgs {
     /// The risk posture you see.
     #[arg(long, value_enum, default_value = "medium")]
     risk: RiskArg,
+    /// Keep the rationale for auditors and the people involved: the public ledger then
+    /// holds only its SHA-256.
+    #[arg(long)]
+    confidential: bool,
     /// Makes a retry return the first result instead of a second review.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -137,9 +141,12 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
             .review(
                 &a.actor.actor()?,
                 &a.promotion,
-                verdict,
-                &a.rationale,
-                risk,
+                &custody_app::Review {
+                    verdict,
+                    rationale: a.rationale.clone(),
+                    risk,
+                    confidential: a.confidential,
+                },
                 a.idempotency_key.as_deref(),
             )
             .await;
