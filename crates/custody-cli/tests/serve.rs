@@ -250,10 +250,33 @@ deployer = ["argo"]
 auditor = ["audrey"]
 viewer = ["vic"]"#;
 
+/// A data directory on SQLite, or on a fresh PostgreSQL database.
+fn instance(temp: &std::path::Path, postgres: bool) -> std::path::PathBuf {
+    let data = temp.join("data");
+    if postgres {
+        // (fresh_postgres_database runs its own runtime: off this async test's thread)
+        let url = std::thread::spawn(fresh_postgres_database).join().unwrap();
+        let out = run(custody()
+            .args(["init", "--database-url", &url, "--data-dir"])
+            .arg(&data));
+        expect_code(&out, 0);
+    }
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_checks_its_permission_and_every_request_is_logged() {
+async fn every_route_checks_its_permission_and_every_request_is_logged_sqlite() {
+    authorization_matrix(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_its_permission_and_every_request_is_logged_postgres() {
+    authorization_matrix(true).await;
+}
+
+async fn authorization_matrix(postgres: bool) {
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
+    let data = instance(temp.path(), postgres);
     let server = Server::start(&data);
     grant_roles(&data, ROLES);
     // approver-1 holds `approver` in the starter policy; nobody-in-particular holds nothing.
@@ -433,9 +456,18 @@ async fn every_route_checks_its_permission_and_every_request_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_expire_are_revoked_and_bad_bodies_change_nothing() {
+async fn tokens_expire_are_revoked_and_bad_bodies_change_nothing_sqlite() {
+    tokens_and_bad_bodies(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_are_revoked_and_bad_bodies_change_nothing_postgres() {
+    tokens_and_bad_bodies(true).await;
+}
+
+async fn tokens_and_bad_bodies(postgres: bool) {
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
+    let data = instance(temp.path(), postgres);
     let server = Server::start(&data);
     grant_roles(&data, ROLES);
     let b = &server.base;
