@@ -243,3 +243,62 @@ pub(crate) fn idempotency(scope: &str, key: &str, request: &Value) -> AppResult<
             .unwrap_or(&[0; 32]),
     })
 }
+
+impl<S: Store> App<S> {
+    /// The outcome stored for `scope:key`, if a request with that key committed; the same
+    /// key with another request is refused.
+    pub(crate) async fn replayed<T: DeserializeOwned>(
+        &self,
+        scope: &str,
+        key: &str,
+        request: &Value,
+    ) -> AppResult<Option<(T, u64)>> {
+        let Some(record) = self
+            .get::<crate::records::ReplayRecord>(kind::REPLAY, &format!("{scope}:{key}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if record.value.fingerprint != fingerprint(request)? {
+            return Err(AppError::invalid(format!(
+                "idempotency key {key:?} was already used for a different request\nhint: use a new key for a new request"
+            )));
+        }
+        let outcome = serde_json::from_value(record.value.outcome).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!(
+                "stored outcome of {scope}:{key}: {e}"
+            )))
+        })?;
+        Ok(Some((outcome, record.log_index)))
+    }
+}
+
+fn fingerprint(request: &Value) -> AppResult<custody_model::Digest> {
+    let bytes = CanonicalJson::from_value(request)
+        .map_err(|e| AppError::invalid(e.to_string()))?
+        .into_bytes();
+    Ok(crate::attestations::sha256(&bytes))
+}
+
+/// The state write that stores `outcome` for `scope:key`, and the store-level key that
+/// makes a concurrent twin a replay.
+pub(crate) fn replay_write<T: Serialize>(
+    scope: &str,
+    key: &str,
+    request: &Value,
+    outcome: &T,
+) -> AppResult<(StateWrite, IdempotencyKey)> {
+    let record = crate::records::ReplayRecord {
+        fingerprint: fingerprint(request)?,
+        outcome: serde_json::to_value(outcome).map_err(|e| AppError::invalid(e.to_string()))?,
+    };
+    Ok((
+        write(
+            kind::REPLAY,
+            &format!("{scope}:{key}"),
+            &record,
+            Expect::Absent,
+        )?,
+        idempotency(scope, key, request)?,
+    ))
+}

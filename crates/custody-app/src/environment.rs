@@ -20,7 +20,7 @@ use crate::{AppError, AppResult};
 const RECHECKED: [&str; 4] = ["release-signature", "naming", "provenance", "evidence"];
 
 /// What a rollback did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RollbackOutcome {
     /// The environment.
     pub environment: String,
@@ -35,7 +35,7 @@ pub struct RollbackOutcome {
 }
 
 /// What a deploy report did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DeployOutcome {
     /// Reported digests that are not in the environment's certified release.
     pub drift: Vec<Digest>,
@@ -67,13 +67,25 @@ impl<S: Store> App<S> {
     /// certified there are recorded as drift. A failed rollout of the certified release
     /// rolls the environment back to the previous certified release that still passes
     /// the current policy, in the same transaction as the report.
+    /// With an idempotency key, a retry returns the first outcome and acts no more.
     pub async fn deploy_report(
         &self,
         actor: &Actor,
         environment: &str,
         digests: &[Digest],
         succeeded: bool,
+        idempotency_key: Option<&str>,
     ) -> AppResult<DeployOutcome> {
+        let request = json!({"environment": environment, "digests": digests, "succeeded": succeeded, "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some((mut done, index)) = self
+                .replayed::<DeployOutcome>("deploy", key, &request)
+                .await?
+            {
+                done.ledger_index = index;
+                return Ok(done);
+            }
+        }
         let policy = self.policy().await?;
         known_environment(&policy, environment)?;
         self.retrying(|| async {
@@ -145,27 +157,53 @@ impl<S: Store> App<S> {
                     }
                 }
             }
-            let appended = self.append(events, state, None).await?;
-            Ok(DeployOutcome {
+            let mut outcome = DeployOutcome {
                 drift: drift.clone(),
                 rollback,
                 rollback_refused,
-                ledger_index: appended.first_index,
-            })
+                ledger_index: 0,
+            };
+            let mut idem = None;
+            if let Some(key) = idempotency_key {
+                let (write, store_key) = crate::app::replay_write("deploy", key, &request, &outcome)?;
+                state.push(write);
+                idem = Some(store_key);
+            }
+            let appended = self.append(events, state, idem).await?;
+            if appended.replayed {
+                if let Some((mut done, index)) = self.replayed::<DeployOutcome>("deploy", idempotency_key.unwrap_or_default(), &request).await? {
+                    done.ledger_index = index;
+                    return Ok(done);
+                }
+            }
+            outcome.ledger_index = appended.first_index;
+            Ok(outcome)
         })
         .await
     }
 
     /// Rolls `environment` back by hand to the previous certified release that still
-    /// passes the current policy.
+    /// passes the current policy. With an idempotency key, a retry returns the first
+    /// outcome and rolls back no further.
     pub async fn rollback(
         &self,
         actor: &Actor,
         environment: &str,
         reason: &str,
+        idempotency_key: Option<&str>,
     ) -> AppResult<RollbackOutcome> {
         if reason.trim().is_empty() {
             return Err(AppError::invalid("a rollback needs a reason (--reason)"));
+        }
+        let request =
+            json!({"environment": environment, "reason": reason, "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some((done, _)) = self
+                .replayed::<RollbackOutcome>("rollback", key, &request)
+                .await?
+            {
+                return Ok(done);
+            }
         }
         let policy = self.policy().await?;
         known_environment(&policy, environment)?;
@@ -178,10 +216,29 @@ impl<S: Store> App<S> {
                 )));
             };
             let expect = crate::app::expect_version(&current);
-            let (state, event, outcome) = self
+            let (mut state, event, outcome) = self
                 .stage_rollback(actor, &policy, environment, &cert, expect, reason, false)
                 .await?;
-            self.append(vec![event], state, None).await?;
+            let mut idem = None;
+            if let Some(key) = idempotency_key {
+                let (write, store_key) =
+                    crate::app::replay_write("rollback", key, &request, &outcome)?;
+                state.push(write);
+                idem = Some(store_key);
+            }
+            let appended = self.append(vec![event], state, idem).await?;
+            if appended.replayed {
+                if let Some((done, _)) = self
+                    .replayed::<RollbackOutcome>(
+                        "rollback",
+                        idempotency_key.unwrap_or_default(),
+                        &request,
+                    )
+                    .await?
+                {
+                    return Ok(done);
+                }
+            }
             Ok(outcome)
         })
         .await

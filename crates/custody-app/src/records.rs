@@ -23,6 +23,7 @@ pub(crate) mod kind {
     pub(crate) const CERTIFICATION: &str = "certification";
     pub(crate) const DEPLOYED: &str = "deployed";
     pub(crate) const TOKEN: &str = "token";
+    pub(crate) const REPLAY: &str = "replay";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
 }
 
@@ -270,4 +271,14 @@ impl IdempotencyRecord {
             fingerprint: crate::attestations::sha256(&bytes),
         })
     }
+}
+
+/// The stored outcome of a request made with an idempotency key, written in the same
+/// append as the request's effects, so that a retry returns it instead of acting again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    /// SHA-256 of the request's canonical JSON.
+    pub fingerprint: Digest,
+    /// The outcome as first returned.
+    pub outcome: serde_json::Value,
 }

@@ -354,7 +354,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     let stray = sha256(b"hotfix built on a laptop");
     let report = s
         .app
-        .deploy_report(&actor("argo"), "build", &[d3.clone(), stray.clone()], true)
+        .deploy_report(
+            &actor("argo"),
+            "build",
+            &[d3.clone(), stray.clone()],
+            true,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(report.drift, vec![stray]);
@@ -381,7 +387,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         .unwrap();
     let report = s
         .app
-        .deploy_report(&actor("argo"), "build", std::slice::from_ref(&d3), false)
+        .deploy_report(
+            &actor("argo"),
+            "build",
+            std::slice::from_ref(&d3),
+            false,
+            None,
+        )
         .await
         .unwrap();
     let rb = report.rollback.unwrap();
@@ -392,7 +404,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // 2.0.0 fails too: 1.0.0 no longer passes (no sbom), 3.0.0 failed here: none passes.
     let report = s
         .app
-        .deploy_report(&actor("argo"), "build", std::slice::from_ref(&d2), false)
+        .deploy_report(
+            &actor("argo"),
+            "build",
+            std::slice::from_ref(&d2),
+            false,
+            None,
+        )
         .await
         .unwrap();
     assert!(report.rollback.is_none());
@@ -422,12 +440,78 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         "{v:?}"
     );
     // A manual rollback names its reason, and with nothing passing it refuses.
-    match s.app.rollback(&actor("rita"), "build", "bad config").await {
+    match s
+        .app
+        .rollback(&actor("rita"), "build", "bad config", None)
+        .await
+    {
         Err(AppError::Denied(m)) => assert!(m.contains("passes the current policy"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match s.app.rollback(&actor("rita"), "nowhere", "x").await {
+    match s.app.rollback(&actor("rita"), "nowhere", "x", None).await {
         Err(AppError::Denied(m)) => assert!(m.contains("unknown environment"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_failed_deploy_report_rolls_back_once() {
+    let s = setup("").await;
+    let (d1, d2) = (
+        s.artifact("shop", "v1", "c1").await,
+        s.artifact("shop", "v2", "c2").await,
+    );
+    for (v, d) in [("1.0.0", &d1), ("2.0.0", &d2)] {
+        let r = s.release(v, d).await;
+        s.app
+            .promote(&actor("rita"), &r, "build", None)
+            .await
+            .unwrap();
+    }
+    let argo = actor("argo");
+    let report = || {
+        s.app.deploy_report(
+            &argo,
+            "build",
+            std::slice::from_ref(&d2),
+            false,
+            Some("rollout-9"),
+        )
+    };
+    let first = report().await.unwrap();
+    let size = s.app.store().checkpoint().await.unwrap().size;
+    let again = report().await.unwrap();
+    assert_eq!(first.rollback.as_ref().unwrap().to, "shop@1.0.0");
+    assert_eq!(again.rollback.as_ref().unwrap().to, "shop@1.0.0");
+    assert_eq!(again.ledger_index, first.ledger_index);
+    assert_eq!(
+        s.app.store().checkpoint().await.unwrap().size,
+        size,
+        "the retry acted again"
+    );
+    assert!(s.app.verify("build", &d1).await.unwrap().allowed);
+    // The same key for another report is refused.
+    match s
+        .app
+        .deploy_report(
+            &actor("argo"),
+            "build",
+            std::slice::from_ref(&d1),
+            true,
+            Some("rollout-9"),
+        )
+        .await
+    {
+        Err(AppError::Invalid(m)) => assert!(m.contains("already used"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A manual rollback retried: once.
+    let rb = s
+        .app
+        .rollback(&actor("rita"), "build", "manual", Some("rb-1"))
+        .await;
+    assert!(
+        matches!(rb, Err(AppError::Denied(_))),
+        "2.0.0 failed; nothing else to roll back to: {rb:?}"
+    );
 }

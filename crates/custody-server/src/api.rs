@@ -208,9 +208,11 @@ pub(crate) struct DeployBody {
 pub(crate) async fn deploy(
     State(s): State<Arc<ServerState>>,
     Extension(who): Extension<Authenticated>,
+    headers: HeaderMap,
     b: Result<Json<DeployBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
+    let key = idempotency_key(&headers)?;
     if b.digests.len() > 1000 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -224,6 +226,7 @@ pub(crate) async fn deploy(
             &b.environment,
             &b.digests,
             matches!(b.status, DeployStatus::Succeeded),
+            key.as_deref(),
         )
         .await?;
     Ok(Json(json!(outcome)).into_response())
@@ -239,10 +242,15 @@ pub(crate) async fn rollback(
     State(s): State<Arc<ServerState>>,
     Extension(who): Extension<Authenticated>,
     Path(env): Path<String>,
+    headers: HeaderMap,
     b: Result<Json<RollbackBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let outcome = s.app.rollback(&actor(&who)?, &env, &b.reason).await?;
+    let key = idempotency_key(&headers)?;
+    let outcome = s
+        .app
+        .rollback(&actor(&who)?, &env, &b.reason, key.as_deref())
+        .await?;
     Ok(Json(json!(outcome)).into_response())
 }
 

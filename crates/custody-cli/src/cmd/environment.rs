@@ -37,6 +37,9 @@ pub(crate) struct DeployReportArgs {
     /// How the rollout went.
     #[arg(long, value_enum)]
     status: DeployStatus,
+    /// Makes a retry return the first outcome instead of a second report (and rollback).
+    #[arg(long)]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
@@ -56,6 +59,7 @@ pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
                 &a.environment,
                 &a.digests,
                 matches!(a.status, DeployStatus::Succeeded),
+                a.idempotency_key.as_deref(),
             )
             .await;
         settle(result, |r| {
@@ -100,6 +104,9 @@ pub(crate) struct RollbackArgs {
     /// Why: recorded for auditors.
     #[arg(long)]
     reason: String,
+    /// Makes a retry return the first outcome instead of rolling back further.
+    #[arg(long)]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
@@ -113,7 +120,12 @@ pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let app = a.instance.app().await?;
         let result = app
-            .rollback(&a.actor.actor()?, &a.environment, &a.reason)
+            .rollback(
+                &a.actor.actor()?,
+                &a.environment,
+                &a.reason,
+                a.idempotency_key.as_deref(),
+            )
             .await;
         settle(result, |r| {
             if a.json {
