@@ -40,6 +40,9 @@ enum Command {
     ///
     /// Example: custody serve --listen 0.0.0.0:8080
     Serve(cmd::serve::ServeArgs),
+    /// Seed a realistic organisation (three services through build → test → staging →
+    /// production, approvals, a rejection, a rollback) into a fresh instance.
+    Demo(cmd::demo::DemoArgs),
     /// Create a data directory: the ledger (SQLite by default), the log signing key and a
     /// starter configuration and policy. Refuses to touch an existing one.
     ///
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Init(a) => cmd::init::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Token(c) => cmd::token::run(c),

@@ -676,3 +676,57 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
     assert_eq!(documented.len(), 18, "{documented:?}");
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    let out = run(custody().args(["demo", "--json", "--data-dir"]).arg(&data));
+    expect_code(&out, 0);
+    let seeded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seeded["releases"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        (seeded["rejected"].as_u64(), seeded["rollbacks"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // A second run would muddle the story: refused.
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 2);
+
+    // The running server shows it: an auditor of the demo organisation reads the history.
+    let audrey = token(&data, "audrey", &[]);
+    let (status, history) = call(
+        "GET",
+        &format!("{}/api/v1/history?env=production&limit=1000", server.base),
+        Some(&audrey),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{history}");
+    let types: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "environment.certified",
+        "approval.recorded",
+        "rollback",
+        "deploy.reported",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    let out = run(custody()
+        .args(["history", "--principal", "carol", "--data-dir"])
+        .arg(&data));
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("rejected shop@1.1.0 → production"),
+        "{}",
+        stdout(&out)
+    );
+    let check = run(custody().args(["log", "check", "--data-dir"]).arg(&data));
+    expect_code(&check, 0);
+    assert!(server.stop().success());
+}

@@ -70,12 +70,20 @@ fn summary(event: &Value) -> String {
             }
         ),
         "approval.recorded" => format!(
-            "{} {}d {} → {}: {}",
+            "{} {} {} → {}: {}",
             s("actor"),
-            s("verdict"),
+            if s("verdict") == "reject" {
+                "rejected"
+            } else {
+                "approved"
+            },
             s("release"),
             s("environment"),
-            s("rationale")
+            if event.get("confidential").and_then(Value::as_bool) == Some(true) {
+                "(confidential)"
+            } else {
+                s("rationale")
+            }
         ),
         "environment.certified" => format!("{} certified in {}", s("release"), s("environment")),
         "deploy.reported" => format!(

@@ -4,6 +4,7 @@ pub(crate) mod access;
 pub(crate) mod bench;
 pub(crate) mod bench_promotions;
 pub(crate) mod catalog;
+pub(crate) mod demo;
 pub(crate) mod digest;
 pub(crate) mod dsse;
 pub(crate) mod environment;
