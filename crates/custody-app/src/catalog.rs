@@ -20,7 +20,7 @@ use crate::{AppError, AppResult};
 use custody_store::Store;
 
 /// What applying a policy did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PolicyApplied {
     /// The bundle's digest, now in force.
     pub digest: String,
@@ -48,7 +48,7 @@ pub struct NewArtifact<'a> {
 }
 
 /// What registering an artifact did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ArtifactRegistered {
     /// The artifact's digest.
     pub digest: Digest,
@@ -63,7 +63,7 @@ pub struct ArtifactRegistered {
 }
 
 /// What creating a release did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ReleaseCreated {
     /// `name@version`.
     pub release: String,

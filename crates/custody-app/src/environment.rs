@@ -48,7 +48,7 @@ pub struct DeployOutcome {
 }
 
 /// The deploy gate's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verification {
     /// May the digest run in the environment?
     pub allowed: bool,

@@ -30,7 +30,7 @@ pub struct HistoryFilter {
 }
 
 /// One ledger event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HistoryEntry {
     /// Its ledger index.
     pub index: u64,
@@ -39,7 +39,7 @@ pub struct HistoryEntry {
 }
 
 /// A replayed decision beside the recorded one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Replay {
     /// The decision as recorded.
     pub recorded: DecisionRecord,

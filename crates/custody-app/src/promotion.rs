@@ -36,7 +36,7 @@ pub struct Review {
 }
 
 /// The result of a promotion request or a review.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PromotionOutcome {
     /// The promotion.
     pub promotion: PromotionRecord,

@@ -39,13 +39,17 @@ impl InstanceArgs {
 pub(crate) struct ActorArgs {
     /// Who is acting: a person's or a service's identity (e.g. alice, ci:acme/shop). On the
     /// local data directory the operator vouches for it; the server takes it from a token.
+    /// (With --server, the token says who acts.)
     #[arg(long = "as", env = "CUSTODY_PRINCIPAL", value_name = "PRINCIPAL")]
-    pub(crate) principal: String,
+    pub(crate) principal: Option<String>,
 }
 
 impl ActorArgs {
     pub(crate) fn actor(&self) -> anyhow::Result<Actor> {
-        Ok(Actor::new(self.principal.clone(), now()?)?)
+        let Some(principal) = &self.principal else {
+            bail!("who is acting? pass --as PRINCIPAL (or set CUSTODY_PRINCIPAL)");
+        };
+        Ok(Actor::new(principal.clone(), now()?)?)
     }
 }
 

@@ -4,6 +4,7 @@
 //! failed, 2 usage or operational error. `anyhow` lives only here: library crates return
 //! typed errors, and this is where they become a message and an exit code.
 
+mod client;
 mod cmd;
 mod context;
 mod datadir;
@@ -173,6 +174,15 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Denied) => ExitCode::from(1),
+        Err(e)
+            if matches!(
+                e.downcast_ref::<custody_app::AppError>(),
+                Some(custody_app::AppError::Denied(_))
+            ) =>
+        {
+            eprintln!("denied: {e:#}");
+            ExitCode::from(1)
+        }
         Err(e) if e.downcast_ref::<VerificationFailed>().is_some() => {
             eprintln!("FAILED: {e:#}");
             ExitCode::from(1)

@@ -728,5 +728,60 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     );
     let check = run(custody().args(["log", "check", "--data-dir"]).arg(&data));
     expect_code(&check, 0);
+
+    // The CLI as a client of the server: each person with their own token.
+    let remote = |who: &str, args: &[&str]| {
+        let t = token(&data, who, &[]);
+        run(custody()
+            .args(args)
+            .env("CUSTODY_SERVER", &server.base)
+            .env("CUSTODY_TOKEN", t))
+    };
+    let out = remote("audrey", &["history", "--principal", "carol", "--json"]);
+    expect_code(&out, 0);
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decision = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "decision.recorded")
+        .unwrap()["event"]["decision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expect_code(&remote("audrey", &["decision", "show", &decision]), 0);
+    let out = remote(
+        "rita",
+        &["promote", "shop@1.2.0", "--to", "staging", "--json"],
+    );
+    expect_code(&out, 1); // waits for an approval
+    let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
+    let out = remote(
+        "alice",
+        &[
+            "approve",
+            &id,
+            "--rationale",
+            "re-test after the fix",
+            "--risk",
+            "low",
+        ],
+    );
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
+    // A refusal over HTTP exits 1 with what is missing, as it would locally.
+    let out = remote("vic", &["promote", "shop@1.2.0", "--to", "build"]);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("may not request promotions"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(custody()
+        .args(["history"])
+        .env("CUSTODY_SERVER", &server.base));
+    expect_code(&out, 1);
+    assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
     assert!(server.stop().success());
 }

@@ -71,7 +71,11 @@ pub(crate) async fn history(
         environment: q.env,
         since: q.since,
         until: q.until,
-        limit: q.limit.unwrap_or(100).min(1000),
+        // 0 would mean "all" to the use case; over HTTP a page is at most 1000.
+        limit: match q.limit.unwrap_or(100) {
+            0 => 1000,
+            n => n.min(1000),
+        },
     };
     Ok(Json(json!(s.app.history(&filter).await?)).into_response())
 }

@@ -6,8 +6,10 @@ use custody_model::Digest;
 use serde_json::json;
 
 use crate::Outcome;
+use crate::client::RemoteArgs;
 use crate::context::{ActorArgs, InstanceArgs, settle};
 use crate::input::{print_json, print_line};
+use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeployCommand {
@@ -43,6 +45,8 @@ pub(crate) struct DeployReportArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
     #[arg(long)]
@@ -52,16 +56,36 @@ pub(crate) struct DeployReportArgs {
 pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
     let DeployCommand::Report(a) = command;
     crate::block_on(async move {
-        let app = a.instance.app().await?;
-        let result = app
-            .deploy_report(
-                &a.actor.actor()?,
-                &a.environment,
-                &a.digests,
-                matches!(a.status, DeployStatus::Succeeded),
-                a.idempotency_key.as_deref(),
-            )
-            .await;
+        let succeeded = matches!(a.status, DeployStatus::Succeeded);
+        let result = match a.remote.client() {
+            Some(server) => {
+                let body = json!({
+                    "environment": a.environment,
+                    "digests": a.digests,
+                    "status": if succeeded { "succeeded" } else { "failed" },
+                });
+                server
+                    .call(
+                        Method::POST,
+                        "/api/v1/deploys",
+                        &[],
+                        Some(body),
+                        a.idempotency_key.as_deref(),
+                    )
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.deploy_report(
+                    &a.actor.actor()?,
+                    &a.environment,
+                    &a.digests,
+                    succeeded,
+                    a.idempotency_key.as_deref(),
+                )
+                .await
+            }
+        };
         settle(result, |r| {
             if a.json {
                 print_json(&json!(r));
@@ -110,6 +134,8 @@ pub(crate) struct RollbackArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
     #[arg(long)]
@@ -118,15 +144,30 @@ pub(crate) struct RollbackArgs {
 
 pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let app = a.instance.app().await?;
-        let result = app
-            .rollback(
-                &a.actor.actor()?,
-                &a.environment,
-                &a.reason,
-                a.idempotency_key.as_deref(),
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                let path = format!("/api/v1/environments/{}/rollback", a.environment);
+                server
+                    .call(
+                        Method::POST,
+                        &path,
+                        &[],
+                        Some(json!({"reason": a.reason})),
+                        a.idempotency_key.as_deref(),
+                    )
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.rollback(
+                    &a.actor.actor()?,
+                    &a.environment,
+                    &a.reason,
+                    a.idempotency_key.as_deref(),
+                )
+                .await
+            }
+        };
         settle(result, |r| {
             if a.json {
                 print_json(&json!(r));

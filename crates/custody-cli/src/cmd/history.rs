@@ -34,6 +34,8 @@ pub(crate) struct HistoryArgs {
     limit: usize,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: crate::client::RemoteArgs,
     /// Print the events as JSON.
     #[arg(long)]
     json: bool,
@@ -106,7 +108,6 @@ fn summary(event: &Value) -> String {
 
 pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let app = a.instance.app().await?;
         let filter = HistoryFilter {
             artifact: a.artifact.clone(),
             build: a.build.clone(),
@@ -116,7 +117,24 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             until: a.until,
             limit: a.limit,
         };
-        let entries = app.history(&filter).await?;
+        let entries: Vec<custody_app::HistoryEntry> = match a.remote.client() {
+            Some(server) => {
+                let mut query = vec![("limit", a.limit.to_string())];
+                let optional = [
+                    ("artifact", a.artifact.as_ref().map(ToString::to_string)),
+                    ("build", a.build.clone()),
+                    ("principal", a.principal.clone()),
+                    ("env", a.environment.clone()),
+                    ("since", a.since.map(|t| t.to_string())),
+                    ("until", a.until.map(|t| t.to_string())),
+                ];
+                query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+                server
+                    .call(reqwest::Method::GET, "/api/v1/history", &query, None, None)
+                    .await??
+            }
+            None => a.instance.app().await?.history(&filter).await?,
+        };
         if a.json {
             print_json(&json!(entries));
         } else {

@@ -7,8 +7,10 @@ use custody_policy::Status;
 use serde_json::json;
 
 use crate::Outcome;
+use crate::client::RemoteArgs;
 use crate::context::{ActorArgs, InstanceArgs, settle};
 use crate::input::{print_json, print_line};
+use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub(crate) struct PromoteArgs {
@@ -22,6 +24,8 @@ pub(crate) struct PromoteArgs {
     idempotency_key: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print the promotion, the decision and its VSA as JSON.
@@ -58,6 +62,8 @@ pub(crate) struct ReviewArgs {
     idempotency_key: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
@@ -110,15 +116,30 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let app = a.instance.app().await?;
-        let result = app
-            .promote(
-                &a.actor.actor()?,
-                &a.release.to_string(),
-                &a.environment,
-                a.idempotency_key.as_deref(),
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                let body = json!({"release": a.release.to_string(), "environment": a.environment});
+                server
+                    .call(
+                        Method::POST,
+                        "/api/v1/promotions",
+                        &[],
+                        Some(body),
+                        a.idempotency_key.as_deref(),
+                    )
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.promote(
+                    &a.actor.actor()?,
+                    &a.release.to_string(),
+                    &a.environment,
+                    a.idempotency_key.as_deref(),
+                )
+                .await
+            }
+        };
         let mut outcome = Outcome::Ok;
         let settled = settle(result, |r| outcome = report(&r, a.json))?;
         Ok(if matches!(settled, Outcome::Denied) {
@@ -131,25 +152,50 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let app = a.instance.app().await?;
         let risk = match a.risk {
             RiskArg::Low => Risk::Low,
             RiskArg::Medium => Risk::Medium,
             RiskArg::High => Risk::High,
         };
-        let result = app
-            .review(
-                &a.actor.actor()?,
-                &a.promotion,
-                &custody_app::Review {
-                    verdict,
-                    rationale: a.rationale.clone(),
-                    risk,
-                    confidential: a.confidential,
-                },
-                a.idempotency_key.as_deref(),
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                let path = format!(
+                    "/api/v1/promotions/{}/{}",
+                    a.promotion,
+                    if verdict == Verdict::Approve {
+                        "approve"
+                    } else {
+                        "reject"
+                    }
+                );
+                let body =
+                    json!({"rationale": a.rationale, "risk": risk, "confidential": a.confidential});
+                server
+                    .call(
+                        Method::POST,
+                        &path,
+                        &[],
+                        Some(body),
+                        a.idempotency_key.as_deref(),
+                    )
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.review(
+                    &a.actor.actor()?,
+                    &a.promotion,
+                    &custody_app::Review {
+                        verdict,
+                        rationale: a.rationale.clone(),
+                        risk,
+                        confidential: a.confidential,
+                    },
+                    a.idempotency_key.as_deref(),
+                )
+                .await
+            }
+        };
         let mut outcome = Outcome::Ok;
         let settled = settle(result, |r| {
             let not_counted = r.approval.as_ref().and_then(|(_, why)| why.clone());
@@ -186,6 +232,8 @@ pub(crate) struct DecisionArgs {
     id: String,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -195,8 +243,20 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             DecisionCommand::Show(a) => {
-                let app = a.instance.app().await?;
-                let d = app.decision(&a.id).await?;
+                let d: custody_app::records::DecisionRecord = match a.remote.client() {
+                    Some(server) => {
+                        server
+                            .call(
+                                Method::GET,
+                                &format!("/api/v1/decisions/{}", a.id),
+                                &[],
+                                None,
+                                None,
+                            )
+                            .await??
+                    }
+                    None => a.instance.app().await?.decision(&a.id).await?,
+                };
                 if a.json {
                     print_json(&json!(d));
                 } else {

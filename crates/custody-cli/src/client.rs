@@ -1,0 +1,96 @@
+//! The CLI as a client of a custody server: `--server URL` (or `CUSTODY_SERVER`) and a
+//! token (`--token` / `CUSTODY_TOKEN`: an API token, or a CI job's OIDC ID token). Answers
+//! come back as the same values the local use cases return, and refusals as the same
+//! errors, so a command prints and exits alike either way.
+
+use anyhow::Context;
+use clap::Args;
+use custody_app::AppError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Where the server is, and who we are to it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RemoteArgs {
+    /// Talk to this custody server instead of the local data directory.
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
+    /// The token for --server: an API token (cst_…) or a CI OIDC ID token.
+    #[arg(
+        long,
+        env = "CUSTODY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The client, if --server was given.
+    pub(crate) fn client(&self) -> Option<Client> {
+        self.server.as_ref().map(|base| Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: self.token.clone(),
+        })
+    }
+}
+
+/// A custody server.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Calls `method path` with a JSON body and an optional idempotency key. A refusal
+    /// (401, 403) is [`AppError::Denied`]; other 4xx are [`AppError::Invalid`] — the same
+    /// errors the local use cases give.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Result<T, AppError>> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}\nhint: is `custody serve` running there? (https needs a TLS-terminating proxy for now)"))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        if status.is_success() {
+            return Ok(Ok(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{method} {url}: the answer is not what this custody expects")
+            })?));
+        }
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{status}"));
+        Ok(Err(match status.as_u16() {
+            401 => AppError::Denied(format!(
+                "{message}\nhint: pass --token or set CUSTODY_TOKEN"
+            )),
+            403 => AppError::Denied(message),
+            400..=499 => AppError::Invalid(message),
+            _ => AppError::Invalid(format!("the server failed: {status}: {message}")),
+        }))
+    }
+}
