@@ -320,16 +320,85 @@ impl<S: Store> App<S> {
         artifacts: &[ManifestArtifact],
         release_key: Option<&dyn Signer>,
     ) -> AppResult<ReleaseCreated> {
+        let manifest =
+            attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
+        let envelope = match release_key {
+            Some(key) => attestations::sign_release(key, &manifest)?,
+            None => Envelope {
+                payload: base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    manifest.to_json(),
+                ),
+                payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
+                signatures: Vec::new(),
+            },
+        };
+        self.record_release(actor, envelope).await
+    }
+
+    /// Records a release from its manifest envelope, signed elsewhere (by a release signer
+    /// on their own machine or token): the statement must be a custody release manifest
+    /// whose subjects are exactly its artifacts, and the same rules as
+    /// [`App::create_release`] apply. A signature by a builder key is refused.
+    pub async fn record_release(
+        &self,
+        actor: &Actor,
+        envelope: Envelope,
+    ) -> AppResult<ReleaseCreated> {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(&envelope.payload)
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(envelope.payload.trim_end_matches('='))
+            })
+            .map_err(|_| AppError::invalid("the manifest envelope's payload is not base64"))?;
+        let statement = custody_crypto::statement::Statement::from_json(&payload)?;
+        if statement.predicate_type() != attestations::RELEASE_MANIFEST_V1 {
+            return Err(AppError::invalid(format!(
+                "the envelope holds a {} statement, not a release manifest ({})",
+                statement.predicate_type(),
+                attestations::RELEASE_MANIFEST_V1
+            )));
+        }
+        let predicate = statement.predicate();
+        let field = |k: &str| {
+            predicate
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| AppError::invalid(format!("the release manifest has no {k}")))
+        };
+        let (name, version) = (field("name")?, field("version")?);
+        let artifacts: Vec<ManifestArtifact> =
+            serde_json::from_value(predicate.get("artifacts").cloned().unwrap_or_default())
+                .map_err(|e| AppError::invalid(format!("the release manifest's artifacts: {e}")))?;
+        let mut named: Vec<(String, Digest)> = artifacts
+            .iter()
+            .map(|a| (a.name.clone(), a.digest.clone()))
+            .collect();
+        let mut subjects: Vec<(String, Digest)> = statement
+            .subjects()
+            .iter()
+            .filter_map(|s| s.digest.digest().map(|d| (s.name.clone(), d)))
+            .collect();
+        named.sort();
+        subjects.sort();
+        if named != subjects {
+            return Err(AppError::invalid(
+                "the release manifest's subjects are not exactly its artifacts",
+            ));
+        }
         let policy = self.policy().await?;
         policy
-            .check_release(name, version)
+            .check_release(&name, &version)
             .map_err(AppError::Denied)?;
         if artifacts.is_empty() {
             return Err(AppError::invalid(
                 "a release needs at least one --artifact NAME=DIGEST",
             ));
         }
-        for a in artifacts {
+        for a in &artifacts {
             policy
                 .check_artifact_name(&a.name)
                 .map_err(AppError::Denied)?;
@@ -346,41 +415,42 @@ impl<S: Store> App<S> {
                     a.digest, record.name, a.name
                 )));
             }
-            let Some(provenance) = record.provenance_facts else {
+            if record.provenance_facts.is_none() {
                 return Err(AppError::denied(format!(
                     "artifact {} ({}) has no verified provenance: an unsigned artifact cannot enter a release",
                     a.name, a.digest
                 )));
-            };
-            if let Some(key) = release_key {
-                if key.key_id().to_string() == provenance.signing_key {
-                    return Err(AppError::denied(format!(
-                        "key {} signed the build of {}; a release must be signed by a different key (separation of signing duties)",
-                        provenance.signing_key, a.name
-                    )));
-                }
             }
         }
-        let manifest =
-            attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
-        let envelope = match release_key {
-            Some(key) => attestations::sign_release(key, &manifest)?,
-            None => Envelope {
-                payload: base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    manifest.to_json(),
-                ),
-                payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
-                signatures: Vec::new(),
-            },
+        let builder_keys: Vec<custody_crypto::PublicKey> =
+            policy.builders().iter().map(|b| b.key.clone()).collect();
+        if !envelope.signatures.is_empty()
+            && !builder_keys.is_empty()
+            && let Ok(v) = custody_crypto::dsse::verify(&envelope, &builder_keys, 1)
+        {
+            return Err(AppError::denied(format!(
+                "the release is signed by builder key {}; a release must be signed by a different key (separation of signing duties)",
+                v.key_ids()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )));
+        }
+        let release_keys: Vec<custody_crypto::PublicKey> = policy.release_keys().cloned().collect();
+        let signing_key = if release_keys.is_empty() {
+            None
+        } else {
+            custody_crypto::dsse::verify(&envelope, &release_keys, 1)
+                .ok()
+                .and_then(|v| v.key_ids().first().map(ToString::to_string))
         };
-        let digest = sha256(&manifest.to_json());
+        let digest = sha256(&payload);
         let id = format!("{name}@{version}");
         let record = ReleaseRecord {
-            name: name.into(),
-            version: version.into(),
+            name: name.clone(),
+            version: version.clone(),
             digest: digest.clone(),
-            artifacts: artifacts.to_vec(),
+            artifacts: artifacts.clone(),
             manifest: envelope.clone(),
             created_by: actor.principal.clone(),
             created_at: actor.now,
@@ -416,7 +486,7 @@ impl<S: Store> App<S> {
         Ok(ReleaseCreated {
             release: id,
             digest,
-            signing_key: release_key.map(|k| k.key_id().to_string()),
+            signing_key,
             ledger_index: appended.first_index,
         })
     }

@@ -225,11 +225,17 @@ pub enum Permission {
     Deploy,
     /// Apply a policy.
     Policy,
+    /// Register artifacts with their provenance.
+    Register,
+    /// Attach evidence to artifacts.
+    Attest,
+    /// Record signed releases.
+    Release,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 10] = [
         Permission::Verify,
         Permission::Read,
         Permission::Audit,
@@ -237,6 +243,9 @@ impl Permission {
         Permission::Review,
         Permission::Deploy,
         Permission::Policy,
+        Permission::Register,
+        Permission::Attest,
+        Permission::Release,
     ];
 
     /// The roles that hold it (besides `admin`, which holds all).
@@ -251,6 +260,9 @@ impl Permission {
             Permission::Review => &["approver"],
             Permission::Deploy => &["deployer"],
             Permission::Policy => &["security"],
+            Permission::Register => &["builder"],
+            Permission::Attest => &["builder", "security"],
+            Permission::Release => &["signer"],
         }
     }
 
@@ -264,6 +276,9 @@ impl Permission {
             Permission::Review => "review promotions",
             Permission::Deploy => "report deploys and roll back",
             Permission::Policy => "apply policies",
+            Permission::Register => "register artifacts",
+            Permission::Attest => "attach evidence",
+            Permission::Release => "record releases",
         }
     }
 

@@ -365,6 +365,26 @@ async fn authorization_matrix(postgres: bool) {
             &["root", "argo"],
         ),
         (
+            "POST",
+            "/api/v1/artifacts".into(),
+            Some(format!(r#"{{"name":"shop","digest":"{digest}"}}"#)),
+            &["root", "bob"],
+        ),
+        (
+            "POST",
+            format!("/api/v1/artifacts/{digest}/evidence"),
+            Some(format!(
+                r#"{{"kind":"sbom","format":"spdx","digest":"{digest}"}}"#
+            )),
+            &["root", "bob", "sec"],
+        ),
+        (
+            "POST",
+            "/api/v1/releases".into(),
+            Some(r#"{"manifest":{"payloadType":"x","payload":"","signatures":[]}}"#.into()),
+            &["root", "sam"],
+        ),
+        (
             "PUT",
             "/api/v1/policy".into(),
             Some(policy),
@@ -430,7 +450,7 @@ async fn authorization_matrix(postgres: bool) {
         log.iter()
             .all(|e| e["remote"].as_str().unwrap().starts_with("127.0.0.1:"))
     );
-    // The access review: argo's deployer role is in use, bob never used builder here.
+    // The access review: roles used here, and one never used.
     let out = run(custody()
         .args(["access", "review", "--json", "--data-dir"])
         .arg(&data));
@@ -447,8 +467,10 @@ async fn authorization_matrix(postgres: bool) {
     };
     assert_eq!(holding("argo", "deployer")["unused"], false);
     assert!(holding("argo", "deployer")["last_used"].is_string());
-    assert_eq!(holding("bob", "builder")["unused"], true);
+    assert_eq!(holding("bob", "builder")["unused"], false);
+    // approver-2 never acted here: the review says so.
     assert_eq!(holding("approver-2", "approver")["last_used"], Value::Null);
+    assert_eq!(holding("approver-2", "approver")["unused"], true);
     assert!(log.iter().any(|e| e["principal"] == "argo"
         && e["path"] == "/api/v1/deploys"
         && e["outcome"] == "allowed: report deploys and roll back"));
@@ -634,7 +656,12 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
     for (p, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             documented.push((method.to_uppercase(), p.clone()));
-            let url = format!("{b}{}", p.replace("{id}", "x").replace("{env}", "build"));
+            let url = format!(
+                "{b}{}",
+                p.replace("{id}", "x")
+                    .replace("{env}", "build")
+                    .replace("{digest}", &format!("sha256:{}", "a".repeat(64)))
+            );
             let (status, reply) =
                 call(&method.to_uppercase(), &url, Some(&root), Some("{}".into())).await;
             assert!(
@@ -662,6 +689,9 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
         ("GET", "/api/v1/access-log"),
         ("POST", "/api/v1/promotions"),
         ("GET", "/api/v1/promotions/{id}"),
+        ("POST", "/api/v1/artifacts"),
+        ("POST", "/api/v1/artifacts/{digest}/evidence"),
+        ("POST", "/api/v1/releases"),
         ("POST", "/api/v1/promotions/{id}/approve"),
         ("POST", "/api/v1/promotions/{id}/reject"),
         ("POST", "/api/v1/deploys"),
@@ -673,7 +703,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
             "{method} {p} is not documented"
         );
     }
-    assert_eq!(documented.len(), 18, "{documented:?}");
+    assert_eq!(documented.len(), 21, "{documented:?}");
     assert!(server.stop().success());
 }
 
@@ -783,5 +813,113 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
         .env("CUSTODY_SERVER", &server.base));
     expect_code(&out, 1);
     assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    let (builder_key, builder_pub) = generate_key(temp.path(), "builder", "ed25519");
+    let (release_key, release_pub) = generate_key(temp.path(), "release", "ecdsa-p256");
+    std::fs::create_dir_all(data.join("policy/keys")).unwrap();
+    std::fs::copy(&builder_pub, data.join("policy/keys/builder.pub")).unwrap();
+    std::fs::copy(&release_pub, data.join("policy/keys/release.pub")).unwrap();
+    let policy = data.join("policy/custody.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "[[environment]]\nname = \"build\"",
+        "[[release_key]]\npath = \"keys/release.pub\"\n\n[[builder]]\nid = \"https://ci.example/b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    grant_roles(&data, "builder = [\"ci-bot\"]\nsigner = [\"rita\"]");
+    let remote = |who: &str, args: &[&str]| {
+        let t = token(&data, who, &[]);
+        run(custody()
+            .args(args)
+            .env("CUSTODY_SERVER", &server.base)
+            .env("CUSTODY_TOKEN", t))
+    };
+    let file = temp.path().join("shop.tar");
+    std::fs::write(&file, "shop v1").unwrap();
+    let register = [
+        "artifact",
+        "register",
+        "--name",
+        "shop",
+        "--file",
+        file.to_str().unwrap(),
+        "--source-repo",
+        "https://git.example/acme/shop",
+        "--commit",
+        "abc123",
+        "--builder-id",
+        "https://ci.example/b",
+        "--builder-key",
+        builder_key.to_str().unwrap(),
+    ];
+    let out = remote("rita", &register);
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("may not register artifacts"),
+        "{}",
+        stderr(&out)
+    );
+    let out = remote("ci-bot", &register);
+    expect_code(&out, 0);
+    let digest = stdout(&out).trim().to_owned();
+    let junit = temp.path().join("junit.xml");
+    std::fs::write(&junit, "<testsuite/>").unwrap();
+    expect_code(
+        &remote(
+            "ci-bot",
+            &[
+                "attest",
+                "--artifact",
+                &digest,
+                "--type",
+                "junit",
+                junit.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let artifact = format!("shop={digest}");
+    let out = remote(
+        "rita",
+        &[
+            "release",
+            "create",
+            "shop",
+            "1.0.0",
+            "--artifact",
+            &artifact,
+            "--sign-key",
+            builder_key.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("separation of signing duties"),
+        "{}",
+        stderr(&out)
+    );
+    let out = remote(
+        "rita",
+        &[
+            "release",
+            "create",
+            "shop",
+            "1.0.0",
+            "--artifact",
+            &artifact,
+            "--sign-key",
+            release_key.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 0);
+    let out = remote("rita", &["promote", "shop@1.0.0", "--to", "build"]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
     assert!(server.stop().success());
 }

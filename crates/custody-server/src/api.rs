@@ -295,3 +295,88 @@ pub(crate) async fn promotion(
     }
     Ok(Json(json!({"promotion": promotion, "reviews": reviews})).into_response())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ArtifactBody {
+    name: String,
+    digest: Digest,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    build: Option<custody_app::attestations::BuildFields>,
+    provenance: Option<custody_crypto::dsse::Envelope>,
+}
+
+/// Registers an artifact; its provenance is signed by the builder before it is sent.
+pub(crate) async fn register_artifact(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    b: Result<Json<ArtifactBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let registered = s
+        .app
+        .register_artifact(
+            &actor(&who)?,
+            custody_app::NewArtifact {
+                name: b.name,
+                digest: Some(b.digest),
+                size: b.size,
+                build: b.build,
+                provenance: b.provenance,
+                builder_key: None,
+            },
+        )
+        .await?;
+    Ok(Json(json!(registered)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EvidenceBody {
+    kind: String,
+    format: String,
+    /// Digest of the evidence file (the file stays with the caller).
+    digest: Digest,
+}
+
+pub(crate) async fn attest(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(artifact): Path<String>,
+    b: Result<Json<EvidenceBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let artifact: Digest = artifact
+        .parse()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("artifact digest: {e}")))?;
+    if b.format.is_empty() || b.format.len() > 32 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "format must be 1 to 32 characters".into(),
+        ));
+    }
+    let index = s
+        .app
+        .attest(&actor(&who)?, &artifact, &b.kind, &b.format, b.digest)
+        .await?;
+    Ok(Json(json!({"ledger_index": index})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseBody {
+    /// The release manifest statement in a DSSE envelope, signed by the release signer.
+    manifest: custody_crypto::dsse::Envelope,
+}
+
+pub(crate) async fn record_release(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    b: Result<Json<ReleaseBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let created = s.app.record_release(&actor(&who)?, b.manifest).await?;
+    Ok(Json(json!(created)).into_response())
+}

@@ -113,6 +113,18 @@ pub fn router(state: Arc<ServerState>) -> Router {
             post(api::promote).route_layer(guarded(P::Promote)),
         )
         .route(
+            "/api/v1/artifacts",
+            post(api::register_artifact).route_layer(guarded(P::Register)),
+        )
+        .route(
+            "/api/v1/artifacts/{digest}/evidence",
+            post(api::attest).route_layer(guarded(P::Attest)),
+        )
+        .route(
+            "/api/v1/releases",
+            post(api::record_release).route_layer(guarded(P::Release)),
+        )
+        .route(
             "/api/v1/promotions/{id}",
             get(api::promotion).route_layer(guarded(P::Read)),
         )

@@ -13,8 +13,10 @@ use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
+use crate::client::RemoteArgs;
 use crate::context::{ActorArgs, InstanceArgs, read_bundle, settle};
 use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
+use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -174,6 +176,8 @@ pub(crate) struct RegisterArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
     #[arg(long)]
@@ -234,20 +238,39 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             None => None,
         };
         let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
-        let app = a.instance.app().await?;
-        let result = app
-            .register_artifact(
-                &a.actor.actor()?,
-                NewArtifact {
-                    name: a.name.clone(),
-                    digest: Some(digest),
-                    size,
-                    build,
-                    provenance,
-                    builder_key: key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
-                },
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                // The builder's key never leaves this machine: provenance is signed here.
+                let provenance = match (&key, &build, provenance) {
+                    (Some(k), Some(b), None) => Some(custody_app::attestations::sign_provenance(
+                        k, &a.name, &digest, b,
+                    )?),
+                    (Some(_), _, Some(_)) => {
+                        bail!("give either --provenance or --builder-key, not both")
+                    }
+                    (_, _, p) => p,
+                };
+                let body = json!({"name": a.name, "digest": digest, "size": size, "build": build, "provenance": provenance});
+                server
+                    .call(Method::POST, "/api/v1/artifacts", &[], Some(body), None)
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.register_artifact(
+                    &a.actor.actor()?,
+                    NewArtifact {
+                        name: a.name.clone(),
+                        digest: Some(digest),
+                        size,
+                        build,
+                        provenance,
+                        builder_key: key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                    },
+                )
+                .await
+            }
+        };
         settle(result, |r| {
             if a.json {
                 print_json(&json!(r));
@@ -336,6 +359,8 @@ pub(crate) struct AttestArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     actor: ActorArgs,
 }
 
@@ -359,16 +384,28 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
             );
         }
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
-        let app = a.instance.app().await?;
-        let result = app
-            .attest(
-                &a.actor.actor()?,
-                &a.artifact,
-                &kind,
-                a.format.name(),
-                sha256(&bytes),
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                let path = format!("/api/v1/artifacts/{}/evidence", a.artifact);
+                let body =
+                    json!({"kind": kind, "format": a.format.name(), "digest": sha256(&bytes)});
+                server
+                    .call::<serde_json::Value>(Method::POST, &path, &[], Some(body), None)
+                    .await?
+                    .map(|v| v["ledger_index"].as_u64().unwrap_or_default())
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.attest(
+                    &a.actor.actor()?,
+                    &a.artifact,
+                    &kind,
+                    a.format.name(),
+                    sha256(&bytes),
+                )
+                .await
+            }
+        };
         settle(result, |index| {
             print_line(&format!(
                 "{kind} evidence recorded for {} (ledger index {index})",
@@ -405,6 +442,8 @@ pub(crate) struct ReleaseCreateArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
     #[arg(long)]
@@ -435,16 +474,55 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
             );
         }
-        let app = a.instance.app().await?;
-        let result = app
-            .create_release(
-                &a.actor.actor()?,
-                &a.name,
-                &a.release_version,
-                &artifacts,
-                key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
-            )
-            .await;
+        let result = match a.remote.client() {
+            Some(server) => {
+                // The release key never leaves this machine: the manifest is signed here.
+                let by = a
+                    .actor
+                    .principal
+                    .clone()
+                    .unwrap_or_else(|| "(token)".into());
+                let now = crate::context::now()?;
+                let manifest = custody_app::attestations::release_manifest(
+                    &a.name,
+                    &a.release_version,
+                    &artifacts,
+                    &by,
+                    now,
+                )?;
+                let envelope = match &key {
+                    Some(k) => custody_app::attestations::sign_release(k, &manifest)?,
+                    None => Envelope {
+                        payload: base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            manifest.to_json(),
+                        ),
+                        payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
+                        signatures: Vec::new(),
+                    },
+                };
+                server
+                    .call(
+                        Method::POST,
+                        "/api/v1/releases",
+                        &[],
+                        Some(json!({"manifest": envelope})),
+                        None,
+                    )
+                    .await?
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.create_release(
+                    &a.actor.actor()?,
+                    &a.name,
+                    &a.release_version,
+                    &artifacts,
+                    key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                )
+                .await
+            }
+        };
         settle(result, |r| {
             if a.json {
                 print_json(&json!(r));
