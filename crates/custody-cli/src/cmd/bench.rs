@@ -31,6 +31,9 @@ pub(crate) enum BenchCommand {
     /// receipt) from concurrent requesters on a fresh instance, then the deploy gate
     /// (`verify`) answered from the store they leave.
     Promotions(PromotionsArgs),
+    /// Load a running server over HTTP from this process (verify or promote), with
+    /// /healthz on the same server as the baseline.
+    Http(crate::cmd::bench_http::HttpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +105,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<Outcome> {
             BenchCommand::Append(a) => append(a).await,
             BenchCommand::Proofs(a) => proofs(a).await,
             BenchCommand::Promotions(a) => crate::cmd::bench_promotions::run(a).await,
+            BenchCommand::Http(a) => crate::cmd::bench_http::run(a).await,
         }
     })
 }

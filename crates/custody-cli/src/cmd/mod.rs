@@ -2,6 +2,7 @@
 
 pub(crate) mod access;
 pub(crate) mod bench;
+pub(crate) mod bench_http;
 pub(crate) mod bench_promotions;
 pub(crate) mod catalog;
 pub(crate) mod demo;
