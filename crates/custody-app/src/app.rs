@@ -48,7 +48,16 @@ pub struct App<S: Store> {
     /// release or builder key).
     pub(crate) attestor: Box<dyn Signer>,
     policy: Mutex<Option<(String, Arc<Policy>)>>,
+    verdicts: Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, crate::Verification)>>,
 }
+
+/// (environment, digest).
+pub(crate) type VerdictKey = (String, String);
+/// (environment record version, policy digest) a verdict was computed from.
+pub(crate) type VerdictStamp = (Option<u64>, String);
+
+/// Verdicts kept at most (the cache is cleared when it fills).
+const VERDICTS_KEPT: usize = 10_000;
 
 /// A state record read with its version.
 pub(crate) struct Versioned<T> {
@@ -69,6 +78,7 @@ impl<S: Store> App<S> {
             store,
             attestor,
             policy: Mutex::new(None),
+            verdicts: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -120,23 +130,59 @@ impl<S: Store> App<S> {
 
     /// The policy in force, compiled (cached by digest).
     pub async fn policy(&self) -> AppResult<Arc<Policy>> {
+        // The digest alone first: the compiled policy is cached by it.
+        if let Some(digest) = self.get::<String>(kind::POLICY_DIGEST, "current").await? {
+            if let Some(policy) = self.cached_policy(&digest.value) {
+                return Ok(policy);
+            }
+        }
         let record: Versioned<PolicyRecord> = self
             .require(kind::POLICY, "current", || {
                 "no policy has been applied yet\nhint: run `custody policy apply DIR` (custody init writes a starter policy in DATA_DIR/policy)".into()
             })
             .await?;
-        if let Ok(cache) = self.policy.lock() {
-            if let Some((digest, policy)) = cache.as_ref() {
-                if *digest == record.value.digest {
-                    return Ok(policy.clone());
-                }
-            }
+        if let Some(policy) = self.cached_policy(&record.value.digest) {
+            return Ok(policy);
         }
         let policy = Arc::new(custody_policy::compile(&record.value.bundle)?);
         if let Ok(mut cache) = self.policy.lock() {
             *cache = Some((record.value.digest.clone(), policy.clone()));
         }
         Ok(policy)
+    }
+
+    pub(crate) fn cached_verdict(
+        &self,
+        key: &VerdictKey,
+        stamp: &VerdictStamp,
+    ) -> Option<crate::Verification> {
+        let cache = self.verdicts.lock().ok()?;
+        cache
+            .get(key)
+            .filter(|(s, _)| s == stamp)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn cache_verdict(
+        &self,
+        key: VerdictKey,
+        stamp: VerdictStamp,
+        verdict: &crate::Verification,
+    ) {
+        if let Ok(mut cache) = self.verdicts.lock() {
+            if cache.len() >= VERDICTS_KEPT {
+                cache.clear();
+            }
+            cache.insert(key, (stamp, verdict.clone()));
+        }
+    }
+
+    fn cached_policy(&self, digest: &str) -> Option<Arc<Policy>> {
+        let cache = self.policy.lock().ok()?;
+        cache
+            .as_ref()
+            .filter(|(d, _)| d == digest)
+            .map(|(_, p)| p.clone())
     }
 
     /// A policy version by digest (for replaying old decisions).

@@ -106,6 +106,7 @@ impl<S: Store> App<S> {
                     vec![
                         write(kind::POLICY, "current", &record, expect_version(&current))?,
                         write(kind::POLICY_VERSION, &digest, &record, Expect::Any)?,
+                        write(kind::POLICY_DIGEST, "current", &digest, Expect::Any)?,
                     ],
                     None,
                 )

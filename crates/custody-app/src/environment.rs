@@ -460,8 +460,38 @@ impl<S: Store> App<S> {
     /// release certified there, that release's signature and its artifacts' provenance
     /// still verify with keys the current policy trusts (a removed key is a revoked one),
     /// and no approver has since rejected it.
+    ///
+    /// Answers are cached by (environment, digest) and valid while the environment record
+    /// and the policy in force are the versions they were computed from: everything else a
+    /// verdict reads (the release, its decision, its artifacts' provenance, the reviews of a
+    /// certified promotion) never changes once written.
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Verification> {
         let policy = self.policy().await?;
+        let env_now = self
+            .get::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
+            .await?;
+        let stamp = (
+            env_now.as_ref().map(|e| e.version),
+            policy.digest().to_owned(),
+        );
+        let key = (environment.to_owned(), digest.to_string());
+        if let Some(hit) = self.cached_verdict(&key, &stamp) {
+            return Ok(hit);
+        }
+        let verdict = self
+            .verify_uncached(&policy, environment, digest, env_now)
+            .await?;
+        self.cache_verdict(key, stamp, &verdict);
+        Ok(verdict)
+    }
+
+    async fn verify_uncached(
+        &self,
+        policy: &Policy,
+        environment: &str,
+        digest: &Digest,
+        env: Option<Versioned<EnvironmentRecord>>,
+    ) -> AppResult<Verification> {
         let deny = |reason: String| Verification {
             allowed: false,
             reasons: vec![reason],
@@ -472,10 +502,7 @@ impl<S: Store> App<S> {
         if policy.environment(environment).is_none() {
             return Ok(deny(format!("unknown environment {environment:?}")));
         }
-        let Some(env) = self
-            .get::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
-            .await?
-        else {
+        let Some(env) = env else {
             return Ok(deny(format!("nothing is certified in {environment}")));
         };
         let Some(cert) = env.value.certified.clone() else {

@@ -13,6 +13,8 @@ use crate::attestations::{BuildFields, ManifestArtifact, ReadProvenance};
 pub(crate) mod kind {
     pub(crate) const POLICY: &str = "policy";
     pub(crate) const POLICY_VERSION: &str = "policy-version";
+    /// The digest of the policy in force alone (a small read for every request).
+    pub(crate) const POLICY_DIGEST: &str = "policy-digest";
     pub(crate) const ARTIFACT: &str = "artifact";
     pub(crate) const BUILD_SOURCE: &str = "build-source";
     pub(crate) const RELEASE: &str = "release";

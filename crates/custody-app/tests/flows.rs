@@ -478,7 +478,11 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
             Some("rollout-9"),
         )
     };
+    // Asked before the failure (and so cached), the gate says yes to 2.0.0 …
+    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
     let first = report().await.unwrap();
+    // … and after the rollback, no: a cached verdict is not served past a change.
+    assert!(!s.app.verify("build", &d2).await.unwrap().allowed);
     let size = s.app.store().checkpoint().await.unwrap().size;
     let again = report().await.unwrap();
     assert_eq!(first.rollback.as_ref().unwrap().to, "shop@1.0.0");
