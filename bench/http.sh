@@ -25,7 +25,9 @@ rita=$("$custody" token create --principal rita --as root --data-dir "$data" 2>/
 digest=$("$custody" history --data-dir "$data" --env production --json --limit 0 \
     | python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin) if x["event"]["type"]=="rollback"][-1]; print(e["event"]["artifacts"][-1])')
 
-echo "machine: $(nproc) cores; $(date -u +%Y-%m-%dT%H:%M:%SZ); backend: ${DATABASE_URL:+PostgreSQL}${DATABASE_URL:-SQLite}"
+backend=SQLite
+[ -z "${DATABASE_URL:-}" ] || backend=PostgreSQL
+echo "machine: $(nproc) cores; $(date -u +%Y-%m-%dT%H:%M:%SZ); backend: $backend"
 echo "== GET /api/v1/verify (allowed: the release certified in production after the demo's rollback)"
 "$custody" bench http --server "$url" --token "$argo" --route verify --env production --digest "$digest" \
     --seconds "$SECONDS_EACH" --server-pid "$server"

@@ -574,6 +574,7 @@ async fn tokens_and_bad_bodies(postgres: bool) {
         let (_, cp) = call("GET", &format!("{b}/api/v1/log/checkpoint"), None, None).await;
         cp.as_str().unwrap().lines().nth(1).unwrap().to_owned()
     };
+    let root = token(&data, "root", &[]);
     let before = size(b.clone()).await;
     let deploys = format!("{b}/api/v1/deploys");
     let digest = format!("sha256:{}", "a".repeat(64));
@@ -628,6 +629,71 @@ async fn tokens_and_bad_bodies(postgres: bool) {
         .await;
     if let Ok(response) = sent {
         assert_eq!(response.status().as_u16(), 413);
+    }
+    // Every mutating route: malformed JSON, wrong types, unknown fields → 400 with a
+    // message; an unknown environment or promotion → 4xx with a message.
+    let routes = [
+        (
+            "POST",
+            "/api/v1/promotions".to_owned(),
+            r#"{"release":"shop@1.0.0","environment":"nowhere"}"#.to_owned(),
+        ),
+        (
+            "POST",
+            "/api/v1/promotions/prm-none/approve".to_owned(),
+            r#"{"rationale":"x","risk":"low"}"#.to_owned(),
+        ),
+        (
+            "POST",
+            "/api/v1/promotions/prm-none/reject".to_owned(),
+            r#"{"rationale":"x","risk":"low"}"#.to_owned(),
+        ),
+        (
+            "POST",
+            "/api/v1/environments/nowhere/rollback".to_owned(),
+            r#"{"reason":"x"}"#.to_owned(),
+        ),
+        (
+            "POST",
+            "/api/v1/artifacts".to_owned(),
+            format!(r#"{{"name":"Bad Name","digest":"{digest}"}}"#),
+        ),
+        (
+            "POST",
+            format!("/api/v1/artifacts/{digest}/evidence"),
+            format!(r#"{{"kind":"sbom","format":"spdx","digest":"{digest}"}}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/releases".to_owned(),
+            r#"{"manifest":{"payloadType":"x","payload":"bm90IGpzb24=","signatures":[]}}"#
+                .to_owned(),
+        ),
+        (
+            "PUT",
+            "/api/v1/policy".to_owned(),
+            r#"{"files":{"custody.toml":"version = 2"}}"#.to_owned(),
+        ),
+    ];
+    for (method, path, semantic) in &routes {
+        let url = format!("{b}{path}");
+        for bad in ["{not json", r#"{"unexpected":true}"#, "[1,2,3]"] {
+            let (status, reply) = call(method, &url, Some(&root), Some(bad.into())).await;
+            assert_eq!(status, 400, "{method} {path} {bad}: {reply}");
+            assert!(
+                !reply["error"].as_str().unwrap_or_default().is_empty(),
+                "{method} {path}: {reply}"
+            );
+        }
+        let (status, reply) = call(method, &url, Some(&root), Some(semantic.clone())).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {reply}"
+        );
+        assert!(
+            !reply["error"].as_str().unwrap_or_default().is_empty(),
+            "{method} {path}: {reply}"
+        );
     }
     assert_eq!(
         size(b.clone()).await,

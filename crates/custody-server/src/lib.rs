@@ -189,11 +189,12 @@ impl From<AppError> for ApiError {
             AppError::Store(s) => s.into(),
             AppError::Denied(m) => ApiError(StatusCode::FORBIDDEN, m),
             AppError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            // A statement, envelope or key the caller sent that does not parse.
+            AppError::Crypto(c) => ApiError(StatusCode::BAD_REQUEST, c.to_string()),
             AppError::Policy(p) => ApiError(
                 StatusCode::BAD_REQUEST,
                 format!("the policy has mistakes:\n{p}"),
             ),
-            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
 }
