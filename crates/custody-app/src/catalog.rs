@@ -259,6 +259,7 @@ impl<S: Store> App<S> {
     }
 
     /// Attaches evidence (test results, a vulnerability scan, an SBOM…) to an artifact.
+    /// With an idempotency key, a retry returns the first ledger index and adds nothing.
     pub async fn attest(
         &self,
         actor: &Actor,
@@ -266,7 +267,14 @@ impl<S: Store> App<S> {
         evidence_kind: &str,
         format: &str,
         file_digest: Digest,
+        idempotency_key: Option<&str>,
     ) -> AppResult<u64> {
+        let request = json!({"artifact": artifact, "kind": evidence_kind, "format": format, "evidence": file_digest, "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some(((), index)) = self.replayed::<()>("attest", key, &request).await? {
+                return Ok(index);
+            }
+        }
         let well_formed = !evidence_kind.is_empty()
             && evidence_kind.len() <= 64
             && evidence_kind.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -292,6 +300,13 @@ impl<S: Store> App<S> {
                 at: actor.now,
             };
             record.value.evidence.push(evidence.clone());
+            let mut state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
+            let mut idem = None;
+            if let Some(key) = idempotency_key {
+                let (w, k) = crate::app::replay_write("attest", key, &request, &())?;
+                state.push(w);
+                idem = Some(k);
+            }
             let appended = self
                 .append(
                     vec![event(
@@ -299,10 +314,15 @@ impl<S: Store> App<S> {
                         actor,
                         json!({"artifacts": [artifact], "kind": evidence_kind, "format": format, "evidence": file_digest}),
                     )?],
-                    vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?],
-                    None,
+                    state,
+                    idem,
                 )
                 .await?;
+            if appended.replayed {
+                if let Some(((), index)) = self.replayed::<()>("attest", idempotency_key.unwrap_or_default(), &request).await? {
+                    return Ok(index);
+                }
+            }
             Ok(appended.first_index)
         })
         .await
@@ -320,6 +340,7 @@ impl<S: Store> App<S> {
         version: &str,
         artifacts: &[ManifestArtifact],
         release_key: Option<&dyn Signer>,
+        idempotency_key: Option<&str>,
     ) -> AppResult<ReleaseCreated> {
         let manifest =
             attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
@@ -334,17 +355,20 @@ impl<S: Store> App<S> {
                 signatures: Vec::new(),
             },
         };
-        self.record_release(actor, envelope).await
+        self.record_release(actor, envelope, idempotency_key).await
     }
 
     /// Records a release from its manifest envelope, signed elsewhere (by a release signer
     /// on their own machine or token): the statement must be a custody release manifest
     /// whose subjects are exactly its artifacts, and the same rules as
-    /// [`App::create_release`] apply. A signature by a builder key is refused.
+    /// [`App::create_release`] apply. A signature by a builder key is refused. With an
+    /// idempotency key, a retry (even with the manifest signed again, at another time)
+    /// returns the first result.
     pub async fn record_release(
         &self,
         actor: &Actor,
         envelope: Envelope,
+        idempotency_key: Option<&str>,
     ) -> AppResult<ReleaseCreated> {
         use base64::Engine as _;
         let payload = base64::engine::general_purpose::STANDARD
@@ -371,6 +395,17 @@ impl<S: Store> App<S> {
                 .ok_or_else(|| AppError::invalid(format!("the release manifest has no {k}")))
         };
         let (name, version) = (field("name")?, field("version")?);
+        // What identifies the request: the release, not when its manifest was signed.
+        let request = json!({"release": format!("{name}@{version}"), "artifacts": predicate.get("artifacts"), "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some((mut done, index)) = self
+                .replayed::<ReleaseCreated>("release", key, &request)
+                .await?
+            {
+                done.ledger_index = index;
+                return Ok(done);
+            }
+        }
         let artifacts: Vec<ManifestArtifact> =
             serde_json::from_value(predicate.get("artifacts").cloned().unwrap_or_default())
                 .map_err(|e| AppError::invalid(format!("the release manifest's artifacts: {e}")))?;
@@ -461,6 +496,19 @@ impl<S: Store> App<S> {
                 "release {id} already exists; releases are immutable: create a new version"
             )));
         }
+        let created = ReleaseCreated {
+            release: id.clone(),
+            digest: digest.clone(),
+            signing_key: signing_key.clone(),
+            ledger_index: 0,
+        };
+        let mut state = vec![write(kind::RELEASE, &id, &record, Expect::Absent)?];
+        let mut idem = None;
+        if let Some(key) = idempotency_key {
+            let (w, k) = crate::app::replay_write("release", key, &request, &created)?;
+            state.push(w);
+            idem = Some(k);
+        }
         let appended = self
             .append(
                 vec![event(
@@ -474,8 +522,8 @@ impl<S: Store> App<S> {
                         "manifest_digest": envelope_digest(&envelope),
                     }),
                 )?],
-                vec![write(kind::RELEASE, &id, &record, Expect::Absent)?],
-                None,
+                state,
+                idem,
             )
             .await
             .map_err(|e| match e {
@@ -484,11 +532,22 @@ impl<S: Store> App<S> {
                 }
                 other => other,
             })?;
+        if appended.replayed {
+            if let Some((mut done, index)) = self
+                .replayed::<ReleaseCreated>(
+                    "release",
+                    idempotency_key.unwrap_or_default(),
+                    &request,
+                )
+                .await?
+            {
+                done.ledger_index = index;
+                return Ok(done);
+            }
+        }
         Ok(ReleaseCreated {
-            release: id,
-            digest,
-            signing_key,
             ledger_index: appended.first_index,
+            ..created
         })
     }
 }

@@ -143,6 +143,7 @@ impl Setup {
                 version,
                 &artifacts,
                 Some(&self.release_key),
+                None,
             )
             .await
             .unwrap()
@@ -367,11 +368,11 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
 
     // Evidence is now required: 2.0.0 gets it, 1.0.0 does not; 3.0.0 fails to deploy.
     s.app
-        .attest(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"))
+        .attest(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"), None)
         .await
         .unwrap();
     s.app
-        .attest(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"))
+        .attest(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"), None)
         .await
         .unwrap();
     let text = policy_text("").replace(

@@ -990,3 +990,137 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mutating_route_honours_an_idempotency_key() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    let (builder_key, builder_pub) = generate_key(temp.path(), "builder", "ed25519");
+    let (release_key, release_pub) = generate_key(temp.path(), "release", "ecdsa-p256");
+    std::fs::create_dir_all(data.join("policy/keys")).unwrap();
+    std::fs::copy(&builder_pub, data.join("policy/keys/builder.pub")).unwrap();
+    std::fs::copy(&release_pub, data.join("policy/keys/release.pub")).unwrap();
+    let policy = data.join("policy/custody.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "[[environment]]\nname = \"build\"",
+        "[[release_key]]\npath = \"keys/release.pub\"\n\n[[builder]]\nid = \"https://ci.example/b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    grant_roles(&data, "admin = [\"root\"]");
+    let root = token(&data, "root", &[]);
+    let remote = |args: &[&str]| {
+        run(custody()
+            .args(args)
+            .env("CUSTODY_SERVER", &server.base)
+            .env("CUSTODY_TOKEN", &root))
+    };
+    let size = || {
+        let out = run(custody()
+            .args(["log", "checkpoint", "--json", "--data-dir"])
+            .arg(&data));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["size"]
+            .as_u64()
+            .unwrap()
+    };
+    let file = temp.path().join("shop.tar");
+    std::fs::write(&file, "shop v1").unwrap();
+    let out = remote(&[
+        "artifact",
+        "register",
+        "--name",
+        "shop",
+        "--file",
+        file.to_str().unwrap(),
+        "--source-repo",
+        "https://git.example/acme/shop",
+        "--commit",
+        "abc",
+        "--builder-id",
+        "https://ci.example/b",
+        "--builder-key",
+        builder_key.to_str().unwrap(),
+    ]);
+    expect_code(&out, 0);
+    let digest = stdout(&out).trim().to_owned();
+    let junit = temp.path().join("junit.xml");
+    std::fs::write(&junit, "<testsuite/>").unwrap();
+    let artifact = format!("shop={digest}");
+    // Each call made twice with one key: the second returns the first result, writes nothing.
+    let calls: Vec<Vec<&str>> = vec![
+        vec![
+            "attest",
+            "--artifact",
+            &digest,
+            "--type",
+            "junit",
+            junit.to_str().unwrap(),
+            "--idempotency-key",
+            "k-attest",
+        ],
+        vec![
+            "release",
+            "create",
+            "shop",
+            "1.0.0",
+            "--artifact",
+            &artifact,
+            "--sign-key",
+            release_key.to_str().unwrap(),
+            "--idempotency-key",
+            "k-release",
+            "--json",
+        ],
+        vec![
+            "promote",
+            "shop@1.0.0",
+            "--to",
+            "build",
+            "--idempotency-key",
+            "k-promote",
+            "--json",
+        ],
+        vec![
+            "deploy",
+            "report",
+            "--env",
+            "build",
+            "--digest",
+            &digest,
+            "--status",
+            "failed",
+            "--idempotency-key",
+            "k-deploy",
+            "--json",
+        ],
+    ];
+    for call in &calls {
+        let first = remote(call);
+        let after_first = size();
+        let second = remote(call);
+        assert_eq!(
+            first.status.code(),
+            second.status.code(),
+            "{call:?}: {}",
+            stderr(&second)
+        );
+        assert_eq!(
+            size(),
+            after_first,
+            "{call:?}: the retry wrote to the ledger"
+        );
+        if call.contains(&"--json") {
+            let (a, b): (Value, Value) = (
+                serde_json::from_slice(&first.stdout).unwrap(),
+                serde_json::from_slice(&second.stdout).unwrap(),
+            );
+            let id = |v: &Value| {
+                v.get("promotion")
+                    .map(|p| p["id"].clone())
+                    .unwrap_or_else(|| v["ledger_index"].clone())
+            };
+            assert_eq!(id(&a), id(&b), "{call:?}");
+        }
+    }
+    assert!(server.stop().success());
+}

@@ -345,9 +345,11 @@ pub(crate) async fn attest(
     State(s): State<Arc<ServerState>>,
     Extension(who): Extension<Authenticated>,
     Path(artifact): Path<String>,
+    headers: HeaderMap,
     b: Result<Json<EvidenceBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
+    let key = idempotency_key(&headers)?;
     let artifact: Digest = artifact
         .parse()
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("artifact digest: {e}")))?;
@@ -359,7 +361,14 @@ pub(crate) async fn attest(
     }
     let index = s
         .app
-        .attest(&actor(&who)?, &artifact, &b.kind, &b.format, b.digest)
+        .attest(
+            &actor(&who)?,
+            &artifact,
+            &b.kind,
+            &b.format,
+            b.digest,
+            key.as_deref(),
+        )
         .await?;
     Ok(Json(json!({"ledger_index": index})).into_response())
 }
@@ -374,9 +383,14 @@ pub(crate) struct ReleaseBody {
 pub(crate) async fn record_release(
     State(s): State<Arc<ServerState>>,
     Extension(who): Extension<Authenticated>,
+    headers: HeaderMap,
     b: Result<Json<ReleaseBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let created = s.app.record_release(&actor(&who)?, b.manifest).await?;
+    let key = idempotency_key(&headers)?;
+    let created = s
+        .app
+        .record_release(&actor(&who)?, b.manifest, key.as_deref())
+        .await?;
     Ok(Json(json!(created)).into_response())
 }

@@ -103,12 +103,13 @@ async fn seed(
                 "test-results",
                 "junit",
                 sha256(b"<testsuite/>"),
+                None,
             )
             .await?;
             artifacts.push(ManifestArtifact { name, digest });
         }
         let version = format!("1.{r}.0");
-        app.create_release(&rita, "shop", &version, &artifacts, Some(&signer))
+        app.create_release(&rita, "shop", &version, &artifacts, Some(&signer), None)
             .await?;
         out.push((
             format!("shop@{version}"),

@@ -354,6 +354,9 @@ pub(crate) struct AttestArgs {
     /// Record it as this evidence type instead of the format's (e.g. code-review).
     #[arg(long)]
     kind: Option<String>,
+    /// Makes a retry return the first result instead of attaching the evidence twice.
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// The evidence file.
     file: PathBuf,
     #[command(flatten)]
@@ -390,7 +393,13 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
                 let body =
                     json!({"kind": kind, "format": a.format.name(), "digest": sha256(&bytes)});
                 server
-                    .call::<serde_json::Value>(Method::POST, &path, &[], Some(body), None)
+                    .call::<serde_json::Value>(
+                        Method::POST,
+                        &path,
+                        &[],
+                        Some(body),
+                        a.idempotency_key.as_deref(),
+                    )
                     .await?
                     .map(|v| v["ledger_index"].as_u64().unwrap_or_default())
             }
@@ -402,6 +411,7 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
                     &kind,
                     a.format.name(),
                     sha256(&bytes),
+                    a.idempotency_key.as_deref(),
                 )
                 .await
             }
@@ -439,6 +449,9 @@ pub(crate) struct ReleaseCreateArgs {
     /// and no gate will pass it.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
+    /// Makes a retry return the first result (even with the manifest signed again).
+    #[arg(long)]
+    idempotency_key: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
@@ -507,7 +520,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                         "/api/v1/releases",
                         &[],
                         Some(json!({"manifest": envelope})),
-                        None,
+                        a.idempotency_key.as_deref(),
                     )
                     .await?
             }
@@ -519,6 +532,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                     &a.release_version,
                     &artifacts,
                     key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                    a.idempotency_key.as_deref(),
                 )
                 .await
             }

@@ -164,6 +164,7 @@ async fn build(
             kind,
             format,
             sha256(format!("{service} {version} {kind}").as_bytes()),
+            None,
         )
         .await?;
     }
@@ -219,6 +220,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
                 version,
                 &artifacts,
                 Some(&signer),
+                None,
             )
             .await?
             .release;
