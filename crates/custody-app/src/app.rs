@@ -348,3 +348,40 @@ pub(crate) fn replay_write<T: Serialize>(
         idempotency(scope, key, request)?,
     ))
 }
+
+/// A request made with an idempotency key: `scope:key`, and what was asked (its fingerprint
+/// tells a retry from another request under the same key).
+pub(crate) struct Once<'a> {
+    pub(crate) scope: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) request: &'a Value,
+}
+
+impl<S: Store> App<S> {
+    /// Appends, storing `outcome` under the idempotency key if there is one, in the same
+    /// transaction. `Err((outcome, index))`: a concurrent twin with the same key committed
+    /// first; that is its outcome and ledger index, and nothing more was written.
+    pub(crate) async fn append_once<T: Serialize + DeserializeOwned>(
+        &self,
+        events: Vec<CanonicalJson>,
+        mut state: Vec<StateWrite>,
+        once: Option<Once<'_>>,
+        outcome: &T,
+    ) -> AppResult<Result<Appended, (T, u64)>> {
+        let mut idem = None;
+        if let Some(o) = &once {
+            let (write, key) = replay_write(o.scope, o.key, o.request, outcome)?;
+            state.push(write);
+            idem = Some(key);
+        }
+        let appended = self.append(events, state, idem).await?;
+        if appended.replayed {
+            if let Some(o) = &once {
+                if let Some(done) = self.replayed::<T>(o.scope, o.key, o.request).await? {
+                    return Ok(Err(done));
+                }
+            }
+        }
+        Ok(Ok(appended))
+    }
+}

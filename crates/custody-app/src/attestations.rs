@@ -252,6 +252,17 @@ pub fn release_manifest(
     )?)
 }
 
+/// A statement in an envelope with no signature (an unsigned release: recorded, and refused
+/// by every gate).
+pub fn unsigned(statement: &Statement) -> Envelope {
+    use base64::Engine as _;
+    Envelope {
+        payload: base64::engine::general_purpose::STANDARD.encode(statement.to_json()),
+        payload_type: PAYLOAD_TYPE.into(),
+        signatures: Vec::new(),
+    }
+}
+
 /// Signs a release manifest.
 pub fn sign_release(signer: &dyn Signer, manifest: &Statement) -> AppResult<Envelope> {
     dsse_sign(signer, manifest)

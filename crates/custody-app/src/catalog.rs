@@ -9,7 +9,7 @@ use custody_store::Expect;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::{Actor, App, Versioned, event, expect_version, write};
+use crate::app::{Actor, App, Once, Versioned, event, expect_version, write};
 use crate::attestations::{
     self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
 };
@@ -300,29 +300,17 @@ impl<S: Store> App<S> {
                 at: actor.now,
             };
             record.value.evidence.push(evidence.clone());
-            let mut state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
-            let mut idem = None;
-            if let Some(key) = idempotency_key {
-                let (w, k) = crate::app::replay_write("attest", key, &request, &())?;
-                state.push(w);
-                idem = Some(k);
-            }
-            let appended = self
-                .append(
-                    vec![event(
-                        "evidence.attached",
-                        actor,
-                        json!({"artifacts": [artifact], "kind": evidence_kind, "format": format, "evidence": file_digest}),
-                    )?],
-                    state,
-                    idem,
-                )
-                .await?;
-            if appended.replayed {
-                if let Some(((), index)) = self.replayed::<()>("attest", idempotency_key.unwrap_or_default(), &request).await? {
-                    return Ok(index);
-                }
-            }
+            let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
+            let once = idempotency_key.map(|key| Once { scope: "attest", key, request: &request });
+            let events = vec![event(
+                "evidence.attached",
+                actor,
+                json!({"artifacts": [artifact], "kind": evidence_kind, "format": format, "evidence": file_digest}),
+            )?];
+            let appended = match self.append_once(events, state, once, &()).await? {
+                Ok(appended) => appended,
+                Err(((), index)) => return Ok(index),
+            };
             Ok(appended.first_index)
         })
         .await
@@ -346,14 +334,7 @@ impl<S: Store> App<S> {
             attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
         let envelope = match release_key {
             Some(key) => attestations::sign_release(key, &manifest)?,
-            None => Envelope {
-                payload: base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    manifest.to_json(),
-                ),
-                payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
-                signatures: Vec::new(),
-            },
+            None => attestations::unsigned(&manifest),
         };
         self.record_release(actor, envelope, idempotency_key).await
     }
@@ -502,49 +483,38 @@ impl<S: Store> App<S> {
             signing_key: signing_key.clone(),
             ledger_index: 0,
         };
-        let mut state = vec![write(kind::RELEASE, &id, &record, Expect::Absent)?];
-        let mut idem = None;
-        if let Some(key) = idempotency_key {
-            let (w, k) = crate::app::replay_write("release", key, &request, &created)?;
-            state.push(w);
-            idem = Some(k);
-        }
-        let appended = self
-            .append(
-                vec![event(
-                    "release.created",
-                    actor,
-                    json!({
-                        "release": id,
-                        "digest": digest,
-                        "artifacts": artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
-                        "manifest": envelope,
-                        "manifest_digest": envelope_digest(&envelope),
-                    }),
-                )?],
-                state,
-                idem,
-            )
+        let state = vec![write(kind::RELEASE, &id, &record, Expect::Absent)?];
+        let once = idempotency_key.map(|key| Once {
+            scope: "release",
+            key,
+            request: &request,
+        });
+        let events = vec![event(
+            "release.created",
+            actor,
+            json!({
+                "release": id,
+                "digest": digest,
+                "artifacts": artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+                "manifest": envelope,
+                "manifest_digest": envelope_digest(&envelope),
+            }),
+        )?];
+        let appended = match self
+            .append_once(events, state, once, &created)
             .await
             .map_err(|e| match e {
                 AppError::Store(custody_store::StoreError::Conflict { .. }) => {
                     AppError::invalid(format!("release {id} already exists"))
                 }
                 other => other,
-            })?;
-        if appended.replayed {
-            if let Some((mut done, index)) = self
-                .replayed::<ReleaseCreated>(
-                    "release",
-                    idempotency_key.unwrap_or_default(),
-                    &request,
-                )
-                .await?
-            {
+            })? {
+            Ok(appended) => appended,
+            Err((mut done, index)) => {
                 done.ledger_index = index;
                 return Ok(done);
             }
-        }
+        };
         Ok(ReleaseCreated {
             ledger_index: appended.first_index,
             ..created

@@ -8,7 +8,7 @@ use custody_store::{Expect, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::app::{Actor, App, Versioned, event, write};
+use crate::app::{Actor, App, Once, Versioned, event, write};
 use crate::records::{
     ArtifactRecord, Certification, CertificationRecord, DecisionRecord, DeployedRecord,
     EnvironmentRecord, PromotionRecord, ReleaseRecord, Verdict, kind,
@@ -163,19 +163,14 @@ impl<S: Store> App<S> {
                 rollback_refused,
                 ledger_index: 0,
             };
-            let mut idem = None;
-            if let Some(key) = idempotency_key {
-                let (write, store_key) = crate::app::replay_write("deploy", key, &request, &outcome)?;
-                state.push(write);
-                idem = Some(store_key);
-            }
-            let appended = self.append(events, state, idem).await?;
-            if appended.replayed {
-                if let Some((mut done, index)) = self.replayed::<DeployOutcome>("deploy", idempotency_key.unwrap_or_default(), &request).await? {
+            let once = idempotency_key.map(|key| Once { scope: "deploy", key, request: &request });
+            let appended = match self.append_once(events, state, once, &outcome).await? {
+                Ok(appended) => appended,
+                Err((mut done, index)) => {
                     done.ledger_index = index;
                     return Ok(done);
                 }
-            }
+            };
             outcome.ledger_index = appended.first_index;
             Ok(outcome)
         })
@@ -216,28 +211,16 @@ impl<S: Store> App<S> {
                 )));
             };
             let expect = crate::app::expect_version(&current);
-            let (mut state, event, outcome) = self
+            let (state, event, outcome) = self
                 .stage_rollback(actor, &policy, environment, &cert, expect, reason, false)
                 .await?;
-            let mut idem = None;
-            if let Some(key) = idempotency_key {
-                let (write, store_key) =
-                    crate::app::replay_write("rollback", key, &request, &outcome)?;
-                state.push(write);
-                idem = Some(store_key);
-            }
-            let appended = self.append(vec![event], state, idem).await?;
-            if appended.replayed {
-                if let Some((done, _)) = self
-                    .replayed::<RollbackOutcome>(
-                        "rollback",
-                        idempotency_key.unwrap_or_default(),
-                        &request,
-                    )
-                    .await?
-                {
-                    return Ok(done);
-                }
+            let once = idempotency_key.map(|key| Once {
+                scope: "rollback",
+                key,
+                request: &request,
+            });
+            if let Err((done, _)) = self.append_once(vec![event], state, once, &outcome).await? {
+                return Ok(done);
             }
             Ok(outcome)
         })

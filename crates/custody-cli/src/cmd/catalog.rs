@@ -505,14 +505,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 )?;
                 let envelope = match &key {
                     Some(k) => custody_app::attestations::sign_release(k, &manifest)?,
-                    None => Envelope {
-                        payload: base64::Engine::encode(
-                            &base64::engine::general_purpose::STANDARD,
-                            manifest.to_json(),
-                        ),
-                        payload_type: custody_crypto::statement::PAYLOAD_TYPE.into(),
-                        signatures: Vec::new(),
-                    },
+                    None => custody_app::attestations::unsigned(&manifest),
                 };
                 server
                     .call(
