@@ -143,35 +143,44 @@ pub(crate) async fn record(
             principal: String::new(),
             outcome: "public".into(),
         });
-    state.access.push(AccessEntry {
-        at: custody_model::Timestamp::from_datetime(time_now()).to_string(),
-        principal: caller.principal,
-        method,
-        path,
-        remote,
-        status: response.status().as_u16(),
-        outcome: caller.outcome,
-    });
+    state
+        .access
+        .push(AccessEntry {
+            at: custody_model::Timestamp::from_datetime(time_now()).to_string(),
+            principal: caller.principal,
+            method,
+            path,
+            remote,
+            status: response.status().as_u16(),
+            outcome: caller.outcome,
+        })
+        .await;
     response
 }
 
-/// The access log writer: a queue and a task that writes it in batches.
+/// The access log writer: a bounded queue and a task that writes it in batches. When the
+/// writer falls behind, requests wait to enqueue (backpressure) rather than any entry being
+/// dropped or the queue growing without bound.
 pub(crate) struct AccessLog {
-    queue: Mutex<Option<mpsc::UnboundedSender<AccessEntry>>>,
+    queue: Mutex<Option<mpsc::Sender<AccessEntry>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Most entries written per batch, and how long a batch waits to fill.
-const BATCH: usize = 1000;
-const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// Entries waiting at most; most entries written per batch; how long a small batch waits
+/// for company.
+const QUEUE: usize = 20_000;
+const BATCH: usize = 4_096;
+const BATCH_WAIT: Duration = Duration::from_millis(20);
 
 impl AccessLog {
     pub(crate) fn start(state: Weak<ServerState>) -> AccessLog {
-        let (tx, mut rx) = mpsc::unbounded_channel::<AccessEntry>();
+        let (tx, mut rx) = mpsc::channel::<AccessEntry>(QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                tokio::time::sleep(BATCH_WAIT).await;
+                if rx.is_empty() {
+                    tokio::time::sleep(BATCH_WAIT).await;
+                }
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(e) => batch.push(e),
@@ -191,11 +200,10 @@ impl AccessLog {
         }
     }
 
-    fn push(&self, entry: AccessEntry) {
-        if let Ok(queue) = self.queue.lock() {
-            if let Some(tx) = queue.as_ref() {
-                let _ = tx.send(entry);
-            }
+    async fn push(&self, entry: AccessEntry) {
+        let tx = self.queue.lock().ok().and_then(|q| q.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(entry).await;
         }
     }
 

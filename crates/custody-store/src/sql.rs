@@ -334,18 +334,24 @@ pub(crate) async fn insert_idempotency(
     Ok(())
 }
 
-/// Appends access log rows.
+/// Appends access log rows: full chunks of [`ACCESS_CHUNK`] rows, then the rest one row at
+/// a time, so that only two statement shapes are ever prepared. (Multi-row inserts of every
+/// length would leave a differently shaped prepared statement in each pooled connection's
+/// cache.)
 pub(crate) async fn insert_access(
     c: &mut Conn<'_>,
     rows: &[crate::AccessEntry],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK / 7) {
-        let sql = format!(
-            "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) VALUES {}",
-            values_list(chunk.len(), 7)
-        );
+    let chunk_sql = format!(
+        "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) VALUES {}",
+        values_list(ACCESS_CHUNK, 7)
+    );
+    const ONE: &str = "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let mut chunks = rows.chunks_exact(ACCESS_CHUNK);
+    for chunk in chunks.by_ref() {
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&chunk_sql);
             for r in chunk {
                 q = q
                     .bind(&r.at)
@@ -359,8 +365,25 @@ pub(crate) async fn insert_access(
             q.execute(&mut **c).await?;
         });
     }
+    for r in chunks.remainder() {
+        on_conn!(c, c => {
+            sqlx::query(ONE)
+                .bind(&r.at)
+                .bind(&r.principal)
+                .bind(&r.method)
+                .bind(&r.path)
+                .bind(&r.remote)
+                .bind(i64::from(r.status))
+                .bind(&r.outcome)
+                .execute(&mut **c)
+                .await?;
+        });
+    }
     Ok(())
 }
+
+/// Rows per access-log insert statement.
+const ACCESS_CHUNK: usize = 64;
 
 /// An access log row: `(id, at, principal, method, path, remote, status, outcome)`.
 pub(crate) type AccessRow = (i64, String, String, String, String, String, i64, String);
