@@ -195,6 +195,26 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
     assert!(forked.stop().success());
 }
 
+/// Generates a builder key and a release key and writes them into the instance's policy as
+/// trusted (applied with the next `grant_roles`); returns the private key files.
+fn trust_new_keys(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (builder_key, builder_pub) = generate_key(dir, "builder", "ed25519");
+    let (release_key, release_pub) = generate_key(dir, "release", "ecdsa-p256");
+    std::fs::create_dir_all(data.join("policy/keys")).unwrap();
+    std::fs::copy(&builder_pub, data.join("policy/keys/builder.pub")).unwrap();
+    std::fs::copy(&release_pub, data.join("policy/keys/release.pub")).unwrap();
+    let policy = data.join("policy/custody.toml");
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "[[environment]]\nname = \"build\"",
+        "[[release_key]]\npath = \"keys/release.pub\"\n\n[[builder]]\nid = \"https://ci.example/b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    (builder_key, release_key)
+}
+
 /// Adds role bindings to the instance's starter policy and applies it.
 fn grant_roles(data: &std::path::Path, roles: &str) {
     let path = data.join("policy/custody.toml");
@@ -888,17 +908,7 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     let server = Server::start(&data);
-    let (builder_key, builder_pub) = generate_key(temp.path(), "builder", "ed25519");
-    let (release_key, release_pub) = generate_key(temp.path(), "release", "ecdsa-p256");
-    std::fs::create_dir_all(data.join("policy/keys")).unwrap();
-    std::fs::copy(&builder_pub, data.join("policy/keys/builder.pub")).unwrap();
-    std::fs::copy(&release_pub, data.join("policy/keys/release.pub")).unwrap();
-    let policy = data.join("policy/custody.toml");
-    let text = std::fs::read_to_string(&policy).unwrap().replace(
-        "[[environment]]\nname = \"build\"",
-        "[[release_key]]\npath = \"keys/release.pub\"\n\n[[builder]]\nid = \"https://ci.example/b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
-    );
-    std::fs::write(&policy, text).unwrap();
+    let (builder_key, release_key) = trust_new_keys(temp.path(), &data);
     grant_roles(&data, "builder = [\"ci-bot\"]\nsigner = [\"rita\"]");
     let remote = |who: &str, args: &[&str]| {
         let t = token(&data, who, &[]);
@@ -996,17 +1006,7 @@ async fn every_mutating_route_honours_an_idempotency_key() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     let server = Server::start(&data);
-    let (builder_key, builder_pub) = generate_key(temp.path(), "builder", "ed25519");
-    let (release_key, release_pub) = generate_key(temp.path(), "release", "ecdsa-p256");
-    std::fs::create_dir_all(data.join("policy/keys")).unwrap();
-    std::fs::copy(&builder_pub, data.join("policy/keys/builder.pub")).unwrap();
-    std::fs::copy(&release_pub, data.join("policy/keys/release.pub")).unwrap();
-    let policy = data.join("policy/custody.toml");
-    let text = std::fs::read_to_string(&policy).unwrap().replace(
-        "[[environment]]\nname = \"build\"",
-        "[[release_key]]\npath = \"keys/release.pub\"\n\n[[builder]]\nid = \"https://ci.example/b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
-    );
-    std::fs::write(&policy, text).unwrap();
+    let (builder_key, release_key) = trust_new_keys(temp.path(), &data);
     grant_roles(&data, "admin = [\"root\"]");
     let root = token(&data, "root", &[]);
     let remote = |args: &[&str]| {
