@@ -401,7 +401,7 @@ fn report_check(
                 }));
             } else {
                 let mut line = format!(
-                    "ok: {entries} entries recomputed; the root {} matches the signed checkpoint ({checkpoints} stored checkpoints checked)",
+                    "ok: {entries} entries recomputed; the root {} matches the signed checkpoint ({checkpoints} signed checkpoint(s) checked)",
                     hex(&root)
                 );
                 if let Some(s) = since {
