@@ -29,8 +29,12 @@ backend=SQLite
 [ -z "${DATABASE_URL:-}" ] || backend=PostgreSQL
 echo "machine: $(nproc) cores; $(date -u +%Y-%m-%dT%H:%M:%SZ); backend: $backend"
 echo "== GET /api/v1/verify (allowed: the release certified in production after the demo's rollback)"
+echo "-- as fast as it answers (closed loop):"
 "$custody" bench http --server "$url" --token "$argo" --route verify --env production --digest "$digest" \
     --seconds "$SECONDS_EACH" --server-pid "$server"
+echo "-- at the target rate (open loop, latency from when each request was due):"
+"$custody" bench http --server "$url" --token "$argo" --route verify --env production --digest "$digest" \
+    --seconds "$SECONDS_EACH" --server-pid "$server" --rate "${VERIFY_RATE:-20000}"
 echo "== POST /api/v1/promotions (shop@1.0.0 → build, certified each time)"
 "$custody" bench http --server "$url" --token "$rita" --route promote --env build --release shop@1.0.0 \
     --seconds "$SECONDS_EACH" --server-pid "$server"

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::records::{PolicyRecord, kind};
+use crate::state_cache::StateCache;
 use crate::{AppError, AppResult};
 
 /// Who acts and when. Every use case takes one; nothing reads the clock itself.
@@ -48,7 +49,10 @@ pub struct App<S: Store> {
     /// release or builder key).
     pub(crate) attestor: Box<dyn Signer>,
     policy: Mutex<Option<(String, Arc<Policy>)>>,
-    verdicts: Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, crate::Verification)>>,
+    verdicts:
+        Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
+    /// The hot records, for a server that runs [`App::watch_for_other_writers`].
+    state_cache: StateCache,
 }
 
 /// (environment, digest).
@@ -79,7 +83,17 @@ impl<S: Store> App<S> {
             attestor,
             policy: Mutex::new(None),
             verdicts: Mutex::new(std::collections::HashMap::new()),
+            state_cache: StateCache::new(),
         }
+    }
+
+    /// Lets this `App` keep the records every request reads (tokens, the policy's digest,
+    /// environments) in memory, by watching the log for other processes' writes: writes
+    /// through this `App` are seen at once, other processes' within
+    /// [`crate::STATE_WATCH_EVERY`]. Runs until the future is dropped; a long-running
+    /// server spawns it. Without it every read goes to the store.
+    pub async fn watch_for_other_writers(&self) {
+        self.state_cache.watch(&self.store).await;
     }
 
     /// The store.
@@ -117,6 +131,28 @@ impl<S: Store> App<S> {
         }))
     }
 
+    /// [`App::get`] through the state cache, for the records every request reads.
+    pub(crate) async fn get_hot<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        kind: &'static str,
+        key: &str,
+    ) -> AppResult<Option<Arc<Versioned<T>>>> {
+        let generation = self.state_cache.generation();
+        if let Some(g) = generation {
+            if let Some(hit) = self
+                .state_cache
+                .get::<Option<Arc<Versioned<T>>>>(g, kind, key)
+            {
+                return Ok((*hit).clone());
+            }
+        }
+        let read = self.get::<T>(kind, key).await?.map(Arc::new);
+        if let Some(g) = generation {
+            self.state_cache.put(g, kind, key, Arc::new(read.clone()));
+        }
+        Ok(read)
+    }
+
     pub(crate) async fn require<T: DeserializeOwned>(
         &self,
         kind: &str,
@@ -131,7 +167,10 @@ impl<S: Store> App<S> {
     /// The policy in force, compiled (cached by digest).
     pub async fn policy(&self) -> AppResult<Arc<Policy>> {
         // The digest alone first: the compiled policy is cached by it.
-        if let Some(digest) = self.get::<String>(kind::POLICY_DIGEST, "current").await? {
+        if let Some(digest) = self
+            .get_hot::<String>(kind::POLICY_DIGEST, "current")
+            .await?
+        {
             if let Some(policy) = self.cached_policy(&digest.value) {
                 return Ok(policy);
             }
@@ -155,7 +194,7 @@ impl<S: Store> App<S> {
         &self,
         key: &VerdictKey,
         stamp: &VerdictStamp,
-    ) -> Option<crate::Verification> {
+    ) -> Option<Arc<crate::Verification>> {
         let cache = self.verdicts.lock().ok()?;
         cache
             .get(key)
@@ -167,7 +206,7 @@ impl<S: Store> App<S> {
         &self,
         key: VerdictKey,
         stamp: VerdictStamp,
-        verdict: &crate::Verification,
+        verdict: &Arc<crate::Verification>,
     ) {
         if let Ok(mut cache) = self.verdicts.lock() {
             if cache.len() >= VERDICTS_KEPT {
@@ -201,14 +240,17 @@ impl<S: Store> App<S> {
         state: Vec<StateWrite>,
         idempotency: Option<IdempotencyKey>,
     ) -> AppResult<Appended> {
-        Ok(self
+        let appended = self
             .store
             .append(Append {
                 events,
                 state,
                 idempotency,
             })
-            .await?)
+            .await;
+        // Before the caller hears of it (even of a failure, whose outcome may be unknown).
+        self.state_cache.moved();
+        Ok(appended?)
     }
 
     /// Runs `attempt` again while it loses a race on a record it read (a store conflict),

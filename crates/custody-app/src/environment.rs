@@ -1,5 +1,7 @@
 //! Environment truth: deploy reports, drift, rollback, and the deploy gate.
 
+use std::sync::Arc;
+
 use custody_crypto::PublicKey;
 use custody_crypto::dsse;
 use custody_model::Digest;
@@ -60,6 +62,20 @@ pub struct Verification {
     pub decision: Option<DecisionRecord>,
     /// Ledger index of the certification.
     pub ledger_index: Option<u64>,
+    /// Its JSON encoding, made once: a cached verdict is answered many times.
+    #[serde(skip)]
+    encoded: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Verification {
+    /// The verdict as JSON (encoded on first use, then kept).
+    pub fn to_json(&self) -> Result<&[u8], serde_json::Error> {
+        if let Some(done) = self.encoded.get() {
+            return Ok(done);
+        }
+        let bytes = serde_json::to_vec(self)?;
+        Ok(self.encoded.get_or_init(|| bytes))
+    }
 }
 
 impl<S: Store> App<S> {
@@ -448,10 +464,10 @@ impl<S: Store> App<S> {
     /// and the policy in force are the versions they were computed from: everything else a
     /// verdict reads (the release, its decision, its artifacts' provenance, the reviews of a
     /// certified promotion) never changes once written.
-    pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Verification> {
+    pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
         let policy = self.policy().await?;
         let env_now = self
-            .get::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
+            .get_hot::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
             .await?;
         let stamp = (
             env_now.as_ref().map(|e| e.version),
@@ -461,9 +477,10 @@ impl<S: Store> App<S> {
         if let Some(hit) = self.cached_verdict(&key, &stamp) {
             return Ok(hit);
         }
-        let verdict = self
-            .verify_uncached(&policy, environment, digest, env_now)
-            .await?;
+        let verdict = Arc::new(
+            self.verify_uncached(&policy, environment, digest, env_now)
+                .await?,
+        );
         self.cache_verdict(key, stamp, &verdict);
         Ok(verdict)
     }
@@ -473,7 +490,7 @@ impl<S: Store> App<S> {
         policy: &Policy,
         environment: &str,
         digest: &Digest,
-        env: Option<Versioned<EnvironmentRecord>>,
+        env: Option<Arc<Versioned<EnvironmentRecord>>>,
     ) -> AppResult<Verification> {
         let deny = |reason: String| Verification {
             allowed: false,
@@ -481,6 +498,7 @@ impl<S: Store> App<S> {
             release: None,
             decision: None,
             ledger_index: None,
+            encoded: Default::default(),
         };
         if policy.environment(environment).is_none() {
             return Ok(deny(format!("unknown environment {environment:?}")));
@@ -504,6 +522,7 @@ impl<S: Store> App<S> {
             release: Some(cert.release.clone()),
             decision: Some(decision),
             ledger_index: Some(env.log_index),
+            encoded: Default::default(),
         };
         let Some(artifact) = release.artifacts.iter().find(|a| &a.digest == digest) else {
             verdict.reasons.push(format!(

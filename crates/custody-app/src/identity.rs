@@ -172,7 +172,11 @@ impl<S: Store> App<S> {
         if id.len() > 64 || secret.len() > 128 {
             return Err(invalid());
         }
-        let record: TokenRecord = self.get(kind::TOKEN, id).await?.ok_or_else(invalid)?.value;
+        let stored = self
+            .get_hot::<TokenRecord>(kind::TOKEN, id)
+            .await?
+            .ok_or_else(invalid)?;
+        let record = &stored.value;
         if !same(
             sha256(secret.as_bytes()).as_bytes(),
             record.secret_digest.as_bytes(),

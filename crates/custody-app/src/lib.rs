@@ -23,6 +23,7 @@ mod identity;
 mod promotion;
 pub mod records;
 mod review;
+mod state_cache;
 
 pub use app::{Actor, App};
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
@@ -32,3 +33,4 @@ pub use history::{HistoryEntry, HistoryFilter, Replay};
 pub use identity::{Authenticated, Permission, ROLES, TokenRecord};
 pub use promotion::{PromotionOutcome, Review};
 pub use review::RoleHolding;
+pub use state_cache::WATCH_EVERY as STATE_WATCH_EVERY;

@@ -280,4 +280,5 @@ fn grant_admin(data: &Path, who: &str) {
             .arg(data)),
         0,
     );
+    until_servers_see_local_writes();
 }

@@ -225,6 +225,7 @@ fn grant_roles(data: &std::path::Path, roles: &str) {
         .args(["policy", "apply", "--as", "sec-lead", "--data-dir"])
         .arg(data));
     expect_code(&out, 0);
+    until_servers_see_local_writes();
 }
 
 fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
@@ -570,6 +571,8 @@ async fn tokens_and_bad_bodies(postgres: bool) {
             .arg(&data)),
         0,
     );
+    // Revoked from another process: the server notices within its watch interval.
+    until_servers_see_local_writes();
     let (status, e) = call("GET", &url, Some(&argo), None).await;
     assert_eq!(status, 401);
     assert!(e["error"].as_str().unwrap().contains("revoked"), "{e}");
@@ -809,6 +812,7 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     );
     // A second run would muddle the story: refused.
     expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 2);
+    until_servers_see_local_writes();
 
     // The running server shows it: an auditor of the demo organisation reads the history.
     let audrey = token(&data, "audrey", &[]);
@@ -909,7 +913,10 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     let data = temp.path().join("data");
     let server = Server::start(&data);
     let (builder_key, release_key) = trust_new_keys(temp.path(), &data);
-    grant_roles(&data, "builder = [\"ci-bot\"]\nsigner = [\"rita\"]");
+    grant_roles(
+        &data,
+        "builder = [\"ci-bot\"]\nsigner = [\"rita\"]\ndeployer = [\"argo\"]",
+    );
     let remote = |who: &str, args: &[&str]| {
         let t = token(&data, who, &[]);
         run(custody()
@@ -995,9 +1002,44 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
         ],
     );
     expect_code(&out, 0);
+
+    // The deploy gate answers from memory, yet never misses a write: before the promotion…
+    let argo = token(&data, "argo", &[]);
+    let gate = format!("{}/api/v1/verify?env=build&digest={digest}", server.base);
+    for _ in 0..3 {
+        let (status, v) = call("GET", &gate, Some(&argo), None).await;
+        assert_eq!(status, 403, "{v}");
+        assert!(
+            v["reasons"].to_string().contains("nothing is certified"),
+            "{v}"
+        );
+    }
     let out = remote("rita", &["promote", "shop@1.0.0", "--to", "build"]);
     expect_code(&out, 0);
     assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
+    // …and at once after it, since the promotion went through this server.
+    let (status, v) = call("GET", &gate, Some(&argo), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["release"], "shop@1.0.0");
+
+    // Another process removes the release key from the policy: the server notices within
+    // its watch interval, and the gate then counts the key as revoked.
+    let policy = data.join("policy/custody.toml");
+    let text = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace("[[release_key]]\npath = \"keys/release.pub\"\n\n", "");
+    std::fs::write(&policy, text).unwrap();
+    let out = run(custody()
+        .args(["policy", "apply", "--as", "sec-lead", "--data-dir"])
+        .arg(&data));
+    expect_code(&out, 0);
+    until_servers_see_local_writes();
+    let (status, v) = call("GET", &gate, Some(&argo), None).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["reasons"].to_string().contains("no longer verifies"),
+        "{v}"
+    );
     assert!(server.stop().success());
 }
 

@@ -312,7 +312,15 @@ async fn verify(
     } else {
         StatusCode::FORBIDDEN
     };
-    Ok((status, axum::Json(json!(verdict))).into_response())
+    let body = verdict
+        .to_json()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_vec(),
+    )
+        .into_response())
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight
@@ -323,9 +331,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Keeps tokens, the policy's digest and environments in memory, exact for this
+    // server's writes and within custody_app::STATE_WATCH_EVERY for other processes'.
+    let watcher = tokio::spawn({
+        let state = state.clone();
+        async move { state.app.watch_for_other_writers().await }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    watcher.abort();
     state.flush_access_log().await;
     served
 }

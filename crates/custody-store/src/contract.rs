@@ -51,6 +51,10 @@ pub trait Store: Send + Sync {
     /// Appends events and applies their state writes atomically (contract 1–8).
     fn append(&self, append: Append) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
+    /// The number of entries in the log (the head's size), without fetching or verifying
+    /// its checkpoint: a cheap way to notice that someone appended.
+    fn size(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The latest signed checkpoint (the head).
     fn checkpoint(&self) -> impl Future<Output = Result<SignedCheckpoint, StoreError>> + Send;
 

@@ -29,28 +29,65 @@ macro_rules! on_conn {
 /// Rows per multi-row `INSERT` (well under SQLite's 32,766 bound parameters).
 const INSERT_CHUNK: usize = 500;
 
-/// `($1,$2),($3,$4),…` for `rows` rows of `width` columns.
-fn values_list(rows: usize, width: usize) -> String {
-    let mut s = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        s.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..width {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push('$');
-            s.push_str(&(r * width + c + 1).to_string());
+impl Conn<'_> {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
         }
-        s.push(')');
     }
-    s
 }
 
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// How a backend's SQL spells a bound parameter.
+#[derive(Debug, Clone, Copy)]
+enum Dialect {
+    /// An anonymous `?`. (SQLite finds a numbered parameter's name by scanning all of them,
+    /// so binding a 500-row insert written with `$n` took time quadratic in its parameters.)
+    Sqlite,
+    /// `$n`.
+    Postgres,
+}
+
+impl Dialect {
+    /// `(…),(…)` for `rows` rows of `width` parameters, bound in order.
+    fn values_list(self, rows: usize, width: usize) -> String {
+        let mut s = String::with_capacity(rows * width * 5);
+        let mut n = 0;
+        for r in 0..rows {
+            s.push_str(if r == 0 { "(" } else { ",(" });
+            for c in 0..width {
+                if c > 0 {
+                    s.push(',');
+                }
+                n += 1;
+                self.push_parameter(&mut s, n);
+            }
+            s.push(')');
+        }
+        s
+    }
+
+    /// `n` parameters separated by commas, bound in order.
+    fn placeholders(self, n: usize) -> String {
+        let mut s = String::with_capacity(n * 5);
+        for i in 1..=n {
+            if i > 1 {
+                s.push(',');
+            }
+            self.push_parameter(&mut s, i);
+        }
+        s
+    }
+
+    fn push_parameter(self, s: &mut String, n: usize) {
+        match self {
+            Dialect::Sqlite => s.push('?'),
+            Dialect::Postgres => {
+                s.push('$');
+                s.push_str(&n.to_string());
+            }
+        }
+    }
 }
 
 /// The log head row.
@@ -147,7 +184,7 @@ pub(crate) async fn nodes(
     }
     let sql = format!(
         "SELECT id, hash FROM log_nodes WHERE id IN ({})",
-        placeholders(ids.len())
+        c.dialect().placeholders(ids.len())
     );
     Ok(on_conn!(c, c => {
         let mut q = sqlx::query_as(&sql);
@@ -168,7 +205,7 @@ pub(crate) async fn insert_entries(
     for chunk in leaves.chunks(INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO log_entries (idx, leaf) VALUES {}",
-            values_list(chunk.len(), 2)
+            c.dialect().values_list(chunk.len(), 2)
         );
         on_conn!(c, c => {
             let mut q = sqlx::query(&sql);
@@ -190,7 +227,7 @@ pub(crate) async fn insert_nodes(
     for chunk in rows.chunks(INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO log_nodes (id, hash) VALUES {}",
-            values_list(chunk.len(), 2)
+            c.dialect().values_list(chunk.len(), 2)
         );
         on_conn!(c, c => {
             let mut q = sqlx::query(&sql);
@@ -259,7 +296,7 @@ pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<
             "INSERT INTO state (kind, key, version, value, log_index) VALUES {} \
              ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, \
              value = excluded.value, log_index = excluded.log_index",
-            values_list(chunk.len(), 5)
+            c.dialect().values_list(chunk.len(), 5)
         );
         on_conn!(c, c => {
             let mut q = sqlx::query(&sql);
@@ -321,7 +358,7 @@ pub(crate) async fn insert_idempotency(
     for chunk in rows.chunks(INSERT_CHUNK / 3) {
         let sql = format!(
             "INSERT INTO idempotency (key, fingerprint, first_index, count, tree_size) VALUES {}",
-            values_list(chunk.len(), 5)
+            c.dialect().values_list(chunk.len(), 5)
         );
         on_conn!(c, c => {
             let mut q = sqlx::query(&sql);
@@ -344,7 +381,7 @@ pub(crate) async fn insert_access(
 ) -> Result<(), StoreError> {
     let chunk_sql = format!(
         "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) VALUES {}",
-        values_list(ACCESS_CHUNK, 7)
+        c.dialect().values_list(ACCESS_CHUNK, 7)
     );
     const ONE: &str = "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -417,7 +454,11 @@ mod tests {
 
     #[test]
     fn placeholder_lists_number_every_column() {
-        assert_eq!(values_list(2, 3), "($1,$2,$3),($4,$5,$6)");
-        assert_eq!(placeholders(3), "$1,$2,$3");
+        let pg = Dialect::Postgres;
+        assert_eq!(pg.values_list(2, 3), "($1,$2,$3),($4,$5,$6)");
+        assert_eq!(pg.placeholders(3), "$1,$2,$3");
+        let sqlite = Dialect::Sqlite;
+        assert_eq!(sqlite.values_list(2, 2), "(?,?),(?,?)");
+        assert_eq!(sqlite.placeholders(3), "?,?,?");
     }
 }

@@ -508,6 +508,10 @@ impl Store for SqlStore {
         result.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn size(&self) -> Result<u64, StoreError> {
+        self.head_size().await
+    }
+
     async fn checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
         let mut conn = self.read.acquire().await?;
         let head = sql::head(&mut conn.conn(), false)

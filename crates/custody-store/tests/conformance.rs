@@ -83,6 +83,7 @@ async fn a_new_log_has_a_signed_empty_checkpoint(backend: Backend) {
     let (_db, store, _) = create(backend).await;
     let cp = store.checkpoint().await.unwrap();
     assert_eq!(cp.size, 0);
+    assert_eq!(store.size().await.unwrap(), 0);
     assert_eq!(cp.root, custody_ledger::EMPTY_ROOT);
     let opened = custody_ledger::Checkpoint::open(&cp.note, store.verifier()).unwrap();
     assert_eq!(opened.origin, common::ORIGIN);
@@ -111,6 +112,7 @@ async fn appends_get_dense_indices_and_provable_inclusion(backend: Backend) {
 
     let cp = store.checkpoint().await.unwrap();
     assert_eq!(cp.size, 23);
+    assert_eq!(store.size().await.unwrap(), 23);
     let (tree, leaves) = recompute(&store).await;
     assert_eq!(tree.root(23).unwrap(), cp.root);
     assert_eq!(leaves[21], event(1, 1).as_bytes());

@@ -46,6 +46,12 @@ pub(crate) struct HttpArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Offer this many requests per second in all (open loop, spread over the
+    /// connections) instead of as many as the server answers. A request is due at a fixed
+    /// time; when the answers fall behind, its latency counts from when it was due, so a
+    /// slow server cannot hide its backlog (no coordinated omission).
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<f64>,
     /// How long to load each route.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -79,12 +85,18 @@ async fn load(args: &HttpArgs, route: Route) -> anyhow::Result<Load> {
         args.release.clone(),
     ));
     let start = Instant::now();
+    // Open loop: connection i sends its k-th request at start + (k + i/C) × C/rate.
+    let every = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r.max(1.0)));
+    let connections = args.concurrency;
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    for i in 0..connections {
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
             let (client, base, token, env, digest, release) = &*shared;
             let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            let mut due = every.map(|e| start + e.mul_f64(i as f64 / connections as f64));
             while Instant::now() < deadline {
                 let mut request = match route {
                     Route::Verify => client
@@ -98,7 +110,19 @@ async fn load(args: &HttpArgs, route: Route) -> anyhow::Result<Load> {
                 if let Some(t) = token {
                     request = request.bearer_auth(t);
                 }
-                let t0 = Instant::now();
+                let mut t0 = Instant::now();
+                if let (Some(at), Some(e)) = (due, every) {
+                    if at > t0 {
+                        // On time: the latency counts from the send (a late timer
+                        // wake-up is this process's delay, not the server's).
+                        tokio::time::sleep_until(at.into()).await;
+                        t0 = Instant::now();
+                    } else {
+                        // Behind: the wait since it was due counts.
+                        t0 = at;
+                    }
+                    due = Some(at + e);
+                }
                 match request.send().await {
                     Ok(r) => {
                         let ok =
@@ -162,6 +186,7 @@ pub(crate) async fn run(args: HttpArgs) -> anyhow::Result<Outcome> {
         let result = json!({
             "route": format!("{:?}", args.route).to_lowercase(),
             "concurrency": args.concurrency,
+            "offered_per_second": args.rate,
             "load": stats(&main),
             "baseline_healthz": stats(&baseline),
             "server_peak_rss_kib": rss,
@@ -170,11 +195,13 @@ pub(crate) async fn run(args: HttpArgs) -> anyhow::Result<Outcome> {
             print_json(&result);
         } else {
             print_line(&format!(
-                "{:?} from {} connections: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n\
+                "{:?} from {} connections{}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)\n\
                  baseline /healthz: {:.0} requests/s, p99 {:.2} ms\n\
                  server peak RSS: {}",
                 args.route,
                 args.concurrency,
+                args.rate
+                    .map_or(String::new(), |r| format!(", {r:.0}/s offered")),
                 rate(&main),
                 percentile_ms(&main.latencies, 0.5),
                 percentile_ms(&main.latencies, 0.99),

@@ -158,3 +158,10 @@ impl Server {
         self.child.wait().unwrap()
     }
 }
+
+/// Waits until a running server has surely noticed what another process (this test's
+/// CLI, writing to the data directory) wrote before the call: a server keeps hot records
+/// in memory and sees other processes' writes within `custody_app::STATE_WATCH_EVERY`.
+pub(crate) fn until_servers_see_local_writes() {
+    std::thread::sleep(custody_app::STATE_WATCH_EVERY * 3);
+}
