@@ -9,7 +9,7 @@ use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{Actor, App, event, new_id, write};
+use crate::app::{Actor, App, Once, event, new_id, write};
 use crate::attestations::sha256;
 use crate::records::kind;
 use crate::{AppError, AppResult};
@@ -41,6 +41,39 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A token as it is shown: everything but the secret's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its public id.
+    pub id: String,
+    /// Whom it authenticates.
+    pub principal: String,
+    /// What it is for.
+    pub description: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<&TokenRecord> for TokenInfo {
+    fn from(t: &TokenRecord) -> TokenInfo {
+        TokenInfo {
+            id: t.id.clone(),
+            principal: t.principal.clone(),
+            description: t.description.clone(),
+            created_by: t.created_by.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
 /// Who a request is, once its token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
@@ -59,14 +92,23 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl<S: Store> App<S> {
     /// Creates a token for `principal`, valid for `valid_for_seconds`; returns its record
-    /// and the token text, which is never stored and cannot be shown again.
+    /// and the token text, which is never stored and cannot be shown again. With an
+    /// idempotency key a retry creates nothing and returns the first record without the
+    /// text (`None`): the secret was shown once.
     pub async fn create_token(
         &self,
         actor: &Actor,
         principal: &str,
         valid_for_seconds: i64,
         description: &str,
-    ) -> AppResult<(TokenRecord, String)> {
+        idempotency_key: Option<&str>,
+    ) -> AppResult<(TokenRecord, Option<String>)> {
+        let request = json!({"principal": principal, "valid_for_seconds": valid_for_seconds, "description": description, "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some((first, _)) = self.replayed::<TokenRecord>("token", key, &request).await? {
+                return Ok((first, None));
+            }
+        }
         let principal: custody_model::Principal = principal
             .parse()
             .map_err(|e: custody_model::NameError| AppError::invalid(e.to_string()))?;
@@ -96,17 +138,29 @@ impl<S: Store> App<S> {
             expires_at,
             revoked_at: None,
         };
-        self.append(
-            vec![event(
-                "token.created",
-                actor,
-                json!({"token": id, "principal": record.principal, "expires_at": expires_at.to_string(), "description": description}),
-            )?],
-            vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
-            None,
-        )
-        .await?;
-        Ok((record, format!("cst_{id}_{secret}")))
+        let once = idempotency_key.map(|key| Once {
+            scope: "token",
+            key,
+            request: &request,
+        });
+        let created = self
+            .append_once(
+                vec![event(
+                    "token.created",
+                    actor,
+                    json!({"token": id, "principal": record.principal, "expires_at": expires_at.to_string(), "description": description}),
+                )?],
+                vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
+                once,
+                &record,
+            )
+            .await?;
+        match created {
+            Ok(_) => Ok((record, Some(format!("cst_{id}_{secret}")))),
+            // A concurrent twin with the same key won: its token stands, this one was never
+            // written.
+            Err((first, _)) => Ok((first, None)),
+        }
     }
 
     /// Revokes a token (it stops working at once; the record stays).
@@ -235,11 +289,13 @@ pub enum Permission {
     Attest,
     /// Record signed releases.
     Release,
+    /// Create and revoke API tokens (admins only).
+    Tokens,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::Verify,
         Permission::Read,
         Permission::Audit,
@@ -250,6 +306,7 @@ impl Permission {
         Permission::Register,
         Permission::Attest,
         Permission::Release,
+        Permission::Tokens,
     ];
 
     /// The roles that hold it (besides `admin`, which holds all).
@@ -267,6 +324,7 @@ impl Permission {
             Permission::Register => &["builder"],
             Permission::Attest => &["builder", "security"],
             Permission::Release => &["signer"],
+            Permission::Tokens => &[],
         }
     }
 
@@ -283,6 +341,7 @@ impl Permission {
             Permission::Register => "register artifacts",
             Permission::Attest => "attach evidence",
             Permission::Release => "record releases",
+            Permission::Tokens => "manage API tokens",
         }
     }
 

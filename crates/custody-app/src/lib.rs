@@ -30,7 +30,7 @@ pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};
 pub use history::{HistoryEntry, HistoryFilter, Replay};
-pub use identity::{Authenticated, Permission, ROLES, TokenRecord};
+pub use identity::{Authenticated, Permission, ROLES, TokenInfo, TokenRecord};
 pub use promotion::{PromotionOutcome, Review};
 pub use review::RoleHolding;
 pub use state_cache::WATCH_EVERY as STATE_WATCH_EVERY;

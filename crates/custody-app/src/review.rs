@@ -3,14 +3,14 @@
 
 use custody_model::Timestamp;
 use custody_store::Store;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::AppResult;
 use crate::Permission;
 use crate::app::App;
 
 /// One principal's hold on one role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleHolding {
     /// The principal.
     pub principal: String,

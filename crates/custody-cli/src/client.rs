@@ -94,3 +94,38 @@ impl Client {
         }))
     }
 }
+
+/// `value` as one URL path segment: everything but letters, digits and `-._~` is
+/// percent-encoded, so an id can never reach another route.
+pub(crate) fn segment(value: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    // "." and ".." are dot-segments even when unencoded characters; encode their dots.
+    if value == "." || value == ".." {
+        return value.replace('.', "%2E");
+    }
+    utf8_percent_encode(value, KEEP).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn a_segment_cannot_escape_its_route() {
+        assert_eq!(segment("tok0123abc"), "tok0123abc");
+        assert_eq!(segment("prm-1a2b"), "prm-1a2b");
+        assert_eq!(segment("../../log"), "..%2F..%2Flog");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("a b?c#d"), "a%20b%3Fc%23d");
+        assert_eq!(
+            segment("sha256:00ff"),
+            "sha256%3A00ff",
+            "a colon is escaped too"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use custody_app::{Actor, Authenticated, HistoryFilter};
+use custody_app::{Actor, Authenticated, HistoryFilter, TokenInfo};
 use custody_model::{Digest, Risk, Timestamp, Verdict};
 use custody_store::Store;
 use serde::Deserialize;
@@ -84,10 +84,7 @@ pub(crate) async fn decision(
     State(s): State<Arc<ServerState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let d = s.app.decision(&id).await.map_err(|e| match e {
-        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
-        other => other.into(),
-    })?;
+    let d = s.app.decision(&id).await.map_err(not_found)?;
     Ok(Json(json!(d)).into_response())
 }
 
@@ -282,10 +279,7 @@ pub(crate) async fn promotion(
     Extension(who): Extension<Authenticated>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (promotion, mut reviews) = s.app.promotion(&id).await.map_err(|e| match e {
-        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
-        other => other.into(),
-    })?;
+    let (promotion, mut reviews) = s.app.promotion(&id).await.map_err(not_found)?;
     let privileged = who.roles.iter().any(|r| r == "auditor" || r == "admin");
     for r in &mut reviews {
         let involved = r.by == who.principal || promotion.requested_by == who.principal;
@@ -393,4 +387,122 @@ pub(crate) async fn record_release(
         .record_release(&actor(&who)?, b.manifest, key.as_deref())
         .await?;
     Ok(Json(json!(created)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBody {
+    principal: String,
+    /// How long it is valid: 90s, 30m, 24h, 90d.
+    #[serde(default = "ninety_days")]
+    expires: String,
+    #[serde(default)]
+    description: String,
+}
+
+fn ninety_days() -> String {
+    "90d".into()
+}
+
+/// Creates a token: 201 with the token text, shown this once. A retry with the same
+/// Idempotency-Key creates nothing and answers 200 with the first token's record, without
+/// its text.
+pub(crate) async fn create_token(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    headers: HeaderMap,
+    b: Result<Json<TokenBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let b = body(b)?;
+    let span = custody_policy::Span::parse(&b.expires)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expires: {e}")))?;
+    let seconds = i64::try_from(span.seconds()).unwrap_or(i64::MAX);
+    let (record, token) = s
+        .app
+        .create_token(
+            &actor(&who)?,
+            &b.principal,
+            seconds,
+            &b.description,
+            key.as_deref(),
+        )
+        .await?;
+    let info = TokenInfo::from(&record);
+    Ok(match token {
+        Some(token) => (
+            StatusCode::CREATED,
+            Json(json!({"token": token, "record": info})),
+        )
+            .into_response(),
+        None => Json(json!({
+            "token": null,
+            "record": info,
+            "replayed": true,
+            "note": "this idempotency key already created the token; its text was shown once (revoke it and create another if it is lost)",
+        }))
+        .into_response(),
+    })
+}
+
+/// Every token, never a secret.
+pub(crate) async fn tokens(State(s): State<Arc<ServerState>>) -> Result<Response, ApiError> {
+    let tokens = s.app.tokens().await?;
+    Ok(Json(json!(
+        tokens.iter().map(TokenInfo::from).collect::<Vec<_>>()
+    ))
+    .into_response())
+}
+
+/// Revokes a token (revoking a revoked one changes nothing).
+pub(crate) async fn revoke_token(
+    State(s): State<Arc<ServerState>>,
+    Extension(who): Extension<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = s
+        .app
+        .revoke_token(&actor(&who)?, &id)
+        .await
+        .map_err(not_found)?;
+    Ok(Json(json!(TokenInfo::from(&record))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReviewQuery {
+    unused_days: Option<i64>,
+}
+
+/// Who holds which role, when each last used it, and what went unused.
+pub(crate) async fn access_review(
+    State(s): State<Arc<ServerState>>,
+    q: Result<Query<ReviewQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let days = q.unused_days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "unused_days must be 1 to 3650".into(),
+        ));
+    }
+    Ok(Json(json!(s.app.access_review(now(), days).await?)).into_response())
+}
+
+/// A decision evaluated again from its recorded facts and policy version.
+pub(crate) async fn replay(
+    State(s): State<Arc<ServerState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let replay = s.app.replay(&id).await.map_err(not_found)?;
+    Ok(Json(json!(replay)).into_response())
+}
+
+/// "No such thing" from a use case is a 404 on a route that names it.
+fn not_found(e: custody_app::AppError) -> ApiError {
+    match e {
+        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
+        other => other.into(),
+    }
 }

@@ -148,6 +148,24 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/api/v1/policy",
             put(api::apply_policy).route_layer(guarded(P::Policy)),
         )
+        .route(
+            "/api/v1/decisions/{id}/replay",
+            get(api::replay).route_layer(guarded(P::Read)),
+        )
+        .route(
+            "/api/v1/access-review",
+            get(api::access_review).route_layer(guarded(P::Audit)),
+        )
+        .route(
+            "/api/v1/tokens",
+            post(api::create_token)
+                .route_layer(guarded(P::Tokens))
+                .merge(get(api::tokens).route_layer(guarded(P::Audit))),
+        )
+        .route(
+            "/api/v1/tokens/{id}/revoke",
+            post(api::revoke_token).route_layer(guarded(P::Tokens)),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access::record,

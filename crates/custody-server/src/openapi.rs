@@ -46,6 +46,40 @@ fn guarded(op: Value, roles: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = routes();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), identity_routes()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// Tokens, the access review and replays (apart only because one `json!` cannot hold
+/// every route).
+fn identity_routes() -> Value {
+    json!({
+            "/api/v1/decisions/{id}/replay": {"get": guarded(json!({"summary": "Evaluate a decision again from its recorded facts and policy version",
+                "parameters": [path_param("id", "the decision id")],
+                "responses": {"200": ok("the recorded and the replayed decision, and whether they are the same", any_object()), "404": error()}}), "auditor, viewer, security, approver, signer, deployer")},
+            "/api/v1/access-review": {"get": guarded(json!({"summary": "Who holds which role, when each last used it, and which went unused",
+                "parameters": [query("unused_days", "a role unused this many days is reported (default 90)", json!({"type": "integer", "minimum": 1, "maximum": 3650}), false)],
+                "responses": {"200": ok("role holdings", json!({"type": "array"})), "400": error()}}), "auditor")},
+            "/api/v1/tokens": {
+                "post": guarded(json!({"summary": "Create an API token (its text is in this answer only)",
+                    "parameters": [idempotency()],
+                    "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["principal"],
+                        "properties": {"principal": {"type": "string"}, "expires": {"type": "string", "description": "90s, 30m, 24h, 90d (default 90d)"},
+                                       "description": {"type": "string"}}})),
+                    "responses": {"201": ok("the token and its record", any_object()), "200": ok("a retry: the first token's record, without its text", any_object()), "400": error()}}), "none"),
+                "get": guarded(json!({"summary": "Every token's record (never a secret)",
+                    "responses": {"200": ok("token records", json!({"type": "array"}))}}), "auditor"),
+            },
+            "/api/v1/tokens/{id}/revoke": {"post": guarded(json!({"summary": "Revoke a token; it stops working at once",
+                "parameters": [path_param("id", "the token id (tok…)")],
+                "responses": {"200": ok("the token's record", any_object()), "404": error()}}), "none")},
+    })
+}
+
+fn routes() -> Value {
     let u64s = json!({"type": "integer", "minimum": 0});
     let review = body(
         json!({"type": "object", "additionalProperties": false, "required": ["rationale", "risk"],

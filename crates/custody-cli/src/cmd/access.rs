@@ -4,7 +4,11 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use custody_app::RoleHolding;
+use reqwest::Method;
+
 use crate::Outcome;
+use crate::client::RemoteArgs;
 use crate::context::{InstanceArgs, now};
 use crate::input::{print_json, print_line};
 
@@ -22,6 +26,8 @@ pub(crate) struct ReviewArgs {
     unused_days: i64,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -30,8 +36,23 @@ pub(crate) struct ReviewArgs {
 pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
     let AccessCommand::Review(a) = command;
     crate::block_on(async move {
-        let app = a.instance.app().await?;
-        let holdings = app.access_review(now()?, a.unused_days).await?;
+        let holdings: Vec<RoleHolding> = match a.remote.client() {
+            Some(server) => {
+                server
+                    .call(
+                        Method::GET,
+                        "/api/v1/access-review",
+                        &[("unused_days", a.unused_days.to_string())],
+                        None,
+                        None,
+                    )
+                    .await??
+            }
+            None => {
+                let app = a.instance.app().await?;
+                app.access_review(now()?, a.unused_days).await?
+            }
+        };
         if a.json {
             print_json(&json!(holdings));
         } else {

@@ -13,7 +13,7 @@ use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
+use crate::client::{RemoteArgs, segment};
 use crate::context::{ActorArgs, InstanceArgs, read_bundle, settle};
 use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
 use reqwest::Method;
@@ -39,10 +39,12 @@ pub(crate) struct PolicyCheckArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PolicyApplyArgs {
-    /// The policy bundle directory (default: DATA_DIR/policy).
+    /// The policy bundle directory (default: DATA_DIR/policy; required with --server).
     dir: Option<PathBuf>,
     #[command(flatten)]
     instance: InstanceArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(flatten)]
     actor: ActorArgs,
     /// Print the result as JSON.
@@ -88,16 +90,35 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
             }
         }
         PolicyCommand::Apply(a) => crate::block_on(async {
-            let app = a.instance.app().await?;
-            let dir = match &a.dir {
-                Some(d) => d.clone(),
-                None => {
+            let server = a.remote.client();
+            let dir = match (&a.dir, &server) {
+                (Some(d), _) => d.clone(),
+                (None, Some(_)) => bail!(
+                    "policy apply --server needs the bundle's directory\nhint: custody policy apply DIR --server URL"
+                ),
+                (None, None) => {
                     let data = a.instance.dir();
                     data.policy_dir(&data.config()?)
                 }
             };
             let bundle = read_bundle(&dir)?;
-            let result = app.apply_policy(&a.actor.actor()?, bundle).await;
+            let result = match server {
+                Some(server) => {
+                    server
+                        .call::<custody_app::PolicyApplied>(
+                            Method::PUT,
+                            "/api/v1/policy",
+                            &[],
+                            Some(json!({"files": bundle.files})),
+                            None,
+                        )
+                        .await?
+                }
+                None => {
+                    let app = a.instance.app().await?;
+                    app.apply_policy(&a.actor.actor()?, bundle).await
+                }
+            };
             settle(result, |r| {
                 if a.json {
                     print_json(&json!(r));
@@ -389,7 +410,10 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
         let result = match a.remote.client() {
             Some(server) => {
-                let path = format!("/api/v1/artifacts/{}/evidence", a.artifact);
+                let path = format!(
+                    "/api/v1/artifacts/{}/evidence",
+                    segment(&a.artifact.to_string())
+                );
                 let body =
                     json!({"kind": kind, "format": a.format.name(), "digest": sha256(&bytes)});
                 server

@@ -6,7 +6,7 @@ use custody_model::Digest;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
+use crate::client::{RemoteArgs, segment};
 use crate::context::{ActorArgs, InstanceArgs, settle};
 use crate::input::{print_json, print_line};
 use reqwest::Method;
@@ -146,7 +146,7 @@ pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let result = match a.remote.client() {
             Some(server) => {
-                let path = format!("/api/v1/environments/{}/rollback", a.environment);
+                let path = format!("/api/v1/environments/{}/rollback", segment(&a.environment));
                 server
                     .call(
                         Method::POST,

@@ -7,7 +7,7 @@ use custody_policy::Status;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
+use crate::client::{RemoteArgs, segment};
 use crate::context::{ActorArgs, InstanceArgs, settle};
 use crate::input::{print_json, print_line};
 use reqwest::Method;
@@ -161,7 +161,7 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
             Some(server) => {
                 let path = format!(
                     "/api/v1/promotions/{}/{}",
-                    a.promotion,
+                    segment(&a.promotion),
                     if verdict == Verdict::Approve {
                         "approve"
                     } else {
@@ -248,7 +248,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                         server
                             .call(
                                 Method::GET,
-                                &format!("/api/v1/decisions/{}", a.id),
+                                &format!("/api/v1/decisions/{}", segment(&a.id)),
                                 &[],
                                 None,
                                 None,
@@ -283,8 +283,20 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             DecisionCommand::Replay(a) => {
-                let app = a.instance.app().await?;
-                let r = app.replay(&a.id).await?;
+                let r: custody_app::Replay = match a.remote.client() {
+                    Some(server) => {
+                        server
+                            .call(
+                                Method::GET,
+                                &format!("/api/v1/decisions/{}/replay", segment(&a.id)),
+                                &[],
+                                None,
+                                None,
+                            )
+                            .await??
+                    }
+                    None => a.instance.app().await?.replay(&a.id).await?,
+                };
                 if a.json {
                     print_json(
                         &json!({"same": r.same, "recorded": r.recorded.decision, "replayed": r.replayed}),

@@ -165,3 +165,13 @@ impl Server {
 pub(crate) fn until_servers_see_local_writes() {
     std::thread::sleep(custody_app::STATE_WATCH_EVERY * 3);
 }
+
+/// Asserts `out` exited with `code` and said `needle` on stderr.
+pub(crate) fn expect_refusal(out: &Output, code: i32, needle: &str) {
+    expect_code(out, code);
+    assert!(
+        stderr(out).contains(needle),
+        "{needle:?} not in: {}",
+        stderr(out)
+    );
+}
