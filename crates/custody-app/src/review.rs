@@ -40,26 +40,29 @@ impl<S: Store> App<S> {
                 unused: true,
             })
             .collect();
-        let mut after = 0;
-        loop {
-            let page = self.store.access_log(after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            for record in page {
-                let Some(used) = record.entry.outcome.strip_prefix("allowed: ") else {
-                    continue;
-                };
-                let Some(permission) = Permission::ALL.into_iter().find(|p| p.name() == used)
-                else {
-                    continue;
-                };
-                for h in holdings
-                    .iter_mut()
-                    .filter(|h| h.principal == record.entry.principal)
-                {
-                    if permission.granted_to_role(&h.role) {
-                        h.last_used = Some(record.entry.at.clone());
-                    }
+        // The store keeps each principal's latest time per outcome; a role was last used
+        // at the latest of the permissions it grants.
+        for used in self.store.last_uses().await? {
+            let Some(name) = used.outcome.strip_prefix("allowed: ") else {
+                continue;
+            };
+            let Some(permission) = Permission::ALL.into_iter().find(|p| p.name() == name) else {
+                continue;
+            };
+            let Ok(at) = used.at.parse::<Timestamp>() else {
+                continue;
+            };
+            for h in holdings
+                .iter_mut()
+                .filter(|h| h.principal == used.principal && permission.granted_to_role(&h.role))
+            {
+                let later = h
+                    .last_used
+                    .as_ref()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_none_or(|seen| at > seen);
+                if later {
+                    h.last_used = Some(used.at.clone());
                 }
             }
         }

@@ -104,6 +104,10 @@ pub trait Store: Send + Sync {
         entries: Vec<AccessEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// For every identified principal and outcome in the access log, when it last
+    /// happened (kept as entries are recorded; no scan of the log).
+    fn last_uses(&self) -> impl Future<Output = Result<Vec<LastUse>, StoreError>> + Send;
+
     /// Access log entries with id `> after`, oldest first, at most `limit` (and 1,000).
     fn access_log(
         &self,
@@ -249,6 +253,17 @@ pub struct AccessEntry {
     pub status: u16,
     /// `allowed`, or why it was denied.
     pub outcome: String,
+}
+
+/// When a principal last had an outcome (say `allowed: promote`) in the access log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastUse {
+    /// Who.
+    pub principal: String,
+    /// The outcome.
+    pub outcome: String,
+    /// When, the last time (RFC 3339).
+    pub at: String,
 }
 
 /// An access log entry with its id.

@@ -33,7 +33,7 @@ mod sql;
 mod sql_store;
 
 pub use contract::{
-    AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey,
+    AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey, LastUse,
     MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint,
     StateRecord, StateWrite, Store,
 };

@@ -419,6 +419,42 @@ pub(crate) async fn insert_access(
     Ok(())
 }
 
+/// A last use to keep: (principal, outcome, at, at in nanoseconds since the epoch).
+pub(crate) type LastUseRow<'a> = (&'a str, &'a str, &'a str, i64);
+
+/// Keeps the latest use of each (principal, outcome): a row is replaced only by a later
+/// one, whichever server's batch commits first.
+pub(crate) async fn upsert_last_uses(
+    c: &mut Conn<'_>,
+    rows: &[LastUseRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_CHUNK / 4) {
+        let sql = format!(
+            "INSERT INTO access_last_use (principal, outcome, at, at_ns) VALUES {} \
+             ON CONFLICT (principal, outcome) DO UPDATE SET at = excluded.at, at_ns = excluded.at_ns \
+             WHERE excluded.at_ns > access_last_use.at_ns",
+            c.dialect().values_list(chunk.len(), 4)
+        );
+        on_conn!(c, c => {
+            let mut q = sqlx::query(&sql);
+            for (principal, outcome, at, ns) in chunk {
+                q = q.bind(*principal).bind(*outcome).bind(*at).bind(*ns);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Every (principal, outcome, at) kept by [`upsert_last_uses`].
+pub(crate) async fn last_uses(
+    c: &mut Conn<'_>,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    const SQL: &str =
+        "SELECT principal, outcome, at FROM access_last_use ORDER BY principal, outcome";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).fetch_all(&mut **c).await?))
+}
+
 /// Rows per access-log insert statement.
 const ACCESS_CHUNK: usize = 64;
 

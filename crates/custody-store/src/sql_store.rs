@@ -16,8 +16,9 @@ use crate::db::{self, Location, Pool};
 use crate::faults::FaultInjector;
 use crate::sql::{self, Conn};
 use crate::{
-    AccessEntry, AccessRecord, Append, Appended, Entry, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES,
-    MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, Store, StoreError,
+    AccessEntry, AccessRecord, Append, Appended, Entry, LastUse, MAX_ENTRIES_PER_READ,
+    MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, Store,
+    StoreError,
 };
 
 /// Most checkpoints one [`Store::checkpoints`] call returns.
@@ -407,6 +408,33 @@ async fn check_ledger(
 }
 
 /// Cuts an access entry's free-text fields to a sane length (they come from requests).
+/// The latest entry of each identified (principal, outcome) in a batch, with its time in
+/// nanoseconds since the epoch (an entry whose time does not parse counts as 0).
+fn latest_uses(entries: &[AccessEntry]) -> Vec<sql::LastUseRow<'_>> {
+    let mut latest: std::collections::HashMap<(&str, &str), (&str, i64)> =
+        std::collections::HashMap::new();
+    for e in entries.iter().filter(|e| !e.principal.is_empty()) {
+        let ns =
+            e.at.parse::<custody_model::Timestamp>()
+                .ok()
+                .and_then(|t| i64::try_from(t.as_datetime().unix_timestamp_nanos()).ok())
+                .unwrap_or(0);
+        let slot = latest
+            .entry((&e.principal, &e.outcome))
+            .or_insert((&e.at, ns));
+        if ns >= slot.1 {
+            *slot = (&e.at, ns);
+        }
+    }
+    let mut rows: Vec<_> = latest
+        .into_iter()
+        .map(|((principal, outcome), (at, ns))| (principal, outcome, at, ns))
+        .collect();
+    // One order for every writer, so two concurrent batches lock rows alike.
+    rows.sort_unstable();
+    rows
+}
+
 fn bounded_access(mut e: AccessEntry) -> AccessEntry {
     for (field, max) in [
         (&mut e.principal, 256),
@@ -596,10 +624,25 @@ impl Store for SqlStore {
         let entries: Vec<AccessEntry> = entries.into_iter().map(bounded_access).collect();
         // The read pool writes here: the access log is not the ledger and takes no part
         // in its lock or its checkpoints (SQLite still serialises writers on its own).
+        let last = latest_uses(&entries);
         let mut tx = self.read.begin_write().await?;
         sql::insert_access(&mut tx.conn(), &entries).await?;
+        sql::upsert_last_uses(&mut tx.conn(), &last).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn last_uses(&self) -> Result<Vec<LastUse>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        Ok(sql::last_uses(&mut conn.conn())
+            .await?
+            .into_iter()
+            .map(|(principal, outcome, at)| LastUse {
+                principal,
+                outcome,
+                at,
+            })
+            .collect())
     }
 
     async fn access_log(&self, after: u64, limit: u64) -> Result<Vec<AccessRecord>, StoreError> {

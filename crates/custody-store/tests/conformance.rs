@@ -59,6 +59,7 @@ conformance!(
     group_commit_respects_its_batch_bound,
     a_record_written_twice_in_a_batch_keeps_the_later_write,
     the_access_log_is_append_only_and_ordered,
+    the_access_log_keeps_each_principals_latest_use,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
@@ -852,4 +853,55 @@ async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
     }
     // The ledger is untouched by it.
     assert_eq!(store.checkpoint().await.unwrap().size, 0);
+}
+
+async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let entry = |who: &str, outcome: &str, at: &str| custody_store::AccessEntry {
+        at: at.into(),
+        principal: who.into(),
+        method: "GET".into(),
+        path: "/api/v1/history".into(),
+        remote: "127.0.0.1:5000".into(),
+        status: 200,
+        outcome: outcome.into(),
+    };
+    assert!(store.last_uses().await.unwrap().is_empty());
+    store
+        .record_access(vec![
+            entry("alice", "allowed: read history", "2026-11-27T12:00:00.5Z"),
+            // Later, though shorter as text and earlier in the batch.
+            entry("alice", "allowed: read history", "2026-11-27T12:00:00.51Z"),
+            entry("alice", "allowed: read history", "2026-11-27T12:00:00Z"),
+            entry("alice", "allowed: verify", "2026-11-27T11:00:00Z"),
+            entry("", "unauthenticated: no token", "2026-11-27T12:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    // A later batch with an older time (another server's clock, or a late batch) does not
+    // move the last use back; a newer one moves it forward.
+    store
+        .record_access(vec![
+            entry("alice", "allowed: read history", "2026-11-27T10:00:00Z"),
+            entry("alice", "allowed: verify", "2026-11-28T09:00:00Z"),
+            entry("bob", "denied: lacks permission to verify", "2026-11-27T08:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    let uses: Vec<(String, String, String)> = store
+        .last_uses()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.principal, u.outcome, u.at))
+        .collect();
+    let own = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        uses,
+        [
+            own("alice", "allowed: read history", "2026-11-27T12:00:00.51Z"),
+            own("alice", "allowed: verify", "2026-11-28T09:00:00Z"),
+            own("bob", "denied: lacks permission to verify", "2026-11-27T08:00:00Z"),
+        ]
+    );
 }
