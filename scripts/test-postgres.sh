@@ -48,4 +48,12 @@ if ! as_owner "$bin/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
         start >/dev/null
 fi
 
+# Each test makes its own database; drop those an earlier run left, so the cluster does not
+# grow from run to run.
+"$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atq -c \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'custody\_test\_%' OR datname LIKE 'custody\_cli\_test\_%'" |
+    while read -r db; do
+        "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null
+    done
+
 echo "postgres://postgres@127.0.0.1:$port/postgres"

@@ -3,6 +3,8 @@
 //! come back as the same values the local use cases return, and refusals as the same
 //! errors, so a command prints and exits alike either way.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use clap::Args;
 use custody_app::AppError;
@@ -23,17 +25,29 @@ pub(crate) struct RemoteArgs {
         hide_env_values = true
     )]
     pub(crate) token: Option<String>,
+    /// For an https:// server whose certificate an internal CA signed: that CA (PEM).
+    /// The system's CAs are trusted too.
+    #[arg(long, env = "CUSTODY_CA_CERT", value_name = "PEM")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 impl RemoteArgs {
     /// The client, if --server was given.
-    pub(crate) fn client(&self) -> Option<Client> {
-        self.server.as_ref().map(|base| Client {
-            http: reqwest::Client::new(),
+    pub(crate) fn client(&self) -> anyhow::Result<Option<Client>> {
+        let Some(base) = &self.server else {
+            return Ok(None);
+        };
+        Ok(Some(Client {
+            http: http_client(self.ca_cert.as_deref())?,
             base: base.trim_end_matches('/').to_owned(),
             token: self.token.clone(),
-        })
+        }))
     }
+}
+
+/// The HTTP(S) client every server call uses: the system's CAs and `ca_cert`.
+pub(crate) fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    Ok(custody_server::http_client::client(ca_cert)?)
 }
 
 /// A custody server.
@@ -69,7 +83,7 @@ impl Client {
         let response = request
             .send()
             .await
-            .with_context(|| format!("{method} {url}\nhint: is `custody serve` running there? (https needs a TLS-terminating proxy for now)"))?;
+            .with_context(|| format!("{method} {url}\nhint: is `custody serve` running there? (for https with an internal CA, pass --ca-cert)"))?;
         let status = response.status();
         let bytes = response
             .bytes()

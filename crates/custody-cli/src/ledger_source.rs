@@ -56,12 +56,16 @@ pub(crate) fn open_note(note: &str, key: &PublicKey) -> anyhow::Result<Checkpoin
 }
 
 impl Ledger {
-    pub(crate) fn remote(server: &str, log_key: Option<PublicKey>) -> Ledger {
-        Ledger::Remote {
-            client: reqwest::Client::new(),
+    pub(crate) fn remote(
+        server: &str,
+        log_key: Option<PublicKey>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Ledger> {
+        Ok(Ledger::Remote {
+            client: crate::client::http_client(ca_cert)?,
             base: server.trim_end_matches('/').to_owned(),
             log_key,
-        }
+        })
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
@@ -73,7 +77,7 @@ impl Ledger {
             .get(&url)
             .send()
             .await
-            .with_context(|| format!("GET {url}\nhint: is `custody serve` running there? (https needs a TLS-terminating proxy for now)"))?;
+            .with_context(|| format!("GET {url}\nhint: is `custody serve` running there? (for https with an internal CA, pass --ca-cert)"))?;
         let status = response.status();
         let body = response
             .bytes()

@@ -42,7 +42,7 @@ fn sign(key: &Path, kid: &str, claims: &Value) -> String {
 }
 
 async fn verify_as(base: &str, token: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = http()
         .get(format!(
             "{base}/api/v1/verify?env=production&digest=sha256:{}",
             "a".repeat(64)
@@ -249,7 +249,7 @@ principal = "gitlab:{{project_path}}"
     };
     grant_admin(&data, "root");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let log: Value = reqwest::Client::new()
+    let log: Value = common::http()
         .get(format!("{b}/api/v1/access-log?limit=1000"))
         .bearer_auth(&root)
         .send()

@@ -624,7 +624,7 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         let t = w.ok(&["token", "create"], "admin", &["--principal", principal]);
         let url = format!("{}/api/v1/promotions/{prod3}", server.base);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            reqwest::Client::new()
+            http()
                 .get(&url)
                 .bearer_auth(t.trim())
                 .send()

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::Value;
 
 async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = http().get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -239,7 +239,7 @@ fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
 }
 
 async fn call(method: &str, url: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
-    let client = reqwest::Client::new();
+    let client = http();
     let mut r = client.request(method.parse().unwrap(), url);
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -734,7 +734,7 @@ async fn tokens_and_bad_bodies(postgres: bool) {
         r#"{{"environment":"build","digests":["{digest}"],"status":"succeeded","pad":"{}"}}"#,
         "x".repeat(2 << 20)
     );
-    let sent = reqwest::Client::new()
+    let sent = http()
         .post(&deploys)
         .bearer_auth(&argo)
         .header("content-type", "application/json")
@@ -1279,5 +1279,66 @@ async fn every_mutating_route_honours_an_idempotency_key() {
             assert_eq!(id(&a), id(&b), "{call:?}");
         }
     }
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_https_to_a_server_behind_a_tls_proxy() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    grant_roles(&data, "deployer = [\"argo\"]");
+    let argo = token(&data, "argo", &[]);
+    let mut proxy = Helper(
+        python_script("tls_proxy.py")
+            .arg(&server.base)
+            .arg(temp.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let https = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let ca = temp.path().join("ca.pem");
+    let log_pub = data.join("keys/log.pub");
+    let log = |extra: &[&str]| {
+        run(custody()
+            .args(["log", "checkpoint", "--server", &https, "--log-key"])
+            .arg(&log_pub)
+            .args(extra))
+    };
+
+    // With the proxy's CA the auditor's check and the deploy gate work over HTTPS…
+    let out = log(&["--ca-cert", ca.to_str().unwrap()]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).starts_with("custody/"), "{}", stdout(&out));
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let out = run(custody()
+        .args(["verify", "--env", "build", &digest, "--server", &https])
+        .args(["--token", &argo, "--ca-cert", ca.to_str().unwrap()]));
+    expect_code(&out, 1);
+    assert!(
+        stdout(&out).contains("nothing is certified in build"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(custody()
+        .args(["history", "--json", "--server", &https, "--token", &argo])
+        .env("CUSTODY_CA_CERT", &ca));
+    expect_code(&out, 0);
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history[0]["event"]["type"], "policy.applied");
+    // …without it the certificate is not trusted, and the error says what to pass…
+    let out = log(&[]);
+    expect_refusal(&out, 2, "--ca-cert");
+    // …and a CA file that holds no certificate is refused by name.
+    let out = log(&["--ca-cert", log_pub.to_str().unwrap()]);
+    expect_refusal(&out, 2, "CA certificate");
+    drop(proxy);
     assert!(server.stop().success());
 }

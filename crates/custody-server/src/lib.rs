@@ -20,6 +20,7 @@
 
 mod access;
 mod api;
+pub mod http_client;
 pub mod oidc;
 pub mod openapi;
 

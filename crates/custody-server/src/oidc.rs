@@ -92,17 +92,27 @@ impl Oidc {
                     bytes
                 }
                 (None, Some(url)) => {
-                    let response = reqwest::get(url)
+                    let client = crate::http_client::client(None)
+                        .map_err(|e| format!("OIDC issuer {}: {e}", c.issuer))?;
+                    let mut response = client
+                        .get(url)
+                        .send()
                         .await
+                        .and_then(reqwest::Response::error_for_status)
                         .map_err(|e| format!("OIDC issuer {}: fetching {url}: {e}", c.issuer))?;
-                    let bytes = response
-                        .bytes()
+                    // Read at most MAX_JWKS, whatever the server says its length is.
+                    let mut bytes = Vec::new();
+                    while let Some(chunk) = response
+                        .chunk()
                         .await
-                        .map_err(|e| format!("OIDC issuer {}: reading {url}: {e}", c.issuer))?;
-                    if bytes.len() > MAX_JWKS {
-                        return Err(format!("OIDC issuer {}: {url} is too large", c.issuer));
+                        .map_err(|e| format!("OIDC issuer {}: reading {url}: {e}", c.issuer))?
+                    {
+                        if bytes.len() + chunk.len() > MAX_JWKS {
+                            return Err(format!("OIDC issuer {}: {url} is too large", c.issuer));
+                        }
+                        bytes.extend_from_slice(&chunk);
                     }
-                    bytes.to_vec()
+                    bytes
                 }
                 _ => {
                     return Err(format!(

@@ -884,7 +884,11 @@ async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
         .record_access(vec![
             entry("alice", "allowed: read history", "2026-11-27T10:00:00Z"),
             entry("alice", "allowed: verify", "2026-11-28T09:00:00Z"),
-            entry("bob", "denied: lacks permission to verify", "2026-11-27T08:00:00Z"),
+            entry(
+                "bob",
+                "denied: lacks permission to verify",
+                "2026-11-27T08:00:00Z",
+            ),
         ])
         .await
         .unwrap();
@@ -901,7 +905,11 @@ async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
         [
             own("alice", "allowed: read history", "2026-11-27T12:00:00.51Z"),
             own("alice", "allowed: verify", "2026-11-28T09:00:00Z"),
-            own("bob", "denied: lacks permission to verify", "2026-11-27T08:00:00Z"),
+            own(
+                "bob",
+                "denied: lacks permission to verify",
+                "2026-11-27T08:00:00Z"
+            ),
         ]
     );
 }

@@ -36,7 +36,7 @@ pub(crate) struct ReviewArgs {
 pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
     let AccessCommand::Review(a) = command;
     crate::block_on(async move {
-        let holdings: Vec<RoleHolding> = match a.remote.client() {
+        let holdings: Vec<RoleHolding> = match a.remote.client()? {
             Some(server) => {
                 server
                     .call(

@@ -71,7 +71,7 @@ struct Load {
 }
 
 async fn load(args: &HttpArgs, route: Route) -> anyhow::Result<Load> {
-    let client = reqwest::Client::builder()
+    let client = custody_server::http_client::client_builder(None)?
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let base = args.server.trim_end_matches('/').to_owned();

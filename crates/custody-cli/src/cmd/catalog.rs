@@ -90,7 +90,7 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
             }
         }
         PolicyCommand::Apply(a) => crate::block_on(async {
-            let server = a.remote.client();
+            let server = a.remote.client()?;
             let dir = match (&a.dir, &server) {
                 (Some(d), _) => d.clone(),
                 (None, Some(_)) => bail!(
@@ -259,7 +259,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             None => None,
         };
         let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 // The builder's key never leaves this machine: provenance is signed here.
                 let provenance = match (&key, &build, provenance) {
@@ -408,7 +408,7 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
             );
         }
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 let path = format!(
                     "/api/v1/artifacts/{}/evidence",
@@ -511,7 +511,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
             );
         }
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 // The release key never leaves this machine: the manifest is signed here.
                 let by = a

@@ -57,7 +57,7 @@ pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
     let DeployCommand::Report(a) = command;
     crate::block_on(async move {
         let succeeded = matches!(a.status, DeployStatus::Succeeded);
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 let body = json!({
                     "environment": a.environment,
@@ -144,7 +144,7 @@ pub(crate) struct RollbackArgs {
 
 pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 let path = format!("/api/v1/environments/{}/rollback", segment(&a.environment));
                 server
@@ -201,6 +201,9 @@ pub(crate) struct VerifyArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// For an https:// server whose certificate an internal CA signed: that CA (PEM).
+    #[arg(long, env = "CUSTODY_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Print the verdict with its evidence (decision, VSA, ledger index) as JSON.
     #[arg(long)]
     json: bool,
@@ -211,7 +214,8 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
         let verdict = match &a.server {
             Some(server) => {
                 let url = format!("{}/api/v1/verify", server.trim_end_matches('/'));
-                let mut request = reqwest::Client::new().get(&url).query(&[
+                let client = crate::client::http_client(a.ca_cert.as_deref())?;
+                let mut request = client.get(&url).query(&[
                     ("env", a.environment.as_str()),
                     ("digest", &a.digest.to_string()),
                 ]);

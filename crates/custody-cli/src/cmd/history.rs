@@ -117,7 +117,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             until: a.until,
             limit: a.limit,
         };
-        let entries: Vec<custody_app::HistoryEntry> = match a.remote.client() {
+        let entries: Vec<custody_app::HistoryEntry> = match a.remote.client()? {
             Some(server) => {
                 let mut query = vec![("limit", a.limit.to_string())];
                 let optional = [

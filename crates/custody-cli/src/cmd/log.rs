@@ -58,6 +58,9 @@ pub(crate) struct LedgerArgs {
     /// if it verifies with this key; without it nothing the server says is trusted.
     #[arg(long, value_name = "PUB")]
     pub(crate) log_key: Option<PathBuf>,
+    /// For an https:// server whose certificate an internal CA signed: that CA (PEM).
+    #[arg(long, env = "CUSTODY_CA_CERT", value_name = "PEM")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 impl LedgerArgs {
@@ -65,7 +68,7 @@ impl LedgerArgs {
         match &self.server {
             Some(server) => {
                 let key = self.log_key.as_deref().map(load_public_key).transpose()?;
-                Ok(Ledger::remote(server, key))
+                Ledger::remote(server, key, self.ca_cert.as_deref())
             }
             None => Ok(Ledger::Local(
                 DataDir::new(&self.data_dir)

@@ -116,7 +116,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 let body = json!({"release": a.release.to_string(), "environment": a.environment});
                 server
@@ -157,7 +157,7 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
             RiskArg::Medium => Risk::Medium,
             RiskArg::High => Risk::High,
         };
-        let result = match a.remote.client() {
+        let result = match a.remote.client()? {
             Some(server) => {
                 let path = format!(
                     "/api/v1/promotions/{}/{}",
@@ -243,7 +243,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             DecisionCommand::Show(a) => {
-                let d: custody_app::records::DecisionRecord = match a.remote.client() {
+                let d: custody_app::records::DecisionRecord = match a.remote.client()? {
                     Some(server) => {
                         server
                             .call(
@@ -283,7 +283,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             DecisionCommand::Replay(a) => {
-                let r: custody_app::Replay = match a.remote.client() {
+                let r: custody_app::Replay = match a.remote.client()? {
                     Some(server) => {
                         server
                             .call(

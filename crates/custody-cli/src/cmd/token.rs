@@ -87,7 +87,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
         match command {
             TokenCommand::Create(a) => {
                 let span = custody_policy::Span::parse(&a.expires).map_err(anyhow::Error::msg)?;
-                let result = match a.remote.client() {
+                let result = match a.remote.client()? {
                     Some(server) => server
                         .call::<Created>(
                             Method::POST,
@@ -132,7 +132,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 })
             }
             TokenCommand::List(a) => {
-                let tokens: Vec<TokenInfo> = match a.remote.client() {
+                let tokens: Vec<TokenInfo> = match a.remote.client()? {
                     Some(server) => {
                         server
                             .call(Method::GET, "/api/v1/tokens", &[], None, None)
@@ -162,7 +162,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             TokenCommand::Revoke(a) => {
-                let result = match a.remote.client() {
+                let result = match a.remote.client()? {
                     Some(server) => {
                         server
                             .call::<TokenInfo>(

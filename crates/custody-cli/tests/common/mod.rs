@@ -120,6 +120,7 @@ pub(crate) fn unique_name() -> String {
 /// A `custody serve` process on a free loopback port.
 pub(crate) struct Server {
     child: std::process::Child,
+    stopped: bool,
     /// `http://127.0.0.1:PORT`.
     pub(crate) base: String,
 }
@@ -143,12 +144,14 @@ impl Server {
             .unwrap_or_else(|| panic!("{line:?}"));
         Server {
             child,
+            stopped: false,
             base: addr.to_owned(),
         }
     }
 
     /// Stops it with SIGTERM and waits.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
+        self.stopped = true;
         let status = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -174,4 +177,30 @@ pub(crate) fn expect_refusal(out: &Output, code: i32, needle: &str) {
         "{needle:?} not in: {}",
         stderr(out)
     );
+}
+
+impl Drop for Server {
+    /// A test that failed before `stop` leaves no server behind (it would hold the test's
+    /// output open).
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HTTP client as custody's own (rustls on ring, the system's CAs).
+pub(crate) fn http() -> reqwest::Client {
+    custody_server::http_client::client(None).unwrap()
+}
+
+/// A helper process (a proxy, a stub issuer) killed when the test ends, passed or not.
+pub(crate) struct Helper(pub(crate) std::process::Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
