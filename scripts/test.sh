@@ -27,6 +27,18 @@ step "PostgreSQL test server"
 CUSTODY_TEST_DATABASE_URL=$(scripts/test-postgres.sh)
 export CUSTODY_TEST_DATABASE_URL
 
+# --- Debian's Chromium and ChromeDriver for the dashboard's browser tests -------------------
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    step "installing Debian's chromium and chromium-driver"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver >/dev/null
+fi
+export CUSTODY_TEST_CHROMEDRIVER=${CUSTODY_TEST_CHROMEDRIVER:-$(command -v chromedriver)}
+export CUSTODY_TEST_CHROMIUM=${CUSTODY_TEST_CHROMIUM:-$(command -v chromium)}
+
 # --- Rust -----------------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -15,6 +15,7 @@
 
 mod app;
 pub mod attestations;
+mod board;
 mod catalog;
 mod environment;
 mod error;
@@ -26,6 +27,7 @@ mod review;
 mod state_cache;
 
 pub use app::{Actor, App};
+pub use board::{ArtifactView, BoardColumn, InclusionCheck, PromotionView, SignatureView};
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};

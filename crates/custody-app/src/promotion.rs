@@ -17,8 +17,8 @@ use crate::app::{Actor, App, Versioned, event, idempotency, new_id, write};
 use crate::attestations::{self, envelope_digest};
 use crate::records::{
     ApprovalRecord, ArtifactRecord, Certification, CertificationRecord, DecisionRecord,
-    EnvironmentRecord, IdempotencyRecord, PromotionRecord, PromotionStatus, ReleaseRecord, Risk,
-    Verdict, kind,
+    EnvironmentRecord, IdempotencyRecord, PendingPromotion, PendingRecord, PromotionRecord,
+    PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -354,6 +354,47 @@ impl<S: Store> App<S> {
         Ok((promotion, reviews))
     }
 
+    /// The environment's pending set with `promotion` added (still or newly pending, with
+    /// the gates `decision` failed) or removed (decided).
+    async fn pending_write(
+        &self,
+        promotion: &PromotionRecord,
+        decision: &custody_policy::Decision,
+        was_pending: bool,
+    ) -> AppResult<StateWrite> {
+        let stored = self
+            .get::<PendingRecord>(kind::PENDING, &promotion.environment)
+            .await?;
+        let expect = crate::app::expect_version(&stored);
+        let mut pending = stored.map(|p| p.value).unwrap_or_default();
+        if promotion.status == PromotionStatus::Pending {
+            let blocking = decision
+                .gates
+                .iter()
+                .filter(|g| g.status != custody_policy::Status::Pass)
+                .map(|g| {
+                    let status = match g.status {
+                        custody_policy::Status::Fail => "fail",
+                        _ => "waiting",
+                    };
+                    (g.gate.clone(), status.to_owned(), g.reason.clone())
+                })
+                .collect();
+            pending.promotions.insert(
+                promotion.id.clone(),
+                PendingPromotion {
+                    release: promotion.release.clone(),
+                    requested_by: promotion.requested_by.clone(),
+                    requested_at: promotion.requested_at,
+                    blocking,
+                },
+            );
+        } else if was_pending {
+            pending.promotions.remove(&promotion.id);
+        }
+        write(kind::PENDING, &promotion.environment, &pending, expect)
+    }
+
     pub(crate) async fn approvals_of(
         &self,
         promotion: &PromotionRecord,
@@ -408,6 +449,8 @@ impl<S: Store> App<S> {
             decision: decision.clone(),
             vsa: vsa.clone(),
         };
+        let was_pending =
+            promotion_version.is_some() && promotion.status == PromotionStatus::Pending;
         promotion.decisions.push(record.id.clone());
         let rejected = decision
             .gates
@@ -439,6 +482,12 @@ impl<S: Store> App<S> {
                 "artifacts": artifacts,
             }),
         )?);
+        if was_pending || promotion.status == PromotionStatus::Pending {
+            state.push(
+                self.pending_write(&promotion, &decision, was_pending)
+                    .await?,
+            );
+        }
         state.push(write(kind::DECISION, &record.id, &record, Expect::Absent)?);
         state.push(write(
             kind::PROMOTION,

@@ -22,6 +22,8 @@ pub(crate) mod kind {
     pub(crate) const APPROVAL: &str = "approval";
     pub(crate) const DECISION: &str = "decision";
     pub(crate) const ENVIRONMENT: &str = "environment";
+    /// The promotions waiting in an environment, by environment.
+    pub(crate) const PENDING: &str = "pending";
     pub(crate) const CERTIFICATION: &str = "certification";
     pub(crate) const DEPLOYED: &str = "deployed";
     pub(crate) const TOKEN: &str = "token";
@@ -188,6 +190,27 @@ pub struct DecisionRecord {
     pub decision: Decision,
     /// The signed VSA.
     pub vsa: Envelope,
+}
+
+/// The promotions waiting in one environment: a promotion joins when a decision leaves it
+/// pending and leaves when one certifies or rejects it, in the same append.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PendingRecord {
+    /// By promotion id.
+    pub promotions: std::collections::BTreeMap<String, PendingPromotion>,
+}
+
+/// A waiting promotion, as the pipeline board shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPromotion {
+    /// `name@version`.
+    pub release: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: Timestamp,
+    /// The gates its latest decision did not pass: (gate, `fail` or `waiting`, reason).
+    pub blocking: Vec<(String, String, String)>,
 }
 
 /// A release's time as the certified release of an environment.

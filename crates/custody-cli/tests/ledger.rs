@@ -332,14 +332,24 @@ fn kill_writer_midway(dir: &Path, delay: Duration) -> Vec<Ack> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first_ack, got_going) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
+        let mut stdout = std::io::BufReader::new(stdout);
         let mut buf = Vec::new();
+        // The first acknowledged line, then the rest up to the kill.
+        if std::io::BufRead::read_until(&mut stdout, b'\n', &mut buf).unwrap() > 0 {
+            let _ = first_ack.send(());
+        }
         stdout.read_to_end(&mut buf).unwrap();
         buf
     });
-    // Let it get going (the first acks are out), then kill it at a random moment.
-    std::thread::sleep(Duration::from_millis(150) + delay);
+    // Let it get going (the first acks are out, however slow the machine is), then kill
+    // it at a random moment.
+    got_going
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the writer acknowledged nothing within a minute");
+    std::thread::sleep(Duration::from_millis(20) + delay);
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(

@@ -221,23 +221,6 @@ fn grant_roles(data: &std::path::Path, roles: &str) {
     until_servers_see_local_writes();
 }
 
-fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
-    let out = run(custody()
-        .args([
-            "token",
-            "create",
-            "--principal",
-            principal,
-            "--as",
-            "root",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra));
-    expect_code(&out, 0);
-    stdout(&out).trim().to_owned()
-}
-
 async fn call(method: &str, url: &str, token: Option<&str>, body: Option<String>) -> (u16, Value) {
     let client = http();
     let mut r = client.request(method.parse().unwrap(), url);

@@ -37,6 +37,20 @@ fn refuse(status: StatusCode, principal: &str, message: String, outcome: String)
     response
 }
 
+/// Records who made a request and how it went, for a route that checks access itself
+/// (the dashboard's pages).
+pub(crate) fn mark_caller(response: &mut Response, principal: &str, outcome: String) {
+    response.extensions_mut().insert(Caller {
+        principal: principal.into(),
+        outcome,
+    });
+}
+
+/// Constant-time equality (no early exit on the first difference).
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The guard of one route: a valid token whose principal holds `permission`.
 pub(crate) async fn require(
     State(state): State<Arc<ServerState>>,

@@ -20,6 +20,7 @@
 
 mod access;
 mod api;
+mod dashboard;
 pub mod http_client;
 pub mod oidc;
 pub mod openapi;
@@ -167,6 +168,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/api/v1/tokens/{id}/revoke",
             post(api::revoke_token).route_layer(guarded(P::Tokens)),
         )
+        // The dashboard: its pages check the session themselves.
+        .route("/", get(dashboard::board))
+        .route("/login", get(dashboard::login_form).post(dashboard::login))
+        .route("/logout", post(dashboard::logout))
+        .route("/promotions/{id}", get(dashboard::promotion))
+        .route("/promotions/{id}/review", post(dashboard::review))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access::record,

@@ -204,3 +204,21 @@ impl Drop for Helper {
         let _ = self.0.wait();
     }
 }
+
+/// Creates an API token for `principal` on the data directory (as root) and returns it.
+pub(crate) fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
+    let out = run(custody()
+        .args([
+            "token",
+            "create",
+            "--principal",
+            principal,
+            "--as",
+            "root",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra));
+    expect_code(&out, 0);
+    stdout(&out).trim().to_owned()
+}

@@ -1,0 +1,189 @@
+//! What the dashboard shows: the pipeline board, and one promotion's whole story (gates,
+//! reviews, signatures, provenance, VSA and its place in the ledger, proven).
+//!
+//! Each view reads a bounded number of records, whatever the size of the history: the board
+//! reads two per environment, a promotion page its own records and one inclusion proof.
+
+use custody_crypto::dsse::{self, Envelope};
+use custody_store::Store;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::attestations::{ManifestArtifact, ReadProvenance};
+use crate::records::{
+    ApprovalRecord, ArtifactRecord, Certification, DecisionRecord, EnvironmentRecord,
+    PendingPromotion, PendingRecord, PromotionRecord, ReleaseRecord, kind,
+};
+use crate::{AppError, AppResult};
+
+/// One column of the pipeline board.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardColumn {
+    /// The environment.
+    pub environment: String,
+    /// Its certified release, if any.
+    pub certified: Option<Certification>,
+    /// The promotions waiting to enter it, oldest first, by id.
+    pub pending: Vec<(String, PendingPromotion)>,
+}
+
+/// A release signature as the promotion page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureView {
+    /// The key id the signature names, if any.
+    pub keyid: Option<String>,
+    /// The trusted release key it verifies with: its algorithm and custody key id.
+    pub verified_by: Option<(String, String)>,
+}
+
+/// An artifact of the release with the provenance custody verified for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactView {
+    /// Name and digest.
+    pub artifact: ManifestArtifact,
+    /// Builder, source and parameters, if provenance was verified.
+    pub provenance: Option<ReadProvenance>,
+}
+
+/// Whether a ledger entry is in the log the latest signed checkpoint commits to.
+#[derive(Debug, Clone, Serialize)]
+pub struct InclusionCheck {
+    /// The entry.
+    pub index: u64,
+    /// The checkpoint's size.
+    pub size: u64,
+    /// The checkpoint's root, hex.
+    pub root: String,
+    /// Hashes in the proof.
+    pub proof_hashes: usize,
+    /// `Ok` if the proof verified; else why not.
+    pub verified: Result<(), String>,
+}
+
+/// A promotion with everything that explains it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotionView {
+    /// The promotion.
+    pub promotion: PromotionRecord,
+    /// Its reviews, oldest first (superseded ones too).
+    pub reviews: Vec<ApprovalRecord>,
+    /// Its latest decision and that decision's ledger index.
+    pub decision: Option<(DecisionRecord, u64)>,
+    /// The release.
+    pub release: ReleaseRecord,
+    /// The release manifest's signatures.
+    pub signatures: Vec<SignatureView>,
+    /// The release's artifacts.
+    pub artifacts: Vec<ArtifactView>,
+}
+
+impl<S: Store> App<S> {
+    /// The pipeline board: every environment of the policy in force, in order.
+    pub async fn board(&self) -> AppResult<Vec<BoardColumn>> {
+        let policy = self.policy().await?;
+        let mut columns = Vec::new();
+        for env in policy.environments() {
+            let certified = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
+                .await?
+                .and_then(|e| e.value.certified);
+            let mut pending: Vec<(String, PendingPromotion)> = self
+                .get::<PendingRecord>(kind::PENDING, &env.name)
+                .await?
+                .map(|p| p.value.promotions.into_iter().collect())
+                .unwrap_or_default();
+            pending.sort_by_key(|(_, p)| p.requested_at);
+            columns.push(BoardColumn {
+                environment: env.name.clone(),
+                certified,
+                pending,
+            });
+        }
+        Ok(columns)
+    }
+
+    /// A promotion with its reviews, latest decision, release signatures and provenance.
+    pub async fn promotion_view(&self, id: &str) -> AppResult<PromotionView> {
+        let (promotion, reviews) = self.promotion(id).await?;
+        let decision = match promotion.decisions.last() {
+            Some(d) => {
+                let record = self
+                    .require::<DecisionRecord>(kind::DECISION, d, || format!("no decision {d}"))
+                    .await?;
+                Some((record.value, record.log_index))
+            }
+            None => None,
+        };
+        let release = self.release(&promotion.release).await?;
+        let policy = self.policy().await?;
+        let signatures = release
+            .manifest
+            .signatures
+            .iter()
+            .map(|sig| {
+                let alone = Envelope {
+                    payload: release.manifest.payload.clone(),
+                    payload_type: release.manifest.payload_type.clone(),
+                    signatures: vec![sig.clone()],
+                };
+                let verified_by = policy.release_keys().find_map(|key| {
+                    dsse::verify(&alone, std::slice::from_ref(key), 1)
+                        .ok()
+                        .map(|_| (key.algorithm().to_string(), key.key_id().to_string()))
+                });
+                SignatureView {
+                    keyid: sig.keyid.clone(),
+                    verified_by,
+                }
+            })
+            .collect();
+        let mut artifacts = Vec::new();
+        for a in &release.artifacts {
+            let provenance = self
+                .get::<ArtifactRecord>(kind::ARTIFACT, &a.digest.to_string())
+                .await?
+                .and_then(|r| r.value.provenance_facts);
+            artifacts.push(ArtifactView {
+                artifact: a.clone(),
+                provenance,
+            });
+        }
+        Ok(PromotionView {
+            promotion,
+            reviews,
+            decision,
+            release,
+            signatures,
+            artifacts,
+        })
+    }
+
+    /// Proves that ledger entry `index` is in the log the latest signed checkpoint (whose
+    /// signature the store checks with the log key) commits to.
+    pub async fn check_inclusion(&self, index: u64) -> AppResult<InclusionCheck> {
+        let checkpoint = self.store.checkpoint().await?;
+        let leaf = self
+            .store
+            .entries(index, index + 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::invalid(format!("no ledger entry {index}")))?;
+        let proof = self.store.inclusion_proof(index, checkpoint.size).await?;
+        let verified = custody_ledger::verify_inclusion(
+            &custody_ledger::leaf_hash(&leaf.leaf),
+            index,
+            checkpoint.size,
+            &proof,
+            &checkpoint.root,
+        )
+        .map_err(|e| e.to_string());
+        Ok(InclusionCheck {
+            index,
+            size: checkpoint.size,
+            root: hex::encode(checkpoint.root),
+            proof_hashes: proof.len(),
+            verified,
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium`, driven through
+//! `chromedriver`; scripts/test.sh installs both): sign in, read the pipeline board, open a
+//! promotion, approve it, and see the board change; a viewer sees neither the review form
+//! nor a confidential rationale. A screenshot of each page is kept in
+//! target/tmp/dashboard/ (CARGO_TARGET_TMPDIR).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser() -> (Helper, Client) {
+    let find = |var: &str, name: &str| -> PathBuf {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| {
+                ["/usr/bin", "/usr/local/bin"]
+                    .iter()
+                    .map(|d| PathBuf::from(d).join(name))
+                    .find(|p| p.exists())
+            })
+            .unwrap_or_else(|| {
+                panic!("the browser tests need {name}: run scripts/test.sh (it installs Debian's chromium and chromium-driver), or set {var}")
+            })
+    };
+    let driver = find("CUSTODY_TEST_CHROMEDRIVER", "chromedriver");
+    let chromium = find("CUSTODY_TEST_CHROMIUM", "chromium");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let helper = Helper(
+        std::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if http().get(format!("{url}/status")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .unwrap();
+    (helper, client)
+}
+
+/// Keeps a screenshot of the page as a test output.
+async fn screenshot(c: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+/// Types `keys` into the element at `css`.
+async fn type_into(c: &Client, css: &str, keys: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element at `css`, then waits for the next page to show one at `then`.
+async fn click(c: &Client, css: &str, then: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if !then.is_empty() {
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(then))
+            .await
+            .unwrap();
+    }
+}
+
+async fn sign_in(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    type_into(c, "#token", token).await;
+    click(c, "#sign-in", "").await;
+    if let Err(e) = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("div.board"))
+        .await
+    {
+        screenshot(c, "sign-in-failed").await;
+        panic!(
+            "no board after signing in: {e}: {}",
+            c.source().await.unwrap()
+        );
+    }
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+}
+
+async fn sign_out(c: &Client) {
+    click(c, "header form button", "#token").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A server filled by the demo, and Rita asking again for shop@1.2.0 in staging, which
+/// waits for an approver: (its directory, the data directory, the server, the promotion).
+fn demo_with_a_waiting_promotion() -> (tempfile::TempDir, PathBuf, Server, String) {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let server = Server::start(&data);
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
+    let out = run(custody()
+        .args([
+            "promote",
+            "shop@1.2.0",
+            "--to",
+            "staging",
+            "--as",
+            "rita",
+            "--json",
+        ])
+        .arg("--data-dir")
+        .arg(&data));
+    expect_code(&out, 1);
+    let pending: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
+    (temp, data, server, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_theirs() {
+    let (_temp, data, server, id) = demo_with_a_waiting_promotion();
+    let alice = token(&data, "alice", &[]);
+    let vic = token(&data, "vic", &[]);
+    let audrey = token(&data, "audrey", &[]);
+    until_servers_see_local_writes();
+    let base = server.base.clone();
+    let (_driver, c) = browser().await;
+
+    // Signed out, every page leads to the sign-in form; a wrong token is refused there.
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    type_into(&c, "#token", "cst_nobody_secret").await;
+    click(&c, "#sign-in", ".error").await;
+    assert!(text(&c, ".error").await.contains("not valid"));
+    screenshot(&c, "login-refused").await;
+
+    // The approver's board: four environments, the staging request waiting with the gate
+    // that fails marked.
+    sign_in(&c, &base, &alice).await;
+    let columns = c.find_all(Locator::Css("section.column h2")).await.unwrap();
+    let mut names = Vec::new();
+    for col in columns {
+        names.push(col.text().await.unwrap());
+    }
+    assert_eq!(names, ["build", "test", "staging", "production"]);
+    let waiting = text(
+        &c,
+        &format!("section[data-env=staging] li[data-promotion='{id}']"),
+    )
+    .await;
+    assert!(
+        waiting.contains("shop@1.2.0") && waiting.contains("by rita"),
+        "{waiting}"
+    );
+    assert!(waiting.contains("○ approvals"), "{waiting}");
+    assert_eq!(
+        text(&c, "section[data-env=production] .release").await,
+        "shop@1.0.0",
+        "the demo rolled production back"
+    );
+    screenshot(&c, "board-before").await;
+
+    // The promotion's page: gates, signatures verified, the ledger entry proven.
+    click(&c, &format!("li[data-promotion='{id}'] a"), "#status").await;
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/promotions/{id}")
+    );
+    assert_eq!(text(&c, "#status").await, "pending");
+    let gates = text(&c, "#gates").await;
+    assert!(gates.contains("approvals waiting"), "{gates}");
+    assert!(gates.contains("release-signature pass"), "{gates}");
+    assert!(text(&c, "#signatures").await.contains("ecdsa-p256 key"));
+    assert!(
+        text(&c, "#inclusion")
+            .await
+            .contains("verified against the signed checkpoint")
+    );
+    assert!(
+        text(&c, "#artifacts")
+            .await
+            .contains("https://ci.acme.example/builder/v1")
+    );
+    screenshot(&c, "promotion-pending").await;
+
+    // Approve, confidentially.
+    type_into(&c, "#review textarea", "re-test after the fix passed").await;
+    click(&c, "#review input[name=confidential]", "").await;
+    click(&c, "#approve", "#reviews, #notice").await;
+    if let Ok(notice) = c.find(Locator::Css("#notice")).await {
+        panic!("the approval was refused: {}", notice.text().await.unwrap());
+    }
+    assert_eq!(text(&c, "#status").await, "certified");
+    assert!(
+        text(&c, "#reviews")
+            .await
+            .contains("re-test after the fix passed")
+    );
+    assert!(
+        c.find(Locator::Css("#review")).await.is_err(),
+        "a decided promotion offers no review"
+    );
+    screenshot(&c, "promotion-certified").await;
+
+    // The board changed: nothing waits in staging any more.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        c.find(Locator::Css(&format!("li[data-promotion='{id}']")))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        text(&c, "section[data-env=staging] .release").await,
+        "shop@1.2.0"
+    );
+    screenshot(&c, "board-after").await;
+    sign_out(&c).await;
+
+    // A viewer: the board and the page, but no review form and no confidential rationale.
+    sign_in(&c, &base, &vic).await;
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    let reviews = text(&c, "#reviews").await;
+    assert!(reviews.contains("(confidential)"), "{reviews}");
+    assert!(!reviews.contains("re-test after the fix"), "{reviews}");
+    assert!(c.find(Locator::Css("#approve")).await.is_err());
+    screenshot(&c, "promotion-as-viewer").await;
+    sign_out(&c).await;
+
+    // An auditor reads the confidential rationale.
+    sign_in(&c, &base, &audrey).await;
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    assert!(
+        text(&c, "#reviews")
+            .await
+            .contains("re-test after the fix passed")
+    );
+    c.close().await.unwrap();
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
+    let (_temp, data, server, id) = demo_with_a_waiting_promotion();
+    let alice = token(&data, "alice", &[]);
+    until_servers_see_local_writes();
+    let size = || {
+        let out = run(custody()
+            .args(["log", "checkpoint", "--json", "--data-dir"])
+            .arg(&data));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["size"].clone()
+    };
+    let before = size();
+    // A page on another site posting the form with the approver's cookie (as a browser
+    // without SameSite would send it) but without the session's CSRF value.
+    let forged = http()
+        .post(format!("{}/promotions/{id}/review", server.base))
+        .header("cookie", format!("custody_token={alice}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=sha256%3A00&verdict=approve&rationale=lgtm&risk=low")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(forged.text().await.unwrap().contains("CSRF"));
+    assert_eq!(size(), before, "a forged review changed the ledger");
+    // Signed out, a review is not taken either.
+    let anonymous = http()
+        .post(format!("{}/promotions/{id}/review", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=&verdict=approve&rationale=x&risk=low")
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous.url().path().ends_with("/login"));
+    assert_eq!(size(), before);
+    assert!(server.stop().success());
+}

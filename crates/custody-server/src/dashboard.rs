@@ -1,0 +1,532 @@
+//! The dashboard: server-rendered HTML (maud) over the same use cases as the API, no
+//! JavaScript build step and no script at all.
+//!
+//! Sign-in takes an API token and keeps it in an `HttpOnly`, `SameSite=Strict` cookie; every
+//! page authenticates it as the API does and shows only what the principal's roles allow
+//! (`read` for pages; the review form only to those who may review; a confidential rationale
+//! only to auditors, admins and the people involved). Every form that changes something
+//! carries a CSRF field derived from the session's token, checked before anything is done.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use custody_app::{Actor, AppError, Authenticated, BoardColumn, Permission, PromotionView, Review};
+use custody_model::{Risk, Timestamp, Verdict};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+
+use crate::ServerState;
+use crate::access::mark_caller;
+
+const COOKIE: &str = "custody_token";
+
+fn now() -> Timestamp {
+    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+}
+
+/// The session's token, from its cookie.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The CSRF field for a session: unguessable without its token, fixed for its life.
+fn csrf_of(token: &str) -> String {
+    custody_app::attestations::sha256(format!("custody dashboard csrf\n{token}").as_bytes())
+        .to_string()
+}
+
+/// A signed-in viewer.
+struct Viewer {
+    who: Authenticated,
+    csrf: String,
+}
+
+/// Authenticates the session and checks `permission`; otherwise the answer to give
+/// (the sign-in page, or a 403 page saying what is missing).
+async fn viewer(
+    s: &ServerState,
+    headers: &HeaderMap,
+    permission: Permission,
+) -> Result<Viewer, Response> {
+    let Some(token) = session_token(headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let who = match s.app.authenticate(&token, now()).await {
+        Ok(who) => who,
+        Err(AppError::Denied(why)) => {
+            let mut r = (StatusCode::UNAUTHORIZED, login_page(Some(&why))).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+            mark_caller(&mut r, "", format!("unauthenticated: {why}"));
+            return Err(r);
+        }
+        Err(e) => {
+            return Err(error_page(
+                None,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            ));
+        }
+    };
+    if !permission.granted_to(&who.roles) {
+        let why = format!(
+            "{} may not {}: that needs one of the roles {:?} (or admin)",
+            who.principal,
+            permission.name(),
+            permission.roles()
+        );
+        let mut r = error_page(Some(&who), StatusCode::FORBIDDEN, &why);
+        mark_caller(
+            &mut r,
+            &who.principal,
+            format!("denied: lacks permission to {}", permission.name()),
+        );
+        return Err(r);
+    }
+    Ok(Viewer {
+        csrf: csrf_of(&token),
+        who,
+    })
+}
+
+fn clear_cookie() -> header::HeaderValue {
+    header::HeaderValue::from_static("custody_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · custody" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "custody" }
+                    @if let Some(who) = who {
+                        nav {
+                            a href="/" { "Pipeline" }
+                        }
+                        span.who { (who.principal) " · " (who.roles.join(", ")) }
+                        form method="post" action="/logout" { button type="submit" { "Sign out" } }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+header{display:flex;gap:1.5rem;align-items:center;padding:.6rem 1.2rem;background:#1d2330;color:#fff}
+header a{color:#fff;text-decoration:none}.brand{font-weight:700}.who{margin-left:auto;opacity:.8}
+header form{margin:0}main{padding:1.2rem}
+.board{display:flex;gap:1rem;align-items:flex-start}
+.column{background:#fff;border:1px solid #d7dbe2;border-radius:6px;padding:.8rem;min-width:14rem;flex:1}
+.column h2{margin:.1rem 0 .6rem;font-size:1.1rem}
+.certified{background:#e8f5ec;border-radius:4px;padding:.4rem}.none{color:#777}
+.pending{list-style:none;padding:0}.pending li{border-top:1px solid #eee;padding:.4rem 0}
+.fail{color:#b3261e;font-weight:600}.pass{color:#1b7a3a}.warn{color:#a15c00}
+table{border-collapse:collapse;background:#fff;margin:.4rem 0 1.2rem}
+td,th{border:1px solid #d7dbe2;padding:.3rem .5rem;text-align:left;vertical-align:top}
+.error{background:#fdecea;border:1px solid #b3261e;padding:.6rem;border-radius:4px}
+code{font-size:.85em;word-break:break-all}
+";
+
+fn error_page(who: Option<&Authenticated>, status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        page(
+            "Not allowed",
+            who,
+            html! { p.error { (message) } p { a href="/" { "Back to the pipeline" } } },
+        ),
+    )
+        .into_response()
+}
+
+fn login_page(error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error { p.error { (e) } }
+            form method="post" action="/login" {
+                label for="token" { "API token " }
+                input #token type="password" name="token" autocomplete="off" required;
+                " "
+                button #sign-in type="submit" { "Sign in" }
+            }
+            p { "An admin creates your token with " code { "custody token create --principal YOU" } "." }
+        },
+    )
+}
+
+/// `GET /login`.
+pub(crate) async fn login_form() -> Markup {
+    login_page(None)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    token: String,
+}
+
+/// `POST /login`: checks the token, then keeps it in the session cookie.
+pub(crate) async fn login(State(s): State<Arc<ServerState>>, Form(f): Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    let well_formed = token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
+    match s.app.authenticate(token, now()).await {
+        Ok(who) if well_formed => {
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+            )) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            mark_caller(&mut r, &who.principal, "allowed: sign in".into());
+            r
+        }
+        Ok(_) | Err(AppError::Denied(_)) => {
+            let why = "that token is not valid (expired, revoked or mistyped)";
+            let mut r = (StatusCode::UNAUTHORIZED, login_page(Some(why))).into_response();
+            mark_caller(&mut r, "", format!("unauthenticated: {why}"));
+            r
+        }
+        Err(e) => error_page(None, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `POST /logout`.
+pub(crate) async fn logout() -> Response {
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    r
+}
+
+fn age(since: Timestamp, now: Timestamp) -> String {
+    let s = now
+        .unix_seconds()
+        .saturating_sub(since.unix_seconds())
+        .max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn allowed(r: Response, who: &Authenticated, permission: Permission) -> Response {
+    let mut r = r;
+    mark_caller(
+        &mut r,
+        &who.principal,
+        format!("allowed: {}", permission.name()),
+    );
+    r
+}
+
+/// `GET /`: the pipeline board.
+pub(crate) async fn board(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = match viewer(&s, &headers, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let columns = match s.app.board().await {
+        Ok(c) => c,
+        Err(e) => {
+            return error_page(
+                Some(&v.who),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let now = now();
+    let body = html! {
+        h1 { "Pipeline" }
+        div.board {
+            @for c in &columns { (column(c, now)) }
+        }
+    };
+    allowed(
+        page("Pipeline", Some(&v.who), body).into_response(),
+        &v.who,
+        Permission::Read,
+    )
+}
+
+fn column(c: &BoardColumn, now: Timestamp) -> Markup {
+    html! {
+        section.column data-env=(c.environment) {
+            h2 { (c.environment) }
+            @match &c.certified {
+                Some(cert) => div.certified {
+                    strong.release { (cert.release) }
+                    br;
+                    small {
+                        @if cert.by_rollback { "rolled back to, " }
+                        "certified " (age(cert.at, now)) " ago · "
+                        a href={ "/promotions/" (cert.promotion) } { "promotion" }
+                    }
+                },
+                None => p.none { "nothing certified" },
+            }
+            @if !c.pending.is_empty() {
+                h3 { "Waiting (" (c.pending.len()) ")" }
+            }
+            ul.pending {
+                @for (id, p) in &c.pending {
+                    li data-promotion=(id) {
+                        a href={ "/promotions/" (id) } { (p.release) }
+                        " by " (p.requested_by) ", " (age(p.requested_at, now))
+                        @for (gate, status, reason) in &p.blocking {
+                            br;
+                            @if status == "fail" {
+                                span.fail title=(reason) { "✗ " (gate) }
+                            } @else {
+                                span.warn title=(reason) { "○ " (gate) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /promotions/{id}`.
+pub(crate) async fn promotion(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match viewer(&s, &headers, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render_promotion(&s, &v, &id, None, StatusCode::OK).await
+}
+
+async fn render_promotion(
+    s: &ServerState,
+    v: &Viewer,
+    id: &str,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let view = match s.app.promotion_view(id).await {
+        Ok(view) => view,
+        Err(AppError::Invalid(m)) => return error_page(Some(&v.who), StatusCode::NOT_FOUND, &m),
+        Err(e) => {
+            return error_page(
+                Some(&v.who),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let inclusion = match &view.decision {
+        Some((_, index)) => s.app.check_inclusion(*index).await.ok(),
+        None => None,
+    };
+    let body = promotion_body(&view, v, inclusion.as_ref(), notice);
+    let mut r = (status, page(&format!("Promotion {id}"), Some(&v.who), body)).into_response();
+    if status.is_success() {
+        r = allowed(r, &v.who, Permission::Read);
+    }
+    r
+}
+
+fn promotion_body(
+    view: &PromotionView,
+    v: &Viewer,
+    inclusion: Option<&custody_app::InclusionCheck>,
+    notice: Option<&str>,
+) -> Markup {
+    let p = &view.promotion;
+    let privileged = v.who.roles.iter().any(|r| r == "auditor" || r == "admin");
+    let may_review = Permission::Review.granted_to(&v.who.roles)
+        && p.status == custody_model::PromotionStatus::Pending;
+    html! {
+        h1 { (p.release) " → " (p.environment) }
+        p {
+            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (p.requested_at)
+            ". Status: " strong #status { (p.status) }
+        }
+        @if let Some(n) = notice { p.error #notice { (n) } }
+        @if let Some((d, index)) = &view.decision {
+            h2 { "Gates" }
+            table #gates {
+                tr { th { "gate" } th { "status" } th { "reason" } }
+                @for g in &d.decision.gates {
+                    @let class = format!("{:?}", g.status).to_lowercase();
+                    tr { td { (g.gate) } td class=(class) { (class) } td { (g.reason) } }
+                }
+            }
+            p {
+                "Decision " code { (d.id) } " at " (d.at) " under policy " code { (d.decision.policy_digest) }
+                ", input " code { (d.decision.input_digest) } "."
+            }
+            h2 { "Ledger" }
+            @match inclusion {
+                Some(check) => p #inclusion {
+                    "Entry " (index) " of " (check.size) ": "
+                    @match &check.verified {
+                        Ok(()) => span.pass { "inclusion proof (" (check.proof_hashes) " hashes) verified against the signed checkpoint, root " code { (check.root) } },
+                        Err(e) => span.fail { "inclusion proof FAILED: " (e) },
+                    }
+                },
+                None => p.fail { "the inclusion proof could not be read" },
+            }
+            h2 { "Verification summary (SLSA VSA)" }
+            p {
+                "Signed by custody's attestor"
+                @for sig in &d.vsa.signatures {
+                    " · key " code { (sig.keyid.as_deref().unwrap_or("?")) }
+                }
+                ", payload type " code { (d.vsa.payload_type) } "."
+            }
+        }
+        h2 { "Reviews" }
+        @if view.reviews.is_empty() { p.none { "none yet" } } @else {
+            table #reviews {
+                tr { th { "by" } th { "verdict" } th { "at" } th { "risk" } th { "expires" } th { "rationale" } }
+                @for r in &view.reviews {
+                    @let involved = r.by == v.who.principal || p.requested_by == v.who.principal;
+                    tr {
+                        td { (r.by) }
+                        td { (format!("{:?}", r.verdict).to_lowercase()) @if r.supersedes.is_some() { " (changes an earlier review)" } }
+                        td { (r.at) }
+                        td { (format!("{:?}", r.risk).to_lowercase()) }
+                        td { (r.expires_at) }
+                        td.rationale {
+                            @if r.confidential && !privileged && !involved { em { "(confidential)" } }
+                            @else { (r.rationale) @if r.confidential { " " em { "(confidential)" } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if may_review {
+            h2 { "Review" }
+            form #review method="post" action={ "/promotions/" (p.id) "/review" } {
+                input type="hidden" name="csrf" value=(v.csrf);
+                p { label { "Rationale" br; textarea name="rationale" rows="3" cols="60" required {} } }
+                p {
+                    label { "Risk " select name="risk" { option value="low" { "low" } option value="medium" { "medium" } option value="high" { "high" } } }
+                    " "
+                    label { input type="checkbox" name="confidential" value="true"; " confidential" }
+                }
+                button #approve type="submit" name="verdict" value="approve" { "Approve" }
+                " "
+                button #reject type="submit" name="verdict" value="reject" { "Reject" }
+            }
+        }
+        h2 { "Release signatures" }
+        table #signatures {
+            tr { th { "key id (as signed)" } th { "verifies with" } }
+            @for sig in &view.signatures {
+                tr {
+                    td { code { (sig.keyid.as_deref().unwrap_or("(none)")) } }
+                    @match &sig.verified_by {
+                        Some((alg, key)) => td.pass { (alg) " key " code { (key) } },
+                        None => td.fail { "no trusted release key" },
+                    }
+                }
+            }
+        }
+        h2 { "Artifacts and provenance" }
+        table #artifacts {
+            tr { th { "artifact" } th { "builder" } th { "source" } th { "parameters" } }
+            @for a in &view.artifacts {
+                tr {
+                    td { (a.artifact.name) br; code { (a.artifact.digest) } }
+                    @match &a.provenance {
+                        Some(pv) => {
+                            td { (pv.builder_id) }
+                            td { (pv.source_repo) br; code { (pv.source_commit) } }
+                            td { code { (pv.parameters) } }
+                        },
+                        None => td.fail colspan="3" { "no verified provenance" },
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReviewForm {
+    csrf: String,
+    verdict: Verdict,
+    rationale: String,
+    risk: Risk,
+    #[serde(default)]
+    confidential: Option<String>,
+}
+
+/// `POST /promotions/{id}/review`: the review form; the gates decide, as over the API.
+pub(crate) async fn review(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ReviewForm>,
+) -> Response {
+    let v = match viewer(&s, &headers, Permission::Review).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !crate::access::same_bytes(f.csrf.as_bytes(), v.csrf.as_bytes()) {
+        let mut r = error_page(
+            Some(&v.who),
+            StatusCode::FORBIDDEN,
+            "the form's CSRF field is missing or wrong: reload the page and submit it again",
+        );
+        mark_caller(&mut r, &v.who.principal, "denied: CSRF check failed".into());
+        return r;
+    }
+    let actor = match Actor::new(v.who.principal.clone(), now()) {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let review = Review {
+        verdict: f.verdict,
+        rationale: f.rationale,
+        risk: f.risk,
+        confidential: f.confidential.is_some(),
+    };
+    match s.app.review(&actor, &id, &review, None).await {
+        Ok(_) => allowed(
+            Redirect::to(&format!("/promotions/{id}")).into_response(),
+            &v.who,
+            Permission::Review,
+        ),
+        Err(AppError::Denied(why) | AppError::Invalid(why)) => {
+            render_promotion(&s, &v, &id, Some(&why), StatusCode::FORBIDDEN).await
+        }
+        Err(e) => error_page(
+            Some(&v.who),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+        ),
+    }
+}
