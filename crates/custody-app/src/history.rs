@@ -25,7 +25,9 @@ pub struct HistoryFilter {
     pub since: Option<Timestamp>,
     /// Events before this time.
     pub until: Option<Timestamp>,
-    /// At most this many (the newest).
+    /// Only entries with a ledger index below this (the next page back in time).
+    pub before: Option<u64>,
+    /// At most this many (the newest); 0 for all.
     pub limit: usize,
 }
 
@@ -100,14 +102,16 @@ impl HistoryFilter {
 }
 
 impl<S: Store> App<S> {
-    /// Ledger events matching `filter`, oldest first (the newest `filter.limit`).
+    /// Ledger events matching `filter`, oldest first (the newest `filter.limit` below
+    /// `filter.before`). The ledger is read backwards from there and the read stops as soon
+    /// as the page is full, so recent slices cost little however long the history.
     pub async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
-        let size = self.store.checkpoint().await?.size;
-        let mut out = std::collections::VecDeque::new();
-        let mut start = 0;
-        while start < size {
-            let end = size.min(start + MAX_ENTRIES_PER_READ);
-            for entry in self.store.entries(start, end).await? {
+        let size = self.store.size().await?;
+        let mut end = filter.before.map_or(size, |b| b.min(size));
+        let mut out = Vec::new();
+        'read: while end > 0 {
+            let start = end.saturating_sub(MAX_ENTRIES_PER_READ);
+            for entry in self.store.entries(start, end).await?.into_iter().rev() {
                 let event: Value = serde_json::from_slice(&entry.leaf).map_err(|e| {
                     AppError::Store(custody_store::StoreError::Corrupt(format!(
                         "entry {} is not JSON: {e}",
@@ -115,18 +119,19 @@ impl<S: Store> App<S> {
                     )))
                 })?;
                 if filter.matches(&event) {
-                    out.push_back(HistoryEntry {
+                    out.push(HistoryEntry {
                         index: entry.index,
                         event,
                     });
-                    if filter.limit > 0 && out.len() > filter.limit {
-                        out.pop_front();
+                    if filter.limit > 0 && out.len() == filter.limit {
+                        break 'read;
                     }
                 }
             }
-            start = end;
+            end = start;
         }
-        Ok(out.into())
+        out.reverse();
+        Ok(out)
     }
 
     /// A recorded decision.
@@ -151,5 +156,71 @@ impl<S: Store> App<S> {
             replayed,
             same,
         })
+    }
+}
+
+/// One line saying what a ledger event records, for people.
+pub fn describe(event: &Value) -> String {
+    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+    match s("type") {
+        "artifact.registered" => format!(
+            "{} registered {}",
+            s("actor"),
+            event
+                .pointer("/artifact/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
+        "release.created" => format!("{} created {}", s("actor"), s("release")),
+        "promotion.requested" => format!(
+            "{} requested {} → {} ({})",
+            s("actor"),
+            s("release"),
+            s("environment"),
+            s("promotion")
+        ),
+        "decision.recorded" => format!(
+            "{} {} → {}: {}",
+            s("decision"),
+            s("release"),
+            s("environment"),
+            if event.get("allowed").and_then(Value::as_bool) == Some(true) {
+                "allowed"
+            } else {
+                "not allowed"
+            }
+        ),
+        "approval.recorded" => format!(
+            "{} {} {} → {}: {}",
+            s("actor"),
+            if s("verdict") == "reject" {
+                "rejected"
+            } else {
+                "approved"
+            },
+            s("release"),
+            s("environment"),
+            if event.get("confidential").and_then(Value::as_bool) == Some(true) {
+                "(confidential)"
+            } else {
+                s("rationale")
+            }
+        ),
+        "environment.certified" => format!("{} certified in {}", s("release"), s("environment")),
+        "deploy.reported" => format!(
+            "{} reported {} deploy in {}",
+            s("actor"),
+            s("status"),
+            s("environment")
+        ),
+        "rollback" => format!(
+            "{} rolled back {} → {} in {}: {}",
+            s("actor"),
+            s("from"),
+            s("to"),
+            s("environment"),
+            s("reason")
+        ),
+        other => format!("{other} by {}", s("actor")),
     }
 }

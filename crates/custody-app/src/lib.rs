@@ -31,7 +31,7 @@ pub use board::{ArtifactView, BoardColumn, InclusionCheck, PromotionView, Signat
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};
-pub use history::{HistoryEntry, HistoryFilter, Replay};
+pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, Permission, ROLES, TokenInfo, TokenRecord};
 pub use promotion::{PromotionOutcome, Review};
 pub use review::RoleHolding;

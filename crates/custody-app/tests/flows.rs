@@ -231,6 +231,28 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
         .rev()
         .find(|e| e.event["type"] == "environment.certified")
         .unwrap();
+    // Paging back through the same slice, newest first, gives it all exactly once.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .app
+            .history(&custody_app::HistoryFilter {
+                environment: Some("build".into()),
+                before,
+                limit: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= 7);
+        assert!(page.windows(2).all(|w| w[0].index < w[1].index), "oldest first");
+        let Some(first) = page.first() else { break };
+        before = Some(first.index);
+        pages.splice(0..0, page);
+    }
+    let all: Vec<u64> = history.iter().map(|e| e.index).collect();
+    assert_eq!(pages.iter().map(|e| e.index).collect::<Vec<_>>(), all);
     let release = last.event["release"].as_str().unwrap();
     let (_, digest) = releases.iter().find(|(r, _)| r == release).unwrap();
     let v = s.app.verify("build", digest).await.unwrap();

@@ -56,6 +56,7 @@ pub(crate) struct HistoryQuery {
     env: Option<String>,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
+    before: Option<u64>,
     limit: Option<usize>,
 }
 
@@ -71,6 +72,7 @@ pub(crate) async fn history(
         environment: q.env,
         since: q.since,
         until: q.until,
+        before: q.before,
         // 0 would mean "all" to the use case; over HTTP a page is at most 1000.
         limit: match q.limit.unwrap_or(100) {
             0 => 1000,

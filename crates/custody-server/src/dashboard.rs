@@ -10,11 +10,13 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use custody_app::{Actor, AppError, Authenticated, BoardColumn, Permission, PromotionView, Review};
-use custody_model::{Risk, Timestamp, Verdict};
+use custody_app::{
+    Actor, AppError, Authenticated, BoardColumn, HistoryFilter, Permission, PromotionView, Review,
+};
+use custody_model::{Digest, Risk, Timestamp, Verdict};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
@@ -117,7 +119,8 @@ fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
                     a.brand href="/" { "custody" }
                     @if let Some(who) = who {
                         nav {
-                            a href="/" { "Pipeline" }
+                            a href="/" { "Pipeline" } " "
+                            a href="/history" { "History" }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
                         form method="post" action="/logout" { button type="submit" { "Sign out" } }
@@ -529,4 +532,260 @@ pub(crate) async fn review(
             &e.to_string(),
         ),
     }
+}
+
+/// The history search's form, as a query string (every field optional; empty is unset).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct HistoryQuery {
+    #[serde(default)]
+    principal: String,
+    #[serde(default)]
+    env: String,
+    #[serde(default)]
+    artifact: String,
+    #[serde(default)]
+    build: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    before: Option<u64>,
+}
+
+/// Entries per history page, and at most per export.
+const PAGE: usize = 50;
+const EXPORT: usize = 10_000;
+
+impl HistoryQuery {
+    fn filter(&self, limit: usize) -> Result<HistoryFilter, String> {
+        let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let time = |name: &str, s: &str| {
+            text(s)
+                .map(|t| t.parse::<Timestamp>().map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        Ok(HistoryFilter {
+            artifact: text(&self.artifact)
+                .map(|d| d.parse::<Digest>().map_err(|e| format!("artifact: {e}")))
+                .transpose()?,
+            build: text(&self.build),
+            principal: text(&self.principal),
+            environment: text(&self.env),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            before: self.before,
+            limit,
+        })
+    }
+
+    /// This search as a query string, with `before` replaced.
+    fn query_string(&self, before: Option<u64>) -> String {
+        let mut q = url_encoded(&[
+            ("principal", &self.principal),
+            ("env", &self.env),
+            ("artifact", &self.artifact),
+            ("build", &self.build),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]);
+        if let Some(b) = before {
+            q.push_str(&format!("&before={b}"));
+        }
+        q
+    }
+}
+
+fn url_encoded(pairs: &[(&str, &String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `GET /history`: search by engineer, environment, artifact, build and time; newest
+/// first, a page at a time, with CSV and JSON exports of the same search.
+pub(crate) async fn history(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let v = match viewer(&s, &headers, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (entries, problem) = match q.filter(PAGE) {
+        Ok(filter) => match s.app.history(&filter).await {
+            Ok(entries) => (entries, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        },
+        Err(why) => (Vec::new(), Some(why)),
+    };
+    let older = (entries.len() == PAGE)
+        .then(|| entries.first().map(|e| e.index))
+        .flatten();
+    let field = |name: &str, label: &str, value: &str, hint: &str| {
+        html! {
+            label { (label) " " input name=(name) value=(value) placeholder=(hint) size="18"; } " "
+        }
+    };
+    let body = html! {
+        h1 { "History" }
+        form #search method="get" action="/history" {
+            (field("principal", "Engineer", &q.principal, "alice"))
+            (field("env", "Environment", &q.env, "production"))
+            (field("artifact", "Artifact", &q.artifact, "sha256:…"))
+            (field("build", "Build", &q.build, "invocation id"))
+            (field("since", "Since", &q.since, "2026-11-01T00:00:00Z"))
+            (field("until", "Until", &q.until, "RFC 3339"))
+            button #search-button type="submit" { "Search" }
+        }
+        p {
+            "Export this search: "
+            a #export-csv href={ "/history.csv?" (q.query_string(q.before)) } { "CSV" } " · "
+            a #export-json href={ "/history.json?" (q.query_string(q.before)) } { "JSON" }
+            " (the newest " (EXPORT) " at most)"
+        }
+        @if let Some(p) = &problem { p.error { (p) } }
+        @if entries.is_empty() && problem.is_none() { p.none { "no events match" } }
+        @else {
+            table #history {
+                tr { th { "ledger index" } th { "at" } th { "event" } th { "what" } }
+                @for e in entries.iter().rev() {
+                    @let at = e.event.get("at").and_then(|t| t.as_str()).unwrap_or("");
+                    @let kind = e.event.get("type").and_then(|t| t.as_str()).unwrap_or("");
+                    tr data-actor=(e.event.get("actor").and_then(|t| t.as_str()).unwrap_or(""))
+                       data-environment=(e.event.get("environment").and_then(|t| t.as_str()).unwrap_or("")) {
+                        td { (e.index) }
+                        td { (at) }
+                        td { (kind) }
+                        td {
+                            @match e.event.get("promotion").and_then(|p| p.as_str()) {
+                                Some(p) => a href={ "/promotions/" (p) } { (custody_app::describe(&e.event)) },
+                                None => (custody_app::describe(&e.event)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(before) = older {
+            p { a #older href={ "/history?" (q.query_string(Some(before))) } { "Older events →" } }
+        }
+    };
+    allowed(
+        page("History", Some(&v.who), body).into_response(),
+        &v.who,
+        Permission::Read,
+    )
+}
+
+/// `GET /history.csv`.
+pub(crate) async fn export_csv(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    export(&s, &headers, "history.csv", &q).await
+}
+
+/// `GET /history.json`.
+pub(crate) async fn export_json(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    export(&s, &headers, "history.json", &q).await
+}
+
+/// The search's events (the newest [`EXPORT`]), oldest first, as a file.
+async fn export(s: &ServerState, headers: &HeaderMap, format: &str, q: &HistoryQuery) -> Response {
+    let v = match viewer(s, headers, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let entries = match q.filter(EXPORT) {
+        Ok(filter) => match s.app.history(&filter).await {
+            Ok(entries) => entries,
+            Err(e) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+        Err(why) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &why),
+    };
+    let (body, content_type) = match format {
+        "history.json" => match serde_json::to_vec(&entries) {
+            Ok(b) => (b, "application/json"),
+            Err(e) => {
+                return error_page(
+                    Some(&v.who),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &e.to_string(),
+                );
+            }
+        },
+        "history.csv" => match history_csv(&entries) {
+            Ok(b) => (b, "text/csv; charset=utf-8"),
+            Err(e) => return error_page(Some(&v.who), StatusCode::INTERNAL_SERVER_ERROR, &e),
+        },
+        _ => return error_page(Some(&v.who), StatusCode::NOT_FOUND, "no such export"),
+    };
+    let disposition = format!("attachment; filename=\"custody-{format}\"");
+    allowed(
+        (
+            [
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            body,
+        )
+            .into_response(),
+        &v.who,
+        Permission::Read,
+    )
+}
+
+fn history_csv(entries: &[custody_app::HistoryEntry]) -> Result<Vec<u8>, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let columns = [
+        "index",
+        "at",
+        "type",
+        "actor",
+        "environment",
+        "release",
+        "promotion",
+        "what",
+    ];
+    w.write_record(columns).map_err(|e| e.to_string())?;
+    for e in entries {
+        let s = |k: &str| {
+            e.event
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        w.write_record([
+            e.index.to_string(),
+            s("at"),
+            s("type"),
+            s("actor"),
+            s("environment"),
+            s("release"),
+            s("promotion"),
+            custody_app::describe(&e.event),
+        ])
+        .map_err(|e| e.to_string())?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
 }

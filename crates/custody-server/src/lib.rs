@@ -174,6 +174,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/logout", post(dashboard::logout))
         .route("/promotions/{id}", get(dashboard::promotion))
         .route("/promotions/{id}/review", post(dashboard::review))
+        .route("/history", get(dashboard::history))
+        .route("/history.csv", get(dashboard::export_csv))
+        .route("/history.json", get(dashboard::export_json))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access::record,

@@ -115,6 +115,7 @@ fn routes() -> Value {
                 "parameters": [query("artifact", "sha256:HEX", json!({"type": "string"}), false), query("build", "invocation id", json!({"type": "string"}), false),
                                query("principal", "who", json!({"type": "string"}), false), query("env", "environment", json!({"type": "string"}), false),
                                query("since", "RFC 3339", json!({"type": "string"}), false), query("until", "RFC 3339", json!({"type": "string"}), false),
+                               query("before", "only ledger indices below this (the next page back)", u64s.clone(), false),
                                query("limit", "newest N (≤ 1000)", u64s.clone(), false)],
                 "responses": {"200": ok("events with their ledger index", json!({"type": "array"})), "400": error()}}), "auditor, viewer, security, approver, signer, deployer")},
             "/api/v1/decisions/{id}": {"get": guarded(json!({"summary": "A recorded decision with its facts and VSA",

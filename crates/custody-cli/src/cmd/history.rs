@@ -32,6 +32,10 @@ pub(crate) struct HistoryArgs {
     /// At most this many, the newest (0: all).
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Only entries with a ledger index below this: the next page back in time is
+    /// --before the first index of this one.
+    #[arg(long, value_name = "INDEX")]
+    before: Option<u64>,
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
@@ -39,71 +43,6 @@ pub(crate) struct HistoryArgs {
     /// Print the events as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn summary(event: &Value) -> String {
-    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
-    match s("type") {
-        "artifact.registered" => format!(
-            "{} registered {}",
-            s("actor"),
-            event
-                .pointer("/artifact/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        ),
-        "release.created" => format!("{} created {}", s("actor"), s("release")),
-        "promotion.requested" => format!(
-            "{} requested {} → {} ({})",
-            s("actor"),
-            s("release"),
-            s("environment"),
-            s("promotion")
-        ),
-        "decision.recorded" => format!(
-            "{} {} → {}: {}",
-            s("decision"),
-            s("release"),
-            s("environment"),
-            if event.get("allowed").and_then(Value::as_bool) == Some(true) {
-                "allowed"
-            } else {
-                "not allowed"
-            }
-        ),
-        "approval.recorded" => format!(
-            "{} {} {} → {}: {}",
-            s("actor"),
-            if s("verdict") == "reject" {
-                "rejected"
-            } else {
-                "approved"
-            },
-            s("release"),
-            s("environment"),
-            if event.get("confidential").and_then(Value::as_bool) == Some(true) {
-                "(confidential)"
-            } else {
-                s("rationale")
-            }
-        ),
-        "environment.certified" => format!("{} certified in {}", s("release"), s("environment")),
-        "deploy.reported" => format!(
-            "{} reported {} deploy in {}",
-            s("actor"),
-            s("status"),
-            s("environment")
-        ),
-        "rollback" => format!(
-            "{} rolled back {} → {} in {}: {}",
-            s("actor"),
-            s("from"),
-            s("to"),
-            s("environment"),
-            s("reason")
-        ),
-        other => format!("{other} by {}", s("actor")),
-    }
 }
 
 pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
@@ -115,6 +54,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             environment: a.environment.clone(),
             since: a.since,
             until: a.until,
+            before: a.before,
             limit: a.limit,
         };
         let entries: Vec<custody_app::HistoryEntry> = match a.remote.client()? {
@@ -127,6 +67,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                     ("env", a.environment.clone()),
                     ("since", a.since.map(|t| t.to_string())),
                     ("until", a.until.map(|t| t.to_string())),
+                    ("before", a.before.map(|b| b.to_string())),
                 ];
                 query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
                 server
@@ -146,7 +87,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                         e.index,
                         e.event.get("at").and_then(Value::as_str).unwrap_or(""),
                         e.event.get("type").and_then(Value::as_str).unwrap_or(""),
-                        summary(&e.event)
+                        custody_app::describe(&e.event)
                     )
                 })
                 .collect();
