@@ -246,7 +246,10 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
             .await
             .unwrap();
         assert!(page.len() <= 7);
-        assert!(page.windows(2).all(|w| w[0].index < w[1].index), "oldest first");
+        assert!(
+            page.windows(2).all(|w| w[0].index < w[1].index),
+            "oldest first"
+        );
         let Some(first) = page.first() else { break };
         before = Some(first.index);
         pages.splice(0..0, page);

@@ -852,6 +852,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
     for (method, p) in [
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/log/checkpoint"),
         ("GET", "/api/v1/log/entries"),
@@ -882,7 +883,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
             "{method} {p} is not documented"
         );
     }
-    assert_eq!(documented.len(), 26, "{documented:?}");
+    assert_eq!(documented.len(), 27, "{documented:?}");
     assert!(server.stop().success());
 }
 
@@ -938,6 +939,91 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     );
     let check = run(custody().args(["log", "check", "--data-dir"]).arg(&data));
     expect_code(&check, 0);
+
+    // /metrics, parsed by the Prometheus project's own Python parser, counts what the
+    // ledger records of the demo.
+    let all = run(custody()
+        .args(["history", "--json", "--limit", "0", "--data-dir"])
+        .arg(&data));
+    let all: Vec<Value> = serde_json::from_slice(&all.stdout).unwrap();
+    let recorded = |kind: &str, key: &str, value: &str| {
+        all.iter()
+            .filter(|e| e["event"]["type"] == kind && e["event"][key] == value)
+            .count() as f64
+    };
+    let text = http()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut parse = python_script("metrics_parse.py")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut parse.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let parsed = parse.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "{text}");
+    let samples: Vec<Value> = serde_json::from_slice(&parsed.stdout).unwrap();
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    for env in ["build", "test", "staging", "production"] {
+        let e = [("environment", env)];
+        assert_eq!(
+            sample("custody_promotions_requested_total", &e),
+            recorded("promotion.requested", "environment", env),
+            "{env}"
+        );
+        assert_eq!(
+            sample("custody_certifications_total", &e),
+            recorded("environment.certified", "environment", env),
+            "{env}"
+        );
+        assert_eq!(
+            sample("custody_decisions_total", &e),
+            recorded("decision.recorded", "environment", env),
+            "{env}"
+        );
+        assert_eq!(
+            sample("custody_time_to_promotion_seconds_count", &e),
+            recorded("environment.certified", "environment", env),
+            "every certification had its request in the ledger: {env}"
+        );
+    }
+    for verdict in ["approve", "reject"] {
+        assert_eq!(
+            sample("custody_reviews_total", &[("verdict", verdict)]),
+            recorded("approval.recorded", "verdict", verdict)
+        );
+    }
+    assert_eq!(sample("custody_rollbacks_total", &[]), 1.0);
+    assert_eq!(
+        sample("custody_deploys_reported_total", &[("status", "failed")]),
+        recorded("deploy.reported", "status", "failed")
+    );
+    assert_eq!(
+        sample(
+            "custody_gate_results_total",
+            &[("gate", "approvals"), ("status", "fail")]
+        ),
+        1.0,
+        "the one rejection"
+    );
+    assert_eq!(sample("custody_ledger_entries", &[]), all.len() as f64);
+    assert!(
+        sample(
+            "custody_http_request_duration_seconds_count",
+            &[("route", "/api/v1/history")]
+        ) >= 1.0
+    );
 
     // The CLI as a client of the server: each person with their own token.
     let remote = |who: &str, args: &[&str]| {

@@ -22,6 +22,7 @@ mod access;
 mod api;
 mod dashboard;
 pub mod http_client;
+mod metrics;
 pub mod oidc;
 pub mod openapi;
 
@@ -52,6 +53,7 @@ pub struct ServerState {
     /// Trusted CI identity issuers.
     pub oidc: oidc::Oidc,
     access: access::AccessLog,
+    metrics: metrics::Metrics,
 }
 
 impl ServerState {
@@ -61,6 +63,7 @@ impl ServerState {
             app,
             oidc,
             access: access::AccessLog::start(weak.clone()),
+            metrics: metrics::Metrics::new(),
         })
     }
 
@@ -177,6 +180,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/history", get(dashboard::history))
         .route("/history.csv", get(dashboard::export_csv))
         .route("/history.json", get(dashboard::export_json))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::time_requests,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             access::record,
