@@ -25,6 +25,8 @@ pub struct HistoryFilter {
     pub since: Option<Timestamp>,
     /// Events before this time.
     pub until: Option<Timestamp>,
+    /// Events of this type (`alert.raised`, `rollback`…).
+    pub kind: Option<String>,
     /// Only entries with a ledger index below this (the next page back in time).
     pub before: Option<u64>,
     /// At most this many (the newest); 0 for all.
@@ -51,17 +53,20 @@ pub struct Replay {
     pub same: bool,
 }
 
+/// The artifact digests an event names.
+pub(crate) fn event_artifacts(event: &Value) -> impl Iterator<Item = &str> {
+    event
+        .get("artifacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
 impl HistoryFilter {
     fn matches(&self, event: &Value) -> bool {
         let str_at = |k: &str| event.get(k).and_then(Value::as_str);
-        let artifacts = || {
-            event
-                .get("artifacts")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-        };
+        let artifacts = || event_artifacts(event);
         if let Some(d) = &self.artifact {
             let d = d.to_string();
             if !artifacts().any(|a| a == d) {
@@ -73,6 +78,11 @@ impl HistoryFilter {
                 .pointer("/build/invocation_id")
                 .and_then(Value::as_str);
             if invocation != Some(b.as_str()) && !artifacts().any(|a| a == b) {
+                return false;
+            }
+        }
+        if let Some(k) = &self.kind {
+            if str_at("type") != Some(k.as_str()) {
                 return false;
             }
         }

@@ -13,6 +13,7 @@
 //! - [`App::history`], [`App::decision`], [`App::replay`] (history.rs)
 //! - [`App::create_token`], [`App::revoke_token`], [`App::authenticate`] (identity.rs)
 
+pub mod alerts;
 mod app;
 pub mod attestations;
 mod board;

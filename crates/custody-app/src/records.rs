@@ -24,6 +24,8 @@ pub(crate) mod kind {
     pub(crate) const ENVIRONMENT: &str = "environment";
     /// The promotions waiting in an environment, by environment.
     pub(crate) const PENDING: &str = "pending";
+    /// Alert deliveries not yet made.
+    pub(crate) const OUTBOX: &str = "outbox";
     pub(crate) const CERTIFICATION: &str = "certification";
     pub(crate) const DEPLOYED: &str = "deployed";
     pub(crate) const TOKEN: &str = "token";

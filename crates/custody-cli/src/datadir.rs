@@ -43,6 +43,9 @@ pub(crate) struct Config {
     /// Trusted CI identity issuers (OIDC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) oidc: Vec<custody_server::oidc::IssuerConfig>,
+    /// Alert rules' settings and the webhooks alerts go to.
+    #[serde(default)]
+    pub(crate) alerts: custody_server::alerting::AlertConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,7 +203,13 @@ impl DataDir {
             );
         }
         let text = read_text(&path, MAX_KEY_FILE, "the configuration")?;
-        toml::from_str(&text).with_context(|| format!("reading {}", path.display()))
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        config
+            .alerts
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
     }
 
     /// Where the ledger lives: the configured PostgreSQL URL (overridden by `url`), or the
@@ -339,6 +348,7 @@ impl DataDir {
             server: ServerConfig::default(),
             policy: PolicyConfig::default(),
             oidc: Vec::new(),
+            alerts: Default::default(),
         };
         let signer =
             NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;

@@ -208,6 +208,33 @@ fn trust_new_keys(
     (builder_key, release_key)
 }
 
+/// `artifact register` of `file` as shop, built from git.example/acme/shop at `commit` by
+/// the trusted test builder (whose key `trust_new_keys` made).
+fn register_shop(
+    file: &std::path::Path,
+    commit: &str,
+    builder_key: &std::path::Path,
+) -> Vec<String> {
+    [
+        "artifact",
+        "register",
+        "--name",
+        "shop",
+        "--file",
+        file.to_str().unwrap(),
+        "--source-repo",
+        "https://git.example/acme/shop",
+        "--commit",
+        commit,
+        "--builder-id",
+        "https://ci.example/b",
+        "--builder-key",
+        builder_key.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Adds role bindings to the instance's starter policy and applies it.
 fn grant_roles(data: &std::path::Path, roles: &str) {
     let path = data.join("policy/custody.toml");
@@ -672,6 +699,8 @@ async fn tokens_and_bad_bodies(postgres: bool) {
         cp.as_str().unwrap().lines().nth(1).unwrap().to_owned()
     };
     let root = token(&data, "root", &[]);
+    // (The refused tokens above may have raised a repeated-denial alert: let it land.)
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let before = size(b.clone()).await;
     let deploys = format!("{b}/api/v1/deploys");
     let digest = format!("sha256:{}", "a".repeat(64));
@@ -1104,22 +1133,8 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     };
     let file = temp.path().join("shop.tar");
     std::fs::write(&file, "shop v1").unwrap();
-    let register = [
-        "artifact",
-        "register",
-        "--name",
-        "shop",
-        "--file",
-        file.to_str().unwrap(),
-        "--source-repo",
-        "https://git.example/acme/shop",
-        "--commit",
-        "abc123",
-        "--builder-id",
-        "https://ci.example/b",
-        "--builder-key",
-        builder_key.to_str().unwrap(),
-    ];
+    let register = register_shop(&file, "abc123", &builder_key);
+    let register: Vec<&str> = register.iter().map(String::as_str).collect();
     let out = remote("rita", &register);
     expect_refusal(&out, 1, "may not register artifacts");
     let out = remote("ci-bot", &register);
@@ -1251,22 +1266,8 @@ async fn every_mutating_route_honours_an_idempotency_key() {
     };
     let file = temp.path().join("shop.tar");
     std::fs::write(&file, "shop v1").unwrap();
-    let out = remote(&[
-        "artifact",
-        "register",
-        "--name",
-        "shop",
-        "--file",
-        file.to_str().unwrap(),
-        "--source-repo",
-        "https://git.example/acme/shop",
-        "--commit",
-        "abc",
-        "--builder-id",
-        "https://ci.example/b",
-        "--builder-key",
-        builder_key.to_str().unwrap(),
-    ]);
+    let args = register_shop(&file, "abc", &builder_key);
+    let out = remote(&args.iter().map(String::as_str).collect::<Vec<_>>());
     expect_code(&out, 0);
     let digest = stdout(&out).trim().to_owned();
     let junit = temp.path().join("junit.xml");
@@ -1358,21 +1359,11 @@ async fn the_cli_speaks_https_to_a_server_behind_a_tls_proxy() {
     let server = Server::start(&data);
     grant_roles(&data, "deployer = [\"argo\"]");
     let argo = token(&data, "argo", &[]);
-    let mut proxy = Helper(
+    let (proxy, https) = listening(
         python_script("tls_proxy.py")
             .arg(&server.base)
-            .arg(temp.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(temp.path()),
     );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let https = line.trim().strip_prefix("listening ").unwrap().to_owned();
     let ca = temp.path().join("ca.pem");
     let log_pub = data.join("keys/log.pub");
     let log = |extra: &[&str]| {
@@ -1409,5 +1400,232 @@ async fn the_cli_speaks_https_to_a_server_behind_a_tls_proxy() {
     let out = log(&["--ca-cert", log_pub.to_str().unwrap()]);
     expect_refusal(&out, 2, "CA certificate");
     drop(proxy);
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    let received = temp.path().join("received.jsonl");
+    // The receiver refuses the first three deliveries, then takes them.
+    let (_receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("3"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("approval_sla = \"24h\"", "approval_sla = \"1h\"")
+        .replace("denied_threshold = 5", "denied_threshold = 3");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n\n[[alerts.webhook]]\nname = \"down\"\nurl = \"{down}\"\n"
+        ),
+    )
+    .unwrap();
+    let (builder_key, release_key) = trust_new_keys(temp.path(), &data);
+    // Promotions into build wait for an approver, so one can wait past the SLA.
+    let policy = data.join("policy/custody.toml");
+    let p = std::fs::read_to_string(&policy).unwrap().replace(
+        "[[environment]]\nname = \"build\"\n",
+        "[[environment]]\nname = \"build\"\napprovals = { quorum = 1, roles = [\"approver\"], expires = \"72h\" }\n",
+    );
+    std::fs::write(&policy, p).unwrap();
+    let server = Server::start(&data);
+    grant_roles(
+        &data,
+        "admin = [\"root\"]\ndeployer = [\"argo\"]\nviewer = [\"vic\"]\nsigner = [\"rita\"]\nbuilder = [\"ci\"]",
+    );
+    let local = |who: &str, args: &[&str]| {
+        run(custody()
+            .args(args)
+            .args(["--as", who, "--data-dir"])
+            .arg(&data))
+    };
+    let register = |file: &str, body: &str| {
+        let path = temp.path().join(file);
+        std::fs::write(&path, body).unwrap();
+        let args = register_shop(&path, "abc", &builder_key);
+        let out = local("ci", &args.iter().map(String::as_str).collect::<Vec<_>>());
+        expect_code(&out, 0);
+        stdout(&out).trim().to_owned()
+    };
+    // A provenance discrepancy: the same source and parameters, another digest.
+    let digest = register("shop-1.tar", "shop v1");
+    register("shop-2.tar", "shop v1, but not quite");
+    // An unsigned release promoted: its signature gate fails.
+    let artifact = format!("shop={digest}");
+    expect_code(
+        &local(
+            "rita",
+            &[
+                "release",
+                "create",
+                "shop",
+                "1.0.0",
+                "--artifact",
+                &artifact,
+            ],
+        ),
+        0,
+    );
+    local("rita", &["promote", "shop@1.0.0", "--to", "build"]);
+    // A signed one, asked for two hours ago, still waiting for its approver.
+    expect_code(
+        &local(
+            "rita",
+            &[
+                "release",
+                "create",
+                "shop",
+                "1.0.1",
+                "--artifact",
+                &artifact,
+                "--sign-key",
+                release_key.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let two_hours_ago = custody_model::Timestamp::from_unix_seconds(
+        time::OffsetDateTime::now_utc().unix_timestamp() - 7200,
+    )
+    .unwrap();
+    let out = run(custody()
+        .args([
+            "promote",
+            "shop@1.0.1",
+            "--to",
+            "build",
+            "--as",
+            "rita",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("CUSTODY_NOW", two_hours_ago.to_string()));
+    expect_code(&out, 1);
+    // A digest running in build that was never certified there.
+    let stranger = format!("sha256:{}", "e".repeat(64));
+    expect_code(
+        &local(
+            "argo",
+            &[
+                "deploy",
+                "report",
+                "--env",
+                "build",
+                "--digest",
+                &stranger,
+                "--status",
+                "succeeded",
+            ],
+        ),
+        0,
+    );
+    // A viewer trying, again and again, to report deploys.
+    let vic = token(&data, "vic", &[]);
+    for _ in 0..3 {
+        let (status, _) = call(
+            "POST",
+            &format!("{}/api/v1/deploys", server.base),
+            Some(&vic),
+            Some(format!(
+                r#"{{"environment":"build","digests":["{stranger}"],"status":"succeeded"}}"#
+            )),
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+
+    let rules = [
+        "provenance-discrepancy",
+        "missing-or-invalid-signature",
+        "approval-waiting-past-sla",
+        "digest-mismatch",
+        "repeated-denied-access",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deliveries = loop {
+        let got: Vec<Value> = std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let has = |rule: &str| got.iter().any(|d| d["body"]["alert"]["rule"] == rule);
+        if rules.iter().all(|r| has(r)) {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every rule's alert arrived: {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // Each alert arrived once, with a Slack-compatible text.
+    let mut ids: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an alert arrived twice: {deliveries:?}");
+    for d in &deliveries {
+        assert!(
+            d["body"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[custody] "),
+            "{d}"
+        );
+        assert_eq!(d["body"]["alert"]["id"], d["id"]);
+    }
+    // Each is recorded once in the ledger; the refused attempts are recorded too.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let out = run(custody()
+        .args(["history", "--json", "--limit", "0", "--data-dir"])
+        .arg(&data));
+    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"]["type"] == kind)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("alert.raised").len(), all);
+    let failed_ops = of("alert.delivery_failed")
+        .iter()
+        .filter(|e| e["event"]["webhook"] == "ops")
+        .count();
+    assert_eq!(failed_ops, 3, "the receiver refused three deliveries");
+    // The webhook that never answers keeps every alert, shown on the dashboard.
+    let root = token(&data, "root", &[]);
+    let page = http()
+        .get(format!("{}/alerts", server.base))
+        .header("cookie", format!("custody_token={root}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for rule in rules {
+        assert!(
+            page.contains(&format!("data-rule=\"{rule}\"")),
+            "{rule} not shown"
+        );
+    }
+    let outbox = page
+        .split("id=\"outbox\"")
+        .nth(1)
+        .expect("the failing deliveries are shown");
+    assert_eq!(outbox.matches("<td>down</td>").count(), all, "{outbox}");
+    assert!(
+        !outbox.contains("<td>ops</td>"),
+        "delivered ones left the outbox"
+    );
     assert!(server.stop().success());
 }

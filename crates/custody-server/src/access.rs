@@ -157,6 +157,19 @@ pub(crate) async fn record(
             principal: String::new(),
             outcome: "public".into(),
         });
+    // Refused access (not a refused promotion or deploy, which are answers, not denials).
+    if caller.outcome.starts_with("denied:") || caller.outcome.starts_with("unauthenticated:") {
+        let who = if caller.principal.is_empty() {
+            remote.split(':').next().unwrap_or_default().to_owned()
+        } else {
+            caller.principal.clone()
+        };
+        let at = custody_model::Timestamp::from_datetime(time_now());
+        if let Some(alert) = state.alerting.denied(&who, at) {
+            let state = state.clone();
+            tokio::spawn(async move { crate::alerting::raise(&state, &alert).await });
+        }
+    }
     state
         .access
         .push(AccessEntry {

@@ -120,7 +120,8 @@ fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
                     @if let Some(who) = who {
                         nav {
                             a href="/" { "Pipeline" } " "
-                            a href="/history" { "History" }
+                            a href="/history" { "History" } " "
+                            a href="/alerts" { "Alerts" }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
                         form method="post" action="/logout" { button type="submit" { "Sign out" } }
@@ -574,6 +575,7 @@ impl HistoryQuery {
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             before: self.before,
+            kind: None,
             limit,
         })
     }
@@ -788,4 +790,65 @@ fn history_csv(entries: &[custody_app::HistoryEntry]) -> Result<Vec<u8>, String>
         .map_err(|e| e.to_string())?;
     }
     w.into_inner().map_err(|e| e.to_string())
+}
+
+/// `GET /alerts`: the latest alerts, and every delivery not yet made with why.
+pub(crate) async fn alerts(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = match viewer(&s, &headers, Permission::Read).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let filter = HistoryFilter {
+        kind: Some("alert.raised".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let (raised, outbox) = match (s.app.history(&filter).await, s.app.outbox().await) {
+        (Ok(r), Ok(o)) => (r, o),
+        (Err(e), _) | (_, Err(e)) => {
+            return error_page(
+                Some(&v.who),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let body = html! {
+        h1 { "Alerts" }
+        @if raised.is_empty() { p.none { "no alerts" } } @else {
+            table #alerts {
+                tr { th { "at" } th { "severity" } th { "rule" } th { "what" } th { "ledger index" } }
+                @for e in raised.iter().rev() {
+                    @let f = |k: &str| e.event.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+                    tr data-rule=(f("rule")) {
+                        td { (f("at")) }
+                        td class=(if f("severity") == "critical" { "fail" } else { "warn" }) { (f("severity")) }
+                        td { (f("rule")) }
+                        td { (f("text")) }
+                        td { (e.index) }
+                    }
+                }
+            }
+        }
+        h2 { "Deliveries not yet made" }
+        @if outbox.is_empty() { p.none { "every alert reached every webhook" } } @else {
+            table #outbox {
+                tr { th { "alert" } th { "webhook" } th { "attempts" } th { "next attempt" } th { "last error" } }
+                @for d in &outbox {
+                    tr {
+                        td { (d.alert.text) }
+                        td { (d.webhook) }
+                        td { (d.attempts) }
+                        td { (d.next_at) }
+                        td.fail { (d.last_error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    };
+    allowed(
+        page("Alerts", Some(&v.who), body).into_response(),
+        &v.who,
+        Permission::Read,
+    )
 }

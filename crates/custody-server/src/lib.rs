@@ -19,6 +19,7 @@
 //! `{"error": "…"}` with a 4xx or 5xx status.
 
 mod access;
+pub mod alerting;
 mod api;
 mod dashboard;
 pub mod http_client;
@@ -54,16 +55,22 @@ pub struct ServerState {
     pub oidc: oidc::Oidc,
     access: access::AccessLog,
     metrics: metrics::Metrics,
+    alerting: alerting::Alerting,
 }
 
 impl ServerState {
     /// The state for `app`, with its access-log writer started.
-    pub fn new(app: App<SqlStore>, oidc: oidc::Oidc) -> Arc<ServerState> {
+    pub fn new(
+        app: App<SqlStore>,
+        oidc: oidc::Oidc,
+        alerts: alerting::AlertConfig,
+    ) -> Arc<ServerState> {
         Arc::new_cyclic(|weak| ServerState {
             app,
             oidc,
             access: access::AccessLog::start(weak.clone()),
             metrics: metrics::Metrics::new(),
+            alerting: alerting::Alerting::new(alerts),
         })
     }
 
@@ -178,6 +185,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/promotions/{id}", get(dashboard::promotion))
         .route("/promotions/{id}/review", post(dashboard::review))
         .route("/history", get(dashboard::history))
+        .route("/alerts", get(dashboard::alerts))
         .route("/history.csv", get(dashboard::export_csv))
         .route("/history.json", get(dashboard::export_json))
         .route("/metrics", get(metrics::render))
@@ -374,10 +382,13 @@ pub async fn serve(
         let state = state.clone();
         async move { state.app.watch_for_other_writers().await }
     });
+    // Raises alerts from the ledger and the clock, and delivers them to webhooks.
+    let alerts = tokio::spawn(alerting::run(state.clone()));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
+    alerts.abort();
     state.flush_access_log().await;
     served
 }

@@ -47,7 +47,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         print_line(&format!("custody listening on http://{addr}"));
-        let state = ServerState::new(app, oidc);
+        let state = ServerState::new(app, oidc, config.alerts.clone());
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {

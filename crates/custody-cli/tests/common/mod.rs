@@ -222,3 +222,20 @@ pub(crate) fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> 
     expect_code(&out, 0);
     stdout(&out).trim().to_owned()
 }
+
+/// Starts a helper that prints `listening URL` when ready; returns it and the URL.
+pub(crate) fn listening(cmd: &mut Command) -> (Helper, String) {
+    let mut helper = Helper(cmd.stdout(std::process::Stdio::piped()).spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(helper.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_owned();
+    (helper, url)
+}

@@ -1,0 +1,303 @@
+//! Alerts: what the rules see in the ledger (a signature that does not verify, a digest
+//! running that was never certified, a provenance discrepancy, a rejection), in the clock
+//! (an approval waiting past its SLA) and in the access log (repeated denials); each one
+//! recorded once in the ledger and queued for every webhook in the same append.
+//!
+//! Invariants:
+//! - An alert's id is derived from what raised it, and raising is idempotent on that id:
+//!   however many servers or restarts see the same cause, it is recorded and queued once.
+//! - The outbox is state written only together with an event (`alert.raised`,
+//!   `alert.delivered`, `alert.delivery_failed`): a delivery is never dropped; one that
+//!   keeps failing stays queued, retried with a capped backoff, and shown.
+
+use custody_model::Timestamp;
+use custody_store::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::{Actor, App, event, expect_version, idempotency, write};
+use crate::records::kind;
+use crate::{AppError, AppResult};
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Derived from its cause (the same cause, the same id).
+    pub id: String,
+    /// The rule that raised it.
+    pub rule: String,
+    /// `critical` or `warning`.
+    pub severity: String,
+    /// One line for people (the webhook's Slack-compatible `text`).
+    pub text: String,
+    /// What it is about (environment, promotion, artifacts, ledger index…).
+    pub subject: Value,
+}
+
+/// An alert waiting to reach one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The alert.
+    pub alert: Alert,
+    /// The webhook's name.
+    pub webhook: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_at: Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Every delivery not yet made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outbox {
+    /// Oldest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF_SECONDS: i64 = 300;
+
+/// The actor custody's own alerting acts as.
+pub const ALERTING: &str = "custody-alerts";
+
+fn at(event: &Value) -> &str {
+    event.get("at").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The alerts one ledger event raises (pure).
+pub fn alerts_for_event(index: u64, event: &Value) -> Vec<Alert> {
+    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = Vec::new();
+    match s("type") {
+        "decision.recorded" => {
+            for g in event
+                .get("gates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let gate = g.get("gate").and_then(Value::as_str).unwrap_or("");
+                let failed = g.get("status").and_then(Value::as_str) == Some("fail");
+                if failed && (gate == "release-signature" || gate == "provenance") {
+                    out.push(Alert {
+                        id: format!("signature:{index}:{gate}"),
+                        rule: "missing-or-invalid-signature".into(),
+                        severity: "critical".into(),
+                        text: format!(
+                            "{} → {}: {} gate failed: {}",
+                            s("release"),
+                            s("environment"),
+                            gate,
+                            g.get("reason").and_then(Value::as_str).unwrap_or("")
+                        ),
+                        subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+                    });
+                }
+            }
+        }
+        "deploy.reported" => {
+            let drift: Vec<&str> = event
+                .get("drift")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !drift.is_empty() {
+                out.push(Alert {
+                    id: format!("digest-mismatch:{index}"),
+                    rule: "digest-mismatch".into(),
+                    severity: "critical".into(),
+                    text: format!(
+                        "{} reports {} running in {} that was never certified there: {}",
+                        s("actor"),
+                        if drift.len() == 1 { "a digest" } else { "digests" },
+                        s("environment"),
+                        drift.join(", ")
+                    ),
+                    subject: json!({"environment": s("environment"), "digests": drift, "ledger_index": index}),
+                });
+            }
+        }
+        "provenance.discrepancy" => out.push(Alert {
+            id: format!("discrepancy:{index}"),
+            rule: "provenance-discrepancy".into(),
+            severity: "critical".into(),
+            text: format!(
+                "two builds of the same source and parameters disagree: {}",
+                crate::history::event_artifacts(event)
+                    .collect::<Vec<_>>()
+                    .join(" vs ")
+            ),
+            subject: json!({"ledger_index": index, "artifacts": event.get("artifacts")}),
+        }),
+        _ => {}
+    }
+    for a in &mut out {
+        if let Value::Object(subject) = &mut a.subject {
+            subject.insert("at".into(), json!(at(event)));
+        }
+    }
+    out
+}
+
+impl<S: Store> App<S> {
+    /// Records `alert` and queues it for each of `webhooks`, once: `false` if an alert with
+    /// its id was raised before (by this server or another).
+    pub async fn raise_alert(
+        &self,
+        alert: &Alert,
+        webhooks: &[String],
+        now: Timestamp,
+    ) -> AppResult<bool> {
+        let actor = Actor::new(ALERTING, now)?;
+        let key = idempotency("alert", &alert.id, &json!({"alert": alert.id}))?;
+        self.retrying(|| async {
+            let stored = self.get::<Outbox>(kind::OUTBOX, "alerts").await?;
+            let expect = expect_version(&stored);
+            let mut outbox = stored.map(|o| o.value).unwrap_or_default();
+            for w in webhooks {
+                outbox.deliveries.push(Delivery {
+                    alert: alert.clone(),
+                    webhook: w.clone(),
+                    attempts: 0,
+                    next_at: now,
+                    last_error: None,
+                });
+            }
+            let events = vec![event(
+                "alert.raised",
+                &actor,
+                json!({"alert": alert.id, "rule": alert.rule, "severity": alert.severity,
+                       "text": alert.text, "subject": alert.subject, "webhooks": webhooks}),
+            )?];
+            let state = vec![write(kind::OUTBOX, "alerts", &outbox, expect)?];
+            let appended = self.append(events, state, Some(key.clone())).await?;
+            Ok(!appended.replayed)
+        })
+        .await
+    }
+
+    /// The deliveries not yet made.
+    pub async fn outbox(&self) -> AppResult<Vec<Delivery>> {
+        Ok(self
+            .get::<Outbox>(kind::OUTBOX, "alerts")
+            .await?
+            .map(|o| o.value.deliveries)
+            .unwrap_or_default())
+    }
+
+    /// Records one delivery attempt of `alert` to `webhook`: delivered, it leaves the
+    /// outbox; failed, it stays with its error and waits twice as long as last time
+    /// (at most five minutes) before the next one.
+    pub async fn delivery_attempted(
+        &self,
+        alert: &str,
+        webhook: &str,
+        outcome: Result<(), String>,
+        now: Timestamp,
+    ) -> AppResult<()> {
+        let actor = Actor::new(ALERTING, now)?;
+        self.retrying(|| async {
+            let stored = self.get::<Outbox>(kind::OUTBOX, "alerts").await?;
+            let expect = expect_version(&stored);
+            let mut outbox = stored.map(|o| o.value).unwrap_or_default();
+            let Some(i) = outbox
+                .deliveries
+                .iter()
+                .position(|d| d.alert.id == alert && d.webhook == webhook)
+            else {
+                return Ok(()); // another server recorded it first
+            };
+            let attempts = outbox.deliveries[i].attempts + 1;
+            let event = match &outcome {
+                Ok(()) => {
+                    outbox.deliveries.remove(i);
+                    event(
+                        "alert.delivered",
+                        &actor,
+                        json!({"alert": alert, "webhook": webhook, "attempts": attempts}),
+                    )?
+                }
+                Err(why) => {
+                    let backoff = (1i64 << attempts.min(16)).min(MAX_BACKOFF_SECONDS);
+                    let d = &mut outbox.deliveries[i];
+                    d.attempts = attempts;
+                    d.last_error = Some(why.clone());
+                    d.next_at = Timestamp::from_unix_seconds(now.unix_seconds() + backoff)
+                        .map_err(|e| AppError::invalid(e.to_string()))?;
+                    event(
+                        "alert.delivery_failed",
+                        &actor,
+                        json!({"alert": alert, "webhook": webhook, "attempts": attempts, "error": why}),
+                    )?
+                }
+            };
+            self.append(
+                vec![event],
+                vec![write(kind::OUTBOX, "alerts", &outbox, expect)?],
+                None,
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The alert for a promotion waiting for approval longer than its SLA.
+pub fn approval_sla_alert(
+    promotion: &str,
+    release: &str,
+    environment: &str,
+    waited_seconds: i64,
+) -> Alert {
+    Alert {
+        id: format!("approval-sla:{promotion}"),
+        rule: "approval-waiting-past-sla".into(),
+        severity: "warning".into(),
+        text: format!(
+            "{release} → {environment} has waited {}h for approval ({promotion})",
+            waited_seconds / 3600
+        ),
+        subject: json!({"promotion": promotion, "environment": environment}),
+    }
+}
+
+/// The alert for a principal denied again and again.
+pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) -> Alert {
+    Alert {
+        id: format!("denied:{principal}:{window_start}"),
+        rule: "repeated-denied-access".into(),
+        severity: "warning".into(),
+        text: format!("{principal} was denied {denials} times since {window_start}"),
+        subject: json!({"principal": principal}),
+    }
+}
+
+impl<S: Store> App<S> {
+    /// The waiting promotions older than `sla_seconds` at `now`: (id, release,
+    /// environment, seconds waited).
+    pub async fn overdue_approvals(
+        &self,
+        now: Timestamp,
+        sla_seconds: i64,
+    ) -> AppResult<Vec<(String, String, String, i64)>> {
+        let mut out = Vec::new();
+        for column in self.board().await? {
+            for (id, p) in column.pending {
+                let waited = now.unix_seconds() - p.requested_at.unix_seconds();
+                let waiting_for_people = p
+                    .blocking
+                    .iter()
+                    .any(|(gate, status, _)| gate == "approvals" && status == "waiting");
+                if waiting_for_people && waited > sla_seconds {
+                    out.push((id, p.release, column.environment.clone(), waited));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
