@@ -60,6 +60,30 @@ pub struct InclusionCheck {
     pub verified: Result<(), String>,
 }
 
+/// An artifact's lineage: its build, every event about it, and where it runs now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    /// The artifact as registered.
+    pub artifact: ArtifactRecord,
+    /// Every ledger event that names it, oldest first: registration, evidence, releases,
+    /// promotions, decisions, certifications, deploy reports, rollbacks.
+    pub events: Vec<crate::HistoryEntry>,
+    /// The environments whose certified release holds it now, with that release.
+    pub certified_in: Vec<(String, String)>,
+}
+
+/// The ledger as an auditor first checks it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStatus {
+    /// The latest signed checkpoint (C2SP note), its size and root.
+    pub checkpoint: String,
+    /// Entries.
+    pub size: u64,
+    /// The oldest stored checkpoint with entries, and whether the latest provably extends
+    /// it (an RFC 9162 consistency proof, verified here): `None` for an empty log.
+    pub consistency: Option<(u64, Result<(), String>)>,
+}
+
 /// A promotion with everything that explains it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromotionView {
@@ -184,6 +208,67 @@ impl<S: Store> App<S> {
             root: hex::encode(checkpoint.root),
             proof_hashes: proof.len(),
             verified,
+        })
+    }
+}
+
+impl<S: Store> App<S> {
+    /// An artifact's lineage (commit → build → artifact → releases → promotions →
+    /// environments, with rollbacks and drift).
+    pub async fn lineage(&self, digest: &custody_model::Digest) -> AppResult<Lineage> {
+        let artifact = self
+            .require::<ArtifactRecord>(kind::ARTIFACT, &digest.to_string(), || {
+                format!("no artifact {digest} is registered")
+            })
+            .await?
+            .value;
+        let events = self
+            .history(&crate::HistoryFilter {
+                artifact: Some(digest.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let mut certified_in = Vec::new();
+        for column in self.board().await? {
+            if let Some(cert) = column.certified {
+                let release = self.release(&cert.release).await?;
+                if release.artifacts.iter().any(|a| &a.digest == digest) {
+                    certified_in.push((column.environment, cert.release));
+                }
+            }
+        }
+        Ok(Lineage {
+            artifact,
+            events,
+            certified_in,
+        })
+    }
+
+    /// The latest checkpoint, and a consistency proof from the oldest stored one checked.
+    pub async fn ledger_status(&self) -> AppResult<LedgerStatus> {
+        let latest = self.store.checkpoint().await?;
+        let consistency = match self.store.checkpoints(1, 1).await?.into_iter().next() {
+            Some(first) if latest.size > 0 => {
+                let proof = self
+                    .store
+                    .consistency_proof(first.size, latest.size)
+                    .await?;
+                let checked = custody_ledger::verify_consistency(
+                    first.size,
+                    latest.size,
+                    &proof,
+                    &first.root,
+                    &latest.root,
+                )
+                .map_err(|e| e.to_string());
+                Some((first.size, checked))
+            }
+            _ => None,
+        };
+        Ok(LedgerStatus {
+            checkpoint: latest.note,
+            size: latest.size,
+            consistency,
         })
     }
 }

@@ -28,7 +28,9 @@ mod review;
 mod state_cache;
 
 pub use app::{Actor, App};
-pub use board::{ArtifactView, BoardColumn, InclusionCheck, PromotionView, SignatureView};
+pub use board::{
+    ArtifactView, BoardColumn, InclusionCheck, LedgerStatus, Lineage, PromotionView, SignatureView,
+};
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};
 pub use error::{AppError, AppResult};

@@ -340,6 +340,57 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     );
     let json: serde_json::Value = serde_json::from_str(&export("json").await).unwrap();
     assert_eq!(json.as_array().unwrap().len(), rows.len());
+
+    // From the promotion to an artifact's lineage: built from its commit, released,
+    // promoted, certified, rolled back.
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    click(&c, "#artifacts a", "#lineage").await;
+    let story = text(&c, "#lineage").await;
+    for kind in [
+        "artifact.registered",
+        "release.created",
+        "environment.certified",
+        "rollback",
+    ] {
+        assert!(story.contains(kind), "{kind} missing: {story}");
+    }
+    assert!(
+        text(&c, "#build")
+            .await
+            .contains("https://git.acme.example/acme/")
+    );
+    assert!(
+        text(&c, "#certified-in")
+            .await
+            .contains("staging: shop@1.2.0")
+    );
+    screenshot(&c, "artifact-lineage").await;
+    // Keys, the access review and the ledger, proven consistent.
+    c.goto(&format!("{base}/keys")).await.unwrap();
+    assert!(text(&c, "#release-keys").await.contains("ecdsa-p256"));
+    assert!(
+        text(&c, "#builders")
+            .await
+            .contains("https://ci.acme.example/builder/v1")
+    );
+    screenshot(&c, "keys").await;
+    c.goto(&format!("{base}/access")).await.unwrap();
+    assert!(text(&c, "#access").await.contains("approver"));
+    screenshot(&c, "access-review").await;
+    c.goto(&format!("{base}/ledger")).await.unwrap();
+    assert!(text(&c, "#consistency").await.contains("provably extends"));
+    screenshot(&c, "ledger").await;
+    c.goto(&format!("{base}/alerts")).await.unwrap();
+    screenshot(&c, "alerts").await;
+    sign_out(&c).await;
+    // The access review is the auditors': a viewer is refused, and told why.
+    sign_in(&c, &base, &vic).await;
+    c.goto(&format!("{base}/access")).await.unwrap();
+    assert!(
+        text(&c, ".error")
+            .await
+            .contains("may not read the access log")
+    );
     c.close().await.unwrap();
     assert!(server.stop().success());
 }

@@ -23,6 +23,41 @@ use serde::Deserialize;
 use crate::ServerState;
 use crate::access::mark_caller;
 
+/// The signed-in viewer holding a permission; otherwise returns, from the handler, the
+/// answer for one who is not (the sign-in page, or a 403 saying what is missing).
+macro_rules! signed_in {
+    ($s:expr, $headers:expr, $permission:expr) => {
+        match viewer($s, $headers, $permission).await {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        }
+    };
+}
+
+/// The value of a use case's result; otherwise returns, from the handler, the error page.
+macro_rules! or_fail {
+    ($v:expr, $result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(e) => return failure(&$v.who, e),
+        }
+    };
+}
+
+/// A use case's error as a page: not found (404), refused (403) or failed (500).
+fn failure(who: &Authenticated, e: AppError) -> Response {
+    let status = match &e {
+        AppError::Invalid(_) => StatusCode::NOT_FOUND,
+        AppError::Denied(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = match e {
+        AppError::Invalid(m) | AppError::Denied(m) => m,
+        other => other.to_string(),
+    };
+    error_page(Some(who), status, &message)
+}
+
 const COOKIE: &str = "custody_token";
 
 fn now() -> Timestamp {
@@ -121,7 +156,10 @@ fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
                         nav {
                             a href="/" { "Pipeline" } " "
                             a href="/history" { "History" } " "
-                            a href="/alerts" { "Alerts" }
+                            a href="/alerts" { "Alerts" } " "
+                            a href="/keys" { "Keys" } " "
+                            a href="/access" { "Access" } " "
+                            a href="/ledger" { "Ledger" }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
                         form method="post" action="/logout" { button type="submit" { "Sign out" } }
@@ -238,6 +276,15 @@ fn age(since: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// A page shown to `v`, recorded as a use of `permission`.
+fn shown(v: &Viewer, title: &str, body: Markup, permission: Permission) -> Response {
+    allowed(
+        page(title, Some(&v.who), body).into_response(),
+        &v.who,
+        permission,
+    )
+}
+
 fn allowed(r: Response, who: &Authenticated, permission: Permission) -> Response {
     let mut r = r;
     mark_caller(
@@ -250,20 +297,8 @@ fn allowed(r: Response, who: &Authenticated, permission: Permission) -> Response
 
 /// `GET /`: the pipeline board.
 pub(crate) async fn board(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    let v = match viewer(&s, &headers, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let columns = match s.app.board().await {
-        Ok(c) => c,
-        Err(e) => {
-            return error_page(
-                Some(&v.who),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
+    let v = signed_in!(&s, &headers, Permission::Read);
+    let columns = or_fail!(v, s.app.board().await);
     let now = now();
     let body = html! {
         h1 { "Pipeline" }
@@ -271,11 +306,7 @@ pub(crate) async fn board(State(s): State<Arc<ServerState>>, headers: HeaderMap)
             @for c in &columns { (column(c, now)) }
         }
     };
-    allowed(
-        page("Pipeline", Some(&v.who), body).into_response(),
-        &v.who,
-        Permission::Read,
-    )
+    shown(&v, "Pipeline", body, Permission::Read)
 }
 
 fn column(c: &BoardColumn, now: Timestamp) -> Markup {
@@ -323,10 +354,7 @@ pub(crate) async fn promotion(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match viewer(&s, &headers, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = signed_in!(&s, &headers, Permission::Read);
     render_promotion(&s, &v, &id, None, StatusCode::OK).await
 }
 
@@ -337,17 +365,7 @@ async fn render_promotion(
     notice: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let view = match s.app.promotion_view(id).await {
-        Ok(view) => view,
-        Err(AppError::Invalid(m)) => return error_page(Some(&v.who), StatusCode::NOT_FOUND, &m),
-        Err(e) => {
-            return error_page(
-                Some(&v.who),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
+    let view = or_fail!(v, s.app.promotion_view(id).await);
     let inclusion = match &view.decision {
         Some((_, index)) => s.app.check_inclusion(*index).await.ok(),
         None => None,
@@ -463,7 +481,7 @@ fn promotion_body(
             tr { th { "artifact" } th { "builder" } th { "source" } th { "parameters" } }
             @for a in &view.artifacts {
                 tr {
-                    td { (a.artifact.name) br; code { (a.artifact.digest) } }
+                    td { (a.artifact.name) br; a href={ "/artifacts/" (a.artifact.digest) } { code { (a.artifact.digest) } } }
                     @match &a.provenance {
                         Some(pv) => {
                             td { (pv.builder_id) }
@@ -495,10 +513,7 @@ pub(crate) async fn review(
     Path(id): Path<String>,
     Form(f): Form<ReviewForm>,
 ) -> Response {
-    let v = match viewer(&s, &headers, Permission::Review).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = signed_in!(&s, &headers, Permission::Review);
     if !crate::access::same_bytes(f.csrf.as_bytes(), v.csrf.as_bytes()) {
         let mut r = error_page(
             Some(&v.who),
@@ -623,10 +638,7 @@ pub(crate) async fn history(
     headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let v = match viewer(&s, &headers, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = signed_in!(&s, &headers, Permission::Read);
     let (entries, problem) = match q.filter(PAGE) {
         Ok(filter) => match s.app.history(&filter).await {
             Ok(entries) => (entries, None),
@@ -686,11 +698,7 @@ pub(crate) async fn history(
             p { a #older href={ "/history?" (q.query_string(Some(before))) } { "Older events →" } }
         }
     };
-    allowed(
-        page("History", Some(&v.who), body).into_response(),
-        &v.who,
-        Permission::Read,
-    )
+    shown(&v, "History", body, Permission::Read)
 }
 
 /// `GET /history.csv`.
@@ -713,10 +721,7 @@ pub(crate) async fn export_json(
 
 /// The search's events (the newest [`EXPORT`]), oldest first, as a file.
 async fn export(s: &ServerState, headers: &HeaderMap, format: &str, q: &HistoryQuery) -> Response {
-    let v = match viewer(s, headers, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = signed_in!(s, headers, Permission::Read);
     let entries = match q.filter(EXPORT) {
         Ok(filter) => match s.app.history(&filter).await {
             Ok(entries) => entries,
@@ -794,25 +799,14 @@ fn history_csv(entries: &[custody_app::HistoryEntry]) -> Result<Vec<u8>, String>
 
 /// `GET /alerts`: the latest alerts, and every delivery not yet made with why.
 pub(crate) async fn alerts(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    let v = match viewer(&s, &headers, Permission::Read).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let v = signed_in!(&s, &headers, Permission::Read);
     let filter = HistoryFilter {
         kind: Some("alert.raised".into()),
         limit: 100,
         ..Default::default()
     };
-    let (raised, outbox) = match (s.app.history(&filter).await, s.app.outbox().await) {
-        (Ok(r), Ok(o)) => (r, o),
-        (Err(e), _) | (_, Err(e)) => {
-            return error_page(
-                Some(&v.who),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
+    let raised = or_fail!(v, s.app.history(&filter).await);
+    let outbox = or_fail!(v, s.app.outbox().await);
     let body = html! {
         h1 { "Alerts" }
         @if raised.is_empty() { p.none { "no alerts" } } @else {
@@ -846,9 +840,141 @@ pub(crate) async fn alerts(State(s): State<Arc<ServerState>>, headers: HeaderMap
             }
         }
     };
-    allowed(
-        page("Alerts", Some(&v.who), body).into_response(),
-        &v.who,
-        Permission::Read,
-    )
+    shown(&v, "Alerts", body, Permission::Read)
+}
+
+/// `GET /artifacts/{digest}`: commit → build → artifact → releases → promotions →
+/// environments, with rollbacks and drift.
+pub(crate) async fn lineage(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Response {
+    let v = signed_in!(&s, &headers, Permission::Read);
+    let digest: Digest = match digest.parse() {
+        Ok(d) => d,
+        Err(e) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &format!("{e}")),
+    };
+    let l = match s.app.lineage(&digest).await {
+        Ok(l) => l,
+        Err(AppError::Invalid(m)) => return error_page(Some(&v.who), StatusCode::NOT_FOUND, &m),
+        Err(e) => {
+            return error_page(
+                Some(&v.who),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let a = &l.artifact;
+    let body = html! {
+        h1 { (a.name) }
+        p { code { (a.digest) } " registered by " (a.registered_by) " at " (a.registered_at) }
+        h2 { "Built from" }
+        @match &a.provenance_facts {
+            Some(p) => table #build {
+                tr { th { "source" } td { (p.source_repo) " @ " code { (p.source_commit) } } }
+                tr { th { "builder" } td { (p.builder_id) } }
+                tr { th { "parameters" } td { code { (p.parameters) } } }
+                tr { th { "provenance signed by" } td { code { (p.signing_key) } } }
+            },
+            None => p.fail { "no verified provenance" },
+        }
+        @if !a.evidence.is_empty() {
+            h2 { "Evidence" }
+            ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (e.at) } } }
+        }
+        h2 { "Certified now in" }
+        @if l.certified_in.is_empty() { p.none { "no environment" } } @else {
+            ul #certified-in { @for (env, release) in &l.certified_in { li { (env) ": " (release) } } }
+        }
+        h2 { "Its story" }
+        table #lineage {
+            tr { th { "ledger index" } th { "at" } th { "event" } th { "what" } }
+            @for e in &l.events {
+                @let kind = e.event.get("type").and_then(|t| t.as_str()).unwrap_or("");
+                tr data-type=(kind) {
+                    td { (e.index) }
+                    td { (e.event.get("at").and_then(|t| t.as_str()).unwrap_or("")) }
+                    td { (kind) }
+                    td {
+                        @match e.event.get("promotion").and_then(|p| p.as_str()) {
+                            Some(p) => a href={ "/promotions/" (p) } { (custody_app::describe(&e.event)) },
+                            None => (custody_app::describe(&e.event)),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    shown(&v, &a.name, body, Permission::Read)
+}
+
+/// `GET /keys`: the keys custody trusts now, and its own.
+pub(crate) async fn keys(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = signed_in!(&s, &headers, Permission::Read);
+    let policy = or_fail!(v, s.app.policy().await);
+    let attestor = s.app.attestor_key();
+    let body = html! {
+        h1 { "Keys" }
+        p { "Policy " code { (policy.digest()) } "." }
+        h2 { "Release keys" }
+        table #release-keys {
+            tr { th { "algorithm" } th { "key id" } }
+            @for k in policy.release_keys() { tr { td { (k.algorithm()) } td { code { (k.key_id()) } } } }
+        }
+        h2 { "Builders" }
+        table #builders {
+            tr { th { "builder" } th { "algorithm" } th { "key id" } th { "may build" } }
+            @for b in policy.builders() {
+                tr { td { (b.id) } td { (b.key.algorithm()) } td { code { (b.key_id) } } td { (b.source_repos.join(", ")) } }
+            }
+        }
+        h2 { "custody's own" }
+        table #own-keys {
+            tr { th { "VSA attestor" } td { (attestor.algorithm()) } td { code { (attestor.key_id()) } } }
+            tr { th { "ledger" } td { "ed25519" } td { code { (s.app.store().verifier().name()) } } }
+        }
+    };
+    shown(&v, "Keys", body, Permission::Read)
+}
+
+/// `GET /access`: the access review (auditors).
+pub(crate) async fn access(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = signed_in!(&s, &headers, Permission::Audit);
+    let holdings = or_fail!(v, s.app.access_review(now(), 90).await);
+    let body = html! {
+        h1 { "Access review" }
+        table #access {
+            tr { th { "principal" } th { "role" } th { "last used" } th { "status" } }
+            @for h in &holdings {
+                tr {
+                    td { (h.principal) } td { (h.role) }
+                    td { (h.last_used.as_deref().unwrap_or("never")) }
+                    @if h.unused { td.warn { "unused for 90 days: consider removing it" } } @else { td { "in use" } }
+                }
+            }
+        }
+    };
+    shown(&v, "Access", body, Permission::Audit)
+}
+
+/// `GET /ledger`: size, the latest checkpoint, and the log proven to have only grown.
+pub(crate) async fn ledger(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = signed_in!(&s, &headers, Permission::Read);
+    let status = or_fail!(v, s.app.ledger_status().await);
+    let body = html! {
+        h1 { "Ledger" }
+        p { strong #size { (status.size) } " entries." }
+        h2 { "Latest signed checkpoint" }
+        pre #checkpoint { (status.checkpoint) }
+        h2 { "Consistency" }
+        @match &status.consistency {
+            Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (from) " entries): nothing recorded was changed or removed." },
+            Some((from, Err(e))) => p.fail #consistency { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
+            None => p.none #consistency { "the log is empty" },
+        }
+        p { "Check it yourself, with nothing but the log's public key: " code { "custody log check --server URL --log-key log.pub" } }
+    };
+    shown(&v, "Ledger", body, Permission::Read)
 }
