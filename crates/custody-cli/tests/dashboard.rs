@@ -90,21 +90,30 @@ async fn type_into(c: &Client, css: &str, keys: &str) {
         .unwrap();
 }
 
-/// Clicks the element at `css`, then waits for the next page to show one at `then`.
+/// Clicks the element at `css`; with `then`, waits for the next page (the current one gone
+/// stale) to show an element at `then`.
 async fn click(c: &Client, css: &str, then: &str) {
+    let old = c.find(Locator::Css("html")).await.unwrap();
     c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    if !then.is_empty() {
-        c.wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(then))
-            .await
-            .unwrap();
+    if then.is_empty() {
+        return;
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Until the page navigates away, its elements still answer.
+    while old.tag_name().await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "{css} led nowhere");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(then))
+        .await
+        .unwrap();
 }
 
 async fn sign_in(c: &Client, base: &str, token: &str) {
