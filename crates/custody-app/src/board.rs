@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::attestations::{ManifestArtifact, ReadProvenance};
 use crate::records::{
     ApprovalRecord, ArtifactRecord, Certification, DecisionRecord, EnvironmentRecord,
-    PendingPromotion, PendingRecord, PromotionRecord, ReleaseRecord, kind,
+    PendingPromotion, PromotionRecord, ReleaseRecord, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -23,9 +23,15 @@ pub struct BoardColumn {
     pub environment: String,
     /// Its certified release, if any.
     pub certified: Option<Certification>,
-    /// The promotions waiting to enter it, oldest first, by id.
+    /// The promotions waiting to enter it, oldest first, by id (at most
+    /// 100).
     pub pending: Vec<(String, PendingPromotion)>,
+    /// Whether more are waiting than are listed.
+    pub more_pending: bool,
 }
+
+/// Waiting promotions listed per environment at most.
+pub(crate) const PENDING_SHOWN: usize = 100;
 
 /// A release signature as the promotion page shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -111,16 +117,30 @@ impl<S: Store> App<S> {
                 .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
                 .await?
                 .and_then(|e| e.value.certified);
-            let mut pending: Vec<(String, PendingPromotion)> = self
-                .get::<PendingRecord>(kind::PENDING, &env.name)
-                .await?
-                .map(|p| p.value.promotions.into_iter().collect())
-                .unwrap_or_default();
+            let prefix = format!("{}/", env.name);
+            let rows = self
+                .store
+                .states(kind::PENDING, &prefix, PENDING_SHOWN as u64 + 1)
+                .await?;
+            let mut pending = Vec::new();
+            for row in rows.iter().take_while(|r| r.key.starts_with(&prefix)) {
+                let entry: PendingPromotion = serde_json::from_slice(row.value.as_bytes())
+                    .map_err(|e| {
+                        AppError::Store(custody_store::StoreError::Corrupt(format!(
+                            "pending/{}: {e}",
+                            row.key
+                        )))
+                    })?;
+                pending.push((row.key[prefix.len()..].to_owned(), entry));
+            }
+            let more_pending = pending.len() > PENDING_SHOWN;
+            pending.truncate(PENDING_SHOWN);
             pending.sort_by_key(|(_, p)| p.requested_at);
             columns.push(BoardColumn {
                 environment: env.name.clone(),
                 certified,
                 pending,
+                more_pending,
             });
         }
         Ok(columns)

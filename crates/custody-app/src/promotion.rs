@@ -17,8 +17,8 @@ use crate::app::{Actor, App, Versioned, event, idempotency, new_id, write};
 use crate::attestations::{self, envelope_digest};
 use crate::records::{
     ApprovalRecord, ArtifactRecord, Certification, CertificationRecord, DecisionRecord,
-    EnvironmentRecord, IdempotencyRecord, PendingPromotion, PendingRecord, PromotionRecord,
-    PromotionStatus, ReleaseRecord, Risk, Verdict, kind,
+    EnvironmentRecord, IdempotencyRecord, PendingPromotion, PromotionRecord, PromotionStatus,
+    ReleaseRecord, Risk, Verdict, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -354,45 +354,35 @@ impl<S: Store> App<S> {
         Ok((promotion, reviews))
     }
 
-    /// The environment's pending set with `promotion` added (still or newly pending, with
-    /// the gates `decision` failed) or removed (decided).
-    async fn pending_write(
-        &self,
+    /// The promotion's entry among those waiting in its environment: written while it
+    /// waits (with the gates `decision` did not pass), removed once decided.
+    fn pending_write(
         promotion: &PromotionRecord,
         decision: &custody_policy::Decision,
-        was_pending: bool,
     ) -> AppResult<StateWrite> {
-        let stored = self
-            .get::<PendingRecord>(kind::PENDING, &promotion.environment)
-            .await?;
-        let expect = crate::app::expect_version(&stored);
-        let mut pending = stored.map(|p| p.value).unwrap_or_default();
-        if promotion.status == PromotionStatus::Pending {
-            let blocking = decision
-                .gates
-                .iter()
-                .filter(|g| g.status != custody_policy::Status::Pass)
-                .map(|g| {
-                    let status = match g.status {
-                        custody_policy::Status::Fail => "fail",
-                        _ => "waiting",
-                    };
-                    (g.gate.clone(), status.to_owned(), g.reason.clone())
-                })
-                .collect();
-            pending.promotions.insert(
-                promotion.id.clone(),
-                PendingPromotion {
-                    release: promotion.release.clone(),
-                    requested_by: promotion.requested_by.clone(),
-                    requested_at: promotion.requested_at,
-                    blocking,
-                },
-            );
-        } else if was_pending {
-            pending.promotions.remove(&promotion.id);
+        let key = format!("{}/{}", promotion.environment, promotion.id);
+        if promotion.status != PromotionStatus::Pending {
+            return write(kind::PENDING, &key, &serde_json::Value::Null, Expect::Any);
         }
-        write(kind::PENDING, &promotion.environment, &pending, expect)
+        let blocking = decision
+            .gates
+            .iter()
+            .filter(|g| g.status != custody_policy::Status::Pass)
+            .map(|g| {
+                let status = match g.status {
+                    custody_policy::Status::Fail => "fail",
+                    _ => "waiting",
+                };
+                (g.gate.clone(), status.to_owned(), g.reason.clone())
+            })
+            .collect();
+        let entry = PendingPromotion {
+            release: promotion.release.clone(),
+            requested_by: promotion.requested_by.clone(),
+            requested_at: promotion.requested_at,
+            blocking,
+        };
+        write(kind::PENDING, &key, &entry, Expect::Any)
     }
 
     pub(crate) async fn approvals_of(
@@ -483,10 +473,7 @@ impl<S: Store> App<S> {
             }),
         )?);
         if was_pending || promotion.status == PromotionStatus::Pending {
-            state.push(
-                self.pending_write(&promotion, &decision, was_pending)
-                    .await?,
-            );
+            state.push(Self::pending_write(&promotion, &decision)?);
         }
         state.push(write(kind::DECISION, &record.id, &record, Expect::Absent)?);
         state.push(write(

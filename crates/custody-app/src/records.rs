@@ -22,7 +22,7 @@ pub(crate) mod kind {
     pub(crate) const APPROVAL: &str = "approval";
     pub(crate) const DECISION: &str = "decision";
     pub(crate) const ENVIRONMENT: &str = "environment";
-    /// The promotions waiting in an environment, by environment.
+    /// A promotion waiting to enter an environment, by `environment/promotion`.
     pub(crate) const PENDING: &str = "pending";
     /// Alert deliveries not yet made.
     pub(crate) const OUTBOX: &str = "outbox";
@@ -194,15 +194,9 @@ pub struct DecisionRecord {
     pub vsa: Envelope,
 }
 
-/// The promotions waiting in one environment: a promotion joins when a decision leaves it
-/// pending and leaves when one certifies or rejects it, in the same append.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PendingRecord {
-    /// By promotion id.
-    pub promotions: std::collections::BTreeMap<String, PendingPromotion>,
-}
-
-/// A waiting promotion, as the pipeline board shows it.
+/// A waiting promotion, as the pipeline board shows it: the state record
+/// `pending/{environment}/{promotion}`, written by the decision that leaves the promotion
+/// waiting and removed by the one that certifies or rejects it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPromotion {
     /// `name@version`.

@@ -326,7 +326,7 @@ fn column(c: &BoardColumn, now: Timestamp) -> Markup {
                 None => p.none { "nothing certified" },
             }
             @if !c.pending.is_empty() {
-                h3 { "Waiting (" (c.pending.len()) ")" }
+                h3 { "Waiting (" (c.pending.len()) @if c.more_pending { "+" } ")" }
             }
             ul.pending {
                 @for (id, p) in &c.pending {

@@ -126,7 +126,10 @@ impl Committer {
         sql::insert_entries(&mut c, to_i64(size)?, &plan.leaves(appends)).await?;
         sql::insert_nodes(&mut c, &plan.nodes).await?;
         self.fault(FaultPoint::WriteState)?;
-        sql::upsert_state(&mut c, &plan.state).await?;
+        let (removed, written): (Vec<StateRow>, Vec<StateRow>) =
+            plan.state.iter().cloned().partition(|row| row.3 == "null");
+        sql::upsert_state(&mut c, &written).await?;
+        sql::delete_state(&mut c, &removed).await?;
         let idempotency = plan.idempotency_rows(appends, new_size)?;
         sql::insert_idempotency(&mut c, &idempotency).await?;
 
@@ -231,11 +234,13 @@ impl BatchPlan {
         }
 
         // Check every precondition before staging anything of this append.
-        let mut staged: Vec<((String, String), i64)> = Vec::with_capacity(append.state.len());
+        // (record, its version after this write: `None` when the write removes it)
+        let mut staged: Vec<((String, String), Option<i64>)> =
+            Vec::with_capacity(append.state.len());
         for write in &append.state {
             let id = (write.kind.clone(), write.key.clone());
             let current = match staged.iter().rev().find(|(k, _)| *k == id) {
-                Some((_, version)) => Some(*version),
+                Some((_, version)) => *version,
                 None => match self.versions.get(&id) {
                     Some(version) => *version,
                     None => {
@@ -258,15 +263,17 @@ impl BatchPlan {
                     found: current.and_then(|c| u64::try_from(c).ok()),
                 }));
             }
-            staged.push((id, current.unwrap_or(0) + 1));
+            let removes = write.value.as_bytes() == b"null";
+            staged.push((id, (!removes).then(|| current.unwrap_or(0) + 1)));
         }
 
         let first = self.next;
         for (write, (id, version)) in append.state.iter().zip(staged) {
+            // A removal is staged as a row whose value is `null` (see `flush_state`).
             let row = (
                 write.kind.clone(),
                 write.key.clone(),
-                version,
+                version.unwrap_or(0),
                 write.value.to_string(),
                 to_i64(first)?,
             );
@@ -277,7 +284,7 @@ impl BatchPlan {
                     self.state.push(row);
                 }
             }
-            self.versions.insert(id, Some(version));
+            self.versions.insert(id, version);
         }
         for event in &append.events {
             for (id, hash) in frontier.append(leaf_hash(event.as_bytes())) {

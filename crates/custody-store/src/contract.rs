@@ -153,14 +153,16 @@ impl Append {
     }
 }
 
-/// Writes `value` as the state record `(kind, key)`.
+/// Writes `value` as the state record `(kind, key)`; a `null` value removes the record
+/// (state is a projection: a record that no longer describes anything goes, together with
+/// the event that says why; a later write creates it again at version 1).
 #[derive(Debug, Clone)]
 pub struct StateWrite {
     /// The record's type, e.g. `promotion`.
     pub kind: String,
     /// Its key within the type.
     pub key: String,
-    /// Its new value.
+    /// Its new value (`null`: remove it).
     pub value: CanonicalJson,
     /// What the record must be before the write, checked in the transaction.
     pub expect: Expect,

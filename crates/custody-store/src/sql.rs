@@ -289,6 +289,15 @@ pub(crate) async fn state_version(
     Ok(row.map(|(v,)| v))
 }
 
+/// Removes state records (each row's kind and key).
+pub(crate) async fn delete_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
+    const SQL: &str = "DELETE FROM state WHERE kind = $1 AND key = $2";
+    for (kind, key, ..) in rows {
+        on_conn!(c, c => { sqlx::query(SQL).bind(kind).bind(key).execute(&mut **c).await?; });
+    }
+    Ok(())
+}
+
 /// Writes state records (insert or overwrite).
 pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
     for chunk in rows.chunks(INSERT_CHUNK / 3) {

@@ -60,6 +60,7 @@ conformance!(
     a_record_written_twice_in_a_batch_keeps_the_later_write,
     the_access_log_is_append_only_and_ordered,
     the_access_log_keeps_each_principals_latest_use,
+    a_null_write_removes_a_record_with_its_event,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
@@ -912,4 +913,85 @@ async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
             ),
         ]
     );
+}
+
+async fn a_null_write_removes_a_record_with_its_event(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let put = |key: &str, value: serde_json::Value, expect: Expect| Append {
+        events: vec![event(7, 0)],
+        state: vec![write("pending", key, value, expect)],
+        ..Append::default()
+    };
+    store
+        .append(put("build/p1", serde_json::json!({"n": 1}), Expect::Absent))
+        .await
+        .unwrap();
+    store
+        .append(put("build/p2", serde_json::json!({"n": 2}), Expect::Absent))
+        .await
+        .unwrap();
+    // Removing needs the version it was read at, like any write.
+    let stale = store
+        .append(put("build/p1", serde_json::Value::Null, Expect::Version(9)))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let before = store.size().await.unwrap();
+    store
+        .append(put("build/p1", serde_json::Value::Null, Expect::Version(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.size().await.unwrap(),
+        before + 1,
+        "the removal's event"
+    );
+    assert!(store.state("pending", "build/p1").await.unwrap().is_none());
+    let left: Vec<String> = store
+        .states("pending", "", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, ["build/p2"]);
+    // Gone means absent: it can be created again, from version 1.
+    store
+        .append(put("build/p1", serde_json::json!({"n": 3}), Expect::Absent))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .state("pending", "build/p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    // Written and removed in one append: the later write (the removal) holds.
+    store
+        .append(Append {
+            events: vec![event(7, 1)],
+            state: vec![
+                write(
+                    "pending",
+                    "build/p3",
+                    serde_json::json!({"n": 4}),
+                    Expect::Absent,
+                ),
+                write(
+                    "pending",
+                    "build/p3",
+                    serde_json::Value::Null,
+                    Expect::Version(1),
+                ),
+            ],
+            ..Append::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.state("pending", "build/p3").await.unwrap().is_none());
 }
