@@ -53,6 +53,10 @@ pub(crate) struct PromotionsArgs {
     /// Deploy-gate answers to time afterwards.
     #[arg(long, default_value_t = 5000)]
     pub(crate) verifies: u64,
+    /// Then serve the store on loopback and time each dashboard page this many times
+    /// (0: skip), beside /healthz.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) pages: u64,
     /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -216,7 +216,16 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         head.push(t0.elapsed());
     }
     let entries = app.store().checkpoint().await?.size;
+    let pages = if args.pages > 0 {
+        let Ok(app) = Arc::try_unwrap(app) else {
+            bail!("the app is still shared");
+        };
+        time_pages(app, &releases, args.pages, now).await?
+    } else {
+        json!(null)
+    };
     let result = json!({
+        "pages": pages,
         "releases": args.releases,
         "seed_seconds": seed_seconds,
         "concurrency": args.concurrency,
@@ -230,6 +239,15 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
     if args.json {
         print_json(&result);
     } else {
+        if let Some(pages) = result["pages"].as_object() {
+            for (page, t) in pages {
+                print_line(&format!(
+                    "page {page}: p50 {:.2} ms, p99 {:.2} ms",
+                    t["p50_ms"].as_f64().unwrap_or_default(),
+                    t["p99_ms"].as_f64().unwrap_or_default()
+                ));
+            }
+        }
         print_line(&format!(
             "seeded {} releases ({} artifacts each, signed provenance, evidence) in {seed_seconds:.1} s\n\
              certifying promotions: {} from {} requesters at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({certified} certified)\n\
@@ -272,4 +290,85 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         ));
     }
     Ok(Outcome::Ok)
+}
+
+/// Serves `app` on loopback and times each dashboard page `times` times, one request at a
+/// time (so the latency is the server's work plus loopback HTTP, which /healthz measures).
+async fn time_pages(
+    app: App<SqlStore>,
+    releases: &[(String, Vec<Digest>)],
+    times: u64,
+    now: Timestamp,
+) -> anyhow::Result<serde_json::Value> {
+    let (_, token) = app
+        .create_token(&Actor::new("root", now)?, "alice", 3600, "bench", None)
+        .await?;
+    let token = token.unwrap_or_default();
+    let waiting = app
+        .board()
+        .await?
+        .into_iter()
+        .find(|c| c.environment == "test")
+        .and_then(|c| c.pending.first().map(|(id, _)| id.clone()))
+        .unwrap_or_default();
+    let certified = app
+        .board()
+        .await?
+        .into_iter()
+        .find(|c| c.environment == "build")
+        .and_then(|c| c.certified.map(|c| c.promotion))
+        .unwrap_or_default();
+    let digest = releases[releases.len() - 1].1[0].to_string();
+    let oidc = custody_server::oidc::Oidc::load(&[], std::path::Path::new("."))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let state = custody_server::ServerState::new(app, oidc, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(custody_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = custody_server::http_client::client(None)?;
+    let pages = [
+        ("/healthz (baseline)", "/healthz".to_owned()),
+        ("/ (pipeline board)", "/".to_owned()),
+        ("/promotions/ID (waiting)", format!("/promotions/{waiting}")),
+        (
+            "/promotions/ID (certified)",
+            format!("/promotions/{certified}"),
+        ),
+        ("/history", "/history".to_owned()),
+        ("/history?env=build", "/history?env=build".to_owned()),
+        (
+            "/artifacts/DIGEST (lineage)",
+            format!("/artifacts/{digest}"),
+        ),
+        ("/alerts", "/alerts".to_owned()),
+        ("/keys", "/keys".to_owned()),
+        ("/ledger", "/ledger".to_owned()),
+        ("/metrics", "/metrics".to_owned()),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, path) in pages {
+        let mut latencies = Vec::with_capacity(times as usize);
+        for _ in 0..times {
+            let t0 = Instant::now();
+            let response = client
+                .get(format!("{base}{path}"))
+                .header("cookie", format!("custody_token={token}"))
+                .send()
+                .await?;
+            let status = response.status();
+            response.bytes().await?;
+            latencies.push(t0.elapsed());
+            if !status.is_success() {
+                bail!("{path} answered {status}");
+            }
+        }
+        out.insert(name.into(), stats(&mut latencies));
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(serde_json::Value::Object(out))
 }
