@@ -56,6 +56,17 @@ pub struct Outbox {
     pub deliveries: Vec<Delivery>,
 }
 
+/// The latest alerts, newest last (at most [`RECENT_KEPT`]), kept with each alert so that
+/// showing them reads one record, not the ledger.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RecentAlerts {
+    /// The alert and when it was raised (its `alert.raised` event is in the ledger).
+    pub alerts: Vec<(Alert, Timestamp)>,
+}
+
+/// Alerts kept in [`RecentAlerts`].
+pub const RECENT_KEPT: usize = 200;
+
 /// The longest wait between two attempts.
 const MAX_BACKOFF_SECONDS: i64 = 300;
 
@@ -167,17 +178,38 @@ impl<S: Store> App<S> {
                     last_error: None,
                 });
             }
+            let recent_stored = self.get::<RecentAlerts>(kind::OUTBOX, "recent").await?;
+            let recent_expect = expect_version(&recent_stored);
+            let mut recent = recent_stored.map(|r| r.value).unwrap_or_default();
+            recent.alerts.push((alert.clone(), now));
+            if recent.alerts.len() > RECENT_KEPT {
+                recent.alerts.remove(0);
+            }
             let events = vec![event(
                 "alert.raised",
                 &actor,
                 json!({"alert": alert.id, "rule": alert.rule, "severity": alert.severity,
                        "text": alert.text, "subject": alert.subject, "webhooks": webhooks}),
             )?];
-            let state = vec![write(kind::OUTBOX, "alerts", &outbox, expect)?];
+            let state = vec![
+                write(kind::OUTBOX, "alerts", &outbox, expect)?,
+                write(kind::OUTBOX, "recent", &recent, recent_expect)?,
+            ];
             let appended = self.append(events, state, Some(key.clone())).await?;
             Ok(!appended.replayed)
         })
         .await
+    }
+
+    /// The latest alerts, newest first.
+    pub async fn recent_alerts(&self) -> AppResult<Vec<(Alert, Timestamp)>> {
+        let mut alerts = self
+            .get::<RecentAlerts>(kind::OUTBOX, "recent")
+            .await?
+            .map(|r| r.value.alerts)
+            .unwrap_or_default();
+        alerts.reverse();
+        Ok(alerts)
     }
 
     /// The deliveries not yet made.

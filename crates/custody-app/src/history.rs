@@ -25,8 +25,6 @@ pub struct HistoryFilter {
     pub since: Option<Timestamp>,
     /// Events before this time.
     pub until: Option<Timestamp>,
-    /// Events of this type (`alert.raised`, `rollback`…).
-    pub kind: Option<String>,
     /// Only entries with a ledger index below this (the next page back in time).
     pub before: Option<u64>,
     /// At most this many (the newest); 0 for all.
@@ -78,11 +76,6 @@ impl HistoryFilter {
                 .pointer("/build/invocation_id")
                 .and_then(Value::as_str);
             if invocation != Some(b.as_str()) && !artifacts().any(|a| a == b) {
-                return false;
-            }
-        }
-        if let Some(k) = &self.kind {
-            if str_at("type") != Some(k.as_str()) {
                 return false;
             }
         }

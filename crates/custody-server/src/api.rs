@@ -73,7 +73,6 @@ pub(crate) async fn history(
         since: q.since,
         until: q.until,
         before: q.before,
-        kind: None,
         // 0 would mean "all" to the use case; over HTTP a page is at most 1000.
         limit: match q.limit.unwrap_or(100) {
             0 => 1000,

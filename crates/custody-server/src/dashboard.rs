@@ -590,7 +590,6 @@ impl HistoryQuery {
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             before: self.before,
-            kind: None,
             limit,
         })
     }
@@ -800,26 +799,19 @@ fn history_csv(entries: &[custody_app::HistoryEntry]) -> Result<Vec<u8>, String>
 /// `GET /alerts`: the latest alerts, and every delivery not yet made with why.
 pub(crate) async fn alerts(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     let v = signed_in!(&s, &headers, Permission::Read);
-    let filter = HistoryFilter {
-        kind: Some("alert.raised".into()),
-        limit: 100,
-        ..Default::default()
-    };
-    let raised = or_fail!(v, s.app.history(&filter).await);
+    let raised = or_fail!(v, s.app.recent_alerts().await);
     let outbox = or_fail!(v, s.app.outbox().await);
     let body = html! {
         h1 { "Alerts" }
         @if raised.is_empty() { p.none { "no alerts" } } @else {
             table #alerts {
-                tr { th { "at" } th { "severity" } th { "rule" } th { "what" } th { "ledger index" } }
-                @for e in raised.iter().rev() {
-                    @let f = |k: &str| e.event.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-                    tr data-rule=(f("rule")) {
-                        td { (f("at")) }
-                        td class=(if f("severity") == "critical" { "fail" } else { "warn" }) { (f("severity")) }
-                        td { (f("rule")) }
-                        td { (f("text")) }
-                        td { (e.index) }
+                tr { th { "at" } th { "severity" } th { "rule" } th { "what" } }
+                @for (a, at) in &raised {
+                    tr data-rule=(a.rule) {
+                        td { (at) }
+                        td class=(if a.severity == "critical" { "fail" } else { "warn" }) { (a.severity) }
+                        td { (a.rule) }
+                        td { (a.text) }
                     }
                 }
             }

@@ -55,7 +55,6 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             since: a.since,
             until: a.until,
             before: a.before,
-            kind: None,
             limit: a.limit,
         };
         let entries: Vec<custody_app::HistoryEntry> = match a.remote.client()? {
