@@ -333,3 +333,50 @@ impl<S: Store> App<S> {
         Ok(out)
     }
 }
+
+/// The alert for an approval that will lapse before its promotion is certified.
+pub fn approval_expiring_alert(
+    approval: &crate::records::ApprovalRecord,
+    release: &str,
+    seconds_left: i64,
+) -> Alert {
+    Alert {
+        id: format!("approval-expiring:{}", approval.id),
+        rule: "approval-about-to-expire".into(),
+        severity: "warning".into(),
+        text: format!(
+            "{}'s approval of {release} → {} expires in {}m, at {} (the promotion still waits)",
+            approval.by,
+            approval.environment,
+            seconds_left / 60,
+            approval.expires_at
+        ),
+        subject: json!({"promotion": approval.promotion, "approval": approval.id, "environment": approval.environment}),
+    }
+}
+
+impl<S: Store> App<S> {
+    /// Approvals of waiting promotions that lapse within `within_seconds` of `now` (and
+    /// have not lapsed yet): (approval, release, seconds left).
+    pub async fn expiring_approvals(
+        &self,
+        now: Timestamp,
+        within_seconds: i64,
+    ) -> AppResult<Vec<(crate::records::ApprovalRecord, String, i64)>> {
+        let mut out = Vec::new();
+        for column in self.board().await? {
+            for (id, pending) in column.pending {
+                let (_, reviews) = self.promotion(&id).await?;
+                for r in reviews {
+                    let left = r.expires_at.unix_seconds() - now.unix_seconds();
+                    let counts =
+                        r.verdict == custody_model::Verdict::Approve && r.superseded_by.is_none();
+                    if counts && left > 0 && left <= within_seconds {
+                        out.push((r, pending.release.clone(), left));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

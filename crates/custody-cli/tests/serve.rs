@@ -1418,7 +1418,8 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("approval_sla = \"24h\"", "approval_sla = \"1h\"")
-        .replace("denied_threshold = 5", "denied_threshold = 3");
+        .replace("denied_threshold = 5", "denied_threshold = 3")
+        .replace("expiry_warning = \"2h\"", "expiry_warning = \"73h\"");
     std::fs::write(
         &config,
         format!(
@@ -1431,7 +1432,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     let policy = data.join("policy/custody.toml");
     let p = std::fs::read_to_string(&policy).unwrap().replace(
         "[[environment]]\nname = \"build\"\n",
-        "[[environment]]\nname = \"build\"\napprovals = { quorum = 1, roles = [\"approver\"], expires = \"72h\" }\n",
+        "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\n",
     );
     std::fs::write(&policy, p).unwrap();
     let server = Server::start(&data);
@@ -1502,11 +1503,32 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
             "build",
             "--as",
             "rita",
+            "--json",
             "--data-dir",
         ])
         .arg(&data)
         .env("CUSTODY_NOW", two_hours_ago.to_string()));
     expect_code(&out, 1);
+    let waiting: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let waiting = waiting["promotion"]["id"].as_str().unwrap().to_owned();
+    // One of the two approvals it needs, valid 72 h: within the 73 h warning.
+    let out = local(
+        "approver-1",
+        &[
+            "approve",
+            &waiting,
+            "--rationale",
+            "looks right",
+            "--risk",
+            "low",
+        ],
+    );
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("1 of 2 approvals"),
+        "{}",
+        stdout(&out)
+    );
     // A digest running in build that was never certified there.
     let stranger = format!("sha256:{}", "e".repeat(64));
     expect_code(
@@ -1544,6 +1566,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "provenance-discrepancy",
         "missing-or-invalid-signature",
         "approval-waiting-past-sla",
+        "approval-about-to-expire",
         "digest-mismatch",
         "repeated-denied-access",
     ];

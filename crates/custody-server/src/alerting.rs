@@ -11,7 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custody_app::alerts::{Alert, alerts_for_event, approval_sla_alert, denied_access_alert};
+use custody_app::alerts::{
+    Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
+};
 use custody_model::Timestamp;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,9 @@ pub struct AlertConfig {
     /// How long a promotion may wait for approval before an alert (e.g. "24h").
     #[serde(default = "default_sla")]
     pub approval_sla: String,
+    /// How long before an approval of a still-waiting promotion lapses to warn (e.g. "2h").
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning: String,
     /// Denials of one principal (or one address, unauthenticated) that raise an alert…
     #[serde(default = "default_denials")]
     pub denied_threshold: usize,
@@ -50,6 +55,9 @@ pub struct Webhook {
 fn default_sla() -> String {
     "24h".into()
 }
+fn default_expiry_warning() -> String {
+    "2h".into()
+}
 fn default_denials() -> usize {
     5
 }
@@ -61,6 +69,7 @@ impl Default for AlertConfig {
     fn default() -> Self {
         AlertConfig {
             approval_sla: default_sla(),
+            expiry_warning: default_expiry_warning(),
             denied_threshold: default_denials(),
             denied_window: default_window(),
             webhooks: Vec::new(),
@@ -73,6 +82,7 @@ impl AlertConfig {
     pub fn check(&self) -> Result<(), String> {
         for (name, text) in [
             ("approval_sla", &self.approval_sla),
+            ("expiry_warning", &self.expiry_warning),
             ("denied_window", &self.denied_window),
         ] {
             custody_policy::Span::parse(text).map_err(|e| format!("[alerts] {name}: {e}"))?;
@@ -201,6 +211,15 @@ async fn round(
         .map_err(|e| e.to_string())?
     {
         raise(state, &approval_sla_alert(&id, &release, &env, waited)).await;
+    }
+    let warning = AlertConfig::seconds(&state.alerting.config.expiry_warning, 7200);
+    for (approval, release, left) in state
+        .app
+        .expiring_approvals(now(), warning)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        raise(state, &approval_expiring_alert(&approval, &release, left)).await;
     }
     let due: Vec<_> = state
         .app
