@@ -391,6 +391,30 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     screenshot(&c, "ledger").await;
     c.goto(&format!("{base}/alerts")).await.unwrap();
     screenshot(&c, "alerts").await;
+    // The charts count what the ledger records, day by day.
+    c.goto(&format!("{base}/charts")).await.unwrap();
+    let mut charted = std::collections::BTreeMap::<String, u64>::new();
+    for bar in c.find_all(Locator::Css("#delivery rect")).await.unwrap() {
+        let series = bar.attr("data-series").await.unwrap().unwrap();
+        let n: u64 = bar
+            .attr("data-count")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        *charted.entry(series).or_default() += n;
+    }
+    let out = run(custody()
+        .args(["history", "--json", "--limit", "0", "--data-dir"])
+        .arg(&data));
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let recorded = |kind: &str| events.iter().filter(|e| e["event"]["type"] == kind).count() as u64;
+    assert_eq!(charted["requested"], recorded("promotion.requested"));
+    assert_eq!(charted["certified"], recorded("environment.certified"));
+    assert_eq!(charted["rolled back"], recorded("rollback"));
+    assert_eq!(charted["rejected"], 1, "the demo's one rejection");
+    screenshot(&c, "charts").await;
     sign_out(&c).await;
     // The access review is the auditors': a viewer is refused, and told why.
     sign_in(&c, &base, &vic).await;

@@ -159,7 +159,8 @@ fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
                             a href="/alerts" { "Alerts" } " "
                             a href="/keys" { "Keys" } " "
                             a href="/access" { "Access" } " "
-                            a href="/ledger" { "Ledger" }
+                            a href="/ledger" { "Ledger" } " "
+                            a href="/charts" { "Charts" }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
                         form method="post" action="/logout" { button type="submit" { "Sign out" } }
@@ -969,4 +970,56 @@ pub(crate) async fn ledger(State(s): State<Arc<ServerState>>, headers: HeaderMap
         p { "Check it yourself, with nothing but the log's public key: " code { "custody log check --server URL --log-key log.pub" } }
     };
     shown(&v, "Ledger", body, Permission::Read)
+}
+
+/// `GET /charts`: promotions, certifications, rejections and rollbacks per day (the last 30
+/// days with any), drawn as SVG on the server.
+pub(crate) async fn charts(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let v = signed_in!(&s, &headers, Permission::Read);
+    let daily = match s.metrics.daily(s.app.store(), 30).await {
+        Ok(d) => d,
+        Err(e) => return error_page(Some(&v.who), StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    const SERIES: [(&str, &str); 4] = [
+        ("requested", "#4a6fa5"),
+        ("certified", "#1b7a3a"),
+        ("rejected", "#b3261e"),
+        ("rolled back", "#a15c00"),
+    ];
+    let peak = daily
+        .values()
+        .flat_map(|c| c.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (bar, gap, height) = (10u64, 14u64, 160u64);
+    let group = bar * 4 + gap;
+    let width = group * daily.len().max(1) as u64 + 40;
+    let body = html! {
+        h1 { "Delivery over time" }
+        p {
+            @for (name, color) in SERIES {
+                span style={ "color:" (color) } { "■ " } (name) "   "
+            }
+        }
+        @if daily.is_empty() { p.none { "nothing recorded yet" } } @else {
+            svg #delivery xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 40)
+                role="img" aria-label="promotions, certifications, rejections and rollbacks per day" {
+                @for (i, (day, counts)) in daily.iter().enumerate() {
+                    @let x0 = 20 + group * i as u64;
+                    @for (j, (name, color)) in SERIES.iter().enumerate() {
+                        @let h = counts[j] * height / peak;
+                        rect x=(x0 + bar * j as u64) y=(height - h + 10) width=(bar - 1) height=(h)
+                            fill=(color) data-day=(day) data-series=(name) data-count=(counts[j]) {
+                            title { (day) ": " (counts[j]) " " (name) }
+                        }
+                    }
+                    text x=(x0) y=(height + 30) font-size="10" { (day.get(5..).unwrap_or(day)) }
+                }
+            }
+        }
+        p { "The same counts, and more, are at " a href="/metrics" { "/metrics" } " for Prometheus." }
+    };
+    shown(&v, "Charts", body, Permission::Read)
 }

@@ -190,6 +190,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/keys", get(dashboard::keys))
         .route("/access", get(dashboard::access))
         .route("/ledger", get(dashboard::ledger))
+        .route("/charts", get(dashboard::charts))
         .route("/history.csv", get(dashboard::export_csv))
         .route("/history.json", get(dashboard::export_json))
         .route("/metrics", get(metrics::render))

@@ -67,10 +67,15 @@ pub(crate) struct Metrics {
     follower: Mutex<Follower>,
 }
 
+/// Per day (`YYYY-MM-DD`, UTC): promotions requested, certifications, rejections,
+/// rollbacks.
+pub(crate) type Daily = std::collections::BTreeMap<String, [u64; 4]>;
+
 /// How far the metrics have read the ledger, and the open promotions' request times.
 #[derive(Default)]
 struct Follower {
     next: u64,
+    daily: Daily,
     /// Promotion id → (environment, requested at, in seconds since the epoch).
     open: HashMap<String, (String, f64)>,
 }
@@ -178,6 +183,19 @@ impl Metrics {
                 .to_owned()
         };
         let env = || vec![("environment", s("environment"))];
+        let day = s("at").get(..10).unwrap_or_default().to_owned();
+        let mut count = |slot: usize| {
+            if day.len() == 10 {
+                follower.daily.entry(day.clone()).or_default()[slot] += 1;
+            }
+        };
+        match s("type").as_str() {
+            "promotion.requested" => count(0),
+            "environment.certified" => count(1),
+            "approval.recorded" if s("verdict") == "reject" => count(2),
+            "rollback" => count(3),
+            _ => {}
+        }
         match s("type").as_str() {
             "promotion.requested" => {
                 self.requested.get_or_create(&env()).inc();
@@ -277,6 +295,21 @@ impl Metrics {
         self.ledger_entries
             .set(i64::try_from(size).unwrap_or(i64::MAX));
         Ok(())
+    }
+}
+
+impl Metrics {
+    /// The delivery counts per day of the last `days` days that had any, caught up first.
+    pub(crate) async fn daily<S: Store>(&self, store: &S, days: usize) -> Result<Daily, String> {
+        self.catch_up(store).await?;
+        let follower = self.follower.lock().await;
+        Ok(follower
+            .daily
+            .iter()
+            .rev()
+            .take(days)
+            .map(|(d, c)| (d.clone(), *c))
+            .collect())
     }
 }
 
