@@ -309,29 +309,32 @@ pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) 
     }
 }
 
-impl<S: Store> App<S> {
-    /// The waiting promotions older than `sla_seconds` at `now`: (id, release,
-    /// environment, seconds waited).
-    pub async fn overdue_approvals(
-        &self,
-        now: Timestamp,
-        sla_seconds: i64,
-    ) -> AppResult<Vec<(String, String, String, i64)>> {
-        let mut out = Vec::new();
-        for column in self.board().await? {
-            for (id, p) in column.pending {
-                let waited = now.unix_seconds() - p.requested_at.unix_seconds();
-                let waiting_for_people = p
-                    .blocking
-                    .iter()
-                    .any(|(gate, status, _)| gate == "approvals" && status == "waiting");
-                if waiting_for_people && waited > sla_seconds {
-                    out.push((id, p.release, column.environment.clone(), waited));
-                }
+/// The waiting promotions on `board` that have waited for people longer than
+/// `sla_seconds` at `now`: (id, release, environment, seconds waited).
+pub fn overdue_approvals(
+    board: &[crate::BoardColumn],
+    now: Timestamp,
+    sla_seconds: i64,
+) -> Vec<(String, String, String, i64)> {
+    let mut out = Vec::new();
+    for column in board {
+        for (id, p) in &column.pending {
+            let waited = now.unix_seconds() - p.requested_at.unix_seconds();
+            let waiting_for_people = p
+                .blocking
+                .iter()
+                .any(|(gate, status, _)| gate == "approvals" && status == "waiting");
+            if waiting_for_people && waited > sla_seconds {
+                out.push((
+                    id.clone(),
+                    p.release.clone(),
+                    column.environment.clone(),
+                    waited,
+                ));
             }
         }
-        Ok(out)
     }
+    out
 }
 
 /// The alert for an approval that will lapse before its promotion is certified.
@@ -356,17 +359,18 @@ pub fn approval_expiring_alert(
 }
 
 impl<S: Store> App<S> {
-    /// Approvals of waiting promotions that lapse within `within_seconds` of `now` (and
+    /// Approvals of the waiting promotions on `board` that lapse within `within_seconds` of `now` (and
     /// have not lapsed yet): (approval, release, seconds left).
     pub async fn expiring_approvals(
         &self,
+        board: &[crate::BoardColumn],
         now: Timestamp,
         within_seconds: i64,
     ) -> AppResult<Vec<(crate::records::ApprovalRecord, String, i64)>> {
         let mut out = Vec::new();
-        for column in self.board().await? {
-            for (id, pending) in column.pending {
-                let (_, reviews) = self.promotion(&id).await?;
+        for column in board {
+            for (id, pending) in &column.pending {
+                let (_, reviews) = self.promotion(id).await?;
                 for r in reviews {
                     let left = r.expires_at.unix_seconds() - now.unix_seconds();
                     let counts =

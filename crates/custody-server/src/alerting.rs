@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use custody_app::alerts::{
     Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
+    overdue_approvals,
 };
 use custody_model::Timestamp;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
@@ -114,8 +115,13 @@ pub(crate) struct Alerting {
     denials: Mutex<HashMap<String, VecDeque<i64>>>,
 }
 
-/// How often the task looks.
+/// How often the task follows the ledger and delivers.
 const EVERY: Duration = Duration::from_millis(250);
+/// How often it checks the clock rules (SLAs and expiries are hours long).
+const CLOCK_EVERY: Duration = Duration::from_secs(10);
+/// Alert ids this task raised and remembers, at most (it forgets all when full; raising
+/// again is idempotent, only wasted work).
+const REMEMBERED: usize = 100_000;
 
 fn now() -> Timestamp {
     Timestamp::from_datetime(time::OffsetDateTime::now_utc())
@@ -176,20 +182,43 @@ pub(crate) async fn run(state: Arc<ServerState>) {
             return;
         }
     };
-    let mut next = 0u64;
+    let mut follow = Follow::default();
     loop {
-        if let Err(e) = round(&state, &client, &mut next).await {
+        if let Err(e) = round(&state, &client, &mut follow).await {
             eprintln!("custody: alerting: {e}");
         }
         tokio::time::sleep(EVERY).await;
     }
 }
 
+/// What the task has done so far.
+#[derive(Default)]
+struct Follow {
+    /// The next ledger entry to read.
+    next: u64,
+    /// When the clock rules last ran.
+    clock: Option<std::time::Instant>,
+    /// Alerts already raised (an overdue promotion stays overdue every round).
+    raised: std::collections::HashSet<String>,
+}
+
+impl Follow {
+    async fn raise(&mut self, state: &ServerState, alert: &Alert) {
+        if self.raised.len() >= REMEMBERED {
+            self.raised.clear();
+        }
+        if self.raised.insert(alert.id.clone()) {
+            raise(state, alert).await;
+        }
+    }
+}
+
 async fn round(
     state: &ServerState,
     client: &reqwest::Client,
-    next: &mut u64,
+    follow: &mut Follow,
 ) -> Result<(), String> {
+    let next = &mut follow.next;
     let store = state.app.store();
     let size = store.size().await.map_err(|e| e.to_string())?;
     while *next < size {
@@ -203,23 +232,24 @@ async fn round(
         }
         *next = end;
     }
-    let sla = AlertConfig::seconds(&state.alerting.config.approval_sla, 86_400);
-    for (id, release, env, waited) in state
-        .app
-        .overdue_approvals(now(), sla)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        raise(state, &approval_sla_alert(&id, &release, &env, waited)).await;
-    }
-    let warning = AlertConfig::seconds(&state.alerting.config.expiry_warning, 7200);
-    for (approval, release, left) in state
-        .app
-        .expiring_approvals(now(), warning)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        raise(state, &approval_expiring_alert(&approval, &release, left)).await;
+    if follow.clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) {
+        follow.clock = Some(std::time::Instant::now());
+        let board = state.app.board().await.map_err(|e| e.to_string())?;
+        let sla = AlertConfig::seconds(&state.alerting.config.approval_sla, 86_400);
+        for (id, release, env, waited) in overdue_approvals(&board, now(), sla) {
+            let alert = approval_sla_alert(&id, &release, &env, waited);
+            follow.raise(state, &alert).await;
+        }
+        let warning = AlertConfig::seconds(&state.alerting.config.expiry_warning, 7200);
+        for (approval, release, left) in state
+            .app
+            .expiring_approvals(&board, now(), warning)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let alert = approval_expiring_alert(&approval, &release, left);
+            follow.raise(state, &alert).await;
+        }
     }
     let due: Vec<_> = state
         .app

@@ -87,8 +87,7 @@ fn seconds(event: &Value) -> Option<f64> {
 
 impl Metrics {
     pub(crate) fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("custody");
-        let m = Metrics {
+        let mut m = Metrics {
             requested: Family::default(),
             decisions: Family::default(),
             gates: Family::default(),
@@ -103,74 +102,74 @@ impl Metrics {
             ledger_entries: Gauge::default(),
             http: Family::new_with_constructor(Latency),
             follower: Mutex::new(Follower::default()),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("custody"),
         };
-        registry.register(
+        m.registry.register(
             "promotions_requested",
             "Promotions requested, by environment",
             m.requested.clone(),
         );
-        registry.register(
+        m.registry.register(
             "decisions",
             "Gate decisions recorded, by environment and outcome",
             m.decisions.clone(),
         );
-        registry.register(
+        m.registry.register(
             "gate_results",
             "Gate results in recorded decisions, by gate and status (fail/waiting over all: the rejection rate per gate)",
             m.gates.clone(),
         );
-        registry.register(
+        m.registry.register(
             "certifications",
             "Releases certified, by environment",
             m.certified.clone(),
         );
-        registry.register(
+        m.registry.register(
             "time_to_promotion_seconds",
             "From a promotion's request to its certification, by environment",
             m.time_to_promotion.clone(),
         );
-        registry.register(
+        m.registry.register(
             "reviews",
             "Approvals and rejections recorded, by verdict",
             m.reviews.clone(),
         );
-        registry.register(
+        m.registry.register(
             "approval_latency_seconds",
             "From a promotion's request to each review of it, by environment",
             m.approval_latency.clone(),
         );
-        registry.register(
+        m.registry.register(
             "rollbacks",
             "Rollbacks, by environment and whether a failed deploy triggered them",
             m.rollbacks.clone(),
         );
-        registry.register(
+        m.registry.register(
             "deploys_reported",
             "Deploys reported, by environment and status",
             m.deploys.clone(),
         );
-        registry.register(
+        m.registry.register(
             "drift_digests",
             "Digests reported running that were never certified there, by environment",
             m.drift.clone(),
         );
-        registry.register(
+        m.registry.register(
             "provenance_discrepancies",
             "Builds of the same source and parameters that produced different digests",
             m.discrepancies.clone(),
         );
-        registry.register(
+        m.registry.register(
             "ledger_entries",
             "Entries in the ledger",
             m.ledger_entries.clone(),
         );
-        registry.register(
+        m.registry.register(
             "http_request_duration_seconds",
             "HTTP requests served by this process, by route, method and status",
             m.http.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// Folds one ledger event into the delivery metrics.
