@@ -5,7 +5,7 @@
 //! reads two per environment, a promotion page its own records and one inclusion proof.
 
 use custody_crypto::dsse::{self, Envelope};
-use custody_store::Store;
+use custody_store::{MAX_ENTRIES_PER_READ, Store};
 use serde::Serialize;
 
 use crate::app::App;
@@ -71,12 +71,20 @@ pub struct InclusionCheck {
 pub struct Lineage {
     /// The artifact as registered.
     pub artifact: ArtifactRecord,
-    /// Every ledger event that names it, oldest first: registration, evidence, releases,
-    /// promotions, decisions, certifications, deploy reports, rollbacks.
+    /// The releases that hold it (their `release.created` events), oldest first.
+    pub releases: Vec<crate::HistoryEntry>,
+    /// The newest [`LINEAGE_EVENTS`] ledger events that name it, oldest first:
+    /// registration, evidence, releases, promotions, decisions, certifications, deploy
+    /// reports, rollbacks.
     pub events: Vec<crate::HistoryEntry>,
+    /// When there are older events than these: the `before` that continues in history.
+    pub older: Option<u64>,
     /// The environments whose certified release holds it now, with that release.
     pub certified_in: Vec<(String, String)>,
 }
+
+/// Most events an artifact's lineage lists (the newest); history pages further back.
+pub const LINEAGE_EVENTS: usize = 200;
 
 /// The ledger as an auditor first checks it.
 #[derive(Debug, Clone, Serialize)]
@@ -242,12 +250,30 @@ impl<S: Store> App<S> {
             })
             .await?
             .value;
-        let events = self
+        let mut events = self
             .history(&crate::HistoryFilter {
                 artifact: Some(digest.clone()),
+                limit: LINEAGE_EVENTS + 1,
                 ..Default::default()
             })
             .await?;
+        let older = (events.len() > LINEAGE_EVENTS).then(|| {
+            events.remove(0);
+            events[0].index
+        });
+        let terms = [
+            custody_store::search::artifact(&digest.to_string()),
+            custody_store::search::event_type("release.created"),
+        ];
+        let size = self.store.size().await?;
+        let releases = self
+            .store
+            .search(&terms, 0, size, MAX_ENTRIES_PER_READ)
+            .await?
+            .into_iter()
+            .rev()
+            .map(crate::HistoryEntry::read)
+            .collect::<AppResult<Vec<_>>>()?;
         let mut certified_in = Vec::new();
         for column in self.board().await? {
             if let Some(cert) = column.certified {
@@ -259,7 +285,9 @@ impl<S: Store> App<S> {
         }
         Ok(Lineage {
             artifact,
+            releases,
             events,
+            older,
             certified_in,
         })
     }

@@ -40,6 +40,22 @@ pub struct HistoryEntry {
     pub event: Value,
 }
 
+impl HistoryEntry {
+    /// A ledger entry's event.
+    pub(crate) fn read(entry: custody_store::Entry) -> AppResult<HistoryEntry> {
+        let event = serde_json::from_slice(&entry.leaf).map_err(|e| {
+            AppError::Store(custody_store::StoreError::Corrupt(format!(
+                "entry {} is not JSON: {e}",
+                entry.index
+            )))
+        })?;
+        Ok(HistoryEntry {
+            index: entry.index,
+            event,
+        })
+    }
+}
+
 /// A replayed decision beside the recorded one.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Replay {
@@ -62,22 +78,54 @@ pub(crate) fn event_artifacts(event: &Value) -> impl Iterator<Item = &str> {
 }
 
 impl HistoryFilter {
+    /// The build filter names an artifact (a digest) rather than a build invocation.
+    fn build_artifact(&self) -> Option<Digest> {
+        self.build.as_deref().and_then(|b| b.parse().ok())
+    }
+
+    /// The search terms every matching event carries ([`custody_store::search`]), the most
+    /// selective first: the store reads the first and checks the others per candidate.
+    fn terms(&self) -> Vec<String> {
+        use custody_store::search;
+        let mut terms = Vec::new();
+        terms.extend(
+            self.artifact
+                .iter()
+                .map(|d| search::artifact(&d.to_string())),
+        );
+        match (self.build_artifact(), &self.build) {
+            (Some(d), _) => terms.push(search::artifact(&d.to_string())),
+            (None, Some(b)) => terms.push(search::build(b)),
+            (None, None) => {}
+        }
+        terms.extend(self.principal.iter().map(|p| search::actor(p)));
+        terms.extend(self.environment.iter().map(|e| search::environment(e)));
+        terms.dedup();
+        terms
+    }
+
+    /// Whether `event` is one this filter asks for. The search terms only narrow the
+    /// candidates; this decides.
     fn matches(&self, event: &Value) -> bool {
         let str_at = |k: &str| event.get(k).and_then(Value::as_str);
-        let artifacts = || event_artifacts(event);
-        if let Some(d) = &self.artifact {
+        let names_artifact = |d: &Digest| {
             let d = d.to_string();
-            if !artifacts().any(|a| a == d) {
-                return false;
-            }
+            event_artifacts(event).any(|a| a == d)
+        };
+        if self.artifact.as_ref().is_some_and(|d| !names_artifact(d)) {
+            return false;
         }
-        if let Some(b) = &self.build {
-            let invocation = event
-                .pointer("/build/invocation_id")
-                .and_then(Value::as_str);
-            if invocation != Some(b.as_str()) && !artifacts().any(|a| a == b) {
-                return false;
+        match (self.build_artifact(), &self.build) {
+            (Some(d), _) if !names_artifact(&d) => return false,
+            (None, Some(b)) => {
+                let invocation = event
+                    .pointer("/build/invocation_id")
+                    .and_then(Value::as_str);
+                if invocation != Some(b.as_str()) {
+                    return false;
+                }
             }
+            _ => {}
         }
         if let Some(p) = &self.principal {
             if str_at("actor") != Some(p.as_str()) {
@@ -106,32 +154,49 @@ impl HistoryFilter {
 
 impl<S: Store> App<S> {
     /// Ledger events matching `filter`, oldest first (the newest `filter.limit` below
-    /// `filter.before`). The ledger is read backwards from there and the read stops as soon
-    /// as the page is full, so recent slices cost little however long the history.
+    /// `filter.before`). A time bound becomes a range of the log, and the names
+    /// (artifact, build, engineer, environment) a search of the log's index, read newest
+    /// first and stopped as soon as the page is full: a slice costs what it returns, not
+    /// the length of the history.
     pub async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
-        let size = self.store.size().await?;
-        let mut end = filter.before.map_or(size, |b| b.min(size));
+        let (start, mut end) = match (filter.since, filter.until) {
+            (None, None) => (0, self.store.size().await?),
+            (since, until) => self.store.time_range(since, until).await?,
+        };
+        if let Some(before) = filter.before {
+            end = end.min(before);
+        }
+        let terms = filter.terms();
+        // Entries per read: a page's worth (most candidates match), or the most a read gives.
+        let want = match filter.limit as u64 {
+            0 => MAX_ENTRIES_PER_READ,
+            n => n.min(MAX_ENTRIES_PER_READ),
+        };
         let mut out = Vec::new();
-        'read: while end > 0 {
-            let start = end.saturating_sub(MAX_ENTRIES_PER_READ);
-            for entry in self.store.entries(start, end).await?.into_iter().rev() {
-                let event: Value = serde_json::from_slice(&entry.leaf).map_err(|e| {
-                    AppError::Store(custody_store::StoreError::Corrupt(format!(
-                        "entry {} is not JSON: {e}",
-                        entry.index
-                    )))
-                })?;
-                if filter.matches(&event) {
-                    out.push(HistoryEntry {
-                        index: entry.index,
-                        event,
-                    });
+        'read: while end > start {
+            let batch = if terms.is_empty() {
+                let from = end.saturating_sub(want).max(start);
+                let mut batch = self.store.entries(from, end).await?;
+                batch.reverse();
+                end = from;
+                batch
+            } else {
+                let batch = self.store.search(&terms, start, end, want).await?;
+                end = match batch.last() {
+                    Some(last) if batch.len() as u64 == want => last.index,
+                    _ => start,
+                };
+                batch
+            };
+            for entry in batch {
+                let entry = HistoryEntry::read(entry)?;
+                if filter.matches(&entry.event) {
+                    out.push(entry);
                     if filter.limit > 0 && out.len() == filter.limit {
                         break 'read;
                     }
                 }
             }
-            end = start;
         }
         out.reverse();
         Ok(out)

@@ -29,7 +29,8 @@ mod state_cache;
 
 pub use app::{Actor, App};
 pub use board::{
-    ArtifactView, BoardColumn, InclusionCheck, LedgerStatus, Lineage, PromotionView, SignatureView,
+    ArtifactView, BoardColumn, InclusionCheck, LINEAGE_EVENTS, LedgerStatus, Lineage,
+    PromotionView, SignatureView,
 };
 pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
 pub use environment::{DeployOutcome, RollbackOutcome, Verification};

@@ -373,6 +373,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
             .await
             .contains("staging: shop@1.2.0")
     );
+    assert!(text(&c, "#releases").await.contains("created shop@1.2.0"));
     screenshot(&c, "artifact-lineage").await;
     // Keys, the access review and the ledger, proven consistent.
     c.goto(&format!("{base}/keys")).await.unwrap();

@@ -877,11 +877,25 @@ pub(crate) async fn lineage(
             h2 { "Evidence" }
             ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (e.at) } } }
         }
+        h2 { "Released in" }
+        @if l.releases.is_empty() { p.none { "no release" } } @else {
+            ul #releases {
+                @for e in &l.releases {
+                    li { (custody_app::describe(&e.event)) " at " (e.event.get("at").and_then(|t| t.as_str()).unwrap_or("")) }
+                }
+            }
+        }
         h2 { "Certified now in" }
         @if l.certified_in.is_empty() { p.none { "no environment" } } @else {
             ul #certified-in { @for (env, release) in &l.certified_in { li { (env) ": " (release) } } }
         }
         h2 { "Its story" }
+        @if let Some(before) = l.older {
+            p {
+                "The newest " (custody_app::LINEAGE_EVENTS) " events; "
+                a #older href={ "/history?artifact=" (a.digest) "&before=" (before) } { "older ones in history →" }
+            }
+        }
         table #lineage {
             tr { th { "ledger index" } th { "at" } th { "event" } th { "what" } }
             @for e in &l.events {

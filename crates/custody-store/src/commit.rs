@@ -19,12 +19,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Pool;
 use crate::faults::{FaultInjector, FaultPoint};
+use crate::search::{self, Indexed};
 use crate::sql::{self, Conn, NewIdempotencyRow, StateRow};
 use crate::{Append, Appended, Expect, StoreError};
 
 /// One caller's append waiting to be committed.
 pub(crate) struct Request {
     pub(crate) append: Append,
+    /// What each of its events is searched by ([`crate::search`]), worked out by the
+    /// caller's task rather than under the log's lock.
+    pub(crate) indexed: Vec<Indexed>,
     pub(crate) reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -56,9 +60,15 @@ impl Committer {
                     next = rx.try_recv().ok();
                 }
             }
-            let (appends, replies): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|r| (r.append, r.reply)).unzip();
-            let results = match self.commit(&appends).await {
+            let mut appends = Vec::with_capacity(batch.len());
+            let mut terms = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
+            for r in batch {
+                appends.push(r.append);
+                terms.push(r.indexed);
+                replies.push(r.reply);
+            }
+            let results = match self.commit(&appends, &terms).await {
                 Ok(results) => results,
                 Err(e) => {
                     self.frontier = None;
@@ -86,6 +96,7 @@ impl Committer {
     async fn commit(
         &mut self,
         appends: &[Append],
+        terms: &[Vec<Indexed>],
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let mut c = tx.conn();
@@ -125,6 +136,8 @@ impl Committer {
         self.fault(FaultPoint::WriteEntries)?;
         sql::insert_entries(&mut c, to_i64(size)?, &plan.leaves(appends)).await?;
         sql::insert_nodes(&mut c, &plan.nodes).await?;
+        let latest = sql::latest_stamp(&mut c).await?;
+        sql::insert_terms(&mut c, &plan.term_rows(terms, latest)?).await?;
         self.fault(FaultPoint::WriteState)?;
         let (removed, written): (Vec<StateRow>, Vec<StateRow>) =
             plan.state.iter().cloned().partition(|row| row.3 == "null");
@@ -310,6 +323,29 @@ impl BatchPlan {
             .iter()
             .flat_map(|&i| appends[i].events.iter().map(|e| e.as_bytes()))
             .collect()
+    }
+
+    /// `(term, index)` for every term of every accepted event, in log order, the time
+    /// terms following on from `latest`, the log's latest stamp before the batch.
+    fn term_rows(
+        &self,
+        indexed: &[Vec<Indexed>],
+        mut latest: Option<i128>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut rows = Vec::new();
+        let mut terms = Vec::new();
+        for &i in &self.accepted {
+            if let Ok(result) = &self.results[i] {
+                for (offset, event) in indexed[i].iter().enumerate() {
+                    let index = to_i64(result.first_index + offset as u64)?;
+                    terms.clear();
+                    terms.extend(event.terms.iter().cloned());
+                    latest = search::time_terms(event.stamp, latest, &mut terms);
+                    rows.extend(terms.drain(..).map(|t| (t, index)));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     fn idempotency_rows<'a>(

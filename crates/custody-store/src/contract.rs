@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use custody_ledger::Hash;
-use custody_model::CanonicalJson;
+use custody_model::{CanonicalJson, Timestamp};
 use serde::Serialize;
 
 use crate::StoreError;
@@ -14,6 +14,8 @@ pub const MAX_EVENTS_PER_APPEND: usize = 4096;
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Most entries one [`Store::entries`] call returns.
 pub const MAX_ENTRIES_PER_READ: u64 = 1000;
+/// Most terms one [`Store::search`] may combine.
+pub const MAX_SEARCH_TERMS: usize = 8;
 /// Longest state kind, state key or idempotency key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
 
@@ -44,7 +46,9 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// 7. **Idempotent.** An append carrying an [`IdempotencyKey`] already committed returns
 ///    the original [`Appended`] (with `replayed: true`) and writes nothing; the same key
 ///    with a different fingerprint is refused with [`StoreError::IdempotencyConflict`].
-/// 8. **Unknown outcomes are named.** If the commit's outcome cannot be known (the
+/// 8. **Searchable.** The transaction that appends an entry also records its search terms
+///    ([`crate::search::terms`]), so [`Store::search`] finds every entry naming a term.
+/// 9. **Unknown outcomes are named.** If the commit's outcome cannot be known (the
 ///    connection dropped during `COMMIT`), the error is [`StoreError::OutcomeUnknown`];
 ///    retrying with the same idempotency key converges.
 pub trait Store: Send + Sync {
@@ -72,6 +76,28 @@ pub trait Store: Send + Sync {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// Entries with index in `[start, end)` whose events carry every one of `terms` (at
+    /// least one, at most [`MAX_SEARCH_TERMS`]; made by [`crate::search`]), newest first, at
+    /// most `limit` (and [`MAX_ENTRIES_PER_READ`]). Page back with `end = last.index`.
+    fn search(
+        &self,
+        terms: &[String],
+        start: u64,
+        end: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// The smallest range `[start, end)` of the log holding every entry whose event is
+    /// stamped (its `at`) at or after `since` and before `until` (either bound optional).
+    /// Stamps are not in log order (appends land a little out of order, backfills far), so
+    /// the range may hold entries stamped outside the bounds, which the caller skips; it
+    /// never leaves out one stamped inside.
+    fn time_range(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
 
     /// The RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves.
     fn inclusion_proof(

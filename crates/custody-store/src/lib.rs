@@ -29,13 +29,14 @@ mod contract;
 mod db;
 mod error;
 mod faults;
+pub mod search;
 mod sql;
 mod sql_store;
 
 pub use contract::{
     AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey, LastUse,
-    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint,
-    StateRecord, StateWrite, Store,
+    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
+    SignedCheckpoint, StateRecord, StateWrite, Store,
 };
 pub use db::Location;
 pub use error::StoreError;

@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use crate::commit::{self, Committer, Request, hex, to_i64, to_u64};
 use crate::db::{self, Location, Pool};
 use crate::faults::FaultInjector;
+use crate::search;
 use crate::sql::{self, Conn};
 use crate::{
     AccessEntry, AccessRecord, Append, Appended, Entry, LastUse, MAX_ENTRIES_PER_READ,
-    MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, SignedCheckpoint, StateRecord, Store,
-    StoreError,
+    MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint,
+    StateRecord, Store, StoreError,
 };
 
 /// Most checkpoints one [`Store::checkpoints`] call returns.
@@ -56,6 +57,10 @@ pub struct SqlStore {
     /// The committer's queue; `None` when opened read-only.
     appends: Option<mpsc::Sender<Request>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Every entry has its search terms. Always so once a writer has opened the store (it
+    /// runs the backfill); a reader of a ledger no writer has opened since the search index
+    /// was added refuses to search rather than answer from part of the log.
+    searchable: bool,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -125,6 +130,10 @@ impl SqlStore {
     ) -> Result<SqlStore, StoreError> {
         let pools = db::connect(location, false).await?;
         check_ledger(location, &pools.read, log_key, false).await?;
+        let searchable = {
+            let mut conn = pools.read.acquire().await?;
+            matches!(sql::terms_backfill(&mut conn.conn()).await, Ok(Some((done, upto))) if done >= upto)
+        };
         if let Pool::Sqlite(_) = pools.write {
             pools.write.close().await; // PostgreSQL shares one pool for both
         }
@@ -134,6 +143,7 @@ impl SqlStore {
             verifier: log_key.clone(),
             appends: None,
             committer: Mutex::new(None),
+            searchable,
         })
     }
 
@@ -145,6 +155,7 @@ impl SqlStore {
     ) -> Result<SqlStore, StoreError> {
         let verifier = log_key.verifier().clone();
         let frontier = check_ledger(location, &pools.write, &verifier, true).await?;
+        backfill_terms(&pools.write).await?;
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let committer = Committer {
             pool: pools.write,
@@ -161,6 +172,7 @@ impl SqlStore {
             verifier,
             appends: Some(tx),
             committer: Mutex::new(Some(handle)),
+            searchable: true,
         })
     }
 
@@ -268,6 +280,17 @@ impl SqlStore {
     }
 
     /// The head's size alone: bounds-checking a read needs no signature check.
+    fn check_searchable(&self) -> Result<(), StoreError> {
+        if self.searchable {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(
+            "this ledger's search index is not built yet: open it once for writing \
+             (e.g. start `custody serve`), which builds it"
+                .into(),
+        ))
+    }
+
     async fn head_size(&self) -> Result<u64, StoreError> {
         let mut conn = self.read.acquire().await?;
         let head = sql::head(&mut conn.conn(), false)
@@ -407,6 +430,37 @@ async fn check_ledger(
     Ok(frontier)
 }
 
+/// Gives the entries appended before the search index existed (migration 0004) their
+/// terms, a thousand entries per transaction, so the first writer to open an older ledger
+/// makes it searchable. Two writers doing it at once write the same rows, harmlessly.
+async fn backfill_terms(pool: &Pool) -> Result<(), StoreError> {
+    loop {
+        let mut tx = pool.begin_write().await?;
+        let mut c = tx.conn();
+        // Under the log's write lock: no append runs meanwhile (a writer appends only
+        // after its own backfill has finished), so the latest `max:` term is the last
+        // backfilled entry's.
+        sql::head(&mut c, true).await?;
+        let Some((done, upto)) = sql::terms_backfill(&mut c).await? else {
+            return Ok(());
+        };
+        if done >= upto {
+            return Ok(());
+        }
+        let end = upto.min(done + to_i64(MAX_ENTRIES_PER_READ)?);
+        let mut latest = sql::latest_stamp(&mut c).await?;
+        let mut rows = Vec::new();
+        for (index, leaf) in sql::entries(&mut c, done, end).await? {
+            let mut indexed = search::index(&leaf);
+            latest = search::time_terms(indexed.stamp, latest, &mut indexed.terms);
+            rows.extend(indexed.terms.into_iter().map(|t| (t, index)));
+        }
+        sql::insert_terms(&mut c, &rows).await?;
+        sql::advance_terms_backfill(&mut c, end).await?;
+        tx.commit().await?;
+    }
+}
+
 /// Cuts an access entry's free-text fields to a sane length (they come from requests).
 /// The latest entry of each identified (principal, outcome) in a batch, with its time in
 /// nanoseconds since the epoch (an entry whose time does not parse counts as 0).
@@ -511,6 +565,17 @@ fn signed_checkpoint(
     })
 }
 
+fn to_entries(rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<Entry>, StoreError> {
+    rows.into_iter()
+        .map(|(index, leaf)| {
+            Ok(Entry {
+                index: to_u64(index)?,
+                leaf,
+            })
+        })
+        .collect()
+}
+
 fn state_record(row: sql::StateRow) -> Result<StateRecord, StoreError> {
     let (kind, key, version, value, log_index) = row;
     let value = CanonicalJson::from_canonical_bytes(value.as_bytes())
@@ -529,8 +594,17 @@ impl Store for SqlStore {
         check_append(&append)?;
         let queue = self.appends.as_ref().ok_or(StoreError::ReadOnly)?;
         let (reply, result) = oneshot::channel();
+        let indexed = append
+            .events
+            .iter()
+            .map(|e| search::index(e.as_bytes()))
+            .collect();
         queue
-            .send(Request { append, reply })
+            .send(Request {
+                append,
+                indexed,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
@@ -581,14 +655,69 @@ impl Store for SqlStore {
                 "entries {start}..{end} are not all stored"
             )));
         }
-        rows.into_iter()
-            .map(|(index, leaf)| {
-                Ok(Entry {
-                    index: to_u64(index)?,
-                    leaf,
-                })
-            })
-            .collect()
+        to_entries(rows)
+    }
+
+    async fn search(
+        &self,
+        terms: &[String],
+        start: u64,
+        end: u64,
+        limit: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if terms.is_empty() || terms.len() > MAX_SEARCH_TERMS {
+            return Err(StoreError::OutOfRange(format!(
+                "a search combines 1 to {MAX_SEARCH_TERMS} terms, not {}",
+                terms.len()
+            )));
+        }
+        self.check_searchable()?;
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min(MAX_ENTRIES_PER_READ);
+        let mut conn = self.read.acquire().await?;
+        let rows = sql::search(
+            &mut conn.conn(),
+            terms,
+            to_i64(start)?,
+            to_i64(end)?,
+            to_i64(limit)?,
+        )
+        .await?;
+        to_entries(rows)
+    }
+
+    async fn time_range(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<(u64, u64), StoreError> {
+        self.check_searchable()?;
+        let mut conn = self.read.acquire().await?;
+        let mut c = conn.conn();
+        let size = to_i64(self.head_size().await?)?;
+        let start = match since {
+            None => 0,
+            Some(t) => {
+                let term = search::time_term(search::MAX_PREFIX, search::nanos(t));
+                sql::first_reaching(&mut c, &term).await?.unwrap_or(size)
+            }
+        };
+        let end = match until {
+            None => size,
+            Some(t) => {
+                let t = search::nanos(t);
+                let term = search::time_term(search::MAX_PREFIX, t + search::LATE_AFTER_NANOS);
+                let in_order = sql::first_reaching(&mut c, &term).await?.unwrap_or(size);
+                let late = search::time_term(search::LATE_PREFIX, t);
+                let late = sql::last_late_before(&mut c, &late)
+                    .await?
+                    .map_or(0, |i| i + 1);
+                in_order.max(late).min(size)
+            }
+        };
+        Ok((to_u64(start.min(size))?, to_u64(end.max(start.min(size)))?))
     }
 
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
