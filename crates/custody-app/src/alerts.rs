@@ -383,4 +383,117 @@ impl<S: Store> App<S> {
         }
         Ok(out)
     }
+
+    /// Evidence that a waiting promotion needs and that grows too old for its
+    /// environment's `evidence_max_age` within `within_seconds` of `now` (and is not too old
+    /// yet): the promotion would then fail its evidence gate unless fresh evidence comes.
+    pub async fn expiring_evidence(
+        &self,
+        board: &[crate::BoardColumn],
+        now: Timestamp,
+        within_seconds: i64,
+    ) -> AppResult<Vec<ExpiringEvidence>> {
+        let policy = self.policy().await?;
+        let mut out: Vec<ExpiringEvidence> = Vec::new();
+        for column in board {
+            let Some(env) = policy.environment(&column.environment) else {
+                continue;
+            };
+            let Some(max_age) = env.evidence_max_age else {
+                continue;
+            };
+            let max_age = i64::try_from(max_age.seconds()).unwrap_or(i64::MAX);
+            for (id, pending) in &column.pending {
+                let release = self.release(&pending.release).await?;
+                for a in &release.artifacts {
+                    let Some(artifact) = self
+                        .get::<crate::records::ArtifactRecord>(
+                            kind::ARTIFACT,
+                            &a.digest.to_string(),
+                        )
+                        .await?
+                    else {
+                        continue;
+                    };
+                    for evidence_kind in &env.evidence {
+                        // The gate takes any fresh piece, so the newest one decides.
+                        let Some(newest) = artifact
+                            .value
+                            .evidence
+                            .iter()
+                            .filter(|e| &e.kind == evidence_kind)
+                            .max_by_key(|e| e.at)
+                        else {
+                            continue;
+                        };
+                        let expires = newest.at.unix_seconds().saturating_add(max_age);
+                        let left = expires - now.unix_seconds();
+                        let seen = out.iter().any(|x| {
+                            x.digest == a.digest.to_string()
+                                && x.kind == *evidence_kind
+                                && x.environment == column.environment
+                        });
+                        if left > 0 && left <= within_seconds && !seen {
+                            out.push(ExpiringEvidence {
+                                artifact: a.name.clone(),
+                                digest: a.digest.to_string(),
+                                kind: evidence_kind.clone(),
+                                attached_at: newest.at,
+                                environment: column.environment.clone(),
+                                promotion: id.clone(),
+                                release: pending.release.clone(),
+                                seconds_left: left,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A piece of evidence a waiting promotion needs that is about to grow too old.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringEvidence {
+    /// The artifact's name and digest.
+    pub artifact: String,
+    /// Its digest.
+    pub digest: String,
+    /// The evidence type.
+    pub kind: String,
+    /// When the newest piece of that type was attached.
+    pub attached_at: Timestamp,
+    /// The environment whose maximum age it is about to pass.
+    pub environment: String,
+    /// A promotion waiting on it, and its release.
+    pub promotion: String,
+    /// The release.
+    pub release: String,
+    /// Seconds until it is too old.
+    pub seconds_left: i64,
+}
+
+/// The alert for evidence about to grow too old for a waiting promotion.
+pub fn evidence_expiring_alert(e: &ExpiringEvidence) -> Alert {
+    Alert {
+        id: format!(
+            "evidence-expiring:{}:{}:{}:{}",
+            e.environment, e.digest, e.kind, e.attached_at
+        ),
+        rule: "evidence-about-to-expire".into(),
+        severity: "warning".into(),
+        text: format!(
+            "{} evidence of {} (attached {}) is too old for {} in {}m; {} → {} still waits ({})",
+            e.kind,
+            e.artifact,
+            e.attached_at,
+            e.environment,
+            e.seconds_left / 60,
+            e.release,
+            e.environment,
+            e.promotion
+        ),
+        subject: json!({"promotion": e.promotion, "environment": e.environment, "artifact": e.digest, "evidence": e.kind}),
+    }
 }

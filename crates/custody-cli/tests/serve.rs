@@ -1432,7 +1432,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     let policy = data.join("policy/custody.toml");
     let p = std::fs::read_to_string(&policy).unwrap().replace(
         "[[environment]]\nname = \"build\"\n",
-        "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\n",
+        "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\nevidence = [\"test-results\"]\nevidence_max_age = \"74h\"\n",
     );
     std::fs::write(&policy, p).unwrap();
     let server = Server::start(&data);
@@ -1474,6 +1474,23 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         0,
     );
     local("rita", &["promote", "shop@1.0.0", "--to", "build"]);
+    // Its test results, attached two hours ago: 72 h left of the 74 h they stay fresh,
+    // within the 73 h warning.
+    let two_hours_ago = custody_model::Timestamp::from_unix_seconds(
+        time::OffsetDateTime::now_utc().unix_timestamp() - 7200,
+    )
+    .unwrap();
+    let junit = temp.path().join("junit.xml");
+    std::fs::write(&junit, "<testsuite tests=\"3\" failures=\"0\"/>").unwrap();
+    expect_code(
+        &run(custody()
+            .args(["attest", "--artifact", &digest, "--type", "junit"])
+            .arg(&junit)
+            .args(["--as", "ci", "--data-dir"])
+            .arg(&data)
+            .env("CUSTODY_NOW", two_hours_ago.to_string())),
+        0,
+    );
     // A signed one, asked for two hours ago, still waiting for its approver.
     expect_code(
         &local(
@@ -1491,10 +1508,6 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         ),
         0,
     );
-    let two_hours_ago = custody_model::Timestamp::from_unix_seconds(
-        time::OffsetDateTime::now_utc().unix_timestamp() - 7200,
-    )
-    .unwrap();
     let out = run(custody()
         .args([
             "promote",
@@ -1567,6 +1580,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "missing-or-invalid-signature",
         "approval-waiting-past-sla",
         "approval-about-to-expire",
+        "evidence-about-to-expire",
         "digest-mismatch",
         "repeated-denied-access",
     ];

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use custody_app::alerts::{
     Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
-    overdue_approvals,
+    evidence_expiring_alert, overdue_approvals,
 };
 use custody_model::Timestamp;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
@@ -29,7 +29,8 @@ pub struct AlertConfig {
     /// How long a promotion may wait for approval before an alert (e.g. "24h").
     #[serde(default = "default_sla")]
     pub approval_sla: String,
-    /// How long before an approval of a still-waiting promotion lapses to warn (e.g. "2h").
+    /// How long before an approval, or a piece of evidence, that a still-waiting promotion
+    /// needs lapses to warn (e.g. "2h").
     #[serde(default = "default_expiry_warning")]
     pub expiry_warning: String,
     /// Denials of one principal (or one address, unauthenticated) that raise an alert…
@@ -249,6 +250,16 @@ async fn round(
         {
             let alert = approval_expiring_alert(&approval, &release, left);
             follow.raise(state, &alert).await;
+        }
+        for expiring in state
+            .app
+            .expiring_evidence(&board, now(), warning)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            follow
+                .raise(state, &evidence_expiring_alert(&expiring))
+                .await;
         }
     }
     let due: Vec<_> = state
