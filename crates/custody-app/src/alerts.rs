@@ -298,6 +298,19 @@ pub fn approval_sla_alert(
     }
 }
 
+/// The alert for a ledger that fails its check: a leaf, a stored hash or a checkpoint that
+/// does not agree with the rest, or a head that does not extend the one seen before.
+pub fn ledger_inconsistent_alert(why: &str) -> Alert {
+    let cause = crate::attestations::sha256(why.as_bytes());
+    Alert {
+        id: format!("ledger-inconsistent:{}", &cause.hex()[..16]),
+        rule: "ledger-consistency-failure".into(),
+        severity: "critical".into(),
+        text: format!("the ledger failed its consistency check: {why}"),
+        subject: json!({"reason": why}),
+    }
+}
+
 /// The alert for a principal denied again and again.
 pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) -> Alert {
     Alert {

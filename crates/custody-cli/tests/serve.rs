@@ -1586,11 +1586,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     ];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let deliveries = loop {
-        let got: Vec<Value> = std::fs::read_to_string(&received)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let got = deliveries(&received);
         let has = |rule: &str| got.iter().any(|d| d["body"]["alert"]["rule"] == rule);
         if rules.iter().all(|r| has(r)) {
             break got;
@@ -1639,16 +1635,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         .count();
     assert_eq!(failed_ops, 3, "the receiver refused three deliveries");
     // The webhook that never answers keeps every alert, shown on the dashboard.
-    let root = token(&data, "root", &[]);
-    let page = http()
-        .get(format!("{}/alerts", server.base))
-        .header("cookie", format!("custody_token={root}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = dashboard_page(&data, &server.base, "root", "/alerts").await;
     for rule in rules {
         assert!(
             page.contains(&format!("data-rule=\"{rule}\"")),
@@ -1665,4 +1652,96 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "delivered ones left the outbox"
     );
     assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
+    use sqlx::Connection;
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    trust_new_keys(temp.path(), &data);
+    let received = temp.path().join("received.jsonl");
+    let (_receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("0"));
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("ledger_check = \"1h\"", "ledger_check = \"1s\"");
+    std::fs::write(
+        &config,
+        format!("{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n"),
+    )
+    .unwrap();
+    // Someone with the database file rewrites the first entry, past the schema's guard.
+    {
+        let url = format!("sqlite:{}", data.join("custody.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for sql in [
+            "DROP TRIGGER log_entries_append_only_u",
+            "UPDATE log_entries SET leaf = CAST('{\"type\":\"nothing.happened\"}' AS BLOB) WHERE idx = 0",
+        ] {
+            sqlx::query(sql).execute(&mut db).await.unwrap();
+        }
+    }
+    // The server still starts (the tree's right edge is intact), and its check finds it.
+    let server = Server::start(&data);
+    grant_roles(&data, "admin = [\"root\"]");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let delivery = loop {
+        let got = deliveries(&received);
+        if let Some(d) = got
+            .iter()
+            .find(|d| d["body"]["alert"]["rule"] == "ledger-consistency-failure")
+        {
+            break d.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ledger alert arrived: {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let text = delivery["body"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("subtree level 0 index 0"),
+        "the alert names the damaged entry: {text}"
+    );
+    assert_eq!(delivery["body"]["alert"]["severity"], "critical");
+    // Checked every second, raised once.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let again = std::fs::read_to_string(&received)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("ledger-consistency-failure"))
+        .count();
+    assert_eq!(again, 1);
+    let page = dashboard_page(&data, &server.base, "root", "/alerts").await;
+    assert!(
+        page.contains("data-rule=\"ledger-consistency-failure\""),
+        "{page}"
+    );
+    assert!(server.stop().success());
+}
+
+/// A dashboard page as `principal` sees it (signed in with a fresh token).
+async fn dashboard_page(data: &std::path::Path, base: &str, principal: &str, path: &str) -> String {
+    let token = token(data, principal, &[]);
+    http()
+        .get(format!("{base}{path}"))
+        .header("cookie", format!("custody_token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// What the webhook receiver has written down so far, one delivery per line.
+fn deliveries(received: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(received)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

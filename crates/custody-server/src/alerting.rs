@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use custody_app::alerts::{
     Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
-    evidence_expiring_alert, overdue_approvals,
+    evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
 };
 use custody_model::Timestamp;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
@@ -39,6 +39,10 @@ pub struct AlertConfig {
     /// …within this long (e.g. "10m").
     #[serde(default = "default_window")]
     pub denied_window: String,
+    /// How often the whole ledger is re-checked, every leaf against every stored hash and
+    /// signed checkpoint (e.g. "1h"); also once when the server starts.
+    #[serde(default = "default_ledger_check")]
+    pub ledger_check: String,
     /// Where alerts go.
     #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
@@ -66,6 +70,9 @@ fn default_denials() -> usize {
 fn default_window() -> String {
     "10m".into()
 }
+fn default_ledger_check() -> String {
+    "1h".into()
+}
 
 impl Default for AlertConfig {
     fn default() -> Self {
@@ -74,6 +81,7 @@ impl Default for AlertConfig {
             expiry_warning: default_expiry_warning(),
             denied_threshold: default_denials(),
             denied_window: default_window(),
+            ledger_check: default_ledger_check(),
             webhooks: Vec::new(),
         }
     }
@@ -86,6 +94,7 @@ impl AlertConfig {
             ("approval_sla", &self.approval_sla),
             ("expiry_warning", &self.expiry_warning),
             ("denied_window", &self.denied_window),
+            ("ledger_check", &self.ledger_check),
         ] {
             custody_policy::Span::parse(text).map_err(|e| format!("[alerts] {name}: {e}"))?;
         }
@@ -190,6 +199,79 @@ pub(crate) async fn run(state: Arc<ServerState>) {
         }
         tokio::time::sleep(EVERY).await;
     }
+}
+
+/// Re-checks the whole ledger when the server starts and every `[alerts] ledger_check`:
+/// every leaf against every stored hash and signed checkpoint (`SqlStore::check`), and the
+/// head against the head the previous check saw (a consistency proof, so a ledger replaced
+/// by a fork signed with the same key is caught too). A failure raises an alert, once per
+/// cause.
+pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
+    let every = AlertConfig::seconds(&state.alerting.config.ledger_check, 3600).max(1);
+    let every = Duration::from_secs(u64::try_from(every).unwrap_or(3600));
+    let mut seen: Option<(u64, custody_ledger::Hash)> = None;
+    let mut raised = std::collections::HashSet::new();
+    loop {
+        let problem = match check_ledger(&state, seen).await {
+            Ok(head) => {
+                seen = Some(head);
+                None
+            }
+            Err(Checked::Inconsistent(why)) => Some(why),
+            Err(Checked::Unavailable(why)) => {
+                eprintln!("custody: ledger check could not run: {why}");
+                None
+            }
+        };
+        if let Some(why) = problem {
+            let alert = ledger_inconsistent_alert(&why);
+            if raised.insert(alert.id.clone()) {
+                raise(&state, &alert).await;
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+enum Checked {
+    /// The ledger is damaged or forked: the reason.
+    Inconsistent(String),
+    /// The check could not run (the database is away).
+    Unavailable(String),
+}
+
+/// One ledger check; the head it checked.
+async fn check_ledger(
+    state: &ServerState,
+    seen: Option<(u64, custody_ledger::Hash)>,
+) -> Result<(u64, custody_ledger::Hash), Checked> {
+    use custody_store::StoreError;
+    let store = state.app.store();
+    let failed = |e: StoreError| match e {
+        StoreError::Corrupt(why) => Checked::Inconsistent(why),
+        other => Checked::Unavailable(other.to_string()),
+    };
+    let report = store.check(|_| {}).await.map_err(failed)?;
+    let head = (report.entries, report.root);
+    if let Some((size, root)) = seen {
+        if head.0 < size {
+            return Err(Checked::Inconsistent(format!(
+                "the log has {} entries, fewer than the {size} it had at the last check",
+                head.0
+            )));
+        }
+        let proof = store
+            .consistency_proof(size, head.0)
+            .await
+            .map_err(failed)?;
+        custody_ledger::verify_consistency(size, head.0, &proof, &root, &head.1).map_err(|e| {
+            Checked::Inconsistent(format!(
+                "the log of {} entries does not extend the one of {size} seen at the last check: {e}",
+                head.0
+            ))
+        })?;
+    }
+    Ok(head)
 }
 
 /// What the task has done so far.

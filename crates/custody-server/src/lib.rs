@@ -389,11 +389,13 @@ pub async fn serve(
     });
     // Raises alerts from the ledger and the clock, and delivers them to webhooks.
     let alerts = tokio::spawn(alerting::run(state.clone()));
+    let ledger_audit = tokio::spawn(alerting::audit_ledger(state.clone()));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
     alerts.abort();
+    ledger_audit.abort();
     state.flush_access_log().await;
     served
 }
