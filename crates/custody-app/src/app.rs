@@ -53,7 +53,12 @@ pub struct App<S: Store> {
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
     /// The hot records, for a server that runs [`App::watch_for_other_writers`].
     state_cache: StateCache,
+    /// Told how long each append took and whether it committed (a server's metrics).
+    append_observer: std::sync::OnceLock<AppendObserver>,
 }
+
+/// See [`App::observe_appends`].
+type AppendObserver = Box<dyn Fn(std::time::Duration, bool) + Send + Sync>;
 
 /// (environment, digest).
 pub(crate) type VerdictKey = (String, String);
@@ -84,6 +89,7 @@ impl<S: Store> App<S> {
             policy: Mutex::new(None),
             verdicts: Mutex::new(std::collections::HashMap::new()),
             state_cache: StateCache::new(),
+            append_observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -240,6 +246,7 @@ impl<S: Store> App<S> {
         state: Vec<StateWrite>,
         idempotency: Option<IdempotencyKey>,
     ) -> AppResult<Appended> {
+        let started = std::time::Instant::now();
         let appended = self
             .store
             .append(Append {
@@ -250,7 +257,20 @@ impl<S: Store> App<S> {
             .await;
         // Before the caller hears of it (even of a failure, whose outcome may be unknown).
         self.state_cache.moved();
+        if let Some(observe) = self.append_observer.get() {
+            observe(started.elapsed(), appended.is_ok());
+        }
         Ok(appended?)
+    }
+
+    /// Calls `observe` with the duration of every append this `App` makes (queueing, the
+    /// group commit and its fsync, as the use case waits for them) and whether it
+    /// committed. One observer; a second call is ignored.
+    pub fn observe_appends(
+        &self,
+        observe: impl Fn(std::time::Duration, bool) + Send + Sync + 'static,
+    ) {
+        let _ = self.append_observer.set(Box::new(observe));
     }
 
     /// Runs `attempt` again while it loses a race on a record it read (a store conflict),

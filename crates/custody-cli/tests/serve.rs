@@ -980,30 +980,8 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
             .filter(|e| e["event"]["type"] == kind && e["event"][key] == value)
             .count() as f64
     };
-    let text = http()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut parse = python_script("metrics_parse.py")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut parse.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let parsed = parse.wait_with_output().unwrap();
-    assert!(parsed.status.success(), "{text}");
-    let samples: Vec<Value> = serde_json::from_slice(&parsed.stdout).unwrap();
-    let sample = |name: &str, labels: &[(&str, &str)]| {
-        samples
-            .iter()
-            .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-            .map(|s| s["value"].as_f64().unwrap())
-            .sum::<f64>()
-    };
+    let samples = scrape_metrics(&server.base).await;
+    let sample = |name: &str, labels: &[(&str, &str)]| metric(&samples, name, labels);
     for env in ["build", "test", "staging", "production"] {
         let e = [("environment", env)];
         assert_eq!(
@@ -1047,6 +1025,10 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
         "the one rejection"
     );
     assert_eq!(sample("custody_ledger_entries", &[]), all.len() as f64);
+    // The demo's reviews come minutes after the requests.
+    let production = [("environment", "production")];
+    assert!(sample("custody_time_to_promotion_seconds_sum", &production) > 0.0);
+    assert!(sample("custody_approval_latency_seconds_sum", &production) > 0.0);
     assert!(
         sample(
             "custody_http_request_duration_seconds_count",
@@ -1104,6 +1086,23 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     );
     expect_code(&out, 0);
     assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
+    // Those went through the server: its appends were timed.
+    let samples = scrape_metrics(&server.base).await;
+    let committed = [("outcome", "committed")];
+    assert!(
+        metric(
+            &samples,
+            "custody_ledger_append_duration_seconds_count",
+            &committed
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &samples,
+            "custody_ledger_append_duration_seconds_sum",
+            &committed
+        ) > 0.0
+    );
     // A refusal over HTTP exits 1 with what is missing, as it would locally.
     let out = remote("vic", &["promote", "shop@1.2.0", "--to", "build"]);
     expect_refusal(&out, 1, "may not request promotions");
@@ -1629,6 +1628,19 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
             .collect::<Vec<_>>()
     };
     assert_eq!(of("alert.raised").len(), all);
+    let samples = scrape_metrics(&server.base).await;
+    assert_eq!(
+        metric(&samples, "custody_alerts_raised_total", &[]),
+        all as f64
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "custody_alerts_raised_total",
+            &[("rule", "digest-mismatch"), ("severity", "critical")]
+        ),
+        1.0
+    );
     let failed_ops = of("alert.delivery_failed")
         .iter()
         .filter(|e| e["event"]["webhook"] == "ops")
@@ -1744,4 +1756,35 @@ fn deliveries(received: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// `/metrics`, parsed by the Prometheus project's own Python parser: one JSON object per
+/// sample (name, labels, value).
+async fn scrape_metrics(base: &str) -> Vec<Value> {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut parse = python_script("metrics_parse.py")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut parse.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let parsed = parse.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "{text}");
+    serde_json::from_slice(&parsed.stdout).unwrap()
+}
+
+/// The sum of the samples named `name` carrying `labels`.
+fn metric(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
 }

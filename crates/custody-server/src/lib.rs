@@ -65,13 +65,15 @@ impl ServerState {
         oidc: oidc::Oidc,
         alerts: alerting::AlertConfig,
     ) -> Arc<ServerState> {
-        Arc::new_cyclic(|weak| ServerState {
+        let state = Arc::new_cyclic(|weak| ServerState {
             app,
             oidc,
             access: access::AccessLog::start(weak.clone()),
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
-        })
+        });
+        state.metrics.time_appends_of(&state.app);
+        state
     }
 
     /// Writes the access entries still queued; call after the server stopped.

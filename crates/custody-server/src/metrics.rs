@@ -64,6 +64,9 @@ pub(crate) struct Metrics {
     discrepancies: Counter,
     ledger_entries: Gauge,
     http: Family<Labels, Histogram, Latency>,
+    /// Appends this process made, by outcome (`committed`, `failed`).
+    appends: Family<Labels, Histogram, Latency>,
+    alerts: Family<Labels, Counter>,
     follower: Mutex<Follower>,
 }
 
@@ -101,6 +104,8 @@ impl Metrics {
             discrepancies: Counter::default(),
             ledger_entries: Gauge::default(),
             http: Family::new_with_constructor(Latency),
+            appends: Family::new_with_constructor(Latency),
+            alerts: Family::default(),
             follower: Mutex::new(Follower::default()),
             registry: Registry::with_prefix("custody"),
         };
@@ -165,11 +170,32 @@ impl Metrics {
             m.ledger_entries.clone(),
         );
         m.registry.register(
+            "ledger_append_duration_seconds",
+            "Ledger appends made by this process, from the request to the durable commit (group commit and fsync included), by outcome",
+            m.appends.clone(),
+        );
+        m.registry.register(
+            "alerts_raised",
+            "Alerts raised, by rule and severity",
+            m.alerts.clone(),
+        );
+        m.registry.register(
             "http_request_duration_seconds",
             "HTTP requests served by this process, by route, method and status",
             m.http.clone(),
         );
         m
+    }
+
+    /// Times every append `app` makes, into `ledger_append_duration_seconds`.
+    pub(crate) fn time_appends_of<S: custody_store::Store>(&self, app: &custody_app::App<S>) {
+        let appends = self.appends.clone();
+        app.observe_appends(move |took, committed| {
+            let outcome = if committed { "committed" } else { "failed" };
+            appends
+                .get_or_create(&vec![("outcome", outcome.to_owned())])
+                .observe(took.as_secs_f64());
+        });
     }
 
     /// Folds one ledger event into the delivery metrics.
@@ -250,6 +276,11 @@ impl Metrics {
                         .get_or_create(&vec![("environment", environment.clone())])
                         .observe((at - requested).max(0.0));
                 }
+            }
+            "alert.raised" => {
+                self.alerts
+                    .get_or_create(&vec![("rule", s("rule")), ("severity", s("severity"))])
+                    .inc();
             }
             "rollback" => {
                 let automatic = event.get("automatic").and_then(Value::as_bool) == Some(true);

@@ -106,6 +106,13 @@ impl Story {
     fn actor(&self, who: &str, hours: i64) -> anyhow::Result<Actor> {
         Ok(Actor::new(who, self.at(hours)?)?)
     }
+
+    /// Someone acting `minutes` into hour `hours` (reviews take a while, so the metrics of
+    /// approval latency and time to promotion have something to show).
+    fn actor_after(&self, who: &str, hours: i64, minutes: i64) -> anyhow::Result<Actor> {
+        let at = Timestamp::from_unix_seconds(self.start + hours * 3600 + minutes * 60)?;
+        Ok(Actor::new(who, at)?)
+    }
 }
 
 struct Seeded {
@@ -235,7 +242,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             .promote(&story.actor("rita", hour)?, &release, "staging", None)
             .await?;
         seeded.promotions += 1;
-        let alice = story.actor("alice", hour)?;
+        let alice = story.actor_after("alice", hour, 35)?;
         review(
             app,
             &alice,
@@ -244,14 +251,23 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             "tests and scans are clean",
         )
         .await?;
-        app.deploy_report(&story.actor("argo", hour)?, "staging", &digests, true, None)
-            .await?;
+        app.deploy_report(
+            &story.actor_after("argo", hour, 50)?,
+            "staging",
+            &digests,
+            true,
+            None,
+        )
+        .await?;
         hour += 2; // the soak time
         let prod = app
             .promote(&story.actor("rita", hour)?, &release, "production", None)
             .await?;
         seeded.promotions += 1;
-        let (bob, carol) = (story.actor("bob", hour)?, story.actor("carol", hour)?);
+        let (bob, carol) = (
+            story.actor_after("bob", hour, 45)?,
+            story.actor_after("carol", hour, 95)?,
+        );
         if n == 1 {
             // 1.1.0 is rejected for production.
             review(
@@ -280,7 +296,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
                 "canary looked healthy",
             )
             .await?;
-            hour += 1;
+            hour += 2;
             // 1.2.0's rollout fails: production rolls back to 1.0.0 by itself.
             let argo = story.actor("argo", hour)?;
             let report = app
