@@ -394,27 +394,78 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.
     c.goto(&format!("{base}/charts")).await.unwrap();
-    let mut charted = std::collections::BTreeMap::<String, u64>::new();
-    for bar in c.find_all(Locator::Css("#delivery rect")).await.unwrap() {
-        let series = bar.attr("data-series").await.unwrap().unwrap();
-        let n: u64 = bar
-            .attr("data-count")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
+    let bars = |chart: &'static str| {
+        let c = c.clone();
+        async move {
+            let mut out = Vec::new();
+            for bar in c
+                .find_all(Locator::Css(&format!("#{chart} rect")))
+                .await
+                .unwrap()
+            {
+                let attr = |name: &'static str| {
+                    let bar = bar.clone();
+                    async move { bar.attr(name).await.unwrap().unwrap() }
+                };
+                let value: f64 = attr("data-value").await.parse().unwrap();
+                out.push((attr("data-series").await, attr("data-day").await, value));
+            }
+            out
+        }
+    };
+    let mut charted = std::collections::BTreeMap::<String, f64>::new();
+    for (series, _, n) in bars("delivery").await {
         *charted.entry(series).or_default() += n;
     }
     let out = run(custody()
         .args(["history", "--json", "--limit", "0", "--data-dir"])
         .arg(&data));
     let events: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let recorded = |kind: &str| events.iter().filter(|e| e["event"]["type"] == kind).count() as u64;
+    let recorded = |kind: &str| events.iter().filter(|e| e["event"]["type"] == kind).count() as f64;
     assert_eq!(charted["requested"], recorded("promotion.requested"));
     assert_eq!(charted["certified"], recorded("environment.certified"));
     assert_eq!(charted["rolled back"], recorded("rollback"));
-    assert_eq!(charted["rejected"], 1, "the demo's one rejection");
+    assert_eq!(charted["rejected"], 1.0, "the demo's one rejection");
+    // Each day's mean time to promotion, from the ledger's request and certification times.
+    let at = |e: &serde_json::Value| {
+        e["event"]["at"]
+            .as_str()
+            .unwrap()
+            .parse::<custody_model::Timestamp>()
+            .unwrap()
+            .unix_seconds()
+    };
+    let mut per_day = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for certified in events
+        .iter()
+        .filter(|e| e["event"]["type"] == "environment.certified")
+    {
+        let promotion = &certified["event"]["promotion"];
+        let Some(requested) = events.iter().find(|e| {
+            e["event"]["type"] == "promotion.requested" && e["event"]["promotion"] == *promotion
+        }) else {
+            continue;
+        };
+        let day = certified["event"]["at"].as_str().unwrap()[..10].to_owned();
+        let d = per_day.entry(day).or_default();
+        d.0 += at(certified) - at(requested);
+        d.1 += 1;
+    }
+    let latency = bars("latency").await;
+    let mut checked = 0;
+    for (day, (sum, n)) in &per_day {
+        let mean = *sum as f64 / *n as f64 / 3600.0;
+        let (_, _, drawn) = latency
+            .iter()
+            .find(|(series, d, _)| series == "time to promotion" && d == day)
+            .unwrap();
+        assert!(
+            (drawn - mean).abs() < 0.051,
+            "{day}: drew {drawn} h, the ledger gives {mean} h"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0 && per_day.values().any(|(sum, _)| *sum > 0));
     screenshot(&c, "charts").await;
     sign_out(&c).await;
     // The access review is the auditors': a viewer is refused, and told why.

@@ -917,6 +917,51 @@ pub(crate) async fn lineage(
     shown(&v, &a.name, body, Permission::Read)
 }
 
+/// Bars per day for each series (name, colour, one value per day), drawn to a common
+/// scale; each bar carries its value (`data-value`, with `decimals` decimals) for tests
+/// and a tooltip.
+fn bar_chart(
+    id: &str,
+    label: &str,
+    days: &[String],
+    series: &[(&str, &str, Vec<f64>)],
+    unit: &str,
+    decimals: usize,
+) -> Markup {
+    let peak = series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (bar, gap, height) = (10.0, 14.0, 160.0);
+    // Wide enough for the day's label under it.
+    let group = (bar * series.len() as f64 + gap).max(44.0);
+    let width = group * days.len().max(1) as f64 + 40.0;
+    html! {
+        p {
+            @for (name, color, _) in series {
+                span style={ "color:" (color) } { "■ " } (name) "   "
+            }
+        }
+        svg id=(id) xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 40.0)
+            role="img" aria-label=(label) {
+            @for (i, day) in days.iter().enumerate() {
+                @let x0 = 20.0 + group * i as f64;
+                @for (j, (name, color, values)) in series.iter().enumerate() {
+                    @let value = values.get(i).copied().unwrap_or(0.0);
+                    @let h = (value / peak * height).round();
+                    @let shown = format!("{value:.decimals$}");
+                    rect x=(x0 + bar * j as f64) y=(height - h + 10.0) width=(bar - 1.0) height=(h)
+                        fill=(color) data-day=(day) data-series=(name) data-value=(shown) {
+                        title { (day) ": " (shown) (unit) " " (name) }
+                    }
+                }
+                text x=(x0) y=(height + 30.0) font-size="10" { (day.get(5..).unwrap_or(day)) }
+            }
+        }
+    }
+}
+
 /// `GET /keys`: the keys custody trusts now, and its own.
 pub(crate) async fn keys(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     let v = signed_in!(&s, &headers, Permission::Read);
@@ -986,54 +1031,48 @@ pub(crate) async fn ledger(State(s): State<Arc<ServerState>>, headers: HeaderMap
     shown(&v, "Ledger", body, Permission::Read)
 }
 
-/// `GET /charts`: promotions, certifications, rejections and rollbacks per day (the last 30
-/// days with any), drawn as SVG on the server.
+/// `GET /charts`: promotions, certifications, rejections and rollbacks per day, and the
+/// mean time to promotion and approval latency per day (the last 30 days with any), drawn
+/// as SVG on the server.
 pub(crate) async fn charts(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     let v = signed_in!(&s, &headers, Permission::Read);
     let daily = match s.metrics.daily(s.app.store(), 30).await {
         Ok(d) => d,
         Err(e) => return error_page(Some(&v.who), StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    const SERIES: [(&str, &str); 4] = [
-        ("requested", "#4a6fa5"),
-        ("certified", "#1b7a3a"),
-        ("rejected", "#b3261e"),
-        ("rolled back", "#a15c00"),
+    let days: Vec<String> = daily.keys().cloned().collect();
+    let counts = |j: usize| -> Vec<f64> { daily.values().map(|d| d.counts[j] as f64).collect() };
+    let hours = |f: fn(&crate::metrics::Day) -> Option<f64>| -> Vec<f64> {
+        daily.values().map(|d| f(d).unwrap_or(0.0)).collect()
+    };
+    let delivery = [
+        ("requested", "#4a6fa5", counts(0)),
+        ("certified", "#1b7a3a", counts(1)),
+        ("rejected", "#b3261e", counts(2)),
+        ("rolled back", "#a15c00", counts(3)),
     ];
-    let peak = daily
-        .values()
-        .flat_map(|c| c.iter())
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let (bar, gap, height) = (10u64, 14u64, 160u64);
-    let group = bar * 4 + gap;
-    let width = group * daily.len().max(1) as u64 + 40;
+    let latency = [
+        (
+            "time to promotion",
+            "#1b7a3a",
+            hours(crate::metrics::Day::mean_hours_to_promotion),
+        ),
+        (
+            "approval latency",
+            "#6a4fa5",
+            hours(crate::metrics::Day::mean_hours_to_review),
+        ),
+    ];
     let body = html! {
         h1 { "Delivery over time" }
-        p {
-            @for (name, color) in SERIES {
-                span style={ "color:" (color) } { "■ " } (name) "   "
-            }
-        }
         @if daily.is_empty() { p.none { "nothing recorded yet" } } @else {
-            svg #delivery xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 40)
-                role="img" aria-label="promotions, certifications, rejections and rollbacks per day" {
-                @for (i, (day, counts)) in daily.iter().enumerate() {
-                    @let x0 = 20 + group * i as u64;
-                    @for (j, (name, color)) in SERIES.iter().enumerate() {
-                        @let h = counts[j] * height / peak;
-                        rect x=(x0 + bar * j as u64) y=(height - h + 10) width=(bar - 1) height=(h)
-                            fill=(color) data-day=(day) data-series=(name) data-count=(counts[j]) {
-                            title { (day) ": " (counts[j]) " " (name) }
-                        }
-                    }
-                    text x=(x0) y=(height + 30) font-size="10" { (day.get(5..).unwrap_or(day)) }
-                }
-            }
+            h2 { "Promotions per day" }
+            (bar_chart("delivery", "promotions, certifications, rejections and rollbacks per day", &days, &delivery, "", 0))
+            h2 { "Mean hours from request, per day" }
+            (bar_chart("latency", "mean time to promotion and approval latency per day, in hours", &days, &latency, " h", 1))
         }
-        p { "The same counts, and more, are at " a href="/metrics" { "/metrics" } " for Prometheus." }
+        p { "The same counts, the distributions behind the means, and more are at "
+            a href="/metrics" { "/metrics" } " for Prometheus." }
     };
     shown(&v, "Charts", body, Permission::Read)
 }

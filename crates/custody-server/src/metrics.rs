@@ -70,9 +70,34 @@ pub(crate) struct Metrics {
     follower: Mutex<Follower>,
 }
 
-/// Per day (`YYYY-MM-DD`, UTC): promotions requested, certifications, rejections,
-/// rollbacks.
-pub(crate) type Daily = std::collections::BTreeMap<String, [u64; 4]>;
+/// Per day (`YYYY-MM-DD`, UTC), what the delivery charts draw.
+pub(crate) type Daily = std::collections::BTreeMap<String, Day>;
+
+/// One day's delivery.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Day {
+    /// Promotions requested, certifications, rejections, rollbacks.
+    pub(crate) counts: [u64; 4],
+    /// Seconds from request to certification, summed over the day's certifications of a
+    /// requested promotion, and their number.
+    pub(crate) to_promotion: (f64, u64),
+    /// Seconds from request to review, summed over the day's reviews, and their number.
+    pub(crate) approval_latency: (f64, u64),
+}
+
+impl Day {
+    /// The mean time to promotion of the day's certifications, in hours.
+    pub(crate) fn mean_hours_to_promotion(&self) -> Option<f64> {
+        let (sum, n) = self.to_promotion;
+        (n > 0).then(|| sum / n as f64 / 3600.0)
+    }
+
+    /// The mean approval latency of the day's reviews, in hours.
+    pub(crate) fn mean_hours_to_review(&self) -> Option<f64> {
+        let (sum, n) = self.approval_latency;
+        (n > 0).then(|| sum / n as f64 / 3600.0)
+    }
+}
 
 /// How far the metrics have read the ledger, and the open promotions' request times.
 #[derive(Default)]
@@ -211,7 +236,7 @@ impl Metrics {
         let day = s("at").get(..10).unwrap_or_default().to_owned();
         let mut count = |slot: usize| {
             if day.len() == 10 {
-                follower.daily.entry(day.clone()).or_default()[slot] += 1;
+                follower.daily.entry(day.clone()).or_default().counts[slot] += 1;
             }
         };
         match s("type").as_str() {
@@ -260,9 +285,13 @@ impl Metrics {
                 if let (Some((environment, requested)), Some(at)) =
                     (follower.open.remove(&s("promotion")), seconds(event))
                 {
+                    let took = (at - requested).max(0.0);
                     self.time_to_promotion
                         .get_or_create(&vec![("environment", environment)])
-                        .observe((at - requested).max(0.0));
+                        .observe(took);
+                    let d = follower.daily.entry(day.clone()).or_default();
+                    d.to_promotion.0 += took;
+                    d.to_promotion.1 += 1;
                 }
             }
             "approval.recorded" => {
@@ -272,9 +301,13 @@ impl Metrics {
                 if let (Some((environment, requested)), Some(at)) =
                     (follower.open.get(&s("promotion")), seconds(event))
                 {
+                    let latency = (at - requested).max(0.0);
                     self.approval_latency
                         .get_or_create(&vec![("environment", environment.clone())])
-                        .observe((at - requested).max(0.0));
+                        .observe(latency);
+                    let d = follower.daily.entry(day.clone()).or_default();
+                    d.approval_latency.0 += latency;
+                    d.approval_latency.1 += 1;
                 }
             }
             "alert.raised" => {
