@@ -1,7 +1,10 @@
 //! Alerts: what the rules see in the ledger (a signature that does not verify, a digest
-//! running that was never certified, a provenance discrepancy, a rejection), in the clock
-//! (an approval waiting past its SLA) and in the access log (repeated denials); each one
-//! recorded once in the ledger and queued for every webhook in the same append.
+//! running that was never certified, a provenance discrepancy, break-glass used or its
+//! review rejected), in the clock (an approval waiting past its SLA, an approval or piece of
+//! evidence a waiting promotion needs about to lapse, a break-glass review overdue), in the
+//! ledger's periodic re-check (server `alerting.rs`) and in the access log (repeated
+//! denials); each one recorded once in the ledger and queued for every webhook in the same
+//! append.
 //!
 //! Invariants:
 //! - An alert's id is derived from what raised it, and raising is idempotent on that id:
@@ -108,6 +111,28 @@ pub fn alerts_for_event(index: u64, event: &Value) -> Vec<Alert> {
                 }
             }
         }
+        "approval.recorded"
+            if event.get("after_the_fact") == Some(&json!(true)) && s("verdict") == "reject" =>
+        {
+            out.push(Alert {
+                id: format!("break-glass-rejected:{}", s("approval")),
+                rule: "break-glass-review-rejected".into(),
+                severity: "critical".into(),
+                text: format!(
+                    "{} rejected, after the fact, the break-glass promotion of {} into {} ({}): {}",
+                    s("actor"),
+                    s("release"),
+                    s("environment"),
+                    s("promotion"),
+                    if event.get("confidential") == Some(&json!(true)) {
+                        "(confidential rationale)"
+                    } else {
+                        s("rationale")
+                    }
+                ),
+                subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+            });
+        }
         "deploy.reported" => {
             let drift: Vec<&str> = event
                 .get("drift")
@@ -145,6 +170,23 @@ pub fn alerts_for_event(index: u64, event: &Value) -> Vec<Alert> {
             subject: json!({"ledger_index": index, "artifacts": event.get("artifacts")}),
         }),
         _ => {}
+    }
+    if s("type") == "decision.recorded" && event.get("allowed") == Some(&json!(true)) {
+        if let Some(reason) = event.get("break_glass").and_then(Value::as_str) {
+            out.push(Alert {
+                id: format!("break-glass:{}", s("promotion")),
+                rule: "break-glass-used".into(),
+                severity: "critical".into(),
+                text: format!(
+                    "{} broke glass: {} certified in {} past its gates ({reason}); an after-the-fact review is due ({})",
+                    s("actor"),
+                    s("release"),
+                    s("environment"),
+                    s("promotion")
+                ),
+                subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+            });
+        }
     }
     for a in &mut out {
         if let Value::Object(subject) = &mut a.subject {
@@ -320,6 +362,37 @@ pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) 
         text: format!("{principal} was denied {denials} times since {window_start}"),
         subject: json!({"principal": principal}),
     }
+}
+
+/// The break-glass promotions on `board` whose after-the-fact review has been due longer
+/// than `sla_seconds` at `now`: their alerts.
+pub fn overdue_break_glass_reviews(
+    board: &[crate::BoardColumn],
+    now: Timestamp,
+    sla_seconds: i64,
+) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for column in board {
+        for (id, due) in &column.reviews_due {
+            let waited = now.unix_seconds() - due.at.unix_seconds();
+            if waited > sla_seconds {
+                out.push(Alert {
+                    id: format!("break-glass-review:{id}"),
+                    rule: "break-glass-review-overdue".into(),
+                    severity: "warning".into(),
+                    text: format!(
+                        "{} broke glass into {} with {} {}h ago and nobody has reviewed it yet ({id})",
+                        due.requested_by,
+                        column.environment,
+                        due.release,
+                        waited / 3600
+                    ),
+                    subject: json!({"promotion": id, "environment": column.environment}),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The waiting promotions on `board` that have waited for people longer than

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::attestations::{ManifestArtifact, ReadProvenance};
 use crate::records::{
     ApprovalRecord, ArtifactRecord, Certification, DecisionRecord, EnvironmentRecord,
-    PendingPromotion, PromotionRecord, ReleaseRecord, kind,
+    PendingPromotion, PromotionRecord, ReleaseRecord, ReviewDue, kind,
 };
 use crate::{AppError, AppResult};
 
@@ -28,6 +28,9 @@ pub struct BoardColumn {
     pub pending: Vec<(String, PendingPromotion)>,
     /// Whether more are waiting than are listed.
     pub more_pending: bool,
+    /// Break-glass promotions certified here and waiting for their after-the-fact
+    /// review, oldest first, by id (at most 100).
+    pub reviews_due: Vec<(String, ReviewDue)>,
 }
 
 /// Waiting promotions listed per environment at most.
@@ -125,33 +128,48 @@ impl<S: Store> App<S> {
                 .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
                 .await?
                 .and_then(|e| e.value.certified);
-            let prefix = format!("{}/", env.name);
-            let rows = self
-                .store
-                .states(kind::PENDING, &prefix, PENDING_SHOWN as u64 + 1)
-                .await?;
-            let mut pending = Vec::new();
-            for row in rows.iter().take_while(|r| r.key.starts_with(&prefix)) {
-                let entry: PendingPromotion = serde_json::from_slice(row.value.as_bytes())
-                    .map_err(|e| {
-                        AppError::Store(custody_store::StoreError::Corrupt(format!(
-                            "pending/{}: {e}",
-                            row.key
-                        )))
-                    })?;
-                pending.push((row.key[prefix.len()..].to_owned(), entry));
-            }
+            let mut pending: Vec<(String, PendingPromotion)> =
+                self.in_environment(kind::PENDING, &env.name).await?;
             let more_pending = pending.len() > PENDING_SHOWN;
             pending.truncate(PENDING_SHOWN);
             pending.sort_by_key(|(_, p)| p.requested_at);
+            let mut reviews_due: Vec<(String, ReviewDue)> =
+                self.in_environment(kind::REVIEW_DUE, &env.name).await?;
+            reviews_due.truncate(PENDING_SHOWN);
+            reviews_due.sort_by_key(|(_, r)| r.at);
             columns.push(BoardColumn {
                 environment: env.name.clone(),
                 certified,
                 pending,
                 more_pending,
+                reviews_due,
             });
         }
         Ok(columns)
+    }
+
+    /// Up to [`PENDING_SHOWN`] + 1 records of `kind` keyed `environment/ID`, by ID.
+    async fn in_environment<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        environment: &str,
+    ) -> AppResult<Vec<(String, T)>> {
+        let prefix = format!("{environment}/");
+        let rows = self
+            .store
+            .states(kind, &prefix, PENDING_SHOWN as u64 + 1)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows.iter().take_while(|r| r.key.starts_with(&prefix)) {
+            let entry: T = serde_json::from_slice(row.value.as_bytes()).map_err(|e| {
+                AppError::Store(custody_store::StoreError::Corrupt(format!(
+                    "{kind}/{}: {e}",
+                    row.key
+                )))
+            })?;
+            out.push((row.key[prefix.len()..].to_owned(), entry));
+        }
+        Ok(out)
     }
 
     /// A promotion with its reviews, latest decision, release signatures and provenance.

@@ -62,8 +62,33 @@ impl<S: Store> App<S> {
         environment: &str,
         idempotency_key: Option<&str>,
     ) -> AppResult<PromotionOutcome> {
-        let request =
+        self.promote_with(actor, release, environment, idempotency_key, None)
+            .await
+    }
+
+    /// [`App::promote`], breaking glass when `break_glass` gives a reason: if the policy
+    /// lets the requester break glass into the environment, the gates that only time,
+    /// people or a freeze hold closed are overridden (never the release's signature, naming
+    /// or provenance), the decision says so, an alert is raised, and the certification
+    /// waits for an after-the-fact review by someone else (see [`App::review`]).
+    pub async fn promote_with(
+        &self,
+        actor: &Actor,
+        release: &str,
+        environment: &str,
+        idempotency_key: Option<&str>,
+        break_glass: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        if break_glass.is_some_and(|r| r.trim().is_empty()) {
+            return Err(AppError::invalid(
+                "breaking glass needs a reason (--break-glass \"why\")",
+            ));
+        }
+        let mut request =
             json!({"release": release, "environment": environment, "actor": actor.principal});
+        if let Some(reason) = break_glass {
+            request["break_glass"] = json!(reason);
+        }
         if let Some(key) = idempotency_key {
             if let Some(done) = self.replay_of("promote", key, &request).await? {
                 return Ok(done);
@@ -88,20 +113,24 @@ impl<S: Store> App<S> {
                 status: PromotionStatus::Pending,
                 decisions: Vec::new(),
                 approvals: Vec::new(),
+                break_glass: break_glass.map(|reason| crate::records::BreakGlass {
+                    reason: reason.to_owned(),
+                    reviewed_by: None,
+                }),
             };
             let idem = idempotency_key
                 .map(|k| idempotency("promote", k, &request))
                 .transpose()?;
-            let mut events = vec![event(
-                "promotion.requested",
-                actor,
-                json!({
-                    "promotion": promotion.id,
-                    "release": release.id(),
-                    "environment": environment,
-                    "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
-                }),
-            )?];
+            let mut requested = json!({
+                "promotion": promotion.id,
+                "release": release.id(),
+                "environment": environment,
+                "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+            });
+            if let Some(reason) = break_glass {
+                requested["break_glass"] = json!(reason);
+            }
+            let mut events = vec![event("promotion.requested", actor, requested)?];
             let mut state = Vec::new();
             if let Some(key) = idempotency_key {
                 let record = IdempotencyRecord::new(&promotion.id, &request)?;
@@ -163,6 +192,17 @@ impl<S: Store> App<S> {
             let current: Versioned<PromotionRecord> = self
                 .require(kind::PROMOTION, promotion_id, || format!("no promotion {promotion_id}"))
                 .await?;
+            let after_the_fact = current.value.status == PromotionStatus::Certified
+                && current
+                    .value
+                    .break_glass
+                    .as_ref()
+                    .is_some_and(|b| b.reviewed_by.is_none());
+            if after_the_fact {
+                return self
+                    .review_after_the_fact(actor, &policy, current, review, &request, idempotency_key)
+                    .await;
+            }
             let mut promotion = current.value;
             if promotion.status != PromotionStatus::Pending {
                 let status = match promotion.status {
@@ -224,29 +264,7 @@ impl<S: Store> App<S> {
                 }
             }
             promotion.approvals.push(record.id.clone());
-            let mut events = vec![event(
-                "approval.recorded",
-                actor,
-                json!({
-                    "approval": record.id,
-                    "promotion": promotion.id,
-                    "verdict": verdict,
-                    // A confidential rationale stays out of the (public) ledger: only its
-                    // digest is there, binding the text kept in state.
-                    "rationale": if confidential { None } else { Some(rationale) },
-                    "rationale_digest": crate::attestations::sha256(rationale.as_bytes()),
-                    "confidential": confidential,
-                    "risk": risk,
-                    "expires_at": record.expires_at.to_string(),
-                    "release": promotion.release,
-                    "release_digest": record.release_digest,
-                    "environment": record.environment,
-                    "policy": record.policy_digest,
-                    "context": record.context,
-                    "supersedes": record.supersedes,
-                    "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
-                }),
-            )?];
+            let mut events = vec![approval_event(actor, &record, &promotion, &release, false)?];
             let idem = idempotency_key.map(|k| idempotency("review", k, &request)).transpose()?;
             if let Some(key) = idempotency_key {
                 let record = IdempotencyRecord::new(&promotion.id, &request)?;
@@ -268,6 +286,125 @@ impl<S: Store> App<S> {
             self.commit_outcome(outcome, events, state, idem, &request).await
         })
         .await
+    }
+
+    /// The mandatory review of a promotion certified by break-glass, by someone who could
+    /// have approved it (not its requester, builders or signer; holding a role that reviews
+    /// the environment). It changes no gate: it records the verdict, closes the review due,
+    /// and a rejection is an alert for people to act on (roll back, investigate).
+    async fn review_after_the_fact(
+        &self,
+        actor: &Actor,
+        policy: &Policy,
+        current: Versioned<PromotionRecord>,
+        review: &Review,
+        request: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        let mut promotion = current.value;
+        let who = actor.principal.as_str();
+        let decision_id = promotion.decisions.last().cloned().unwrap_or_default();
+        let decision: DecisionRecord = self
+            .require(kind::DECISION, &decision_id, || {
+                format!("no decision {decision_id}")
+            })
+            .await?
+            .value;
+        let facts = &decision.facts.release;
+        let refuse = |why: String| {
+            Err(AppError::denied(format!(
+                "{who} may not review break-glass promotion {}: {why}; someone else must",
+                promotion.id
+            )))
+        };
+        if who == promotion.requested_by {
+            return refuse("they broke the glass".into());
+        }
+        if facts.artifacts.iter().any(|a| a.built_by == who) {
+            return refuse("they built an artifact of the release".into());
+        }
+        if facts.signed_by == who {
+            return refuse("they signed the release".into());
+        }
+        let roles = policy
+            .environment(&promotion.environment)
+            .and_then(|e| e.approvals.as_ref())
+            .map_or_else(
+                || vec!["approver".to_owned(), "security".to_owned()],
+                |r| r.roles.clone(),
+            );
+        if !policy
+            .roles_of(who)
+            .iter()
+            .any(|r| roles.iter().any(|x| x == r))
+        {
+            return refuse(format!("they hold none of the roles {roles:?}"));
+        }
+        let release: ReleaseRecord = self
+            .require(kind::RELEASE, &promotion.release, || {
+                format!("no release {}", promotion.release)
+            })
+            .await?
+            .value;
+        let record = ApprovalRecord {
+            id: new_id("apr"),
+            promotion: promotion.id.clone(),
+            verdict: review.verdict,
+            by: who.into(),
+            rationale: review.rationale.clone(),
+            confidential: review.confidential,
+            risk: review.risk,
+            at: actor.now,
+            // It lets nothing through from now on: the certification already happened.
+            expires_at: actor.now,
+            release_digest: promotion.release_digest.clone(),
+            environment: promotion.environment.clone(),
+            policy_digest: policy.digest().into(),
+            context: None,
+            supersedes: None,
+            superseded_by: None,
+        };
+        promotion.approvals.push(record.id.clone());
+        if let Some(glass) = &mut promotion.break_glass {
+            glass.reviewed_by = Some(record.id.clone());
+        }
+        let events = vec![approval_event(actor, &record, &promotion, &release, true)?];
+        let mut state = vec![
+            write(kind::APPROVAL, &record.id, &record, Expect::Absent)?,
+            write(
+                kind::PROMOTION,
+                &promotion.id,
+                &promotion,
+                Expect::Version(current.version),
+            )?,
+            write(
+                kind::REVIEW_DUE,
+                &format!("{}/{}", promotion.environment, promotion.id),
+                &serde_json::Value::Null,
+                Expect::Any,
+            )?,
+        ];
+        let idem = idempotency_key
+            .map(|k| idempotency("review", k, request))
+            .transpose()?;
+        if let Some(key) = idempotency_key {
+            let done = IdempotencyRecord::new(&promotion.id, request)?;
+            state.push(write(
+                kind::IDEMPOTENCY,
+                &format!("review:{key}"),
+                &done,
+                Expect::Absent,
+            )?);
+        }
+        let outcome = PromotionOutcome {
+            promotion,
+            decision,
+            approval: Some((record, None)),
+            ledger_index: 0,
+            replayed: false,
+        };
+        self.commit_outcome(outcome, events, state, idem, request)
+            .await
     }
 
     async fn commit_outcome(
@@ -442,10 +579,11 @@ impl<S: Store> App<S> {
         let was_pending =
             promotion_version.is_some() && promotion.status == PromotionStatus::Pending;
         promotion.decisions.push(record.id.clone());
-        let rejected = decision
-            .gates
-            .iter()
-            .any(|g| g.gate == "approvals" && g.status == custody_policy::Status::Fail);
+        // A rejection, or a break-glass the policy does not allow, ends the promotion.
+        let rejected = decision.gates.iter().any(|g| {
+            (g.gate == "approvals" || g.gate == "break-glass")
+                && g.status == custody_policy::Status::Fail
+        });
         promotion.status = if decision.allowed {
             PromotionStatus::Certified
         } else if rejected {
@@ -454,10 +592,7 @@ impl<S: Store> App<S> {
             PromotionStatus::Pending
         };
         let artifacts: Vec<&Digest> = release.artifacts.iter().map(|a| &a.digest).collect();
-        events.push(event(
-            "decision.recorded",
-            actor,
-            json!({
+        let mut recorded = json!({
                 "decision": record.id,
                 "promotion": promotion.id,
                 "release": promotion.release,
@@ -470,8 +605,11 @@ impl<S: Store> App<S> {
                 "vsa": vsa,
                 "vsa_digest": envelope_digest(&vsa),
                 "artifacts": artifacts,
-            }),
-        )?);
+        });
+        if let Some(glass) = &promotion.break_glass {
+            recorded["break_glass"] = json!(glass.reason);
+        }
+        events.push(event("decision.recorded", actor, recorded)?);
         if was_pending || promotion.status == PromotionStatus::Pending {
             state.push(Self::pending_write(&promotion, &decision)?);
         }
@@ -506,6 +644,26 @@ impl<S: Store> App<S> {
                 self.stage_certification(&promotion.environment, certification, Expect::Any)
                     .await?,
             );
+            if let (true, Some(glass)) = (decision.broke_glass(), &promotion.break_glass) {
+                let due = crate::records::ReviewDue {
+                    release: promotion.release.clone(),
+                    requested_by: promotion.requested_by.clone(),
+                    reason: glass.reason.clone(),
+                    at: actor.now,
+                    overridden: decision
+                        .gates
+                        .iter()
+                        .filter(|g| g.status == custody_policy::Status::Overridden)
+                        .map(|g| g.gate.clone())
+                        .collect(),
+                };
+                state.push(write(
+                    kind::REVIEW_DUE,
+                    &format!("{}/{}", promotion.environment, promotion.id),
+                    &due,
+                    Expect::Absent,
+                )?);
+            }
         }
         Ok(PromotionOutcome {
             promotion,
@@ -643,6 +801,7 @@ impl<S: Store> App<S> {
                 artifacts,
             },
             previous,
+            break_glass: promotion.break_glass.as_ref().map(|b| b.reason.clone()),
             approvals: approvals
                 .iter()
                 .map(|a| ApprovalFacts {
@@ -659,4 +818,37 @@ impl<S: Store> App<S> {
                 .collect(),
         })
     }
+}
+
+/// The `approval.recorded` event of `record`. A confidential rationale stays out of the
+/// (public) ledger: only its digest is there, binding the text kept in state.
+fn approval_event(
+    actor: &Actor,
+    record: &ApprovalRecord,
+    promotion: &PromotionRecord,
+    release: &ReleaseRecord,
+    after_the_fact: bool,
+) -> AppResult<custody_model::CanonicalJson> {
+    let rationale = record.rationale.as_str();
+    let mut fields = json!({
+            "approval": record.id,
+            "promotion": promotion.id,
+            "verdict": record.verdict,
+            "rationale": if record.confidential { None } else { Some(rationale) },
+            "rationale_digest": crate::attestations::sha256(rationale.as_bytes()),
+            "confidential": record.confidential,
+            "risk": record.risk,
+            "expires_at": record.expires_at.to_string(),
+            "release": promotion.release,
+            "release_digest": record.release_digest,
+            "environment": record.environment,
+            "policy": record.policy_digest,
+            "context": record.context,
+            "supersedes": record.supersedes,
+            "artifacts": release.artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
+    });
+    if after_the_fact {
+        fields["after_the_fact"] = json!(true);
+    }
+    event("approval.recorded", actor, fields)
 }

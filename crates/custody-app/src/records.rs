@@ -24,6 +24,9 @@ pub(crate) mod kind {
     pub(crate) const ENVIRONMENT: &str = "environment";
     /// A promotion waiting to enter an environment, by `environment/promotion`.
     pub(crate) const PENDING: &str = "pending";
+    /// A break-glass promotion waiting for its after-the-fact review, by
+    /// `environment/promotion`.
+    pub(crate) const REVIEW_DUE: &str = "review-due";
     /// Alert deliveries not yet made.
     pub(crate) const OUTBOX: &str = "outbox";
     pub(crate) const CERTIFICATION: &str = "certification";
@@ -138,6 +141,35 @@ pub struct PromotionRecord {
     pub decisions: Vec<String>,
     /// Its approvals and rejections, oldest first (superseded ones too).
     pub approvals: Vec<String>,
+    /// Set when the requester broke glass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// A promotion whose requester broke glass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    /// Why, in the requester's words.
+    pub reason: String,
+    /// The after-the-fact review (an approval id) once someone else has given it.
+    pub reviewed_by: Option<String>,
+}
+
+/// A break-glass promotion certified without its usual gates, waiting for its mandatory
+/// after-the-fact review: `review-due/{environment}/{promotion}`, written with the
+/// certification and removed by the review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewDue {
+    /// `name@version`.
+    pub release: String,
+    /// Who broke glass.
+    pub requested_by: String,
+    /// Why.
+    pub reason: String,
+    /// When it was certified.
+    pub at: Timestamp,
+    /// The gates it went past.
+    pub overridden: Vec<String>,
 }
 
 /// An approval or rejection. A changed mind is a new record whose `supersedes` names this

@@ -66,6 +66,10 @@ fn actor(who: &str) -> Actor {
 }
 
 async fn setup(extra_prod: &str) -> Setup {
+    setup_policy(&policy_text(extra_prod)).await
+}
+
+async fn setup_policy(policy: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let log = NoteSigner::new(
         "test.custody/log",
@@ -84,12 +88,9 @@ async fn setup(extra_prod: &str) -> Setup {
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
-    app.apply_policy(
-        &actor("sec"),
-        bundle(&policy_text(extra_prod), &builder, Some(&release_key)),
-    )
-    .await
-    .unwrap();
+    app.apply_policy(&actor("sec"), bundle(policy, &builder, Some(&release_key)))
+        .await
+        .unwrap();
     Setup {
         app: Arc::new(app),
         builder,
@@ -729,4 +730,168 @@ async fn a_long_lineage_lists_its_releases_and_the_newest_events() {
         .await
         .unwrap();
     assert_eq!(older.len() + l.events.len(), all.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_review() {
+    let prod = "approvals = { quorum = 1, roles = [\"approver\"] }\nbreak_glass = [\"sre\"]\nfreeze = [{ from = \"2026-11-10T00:00:00Z\", until = \"2026-11-12T00:00:00Z\", reason = \"change freeze\" }]";
+    let text = policy_text(prod).replace("[roles]\n", "[roles]\nsre = [\"olga\"]\n");
+    let s = setup_policy(&text).await;
+    let d = s.artifact("shop", "hotfix", "h1").await;
+    let r = s.release("5.0.1", &d).await;
+    s.app
+        .promote(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    // The freeze holds an ordinary request.
+    let held = s
+        .app
+        .promote(&actor("rita"), &r, "prod", None)
+        .await
+        .unwrap();
+    assert!(!held.decision.decision.allowed);
+    assert!(
+        held.decision
+            .decision
+            .blocking()
+            .any(|g| g.gate == "freeze")
+    );
+    // A reason is required, and the role.
+    match s
+        .app
+        .promote_with(&actor("olga"), &r, "prod", None, Some("  "))
+        .await
+    {
+        Err(AppError::Invalid(m)) => assert!(m.contains("needs a reason"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let refused = s
+        .app
+        .promote_with(&actor("bob"), &r, "prod", None, Some("it is urgent"))
+        .await
+        .unwrap();
+    assert!(!refused.decision.decision.allowed);
+    assert_eq!(
+        refused.promotion.status,
+        custody_app::records::PromotionStatus::Rejected
+    );
+    assert!(!s.app.verify("prod", &d).await.unwrap().allowed);
+
+    // Olga, on call, breaks glass: certified, and the deploy gate lets it run.
+    let glass = s
+        .app
+        .promote_with(&actor("olga"), &r, "prod", None, Some("checkout is down"))
+        .await
+        .unwrap();
+    assert!(glass.decision.decision.allowed && glass.decision.decision.broke_glass());
+    assert!(s.app.verify("prod", &d).await.unwrap().allowed);
+    let id = glass.promotion.id.clone();
+    // Loud: the ledger says so, the decision replays, the board shows the review due.
+    let events = s
+        .app
+        .history(&custody_app::HistoryFilter {
+            principal: Some("olga".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let decided = events
+        .iter()
+        .find(|e| e.event["type"] == "decision.recorded" && e.event["promotion"] == *id)
+        .unwrap();
+    assert_eq!(decided.event["break_glass"], "checkout is down");
+    let alerts = custody_app::alerts::alerts_for_event(decided.index, &decided.event);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule, "break-glass-used");
+    assert!(s.app.replay(&glass.decision.id).await.unwrap().same);
+    let due = |board: &[custody_app::BoardColumn]| {
+        board
+            .iter()
+            .find(|c| c.environment == "prod")
+            .unwrap()
+            .reviews_due
+            .iter()
+            .map(|(id, r)| (id.clone(), r.overridden.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        due(&s.app.board().await.unwrap()),
+        [(
+            id.clone(),
+            vec!["freeze".to_owned(), "approvals".to_owned()]
+        )]
+    );
+
+    // The review after the fact: not by the one who broke the glass, nor the release's
+    // signer, nor someone without a reviewing role.
+    let verdict = |v: custody_app::records::Verdict| custody_app::Review {
+        verdict: v,
+        rationale: "checked the hotfix diff and the incident".into(),
+        risk: custody_app::records::Risk::Medium,
+        confidential: false,
+    };
+    for (who, why) in [
+        ("olga", "they broke the glass"),
+        ("rita", "they signed the release"),
+        ("ci", "they built an artifact"),
+        ("mallory", "hold none of the roles"),
+    ] {
+        match s
+            .app
+            .review(
+                &actor(who),
+                &id,
+                &verdict(custody_app::records::Verdict::Approve),
+                None,
+            )
+            .await
+        {
+            Err(AppError::Denied(m)) => assert!(m.contains(why), "{who}: {m}"),
+            other => panic!("{who}: {other:?}"),
+        }
+    }
+    let reviewed = s
+        .app
+        .review(
+            &actor("alice"),
+            &id,
+            &verdict(custody_app::records::Verdict::Reject),
+            None,
+        )
+        .await
+        .unwrap();
+    let (approval, _) = reviewed.approval.unwrap();
+    assert_eq!(
+        reviewed.promotion.break_glass.unwrap().reviewed_by,
+        Some(approval.id)
+    );
+    assert!(due(&s.app.board().await.unwrap()).is_empty());
+    // A rejection after the fact is an alert for people to act on; nothing else changes.
+    let last = s
+        .app
+        .history(&custody_app::HistoryFilter {
+            principal: Some("alice".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last[0].event["after_the_fact"], true);
+    let alerts = custody_app::alerts::alerts_for_event(last[0].index, &last[0].event);
+    assert_eq!(alerts[0].rule, "break-glass-review-rejected");
+    assert!(s.app.verify("prod", &d).await.unwrap().allowed);
+    // Once reviewed, it is closed.
+    match s
+        .app
+        .review(
+            &actor("bob"),
+            &id,
+            &verdict(custody_app::records::Verdict::Approve),
+            None,
+        )
+        .await
+    {
+        Err(AppError::Denied(m)) => assert!(m.contains("already certified"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -147,6 +147,10 @@ approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
 # An environment may narrow the keys and builders it trusts:
 #   release_keys = ["keys/release-signer.pub"]
 #   builders = ["https://ci.example.com/builder/v1"]
+# …hold promotions during freeze windows, and let some roles break glass (past the
+# previous-environment, evidence, freeze and approvals gates; loud, and reviewed after):
+#   freeze = [{ from = "2026-12-20T00:00:00Z", until = "2027-01-04T00:00:00Z", reason = "year-end" }]
+#   break_glass = ["admin"]
 [[environment]]
 name = "production"
 after = "staging"

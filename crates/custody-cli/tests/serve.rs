@@ -1431,7 +1431,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     let policy = data.join("policy/custody.toml");
     let p = std::fs::read_to_string(&policy).unwrap().replace(
         "[[environment]]\nname = \"build\"\n",
-        "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\nevidence = [\"test-results\"]\nevidence_max_age = \"74h\"\n",
+        "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\nevidence = [\"test-results\"]\nevidence_max_age = \"74h\"\nbreak_glass = [\"signer\"]\n",
     );
     std::fs::write(&policy, p).unwrap();
     let server = Server::start(&data);
@@ -1507,19 +1507,15 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         ),
         0,
     );
-    let out = run(custody()
-        .args([
-            "promote",
-            "shop@1.0.1",
-            "--to",
-            "build",
-            "--as",
-            "rita",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("CUSTODY_NOW", two_hours_ago.to_string()));
+    // Rita, acting two hours ago.
+    let rita_then = |args: &[&str]| {
+        run(custody()
+            .args(args)
+            .args(["--as", "rita", "--data-dir"])
+            .arg(&data)
+            .env("CUSTODY_NOW", two_hours_ago.to_string()))
+    };
+    let out = rita_then(&["promote", "shop@1.0.1", "--to", "build", "--json"]);
     expect_code(&out, 1);
     let waiting: Value = serde_json::from_slice(&out.stdout).unwrap();
     let waiting = waiting["promotion"]["id"].as_str().unwrap().to_owned();
@@ -1541,6 +1537,18 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "{}",
         stdout(&out)
     );
+    // Rita breaks glass into build with the same release, two hours ago: loud at once,
+    // and nobody has reviewed it since (past the 1 h SLA).
+    let out = rita_then(&[
+        "promote",
+        "shop@1.0.1",
+        "--to",
+        "build",
+        "--break-glass",
+        "hotfix for the outage",
+    ]);
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains("OVER"), "{}", stdout(&out));
     // A digest running in build that was never certified there.
     let stranger = format!("sha256:{}", "e".repeat(64));
     expect_code(
@@ -1580,6 +1588,8 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "approval-waiting-past-sla",
         "approval-about-to-expire",
         "evidence-about-to-expire",
+        "break-glass-used",
+        "break-glass-review-overdue",
         "digest-mismatch",
         "repeated-denied-access",
     ];

@@ -137,6 +137,19 @@ struct EnvDoc {
     release_keys: Option<Spanned<Vec<String>>>,
     /// Only these builders (ids of declared [[builder]]s) may build for here.
     builders: Option<Spanned<Vec<String>>>,
+    /// Roles whose holders may break glass into this environment.
+    break_glass: Option<Spanned<Vec<String>>>,
+    /// Windows when promotions here need break-glass.
+    #[serde(default)]
+    freeze: Vec<Spanned<FreezeDoc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeDoc {
+    from: String,
+    until: String,
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +208,21 @@ pub struct Environment {
     pub release_keys: Option<Vec<String>>,
     /// Ids of the builders whose provenance counts here (`None`: any trusted builder).
     pub builders: Option<Vec<String>>,
+    /// Roles whose holders may break glass into this environment (empty: nobody may).
+    pub break_glass: Vec<String>,
+    /// Windows when promotions here need break-glass.
+    pub freezes: Vec<Freeze>,
+}
+
+/// A freeze window: `[from, until)`, Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// It starts.
+    pub from: i64,
+    /// It ends (exclusive).
+    pub until: i64,
+    /// Why (shown to whoever is refused).
+    pub reason: String,
 }
 
 /// An approval requirement.
@@ -583,10 +611,48 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             }
             ids.get_ref().clone()
         });
+        let break_glass = e.break_glass.as_ref().map_or_else(Vec::new, |r| {
+            for role in r.get_ref() {
+                if !roles.contains_key(role) {
+                    errors.at(r.span(), format!("role {role:?} is not defined in [roles]"));
+                }
+            }
+            if r.get_ref().is_empty() {
+                errors.at(
+                    r.span(),
+                    "break_glass names no roles; remove it to let nobody break glass",
+                );
+            }
+            r.get_ref().clone()
+        });
+        let mut freezes = Vec::new();
+        for f in &e.freeze {
+            let doc = f.get_ref();
+            let time = |t: &str| {
+                t.parse::<custody_model::Timestamp>()
+                    .map(|t| t.unix_seconds())
+                    .map_err(|m| format!("freeze window: {m}"))
+            };
+            match (time(&doc.from), time(&doc.until)) {
+                (Ok(from), Ok(until)) if from < until && !doc.reason.trim().is_empty() => freezes
+                    .push(Freeze {
+                        from,
+                        until,
+                        reason: doc.reason.clone(),
+                    }),
+                (Ok(_), Ok(_)) => errors.at(
+                    f.span(),
+                    "a freeze window needs `from` before `until` and a `reason`",
+                ),
+                (Err(m), _) | (_, Err(m)) => errors.at(f.span(), m),
+            }
+        }
         environments.push(Environment {
             name: name.clone(),
             release_keys: env_keys,
             builders: env_builders,
+            break_glass,
+            freezes,
             after: e.after.as_ref().map(|a| a.get_ref().clone()),
             verified: e.verified,
             soak,

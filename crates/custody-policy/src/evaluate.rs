@@ -23,7 +23,15 @@ pub enum Status {
     Fail,
     /// Not yet: it may pass with time or more approvals.
     Waiting,
+    /// It failed or waited, and the requester broke glass past it (see the `break-glass`
+    /// gate, which says who and why).
+    Overridden,
 }
+
+/// Gates break-glass may override: those that time, people or a freeze hold closed. The
+/// integrity gates (the release's signature, naming, provenance) are never overridden: a
+/// broken glass still only lets through what was built and signed as recorded.
+pub const OVERRIDABLE: [&str; 4] = ["previous-environment", "evidence", "freeze", "approvals"];
 
 /// One gate's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +60,18 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The gates that did not pass.
+    /// The gates that did not pass (and were not overridden).
     pub fn blocking(&self) -> impl Iterator<Item = &GateResult> {
-        self.gates.iter().filter(|g| g.status != Status::Pass)
+        self.gates
+            .iter()
+            .filter(|g| !matches!(g.status, Status::Pass | Status::Overridden))
+    }
+
+    /// Whether the requester broke glass past a gate.
+    pub fn broke_glass(&self) -> bool {
+        self.gates
+            .iter()
+            .any(|g| g.gate == "break-glass" && g.status == Status::Pass)
     }
 }
 
@@ -95,7 +112,11 @@ fn when(t: i64) -> String {
 pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
     let mut gates = Gates(Vec::new());
     let decision = |gates: Gates| {
-        let allowed = !gates.0.is_empty() && gates.0.iter().all(|g| g.status == Status::Pass);
+        let allowed = !gates.0.is_empty()
+            && gates
+                .0
+                .iter()
+                .all(|g| matches!(g.status, Status::Pass | Status::Overridden));
         Decision {
             allowed,
             gates: gates.0,
@@ -286,10 +307,80 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         );
     }
 
+    // Freeze windows.
+    if !env.freezes.is_empty() {
+        let problems = env
+            .freezes
+            .iter()
+            .filter(|f| f.from <= facts.now && facts.now < f.until)
+            .map(|f| {
+                format!(
+                    "{} is frozen until {}: {}; only break-glass goes in",
+                    env.name,
+                    when(f.until),
+                    f.reason
+                )
+            })
+            .collect();
+        gates.push("freeze", problems, vec![], "not in a freeze window".into());
+    }
+
     // Approvals.
     if let Some(rule) = &env.approvals {
         let (problems, waiting, ok) = approvals(policy, facts, rule);
         gates.push("approvals", problems, waiting, ok);
+    }
+
+    // Break-glass: loud, recorded, and only for whom the policy names.
+    if let Some(reason) = &facts.break_glass {
+        let who = &facts.requested_by;
+        let may = policy
+            .roles_of(who)
+            .iter()
+            .any(|r| env.break_glass.iter().any(|x| x == r));
+        if !may {
+            let problem = if env.break_glass.is_empty() {
+                format!(
+                    "nobody may break glass into {} (its policy names no break_glass roles)",
+                    env.name
+                )
+            } else {
+                format!(
+                    "{who} may not break glass into {}: it takes one of the roles {:?}",
+                    env.name, env.break_glass
+                )
+            };
+            gates.push("break-glass", vec![problem], vec![], String::new());
+        } else if reason.trim().is_empty() {
+            gates.push(
+                "break-glass",
+                vec!["breaking glass needs a reason".into()],
+                vec![],
+                String::new(),
+            );
+        } else {
+            let mut overridden = Vec::new();
+            for g in &mut gates.0 {
+                if g.status != Status::Pass && OVERRIDABLE.contains(&g.gate.as_str()) {
+                    g.status = Status::Overridden;
+                    g.reason = format!("overridden by break-glass: {}", g.reason);
+                    overridden.push(g.gate.clone());
+                }
+            }
+            gates.push(
+                "break-glass",
+                vec![],
+                vec![],
+                format!(
+                    "{who} broke glass ({reason}); overridden: {}; an after-the-fact review is due",
+                    if overridden.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        overridden.join(", ")
+                    }
+                ),
+            );
+        }
     }
     decision(gates)
 }

@@ -23,6 +23,11 @@ pub struct Facts {
     pub previous: Option<PreviousFacts>,
     /// Every approval or rejection recorded for this promotion (also superseded ones).
     pub approvals: Vec<ApprovalFacts>,
+    /// The requester broke glass, saying why: the gates that only time or people can
+    /// satisfy are overridden if the policy lets them (absent from facts without it, so
+    /// the digests of earlier facts are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
 }
 
 /// A release and how it was signed.

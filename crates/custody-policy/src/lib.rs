@@ -15,12 +15,13 @@ mod evaluate;
 mod facts;
 
 pub use compile::{
-    Approvals, Builder, Bundle, Environment, MAX_POLICY_FILE, POLICY_FILE, Policy, PolicyError,
-    PolicyErrors, compile,
+    Approvals, Builder, Bundle, Environment, Freeze, MAX_POLICY_FILE, POLICY_FILE, Policy,
+    PolicyError, PolicyErrors, compile,
 };
 pub use duration::Span;
 pub use evaluate::{
-    Decision, ENGINE, GateResult, Standing, Status, approval_standings, evaluate, facts_digest,
+    Decision, ENGINE, GateResult, OVERRIDABLE, Standing, Status, approval_standings, evaluate,
+    facts_digest,
 };
 pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,

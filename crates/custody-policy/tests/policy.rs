@@ -432,3 +432,121 @@ fn an_environment_may_narrow_the_trusted_keys_and_builders() {
         "{err}"
     );
 }
+
+#[test]
+fn a_freeze_holds_everyone_but_break_glass_which_never_passes_a_bad_signature() {
+    let k = keys();
+    let at = |t: i64| custody_model::Timestamp::from_unix_seconds(t).unwrap();
+    let text = POLICY.replace("[roles]\n", "[roles]\nsre = [\"olga\"]\n").replace(
+        "evidence_max_age = \"30d\"",
+        &format!(
+            "evidence_max_age = \"30d\"\nbreak_glass = [\"sre\"]\nfreeze = [{{ from = \"{}\", until = \"{}\", reason = \"year-end close\" }}]",
+            at(NOW - HOUR),
+            at(NOW + HOUR)
+        ),
+    );
+    let policy = compile(&bundle(&text, &k)).unwrap();
+    let facts = passing_facts(&policy, &k, 2);
+    // In the window, even a fully approved promotion is held.
+    blocked(
+        &evaluate(&policy, &facts),
+        "freeze",
+        Status::Fail,
+        "frozen until",
+    );
+    let mut after = facts.clone();
+    after.now = NOW + HOUR;
+    let d = evaluate(&policy, &after);
+    assert!(d.allowed, "{d:#?}");
+    assert_eq!(gate(&d, "freeze").reason, "not in a freeze window");
+
+    // Olga, on call, breaks glass: the freeze and the missing approvals are overridden.
+    let mut glass = facts.clone();
+    glass.requested_by = "olga".into();
+    glass.approvals.truncate(1);
+    glass.break_glass = Some("payments outage, hotfix".into());
+    let d = evaluate(&policy, &glass);
+    assert!(d.allowed && d.broke_glass(), "{d:#?}");
+    for name in ["freeze", "approvals"] {
+        let g = gate(&d, name);
+        assert_eq!(g.status, Status::Overridden, "{g:?}");
+        assert!(g.reason.starts_with("overridden by break-glass: "), "{g:?}");
+    }
+    assert_eq!(
+        gate(&d, "evidence").status,
+        Status::Pass,
+        "nothing to override"
+    );
+    let reason = &gate(&d, "break-glass").reason;
+    assert!(
+        reason.contains("olga broke glass (payments outage, hotfix)")
+            && reason.contains("overridden: freeze, approvals")
+            && reason.contains("after-the-fact review is due"),
+        "{reason}"
+    );
+    assert_eq!(d.blocking().count(), 0);
+    assert_ne!(
+        d.input_digest,
+        evaluate(&policy, &facts).input_digest,
+        "the reason is a fact"
+    );
+
+    // Never past an unsigned release, a bad name or missing provenance.
+    let mut unsigned = glass.clone();
+    unsigned.release.signing_key = None;
+    unsigned.release.signatures = 0;
+    blocked(
+        &evaluate(&policy, &unsigned),
+        "release-signature",
+        Status::Fail,
+        "unsigned",
+    );
+    let mut no_provenance = glass.clone();
+    no_provenance.release.artifacts[0].provenance = None;
+    blocked(
+        &evaluate(&policy, &no_provenance),
+        "provenance",
+        Status::Fail,
+        "has no provenance",
+    );
+    // Only the roles the policy names, and only where it names them.
+    let mut alice = glass.clone();
+    alice.requested_by = "alice".into();
+    let d = evaluate(&policy, &alice);
+    blocked(
+        &d,
+        "break-glass",
+        Status::Fail,
+        "alice may not break glass into production",
+    );
+    assert_eq!(
+        gate(&d, "freeze").status,
+        Status::Fail,
+        "nothing overridden"
+    );
+    let mut staging = glass.clone();
+    staging.environment = "staging".into();
+    blocked(
+        &evaluate(&policy, &staging),
+        "break-glass",
+        Status::Fail,
+        "nobody may break glass into staging",
+    );
+    // Facts without break-glass serialise as before (their digests are unchanged).
+    assert!(
+        !serde_json::to_string(&facts)
+            .unwrap()
+            .contains("break_glass")
+    );
+
+    // Mistakes in the policy name their line.
+    let unknown_role = text.replace("break_glass = [\"sre\"]", "break_glass = [\"oncall\"]");
+    let err = compile(&bundle(&unknown_role, &k)).unwrap_err().to_string();
+    assert!(err.contains("role \"oncall\" is not defined"), "{err}");
+    let backwards = text.replace(
+        &format!("from = \"{}\"", at(NOW - HOUR)),
+        &format!("from = \"{}\"", at(NOW + 2 * HOUR)),
+    );
+    let err = compile(&bundle(&backwards, &k)).unwrap_err().to_string();
+    assert!(err.contains("`from` before `until`"), "{err}");
+}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use custody_app::alerts::{
     Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
     evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
+    overdue_break_glass_reviews,
 };
 use custody_model::Timestamp;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
@@ -321,6 +322,9 @@ async fn round(
         let sla = AlertConfig::seconds(&state.alerting.config.approval_sla, 86_400);
         for (id, release, env, waited) in overdue_approvals(&board, now(), sla) {
             let alert = approval_sla_alert(&id, &release, &env, waited);
+            follow.raise(state, &alert).await;
+        }
+        for alert in overdue_break_glass_reviews(&board, now(), sla) {
             follow.raise(state, &alert).await;
         }
         let warning = AlertConfig::seconds(&state.alerting.config.expiry_warning, 7200);

@@ -115,6 +115,9 @@ pub(crate) async fn access_log(
 pub(crate) struct PromoteBody {
     release: custody_model::ReleaseRef,
     environment: String,
+    /// Break glass, with this reason (see `App::promote_with`).
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
 pub(crate) async fn promote(
@@ -127,11 +130,12 @@ pub(crate) async fn promote(
     let key = idempotency_key(&headers)?;
     let outcome = s
         .app
-        .promote(
+        .promote_with(
             &actor(&who)?,
             &b.release.to_string(),
             &b.environment,
             key.as_deref(),
+            b.break_glass.as_deref(),
         )
         .await?;
     Ok(Json(json!(outcome)).into_response())

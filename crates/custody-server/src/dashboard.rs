@@ -183,6 +183,7 @@ header form{margin:0}main{padding:1.2rem}
 .certified{background:#e8f5ec;border-radius:4px;padding:.4rem}.none{color:#777}
 .pending{list-style:none;padding:0}.pending li{border-top:1px solid #eee;padding:.4rem 0}
 .fail{color:#b3261e;font-weight:600}.pass{color:#1b7a3a}.warn{color:#a15c00}
+.overridden{color:#a15c00;font-weight:600}
 table{border-collapse:collapse;background:#fff;margin:.4rem 0 1.2rem}
 td,th{border:1px solid #d7dbe2;padding:.3rem .5rem;text-align:left;vertical-align:top}
 .error{background:#fdecea;border:1px solid #b3261e;padding:.6rem;border-radius:4px}
@@ -326,6 +327,19 @@ fn column(c: &BoardColumn, now: Timestamp) -> Markup {
                 },
                 None => p.none { "nothing certified" },
             }
+            @if !c.reviews_due.is_empty() {
+                h3.fail { "Break-glass, review due (" (c.reviews_due.len()) ")" }
+                ul.pending.reviews-due {
+                    @for (id, r) in &c.reviews_due {
+                        li data-promotion=(id) {
+                            a href={ "/promotions/" (id) } { (r.release) }
+                            " by " (r.requested_by) ", " (age(r.at, now)) " ago"
+                            br;
+                            span.fail title=(r.reason) { "⚠ past " (r.overridden.join(", ")) }
+                        }
+                    }
+                }
+            }
             @if !c.pending.is_empty() {
                 h3 { "Waiting (" (c.pending.len()) @if c.more_pending { "+" } ")" }
             }
@@ -387,8 +401,13 @@ fn promotion_body(
 ) -> Markup {
     let p = &view.promotion;
     let privileged = v.who.roles.iter().any(|r| r == "auditor" || r == "admin");
+    let review_due = p
+        .break_glass
+        .as_ref()
+        .is_some_and(|b| b.reviewed_by.is_none())
+        && p.status == custody_model::PromotionStatus::Certified;
     let may_review = Permission::Review.granted_to(&v.who.roles)
-        && p.status == custody_model::PromotionStatus::Pending;
+        && (p.status == custody_model::PromotionStatus::Pending || review_due);
     html! {
         h1 { (p.release) " → " (p.environment) }
         p {
@@ -396,6 +415,15 @@ fn promotion_body(
             ". Status: " strong #status { (p.status) }
         }
         @if let Some(n) = notice { p.error #notice { (n) } }
+        @if let Some(glass) = &p.break_glass {
+            p.error #break-glass {
+                strong { "Break-glass" } " by " (p.requested_by) ": " (glass.reason) ". "
+                @match &glass.reviewed_by {
+                    Some(a) => { "Reviewed after the fact (" code { (a) } ")." },
+                    None => { "An after-the-fact review by someone else is due." },
+                }
+            }
+        }
         @if let Some((d, index)) = &view.decision {
             h2 { "Gates" }
             table #gates {
@@ -450,7 +478,7 @@ fn promotion_body(
             }
         }
         @if may_review {
-            h2 { "Review" }
+            h2 { @if review_due { "Review after the fact" } @else { "Review" } }
             form #review method="post" action={ "/promotions/" (p.id) "/review" } {
                 input type="hidden" name="csrf" value=(v.csrf);
                 p { label { "Rationale" br; textarea name="rationale" rows="3" cols="60" required {} } }

@@ -22,6 +22,13 @@ pub(crate) struct PromoteArgs {
     /// Makes a retry return the first result instead of a second promotion.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// In an emergency: go past the gates that time, people or a freeze hold closed
+    /// (previous environment, evidence, freeze, approvals; never signatures, naming or
+    /// provenance), if the policy's `break_glass` roles include yours. Loud by design: the
+    /// decision records it with REASON, an alert goes out, and someone else must review it
+    /// after the fact (`custody approve PROMOTION` or `reject`).
+    #[arg(long, value_name = "REASON")]
+    break_glass: Option<String>,
     #[command(flatten)]
     instance: InstanceArgs,
     #[command(flatten)]
@@ -98,6 +105,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
                 Status::Pass => "pass",
                 Status::Fail => "FAIL",
                 Status::Waiting => "wait",
+                Status::Overridden => "OVER",
             };
             lines.push(format!("  {mark:4}  {:22} {}", g.gate, g.reason));
         }
@@ -118,7 +126,11 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let result = match a.remote.client()? {
             Some(server) => {
-                let body = json!({"release": a.release.to_string(), "environment": a.environment});
+                let mut body =
+                    json!({"release": a.release.to_string(), "environment": a.environment});
+                if let Some(reason) = &a.break_glass {
+                    body["break_glass"] = json!(reason);
+                }
                 server
                     .call(
                         Method::POST,
@@ -131,11 +143,12 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
             }
             None => {
                 let app = a.instance.app().await?;
-                app.promote(
+                app.promote_with(
                     &a.actor.actor()?,
                     &a.release.to_string(),
                     &a.environment,
                     a.idempotency_key.as_deref(),
+                    a.break_glass.as_deref(),
                 )
                 .await
             }
