@@ -517,3 +517,94 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     assert_eq!(size(), before);
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
+    let (_temp, data, server, _) = demo_with_a_waiting_promotion();
+    // Olga, on call, breaks glass: shop@1.2.0 into production without its two approvals.
+    let out = run(custody()
+        .args([
+            "promote",
+            "shop@1.2.0",
+            "--to",
+            "production",
+            "--break-glass",
+            "checkout is down, 1.2.0 has the fix",
+            "--as",
+            "olga",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&data));
+    expect_code(&out, 0);
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = done["promotion"]["id"].as_str().unwrap().to_owned();
+    let (olga, alice) = (token(&data, "olga", &[]), token(&data, "alice", &[]));
+    until_servers_see_local_writes();
+    let base = server.base.clone();
+    let (_driver, c) = browser().await;
+
+    // The board flags it in production.
+    sign_in(&c, &base, &alice).await;
+    assert_eq!(
+        text(&c, "section[data-env=production] .release").await,
+        "shop@1.2.0"
+    );
+    let flagged = text(
+        &c,
+        &format!("section[data-env=production] .reviews-due li[data-promotion='{id}']"),
+    )
+    .await;
+    assert!(
+        flagged.contains("by olga") && flagged.contains("past approvals"),
+        "{flagged}"
+    );
+    screenshot(&c, "board-break-glass").await;
+    click(
+        &c,
+        &format!(".reviews-due li[data-promotion='{id}'] a"),
+        "#break-glass",
+    )
+    .await;
+    let banner = text(&c, "#break-glass").await;
+    assert!(
+        banner.contains("checkout is down") && banner.contains("review by someone else is due"),
+        "{banner}"
+    );
+    assert!(text(&c, "#gates").await.contains("approvals overridden"));
+    screenshot(&c, "promotion-break-glass").await;
+    sign_out(&c).await;
+
+    // Olga, who broke it, sees the flag but is offered no review (the use case refuses her
+    // too: `flows.rs`).
+    sign_in(&c, &base, &olga).await;
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    assert!(text(&c, "#break-glass").await.contains("olga"));
+    assert!(c.find(Locator::Css("#review")).await.is_err());
+    sign_out(&c).await;
+
+    // Alice reviews it after the fact; the flag goes.
+    sign_in(&c, &base, &alice).await;
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
+    type_into(
+        &c,
+        "#review textarea",
+        "the hotfix diff is what was deployed",
+    )
+    .await;
+    click(&c, "#approve", "#reviews, #notice").await;
+    if let Ok(notice) = c.find(Locator::Css("#notice")).await {
+        panic!("the review was refused: {}", notice.text().await.unwrap());
+    }
+    assert!(
+        text(&c, "#break-glass")
+            .await
+            .contains("Reviewed after the fact")
+    );
+    assert!(c.find(Locator::Css("#review")).await.is_err());
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.find(Locator::Css(".reviews-due")).await.is_err());
+    screenshot(&c, "board-break-glass-reviewed").await;
+    c.close().await.unwrap();
+    assert!(server.stop().success());
+}

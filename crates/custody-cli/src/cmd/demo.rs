@@ -47,10 +47,11 @@ admin = ["root"]
 approver = ["alice", "bob", "carol"]
 signer = ["rita"]
 builder = ["ci-bot"]
-deployer = ["argo"]
+deployer = ["argo", "olga"]
 security = ["sec-lead"]
 auditor = ["audrey"]
 viewer = ["vic"]
+sre = ["olga"]
 
 [[release_key]]
 path = "keys/release-signer.pub"
@@ -81,6 +82,8 @@ verified = true
 soak = "1h"
 evidence = ["test-results", "vulnerability-scan", "sbom"]
 approvals = {{ quorum = 2, roles = ["approver"], expires = "24h" }}
+# On call may break glass in an incident: recorded, alerted, reviewed after the fact.
+break_glass = ["sre"]
 "#
         ),
     );
