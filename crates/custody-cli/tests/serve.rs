@@ -1646,6 +1646,14 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     assert_eq!(
         metric(
             &samples,
+            "custody_break_glass_total",
+            &[("environment", "build")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &samples,
             "custody_alerts_raised_total",
             &[("rule", "digest-mismatch"), ("severity", "critical")]
         ),

@@ -61,6 +61,7 @@ pub(crate) struct Metrics {
     rollbacks: Family<Labels, Counter>,
     deploys: Family<Labels, Counter>,
     drift: Family<Labels, Counter>,
+    break_glass: Family<Labels, Counter>,
     discrepancies: Counter,
     ledger_entries: Gauge,
     http: Family<Labels, Histogram, Latency>,
@@ -126,6 +127,7 @@ impl Metrics {
             rollbacks: Family::default(),
             deploys: Family::default(),
             drift: Family::default(),
+            break_glass: Family::default(),
             discrepancies: Counter::default(),
             ledger_entries: Gauge::default(),
             http: Family::new_with_constructor(Latency),
@@ -200,6 +202,11 @@ impl Metrics {
             m.appends.clone(),
         );
         m.registry.register(
+            "break_glass",
+            "Promotions certified by breaking glass, by environment",
+            m.break_glass.clone(),
+        );
+        m.registry.register(
             "alerts_raised",
             "Alerts raised, by rule and severity",
             m.alerts.clone(),
@@ -258,6 +265,9 @@ impl Metrics {
                 let mut labels = env();
                 labels.push(("allowed", allowed.to_string()));
                 self.decisions.get_or_create(&labels).inc();
+                if allowed && event.get("break_glass").is_some_and(Value::is_string) {
+                    self.break_glass.get_or_create(&env()).inc();
+                }
                 let mut rejected = false;
                 for g in event
                     .get("gates")
