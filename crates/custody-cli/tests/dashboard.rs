@@ -492,6 +492,15 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["size"].clone()
     };
     let before = size();
+    // The board keeps itself current without a script: the browser reloads it.
+    let board = http()
+        .get(format!("{}/", server.base))
+        .header("cookie", format!("custody_token={alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(board.status().as_u16(), 200);
+    assert_eq!(board.headers()["refresh"], "30");
     // A page on another site posting the form with the approver's cookie (as a browser
     // without SameSite would send it) but without the session's CSRF value.
     let forged = http()

@@ -1549,6 +1549,34 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     ]);
     expect_code(&out, 0);
     assert!(stdout(&out).contains("OVER"), "{}", stdout(&out));
+    // And once more, now; this one an approver rejects after the fact.
+    let out = local(
+        "rita",
+        &[
+            "promote",
+            "shop@1.0.1",
+            "--to",
+            "build",
+            "--break-glass",
+            "second attempt",
+            "--json",
+        ],
+    );
+    expect_code(&out, 0);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = again["promotion"]["id"].as_str().unwrap().to_owned();
+    let out = local(
+        "approver-1",
+        &[
+            "reject",
+            &again,
+            "--rationale",
+            "no incident justified this",
+            "--risk",
+            "high",
+        ],
+    );
+    expect_code(&out, 0);
     // A digest running in build that was never certified there.
     let stranger = format!("sha256:{}", "e".repeat(64));
     expect_code(
@@ -1590,6 +1618,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "evidence-about-to-expire",
         "break-glass-used",
         "break-glass-review-overdue",
+        "break-glass-review-rejected",
         "digest-mismatch",
         "repeated-denied-access",
     ];
@@ -1649,7 +1678,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
             "custody_break_glass_total",
             &[("environment", "build")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         metric(

@@ -297,6 +297,9 @@ fn allowed(r: Response, who: &Authenticated, permission: Permission) -> Response
     r
 }
 
+/// How often the board reloads itself (the HTTP `Refresh` header: live without a script).
+const BOARD_REFRESH_SECONDS: u32 = 30;
+
 /// `GET /`: the pipeline board.
 pub(crate) async fn board(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     let v = signed_in!(&s, &headers, Permission::Read);
@@ -307,8 +310,14 @@ pub(crate) async fn board(State(s): State<Arc<ServerState>>, headers: HeaderMap)
         div.board {
             @for c in &columns { (column(c, now)) }
         }
+        p.none { "As of " (now) "; this page refreshes every " (BOARD_REFRESH_SECONDS) " s." }
     };
-    shown(&v, "Pipeline", body, Permission::Read)
+    let mut r = shown(&v, "Pipeline", body, Permission::Read);
+    r.headers_mut().insert(
+        axum::http::header::REFRESH,
+        axum::http::HeaderValue::from(BOARD_REFRESH_SECONDS),
+    );
+    r
 }
 
 fn column(c: &BoardColumn, now: Timestamp) -> Markup {
