@@ -346,6 +346,12 @@ async fn authorization_matrix(postgres: bool) {
         ),
         (
             "GET",
+            "/metrics".into(),
+            None,
+            &["root", "audrey", "vic", "sec", "approver-1", "sam", "argo"],
+        ),
+        (
+            "GET",
             "/api/v1/promotions/prm-none".into(),
             None,
             &["root", "audrey", "vic", "sec", "approver-1", "sam", "argo"],
@@ -971,6 +977,9 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
 
     // /metrics, parsed by the Prometheus project's own Python parser, counts what the
     // ledger records of the demo.
+    // Only with a token of someone who may read the history (here a viewer's).
+    let scraper = token(&data, "vic", &[]);
+    until_servers_see_local_writes();
     let all = run(custody()
         .args(["history", "--json", "--limit", "0", "--data-dir"])
         .arg(&data));
@@ -980,7 +989,13 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
             .filter(|e| e["event"]["type"] == kind && e["event"][key] == value)
             .count() as f64
     };
-    let samples = scrape_metrics(&server.base).await;
+    let anonymous = http()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let samples = scrape_metrics(&server.base, &scraper).await;
     let sample = |name: &str, labels: &[(&str, &str)]| metric(&samples, name, labels);
     for env in ["build", "test", "staging", "production"] {
         let e = [("environment", env)];
@@ -1087,7 +1102,7 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     expect_code(&out, 0);
     assert!(stdout(&out).contains("certified"), "{}", stdout(&out));
     // Those went through the server: its appends were timed.
-    let samples = scrape_metrics(&server.base).await;
+    let samples = scrape_metrics(&server.base, &scraper).await;
     let committed = [("outcome", "committed")];
     assert!(
         metric(
@@ -1667,7 +1682,9 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
             .collect::<Vec<_>>()
     };
     assert_eq!(of("alert.raised").len(), all);
-    let samples = scrape_metrics(&server.base).await;
+    let scraper = token(&data, "root", &[]);
+    until_servers_see_local_writes();
+    let samples = scrape_metrics(&server.base, &scraper).await;
     assert_eq!(
         metric(&samples, "custody_alerts_raised_total", &[]),
         all as f64
@@ -1805,11 +1822,12 @@ fn deliveries(received: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// `/metrics`, parsed by the Prometheus project's own Python parser: one JSON object per
-/// sample (name, labels, value).
-async fn scrape_metrics(base: &str) -> Vec<Value> {
+/// `/metrics` as `token`'s holder scrapes it, parsed by the Prometheus project's own Python
+/// parser: one JSON object per sample (name, labels, value).
+async fn scrape_metrics(base: &str, token: &str) -> Vec<Value> {
     let text = http()
         .get(format!("{base}/metrics"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()

@@ -195,7 +195,11 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/charts", get(dashboard::charts))
         .route("/history.csv", get(dashboard::export_csv))
         .route("/history.json", get(dashboard::export_json))
-        .route("/metrics", get(metrics::render))
+        // Counts per environment, gate and route: for those who may read the history.
+        .route(
+            "/metrics",
+            get(metrics::render).route_layer(guarded(P::Read)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::time_requests,

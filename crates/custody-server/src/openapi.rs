@@ -96,8 +96,8 @@ fn routes() -> Value {
         "paths": {
             "/healthz": {"get": {"summary": "The process answers", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "The store answers", "responses": {"200": {"description": "ready"}, "503": error()}}},
-            "/metrics": {"get": {"summary": "Delivery and service metrics, counted from the ledger (OpenMetrics text)",
-                "responses": {"200": {"description": "the exposition", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}, "503": error()}}},
+            "/metrics": {"get": guarded(json!({"summary": "Delivery and service metrics, counted from the ledger (OpenMetrics text); scrape with a bearer token",
+                "responses": {"200": {"description": "the exposition", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}, "503": error()}}), "auditor, viewer, security, approver, signer, deployer")},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok("the OpenAPI document", any_object())}}},
             "/api/v1/log/checkpoint": {"get": {"summary": "The latest signed checkpoint (C2SP signed note)",
                 "responses": {"200": {"description": "the note", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
