@@ -30,6 +30,15 @@ macro_rules! on_conn {
 /// Rows per multi-row `INSERT` (well under SQLite's 32,766 bound parameters).
 const INSERT_CHUNK: usize = 500;
 
+/// Whether a multi-row statement of `rows` rows is kept prepared in the connection's
+/// statement cache: the few shapes that recur (small batches, full chunks). A group commit's
+/// batches come in every size, and keeping each size's statement (up to the cache's 100 per
+/// connection, each holding its parsed SQL for up to 500 rows) made a busy server's memory
+/// creep up by tens of MiB.
+fn kept(rows: usize) -> bool {
+    rows <= 8 || rows == INSERT_CHUNK
+}
+
 impl Conn<'_> {
     fn dialect(&self) -> Dialect {
         match self {
@@ -209,7 +218,7 @@ pub(crate) async fn insert_entries(
             c.dialect().values_list(chunk.len(), 2)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for leaf in chunk {
                 q = q.bind(index).bind(*leaf);
                 index += 1;
@@ -231,7 +240,7 @@ pub(crate) async fn insert_nodes(
             c.dialect().values_list(chunk.len(), 2)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for (id, hash) in chunk {
                 q = q.bind(*id).bind(&hash[..]);
             }
@@ -287,7 +296,7 @@ pub(crate) async fn insert_terms(
             c.dialect().values_list(chunk.len(), 2)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for (term, idx) in chunk {
                 q = q.bind(term).bind(*idx);
             }
@@ -423,7 +432,7 @@ pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<
             c.dialect().values_list(chunk.len(), 5)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for (kind, key, version, value, log_index) in chunk {
                 q = q.bind(kind).bind(key).bind(*version).bind(value).bind(*log_index);
             }
@@ -485,7 +494,7 @@ pub(crate) async fn insert_idempotency(
             c.dialect().values_list(chunk.len(), 5)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for (key, fingerprint, first, count, size) in chunk {
                 q = q.bind(*key).bind(*fingerprint).bind(*first).bind(*count).bind(*size);
             }
@@ -560,7 +569,7 @@ pub(crate) async fn upsert_last_uses(
             c.dialect().values_list(chunk.len(), 4)
         );
         on_conn!(c, c => {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
             for (principal, outcome, at, ns) in chunk {
                 q = q.bind(*principal).bind(*outcome).bind(*at).bind(*ns);
             }
