@@ -396,12 +396,18 @@ pub async fn serve(
     // Raises alerts from the ledger and the clock, and delivers them to webhooks.
     let alerts = tokio::spawn(alerting::run(state.clone()));
     let ledger_audit = tokio::spawn(alerting::audit_ledger(state.clone()));
+    // Folds the ledger into the metrics as it grows, ahead of scrapes and the charts.
+    let metrics_follower = tokio::spawn({
+        let state = state.clone();
+        async move { state.metrics.follow(state.app.store()).await }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     watcher.abort();
     alerts.abort();
     ledger_audit.abort();
+    metrics_follower.abort();
     state.flush_access_log().await;
     served
 }

@@ -71,6 +71,9 @@ pub(crate) struct Metrics {
     follower: Mutex<Follower>,
 }
 
+/// How often the metrics fold in new ledger entries between scrapes.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Per day (`YYYY-MM-DD`, UTC), what the delivery charts draw.
 pub(crate) type Daily = std::collections::BTreeMap<String, Day>;
 
@@ -372,6 +375,18 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Keeps up with the ledger in the background (every [`FOLLOW_EVERY`]), so that a
+    /// scrape or the Charts page folds in a second's worth of entries at most, not, on the
+    /// first view after a start, the whole history.
+    pub(crate) async fn follow<S: Store>(&self, store: &S) {
+        loop {
+            if let Err(e) = self.catch_up(store).await {
+                eprintln!("custody: metrics: {e}");
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
+    }
+
     /// The delivery counts per day of the last `days` days that had any, caught up first.
     pub(crate) async fn daily<S: Store>(&self, store: &S, days: usize) -> Result<Daily, String> {
         self.catch_up(store).await?;

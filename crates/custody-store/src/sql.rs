@@ -325,7 +325,9 @@ pub(crate) async fn search(
         s
     };
     // Parameters are numbered in the order they appear in the text, and bound so.
-    let mut sql = String::from("SELECT e.idx, e.leaf FROM log_terms t0");
+    // The matching indices first (at most `limit`, read newest first off the (term, idx)
+    // key), then their leaves: the planner never walks the entries to meet the terms.
+    let mut sql = String::from("SELECT e.idx, e.leaf FROM (SELECT t0.idx FROM log_terms t0");
     for i in 1..terms.len() {
         sql.push_str(&format!(
             " JOIN log_terms t{i} ON t{i}.term = {} AND t{i}.idx = t0.idx",
@@ -333,8 +335,8 @@ pub(crate) async fn search(
         ));
     }
     sql.push_str(&format!(
-        " JOIN log_entries e ON e.idx = t0.idx WHERE t0.term = {} AND t0.idx >= {} AND t0.idx < {} \
-         ORDER BY t0.idx DESC LIMIT {}",
+        " WHERE t0.term = {} AND t0.idx >= {} AND t0.idx < {} ORDER BY t0.idx DESC LIMIT {}) m \
+         JOIN log_entries e ON e.idx = m.idx ORDER BY e.idx DESC",
         next(),
         next(),
         next(),
