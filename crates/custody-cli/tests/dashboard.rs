@@ -501,6 +501,31 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
         .unwrap();
     assert_eq!(board.status().as_u16(), 200);
     assert_eq!(board.headers()["refresh"], "30");
+    // Signing in behind a TLS proxy marks the session cookie Secure; directly, it cannot be.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (proto, secure) in [(None, false), (Some("https"), true)] {
+        let mut request = no_redirects
+            .post(format!("{}/login", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={alice}"));
+        if let Some(p) = proto {
+            request = request.header("x-forwarded-proto", p);
+        }
+        let signed_in = request.send().await.unwrap();
+        assert_eq!(signed_in.status().as_u16(), 303);
+        let cookie = signed_in.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+    }
     // A page on another site posting the form with the approver's cookie (as a browser
     // without SameSite would send it) but without the session's CSRF value.
     let forged = http()

@@ -1,7 +1,8 @@
 //! The dashboard: server-rendered HTML (maud) over the same use cases as the API, no
 //! JavaScript build step and no script at all.
 //!
-//! Sign-in takes an API token and keeps it in an `HttpOnly`, `SameSite=Strict` cookie; every
+//! Sign-in takes an API token and keeps it in an `HttpOnly`, `SameSite=Strict` cookie (also
+//! `Secure` when a TLS proxy says the browser came over HTTPS); every
 //! page authenticates it as the API does and shows only what the principal's roles allow
 //! (`read` for pages; the review form only to those who may review; a confidential rationale
 //! only to auditors, admins and the people involved). Every form that changes something
@@ -230,8 +231,17 @@ pub(crate) struct LoginForm {
     token: String,
 }
 
-/// `POST /login`: checks the token, then keeps it in the session cookie.
-pub(crate) async fn login(State(s): State<Arc<ServerState>>, Form(f): Form<LoginForm>) -> Response {
+/// `POST /login`: checks the token, then keeps it in the session cookie (`Secure` too when a
+/// TLS proxy in front says the browser came over HTTPS: `X-Forwarded-Proto: https`).
+pub(crate) async fn login(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let over_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let token = f.token.trim();
     let well_formed = token.len() <= 256
         && token
@@ -241,7 +251,8 @@ pub(crate) async fn login(State(s): State<Arc<ServerState>>, Form(f): Form<Login
         Ok(who) if well_formed => {
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = header::HeaderValue::from_str(&format!(
-                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+                if over_https { "; Secure" } else { "" }
             )) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
