@@ -502,7 +502,8 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     assert_eq!(board.status().as_u16(), 200);
     assert_eq!(board.headers()["refresh"], "30");
     // Signing in behind a TLS proxy marks the session cookie Secure; directly, it cannot be.
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = custody_server::http_client::client_builder(None)
+        .unwrap()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
