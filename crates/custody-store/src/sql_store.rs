@@ -279,7 +279,7 @@ impl SqlStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    /// The head's size alone: bounds-checking a read needs no signature check.
+    /// Refuses a search of a ledger whose older entries have no terms yet.
     fn check_searchable(&self) -> Result<(), StoreError> {
         if self.searchable {
             return Ok(());
@@ -291,6 +291,7 @@ impl SqlStore {
         ))
     }
 
+    /// The head's size alone: bounds-checking a read needs no signature check.
     async fn head_size(&self) -> Result<u64, StoreError> {
         let mut conn = self.read.acquire().await?;
         let head = sql::head(&mut conn.conn(), false)
