@@ -292,12 +292,17 @@ impl<S: Store> App<S> {
             .rev()
             .map(crate::HistoryEntry::read)
             .collect::<AppResult<Vec<_>>>()?;
+        // Each environment's record (not the board: its waiting promotions are not needed).
         let mut certified_in = Vec::new();
-        for column in self.board().await? {
-            if let Some(cert) = column.certified {
+        for env in self.policy().await?.environments() {
+            let certified = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
+                .await?
+                .and_then(|e| e.value.certified);
+            if let Some(cert) = certified {
                 let release = self.release(&cert.release).await?;
                 if release.artifacts.iter().any(|a| &a.digest == digest) {
-                    certified_in.push((column.environment, cert.release));
+                    certified_in.push((env.name.clone(), cert.release));
                 }
             }
         }

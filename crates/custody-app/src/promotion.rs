@@ -118,9 +118,7 @@ impl<S: Store> App<S> {
                     reviewed_by: None,
                 }),
             };
-            let idem = idempotency_key
-                .map(|k| idempotency("promote", k, &request))
-                .transpose()?;
+            let (idem, remembered) = remember("promote", idempotency_key, &promotion.id, &request)?;
             let mut requested = json!({
                 "promotion": promotion.id,
                 "release": release.id(),
@@ -131,16 +129,7 @@ impl<S: Store> App<S> {
                 requested["break_glass"] = json!(reason);
             }
             let mut events = vec![event("promotion.requested", actor, requested)?];
-            let mut state = Vec::new();
-            if let Some(key) = idempotency_key {
-                let record = IdempotencyRecord::new(&promotion.id, &request)?;
-                state.push(write(
-                    kind::IDEMPOTENCY,
-                    &format!("promote:{key}"),
-                    &record,
-                    Expect::Absent,
-                )?);
-            }
+            let mut state: Vec<StateWrite> = remembered.into_iter().collect();
             let outcome = self
                 .decide(
                     actor,
@@ -265,11 +254,8 @@ impl<S: Store> App<S> {
             }
             promotion.approvals.push(record.id.clone());
             let mut events = vec![approval_event(actor, &record, &promotion, &release, false)?];
-            let idem = idempotency_key.map(|k| idempotency("review", k, &request)).transpose()?;
-            if let Some(key) = idempotency_key {
-                let record = IdempotencyRecord::new(&promotion.id, &request)?;
-                state.push(write(kind::IDEMPOTENCY, &format!("review:{key}"), &record, Expect::Absent)?);
-            }
+            let (idem, remembered) = remember("review", idempotency_key, &promotion.id, &request)?;
+            state.extend(remembered);
             let mut all: Vec<ApprovalRecord> = approvals.into_iter().map(|a| a.value).collect();
             all.push(record.clone());
             let mut outcome = self
@@ -384,18 +370,8 @@ impl<S: Store> App<S> {
                 Expect::Any,
             )?,
         ];
-        let idem = idempotency_key
-            .map(|k| idempotency("review", k, request))
-            .transpose()?;
-        if let Some(key) = idempotency_key {
-            let done = IdempotencyRecord::new(&promotion.id, request)?;
-            state.push(write(
-                kind::IDEMPOTENCY,
-                &format!("review:{key}"),
-                &done,
-                Expect::Absent,
-            )?);
-        }
+        let (idem, remembered) = remember("review", idempotency_key, &promotion.id, request)?;
+        state.extend(remembered);
         let outcome = PromotionOutcome {
             promotion,
             decision,
@@ -818,6 +794,29 @@ impl<S: Store> App<S> {
                 .collect(),
         })
     }
+}
+
+/// With an idempotency key: the store's key for this `use_case` request, and the record by
+/// which a retry finds the promotion it made or reviewed (see `replay_of`).
+fn remember(
+    use_case: &str,
+    key: Option<&str>,
+    promotion: &str,
+    request: &serde_json::Value,
+) -> AppResult<(Option<custody_store::IdempotencyKey>, Option<StateWrite>)> {
+    let Some(key) = key else {
+        return Ok((None, None));
+    };
+    let record = IdempotencyRecord::new(promotion, request)?;
+    Ok((
+        Some(idempotency(use_case, key, request)?),
+        Some(write(
+            kind::IDEMPOTENCY,
+            &format!("{use_case}:{key}"),
+            &record,
+            Expect::Absent,
+        )?),
+    ))
 }
 
 /// The `approval.recorded` event of `record`. A confidential rationale stays out of the

@@ -755,7 +755,7 @@ pub(crate) async fn export_csv(
     headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    export(&s, &headers, "history.csv", &q).await
+    export(&s, &headers, Export::Csv, &q).await
 }
 
 /// `GET /history.json`.
@@ -764,11 +764,23 @@ pub(crate) async fn export_json(
     headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    export(&s, &headers, "history.json", &q).await
+    export(&s, &headers, Export::Json, &q).await
+}
+
+/// The formats history exports to.
+#[derive(Clone, Copy)]
+enum Export {
+    Csv,
+    Json,
 }
 
 /// The search's events (the newest [`EXPORT`]), oldest first, as a file.
-async fn export(s: &ServerState, headers: &HeaderMap, format: &str, q: &HistoryQuery) -> Response {
+async fn export(
+    s: &ServerState,
+    headers: &HeaderMap,
+    format: Export,
+    q: &HistoryQuery,
+) -> Response {
     let v = signed_in!(s, headers, Permission::Read);
     let entries = match q.filter(EXPORT) {
         Ok(filter) => match s.app.history(&filter).await {
@@ -777,22 +789,17 @@ async fn export(s: &ServerState, headers: &HeaderMap, format: &str, q: &HistoryQ
         },
         Err(why) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &why),
     };
-    let (body, content_type) = match format {
-        "history.json" => match serde_json::to_vec(&entries) {
-            Ok(b) => (b, "application/json"),
-            Err(e) => {
-                return error_page(
-                    Some(&v.who),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &e.to_string(),
-                );
-            }
-        },
-        "history.csv" => match history_csv(&entries) {
-            Ok(b) => (b, "text/csv; charset=utf-8"),
-            Err(e) => return error_page(Some(&v.who), StatusCode::INTERNAL_SERVER_ERROR, &e),
-        },
-        _ => return error_page(Some(&v.who), StatusCode::NOT_FOUND, "no such export"),
+    let encoded = match format {
+        Export::Json => serde_json::to_vec(&entries).map_err(|e| e.to_string()),
+        Export::Csv => history_csv(&entries),
+    };
+    let body = match encoded {
+        Ok(b) => b,
+        Err(e) => return error_page(Some(&v.who), StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let (format, content_type) = match format {
+        Export::Json => ("history.json", "application/json"),
+        Export::Csv => ("history.csv", "text/csv; charset=utf-8"),
     };
     let disposition = format!("attachment; filename=\"custody-{format}\"");
     allowed(
@@ -896,17 +903,7 @@ pub(crate) async fn lineage(
         Ok(d) => d,
         Err(e) => return error_page(Some(&v.who), StatusCode::BAD_REQUEST, &format!("{e}")),
     };
-    let l = match s.app.lineage(&digest).await {
-        Ok(l) => l,
-        Err(AppError::Invalid(m)) => return error_page(Some(&v.who), StatusCode::NOT_FOUND, &m),
-        Err(e) => {
-            return error_page(
-                Some(&v.who),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
+    let l = or_fail!(v, s.app.lineage(&digest).await);
     let a = &l.artifact;
     let body = html! {
         h1 { (a.name) }

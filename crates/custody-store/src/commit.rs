@@ -26,7 +26,7 @@ use crate::{Append, Appended, Expect, StoreError};
 /// One caller's append waiting to be committed.
 pub(crate) struct Request {
     pub(crate) append: Append,
-    /// What each of its events is searched by ([`crate::search`]), worked out by the
+    /// What each of its events is searched by (`search::index`), worked out by the
     /// caller's task rather than under the log's lock.
     pub(crate) indexed: Vec<Indexed>,
     pub(crate) reply: oneshot::Sender<Result<Appended, StoreError>>,

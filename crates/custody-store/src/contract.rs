@@ -47,7 +47,8 @@ pub const MAX_KEY_BYTES: usize = 512;
 ///    the original [`Appended`] (with `replayed: true`) and writes nothing; the same key
 ///    with a different fingerprint is refused with [`StoreError::IdempotencyConflict`].
 /// 8. **Searchable.** The transaction that appends an entry also records its search terms
-///    ([`crate::search::terms`]), so [`Store::search`] finds every entry naming a term.
+///    (the names its event mentions, see [`crate::search`]), so [`Store::search`] finds
+///    every entry naming a term.
 /// 9. **Unknown outcomes are named.** If the commit's outcome cannot be known (the
 ///    connection dropped during `COMMIT`), the error is [`StoreError::OutcomeUnknown`];
 ///    retrying with the same idempotency key converges.

@@ -123,13 +123,8 @@ struct Named {
 /// bounded the same way, and no name custody writes comes near it).
 const MAX_TERM_NAME: usize = 512;
 
-/// The name terms of one ledger leaf (an event's canonical JSON). A leaf that is not a
-/// JSON object, or a field of an unexpected shape, simply yields fewer terms.
-pub fn terms(leaf: &[u8]) -> Vec<String> {
-    index(leaf).terms
-}
-
-/// The name terms and the stamp of one ledger leaf.
+/// The name terms and the stamp of one ledger leaf (an event's canonical JSON). A leaf
+/// that is not a JSON object, or a field of an unexpected shape, simply yields fewer terms.
 pub(crate) fn index(leaf: &[u8]) -> Indexed {
     let Ok(named) = serde_json::from_slice::<Named>(leaf) else {
         return Indexed::default();
@@ -200,7 +195,7 @@ mod tests {
             Indexed::default()
         );
         let long = format!(r#"{{"actor":"{}"}}"#, "a".repeat(MAX_TERM_NAME + 1));
-        assert!(terms(long.as_bytes()).is_empty());
+        assert!(index(long.as_bytes()).terms.is_empty());
     }
 
     #[test]

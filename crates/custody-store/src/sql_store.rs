@@ -695,9 +695,11 @@ impl Store for SqlStore {
         until: Option<Timestamp>,
     ) -> Result<(u64, u64), StoreError> {
         self.check_searchable()?;
+        // The size first: holding a connection while asking the pool for another could
+        // starve it.
+        let size = to_i64(self.head_size().await?)?;
         let mut conn = self.read.acquire().await?;
         let mut c = conn.conn();
-        let size = to_i64(self.head_size().await?)?;
         let start = match since {
             None => 0,
             Some(t) => {
@@ -718,7 +720,7 @@ impl Store for SqlStore {
                 in_order.max(late).min(size)
             }
         };
-        Ok((to_u64(start.min(size))?, to_u64(end.max(start.min(size)))?))
+        Ok((to_u64(start)?, to_u64(end.max(start))?))
     }
 
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
