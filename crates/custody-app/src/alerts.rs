@@ -13,12 +13,13 @@
 //!   `alert.delivered`, `alert.delivery_failed`): a delivery is never dropped; one that
 //!   keeps failing stays queued, retried with a capped backoff, and shown.
 
-use custody_model::Timestamp;
+use custody_model::{Timestamp, Verdict};
 use custody_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::{Actor, App, event, expect_version, idempotency, write};
+use crate::events::{self, Event, EventBody};
 use crate::records::kind;
 use crate::{AppError, AppResult};
 
@@ -76,24 +77,15 @@ const MAX_BACKOFF_SECONDS: i64 = 300;
 /// The actor custody's own alerting acts as.
 pub const ALERTING: &str = "custody-alerts";
 
-fn at(event: &Value) -> &str {
-    event.get("at").and_then(Value::as_str).unwrap_or("")
-}
-
 /// The alerts one ledger event raises (pure).
-pub fn alerts_for_event(index: u64, event: &Value) -> Vec<Alert> {
-    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+pub fn alerts_for_event(index: u64, event: &Event) -> Vec<Alert> {
     let mut out = Vec::new();
-    match s("type") {
-        "decision.recorded" => {
-            for g in event
-                .get("gates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let gate = g.get("gate").and_then(Value::as_str).unwrap_or("");
-                let failed = g.get("status").and_then(Value::as_str) == Some("fail");
+    let about = |promotion: &str, environment: &str| json!({"promotion": promotion, "environment": environment, "ledger_index": index});
+    match &event.body {
+        EventBody::DecisionRecorded(d) => {
+            for g in &d.gates {
+                let gate = g.gate.to_string();
+                let failed = g.status == custody_policy::Status::Fail;
                 if failed && (gate == "release-signature" || gate == "provenance") {
                     out.push(Alert {
                         id: format!("signature:{index}:{gate}"),
@@ -101,96 +93,79 @@ pub fn alerts_for_event(index: u64, event: &Value) -> Vec<Alert> {
                         severity: "critical".into(),
                         text: format!(
                             "{} → {}: {} gate failed: {}",
-                            s("release"),
-                            s("environment"),
-                            gate,
-                            g.get("reason").and_then(Value::as_str).unwrap_or("")
+                            d.release, d.environment, gate, g.reason
                         ),
-                        subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+                        subject: about(&d.promotion, &d.environment),
                     });
                 }
             }
+            if let (true, Some(reason)) = (d.allowed, &d.break_glass) {
+                out.push(Alert {
+                    id: format!("break-glass:{}", d.promotion),
+                    rule: "break-glass-used".into(),
+                    severity: "critical".into(),
+                    text: format!(
+                        "{} broke glass: {} certified in {} past its gates ({reason}); an after-the-fact review is due ({})",
+                        event.actor, d.release, d.environment, d.promotion
+                    ),
+                    subject: about(&d.promotion, &d.environment),
+                });
+            }
         }
-        "approval.recorded"
-            if event.get("after_the_fact") == Some(&json!(true)) && s("verdict") == "reject" =>
-        {
+        EventBody::ApprovalRecorded(a) if a.after_the_fact && a.verdict == Verdict::Reject => {
             out.push(Alert {
-                id: format!("break-glass-rejected:{}", s("approval")),
+                id: format!("break-glass-rejected:{}", a.approval),
                 rule: "break-glass-review-rejected".into(),
                 severity: "critical".into(),
                 text: format!(
                     "{} rejected, after the fact, the break-glass promotion of {} into {} ({}): {}",
-                    s("actor"),
-                    s("release"),
-                    s("environment"),
-                    s("promotion"),
-                    if event.get("confidential") == Some(&json!(true)) {
+                    event.actor,
+                    a.release,
+                    a.environment,
+                    a.promotion,
+                    if a.confidential {
                         "(confidential rationale)"
                     } else {
-                        s("rationale")
+                        a.rationale.as_deref().unwrap_or("")
                     }
                 ),
-                subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+                subject: about(&a.promotion, &a.environment),
             });
         }
-        "deploy.reported" => {
-            let drift: Vec<&str> = event
-                .get("drift")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !drift.is_empty() {
-                out.push(Alert {
-                    id: format!("digest-mismatch:{index}"),
-                    rule: "digest-mismatch".into(),
-                    severity: "critical".into(),
-                    text: format!(
-                        "{} reports {} running in {} that was never certified there: {}",
-                        s("actor"),
-                        if drift.len() == 1 { "a digest" } else { "digests" },
-                        s("environment"),
-                        drift.join(", ")
-                    ),
-                    subject: json!({"environment": s("environment"), "digests": drift, "ledger_index": index}),
-                });
-            }
-        }
-        "provenance.discrepancy" => out.push(Alert {
-            id: format!("discrepancy:{index}"),
-            rule: "provenance-discrepancy".into(),
-            severity: "critical".into(),
-            text: format!(
-                "two builds of the same source and parameters disagree: {}",
-                crate::history::event_artifacts(event)
-                    .collect::<Vec<_>>()
-                    .join(" vs ")
-            ),
-            subject: json!({"ledger_index": index, "artifacts": event.get("artifacts")}),
-        }),
-        _ => {}
-    }
-    if s("type") == "decision.recorded" && event.get("allowed") == Some(&json!(true)) {
-        if let Some(reason) = event.get("break_glass").and_then(Value::as_str) {
+        EventBody::DeployReported(r) if !r.drift.is_empty() => {
+            let drift: Vec<String> = r.drift.iter().map(ToString::to_string).collect();
             out.push(Alert {
-                id: format!("break-glass:{}", s("promotion")),
-                rule: "break-glass-used".into(),
+                id: format!("digest-mismatch:{index}"),
+                rule: "digest-mismatch".into(),
                 severity: "critical".into(),
                 text: format!(
-                    "{} broke glass: {} certified in {} past its gates ({reason}); an after-the-fact review is due ({})",
-                    s("actor"),
-                    s("release"),
-                    s("environment"),
-                    s("promotion")
+                    "{} reports {} running in {} that was never certified there: {}",
+                    event.actor,
+                    if drift.len() == 1 { "a digest" } else { "digests" },
+                    r.environment,
+                    drift.join(", ")
                 ),
-                subject: json!({"promotion": s("promotion"), "environment": s("environment"), "ledger_index": index}),
+                subject: json!({"environment": r.environment, "digests": drift, "ledger_index": index}),
             });
         }
+        EventBody::ProvenanceDiscrepancy(p) => {
+            let digests: Vec<String> = p.artifacts.iter().map(ToString::to_string).collect();
+            out.push(Alert {
+                id: format!("discrepancy:{index}"),
+                rule: "provenance-discrepancy".into(),
+                severity: "critical".into(),
+                text: format!(
+                    "two builds of the same source and parameters disagree: {}",
+                    digests.join(" vs ")
+                ),
+                subject: json!({"ledger_index": index, "artifacts": digests}),
+            });
+        }
+        _ => {}
     }
     for a in &mut out {
         if let Value::Object(subject) = &mut a.subject {
-            subject.insert("at".into(), json!(at(event)));
+            subject.insert("at".into(), json!(event.at.to_string()));
         }
     }
     out
@@ -228,10 +203,15 @@ impl<S: Store> App<S> {
                 recent.alerts.remove(0);
             }
             let events = vec![event(
-                "alert.raised",
                 &actor,
-                json!({"alert": alert.id, "rule": alert.rule, "severity": alert.severity,
-                       "text": alert.text, "subject": alert.subject, "webhooks": webhooks}),
+                EventBody::AlertRaised(events::AlertRaised {
+                    alert: alert.id.clone(),
+                    rule: alert.rule.clone(),
+                    severity: alert.severity.clone(),
+                    text: alert.text.clone(),
+                    subject: alert.subject.clone(),
+                    webhooks: webhooks.to_vec(),
+                }),
             )?];
             let state = vec![
                 write(kind::OUTBOX, "alerts", &outbox, expect)?,
@@ -290,9 +270,12 @@ impl<S: Store> App<S> {
                 Ok(()) => {
                     outbox.deliveries.remove(i);
                     event(
-                        "alert.delivered",
                         &actor,
-                        json!({"alert": alert, "webhook": webhook, "attempts": attempts}),
+                        EventBody::AlertDelivered(events::AlertDelivered {
+                            alert: alert.into(),
+                            webhook: webhook.into(),
+                            attempts,
+                        }),
                     )?
                 }
                 Err(why) => {
@@ -303,9 +286,13 @@ impl<S: Store> App<S> {
                     d.next_at = Timestamp::from_unix_seconds(now.unix_seconds() + backoff)
                         .map_err(|e| AppError::invalid(e.to_string()))?;
                     event(
-                        "alert.delivery_failed",
                         &actor,
-                        json!({"alert": alert, "webhook": webhook, "attempts": attempts, "error": why}),
+                        EventBody::AlertDeliveryFailed(events::AlertDeliveryFailed {
+                            alert: alert.into(),
+                            webhook: webhook.into(),
+                            attempts,
+                            error: why.clone(),
+                        }),
                     )?
                 }
             };
@@ -409,7 +396,7 @@ pub fn overdue_approvals(
             let waiting_for_people = p
                 .blocking
                 .iter()
-                .any(|(gate, status, _)| gate == "approvals" && status == "waiting");
+                .any(|b| b.gate == "approvals" && b.status == custody_policy::Status::Waiting);
             if waiting_for_people && waited > sla_seconds {
                 out.push((
                     id.clone(),

@@ -9,7 +9,7 @@ use custody_policy::Policy;
 use custody_store::{Append, Appended, Expect, IdempotencyKey, StateWrite, Store, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::records::{PolicyRecord, kind};
 use crate::state_cache::StateCache;
@@ -22,6 +22,8 @@ pub struct Actor {
     pub principal: String,
     /// The time of the action.
     pub now: Timestamp,
+    /// How the principal authenticated, recorded with every event they cause.
+    pub auth: Option<custody_model::Authentication>,
 }
 
 impl Actor {
@@ -38,7 +40,17 @@ impl Actor {
                 "principal {principal:?} must be 1 to 256 characters without spaces"
             )));
         }
-        Ok(Actor { principal, now })
+        Ok(Actor {
+            principal,
+            now,
+            auth: None,
+        })
+    }
+
+    /// The same actor, recorded as having authenticated by `auth`.
+    pub fn authenticated_by(mut self, auth: custody_model::Authentication) -> Actor {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -51,8 +63,10 @@ pub struct App<S: Store> {
     policy: Mutex<Option<(String, Arc<Policy>)>>,
     verdicts:
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
-    /// The hot records, for a server that runs [`App::watch_for_other_writers`].
-    state_cache: StateCache,
+    /// The hot records, for a server that runs [`App::follow_ledger`].
+    pub(crate) state_cache: StateCache,
+    /// What the ledger's follower saw (see tail.rs).
+    pub(crate) tail: crate::tail::Tail,
     /// Told how long each append took and whether it committed (a server's metrics).
     append_observer: std::sync::OnceLock<AppendObserver>,
 }
@@ -89,22 +103,9 @@ impl<S: Store> App<S> {
             policy: Mutex::new(None),
             verdicts: Mutex::new(std::collections::HashMap::new()),
             state_cache: StateCache::new(),
+            tail: crate::tail::Tail::new(),
             append_observer: std::sync::OnceLock::new(),
         }
-    }
-
-    /// Lets this `App` keep the records every request reads (tokens, the policy's digest,
-    /// environments) in memory, by watching the log for other processes' writes: writes
-    /// through this `App` are seen at once, other processes' within
-    /// [`crate::STATE_WATCH_EVERY`]. Runs until the future is dropped; a long-running
-    /// server spawns it. Without it every read goes to the store.
-    pub async fn watch_for_other_writers(&self) {
-        self.state_cache.watch(&self.store).await;
-    }
-
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
     }
 
     /// The store, for closing it.
@@ -167,7 +168,7 @@ impl<S: Store> App<S> {
     ) -> AppResult<Versioned<T>> {
         self.get(kind, key)
             .await?
-            .ok_or_else(|| AppError::invalid(missing()))
+            .ok_or_else(|| AppError::not_found(missing()))
     }
 
     /// The policy in force, compiled (cached by digest).
@@ -293,14 +294,9 @@ impl<S: Store> App<S> {
     }
 }
 
-/// A ledger event: `{"type", "at", "actor", …fields}` in canonical JSON.
-pub(crate) fn event(kind: &str, actor: &Actor, fields: Value) -> AppResult<CanonicalJson> {
-    let mut value = json!({"type": kind, "at": actor.now.to_string(), "actor": actor.principal});
-    if let (Value::Object(event), Value::Object(fields)) = (&mut value, fields) {
-        event.extend(fields);
-    }
-    CanonicalJson::from_value(&value)
-        .map_err(|e| AppError::invalid(format!("event {kind} is not representable: {e}")))
+/// The leaf of `body`, done by `actor`: see [`crate::events`].
+pub(crate) fn event(actor: &Actor, body: crate::events::EventBody) -> AppResult<CanonicalJson> {
+    crate::events::Event::by(actor, body).to_leaf()
 }
 
 /// A state write of a record.
@@ -330,7 +326,7 @@ pub(crate) fn expect_version<T>(record: &Option<Versioned<T>>) -> Expect {
 }
 
 /// A fresh id: `prefix-` and 16 random hex digits.
-pub(crate) fn new_id(prefix: &str) -> String {
+pub fn new_id(prefix: &str) -> String {
     use rand_core::RngCore;
     let mut bytes = [0u8; 8];
     rand_core::OsRng.fill_bytes(&mut bytes);
@@ -368,9 +364,7 @@ impl<S: Store> App<S> {
             return Ok(None);
         };
         if record.value.fingerprint != fingerprint(request)? {
-            return Err(AppError::invalid(format!(
-                "idempotency key {key:?} was already used for a different request\nhint: use a new key for a new request"
-            )));
+            return Err(key_reused(key));
         }
         let outcome = serde_json::from_value(record.value.outcome).map_err(|e| {
             AppError::Store(StoreError::Corrupt(format!(
@@ -381,7 +375,15 @@ impl<S: Store> App<S> {
     }
 }
 
-fn fingerprint(request: &Value) -> AppResult<custody_model::Digest> {
+/// The refusal of an idempotency key already used for a different request.
+pub(crate) fn key_reused(key: &str) -> AppError {
+    AppError::conflict(format!(
+        "idempotency key {key:?} was already used for a different request\nhint: use a new key for a new request"
+    ))
+}
+
+/// SHA-256 of a request's canonical JSON: tells a retry from another request.
+pub(crate) fn fingerprint(request: &Value) -> AppResult<custody_model::Digest> {
     let bytes = CanonicalJson::from_value(request)
         .map_err(|e| AppError::invalid(e.to_string()))?
         .into_bytes();

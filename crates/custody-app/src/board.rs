@@ -172,9 +172,14 @@ impl<S: Store> App<S> {
         Ok(out)
     }
 
-    /// A promotion with its reviews, latest decision, release signatures and provenance.
-    pub async fn promotion_view(&self, id: &str) -> AppResult<PromotionView> {
-        let (promotion, reviews) = self.promotion(id).await?;
+    /// A promotion with its reviews (redacted for `viewer`), latest decision, release
+    /// signatures and provenance.
+    pub async fn promotion_view(
+        &self,
+        viewer: &crate::Authenticated,
+        id: &str,
+    ) -> AppResult<PromotionView> {
+        let (promotion, reviews) = self.promotion_for(viewer, id).await?;
         let decision = match promotion.decisions.last() {
             Some(d) => {
                 let record = self

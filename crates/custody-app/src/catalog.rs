@@ -1,18 +1,18 @@
 //! What is promoted: the policy, artifacts with their builds and provenance, evidence,
 //! and signed releases.
 
-use custody_crypto::Signer;
 use custody_crypto::dsse::Envelope;
 use custody_model::Digest;
 use custody_policy::Bundle;
 use custody_store::Expect;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::{Actor, App, Once, Versioned, event, expect_version, write};
 use crate::attestations::{
     self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
 };
+use crate::events::{self, EventBody};
 use crate::records::{
     ArtifactRecord, BuildSourceRecord, EvidenceRecord, PolicyRecord, ReleaseRecord, kind,
 };
@@ -30,21 +30,101 @@ pub struct PolicyApplied {
     pub ledger_index: Option<u64>,
 }
 
-/// An artifact to register.
-#[derive(Default)]
-pub struct NewArtifact<'a> {
+/// An artifact to register (the body of `POST /api/v1/artifacts`). Its provenance, if
+/// any, was signed by the builder on their own machine or token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterArtifact {
     /// Its name.
     pub name: String,
-    /// Its digest.
-    pub digest: Option<Digest>,
-    /// Its size, if custody hashed the file.
+    /// Its digest (`sha256:…`).
+    #[schema(value_type = String)]
+    pub digest: Digest,
+    /// Its size in bytes, if the caller hashed the file.
+    #[serde(default)]
     pub size: Option<u64>,
-    /// The build as declared.
+    /// The build as the builder declares it.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub build: Option<BuildFields>,
-    /// Provenance produced elsewhere.
+    /// Its SLSA provenance, a DSSE envelope signed by a builder key the policy trusts.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub provenance: Option<Envelope>,
-    /// With `build`: sign provenance from the declared fields with this builder key.
-    pub builder_key: Option<&'a dyn Signer>,
+}
+
+impl RegisterArtifact {
+    /// The registration of `name` at `digest` built as `build` declares, with SLSA v1
+    /// provenance written from it and signed by `builder` (the builder's key stays with the
+    /// caller; only the envelope travels).
+    pub fn signed_by(
+        builder: &dyn custody_crypto::Signer,
+        name: &str,
+        digest: Digest,
+        size: Option<u64>,
+        build: BuildFields,
+    ) -> AppResult<RegisterArtifact> {
+        let provenance = attestations::sign_provenance(builder, name, &digest, &build)?;
+        Ok(RegisterArtifact {
+            name: name.into(),
+            digest,
+            size,
+            build: Some(build),
+            provenance: Some(provenance),
+        })
+    }
+}
+
+/// Evidence to attach to an artifact (the body of
+/// `POST /api/v1/artifacts/{digest}/evidence`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachEvidence {
+    /// Its type, e.g. `test-results`.
+    pub kind: String,
+    /// Its format, e.g. `junit`.
+    pub format: String,
+    /// The report's digest.
+    #[schema(value_type = String)]
+    pub digest: Digest,
+}
+
+/// A release to record (the body of `POST /api/v1/releases`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRelease {
+    /// The release manifest statement in a DSSE envelope, signed by the release signer.
+    #[schema(value_type = Object)]
+    pub manifest: Envelope,
+}
+
+impl RecordRelease {
+    /// The release `name@version` of `artifacts`, its manifest made by `by` at `at` and
+    /// signed by `key` (unsigned without one: recorded, but no gate will pass it). The key
+    /// stays with the caller; only the envelope travels.
+    pub fn signed(
+        name: &str,
+        version: &str,
+        artifacts: &[ManifestArtifact],
+        by: &str,
+        at: custody_model::Timestamp,
+        key: Option<&dyn custody_crypto::Signer>,
+    ) -> AppResult<RecordRelease> {
+        let manifest = attestations::release_manifest(name, version, artifacts, by, at)?;
+        let manifest = match key {
+            Some(k) => attestations::sign_release(k, &manifest)?,
+            None => attestations::unsigned(&manifest),
+        };
+        Ok(RecordRelease { manifest })
+    }
+}
+
+/// A policy bundle to put in force (the body of `PUT /api/v1/policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPolicy {
+    /// The bundle's files: `custody.toml` and the key files under `keys/`, path → text.
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// What registering an artifact did.
@@ -78,11 +158,19 @@ pub struct ReleaseCreated {
 impl<S: Store> App<S> {
     /// Applies a policy bundle: compiles it (refusing it with every mistake, by line) and
     /// records the new version in the ledger. Applying the version in force changes nothing.
-    pub async fn apply_policy(&self, actor: &Actor, bundle: Bundle) -> AppResult<PolicyApplied> {
+    pub async fn apply_policy(
+        &self,
+        actor: &Actor,
+        request: &ApplyPolicy,
+    ) -> AppResult<PolicyApplied> {
+        let bundle = Bundle {
+            files: request.files.clone(),
+        };
         custody_policy::compile(&bundle)?;
         let digest = bundle.digest();
         self.retrying(|| async {
-            let current: Option<Versioned<PolicyRecord>> = self.get(kind::POLICY, "current").await?;
+            let current: Option<Versioned<PolicyRecord>> =
+                self.get(kind::POLICY, "current").await?;
             if current.as_ref().is_some_and(|c| c.value.digest == digest) {
                 return Ok(PolicyApplied {
                     digest: digest.clone(),
@@ -99,9 +187,12 @@ impl<S: Store> App<S> {
             let appended = self
                 .append(
                     vec![event(
-                        "policy.applied",
                         actor,
-                        json!({"policy": digest, "previous": current.as_ref().map(|c| c.value.digest.clone()), "files": bundle.files}),
+                        EventBody::PolicyApplied(events::PolicyApplied {
+                            policy: digest.clone(),
+                            previous: current.as_ref().map(|c| c.value.digest.clone()),
+                            files: bundle.files.clone(),
+                        }),
                     )?],
                     vec![
                         write(kind::POLICY, "current", &record, expect_version(&current))?,
@@ -128,33 +219,14 @@ impl<S: Store> App<S> {
     pub async fn register_artifact(
         &self,
         actor: &Actor,
-        new: NewArtifact<'_>,
+        new: &RegisterArtifact,
     ) -> AppResult<ArtifactRegistered> {
         let policy = self.policy().await?;
         policy
             .check_artifact_name(&new.name)
             .map_err(AppError::Denied)?;
-        let digest = new
-            .digest
-            .clone()
-            .ok_or_else(|| AppError::invalid("an artifact needs a digest (or a file to hash)"))?;
-        let envelope = match (&new.provenance, new.builder_key, &new.build) {
-            (Some(_), Some(_), _) => {
-                return Err(AppError::invalid(
-                    "give either provenance made elsewhere or a builder key to sign it with, not both",
-                ));
-            }
-            (Some(env), None, _) => Some(env.clone()),
-            (None, Some(key), Some(build)) => Some(attestations::sign_provenance(
-                key, &new.name, &digest, build,
-            )?),
-            (None, Some(_), None) => {
-                return Err(AppError::invalid(
-                    "signing provenance needs the build: source repository, commit and builder id",
-                ));
-            }
-            (None, None, _) => None,
-        };
+        let digest = new.digest.clone();
+        let envelope = new.provenance.clone();
         let facts = match &envelope {
             None => None,
             Some(env) => {
@@ -208,25 +280,37 @@ impl<S: Store> App<S> {
                 evidence: Vec::new(),
             };
             let mut events = vec![event(
-                "artifact.registered",
                 actor,
-                json!({
-                    "artifact": {"name": new.name, "digest": digest, "size": new.size},
-                    "artifacts": [digest],
-                    "build": new.build,
-                    "provenance": envelope,
-                    "builder_id": facts.as_ref().map(|f| f.builder_id.clone()),
-                    "source": facts.as_ref().map(|f| json!({"repository": f.source_repo, "commit": f.source_commit})),
+                EventBody::ArtifactRegistered(events::ArtifactRegistered {
+                    artifact: events::ArtifactName {
+                        name: new.name.clone(),
+                        digest: digest.clone(),
+                        size: new.size,
+                    },
+                    artifacts: vec![digest.clone()],
+                    build: new.build.clone(),
+                    provenance: envelope.clone(),
+                    builder_id: facts.as_ref().map(|f| f.builder_id.clone()),
+                    source: facts.as_ref().map(|f| events::SourceRef {
+                        repository: f.source_repo.clone(),
+                        commit: f.source_commit.clone(),
+                    }),
                 }),
             )?];
             let mut state = vec![write(kind::ARTIFACT, &digest.to_string(), &record, Expect::Absent)?];
             let mut discrepancy = Vec::new();
             if let Some(f) = &facts {
-                let source = json!({"repository": f.source_repo, "commit": f.source_commit, "parameters": f.parameters});
-                let key = sha256(
-                    &serde_json::to_vec(&source).map_err(|e| AppError::invalid(e.to_string()))?,
-                )
-                .to_string();
+                let source = events::BuildSource {
+                    repository: f.source_repo.clone(),
+                    commit: f.source_commit.clone(),
+                    parameters: f.parameters.clone(),
+                };
+                // The key is the hash of the source as a JSON value (keys sorted), as it
+                // always was: records written before name their builds by it.
+                let key = serde_json::to_value(&source)
+                    .and_then(|v| serde_json::to_vec(&v))
+                    .map(|bytes| sha256(&bytes).to_string())
+                    .map_err(|e| AppError::invalid(e.to_string()))?;
                 let seen: Option<Versioned<BuildSourceRecord>> = self.get(kind::BUILD_SOURCE, &key).await?;
                 let mut sources = seen.as_ref().map(|s| s.value.clone()).unwrap_or_default();
                 let digests = sources.digests.entry(new.name.clone()).or_default();
@@ -234,13 +318,12 @@ impl<S: Store> App<S> {
                 digests.push(digest.clone());
                 if !discrepancy.is_empty() {
                     events.push(event(
-                        "provenance.discrepancy",
                         actor,
-                        json!({
-                            "artifact": new.name,
-                            "artifacts": digests,
-                            "source": source,
-                            "message": format!("{} built from the same source and parameters gave {} different digests", new.name, digests.len()),
+                        EventBody::ProvenanceDiscrepancy(events::ProvenanceDiscrepancy {
+                            artifact: new.name.clone(),
+                            artifacts: digests.clone(),
+                            source,
+                            message: format!("{} built from the same source and parameters gave {} different digests", new.name, digests.len()),
                         }),
                     )?);
                 }
@@ -264,11 +347,14 @@ impl<S: Store> App<S> {
         &self,
         actor: &Actor,
         artifact: &Digest,
-        evidence_kind: &str,
-        format: &str,
-        file_digest: Digest,
+        evidence: &AttachEvidence,
         idempotency_key: Option<&str>,
     ) -> AppResult<u64> {
+        let (evidence_kind, format, file_digest) = (
+            evidence.kind.as_str(),
+            evidence.format.as_str(),
+            &evidence.digest,
+        );
         let request = json!({"artifact": artifact, "kind": evidence_kind, "format": format, "evidence": file_digest, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some(((), index)) = self.replayed::<()>("attest", key, &request).await? {
@@ -303,9 +389,13 @@ impl<S: Store> App<S> {
             let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
             let once = idempotency_key.map(|key| Once { scope: "attest", key, request: &request });
             let events = vec![event(
-                "evidence.attached",
                 actor,
-                json!({"artifacts": [artifact], "kind": evidence_kind, "format": format, "evidence": file_digest}),
+                EventBody::EvidenceAttached(events::EvidenceAttached {
+                    artifacts: vec![artifact.clone()],
+                    kind: evidence_kind.into(),
+                    format: format.into(),
+                    evidence: file_digest.clone(),
+                }),
             )?];
             let appended = match self.append_once(events, state, once, &()).await? {
                 Ok(appended) => appended,
@@ -314,29 +404,6 @@ impl<S: Store> App<S> {
             Ok(appended.first_index)
         })
         .await
-    }
-
-    /// Creates a release: a manifest naming exact artifact digests, signed by a release key
-    /// that signed none of their builds. Refuses misnamed releases and artifacts, digests
-    /// nobody registered (or registered under another name), and artifacts without
-    /// verified provenance. Without a key the release is recorded unsigned, and no gate
-    /// will pass it.
-    pub async fn create_release(
-        &self,
-        actor: &Actor,
-        name: &str,
-        version: &str,
-        artifacts: &[ManifestArtifact],
-        release_key: Option<&dyn Signer>,
-        idempotency_key: Option<&str>,
-    ) -> AppResult<ReleaseCreated> {
-        let manifest =
-            attestations::release_manifest(name, version, artifacts, &actor.principal, actor.now)?;
-        let envelope = match release_key {
-            Some(key) => attestations::sign_release(key, &manifest)?,
-            None => attestations::unsigned(&manifest),
-        };
-        self.record_release(actor, envelope, idempotency_key).await
     }
 
     /// Records a release from its manifest envelope, signed elsewhere (by a release signer
@@ -348,9 +415,10 @@ impl<S: Store> App<S> {
     pub async fn record_release(
         &self,
         actor: &Actor,
-        envelope: Envelope,
+        request: &RecordRelease,
         idempotency_key: Option<&str>,
     ) -> AppResult<ReleaseCreated> {
+        let envelope = &request.manifest;
         use base64::Engine as _;
         let payload = base64::engine::general_purpose::STANDARD
             .decode(&envelope.payload)
@@ -443,7 +511,7 @@ impl<S: Store> App<S> {
             policy.builders().iter().map(|b| b.key.clone()).collect();
         if !envelope.signatures.is_empty()
             && !builder_keys.is_empty()
-            && let Ok(v) = custody_crypto::dsse::verify(&envelope, &builder_keys, 1)
+            && let Ok(v) = custody_crypto::dsse::verify(envelope, &builder_keys, 1)
         {
             return Err(AppError::denied(format!(
                 "the release is signed by builder key {}; a release must be signed by a different key (separation of signing duties)",
@@ -457,7 +525,7 @@ impl<S: Store> App<S> {
         let signing_key = if release_keys.is_empty() {
             None
         } else {
-            custody_crypto::dsse::verify(&envelope, &release_keys, 1)
+            custody_crypto::dsse::verify(envelope, &release_keys, 1)
                 .ok()
                 .and_then(|v| v.key_ids().first().map(ToString::to_string))
         };
@@ -490,14 +558,13 @@ impl<S: Store> App<S> {
             request: &request,
         });
         let events = vec![event(
-            "release.created",
             actor,
-            json!({
-                "release": id,
-                "digest": digest,
-                "artifacts": artifacts.iter().map(|a| &a.digest).collect::<Vec<_>>(),
-                "manifest": envelope,
-                "manifest_digest": envelope_digest(&envelope),
+            EventBody::ReleaseCreated(events::ReleaseCreated {
+                release: id.clone(),
+                digest: digest.clone(),
+                artifacts: artifacts.iter().map(|a| a.digest.clone()).collect(),
+                manifest: envelope.clone(),
+                manifest_digest: envelope_digest(envelope),
             }),
         )?];
         let appended = match self

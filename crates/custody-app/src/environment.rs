@@ -7,10 +7,14 @@ use custody_crypto::dsse;
 use custody_model::Digest;
 use custody_policy::{Policy, Status};
 use custody_store::{Expect, Store};
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::app::{Actor, App, Once, Versioned, event, write};
+use crate::attestations::ReadProvenance;
+use crate::events::{
+    self, BuildSide, ChangedArtifact, DeployStatus, EventBody, NamedDigest, ReleaseDiff,
+};
 use crate::records::{
     ArtifactRecord, Certification, CertificationRecord, DecisionRecord, DeployedRecord,
     EnvironmentRecord, PromotionRecord, ReleaseRecord, Verdict, kind,
@@ -20,6 +24,33 @@ use crate::{AppError, AppResult};
 /// The gates a rollback target is re-checked against: the release itself, not its
 /// history (approvals and the previous environment held when it was certified).
 const RECHECKED: [&str; 4] = ["release-signature", "naming", "provenance", "evidence"];
+
+/// Most digests one deploy report may name.
+pub const MAX_DIGESTS_PER_REPORT: usize = 1000;
+
+/// What deploy tooling reports running in an environment (the body of
+/// `POST /api/v1/deploys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployReport {
+    /// The environment.
+    pub environment: String,
+    /// The digests running (or that failed to roll out), at most
+    /// [`MAX_DIGESTS_PER_REPORT`].
+    #[schema(value_type = Vec<String>)]
+    pub digests: Vec<Digest>,
+    /// Whether the rollout succeeded.
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: DeployStatus,
+}
+
+/// A rollback asked for by hand (the body of `POST /api/v1/environments/{env}/rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// Why.
+    pub reason: String,
+}
 
 /// What a rollback did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -33,7 +64,7 @@ pub struct RollbackOutcome {
     /// Earlier releases skipped because they no longer pass the current policy, and why.
     pub skipped: Vec<(String, String)>,
     /// What differs between the two releases.
-    pub diff: Value,
+    pub diff: ReleaseDiff,
 }
 
 /// What a deploy report did.
@@ -87,11 +118,16 @@ impl<S: Store> App<S> {
     pub async fn deploy_report(
         &self,
         actor: &Actor,
-        environment: &str,
-        digests: &[Digest],
-        succeeded: bool,
+        report: &DeployReport,
         idempotency_key: Option<&str>,
     ) -> AppResult<DeployOutcome> {
+        let (environment, digests) = (report.environment.as_str(), report.digests.as_slice());
+        if digests.len() > MAX_DIGESTS_PER_REPORT {
+            return Err(AppError::invalid(format!(
+                "at most {MAX_DIGESTS_PER_REPORT} digests per report"
+            )));
+        }
+        let succeeded = report.status == DeployStatus::Succeeded;
         let request = json!({"environment": environment, "digests": digests, "succeeded": succeeded, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((mut done, index)) = self
@@ -119,24 +155,22 @@ impl<S: Store> App<S> {
             };
             let drift: Vec<Digest> = digests.iter().filter(|d| !in_release(d)).cloned().collect();
             let mut events = vec![event(
-                "deploy.reported",
                 actor,
-                json!({
-                    "environment": environment,
-                    "status": if succeeded { "succeeded" } else { "failed" },
-                    "artifacts": digests,
-                    "release": certified.as_ref().map(|c| c.release.clone()),
-                    "drift": drift,
+                EventBody::DeployReported(events::DeployReported {
+                    environment: environment.into(),
+                    status: if succeeded { DeployStatus::Succeeded } else { DeployStatus::Failed },
+                    artifacts: digests.to_vec(),
+                    release: certified.as_ref().map(|c| c.release.clone()),
+                    drift: drift.clone(),
                 }),
             )?];
             if !drift.is_empty() {
                 events.push(event(
-                    "drift.detected",
                     actor,
-                    json!({
-                        "environment": environment,
-                        "artifacts": drift,
-                        "message": format!("{} digest(s) reported running in {environment} were never certified there", drift.len()),
+                    EventBody::DriftDetected(events::DriftDetected {
+                        environment: environment.into(),
+                        artifacts: drift.clone(),
+                        message: format!("{} digest(s) reported running in {environment} were never certified there", drift.len()),
                     }),
                 )?);
             }
@@ -200,17 +234,18 @@ impl<S: Store> App<S> {
         &self,
         actor: &Actor,
         environment: &str,
-        reason: &str,
+        request: &Rollback,
         idempotency_key: Option<&str>,
     ) -> AppResult<RollbackOutcome> {
+        let reason = request.reason.as_str();
         if reason.trim().is_empty() {
             return Err(AppError::invalid("a rollback needs a reason (--reason)"));
         }
-        let request =
+        let fingerprint =
             json!({"environment": environment, "reason": reason, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((done, _)) = self
-                .replayed::<RollbackOutcome>("rollback", key, &request)
+                .replayed::<RollbackOutcome>("rollback", key, &fingerprint)
                 .await?
             {
                 return Ok(done);
@@ -233,7 +268,7 @@ impl<S: Store> App<S> {
             let once = idempotency_key.map(|key| Once {
                 scope: "rollback",
                 key,
-                request: &request,
+                request: &fingerprint,
             });
             if let Err((done, _)) = self.append_once(vec![event], state, once, &outcome).await? {
                 return Ok(done);
@@ -319,19 +354,23 @@ impl<S: Store> App<S> {
         let from = self.release(&current.release).await?;
         let to = self.release(&target.release).await?;
         let event = event(
-            "rollback",
             actor,
-            json!({
-                "environment": environment,
-                "from": current.release,
-                "to": target.release,
-                "failed_promotion": current.promotion,
-                "restored_promotion": target.promotion,
-                "reason": reason,
-                "automatic": deploy_failed,
-                "skipped": skipped,
-                "diff": diff,
-                "artifacts": from.artifacts.iter().chain(&to.artifacts).map(|a| &a.digest).collect::<Vec<_>>(),
+            EventBody::RolledBack(events::RolledBack {
+                environment: environment.into(),
+                from: current.release.clone(),
+                to: target.release.clone(),
+                failed_promotion: current.promotion.clone(),
+                restored_promotion: target.promotion.clone(),
+                reason: reason.into(),
+                automatic: deploy_failed,
+                skipped: skipped.clone(),
+                diff: diff.clone(),
+                artifacts: from
+                    .artifacts
+                    .iter()
+                    .chain(&to.artifacts)
+                    .map(|a| a.digest.clone())
+                    .collect(),
             }),
         )?;
         Ok((
@@ -403,7 +442,7 @@ impl<S: Store> App<S> {
         let facts = self
             .facts(policy, &promotion, &release, &[], actor.now)
             .await?;
-        let decision = custody_policy::evaluate(policy, &facts);
+        let decision = custody_policy::evaluate(policy, &facts.facts);
         let failing: Vec<String> = decision
             .gates
             .iter()
@@ -415,40 +454,48 @@ impl<S: Store> App<S> {
 
     /// What differs between two releases: artifacts added, removed and changed, with the
     /// source commits and build parameters of each side.
-    pub(crate) async fn diff(&self, from: &str, to: &str) -> AppResult<Value> {
+    pub(crate) async fn diff(&self, from: &str, to: &str) -> AppResult<ReleaseDiff> {
         let (a, b) = (self.release(from).await?, self.release(to).await?);
+        let named = |name: &str, digest: &Digest| NamedDigest {
+            name: name.into(),
+            digest: digest.clone(),
+        };
         let mut changed = Vec::new();
         let mut removed = Vec::new();
         for x in &a.artifacts {
             match b.artifacts.iter().find(|y| y.name == x.name) {
-                None => removed.push(json!({"name": x.name, "digest": x.digest})),
+                None => removed.push(named(&x.name, &x.digest)),
                 Some(y) if y.digest != x.digest => {
-                    let (px, py) = (
-                        self.provenance_facts(&x.digest).await?,
-                        self.provenance_facts(&y.digest).await?,
-                    );
-                    changed.push(json!({
-                        "name": x.name,
-                        "from": {"digest": x.digest, "commit": px.as_ref().map(|p| &p.source_commit), "parameters": px.as_ref().map(|p| &p.parameters)},
-                        "to": {"digest": y.digest, "commit": py.as_ref().map(|p| &p.source_commit), "parameters": py.as_ref().map(|p| &p.parameters)},
-                    }));
+                    let side = |digest: &Digest, p: Option<ReadProvenance>| BuildSide {
+                        digest: digest.clone(),
+                        commit: p.as_ref().map(|p| p.source_commit.clone()),
+                        parameters: p.map(|p| p.parameters),
+                    };
+                    changed.push(ChangedArtifact {
+                        name: x.name.clone(),
+                        from: side(&x.digest, self.provenance_facts(&x.digest).await?),
+                        to: side(&y.digest, self.provenance_facts(&y.digest).await?),
+                    });
                 }
                 Some(_) => {}
             }
         }
-        let added: Vec<Value> = b
+        let added = b
             .artifacts
             .iter()
             .filter(|y| !a.artifacts.iter().any(|x| x.name == y.name))
-            .map(|y| json!({"name": y.name, "digest": y.digest}))
+            .map(|y| named(&y.name, &y.digest))
             .collect();
-        Ok(json!({"from": from, "to": to, "changed": changed, "added": added, "removed": removed}))
+        Ok(ReleaseDiff {
+            from: from.into(),
+            to: to.into(),
+            changed,
+            added,
+            removed,
+        })
     }
 
-    async fn provenance_facts(
-        &self,
-        digest: &Digest,
-    ) -> AppResult<Option<crate::attestations::ReadProvenance>> {
+    async fn provenance_facts(&self, digest: &Digest) -> AppResult<Option<ReadProvenance>> {
         Ok(self
             .get::<ArtifactRecord>(kind::ARTIFACT, &digest.to_string())
             .await?
@@ -614,8 +661,10 @@ fn event_rollback_refused(
     why: &str,
 ) -> AppResult<custody_model::CanonicalJson> {
     event(
-        "rollback.refused",
         actor,
-        json!({"environment": environment, "reason": why}),
+        EventBody::RollbackRefused(events::RollbackRefused {
+            environment: environment.into(),
+            reason: why.into(),
+        }),
     )
 }

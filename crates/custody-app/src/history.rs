@@ -1,33 +1,40 @@
 //! Reading the record: history slices, decisions and their replay.
 
-use custody_model::{Digest, Timestamp};
+use custody_model::{Digest, Timestamp, Verdict};
 use custody_policy::Decision;
 use custody_store::{MAX_ENTRIES_PER_READ, Store};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::events::{DeployStatus, Event, EventBody};
 use crate::records::{DecisionRecord, kind};
 use crate::{AppError, AppResult};
 
-/// Which events to list.
-#[derive(Debug, Clone, Default)]
+/// Which events to list (the query of `GET /api/v1/history`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
     /// Events about this artifact digest.
+    #[param(value_type = Option<String>)]
     pub artifact: Option<Digest>,
     /// Events about this build (its invocation id, or the artifact it produced).
     pub build: Option<String>,
     /// Events by this principal (who built, signed, requested, approved, reported).
     pub principal: Option<String>,
     /// Events about this environment.
+    #[serde(rename = "env")]
     pub environment: Option<String>,
     /// Events at or after this time.
+    #[param(value_type = Option<String>)]
     pub since: Option<Timestamp>,
     /// Events before this time.
+    #[param(value_type = Option<String>)]
     pub until: Option<Timestamp>,
     /// Only entries with a ledger index below this (the next page back in time).
     pub before: Option<u64>,
     /// At most this many (the newest); 0 for all.
+    #[serde(default)]
     pub limit: usize,
 }
 
@@ -37,18 +44,15 @@ pub struct HistoryEntry {
     /// Its ledger index.
     pub index: u64,
     /// The event.
-    pub event: Value,
+    pub event: Event,
 }
 
 impl HistoryEntry {
-    /// A ledger entry's event.
+    /// A ledger entry's event (a leaf that is not an event is an integrity failure: custody
+    /// wrote every leaf).
     pub(crate) fn read(entry: custody_store::Entry) -> AppResult<HistoryEntry> {
-        let event = serde_json::from_slice(&entry.leaf).map_err(|e| {
-            AppError::Store(custody_store::StoreError::Corrupt(format!(
-                "entry {} is not JSON: {e}",
-                entry.index
-            )))
-        })?;
+        let event = Event::from_leaf(&entry.leaf)
+            .map_err(|e| AppError::Integrity(format!("ledger entry {}: {e}", entry.index)))?;
         Ok(HistoryEntry {
             index: entry.index,
             event,
@@ -65,16 +69,6 @@ pub struct Replay {
     pub replayed: Decision,
     /// Whether they are the same (outcome, every gate, and the input digest).
     pub same: bool,
-}
-
-/// The artifact digests an event names.
-pub(crate) fn event_artifacts(event: &Value) -> impl Iterator<Item = &str> {
-    event
-        .get("artifacts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
 }
 
 impl HistoryFilter {
@@ -106,47 +100,39 @@ impl HistoryFilter {
 
     /// Whether `event` is one this filter asks for. The search terms only narrow the
     /// candidates; this decides.
-    fn matches(&self, event: &Value) -> bool {
-        let str_at = |k: &str| event.get(k).and_then(Value::as_str);
-        let names_artifact = |d: &Digest| {
-            let d = d.to_string();
-            event_artifacts(event).any(|a| a == d)
-        };
+    fn matches(&self, event: &Event) -> bool {
+        let names_artifact = |d: &Digest| event.artifacts().contains(d);
         if self.artifact.as_ref().is_some_and(|d| !names_artifact(d)) {
             return false;
         }
         match (self.build_artifact(), &self.build) {
             (Some(d), _) if !names_artifact(&d) => return false,
             (None, Some(b)) => {
-                let invocation = event
-                    .pointer("/build/invocation_id")
-                    .and_then(Value::as_str);
+                let invocation = match &event.body {
+                    EventBody::ArtifactRegistered(r) => {
+                        r.build.as_ref().and_then(|b| b.invocation_id.as_deref())
+                    }
+                    _ => None,
+                };
                 if invocation != Some(b.as_str()) {
                     return false;
                 }
             }
             _ => {}
         }
-        if let Some(p) = &self.principal {
-            if str_at("actor") != Some(p.as_str()) {
-                return false;
-            }
+        if self.principal.as_ref().is_some_and(|p| event.actor != *p) {
+            return false;
         }
         if let Some(e) = &self.environment {
-            if str_at("environment") != Some(e.as_str()) {
+            if event.environment() != Some(e.as_str()) {
                 return false;
             }
         }
-        let at = str_at("at").and_then(|t| t.parse::<Timestamp>().ok());
-        if let Some(since) = self.since {
-            if at.is_none_or(|t| t < since) {
-                return false;
-            }
+        if self.since.is_some_and(|since| event.at < since) {
+            return false;
         }
-        if let Some(until) = self.until {
-            if at.is_none_or(|t| t >= until) {
-                return false;
-            }
+        if self.until.is_some_and(|until| event.at >= until) {
+            return false;
         }
         true
     }
@@ -227,68 +213,119 @@ impl<S: Store> App<S> {
     }
 }
 
-/// One line saying what a ledger event records, for people.
-pub fn describe(event: &Value) -> String {
-    let s = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
-    match s("type") {
-        "artifact.registered" => format!(
-            "{} registered {}",
-            s("actor"),
-            event
-                .pointer("/artifact/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
+/// One line saying what a ledger event records, for people: who did what to which
+/// release, in which environment.
+pub fn describe(event: &Event) -> String {
+    let who = &event.actor;
+    match &event.body {
+        EventBody::PolicyApplied(p) => format!("{who} applied policy {}", short(&p.policy)),
+        EventBody::ArtifactRegistered(a) => {
+            format!(
+                "{who} registered {} ({})",
+                a.artifact.name,
+                short(&a.artifact.digest.to_string())
+            )
+        }
+        EventBody::ProvenanceDiscrepancy(p) => format!(
+            "provenance discrepancy: {} built {} different digests from one source",
+            p.artifact,
+            p.artifacts.len()
         ),
-        "release.created" => format!("{} created {}", s("actor"), s("release")),
-        "promotion.requested" => format!(
-            "{} requested {} → {} ({})",
-            s("actor"),
-            s("release"),
-            s("environment"),
-            s("promotion")
+        EventBody::EvidenceAttached(e) => format!(
+            "{who} attached {} ({}) to {}",
+            e.kind,
+            e.format,
+            e.artifacts
+                .first()
+                .map(|d| short(&d.to_string()))
+                .unwrap_or_default()
         ),
-        "decision.recorded" => format!(
-            "{} {} → {}: {}",
-            s("decision"),
-            s("release"),
-            s("environment"),
-            if event.get("allowed").and_then(Value::as_bool) == Some(true) {
-                "allowed"
+        EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
+        EventBody::PromotionRequested(p) => {
+            let glass = if p.break_glass.is_some() {
+                ", breaking glass"
             } else {
-                "not allowed"
-            }
+                ""
+            };
+            format!(
+                "{who} requested {} → {} ({}{glass})",
+                p.release, p.environment, p.promotion
+            )
+        }
+        EventBody::DecisionRecorded(d) => format!(
+            "{} {} → {}: {}",
+            d.decision,
+            d.release,
+            d.environment,
+            if d.allowed { "allowed" } else { "not allowed" }
         ),
-        "approval.recorded" => format!(
-            "{} {} {} → {}: {}",
-            s("actor"),
-            if s("verdict") == "reject" {
+        EventBody::ApprovalRecorded(a) => format!(
+            "{who} {}{} {} → {}: {}",
+            if a.verdict == Verdict::Reject {
                 "rejected"
             } else {
                 "approved"
             },
-            s("release"),
-            s("environment"),
-            if event.get("confidential").and_then(Value::as_bool) == Some(true) {
+            if a.after_the_fact {
+                " after the fact"
+            } else {
+                ""
+            },
+            a.release,
+            a.environment,
+            if a.confidential {
                 "(confidential)"
             } else {
-                s("rationale")
+                a.rationale.as_deref().unwrap_or("")
             }
         ),
-        "environment.certified" => format!("{} certified in {}", s("release"), s("environment")),
-        "deploy.reported" => format!(
-            "{} reported {} deploy in {}",
-            s("actor"),
-            s("status"),
-            s("environment")
+        EventBody::EnvironmentCertified(c) => {
+            format!("{} certified in {}", c.release, c.environment)
+        }
+        EventBody::DeployReported(d) => {
+            let status = match d.status {
+                DeployStatus::Succeeded => "succeeded",
+                DeployStatus::Failed => "failed",
+            };
+            match &d.release {
+                Some(release) => format!(
+                    "{who} reported a {status} deploy of {release} in {}",
+                    d.environment
+                ),
+                None => format!("{who} reported a {status} deploy in {}", d.environment),
+            }
+        }
+        EventBody::DriftDetected(d) => format!(
+            "drift in {}: {} digest(s) never certified there",
+            d.environment,
+            d.artifacts.len()
         ),
-        "rollback" => format!(
-            "{} rolled back {} → {} in {}: {}",
-            s("actor"),
-            s("from"),
-            s("to"),
-            s("environment"),
-            s("reason")
+        EventBody::RolledBack(r) => format!(
+            "{who} rolled back {} → {} in {}: {}",
+            r.from, r.to, r.environment, r.reason
         ),
-        other => format!("{other} by {}", s("actor")),
+        EventBody::RollbackRefused(r) => {
+            format!("rollback refused in {}: {}", r.environment, r.reason)
+        }
+        EventBody::TokenCreated(t) => {
+            format!("{who} created token {} for {}", t.token, t.principal)
+        }
+        EventBody::TokenRevoked(t) => format!("{who} revoked token {} of {}", t.token, t.principal),
+        EventBody::AlertRaised(a) => format!("alert {} ({}): {}", a.rule, a.severity, a.text),
+        EventBody::AlertDelivered(a) => format!("alert {} delivered to {}", a.alert, a.webhook),
+        EventBody::AlertDeliveryFailed(a) => format!(
+            "alert {} not delivered to {} (attempt {}): {}",
+            a.alert, a.webhook, a.attempts, a.error
+        ),
+        _ => format!("{} by {who}", event.kind()),
+    }
+}
+
+/// The first 12 hex digits of a digest or policy id, for a line a person reads.
+fn short(id: &str) -> String {
+    let hex = id.split_once(':').map_or(id, |(_, h)| h);
+    match hex.get(..12) {
+        Some(head) if hex.len() > 12 => format!("{head}…"),
+        _ => hex.to_owned(),
     }
 }

@@ -4,13 +4,14 @@
 //! expiry and revocation); the token itself is shown once, when it is created. Creating and
 //! revoking one are ledger events (without the secret).
 
-use custody_model::{Digest, Timestamp};
+use custody_model::{Authentication, Digest, Timestamp};
 use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::{Actor, App, Once, event, new_id, write};
 use crate::attestations::sha256;
+use crate::events::{EventBody, TokenCreated, TokenRevoked};
 use crate::records::kind;
 use crate::{AppError, AppResult};
 
@@ -74,15 +75,46 @@ impl From<&TokenRecord> for TokenInfo {
     }
 }
 
-/// Who a request is, once its token checked out.
+/// A token to create (the body of `POST /api/v1/tokens`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Whom it authenticates.
+    pub principal: String,
+    /// How long it is valid: 90s, 30m, 24h, 90d (default 90d).
+    #[serde(default = "ninety_days")]
+    pub expires: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn ninety_days() -> String {
+    "90d".into()
+}
+
+/// Who a request is, once its credential checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
     /// The principal.
     pub principal: String,
-    /// The token's id.
-    pub token: String,
+    /// How they authenticated (recorded with every event they cause).
+    pub auth: Authentication,
     /// The roles the policy in force gives the principal.
     pub roles: Vec<String>,
+}
+
+impl Authenticated {
+    /// This caller acting at `now`.
+    pub fn actor(&self, now: Timestamp) -> AppResult<Actor> {
+        Ok(Actor::new(self.principal.clone(), now)?.authenticated_by(self.auth.clone()))
+    }
+
+    /// Whether they may read what is confidential to everyone but auditors, admins and the
+    /// people involved.
+    pub fn privileged(&self) -> bool {
+        self.roles.iter().any(|r| r == "auditor" || r == "admin")
+    }
 }
 
 /// Constant-time equality of two digests (no early exit on the first difference).
@@ -98,11 +130,14 @@ impl<S: Store> App<S> {
     pub async fn create_token(
         &self,
         actor: &Actor,
-        principal: &str,
-        valid_for_seconds: i64,
-        description: &str,
+        request: &CreateToken,
         idempotency_key: Option<&str>,
     ) -> AppResult<(TokenRecord, Option<String>)> {
+        let principal = request.principal.as_str();
+        let description = request.description.as_str();
+        let span = custody_policy::Span::parse(&request.expires)
+            .map_err(|e| AppError::invalid(format!("expires: {e}")))?;
+        let valid_for_seconds = i64::try_from(span.seconds()).unwrap_or(i64::MAX);
         let request = json!({"principal": principal, "valid_for_seconds": valid_for_seconds, "description": description, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((first, _)) = self.replayed::<TokenRecord>("token", key, &request).await? {
@@ -146,9 +181,13 @@ impl<S: Store> App<S> {
         let created = self
             .append_once(
                 vec![event(
-                    "token.created",
                     actor,
-                    json!({"token": id, "principal": record.principal, "expires_at": expires_at.to_string(), "description": description}),
+                    EventBody::TokenCreated(TokenCreated {
+                        token: id.clone(),
+                        principal: record.principal.clone(),
+                        expires_at,
+                        description: description.into(),
+                    }),
                 )?],
                 vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
                 once,
@@ -175,9 +214,11 @@ impl<S: Store> App<S> {
             record.value.revoked_at = Some(actor.now);
             self.append(
                 vec![event(
-                    "token.revoked",
                     actor,
-                    json!({"token": id, "principal": record.value.principal}),
+                    EventBody::TokenRevoked(TokenRevoked {
+                        token: id.into(),
+                        principal: record.value.principal.clone(),
+                    }),
                 )?],
                 vec![write(
                     kind::TOKEN,
@@ -246,12 +287,19 @@ impl<S: Store> App<S> {
                 record.expires_at
             )));
         }
-        self.authenticated(&record.principal, &record.id).await
+        let auth = Authentication::Token {
+            token: record.id.clone(),
+            created_by: Some(record.created_by.clone()),
+        };
+        self.authenticated(&record.principal, auth).await
     }
 
-    /// `principal`, authenticated by `how` (a token id, or `oidc`), with the roles the
-    /// policy in force gives it.
-    pub async fn authenticated(&self, principal: &str, how: &str) -> AppResult<Authenticated> {
+    /// `principal`, authenticated by `auth`, with the roles the policy in force gives it.
+    pub async fn authenticated(
+        &self,
+        principal: &str,
+        auth: Authentication,
+    ) -> AppResult<Authenticated> {
         let policy = self.policy().await?;
         let roles = policy
             .roles_of(principal)
@@ -260,7 +308,7 @@ impl<S: Store> App<S> {
             .collect();
         Ok(Authenticated {
             principal: principal.into(),
-            token: how.into(),
+            auth,
             roles,
         })
     }

@@ -18,25 +18,36 @@ mod app;
 pub mod attestations;
 mod board;
 mod catalog;
+mod clock;
 mod environment;
 mod error;
+pub mod events;
 mod history;
 mod identity;
+mod log;
 mod promotion;
 pub mod records;
 mod review;
 mod state_cache;
+mod tail;
 
-pub use app::{Actor, App};
+pub use app::{Actor, App, new_id};
 pub use board::{
     ArtifactView, BoardColumn, InclusionCheck, LINEAGE_EVENTS, LedgerStatus, Lineage,
     PromotionView, SignatureView,
 };
-pub use catalog::{ArtifactRegistered, NewArtifact, PolicyApplied, ReleaseCreated};
-pub use environment::{DeployOutcome, RollbackOutcome, Verification};
-pub use error::{AppError, AppResult};
+pub use catalog::{
+    ApplyPolicy, ArtifactRegistered, AttachEvidence, PolicyApplied, RecordRelease,
+    RegisterArtifact, ReleaseCreated,
+};
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use environment::{
+    DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback, RollbackOutcome, Verification,
+};
+pub use error::{AppError, AppResult, Fault};
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
-pub use identity::{Authenticated, Permission, ROLES, TokenInfo, TokenRecord};
-pub use promotion::{PromotionOutcome, Review};
+pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
+pub use log::{ConsistencyProof, InclusionProof, Log};
+pub use promotion::{Promote, PromotionOutcome, REDACTED, Review};
 pub use review::RoleHolding;
-pub use state_cache::WATCH_EVERY as STATE_WATCH_EVERY;
+pub use tail::{FOLLOW_EVERY, Followed, Subscription};

@@ -237,8 +237,39 @@ pub struct PendingPromotion {
     pub requested_by: String,
     /// When.
     pub requested_at: Timestamp,
-    /// The gates its latest decision did not pass: (gate, `fail` or `waiting`, reason).
-    pub blocking: Vec<(String, String, String)>,
+    /// The gates its latest decision did not pass.
+    pub blocking: Vec<Blocking>,
+}
+
+/// A gate holding a waiting promotion back. Stored as the array `[gate, status, reason]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(String, custody_policy::Status, String)",
+    into = "(String, custody_policy::Status, String)"
+)]
+pub struct Blocking {
+    /// The gate's name.
+    pub gate: String,
+    /// `fail` (the facts must change) or `waiting` (time or people may pass it).
+    pub status: custody_policy::Status,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+impl From<(String, custody_policy::Status, String)> for Blocking {
+    fn from((gate, status, reason): (String, custody_policy::Status, String)) -> Self {
+        Blocking {
+            gate,
+            status,
+            reason,
+        }
+    }
+}
+
+impl From<Blocking> for (String, custody_policy::Status, String) {
+    fn from(b: Blocking) -> Self {
+        (b.gate, b.status, b.reason)
+    }
 }
 
 /// A release's time as the certified release of an environment.
@@ -303,27 +334,14 @@ pub struct DeployedRecord {
     pub at: Timestamp,
 }
 
-/// What an idempotency key stands for: the promotion it produced, and a digest of the
-/// request, so that the same key with another request is refused rather than replayed.
+/// What an idempotency key of a promotion or review stood for before receipts (see
+/// `promotion::PromotionReceipt`): only read, so that a retry across an upgrade converges.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     /// The promotion.
     pub promotion: String,
     /// SHA-256 of the request's canonical JSON.
     pub fingerprint: Digest,
-}
-
-impl IdempotencyRecord {
-    /// The record for `request`, which produced `promotion`.
-    pub fn new(promotion: &str, request: &serde_json::Value) -> Result<Self, crate::AppError> {
-        let bytes = custody_model::CanonicalJson::from_value(request)
-            .map_err(|e| crate::AppError::Invalid(e.to_string()))?
-            .into_bytes();
-        Ok(IdempotencyRecord {
-            promotion: promotion.into(),
-            fingerprint: crate::attestations::sha256(&bytes),
-        })
-    }
 }
 
 /// The stored outcome of a request made with an idempotency key, written in the same

@@ -9,23 +9,20 @@
 //!   to its caller: a request in this process never reads a record older than a write this
 //!   process has acknowledged.
 //! - Writes from other processes (a CLI on the same data directory, a second server on the
-//!   same PostgreSQL) are noticed by [`StateCache::watch`]: it reads the log's size every
-//!   [`WATCH_EVERY`] and moves the generation when the size changed. Every state change is
-//!   appended together with an event, so a changed state always changes the size; such a
-//!   write is seen within one interval.
-//! - Nothing is served unless the watcher looked successfully within the last two
-//!   intervals: if it stops or its reads fail, every read goes to the store again.
+//!   same PostgreSQL) are noticed by the ledger's tail (`App::follow_ledger`): it reads the
+//!   log's size every [`FOLLOW_EVERY`] and moves the generation when the size changed. Every
+//!   state change is appended together with an event, so a changed state always changes the
+//!   size; such a write is seen within one interval.
+//! - Nothing is served unless the tail looked successfully within the last two intervals:
+//!   if it stops or its reads fail, every read goes to the store again.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use custody_store::Store;
-
-/// How often [`StateCache::watch`] reads the log's size.
-pub const WATCH_EVERY: Duration = Duration::from_millis(50);
+use crate::tail::FOLLOW_EVERY;
 
 /// Entries kept at most per kind (a kind's entries are dropped when it fills, so random
 /// token ids cannot grow it without bound).
@@ -60,7 +57,7 @@ impl StateCache {
             return None;
         }
         let age = self.elapsed_nanos().saturating_sub(last);
-        if u128::from(age) > 2 * WATCH_EVERY.as_nanos() {
+        if u128::from(age) > 2 * FOLLOW_EVERY.as_nanos() {
             return None;
         }
         Some(self.generation.load(Ordering::Acquire))
@@ -103,28 +100,16 @@ impl StateCache {
         }
     }
 
-    /// Reads the log's size every [`WATCH_EVERY`] and moves the generation when it
-    /// changed; runs until the task is dropped.
-    pub(crate) async fn watch<S: Store>(&self, store: &S) {
-        let mut size = None;
-        loop {
-            match store.size().await {
-                Ok(now) => {
-                    if size != Some(now) {
-                        self.moved();
-                        size = Some(now);
-                    }
-                    self.last_look
-                        .store(self.elapsed_nanos().max(1), Ordering::Release);
-                }
-                Err(_) => {
-                    // Reads go to the store until a look succeeds again.
-                    self.last_look.store(0, Ordering::Release);
-                    self.moved();
-                }
-            }
-            tokio::time::sleep(WATCH_EVERY).await;
-        }
+    /// The tail read the log's size just now: entries may be served again.
+    pub(crate) fn looked(&self) {
+        self.last_look
+            .store(self.elapsed_nanos().max(1), Ordering::Release);
+    }
+
+    /// The tail could not read the log: serve nothing until it can again.
+    pub(crate) fn lost(&self) {
+        self.last_look.store(0, Ordering::Release);
+        self.moved();
     }
 
     fn elapsed_nanos(&self) -> u64 {
@@ -183,7 +168,7 @@ mod tests {
         // Looked three intervals ago.
         let long_ago = cache.elapsed_nanos() + 1;
         cache.last_look.store(long_ago, Ordering::Release);
-        std::thread::sleep(3 * WATCH_EVERY);
+        std::thread::sleep(3 * FOLLOW_EVERY);
         assert_eq!(cache.generation(), None);
     }
 

@@ -7,12 +7,194 @@
 use std::sync::Arc;
 
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256, sign_provenance};
-use custody_app::{Actor, App, AppError, NewArtifact};
+use custody_app::events::Event;
+use custody_app::{
+    Actor, App, AppError, AppResult, ApplyPolicy, AttachEvidence, DeployOutcome, DeployReport,
+    Promote, PromotionOutcome, RecordRelease, RegisterArtifact, Rollback, RollbackOutcome,
+};
 use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_model::{Digest, Timestamp};
 use custody_policy::Bundle;
-use custody_store::{Location, SqlStore, Store};
+use custody_store::{Location, SqlStore};
+
+/// An artifact to register, as these tests write it: provenance made elsewhere, or a
+/// builder key that signs it from the declared build.
+#[derive(Default)]
+struct NewArtifact<'a> {
+    name: String,
+    digest: Option<Digest>,
+    build: Option<BuildFields>,
+    provenance: Option<custody_crypto::dsse::Envelope>,
+    builder_key: Option<&'a dyn custody_crypto::Signer>,
+}
+
+/// The use cases with the arguments these tests pass (each builds the request type).
+trait Calls {
+    async fn promote_to(
+        &self,
+        who: &Actor,
+        release: &str,
+        env: &str,
+        key: Option<&str>,
+    ) -> AppResult<PromotionOutcome>;
+    async fn break_glass(
+        &self,
+        who: &Actor,
+        release: &str,
+        env: &str,
+        reason: &str,
+    ) -> AppResult<PromotionOutcome>;
+    async fn register(
+        &self,
+        who: &Actor,
+        new: NewArtifact<'_>,
+    ) -> AppResult<custody_app::ArtifactRegistered>;
+    async fn attach(
+        &self,
+        who: &Actor,
+        artifact: &Digest,
+        kind: &str,
+        format: &str,
+        file: Digest,
+        key: Option<&str>,
+    ) -> AppResult<u64>;
+    async fn deploy(
+        &self,
+        who: &Actor,
+        env: &str,
+        digests: &[Digest],
+        succeeded: bool,
+        key: Option<&str>,
+    ) -> AppResult<DeployOutcome>;
+    async fn roll_back(
+        &self,
+        who: &Actor,
+        env: &str,
+        reason: &str,
+        key: Option<&str>,
+    ) -> AppResult<RollbackOutcome>;
+    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyApplied>;
+}
+
+impl Calls for App<SqlStore> {
+    async fn promote_to(
+        &self,
+        who: &Actor,
+        release: &str,
+        env: &str,
+        key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        let request = Promote {
+            release: release.parse().unwrap(),
+            environment: env.into(),
+            break_glass: None,
+        };
+        self.promote(who, &request, key).await
+    }
+    async fn break_glass(
+        &self,
+        who: &Actor,
+        release: &str,
+        env: &str,
+        reason: &str,
+    ) -> AppResult<PromotionOutcome> {
+        let request = Promote {
+            release: release.parse().unwrap(),
+            environment: env.into(),
+            break_glass: Some(reason.into()),
+        };
+        self.promote(who, &request, None).await
+    }
+    async fn register(
+        &self,
+        who: &Actor,
+        new: NewArtifact<'_>,
+    ) -> AppResult<custody_app::ArtifactRegistered> {
+        let digest = new.digest.unwrap();
+        let request = match (new.builder_key, new.build) {
+            (Some(key), Some(build)) => {
+                RegisterArtifact::signed_by(key, &new.name, digest, None, build)?
+            }
+            (_, build) => RegisterArtifact {
+                name: new.name,
+                digest,
+                size: None,
+                build,
+                provenance: new.provenance,
+            },
+        };
+        self.register_artifact(who, &request).await
+    }
+    async fn attach(
+        &self,
+        who: &Actor,
+        artifact: &Digest,
+        kind: &str,
+        format: &str,
+        file: Digest,
+        key: Option<&str>,
+    ) -> AppResult<u64> {
+        let evidence = AttachEvidence {
+            kind: kind.into(),
+            format: format.into(),
+            digest: file,
+        };
+        self.attest(who, artifact, &evidence, key).await
+    }
+    async fn deploy(
+        &self,
+        who: &Actor,
+        env: &str,
+        digests: &[Digest],
+        succeeded: bool,
+        key: Option<&str>,
+    ) -> AppResult<DeployOutcome> {
+        use custody_app::events::DeployStatus;
+        let status = if succeeded {
+            DeployStatus::Succeeded
+        } else {
+            DeployStatus::Failed
+        };
+        let report = DeployReport {
+            environment: env.into(),
+            digests: digests.to_vec(),
+            status,
+        };
+        self.deploy_report(who, &report, key).await
+    }
+    async fn roll_back(
+        &self,
+        who: &Actor,
+        env: &str,
+        reason: &str,
+        key: Option<&str>,
+    ) -> AppResult<RollbackOutcome> {
+        self.rollback(
+            who,
+            env,
+            &Rollback {
+                reason: reason.into(),
+            },
+            key,
+        )
+        .await
+    }
+    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyApplied> {
+        self.apply_policy(
+            who,
+            &ApplyPolicy {
+                files: bundle.files,
+            },
+        )
+        .await
+    }
+}
+
+/// An event as JSON, to look into.
+fn v(event: &Event) -> serde_json::Value {
+    event.to_value().unwrap()
+}
 
 struct Setup {
     app: Arc<App<SqlStore>>,
@@ -88,7 +270,7 @@ async fn setup_policy(policy: &str) -> Setup {
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
-    app.apply_policy(&actor("sec"), bundle(policy, &builder, Some(&release_key)))
+    app.apply(&actor("sec"), bundle(policy, &builder, Some(&release_key)))
         .await
         .unwrap();
     Setup {
@@ -117,7 +299,7 @@ impl Setup {
     async fn artifact(&self, name: &str, content: &str, commit: &str) -> Digest {
         let digest = sha256(content.as_bytes());
         self.app
-            .register_artifact(
+            .register(
                 &actor("ci"),
                 NewArtifact {
                     name: name.into(),
@@ -137,15 +319,17 @@ impl Setup {
             name: "shop".into(),
             digest: digest.clone(),
         }];
+        let manifest = RecordRelease::signed(
+            "shop",
+            version,
+            &artifacts,
+            "rita",
+            at("2026-11-10T10:00:00Z"),
+            Some(&self.release_key),
+        )
+        .unwrap();
         self.app
-            .create_release(
-                &actor("rita"),
-                "shop",
-                version,
-                &artifacts,
-                Some(&self.release_key),
-                None,
-            )
+            .record_release(&actor("rita"), &manifest, None)
             .await
             .unwrap()
             .release
@@ -157,12 +341,12 @@ async fn concurrent_retries_of_one_promotion_make_one_promotion() {
     let s = setup("").await;
     let d = s.artifact("shop", "v1", "a1").await;
     let r = s.release("1.0.0", &d).await;
-    let before = s.app.store().checkpoint().await.unwrap().size;
+    let before = s.app.log().size().await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (app, r) = (s.app.clone(), r.clone());
             tokio::spawn(async move {
-                app.promote(&actor("rita"), &r, "build", Some("deploy-77"))
+                app.promote_to(&actor("rita"), &r, "build", Some("deploy-77"))
                     .await
                     .unwrap()
             })
@@ -178,23 +362,23 @@ async fn concurrent_retries_of_one_promotion_make_one_promotion() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(fresh, 1);
     // promotion.requested, decision.recorded, environment.certified: once.
-    let after = s.app.store().checkpoint().await.unwrap().size;
+    let after = s.app.log().size().await.unwrap();
     assert_eq!(after, before + 3);
     // The same key for another request is refused, not replayed.
     let d2 = s.artifact("shop", "v2", "a2").await;
     let r2 = s.release("2.0.0", &d2).await;
-    let after = s.app.store().checkpoint().await.unwrap().size;
+    let after = s.app.log().size().await.unwrap();
     match s
         .app
-        .promote(&actor("rita"), &r2, "build", Some("deploy-77"))
+        .promote_to(&actor("rita"), &r2, "build", Some("deploy-77"))
         .await
     {
-        Err(AppError::Invalid(m)) => {
+        Err(AppError::Conflict(m)) => {
             assert!(m.contains("already used for a different request"), "{m}")
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.app.store().checkpoint().await.unwrap().size, after);
+    assert_eq!(s.app.log().size().await.unwrap(), after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +394,7 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
         .map(|(r, _)| {
             let (app, r) = (s.app.clone(), r.clone());
             tokio::spawn(async move {
-                app.promote(&actor("rita"), &r, "build", None)
+                app.promote_to(&actor("rita"), &r, "build", None)
                     .await
                     .unwrap()
             })
@@ -230,7 +414,7 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
     let last = history
         .iter()
         .rev()
-        .find(|e| e.event["type"] == "environment.certified")
+        .find(|e| v(&e.event)["type"] == "environment.certified")
         .unwrap();
     // Paging back through the same slice, newest first, gives it all exactly once.
     let mut pages = Vec::new();
@@ -257,7 +441,8 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
     }
     let all: Vec<u64> = history.iter().map(|e| e.index).collect();
     assert_eq!(pages.iter().map(|e| e.index).collect::<Vec<_>>(), all);
-    let release = last.event["release"].as_str().unwrap();
+    let last = v(&last.event);
+    let release = last["release"].as_str().unwrap();
     let (_, digest) = releases.iter().find(|(r, _)| r == release).unwrap();
     let v = s.app.verify("build", digest).await.unwrap();
     assert!(v.allowed, "{v:?}");
@@ -282,7 +467,7 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
         let app = s.app.clone();
         let digest = digest.clone();
         async move {
-            app.register_artifact(
+            app.register(
                 &actor("ci"),
                 NewArtifact {
                     name: "shop".into(),
@@ -316,7 +501,7 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
     // The same source and parameters building another digest is a discrepancy.
     let second = s
         .app
-        .register_artifact(
+        .register(
             &actor("ci"),
             NewArtifact {
                 name: "shop".into(),
@@ -337,12 +522,12 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
     assert!(
         events
             .iter()
-            .any(|e| e.event["type"] == "provenance.discrepancy")
+            .any(|e| v(&e.event)["type"] == "provenance.discrepancy")
     );
     // Another build profile is another build: no discrepancy.
     let third = s
         .app
-        .register_artifact(
+        .register(
             &actor("ci"),
             NewArtifact {
                 name: "shop".into(),
@@ -369,7 +554,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         let r = s.release(v, d).await;
         assert!(
             s.app
-                .promote(&actor("rita"), &r, "build", None)
+                .promote_to(&actor("rita"), &r, "build", None)
                 .await
                 .unwrap()
                 .decision
@@ -381,7 +566,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     let stray = sha256(b"hotfix built on a laptop");
     let report = s
         .app
-        .deploy_report(
+        .deploy(
             &actor("argo"),
             "build",
             &[d3.clone(), stray.clone()],
@@ -394,11 +579,11 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
 
     // Evidence is now required: 2.0.0 gets it, 1.0.0 does not; 3.0.0 fails to deploy.
     s.app
-        .attest(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"), None)
+        .attach(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"), None)
         .await
         .unwrap();
     s.app
-        .attest(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"), None)
+        .attach(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"), None)
         .await
         .unwrap();
     let text = policy_text("").replace(
@@ -406,7 +591,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         "name = \"build\"\nevidence = [\"sbom\"]",
     );
     s.app
-        .apply_policy(
+        .apply(
             &actor("sec"),
             bundle(&text, &s.builder, Some(&s.release_key)),
         )
@@ -414,7 +599,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         .unwrap();
     let report = s
         .app
-        .deploy_report(
+        .deploy(
             &actor("argo"),
             "build",
             std::slice::from_ref(&d3),
@@ -431,7 +616,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // 2.0.0 fails too: 1.0.0 no longer passes (no sbom), 3.0.0 failed here: none passes.
     let report = s
         .app
-        .deploy_report(
+        .deploy(
             &actor("argo"),
             "build",
             std::slice::from_ref(&d2),
@@ -450,7 +635,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
 
     // A release key removed from the policy is a revoked key: the gate closes.
     s.app
-        .apply_policy(
+        .apply(
             &actor("sec"),
             bundle(
                 &text.replace("[[release_key]]\npath = \"keys/release.pub\"\n", ""),
@@ -469,13 +654,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // A manual rollback names its reason, and with nothing passing it refuses.
     match s
         .app
-        .rollback(&actor("rita"), "build", "bad config", None)
+        .roll_back(&actor("rita"), "build", "bad config", None)
         .await
     {
         Err(AppError::Denied(m)) => assert!(m.contains("passes the current policy"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match s.app.rollback(&actor("rita"), "nowhere", "x", None).await {
+    match s.app.roll_back(&actor("rita"), "nowhere", "x", None).await {
         Err(AppError::Denied(m)) => assert!(m.contains("unknown environment"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -491,13 +676,13 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
     for (v, d) in [("1.0.0", &d1), ("2.0.0", &d2)] {
         let r = s.release(v, d).await;
         s.app
-            .promote(&actor("rita"), &r, "build", None)
+            .promote_to(&actor("rita"), &r, "build", None)
             .await
             .unwrap();
     }
     let argo = actor("argo");
     let report = || {
-        s.app.deploy_report(
+        s.app.deploy(
             &argo,
             "build",
             std::slice::from_ref(&d2),
@@ -510,13 +695,13 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
     let first = report().await.unwrap();
     // … and after the rollback, no: a cached verdict is not served past a change.
     assert!(!s.app.verify("build", &d2).await.unwrap().allowed);
-    let size = s.app.store().checkpoint().await.unwrap().size;
+    let size = s.app.log().size().await.unwrap();
     let again = report().await.unwrap();
     assert_eq!(first.rollback.as_ref().unwrap().to, "shop@1.0.0");
     assert_eq!(again.rollback.as_ref().unwrap().to, "shop@1.0.0");
     assert_eq!(again.ledger_index, first.ledger_index);
     assert_eq!(
-        s.app.store().checkpoint().await.unwrap().size,
+        s.app.log().size().await.unwrap(),
         size,
         "the retry acted again"
     );
@@ -524,7 +709,7 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
     // The same key for another report is refused.
     match s
         .app
-        .deploy_report(
+        .deploy(
             &actor("argo"),
             "build",
             std::slice::from_ref(&d1),
@@ -533,13 +718,13 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
         )
         .await
     {
-        Err(AppError::Invalid(m)) => assert!(m.contains("already used"), "{m}"),
+        Err(AppError::Conflict(m)) => assert!(m.contains("already used"), "{m}"),
         other => panic!("{other:?}"),
     }
     // A manual rollback retried: once.
     let rb = s
         .app
-        .rollback(&actor("rita"), "build", "manual", Some("rb-1"))
+        .roll_back(&actor("rita"), "build", "manual", Some("rb-1"))
         .await;
     assert!(
         matches!(rb, Err(AppError::Denied(_))),
@@ -559,18 +744,18 @@ async fn history_slices_are_exactly_what_a_scan_of_the_ledger_finds() {
         let when = Timestamp::from_unix_seconds(1_794_300_000 + i * 86_400).unwrap();
         let who = ["rita", "sam", "tom"][(i % 3) as usize];
         s.app
-            .promote(&Actor::new(who, when).unwrap(), &r, "build", None)
+            .promote_to(&Actor::new(who, when).unwrap(), &r, "build", None)
             .await
             .unwrap();
         digests.push(d);
     }
     // The whole ledger, read in order.
-    let size = s.app.store().checkpoint().await.unwrap().size;
+    let size = s.app.log().size().await.unwrap();
     let mut all = Vec::new();
     for start in (0..size).step_by(1000) {
         for e in s
             .app
-            .store()
+            .log()
             .entries(start, size.min(start + 1000))
             .await
             .unwrap()
@@ -692,7 +877,7 @@ async fn a_long_lineage_lists_its_releases_and_the_newest_events() {
     for i in 0..80 {
         let r = if i % 2 == 0 { &first } else { &second };
         s.app
-            .promote(&actor("rita"), r, "build", None)
+            .promote_to(&actor("rita"), r, "build", None)
             .await
             .unwrap();
     }
@@ -706,10 +891,10 @@ async fn a_long_lineage_lists_its_releases_and_the_newest_events() {
         .unwrap();
     assert!(all.len() > custody_app::LINEAGE_EVENTS, "{}", all.len());
     let l = s.app.lineage(&d).await.unwrap();
-    let releases: Vec<&str> = l
+    let releases: Vec<String> = l
         .releases
         .iter()
-        .map(|e| e.event["release"].as_str().unwrap())
+        .map(|e| v(&e.event)["release"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(releases, [first.as_str(), second.as_str()]);
     assert_eq!(l.events.len(), custody_app::LINEAGE_EVENTS);
@@ -740,13 +925,13 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
     let d = s.artifact("shop", "hotfix", "h1").await;
     let r = s.release("5.0.1", &d).await;
     s.app
-        .promote(&actor("rita"), &r, "build", None)
+        .promote_to(&actor("rita"), &r, "build", None)
         .await
         .unwrap();
     // The freeze holds an ordinary request.
     let held = s
         .app
-        .promote(&actor("rita"), &r, "prod", None)
+        .promote_to(&actor("rita"), &r, "prod", None)
         .await
         .unwrap();
     assert!(!held.decision.decision.allowed);
@@ -757,17 +942,13 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
             .any(|g| g.gate == "freeze")
     );
     // A reason is required, and the role.
-    match s
-        .app
-        .promote_with(&actor("olga"), &r, "prod", None, Some("  "))
-        .await
-    {
+    match s.app.break_glass(&actor("olga"), &r, "prod", "  ").await {
         Err(AppError::Invalid(m)) => assert!(m.contains("needs a reason"), "{m}"),
         other => panic!("{other:?}"),
     }
     let refused = s
         .app
-        .promote_with(&actor("bob"), &r, "prod", None, Some("it is urgent"))
+        .break_glass(&actor("bob"), &r, "prod", "it is urgent")
         .await
         .unwrap();
     assert!(!refused.decision.decision.allowed);
@@ -780,7 +961,7 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
     // Olga, on call, breaks glass: certified, and the deploy gate lets it run.
     let glass = s
         .app
-        .promote_with(&actor("olga"), &r, "prod", None, Some("checkout is down"))
+        .break_glass(&actor("olga"), &r, "prod", "checkout is down")
         .await
         .unwrap();
     assert!(glass.decision.decision.allowed && glass.decision.decision.broke_glass());
@@ -797,9 +978,9 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         .unwrap();
     let decided = events
         .iter()
-        .find(|e| e.event["type"] == "decision.recorded" && e.event["promotion"] == *id)
+        .find(|e| v(&e.event)["type"] == "decision.recorded" && v(&e.event)["promotion"] == *id)
         .unwrap();
-    assert_eq!(decided.event["break_glass"], "checkout is down");
+    assert_eq!(v(&decided.event)["break_glass"], "checkout is down");
     let alerts = custody_app::alerts::alerts_for_event(decided.index, &decided.event);
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].rule, "break-glass-used");
@@ -824,14 +1005,13 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
 
     // The review after the fact: not by the one who broke the glass, nor the release's
     // signer, nor someone without a reviewing role.
-    let verdict = |v: custody_app::records::Verdict| custody_app::Review {
-        verdict: v,
+    let review = custody_app::Review {
         rationale: "checked the hotfix diff and the incident".into(),
         risk: custody_app::records::Risk::Medium,
         confidential: false,
     };
     for (who, why) in [
-        ("olga", "they broke the glass"),
+        ("olga", "they requested the promotion"),
         ("rita", "they signed the release"),
         ("ci", "they built an artifact"),
         ("mallory", "hold none of the roles"),
@@ -841,7 +1021,8 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
             .review(
                 &actor(who),
                 &id,
-                &verdict(custody_app::records::Verdict::Approve),
+                custody_app::records::Verdict::Approve,
+                &review,
                 None,
             )
             .await
@@ -855,7 +1036,8 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         .review(
             &actor("alice"),
             &id,
-            &verdict(custody_app::records::Verdict::Reject),
+            custody_app::records::Verdict::Reject,
+            &review,
             None,
         )
         .await
@@ -876,7 +1058,7 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         })
         .await
         .unwrap();
-    assert_eq!(last[0].event["after_the_fact"], true);
+    assert_eq!(v(&last[0].event)["after_the_fact"], true);
     let alerts = custody_app::alerts::alerts_for_event(last[0].index, &last[0].event);
     assert_eq!(alerts[0].rule, "break-glass-review-rejected");
     assert!(s.app.verify("prod", &d).await.unwrap().allowed);
@@ -886,12 +1068,13 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         .review(
             &actor("bob"),
             &id,
-            &verdict(custody_app::records::Verdict::Approve),
+            custody_app::records::Verdict::Approve,
+            &review,
             None,
         )
         .await
     {
-        Err(AppError::Denied(m)) => assert!(m.contains("already certified"), "{m}"),
+        Err(AppError::Conflict(m)) => assert!(m.contains("already certified"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

@@ -1,15 +1,21 @@
 //! The CLI as a client of a custody server: `--server URL` (or `CUSTODY_SERVER`) and a
-//! token (`--token` / `CUSTODY_TOKEN`: an API token, or a CI job's OIDC ID token). Answers
-//! come back as the same values the local use cases return, and refusals as the same
-//! errors, so a command prints and exits alike either way.
+//! token (`--token` / `CUSTODY_TOKEN`: an API token, or a CI job's OIDC ID token). Every
+//! call goes through [`Client::send`]: the use case's own request type as the body, the
+//! use case's own result type back, and each error status mapped back to the fault the
+//! server mapped it from, so a command prints and exits alike either way. Responses are
+//! read with a bound ([`MAX_RESPONSE`]), whatever length the server claims.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Args;
-use custody_app::AppError;
+use custody_app::{AppError, AppResult, Fault};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Largest response read from a server (1,000 ledger entries of at most 1 MiB, with room).
+pub(crate) const MAX_RESPONSE: usize = 1 << 30;
 
 /// Where the server is, and who we are to it.
 #[derive(Debug, Clone, Args)]
@@ -37,17 +43,12 @@ impl RemoteArgs {
         let Some(base) = &self.server else {
             return Ok(None);
         };
-        Ok(Some(Client {
-            http: http_client(self.ca_cert.as_deref())?,
-            base: base.trim_end_matches('/').to_owned(),
-            token: self.token.clone(),
-        }))
+        Ok(Some(Client::new(
+            base,
+            self.token.clone(),
+            self.ca_cert.as_deref(),
+        )?))
     }
-}
-
-/// The HTTP(S) client every server call uses: the system's CAs and `ca_cert`.
-pub(crate) fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    Ok(custody_server::http_client::client(ca_cert)?)
 }
 
 /// A custody server.
@@ -57,18 +58,85 @@ pub(crate) struct Client {
     token: Option<String>,
 }
 
+/// The fault an HTTP status stands for: the inverse of the server's one mapping.
+fn fault_of(status: StatusCode) -> Fault {
+    match status.as_u16() {
+        401 | 403 => Fault::Denied,
+        404 => Fault::NotFound,
+        409 => Fault::Conflict,
+        400..=499 => Fault::Invalid,
+        500 => Fault::Integrity,
+        _ => Fault::Unavailable,
+    }
+}
+
 impl Client {
-    /// Calls `method path` with a JSON body and an optional idempotency key. A refusal
-    /// (401, 403) is [`AppError::Denied`]; other 4xx are [`AppError::Invalid`] — the same
-    /// errors the local use cases give.
-    pub(crate) async fn call<T: DeserializeOwned>(
+    /// A client of the server at `base`, presenting `token`, trusting the system's CAs and
+    /// `ca_cert`.
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<Client> {
+        Ok(Client {
+            http: custody_server::http_client::client(ca_cert)?,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    /// `GET path`, the answer parsed as `T`.
+    pub(crate) async fn get<T: DeserializeOwned>(
         &self,
-        method: reqwest::Method,
         path: &str,
-        query: &[(&str, String)],
-        body: Option<Value>,
+        query: &(impl Serialize + ?Sized),
+    ) -> AppResult<T> {
+        self.send(Method::GET, path, query, None::<&()>, None).await
+    }
+
+    /// `POST path` with `body` (and an idempotency key), the answer parsed as `T`.
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
         idempotency_key: Option<&str>,
-    ) -> anyhow::Result<Result<T, AppError>> {
+    ) -> AppResult<T> {
+        self.send(Method::POST, path, &(), Some(body), idempotency_key)
+            .await
+    }
+
+    /// `method path?query` with a JSON body; a success's body parsed as `T`, an error
+    /// status as the same fault the server mapped it from, with its message.
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+        body: Option<&impl Serialize>,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<T> {
+        let (status, bytes) = self
+            .exchange(method.clone(), path, query, body, idempotency_key)
+            .await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                AppError::Invalid(format!(
+                    "{method} {path}: the server's answer is not what this custody expects ({e}); are the server and this CLI the same version?"
+                ))
+            });
+        }
+        Err(error_of(status, &bytes))
+    }
+
+    /// The raw exchange: status and body (read up to [`MAX_RESPONSE`]).
+    pub(crate) async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+        body: Option<&impl Serialize>,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<(StatusCode, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method.clone(), &url).query(query);
         if let Some(token) = &self.token {
@@ -78,35 +146,40 @@ impl Client {
             request = request.header("Idempotency-Key", key);
         }
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}\nhint: is `custody serve` running there? (for https with an internal CA, pass --ca-cert)"))?;
+        let unreachable = |e: reqwest::Error| {
+            AppError::Unavailable(format!(
+                "{method} {url}: {e}\nhint: is `custody serve` running there? (for https with an internal CA, pass --ca-cert)"
+            ))
+        };
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("reading {url}"))?;
-        if status.is_success() {
-            return Ok(Ok(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{method} {url}: the answer is not what this custody expects")
-            })?));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE {
+                return Err(AppError::Invalid(format!(
+                    "{url} answered more than {MAX_RESPONSE} bytes; refusing the rest"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        let message = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{status}"));
-        Ok(Err(match status.as_u16() {
-            401 => AppError::Denied(format!(
-                "{message}\nhint: pass --token or set CUSTODY_TOKEN"
-            )),
-            403 => AppError::Denied(message),
-            400..=499 => AppError::Invalid(message),
-            _ => AppError::Invalid(format!("the server failed: {status}: {message}")),
-        }))
+        Ok((status, bytes))
     }
+}
+
+/// The error a failed answer stands for.
+pub(crate) fn error_of(status: StatusCode, body: &[u8]) -> AppError {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("the server answered {status}"));
+    let message = if status == StatusCode::UNAUTHORIZED {
+        format!("{message}\nhint: pass --token or set CUSTODY_TOKEN")
+    } else {
+        message
+    };
+    AppError::of(fault_of(status), message)
 }
 
 /// `value` as one URL path segment: everything but letters, digits and `-._~` is
@@ -127,7 +200,7 @@ pub(crate) fn segment(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::segment;
+    use super::*;
 
     #[test]
     fn a_segment_cannot_escape_its_route() {
@@ -141,5 +214,23 @@ mod tests {
             "sha256%3A00ff",
             "a colon is escaped too"
         );
+    }
+
+    #[test]
+    fn each_status_comes_back_as_the_fault_the_server_mapped() {
+        for (status, fault) in [
+            (401, Fault::Denied),
+            (403, Fault::Denied),
+            (404, Fault::NotFound),
+            (400, Fault::Invalid),
+            (413, Fault::Invalid),
+            (409, Fault::Conflict),
+            (500, Fault::Integrity),
+            (503, Fault::Unavailable),
+        ] {
+            let e = error_of(StatusCode::from_u16(status).unwrap(), br#"{"error":"why"}"#);
+            assert_eq!(e.fault(), fault, "{status}");
+            assert!(e.to_string().starts_with("why"));
+        }
     }
 }

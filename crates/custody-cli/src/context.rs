@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use custody_app::{Actor, App, AppError};
+use custody_app::{Actor, App, Clock, FixedClock, SystemClock};
 use custody_model::Timestamp;
 use custody_policy::{Bundle, MAX_POLICY_FILE, POLICY_FILE};
 use custody_store::SqlStore;
 
-use crate::Outcome;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
 
 /// Where the instance is.
@@ -53,12 +52,18 @@ impl ActorArgs {
     }
 }
 
-/// The time of the action: `CUSTODY_NOW` (RFC 3339, for tests and backfills) or the clock.
-pub(crate) fn now() -> anyhow::Result<Timestamp> {
+/// The clock commands act by: stopped at `CUSTODY_NOW` (RFC 3339, for tests and
+/// backfills) if it is set, otherwise the system's.
+pub(crate) fn clock() -> anyhow::Result<Box<dyn Clock>> {
     match std::env::var("CUSTODY_NOW") {
-        Ok(t) => t.parse().context("CUSTODY_NOW"),
-        Err(_) => Ok(Timestamp::from_datetime(time::OffsetDateTime::now_utc())),
+        Ok(t) => Ok(Box::new(FixedClock::at(t.parse().context("CUSTODY_NOW")?))),
+        Err(_) => Ok(Box::new(SystemClock)),
     }
+}
+
+/// The time of the action, by [`clock`].
+pub(crate) fn now() -> anyhow::Result<Timestamp> {
+    Ok(clock()?.now())
 }
 
 /// Most files read from a policy bundle.
@@ -101,23 +106,4 @@ pub(crate) fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
         }
     }
     Ok(bundle)
-}
-
-/// Turns a use case's result into an outcome: a denial is exit 1 with its reason on
-/// stderr, anything else an error (exit 2).
-pub(crate) fn settle<T>(
-    result: Result<T, AppError>,
-    done: impl FnOnce(T),
-) -> anyhow::Result<Outcome> {
-    match result {
-        Ok(v) => {
-            done(v);
-            Ok(Outcome::Ok)
-        }
-        Err(AppError::Denied(why)) => {
-            eprintln!("denied: {why}");
-            Ok(Outcome::Denied)
-        }
-        Err(e) => Err(e.into()),
-    }
 }

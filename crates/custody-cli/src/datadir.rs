@@ -211,7 +211,7 @@ impl DataDir {
             toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
         config
             .alerts
-            .check()
+            .compile()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
     }

@@ -4,14 +4,11 @@
 //! (`--log-key`), and its proofs are checked against signed roots before they are shown.
 
 use anyhow::{Context, bail};
+use custody_app::{ConsistencyProof, InclusionProof};
 use custody_crypto::PublicKey;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{Checkpoint, Hash};
 use custody_store::{MAX_ENTRIES_PER_READ, SqlStore, Store};
-use serde_json::Value;
-
-/// Largest response read from a server (1,000 entries of at most 1 MiB, with margin).
-const MAX_RESPONSE: usize = 1 << 30;
 
 /// A ledger to read.
 pub(crate) enum Ledger {
@@ -19,8 +16,7 @@ pub(crate) enum Ledger {
     Local(SqlStore),
     /// A server's public routes.
     Remote {
-        client: reqwest::Client,
-        base: String,
+        client: crate::client::Client,
         log_key: Option<PublicKey>,
     },
 }
@@ -35,12 +31,6 @@ pub(crate) struct Head {
     pub(crate) signed: bool,
     /// The C2SP verifier key it verified with.
     pub(crate) verifier: Option<String>,
-}
-
-fn hash_of(hex_text: &str) -> anyhow::Result<Hash> {
-    let bytes = hex::decode(hex_text).with_context(|| format!("{hex_text:?} is not hex"))?;
-    Hash::try_from(bytes.as_slice())
-        .map_err(|_| anyhow::anyhow!("{hex_text:?} is not a 32-byte hash"))
 }
 
 /// Opens a signed checkpoint note with `key`, under the origin the note names. A note that
@@ -62,45 +52,23 @@ impl Ledger {
         ca_cert: Option<&std::path::Path>,
     ) -> anyhow::Result<Ledger> {
         Ok(Ledger::Remote {
-            client: crate::client::http_client(ca_cert)?,
-            base: server.trim_end_matches('/').to_owned(),
+            client: crate::client::Client::new(server, None, ca_cert)?,
             log_key,
         })
     }
 
+    /// `GET path` on the server, its body (bounded by the client).
     async fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let Ledger::Remote { client, base, .. } = self else {
+        let Ledger::Remote { client, .. } = self else {
             bail!("not a remote ledger");
         };
-        let url = format!("{base}{path}");
-        let response = client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}\nhint: is `custody serve` running there? (for https with an internal CA, pass --ca-cert)"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("reading {url}"))?;
-        if body.len() > MAX_RESPONSE {
-            bail!(
-                "{url} answered {} bytes; refusing more than {MAX_RESPONSE}",
-                body.len()
-            );
-        }
+        let (status, body) = client
+            .exchange(reqwest::Method::GET, path, &(), None::<&()>, None)
+            .await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("{url}: {status}: {message}");
+            return Err(crate::client::error_of(status, &body).into());
         }
-        Ok(body.to_vec())
-    }
-
-    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.get(path).await?).with_context(|| format!("{path}: not JSON"))
+        Ok(body)
     }
 
     /// The latest checkpoint.
@@ -192,16 +160,14 @@ impl Ledger {
                 store.inclusion_proof(index, size).await?,
                 store.root_at(size).await?,
             )),
-            Ledger::Remote { .. } => {
-                let v = self
-                    .get_json(&format!(
-                        "/api/v1/log/proof/inclusion?index={index}&size={size}"
-                    ))
+            Ledger::Remote { client, .. } => {
+                let proof: InclusionProof = client
+                    .get(
+                        "/api/v1/log/proof/inclusion",
+                        &[("index", index), ("size", size)],
+                    )
                     .await?;
-                Ok((
-                    hashes(&v["hashes"])?,
-                    hash_of(v["root"].as_str().unwrap_or_default())?,
-                ))
+                Ok((proof.hashes, proof.root))
             }
         }
     }
@@ -218,26 +184,15 @@ impl Ledger {
                 store.root_at(from).await?,
                 store.root_at(to).await?,
             )),
-            Ledger::Remote { .. } => {
-                let v = self
-                    .get_json(&format!(
-                        "/api/v1/log/proof/consistency?from={from}&to={to}"
-                    ))
+            Ledger::Remote { client, .. } => {
+                let proof: ConsistencyProof = client
+                    .get(
+                        "/api/v1/log/proof/consistency",
+                        &[("from", from), ("to", to)],
+                    )
                     .await?;
-                Ok((
-                    hashes(&v["hashes"])?,
-                    hash_of(v["from_root"].as_str().unwrap_or_default())?,
-                    hash_of(v["to_root"].as_str().unwrap_or_default())?,
-                ))
+                Ok((proof.hashes, proof.from_root, proof.to_root))
             }
         }
     }
-}
-
-fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
-    v.as_array()
-        .context("no hashes in the proof")?
-        .iter()
-        .map(|h| hash_of(h.as_str().unwrap_or_default()))
-        .collect()
 }

@@ -7,6 +7,7 @@
 mod client;
 mod cmd;
 mod context;
+mod custody;
 mod datadir;
 mod input;
 mod ledger_source;
@@ -158,8 +159,8 @@ fn main() -> ExitCode {
         Command::Attest(a) => cmd::catalog::attest(a),
         Command::Release(c) => cmd::catalog::release(c),
         Command::Promote(a) => cmd::promotion::promote(a),
-        Command::Approve(a) => cmd::promotion::review(a, custody_app::records::Verdict::Approve),
-        Command::Reject(a) => cmd::promotion::review(a, custody_app::records::Verdict::Reject),
+        Command::Approve(a) => cmd::promotion::review(a, custody_model::Verdict::Approve),
+        Command::Reject(a) => cmd::promotion::review(a, custody_model::Verdict::Reject),
         Command::Deploy(c) => cmd::environment::deploy(c),
         Command::Rollback(a) => cmd::environment::rollback(a),
         Command::Verify(a) => cmd::environment::verify(a),
@@ -174,24 +175,33 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Denied) => ExitCode::from(1),
-        Err(e)
-            if matches!(
-                e.downcast_ref::<custody_app::AppError>(),
-                Some(custody_app::AppError::Denied(_))
-            ) =>
-        {
-            eprintln!("denied: {e:#}");
-            ExitCode::from(1)
-        }
-        Err(e) if e.downcast_ref::<VerificationFailed>().is_some() => {
-            eprintln!("FAILED: {e:#}");
-            ExitCode::from(1)
-        }
         Err(e) => {
+            let (code, label) = exit_of(&e);
             // `{:#}` prints the whole chain on one line: "reading key.pem: invalid key: …".
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            eprintln!("{label}: {e:#}");
+            ExitCode::from(code)
         }
+    }
+}
+
+/// The exit code and label of a failed command: a use case's denial and a failed check
+/// are answers (1); everything else, from a malformed request to an unreachable server,
+/// is an error (2). The classes are the use cases' own faults.
+fn exit_of(e: &anyhow::Error) -> (u8, &'static str) {
+    use custody_app::Fault;
+    if e.downcast_ref::<VerificationFailed>().is_some() {
+        return (1, "FAILED");
+    }
+    match e
+        .downcast_ref::<custody_app::AppError>()
+        .map(custody_app::AppError::fault)
+    {
+        Some(Fault::Denied) => (1, "denied"),
+        Some(Fault::NotFound) => (2, "not found"),
+        Some(Fault::Conflict) => (2, "conflict"),
+        Some(Fault::Integrity) => (2, "integrity failure"),
+        Some(Fault::Unavailable) => (2, "unavailable"),
+        Some(Fault::Invalid) | None => (2, "error"),
     }
 }
 

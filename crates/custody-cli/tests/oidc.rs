@@ -28,10 +28,8 @@ fn jwks(pub_pem: &Path, kid: &str) -> Value {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    use custody_app::Clock as _;
+    custody_app::SystemClock.now().unix_seconds()
 }
 
 fn sign(key: &Path, kid: &str, claims: &Value) -> String {

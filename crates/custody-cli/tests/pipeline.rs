@@ -114,6 +114,16 @@ impl World {
 
     /// Runs a command that must say no (exit 1) with `reason` in its output.
     #[track_caller]
+    fn failed(&self, cmd: &[&str], principal: &str, args: &[&str], reason: &str) {
+        let out = self.run(cmd, principal, args);
+        expect_code(&out, 2);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains(reason),
+            "{cmd:?} {args:?}: {reason:?} not in:\n{all}"
+        );
+    }
+
     fn refused(&self, cmd: &[&str], principal: &str, args: &[&str], reason: &str) {
         let out = self.run(cmd, principal, args);
         expect_code(&out, 1);
@@ -455,11 +465,12 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         rejected["approval"][0]["supersedes"],
         late["approval"][0]["id"]
     );
-    w.refused(
+    // A decided promotion is a conflict with the record (exit 2, HTTP 409), not a denial.
+    w.failed(
         &["approve"],
         "bob",
         &[&prod1, "--rationale", "again"],
-        "already rejected",
+        "conflict: promotion",
     );
 
     // A second production promotion, approved by two distinct approvers.

@@ -1491,7 +1491,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     // Its test results, attached two hours ago: 72 h left of the 74 h they stay fresh,
     // within the 73 h warning.
     let two_hours_ago = custody_model::Timestamp::from_unix_seconds(
-        time::OffsetDateTime::now_utc().unix_timestamp() - 7200,
+        custody_app::Clock::now(&custody_app::SystemClock).unix_seconds() - 7200,
     )
     .unwrap();
     let junit = temp.path().join("junit.xml");

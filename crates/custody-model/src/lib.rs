@@ -23,10 +23,12 @@
 
 mod canonical;
 mod digest;
+mod event;
 mod promotion;
 mod timestamp;
 
 pub use canonical::{CanonicalJson, CanonicalJsonError};
 pub use digest::{Digest, DigestAlgorithm, DigestError};
+pub use event::{Authentication, BuildName, EventHeader};
 pub use promotion::{NameError, Principal, PromotionStatus, ReleaseRef, Risk, Verdict};
 pub use timestamp::{Timestamp, TimestampError};

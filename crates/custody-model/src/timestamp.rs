@@ -46,6 +46,15 @@ impl Timestamp {
             })
     }
 
+    /// The instant `seconds` later, or the latest instant RFC 3339 can write
+    /// (9999-12-31T23:59:59Z) if that is past it: a bound, never a wrap-around.
+    pub fn plus_seconds(self, seconds: u64) -> Timestamp {
+        let latest = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let later = self.0.saturating_add(time::Duration::seconds(seconds));
+        Timestamp(later.min(latest))
+    }
+
     /// Seconds since the Unix epoch.
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
@@ -104,6 +113,14 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn adding_seconds_saturates_at_the_last_writable_instant() {
+        let t: super::Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+        assert_eq!(t.plus_seconds(3600).to_string(), "2026-11-01T01:00:00Z");
+        assert_eq!(t.plus_seconds(u64::MAX).to_string(), "9999-12-31T23:59:59Z");
+        assert!(t.plus_seconds(u64::MAX) > t, "never wraps into the past");
+    }
+
     use super::*;
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod compile;
 mod duration;
+mod duties;
 mod evaluate;
 mod facts;
 
@@ -19,6 +20,7 @@ pub use compile::{
     PolicyError, PolicyErrors, compile,
 };
 pub use duration::Span;
+pub use duties::may_review;
 pub use evaluate::{
     Decision, ENGINE, GateResult, OVERRIDABLE, Standing, Status, approval_standings, evaluate,
     facts_digest,

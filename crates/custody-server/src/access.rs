@@ -14,8 +14,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custody_app::{AppError, Authenticated, Permission};
-use custody_store::{AccessEntry, Store};
+use custody_app::{AppError, AppResult, Authenticated, Fault, Permission};
+use custody_model::Authentication;
+use custody_store::AccessEntry;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -72,19 +73,10 @@ pub(crate) async fn require(
             "unauthenticated: no token".into(),
         );
     };
-    let now = custody_model::Timestamp::from_datetime(time_now());
-    let checked = if token.starts_with("cst_") || state.oidc.is_empty() {
-        state.app.authenticate(&token, now).await
-    } else {
-        // A CI workload's OIDC ID token.
-        match state.oidc.principal(&token) {
-            Ok(principal) => state.app.authenticated(&principal, "oidc").await,
-            Err(why) => Err(AppError::Denied(why)),
-        }
-    };
-    let who: Authenticated = match checked {
+    let who: Authenticated = match authenticate(&state, &token).await {
         Ok(who) => who,
-        Err(AppError::Denied(why)) => {
+        Err(e) if e.fault() == Fault::Denied => {
+            let why = e.to_string();
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "",
@@ -93,12 +85,9 @@ pub(crate) async fn require(
             );
         }
         Err(e) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "",
-                e.to_string(),
-                format!("error: {e}"),
-            );
+            let status = crate::error::status(e.fault());
+            let message = crate::error::message_for(status, &e);
+            return refuse(status, "", message, format!("error: {e}"));
         }
     };
     if !permission.granted_to(&who.roles) {
@@ -131,8 +120,18 @@ pub(crate) async fn require(
     response
 }
 
-fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
+/// Who a bearer credential is: an API token (`cst_…`), or a CI job's OIDC ID token when
+/// issuers are configured. A credential that does not check out is [`Fault::Denied`].
+pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<Authenticated> {
+    if token.starts_with("cst_") || state.oidc.is_empty() {
+        return state.app.authenticate(token, state.now()).await;
+    }
+    let id = state.oidc.principal(token).map_err(AppError::Denied)?;
+    let auth = Authentication::Oidc {
+        issuer: id.issuer,
+        subject: id.subject,
+    };
+    state.app.authenticated(&id.principal, auth).await
 }
 
 /// Records every request after it is answered.
@@ -164,8 +163,7 @@ pub(crate) async fn record(
         } else {
             caller.principal.clone()
         };
-        let at = custody_model::Timestamp::from_datetime(time_now());
-        if let Some(alert) = state.alerting.denied(&who, at) {
+        if let Some(alert) = state.alerting.denied(&who, state.now()) {
             let state = state.clone();
             tokio::spawn(async move { crate::alerting::raise(&state, &alert).await });
         }
@@ -173,7 +171,7 @@ pub(crate) async fn record(
     state
         .access
         .push(AccessEntry {
-            at: custody_model::Timestamp::from_datetime(time_now()).to_string(),
+            at: state.now().to_string(),
             principal: caller.principal,
             method,
             path,
@@ -215,9 +213,9 @@ impl AccessLog {
                     }
                 }
                 let Some(state) = state.upgrade() else { break };
-                if let Err(e) = state.app.store().record_access(batch).await {
+                if let Err(e) = state.app.log().record_access(batch).await {
                     // The request was answered; its record is what failed. Say so loudly.
-                    eprintln!("custody: writing the access log failed: {e}");
+                    tracing::error!(error = %e, "writing the access log failed");
                 }
             }
         });

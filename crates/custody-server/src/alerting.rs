@@ -1,7 +1,7 @@
 //! Raising alerts and delivering them to webhooks.
 //!
-//! A background task follows the ledger (every event through the rules of
-//! `custody_app::alerts`), checks the clock (approvals waiting past their SLA) and delivers
+//! One background task subscribes to the ledger's tail (every event through the rules of
+//! `custody_app::alerts`); another checks the clock (approvals waiting past their SLA) and delivers
 //! what is due from the outbox: a JSON POST with a Slack-compatible `text` field and the
 //! alert, and an `X-Custody-Alert` header carrying its id so that a receiver can drop a
 //! repeat. A failed delivery is retried with a backoff and never dropped. Repeated denials
@@ -17,9 +17,8 @@ use custody_app::alerts::{
     overdue_break_glass_reviews,
 };
 use custody_model::Timestamp;
-use custody_store::{MAX_ENTRIES_PER_READ, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::ServerState;
 
@@ -88,17 +87,51 @@ impl Default for AlertConfig {
     }
 }
 
+/// `[alerts]` checked and compiled: durations in seconds, webhooks with valid URLs. Made
+/// only by [`AlertConfig::compile`], so every use reads a checked value.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    /// How long a promotion may wait for approval before an alert.
+    pub approval_sla: i64,
+    /// How long before an approval or evidence lapses to warn.
+    pub expiry_warning: i64,
+    /// Denials that raise an alert…
+    pub denied_threshold: usize,
+    /// …within this many seconds.
+    pub denied_window: i64,
+    /// How often the whole ledger is re-checked.
+    pub ledger_check: Duration,
+    /// Where alerts go.
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        // The defaults are valid by construction; compile cannot refuse them.
+        AlertConfig::default().compile().unwrap_or(Alerts {
+            approval_sla: 86_400,
+            expiry_warning: 7_200,
+            denied_threshold: 5,
+            denied_window: 600,
+            ledger_check: Duration::from_secs(3_600),
+            webhooks: Vec::new(),
+        })
+    }
+}
+
 impl AlertConfig {
-    /// Checks the durations and the webhooks' names and URLs.
-    pub fn check(&self) -> Result<(), String> {
-        for (name, text) in [
-            ("approval_sla", &self.approval_sla),
-            ("expiry_warning", &self.expiry_warning),
-            ("denied_window", &self.denied_window),
-            ("ledger_check", &self.ledger_check),
-        ] {
-            custody_policy::Span::parse(text).map_err(|e| format!("[alerts] {name}: {e}"))?;
-        }
+    /// Checks the durations and the webhooks' names and URLs, and compiles them.
+    pub fn compile(&self) -> Result<Alerts, String> {
+        let seconds = |name: &str, text: &str| -> Result<i64, String> {
+            let span =
+                custody_policy::Span::parse(text).map_err(|e| format!("[alerts] {name}: {e}"))?;
+            let s =
+                i64::try_from(span.seconds()).map_err(|_| format!("[alerts] {name}: too long"))?;
+            if s <= 0 {
+                return Err(format!("[alerts] {name}: must be longer than nothing"));
+            }
+            Ok(s)
+        };
         for w in &self.webhooks {
             if w.name.is_empty() || !(w.url.starts_with("http://") || w.url.starts_with("https://"))
             {
@@ -108,20 +141,22 @@ impl AlertConfig {
                 ));
             }
         }
-        Ok(())
-    }
-
-    fn seconds(text: &str, fallback: i64) -> i64 {
-        custody_policy::Span::parse(text)
-            .ok()
-            .and_then(|s| i64::try_from(s.seconds()).ok())
-            .unwrap_or(fallback)
+        Ok(Alerts {
+            approval_sla: seconds("approval_sla", &self.approval_sla)?,
+            expiry_warning: seconds("expiry_warning", &self.expiry_warning)?,
+            denied_threshold: self.denied_threshold,
+            denied_window: seconds("denied_window", &self.denied_window)?,
+            ledger_check: Duration::from_secs(
+                u64::try_from(seconds("ledger_check", &self.ledger_check)?).unwrap_or(3_600),
+            ),
+            webhooks: self.webhooks.clone(),
+        })
     }
 }
 
 /// The alerting state of one server.
 pub(crate) struct Alerting {
-    pub(crate) config: AlertConfig,
+    pub(crate) config: Alerts,
     /// Recent denials by who (principal, or address when unauthenticated).
     denials: Mutex<HashMap<String, VecDeque<i64>>>,
 }
@@ -134,12 +169,8 @@ const CLOCK_EVERY: Duration = Duration::from_secs(10);
 /// again is idempotent, only wasted work).
 const REMEMBERED: usize = 100_000;
 
-fn now() -> Timestamp {
-    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
-}
-
 impl Alerting {
-    pub(crate) fn new(config: AlertConfig) -> Alerting {
+    pub(crate) fn new(config: Alerts) -> Alerting {
         Alerting {
             config,
             denials: Mutex::new(HashMap::new()),
@@ -156,7 +187,7 @@ impl Alerting {
 
     /// Counts a denial; the alert to raise when `who` reached the threshold in the window.
     pub(crate) fn denied(&self, who: &str, at: Timestamp) -> Option<Alert> {
-        let window = AlertConfig::seconds(&self.config.denied_window, 600).max(1);
+        let window = self.config.denied_window;
         let t = at.unix_seconds();
         let mut denials = self.denials.lock().ok()?;
         if denials.len() > 10_000 {
@@ -179,24 +210,45 @@ impl Alerting {
 /// Raises `alert` (once, whichever server sees it first).
 pub(crate) async fn raise(state: &ServerState, alert: &Alert) {
     let webhooks = state.alerting.webhook_names();
-    if let Err(e) = state.app.raise_alert(alert, &webhooks, now()).await {
-        eprintln!("custody: raising alert {}: {e}", alert.id);
+    if let Err(e) = state.app.raise_alert(alert, &webhooks, state.now()).await {
+        tracing::error!(alert = %alert.id, error = %e, "raising an alert failed");
     }
 }
 
-/// Follows the ledger, checks the clock and delivers what is due, until dropped.
+/// Raises the alerts the ledger's events call for, as the ledger's tail sees them (from
+/// the first entry after a start: raising is idempotent), until dropped.
+pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
+    let mut events = state.app.subscribe(0);
+    loop {
+        match events.next().await {
+            Ok(batch) => {
+                for (index, event) in batch {
+                    for alert in alerts_for_event(index, &event) {
+                        raise(&state, &alert).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alerting could not read the ledger");
+                tokio::time::sleep(EVERY).await;
+            }
+        }
+    }
+}
+
+/// Checks the clock rules and delivers what is due, until dropped.
 pub(crate) async fn run(state: Arc<ServerState>) {
     let client = match crate::http_client::client(None) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("custody: alert webhooks cannot be reached: {e}");
+            tracing::error!(error = %e, "alert webhooks cannot be reached");
             return;
         }
     };
     let mut follow = Follow::default();
     loop {
         if let Err(e) = round(&state, &client, &mut follow).await {
-            eprintln!("custody: alerting: {e}");
+            tracing::error!(error = %e, "alerting");
         }
         tokio::time::sleep(EVERY).await;
     }
@@ -208,8 +260,7 @@ pub(crate) async fn run(state: Arc<ServerState>) {
 /// by a fork signed with the same key is caught too). A failure raises an alert, once per
 /// cause.
 pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
-    let every = AlertConfig::seconds(&state.alerting.config.ledger_check, 3600).max(1);
-    let every = Duration::from_secs(u64::try_from(every).unwrap_or(3600));
+    let every = state.alerting.config.ledger_check;
     let mut seen: Option<(u64, custody_ledger::Hash)> = None;
     let mut raised = std::collections::HashSet::new();
     loop {
@@ -220,7 +271,7 @@ pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
             }
             Err(Checked::Inconsistent(why)) => Some(why),
             Err(Checked::Unavailable(why)) => {
-                eprintln!("custody: ledger check could not run: {why}");
+                tracing::warn!(reason = %why, "the ledger check could not run");
                 None
             }
         };
@@ -246,13 +297,12 @@ async fn check_ledger(
     state: &ServerState,
     seen: Option<(u64, custody_ledger::Hash)>,
 ) -> Result<(u64, custody_ledger::Hash), Checked> {
-    use custody_store::StoreError;
-    let store = state.app.store();
-    let failed = |e: StoreError| match e {
-        StoreError::Corrupt(why) => Checked::Inconsistent(why),
-        other => Checked::Unavailable(other.to_string()),
+    let log = state.app.log();
+    let failed = |e: custody_app::AppError| match e.fault() {
+        custody_app::Fault::Integrity => Checked::Inconsistent(e.to_string()),
+        _ => Checked::Unavailable(e.to_string()),
     };
-    let report = store.check(|_| {}).await.map_err(failed)?;
+    let report = log.check(|_| {}).await.map_err(failed)?;
     let head = (report.entries, report.root);
     if let Some((size, root)) = seen {
         if head.0 < size {
@@ -261,11 +311,8 @@ async fn check_ledger(
                 head.0
             )));
         }
-        let proof = store
-            .consistency_proof(size, head.0)
-            .await
-            .map_err(failed)?;
-        custody_ledger::verify_consistency(size, head.0, &proof, &root, &head.1).map_err(|e| {
+        let proof = log.consistency(size, head.0).await.map_err(failed)?;
+        custody_ledger::verify_consistency(size, head.0, &proof.hashes, &root, &head.1).map_err(|e| {
             Checked::Inconsistent(format!(
                 "the log of {} entries does not extend the one of {size} seen at the last check: {e}",
                 head.0
@@ -278,8 +325,6 @@ async fn check_ledger(
 /// What the task has done so far.
 #[derive(Default)]
 struct Follow {
-    /// The next ledger entry to read.
-    next: u64,
     /// When the clock rules last ran.
     clock: Option<std::time::Instant>,
     /// Alerts already raised (an overdue promotion stays overdue every round).
@@ -302,35 +347,22 @@ async fn round(
     client: &reqwest::Client,
     follow: &mut Follow,
 ) -> Result<(), String> {
-    let next = &mut follow.next;
-    let store = state.app.store();
-    let size = store.size().await.map_err(|e| e.to_string())?;
-    while *next < size {
-        let end = size.min(*next + MAX_ENTRIES_PER_READ);
-        for entry in store.entries(*next, end).await.map_err(|e| e.to_string())? {
-            if let Ok(event) = serde_json::from_slice::<Value>(&entry.leaf) {
-                for alert in alerts_for_event(entry.index, &event) {
-                    raise(state, &alert).await;
-                }
-            }
-        }
-        *next = end;
-    }
+    let now = state.now();
     if follow.clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) {
         follow.clock = Some(std::time::Instant::now());
         let board = state.app.board().await.map_err(|e| e.to_string())?;
-        let sla = AlertConfig::seconds(&state.alerting.config.approval_sla, 86_400);
-        for (id, release, env, waited) in overdue_approvals(&board, now(), sla) {
+        let sla = state.alerting.config.approval_sla;
+        for (id, release, env, waited) in overdue_approvals(&board, now, sla) {
             let alert = approval_sla_alert(&id, &release, &env, waited);
             follow.raise(state, &alert).await;
         }
-        for alert in overdue_break_glass_reviews(&board, now(), sla) {
+        for alert in overdue_break_glass_reviews(&board, now, sla) {
             follow.raise(state, &alert).await;
         }
-        let warning = AlertConfig::seconds(&state.alerting.config.expiry_warning, 7200);
+        let warning = state.alerting.config.expiry_warning;
         for (approval, release, left) in state
             .app
-            .expiring_approvals(&board, now(), warning)
+            .expiring_approvals(&board, now, warning)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -339,7 +371,7 @@ async fn round(
         }
         for expiring in state
             .app
-            .expiring_evidence(&board, now(), warning)
+            .expiring_evidence(&board, now, warning)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -354,7 +386,7 @@ async fn round(
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|d| d.next_at <= now())
+        .filter(|d| d.next_at <= now)
         .collect();
     for d in due {
         let outcome = match state
@@ -372,7 +404,7 @@ async fn round(
         };
         state
             .app
-            .delivery_attempted(&d.alert.id, &d.webhook, outcome, now())
+            .delivery_attempted(&d.alert.id, &d.webhook, outcome, state.now())
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -410,11 +442,15 @@ mod tests {
 
     #[test]
     fn repeated_denials_raise_one_alert_per_window() {
-        let alerting = Alerting::new(AlertConfig {
-            denied_threshold: 3,
-            denied_window: "60s".into(),
-            ..AlertConfig::default()
-        });
+        let alerting = Alerting::new(
+            AlertConfig {
+                denied_threshold: 3,
+                denied_window: "60s".into(),
+                ..AlertConfig::default()
+            }
+            .compile()
+            .unwrap(),
+        );
         assert!(alerting.denied("mallory", at(0)).is_none());
         assert!(
             alerting.denied("eve", at(1)).is_none(),
@@ -443,11 +479,11 @@ mod tests {
             name: "ops".into(),
             url: "ftp://example/hook".into(),
         });
-        assert!(config.check().unwrap_err().contains("\"ops\""));
+        assert!(config.compile().unwrap_err().contains("\"ops\""));
         let config = AlertConfig {
             approval_sla: "soon".into(),
             ..AlertConfig::default()
         };
-        assert!(config.check().unwrap_err().contains("approval_sla"));
+        assert!(config.compile().unwrap_err().contains("approval_sla"));
     }
 }

@@ -1,438 +1,348 @@
-//! The API routes behind identities: reads for auditors, and the mutating use cases. Every
-//! body is JSON with unknown fields refused; every mutation takes an `Idempotency-Key`
-//! header where the use case has one; every failure is JSON `{"error"}` with a 4xx.
+//! The API behind identities: reads for auditors, and the use cases. Each handler takes
+//! the use case's own request type (a JSON body with unknown fields refused), the caller
+//! and, for mutations, an `Idempotency-Key`; each answers the use case's own result type.
+//! The OpenAPI document is derived from these handlers' annotations (see routes.rs).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use custody_app::{Actor, Authenticated, HistoryFilter, TokenInfo};
-use custody_model::{Digest, Risk, Timestamp, Verdict};
-use custody_store::Store;
+use custody_app::{
+    ApplyPolicy, AttachEvidence, CreateToken, DeployReport, HistoryFilter, Promote, RecordRelease,
+    RegisterArtifact, Review, Rollback, TokenInfo,
+};
+use custody_model::{Digest, Verdict};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, ServerState, bad_query};
+use crate::ServerState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Caller, IdempotencyKey};
 
-fn now() -> Timestamp {
-    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+/// Most entries one page of history or of the access log holds.
+pub(crate) const MAX_PAGE: usize = custody_store::MAX_ENTRIES_PER_READ as usize;
+/// Entries a page holds when the caller does not say.
+pub(crate) const DEFAULT_PAGE: usize = 100;
+/// Longest "unused for" an access review looks back.
+pub(crate) const MAX_UNUSED_DAYS: i64 = 3650;
+
+type Answer = Result<Response, ApiError>;
+
+fn json(value: impl serde::Serialize) -> Answer {
+    Ok(Json(value).into_response())
 }
 
-fn actor(who: &Authenticated) -> Result<Actor, ApiError> {
-    Actor::new(who.principal.clone(), now()).map_err(ApiError::from)
+/// An error body: `{"error": "…"}`, saying what was wrong and what to do.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documents the error body's shape")]
+pub(crate) struct ErrorBody {
+    error: String,
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 256)
-            .map(|k| Some(k.to_owned()))
-            .ok_or_else(|| {
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    "Idempotency-Key must be 1 to 256 visible ASCII characters".into(),
-                )
-            }),
-    }
-}
-
-#[derive(Deserialize)]
+/// `GET /api/v1/verify`: the deploy gate.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HistoryQuery {
-    artifact: Option<Digest>,
-    build: Option<String>,
-    principal: Option<String>,
-    env: Option<String>,
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-    before: Option<u64>,
-    limit: Option<usize>,
+#[into_params(parameter_in = Query)]
+pub(crate) struct VerifyQuery {
+    /// The environment.
+    env: String,
+    /// The digest that wants to run, `sha256:HEX`.
+    digest: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/verify", params(VerifyQuery),
+    responses((status = 200, description = "allowed: the verdict with its evidence", body = Value),
+              (status = 403, description = "denied: the verdict with its reasons", body = Value),
+              (status = 400, body = ErrorBody)))]
+pub(crate) async fn verify(
+    State(s): State<Arc<ServerState>>,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
+) -> Answer {
+    let digest: Digest = q
+        .digest
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("digest: {e}")))?;
+    let verdict = s.app.verify(&q.env, &digest).await?;
+    let status = if verdict.allowed {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let body = verdict
+        .to_json()
+        .map_err(|e| ApiError::from(custody_app::AppError::Integrity(e.to_string())))?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_vec(),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/history", params(HistoryFilter),
+    responses((status = 200, description = "events, oldest first", body = Value), (status = 400, body = ErrorBody)))]
 pub(crate) async fn history(
     State(s): State<Arc<ServerState>>,
-    q: Result<Query<HistoryQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
-    let filter = HistoryFilter {
-        artifact: q.artifact,
-        build: q.build,
-        principal: q.principal,
-        environment: q.env,
-        since: q.since,
-        until: q.until,
-        before: q.before,
-        // 0 would mean "all" to the use case; over HTTP a page is at most 1000.
-        limit: match q.limit.unwrap_or(100) {
-            0 => 1000,
-            n => n.min(1000),
-        },
+    ApiQuery(mut filter): ApiQuery<HistoryFilter>,
+) -> Answer {
+    // 0 would mean "all" to the use case; over HTTP a page is bounded.
+    filter.limit = match filter.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
     };
-    Ok(Json(json!(s.app.history(&filter).await?)).into_response())
+    json(s.app.history(&filter).await?)
 }
 
-pub(crate) async fn decision(
-    State(s): State<Arc<ServerState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let d = s.app.decision(&id).await.map_err(not_found)?;
-    Ok(Json(json!(d)).into_response())
+#[utoipa::path(get, path = "/api/v1/decisions/{id}", params(("id" = String, Path, description = "the decision")),
+    responses((status = 200, body = Value), (status = 404, body = ErrorBody)))]
+pub(crate) async fn decision(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
+    json(s.app.decision(&id).await?)
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(get, path = "/api/v1/decisions/{id}/replay", params(("id" = String, Path, description = "the decision")),
+    responses((status = 200, description = "the decision evaluated again from its recorded facts and policy version", body = Value),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn replay(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
+    json(s.app.replay(&id).await?)
+}
+
+/// A page of the access log.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AccessQuery {
+    /// Entries after this id.
     after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/access-log", params(AccessQuery),
+    responses((status = 200, body = Value), (status = 400, body = ErrorBody)))]
 pub(crate) async fn access_log(
     State(s): State<Arc<ServerState>>,
-    q: Result<Query<AccessQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
-    let log = s
-        .app
-        .store()
-        .access_log(q.after.unwrap_or(0), q.limit.unwrap_or(100))
-        .await?;
-    Ok(Json(json!(log)).into_response())
+    ApiQuery(q): ApiQuery<AccessQuery>,
+) -> Answer {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE as u64).min(MAX_PAGE as u64);
+    json(s.app.log().access_log(q.after.unwrap_or(0), limit).await?)
 }
 
-#[derive(Deserialize)]
+/// The access review's window.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PromoteBody {
-    release: custody_model::ReleaseRef,
-    environment: String,
-    /// Break glass, with this reason (see `App::promote_with`).
-    #[serde(default)]
-    break_glass: Option<String>,
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReviewQuery {
+    /// A role unused this many days is reported (default 90, 1 to 3650).
+    unused_days: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/access-review", params(ReviewQuery),
+    responses((status = 200, description = "role holdings", body = Value), (status = 400, body = ErrorBody)))]
+pub(crate) async fn access_review(
+    State(s): State<Arc<ServerState>>,
+    ApiQuery(q): ApiQuery<ReviewQuery>,
+) -> Answer {
+    let days = q.unused_days.unwrap_or(90);
+    if !(1..=MAX_UNUSED_DAYS).contains(&days) {
+        return Err(ApiError::bad_request(format!(
+            "unused_days must be 1 to {MAX_UNUSED_DAYS}"
+        )));
+    }
+    json(s.app.access_review(s.now(), days).await?)
+}
+
+#[utoipa::path(post, path = "/api/v1/promotions", request_body = Promote,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the promotion and its decision", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn promote(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    headers: HeaderMap,
-    b: Result<Json<PromoteBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
-    let outcome = s
-        .app
-        .promote_with(
-            &actor(&who)?,
-            &b.release.to_string(),
-            &b.environment,
-            key.as_deref(),
-            b.break_glass.as_deref(),
-        )
-        .await?;
-    Ok(Json(json!(outcome)).into_response())
+    caller: Caller,
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<Promote>,
+) -> Answer {
+    json(
+        s.app
+            .promote(&caller.actor, &request, key.as_deref())
+            .await?,
+    )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReviewBody {
-    rationale: String,
-    risk: Risk,
-    #[serde(default)]
-    confidential: bool,
+#[utoipa::path(get, path = "/api/v1/promotions/{id}", params(("id" = String, Path, description = "the promotion")),
+    responses((status = 200, description = "the promotion and its reviews; confidential rationales only for auditors, admins and the people involved", body = Value),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn promotion(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    let (promotion, reviews) = s.app.promotion_for(&caller.who, &id).await?;
+    json(json!({"promotion": promotion, "reviews": reviews}))
 }
 
 async fn review(
-    s: Arc<ServerState>,
-    who: Authenticated,
-    id: String,
-    headers: HeaderMap,
-    b: Result<Json<ReviewBody>, JsonRejection>,
+    s: &ServerState,
+    caller: Caller,
+    id: &str,
     verdict: Verdict,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
-    let outcome = s
-        .app
-        .review(
-            &actor(&who)?,
-            &id,
-            &custody_app::Review {
-                verdict,
-                rationale: b.rationale,
-                risk: b.risk,
-                confidential: b.confidential,
-            },
-            key.as_deref(),
-        )
-        .await?;
-    Ok(Json(json!(outcome)).into_response())
+    key: IdempotencyKey,
+    request: Review,
+) -> Answer {
+    json(
+        s.app
+            .review(&caller.actor, id, verdict, &request, key.as_deref())
+            .await?,
+    )
 }
 
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/approve", request_body = Review,
+    params(("id" = String, Path, description = "the promotion"),
+           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the approval, whether it counted, and the new decision", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn approve(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<ReviewBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    review(s, who, id, headers, b, Verdict::Approve).await
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<Review>,
+) -> Answer {
+    review(&s, caller, &id, Verdict::Approve, key, request).await
 }
 
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/reject", request_body = Review,
+    params(("id" = String, Path, description = "the promotion"),
+           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the rejection and the new decision", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn reject(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
+    caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<ReviewBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    review(s, who, id, headers, b, Verdict::Reject).await
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<Review>,
+) -> Answer {
+    review(&s, caller, &id, Verdict::Reject, key, request).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub(crate) enum DeployStatus {
-    Succeeded,
-    Failed,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeployBody {
-    environment: String,
-    digests: Vec<Digest>,
-    status: DeployStatus,
-}
-
+#[utoipa::path(post, path = "/api/v1/deploys", request_body = DeployReport,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "drift found, and the rollback a failure caused", body = Value),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn deploy(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    headers: HeaderMap,
-    b: Result<Json<DeployBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
-    if b.digests.len() > 1000 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "at most 1000 digests per report".into(),
-        ));
-    }
-    let outcome = s
-        .app
-        .deploy_report(
-            &actor(&who)?,
-            &b.environment,
-            &b.digests,
-            matches!(b.status, DeployStatus::Succeeded),
-            key.as_deref(),
-        )
-        .await?;
-    Ok(Json(json!(outcome)).into_response())
+    caller: Caller,
+    key: IdempotencyKey,
+    ApiJson(report): ApiJson<DeployReport>,
+) -> Answer {
+    json(
+        s.app
+            .deploy_report(&caller.actor, &report, key.as_deref())
+            .await?,
+    )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RollbackBody {
-    reason: String,
-}
-
+#[utoipa::path(post, path = "/api/v1/environments/{env}/rollback", request_body = Rollback,
+    params(("env" = String, Path, description = "the environment"),
+           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the rollback", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rollback(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
+    caller: Caller,
     Path(env): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<RollbackBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
-    let outcome = s
-        .app
-        .rollback(&actor(&who)?, &env, &b.reason, key.as_deref())
-        .await?;
-    Ok(Json(json!(outcome)).into_response())
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<Rollback>,
+) -> Answer {
+    json(
+        s.app
+            .rollback(&caller.actor, &env, &request, key.as_deref())
+            .await?,
+    )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PolicyBody {
-    files: std::collections::BTreeMap<String, String>,
-}
-
+#[utoipa::path(put, path = "/api/v1/policy", request_body = ApplyPolicy,
+    responses((status = 200, description = "the version in force", body = Value), (status = 400, body = ErrorBody)))]
 pub(crate) async fn apply_policy(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    b: Result<Json<PolicyBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let bundle = custody_policy::Bundle { files: b.files };
-    let applied = s.app.apply_policy(&actor(&who)?, bundle).await?;
-    Ok(Json(json!(applied)).into_response())
+    caller: Caller,
+    ApiJson(request): ApiJson<ApplyPolicy>,
+) -> Answer {
+    json(s.app.apply_policy(&caller.actor, &request).await?)
 }
 
-/// A promotion with its reviews. A confidential rationale is shown only to auditors,
-/// admins, its author and the requester; others see that it is confidential.
-pub(crate) async fn promotion(
-    State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (promotion, mut reviews) = s.app.promotion(&id).await.map_err(not_found)?;
-    let privileged = who.roles.iter().any(|r| r == "auditor" || r == "admin");
-    for r in &mut reviews {
-        let involved = r.by == who.principal || promotion.requested_by == who.principal;
-        if r.confidential && !privileged && !involved {
-            r.rationale = "(confidential)".into();
-        }
-    }
-    Ok(Json(json!({"promotion": promotion, "reviews": reviews})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ArtifactBody {
-    name: String,
-    digest: Digest,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    build: Option<custody_app::attestations::BuildFields>,
-    provenance: Option<custody_crypto::dsse::Envelope>,
-}
-
-/// Registers an artifact; its provenance is signed by the builder before it is sent.
+#[utoipa::path(post, path = "/api/v1/artifacts", request_body = RegisterArtifact,
+    responses((status = 200, description = "what registering did", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn register_artifact(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    b: Result<Json<ArtifactBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let registered = s
-        .app
-        .register_artifact(
-            &actor(&who)?,
-            custody_app::NewArtifact {
-                name: b.name,
-                digest: Some(b.digest),
-                size: b.size,
-                build: b.build,
-                provenance: b.provenance,
-                builder_key: None,
-            },
-        )
-        .await?;
-    Ok(Json(json!(registered)).into_response())
+    caller: Caller,
+    ApiJson(request): ApiJson<RegisterArtifact>,
+) -> Answer {
+    json(s.app.register_artifact(&caller.actor, &request).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EvidenceBody {
-    kind: String,
-    format: String,
-    /// Digest of the evidence file (the file stays with the caller).
-    digest: Digest,
-}
-
+#[utoipa::path(post, path = "/api/v1/artifacts/{digest}/evidence", request_body = AttachEvidence,
+    params(("digest" = String, Path, description = "the artifact, sha256:HEX"),
+           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the ledger index of the evidence", body = Value),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn attest(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
+    caller: Caller,
     Path(artifact): Path<String>,
-    headers: HeaderMap,
-    b: Result<Json<EvidenceBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<AttachEvidence>,
+) -> Answer {
     let artifact: Digest = artifact
         .parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("artifact digest: {e}")))?;
-    if b.format.is_empty() || b.format.len() > 32 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "format must be 1 to 32 characters".into(),
-        ));
-    }
+        .map_err(|e| ApiError::bad_request(format!("artifact digest: {e}")))?;
     let index = s
         .app
-        .attest(
-            &actor(&who)?,
-            &artifact,
-            &b.kind,
-            &b.format,
-            b.digest,
-            key.as_deref(),
-        )
+        .attest(&caller.actor, &artifact, &request, key.as_deref())
         .await?;
-    Ok(Json(json!({"ledger_index": index})).into_response())
+    json(json!({"ledger_index": index}))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReleaseBody {
-    /// The release manifest statement in a DSSE envelope, signed by the release signer.
-    manifest: custody_crypto::dsse::Envelope,
-}
-
+#[utoipa::path(post, path = "/api/v1/releases", request_body = RecordRelease,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
+    responses((status = 200, description = "the release recorded", body = Value),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn record_release(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    headers: HeaderMap,
-    b: Result<Json<ReleaseBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let key = idempotency_key(&headers)?;
-    let created = s
-        .app
-        .record_release(&actor(&who)?, b.manifest, key.as_deref())
-        .await?;
-    Ok(Json(json!(created)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TokenBody {
-    principal: String,
-    /// How long it is valid: 90s, 30m, 24h, 90d.
-    #[serde(default = "ninety_days")]
-    expires: String,
-    #[serde(default)]
-    description: String,
-}
-
-fn ninety_days() -> String {
-    "90d".into()
+    caller: Caller,
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<RecordRelease>,
+) -> Answer {
+    json(
+        s.app
+            .record_release(&caller.actor, &request, key.as_deref())
+            .await?,
+    )
 }
 
 /// Creates a token: 201 with the token text, shown this once. A retry with the same
 /// Idempotency-Key creates nothing and answers 200 with the first token's record, without
 /// its text.
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = CreateToken,
+    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first token's record (never its text)")),
+    responses((status = 201, description = "the token, shown once", body = Value),
+              (status = 200, description = "a retry: the first token's record", body = Value),
+              (status = 400, body = ErrorBody)))]
 pub(crate) async fn create_token(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
-    headers: HeaderMap,
-    b: Result<Json<TokenBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
-    let b = body(b)?;
-    let span = custody_policy::Span::parse(&b.expires)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expires: {e}")))?;
-    let seconds = i64::try_from(span.seconds()).unwrap_or(i64::MAX);
+    caller: Caller,
+    key: IdempotencyKey,
+    ApiJson(request): ApiJson<CreateToken>,
+) -> Answer {
     let (record, token) = s
         .app
-        .create_token(
-            &actor(&who)?,
-            &b.principal,
-            seconds,
-            &b.description,
-            key.as_deref(),
-        )
+        .create_token(&caller.actor, &request, key.as_deref())
         .await?;
     let info = TokenInfo::from(&record);
     Ok(match token {
@@ -451,64 +361,21 @@ pub(crate) async fn create_token(
     })
 }
 
-/// Every token, never a secret.
-pub(crate) async fn tokens(State(s): State<Arc<ServerState>>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/v1/tokens",
+    responses((status = 200, description = "every token, never a secret", body = Value)))]
+pub(crate) async fn tokens(State(s): State<Arc<ServerState>>) -> Answer {
     let tokens = s.app.tokens().await?;
-    Ok(Json(json!(
-        tokens.iter().map(TokenInfo::from).collect::<Vec<_>>()
-    ))
-    .into_response())
+    json(tokens.iter().map(TokenInfo::from).collect::<Vec<_>>())
 }
 
-/// Revokes a token (revoking a revoked one changes nothing).
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", params(("id" = String, Path, description = "the token's id")),
+    responses((status = 200, description = "the token's record (revoking a revoked one changes nothing)", body = Value),
+              (status = 404, body = ErrorBody)))]
 pub(crate) async fn revoke_token(
     State(s): State<Arc<ServerState>>,
-    Extension(who): Extension<Authenticated>,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let record = s
-        .app
-        .revoke_token(&actor(&who)?, &id)
-        .await
-        .map_err(not_found)?;
-    Ok(Json(json!(TokenInfo::from(&record))).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ReviewQuery {
-    unused_days: Option<i64>,
-}
-
-/// Who holds which role, when each last used it, and what went unused.
-pub(crate) async fn access_review(
-    State(s): State<Arc<ServerState>>,
-    q: Result<Query<ReviewQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
-    let days = q.unused_days.unwrap_or(90);
-    if !(1..=3650).contains(&days) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "unused_days must be 1 to 3650".into(),
-        ));
-    }
-    Ok(Json(json!(s.app.access_review(now(), days).await?)).into_response())
-}
-
-/// A decision evaluated again from its recorded facts and policy version.
-pub(crate) async fn replay(
-    State(s): State<Arc<ServerState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let replay = s.app.replay(&id).await.map_err(not_found)?;
-    Ok(Json(json!(replay)).into_response())
-}
-
-/// "No such thing" from a use case is a 404 on a route that names it.
-fn not_found(e: custody_app::AppError) -> ApiError {
-    match e {
-        custody_app::AppError::Invalid(m) => ApiError(StatusCode::NOT_FOUND, m),
-        other => other.into(),
-    }
+) -> Answer {
+    let record = s.app.revoke_token(&caller.actor, &id).await?;
+    json(TokenInfo::from(&record))
 }

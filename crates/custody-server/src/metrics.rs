@@ -1,9 +1,9 @@
 //! `/metrics`: the delivery process in the Prometheus text format (OpenMetrics).
 //!
-//! Delivery metrics are folded from the ledger itself: each scrape first reads the entries
-//! appended since the last one (by this server, a CLI on the same data directory or another
-//! server), so the counters are exactly what is recorded, and a restarted server recounts
-//! them from the first entry. HTTP latency per route counts what this process served since
+//! Delivery metrics are folded from the ledger itself, as its tail sees each entry (by this
+//! server, a CLI on the same data directory or another server); each scrape first folds in
+//! whatever was appended since, so the counters are exactly what is recorded, and a
+//! restarted server recounts them from the first entry. HTTP latency per route counts what this process served since
 //! it started.
 
 use std::collections::HashMap;
@@ -14,15 +14,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use custody_model::Timestamp;
-use custody_store::{MAX_ENTRIES_PER_READ, Store};
+use custody_app::events::{Event, EventBody};
+use custody_model::Verdict;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::ServerState;
@@ -71,7 +70,7 @@ pub(crate) struct Metrics {
     follower: Mutex<Follower>,
 }
 
-/// How often the metrics fold in new ledger entries between scrapes.
+/// How long the follower waits after failing to read the ledger.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Per day (`YYYY-MM-DD`, UTC), what the delivery charts draw.
@@ -110,11 +109,6 @@ struct Follower {
     daily: Daily,
     /// Promotion id → (environment, requested at, in seconds since the epoch).
     open: HashMap<String, (String, f64)>,
-}
-
-fn seconds(event: &Value) -> Option<f64> {
-    let at: Timestamp = event.get("at")?.as_str()?.parse().ok()?;
-    Some(at.as_datetime().unix_timestamp_nanos() as f64 / 1e9)
 }
 
 impl Metrics {
@@ -234,70 +228,56 @@ impl Metrics {
     }
 
     /// Folds one ledger event into the delivery metrics.
-    fn observe(&self, follower: &mut Follower, event: &Value) {
-        let s = |k: &str| {
-            event
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let env = || vec![("environment", s("environment"))];
-        let day = s("at").get(..10).unwrap_or_default().to_owned();
+    fn observe(&self, follower: &mut Follower, event: &Event) {
+        let day = event
+            .at
+            .to_string()
+            .get(..10)
+            .unwrap_or_default()
+            .to_owned();
+        let at = event.at.as_datetime().unix_timestamp_nanos() as f64 / 1e9;
+        let env = |e: &str| vec![("environment", e.to_owned())];
         let mut count = |slot: usize| {
-            if day.len() == 10 {
-                follower.daily.entry(day.clone()).or_default().counts[slot] += 1;
-            }
+            follower.daily.entry(day.clone()).or_default().counts[slot] += 1;
         };
-        match s("type").as_str() {
-            "promotion.requested" => count(0),
-            "environment.certified" => count(1),
-            "approval.recorded" if s("verdict") == "reject" => count(2),
-            "rollback" => count(3),
+        match &event.body {
+            EventBody::PromotionRequested(_) => count(0),
+            EventBody::EnvironmentCertified(_) => count(1),
+            EventBody::ApprovalRecorded(a) if a.verdict == Verdict::Reject => count(2),
+            EventBody::RolledBack(_) => count(3),
             _ => {}
         }
-        match s("type").as_str() {
-            "promotion.requested" => {
-                self.requested.get_or_create(&env()).inc();
-                if let Some(at) = seconds(event) {
-                    follower.open.insert(s("promotion"), (s("environment"), at));
-                }
+        match &event.body {
+            EventBody::PromotionRequested(p) => {
+                self.requested.get_or_create(&env(&p.environment)).inc();
+                follower
+                    .open
+                    .insert(p.promotion.clone(), (p.environment.clone(), at));
             }
-            "decision.recorded" => {
-                let allowed = event.get("allowed").and_then(Value::as_bool) == Some(true);
-                let mut labels = env();
-                labels.push(("allowed", allowed.to_string()));
+            EventBody::DecisionRecorded(d) => {
+                let mut labels = env(&d.environment);
+                labels.push(("allowed", d.allowed.to_string()));
                 self.decisions.get_or_create(&labels).inc();
-                if allowed && event.get("break_glass").is_some_and(Value::is_string) {
-                    self.break_glass.get_or_create(&env()).inc();
+                if d.allowed && d.break_glass.is_some() {
+                    self.break_glass.get_or_create(&env(&d.environment)).inc();
                 }
-                let mut rejected = false;
-                for g in event
-                    .get("gates")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let field = |k: &str| {
-                        g.get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    rejected |= field("gate") == "approvals" && field("status") == "fail";
+                for g in &d.gates {
+                    let status = format!("{:?}", g.status).to_lowercase();
                     self.gates
-                        .get_or_create(&vec![("gate", field("gate")), ("status", field("status"))])
+                        .get_or_create(&vec![("gate", g.gate.to_string()), ("status", status)])
                         .inc();
                 }
+                let rejected = d
+                    .gates
+                    .iter()
+                    .any(|g| g.gate == "approvals" && g.status == custody_policy::Status::Fail);
                 if rejected {
-                    follower.open.remove(&s("promotion"));
+                    follower.open.remove(&d.promotion);
                 }
             }
-            "environment.certified" => {
-                self.certified.get_or_create(&env()).inc();
-                if let (Some((environment, requested)), Some(at)) =
-                    (follower.open.remove(&s("promotion")), seconds(event))
-                {
+            EventBody::EnvironmentCertified(c) => {
+                self.certified.get_or_create(&env(&c.environment)).inc();
+                if let Some((environment, requested)) = follower.open.remove(&c.promotion) {
                     let took = (at - requested).max(0.0);
                     self.time_to_promotion
                         .get_or_create(&vec![("environment", environment)])
@@ -307,13 +287,12 @@ impl Metrics {
                     d.to_promotion.1 += 1;
                 }
             }
-            "approval.recorded" => {
+            EventBody::ApprovalRecorded(a) => {
+                let verdict = format!("{:?}", a.verdict).to_lowercase();
                 self.reviews
-                    .get_or_create(&vec![("verdict", s("verdict"))])
+                    .get_or_create(&vec![("verdict", verdict)])
                     .inc();
-                if let (Some((environment, requested)), Some(at)) =
-                    (follower.open.get(&s("promotion")), seconds(event))
-                {
+                if let Some((environment, requested)) = follower.open.get(&a.promotion) {
                     let latency = (at - requested).max(0.0);
                     self.approval_latency
                         .get_or_create(&vec![("environment", environment.clone())])
@@ -323,73 +302,97 @@ impl Metrics {
                     d.approval_latency.1 += 1;
                 }
             }
-            "alert.raised" => {
+            EventBody::AlertRaised(a) => {
                 self.alerts
-                    .get_or_create(&vec![("rule", s("rule")), ("severity", s("severity"))])
+                    .get_or_create(&vec![
+                        ("rule", a.rule.clone()),
+                        ("severity", a.severity.clone()),
+                    ])
                     .inc();
             }
-            "rollback" => {
-                let automatic = event.get("automatic").and_then(Value::as_bool) == Some(true);
-                let mut labels = env();
-                labels.push(("automatic", automatic.to_string()));
+            EventBody::RolledBack(r) => {
+                let mut labels = env(&r.environment);
+                labels.push(("automatic", r.automatic.to_string()));
                 self.rollbacks.get_or_create(&labels).inc();
             }
-            "deploy.reported" => {
-                let mut labels = env();
-                labels.push(("status", s("status")));
+            EventBody::DeployReported(r) => {
+                let mut labels = env(&r.environment);
+                let status = format!("{:?}", r.status).to_lowercase();
+                labels.push(("status", status));
                 self.deploys.get_or_create(&labels).inc();
-                let drift = event
-                    .get("drift")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                self.drift.get_or_create(&env()).inc_by(drift as u64);
+                self.drift
+                    .get_or_create(&env(&r.environment))
+                    .inc_by(r.drift.len() as u64);
             }
-            "provenance.discrepancy" => {
+            EventBody::ProvenanceDiscrepancy(_) => {
                 self.discrepancies.inc();
             }
             _ => {}
         }
     }
 
-    /// Reads the entries appended since the last call and folds them in.
-    async fn catch_up<S: Store>(&self, store: &S) -> Result<(), String> {
-        let mut follower = self.follower.lock().await;
-        let size = store.size().await.map_err(|e| e.to_string())?;
-        while follower.next < size {
-            let end = size.min(follower.next + MAX_ENTRIES_PER_READ);
-            let entries = store
-                .entries(follower.next, end)
-                .await
-                .map_err(|e| e.to_string())?;
-            for entry in entries {
-                if let Ok(event) = serde_json::from_slice::<Value>(&entry.leaf) {
-                    self.observe(&mut follower, &event);
-                }
-            }
-            follower.next = end;
+    /// Folds in `events`, which follow those folded before.
+    async fn fold(&self, follower: &mut Follower, events: &[custody_app::Followed]) {
+        for (_, event) in events {
+            self.observe(follower, event);
         }
+    }
+
+    /// Folds in every entry appended up to now (a scrape or the Charts page: exact at
+    /// the moment it asks).
+    async fn catch_up(
+        &self,
+        app: &custody_app::App<custody_store::SqlStore>,
+    ) -> Result<(), String> {
+        let mut follower = self.follower.lock().await;
+        let mut events = app.subscribe(follower.next);
+        let caught = events.catch_up().await.map_err(|e| e.to_string())?;
+        self.fold(&mut follower, &caught).await;
+        follower.next = events.position();
         self.ledger_entries
-            .set(i64::try_from(size).unwrap_or(i64::MAX));
+            .set(i64::try_from(follower.next).unwrap_or(i64::MAX));
         Ok(())
     }
 }
 
 impl Metrics {
-    /// Keeps up with the ledger in the background (every [`FOLLOW_EVERY`]), so that a
-    /// scrape or the Charts page folds in a second's worth of entries at most, not, on the
-    /// first view after a start, the whole history.
-    pub(crate) async fn follow<S: Store>(&self, store: &S) {
+    /// Keeps up with the ledger's tail in the background, so that a scrape or the Charts
+    /// page folds in little, not, on the first view after a start, the whole history.
+    pub(crate) async fn follow(&self, app: &custody_app::App<custody_store::SqlStore>) {
+        let start = self.follower.lock().await.next;
+        let mut events = app.subscribe(start);
         loop {
-            if let Err(e) = self.catch_up(store).await {
-                eprintln!("custody: metrics: {e}");
+            match events.next().await {
+                Ok(batch) => {
+                    let mut follower = self.follower.lock().await;
+                    // A scrape may have folded past the batch meanwhile: skip what it did.
+                    let fresh: Vec<_> = batch
+                        .into_iter()
+                        .filter(|(index, _)| *index >= follower.next)
+                        .collect();
+                    if let Some((last, _)) = fresh.last() {
+                        let next = last + 1;
+                        self.fold(&mut follower, &fresh).await;
+                        follower.next = next;
+                        self.ledger_entries
+                            .set(i64::try_from(next).unwrap_or(i64::MAX));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics could not read the ledger");
+                    tokio::time::sleep(FOLLOW_EVERY).await;
+                }
             }
-            tokio::time::sleep(FOLLOW_EVERY).await;
         }
     }
 
     /// The delivery counts per day of the last `days` days that had any, caught up first.
-    pub(crate) async fn daily<S: Store>(&self, store: &S, days: usize) -> Result<Daily, String> {
-        self.catch_up(store).await?;
+    pub(crate) async fn daily(
+        &self,
+        app: &custody_app::App<custody_store::SqlStore>,
+        days: usize,
+    ) -> Result<Daily, String> {
+        self.catch_up(app).await?;
         let follower = self.follower.lock().await;
         Ok(follower
             .daily
@@ -402,8 +405,11 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "the delivery process in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
+              (status = 503, description = "the ledger could not be read")))]
 pub(crate) async fn render(State(s): State<Arc<ServerState>>) -> Response {
-    if let Err(e) = s.metrics.catch_up(s.app.store()).await {
+    if let Err(e) = s.metrics.catch_up(&s.app).await {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("reading the ledger for metrics failed: {e}\n"),

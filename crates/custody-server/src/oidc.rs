@@ -50,6 +50,17 @@ struct Issuer {
     keys: JwkSet,
 }
 
+/// Who an ID token says its bearer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcIdentity {
+    /// The principal its claims map to.
+    pub principal: String,
+    /// The token's issuer.
+    pub issuer: String,
+    /// The token's subject.
+    pub subject: String,
+}
+
 /// The configured issuers with their keys.
 #[derive(Default)]
 pub struct Oidc {
@@ -143,7 +154,7 @@ impl Oidc {
     }
 
     /// Verifies an ID token and maps it to a principal; `Err` says why not.
-    pub fn principal(&self, token: &str) -> Result<String, String> {
+    pub fn principal(&self, token: &str) -> Result<OidcIdentity, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("not a valid ID token: {e}"))?;
         if !ALLOWED.contains(&header.alg) {
@@ -190,7 +201,15 @@ impl Oidc {
                     }
                 })
             })
-            .map(|r| substitute(&r.principal, &claims))
+            .map(|r| OidcIdentity {
+                principal: substitute(&r.principal, &claims),
+                issuer: issuer.config.issuer.clone(),
+                subject: claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
             .ok_or_else(|| {
                 format!("no [[oidc.rule]] of {iss} maps this token's claims to a principal")
             })

@@ -15,9 +15,7 @@
 //! answer. A term that names less would lose entries, which is why every term is made here,
 //! by the functions callers also use to ask.
 
-use custody_model::Timestamp;
-use serde::Deserialize;
-use serde_json::Value;
+use custody_model::{EventHeader, Timestamp};
 
 /// The term of events whose `actor` is `principal`.
 pub fn actor(principal: &str) -> String {
@@ -102,62 +100,51 @@ pub(crate) fn time_terms(
     Some(latest)
 }
 
-/// The fields of an event that terms are made from; everything else is skipped unread.
-#[derive(Deserialize)]
-struct Named {
-    #[serde(default, rename = "type")]
-    kind: Option<Value>,
-    #[serde(default)]
-    actor: Option<Value>,
-    #[serde(default)]
-    environment: Option<Value>,
-    #[serde(default)]
-    artifacts: Option<Value>,
-    #[serde(default)]
-    build: Option<Value>,
-    #[serde(default)]
-    at: Option<Value>,
-}
-
 /// Longest name a term is made from; a longer one is not indexed (the store's keys are
 /// bounded the same way, and no name custody writes comes near it).
 const MAX_TERM_NAME: usize = 512;
 
-/// The name terms and the stamp of one ledger leaf (an event's canonical JSON). A leaf
-/// that is not a JSON object, or a field of an unexpected shape, simply yields fewer terms.
+/// The name terms and the stamp of one ledger leaf: what its [`EventHeader`] names (the
+/// model's header of every event; everything else in the leaf is skipped unread). A leaf
+/// whose header does not read yields no terms, and an over-long name no term.
 pub(crate) fn index(leaf: &[u8]) -> Indexed {
-    let Ok(named) = serde_json::from_slice::<Named>(leaf) else {
-        return Indexed::default();
-    };
-    let text = |v: &Option<Value>| {
-        v.as_ref()
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && s.len() <= MAX_TERM_NAME)
-            .map(str::to_owned)
-    };
-    let mut out = Vec::new();
-    out.extend(text(&named.kind).map(|k| event_type(&k)));
-    out.extend(text(&named.actor).map(|p| actor(&p)));
-    out.extend(text(&named.environment).map(|e| environment(&e)));
-    if let Some(Value::Array(list)) = &named.artifacts {
-        for d in list.iter().filter_map(Value::as_str) {
-            if !d.is_empty() && d.len() <= MAX_TERM_NAME {
-                out.push(artifact(d));
-            }
+    let Ok(header) = EventHeader::read(leaf) else {
+        // Still index its time if it has one, so a time range never leaves it out.
+        #[derive(serde::Deserialize)]
+        struct Stamped {
+            at: Timestamp,
         }
-    }
-    let invocation = named
-        .build
-        .as_ref()
-        .and_then(|b| b.get("invocation_id").cloned());
-    out.extend(text(&invocation).map(|b| build(&b)));
+        return Indexed {
+            terms: Vec::new(),
+            stamp: serde_json::from_slice::<Stamped>(leaf)
+                .ok()
+                .map(|s| nanos(s.at)),
+        };
+    };
+    let name = |s: &str| (!s.is_empty() && s.len() <= MAX_TERM_NAME).then(|| s.to_owned());
+    let mut out = Vec::new();
+    out.extend(name(&header.kind).map(|k| event_type(&k)));
+    out.extend(name(&header.actor).map(|p| actor(&p)));
+    out.extend(
+        header
+            .environment
+            .as_deref()
+            .and_then(name)
+            .map(|e| environment(&e)),
+    );
+    out.extend(
+        header
+            .artifacts
+            .iter()
+            .filter_map(|d| name(d))
+            .map(|d| artifact(&d)),
+    );
+    out.extend(header.invocation_id().and_then(name).map(|b| build(&b)));
     out.sort();
     out.dedup();
     Indexed {
         terms: out,
-        stamp: text(&named.at)
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .map(nanos),
+        stamp: Some(nanos(header.at)),
     }
 }
 

@@ -4,12 +4,10 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use custody_app::RoleHolding;
-use reqwest::Method;
-
 use crate::Outcome;
 use crate::client::RemoteArgs;
-use crate::context::{InstanceArgs, now};
+use crate::context::InstanceArgs;
+use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
 #[derive(Debug, Subcommand)]
@@ -36,23 +34,10 @@ pub(crate) struct ReviewArgs {
 pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
     let AccessCommand::Review(a) = command;
     crate::block_on(async move {
-        let holdings: Vec<RoleHolding> = match a.remote.client()? {
-            Some(server) => {
-                server
-                    .call(
-                        Method::GET,
-                        "/api/v1/access-review",
-                        &[("unused_days", a.unused_days.to_string())],
-                        None,
-                        None,
-                    )
-                    .await??
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.access_review(now()?, a.unused_days).await?
-            }
-        };
+        let holdings = Custody::open(&a.instance, &a.remote, None)
+            .await?
+            .access_review(a.unused_days)
+            .await?;
         if a.json {
             print_json(&json!(holdings));
         } else {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use custody_model::{CanonicalJson, Timestamp};
+use custody_model::CanonicalJson;
 use custody_store::{Append, Location, SqlStore, Store};
 use serde_json::json;
 
@@ -136,7 +136,7 @@ pub(crate) async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyho
         .tempdir_in(".")
         .context("creating a temporary directory here (the disk under test)")?;
     let dir = DataDir::new(temp.path().join("data"));
-    let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+    let now = crate::context::now()?;
     let mut created = dir.create(url, Some("bench.custody/log"), now).await?;
     Ok(Subject {
         store: created

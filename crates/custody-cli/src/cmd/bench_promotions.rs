@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
-use custody_app::{Actor, App, NewArtifact};
+use custody_app::{
+    Actor, App, ApplyPolicy, AttachEvidence, CreateToken, Promote, RecordRelease, RegisterArtifact,
+};
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_model::{Digest, Timestamp};
 use custody_policy::Bundle;
-use custody_store::{SqlStore, Store};
+use custody_store::SqlStore;
 use serde_json::json;
 
 use crate::Outcome;
@@ -66,7 +68,10 @@ async fn seed(
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
-    app.apply_policy(&Actor::new("sec-lead", now)?, policy(&builder, &signer))
+    let bundle = ApplyPolicy {
+        files: policy(&builder, &signer).files,
+    };
+    app.apply_policy(&Actor::new("sec-lead", now)?, &bundle)
         .await?;
     let (ci, rita) = (Actor::new("ci-bot", now)?, Actor::new("rita", now)?);
     let mut out = Vec::new();
@@ -86,31 +91,21 @@ async fn seed(
                 invocation_id: None,
             };
             let name = format!("svc-{a}");
-            app.register_artifact(
-                &ci,
-                NewArtifact {
-                    name: name.clone(),
-                    digest: Some(digest.clone()),
-                    build: Some(build),
-                    builder_key: Some(&builder),
-                    ..NewArtifact::default()
-                },
-            )
-            .await?;
-            app.attest(
-                &ci,
-                &digest,
-                "test-results",
-                "junit",
-                sha256(b"<testsuite/>"),
-                None,
-            )
-            .await?;
+            let registration =
+                RegisterArtifact::signed_by(&builder, &name, digest.clone(), None, build)?;
+            app.register_artifact(&ci, &registration).await?;
+            let evidence = AttachEvidence {
+                kind: "test-results".into(),
+                format: "junit".into(),
+                digest: sha256(b"<testsuite/>"),
+            };
+            app.attest(&ci, &digest, &evidence, None).await?;
             artifacts.push(ManifestArtifact { name, digest });
         }
         let version = format!("1.{r}.0");
-        app.create_release(&rita, "shop", &version, &artifacts, Some(&signer), None)
-            .await?;
+        let manifest =
+            RecordRelease::signed("shop", &version, &artifacts, "rita", now, Some(&signer))?;
+        app.record_release(&rita, &manifest, None).await?;
         out.push((
             format!("shop@{version}"),
             artifacts.into_iter().map(|a| a.digest).collect(),
@@ -141,7 +136,12 @@ async fn promote_all(
                 let (release, _) =
                     &releases[((t + i * concurrency) % releases.len() as u64) as usize];
                 let t0 = Instant::now();
-                let outcome = app.promote(&actor, release, env, None).await?;
+                let request = Promote {
+                    release: release.parse()?,
+                    environment: env.to_owned(),
+                    break_glass: None,
+                };
+                let outcome = app.promote(&actor, &request, None).await?;
                 latencies.push(t0.elapsed());
                 certified += u64::from(outcome.decision.decision.allowed);
             }
@@ -164,7 +164,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
     let subject = subject(None, args.database_url.as_deref()).await?;
     let attestor = PrivateKey::generate(Algorithm::Ed25519);
     let app = Arc::new(App::new(subject.store, Box::new(attestor)));
-    let now: Timestamp = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+    let now: Timestamp = crate::context::now()?;
     let seed_start = Instant::now();
     let releases = Arc::new(seed(&app, args.releases, now).await?);
     let seed_seconds = seed_start.elapsed().as_secs_f64();
@@ -195,7 +195,12 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
     let mut allowed = 0;
     // Certify a known release last, so the gate has a known answer.
     let latest = &releases[releases.len() - 1];
-    app.promote(&Actor::new("rita", now)?, &latest.0, "build", None)
+    let request = Promote {
+        release: latest.0.parse()?,
+        environment: "build".into(),
+        break_glass: None,
+    };
+    app.promote(&Actor::new("rita", now)?, &request, None)
         .await?;
     let mut seed_rng = 0x2545_f491_4f6c_dd1du64;
     for i in 0..args.verifies {
@@ -212,10 +217,10 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         allowed += u64::from(app.verify("build", digest).await?.allowed);
         gate.push(t0.elapsed());
         let t0 = Instant::now();
-        app.store().checkpoint().await?;
+        app.log().checkpoint().await?;
         head.push(t0.elapsed());
     }
-    let entries = app.store().checkpoint().await?.size;
+    let entries = app.log().size().await?;
     let pages = if args.pages > 0 {
         let Ok(app) = Arc::try_unwrap(app) else {
             bail!("the app is still shared");
@@ -302,7 +307,15 @@ async fn time_pages(
     now: Timestamp,
 ) -> anyhow::Result<serde_json::Value> {
     let (_, token) = app
-        .create_token(&Actor::new("root", now)?, "alice", 3600, "bench", None)
+        .create_token(
+            &Actor::new("root", now)?,
+            &CreateToken {
+                principal: "alice".into(),
+                expires: "1h".into(),
+                description: "bench".into(),
+            },
+            None,
+        )
         .await?;
     let token = token.unwrap_or_default();
     let waiting = app

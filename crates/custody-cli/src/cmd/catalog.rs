@@ -6,17 +6,17 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use custody_app::NewArtifact;
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_app::{ApplyPolicy, AttachEvidence, RecordRelease, RegisterArtifact};
 use custody_crypto::dsse::Envelope;
 use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::{RemoteArgs, segment};
-use crate::context::{ActorArgs, InstanceArgs, read_bundle, settle};
+use crate::client::RemoteArgs;
+use crate::context::{ActorArgs, InstanceArgs, read_bundle};
+use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
-use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -90,8 +90,7 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
             }
         }
         PolicyCommand::Apply(a) => crate::block_on(async {
-            let server = a.remote.client()?;
-            let dir = match (&a.dir, &server) {
+            let dir = match (&a.dir, &a.remote.server) {
                 (Some(d), _) => d.clone(),
                 (None, Some(_)) => bail!(
                     "policy apply --server needs the bundle's directory\nhint: custody policy apply DIR --server URL"
@@ -101,36 +100,22 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
                     data.policy_dir(&data.config()?)
                 }
             };
-            let bundle = read_bundle(&dir)?;
-            let result = match server {
-                Some(server) => {
-                    server
-                        .call::<custody_app::PolicyApplied>(
-                            Method::PUT,
-                            "/api/v1/policy",
-                            &[],
-                            Some(json!({"files": bundle.files})),
-                            None,
-                        )
-                        .await?
-                }
-                None => {
-                    let app = a.instance.app().await?;
-                    app.apply_policy(&a.actor.actor()?, bundle).await
-                }
+            let request = ApplyPolicy {
+                files: read_bundle(&dir)?.files,
             };
-            settle(result, |r| {
-                if a.json {
-                    print_json(&json!(r));
-                } else if r.changed {
-                    print_line(&format!("policy {} is now in force", r.digest));
-                } else {
-                    print_line(&format!(
-                        "policy {} was already in force; nothing recorded",
-                        r.digest
-                    ));
-                }
-            })
+            let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+            let r = custody.apply_policy(&request).await?;
+            if a.json {
+                print_json(&json!(r));
+            } else if r.changed {
+                print_line(&format!("policy {} is now in force", r.digest));
+            } else {
+                print_line(&format!(
+                    "policy {} was already in force; nothing recorded",
+                    r.digest
+                ));
+            }
+            Ok(Outcome::Ok)
         }),
     }
 }
@@ -259,40 +244,28 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             None => None,
         };
         let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
-        let result = match a.remote.client()? {
-            Some(server) => {
-                // The builder's key never leaves this machine: provenance is signed here.
-                let provenance = match (&key, &build, provenance) {
-                    (Some(k), Some(b), None) => Some(custody_app::attestations::sign_provenance(
-                        k, &a.name, &digest, b,
-                    )?),
-                    (Some(_), _, Some(_)) => {
-                        bail!("give either --provenance or --builder-key, not both")
-                    }
-                    (_, _, p) => p,
-                };
-                let body = json!({"name": a.name, "digest": digest, "size": size, "build": build, "provenance": provenance});
-                server
-                    .call(Method::POST, "/api/v1/artifacts", &[], Some(body), None)
-                    .await?
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.register_artifact(
-                    &a.actor.actor()?,
-                    NewArtifact {
-                        name: a.name.clone(),
-                        digest: Some(digest),
-                        size,
-                        build,
-                        provenance,
-                        builder_key: key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
-                    },
-                )
-                .await
-            }
+        // The builder's key never leaves this machine: provenance is signed here, whether
+        // the artifact is then registered locally or through a server.
+        let provenance = match (&key, &build, provenance) {
+            (Some(k), Some(b), None) => Some(custody_app::attestations::sign_provenance(
+                k, &a.name, &digest, b,
+            )?),
+            (Some(_), None, None) => bail!(
+                "signing provenance needs the build: --source-repo, --commit and --builder-id"
+            ),
+            (Some(_), _, Some(_)) => bail!("give either --provenance or --builder-key, not both"),
+            (None, _, p) => p,
         };
-        settle(result, |r| {
+        let request = RegisterArtifact {
+            name: a.name.clone(),
+            digest,
+            size,
+            build,
+            provenance,
+        };
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let r = custody.register_artifact(&request).await?;
+        {
             if a.json {
                 print_json(&json!(r));
             } else {
@@ -312,7 +285,8 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
                     );
                 }
             }
-        })
+        }
+        Ok(Outcome::Ok)
     })
 }
 
@@ -408,44 +382,20 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
             );
         }
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
-        let result = match a.remote.client()? {
-            Some(server) => {
-                let path = format!(
-                    "/api/v1/artifacts/{}/evidence",
-                    segment(&a.artifact.to_string())
-                );
-                let body =
-                    json!({"kind": kind, "format": a.format.name(), "digest": sha256(&bytes)});
-                server
-                    .call::<serde_json::Value>(
-                        Method::POST,
-                        &path,
-                        &[],
-                        Some(body),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
-                    .map(|v| v["ledger_index"].as_u64().unwrap_or_default())
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.attest(
-                    &a.actor.actor()?,
-                    &a.artifact,
-                    &kind,
-                    a.format.name(),
-                    sha256(&bytes),
-                    a.idempotency_key.as_deref(),
-                )
-                .await
-            }
+        let request = AttachEvidence {
+            kind: kind.clone(),
+            format: a.format.name().into(),
+            digest: sha256(&bytes),
         };
-        settle(result, |index| {
-            print_line(&format!(
-                "{kind} evidence recorded for {} (ledger index {index})",
-                a.artifact
-            ));
-        })
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let index = custody
+            .attest(&a.artifact, &request, a.idempotency_key.as_deref())
+            .await?;
+        print_line(&format!(
+            "{kind} evidence recorded for {} (ledger index {index})",
+            a.artifact
+        ));
+        Ok(Outcome::Ok)
     })
 }
 
@@ -511,55 +461,33 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
             );
         }
-        let result = match a.remote.client()? {
-            Some(server) => {
-                // The release key never leaves this machine: the manifest is signed here.
-                let by = a
-                    .actor
-                    .principal
-                    .clone()
-                    .unwrap_or_else(|| "(token)".into());
-                let now = crate::context::now()?;
-                let manifest = custody_app::attestations::release_manifest(
-                    &a.name,
-                    &a.release_version,
-                    &artifacts,
-                    &by,
-                    now,
-                )?;
-                let envelope = match &key {
-                    Some(k) => custody_app::attestations::sign_release(k, &manifest)?,
-                    None => custody_app::attestations::unsigned(&manifest),
-                };
-                server
-                    .call(
-                        Method::POST,
-                        "/api/v1/releases",
-                        &[],
-                        Some(json!({"manifest": envelope})),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.create_release(
-                    &a.actor.actor()?,
-                    &a.name,
-                    &a.release_version,
-                    &artifacts,
-                    key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
-                    a.idempotency_key.as_deref(),
-                )
-                .await
-            }
+        // The release key never leaves this machine: the manifest is signed here, whether
+        // it is then recorded locally or through a server.
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let by = a
+            .actor
+            .principal
+            .clone()
+            .unwrap_or_else(|| "(token)".into());
+        let manifest = custody_app::attestations::release_manifest(
+            &a.name,
+            &a.release_version,
+            &artifacts,
+            &by,
+            crate::context::now()?,
+        )?;
+        let manifest = match &key {
+            Some(k) => custody_app::attestations::sign_release(k, &manifest)?,
+            None => custody_app::attestations::unsigned(&manifest),
         };
-        settle(result, |r| {
-            if a.json {
-                print_json(&json!(r));
-            } else {
-                print_line(&format!("{} {}", r.release, r.digest));
-            }
-        })
+        let r = custody
+            .record_release(&RecordRelease { manifest }, a.idempotency_key.as_deref())
+            .await?;
+        if a.json {
+            print_json(&json!(r));
+        } else {
+            print_line(&format!("{} {}", r.release, r.digest));
+        }
+        Ok(Outcome::Ok)
     })
 }

@@ -4,11 +4,15 @@
 use anyhow::bail;
 use clap::Args;
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
-use custody_app::{Actor, App, NewArtifact, Review};
+use custody_app::events::DeployStatus;
+use custody_app::{
+    Actor, App, ApplyPolicy, AttachEvidence, DeployReport, Promote, PromotionOutcome,
+    RecordRelease, RegisterArtifact, Review,
+};
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_model::{Digest, Risk, Timestamp, Verdict};
 use custody_policy::Bundle;
-use custody_store::{SqlStore, Store};
+use custody_store::SqlStore;
 use serde_json::json;
 
 use crate::Outcome;
@@ -151,32 +155,20 @@ async fn build(
         nondeterministic_steps: vec!["embeds the build timestamp".into()],
         invocation_id: Some(format!("run-{service}-{version}")),
     };
-    app.register_artifact(
-        &ci,
-        NewArtifact {
-            name: service.into(),
-            digest: Some(digest.clone()),
-            size: Some(48_000_000),
-            build: Some(build),
-            builder_key: Some(builder),
-            ..NewArtifact::default()
-        },
-    )
-    .await?;
+    let registration =
+        RegisterArtifact::signed_by(builder, service, digest.clone(), Some(48_000_000), build)?;
+    app.register_artifact(&ci, &registration).await?;
     for (kind, format) in [
         ("test-results", "junit"),
         ("vulnerability-scan", "sarif"),
         ("sbom", "cyclonedx"),
     ] {
-        app.attest(
-            &ci,
-            &digest,
-            kind,
-            format,
-            sha256(format!("{service} {version} {kind}").as_bytes()),
-            None,
-        )
-        .await?;
+        let evidence = AttachEvidence {
+            kind: kind.into(),
+            format: format.into(),
+            digest: sha256(format!("{service} {version} {kind}").as_bytes()),
+        };
+        app.attest(&ci, &digest, &evidence, None).await?;
     }
     Ok(digest)
 }
@@ -189,13 +181,45 @@ async fn review(
     why: &str,
 ) -> anyhow::Result<()> {
     let review = Review {
-        verdict,
         rationale: why.into(),
         risk: Risk::Low,
         confidential: false,
     };
-    app.review(who, promotion, &review, None).await?;
+    app.review(who, promotion, verdict, &review, None).await?;
     Ok(())
+}
+
+async fn promote(
+    app: &App<SqlStore>,
+    who: &Actor,
+    release: &str,
+    environment: &str,
+) -> anyhow::Result<PromotionOutcome> {
+    let request = Promote {
+        release: release.parse()?,
+        environment: environment.into(),
+        break_glass: None,
+    };
+    Ok(app.promote(who, &request, None).await?)
+}
+
+async fn deploy(
+    app: &App<SqlStore>,
+    who: &Actor,
+    environment: &str,
+    digests: &[Digest],
+    succeeded: bool,
+) -> anyhow::Result<custody_app::DeployOutcome> {
+    let report = DeployReport {
+        environment: environment.into(),
+        digests: digests.to_vec(),
+        status: if succeeded {
+            DeployStatus::Succeeded
+        } else {
+            DeployStatus::Failed
+        },
+    };
+    Ok(app.deploy_report(who, &report, None).await?)
 }
 
 async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
@@ -203,7 +227,10 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
-    app.apply_policy(&story.actor("sec-lead", 0)?, demo_policy(&builder, &signer))
+    let policy = ApplyPolicy {
+        files: demo_policy(&builder, &signer).files,
+    };
+    app.apply_policy(&story.actor("sec-lead", 0)?, &policy)
         .await?;
     let mut seeded = Seeded {
         releases: Vec::new(),
@@ -223,27 +250,25 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             });
         }
         let digests: Vec<Digest> = artifacts.iter().map(|a| a.digest.clone()).collect();
+        let manifest = RecordRelease::signed(
+            "shop",
+            version,
+            &artifacts,
+            "rita",
+            story.at(hour)?,
+            Some(&signer),
+        )?;
         let release = app
-            .create_release(
-                &story.actor("rita", hour)?,
-                "shop",
-                version,
-                &artifacts,
-                Some(&signer),
-                None,
-            )
+            .record_release(&story.actor("rita", hour)?, &manifest, None)
             .await?
             .release;
         seeded.releases.push(release.clone());
         for env in ["build", "test"] {
-            app.promote(&story.actor("rita", hour)?, &release, env, None)
-                .await?;
+            promote(app, &story.actor("rita", hour)?, &release, env).await?;
             seeded.promotions += 1;
         }
         hour += 1;
-        let staging = app
-            .promote(&story.actor("rita", hour)?, &release, "staging", None)
-            .await?;
+        let staging = promote(app, &story.actor("rita", hour)?, &release, "staging").await?;
         seeded.promotions += 1;
         let alice = story.actor_after("alice", hour, 35)?;
         review(
@@ -254,18 +279,16 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             "tests and scans are clean",
         )
         .await?;
-        app.deploy_report(
+        deploy(
+            app,
             &story.actor_after("argo", hour, 50)?,
             "staging",
             &digests,
             true,
-            None,
         )
         .await?;
         hour += 2; // the soak time
-        let prod = app
-            .promote(&story.actor("rita", hour)?, &release, "production", None)
-            .await?;
+        let prod = promote(app, &story.actor("rita", hour)?, &release, "production").await?;
         seeded.promotions += 1;
         let (bob, carol) = (
             story.actor_after("bob", hour, 45)?,
@@ -302,9 +325,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             hour += 2;
             // 1.2.0's rollout fails: production rolls back to 1.0.0 by itself.
             let argo = story.actor("argo", hour)?;
-            let report = app
-                .deploy_report(&argo, "production", &digests, n != 2, None)
-                .await?;
+            let report = deploy(app, &argo, "production", &digests, n != 2).await?;
             seeded.rollbacks += u64::from(report.rollback.is_some());
         }
         hour += 6;
@@ -320,7 +341,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 .await?;
         }
         let app = args.instance.app().await?;
-        let size = app.store().checkpoint().await?.size;
+        let size = app.log().size().await?;
         if size > 1 && !args.force {
             bail!(
                 "{} already holds {size} ledger entries; the demo seeds a fresh instance\nhint: use another --data-dir, or --force to add the demo to this one",
@@ -333,7 +354,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             start: now - 3 * 24 * 3600,
         };
         let seeded = seed(&app, &story).await?;
-        let entries = app.store().checkpoint().await?.size;
+        let entries = app.log().size().await?;
         if args.json {
             print_json(&json!({
                 "releases": seeded.releases, "promotions": seeded.promotions, "rejected": seeded.rejected,

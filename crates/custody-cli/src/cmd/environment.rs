@@ -1,15 +1,15 @@
 //! `custody deploy report`, `custody rollback`, `custody verify`: what runs where.
 
-use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use custody_app::{DeployReport, Rollback};
 use custody_model::Digest;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::{RemoteArgs, segment};
-use crate::context::{ActorArgs, InstanceArgs, settle};
+use crate::client::RemoteArgs;
+use crate::context::{ActorArgs, InstanceArgs};
+use crate::custody::Custody;
 use crate::input::{print_json, print_line};
-use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeployCommand {
@@ -56,40 +56,22 @@ pub(crate) struct DeployReportArgs {
 pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
     let DeployCommand::Report(a) = command;
     crate::block_on(async move {
-        let succeeded = matches!(a.status, DeployStatus::Succeeded);
-        let result = match a.remote.client()? {
-            Some(server) => {
-                let body = json!({
-                    "environment": a.environment,
-                    "digests": a.digests,
-                    "status": if succeeded { "succeeded" } else { "failed" },
-                });
-                server
-                    .call(
-                        Method::POST,
-                        "/api/v1/deploys",
-                        &[],
-                        Some(body),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.deploy_report(
-                    &a.actor.actor()?,
-                    &a.environment,
-                    &a.digests,
-                    succeeded,
-                    a.idempotency_key.as_deref(),
-                )
-                .await
-            }
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let report = DeployReport {
+            environment: a.environment.clone(),
+            digests: a.digests.clone(),
+            status: match a.status {
+                DeployStatus::Succeeded => custody_app::events::DeployStatus::Succeeded,
+                DeployStatus::Failed => custody_app::events::DeployStatus::Failed,
+            },
         };
-        settle(result, |r| {
+        let r = custody
+            .deploy_report(&report, a.idempotency_key.as_deref())
+            .await?;
+        {
             if a.json {
                 print_json(&json!(r));
-                return;
+                return Ok(Outcome::Ok);
             }
             let mut lines = vec![format!(
                 "deploy report recorded (ledger index {})",
@@ -116,7 +98,8 @@ pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
                 lines.push(format!("no rollback: {why}"));
             }
             print_line(&lines.join("\n"));
-        })
+        }
+        Ok(Outcome::Ok)
     })
 }
 
@@ -144,40 +127,25 @@ pub(crate) struct RollbackArgs {
 
 pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let result = match a.remote.client()? {
-            Some(server) => {
-                let path = format!("/api/v1/environments/{}/rollback", segment(&a.environment));
-                server
-                    .call(
-                        Method::POST,
-                        &path,
-                        &[],
-                        Some(json!({"reason": a.reason})),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.rollback(
-                    &a.actor.actor()?,
-                    &a.environment,
-                    &a.reason,
-                    a.idempotency_key.as_deref(),
-                )
-                .await
-            }
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let request = Rollback {
+            reason: a.reason.clone(),
         };
-        settle(result, |r| {
-            if a.json {
-                print_json(&json!(r));
-            } else {
-                print_line(&format!(
-                    "rolled back {}: {} → {}\n{:#}",
-                    r.environment, r.from, r.to, r.diff
-                ));
-            }
-        })
+        let r = custody
+            .rollback(&a.environment, &request, a.idempotency_key.as_deref())
+            .await?;
+        if a.json {
+            print_json(&json!(r));
+        } else {
+            print_line(&format!(
+                "rolled back {}: {} → {}\n{:#}",
+                r.environment,
+                r.from,
+                r.to,
+                json!(r.diff)
+            ));
+        }
+        Ok(Outcome::Ok)
     })
 }
 
@@ -211,56 +179,23 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let verdict = match &a.server {
-            Some(server) => {
-                let url = format!("{}/api/v1/verify", server.trim_end_matches('/'));
-                let client = crate::client::http_client(a.ca_cert.as_deref())?;
-                let mut request = client.get(&url).query(&[
-                    ("env", a.environment.as_str()),
-                    ("digest", &a.digest.to_string()),
-                ]);
-                if let Some(token) = &a.token {
-                    request = request.bearer_auth(token);
-                }
-                let response = request.send().await.with_context(|| {
-                    format!("GET {url}\nhint: is `custody serve` running there?")
-                })?;
-                let status = response.status();
-                let body: serde_json::Value = response
-                    .json()
-                    .await
-                    .with_context(|| format!("{url} answered {status} without JSON"))?;
-                // 403 with a verdict is a denial; any other failure (or a 403 without a
-                // verdict: the token may not ask) is an error.
-                if body.get("allowed").is_none()
-                    || !(status.is_success() || status == reqwest::StatusCode::FORBIDDEN)
-                {
-                    anyhow::bail!(
-                        "{url}: {status}: {}",
-                        body["error"].as_str().unwrap_or_default()
-                    );
-                }
-                body
-            }
-            None => json!(
-                a.instance
-                    .app()
-                    .await?
-                    .verify(&a.environment, &a.digest)
-                    .await?
-            ),
+        let remote = RemoteArgs {
+            server: a.server.clone(),
+            token: a.token.clone(),
+            ca_cert: a.ca_cert.clone(),
         };
-        let allowed = verdict["allowed"].as_bool() == Some(true);
+        let custody = Custody::open(&a.instance, &remote, None).await?;
+        let verdict = custody.verify(&a.environment, &a.digest).await?;
         if a.json {
-            print_json(&verdict);
+            print_json(&json!(verdict));
         } else {
-            let head = if allowed { "allowed" } else { "DENIED" };
+            let head = if verdict.allowed { "allowed" } else { "DENIED" };
             print_line(&format!("{head}: {} in {}", a.digest, a.environment));
-            for r in verdict["reasons"].as_array().into_iter().flatten() {
-                print_line(&format!("  {}", r.as_str().unwrap_or_default()));
+            for r in &verdict.reasons {
+                print_line(&format!("  {r}"));
             }
         }
-        Ok(if allowed {
+        Ok(if verdict.allowed {
             Outcome::Ok
         } else {
             Outcome::Denied

@@ -3,10 +3,11 @@
 use clap::Args;
 use custody_app::HistoryFilter;
 use custody_model::{Digest, Timestamp};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::Outcome;
 use crate::context::InstanceArgs;
+use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
 #[derive(Debug, Args)]
@@ -57,25 +58,10 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             before: a.before,
             limit: a.limit,
         };
-        let entries: Vec<custody_app::HistoryEntry> = match a.remote.client()? {
-            Some(server) => {
-                let mut query = vec![("limit", a.limit.to_string())];
-                let optional = [
-                    ("artifact", a.artifact.as_ref().map(ToString::to_string)),
-                    ("build", a.build.clone()),
-                    ("principal", a.principal.clone()),
-                    ("env", a.environment.clone()),
-                    ("since", a.since.map(|t| t.to_string())),
-                    ("until", a.until.map(|t| t.to_string())),
-                    ("before", a.before.map(|b| b.to_string())),
-                ];
-                query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-                server
-                    .call(reqwest::Method::GET, "/api/v1/history", &query, None, None)
-                    .await??
-            }
-            None => a.instance.app().await?.history(&filter).await?,
-        };
+        let entries = Custody::open(&a.instance, &a.remote, None)
+            .await?
+            .history(&filter)
+            .await?;
         if a.json {
             print_json(&json!(entries));
         } else {
@@ -85,8 +71,8 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                     format!(
                         "{:>6}  {}  {:22} {}",
                         e.index,
-                        e.event.get("at").and_then(Value::as_str).unwrap_or(""),
-                        e.event.get("type").and_then(Value::as_str).unwrap_or(""),
+                        e.event.at,
+                        e.event.kind(),
                         custody_app::describe(&e.event)
                     )
                 })

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use custody_ledger::Checkpoint;
-use custody_store::Store;
 use serde_json::json;
 
 use crate::Outcome;
@@ -54,7 +53,10 @@ pub(crate) async fn create_instance(
     let config = dir.config()?;
     let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
     let actor = custody_app::Actor::new("custody-init", now)?;
-    let policy = app.apply_policy(&actor, bundle).await?;
+    let request = custody_app::ApplyPolicy {
+        files: bundle.files,
+    };
+    let policy = app.apply_policy(&actor, &request).await?;
     Ok(Instance {
         app,
         created,
@@ -71,7 +73,7 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
             policy,
         } = create_instance(&dir, args.database_url.as_deref(), args.origin.as_deref()).await?;
         let config = dir.config()?;
-        let cp = app.store().checkpoint().await?;
+        let cp = app.log().checkpoint().await?;
         let origin = Checkpoint::open(&cp.note, &created.verifier)?.origin;
         if args.json {
             print_json(&json!({

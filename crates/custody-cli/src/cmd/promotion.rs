@@ -1,16 +1,16 @@
 //! `custody promote`, `custody approve`, `custody reject`, `custody decision`.
 
 use clap::{Args, Subcommand, ValueEnum};
-use custody_app::PromotionOutcome;
-use custody_app::records::{PromotionStatus, Risk, Verdict};
+use custody_app::{Promote, PromotionOutcome, Review};
+use custody_model::{PromotionStatus, Risk, Verdict};
 use custody_policy::Status;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::{RemoteArgs, segment};
-use crate::context::{ActorArgs, InstanceArgs, settle};
+use crate::client::RemoteArgs;
+use crate::context::{ActorArgs, InstanceArgs};
+use crate::custody::Custody;
 use crate::input::{print_json, print_line};
-use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub(crate) struct PromoteArgs {
@@ -124,108 +124,47 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let result = match a.remote.client()? {
-            Some(server) => {
-                let mut body =
-                    json!({"release": a.release.to_string(), "environment": a.environment});
-                if let Some(reason) = &a.break_glass {
-                    body["break_glass"] = json!(reason);
-                }
-                server
-                    .call(
-                        Method::POST,
-                        "/api/v1/promotions",
-                        &[],
-                        Some(body),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
-            }
-            None => {
-                let app = a.instance.app().await?;
-                app.promote_with(
-                    &a.actor.actor()?,
-                    &a.release.to_string(),
-                    &a.environment,
-                    a.idempotency_key.as_deref(),
-                    a.break_glass.as_deref(),
-                )
-                .await
-            }
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let request = Promote {
+            release: a.release.clone(),
+            environment: a.environment.clone(),
+            break_glass: a.break_glass.clone(),
         };
-        let mut outcome = Outcome::Ok;
-        let settled = settle(result, |r| outcome = report(&r, a.json))?;
-        Ok(if matches!(settled, Outcome::Denied) {
-            settled
-        } else {
-            outcome
-        })
+        let outcome = custody
+            .promote(&request, a.idempotency_key.as_deref())
+            .await?;
+        Ok(report(&outcome, a.json))
     })
 }
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let risk = match a.risk {
-            RiskArg::Low => Risk::Low,
-            RiskArg::Medium => Risk::Medium,
-            RiskArg::High => Risk::High,
+        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let request = Review {
+            rationale: a.rationale.clone(),
+            risk: match a.risk {
+                RiskArg::Low => Risk::Low,
+                RiskArg::Medium => Risk::Medium,
+                RiskArg::High => Risk::High,
+            },
+            confidential: a.confidential,
         };
-        let result = match a.remote.client()? {
-            Some(server) => {
-                let path = format!(
-                    "/api/v1/promotions/{}/{}",
-                    segment(&a.promotion),
-                    if verdict == Verdict::Approve {
-                        "approve"
-                    } else {
-                        "reject"
-                    }
-                );
-                let body =
-                    json!({"rationale": a.rationale, "risk": risk, "confidential": a.confidential});
-                server
-                    .call(
-                        Method::POST,
-                        &path,
-                        &[],
-                        Some(body),
-                        a.idempotency_key.as_deref(),
-                    )
-                    .await?
+        let outcome = custody
+            .review(
+                &a.promotion,
+                verdict,
+                &request,
+                a.idempotency_key.as_deref(),
+            )
+            .await?;
+        report(&outcome, a.json);
+        match (outcome.approval.and_then(|(_, why)| why), verdict) {
+            (Some(why), Verdict::Approve) => {
+                eprintln!("your approval does not count: {why}");
+                Ok(Outcome::Denied)
             }
-            None => {
-                let app = a.instance.app().await?;
-                app.review(
-                    &a.actor.actor()?,
-                    &a.promotion,
-                    &custody_app::Review {
-                        verdict,
-                        rationale: a.rationale.clone(),
-                        risk,
-                        confidential: a.confidential,
-                    },
-                    a.idempotency_key.as_deref(),
-                )
-                .await
-            }
-        };
-        let mut outcome = Outcome::Ok;
-        let settled = settle(result, |r| {
-            let not_counted = r.approval.as_ref().and_then(|(_, why)| why.clone());
-            report(&r, a.json);
-            outcome = match (&not_counted, verdict) {
-                (Some(why), Verdict::Approve) => {
-                    eprintln!("your approval does not count: {why}");
-                    Outcome::Denied
-                }
-                _ => Outcome::Ok,
-            };
-        })?;
-        Ok(if matches!(settled, Outcome::Denied) {
-            settled
-        } else {
-            outcome
-        })
+            _ => Ok(Outcome::Ok),
+        }
     })
 }
 
@@ -256,20 +195,10 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             DecisionCommand::Show(a) => {
-                let d: custody_app::records::DecisionRecord = match a.remote.client()? {
-                    Some(server) => {
-                        server
-                            .call(
-                                Method::GET,
-                                &format!("/api/v1/decisions/{}", segment(&a.id)),
-                                &[],
-                                None,
-                                None,
-                            )
-                            .await??
-                    }
-                    None => a.instance.app().await?.decision(&a.id).await?,
-                };
+                let d = Custody::open(&a.instance, &a.remote, None)
+                    .await?
+                    .decision(&a.id)
+                    .await?;
                 if a.json {
                     print_json(&json!(d));
                 } else {
@@ -296,20 +225,10 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             DecisionCommand::Replay(a) => {
-                let r: custody_app::Replay = match a.remote.client()? {
-                    Some(server) => {
-                        server
-                            .call(
-                                Method::GET,
-                                &format!("/api/v1/decisions/{}/replay", segment(&a.id)),
-                                &[],
-                                None,
-                                None,
-                            )
-                            .await??
-                    }
-                    None => a.instance.app().await?.replay(&a.id).await?,
-                };
+                let r = Custody::open(&a.instance, &a.remote, None)
+                    .await?
+                    .replay(&a.id)
+                    .await?;
                 if a.json {
                     print_json(
                         &json!({"same": r.same, "recorded": r.recorded.decision, "replayed": r.replayed}),

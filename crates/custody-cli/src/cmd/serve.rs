@@ -19,9 +19,37 @@ pub(crate) struct ServeArgs {
     /// port 0 picks a free one).
     #[arg(long, env = "CUSTODY_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+    /// How the server logs (to stderr): `text` for people, `json` for a log pipeline (one
+    /// JSON object per line). The level comes from RUST_LOG (default: info).
+    #[arg(long, env = "CUSTODY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How `custody serve` writes its log.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sends the server's `tracing` events to stderr in `format`, at RUST_LOG's level (info).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (never in the binary) is harmless: the first one stays.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
+    init_logging(args.log_format);
     crate::block_on(async move {
         let dir = args.instance.dir();
         let url = args.instance.database_url.as_deref();
@@ -47,7 +75,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         print_line(&format!("custody listening on http://{addr}"));
-        let state = ServerState::new(app, oidc, config.alerts.clone());
+        let alerts = config.alerts.compile().map_err(anyhow::Error::msg)?;
+        let state = ServerState::new(app, oidc, alerts);
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {

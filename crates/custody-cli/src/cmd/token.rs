@@ -2,14 +2,13 @@
 //! through a server (`--server`, with an admin's token).
 
 use clap::{Args, Subcommand};
-use custody_app::{TokenInfo, TokenRecord};
-use reqwest::Method;
-use serde::Deserialize;
+use custody_app::CreateToken;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::{RemoteArgs, segment};
-use crate::context::{ActorArgs, InstanceArgs, settle};
+use crate::client::RemoteArgs;
+use crate::context::{ActorArgs, InstanceArgs};
+use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
 #[derive(Debug, Subcommand)]
@@ -75,74 +74,43 @@ pub(crate) struct RevokeArgs {
     actor: ActorArgs,
 }
 
-/// What `POST /api/v1/tokens` answers.
-#[derive(Deserialize)]
-struct Created {
-    token: Option<String>,
-    record: TokenInfo,
-}
-
 pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             TokenCommand::Create(a) => {
-                let span = custody_policy::Span::parse(&a.expires).map_err(anyhow::Error::msg)?;
-                let result = match a.remote.client()? {
-                    Some(server) => server
-                        .call::<Created>(
-                            Method::POST,
-                            "/api/v1/tokens",
-                            &[],
-                            Some(json!({"principal": a.subject, "expires": a.expires, "description": a.description})),
-                            a.idempotency_key.as_deref(),
-                        )
-                        .await?
-                        .map(|c| (c.record, c.token)),
-                    None => {
-                        let app = a.instance.app().await?;
-                        let seconds = i64::try_from(span.seconds()).unwrap_or(i64::MAX);
-                        app.create_token(
-                            &a.actor.actor()?,
-                            &a.subject,
-                            seconds,
-                            &a.description,
-                            a.idempotency_key.as_deref(),
-                        )
-                        .await
-                        .map(|(record, token)| (TokenInfo::from(&record), token))
-                    }
+                let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+                let request = CreateToken {
+                    principal: a.subject.clone(),
+                    expires: a.expires.clone(),
+                    description: a.description.clone(),
                 };
-                settle(result, |(record, token)| {
-                    if a.json {
-                        print_json(
-                            &json!({"token": token, "id": record.id, "principal": record.principal, "expires_at": record.expires_at.to_string()}),
-                        );
-                    } else if let Some(token) = token {
-                        print_line(&token);
-                        eprintln!(
-                            "token {} for {} until {}: shown once, store it as a secret",
-                            record.id, record.principal, record.expires_at
-                        );
-                    } else {
-                        eprintln!(
-                            "token {} for {} was already created with this idempotency key; its text was shown then (revoke it and create another if it is lost)",
-                            record.id, record.principal
-                        );
-                    }
-                })
+                let created = custody
+                    .create_token(&request, a.idempotency_key.as_deref())
+                    .await?;
+                let record = &created.record;
+                if a.json {
+                    print_json(
+                        &json!({"token": created.token, "id": record.id, "principal": record.principal, "expires_at": record.expires_at.to_string()}),
+                    );
+                } else if let Some(token) = &created.token {
+                    print_line(token);
+                    eprintln!(
+                        "token {} for {} until {}: shown once, store it as a secret",
+                        record.id, record.principal, record.expires_at
+                    );
+                } else {
+                    eprintln!(
+                        "token {} for {} was already created with this idempotency key; its text was shown then (revoke it and create another if it is lost)",
+                        record.id, record.principal
+                    );
+                }
+                Ok(Outcome::Ok)
             }
             TokenCommand::List(a) => {
-                let tokens: Vec<TokenInfo> = match a.remote.client()? {
-                    Some(server) => {
-                        server
-                            .call(Method::GET, "/api/v1/tokens", &[], None, None)
-                            .await??
-                    }
-                    None => {
-                        let app = a.instance.app().await?;
-                        app.tokens().await?.iter().map(TokenInfo::from).collect()
-                    }
-                };
+                let tokens = Custody::open(&a.instance, &a.remote, None)
+                    .await?
+                    .tokens()
+                    .await?;
                 if a.json {
                     print_json(&json!(tokens));
                 } else {
@@ -162,28 +130,12 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             TokenCommand::Revoke(a) => {
-                let result = match a.remote.client()? {
-                    Some(server) => {
-                        server
-                            .call::<TokenInfo>(
-                                Method::POST,
-                                &format!("/api/v1/tokens/{}/revoke", segment(&a.id)),
-                                &[],
-                                None,
-                                None,
-                            )
-                            .await?
-                    }
-                    None => {
-                        let app = a.instance.app().await?;
-                        app.revoke_token(&a.actor.actor()?, &a.id)
-                            .await
-                            .map(|t: TokenRecord| TokenInfo::from(&t))
-                    }
-                };
-                settle(result, |t| {
-                    print_line(&format!("token {} of {} is revoked", t.id, t.principal))
-                })
+                let t = Custody::open(&a.instance, &a.remote, Some(&a.actor))
+                    .await?
+                    .revoke_token(&a.id)
+                    .await?;
+                print_line(&format!("token {} of {} is revoked", t.id, t.principal));
+                Ok(Outcome::Ok)
             }
         }
     })

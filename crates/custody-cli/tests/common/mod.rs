@@ -102,16 +102,13 @@ pub(crate) fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
-/// A name unlikely to repeat: process id, time and a counter.
+/// A name unlikely to repeat: process id, random digits and a counter.
 pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let random = custody_app::new_id("n").replace('-', "");
     format!(
-        "{}_{nanos}_{}",
+        "{}_{random}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
@@ -166,7 +163,7 @@ impl Server {
 /// CLI, writing to the data directory) wrote before the call: a server keeps hot records
 /// in memory and sees other processes' writes within `custody_app::STATE_WATCH_EVERY`.
 pub(crate) fn until_servers_see_local_writes() {
-    std::thread::sleep(custody_app::STATE_WATCH_EVERY * 3);
+    std::thread::sleep(custody_app::FOLLOW_EVERY * 3);
 }
 
 /// Asserts `out` exited with `code` and said `needle` on stderr.

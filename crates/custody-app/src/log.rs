@@ -1,0 +1,201 @@
+//! The log's reading face, for callers above the app (the server's public routes, its
+//! ledger re-check, its access log): the narrow interface through which they reach the
+//! store, so that the server never holds the store itself.
+//!
+//! The proof types are the wire form of `/api/v1/log/proof/…` (hashes as lowercase hex);
+//! the CLI reads a server's proofs into the same types.
+
+use custody_ledger::Hash;
+use custody_store::{
+    AccessEntry, AccessRecord, Entry, IntegrityReport, SignedCheckpoint, SqlStore, Store,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::AppResult;
+use crate::app::App;
+
+/// An RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`, with that
+/// tree's root (neither trusted by itself: a reader checks the root against a signed
+/// checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InclusionProof {
+    /// The entry.
+    pub index: u64,
+    /// The tree's size.
+    pub tree_size: u64,
+    /// The tree's root, hex.
+    #[serde(with = "hex_hash")]
+    #[schema(value_type = String)]
+    pub root: Hash,
+    /// The audit path, hex, leaf to root.
+    #[serde(with = "hex_hashes")]
+    #[schema(value_type = Vec<String>)]
+    pub hashes: Vec<Hash>,
+}
+
+/// An RFC 9162 consistency proof between the trees of `from` and `to` entries, with both
+/// roots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsistencyProof {
+    /// The older tree's size.
+    pub from: u64,
+    /// The newer tree's size.
+    pub to: u64,
+    /// The older root, hex.
+    #[serde(with = "hex_hash")]
+    #[schema(value_type = String)]
+    pub from_root: Hash,
+    /// The newer root, hex.
+    #[serde(with = "hex_hash")]
+    #[schema(value_type = String)]
+    pub to_root: Hash,
+    /// The proof, hex.
+    #[serde(with = "hex_hashes")]
+    #[schema(value_type = Vec<String>)]
+    pub hashes: Vec<Hash>,
+}
+
+/// The log of an [`App`], read-only but for the access log.
+pub struct Log<'a, S: Store> {
+    store: &'a S,
+}
+
+impl<S: Store> App<S> {
+    /// The log, for reading.
+    pub fn log(&self) -> Log<'_, S> {
+        Log { store: &self.store }
+    }
+}
+
+impl<S: Store> Log<'_, S> {
+    /// The number of entries.
+    pub async fn size(&self) -> AppResult<u64> {
+        Ok(self.store.size().await?)
+    }
+
+    /// The latest signed checkpoint.
+    pub async fn checkpoint(&self) -> AppResult<SignedCheckpoint> {
+        Ok(self.store.checkpoint().await?)
+    }
+
+    /// The entries `[start, end)`, as their leaf bytes.
+    pub async fn entries(&self, start: u64, end: u64) -> AppResult<Vec<Entry>> {
+        Ok(self.store.entries(start, end).await?)
+    }
+
+    /// The inclusion proof of `index` in the tree of `size` entries.
+    pub async fn inclusion(&self, index: u64, size: u64) -> AppResult<InclusionProof> {
+        Ok(InclusionProof {
+            index,
+            tree_size: size,
+            hashes: self.store.inclusion_proof(index, size).await?,
+            root: self.store.root_at(size).await?,
+        })
+    }
+
+    /// The consistency proof from the tree of `from` entries to the one of `to`.
+    pub async fn consistency(&self, from: u64, to: u64) -> AppResult<ConsistencyProof> {
+        Ok(ConsistencyProof {
+            from,
+            to,
+            hashes: self.store.consistency_proof(from, to).await?,
+            from_root: self.store.root_at(from).await?,
+            to_root: self.store.root_at(to).await?,
+        })
+    }
+
+    /// Writes a batch of access-log entries (the one write here: the access log is not the
+    /// ledger).
+    pub async fn record_access(&self, batch: Vec<AccessEntry>) -> AppResult<()> {
+        Ok(self.store.record_access(batch).await?)
+    }
+
+    /// Access-log entries after id `after`, at most `limit`.
+    pub async fn access_log(&self, after: u64, limit: u64) -> AppResult<Vec<AccessRecord>> {
+        Ok(self.store.access_log(after, limit).await?)
+    }
+}
+
+impl Log<'_, SqlStore> {
+    /// The log's name as its checkpoints' signed notes name it (the origin).
+    pub fn verifier_key(&self) -> String {
+        self.store.verifier().name().to_owned()
+    }
+
+    /// The whole-ledger check: every leaf against every stored hash and signed checkpoint.
+    pub async fn check(&self, progress: impl FnMut(u64) + Send) -> AppResult<IntegrityReport> {
+        Ok(self.store.check(progress).await?)
+    }
+}
+
+/// A hash as 64 lowercase hex digits.
+mod hex_hash {
+    use custody_ledger::Hash;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(h))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        parse(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    pub(super) fn parse(text: &str) -> Result<Hash, String> {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(text, &mut h)
+            .map_err(|_| format!("{text:?} is not a hash (64 hex digits)"))?;
+        Ok(h)
+    }
+}
+
+/// Hashes as a list of 64-hex-digit strings.
+mod hex_hashes {
+    use custody_ledger::Hash;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(hs: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(hs.iter().map(hex::encode))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        // RFC 9162 proofs have at most 64 hashes (one per tree level).
+        if texts.len() > 64 {
+            return Err(D::Error::custom("a proof has at most 64 hashes"));
+        }
+        texts
+            .iter()
+            .map(|t| super::hex_hash::parse(t).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_travel_as_hex_and_bad_hashes_are_refused() {
+        let proof = InclusionProof {
+            index: 3,
+            tree_size: 8,
+            root: [0xab; 32],
+            hashes: vec![[1; 32], [2; 32]],
+        };
+        let text = serde_json::to_string(&proof).unwrap();
+        assert!(text.contains(&"ab".repeat(32)), "{text}");
+        assert_eq!(
+            serde_json::from_str::<InclusionProof>(&text).unwrap(),
+            proof
+        );
+        let short = text.replace(&"ab".repeat(32), "abcd");
+        assert!(serde_json::from_str::<InclusionProof>(&short).is_err());
+        let many = format!(
+            r#"{{"index":0,"tree_size":1,"root":"{}","hashes":[{}]}}"#,
+            "00".repeat(32),
+            vec![format!("\"{}\"", "00".repeat(32)); 65].join(",")
+        );
+        assert!(serde_json::from_str::<InclusionProof>(&many).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! Gathering what a decision reads, in one pass over the release's records.
+
+use custody_crypto::{PublicKey, dsse};
+use custody_model::{Digest, Timestamp};
+use custody_policy::{
+    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, Policy, PreviousFacts, ProvenanceFacts,
+    ReleaseFacts,
+};
+use custody_store::Store;
+
+use crate::AppResult;
+use crate::app::App;
+use crate::attestations::envelope_digest;
+use crate::records::{
+    ApprovalRecord, ArtifactRecord, CertificationRecord, PromotionRecord, ReleaseRecord, Verdict,
+    kind,
+};
+
+/// The facts of a promotion, and what the VSA names beside them: each artifact's
+/// provenance envelope digest (read in the same pass as the facts).
+pub(crate) struct Gathered {
+    pub(crate) facts: Facts,
+    pub(crate) provenance: Vec<(Digest, Digest)>,
+}
+
+impl<S: Store> App<S> {
+    /// The facts of a promotion at `now`: the release and how it is signed (verified here,
+    /// against the policy's keys), its artifacts' provenance and evidence, its standing in
+    /// the previous environment, and the reviews.
+    pub(crate) async fn facts(
+        &self,
+        policy: &Policy,
+        promotion: &PromotionRecord,
+        release: &ReleaseRecord,
+        approvals: &[ApprovalRecord],
+        now: Timestamp,
+    ) -> AppResult<Gathered> {
+        let keys: Vec<PublicKey> = policy.release_keys().cloned().collect();
+        let signing_key = if keys.is_empty() {
+            None
+        } else {
+            dsse::verify(&release.manifest, &keys, 1)
+                .ok()
+                .and_then(|v| v.key_ids().first().map(ToString::to_string))
+        };
+        let mut artifacts = Vec::with_capacity(release.artifacts.len());
+        let mut provenance = Vec::new();
+        for a in &release.artifacts {
+            let record: ArtifactRecord = self
+                .require(kind::ARTIFACT, &a.digest.to_string(), || {
+                    format!("artifact {} is not registered", a.digest)
+                })
+                .await?
+                .value;
+            if let Some(envelope) = &record.provenance {
+                provenance.push((a.digest.clone(), envelope_digest(envelope)));
+            }
+            artifacts.push(ArtifactFacts {
+                name: a.name.clone(),
+                digest: a.digest.to_string(),
+                built_by: record.registered_by,
+                provenance: record.provenance_facts.map(|p| ProvenanceFacts {
+                    signing_key: Some(p.signing_key),
+                    builder_id: p.builder_id,
+                    source_repo: p.source_repo,
+                    source_commit: p.source_commit,
+                    subject_matches: p.subject_matches,
+                }),
+                evidence: record
+                    .evidence
+                    .iter()
+                    .map(|e| EvidenceFacts {
+                        kind: e.kind.clone(),
+                        at: e.at.unix_seconds(),
+                    })
+                    .collect(),
+            });
+        }
+        let previous = match policy
+            .environment(&promotion.environment)
+            .and_then(|e| e.after.clone())
+        {
+            None => None,
+            Some(after) => {
+                let key = CertificationRecord::key(&after, &release.id());
+                let standing: Option<CertificationRecord> =
+                    self.get(kind::CERTIFICATION, &key).await?.map(|v| v.value);
+                let deployed = self.store.state(kind::DEPLOYED, &key).await?.is_some();
+                Some(PreviousFacts {
+                    environment: after,
+                    certified_at: standing.map(|s| s.first_certified_at.unix_seconds()),
+                    deploy_verified: deployed,
+                })
+            }
+        };
+        let facts = Facts {
+            now: now.unix_seconds(),
+            environment: promotion.environment.clone(),
+            requested_by: promotion.requested_by.clone(),
+            release: ReleaseFacts {
+                name: release.name.clone(),
+                version: release.version.clone(),
+                digest: release.digest.to_string(),
+                signing_key,
+                signatures: release.manifest.signatures.len(),
+                signed_by: release.created_by.clone(),
+                artifacts,
+            },
+            previous,
+            break_glass: promotion.break_glass.as_ref().map(|b| b.reason.clone()),
+            approvals: approvals
+                .iter()
+                .map(|a| ApprovalFacts {
+                    id: a.id.clone(),
+                    by: a.by.clone(),
+                    approve: a.verdict == Verdict::Approve,
+                    at: a.at.unix_seconds(),
+                    expires_at: a.expires_at.unix_seconds(),
+                    release_digest: a.release_digest.to_string(),
+                    environment: a.environment.clone(),
+                    policy_digest: a.policy_digest.clone(),
+                    superseded: a.superseded_by.is_some(),
+                })
+                .collect(),
+        };
+        Ok(Gathered { facts, provenance })
+    }
+}

@@ -1,0 +1,112 @@
+//! Asking for a promotion: the request, evaluated at once.
+
+use custody_model::ReleaseRef;
+use custody_store::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{PromotionOutcome, decide::Staged};
+use crate::app::{Actor, App, Once, new_id};
+use crate::events::{EventBody, PromotionRequested};
+use crate::records::{BreakGlass, PromotionRecord, PromotionStatus, ReleaseRecord, kind};
+use crate::{AppError, AppResult};
+
+/// A request to promote a release into an environment (the body of
+/// `POST /api/v1/promotions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The release, `NAME@VERSION`.
+    #[schema(value_type = String, example = "shop@1.4.2")]
+    pub release: ReleaseRef,
+    /// The environment.
+    pub environment: String,
+    /// Break glass, with this reason: if the policy lets the requester break glass into the
+    /// environment, the gates that only time, people or a freeze hold closed are overridden
+    /// (never the release's signature, naming or provenance); the decision says so, an
+    /// alert is raised, and an after-the-fact review by someone else is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
+}
+
+impl<S: Store> App<S> {
+    /// Requests the promotion of a release to an environment, evaluates its gates now, and
+    /// records the request and the signed decision; if every gate passes, the release
+    /// becomes the environment's certified release. An unknown environment is refused.
+    /// With an idempotency key, a repeat returns the first result.
+    pub async fn promote(
+        &self,
+        actor: &Actor,
+        request: &Promote,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        let break_glass = request.break_glass.as_deref();
+        if break_glass.is_some_and(|r| r.trim().is_empty()) {
+            return Err(AppError::invalid(
+                "breaking glass needs a reason (--break-glass \"why\")",
+            ));
+        }
+        let release_id = request.release.to_string();
+        let environment = request.environment.as_str();
+        // What identifies the request for its idempotency key (the same as it always was).
+        let mut fingerprint =
+            json!({"release": release_id, "environment": environment, "actor": actor.principal});
+        if let Some(reason) = break_glass {
+            fingerprint["break_glass"] = json!(reason);
+        }
+        if let Some(key) = idempotency_key {
+            if let Some(done) = self
+                .promotion_replayed("promote", key, &fingerprint)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
+        let policy = self.policy().await?;
+        crate::environment::known_environment(&policy, environment)?;
+        let release: ReleaseRecord = self
+            .require(kind::RELEASE, &release_id, || {
+                format!("no release {release_id}\nhint: create it with `custody release create NAME VERSION --artifact NAME=DIGEST …`")
+            })
+            .await?
+            .value;
+        self.retrying(|| async {
+            let promotion = PromotionRecord {
+                id: new_id("prm"),
+                release: release.id(),
+                release_digest: release.digest.clone(),
+                environment: environment.into(),
+                requested_by: actor.principal.clone(),
+                requested_at: actor.now,
+                status: PromotionStatus::Pending,
+                decisions: Vec::new(),
+                approvals: Vec::new(),
+                break_glass: break_glass.map(|reason| BreakGlass {
+                    reason: reason.to_owned(),
+                    reviewed_by: None,
+                }),
+            };
+            let requested = crate::app::event(
+                actor,
+                EventBody::PromotionRequested(PromotionRequested {
+                    promotion: promotion.id.clone(),
+                    release: release.id(),
+                    environment: environment.into(),
+                    artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
+                    break_glass: break_glass.map(str::to_owned),
+                }),
+            )?;
+            let staged = self
+                .decide(actor, &policy, promotion, &release, &[], None)
+                .await?;
+            let once = idempotency_key.map(|key| Once {
+                scope: "promote",
+                key,
+                request: &fingerprint,
+            });
+            self.commit(Staged::after(requested, staged), Vec::new(), once)
+                .await
+        })
+        .await
+    }
+}

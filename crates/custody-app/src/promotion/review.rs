@@ -1,0 +1,275 @@
+//! Reviewing a promotion: an approval or rejection while it waits, or the mandatory
+//! after-the-fact review of one certified by breaking glass.
+
+use custody_model::{Risk, Verdict};
+use custody_policy::{Policy, Standing};
+use custody_store::{Expect, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{PromotionOutcome, decide::Staged};
+use crate::app::{Actor, App, Once, Versioned, event, new_id, write};
+use crate::events::{ApprovalRecorded, EventBody};
+use crate::records::{
+    ApprovalRecord, DecisionRecord, EnvironmentRecord, PromotionRecord, PromotionStatus,
+    ReleaseRecord, kind,
+};
+use crate::{AppError, AppResult};
+
+/// A reviewer's approval or rejection of a promotion (the body of
+/// `POST /api/v1/promotions/{id}/approve` and `…/reject`; the route says which).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// Why, for auditors.
+    pub rationale: String,
+    /// The risk posture the reviewer sees.
+    #[schema(value_type = String, example = "low")]
+    pub risk: Risk,
+    /// Keep the rationale for auditors and the people involved: the ledger then holds
+    /// only a commitment to it.
+    #[serde(default)]
+    pub confidential: bool,
+}
+
+impl<S: Store> App<S> {
+    /// Records `verdict` on a pending promotion by `actor`, bound to the release digest,
+    /// the environment and the policy version, expiring per the policy; an earlier review
+    /// by the same reviewer is superseded (never edited). Then the gates are evaluated
+    /// again, and the release certified if they all pass. On a promotion certified by
+    /// breaking glass, it is the after-the-fact review instead.
+    pub async fn review(
+        &self,
+        actor: &Actor,
+        promotion_id: &str,
+        verdict: Verdict,
+        review: &Review,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<PromotionOutcome> {
+        if review.rationale.trim().is_empty() {
+            return Err(AppError::invalid(
+                "a review needs a rationale (--rationale)",
+            ));
+        }
+        let fingerprint = json!({"promotion": promotion_id, "verdict": verdict,
+            "rationale": review.rationale, "risk": review.risk,
+            "confidential": review.confidential, "actor": actor.principal});
+        if let Some(key) = idempotency_key {
+            if let Some(done) = self.promotion_replayed("review", key, &fingerprint).await? {
+                return Ok(done);
+            }
+        }
+        let once = || {
+            idempotency_key.map(|key| Once {
+                scope: "review",
+                key,
+                request: &fingerprint,
+            })
+        };
+        let policy = self.policy().await?;
+        self.retrying(|| async {
+            let current: Versioned<PromotionRecord> = self
+                .require(kind::PROMOTION, promotion_id, || {
+                    format!("no promotion {promotion_id}")
+                })
+                .await?;
+            let after_the_fact = current.value.status == PromotionStatus::Certified
+                && current
+                    .value
+                    .break_glass
+                    .as_ref()
+                    .is_some_and(|b| b.reviewed_by.is_none());
+            if after_the_fact {
+                return self
+                    .review_after_the_fact(actor, &policy, current, verdict, review, once())
+                    .await;
+            }
+            let mut promotion = current.value;
+            if promotion.status != PromotionStatus::Pending {
+                let status = match promotion.status {
+                    PromotionStatus::Certified => "certified",
+                    _ => "rejected",
+                };
+                return Err(AppError::conflict(format!(
+                    "promotion {promotion_id} is already {status}; request a new promotion to decide again"
+                )));
+            }
+            let env = policy.environment(&promotion.environment).ok_or_else(|| {
+                AppError::denied(format!(
+                    "environment {} is no longer in the policy",
+                    promotion.environment
+                ))
+            })?;
+            let rule = env.approvals.as_ref().ok_or_else(|| {
+                AppError::invalid(format!("environment {} needs no approvals", env.name))
+            })?;
+            let release: ReleaseRecord = self.release(&promotion.release).await?;
+            let mut approvals = self.approvals_of(&promotion).await?;
+            let earlier = approvals
+                .iter()
+                .rev()
+                .find(|a| a.value.by == actor.principal && a.value.superseded_by.is_none())
+                .map(|a| (a.value.id.clone(), a.version));
+            let context = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &promotion.environment)
+                .await?
+                .and_then(|e| e.value.certified.map(|c| c.release));
+            let record = ApprovalRecord {
+                id: new_id("apr"),
+                promotion: promotion.id.clone(),
+                verdict,
+                by: actor.principal.clone(),
+                rationale: review.rationale.clone(),
+                confidential: review.confidential,
+                risk: review.risk,
+                at: actor.now,
+                expires_at: actor.now.plus_seconds(rule.expires.seconds()),
+                release_digest: promotion.release_digest.clone(),
+                environment: promotion.environment.clone(),
+                policy_digest: policy.digest().into(),
+                context,
+                supersedes: earlier.as_ref().map(|(id, _)| id.clone()),
+                superseded_by: None,
+            };
+            let mut state = vec![write(kind::APPROVAL, &record.id, &record, Expect::Absent)?];
+            if let Some((id, version)) = &earlier {
+                if let Some(old) = approvals.iter_mut().find(|a| &a.value.id == id) {
+                    old.value.superseded_by = Some(record.id.clone());
+                    state.push(write(kind::APPROVAL, id, &old.value, Expect::Version(*version))?);
+                }
+            }
+            promotion.approvals.push(record.id.clone());
+            let recorded = approval_event(actor, &record, &promotion, &release, false)?;
+            let mut all: Vec<ApprovalRecord> = approvals.into_iter().map(|a| a.value).collect();
+            all.push(record.clone());
+            let mut staged = self
+                .decide(actor, &policy, promotion, &release, &all, Some(current.version))
+                .await?;
+            let standing =
+                custody_policy::approval_standings(&policy, &staged.outcome.decision.facts)
+                    .and_then(|s| s.into_iter().find(|(id, _)| *id == record.id))
+                    .map(|(_, s)| s);
+            let why_not = match standing {
+                Some(Standing::Ignored(why)) => Some(why),
+                _ => None,
+            };
+            staged.outcome.approval = Some((record, why_not));
+            self.commit(Staged::after(recorded, staged), state, once())
+                .await
+        })
+        .await
+    }
+
+    /// The mandatory review of a promotion certified by break-glass, by someone who could
+    /// have approved it (not its requester, builders or signer; holding a role that reviews
+    /// the environment). It changes no gate: it records the verdict, closes the review due,
+    /// and a rejection is an alert for people to act on (roll back, investigate).
+    async fn review_after_the_fact(
+        &self,
+        actor: &Actor,
+        policy: &Policy,
+        current: Versioned<PromotionRecord>,
+        verdict: Verdict,
+        review: &Review,
+        once: Option<Once<'_>>,
+    ) -> AppResult<PromotionOutcome> {
+        let mut promotion = current.value;
+        let who = actor.principal.as_str();
+        let decision_id = promotion.decisions.last().cloned().unwrap_or_default();
+        let decision: DecisionRecord = self
+            .require(kind::DECISION, &decision_id, || {
+                format!("no decision {decision_id}")
+            })
+            .await?
+            .value;
+        if let Err(why) = custody_policy::may_review(policy, &decision.facts, who, actor.now) {
+            return Err(AppError::denied(format!(
+                "{who} may not review break-glass promotion {}: {why}; someone else must",
+                promotion.id
+            )));
+        }
+        let release = self.release(&promotion.release).await?;
+        let record = ApprovalRecord {
+            id: new_id("apr"),
+            promotion: promotion.id.clone(),
+            verdict,
+            by: who.into(),
+            rationale: review.rationale.clone(),
+            confidential: review.confidential,
+            risk: review.risk,
+            at: actor.now,
+            // It lets nothing through from now on: the certification already happened.
+            expires_at: actor.now,
+            release_digest: promotion.release_digest.clone(),
+            environment: promotion.environment.clone(),
+            policy_digest: policy.digest().into(),
+            context: None,
+            supersedes: None,
+            superseded_by: None,
+        };
+        promotion.approvals.push(record.id.clone());
+        if let Some(glass) = &mut promotion.break_glass {
+            glass.reviewed_by = Some(record.id.clone());
+        }
+        let events = vec![approval_event(actor, &record, &promotion, &release, true)?];
+        let state = vec![
+            write(kind::APPROVAL, &record.id, &record, Expect::Absent)?,
+            write(
+                kind::PROMOTION,
+                &promotion.id,
+                &promotion,
+                Expect::Version(current.version),
+            )?,
+            write(
+                kind::REVIEW_DUE,
+                &format!("{}/{}", promotion.environment, promotion.id),
+                &serde_json::Value::Null,
+                Expect::Any,
+            )?,
+        ];
+        let staged = Staged {
+            outcome: PromotionOutcome {
+                promotion,
+                decision,
+                approval: Some((record, None)),
+                ledger_index: 0,
+                replayed: false,
+            },
+            events,
+            state,
+        };
+        self.commit(staged, Vec::new(), once).await
+    }
+}
+
+/// The `approval.recorded` event of `record`. A confidential rationale stays out of the
+/// (public) ledger: only its digest is there, binding the text kept in state.
+fn approval_event(
+    actor: &Actor,
+    record: &ApprovalRecord,
+    promotion: &PromotionRecord,
+    release: &ReleaseRecord,
+    after_the_fact: bool,
+) -> AppResult<custody_model::CanonicalJson> {
+    event(
+        actor,
+        EventBody::ApprovalRecorded(ApprovalRecorded {
+            approval: record.id.clone(),
+            promotion: promotion.id.clone(),
+            verdict: record.verdict,
+            rationale: (!record.confidential).then(|| record.rationale.clone()),
+            rationale_digest: crate::attestations::sha256(record.rationale.as_bytes()),
+            confidential: record.confidential,
+            risk: record.risk,
+            expires_at: record.expires_at,
+            release: promotion.release.clone(),
+            release_digest: record.release_digest.clone(),
+            environment: record.environment.clone(),
+            policy: record.policy_digest.clone(),
+            context: record.context.clone(),
+            supersedes: record.supersedes.clone(),
+            artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
+            after_the_fact,
+        }),
+    )
+}

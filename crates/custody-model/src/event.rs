@@ -1,0 +1,157 @@
+//! What every ledger event says about itself, whatever its kind: the part the store may read.
+//!
+//! A ledger leaf is the RFC 8785 JSON of one event: `{"type", "at", "actor", …}`. The
+//! app defines each kind's fields (`custody_app::events`); the store indexes every leaf by
+//! the names its [`EventHeader`] carries, without knowing the kinds. Keeping the header
+//! here is what lets the store read it legitimately (the store sits below the app).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// How the actor of an event proved who they are. Recorded with every event written
+/// since custody records it; older events have none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Authentication {
+    /// An API token (`cst_<id>_…`): its id, never its secret.
+    Token {
+        /// The token's id.
+        token: String,
+        /// Who created the token; an approval counts only from a token its holder
+        /// created for themselves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_by: Option<String>,
+    },
+    /// An OIDC ID token (a CI job's, or a person's dashboard sign-in).
+    Oidc {
+        /// The token's issuer (`iss`).
+        issuer: String,
+        /// The token's subject (`sub`).
+        subject: String,
+    },
+    /// A signature by a personal key the person enrolled.
+    PersonalKey {
+        /// The key's id (lowercase hex SHA-256 of its SPKI DER).
+        key: String,
+    },
+    /// Someone with the data directory on this machine, acting as its operator.
+    Local {
+        /// The operating-system user who ran the command.
+        user: String,
+    },
+    /// custody itself (alerting, the ledger's own checks).
+    System,
+}
+
+impl Authentication {
+    /// A short description for people: `token tok123`, `oidc https://issuer sub`, …
+    pub fn describe(&self) -> String {
+        match self {
+            Authentication::Token { token, .. } => format!("token {token}"),
+            Authentication::Oidc { issuer, subject } => format!("OIDC {issuer} {subject}"),
+            Authentication::PersonalKey { key } => {
+                format!("personal key {}", key.get(..16).unwrap_or(key))
+            }
+            Authentication::Local { user } => format!("local operator {user}"),
+            Authentication::System => "custody".into(),
+        }
+    }
+}
+
+/// The fields every event may carry that name what it is about: its kind, time, actor,
+/// environment, artifacts and build. Everything else in a leaf is skipped unread.
+///
+/// Reading a header never fails on an unknown kind; it fails only if a field it knows has
+/// the wrong shape (the store then indexes nothing for that leaf).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventHeader {
+    /// The event's kind, e.g. `promotion.requested`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Who acted (empty if the leaf names nobody; custody always names someone).
+    #[serde(default)]
+    pub actor: String,
+    /// How the actor authenticated, when recorded.
+    #[serde(default)]
+    pub auth: Option<Authentication>,
+    /// The environment it is about.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// The artifact digests it names (as written: `sha256:…`).
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+    /// The build it records.
+    #[serde(default)]
+    pub build: Option<BuildName>,
+}
+
+/// The part of a build that names it: the CI run's invocation id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BuildName {
+    /// The build's invocation id, if declared.
+    #[serde(default)]
+    pub invocation_id: Option<String>,
+}
+
+impl EventHeader {
+    /// The header of a leaf (an event's JSON).
+    pub fn read(leaf: &[u8]) -> Result<EventHeader, serde_json::Error> {
+        serde_json::from_slice(leaf)
+    }
+
+    /// The build's invocation id, if the event records a build that declares one.
+    pub fn invocation_id(&self) -> Option<&str> {
+        self.build.as_ref()?.invocation_id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_reads_the_names_and_skips_the_rest() {
+        let leaf = br#"{"type":"artifact.registered","at":"2026-11-01T00:00:00Z","actor":"ci-bot",
+            "artifacts":["sha256:00"],"build":{"invocation_id":"run-7","parameters":{}},"provenance":null}"#;
+        let h = EventHeader::read(leaf).unwrap();
+        assert_eq!(h.kind, "artifact.registered");
+        assert_eq!(h.actor, "ci-bot");
+        assert_eq!(h.artifacts, vec!["sha256:00"]);
+        assert_eq!(h.invocation_id(), Some("run-7"));
+        assert_eq!(h.environment, None);
+        assert_eq!(h.auth, None);
+    }
+
+    #[test]
+    fn a_header_of_the_wrong_shape_is_an_error_not_a_guess() {
+        assert!(
+            EventHeader::read(br#"{"type":"x","at":"2026-11-01T00:00:00Z","actor":7}"#).is_err()
+        );
+        assert!(
+            EventHeader::read(br#"{"type":"x","actor":"a"}"#).is_err(),
+            "no time"
+        );
+        let nobody = EventHeader::read(br#"{"type":"x","at":"2026-11-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(nobody.actor, "");
+        assert!(EventHeader::read(b"[]").is_err());
+    }
+
+    #[test]
+    fn authentication_is_tagged_by_method() {
+        let a = Authentication::Token {
+            token: "tok1".into(),
+            created_by: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"method":"token","token":"tok1"}"#
+        );
+        let back: Authentication =
+            serde_json::from_str(r#"{"method":"personal-key","key":"ab"}"#).unwrap();
+        assert_eq!(back, Authentication::PersonalKey { key: "ab".into() });
+        assert!(serde_json::from_str::<Authentication>(r#"{"method":"magic"}"#).is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! The pages an auditor reads: alerts, an artifact's lineage, the keys custody trusts, the
+//! access review, the ledger proven consistent, and the delivery charts.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use custody_model::Digest;
+use maud::html;
+
+use super::history::described;
+use super::layout::{bar_chart, error_page};
+use super::{ToAudit, Viewer};
+use crate::ServerState;
+
+/// `GET /alerts`: the latest alerts, and every delivery not yet made with why.
+pub(crate) async fn alerts(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let raised = s.app.recent_alerts().await.map_err(|e| v.fail(e))?;
+    let outbox = s.app.outbox().await.map_err(|e| v.fail(e))?;
+    let body = html! {
+        h1 { "Alerts" }
+        @if raised.is_empty() { p.none { "no alerts" } } @else {
+            table #alerts {
+                tr { th { "at" } th { "severity" } th { "rule" } th { "what" } }
+                @for (a, at) in &raised {
+                    tr data-rule=(a.rule) {
+                        td { (at) }
+                        td class=(if a.severity == "critical" { "fail" } else { "warn" }) { (a.severity) }
+                        td { (a.rule) }
+                        td { (a.text) }
+                    }
+                }
+            }
+        }
+        h2 { "Deliveries not yet made" }
+        @if outbox.is_empty() { p.none { "every alert reached every webhook" } } @else {
+            table #outbox {
+                tr { th { "alert" } th { "webhook" } th { "attempts" } th { "next attempt" } th { "last error" } }
+                @for d in &outbox {
+                    tr {
+                        td { (d.alert.text) }
+                        td { (d.webhook) }
+                        td { (d.attempts) }
+                        td { (d.next_at) }
+                        td.fail { (d.last_error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(v.shown("Alerts", body))
+}
+
+/// `GET /artifacts/{digest}`: commit → build → artifact → releases → promotions →
+/// environments, with rollbacks and drift.
+pub(crate) async fn lineage(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+    Path(digest): Path<String>,
+) -> Result<Response, Response> {
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| error_page(Some(&v.who), StatusCode::BAD_REQUEST, &format!("{e}")))?;
+    let l = s.app.lineage(&digest).await.map_err(|e| v.fail(e))?;
+    let a = &l.artifact;
+    let body = html! {
+        h1 { (a.name) }
+        p { code { (a.digest) } " registered by " (a.registered_by) " at " (a.registered_at) }
+        h2 { "Built from" }
+        @match &a.provenance_facts {
+            Some(p) => table #build {
+                tr { th { "source" } td { (p.source_repo) " @ " code { (p.source_commit) } } }
+                tr { th { "builder" } td { (p.builder_id) } }
+                tr { th { "parameters" } td { code { (p.parameters) } } }
+                tr { th { "provenance signed by" } td { code { (p.signing_key) } } }
+            },
+            None => p.fail { "no verified provenance" },
+        }
+        @if !a.evidence.is_empty() {
+            h2 { "Evidence" }
+            ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (e.at) } } }
+        }
+        h2 { "Released in" }
+        @if l.releases.is_empty() { p.none { "no release" } } @else {
+            ul #releases {
+                @for e in &l.releases {
+                    li { (custody_app::describe(&e.event)) " at " (e.event.at) }
+                }
+            }
+        }
+        h2 { "Certified now in" }
+        @if l.certified_in.is_empty() { p.none { "no environment" } } @else {
+            ul #certified-in { @for (env, release) in &l.certified_in { li { (env) ": " (release) } } }
+        }
+        h2 { "Its story" }
+        @if let Some(before) = l.older {
+            p {
+                "The newest " (custody_app::LINEAGE_EVENTS) " events; "
+                a #older href={ "/history?artifact=" (a.digest) "&before=" (before) } { "older ones in history →" }
+            }
+        }
+        table #lineage {
+            tr { th { "ledger index" } th { "at" } th { "event" } th { "what" } }
+            @for e in &l.events {
+                tr data-type=(e.event.kind()) {
+                    td { (e.index) }
+                    td { (e.event.at) }
+                    td { (e.event.kind()) }
+                    td { (described(&e.event)) }
+                }
+            }
+        }
+    };
+    Ok(v.shown(&a.name, body))
+}
+
+/// `GET /keys`: the keys custody trusts now, and its own.
+pub(crate) async fn keys(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
+    let attestor = s.app.attestor_key();
+    let body = html! {
+        h1 { "Keys" }
+        p { "Policy " code { (policy.digest()) } "." }
+        h2 { "Release keys" }
+        table #release-keys {
+            tr { th { "algorithm" } th { "key id" } }
+            @for k in policy.release_keys() { tr { td { (k.algorithm()) } td { code { (k.key_id()) } } } }
+        }
+        h2 { "Builders" }
+        table #builders {
+            tr { th { "builder" } th { "algorithm" } th { "key id" } th { "may build" } }
+            @for b in policy.builders() {
+                tr { td { (b.id) } td { (b.key.algorithm()) } td { code { (b.key_id) } } td { (b.source_repos.join(", ")) } }
+            }
+        }
+        h2 { "custody's own" }
+        table #own-keys {
+            tr { th { "VSA attestor" } td { (attestor.algorithm()) } td { code { (attestor.key_id()) } } }
+            tr { th { "ledger" } td { "ed25519" } td { code { (s.app.log().verifier_key()) } } }
+        }
+    };
+    Ok(v.shown("Keys", body))
+}
+
+/// `GET /access`: the access review (auditors).
+pub(crate) async fn access(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer<ToAudit>,
+) -> Result<Response, Response> {
+    let holdings = s
+        .app
+        .access_review(v.now, 90)
+        .await
+        .map_err(|e| v.fail(e))?;
+    let body = html! {
+        h1 { "Access review" }
+        table #access {
+            tr { th { "principal" } th { "role" } th { "last used" } th { "status" } }
+            @for h in &holdings {
+                tr {
+                    td { (h.principal) } td { (h.role) }
+                    td { (h.last_used.as_deref().unwrap_or("never")) }
+                    @if h.unused { td.warn { "unused for 90 days: consider removing it" } } @else { td { "in use" } }
+                }
+            }
+        }
+    };
+    Ok(v.shown("Access", body))
+}
+
+/// `GET /ledger`: size, the latest checkpoint, and the log proven to have only grown.
+pub(crate) async fn ledger(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let status = s.app.ledger_status().await.map_err(|e| v.fail(e))?;
+    let body = html! {
+        h1 { "Ledger" }
+        p { strong #size { (status.size) } " entries." }
+        h2 { "Latest signed checkpoint" }
+        pre #checkpoint { (status.checkpoint) }
+        h2 { "Consistency" }
+        @match &status.consistency {
+            Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (from) " entries): nothing recorded was changed or removed." },
+            Some((from, Err(e))) => p.fail #consistency { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
+            None => p.none #consistency { "the log is empty" },
+        }
+        p { "Check it yourself, with nothing but the log's public key: " code { "custody log check --server URL --log-key log.pub" } }
+    };
+    Ok(v.shown("Ledger", body))
+}
+
+/// `GET /charts`: promotions, certifications, rejections and rollbacks per day, and the
+/// mean time to promotion and approval latency per day (the last 30 days with any), drawn
+/// as SVG on the server.
+pub(crate) async fn charts(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let daily = s
+        .metrics
+        .daily(&s.app, 30)
+        .await
+        .map_err(|e| v.fail(custody_app::AppError::Unavailable(e)))?;
+    let days: Vec<String> = daily.keys().cloned().collect();
+    let counts = |j: usize| -> Vec<f64> { daily.values().map(|d| d.counts[j] as f64).collect() };
+    let hours = |f: fn(&crate::metrics::Day) -> Option<f64>| -> Vec<f64> {
+        daily.values().map(|d| f(d).unwrap_or(0.0)).collect()
+    };
+    let delivery = [
+        ("requested", "#4a6fa5", counts(0)),
+        ("certified", "#1b7a3a", counts(1)),
+        ("rejected", "#b3261e", counts(2)),
+        ("rolled back", "#a15c00", counts(3)),
+    ];
+    let latency = [
+        (
+            "time to promotion",
+            "#1b7a3a",
+            hours(crate::metrics::Day::mean_hours_to_promotion),
+        ),
+        (
+            "approval latency",
+            "#6a4fa5",
+            hours(crate::metrics::Day::mean_hours_to_review),
+        ),
+    ];
+    let body = html! {
+        h1 { "Delivery over time" }
+        @if daily.is_empty() { p.none { "nothing recorded yet" } } @else {
+            h2 { "Promotions per day" }
+            (bar_chart("delivery", "promotions, certifications, rejections and rollbacks per day", &days, &delivery, "", 0))
+            h2 { "Mean hours from request, per day" }
+            (bar_chart("latency", "mean time to promotion and approval latency per day, in hours", &days, &latency, " h", 1))
+        }
+        p { "The same counts, the distributions behind the means, and more are at "
+            a href="/metrics" { "/metrics" } " for Prometheus." }
+    };
+    Ok(v.shown("Charts", body))
+}

@@ -1,0 +1,131 @@
+//! The page frame, the error and sign-in pages, and the bar chart the Charts page draws.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use custody_app::Authenticated;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// The dashboard's style sheet, inlined into every page (no second request, no script).
+const STYLE: &str = include_str!("style.css");
+
+/// A page: the header with the navigation for a signed-in viewer, then `body`.
+pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · custody" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "custody" }
+                    @if let Some(who) = who {
+                        nav {
+                            a href="/" { "Pipeline" } " "
+                            a href="/history" { "History" } " "
+                            a href="/alerts" { "Alerts" } " "
+                            a href="/keys" { "Keys" } " "
+                            a href="/access" { "Access" } " "
+                            a href="/ledger" { "Ledger" } " "
+                            a href="/charts" { "Charts" }
+                        }
+                        span.who { (who.principal) " · " (who.roles.join(", ")) }
+                        form method="post" action="/logout" { button type="submit" { "Sign out" } }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page saying what went wrong, with `status`.
+pub(crate) fn error_page(
+    who: Option<&Authenticated>,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let title = if status.is_server_error() {
+        "Something failed"
+    } else if status == StatusCode::NOT_FOUND {
+        "Not found"
+    } else {
+        "Not allowed"
+    };
+    (
+        status,
+        page(
+            title,
+            who,
+            html! { p.error { (message) } p { a href="/" { "Back to the pipeline" } } },
+        ),
+    )
+        .into_response()
+}
+
+/// The sign-in page, with an error if the last attempt failed.
+pub(crate) fn login_page(error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error { p.error { (e) } }
+            form method="post" action="/login" {
+                label for="token" { "API token " }
+                input #token type="password" name="token" autocomplete="off" required;
+                " "
+                button #sign-in type="submit" { "Sign in" }
+            }
+            p { "An admin creates your token with " code { "custody token create --principal YOU" } "." }
+        },
+    )
+}
+
+/// Bars per day for each series (name, colour, one value per day), drawn to a common
+/// scale; each bar carries its value (`data-value`, with `decimals` decimals) for tests
+/// and a tooltip.
+pub(crate) fn bar_chart(
+    id: &str,
+    label: &str,
+    days: &[String],
+    series: &[(&str, &str, Vec<f64>)],
+    unit: &str,
+    decimals: usize,
+) -> Markup {
+    let peak = series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (bar, gap, height) = (10.0, 14.0, 160.0);
+    // Wide enough for the day's label under it.
+    let group = (bar * series.len() as f64 + gap).max(44.0);
+    let width = group * days.len().max(1) as f64 + 40.0;
+    html! {
+        p {
+            @for (name, color, _) in series {
+                span style={ "color:" (color) } { "■ " } (name) "   "
+            }
+        }
+        svg id=(id) xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 40.0)
+            role="img" aria-label=(label) {
+            @for (i, day) in days.iter().enumerate() {
+                @let x0 = 20.0 + group * i as f64;
+                @for (j, (name, color, values)) in series.iter().enumerate() {
+                    @let value = values.get(i).copied().unwrap_or(0.0);
+                    @let h = (value / peak * height).round();
+                    @let shown = format!("{value:.decimals$}");
+                    rect x=(x0 + bar * j as f64) y=(height - h + 10.0) width=(bar - 1.0) height=(h)
+                        fill=(color) data-day=(day) data-series=(name) data-value=(shown) {
+                        title { (day) ": " (shown) (unit) " " (name) }
+                    }
+                }
+                text x=(x0) y=(height + 30.0) font-size="10" { (day.get(5..).unwrap_or(day)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The dashboard: server-rendered HTML (maud) over the same use cases as the API, with no
+//! JavaScript build step and no script at all. One file per page group:
+//! - `session.rs`: sign-in and sign-out, the session cookie, the CSRF field;
+//! - `layout.rs`: the page frame, error and sign-in pages, the bar chart;
+//! - `board.rs`: the pipeline board;
+//! - `promotion.rs`: a promotion's whole story and the review form;
+//! - `history.rs`: history search and its CSV/JSON exports;
+//! - `audit.rs`: alerts, artifact lineage, keys, the access review, the ledger, charts.
+//!
+//! Every page needs a signed-in [`Viewer`] holding the page's permission, checked by the
+//! extractor before the handler runs (the sign-in page, or a 403 saying what is missing,
+//! otherwise); [`PAGES`] lists every route with the permission it needs, and the
+//! route-walking tests hold the dashboard to it. Use cases' errors become pages through
+//! the API's one mapping of faults to statuses.
+
+mod audit;
+mod board;
+mod history;
+mod layout;
+mod promotion;
+mod session;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use custody_app::{AppError, Authenticated, Permission};
+use custody_model::Timestamp;
+use maud::Markup;
+
+use crate::ServerState;
+use crate::access::mark_caller;
+
+/// A dashboard route: its method, path and the permission its pages need (`None`: open to
+/// anyone, like the sign-in page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRoute {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The path, with `{…}` for a segment.
+    pub path: &'static str,
+    /// What a viewer must hold.
+    pub permission: Option<Permission>,
+}
+
+const fn page(method: &'static str, path: &'static str, p: Option<Permission>) -> PageRoute {
+    PageRoute {
+        method,
+        path,
+        permission: p,
+    }
+}
+
+/// Every dashboard route and what it needs.
+pub const PAGES: &[PageRoute] = &[
+    page("GET", "/", Some(Permission::Read)),
+    page("GET", "/login", None),
+    page("POST", "/login", None),
+    page("POST", "/logout", None),
+    page("GET", "/promotions/{id}", Some(Permission::Read)),
+    page("POST", "/promotions/{id}/review", Some(Permission::Review)),
+    page("GET", "/history", Some(Permission::Read)),
+    page("GET", "/history.csv", Some(Permission::Read)),
+    page("GET", "/history.json", Some(Permission::Read)),
+    page("GET", "/alerts", Some(Permission::Read)),
+    page("GET", "/artifacts/{digest}", Some(Permission::Read)),
+    page("GET", "/keys", Some(Permission::Read)),
+    page("GET", "/access", Some(Permission::Audit)),
+    page("GET", "/ledger", Some(Permission::Read)),
+    page("GET", "/charts", Some(Permission::Read)),
+];
+
+/// The dashboard's routes (see [`PAGES`]).
+pub(crate) fn routes() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/", get(board::board))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/promotions/{id}", get(promotion::promotion))
+        .route("/promotions/{id}/review", post(promotion::review))
+        .route("/history", get(history::history))
+        .route("/history.csv", get(history::export_csv))
+        .route("/history.json", get(history::export_json))
+        .route("/alerts", get(audit::alerts))
+        .route("/artifacts/{digest}", get(audit::lineage))
+        .route("/keys", get(audit::keys))
+        .route("/access", get(audit::access))
+        .route("/ledger", get(audit::ledger))
+        .route("/charts", get(audit::charts))
+}
+
+/// The permission a page needs, as a type (so the extractor knows it before the handler).
+pub(crate) trait Need: Send + Sync + 'static {
+    /// The permission.
+    const PERMISSION: Permission;
+}
+
+/// Pages anyone who may read the history may see.
+pub(crate) struct ToRead;
+impl Need for ToRead {
+    const PERMISSION: Permission = Permission::Read;
+}
+
+/// The access review (auditors).
+pub(crate) struct ToAudit;
+impl Need for ToAudit {
+    const PERMISSION: Permission = Permission::Audit;
+}
+
+/// The review form (approvers).
+pub(crate) struct ToReview;
+impl Need for ToReview {
+    const PERMISSION: Permission = Permission::Review;
+}
+
+/// A signed-in viewer holding `N`'s permission.
+pub(crate) struct Viewer<N: Need = ToRead> {
+    pub(crate) who: Authenticated,
+    /// This session's CSRF field (forms carry it; see session.rs).
+    pub(crate) csrf: String,
+    /// The time of the request, by the server's clock.
+    pub(crate) now: Timestamp,
+    need: PhantomData<N>,
+}
+
+impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
+    /// The sign-in page, or a 403 page saying what is missing.
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ServerState>,
+    ) -> Result<Self, Response> {
+        let (who, csrf) = session::signed_in(state, &parts.headers).await?;
+        let permission = N::PERMISSION;
+        if !permission.granted_to(&who.roles) {
+            let why = format!(
+                "{} may not {}: that needs one of the roles {} (or admin)",
+                who.principal,
+                permission.name(),
+                permission.roles().join(", ")
+            );
+            let mut r = layout::error_page(Some(&who), axum::http::StatusCode::FORBIDDEN, &why);
+            mark_caller(
+                &mut r,
+                &who.principal,
+                format!("denied: lacks permission to {}", permission.name()),
+            );
+            return Err(r);
+        }
+        Ok(Viewer {
+            who,
+            csrf,
+            now: state.now(),
+            need: PhantomData,
+        })
+    }
+}
+
+impl<N: Need> Viewer<N> {
+    /// A page for this viewer, recorded as a use of the page's permission.
+    pub(crate) fn shown(&self, title: &str, body: Markup) -> Response {
+        self.allowed(layout::page(title, Some(&self.who), body).into_response())
+    }
+
+    /// `response`, recorded as a use of the page's permission.
+    pub(crate) fn allowed(&self, mut response: Response) -> Response {
+        mark_caller(
+            &mut response,
+            &self.who.principal,
+            format!("allowed: {}", N::PERMISSION.name()),
+        );
+        response
+    }
+
+    /// A use case's error as a page, with the API's status for its fault.
+    pub(crate) fn fail(&self, e: AppError) -> Response {
+        let status = crate::error::status(e.fault());
+        let message = crate::error::message_for(status, &e);
+        layout::error_page(Some(&self.who), status, &message)
+    }
+}
+
+/// How long ago `since` was at `now`, in the largest whole unit.
+pub(crate) fn age(since: Timestamp, now: Timestamp) -> String {
+    let s = now
+        .unix_seconds()
+        .saturating_sub(since.unix_seconds())
+        .max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}

@@ -1,0 +1,222 @@
+//! A promotion's whole story (gates, reviews, the ledger entry proven, signatures,
+//! provenance) and the review form.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use custody_app::{Authenticated, Fault, Permission, PromotionView, REDACTED, Review};
+use custody_model::{Risk, Verdict};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{error_page, page};
+use super::session::csrf_matches;
+use super::{Need, ToReview, Viewer};
+use crate::ServerState;
+use crate::access::mark_caller;
+
+/// `GET /promotions/{id}`.
+pub(crate) async fn promotion(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    Ok(render_promotion(&s, &v, &id, None, StatusCode::OK).await)
+}
+
+async fn render_promotion<N: Need>(
+    s: &ServerState,
+    v: &Viewer<N>,
+    id: &str,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let view = match s.app.promotion_view(&v.who, id).await {
+        Ok(view) => view,
+        Err(e) => return v.fail(e),
+    };
+    let inclusion = match &view.decision {
+        Some((_, index)) => s.app.check_inclusion(*index).await.ok(),
+        None => None,
+    };
+    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice);
+    let r = (status, page(&format!("Promotion {id}"), Some(&v.who), body)).into_response();
+    if status.is_success() { v.allowed(r) } else { r }
+}
+
+fn promotion_body(
+    view: &PromotionView,
+    who: &Authenticated,
+    csrf: &str,
+    inclusion: Option<&custody_app::InclusionCheck>,
+    notice: Option<&str>,
+) -> Markup {
+    let p = &view.promotion;
+    let review_due = p
+        .break_glass
+        .as_ref()
+        .is_some_and(|b| b.reviewed_by.is_none())
+        && p.status == custody_model::PromotionStatus::Certified;
+    let may_review = Permission::Review.granted_to(&who.roles)
+        && (p.status == custody_model::PromotionStatus::Pending || review_due);
+    html! {
+        h1 { (p.release) " → " (p.environment) }
+        p {
+            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (p.requested_at)
+            ". Status: " strong #status { (p.status) }
+        }
+        @if let Some(n) = notice { p.error #notice { (n) } }
+        @if let Some(glass) = &p.break_glass {
+            p.error #break-glass {
+                strong { "Break-glass" } " by " (p.requested_by) ": " (glass.reason) ". "
+                @match &glass.reviewed_by {
+                    Some(a) => { "Reviewed after the fact (" code { (a) } ")." },
+                    None => { "An after-the-fact review by someone else is due." },
+                }
+            }
+        }
+        @if let Some((d, index)) = &view.decision {
+            h2 { "Gates" }
+            table #gates {
+                tr { th { "gate" } th { "status" } th { "reason" } }
+                @for g in &d.decision.gates {
+                    @let class = format!("{:?}", g.status).to_lowercase();
+                    tr { td { (g.gate) } td class=(class) { (class) } td { (g.reason) } }
+                }
+            }
+            p {
+                "Decision " code { (d.id) } " at " (d.at) " under policy " code { (d.decision.policy_digest) }
+                ", input " code { (d.decision.input_digest) } "."
+            }
+            h2 { "Ledger" }
+            @match inclusion {
+                Some(check) => p #inclusion {
+                    "Entry " (index) " of " (check.size) ": "
+                    @match &check.verified {
+                        Ok(()) => span.pass { "inclusion proof (" (check.proof_hashes) " hashes) verified against the signed checkpoint, root " code { (check.root) } },
+                        Err(e) => span.fail { "inclusion proof FAILED: " (e) },
+                    }
+                },
+                None => p.fail { "the inclusion proof could not be read" },
+            }
+            h2 { "Verification summary (SLSA VSA)" }
+            p {
+                "Signed by custody's attestor"
+                @for sig in &d.vsa.signatures {
+                    " · key " code { (sig.keyid.as_deref().unwrap_or("?")) }
+                }
+                ", payload type " code { (d.vsa.payload_type) } "."
+            }
+        }
+        h2 { "Reviews" }
+        @if view.reviews.is_empty() { p.none { "none yet" } } @else {
+            table #reviews {
+                tr { th { "by" } th { "verdict" } th { "at" } th { "risk" } th { "expires" } th { "rationale" } }
+                @for r in &view.reviews {
+                    tr {
+                        td { (r.by) }
+                        td { (format!("{:?}", r.verdict).to_lowercase()) @if r.supersedes.is_some() { " (changes an earlier review)" } }
+                        td { (r.at) }
+                        td { (format!("{:?}", r.risk).to_lowercase()) }
+                        td { (r.expires_at) }
+                        td.rationale {
+                            @if r.confidential && r.rationale == REDACTED { em { (REDACTED) } }
+                            @else { (r.rationale) @if r.confidential { " " em { "(confidential)" } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if may_review {
+            h2 { @if review_due { "Review after the fact" } @else { "Review" } }
+            form #review method="post" action={ "/promotions/" (p.id) "/review" } {
+                input type="hidden" name="csrf" value=(csrf);
+                p { label { "Rationale" br; textarea name="rationale" rows="3" cols="60" required {} } }
+                p {
+                    label { "Risk " select name="risk" { option value="low" { "low" } option value="medium" { "medium" } option value="high" { "high" } } }
+                    " "
+                    label { input type="checkbox" name="confidential" value="true"; " confidential" }
+                }
+                button #approve type="submit" name="verdict" value="approve" { "Approve" }
+                " "
+                button #reject type="submit" name="verdict" value="reject" { "Reject" }
+            }
+        }
+        h2 { "Release signatures" }
+        table #signatures {
+            tr { th { "key id (as signed)" } th { "verifies with" } }
+            @for sig in &view.signatures {
+                tr {
+                    td { code { (sig.keyid.as_deref().unwrap_or("(none)")) } }
+                    @match &sig.verified_by {
+                        Some((alg, key)) => td.pass { (alg) " key " code { (key) } },
+                        None => td.fail { "no trusted release key" },
+                    }
+                }
+            }
+        }
+        h2 { "Artifacts and provenance" }
+        table #artifacts {
+            tr { th { "artifact" } th { "builder" } th { "source" } th { "parameters" } }
+            @for a in &view.artifacts {
+                tr {
+                    td { (a.artifact.name) br; a href={ "/artifacts/" (a.artifact.digest) } { code { (a.artifact.digest) } } }
+                    @match &a.provenance {
+                        Some(pv) => {
+                            td { (pv.builder_id) }
+                            td { (pv.source_repo) br; code { (pv.source_commit) } }
+                            td { code { (pv.parameters) } }
+                        },
+                        None => td.fail colspan="3" { "no verified provenance" },
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReviewForm {
+    csrf: String,
+    verdict: Verdict,
+    rationale: String,
+    risk: Risk,
+    #[serde(default)]
+    confidential: Option<String>,
+}
+
+/// `POST /promotions/{id}/review`: the review form; the gates decide, as over the API.
+pub(crate) async fn review(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer<ToReview>,
+    Path(id): Path<String>,
+    Form(f): Form<ReviewForm>,
+) -> Result<Response, Response> {
+    if !csrf_matches(&f.csrf, &v.csrf) {
+        let mut r = error_page(
+            Some(&v.who),
+            StatusCode::FORBIDDEN,
+            "the form's CSRF field is missing or wrong: reload the page and submit it again",
+        );
+        mark_caller(&mut r, &v.who.principal, "denied: CSRF check failed".into());
+        return Err(r);
+    }
+    let actor = v.who.actor(v.now).map_err(|e| v.fail(e))?;
+    let review = Review {
+        rationale: f.rationale,
+        risk: f.risk,
+        confidential: f.confidential.is_some(),
+    };
+    match s.app.review(&actor, &id, f.verdict, &review, None).await {
+        Ok(_) => Ok(v.allowed(Redirect::to(&format!("/promotions/{id}")).into_response())),
+        // Refused by a gate or malformed: the page again, saying why.
+        Err(e) if matches!(e.fault(), Fault::Denied | Fault::Invalid | Fault::Conflict) => {
+            let status = crate::error::status(e.fault());
+            Ok(render_promotion(&s, &v, &id, Some(&e.to_string()), status).await)
+        }
+        Err(e) => Err(v.fail(e)),
+    }
+}

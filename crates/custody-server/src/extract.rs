@@ -1,0 +1,116 @@
+//! Extractors: what handlers take from a request, each refusing with the API's own error.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use custody_app::{Actor, Authenticated};
+use serde::de::DeserializeOwned;
+
+use crate::ServerState;
+use crate::error::ApiError;
+
+/// A JSON body; a malformed one (bad JSON, unknown or missing fields) is a 400 naming the
+/// problem.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(|e: JsonRejection| {
+                // A body that does not fit the request type is a bad request (400), like
+                // every other malformed input; too large stays 413, no JSON type 415.
+                let status = match e.status() {
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
+                        axum::http::StatusCode::BAD_REQUEST
+                    }
+                    other => other,
+                };
+                ApiError(status, e.body_text())
+            })
+    }
+}
+
+/// A query string; a malformed one is a 400 naming the problem.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Longest idempotency key.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// The `Idempotency-Key` header, if sent: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII
+/// characters (no spaces or control characters).
+pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+impl IdempotencyKey {
+    pub(crate) fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|k| {
+                !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(|k| IdempotencyKey(Some(k.to_owned())))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters (no spaces or control characters)"
+                ))
+            })
+    }
+}
+
+/// The authenticated caller (put there by the route's guard), acting now by the server's
+/// clock.
+pub(crate) struct Caller {
+    pub(crate) who: Authenticated,
+    pub(crate) actor: Actor,
+}
+
+impl FromRequestParts<Arc<ServerState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ServerState>,
+    ) -> Result<Self, ApiError> {
+        let who = parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| {
+                // A handler that needs a caller on a route without a guard: a server bug.
+                ApiError::from(custody_app::AppError::Integrity(format!(
+                    "route {} has no access guard",
+                    parts.uri.path()
+                )))
+            })?;
+        let actor = who.actor(state.now()).map_err(ApiError::from)?;
+        Ok(Caller { who, actor })
+    }
+}

@@ -1,0 +1,196 @@
+//! Every API route, in one table: each is built from its handler's OpenAPI annotation (so
+//! the router and the document can never disagree) and grouped under the [`Permission`]
+//! that guards it, which is stamped into the document too (`x-custody-permission`). A route
+//! is public only by being listed in [`public`]; the route-walking security tests read the
+//! permission each route declares from the same document.
+
+use std::sync::Arc;
+
+use axum::middleware;
+use custody_app::Permission;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{ServerState, access, api, ledger, metrics};
+
+/// The document's frame: what custody's API is, and how callers authenticate.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "custody",
+        description = "A chain of custody from source commit to running release: the API behind identities, the deploy gate and the ledger's public face. Every error is JSON {\"error\": \"…\"}; every mutation takes an Idempotency-Key.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(api::ErrorBody))
+)]
+struct Frame;
+
+/// The extension naming the permission a route needs (absent: public).
+pub const PERMISSION_EXTENSION: &str = "x-custody-permission";
+
+type Routes = OpenApiRouter<Arc<ServerState>>;
+
+/// The routes anyone may call: health, the OpenAPI document and the ledger's public face
+/// (hashes and the signed checkpoint only).
+fn public() -> Routes {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(ledger::healthz))
+        .routes(routes!(ledger::readyz))
+        .routes(routes!(ledger::checkpoint))
+        .routes(routes!(ledger::entries))
+        .routes(routes!(ledger::inclusion))
+        .routes(routes!(ledger::consistency))
+}
+
+/// The routes behind a credential, by the permission each needs.
+fn guarded() -> Vec<(Permission, Routes)> {
+    use Permission as P;
+    vec![
+        (P::Verify, OpenApiRouter::new().routes(routes!(api::verify))),
+        (
+            P::Read,
+            OpenApiRouter::new()
+                .routes(routes!(api::history))
+                .routes(routes!(api::decision))
+                .routes(routes!(api::replay))
+                .routes(routes!(api::promotion))
+                .routes(routes!(metrics::render)),
+        ),
+        (
+            P::Audit,
+            OpenApiRouter::new()
+                .routes(routes!(api::access_log))
+                .routes(routes!(api::access_review))
+                .routes(routes!(api::tokens)),
+        ),
+        (
+            P::Promote,
+            OpenApiRouter::new().routes(routes!(api::promote)),
+        ),
+        (
+            P::Review,
+            OpenApiRouter::new()
+                .routes(routes!(api::approve))
+                .routes(routes!(api::reject)),
+        ),
+        (
+            P::Deploy,
+            OpenApiRouter::new()
+                .routes(routes!(api::deploy))
+                .routes(routes!(api::rollback)),
+        ),
+        (
+            P::Policy,
+            OpenApiRouter::new().routes(routes!(api::apply_policy)),
+        ),
+        (
+            P::Register,
+            OpenApiRouter::new().routes(routes!(api::register_artifact)),
+        ),
+        (P::Attest, OpenApiRouter::new().routes(routes!(api::attest))),
+        (
+            P::Release,
+            OpenApiRouter::new().routes(routes!(api::record_release)),
+        ),
+        (
+            P::Tokens,
+            OpenApiRouter::new()
+                .routes(routes!(api::create_token))
+                .routes(routes!(api::revoke_token)),
+        ),
+    ]
+}
+
+/// The API's routes, each behind its guard, with the OpenAPI document describing them
+/// (the same as [`openapi`]'s).
+pub(crate) fn api(
+    state: &Arc<ServerState>,
+) -> (axum::Router<Arc<ServerState>>, utoipa::openapi::OpenApi) {
+    let mut all = OpenApiRouter::with_openapi(Frame::openapi()).merge(public());
+    for (permission, routes) in guarded() {
+        let mut routes = routes.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            move |s, req, next| access::require(s, permission, req, next),
+        ));
+        stamp(routes.get_openapi_mut(), permission);
+        all = all.merge(routes);
+    }
+    let (router, mut doc) = all.split_for_parts();
+    add_security_scheme(&mut doc);
+    (router, doc)
+}
+
+fn add_security_scheme(doc: &mut utoipa::openapi::OpenApi) {
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (cst_…) or a CI job's OIDC ID token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document alone (what `GET /api/v1/openapi.json` serves), made once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut all =
+            OpenApiRouter::<Arc<ServerState>>::with_openapi(Frame::openapi()).merge(public());
+        for (permission, mut routes) in guarded() {
+            stamp(routes.get_openapi_mut(), permission);
+            all = all.merge(routes);
+        }
+        let mut doc = all.into_openapi();
+        add_security_scheme(&mut doc);
+        doc
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses((status = 200, description = "this document", body = Value)))]
+pub(crate) async fn openapi_json() -> axum::Json<&'static utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
+}
+
+/// Marks every operation of `doc` as needing a token that holds `permission`.
+fn stamp(doc: &mut utoipa::openapi::OpenApi, permission: Permission) {
+    let roles: Vec<&str> = permission.roles().to_vec();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.security = Some(vec![SecurityRequirement::new(
+                "token",
+                Vec::<String>::new(),
+            )]);
+            let mut extensions = op.extensions.take().unwrap_or_default();
+            extensions.insert(
+                PERMISSION_EXTENSION.into(),
+                serde_json::json!({"name": permission.name(), "roles": roles, "id": format!("{permission:?}")}),
+            );
+            op.extensions = Some(extensions);
+            let note = format!(
+                "Needs a token whose principal holds one of the roles {roles:?} (or admin): to {}.",
+                permission.name()
+            );
+            op.description = Some(match op.description.take() {
+                Some(d) => format!("{d}\n\n{note}"),
+                None => note,
+            });
+        }
+    }
+}
