@@ -377,7 +377,11 @@ impl<'a> Parser<'a> {
 
     fn text(&mut self, start: u64, text: &str) -> Result<(), EvidenceError> {
         match self.stack.last() {
-            None if !text.trim().is_empty() => Err(self.err(start, "text outside the root element")),
+            None if !text.trim().is_empty() => {
+                // Point at the text itself, not at the whitespace before it.
+                let lead = (text.len() - text.trim_start().len()) as u64;
+                Err(self.err(start + lead, "text outside the root element"))
+            }
             Some((Open::Verdict(_), _, _)) => {
                 if let Some(buf) = self.case.as_mut().and_then(|c| c.text.as_mut()) {
                     // Only the first line is kept: stop collecting once it is complete.
