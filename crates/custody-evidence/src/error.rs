@@ -75,7 +75,11 @@ impl EvidenceError {
         !matches!(self, EvidenceError::Read { .. })
     }
 
-    pub(crate) fn malformed(format: Format, location: Location, message: impl Into<String>) -> Self {
+    pub(crate) fn malformed(
+        format: Format,
+        location: Location,
+        message: impl Into<String>,
+    ) -> Self {
         EvidenceError::Malformed {
             format,
             location,
@@ -83,7 +87,11 @@ impl EvidenceError {
         }
     }
 
-    pub(crate) fn at_path(format: Format, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at_path(
+        format: Format,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::malformed(format, Location::JsonPath(path.into()), message)
     }
 }

@@ -6,8 +6,8 @@
 //! large report costs one pass over its bytes and a few small allocations per item.
 
 use crate::{EvidenceError, Format, MAX_ITEMS};
-use serde::de::{DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde_path_to_error::Segment;
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,7 +15,10 @@ use std::marker::PhantomData;
 /// Deserialises a whole JSON document. The fast path has no path tracking; only a failing
 /// document is read a second time (deterministically failing at the same place) to learn
 /// where, so a good report pays nothing for good errors.
-pub(crate) fn from_slice<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, EvidenceError> {
+pub(crate) fn from_slice<T: DeserializeOwned>(
+    format: Format,
+    bytes: &[u8],
+) -> Result<T, EvidenceError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     if let Ok(value) = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
         return Ok(value);
@@ -23,8 +26,17 @@ pub(crate) fn from_slice<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> R
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(_) => match de.end() {
-            Ok(()) => return Err(EvidenceError::at_path(format, "$", "the document could not be read")),
-            Err(e) => ("$".to_owned(), format!("content after the document ends: {e}")),
+            Ok(()) => {
+                return Err(EvidenceError::at_path(
+                    format,
+                    "$",
+                    "the document could not be read",
+                ));
+            }
+            Err(e) => (
+                "$".to_owned(),
+                format!("content after the document ends: {e}"),
+            ),
         },
         Err(e) => (json_path(e.path()), describe(e.inner())),
     };
@@ -55,7 +67,10 @@ fn json_path(path: &serde_path_to_error::Path) -> String {
 
 /// Appends `.key` when the key is a plain name, else `['key']` (quotes escaped).
 pub(crate) fn push_key(out: &mut String, key: &str) {
-    let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
         out.push('.');
@@ -108,7 +123,9 @@ where
     #[derive(Deserialize)]
     #[serde(transparent, bound(deserialize = "T: Deserialize<'de>"))]
     struct Inner<T>(#[serde(deserialize_with = "bounded")] Vec<T>);
-    Ok(Option::<Inner<T>>::deserialize(de)?.map(|i| i.0).unwrap_or_default())
+    Ok(Option::<Inner<T>>::deserialize(de)?
+        .map(|i| i.0)
+        .unwrap_or_default())
 }
 
 /// A JSON number that is a score out of 10 (CVSS), kept as tenths so that nothing

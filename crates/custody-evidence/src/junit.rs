@@ -185,11 +185,16 @@ impl<'a> Parser<'a> {
     /// The 1-based line of byte offset `pos` (which only moves forward between calls,
     /// except for errors, which recount from the start once).
     fn line_at(&mut self, pos: u64) -> u64 {
-        let pos = usize::try_from(pos).unwrap_or(usize::MAX).min(self.bytes.len());
+        let pos = usize::try_from(pos)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
         if pos < self.mark.0 {
             return 1 + count_newlines(&self.bytes[..pos]);
         }
-        self.mark = (pos, self.mark.1 + count_newlines(&self.bytes[self.mark.0..pos]));
+        self.mark = (
+            pos,
+            self.mark.1 + count_newlines(&self.bytes[self.mark.0..pos]),
+        );
         self.mark.1
     }
 
@@ -214,20 +219,28 @@ impl<'a> Parser<'a> {
                 Event::Empty(e) => self.open(start, &e, true)?,
                 Event::End(_) => self.close(start)?,
                 Event::Text(t) => {
-                    let text = t.decode().map_err(|e| self.err(start, format!("text is not UTF-8: {e}")))?;
+                    let text = t
+                        .decode()
+                        .map_err(|e| self.err(start, format!("text is not UTF-8: {e}")))?;
                     self.text(start, &text)?;
                 }
                 Event::CData(t) => {
-                    let text = t.decode().map_err(|e| self.err(start, format!("CDATA is not UTF-8: {e}")))?;
+                    let text = t
+                        .decode()
+                        .map_err(|e| self.err(start, format!("CDATA is not UTF-8: {e}")))?;
                     self.text(start, &text)?;
                 }
                 Event::GeneralRef(r) => {
-                    let name = r.decode().map_err(|e| self.err(start, format!("reference is not UTF-8: {e}")))?;
+                    let name = r
+                        .decode()
+                        .map_err(|e| self.err(start, format!("reference is not UTF-8: {e}")))?;
                     let text = match r.resolve_char_ref() {
                         Ok(Some(c)) => c.to_string(),
                         Ok(None) => quick_xml::escape::resolve_predefined_entity(&name)
                             .map_or_else(|| format!("&{name};"), str::to_owned),
-                        Err(e) => return Err(self.err(start, format!("bad character reference: {e}"))),
+                        Err(e) => {
+                            return Err(self.err(start, format!("bad character reference: {e}")));
+                        }
                     };
                     self.text(start, &text)?;
                 }
@@ -245,7 +258,10 @@ impl<'a> Parser<'a> {
         }
         if self.root.is_none() {
             let end = self.bytes.len() as u64;
-            return Err(self.err(end, "no <testsuites> or <testsuite> element (the file is empty?)"));
+            return Err(self.err(
+                end,
+                "no <testsuites> or <testsuite> element (the file is empty?)",
+            ));
         }
         self.finish_root();
         Ok(self.report)
@@ -281,9 +297,14 @@ impl<'a> Parser<'a> {
         let tag = local.as_ref();
         let parent = self.stack.last().map(|&(open, _, _)| open);
         let open = match (parent, tag) {
-            (None, _) if self.root_done => return Err(self.err(start, "a second element after the root element")),
+            (None, _) if self.root_done => {
+                return Err(self.err(start, "a second element after the root element"));
+            }
             (None, b"testsuites") => {
-                self.root = Some((attr(self, e, start, "name")?.unwrap_or_default(), claims(self, e, start)?));
+                self.root = Some((
+                    attr(self, e, start, "name")?.unwrap_or_default(),
+                    claims(self, e, start)?,
+                ));
                 Open::Suites
             }
             (None, b"testsuite") => {
@@ -330,7 +351,9 @@ impl<'a> Parser<'a> {
                 }
                 Open::Verdict(outcome)
             }
-            (Some(Open::Case), b"testcase") => return Err(self.err(start, "<testcase> inside <testcase>")),
+            (Some(Open::Case), b"testcase") => {
+                return Err(self.err(start, "<testcase> inside <testcase>"));
+            }
             _ => Open::Other,
         };
         let name = String::from_utf8_lossy(tag).into_owned();
@@ -338,14 +361,25 @@ impl<'a> Parser<'a> {
         if empty { self.close(start) } else { Ok(()) }
     }
 
-    fn new_suite(&mut self, e: &BytesStart<'_>, start: u64, line: u64) -> Result<usize, EvidenceError> {
+    fn new_suite(
+        &mut self,
+        e: &BytesStart<'_>,
+        start: u64,
+        line: u64,
+    ) -> Result<usize, EvidenceError> {
         if self.suites.len() >= MAX_SUITES {
-            return Err(self.err(start, format!("more than {MAX_SUITES} <testsuite> elements")));
+            return Err(self.err(
+                start,
+                format!("more than {MAX_SUITES} <testsuite> elements"),
+            ));
         }
         let name = attr(self, e, start, "name")?.unwrap_or_default();
         let claimed = claims(self, e, start)?;
         self.suites.push(SuiteState {
-            counted: TestSuite { name, ..TestSuite::default() },
+            counted: TestSuite {
+                name,
+                ..TestSuite::default()
+            },
             deep: [0; 4],
             claimed,
             line,
@@ -408,7 +442,10 @@ impl<'a> Parser<'a> {
             None => *self.loose_suite.get_or_insert_with(|| {
                 let name = self.root.as_ref().map(|r| r.0.clone()).unwrap_or_default();
                 self.suites.push(SuiteState {
-                    counted: TestSuite { name, ..TestSuite::default() },
+                    counted: TestSuite {
+                        name,
+                        ..TestSuite::default()
+                    },
                     deep: [0; 4],
                     claimed: Claimed::default(),
                     line: 1,
@@ -480,7 +517,12 @@ impl<'a> Parser<'a> {
 }
 
 /// The attribute `key` of `e`, unescaped; `None` if absent.
-fn attr(p: &mut Parser<'_>, e: &BytesStart<'_>, start: u64, key: &str) -> Result<Option<String>, EvidenceError> {
+fn attr(
+    p: &mut Parser<'_>,
+    e: &BytesStart<'_>,
+    start: u64,
+    key: &str,
+) -> Result<Option<String>, EvidenceError> {
     match e.try_get_attribute(key) {
         Ok(None) => Ok(None),
         Ok(Some(a)) => match a.normalized_value(quick_xml::XmlVersion::Implicit1_0) {
@@ -520,7 +562,10 @@ fn disagreement(claimed: &Claimed, counted: [u64; 4]) -> Option<String> {
         }
     }
     (!diffs.is_empty()).then(|| {
-        format!("its attributes disagree with its <testcase> elements ({}); the counted figures stand", diffs.join(", "))
+        format!(
+            "its attributes disagree with its <testcase> elements ({}); the counted figures stand",
+            diffs.join(", ")
+        )
     })
 }
 

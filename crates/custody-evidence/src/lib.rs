@@ -55,7 +55,9 @@ pub mod vuln;
 
 pub use error::{EvidenceError, Location};
 pub use sniff::sniff;
-pub use summary::{FindingTotals, LicenceTotals, SeverityCount, Summary, TestTotals, VulnerabilityTotals};
+pub use summary::{
+    FindingTotals, LicenceTotals, SeverityCount, Summary, TestTotals, VulnerabilityTotals,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -130,7 +132,9 @@ impl fmt::Display for Format {
 
 /// The name given is not one of [`Format::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown evidence format {0:?} (expected one of junit, sarif, osv, grype, trivy, cyclonedx, spdx)")]
+#[error(
+    "unknown evidence format {0:?} (expected one of junit, sarif, osv, grype, trivy, cyclonedx, spdx)"
+)]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {

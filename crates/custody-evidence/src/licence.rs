@@ -47,7 +47,9 @@ pub enum LicenceRulesError {
         reason: String,
     },
     /// The allow list is given but empty: it would deny everything.
-    #[error("the allow list is empty, which would deny every licence; leave it out to allow all but the denied ones")]
+    #[error(
+        "the allow list is empty, which would deny every licence; leave it out to allow all but the denied ones"
+    )]
     EmptyAllowList,
     /// Neither list says anything.
     #[error("no licence rules: give an allow list, a deny list, or both")]
@@ -108,7 +110,9 @@ impl LicenceRules {
         };
         let expr = match Expression::parse_mode(text, ParseMode::LAX) {
             Ok(e) => e,
-            Err(e) => return self.unknown(format!("{text:?} is not an SPDX expression ({})", e.reason)),
+            Err(e) => {
+                return self.unknown(format!("{text:?} is not an SPDX expression ({})", e.reason));
+            }
         };
         match expr.evaluate_with_failures(|req| self.term_allowed(req)) {
             Ok(()) => LicenceVerdict {
@@ -154,7 +158,10 @@ impl LicenceRules {
 
     fn term_allowed(&self, req: &LicenseReq) -> bool {
         !self.deny.iter().any(|d| matches(d, req))
-            && self.allow.as_ref().is_none_or(|a| a.iter().any(|e| matches(e, req)))
+            && self
+                .allow
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|e| matches(e, req)))
     }
 
     /// "X is denied, Y is not on the allow list", for the terms that failed.
@@ -174,14 +181,19 @@ impl LicenceRules {
     }
 }
 
-fn entries<S: AsRef<str>>(list: &'static str, items: &[S]) -> Result<Vec<Licensee>, LicenceRulesError> {
+fn entries<S: AsRef<str>>(
+    list: &'static str,
+    items: &[S],
+) -> Result<Vec<Licensee>, LicenceRulesError> {
     items
         .iter()
         .map(|s| {
-            Licensee::parse_mode(s.as_ref().trim(), ParseMode::LAX).map_err(|e| LicenceRulesError::BadEntry {
-                list,
-                entry: s.as_ref().to_owned(),
-                reason: e.reason.to_string(),
+            Licensee::parse_mode(s.as_ref().trim(), ParseMode::LAX).map_err(|e| {
+                LicenceRulesError::BadEntry {
+                    list,
+                    entry: s.as_ref().to_owned(),
+                    reason: e.reason.to_string(),
+                }
             })
         })
         .collect()
@@ -203,9 +215,18 @@ fn matches(entry: &Licensee, term: &LicenseReq) -> bool {
                 return false;
             };
             // A later version of the same licence: spdx compares the version parts.
-            let chosen = Licensee::new(LicenseItem::Spdx { id: only(a).unwrap_or(a), or_later: false }, None);
+            let chosen = Licensee::new(
+                LicenseItem::Spdx {
+                    id: only(a).unwrap_or(a),
+                    or_later: false,
+                },
+                None,
+            );
             chosen.satisfies(&LicenseReq {
-                license: LicenseItem::Spdx { id: base, or_later: true },
+                license: LicenseItem::Spdx {
+                    id: base,
+                    or_later: true,
+                },
                 addition: None,
             })
         }

@@ -86,8 +86,13 @@ pub fn parse(bytes: &[u8]) -> Result<FindingReport, EvidenceError> {
                 Some(tc) => lookup_component(tool, tc),
                 None => Some(&tool.driver),
             };
-            let index = r.rule_index.or_else(|| r.rule.as_ref().and_then(|x| x.index));
-            let rule_id = r.rule_id.clone().or_else(|| r.rule.as_ref().and_then(|x| x.id.clone()));
+            let index = r
+                .rule_index
+                .or_else(|| r.rule.as_ref().and_then(|x| x.index));
+            let rule_id = r
+                .rule_id
+                .clone()
+                .or_else(|| r.rule.as_ref().and_then(|x| x.id.clone()));
             let rule = component.and_then(|c| find_rule(c, index, rule_id.as_deref()));
             let level = match (r.level, r.kind.as_deref()) {
                 (Some(level), _) => level,
@@ -97,12 +102,19 @@ pub fn parse(bytes: &[u8]) -> Result<FindingReport, EvidenceError> {
                     .and_then(|c| c.level)
                     .unwrap_or(Level::Warning),
             };
-            let physical = r.locations.iter().find_map(|l| l.physical_location.as_ref());
+            let physical = r
+                .locations
+                .iter()
+                .find_map(|l| l.physical_location.as_ref());
             findings.push(Finding {
                 rule_id: rule_id.or_else(|| rule.and_then(|x| x.id.clone())),
                 level,
-                uri: physical.and_then(|p| p.artifact_location.as_ref()).and_then(|a| a.uri.clone()),
-                line: physical.and_then(|p| p.region.as_ref()).and_then(|g| g.start_line),
+                uri: physical
+                    .and_then(|p| p.artifact_location.as_ref())
+                    .and_then(|a| a.uri.clone()),
+                line: physical
+                    .and_then(|p| p.region.as_ref())
+                    .and_then(|g| g.start_line),
                 message: first_line(&message_text(&r.message, rule)),
                 tool: tool.driver.name.clone(),
             });
@@ -128,7 +140,10 @@ fn lookup_component<'a>(tool: &'a Tool, r: &ComponentRef) -> Option<&'a Componen
 
 /// A rule by index (when valid), else by id; a hierarchical id `a/b` also finds `a`.
 fn find_rule<'a>(c: &'a Component, index: Option<i64>, id: Option<&str>) -> Option<&'a Rule> {
-    if let Some(rule) = index.and_then(|i| usize::try_from(i).ok()).and_then(|i| c.rules.get(i)) {
+    if let Some(rule) = index
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| c.rules.get(i))
+    {
         return Some(rule);
     }
     let id = id?;
@@ -141,11 +156,10 @@ fn message_text(m: &Message, rule: Option<&Rule>) -> String {
     if let Some(text) = &m.text {
         return text.clone();
     }
-    let template = m
-        .id
-        .as_deref()
-        .and_then(|id| rule?.message_strings.get(id))
-        .and_then(|s| s.text.as_deref());
+    let template =
+        m.id.as_deref()
+            .and_then(|id| rule?.message_strings.get(id))
+            .and_then(|s| s.text.as_deref());
     let Some(template) = template else {
         return m.id.clone().unwrap_or_default();
     };

@@ -10,7 +10,9 @@ use serde::de::IgnoredAny;
 /// `spdxVersion`, `runs` + `version`, `SchemaVersion` + `Results`, `matches`, `results`).
 /// A guess only: [`crate::parse`] still checks the whole document.
 pub fn sniff(bytes: &[u8]) -> Option<Format> {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)?;
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)?;
     match bytes[start] {
         b'<' => junit_root(&bytes[start..]).then_some(Format::Junit),
         b'{' => json_kind(&bytes[start..]),

@@ -39,15 +39,27 @@ impl Summary {
     /// Adds one report.
     pub fn add(&mut self, evidence: &Evidence) {
         match evidence {
-            Evidence::Tests(r) => self.tests.get_or_insert_with(Default::default).add_report(r),
-            Evidence::Findings(r) => self.findings.get_or_insert_with(Default::default).add_report(r),
+            Evidence::Tests(r) => self
+                .tests
+                .get_or_insert_with(Default::default)
+                .add_report(r),
+            Evidence::Findings(r) => self
+                .findings
+                .get_or_insert_with(Default::default)
+                .add_report(r),
             Evidence::Vulnerabilities(r) => {
-                self.vulnerabilities.get_or_insert_with(Default::default).add(&r.vulnerabilities);
+                self.vulnerabilities
+                    .get_or_insert_with(Default::default)
+                    .add(&r.vulnerabilities);
             }
             Evidence::Sbom(s) => {
-                self.licences.get_or_insert_with(Default::default).add(&s.components);
+                self.licences
+                    .get_or_insert_with(Default::default)
+                    .add(&s.components);
                 if let Some(v) = &s.vulnerabilities {
-                    self.vulnerabilities.get_or_insert_with(Default::default).add(v);
+                    self.vulnerabilities
+                        .get_or_insert_with(Default::default)
+                        .add(v);
                 }
             }
         }

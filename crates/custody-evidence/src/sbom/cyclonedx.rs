@@ -31,12 +31,16 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, EvidenceError> {
         return Err(EvidenceError::at_path(
             Format::Cyclonedx,
             "$.specVersion",
-            format!("specVersion {:?} is not one custody reads (1.4, 1.5, 1.6)", doc.spec_version),
+            format!(
+                "specVersion {:?} is not one custody reads (1.4, 1.5, 1.6)",
+                doc.spec_version
+            ),
         ));
     }
     let mut components = Vec::new();
     let mut by_ref: HashMap<String, usize> = HashMap::new();
-    let mut stack: Vec<(RawComponent, usize)> = doc.components.into_iter().rev().map(|c| (c, 0)).collect();
+    let mut stack: Vec<(RawComponent, usize)> =
+        doc.components.into_iter().rev().map(|c| (c, 0)).collect();
     // Depth-first without recursion, so a deeply nested document cannot exhaust the stack.
     while let Some((c, depth)) = stack.pop() {
         if depth > MAX_NESTING {
@@ -79,7 +83,12 @@ fn expression(licenses: Vec<LicenseChoice>) -> Option<String> {
         .filter_map(|l| match (l.expression, l.license) {
             (Some(e), _) => Some(e),
             (None, Some(License { id: Some(id), .. })) => Some(id),
-            (None, Some(License { name: Some(name), .. })) => Some(name),
+            (
+                None,
+                Some(License {
+                    name: Some(name), ..
+                }),
+            ) => Some(name),
             _ => None,
         })
         .map(|p| p.trim().to_owned())
@@ -92,7 +101,13 @@ fn expression(licenses: Vec<LicenseChoice>) -> Option<String> {
         _ => Some(
             parts
                 .iter()
-                .map(|p| if p.contains(' ') { format!("({p})") } else { p.clone() })
+                .map(|p| {
+                    if p.contains(' ') {
+                        format!("({p})")
+                    } else {
+                        p.clone()
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" AND "),
         ),
@@ -100,7 +115,12 @@ fn expression(licenses: Vec<LicenseChoice>) -> Option<String> {
 }
 
 /// One CycloneDX vulnerability as findings, one per affected component.
-fn normalise(v: RawVulnerability, components: &[Component], by_ref: &HashMap<String, usize>, out: &mut Vec<Vulnerability>) {
+fn normalise(
+    v: RawVulnerability,
+    components: &[Component],
+    by_ref: &HashMap<String, usize>,
+    out: &mut Vec<Vulnerability>,
+) {
     // Vectors may come without their "CVSS:x.y/" prefix; the method says which it is.
     let vectors: Vec<(Option<f64>, Option<String>)> = v
         .ratings
@@ -113,25 +133,47 @@ fn normalise(v: RawVulnerability, components: &[Component], by_ref: &HashMap<Str
                 _ => return None,
             };
             let vector = r.vector.as_deref().map(|x| {
-                if x.starts_with("CVSS:") { x.to_owned() } else { format!("{prefix}{x}") }
+                if x.starts_with("CVSS:") {
+                    x.to_owned()
+                } else {
+                    format!("{prefix}{x}")
+                }
             });
             Some((r.score, vector))
         })
         .collect();
-    let inputs = vectors.iter().map(|(score, vector)| CvssInput { score: *score, vector: vector.as_deref() });
+    let inputs = vectors.iter().map(|(score, vector)| CvssInput {
+        score: *score,
+        vector: vector.as_deref(),
+    });
     let labels = v.ratings.iter().filter_map(|r| r.severity.as_deref());
     let (severity, cvss) = rate(inputs, labels);
     let aliases = tidy(v.references.into_iter().map(|r| r.id).collect(), &v.id);
-    let affects = if v.affects.is_empty() { vec![Affect::default()] } else { v.affects };
+    let affects = if v.affects.is_empty() {
+        vec![Affect::default()]
+    } else {
+        v.affects
+    };
     for a in affects {
         let component = by_ref.get(&a.reference).map(|&i| &components[i]);
-        let affected_version = a.versions.iter().find(|x| x.status.as_deref() == Some("affected")).and_then(|x| x.version.clone());
-        let fixed = a.versions.iter().filter(|x| x.status.as_deref() == Some("unaffected")).filter_map(|x| x.version.clone()).collect();
+        let affected_version = a
+            .versions
+            .iter()
+            .find(|x| x.status.as_deref() == Some("affected"))
+            .and_then(|x| x.version.clone());
+        let fixed = a
+            .versions
+            .iter()
+            .filter(|x| x.status.as_deref() == Some("unaffected"))
+            .filter_map(|x| x.version.clone())
+            .collect();
         out.push(Vulnerability {
             id: v.id.clone(),
             aliases: aliases.clone(),
             package: component.map_or_else(|| a.reference.clone(), |c| c.name.clone()),
-            version: component.and_then(|c| c.version.clone()).or(affected_version),
+            version: component
+                .and_then(|c| c.version.clone())
+                .or(affected_version),
             ecosystem: None,
             purl: component
                 .and_then(|c| c.purl.clone())

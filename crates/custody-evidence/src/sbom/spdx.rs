@@ -42,7 +42,9 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, EvidenceError> {
 
 /// A licence field's value, unless it says nothing (absent, empty, NOASSERTION, NONE).
 fn known(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !matches!(v.as_str(), "" | "NOASSERTION" | "NONE"))
+    value
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !matches!(v.as_str(), "" | "NOASSERTION" | "NONE"))
 }
 
 #[derive(Deserialize)]

@@ -20,13 +20,19 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
         let (mut severity, mut cvss) = rate(own, [v.severity.as_deref().unwrap_or("")]);
         if cvss.is_none() {
             // No score of its own (e.g. a GHSA record): NVD's, through the related records.
-            let related = m.related.iter().flat_map(|r| r.cvss.iter().map(Cvss::input));
+            let related = m
+                .related
+                .iter()
+                .flat_map(|r| r.cvss.iter().map(Cvss::input));
             if let (s, Some(c)) = rate(related, []) {
                 (severity, cvss) = (s, Some(c));
             }
         }
         let fixed = match v.fix {
-            Some(Fix { state: Some(s), versions }) if s == "fixed" => versions,
+            Some(Fix {
+                state: Some(s),
+                versions,
+            }) if s == "fixed" => versions,
             _ => Vec::new(),
         };
         let aliases = m.related.into_iter().map(|r| r.id).collect();
@@ -75,7 +81,11 @@ struct Descriptor {
 #[serde(expecting = "a match object")]
 struct Match {
     vulnerability: Record,
-    #[serde(default, rename = "relatedVulnerabilities", deserialize_with = "bounded_or_null")]
+    #[serde(
+        default,
+        rename = "relatedVulnerabilities",
+        deserialize_with = "bounded_or_null"
+    )]
     related: Vec<Related>,
     artifact: Artifact,
 }
@@ -114,9 +124,16 @@ struct Cvss {
 impl Cvss {
     /// Only CVSS 3.x and 4.0 scores count (see the module doc of `vuln`).
     fn input(&self) -> CvssInput<'_> {
-        let modern = self.version.as_deref().is_some_and(|v| v.starts_with('3') || v.starts_with('4'));
+        let modern = self
+            .version
+            .as_deref()
+            .is_some_and(|v| v.starts_with('3') || v.starts_with('4'));
         CvssInput {
-            score: self.metrics.as_ref().and_then(|m| m.base_score).filter(|_| modern),
+            score: self
+                .metrics
+                .as_ref()
+                .and_then(|m| m.base_score)
+                .filter(|_| modern),
             vector: self.vector.as_deref().filter(|_| modern),
         }
     }

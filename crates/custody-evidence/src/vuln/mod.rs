@@ -33,7 +33,8 @@ pub struct VulnerabilityReport {
     pub format: Format,
     /// The scanner's name and version when the report says (e.g. `grype 0.74.0`).
     pub tool: Option<String>,
-    /// One entry per (vulnerability, affected package), sorted by id, package, version.
+    /// One entry per (vulnerability, affected package), sorted (by id, then aliases,
+    /// package, version, …), exact duplicates dropped.
     pub vulnerabilities: Vec<Vulnerability>,
 }
 
@@ -161,7 +162,11 @@ pub(crate) fn rate<'a>(
     let best = inputs
         .into_iter()
         .filter_map(|i| i.resolve())
-        .max_by(|a, b| a.score_tenths.cmp(&b.score_tenths).then_with(|| b.vector.cmp(&a.vector)));
+        .max_by(|a, b| {
+            a.score_tenths
+                .cmp(&b.score_tenths)
+                .then_with(|| b.vector.cmp(&a.vector))
+        });
     if let Some(c) = best {
         return (Severity::from_score_tenths(c.score_tenths), Some(c));
     }

@@ -24,17 +24,30 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     for result in doc.results {
         for pkg in result.packages {
             // The groups as listed, then every record no group names as a group of its own.
-            let mut groups: Vec<(Vec<String>, Option<String>)> =
-                pkg.groups.into_iter().map(|g| (g.ids, g.max_severity)).collect();
+            let mut groups: Vec<(Vec<String>, Option<String>)> = pkg
+                .groups
+                .into_iter()
+                .map(|g| (g.ids, g.max_severity))
+                .collect();
             for record in &pkg.vulnerabilities {
                 if !groups.iter().any(|(ids, _)| ids.contains(&record.id)) {
                     groups.push((vec![record.id.clone()], None));
                 }
             }
             for (ids, score) in &groups {
-                let records: Vec<&Record> = pkg.vulnerabilities.iter().filter(|r| ids.contains(&r.id)).collect();
+                let records: Vec<&Record> = pkg
+                    .vulnerabilities
+                    .iter()
+                    .filter(|r| ids.contains(&r.id))
+                    .collect();
                 let Some(first) = ids.first() else { continue };
-                out.push(finding(first, ids, &records, score.as_deref(), &pkg.package));
+                out.push(finding(
+                    first,
+                    ids,
+                    &records,
+                    score.as_deref(),
+                    &pkg.package,
+                ));
             }
         }
     }
@@ -46,12 +59,22 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
 }
 
 /// One group of records about one package, normalised.
-fn finding(id: &str, ids: &[String], records: &[&Record], group_score: Option<&str>, pkg: &Package) -> Vulnerability {
+fn finding(
+    id: &str,
+    ids: &[String],
+    records: &[&Record],
+    group_score: Option<&str>,
+    pkg: &Package,
+) -> Vulnerability {
     let mut aliases: Vec<String> = ids.to_vec();
     let mut fixed = Vec::new();
     for r in records {
         aliases.extend(r.aliases.iter().cloned());
-        for a in r.affected.iter().filter(|a| a.package.as_ref().is_none_or(|p| p.name == pkg.name)) {
+        for a in r
+            .affected
+            .iter()
+            .filter(|a| a.package.as_ref().is_none_or(|p| p.name == pkg.name))
+        {
             for range in a.ranges.iter().filter(|r| r.kind.as_deref() != Some("GIT")) {
                 fixed.extend(range.events.iter().filter_map(|e| e.fixed.clone()));
             }
@@ -60,16 +83,25 @@ fn finding(id: &str, ids: &[String], records: &[&Record], group_score: Option<&s
     let (severity, cvss) = match group_score.and_then(parse_score_tenths) {
         Some(tenths) => (
             Severity::from_score_tenths(tenths),
-            Some(super::Cvss { score_tenths: tenths, vector: None }),
+            Some(super::Cvss {
+                score_tenths: tenths,
+                vector: None,
+            }),
         ),
         None => {
-            let vectors = records.iter().flat_map(|r| r.severity.iter()).filter_map(|s| {
-                matches!(s.kind.as_deref(), Some("CVSS_V3" | "CVSS_V4"))
-                    .then(|| CvssInput { score: None, vector: Some(s.score.as_str()) })
-            });
-            let labels = records
+            let vectors = records
                 .iter()
-                .filter_map(|r| r.database_specific.as_ref().and_then(|d| d.severity.as_ref()?.as_str()));
+                .flat_map(|r| r.severity.iter())
+                .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V3" | "CVSS_V4")))
+                .map(|s| CvssInput {
+                    score: None,
+                    vector: Some(s.score.as_str()),
+                });
+            let labels = records.iter().filter_map(|r| {
+                r.database_specific
+                    .as_ref()
+                    .and_then(|d| d.severity.as_ref()?.as_str())
+            });
             rate(vectors, labels)
         }
     };

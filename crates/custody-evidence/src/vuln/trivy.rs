@@ -19,7 +19,10 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
         return Err(EvidenceError::at_path(
             Format::Trivy,
             "$.SchemaVersion",
-            format!("schema version {} is not 2 (custody reads Trivy's schema version 2)", doc.schema_version),
+            format!(
+                "schema version {} is not 2 (custody reads Trivy's schema version 2)",
+                doc.schema_version
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -27,21 +30,36 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
         for v in result.vulnerabilities {
             let inputs = v.cvss.values().flat_map(|c| {
                 [
-                    CvssInput { score: c.v3_score, vector: c.v3_vector.as_deref() },
-                    CvssInput { score: c.v40_score, vector: c.v40_vector.as_deref() },
+                    CvssInput {
+                        score: c.v3_score,
+                        vector: c.v3_vector.as_deref(),
+                    },
+                    CvssInput {
+                        score: c.v40_score,
+                        vector: c.v40_vector.as_deref(),
+                    },
                 ]
                 .into_iter()
                 .filter(|i| i.score.is_some() || i.vector.is_some())
             });
             let (severity, cvss) = rate(inputs, [v.severity.as_deref().unwrap_or("")]);
-            let fixed = v.fixed_version.as_deref().unwrap_or("").split(',').map(|s| s.trim().to_owned()).collect();
+            let fixed = v
+                .fixed_version
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect();
             out.push(Vulnerability {
                 id: v.id,
                 aliases: Vec::new(),
                 package: v.pkg_name,
                 version: v.installed_version.filter(|s| !s.is_empty()),
                 ecosystem: result.kind.clone().filter(|s| !s.is_empty()),
-                purl: v.pkg_identifier.and_then(|p| p.purl).filter(|s| !s.is_empty()),
+                purl: v
+                    .pkg_identifier
+                    .and_then(|p| p.purl)
+                    .filter(|s| !s.is_empty()),
                 severity,
                 cvss,
                 fixed_versions: tidy(fixed, ""),
@@ -69,7 +87,11 @@ struct Document {
 struct ResultObject {
     #[serde(default, rename = "Type")]
     kind: Option<String>,
-    #[serde(default, rename = "Vulnerabilities", deserialize_with = "bounded_or_null")]
+    #[serde(
+        default,
+        rename = "Vulnerabilities",
+        deserialize_with = "bounded_or_null"
+    )]
     vulnerabilities: Vec<Record>,
 }
 
