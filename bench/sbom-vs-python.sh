@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# custody-evidence parsing a 50 MB CycloneDX SBOM (20,000 components, the criterion
+# bench's generated document) against Python's json.load of the same file, in the same
+# run: best of 3 wall times each, the ratio, and both peak RSS figures.
+#
+# custody's time is the whole process (start, read, parse, normalise, summarise);
+# Python's is json.load alone, after interpreter start-up. Needs python3 and GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-20000}
+cargo build --release --locked -q -p custody-evidence --example make_sbom --example parse_report
+bin=${CARGO_TARGET_DIR:-target}/release/examples
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+sbom=$work/sbom.cdx.json
+"$bin/make_sbom" "$sbom" "$N"
+cat "$sbom" > /dev/null   # into the page cache
+
+best() {  # best wall time of 3 runs of "$@", in seconds
+    local b=999999
+    for _ in 1 2 3; do
+        local t0 t1
+        t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N)
+        b=$(python3 -c "print(min($b, $t1 - $t0))")
+    done
+    echo "$b"
+}
+
+py_load='import json,sys,time
+t=time.perf_counter(); d=json.load(open(sys.argv[1],"rb")); print(time.perf_counter()-t)'
+python_t=$(for _ in 1 2 3; do python3 -c "$py_load" "$sbom"; done | sort -g | head -1)
+custody_t=$(best "$bin/parse_report" cyclonedx "$sbom")
+custody_rss=$(/usr/bin/time -f %M "$bin/parse_report" cyclonedx "$sbom" 2>&1 >/dev/null | tail -1)
+python_rss=$(/usr/bin/time -f %M python3 -c "$py_load" "$sbom" 2>&1 >/dev/null | tail -1)
+
+echo "file: $(($(stat -c %s "$sbom") / 1000000)) MB, $N components, $(nproc) cores"
+printf 'python json.load:        %.3f s  (peak RSS %s KiB, interpreter included)\n' "$python_t" "$python_rss"
+printf 'custody parse+summarise: %.3f s  (peak RSS %s KiB, whole process)\n' "$custody_t" "$custody_rss"
+echo "custody speed / python:  $(python3 -c "print(f'{$python_t / $custody_t:.2f}')")x"

@@ -1,0 +1,195 @@
+//! Vulnerability scans: OSV-Scanner, Grype and Trivy JSON (and, through
+//! [`crate::sbom::parse_cyclonedx`], a CycloneDX document's `vulnerabilities`), each
+//! normalised to the same [`Vulnerability`].
+//!
+//! Severity is decided the same way for every scanner:
+//! 1. the highest CVSS v3.x or v4.0 base score the report gives for the finding (a number,
+//!    or computed from a vector with the `cvss` crate), mapped by the CVSS qualitative
+//!    ranges: 9.0–10.0 critical, 7.0–8.9 high, 4.0–6.9 medium, 0.1–3.9 low (0.0, "none",
+//!    counts as low); CVSS v2 scores are not used, their ranges differ;
+//! 2. else the scanner's own label (`CRITICAL`, `High`, GHSA's `MODERATE`, …);
+//! 3. else unknown.
+//!
+//! The score is kept in tenths (`98` for 9.8) with its vector, so nothing recorded is a
+//! float. A fix is available exactly when `fixed_versions` is not empty.
+
+mod grype;
+mod osv;
+mod trivy;
+
+pub use grype::parse as parse_grype;
+pub use osv::parse as parse_osv;
+pub use trivy::parse as parse_trivy;
+
+use crate::Format;
+use crate::summary::VulnerabilityTotals;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// A vulnerability report, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnerabilityReport {
+    /// The format it was read from: `osv`, `grype`, `trivy` or `cyclonedx`.
+    pub format: Format,
+    /// The scanner's name and version when the report says (e.g. `grype 0.74.0`).
+    pub tool: Option<String>,
+    /// One entry per (vulnerability, affected package), sorted (by id, then aliases,
+    /// package, version, …), exact duplicates dropped.
+    pub vulnerabilities: Vec<Vulnerability>,
+}
+
+impl VulnerabilityReport {
+    /// The totals per severity, with and without a fix.
+    pub fn totals(&self) -> VulnerabilityTotals {
+        let mut t = VulnerabilityTotals::default();
+        t.add(&self.vulnerabilities);
+        t
+    }
+}
+
+/// A vulnerability in one package.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Vulnerability {
+    /// Its id as the scanner reports it (CVE-…, GHSA-…, PYSEC-…, …).
+    pub id: String,
+    /// Other ids for the same vulnerability, sorted, distinct, without `id`.
+    pub aliases: Vec<String>,
+    /// The affected package's name.
+    pub package: String,
+    /// The installed version, if known.
+    pub version: Option<String>,
+    /// The package's ecosystem or type as the scanner names it (`npm`, `PyPI`, `deb`, …).
+    pub ecosystem: Option<String>,
+    /// The package URL, when the report gives one.
+    pub purl: Option<String>,
+    /// How bad it is (see the module doc for how it is decided).
+    pub severity: Severity,
+    /// The CVSS score the severity came from, if it came from one.
+    pub cvss: Option<Cvss>,
+    /// Versions that fix it, sorted, distinct; empty when no fix is known.
+    pub fixed_versions: Vec<String>,
+}
+
+impl Vulnerability {
+    /// Whether a fixed version is known.
+    pub fn fix_available(&self) -> bool {
+        !self.fixed_versions.is_empty()
+    }
+}
+
+/// A severity in CVSS's qualitative terms, plus unknown. Ordered from most to least
+/// severe, so `Severity::Critical < Severity::High`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// CVSS 9.0–10.0.
+    Critical,
+    /// CVSS 7.0–8.9.
+    High,
+    /// CVSS 4.0–6.9.
+    Medium,
+    /// CVSS 0.0–3.9.
+    Low,
+    /// No score and no usable label.
+    Unknown,
+}
+
+impl Severity {
+    /// The CVSS v3/v4 qualitative rating of a base score given in tenths.
+    pub fn from_score_tenths(tenths: u16) -> Severity {
+        match tenths {
+            90.. => Severity::Critical,
+            70..=89 => Severity::High,
+            40..=69 => Severity::Medium,
+            _ => Severity::Low,
+        }
+    }
+
+    /// A scanner's label, case-insensitive: critical; high/important; medium/moderate;
+    /// low/negligible/minor; anything else is unknown.
+    pub fn from_label(label: &str) -> Severity {
+        match label.trim().to_ascii_lowercase().as_str() {
+            "critical" => Severity::Critical,
+            "high" | "important" => Severity::High,
+            "medium" | "moderate" => Severity::Medium,
+            "low" | "negligible" | "minor" => Severity::Low,
+            _ => Severity::Unknown,
+        }
+    }
+}
+
+/// A CVSS base score.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cvss {
+    /// The base score in tenths: 0–100 (98 is 9.8).
+    pub score_tenths: u16,
+    /// The vector as the report gave it, if it did.
+    pub vector: Option<String>,
+}
+
+/// A CVSS v3/v4 candidate from a report: a score, a vector, or both.
+pub(crate) struct CvssInput<'a> {
+    pub(crate) score: Option<f64>,
+    pub(crate) vector: Option<&'a str>,
+}
+
+impl CvssInput<'_> {
+    /// The score, from the report's number or else computed from its vector. `None` for a
+    /// CVSS v2 vector or an unreadable one.
+    fn resolve(&self) -> Option<Cvss> {
+        let vector = self.vector.map(str::trim).filter(|v| !v.is_empty());
+        let is_v2 = vector.is_some_and(|v| !v.starts_with("CVSS:"));
+        if is_v2 {
+            return None;
+        }
+        let score = match self.score {
+            Some(s) => crate::json::score_tenths(s)?,
+            None => crate::json::score_tenths(cvss::Cvss::from_str(vector?).ok()?.score())?,
+        };
+        Some(Cvss {
+            score_tenths: score,
+            vector: vector.map(str::to_owned),
+        })
+    }
+}
+
+/// The highest v3/v4 score among `inputs`, else the severity of the first label that
+/// names one, else unknown.
+pub(crate) fn rate<'a>(
+    inputs: impl IntoIterator<Item = CvssInput<'a>>,
+    labels: impl IntoIterator<Item = &'a str>,
+) -> (Severity, Option<Cvss>) {
+    let best = inputs
+        .into_iter()
+        .filter_map(|i| i.resolve())
+        .max_by(|a, b| {
+            a.score_tenths
+                .cmp(&b.score_tenths)
+                .then_with(|| b.vector.cmp(&a.vector))
+        });
+    if let Some(c) = best {
+        return (Severity::from_score_tenths(c.score_tenths), Some(c));
+    }
+    let label = labels
+        .into_iter()
+        .map(Severity::from_label)
+        .find(|s| *s != Severity::Unknown)
+        .unwrap_or(Severity::Unknown);
+    (label, None)
+}
+
+/// Sorts and de-duplicates a list, dropping empty strings and `except`.
+pub(crate) fn tidy(mut list: Vec<String>, except: &str) -> Vec<String> {
+    list.retain(|s| !s.is_empty() && s != except);
+    list.sort();
+    list.dedup();
+    list
+}
+
+/// Sorts a report's findings into their recorded order and drops exact duplicates (the
+/// same package found twice at different paths is one fact).
+pub(crate) fn finish(mut v: Vec<Vulnerability>) -> Vec<Vulnerability> {
+    v.sort();
+    v.dedup();
+    v
+}

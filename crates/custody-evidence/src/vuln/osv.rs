@@ -1,0 +1,236 @@
+//! OSV-Scanner JSON (`osv-scanner --format json`, v1 and v2): one finding per
+//! (package, group of aliased records).
+//!
+//! OSV-Scanner lists every record that matched a package (a GHSA, the ecosystem's own
+//! PYSEC/RUSTSEC/GO record, …) and groups the ones that alias each other in
+//! `packages[].groups[]`. One group is one vulnerability, so custody reports one finding
+//! per group: the id is the group's first id, the aliases every other id and alias of
+//! its records. Severity: the group's `max_severity` (a CVSS score OSV-Scanner computed)
+//! when given, else the highest score computed from the records' `severity[]` vectors
+//! (`CVSS_V3`, `CVSS_V4`), else GHSA's `database_specific.severity` label. Fixed versions
+//! are the `fixed` events of the records' `affected[]` ranges for this package (`GIT`
+//! ranges, whose events are commit hashes, are skipped). A record in no group is its
+//! own group.
+
+use super::{CvssInput, Severity, Vulnerability, VulnerabilityReport, finish, rate, tidy};
+use crate::json::{self, bounded, bounded_or_null, parse_score_tenths};
+use crate::{EvidenceError, Format};
+use serde::Deserialize;
+
+/// Parses an OSV-Scanner JSON report.
+pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
+    let doc: Document = json::from_slice(Format::Osv, bytes)?;
+    let mut out = Vec::new();
+    for result in doc.results {
+        for pkg in result.packages {
+            // The groups as listed, then every record no group names as a group of its own.
+            let mut groups: Vec<(Vec<String>, Option<String>)> = pkg
+                .groups
+                .into_iter()
+                .map(|g| (g.ids, g.max_severity))
+                .collect();
+            for record in &pkg.vulnerabilities {
+                if !groups.iter().any(|(ids, _)| ids.contains(&record.id)) {
+                    groups.push((vec![record.id.clone()], None));
+                }
+            }
+            for (ids, score) in &groups {
+                let records: Vec<&Record> = pkg
+                    .vulnerabilities
+                    .iter()
+                    .filter(|r| ids.contains(&r.id))
+                    .collect();
+                let Some(first) = ids.first() else { continue };
+                out.push(finding(
+                    first,
+                    ids,
+                    &records,
+                    score.as_deref(),
+                    &pkg.package,
+                ));
+            }
+        }
+    }
+    Ok(VulnerabilityReport {
+        format: Format::Osv,
+        tool: None,
+        vulnerabilities: finish(out),
+    })
+}
+
+/// One group of records about one package, normalised.
+fn finding(
+    id: &str,
+    ids: &[String],
+    records: &[&Record],
+    group_score: Option<&str>,
+    pkg: &Package,
+) -> Vulnerability {
+    let mut aliases: Vec<String> = ids.to_vec();
+    let mut fixed = Vec::new();
+    for r in records {
+        aliases.extend(r.aliases.iter().cloned());
+        for a in r
+            .affected
+            .iter()
+            .filter(|a| a.package.as_ref().is_none_or(|p| p.name == pkg.name))
+        {
+            for range in a.ranges.iter().filter(|r| r.kind.as_deref() != Some("GIT")) {
+                fixed.extend(range.events.iter().filter_map(|e| e.fixed.clone()));
+            }
+        }
+    }
+    let (severity, cvss) = match group_score.and_then(parse_score_tenths) {
+        Some(tenths) => (
+            Severity::from_score_tenths(tenths),
+            Some(super::Cvss {
+                score_tenths: tenths,
+                vector: None,
+            }),
+        ),
+        None => {
+            let vectors = records
+                .iter()
+                .flat_map(|r| r.severity.iter())
+                .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V3" | "CVSS_V4")))
+                .map(|s| CvssInput {
+                    score: None,
+                    vector: Some(s.score.as_str()),
+                });
+            let labels = records.iter().filter_map(|r| {
+                r.database_specific
+                    .as_ref()
+                    .and_then(|d| d.severity.as_ref()?.as_str())
+            });
+            rate(vectors, labels)
+        }
+    };
+    let purl = records
+        .iter()
+        .flat_map(|r| r.affected.iter())
+        .filter_map(|a| a.package.as_ref())
+        .find(|p| p.name == pkg.name)
+        .and_then(|p| p.purl.clone())
+        .map(|p| match &pkg.version {
+            Some(v) if !p.contains('@') && !v.is_empty() => format!("{p}@{v}"),
+            _ => p,
+        });
+    Vulnerability {
+        id: id.to_owned(),
+        aliases: tidy(aliases, id),
+        package: pkg.name.clone(),
+        version: pkg.version.clone().filter(|s| !s.is_empty()),
+        ecosystem: pkg.ecosystem.clone().filter(|s| !s.is_empty()),
+        purl,
+        severity,
+        cvss,
+        fixed_versions: tidy(fixed, ""),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an OSV-Scanner report object")]
+struct Document {
+    #[serde(deserialize_with = "bounded_or_null")]
+    results: Vec<SourceResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a result object")]
+struct SourceResult {
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    packages: Vec<PackageResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a package result object")]
+struct PackageResult {
+    package: Package,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    vulnerabilities: Vec<Record>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    groups: Vec<RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a group object")]
+struct RawGroup {
+    #[serde(deserialize_with = "bounded")]
+    ids: Vec<String>,
+    #[serde(default)]
+    max_severity: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a package object")]
+struct Package {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    ecosystem: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an OSV record object")]
+struct Record {
+    id: String,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    aliases: Vec<String>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    affected: Vec<Affected>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    severity: Vec<SeverityEntry>,
+    #[serde(default)]
+    database_specific: Option<DatabaseSpecific>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an affected object")]
+struct Affected {
+    #[serde(default)]
+    package: Option<AffectedPackage>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    ranges: Vec<Range>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a package object")]
+struct AffectedPackage {
+    name: String,
+    #[serde(default)]
+    purl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a range object")]
+struct Range {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    events: Vec<Event>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an event object")]
+struct Event {
+    #[serde(default)]
+    fixed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a severity object")]
+struct SeverityEntry {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    score: String,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a database_specific object")]
+struct DatabaseSpecific {
+    /// A label in GHSA records; other databases put other things here, so anything but a
+    /// string is ignored.
+    #[serde(default)]
+    severity: Option<serde_json::Value>,
+}
