@@ -3,6 +3,10 @@
 //! What this crate does:
 //! - keys: Ed25519 and ECDSA P-256 generation, PKCS#8 / SPKI PEM in and out, key ids
 //!   (lowercase hex SHA-256 of the SPKI DER) — [`PrivateKey`], [`PublicKey`], [`KeyId`];
+//! - strict verification everywhere: weak (small-order) Ed25519 keys refused when read,
+//!   Ed25519 checked as `verify_strict`, ECDSA P-256 accepted in DER or raw `r‖s` but only in
+//!   low-S form, and what custody signs is low-S (the rules live in one private module,
+//!   `strict.rs`);
 //! - one [`Signer`] / [`Verifier`] pair of traits that file keys implement and a hardware
 //!   (PKCS#11) signer will implement the same way;
 //! - DSSE v1.0.2 envelopes: PAE, signing, t-of-n verification that hands on only the
@@ -31,6 +35,7 @@ mod key;
 pub mod note;
 mod signer;
 pub mod statement;
+mod strict;
 
 pub use error::Error;
 pub use key::{Algorithm, KeyId, PrivateKey, PublicKey};
