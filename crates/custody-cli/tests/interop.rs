@@ -154,19 +154,71 @@ fn custody_envelopes_verify_in_securesystemslib_and_tampering_fails_in_both() {
     }
 }
 
+/// Whether the one ECDSA signature of an envelope is low-S (custody verifies it) or high-S
+/// (custody refuses it for that reason); anything else fails the test.
+fn signature_is_low_s(envelope: &[u8], public: &Path) -> bool {
+    use custody_crypto::Verifier as _;
+    let env: Value = serde_json::from_slice(envelope).unwrap();
+    let payload = STANDARD.decode(env["payload"].as_str().unwrap()).unwrap();
+    let sig = STANDARD
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    let key = custody_crypto::PublicKey::from_pem(&fs::read_to_string(public).unwrap()).unwrap();
+    match key.verify(&custody_crypto::dsse::pae(STATEMENT_TYPE, &payload), &sig) {
+        Ok(()) => true,
+        Err(e) if e.to_string().contains("high-S") => false,
+        Err(e) => panic!("securesystemslib's signature failed for another reason: {e}"),
+    }
+}
+
 #[test]
 fn securesystemslib_envelopes_verify_in_custody() {
     let dir = tempfile::tempdir().unwrap();
     let payload = statement_file(dir.path());
     for alg in ALGORITHMS {
         let (key, public) = generate_key(dir.path(), &format!("py-{alg}"), alg);
-        let out = run(python_script("sslib_sign.py")
-            .arg(&key)
-            .arg(STATEMENT_TYPE)
-            .arg(&payload));
-        expect_code(&out, 0);
         let env = dir.path().join(format!("py-{alg}.json"));
-        fs::write(&env, &out.stdout).unwrap();
+        if alg == "ecdsa-p256" {
+            // OpenSSL (under securesystemslib) emits high-S and low-S ECDSA signatures alike;
+            // custody accepts only low-S. Find one of each: the high-S one is the documented
+            // deviation, the low-S one takes the checks below.
+            let high = dir.path().join("py-high-s.json");
+            let (mut found_low, mut found_high) = (false, false);
+            for _ in 0..64 {
+                let out = run(python_script("sslib_sign.py")
+                    .arg(&key)
+                    .arg(STATEMENT_TYPE)
+                    .arg(&payload));
+                expect_code(&out, 0);
+                match signature_is_low_s(&out.stdout, &public) {
+                    true if !found_low => {
+                        fs::write(&env, &out.stdout).unwrap();
+                        found_low = true;
+                    }
+                    false if !found_high => {
+                        fs::write(&high, &out.stdout).unwrap();
+                        found_high = true;
+                    }
+                    _ => {}
+                }
+                if found_low && found_high {
+                    break;
+                }
+            }
+            assert!(
+                found_low && found_high,
+                "64 signatures were all one kind of S"
+            );
+            expect_code(&sslib_verify(&high, 1, &[&public]), 0);
+            expect_code(&custody_verify(&high, 1, &[&public]), 1);
+        } else {
+            let out = run(python_script("sslib_sign.py")
+                .arg(&key)
+                .arg(STATEMENT_TYPE)
+                .arg(&payload));
+            expect_code(&out, 0);
+            fs::write(&env, &out.stdout).unwrap();
+        }
 
         let payload_out = dir.path().join(format!("payload-{alg}.json"));
         let ours = run(custody()

@@ -22,6 +22,22 @@ pub trait Signer: Send + Sync {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error>;
 }
 
+/// A boxed signer (what the CLI builds from "a key file or a `pkcs11:` URI") signs as the
+/// signer inside it.
+impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn public_key(&self) -> &PublicKey {
+        (**self).public_key()
+    }
+
+    fn key_id(&self) -> KeyId {
+        (**self).key_id()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        (**self).sign(message)
+    }
+}
+
 /// Something that checks signatures: a public key the caller has decided to trust.
 pub trait Verifier: Send + Sync {
     /// The id of the key that verifies.

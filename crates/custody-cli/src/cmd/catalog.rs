@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::Outcome;
 use crate::client::{RemoteArgs, segment};
 use crate::context::{ActorArgs, InstanceArgs, read_bundle, settle};
-use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
+use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
@@ -164,7 +164,8 @@ pub(crate) struct RegisterArgs {
     /// A DSSE envelope of SLSA v1 provenance made elsewhere.
     #[arg(long, value_name = "ENVELOPE")]
     provenance: Option<PathBuf>,
-    /// Sign provenance from the declared build with this builder key (PKCS#8 PEM).
+    /// Sign provenance from the declared build with this builder key (PKCS#8 PEM file, or a
+    /// `pkcs11:` URI naming a key in a token).
     #[arg(long, value_name = "KEY")]
     builder_key: Option<PathBuf>,
     /// Source repository URL of the build.
@@ -258,7 +259,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             ),
             None => None,
         };
-        let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
+        let key = a.builder_key.as_deref().map(load_signer).transpose()?;
         let result = match a.remote.client()? {
             Some(server) => {
                 // The builder's key never leaves this machine: provenance is signed here.
@@ -286,7 +287,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
                         size,
                         build,
                         provenance,
-                        builder_key: key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                        builder_key: key.as_deref(),
                     },
                 )
                 .await
@@ -469,8 +470,8 @@ pub(crate) struct ReleaseCreateArgs {
     /// An artifact, NAME=sha256:HEX (repeat).
     #[arg(long = "artifact", value_name = "NAME=DIGEST", required = true)]
     artifacts: Vec<String>,
-    /// The release signing key (PKCS#8 PEM). Without it the release is recorded unsigned
-    /// and no gate will pass it.
+    /// The release signing key (PKCS#8 PEM file, or a `pkcs11:` URI naming a key in a
+    /// token). Without it the release is recorded unsigned and no gate will pass it.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
     /// Makes a retry return the first result (even with the manifest signed again).
@@ -505,7 +506,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let key = a.sign_key.as_deref().map(load_private_key).transpose()?;
+        let key = a.sign_key.as_deref().map(load_signer).transpose()?;
         if key.is_none() {
             eprintln!(
                 "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
@@ -548,7 +549,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                     &a.name,
                     &a.release_version,
                     &artifacts,
-                    key.as_ref().map(|k| k as &dyn custody_crypto::Signer),
+                    key.as_deref(),
                     a.idempotency_key.as_deref(),
                 )
                 .await
