@@ -267,3 +267,26 @@ fn verified_payloads_name_key_and_algorithm_per_signer() {
     let ids: Vec<_> = want.iter().map(|s| s.key_id).collect();
     assert_eq!(v.key_ids(), ids);
 }
+
+#[test]
+fn other_curves_are_refused_as_before() {
+    // Public keys OpenSSL wrote for P-384 and secp256k1: custody verifies neither.
+    let p384 = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE6akeiLXLd2ZFMb5D8KuZvlQMNS2XsniB
+jRVGrQrfnw0jvjjrKwYvyzXFH2mIgOogT5XOGedk0WbuhesFGbH2PJDPzjc46Xez
+SYa8LPvvBeqZpVZKdrNmx+s4YRmHwId2
+-----END PUBLIC KEY-----
+";
+    let k256 = "-----BEGIN PUBLIC KEY-----
+MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEBDV86sOuh8OHU3tXXfCOwZ0HkeYDGgCR
+1Q3sEmHVEtAflZIooGNyMmHtc1RRx2ARyRKJImZFIdQKITFsoRq3Zg==
+-----END PUBLIC KEY-----
+";
+    for pem in [p384, k256] {
+        let err = PublicKey::from_pem(pem).unwrap_err().to_string();
+        assert!(
+            err.contains("not a valid Ed25519 or ECDSA P-256 key"),
+            "{err}"
+        );
+    }
+}
