@@ -39,6 +39,18 @@ fi
 export CUSTODY_TEST_CHROMEDRIVER=${CUSTODY_TEST_CHROMEDRIVER:-$(command -v chromedriver)}
 export CUSTODY_TEST_CHROMIUM=${CUSTODY_TEST_CHROMIUM:-$(command -v chromium)}
 
+# --- SoftHSM2 for the PKCS#11 signer's tests and bench ---------------------------------------
+# The tests make their own token directories (SOFTHSM2_CONF per test process); they only need
+# the module.
+if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
+    step "installing Debian's softhsm2"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        softhsm2 >/dev/null
+fi
+
 # --- Rust -----------------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all --check

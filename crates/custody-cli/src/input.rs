@@ -70,6 +70,26 @@ pub(crate) fn load_private_key(path: &Path) -> anyhow::Result<custody_crypto::Pr
         .with_context(|| format!("reading {}", path.display()))
 }
 
+/// The signer a `--*-key` option names: a PKCS#8 PEM key file, or a key in a PKCS#11 token
+/// given as an RFC 7512 URI (`pkcs11:token=…;object=…?module-path=…&pin-source=file:…`),
+/// whose PIN comes from a file or an environment variable, never the command line.
+pub(crate) fn load_signer(key: &Path) -> anyhow::Result<Box<dyn custody_crypto::Signer>> {
+    if let Some(uri) = key.to_str().filter(|k| {
+        k.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("pkcs11:"))
+    }) {
+        let config = custody_crypto::Pkcs11Config::from_uri(uri)?;
+        let signer = custody_crypto::Pkcs11Signer::open(&config).with_context(|| {
+            format!(
+                "opening key {:?} on token {:?}",
+                config.key_label, config.token_label
+            )
+        })?;
+        return Ok(Box::new(signer));
+    }
+    Ok(Box::new(load_private_key(key)?))
+}
+
 /// Reads an SPKI PEM public key file.
 pub(crate) fn load_public_key(path: &Path) -> anyhow::Result<custody_crypto::PublicKey> {
     let pem = read_text(path, MAX_KEY_FILE, "key file")?;

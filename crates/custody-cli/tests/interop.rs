@@ -154,19 +154,65 @@ fn custody_envelopes_verify_in_securesystemslib_and_tampering_fails_in_both() {
     }
 }
 
+/// Whether the one ECDSA signature of an envelope is low-S (`s ≤ n/2`), read from its DER.
+fn signature_is_low_s(envelope: &[u8]) -> bool {
+    use p256::elliptic_curve::scalar::IsHigh as _;
+    let env: Value = serde_json::from_slice(envelope).unwrap();
+    let sig = STANDARD
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&sig).unwrap();
+    !bool::from(sig.s().is_high())
+}
+
 #[test]
 fn securesystemslib_envelopes_verify_in_custody() {
     let dir = tempfile::tempdir().unwrap();
     let payload = statement_file(dir.path());
     for alg in ALGORITHMS {
         let (key, public) = generate_key(dir.path(), &format!("py-{alg}"), alg);
-        let out = run(python_script("sslib_sign.py")
-            .arg(&key)
-            .arg(STATEMENT_TYPE)
-            .arg(&payload));
-        expect_code(&out, 0);
         let env = dir.path().join(format!("py-{alg}.json"));
-        fs::write(&env, &out.stdout).unwrap();
+        if alg == "ecdsa-p256" {
+            // OpenSSL (under securesystemslib) emits high-S and low-S ECDSA signatures alike,
+            // and custody verifies both (in their low-S form). Find one of each: the high-S one
+            // must verify here too, the low-S one takes the checks below.
+            let high = dir.path().join("py-high-s.json");
+            let (mut found_low, mut found_high) = (false, false);
+            for _ in 0..64 {
+                let out = run(python_script("sslib_sign.py")
+                    .arg(&key)
+                    .arg(STATEMENT_TYPE)
+                    .arg(&payload));
+                expect_code(&out, 0);
+                match signature_is_low_s(&out.stdout) {
+                    true if !found_low => {
+                        fs::write(&env, &out.stdout).unwrap();
+                        found_low = true;
+                    }
+                    false if !found_high => {
+                        fs::write(&high, &out.stdout).unwrap();
+                        found_high = true;
+                    }
+                    _ => {}
+                }
+                if found_low && found_high {
+                    break;
+                }
+            }
+            assert!(
+                found_low && found_high,
+                "64 signatures were all one kind of S"
+            );
+            expect_code(&sslib_verify(&high, 1, &[&public]), 0);
+            expect_code(&custody_verify(&high, 1, &[&public]), 0);
+        } else {
+            let out = run(python_script("sslib_sign.py")
+                .arg(&key)
+                .arg(STATEMENT_TYPE)
+                .arg(&payload));
+            expect_code(&out, 0);
+            fs::write(&env, &out.stdout).unwrap();
+        }
 
         let payload_out = dir.path().join(format!("payload-{alg}.json"));
         let ours = run(custody()

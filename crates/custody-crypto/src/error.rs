@@ -28,6 +28,9 @@ pub enum Error {
     /// The signed note is malformed or a known signature on it failed.
     #[error("invalid signed note: {0}")]
     Note(String),
+    /// A PKCS#11 token key could not be reached: the URI, PIN, module, token or key is wrong.
+    #[error(transparent)]
+    Token(#[from] crate::pkcs11::TokenError),
     /// The signer (a key file or a token) failed to produce a signature.
     #[error("signing failed: {0}")]
     Signing(String),

@@ -1,9 +1,10 @@
 //! Keys: Ed25519 and ECDSA P-256, in PKCS#8 / SPKI PEM, named by key id.
 //!
 //! Signing uses the RustCrypto implementations (ECDSA there is deterministic, RFC 6979,
-//! so a signature is reproducible and never depends on a random source at signing time);
-//! verification uses `ring`, which verifies P-256 several times faster. Both read the same
-//! SPKI bytes, so a key means the same thing to both.
+//! so a signature is reproducible and never depends on a random source at signing time, and
+//! normalised to low-S). Verification follows the strict rules of [`crate::strict`]: Ed25519
+//! with ed25519-dalek's `verify_strict`, P-256 with `ring` (several times faster) after the
+//! low-S check. Both read the same SPKI bytes, so a key means the same thing to both.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
 use crate::signer::{Signer, Verifier};
+use crate::strict;
 
 /// A signature algorithm custody supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,42 +102,63 @@ impl FromStr for KeyId {
 }
 
 /// A public key that verifies signatures.
+///
+/// Every constructor applies the key rules of [`crate::strict`]: an Ed25519 key of small order,
+/// or with a small-order component, is refused when it is read, not when it verifies.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    algorithm: Algorithm,
-    /// What `ring` verifies with: the 32-byte Ed25519 key, or the 65-byte uncompressed
-    /// SEC1 point for P-256.
-    raw: Vec<u8>,
+    material: Material,
     spki_der: Vec<u8>,
     key_id: KeyId,
 }
 
+/// What the verifiers read: the checked Ed25519 key, or the 65-byte uncompressed SEC1 point
+/// `ring` verifies P-256 with.
+#[derive(Clone, PartialEq, Eq)]
+enum Material {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    EcdsaP256([u8; 65]),
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({} {})", self.algorithm, self.key_id)
+        write!(f, "PublicKey({} {})", self.algorithm(), self.key_id)
     }
 }
 
 impl PublicKey {
+    /// An Ed25519 key from outside: checked by the rules of [`crate::strict`] first.
     fn from_ed25519(key: &ed25519_dalek::VerifyingKey) -> Result<Self, Error> {
+        let key = strict::ed25519_key(key.as_bytes())
+            .map_err(|why| Error::Key(format!("Ed25519 public key refused: {why}")))?;
+        PublicKey::from_ed25519_unchecked(key)
+    }
+
+    /// The public half of a signing key: `a·B` is in the prime-order subgroup by
+    /// construction, so the (costly) subgroup check is skipped.
+    fn from_ed25519_unchecked(key: ed25519_dalek::VerifyingKey) -> Result<Self, Error> {
         let der = key
             .to_public_key_der()
             .map_err(|e| Error::Key(format!("encoding Ed25519 public key: {e}")))?;
         Ok(PublicKey {
-            algorithm: Algorithm::Ed25519,
-            raw: key.as_bytes().to_vec(),
+            material: Material::Ed25519(key),
             key_id: KeyId::of_spki_der(der.as_bytes()),
             spki_der: der.into_vec(),
         })
     }
 
     fn from_p256(key: &p256::PublicKey) -> Result<Self, Error> {
+        // P-256 has cofactor 1: every point but the identity (which SEC1 cannot carry and
+        // p256 refuses) generates the whole group, so there is no weak P-256 key to refuse.
         let der = key
             .to_public_key_der()
             .map_err(|e| Error::Key(format!("encoding P-256 public key: {e}")))?;
+        let point: [u8; 65] = p256::EncodedPoint::from(key)
+            .as_bytes()
+            .try_into()
+            .map_err(|_| Error::Key("P-256 point is not 65 bytes uncompressed".into()))?;
         Ok(PublicKey {
-            algorithm: Algorithm::EcdsaP256,
-            raw: p256::EncodedPoint::from(key).as_bytes().to_vec(),
+            material: Material::EcdsaP256(point),
             key_id: KeyId::of_spki_der(der.as_bytes()),
             spki_der: der.into_vec(),
         })
@@ -213,7 +236,10 @@ impl PublicKey {
 
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        match self.material {
+            Material::Ed25519(_) => Algorithm::Ed25519,
+            Material::EcdsaP256(_) => Algorithm::EcdsaP256,
+        }
     }
 
     /// The SPKI DER encoding.
@@ -223,7 +249,10 @@ impl PublicKey {
 
     /// The raw key: 32 bytes for Ed25519, the 65-byte uncompressed point for P-256.
     pub fn raw_bytes(&self) -> &[u8] {
-        &self.raw
+        match &self.material {
+            Material::Ed25519(k) => k.as_bytes(),
+            Material::EcdsaP256(point) => point,
+        }
     }
 
     /// The key id custody uses: hex SHA-256 of the SPKI DER.
@@ -235,8 +264,8 @@ impl PublicKey {
     /// OLPC canonical JSON of `{keytype, keyval: {public}, scheme}`), so that an envelope
     /// signed by custody is matched to the key by Python verifiers.
     pub fn securesystemslib_keyid(&self) -> String {
-        let (keytype, scheme, public) = match self.algorithm {
-            Algorithm::Ed25519 => ("ed25519", "ed25519", hex::encode(&self.raw)),
+        let (keytype, scheme, public) = match self.algorithm() {
+            Algorithm::Ed25519 => ("ed25519", "ed25519", hex::encode(self.raw_bytes())),
             Algorithm::EcdsaP256 => ("ecdsa", "ecdsa-sha2-nistp256", self.to_pem()),
         };
         // OLPC canonical JSON escapes only `\` and `"`; neither occurs in hex or PEM, and
@@ -253,35 +282,24 @@ impl Verifier for PublicKey {
         self.key_id
     }
 
+    fn algorithm(&self) -> Algorithm {
+        PublicKey::algorithm(self)
+    }
+
+    /// Strict verification ([`crate::strict`]): Ed25519 as `verify_strict`; ECDSA P-256 in DER
+    /// or raw `r‖s`, low-S only.
     fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
-        use ring::signature::{
-            ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey,
-        };
-        let ok = match self.algorithm {
-            Algorithm::Ed25519 => UnparsedPublicKey::new(&ED25519, &self.raw)
-                .verify(message, signature)
-                .is_ok(),
-            Algorithm::EcdsaP256 => {
-                // Accept both encodings DSSE producers use: raw r‖s (64 bytes) and DER.
-                // A DER signature can also be 64 bytes long, so fall back rather than decide
-                // by length alone.
-                (signature.len() == 64
-                    && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.raw)
-                        .verify(message, signature)
-                        .is_ok())
-                    || UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.raw)
-                        .verify(message, signature)
-                        .is_ok()
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::BadSignature(format!(
-                "signature does not verify with {} key {}",
-                self.algorithm, self.key_id
-            )))
+        match &self.material {
+            Material::Ed25519(key) => strict::verify_ed25519(key, message, signature),
+            Material::EcdsaP256(point) => strict::verify_p256(point, message, signature),
         }
+        .map_err(|why| {
+            Error::BadSignature(format!(
+                "signature does not verify with {} key {}: {why}",
+                self.algorithm(),
+                self.key_id
+            ))
+        })
     }
 }
 
@@ -302,7 +320,8 @@ impl fmt::Debug for PrivateKey {
         write!(
             f,
             "PrivateKey({} {})",
-            self.public.algorithm, self.public.key_id
+            self.public.algorithm(),
+            self.public.key_id
         )
     }
 }
@@ -310,7 +329,7 @@ impl fmt::Debug for PrivateKey {
 impl PrivateKey {
     fn from_secret(secret: SecretKey) -> Result<Self, Error> {
         let public = match &secret {
-            SecretKey::Ed25519(k) => PublicKey::from_ed25519(&k.verifying_key())?,
+            SecretKey::Ed25519(k) => PublicKey::from_ed25519_unchecked(k.verifying_key())?,
             SecretKey::EcdsaP256(k) => {
                 PublicKey::from_p256(&p256::PublicKey::from(k.verifying_key()))?
             }
@@ -399,7 +418,7 @@ impl PrivateKey {
 
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
-        self.public.algorithm
+        self.public.algorithm()
     }
 }
 
@@ -409,14 +428,15 @@ impl Signer for PrivateKey {
     }
 
     /// Ed25519: the 64-byte signature. ECDSA P-256: a deterministic (RFC 6979) signature
-    /// over SHA-256 of the message, DER-encoded, as `securesystemslib` and most DSSE
-    /// verifiers expect.
+    /// over SHA-256 of the message in low-S form, DER-encoded, as `securesystemslib` and most
+    /// DSSE verifiers expect.
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(match &self.secret {
             SecretKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
             SecretKey::EcdsaP256(k) => {
                 let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(k, message);
-                sig.to_der().as_bytes().to_vec()
+                // p256 signs with whichever s the equation gives; custody only accepts low-S.
+                strict::low_s(sig).to_der().as_bytes().to_vec()
             }
         })
     }

@@ -21,6 +21,8 @@ proptest! {
         let _ = NoteVerifier::from_text(&text);
         let _ = NoteSigner::from_go_private_key(&text);
         let _ = note::open(&text, &[]);
+        let _ = custody_crypto::Pkcs11Config::from_uri(&text);
+        let _ = custody_crypto::Pkcs11Config::from_uri(&format!("pkcs11:{text}"));
     }
 
     #[test]

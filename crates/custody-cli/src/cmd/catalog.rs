@@ -16,7 +16,7 @@ use crate::Outcome;
 use crate::client::RemoteArgs;
 use crate::context::{ActorArgs, InstanceArgs, read_bundle};
 use crate::custody::Custody;
-use crate::input::{MAX_DOCUMENT, load_private_key, print_json, print_line, read_limited};
+use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
@@ -149,7 +149,8 @@ pub(crate) struct RegisterArgs {
     /// A DSSE envelope of SLSA v1 provenance made elsewhere.
     #[arg(long, value_name = "ENVELOPE")]
     provenance: Option<PathBuf>,
-    /// Sign provenance from the declared build with this builder key (PKCS#8 PEM).
+    /// Sign provenance from the declared build with this builder key (PKCS#8 PEM file, or a
+    /// `pkcs11:` URI naming a key in a token).
     #[arg(long, value_name = "KEY")]
     builder_key: Option<PathBuf>,
     /// Source repository URL of the build.
@@ -243,7 +244,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             ),
             None => None,
         };
-        let key = a.builder_key.as_deref().map(load_private_key).transpose()?;
+        let key = a.builder_key.as_deref().map(load_signer).transpose()?;
         // The builder's key never leaves this machine: provenance is signed here, whether
         // the artifact is then registered locally or through a server.
         let provenance = match (&key, &build, provenance) {
@@ -419,8 +420,8 @@ pub(crate) struct ReleaseCreateArgs {
     /// An artifact, NAME=sha256:HEX (repeat).
     #[arg(long = "artifact", value_name = "NAME=DIGEST", required = true)]
     artifacts: Vec<String>,
-    /// The release signing key (PKCS#8 PEM). Without it the release is recorded unsigned
-    /// and no gate will pass it.
+    /// The release signing key (PKCS#8 PEM file, or a `pkcs11:` URI naming a key in a
+    /// token). Without it the release is recorded unsigned and no gate will pass it.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
     /// Makes a retry return the first result (even with the manifest signed again).
@@ -455,7 +456,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let key = a.sign_key.as_deref().map(load_private_key).transpose()?;
+        let key = a.sign_key.as_deref().map(load_signer).transpose()?;
         if key.is_none() {
             eprintln!(
                 "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"

@@ -10,7 +10,7 @@ use custody_crypto::note::{self, MAX_NOTE_LEN, NoteSigner, NoteVerifier};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::input::{load_private_key, print_json, print_line, print_raw, read_text};
+use crate::input::{load_signer, print_json, print_line, print_raw, read_text};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum NoteCommand {
@@ -29,7 +29,7 @@ pub(crate) enum NoteCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct SignArgs {
-    /// Ed25519 private key (PKCS#8 PEM).
+    /// Ed25519 private key (PKCS#8 PEM file, or a `pkcs11:` URI naming a key in a token).
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
     /// The key name written on the signature line (for a log: its origin).
@@ -59,8 +59,7 @@ pub(crate) fn run(command: NoteCommand) -> anyhow::Result<Outcome> {
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<Outcome> {
-    let key = load_private_key(&args.key)?;
-    let signer = NoteSigner::new(&args.name, Box::new(key))?;
+    let signer = NoteSigner::new(&args.name, load_signer(&args.key)?)?;
     let text = read_text(&args.file, MAX_NOTE_LEN as u64, "note text")?;
     let signed = note::sign(&text, &[&signer])?;
     // The note already ends with a newline.
