@@ -568,7 +568,7 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             Approvals {
                 quorum,
                 roles: doc.roles.get_ref().clone(),
-                expires: span_of(&doc.expires, &mut errors).unwrap_or(Span(86_400)),
+                expires: span_of(&doc.expires, &mut errors).unwrap_or(Span::DAY),
             }
         });
         let mut evidence = Vec::new();
@@ -634,6 +634,17 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                     .map_err(|m| format!("freeze window: {m}"))
             };
             match (time(&doc.from), time(&doc.until)) {
+                (Ok(from), Ok(until))
+                    if until.saturating_sub(from) > Span::MAX.seconds_i64() =>
+                {
+                    errors.at(
+                        f.span(),
+                        format!(
+                            "a freeze window is longer than {}, the longest span custody accepts (about ten years)",
+                            Span::MAX
+                        ),
+                    )
+                }
                 (Ok(from), Ok(until)) if from < until && !doc.reason.trim().is_empty() => freezes
                     .push(Freeze {
                         from,

@@ -255,7 +255,7 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
             )),
             Some(at) => {
                 if let Some(soak) = env.soak {
-                    let ready = at.saturating_add(soak.seconds() as i64);
+                    let ready = soak.after(at);
                     if facts.now < ready {
                         waiting.push(format!(
                             "soaking in {after} for {soak}, until {}",
@@ -285,7 +285,7 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
             for kind in &env.evidence {
                 let fresh = a.evidence.iter().filter(|e| &e.kind == kind).any(|e| {
                     env.evidence_max_age
-                        .is_none_or(|max| facts.now - e.at <= max.seconds() as i64)
+                        .is_none_or(|max| facts.now.saturating_sub(e.at) <= max.seconds_i64())
                 });
                 if !fresh {
                     problems.push(format!(
@@ -412,9 +412,7 @@ fn standings(
     let mut counted: Vec<&str> = Vec::new();
     let mut out = Vec::with_capacity(facts.approvals.len());
     for a in &facts.approvals {
-        let expires = a
-            .expires_at
-            .min(a.at.saturating_add(rule.expires.seconds() as i64));
+        let expires = a.expires_at.min(rule.expires.after(a.at));
         let ignored = |why: String| Standing::Ignored(format!("{} ({why})", a.by));
         let standing = if a.superseded {
             ignored("superseded by a later decision".into())
