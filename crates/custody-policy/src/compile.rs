@@ -333,6 +333,31 @@ impl Builder {
     }
 }
 
+/// A naming rule compiled to match whole names: `^(?:RULE)$`.
+///
+/// Invariant: RULE must be a regular expression on its own, so its groups are balanced and
+/// it cannot close the wrapping group (`a)|(b` would otherwise make `^(?:a)|(b)$`, which
+/// admits any name starting with `a` or ending with `b`). The rule's own leading `^` and
+/// trailing unescaped `$` are dropped first, as they always were: recorded decisions quote
+/// the anchored form in their reasons.
+fn naming_rule(rule: &str) -> Result<Regex, String> {
+    let invalid =
+        |e: regex::Error| format!("naming rule {rule:?} is not a valid regular expression: {e}");
+    let mut body = rule.trim_start_matches('^');
+    while let Some(rest) = body.strip_suffix('$') {
+        let escapes = rest.len() - rest.trim_end_matches('\\').len();
+        if escapes % 2 == 1 {
+            break;
+        }
+        body = rest;
+    }
+    Regex::new(body).map_err(invalid)?;
+    // Still checked: a rule ending in an `(?x)` comment swallows the closing `)$`.
+    Regex::new(&format!("^(?:{body})$")).map_err(|e| {
+        format!("naming rule {rule:?} does not hold as a whole-name rule ^(?:RULE)$: {e}")
+    })
+}
+
 /// Line and column (1-based) of a byte offset.
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -397,15 +422,8 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             Some(v) => (v.get_ref().as_str(), v.span()),
             None => (DEFAULT_NAME_RULE, 0..0),
         };
-        let anchored = format!(
-            "^(?:{})$",
-            pattern.trim_start_matches('^').trim_end_matches('$')
-        );
-        Regex::new(&anchored).unwrap_or_else(|e| {
-            errors.at(
-                span,
-                format!("naming rule {pattern:?} is not a valid regular expression: {e}"),
-            );
+        naming_rule(pattern).unwrap_or_else(|e| {
+            errors.at(span, e);
             NAME_RULE.clone()
         })
     };
