@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use crate::duration::Span;
+use crate::repo::{RepoPattern, RepoUrl};
 
 /// The file that declares the pipeline.
 pub const POLICY_FILE: &str = "custody.toml";
@@ -118,7 +119,7 @@ struct KeyDoc {
 struct BuilderDoc {
     id: Spanned<String>,
     key: Spanned<String>,
-    source_repos: Spanned<Vec<String>>,
+    source_repos: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -182,8 +183,11 @@ pub struct Builder {
     pub key: PublicKey,
     /// Key id of `key`.
     pub key_id: String,
-    /// Source repositories it may build (a trailing `*` matches any suffix).
+    /// Source repositories it may build, as written: patterns of normalised URLs where `*`
+    /// is one path segment and a trailing `**` any depth (see [`RepoPattern`]).
     pub source_repos: Vec<String>,
+    /// `source_repos`, parsed.
+    pub(crate) patterns: Vec<RepoPattern>,
 }
 
 /// One environment and its gates.
@@ -324,12 +328,10 @@ impl Policy {
 }
 
 impl Builder {
-    /// Whether this builder may build `repo`.
+    /// Whether this builder may build `repo`: a URL in normal form (anything ambiguous,
+    /// like a `..` segment or an encoded dot, is refused) that one of its patterns names.
     pub fn may_build(&self, repo: &str) -> bool {
-        self.source_repos.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => repo.starts_with(prefix),
-            None => repo == p,
-        })
+        RepoUrl::parse(repo).is_ok_and(|url| self.patterns.iter().any(|p| p.matches(&url)))
     }
 }
 
@@ -480,6 +482,16 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                 ),
             );
         }
+        let mut patterns = Vec::new();
+        for repo in b.source_repos.get_ref() {
+            match RepoPattern::parse(repo.get_ref()) {
+                Ok(p) => patterns.push(p),
+                Err(e) => errors.at(
+                    repo.span(),
+                    format!("source repository pattern {:?} {e}", repo.get_ref()),
+                ),
+            }
+        }
         if let Some(key) = load_key(&b.key, &mut errors) {
             if release_keys.contains_key(&key.key_id().to_string()) {
                 errors.at(
@@ -491,7 +503,13 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                 id: b.id.get_ref().clone(),
                 key_id: key.key_id().to_string(),
                 key,
-                source_repos: b.source_repos.get_ref().clone(),
+                source_repos: b
+                    .source_repos
+                    .get_ref()
+                    .iter()
+                    .map(|r| r.get_ref().clone())
+                    .collect(),
+                patterns,
             });
         }
     }

@@ -13,6 +13,7 @@ mod compile;
 mod duration;
 mod evaluate;
 mod facts;
+mod repo;
 
 pub use compile::{
     Approvals, Builder, Bundle, Environment, Freeze, MAX_POLICY_FILE, POLICY_FILE, Policy,
@@ -27,3 +28,4 @@ pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
     ReleaseFacts,
 };
+pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
