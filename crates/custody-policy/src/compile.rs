@@ -6,6 +6,7 @@
 //! role nobody holds, a builder with no source repositories.
 
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::fmt;
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -17,7 +18,9 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use crate::duration::Span;
-use crate::repo::{RepoPattern, RepoUrl};
+use crate::policy::{Approvals, Builder, Environment, Freeze, Policy};
+use crate::repo::RepoPattern;
+use crate::roles::{Role, RolesDoc, compile_roles, names, roles_here};
 
 /// The file that declares the pipeline.
 pub const POLICY_FILE: &str = "custody.toml";
@@ -90,7 +93,7 @@ struct Doc {
     #[serde(default)]
     naming: Option<NamingDoc>,
     #[serde(default)]
-    roles: BTreeMap<String, Spanned<Vec<String>>>,
+    roles: RolesDoc,
     #[serde(default, rename = "release_key")]
     release_keys: Vec<KeyDoc>,
     #[serde(default, rename = "builder")]
@@ -139,7 +142,7 @@ struct EnvDoc {
     /// Only these builders (ids of declared [[builder]]s) may build for here.
     builders: Option<Spanned<Vec<String>>>,
     /// Roles whose holders may break glass into this environment.
-    break_glass: Option<Spanned<Vec<String>>>,
+    break_glass: Option<Spanned<Vec<Spanned<String>>>>,
     /// Windows when promotions here need break-glass.
     #[serde(default)]
     freeze: Vec<Spanned<FreezeDoc>>,
@@ -157,87 +160,8 @@ struct FreezeDoc {
 #[serde(deny_unknown_fields)]
 struct ApprovalsDoc {
     quorum: Spanned<u32>,
-    roles: Spanned<Vec<String>>,
+    roles: Spanned<Vec<Spanned<String>>>,
     expires: Option<Spanned<String>>,
-}
-
-/// A compiled policy: what every gate checks, by environment.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub(crate) digest: String,
-    pub(crate) artifact_name: Regex,
-    pub(crate) release_name: Regex,
-    pub(crate) semver: bool,
-    pub(crate) roles: BTreeMap<String, BTreeSet<String>>,
-    pub(crate) release_keys: BTreeMap<String, PublicKey>,
-    pub(crate) builders: Vec<Builder>,
-    pub(crate) environments: Vec<Environment>,
-}
-
-/// A trusted builder.
-#[derive(Debug, Clone)]
-pub struct Builder {
-    /// Its SLSA builder id.
-    pub id: String,
-    /// Its signing key.
-    pub key: PublicKey,
-    /// Key id of `key`.
-    pub key_id: String,
-    /// Source repositories it may build, as written: patterns of normalised URLs where `*`
-    /// is one path segment and a trailing `**` any depth (see [`RepoPattern`]).
-    pub source_repos: Vec<String>,
-    /// `source_repos`, parsed.
-    pub(crate) patterns: Vec<RepoPattern>,
-}
-
-/// One environment and its gates.
-#[derive(Debug, Clone)]
-pub struct Environment {
-    /// Its name.
-    pub name: String,
-    /// The environment a release must be certified in first.
-    pub after: Option<String>,
-    /// Whether a successful deploy report in `after` is required.
-    pub verified: bool,
-    /// How long after certification in `after` before promotion here.
-    pub soak: Option<Span>,
-    /// The approvals required.
-    pub approvals: Option<Approvals>,
-    /// Evidence types every artifact needs.
-    pub evidence: Vec<String>,
-    /// How old evidence may be.
-    pub evidence_max_age: Option<Span>,
-    /// Key ids of the release keys that may sign releases promoted here (`None`: any
-    /// trusted release key).
-    pub release_keys: Option<Vec<String>>,
-    /// Ids of the builders whose provenance counts here (`None`: any trusted builder).
-    pub builders: Option<Vec<String>>,
-    /// Roles whose holders may break glass into this environment (empty: nobody may).
-    pub break_glass: Vec<String>,
-    /// Windows when promotions here need break-glass.
-    pub freezes: Vec<Freeze>,
-}
-
-/// A freeze window: `[from, until)`, Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Freeze {
-    /// It starts.
-    pub from: i64,
-    /// It ends (exclusive).
-    pub until: i64,
-    /// Why (shown to whoever is refused).
-    pub reason: String,
-}
-
-/// An approval requirement.
-#[derive(Debug, Clone)]
-pub struct Approvals {
-    /// Distinct approvers needed.
-    pub quorum: u32,
-    /// Roles whose holders may approve.
-    pub roles: Vec<String>,
-    /// How long an approval counts (default 24h).
-    pub expires: Span,
 }
 
 const DEFAULT_NAME_RULE: &str = "^[a-z0-9][a-z0-9._-]*$";
@@ -250,90 +174,6 @@ static NAME_RULE: LazyLock<Regex> = LazyLock::new(|| {
     )]
     Regex::new(DEFAULT_NAME_RULE).expect("the default naming rule compiles")
 });
-
-impl Policy {
-    /// The bundle's digest: the policy version decisions and approvals are bound to.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
-
-    /// The environments in pipeline order.
-    pub fn environments(&self) -> &[Environment] {
-        &self.environments
-    }
-
-    /// An environment by name.
-    pub fn environment(&self, name: &str) -> Option<&Environment> {
-        self.environments.iter().find(|e| e.name == name)
-    }
-
-    /// A trusted release key by key id.
-    pub fn release_key(&self, key_id: &str) -> Option<&PublicKey> {
-        self.release_keys.get(key_id)
-    }
-
-    /// Every trusted release key.
-    pub fn release_keys(&self) -> impl Iterator<Item = &PublicKey> {
-        self.release_keys.values()
-    }
-
-    /// The trusted builders.
-    pub fn builders(&self) -> &[Builder] {
-        &self.builders
-    }
-
-    /// The roles `principal` holds.
-    pub fn roles_of(&self, principal: &str) -> Vec<&str> {
-        self.roles
-            .iter()
-            .filter(|(_, members)| members.contains(principal))
-            .map(|(role, _)| role.as_str())
-            .collect()
-    }
-
-    /// Every `(role, principal)` binding of `[roles]`, by role then principal.
-    pub fn role_bindings(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.roles
-            .iter()
-            .flat_map(|(role, members)| members.iter().map(move |m| (role.as_str(), m.as_str())))
-    }
-
-    /// Why an artifact name breaks the naming rule, if it does.
-    pub fn check_artifact_name(&self, name: &str) -> Result<(), String> {
-        if self.artifact_name.is_match(name) {
-            Ok(())
-        } else {
-            Err(format!(
-                "artifact name {name:?} does not match the naming rule {}",
-                self.artifact_name.as_str()
-            ))
-        }
-    }
-
-    /// Why a release name or version breaks the naming rules, if it does.
-    pub fn check_release(&self, name: &str, version: &str) -> Result<(), String> {
-        if !self.release_name.is_match(name) {
-            return Err(format!(
-                "release name {name:?} does not match the naming rule {}",
-                self.release_name.as_str()
-            ));
-        }
-        if self.semver {
-            semver::Version::parse(version).map_err(|e| {
-                format!("release version {version:?} is not SemVer (e.g. 1.4.2): {e}")
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl Builder {
-    /// Whether this builder may build `repo`: a URL in normal form (anything ambiguous,
-    /// like a `..` segment or an encoded dot, is refused) that one of its patterns names.
-    pub fn may_build(&self, repo: &str) -> bool {
-        RepoUrl::parse(repo).is_ok_and(|url| self.patterns.iter().any(|p| p.matches(&url)))
-    }
-}
 
 /// A naming rule compiled to match whole names: `^(?:RULE)$`.
 ///
@@ -368,13 +208,13 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-struct Errors<'a> {
+pub(crate) struct Errors<'a> {
     text: &'a str,
     found: Vec<PolicyError>,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(crate) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = position(self.text, span.start);
         self.found.push(PolicyError {
             file: POLICY_FILE.into(),
@@ -439,16 +279,12 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
     );
     let semver = doc.naming.as_ref().and_then(|n| n.semver).unwrap_or(true);
 
-    let mut roles = BTreeMap::new();
-    for (role, members) in &doc.roles {
-        if members.get_ref().is_empty() {
-            errors.at(members.span(), format!("role {role:?} has no members"));
-        }
-        roles.insert(
-            role.clone(),
-            members.get_ref().iter().cloned().collect::<BTreeSet<_>>(),
-        );
-    }
+    let declared: Vec<&str> = doc
+        .environments
+        .iter()
+        .map(|e| e.name.get_ref().as_str())
+        .collect();
+    let grants = compile_roles(&doc.roles, &declared, &mut errors);
 
     let load_key = |path: &Spanned<String>, errors: &mut Errors<'_>| -> Option<PublicKey> {
         let Some(pem) = bundle.files.get(path.get_ref()) else {
@@ -581,29 +417,34 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                     "approvals name no roles, so nobody could approve",
                 );
             }
-            let mut eligible = BTreeSet::new();
-            for role in doc.roles.get_ref() {
-                match roles.get(role) {
-                    Some(members) => eligible.extend(members.iter().cloned()),
-                    None => errors.at(
-                        doc.roles.span(),
-                        format!("role {role:?} is not defined in [roles]"),
-                    ),
-                }
-            }
-            if quorum > 0 && (eligible.len() as u64) < u64::from(quorum) {
+            let roles = roles_here(&doc.roles, name, &grants, &mut errors);
+            // Who could ever approve here (at some time: the compiler has no clock).
+            let eligible: BTreeSet<&str> = grants
+                .iter()
+                .filter(|g| roles.contains(&g.role) && g.covers(Some(name)))
+                .map(|g| g.principal.as_str())
+                .collect();
+            // (After a misspelt role, the count would only repeat that mistake.)
+            if quorum > 0
+                && doc
+                    .roles
+                    .get_ref()
+                    .iter()
+                    .all(|r| r.get_ref().parse::<Role>().is_ok())
+                && eligible.len() < usize::try_from(quorum).unwrap_or(usize::MAX)
+            {
                 errors.at(
                     doc.quorum.span(),
                     format!(
                         "a quorum of {quorum} can never be met: only {} people hold the roles {:?}",
                         eligible.len(),
-                        doc.roles.get_ref()
+                        names(&roles)
                     ),
                 );
             }
             Approvals {
                 quorum,
-                roles: doc.roles.get_ref().clone(),
+                roles,
                 expires: span_of(&doc.expires, &mut errors).unwrap_or(Span::DAY),
             }
         });
@@ -648,18 +489,13 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             ids.get_ref().clone()
         });
         let break_glass = e.break_glass.as_ref().map_or_else(Vec::new, |r| {
-            for role in r.get_ref() {
-                if !roles.contains_key(role) {
-                    errors.at(r.span(), format!("role {role:?} is not defined in [roles]"));
-                }
-            }
             if r.get_ref().is_empty() {
                 errors.at(
                     r.span(),
                     "break_glass names no roles; remove it to let nobody break glass",
                 );
             }
-            r.get_ref().clone()
+            roles_here(r, name, &grants, &mut errors)
         });
         let mut freezes = Vec::new();
         for f in &e.freeze {
@@ -717,7 +553,7 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
         artifact_name,
         release_name,
         semver,
-        roles,
+        grants,
         release_keys,
         builders,
         environments,

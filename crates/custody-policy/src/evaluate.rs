@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::compile::Policy;
 use crate::facts::Facts;
+use crate::policy::Policy;
+use crate::roles::names;
 
 /// The engine's name and version, recorded in every decision.
 pub const ENGINE: &str = concat!("custody-policy/", env!("CARGO_PKG_VERSION"));
@@ -334,10 +335,10 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
     // Break-glass: loud, recorded, and only for whom the policy names.
     if let Some(reason) = &facts.break_glass {
         let who = &facts.requested_by;
-        let may = policy
-            .roles_of(who)
+        let may = env
+            .break_glass
             .iter()
-            .any(|r| env.break_glass.iter().any(|x| x == r));
+            .any(|r| policy.holds(who, *r, Some(&env.name), facts.now));
         if !may {
             let problem = if env.break_glass.is_empty() {
                 format!(
@@ -347,7 +348,8 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
             } else {
                 format!(
                     "{who} may not break glass into {}: it takes one of the roles {:?}",
-                    env.name, env.break_glass
+                    env.name,
+                    names(&env.break_glass)
                 )
             };
             gates.push("break-glass", vec![problem], vec![], String::new());
@@ -406,7 +408,7 @@ pub fn approval_standings(policy: &Policy, facts: &Facts) -> Option<Vec<(String,
 fn standings(
     policy: &Policy,
     facts: &Facts,
-    rule: &crate::compile::Approvals,
+    rule: &crate::policy::Approvals,
 ) -> Vec<(String, Standing)> {
     let release = &facts.release;
     let mut counted: Vec<&str> = Vec::new();
@@ -431,12 +433,12 @@ fn standings(
             ignored("built an artifact of the release".into())
         } else if release.signed_by == a.by {
             ignored("signed the release".into())
-        } else if !policy
-            .roles_of(&a.by)
+        } else if !rule
+            .roles
             .iter()
-            .any(|r| rule.roles.iter().any(|x| x == r))
+            .any(|r| policy.holds(&a.by, *r, Some(&facts.environment), facts.now))
         {
-            ignored(format!("holds none of the roles {:?}", rule.roles))
+            ignored(format!("holds none of the roles {:?}", names(&rule.roles)))
         } else if counted.contains(&a.by.as_str()) {
             ignored("already counted".into())
         } else {
@@ -451,7 +453,7 @@ fn standings(
 fn approvals(
     policy: &Policy,
     facts: &Facts,
-    rule: &crate::compile::Approvals,
+    rule: &crate::policy::Approvals,
 ) -> (Vec<String>, Vec<String>, String) {
     let standings = standings(policy, facts, rule);
     let by = |id: &str| {

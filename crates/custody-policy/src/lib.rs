@@ -13,12 +13,11 @@ mod compile;
 mod duration;
 mod evaluate;
 mod facts;
+mod policy;
 mod repo;
+mod roles;
 
-pub use compile::{
-    Approvals, Builder, Bundle, Environment, Freeze, MAX_POLICY_FILE, POLICY_FILE, Policy,
-    PolicyError, PolicyErrors, compile,
-};
+pub use compile::{Bundle, MAX_POLICY_FILE, POLICY_FILE, PolicyError, PolicyErrors, compile};
 pub use duration::Span;
 pub use evaluate::{
     Decision, ENGINE, GateResult, OVERRIDABLE, Standing, Status, approval_standings, evaluate,
@@ -28,4 +27,6 @@ pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
     ReleaseFacts,
 };
+pub use policy::{Approvals, Builder, Environment, Freeze, Policy};
 pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
+pub use roles::{Grant, Role, UnknownRole};
