@@ -10,23 +10,24 @@
 //! inputs; the decision records the policy digest, the facts' digest and [`ENGINE`].
 
 mod compile;
+mod decision;
 mod duration;
 mod evaluate;
 mod facts;
 mod policy;
 mod repo;
+mod review;
 mod roles;
 
 pub use compile::{Bundle, MAX_POLICY_FILE, POLICY_FILE, PolicyError, PolicyErrors, compile};
+pub use decision::{Decision, ENGINE, Gate, GateResult, OVERRIDABLE, Status, facts_digest};
 pub use duration::Span;
-pub use evaluate::{
-    Decision, ENGINE, GateResult, OVERRIDABLE, Standing, Status, approval_standings, evaluate,
-    facts_digest,
-};
+pub use evaluate::{evaluate, evaluate_standing};
 pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
     ReleaseFacts,
 };
 pub use policy::{Approvals, Builder, Environment, Freeze, Policy};
 pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
+pub use review::{DEFAULT_REVIEWERS, NotEligible, Standing, approval_standings, may_review};
 pub use roles::{Grant, Role, UnknownRole};

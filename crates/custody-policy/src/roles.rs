@@ -170,14 +170,21 @@ impl Policy {
 
     /// The grants `principal` holds at `now` (Unix seconds), in any environment.
     pub fn grants_of(&self, principal: &str, now: i64) -> impl Iterator<Item = &Grant> {
-        // Sorted by principal at compile time: one binary search finds them.
+        self.all_grants_of(principal)
+            .iter()
+            .filter(move |g| g.live_at(now))
+    }
+
+    /// Every grant to `principal`, ended or not.
+    pub(crate) fn all_grants_of(&self, principal: &str) -> &[Grant] {
+        // Sorted by principal at compile time: two binary searches find them.
         let start = self
             .grants
             .partition_point(|g| g.principal.as_str() < principal);
-        self.grants[start..]
-            .iter()
-            .take_while(move |g| g.principal == principal)
-            .filter(move |g| g.live_at(now))
+        let end = self
+            .grants
+            .partition_point(|g| g.principal.as_str() <= principal);
+        &self.grants[start..end]
     }
 
     /// Every grant of `[roles]`, ended or not, by principal, then role and scope.

@@ -5,7 +5,7 @@
 
 mod fixture;
 
-use custody_policy::{Span, Status, compile, evaluate};
+use custody_policy::{Gate, Span, Status, compile, evaluate};
 use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts};
 
 #[track_caller]
@@ -68,7 +68,7 @@ fn the_longest_span_is_ten_years_and_it_holds() {
     let g = d
         .gates
         .iter()
-        .find(|g| g.gate == "previous-environment")
+        .find(|g| g.gate == Gate::PreviousEnvironment)
         .unwrap();
     assert_eq!(g.status, Status::Waiting, "{g:?}");
 }
@@ -104,7 +104,7 @@ fn extreme_recorded_times_neither_panic_nor_wrap() {
     let mut f = base.clone();
     f.release.artifacts[0].evidence[0].at = i64::MIN;
     let d = evaluate(&policy, &f);
-    let g = d.gates.iter().find(|g| g.gate == "evidence").unwrap();
+    let g = d.gates.iter().find(|g| g.gate == Gate::Evidence).unwrap();
     assert_eq!(g.status, Status::Fail, "{g:?}");
     let _ = HOUR + NOW;
 }

@@ -11,7 +11,7 @@ use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts, policy};
 fn gate<'a>(d: &'a Decision, name: &str) -> &'a custody_policy::GateResult {
     d.gates
         .iter()
-        .find(|g| g.gate == name)
+        .find(|g| g.gate.name() == name)
         .unwrap_or_else(|| panic!("no gate {name}: {d:?}"))
 }
 
@@ -28,7 +28,7 @@ fn a_complete_promotion_passes_every_gate() {
     let (policy, keys) = policy();
     let d = evaluate(&policy, &passing_facts(&policy, &keys, 3));
     assert!(d.allowed, "{d:#?}");
-    let names: Vec<_> = d.gates.iter().map(|g| g.gate.as_str()).collect();
+    let names: Vec<_> = d.gates.iter().map(|g| g.gate.name()).collect();
     assert_eq!(
         names,
         [

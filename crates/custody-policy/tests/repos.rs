@@ -6,7 +6,7 @@
 
 mod fixture;
 
-use custody_policy::{Builder, Status, compile, evaluate};
+use custody_policy::{Builder, Gate, Status, compile, evaluate};
 use fixture::{bundle, keys, passing_facts};
 use proptest::prelude::*;
 use std::sync::LazyLock;
@@ -138,7 +138,7 @@ fn the_provenance_gate_refuses_a_traversal_out_of_the_allowed_tree() {
         .unwrap()
         .source_repo = "https://git.example/acme/../evil/backdoor".into();
     let d = evaluate(&policy, &f);
-    let g = d.gates.iter().find(|g| g.gate == "provenance").unwrap();
+    let g = d.gates.iter().find(|g| g.gate == Gate::Provenance).unwrap();
     assert_eq!(g.status, Status::Fail, "{g:?}");
     assert!(g.reason.contains("may not build service-0"), "{g:?}");
 }

@@ -5,7 +5,7 @@
 
 mod fixture;
 
-use custody_policy::{Grant, Policy, Role, Status, compile, evaluate};
+use custody_policy::{Gate, Grant, Policy, Role, Status, compile, evaluate};
 use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts};
 
 const UNTIL: &str = "2026-11-18T21:06:40Z"; // NOW + 10 hours
@@ -186,7 +186,7 @@ fn approvals_count_only_from_grants_that_hold_there_and_then() {
     let policy = compile(&bundle(&text, &k)).unwrap();
     let facts = passing_facts(&policy, &k, 1);
     let d = evaluate(&policy, &facts);
-    let g = d.gates.iter().find(|g| g.gate == "approvals").unwrap();
+    let g = d.gates.iter().find(|g| g.gate == Gate::Approvals).unwrap();
     assert_eq!(g.status, Status::Waiting, "{g:?}");
     assert!(g.reason.contains("2 of 3 approvals"), "{g:?}");
     assert!(g.reason.contains("sam ("), "{g:?}");
@@ -222,7 +222,7 @@ fn break_glass_takes_the_role_in_that_environment() {
     assert!(evaluate(&policy, &f).allowed);
     f.requested_by = "stan".into();
     let d = evaluate(&policy, &f);
-    let g = d.gates.iter().find(|g| g.gate == "break-glass").unwrap();
+    let g = d.gates.iter().find(|g| g.gate == Gate::BreakGlass).unwrap();
     assert_eq!(g.status, Status::Fail, "{g:?}");
     assert!(
         g.reason.contains(
