@@ -3,7 +3,10 @@
 //! Compilation reports every mistake it finds, each with the file, line and column, and
 //! refuses contradictions a reviewer would miss: an environment `after` one that does not
 //! exist or comes later, an empty quorum, a quorum more people than could ever approve, a
-//! role nobody holds, a builder with no source repositories.
+//! role nobody holds there, a builder with no source repositories. It also refuses what
+//! would quietly mean something else: a role custody does not know or a meaningless scope
+//! (`admin:readonly`), a duration over ten years, a naming rule that is not a regular
+//! expression on its own, a repository pattern that is not a clean URL.
 
 use std::collections::{BTreeMap, BTreeSet};
 
