@@ -13,6 +13,7 @@
 use crate::decision::{Decision, Gate, Gates, OVERRIDABLE, Status, when};
 use crate::facts::Facts;
 use crate::policy::{Environment, Policy};
+use crate::repo::RepoUrl;
 use crate::review::approvals_gate;
 use crate::roles::names;
 
@@ -146,6 +147,8 @@ fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gate
 
     // Provenance of every artifact, by a trusted builder of an allowed repository.
     let mut problems = Vec::new();
+    // A release's artifacts mostly come from one repository: each URL is parsed once.
+    let mut urls: Vec<(&str, Option<RepoUrl>)> = Vec::new();
     for a in &release.artifacts {
         let Some(p) = &a.provenance else {
             problems.push(format!("artifact {} has no provenance", a.name));
@@ -172,10 +175,12 @@ fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gate
                 "the provenance of {} names builder {:?}, but its key belongs to {:?}",
                 a.name, p.builder_id, b.id
             )),
-            Some(b) if !b.may_build(&p.source_repo) => problems.push(format!(
-                "builder {:?} may not build {} (from {})",
-                b.id, a.name, p.source_repo
-            )),
+            Some(b) if !b.may_build_url(parsed(&mut urls, &p.source_repo)) => {
+                problems.push(format!(
+                    "builder {:?} may not build {} (from {})",
+                    b.id, a.name, p.source_repo
+                ))
+            }
             Some(_) => {}
         }
         if !p.subject_matches {
@@ -191,6 +196,21 @@ fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gate
         vec![],
         "every artifact has provenance from a trusted builder".into(),
     );
+}
+
+/// `repo` parsed (`None` if it is not a clean URL), parsing it only the first time.
+fn parsed<'u, 'r>(
+    urls: &'u mut Vec<(&'r str, Option<RepoUrl>)>,
+    repo: &'r str,
+) -> Option<&'u RepoUrl> {
+    let i = match urls.iter().position(|(r, _)| *r == repo) {
+        Some(i) => i,
+        None => {
+            urls.push((repo, RepoUrl::parse(repo).ok()));
+            urls.len() - 1
+        }
+    };
+    urls.get(i).and_then(|(_, url)| url.as_ref())
 }
 
 /// The previous environment: certified there, soaked, deployed successfully.

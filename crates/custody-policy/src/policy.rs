@@ -155,6 +155,11 @@ impl Builder {
     /// Whether this builder may build `repo`: a URL in normal form (anything ambiguous,
     /// like a `..` segment or an encoded dot, is refused) that one of its patterns names.
     pub fn may_build(&self, repo: &str) -> bool {
-        RepoUrl::parse(repo).is_ok_and(|url| self.patterns.iter().any(|p| p.matches(&url)))
+        self.may_build_url(RepoUrl::parse(repo).ok().as_ref())
+    }
+
+    /// Whether this builder may build the repository at `url` (`None`: not a clean URL).
+    pub(crate) fn may_build_url(&self, url: Option<&RepoUrl>) -> bool {
+        url.is_some_and(|url| self.patterns.iter().any(|p| p.matches(url)))
     }
 }

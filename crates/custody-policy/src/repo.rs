@@ -80,10 +80,10 @@ pub enum RepoUrlError {
 /// A repository URL in normal form (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoUrl {
-    scheme: String,
-    /// Host, lowercased, with `:port` unless it is the scheme's default.
-    authority: String,
-    segments: Vec<String>,
+    /// The whole normal form, `scheme://authority/segment/…`, in one allocation.
+    text: String,
+    /// Where the path (its first `/`) starts in `text`.
+    path_start: usize,
 }
 
 /// One path segment of a pattern.
@@ -99,31 +99,38 @@ enum Part {
 /// A pattern of repository URLs (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoPattern {
+    /// As written.
     text: String,
-    scheme: String,
-    authority: String,
+    /// `scheme://authority`, normalised.
+    origin: String,
     parts: Vec<Part>,
 }
 
 impl RepoUrl {
     /// Parses and normalises a repository URL, refusing every ambiguous spelling.
     pub fn parse(text: &str) -> Result<RepoUrl, RepoUrlError> {
-        let (scheme, authority, segments) = split(text)?;
-        let segments = segments
-            .map(|s| segment(s, false))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut normal = String::with_capacity(text.len());
+        let segments = origin(text, &mut normal)?;
+        let path_start = normal.len();
+        for raw in segments {
+            normal.push('/');
+            segment(raw, false, &mut normal)?;
+        }
         Ok(RepoUrl {
-            scheme,
-            authority,
-            segments,
+            text: normal,
+            path_start,
         })
+    }
+
+    /// Its path segments, normalised.
+    fn segments(&self) -> std::str::Split<'_, char> {
+        self.text[self.path_start + 1..].split('/')
     }
 }
 
 impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.authority)?;
-        self.segments.iter().try_for_each(|s| write!(f, "/{s}"))
+        f.write_str(&self.text)
     }
 }
 
@@ -131,31 +138,34 @@ impl RepoPattern {
     /// Parses a pattern: a repository URL whose path segments may be `*`, and whose last
     /// one may be `**`.
     pub fn parse(text: &str) -> Result<RepoPattern, RepoUrlError> {
-        let (scheme, authority, segments) = split(text)?;
-        let segments: Vec<&str> = segments.collect();
+        let mut normal = String::new();
+        let segments: Vec<&str> = origin(text, &mut normal)?.collect();
         let mut parts = Vec::with_capacity(segments.len());
         for (i, s) in segments.iter().enumerate() {
             parts.push(match *s {
                 "*" => Part::One,
                 "**" if i + 1 == segments.len() => Part::AnyDepth,
                 "**" => return Err(RepoUrlError::DeepNotLast),
-                s => Part::Literal(segment(s, true)?),
+                s => {
+                    let mut literal = String::new();
+                    segment(s, true, &mut literal)?;
+                    Part::Literal(literal)
+                }
             });
         }
         Ok(RepoPattern {
             text: text.to_owned(),
-            scheme,
-            authority,
+            origin: normal,
             parts,
         })
     }
 
     /// Whether `url` is one of the repositories this pattern names.
     pub fn matches(&self, url: &RepoUrl) -> bool {
-        if url.scheme != self.scheme || url.authority != self.authority {
+        if url.text[..url.path_start] != self.origin {
             return false;
         }
-        let mut segments = url.segments.iter();
+        let mut segments = url.segments();
         for part in &self.parts {
             match part {
                 Part::AnyDepth => return segments.next().is_some(),
@@ -165,7 +175,7 @@ impl RepoPattern {
                     }
                 }
                 Part::Literal(l) => {
-                    if segments.next() != Some(l) {
+                    if segments.next() != Some(l.as_str()) {
                         return false;
                     }
                 }
@@ -181,39 +191,49 @@ impl fmt::Display for RepoPattern {
     }
 }
 
-/// The scheme and authority, normalised, and the raw path segments.
-fn split(text: &str) -> Result<(String, String, std::str::Split<'_, char>), RepoUrlError> {
-    if !text.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(RepoUrlError::NotPrintable);
+/// Writes `scheme://authority`, normalised, to `out`; returns the raw path segments.
+fn origin<'t>(text: &'t str, out: &mut String) -> Result<std::str::Split<'t, char>, RepoUrlError> {
+    // One pass for the characters no repository URL has.
+    for b in text.bytes() {
+        match b {
+            b'\\' => return Err(RepoUrlError::Backslash),
+            b'?' | b'#' => return Err(RepoUrlError::QueryOrFragment),
+            0x21..=0x7e => {}
+            _ => return Err(RepoUrlError::NotPrintable),
+        }
     }
-    if text.contains('\\') {
-        return Err(RepoUrlError::Backslash);
-    }
-    if text.contains(['?', '#']) {
-        return Err(RepoUrlError::QueryOrFragment);
-    }
-    let (scheme, rest) = text.split_once("://").ok_or(RepoUrlError::NoScheme)?;
+    // The scheme has no `:`, so the first one must begin `://`.
+    let colon = text.find(':').ok_or(RepoUrlError::NoScheme)?;
+    let (scheme, rest) = (&text[..colon], &text[colon..]);
+    let rest = rest.strip_prefix("://").ok_or(RepoUrlError::NoScheme)?;
     let mut chars = scheme.chars();
     if !chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     {
         return Err(RepoUrlError::NoScheme);
     }
-    let scheme = scheme.to_ascii_lowercase();
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     if authority.contains('@') {
         return Err(RepoUrlError::Userinfo);
     }
-    let authority = normal_authority(&scheme, authority)?;
+    push_lowercase(out, scheme);
+    out.push_str("://");
+    normal_authority(scheme, authority, out)?;
     let path = path.strip_prefix('/').unwrap_or(path);
     if path.is_empty() {
         return Err(RepoUrlError::NoPath);
     }
-    Ok((scheme, authority, path.split('/')))
+    Ok(path.split('/'))
 }
 
-/// `host[:port]` lowercased, without the scheme's default port.
-fn normal_authority(scheme: &str, authority: &str) -> Result<String, RepoUrlError> {
+fn push_lowercase(out: &mut String, ascii: &str) {
+    let start = out.len();
+    out.push_str(ascii);
+    out[start..].make_ascii_lowercase();
+}
+
+/// Writes `host[:port]` to `out`, lowercased, without the scheme's default port.
+fn normal_authority(scheme: &str, authority: &str, out: &mut String) -> Result<(), RepoUrlError> {
     let (host, port) = if let Some(literal) = authority.strip_prefix('[') {
         // An IPv6 literal: hex digits, `:` and `.` (an embedded IPv4) between brackets.
         let (inner, after) = literal
@@ -252,33 +272,31 @@ fn normal_authority(scheme: &str, authority: &str) -> Result<String, RepoUrlErro
             "a host is letters, digits and `-` in non-empty labels separated by `.`",
         ));
     }
-    let mut out = host.to_ascii_lowercase();
+    push_lowercase(out, host);
     if let Some(port) = port {
         let number: u16 = if port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) {
             port.parse().map_err(|_| RepoUrlError::Port)?
         } else {
             return Err(RepoUrlError::Port);
         };
-        let default = match scheme {
-            "http" => Some(80),
-            "https" => Some(443),
-            "ssh" => Some(22),
-            "git" => Some(9418),
-            _ => None,
-        };
+        let default = [("http", 80), ("https", 443), ("ssh", 22), ("git", 9418)]
+            .into_iter()
+            .find(|(name, _)| scheme.eq_ignore_ascii_case(name))
+            .map(|(_, port)| port);
         if number == 0 {
             return Err(RepoUrlError::Port);
         }
         if default != Some(number) {
-            out.push_str(&format!(":{number}"));
+            out.push(':');
+            out.push_str(&number.to_string());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// One path segment, percent-escapes normalised; `*` refused unless `pattern` (where a
-/// whole-segment `*` never reaches here).
-fn segment(raw: &str, pattern: bool) -> Result<String, RepoUrlError> {
+/// Writes one path segment to `out`, percent-escapes normalised; `*` refused in a pattern
+/// (where a whole-segment `*` never reaches here).
+fn segment(raw: &str, pattern: bool, out: &mut String) -> Result<(), RepoUrlError> {
     match raw {
         "" => return Err(RepoUrlError::EmptySegment),
         "." | ".." => return Err(RepoUrlError::DotSegment),
@@ -287,8 +305,11 @@ fn segment(raw: &str, pattern: bool) -> Result<String, RepoUrlError> {
     if pattern && raw.contains('*') {
         return Err(RepoUrlError::PartialWildcard);
     }
+    if !raw.contains('%') {
+        out.push_str(raw);
+        return Ok(());
+    }
     let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'%' {
@@ -310,12 +331,12 @@ fn segment(raw: &str, pattern: bool) -> Result<String, RepoUrlError> {
             }
             _ => {
                 out.push('%');
-                out.push_str(&hex.to_ascii_uppercase());
+                out.extend(hex.chars().map(|c| c.to_ascii_uppercase()));
             }
         }
         i += 3;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
