@@ -9,7 +9,6 @@
 //! expression on its own, a repository pattern that is not a clean URL.
 
 use std::collections::{BTreeMap, BTreeSet};
-
 use std::fmt;
 use std::ops::Range;
 use std::sync::LazyLock;

@@ -11,7 +11,7 @@
 //! tightened policy denies what it would refuse to promote.
 
 use crate::decision::{Decision, Gate, Gates, OVERRIDABLE, Status, when};
-use crate::facts::Facts;
+use crate::facts::{Facts, ReleaseFacts};
 use crate::policy::{Environment, Policy};
 use crate::repo::RepoUrl;
 use crate::review::approvals_gate;
@@ -83,8 +83,19 @@ fn known_environment<'p>(
 /// The gates of what the release is, whenever it is asked: its signature, its names and its
 /// artifacts' provenance.
 fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gates) {
-    let release = &facts.release;
-    // The release manifest: signed by a trusted release key that built nothing in it.
+    release_signature(policy, env, &facts.release, gates);
+    naming(policy, &facts.release, gates);
+    provenance(policy, env, &facts.release, gates);
+}
+
+/// The release manifest: signed by a trusted release key allowed here that built nothing in
+/// the release.
+fn release_signature(
+    policy: &Policy,
+    env: &Environment,
+    release: &ReleaseFacts,
+    gates: &mut Gates,
+) {
     let mut problems = Vec::new();
     match &release.signing_key {
         None if release.signatures == 0 => {
@@ -127,8 +138,10 @@ fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gate
         vec![],
         "signed by a trusted release key".into(),
     );
+}
 
-    // Naming.
+/// The release's and its artifacts' names, and its version.
+fn naming(policy: &Policy, release: &ReleaseFacts, gates: &mut Gates) {
     let mut problems = Vec::new();
     if let Err(e) = policy.check_release(&release.name, &release.version) {
         problems.push(e);
@@ -144,8 +157,11 @@ fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gate
         vec![],
         "names and version follow the naming rules".into(),
     );
+}
 
-    // Provenance of every artifact, by a trusted builder of an allowed repository.
+/// Provenance of every artifact, by a trusted builder allowed here, of a repository it may
+/// build.
+fn provenance(policy: &Policy, env: &Environment, release: &ReleaseFacts, gates: &mut Gates) {
     let mut problems = Vec::new();
     // A release's artifacts mostly come from one repository: each URL is parsed once.
     let mut urls: Vec<(&str, Option<RepoUrl>)> = Vec::new();

@@ -120,8 +120,8 @@ pub(crate) fn names(roles: &[Role]) -> Vec<&'static str> {
 }
 
 /// One grant of `[roles]`: `principal` holds `role` (in `environment` only, if scoped)
-/// until `until` (if it ends).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// until `until` (if it ends). Ordered by principal first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Grant {
     /// Who holds it.
     pub principal: String,
