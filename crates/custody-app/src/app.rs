@@ -76,8 +76,16 @@ type AppendObserver = Box<dyn Fn(std::time::Duration, bool) + Send + Sync>;
 
 /// (environment, digest).
 pub(crate) type VerdictKey = (String, String);
-/// (environment record version, policy digest) a verdict was computed from.
-pub(crate) type VerdictStamp = (Option<u64>, String);
+/// What a cached verdict was computed from; it is served only while all are the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VerdictStamp {
+    /// The environment record's version.
+    pub(crate) environment: Option<u64>,
+    /// The policy in force.
+    pub(crate) policy: String,
+    /// The certifying promotion's record version (reviews after the fact write it).
+    pub(crate) promotion: Option<u64>,
+}
 
 /// Verdicts kept at most (the cache is cleared when it fills).
 const VERDICTS_KEPT: usize = 10_000;
@@ -190,7 +198,7 @@ impl<S: Store> App<S> {
         if let Some(policy) = self.cached_policy(&record.value.digest) {
             return Ok(policy);
         }
-        let policy = Arc::new(custody_policy::compile(&record.value.bundle)?);
+        let policy = Arc::new(custody_policy::compile_recorded(&record.value.bundle)?);
         if let Ok(mut cache) = self.policy.lock() {
             *cache = Some((record.value.digest.clone(), policy.clone()));
         }
@@ -238,7 +246,7 @@ impl<S: Store> App<S> {
                 format!("policy version {digest} is not recorded")
             })
             .await?;
-        Ok(custody_policy::compile(&record.value.bundle)?)
+        Ok(custody_policy::compile_recorded(&record.value.bundle)?)
     }
 
     pub(crate) async fn append(

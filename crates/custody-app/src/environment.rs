@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use custody_crypto::PublicKey;
-use custody_crypto::dsse;
 use custody_model::Digest;
 use custody_policy::{Policy, Status};
 use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{Actor, App, Once, Versioned, event, write};
+use crate::app::{Actor, App, Once, VerdictStamp, Versioned, event, write};
 use crate::attestations::ReadProvenance;
 use crate::events::{
     self, BuildSide, ChangedArtifact, DeployStatus, EventBody, NamedDigest, ReleaseDiff,
@@ -21,9 +19,15 @@ use crate::records::{
 };
 use crate::{AppError, AppResult};
 
-/// The gates a rollback target is re-checked against: the release itself, not its
-/// history (approvals and the previous environment held when it was certified).
-const RECHECKED: [&str; 4] = ["release-signature", "naming", "provenance", "evidence"];
+/// The gates of `decision` that did not pass, as `gate: reason`.
+fn failing_gates(decision: &custody_policy::Decision) -> Vec<String> {
+    decision
+        .gates
+        .iter()
+        .filter(|g| g.status != Status::Pass)
+        .map(|g| format!("{}: {}", g.gate, g.reason))
+        .collect()
+}
 
 /// Most digests one deploy report may name.
 pub const MAX_DIGESTS_PER_REPORT: usize = 1000;
@@ -422,7 +426,8 @@ impl<S: Store> App<S> {
     }
 
     /// Re-checks a release that was certified in `environment` against the current
-    /// policy; `None` if it still passes, else why not.
+    /// policy's standing rules (`custody_policy::evaluate_standing`: signatures, naming,
+    /// provenance, required evidence); `None` if it still stands, else why not.
     async fn recheck(
         &self,
         policy: &Policy,
@@ -430,26 +435,33 @@ impl<S: Store> App<S> {
         certification: &Certification,
         actor: &Actor,
     ) -> AppResult<Option<String>> {
+        let (_, standing) = self
+            .standing(policy, environment, certification, actor.now)
+            .await?;
+        let failing = failing_gates(&standing);
+        Ok((!failing.is_empty()).then(|| failing.join("; ")))
+    }
+
+    /// The facts of `certification`'s release as if promoted into `environment` now, and its
+    /// standing there under `policy`.
+    async fn standing(
+        &self,
+        policy: &Policy,
+        environment: &str,
+        certification: &Certification,
+        now: custody_model::Timestamp,
+    ) -> AppResult<(custody_policy::Facts, custody_policy::Decision)> {
         let release = self.release(&certification.release).await?;
-        let promotion: PromotionRecord = self
+        let mut promotion: PromotionRecord = self
             .require(kind::PROMOTION, &certification.promotion, || {
                 format!("no promotion {}", certification.promotion)
             })
             .await?
             .value;
-        let mut promotion = promotion;
         promotion.environment = environment.into();
-        let facts = self
-            .facts(policy, &promotion, &release, &[], actor.now)
-            .await?;
-        let decision = custody_policy::evaluate(policy, &facts.facts);
-        let failing: Vec<String> = decision
-            .gates
-            .iter()
-            .filter(|g| RECHECKED.contains(&g.gate.as_str()) && g.status != Status::Pass)
-            .map(|g| format!("{}: {}", g.gate, g.reason))
-            .collect();
-        Ok((!failing.is_empty()).then(|| failing.join("; ")))
+        let gathered = self.facts(policy, &promotion, &release, &[], now).await?;
+        let standing = custody_policy::evaluate_standing(policy, &gathered.facts);
+        Ok((gathered.facts, standing))
     }
 
     /// What differs between two releases: artifacts added, removed and changed, with the
@@ -503,29 +515,39 @@ impl<S: Store> App<S> {
     }
 
     /// The deploy gate: may `digest` run in `environment` now? Only if it belongs to the
-    /// release certified there, that release's signature and its artifacts' provenance
-    /// still verify with keys the current policy trusts (a removed key is a revoked one),
-    /// and no approver has since rejected it.
+    /// release certified there, that release still stands under the policy in force (its
+    /// signature and every artifact's provenance verify with keys the policy trusts there,
+    /// its builders may build its repositories, its names pass, the evidence the environment
+    /// requires is attached: `custody_policy::evaluate_standing`), and nobody who could have
+    /// approved it has since rejected it.
     ///
-    /// Answers are cached by (environment, digest) and valid while the environment record
-    /// and the policy in force are the versions they were computed from: everything else a
-    /// verdict reads (the release, its decision, its artifacts' provenance, the reviews of a
-    /// certified promotion) never changes once written.
+    /// Answers are cached by (environment, digest) and served while everything the verdict
+    /// read is the version it was computed from: the environment record, the policy in force
+    /// and the certifying promotion's record (an after-the-fact review writes it); the rest
+    /// (the release, its artifacts, its decision) never changes once written.
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
         let policy = self.policy().await?;
         let env_now = self
             .get_hot::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
             .await?;
-        let stamp = (
-            env_now.as_ref().map(|e| e.version),
-            policy.digest().to_owned(),
-        );
+        let promotion = match env_now.as_ref().and_then(|e| e.value.certified.as_ref()) {
+            Some(cert) => {
+                self.get_hot::<PromotionRecord>(kind::PROMOTION, &cert.promotion)
+                    .await?
+            }
+            None => None,
+        };
+        let stamp = VerdictStamp {
+            environment: env_now.as_ref().map(|e| e.version),
+            policy: policy.digest().to_owned(),
+            promotion: promotion.as_ref().map(|p| p.version),
+        };
         let key = (environment.to_owned(), digest.to_string());
         if let Some(hit) = self.cached_verdict(&key, &stamp) {
             return Ok(hit);
         }
         let verdict = Arc::new(
-            self.verify_uncached(&policy, environment, digest, env_now)
+            self.verify_uncached(&policy, environment, digest, env_now, promotion)
                 .await?,
         );
         self.cache_verdict(key, stamp, &verdict);
@@ -538,6 +560,7 @@ impl<S: Store> App<S> {
         environment: &str,
         digest: &Digest,
         env: Option<Arc<Versioned<EnvironmentRecord>>>,
+        promotion: Option<Arc<Versioned<PromotionRecord>>>,
     ) -> AppResult<Verification> {
         let deny = |reason: String| Verification {
             allowed: false,
@@ -550,10 +573,7 @@ impl<S: Store> App<S> {
         if policy.environment(environment).is_none() {
             return Ok(deny(format!("unknown environment {environment:?}")));
         }
-        let Some(env) = env else {
-            return Ok(deny(format!("nothing is certified in {environment}")));
-        };
-        let Some(cert) = env.value.certified.clone() else {
+        let Some(cert) = env.as_ref().and_then(|e| e.value.certified.clone()) else {
             return Ok(deny(format!("nothing is certified in {environment}")));
         };
         let release = self.release(&cert.release).await?;
@@ -568,7 +588,7 @@ impl<S: Store> App<S> {
             reasons: Vec::new(),
             release: Some(cert.release.clone()),
             decision: Some(decision),
-            ledger_index: Some(env.log_index),
+            ledger_index: env.as_ref().map(|e| e.log_index),
             encoded: Default::default(),
         };
         let Some(artifact) = release.artifacts.iter().find(|a| &a.digest == digest) else {
@@ -579,44 +599,29 @@ impl<S: Store> App<S> {
             ));
             return Ok(verdict);
         };
-        let release_keys: Vec<PublicKey> = policy.release_keys().cloned().collect();
-        if release_keys.is_empty() || dsse::verify(&release.manifest, &release_keys, 1).is_err() {
-            verdict.reasons.push(format!(
-                "the manifest of {} no longer verifies with a trusted release key (revoked or removed from the policy)",
-                cert.release
-            ));
-        }
-        let record: ArtifactRecord = self
-            .require(kind::ARTIFACT, &digest.to_string(), || {
-                format!("artifact {digest} is not registered")
-            })
-            .await?
-            .value;
-        let builder_keys: Vec<PublicKey> =
-            policy.builders().iter().map(|b| b.key.clone()).collect();
-        let provenance_ok = record
-            .provenance
-            .as_ref()
-            .is_some_and(|p| !builder_keys.is_empty() && dsse::verify(p, &builder_keys, 1).is_ok());
-        if !provenance_ok {
-            verdict.reasons.push(format!(
-                "the provenance of {} no longer verifies with a trusted builder key",
-                artifact.name
-            ));
-        }
+        // Everything that does not depend on when it was promoted, under today's policy.
+        let now = verdict.decision.as_ref().map_or(cert.at, |d| d.at);
+        let (facts, standing) = self.standing(policy, environment, &cert, now).await?;
+        verdict.reasons.extend(
+            failing_gates(&standing)
+                .into_iter()
+                .map(|why| format!("{} no longer stands in {environment}: {why}", cert.release)),
+        );
         if !cert.by_rollback {
-            let promotion: PromotionRecord = self
-                .require(kind::PROMOTION, &cert.promotion, || {
-                    format!("no promotion {}", cert.promotion)
-                })
-                .await?
-                .value;
-            for a in self.approvals_of(&promotion).await? {
-                if a.value.verdict == Verdict::Reject && a.value.superseded_by.is_none() {
-                    verdict.reasons.push(format!(
-                        "{} has since rejected it: {}",
-                        a.value.by, a.value.rationale
-                    ));
+            if let Some(promotion) = &promotion {
+                for a in self.approvals_of(&promotion.value).await? {
+                    let a = a.value;
+                    // A rejection counts only from someone who could have approved it; its
+                    // rationale may be confidential, so the verdict names the review only.
+                    let eligible =
+                        custody_policy::may_review(policy, &facts, &a.by, a.at.unix_seconds())
+                            .is_ok();
+                    if a.verdict == Verdict::Reject && a.superseded_by.is_none() && eligible {
+                        verdict.reasons.push(format!(
+                            "{} has since rejected it (review {}; its rationale is on the promotion {})",
+                            a.by, a.id, promotion.value.id
+                        ));
+                    }
                 }
             }
         }
@@ -631,7 +636,7 @@ impl<S: Store> App<S> {
                 if cert.by_rollback { " by rollback" } else { "" }
             ));
             verdict.reasons.push(
-                "its release signature and provenance verify with keys the current policy trusts"
+                "it still stands under the policy in force: its release signature and provenance verify with keys trusted there, and its names, builders and required evidence pass"
                     .into(),
             );
         }
@@ -639,10 +644,9 @@ impl<S: Store> App<S> {
     }
 }
 
-/// Refuses an environment the policy does not declare (deny by default).
 pub(crate) fn known_environment(policy: &Policy, environment: &str) -> AppResult<()> {
     if policy.environment(environment).is_none() {
-        return Err(AppError::denied(format!(
+        return Err(AppError::not_found(format!(
             "unknown environment {environment:?}; the pipeline is {}",
             policy
                 .environments()

@@ -29,15 +29,23 @@ pub enum AppError {
     /// Something custody needs is not answering (the store, a server); retrying may help.
     #[error("{0}")]
     Unavailable(String),
-    /// The policy does not compile.
+    /// The policy does not compile (every mistake, by line).
     #[error("the policy has mistakes:\n{0}")]
-    Policy(#[from] custody_policy::PolicyErrors),
+    Policy(custody_policy::PolicyErrors),
     /// A signature or statement could not be made or read.
     #[error(transparent)]
     Crypto(#[from] custody_crypto::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<custody_policy::PolicyErrors> for AppError {
+    // By hand, not `#[from]`: that would also make the mistakes the error's source, and a
+    // report of the whole chain would print them twice.
+    fn from(e: custody_policy::PolicyErrors) -> Self {
+        AppError::Policy(e)
+    }
 }
 
 /// Who is at fault for an [`AppError`], and so what a caller does about it.

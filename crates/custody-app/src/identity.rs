@@ -291,20 +291,21 @@ impl<S: Store> App<S> {
             token: record.id.clone(),
             created_by: Some(record.created_by.clone()),
         };
-        self.authenticated(&record.principal, auth).await
+        self.authenticated(&record.principal, auth, now).await
     }
 
-    /// `principal`, authenticated by `auth`, with the roles the policy in force gives it.
+    /// `principal`, authenticated by `auth`, with the grants the policy in force gives it at
+    /// `now` (as `role` or `role:environment`; ended grants are gone).
     pub async fn authenticated(
         &self,
         principal: &str,
         auth: Authentication,
+        now: Timestamp,
     ) -> AppResult<Authenticated> {
         let policy = self.policy().await?;
         let roles = policy
-            .roles_of(principal)
-            .into_iter()
-            .map(str::to_owned)
+            .grants_of(principal, now.unix_seconds())
+            .map(custody_policy::Grant::key)
             .collect();
         Ok(Authenticated {
             principal: principal.into(),

@@ -14,8 +14,15 @@ use crate::app::App;
 pub struct RoleHolding {
     /// The principal.
     pub principal: String,
-    /// The role (as the policy's `[roles]` names it).
+    /// The role (as the policy's `[roles]` names it: `role` or `role:environment`).
     pub role: String,
+    /// When the grant ends, if the policy says.
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+    /// The grant has ended: the principal no longer holds the role (remove it from the
+    /// policy).
+    #[serde(default)]
+    pub ended: bool,
     /// The last request the role was needed for, if any is in the access log.
     pub last_used: Option<String>,
     /// True when it was not used within the review window.
@@ -32,10 +39,13 @@ impl<S: Store> App<S> {
     ) -> AppResult<Vec<RoleHolding>> {
         let policy = self.policy().await?;
         let mut holdings: Vec<RoleHolding> = policy
-            .role_bindings()
-            .map(|(role, principal)| RoleHolding {
-                principal: principal.to_owned(),
-                role: role.to_owned(),
+            .grants()
+            .iter()
+            .map(|g| RoleHolding {
+                principal: g.principal.clone(),
+                role: g.key(),
+                until: g.until.and_then(|u| Timestamp::from_unix_seconds(u).ok()),
+                ended: !g.live_at(now.unix_seconds()),
                 last_used: None,
                 unused: true,
             })

@@ -569,3 +569,102 @@ fn two_processes_append_ten_thousand_events_to_one_postgres_log() {
     let runs: BTreeSet<_> = seen.iter().map(|(r, _, _)| r.clone()).collect();
     assert_eq!(runs.len(), 2, "expected events from two processes");
 }
+
+/// A data directory written by custody before events, requests and roles were typed
+/// (tests/testdata/ledger-0.1.tar.gz: the demo, a second builder, disagreeing builds,
+/// tokens, drift, rollbacks and a refused one, a break-glass with a confidential review
+/// after the fact, alerts delivered and not; its policy uses a role, `sre`, from before
+/// roles were a closed set) still opens, checks, serves its history, replays every
+/// decision to its recorded outcome, and answers the deploy gate; a policy about to be put
+/// in force is held to today's rules.
+#[test]
+fn a_ledger_written_by_the_previous_release_opens_checks_and_replays() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/ledger-0.1.tar.gz"))
+        .arg("-C")
+        .arg(temp.path()));
+    expect_code(&out, 0);
+    let dir = temp.path().join("d");
+    let checked = log(&dir, &["check"]);
+    expect_code(&checked, 0);
+    assert!(
+        stdout(&checked).contains("147 entries recomputed"),
+        "{}",
+        stdout(&checked)
+    );
+
+    let history = run(custody()
+        .args(["history", "--json", "--limit", "0", "--data-dir"])
+        .arg(&dir));
+    let history = json_of(&history);
+    let events = history.as_array().unwrap();
+    assert_eq!(events.len(), 147);
+    let decisions: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "decision.recorded")
+        .map(|e| e["event"]["decision"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(decisions.len(), 21);
+    let mut broke_glass = 0;
+    for id in &decisions {
+        let replay = run(custody()
+            .args(["decision", "replay", "--json", id, "--data-dir"])
+            .arg(&dir));
+        let replay = json_of(&replay);
+        assert_eq!(replay["same"], true, "{id}: {replay}");
+        broke_glass += usize::from(
+            replay["recorded"]["gates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["gate"] == "break-glass" && g["status"] == "pass"),
+        );
+    }
+    assert_eq!(
+        broke_glass, 1,
+        "the old policy's `sre` role still broke glass on replay"
+    );
+
+    // What production runs now passes the deploy gate under the old policy in force.
+    let certified = events
+        .iter()
+        .rev()
+        .find(|e| e.event_is("environment.certified") && e["event"]["environment"] == "production")
+        .unwrap();
+    let digest = certified["event"]["artifacts"][0].as_str().unwrap();
+    let gate = run(custody()
+        .args(["verify", "--env", "production", digest, "--data-dir"])
+        .arg(&dir));
+    expect_code(&gate, 0);
+
+    // Putting that same policy in force again is held to today's closed set of roles.
+    let policy = temp.path().join("policy");
+    fs::create_dir_all(policy.join("keys")).unwrap();
+    let applied = events
+        .iter()
+        .rev()
+        .find(|e| e.event_is("policy.applied"))
+        .unwrap();
+    for (name, text) in applied["event"]["files"].as_object().unwrap() {
+        fs::write(policy.join(name), text.as_str().unwrap()).unwrap();
+    }
+    let check = run(custody().args(["policy", "check"]).arg(&policy));
+    expect_code(&check, 1);
+    assert!(
+        stderr(&check).contains("unknown role \"sre\""),
+        "{}",
+        stderr(&check)
+    );
+}
+
+trait EventIs {
+    fn event_is(&self, kind: &str) -> bool;
+}
+
+impl EventIs for Value {
+    fn event_is(&self, kind: &str) -> bool {
+        self["event"]["type"] == kind
+    }
+}

@@ -1,6 +1,7 @@
 //! Gate evaluation of a promotion with 10 artifacts, 5 evidence items each and 3 approvals
-//! (the target: under 100 µs), with the facts' digest it records. Baseline in the
-//! same run: canonicalising and hashing those facts alone.
+//! (the target: under 100 µs), with the facts' digest it records; and the same
+//! release's standing, as the deploy gate asks it. Baseline in the same run: canonicalising
+//! and hashing those facts alone.
 
 #![allow(missing_docs, clippy::unwrap_used, reason = "benchmark")]
 
@@ -16,6 +17,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function(
         "evaluate production promotion (10 artifacts, 5 evidence, 3 approvals)",
         |b| b.iter(|| custody_policy::evaluate(&policy, std::hint::black_box(&facts))),
+    );
+    assert!(custody_policy::evaluate_standing(&policy, &facts).allowed);
+    c.bench_function(
+        "evaluate_standing of the same release (10 artifacts)",
+        |b| b.iter(|| custody_policy::evaluate_standing(&policy, std::hint::black_box(&facts))),
     );
     c.bench_function(
         "baseline: digest of the same facts (RFC 8785 + SHA-256)",

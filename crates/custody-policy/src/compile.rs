@@ -3,7 +3,10 @@
 //! Compilation reports every mistake it finds, each with the file, line and column, and
 //! refuses contradictions a reviewer would miss: an environment `after` one that does not
 //! exist or comes later, an empty quorum, a quorum more people than could ever approve, a
-//! role nobody holds, a builder with no source repositories.
+//! role nobody holds there, a builder with no source repositories. It also refuses what
+//! would quietly mean something else: a role custody does not know or a meaningless scope
+//! (`admin:readonly`), a duration over ten years, a naming rule that is not a regular
+//! expression on its own, a repository pattern that is not a clean URL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +20,9 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use crate::duration::Span;
+use crate::policy::{Approvals, Builder, Environment, Freeze, Policy};
+use crate::repo::RepoPattern;
+use crate::roles::{Role, RolesDoc, compile_roles, names, roles_here};
 
 /// The file that declares the pipeline.
 pub const POLICY_FILE: &str = "custody.toml";
@@ -89,7 +95,7 @@ struct Doc {
     #[serde(default)]
     naming: Option<NamingDoc>,
     #[serde(default)]
-    roles: BTreeMap<String, Spanned<Vec<String>>>,
+    roles: RolesDoc,
     #[serde(default, rename = "release_key")]
     release_keys: Vec<KeyDoc>,
     #[serde(default, rename = "builder")]
@@ -118,7 +124,7 @@ struct KeyDoc {
 struct BuilderDoc {
     id: Spanned<String>,
     key: Spanned<String>,
-    source_repos: Spanned<Vec<String>>,
+    source_repos: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -138,7 +144,7 @@ struct EnvDoc {
     /// Only these builders (ids of declared [[builder]]s) may build for here.
     builders: Option<Spanned<Vec<String>>>,
     /// Roles whose holders may break glass into this environment.
-    break_glass: Option<Spanned<Vec<String>>>,
+    break_glass: Option<Spanned<Vec<Spanned<String>>>>,
     /// Windows when promotions here need break-glass.
     #[serde(default)]
     freeze: Vec<Spanned<FreezeDoc>>,
@@ -156,84 +162,8 @@ struct FreezeDoc {
 #[serde(deny_unknown_fields)]
 struct ApprovalsDoc {
     quorum: Spanned<u32>,
-    roles: Spanned<Vec<String>>,
+    roles: Spanned<Vec<Spanned<String>>>,
     expires: Option<Spanned<String>>,
-}
-
-/// A compiled policy: what every gate checks, by environment.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub(crate) digest: String,
-    pub(crate) artifact_name: Regex,
-    pub(crate) release_name: Regex,
-    pub(crate) semver: bool,
-    pub(crate) roles: BTreeMap<String, BTreeSet<String>>,
-    pub(crate) release_keys: BTreeMap<String, PublicKey>,
-    pub(crate) builders: Vec<Builder>,
-    pub(crate) environments: Vec<Environment>,
-}
-
-/// A trusted builder.
-#[derive(Debug, Clone)]
-pub struct Builder {
-    /// Its SLSA builder id.
-    pub id: String,
-    /// Its signing key.
-    pub key: PublicKey,
-    /// Key id of `key`.
-    pub key_id: String,
-    /// Source repositories it may build (a trailing `*` matches any suffix).
-    pub source_repos: Vec<String>,
-}
-
-/// One environment and its gates.
-#[derive(Debug, Clone)]
-pub struct Environment {
-    /// Its name.
-    pub name: String,
-    /// The environment a release must be certified in first.
-    pub after: Option<String>,
-    /// Whether a successful deploy report in `after` is required.
-    pub verified: bool,
-    /// How long after certification in `after` before promotion here.
-    pub soak: Option<Span>,
-    /// The approvals required.
-    pub approvals: Option<Approvals>,
-    /// Evidence types every artifact needs.
-    pub evidence: Vec<String>,
-    /// How old evidence may be.
-    pub evidence_max_age: Option<Span>,
-    /// Key ids of the release keys that may sign releases promoted here (`None`: any
-    /// trusted release key).
-    pub release_keys: Option<Vec<String>>,
-    /// Ids of the builders whose provenance counts here (`None`: any trusted builder).
-    pub builders: Option<Vec<String>>,
-    /// Roles whose holders may break glass into this environment (empty: nobody may).
-    pub break_glass: Vec<String>,
-    /// Windows when promotions here need break-glass.
-    pub freezes: Vec<Freeze>,
-}
-
-/// A freeze window: `[from, until)`, Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Freeze {
-    /// It starts.
-    pub from: i64,
-    /// It ends (exclusive).
-    pub until: i64,
-    /// Why (shown to whoever is refused).
-    pub reason: String,
-}
-
-/// An approval requirement.
-#[derive(Debug, Clone)]
-pub struct Approvals {
-    /// Distinct approvers needed.
-    pub quorum: u32,
-    /// Roles whose holders may approve.
-    pub roles: Vec<String>,
-    /// How long an approval counts (default 24h).
-    pub expires: Span,
 }
 
 const DEFAULT_NAME_RULE: &str = "^[a-z0-9][a-z0-9._-]*$";
@@ -247,90 +177,29 @@ static NAME_RULE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(DEFAULT_NAME_RULE).expect("the default naming rule compiles")
 });
 
-impl Policy {
-    /// The bundle's digest: the policy version decisions and approvals are bound to.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
-
-    /// The environments in pipeline order.
-    pub fn environments(&self) -> &[Environment] {
-        &self.environments
-    }
-
-    /// An environment by name.
-    pub fn environment(&self, name: &str) -> Option<&Environment> {
-        self.environments.iter().find(|e| e.name == name)
-    }
-
-    /// A trusted release key by key id.
-    pub fn release_key(&self, key_id: &str) -> Option<&PublicKey> {
-        self.release_keys.get(key_id)
-    }
-
-    /// Every trusted release key.
-    pub fn release_keys(&self) -> impl Iterator<Item = &PublicKey> {
-        self.release_keys.values()
-    }
-
-    /// The trusted builders.
-    pub fn builders(&self) -> &[Builder] {
-        &self.builders
-    }
-
-    /// The roles `principal` holds.
-    pub fn roles_of(&self, principal: &str) -> Vec<&str> {
-        self.roles
-            .iter()
-            .filter(|(_, members)| members.contains(principal))
-            .map(|(role, _)| role.as_str())
-            .collect()
-    }
-
-    /// Every `(role, principal)` binding of `[roles]`, by role then principal.
-    pub fn role_bindings(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.roles
-            .iter()
-            .flat_map(|(role, members)| members.iter().map(move |m| (role.as_str(), m.as_str())))
-    }
-
-    /// Why an artifact name breaks the naming rule, if it does.
-    pub fn check_artifact_name(&self, name: &str) -> Result<(), String> {
-        if self.artifact_name.is_match(name) {
-            Ok(())
-        } else {
-            Err(format!(
-                "artifact name {name:?} does not match the naming rule {}",
-                self.artifact_name.as_str()
-            ))
+/// A naming rule compiled to match whole names: `^(?:RULE)$`.
+///
+/// Invariant: RULE must be a regular expression on its own, so its groups are balanced and
+/// it cannot close the wrapping group (`a)|(b` would otherwise make `^(?:a)|(b)$`, which
+/// admits any name starting with `a` or ending with `b`). The rule's own leading `^` and
+/// trailing unescaped `$` are dropped first, as they always were: recorded decisions quote
+/// the anchored form in their reasons.
+fn naming_rule(rule: &str) -> Result<Regex, String> {
+    let invalid =
+        |e: regex::Error| format!("naming rule {rule:?} is not a valid regular expression: {e}");
+    let mut body = rule.trim_start_matches('^');
+    while let Some(rest) = body.strip_suffix('$') {
+        let escapes = rest.len() - rest.trim_end_matches('\\').len();
+        if escapes % 2 == 1 {
+            break;
         }
+        body = rest;
     }
-
-    /// Why a release name or version breaks the naming rules, if it does.
-    pub fn check_release(&self, name: &str, version: &str) -> Result<(), String> {
-        if !self.release_name.is_match(name) {
-            return Err(format!(
-                "release name {name:?} does not match the naming rule {}",
-                self.release_name.as_str()
-            ));
-        }
-        if self.semver {
-            semver::Version::parse(version).map_err(|e| {
-                format!("release version {version:?} is not SemVer (e.g. 1.4.2): {e}")
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl Builder {
-    /// Whether this builder may build `repo`.
-    pub fn may_build(&self, repo: &str) -> bool {
-        self.source_repos.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => repo.starts_with(prefix),
-            None => repo == p,
-        })
-    }
+    Regex::new(body).map_err(invalid)?;
+    // Still checked: a rule ending in an `(?x)` comment swallows the closing `)$`.
+    Regex::new(&format!("^(?:{body})$")).map_err(|e| {
+        format!("naming rule {rule:?} does not hold as a whole-name rule ^(?:RULE)$: {e}")
+    })
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -341,13 +210,15 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-struct Errors<'a> {
+pub(crate) struct Errors<'a> {
     text: &'a str,
     found: Vec<PolicyError>,
+    /// Reading a policy recorded before roles were a closed set (see [`compile_recorded`]).
+    pub(crate) recorded: bool,
 }
 
 impl Errors<'_> {
-    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(crate) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = position(self.text, span.start);
         self.found.push(PolicyError {
             file: POLICY_FILE.into(),
@@ -358,8 +229,28 @@ impl Errors<'_> {
     }
 }
 
-/// Compiles a policy bundle, reporting every mistake with its line.
+/// Compiles a policy bundle, reporting every mistake with its line. This is the compiler
+/// for a policy about to be put in force.
 pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
+    compile_as(bundle, false)
+}
+
+/// Compiles a policy version the ledger already records, as it was read when it was put
+/// in force: the one in force now, and older ones decisions are replayed under.
+///
+/// The only difference from [`compile`]: a role name that is not one of custody's (written
+/// before roles were a closed set, like the demo's `sre = ["olga"]` with
+/// `break_glass = ["sre"]`) is kept as a *legacy role* instead of refused. A legacy role
+/// grants no permission of the service; it is held exactly by the principals `[roles]`
+/// lists under that name, and counts only where an approval rule or `break_glass` names it,
+/// as it did then. So a recorded decision replays to its recorded outcome, and the policy
+/// in force keeps working after an upgrade until a corrected one is applied (which
+/// [`compile`] then holds to the closed set).
+pub fn compile_recorded(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
+    compile_as(bundle, true)
+}
+
+fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
     let Some(text) = bundle.files.get(POLICY_FILE) else {
         return Err(PolicyErrors(vec![PolicyError {
             file: POLICY_FILE.into(),
@@ -380,6 +271,7 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
     let mut errors = Errors {
         text,
         found: Vec::new(),
+        recorded,
     };
 
     if *doc.version.get_ref() != 1 {
@@ -397,15 +289,8 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             Some(v) => (v.get_ref().as_str(), v.span()),
             None => (DEFAULT_NAME_RULE, 0..0),
         };
-        let anchored = format!(
-            "^(?:{})$",
-            pattern.trim_start_matches('^').trim_end_matches('$')
-        );
-        Regex::new(&anchored).unwrap_or_else(|e| {
-            errors.at(
-                span,
-                format!("naming rule {pattern:?} is not a valid regular expression: {e}"),
-            );
+        naming_rule(pattern).unwrap_or_else(|e| {
+            errors.at(span, e);
             NAME_RULE.clone()
         })
     };
@@ -419,16 +304,12 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
     );
     let semver = doc.naming.as_ref().and_then(|n| n.semver).unwrap_or(true);
 
-    let mut roles = BTreeMap::new();
-    for (role, members) in &doc.roles {
-        if members.get_ref().is_empty() {
-            errors.at(members.span(), format!("role {role:?} has no members"));
-        }
-        roles.insert(
-            role.clone(),
-            members.get_ref().iter().cloned().collect::<BTreeSet<_>>(),
-        );
-    }
+    let declared: Vec<&str> = doc
+        .environments
+        .iter()
+        .map(|e| e.name.get_ref().as_str())
+        .collect();
+    let (grants, legacy_grants) = compile_roles(&doc.roles, &declared, &mut errors);
 
     let load_key = |path: &Spanned<String>, errors: &mut Errors<'_>| -> Option<PublicKey> {
         let Some(pem) = bundle.files.get(path.get_ref()) else {
@@ -462,6 +343,16 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                 ),
             );
         }
+        let mut patterns = Vec::new();
+        for repo in b.source_repos.get_ref() {
+            match RepoPattern::parse(repo.get_ref()) {
+                Ok(p) => patterns.push(p),
+                Err(e) => errors.at(
+                    repo.span(),
+                    format!("source repository pattern {:?} {e}", repo.get_ref()),
+                ),
+            }
+        }
         if let Some(key) = load_key(&b.key, &mut errors) {
             if release_keys.contains_key(&key.key_id().to_string()) {
                 errors.at(
@@ -473,7 +364,13 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                 id: b.id.get_ref().clone(),
                 key_id: key.key_id().to_string(),
                 key,
-                source_repos: b.source_repos.get_ref().clone(),
+                source_repos: b
+                    .source_repos
+                    .get_ref()
+                    .iter()
+                    .map(|r| r.get_ref().clone())
+                    .collect(),
+                patterns,
             });
         }
     }
@@ -545,30 +442,37 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                     "approvals name no roles, so nobody could approve",
                 );
             }
-            let mut eligible = BTreeSet::new();
-            for role in doc.roles.get_ref() {
-                match roles.get(role) {
-                    Some(members) => eligible.extend(members.iter().cloned()),
-                    None => errors.at(
-                        doc.roles.span(),
-                        format!("role {role:?} is not defined in [roles]"),
-                    ),
-                }
-            }
-            if quorum > 0 && (eligible.len() as u64) < u64::from(quorum) {
+            let (roles, legacy_roles) =
+                roles_here(&doc.roles, name, &grants, &legacy_grants, &mut errors);
+            // Who could ever approve here (at some time: the compiler has no clock).
+            let eligible: BTreeSet<&str> = grants
+                .iter()
+                .filter(|g| roles.contains(&g.role) && g.covers(Some(name)))
+                .map(|g| g.principal.as_str())
+                .collect();
+            // (After a misspelt role, the count would only repeat that mistake.)
+            if quorum > 0
+                && doc
+                    .roles
+                    .get_ref()
+                    .iter()
+                    .all(|r| r.get_ref().parse::<Role>().is_ok())
+                && eligible.len() < usize::try_from(quorum).unwrap_or(usize::MAX)
+            {
                 errors.at(
                     doc.quorum.span(),
                     format!(
                         "a quorum of {quorum} can never be met: only {} people hold the roles {:?}",
                         eligible.len(),
-                        doc.roles.get_ref()
+                        names(&roles)
                     ),
                 );
             }
             Approvals {
                 quorum,
-                roles: doc.roles.get_ref().clone(),
-                expires: span_of(&doc.expires, &mut errors).unwrap_or(Span(86_400)),
+                roles,
+                legacy_roles,
+                expires: span_of(&doc.expires, &mut errors).unwrap_or(Span::DAY),
             }
         });
         let mut evidence = Vec::new();
@@ -611,20 +515,16 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             }
             ids.get_ref().clone()
         });
-        let break_glass = e.break_glass.as_ref().map_or_else(Vec::new, |r| {
-            for role in r.get_ref() {
-                if !roles.contains_key(role) {
-                    errors.at(r.span(), format!("role {role:?} is not defined in [roles]"));
+        let (break_glass, legacy_break_glass) =
+            e.break_glass.as_ref().map_or_else(Default::default, |r| {
+                if r.get_ref().is_empty() {
+                    errors.at(
+                        r.span(),
+                        "break_glass names no roles; remove it to let nobody break glass",
+                    );
                 }
-            }
-            if r.get_ref().is_empty() {
-                errors.at(
-                    r.span(),
-                    "break_glass names no roles; remove it to let nobody break glass",
-                );
-            }
-            r.get_ref().clone()
-        });
+                roles_here(r, name, &grants, &legacy_grants, &mut errors)
+            });
         let mut freezes = Vec::new();
         for f in &e.freeze {
             let doc = f.get_ref();
@@ -634,6 +534,17 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
                     .map_err(|m| format!("freeze window: {m}"))
             };
             match (time(&doc.from), time(&doc.until)) {
+                (Ok(from), Ok(until))
+                    if until.saturating_sub(from) > Span::MAX.seconds_i64() =>
+                {
+                    errors.at(
+                        f.span(),
+                        format!(
+                            "a freeze window is longer than {}, the longest span custody accepts (about ten years)",
+                            Span::MAX
+                        ),
+                    )
+                }
                 (Ok(from), Ok(until)) if from < until && !doc.reason.trim().is_empty() => freezes
                     .push(Freeze {
                         from,
@@ -652,6 +563,7 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
             release_keys: env_keys,
             builders: env_builders,
             break_glass,
+            legacy_break_glass,
             freezes,
             after: e.after.as_ref().map(|a| a.get_ref().clone()),
             verified: e.verified,
@@ -670,7 +582,8 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
         artifact_name,
         release_name,
         semver,
-        roles,
+        grants,
+        legacy_grants,
         release_keys,
         builders,
         environments,

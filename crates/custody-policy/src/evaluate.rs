@@ -1,138 +1,73 @@
-//! The gates, as one pure function: `(policy, facts) → decision`.
+//! The gates, as pure functions: `(policy, facts) → decision`.
 //!
-//! Invariant: [`evaluate`] reads nothing but its arguments (no clock, no store, no
-//! environment), so a recorded decision replays to the same outcome from its recorded facts
-//! and policy version. Every gate says why, in words a person can act on.
+//! Invariant: [`evaluate`] and [`evaluate_standing`] read nothing but their arguments (no
+//! clock, no store, no environment), so a recorded decision replays to the same outcome from
+//! its recorded facts and policy version. Every gate says why, in words a person can act on.
+//!
+//! [`evaluate`] decides a promotion: every gate of the target environment. A certified
+//! release's standing ([`evaluate_standing`], for the deploy gate) is the part of that
+//! which does not depend on when it was promoted: the release signature, naming,
+//! provenance and the evidence it carries — under the policy in force now, so that a
+//! tightened policy denies what it would refuse to promote.
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
-use crate::compile::Policy;
-use crate::facts::Facts;
-
-/// The engine's name and version, recorded in every decision.
-pub const ENGINE: &str = concat!("custody-policy/", env!("CARGO_PKG_VERSION"));
-
-/// A gate's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The gate passes.
-    Pass,
-    /// The gate fails; the promotion cannot proceed until the facts change.
-    Fail,
-    /// Not yet: it may pass with time or more approvals.
-    Waiting,
-    /// It failed or waited, and the requester broke glass past it (see the `break-glass`
-    /// gate, which says who and why).
-    Overridden,
-}
-
-/// Gates break-glass may override: those that time, people or a freeze hold closed. The
-/// integrity gates (the release's signature, naming, provenance) are never overridden: a
-/// broken glass still only lets through what was built and signed as recorded.
-pub const OVERRIDABLE: [&str; 4] = ["previous-environment", "evidence", "freeze", "approvals"];
-
-/// One gate's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GateResult {
-    /// The gate's name.
-    pub gate: String,
-    /// Its verdict.
-    pub status: Status,
-    /// Why, for a person.
-    pub reason: String,
-}
-
-/// A decision about a promotion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    /// True when every gate passes.
-    pub allowed: bool,
-    /// Each gate, in evaluation order.
-    pub gates: Vec<GateResult>,
-    /// The policy version evaluated.
-    pub policy_digest: String,
-    /// SHA-256 of the facts' RFC 8785 JSON (`sha256:…`).
-    pub input_digest: String,
-    /// [`ENGINE`].
-    pub engine: String,
-}
-
-impl Decision {
-    /// The gates that did not pass (and were not overridden).
-    pub fn blocking(&self) -> impl Iterator<Item = &GateResult> {
-        self.gates
-            .iter()
-            .filter(|g| !matches!(g.status, Status::Pass | Status::Overridden))
-    }
-
-    /// Whether the requester broke glass past a gate.
-    pub fn broke_glass(&self) -> bool {
-        self.gates
-            .iter()
-            .any(|g| g.gate == "break-glass" && g.status == Status::Pass)
-    }
-}
-
-/// The digest of a set of facts: SHA-256 of their canonical JSON.
-pub fn facts_digest(facts: &Facts) -> String {
-    // Canonicalised straight from the struct (no intermediate JSON tree): the facts hold
-    // strings, booleans and integers well inside ±2^53, so this is their RFC 8785 form.
-    let bytes = serde_json_canonicalizer::to_vec(facts).unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-struct Gates(Vec<GateResult>);
-
-impl Gates {
-    fn push(&mut self, gate: &str, problems: Vec<String>, waiting: Vec<String>, ok: String) {
-        let (status, reason) = if !problems.is_empty() {
-            (Status::Fail, problems.join("; "))
-        } else if !waiting.is_empty() {
-            (Status::Waiting, waiting.join("; "))
-        } else {
-            (Status::Pass, ok)
-        };
-        self.0.push(GateResult {
-            gate: gate.into(),
-            status,
-            reason,
-        });
-    }
-}
-
-fn when(t: i64) -> String {
-    custody_model::Timestamp::from_unix_seconds(t)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
-}
+use crate::decision::{Decision, Gate, Gates, OVERRIDABLE, Status, when};
+use crate::facts::{Facts, ReleaseFacts};
+use crate::policy::{Environment, Policy};
+use crate::repo::RepoUrl;
+use crate::review::approvals_gate;
+use crate::roles::names;
 
 /// Evaluates every gate of the target environment against the facts.
 pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
     let mut gates = Gates(Vec::new());
-    let decision = |gates: Gates| {
-        let allowed = !gates.0.is_empty()
-            && gates
-                .0
-                .iter()
-                .all(|g| matches!(g.status, Status::Pass | Status::Overridden));
-        Decision {
-            allowed,
-            gates: gates.0,
-            policy_digest: policy.digest.clone(),
-            input_digest: facts_digest(facts),
-            engine: ENGINE.into(),
-        }
+    let Some(env) = known_environment(policy, facts, &mut gates) else {
+        return gates.decide(policy.digest(), facts);
     };
-    let Some(env) = policy.environment(&facts.environment) else {
+    integrity(policy, env, facts, &mut gates);
+    if let Some(after) = &env.after {
+        previous_environment(env, after, facts, &mut gates);
+    }
+    evidence(env, facts, Some(facts.now), &mut gates);
+    freeze(env, facts, &mut gates);
+    if let Some(rule) = &env.approvals {
+        let (problems, waiting, ok) = approvals_gate(policy, facts, rule);
+        gates.push(Gate::Approvals, problems, waiting, ok);
+    }
+    if let Some(reason) = &facts.break_glass {
+        break_glass(policy, env, facts, reason, &mut gates);
+    }
+    gates.decide(policy.digest(), facts)
+}
+
+/// A certified release's standing in `facts.environment` under `policy` (the one in force
+/// now): the release signature (a trusted key, allowed there), naming, provenance (trusted
+/// builders allowed there, of repositories they may build) and the evidence types required
+/// there. Nothing that depends on when it was promoted counts: not the previous environment
+/// or its soak, evidence age, freezes, approvals or break-glass, nor `facts.now`.
+pub fn evaluate_standing(policy: &Policy, facts: &Facts) -> Decision {
+    let mut gates = Gates(Vec::new());
+    if let Some(env) = known_environment(policy, facts, &mut gates) {
+        integrity(policy, env, facts, &mut gates);
+        evidence(env, facts, None, &mut gates);
+    }
+    gates.decide(policy.digest(), facts)
+}
+
+/// The target environment, or a failed `environment` gate.
+fn known_environment<'p>(
+    policy: &'p Policy,
+    facts: &Facts,
+    gates: &mut Gates,
+) -> Option<&'p Environment> {
+    let env = policy.environment(&facts.environment);
+    if env.is_none() {
         gates.push(
-            "environment",
+            Gate::Environment,
             vec![format!(
                 "unknown environment {:?}; the pipeline is {}",
                 facts.environment,
                 policy
-                    .environments
+                    .environments()
                     .iter()
                     .map(|e| e.name.as_str())
                     .collect::<Vec<_>>()
@@ -141,11 +76,26 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
             vec![],
             String::new(),
         );
-        return decision(gates);
-    };
-    let release = &facts.release;
+    }
+    env
+}
 
-    // The release manifest: signed by a trusted release key that built nothing in it.
+/// The gates of what the release is, whenever it is asked: its signature, its names and its
+/// artifacts' provenance.
+fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gates) {
+    release_signature(policy, env, &facts.release, gates);
+    naming(policy, &facts.release, gates);
+    provenance(policy, env, &facts.release, gates);
+}
+
+/// The release manifest: signed by a trusted release key allowed here that built nothing in
+/// the release.
+fn release_signature(
+    policy: &Policy,
+    env: &Environment,
+    release: &ReleaseFacts,
+    gates: &mut Gates,
+) {
     let mut problems = Vec::new();
     match &release.signing_key {
         None if release.signatures == 0 => {
@@ -158,6 +108,17 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         Some(k) if policy.release_key(k).is_none() => problems.push(format!(
             "the release is signed by key {k}, which is not a trusted release key"
         )),
+        Some(k)
+            if env
+                .release_keys
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(k)) =>
+        {
+            problems.push(format!(
+                "the release is signed by key {k}, which may not sign releases for {}",
+                env.name
+            ))
+        }
         Some(_) => {}
     }
     if let Some(k) = &release.signing_key {
@@ -172,13 +133,15 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         }
     }
     gates.push(
-        "release-signature",
+        Gate::ReleaseSignature,
         problems,
         vec![],
         "signed by a trusted release key".into(),
     );
+}
 
-    // Naming.
+/// The release's and its artifacts' names, and its version.
+fn naming(policy: &Policy, release: &ReleaseFacts, gates: &mut Gates) {
     let mut problems = Vec::new();
     if let Err(e) = policy.check_release(&release.name, &release.version) {
         problems.push(e);
@@ -189,14 +152,19 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         }
     }
     gates.push(
-        "naming",
+        Gate::Naming,
         problems,
         vec![],
         "names and version follow the naming rules".into(),
     );
+}
 
-    // Provenance of every artifact, by a trusted builder of an allowed repository.
+/// Provenance of every artifact, by a trusted builder allowed here, of a repository it may
+/// build.
+fn provenance(policy: &Policy, env: &Environment, release: &ReleaseFacts, gates: &mut Gates) {
     let mut problems = Vec::new();
+    // A release's artifacts mostly come from one repository: each URL is parsed once.
+    let mut urls: Vec<(&str, Option<RepoUrl>)> = Vec::new();
     for a in &release.artifacts {
         let Some(p) = &a.provenance else {
             problems.push(format!("artifact {} has no provenance", a.name));
@@ -205,7 +173,7 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         let builder = p
             .signing_key
             .as_ref()
-            .and_then(|k| policy.builders.iter().find(|b| &b.key_id == k));
+            .and_then(|k| policy.builders().iter().find(|b| &b.key_id == k));
         match builder {
             None => problems.push(format!(
                 "the provenance of {} is not signed by a trusted builder key",
@@ -223,10 +191,12 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
                 "the provenance of {} names builder {:?}, but its key belongs to {:?}",
                 a.name, p.builder_id, b.id
             )),
-            Some(b) if !b.may_build(&p.source_repo) => problems.push(format!(
-                "builder {:?} may not build {} (from {})",
-                b.id, a.name, p.source_repo
-            )),
+            Some(b) if !b.may_build_url(parsed(&mut urls, &p.source_repo)) => {
+                problems.push(format!(
+                    "builder {:?} may not build {} (from {})",
+                    b.id, a.name, p.source_repo
+                ))
+            }
             Some(_) => {}
         }
         if !p.subject_matches {
@@ -237,77 +207,104 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         }
     }
     gates.push(
-        "provenance",
+        Gate::Provenance,
         problems,
         vec![],
         "every artifact has provenance from a trusted builder".into(),
     );
+}
 
-    // The previous environment: certified there, soaked, deployed successfully.
-    if let Some(after) = &env.after {
-        let previous = facts.previous.as_ref().filter(|p| &p.environment == after);
-        let certified = previous.and_then(|p| p.certified_at);
-        let (mut problems, mut waiting) = (Vec::new(), Vec::new());
-        match certified {
-            None => problems.push(format!(
-                "{}@{} was never certified in {after}; promote it there first",
-                release.name, release.version
-            )),
-            Some(at) => {
-                if let Some(soak) = env.soak {
-                    let ready = at.saturating_add(soak.seconds() as i64);
-                    if facts.now < ready {
-                        waiting.push(format!(
-                            "soaking in {after} for {soak}, until {}",
-                            when(ready)
-                        ));
-                    }
-                }
-                if env.verified && !previous.is_some_and(|p| p.deploy_verified) {
+/// `repo` parsed (`None` if it is not a clean URL), parsing it only the first time.
+fn parsed<'u, 'r>(
+    urls: &'u mut Vec<(&'r str, Option<RepoUrl>)>,
+    repo: &'r str,
+) -> Option<&'u RepoUrl> {
+    let i = match urls.iter().position(|(r, _)| *r == repo) {
+        Some(i) => i,
+        None => {
+            urls.push((repo, RepoUrl::parse(repo).ok()));
+            urls.len() - 1
+        }
+    };
+    urls.get(i).and_then(|(_, url)| url.as_ref())
+}
+
+/// The previous environment: certified there, soaked, deployed successfully.
+fn previous_environment(env: &Environment, after: &str, facts: &Facts, gates: &mut Gates) {
+    let release = &facts.release;
+    let previous = facts.previous.as_ref().filter(|p| p.environment == after);
+    let certified = previous.and_then(|p| p.certified_at);
+    let (mut problems, mut waiting) = (Vec::new(), Vec::new());
+    match certified {
+        None => problems.push(format!(
+            "{}@{} was never certified in {after}; promote it there first",
+            release.name, release.version
+        )),
+        Some(at) => {
+            if let Some(soak) = env.soak {
+                let ready = soak.after(at);
+                if facts.now < ready {
                     waiting.push(format!(
-                        "no successful deploy of it has been reported in {after}"
+                        "soaking in {after} for {soak}, until {}",
+                        when(ready)
                     ));
                 }
             }
-        }
-        gates.push(
-            "previous-environment",
-            problems,
-            waiting,
-            format!("certified in {after}"),
-        );
-    }
-
-    // Evidence.
-    if !env.evidence.is_empty() {
-        let mut problems = Vec::new();
-        for a in &release.artifacts {
-            for kind in &env.evidence {
-                let fresh = a.evidence.iter().filter(|e| &e.kind == kind).any(|e| {
-                    env.evidence_max_age
-                        .is_none_or(|max| facts.now - e.at <= max.seconds() as i64)
-                });
-                if !fresh {
-                    problems.push(format!(
-                        "artifact {} has no {} evidence{}",
-                        a.name,
-                        kind,
-                        env.evidence_max_age
-                            .map(|m| format!(" younger than {m}"))
-                            .unwrap_or_default()
-                    ));
-                }
+            if env.verified && !previous.is_some_and(|p| p.deploy_verified) {
+                waiting.push(format!(
+                    "no successful deploy of it has been reported in {after}"
+                ));
             }
         }
-        gates.push(
-            "evidence",
-            problems,
-            vec![],
-            format!("evidence present: {}", env.evidence.join(", ")),
-        );
     }
+    gates.push(
+        Gate::PreviousEnvironment,
+        problems,
+        waiting,
+        format!("certified in {after}"),
+    );
+}
 
-    // Freeze windows.
+/// The evidence each artifact needs here; fresh at `now` when that is given (a promotion),
+/// else only present (a standing: its age was judged when it was promoted).
+fn evidence(env: &Environment, facts: &Facts, now: Option<i64>, gates: &mut Gates) {
+    if env.evidence.is_empty() {
+        return;
+    }
+    let max_age = now.and(env.evidence_max_age);
+    let young_enough = |at: i64| match (now, max_age) {
+        (Some(now), Some(max)) => now.saturating_sub(at) <= max.seconds_i64(),
+        _ => true,
+    };
+    let mut problems = Vec::new();
+    for a in &facts.release.artifacts {
+        for kind in &env.evidence {
+            let fresh = a
+                .evidence
+                .iter()
+                .any(|e| &e.kind == kind && young_enough(e.at));
+            if !fresh {
+                problems.push(format!(
+                    "artifact {} has no {} evidence{}",
+                    a.name,
+                    kind,
+                    max_age
+                        .map(|m| format!(" younger than {m}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    gates.push(
+        Gate::Evidence,
+        problems,
+        vec![],
+        format!("evidence present: {}", env.evidence.join(", ")),
+    );
+}
+
+/// Freeze windows.
+fn freeze(env: &Environment, facts: &Facts, gates: &mut Gates) {
     if !env.freezes.is_empty() {
         let problems = env
             .freezes
@@ -322,166 +319,67 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
                 )
             })
             .collect();
-        gates.push("freeze", problems, vec![], "not in a freeze window".into());
+        gates.push(
+            Gate::Freeze,
+            problems,
+            vec![],
+            "not in a freeze window".into(),
+        );
     }
+}
 
-    // Approvals.
-    if let Some(rule) = &env.approvals {
-        let (problems, waiting, ok) = approvals(policy, facts, rule);
-        gates.push("approvals", problems, waiting, ok);
-    }
-
-    // Break-glass: loud, recorded, and only for whom the policy names.
-    if let Some(reason) = &facts.break_glass {
-        let who = &facts.requested_by;
-        let may = policy
-            .roles_of(who)
-            .iter()
-            .any(|r| env.break_glass.iter().any(|x| x == r));
-        if !may {
-            let problem = if env.break_glass.is_empty() {
-                format!(
-                    "nobody may break glass into {} (its policy names no break_glass roles)",
-                    env.name
-                )
-            } else {
-                format!(
-                    "{who} may not break glass into {}: it takes one of the roles {:?}",
-                    env.name, env.break_glass
-                )
-            };
-            gates.push("break-glass", vec![problem], vec![], String::new());
-        } else if reason.trim().is_empty() {
-            gates.push(
-                "break-glass",
-                vec!["breaking glass needs a reason".into()],
-                vec![],
-                String::new(),
-            );
+/// Break-glass: loud, recorded, and only for whom the policy names (holding the role in
+/// this environment at the facts' time).
+fn break_glass(policy: &Policy, env: &Environment, facts: &Facts, reason: &str, gates: &mut Gates) {
+    let who = &facts.requested_by;
+    let may = env
+        .break_glass
+        .iter()
+        .any(|r| policy.holds(who, *r, Some(&env.name), facts.now))
+        || policy.holds_legacy(who, &env.legacy_break_glass);
+    if !may {
+        let problem = if env.break_glass.is_empty() && env.legacy_break_glass.is_empty() {
+            format!(
+                "nobody may break glass into {} (its policy names no break_glass roles)",
+                env.name
+            )
         } else {
-            let mut overridden = Vec::new();
-            for g in &mut gates.0 {
-                if g.status != Status::Pass && OVERRIDABLE.contains(&g.gate.as_str()) {
-                    g.status = Status::Overridden;
-                    g.reason = format!("overridden by break-glass: {}", g.reason);
-                    overridden.push(g.gate.clone());
-                }
-            }
-            gates.push(
-                "break-glass",
-                vec![],
-                vec![],
-                format!(
-                    "{who} broke glass ({reason}); overridden: {}; an after-the-fact review is due",
-                    if overridden.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        overridden.join(", ")
-                    }
-                ),
-            );
-        }
-    }
-    decision(gates)
-}
-
-/// How each recorded approval stands against an approval rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Standing {
-    /// It counts towards the quorum.
-    Counted,
-    /// It is a live rejection.
-    Rejects,
-    /// It does not count, and why.
-    Ignored(String),
-}
-
-/// The standing of every approval in `facts`, in order, under the target environment's
-/// approval rule (`None` if the environment needs no approvals or does not exist).
-pub fn approval_standings(policy: &Policy, facts: &Facts) -> Option<Vec<(String, Standing)>> {
-    let rule = policy.environment(&facts.environment)?.approvals.as_ref()?;
-    Some(standings(policy, facts, rule))
-}
-
-fn standings(
-    policy: &Policy,
-    facts: &Facts,
-    rule: &crate::compile::Approvals,
-) -> Vec<(String, Standing)> {
-    let release = &facts.release;
-    let mut counted: Vec<&str> = Vec::new();
-    let mut out = Vec::with_capacity(facts.approvals.len());
-    for a in &facts.approvals {
-        let expires = a
-            .expires_at
-            .min(a.at.saturating_add(rule.expires.seconds() as i64));
-        let ignored = |why: String| Standing::Ignored(format!("{} ({why})", a.by));
-        let standing = if a.superseded {
-            ignored("superseded by a later decision".into())
-        } else if a.release_digest != release.digest
-            || a.environment != facts.environment
-            || a.policy_digest != policy.digest
-        {
-            ignored("given for another release, environment or policy version".into())
-        } else if facts.now >= expires {
-            ignored(format!("expired at {}", when(expires)))
-        } else if !a.approve {
-            Standing::Rejects
-        } else if a.by == facts.requested_by {
-            ignored("requested the promotion".into())
-        } else if release.artifacts.iter().any(|x| x.built_by == a.by) {
-            ignored("built an artifact of the release".into())
-        } else if release.signed_by == a.by {
-            ignored("signed the release".into())
-        } else if !policy
-            .roles_of(&a.by)
-            .iter()
-            .any(|r| rule.roles.iter().any(|x| x == r))
-        {
-            ignored(format!("holds none of the roles {:?}", rule.roles))
-        } else if counted.contains(&a.by.as_str()) {
-            ignored("already counted".into())
-        } else {
-            counted.push(&a.by);
-            Standing::Counted
+            let mut roles: Vec<&str> = names(&env.break_glass);
+            roles.extend(env.legacy_break_glass.iter().map(String::as_str));
+            format!(
+                "{who} may not break glass into {}: it takes one of the roles {roles:?}",
+                env.name,
+            )
         };
-        out.push((a.id.clone(), standing));
-    }
-    out
-}
-
-fn approvals(
-    policy: &Policy,
-    facts: &Facts,
-    rule: &crate::compile::Approvals,
-) -> (Vec<String>, Vec<String>, String) {
-    let standings = standings(policy, facts, rule);
-    let by = |id: &str| {
-        facts
-            .approvals
-            .iter()
-            .find(|a| a.id == id)
-            .map_or("", |a| a.by.as_str())
-    };
-    let mut counted = Vec::new();
-    let mut ignored = Vec::new();
-    let mut problems = Vec::new();
-    for (id, standing) in &standings {
-        match standing {
-            Standing::Counted => counted.push(by(id)),
-            Standing::Rejects => problems.push(format!("rejected by {}", by(id))),
-            Standing::Ignored(why) => ignored.push(why.clone()),
+        gates.push(Gate::BreakGlass, vec![problem], vec![], String::new());
+    } else if reason.trim().is_empty() {
+        gates.push(
+            Gate::BreakGlass,
+            vec!["breaking glass needs a reason".into()],
+            vec![],
+            String::new(),
+        );
+    } else {
+        let mut overridden = Vec::new();
+        for g in &mut gates.0 {
+            if g.status != Status::Pass && OVERRIDABLE.contains(&g.gate) {
+                g.status = Status::Overridden;
+                g.reason = format!("overridden by break-glass: {}", g.reason);
+                overridden.push(g.gate.name());
+            }
         }
+        gates.push(
+            Gate::BreakGlass,
+            vec![],
+            vec![],
+            format!(
+                "{who} broke glass ({reason}); overridden: {}; an after-the-fact review is due",
+                if overridden.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    overridden.join(", ")
+                }
+            ),
+        );
     }
-    let have = counted.len() as u64;
-    let mut waiting = Vec::new();
-    if problems.is_empty() && have < u64::from(rule.quorum) {
-        let mut w = format!("{have} of {} approvals", rule.quorum);
-        if !ignored.is_empty() {
-            w.push_str(&format!("; not counted: {}", ignored.join(", ")));
-        }
-        waiting.push(w);
-    }
-    let ok = format!("approved by {}", counted.join(", "));
-    (problems, waiting, ok)
 }

@@ -11,7 +11,7 @@ use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts, policy};
 fn gate<'a>(d: &'a Decision, name: &str) -> &'a custody_policy::GateResult {
     d.gates
         .iter()
-        .find(|g| g.gate == name)
+        .find(|g| g.gate.name() == name)
         .unwrap_or_else(|| panic!("no gate {name}: {d:?}"))
 }
 
@@ -28,7 +28,7 @@ fn a_complete_promotion_passes_every_gate() {
     let (policy, keys) = policy();
     let d = evaluate(&policy, &passing_facts(&policy, &keys, 3));
     assert!(d.allowed, "{d:#?}");
-    let names: Vec<_> = d.gates.iter().map(|g| g.gate.as_str()).collect();
+    let names: Vec<_> = d.gates.iter().map(|g| g.gate.name()).collect();
     assert_eq!(
         names,
         [
@@ -309,7 +309,7 @@ fn mistakes_in_a_policy_name_their_line() {
     compile_error(
         &env("approvals = { quorum = 1, roles = [\"ghosts\"] }\n"),
         10,
-        "not defined in [roles]",
+        "unknown role \"ghosts\"",
     );
     compile_error(
         &env("approvals = { quorum = 1, roles = [] }\n"),
@@ -437,10 +437,13 @@ fn an_environment_may_narrow_the_trusted_keys_and_builders() {
 fn a_freeze_holds_everyone_but_break_glass_which_never_passes_a_bad_signature() {
     let k = keys();
     let at = |t: i64| custody_model::Timestamp::from_unix_seconds(t).unwrap();
-    let text = POLICY.replace("[roles]\n", "[roles]\nsre = [\"olga\"]\n").replace(
+    // Olga, on call, deploys to production only; deployers may break glass there.
+    let text = POLICY
+        .replace("[roles]\n", "[roles]\n\"deployer:production\" = [\"olga\"]\n")
+        .replace(
         "evidence_max_age = \"30d\"",
         &format!(
-            "evidence_max_age = \"30d\"\nbreak_glass = [\"sre\"]\nfreeze = [{{ from = \"{}\", until = \"{}\", reason = \"year-end close\" }}]",
+            "evidence_max_age = \"30d\"\nbreak_glass = [\"deployer\"]\nfreeze = [{{ from = \"{}\", until = \"{}\", reason = \"year-end close\" }}]",
             at(NOW - HOUR),
             at(NOW + HOUR)
         ),
@@ -540,9 +543,9 @@ fn a_freeze_holds_everyone_but_break_glass_which_never_passes_a_bad_signature() 
     );
 
     // Mistakes in the policy name their line.
-    let unknown_role = text.replace("break_glass = [\"sre\"]", "break_glass = [\"oncall\"]");
+    let unknown_role = text.replace("break_glass = [\"deployer\"]", "break_glass = [\"oncall\"]");
     let err = compile(&bundle(&unknown_role, &k)).unwrap_err().to_string();
-    assert!(err.contains("role \"oncall\" is not defined"), "{err}");
+    assert!(err.contains("unknown role \"oncall\""), "{err}");
     let backwards = text.replace(
         &format!("from = \"{}\"", at(NOW - HOUR)),
         &format!("from = \"{}\"", at(NOW + 2 * HOUR)),

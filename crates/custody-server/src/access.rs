@@ -131,7 +131,10 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
         issuer: id.issuer,
         subject: id.subject,
     };
-    state.app.authenticated(&id.principal, auth).await
+    state
+        .app
+        .authenticated(&id.principal, auth, state.now())
+        .await
 }
 
 /// Records every request after it is answered.

@@ -267,10 +267,10 @@ impl Metrics {
                         .get_or_create(&vec![("gate", g.gate.to_string()), ("status", status)])
                         .inc();
                 }
-                let rejected = d
-                    .gates
-                    .iter()
-                    .any(|g| g.gate == "approvals" && g.status == custody_policy::Status::Fail);
+                let rejected = d.gates.iter().any(|g| {
+                    g.gate == custody_policy::Gate::Approvals
+                        && g.status == custody_policy::Status::Fail
+                });
                 if rejected {
                     follower.open.remove(&d.promotion);
                 }

@@ -182,7 +182,9 @@ impl<S: Store> App<S> {
             })
             .await?
             .value;
-        if let Err(why) = custody_policy::may_review(policy, &decision.facts, who, actor.now) {
+        if let Err(why) =
+            custody_policy::may_review(policy, &decision.facts, who, actor.now.unix_seconds())
+        {
             return Err(AppError::denied(format!(
                 "{who} may not review break-glass promotion {}: {why}; someone else must",
                 promotion.id

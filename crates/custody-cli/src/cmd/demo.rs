@@ -51,11 +51,12 @@ admin = ["root"]
 approver = ["alice", "bob", "carol"]
 signer = ["rita"]
 builder = ["ci-bot"]
-deployer = ["argo", "olga"]
+deployer = ["argo"]
+# Olga is on call for production: she deploys there and may break glass into it.
+"deployer:production" = ["olga"]
 security = ["sec-lead"]
 auditor = ["audrey"]
 viewer = ["vic"]
-sre = ["olga"]
 
 [[release_key]]
 path = "keys/release-signer.pub"
@@ -87,7 +88,7 @@ soak = "1h"
 evidence = ["test-results", "vulnerability-scan", "sbom"]
 approvals = {{ quorum = 2, roles = ["approver"], expires = "24h" }}
 # On call may break glass in an incident: recorded, alerted, reviewed after the fact.
-break_glass = ["sre"]
+break_glass = ["deployer"]
 "#
         ),
     );

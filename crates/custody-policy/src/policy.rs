@@ -1,0 +1,173 @@
+//! A compiled policy: what every gate checks, by environment, and the questions the
+//! application asks of it (keys, builders, names, roles).
+
+use std::collections::BTreeMap;
+
+use custody_crypto::PublicKey;
+use regex::Regex;
+
+use crate::duration::Span;
+use crate::repo::{RepoPattern, RepoUrl};
+use crate::roles::{Grant, Role};
+
+/// A compiled policy: what every gate checks, by environment.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) digest: String,
+    pub(crate) artifact_name: Regex,
+    pub(crate) release_name: Regex,
+    pub(crate) semver: bool,
+    /// Sorted by principal (see [`Policy::grants_of`]).
+    pub(crate) grants: Vec<Grant>,
+    /// (principal, legacy role name): only in a recorded policy (see `compile_recorded`).
+    pub(crate) legacy_grants: Vec<(String, String)>,
+    pub(crate) release_keys: BTreeMap<String, PublicKey>,
+    pub(crate) builders: Vec<Builder>,
+    pub(crate) environments: Vec<Environment>,
+}
+
+/// A trusted builder.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    /// Its SLSA builder id.
+    pub id: String,
+    /// Its signing key.
+    pub key: PublicKey,
+    /// Key id of `key`.
+    pub key_id: String,
+    /// Source repositories it may build, as written: patterns of normalised URLs where `*`
+    /// is one path segment and a trailing `**` any depth (see [`RepoPattern`]).
+    pub source_repos: Vec<String>,
+    /// `source_repos`, parsed.
+    pub(crate) patterns: Vec<RepoPattern>,
+}
+
+/// One environment and its gates.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Its name.
+    pub name: String,
+    /// The environment a release must be certified in first.
+    pub after: Option<String>,
+    /// Whether a successful deploy report in `after` is required.
+    pub verified: bool,
+    /// How long after certification in `after` before promotion here.
+    pub soak: Option<Span>,
+    /// The approvals required.
+    pub approvals: Option<Approvals>,
+    /// Evidence types every artifact needs.
+    pub evidence: Vec<String>,
+    /// How old evidence may be.
+    pub evidence_max_age: Option<Span>,
+    /// Key ids of the release keys that may sign releases promoted here (`None`: any
+    /// trusted release key).
+    pub release_keys: Option<Vec<String>>,
+    /// Ids of the builders whose provenance counts here (`None`: any trusted builder).
+    pub builders: Option<Vec<String>>,
+    /// Roles whose holders (here) may break glass into this environment (empty: nobody
+    /// may).
+    pub break_glass: Vec<Role>,
+    /// Legacy role names `break_glass` also names (a recorded policy only; see
+    /// `compile_recorded`).
+    pub legacy_break_glass: Vec<String>,
+    /// Windows when promotions here need break-glass.
+    pub freezes: Vec<Freeze>,
+}
+
+/// A freeze window: `[from, until)`, Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// It starts.
+    pub from: i64,
+    /// It ends (exclusive).
+    pub until: i64,
+    /// Why (shown to whoever is refused).
+    pub reason: String,
+}
+
+/// An approval requirement.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// Distinct approvers needed.
+    pub quorum: u32,
+    /// Roles whose holders (here) may approve, reject and review after the fact.
+    pub roles: Vec<Role>,
+    /// Legacy role names the rule also names (a recorded policy only; see
+    /// `compile_recorded`).
+    pub legacy_roles: Vec<String>,
+    /// How long an approval counts (default 24h).
+    pub expires: Span,
+}
+
+impl Policy {
+    /// The bundle's digest: the policy version decisions and approvals are bound to.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The environments in pipeline order.
+    pub fn environments(&self) -> &[Environment] {
+        &self.environments
+    }
+
+    /// An environment by name.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// A trusted release key by key id.
+    pub fn release_key(&self, key_id: &str) -> Option<&PublicKey> {
+        self.release_keys.get(key_id)
+    }
+
+    /// Every trusted release key.
+    pub fn release_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.release_keys.values()
+    }
+
+    /// The trusted builders.
+    pub fn builders(&self) -> &[Builder] {
+        &self.builders
+    }
+
+    /// Why an artifact name breaks the naming rule, if it does.
+    pub fn check_artifact_name(&self, name: &str) -> Result<(), String> {
+        if self.artifact_name.is_match(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "artifact name {name:?} does not match the naming rule {}",
+                self.artifact_name.as_str()
+            ))
+        }
+    }
+
+    /// Why a release name or version breaks the naming rules, if it does.
+    pub fn check_release(&self, name: &str, version: &str) -> Result<(), String> {
+        if !self.release_name.is_match(name) {
+            return Err(format!(
+                "release name {name:?} does not match the naming rule {}",
+                self.release_name.as_str()
+            ));
+        }
+        if self.semver {
+            semver::Version::parse(version).map_err(|e| {
+                format!("release version {version:?} is not SemVer (e.g. 1.4.2): {e}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Builder {
+    /// Whether this builder may build `repo`: a URL in normal form (anything ambiguous,
+    /// like a `..` segment or an encoded dot, is refused) that one of its patterns names.
+    pub fn may_build(&self, repo: &str) -> bool {
+        self.may_build_url(RepoUrl::parse(repo).ok().as_ref())
+    }
+
+    /// Whether this builder may build the repository at `url` (`None`: not a clean URL).
+    pub(crate) fn may_build_url(&self, url: Option<&RepoUrl>) -> bool {
+        url.is_some_and(|url| self.patterns.iter().any(|p| p.matches(url)))
+    }
+}

@@ -1,0 +1,61 @@
+//! Decisions recorded by an earlier engine still deserialise, keep their JSON shape, and
+//! replay to the same outcome (see `testdata/recorded/README.md`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use custody_policy::{Bundle, Decision, Facts, compile, evaluate, facts_digest};
+use serde_json::Value;
+
+fn recorded_bundle() -> Bundle {
+    let mut b = Bundle::default();
+    for (path, text) in [
+        (
+            "custody.toml",
+            include_str!("../testdata/recorded/custody.toml"),
+        ),
+        (
+            "keys/builder.pub",
+            include_str!("../testdata/recorded/keys/builder.pub"),
+        ),
+        (
+            "keys/release.pub",
+            include_str!("../testdata/recorded/keys/release.pub"),
+        ),
+    ] {
+        b.files.insert(path.into(), text.into());
+    }
+    b
+}
+
+#[test]
+fn recorded_decisions_replay_to_the_same_outcome() {
+    let policy = compile(&recorded_bundle()).expect("the recorded policy still compiles");
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("../testdata/recorded/decisions.json")).unwrap();
+    assert_eq!(cases.len(), 16);
+    for case in cases {
+        let name = case["case"].as_str().unwrap();
+        let facts: Facts = serde_json::from_value(case["facts"].clone())
+            .unwrap_or_else(|e| panic!("{name}: facts: {e}"));
+        let recorded: Decision = serde_json::from_value(case["decision"].clone())
+            .unwrap_or_else(|e| panic!("{name}: decision: {e}"));
+        // The shapes round-trip: what is stored is what would be stored again.
+        assert_eq!(
+            serde_json::to_value(&facts).unwrap(),
+            case["facts"],
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(&recorded).unwrap(),
+            case["decision"],
+            "{name}"
+        );
+        assert_eq!(facts_digest(&facts), recorded.input_digest, "{name}");
+        // The engine names the crate's version, which a release bumps; the rest must agree.
+        let replayed = Decision {
+            engine: recorded.engine.clone(),
+            ..evaluate(&policy, &facts)
+        };
+        assert_eq!(replayed, recorded, "{name}: replay differs");
+    }
+}
