@@ -24,21 +24,30 @@
 //!
 //! [`CanonicalJson`]: custody_model::CanonicalJson
 
+mod batch;
+mod check;
+mod checkpoint_file;
 mod commit;
 mod contract;
 mod db;
 mod error;
 mod faults;
+mod integrity;
+mod open;
 pub mod search;
 mod sql;
 mod sql_store;
 
+pub use check::IntegrityReport;
+pub use checkpoint_file::{CheckpointFile, CheckpointFileStatus};
 pub use contract::{
     AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey, LastUse,
     MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
     SignedCheckpoint, StateRecord, StateWrite, Store,
 };
-pub use db::Location;
+pub use db::{Durability, Location};
 pub use error::StoreError;
 pub use faults::{FaultInjector, FaultPoint};
-pub use sql_store::{IntegrityReport, OpenOptions, SqlStore};
+pub use integrity::{Finding, IntegrityFailure, Readiness, Witness};
+pub use open::{OnIntegrityFailure, OpenOptions};
+pub use sql_store::SqlStore;
