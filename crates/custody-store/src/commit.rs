@@ -16,7 +16,6 @@
 //! signs anything.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use custody_crypto::note::NoteSigner;
@@ -65,8 +64,8 @@ pub(crate) struct Committer {
     pub(crate) seen: SignedCheckpoint,
     /// Shared with the store: the integrity failure (if any) and the storage status.
     pub(crate) status: Arc<Status>,
-    /// The checkpoint file, if one is kept, and the note it was last written with.
-    pub(crate) checkpoint_file: Option<(PathBuf, String)>,
+    /// The checkpoint file's writer, if one is kept.
+    pub(crate) checkpoint_file: Option<checkpoint_file::Writer>,
     pub(crate) faults: Option<Arc<dyn FaultInjector>>,
     pub(crate) max_batch_events: usize,
     pub(crate) max_batch_bytes: usize,
@@ -86,7 +85,7 @@ impl Committer {
                     let result = self
                         .acknowledge(&failure, request.append, request.indexed)
                         .await;
-                    self.write_checkpoint_file();
+                    self.publish_checkpoint();
                     let _ = request.reply.send(result);
                 }
                 Job::Append(first) => {
@@ -135,9 +134,7 @@ impl Committer {
                 appends.iter().map(|_| Err(batch_failure(&e))).collect()
             }
         };
-        // Before anyone hears of the commit: an acknowledged append is in the file's
-        // checkpoint (unless writing it failed, which `checkpoint_file_error` reports).
-        self.write_checkpoint_file();
+        self.publish_checkpoint();
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that gave up waiting has dropped its receiver; its append
             // stands (or not) all the same.
@@ -177,26 +174,13 @@ impl Committer {
         result
     }
 
-    /// Writes the newest checkpoint seen to the checkpoint file, if it changed. Not while
-    /// the store is read-only after an integrity failure: the file keeps the evidence.
-    ///
-    /// Inline in the committer: a few hundred bytes and a rename, without fsync, cost
-    /// microseconds beside the batch's own fsync'd commit.
-    fn write_checkpoint_file(&mut self) {
-        let Some((path, written)) = &mut self.checkpoint_file else {
-            return;
-        };
-        if *written == self.seen.note || self.status.integrity().is_some() {
-            return;
-        }
-        match checkpoint_file::write(path, &self.seen.note) {
-            Ok(()) => {
-                written.clone_from(&self.seen.note);
-                self.status.file_written(None);
+    /// Has the newest checkpoint seen written to the checkpoint file. Not while the store
+    /// is read-only after an integrity failure: the file keeps the evidence.
+    fn publish_checkpoint(&self) {
+        if let Some(writer) = &self.checkpoint_file {
+            if self.status.integrity().is_none() {
+                writer.send(&self.seen.note);
             }
-            Err(e) => self
-                .status
-                .file_written(Some(format!("{}: {e}", path.display()))),
         }
     }
 

@@ -66,7 +66,8 @@ pub const MAX_KEY_BYTES: usize = 512;
 ///     decision on the head as it stands.
 /// 11. **Witnessed across restarts.** After each batch the newest checkpoint is written to
 ///     a checkpoint file outside the database (`CheckpointFile`; beside an SQLite file by
-///     default). Opening checks the head against it as in 10 (with the checkpoint's
+///     default), by a task of its own, off the commit path, so the file is a lower bound of
+///     the head (closing the store waits for its last write). Opening checks the head against it as in 10 (with the checkpoint's
 ///     signature), so a database rolled back, truncated or forked while no store ran is
 ///     refused with [`StoreError::Integrity`] (or opened read-only, if asked). A missing
 ///     file is written from the head, and the store says so (`SqlStore::checkpoint_file`).

@@ -153,6 +153,7 @@ impl SqlStore {
             verifier: log_key.clone(),
             appends: None,
             committer: Mutex::new(None),
+            file_writer: Mutex::new(None),
             searchable,
             status: Arc::default(),
             checkpoint_file: CheckpointFileStatus::NotKept,
@@ -183,12 +184,20 @@ impl SqlStore {
                 (witnessed.0.unwrap_or_else(|f| f.seen), witnessed.1)
             }
         };
+        let (file_writer, file_task) = match path {
+            Some(path) => {
+                let (w, task) =
+                    checkpoint_file::Writer::start(path, seen.note.clone(), status.clone());
+                (Some(w), Some(task))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let committer = Committer {
             pool: pools.write.clone(),
             signer: log_key,
             frontier: Some(frontier),
-            checkpoint_file: path.map(|p| (p, seen.note.clone())),
+            checkpoint_file: file_writer,
             seen,
             status: status.clone(),
             faults: options.faults,
@@ -203,6 +212,7 @@ impl SqlStore {
             verifier,
             appends: Some(tx),
             committer: Mutex::new(Some(handle)),
+            file_writer: Mutex::new(file_task),
             searchable: true,
             status,
             checkpoint_file: file_status,

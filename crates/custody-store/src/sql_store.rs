@@ -35,6 +35,8 @@ pub struct SqlStore {
     /// The committer's queue; `None` when opened read-only.
     pub(crate) appends: Option<mpsc::Sender<Job>>,
     pub(crate) committer: Mutex<Option<JoinHandle<()>>>,
+    /// The task writing the checkpoint file; it ends after the committer.
+    pub(crate) file_writer: Mutex<Option<JoinHandle<()>>>,
     /// Every entry has its search terms. Always so once a writer has opened the store (it
     /// runs the backfill); a reader of a ledger no writer has opened since the search index
     /// was added refuses to search rather than answer from part of the log.
@@ -59,8 +61,8 @@ impl SqlStore {
         &self.checkpoint_file
     }
 
-    /// Why writing the checkpoint file after a commit last failed, if its last write did
-    /// (the commit stands; the file lags behind until a write succeeds).
+    /// Why the last write of the checkpoint file failed, if it did (the commits stand; the
+    /// file lags behind until a write succeeds).
     pub fn checkpoint_file_error(&self) -> Option<String> {
         self.status.checkpoint_file_error()
     }
@@ -107,10 +109,15 @@ impl SqlStore {
         to_u64(sql::database_bytes(&mut conn.conn()).await?)
     }
 
-    /// Finishes the appends already queued, then closes the database.
+    /// Finishes the appends already queued and the checkpoint file's last write, then
+    /// closes the database.
     pub async fn close(mut self) {
         self.appends = None;
         if let Some(handle) = self.committer.lock().await.take() {
+            let _ = handle.await;
+        }
+        // The committer is gone, and with it the writer's sender: the last note is written.
+        if let Some(handle) = self.file_writer.lock().await.take() {
             let _ = handle.await;
         }
         self.read.close().await;

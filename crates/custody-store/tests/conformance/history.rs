@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use custody_crypto::note::NoteVerifier;
 use custody_ledger::Checkpoint;
 use custody_store::{
     Append, CheckpointFile, CheckpointFileStatus, Finding, IntegrityFailure, OnIntegrityFailure,
@@ -126,8 +127,8 @@ async fn stored_checkpoints(db: &TestDb) -> i64 {
 }
 
 /// The checkpoint the file holds.
-fn file_checkpoint(path: &Path, store: &SqlStore) -> Checkpoint {
-    Checkpoint::open(&std::fs::read_to_string(path).unwrap(), store.verifier()).unwrap()
+fn file_checkpoint(path: &Path, verifier: &NoteVerifier) -> Checkpoint {
+    Checkpoint::open(&std::fs::read_to_string(path).unwrap(), verifier).unwrap()
 }
 
 /// The operator's record of accepting the database as it stands.
@@ -186,7 +187,6 @@ pub(crate) async fn a_log_rolled_back_under_a_running_store_turns_it_read_only(b
     }
     assert_eq!(stored_checkpoints(&db).await, 9, "a checkpoint was signed");
     assert_eq!(store.size().await.unwrap(), 8);
-    assert_eq!(file_checkpoint(&file, &store).size, 12);
 
     // Only the failure the operator saw can be acknowledged.
     let mut other = failure.clone();
@@ -207,12 +207,13 @@ pub(crate) async fn a_log_rolled_back_under_a_running_store_turns_it_read_only(b
     assert_eq!((recorded.first_index, recorded.tree_size), (8, 9));
     assert_eq!(store.integrity(), None);
     assert_eq!(store.readiness().await, Readiness::Ready);
-    assert_eq!(file_checkpoint(&file, &store).size, 9);
     let next = store.append(Append::event(event(1, 9))).await.unwrap();
     assert_eq!(next.first_index, 9);
-    assert_eq!(file_checkpoint(&file, &store).size, 10);
     store.check(|_| {}).await.unwrap();
     check_checkpoint_chain(&store).await;
+    let verifier = store.verifier().clone();
+    store.close().await;
+    assert_eq!(file_checkpoint(&file, &verifier).size, 10);
 }
 
 pub(crate) async fn a_fork_under_running_stores_is_refused(backend: Backend) {
@@ -312,13 +313,35 @@ pub(crate) async fn a_log_rolled_back_while_stopped_is_refused_at_open(backend: 
             on_integrity_failure: OnIntegrityFailure::ReadOnly,
             ..db.options()
         };
-        let store = SqlStore::open_with(&db.location, log_key_from_seed(seed), options)
-            .await
-            .unwrap();
+        let recover =
+            || SqlStore::open_with(&db.location, log_key_from_seed(seed), options.clone());
+        let store = recover().await.unwrap();
         assert_eq!(store.integrity(), Some(failure.clone()));
         let refused = store.append(Append::event(event(1, 0))).await.unwrap_err();
         assert_eq!(integrity_error(refused), failure);
         assert_eq!(store.size().await.unwrap(), to as u64);
+        // A record the store refuses (here its precondition fails) acknowledges nothing,
+        // and the checkpoint file keeps the evidence.
+        let refused = Append {
+            state: vec![custody_store::StateWrite {
+                kind: "recovery".into(),
+                key: "last".into(),
+                value: common::json(serde_json::json!({})),
+                expect: custody_store::Expect::Version(9),
+            }],
+            ..recovery_record(&failure)
+        };
+        let err = store
+            .acknowledge_integrity_failure(&failure, refused)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        assert_eq!(store.integrity(), Some(failure.clone()));
+        let verifier = store.verifier().clone();
+        store.close().await;
+        assert_eq!(file_checkpoint(&file, &verifier).size, 12);
+
+        let store = recover().await.unwrap();
         let recorded = store
             .acknowledge_integrity_failure(&failure, recovery_record(&failure))
             .await
@@ -368,12 +391,13 @@ pub(crate) async fn the_checkpoint_file_is_a_lower_bound_and_recreated_when_miss
 ) {
     let (db, store, seed, checkpoints) = ledger_of(backend, 3).await;
     let (_, file) = db.checkpoint_file();
-    assert_eq!(
-        file_checkpoint(&file, &store).size,
-        3,
-        "written at each commit"
-    );
+    let verifier = store.verifier().clone();
     store.close().await;
+    assert_eq!(
+        file_checkpoint(&file, &verifier).size,
+        3,
+        "written after commits"
+    );
     let open = || SqlStore::open_with(&db.location, log_key_from_seed(seed), db.options());
 
     // Behind the head (a crash before the last write reached the disk): accepted, and
@@ -387,7 +411,7 @@ pub(crate) async fn the_checkpoint_file_is_a_lower_bound_and_recreated_when_miss
             size: 1
         }
     );
-    assert_eq!(file_checkpoint(&file, &store).size, 3);
+    assert_eq!(file_checkpoint(&file, store.verifier()).size, 3);
     store.close().await;
 
     // Missing, or empty (a crash can leave that): written from the head, and said so.
@@ -402,7 +426,7 @@ pub(crate) async fn the_checkpoint_file_is_a_lower_bound_and_recreated_when_miss
             &CheckpointFileStatus::Recreated { path: file.clone() }
         );
         let head = store.size().await.unwrap();
-        assert_eq!(file_checkpoint(&file, &store).size, head);
+        assert_eq!(file_checkpoint(&file, store.verifier()).size, head);
         store.append(Append::event(event(1, 0))).await.unwrap();
         store.close().await;
     }
