@@ -77,8 +77,12 @@ impl Committer {
         // A job that arrived while a batch was being gathered, run after it.
         let mut held = None;
         loop {
-            let Some(job) = held.take().or(rx.recv().await) else {
-                break;
+            let job = match held.take() {
+                Some(job) => job,
+                None => match rx.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
             };
             match job {
                 Job::Acknowledge { failure, request } => {

@@ -9,6 +9,12 @@
 //! the leaves, the hash of every complete subtree (so any proof costs O(log n) reads, see
 //! [`custody_ledger::ProofPlan`]), and one signed C2SP checkpoint per committed batch.
 //!
+//! It fails closed: a head that does not extend the newest checkpoint the store signed or
+//! verified (kept in memory, and across restarts in a checkpoint file outside the database)
+//! turns it read-only until an operator acknowledges it ([`IntegrityFailure`]). A failed
+//! write leaves nothing behind, so appends resume when the storage does ([`Readiness`]).
+//! It does not decide what events mean (the app does), keep time, or print.
+//!
 //! ```no_run
 //! # async fn demo(log_key: custody_crypto::note::NoteSigner) -> Result<(), custody_store::StoreError> {
 //! use custody_model::{CanonicalJson, Timestamp};

@@ -56,8 +56,8 @@ pub enum OnIntegrityFailure {
     /// Refuse to open, with [`StoreError::Integrity`].
     #[default]
     Refuse,
-    /// Open read-only, with the failure in [`Store::integrity`], so that an operator can
-    /// inspect the ledger and acknowledge it ([`Store::acknowledge_integrity_failure`]).
+    /// Open read-only, with the failure in [`crate::Store::integrity`], so that an operator can
+    /// inspect the ledger and acknowledge it ([`crate::Store::acknowledge_integrity_failure`]).
     ReadOnly,
 }
 
@@ -168,22 +168,26 @@ impl SqlStore {
     ) -> Result<SqlStore, StoreError> {
         let verifier = log_key.verifier().clone();
         let (frontier, head) = check_ledger(location, &pools.write, &verifier, true).await?;
-        backfill_terms(&pools.write).await?;
         let status = Arc::new(Status::default());
         let path = options.checkpoint_file.path(location);
-        let (seen, file_status) = match &path {
-            None => (head, CheckpointFileStatus::NotKept),
-            Some(path) => {
-                let witnessed = witness_at_open(&pools.write, path, &verifier, head).await?;
-                if let Err(failure) = &witnessed.0 {
-                    if options.on_integrity_failure == OnIntegrityFailure::Refuse {
-                        return Err(StoreError::Integrity(Box::new(failure.clone())));
-                    }
-                    status.fail_integrity(failure.clone());
-                }
-                (witnessed.0.unwrap_or_else(|f| f.seen), witnessed.1)
+        let (witnessed, file_status) = match &path {
+            None => (Ok(head), CheckpointFileStatus::NotKept),
+            Some(path) => witness_at_open(&pools.write, path, &verifier, head).await?,
+        };
+        // The checkpoint the committer starts from: the head, or (read-only after a
+        // failure) the file's, so that the failure stands until it is acknowledged.
+        let seen = match witnessed {
+            Ok(head) => head,
+            Err(failure) if options.on_integrity_failure == OnIntegrityFailure::Refuse => {
+                return Err(StoreError::Integrity(Box::new(failure)));
+            }
+            Err(failure) => {
+                let seen = failure.seen.clone();
+                status.fail_integrity(failure);
+                seen
             }
         };
+        backfill_terms(&pools.write).await?;
         let (file_writer, file_task) = match path {
             Some(path) => {
                 let (w, task) =
@@ -279,22 +283,21 @@ async fn check_ledger(
     Ok((frontier, head))
 }
 
+/// The head (or what contradicts it), and what the checkpoint file held.
+type Witnessed = (
+    Result<SignedCheckpoint, IntegrityFailure>,
+    CheckpointFileStatus,
+);
+
 /// Checks the database's `head` against the checkpoint file at `path`, and brings the file
-/// up to the head. Returns the checkpoint the committer starts from (the head), or the
-/// integrity failure found (the file is then left as it is: it is the evidence); and what
-/// the file held.
+/// up to the head. Returns the head, or the integrity failure found (the file is then left
+/// as it is: it is the evidence); and what the file held.
 async fn witness_at_open(
     pool: &Pool,
     path: &Path,
     verifier: &NoteVerifier,
     head: SignedCheckpoint,
-) -> Result<
-    (
-        Result<SignedCheckpoint, IntegrityFailure>,
-        CheckpointFileStatus,
-    ),
-    StoreError,
-> {
+) -> Result<Witnessed, StoreError> {
     let write = |note: &str| {
         checkpoint_file::write(path, note).map_err(|e| StoreError::CheckpointFile {
             path: path.to_owned(),

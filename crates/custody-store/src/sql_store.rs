@@ -54,7 +54,7 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
-    /// What the checkpoint file held when the store was opened (see [`CheckpointFile`]).
+    /// What the checkpoint file held when the store was opened (see [`crate::CheckpointFile`]).
     /// A server should warn when it was [`CheckpointFileStatus::Recreated`] on a ledger
     /// that is not new: the file was removed, so a rollback while stopped went unchecked.
     pub fn checkpoint_file(&self) -> &CheckpointFileStatus {
