@@ -152,11 +152,10 @@ impl SqlStore {
             write: None,
             verifier: log_key.clone(),
             appends: None,
-            committer: Mutex::new(None),
-            file_writer: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             searchable,
             status: Arc::default(),
-            checkpoint_file: CheckpointFileStatus::NotKept,
+            checkpoint_file: Box::new(CheckpointFileStatus::NotKept),
         })
     }
 
@@ -215,11 +214,10 @@ impl SqlStore {
             write: Some(pools.write),
             verifier,
             appends: Some(tx),
-            committer: Mutex::new(Some(handle)),
-            file_writer: Mutex::new(file_task),
+            tasks: Mutex::new([Some(handle), file_task].into_iter().flatten().collect()),
             searchable: true,
             status,
-            checkpoint_file: file_status,
+            checkpoint_file: Box::new(file_status),
         })
     }
 }

@@ -34,9 +34,8 @@ pub struct SqlStore {
     pub(crate) verifier: NoteVerifier,
     /// The committer's queue; `None` when opened read-only.
     pub(crate) appends: Option<mpsc::Sender<Job>>,
-    pub(crate) committer: Mutex<Option<JoinHandle<()>>>,
-    /// The task writing the checkpoint file; it ends after the committer.
-    pub(crate) file_writer: Mutex<Option<JoinHandle<()>>>,
+    /// The committer's task, then the checkpoint file writer's (which ends after it).
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Every entry has its search terms. Always so once a writer has opened the store (it
     /// runs the backfill); a reader of a ledger no writer has opened since the search index
     /// was added refuses to search rather than answer from part of the log.
@@ -44,7 +43,8 @@ pub struct SqlStore {
     /// The integrity failure and storage status, shared with the committer.
     pub(crate) status: Arc<Status>,
     /// What the checkpoint file held when the store was opened.
-    pub(crate) checkpoint_file: CheckpointFileStatus,
+    /// (Boxed: it is read once, and a store is often held in an enum beside small values.)
+    pub(crate) checkpoint_file: Box<CheckpointFileStatus>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -113,12 +113,10 @@ impl SqlStore {
     /// closes the database.
     pub async fn close(mut self) {
         self.appends = None;
-        if let Some(handle) = self.committer.lock().await.take() {
-            let _ = handle.await;
-        }
-        // The committer is gone, and with it the writer's sender: the last note is written.
-        if let Some(handle) = self.file_writer.lock().await.take() {
-            let _ = handle.await;
+        // In order: once the committer is gone, so is the file writer's sender, and the
+        // writer ends after writing the last note.
+        for task in self.tasks.lock().await.drain(..) {
+            let _ = task.await;
         }
         self.read.close().await;
     }
