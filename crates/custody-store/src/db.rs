@@ -196,15 +196,11 @@ impl Pool {
         let mut out = Vec::new();
         match self {
             Pool::Sqlite(p) => {
-                let mut held = Vec::new();
-                for _ in 0..p.options().get_max_connections() {
-                    held.push(p.acquire().await?);
-                }
-                for c in &mut held {
-                    let (journal_mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                for c in &mut every_connection(p).await? {
+                    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                         .fetch_one(&mut **c)
                         .await?;
-                    let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
                         .fetch_one(&mut **c)
                         .await?;
                     out.push(Durability::Sqlite {
@@ -214,15 +210,10 @@ impl Pool {
                 }
             }
             Pool::Postgres(p) => {
-                let mut held = Vec::new();
-                for _ in 0..p.options().get_max_connections() {
-                    held.push(p.acquire().await?);
-                }
-                for c in &mut held {
-                    let (synchronous_commit,): (String,) =
-                        sqlx::query_as("SHOW synchronous_commit")
-                            .fetch_one(&mut **c)
-                            .await?;
+                for c in &mut every_connection(p).await? {
+                    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+                        .fetch_one(&mut **c)
+                        .await?;
                     out.push(Durability::Postgres { synchronous_commit });
                 }
             }
@@ -236,6 +227,17 @@ impl Pool {
             Pool::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// As many connections as `pool` may open, all held at once.
+async fn every_connection<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<PoolConnection<DB>>, sqlx::Error> {
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await?);
+    }
+    Ok(held)
 }
 
 /// The pools of an open store: one for the committer's writes, one for reads.

@@ -101,19 +101,20 @@ fn run_in_a_small_file_system(test: &str) {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(SMALL_FS, dir.path())
         .output()
-        .unwrap_or_else(|e| panic!("running unshare: {e}"));
+        .unwrap_or_else(|e| panic!("running unshare: {e}\n{NEEDS}"));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
     assert!(
         output.status.success() && stdout.contains("1 passed"),
-        "{test} in a 16 MiB tmpfs failed ({}):\n{stdout}\n{stderr}\n\
-         hint: this test fills a real file system: it needs util-linux's `unshare` and \
-         either root or unprivileged user namespaces to mount a tmpfs",
+        "{test} in a 16 MiB tmpfs failed ({}):\n{stdout}\n{stderr}\n{NEEDS}",
         output.status
     );
 }
+
+const NEEDS: &str = "hint: this test fills a real file system: it needs util-linux's `unshare` \
+                     and either root or unprivileged user namespaces to mount a tmpfs";
 
 fn running_as_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
