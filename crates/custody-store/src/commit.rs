@@ -9,19 +9,27 @@
 //! Several processes (several `custody serve` on one PostgreSQL, or a CLI beside a server
 //! on one SQLite file) each run a committer; the write lock serialises their batches, and
 //! each re-reads the head under the lock, so the log stays linear.
+//!
+//! Each batch also checks the head it read against the newest checkpoint this committer
+//! signed or verified (`seen`, see `integrity.rs`): a head that went back or off that
+//! history stops the committer for good (until an operator acknowledges it), before it
+//! signs anything.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use custody_crypto::note::NoteSigner;
-use custody_ledger::{Checkpoint, Frontier, Hash, leaf_hash};
+use custody_ledger::{Checkpoint, Frontier, Hash};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch::BatchPlan;
+use crate::checkpoint_file;
 use crate::db::Pool;
 use crate::faults::{FaultInjector, FaultPoint};
-use crate::search::{self, Indexed};
-use crate::sql::{self, Conn, NewIdempotencyRow, StateRow};
-use crate::{Append, Appended, Expect, StoreError};
+use crate::integrity::{self, Finding, IntegrityFailure, Status, Witness};
+use crate::search::Indexed;
+use crate::sql::{self, Conn, HeadRow, StateRow};
+use crate::{Append, Appended, SignedCheckpoint, StoreError};
 
 /// One caller's append waiting to be committed.
 pub(crate) struct Request {
@@ -32,6 +40,18 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
+/// What the committer is asked to do.
+pub(crate) enum Job {
+    /// Commit an append (with whatever else is waiting).
+    Append(Request),
+    /// An operator accepts the database's head after `failure`: commit `request` (the
+    /// record of that decision) on it, alone, and leave the read-only state.
+    Acknowledge {
+        failure: IntegrityFailure,
+        request: Request,
+    },
+}
+
 pub(crate) struct Committer {
     pub(crate) pool: Pool,
     pub(crate) signer: NoteSigner,
@@ -39,6 +59,13 @@ pub(crate) struct Committer {
     /// batch checks it against the head it read under the lock, and reloads it from the
     /// stored hashes when another process moved the head (or a commit failed midway).
     pub(crate) frontier: Option<Frontier>,
+    /// The newest checkpoint this committer signed or verified. It only moves forward:
+    /// every head read under the lock must extend it.
+    pub(crate) seen: SignedCheckpoint,
+    /// Shared with the store: the integrity failure (if any) and the storage status.
+    pub(crate) status: Arc<Status>,
+    /// The checkpoint file's writer, if one is kept.
+    pub(crate) checkpoint_file: Option<checkpoint_file::Writer>,
     pub(crate) faults: Option<Arc<dyn FaultInjector>>,
     pub(crate) max_batch_events: usize,
     pub(crate) max_batch_bytes: usize,
@@ -46,42 +73,119 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Commits batches until every sender is dropped.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.recv().await {
-            let (mut events, mut bytes) = (0, 0);
-            let mut batch = Vec::new();
-            let mut next = Some(first);
-            // Take what is waiting, up to the batch bounds (always at least one append).
-            while let Some(request) = next.take() {
-                events += request.append.events.len();
-                bytes += request.append.byte_len();
-                batch.push(request);
-                if events < self.max_batch_events && bytes < self.max_batch_bytes {
-                    next = rx.try_recv().ok();
-                }
-            }
-            let mut appends = Vec::with_capacity(batch.len());
-            let mut terms = Vec::with_capacity(batch.len());
-            let mut replies = Vec::with_capacity(batch.len());
-            for r in batch {
-                appends.push(r.append);
-                terms.push(r.indexed);
-                replies.push(r.reply);
-            }
-            let results = match self.commit(&appends, &terms).await {
-                Ok(results) => results,
-                Err(e) => {
-                    self.frontier = None;
-                    appends.iter().map(|_| Err(batch_failure(&e))).collect()
-                }
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        // A job that arrived while a batch was being gathered, run after it.
+        let mut held = None;
+        loop {
+            let job = match held.take() {
+                Some(job) => job,
+                None => match rx.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
             };
-            for (reply, result) in replies.into_iter().zip(results) {
-                // A caller that gave up waiting has dropped its receiver; its append
-                // stands (or not) all the same.
-                let _ = reply.send(result);
+            match job {
+                Job::Acknowledge { failure, request } => {
+                    let result = self
+                        .acknowledge(&failure, request.append, request.indexed)
+                        .await;
+                    self.publish_checkpoint();
+                    let _ = request.reply.send(result);
+                }
+                Job::Append(first) => {
+                    let (mut events, mut bytes) = (0, 0);
+                    let mut batch = Vec::new();
+                    let mut next = Some(first);
+                    // Take what is waiting, up to the batch bounds (always at least one).
+                    while let Some(request) = next.take() {
+                        events += request.append.events.len();
+                        bytes += request.append.byte_len();
+                        batch.push(request);
+                        if events < self.max_batch_events && bytes < self.max_batch_bytes {
+                            match rx.try_recv() {
+                                Ok(Job::Append(r)) => next = Some(r),
+                                Ok(other) => held = Some(other),
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                    self.commit_batch(batch).await;
+                }
             }
         }
         self.pool.close().await;
+    }
+
+    async fn commit_batch(&mut self, batch: Vec<Request>) {
+        let mut appends = Vec::with_capacity(batch.len());
+        let mut terms = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for r in batch {
+            appends.push(r.append);
+            terms.push(r.indexed);
+            replies.push(r.reply);
+        }
+        let outcome = match self.status.integrity() {
+            // Read-only after an integrity failure: nothing reaches the database.
+            Some(failure) => Err(StoreError::Integrity(Box::new(failure))),
+            None => self.commit(&appends, &terms, false).await,
+        };
+        self.status.wrote(&outcome);
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                self.frontier = None;
+                appends.iter().map(|_| Err(batch_failure(&e))).collect()
+            }
+        };
+        self.publish_checkpoint();
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that gave up waiting has dropped its receiver; its append
+            // stands (or not) all the same.
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Adopts the database's head after `failure` and commits `append` on it alone.
+    async fn acknowledge(
+        &mut self,
+        failure: &IntegrityFailure,
+        append: Append,
+        indexed: Vec<Indexed>,
+    ) -> Result<Appended, StoreError> {
+        if self.status.integrity().as_ref() != Some(failure) {
+            return Err(StoreError::InvalidInput(
+                "that is not this store's integrity failure (read it again from \
+                 Store::integrity): nothing was acknowledged"
+                    .into(),
+            ));
+        }
+        self.frontier = None;
+        let outcome = self.commit(&[append], &[indexed], true).await;
+        self.status.wrote(&outcome);
+        let result = match outcome {
+            Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
+            Err(e) => {
+                self.frontier = None;
+                Err(e)
+            }
+        };
+        // Committed (or a replay of a commit whose outcome was unknown): the record of
+        // the decision is in the ledger, so the store may append again.
+        if result.is_ok() {
+            self.status.clear_integrity();
+        }
+        result
+    }
+
+    /// Has the newest checkpoint seen written to the checkpoint file. Not while the store
+    /// is read-only after an integrity failure: the file keeps the evidence.
+    fn publish_checkpoint(&self) {
+        if let Some(writer) = &self.checkpoint_file {
+            if self.status.integrity().is_none() {
+                writer.send(&self.seen.note);
+            }
+        }
     }
 
     fn fault(&self, point: FaultPoint) -> Result<(), StoreError> {
@@ -92,11 +196,14 @@ impl Committer {
     }
 
     /// Commits one batch. `Err`: nothing of the batch is committed (or, for
-    /// `OutcomeUnknown`, it cannot be known). `Ok`: one result per append.
+    /// `OutcomeUnknown`, it cannot be known). `Ok`: one result per append. `adopt`: take
+    /// the head as it is (an operator acknowledged an integrity failure) instead of
+    /// checking it against the checkpoint seen.
     async fn commit(
         &mut self,
         appends: &[Append],
         terms: &[Vec<Indexed>],
+        adopt: bool,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let mut c = tx.conn();
@@ -104,17 +211,7 @@ impl Committer {
             .await?
             .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
         let size = to_u64(head.size)?;
-        let mut frontier = match self.frontier.take() {
-            Some(f) if f.size() == size => f,
-            _ => load_frontier(&mut c, size).await?,
-        };
-        if frontier.root()[..] != head.root[..] {
-            return Err(StoreError::Corrupt(format!(
-                "the stored right edge of the tree gives root {} at size {size}, but the head says {}",
-                hex(&frontier.root()),
-                hex(&head.root)
-            )));
-        }
+        let mut frontier = self.admit_head(&mut c, head, adopt).await?;
 
         let mut plan = BatchPlan::new(size);
         for append in appends {
@@ -123,6 +220,7 @@ impl Committer {
         }
         if plan.next == size {
             // Every append was a replay or refused: nothing to write, no new checkpoint.
+            tx.rollback().await?;
             self.frontier = Some(frontier);
             return Ok(plan.results);
         }
@@ -168,6 +266,11 @@ impl Committer {
             .await
             .map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
         self.frontier = Some(frontier);
+        self.seen = SignedCheckpoint {
+            size: new_size,
+            root,
+            note,
+        };
         if self.fault(FaultPoint::AfterCommit).is_err() {
             return Err(StoreError::OutcomeUnknown(
                 "injected fault after commit".into(),
@@ -175,197 +278,93 @@ impl Committer {
         }
         Ok(plan.results)
     }
-}
 
-/// What one batch will write, decided append by append under the lock.
-struct BatchPlan {
-    /// The next free index.
-    next: u64,
-    results: Vec<Result<Appended, StoreError>>,
-    /// Indices into the batch of the appends accepted, in order.
-    accepted: Vec<usize>,
-    nodes: Vec<(i64, Hash)>,
-    /// One row per state record the batch writes: a record written twice in a batch (by
-    /// two appends, or twice in one) is written once, as the later write left it.
-    /// (PostgreSQL refuses an upsert that touches a row twice.)
-    state: Vec<StateRow>,
-    state_rows: HashMap<(String, String), usize>,
-    /// Versions of state records as this batch leaves them (`None`: absent).
-    versions: HashMap<(String, String), Option<i64>>,
-    /// Idempotency keys accepted in this batch: key → (fingerprint, result index).
-    keys: HashMap<String, ([u8; 32], usize)>,
-}
-
-impl BatchPlan {
-    fn new(size: u64) -> Self {
-        BatchPlan {
-            next: size,
-            results: Vec::new(),
-            accepted: Vec::new(),
-            nodes: Vec::new(),
-            state: Vec::new(),
-            state_rows: HashMap::new(),
-            versions: HashMap::new(),
-            keys: HashMap::new(),
-        }
-    }
-
-    /// Decides one append: a replay, a refusal, or accepted (leaves hashed into
-    /// `frontier`, state staged). `Err` only for a database failure.
-    async fn admit(
+    /// Checks the head read under the lock and returns the tree's right edge at it. A head
+    /// that fails (see `check_head`) is an integrity failure: the store turns read-only
+    /// (or, adopting, the acknowledgment is refused and the store stays read-only).
+    async fn admit_head(
         &mut self,
         c: &mut Conn<'_>,
-        append: &Append,
-        frontier: &mut Frontier,
-    ) -> Result<Result<Appended, StoreError>, StoreError> {
-        if let Some(key) = &append.idempotency {
-            if let Some((fingerprint, at)) = self.keys.get(&key.key) {
-                return Ok(
-                    match (&self.results[*at], *fingerprint == key.fingerprint) {
-                        (Ok(first), true) => Ok(Appended {
-                            replayed: true,
-                            ..*first
-                        }),
-                        _ => Err(StoreError::IdempotencyConflict(key.key.clone())),
-                    },
-                );
-            }
-            if let Some((fingerprint, first, count, tree_size)) =
-                sql::idempotency(c, &key.key).await?
-            {
-                return Ok(if fingerprint[..] == key.fingerprint[..] {
-                    Ok(Appended {
-                        first_index: to_u64(first)?,
-                        count: to_u64(count)?,
-                        tree_size: to_u64(tree_size)?,
-                        replayed: true,
-                    })
-                } else {
-                    Err(StoreError::IdempotencyConflict(key.key.clone()))
-                });
-            }
-        }
-
-        // Check every precondition before staging anything of this append.
-        // (record, its version after this write: `None` when the write removes it)
-        let mut staged: Vec<((String, String), Option<i64>)> =
-            Vec::with_capacity(append.state.len());
-        for write in &append.state {
-            let id = (write.kind.clone(), write.key.clone());
-            let current = match staged.iter().rev().find(|(k, _)| *k == id) {
-                Some((_, version)) => *version,
-                None => match self.versions.get(&id) {
-                    Some(version) => *version,
-                    None => {
-                        let version = sql::state_version(c, &write.kind, &write.key).await?;
-                        self.versions.insert(id.clone(), version);
-                        version
-                    }
-                },
-            };
-            let holds = match write.expect {
-                Expect::Any => true,
-                Expect::Absent => current.is_none(),
-                Expect::Version(v) => current.is_some_and(|c| u64::try_from(c) == Ok(v)),
-            };
-            if !holds {
-                return Ok(Err(StoreError::Conflict {
-                    kind: write.kind.clone(),
-                    key: write.key.clone(),
-                    expected: write.expect,
-                    found: current.and_then(|c| u64::try_from(c).ok()),
-                }));
-            }
-            let removes = write.value.as_bytes() == b"null";
-            staged.push((id, (!removes).then(|| current.unwrap_or(0) + 1)));
-        }
-
-        let first = self.next;
-        for (write, (id, version)) in append.state.iter().zip(staged) {
-            // A removal is staged as a row whose value is `null` (see `flush_state`).
-            let row = (
-                write.kind.clone(),
-                write.key.clone(),
-                version.unwrap_or(0),
-                write.value.to_string(),
-                to_i64(first)?,
-            );
-            match self.state_rows.get(&id) {
-                Some(&at) => self.state[at] = row,
-                None => {
-                    self.state_rows.insert(id.clone(), self.state.len());
-                    self.state.push(row);
+        head: HeadRow,
+        adopt: bool,
+    ) -> Result<Frontier, StoreError> {
+        let size = to_u64(head.size)?;
+        let root = Hash::try_from(&head.root[..])
+            .map_err(|_| StoreError::Corrupt("the log head's root is not 32 bytes".into()))?;
+        let moved = (size, root, head.checkpoint.as_str())
+            != (self.seen.size, self.seen.root, self.seen.note.as_str());
+        match self
+            .check_head(c, size, &root, &head.checkpoint, moved || adopt, adopt)
+            .await?
+        {
+            Ok(frontier) => {
+                if moved {
+                    self.seen = SignedCheckpoint {
+                        size,
+                        root,
+                        note: head.checkpoint,
+                    };
                 }
+                Ok(frontier)
             }
-            self.versions.insert(id, version);
-        }
-        for event in &append.events {
-            for (id, hash) in frontier.append(leaf_hash(event.as_bytes())) {
-                self.nodes.push((node_key(id)?, hash));
-            }
-        }
-        self.next += append.events.len() as u64;
-        if let Some(key) = &append.idempotency {
-            self.keys
-                .insert(key.key.clone(), (key.fingerprint, self.results.len()));
-        }
-        self.accepted.push(self.results.len());
-        Ok(Ok(Appended {
-            first_index: first,
-            count: append.events.len() as u64,
-            tree_size: 0, // set when the batch's size is known
-            replayed: false,
-        }))
-    }
-
-    fn leaves<'a>(&self, appends: &'a [Append]) -> Vec<&'a [u8]> {
-        self.accepted
-            .iter()
-            .flat_map(|&i| appends[i].events.iter().map(|e| e.as_bytes()))
-            .collect()
-    }
-
-    /// `(term, index)` for every term of every accepted event, in log order, the time
-    /// terms following on from `latest`, the log's latest stamp before the batch.
-    fn term_rows(
-        &self,
-        indexed: &[Vec<Indexed>],
-        mut latest: Option<i128>,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut rows = Vec::new();
-        let mut terms = Vec::new();
-        for &i in &self.accepted {
-            if let Ok(result) = &self.results[i] {
-                for (offset, event) in indexed[i].iter().enumerate() {
-                    let index = to_i64(result.first_index + offset as u64)?;
-                    terms.clear();
-                    terms.extend(event.terms.iter().cloned());
-                    latest = search::time_terms(event.stamp, latest, &mut terms);
-                    rows.extend(terms.drain(..).map(|t| (t, index)));
+            Err(finding) => {
+                let failure = IntegrityFailure {
+                    finding,
+                    seen: self.seen.clone(),
+                    witness: Witness::ThisProcess,
+                    found_size: size,
+                    found_root: root,
+                };
+                if adopt {
+                    return Err(StoreError::Corrupt(format!(
+                        "the database's head cannot be accepted as it stands: {failure}"
+                    )));
                 }
+                self.status.fail_integrity(failure.clone());
+                Err(StoreError::Integrity(Box::new(failure)))
             }
         }
-        Ok(rows)
     }
 
-    fn idempotency_rows<'a>(
-        &self,
-        appends: &'a [Append],
-        tree_size: u64,
-    ) -> Result<Vec<NewIdempotencyRow<'a>>, StoreError> {
-        let mut rows = Vec::new();
-        for &i in &self.accepted {
-            if let (Some(key), Ok(result)) = (&appends[i].idempotency, &self.results[i]) {
-                rows.push((
-                    key.key.as_str(),
-                    &key.fingerprint[..],
-                    to_i64(result.first_index)?,
-                    to_i64(result.count)?,
-                    to_i64(tree_size)?,
-                ));
+    /// The head's checks, in order: unless `adopt`, it extends the checkpoint seen; if
+    /// `verify_note` (it moved since, or is being adopted), its checkpoint is signed by the
+    /// log key and names it; and the stored hashes give its root. `Ok(Err)`: what fails.
+    async fn check_head(
+        &mut self,
+        c: &mut Conn<'_>,
+        size: u64,
+        root: &Hash,
+        note: &str,
+        verify_note: bool,
+        adopt: bool,
+    ) -> Result<Result<Frontier, Finding>, StoreError> {
+        if !adopt {
+            if let Some(finding) = integrity::check_extends(c, &self.seen, size, root).await? {
+                return Ok(Err(finding));
             }
         }
-        Ok(rows)
+        if verify_note {
+            let verifier = self.signer.verifier();
+            if let Err(why) = integrity::verify_head_note(note, verifier, size, root) {
+                return Ok(Err(Finding::HeadNotSigned(why)));
+            }
+        }
+        let frontier = match self.frontier.take() {
+            Some(f) if f.size() == size => f,
+            _ => match load_frontier(c, size).await {
+                Ok(f) => f,
+                Err(StoreError::Corrupt(why)) => return Ok(Err(Finding::Damaged(why))),
+                Err(e) => return Err(e),
+            },
+        };
+        if frontier.root() != *root {
+            return Ok(Err(Finding::Damaged(format!(
+                "the stored right edge of the tree gives root {} at size {size}, but the head says {}",
+                hex(&frontier.root()),
+                hex(root)
+            ))));
+        }
+        Ok(Ok(frontier))
     }
 }
 
@@ -412,6 +411,7 @@ fn batch_failure(e: &StoreError) -> StoreError {
         StoreError::OutcomeUnknown(m) => StoreError::OutcomeUnknown(m.clone()),
         StoreError::Injected(p) => StoreError::Injected(p),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Integrity(f) => StoreError::Integrity(f.clone()),
         other => StoreError::Unavailable(other.to_string()),
     }
 }

@@ -6,7 +6,7 @@ use custody_ledger::Hash;
 use custody_model::{CanonicalJson, Timestamp};
 use serde::Serialize;
 
-use crate::StoreError;
+use crate::{IntegrityFailure, Readiness, StoreError};
 
 /// Most events one [`Append`] may carry.
 pub const MAX_EVENTS_PER_APPEND: usize = 4096;
@@ -30,7 +30,9 @@ pub const MAX_KEY_BYTES: usize = 512;
 ///    write whose [`Expect`] fails rejects the whole append, and nothing of it is written.
 /// 2. **Durable.** When `append` returns `Ok`, the transaction is on stable storage
 ///    (fsync'd: SQLite in WAL mode with `synchronous=FULL`, PostgreSQL with
-///    `synchronous_commit=on`). A crash after that loses nothing.
+///    `synchronous_commit=on`). A crash after that loses nothing. The store sets these
+///    itself on every connection it opens, never relying on a server's or file's default
+///    (`SqlStore::durability` reads them back from each pooled connection).
 /// 3. **Linear.** Appends from any number of concurrent callers, in any number of threads
 ///    or processes sharing the database, form one log: indices are dense from 0, no gap,
 ///    no fork, no entry ever at two indices. Appends are serialised through a lock on the
@@ -52,9 +54,56 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// 9. **Unknown outcomes are named.** If the commit's outcome cannot be known (the
 ///    connection dropped during `COMMIT`), the error is [`StoreError::OutcomeUnknown`];
 ///    retrying with the same idempotency key converges.
+/// 10. **Fail closed on lost history.** The store remembers the newest checkpoint it signed
+///     or verified, and checks every head it reads under the lock against it: the head may
+///     not be smaller, nor have another root at the same size, nor (larger) fail a
+///     consistency proof from the stored hashes; a head another writer moved must carry a
+///     checkpoint signed by the log key. A head that fails (the database was rolled back,
+///     truncated or forked under a running store) makes the store read-only: every append
+///     fails with [`StoreError::Integrity`] naming what was found, no checkpoint is signed,
+///     and [`Store::integrity`] reports it, until an operator calls
+///     [`Store::acknowledge_integrity_failure`], which commits the operator's record of the
+///     decision on the head as it stands.
+/// 11. **Witnessed across restarts.** After each batch the newest checkpoint is written to
+///     a checkpoint file outside the database (`CheckpointFile`; beside an SQLite file by
+///     default), by a task of its own, off the commit path, so the file is a lower bound of
+///     the head (closing the store waits for its last write). Opening checks the head against it as in 10 (with the checkpoint's
+///     signature), so a database rolled back, truncated or forked while no store ran is
+///     refused with [`StoreError::Integrity`] (or opened read-only, if asked). A missing
+///     file is written from the head, and the store says so (`SqlStore::checkpoint_file`).
+/// 12. **Storage faults are transient.** A failed write (disk full, connection lost, a
+///     failed `COMMIT`) fails the appends it carried, cleanly (nothing of a refused
+///     append is written; a failed `COMMIT` is [`StoreError::OutcomeUnknown`]) and leaves
+///     no connection behind in an unknown transaction state: once the storage recovers,
+///     appends and access-log writes succeed again without reopening the store.
+///     [`Store::readiness`] is false while the last write failed for a storage reason and a
+///     probe write still fails.
 pub trait Store: Send + Sync {
     /// Appends events and applies their state writes atomically (contract 1–8).
     fn append(&self, append: Append) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// The integrity failure that made the store read-only, if one did (contract 10, 11).
+    fn integrity(&self) -> Option<IntegrityFailure>;
+
+    /// Whether appends can succeed now (contract 12): [`Readiness::Ready`] unless the store
+    /// is read-only (opened so, or after an integrity failure), closed, or its last write
+    /// failed for a storage reason and a probe write (a one-row commit outside the ledger,
+    /// made only then) fails too. Cheap while writes succeed: it reads memory alone.
+    fn readiness(&self) -> impl Future<Output = Readiness> + Send;
+
+    /// An operator's answer to an integrity failure: accepts the database's head as it now
+    /// stands and commits `record` on it, alone; the store then appends again. `failure`
+    /// must be the store's current one (as [`Store::integrity`] gave it), so that what is
+    /// accepted is what the operator saw. The head must still verify (its checkpoint signed
+    /// by the log key, the stored tree giving its root). The store writes nothing of its
+    /// own: `record` is the caller's event saying who decided, why, and what was lost (the
+    /// failure's `seen` checkpoint, signed, and the head found); it stays read-only if
+    /// `record` is refused or fails.
+    fn acknowledge_integrity_failure(
+        &self,
+        failure: &IntegrityFailure,
+        record: Append,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
     /// The number of entries in the log (the head's size), without fetching or verifying
     /// its checkpoint: a cheap way to notice that someone appended.

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Executor, Postgres, Sqlite};
 
 use crate::StoreError;
 use crate::sql::Conn;
@@ -61,6 +61,23 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// The settings that make a commit durable, as one connection has them in effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    /// An SQLite connection.
+    Sqlite {
+        /// `PRAGMA journal_mode` (custody sets `wal`).
+        journal_mode: String,
+        /// `PRAGMA synchronous` (custody sets 2, `FULL`: the WAL is fsync'd at each commit).
+        synchronous: i64,
+    },
+    /// A PostgreSQL connection.
+    Postgres {
+        /// `SHOW synchronous_commit` (custody sets `on`).
+        synchronous_commit: String,
+    },
+}
+
 /// A pool of either backend.
 #[derive(Clone)]
 pub(crate) enum Pool {
@@ -83,24 +100,61 @@ impl PooledConn {
     }
 }
 
-/// A write transaction holding the log's write lock. Dropped without `commit`, it rolls back.
-pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+/// A write transaction holding the log's write lock, on a connection of its own.
+///
+/// It is begun, committed and rolled back with plain SQL rather than sqlx's `Transaction`,
+/// whose bookkeeping of the connection's transaction depth can part from the database's:
+/// when SQLite fails a statement or a `COMMIT` with `SQLITE_FULL` (disk full) it rolls the
+/// transaction back itself, sqlx's own `ROLLBACK` then fails, its depth stays at one, and
+/// every later `BEGIN` on that pooled connection was refused ("attempted to call begin_with
+/// at non-zero transaction depth") until a restart. Here a transaction not finished by a
+/// successful `COMMIT` or `ROLLBACK` (an error, a failed commit, a dropped future) closes
+/// its connection instead of returning it to the pool: its state is unknown, and a new
+/// connection costs far less than a stuck one.
+pub(crate) struct Tx {
+    conn: PooledConn,
+    /// True until `COMMIT` or `ROLLBACK` succeeded.
+    open: bool,
 }
 
 impl Tx {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Tx::Sqlite(t) => Conn::Sqlite(t),
-            Tx::Postgres(t) => Conn::Postgres(t),
-        }
+        self.conn.conn()
     }
 
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Ends the transaction writing nothing (a batch that had nothing to write).
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.execute("ROLLBACK").await?;
+        self.open = false;
+        Ok(())
+    }
+
+    async fn execute(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            PooledConn::Sqlite(c) => {
+                c.execute(sql).await?;
+            }
+            PooledConn::Postgres(c) => {
+                c.execute(sql).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            match &mut self.conn {
+                PooledConn::Sqlite(c) => c.close_on_drop(),
+                PooledConn::Postgres(c) => c.close_on_drop(),
+            }
         }
     }
 }
@@ -117,10 +171,14 @@ impl Pool {
     /// IMMEDIATE` (so two processes never deadlock upgrading a read lock); PostgreSQL takes
     /// the log head's row lock at its first locking read.
     pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(match self {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        let (conn, begin) = match self {
+            Pool::Sqlite(p) => (PooledConn::Sqlite(p.acquire().await?), "BEGIN IMMEDIATE"),
+            Pool::Postgres(p) => (PooledConn::Postgres(p.acquire().await?), "BEGIN"),
+        };
+        // Open from the start: a `BEGIN` that failed midway leaves the state unknown too.
+        let mut tx = Tx { conn, open: true };
+        tx.execute(begin).await?;
+        Ok(tx)
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
@@ -131,12 +189,55 @@ impl Pool {
         Ok(())
     }
 
+    /// The durability settings in effect on every connection the pool can hold: it
+    /// acquires as many as it may open and holds them all while it reads, so each answer
+    /// is a distinct connection's.
+    pub(crate) async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+        let mut out = Vec::new();
+        match self {
+            Pool::Sqlite(p) => {
+                for c in &mut every_connection(p).await? {
+                    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                        .fetch_one(&mut **c)
+                        .await?;
+                    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(&mut **c)
+                        .await?;
+                    out.push(Durability::Sqlite {
+                        journal_mode,
+                        synchronous,
+                    });
+                }
+            }
+            Pool::Postgres(p) => {
+                for c in &mut every_connection(p).await? {
+                    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+                        .fetch_one(&mut **c)
+                        .await?;
+                    out.push(Durability::Postgres { synchronous_commit });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn close(&self) {
         match self {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// As many connections as `pool` may open, all held at once.
+async fn every_connection<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<PoolConnection<DB>>, sqlx::Error> {
+    let mut held = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        held.push(pool.acquire().await?);
+    }
+    Ok(held)
 }
 
 /// The pools of an open store: one for the committer's writes, one for reads.
@@ -179,7 +280,10 @@ pub(crate) async fn connect(location: &Location, create: bool) -> Result<Pools, 
             })
         }
         Location::Postgres(url) => {
-            let options = PgConnectOptions::from_str(url)?;
+            // Durable commits are custody's to ask for, not the server's default to supply:
+            // every connection starts with `synchronous_commit=on` (a commit returns after
+            // its WAL record is flushed to disk), whatever the server or role says.
+            let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(LOCK_WAIT)

@@ -1,6 +1,8 @@
 //! Why a store operation failed, with what to do about it.
 
-use crate::Expect;
+use std::path::PathBuf;
+
+use crate::{Expect, IntegrityFailure};
 
 /// A store failure. Messages name what is wrong; `hint:` lines say what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,24 @@ pub enum StoreError {
         "the ledger is damaged: {0}\nhint: stop writing to it, keep a copy, and run `custody log check` to locate the damage"
     )]
     Corrupt(String),
+    /// The log's history contradicts a checkpoint this store signed or verified before (the
+    /// database was rolled back, truncated or forked): the store refuses to append or sign
+    /// until an operator acknowledges it ([`crate::Store::acknowledge_integrity_failure`]).
+    #[error(
+        "the ledger's history was changed behind custody's back: {0}\nthe ledger is read-only: nothing is appended or signed until an operator resolves this\nhint: find out who changed the database and restore the lost entries from a backup if you can; then `custody log recover --reason TEXT` accepts the database as it stands and records that decision in the ledger"
+    )]
+    Integrity(Box<IntegrityFailure>),
+    /// The checkpoint file kept outside the database holds something that is not a
+    /// checkpoint of this log.
+    #[error(
+        "the checkpoint file {path} is not a checkpoint of this log: {reason}\nhint: custody writes this file itself after every commit; find out who changed it, then move it aside: the next open recreates it from the ledger's head"
+    )]
+    CheckpointFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A state precondition failed; nothing of the append was written.
     #[error("state {kind}/{key} is at version {found:?}, the append expected {expected:?}")]
     Conflict {

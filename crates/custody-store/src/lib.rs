@@ -9,6 +9,12 @@
 //! the leaves, the hash of every complete subtree (so any proof costs O(log n) reads, see
 //! [`custody_ledger::ProofPlan`]), and one signed C2SP checkpoint per committed batch.
 //!
+//! It fails closed: a head that does not extend the newest checkpoint the store signed or
+//! verified (kept in memory, and across restarts in a checkpoint file outside the database)
+//! turns it read-only until an operator acknowledges it ([`IntegrityFailure`]). A failed
+//! write leaves nothing behind, so appends resume when the storage does ([`Readiness`]).
+//! It does not decide what events mean (the app does), keep time, or print.
+//!
 //! ```no_run
 //! # async fn demo(log_key: custody_crypto::note::NoteSigner) -> Result<(), custody_store::StoreError> {
 //! use custody_model::{CanonicalJson, Timestamp};
@@ -24,21 +30,30 @@
 //!
 //! [`CanonicalJson`]: custody_model::CanonicalJson
 
+mod batch;
+mod check;
+mod checkpoint_file;
 mod commit;
 mod contract;
 mod db;
 mod error;
 mod faults;
+mod integrity;
+mod open;
 pub mod search;
 mod sql;
 mod sql_store;
 
+pub use check::IntegrityReport;
+pub use checkpoint_file::{CheckpointFile, CheckpointFileStatus};
 pub use contract::{
     AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey, LastUse,
     MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
     SignedCheckpoint, StateRecord, StateWrite, Store,
 };
-pub use db::Location;
+pub use db::{Durability, Location};
 pub use error::StoreError;
 pub use faults::{FaultInjector, FaultPoint};
-pub use sql_store::{IntegrityReport, OpenOptions, SqlStore};
+pub use integrity::{Finding, IntegrityFailure, Readiness, Witness};
+pub use open::{OnIntegrityFailure, OpenOptions};
+pub use sql_store::SqlStore;

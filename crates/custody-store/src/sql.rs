@@ -184,6 +184,16 @@ pub(crate) async fn advance_head(
     Ok(rows == 1)
 }
 
+/// Changes the probe row: a write outside the ledger, to learn whether a write transaction
+/// can commit (see `Readiness`).
+pub(crate) async fn probe(c: &mut Conn<'_>) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE store_probe SET n = n + 1 WHERE id = 1";
+    on_conn!(c, c => {
+        sqlx::query(SQL).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
 /// Stored node hashes for `ids` (any order; missing ids are absent).
 pub(crate) async fn nodes(
     c: &mut Conn<'_>,

@@ -2,20 +2,20 @@
 
 use std::sync::Arc;
 
-use custody_crypto::note::{NoteSigner, NoteVerifier};
+use custody_crypto::note::NoteVerifier;
 use custody_ledger::{
-    Checkpoint, EMPTY_ROOT, Frontier, Hash, ProofPlan, consistency_plan, inclusion_plan, leaf_hash,
-    root_plan,
+    Checkpoint, EMPTY_ROOT, Hash, ProofPlan, consistency_plan, inclusion_plan, root_plan,
 };
 use custody_model::{CanonicalJson, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::commit::{self, Committer, Request, hex, to_i64, to_u64};
-use crate::db::{self, Location, Pool};
-use crate::faults::FaultInjector;
+use crate::checkpoint_file::CheckpointFileStatus;
+use crate::commit::{self, Job, Request, to_i64, to_u64};
+use crate::db::{Durability, Location, Pool};
+use crate::integrity::{IntegrityFailure, Readiness, Status};
 use crate::search;
-use crate::sql::{self, Conn};
+use crate::sql;
 use crate::{
     AccessEntry, AccessRecord, Append, Appended, Entry, LastUse, MAX_ENTRIES_PER_READ,
     MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint,
@@ -25,42 +25,26 @@ use crate::{
 /// Most checkpoints one [`Store::checkpoints`] call returns.
 const MAX_CHECKPOINTS_PER_READ: u64 = 1000;
 
-/// Tuning and test hooks for [`SqlStore::open_with`].
-#[derive(Clone)]
-pub struct OpenOptions {
-    /// Most events one group commit takes (it always takes at least one append).
-    pub max_batch_events: usize,
-    /// Most bytes of events and state one group commit takes (likewise).
-    pub max_batch_bytes: usize,
-    /// Appends waiting for the committer before callers are made to wait to enqueue.
-    pub queue: usize,
-    /// Fault injection for tests.
-    pub faults: Option<Arc<dyn FaultInjector>>,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            max_batch_events: 8192,
-            max_batch_bytes: 64 << 20,
-            queue: 4096,
-            faults: None,
-        }
-    }
-}
-
 /// The ledger and state in an SQLite file or a PostgreSQL database.
 pub struct SqlStore {
-    location: Location,
-    read: Pool,
-    verifier: NoteVerifier,
+    pub(crate) location: Location,
+    pub(crate) read: Pool,
+    /// The committer's pool (the same as `read` on PostgreSQL); `None` when read-only.
+    pub(crate) write: Option<Pool>,
+    pub(crate) verifier: NoteVerifier,
     /// The committer's queue; `None` when opened read-only.
-    appends: Option<mpsc::Sender<Request>>,
-    committer: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) appends: Option<mpsc::Sender<Job>>,
+    /// The committer's task, then the checkpoint file writer's (which ends after it).
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Every entry has its search terms. Always so once a writer has opened the store (it
     /// runs the backfill); a reader of a ledger no writer has opened since the search index
     /// was added refuses to search rather than answer from part of the log.
-    searchable: bool,
+    pub(crate) searchable: bool,
+    /// The integrity failure and storage status, shared with the committer.
+    pub(crate) status: Arc<Status>,
+    /// What the checkpoint file held when the store was opened.
+    /// (Boxed: it is read once, and a store is often held in an enum beside small values.)
+    pub(crate) checkpoint_file: Box<CheckpointFileStatus>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -70,110 +54,43 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
-    /// Creates a new, empty ledger signed by `log_key` at `location` (its checkpoint of
-    /// size 0 is the first). Refuses if a ledger is already there.
-    pub async fn create(
-        location: &Location,
-        log_key: NoteSigner,
-        now: Timestamp,
-    ) -> Result<SqlStore, StoreError> {
-        let pools = db::connect(location, true).await?;
-        pools.write.migrate().await?;
-        {
-            let mut tx = pools.write.begin_write().await?;
-            let mut c = tx.conn();
-            if sql::meta(&mut c).await?.is_some() {
-                return Err(StoreError::AlreadyInitialized(location.describe()));
-            }
-            let verifier = log_key.verifier();
-            let note = Checkpoint {
-                origin: verifier.name().to_owned(),
-                size: 0,
-                root: EMPTY_ROOT,
-                extensions: Vec::new(),
-            }
-            .sign(&log_key)
-            .map_err(|e| StoreError::Signing(e.to_string()))?;
-            sql::create_log(
-                &mut c,
-                verifier.name(),
-                &verifier.to_text(),
-                &now.to_string(),
-                &EMPTY_ROOT,
-                &note,
-            )
-            .await?;
+    /// What the checkpoint file held when the store was opened (see [`crate::CheckpointFile`]).
+    /// A server should warn when it was [`CheckpointFileStatus::Recreated`] on a ledger
+    /// that is not new: the file was removed, so a rollback while stopped went unchecked.
+    pub fn checkpoint_file(&self) -> &CheckpointFileStatus {
+        &self.checkpoint_file
+    }
+
+    /// Why the last write of the checkpoint file failed, if it did (the commits stand; the
+    /// file lags behind until a write succeeds).
+    pub fn checkpoint_file_error(&self) -> Option<String> {
+        self.status.checkpoint_file_error()
+    }
+
+    /// The durability settings in effect on every connection of the store's pools (see
+    /// [`Durability`]). It holds every connection while it reads them: for tests and
+    /// diagnostics, not for a busy server's hot path.
+    pub async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+        let mut settings = Vec::new();
+        if let Some(write @ Pool::Sqlite(_)) = &self.write {
+            settings.extend(write.durability().await?);
+        }
+        settings.extend(self.read.durability().await?);
+        Ok(settings)
+    }
+
+    /// Commits a write outside the ledger on each pool that writes (see [`Readiness`]).
+    async fn probe(&self) -> Result<(), StoreError> {
+        let pools = match &self.write {
+            Some(write @ Pool::Sqlite(_)) => vec![write, &self.read],
+            _ => vec![&self.read],
+        };
+        for pool in pools {
+            let mut tx = pool.begin_write().await?;
+            sql::probe(&mut tx.conn()).await?;
             tx.commit().await?;
         }
-        Self::start(location, pools, log_key, OpenOptions::default()).await
-    }
-
-    /// Opens an existing ledger for reading and appending with its log key.
-    pub async fn open(location: &Location, log_key: NoteSigner) -> Result<SqlStore, StoreError> {
-        Self::open_with(location, log_key, OpenOptions::default()).await
-    }
-
-    /// [`SqlStore::open`] with options.
-    pub async fn open_with(
-        location: &Location,
-        log_key: NoteSigner,
-        options: OpenOptions,
-    ) -> Result<SqlStore, StoreError> {
-        let pools = db::connect(location, false).await?;
-        Self::start(location, pools, log_key, options).await
-    }
-
-    /// Opens an existing ledger for reading only; `log_key` is the log's verifier key.
-    pub async fn open_read_only(
-        location: &Location,
-        log_key: &NoteVerifier,
-    ) -> Result<SqlStore, StoreError> {
-        let pools = db::connect(location, false).await?;
-        check_ledger(location, &pools.read, log_key, false).await?;
-        let searchable = {
-            let mut conn = pools.read.acquire().await?;
-            matches!(sql::terms_backfill(&mut conn.conn()).await, Ok(Some((done, upto))) if done >= upto)
-        };
-        if let Pool::Sqlite(_) = pools.write {
-            pools.write.close().await; // PostgreSQL shares one pool for both
-        }
-        Ok(SqlStore {
-            location: location.clone(),
-            read: pools.read,
-            verifier: log_key.clone(),
-            appends: None,
-            committer: Mutex::new(None),
-            searchable,
-        })
-    }
-
-    async fn start(
-        location: &Location,
-        pools: db::Pools,
-        log_key: NoteSigner,
-        options: OpenOptions,
-    ) -> Result<SqlStore, StoreError> {
-        let verifier = log_key.verifier().clone();
-        let frontier = check_ledger(location, &pools.write, &verifier, true).await?;
-        backfill_terms(&pools.write).await?;
-        let (tx, rx) = mpsc::channel(options.queue.max(1));
-        let committer = Committer {
-            pool: pools.write,
-            signer: log_key,
-            frontier: Some(frontier),
-            faults: options.faults,
-            max_batch_events: options.max_batch_events.max(1),
-            max_batch_bytes: options.max_batch_bytes.max(1),
-        };
-        let handle = tokio::spawn(committer.run(rx));
-        Ok(SqlStore {
-            location: location.clone(),
-            read: pools.read,
-            verifier,
-            appends: Some(tx),
-            committer: Mutex::new(Some(handle)),
-            searchable: true,
-        })
+        Ok(())
     }
 
     /// Where the ledger lives.
@@ -192,84 +109,16 @@ impl SqlStore {
         to_u64(sql::database_bytes(&mut conn.conn()).await?)
     }
 
-    /// Finishes the appends already queued, then closes the database.
+    /// Finishes the appends already queued and the checkpoint file's last write, then
+    /// closes the database.
     pub async fn close(mut self) {
         self.appends = None;
-        if let Some(handle) = self.committer.lock().await.take() {
-            let _ = handle.await;
+        // In order: once the committer is gone, so is the file writer's sender, and the
+        // writer ends after writing the last note.
+        for task in self.tasks.lock().await.drain(..) {
+            let _ = task.await;
         }
         self.read.close().await;
-    }
-
-    /// Recomputes the whole tree from the stored leaves and checks it against every stored
-    /// hash and every stored checkpoint (signature and root). `progress` is called with
-    /// the number of leaves checked so far.
-    pub async fn check(
-        &self,
-        mut progress: impl FnMut(u64) + Send,
-    ) -> Result<IntegrityReport, StoreError> {
-        let head = self.checkpoint().await?;
-        let mut conn = self.read.acquire().await?;
-        let mut c = conn.conn();
-        let mut frontier = Frontier::new();
-        let mut checkpoints = CheckpointCursor::default();
-        let mut report = IntegrityReport {
-            entries: 0,
-            checkpoints: 0,
-            root: EMPTY_ROOT,
-        };
-        report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
-        while frontier.size() < head.size {
-            let start = frontier.size();
-            let end = head.size.min(start + MAX_ENTRIES_PER_READ);
-            let rows = sql::entries(&mut c, to_i64(start)?, to_i64(end)?).await?;
-            if rows.len() as u64 != end - start
-                || rows
-                    .iter()
-                    .zip(start..)
-                    .any(|((index, _), i)| *index != i as i64)
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "leaves {start}..{end} are not all stored"
-                )));
-            }
-            // First the stored hashes (which names the damaged leaf or subtree)…
-            let mut ahead = frontier.clone();
-            let mut new_nodes = Vec::new();
-            for (index, leaf) in &rows {
-                CanonicalJson::from_canonical_bytes(leaf).map_err(|e| {
-                    StoreError::Corrupt(format!("leaf {index} is not canonical JSON: {e}"))
-                })?;
-                new_nodes.extend(ahead.append(leaf_hash(leaf)));
-            }
-            let ids: Vec<_> = new_nodes.iter().map(|(id, _)| *id).collect();
-            let stored = commit::read_nodes(&mut c, &ids).await?;
-            for ((id, computed), stored) in new_nodes.iter().zip(stored) {
-                if *computed != stored {
-                    return Err(StoreError::Corrupt(format!(
-                        "stored hash of subtree level {} index {} is {}, the leaves give {}",
-                        id.level,
-                        id.index,
-                        hex(&stored),
-                        hex(computed)
-                    )));
-                }
-            }
-            // …then every signed checkpoint along the way.
-            for (_, leaf) in &rows {
-                frontier.append(leaf_hash(leaf));
-                report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
-            }
-            report.entries = end;
-            progress(end);
-        }
-        report.root = frontier.root();
-        if report.root != head.root {
-            return Err(StoreError::Corrupt(
-                "the leaves do not give the head's root".into(),
-            ));
-        }
-        Ok(report)
     }
 
     async fn fetch_plan(&self, plan: &ProofPlan) -> Result<Vec<Hash>, StoreError> {
@@ -308,157 +157,6 @@ impl SqlStore {
             )));
         }
         Ok(())
-    }
-}
-
-/// What [`SqlStore::check`] verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntegrityReport {
-    /// Leaves recomputed.
-    pub entries: u64,
-    /// Stored checkpoints whose signature and root were checked.
-    pub checkpoints: u64,
-    /// The root of all leaves.
-    pub root: Hash,
-}
-
-/// Walks the stored checkpoints in size order alongside a recomputation of the tree.
-#[derive(Default)]
-struct CheckpointCursor {
-    pending: std::collections::VecDeque<(u64, String)>,
-    next_from: u64,
-    exhausted: bool,
-}
-
-impl CheckpointCursor {
-    /// Checks every stored checkpoint of exactly the frontier's size; returns how many.
-    async fn check(
-        &mut self,
-        c: &mut Conn<'_>,
-        verifier: &NoteVerifier,
-        frontier: &Frontier,
-    ) -> Result<u64, StoreError> {
-        let mut checked = 0;
-        loop {
-            if self.pending.is_empty() && !self.exhausted {
-                let page =
-                    sql::checkpoints(c, to_i64(self.next_from)?, MAX_CHECKPOINTS_PER_READ as i64)
-                        .await?;
-                self.exhausted = (page.len() as u64) < MAX_CHECKPOINTS_PER_READ;
-                for (size, note) in page {
-                    let size = to_u64(size)?;
-                    self.next_from = size + 1;
-                    self.pending.push_back((size, note));
-                }
-            }
-            match self.pending.front() {
-                Some((size, note)) if *size == frontier.size() => {
-                    let cp = Checkpoint::open(note, verifier).map_err(|e| {
-                        StoreError::Corrupt(format!("stored checkpoint {size}: {e}"))
-                    })?;
-                    if cp.size != *size || cp.root != frontier.root() {
-                        return Err(StoreError::Corrupt(format!(
-                            "stored checkpoint {size} says root {}, the leaves give {}",
-                            hex(&cp.root),
-                            hex(&frontier.root())
-                        )));
-                    }
-                    self.pending.pop_front();
-                    checked += 1;
-                }
-                Some((size, _)) if *size < frontier.size() => {
-                    return Err(StoreError::Corrupt(format!(
-                        "checkpoint {size} is out of order"
-                    )));
-                }
-                _ => return Ok(checked),
-            }
-        }
-    }
-}
-
-/// Checks that `pool` holds a ledger of `verifier`'s log whose head checkpoint verifies and
-/// matches the stored tree; returns the tree's right edge. Applies pending migrations
-/// first when `migrate`.
-async fn check_ledger(
-    location: &Location,
-    pool: &Pool,
-    verifier: &NoteVerifier,
-    migrate: bool,
-) -> Result<Frontier, StoreError> {
-    {
-        let mut conn = pool.acquire().await?;
-        if !sql::has_ledger(&mut conn.conn()).await? {
-            return Err(StoreError::NotInitialized(location.describe()));
-        }
-    }
-    if migrate {
-        pool.migrate().await?;
-    }
-    let mut conn = pool.acquire().await?;
-    let mut c = conn.conn();
-    let (_, log_key) = sql::meta(&mut c)
-        .await?
-        .ok_or_else(|| StoreError::NotInitialized(location.describe()))?;
-    if log_key != verifier.to_text() {
-        return Err(StoreError::KeyMismatch {
-            expected: log_key,
-            found: verifier.to_text(),
-        });
-    }
-    let head = sql::head(&mut c, false)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
-    let cp = Checkpoint::open(&head.checkpoint, verifier).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "the head checkpoint does not verify with the log key: {e}"
-        ))
-    })?;
-    let size = to_u64(head.size)?;
-    if cp.size != size || cp.root[..] != head.root[..] {
-        return Err(StoreError::Corrupt(
-            "the head checkpoint does not match the head's size and root".into(),
-        ));
-    }
-    let frontier = commit::load_frontier(&mut c, size).await?;
-    if frontier.root() != cp.root {
-        return Err(StoreError::Corrupt(format!(
-            "the stored tree of {size} leaves has root {}, but the signed checkpoint says {}",
-            hex(&frontier.root()),
-            hex(&cp.root)
-        )));
-    }
-    Ok(frontier)
-}
-
-/// Gives the entries appended before the search index existed (migration 0004) their
-/// terms, a thousand entries per transaction, so the first writer to open an older ledger
-/// makes it searchable. Two writers doing it at once write the same rows, harmlessly.
-async fn backfill_terms(pool: &Pool) -> Result<(), StoreError> {
-    loop {
-        let mut tx = pool.begin_write().await?;
-        let mut c = tx.conn();
-        // Under the log's write lock: no append runs meanwhile (a writer appends only
-        // after its own backfill has finished), so the latest `max:` term is the last
-        // backfilled entry's.
-        sql::head(&mut c, true).await?;
-        let Some((done, upto)) = sql::terms_backfill(&mut c).await? else {
-            return Ok(());
-        };
-        if done >= upto {
-            return Ok(());
-        }
-        let end = upto.min(done + to_i64(MAX_ENTRIES_PER_READ)?);
-        let mut latest = sql::latest_stamp(&mut c).await?;
-        let mut rows = Vec::new();
-        for (index, leaf) in sql::entries(&mut c, done, end).await? {
-            let mut indexed = search::index(&leaf);
-            latest = search::time_terms(indexed.stamp, latest, &mut indexed.terms);
-            rows.extend(indexed.terms.into_iter().map(|t| (t, index)));
-        }
-        sql::insert_terms(&mut c, &rows).await?;
-        sql::advance_terms_backfill(&mut c, end).await?;
-        tx.commit().await?;
     }
 }
 
@@ -552,6 +250,22 @@ fn check_append(append: &Append) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A request for the committer, and where its result will come.
+fn request(append: Append) -> (Request, oneshot::Receiver<Result<Appended, StoreError>>) {
+    let (reply, result) = oneshot::channel();
+    let indexed = append
+        .events
+        .iter()
+        .map(|e| search::index(e.as_bytes()))
+        .collect();
+    let request = Request {
+        append,
+        indexed,
+        reply,
+    };
+    (request, result)
+}
+
 fn signed_checkpoint(
     verifier: &NoteVerifier,
     size: u64,
@@ -594,17 +308,54 @@ impl Store for SqlStore {
     async fn append(&self, append: Append) -> Result<Appended, StoreError> {
         check_append(&append)?;
         let queue = self.appends.as_ref().ok_or(StoreError::ReadOnly)?;
-        let (reply, result) = oneshot::channel();
-        let indexed = append
-            .events
-            .iter()
-            .map(|e| search::index(e.as_bytes()))
-            .collect();
+        if let Some(failure) = self.status.integrity() {
+            return Err(StoreError::Integrity(Box::new(failure)));
+        }
+        let (request, result) = request(append);
         queue
-            .send(Request {
-                append,
-                indexed,
-                reply,
+            .send(Job::Append(request))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn integrity(&self) -> Option<IntegrityFailure> {
+        self.status.integrity()
+    }
+
+    async fn readiness(&self) -> Readiness {
+        let Some(queue) = &self.appends else {
+            return Readiness::ReadOnly;
+        };
+        if queue.is_closed() {
+            return Readiness::Closed;
+        }
+        if let Some(failure) = self.status.integrity() {
+            return Readiness::IntegrityFailed(failure);
+        }
+        if self.status.storage().is_some() {
+            // The last write failed: whether writes succeed now takes one.
+            let probed = self.probe().await;
+            self.status.wrote(&probed);
+            if let Err(e) = probed {
+                return Readiness::StorageFailing(e.to_string());
+            }
+        }
+        Readiness::Ready
+    }
+
+    async fn acknowledge_integrity_failure(
+        &self,
+        failure: &IntegrityFailure,
+        record: Append,
+    ) -> Result<Appended, StoreError> {
+        check_append(&record)?;
+        let queue = self.appends.as_ref().ok_or(StoreError::ReadOnly)?;
+        let (request, result) = request(record);
+        queue
+            .send(Job::Acknowledge {
+                failure: failure.clone(),
+                request,
             })
             .await
             .map_err(|_| StoreError::Closed)?;
@@ -757,11 +508,16 @@ impl Store for SqlStore {
         // The read pool writes here: the access log is not the ledger and takes no part
         // in its lock or its checkpoints (SQLite still serialises writers on its own).
         let last = latest_uses(&entries);
-        let mut tx = self.read.begin_write().await?;
-        sql::insert_access(&mut tx.conn(), &entries).await?;
-        sql::upsert_last_uses(&mut tx.conn(), &last).await?;
-        tx.commit().await?;
-        Ok(())
+        let written = async {
+            let mut tx = self.read.begin_write().await?;
+            sql::insert_access(&mut tx.conn(), &entries).await?;
+            sql::upsert_last_uses(&mut tx.conn(), &last).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.status.wrote(&written);
+        written
     }
 
     async fn last_uses(&self) -> Result<Vec<LastUse>, StoreError> {

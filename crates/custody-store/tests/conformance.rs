@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod common;
+#[path = "conformance/history.rs"]
+mod history;
+#[path = "conformance/storage.rs"]
+mod storage;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +22,9 @@ use custody_store::{
     Append, Expect, FaultInjector, FaultPoint, IdempotencyKey, OpenOptions, SqlStore, StateWrite,
     Store, StoreError,
 };
+
+use history::*;
+use storage::*;
 
 /// Generates one `#[tokio::test]` per suite function per backend.
 macro_rules! conformance {
@@ -63,6 +70,16 @@ conformance!(
     a_null_write_removes_a_record_with_its_event,
     the_index_finds_every_entry_naming_its_terms,
     an_older_ledger_is_indexed_when_a_writer_opens_it,
+    a_log_rolled_back_under_a_running_store_turns_it_read_only,
+    a_fork_under_running_stores_is_refused,
+    a_head_moved_without_the_log_key_is_refused,
+    a_log_rolled_back_while_stopped_is_refused_at_open,
+    a_log_forked_while_stopped_is_refused_at_open,
+    the_checkpoint_file_is_a_lower_bound_and_recreated_when_missing,
+    the_head_checkpoint_signature_is_checked_at_open,
+    every_stored_checkpoint_signature_is_checked,
+    every_connection_commits_durably,
+    storage_faults_are_transient,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {

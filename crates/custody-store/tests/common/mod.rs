@@ -9,7 +9,7 @@ use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey};
 use custody_ledger::{MemoryTree, leaf_hash};
 use custody_model::CanonicalJson;
-use custody_store::{Location, SqlStore, Store};
+use custody_store::{CheckpointFile, Location, OpenOptions, SqlStore, Store};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
@@ -55,10 +55,37 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// A fresh, empty database that lives as long as this value (SQLite: a temporary dir).
+/// A fresh, empty database that lives as long as this value, with a temporary directory
+/// (SQLite: the database's; PostgreSQL: for the checkpoint file).
 pub(crate) struct TestDb {
     pub(crate) location: Location,
-    _dir: Option<tempfile::TempDir>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// Where a store keeps its checkpoint file: beside the SQLite file (the default), and
+    /// for PostgreSQL a file in the temporary directory (what a server's data directory
+    /// would hold).
+    pub(crate) fn checkpoint_file(&self) -> (CheckpointFile, std::path::PathBuf) {
+        match &self.location {
+            Location::Sqlite(path) => (
+                CheckpointFile::Beside,
+                path.with_file_name("custody.db.checkpoint"),
+            ),
+            Location::Postgres(_) => {
+                let path = self.dir.path().join("ledger.checkpoint");
+                (CheckpointFile::At(path.clone()), path)
+            }
+        }
+    }
+
+    /// Open options keeping the checkpoint file.
+    pub(crate) fn options(&self) -> OpenOptions {
+        OpenOptions {
+            checkpoint_file: self.checkpoint_file().0,
+            ..OpenOptions::default()
+        }
+    }
 }
 
 /// The PostgreSQL server the test command started (`scripts/test-postgres.sh`).
@@ -80,7 +107,7 @@ impl Backend {
                 let dir = tempfile::tempdir().unwrap();
                 TestDb {
                     location: Location::Sqlite(dir.path().join("custody.db")),
-                    _dir: Some(dir),
+                    dir,
                 }
             }
             Backend::Postgres => {
@@ -99,7 +126,7 @@ impl Backend {
                 let (base, _) = admin.rsplit_once('/').unwrap();
                 TestDb {
                     location: Location::Postgres(format!("{base}/{db}")),
-                    _dir: None,
+                    dir: tempfile::tempdir().unwrap(),
                 }
             }
         }
@@ -161,4 +188,19 @@ pub(crate) async fn check_checkpoint_chain(store: &SqlStore) -> usize {
             .unwrap_or_else(|e| panic!("checkpoint {} → {}: {e}", a.size, b.size));
     }
     all.len()
+}
+
+/// The database's name on the PostgreSQL server.
+pub(crate) fn postgres_database(location: &Location) -> String {
+    match location {
+        Location::Postgres(url) => url.rsplit_once('/').unwrap().1.to_owned(),
+        Location::Sqlite(_) => panic!("not a PostgreSQL database"),
+    }
+}
+
+/// A connection to the PostgreSQL test server's administrative database.
+pub(crate) async fn postgres_admin() -> PgConnection {
+    PgConnection::connect_with(&PgConnectOptions::from_str(&postgres_url()).unwrap())
+        .await
+        .unwrap()
 }

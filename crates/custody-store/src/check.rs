@@ -1,0 +1,153 @@
+//! The full integrity check ([`SqlStore::check`]): every leaf against every stored hash
+//! and every stored checkpoint, recomputed from nothing but the leaves.
+
+use std::collections::VecDeque;
+
+use custody_crypto::note::NoteVerifier;
+use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier, Hash, leaf_hash};
+use custody_model::CanonicalJson;
+
+use crate::commit::{self, hex, to_i64, to_u64};
+use crate::sql::{self, Conn};
+use crate::{MAX_ENTRIES_PER_READ, SqlStore, Store, StoreError};
+
+/// Most checkpoints read per page while checking.
+const CHECKPOINTS_PER_PAGE: i64 = 1000;
+
+impl SqlStore {
+    /// Recomputes the whole tree from the stored leaves and checks it against every stored
+    /// hash and every stored checkpoint (signature and root). `progress` is called with
+    /// the number of leaves checked so far.
+    pub async fn check(
+        &self,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<IntegrityReport, StoreError> {
+        let head = self.checkpoint().await?;
+        let mut conn = self.read.acquire().await?;
+        let mut c = conn.conn();
+        let mut frontier = Frontier::new();
+        let mut checkpoints = CheckpointCursor::default();
+        let mut report = IntegrityReport {
+            entries: 0,
+            checkpoints: 0,
+            root: EMPTY_ROOT,
+        };
+        report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
+        while frontier.size() < head.size {
+            let start = frontier.size();
+            let end = head.size.min(start + MAX_ENTRIES_PER_READ);
+            let rows = sql::entries(&mut c, to_i64(start)?, to_i64(end)?).await?;
+            if rows.len() as u64 != end - start
+                || rows
+                    .iter()
+                    .zip(start..)
+                    .any(|((index, _), i)| *index != i as i64)
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "leaves {start}..{end} are not all stored"
+                )));
+            }
+            // First the stored hashes (which names the damaged leaf or subtree)…
+            let mut ahead = frontier.clone();
+            let mut new_nodes = Vec::new();
+            for (index, leaf) in &rows {
+                CanonicalJson::from_canonical_bytes(leaf).map_err(|e| {
+                    StoreError::Corrupt(format!("leaf {index} is not canonical JSON: {e}"))
+                })?;
+                new_nodes.extend(ahead.append(leaf_hash(leaf)));
+            }
+            let ids: Vec<_> = new_nodes.iter().map(|(id, _)| *id).collect();
+            let stored = commit::read_nodes(&mut c, &ids).await?;
+            for ((id, computed), stored) in new_nodes.iter().zip(stored) {
+                if *computed != stored {
+                    return Err(StoreError::Corrupt(format!(
+                        "stored hash of subtree level {} index {} is {}, the leaves give {}",
+                        id.level,
+                        id.index,
+                        hex(&stored),
+                        hex(computed)
+                    )));
+                }
+            }
+            // …then every signed checkpoint along the way.
+            for (_, leaf) in &rows {
+                frontier.append(leaf_hash(leaf));
+                report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
+            }
+            report.entries = end;
+            progress(end);
+        }
+        report.root = frontier.root();
+        if report.root != head.root {
+            return Err(StoreError::Corrupt(
+                "the leaves do not give the head's root".into(),
+            ));
+        }
+        Ok(report)
+    }
+}
+
+/// What [`SqlStore::check`] verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// Leaves recomputed.
+    pub entries: u64,
+    /// Stored checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// The root of all leaves.
+    pub root: Hash,
+}
+
+/// Walks the stored checkpoints in size order alongside a recomputation of the tree.
+#[derive(Default)]
+struct CheckpointCursor {
+    pending: VecDeque<(u64, String)>,
+    next_from: u64,
+    exhausted: bool,
+}
+
+impl CheckpointCursor {
+    /// Checks every stored checkpoint of exactly the frontier's size; returns how many.
+    async fn check(
+        &mut self,
+        c: &mut Conn<'_>,
+        verifier: &NoteVerifier,
+        frontier: &Frontier,
+    ) -> Result<u64, StoreError> {
+        let mut checked = 0;
+        loop {
+            if self.pending.is_empty() && !self.exhausted {
+                let page =
+                    sql::checkpoints(c, to_i64(self.next_from)?, CHECKPOINTS_PER_PAGE).await?;
+                self.exhausted = (page.len() as i64) < CHECKPOINTS_PER_PAGE;
+                for (size, note) in page {
+                    let size = to_u64(size)?;
+                    self.next_from = size + 1;
+                    self.pending.push_back((size, note));
+                }
+            }
+            match self.pending.front() {
+                Some((size, note)) if *size == frontier.size() => {
+                    let cp = Checkpoint::open(note, verifier).map_err(|e| {
+                        StoreError::Corrupt(format!("stored checkpoint {size}: {e}"))
+                    })?;
+                    if cp.size != *size || cp.root != frontier.root() {
+                        return Err(StoreError::Corrupt(format!(
+                            "stored checkpoint {size} says root {}, the leaves give {}",
+                            hex(&cp.root),
+                            hex(&frontier.root())
+                        )));
+                    }
+                    self.pending.pop_front();
+                    checked += 1;
+                }
+                Some((size, _)) if *size < frontier.size() => {
+                    return Err(StoreError::Corrupt(format!(
+                        "checkpoint {size} is out of order"
+                    )));
+                }
+                _ => return Ok(checked),
+            }
+        }
+    }
+}
