@@ -313,11 +313,12 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
 
     // The real release.
     expect_code(&w.release("shop", "1.0.0", &shop, &worker, signer), 0);
-    w.refused(
+    // An environment the pipeline does not have is "not found" (exit 2, HTTP 404).
+    w.failed(
         &["promote"],
         "rita",
         &["shop@1.0.0", "--to", "prod"],
-        "unknown environment \"prod\"",
+        "not found: unknown environment \"prod\"",
     );
     w.refused(
         &["promote"],

@@ -734,7 +734,7 @@ async fn tokens_and_bad_bodies(postgres: bool) {
         ),
         (
             format!(r#"{{"environment":"nowhere","digests":["{digest}"],"status":"failed"}}"#),
-            403,
+            404,
             "unknown environment",
         ),
     ] {
@@ -1233,7 +1233,12 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     let (status, v) = call("GET", &gate, Some(&argo), None).await;
     assert_eq!(status, 403, "{v}");
     assert!(
-        v["reasons"].to_string().contains("no longer verifies"),
+        v["reasons"]
+            .to_string()
+            .contains("no longer stands in build")
+            && v["reasons"]
+                .to_string()
+                .contains("not signed by a trusted release key"),
         "{v}"
     );
 
