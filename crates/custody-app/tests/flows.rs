@@ -206,25 +206,9 @@ struct Setup {
 const BUILDER: &str = "https://ci.example/builder/v1";
 const REPO: &str = "https://git.example/acme/shop";
 
+/// The test pipeline (testdata/flows.toml) with `extra_prod` as prod's gates.
 fn policy_text(extra_prod: &str) -> String {
-    format!(
-        r#"version = 1
-[roles]
-approver = ["alice", "bob"]
-[[release_key]]
-path = "keys/release.pub"
-[[builder]]
-id = "{BUILDER}"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-[[environment]]
-name = "prod"
-after = "build"
-{extra_prod}
-"#
-    )
+    include_str!("testdata/flows.toml").replace("# prod's gates\n", &format!("{extra_prod}\n"))
 }
 
 fn bundle(text: &str, builder: &PrivateKey, release: Option<&PrivateKey>) -> Bundle {

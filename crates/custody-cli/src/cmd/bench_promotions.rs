@@ -26,25 +26,7 @@ fn policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
     let mut b = Bundle::default();
     b.files.insert(
         "custody.toml".into(),
-        r#"version = 1
-[roles]
-approver = ["alice", "bob"]
-[[release_key]]
-path = "keys/release.pub"
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-evidence = ["test-results"]
-[[environment]]
-name = "test"
-after = "build"
-evidence = ["test-results"]
-approvals = { quorum = 1, roles = ["approver"] }
-"#
-        .into(),
+        include_str!("../policies/bench.toml").into(),
     );
     b.files
         .insert("keys/builder.pub".into(), builder.public_key().to_pem());
