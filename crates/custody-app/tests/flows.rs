@@ -434,6 +434,52 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_subject_custody_cannot_check_is_refused_not_ignored() {
+    use custody_crypto::statement::Statement;
+    let s = setup("").await;
+    let d = s.artifact("shop", "v1", "a1").await;
+    let good = RecordRelease::signed(
+        "shop",
+        "1.0.0",
+        &[ManifestArtifact {
+            name: "shop".into(),
+            digest: d.clone(),
+        }],
+        "rita",
+        at("2026-11-10T10:00:00Z"),
+        Some(&s.release_key),
+    )
+    .unwrap();
+    // The same manifest with a `backdoor` subject named only by a SHA-1.
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &good.manifest.payload,
+    )
+    .unwrap();
+    let mut statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    statement["subject"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "backdoor", "digest": {"sha1": "0123456789abcdef0123456789abcdef01234567"}}));
+    let tampered = Statement::from_json(statement.to_string().as_bytes()).unwrap();
+    let manifest = custody_app::attestations::sign_release(&s.release_key, &tampered).unwrap();
+    match s
+        .app
+        .record_release(&actor("rita"), &RecordRelease { manifest }, None)
+        .await
+    {
+        Err(AppError::Invalid(m)) => {
+            assert!(m.contains("\"backdoor\" has no sha256 or sha512"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.app
+        .record_release(&actor("rita"), &good, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
     let s = setup("").await;
     let digest = sha256(b"external");
@@ -474,6 +520,9 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
         "not signed by a trusted builder key",
     );
     denied(register(other, None).await, "about another artifact");
+    // Provenance for `tools` does not make this digest a `shop`.
+    let renamed = sign_provenance(&s.builder, "tools", &digest, &build("e1", "release")).unwrap();
+    denied(register(renamed, None).await, "names digest");
     let mut wrong = build("e1", "release");
     wrong.source_repo = "https://git.example/acme/other".into();
     denied(

@@ -7,5 +7,6 @@
 mod bodies;
 mod idempotency;
 mod openapi;
+mod replica;
 mod routes;
 mod support;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use custody_app::{App, CreateToken, FixedClock};
+use custody_app::{App, Clock as _, CreateToken, FixedClock};
 use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_model::Timestamp;
@@ -37,6 +37,10 @@ pub(crate) struct TestServer {
     pub(crate) tokens: BTreeMap<&'static str, String>,
     pub(crate) builder: PrivateKey,
     pub(crate) release_key: PrivateKey,
+    /// Where the store is, and the log key (a replica opens the same store with it).
+    location: Location,
+    /// The log key, PKCS#8 PEM.
+    log_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -103,14 +107,12 @@ impl TestServer {
     /// A fresh instance under the test policy, with a token for every principal.
     pub(crate) async fn start(backend: Backend) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let log = NoteSigner::new(
-            "test.custody/log",
-            Box::new(PrivateKey::generate(Algorithm::Ed25519)),
-        )
-        .unwrap();
-        let store = SqlStore::create(&location(dir.path(), backend), log, now())
-            .await
+        let log_key = PrivateKey::generate(Algorithm::Ed25519)
+            .to_pkcs8_pem()
             .unwrap();
+        let log = NoteSigner::new("test.custody/log", Box::new(copy(&log_key))).unwrap();
+        let location = location(dir.path(), backend);
+        let store = SqlStore::create(&location, log, now()).await.unwrap();
         let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
         let (builder, release_key) = (
             PrivateKey::generate(Algorithm::Ed25519),
@@ -147,8 +149,33 @@ impl TestServer {
             tokens,
             builder,
             release_key,
+            location,
+            log_key,
             _dir: dir,
         }
+    }
+
+    /// A second server on the same store (PostgreSQL: another replica behind the load
+    /// balancer), with its background tasks running, as `custody serve` runs them.
+    pub(crate) async fn replica(&self) -> (TestServer, Vec<tokio::task::JoinHandle<()>>) {
+        let log = NoteSigner::new("test.custody/log", Box::new(copy(&self.log_key))).unwrap();
+        let store = SqlStore::open(&self.location, log).await.unwrap();
+        let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+        let clock = Arc::new(FixedClock::at(self.clock.now()));
+        let state = ServerState::with_clock(app, Oidc::default(), Alerts::default(), clock.clone());
+        let tasks = custody_server::spawn_background(&state);
+        let replica = TestServer {
+            router: custody_server::router(state.clone()),
+            state,
+            clock,
+            tokens: self.tokens.clone(),
+            builder: copy(&self.builder.to_pkcs8_pem().unwrap()),
+            release_key: copy(&self.release_key.to_pkcs8_pem().unwrap()),
+            location: self.location.clone(),
+            log_key: self.log_key.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        (replica, tasks)
     }
 
     /// `principal`'s token.
@@ -211,6 +238,11 @@ impl TestServer {
         }
         out
     }
+}
+
+/// A private key from its PKCS#8 PEM (keys are not `Clone`, by design).
+fn copy(pem: &str) -> PrivateKey {
+    PrivateKey::from_pkcs8_pem(pem).unwrap()
 }
 
 /// `path` with its `{…}` segments filled: an id, an environment, a digest.
