@@ -688,13 +688,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // A manual rollback names its reason, and with nothing passing it refuses.
     match s
         .app
-        .roll_back(&actor("rita"), "build", "bad config", None)
+        .roll_back(&actor("argo"), "build", "bad config", None)
         .await
     {
         Err(AppError::Denied(m)) => assert!(m.contains("passes the current policy"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match s.app.roll_back(&actor("rita"), "nowhere", "x", None).await {
+    match s.app.roll_back(&actor("argo"), "nowhere", "x", None).await {
         Err(AppError::NotFound(m)) => assert!(m.contains("unknown environment"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -758,7 +758,7 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
     // A manual rollback retried: once.
     let rb = s
         .app
-        .roll_back(&actor("rita"), "build", "manual", Some("rb-1"))
+        .roll_back(&actor("argo"), "build", "manual", Some("rb-1"))
         .await;
     assert!(
         matches!(rb, Err(AppError::Denied(_))),
@@ -1118,4 +1118,51 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         Err(AppError::Conflict(m)) => assert!(m.contains("already certified"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_scoped_to_one_environment_stops_at_the_next() {
+    let text = policy_text("").replace("[roles]\n", "[roles]\n\"deployer:build\" = [\"dora\"]\n");
+    let s = setup_policy(&text).await;
+    let d = s.artifact("shop", "v1", "a1").await;
+    let r = s.release("1.0.0", &d).await;
+    // A deployer of build may not request a promotion into prod, nor report or roll back
+    // there; in build she may.
+    match s.app.promote_to(&actor("dora"), &r, "prod", None).await {
+        Err(AppError::Denied(m)) => {
+            assert!(m.contains("dora may not request promotions in prod"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for result in [
+        s.app
+            .deploy(&actor("dora"), "prod", std::slice::from_ref(&d), true, None)
+            .await
+            .map(|_| ()),
+        s.app
+            .roll_back(&actor("dora"), "prod", "x", None)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(AppError::Denied(m)) => assert!(m.contains("holds deployer:build"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let built = s
+        .app
+        .promote_to(&actor("dora"), &r, "build", None)
+        .await
+        .unwrap();
+    assert!(built.decision.decision.allowed);
+    s.app
+        .deploy(
+            &actor("dora"),
+            "build",
+            std::slice::from_ref(&d),
+            true,
+            None,
+        )
+        .await
+        .unwrap();
 }
