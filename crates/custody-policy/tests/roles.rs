@@ -22,10 +22,14 @@ fn compiled(extra: &str) -> Policy {
 fn refused(extra: &str, needle: &str) {
     let text = with_roles(extra);
     let err = compile(&bundle(&text, &keys())).expect_err(extra);
-    // The fixture's [roles] is on line 8: the first added line is line 9.
+    // The first added line follows the fixture's [roles] header.
+    let first = 2 + POLICY
+        .lines()
+        .position(|line| line == "[roles]")
+        .expect("the fixture has a [roles] table");
     assert!(
-        err.0.iter().any(|e| e.line >= 9
-            && e.line < 9 + extra.lines().count()
+        err.0.iter().any(|e| e.line >= first
+            && e.line < first + extra.lines().count()
             && e.message.contains(needle)),
         "{extra}: no error on its lines containing {needle:?}:\n{err}"
     );
