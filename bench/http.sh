@@ -20,8 +20,8 @@ server=$!
 for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.2; done
 url=$(sed -n 's/^custody listening on //p' "$work/serve.out")
 "$custody" demo --data-dir "$data" > /dev/null
-argo=$("$custody" token create --principal argo --as root --data-dir "$data" 2>/dev/null)
-rita=$("$custody" token create --principal rita --as root --data-dir "$data" 2>/dev/null)
+argo=$("$custody" token create --principal argo --data-dir "$data" 2>/dev/null)
+rita=$("$custody" token create --principal rita --data-dir "$data" 2>/dev/null)
 digest=$("$custody" history --data-dir "$data" --env production --json --limit 0 \
     | python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin) if x["event"]["type"]=="rollback"][-1]; print(e["event"]["artifacts"][-1])')
 

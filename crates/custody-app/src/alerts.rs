@@ -112,6 +112,44 @@ pub fn alerts_for_event(index: u64, event: &Event) -> Vec<Alert> {
                 });
             }
         }
+        // Every change of the policy in force is announced; the first policy of an instance
+        // changes nothing and is not.
+        EventBody::PolicyApplied(p) if p.previous.is_some() => {
+            let looser: Vec<&str> = p
+                .changes
+                .iter()
+                .filter(|c| c.direction == custody_policy::Direction::Looser)
+                .map(|c| c.what.as_str())
+                .collect();
+            let how = if p.bootstrap {
+                format!(
+                    "{} put it in force without approvals (bootstrap)",
+                    event.actor
+                )
+            } else {
+                format!(
+                    "proposed by {}, approved by {}",
+                    p.proposed_by.as_deref().unwrap_or(&event.actor),
+                    p.approvers.join(", ")
+                )
+            };
+            out.push(Alert {
+                id: format!("policy-changed:{index}"),
+                rule: "policy-changed".into(),
+                severity: if looser.is_empty() { "warning" } else { "critical" }.into(),
+                text: format!(
+                    "policy {} in force ({how}); {} change(s){}",
+                    p.policy.get(..19).unwrap_or(&p.policy),
+                    p.changes.len(),
+                    if looser.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", looser: {}", looser.join("; "))
+                    }
+                ),
+                subject: json!({"policy": p.policy, "proposal": p.proposal, "approvers": p.approvers, "ledger_index": index}),
+            });
+        }
         EventBody::ApprovalRecorded(a) if a.after_the_fact && a.verdict == Verdict::Reject => {
             out.push(Alert {
                 id: format!("break-glass-rejected:{}", a.approval),
@@ -180,7 +218,8 @@ impl<S: Store> App<S> {
         webhooks: &[String],
         now: Timestamp,
     ) -> AppResult<bool> {
-        let actor = Actor::new(ALERTING, now)?;
+        let actor =
+            Actor::new(ALERTING, now)?.authenticated_by(custody_model::Authentication::System);
         let key = idempotency("alert", &alert.id, &json!({"alert": alert.id}))?;
         self.retrying(|| async {
             let stored = self.get::<Outbox>(kind::OUTBOX, "alerts").await?;
@@ -253,7 +292,8 @@ impl<S: Store> App<S> {
         outcome: Result<(), String>,
         now: Timestamp,
     ) -> AppResult<()> {
-        let actor = Actor::new(ALERTING, now)?;
+        let actor =
+            Actor::new(ALERTING, now)?.authenticated_by(custody_model::Authentication::System);
         self.retrying(|| async {
             let stored = self.get::<Outbox>(kind::OUTBOX, "alerts").await?;
             let expect = expect_version(&stored);

@@ -3,7 +3,6 @@
 
 use custody_crypto::dsse::Envelope;
 use custody_model::Digest;
-use custody_policy::Bundle;
 use custody_store::Expect;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,22 +12,9 @@ use crate::attestations::{
     self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
 };
 use crate::events::{self, EventBody};
-use crate::records::{
-    ArtifactRecord, BuildSourceRecord, EvidenceRecord, PolicyRecord, ReleaseRecord, kind,
-};
+use crate::records::{ArtifactRecord, BuildSourceRecord, EvidenceRecord, ReleaseRecord, kind};
 use crate::{AppError, AppResult};
 use custody_store::Store;
-
-/// What applying a policy did.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct PolicyApplied {
-    /// The bundle's digest, now in force.
-    pub digest: String,
-    /// False if that version was already in force (nothing written).
-    pub changed: bool,
-    /// Ledger index of the `policy.applied` event.
-    pub ledger_index: Option<u64>,
-}
 
 /// An artifact to register (the body of `POST /api/v1/artifacts`). Its provenance, if
 /// any, was signed by the builder on their own machine or token.
@@ -156,61 +142,6 @@ pub struct ReleaseCreated {
 }
 
 impl<S: Store> App<S> {
-    /// Applies a policy bundle: compiles it (refusing it with every mistake, by line) and
-    /// records the new version in the ledger. Applying the version in force changes nothing.
-    pub async fn apply_policy(
-        &self,
-        actor: &Actor,
-        request: &ApplyPolicy,
-    ) -> AppResult<PolicyApplied> {
-        let bundle = Bundle {
-            files: request.files.clone(),
-        };
-        custody_policy::compile(&bundle)?;
-        let digest = bundle.digest();
-        self.retrying(|| async {
-            let current: Option<Versioned<PolicyRecord>> =
-                self.get(kind::POLICY, "current").await?;
-            if current.as_ref().is_some_and(|c| c.value.digest == digest) {
-                return Ok(PolicyApplied {
-                    digest: digest.clone(),
-                    changed: false,
-                    ledger_index: None,
-                });
-            }
-            let record = PolicyRecord {
-                digest: digest.clone(),
-                bundle: bundle.clone(),
-                applied_at: actor.now,
-                applied_by: actor.principal.clone(),
-            };
-            let appended = self
-                .append(
-                    vec![event(
-                        actor,
-                        EventBody::PolicyApplied(events::PolicyApplied {
-                            policy: digest.clone(),
-                            previous: current.as_ref().map(|c| c.value.digest.clone()),
-                            files: bundle.files.clone(),
-                        }),
-                    )?],
-                    vec![
-                        write(kind::POLICY, "current", &record, expect_version(&current))?,
-                        write(kind::POLICY_VERSION, &digest, &record, Expect::Any)?,
-                        write(kind::POLICY_DIGEST, "current", &digest, Expect::Any)?,
-                    ],
-                    None,
-                )
-                .await?;
-            Ok(PolicyApplied {
-                digest: digest.clone(),
-                changed: true,
-                ledger_index: Some(appended.first_index),
-            })
-        })
-        .await
-    }
-
     /// Registers an artifact with its build and provenance. Provenance produced elsewhere
     /// must verify with a trusted builder key and be about this digest (and agree with the
     /// declared build, if one is given); with a builder key, custody writes and signs it
@@ -221,6 +152,7 @@ impl<S: Store> App<S> {
         actor: &Actor,
         new: &RegisterArtifact,
     ) -> AppResult<ArtifactRegistered> {
+        self.permit(actor, crate::Permission::Register).await?;
         let policy = self.policy().await?;
         policy
             .check_artifact_name(&new.name)
@@ -359,6 +291,7 @@ impl<S: Store> App<S> {
         evidence: &AttachEvidence,
         idempotency_key: Option<&str>,
     ) -> AppResult<u64> {
+        self.permit(actor, crate::Permission::Attest).await?;
         let (evidence_kind, format, file_digest) = (
             evidence.kind.as_str(),
             evidence.format.as_str(),
@@ -427,6 +360,7 @@ impl<S: Store> App<S> {
         request: &RecordRelease,
         idempotency_key: Option<&str>,
     ) -> AppResult<ReleaseCreated> {
+        self.permit(actor, crate::Permission::Release).await?;
         let envelope = &request.manifest;
         use base64::Engine as _;
         let payload = base64::engine::general_purpose::STANDARD

@@ -74,6 +74,10 @@ macro_rules! event_kinds {
 event_kinds! {
     /// A policy version was put in force.
     "policy.applied" => PolicyApplied(PolicyApplied),
+    /// A new policy version was proposed, waiting for its owners' approval.
+    "policy.proposed" => PolicyProposed(PolicyProposed),
+    /// An owner approved or rejected a proposed policy version.
+    "proposal.reviewed" => ProposalReviewed(ProposalReviewed),
     /// An artifact was registered with its build and provenance.
     "artifact.registered" => ArtifactRegistered(ArtifactRegistered),
     /// Two builds of the same source and parameters gave different digests.
@@ -120,6 +124,61 @@ pub struct PolicyApplied {
     pub previous: Option<String>,
     /// The bundle's files (path → text).
     pub files: BTreeMap<String, String>,
+    /// The proposal it came from (absent: a bootstrap, or written before proposals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
+    /// Who proposed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_by: Option<String>,
+    /// The owners whose approvals put it in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// What it changes from `previous`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<custody_policy::Change>,
+    /// Put in force without approvals: the first policy of an instance, or the operator
+    /// replacing one nobody could approve a change of (see `App::propose_policy`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bootstrap: bool,
+}
+
+/// `policy.proposed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyProposed {
+    /// The proposal's id.
+    pub proposal: String,
+    /// The proposed version's digest.
+    pub policy: String,
+    /// The version in force it would replace.
+    pub previous: Option<String>,
+    /// The proposed bundle's files.
+    pub files: BTreeMap<String, String>,
+    /// What it changes.
+    pub changes: Vec<custody_policy::Change>,
+    /// Approvals it needs, from holders of `owners` other than the proposer.
+    pub quorum: u32,
+    /// The owner roles (of the policy in force).
+    pub owners: Vec<custody_policy::Role>,
+    /// When it lapses unless applied.
+    pub expires_at: Timestamp,
+}
+
+/// `proposal.reviewed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalReviewed {
+    /// The proposal.
+    pub proposal: String,
+    /// The proposed version's digest.
+    pub policy: String,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Why.
+    pub rationale: String,
+    /// The envelope of the owner's signed approval statement, when they signed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Envelope>,
 }
 
 /// An artifact as `artifact.registered` names it.
@@ -322,6 +381,13 @@ pub struct ApprovalRecorded {
     /// A review of a break-glass promotion after it was certified.
     #[serde(default, skip_serializing_if = "is_false")]
     pub after_the_fact: bool,
+    /// The reviewer's signed approval statement (not when the rationale is confidential:
+    /// it quotes the rationale; the record in state keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Envelope>,
+    /// The digest of the signed statement, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_digest: Option<Digest>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -218,7 +218,40 @@ impl<S: Store> App<S> {
 pub fn describe(event: &Event) -> String {
     let who = &event.actor;
     match &event.body {
-        EventBody::PolicyApplied(p) => format!("{who} applied policy {}", short(&p.policy)),
+        EventBody::PolicyApplied(p) if p.bootstrap => format!(
+            "{who} put policy {} in force without approvals (bootstrap)",
+            short(&p.policy)
+        ),
+        EventBody::PolicyApplied(p) => match &p.proposal {
+            Some(proposal) => format!(
+                "policy {} in force: proposal {proposal} by {}, approved by {}",
+                short(&p.policy),
+                p.proposed_by.as_deref().unwrap_or("?"),
+                p.approvers.join(", ")
+            ),
+            None => format!("{who} applied policy {}", short(&p.policy)),
+        },
+        EventBody::PolicyProposed(p) => format!(
+            "{who} proposed policy {} ({}): {} change(s), {} looser; needs {} approval(s)",
+            short(&p.policy),
+            p.proposal,
+            p.changes.len(),
+            p.changes
+                .iter()
+                .filter(|c| c.direction == custody_policy::Direction::Looser)
+                .count(),
+            p.quorum
+        ),
+        EventBody::ProposalReviewed(r) => format!(
+            "{who} {} proposal {}: {}",
+            if r.verdict == Verdict::Reject {
+                "rejected"
+            } else {
+                "approved"
+            },
+            r.proposal,
+            r.rationale
+        ),
         EventBody::ArtifactRegistered(a) => {
             format!(
                 "{who} registered {} ({})",

@@ -40,6 +40,11 @@ pub struct TokenRecord {
     pub expires_at: Timestamp,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+    /// Whether its principal created it for themselves, authenticated by a credential of
+    /// their own: only then do approvals made with it count (absent in records made
+    /// before this was kept: not personal).
+    #[serde(default)]
+    pub personal: bool,
 }
 
 /// A token as it is shown: everything but the secret's digest.
@@ -59,6 +64,9 @@ pub struct TokenInfo {
     pub expires_at: Timestamp,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
+    /// Whether approvals made with it count (see [`TokenRecord::personal`]).
+    #[serde(default)]
+    pub personal: bool,
 }
 
 impl From<&TokenRecord> for TokenInfo {
@@ -71,6 +79,7 @@ impl From<&TokenRecord> for TokenInfo {
             created_at: t.created_at,
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
+            personal: t.personal,
         }
     }
 }
@@ -147,6 +156,14 @@ impl<S: Store> App<S> {
         let principal: custody_model::Principal = principal
             .parse()
             .map_err(|e: custody_model::NameError| AppError::invalid(e.to_string()))?;
+        // Anyone may create a token for themselves; only admins for someone else. A token
+        // is personal when its holder made it while signed in with a credential of their
+        // own: never one an admin made for them, nor one made with such a token.
+        let own = principal.as_str() == actor.principal;
+        if !own {
+            self.permit(actor, Permission::Administer).await?;
+        }
+        let personal = own && actor.auth.as_ref().is_some_and(Authentication::personal);
         if valid_for_seconds <= 0 {
             return Err(AppError::invalid(
                 "a token must be valid for a positive time",
@@ -172,6 +189,7 @@ impl<S: Store> App<S> {
             created_at: actor.now,
             expires_at,
             revoked_at: None,
+            personal,
         };
         let once = idempotency_key.map(|key| Once {
             scope: "token",
@@ -202,12 +220,16 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// Revokes a token (it stops working at once; the record stays).
+    /// Revokes a token (it stops working at once; the record stays). Its holder may revoke
+    /// their own; an admin anyone's.
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> AppResult<TokenRecord> {
         self.retrying(|| async {
             let mut record: crate::app::Versioned<TokenRecord> = self
                 .require(kind::TOKEN, id, || format!("no token {id}"))
                 .await?;
+            if record.value.principal != actor.principal {
+                self.permit(actor, Permission::Administer).await?;
+            }
             if record.value.revoked_at.is_some() {
                 return Ok(record.value);
             }
@@ -290,6 +312,7 @@ impl<S: Store> App<S> {
         let auth = Authentication::Token {
             token: record.id.clone(),
             created_by: Some(record.created_by.clone()),
+            personal: record.personal,
         };
         self.authenticated(&record.principal, auth, now).await
     }
@@ -313,6 +336,68 @@ impl<S: Store> App<S> {
             roles,
         })
     }
+}
+
+impl<S: Store> App<S> {
+    /// Whether `actor` has `permission` under the policy in force at the actor's time. Every
+    /// use case that changes something asks, whoever calls it: the server's route guard
+    /// answers the same question earlier (with a 401 or 403), the CLI on a data directory
+    /// has no other guard. custody's own actions (alerting) need none.
+    pub(crate) async fn permit(&self, actor: &Actor, permission: Permission) -> AppResult<()> {
+        if actor.auth == Some(Authentication::System) {
+            return Ok(());
+        }
+        let policy = self.policy().await?;
+        let roles: Vec<String> = policy
+            .grants_of(&actor.principal, actor.now.unix_seconds())
+            .map(custody_policy::Grant::key)
+            .collect();
+        if permission.granted_to(&roles) {
+            return Ok(());
+        }
+        let who = &actor.principal;
+        let local = match &actor.auth {
+            Some(Authentication::Local { .. }) => format!(
+                "\nhint: on the data directory you act as the operator, {who}; to act as someone else use their token (--token), or grant {who} a role in the policy's [roles]"
+            ),
+            _ => format!(
+                "\nhint: a security admin grants roles in the policy's [roles] (e.g. {} = [\"{who}\"])",
+                permission.roles().first().copied().unwrap_or("admin")
+            ),
+        };
+        Err(AppError::denied(format!(
+            "{who} may not {}: that takes one of the roles {} (or admin), and {who} holds {}{local}",
+            permission.name(),
+            permission.roles().join(", "),
+            if roles.is_empty() {
+                "none".to_owned()
+            } else {
+                roles.join(", ")
+            },
+        )))
+    }
+}
+
+/// Why an approval by `actor` would not be theirs alone, if it would not: it counts only
+/// from a credential its person controls ([`Authentication::personal`]).
+pub(crate) fn not_personal(actor: &Actor) -> Option<String> {
+    let who = &actor.principal;
+    let how = match &actor.auth {
+        Some(a) if a.personal() => return None,
+        Some(Authentication::Token {
+            token, created_by, ..
+        }) => match created_by {
+            Some(by) if by != who => {
+                format!("token {token} was created by {by}, who saw its secret")
+            }
+            _ => format!("token {token} was created with a credential that is not {who}'s own"),
+        },
+        Some(other) => format!("{} is not a person's credential", other.describe()),
+        None => "the request names no credential".to_owned(),
+    };
+    Some(format!(
+        "an approval counts only from {who}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--sign-key KEY`), sign in to the dashboard with your organisation's identity provider, or create a token for yourself while signed in"
+    ))
 }
 
 /// Whether `actor` may do what takes one of `roles` in `environment`: a grant of one of them
@@ -379,13 +464,15 @@ pub enum Permission {
     Attest,
     /// Record signed releases.
     Release,
-    /// Create and revoke API tokens (admins only).
+    /// Create and revoke one's own API tokens.
     Tokens,
+    /// Create and revoke tokens for others (admins only).
+    Administer,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 12] = [
         Permission::Verify,
         Permission::Read,
         Permission::Audit,
@@ -397,6 +484,7 @@ impl Permission {
         Permission::Attest,
         Permission::Release,
         Permission::Tokens,
+        Permission::Administer,
     ];
 
     /// The roles that hold it (besides `admin`, which holds all).
@@ -408,13 +496,16 @@ impl Permission {
             ],
             Permission::Audit => &["auditor"],
             Permission::Promote => &["signer", "deployer"],
-            Permission::Review => &["approver"],
+            Permission::Review => &["approver", "security"],
             Permission::Deploy => &["deployer"],
             Permission::Policy => &["security"],
             Permission::Register => &["builder"],
             Permission::Attest => &["builder", "security"],
             Permission::Release => &["signer"],
-            Permission::Tokens => &[],
+            Permission::Tokens => &[
+                "builder", "signer", "approver", "security", "deployer", "auditor", "viewer",
+            ],
+            Permission::Administer => &[],
         }
     }
 
@@ -431,7 +522,8 @@ impl Permission {
             Permission::Register => "register artifacts",
             Permission::Attest => "attach evidence",
             Permission::Release => "record releases",
-            Permission::Tokens => "manage API tokens",
+            Permission::Tokens => "manage their own API tokens",
+            Permission::Administer => "manage others' API tokens",
         }
     }
 

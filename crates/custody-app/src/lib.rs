@@ -15,6 +15,7 @@
 
 pub mod alerts;
 mod app;
+pub mod approval_statement;
 pub mod attestations;
 mod board;
 mod catalog;
@@ -22,6 +23,7 @@ mod clock;
 mod environment;
 mod error;
 pub mod events;
+mod governance;
 mod history;
 mod identity;
 mod log;
@@ -37,14 +39,18 @@ pub use board::{
     PromotionView, SignatureView,
 };
 pub use catalog::{
-    ApplyPolicy, ArtifactRegistered, AttachEvidence, PolicyApplied, RecordRelease,
-    RegisterArtifact, ReleaseCreated,
+    ApplyPolicy, ArtifactRegistered, AttachEvidence, RecordRelease, RegisterArtifact,
+    ReleaseCreated,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use environment::{
     DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback, RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
+pub use governance::{
+    PROPOSAL_LIFETIME, PolicyChange, ProposalRecord, ProposalStatus, ProposalView, ProposalVote,
+    ReviewProposal,
+};
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
 pub use log::{ConsistencyProof, InclusionProof, Log};

@@ -15,6 +15,8 @@ pub(crate) mod kind {
     pub(crate) const POLICY_VERSION: &str = "policy-version";
     /// The digest of the policy in force alone (a small read for every request).
     pub(crate) const POLICY_DIGEST: &str = "policy-digest";
+    /// A proposed policy version, by proposal id.
+    pub(crate) const PROPOSAL: &str = "proposal";
     pub(crate) const ARTIFACT: &str = "artifact";
     pub(crate) const BUILD_SOURCE: &str = "build-source";
     pub(crate) const RELEASE: &str = "release";
@@ -207,6 +209,9 @@ pub struct ApprovalRecord {
     pub supersedes: Option<String>,
     /// The later record that replaced this one.
     pub superseded_by: Option<String>,
+    /// The reviewer's approval statement, signed with their enrolled personal key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Envelope>,
 }
 
 /// A recorded decision, with everything needed to replay it.

@@ -74,7 +74,7 @@ trait Calls {
         reason: &str,
         key: Option<&str>,
     ) -> AppResult<RollbackOutcome>;
-    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyApplied>;
+    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyChange>;
 }
 
 impl Calls for App<SqlStore> {
@@ -180,7 +180,7 @@ impl Calls for App<SqlStore> {
         )
         .await
     }
-    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyApplied> {
+    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyChange> {
         self.apply_policy(
             who,
             &ApplyPolicy {
@@ -227,8 +227,22 @@ fn at(t: &str) -> Timestamp {
     t.parse().unwrap()
 }
 
+/// The operator of the data directory, who puts the (ungoverned) test policies in force.
+fn operator() -> Actor {
+    Actor::new("local:ops", at("2026-11-10T10:00:00Z"))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Local { user: "ops".into() })
+}
+
+/// Someone acting at the tests' time, signed in with a credential of their own (so their
+/// approvals are theirs).
 fn actor(who: &str) -> Actor {
-    Actor::new(who, at("2026-11-10T10:00:00Z")).unwrap()
+    Actor::new(who, at("2026-11-10T10:00:00Z"))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        })
 }
 
 async fn setup(extra_prod: &str) -> Setup {
@@ -254,7 +268,7 @@ async fn setup_policy(policy: &str) -> Setup {
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
-    app.apply(&actor("sec"), bundle(policy, &builder, Some(&release_key)))
+    app.apply(&operator(), bundle(policy, &builder, Some(&release_key)))
         .await
         .unwrap();
     Setup {
@@ -624,10 +638,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         "name = \"build\"\nevidence = [\"sbom\"]",
     );
     s.app
-        .apply(
-            &actor("sec"),
-            bundle(&text, &s.builder, Some(&s.release_key)),
-        )
+        .apply(&operator(), bundle(&text, &s.builder, Some(&s.release_key)))
         .await
         .unwrap();
     let report = s
@@ -669,7 +680,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // A release key removed from the policy is a revoked key: the gate closes.
     s.app
         .apply(
-            &actor("sec"),
+            &operator(),
             bundle(
                 &text.replace("[[release_key]]\npath = \"keys/release.pub\"\n", ""),
                 &s.builder,
@@ -1043,6 +1054,7 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         rationale: "checked the hotfix diff and the incident".into(),
         risk: custody_app::records::Risk::Medium,
         confidential: false,
+        statement: None,
     };
     for (who, why) in [
         ("olga", "requested the promotion"),

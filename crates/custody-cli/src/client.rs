@@ -23,7 +23,8 @@ pub(crate) struct RemoteArgs {
     /// Talk to this custody server instead of the local data directory.
     #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
     pub(crate) server: Option<String>,
-    /// The token for --server: an API token (cst_…) or a CI OIDC ID token.
+    /// Act as this token's holder: an API token (cst_…), or with --server a CI job's OIDC
+    /// ID token. Without one, on a data directory you act as its operator (`local:USER`).
     #[arg(
         long,
         env = "CUSTODY_TOKEN",

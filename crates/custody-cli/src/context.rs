@@ -33,8 +33,8 @@ impl InstanceArgs {
     }
 }
 
-/// Where a command that records something acts, and as whom: the data directory (as the
-/// principal `--as` names) or a server (as its token's holder).
+/// Where a command that records something acts, and as whom: the data directory (as its
+/// operator, or as a token's holder) or a server (as its token's holder).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Target {
     #[command(flatten)]
@@ -54,23 +54,60 @@ pub(crate) struct ReadTarget {
     pub(crate) remote: crate::client::RemoteArgs,
 }
 
-/// Who acts: required by every command that records something.
+/// Who acts: on the data directory, its operator (the operating-system user running the
+/// command, recorded as `local:USER`), or the holder of `--token`; on a server, the token's
+/// holder. Nobody can claim a name: `--as` is gone.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ActorArgs {
-    /// Who is acting: a person's or a service's identity (e.g. alice, ci:acme/shop). On the
-    /// local data directory the operator vouches for it; the server takes it from a token.
-    /// (With --server, the token says who acts.)
-    #[arg(long = "as", env = "CUSTODY_PRINCIPAL", value_name = "PRINCIPAL")]
-    pub(crate) principal: Option<String>,
+    /// Removed: names are proven, not claimed (see `custody whoami`).
+    #[arg(long = "as", hide = true, value_name = "PRINCIPAL")]
+    pub(crate) claimed: Option<String>,
 }
 
 impl ActorArgs {
-    pub(crate) fn actor(&self) -> anyhow::Result<Actor> {
-        let Some(principal) = &self.principal else {
-            bail!("who is acting? pass --as PRINCIPAL (or set CUSTODY_PRINCIPAL)");
-        };
-        Ok(Actor::new(principal.clone(), now()?)?)
+    /// Who acts on the local data directory: the holder of `token`, if one is given (an
+    /// API token checked against the directory's own records), or the operator.
+    pub(crate) async fn local_actor(
+        &self,
+        app: &App<SqlStore>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Actor> {
+        if self.claimed.is_some() || std::env::var_os("CUSTODY_PRINCIPAL").is_some() {
+            bail!(
+                "--as (and CUSTODY_PRINCIPAL) no longer exist: nobody can claim a name
+hint: on the data directory you act as its operator, {}; to act as someone else, pass their token (--token or CUSTODY_TOKEN); to approve, sign with your enrolled key (--sign-key)",
+                operator()?.0
+            );
+        }
+        let now = now()?;
+        match token {
+            Some(token) => {
+                let who = app.authenticate(token, now).await?;
+                Ok(who.actor(now)?)
+            }
+            None => {
+                let (principal, user) = operator()?;
+                Ok(Actor::new(principal, now)?
+                    .authenticated_by(custody_model::Authentication::Local { user }))
+            }
+        }
     }
+}
+
+/// The operator of this machine: `local:USER` for the operating-system user running the
+/// command (by its user id, not by an environment variable anyone can set), and the user.
+pub(crate) fn operator() -> anyhow::Result<(String, String)> {
+    let user = match whoami::fallible::username() {
+        Ok(name) if !name.is_empty() && !name.chars().any(char::is_whitespace) => name,
+        _ => {
+            use std::os::unix::fs::MetadataExt as _;
+            let uid = std::fs::metadata("/proc/self")
+                .context("finding the operating-system user running custody")?
+                .uid();
+            format!("uid-{uid}")
+        }
+    };
+    Ok((format!("local:{user}"), user))
 }
 
 /// The clock commands act by: stopped at `CUSTODY_NOW` (RFC 3339, for tests and

@@ -3,12 +3,12 @@
 //! types and errors, so each command makes one call and prints and exits alike either way
 //! (the same shape as `ledger_source::Ledger` for the log).
 
-use custody_app::records::DecisionRecord;
+use custody_app::records::{DecisionRecord, PromotionRecord};
 use custody_app::{
     Actor, App, AppError, AppResult, ApplyPolicy, ArtifactRegistered, AttachEvidence, CreateToken,
-    DeployOutcome, DeployReport, HistoryEntry, HistoryFilter, PolicyApplied, Promote,
-    PromotionOutcome, RecordRelease, RegisterArtifact, ReleaseCreated, Replay, Review, RoleHolding,
-    Rollback, RollbackOutcome, TokenInfo, Verification,
+    DeployOutcome, DeployReport, HistoryEntry, HistoryFilter, PolicyChange, Promote,
+    PromotionOutcome, ProposalView, RecordRelease, RegisterArtifact, ReleaseCreated, Replay,
+    Review, ReviewProposal, RoleHolding, Rollback, RollbackOutcome, TokenInfo, Verification,
 };
 use custody_model::{Digest, Verdict};
 use custody_store::SqlStore;
@@ -17,6 +17,12 @@ use serde_json::json;
 
 use crate::client::{Client, RemoteArgs, segment};
 use crate::context::{ActorArgs, InstanceArgs, ReadTarget, Target};
+
+fn now() -> AppResult<custody_model::Timestamp> {
+    Ok(crate::context::clock()
+        .map_err(|e| AppError::Invalid(e.to_string()))?
+        .now())
+}
 
 /// The local use cases or a server.
 pub(crate) enum Custody {
@@ -27,6 +33,31 @@ pub(crate) enum Custody {
     },
     /// A custody server; the token says who acts.
     Remote(Client),
+}
+
+/// The policy in force, as fetched.
+pub(crate) struct PolicyInForce {
+    pub(crate) digest: String,
+    pub(crate) policy: custody_policy::Policy,
+}
+
+#[derive(Deserialize)]
+struct RemotePolicy {
+    digest: String,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RemotePromotion {
+    promotion: PromotionRecord,
+}
+
+/// Who acts, as `custody whoami` shows it.
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub(crate) struct Whoami {
+    pub(crate) principal: String,
+    pub(crate) auth: custody_model::Authentication,
+    pub(crate) roles: Vec<String>,
 }
 
 /// What creating a token gave: its record, and its text the first time only.
@@ -60,22 +91,21 @@ impl Custody {
         if let Some(client) = remote.client()? {
             return Ok(Custody::Remote(client));
         }
+        let app = instance.app().await?;
         let actor = match actor {
-            Some(a) => Some(a.actor()?),
+            Some(a) => Some(a.local_actor(&app, remote.token.as_deref()).await?),
             None => None,
         };
         Ok(Custody::Local {
-            app: Box::new(instance.app().await?),
+            app: Box::new(app),
             actor,
         })
     }
 
     fn actor(actor: &Option<Actor>) -> AppResult<&Actor> {
-        actor.as_ref().ok_or_else(|| {
-            AppError::Invalid(
-                "who is acting? pass --as PRINCIPAL (or set CUSTODY_PRINCIPAL)".into(),
-            )
-        })
+        actor
+            .as_ref()
+            .ok_or_else(|| AppError::Invalid("this command reads only; nobody acts".into()))
     }
 
     pub(crate) async fn promote(
@@ -192,7 +222,7 @@ impl Custody {
         }
     }
 
-    pub(crate) async fn apply_policy(&self, request: &ApplyPolicy) -> AppResult<PolicyApplied> {
+    pub(crate) async fn apply_policy(&self, request: &ApplyPolicy) -> AppResult<PolicyChange> {
         match self {
             Custody::Local { app, actor } => app.apply_policy(Self::actor(actor)?, request).await,
             Custody::Remote(c) => {
@@ -205,6 +235,105 @@ impl Custody {
                 )
                 .await
             }
+        }
+    }
+
+    /// The policy in force: its digest and bundle, compiled.
+    pub(crate) async fn policy_in_force(&self) -> AppResult<PolicyInForce> {
+        let (digest, files) = match self {
+            Custody::Local { app, .. } => {
+                let (record, _) = app.policy_in_force().await?;
+                (record.digest, record.bundle.files)
+            }
+            Custody::Remote(c) => {
+                let read: RemotePolicy = c.get("/api/v1/policy", &()).await?;
+                (read.digest, read.files)
+            }
+        };
+        let bundle = custody_policy::Bundle { files };
+        if bundle.digest() != digest {
+            return Err(AppError::Invalid(format!(
+                "the policy served as {digest} has digest {}",
+                bundle.digest()
+            )));
+        }
+        let policy = custody_policy::compile_recorded(&bundle)?;
+        Ok(PolicyInForce { digest, policy })
+    }
+
+    pub(crate) async fn proposals(&self, all: bool) -> AppResult<Vec<ProposalView>> {
+        match self {
+            Custody::Local { app, .. } => app.proposals(!all, now()?).await,
+            Custody::Remote(c) => c.get("/api/v1/proposals", &[("all", all)]).await,
+        }
+    }
+
+    pub(crate) async fn proposal(&self, id: &str) -> AppResult<ProposalView> {
+        match self {
+            Custody::Local { app, .. } => app.proposal(id, now()?).await,
+            Custody::Remote(c) => {
+                c.get(&format!("/api/v1/proposals/{}", segment(id)), &())
+                    .await
+            }
+        }
+    }
+
+    pub(crate) async fn review_proposal(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        request: &ReviewProposal,
+    ) -> AppResult<PolicyChange> {
+        match self {
+            Custody::Local { app, actor } => {
+                app.review_proposal(Self::actor(actor)?, id, verdict, request)
+                    .await
+            }
+            Custody::Remote(c) => {
+                let action = match verdict {
+                    Verdict::Approve => "approve",
+                    Verdict::Reject => "reject",
+                };
+                c.post(
+                    &format!("/api/v1/proposals/{}/{action}", segment(id)),
+                    request,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A promotion as recorded (for signing an approval of it).
+    pub(crate) async fn promotion(&self, id: &str) -> AppResult<PromotionRecord> {
+        match self {
+            Custody::Local { app, .. } => Ok(app.promotion(id).await?.0),
+            Custody::Remote(c) => {
+                let read: RemotePromotion = c
+                    .get(&format!("/api/v1/promotions/{}", segment(id)), &())
+                    .await?;
+                Ok(read.promotion)
+            }
+        }
+    }
+
+    /// Who acts, and the roles they hold now.
+    pub(crate) async fn whoami(&self) -> AppResult<Whoami> {
+        match self {
+            Custody::Local { app, actor } => {
+                let actor = Self::actor(actor)?;
+                let auth = actor
+                    .auth
+                    .clone()
+                    .unwrap_or(custody_model::Authentication::System);
+                let who = app.authenticated(&actor.principal, auth, actor.now).await?;
+                Ok(Whoami {
+                    principal: who.principal,
+                    auth: who.auth,
+                    roles: who.roles,
+                })
+            }
+            Custody::Remote(c) => c.get("/api/v1/whoami", &()).await,
         }
     }
 

@@ -318,9 +318,12 @@ impl DataDir {
             &format!("{header}{}", toml::to_string(&config)?),
         )?;
         fs::create_dir_all(self.root.join(&config.policy.dir))?;
+        // The operator who created the instance administers it until the policy names
+        // others (tokens, roles); see the starter policy's [governance].
+        let (operator, _) = crate::context::operator()?;
         write_new(
             &self.root.join(&config.policy.dir).join(POLICY_FILE),
-            STARTER_POLICY,
+            &STARTER_POLICY.replace("OPERATOR", &operator),
         )?;
         Ok(Created {
             store: Some(store),

@@ -48,11 +48,12 @@ pub(crate) fn open_note(note: &str, key: &PublicKey) -> anyhow::Result<Checkpoin
 impl Ledger {
     pub(crate) fn remote(
         server: &str,
+        token: Option<&str>,
         log_key: Option<PublicKey>,
         ca_cert: Option<&std::path::Path>,
     ) -> anyhow::Result<Ledger> {
         Ok(Ledger::Remote {
-            client: crate::client::Client::new(server, None, ca_cert)?,
+            client: crate::client::Client::new(server, token.map(str::to_owned), ca_cert)?,
             log_key,
         })
     }

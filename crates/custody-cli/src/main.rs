@@ -54,9 +54,9 @@ enum Command {
     /// full integrity check.
     #[command(subcommand)]
     Log(cmd::log::LogCommand),
-    /// Check a policy bundle, or record it as the policy in force.
+    /// The rules: check a bundle, see what it changes, propose it, review proposals.
     #[command(subcommand)]
-    Policy(cmd::catalog::PolicyCommand),
+    Policy(cmd::policy::PolicyCommand),
     /// Register artifacts with their builds and provenance.
     #[command(subcommand)]
     Artifact(cmd::catalog::ArtifactCommand),
@@ -68,10 +68,16 @@ enum Command {
     /// Ask to promote a release to an environment; its gates are evaluated at once.
     /// Exit 0 if the release is now certified there, 1 if a gate holds it.
     ///
-    /// Example: custody promote shop@1.4.2 --to staging --as rita
+    /// Example: custody promote shop@1.4.2 --to staging --server URL --token $CUSTODY_TOKEN
     Promote(cmd::promotion::PromoteArgs),
     /// Approve a pending promotion (bound to its release, environment and policy
     /// version; expires per the policy). Exit 1 if your approval does not count.
+    ///
+    /// An approval counts only from its approver: signed with their enrolled key
+    /// (--sign-key), or sent with a credential they hold themselves (a sign-in, or a
+    /// token they made); never with a token someone else made for them.
+    ///
+    /// Example: custody approve prm-… --rationale "canary clean" --sign-key ~/.custody/me.key
     Approve(cmd::promotion::ReviewArgs),
     /// Reject a pending promotion.
     Reject(cmd::promotion::ReviewArgs),
@@ -92,6 +98,9 @@ enum Command {
     /// Review who holds which role and when each was last used.
     #[command(subcommand)]
     Access(cmd::access::AccessCommand),
+    /// Who custody takes you to be (the operator on the data directory, or a token's
+    /// holder), how it knows, and the roles you hold.
+    Whoami(cmd::whoami::WhoamiArgs),
     /// API tokens for people and services (create, list, revoke).
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
@@ -153,8 +162,9 @@ fn main() -> ExitCode {
         Command::Log(c) => cmd::log::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Token(c) => cmd::token::run(c),
+        Command::Whoami(a) => cmd::whoami::run(a),
         Command::Access(c) => cmd::access::run(c),
-        Command::Policy(c) => cmd::catalog::policy(c),
+        Command::Policy(c) => cmd::policy::run(c),
         Command::Artifact(c) => cmd::catalog::artifact(c),
         Command::Attest(a) => cmd::catalog::attest(a),
         Command::Release(c) => cmd::catalog::release(c),

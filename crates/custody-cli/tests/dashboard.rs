@@ -158,17 +158,10 @@ fn demo_with_a_waiting_promotion() -> (tempfile::TempDir, PathBuf, Server, Strin
     let server = Server::start(&data);
     expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
     let out = run(custody()
-        .args([
-            "promote",
-            "shop@1.2.0",
-            "--to",
-            "staging",
-            "--as",
-            "rita",
-            "--json",
-        ])
+        .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
         .arg("--data-dir")
-        .arg(&data));
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "rita", &[])));
     expect_code(&out, 1);
     let pending: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
@@ -179,6 +172,9 @@ fn demo_with_a_waiting_promotion() -> (tempfile::TempDir, PathBuf, Server, Strin
 async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_theirs() {
     let (_temp, data, server, id) = demo_with_a_waiting_promotion();
     let alice = token(&data, "alice", &[]);
+    // The operator's token for themselves is theirs alone: their approvals count.
+    let me = operator(&data);
+    let mine = token(&data, &me, &[]);
     let vic = token(&data, "vic", &[]);
     let audrey = token(&data, "audrey", &[]);
     until_servers_see_local_writes();
@@ -242,7 +238,18 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     );
     screenshot(&c, "promotion-pending").await;
 
-    // Approve, confidentially.
+    // Alice's token was made by an admin, who saw its secret: her approval with it would
+    // not be hers, and the page says so.
+    type_into(&c, "#review textarea", "looks fine").await;
+    click(&c, "#approve", "#reviews, #notice").await;
+    let notice = text(&c, "#notice").await;
+    assert!(notice.contains("own credential"), "{notice}");
+    assert_eq!(text(&c, "#status").await, "pending");
+    sign_out(&c).await;
+
+    // Approve, confidentially, with a credential of one's own.
+    sign_in(&c, &base, &mine).await;
+    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
     type_into(&c, "#review textarea", "re-test after the fix passed").await;
     click(&c, "#review input[name=confidential]", "").await;
     click(&c, "#approve", "#reviews, #notice").await;
@@ -565,16 +572,16 @@ async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
             "production",
             "--break-glass",
             "checkout is down, 1.2.0 has the fix",
-            "--as",
-            "olga",
             "--json",
             "--data-dir",
         ])
-        .arg(&data));
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
     expect_code(&out, 0);
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = done["promotion"]["id"].as_str().unwrap().to_owned();
     let (olga, alice) = (token(&data, "olga", &[]), token(&data, "alice", &[]));
+    let mine = token(&data, &operator(&data), &[]);
     until_servers_see_local_writes();
     let base = server.base.clone();
     let (_driver, c) = browser().await;
@@ -618,8 +625,9 @@ async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
     assert!(c.find(Locator::Css("#review")).await.is_err());
     sign_out(&c).await;
 
-    // Alice reviews it after the fact; the flag goes.
-    sign_in(&c, &base, &alice).await;
+    // The operator, an approver signed in with their own token, reviews it after the
+    // fact; the flag goes.
+    sign_in(&c, &base, &mine).await;
     c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
     type_into(
         &c,

@@ -161,7 +161,7 @@ principal = "gitlab:{{project_path}}"
     std::fs::write(&policy, p).unwrap();
     expect_code(
         &run(custody()
-            .args(["policy", "apply", "--as", "sec", "--data-dir"])
+            .args(["policy", "propose", "--data-dir"])
             .arg(&data)),
         0,
     );
@@ -347,15 +347,7 @@ principal = "gitlab:{{project_path}}"
     // The mapped identity is who the access log names.
     let root = {
         let out = run(custody()
-            .args([
-                "token",
-                "create",
-                "--principal",
-                "root",
-                "--as",
-                "sec",
-                "--data-dir",
-            ])
+            .args(["token", "create", "--principal", "root", "--data-dir"])
             .arg(&data));
         expect_code(&out, 0);
         stdout(&out).trim().to_owned()
@@ -383,13 +375,14 @@ principal = "gitlab:{{project_path}}"
 
 fn grant_admin(data: &Path, who: &str) {
     let policy = data.join("policy/custody.toml");
-    let p = std::fs::read_to_string(&policy)
-        .unwrap()
-        .replace("[roles]\n", &format!("[roles]\nadmin = [\"{who}\"]\n"));
+    let p = with_roles(
+        &std::fs::read_to_string(&policy).unwrap(),
+        &format!("admin = [\"{who}\"]"),
+    );
     std::fs::write(&policy, p).unwrap();
     expect_code(
         &run(custody()
-            .args(["policy", "apply", "--as", "sec", "--data-dir"])
+            .args(["policy", "propose", "--data-dir"])
             .arg(data)),
         0,
     );

@@ -19,10 +19,21 @@ struct World {
     root: PathBuf,
     data: PathBuf,
     now: String,
+    /// Each principal's API token, minted by the operator when the world is made.
+    tokens: std::collections::BTreeMap<String, String>,
 }
 
 /// The pipeline these tests run through.
 const POLICY: &str = include_str!("testdata/policies/pipeline.toml");
+
+/// The people and services who act in these tests: each gets a token. Approvers also
+/// sign their reviews with a personal key the policy enrols (an approval counts only from
+/// its approver, never from a token someone else minted for them).
+const PRINCIPALS: [&str; 7] = ["alice", "bob", "carol", "ci-bot", "rita", "argo", "auditor"];
+const APPROVERS: [&str; 5] = ["alice", "bob", "carol", "ci-bot", "rita"];
+
+/// Acting as the data directory's operator (`local:USER`): no token.
+const OPERATOR: &str = "operator";
 
 impl World {
     fn new() -> World {
@@ -33,23 +44,49 @@ impl World {
         expect_code(&out, 0);
         let policy = root.join("policy");
         fs::create_dir_all(policy.join("keys")).unwrap();
-        fs::write(policy.join("custody.toml"), POLICY).unwrap();
         generate_key(&root, "builder", "ed25519");
         generate_key(&root, "release", "ecdsa-p256");
         generate_key(&root, "rogue", "ecdsa-p256");
         fs::copy(root.join("builder.pub"), policy.join("keys/builder.pub")).unwrap();
         fs::copy(root.join("release.pub"), policy.join("keys/release.pub")).unwrap();
-        let w = World {
+        let mut text = POLICY.replace(
+            "[roles]\n",
+            &format!(
+                "[roles]\nadmin = [{:?}]\nauditor = [\"auditor\"]\n",
+                operator(&data)
+            ),
+        );
+        for who in APPROVERS {
+            generate_key(&root, &format!("{who}.person"), "ed25519");
+            fs::copy(
+                root.join(format!("{who}.person.pub")),
+                policy.join(format!("keys/{who}.pub")),
+            )
+            .unwrap();
+            text.push_str(&format!(
+                "\n[[person_key]]\nprincipal = {who:?}\npath = \"keys/{who}.pub\"\n"
+            ));
+        }
+        fs::write(policy.join("custody.toml"), text).unwrap();
+        let mut w = World {
             _temp: temp,
             root,
             data,
             now: "2026-11-02T09:00:00Z".into(),
+            tokens: Default::default(),
         };
-        w.ok(
-            &["policy", "apply"],
-            "sec-lead",
+        // The starter policy has no owners yet: its operator puts the first real one in
+        // force (recorded as a bootstrap), then mints everyone's token.
+        let out = w.ok(
+            &["policy", "propose"],
+            OPERATOR,
             &[policy.to_str().unwrap()],
         );
+        assert!(out.contains("bootstrap"), "{out}");
+        for who in PRINCIPALS {
+            let token = w.ok(&["token", "create"], OPERATOR, &["--principal", who]);
+            w.tokens.insert(who.into(), token.trim().to_owned());
+        }
         w
     }
 
@@ -57,14 +94,31 @@ impl World {
         self.now = now.into();
     }
 
+    /// Runs `custody CMD ARGS` on the data directory as `principal` (by their token; the
+    /// operator without one), approvers signing their reviews with their personal key.
     fn run(&self, cmd: &[&str], principal: &str, args: &[&str]) -> Output {
-        run(custody()
+        let mut command = custody();
+        command
             .args(cmd)
             .args(args)
             .arg("--data-dir")
             .arg(&self.data)
-            .env("CUSTODY_PRINCIPAL", principal)
-            .env("CUSTODY_NOW", &self.now))
+            .env("CUSTODY_NOW", &self.now)
+            .env_remove("CUSTODY_TOKEN");
+        if principal != OPERATOR {
+            let token = self
+                .tokens
+                .get(principal)
+                .unwrap_or_else(|| panic!("no token for {principal}"));
+            command.env("CUSTODY_TOKEN", token);
+        }
+        let reviews = matches!(cmd.first(), Some(&("approve" | "reject")));
+        if reviews && APPROVERS.contains(&principal) {
+            command
+                .arg("--sign-key")
+                .arg(self.root.join(format!("{principal}.person.key")));
+        }
+        run(&mut command)
     }
 
     #[track_caller]
@@ -569,7 +623,7 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     w.ok(&["verify"], "argo", &["--env", "production", &shop]);
     // Deploy tooling asks the server the same question.
     let server = Server::start(&w.data);
-    let token = w.ok(&["token", "create"], "admin", &["--principal", "argo"]);
+    let token = w.ok(&["token", "create"], OPERATOR, &["--principal", "argo"]);
     let ask = |digest: &str| {
         run(custody()
             .args([
@@ -595,7 +649,7 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     // A confidential rationale: its author and auditors read it, others do not, and the
     // public ledger holds only its digest.
     let read_as = |principal: &str| {
-        let t = w.ok(&["token", "create"], "admin", &["--principal", principal]);
+        let t = w.ok(&["token", "create"], OPERATOR, &["--principal", principal]);
         let url = format!("{}/api/v1/promotions/{prod3}", server.base);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             http()
@@ -741,10 +795,31 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
 /// What custody signed, checked by the Python reference implementations.
 fn check_interop(w: &World, history: &Value) {
     let attestor = w.data.join("keys/attestor.pub");
-    let mut checked = 0;
+    let (mut checked, mut approvals) = (0, 0);
     for e in history.as_array().unwrap() {
         let event = &e["event"];
         let (envelope, key) = match event["type"].as_str().unwrap() {
+            // An approval signed with the approver's own key: anyone holding that key's
+            // public half checks it offline, with custody or with securesystemslib.
+            "approval.recorded" if event["statement"].is_object() => {
+                approvals += 1;
+                let actor = event["actor"].as_str().unwrap();
+                let key = w.root.join(format!("{actor}.person.pub"));
+                let path = w.root.join(format!("approval-{}.json", e["index"]));
+                fs::write(&path, event["statement"].to_string()).unwrap();
+                let out = run(custody()
+                    .args(["dsse", "verify", "--key"])
+                    .arg(&key)
+                    .arg(&path));
+                expect_code(&out, 0);
+                let other = w.root.join("rogue.pub");
+                let out = run(custody()
+                    .args(["dsse", "verify", "--key"])
+                    .arg(&other)
+                    .arg(&path));
+                expect_code(&out, 1);
+                (&event["statement"], key)
+            }
             "decision.recorded" => (&event["vsa"], attestor.clone()),
             "release.created" if event["release"] == "shop@1.0.0" => {
                 (&event["manifest"], w.root.join("release.pub"))
@@ -767,6 +842,7 @@ fn check_interop(w: &World, history: &Value) {
         checked += 1;
     }
     assert!(checked > 20, "{checked}");
+    assert!(approvals >= 3, "signed approvals checked: {approvals}");
     // And a tampered VSA does not verify.
     let vsa = history
         .as_array()
@@ -832,7 +908,7 @@ fn policy_mistakes_name_the_line_and_change_nothing() {
     assert_eq!(json["errors"][0]["line"], 11);
 
     let before = w.ledger_size();
-    let out = w.run(&["policy", "apply"], "sec-lead", &[dir.to_str().unwrap()]);
+    let out = w.run(&["policy", "propose"], OPERATOR, &[dir.to_str().unwrap()]);
     expect_code(&out, 2);
     assert!(
         stderr(&out).contains("custody.toml:11:9"),
@@ -846,7 +922,7 @@ fn policy_mistakes_name_the_line_and_change_nothing() {
     let out = run(custody().args(["policy", "check"]).arg(&good));
     expect_code(&out, 0);
     assert!(stdout(&out).contains("build → test → staging → production"));
-    let out = w.ok(&["policy", "apply"], "sec-lead", &[good.to_str().unwrap()]);
+    let out = w.ok(&["policy", "propose"], OPERATOR, &[good.to_str().unwrap()]);
     assert!(out.contains("already in force"), "{out}");
     assert_eq!(w.ledger_size(), before);
 }
@@ -1006,8 +1082,8 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
             "no decision dec-nope",
         ),
         (
-            vec!["promote", "shop@1.0.0", "--to", "build"],
-            "two words",
+            vec!["token", "create", "--principal", "two words"],
+            OPERATOR,
             "without spaces",
         ),
     ];
@@ -1020,12 +1096,28 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
             stderr(&out)
         );
     }
-    let out = run(custody()
-        .args(["promote", "shop@1.0.0", "--to", "build", "--data-dir"])
-        .arg(&w.data)
-        .env_remove("CUSTODY_PRINCIPAL"));
+    // Nobody claims a name: `--as` is refused, and without a token the operator acts.
+    let out = w.run(
+        &["promote"],
+        "rita",
+        &["shop@1.0.0", "--to", "build", "--as", "rita"],
+    );
     expect_code(&out, 2);
-    assert!(stderr(&out).contains("--as"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nobody can claim a name"),
+        "{}",
+        stderr(&out)
+    );
+    let me = w.ok(&["whoami"], OPERATOR, &[]);
+    assert!(
+        me.starts_with("local:") && me.contains("local operator") && me.contains("admin"),
+        "{me}"
+    );
+    let rita = w.ok(&["whoami"], "rita", &[]);
+    assert!(
+        rita.starts_with("rita\n") && rita.contains("token tok"),
+        "{rita}"
+    );
     let out = w.run(&["history"], "auditor", &["--since", "yesterday"]);
     expect_code(&out, 2);
     assert_eq!(w.ledger_size(), before, "bad input changed the ledger");

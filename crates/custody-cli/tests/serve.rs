@@ -41,8 +41,20 @@ async fn serve_creates_its_instance_and_answers_over_http() {
         "the server and the CLI disagree on the checkpoint"
     );
 
-    let (status, leaves) = get(&format!("{b}/api/v1/log/entries?start=0&end=1")).await;
-    assert_eq!(status, 200);
+    // The checkpoint and proofs are public; the entries (principals, roles, rationales)
+    // are not.
+    let entries = format!("{b}/api/v1/log/entries?start=0&end=1");
+    let (status, _) = get(&entries).await;
+    assert_eq!(status, 401);
+    let reader = token(&data, &operator(&data), &[]);
+    let answer = http()
+        .get(&entries)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let leaves = answer.text().await.unwrap();
     let first: Value = serde_json::from_str(leaves.lines().next().unwrap()).unwrap();
     assert_eq!(first["type"], "policy.applied");
     let (status, proof) = get(&format!("{b}/api/v1/log/proof/inclusion?index=0&size=1")).await;
@@ -63,7 +75,13 @@ async fn serve_creates_its_instance_and_answers_over_http() {
         ("/api/v1/log/proof/consistency?from=1&to=9", "beyond"),
         ("/api/v1/log/proof/consistency", "missing field"),
     ] {
-        let (status, body) = get(&format!("{b}{path}")).await;
+        let answer = http()
+            .get(format!("{b}{path}"))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = (answer.status().as_u16(), answer.text().await.unwrap());
         assert_eq!(status, 400, "{path}: {body}");
         let err: Value =
             serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
@@ -83,7 +101,10 @@ async fn serve_creates_its_instance_and_answers_over_http() {
     assert!(status.success(), "{status:?}");
     let again = Server::start(&data);
     let (_, note2) = get(&format!("{}/api/v1/log/checkpoint", again.base)).await;
-    assert_eq!(note2, note);
+    let cli = run(custody()
+        .args(["log", "checkpoint", "--data-dir"])
+        .arg(&data));
+    assert_eq!(note2, stdout(&cli));
     assert!(again.stop().success());
 }
 
@@ -125,9 +146,10 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
 
     let server = Server::start(&a);
     let url = server.base.clone();
+    let reader = token(&a, &operator(&a), &[]);
     let remote = |args: &[&str]| {
         let mut all = args.to_vec();
-        all.extend(["--server", &url, "--log-key", key]);
+        all.extend(["--server", &url, "--log-key", key, "--token", &reader]);
         log_cmd(&all)
     };
     // The checkpoint, the entries and the proofs match the local ones, and verify.
@@ -136,7 +158,7 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
     let head: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (head["size"].as_u64(), head["signed"].as_bool()),
-        (Some(21), Some(true))
+        (Some(22), Some(true)) // with the reader's token
     );
     let local = log_cmd(&["entries", "--data-dir", a.to_str().unwrap()]);
     assert_eq!(remote(&["entries"]).stdout, local.stdout);
@@ -174,6 +196,7 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
 
     // The fork: b, under the same key, is not consistent with the checkpoint kept from a.
     let forked = Server::start(&b);
+    let reader_b = token(&b, &operator(&b), &[]);
     let out = log_cmd(&[
         "check",
         "--server",
@@ -182,6 +205,8 @@ fn an_auditor_checks_a_servers_log_with_nothing_but_its_public_key() {
         key,
         "--since-checkpoint",
         kept,
+        "--token",
+        &reader_b,
     ]);
     expect_code(&out, 1);
     assert!(stdout(&out).contains("the log forked"), "{}", stdout(&out));
@@ -235,14 +260,13 @@ fn register_shop(
     .to_vec()
 }
 
-/// Adds role bindings to the instance's starter policy and applies it.
+/// Adds role bindings to the instance's starter policy and applies it (as its operator).
 fn grant_roles(data: &std::path::Path, roles: &str) {
     let path = data.join("policy/custody.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replace("[roles]\n", &format!("[roles]\n{roles}\n"));
+    let text = with_roles(&std::fs::read_to_string(&path).unwrap(), roles);
     std::fs::write(&path, text).unwrap();
     let out = run(custody()
-        .args(["policy", "apply", "--as", "sec-lead", "--data-dir"])
+        .args(["policy", "propose", "--data-dir"])
         .arg(data));
     expect_code(&out, 0);
     until_servers_see_local_writes();
@@ -432,8 +456,10 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     expect_code(&out, 1); // waits for an approval
     let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
+    // The operator approves with a token they made for themselves (an admin's token for
+    // alice would not make the approval hers).
     let out = remote(
-        "alice",
+        &operator(&data),
         &[
             "approve",
             &id,
@@ -570,7 +596,7 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     let text = trusting.replace("[[release_key]]\npath = \"keys/release.pub\"\n\n", "");
     std::fs::write(&policy, text).unwrap();
     let out = run(custody()
-        .args(["policy", "apply", "--as", "sec-lead", "--data-dir"])
+        .args(["policy", "propose", "--data-dir"])
         .arg(&data));
     expect_code(&out, 0);
     until_servers_see_local_writes();
@@ -597,9 +623,18 @@ async fn builders_and_signers_work_through_the_server_with_their_keys_at_home() 
     expect_refusal(&out, 2, "needs the bundle's directory");
     let out = remote("rita", &["policy", "apply", bundle.to_str().unwrap()]);
     expect_refusal(&out, 1, "may not apply policies");
+    // The starter policy names no owners who could approve a change, so nobody changes it
+    // through the server; its operator does, on the data directory (a recorded bootstrap).
     let out = remote("sec", &["policy", "apply", bundle.to_str().unwrap()]);
+    expect_refusal(&out, 1, "nobody could approve a change");
+    let out = run(custody()
+        .args(["policy", "propose"])
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(&data));
     expect_code(&out, 0);
-    assert!(stdout(&out).contains("is now in force"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("bootstrap"), "{}", stdout(&out));
+    until_servers_see_local_writes();
     let (status, v) = call("GET", &gate, Some(&argo), None).await;
     assert_eq!(status, 200, "{v}");
     assert!(server.stop().success());
@@ -688,16 +723,32 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "[[environment]]\nname = \"build\"\napprovals = { quorum = 2, roles = [\"approver\"], expires = \"72h\" }\nevidence = [\"test-results\"]\nevidence_max_age = \"74h\"\nbreak_glass = [\"signer\"]\n",
     );
     std::fs::write(&policy, p).unwrap();
+    // approver-1 signs her approvals with her own key.
+    let (approver_key, approver_pub) = generate_key(temp.path(), "approver-1", "ed25519");
+    std::fs::copy(&approver_pub, data.join("policy/keys/approver-1.pub")).unwrap();
+    let enrolled = std::fs::read_to_string(&policy).unwrap()
+        + "\n[[person_key]]\nprincipal = \"approver-1\"\npath = \"keys/approver-1.pub\"\n";
+    std::fs::write(&policy, enrolled).unwrap();
     let server = Server::start(&data);
     grant_roles(
         &data,
         "admin = [\"root\"]\ndeployer = [\"argo\"]\nviewer = [\"vic\"]\nsigner = [\"rita\"]\nbuilder = [\"ci\"]",
     );
+    let tokens: std::collections::BTreeMap<&str, String> = ["ci", "rita", "approver-1", "argo"]
+        .into_iter()
+        .map(|who| (who, token(&data, who, &[])))
+        .collect();
     let local = |who: &str, args: &[&str]| {
-        run(custody()
+        let mut command = custody();
+        command
             .args(args)
-            .args(["--as", who, "--data-dir"])
-            .arg(&data))
+            .arg("--data-dir")
+            .arg(&data)
+            .env("CUSTODY_TOKEN", &tokens[who]);
+        if matches!(args.first(), Some(&("approve" | "reject"))) {
+            command.arg("--sign-key").arg(&approver_key);
+        }
+        run(&mut command)
     };
     let register = |file: &str, body: &str| {
         let path = temp.path().join(file);
@@ -739,8 +790,9 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         &run(custody()
             .args(["attest", "--artifact", &digest, "--type", "junit"])
             .arg(&junit)
-            .args(["--as", "ci", "--data-dir"])
+            .arg("--data-dir")
             .arg(&data)
+            .env("CUSTODY_TOKEN", &tokens["ci"])
             .env("CUSTODY_NOW", two_hours_ago.to_string())),
         0,
     );
@@ -765,8 +817,9 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     let rita_then = |args: &[&str]| {
         run(custody()
             .args(args)
-            .args(["--as", "rita", "--data-dir"])
+            .arg("--data-dir")
             .arg(&data)
+            .env("CUSTODY_TOKEN", &tokens["rita"])
             .env("CUSTODY_NOW", two_hours_ago.to_string()))
     };
     let out = rita_then(&["promote", "shop@1.0.1", "--to", "build", "--json"]);

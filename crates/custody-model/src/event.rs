@@ -18,10 +18,13 @@ pub enum Authentication {
     Token {
         /// The token's id.
         token: String,
-        /// Who created the token; an approval counts only from a token its holder
-        /// created for themselves.
+        /// Who created the token.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         created_by: Option<String>,
+        /// Whether its holder created it for themselves while signed in with a credential
+        /// of their own (see [`Authentication::personal`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        personal: bool,
     },
     /// An OIDC ID token (a CI job's, or a person's dashboard sign-in).
     Oidc {
@@ -45,6 +48,21 @@ pub enum Authentication {
 }
 
 impl Authentication {
+    /// Whether it is a credential its person alone controls, so that an approval made with
+    /// it is theirs: an OIDC identity, a personal key they enrolled, the operating-system
+    /// account of the machine's operator, or a token they created for themselves while
+    /// authenticated by one of those. A token someone else created for them is not (its
+    /// creator saw its secret), nor is custody itself.
+    pub fn personal(&self) -> bool {
+        match self {
+            Authentication::Token { personal, .. } => *personal,
+            Authentication::Oidc { .. }
+            | Authentication::PersonalKey { .. }
+            | Authentication::Local { .. } => true,
+            Authentication::System => false,
+        }
+    }
+
     /// A short description for people: `token tok123`, `oidc https://issuer sub`, …
     pub fn describe(&self) -> String {
         match self {
@@ -144,11 +162,19 @@ mod tests {
         let a = Authentication::Token {
             token: "tok1".into(),
             created_by: None,
+            personal: false,
         };
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             r#"{"method":"token","token":"tok1"}"#
         );
+        assert!(!a.personal(), "a token someone else made is not personal");
+        let own: Authentication = serde_json::from_str(
+            r#"{"method":"token","token":"tok2","created_by":"bob","personal":true}"#,
+        )
+        .unwrap();
+        assert!(own.personal());
+        assert!(!Authentication::System.personal());
         let back: Authentication =
             serde_json::from_str(r#"{"method":"personal-key","key":"ab"}"#).unwrap();
         assert_eq!(back, Authentication::PersonalKey { key: "ab".into() });

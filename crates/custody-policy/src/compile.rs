@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use crate::duration::Span;
+use crate::governance::{GovernanceDoc, PersonKeyDoc, compile_governance, compile_person_keys};
 use crate::policy::{Approvals, Builder, Environment, Freeze, Policy};
 use crate::repo::RepoPattern;
 use crate::roles::{Role, RolesDoc, compile_roles, names, roles_here};
@@ -102,6 +103,10 @@ struct Doc {
     builders: Vec<BuilderDoc>,
     #[serde(rename = "environment")]
     environments: Vec<EnvDoc>,
+    #[serde(default)]
+    governance: Option<Spanned<GovernanceDoc>>,
+    #[serde(default, rename = "person_key")]
+    person_keys: Vec<PersonKeyDoc>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +380,19 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
         }
     }
 
+    let governance = compile_governance(doc.governance.as_ref(), &grants, &mut errors);
+    let signing_keys: BTreeSet<String> = release_keys
+        .keys()
+        .cloned()
+        .chain(builders.iter().map(|b| b.key_id.clone()))
+        .collect();
+    let person_keys = compile_person_keys(
+        &doc.person_keys,
+        &mut |path, errors| load_key(path, errors),
+        &signing_keys,
+        &mut errors,
+    );
+
     let mut environments: Vec<Environment> = Vec::new();
     if doc.environments.is_empty() {
         errors.at(0..0, "the policy declares no [[environment]]");
@@ -587,5 +605,7 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
         release_keys,
         builders,
         environments,
+        governance,
+        person_keys,
     })
 }

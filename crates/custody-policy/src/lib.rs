@@ -70,9 +70,11 @@
 
 mod compile;
 mod decision;
+mod diff;
 mod duration;
 mod evaluate;
 mod facts;
+mod governance;
 mod policy;
 mod repo;
 mod review;
@@ -82,12 +84,14 @@ pub use compile::{
     Bundle, MAX_POLICY_FILE, POLICY_FILE, PolicyError, PolicyErrors, compile, compile_recorded,
 };
 pub use decision::{Decision, ENGINE, Gate, GateResult, OVERRIDABLE, Status, facts_digest};
+pub use diff::{Change, Direction, diff, loosens};
 pub use duration::Span;
 pub use evaluate::{evaluate, evaluate_standing};
 pub use facts::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
     ReleaseFacts,
 };
+pub use governance::{Governance, PersonKey};
 pub use policy::{Approvals, Builder, Environment, Freeze, Policy};
 pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
 pub use review::{DEFAULT_REVIEWERS, NotEligible, Standing, approval_standings, may_review};

@@ -7,6 +7,7 @@ use custody_crypto::PublicKey;
 use regex::Regex;
 
 use crate::duration::Span;
+use crate::governance::{Governance, PersonKey};
 use crate::repo::{RepoPattern, RepoUrl};
 use crate::roles::{Grant, Role};
 
@@ -24,6 +25,10 @@ pub struct Policy {
     pub(crate) release_keys: BTreeMap<String, PublicKey>,
     pub(crate) builders: Vec<Builder>,
     pub(crate) environments: Vec<Environment>,
+    /// Who approves a change of this policy.
+    pub(crate) governance: Governance,
+    /// Keys people enrolled to sign their approvals with.
+    pub(crate) person_keys: Vec<PersonKey>,
 }
 
 /// A trusted builder.
@@ -128,6 +133,45 @@ impl Policy {
     /// The trusted builders.
     pub fn builders(&self) -> &[Builder] {
         &self.builders
+    }
+
+    /// Who approves a change of this policy, and how many.
+    pub fn governance(&self) -> &Governance {
+        &self.governance
+    }
+
+    /// The keys people enrolled to sign their approvals with.
+    pub fn person_keys(&self) -> &[PersonKey] {
+        &self.person_keys
+    }
+
+    /// The enrolled personal key with this key id.
+    pub fn person_key(&self, key_id: &str) -> Option<&PersonKey> {
+        self.person_keys.iter().find(|k| k.key_id == key_id)
+    }
+
+    /// Whether `principal` may approve or reject a change of this policy at `now`: they
+    /// hold one of the owner roles, unscoped.
+    pub fn owns(&self, principal: &str, now: i64) -> bool {
+        self.governance
+            .owners
+            .iter()
+            .any(|role| self.holds(principal, *role, None, now))
+    }
+
+    /// Whether a change of this policy can be approved at all at `now`: more people own it
+    /// than its quorum (the proposer never counts). A fresh instance's starter policy names
+    /// no owners; until a governed policy is in force, only the operator on the data
+    /// directory may replace it (a bootstrap, recorded as such).
+    pub fn governed(&self, now: i64) -> bool {
+        let owners: std::collections::BTreeSet<&str> = self
+            .grants
+            .iter()
+            .filter(|g| g.live_at(now) && g.environment.is_none())
+            .filter(|g| self.governance.owners.contains(&g.role))
+            .map(|g| g.principal.as_str())
+            .collect();
+        owners.len() > usize::try_from(self.governance.quorum).unwrap_or(usize::MAX)
     }
 
     /// Why an artifact name breaks the naming rule, if it does.

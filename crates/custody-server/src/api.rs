@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custody_app::{
-    ApplyPolicy, AttachEvidence, CreateToken, DeployReport, HistoryFilter, Promote, RecordRelease,
+    AttachEvidence, CreateToken, DeployReport, HistoryFilter, Promote, RecordRelease,
     RegisterArtifact, Review, Rollback, TokenInfo,
 };
 use custody_model::{Digest, Verdict};
@@ -28,9 +28,9 @@ pub(crate) const DEFAULT_PAGE: usize = 100;
 /// Longest "unused for" an access review looks back.
 pub(crate) const MAX_UNUSED_DAYS: i64 = 3650;
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
-fn json(value: impl serde::Serialize) -> Answer {
+pub(crate) fn json(value: impl serde::Serialize) -> Answer {
     Ok(Json(value).into_response())
 }
 
@@ -285,16 +285,6 @@ pub(crate) async fn rollback(
     )
 }
 
-#[utoipa::path(put, path = "/api/v1/policy", request_body = ApplyPolicy,
-    responses((status = 200, description = "the version in force", body = Value), Refusals))]
-pub(crate) async fn apply_policy(
-    State(s): State<Arc<ServerState>>,
-    caller: Caller,
-    ApiJson(request): ApiJson<ApplyPolicy>,
-) -> Answer {
-    json(s.app.apply_policy(&caller.actor, &request).await?)
-}
-
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body = RegisterArtifact,
     responses((status = 200, description = "what registering did", body = Value), Refusals))]
 pub(crate) async fn register_artifact(
@@ -392,4 +382,14 @@ pub(crate) async fn revoke_token(
 ) -> Answer {
     let record = s.app.revoke_token(&caller.actor, &id).await?;
     json(TokenInfo::from(&record))
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami",
+    responses((status = 200, description = "the caller: principal, how they authenticated, their roles now", body = Value), Refusals))]
+pub(crate) async fn whoami(caller: Caller) -> Answer {
+    json(json!({
+        "principal": caller.who.principal,
+        "auth": caller.who.auth,
+        "roles": caller.who.roles,
+    }))
 }

@@ -21,6 +21,7 @@ mod api;
 mod dashboard;
 mod error;
 mod extract;
+mod governance;
 pub mod http_client;
 mod ledger;
 mod metrics;

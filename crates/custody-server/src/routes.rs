@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ServerState, access, api, ledger, metrics};
+use crate::{ServerState, access, api, governance, ledger, metrics};
 
 /// The document's frame: what custody's API is, and how callers authenticate.
 #[derive(utoipa::OpenApi)]
@@ -32,15 +32,16 @@ pub const PERMISSION_EXTENSION: &str = "x-custody-permission";
 
 type Routes = OpenApiRouter<Arc<ServerState>>;
 
-/// The routes anyone may call: health, the OpenAPI document and the ledger's public face
-/// (hashes and the signed checkpoint only).
+/// The routes anyone may call: health, the OpenAPI document and the ledger's public face:
+/// the signed checkpoint and the proofs, which are hashes only, so a monitor can follow
+/// the log without learning what it holds. The entries themselves (principals, roles,
+/// rationales) need a credential that may read.
 fn public() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(ledger::healthz))
         .routes(routes!(ledger::readyz))
         .routes(routes!(ledger::checkpoint))
-        .routes(routes!(ledger::entries))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
 }
@@ -53,11 +54,18 @@ fn guarded() -> Vec<(Permission, Routes)> {
         (
             P::Read,
             OpenApiRouter::new()
+                .routes(routes!(ledger::entries))
                 .routes(routes!(api::history))
                 .routes(routes!(api::decision))
                 .routes(routes!(api::replay))
                 .routes(routes!(api::promotion))
-                .routes(routes!(metrics::render)),
+                .routes(routes!(metrics::render))
+                .routes(routes!(governance::policy))
+                .routes(routes!(governance::proposals))
+                .routes(routes!(governance::proposal))
+                // Only the policy's owners may review (the use case checks who).
+                .routes(routes!(governance::approve_proposal))
+                .routes(routes!(governance::reject_proposal)),
         ),
         (
             P::Audit,
@@ -84,7 +92,7 @@ fn guarded() -> Vec<(Permission, Routes)> {
         ),
         (
             P::Policy,
-            OpenApiRouter::new().routes(routes!(api::apply_policy)),
+            OpenApiRouter::new().routes(routes!(governance::apply_policy)),
         ),
         (
             P::Register,
@@ -99,7 +107,8 @@ fn guarded() -> Vec<(Permission, Routes)> {
             P::Tokens,
             OpenApiRouter::new()
                 .routes(routes!(api::create_token))
-                .routes(routes!(api::revoke_token)),
+                .routes(routes!(api::revoke_token))
+                .routes(routes!(api::whoami)),
         ),
     ]
 }

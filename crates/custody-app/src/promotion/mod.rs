@@ -98,11 +98,9 @@ impl<S: Store> App<S> {
         Ok((promotion, reviews))
     }
 
-    /// A promotion and its reviews (superseded ones too), oldest first, unredacted.
-    pub(crate) async fn promotion(
-        &self,
-        id: &str,
-    ) -> AppResult<(PromotionRecord, Vec<ApprovalRecord>)> {
+    /// A promotion and its reviews (superseded ones too), oldest first, unredacted (for
+    /// the operator on the data directory, and the use cases).
+    pub async fn promotion(&self, id: &str) -> AppResult<(PromotionRecord, Vec<ApprovalRecord>)> {
         let promotion: PromotionRecord = self
             .require(kind::PROMOTION, id, || format!("no promotion {id}"))
             .await?

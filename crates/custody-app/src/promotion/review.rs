@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{PromotionOutcome, decide::Staged};
 use crate::app::{Actor, App, Once, Versioned, event, new_id, write};
+use crate::approval_statement::{self, Approved};
 use crate::events::{ApprovalRecorded, EventBody};
 use crate::records::{
     ApprovalRecord, DecisionRecord, EnvironmentRecord, PromotionRecord, PromotionStatus,
@@ -30,6 +31,12 @@ pub struct Review {
     /// only a commitment to it.
     #[serde(default)]
     pub confidential: bool,
+    /// The reviewer's approval statement signed with their enrolled personal key (see
+    /// `custody_app::approval_statement`): then the signature, not the request's
+    /// credential, says who reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub statement: Option<custody_crypto::dsse::Envelope>,
 }
 
 impl<S: Store> App<S> {
@@ -67,6 +74,10 @@ impl<S: Store> App<S> {
             })
         };
         let policy = self.policy().await?;
+        let reviewer = self
+            .reviewer(actor, &policy, promotion_id, verdict, review)
+            .await?;
+        let actor = &reviewer;
         self.retrying(|| async {
             let current: Versioned<PromotionRecord> = self
                 .require(kind::PROMOTION, promotion_id, || {
@@ -130,6 +141,7 @@ impl<S: Store> App<S> {
                 context,
                 supersedes: earlier.as_ref().map(|(id, _)| id.clone()),
                 superseded_by: None,
+                statement: review.statement.clone(),
             };
             let mut state = vec![write(kind::APPROVAL, &record.id, &record, Expect::Absent)?];
             if let Some((id, version)) = &earlier {
@@ -158,6 +170,48 @@ impl<S: Store> App<S> {
                 .await
         })
         .await
+    }
+
+    /// Who reviews: the signer of an approval statement signed with an enrolled personal
+    /// key (checked against the promotion and the policy in force), or else the caller, if
+    /// their credential is their own. An approval by anyone else's hand never counts.
+    async fn reviewer(
+        &self,
+        actor: &Actor,
+        policy: &Policy,
+        promotion_id: &str,
+        verdict: Verdict,
+        review: &Review,
+    ) -> AppResult<Actor> {
+        let Some(envelope) = &review.statement else {
+            if let Some(why) = crate::identity::not_personal(actor) {
+                return Err(AppError::denied(why));
+            }
+            return Ok(actor.clone());
+        };
+        let promotion: PromotionRecord = self
+            .require(kind::PROMOTION, promotion_id, || {
+                format!("no promotion {promotion_id}")
+            })
+            .await?
+            .value;
+        let expected = Approved::Promotion {
+            promotion: promotion.id,
+            release: promotion.release,
+            release_digest: Some(promotion.release_digest),
+            environment: promotion.environment,
+            policy: policy.digest().into(),
+        };
+        let signed = approval_statement::check(
+            envelope,
+            policy,
+            actor,
+            &expected,
+            verdict,
+            &review.rationale,
+            Some(review.risk),
+        )?;
+        Ok(signed.actor)
     }
 
     /// The mandatory review of a promotion certified by break-glass, by someone who could
@@ -208,6 +262,7 @@ impl<S: Store> App<S> {
             context: None,
             supersedes: None,
             superseded_by: None,
+            statement: review.statement.clone(),
         };
         promotion.approvals.push(record.id.clone());
         if let Some(glass) = &mut promotion.break_glass {
@@ -272,6 +327,11 @@ fn approval_event(
             supersedes: record.supersedes.clone(),
             artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
             after_the_fact,
+            statement: record.statement.clone().filter(|_| !record.confidential),
+            statement_digest: record
+                .statement
+                .as_ref()
+                .map(crate::attestations::envelope_digest),
         }),
     )
 }

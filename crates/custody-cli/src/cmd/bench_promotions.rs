@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
 use custody_app::{
     Actor, App, ApplyPolicy, AttachEvidence, CreateToken, Promote, RecordRelease, RegisterArtifact,
+    Review,
 };
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
-use custody_model::{Digest, Timestamp};
+use custody_model::{Digest, Risk, Timestamp, Verdict};
 use custody_policy::Bundle;
 use custody_store::SqlStore;
 use serde_json::json;
@@ -22,7 +24,7 @@ use crate::input::{print_json, print_line};
 
 const ARTIFACTS: u64 = 3;
 
-fn policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
+fn policy(builder: &PrivateKey, release: &PrivateKey, approver: &PrivateKey) -> Bundle {
     let mut b = Bundle::default();
     b.files.insert(
         "custody.toml".into(),
@@ -32,6 +34,8 @@ fn policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
         .insert("keys/builder.pub".into(), builder.public_key().to_pem());
     b.files
         .insert("keys/release.pub".into(), release.public_key().to_pem());
+    b.files
+        .insert("keys/alice.pub".into(), approver.public_key().to_pem());
     b
 }
 
@@ -45,13 +49,14 @@ async fn seed(
     app: &App<SqlStore>,
     releases: u64,
     now: Timestamp,
+    approver: &PrivateKey,
 ) -> anyhow::Result<Vec<(String, Vec<Digest>)>> {
     let (builder, signer) = (
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
     );
     let bundle = ApplyPolicy {
-        files: policy(&builder, &signer).files,
+        files: policy(&builder, &signer, approver).files,
     };
     app.apply_policy(&Actor::new("sec-lead", now)?, &bundle)
         .await?;
@@ -111,7 +116,7 @@ async fn promote_all(
         let (app, releases) = (app.clone(), releases.clone());
         let count = total / concurrency + u64::from(t < total % concurrency);
         tasks.push(tokio::spawn(async move {
-            let actor = Actor::new(format!("requester-{t}"), now)?;
+            let actor = Actor::new("rita", now)?;
             let mut latencies = Vec::with_capacity(count as usize);
             let mut certified = 0;
             for i in 0..count {
@@ -148,7 +153,8 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
     let app = Arc::new(App::new(subject.store, Box::new(attestor)));
     let now: Timestamp = crate::context::now()?;
     let seed_start = Instant::now();
-    let releases = Arc::new(seed(&app, args.releases, now).await?);
+    let alice = PrivateKey::generate(Algorithm::Ed25519);
+    let releases = Arc::new(seed(&app, args.releases, now, &alice).await?);
     let seed_seconds = seed_start.elapsed().as_secs_f64();
 
     // Certifying promotions into one environment (they contend for its record) and
@@ -171,6 +177,50 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         now,
     )
     .await?;
+
+    // Approvals signed with a personal key: each checked (the DSSE signature against the
+    // enrolled key, every bound field) and certifying its promotion.
+    let mut signed = Vec::new();
+    for (release, _) in releases.iter().take(100) {
+        let request = Promote {
+            release: release.parse()?,
+            environment: "test".into(),
+            break_glass: None,
+        };
+        let waiting = app
+            .promote(&Actor::new("rita", now)?, &request, None)
+            .await?;
+        let p = &waiting.promotion;
+        let t0 = Instant::now();
+        let predicate = ApprovalPredicate {
+            approver: "alice".into(),
+            verdict: Verdict::Approve,
+            rationale: "bench".into(),
+            risk: Some(Risk::Low),
+            approves: Approved::promotion(p, &waiting.decision.decision.policy_digest),
+            signed_at: now,
+            expires: now.plus_seconds(3600),
+        };
+        let review = Review {
+            rationale: "bench".into(),
+            risk: Risk::Low,
+            confidential: false,
+            statement: Some(approval_statement::sign(&alice, &predicate)?),
+        };
+        let outcome = app
+            .review(
+                &Actor::new("alice", now)?,
+                &p.id,
+                Verdict::Approve,
+                &review,
+                None,
+            )
+            .await?;
+        signed.push(t0.elapsed());
+        if outcome.promotion.status != custody_model::PromotionStatus::Certified {
+            bail!("a signed approval did not certify {}", p.id);
+        }
+    }
 
     let mut gate = Vec::with_capacity(args.verifies as usize);
     let mut head = Vec::with_capacity(args.verifies as usize);
@@ -218,6 +268,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         "concurrency": args.concurrency,
         "certifying_promotions": {"count": args.promotions, "certified": certified, "per_second": args.promotions as f64 / secs, "latency": stats(&mut lat)},
         "waiting_promotions": {"count": args.promotions, "per_second": args.promotions as f64 / wsecs, "latency": stats(&mut wlat)},
+        "signed_approvals": {"count": signed.len(), "latency": stats(&mut signed)},
         "promotions_in_store": 2 * args.promotions,
         "ledger_entries": entries,
         "verify": {"count": args.verifies, "allowed": allowed, "latency": stats(&mut gate)},
@@ -240,6 +291,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
             "seeded {} releases ({} artifacts each, signed provenance, evidence) in {seed_seconds:.1} s\n\
              certifying promotions: {} from {} requesters at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({certified} certified)\n\
              waiting promotions:    {} at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms\n\
+             signed approvals (sign, check, certify): {} p50 {:.2} ms, p99 {:.2} ms\n\
              verify (deploy gate) with {} promotions and {entries} ledger entries in the store: p50 {:.3} ms, p99 {:.3} ms ({allowed} of {} allowed)\n\
              baseline head read: p50 {:.3} ms, p99 {:.3} ms",
             args.releases,
@@ -259,6 +311,13 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
                 .as_f64()
                 .unwrap_or_default(),
             result["waiting_promotions"]["latency"]["p99_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["signed_approvals"]["count"],
+            result["signed_approvals"]["latency"]["p50_ms"]
+                .as_f64()
+                .unwrap_or_default(),
+            result["signed_approvals"]["latency"]["p99_ms"]
                 .as_f64()
                 .unwrap_or_default(),
             2 * args.promotions,

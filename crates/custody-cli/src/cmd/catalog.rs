@@ -1,5 +1,4 @@
-//! `custody policy`, `custody artifact`, `custody attest`, `custody release`: what is
-//! promoted, and the rules it is promoted by.
+//! `custody artifact`, `custody attest`, `custody release`: what is promoted.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,113 +6,15 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
-use custody_app::{ApplyPolicy, AttachEvidence, RecordRelease, RegisterArtifact};
+use custody_app::{AttachEvidence, RecordRelease, RegisterArtifact};
 use custody_crypto::dsse::Envelope;
 use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::{Target, read_bundle};
+use crate::context::Target;
 use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum PolicyCommand {
-    /// Compile a policy bundle (DIR/custody.toml and DIR/keys/*.pub) and report every
-    /// mistake with its line. Exit 1 if there is any.
-    Check(PolicyCheckArgs),
-    /// Check a policy bundle and record it as the policy in force (a new version in the
-    /// ledger; decisions and approvals are bound to it).
-    Apply(PolicyApplyArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PolicyCheckArgs {
-    /// The policy bundle directory.
-    dir: PathBuf,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PolicyApplyArgs {
-    /// The policy bundle directory (default: DATA_DIR/policy; required with --server).
-    dir: Option<PathBuf>,
-    #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
-    match command {
-        PolicyCommand::Check(a) => {
-            let bundle = read_bundle(&a.dir)?;
-            match custody_policy::compile(&bundle) {
-                Ok(p) => {
-                    if a.json {
-                        print_json(
-                            &json!({"ok": true, "digest": p.digest(), "environments": p.environments().iter().map(|e| &e.name).collect::<Vec<_>>()}),
-                        );
-                    } else {
-                        print_line(&format!(
-                            "ok: {} (pipeline {})",
-                            p.digest(),
-                            p.environments()
-                                .iter()
-                                .map(|e| e.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" → ")
-                        ));
-                    }
-                    Ok(Outcome::Ok)
-                }
-                Err(errors) => {
-                    if a.json {
-                        print_json(
-                            &json!({"ok": false, "errors": errors.0.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "message": e.message})).collect::<Vec<_>>()}),
-                        );
-                    } else {
-                        for e in &errors.0 {
-                            eprintln!("{}", a.dir.join(e.to_string()).display());
-                        }
-                    }
-                    Ok(Outcome::Denied)
-                }
-            }
-        }
-        PolicyCommand::Apply(a) => crate::block_on(async {
-            let dir = match (&a.dir, &a.target.remote.server) {
-                (Some(d), _) => d.clone(),
-                (None, Some(_)) => bail!(
-                    "policy apply --server needs the bundle's directory\nhint: custody policy apply DIR --server URL"
-                ),
-                (None, None) => {
-                    let data = a.target.instance.dir();
-                    data.policy_dir(&data.config()?)
-                }
-            };
-            let request = ApplyPolicy {
-                files: read_bundle(&dir)?.files,
-            };
-            let custody = Custody::open(&a.target).await?;
-            let r = custody.apply_policy(&request).await?;
-            if a.json {
-                print_json(&json!(r));
-            } else if r.changed {
-                print_line(&format!("policy {} is now in force", r.digest));
-            } else {
-                print_line(&format!(
-                    "policy {} was already in force; nothing recorded",
-                    r.digest
-                ));
-            }
-            Ok(Outcome::Ok)
-        }),
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ArtifactCommand {
@@ -126,7 +27,7 @@ pub(crate) enum ArtifactCommand {
     ///
     /// Example: custody artifact register --name shop --file shop.tar --source-repo
     /// https://git.example/acme/shop --commit 4f2c… --builder-id https://ci.example/b
-    /// --builder-key builder.key --as ci-bot
+    /// --builder-key builder.key --token $CI_TOKEN
     Register(Box<RegisterArgs>),
 }
 
@@ -393,7 +294,7 @@ pub(crate) enum ReleaseCommand {
     /// key that signed none of their builds.
     ///
     /// Example: custody release create shop 1.4.2 --artifact shop=sha256:… --sign-key
-    /// release.key --as rita
+    /// release.key --token $RITA_TOKEN
     Create(ReleaseCreateArgs),
 }
 
@@ -448,12 +349,9 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         // The release key never leaves this machine: the manifest is signed here, whether
         // it is then recorded locally or through a server.
         let custody = Custody::open(&a.target).await?;
-        let by = a
-            .target
-            .actor
-            .principal
-            .clone()
-            .unwrap_or_else(|| "(token)".into());
+        // The manifest names who made it as custody knows them (the token's holder, or the
+        // operator), never a name the caller types.
+        let by = custody.whoami().await?.principal;
         let manifest = custody_app::attestations::release_manifest(
             &a.name,
             &a.release_version,

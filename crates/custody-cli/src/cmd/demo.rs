@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 use clap::Args;
+use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
 use custody_app::events::DeployStatus;
 use custody_app::{
@@ -37,10 +38,27 @@ const BUILDER_ID: &str = "https://ci.acme.example/builder/v1";
 /// The demo organisation's pipeline.
 const DEMO_POLICY: &str = include_str!("../policies/demo.toml");
 
-fn demo_policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
+/// The demo's approvers, who sign their reviews with their own keys.
+const APPROVERS: [&str; 3] = ["alice", "bob", "carol"];
+
+/// The keys of the story: the builder's, the release signer's, and each approver's own.
+struct Keys {
+    builder: PrivateKey,
+    release: PrivateKey,
+    people: std::collections::BTreeMap<&'static str, PrivateKey>,
+}
+
+fn demo_policy(keys: &Keys, operator: &str) -> Bundle {
+    let (builder, release) = (&keys.builder, &keys.release);
     let mut b = Bundle::default();
-    b.files
-        .insert("custody.toml".into(), DEMO_POLICY.to_owned());
+    b.files.insert(
+        "custody.toml".into(),
+        DEMO_POLICY.replace("OPERATOR", operator),
+    );
+    for (who, key) in &keys.people {
+        b.files
+            .insert(format!("keys/{who}.pub"), key.public_key().to_pem());
+    }
     b.files
         .insert("keys/builder.pub".into(), builder.public_key().to_pem());
     b.files.insert(
@@ -123,19 +141,36 @@ async fn build(
     Ok(digest)
 }
 
+/// `who` reviews the promotion of `outcome`, signing the review with their own key.
 async fn review(
     app: &App<SqlStore>,
+    keys: &Keys,
     who: &Actor,
-    promotion: &str,
+    outcome: &PromotionOutcome,
     verdict: Verdict,
     why: &str,
 ) -> anyhow::Result<()> {
+    let p = &outcome.promotion;
+    let key = keys
+        .people
+        .get(who.principal.as_str())
+        .ok_or_else(|| anyhow::anyhow!("{} has no key in the demo", who.principal))?;
+    let predicate = ApprovalPredicate {
+        approver: who.principal.clone(),
+        verdict,
+        rationale: why.into(),
+        risk: Some(Risk::Low),
+        approves: Approved::promotion(p, &outcome.decision.decision.policy_digest),
+        signed_at: who.now,
+        expires: who.now.plus_seconds(3600),
+    };
     let review = Review {
         rationale: why.into(),
         risk: Risk::Low,
         confidential: false,
+        statement: Some(approval_statement::sign(key, &predicate)?),
     };
-    app.review(who, promotion, verdict, &review, None).await?;
+    app.review(who, &p.id, verdict, &review, None).await?;
     Ok(())
 }
 
@@ -173,15 +208,24 @@ async fn deploy(
 }
 
 async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
-    let (builder, signer) = (
-        PrivateKey::generate(Algorithm::Ed25519),
-        PrivateKey::generate(Algorithm::EcdsaP256),
-    );
-    let policy = ApplyPolicy {
-        files: demo_policy(&builder, &signer).files,
+    let keys = Keys {
+        builder: PrivateKey::generate(Algorithm::Ed25519),
+        release: PrivateKey::generate(Algorithm::EcdsaP256),
+        people: APPROVERS
+            .into_iter()
+            .map(|who| (who, PrivateKey::generate(Algorithm::Ed25519)))
+            .collect(),
     };
-    app.apply_policy(&story.actor("sec-lead", 0)?, &policy)
-        .await?;
+    let (builder, signer) = (&keys.builder, &keys.release);
+    // The operator seeding the demo puts its first real policy in force (a bootstrap: the
+    // starter policy has no owners to approve it).
+    let (operator, user) = crate::context::operator()?;
+    let bootstrap = Actor::new(operator.as_str(), story.at(0)?)?
+        .authenticated_by(custody_model::Authentication::Local { user });
+    let policy = ApplyPolicy {
+        files: demo_policy(&keys, &operator).files,
+    };
+    app.apply_policy(&bootstrap, &policy).await?;
     let mut seeded = Seeded {
         releases: Vec::new(),
         promotions: 0,
@@ -193,7 +237,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
     for (n, version) in ["1.0.0", "1.1.0", "1.2.0"].into_iter().enumerate() {
         let mut artifacts = Vec::new();
         for service in SERVICES {
-            let digest = build(app, story, hour, service, version, &builder).await?;
+            let digest = build(app, story, hour, service, version, builder).await?;
             artifacts.push(ManifestArtifact {
                 name: service.into(),
                 digest,
@@ -206,7 +250,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             &artifacts,
             "rita",
             story.at(hour)?,
-            Some(&signer),
+            Some(signer),
         )?;
         let release = app
             .record_release(&story.actor("rita", hour)?, &manifest, None)
@@ -223,8 +267,9 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
         let alice = story.actor_after("alice", hour, 35)?;
         review(
             app,
+            &keys,
             &alice,
-            &staging.promotion.id,
+            &staging,
             Verdict::Approve,
             "tests and scans are clean",
         )
@@ -248,8 +293,9 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             // 1.1.0 is rejected for production.
             review(
                 app,
+                &keys,
                 &carol,
-                &prod.promotion.id,
+                &prod,
                 Verdict::Reject,
                 "the payments freeze is on until the audit closes",
             )
@@ -258,16 +304,18 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
         } else {
             review(
                 app,
+                &keys,
                 &bob,
-                &prod.promotion.id,
+                &prod,
                 Verdict::Approve,
                 "change reviewed, low blast radius",
             )
             .await?;
             review(
                 app,
+                &keys,
                 &carol,
-                &prod.promotion.id,
+                &prod,
                 Verdict::Approve,
                 "canary looked healthy",
             )

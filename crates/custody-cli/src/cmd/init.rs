@@ -32,7 +32,7 @@ pub(crate) struct InitArgs {
 pub(crate) struct Instance {
     pub(crate) app: custody_app::App<custody_store::SqlStore>,
     pub(crate) created: crate::datadir::Created,
-    pub(crate) policy: custody_app::PolicyApplied,
+    pub(crate) policy: custody_app::PolicyChange,
 }
 
 /// Creates a data directory and its ledger, and puts the starter policy in force as the
@@ -52,7 +52,11 @@ pub(crate) async fn create_instance(
     let app = custody_app::App::new(store, Box::new(dir.attestor()?));
     let config = dir.config()?;
     let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
-    let actor = custody_app::Actor::new("custody-init", now)?;
+    // The first policy is put in force by the operator creating the instance: the one
+    // change that needs nobody's approval, recorded as a bootstrap.
+    let (principal, user) = crate::context::operator()?;
+    let actor = custody_app::Actor::new(principal, now)?
+        .authenticated_by(custody_model::Authentication::Local { user });
     let request = custody_app::ApplyPolicy {
         files: bundle.files,
     };

@@ -51,9 +51,18 @@ pub(crate) struct LedgerArgs {
     /// Read this PostgreSQL database instead of the configured one.
     #[arg(long, value_name = "postgres://…")]
     pub(crate) database_url: Option<String>,
-    /// Read a custody server's public routes instead of the local data directory.
+    /// Read a custody server instead of the local data directory. Its checkpoint and
+    /// proofs are public; its entries need --token.
     #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
     pub(crate) server: Option<String>,
+    /// The token for --server, to read its entries (any role that may read the ledger).
+    #[arg(
+        long,
+        env = "CUSTODY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
     /// The log's public key (SPKI PEM). A checkpoint from --server counts as signed only
     /// if it verifies with this key; without it nothing the server says is trusted.
     #[arg(long, value_name = "PUB")]
@@ -68,7 +77,7 @@ impl LedgerArgs {
         match &self.server {
             Some(server) => {
                 let key = self.log_key.as_deref().map(load_public_key).transpose()?;
-                Ledger::remote(server, key, self.ca_cert.as_deref())
+                Ledger::remote(server, self.token.as_deref(), key, self.ca_cert.as_deref())
             }
             None => Ok(Ledger::Local(
                 DataDir::new(&self.data_dir)

@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub(crate) mod access;
+pub(crate) mod approval;
 pub(crate) mod bench;
 pub(crate) mod bench_http;
 pub(crate) mod bench_promotions;
@@ -14,7 +15,9 @@ pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
 pub(crate) mod note;
+pub(crate) mod policy;
 pub(crate) mod promotion;
 pub(crate) mod serve;
 pub(crate) mod statement;
 pub(crate) mod token;
+pub(crate) mod whoami;

@@ -1,6 +1,8 @@
 //! `custody promote`, `custody approve`, `custody reject`, `custody decision`.
 
+use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
+use custody_app::approval_statement::Approved;
 use custody_app::{Promote, PromotionOutcome, Review};
 use custody_model::{PromotionStatus, Risk, Verdict};
 use custody_policy::Status;
@@ -62,6 +64,11 @@ pub(crate) struct ReviewArgs {
     /// Makes a retry return the first result instead of a second review.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Sign your review with this private key, enrolled for you in the policy in force
+    /// (`[[person_key]]`): a statement bound to this promotion, release digest,
+    /// environment and policy version that anyone can verify offline.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     target: Target,
     /// Print the result as JSON.
@@ -130,15 +137,36 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
+        if a.rationale.trim().is_empty() {
+            bail!("a review needs a rationale (--rationale): it is recorded for auditors");
+        }
         let custody = Custody::open(&a.target).await?;
+        let risk = match a.risk {
+            RiskArg::Low => Risk::Low,
+            RiskArg::Medium => Risk::Medium,
+            RiskArg::High => Risk::High,
+        };
+        let statement = match &a.sign_key {
+            Some(key) => {
+                let in_force = custody.policy_in_force().await?;
+                let p = custody.promotion(&a.promotion).await?;
+                let approves = Approved::promotion(&p, &in_force.digest);
+                Some(super::approval::sign(
+                    key,
+                    &in_force,
+                    approves,
+                    verdict,
+                    &a.rationale,
+                    Some(risk),
+                )?)
+            }
+            None => None,
+        };
         let request = Review {
             rationale: a.rationale.clone(),
-            risk: match a.risk {
-                RiskArg::Low => Risk::Low,
-                RiskArg::Medium => Risk::Medium,
-                RiskArg::High => Risk::High,
-            },
+            risk,
             confidential: a.confidential,
+            statement,
         };
         let outcome = custody
             .review(

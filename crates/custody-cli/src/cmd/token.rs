@@ -15,7 +15,7 @@ pub(crate) enum TokenCommand {
     /// Create an API token for a principal and print it (once: only its hash is stored).
     /// What it may do follows from the roles the policy's [roles] gives the principal.
     ///
-    /// Example: custody token create --principal argo --expires 90d --as alice
+    /// Example: custody token create --principal argo --expires 90d
     /// Through a server (an admin's token): custody token create --principal argo --server URL
     Create(CreateArgs),
     /// List tokens: id, principal, expiry, revocation (never the secret).

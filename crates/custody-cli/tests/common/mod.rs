@@ -202,22 +202,28 @@ impl Drop for Helper {
     }
 }
 
-/// Creates an API token for `principal` on the data directory (as root) and returns it.
+/// Creates an API token for `principal` on the data directory (as its operator, who must
+/// hold `admin` in the policy in force, as they do in the starter policy) and returns it.
 pub(crate) fn token(data: &std::path::Path, principal: &str, extra: &[&str]) -> String {
     let out = run(custody()
-        .args([
-            "token",
-            "create",
-            "--principal",
-            principal,
-            "--as",
-            "root",
-            "--data-dir",
-        ])
+        .args(["token", "create", "--principal", principal, "--data-dir"])
         .arg(data)
-        .args(extra));
+        .args(extra)
+        .env_remove("CUSTODY_TOKEN"));
     expect_code(&out, 0);
     stdout(&out).trim().to_owned()
+}
+
+/// The principal of the data directory's operator (`local:USER`, the user running the
+/// tests), as `custody whoami` reports it.
+pub(crate) fn operator(data: &std::path::Path) -> String {
+    let out = run(custody()
+        .args(["whoami", "--json", "--data-dir"])
+        .arg(data)
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&out, 0);
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    me["principal"].as_str().unwrap().to_owned()
 }
 
 /// Starts a helper that prints `listening URL` when ready; returns it and the URL.
@@ -235,4 +241,25 @@ pub(crate) fn listening(cmd: &mut Command) -> (Helper, String) {
         .unwrap_or_else(|| panic!("{line:?}"))
         .to_owned();
     (helper, url)
+}
+
+/// `policy` with `roles` (lines `ROLE = ["a", …]`) granted in its `[roles]` table: a role
+/// the table already grants (the starter policy's `admin`, its operator) gains the members.
+pub(crate) fn with_roles(policy: &str, roles: &str) -> String {
+    let mut text = policy.to_owned();
+    let mut new = Vec::new();
+    for line in roles.lines() {
+        let Some((key, members)) = line.split_once(" = [") else {
+            new.push(line.to_owned());
+            continue;
+        };
+        let existing = format!("\n{key} = [");
+        if text.contains(&existing) {
+            let members = members.trim_end_matches(']');
+            text = text.replacen(&existing, &format!("{existing}{members}, "), 1);
+        } else {
+            new.push(line.to_owned());
+        }
+    }
+    text.replacen("[roles]\n", &format!("[roles]\n{}\n", new.join("\n")), 1)
 }

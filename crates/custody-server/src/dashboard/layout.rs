@@ -27,6 +27,7 @@ pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Ma
                             a href="/" { "Pipeline" } " "
                             a href="/history" { "History" } " "
                             a href="/alerts" { "Alerts" } " "
+                            a href="/policy" { "Policy" } " "
                             a href="/keys" { "Keys" } " "
                             a href="/access" { "Access" } " "
                             a href="/ledger" { "Ledger" } " "

@@ -15,6 +15,7 @@
 
 mod audit;
 mod board;
+mod governance;
 mod history;
 mod layout;
 mod promotion;
@@ -69,6 +70,7 @@ pub const PAGES: &[PageRoute] = &[
     page("GET", "/alerts", Some(Permission::Read)),
     page("GET", "/artifacts/{digest}", Some(Permission::Read)),
     page("GET", "/keys", Some(Permission::Read)),
+    page("GET", "/policy", Some(Permission::Read)),
     page("GET", "/access", Some(Permission::Audit)),
     page("GET", "/ledger", Some(Permission::Read)),
     page("GET", "/charts", Some(Permission::Read)),
@@ -88,6 +90,7 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
         .route("/alerts", get(audit::alerts))
         .route("/artifacts/{digest}", get(audit::lineage))
         .route("/keys", get(audit::keys))
+        .route("/policy", get(governance::policy))
         .route("/access", get(audit::access))
         .route("/ledger", get(audit::ledger))
         .route("/charts", get(audit::charts))

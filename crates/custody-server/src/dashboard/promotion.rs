@@ -209,6 +209,7 @@ pub(crate) async fn review(
         rationale: f.rationale,
         risk: f.risk,
         confidential: f.confidential.is_some(),
+        statement: None,
     };
     match s.app.review(&actor, &id, f.verdict, &review, None).await {
         Ok(_) => Ok(v.allowed(Redirect::to(&format!("/promotions/{id}")).into_response())),

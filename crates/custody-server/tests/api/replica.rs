@@ -177,11 +177,27 @@ async fn replicas_agree_on_the_gate_after_a_review_and_a_tightening() {
         "keys/release.pub".into(),
         json!(a.release_key.public_key().to_pem()),
     );
+    let proposed = ok(a
+        .call(
+            "PUT",
+            "/api/v1/policy",
+            Some(a.token("sec")),
+            Some(&json!({"files": files}).to_string()),
+            &[],
+        )
+        .await);
+    assert_eq!(proposed.status, 202, "a proposal, not yet in force");
+    let id = proposed.body["proposal"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        until_gate(&b, &build_gate, 200).await.status,
+        200,
+        "a proposal changed the gate"
+    );
     ok(a.call(
-        "PUT",
-        "/api/v1/policy",
-        Some(a.token("sec")),
-        Some(&json!({"files": files}).to_string()),
+        "POST",
+        &format!("/api/v1/proposals/{id}/approve"),
+        Some(a.token("sue")),
+        Some(&json!({"rationale": "payments only"}).to_string()),
         &[],
     )
     .await);

@@ -17,8 +17,8 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 /// Everyone the test policy names, and `nobody`, who holds no role.
-pub(crate) const PRINCIPALS: [&str; 10] = [
-    "root", "bob", "sam", "alice", "sec", "argo", "audrey", "vic", "amy", "nobody",
+pub(crate) const PRINCIPALS: [&str; 11] = [
+    "root", "bob", "sam", "alice", "sec", "sue", "argo", "audrey", "vic", "amy", "nobody",
 ];
 
 /// Where the test's store lives.
@@ -129,7 +129,6 @@ impl TestServer {
         app.apply_policy(&sec, &custody_app::ApplyPolicy { files })
             .await
             .unwrap();
-        let root = custody_app::Actor::new("root", now()).unwrap();
         let mut tokens = BTreeMap::new();
         for p in PRINCIPALS {
             let request = CreateToken {
@@ -137,7 +136,15 @@ impl TestServer {
                 expires: "30d".into(),
                 description: "api test".into(),
             };
-            let (_, token) = app.create_token(&root, &request, None).await.unwrap();
+            // Each makes their own token, signed in with their identity provider: a token
+            // of their own (an approval made with it is theirs).
+            let me = custody_app::Actor::new(p, now()).unwrap().authenticated_by(
+                custody_model::Authentication::Oidc {
+                    issuer: "https://idp.example".into(),
+                    subject: p.into(),
+                },
+            );
+            let (_, token) = app.create_token(&me, &request, None).await.unwrap();
             tokens.insert(p, token.unwrap());
         }
         let clock = Arc::new(FixedClock::at(now()));

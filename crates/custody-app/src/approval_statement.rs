@@ -1,0 +1,305 @@
+//! Approvals a person signs with their own key: an in-toto Statement v1 in a DSSE envelope,
+//! bound to exactly what it approves, that anyone can verify offline with the approver's
+//! public key (the policy's `[[person_key]]` enrols it).
+//!
+//! ```json
+//! {"_type": "https://in-toto.io/Statement/v1",
+//!  "subject": [{"name": "shop@1.4.2", "digest": {"sha256": "<release manifest digest>"}}],
+//!  "predicateType": "https://custody.dev/approval/v1",
+//!  "predicate": {"approver": "bob", "verdict": "approve", "rationale": "…", "risk": "low",
+//!                "kind": "promotion", "promotion": "prm-…", "environment": "production",
+//!                "policy": "sha256:…", "signedAt": "…", "expires": "…"}}
+//! ```
+//!
+//! For a policy proposal the subject is the proposed bundle (`policy`, its digest), and the
+//! predicate names `"kind": "proposal"`, the proposal and the version it replaces.
+//!
+//! Invariant: a statement counts for one thing only. Every field it binds is compared with
+//! the thing being approved before it counts, a signature must come from a key the policy
+//! in force enrols for the approver it names, and it counts only between `signedAt` (less a
+//! minute of clock skew) and `expires`, at most [`MAX_VALIDITY`] later: an old statement
+//! cannot be replayed into a later promotion or proposal.
+
+use custody_crypto::dsse::{Envelope, KeyIdHint};
+use custody_crypto::statement::{PAYLOAD_TYPE, Statement, Subject};
+use custody_crypto::{PublicKey, Signer};
+use custody_model::{Authentication, Digest, Risk, Timestamp, Verdict};
+use custody_policy::Policy;
+use serde::{Deserialize, Serialize};
+
+use crate::app::Actor;
+use crate::{AppError, AppResult};
+
+/// The predicate type of a signed approval.
+pub const APPROVAL_V1: &str = "https://custody.dev/approval/v1";
+
+/// How long after signing a statement may be submitted: a week.
+pub const MAX_VALIDITY: u64 = 7 * 86_400;
+
+/// Clock skew tolerated between the signer's machine and custody.
+const SKEW: i64 = 60;
+
+/// What a signed approval approves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Approved {
+    /// A promotion of a release into an environment, under a policy version.
+    Promotion {
+        /// The promotion's id.
+        promotion: String,
+        /// `name@version`.
+        release: String,
+        /// The release manifest's digest (the statement's subject).
+        #[serde(skip)]
+        release_digest: Option<Digest>,
+        /// The environment.
+        environment: String,
+        /// The policy version in force.
+        policy: String,
+    },
+    /// A proposed policy version, replacing the one in force.
+    Proposal {
+        /// The proposal's id.
+        proposal: String,
+        /// The proposed version's digest (the statement's subject).
+        policy: String,
+        /// The version in force it replaces.
+        previous: Option<String>,
+    },
+}
+
+/// The predicate of a signed approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalPredicate {
+    /// Who approves (the principal the key is enrolled for).
+    pub approver: String,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Why.
+    pub rationale: String,
+    /// The risk the reviewer sees (promotions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
+    /// What is approved.
+    #[serde(flatten)]
+    pub approves: Approved,
+    /// When it was signed.
+    pub signed_at: Timestamp,
+    /// Until when it may be submitted.
+    pub expires: Timestamp,
+}
+
+impl Approved {
+    /// The approval of `promotion` under the policy version `policy` (its digest).
+    pub fn promotion(promotion: &crate::records::PromotionRecord, policy: &str) -> Approved {
+        Approved::Promotion {
+            promotion: promotion.id.clone(),
+            release: promotion.release.clone(),
+            release_digest: Some(promotion.release_digest.clone()),
+            environment: promotion.environment.clone(),
+            policy: policy.to_owned(),
+        }
+    }
+
+    /// The statement's subject: the release, or the proposed bundle.
+    fn subject(&self) -> AppResult<Subject> {
+        Ok(match self {
+            Approved::Promotion {
+                release,
+                release_digest: Some(digest),
+                ..
+            } => Subject::new(release, digest)?,
+            Approved::Promotion { .. } => {
+                return Err(AppError::invalid(
+                    "a signed approval of a promotion needs the release digest",
+                ));
+            }
+            Approved::Proposal { policy, .. } => Subject::new("policy", &policy_digest(policy)?)?,
+        })
+    }
+
+    /// For messages: `promotion prm-… (shop@1.4.2 → production)`.
+    fn describe(&self) -> String {
+        match self {
+            Approved::Promotion {
+                promotion,
+                release,
+                environment,
+                ..
+            } => format!("promotion {promotion} ({release} → {environment})"),
+            Approved::Proposal {
+                proposal, policy, ..
+            } => format!("proposal {proposal} (policy {policy})"),
+        }
+    }
+}
+
+fn policy_digest(policy: &str) -> AppResult<Digest> {
+    policy
+        .parse()
+        .map_err(|e| AppError::invalid(format!("policy digest {policy:?}: {e}")))
+}
+
+/// Signs `predicate` with the approver's own key: the envelope to send with the review.
+/// Its signature carries the key id `securesystemslib` computes, so that independent
+/// verifiers find the key by it (custody verifies against every enrolled key anyway).
+pub fn sign(signer: &dyn Signer, predicate: &ApprovalPredicate) -> AppResult<Envelope> {
+    let value = serde_json::to_value(predicate).map_err(|e| AppError::invalid(e.to_string()))?;
+    let statement = Statement::new(vec![predicate.approves.subject()?], APPROVAL_V1, value)?;
+    Ok(custody_crypto::dsse::sign(
+        signer,
+        PAYLOAD_TYPE,
+        &statement.to_json(),
+        KeyIdHint::Securesystemslib,
+    )?)
+}
+
+/// A signed approval that verified and matches what it is sent for.
+#[derive(Debug, Clone)]
+pub struct SignedApproval {
+    /// The approver, acting by their key at the time of submission.
+    pub actor: Actor,
+    /// What they signed.
+    pub predicate: ApprovalPredicate,
+}
+
+/// Checks `envelope` as `actor`'s signed approval of `expected` with `verdict` and
+/// `rationale` (and `risk`, for promotions), under `policy`, at `actor.now`. Returns the
+/// approver acting by their key. The submitter must be the approver, unless they are the
+/// operator on the data directory relaying it.
+pub fn check(
+    envelope: &Envelope,
+    policy: &Policy,
+    actor: &Actor,
+    expected: &Approved,
+    verdict: Verdict,
+    rationale: &str,
+    risk: Option<Risk>,
+) -> AppResult<SignedApproval> {
+    let refused =
+        |why: String| AppError::denied(format!("the signed approval does not count: {why}"));
+    let keys: Vec<PublicKey> = policy.person_keys().iter().map(|k| k.key.clone()).collect();
+    if keys.is_empty() {
+        return Err(refused(
+            "the policy in force enrols no personal keys ([[person_key]])".into(),
+        ));
+    }
+    let verified = custody_crypto::dsse::verify(envelope, &keys, 1).map_err(|e| {
+        refused(format!(
+            "no enrolled personal key signed it ({e}); a tampered statement or another key's signature never counts"
+        ))
+    })?;
+    if verified.payload_type() != PAYLOAD_TYPE {
+        return Err(refused(format!(
+            "payload type {:?} is not an in-toto statement",
+            verified.payload_type()
+        )));
+    }
+    let [signer] = verified.key_ids() else {
+        return Err(refused(
+            "it carries signatures of more than one person".into(),
+        ));
+    };
+    let key_id = signer.to_string();
+    let enrolled = policy
+        .person_key(&key_id)
+        .ok_or_else(|| refused(format!("key {key_id} is not enrolled")))?;
+    let statement = Statement::from_json(verified.payload())?;
+    if statement.predicate_type() != APPROVAL_V1 {
+        return Err(refused(format!(
+            "predicate type {:?} is not {APPROVAL_V1}",
+            statement.predicate_type()
+        )));
+    }
+    let predicate: ApprovalPredicate =
+        serde_json::from_value(serde_json::Value::Object(statement.predicate().clone()))
+            .map_err(|e| refused(format!("its predicate does not read: {e}")))?;
+    if predicate.approver != enrolled.principal {
+        return Err(refused(format!(
+            "it names {} as approver, but key {} is enrolled for {}",
+            predicate.approver,
+            short(&key_id),
+            enrolled.principal
+        )));
+    }
+    let subject = expected.subject()?;
+    if statement.subjects() != [subject] {
+        return Err(refused(format!(
+            "it is about another subject than {}",
+            expected.describe()
+        )));
+    }
+    let mut approves = predicate.approves.clone();
+    if let (
+        Approved::Promotion {
+            release_digest: mine,
+            ..
+        },
+        Approved::Promotion {
+            release_digest: theirs,
+            ..
+        },
+    ) = (&mut approves, expected)
+    {
+        mine.clone_from(theirs);
+    }
+    if &approves != expected {
+        return Err(refused(format!(
+            "it approves {}, not {}; sign again for this one",
+            predicate.approves.describe(),
+            expected.describe()
+        )));
+    }
+    if predicate.verdict != verdict {
+        return Err(refused(format!(
+            "it says {:?}, but this is {verdict:?}",
+            predicate.verdict
+        )));
+    }
+    if predicate.rationale != rationale || predicate.risk != risk {
+        return Err(refused(
+            "its rationale or risk differs from the request's".into(),
+        ));
+    }
+    let now = actor.now.unix_seconds();
+    let (signed, expires) = (
+        predicate.signed_at.unix_seconds(),
+        predicate.expires.unix_seconds(),
+    );
+    if signed > now + SKEW {
+        return Err(refused(format!(
+            "it was signed at {}, in the future",
+            predicate.signed_at
+        )));
+    }
+    if expires <= now {
+        return Err(refused(format!(
+            "it expired at {}; sign a new one",
+            predicate.expires
+        )));
+    }
+    if expires.saturating_sub(signed) > i64::try_from(MAX_VALIDITY).unwrap_or(i64::MAX) {
+        return Err(refused(
+            "it may be submitted for more than a week after signing; sign one that expires sooner"
+                .into(),
+        ));
+    }
+    let relayed = matches!(actor.auth, Some(Authentication::Local { .. }));
+    if actor.principal != enrolled.principal && !relayed {
+        return Err(refused(format!(
+            "it is {}'s, sent with {}'s credential; each person sends their own",
+            enrolled.principal, actor.principal
+        )));
+    }
+    let approver = Actor::new(enrolled.principal.clone(), actor.now)?
+        .authenticated_by(Authentication::PersonalKey { key: key_id });
+    Ok(SignedApproval {
+        actor: approver,
+        predicate,
+    })
+}
+
+fn short(id: &str) -> &str {
+    id.get(..16).unwrap_or(id)
+}

@@ -1,0 +1,49 @@
+//! Signing an approval with your own enrolled key (`--sign-key`): the statement that makes
+//! an approval yours, whoever relays it (see `custody_app::approval_statement`).
+
+use std::path::Path;
+
+use anyhow::bail;
+use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
+use custody_crypto::dsse::Envelope;
+use custody_model::{Risk, Verdict};
+
+use crate::custody::PolicyInForce;
+use crate::input::load_signer;
+
+/// How long a statement signed here may wait before it is submitted. It is submitted at
+/// once; the margin covers a slow network, not a statement kept for later.
+const VALIDITY: u64 = 3600;
+
+/// Signs the approval (or rejection) of `approves` with the private key at `key`, which
+/// the policy in force must enrol (`[[person_key]]`): the statement names the person the
+/// key is enrolled for.
+pub(crate) fn sign(
+    key: &Path,
+    in_force: &PolicyInForce,
+    approves: Approved,
+    verdict: Verdict,
+    rationale: &str,
+    risk: Option<Risk>,
+) -> anyhow::Result<Envelope> {
+    let signer = load_signer(key)?;
+    let key_id = signer.key_id().to_string();
+    let Some(enrolled) = in_force.policy.person_key(&key_id) else {
+        bail!(
+            "{} (key {key_id}) is not enrolled in the policy in force ({})\nhint: a personal key is enrolled by a reviewed policy change: [[person_key]] principal = \"you\", path = \"keys/you.pub\"",
+            key.display(),
+            in_force.digest
+        );
+    };
+    let now = crate::context::now()?;
+    let predicate = ApprovalPredicate {
+        approver: enrolled.principal.clone(),
+        verdict,
+        rationale: rationale.to_owned(),
+        risk,
+        approves,
+        signed_at: now,
+        expires: now.plus_seconds(VALIDITY),
+    };
+    Ok(approval_statement::sign(signer.as_ref(), &predicate)?)
+}

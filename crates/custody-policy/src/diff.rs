@@ -1,0 +1,473 @@
+//! What a new policy version changes, said plainly: each change marked looser (it lets
+//! more through, or more people act), stricter, or neither, so the owners reviewing a
+//! proposal see at a glance what they are being asked to allow.
+//!
+//! Invariant: every field of a compiled [`Policy`] that a gate, a role check or the
+//! governance reads is compared here; a field added to the policy without a line here would
+//! let a change slip through review unnamed. The tests walk each one.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Span;
+use crate::policy::{Approvals, Environment, Policy};
+use crate::roles::Grant;
+
+/// Which way a change moves the bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// More gets through, or more people may act.
+    Looser,
+    /// Less gets through, or fewer people may act.
+    Stricter,
+    /// Neither, or not comparable (a renamed rule, a new environment).
+    Neutral,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Direction::Looser => "looser",
+            Direction::Stricter => "stricter",
+            Direction::Neutral => "neutral",
+        })
+    }
+}
+
+/// One change between two policy versions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Change {
+    /// Which way it moves the bar.
+    pub direction: Direction,
+    /// What changed, for people: `production: approvals no longer required`.
+    pub what: String,
+}
+
+/// The changes from `before` to `after`, looser ones first.
+pub fn diff(before: &Policy, after: &Policy) -> Vec<Change> {
+    let mut out = Changes::default();
+    governance(before, after, &mut out);
+    grants(&before.grants, &after.grants, &mut out);
+    keys(before, after, &mut out);
+    naming(before, after, &mut out);
+    for b in &before.environments {
+        match after.environment(&b.name) {
+            Some(a) => environment(b, a, &mut out),
+            None => out.neutral(format!("environment {} removed", b.name)),
+        }
+    }
+    for a in &after.environments {
+        if before.environment(&a.name).is_none() {
+            out.neutral(format!(
+                "environment {} added{}",
+                a.name,
+                a.after
+                    .as_ref()
+                    .map(|x| format!(" after {x}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let mut changes = out.0;
+    changes.sort();
+    changes
+}
+
+/// Whether any change lets more through.
+pub fn loosens(changes: &[Change]) -> bool {
+    changes.iter().any(|c| c.direction == Direction::Looser)
+}
+
+#[derive(Default)]
+struct Changes(Vec<Change>);
+
+impl Changes {
+    fn push(&mut self, direction: Direction, what: String) {
+        self.0.push(Change { direction, what });
+    }
+    fn looser(&mut self, what: String) {
+        self.push(Direction::Looser, what);
+    }
+    fn stricter(&mut self, what: String) {
+        self.push(Direction::Stricter, what);
+    }
+    fn neutral(&mut self, what: String) {
+        self.push(Direction::Neutral, what);
+    }
+    /// `looser` if `loose`, else `stricter`.
+    fn either(&mut self, loose: bool, what: String) {
+        self.push(
+            if loose {
+                Direction::Looser
+            } else {
+                Direction::Stricter
+            },
+            what,
+        );
+    }
+    /// Members of `before` and `after` not in both: added ones are looser when `more_is_looser`.
+    fn sets<T: Ord + fmt::Display>(
+        &mut self,
+        before: &BTreeSet<T>,
+        after: &BTreeSet<T>,
+        more_is_looser: bool,
+        describe: impl Fn(&T, bool) -> String,
+    ) {
+        for added in after.difference(before) {
+            self.either(more_is_looser, describe(added, true));
+        }
+        for removed in before.difference(after) {
+            self.either(!more_is_looser, describe(removed, false));
+        }
+    }
+}
+
+fn governance(before: &Policy, after: &Policy, out: &mut Changes) {
+    let (b, a) = (&before.governance, &after.governance);
+    let owners = |g: &crate::governance::Governance| -> BTreeSet<&'static str> {
+        g.owners.iter().map(|r| r.name()).collect()
+    };
+    out.sets(&owners(b), &owners(a), true, |role, added| {
+        format!(
+            "policy changes: holders of {role} {} approve them",
+            if added { "now" } else { "no longer" }
+        )
+    });
+    if a.quorum != b.quorum {
+        out.either(
+            a.quorum < b.quorum,
+            format!(
+                "policy changes need {} approvals from owners (was {})",
+                a.quorum, b.quorum
+            ),
+        );
+    }
+    let persons = |p: &Policy| -> BTreeSet<String> {
+        p.person_keys
+            .iter()
+            .map(|k| format!("{} ({})", k.principal, short(&k.key_id)))
+            .collect()
+    };
+    out.sets(&persons(before), &persons(after), true, |k, added| {
+        format!(
+            "personal approval key of {k} {}",
+            if added { "enrolled" } else { "withdrawn" }
+        )
+    });
+}
+
+fn grants(before: &[Grant], after: &[Grant], out: &mut Changes) {
+    let role = |g: &Grant| (g.principal.clone(), g.key());
+    let held = |gs: &[Grant]| gs.iter().map(role).collect::<BTreeSet<_>>();
+    let (b, a) = (held(before), held(after));
+    for (principal, key) in a.difference(&b) {
+        out.looser(format!(
+            "{principal} gains {key}{}",
+            until_of(after, principal, key)
+        ));
+    }
+    for (principal, key) in b.difference(&a) {
+        out.stricter(format!("{principal} loses {key}"));
+    }
+    for (principal, key) in a.intersection(&b) {
+        let end = |gs: &[Grant]| {
+            gs.iter()
+                .filter(|g| &g.principal == principal && &g.key() == key)
+                .map(|g| g.until.unwrap_or(i64::MAX))
+                .max()
+        };
+        let (was, now) = (end(before), end(after));
+        if was != now {
+            out.either(
+                now > was,
+                format!(
+                    "{principal}'s {key} now{}",
+                    match now {
+                        Some(i64::MAX) | None => " does not end".to_owned(),
+                        Some(t) => format!(" ends {}", time(t)),
+                    }
+                ),
+            );
+        }
+    }
+}
+
+fn until_of(grants: &[Grant], principal: &str, key: &str) -> String {
+    grants
+        .iter()
+        .find(|g| g.principal == principal && g.key() == key)
+        .and_then(|g| g.until)
+        .map(|t| format!(" until {}", time(t)))
+        .unwrap_or_default()
+}
+
+fn keys(before: &Policy, after: &Policy, out: &mut Changes) {
+    let release = |p: &Policy| p.release_keys.keys().cloned().collect::<BTreeSet<_>>();
+    out.sets(&release(before), &release(after), true, |id, added| {
+        format!(
+            "release key {} {}",
+            short(id),
+            if added {
+                "trusted"
+            } else {
+                "no longer trusted"
+            }
+        )
+    });
+    let builders = |p: &Policy| {
+        p.builders
+            .iter()
+            .map(|b| format!("{} ({})", b.id, short(&b.key_id)))
+            .collect::<BTreeSet<_>>()
+    };
+    out.sets(&builders(before), &builders(after), true, |b, added| {
+        format!(
+            "builder {b} {}",
+            if added {
+                "trusted"
+            } else {
+                "no longer trusted"
+            }
+        )
+    });
+    for b in &before.builders {
+        if let Some(a) = after.builders.iter().find(|a| a.id == b.id) {
+            let repos = |x: &crate::policy::Builder| {
+                x.source_repos.iter().cloned().collect::<BTreeSet<_>>()
+            };
+            out.sets(&repos(b), &repos(a), true, |r, added| {
+                format!(
+                    "builder {} {} build {r}",
+                    b.id,
+                    if added { "may now" } else { "may no longer" }
+                )
+            });
+        }
+    }
+}
+
+fn naming(before: &Policy, after: &Policy, out: &mut Changes) {
+    if before.artifact_name.as_str() != after.artifact_name.as_str() {
+        out.neutral(format!(
+            "artifact naming rule {} (was {})",
+            after.artifact_name.as_str(),
+            before.artifact_name.as_str()
+        ));
+    }
+    if before.release_name.as_str() != after.release_name.as_str() {
+        out.neutral(format!(
+            "release naming rule {} (was {})",
+            after.release_name.as_str(),
+            before.release_name.as_str()
+        ));
+    }
+    if before.semver != after.semver {
+        out.either(
+            !after.semver,
+            format!(
+                "release versions {} be SemVer",
+                if after.semver {
+                    "must"
+                } else {
+                    "need no longer"
+                }
+            ),
+        );
+    }
+}
+
+fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
+    let env = &a.name;
+    if a.after != b.after {
+        out.either(
+            a.after.is_none(),
+            match &a.after {
+                Some(x) => format!("{env}: releases must now pass {x} first"),
+                None => format!("{env}: releases no longer need to pass an earlier environment"),
+            },
+        );
+    }
+    if a.verified != b.verified {
+        out.either(
+            !a.verified,
+            format!(
+                "{env}: a verified deploy in {} {} required",
+                a.after.as_deref().unwrap_or("the earlier environment"),
+                if a.verified { "is now" } else { "is no longer" }
+            ),
+        );
+    }
+    span(out, env, "soak", b.soak, a.soak, true);
+    approvals(out, env, b.approvals.as_ref(), a.approvals.as_ref());
+    let types = |e: &Environment| e.evidence.iter().cloned().collect::<BTreeSet<_>>();
+    out.sets(&types(b), &types(a), false, |t, added| {
+        format!(
+            "{env}: evidence {t} {} required",
+            if added { "now" } else { "no longer" }
+        )
+    });
+    span(
+        out,
+        env,
+        "evidence max age",
+        b.evidence_max_age,
+        a.evidence_max_age,
+        false,
+    );
+    allow_list(
+        out,
+        env,
+        "release keys",
+        b.release_keys.as_ref(),
+        a.release_keys.as_ref(),
+    );
+    allow_list(
+        out,
+        env,
+        "builders",
+        b.builders.as_ref(),
+        a.builders.as_ref(),
+    );
+    let glass = |e: &Environment| {
+        e.break_glass
+            .iter()
+            .map(|r| r.name())
+            .collect::<BTreeSet<_>>()
+    };
+    out.sets(&glass(b), &glass(a), true, |r, added| {
+        format!(
+            "{env}: holders of {r} {} break glass",
+            if added { "may now" } else { "may no longer" }
+        )
+    });
+    let freezes = |e: &Environment| {
+        e.freezes
+            .iter()
+            .map(|f| format!("{} to {} ({})", time(f.from), time(f.until), f.reason))
+            .collect::<BTreeSet<_>>()
+    };
+    out.sets(&freezes(b), &freezes(a), false, |f, added| {
+        format!(
+            "{env}: freeze {f} {}",
+            if added { "added" } else { "lifted" }
+        )
+    });
+}
+
+/// A required wait or bound: a shorter one is looser when `required` (a soak), a longer or
+/// absent one is looser when it bounds age (evidence max age).
+fn span(out: &mut Changes, env: &str, what: &str, b: Option<Span>, a: Option<Span>, wait: bool) {
+    if a == b {
+        return;
+    }
+    let show = |s: Option<Span>| s.map_or_else(|| "none".to_owned(), |s| s.to_string());
+    let looser = match (b, a) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(b), Some(a)) if wait => a < b,
+        (Some(b), Some(a)) => a > b,
+    };
+    out.either(
+        looser,
+        format!("{env}: {what} {} (was {})", show(a), show(b)),
+    );
+}
+
+fn approvals(out: &mut Changes, env: &str, b: Option<&Approvals>, a: Option<&Approvals>) {
+    match (b, a) {
+        (None, None) => {}
+        (Some(_), None) => out.looser(format!("{env}: approvals no longer required")),
+        (None, Some(a)) => out.stricter(format!(
+            "{env}: {} approval(s) now required from {}",
+            a.quorum,
+            roles(&a.roles)
+        )),
+        (Some(b), Some(a)) => {
+            if a.quorum != b.quorum {
+                out.either(
+                    a.quorum < b.quorum,
+                    format!(
+                        "{env}: {} approval(s) required (was {})",
+                        a.quorum, b.quorum
+                    ),
+                );
+            }
+            let set = |x: &Approvals| x.roles.iter().map(|r| r.name()).collect::<BTreeSet<_>>();
+            out.sets(&set(b), &set(a), true, |r, added| {
+                format!(
+                    "{env}: holders of {r} {} approve",
+                    if added { "may now" } else { "may no longer" }
+                )
+            });
+            if a.expires != b.expires {
+                out.either(
+                    a.expires > b.expires,
+                    format!(
+                        "{env}: an approval counts for {} (was {})",
+                        a.expires, b.expires
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn allow_list(
+    out: &mut Changes,
+    env: &str,
+    what: &str,
+    b: Option<&Vec<String>>,
+    a: Option<&Vec<String>>,
+) {
+    match (b, a) {
+        (None, None) => {}
+        (Some(_), None) => out.looser(format!("{env}: any trusted {what} now count")),
+        (None, Some(a)) => out.stricter(format!(
+            "{env}: only {what} {} count",
+            a.iter().map(|x| short(x)).collect::<Vec<_>>().join(", ")
+        )),
+        (Some(b), Some(a)) => {
+            let set = |x: &Vec<String>| {
+                x.iter()
+                    .map(|s| short(s).to_owned())
+                    .collect::<BTreeSet<_>>()
+            };
+            out.sets(&set(b), &set(a), true, |x, added| {
+                format!(
+                    "{env}: {what} {x} {}",
+                    if added {
+                        "now count"
+                    } else {
+                        "no longer count"
+                    }
+                )
+            });
+        }
+    }
+}
+
+fn roles(roles: &[crate::Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// A key id as people compare them: its first 16 hex digits (anything else whole).
+fn short(id: &str) -> &str {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &id[..16]
+    } else {
+        id
+    }
+}
+
+fn time(t: i64) -> String {
+    custody_model::Timestamp::from_unix_seconds(t)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}

@@ -1,0 +1,164 @@
+//! Who governs the policy itself, and the keys people approve with.
+//!
+//! ```toml
+//! [governance]
+//! owners = ["security"]   # roles whose holders approve a change of this policy
+//! quorum = 2              # distinct owners, never counting the one who proposed it
+//!
+//! [[person_key]]          # a key its person alone holds: their approvals count
+//! principal = "alice"
+//! path = "keys/alice.pub"
+//! ```
+//!
+//! A change of the policy (its rules, who holds which role, which keys it trusts) takes
+//! effect only once `quorum` owners other than its proposer approved it, under the
+//! governance of the policy in force *before* the change: a proposal cannot lower its own
+//! bar. Without `[governance]`, the owners are the security role and one approval is enough.
+//! A person key serves one purpose, that person's approvals: it may not also be a release or
+//! builder key.
+
+use std::collections::BTreeSet;
+
+use custody_crypto::PublicKey;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::compile::Errors;
+use crate::roles::{Grant, Role};
+
+/// How the policy may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    /// Roles whose holders approve changes.
+    pub owners: Vec<Role>,
+    /// Distinct owners needed, never counting the proposer.
+    pub quorum: u32,
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Governance {
+            owners: vec![Role::Security],
+            quorum: 1,
+        }
+    }
+}
+
+/// A key a person enrolled to sign their approvals with.
+#[derive(Debug, Clone)]
+pub struct PersonKey {
+    /// Whose.
+    pub principal: String,
+    /// The key.
+    pub key: PublicKey,
+    /// Its key id.
+    pub key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GovernanceDoc {
+    owners: Spanned<Vec<Spanned<String>>>,
+    #[serde(default = "one")]
+    quorum: Spanned<u32>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonKeyDoc {
+    principal: Spanned<String>,
+    pub(crate) path: Spanned<String>,
+}
+
+/// `[governance]` compiled: the owner roles must be custody's, held by enough people to
+/// reach the quorum without the proposer.
+pub(crate) fn compile_governance(
+    doc: Option<&Spanned<GovernanceDoc>>,
+    grants: &[Grant],
+    errors: &mut Errors<'_>,
+) -> Governance {
+    let Some(doc) = doc else {
+        return Governance::default();
+    };
+    let doc = doc.get_ref();
+    let mut owners = Vec::new();
+    for name in doc.owners.get_ref() {
+        match name.get_ref().parse::<Role>() {
+            Ok(role) if !owners.contains(&role) => owners.push(role),
+            Ok(_) => {}
+            Err(e) => errors.at(name.span(), e.to_string()),
+        }
+    }
+    if owners.is_empty() && !errors.recorded {
+        errors.at(
+            doc.owners.span(),
+            "[governance] names no owner roles, so nobody could approve a change",
+        );
+    }
+    let quorum = *doc.quorum.get_ref();
+    let people: BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| owners.contains(&g.role) && g.environment.is_none())
+        .map(|g| g.principal.as_str())
+        .collect();
+    if quorum == 0 {
+        errors.at(
+            doc.quorum.span(),
+            "a quorum of 0 would let a change approve itself; it must be at least 1",
+        );
+    } else if !errors.recorded && people.len() <= usize::try_from(quorum).unwrap_or(usize::MAX) {
+        errors.at(
+            doc.quorum.span(),
+            format!(
+                "a quorum of {quorum} owners other than the proposer needs at least {} people holding {} (unscoped); [roles] gives {}",
+                quorum + 1,
+                owners.iter().map(|r| r.name()).collect::<Vec<_>>().join(" or "),
+                people.len()
+            ),
+        );
+    }
+    Governance { owners, quorum }
+}
+
+/// `[[person_key]]`s: each file in the bundle, each key one person's and no other purpose's.
+pub(crate) fn compile_person_keys(
+    docs: &[PersonKeyDoc],
+    load: &mut dyn FnMut(&Spanned<String>, &mut Errors<'_>) -> Option<PublicKey>,
+    other_keys: &BTreeSet<String>,
+    errors: &mut Errors<'_>,
+) -> Vec<PersonKey> {
+    let mut out: Vec<PersonKey> = Vec::new();
+    for doc in docs {
+        let Some(key) = load(&doc.path, errors) else {
+            continue;
+        };
+        let key_id = key.key_id().to_string();
+        if other_keys.contains(&key_id) {
+            errors.at(
+                doc.path.span(),
+                format!("key {key_id} is already a release or builder key; a person's approval key must serve that purpose alone"),
+            );
+            continue;
+        }
+        if let Some(other) = out.iter().find(|k| k.key_id == key_id) {
+            errors.at(
+                doc.path.span(),
+                format!(
+                    "key {key_id} is already {}'s; one key, one person",
+                    other.principal
+                ),
+            );
+            continue;
+        }
+        out.push(PersonKey {
+            principal: doc.principal.get_ref().clone(),
+            key,
+            key_id,
+        });
+    }
+    out
+}

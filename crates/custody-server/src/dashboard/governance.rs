@@ -1,0 +1,92 @@
+//! `GET /policy`: the policy in force, who may change it, and every change proposed with
+//! what it loosens or tightens, who approved it and where it stands.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use custody_model::Verdict;
+use custody_policy::Direction;
+use maud::html;
+
+use super::Viewer;
+use crate::ServerState;
+
+/// `GET /policy`.
+pub(crate) async fn policy(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
+    let proposals = s.app.proposals(false, v.now).await.map_err(|e| v.fail(e))?;
+    let governance = policy.governance();
+    let owners: Vec<&str> = governance.owners.iter().map(|r| r.name()).collect();
+    let body = html! {
+        h1 { "Policy" }
+        p { "In force: " code { (policy.digest()) } }
+        p #governance {
+            "A change takes effect when " strong { (governance.quorum) } " holder(s) of "
+            (owners.join(" or ")) " other than its proposer approve it"
+            @if !policy.governed(v.now.unix_seconds()) {
+                span.warn { " — not yet governed: too few owners, so the operator puts each version in force alone (recorded as a bootstrap)" }
+            }
+            "."
+        }
+        h2 { "Personal keys" }
+        @if policy.person_keys().is_empty() {
+            p { "None enrolled: approvals count only from a person's own sign-in or token." }
+        } @else {
+            table #person-keys {
+                tr { th { "person" } th { "algorithm" } th { "key id" } }
+                @for k in policy.person_keys() {
+                    tr { td { (k.principal) } td { (k.key.algorithm()) } td { code { (k.key_id) } } }
+                }
+            }
+        }
+        h2 { "Changes" }
+        @if proposals.is_empty() {
+            p { "No change has been proposed." }
+        }
+        @for p in &proposals {
+            @let r = &p.record;
+            section.proposal id=(r.id) {
+                h3 { (r.id) " — " span class=(format!("standing-{}", p.standing)) { (p.standing) } }
+                p {
+                    "Policy " code { (r.policy) } " proposed by " strong { (r.proposed_by) }
+                    " at " (r.proposed_at) "; needs " (r.quorum) " approval(s)"
+                    @if p.approvals_needed > 0 { ", " (p.approvals_needed) " still missing" }
+                    "."
+                }
+                table.changes {
+                    tr { th { "" } th { "what changes" } }
+                    @if r.changes.is_empty() { tr { td {} td { "nothing that changes what the policy allows" } } }
+                    @for c in &r.changes {
+                        tr {
+                            @match c.direction {
+                                Direction::Looser => td.warn { "looser" },
+                                Direction::Stricter => td { "stricter" },
+                                Direction::Neutral => td {},
+                            }
+                            td { (c.what) }
+                        }
+                    }
+                }
+                @if !r.reviews.is_empty() {
+                    table.reviews {
+                        tr { th { "owner" } th { "verdict" } th { "when" } th { "how" } th { "why" } }
+                        @for vote in &r.reviews {
+                            tr {
+                                td { (vote.by) }
+                                td { @if vote.verdict == Verdict::Approve { "approved" } @else { "rejected" } }
+                                td { (vote.at) }
+                                td { @if vote.statement.is_some() { "signed" } @else { (vote.auth.as_ref().map(|a| a.describe()).unwrap_or_default()) } }
+                                td { (vote.rationale) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(v.shown("Policy", body))
+}
