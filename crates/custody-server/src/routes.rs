@@ -33,13 +33,15 @@ pub const PERMISSION_EXTENSION: &str = "x-custody-permission";
 type Routes = OpenApiRouter<Arc<ServerState>>;
 
 /// The routes anyone may call: health, the OpenAPI document and the ledger's public face
-/// (hashes and the signed checkpoint only).
+/// (hashes and the signed checkpoint only), and witnesses' cosignatures, which carry their
+/// own authentication (a signature by a configured witness key).
 fn public() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(ledger::healthz))
         .routes(routes!(ledger::readyz))
         .routes(routes!(ledger::checkpoint))
+        .routes(routes!(ledger::cosign))
         .routes(routes!(ledger::entries))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
