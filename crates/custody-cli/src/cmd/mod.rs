@@ -1,7 +1,9 @@
 //! One module per top-level command.
 
 pub(crate) mod access;
+pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod bench_audit;
 pub(crate) mod bench_http;
 pub(crate) mod bench_promotions;
 pub(crate) mod catalog;
@@ -13,6 +15,7 @@ pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
+pub(crate) mod log_watch;
 pub(crate) mod note;
 pub(crate) mod promotion;
 pub(crate) mod serve;
