@@ -890,6 +890,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
         ("GET", "/metrics"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/log/checkpoint"),
+        ("POST", "/api/v1/log/cosignature"),
         ("GET", "/api/v1/log/entries"),
         ("GET", "/api/v1/log/proof/inclusion"),
         ("GET", "/api/v1/log/proof/consistency"),
@@ -918,7 +919,7 @@ async fn the_openapi_document_validates_and_matches_the_routes() {
             "{method} {p} is not documented"
         );
     }
-    assert_eq!(documented.len(), 27, "{documented:?}");
+    assert_eq!(documented.len(), 28, "{documented:?}");
     assert!(server.stop().success());
 }
 

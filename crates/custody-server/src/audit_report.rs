@@ -159,13 +159,24 @@ fn certification(c: &CertificationStory) -> Markup {
                 tr { th { "Artifact" } th { "Digest" } th { "Built by, from" } th { "Provenance key" } th { "Evidence" } }
                 @for a in &c.artifacts {
                     tr {
-                        td { (a.name) } td { code { (a.digest) } }
+                        td { (a.name) } td { code title=(a.digest) { (short(&a.digest)) } }
                         td { (a.builder_id.as_deref().unwrap_or("—")) br; (a.source.as_deref().unwrap_or("")) }
-                        td { code { (a.provenance_key.as_deref().unwrap_or("—")) } }
+                        td { code title=(a.provenance_key.as_deref().unwrap_or("")) { (a.provenance_key.as_deref().map_or("—".to_owned(), short)) } }
                         td { (a.evidence.join(", ")) }
                     }
                 }
             }
         }
+    }
+}
+
+/// The first 16 hex digits of a digest or key id, for a table a person reads (the whole
+/// value is the cell's title).
+fn short(id: &str) -> String {
+    let (prefix, hex) = id.split_once(':').map_or(("", id), |(p, h)| (p, h));
+    let head = hex.get(..16).unwrap_or(hex);
+    match prefix {
+        "" => format!("{head}…"),
+        p => format!("{p}:{head}…"),
     }
 }
