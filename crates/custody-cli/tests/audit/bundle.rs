@@ -115,6 +115,34 @@ impl Bundle {
             .collect();
     }
 
+    /// Appends an entry holding `event` to a complete bundle, growing its anchor by one
+    /// (a checkpoint of the new size and a consistency proof to it); [`Bundle::reseal`]
+    /// then hashes and signs it, as the log would have.
+    pub(crate) fn append_entry(&mut self, event: &Value) {
+        let entries = self.entries();
+        let (member, _, last) = entries.last().unwrap();
+        let index = last["index"].as_u64().unwrap() + 1;
+        let line = with_event(
+            &serde_json::json!({"index": index, "leaf_hash": "00", "leaf": ""}),
+            event,
+        );
+        let bytes = self.member(member);
+        bytes.extend(serde_json::to_vec(&line).unwrap());
+        bytes.push(b'\n');
+        let mut manifest: Value = serde_json::from_slice(self.member("bundle.json")).unwrap();
+        manifest["anchor"] = (index + 1).into();
+        *self.member("bundle.json") = serde_json::to_vec(&manifest).unwrap();
+        let mut end: Value = serde_json::from_slice(self.member("end.json")).unwrap();
+        end["entries"] = (end["entries"].as_u64().unwrap() + 1).into();
+        *self.member("end.json") = serde_json::to_vec(&end).unwrap();
+        let mut checkpoints = self.lines("checkpoints.jsonl");
+        checkpoints.push(serde_json::json!({"size": index + 1, "note": ""}));
+        self.set_lines("checkpoints.jsonl", &checkpoints);
+        let mut proofs = self.lines("consistency.jsonl");
+        proofs.push(serde_json::json!({"from": index, "to": index + 1, "hashes": []}));
+        self.set_lines("consistency.jsonl", &proofs);
+    }
+
     /// A forger holding the log key: after changing leaves of a complete bundle, states
     /// their new hashes, re-signs every checkpoint over the new tree and remakes the
     /// consistency proofs, so that only the checks beyond the log can catch the change.

@@ -187,6 +187,15 @@ impl State {
                         failures.push(f);
                     }
                 }
+                Ok(Event {
+                    body: body @ EventBody::Unknown(_),
+                    ..
+                }) => {
+                    *self
+                        .unknown_kinds
+                        .entry(body.kind().to_owned())
+                        .or_default() += 1;
+                }
                 Ok(_) => {}
             }
         }
