@@ -247,6 +247,25 @@ fn scoped_bundles_prove_each_entry_and_carry_the_lineage() {
         );
         assert_eq!(python_verify(&path).0, 0, "{name}");
     }
+    // A scoped bundle does not know what runs where, and does not claim to: build runs
+    // shop@1.2.0, but the latest certification in a bundle of shop@1.0.0 is 1.0.0's.
+    let html = f.dir.join("scope-release.html");
+    let out = run(custody()
+        .args(["audit", "verify", "--log-key"])
+        .arg(log_pub())
+        .arg(f.dir.join("scope-release.bundle"))
+        .arg("--html")
+        .arg(&html));
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert!(!text.contains(" runs "), "{text}");
+    assert!(
+        text.contains("the latest certification in this bundle (release shop@1.2.0"),
+        "{text}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("What runs where"));
+    assert!(page.contains("a later certification may lie outside it"));
     // An unknown release is refused, and writes nothing.
     let out = run(custody()
         .args([
@@ -341,6 +360,33 @@ fn one_changed_byte_anywhere_is_caught_and_named() {
         b.set_line(&m, n, Some(&line));
     });
     caught(&path, line["index"].as_u64(), "inclusion");
+
+    // The anchor's signature of a scoped bundle: nothing is proved, said once (not once
+    // per entry, which would bury the cause).
+    let path = tampered_from(&scoped, "anchor-signature", |b| {
+        let mut cps = b.lines("checkpoints.jsonl");
+        let last = cps.last_mut().unwrap();
+        let note = last["note"].as_str().unwrap();
+        let at = note.rfind(' ').unwrap() + 12;
+        let mut bytes = note.as_bytes().to_vec();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        last["note"] = Value::String(String::from_utf8(bytes).unwrap());
+        b.set_lines("checkpoints.jsonl", &cps);
+    });
+    caught(&path, None, "checkpoint-signature");
+    let (_, report, _) = verify(&path);
+    let failures = report["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().all(|f| f["check"] != "inclusion"),
+        "{failures:#?}"
+    );
+    assert!(
+        failures.iter().any(|f| f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing in the bundle is proved")),
+        "{failures:#?}"
+    );
 }
 
 #[test]

@@ -79,7 +79,16 @@ pub fn render(report: &Report) -> String {
                     }
                 }
                 section {
-                    h2 { "What runs where" }
+                    @if report.complete {
+                        h2 { "What runs where" }
+                        p { "As of the checkpoint of " (report.anchor) " entries, the whole ledger up to it verified." }
+                    } @else {
+                        h2 { "The latest certification in this bundle" }
+                        p {
+                            "This bundle holds " (report.scope.to_string()) " and its lineage, not the whole ledger: "
+                            "a later certification may lie outside it. Export the whole ledger to know what runs where."
+                        }
+                    }
                     table #environments {
                         tr { th { "Environment" } th { "Certified release" } th { "Since entry" } }
                         @for e in &report.story.environments {

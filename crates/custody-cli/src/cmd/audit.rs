@@ -258,11 +258,26 @@ fn summary(r: &Report) -> String {
         "  lineage: {} certifications traced to their decision, promotion, release, artifacts, evidence and approvals\n",
         c.certifications
     ));
-    for e in &r.story.environments {
+    // Only a complete bundle knows what runs: a scoped one knows the latest certification
+    // among its entries, and a later one may lie outside its scope.
+    if !r.complete && !r.story.environments.is_empty() {
         s.push_str(&format!(
-            "  {} runs {} (since entry {})\n",
-            e.name, e.release, e.since_entry
+            "  the latest certification in this bundle ({} and its lineage; a later one may be outside it):\n",
+            r.scope
         ));
+    }
+    for e in &r.story.environments {
+        if r.complete {
+            s.push_str(&format!(
+                "  {} runs {} (since entry {})\n",
+                e.name, e.release, e.since_entry
+            ));
+        } else {
+            s.push_str(&format!(
+                "    {}: {} (entry {})\n",
+                e.name, e.release, e.since_entry
+            ));
+        }
     }
     for note in &r.notes {
         s.push_str(&format!("  note: {note}\n"));

@@ -47,6 +47,12 @@ impl Tree {
         }
     }
 
+    /// Whether the anchor's checkpoint verified (without it nothing can be proved, which
+    /// is reported once, not once per entry).
+    pub(crate) fn anchored(&self) -> bool {
+        self.anchor_root.is_some()
+    }
+
     /// Checks an entry's inclusion proof against the anchor (scoped bundles; pure, so
     /// entries are checked in parallel).
     pub(crate) fn prove(
