@@ -241,6 +241,9 @@ pub fn verify_receipt(
             )),
         }
     }
+    // What follows reads the leaves: true of the log only if they were proved above.
+    let proved = report.failures.is_empty();
+    let content_from = report.checked.len();
     let decision = match Event::from_leaf(r.decision.leaf.as_bytes()).map(|e| e.body) {
         Ok(EventBody::DecisionRecorded(d)) => Some(d),
         _ => {
@@ -279,13 +282,20 @@ pub fn verify_receipt(
         {
             Ok(k) => {
                 report.attestor_key = Some(k.key_id().to_string());
+                // (About the decision's artifacts: whether the receipt's digest is one
+                // of them is agree()'s to say.)
                 report.checked.push(format!(
-                    "the decision's VSA is signed by attestor key {} (named by the proven decision entry), about {} with verificationResult PASSED",
+                    "the decision's VSA is signed by attestor key {} (named by the decision entry), about the decision's {} artifact(s), with verificationResult PASSED",
                     k.key_id(),
-                    r.digest
+                    d.artifacts.len()
                 ));
             }
             Err(why) => report.failures.push(why),
+        }
+    }
+    if !proved {
+        for c in &mut report.checked[content_from..] {
+            c.push_str(" (as the entries say: they are not proved in the log)");
         }
     }
     Ok(report)

@@ -64,6 +64,38 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
         1,
         "not proved in the signed tree",
     );
+    // Another digest than the decision's: refused, and no line claims the VSA is about it.
+    let mut r: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    let other = format!("sha256:{}", "b".repeat(64));
+    r["digest"] = Value::String(other.clone());
+    std::fs::write(&forged, serde_json::to_vec(&r).unwrap()).unwrap();
+    let out = verify_receipt(&forged, &[]);
+    expect_refusal(
+        &out,
+        1,
+        "the receipt was altered or assembled from other entries",
+    );
+    assert!(
+        stdout(&out)
+            .lines()
+            .all(|l| !l.contains("ok:") || !l.contains(&other)),
+        "{}",
+        stdout(&out)
+    );
+    // Under another log's key nothing is proved, and what the leaves say is marked so.
+    let (_, stranger) = generate_key(&f.dir, "another-log", "ed25519");
+    let out = run(custody()
+        .args(["audit", "verify-receipt", "--log-key"])
+        .arg(&stranger)
+        .arg(&receipt));
+    expect_refusal(&out, 1, "does not verify with the log key");
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("ok:"))
+            .all(|l| l.contains("not proved in the log")),
+        "{text}"
+    );
     std::fs::write(&forged, b"{}").unwrap();
     expect_code(&verify_receipt(&forged, &[]), 2);
     // A digest never certified in production has no receipt.
