@@ -12,11 +12,14 @@
 //! - [`App::deploy_report`], [`App::rollback`], [`App::verify`] (environment.rs)
 //! - [`App::history`], [`App::decision`], [`App::replay`] (history.rs)
 //! - [`App::create_token`], [`App::revoke_token`], [`App::authenticate`] (identity.rs)
+//! - [`App::audit_export`], [`App::audit_receipt`], and the offline verifiers
+//!   [`audit::verify_bundle`], [`audit::verify_receipt`] (audit/)
 
 pub mod alerts;
 mod app;
 pub mod approval_statement;
 pub mod attestations;
+pub mod audit;
 mod board;
 mod catalog;
 mod clock;
@@ -53,7 +56,7 @@ pub use governance::{
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
-pub use log::{ConsistencyProof, InclusionProof, Log};
+pub use log::{ConsistencyProof, InclusionProof, Log, Published};
 pub use promotion::{Promote, PromotionOutcome, REDACTED, Review};
 pub use review::RoleHolding;
 pub use tail::{FOLLOW_EVERY, Followed, Subscription};

@@ -5,14 +5,15 @@
 //! The proof types are the wire form of `/api/v1/log/proof/…` (hashes as lowercase hex);
 //! the CLI reads a server's proofs into the same types.
 
+use custody_crypto::cosignature::CosignatureVerifier;
 use custody_ledger::Hash;
 use custody_store::{
     AccessEntry, AccessRecord, Entry, IntegrityReport, SignedCheckpoint, SqlStore, Store,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::AppResult;
 use crate::app::App;
+use crate::{AppError, AppResult};
 
 /// An RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`, with that
 /// tree's root (neither trusted by itself: a reader checks the root against a signed
@@ -55,7 +56,18 @@ pub struct ConsistencyProof {
     pub hashes: Vec<Hash>,
 }
 
-/// The log of an [`App`], read-only but for the access log.
+/// A checkpoint as published: its signed note with the witnesses' cosignature lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Its size.
+    pub size: u64,
+    /// The signed note, the cosignature lines after the log's own.
+    pub note: String,
+    /// The witnesses whose lines it carries.
+    pub witnesses: Vec<String>,
+}
+
+/// The log of an [`App`], read-only but for the access log and cosignatures.
 pub struct Log<'a, S: Store> {
     store: &'a S,
 }
@@ -104,6 +116,85 @@ impl<S: Store> Log<'_, S> {
         })
     }
 
+    /// The latest checkpoint with the cosignatures kept on it.
+    pub async fn published(&self) -> AppResult<Published> {
+        let head = self.store.checkpoint().await?;
+        self.with_cosignatures(head).await
+    }
+
+    /// The latest checkpoint that at least `quorum` of `witnesses` cosigned, with its
+    /// cosignatures (`None`: none has so many yet).
+    pub async fn final_checkpoint(
+        &self,
+        witnesses: &[CosignatureVerifier],
+        quorum: usize,
+    ) -> AppResult<Option<Published>> {
+        if witnesses.is_empty() || quorum == 0 {
+            return Ok(None);
+        }
+        let names: Vec<String> = witnesses.iter().map(|w| w.name().to_owned()).collect();
+        let Some(size) = self.store.latest_cosigned(&names, quorum as u64).await? else {
+            return Ok(None);
+        };
+        let Some(cp) = self.store.checkpoints(size, 1).await?.pop() else {
+            return Ok(None);
+        };
+        Ok(Some(self.with_cosignatures(cp).await?))
+    }
+
+    async fn with_cosignatures(&self, cp: SignedCheckpoint) -> AppResult<Published> {
+        let mut note = cp.note;
+        let mut witnesses = Vec::new();
+        for c in self.store.cosignatures(cp.size).await? {
+            note.push_str(&c.line);
+            note.push('\n');
+            witnesses.push(c.witness);
+        }
+        Ok(Published {
+            size: cp.size,
+            note,
+            witnesses,
+        })
+    }
+
+    /// Keeps the cosignatures that `witnesses` put on a checkpoint this log published:
+    /// `note` is that checkpoint's signed note with their lines added (what a witness
+    /// returns). Refused unless its text is a stored checkpoint's and at least one known
+    /// witness's line verifies (and none fails). Returns the checkpoint as now published.
+    pub async fn add_cosignatures(
+        &self,
+        note: &str,
+        witnesses: &[CosignatureVerifier],
+    ) -> AppResult<Published> {
+        let invalid =
+            |e: &dyn std::fmt::Display| AppError::invalid(format!("the cosigned checkpoint: {e}"));
+        let (text, _) = custody_crypto::note::split(note).map_err(|e| invalid(&e))?;
+        let cp = custody_ledger::Checkpoint::from_body(text).map_err(|e| invalid(&e))?;
+        let stored = self.store.checkpoints(cp.size, 1).await?.pop();
+        let published = stored.filter(|s| {
+            s.size == cp.size && custody_crypto::note::split(&s.note).is_ok_and(|(t, _)| t == text)
+        });
+        let Some(published) = published else {
+            return Err(AppError::not_found(format!(
+                "this log published no checkpoint of {} entries with that root",
+                cp.size
+            )));
+        };
+        let cosignatures =
+            custody_crypto::cosignature::verify(note, witnesses).map_err(|e| invalid(&e))?;
+        if cosignatures.is_empty() {
+            return Err(AppError::invalid(
+                "the checkpoint carries no cosignature by a witness this server is configured to accept",
+            ));
+        }
+        for c in &cosignatures {
+            self.store
+                .add_cosignature(cp.size, &c.witness, &c.line)
+                .await?;
+        }
+        self.with_cosignatures(published).await
+    }
+
     /// Writes a batch of access-log entries (the one write here: the access log is not the
     /// ledger).
     pub async fn record_access(&self, batch: Vec<AccessEntry>) -> AppResult<()> {
@@ -129,19 +220,19 @@ impl Log<'_, SqlStore> {
 }
 
 /// A hash as 64 lowercase hex digits.
-mod hex_hash {
+pub(crate) mod hex_hash {
     use custody_ledger::Hash;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(h))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         parse(&String::deserialize(d)?).map_err(D::Error::custom)
     }
 
-    pub(super) fn parse(text: &str) -> Result<Hash, String> {
+    pub(crate) fn parse(text: &str) -> Result<Hash, String> {
         let mut h = [0u8; 32];
         hex::decode_to_slice(text, &mut h)
             .map_err(|_| format!("{text:?} is not a hash (64 hex digits)"))?;
@@ -150,15 +241,15 @@ mod hex_hash {
 }
 
 /// Hashes as a list of 64-hex-digit strings.
-mod hex_hashes {
+pub(crate) mod hex_hashes {
     use custody_ledger::Hash;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(hs: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(hs: &[Hash], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(hs.iter().map(hex::encode))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
         let texts = Vec::<String>::deserialize(d)?;
         // RFC 9162 proofs have at most 64 hashes (one per tree level).
         if texts.len() > 64 {

@@ -53,6 +53,41 @@ pub(crate) struct Config {
 pub(crate) struct LogConfig {
     /// The log's name: every checkpoint's origin line and the log key's name.
     pub(crate) origin: String,
+    /// Witnesses whose cosignatures (C2SP tlog-cosignature) the server accepts at
+    /// `POST /api/v1/log/cosignature`, as vkeys `name+hash+base64(0x04 ‖ key)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) witnesses: Vec<String>,
+    /// How many of them must cosign a checkpoint before `GET /api/v1/log/checkpoint?final=true`
+    /// serves it (0: none is ever final).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) witness_quorum: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl LogConfig {
+    /// The witnesses, parsed, with the quorum (which may not exceed them).
+    pub(crate) fn witnesses(&self) -> anyhow::Result<custody_server::Witnesses> {
+        let keys = self
+            .witnesses
+            .iter()
+            .map(|text| custody_crypto::cosignature::CosignatureVerifier::from_text(text))
+            .collect::<Result<Vec<_>, _>>()
+            .context("[log] witnesses")?;
+        if self.witness_quorum > keys.len() {
+            bail!(
+                "[log] witness_quorum is {}, but only {} witnesses are configured",
+                self.witness_quorum,
+                keys.len()
+            );
+        }
+        Ok(custody_server::Witnesses {
+            keys,
+            quorum: self.witness_quorum,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -294,7 +329,11 @@ impl DataDir {
             &self.root.join(ATTESTOR_PUB),
         )?;
         let config = Config {
-            log: LogConfig { origin },
+            log: LogConfig {
+                origin,
+                witnesses: Vec::new(),
+                witness_quorum: 0,
+            },
             database: DatabaseConfig {
                 url: url.unwrap_or_default().to_owned(),
             },

@@ -72,6 +72,17 @@ impl Ledger {
         Ok(body)
     }
 
+    /// A server's checkpoint note as served, with its cosignatures (with `final_`, the
+    /// latest one the server's witness quorum cosigned).
+    pub(crate) async fn checkpoint_note(&self, final_: bool) -> anyhow::Result<String> {
+        let path = if final_ {
+            "/api/v1/log/checkpoint?final=true"
+        } else {
+            "/api/v1/log/checkpoint"
+        };
+        String::from_utf8(self.get(path).await?).context("the checkpoint is not UTF-8")
+    }
+
     /// The latest checkpoint.
     pub(crate) async fn head(&self) -> anyhow::Result<Head> {
         match self {

@@ -92,6 +92,10 @@ enum Command {
     Verify(cmd::environment::VerifyArgs),
     /// List the ledger's events, sliced by artifact, build, principal, environment, time.
     History(cmd::history::HistoryArgs),
+    /// Evidence bundles and receipts for auditors, regulators and whoever receives a
+    /// release, checked offline with only the log's public key.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Show or replay a recorded decision.
     #[command(subcommand)]
     Decision(cmd::promotion::DecisionCommand),
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::environment::verify(a),
         Command::History(a) => cmd::history::history(a),
         Command::Decision(c) => cmd::promotion::decision(c),
+        Command::Audit(c) => cmd::audit::run(c),
         Command::Key(c) => cmd::key::run(c),
         Command::Digest(a) => cmd::digest::run(a),
         Command::Dsse(c) => cmd::dsse::run(c),

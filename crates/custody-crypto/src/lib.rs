@@ -13,7 +13,8 @@
 //! - DSSE v1.0.2 envelopes: PAE, signing, t-of-n verification that hands on only the
 //!   verified payload bytes — [`dsse`];
 //! - in-toto Statement v1 with checked subjects, digests and predicates — [`statement`];
-//! - C2SP signed notes with Ed25519 keys — [`note`];
+//! - C2SP signed notes with Ed25519 keys — [`note`]; witness cosignatures on them (C2SP
+//!   `tlog-cosignature`, Ed25519 v1) — [`cosignature`];
 //! - streaming SHA-256 / SHA-512 of artifacts — [`hashing`].
 //!
 //! What it does not do: read or write files (callers pass bytes or a reader; the one
@@ -30,6 +31,7 @@
 //! assert_eq!(verified.key_ids(), [key.key_id()]);
 //! ```
 
+pub mod cosignature;
 pub mod dsse;
 mod error;
 pub mod hashing;

@@ -28,7 +28,7 @@ pub const MAX_NOTE_LEN: usize = 1 << 20;
 /// The most signature lines accepted on one note.
 pub const MAX_SIGNATURES: usize = 100;
 /// The dash that starts a signature line: U+2014 EM DASH and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// The 4-byte key hash: the first bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)`.
 pub fn key_hash(name: &str, ed25519_public: &[u8]) -> u32 {
@@ -42,7 +42,7 @@ pub fn key_hash(name: &str, ed25519_public: &[u8]) -> u32 {
 }
 
 /// Checks a key name: non-empty, no whitespace, no `+` (the key-text separator).
-fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(Error::Note(format!(
             "key name {name:?} must be non-empty and contain no spaces or '+'"
@@ -264,6 +264,58 @@ impl OpenedNote {
 /// known key or with no valid signature from any known key ([`Error::BadSignature`]).
 /// Ignores signatures from unknown keys.
 pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
+    let (text, lines) = split(note)?;
+    let mut verified_by: Vec<String> = Vec::new();
+    let mut unknown = 0;
+    for line in &lines {
+        let Some(v) = known
+            .iter()
+            .find(|v| v.name == line.name && v.hash == line.key_hash)
+        else {
+            unknown += 1;
+            continue;
+        };
+        v.key.verify(text.as_bytes(), &line.signature).map_err(|_| {
+            Error::BadSignature(format!(
+                "signature by known key {}+{:08x} does not verify: the note was altered or forged",
+                line.name, line.key_hash
+            ))
+        })?;
+        if !verified_by.iter().any(|n| n == line.name) {
+            verified_by.push(line.name.to_owned());
+        }
+    }
+    if verified_by.is_empty() {
+        return Err(Error::BadSignature(format!(
+            "no signature from a known key ({} signature(s) by unknown keys); check the verifier key",
+            unknown
+        )));
+    }
+    Ok(OpenedNote {
+        text: text.to_owned(),
+        verified_by,
+        unknown_signatures: unknown,
+    })
+}
+
+/// One signature line of a note: `— <name> base64(key hash ‖ signature)`, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureLine<'a> {
+    /// The key name.
+    pub name: &'a str,
+    /// The 4-byte key hash (big-endian).
+    pub key_hash: u32,
+    /// The bytes after the key hash (for Ed25519 the signature; for a cosignature the
+    /// timestamp and then the signature).
+    pub signature: Vec<u8>,
+    /// The line as written, without its newline.
+    pub line: &'a str,
+}
+
+/// Splits a note into its text (ending in a newline) and its decoded signature lines,
+/// checking the format but no signature. Bounded: at most [`MAX_NOTE_LEN`] bytes and
+/// [`MAX_SIGNATURES`] lines.
+pub fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), Error> {
     if note.len() > MAX_NOTE_LEN {
         return Err(Error::Note(format!(
             "note is {} bytes; at most {MAX_NOTE_LEN} are accepted",
@@ -281,16 +333,15 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
             "signature block is empty or does not end with a newline".into(),
         ));
     }
-    let lines: Vec<&str> = block[..block.len() - 1].split('\n').collect();
-    if lines.len() > MAX_SIGNATURES {
+    let raw: Vec<&str> = block[..block.len() - 1].split('\n').collect();
+    if raw.len() > MAX_SIGNATURES {
         return Err(Error::Note(format!(
             "note has {} signatures; at most {MAX_SIGNATURES} are accepted",
-            lines.len()
+            raw.len()
         )));
     }
-    let mut verified_by: Vec<String> = Vec::new();
-    let mut unknown = 0;
-    for (n, line) in lines.iter().enumerate() {
+    let mut lines = Vec::with_capacity(raw.len());
+    for (n, line) in raw.iter().enumerate() {
         let malformed = || Error::Note(format!("signature line {} is malformed: {line:?}", n + 1));
         let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(malformed)?;
         let (name, b64) = rest.split_once(' ').ok_or_else(malformed)?;
@@ -299,31 +350,14 @@ pub fn open(note: &str, known: &[NoteVerifier]) -> Result<OpenedNote, Error> {
         if blob.len() < 5 {
             return Err(malformed());
         }
-        let hash = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
-        let Some(v) = known.iter().find(|v| v.name == name && v.hash == hash) else {
-            unknown += 1;
-            continue;
-        };
-        v.key.verify(text.as_bytes(), &blob[4..]).map_err(|_| {
-            Error::BadSignature(format!(
-                "signature by known key {name}+{hash:08x} does not verify: the note was altered or forged"
-            ))
-        })?;
-        if !verified_by.iter().any(|n| n == name) {
-            verified_by.push(name.to_owned());
-        }
+        lines.push(SignatureLine {
+            name,
+            key_hash: u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]),
+            signature: blob[4..].to_vec(),
+            line,
+        });
     }
-    if verified_by.is_empty() {
-        return Err(Error::BadSignature(format!(
-            "no signature from a known key ({} signature(s) by unknown keys); check the verifier key",
-            unknown
-        )));
-    }
-    Ok(OpenedNote {
-        text: text.to_owned(),
-        verified_by,
-        unknown_signatures: unknown,
-    })
+    Ok((text, lines))
 }
 
 #[cfg(test)]

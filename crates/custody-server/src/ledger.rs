@@ -15,15 +15,86 @@ use crate::api::ErrorBody;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 
-#[utoipa::path(get, path = "/api/v1/log/checkpoint",
-    responses((status = 200, description = "the latest signed checkpoint: a C2SP signed note", content_type = "text/plain", body = String)))]
-pub(crate) async fn checkpoint(State(s): State<Arc<ServerState>>) -> Result<Response, ApiError> {
-    let cp = s.app.log().checkpoint().await?;
+/// Which checkpoint.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CheckpointQuery {
+    /// Only the latest checkpoint enough witnesses cosigned (the quorum configured in
+    /// config.toml's `[log] witness_quorum`); 404 while there is none.
+    #[serde(default, rename = "final")]
+    final_: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/log/checkpoint", params(CheckpointQuery),
+    responses((status = 200, description = "the latest signed checkpoint: a C2SP signed note, with the cosignatures witnesses added", content_type = "text/plain", body = String),
+              (status = 404, description = "final=true and no checkpoint has the quorum of cosignatures yet", body = ErrorBody)))]
+pub(crate) async fn checkpoint(
+    State(s): State<Arc<ServerState>>,
+    ApiQuery(q): ApiQuery<CheckpointQuery>,
+) -> Result<Response, ApiError> {
+    let published = if q.final_ {
+        let w = s.witnesses();
+        s.app
+            .log()
+            .final_checkpoint(&w.keys, w.quorum)
+            .await?
+            .ok_or_else(|| {
+                ApiError(
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!(
+                        "no checkpoint has {} witness cosignatures yet (of {} witnesses configured)",
+                        w.quorum,
+                        w.keys.len()
+                    ),
+                )
+            })?
+    } else {
+        s.app.log().published().await?
+    };
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        cp.note,
+        published.note,
     )
         .into_response())
+}
+
+/// What a cosignature did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Cosigned {
+    /// The checkpoint's size.
+    size: u64,
+    /// The witnesses whose cosignatures it now carries.
+    witnesses: Vec<String>,
+    /// Whether it now has the quorum (and is served by `?final=true`).
+    #[serde(rename = "final")]
+    final_: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/log/cosignature",
+    request_body(content = String, content_type = "text/plain", description = "a checkpoint this log published, as a signed note with the witness's C2SP tlog-cosignature line(s) added"),
+    responses((status = 200, body = Cosigned), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn cosign(
+    State(s): State<Arc<ServerState>>,
+    body: String,
+) -> Result<Json<Cosigned>, ApiError> {
+    let w = s.witnesses();
+    if w.keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "this server accepts no cosignatures: no witness is configured ([log] witnesses in config.toml)",
+        ));
+    }
+    let published = s.app.log().add_cosignatures(&body, &w.keys).await?;
+    let known = published
+        .witnesses
+        .iter()
+        .filter(|n| w.keys.iter().any(|k| k.name() == n.as_str()))
+        .count();
+    Ok(Json(Cosigned {
+        size: published.size,
+        final_: w.quorum > 0 && known >= w.quorum,
+        witnesses: published.witnesses,
+    }))
 }
 
 /// A range of entries.

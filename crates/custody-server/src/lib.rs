@@ -7,7 +7,8 @@
 //! - api.rs: the API behind identities (the use cases' own request and result types);
 //! - access.rs: bearer credentials → principal → roles → the route's permission; the
 //!   access log;
-//! - dashboard/: the server-rendered dashboard;
+//! - dashboard/: the server-rendered dashboard; audit_report.rs: the printable report of
+//!   a verified audit bundle (rendered offline by `custody audit verify --html`);
 //! - metrics.rs, alerting.rs: `/metrics` and alerts, both following the ledger's tail;
 //! - error.rs, extract.rs, state.rs: one error mapping, the extractors, the shared state.
 //!
@@ -18,6 +19,7 @@
 mod access;
 pub mod alerting;
 mod api;
+pub mod audit_report;
 mod dashboard;
 mod error;
 mod extract;
@@ -40,7 +42,7 @@ use axum::middleware;
 pub use custody_app::Permission;
 pub use dashboard::{PAGES, PageRoute};
 pub use routes::{PERMISSION_EXTENSION, openapi};
-pub use state::ServerState;
+pub use state::{ServerState, Witnesses};
 
 /// How long a request may take before the server answers 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -34,14 +34,16 @@ type Routes = OpenApiRouter<Arc<ServerState>>;
 
 /// The routes anyone may call: health, the OpenAPI document and the ledger's public face:
 /// the signed checkpoint and the proofs, which are hashes only, so a monitor can follow
-/// the log without learning what it holds. The entries themselves (principals, roles,
-/// rationales) need a credential that may read.
+/// the log without learning what it holds; and witnesses' cosignatures, which carry their
+/// own authentication (a signature by a configured witness key). The entries themselves
+/// (principals, roles, rationales) need a credential that may read.
 fn public() -> Routes {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
         .routes(routes!(ledger::healthz))
         .routes(routes!(ledger::readyz))
         .routes(routes!(ledger::checkpoint))
+        .routes(routes!(ledger::cosign))
         .routes(routes!(ledger::inclusion))
         .routes(routes!(ledger::consistency))
 }

@@ -18,6 +18,19 @@ pub struct ServerState {
     pub(crate) access: access::AccessLog,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) alerting: alerting::Alerting,
+    /// The witnesses whose cosignatures the log accepts, and how many make a checkpoint
+    /// final (set once, at start; none by default).
+    pub(crate) witnesses: std::sync::OnceLock<Witnesses>,
+}
+
+/// The witnesses a server accepts cosignatures from (C2SP `tlog-cosignature`), and how
+/// many of them must cosign a checkpoint before it is published as final.
+#[derive(Debug, Clone, Default)]
+pub struct Witnesses {
+    /// Their verifier keys.
+    pub keys: Vec<custody_crypto::cosignature::CosignatureVerifier>,
+    /// Cosignatures a final checkpoint needs (at most `keys.len()`).
+    pub quorum: usize,
 }
 
 impl ServerState {
@@ -40,9 +53,20 @@ impl ServerState {
             access: access::AccessLog::start(weak.clone()),
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
+            witnesses: std::sync::OnceLock::new(),
         });
         state.metrics.time_appends_of(&state.app);
         state
+    }
+
+    /// Accepts cosignatures from `witnesses` (before serving; a second call is ignored).
+    pub fn configure_witnesses(&self, witnesses: Witnesses) {
+        let _ = self.witnesses.set(witnesses);
+    }
+
+    /// The witnesses configured (none unless [`ServerState::configure_witnesses`] ran).
+    pub(crate) fn witnesses(&self) -> Witnesses {
+        self.witnesses.get().cloned().unwrap_or_default()
     }
 
     /// Writes the access entries still queued; call after the server stopped.

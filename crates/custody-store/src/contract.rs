@@ -78,6 +78,9 @@ pub const MAX_KEY_BYTES: usize = 512;
 ///     appends and access-log writes succeed again without reopening the store.
 ///     [`Store::readiness`] is false while the last write failed for a storage reason and a
 ///     probe write still fails.
+/// 13. **Cosignatures are kept, not judged.** [`Store::add_cosignature`] keeps a witness's
+///     signature line on a stored checkpoint (the caller verified it), the first one per
+///     witness and checkpoint, forever; it is not the ledger and takes no part in its lock.
 pub trait Store: Send + Sync {
     /// Appends events and applies their state writes atomically (contract 1–8).
     fn append(&self, append: Append) -> impl Future<Output = Result<Appended, StoreError>> + Send;
@@ -191,6 +194,31 @@ pub trait Store: Send + Sync {
         limit: u64,
     ) -> impl Future<Output = Result<Vec<AccessRecord>, StoreError>> + Send;
 
+    /// Keeps `witness`'s cosignature `line` (a C2SP signature line, verified by the
+    /// caller) on the stored checkpoint of `size` (contract 13). `Ok(false)`: that witness
+    /// had already cosigned it (the first line stays). A size with no stored checkpoint is
+    /// [`StoreError::OutOfRange`].
+    fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The cosignature lines kept on the checkpoint of `size`, by witness name.
+    fn cosignatures(
+        &self,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<Cosignature>, StoreError>> + Send;
+
+    /// The largest checkpoint size cosigned by at least `quorum` (≥ 1) of `witnesses`
+    /// (names, at most 100).
+    fn latest_cosigned(
+        &self,
+        witnesses: &[String],
+        quorum: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
     /// State records of `kind` with key `> after`, in key order, at most `limit` (and at
     /// most 1,000; page with `after = last.key`).
     fn states(
@@ -288,6 +316,15 @@ pub struct SignedCheckpoint {
     pub root: Hash,
     /// The C2SP signed note (tlog-checkpoint body, log key signature).
     pub note: String,
+}
+
+/// A witness's cosignature line on a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The witness's name.
+    pub witness: String,
+    /// The signature line, without its newline.
+    pub line: String,
 }
 
 /// One ledger leaf.

@@ -47,9 +47,9 @@ mod sql_store;
 pub use check::IntegrityReport;
 pub use checkpoint_file::{CheckpointFile, CheckpointFileStatus};
 pub use contract::{
-    AccessEntry, AccessRecord, Append, Appended, Entry, Expect, IdempotencyKey, LastUse,
-    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
-    SignedCheckpoint, StateRecord, StateWrite, Store,
+    AccessEntry, AccessRecord, Append, Appended, Cosignature, Entry, Expect, IdempotencyKey,
+    LastUse, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES,
+    MAX_SEARCH_TERMS, SignedCheckpoint, StateRecord, StateWrite, Store,
 };
 pub use db::{Durability, Location};
 pub use error::StoreError;

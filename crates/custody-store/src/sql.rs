@@ -617,6 +617,57 @@ pub(crate) async fn access_log(
     Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(after).bind(limit).fetch_all(&mut **c).await?))
 }
 
+/// Whether a checkpoint of `size` is stored.
+pub(crate) async fn checkpoint_stored(c: &mut Conn<'_>, size: i64) -> Result<bool, StoreError> {
+    const SQL: &str = "SELECT COUNT(*) FROM log_checkpoints WHERE size = $1";
+    let (n,): (i64,) = on_conn!(c, c => sqlx::query_as(SQL).bind(size).fetch_one(&mut **c).await?);
+    Ok(n > 0)
+}
+
+/// Keeps a cosignature line unless the witness already cosigned that size; whether it did.
+pub(crate) async fn insert_cosignature(
+    c: &mut Conn<'_>,
+    size: i64,
+    witness: &str,
+    line: &str,
+) -> Result<bool, StoreError> {
+    const SQL: &str = "INSERT INTO log_cosignatures (size, witness, line) VALUES ($1, $2, $3) \
+                       ON CONFLICT (size, witness) DO NOTHING";
+    let done = on_conn!(c, c => sqlx::query(SQL).bind(size).bind(witness).bind(line).execute(&mut **c).await?.rows_affected());
+    Ok(done == 1)
+}
+
+/// The cosignature lines on the checkpoint of `size`: (witness, line).
+pub(crate) async fn cosignatures(
+    c: &mut Conn<'_>,
+    size: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    const SQL: &str = "SELECT witness, line FROM log_cosignatures WHERE size = $1 ORDER BY witness";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(size).fetch_all(&mut **c).await?))
+}
+
+/// The largest size at least `quorum` of `witnesses` cosigned.
+pub(crate) async fn latest_cosigned(
+    c: &mut Conn<'_>,
+    witnesses: &[String],
+    quorum: i64,
+) -> Result<Option<i64>, StoreError> {
+    let sql = format!(
+        "SELECT size FROM log_cosignatures WHERE witness IN ({}) GROUP BY size \
+         HAVING COUNT(*) >= {} ORDER BY size DESC LIMIT 1",
+        c.dialect().placeholders(witnesses.len()),
+        quorum
+    );
+    let row: Option<(i64,)> = on_conn!(c, c => {
+        let mut q = sqlx::query_as(&sql);
+        for w in witnesses {
+            q = q.bind(w);
+        }
+        q.fetch_optional(&mut **c).await?
+    });
+    Ok(row.map(|(s,)| s))
+}
+
 /// Bytes the database occupies (SQLite: pages in the main file; PostgreSQL: the database).
 pub(crate) async fn database_bytes(c: &mut Conn<'_>) -> Result<i64, StoreError> {
     const SQLITE: &str =

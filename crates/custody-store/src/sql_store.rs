@@ -17,7 +17,7 @@ use crate::integrity::{IntegrityFailure, Readiness, Status};
 use crate::search;
 use crate::sql;
 use crate::{
-    AccessEntry, AccessRecord, Append, Appended, Entry, LastUse, MAX_ENTRIES_PER_READ,
+    AccessEntry, AccessRecord, Append, Appended, Cosignature, Entry, LastUse, MAX_ENTRIES_PER_READ,
     MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint,
     StateRecord, Store, StoreError,
 };
@@ -555,6 +555,66 @@ impl Store for SqlStore {
                 },
             )
             .collect()
+    }
+
+    async fn add_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<bool, StoreError> {
+        if self.write.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        if witness.is_empty() || witness.len() > MAX_KEY_BYTES || line.len() > 4 * MAX_KEY_BYTES {
+            return Err(StoreError::OutOfRange(format!(
+                "a witness name is 1 to {MAX_KEY_BYTES} bytes and a cosignature line at most {}",
+                4 * MAX_KEY_BYTES
+            )));
+        }
+        let size = to_i64(size)?;
+        // Like the access log, not the ledger: the read pool writes, outside the log's lock.
+        let written = async {
+            let mut tx = self.read.begin_write().await?;
+            if !sql::checkpoint_stored(&mut tx.conn(), size).await? {
+                tx.rollback().await?;
+                return Err(StoreError::OutOfRange(format!(
+                    "no checkpoint of {size} entries is stored"
+                )));
+            }
+            let added = sql::insert_cosignature(&mut tx.conn(), size, witness, line).await?;
+            tx.commit().await?;
+            Ok(added)
+        }
+        .await;
+        self.status.wrote(&written);
+        written
+    }
+
+    async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        Ok(sql::cosignatures(&mut conn.conn(), to_i64(size)?)
+            .await?
+            .into_iter()
+            .map(|(witness, line)| Cosignature { witness, line })
+            .collect())
+    }
+
+    async fn latest_cosigned(
+        &self,
+        witnesses: &[String],
+        quorum: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if quorum == 0 || witnesses.is_empty() || witnesses.len() > 100 {
+            return Err(StoreError::OutOfRange(
+                "a quorum is at least 1, of 1 to 100 witnesses".into(),
+            ));
+        }
+        let mut conn = self.read.acquire().await?;
+        sql::latest_cosigned(&mut conn.conn(), witnesses, to_i64(quorum)?)
+            .await?
+            .map(to_u64)
+            .transpose()
     }
 
     async fn state(&self, kind: &str, key: &str) -> Result<Option<StateRecord>, StoreError> {

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod common;
+#[path = "conformance/cosignatures.rs"]
+mod cosignatures;
 #[path = "conformance/history.rs"]
 mod history;
 #[path = "conformance/storage.rs"]
@@ -23,6 +25,7 @@ use custody_store::{
     Store, StoreError,
 };
 
+use cosignatures::*;
 use history::*;
 use storage::*;
 
@@ -80,6 +83,7 @@ conformance!(
     every_stored_checkpoint_signature_is_checked,
     every_connection_commits_durably,
     storage_faults_are_transient,
+    cosignatures_are_kept_once_per_witness_and_never_rewritten,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {

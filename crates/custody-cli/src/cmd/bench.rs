@@ -34,6 +34,9 @@ pub(crate) enum BenchCommand {
     /// Load a running server over HTTP from this process (verify or promote), with
     /// /healthz on the same server as the baseline.
     Http(crate::cmd::bench_http::HttpArgs),
+    /// Offline verification of two large audit bundles (entries without envelopes, then
+    /// with signed provenance), beside the test suite's Python verifier on the same files.
+    Audit(crate::cmd::bench_audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +113,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<Outcome> {
             BenchCommand::Proofs(a) => proofs(a).await,
             BenchCommand::Promotions(a) => crate::cmd::bench_promotions::run(a).await,
             BenchCommand::Http(a) => crate::cmd::bench_http::run(a).await,
+            BenchCommand::Audit(a) => crate::cmd::bench_audit::run(a),
         }
     })
 }

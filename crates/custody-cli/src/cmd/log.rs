@@ -32,6 +32,12 @@ pub(crate) enum LogCommand {
     /// --log-key), and with --since-checkpoint that the log grew from one you kept.
     /// Exit 1 if anything disagrees.
     Check(CheckArgs),
+    /// Watch a server's log: check its signed checkpoint (and witnesses' cosignatures)
+    /// extends the one the last run verified, kept in --state. Exit 1 on a fork, a
+    /// shrinking log or a bad signature.
+    ///
+    /// Example: custody log watch --server https://custody.example --log-key log.pub --state log.watch
+    Watch(crate::cmd::log_watch::WatchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +186,7 @@ pub(crate) fn run(command: LogCommand) -> anyhow::Result<Outcome> {
             LogCommand::Proof(ProofCommand::Inclusion(a)) => inclusion(a).await,
             LogCommand::Proof(ProofCommand::Consistency(a)) => consistency(a).await,
             LogCommand::Check(a) => check(a).await,
+            LogCommand::Watch(a) => crate::cmd::log_watch::run(a).await,
         }
     })
 }

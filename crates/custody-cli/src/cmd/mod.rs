@@ -2,7 +2,9 @@
 
 pub(crate) mod access;
 pub(crate) mod approval;
+pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod bench_audit;
 pub(crate) mod bench_http;
 pub(crate) mod bench_promotions;
 pub(crate) mod catalog;
@@ -14,6 +16,7 @@ pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
+pub(crate) mod log_watch;
 pub(crate) mod note;
 pub(crate) mod policy;
 pub(crate) mod promotion;

@@ -75,7 +75,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let addr = listener.local_addr()?;
         print_line(&format!("custody listening on http://{addr}"));
         let alerts = config.alerts.compile().map_err(anyhow::Error::msg)?;
+        let witnesses = config.log.witnesses()?;
         let state = ServerState::new(app, oidc, alerts);
+        state.configure_witnesses(witnesses);
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {

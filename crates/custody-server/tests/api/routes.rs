@@ -11,11 +11,12 @@ use serde_json::Value;
 use crate::support::{Backend, PRINCIPALS, TestServer, concrete};
 
 /// The routes anyone may call. A route missing a permission that is not listed here fails.
-const PUBLIC: [&str; 6] = [
+const PUBLIC: [&str; 7] = [
     "GET /healthz",
     "GET /readyz",
     "GET /api/v1/openapi.json",
     "GET /api/v1/log/checkpoint",
+    "POST /api/v1/log/cosignature",
     "GET /api/v1/log/proof/inclusion",
     "GET /api/v1/log/proof/consistency",
 ];

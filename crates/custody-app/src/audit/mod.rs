@@ -1,0 +1,35 @@
+//! The auditor's kit: a bundle to hand over, verified offline with nothing but the log's
+//! public key, and a receipt for whoever receives a release.
+//!
+//! - [`App::audit_export`] (export.rs) writes a bundle (format.rs, archive.rs) of a
+//!   [`Scope`]: its ledger entries with their proofs, the checkpoints they are proved
+//!   against, consistency proofs between those, every policy version the ledger records
+//!   (the key history), the attestor keys, and what custody keeps beside the leaves.
+//! - [`verify_bundle`] (verify/) checks one offline: it does no I/O but reading the bundle,
+//!   reads no clock, and trusts nothing in it but what the log key's signatures and the
+//!   Merkle proofs vouch for.
+//! - [`App::audit_receipt`] and [`verify_receipt`] (receipt.rs): one certification, proved.
+//!
+//! Redaction, provably: a leaf is never altered or dropped. What some readers may not see
+//! is kept out of the ledger in the first place: a confidential review's rationale is in
+//! its leaf only as a commitment (`rationale_digest`). The bundle carries the text beside
+//! the leaf only when the exporter may read it (an auditor or admin), and the verifier
+//! checks it against the commitment in the proven leaf; otherwise the entry line says it
+//! was withheld, and the leaf still checks against its proof.
+
+mod archive;
+mod export;
+pub mod format;
+mod receipt;
+mod verify;
+
+pub use archive::{ArchiveError, BundleWriter, for_each_member};
+pub use export::Exported;
+pub use format::{Confidential, Scope};
+pub use receipt::{
+    MAX_RECEIPT, ProvedEntry, RECEIPT_FORMAT, Receipt, ReceiptError, ReceiptReport, verify_receipt,
+};
+pub use verify::{
+    ApprovalStory, ArtifactStory, BundleError, CertificationStory, Check, Checked,
+    EnvironmentStory, Failure, Progress, Report, RollbackStory, Story, verify_bundle,
+};

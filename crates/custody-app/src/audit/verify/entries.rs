@@ -1,0 +1,515 @@
+//! The entries' part: each entry file is parsed and hashed in parallel, placed in the tree
+//! and the policy timeline in order, then its envelopes, decisions and rationales are
+//! checked in parallel against the policy in force at each entry's index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use custody_crypto::PublicKey;
+use custody_crypto::dsse;
+use custody_ledger::{Hash, leaf_hash};
+use custody_model::CanonicalJson;
+use custody_policy::{Bundle, Facts, Policy};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::envelopes::{manifest, provenance, vsa};
+use super::lineage::{ApprovalItem, DecisionItem, Item};
+use super::log::json_lines;
+use super::{Check, Checked, Failure, State, fail};
+use crate::attestations::sha256;
+use crate::audit::format::EntryLine;
+use crate::events::{Event, EventBody};
+
+/// The policy versions the ledger records, in ledger order: the key history.
+#[derive(Default)]
+pub(crate) struct Timeline {
+    versions: Vec<Version>,
+    by_digest: HashMap<String, usize>,
+}
+
+/// A policy version and where it took effect.
+pub(crate) struct Version {
+    /// The `policy.applied` entry.
+    pub(crate) index: u64,
+    /// Its digest.
+    pub(crate) digest: String,
+    /// Compiled as recorded (`None`: it did not compile, which was reported).
+    pub(crate) policy: Option<Arc<Policy>>,
+}
+
+impl Timeline {
+    /// The version in force at ledger index `index` (applied by an earlier entry).
+    pub(crate) fn at(&self, index: u64) -> Option<&Version> {
+        let n = self.versions.partition_point(|v| v.index < index);
+        n.checked_sub(1).map(|n| &self.versions[n])
+    }
+
+    /// A version by digest.
+    pub(crate) fn by_digest(&self, digest: &str) -> Option<&Version> {
+        self.by_digest.get(digest).map(|&n| &self.versions[n])
+    }
+
+    /// The newest version that compiled.
+    pub(crate) fn latest(&self) -> Option<&Policy> {
+        self.versions.iter().rev().find_map(|v| v.policy.as_deref())
+    }
+
+    fn push(&mut self, index: u64, event: &crate::events::PolicyApplied) -> Option<Failure> {
+        let bundle = Bundle {
+            files: event.files.clone(),
+        };
+        let digest = bundle.digest();
+        let mut failure = None;
+        if digest != event.policy {
+            failure = Some(fail(
+                Some(index),
+                Check::Policy,
+                format!(
+                    "the policy files digest to {digest}, not the {} the entry names",
+                    event.policy
+                ),
+            ));
+        }
+        let policy = match custody_policy::compile_recorded(&bundle) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                failure = Some(fail(
+                    Some(index),
+                    Check::Policy,
+                    format!("the recorded policy does not compile: {e}"),
+                ));
+                None
+            }
+        };
+        self.by_digest
+            .insert(event.policy.clone(), self.versions.len());
+        self.versions.push(Version {
+            index,
+            digest: event.policy.clone(),
+            policy,
+        });
+        failure
+    }
+}
+
+/// An entry line, parsed and hashed.
+struct Parsed {
+    index: u64,
+    stated: Hash,
+    computed: Hash,
+    /// Scoped bundles: whether the stated hash is proved against the anchor.
+    proved: Option<Result<(), String>>,
+    event: Result<Event, String>,
+    facts: Option<Value>,
+    rationale: Option<String>,
+    withheld: bool,
+}
+
+impl Parsed {
+    /// Whether the leaf is the one the signed tree holds (as far as this entry alone can
+    /// tell: a complete bundle's roots are compared separately).
+    fn sound(&self) -> bool {
+        self.stated == self.computed && !matches!(self.proved, Some(Err(_)))
+    }
+}
+
+/// What checking one entry found.
+#[derive(Default)]
+struct Outcome {
+    failures: Vec<Failure>,
+    checked: Checked,
+    notes: Vec<String>,
+    item: Option<Item>,
+}
+
+impl State {
+    /// One entry file.
+    pub(super) fn entry_file(&mut self, name: &str, bytes: &[u8]) {
+        let lines = json_lines(bytes);
+        let tree = &self.log;
+        let complete = self.report.complete;
+        let parsed: Vec<Result<Parsed, String>> = lines
+            .par_iter()
+            .enumerate()
+            .map(|(n, line)| {
+                let line: EntryLine = serde_json::from_slice(line)
+                    .map_err(|e| format!("{name} line {}: not an entry line: {e}", n + 1))?;
+                let computed = leaf_hash(line.leaf.as_bytes());
+                let proved = (!complete)
+                    .then(|| tree.prove(line.index, &line.leaf_hash, line.proof.as_ref()));
+                Ok(Parsed {
+                    index: line.index,
+                    stated: line.leaf_hash,
+                    computed,
+                    proved,
+                    event: Event::from_leaf(line.leaf.as_bytes()).map_err(|e| e.to_string()),
+                    facts: line.facts,
+                    rationale: line.rationale,
+                    withheld: line.withheld,
+                })
+            })
+            .collect();
+        // In order: the tree, and the policy timeline later entries are checked against.
+        for p in &parsed {
+            let p = match p {
+                Ok(p) => p,
+                Err(why) => {
+                    self.report
+                        .failures
+                        .push(fail(None, Check::Format, why.clone()));
+                    continue;
+                }
+            };
+            self.report.checked.entries += 1;
+            self.log.place(p.index, p.stated, &mut self.report);
+            let failures = &mut self.report.failures;
+            match &p.proved {
+                // No verified anchor: the one failure that says so covers every entry.
+                Some(Err(_)) if !self.log.anchored() => {}
+                Some(Err(why)) => failures.push(fail(Some(p.index), Check::Inclusion, why.clone())),
+                Some(Ok(())) => self.report.checked.inclusion_proofs += 1,
+                None => {}
+            }
+            if p.stated != p.computed {
+                failures.push(fail(
+                    Some(p.index),
+                    Check::LeafHash,
+                    "its leaf does not hash to the leaf hash the signed tree holds: the entry was altered",
+                ));
+            }
+            match &p.event {
+                Err(why) => failures.push(fail(Some(p.index), Check::Event, why.clone())),
+                Ok(Event {
+                    body: EventBody::PolicyApplied(a),
+                    ..
+                }) if p.sound() => {
+                    self.report.checked.policies += 1;
+                    if let Some(f) = self.policies.push(p.index, a) {
+                        failures.push(f);
+                    }
+                }
+                Ok(Event {
+                    body: body @ EventBody::Unknown(_),
+                    ..
+                }) => {
+                    *self
+                        .unknown_kinds
+                        .entry(body.kind().to_owned())
+                        .or_default() += 1;
+                }
+                Ok(_) => {}
+            }
+        }
+        let (policies, attestors, confidential) =
+            (&self.policies, &self.attestors, self.report.confidential);
+        let outcomes: Vec<Outcome> = parsed
+            .par_iter()
+            .filter_map(|p| p.as_ref().ok())
+            .filter(|p| p.sound())
+            .map(|p| check(p, policies, attestors, confidential))
+            .collect();
+        for o in outcomes {
+            self.report.failures.extend(o.failures);
+            self.report.notes.extend(o.notes);
+            add(&mut self.report.checked, &o.checked);
+            if let Some(item) = o.item {
+                self.lineage.add(item);
+            }
+        }
+    }
+}
+
+fn add(total: &mut Checked, one: &Checked) {
+    total.provenance += one.provenance;
+    total.manifests += one.manifests;
+    total.vsas += one.vsas;
+    total.decisions_replayed += one.decisions_replayed;
+    total.rationales_checked += one.rationales_checked;
+    total.rationales_withheld += one.rationales_withheld;
+}
+
+/// Checks one entry's signed content against the policy in force at its index.
+fn check(
+    p: &Parsed,
+    policies: &Timeline,
+    attestors: &[PublicKey],
+    confidential: crate::audit::format::Confidential,
+) -> Outcome {
+    let mut o = Outcome::default();
+    let Ok(event) = &p.event else {
+        return o;
+    };
+    let i = p.index;
+    let mut found: Vec<Failure> = Vec::new();
+    let mut failed = |check: Check, why: String| found.push(fail(Some(i), check, why));
+    if p.facts.is_some() && !matches!(event.body, EventBody::DecisionRecorded(_)) {
+        failed(
+            Check::Format,
+            "it carries facts, but it is not a decision".into(),
+        );
+    }
+    if (p.rationale.is_some() || p.withheld)
+        && !matches!(&event.body, EventBody::ApprovalRecorded(a) if a.confidential)
+    {
+        failed(
+            Check::Format,
+            "it carries a rationale beside its leaf, but it is not a confidential review".into(),
+        );
+    }
+    let in_force = policies.at(i);
+    match &event.body {
+        EventBody::ArtifactRegistered(a) => {
+            let mut key = None;
+            if let Some(envelope) = &a.provenance {
+                match provenance(envelope, &a.artifact.digest, a, in_force) {
+                    Ok(k) => {
+                        o.checked.provenance += 1;
+                        key = Some(k);
+                    }
+                    Err(why) => o.failures.push(fail(Some(i), Check::Provenance, why)),
+                }
+            }
+            o.item = Some(Item::Artifact {
+                index: i,
+                digest: a.artifact.digest.to_string(),
+                name: a.artifact.name.clone(),
+                provenance_key: key,
+                builder_id: a.builder_id.clone(),
+                source: a
+                    .source
+                    .as_ref()
+                    .map(|s| format!("{}@{}", s.repository, s.commit)),
+            });
+        }
+        EventBody::ReleaseCreated(r) => {
+            let mut trusted = None;
+            match manifest(r) {
+                Err(why) => failed(Check::Manifest, why),
+                Ok(()) if r.manifest.signatures.is_empty() => {}
+                Ok(()) => {
+                    let keys: Vec<PublicKey> = in_force
+                        .and_then(|v| v.policy.as_deref())
+                        .map(|p| p.release_keys().cloned().collect())
+                        .unwrap_or_default();
+                    if let Ok(v) = dsse::verify(&r.manifest, &keys, 1) {
+                        o.checked.manifests += 1;
+                        trusted = v.key_ids().first().map(ToString::to_string);
+                    }
+                }
+            }
+            o.item = Some(Item::Release {
+                index: i,
+                id: r.release.clone(),
+                digest: r.digest.to_string(),
+                artifacts: r.artifacts.iter().map(ToString::to_string).collect(),
+                manifest: r.manifest.clone(),
+                trusted_key: trusted,
+                by: event.actor.clone(),
+            });
+        }
+        EventBody::EvidenceAttached(e) => {
+            o.item = e.artifacts.first().map(|a| Item::Evidence {
+                index: i,
+                artifact: a.to_string(),
+                kind: e.kind.clone(),
+                format: e.format.clone(),
+                at: event.at.unix_seconds(),
+            });
+        }
+        EventBody::PromotionRequested(r) => {
+            o.item = Some(Item::Promotion {
+                index: i,
+                id: r.promotion.clone(),
+                release: r.release.clone(),
+                environment: r.environment.clone(),
+                requested_by: event.actor.clone(),
+                at: event.at.to_string(),
+                break_glass: r.break_glass.clone(),
+            });
+        }
+        EventBody::DecisionRecorded(d) => {
+            let (facts, vsa_ok) = decision(p, d, policies, attestors, &mut o);
+            if vsa_ok {
+                o.checked.vsas += 1;
+            }
+            if in_force.is_some_and(|v| v.digest != d.policy) {
+                o.notes.push(format!(
+                    "entry {i}: decision {} was made under policy {}, while the newest policy recorded before it is {}",
+                    d.decision,
+                    d.policy,
+                    in_force.map(|v| v.digest.as_str()).unwrap_or_default()
+                ));
+            }
+            o.item = Some(Item::Decision(Box::new(DecisionItem {
+                index: i,
+                id: d.decision.clone(),
+                promotion: d.promotion.clone(),
+                release: d.release.clone(),
+                environment: d.environment.clone(),
+                allowed: d.allowed,
+                gates: d.gates.clone(),
+                policy: d.policy.clone(),
+                at: event.at.to_string(),
+                facts: if d.allowed { facts } else { None },
+            })));
+        }
+        EventBody::EnvironmentCertified(c) => {
+            o.item = Some(Item::Certified {
+                index: i,
+                environment: c.environment.clone(),
+                release: c.release.clone(),
+                promotion: c.promotion.clone(),
+                decision: c.decision.clone(),
+                at: event.at.to_string(),
+            });
+        }
+        EventBody::ApprovalRecorded(a) => {
+            let mut text = a.rationale.clone();
+            let committed = |t: &str| sha256(t.as_bytes()) == a.rationale_digest;
+            if !a.confidential {
+                match &a.rationale {
+                    Some(t) if committed(t) => {}
+                    _ => failed(
+                        Check::Rationale,
+                        "its rationale does not match its rationale_digest".into(),
+                    ),
+                }
+            } else if let Some(t) = &p.rationale {
+                if committed(t) {
+                    o.checked.rationales_checked += 1;
+                    text = Some(t.clone());
+                } else {
+                    failed(
+                        Check::Rationale,
+                        "the confidential rationale beside it does not match the rationale_digest its leaf commits to".into(),
+                    );
+                }
+            } else if p.withheld {
+                o.checked.rationales_withheld += 1;
+            } else {
+                let expected = match confidential {
+                    crate::audit::format::Confidential::Included => "included",
+                    crate::audit::format::Confidential::Withheld => "marked withheld",
+                };
+                failed(
+                    Check::Rationale,
+                    format!(
+                        "its confidential rationale is missing: the bundle says they are {expected}"
+                    ),
+                );
+            }
+            o.item = Some(Item::Approval(ApprovalItem {
+                index: i,
+                id: a.approval.clone(),
+                promotion: a.promotion.clone(),
+                by: event.actor.clone(),
+                approve: a.verdict == custody_model::Verdict::Approve,
+                rationale: text,
+                confidential: a.confidential,
+                risk: format!("{:?}", a.risk).to_lowercase(),
+                at: event.at.to_string(),
+                after_the_fact: a.after_the_fact,
+            }));
+        }
+        EventBody::RolledBack(r) => {
+            o.item = Some(Item::RolledBack {
+                index: i,
+                environment: r.environment.clone(),
+                from: r.from.clone(),
+                to: r.to.clone(),
+                reason: r.reason.clone(),
+                automatic: r.automatic,
+                at: event.at.to_string(),
+            });
+        }
+        _ => {}
+    }
+    o.failures.extend(found);
+    o
+}
+
+/// A decision: its VSA (signed by the attestor its leaf names, about its artifacts and
+/// outcome) and its facts (their digest, and the replay under the recorded policy).
+/// Returns the facts (typed) and whether the VSA verified.
+fn decision(
+    p: &Parsed,
+    d: &crate::events::DecisionRecorded,
+    policies: &Timeline,
+    attestors: &[PublicKey],
+    o: &mut Outcome,
+) -> (Option<Facts>, bool) {
+    let i = p.index;
+    let vsa = vsa(d, attestors);
+    if let Err(why) = &vsa {
+        o.failures.push(fail(Some(i), Check::Vsa, why.clone()));
+    }
+    let Some(value) = &p.facts else {
+        o.failures.push(fail(
+            Some(i),
+            Check::Decision,
+            format!("the facts of decision {} are not in the bundle", d.decision),
+        ));
+        return (None, vsa.is_ok());
+    };
+    let digest = match CanonicalJson::from_value(value) {
+        Ok(c) => format!("sha256:{}", sha256(c.as_bytes()).hex()),
+        Err(e) => format!("(not canonicalisable: {e})"),
+    };
+    if digest != d.input {
+        o.failures.push(fail(
+            Some(i),
+            Check::Decision,
+            format!(
+                "the facts beside it digest to {digest}, not the input {} the decision recorded: they were altered",
+                d.input
+            ),
+        ));
+        return (None, vsa.is_ok());
+    }
+    let facts: Facts = match serde_json::from_value(value.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            o.failures
+                .push(fail(Some(i), Check::Decision, format!("its facts: {e}")));
+            return (None, vsa.is_ok());
+        }
+    };
+    let Some(policy) = policies.by_digest(&d.policy).and_then(|v| v.policy.clone()) else {
+        o.failures.push(fail(
+            Some(i),
+            Check::Decision,
+            format!(
+                "its policy version {} is not recorded in the bundle",
+                d.policy
+            ),
+        ));
+        return (Some(facts), vsa.is_ok());
+    };
+    let replayed = custody_policy::evaluate(&policy, &facts);
+    o.checked.decisions_replayed += 1;
+    if replayed.allowed != d.allowed || replayed.gates != d.gates {
+        let differs: Vec<String> = replayed
+            .gates
+            .iter()
+            .filter(|g| !d.gates.contains(g))
+            .map(|g| format!("{} now says {:?}: {}", g.gate, g.status, g.reason))
+            .collect();
+        o.failures.push(fail(
+            Some(i),
+            Check::Decision,
+            format!(
+                "replayed under policy {} it is {} (recorded: {}): {}",
+                d.policy,
+                if replayed.allowed {
+                    "allowed"
+                } else {
+                    "not allowed"
+                },
+                if d.allowed { "allowed" } else { "not allowed" },
+                differs.join("; ")
+            ),
+        ));
+    }
+    (Some(facts), vsa.is_ok())
+}

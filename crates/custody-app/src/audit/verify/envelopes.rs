@@ -1,0 +1,147 @@
+//! Signed envelopes against the keys in force: provenance (builder keys of the policy in
+//! force at its ledger index), release manifests (their digests, name and artifacts), and
+//! VSAs (the attestor key the proven leaf names).
+
+use custody_crypto::PublicKey;
+use custody_crypto::dsse::{self, Envelope};
+use custody_crypto::statement::Statement;
+use serde_json::Value;
+
+use super::entries::Version;
+use crate::attestations::{self, envelope_digest, read_provenance, sha256};
+
+/// A provenance envelope against the builder keys of the policy in force; the key that
+/// signed it.
+pub(crate) fn provenance(
+    envelope: &Envelope,
+    digest: &custody_model::Digest,
+    recorded: &crate::events::ArtifactRegistered,
+    in_force: Option<&Version>,
+) -> Result<String, String> {
+    let Some(version) = in_force else {
+        return Err(
+            "no policy was in force when it was registered, so no builder key was trusted".into(),
+        );
+    };
+    let Some(policy) = &version.policy else {
+        return Err(format!(
+            "the policy in force ({}) did not compile",
+            version.digest
+        ));
+    };
+    let keys: Vec<PublicKey> = policy.builders().iter().map(|b| b.key.clone()).collect();
+    let read = read_provenance(envelope, &keys, digest).map_err(|e| {
+        format!(
+            "its provenance does not verify with a builder key of the policy in force (policy {} applied at entry {}): {e}",
+            version.digest, version.index
+        )
+    })?;
+    if !read.subject_matches {
+        return Err(format!(
+            "its provenance is about another artifact than {digest}"
+        ));
+    }
+    if recorded.builder_id.as_deref() != Some(read.builder_id.as_str()) {
+        return Err(format!(
+            "it records builder {:?}, but its signed provenance names {:?}",
+            recorded.builder_id, read.builder_id
+        ));
+    }
+    Ok(read.signing_key)
+}
+
+/// A release manifest's envelope against what the entry says about it (its digests, name
+/// and artifacts); signatures are checked by the caller.
+pub(crate) fn manifest(r: &crate::events::ReleaseCreated) -> Result<(), String> {
+    if envelope_digest(&r.manifest) != r.manifest_digest {
+        return Err("its manifest_digest is not the digest of its manifest envelope".into());
+    }
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&r.manifest.payload)
+        .map_err(|_| "its manifest's payload is not base64".to_owned())?;
+    if sha256(&payload) != r.digest {
+        return Err("its digest is not the digest of its manifest statement".into());
+    }
+    let statement = Statement::from_json(&payload).map_err(|e| e.to_string())?;
+    let mut subjects: Vec<String> = statement
+        .subjects()
+        .iter()
+        .filter_map(|s| s.digest.digest().map(|d| d.to_string()))
+        .collect();
+    let mut artifacts: Vec<String> = r.artifacts.iter().map(ToString::to_string).collect();
+    subjects.sort();
+    artifacts.sort();
+    if statement.predicate_type() != attestations::RELEASE_MANIFEST_V1 || subjects != artifacts {
+        return Err("its manifest is not a release manifest of exactly its artifacts".into());
+    }
+    let p = statement.predicate();
+    let named = format!(
+        "{}@{}",
+        p.get("name").and_then(Value::as_str).unwrap_or_default(),
+        p.get("version").and_then(Value::as_str).unwrap_or_default()
+    );
+    if named != r.release {
+        return Err(format!(
+            "its manifest names release {named}, not {}",
+            r.release
+        ));
+    }
+    Ok(())
+}
+
+/// The VSA of a decision: signed by an attestor key whose id its proven leaf records,
+/// about exactly the decision's artifacts, with its outcome and policy.
+pub(crate) fn vsa(
+    d: &crate::events::DecisionRecorded,
+    attestors: &[PublicKey],
+) -> Result<(), String> {
+    if envelope_digest(&d.vsa) != d.vsa_digest {
+        return Err("its vsa_digest is not the digest of its VSA envelope".into());
+    }
+    // The leaf records each signature's key id; a bundled key counts only if it is named.
+    let named: Vec<PublicKey> = attestors
+        .iter()
+        .filter(|k| {
+            d.vsa.signatures.iter().any(|s| {
+                s.keyid.as_deref().is_some_and(|id| {
+                    id == k.key_id().to_string() || id == k.securesystemslib_keyid()
+                })
+            })
+        })
+        .cloned()
+        .collect();
+    if named.is_empty() {
+        return Err(
+            "no attestor key in the bundle has the key id its VSA's signature names".into(),
+        );
+    }
+    let verified = dsse::verify(&d.vsa, &named, 1)
+        .map_err(|e| format!("its VSA does not verify with the attestor key it names: {e}"))?;
+    let statement =
+        Statement::from_json(verified.payload()).map_err(|e| format!("its VSA: {e}"))?;
+    let mut subjects: Vec<String> = statement
+        .subjects()
+        .iter()
+        .filter_map(|s| s.digest.digest().map(|d| d.to_string()))
+        .collect();
+    let mut artifacts: Vec<String> = d.artifacts.iter().map(ToString::to_string).collect();
+    subjects.sort();
+    artifacts.sort();
+    let p = statement.predicate();
+    let result = p.get("verificationResult").and_then(Value::as_str);
+    let policy = p
+        .get("policy")
+        .and_then(|v| v.pointer("/digest/sha256"))
+        .and_then(Value::as_str);
+    if statement.predicate_type() != attestations::SLSA_VSA_V1
+        || subjects != artifacts
+        || result != Some(if d.allowed { "PASSED" } else { "FAILED" })
+        || policy != d.policy.strip_prefix("sha256:")
+    {
+        return Err(
+            "its VSA is not about exactly this decision's artifacts, outcome and policy".into(),
+        );
+    }
+    Ok(())
+}

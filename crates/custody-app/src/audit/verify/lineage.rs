@@ -1,0 +1,538 @@
+//! The lineage part: what the verified entries say, gathered as they are checked, then
+//! every certification traced back through its decision, promotion, release, artifacts,
+//! evidence and approvals, each of which must be in the bundle and agree with what the
+//! decision's facts say (so a replayed decision is a replay of what the ledger holds).
+//!
+//! It also tells the story a regulator reads: what each environment runs, how each
+//! release got there, who approved it and why, and which gates were overridden.
+
+use std::collections::{BTreeMap, HashMap};
+
+use custody_crypto::dsse::{self, Envelope};
+use custody_policy::{Facts, GateResult, Status};
+
+use super::entries::Timeline;
+use super::story::{
+    ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
+};
+use super::{Check, Report, fail};
+
+/// What one verified entry says, as far as lineage and the story go.
+pub(crate) enum Item {
+    Artifact {
+        index: u64,
+        digest: String,
+        name: String,
+        provenance_key: Option<String>,
+        builder_id: Option<String>,
+        source: Option<String>,
+    },
+    Evidence {
+        index: u64,
+        artifact: String,
+        kind: String,
+        format: String,
+        at: i64,
+    },
+    Release {
+        index: u64,
+        id: String,
+        digest: String,
+        artifacts: Vec<String>,
+        manifest: Envelope,
+        trusted_key: Option<String>,
+        by: String,
+    },
+    Promotion {
+        index: u64,
+        id: String,
+        release: String,
+        environment: String,
+        requested_by: String,
+        at: String,
+        break_glass: Option<String>,
+    },
+    Decision(Box<DecisionItem>),
+    Approval(ApprovalItem),
+    Certified {
+        index: u64,
+        environment: String,
+        release: String,
+        promotion: String,
+        decision: String,
+        at: String,
+    },
+    RolledBack {
+        index: u64,
+        environment: String,
+        from: String,
+        to: String,
+        reason: String,
+        automatic: bool,
+        at: String,
+    },
+}
+
+/// A decision, with its facts when it allowed the promotion.
+pub(crate) struct DecisionItem {
+    pub(crate) index: u64,
+    pub(crate) id: String,
+    pub(crate) promotion: String,
+    pub(crate) release: String,
+    pub(crate) environment: String,
+    pub(crate) allowed: bool,
+    pub(crate) gates: Vec<GateResult>,
+    pub(crate) policy: String,
+    pub(crate) at: String,
+    pub(crate) facts: Option<Facts>,
+}
+
+/// A review.
+#[derive(Clone)]
+pub(crate) struct ApprovalItem {
+    pub(crate) index: u64,
+    pub(crate) id: String,
+    pub(crate) promotion: String,
+    pub(crate) by: String,
+    pub(crate) approve: bool,
+    pub(crate) rationale: Option<String>,
+    pub(crate) confidential: bool,
+    pub(crate) risk: String,
+    pub(crate) at: String,
+    pub(crate) after_the_fact: bool,
+}
+
+struct Artifact {
+    index: u64,
+    name: String,
+    provenance_key: Option<String>,
+    builder_id: Option<String>,
+    source: Option<String>,
+}
+
+struct Release {
+    index: u64,
+    digest: String,
+    artifacts: Vec<String>,
+    manifest: Envelope,
+    trusted_key: Option<String>,
+    by: String,
+}
+
+struct Promotion {
+    index: u64,
+    release: String,
+    environment: String,
+    requested_by: String,
+    at: String,
+    break_glass: Option<String>,
+}
+
+/// The verified entries, by what they name.
+#[derive(Default)]
+pub(crate) struct Lineage {
+    artifacts: HashMap<String, Artifact>,
+    /// artifact → (index, kind, format, at)
+    evidence: HashMap<String, Vec<(u64, String, String, i64)>>,
+    releases: HashMap<String, Release>,
+    promotions: HashMap<String, Promotion>,
+    decisions: HashMap<String, DecisionItem>,
+    approvals: HashMap<String, ApprovalItem>,
+    /// In ledger order: (index, environment, what happened).
+    moves: Vec<Move>,
+}
+
+enum Move {
+    Certified {
+        index: u64,
+        environment: String,
+        release: String,
+        promotion: String,
+        decision: String,
+        at: String,
+    },
+    RolledBack(RollbackStory),
+}
+
+impl Lineage {
+    pub(crate) fn add(&mut self, item: Item) {
+        match item {
+            Item::Artifact {
+                index,
+                digest,
+                name,
+                provenance_key,
+                builder_id,
+                source,
+            } => {
+                self.artifacts.insert(
+                    digest,
+                    Artifact {
+                        index,
+                        name,
+                        provenance_key,
+                        builder_id,
+                        source,
+                    },
+                );
+            }
+            Item::Evidence {
+                index,
+                artifact,
+                kind,
+                format,
+                at,
+            } => {
+                self.evidence
+                    .entry(artifact)
+                    .or_default()
+                    .push((index, kind, format, at));
+            }
+            Item::Release {
+                index,
+                id,
+                digest,
+                artifacts,
+                manifest,
+                trusted_key,
+                by,
+            } => {
+                self.releases.insert(
+                    id,
+                    Release {
+                        index,
+                        digest,
+                        artifacts,
+                        manifest,
+                        trusted_key,
+                        by,
+                    },
+                );
+            }
+            Item::Promotion {
+                index,
+                id,
+                release,
+                environment,
+                requested_by,
+                at,
+                break_glass,
+            } => {
+                self.promotions.insert(
+                    id,
+                    Promotion {
+                        index,
+                        release,
+                        environment,
+                        requested_by,
+                        at,
+                        break_glass,
+                    },
+                );
+            }
+            Item::Decision(d) => {
+                self.decisions.insert(d.id.clone(), *d);
+            }
+            Item::Approval(a) => {
+                self.approvals.insert(a.id.clone(), a);
+            }
+            Item::Certified {
+                index,
+                environment,
+                release,
+                promotion,
+                decision,
+                at,
+            } => {
+                self.moves.push(Move::Certified {
+                    index,
+                    environment,
+                    release,
+                    promotion,
+                    decision,
+                    at,
+                });
+            }
+            Item::RolledBack {
+                index,
+                environment,
+                from,
+                to,
+                reason,
+                automatic,
+                at,
+            } => {
+                self.moves.push(Move::RolledBack(RollbackStory {
+                    index,
+                    environment,
+                    from,
+                    to,
+                    reason,
+                    automatic,
+                    at,
+                }));
+            }
+        }
+    }
+
+    /// Checks every certification's lineage and tells the story.
+    pub(crate) fn check(&mut self, report: &mut Report, policies: &Timeline) -> Story {
+        self.moves.sort_by_key(|m| match m {
+            Move::Certified { index, .. } => *index,
+            Move::RolledBack(r) => r.index,
+        });
+        let mut story = Story::default();
+        let mut current: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        for m in &self.moves {
+            match m {
+                Move::Certified {
+                    index,
+                    environment,
+                    release,
+                    promotion,
+                    decision,
+                    at,
+                } => {
+                    report.checked.certifications += 1;
+                    let mut failures = Vec::new();
+                    let told = self.trace(
+                        *index,
+                        environment,
+                        release,
+                        promotion,
+                        decision,
+                        policies,
+                        &mut failures,
+                    );
+                    report.failures.extend(
+                        failures
+                            .into_iter()
+                            .map(|why| fail(Some(*index), Check::Lineage, why)),
+                    );
+                    if let Some(mut told) = told {
+                        told.at = at.clone();
+                        story.certifications.push(told);
+                    }
+                    current.insert(environment.clone(), (release.clone(), *index));
+                }
+                Move::RolledBack(r) => {
+                    current.insert(r.environment.clone(), (r.to.clone(), r.index));
+                    story.rollbacks.push(r.clone());
+                }
+            }
+        }
+        let order: Vec<String> = policies
+            .latest()
+            .map(|p| p.environments().iter().map(|e| e.name.clone()).collect())
+            .unwrap_or_default();
+        let mut names: Vec<&String> = current.keys().collect();
+        names.sort_by_key(|n| order.iter().position(|o| o == *n).unwrap_or(usize::MAX));
+        story.environments = names
+            .into_iter()
+            .map(|n| EnvironmentStory {
+                name: n.clone(),
+                release: current[n].0.clone(),
+                since_entry: current[n].1,
+            })
+            .collect();
+        for (id, r) in &self.releases {
+            if r.trusted_key.is_none() && !story.certifications.iter().any(|c| &c.release == id) {
+                report.notes.push(format!(
+                    "entry {}: release {id} is not signed by a release key of the policy in force then; it was never certified in this bundle",
+                    r.index
+                ));
+            }
+        }
+        story
+    }
+
+    /// One certification's lineage; `None` if its decision is missing (the story needs it).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the certification's fields, each named"
+    )]
+    fn trace(
+        &self,
+        index: u64,
+        environment: &str,
+        release: &str,
+        promotion: &str,
+        decision: &str,
+        policies: &Timeline,
+        failures: &mut Vec<String>,
+    ) -> Option<CertificationStory> {
+        let Some(d) = self.decisions.get(decision).filter(|d| d.index < index) else {
+            failures.push(format!("the decision {decision} that certified {release} in {environment} is not in the bundle"));
+            return None;
+        };
+        if !d.allowed
+            || d.environment != environment
+            || d.release != release
+            || d.promotion != promotion
+        {
+            failures.push(format!("its decision {decision} does not allow {release} into {environment} by promotion {promotion}"));
+        }
+        let p = self.promotions.get(promotion).filter(|p| p.index < d.index);
+        match p {
+            None => failures.push(format!(
+                "the promotion {promotion} it certifies is not in the bundle"
+            )),
+            Some(p) if p.release != release || p.environment != environment => {
+                failures.push(format!(
+                    "its promotion {promotion} asked for {} in {}",
+                    p.release, p.environment
+                ));
+            }
+            Some(_) => {}
+        }
+        let r = self
+            .releases
+            .get(release)
+            .filter(|r| p.is_none_or(|p| r.index < p.index));
+        let Some(r) = r else {
+            failures.push(format!(
+                "the release {release} it certifies is not in the bundle"
+            ));
+            return None;
+        };
+        let mut artifacts = Vec::new();
+        for digest in &r.artifacts {
+            match self.artifacts.get(digest).filter(|a| a.index < d.index) {
+                None => failures.push(format!(
+                    "artifact {digest} of {release} is not registered in the bundle"
+                )),
+                Some(a) => artifacts.push(ArtifactStory {
+                    name: a.name.clone(),
+                    digest: digest.clone(),
+                    builder_id: a.builder_id.clone(),
+                    source: a.source.clone(),
+                    provenance_key: a.provenance_key.clone(),
+                    evidence: self
+                        .evidence
+                        .get(digest)
+                        .map(|e| {
+                            e.iter()
+                                .filter(|e| e.0 < d.index)
+                                .map(|e| format!("{} ({})", e.1, e.2))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+            }
+        }
+        let mut approvals = Vec::new();
+        let mut release_key = r.trusted_key.clone();
+        if let Some(facts) = &d.facts {
+            if facts.release.digest != r.digest {
+                failures.push(format!(
+                    "its decision's facts name release digest {}, the ledger's release {} is {}",
+                    facts.release.digest, release, r.digest
+                ));
+            }
+            if p.is_some_and(|p| p.requested_by != facts.requested_by) {
+                failures.push(
+                    "its decision's facts name another requester than its promotion's".into(),
+                );
+            }
+            if let Some(key) = &facts.release.signing_key {
+                let policy = policies.by_digest(&d.policy).and_then(|v| v.policy.clone());
+                let trusted = policy.as_ref().and_then(|p| p.release_key(key)).cloned();
+                match trusted {
+                    Some(k) if dsse::verify(&r.manifest, std::slice::from_ref(&k), 1).is_ok() => {
+                        release_key = Some(key.clone())
+                    }
+                    _ => failures.push(format!(
+                        "its decision says release key {key} of policy {} signed the manifest of {release}, but the manifest the ledger holds does not verify with it",
+                        d.policy
+                    )),
+                }
+            }
+            for fa in &facts.release.artifacts {
+                let recorded = self.artifacts.get(&fa.digest);
+                if let (Some(pf), Some(a)) = (&fa.provenance, recorded) {
+                    if pf.signing_key.is_some() && pf.signing_key != a.provenance_key {
+                        failures.push(format!(
+                            "its decision says {}'s provenance was signed by {}, but the ledger's provenance verifies with {}",
+                            fa.name,
+                            pf.signing_key.as_deref().unwrap_or("-"),
+                            a.provenance_key.as_deref().unwrap_or("no trusted key")
+                        ));
+                    }
+                }
+                for ev in &fa.evidence {
+                    let found = self.evidence.get(&fa.digest).is_some_and(|list| {
+                        list.iter().any(|(i, kind, _, at)| {
+                            *i < d.index && *kind == ev.kind && *at == ev.at
+                        })
+                    });
+                    if !found {
+                        failures.push(format!(
+                            "the {} evidence of {} that its decision counted is not in the bundle",
+                            ev.kind, fa.name
+                        ));
+                    }
+                }
+            }
+            for fa in &facts.approvals {
+                match self.approvals.get(&fa.id).filter(|a| a.index < d.index) {
+                    Some(a) if a.by == fa.by && a.approve == fa.approve => {
+                        approvals.push(approval_story(a))
+                    }
+                    Some(_) => failures.push(format!(
+                        "review {} disagrees with what its decision's facts say of it",
+                        fa.id
+                    )),
+                    None => failures.push(format!(
+                        "review {} by {} that its decision counted is not in the bundle",
+                        fa.id, fa.by
+                    )),
+                }
+            }
+        }
+        // Reviews after the fact (break-glass) come after the certification.
+        approvals.extend(
+            self.approvals
+                .values()
+                .filter(|a| a.promotion == promotion && a.after_the_fact)
+                .map(approval_story),
+        );
+        Some(CertificationStory {
+            entry: index,
+            environment: environment.into(),
+            release: release.into(),
+            release_digest: r.digest.clone(),
+            release_key,
+            created_by: r.by.clone(),
+            at: String::new(),
+            promotion: promotion.into(),
+            requested_by: p.map(|p| p.requested_by.clone()).unwrap_or_default(),
+            requested_at: p.map(|p| p.at.clone()).unwrap_or_default(),
+            break_glass: p.and_then(|p| p.break_glass.clone()),
+            decision: decision.into(),
+            decided_at: d.at.clone(),
+            policy: d.policy.clone(),
+            gates: d.gates.clone(),
+            overridden: d
+                .gates
+                .iter()
+                .filter(|g| g.status == Status::Overridden)
+                .map(|g| g.gate.to_string())
+                .collect(),
+            approvals,
+            artifacts,
+        })
+    }
+}
+
+fn approval_story(a: &ApprovalItem) -> ApprovalStory {
+    ApprovalStory {
+        entry: a.index,
+        by: a.by.clone(),
+        approve: a.approve,
+        at: a.at.clone(),
+        risk: a.risk.clone(),
+        rationale: a.rationale.clone(),
+        confidential: a.confidential,
+        after_the_fact: a.after_the_fact,
+    }
+}

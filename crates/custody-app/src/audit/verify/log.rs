@@ -1,0 +1,300 @@
+//! The log's part: the checkpoints (signed by the log key, ascending, each consistent with
+//! the next) and every entry's place in the anchor's tree.
+//!
+//! A complete bundle proves its entries by recomputing the tree from their stated leaf
+//! hashes and comparing the root at every checkpoint's size; a scoped one by each entry's
+//! inclusion proof against the anchor. Either way a stated hash that is proved is the one
+//! the signed tree holds, so a leaf that does not hash to it is named as the culprit.
+
+use custody_ledger::{Checkpoint, Frontier, Hash, verify_consistency, verify_inclusion};
+use rayon::prelude::*;
+
+use super::{Check, Report, State, fail, hex};
+use crate::audit::format::{CHECKPOINTS, CONSISTENCY, CheckpointLine, ConsistencyLine, Proof};
+
+/// The tree the entries are placed in.
+pub(crate) struct Tree {
+    anchor: u64,
+    complete: bool,
+    /// Checkpoints whose signatures verified, ascending: (size, root).
+    checkpoints: Vec<(u64, Hash)>,
+    anchor_root: Option<Hash>,
+    /// Complete bundles: the tree recomputed so far.
+    frontier: Frontier,
+    /// The next checkpoint whose size the frontier has not reached.
+    next_checkpoint: usize,
+    /// The size of the last checkpoint whose root the entries gave.
+    matched: u64,
+    /// The last index placed.
+    last: Option<u64>,
+    /// Complete bundles: an entry was missing or out of place, so the recomputed roots
+    /// mean nothing from there on (reported once).
+    broken: bool,
+}
+
+impl Tree {
+    pub(crate) fn new(anchor: u64, complete: bool) -> Tree {
+        Tree {
+            anchor,
+            complete,
+            checkpoints: Vec::new(),
+            anchor_root: None,
+            frontier: Frontier::new(),
+            next_checkpoint: 0,
+            matched: 0,
+            last: None,
+            broken: false,
+        }
+    }
+
+    /// Whether the anchor's checkpoint verified (without it nothing can be proved, which
+    /// is reported once, not once per entry).
+    pub(crate) fn anchored(&self) -> bool {
+        self.anchor_root.is_some()
+    }
+
+    /// Checks an entry's inclusion proof against the anchor (scoped bundles; pure, so
+    /// entries are checked in parallel).
+    pub(crate) fn prove(
+        &self,
+        index: u64,
+        stated: &Hash,
+        proof: Option<&Proof>,
+    ) -> Result<(), String> {
+        let Some(root) = self.anchor_root else {
+            return Err(
+                "the anchor checkpoint did not verify, so nothing can be proved against it".into(),
+            );
+        };
+        let Some(proof) = proof else {
+            return Err("it carries no inclusion proof (the bundle is not complete)".into());
+        };
+        if proof.tree_size != self.anchor {
+            return Err(format!(
+                "its proof is for a tree of {} entries, not the anchor's {}",
+                proof.tree_size, self.anchor
+            ));
+        }
+        verify_inclusion(stated, index, self.anchor, &proof.hashes, &root).map_err(|e| {
+            format!(
+                "its stated leaf hash and inclusion proof do not lead to the signed root of the checkpoint of {} entries: {e}",
+                self.anchor
+            )
+        })
+    }
+
+    /// Places the next entry (in bundle order): checks the order of indices and, for a
+    /// complete bundle, folds its stated hash into the tree and compares the roots of the
+    /// checkpoints it reaches.
+    pub(crate) fn place(&mut self, index: u64, stated: Hash, report: &mut Report) {
+        if let Some(last) = self.last {
+            if index <= last {
+                report.failures.push(fail(
+                    Some(index),
+                    Check::EntryOrder,
+                    format!("it follows entry {last}: entries must be in ascending order (swapped or repeated entries?)"),
+                ));
+                self.broken = true;
+                return;
+            }
+        }
+        self.last = Some(index);
+        if index >= self.anchor {
+            report.failures.push(fail(
+                Some(index),
+                Check::EntryOrder,
+                format!(
+                    "the anchor checkpoint has {} entries; this one is beyond it",
+                    self.anchor
+                ),
+            ));
+            return;
+        }
+        if !self.complete || self.broken {
+            return;
+        }
+        if index != self.frontier.size() {
+            report.failures.push(fail(
+                Some(self.frontier.size()),
+                Check::EntryOrder,
+                format!(
+                    "entries {}..{index} are missing from a bundle that says it holds every entry",
+                    self.frontier.size()
+                ),
+            ));
+            self.broken = true;
+            return;
+        }
+        self.frontier.append(stated);
+        let size = self.frontier.size();
+        while let Some(&(cp_size, root)) = self.checkpoints.get(self.next_checkpoint) {
+            if cp_size > size {
+                break;
+            }
+            self.next_checkpoint += 1;
+            if cp_size < size {
+                continue;
+            }
+            report.checked.roots_recomputed += 1;
+            let got = self.frontier.root();
+            if got == root {
+                self.matched = size;
+            } else {
+                report.failures.push(fail(
+                    None,
+                    Check::Root,
+                    format!(
+                        "the checkpoint of {size} entries signs root {}, but the bundle's entries give {}: an entry in {}..{size} was altered, removed or reordered together with its stated hash, or the checkpoint comes from a fork of the log",
+                        hex(&root),
+                        hex(&got),
+                        self.matched
+                    ),
+                ));
+                self.broken = true;
+            }
+        }
+    }
+
+    /// After the last entry: a complete bundle must have reached the anchor.
+    pub(crate) fn finish(&mut self, report: &mut Report) {
+        report.anchor_root = self.anchor_root.as_ref().map(hex);
+        if self.complete && !self.broken && self.frontier.size() < self.anchor {
+            report.failures.push(fail(
+                Some(self.frontier.size()),
+                Check::EntryOrder,
+                format!(
+                    "entries {}..{} are missing from a bundle that says it holds every entry",
+                    self.frontier.size(),
+                    self.anchor
+                ),
+            ));
+        }
+        if self.anchor_root.is_none() && self.anchor > 0 {
+            report.failures.push(fail(
+                None,
+                Check::CheckpointSignature,
+                format!(
+                    "no verified checkpoint of the anchor's {} entries: nothing in the bundle is proved",
+                    self.anchor
+                ),
+            ));
+        }
+    }
+}
+
+impl State {
+    /// `checkpoints.jsonl`: every note verified with the log key, in parallel.
+    pub(super) fn checkpoints(&mut self, bytes: &[u8]) {
+        let lines: Vec<&[u8]> = json_lines(bytes);
+        let verifier = &self.verifier;
+        let opened: Vec<Result<(u64, Hash), String>> = lines
+            .par_iter()
+            .enumerate()
+            .map(|(n, line)| {
+                let line: CheckpointLine = serde_json::from_slice(line)
+                    .map_err(|e| format!("{CHECKPOINTS} line {}: {e}", n + 1))?;
+                let cp = Checkpoint::open(&line.note, verifier).map_err(|e| {
+                    format!(
+                        "the checkpoint of {} entries does not verify with the log key: {e}",
+                        line.size
+                    )
+                })?;
+                if cp.size != line.size {
+                    return Err(format!(
+                        "{CHECKPOINTS} line {} says size {} but its note signs {}",
+                        n + 1,
+                        line.size,
+                        cp.size
+                    ));
+                }
+                Ok((cp.size, cp.root))
+            })
+            .collect();
+        let tree = &mut self.log;
+        for result in opened {
+            match result {
+                Ok((size, root)) => {
+                    self.report.checked.checkpoints += 1;
+                    if tree.checkpoints.last().is_some_and(|&(s, _)| s >= size) {
+                        self.report.failures.push(fail(
+                            None,
+                            Check::Format,
+                            format!(
+                                "the checkpoint of {size} entries is out of order in {CHECKPOINTS}"
+                            ),
+                        ));
+                        continue;
+                    }
+                    tree.checkpoints.push((size, root));
+                }
+                Err(why) => self
+                    .report
+                    .failures
+                    .push(fail(None, Check::CheckpointSignature, why)),
+            }
+        }
+        tree.anchor_root = tree
+            .checkpoints
+            .last()
+            .filter(|(size, _)| *size == tree.anchor)
+            .map(|(_, root)| *root);
+        if self.report.anchor > 0 && tree.anchor_root.is_none() {
+            self.report.failures.push(fail(
+                None,
+                Check::CheckpointSignature,
+                format!(
+                    "the last verified checkpoint is not the anchor of {} entries the manifest names",
+                    tree.anchor
+                ),
+            ));
+        }
+    }
+
+    /// `consistency.jsonl`: each verified checkpoint extends the one before.
+    pub(super) fn consistency(&mut self, bytes: &[u8]) {
+        let mut proofs = Vec::new();
+        for (n, line) in json_lines(bytes).into_iter().enumerate() {
+            match serde_json::from_slice::<ConsistencyLine>(line) {
+                Ok(p) => proofs.push(p),
+                Err(e) => self.report.failures.push(fail(
+                    None,
+                    Check::Format,
+                    format!("{CONSISTENCY} line {}: {e}", n + 1),
+                )),
+            }
+        }
+        let checkpoints = &self.log.checkpoints;
+        let checked: Vec<Result<(), String>> = checkpoints
+            .par_windows(2)
+            .map(|pair| {
+                let ((from, old), (to, new)) = (pair[0], pair[1]);
+                let proof = proofs
+                    .iter()
+                    .find(|p| p.from == from && p.to == to)
+                    .ok_or_else(|| format!("no consistency proof from the checkpoint of {from} entries to the one of {to}"))?;
+                verify_consistency(from, to, &proof.hashes, &old, &new).map_err(|e| {
+                    format!(
+                        "the checkpoint of {to} entries is not consistent with the one of {from} ({e}): the log was forked or rewritten between them, or the proof was altered"
+                    )
+                })
+            })
+            .collect();
+        for result in checked {
+            match result {
+                Ok(()) => self.report.checked.consistency_proofs += 1,
+                Err(why) => self
+                    .report
+                    .failures
+                    .push(fail(None, Check::Consistency, why)),
+            }
+        }
+    }
+}
+
+/// The non-empty lines of a JSON-lines member.
+pub(crate) fn json_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
+}

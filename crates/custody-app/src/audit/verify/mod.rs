@@ -1,0 +1,445 @@
+//! The offline verifier: a bundle and the log's public key in, a [`Report`] out. It reads
+//! nothing but the bundle, trusts nothing in it but what the log key's signatures and the
+//! Merkle proofs vouch for, and names every entry and check that fails.
+//!
+//! What it checks, in the bundle's own order (members are read one at a time, entry files
+//! checked in parallel on every core):
+//! 1. every checkpoint's signature by the log key, under the bundle's origin; the sizes
+//!    ascending; a consistency proof between each and the next (log.rs);
+//! 2. every entry: its stated leaf hash proved against the anchor (by its inclusion proof,
+//!    or for a complete bundle by recomputing the tree and every checkpoint's root from
+//!    the stated hashes), then its leaf against its stated hash, so an altered leaf is
+//!    named exactly; indices ascending, and in a complete bundle none missing (log.rs);
+//! 3. every policy version the ledger records (the key history), and every signed
+//!    envelope against the keys of the policy in force at its ledger index: provenance
+//!    (builder keys), release manifests (release keys), VSAs (the attestor key its proven
+//!    leaf names); every decision's facts against its recorded digest, replayed under its
+//!    recorded policy version to its recorded gates; every confidential rationale carried
+//!    against its commitment (entries.rs);
+//! 4. the lineage of every certification: its decision, promotion, release, artifacts,
+//!    evidence and approvals are all in the bundle and agree with the decision's facts,
+//!    and the signatures the facts claim are there (lineage.rs).
+
+mod entries;
+mod envelopes;
+mod lineage;
+mod log;
+mod story;
+
+use std::io::Read;
+
+use custody_crypto::PublicKey;
+use custody_crypto::note::NoteVerifier;
+use custody_ledger::Hash;
+use serde::Serialize;
+
+use super::archive::{ArchiveError, for_each_member};
+use super::format::{
+    CHECKPOINTS, CONSISTENCY, Confidential, END, EndFile, FORMAT, KEYS, MANIFEST, Manifest, Scope,
+};
+pub(crate) use envelopes::vsa as vsa_of;
+pub use story::{
+    ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
+};
+
+/// What was checked, by kind, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Checked {
+    /// Checkpoint signatures verified with the log key.
+    pub checkpoints: u64,
+    /// Consistency proofs between checkpoints verified.
+    pub consistency_proofs: u64,
+    /// Entries read.
+    pub entries: u64,
+    /// Inclusion proofs verified (scoped bundles).
+    pub inclusion_proofs: u64,
+    /// Checkpoint roots recomputed from the entries (complete bundles).
+    pub roots_recomputed: u64,
+    /// Policy versions read from the ledger (the key history).
+    pub policies: u64,
+    /// Provenance envelopes verified against the builder keys in force.
+    pub provenance: u64,
+    /// Release manifests verified against the release keys in force.
+    pub manifests: u64,
+    /// VSAs verified against the attestor key their leaf names.
+    pub vsas: u64,
+    /// Decisions replayed to their recorded gates.
+    pub decisions_replayed: u64,
+    /// Confidential rationales checked against their commitments.
+    pub rationales_checked: u64,
+    /// Confidential rationales withheld from the exporter (their commitments are in the
+    /// proven leaves).
+    pub rationales_withheld: u64,
+    /// Certifications whose lineage was checked.
+    pub certifications: u64,
+}
+
+impl Checked {
+    /// Signatures verified: checkpoints and envelopes.
+    pub fn signatures(&self) -> u64 {
+        self.checkpoints + self.provenance + self.manifests + self.vsas
+    }
+}
+
+/// Which check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// A member's content is not in the bundle format.
+    Format,
+    /// A checkpoint's signature by the log key.
+    CheckpointSignature,
+    /// A consistency proof between checkpoints (a fork or a rewritten log).
+    Consistency,
+    /// Entry indices: ascending, none missing.
+    EntryOrder,
+    /// An entry's leaf against its hash in the signed tree.
+    LeafHash,
+    /// An entry's inclusion proof against the anchor.
+    Inclusion,
+    /// A checkpoint's root against the entries.
+    Root,
+    /// A leaf that is not a custody event.
+    Event,
+    /// A policy version recorded in the ledger.
+    Policy,
+    /// A provenance envelope against the builder keys in force.
+    Provenance,
+    /// A release manifest against the release keys in force.
+    Manifest,
+    /// A VSA against the attestor key.
+    Vsa,
+    /// A decision's facts and replay.
+    Decision,
+    /// A confidential rationale against its commitment.
+    Rationale,
+    /// A certification's lineage.
+    Lineage,
+    /// The trailer: the bundle is whole.
+    Trailer,
+}
+
+impl Check {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Format => "format",
+            Check::CheckpointSignature => "checkpoint-signature",
+            Check::Consistency => "consistency",
+            Check::EntryOrder => "entry-order",
+            Check::LeafHash => "leaf-hash",
+            Check::Inclusion => "inclusion",
+            Check::Root => "root",
+            Check::Event => "event",
+            Check::Policy => "policy",
+            Check::Provenance => "provenance",
+            Check::Manifest => "manifest",
+            Check::Vsa => "vsa",
+            Check::Decision => "decision",
+            Check::Rationale => "rationale",
+            Check::Lineage => "lineage",
+            Check::Trailer => "trailer",
+        }
+    }
+}
+
+/// One failed check: which entry (if it is about one), which check, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The ledger index of the entry it is about.
+    pub entry: Option<u64>,
+    /// The check.
+    pub check: Check,
+    /// What was found, for a person.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.entry {
+            Some(i) => write!(f, "entry {i} [{}]: {}", self.check.name(), self.detail),
+            None => write!(f, "[{}]: {}", self.check.name(), self.detail),
+        }
+    }
+}
+
+pub(crate) fn fail(entry: Option<u64>, check: Check, detail: impl Into<String>) -> Failure {
+    Failure {
+        entry,
+        check,
+        detail: detail.into(),
+    }
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The bundle's format.
+    pub format: String,
+    /// The log's origin.
+    pub origin: String,
+    /// What the bundle covers.
+    pub scope: Scope,
+    /// Who exported it, and when (as the bundle says: not signed).
+    pub exported_by: String,
+    /// When.
+    pub exported_at: String,
+    /// Whether confidential rationales were in it.
+    pub confidential: Confidential,
+    /// The size of the checkpoint the entries are proved against.
+    pub anchor: u64,
+    /// Its root, hex (when its checkpoint verified).
+    pub anchor_root: Option<String>,
+    /// Whether the bundle held every entry up to the anchor.
+    pub complete: bool,
+    /// What was checked.
+    pub checked: Checked,
+    /// What failed (empty: the bundle verified).
+    pub failures: Vec<Failure>,
+    /// Things worth knowing that are not failures.
+    pub notes: Vec<String>,
+    /// What the verified entries say: what is where, and how it got there.
+    pub story: Story,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// How far a verification has come, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Entries checked so far.
+    pub entries: u64,
+    /// Entries in the bundle, as its manifest says (the anchor, for a complete bundle).
+    pub expected: Option<u64>,
+}
+
+/// Why a bundle could not be verified at all (exit 2: not a verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The archive itself.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Its members are not a bundle's (missing, unknown, out of order).
+    #[error("not a custody audit bundle: {0}")]
+    Layout(String),
+    /// The log key cannot verify notes (not Ed25519, or the origin is not a key name).
+    #[error("the log key: {0}")]
+    LogKey(String),
+}
+
+/// Which member comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Manifest,
+    Checkpoints,
+    Consistency,
+    Keys,
+    Entries,
+    Done,
+}
+
+/// Verifies the bundle read from `reader` with the log's public key, offline.
+pub fn verify_bundle<R: Read>(
+    reader: R,
+    log_key: &PublicKey,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, BundleError> {
+    let mut state: Option<State> = None;
+    let mut stage = Stage::Manifest;
+    let mut files = 0u64;
+    for_each_member(reader, |name, bytes| -> Result<(), BundleError> {
+        let expected = match stage {
+            Stage::Manifest => MANIFEST,
+            Stage::Checkpoints => CHECKPOINTS,
+            Stage::Consistency => CONSISTENCY,
+            Stage::Keys => KEYS,
+            Stage::Entries if name == END => END,
+            Stage::Entries => &super::format::entry_file(files),
+            Stage::Done => {
+                return Err(BundleError::Layout(format!("{name} follows {END}")));
+            }
+        };
+        if name != expected {
+            return Err(BundleError::Layout(format!(
+                "member {name:?} where {expected:?} was expected"
+            )));
+        }
+        match stage {
+            Stage::Manifest => {
+                state = Some(State::new(&bytes, log_key)?);
+                stage = Stage::Checkpoints;
+            }
+            Stage::Done => {}
+            _ => {
+                let Some(s) = state.as_mut() else {
+                    return Err(BundleError::Layout("no manifest".into()));
+                };
+                match stage {
+                    Stage::Checkpoints => {
+                        s.checkpoints(&bytes);
+                        stage = Stage::Consistency;
+                    }
+                    Stage::Consistency => {
+                        s.consistency(&bytes);
+                        stage = Stage::Keys;
+                    }
+                    Stage::Keys => {
+                        s.keys(&bytes);
+                        stage = Stage::Entries;
+                    }
+                    _ if name == END => {
+                        s.end(&bytes, files);
+                        stage = Stage::Done;
+                    }
+                    _ => {
+                        s.entry_file(name, &bytes);
+                        files += 1;
+                        progress(Progress {
+                            entries: s.report.checked.entries,
+                            expected: s.expected_entries(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let Some(mut state) = state else {
+        return Err(BundleError::Layout(format!(
+            "no {MANIFEST}: an empty archive"
+        )));
+    };
+    if stage < Stage::Entries {
+        return Err(BundleError::Layout(format!(
+            "the archive ends before {}",
+            [CHECKPOINTS, CONSISTENCY, KEYS][(stage as usize).saturating_sub(1).min(2)]
+        )));
+    }
+    if stage != Stage::Done {
+        state.report.failures.push(fail(
+            None,
+            Check::Trailer,
+            format!("the bundle ends without {END}: it was truncated"),
+        ));
+    }
+    Ok(state.finish())
+}
+
+/// The verification in progress.
+pub(crate) struct State {
+    pub(crate) report: Report,
+    pub(crate) verifier: NoteVerifier,
+    pub(crate) log: log::Tree,
+    pub(crate) attestors: Vec<PublicKey>,
+    pub(crate) policies: entries::Timeline,
+    pub(crate) lineage: lineage::Lineage,
+    /// Entries of kinds this version does not know (a newer custody wrote them), by kind:
+    /// proved in the log like any entry, but nothing in them is replayed.
+    pub(crate) unknown_kinds: std::collections::BTreeMap<String, u64>,
+}
+
+impl State {
+    fn new(manifest: &[u8], log_key: &PublicKey) -> Result<State, BundleError> {
+        let manifest: Manifest = serde_json::from_slice(manifest)
+            .map_err(|e| BundleError::Layout(format!("{MANIFEST}: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(BundleError::Layout(format!(
+                "{MANIFEST} says format {:?}; this custody reads {FORMAT}",
+                manifest.format
+            )));
+        }
+        let verifier = NoteVerifier::new(&manifest.origin, log_key)
+            .map_err(|e| BundleError::LogKey(e.to_string()))?;
+        Ok(State {
+            report: Report {
+                format: manifest.format.clone(),
+                origin: manifest.origin.clone(),
+                scope: manifest.scope.clone(),
+                exported_by: manifest.exported_by.clone(),
+                exported_at: manifest.exported_at.to_string(),
+                confidential: manifest.confidential,
+                anchor: manifest.anchor,
+                anchor_root: None,
+                complete: manifest.complete,
+                checked: Checked::default(),
+                failures: Vec::new(),
+                notes: Vec::new(),
+                story: Story::default(),
+            },
+            verifier,
+            log: log::Tree::new(manifest.anchor, manifest.complete),
+            attestors: Vec::new(),
+            policies: entries::Timeline::default(),
+            lineage: lineage::Lineage::default(),
+            unknown_kinds: Default::default(),
+        })
+    }
+
+    fn expected_entries(&self) -> Option<u64> {
+        self.report.complete.then_some(self.report.anchor)
+    }
+
+    fn keys(&mut self, bytes: &[u8]) {
+        let keys: super::format::KeysFile = match serde_json::from_slice(bytes) {
+            Ok(k) => k,
+            Err(e) => {
+                self.report
+                    .failures
+                    .push(fail(None, Check::Format, format!("{KEYS}: {e}")));
+                return;
+            }
+        };
+        for pem in keys.attestors.iter().take(super::format::MAX_ATTESTORS) {
+            match PublicKey::from_pem(pem) {
+                Ok(k) => self.attestors.push(k),
+                Err(e) => self.report.failures.push(fail(
+                    None,
+                    Check::Format,
+                    format!("{KEYS}: an attestor key does not parse: {e}"),
+                )),
+            }
+        }
+    }
+
+    fn end(&mut self, bytes: &[u8], files: u64) {
+        match serde_json::from_slice::<EndFile>(bytes) {
+            Ok(end) if end.entries == self.report.checked.entries && end.files == files => {}
+            Ok(end) => self.report.failures.push(fail(
+                None,
+                Check::Trailer,
+                format!(
+                    "{END} counts {} entries in {} files, the bundle holds {} in {files}: entries were added or removed",
+                    end.entries, end.files, self.report.checked.entries
+                ),
+            )),
+            Err(e) => self
+                .report
+                .failures
+                .push(fail(None, Check::Format, format!("{END}: {e}"))),
+        }
+    }
+
+    fn finish(mut self) -> Report {
+        self.log.finish(&mut self.report);
+        let story = self.lineage.check(&mut self.report, &self.policies);
+        self.report.story = story;
+        for (kind, n) in &self.unknown_kinds {
+            self.report.notes.push(format!(
+                "{n} entries of kind {kind:?}, which this custody does not know (a newer one wrote them): proved in the log, their content not checked"
+            ));
+        }
+        // Failures in ledger order, those about no entry first.
+        self.report.failures.sort_by_key(|f| f.entry);
+        self.report
+    }
+}
+
+/// Hex of a hash.
+pub(crate) fn hex(h: &Hash) -> String {
+    hex::encode(h)
+}

@@ -1,0 +1,361 @@
+//! `custody audit`: hand the ledger to an auditor and let them check it alone.
+//!
+//! - `export` writes a bundle of a scope from the local data directory (as the exporter's
+//!   roles allow: confidential rationales only for auditors and admins);
+//! - `verify` checks a bundle offline with only the log's public key (exit 1 naming each
+//!   failed entry and check, 2 if the bundle cannot be read), and writes the printable HTML
+//!   report a regulator reads;
+//! - `receipt` and `verify-receipt`: one certification, proved to whoever receives the
+//!   release.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use custody_app::audit::{self, Report, Scope};
+use custody_model::{Authentication, Digest, Timestamp};
+
+use crate::context::InstanceArgs;
+use crate::input::{load_public_key, print_json, print_line, read_limited};
+use crate::{Outcome, VerificationFailed};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Write an evidence bundle (a tar of JSON files, docs/audit-bundle.md) of a scope: the
+    /// whole ledger, one release, one environment or a time range, with the lineage of
+    /// every release certified in it, every policy version (the key history), the signed
+    /// checkpoints they are proved against and the proofs.
+    ///
+    /// Example: custody audit export --env production --out prod.bundle --token $AUDITOR_TOKEN
+    Export(ExportArgs),
+    /// Check a bundle offline with the log's public key alone: every checkpoint signature,
+    /// inclusion and consistency proof, every envelope against the keys in force when it
+    /// was recorded, every decision replayed, every certification's lineage. Exit 1 naming
+    /// each failed entry and check; 2 if the bundle cannot be read.
+    ///
+    /// Example: custody audit verify prod.bundle --log-key log.pub --html report.html
+    Verify(VerifyArgs),
+    /// Write a receipt proving that DIGEST was certified in an environment: the decision
+    /// (with its signed VSA) and the certification, each with its inclusion proof in a
+    /// signed checkpoint.
+    ///
+    /// Example: custody audit receipt sha256:… --env production --out receipt.json
+    Receipt(ReceiptArgs),
+    /// Check a receipt offline with the log's public key (and the attestor's, if you hold
+    /// it). Exit 1 if a check fails.
+    VerifyReceipt(VerifyReceiptArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// Who exports (their roles decide what the bundle may hold): this token's holder, or
+    /// without one the data directory's operator.
+    #[arg(
+        long,
+        env = "CUSTODY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    #[command(flatten)]
+    actor: crate::context::ActorArgs,
+    /// Where to write the bundle (written whole or not at all).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Only this release (NAME@VERSION) and its lineage.
+    #[arg(long, value_name = "NAME@VERSION", conflicts_with_all = ["env", "since", "until"])]
+    release: Option<String>,
+    /// Only this environment, with the lineage of every release certified there.
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["since", "until"])]
+    env: Option<String>,
+    /// Only entries stamped at or after this time (RFC 3339), with their lineage.
+    #[arg(long, value_name = "TIME")]
+    since: Option<Timestamp>,
+    /// Only entries stamped before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    until: Option<Timestamp>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The bundle.
+    bundle: PathBuf,
+    /// The log's public key (SPKI PEM), obtained from the log's operator out of band.
+    #[arg(long, value_name = "PUB")]
+    log_key: PathBuf,
+    /// Also write the printable HTML report here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Print the whole report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReceiptArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// The artifact's digest.
+    digest: Digest,
+    /// The environment it was certified in.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// Where to write the receipt (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyReceiptArgs {
+    /// The receipt.
+    receipt: PathBuf,
+    /// The log's public key (SPKI PEM).
+    #[arg(long, value_name = "PUB")]
+    log_key: PathBuf,
+    /// The attestor's public key (SPKI PEM), to pin instead of the one the receipt carries
+    /// (which counts only if the proven decision entry names its key id).
+    #[arg(long, value_name = "PUB")]
+    attestor_key: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(command: AuditCommand) -> anyhow::Result<Outcome> {
+    match command {
+        AuditCommand::Export(a) => export(a),
+        AuditCommand::Verify(a) => verify(a),
+        AuditCommand::Receipt(a) => receipt(a),
+        AuditCommand::VerifyReceipt(a) => verify_receipt(a),
+    }
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
+    let scope = match (&args.release, &args.env) {
+        (Some(release), _) => Scope::Release {
+            release: release.parse::<custody_model::ReleaseRef>()?.to_string(),
+        },
+        (None, Some(environment)) => Scope::Environment {
+            environment: environment.clone(),
+        },
+        (None, None) if args.since.is_some() || args.until.is_some() => Scope::Time {
+            since: args.since,
+            until: args.until,
+        },
+        (None, None) => Scope::All,
+    };
+    crate::block_on(async move {
+        let app = args.instance.app().await?;
+        let now = crate::context::now()?;
+        let actor = args.actor.local_actor(&app, args.token.as_deref()).await?;
+        let auth = actor.auth.clone().unwrap_or(Authentication::System);
+        let exporter = app.authenticated(&actor.principal, auth, now).await?;
+        let dir = match args.out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?;
+        let bar = crate::progress::bar(0, 0, "exporting entries");
+        let mut progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        let (exported, out) = app
+            .audit_export(&exporter, &scope, now, BufWriter::new(temp), &mut progress)
+            .await?;
+        bar.finish_and_clear();
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.as_file().sync_all()?;
+        file.persist(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        if args.json {
+            print_json(&serde_json::to_value(&exported)?);
+        } else {
+            print_line(&format!(
+                "wrote {}: {} ({} entries, proved against the checkpoint of {} entries; {} checkpoints; confidential rationales {})",
+                args.out.display(),
+                scope,
+                exported.entries,
+                exported.anchor,
+                exported.checkpoints,
+                match exported.confidential {
+                    audit::Confidential::Included => "included",
+                    audit::Confidential::Withheld => "withheld",
+                }
+            ));
+        }
+        app.into_store().close().await;
+        Ok(Outcome::Ok)
+    })
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
+    let key = load_public_key(&args.log_key)?;
+    let file = std::fs::File::open(&args.bundle)
+        .with_context(|| format!("opening the bundle {}", args.bundle.display()))?;
+    let bar = crate::progress::bar(0, 0, "verifying entries");
+    let report = audit::verify_bundle(BufReader::new(file), &key, &mut |p| {
+        if let Some(total) = p.expected {
+            bar.set_length(total);
+        }
+        bar.set_position(p.entries);
+    })
+    .with_context(|| format!("{}", args.bundle.display()))?;
+    bar.finish_and_clear();
+    if let Some(path) = &args.html {
+        let html = custody_server::audit_report::render(&report);
+        std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        print_line(&summary(&report));
+    }
+    if report.ok() {
+        return Ok(Outcome::Ok);
+    }
+    let first = &report.failures[0];
+    Err(VerificationFailed(format!(
+        "{} check(s) failed; the first: {first}",
+        report.failures.len()
+    ))
+    .into())
+}
+
+/// What a verification checked and found, for a person.
+fn summary(r: &Report) -> String {
+    let c = &r.checked;
+    let mut s = format!(
+        "{} of log {} ({}), exported by {} at {}\n",
+        r.format, r.origin, r.scope, r.exported_by, r.exported_at
+    );
+    s.push_str(&format!(
+        "  checkpoints: {} signatures by the log key verified, {} consistency proofs\n",
+        c.checkpoints, c.consistency_proofs
+    ));
+    s.push_str(&format!(
+        "  entries: {} against the checkpoint of {} entries ({})\n",
+        c.entries,
+        r.anchor,
+        if r.complete {
+            format!(
+                "the tree recomputed; {} checkpoint roots matched",
+                c.roots_recomputed
+            )
+        } else {
+            format!("{} inclusion proofs", c.inclusion_proofs)
+        }
+    ));
+    s.push_str(&format!(
+        "  signatures: {} policy versions read; {} provenance, {} release manifests, {} VSAs verified against the keys in force\n",
+        c.policies, c.provenance, c.manifests, c.vsas
+    ));
+    s.push_str(&format!(
+        "  decisions: {} replayed to their recorded gates; confidential rationales: {} checked, {} withheld\n",
+        c.decisions_replayed, c.rationales_checked, c.rationales_withheld
+    ));
+    s.push_str(&format!(
+        "  lineage: {} certifications traced to their decision, promotion, release, artifacts, evidence and approvals\n",
+        c.certifications
+    ));
+    // Only a complete bundle knows what runs: a scoped one knows the latest certification
+    // among its entries, and a later one may lie outside its scope.
+    if !r.complete && !r.story.environments.is_empty() {
+        s.push_str(&format!(
+            "  the latest certification in this bundle ({} and its lineage; a later one may be outside it):\n",
+            r.scope
+        ));
+    }
+    for e in &r.story.environments {
+        if r.complete {
+            s.push_str(&format!(
+                "  {} runs {} (since entry {})\n",
+                e.name, e.release, e.since_entry
+            ));
+        } else {
+            s.push_str(&format!(
+                "    {}: {} (entry {})\n",
+                e.name, e.release, e.since_entry
+            ));
+        }
+    }
+    for note in &r.notes {
+        s.push_str(&format!("  note: {note}\n"));
+    }
+    if r.ok() {
+        s.push_str("ok: every check passed");
+    } else {
+        for f in &r.failures {
+            s.push_str(&format!("FAILED {f}\n"));
+        }
+        s.push_str(&format!("{} check(s) failed", r.failures.len()));
+    }
+    s
+}
+
+fn receipt(args: ReceiptArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let app = args.instance.app().await?;
+        let receipt = app.audit_receipt(&args.digest, &args.environment).await?;
+        let text = serde_json::to_string_pretty(&receipt)? + "\n";
+        match &args.out {
+            Some(path) => {
+                let mut f = std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+            }
+            None => crate::input::print_raw(&text),
+        }
+        app.into_store().close().await;
+        Ok(Outcome::Ok)
+    })
+}
+
+fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
+    let log_key = load_public_key(&args.log_key)?;
+    let attestor = args
+        .attestor_key
+        .as_deref()
+        .map(load_public_key)
+        .transpose()?;
+    let bytes = read_limited(&args.receipt, audit::MAX_RECEIPT, "receipt")?;
+    let report = audit::verify_receipt(&bytes, &log_key, attestor.as_ref())
+        .with_context(|| format!("{}", args.receipt.display()))?;
+    if args.json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        let mut s = String::new();
+        for c in &report.checked {
+            s.push_str(&format!("  ok: {c}\n"));
+        }
+        for f in &report.failures {
+            s.push_str(&format!("  FAILED: {f}\n"));
+        }
+        if report.failures.is_empty() {
+            s.push_str(&format!(
+                "{} was certified in {} (release {}, at {})",
+                report.digest,
+                report.environment,
+                report.release,
+                report.certified_at.as_deref().unwrap_or("?")
+            ));
+        }
+        print_line(s.trim_end());
+    }
+    if report.failures.is_empty() {
+        return Ok(Outcome::Ok);
+    }
+    Err(VerificationFailed(format!(
+        "the receipt does not verify: {}",
+        report.failures[0]
+    ))
+    .into())
+}

@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""An independent verifier of custody audit bundles, written from docs/audit-bundle.md
+alone with ordinary libraries: tarfile, hashlib, json, tomllib, rfc8785 and cryptography.
+
+    audit_verify.py BUNDLE LOG_KEY.pem [--json]
+
+Exit 0 if every check passes, 1 if one fails (each failure names its entry and check),
+2 if the bundle cannot be read. It checks what the format documents: the checkpoints'
+signatures and consistency, every entry's place in the signed tree and its leaf, the
+policy versions (the key history), every envelope against the keys in force at its
+ledger index, the decisions' facts against their digests, confidential rationales
+against their commitments, and every certification's lineage. Unlike `custody audit
+verify`, it does not re-run custody's policy engine on the facts.
+"""
+
+import base64
+import hashlib
+import json
+import struct
+import sys
+import tarfile
+import tomllib
+from datetime import datetime
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+FORMAT = "custody-audit-bundle/v1"
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+class Unusable(Exception):
+    pass
+
+
+def sha256(b):
+    return hashlib.sha256(b).digest()
+
+
+def leaf_hash(leaf):
+    return sha256(b"\x00" + leaf)
+
+
+def node_hash(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+# --- RFC 9162 proofs ---------------------------------------------------------------
+
+
+def root_from_inclusion(leaf, index, size, proof):
+    if index >= size:
+        raise ValueError("index beyond the tree")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ValueError("proof too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("proof too short")
+    return r
+
+
+def verify_consistency(size1, size2, proof, root1, root2):
+    if size1 == 0 or size1 > size2:
+        return False
+    if size1 == size2:
+        return not proof and root1 == root2
+    path = list(proof)
+    if not path:
+        return False
+    if size1 & (size1 - 1) == 0:
+        path.insert(0, root1)
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == root1 and sr == root2
+
+
+class Tree:
+    """The root of a growing tree: a stack of perfect subtrees (the right edge)."""
+
+    def __init__(self):
+        self.size = 0
+        self.stack = []  # (height, hash)
+
+    def append(self, h):
+        node, height = h, 0
+        while self.stack and self.stack[-1][0] == height:
+            _, left = self.stack.pop()
+            node = node_hash(left, node)
+            height += 1
+        self.stack.append((height, node))
+        self.size += 1
+
+    def root(self):
+        if not self.stack:
+            return sha256(b"")
+        r = self.stack[-1][1]
+        for _, h in reversed(self.stack[:-1]):
+            r = node_hash(h, r)
+        return r
+
+
+# --- keys, notes, envelopes --------------------------------------------------------
+
+
+def spki_der(key):
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_ids(key):
+    """custody's key id (SHA-256 of the SPKI DER) and securesystemslib's."""
+    ids = {hashlib.sha256(spki_der(key)).hexdigest()}
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        doc = '{"keytype":"ed25519","keyval":{"public":"%s"},"scheme":"ed25519"}' % raw
+        ids.add(hashlib.sha256(doc.encode()).hexdigest())
+    else:
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        doc = json.dumps({"keytype": "ecdsa", "keyval": {"public": pem}, "scheme": "ecdsa-sha2-nistp256"},
+                         separators=(",", ":"), sort_keys=True)
+        ids.add(hashlib.sha256(doc.encode()).hexdigest())
+    return ids
+
+
+def b64decode_any(text):
+    text = text.strip()
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(padded, validate=True)
+    except Exception:
+        return base64.urlsafe_b64decode(padded)
+
+
+def verify_sig(key, message, sig):
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, message)
+            return True
+        if len(sig) == 64:
+            r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+        else:
+            r, s = decode_dss_signature(sig)
+        if s > P256_N // 2:
+            return False  # custody accepts only low-S
+        key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def pae(payload_type, payload):
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def dsse_verify(envelope, keys):
+    """The key ids of `keys` whose signature on the envelope verifies; the payload."""
+    payload = b64decode_any(envelope["payload"])
+    message = pae(envelope["payloadType"], payload)
+    good = []
+    for s in envelope.get("signatures", [])[:64]:
+        try:
+            sig = b64decode_any(s["sig"])
+        except Exception:
+            continue
+        for key_id, key in keys.items():
+            if key_id not in good and verify_sig(key, message, sig):
+                good.append(key_id)
+                break
+    return good, payload
+
+
+def envelope_digest(envelope):
+    """SHA-256 of the envelope's compact JSON (fields in the order custody writes them)."""
+    sigs = []
+    for s in envelope["signatures"]:
+        d = {}
+        if "keyid" in s:
+            d["keyid"] = s["keyid"]
+        d["sig"] = s["sig"]
+        sigs.append(d)
+    doc = {"payload": envelope["payload"], "payloadType": envelope["payloadType"], "signatures": sigs}
+    return "sha256:" + hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def open_checkpoint(note, origin, log_key):
+    text, sep, block = note.rpartition("\n\n")
+    if not sep:
+        raise ValueError("not a signed note")
+    text += "\n"
+    raw = log_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key_hash = sha256(origin.encode() + b"\n\x01" + raw)[:4]
+    ok = False
+    for line in block.rstrip("\n").split("\n"):
+        if not line.startswith("\u2014 "):
+            raise ValueError("malformed signature line")
+        name, _, b64 = line[2:].partition(" ")
+        blob = base64.b64decode(b64)
+        if name == origin and blob[:4] == key_hash:
+            log_key.verify(blob[4:], text.encode())  # raises InvalidSignature
+            ok = True
+    if not ok:
+        raise ValueError("no signature by the log key")
+    lines = text.split("\n")
+    if lines[0] != origin:
+        raise ValueError("another log's checkpoint")
+    return int(lines[1]), base64.b64decode(lines[2])
+
+
+def policy_keys(files):
+    """(release keys, builder keys) a policy bundle trusts, by custody key id."""
+    doc = tomllib.loads(files["custody.toml"])
+    def load(path):
+        k = serialization.load_pem_public_key(files[path].encode())
+        return hashlib.sha256(spki_der(k)).hexdigest(), k
+    release = dict(load(k["path"]) for k in doc.get("release_key", []))
+    builders = dict(load(b["key"]) for b in doc.get("builder", []))
+    return release, builders
+
+
+def policy_digest(files):
+    h = hashlib.sha256()
+    for path in sorted(files):
+        p, t = path.encode(), files[path].encode()
+        h.update(struct.pack(">Q", len(p)) + p + struct.pack(">Q", len(t)) + t)
+    return "sha256:" + h.hexdigest()
+
+
+def unix(ts):
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+
+
+# --- the verifier ------------------------------------------------------------------
+
+
+class Verifier:
+    def __init__(self, log_key):
+        self.log_key = log_key
+        self.failures = []
+        self.checked = {"checkpoints": 0, "consistency_proofs": 0, "entries": 0, "signatures": 0, "certifications": 0}
+        self.checkpoints = []  # (size, root) verified
+        self.policies = []  # (index, digest, release keys, builder keys)
+        self.attestors = []
+        self.tree = Tree()
+        self.next_cp = 0
+        self.last = None
+        self.broken = False
+        self.matched = 0
+        self.rec = {k: {} for k in ("artifact", "release", "promotion", "decision", "approval")}
+        self.evidence = {}
+        self.certs = []
+
+    def fail(self, entry, check, detail):
+        self.failures.append({"entry": entry, "check": check, "detail": detail})
+
+    def policy_at(self, index):
+        found = None
+        for p in self.policies:
+            if p[0] < index:
+                found = p
+        return found
+
+    def run(self, path):
+        try:
+            tar = tarfile.open(path, "r:")
+            members = [m for m in tar]
+        except Exception as e:
+            raise Unusable(f"not a tar archive: {e}")
+        names = [m.name for m in members]
+        fixed = ["bundle.json", "checkpoints.jsonl", "consistency.jsonl", "keys.json"]
+        if names[:4] != fixed or any(not m.isfile() for m in members):
+            raise Unusable(f"members {names[:4]} are not a bundle's")
+        read = lambda m: tar.extractfile(m).read()
+        self.manifest = json.loads(read(members[0]))
+        if self.manifest.get("format") != FORMAT:
+            raise Unusable("not a custody-audit-bundle/v1")
+        self.origin, self.anchor, self.complete = self.manifest["origin"], self.manifest["anchor"], self.manifest["complete"]
+        self.read_checkpoints(read(members[1]))
+        self.read_consistency(read(members[2]))
+        for pem in json.loads(read(members[3]))["attestors"]:
+            self.attestors.append(serialization.load_pem_public_key(pem.encode()))
+        files, ended = 0, False
+        for m in members[4:]:
+            if ended:
+                raise Unusable(f"{m.name} follows end.json")
+            if m.name == "end.json":
+                end = json.loads(read(m))
+                if end != {"entries": self.checked["entries"], "files": files}:
+                    self.fail(None, "trailer", "end.json does not count the entries in the bundle")
+                ended = True
+            elif m.name == "entries/%06d.jsonl" % files:
+                for n, line in enumerate(read(m).split(b"\n")):
+                    if line:
+                        self.entry_line(m.name, n + 1, line)
+                files += 1
+            else:
+                raise Unusable(f"unexpected member {m.name}")
+        if not ended:
+            self.fail(None, "trailer", "the bundle ends without end.json")
+        if self.complete and not self.broken and self.tree.size < self.anchor:
+            self.fail(self.tree.size, "entry-order", "entries are missing")
+        self.lineage()
+
+    def read_checkpoints(self, data):
+        for line in data.splitlines():
+            if not line:
+                continue
+            c = json.loads(line)
+            try:
+                size, root = open_checkpoint(c["note"], self.origin, self.log_key)
+                if size != c["size"]:
+                    raise ValueError("size differs")
+            except Exception as e:
+                self.fail(None, "checkpoint-signature", f"checkpoint {c.get('size')}: {e!r}")
+                continue
+            self.checked["checkpoints"] += 1
+            if self.checkpoints and self.checkpoints[-1][0] >= size:
+                self.fail(None, "format", "checkpoints out of order")
+                continue
+            self.checkpoints.append((size, root))
+        self.anchor_root = self.checkpoints[-1][1] if self.checkpoints and self.checkpoints[-1][0] == self.anchor else None
+        if self.anchor and self.anchor_root is None:
+            self.fail(None, "checkpoint-signature", "no verified anchor checkpoint")
+
+    def read_consistency(self, data):
+        proofs = {}
+        for line in data.splitlines():
+            if line:
+                p = json.loads(line)
+                proofs[(p["from"], p["to"])] = [bytes.fromhex(h) for h in p["hashes"]]
+        for (a, ra), (b, rb) in zip(self.checkpoints, self.checkpoints[1:]):
+            proof = proofs.get((a, b))
+            if proof is None or not verify_consistency(a, b, proof, ra, rb):
+                self.fail(None, "consistency", f"checkpoint {b} is not consistent with checkpoint {a}")
+            else:
+                self.checked["consistency_proofs"] += 1
+
+    def entry_line(self, member, n, raw):
+        try:
+            line = json.loads(raw)
+            index, stated, leaf = line["index"], bytes.fromhex(line["leaf_hash"]), line["leaf"].encode()
+        except Exception as e:
+            self.fail(None, "format", f"{member} line {n}: {e!r}")
+            return
+        self.checked["entries"] += 1
+        sound = True
+        if self.last is not None and index <= self.last:
+            self.fail(index, "entry-order", "out of order")
+            self.broken = True
+            return
+        self.last = index
+        if self.complete and not self.broken:
+            if index != self.tree.size:
+                self.fail(self.tree.size, "entry-order", "entries are missing")
+                self.broken = True
+            else:
+                self.tree.append(stated)
+                while self.next_cp < len(self.checkpoints) and self.checkpoints[self.next_cp][0] <= self.tree.size:
+                    size, root = self.checkpoints[self.next_cp]
+                    self.next_cp += 1
+                    if size == self.tree.size and self.tree.root() != root:
+                        self.fail(None, "root", f"checkpoint {size}: the entries give another root (altered after entry {self.matched})")
+                        self.broken = True
+                    elif size == self.tree.size:
+                        self.matched = size
+        elif not self.complete:
+            proof = line.get("proof") or {}
+            try:
+                ok = (self.anchor_root is not None and proof.get("tree_size") == self.anchor and
+                      root_from_inclusion(stated, index, self.anchor, [bytes.fromhex(h) for h in proof["hashes"]]) == self.anchor_root)
+            except Exception:
+                ok = False
+            if not ok:
+                self.fail(index, "inclusion", "its inclusion proof does not lead to the anchor's root")
+                sound = False
+        if leaf_hash(leaf) != stated:
+            self.fail(index, "leaf-hash", "its leaf does not hash to its stated leaf hash")
+            sound = False
+        try:
+            event = json.loads(leaf)
+        except Exception:
+            self.fail(index, "event", "its leaf is not JSON")
+            return
+        if sound:
+            self.event(index, event, line)
+
+    def event(self, i, e, line):
+        kind = e.get("type")
+        policy = self.policy_at(i)
+        if "facts" in line and kind != "decision.recorded":
+            self.fail(i, "format", "facts beside a leaf that is not a decision")
+        if kind == "policy.applied":
+            if policy_digest(e["files"]) != e["policy"]:
+                self.fail(i, "policy", "the files do not digest to the policy's digest")
+            try:
+                release, builders = policy_keys(e["files"])
+            except Exception as x:
+                self.fail(i, "policy", f"the policy's keys: {x!r}")
+                release, builders = {}, {}
+            self.policies.append((i, e["policy"], release, builders))
+        elif kind == "artifact.registered":
+            key = None
+            if e.get("provenance") is not None:
+                good, payload = dsse_verify(e["provenance"], policy[3] if policy else {})
+                statement = json.loads(payload) if good else {}
+                subjects = {"sha256:" + s["digest"].get("sha256", "") for s in statement.get("subject", [])}
+                builder = statement.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("id")
+                if not good or e["artifact"]["digest"] not in subjects or builder != e.get("builder_id"):
+                    self.fail(i, "provenance", "its provenance is not signed by a builder key in force, about it")
+                else:
+                    key = good[0]
+                    self.checked["signatures"] += 1
+            self.rec["artifact"][e["artifact"]["digest"]] = (i, key)
+        elif kind == "release.created":
+            m = e["manifest"]
+            payload = b64decode_any(m["payload"])
+            if "sha256:" + hashlib.sha256(payload).hexdigest() != e["digest"] or envelope_digest(m) != e["manifest_digest"]:
+                self.fail(i, "manifest", "its digests do not match its manifest")
+            trusted = dsse_verify(m, policy[2] if policy else {})[0] if m["signatures"] else []
+            self.checked["signatures"] += bool(trusted)
+            self.rec["release"][e["release"]] = (i, e["digest"], e["artifacts"], m, trusted)
+        elif kind == "evidence.attached":
+            self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
+        elif kind == "promotion.requested":
+            self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
+        elif kind == "decision.recorded":
+            self.decision(i, e, line.get("facts"))
+        elif kind == "approval.recorded":
+            text = line.get("rationale") if e["confidential"] else e["rationale"]
+            if text is not None:
+                if "sha256:" + hashlib.sha256(text.encode()).hexdigest() != e["rationale_digest"]:
+                    self.fail(i, "rationale", "its rationale does not match its commitment")
+            elif not (e["confidential"] and line.get("withheld")):
+                self.fail(i, "rationale", "its rationale is missing")
+            self.rec["approval"][e["approval"]] = (i, e["actor"], e["verdict"] == "approve")
+        elif kind == "environment.certified":
+            self.certs.append((i, e))
+
+    def decision(self, i, e, facts):
+        if envelope_digest(e["vsa"]) != e["vsa_digest"]:
+            self.fail(i, "vsa", "its vsa_digest does not match")
+        named = {}
+        hints = {s.get("keyid") for s in e["vsa"]["signatures"]}
+        for k in self.attestors:
+            if key_ids(k) & hints:
+                named[hashlib.sha256(spki_der(k)).hexdigest()] = k
+        good, payload = dsse_verify(e["vsa"], named)
+        ok = bool(good)
+        if ok:
+            s = json.loads(payload)
+            subjects = sorted("sha256:" + x["digest"]["sha256"] for x in s["subject"])
+            p = s["predicate"]
+            ok = (s["predicateType"] == "https://slsa.dev/verification_summary/v1" and subjects == sorted(e["artifacts"])
+                  and p["verificationResult"] == ("PASSED" if e["allowed"] else "FAILED")
+                  and "sha256:" + p["policy"]["digest"]["sha256"] == e["policy"])
+        if not ok:
+            self.fail(i, "vsa", "its VSA is not signed by the attestor it names, about this decision")
+        else:
+            self.checked["signatures"] += 1
+        if facts is None:
+            self.fail(i, "decision", "its facts are not in the bundle")
+        elif "sha256:" + hashlib.sha256(rfc8785.dumps(facts)).hexdigest() != e["input"]:
+            self.fail(i, "decision", "its facts do not match the recorded input digest")
+            facts = None
+        self.rec["decision"][e["decision"]] = (i, e, facts)
+
+    def lineage(self):
+        for i, c in self.certs:
+            self.checked["certifications"] += 1
+            bad = lambda why: self.fail(i, "lineage", why)
+            d = self.rec["decision"].get(c["decision"])
+            if not d or d[0] >= i:
+                bad("its decision is not in the bundle")
+                continue
+            di, de, facts = d
+            if not de["allowed"] or de["environment"] != c["environment"] or de["release"] != c["release"]:
+                bad("its decision does not allow it")
+            p = self.rec["promotion"].get(c["promotion"])
+            if not p or p[0] >= di or p[1] != c["release"] or p[2] != c["environment"]:
+                bad("its promotion is not in the bundle")
+            r = self.rec["release"].get(c["release"])
+            if not r:
+                bad("its release is not in the bundle")
+                continue
+            for a in r[2]:
+                if a not in self.rec["artifact"] or self.rec["artifact"][a][0] >= di:
+                    bad(f"artifact {a} is not registered in the bundle")
+            if not facts:
+                continue
+            if facts["release"]["digest"] != r[1]:
+                bad("its decision's facts name another release digest")
+            key = facts["release"].get("signing_key")
+            if key:
+                pol = [p for p in self.policies if p[1] == de["policy"]]
+                trusted = pol[0][2] if pol else {}
+                if key not in trusted or key not in dsse_verify(r[3], {key: trusted[key]})[0]:
+                    bad(f"its manifest does not verify with the release key {key} its decision names")
+            for fa in facts["release"]["artifacts"]:
+                rec = self.rec["artifact"].get(fa["digest"])
+                pk = (fa.get("provenance") or {}).get("signing_key")
+                if rec and pk and pk != rec[1]:
+                    bad(f"the provenance of {fa['name']} is not signed by the key its decision names")
+                for ev in fa["evidence"]:
+                    if not any(x[0] < di and x[1] == ev["kind"] and x[2] == ev["at"] for x in self.evidence.get(fa["digest"], [])):
+                        bad(f"the {ev['kind']} evidence of {fa['name']} is not in the bundle")
+            for ap in facts["approvals"]:
+                a = self.rec["approval"].get(ap["id"])
+                if not a or a[0] >= di or a[1] != ap["by"] or a[2] != ap["approve"]:
+                    bad(f"review {ap['id']} is not in the bundle as its decision counted it")
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        log_key = serialization.load_pem_public_key(open(args[1], "rb").read())
+    except Exception as e:
+        print(f"error: the log key: {e}", file=sys.stderr)
+        return 2
+    v = Verifier(log_key)
+    try:
+        v.run(args[0])
+    except Unusable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a malformed member the checks did not expect
+        v.fail(None, "format", repr(e))
+    ok = not v.failures
+    if "--json" in sys.argv:
+        print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures}))
+    else:
+        for f in v.failures:
+            print(f"FAILED entry {f['entry']} [{f['check']}]: {f['detail']}")
+        print("ok" if ok else f"{len(v.failures)} check(s) failed", v.checked)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
