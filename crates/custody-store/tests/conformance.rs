@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+#[path = "conformance/blobs.rs"]
+mod blobs;
 mod common;
 #[path = "conformance/history.rs"]
 mod history;
@@ -23,6 +25,7 @@ use custody_store::{
     Store, StoreError,
 };
 
+use blobs::*;
 use history::*;
 use storage::*;
 
@@ -80,6 +83,9 @@ conformance!(
     every_stored_checkpoint_signature_is_checked,
     every_connection_commits_durably,
     storage_faults_are_transient,
+    blobs_are_content_addressed_and_kept_once,
+    bad_blobs_are_refused_and_change_nothing,
+    blobs_are_write_once_and_damage_is_found,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {
