@@ -126,7 +126,11 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
     if token.starts_with("cst_") || state.oidc.is_empty() {
         return state.app.authenticate(token, state.now()).await;
     }
-    let id = state.oidc.principal(token).map_err(AppError::Denied)?;
+    let id = state
+        .oidc
+        .principal(token, state.now().unix_seconds())
+        .await
+        .map_err(AppError::Denied)?;
     let auth = Authentication::Oidc {
         issuer: id.issuer,
         subject: id.subject,

@@ -67,8 +67,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         };
         let config = dir.config()?;
         let listen = args.listen.unwrap_or(config.server.listen.clone());
-        let oidc = custody_server::oidc::Oidc::load(&config.oidc, dir.root())
-            .await
+        let oidc = custody_server::oidc::Oidc::new(&config.oidc, dir.root())
             .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
