@@ -22,6 +22,7 @@ mod clock;
 mod environment;
 mod error;
 pub mod events;
+mod evidence;
 mod history;
 mod identity;
 mod log;
@@ -45,6 +46,7 @@ pub use environment::{
     DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback, RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
+pub use evidence::{DSSE, ReportRead};
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
 pub use log::{ConsistencyProof, InclusionProof, Log};
