@@ -73,6 +73,26 @@ pub struct AttachEvidence {
     /// The report's digest.
     #[schema(value_type = String)]
     pub digest: Digest,
+    /// The report itself, base64 (standard alphabet): custody parses it (refusing it when
+    /// it is not what `format` says), keeps it under `digest` (which must be its SHA-256)
+    /// and derives what it says. Without it only the digest is recorded, and no rule over
+    /// the content of evidence can count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+impl AttachEvidence {
+    /// Evidence of type `kind` and `format` with the report `bytes` themselves.
+    pub fn with_report(kind: &str, format: &str, bytes: &[u8]) -> AttachEvidence {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        AttachEvidence {
+            kind: kind.into(),
+            format: format.into(),
+            digest: Digest::sha256(sha2::Sha256::digest(bytes).into()),
+            report: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
 }
 
 /// A release to record (the body of `POST /api/v1/releases`).
@@ -314,6 +334,10 @@ impl<S: Store> App<S> {
                 "evidence type {evidence_kind:?} must be lowercase letters, digits and '-' (like test-results), at most 64"
             )));
         }
+        let read = match &evidence.report {
+            Some(report) => Some(self.keep_report(actor, format, file_digest, report).await?),
+            None => None,
+        };
         self.retrying(|| async {
             let mut record: Versioned<ArtifactRecord> = self
                 .require(kind::ARTIFACT, &artifact.to_string(), || {
@@ -326,6 +350,7 @@ impl<S: Store> App<S> {
                 digest: file_digest.clone(),
                 by: actor.principal.clone(),
                 at: actor.now,
+                read: read.is_some(),
             };
             record.value.evidence.push(evidence.clone());
             let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
@@ -337,6 +362,7 @@ impl<S: Store> App<S> {
                     kind: evidence_kind.into(),
                     format: format.into(),
                     evidence: file_digest.clone(),
+                    report: read.clone(),
                 }),
             )?];
             let appended = match self.append_once(events, state, once, &()).await? {

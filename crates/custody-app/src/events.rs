@@ -257,8 +257,11 @@ pub struct EvidenceAttached {
     pub kind: String,
     /// Its format, e.g. `junit`.
     pub format: String,
-    /// The report's digest.
+    /// The report's digest (the blob that holds it, when custody read it).
     pub evidence: Digest,
+    /// What custody read in the report (absent when only its digest was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::evidence::ReportRead>,
 }
 
 /// `release.created`.

@@ -26,6 +26,7 @@ mod clock;
 mod environment;
 mod error;
 pub mod events;
+mod evidence;
 mod governance;
 mod history;
 mod identity;
@@ -50,6 +51,7 @@ pub use environment::{
     DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback, RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
+pub use evidence::{DSSE, ReportRead};
 pub use governance::{
     PROPOSAL_LIFETIME, PolicyChange, ProposalRecord, ProposalStatus, ProposalView, ProposalVote,
     ReviewProposal,

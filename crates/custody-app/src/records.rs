@@ -87,6 +87,10 @@ pub struct EvidenceRecord {
     pub by: String,
     /// When.
     pub at: Timestamp,
+    /// Whether custody read the report itself (kept as the blob named `digest`); false
+    /// for evidence recorded by its digest alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read: bool,
 }
 
 /// The artifacts built from one source and set of parameters (provenance discrepancy).

@@ -139,6 +139,7 @@ impl Calls for App<SqlStore> {
             kind: kind.into(),
             format: format.into(),
             digest: file,
+            report: None,
         };
         self.attest(who, artifact, &evidence, key).await
     }

@@ -197,7 +197,7 @@ impl World {
             (
                 "junit",
                 "junit.xml",
-                "<testsuite tests=\"3\" failures=\"0\"/>",
+                r#"<testsuite name="shop" tests="3" failures="0"><testcase name="a"/><testcase name="b"/><testcase name="c"/></testsuite>"#,
             ),
             ("sarif", "scan.sarif", r#"{"version":"2.1.0","runs":[]}"#),
             (
@@ -1018,7 +1018,7 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
                 not_json.to_str().unwrap(),
             ],
             "ci-bot",
-            "is not sarif",
+            "sarif: $: expected ident at line 1",
         ),
         (
             vec![

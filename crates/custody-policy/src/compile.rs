@@ -19,9 +19,12 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
+use crate::compile_env::{
+    self, FindingsDoc, FreezeDoc, LicencesDoc, RulesDoc, TestsDoc, VulnerabilitiesDoc,
+};
 use crate::duration::Span;
 use crate::governance::{GovernanceDoc, PersonKeyDoc, compile_governance, compile_person_keys};
-use crate::policy::{Approvals, Builder, Environment, Freeze, Policy};
+use crate::policy::{Approvals, Builder, Environment, Policy};
 use crate::repo::RepoPattern;
 use crate::roles::{Role, RolesDoc, compile_roles, names, roles_here};
 
@@ -153,14 +156,14 @@ struct EnvDoc {
     /// Windows when promotions here need break-glass.
     #[serde(default)]
     freeze: Vec<Spanned<FreezeDoc>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FreezeDoc {
-    from: String,
-    until: String,
-    reason: String,
+    /// What the evidence must say, and what the deploy gate does when it stops saying so
+    /// (see rules.rs).
+    tests: Option<Spanned<TestsDoc>>,
+    static_analysis: Option<Spanned<FindingsDoc>>,
+    vulnerabilities: Option<Spanned<VulnerabilitiesDoc>>,
+    licences: Option<Spanned<LicencesDoc>>,
+    reproducible: Option<Spanned<u32>>,
+    standing: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -543,39 +546,18 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
                 }
                 roles_here(r, name, &grants, &legacy_grants, &mut errors)
             });
-        let mut freezes = Vec::new();
-        for f in &e.freeze {
-            let doc = f.get_ref();
-            let time = |t: &str| {
-                t.parse::<custody_model::Timestamp>()
-                    .map(|t| t.unix_seconds())
-                    .map_err(|m| format!("freeze window: {m}"))
-            };
-            match (time(&doc.from), time(&doc.until)) {
-                (Ok(from), Ok(until))
-                    if until.saturating_sub(from) > Span::MAX.seconds_i64() =>
-                {
-                    errors.at(
-                        f.span(),
-                        format!(
-                            "a freeze window is longer than {}, the longest span custody accepts (about ten years)",
-                            Span::MAX
-                        ),
-                    )
-                }
-                (Ok(from), Ok(until)) if from < until && !doc.reason.trim().is_empty() => freezes
-                    .push(Freeze {
-                        from,
-                        until,
-                        reason: doc.reason.clone(),
-                    }),
-                (Ok(_), Ok(_)) => errors.at(
-                    f.span(),
-                    "a freeze window needs `from` before `until` and a `reason`",
-                ),
-                (Err(m), _) | (_, Err(m)) => errors.at(f.span(), m),
-            }
-        }
+        let freezes = compile_env::freezes(&e.freeze, &mut errors);
+        let rules = compile_env::rules(
+            RulesDoc {
+                tests: e.tests.as_ref(),
+                static_analysis: e.static_analysis.as_ref(),
+                vulnerabilities: e.vulnerabilities.as_ref(),
+                licences: e.licences.as_ref(),
+                reproducible: e.reproducible.as_ref(),
+                standing: e.standing.as_ref(),
+            },
+            &mut errors,
+        );
         environments.push(Environment {
             name: name.clone(),
             release_keys: env_keys,
@@ -589,6 +571,7 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
             approvals,
             evidence,
             evidence_max_age,
+            rules,
         });
     }
 

@@ -38,6 +38,16 @@ pub enum Gate {
     Approvals,
     /// The requester broke glass, and may.
     BreakGlass,
+    /// What test reports say (no failures, enough cases).
+    Tests,
+    /// What static analysis says (results per level within limits).
+    StaticAnalysis,
+    /// What vulnerability scans say (nothing above the allowed severity, unless waived).
+    Vulnerabilities,
+    /// What SBOMs say (every licence allowed, unless waived).
+    Licences,
+    /// Enough independent builders agree on each artifact's digest.
+    Reproducible,
 }
 
 impl Gate {
@@ -53,6 +63,11 @@ impl Gate {
             Gate::Freeze => "freeze",
             Gate::Approvals => "approvals",
             Gate::BreakGlass => "break-glass",
+            Gate::Tests => "tests",
+            Gate::StaticAnalysis => "static-analysis",
+            Gate::Vulnerabilities => "vulnerabilities",
+            Gate::Licences => "licences",
+            Gate::Reproducible => "reproducible",
         }
     }
 }
@@ -63,14 +78,19 @@ impl fmt::Display for Gate {
     }
 }
 
-/// Gates break-glass may override: those that time, people or a freeze hold closed. The
-/// integrity gates (the release's signature, naming, provenance) are never overridden: a
-/// broken glass still only lets through what was built and signed as recorded.
-pub const OVERRIDABLE: [Gate; 4] = [
+/// Gates break-glass may override: those that time, people, a freeze or the evidence hold
+/// closed. The integrity gates (the release's signature, naming, provenance, agreeing
+/// rebuilds) are never overridden: a broken glass still only lets through what was built
+/// and signed as recorded.
+pub const OVERRIDABLE: [Gate; 8] = [
     Gate::PreviousEnvironment,
     Gate::Evidence,
     Gate::Freeze,
     Gate::Approvals,
+    Gate::Tests,
+    Gate::StaticAnalysis,
+    Gate::Vulnerabilities,
+    Gate::Licences,
 ];
 
 /// A gate's verdict.
@@ -86,6 +106,9 @@ pub enum Status {
     /// It failed or waited, and the requester broke glass past it (see the `break-glass`
     /// gate, which says who and why).
     Overridden,
+    /// In a certified release's standing only: an evidence rule fails now, and the
+    /// environment's policy (`standing = "warn"`) only warns about it.
+    Warn,
 }
 
 /// One gate's result.
@@ -116,11 +139,16 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The gates that did not pass (and were not overridden).
+    /// The gates that did not pass (and were not overridden, nor only warn).
     pub fn blocking(&self) -> impl Iterator<Item = &GateResult> {
         self.gates
             .iter()
-            .filter(|g| !matches!(g.status, Status::Pass | Status::Overridden))
+            .filter(|g| !matches!(g.status, Status::Pass | Status::Overridden | Status::Warn))
+    }
+
+    /// The gates that only warn.
+    pub fn warnings(&self) -> impl Iterator<Item = &GateResult> {
+        self.gates.iter().filter(|g| g.status == Status::Warn)
     }
 
     /// Whether the requester broke glass past a gate.
@@ -175,13 +203,14 @@ impl Gates {
         });
     }
 
-    /// The decision: allowed when there is a gate and every one passed or was overridden.
+    /// The decision: allowed when there is a gate and every one passed, was overridden or
+    /// only warns.
     pub(crate) fn decide(self, policy_digest: &str, facts: &Facts) -> Decision {
         let allowed = !self.0.is_empty()
             && self
                 .0
                 .iter()
-                .all(|g| matches!(g.status, Status::Pass | Status::Overridden));
+                .all(|g| matches!(g.status, Status::Pass | Status::Overridden | Status::Warn));
         Decision {
             allowed,
             gates: self.0,

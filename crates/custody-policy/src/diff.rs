@@ -82,23 +82,23 @@ pub fn loosens(changes: &[Change]) -> bool {
 }
 
 #[derive(Default)]
-struct Changes(Vec<Change>);
+pub(crate) struct Changes(Vec<Change>);
 
 impl Changes {
-    fn push(&mut self, direction: Direction, what: String) {
+    pub(crate) fn push(&mut self, direction: Direction, what: String) {
         self.0.push(Change { direction, what });
     }
-    fn looser(&mut self, what: String) {
+    pub(crate) fn looser(&mut self, what: String) {
         self.push(Direction::Looser, what);
     }
-    fn stricter(&mut self, what: String) {
+    pub(crate) fn stricter(&mut self, what: String) {
         self.push(Direction::Stricter, what);
     }
-    fn neutral(&mut self, what: String) {
+    pub(crate) fn neutral(&mut self, what: String) {
         self.push(Direction::Neutral, what);
     }
     /// `looser` if `loose`, else `stricter`.
-    fn either(&mut self, loose: bool, what: String) {
+    pub(crate) fn either(&mut self, loose: bool, what: String) {
         self.push(
             if loose {
                 Direction::Looser
@@ -109,7 +109,7 @@ impl Changes {
         );
     }
     /// Members of `before` and `after` not in both: added ones are looser when `more_is_looser`.
-    fn sets<T: Ord + fmt::Display>(
+    pub(crate) fn sets<T: Ord + fmt::Display>(
         &mut self,
         before: &BTreeSet<T>,
         after: &BTreeSet<T>,
@@ -355,6 +355,7 @@ fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
             if added { "added" } else { "lifted" }
         )
     });
+    crate::diff_rules::evidence_rules(out, env, &b.rules, &a.rules);
 }
 
 /// A required wait or bound: a shorter one is looser when `required` (a soak), a longer or

@@ -7,9 +7,11 @@
 //! [`evaluate`] decides a promotion: every gate of the target environment. A certified
 //! release's standing ([`evaluate_standing`], for the deploy gate) is the part of that
 //! which does not depend on when it was promoted: the release signature, naming,
-//! provenance and the evidence it carries — under the policy in force now, so that a
-//! tightened policy denies what it would refuse to promote.
+//! provenance, agreeing rebuilds, the evidence it carries and what that evidence says —
+//! under the policy in force now, so that a tightened policy or a new scan denies what it
+//! would refuse to promote.
 
+use crate::content::{content_gates, reproducible, soften};
 use crate::decision::{Decision, Gate, Gates, OVERRIDABLE, Status, when};
 use crate::facts::{Facts, ReleaseFacts};
 use crate::policy::{Environment, Policy};
@@ -28,6 +30,7 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
         previous_environment(env, after, facts, &mut gates);
     }
     evidence(env, facts, Some(facts.now), &mut gates);
+    content_gates(policy, env, facts, Some(facts.now), &mut gates);
     freeze(env, facts, &mut gates);
     if let Some(rule) = &env.approvals {
         let (problems, waiting, ok) = approvals_gate(policy, facts, rule);
@@ -41,14 +44,20 @@ pub fn evaluate(policy: &Policy, facts: &Facts) -> Decision {
 
 /// A certified release's standing in `facts.environment` under `policy` (the one in force
 /// now): the release signature (a trusted key, allowed there), naming, provenance (trusted
-/// builders allowed there, of repositories they may build) and the evidence types required
-/// there. Nothing that depends on when it was promoted counts: not the previous environment
-/// or its soak, evidence age, freezes, approvals or break-glass, nor `facts.now`.
+/// builders allowed there, of repositories they may build, as many agreeing as it asks),
+/// the evidence types required there and what the evidence says (the newest reports, so a
+/// scan recorded after certification counts). Nothing that depends on when it was
+/// promoted counts: not the previous environment or its soak, evidence or scan age,
+/// freezes, approvals or break-glass. `facts.now` is read only to tell which exceptions are
+/// in force. Where the environment says `standing = "warn"`, failing evidence rules warn
+/// ([`Status::Warn`]) instead of denying.
 pub fn evaluate_standing(policy: &Policy, facts: &Facts) -> Decision {
     let mut gates = Gates(Vec::new());
     if let Some(env) = known_environment(policy, facts, &mut gates) {
         integrity(policy, env, facts, &mut gates);
         evidence(env, facts, None, &mut gates);
+        content_gates(policy, env, facts, None, &mut gates);
+        soften(env, &mut gates);
     }
     gates.decide(policy.digest(), facts)
 }
@@ -81,11 +90,12 @@ fn known_environment<'p>(
 }
 
 /// The gates of what the release is, whenever it is asked: its signature, its names and its
-/// artifacts' provenance.
+/// artifacts' provenance (and agreeing rebuilds, where asked).
 fn integrity(policy: &Policy, env: &Environment, facts: &Facts, gates: &mut Gates) {
     release_signature(policy, env, &facts.release, gates);
     naming(policy, &facts.release, gates);
     provenance(policy, env, &facts.release, gates);
+    reproducible(policy, env, facts, gates);
 }
 
 /// The release manifest: signed by a trusted release key allowed here that built nothing in

@@ -28,6 +28,10 @@ pub struct Facts {
     /// the digests of earlier facts are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// The approved exceptions that name the release or one of its artifacts (absent when
+    /// there are none, so earlier facts keep their digests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ExceptionFacts>,
 }
 
 /// A release and how it was signed.
@@ -64,6 +68,10 @@ pub struct ArtifactFacts {
     pub provenance: Option<ProvenanceFacts>,
     /// Evidence recorded about it.
     pub evidence: Vec<EvidenceFacts>,
+    /// Further builds of the same source and parameters that gave the same digest, with
+    /// what their provenance said (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuilds: Vec<ProvenanceFacts>,
 }
 
 /// What a provenance envelope said, and whether its signature verified.
@@ -90,6 +98,11 @@ pub struct EvidenceFacts {
     pub kind: String,
     /// When it was recorded, Unix seconds.
     pub at: i64,
+    /// What its report says, as far as the policy's rules care: only on the newest piece
+    /// of each type (the one the rules read), and only when custody read the report
+    /// itself (absent for evidence recorded by its digest alone, before it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::ReportFacts>,
 }
 
 /// The release in the environment before the target.
@@ -126,4 +139,60 @@ pub struct ApprovalFacts {
     pub policy_digest: String,
     /// Whether a later record by the same reviewer replaced it.
     pub superseded: bool,
+}
+
+/// An approved exception (waiver) as a decision reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionFacts {
+    /// Its id.
+    pub id: String,
+    /// The finding it waives.
+    pub finding: WaivedFinding,
+    /// The artifact it covers (a digest), when it covers one artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// The release it covers (`name@version`), when it covers a whole release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// Who approved it.
+    pub approved_by: String,
+    /// When, Unix seconds.
+    pub approved_at: i64,
+    /// When it stops counting, Unix seconds (exclusive).
+    pub expires_at: i64,
+    /// The environments it holds in (empty: every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+}
+
+/// What an exception waives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum WaivedFinding {
+    /// A vulnerability, by its id or any of its aliases (`CVE-…`, `GHSA-…`).
+    Vulnerability {
+        /// The id.
+        id: String,
+    },
+    /// A licence found in one package.
+    Licence {
+        /// The licence expression as the SBOM wrote it.
+        licence: String,
+        /// The package's name (or `name@version`).
+        package: String,
+    },
+}
+
+impl std::fmt::Display for WaivedFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaivedFinding::Vulnerability { id } => write!(f, "vulnerability {id}"),
+            WaivedFinding::Licence { licence, package } => {
+                write!(f, "licence {licence} of {package}")
+            }
+        }
+    }
 }

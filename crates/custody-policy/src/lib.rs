@@ -69,16 +69,21 @@
 //! ```
 
 mod compile;
+mod compile_env;
+mod content;
 mod decision;
 mod diff;
+mod diff_rules;
 mod duration;
 mod evaluate;
 mod facts;
 mod governance;
 mod policy;
 mod repo;
+mod report;
 mod review;
 mod roles;
+mod rules;
 
 pub use compile::{
     Bundle, MAX_POLICY_FILE, POLICY_FILE, PolicyError, PolicyErrors, compile, compile_recorded,
@@ -88,11 +93,20 @@ pub use diff::{Change, Direction, diff, loosens};
 pub use duration::Span;
 pub use evaluate::{evaluate, evaluate_standing};
 pub use facts::{
-    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, PreviousFacts, ProvenanceFacts,
-    ReleaseFacts,
+    ApprovalFacts, ArtifactFacts, EvidenceFacts, ExceptionFacts, Facts, PreviousFacts,
+    ProvenanceFacts, ReleaseFacts, WaivedFinding,
 };
 pub use governance::{Governance, PersonKey};
 pub use policy::{Approvals, Builder, Environment, Freeze, Policy};
 pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
+pub use report::{
+    FindingFacts, LicenceFact, LicenceFacts, MAX_LISTED_FINDINGS, MAX_NAMED_EXAMPLES,
+    MAX_PACKAGES_PER_LICENCE, ReportFacts, SeverityCount, TestFacts, VulnerabilityFact,
+    VulnerabilityFacts,
+};
 pub use review::{DEFAULT_REVIEWERS, NotEligible, Standing, approval_standings, may_review};
 pub use roles::{Grant, Role, UnknownRole};
+pub use rules::{
+    EvidenceRules, FindingRule, LicenceRule, StandingMode, TestRule, VulnerabilityRule,
+    severity_name,
+};

@@ -77,6 +77,9 @@ pub struct Environment {
     pub legacy_break_glass: Vec<String>,
     /// Windows when promotions here need break-glass.
     pub freezes: Vec<Freeze>,
+    /// What the evidence must say here, how many builders must agree, and what the deploy
+    /// gate does when a rule fails after certification.
+    pub rules: crate::rules::EvidenceRules,
 }
 
 /// A freeze window: `[from, until)`, Unix seconds.

@@ -368,3 +368,65 @@ fn looser_changes_come_first() {
         "{changes:#?}"
     );
 }
+
+#[test]
+fn what_evidence_must_say_shows_in_the_diff_in_its_direction() {
+    // The fixture's last environment takes the rules appended to it.
+    let with = |rules: &str| format!("{POLICY}{rules}");
+    let tests = "[environment.tests]\nmin_tests = 10\n";
+    change(
+        POLICY,
+        &with(tests),
+        Direction::Stricter,
+        "test reports are now read",
+    );
+    change(&with(tests), POLICY, Direction::Looser, "no longer read");
+    change(
+        &with(tests),
+        &with("[environment.tests]\nmin_tests = 1\n"),
+        Direction::Looser,
+        "at least 1 test cases (was 10)",
+    );
+    change(
+        &with(tests),
+        &with("[environment.tests]\nmin_tests = 10\nallow_failures = true\n"),
+        Direction::Looser,
+        "failing tests are now allowed",
+    );
+    let high = "[environment.vulnerabilities]\nmax_severity = \"medium\"\n";
+    change(
+        &with(high),
+        &with("[environment.vulnerabilities]\nmax_severity = \"critical\"\n"),
+        Direction::Looser,
+        "vulnerabilities up to critical allowed (was medium)",
+    );
+    change(
+        &with(high),
+        &with("[environment.vulnerabilities]\nmax_severity = \"low\"\n"),
+        Direction::Stricter,
+        "up to low",
+    );
+    change(
+        POLICY,
+        &with("standing = \"warn\"\n"),
+        Direction::Looser,
+        "only warns",
+    );
+    let licences = "[environment.licences]\ndeny = [\"GPL-3.0-only\"]\n";
+    change(
+        POLICY,
+        &with(licences),
+        Direction::Stricter,
+        "licences are now checked",
+    );
+    change(
+        &with(licences),
+        &with("[environment.licences]\ndeny = [\"GPL-3.0-only\", \"AGPL-3.0-only\"]\n"),
+        Direction::Stricter,
+        "AGPL-3.0-only now denied",
+    );
+    assert!(loosens(&diff(
+        &compiled(&with(licences)),
+        &compiled(POLICY)
+    )));
+}

@@ -23,6 +23,11 @@ fn gates_serialise_as_the_names_recorded_decisions_carry() {
         (Gate::Freeze, "freeze"),
         (Gate::Approvals, "approvals"),
         (Gate::BreakGlass, "break-glass"),
+        (Gate::Tests, "tests"),
+        (Gate::StaticAnalysis, "static-analysis"),
+        (Gate::Vulnerabilities, "vulnerabilities"),
+        (Gate::Licences, "licences"),
+        (Gate::Reproducible, "reproducible"),
     ] {
         assert_eq!(gate.name(), name);
         assert_eq!(gate.to_string(), name);
@@ -41,7 +46,11 @@ fn gates_serialise_as_the_names_recorded_decisions_carry() {
             Gate::PreviousEnvironment,
             Gate::Evidence,
             Gate::Freeze,
-            Gate::Approvals
+            Gate::Approvals,
+            Gate::Tests,
+            Gate::StaticAnalysis,
+            Gate::Vulnerabilities,
+            Gate::Licences,
         ]
     );
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use custody_ledger::Hash;
-use custody_model::{CanonicalJson, Timestamp};
+use custody_model::{CanonicalJson, Digest, Timestamp};
 use serde::Serialize;
 
 use crate::{IntegrityFailure, Readiness, StoreError};
@@ -18,6 +18,11 @@ pub const MAX_ENTRIES_PER_READ: u64 = 1000;
 pub const MAX_SEARCH_TERMS: usize = 8;
 /// Longest state kind, state key or idempotency key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
+/// Largest blob [`Store::put_blob`] keeps: 256 MiB (the largest evidence report read).
+pub const MAX_BLOB_BYTES: usize = 256 * 1024 * 1024;
+/// Bytes per stored chunk of a blob (the last one may be shorter): what one
+/// [`Store::blob_chunk`] returns, and so what a reader holds at a time.
+pub const BLOB_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The durable ledger and the state projected from it.
 ///
@@ -81,6 +86,15 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// 13. **Cosignatures are kept, not judged.** [`Store::add_cosignature`] keeps a witness's
 ///     signature line on a stored checkpoint (the caller verified it), the first one per
 ///     witness and checkpoint, forever; it is not the ledger and takes no part in its lock.
+/// 14. **Blobs are content-addressed and write-once.** [`Store::put_blob`] keeps bytes (at
+///     most [`MAX_BLOB_BYTES`], in chunks of [`BLOB_CHUNK_BYTES`]) under the SHA-256 the
+///     store computes itself, never a name the caller claims; putting the same bytes
+///     again writes nothing and says so (`created: false`), whoever races. No method
+///     changes or removes a blob, and the schema's triggers refuse it too. Blobs are not
+///     in the ledger's transaction: a caller puts a blob *before* the append whose event
+///     names it, so an event never names a missing blob, while a blob whose append failed
+///     stays, unnamed and harmless. [`Store::read_blob`] hands back a whole blob only if
+///     its bytes still hash to its name.
 pub trait Store: Send + Sync {
     /// Appends events and applies their state writes atomically (contract 1–8).
     fn append(&self, append: Append) -> impl Future<Output = Result<Appended, StoreError>> + Send;
@@ -227,6 +241,61 @@ pub trait Store: Send + Sync {
         after: &str,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<StateRecord>, StoreError>> + Send;
+
+    /// Keeps `bytes` as a blob named by their SHA-256, of `media_type` (1 to 255 visible
+    /// ASCII characters), stamped `at` (contract 14). Durable when it returns `Ok`, like
+    /// an append.
+    fn put_blob(
+        &self,
+        media_type: &str,
+        bytes: bytes::Bytes,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<BlobPut, StoreError>> + Send;
+
+    /// What is kept about a blob, if there is one by that name.
+    fn blob(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<BlobInfo>, StoreError>> + Send;
+
+    /// Chunk `seq` (from 0, below [`BlobInfo::chunks`]) of a blob, as stored: a reader
+    /// that streams a blob checks its hash at the end.
+    fn blob_chunk(
+        &self,
+        digest: &Digest,
+        seq: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// A whole blob, checked against its name ([`StoreError::Corrupt`] if its bytes no
+    /// longer hash to it), or `None` if there is none by that name.
+    fn read_blob(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, StoreError>> + Send;
+}
+
+/// A blob as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobInfo {
+    /// Its name: the SHA-256 of its bytes.
+    pub digest: Digest,
+    /// Its length in bytes.
+    pub size: u64,
+    /// What its bytes are (`application/xml`, …), as the first writer said.
+    pub media_type: String,
+    /// How many chunks hold it (0 for an empty blob).
+    pub chunks: u64,
+    /// When it was first kept (the first writer's time).
+    pub created_at: Timestamp,
+}
+
+/// What [`Store::put_blob`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobPut {
+    /// The blob.
+    pub info: BlobInfo,
+    /// False when the same bytes were kept already (nothing was written).
+    pub created: bool,
 }
 
 /// Events to append together, with the state they change.

@@ -30,7 +30,9 @@
 //!
 //! [`CanonicalJson`]: custody_model::CanonicalJson
 
+mod access_log;
 mod batch;
+mod blobs;
 mod check;
 mod checkpoint_file;
 mod commit;
@@ -47,9 +49,10 @@ mod sql_store;
 pub use check::IntegrityReport;
 pub use checkpoint_file::{CheckpointFile, CheckpointFileStatus};
 pub use contract::{
-    AccessEntry, AccessRecord, Append, Appended, Cosignature, Entry, Expect, IdempotencyKey,
-    LastUse, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES,
-    MAX_SEARCH_TERMS, SignedCheckpoint, StateRecord, StateWrite, Store,
+    AccessEntry, AccessRecord, Append, Appended, BLOB_CHUNK_BYTES, BlobInfo, BlobPut, Cosignature,
+    Entry, Expect, IdempotencyKey, LastUse, MAX_BLOB_BYTES, MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint, StateRecord,
+    StateWrite, Store,
 };
 pub use db::{Durability, Location};
 pub use error::StoreError;

@@ -26,6 +26,7 @@ macro_rules! on_conn {
         }
     };
 }
+pub(crate) use on_conn;
 
 /// Rows per multi-row `INSERT` (well under SQLite's 32,766 bound parameters).
 const INSERT_CHUNK: usize = 500;

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{
     Checkpoint, EMPTY_ROOT, Hash, ProofPlan, consistency_plan, inclusion_plan, root_plan,
 };
-use custody_model::{CanonicalJson, Timestamp};
+use custody_model::{CanonicalJson, Digest, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::access_log::{bounded_access, latest_uses};
 use crate::checkpoint_file::CheckpointFileStatus;
 use crate::commit::{self, Job, Request, to_i64, to_u64};
 use crate::db::{Durability, Location, Pool};
@@ -17,9 +19,9 @@ use crate::integrity::{IntegrityFailure, Readiness, Status};
 use crate::search;
 use crate::sql;
 use crate::{
-    AccessEntry, AccessRecord, Append, Appended, Cosignature, Entry, LastUse, MAX_ENTRIES_PER_READ,
-    MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint,
-    StateRecord, Store, StoreError,
+    AccessEntry, AccessRecord, Append, Appended, BlobInfo, BlobPut, Cosignature, Entry, LastUse,
+    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
+    SignedCheckpoint, StateRecord, Store, StoreError,
 };
 
 /// Most checkpoints one [`Store::checkpoints`] call returns.
@@ -158,53 +160,6 @@ impl SqlStore {
         }
         Ok(())
     }
-}
-
-/// Cuts an access entry's free-text fields to a sane length (they come from requests).
-/// The latest entry of each identified (principal, outcome) in a batch, with its time in
-/// nanoseconds since the epoch (an entry whose time does not parse counts as 0).
-fn latest_uses(entries: &[AccessEntry]) -> Vec<sql::LastUseRow<'_>> {
-    let mut latest: std::collections::HashMap<(&str, &str), (&str, i64)> =
-        std::collections::HashMap::new();
-    for e in entries.iter().filter(|e| !e.principal.is_empty()) {
-        let ns =
-            e.at.parse::<custody_model::Timestamp>()
-                .ok()
-                .and_then(|t| i64::try_from(t.as_datetime().unix_timestamp_nanos()).ok())
-                .unwrap_or(0);
-        let slot = latest
-            .entry((&e.principal, &e.outcome))
-            .or_insert((&e.at, ns));
-        if ns >= slot.1 {
-            *slot = (&e.at, ns);
-        }
-    }
-    let mut rows: Vec<_> = latest
-        .into_iter()
-        .map(|((principal, outcome), (at, ns))| (principal, outcome, at, ns))
-        .collect();
-    // One order for every writer, so two concurrent batches lock rows alike.
-    rows.sort_unstable();
-    rows
-}
-
-fn bounded_access(mut e: AccessEntry) -> AccessEntry {
-    for (field, max) in [
-        (&mut e.principal, 256),
-        (&mut e.method, 16),
-        (&mut e.path, 2048),
-        (&mut e.remote, 128),
-        (&mut e.outcome, 1024),
-    ] {
-        if field.len() > max {
-            let mut cut = max;
-            while !field.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            field.truncate(cut);
-        }
-    }
-    e
 }
 
 fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
@@ -637,5 +592,26 @@ impl Store for SqlStore {
             .into_iter()
             .map(state_record)
             .collect()
+    }
+
+    async fn put_blob(
+        &self,
+        media_type: &str,
+        bytes: Bytes,
+        at: Timestamp,
+    ) -> Result<BlobPut, StoreError> {
+        self.put_blob_impl(media_type, bytes, at).await
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<Option<BlobInfo>, StoreError> {
+        self.blob_impl(digest).await
+    }
+
+    async fn blob_chunk(&self, digest: &Digest, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.blob_chunk_impl(digest, seq).await
+    }
+
+    async fn read_blob(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+        self.read_blob_impl(digest).await
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+#[path = "conformance/blobs.rs"]
+mod blobs;
 mod common;
 #[path = "conformance/cosignatures.rs"]
 mod cosignatures;
@@ -25,6 +27,7 @@ use custody_store::{
     Store, StoreError,
 };
 
+use blobs::*;
 use cosignatures::*;
 use history::*;
 use storage::*;
@@ -84,6 +87,9 @@ conformance!(
     every_connection_commits_durably,
     storage_faults_are_transient,
     cosignatures_are_kept_once_per_witness_and_never_rewritten,
+    blobs_are_content_addressed_and_kept_once,
+    bad_blobs_are_refused_and_change_nothing,
+    blobs_are_write_once_and_damage_is_found,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {

@@ -11,9 +11,10 @@ use custody_store::Store;
 use crate::AppResult;
 use crate::app::App;
 use crate::attestations::envelope_digest;
+use crate::evidence::report_facts;
 use crate::records::{
-    ApprovalRecord, ArtifactRecord, CertificationRecord, PromotionRecord, ReleaseRecord, Verdict,
-    kind,
+    ApprovalRecord, ArtifactRecord, CertificationRecord, EvidenceRecord, PromotionRecord,
+    ReleaseRecord, Verdict, kind,
 };
 
 /// The facts of a promotion, and what the VSA names beside them: each artifact's
@@ -66,14 +67,10 @@ impl<S: Store> App<S> {
                     source_commit: p.source_commit,
                     subject_matches: p.subject_matches,
                 }),
-                evidence: record
-                    .evidence
-                    .iter()
-                    .map(|e| EvidenceFacts {
-                        kind: e.kind.clone(),
-                        at: e.at.unix_seconds(),
-                    })
-                    .collect(),
+                evidence: self
+                    .evidence_facts(policy, &promotion.environment, &record.evidence)
+                    .await?,
+                rebuilds: Vec::new(),
             });
         }
         let previous = match policy
@@ -107,6 +104,7 @@ impl<S: Store> App<S> {
                 artifacts,
             },
             previous,
+            exceptions: Vec::new(),
             break_glass: promotion.break_glass.as_ref().map(|b| b.reason.clone()),
             approvals: approvals
                 .iter()
@@ -124,5 +122,38 @@ impl<S: Store> App<S> {
                 .collect(),
         };
         Ok(Gathered { facts, provenance })
+    }
+
+    /// An artifact's evidence as a decision in `environment` reads it: every piece with
+    /// its type and time, and on the newest piece of each type (the one the rules read;
+    /// a later one wins a tie) what its report says, when custody read it.
+    async fn evidence_facts(
+        &self,
+        policy: &Policy,
+        environment: &str,
+        evidence: &[EvidenceRecord],
+    ) -> AppResult<Vec<EvidenceFacts>> {
+        let mut facts: Vec<EvidenceFacts> = evidence
+            .iter()
+            .map(|e| EvidenceFacts {
+                kind: e.kind.clone(),
+                at: e.at.unix_seconds(),
+                report: None,
+            })
+            .collect();
+        for (i, e) in evidence.iter().enumerate() {
+            let newest = !evidence[i + 1..]
+                .iter()
+                .any(|later| later.kind == e.kind && later.at >= e.at)
+                && !evidence[..i]
+                    .iter()
+                    .any(|earlier| earlier.kind == e.kind && earlier.at > e.at);
+            if newest && e.read {
+                facts[i].report = Some(
+                    report_facts(&self.store, policy, environment, &e.format, &e.digest).await?,
+                );
+            }
+        }
+        Ok(facts)
     }
 }

@@ -242,6 +242,7 @@ fn make_bundle(path: &Path, log: &NoteSigner, entries: u64, every: u64) -> anyho
                     kind: "test-results".into(),
                     format: "junit".into(),
                     evidence: sha256(format!("report {i}").as_bytes()),
+                    report: None,
                 })
             };
             let event = Event {

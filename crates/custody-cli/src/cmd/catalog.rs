@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_app::attestations::{BuildFields, ManifestArtifact};
 use custody_app::{AttachEvidence, RecordRelease, RegisterArtifact};
 use custody_crypto::dsse::Envelope;
 use custody_model::{Digest, DigestAlgorithm, Timestamp};
@@ -254,28 +254,10 @@ pub(crate) struct AttestArgs {
 pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let bytes = read_limited(&a.file, MAX_DOCUMENT, "evidence file")?;
-        let looks_right = match a.format {
-            EvidenceFormat::Junit => bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<'),
-            _ => serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
-        };
-        if !looks_right {
-            bail!(
-                "{} is not {} ({}); check --type",
-                a.file.display(),
-                a.format.name(),
-                if matches!(a.format, EvidenceFormat::Junit) {
-                    "XML"
-                } else {
-                    "JSON"
-                }
-            );
-        }
+        // custody reads the report itself (here, or on the server it is sent to) and
+        // refuses it, naming the line or JSON path, when it is not what --type says.
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
-        let request = AttachEvidence {
-            kind: kind.clone(),
-            format: a.format.name().into(),
-            digest: sha256(&bytes),
-        };
+        let request = AttachEvidence::with_report(&kind, a.format.name(), &bytes);
         let custody = Custody::open(&a.target).await?;
         let index = custody
             .attest(&a.artifact, &request, a.idempotency_key.as_deref())

@@ -135,6 +135,7 @@ async fn build(
             kind: kind.into(),
             format: format.into(),
             digest: sha256(format!("{service} {version} {kind}").as_bytes()),
+            report: None,
         };
         app.attest(&ci, &digest, &evidence, None).await?;
     }

@@ -104,6 +104,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
                 Status::Fail => "FAIL",
                 Status::Waiting => "wait",
                 Status::Overridden => "OVER",
+                Status::Warn => "warn",
             };
             lines.push(format!("  {mark:4}  {:22} {}", g.gate, g.reason));
         }

@@ -1,0 +1,200 @@
+//! Evidence reports read by custody itself: the raw report a pipeline attaches is parsed
+//! here (refused, naming the line or JSON path, when it is not what its format says),
+//! kept as a content-addressed blob, and read again from the store whenever a decision
+//! gathers its facts, so that what a gate counts is what custody read, never what a
+//! client claimed.
+//!
+//! Formats: those `custody_evidence` reads (`junit`, `sarif`, `osv`, `grype`, `trivy`,
+//! `cyclonedx`, `spdx`), and `dsse`: an attestation made elsewhere, kept only when one of
+//! the keys the policy trusts (its builders' and release keys) signed it. What it does not
+//! do: judge the content (the policy's rules do, in `custody_policy`).
+
+use custody_crypto::PublicKey;
+use custody_crypto::dsse::{self, Envelope};
+use custody_evidence::{Evidence, Format, MAX_INPUT_BYTES, Summary};
+use custody_model::Digest;
+use custody_policy::{Policy, ReportFacts};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{Actor, App};
+use crate::{AppError, AppResult};
+
+/// The format name of an attestation made elsewhere.
+pub const DSSE: &str = "dsse";
+
+/// What custody read in a report, as the `evidence.attached` event records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRead {
+    /// Its size in bytes (the blob named by the evidence digest holds it).
+    pub size: u64,
+    /// Its media type, as stored.
+    pub media_type: String,
+    /// What it says, in totals (empty for `dsse`).
+    pub summary: Summary,
+    /// For `dsse`: the key ids of the trusted keys whose signatures verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<String>,
+}
+
+/// A report parsed: the normalised content (none for `dsse`) and what the event records.
+pub(crate) struct Parsed {
+    pub(crate) evidence: Option<Evidence>,
+    pub(crate) read: ReportRead,
+}
+
+/// The media type a report of `format` is stored as.
+fn media_type(format: &str) -> &'static str {
+    match format {
+        "junit" => "application/xml",
+        "sarif" => "application/sarif+json",
+        DSSE => "application/vnd.dsse.envelope.v1+json",
+        _ => "application/json",
+    }
+}
+
+/// The keys a `dsse` attestation may be signed by: the policy's builder and release keys.
+fn trusted_keys(policy: &Policy) -> Vec<PublicKey> {
+    policy
+        .builders()
+        .iter()
+        .map(|b| b.key.clone())
+        .chain(policy.release_keys().cloned())
+        .collect()
+}
+
+/// Parses `bytes` as a report of `format` (input over the evidence reader's bound is
+/// refused before parsing); a `dsse` envelope must verify with one of `trusted`. Every refusal is [`AppError::Invalid`], naming the line or
+/// JSON path at fault.
+pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppResult<Parsed> {
+    let size = bytes.len() as u64;
+    if size > MAX_INPUT_BYTES {
+        return Err(AppError::invalid(format!(
+            "the {format} report is {size} bytes, more than the {MAX_INPUT_BYTES} custody reads"
+        )));
+    }
+    if format == DSSE {
+        let envelope: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| AppError::invalid(format!("dsse: not a DSSE envelope ({e})")))?;
+        let verified = dsse::verify(&envelope, trusted, 1).map_err(|e| {
+            AppError::invalid(format!(
+                "dsse: the envelope is not signed by a key the policy trusts ({e})"
+            ))
+        })?;
+        let signed_by = verified.key_ids().iter().map(ToString::to_string).collect();
+        return Ok(Parsed {
+            evidence: None,
+            read: ReportRead {
+                size,
+                media_type: media_type(format).into(),
+                summary: Summary::default(),
+                signed_by,
+            },
+        });
+    }
+    let parsed_format: Format = format
+        .parse()
+        .map_err(|e: custody_evidence::UnknownFormat| AppError::invalid(format!("{e}, or dsse")))?;
+    let evidence = custody_evidence::parse(parsed_format, bytes)
+        .map_err(|e| AppError::invalid(e.to_string()))?;
+    let summary = Summary::of([&evidence]);
+    Ok(Parsed {
+        evidence: Some(evidence),
+        read: ReportRead {
+            size,
+            media_type: media_type(format).into(),
+            summary,
+            signed_by: Vec::new(),
+        },
+    })
+}
+
+/// What the stored report `digest` of `format` says under `policy`'s rules for
+/// `environment` (the default rules where the policy has no such environment). The report
+/// is read whole from the store, checked against its name, and parsed again: a stored
+/// report that no longer parses, or is missing, is an integrity failure (it was parsed
+/// before its event was appended).
+pub(crate) async fn report_facts<S: custody_store::Store>(
+    store: &S,
+    policy: &Policy,
+    environment: &str,
+    format: &str,
+    digest: &Digest,
+) -> AppResult<ReportFacts> {
+    let bytes = store.read_blob(digest).await?.ok_or_else(|| {
+        AppError::Integrity(format!(
+            "the {format} report {digest} the ledger names is missing from the store"
+        ))
+    })?;
+    let name = digest.to_string();
+    if format == DSSE {
+        // Its signature was checked against the keys trusted when it was attached; an
+        // attestation carries no content the rules count.
+        return Ok(ReportFacts {
+            format: format.to_owned(),
+            digest: name,
+            ..ReportFacts::default()
+        });
+    }
+    let parsed = parse(&[], format, &bytes).map_err(|e| {
+        AppError::Integrity(format!(
+            "the stored {format} report {digest} no longer reads: {e}"
+        ))
+    })?;
+    Ok(match &parsed.evidence {
+        Some(evidence) => {
+            let default = custody_policy::EvidenceRules::default();
+            let rules = policy
+                .environment(environment)
+                .map_or(&default, |e| &e.rules);
+            ReportFacts::read(rules, evidence, &name)
+        }
+        None => ReportFacts {
+            format: format.to_owned(),
+            digest: name,
+            ..ReportFacts::default()
+        },
+    })
+}
+
+impl<S: custody_store::Store> App<S> {
+    /// Reads the base64 `report` attached as `format` evidence with digest `digest`,
+    /// parses it and keeps it as a blob (before the append whose event names it, so an
+    /// event never names a missing report). Refused, with nothing kept, when it is not
+    /// base64, does not hash to `digest`, or does not parse.
+    pub(crate) async fn keep_report(
+        &self,
+        actor: &Actor,
+        format: &str,
+        digest: &Digest,
+        report: &str,
+    ) -> AppResult<ReportRead> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        // Bound the decoded size by the encoded one before decoding anything.
+        let most = MAX_INPUT_BYTES.div_ceil(3) * 4;
+        if report.len() as u64 > most {
+            return Err(AppError::invalid(format!(
+                "the {format} report is larger than the {MAX_INPUT_BYTES} bytes custody reads"
+            )));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(report)
+            .map_err(|e| AppError::invalid(format!("report: not base64 ({e})")))?;
+        let actual = Digest::sha256(sha2::Sha256::digest(&bytes).into());
+        if &actual != digest {
+            return Err(AppError::invalid(format!(
+                "the report's SHA-256 is {actual}, not the digest {digest} given"
+            )));
+        }
+        let trusted = match format {
+            DSSE => trusted_keys(&*self.policy().await?),
+            _ => Vec::new(),
+        };
+        let parsed = parse(&trusted, format, &bytes)?;
+        self.store
+            .put_blob(&parsed.read.media_type, bytes.into(), actor.now)
+            .await?;
+        Ok(parsed.read)
+    }
+}

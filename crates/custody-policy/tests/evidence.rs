@@ -1,0 +1,311 @@
+//! The gates over what tests, static analysis and vulnerability scans say, from reports
+//! real tools wrote (the evidence crate's test data) and hand-made ones: failing tests,
+//! error-level results and fixable critical vulnerabilities block, each naming the
+//! findings; exceptions waive a finding only while they are in force.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod fixture;
+
+use custody_policy::{ExceptionFacts, Status, evaluate, evaluate_standing};
+use fixture::reports::*;
+use fixture::{HOUR, NOW, passing_facts};
+
+#[test]
+fn a_failing_test_blocks_by_default_where_evidence_is_required() {
+    let (policy, k) = rules_policy("");
+    let facts = passing_facts(&policy, &k, 2);
+    // Facts without reports custody read (as every decision before it did): no new gate.
+    let d = evaluate(&policy, &facts);
+    assert!(d.allowed);
+    assert!(d.gates.iter().all(|g| g.gate.name() != "tests"));
+
+    let failing = with(
+        &policy,
+        facts.clone(),
+        "test-results",
+        &report("junit/pytest.xml"),
+        NOW - HOUR,
+    );
+    let d = evaluate(&policy, &failing);
+    fails(
+        &d,
+        "tests",
+        &[
+            "service-0",
+            "3 of 6 tests failed",
+            "1 with errors",
+            "test_shop.test_refunds: AssertionError: refund total is wrong",
+        ],
+    );
+
+    let passing = with(
+        &policy,
+        facts.clone(),
+        "test-results",
+        &junit(PASSING_JUNIT),
+        NOW - HOUR,
+    );
+    let d = evaluate(&policy, &passing);
+    assert!(d.allowed, "{d:#?}");
+    assert_eq!(gate(&d, "tests").reason, "6/6 tests passed");
+
+    // The newest report of the type decides: a rerun that passes replaces the failure.
+    let rerun = with(
+        &policy,
+        failing.clone(),
+        "test-results",
+        &junit(PASSING_JUNIT),
+        NOW - HOUR / 2,
+    );
+    assert!(evaluate(&policy, &rerun).allowed);
+    // A report with no test case is no evidence of testing.
+    let empty = with(
+        &policy,
+        facts,
+        "test-results",
+        &junit(r#"<testsuite tests="3" failures="0"/>"#),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &empty),
+        "tests",
+        &["count 0 test cases, fewer than the 1 required"],
+    );
+}
+
+#[test]
+fn a_tests_table_sets_the_minimum_and_needs_a_report() {
+    let (policy, k) = rules_policy("[environment.tests]\nmin_tests = 5\nallow_failures = true\n");
+    let facts = passing_facts(&policy, &k, 1);
+    fails(
+        &evaluate(&policy, &facts),
+        "tests",
+        &["service-0 has no test report custody has read"],
+    );
+    let few = with(
+        &policy,
+        facts.clone(),
+        "test-results",
+        &junit(PASSING_JUNIT),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &few),
+        "tests",
+        &["count 3 test cases, fewer than the 5 required"],
+    );
+    // Failures allowed here: pytest's 6 cases (3 not passing) are enough.
+    let pytest = with(
+        &policy,
+        facts,
+        "test-results",
+        &report("junit/pytest.xml"),
+        NOW - HOUR,
+    );
+    assert!(evaluate(&policy, &pytest).allowed);
+}
+
+#[test]
+fn error_level_static_analysis_blocks_by_default_and_tables_set_limits() {
+    let (policy, k) = rules_policy("");
+    let facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "static-analysis",
+        &report("sarif/bandit.sarif"),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &facts),
+        "static-analysis",
+        &[
+            "2 error-level results, more than the 0 allowed",
+            "error B602 at vulnerable.py:8",
+        ],
+    );
+
+    let (policy, k) =
+        rules_policy("[environment.static_analysis]\nmax_error = 2\nmax_warning = 1\n");
+    let facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "static-analysis",
+        &report("sarif/bandit.sarif"),
+        NOW - HOUR,
+    );
+    let d = evaluate(&policy, &facts);
+    fails(
+        &d,
+        "static-analysis",
+        &["2 warning-level results, more than the 1 allowed"],
+    );
+    assert!(!gate(&d, "static-analysis").reason.contains("error-level"));
+}
+
+#[test]
+fn a_fixable_critical_vulnerability_blocks_until_an_exception_in_force_waives_it() {
+    let (policy, k) = rules_policy("");
+    let facts = scanned(&policy, &k);
+    let d = evaluate(&policy, &facts);
+    let g = gate(&d, "vulnerabilities");
+    assert_eq!(g.status, Status::Fail, "{g:?}");
+    assert!(
+        g.reason.contains("above high with a known fix"),
+        "{}",
+        g.reason
+    );
+    let critical = ["CVE-2024-0001".to_owned()];
+    assert!(
+        g.reason.contains("1 vulnerabilities above high with a known fix: CVE-2024-0001 in openssl 1.0.0 (critical, fixed in 3.0.7"),
+        "{}",
+        g.reason
+    );
+    assert!(
+        !g.reason.contains("CVE-2024-0002"),
+        "no fix: does not count"
+    );
+    assert!(!g.reason.contains("CVE-2024-0003"), "high is allowed");
+
+    // Waived, each one, while the exceptions are in force.
+    let mut waived = facts.clone();
+    waived.exceptions = critical
+        .iter()
+        .enumerate()
+        .map(|(i, id)| exception(&format!("exc-{i}"), id))
+        .collect();
+    let d = evaluate(&policy, &waived);
+    assert!(d.allowed, "{d:#?}");
+    assert!(
+        gate(&d, "vulnerabilities")
+            .reason
+            .contains("(exception exc-0)")
+    );
+
+    // Expired, self-approved, approved by someone without the security role, scoped to
+    // another environment or another artifact: each does not count, and says why.
+    for (mutate, why) in [
+        (
+            Box::new(|x: &mut ExceptionFacts| x.expires_at = NOW)
+                as Box<dyn Fn(&mut ExceptionFacts)>,
+            "expired at",
+        ),
+        (
+            Box::new(|x: &mut ExceptionFacts| x.approved_by = "rita".into()),
+            "approved their own request",
+        ),
+        (
+            Box::new(|x: &mut ExceptionFacts| x.approved_by = "alice".into()),
+            "did not hold the security role",
+        ),
+        (
+            Box::new(|x: &mut ExceptionFacts| x.approved_at = NOW + 1),
+            "approved only at",
+        ),
+    ] {
+        let mut f = waived.clone();
+        mutate(&mut f.exceptions[0]);
+        let d = evaluate(&policy, &f);
+        fails(&d, "vulnerabilities", &[&critical[0], why]);
+    }
+    let mut elsewhere = waived.clone();
+    elsewhere.exceptions[0].environments = vec!["staging".into()];
+    fails(
+        &evaluate(&policy, &elsewhere),
+        "vulnerabilities",
+        &[&critical[0]],
+    );
+    let mut other = waived.clone();
+    other.exceptions[0].artifact = Some(format!("sha256:{:064x}", 9));
+    fails(
+        &evaluate(&policy, &other),
+        "vulnerabilities",
+        &[&critical[0]],
+    );
+    // A release-wide exception covers every artifact of that release only.
+    let mut release = waived;
+    release.exceptions[0].artifact = None;
+    release.exceptions[0].release = Some("shop@1.4.2".into());
+    assert!(evaluate(&policy, &release).allowed);
+    release.exceptions[0].release = Some("shop@1.4.1".into());
+    assert!(!evaluate(&policy, &release).allowed);
+}
+
+#[test]
+fn the_vulnerability_rule_reads_severity_fix_and_age() {
+    // Nothing above low may stay, fix or not: more findings count.
+    let (strict, k) = rules_policy(
+        "[environment.vulnerabilities]\nmax_severity = \"low\"\nfixable_only = false\nmax_age = \"2h\"\n",
+    );
+    let facts = scanned(&strict, &k);
+    let d = evaluate(&strict, &facts);
+    fails(
+        &d,
+        "vulnerabilities",
+        &[
+            "3 vulnerabilities above low",
+            "CVE-2024-0002 in zlib 1.0.0 (critical, no fix known",
+        ],
+    );
+    // The real Trivy report's medium findings count too under this rule.
+    let alpine = with(
+        &strict,
+        passing_facts(&strict, &k, 1),
+        "vulnerability-scan",
+        &report("vuln/trivy-alpine-310.json"),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&strict, &alpine),
+        "vulnerabilities",
+        &["CVE-2019-1549", "medium"],
+    );
+    // An unrated finding is judged as `unknown_as` says.
+    let unrated = trivy(&[("CVE-2024-0009", "x", "UNKNOWN", Some("2"))]);
+    let (medium, k) = rules_policy("[environment.vulnerabilities]\nmax_severity = \"medium\"\n");
+    let f = with(
+        &medium,
+        passing_facts(&medium, &k, 1),
+        "vulnerability-scan",
+        &unrated,
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&medium, &f),
+        "vulnerabilities",
+        &["CVE-2024-0009"],
+    );
+    let (lenient_unknown, k) = rules_policy(
+        "[environment.vulnerabilities]\nmax_severity = \"medium\"\nunknown_as = \"low\"\n",
+    );
+    let f = with(
+        &lenient_unknown,
+        passing_facts(&lenient_unknown, &k, 1),
+        "vulnerability-scan",
+        &unrated,
+        NOW - HOUR,
+    );
+    assert!(evaluate(&lenient_unknown, &f).allowed);
+    // Critical allowed: nothing counts; but the scan must be young enough at promotion.
+    let (lenient, k) = rules_policy(
+        "[environment.vulnerabilities]\nmax_severity = \"critical\"\nmax_age = \"2h\"\n",
+    );
+    let facts = scanned(&lenient, &k);
+    assert!(evaluate(&lenient, &facts).allowed);
+    let mut later = facts.clone();
+    later.now += 2 * HOUR;
+    fails(
+        &evaluate(&lenient, &later),
+        "vulnerabilities",
+        &["newest vulnerability scan is from", "older than 2h"],
+    );
+    // A standing does not judge age: it was judged when promoted.
+    assert!(evaluate_standing(&lenient, &later).allowed);
+    // An explicit rule needs a scan.
+    let bare = passing_facts(&lenient, &k, 1);
+    fails(
+        &evaluate(&lenient, &bare),
+        "vulnerabilities",
+        &["has no vulnerability scan custody has read"],
+    );
+}

@@ -1,0 +1,266 @@
+//! The gates over licences, a standing that a new scan takes back or only warns about,
+//! break-glass past evidence but not past agreeing rebuilds, and the rules' mistakes
+//! refused at their line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod fixture;
+
+use custody_policy::{
+    ExceptionFacts, ProvenanceFacts, Status, WaivedFinding, compile, evaluate, evaluate_standing,
+};
+use fixture::reports::*;
+use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts};
+
+#[test]
+fn licences_are_judged_as_spdx_expressions_and_unknown_is_denied() {
+    let (policy, k) = rules_policy(LICENCES);
+    let facts = passing_facts(&policy, &k, 1);
+    let ok = with(
+        &policy,
+        facts.clone(),
+        "sbom",
+        &sbom(&[
+            ("a", Some("MIT OR GPL-3.0-only")),
+            ("b", Some("Apache-2.0")),
+        ]),
+        NOW - HOUR,
+    );
+    assert!(
+        evaluate(&policy, &ok).allowed,
+        "{:#?}",
+        evaluate(&policy, &ok)
+    );
+    let both = with(
+        &policy,
+        facts.clone(),
+        "sbom",
+        &sbom(&[("a", Some("MIT AND GPL-3.0-only"))]),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &both),
+        "licences",
+        &["MIT AND GPL-3.0-only (a@1.0)", "GPL-3.0-only is denied"],
+    );
+    let unknown = with(
+        &policy,
+        facts.clone(),
+        "sbom",
+        &sbom(&[("c", None), ("d", Some("Acme Proprietary"))]),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &unknown),
+        "licences",
+        &[
+            "no licence (c@1.0)",
+            "an unknown licence is denied",
+            "d@1.0",
+        ],
+    );
+    // The real npm SBOM: its packages are MIT, (MIT OR GPL-3.0-or-later), BSD-3-Clause, 0BSD…
+    let npm = with(
+        &policy,
+        facts.clone(),
+        "sbom",
+        &report("sbom/npm-cyclonedx-1.5.json"),
+        NOW - HOUR,
+    );
+    let d = evaluate(&policy, &npm);
+    assert!(
+        !gate(&d, "licences").reason.contains("jszip"),
+        "MIT OR GPL-3.0-or-later passes: {d:#?}"
+    );
+
+    // A licence waived for one package by an exception in force.
+    let mut waived = both.clone();
+    waived.exceptions.push(ExceptionFacts {
+        finding: WaivedFinding::Licence {
+            licence: "MIT AND GPL-3.0-only".into(),
+            package: "a".into(),
+        },
+        ..exception("exc-l", "")
+    });
+    let d = evaluate(&policy, &waived);
+    assert!(d.allowed, "{d:#?}");
+    assert!(gate(&d, "licences").reason.contains("exception exc-l"));
+    waived.exceptions[0].finding = WaivedFinding::Licence {
+        licence: "MIT AND GPL-3.0-only".into(),
+        package: "b".into(),
+    };
+    assert!(!evaluate(&policy, &waived).allowed);
+
+    let (lenient, k) =
+        rules_policy("[environment.licences]\ndeny = [\"GPL-3.0-only\"]\nallow_unknown = true\n");
+    let unknown = with(
+        &lenient,
+        passing_facts(&lenient, &k, 1),
+        "sbom",
+        &sbom(&[("c", None)]),
+        NOW - HOUR,
+    );
+    assert!(evaluate(&lenient, &unknown).allowed);
+}
+
+#[test]
+fn a_new_scan_takes_a_standing_back_or_only_warns() {
+    let (policy, k) = rules_policy("");
+    let facts = passing_facts(&policy, &k, 1);
+    assert!(evaluate_standing(&policy, &facts).allowed);
+    let scanned = with(
+        &policy,
+        facts.clone(),
+        "vulnerability-scan",
+        &scan(),
+        NOW + HOUR,
+    );
+    let d = evaluate_standing(&policy, &scanned);
+    fails(&d, "vulnerabilities", &["above high with a known fix"]);
+
+    let (warn, k) = rules_policy("standing = \"warn\"\n");
+    let scanned = with(
+        &warn,
+        passing_facts(&warn, &k, 1),
+        "vulnerability-scan",
+        &scan(),
+        NOW + HOUR,
+    );
+    let d = evaluate_standing(&warn, &scanned);
+    assert!(d.allowed, "{d:#?}");
+    let g = gate(&d, "vulnerabilities");
+    assert_eq!(g.status, Status::Warn);
+    assert!(
+        g.reason
+            .starts_with("warning (production only warns after certification)"),
+        "{}",
+        g.reason
+    );
+    assert_eq!(d.warnings().count(), 1);
+    // A promotion is still refused: warning is for what changes after certification.
+    assert!(!evaluate(&warn, &scanned).allowed);
+}
+
+#[test]
+fn break_glass_passes_evidence_content_but_never_agreeing_rebuilds() {
+    let (policy, k) = rules_policy("break_glass = [\"security\"]\nreproducible = 2\n");
+    let mut facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "test-results",
+        &report("junit/pytest.xml"),
+        NOW - HOUR,
+    );
+    facts.requested_by = "sam".into();
+    facts.break_glass = Some("outage".into());
+    let d = evaluate(&policy, &facts);
+    assert_eq!(gate(&d, "tests").status, Status::Overridden);
+    assert_eq!(gate(&d, "reproducible").status, Status::Fail);
+    assert!(!d.allowed);
+}
+
+#[test]
+fn independent_builders_must_agree_where_the_environment_asks() {
+    let (policy, k) = rules_policy("reproducible = 2\n");
+    let facts = passing_facts(&policy, &k, 1);
+    fails(
+        &evaluate(&policy, &facts),
+        "reproducible",
+        &[
+            "1 of the 2 independent trusted builders required agree",
+            "https://ci.example/builder/v1",
+        ],
+    );
+    // The same builder again is not independent.
+    let mut again = facts.clone();
+    again.release.artifacts[0]
+        .rebuilds
+        .push(facts.release.artifacts[0].provenance.clone().unwrap());
+    fails(&evaluate(&policy, &again), "reproducible", &["1 of the 2"]);
+    // A second trusted builder whose provenance names the same digest agrees.
+    let k2 = custody_crypto::PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
+    use custody_crypto::Signer as _;
+    let text = format!("{POLICY}reproducible = 2\n").replace(
+        "[[environment]]\nname = \"build\"",
+        "[[builder]]\nid = \"https://rebuild.example/v1\"\nkey = \"keys/rebuilder.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n\n[[environment]]\nname = \"build\"",
+    );
+    let mut b = bundle(&text, &k);
+    b.files
+        .insert("keys/rebuilder.pub".into(), k2.public_key().to_pem());
+    let two = compile(&b).unwrap();
+    let mut agreed = facts.clone();
+    for a in &mut agreed.approvals {
+        a.policy_digest = two.digest().into(); // approvals are bound to the policy version
+    }
+    assert!(!evaluate(&two, &agreed).allowed);
+    agreed.release.artifacts[0].rebuilds.push(ProvenanceFacts {
+        signing_key: Some(k2.public_key().key_id().to_string()),
+        builder_id: "https://rebuild.example/v1".into(),
+        ..facts.release.artifacts[0].provenance.clone().unwrap()
+    });
+    assert!(
+        evaluate(&two, &agreed).allowed,
+        "{:#?}",
+        evaluate(&two, &agreed)
+    );
+    assert!(evaluate_standing(&two, &agreed).allowed);
+    // …but not a rebuild whose provenance is about another digest.
+    agreed.release.artifacts[0].rebuilds[0].subject_matches = false;
+    assert!(!evaluate(&two, &agreed).allowed);
+}
+
+#[test]
+fn mistakes_in_the_rules_are_refused_at_their_line() {
+    let k = keys();
+    for (rules, line, needle) in [
+        (
+            "[environment.vulnerabilities]\nmax_severity = \"severe\"\n",
+            2,
+            "max_severity \"severe\" is not a severity",
+        ),
+        (
+            "[environment.vulnerabilities]\nunknown_as = \"none\"\n",
+            2,
+            "use critical, high, medium or low",
+        ),
+        (
+            "[environment.vulnerabilities]\nmax_age = \"forever\"\n",
+            2,
+            "",
+        ),
+        (
+            "[environment.licences]\nallow = [\"MIT\", \"Not A Licence\"]\n",
+            2,
+            "\"Not A Licence\"",
+        ),
+        (
+            "[environment.licences]\nallow = []\n",
+            2,
+            "the allow list is empty",
+        ),
+        (
+            "[environment.licences]\nallow_unknown = true\n",
+            1,
+            "neither an allow nor a deny list",
+        ),
+        ("[environment.static_analysis]\n", 1, "sets no limit"),
+        (
+            "[environment.tests]\nmin_test = 3\n",
+            2,
+            "unknown field `min_test`",
+        ),
+        (
+            "standing = \"maybe\"\n",
+            1,
+            "standing \"maybe\" is not deny or warn",
+        ),
+        ("reproducible = 1\n", 1, "at least 2"),
+    ] {
+        let text = format!("{POLICY}{rules}");
+        let errors = compile(&bundle(&text, &k)).unwrap_err();
+        let first = &errors.0[0];
+        let expected = POLICY.lines().count() + line;
+        assert_eq!(first.line, expected, "{rules}: {errors}");
+        assert!(first.message.contains(needle), "{rules}: {errors}");
+    }
+}
