@@ -118,7 +118,7 @@ impl Authenticated {
 }
 
 /// Constant-time equality of two digests (no early exit on the first difference).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -144,6 +144,7 @@ impl<S: Store> App<S> {
                 return Ok((first, None));
             }
         }
+        crate::limits::optional_text("description", description, crate::limits::MAX_DESCRIPTION)?;
         let principal: custody_model::Principal = principal
             .parse()
             .map_err(|e: custody_model::NameError| AppError::invalid(e.to_string()))?;
@@ -187,6 +188,7 @@ impl<S: Store> App<S> {
                         principal: record.principal.clone(),
                         expires_at,
                         description: description.into(),
+                        secret_digest: Some(record.secret_digest.clone()),
                     }),
                 )?],
                 vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
@@ -268,7 +270,7 @@ impl<S: Store> App<S> {
             return Err(invalid());
         }
         let stored = self
-            .get_hot::<TokenRecord>(kind::TOKEN, id)
+            .get_hot_checked::<TokenRecord>(kind::TOKEN, id)
             .await?
             .ok_or_else(invalid)?;
         let record = &stored.value;

@@ -104,6 +104,11 @@ impl<S: Store> Log<'_, S> {
         })
     }
 
+    /// Whether appends can succeed now, and why not (`/readyz`).
+    pub async fn readiness(&self) -> custody_store::Readiness {
+        self.store.readiness().await
+    }
+
     /// Writes a batch of access-log entries (the one write here: the access log is not the
     /// ledger).
     pub async fn record_access(&self, batch: Vec<AccessEntry>) -> AppResult<()> {

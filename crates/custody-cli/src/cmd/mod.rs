@@ -13,6 +13,7 @@ pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod log;
+pub(crate) mod log_recover;
 pub(crate) mod note;
 pub(crate) mod promotion;
 pub(crate) mod serve;
