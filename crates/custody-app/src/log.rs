@@ -115,6 +115,11 @@ impl<S: Store> Log<'_, S> {
         Ok(self.store.record_access(batch).await?)
     }
 
+    /// Removes the access-log entries recorded before `before` (its retention); how many.
+    pub async fn prune_access(&self, before: custody_model::Timestamp) -> AppResult<u64> {
+        Ok(self.store.prune_access(&before.to_string()).await?)
+    }
+
     /// Access-log entries after id `after`, at most `limit`.
     pub async fn access_log(&self, after: u64, limit: u64) -> AppResult<Vec<AccessRecord>> {
         Ok(self.store.access_log(after, limit).await?)
