@@ -296,6 +296,39 @@ impl<S: Store> App<S> {
         self.authenticated(&record.principal, auth, now).await
     }
 
+    /// `principal` again, as a session started with `auth` says (a dashboard page): for an
+    /// API token, only while that token still stands (the principal's, not revoked, not
+    /// expired); [`AppError::Denied`] otherwise.
+    pub async fn reauthenticate(
+        &self,
+        principal: &str,
+        auth: &Authentication,
+        now: Timestamp,
+    ) -> AppResult<Authenticated> {
+        if let Authentication::Token { token, .. } = auth {
+            let stored = self
+                .get_hot_checked::<TokenRecord>(kind::TOKEN, token)
+                .await?
+                .ok_or_else(|| AppError::denied(format!("token {token} no longer exists")))?;
+            let record = &stored.value;
+            if record.principal != principal {
+                return Err(AppError::denied(format!(
+                    "token {token} no longer authenticates {principal}"
+                )));
+            }
+            if record.revoked_at.is_some() {
+                return Err(AppError::denied(format!("token {token} was revoked")));
+            }
+            if now >= record.expires_at {
+                return Err(AppError::denied(format!(
+                    "token {token} expired at {}",
+                    record.expires_at
+                )));
+            }
+        }
+        self.authenticated(principal, auth.clone(), now).await
+    }
+
     /// `principal`, authenticated by `auth`, with the grants the policy in force gives it at
     /// `now` (as `role` or `role:environment`; ended grants are gone).
     pub async fn authenticated(

@@ -18,28 +18,46 @@ pub struct ServerState {
     pub(crate) access: access::AccessLog,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) alerting: alerting::Alerting,
+    /// `[server]` and `[access_log]`, checked.
+    pub settings: crate::Settings,
+    /// The dashboard's signed-in sessions.
+    pub(crate) sessions: crate::dashboard::Sessions,
 }
 
 impl ServerState {
-    /// The state for `app` on the system clock, with its access-log writer started.
+    /// The state for `app` on the system clock with the default settings, its
+    /// access-log writer started.
     pub fn new(app: App<SqlStore>, oidc: oidc::Oidc, alerts: alerting::Alerts) -> Arc<ServerState> {
-        ServerState::with_clock(app, oidc, alerts, Arc::new(SystemClock))
+        ServerState::configured(app, oidc, alerts, crate::Settings::default())
     }
 
-    /// [`ServerState::new`] on `clock` (tests set the time this way).
+    /// [`ServerState::new`] with `settings` (config.toml's `[server]` and `[access_log]`).
+    pub fn configured(
+        app: App<SqlStore>,
+        oidc: oidc::Oidc,
+        alerts: alerting::Alerts,
+        settings: crate::Settings,
+    ) -> Arc<ServerState> {
+        ServerState::with_clock(app, oidc, alerts, settings, Arc::new(SystemClock))
+    }
+
+    /// [`ServerState::configured`] on `clock` (tests set the time this way).
     pub fn with_clock(
         app: App<SqlStore>,
         oidc: oidc::Oidc,
         alerts: alerting::Alerts,
+        settings: crate::Settings,
         clock: Arc<dyn Clock>,
     ) -> Arc<ServerState> {
         let state = Arc::new_cyclic(|weak| ServerState {
             app,
             oidc,
             clock,
-            access: access::AccessLog::start(weak.clone()),
+            access: access::AccessLog::start(weak.clone(), settings.access_log),
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
+            settings,
+            sessions: crate::dashboard::Sessions::default(),
         });
         state.metrics.time_appends_of(&state.app);
         state
