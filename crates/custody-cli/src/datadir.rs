@@ -40,8 +40,12 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     #[serde(default)]
     pub(crate) database: DatabaseConfig,
+    /// How `custody serve` keeps connections, requests and dashboard sessions.
     #[serde(default)]
-    pub(crate) server: ServerConfig,
+    pub(crate) server: custody_server::ServerConfig,
+    /// The access log's retention and sampling of anonymous requests.
+    #[serde(default)]
+    pub(crate) access_log: custody_server::AccessLogConfig,
     #[serde(default)]
     pub(crate) policy: PolicyConfig,
     /// Trusted CI identity issuers (OIDC).
@@ -65,20 +69,6 @@ pub(crate) struct DatabaseConfig {
     /// `postgres://…`; empty for the embedded SQLite file.
     #[serde(default)]
     pub(crate) url: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ServerConfig {
-    pub(crate) listen: String,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8080".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,7 +182,7 @@ impl DataDir {
         self.root.join(LOG_PUB)
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.root.join(CONFIG_FILE)
     }
 
@@ -399,7 +389,8 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             database: DatabaseConfig {
                 url: url.unwrap_or_default().to_owned(),
             },
-            server: ServerConfig::default(),
+            server: custody_server::ServerConfig::default(),
+            access_log: custody_server::AccessLogConfig::default(),
             policy: PolicyConfig::default(),
             oidc: Vec::new(),
             alerts: Default::default(),

@@ -141,6 +141,49 @@ async fn sign_out(c: &Client) {
     assert!(c.current_url().await.unwrap().path().ends_with("/login"));
 }
 
+/// Signs in over HTTP as a browser does (the sign-in page's CSRF cookie and field, then
+/// the form), through a TLS proxy when `proto` says so: the session's `Set-Cookie`.
+async fn sign_in_http(base: &str, token: &str, proto: Option<&str>) -> String {
+    let client = custody_server::http_client::client_builder(None)
+        .unwrap()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client.get(format!("{base}/login")).send().await.unwrap();
+    let login_cookie = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let page = form.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace(':', "%3A");
+    let mut request = client
+        .post(format!("{base}/login"))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}"));
+    if let Some(p) = proto {
+        request = request.header("x-forwarded-proto", p);
+    }
+    let signed_in = request.send().await.unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("custody_session="))
+        .unwrap()
+}
+
+/// The `Cookie` header of a new session signed in with `token`.
+async fn session_cookie(base: &str, token: &str) -> String {
+    let set = sign_in_http(base, token, None).await;
+    set.split(';').next().unwrap().to_owned()
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -323,8 +366,10 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     // The same search exported: CSV and JSON with the same events.
     let export = |format: &str| {
         let url = format!("{base}/history.{format}?principal=carol&env=production");
-        let cookie = format!("custody_token={audrey}");
+        let base = base.clone();
+        let audrey = audrey.clone();
         async move {
+            let cookie = session_cookie(&base, &audrey).await;
             let r = http()
                 .get(url)
                 .header("cookie", cookie)
@@ -493,34 +538,18 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     };
     let before = size();
     // The board keeps itself current without a script: the browser reloads it.
+    let alice_session = session_cookie(&server.base, &alice).await;
     let board = http()
         .get(format!("{}/", server.base))
-        .header("cookie", format!("custody_token={alice}"))
+        .header("cookie", alice_session.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(board.status().as_u16(), 200);
     assert_eq!(board.headers()["refresh"], "30");
     // Signing in behind a TLS proxy marks the session cookie Secure; directly, it cannot be.
-    let no_redirects = custody_server::http_client::client_builder(None)
-        .unwrap()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     for (proto, secure) in [(None, false), (Some("https"), true)] {
-        let mut request = no_redirects
-            .post(format!("{}/login", server.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={alice}"));
-        if let Some(p) = proto {
-            request = request.header("x-forwarded-proto", p);
-        }
-        let signed_in = request.send().await.unwrap();
-        assert_eq!(signed_in.status().as_u16(), 303);
-        let cookie = signed_in.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let cookie = sign_in_http(&server.base, &alice, proto).await;
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
@@ -531,7 +560,7 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     // without SameSite would send it) but without the session's CSRF value.
     let forged = http()
         .post(format!("{}/promotions/{id}/review", server.base))
-        .header("cookie", format!("custody_token={alice}"))
+        .header("cookie", alice_session)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("csrf=sha256%3A00&verdict=approve&rationale=lgtm&risk=low")
         .send()
