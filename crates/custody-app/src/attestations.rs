@@ -128,6 +128,9 @@ pub struct ReadProvenance {
     pub parameters: Value,
     /// Whether a subject carries the artifact's digest.
     pub subject_matches: bool,
+    /// The name of the subject that carries it (the artifact the builder says it built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_name: Option<String>,
 }
 
 /// Verifies a provenance envelope with any of `builder_keys` and reads what the gates need.
@@ -186,6 +189,11 @@ pub fn read_provenance(
             .subjects()
             .iter()
             .any(|s| s.digest.digest().as_ref() == Some(digest)),
+        subject_name: statement
+            .subjects()
+            .iter()
+            .find(|s| s.digest.digest().as_ref() == Some(digest))
+            .map(|s| s.name.clone()),
     })
 }
 

@@ -241,6 +241,15 @@ impl<S: Store> App<S> {
                         "the provenance is about another artifact: no subject has digest {digest}"
                     )));
                 }
+                // The builder says what it built by name too: provenance for `tools` does
+                // not make this digest a `shop`.
+                if read.subject_name.as_deref() != Some(new.name.as_str()) {
+                    return Err(AppError::denied(format!(
+                        "the provenance names digest {digest} {:?}, not {:?}: register it under the name its builder gave it",
+                        read.subject_name.as_deref().unwrap_or_default(),
+                        new.name
+                    )));
+                }
                 if let Some(build) = &new.build {
                     if build.builder_id != read.builder_id || build.source_repo != read.source_repo
                     {
@@ -469,11 +478,18 @@ impl<S: Store> App<S> {
             .iter()
             .map(|a| (a.name.clone(), a.digest.clone()))
             .collect();
-        let mut subjects: Vec<(String, Digest)> = statement
-            .subjects()
-            .iter()
-            .filter_map(|s| s.digest.digest().map(|d| (s.name.clone(), d)))
-            .collect();
+        // Every subject must name a digest custody identifies artifacts by (sha256 or
+        // sha512); one it cannot check is refused, never ignored.
+        let mut subjects: Vec<(String, Digest)> = Vec::new();
+        for s in statement.subjects() {
+            let d = s.digest.digest().ok_or_else(|| {
+                AppError::invalid(format!(
+                    "the release manifest's subject {:?} has no sha256 or sha512 digest; every subject must name an artifact custody can check",
+                    s.name
+                ))
+            })?;
+            subjects.push((s.name.clone(), d));
+        }
         named.sort();
         subjects.sort();
         if named != subjects {

@@ -151,6 +151,13 @@ impl<S: Store> App<S> {
         }
         let policy = self.policy().await?;
         known_environment(&policy, environment)?;
+        crate::identity::may_act_in(
+            &policy,
+            actor,
+            &[custody_policy::Role::Deployer],
+            environment,
+            "report deploys and roll back",
+        )?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
                 self.get_checked(kind::ENVIRONMENT, environment).await?;
@@ -265,6 +272,13 @@ impl<S: Store> App<S> {
         }
         let policy = self.policy().await?;
         known_environment(&policy, environment)?;
+        crate::identity::may_act_in(
+            &policy,
+            actor,
+            &[custody_policy::Role::Deployer],
+            environment,
+            "report deploys and roll back",
+        )?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
                 self.get_checked(kind::ENVIRONMENT, environment).await?;

@@ -350,6 +350,47 @@ impl<S: Store> App<S> {
     }
 }
 
+/// Whether `actor` may do what takes one of `roles` in `environment`: a grant of one of them
+/// that covers the environment (unscoped, or scoped to it), live at the actor's time, or
+/// `admin`. A route's guard only knows a caller holds the role somewhere; this is where a
+/// grant scoped to staging stops at production's door.
+pub(crate) fn may_act_in(
+    policy: &custody_policy::Policy,
+    actor: &Actor,
+    roles: &[custody_policy::Role],
+    environment: &str,
+    what: &str,
+) -> AppResult<()> {
+    use custody_policy::Role;
+    let now = actor.now.unix_seconds();
+    let who = actor.principal.as_str();
+    let holds = |role: Role| policy.holds(who, role, Some(environment), now);
+    if holds(Role::Admin) || roles.iter().any(|r| holds(*r)) {
+        return Ok(());
+    }
+    let theirs: Vec<String> = policy
+        .grants_of(who, now)
+        .map(custody_policy::Grant::key)
+        .collect();
+    let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    let example = match roles.iter().find(|r| r.scopable()) {
+        Some(r) => format!("\"{r}:{environment}\" = [\"{who}\"] for this environment only"),
+        None => format!(
+            "{} = [\"{who}\"]",
+            names.first().copied().unwrap_or("signer")
+        ),
+    };
+    Err(AppError::denied(format!(
+        "{who} may not {what} in {environment}: that takes one of the roles {} there (or admin), and {who} holds {}\nhint: a security admin grants the role in the policy's [roles] ({example})",
+        names.join(", "),
+        if theirs.is_empty() {
+            "none".to_owned()
+        } else {
+            theirs.join(", ")
+        },
+    )))
+}
+
 /// What a route lets its caller do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {

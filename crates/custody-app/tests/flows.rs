@@ -206,25 +206,9 @@ struct Setup {
 const BUILDER: &str = "https://ci.example/builder/v1";
 const REPO: &str = "https://git.example/acme/shop";
 
+/// The test pipeline (testdata/flows.toml) with `extra_prod` as prod's gates.
 fn policy_text(extra_prod: &str) -> String {
-    format!(
-        r#"version = 1
-[roles]
-approver = ["alice", "bob"]
-[[release_key]]
-path = "keys/release.pub"
-[[builder]]
-id = "{BUILDER}"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-[[environment]]
-name = "prod"
-after = "build"
-{extra_prod}
-"#
-    )
+    include_str!("testdata/flows.toml").replace("# prod's gates\n", &format!("{extra_prod}\n"))
 }
 
 fn bundle(text: &str, builder: &PrivateKey, release: Option<&PrivateKey>) -> Bundle {
@@ -450,6 +434,52 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_subject_custody_cannot_check_is_refused_not_ignored() {
+    use custody_crypto::statement::Statement;
+    let s = setup("").await;
+    let d = s.artifact("shop", "v1", "a1").await;
+    let good = RecordRelease::signed(
+        "shop",
+        "1.0.0",
+        &[ManifestArtifact {
+            name: "shop".into(),
+            digest: d.clone(),
+        }],
+        "rita",
+        at("2026-11-10T10:00:00Z"),
+        Some(&s.release_key),
+    )
+    .unwrap();
+    // The same manifest with a `backdoor` subject named only by a SHA-1.
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &good.manifest.payload,
+    )
+    .unwrap();
+    let mut statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    statement["subject"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "backdoor", "digest": {"sha1": "0123456789abcdef0123456789abcdef01234567"}}));
+    let tampered = Statement::from_json(statement.to_string().as_bytes()).unwrap();
+    let manifest = custody_app::attestations::sign_release(&s.release_key, &tampered).unwrap();
+    match s
+        .app
+        .record_release(&actor("rita"), &RecordRelease { manifest }, None)
+        .await
+    {
+        Err(AppError::Invalid(m)) => {
+            assert!(m.contains("\"backdoor\" has no sha256 or sha512"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    s.app
+        .record_release(&actor("rita"), &good, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
     let s = setup("").await;
     let digest = sha256(b"external");
@@ -490,6 +520,9 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
         "not signed by a trusted builder key",
     );
     denied(register(other, None).await, "about another artifact");
+    // Provenance for `tools` does not make this digest a `shop`.
+    let renamed = sign_provenance(&s.builder, "tools", &digest, &build("e1", "release")).unwrap();
+    denied(register(renamed, None).await, "names digest");
     let mut wrong = build("e1", "release");
     wrong.source_repo = "https://git.example/acme/other".into();
     denied(
@@ -655,13 +688,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     // A manual rollback names its reason, and with nothing passing it refuses.
     match s
         .app
-        .roll_back(&actor("rita"), "build", "bad config", None)
+        .roll_back(&actor("argo"), "build", "bad config", None)
         .await
     {
         Err(AppError::Denied(m)) => assert!(m.contains("passes the current policy"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match s.app.roll_back(&actor("rita"), "nowhere", "x", None).await {
+    match s.app.roll_back(&actor("argo"), "nowhere", "x", None).await {
         Err(AppError::NotFound(m)) => assert!(m.contains("unknown environment"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -725,7 +758,7 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
     // A manual rollback retried: once.
     let rb = s
         .app
-        .roll_back(&actor("rita"), "build", "manual", Some("rb-1"))
+        .roll_back(&actor("argo"), "build", "manual", Some("rb-1"))
         .await;
     assert!(
         matches!(rb, Err(AppError::Denied(_))),
@@ -1085,4 +1118,51 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         Err(AppError::Conflict(m)) => assert!(m.contains("already certified"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_scoped_to_one_environment_stops_at_the_next() {
+    let text = policy_text("").replace("[roles]\n", "[roles]\n\"deployer:build\" = [\"dora\"]\n");
+    let s = setup_policy(&text).await;
+    let d = s.artifact("shop", "v1", "a1").await;
+    let r = s.release("1.0.0", &d).await;
+    // A deployer of build may not request a promotion into prod, nor report or roll back
+    // there; in build she may.
+    match s.app.promote_to(&actor("dora"), &r, "prod", None).await {
+        Err(AppError::Denied(m)) => {
+            assert!(m.contains("dora may not request promotions in prod"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for result in [
+        s.app
+            .deploy(&actor("dora"), "prod", std::slice::from_ref(&d), true, None)
+            .await
+            .map(|_| ()),
+        s.app
+            .roll_back(&actor("dora"), "prod", "x", None)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(AppError::Denied(m)) => assert!(m.contains("holds deployer:build"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let built = s
+        .app
+        .promote_to(&actor("dora"), &r, "build", None)
+        .await
+        .unwrap();
+    assert!(built.decision.decision.allowed);
+    s.app
+        .deploy(
+            &actor("dora"),
+            "build",
+            std::slice::from_ref(&d),
+            true,
+            None,
+        )
+        .await
+        .unwrap();
 }

@@ -33,6 +33,27 @@ impl InstanceArgs {
     }
 }
 
+/// Where a command that records something acts, and as whom: the data directory (as the
+/// principal `--as` names) or a server (as its token's holder).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Target {
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
+    #[command(flatten)]
+    pub(crate) remote: crate::client::RemoteArgs,
+    #[command(flatten)]
+    pub(crate) actor: ActorArgs,
+}
+
+/// Where a command that only reads acts: the data directory or a server.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReadTarget {
+    #[command(flatten)]
+    pub(crate) instance: InstanceArgs,
+    #[command(flatten)]
+    pub(crate) remote: crate::client::RemoteArgs,
+}
+
 /// Who acts: required by every command that records something.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ActorArgs {

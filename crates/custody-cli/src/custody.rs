@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::client::{Client, RemoteArgs, segment};
-use crate::context::{ActorArgs, InstanceArgs};
+use crate::context::{ActorArgs, InstanceArgs, ReadTarget, Target};
 
 /// The local use cases or a server.
 pub(crate) enum Custody {
@@ -39,9 +39,20 @@ pub(crate) struct CreatedToken {
 }
 
 impl Custody {
+    /// For a command that records something: the server if `--server` was given, otherwise
+    /// the data directory, acting as `--as`.
+    pub(crate) async fn open(target: &Target) -> anyhow::Result<Custody> {
+        Custody::connect(&target.instance, &target.remote, Some(&target.actor)).await
+    }
+
+    /// For a command that only reads.
+    pub(crate) async fn reading(target: &ReadTarget) -> anyhow::Result<Custody> {
+        Custody::connect(&target.instance, &target.remote, None).await
+    }
+
     /// The server if `--server` was given, otherwise the data directory. `actor` is who
     /// acts locally (commands that only read pass `None`).
-    pub(crate) async fn open(
+    pub(crate) async fn connect(
         instance: &InstanceArgs,
         remote: &RemoteArgs,
         actor: Option<&ActorArgs>,

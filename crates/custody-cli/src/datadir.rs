@@ -102,60 +102,9 @@ const ATTESTOR_KEY: &str = "keys/attestor.key";
 const ATTESTOR_PUB: &str = "keys/attestor.pub";
 const POLICY_FILE: &str = "custody.toml";
 
-const STARTER_POLICY: &str = r#"# custody pipeline policy: the environments a release moves through, in order, and
-# the gates a promotion into each must pass. Review changes to this file like code, then
-# record them with `custody policy apply DIR`. Until you add your release and builder keys
-# below, every gate that needs a trusted signature says no (deny by default).
-version = 1
-
-[naming]
-artifact = "^[a-z0-9][a-z0-9-]*$"
-release = "^[a-z0-9][a-z0-9-]*$"
-semver = true
-
-# Who holds which role (principals as your identity provider names them).
-[roles]
-approver = ["approver-1", "approver-2"]
-
-# Keys that may sign release manifests (SPKI PEM files in this directory):
-# [[release_key]]
-# path = "keys/release-signer.pub"
-
-# Builders whose signed provenance custody trusts, and what they may build:
-# [[builder]]
-# id = "https://ci.example.com/builder/v1"
-# key = "keys/builder.pub"
-# source_repos = ["https://git.example.com/acme/*"]
-
-[[environment]]
-name = "build"
-
-[[environment]]
-name = "test"
-after = "build"
-evidence = ["test-results"]
-
-[[environment]]
-name = "staging"
-after = "test"
-evidence = ["test-results", "vulnerability-scan"]
-approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
-
-# An environment may narrow the keys and builders it trusts:
-#   release_keys = ["keys/release-signer.pub"]
-#   builders = ["https://ci.example.com/builder/v1"]
-# …hold promotions during freeze windows, and let some roles break glass (past the
-# previous-environment, evidence, freeze and approvals gates; loud, and reviewed after):
-#   freeze = [{ from = "2026-12-20T00:00:00Z", until = "2027-01-04T00:00:00Z", reason = "year-end" }]
-#   break_glass = ["admin"]
-[[environment]]
-name = "production"
-after = "staging"
-verified = true
-soak = "24h"
-evidence = ["test-results", "vulnerability-scan", "sbom"]
-approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
-"#;
+/// The policy `custody init` writes: a pipeline to edit, with every gate that needs a
+/// trusted key closed until the organisation adds its keys (deny by default).
+const STARTER_POLICY: &str = include_str!("policies/starter.toml");
 
 /// What `custody init` made.
 pub(crate) struct Created {

@@ -1,8 +1,11 @@
 //! CI workload identity over real HTTP: OIDC ID tokens signed by a test issuer's key verify
-//! (from a JWKS file, and from a JWKS URL), map to a principal by claim rules, and get that
-//! principal's roles; a wrong audience, an expired token, an unknown key id, `alg: none`,
-//! an HMAC token made with the public key, a token from an issuer not configured, and
-//! claims no rule maps are all refused.
+//! (from a JWKS file, and from a JWKS URL that rotates its keys), map to a principal by claim
+//! rules, and get that principal's roles; a wrong or missing audience, an expired token, one
+//! issued in the future or living a century, an unknown key id, a key used with another
+//! algorithm than its JWK says, `alg: none`, an HMAC token made with the public key, a token
+//! from an issuer not configured, claims no rule maps, and a claim that tries to fill
+//! another claim's placeholder are all refused. An issuer that never answers does not keep
+//! the server from starting.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -30,6 +33,20 @@ fn jwks(pub_pem: &Path, kid: &str) -> Value {
 fn now() -> i64 {
     use custody_app::Clock as _;
     custody_app::SystemClock.now().unix_seconds()
+}
+
+/// An RSA private key (PKCS#8 PEM), made once with openssl… or rather, by Python's
+/// `cryptography`, which the interop venv has.
+fn rsa_pem() -> Vec<u8> {
+    let out = run(std::process::Command::new(python()).args([
+        "-c",
+        "from cryptography.hazmat.primitives.asymmetric import rsa;\
+         from cryptography.hazmat.primitives import serialization as s;\
+         k = rsa.generate_private_key(public_exponent=65537, key_size=2048);\
+         print(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode())",
+    ]));
+    expect_code(&out, 0);
+    out.stdout
 }
 
 fn sign(key: &Path, kid: &str, claims: &Value) -> String {
@@ -111,10 +128,24 @@ jwks_file = "oidc/github.json"
 claims = {{ repository = "acme/*", ref = "refs/heads/main" }}
 principal = "ci:{{repository}}"
 
+[[oidc.rule]]
+claims = {{ repository = "acme/*", workflow = "main" }}
+principal = "gh:{{repository}}:ref:{{ref}}"
+
+[[oidc]]
+issuer = "https://silent.example"
+audience = "custody"
+jwks_url = "https://127.0.0.1:9/never-answers.json"
+
+[[oidc.rule]]
+claims = {{ sub = "*" }}
+principal = "silent:{{sub}}"
+
 [[oidc]]
 issuer = "https://gitlab.example"
 audience = "custody"
 jwks_url = "http://127.0.0.1:{port}/jwks.json"
+insecure_http = true
 
 [[oidc.rule]]
 claims = {{ project_path = "acme/shop" }}
@@ -135,13 +166,13 @@ principal = "gitlab:{{project_path}}"
         0,
     );
 
+    // The silent issuer's keys never arrive: the server starts anyway.
     let server = Server::start(&data);
-    let _ = http.kill();
-    let _ = http.wait();
     let b = server.base.clone();
     let claims = |extra: Value| {
         let mut c = json!({
             "iss": "https://token.actions.example", "aud": "custody", "exp": now() + 600,
+            "iat": now() - 5, "sub": "repo:acme/shop:ref:refs/heads/main",
             "repository": "acme/shop", "ref": "refs/heads/main", "workflow": "release",
         });
         for (k, v) in extra.as_object().unwrap() {
@@ -155,7 +186,7 @@ principal = "gitlab:{{project_path}}"
     assert_eq!(status, 403, "{verdict}");
     assert_eq!(verdict["allowed"], false, "{verdict}");
     // From the URL-configured issuer too.
-    let gl = json!({"iss": "https://gitlab.example", "aud": "custody", "exp": now() + 600, "project_path": "acme/shop"});
+    let gl = json!({"iss": "https://gitlab.example", "aud": "custody", "exp": now() + 600, "iat": now(), "project_path": "acme/shop"});
     let (status, verdict) = verify_as(&b, &sign(&gl_key, "gl-1", &gl)).await;
     assert_eq!(
         (status, verdict["allowed"].clone()),
@@ -190,6 +221,51 @@ principal = "gitlab:{{project_path}}"
             "does not verify",
         ),
         (
+            "no audience",
+            sign(&gh_key, "gh-1", &{
+                let mut c = claims(json!({}));
+                c.as_object_mut().unwrap().remove("aud");
+                c
+            }),
+            "does not verify",
+        ),
+        (
+            "issued a year from now",
+            sign(
+                &gh_key,
+                "gh-1",
+                &claims(json!({"iat": now() + 365 * 86_400, "exp": now() + 365 * 86_400 + 600})),
+            ),
+            "in the future",
+        ),
+        (
+            "not valid before a year from now",
+            sign(
+                &gh_key,
+                "gh-1",
+                &claims(json!({"nbf": now() + 365 * 86_400})),
+            ),
+            "does not verify",
+        ),
+        (
+            "valid for a century",
+            sign(
+                &gh_key,
+                "gh-1",
+                &claims(json!({"exp": now() + 100 * 365 * 86_400})),
+            ),
+            "at most",
+        ),
+        (
+            "a branch named like a placeholder",
+            sign(
+                &gh_key,
+                "gh-1",
+                &claims(json!({"ref": "refs/heads/{workflow}", "workflow": "main"})),
+            ),
+            "cannot name a principal",
+        ),
+        (
             "unknown key id",
             sign(&gh_key, "gh-9", &claims(json!({}))),
             "key id \"gh-9\"",
@@ -220,6 +296,45 @@ principal = "gitlab:{{project_path}}"
             "no [[oidc.rule]]",
         ),
     ];
+    // The ES256 key used for PS256: refused by the key's own algorithm.
+    let ps = {
+        let mut header = Header::new(Algorithm::PS256);
+        header.kid = Some("gh-1".into());
+        let rsa = rsa_pem();
+        jsonwebtoken::encode(
+            &header,
+            &claims(json!({})),
+            &EncodingKey::from_rsa_pem(&rsa).unwrap(),
+        )
+        .unwrap()
+    };
+    let (status, reply) = verify_as(&b, &ps).await;
+    assert_eq!(status, 401, "{reply}");
+    let silent = sign(
+        &gh_key,
+        "s-1",
+        &json!({"iss": "https://silent.example", "aud": "custody", "exp": now() + 600, "iat": now(), "sub": "x"}),
+    );
+    let (status, reply) = verify_as(&b, &silent).await;
+    assert_eq!(status, 401, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be checked now"),
+        "{reply}"
+    );
+    // The URL issuer rotates to a new key: a token under it is checked after one fetch.
+    let (gl2_key, gl2_pub) = generate_key(temp.path(), "gitlab-2", "ecdsa-p256");
+    std::fs::write(site.join("jwks.json"), jwks(&gl2_pub, "gl-2").to_string()).unwrap();
+    let (status, verdict) = verify_as(&b, &sign(&gl2_key, "gl-2", &gl)).await;
+    assert_eq!(
+        (status, verdict["allowed"].clone()),
+        (403, Value::Bool(false)),
+        "{verdict}"
+    );
+    let _ = http.kill();
+    let _ = http.wait();
     for (what, token, needle) in refusals {
         let (status, reply) = verify_as(&b, &token).await;
         assert_eq!(status, 401, "{what}: {reply}");

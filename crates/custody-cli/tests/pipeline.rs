@@ -21,46 +21,8 @@ struct World {
     now: String,
 }
 
-const POLICY: &str = r#"version = 1
-
-[naming]
-artifact = "^[a-z0-9-]+$"
-release = "^[a-z0-9-]+$"
-
-[roles]
-approver = ["alice", "bob", "carol", "ci-bot"]
-deployer = ["argo"]
-
-[[release_key]]
-path = "keys/release.pub"
-
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-
-[[environment]]
-name = "build"
-
-[[environment]]
-name = "test"
-after = "build"
-evidence = ["test-results"]
-
-[[environment]]
-name = "staging"
-after = "test"
-evidence = ["test-results", "vulnerability-scan"]
-approvals = { quorum = 1, roles = ["approver"], expires = "72h" }
-
-[[environment]]
-name = "production"
-after = "staging"
-verified = true
-soak = "1h"
-evidence = ["test-results", "vulnerability-scan", "sbom"]
-approvals = { quorum = 2, roles = ["approver"], expires = "24h" }
-"#;
+/// The pipeline these tests run through.
+const POLICY: &str = include_str!("testdata/policies/pipeline.toml");
 
 impl World {
     fn new() -> World {

@@ -128,7 +128,11 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
     if token.starts_with("cst_") || state.oidc.is_empty() {
         return state.app.authenticate(token, state.now()).await;
     }
-    let id = state.oidc.principal(token).map_err(AppError::Denied)?;
+    let id = state
+        .oidc
+        .principal(token, state.now().unix_seconds())
+        .await
+        .map_err(AppError::Denied)?;
     let auth = Authentication::Oidc {
         issuer: id.issuer,
         subject: id.subject,
@@ -223,8 +227,9 @@ async fn finish(
             tokio::spawn(async move { crate::alerting::raise(&state, &alert).await });
         }
     }
-    if caller.principal.is_empty() {
-        let Some(peer) = peer else { return response };
+    // Anonymous requests are sampled per client address (a request with no address, as
+    // in-process tests send, is recorded).
+    if let (true, Some(peer)) = (caller.principal.is_empty(), peer) {
         match state.access.sample(peer.ip(), state.now().unix_seconds()) {
             None => return response,
             Some(0) => {}
@@ -280,9 +285,10 @@ pub(crate) struct AccessLog {
     in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
-/// An entry waiting to be written, and who waits for it.
+/// An entry waiting to be written (none: a barrier, see [`AccessLog::sync`]), and who
+/// waits for it.
 struct Queued {
-    entry: AccessEntry,
+    entry: Option<AccessEntry>,
     written: Option<oneshot::Sender<bool>>,
 }
 
@@ -332,7 +338,12 @@ impl AccessLog {
                 let Some(state) = state.upgrade() else { break };
                 let (entries, waiting): (Vec<_>, Vec<_>) =
                     batch.into_iter().map(|q| (q.entry, q.written)).unzip();
-                let written = state.app.log().record_access(entries).await;
+                let entries: Vec<AccessEntry> = entries.into_iter().flatten().collect();
+                let written = if entries.is_empty() {
+                    Ok(())
+                } else {
+                    state.app.log().record_access(entries).await
+                };
                 if let Err(e) = &written {
                     // Waiting requests are told; reads already answered are only logged.
                     tracing::error!(error = %e, "writing the access log failed");
@@ -360,7 +371,7 @@ impl AccessLog {
         if let Some(tx) = self.sender() {
             let _ = tx
                 .send(Queued {
-                    entry,
+                    entry: Some(entry),
                     written: None,
                 })
                 .await;
@@ -375,7 +386,7 @@ impl AccessLog {
         let (done, written) = oneshot::channel();
         if tx
             .send(Queued {
-                entry,
+                entry: Some(entry),
                 written: Some(done),
             })
             .await
@@ -426,6 +437,19 @@ impl AccessLog {
             ip,
             counts: self.in_flight.clone(),
         })
+    }
+
+    /// Waits until every entry queued before the call is written (the queue stays open).
+    pub(crate) async fn sync(&self) {
+        let Some(tx) = self.sender() else { return };
+        let (done, written) = oneshot::channel();
+        let barrier = Queued {
+            entry: None,
+            written: Some(done),
+        };
+        if tx.send(barrier).await.is_ok() {
+            let _ = written.await;
+        }
     }
 
     /// Closes the queue and waits for the writer to write what is in it.

@@ -41,6 +41,36 @@ pub(crate) struct ErrorBody {
     error: String,
 }
 
+/// How a use case refuses (every route behind a credential may answer these; see
+/// error.rs for the one mapping of faults to statuses).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documents the refusals' shapes")]
+pub(crate) enum Refusals {
+    /// The request is malformed; the message says what.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// A check said no (or the caller may not call the route).
+    #[response(status = 403)]
+    Denied(ErrorBody),
+    /// What the request names does not exist.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// It conflicts with what is recorded (an idempotency key used for another request,
+    /// a decided promotion).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+}
+
+/// The `Idempotency-Key` header of a mutating route.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documents the header")]
+pub(crate) struct Retry {
+    /// Makes a retry return the first result (1 to 256 visible ASCII characters).
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
 /// `GET /api/v1/verify`: the deploy gate.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -54,8 +84,7 @@ pub(crate) struct VerifyQuery {
 
 #[utoipa::path(get, path = "/api/v1/verify", params(VerifyQuery),
     responses((status = 200, description = "allowed: the verdict with its evidence", body = Value),
-              (status = 403, description = "denied: the verdict with its reasons", body = Value),
-              (status = 400, body = ErrorBody)))]
+              (status = 403, description = "denied: the verdict with its reasons", body = Value), Refusals))]
 pub(crate) async fn verify(
     State(s): State<Arc<ServerState>>,
     ApiQuery(q): ApiQuery<VerifyQuery>,
@@ -82,7 +111,7 @@ pub(crate) async fn verify(
 }
 
 #[utoipa::path(get, path = "/api/v1/history", params(HistoryFilter),
-    responses((status = 200, description = "events, oldest first", body = Value), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "events, oldest first", body = Value), Refusals))]
 pub(crate) async fn history(
     State(s): State<Arc<ServerState>>,
     ApiQuery(mut filter): ApiQuery<HistoryFilter>,
@@ -96,14 +125,13 @@ pub(crate) async fn history(
 }
 
 #[utoipa::path(get, path = "/api/v1/decisions/{id}", params(("id" = String, Path, description = "the decision")),
-    responses((status = 200, body = Value), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Value), Refusals))]
 pub(crate) async fn decision(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
     json(s.app.decision(&id).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/decisions/{id}/replay", params(("id" = String, Path, description = "the decision")),
-    responses((status = 200, description = "the decision evaluated again from its recorded facts and policy version", body = Value),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the decision evaluated again from its recorded facts and policy version", body = Value), Refusals))]
 pub(crate) async fn replay(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
     json(s.app.replay(&id).await?)
 }
@@ -120,7 +148,7 @@ pub(crate) struct AccessQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/access-log", params(AccessQuery),
-    responses((status = 200, body = Value), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Value), Refusals))]
 pub(crate) async fn access_log(
     State(s): State<Arc<ServerState>>,
     ApiQuery(q): ApiQuery<AccessQuery>,
@@ -139,7 +167,7 @@ pub(crate) struct ReviewQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/access-review", params(ReviewQuery),
-    responses((status = 200, description = "role holdings", body = Value), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "role holdings", body = Value), Refusals))]
 pub(crate) async fn access_review(
     State(s): State<Arc<ServerState>>,
     ApiQuery(q): ApiQuery<ReviewQuery>,
@@ -154,10 +182,8 @@ pub(crate) async fn access_review(
 }
 
 #[utoipa::path(post, path = "/api/v1/promotions", request_body = Promote,
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the promotion and its decision", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(Retry),
+    responses((status = 200, description = "the promotion and its decision", body = Value), Refusals))]
 pub(crate) async fn promote(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -172,8 +198,7 @@ pub(crate) async fn promote(
 }
 
 #[utoipa::path(get, path = "/api/v1/promotions/{id}", params(("id" = String, Path, description = "the promotion")),
-    responses((status = 200, description = "the promotion and its reviews; confidential rationales only for auditors, admins and the people involved", body = Value),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the promotion and its reviews; confidential rationales only for auditors, admins and the people involved", body = Value), Refusals))]
 pub(crate) async fn promotion(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -200,10 +225,8 @@ async fn review(
 
 #[utoipa::path(post, path = "/api/v1/promotions/{id}/approve", request_body = Review,
     params(("id" = String, Path, description = "the promotion"),
-           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the approval, whether it counted, and the new decision", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+           Retry),
+    responses((status = 200, description = "the approval, whether it counted, and the new decision", body = Value), Refusals))]
 pub(crate) async fn approve(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -216,10 +239,8 @@ pub(crate) async fn approve(
 
 #[utoipa::path(post, path = "/api/v1/promotions/{id}/reject", request_body = Review,
     params(("id" = String, Path, description = "the promotion"),
-           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the rejection and the new decision", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+           Retry),
+    responses((status = 200, description = "the rejection and the new decision", body = Value), Refusals))]
 pub(crate) async fn reject(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -231,9 +252,8 @@ pub(crate) async fn reject(
 }
 
 #[utoipa::path(post, path = "/api/v1/deploys", request_body = DeployReport,
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "drift found, and the rollback a failure caused", body = Value),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(Retry),
+    responses((status = 200, description = "drift found, and the rollback a failure caused", body = Value), Refusals))]
 pub(crate) async fn deploy(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -249,9 +269,8 @@ pub(crate) async fn deploy(
 
 #[utoipa::path(post, path = "/api/v1/environments/{env}/rollback", request_body = Rollback,
     params(("env" = String, Path, description = "the environment"),
-           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the rollback", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+           Retry),
+    responses((status = 200, description = "the rollback", body = Value), Refusals))]
 pub(crate) async fn rollback(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -267,7 +286,7 @@ pub(crate) async fn rollback(
 }
 
 #[utoipa::path(put, path = "/api/v1/policy", request_body = ApplyPolicy,
-    responses((status = 200, description = "the version in force", body = Value), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "the version in force", body = Value), Refusals))]
 pub(crate) async fn apply_policy(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -277,8 +296,7 @@ pub(crate) async fn apply_policy(
 }
 
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body = RegisterArtifact,
-    responses((status = 200, description = "what registering did", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "what registering did", body = Value), Refusals))]
 pub(crate) async fn register_artifact(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -289,9 +307,8 @@ pub(crate) async fn register_artifact(
 
 #[utoipa::path(post, path = "/api/v1/artifacts/{digest}/evidence", request_body = AttachEvidence,
     params(("digest" = String, Path, description = "the artifact, sha256:HEX"),
-           ("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the ledger index of the evidence", body = Value),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+           Retry),
+    responses((status = 200, description = "the ledger index of the evidence", body = Value), Refusals))]
 pub(crate) async fn attest(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -310,9 +327,8 @@ pub(crate) async fn attest(
 }
 
 #[utoipa::path(post, path = "/api/v1/releases", request_body = RecordRelease,
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first result")),
-    responses((status = 200, description = "the release recorded", body = Value),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(Retry),
+    responses((status = 200, description = "the release recorded", body = Value), Refusals))]
 pub(crate) async fn record_release(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -332,8 +348,7 @@ pub(crate) async fn record_release(
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = CreateToken,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes a retry return the first token's record (never its text)")),
     responses((status = 201, description = "the token, shown once", body = Value),
-              (status = 200, description = "a retry: the first token's record", body = Value),
-              (status = 400, body = ErrorBody)))]
+              (status = 200, description = "a retry: the first token's record", body = Value), Refusals))]
 pub(crate) async fn create_token(
     State(s): State<Arc<ServerState>>,
     caller: Caller,
@@ -369,8 +384,7 @@ pub(crate) async fn tokens(State(s): State<Arc<ServerState>>) -> Answer {
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", params(("id" = String, Path, description = "the token's id")),
-    responses((status = 200, description = "the token's record (revoking a revoked one changes nothing)", body = Value),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the token's record (revoking a revoked one changes nothing)", body = Value), Refusals))]
 pub(crate) async fn revoke_token(
     State(s): State<Arc<ServerState>>,
     caller: Caller,

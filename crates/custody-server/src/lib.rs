@@ -84,6 +84,10 @@ pub fn spawn_background(state: &Arc<ServerState>) -> Vec<tokio::task::JoinHandle
             let state = state.clone();
             async move { state.metrics.follow(&state.app).await }
         }),
+        tokio::spawn({
+            let state = state.clone();
+            async move { state.oidc.keep_fresh().await }
+        }),
     ]
 }
 

@@ -63,6 +63,11 @@ impl ServerState {
         state
     }
 
+    /// Waits until the access entries queued so far are written (the log stays open).
+    pub async fn sync_access_log(&self) {
+        self.access.sync().await;
+    }
+
     /// Writes the access entries still queued; call after the server stopped.
     pub async fn flush_access_log(&self) {
         self.access.flush().await;

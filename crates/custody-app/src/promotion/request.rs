@@ -67,6 +67,14 @@ impl<S: Store> App<S> {
         }
         let policy = self.policy().await?;
         crate::environment::known_environment(&policy, environment)?;
+        use custody_policy::Role;
+        crate::identity::may_act_in(
+            &policy,
+            actor,
+            &[Role::Signer, Role::Deployer],
+            environment,
+            "request promotions",
+        )?;
         let release: ReleaseRecord = self
             .require(kind::RELEASE, &release_id, || {
                 format!("no release {release_id}\nhint: create it with `custody release create NAME VERSION --artifact NAME=DIGEST …`")

@@ -5,8 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
-use crate::context::InstanceArgs;
+use crate::context::ReadTarget;
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -23,9 +22,7 @@ pub(crate) struct ReviewArgs {
     #[arg(long, default_value_t = 90)]
     unused_days: i64,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
+    target: ReadTarget,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -34,7 +31,7 @@ pub(crate) struct ReviewArgs {
 pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
     let AccessCommand::Review(a) = command;
     crate::block_on(async move {
-        let holdings = Custody::open(&a.instance, &a.remote, None)
+        let holdings = Custody::reading(&a.target)
             .await?
             .access_review(a.unused_days)
             .await?;

@@ -26,25 +26,7 @@ fn policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
     let mut b = Bundle::default();
     b.files.insert(
         "custody.toml".into(),
-        r#"version = 1
-[roles]
-approver = ["alice", "bob"]
-[[release_key]]
-path = "keys/release.pub"
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-evidence = ["test-results"]
-[[environment]]
-name = "test"
-after = "build"
-evidence = ["test-results"]
-approvals = { quorum = 1, roles = ["approver"] }
-"#
-        .into(),
+        include_str!("../policies/bench.toml").into(),
     );
     b.files
         .insert("keys/builder.pub".into(), builder.public_key().to_pem());
@@ -333,9 +315,7 @@ async fn time_pages(
         .and_then(|c| c.certified.map(|c| c.promotion))
         .unwrap_or_default();
     let digest = releases[releases.len() - 1].1[0].to_string();
-    let oidc = custody_server::oidc::Oidc::load(&[], std::path::Path::new("."))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let oidc = custody_server::oidc::Oidc::default();
     let state = custody_server::ServerState::new(app, oidc, Default::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

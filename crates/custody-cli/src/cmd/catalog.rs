@@ -13,8 +13,7 @@ use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
-use crate::context::{ActorArgs, InstanceArgs, read_bundle};
+use crate::context::{Target, read_bundle};
 use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 
@@ -42,11 +41,7 @@ pub(crate) struct PolicyApplyArgs {
     /// The policy bundle directory (default: DATA_DIR/policy; required with --server).
     dir: Option<PathBuf>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -90,20 +85,20 @@ pub(crate) fn policy(command: PolicyCommand) -> anyhow::Result<Outcome> {
             }
         }
         PolicyCommand::Apply(a) => crate::block_on(async {
-            let dir = match (&a.dir, &a.remote.server) {
+            let dir = match (&a.dir, &a.target.remote.server) {
                 (Some(d), _) => d.clone(),
                 (None, Some(_)) => bail!(
                     "policy apply --server needs the bundle's directory\nhint: custody policy apply DIR --server URL"
                 ),
                 (None, None) => {
-                    let data = a.instance.dir();
+                    let data = a.target.instance.dir();
                     data.policy_dir(&data.config()?)
                 }
             };
             let request = ApplyPolicy {
                 files: read_bundle(&dir)?.files,
             };
-            let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+            let custody = Custody::open(&a.target).await?;
             let r = custody.apply_policy(&request).await?;
             if a.json {
                 print_json(&json!(r));
@@ -181,11 +176,7 @@ pub(crate) struct RegisterArgs {
     #[arg(long)]
     invocation_id: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -264,7 +255,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             build,
             provenance,
         };
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let r = custody.register_artifact(&request).await?;
         {
             if a.json {
@@ -356,11 +347,7 @@ pub(crate) struct AttestArgs {
     /// The evidence file.
     file: PathBuf,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
 }
 
 pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
@@ -388,7 +375,7 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
             format: a.format.name().into(),
             digest: sha256(&bytes),
         };
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let index = custody
             .attest(&a.artifact, &request, a.idempotency_key.as_deref())
             .await?;
@@ -428,11 +415,7 @@ pub(crate) struct ReleaseCreateArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -464,8 +447,9 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         }
         // The release key never leaves this machine: the manifest is signed here, whether
         // it is then recorded locally or through a server.
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let by = a
+            .target
             .actor
             .principal
             .clone()

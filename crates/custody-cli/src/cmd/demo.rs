@@ -32,66 +32,15 @@ pub(crate) struct DemoArgs {
 }
 
 const SERVICES: [&str; 3] = ["checkout", "payments", "catalog"];
+/// The builder the demo policy trusts (as `policies/demo.toml` names it).
 const BUILDER_ID: &str = "https://ci.acme.example/builder/v1";
+/// The demo organisation's pipeline.
+const DEMO_POLICY: &str = include_str!("../policies/demo.toml");
 
 fn demo_policy(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
     let mut b = Bundle::default();
-    b.files.insert(
-        "custody.toml".into(),
-        format!(
-            r#"# The demo organisation's pipeline (seeded by `custody demo`).
-version = 1
-
-[naming]
-artifact = "^[a-z0-9-]+$"
-release = "^[a-z0-9-]+$"
-
-[roles]
-admin = ["root"]
-approver = ["alice", "bob", "carol"]
-signer = ["rita"]
-builder = ["ci-bot"]
-deployer = ["argo"]
-# Olga is on call for production: she deploys there and may break glass into it.
-"deployer:production" = ["olga"]
-security = ["sec-lead"]
-auditor = ["audrey"]
-viewer = ["vic"]
-
-[[release_key]]
-path = "keys/release-signer.pub"
-
-[[builder]]
-id = "{BUILDER_ID}"
-key = "keys/builder.pub"
-source_repos = ["https://git.acme.example/acme/*"]
-
-[[environment]]
-name = "build"
-
-[[environment]]
-name = "test"
-after = "build"
-evidence = ["test-results"]
-
-[[environment]]
-name = "staging"
-after = "test"
-evidence = ["test-results", "vulnerability-scan"]
-approvals = {{ quorum = 1, roles = ["approver"], expires = "72h" }}
-
-[[environment]]
-name = "production"
-after = "staging"
-verified = true
-soak = "1h"
-evidence = ["test-results", "vulnerability-scan", "sbom"]
-approvals = {{ quorum = 2, roles = ["approver"], expires = "24h" }}
-# On call may break glass in an incident: recorded, alerted, reviewed after the fact.
-break_glass = ["deployer"]
-"#
-        ),
-    );
+    b.files
+        .insert("custody.toml".into(), DEMO_POLICY.to_owned());
     b.files
         .insert("keys/builder.pub".into(), builder.public_key().to_pem());
     b.files.insert(

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::Outcome;
 use crate::client::RemoteArgs;
-use crate::context::{ActorArgs, InstanceArgs};
+use crate::context::{InstanceArgs, Target};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -43,11 +43,7 @@ pub(crate) struct DeployReportArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -56,7 +52,7 @@ pub(crate) struct DeployReportArgs {
 pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
     let DeployCommand::Report(a) = command;
     crate::block_on(async move {
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let report = DeployReport {
             environment: a.environment.clone(),
             digests: a.digests.clone(),
@@ -115,11 +111,7 @@ pub(crate) struct RollbackArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -127,7 +119,7 @@ pub(crate) struct RollbackArgs {
 
 pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let request = Rollback {
             reason: a.reason.clone(),
         };
@@ -184,7 +176,7 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
             token: a.token.clone(),
             ca_cert: a.ca_cert.clone(),
         };
-        let custody = Custody::open(&a.instance, &remote, None).await?;
+        let custody = Custody::connect(&a.instance, &remote, None).await?;
         let verdict = custody.verify(&a.environment, &a.digest).await?;
         if a.json {
             print_json(&json!(verdict));

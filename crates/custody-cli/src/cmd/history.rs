@@ -58,7 +58,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             before: a.before,
             limit: a.limit,
         };
-        let entries = Custody::open(&a.instance, &a.remote, None)
+        let entries = Custody::connect(&a.instance, &a.remote, None)
             .await?
             .history(&filter)
             .await?;

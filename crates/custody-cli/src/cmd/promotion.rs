@@ -7,8 +7,7 @@ use custody_policy::Status;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
-use crate::context::{ActorArgs, InstanceArgs};
+use crate::context::{ReadTarget, Target};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -30,11 +29,7 @@ pub(crate) struct PromoteArgs {
     #[arg(long, value_name = "REASON")]
     break_glass: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the promotion, the decision and its VSA as JSON.
     #[arg(long)]
     json: bool,
@@ -68,11 +63,7 @@ pub(crate) struct ReviewArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -128,7 +119,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let request = Promote {
             release: a.release.clone(),
             environment: a.environment.clone(),
@@ -143,7 +134,7 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+        let custody = Custody::open(&a.target).await?;
         let request = Review {
             rationale: a.rationale.clone(),
             risk: match a.risk {
@@ -187,9 +178,7 @@ pub(crate) struct DecisionArgs {
     /// The decision id.
     id: String,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
+    target: ReadTarget,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -199,10 +188,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             DecisionCommand::Show(a) => {
-                let d = Custody::open(&a.instance, &a.remote, None)
-                    .await?
-                    .decision(&a.id)
-                    .await?;
+                let d = Custody::reading(&a.target).await?.decision(&a.id).await?;
                 if a.json {
                     print_json(&json!(d));
                 } else {
@@ -234,10 +220,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             DecisionCommand::Replay(a) => {
-                let r = Custody::open(&a.instance, &a.remote, None)
-                    .await?
-                    .replay(&a.id)
-                    .await?;
+                let r = Custody::reading(&a.target).await?.replay(&a.id).await?;
                 if a.json {
                     print_json(
                         &json!({"same": r.same, "recorded": r.recorded.decision, "replayed": r.replayed}),

@@ -72,8 +72,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             .compile(&config.access_log)
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.config_path().display()))?;
         let listen = args.listen.unwrap_or(config.server.listen.clone());
-        let oidc = custody_server::oidc::Oidc::load(&config.oidc, dir.root())
-            .await
+        let oidc = custody_server::oidc::Oidc::new(&config.oidc, dir.root())
             .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await

@@ -6,8 +6,7 @@ use custody_app::CreateToken;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
-use crate::context::{ActorArgs, InstanceArgs};
+use crate::context::{ReadTarget, Target};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -41,11 +40,7 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -54,9 +49,7 @@ pub(crate) struct CreateArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
+    target: ReadTarget,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -67,18 +60,14 @@ pub(crate) struct RevokeArgs {
     /// The token id (`tok…`, from `token list`).
     id: String,
     #[command(flatten)]
-    instance: InstanceArgs,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    actor: ActorArgs,
+    target: Target,
 }
 
 pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             TokenCommand::Create(a) => {
-                let custody = Custody::open(&a.instance, &a.remote, Some(&a.actor)).await?;
+                let custody = Custody::open(&a.target).await?;
                 let request = CreateToken {
                     principal: a.subject.clone(),
                     expires: a.expires.clone(),
@@ -107,10 +96,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             TokenCommand::List(a) => {
-                let tokens = Custody::open(&a.instance, &a.remote, None)
-                    .await?
-                    .tokens()
-                    .await?;
+                let tokens = Custody::reading(&a.target).await?.tokens().await?;
                 if a.json {
                     print_json(&json!(tokens));
                 } else {
@@ -130,10 +116,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             TokenCommand::Revoke(a) => {
-                let t = Custody::open(&a.instance, &a.remote, Some(&a.actor))
-                    .await?
-                    .revoke_token(&a.id)
-                    .await?;
+                let t = Custody::open(&a.target).await?.revoke_token(&a.id).await?;
                 print_line(&format!("token {} of {} is revoked", t.id, t.principal));
                 Ok(Outcome::Ok)
             }
