@@ -38,7 +38,7 @@ pub(crate) struct TestServer {
     pub(crate) builder: PrivateKey,
     pub(crate) release_key: PrivateKey,
     /// Where the store is, and the log key (a replica opens the same store with it).
-    location: Location,
+    pub(crate) location: Location,
     /// The log key, PKCS#8 PEM.
     log_key: String,
     _dir: tempfile::TempDir,
@@ -106,6 +106,14 @@ pub(crate) fn fresh_postgres_database() -> String {
 impl TestServer {
     /// A fresh instance under the test policy, with a token for every principal.
     pub(crate) async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, custody_server::Settings::default()).await
+    }
+
+    /// [`TestServer::start`] with `settings` (config.toml's `[server]` and `[access_log]`).
+    pub(crate) async fn start_with(
+        backend: Backend,
+        settings: custody_server::Settings,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let log_key = PrivateKey::generate(Algorithm::Ed25519)
             .to_pkcs8_pem()
@@ -145,7 +153,7 @@ impl TestServer {
             app,
             Oidc::default(),
             Alerts::default(),
-            custody_server::Settings::default(),
+            settings,
             clock.clone(),
         );
         TestServer {
