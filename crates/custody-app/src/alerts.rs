@@ -346,7 +346,7 @@ pub fn state_mismatch_alert(difference: &crate::StateDifference) -> Alert {
     let cause = crate::attestations::sha256(difference.to_string().as_bytes());
     Alert {
         id: format!("state-mismatch:{}", &cause.hex()[..16]),
-        rule: "ledger-consistency-failure".into(),
+        rule: "state-mismatch".into(),
         severity: "critical".into(),
         text: format!(
             "a state record does not match the ledger (custody refuses to act on it): {difference}"

@@ -82,3 +82,59 @@ async fn a_viewer_token_edited_to_root_is_found_and_refused_sqlite() {
 async fn a_viewer_token_edited_to_root_is_found_and_refused_postgres() {
     a_viewer_token_edited_to_root_is_found_and_refused(Backend::Postgres).await;
 }
+
+/// Counts rows of `sql` (a `SELECT COUNT(*)`) on the SQLite database behind `location`.
+async fn count(location: &Location, sql: &str) -> i64 {
+    use sqlx::Connection as _;
+    let Location::Sqlite(path) = location else {
+        unreachable!("SQLite only")
+    };
+    let url = format!("sqlite:{}", path.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mint = || async {
+        let request = json!({"principal": "vic", "expires": "1d", "description": "x"});
+        server
+            .call(
+                "POST",
+                "/api/v1/tokens",
+                Some(server.token("root")),
+                Some(&request.to_string()),
+                &[],
+            )
+            .await
+    };
+    assert_eq!(mint().await.status, 201);
+    assert_eq!(
+        server.call("GET", "/readyz", None, None, &[]).await.status,
+        200
+    );
+    let signed = "SELECT COUNT(*) FROM log_checkpoints";
+    let before = count(&server.location, signed).await;
+    // Someone with the database moves the head back two entries.
+    behind_the_ledger(&server.location, "DROP TRIGGER log_head_forward_only").await;
+    behind_the_ledger(&server.location, "UPDATE log_head SET size = size - 2").await;
+    // Writes are refused (every time, nothing signed on the shorter history) and the
+    // server says it is not ready.
+    for _ in 0..2 {
+        let refused = mint().await;
+        assert!(
+            refused.status.is_server_error(),
+            "{} {}",
+            refused.status,
+            refused.body
+        );
+    }
+    assert_eq!(
+        count(&server.location, signed).await,
+        before,
+        "a checkpoint was signed"
+    );
+    let ready = server.call("GET", "/readyz", None, None, &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+}
