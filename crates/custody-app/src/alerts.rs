@@ -380,6 +380,21 @@ pub fn ledger_inconsistent_alert(why: &str) -> Alert {
     }
 }
 
+/// The alert for a state record that differs from what the ledger says of it (someone
+/// edited the database behind the ledger), once per record and difference.
+pub fn state_mismatch_alert(difference: &crate::StateDifference) -> Alert {
+    let cause = crate::attestations::sha256(difference.to_string().as_bytes());
+    Alert {
+        id: format!("state-mismatch:{}", &cause.hex()[..16]),
+        rule: "state-mismatch".into(),
+        severity: "critical".into(),
+        text: format!(
+            "a state record does not match the ledger (custody refuses to act on it): {difference}"
+        ),
+        subject: json!({"record": difference.record, "difference": difference.what}),
+    }
+}
+
 /// The alert for a principal denied again and again.
 pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) -> Alert {
     Alert {

@@ -65,6 +65,9 @@ pub struct App<S: Store> {
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
     /// The hot records, for a server that runs [`App::follow_ledger`].
     pub(crate) state_cache: StateCache,
+    /// The checked records as the ledger says they are, once a server installs it (see
+    /// projection/).
+    pub(crate) projection: crate::projection::Guard,
     /// What the ledger's follower saw (see tail.rs).
     pub(crate) tail: crate::tail::Tail,
     /// Told how long each append took and whether it committed (a server's metrics).
@@ -111,6 +114,7 @@ impl<S: Store> App<S> {
             policy: Mutex::new(None),
             verdicts: Mutex::new(std::collections::HashMap::new()),
             state_cache: StateCache::new(),
+            projection: crate::projection::Guard::new(),
             tail: crate::tail::Tail::new(),
             append_observer: std::sync::OnceLock::new(),
         }
@@ -183,18 +187,19 @@ impl<S: Store> App<S> {
     pub async fn policy(&self) -> AppResult<Arc<Policy>> {
         // The digest alone first: the compiled policy is cached by it.
         if let Some(digest) = self
-            .get_hot::<String>(kind::POLICY_DIGEST, "current")
+            .get_hot_checked::<crate::projection::PolicyDigest>(kind::POLICY_DIGEST, "current")
             .await?
         {
-            if let Some(policy) = self.cached_policy(&digest.value) {
+            if let Some(policy) = self.cached_policy(&digest.value.0) {
                 return Ok(policy);
             }
         }
         let record: Versioned<PolicyRecord> = self
-            .require(kind::POLICY, "current", || {
-                "no policy has been applied yet\nhint: run `custody policy apply DIR` (custody init writes a starter policy in DATA_DIR/policy)".into()
-            })
-            .await?;
+            .get_checked(kind::POLICY, "current")
+            .await?
+            .ok_or_else(|| AppError::not_found(
+                "no policy has been applied yet\nhint: run `custody policy apply DIR` (custody init writes a starter policy in DATA_DIR/policy)",
+            ))?;
         if let Some(policy) = self.cached_policy(&record.value.digest) {
             return Ok(policy);
         }
@@ -242,10 +247,11 @@ impl<S: Store> App<S> {
     /// A policy version by digest (for replaying old decisions).
     pub(crate) async fn policy_version(&self, digest: &str) -> AppResult<Policy> {
         let record: Versioned<PolicyRecord> = self
-            .require(kind::POLICY_VERSION, digest, || {
-                format!("policy version {digest} is not recorded")
-            })
-            .await?;
+            .get_checked(kind::POLICY_VERSION, digest)
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(format!("policy version {digest} is not recorded"))
+            })?;
         Ok(custody_policy::compile_recorded(&record.value.bundle)?)
     }
 

@@ -172,6 +172,10 @@ impl<S: Store> App<S> {
         actor: &Actor,
         new: &RegisterArtifact,
     ) -> AppResult<ArtifactRegistered> {
+        crate::limits::label("artifact name", &new.name, crate::limits::MAX_NAME)?;
+        if let Some(build) = &new.build {
+            crate::limits::build(build)?;
+        }
         self.permit(actor, crate::Permission::Register).await?;
         let policy = self.policy().await?;
         policy
@@ -334,6 +338,7 @@ impl<S: Store> App<S> {
                 "evidence type {evidence_kind:?} must be lowercase letters, digits and '-' (like test-results), at most 64"
             )));
         }
+        crate::limits::label("evidence format", format, crate::limits::MAX_LABEL)?;
         let read = match &evidence.report {
             Some(report) => Some(self.keep_report(actor, format, file_digest, report).await?),
             None => None,
@@ -413,6 +418,8 @@ impl<S: Store> App<S> {
                 .ok_or_else(|| AppError::invalid(format!("the release manifest has no {k}")))
         };
         let (name, version) = (field("name")?, field("version")?);
+        crate::limits::label("the release's name", &name, crate::limits::MAX_NAME)?;
+        crate::limits::label("the release's version", &version, crate::limits::MAX_NAME)?;
         // What identifies the request: the release, not when its manifest was signed.
         let request = json!({"release": format!("{name}@{version}"), "artifacts": predicate.get("artifacts"), "actor": actor.principal});
         if let Some(key) = idempotency_key {
@@ -460,6 +467,7 @@ impl<S: Store> App<S> {
             ));
         }
         for a in &artifacts {
+            crate::limits::label("an artifact's name", &a.name, crate::limits::MAX_NAME)?;
             policy
                 .check_artifact_name(&a.name)
                 .map_err(AppError::Denied)?;

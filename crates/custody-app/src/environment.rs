@@ -132,6 +132,13 @@ impl<S: Store> App<S> {
             )));
         }
         let succeeded = report.status == DeployStatus::Succeeded;
+        // A failure rolls the environment back only when it names a digest of the
+        // certified release; one naming nothing would roll back whatever is certified.
+        if !succeeded && digests.is_empty() {
+            return Err(AppError::invalid(
+                "a failed deploy report must name the digests that failed to roll out (digests is empty)",
+            ));
+        }
         let request = json!({"environment": environment, "digests": digests, "succeeded": succeeded, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((mut done, index)) = self
@@ -153,7 +160,7 @@ impl<S: Store> App<S> {
         )?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
-                self.get(kind::ENVIRONMENT, environment).await?;
+                self.get_checked(kind::ENVIRONMENT, environment).await?;
             let certified = current.as_ref().and_then(|e| e.value.certified.clone());
             let certified_release = match &certified {
                 Some(c) => Some(self.release(&c.release).await?),
@@ -212,7 +219,7 @@ impl<S: Store> App<S> {
                         Err(other) => return Err(other),
                     }
                     // The failure is remembered, so no later rollback picks this release.
-                    if let Some(mut standing) = self.get::<CertificationRecord>(kind::CERTIFICATION, &key).await? {
+                    if let Some(mut standing) = self.get_checked::<CertificationRecord>(kind::CERTIFICATION, &key).await? {
                         standing.value.failed = true;
                         state.push(write(kind::CERTIFICATION, &key, &standing.value, Expect::Version(standing.version))?);
                     }
@@ -252,6 +259,7 @@ impl<S: Store> App<S> {
         if reason.trim().is_empty() {
             return Err(AppError::invalid("a rollback needs a reason (--reason)"));
         }
+        crate::limits::text("reason", reason, crate::limits::MAX_REASON)?;
         let fingerprint =
             json!({"environment": environment, "reason": reason, "actor": actor.principal});
         if let Some(key) = idempotency_key {
@@ -273,7 +281,7 @@ impl<S: Store> App<S> {
         )?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
-                self.get(kind::ENVIRONMENT, environment).await?;
+                self.get_checked(kind::ENVIRONMENT, environment).await?;
             let Some(cert) = current.as_ref().and_then(|c| c.value.certified.clone()) else {
                 return Err(AppError::denied(format!(
                     "nothing is certified in {environment}; there is nothing to roll back"
@@ -298,8 +306,9 @@ impl<S: Store> App<S> {
 
     pub(crate) async fn release(&self, id: &str) -> AppResult<ReleaseRecord> {
         Ok(self
-            .require(kind::RELEASE, id, || format!("no release {id}"))
+            .get_checked::<ReleaseRecord>(kind::RELEASE, id)
             .await?
+            .ok_or_else(|| AppError::not_found(format!("no release {id}")))?
             .value)
     }
 
@@ -430,7 +439,15 @@ impl<S: Store> App<S> {
                             record.key
                         )))
                     })?;
-                out.push((record.log_index, standing));
+                let read = Versioned {
+                    value: standing,
+                    version: record.version,
+                    log_index: record.log_index,
+                };
+                let standing = self
+                    .checked_in_page(kind::CERTIFICATION, &record.key, read)
+                    .await?;
+                out.push((standing.log_index, standing.value));
             }
             if done {
                 break;
@@ -542,7 +559,7 @@ impl<S: Store> App<S> {
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
         let policy = self.policy().await?;
         let env_now = self
-            .get_hot::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
+            .get_hot_checked::<EnvironmentRecord>(kind::ENVIRONMENT, environment)
             .await?;
         let promotion = match env_now.as_ref().and_then(|e| e.value.certified.as_ref()) {
             Some(cert) => {

@@ -112,6 +112,9 @@ event_kinds! {
     "alert.delivered" => AlertDelivered(AlertDelivered),
     /// An attempt to deliver an alert failed (it stays queued).
     "alert.delivery_failed" => AlertDeliveryFailed(AlertDeliveryFailed),
+    /// An operator accepted the log as the database holds it after custody found its
+    /// history changed behind its back.
+    "log.recovered" => LogRecovered(LogRecovered),
 }
 
 /// `policy.applied`.
@@ -347,7 +350,8 @@ pub struct EnvironmentCertified {
 }
 
 /// `approval.recorded`. A confidential rationale stays out of the ledger: only a
-/// commitment to it is there.
+/// commitment to it is there, salted so that it cannot be guessed (leaves written before
+/// commitments were salted carry a bare `rationale_digest` instead, and still parse).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRecorded {
@@ -359,8 +363,14 @@ pub struct ApprovalRecorded {
     pub verdict: Verdict,
     /// The rationale, unless confidential.
     pub rationale: Option<String>,
-    /// SHA-256 of the rationale.
-    pub rationale_digest: Digest,
+    /// SHA-256 of the rationale: for a public rationale (and, in leaves written before
+    /// commitments were salted, for a confidential one too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_digest: Option<Digest>,
+    /// For a confidential rationale: `hmac-sha256:HEX`, see
+    /// [`crate::review_commitment::commit`]; its salt is kept in state with the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_commitment: Option<String>,
     /// Whether the rationale is confidential.
     pub confidential: bool,
     /// The risk the reviewer sees.
@@ -533,6 +543,11 @@ pub struct TokenCreated {
     pub expires_at: Timestamp,
     /// What it is for.
     pub description: String,
+    /// SHA-256 of its secret (a 256-bit random value, so the digest reveals nothing a
+    /// guess could use): what the state's token record must hold. Absent in events
+    /// written before the state was checked against the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_digest: Option<Digest>,
 }
 
 /// `token.revoked`.
@@ -587,6 +602,27 @@ pub struct AlertDeliveryFailed {
     pub attempts: u32,
     /// Why this one failed.
     pub error: String,
+}
+
+/// `log.recovered`: the operator's record of accepting a log whose history was rolled
+/// back, truncated or forked (custody stayed read-only until this was appended), with
+/// what was lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRecovered {
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// What custody found, as it reported it.
+    pub failure: String,
+    /// The newest checkpoint custody had signed or verified before: a signed note, the
+    /// evidence of the history that is gone.
+    pub lost_checkpoint: String,
+    /// That checkpoint's size.
+    pub lost_size: u64,
+    /// The size of the log accepted.
+    pub found_size: u64,
+    /// Its root, hex.
+    pub found_root: String,
 }
 
 impl Event {

@@ -350,6 +350,10 @@ pub fn describe(event: &Event) -> String {
             "alert {} not delivered to {} (attempt {}): {}",
             a.alert, a.webhook, a.attempts, a.error
         ),
+        EventBody::LogRecovered(r) => format!(
+            "{who} accepted the log at {} entries after it lost history (the checkpoint of {} entries): {}",
+            r.found_size, r.lost_size, r.reason
+        ),
         _ => format!("{} by {who}", event.kind()),
     }
 }

@@ -127,7 +127,7 @@ impl Authenticated {
 }
 
 /// Constant-time equality of two digests (no early exit on the first difference).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -153,6 +153,7 @@ impl<S: Store> App<S> {
                 return Ok((first, None));
             }
         }
+        crate::limits::optional_text("description", description, crate::limits::MAX_DESCRIPTION)?;
         let principal: custody_model::Principal = principal
             .parse()
             .map_err(|e: custody_model::NameError| AppError::invalid(e.to_string()))?;
@@ -205,6 +206,7 @@ impl<S: Store> App<S> {
                         principal: record.principal.clone(),
                         expires_at,
                         description: description.into(),
+                        secret_digest: Some(record.secret_digest.clone()),
                     }),
                 )?],
                 vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
@@ -290,7 +292,7 @@ impl<S: Store> App<S> {
             return Err(invalid());
         }
         let stored = self
-            .get_hot::<TokenRecord>(kind::TOKEN, id)
+            .get_hot_checked::<TokenRecord>(kind::TOKEN, id)
             .await?
             .ok_or_else(invalid)?;
         let record = &stored.value;
@@ -315,6 +317,39 @@ impl<S: Store> App<S> {
             personal: record.personal,
         };
         self.authenticated(&record.principal, auth, now).await
+    }
+
+    /// `principal` again, as a session started with `auth` says (a dashboard page): for an
+    /// API token, only while that token still stands (the principal's, not revoked, not
+    /// expired); [`AppError::Denied`] otherwise.
+    pub async fn reauthenticate(
+        &self,
+        principal: &str,
+        auth: &Authentication,
+        now: Timestamp,
+    ) -> AppResult<Authenticated> {
+        if let Authentication::Token { token, .. } = auth {
+            let stored = self
+                .get_hot_checked::<TokenRecord>(kind::TOKEN, token)
+                .await?
+                .ok_or_else(|| AppError::denied(format!("token {token} no longer exists")))?;
+            let record = &stored.value;
+            if record.principal != principal {
+                return Err(AppError::denied(format!(
+                    "token {token} no longer authenticates {principal}"
+                )));
+            }
+            if record.revoked_at.is_some() {
+                return Err(AppError::denied(format!("token {token} was revoked")));
+            }
+            if now >= record.expires_at {
+                return Err(AppError::denied(format!(
+                    "token {token} expired at {}",
+                    record.expires_at
+                )));
+            }
+        }
+        self.authenticated(principal, auth.clone(), now).await
     }
 
     /// `principal`, authenticated by `auth`, with the grants the policy in force gives it at

@@ -30,10 +30,14 @@ mod evidence;
 mod governance;
 mod history;
 mod identity;
+pub mod limits;
 mod log;
+mod projection;
 mod promotion;
 pub mod records;
+mod recovery;
 mod review;
+pub mod review_commitment;
 mod state_cache;
 mod tail;
 
@@ -59,6 +63,8 @@ pub use governance::{
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
+pub use projection::{StateCheck, StateDifference, check_state};
 pub use promotion::{Promote, PromotionOutcome, REDACTED, Review};
+pub use recovery::Recovered;
 pub use review::RoleHolding;
 pub use tail::{FOLLOW_EVERY, Followed, Subscription};

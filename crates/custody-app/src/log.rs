@@ -195,10 +195,20 @@ impl<S: Store> Log<'_, S> {
         self.with_cosignatures(published).await
     }
 
+    /// Whether appends can succeed now, and why not (`/readyz`).
+    pub async fn readiness(&self) -> custody_store::Readiness {
+        self.store.readiness().await
+    }
+
     /// Writes a batch of access-log entries (the one write here: the access log is not the
     /// ledger).
     pub async fn record_access(&self, batch: Vec<AccessEntry>) -> AppResult<()> {
         Ok(self.store.record_access(batch).await?)
+    }
+
+    /// Removes the access-log entries recorded before `before` (its retention); how many.
+    pub async fn prune_access(&self, before: custody_model::Timestamp) -> AppResult<u64> {
+        Ok(self.store.prune_access(&before.to_string()).await?)
     }
 
     /// Access-log entries after id `after`, at most `limit`.

@@ -195,6 +195,11 @@ pub struct ApprovalRecord {
     /// Whether `rationale` is for auditors and the people involved only.
     #[serde(default)]
     pub confidential: bool,
+    /// For a confidential rationale: the random salt (hex) of its commitment in the
+    /// ledger, which opens it for an auditor (see `custody_app::review_commitment`).
+    /// Hidden with the rationale from whoever may not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_salt: Option<String>,
     /// Risk posture.
     pub risk: Risk,
     /// When.

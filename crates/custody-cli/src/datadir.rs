@@ -5,6 +5,8 @@
 //! DIR/
 //!   config.toml          log origin, database, listen address, policy dir
 //!   custody.db           the ledger and state (SQLite, WAL), unless [database] url is set
+//!   custody.db.checkpoint  the newest checkpoint, kept outside the database (SQLite)
+//!   ledger.checkpoint    the same, for a PostgreSQL ledger (the database is elsewhere)
 //!   keys/log.key         the log signing key (Ed25519 PKCS#8, mode 0600)
 //!   keys/log.pub         its public half, for auditors
 //!   policy/custody.toml  the pipeline policy (starter)
@@ -21,7 +23,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use custody_crypto::note::{NoteSigner, NoteVerifier};
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
-use custody_store::{Location, SqlStore};
+use custody_store::{
+    CheckpointFile, CheckpointFileStatus, Location, OnIntegrityFailure, OpenOptions, SqlStore,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::input::{MAX_KEY_FILE, load_private_key, load_public_key, read_text};
@@ -36,8 +40,12 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     #[serde(default)]
     pub(crate) database: DatabaseConfig,
+    /// How `custody serve` keeps connections, requests and dashboard sessions.
     #[serde(default)]
-    pub(crate) server: ServerConfig,
+    pub(crate) server: custody_server::ServerConfig,
+    /// The access log's retention and sampling of anonymous requests.
+    #[serde(default)]
+    pub(crate) access_log: custody_server::AccessLogConfig,
     #[serde(default)]
     pub(crate) policy: PolicyConfig,
     /// Trusted CI identity issuers (OIDC).
@@ -100,20 +108,6 @@ pub(crate) struct DatabaseConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ServerConfig {
-    pub(crate) listen: String,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8080".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct PolicyConfig {
     pub(crate) dir: String,
 }
@@ -134,6 +128,9 @@ pub(crate) struct DataDir {
 
 const CONFIG_FILE: &str = "config.toml";
 const DB_FILE: &str = "custody.db";
+/// Where a PostgreSQL ledger's newest checkpoint is kept on this machine (an SQLite one's
+/// is `custody.db.checkpoint`, beside the database).
+const PG_CHECKPOINT_FILE: &str = "ledger.checkpoint";
 const LOG_KEY: &str = "keys/log.key";
 const LOG_PUB: &str = "keys/log.pub";
 const ATTESTOR_KEY: &str = "keys/attestor.key";
@@ -169,7 +166,7 @@ impl DataDir {
         self.root.join(LOG_PUB)
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.root.join(CONFIG_FILE)
     }
 
@@ -229,14 +226,48 @@ impl DataDir {
         Ok(NoteVerifier::new(&config.log.origin, &key)?)
     }
 
-    /// Opens the ledger to read and append.
+    /// Where the ledger at `location` keeps its newest checkpoint outside the database:
+    /// beside an SQLite file, in this directory for PostgreSQL.
+    fn checkpoint_file(&self, location: &Location) -> CheckpointFile {
+        match location {
+            Location::Sqlite(_) => CheckpointFile::Beside,
+            Location::Postgres(_) => CheckpointFile::At(self.root.join(PG_CHECKPOINT_FILE)),
+        }
+    }
+
+    /// Opens the ledger to read and append; one whose history does not extend its
+    /// checkpoint file is refused.
     pub(crate) async fn open(&self, url: Option<&str>) -> anyhow::Result<SqlStore> {
+        self.open_with(url, OnIntegrityFailure::Refuse).await
+    }
+
+    /// [`DataDir::open`], saying what to do with a ledger whose history does not extend
+    /// its checkpoint file (`ReadOnly`: open it so, for a server to show and for
+    /// `custody log recover`). Warns when the checkpoint file was missing.
+    pub(crate) async fn open_with(
+        &self,
+        url: Option<&str>,
+        on_integrity_failure: OnIntegrityFailure,
+    ) -> anyhow::Result<SqlStore> {
         let config = self.config()?;
         let location = self.location(&config, url);
         let signer = self.log_signer(&config)?;
-        SqlStore::open(&location, signer)
+        let options = OpenOptions {
+            checkpoint_file: self.checkpoint_file(&location),
+            on_integrity_failure,
+            ..OpenOptions::default()
+        };
+        let store = SqlStore::open_with(&location, signer, options)
             .await
-            .with_context(|| format!("opening the ledger of {}", self.root.display()))
+            .with_context(|| format!("opening the ledger of {}", self.root.display()))?;
+        if let CheckpointFileStatus::Recreated { path } = store.checkpoint_file() {
+            eprintln!(
+                "warning: the checkpoint file {} was missing, so this ledger's history could not be checked against it; it was written again from the database's head
+hint: expected once after upgrading custody; otherwise someone removed it, and a rollback of the database while custody was stopped would go unnoticed this once",
+                path.display()
+            );
+        }
+        Ok(store)
     }
 
     /// The attestor key, which signs the VSA of every decision.
@@ -266,7 +297,16 @@ impl DataDir {
         &self,
         url: Option<&str>,
     ) -> anyhow::Result<custody_app::App<SqlStore>> {
-        let store = self.open(url).await?;
+        self.open_app_with(url, OnIntegrityFailure::Refuse).await
+    }
+
+    /// [`DataDir::open_app`], saying what to do with a ledger that lost history.
+    pub(crate) async fn open_app_with(
+        &self,
+        url: Option<&str>,
+        on_integrity_failure: OnIntegrityFailure,
+    ) -> anyhow::Result<custody_app::App<SqlStore>> {
+        let store = self.open_with(url, on_integrity_failure).await?;
         Ok(custody_app::App::new(store, Box::new(self.attestor()?)))
     }
 
@@ -337,7 +377,8 @@ impl DataDir {
             database: DatabaseConfig {
                 url: url.unwrap_or_default().to_owned(),
             },
-            server: ServerConfig::default(),
+            server: custody_server::ServerConfig::default(),
+            access_log: custody_server::AccessLogConfig::default(),
             policy: PolicyConfig::default(),
             oidc: Vec::new(),
             alerts: Default::default(),
@@ -346,7 +387,11 @@ impl DataDir {
             NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;
         let verifier = signer.verifier().clone();
         let location = self.location(&config, None);
-        let store = SqlStore::create(&location, signer, now)
+        let options = OpenOptions {
+            checkpoint_file: self.checkpoint_file(&location),
+            ..OpenOptions::default()
+        };
+        let store = SqlStore::create_with(&location, signer, now, options)
             .await
             .with_context(|| format!("creating the ledger in {}", location.describe()))?;
         let header = "# custody configuration, written by `custody init`.\n\
@@ -378,6 +423,8 @@ impl DataDir {
             DB_FILE,
             "custody.db-wal",
             "custody.db-shm",
+            "custody.db.checkpoint",
+            PG_CHECKPOINT_FILE,
             LOG_KEY,
             LOG_PUB,
         ] {

@@ -39,6 +39,36 @@ pub(crate) fn read_text(path: &Path, limit: u64, what: &str) -> anyhow::Result<S
     String::from_utf8(bytes).with_context(|| format!("{what} {} is not UTF-8 text", path.display()))
 }
 
+/// `text` as it may reach a terminal: every control character but newline and tab (and
+/// the Unicode controls that reorder text) escaped as Rust writes it (`\u{1b}`, `\r`,
+/// `\0`), so that what someone typed into custody (a rationale, a reason, a format)
+/// cannot move an auditor's cursor, clear their screen or rewrite a line; with
+/// `keep_newlines` false, newlines and tabs too, for a field inside one line. Text
+/// without such characters is returned as it is.
+pub(crate) fn printable(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        (c.is_control() && !(keep_newlines && (c == '\n' || c == '\t'))) || reorders
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`printable`] for a field inside one line: newlines and tabs escaped too.
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    printable(text, false)
+}
+
 /// Prints a JSON value on stdout, pretty, with a trailing newline.
 pub(crate) fn print_json(value: &serde_json::Value) {
     #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
@@ -47,11 +77,12 @@ pub(crate) fn print_json(value: &serde_json::Value) {
     }
 }
 
-/// Prints a line on stdout.
+/// Prints a line (or lines) on stdout for people, control characters escaped
+/// ([`printable`]).
 pub(crate) fn print_line(line: &str) {
     #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
     {
-        println!("{line}");
+        println!("{}", printable(line, true));
     }
 }
 
@@ -94,4 +125,23 @@ pub(crate) fn load_signer(key: &Path) -> anyhow::Result<Box<dyn custody_crypto::
 pub(crate) fn load_public_key(path: &Path) -> anyhow::Result<custody_crypto::PublicKey> {
     let pem = read_text(path, MAX_KEY_FILE, "key file")?;
     custody_crypto::PublicKey::from_pem(&pem).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal_raw() {
+        let typed = "ok\u{1b}[2J\rINC-1\0 done\u{202e}txt";
+        let shown = printable(typed, true);
+        assert_eq!(shown, "ok\\u{1b}[2J\\rINC-1\\0 done\\u{202e}txt");
+        assert!(!shown.chars().any(|c| c.is_control()));
+        assert_eq!(printable("two\nlines\tok", true), "two\nlines\tok");
+        assert_eq!(one_line("two\nlines"), "two\\nlines");
+        assert!(matches!(
+            printable("plain", true),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

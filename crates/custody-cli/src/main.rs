@@ -193,7 +193,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let (code, label) = exit_of(&e);
             // `{:#}` prints the whole chain on one line: "reading key.pem: invalid key: …".
-            eprintln!("{label}: {e:#}");
+            // An error can carry text from elsewhere (a server's message): escaped too.
+            eprintln!(
+                "{label}: {}",
+                crate::input::printable(&format!("{e:#}"), true)
+            );
             ExitCode::from(code)
         }
     }

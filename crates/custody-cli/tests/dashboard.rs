@@ -330,8 +330,10 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     // The same search exported: CSV and JSON with the same events.
     let export = |format: &str| {
         let url = format!("{base}/history.{format}?principal=carol&env=production");
-        let cookie = format!("custody_token={audrey}");
+        let base = base.clone();
+        let audrey = audrey.clone();
         async move {
+            let cookie = session_cookie(&base, &audrey).await;
             let r = http()
                 .get(url)
                 .header("cookie", cookie)
@@ -500,34 +502,18 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     };
     let before = size();
     // The board keeps itself current without a script: the browser reloads it.
+    let alice_session = session_cookie(&server.base, &alice).await;
     let board = http()
         .get(format!("{}/", server.base))
-        .header("cookie", format!("custody_token={alice}"))
+        .header("cookie", alice_session.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(board.status().as_u16(), 200);
     assert_eq!(board.headers()["refresh"], "30");
     // Signing in behind a TLS proxy marks the session cookie Secure; directly, it cannot be.
-    let no_redirects = custody_server::http_client::client_builder(None)
-        .unwrap()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     for (proto, secure) in [(None, false), (Some("https"), true)] {
-        let mut request = no_redirects
-            .post(format!("{}/login", server.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={alice}"));
-        if let Some(p) = proto {
-            request = request.header("x-forwarded-proto", p);
-        }
-        let signed_in = request.send().await.unwrap();
-        assert_eq!(signed_in.status().as_u16(), 303);
-        let cookie = signed_in.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let cookie = sign_in_http(&server.base, &alice, proto).await;
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
@@ -538,7 +524,7 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
     // without SameSite would send it) but without the session's CSRF value.
     let forged = http()
         .post(format!("{}/promotions/{id}/review", server.base))
-        .header("cookie", format!("custody_token={alice}"))
+        .header("cookie", alice_session)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("csrf=sha256%3A00&verdict=approve&rationale=lgtm&risk=low")
         .send()

@@ -1094,9 +1094,10 @@ async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
 /// A dashboard page as `principal` sees it (signed in with a fresh token).
 async fn dashboard_page(data: &std::path::Path, base: &str, principal: &str, path: &str) -> String {
     let token = token(data, principal, &[]);
+    let cookie = session_cookie(base, &token).await;
     http()
         .get(format!("{base}{path}"))
-        .header("cookie", format!("custody_token={token}"))
+        .header("cookie", cookie)
         .send()
         .await
         .unwrap()

@@ -3,11 +3,13 @@
 //! Each API route names one [`Permission`]; a permission is a set of roles, and the policy's
 //! `[roles]` table says who holds which (`admin` holds every permission). A request without
 //! a valid token gets 401, one whose principal lacks the permission 403, both with what to
-//! do next. Every request, allowed or denied, public or not, is written to the access log
-//! (who, what, when, from where, outcome) by a background writer in batches.
+//! do next. Requests are written to the access log (who, what, when, from where, outcome)
+//! as [`AccessLog`] says: durably before the answer for a request that changed something
+//! or was refused, in batches for allowed reads, and sampled for anonymous floods.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -18,7 +20,7 @@ use custody_app::{AppError, AppResult, Authenticated, Fault, Permission};
 use custody_model::Authentication;
 use custody_store::AccessEntry;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ServerState;
 
@@ -141,21 +143,68 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
         .await
 }
 
-/// Records every request after it is answered.
+/// Whether a request carries a credential (a bearer token or a dashboard session): one
+/// without is anonymous, and its client's anonymous requests in flight are bounded.
+fn carries_credential(request: &Request) -> bool {
+    request.headers().contains_key(header::AUTHORIZATION)
+        || request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(crate::dashboard::SESSION_COOKIE))
+}
+
+/// Records every request after it is answered, as the access log's guarantee says (see
+/// [`AccessLog`]); bounds each client's anonymous requests in flight.
 pub(crate) async fn record(
     State(state): State<Arc<ServerState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let remote = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
+        .map(|c| c.0);
+    let remote = peer.map(|p| p.to_string()).unwrap_or_default();
+    let slot = match (carries_credential(&request), peer) {
+        (false, Some(peer)) => match state
+            .access
+            .enter(peer.ip(), state.settings.anonymous_in_flight_per_client)
+        {
+            Some(slot) => Some(slot),
+            None => {
+                let mut r = refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "",
+                    "too many requests without credentials from this address at once; retry in a moment".into(),
+                    "refused: too many anonymous requests in flight".into(),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return finish(&state, method, path, remote, Some(peer), r).await;
+            }
+        },
+        _ => None,
+    };
     let response = next.run(request).await;
-    let caller = response
+    drop(slot);
+    finish(&state, method, path, remote, peer, response).await
+}
+
+/// Records an answered request, then hands its answer back: after the entry is written
+/// when the request changed something or was refused (see [`AccessLog`]).
+async fn finish(
+    state: &Arc<ServerState>,
+    method: axum::http::Method,
+    path: String,
+    remote: String,
+    peer: Option<SocketAddr>,
+    response: Response,
+) -> Response {
+    let mut caller = response
         .extensions()
         .get::<Caller>()
         .cloned()
@@ -163,10 +212,13 @@ pub(crate) async fn record(
             principal: String::new(),
             outcome: "public".into(),
         });
+    let refused = caller.outcome.starts_with("denied:")
+        || caller.outcome.starts_with("unauthenticated:")
+        || caller.outcome.starts_with("refused:");
     // Refused access (not a refused promotion or deploy, which are answers, not denials).
-    if caller.outcome.starts_with("denied:") || caller.outcome.starts_with("unauthenticated:") {
+    if refused {
         let who = if caller.principal.is_empty() {
-            remote.split(':').next().unwrap_or_default().to_owned()
+            peer.map(|p| p.ip().to_string()).unwrap_or_default()
         } else {
             caller.principal.clone()
         };
@@ -175,44 +227,108 @@ pub(crate) async fn record(
             tokio::spawn(async move { crate::alerting::raise(&state, &alert).await });
         }
     }
-    state
-        .access
-        .push(AccessEntry {
-            at: state.now().to_string(),
-            principal: caller.principal,
-            method,
-            path,
-            remote,
-            status: response.status().as_u16(),
-            outcome: caller.outcome,
-        })
-        .await;
-    response
+    // Anonymous requests are sampled per client address (a request with no address, as
+    // in-process tests send, is recorded).
+    if let (true, Some(peer)) = (caller.principal.is_empty(), peer) {
+        match state.access.sample(peer.ip(), state.now().unix_seconds()) {
+            None => return response,
+            Some(0) => {}
+            Some(skipped) => caller.outcome.push_str(&format!(
+                " (after {skipped} more anonymous request(s) from this address, not recorded one by one)"
+            )),
+        }
+    }
+    let durable = refused || !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
+    let entry = AccessEntry {
+        at: state.now().to_string(),
+        principal: caller.principal,
+        method: method.to_string(),
+        path,
+        remote,
+        status: response.status().as_u16(),
+        outcome: caller.outcome,
+    };
+    if !durable {
+        state.access.push(entry).await;
+        return response;
+    }
+    if state.access.push_durable(entry).await {
+        return response;
+    }
+    // The request was handled, but its record could not be written: it is not answered
+    // as done (a retry with the same Idempotency-Key converges).
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"error": "custody could not record this request in its access log; it may have taken effect: retry it (with the same Idempotency-Key)"})),
+    )
+        .into_response()
 }
 
 /// The access log writer: a bounded queue and a task that writes it in batches. When the
 /// writer falls behind, requests wait to enqueue (backpressure) rather than any entry being
 /// dropped or the queue growing without bound.
+///
+/// The guarantee: a request that changed something (any method but GET and HEAD) or was
+/// refused is answered only after its entry is committed (waiting for the batch it joins;
+/// if that write fails, it is answered 503); an allowed read is answered at once and its
+/// entry written within a batch, so a crash can lose the last few reads. Anonymous
+/// requests (no valid credential) are recorded in full up to `anonymous_per_minute` per
+/// client address and minute, then one in `anonymous_sample`, each recorded one counting
+/// those skipped before it.
 pub(crate) struct AccessLog {
-    queue: Mutex<Option<mpsc::Sender<AccessEntry>>>,
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    settings: crate::AccessLogSettings,
+    /// Per client address: (minute, requests this minute, skipped since the last recorded).
+    sampled: Mutex<HashMap<IpAddr, (i64, u32, u32)>>,
+    /// Per client address: anonymous requests in flight.
+    in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
-/// Entries waiting at most; most entries written per batch; how long a small batch waits
-/// for company.
+/// An entry waiting to be written (none: a barrier, see [`AccessLog::sync`]), and who
+/// waits for it.
+struct Queued {
+    entry: Option<AccessEntry>,
+    written: Option<oneshot::Sender<bool>>,
+}
+
+/// Entries waiting at most; most entries written per batch; how long a small batch of
+/// reads waits for company.
 const QUEUE: usize = 20_000;
 const BATCH: usize = 4_096;
 const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// Client addresses tracked at most for sampling and in-flight counts (forgotten when
+/// full, so a flood of addresses cannot grow them).
+const TRACKED: usize = 100_000;
+
+/// One anonymous request in flight from a client; counted until dropped.
+pub(crate) struct Slot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
 
 impl AccessLog {
-    pub(crate) fn start(state: Weak<ServerState>) -> AccessLog {
-        let (tx, mut rx) = mpsc::channel::<AccessEntry>(QUEUE);
+    pub(crate) fn start(state: Weak<ServerState>, settings: crate::AccessLogSettings) -> AccessLog {
+        let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                if rx.is_empty() {
+                // A waiting request is not kept waiting for company.
+                if first.written.is_none() && rx.is_empty() {
                     tokio::time::sleep(BATCH_WAIT).await;
                 }
+                let mut batch = vec![first];
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(e) => batch.push(e),
@@ -220,22 +336,119 @@ impl AccessLog {
                     }
                 }
                 let Some(state) = state.upgrade() else { break };
-                if let Err(e) = state.app.log().record_access(batch).await {
-                    // The request was answered; its record is what failed. Say so loudly.
+                let (entries, waiting): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|q| (q.entry, q.written)).unzip();
+                let entries: Vec<AccessEntry> = entries.into_iter().flatten().collect();
+                let written = if entries.is_empty() {
+                    Ok(())
+                } else {
+                    state.app.log().record_access(entries).await
+                };
+                if let Err(e) = &written {
+                    // Waiting requests are told; reads already answered are only logged.
                     tracing::error!(error = %e, "writing the access log failed");
+                }
+                for w in waiting.into_iter().flatten() {
+                    let _ = w.send(written.is_ok());
                 }
             }
         });
         AccessLog {
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            settings,
+            sampled: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
+    fn sender(&self) -> Option<mpsc::Sender<Queued>> {
+        self.queue.lock().ok().and_then(|q| q.clone())
+    }
+
+    /// Queues an entry to be written with the next batch.
     async fn push(&self, entry: AccessEntry) {
-        let tx = self.queue.lock().ok().and_then(|q| q.clone());
-        if let Some(tx) = tx {
-            let _ = tx.send(entry).await;
+        if let Some(tx) = self.sender() {
+            let _ = tx
+                .send(Queued {
+                    entry: Some(entry),
+                    written: None,
+                })
+                .await;
+        }
+    }
+
+    /// Queues an entry and waits until it is committed; false if it could not be.
+    async fn push_durable(&self, entry: AccessEntry) -> bool {
+        let Some(tx) = self.sender() else {
+            return false;
+        };
+        let (done, written) = oneshot::channel();
+        if tx
+            .send(Queued {
+                entry: Some(entry),
+                written: Some(done),
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        written.await.unwrap_or(false)
+    }
+
+    /// Whether to record an anonymous request from `ip` at `now` (Unix seconds): `Some` with
+    /// how many were skipped before it, `None` to skip it.
+    fn sample(&self, ip: IpAddr, now: i64) -> Option<u32> {
+        let mut sampled = self.sampled.lock().unwrap_or_else(PoisonError::into_inner);
+        if sampled.len() >= TRACKED && !sampled.contains_key(&ip) {
+            sampled.clear();
+        }
+        let minute = now.div_euclid(60);
+        let (at, count, skipped) = sampled.entry(ip).or_insert((minute, 0, 0));
+        if *at != minute {
+            (*at, *count) = (minute, 0);
+        }
+        *count = count.saturating_add(1);
+        let beyond = count.saturating_sub(self.settings.anonymous_per_minute);
+        if beyond == 0 || beyond % self.settings.anonymous_sample == 0 {
+            Some(std::mem::take(skipped))
+        } else {
+            *skipped = skipped.saturating_add(1);
+            None
+        }
+    }
+
+    /// A slot for an anonymous request from `ip`, unless `limit` (0: none) are in flight.
+    fn enter(&self, ip: IpAddr, limit: usize) -> Option<Slot> {
+        let mut counts = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if counts.len() >= TRACKED && !counts.contains_key(&ip) {
+            return None; // a flood of addresses: refuse the new ones until some finish
+        }
+        let n = counts.entry(ip).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            ip,
+            counts: self.in_flight.clone(),
+        })
+    }
+
+    /// Waits until every entry queued before the call is written (the queue stays open).
+    pub(crate) async fn sync(&self) {
+        let Some(tx) = self.sender() else { return };
+        let (done, written) = oneshot::channel();
+        let barrier = Queued {
+            entry: None,
+            written: Some(done),
+        };
+        if tx.send(barrier).await.is_ok() {
+            let _ = written.await;
         }
     }
 
@@ -248,5 +461,28 @@ impl AccessLog {
         if let Some(writer) = writer {
             let _ = writer.await;
         }
+    }
+}
+
+/// How often entries past the access log's retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Removes the access-log entries older than `[access_log] retention`, at start and hourly.
+pub(crate) async fn prune(state: Arc<ServerState>) {
+    loop {
+        let before = state.now().unix_seconds() - state.settings.access_log.retention;
+        match custody_model::Timestamp::from_unix_seconds(before) {
+            Ok(before) => match state.app.log().prune_access(before).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, %before, "access log entries past their retention removed")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the access log's retention could not be applied")
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "the access log's retention is out of range"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
     }
 }

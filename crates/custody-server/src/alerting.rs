@@ -14,7 +14,7 @@ use std::time::Duration;
 use custody_app::alerts::{
     Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
     evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
-    overdue_break_glass_reviews,
+    overdue_break_glass_reviews, state_mismatch_alert,
 };
 use custody_model::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -258,12 +258,22 @@ pub(crate) async fn run(state: Arc<ServerState>) {
 /// every leaf against every stored hash and signed checkpoint (`SqlStore::check`), and the
 /// head against the head the previous check saw (a consistency proof, so a ledger replaced
 /// by a fork signed with the same key is caught too). A failure raises an alert, once per
-/// cause.
+/// cause. Each round also rebuilds the state's projection from the ledger and compares
+/// every checked record with it (the start-up check is [`check_state_at_start`]), and
+/// raises the differences the hot paths refused since.
 pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
     let every = state.alerting.config.ledger_check;
     let mut seen: Option<(u64, custody_ledger::Hash)> = None;
     let mut raised = std::collections::HashSet::new();
+    let mut first = true;
     loop {
+        // The start-up check has just compared the state; later rounds compare it again.
+        if !std::mem::take(&mut first) {
+            check_state(&state, |_| {}).await;
+        }
+        for difference in state.app.take_state_differences() {
+            raise(&state, &state_mismatch_alert(&difference)).await;
+        }
         let problem = match check_ledger(&state, seen).await {
             Ok(head) => {
                 seen = Some(head);
@@ -282,6 +292,41 @@ pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
             }
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Before the server accepts its first connection: rebuilds the state's projection from
+/// the whole ledger (progress in the log), compares every checked record with it, raises a
+/// critical alert for each difference, and keeps the projection so that the hot paths
+/// refuse to act on a record that differs (fail closed).
+pub async fn check_state_at_start(state: &ServerState) {
+    tracing::info!("checking the state against the ledger");
+    let mut last = 0;
+    check_state(state, |done| {
+        if done >= last + 100_000 {
+            last = done;
+            tracing::info!(entries = done, "checking the state against the ledger");
+        }
+    })
+    .await;
+}
+
+/// One comparison of the state with the ledger, its differences raised.
+async fn check_state(state: &ServerState, progress: impl FnMut(u64) + Send) {
+    match state.app.guard_state(progress).await {
+        Ok(report) => {
+            tracing::info!(
+                entries = report.entries,
+                records = report.records,
+                differences = report.differences.len(),
+                "the state was checked against the ledger"
+            );
+            for difference in &report.differences {
+                tracing::error!(%difference, "a state record does not match the ledger");
+                raise(state, &state_mismatch_alert(difference)).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the state could not be checked against the ledger"),
     }
 }
 

@@ -170,9 +170,18 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 #[utoipa::path(get, path = "/readyz",
-    responses((status = 200, description = "the store answers", content_type = "text/plain", body = String),
+    responses((status = 200, description = "writes can succeed", content_type = "text/plain", body = String),
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn readyz(State(s): State<Arc<ServerState>>) -> Result<&'static str, ApiError> {
+    // Not ready while writes cannot succeed: storage failing (until a probe write passes),
+    // or read-only after the log's history was found rolled back or forked.
+    let readiness = s.app.log().readiness().await;
+    if !readiness.is_ready() {
+        return Err(custody_app::AppError::Unavailable(format!(
+            "custody cannot write: {readiness:?}"
+        ))
+        .into());
+    }
     s.app.log().checkpoint().await?;
     Ok("ready\n")
 }

@@ -20,6 +20,7 @@ mod access;
 pub mod alerting;
 mod api;
 pub mod audit_report;
+mod connections;
 mod dashboard;
 mod error;
 mod extract;
@@ -29,11 +30,10 @@ mod ledger;
 mod metrics;
 pub mod oidc;
 mod routes;
+mod settings;
 mod state;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -42,10 +42,9 @@ use axum::middleware;
 pub use custody_app::Permission;
 pub use dashboard::{PAGES, PageRoute};
 pub use routes::{PERMISSION_EXTENSION, openapi};
+pub use settings::{AccessLogConfig, AccessLogSettings, ConnectionLimits, ServerConfig, Settings};
 pub use state::{ServerState, Witnesses};
 
-/// How long a request may take before the server answers 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -64,7 +63,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            state.settings.request_timeout,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(state)
@@ -72,7 +71,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
 
 /// Starts what a serving instance runs beside its routes: the ledger's tail (the state
 /// cache's freshness and every subscriber's wake-up), alert rules and deliveries, the
-/// periodic ledger re-check and the metrics follower. They stop when the handles drop.
+/// periodic ledger and state re-check, the access log's retention and the metrics
+/// follower. They stop when the handles drop.
 pub fn spawn_background(state: &Arc<ServerState>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn({
@@ -82,6 +82,7 @@ pub fn spawn_background(state: &Arc<ServerState>) -> Vec<tokio::task::JoinHandle
         tokio::spawn(alerting::follow_ledger(state.clone())),
         tokio::spawn(alerting::run(state.clone())),
         tokio::spawn(alerting::audit_ledger(state.clone())),
+        tokio::spawn(access::prune(state.clone())),
         tokio::spawn({
             let state = state.clone();
             async move { state.metrics.follow(&state.app).await }
@@ -100,11 +101,10 @@ pub async fn serve(
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone());
+    alerting::check_state_at_start(&state).await;
     let background = spawn_background(&state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = connections::serve(listener, app, state.settings.connections, shutdown).await;
     for task in background {
         task.abort();
     }

@@ -18,6 +18,10 @@ pub struct ServerState {
     pub(crate) access: access::AccessLog,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) alerting: alerting::Alerting,
+    /// `[server]` and `[access_log]`, checked.
+    pub settings: crate::Settings,
+    /// The dashboard's signed-in sessions.
+    pub(crate) sessions: crate::dashboard::Sessions,
     /// The witnesses whose cosignatures the log accepts, and how many make a checkpoint
     /// final (set once, at start; none by default).
     pub(crate) witnesses: std::sync::OnceLock<Witnesses>,
@@ -34,26 +38,40 @@ pub struct Witnesses {
 }
 
 impl ServerState {
-    /// The state for `app` on the system clock, with its access-log writer started.
+    /// The state for `app` on the system clock with the default settings, its
+    /// access-log writer started.
     pub fn new(app: App<SqlStore>, oidc: oidc::Oidc, alerts: alerting::Alerts) -> Arc<ServerState> {
-        ServerState::with_clock(app, oidc, alerts, Arc::new(SystemClock))
+        ServerState::configured(app, oidc, alerts, crate::Settings::default())
     }
 
-    /// [`ServerState::new`] on `clock` (tests set the time this way).
+    /// [`ServerState::new`] with `settings` (config.toml's `[server]` and `[access_log]`).
+    pub fn configured(
+        app: App<SqlStore>,
+        oidc: oidc::Oidc,
+        alerts: alerting::Alerts,
+        settings: crate::Settings,
+    ) -> Arc<ServerState> {
+        ServerState::with_clock(app, oidc, alerts, settings, Arc::new(SystemClock))
+    }
+
+    /// [`ServerState::configured`] on `clock` (tests set the time this way).
     pub fn with_clock(
         app: App<SqlStore>,
         oidc: oidc::Oidc,
         alerts: alerting::Alerts,
+        settings: crate::Settings,
         clock: Arc<dyn Clock>,
     ) -> Arc<ServerState> {
         let state = Arc::new_cyclic(|weak| ServerState {
             app,
             oidc,
             clock,
-            access: access::AccessLog::start(weak.clone()),
+            access: access::AccessLog::start(weak.clone(), settings.access_log),
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
             witnesses: std::sync::OnceLock::new(),
+            settings,
+            sessions: crate::dashboard::Sessions::default(),
         });
         state.metrics.time_appends_of(&state.app);
         state
@@ -67,6 +85,11 @@ impl ServerState {
     /// The witnesses configured (none unless [`ServerState::configure_witnesses`] ran).
     pub(crate) fn witnesses(&self) -> Witnesses {
         self.witnesses.get().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the access entries queued so far are written (the log stays open).
+    pub async fn sync_access_log(&self) {
+        self.access.sync().await;
     }
 
     /// Writes the access entries still queued; call after the server stopped.

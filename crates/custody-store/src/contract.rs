@@ -197,6 +197,11 @@ pub trait Store: Send + Sync {
         entries: Vec<AccessEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes the access-log entries recorded before `before` (RFC 3339, as entries are
+    /// stamped), oldest first, in transactions of at most 10,000; returns how many. The
+    /// access log is append-only but for this: its retention.
+    fn prune_access(&self, before: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// For every identified principal and outcome in the access log, when it last
     /// happened (kept as entries are recorded; no scan of the log).
     fn last_uses(&self) -> impl Future<Output = Result<Vec<LastUse>, StoreError>> + Send;

@@ -669,6 +669,39 @@ pub(crate) async fn latest_cosigned(
     Ok(row.map(|(s,)| s))
 }
 
+/// The id of the first access-log entry recorded at or after `before`, if any (scans from
+/// the oldest: it reads exactly the entries a prune removes, plus one).
+pub(crate) async fn first_access_since(
+    c: &mut Conn<'_>,
+    before: &str,
+) -> Result<Option<i64>, StoreError> {
+    const SQL: &str = "SELECT id FROM access_log WHERE at >= $1 ORDER BY id LIMIT 1";
+    Ok(on_conn!(c, c => sqlx::query_scalar(SQL).bind(before).fetch_optional(&mut **c).await?))
+}
+
+/// The smallest and largest access-log ids, if there is an entry.
+pub(crate) async fn access_ids(c: &mut Conn<'_>) -> Result<Option<(i64, i64)>, StoreError> {
+    const SQL: &str = "SELECT MIN(id), MAX(id) FROM access_log";
+    let (low, high): (Option<i64>, Option<i64>) =
+        on_conn!(c, c => sqlx::query_as(SQL).fetch_one(&mut **c).await?);
+    Ok(low.zip(high))
+}
+
+/// Removes the access-log entries with ids in `[from, below)`: the bound is raised first,
+/// so the table's trigger lets exactly those go.
+pub(crate) async fn prune_access(
+    c: &mut Conn<'_>,
+    from: i64,
+    below: i64,
+) -> Result<u64, StoreError> {
+    const BOUND: &str = "UPDATE access_prune SET below = $1 WHERE id = 1 AND below < $1";
+    const DELETE: &str = "DELETE FROM access_log WHERE id >= $1 AND id < $2";
+    Ok(on_conn!(c, c => {
+        sqlx::query(BOUND).bind(below).execute(&mut **c).await?;
+        sqlx::query(DELETE).bind(from).bind(below).execute(&mut **c).await?.rows_affected()
+    }))
+}
+
 /// Bytes the database occupies (SQLite: pages in the main file; PostgreSQL: the database).
 pub(crate) async fn database_bytes(c: &mut Conn<'_>) -> Result<i64, StoreError> {
     const SQLITE: &str =

@@ -475,6 +475,38 @@ impl Store for SqlStore {
         written
     }
 
+    async fn prune_access(&self, before: &str) -> Result<u64, StoreError> {
+        /// Entries removed per transaction (short, so that access-log writes never wait long).
+        const CHUNK: i64 = 10_000;
+        let (first, until) = {
+            let mut conn = self.read.acquire().await?;
+            let mut c = conn.conn();
+            let Some((first, last)) = sql::access_ids(&mut c).await? else {
+                return Ok(0);
+            };
+            let until = match sql::first_access_since(&mut c, before).await? {
+                Some(id) => id,
+                None => last.saturating_add(1), // every entry is older
+            };
+            (first, until)
+        };
+        let mut removed = 0;
+        let mut from = first;
+        while from < until {
+            let below = until.min(from.saturating_add(CHUNK));
+            let mut tx = self.read.begin_write().await?;
+            let pruned = sql::prune_access(&mut tx.conn(), from, below).await;
+            let pruned = match pruned {
+                Ok(n) => tx.commit().await.map(|()| n).map_err(StoreError::from),
+                Err(e) => Err(e),
+            };
+            self.status.wrote(&pruned);
+            removed += pruned?;
+            from = below;
+        }
+        Ok(removed)
+    }
+
     async fn last_uses(&self) -> Result<Vec<LastUse>, StoreError> {
         let mut conn = self.read.acquire().await?;
         Ok(sql::last_uses(&mut conn.conn())

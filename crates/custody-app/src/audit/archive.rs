@@ -179,6 +179,7 @@ mod tests {
                 proof: None,
                 facts: None,
                 rationale: None,
+                rationale_salt: None,
                 withheld: false,
             })
             .unwrap();

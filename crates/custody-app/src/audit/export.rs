@@ -158,6 +158,7 @@ impl App<SqlStore> {
             proof: None,
             facts: None,
             rationale: None,
+            rationale_salt: None,
             withheld: false,
         };
         if let Some(size) = anchor {
@@ -183,7 +184,10 @@ impl App<SqlStore> {
                         .get(kind::APPROVAL, &a.approval)
                         .await?
                         .map(|v| v.value);
-                    line.rationale = record.map(|r| r.rationale);
+                    if let Some(r) = record {
+                        line.rationale = Some(r.rationale);
+                        line.rationale_salt = r.rationale_salt;
+                    }
                 } else {
                     line.withheld = true;
                 }

@@ -187,10 +187,15 @@ pub struct EntryLine {
     /// digest is the leaf's `input`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Value>,
-    /// For a confidential `approval.recorded` entry: its rationale (SHA-256 of its UTF-8
-    /// bytes is the leaf's `rationale_digest`), or `None` with `withheld`.
+    /// For a confidential `approval.recorded` entry: its rationale, or `None` with
+    /// `withheld`. It opens the leaf's `rationale_commitment` (HMAC-SHA-256 keyed with
+    /// `rationale_salt` over its UTF-8 bytes) or, in leaves written before commitments were
+    /// salted, its `rationale_digest` (SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale: Option<String>,
+    /// The salt (hex) of the rationale's commitment, travelling with the rationale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale_salt: Option<String>,
     /// The confidential rationale was withheld from this exporter.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withheld: bool,

@@ -201,7 +201,7 @@ impl<S: Store> App<S> {
     ) -> AppResult<Vec<StateWrite>> {
         let key = CertificationRecord::key(environment, &certification.release);
         let first = self
-            .get::<CertificationRecord>(kind::CERTIFICATION, &key)
+            .get_checked::<CertificationRecord>(kind::CERTIFICATION, &key)
             .await?
             .map_or(certification.at, |s| s.value.first_certified_at);
         let standing = CertificationRecord {

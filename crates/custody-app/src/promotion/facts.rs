@@ -80,8 +80,10 @@ impl<S: Store> App<S> {
             None => None,
             Some(after) => {
                 let key = CertificationRecord::key(&after, &release.id());
-                let standing: Option<CertificationRecord> =
-                    self.get(kind::CERTIFICATION, &key).await?.map(|v| v.value);
+                let standing: Option<CertificationRecord> = self
+                    .get_checked(kind::CERTIFICATION, &key)
+                    .await?
+                    .map(|v| v.value);
                 let deployed = self.store.state(kind::DEPLOYED, &key).await?.is_some();
                 Some(PreviousFacts {
                     environment: after,

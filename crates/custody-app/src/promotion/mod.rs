@@ -82,6 +82,8 @@ pub(crate) fn redact(
     for r in reviews.iter_mut() {
         if r.confidential && !viewer.privileged() && !involved(r) {
             r.rationale = REDACTED.into();
+            // The salt would let them test guesses against the ledger's commitment.
+            r.rationale_salt = None;
         }
     }
 }

@@ -46,6 +46,9 @@ impl<S: Store> App<S> {
                 "breaking glass needs a reason (--break-glass \"why\")",
             ));
         }
+        if let Some(reason) = break_glass {
+            crate::limits::text("break_glass", reason, crate::limits::MAX_REASON)?;
+        }
         let release_id = request.release.to_string();
         let environment = request.environment.as_str();
         // What identifies the request for its idempotency key (the same as it always was).

@@ -58,6 +58,7 @@ impl<S: Store> App<S> {
                 "a review needs a rationale (--rationale)",
             ));
         }
+        crate::limits::text("rationale", &review.rationale, crate::limits::MAX_RATIONALE)?;
         let fingerprint = json!({"promotion": promotion_id, "verdict": verdict,
             "rationale": review.rationale, "risk": review.risk,
             "confidential": review.confidential, "actor": actor.principal});
@@ -132,6 +133,9 @@ impl<S: Store> App<S> {
                 by: actor.principal.clone(),
                 rationale: review.rationale.clone(),
                 confidential: review.confidential,
+                rationale_salt: review
+                    .confidential
+                    .then(crate::review_commitment::new_salt),
                 risk: review.risk,
                 at: actor.now,
                 expires_at: actor.now.plus_seconds(rule.expires.seconds()),
@@ -252,6 +256,7 @@ impl<S: Store> App<S> {
             by: who.into(),
             rationale: review.rationale.clone(),
             confidential: review.confidential,
+            rationale_salt: review.confidential.then(crate::review_commitment::new_salt),
             risk: review.risk,
             at: actor.now,
             // It lets nothing through from now on: the certification already happened.
@@ -300,7 +305,8 @@ impl<S: Store> App<S> {
 }
 
 /// The `approval.recorded` event of `record`. A confidential rationale stays out of the
-/// (public) ledger: only its digest is there, binding the text kept in state.
+/// (public) ledger: only its salted commitment is there, binding the text kept in state
+/// (see `review_commitment`); a public one is there with its digest.
 fn approval_event(
     actor: &Actor,
     record: &ApprovalRecord,
@@ -315,7 +321,16 @@ fn approval_event(
             promotion: promotion.id.clone(),
             verdict: record.verdict,
             rationale: (!record.confidential).then(|| record.rationale.clone()),
-            rationale_digest: crate::attestations::sha256(record.rationale.as_bytes()),
+            rationale_digest: (!record.confidential)
+                .then(|| crate::attestations::sha256(record.rationale.as_bytes())),
+            rationale_commitment: match (&record.rationale_salt, record.confidential) {
+                (Some(salt), true) => Some(
+                    crate::review_commitment::commit(salt, &record.rationale).ok_or_else(|| {
+                        AppError::Integrity("a rationale's salt is not hex".into())
+                    })?,
+                ),
+                _ => None,
+            },
             confidential: record.confidential,
             risk: record.risk,
             expires_at: record.expires_at,

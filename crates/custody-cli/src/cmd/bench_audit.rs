@@ -319,6 +319,7 @@ fn make_bundle(path: &Path, log: &NoteSigner, entries: u64, every: u64) -> anyho
             proof: None,
             facts: None,
             rationale: None,
+            rationale_salt: None,
             withheld: false,
         })?;
     }

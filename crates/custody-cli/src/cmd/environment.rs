@@ -184,7 +184,7 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
             let head = if verdict.allowed { "allowed" } else { "DENIED" };
             print_line(&format!("{head}: {} in {}", a.digest, a.environment));
             for r in &verdict.reasons {
-                print_line(&format!("  {r}"));
+                print_line(&format!("  {}", crate::input::one_line(r)));
             }
         }
         Ok(if verdict.allowed {

@@ -73,7 +73,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                         e.index,
                         e.event.at,
                         e.event.kind(),
-                        custody_app::describe(&e.event)
+                        crate::input::one_line(&custody_app::describe(&e.event))
                     )
                 })
                 .collect();

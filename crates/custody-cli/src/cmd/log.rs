@@ -28,9 +28,11 @@ pub(crate) enum LogCommand {
     #[command(subcommand)]
     Proof(ProofCommand),
     /// Recompute the whole tree from the entries and check it against the signed
-    /// checkpoint (locally also every stored hash and checkpoint; from --server with
-    /// --log-key), and with --since-checkpoint that the log grew from one you kept.
-    /// Exit 1 if anything disagrees.
+    /// checkpoint (locally also every stored hash and checkpoint, and the state the
+    /// decisions read: tokens, the policy in force, releases, environments and
+    /// certifications, rebuilt from the ledger's events and compared record by record;
+    /// from --server with --log-key), and with --since-checkpoint that the log grew from
+    /// one you kept. Exit 1 if anything disagrees, naming it.
     Check(CheckArgs),
     /// Watch a server's log: check its signed checkpoint (and witnesses' cosignatures)
     /// extends the one the last run verified, kept in --state. Exit 1 on a fork, a
@@ -38,6 +40,13 @@ pub(crate) enum LogCommand {
     ///
     /// Example: custody log watch --server https://custody.example --log-key log.pub --state log.watch
     Watch(crate::cmd::log_watch::WatchArgs),
+    /// After custody found the log's history changed behind its back (rolled back,
+    /// truncated or forked; it then refuses to write), accept the log as the database
+    /// holds it: shows what was found, then records your decision and what was lost in a
+    /// `log.recovered` event, and the ledger appends again. Stop the server first.
+    ///
+    /// Example: custody log recover --reason "restored from the 02:00 backup; INC-7"
+    Recover(crate::cmd::log_recover::RecoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +196,7 @@ pub(crate) fn run(command: LogCommand) -> anyhow::Result<Outcome> {
             LogCommand::Proof(ProofCommand::Consistency(a)) => consistency(a).await,
             LogCommand::Check(a) => check(a).await,
             LogCommand::Watch(a) => crate::cmd::log_watch::run(a).await,
+            LogCommand::Recover(a) => crate::cmd::log_recover::recover(a).await,
         }
     })
 }
@@ -334,10 +344,17 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         open_note(&head.note, &key)?;
     }
     let bar = crate::progress::bar(head.size, 100_000, "checking entries");
+    let mut state = None;
     let recomputed = match &ledger {
-        // Locally: every stored hash and every stored checkpoint, not only the root.
+        // Locally: every stored hash and every stored checkpoint, not only the root; then
+        // the state against the ledger's events.
         Ledger::Local(store) => match store.check(|done| bar.set_position(done)).await {
-            Ok(report) => Ok((report.entries, report.root, report.checkpoints)),
+            Ok(report) => {
+                bar.set_position(0);
+                bar.set_message("checking the state against the ledger");
+                state = Some(custody_app::check_state(store, |done| bar.set_position(done)).await?);
+                Ok((report.entries, report.root, report.checkpoints))
+            }
             Err(e @ custody_store::StoreError::Corrupt(_)) => Err(e.to_string()),
             Err(e) => return Err(e.into()),
         },
@@ -370,6 +387,19 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         Ok(r) => r,
         Err(why) => return report_check(args.json, Err(why)),
     };
+    if let Some(state) = &state {
+        if !state.differences.is_empty() {
+            let lines: Vec<String> = state.differences.iter().map(ToString::to_string).collect();
+            return report_check(
+                args.json,
+                Err(format!(
+                    "{} state record(s) do not match the ledger (someone changed the database behind it):\n{}",
+                    lines.len(),
+                    lines.join("\n")
+                )),
+            );
+        }
+    }
     // An older checkpoint the auditor kept: the log must have grown from it, not forked.
     let mut since = None;
     if let Some(path) = &args.since_checkpoint {
@@ -401,15 +431,19 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         }
         since = Some(old.size);
     }
-    report_check(args.json, Ok((entries, root, checkpoints, since)))
+    report_check(
+        args.json,
+        Ok((entries, root, checkpoints, since, state.map(|s| s.records))),
+    )
 }
 
-fn report_check(
-    as_json: bool,
-    result: Result<(u64, Hash, u64, Option<u64>), String>,
-) -> anyhow::Result<Outcome> {
+/// What a passing check found: entries, root, signed checkpoints checked, the size of
+/// the user's checkpoint it extends, state records checked.
+type Passed = (u64, Hash, u64, Option<u64>, Option<u64>);
+
+fn report_check(as_json: bool, result: Result<Passed, String>) -> anyhow::Result<Outcome> {
     match result {
-        Ok((entries, root, checkpoints, since)) => {
+        Ok((entries, root, checkpoints, since, records)) => {
             if as_json {
                 print_json(&json!({
                     "ok": true,
@@ -417,6 +451,7 @@ fn report_check(
                     "checkpoints": checkpoints,
                     "root": hex(&root),
                     "consistent_since": since,
+                    "state_records_checked": records,
                 }));
             } else {
                 let mut line = format!(
@@ -425,6 +460,9 @@ fn report_check(
                 );
                 if let Some(s) = since {
                     line.push_str(&format!("; consistent with your checkpoint of {s} entries"));
+                }
+                if let Some(r) = records {
+                    line.push_str(&format!("; {r} state record(s) match the ledger"));
                 }
                 print_line(&line);
             }

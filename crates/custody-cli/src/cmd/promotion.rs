@@ -106,7 +106,11 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
                 Status::Overridden => "OVER",
                 Status::Warn => "warn",
             };
-            lines.push(format!("  {mark:4}  {:22} {}", g.gate, g.reason));
+            lines.push(format!(
+                "  {mark:4}  {:22} {}",
+                g.gate,
+                crate::input::one_line(&g.reason)
+            ));
         }
         lines.push(format!(
             "  decision {} (policy {})",
@@ -229,7 +233,12 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                         }
                     )];
                     for g in &d.decision.gates {
-                        lines.push(format!("  {:?} {}: {}", g.status, g.gate, g.reason));
+                        lines.push(format!(
+                            "  {:?} {}: {}",
+                            g.status,
+                            g.gate,
+                            crate::input::one_line(&g.reason)
+                        ));
                     }
                     lines.push(format!(
                         "  policy {}  input {}  engine {}",

@@ -66,6 +66,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             dir.open_app(url).await?
         };
         let config = dir.config()?;
+        // Checked before listening, so that a mistake is told before anything starts.
+        let settings = config
+            .server
+            .compile(&config.access_log)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.config_path().display()))?;
         let listen = args.listen.unwrap_or(config.server.listen.clone());
         let oidc = custody_server::oidc::Oidc::new(&config.oidc, dir.root())
             .map_err(anyhow::Error::msg)?;
@@ -76,7 +81,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         print_line(&format!("custody listening on http://{addr}"));
         let alerts = config.alerts.compile().map_err(anyhow::Error::msg)?;
         let witnesses = config.log.witnesses()?;
-        let state = ServerState::new(app, oidc, alerts);
+        let state = ServerState::configured(app, oidc, alerts, settings);
         state.configure_witnesses(witnesses);
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.

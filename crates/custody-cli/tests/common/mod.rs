@@ -263,3 +263,46 @@ pub(crate) fn with_roles(policy: &str, roles: &str) -> String {
     }
     text.replacen("[roles]\n", &format!("[roles]\n{}\n", new.join("\n")), 1)
 }
+
+/// Signs in over HTTP as a browser does (the sign-in page's CSRF cookie and field, then
+/// the form), through a TLS proxy when `proto` says so: the session's `Set-Cookie`.
+pub(crate) async fn sign_in_http(base: &str, token: &str, proto: Option<&str>) -> String {
+    let client = custody_server::http_client::client_builder(None)
+        .unwrap()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client.get(format!("{base}/login")).send().await.unwrap();
+    let login_cookie = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let page = form.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace(':', "%3A");
+    let mut request = client
+        .post(format!("{base}/login"))
+        .header("cookie", login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}"));
+    if let Some(p) = proto {
+        request = request.header("x-forwarded-proto", p);
+    }
+    let signed_in = request.send().await.unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("custody_session="))
+        .unwrap()
+}
+
+/// The `Cookie` header of a new session signed in with `token`.
+pub(crate) async fn session_cookie(base: &str, token: &str) -> String {
+    let set = sign_in_http(base, token, None).await;
+    set.split(';').next().unwrap().to_owned()
+}

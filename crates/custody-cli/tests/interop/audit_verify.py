@@ -15,6 +15,7 @@ verify`, it does not re-run custody's policy engine on the facts.
 
 import base64
 import hashlib
+import hmac
 import json
 import struct
 import sys
@@ -461,7 +462,14 @@ class Verifier:
         elif kind == "approval.recorded":
             text = line.get("rationale") if e["confidential"] else e["rationale"]
             if text is not None:
-                if "sha256:" + hashlib.sha256(text.encode()).hexdigest() != e["rationale_digest"]:
+                if "rationale_commitment" in e:
+                    # HMAC-SHA-256 keyed with the salt that travels beside the rationale.
+                    salt = bytes.fromhex(line.get("rationale_salt") or "")
+                    mac = hmac.new(salt, text.encode(), hashlib.sha256).hexdigest()
+                    opened = e["rationale_commitment"] == "hmac-sha256:" + mac
+                else:
+                    opened = "sha256:" + hashlib.sha256(text.encode()).hexdigest() == e.get("rationale_digest")
+                if not opened:
                     self.fail(i, "rationale", "its rationale does not match its commitment")
             elif not (e["confidential"] and line.get("withheld")):
                 self.fail(i, "rationale", "its rationale is missing")

@@ -64,7 +64,7 @@ pub(crate) async fn lineage(
 ) -> Result<Response, Response> {
     let digest: Digest = digest
         .parse()
-        .map_err(|e| error_page(Some(&v.who), StatusCode::BAD_REQUEST, &format!("{e}")))?;
+        .map_err(|e| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &format!("{e}")))?;
     let l = s.app.lineage(&digest).await.map_err(|e| v.fail(e))?;
     let a = &l.artifact;
     let body = html! {

@@ -221,7 +221,7 @@ async fn export(
 ) -> Result<Response, Response> {
     let filter = q
         .filter(EXPORT)
-        .map_err(|why| error_page(Some(&v.who), StatusCode::BAD_REQUEST, &why))?;
+        .map_err(|why| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &why))?;
     let entries = s.app.history(&filter).await.map_err(|e| v.fail(e))?;
     let encoded = match format {
         Export::Json => serde_json::to_vec(&entries).map_err(|e| e.to_string()),

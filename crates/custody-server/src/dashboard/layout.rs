@@ -8,8 +8,15 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 /// The dashboard's style sheet, inlined into every page (no second request, no script).
 const STYLE: &str = include_str!("style.css");
 
+/// Who a page is for, with their session's CSRF field (the sign-out form carries it).
+#[derive(Clone, Copy)]
+pub(crate) struct Signed<'a> {
+    pub(crate) who: &'a Authenticated,
+    pub(crate) csrf: &'a str,
+}
+
 /// A page: the header with the navigation for a signed-in viewer, then `body`.
-pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Markup {
+pub(crate) fn page(title: &str, signed: Option<Signed<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -22,7 +29,7 @@ pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Ma
             body {
                 header {
                     a.brand href="/" { "custody" }
-                    @if let Some(who) = who {
+                    @if let Some(Signed { who, csrf }) = signed {
                         nav {
                             a href="/" { "Pipeline" } " "
                             a href="/history" { "History" } " "
@@ -34,7 +41,10 @@ pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Ma
                             a href="/charts" { "Charts" }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
-                        form method="post" action="/logout" { button type="submit" { "Sign out" } }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }
@@ -44,11 +54,7 @@ pub(crate) fn page(title: &str, who: Option<&Authenticated>, body: Markup) -> Ma
 }
 
 /// A page saying what went wrong, with `status`.
-pub(crate) fn error_page(
-    who: Option<&Authenticated>,
-    status: StatusCode,
-    message: &str,
-) -> Response {
+pub(crate) fn error_page(who: Option<Signed<'_>>, status: StatusCode, message: &str) -> Response {
     let title = if status.is_server_error() {
         "Something failed"
     } else if status == StatusCode::NOT_FOUND {
@@ -67,23 +73,53 @@ pub(crate) fn error_page(
         .into_response()
 }
 
-/// The sign-in page, with an error if the last attempt failed.
-pub(crate) fn login_page(error: Option<&str>) -> Markup {
+/// The sign-in page, with an error if the last attempt failed, and its form with `csrf`
+/// (none: no form, for a page that only says why the session ended).
+pub(crate) fn login_page(error: Option<&str>, csrf: Option<&str>) -> Markup {
     page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
             @if let Some(e) = error { p.error { (e) } }
+            @if let Some(csrf) = csrf {
             form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 label for="token" { "API token " }
                 input #token type="password" name="token" autocomplete="off" required;
                 " "
                 button #sign-in type="submit" { "Sign in" }
             }
+            } @else {
+                p { a href="/login" { "Sign in again" } }
+            }
             p { "An admin creates your token with " code { "custody token create --principal YOU" } "." }
         },
     )
+}
+
+/// What every dashboard answer carries: no framing (clickjacking), no caching (pages show
+/// confidential text), no script or outside resource, and no content sniffing.
+pub(crate) async fn secure_headers(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// Bars per day for each series (name, colour, one value per day), drawn to a common

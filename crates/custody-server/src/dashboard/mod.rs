@@ -36,6 +36,8 @@ use maud::Markup;
 use crate::ServerState;
 use crate::access::mark_caller;
 
+pub(crate) use session::{SESSION_COOKIE, Sessions};
+
 /// A dashboard route: its method, path and the permission its pages need (`None`: open to
 /// anyone, like the sign-in page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,7 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
         .route("/access", get(audit::access))
         .route("/ledger", get(audit::ledger))
         .route("/charts", get(audit::charts))
+        .layer(axum::middleware::map_response(layout::secure_headers))
 }
 
 /// The permission a page needs, as a type (so the extractor knows it before the handler).
@@ -147,7 +150,11 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
                 permission.name(),
                 permission.roles().join(", ")
             );
-            let mut r = layout::error_page(Some(&who), axum::http::StatusCode::FORBIDDEN, &why);
+            let signed = layout::Signed {
+                who: &who,
+                csrf: &csrf,
+            };
+            let mut r = layout::error_page(Some(signed), axum::http::StatusCode::FORBIDDEN, &why);
             mark_caller(
                 &mut r,
                 &who.principal,
@@ -165,9 +172,17 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
 }
 
 impl<N: Need> Viewer<N> {
+    /// This viewer and their session's CSRF field, for the page frame.
+    pub(crate) fn signed(&self) -> layout::Signed<'_> {
+        layout::Signed {
+            who: &self.who,
+            csrf: &self.csrf,
+        }
+    }
+
     /// A page for this viewer, recorded as a use of the page's permission.
     pub(crate) fn shown(&self, title: &str, body: Markup) -> Response {
-        self.allowed(layout::page(title, Some(&self.who), body).into_response())
+        self.allowed(layout::page(title, Some(self.signed()), body).into_response())
     }
 
     /// `response`, recorded as a use of the page's permission.
@@ -184,7 +199,7 @@ impl<N: Need> Viewer<N> {
     pub(crate) fn fail(&self, e: AppError) -> Response {
         let status = crate::error::status(e.fault());
         let message = crate::error::message_for(status, &e);
-        layout::error_page(Some(&self.who), status, &message)
+        layout::error_page(Some(self.signed()), status, &message)
     }
 }
 

@@ -43,7 +43,11 @@ async fn render_promotion<N: Need>(
         None => None,
     };
     let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice);
-    let r = (status, page(&format!("Promotion {id}"), Some(&v.who), body)).into_response();
+    let r = (
+        status,
+        page(&format!("Promotion {id}"), Some(v.signed()), body),
+    )
+        .into_response();
     if status.is_success() { v.allowed(r) } else { r }
 }
 
@@ -197,7 +201,7 @@ pub(crate) async fn review(
 ) -> Result<Response, Response> {
     if !csrf_matches(&f.csrf, &v.csrf) {
         let mut r = error_page(
-            Some(&v.who),
+            Some(v.signed()),
             StatusCode::FORBIDDEN,
             "the form's CSRF field is missing or wrong: reload the page and submit it again",
         );

@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod bodies;
+mod connections;
 mod idempotency;
 mod openapi;
 mod replica;
 mod routes;
+mod sessions;
+mod state_check;
 mod support;

@@ -139,19 +139,7 @@ async fn every_api_route_allows_exactly_its_roles_postgres() {
 
 /// Signs `principal` in to the dashboard; the session cookie.
 async fn sign_in(server: &TestServer, principal: &str) -> String {
-    let form = format!("token={}", server.token(principal));
-    let request = axum::http::Request::builder()
-        .method("POST")
-        .uri("/login")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(axum::body::Body::from(form))
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(server.router.clone(), request)
-        .await
-        .unwrap();
-    assert!(response.status().is_redirection(), "{}", response.status());
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
+    server.sign_in(principal).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ pub(crate) struct TestServer {
     pub(crate) builder: PrivateKey,
     pub(crate) release_key: PrivateKey,
     /// Where the store is, and the log key (a replica opens the same store with it).
-    location: Location,
+    pub(crate) location: Location,
     /// The log key, PKCS#8 PEM.
     log_key: String,
     _dir: tempfile::TempDir,
@@ -106,6 +106,14 @@ pub(crate) fn fresh_postgres_database() -> String {
 impl TestServer {
     /// A fresh instance under the test policy, with a token for every principal.
     pub(crate) async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, custody_server::Settings::default()).await
+    }
+
+    /// [`TestServer::start`] with `settings` (config.toml's `[server]` and `[access_log]`).
+    pub(crate) async fn start_with(
+        backend: Backend,
+        settings: custody_server::Settings,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let log_key = PrivateKey::generate(Algorithm::Ed25519)
             .to_pkcs8_pem()
@@ -148,7 +156,13 @@ impl TestServer {
             tokens.insert(p, token.unwrap());
         }
         let clock = Arc::new(FixedClock::at(now()));
-        let state = ServerState::with_clock(app, Oidc::default(), Alerts::default(), clock.clone());
+        let state = ServerState::with_clock(
+            app,
+            Oidc::default(),
+            Alerts::default(),
+            settings,
+            clock.clone(),
+        );
         TestServer {
             router: custody_server::router(state.clone()),
             state,
@@ -169,7 +183,13 @@ impl TestServer {
         let store = SqlStore::open(&self.location, log).await.unwrap();
         let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
         let clock = Arc::new(FixedClock::at(self.clock.now()));
-        let state = ServerState::with_clock(app, Oidc::default(), Alerts::default(), clock.clone());
+        let state = ServerState::with_clock(
+            app,
+            Oidc::default(),
+            Alerts::default(),
+            custody_server::Settings::default(),
+            clock.clone(),
+        );
         let tasks = custody_server::spawn_background(&state);
         let replica = TestServer {
             router: custody_server::router(state.clone()),
@@ -227,6 +247,39 @@ impl TestServer {
         }
     }
 
+    /// Signs `principal` in to the dashboard as a browser does (the sign-in page's CSRF
+    /// cookie and field, then the form); the session's `Cookie` header.
+    pub(crate) async fn sign_in(&self, principal: &str) -> String {
+        let form = self.call("GET", "/login", None, None, &[]).await;
+        let login_cookie = form.headers["set-cookie"].to_str().unwrap();
+        let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+        let page = form.body.as_str().unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .replace(':', "%3A");
+        let body = format!("token={}&csrf={csrf}", self.token(principal));
+        let request = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", login_cookie)
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_redirection(), "{}", response.status());
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with("custody_session="))
+            .unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
     /// The ledger's size now.
     pub(crate) async fn size(&self) -> u64 {
         self.state.app.log().size().await.unwrap()
@@ -234,7 +287,7 @@ impl TestServer {
 
     /// The access log, every entry, once the queued ones are written.
     pub(crate) async fn access_log(&self) -> Vec<custody_store::AccessRecord> {
-        self.state.flush_access_log().await;
+        self.state.sync_access_log().await;
         let mut out = Vec::new();
         let mut after = 0;
         loop {

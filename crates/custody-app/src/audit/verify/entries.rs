@@ -103,6 +103,7 @@ struct Parsed {
     event: Result<Event, String>,
     facts: Option<Value>,
     rationale: Option<String>,
+    rationale_salt: Option<String>,
     withheld: bool,
 }
 
@@ -146,6 +147,7 @@ impl State {
                     event: Event::from_leaf(line.leaf.as_bytes()).map_err(|e| e.to_string()),
                     facts: line.facts,
                     rationale: line.rationale,
+                    rationale_salt: line.rationale_salt,
                     withheld: line.withheld,
                 })
             })
@@ -366,7 +368,13 @@ fn check(
         }
         EventBody::ApprovalRecorded(a) => {
             let mut text = a.rationale.clone();
-            let committed = |t: &str| sha256(t.as_bytes()) == a.rationale_digest;
+            // A salted commitment opens with the salt beside it; older leaves (and public
+            // rationales) carry a bare SHA-256.
+            let committed = |t: &str| match (&a.rationale_commitment, &p.rationale_salt) {
+                (Some(c), Some(salt)) => crate::review_commitment::opens(c, salt, t),
+                (Some(_), None) => false,
+                (None, _) => Some(sha256(t.as_bytes())) == a.rationale_digest,
+            };
             if !a.confidential {
                 match &a.rationale {
                     Some(t) if committed(t) => {}

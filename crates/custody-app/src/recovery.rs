@@ -1,0 +1,91 @@
+//! Recovering from lost history: the operator's explicit, recorded decision.
+//!
+//! When the store finds the log's head does not extend the newest checkpoint it signed or
+//! verified (the database was rolled back, truncated or forked), it turns read-only
+//! (`custody_store::IntegrityFailure`). Nothing appends until an operator runs
+//! `custody log recover --reason TEXT`, which appends a `log.recovered` event on the head
+//! as it stands, naming what was lost (the signed checkpoint seen before, its size, the
+//! size and root accepted). That event is the only way back to writing, and it stays in
+//! the ledger for every auditor to see.
+
+use custody_store::{Append, IdempotencyKey, IntegrityFailure, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::{Actor, App, event};
+use crate::events::{EventBody, LogRecovered};
+use crate::{AppError, AppResult};
+
+/// What `custody log recover` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// What custody had found, as it reported it.
+    pub failure: String,
+    /// The size of the checkpoint whose history was lost.
+    pub lost_size: u64,
+    /// The size of the log accepted.
+    pub found_size: u64,
+    /// The ledger index of the `log.recovered` event.
+    pub ledger_index: u64,
+}
+
+impl<S: Store> App<S> {
+    /// The integrity failure that keeps the ledger read-only, if one does.
+    pub fn integrity_failure(&self) -> Option<IntegrityFailure> {
+        self.store.integrity()
+    }
+
+    /// Accepts the log as the database holds it, recording `reason` and what was lost in
+    /// a `log.recovered` event; the ledger appends again afterwards. Refused when there is
+    /// no integrity failure to recover from.
+    pub async fn recover_log(&self, actor: &Actor, reason: &str) -> AppResult<Recovered> {
+        crate::limits::text("reason", reason, crate::limits::MAX_REASON)?;
+        let Some(failure) = self.store.integrity() else {
+            return Err(AppError::conflict(
+                "the ledger's history is whole (its head extends every checkpoint custody has seen): there is nothing to recover",
+            ));
+        };
+        let found_root = hex::encode(failure.found_root);
+        let record = event(
+            actor,
+            EventBody::LogRecovered(LogRecovered {
+                reason: reason.to_owned(),
+                failure: failure.to_string(),
+                lost_checkpoint: failure.seen.note.clone(),
+                lost_size: failure.seen.size,
+                found_size: failure.found_size,
+                found_root: found_root.clone(),
+            }),
+        )?;
+        // The same decision, retried after an unknown outcome, converges on one event.
+        let what = json!({"lost": failure.seen.size, "found": failure.found_size, "root": found_root, "reason": reason, "actor": actor.principal});
+        let idempotency = IdempotencyKey {
+            key: format!(
+                "log.recovered:{}:{}:{found_root}",
+                failure.seen.size, failure.found_size
+            ),
+            fingerprint: *crate::app::fingerprint(&what)?
+                .as_bytes()
+                .first_chunk::<32>()
+                .unwrap_or(&[0; 32]),
+        };
+        let appended = self
+            .store
+            .acknowledge_integrity_failure(
+                &failure,
+                Append {
+                    events: vec![record],
+                    state: Vec::new(),
+                    idempotency: Some(idempotency),
+                },
+            )
+            .await?;
+        self.state_cache.moved();
+        Ok(Recovered {
+            failure: failure.to_string(),
+            lost_size: failure.seen.size,
+            found_size: failure.found_size,
+            ledger_index: appended.first_index,
+        })
+    }
+}

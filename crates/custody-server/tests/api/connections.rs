@@ -1,0 +1,123 @@
+//! Connection discipline over real sockets on a loopback port (`custody_server::serve`):
+//! a client that sends nothing, stops mid-headers or sits idle on keep-alive is closed by
+//! the server, and a flood of such connections cannot lock out `/healthz` or the deploy
+//! gate. No timing is asserted: each read waits for the server to close the socket, under
+//! a generous guard that only keeps a broken build from hanging the suite.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::support::{Backend, TestServer};
+
+/// Far longer than any deadline configured below: reaching it means a socket was kept.
+const GUARD: Duration = Duration::from_secs(60);
+
+fn settings(max_connections: usize) -> custody_server::Settings {
+    let mut s = custody_server::Settings::default();
+    s.connections.header_read_timeout = Duration::from_secs(1);
+    s.connections.idle_timeout = Duration::from_secs(1);
+    s.connections.max_connections = max_connections;
+    s.connections.max_connections_per_client = 0;
+    s
+}
+
+/// Serves `server` on a loopback port until the returned sender is dropped.
+async fn serve(server: &TestServer) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(custody_server::serve(
+        listener,
+        server.state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
+}
+
+/// Reads until the server closes `stream`; everything it sent. Panics if the guard
+/// passes first (the server kept the socket).
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(GUARD, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept an idle socket open");
+    got
+}
+
+/// One request on a fresh connection: the status line.
+async fn status_line(addr: SocketAddr, target: &str, token: Option<&str>) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let request =
+        format!("GET {target} HTTP/1.1\r\nhost: custody\r\n{auth}connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut s).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_half_sent_and_idle_keep_alive_sockets_are_closed() {
+    let server = TestServer::start_with(Backend::Sqlite, settings(1024)).await;
+    let (addr, _stop) = serve(&server).await;
+    // Sends nothing at all.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Stops in the middle of its headers.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: cus")
+        .await
+        .unwrap();
+    // Asks once, keeps the connection alive, then says nothing more.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: custody\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(until_closed(&mut silent).await.is_empty());
+    let answered = String::from_utf8(until_closed(&mut half).await).unwrap();
+    assert!(!answered.contains("200 OK"), "{answered}");
+    let answered = String::from_utf8(until_closed(&mut kept).await).unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
+    assert_eq!(answered.matches("HTTP/1.1").count(), 1, "{answered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_leaves_healthz_and_the_deploy_gate_answering() {
+    // A cap of 32 stands for the open-file limit (which also lowers the cap, see
+    // `connections::max_connections`): 200 idle sockets are many times what fits.
+    let server = TestServer::start_with(Backend::Sqlite, settings(32)).await;
+    let (addr, _stop) = serve(&server).await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap(); // never finished
+        flood.push(s);
+    }
+    assert_eq!(status_line(addr, "/healthz", None).await, "HTTP/1.1 200 OK");
+    let gate = format!(
+        "/api/v1/verify?env=production&digest=sha256:{}",
+        "a".repeat(64)
+    );
+    let verdict = status_line(addr, &gate, Some(server.token("argo"))).await;
+    // Denied (nothing was promoted), but answered by the gate, not refused for room.
+    assert_eq!(verdict, "HTTP/1.1 403 Forbidden");
+    // The oldest sockets were closed to make room; the rest by their deadline.
+    for s in &mut flood {
+        until_closed(s).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! The state as a checked projection of the ledger: a token row edited in the database
+//! (a database login without the log key) is found by the check a server runs before its
+//! first connection, which names the record, and the server then refuses to act on it,
+//! on SQLite and PostgreSQL.
+
+use custody_store::Location;
+use serde_json::json;
+
+use crate::support::{Backend, TestServer};
+
+/// Runs `sql` on the database behind `location`, as someone with a database login would.
+async fn behind_the_ledger(location: &Location, sql: &str) -> u64 {
+    use sqlx::Connection as _;
+    match location {
+        Location::Sqlite(path) => {
+            let url = format!("sqlite:{}", path.display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+        Location::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+    }
+}
+
+async fn a_viewer_token_edited_to_root_is_found_and_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // vic's token row now says it is root's; the ledger still says vic's.
+    let changed = behind_the_ledger(
+        &server.location,
+        "UPDATE state SET value = replace(value, '\"principal\":\"vic\"', '\"principal\":\"root\"') \
+         WHERE kind = 'token' AND value LIKE '%\"principal\":\"vic\"%'",
+    )
+    .await;
+    assert_eq!(changed, 1);
+    // A server starting on the database (a replica, or this one restarted).
+    let (replica, tasks) = server.replica().await;
+    custody_server::alerting::check_state_at_start(&replica.state).await;
+    let report = replica.state.app.check_state(|_| {}).await.unwrap();
+    assert_eq!(report.differences.len(), 1, "{:?}", report.differences);
+    let difference = &report.differences[0];
+    assert!(difference.record.starts_with("token/"), "{difference}");
+    assert!(difference.what.contains("root"), "{difference}");
+    // The tampered token may not mint tokens as root: custody refuses to act on the row.
+    let request = json!({"principal": "mallory", "expires": "1d", "description": "x"});
+    let minted = replica
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(server.token("vic")),
+            Some(&request.to_string()),
+            &[],
+        )
+        .await;
+    assert!(
+        minted.status.is_server_error() || minted.status.is_client_error(),
+        "{} {}",
+        minted.status,
+        minted.body
+    );
+    assert_ne!(minted.status, 201);
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_token_edited_to_root_is_found_and_refused_sqlite() {
+    a_viewer_token_edited_to_root_is_found_and_refused(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_token_edited_to_root_is_found_and_refused_postgres() {
+    a_viewer_token_edited_to_root_is_found_and_refused(Backend::Postgres).await;
+}
+
+/// Counts rows of `sql` (a `SELECT COUNT(*)`) on the SQLite database behind `location`.
+async fn count(location: &Location, sql: &str) -> i64 {
+    use sqlx::Connection as _;
+    let Location::Sqlite(path) = location else {
+        unreachable!("SQLite only")
+    };
+    let url = format!("sqlite:{}", path.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mint = || async {
+        let request = json!({"principal": "vic", "expires": "1d", "description": "x"});
+        server
+            .call(
+                "POST",
+                "/api/v1/tokens",
+                Some(server.token("root")),
+                Some(&request.to_string()),
+                &[],
+            )
+            .await
+    };
+    assert_eq!(mint().await.status, 201);
+    assert_eq!(
+        server.call("GET", "/readyz", None, None, &[]).await.status,
+        200
+    );
+    let signed = "SELECT COUNT(*) FROM log_checkpoints";
+    let before = count(&server.location, signed).await;
+    // Someone with the database moves the head back two entries.
+    behind_the_ledger(&server.location, "DROP TRIGGER log_head_forward_only").await;
+    behind_the_ledger(&server.location, "UPDATE log_head SET size = size - 2").await;
+    // Writes are refused (every time, nothing signed on the shorter history) and the
+    // server says it is not ready.
+    for _ in 0..2 {
+        let refused = mint().await;
+        assert!(
+            refused.status.is_server_error(),
+            "{} {}",
+            refused.status,
+            refused.body
+        );
+    }
+    assert_eq!(
+        count(&server.location, signed).await,
+        before,
+        "a checkpoint was signed"
+    );
+    let ready = server.call("GET", "/readyz", None, None, &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+}
