@@ -21,6 +21,8 @@ version = 1
 
 [roles]
 signer = ["rita"]
+builder = ["ci-bot"]
+auditor = ["auditor"]
 
 [[release_key]]
 path = "keys/release.pub"
@@ -83,6 +85,8 @@ struct World {
     _temp: tempfile::TempDir,
     root: PathBuf,
     data: PathBuf,
+    /// Each principal's token, minted by the data directory's operator.
+    tokens: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl World {
@@ -93,17 +97,32 @@ impl World {
         expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
         let policy = root.join("policy");
         fs::create_dir_all(policy.join("keys")).unwrap();
-        fs::write(policy.join("custody.toml"), POLICY).unwrap();
+        // The operator administers the instance (and mints the tokens below).
+        let admin = format!("[roles]\nadmin = [{:?}]\n", operator(&data));
+        fs::write(
+            policy.join("custody.toml"),
+            POLICY.replace("[roles]\n", &admin),
+        )
+        .unwrap();
         generate_key(&root, "builder", "ed25519");
         generate_key(&root, "release", "ed25519");
         fs::copy(root.join("builder.pub"), policy.join("keys/builder.pub")).unwrap();
         fs::copy(root.join("release.pub"), policy.join("keys/release.pub")).unwrap();
-        let w = World {
+        let mut w = World {
             _temp: temp,
             root,
             data,
+            tokens: Default::default(),
         };
-        w.ok(&["policy", "apply", policy.to_str().unwrap()], "sec-lead");
+        let out = run(custody()
+            .args(["policy", "propose"])
+            .arg(&policy)
+            .arg("--data-dir")
+            .arg(&w.data));
+        expect_code(&out, 0);
+        for who in ["ci-bot", "rita", "auditor"] {
+            w.tokens.insert(who, token(&w.data, who, &[]));
+        }
         w
     }
 
@@ -112,7 +131,7 @@ impl World {
             .args(args)
             .arg("--data-dir")
             .arg(&self.data)
-            .env("CUSTODY_PRINCIPAL", principal)
+            .env("CUSTODY_TOKEN", &self.tokens[principal])
             .env("CUSTODY_NOW", "2026-11-02T09:00:00Z"))
     }
 
