@@ -135,7 +135,7 @@ mod tests {
     fn control_characters_never_reach_the_terminal_raw() {
         let typed = "ok\u{1b}[2J\rINC-1\0 done\u{202e}txt";
         let shown = printable(typed, true);
-        assert_eq!(shown, "ok\\u{1b}[2J\\rINC-1\\0 done\\u{202e}txt");
+        assert_eq!(shown, "ok\\u{1b}[2J\\rINC-1\\u{0} done\\u{202e}txt");
         assert!(!shown.chars().any(|c| c.is_control()));
         assert_eq!(printable("two\nlines\tok", true), "two\nlines\tok");
         assert_eq!(one_line("two\nlines"), "two\\nlines");
