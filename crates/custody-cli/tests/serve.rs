@@ -777,7 +777,13 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         ),
         0,
     );
-    local("rita", &["promote", "shop@1.0.0", "--to", "build"]);
+    let unsigned = local("rita", &["promote", "shop@1.0.0", "--to", "build"]);
+    expect_code(&unsigned, 1);
+    assert!(
+        stdout(&unsigned).contains("FAIL  release-signature"),
+        "{}",
+        stdout(&unsigned)
+    );
     // Its test results, attached two hours ago: 72 h left of the 74 h they stay fresh,
     // within the 73 h warning.
     let two_hours_ago = custody_model::Timestamp::from_unix_seconds(
