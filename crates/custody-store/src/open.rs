@@ -166,12 +166,19 @@ impl SqlStore {
         options: OpenOptions,
     ) -> Result<SqlStore, StoreError> {
         let verifier = log_key.verifier().clone();
+        let path = options.checkpoint_file.path(location);
+        // The file is read before the head: another process writes it only after its
+        // commit, so read in this order the file can never be ahead of an honest head,
+        // while read the other way round a concurrent append would look like a rollback.
+        let witness = match &path {
+            Some(path) => checkpoint_file::read(path, &verifier)?,
+            None => None,
+        };
         let (frontier, head) = check_ledger(location, &pools.write, &verifier, true).await?;
         let status = Arc::new(Status::default());
-        let path = options.checkpoint_file.path(location);
         let (witnessed, file_status) = match &path {
             None => (Ok(head), CheckpointFileStatus::NotKept),
-            Some(path) => witness_at_open(&pools.write, path, &verifier, head).await?,
+            Some(path) => witness_at_open(&pools.write, path, witness, head).await?,
         };
         // The checkpoint the committer starts from: the head, or (read-only after a
         // failure) the file's, so that the failure stands until it is acknowledged.
@@ -290,10 +297,12 @@ type Witnessed = (
 /// Checks the database's `head` against the checkpoint file at `path`, and brings the file
 /// up to the head. Returns the head, or the integrity failure found (the file is then left
 /// as it is: it is the evidence); and what the file held.
+/// Checks the head read at open against `witness`, the checkpoint file's note read just
+/// before it (`None`: no file).
 async fn witness_at_open(
     pool: &Pool,
     path: &Path,
-    verifier: &NoteVerifier,
+    witness: Option<SignedCheckpoint>,
     head: SignedCheckpoint,
 ) -> Result<Witnessed, StoreError> {
     let write = |note: &str| {
@@ -302,7 +311,7 @@ async fn witness_at_open(
             reason: format!("it cannot be written: {e}"),
         })
     };
-    let Some(witness) = checkpoint_file::read(path, verifier)? else {
+    let Some(witness) = witness else {
         // Nothing to check against (a ledger from before the file, or the file was
         // removed): start keeping it from here, and say so.
         write(&head.note)?;

@@ -82,6 +82,7 @@ conformance!(
     a_log_rolled_back_while_stopped_is_refused_at_open,
     a_log_forked_while_stopped_is_refused_at_open,
     the_checkpoint_file_is_a_lower_bound_and_recreated_when_missing,
+    opening_beside_a_busy_writer_is_never_a_rollback,
     the_head_checkpoint_signature_is_checked_at_open,
     every_stored_checkpoint_signature_is_checked,
     every_connection_commits_durably,

@@ -520,3 +520,36 @@ fn forgeries(cp: &SignedCheckpoint, log_key: &custody_crypto::note::NoteSigner) 
     assert_ne!(corrupted, cp.note);
     [other_key, corrupted]
 }
+
+/// A store opened while another process appends is never mistaken for a rollback: the
+/// other writer moves its checkpoint file only after its commit, so the opener reads the
+/// file before the head (read the other way round, a commit in between looked like the
+/// head going back, and a CLI command next to a busy server was refused).
+pub(crate) async fn opening_beside_a_busy_writer_is_never_a_rollback(backend: Backend) {
+    let (db, store, seed, _) = ledger_of(backend, 1).await;
+    let store = std::sync::Arc::new(store);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut appended = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store
+                    .append(Append::event(event(1, appended)))
+                    .await
+                    .unwrap();
+                appended += 1;
+            }
+            appended
+        })
+    };
+    for _ in 0..30 {
+        let other = SqlStore::open_with(&db.location, log_key_from_seed(seed), db.options())
+            .await
+            .unwrap_or_else(|e| panic!("opened beside a busy writer: {e}"));
+        assert_eq!(other.readiness().await, Readiness::Ready);
+        other.close().await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "the writer never appended");
+}
