@@ -93,16 +93,10 @@ pub enum CheckpointFileStatus {
     },
 }
 
-/// Reads the file: `None` if it is absent or empty; an error naming the file if it is not
-/// a checkpoint of `verifier`'s log.
-pub(crate) fn read(
-    path: &Path,
-    verifier: &NoteVerifier,
-) -> Result<Option<SignedCheckpoint>, StoreError> {
-    let bad = |reason: String| StoreError::CheckpointFile {
-        path: path.to_owned(),
-        reason,
-    };
+/// Reads the file's note, unchecked: `None` if it is absent or empty; an error naming the
+/// file if it cannot be read, is too long or is not text. [`open`] checks what it holds.
+pub(crate) fn read(path: &Path) -> Result<Option<String>, StoreError> {
+    let bad = |reason: String| bad(path, reason);
     let bytes = match fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),
@@ -118,13 +112,31 @@ pub(crate) fn read(
     if bytes.is_empty() {
         return Ok(None);
     }
-    let note = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
-    let cp = Checkpoint::open(&note, verifier).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(SignedCheckpoint {
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| bad("it is not UTF-8 text".into()))
+}
+
+/// The checkpoint `note` (read from the file at `path`) holds: an error naming the file if
+/// it is not a checkpoint of `verifier`'s log.
+pub(crate) fn open(
+    path: &Path,
+    note: String,
+    verifier: &NoteVerifier,
+) -> Result<SignedCheckpoint, StoreError> {
+    let cp = Checkpoint::open(&note, verifier).map_err(|e| bad(path, e.to_string()))?;
+    Ok(SignedCheckpoint {
         size: cp.size,
         root: cp.root,
         note,
-    }))
+    })
+}
+
+fn bad(path: &Path, reason: String) -> StoreError {
+    StoreError::CheckpointFile {
+        path: path.to_owned(),
+        reason,
+    }
 }
 
 /// Replaces the file's content with `note`: a temporary file in the same directory,

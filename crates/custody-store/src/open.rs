@@ -170,11 +170,17 @@ impl SqlStore {
         // The file is read before the head: another process writes it only after its
         // commit, so read in this order the file can never be ahead of an honest head,
         // while read the other way round a concurrent append would look like a rollback.
-        let witness = match &path {
-            Some(path) => checkpoint_file::read(path, &verifier)?,
+        // (What it holds is checked after the ledger, whose own refusals, such as another
+        // log key, say more.)
+        let note = match &path {
+            Some(path) => checkpoint_file::read(path)?,
             None => None,
         };
         let (frontier, head) = check_ledger(location, &pools.write, &verifier, true).await?;
+        let witness = match (&path, note) {
+            (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &verifier)?),
+            _ => None,
+        };
         let status = Arc::new(Status::default());
         let (witnessed, file_status) = match &path {
             None => (Ok(head), CheckpointFileStatus::NotKept),
