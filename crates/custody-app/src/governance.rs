@@ -213,7 +213,9 @@ impl<S: Store> App<S> {
             if current.as_ref().is_some_and(|c| c.value.digest == digest) {
                 return Ok(unchanged);
             }
-            let operator = matches!(actor.auth, Some(Authentication::Local { .. }) | None);
+            // Only someone shown to hold the data directory is its operator: an actor whose
+            // authentication is not known (a library caller) is not.
+            let operator = matches!(actor.auth, Some(Authentication::Local { .. }));
             let bootstrap = match &in_force {
                 None => operator,
                 Some(p) => operator && !p.governed(now),

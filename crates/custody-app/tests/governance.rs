@@ -126,7 +126,8 @@ impl World {
     }
 }
 
-async fn world() -> World {
+/// A world with no policy in force yet.
+async fn empty_world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let log = NoteSigner::new(
         "test.custody/log",
@@ -136,14 +137,18 @@ async fn world() -> World {
     let store = SqlStore::create(&Location::Sqlite(dir.path().join("c.db")), log, at(NOW))
         .await
         .unwrap();
-    let w = World {
+    World {
         app: App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519))),
         builder: PrivateKey::generate(Algorithm::Ed25519),
         release: PrivateKey::generate(Algorithm::EcdsaP256),
         sasha: PrivateKey::generate(Algorithm::Ed25519),
         bob: PrivateKey::generate(Algorithm::Ed25519),
         _dir: dir,
-    };
+    }
+}
+
+async fn world() -> World {
+    let w = empty_world().await;
     // The first policy: put in force by the operator at once, and recorded as such.
     let first = w
         .app
@@ -173,6 +178,27 @@ fn loosened() -> String {
         "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\" }\n",
         "",
     )
+}
+
+#[tokio::test]
+async fn only_the_data_directorys_operator_puts_the_first_policy_in_force() {
+    let w = empty_world().await;
+    // Neither a person with a credential of their own nor a caller whose authentication
+    // is unknown bootstraps; nothing is recorded.
+    let unknown = Actor::new("local:ops", at(NOW)).unwrap();
+    for who in [person("sam"), unknown] {
+        denied(
+            w.app.apply_policy(&who, &w.bundle(GOVERNED)).await,
+            "no policy is in force yet",
+        );
+    }
+    assert_eq!(w.app.log().size().await.unwrap(), 0);
+    let first = w
+        .app
+        .apply_policy(&operator(), &w.bundle(GOVERNED))
+        .await
+        .unwrap();
+    assert!(first.changed && first.bootstrap, "{first:?}");
 }
 
 #[tokio::test]

@@ -58,8 +58,11 @@ async fn seed(
     let bundle = ApplyPolicy {
         files: policy(&builder, &signer, approver).files,
     };
-    app.apply_policy(&Actor::new("sec-lead", now)?, &bundle)
-        .await?;
+    let operator =
+        Actor::new("sec-lead", now)?.authenticated_by(custody_model::Authentication::Local {
+            user: "bench".into(),
+        });
+    app.apply_policy(&operator, &bundle).await?;
     let (ci, rita) = (Actor::new("ci-bot", now)?, Actor::new("rita", now)?);
     let mut out = Vec::new();
     for r in 0..releases {

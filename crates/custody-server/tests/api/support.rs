@@ -133,7 +133,9 @@ impl TestServer {
         );
         files.insert("keys/builder.pub".into(), builder.public_key().to_pem());
         files.insert("keys/release.pub".into(), release_key.public_key().to_pem());
-        let sec = custody_app::Actor::new("sec", now()).unwrap();
+        let sec = custody_app::Actor::new("sec", now())
+            .unwrap()
+            .authenticated_by(custody_model::Authentication::Local { user: "ops".into() });
         app.apply_policy(&sec, &custody_app::ApplyPolicy { files })
             .await
             .unwrap();
