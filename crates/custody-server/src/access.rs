@@ -28,25 +28,40 @@ use crate::ServerState;
 #[derive(Debug, Clone)]
 struct Caller {
     principal: String,
+    /// The credential used ([`Authentication::describe`]), so that one leaked token's
+    /// requests can be told from its principal's others.
+    credential: String,
     outcome: String,
 }
 
-fn refuse(status: StatusCode, principal: &str, message: String, outcome: String) -> Response {
+/// Who a request showed itself to be: a principal and how they authenticated.
+pub(crate) type Shown<'a> = Option<(&'a str, &'a Authentication)>;
+
+/// `who`'s principal and credential, for the access log.
+pub(crate) fn shown(who: &Authenticated) -> Shown<'_> {
+    Some((&who.principal, &who.auth))
+}
+
+impl Caller {
+    fn of(who: Shown<'_>, outcome: String) -> Caller {
+        Caller {
+            principal: who.map(|(p, _)| p.to_owned()).unwrap_or_default(),
+            credential: who.map(|(_, a)| a.describe()).unwrap_or_default(),
+            outcome,
+        }
+    }
+}
+
+fn refuse(status: StatusCode, who: Shown<'_>, message: String, outcome: String) -> Response {
     let mut response = (status, axum::Json(json!({"error": message}))).into_response();
-    response.extensions_mut().insert(Caller {
-        principal: principal.into(),
-        outcome,
-    });
+    response.extensions_mut().insert(Caller::of(who, outcome));
     response
 }
 
-/// Records who made a request and how it went, for a route that checks access itself
-/// (the dashboard's pages).
-pub(crate) fn mark_caller(response: &mut Response, principal: &str, outcome: String) {
-    response.extensions_mut().insert(Caller {
-        principal: principal.into(),
-        outcome,
-    });
+/// Records who made a request (`None`: nobody shown) and how it went, for a route that
+/// checks access itself (the dashboard's pages).
+pub(crate) fn mark_caller(response: &mut Response, who: Shown<'_>, outcome: String) {
+    response.extensions_mut().insert(Caller::of(who, outcome));
 }
 
 /// Constant-time equality (no early exit on the first difference).
@@ -70,7 +85,7 @@ pub(crate) async fn require(
     let Some(token) = token else {
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "",
+            None,
             "this route needs a token: send Authorization: Bearer cst_… (an admin creates one with `custody token create`)".into(),
             "unauthenticated: no token".into(),
         );
@@ -81,7 +96,7 @@ pub(crate) async fn require(
             let why = e.to_string();
             return refuse(
                 StatusCode::UNAUTHORIZED,
-                "",
+                None,
                 why.clone(),
                 format!("unauthenticated: {why}"),
             );
@@ -89,7 +104,7 @@ pub(crate) async fn require(
         Err(e) => {
             let status = crate::error::status(e.fault());
             let message = crate::error::message_for(status, &e);
-            return refuse(status, "", message, format!("error: {e}"));
+            return refuse(status, None, message, format!("error: {e}"));
         }
     };
     if !permission.granted_to(&who.roles) {
@@ -103,21 +118,18 @@ pub(crate) async fn require(
         );
         return refuse(
             StatusCode::FORBIDDEN,
-            &who.principal,
+            shown(&who),
             why,
             format!("denied: lacks permission to {}", permission.name()),
         );
     }
-    let principal = who.principal.clone();
+    let caller = Caller::of(shown(&who), format!("allowed: {}", permission.name()));
     request.extensions_mut().insert(who);
     let mut response = next.run(request).await;
     if response.extensions().get::<Caller>().is_none() {
         // The permission used is recorded, so that an access review can say when each
         // role was last needed.
-        response.extensions_mut().insert(Caller {
-            principal,
-            outcome: format!("allowed: {}", permission.name()),
-        });
+        response.extensions_mut().insert(caller);
     }
     response
 }
@@ -178,7 +190,7 @@ pub(crate) async fn record(
             None => {
                 let mut r = refuse(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "",
+                    None,
                     "too many requests without credentials from this address at once; retry in a moment".into(),
                     "refused: too many anonymous requests in flight".into(),
                 );
@@ -208,10 +220,7 @@ async fn finish(
         .extensions()
         .get::<Caller>()
         .cloned()
-        .unwrap_or(Caller {
-            principal: String::new(),
-            outcome: "public".into(),
-        });
+        .unwrap_or_else(|| Caller::of(None, "public".into()));
     let refused = caller.outcome.starts_with("denied:")
         || caller.outcome.starts_with("unauthenticated:")
         || caller.outcome.starts_with("refused:");
@@ -242,6 +251,7 @@ async fn finish(
     let entry = AccessEntry {
         at: state.now().to_string(),
         principal: caller.principal,
+        credential: caller.credential,
         method: method.to_string(),
         path,
         remote,

@@ -34,6 +34,7 @@ pub(crate) fn latest_uses(entries: &[AccessEntry]) -> Vec<sql::LastUseRow<'_>> {
 pub(crate) fn bounded_access(mut e: AccessEntry) -> AccessEntry {
     for (field, max) in [
         (&mut e.principal, 256),
+        (&mut e.credential, 512),
         (&mut e.method, 16),
         (&mut e.path, 2048),
         (&mut e.remote, 128),

@@ -432,6 +432,10 @@ pub struct AccessEntry {
     pub at: String,
     /// Who (empty when the request carried no valid identity).
     pub principal: String,
+    /// With which credential (`Authentication::describe`: `token tok_…`, `oidc ISSUER
+    /// SUBJECT`); empty when none, or for entries recorded before credentials were.
+    #[serde(default)]
+    pub credential: String,
     /// The HTTP method.
     pub method: String,
     /// The path (without the query).

@@ -526,11 +526,11 @@ pub(crate) async fn insert_access(
     rows: &[crate::AccessEntry],
 ) -> Result<(), StoreError> {
     let chunk_sql = format!(
-        "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) VALUES {}",
-        c.dialect().values_list(ACCESS_CHUNK, 7)
+        "INSERT INTO access_log (at, principal, credential, method, path, remote, status, outcome) VALUES {}",
+        c.dialect().values_list(ACCESS_CHUNK, 8)
     );
-    const ONE: &str = "INSERT INTO access_log (at, principal, method, path, remote, status, outcome) \
-                       VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    const ONE: &str = "INSERT INTO access_log (at, principal, credential, method, path, remote, status, outcome) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     let mut chunks = rows.chunks_exact(ACCESS_CHUNK);
     for chunk in chunks.by_ref() {
         on_conn!(c, c => {
@@ -539,6 +539,7 @@ pub(crate) async fn insert_access(
                 q = q
                     .bind(&r.at)
                     .bind(&r.principal)
+                    .bind(&r.credential)
                     .bind(&r.method)
                     .bind(&r.path)
                     .bind(&r.remote)
@@ -553,6 +554,7 @@ pub(crate) async fn insert_access(
             sqlx::query(ONE)
                 .bind(&r.at)
                 .bind(&r.principal)
+                    .bind(&r.credential)
                 .bind(&r.method)
                 .bind(&r.path)
                 .bind(&r.remote)
@@ -604,8 +606,18 @@ pub(crate) async fn last_uses(
 /// Rows per access-log insert statement.
 const ACCESS_CHUNK: usize = 64;
 
-/// An access log row: `(id, at, principal, method, path, remote, status, outcome)`.
-pub(crate) type AccessRow = (i64, String, String, String, String, String, i64, String);
+/// An access log row: `(id, at, principal, credential, method, path, remote, status, outcome)`.
+pub(crate) type AccessRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+);
 
 /// Access log rows after `after`, oldest first.
 pub(crate) async fn access_log(
@@ -613,7 +625,7 @@ pub(crate) async fn access_log(
     after: i64,
     limit: i64,
 ) -> Result<Vec<AccessRow>, StoreError> {
-    const SQL: &str = "SELECT id, at, principal, method, path, remote, status, outcome \
+    const SQL: &str = "SELECT id, at, principal, credential, method, path, remote, status, outcome \
                        FROM access_log WHERE id > $1 ORDER BY id LIMIT $2";
     Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(after).bind(limit).fetch_all(&mut **c).await?))
 }

@@ -526,12 +526,13 @@ impl Store for SqlStore {
             sql::access_log(&mut conn.conn(), to_i64(after)?, to_i64(limit.min(1000))?).await?;
         rows.into_iter()
             .map(
-                |(id, at, principal, method, path, remote, status, outcome)| {
+                |(id, at, principal, credential, method, path, remote, status, outcome)| {
                     Ok(AccessRecord {
                         id: to_u64(id)?,
                         entry: AccessEntry {
                             at,
                             principal,
+                            credential,
                             method,
                             path,
                             remote,

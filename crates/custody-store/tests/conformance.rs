@@ -847,6 +847,7 @@ async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
     let entry = |who: &str, status: u16| custody_store::AccessEntry {
         at: "2026-11-27T12:00:00Z".into(),
         principal: who.into(),
+        credential: format!("token tok_{who}"),
         method: "POST".into(),
         path: "/api/v1/promotions".into(),
         remote: "127.0.0.1:5000".into(),
@@ -869,6 +870,7 @@ async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
     assert_eq!(who, ["alice", "mallory", "bob"]);
     assert!(log.windows(2).all(|w| w[0].id < w[1].id));
     assert_eq!(log[1].entry.status, 403);
+    assert_eq!(log[1].entry.credential, "token tok_mallory");
     assert_eq!(
         log[2].entry.path.len(),
         2048,
@@ -891,6 +893,7 @@ async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
     let entry = |who: &str, outcome: &str, at: &str| custody_store::AccessEntry {
         at: at.into(),
         principal: who.into(),
+        credential: String::new(),
         method: "GET".into(),
         path: "/api/v1/history".into(),
         remote: "127.0.0.1:5000".into(),

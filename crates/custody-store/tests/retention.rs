@@ -12,6 +12,7 @@ fn entry(at: &str, who: &str) -> AccessEntry {
     AccessEntry {
         at: at.into(),
         principal: who.into(),
+        credential: String::new(),
         method: "GET".into(),
         path: "/api/v1/history".into(),
         remote: "127.0.0.1:5000".into(),

@@ -34,7 +34,7 @@ use custody_model::Timestamp;
 use maud::Markup;
 
 use crate::ServerState;
-use crate::access::mark_caller;
+use crate::access::{mark_caller, shown};
 
 pub(crate) use session::{SESSION_COOKIE, Sessions};
 
@@ -157,7 +157,7 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
             let mut r = layout::error_page(Some(signed), axum::http::StatusCode::FORBIDDEN, &why);
             mark_caller(
                 &mut r,
-                &who.principal,
+                shown(&who),
                 format!("denied: lacks permission to {}", permission.name()),
             );
             return Err(r);
@@ -189,7 +189,7 @@ impl<N: Need> Viewer<N> {
     pub(crate) fn allowed(&self, mut response: Response) -> Response {
         mark_caller(
             &mut response,
-            &self.who.principal,
+            shown(&self.who),
             format!("allowed: {}", N::PERMISSION.name()),
         );
         response

@@ -16,7 +16,7 @@ use super::layout::{error_page, page};
 use super::session::csrf_matches;
 use super::{Need, ToReview, Viewer};
 use crate::ServerState;
-use crate::access::mark_caller;
+use crate::access::{mark_caller, shown};
 
 /// `GET /promotions/{id}`.
 pub(crate) async fn promotion(
@@ -205,7 +205,7 @@ pub(crate) async fn review(
             StatusCode::FORBIDDEN,
             "the form's CSRF field is missing or wrong: reload the page and submit it again",
         );
-        mark_caller(&mut r, &v.who.principal, "denied: CSRF check failed".into());
+        mark_caller(&mut r, shown(&v.who), "denied: CSRF check failed".into());
         return Err(r);
     }
     let actor = v.who.actor(v.now).map_err(|e| v.fail(e))?;

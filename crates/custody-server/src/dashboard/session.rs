@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::layout::{error_page, login_page};
 use crate::ServerState;
-use crate::access::mark_caller;
+use crate::access::{mark_caller, shown};
 
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "custody_session";
@@ -190,7 +190,7 @@ pub(crate) async fn signed_in(
             let why = e.to_string();
             let mut r = (StatusCode::UNAUTHORIZED, login_page(Some(&why), None)).into_response();
             clear(&mut r, SESSION_COOKIE, "/");
-            mark_caller(&mut r, "", format!("unauthenticated: {why}"));
+            mark_caller(&mut r, None, format!("unauthenticated: {why}"));
             Err(r)
         }
         Err(e) => {
@@ -251,7 +251,7 @@ pub(crate) async fn login(
     if !form_ok {
         let why = "the sign-in form expired or did not come from this site: sign in again";
         let mut r = fresh_login_form(&headers, StatusCode::FORBIDDEN, Some(why));
-        mark_caller(&mut r, "", "denied: sign-in CSRF check failed".into());
+        mark_caller(&mut r, None, "denied: sign-in CSRF check failed".into());
         return r;
     }
     let now = s.now();
@@ -277,7 +277,7 @@ pub(crate) async fn login(
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
             clear(&mut r, LOGIN_COOKIE, "/login");
-            mark_caller(&mut r, &who.principal, "allowed: sign in".into());
+            mark_caller(&mut r, shown(&who), "allowed: sign in".into());
             r
         }
         Err(e) if e.fault() != Fault::Denied => {
@@ -287,7 +287,7 @@ pub(crate) async fn login(
         Err(_) => {
             let why = "that token is not valid (expired, revoked or mistyped)";
             let mut r = fresh_login_form(&headers, StatusCode::UNAUTHORIZED, Some(why));
-            mark_caller(&mut r, "", format!("unauthenticated: {why}"));
+            mark_caller(&mut r, None, format!("unauthenticated: {why}"));
             r
         }
     }
@@ -316,15 +316,22 @@ pub(crate) async fn logout(
             StatusCode::FORBIDDEN,
             "the sign-out form's CSRF field is missing or wrong: use the Sign out button",
         );
-        let principal = who.as_ref().map(|w| w.principal.as_str()).unwrap_or("");
-        mark_caller(&mut r, principal, "denied: CSRF check failed".into());
+        mark_caller(
+            &mut r,
+            who.as_ref().map(|w| (w.principal.as_str(), &w.auth)),
+            "denied: CSRF check failed".into(),
+        );
         return r;
     }
     s.sessions.end(&id);
     let mut r = Redirect::to("/login").into_response();
     clear(&mut r, SESSION_COOKIE, "/");
-    if let Some(w) = who {
-        mark_caller(&mut r, &w.principal, "allowed: sign out".into());
+    if let Some(w) = &who {
+        mark_caller(
+            &mut r,
+            Some((&w.principal, &w.auth)),
+            "allowed: sign out".into(),
+        );
     }
     r
 }

@@ -124,6 +124,23 @@ async fn walk_the_api(backend: Backend) {
         .filter(|e| e.entry.outcome.starts_with("denied: lacks permission"))
         .count();
     assert_eq!(logged, denials, "not every denial was logged");
+    // Each names the token it came with (one per principal here); a request without one
+    // names none.
+    let mut credentials = std::collections::BTreeMap::new();
+    for e in &log {
+        if e.entry.outcome.starts_with("denied: lacks permission") {
+            assert!(e.entry.credential.starts_with("token tok"), "{:?}", e.entry);
+            let first = credentials
+                .entry(e.entry.principal.clone())
+                .or_insert_with(|| e.entry.credential.clone());
+            assert_eq!(*first, e.entry.credential, "{:?}", e.entry);
+        }
+        if e.entry.status == 401 {
+            assert_eq!(e.entry.credential, "", "{:?}", e.entry);
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = credentials.values().collect();
+    assert_eq!(distinct.len(), credentials.len(), "{credentials:?}");
     assert!(log.iter().filter(|e| e.entry.status == 401).count() >= walked - PUBLIC.len());
 }
 

@@ -163,6 +163,7 @@ fn access(n: u64) -> Vec<AccessEntry> {
     vec![AccessEntry {
         at: "2026-11-27T12:00:00Z".into(),
         principal: "alice".into(),
+        credential: String::new(),
         method: "GET".into(),
         path: format!("/api/v1/history/{n}"),
         remote: "127.0.0.1:5000".into(),
