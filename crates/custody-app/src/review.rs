@@ -158,8 +158,8 @@ fn mark_used(holdings: &mut [RoleHolding], principal: &str, permission: Permissi
     }
 }
 
-/// The permission the actor of a ledger event used to write it (none for what custody
-/// records by itself: decisions, certifications, alerts).
+/// The permission the actor of a ledger event used to write it, if the event says which
+/// role they acted in.
 fn exercised(body: &EventBody, actor: &str) -> Option<Permission> {
     Some(match body {
         EventBody::PromotionRequested(_) => Permission::Promote,
@@ -173,7 +173,8 @@ fn exercised(body: &EventBody, actor: &str) -> Option<Permission> {
         EventBody::ReleaseCreated(_) => Permission::Release,
         EventBody::TokenCreated(t) if t.principal != actor => Permission::Administer,
         EventBody::TokenRevoked(t) if t.principal != actor => Permission::Administer,
-        EventBody::TokenCreated(_) | EventBody::TokenRevoked(_) => Permission::Tokens,
+        // Making or revoking one's own token, like decisions, certifications and alerts,
+        // exercises no role of its own: every role may.
         _ => return None,
     })
 }

@@ -92,6 +92,38 @@ fn the_readme_walkthrough_runs_as_written() {
         0,
     );
 
+    // A promotion asked for again after one was left waiting says so in --json too.
+    let promote = || {
+        run(custody()
+            .args([
+                "promote",
+                "shop@1.4.3",
+                "--to",
+                "test",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(&data))
+    };
+    let first = promote();
+    expect_code(&first, 1);
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(first.get("supersedes").is_none(), "{first}");
+    let again = promote();
+    expect_code(&again, 1);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let earlier = &again["supersedes"];
+    assert_eq!(earlier["promotion"], first["promotion"]["id"], "{again}");
+    assert_eq!(earlier["status"], "pending");
+    assert_eq!(earlier["reviews"], 0);
+    assert!(
+        earlier["note"]
+            .as_str()
+            .unwrap()
+            .contains("an approval binds to its promotion and to the decision and policy version"),
+        "{again}"
+    );
+
     // Times for people are to the second; --json keeps the recorded precision.
     let history = run(custody()
         .args(["history", "--limit", "0", "--data-dir"])

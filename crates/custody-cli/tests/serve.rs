@@ -305,7 +305,7 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     );
     // It ends with a way in: tokens for its admin (the operator, also an approver), an
     // auditor and a viewer, and the cast with their roles.
-    let operator = operator(&data);
+    let me = operator(&data);
     let sign_in = seeded["sign_in"].as_array().unwrap();
     let token_of = |who: &str| {
         sign_in
@@ -316,7 +316,7 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
             .unwrap()
             .to_owned()
     };
-    let admin = token_of(&operator);
+    let admin = token_of(&me);
     assert!(seeded["dashboard"].as_str().unwrap().ends_with("/login"));
     let cast = seeded["cast"].as_array().unwrap();
     assert!(
