@@ -663,7 +663,7 @@ impl<S: Store> App<S> {
                 artifact.name,
                 digest,
                 cert.release,
-                cert.at,
+                cert.at.to_second(),
                 if cert.by_rollback { " by rollback" } else { "" }
             ));
             verdict.reasons.push(

@@ -265,13 +265,10 @@ pub fn describe(event: &Event) -> String {
             p.artifacts.len()
         ),
         EventBody::EvidenceAttached(e) => format!(
-            "{who} attached {} ({}) to {}",
+            "{who} attached {} evidence ({}) to artifact {}",
             e.kind,
             e.format,
-            e.artifacts
-                .first()
-                .map(|d| short(&d.to_string()))
-                .unwrap_or_default()
+            digests(&e.artifacts)
         ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
         EventBody::PromotionRequested(p) => {
@@ -320,18 +317,26 @@ pub fn describe(event: &Event) -> String {
                 DeployStatus::Succeeded => "succeeded",
                 DeployStatus::Failed => "failed",
             };
-            match &d.release {
-                Some(release) => format!(
-                    "{who} reported a {status} deploy of {release} in {}",
-                    d.environment
-                ),
-                None => format!("{who} reported a {status} deploy in {}", d.environment),
-            }
+            // `release` is what was certified there then, not necessarily what was
+            // deployed: the digests say what ran.
+            let certified = match &d.release {
+                Some(release) => format!("; {release} certified there"),
+                None => "; nothing certified there".to_owned(),
+            };
+            let drift = match d.drift.len() {
+                0 => String::new(),
+                n => format!(", {n} digest(s) never certified there"),
+            };
+            format!(
+                "{who} reported a {status} deploy in {} of {}{certified}{drift}",
+                d.environment,
+                digests(&d.artifacts)
+            )
         }
         EventBody::DriftDetected(d) => format!(
-            "drift in {}: {} digest(s) never certified there",
+            "drift in {}: {} never certified there",
             d.environment,
-            d.artifacts.len()
+            digests(&d.artifacts)
         ),
         EventBody::RolledBack(r) => format!(
             "{who} rolled back {} → {} in {}: {}",
@@ -355,6 +360,18 @@ pub fn describe(event: &Event) -> String {
             r.found_size, r.lost_size, r.reason
         ),
         _ => format!("{} by {who}", event.kind()),
+    }
+}
+
+/// Digests for a line a person reads: the first three, shortened, and how many more.
+fn digests(all: &[Digest]) -> String {
+    let mut shown: Vec<String> = all.iter().take(3).map(|d| short(&d.to_string())).collect();
+    if all.len() > 3 {
+        shown.push(format!("{} more", all.len() - 3));
+    }
+    match shown.len() {
+        0 => "no digests".to_owned(),
+        _ => shown.join(", "),
     }
 }
 

@@ -64,7 +64,7 @@ pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
 pub use projection::{StateCheck, StateDifference, check_state};
-pub use promotion::{Promote, PromotionOutcome, REDACTED, Review};
+pub use promotion::{Promote, PromotionOutcome, REDACTED, Review, Superseded};
 pub use recovery::Recovered;
 pub use review::RoleHolding;
 pub use tail::{FOLLOW_EVERY, Followed, Subscription};

@@ -1,13 +1,21 @@
 //! The access review: who holds which role, when each last used it, and which roles have
 //! gone unused (least privilege means taking those away).
+//!
+//! A use is any recorded one: a request the access log allowed (through the API or the
+//! dashboard, a sign-in included), or a ledger event the principal's action wrote (a
+//! promotion requested, an approval signed with their key, a deploy reported), whether it
+//! came through the server or the data directory.
 
 use custody_model::Timestamp;
 use custody_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::AppResult;
-use crate::Permission;
 use crate::app::App;
+use crate::events::EventBody;
+use crate::{AppResult, HistoryFilter, Permission};
+
+/// Ledger events read per page while looking for a principal's latest uses.
+const PAGE: usize = 500;
 
 /// One principal's hold on one role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +31,8 @@ pub struct RoleHolding {
     /// policy).
     #[serde(default)]
     pub ended: bool,
-    /// The last request the role was needed for, if any is in the access log.
+    /// The last request (in the access log) or recorded action (in the ledger) the role
+    /// was needed for, if any.
     pub last_used: Option<String>,
     /// True when it was not used within the review window.
     pub unused: bool,
@@ -56,29 +65,24 @@ impl<S: Store> App<S> {
             let Some(name) = used.outcome.strip_prefix("allowed: ") else {
                 continue;
             };
+            // Signing in to the dashboard is a use of reading it.
+            let name = if name == "sign in" {
+                Permission::Read.name()
+            } else {
+                name
+            };
             let Some(permission) = Permission::ALL.into_iter().find(|p| p.name() == name) else {
                 continue;
             };
             let Ok(at) = used.at.parse::<Timestamp>() else {
                 continue;
             };
-            for h in holdings
-                .iter_mut()
-                .filter(|h| h.principal == used.principal && permission.granted_to_role(&h.role))
-            {
-                let later = h
-                    .last_used
-                    .as_ref()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .is_none_or(|seen| at > seen);
-                if later {
-                    h.last_used = Some(used.at.clone());
-                }
-            }
+            mark_used(&mut holdings, &used.principal, permission, at);
         }
         let cutoff = now
             .unix_seconds()
             .saturating_sub(window_days.saturating_mul(86_400));
+        self.ledger_uses(&mut holdings, cutoff).await?;
         for h in &mut holdings {
             h.unused = h
                 .last_used
@@ -88,4 +92,89 @@ impl<S: Store> App<S> {
         }
         Ok(holdings)
     }
+
+    /// Marks each holding used at its principal's latest ledger event that needed the role,
+    /// reading each principal's events newest first back to `cutoff` (or until every role
+    /// they hold has a use there).
+    async fn ledger_uses(&self, holdings: &mut [RoleHolding], cutoff: i64) -> AppResult<()> {
+        let since = Timestamp::from_unix_seconds(cutoff).ok();
+        let mut principals: Vec<String> = holdings.iter().map(|h| h.principal.clone()).collect();
+        principals.sort();
+        principals.dedup();
+        for principal in principals {
+            let mut before = None;
+            loop {
+                let page = self
+                    .history(&HistoryFilter {
+                        principal: Some(principal.clone()),
+                        since,
+                        before,
+                        limit: PAGE,
+                        ..HistoryFilter::default()
+                    })
+                    .await?;
+                for entry in page.iter().rev() {
+                    if entry.event.actor != principal {
+                        continue;
+                    }
+                    if let Some(permission) = exercised(&entry.event.body, &principal) {
+                        mark_used(holdings, &principal, permission, entry.event.at);
+                    }
+                }
+                let settled = holdings
+                    .iter()
+                    .filter(|h| h.principal == principal)
+                    .all(|h| {
+                        h.last_used
+                            .as_ref()
+                            .and_then(|t| t.parse::<Timestamp>().ok())
+                            .is_some_and(|t| t.unix_seconds() >= cutoff)
+                    });
+                match page.first() {
+                    Some(first) if page.len() == PAGE && !settled => before = Some(first.index),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records a use of `permission` by `principal` at `at` on each of their holdings that
+/// grants it, if it is later than the one seen.
+fn mark_used(holdings: &mut [RoleHolding], principal: &str, permission: Permission, at: Timestamp) {
+    for h in holdings
+        .iter_mut()
+        .filter(|h| h.principal == principal && permission.granted_to_role(&h.role))
+    {
+        let later = h
+            .last_used
+            .as_ref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_none_or(|seen| at > seen);
+        if later {
+            h.last_used = Some(at.to_string());
+        }
+    }
+}
+
+/// The permission the actor of a ledger event used to write it, if the event says which
+/// role they acted in.
+fn exercised(body: &EventBody, actor: &str) -> Option<Permission> {
+    Some(match body {
+        EventBody::PromotionRequested(_) => Permission::Promote,
+        EventBody::ApprovalRecorded(_) => Permission::Review,
+        EventBody::DeployReported(_) | EventBody::RolledBack(_) => Permission::Deploy,
+        EventBody::PolicyProposed(_)
+        | EventBody::ProposalReviewed(_)
+        | EventBody::PolicyApplied(_) => Permission::Policy,
+        EventBody::ArtifactRegistered(_) => Permission::Register,
+        EventBody::EvidenceAttached(_) => Permission::Attest,
+        EventBody::ReleaseCreated(_) => Permission::Release,
+        EventBody::TokenCreated(t) if t.principal != actor => Permission::Administer,
+        EventBody::TokenRevoked(t) if t.principal != actor => Permission::Administer,
+        // Making or revoking one's own token, like decisions, certifications and alerts,
+        // exercises no role of its own: every role may.
+        _ => return None,
+    })
 }

@@ -69,28 +69,52 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     printable(text, false)
 }
 
+/// A time as people read it, to the second (`2026-11-30T01:02:58Z`), so that columns line
+/// up; `--json` keeps the recorded precision. Every time the CLI prints for people goes
+/// through here.
+pub(crate) fn when(t: custody_model::Timestamp) -> String {
+    t.to_second().to_string()
+}
+
+/// [`when`] for a time carried as text (RFC 3339); anything else is shown as it is.
+pub(crate) fn when_text(t: &str) -> String {
+    t.parse().map_or_else(|_| t.to_owned(), when)
+}
+
 /// Prints a JSON value on stdout, pretty, with a trailing newline.
 pub(crate) fn print_json(value: &serde_json::Value) {
-    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
-    {
-        println!("{value:#}");
-    }
+    write_stdout(&format!("{value:#}\n"));
 }
 
 /// Prints a line (or lines) on stdout for people, control characters escaped
 /// ([`printable`]).
 pub(crate) fn print_line(line: &str) {
-    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
-    {
-        println!("{}", printable(line, true));
-    }
+    write_stdout(&format!("{}\n", printable(line, true)));
 }
 
 /// Prints text on stdout as it is (no newline added).
 pub(crate) fn print_raw(text: &str) {
-    #[allow(clippy::print_stdout, reason = "the CLI's output is stdout")]
-    {
-        print!("{text}");
+    write_stdout(text);
+}
+
+/// The exit status of a command whose reader went away (`custody history | head`): what
+/// a shell reports for a tool the SIGPIPE signal ended, 128 + 13.
+const EXIT_CLOSED_PIPE: i32 = 141;
+
+/// Writes to stdout. Every print of the CLI goes through here, so that a reader that stops
+/// early (`| head`) ends the command quietly, as it ends any command-line tool: Rust
+/// ignores SIGPIPE, so the write fails with EPIPE, where `println!` would panic with a
+/// backtrace. What the command recorded stays recorded; only its output is cut short.
+fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(EXIT_CLOSED_PIPE),
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            std::process::exit(2);
+        }
     }
 }
 
@@ -143,5 +167,18 @@ mod tests {
             printable("plain", true),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn times_for_people_are_shown_to_the_second() {
+        let t: custody_model::Timestamp = "2026-11-30T01:02:58.552112259Z".parse().unwrap();
+        assert_eq!(when(t), "2026-11-30T01:02:58Z");
+        let whole: custody_model::Timestamp = "2026-11-30T01:02:58Z".parse().unwrap();
+        assert_eq!(when(whole), "2026-11-30T01:02:58Z");
+        assert_eq!(
+            when_text("2026-11-30T01:02:58.5656605Z"),
+            "2026-11-30T01:02:58Z"
+        );
+        assert_eq!(when_text("never"), "never");
     }
 }

@@ -321,6 +321,20 @@ fn signed_notes_verify_ignore_cosigners_and_reject_tampering() {
         .unwrap()
         .to_owned();
 
+    // Without --json, --note-name prints the verifier key alone, on one line: what
+    // `note verify --verifier "$(custody key show --note-name …)"` takes.
+    let plain = run(custody()
+        .args(["key", "show", "--note-name", "custody.example/log"])
+        .arg(&log_pub));
+    expect_code(&plain, 0);
+    assert_eq!(stdout(&plain), format!("{vkey}\n"));
+    let note_path = dir.path().join("signed.note");
+    fs::write(&note_path, &note).unwrap();
+    let out = run(custody()
+        .args(["note", "verify", "--verifier", stdout(&plain).trim_end()])
+        .arg(&note_path));
+    expect_code(&out, 0);
+
     let verify = |content: &str| {
         let path = dir.path().join("note.txt");
         fs::write(&path, content).unwrap();

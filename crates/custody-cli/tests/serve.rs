@@ -303,9 +303,97 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
         (seeded["rejected"].as_u64(), seeded["rollbacks"].as_u64()),
         (Some(1), Some(1))
     );
+    // It ends with a way in: tokens for its admin (the operator, also an approver), an
+    // auditor and a viewer, and the cast with their roles.
+    let me = operator(&data);
+    let sign_in = seeded["sign_in"].as_array().unwrap();
+    let token_of = |who: &str| {
+        sign_in
+            .iter()
+            .find(|s| s["principal"] == who)
+            .unwrap_or_else(|| panic!("no token for {who} in {sign_in:?}"))["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let admin = token_of(&me);
+    assert!(seeded["dashboard"].as_str().unwrap().ends_with("/login"));
+    let cast = seeded["cast"].as_array().unwrap();
+    assert!(
+        cast.iter()
+            .any(|c| c["principal"] == "alice" && c["roles"][0] == "approver"),
+        "{cast:?}"
+    );
     // A second run would muddle the story: refused.
     expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 2);
     until_servers_see_local_writes();
+
+    // The demo's admin token signs in to the dashboard, as an admin and approver.
+    let cookie = session_cookie(&server.base, &admin).await;
+    let board = http()
+        .get(format!("{}/", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(board.status().as_u16(), 200);
+    let (status, me) = call(
+        "GET",
+        &format!("{}/api/v1/whoami", server.base),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    let roles: Vec<&str> = me["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        roles.contains(&"admin") && roles.contains(&"approver"),
+        "{me}"
+    );
+    // The sign-in page says where tokens come from.
+    let (_, login) = get(&format!("{}/login", server.base)).await;
+    assert!(
+        login.contains("custody token create") && login.contains("custody demo"),
+        "{login}"
+    );
+
+    // The dashboard's exports answer a script's bearer token (the auditor's printed by the
+    // demo), never a redirect to the sign-in page; a bad token gets 401.
+    let export = |token: &str, path: &str| {
+        let url = format!("{}{path}", server.base);
+        let token = token.to_owned();
+        async move {
+            let client = custody_server::http_client::client_builder(None)
+                .unwrap()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let r = client
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, csv) = export(&token_of("audrey"), "/history.csv?env=production").await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("index,at,type"), "{csv}");
+    assert!(csv.contains("rollback"), "{csv}");
+    let (status, json) = export(&token_of("vic"), "/history.json?env=production").await;
+    assert_eq!(status, 200, "{json}");
+    assert!(serde_json::from_str::<Value>(&json).unwrap().is_array());
+    let (status, _) = export("cst_not-a-token", "/history.csv").await;
+    assert_eq!(status, 401);
+    // Pages other than the exports still want a session: a bearer token is not a sign-in.
+    let (status, _) = export(&admin, "/").await;
+    assert_eq!(status, 303);
 
     // The running server shows it: an auditor of the demo organisation reads the history.
     let audrey = token(&data, "audrey", &[]);

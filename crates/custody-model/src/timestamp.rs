@@ -55,6 +55,12 @@ impl Timestamp {
         Timestamp(later.min(latest))
     }
 
+    /// The instant without its fraction of a second: how times are shown to people, so
+    /// that columns line up (records keep the full precision).
+    pub fn to_second(self) -> Timestamp {
+        Timestamp(self.0.replace_nanosecond(0).unwrap_or(self.0))
+    }
+
     /// Seconds since the Unix epoch.
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()

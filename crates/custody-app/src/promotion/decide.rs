@@ -158,6 +158,7 @@ impl<S: Store> App<S> {
                 approval: None,
                 ledger_index: 0,
                 replayed: false,
+                supersedes: None,
             },
             events,
             state,

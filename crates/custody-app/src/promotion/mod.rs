@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppResult;
 use crate::app::{App, Versioned};
-use crate::records::{ApprovalRecord, DecisionRecord, PromotionRecord, kind};
+use crate::records::{ApprovalRecord, DecisionRecord, PromotionRecord, PromotionStatus, kind};
 
 pub use request::Promote;
 pub use review::Review;
@@ -38,6 +38,27 @@ pub struct PromotionOutcome {
     pub ledger_index: u64,
     /// True when this is the stored result of an earlier request with the same key.
     pub replayed: bool,
+    /// For a new request: the latest earlier promotion of the same release to the same
+    /// environment, if it was left pending or rejected (its reviews stay with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<Superseded>,
+}
+
+/// An earlier promotion of the same release to the same environment that a new request
+/// starts over from: its reviews do not carry over, because an approval binds to its
+/// promotion and to the decision and policy version it was given under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    /// The earlier promotion's id.
+    pub promotion: String,
+    /// Its status (pending or rejected).
+    pub status: PromotionStatus,
+    /// How many reviews it holds (none of which count for the new one).
+    pub reviews: usize,
+    /// The policy version its latest decision was made under.
+    pub policy: Option<String>,
+    /// Why its reviews do not carry over, for people.
+    pub note: String,
 }
 
 /// What an idempotency key of a promotion or review stands for: the records it made, from
@@ -164,6 +185,7 @@ impl<S: Store> App<S> {
             approval,
             ledger_index,
             replayed: true,
+            supersedes: None,
         })
     }
 

@@ -5,9 +5,9 @@ use custody_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{PromotionOutcome, decide::Staged};
+use super::{PromotionOutcome, Superseded, decide::Staged};
 use crate::app::{Actor, App, Once, new_id};
-use crate::events::{EventBody, PromotionRequested};
+use crate::events::{Event, EventBody, PromotionRequested};
 use crate::records::{BreakGlass, PromotionRecord, PromotionStatus, ReleaseRecord, kind};
 use crate::{AppError, AppResult};
 
@@ -81,43 +81,111 @@ impl<S: Store> App<S> {
             })
             .await?
             .value;
-        self.retrying(|| async {
-            let promotion = PromotionRecord {
-                id: new_id("prm"),
-                release: release.id(),
-                release_digest: release.digest.clone(),
-                environment: environment.into(),
-                requested_by: actor.principal.clone(),
-                requested_at: actor.now,
-                status: PromotionStatus::Pending,
-                decisions: Vec::new(),
-                approvals: Vec::new(),
-                break_glass: break_glass.map(|reason| BreakGlass {
-                    reason: reason.to_owned(),
-                    reviewed_by: None,
-                }),
-            };
-            let requested = crate::app::event(
-                actor,
-                EventBody::PromotionRequested(PromotionRequested {
-                    promotion: promotion.id.clone(),
+        let earlier = self.earlier_attempt(&release, environment).await?;
+        let mut outcome = self
+            .retrying(|| async {
+                let promotion = PromotionRecord {
+                    id: new_id("prm"),
                     release: release.id(),
+                    release_digest: release.digest.clone(),
                     environment: environment.into(),
-                    artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
-                    break_glass: break_glass.map(str::to_owned),
-                }),
-            )?;
-            let staged = self
-                .decide(actor, &policy, promotion, &release, &[], None)
-                .await?;
-            let once = idempotency_key.map(|key| Once {
-                scope: "promote",
-                key,
-                request: &fingerprint,
-            });
-            self.commit(Staged::after(requested, staged), Vec::new(), once)
-                .await
-        })
-        .await
+                    requested_by: actor.principal.clone(),
+                    requested_at: actor.now,
+                    status: PromotionStatus::Pending,
+                    decisions: Vec::new(),
+                    approvals: Vec::new(),
+                    break_glass: break_glass.map(|reason| BreakGlass {
+                        reason: reason.to_owned(),
+                        reviewed_by: None,
+                    }),
+                };
+                let requested = crate::app::event(
+                    actor,
+                    EventBody::PromotionRequested(PromotionRequested {
+                        promotion: promotion.id.clone(),
+                        release: release.id(),
+                        environment: environment.into(),
+                        artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
+                        break_glass: break_glass.map(str::to_owned),
+                    }),
+                )?;
+                let staged = self
+                    .decide(actor, &policy, promotion, &release, &[], None)
+                    .await?;
+                let once = idempotency_key.map(|key| Once {
+                    scope: "promote",
+                    key,
+                    request: &fingerprint,
+                });
+                self.commit(Staged::after(requested, staged), Vec::new(), once)
+                    .await
+            })
+            .await?;
+        outcome.supersedes = earlier;
+        Ok(outcome)
+    }
+
+    /// The latest earlier promotion of `release` to `environment`, if it was left pending
+    /// or rejected: a new request starts over, and the requester should hear that the
+    /// reviews given to the old one stay there.
+    async fn earlier_attempt(
+        &self,
+        release: &ReleaseRecord,
+        environment: &str,
+    ) -> AppResult<Option<Superseded>> {
+        use custody_store::search;
+        let Some(first) = release.artifacts.first() else {
+            return Ok(None);
+        };
+        let terms = [
+            search::event_type("promotion.requested"),
+            search::environment(environment),
+            search::artifact(&first.digest.to_string()),
+        ];
+        let size = self.store.size().await?;
+        // Newest first: the first request of this release is the one to name.
+        for entry in self.store.search(&terms, 0, size, SEARCHED).await? {
+            let event = Event::from_leaf(&entry.leaf)
+                .map_err(|e| AppError::Integrity(format!("ledger entry {}: {e}", entry.index)))?;
+            let EventBody::PromotionRequested(requested) = &event.body else {
+                continue;
+            };
+            if requested.release != release.id() || requested.environment != environment {
+                continue;
+            }
+            let (before, reviews) = self.promotion(&requested.promotion).await?;
+            if before.status == PromotionStatus::Certified {
+                return Ok(None);
+            }
+            let policy = match before.decisions.last() {
+                Some(id) => Some(self.decision(id).await?.decision.policy_digest),
+                None => None,
+            };
+            let status = match before.status {
+                PromotionStatus::Rejected => "rejected",
+                _ => "pending",
+            };
+            let note = format!(
+                "this is a new promotion: the earlier {} of {} to {environment} ({status}) keeps its {} review(s), which do not carry over, because an approval binds to its promotion and to the decision and policy version it was given under{}",
+                before.id,
+                before.release,
+                reviews.len(),
+                policy
+                    .as_deref()
+                    .map(|p| format!(" (policy {p})"))
+                    .unwrap_or_default()
+            );
+            return Ok(Some(Superseded {
+                promotion: before.id,
+                status: before.status,
+                reviews: reviews.len(),
+                policy,
+                note,
+            }));
+        }
+        Ok(None)
     }
 }
+
+/// Earlier requests of the same release to the same environment looked at.
+const SEARCHED: u64 = 16;

@@ -296,6 +296,7 @@ impl<S: Store> App<S> {
                 approval: Some((record, None)),
                 ledger_index: 0,
                 replayed: false,
+                supersedes: None,
             },
             events,
             state,

@@ -47,7 +47,9 @@ pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
                     "{:24} {:20} {:32} {}",
                     h.principal,
                     h.role,
-                    h.last_used.as_deref().unwrap_or("never"),
+                    h.last_used
+                        .as_deref()
+                        .map_or_else(|| "never".to_owned(), crate::input::when_text),
                     if h.unused {
                         format!("UNUSED for {} days: consider removing it", a.unused_days)
                     } else {

@@ -234,7 +234,11 @@ fn summary(r: &Report) -> String {
     let c = &r.checked;
     let mut s = format!(
         "{} of log {} ({}), exported by {} at {}\n",
-        r.format, r.origin, r.scope, r.exported_by, r.exported_at
+        r.format,
+        r.origin,
+        r.scope,
+        r.exported_by,
+        crate::input::when_text(&r.exported_at)
     );
     s.push_str(&format!(
         "  checkpoints: {} signatures by the log key verified, {} consistency proofs\n",
@@ -345,7 +349,10 @@ fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
                 report.digest,
                 report.environment,
                 report.release,
-                report.certified_at.as_deref().unwrap_or("?")
+                report
+                    .certified_at
+                    .as_deref()
+                    .map_or_else(|| "?".to_owned(), crate::input::when_text)
             ));
         }
         print_line(s.trim_end());

@@ -332,6 +332,63 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
     Ok(seeded)
 }
 
+/// The demo's people and services with their roles (as `policies/demo.toml` grants them).
+const CAST: [(&str, &[&str]); 11] = [
+    ("alice", &["approver"]),
+    ("bob", &["approver"]),
+    ("carol", &["approver"]),
+    ("rita", &["signer"]),
+    ("ci-bot", &["builder"]),
+    ("argo", &["deployer"]),
+    ("olga", &["deployer:production (may break glass)"]),
+    ("sec-lead", &["security"]),
+    ("sasha", &["security"]),
+    ("audrey", &["auditor"]),
+    ("vic", &["viewer"]),
+];
+
+/// A token printed at the end of the demo, to sign in to the dashboard with.
+struct SignIn {
+    principal: String,
+    roles: Vec<String>,
+    token: String,
+}
+
+/// Tokens to sign in with, made by the operator as any admin would: the operator's own
+/// (admin and approver; its holder made it, so approvals sent with it count), an
+/// auditor's and a viewer's (to see what each role is shown).
+async fn sign_in_tokens(app: &App<SqlStore>) -> anyhow::Result<Vec<SignIn>> {
+    let (operator, user) = crate::context::operator()?;
+    let now = crate::context::now()?;
+    let me = Actor::new(operator.as_str(), now)?
+        .authenticated_by(custody_model::Authentication::Local { user });
+    let mut out = Vec::new();
+    for (principal, roles) in [
+        (
+            operator.as_str(),
+            vec!["admin".to_owned(), "approver".to_owned()],
+        ),
+        ("audrey", vec!["auditor".to_owned()]),
+        ("vic", vec!["viewer".to_owned()]),
+    ] {
+        let request = custody_app::CreateToken {
+            principal: principal.to_owned(),
+            expires: "7d".into(),
+            description: "custody demo: dashboard sign-in".into(),
+        };
+        let (_, token) = app.create_token(&me, &request, None).await?;
+        let Some(token) = token else {
+            bail!("the token for {principal} was not shown");
+        };
+        out.push(SignIn {
+            principal: principal.to_owned(),
+            roles,
+            token,
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let dir = args.instance.dir();
@@ -353,14 +410,26 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             start: now - 3 * 24 * 3600,
         };
         let seeded = seed(&app, &story).await?;
+        let sign_in = sign_in_tokens(&app).await?;
         let entries = app.log().size().await?;
+        let listen = dir.config()?.server.listen;
+        let dashboard = format!("http://{listen}/login");
         if args.json {
+            let tokens: Vec<_> = sign_in
+                .iter()
+                .map(|s| json!({"principal": s.principal, "roles": s.roles, "token": s.token}))
+                .collect();
+            let cast: Vec<_> = CAST
+                .iter()
+                .map(|(who, roles)| json!({"principal": who, "roles": roles}))
+                .collect();
             print_json(&json!({
                 "releases": seeded.releases, "promotions": seeded.promotions, "rejected": seeded.rejected,
                 "rollbacks": seeded.rollbacks, "ledger_entries": entries,
+                "dashboard": dashboard, "sign_in": tokens, "cast": cast,
             }));
         } else {
-            print_line(&format!(
+            let mut lines = vec![format!(
                 "seeded the acme demo into {}: {} releases of shop ({}), {} promotions ({} rejected), {} rollback; {entries} ledger entries\n\
                  try: custody history --data-dir {} --env production",
                 dir.root().display(),
@@ -370,7 +439,26 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 seeded.rejected,
                 seeded.rollbacks,
                 dir.root().display()
+            )];
+            lines.push(format!(
+                "\nthe dashboard: with `custody serve` running, open {dashboard} and paste a token:"
             ));
+            for s in &sign_in {
+                lines.push(format!(
+                    "  {:12} {:32} {}",
+                    s.principal,
+                    s.roles.join(", "),
+                    s.token
+                ));
+            }
+            lines.push(
+                "(each shown once; made by you, the operator, so your own approvals count)\n\ncast:"
+                    .to_owned(),
+            );
+            for (who, roles) in CAST {
+                lines.push(format!("  {who:12} {}", roles.join(", ")));
+            }
+            print_line(&lines.join("\n"));
         }
         Ok(Outcome::Ok)
     })

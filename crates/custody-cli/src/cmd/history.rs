@@ -64,6 +64,9 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             .await?;
         if a.json {
             print_json(&json!(entries));
+        } else if entries.is_empty() {
+            // Said, not a blank line: an empty answer is an answer (exit 0).
+            eprintln!("no events match");
         } else {
             let lines: Vec<String> = entries
                 .iter()
@@ -71,7 +74,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                     format!(
                         "{:>6}  {}  {:22} {}",
                         e.index,
-                        e.event.at,
+                        crate::input::when(e.event.at),
                         e.event.kind(),
                         crate::input::one_line(&custody_app::describe(&e.event))
                     )

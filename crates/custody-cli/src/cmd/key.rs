@@ -61,7 +61,8 @@ pub(crate) struct GenerateArgs {
 pub(crate) struct ShowArgs {
     /// A PEM key file.
     file: PathBuf,
-    /// Also print the C2SP signed-note verifier key under this name (Ed25519 only).
+    /// Print only the C2SP signed-note verifier key under this name (Ed25519 only), on
+    /// one line, as `note verify --verifier` takes it (with --json: a field beside the rest).
     #[arg(long, value_name = "NAME")]
     note_name: Option<String>,
     /// Print the result as JSON.
@@ -173,6 +174,9 @@ fn show(args: ShowArgs) -> anyhow::Result<Outcome> {
             "securesystemslib_keyid": public.securesystemslib_keyid(),
             "note_verifier_key": note_key,
         }));
+    } else if let Some(k) = note_key {
+        // Alone, so that `--verifier "$(custody key show --note-name …)"` works.
+        print_line(&k);
     } else {
         print_line(&format!("key id:                  {}", public.key_id()));
         print_line(&format!("algorithm:               {}", public.algorithm()));
@@ -180,9 +184,6 @@ fn show(args: ShowArgs) -> anyhow::Result<Outcome> {
             "securesystemslib keyid:  {}",
             public.securesystemslib_keyid()
         ));
-        if let Some(k) = note_key {
-            print_line(&format!("note verifier key:       {k}"));
-        }
     }
     Ok(Outcome::Ok)
 }

@@ -373,7 +373,7 @@ fn summary(p: &ProposalView) -> String {
         p.standing,
         r.policy,
         r.proposed_by,
-        r.proposed_at,
+        crate::input::when(r.proposed_at),
         approved.len(),
         r.quorum,
         if approved.is_empty() {
@@ -391,7 +391,7 @@ fn describe(p: &ProposalView) -> String {
         format!(
             "  replaces {}; expires {}",
             r.previous.as_deref().unwrap_or("nothing"),
-            r.expires_at
+            crate::input::when(r.expires_at)
         ),
         format!(
             "  needs {} approval(s) from {} (never the proposer)",
@@ -407,7 +407,7 @@ fn describe(p: &ProposalView) -> String {
                 Verdict::Reject => "rejected",
             },
             v.by,
-            v.at,
+            crate::input::when(v.at),
             if v.statement.is_some() {
                 " (signed)"
             } else {

@@ -116,6 +116,9 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
             "  decision {} (policy {})",
             d.id, d.decision.policy_digest
         ));
+        if let Some(earlier) = &outcome.supersedes {
+            lines.push(format!("note: {}", earlier.note));
+        }
         print_line(&lines.join("\n"));
     }
     if p.status == PromotionStatus::Certified {
@@ -225,7 +228,7 @@ pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {
                         "{} about promotion {} at {}: {}",
                         d.id,
                         d.promotion,
-                        d.at,
+                        crate::input::when(d.at),
                         if d.decision.allowed {
                             "allowed"
                         } else {

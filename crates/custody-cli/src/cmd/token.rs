@@ -85,7 +85,9 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                     print_line(token);
                     eprintln!(
                         "token {} for {} until {}: shown once, store it as a secret",
-                        record.id, record.principal, record.expires_at
+                        record.id,
+                        record.principal,
+                        crate::input::when(record.expires_at)
                     );
                 } else {
                     eprintln!(
@@ -105,9 +107,9 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                             "{}  {:20} expires {}{}  {}",
                             t.id,
                             t.principal,
-                            t.expires_at,
+                            crate::input::when(t.expires_at),
                             t.revoked_at
-                                .map(|r| format!(", revoked {r}"))
+                                .map(|r| format!(", revoked {}", crate::input::when(r)))
                                 .unwrap_or_default(),
                             t.description
                         ));

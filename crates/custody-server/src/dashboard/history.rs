@@ -12,8 +12,8 @@ use custody_model::{Digest, Timestamp};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Viewer;
 use super::layout::error_page;
+use super::{ToExport, Viewer};
 use crate::ServerState;
 
 /// The history search's form, as a query string (every field optional; empty is unset).
@@ -190,7 +190,7 @@ fn release_of(event: &Event) -> Option<&str> {
 /// `GET /history.csv`.
 pub(crate) async fn export_csv(
     State(s): State<Arc<ServerState>>,
-    v: Viewer,
+    v: Viewer<ToExport>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, Response> {
     export(&s, &v, Export::Csv, &q).await
@@ -199,7 +199,7 @@ pub(crate) async fn export_csv(
 /// `GET /history.json`.
 pub(crate) async fn export_json(
     State(s): State<Arc<ServerState>>,
-    v: Viewer,
+    v: Viewer<ToExport>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, Response> {
     export(&s, &v, Export::Json, &q).await
@@ -215,7 +215,7 @@ enum Export {
 /// The search's events (the newest [`EXPORT`]), oldest first, as a file.
 async fn export(
     s: &ServerState,
-    v: &Viewer,
+    v: &Viewer<ToExport>,
     format: Export,
     q: &HistoryQuery,
 ) -> Result<Response, Response> {

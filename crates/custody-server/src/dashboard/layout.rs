@@ -93,7 +93,14 @@ pub(crate) fn login_page(error: Option<&str>, csrf: Option<&str>) -> Markup {
             } @else {
                 p { a href="/login" { "Sign in again" } }
             }
-            p { "An admin creates your token with " code { "custody token create --principal YOU" } "." }
+            p #where-tokens-come-from {
+                "Your token comes from an admin, who runs "
+                code { "custody token create --principal YOU" }
+                " (it is shown once; only its hash is kept). Signed in, you may make your own. "
+                "Trying custody out? "
+                code { "custody demo" }
+                " ends by printing tokens for the demo's admin, an auditor and a viewer."
+            }
         },
     )
 }

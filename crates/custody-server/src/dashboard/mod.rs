@@ -103,12 +103,22 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
 pub(crate) trait Need: Send + Sync + 'static {
     /// The permission.
     const PERMISSION: Permission;
+    /// Whether a script may fetch it with `Authorization: Bearer` instead of a session
+    /// (the exports: a GET that changes nothing, so no CSRF to guard against).
+    const BEARER: bool = false;
 }
 
 /// Pages anyone who may read the history may see.
 pub(crate) struct ToRead;
 impl Need for ToRead {
     const PERMISSION: Permission = Permission::Read;
+}
+
+/// The history exports (CSV, JSON): readers, signed in or with a bearer token.
+pub(crate) struct ToExport;
+impl Need for ToExport {
+    const PERMISSION: Permission = Permission::Read;
+    const BEARER: bool = true;
 }
 
 /// The access review (auditors).
@@ -141,7 +151,15 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
         parts: &mut Parts,
         state: &Arc<ServerState>,
     ) -> Result<Self, Response> {
-        let (who, csrf) = session::signed_in(state, &parts.headers).await?;
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let (who, csrf) = match bearer {
+            Some(token) if N::BEARER => (bearer_viewer(state, token).await?, String::new()),
+            _ => session::signed_in(state, &parts.headers).await?,
+        };
         let permission = N::PERMISSION;
         if !permission.granted_to(&who.roles) {
             let why = format!(
@@ -168,6 +186,24 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
             now: state.now(),
             need: PhantomData,
         })
+    }
+}
+
+/// Who a bearer token on an export is; 401 (never a redirect to the sign-in page, which a
+/// script cannot follow) when it does not check out.
+async fn bearer_viewer(state: &ServerState, token: &str) -> Result<Authenticated, Response> {
+    match crate::access::authenticate(state, token).await {
+        Ok(who) => Ok(who),
+        Err(e) => {
+            let status = match e.fault() {
+                custody_app::Fault::Denied => axum::http::StatusCode::UNAUTHORIZED,
+                fault => crate::error::status(fault),
+            };
+            let message = crate::error::message_for(status, &e);
+            let mut r = (status, message).into_response();
+            mark_caller(&mut r, "", format!("unauthenticated: {e}"));
+            Err(r)
+        }
     }
 }
 

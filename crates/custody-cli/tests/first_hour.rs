@@ -1,0 +1,267 @@
+//! The README's walkthrough, `examples/walkthrough.sh`, run as a new user would paste it:
+//! on a fresh directory, against this build of `custody`. Then the outputs people read
+//! from what it left behind: times to the second, an empty answer said as such, a closed
+//! pipe ending quietly, the access review counting what the ledger records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{custody, expect_code, run, stderr, stdout};
+use serde_json::Value;
+
+/// Runs the walkthrough in a fresh temporary directory; returns its output and the
+/// directory it worked in (under `temp`).
+fn walkthrough(temp: &Path) -> (String, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/walkthrough.sh");
+    let out = run(Command::new("bash")
+        .arg(&script)
+        .env("CUSTODY", env!("CARGO_BIN_EXE_custody"))
+        .env("TMPDIR", temp)
+        .env_remove("CUSTODY_TOKEN")
+        .env_remove("CUSTODY_SERVER")
+        .env_remove("CUSTODY_DATA_DIR")
+        .env_remove("CUSTODY_NOW"));
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let dir = PathBuf::from(
+        text.lines()
+            .find_map(|l| l.strip_prefix("walkthrough in "))
+            .expect("the walkthrough names its directory"),
+    );
+    assert!(dir.starts_with(temp), "{dir:?} is not under {temp:?}");
+    (text, dir)
+}
+
+#[track_caller]
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let temp = tempfile::tempdir().unwrap();
+    let (text, dir) = walkthrough(temp.path());
+
+    // The release went through every environment and ended certified in production, where
+    // it is certified again after the hotfix failed and rolled back.
+    for env in ["build", "test", "staging", "production"] {
+        assert_has(&text, &format!("shop@1.4.2 → {env}: certified"));
+    }
+    // Re-promoting after the missing scan was attached names the first promotion and
+    // says why its approval stays there.
+    assert_has(&text, "note: this is a new promotion: the earlier prm-");
+    assert_has(&text, "keeps its 1 review(s), which do not carry over");
+    // Break glass: certified past the gates, then reviewed after the fact by someone else.
+    assert_has(&text, "shop@1.4.3 → production: certified");
+    assert_has(
+        &text,
+        "bob approved after the fact shop@1.4.3 → production: hotfix diff checked",
+    );
+    assert_has(&text, "rolled back shop@1.4.3 → shop@1.4.2 in production");
+    // History lines name what they are about.
+    assert_has(&text, "reported a failed deploy in production of ");
+    assert_has(
+        &text,
+        "attached vulnerability-scan evidence (osv) to artifact ",
+    );
+    assert_has(&text, "replayed to the same outcome");
+    assert_has(&text, "of argo is revoked");
+    // The policy change took effect with two owners' approvals; the second was rejected.
+    assert_has(&text, "approved by sasha, sol");
+    assert_has(&text, "rejected");
+
+    // The deploy gate agrees: 1.4.2 runs in production, the rolled-back hotfix may not.
+    let data = dir.join("custody-data");
+    let digest = |file: &str| {
+        let out = run(custody().arg("digest").arg(dir.join(file)));
+        stdout(&out).split_whitespace().next().unwrap().to_owned()
+    };
+    let gate = |d: &str| {
+        run(custody()
+            .args(["verify", "--env", "production", d, "--data-dir"])
+            .arg(&data))
+    };
+    expect_code(&gate(&digest("shop-1.4.2.tar")), 0);
+    expect_code(&gate(&digest("shop-1.4.3.tar")), 1);
+    expect_code(
+        &run(custody().args(["log", "check", "--data-dir"]).arg(&data)),
+        0,
+    );
+
+    // A promotion asked for again after one was left waiting says so in --json too.
+    let promote = || {
+        run(custody()
+            .args([
+                "promote",
+                "shop@1.4.3",
+                "--to",
+                "test",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(&data))
+    };
+    let first = promote();
+    expect_code(&first, 1);
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(first.get("supersedes").is_none(), "{first}");
+    let again = promote();
+    expect_code(&again, 1);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let earlier = &again["supersedes"];
+    assert_eq!(earlier["promotion"], first["promotion"]["id"], "{again}");
+    assert_eq!(earlier["status"], "pending");
+    assert_eq!(earlier["reviews"], 0);
+    assert!(
+        earlier["note"]
+            .as_str()
+            .unwrap()
+            .contains("an approval binds to its promotion and to the decision and policy version"),
+        "{again}"
+    );
+
+    // Times for people are to the second; --json keeps the recorded precision.
+    let history = run(custody()
+        .args(["history", "--limit", "0", "--data-dir"])
+        .arg(&data));
+    expect_code(&history, 0);
+    for line in stdout(&history).lines() {
+        let at = line.split_whitespace().nth(1).unwrap();
+        assert_eq!(at.len(), "2026-11-30T01:02:58Z".len(), "{line}");
+        assert!(at.ends_with('Z') && !at.contains('.'), "{line}");
+    }
+
+    // An empty answer is said, not a blank line; exit 0.
+    let none = run(custody()
+        .args(["history", "--principal", "nobody-at-all", "--data-dir"])
+        .arg(&data));
+    expect_code(&none, 0);
+    assert_eq!(stdout(&none), "");
+    assert_eq!(stderr(&none).trim(), "no events match");
+
+    // The access review counts what the ledger records, not only token use: bob and
+    // alice approved with their keys (no token of theirs was ever used), sasha and sol
+    // approved a policy change; nobody acted as contractor.
+    let review = run(custody()
+        .args(["access", "review", "--json", "--data-dir"])
+        .arg(&data));
+    expect_code(&review, 0);
+    let holdings: Vec<Value> = serde_json::from_slice(&review.stdout).unwrap();
+    let unused = |who: &str, role: &str| {
+        holdings
+            .iter()
+            .find(|h| h["principal"] == who && h["role"] == role)
+            .unwrap_or_else(|| panic!("{who} {role} in {holdings:?}"))["unused"]
+            .as_bool()
+            .unwrap()
+    };
+    for (who, role) in [
+        ("alice", "approver"),
+        ("bob", "approver"),
+        ("sasha", "security"),
+        ("sol", "security"),
+        ("ci-bot", "builder"),
+        ("rita", "signer"),
+        ("olga", "deployer:production"),
+        ("sam", "security"),
+    ] {
+        assert!(!unused(who, role), "{who} used {role}");
+    }
+    assert!(unused("contractor", "approver"));
+}
+
+/// A reader that stops early (`custody history --json | head -c 10`) ends the command
+/// quietly, as it ends any command-line tool: no panic, no backtrace, the status a shell
+/// gives a tool the SIGPIPE signal ended.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    for args in [
+        &["history", "--json"][..],
+        &["history"][..],
+        &["policy", "show", "--json"][..],
+    ] {
+        // The reader is gone before custody starts: its first write meets EPIPE.
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        drop(reader);
+        let out = custody()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
+}
+
+/// `custody demo` ends with the way into the dashboard: where to sign in, a token for its
+/// admin (who approves too), an auditor's and a viewer's, and the cast with their roles.
+#[test]
+fn the_demo_says_how_to_sign_in() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let out = run(custody().args(["demo", "--data-dir"]).arg(&data));
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    assert_has(&text, "open http://127.0.0.1:8080/login and paste a token");
+    let me = stdout(&run(custody().args(["whoami", "--data-dir"]).arg(&data)));
+    let me = me.lines().next().unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(me))
+        .unwrap_or_else(|| panic!("no sign-in line for {me}:\n{text}"));
+    assert_has(line, "admin, approver");
+    let token = line.split_whitespace().last().unwrap();
+    assert!(token.starts_with("cst_"), "{line}");
+    // The token printed is one custody accepts, for the operator.
+    let who = run(custody()
+        .args(["whoami", "--data-dir"])
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token));
+    expect_code(&who, 0);
+    assert_has(&stdout(&who), &format!("{me}\n"));
+    assert_has(&stdout(&who), "token");
+    for cast in [
+        "alice        approver",
+        "olga         deployer:production",
+        "audrey       auditor",
+    ] {
+        assert_has(&text, cast);
+    }
+}
+
+/// README.md shows the walkthrough's commands exactly as the script runs them, section by
+/// section, so that what is pasted is what is tested.
+#[test]
+fn the_readme_shows_the_walkthrough_as_the_script_runs_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = std::fs::read_to_string(root.join("examples/walkthrough.sh")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let sections: Vec<&str> = script.split("\nstep \"").skip(1).collect();
+    assert_eq!(sections.len(), 3, "the script's three sections");
+    for section in sections {
+        let (title, body) = section.split_once("\"\n").unwrap();
+        let body = body.trim_end();
+        assert!(
+            readme.contains(&format!("## {title}")),
+            "README has no section {title:?}"
+        );
+        assert!(
+            readme.contains(&format!("```sh\n{body}\n```")),
+            "README's {title:?} block differs from examples/walkthrough.sh:\n{body}"
+        );
+    }
+}
