@@ -37,7 +37,7 @@ custody dsse verify --key builder.pub statement.dsse.json
 custody dsse verify --key builder.pub --key release-signer.pub --threshold 2 statement.dsse.json || test $? = 1
 # Python verifiers (securesystemslib) match keys by their own key id: sign with that hint.
 custody dsse sign --keyid securesystemslib --key builder.key --payload-type text/plain notes.txt > notes.dsse.json
-# Many envelopes at once (JSON Lines, one per line): verified in parallel, Ed25519 in batches.
+# Many envelopes at once (JSON Lines, one per line): verified in parallel, each strictly.
 cat statement.dsse.json notes.dsse.json > envelopes.jsonl
 custody dsse verify --jsonl --key builder.pub envelopes.jsonl
 # C2SP signed notes, the format of ledger checkpoints; witnesses' cosignatures are ignored.
