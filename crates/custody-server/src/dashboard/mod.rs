@@ -201,7 +201,7 @@ async fn bearer_viewer(state: &ServerState, token: &str) -> Result<Authenticated
             };
             let message = crate::error::message_for(status, &e);
             let mut r = (status, message).into_response();
-            mark_caller(&mut r, "", format!("unauthenticated: {e}"));
+            mark_caller(&mut r, None, format!("unauthenticated: {e}"));
             Err(r)
         }
     }
