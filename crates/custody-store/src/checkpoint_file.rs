@@ -99,6 +99,15 @@ pub(crate) fn read(
     path: &Path,
     verifier: &NoteVerifier,
 ) -> Result<Option<SignedCheckpoint>, StoreError> {
+    read_note(path)?
+        .map(|note| open(path, note, verifier))
+        .transpose()
+}
+
+/// The file's text, unchecked (bounded before it is read): `None` if it is absent or
+/// empty. [`open`] checks it. Reading and checking are apart so that an opener can read
+/// the file before the head and check it once the log key is known to be this log's.
+pub(crate) fn read_note(path: &Path) -> Result<Option<String>, StoreError> {
     let bad = |reason: String| StoreError::CheckpointFile {
         path: path.to_owned(),
         reason,
@@ -118,13 +127,27 @@ pub(crate) fn read(
     if bytes.is_empty() {
         return Ok(None);
     }
-    let note = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
-    let cp = Checkpoint::open(&note, verifier).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(SignedCheckpoint {
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| bad("it is not UTF-8 text".into()))
+}
+
+/// The checkpoint in `note`, read from the file at `path`, if it is one of `verifier`'s
+/// log; an error naming the file if not.
+pub(crate) fn open(
+    path: &Path,
+    note: String,
+    verifier: &NoteVerifier,
+) -> Result<SignedCheckpoint, StoreError> {
+    let cp = Checkpoint::open(&note, verifier).map_err(|e| StoreError::CheckpointFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(SignedCheckpoint {
         size: cp.size,
         root: cp.root,
         note,
-    }))
+    })
 }
 
 /// Replaces the file's content with `note`: a temporary file in the same directory,

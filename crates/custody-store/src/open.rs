@@ -171,10 +171,16 @@ impl SqlStore {
         // commit, so read in this order the file can never be ahead of an honest head,
         // while read the other way round a concurrent append would look like a rollback.
         let witness = match &path {
-            Some(path) => checkpoint_file::read(path, &verifier)?,
+            Some(path) => checkpoint_file::read_note(path)?,
             None => None,
         };
+        // The ledger (its log key first) is checked before the file's signature, so that a
+        // data directory given another instance's key says so, not that the file is foreign.
         let (frontier, head) = check_ledger(location, &pools.write, &verifier, true).await?;
+        let witness = match (&path, witness) {
+            (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &verifier)?),
+            _ => None,
+        };
         let status = Arc::new(Status::default());
         let (witnessed, file_status) = match &path {
             None => (Ok(head), CheckpointFileStatus::NotKept),
