@@ -99,7 +99,17 @@ pub struct LedgerStatus {
     /// The oldest stored checkpoint with entries, and whether the latest provably extends
     /// it (an RFC 9162 consistency proof, verified here): `None` for an empty log.
     pub consistency: Option<(u64, Result<(), String>)>,
+    /// What custody has found wrong with this ledger and still stands: the store's
+    /// integrity failure (its history shrank or forked; it is read-only), and the
+    /// integrity alerts raised (a leaf or stored hash that fails the check, a state record
+    /// that differs from the ledger). While any stands, nothing may vouch for the ledger:
+    /// a proof over stored hashes says nothing of a leaf rewritten under them.
+    pub doubts: Vec<String>,
 }
+
+/// The alert rules that say the ledger (or the state checked against it) cannot be
+/// trusted as it stands.
+pub(crate) const INTEGRITY_RULES: [&str; 2] = ["ledger-consistency-failure", "state-mismatch"];
 
 /// A promotion with everything that explains it.
 #[derive(Debug, Clone, Serialize)]
@@ -320,23 +330,39 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// The latest checkpoint, and a consistency proof from the oldest stored one checked.
+    /// The latest checkpoint, a consistency proof from the oldest stored one checked, and
+    /// what custody has found wrong with the ledger that still stands.
     pub async fn ledger_status(&self) -> AppResult<LedgerStatus> {
+        let mut doubts: Vec<String> = self
+            .store
+            .integrity()
+            .map(|failure| format!("the ledger is read-only: {failure}"))
+            .into_iter()
+            .collect();
+        doubts.extend(
+            self.recent_alerts()
+                .await?
+                .into_iter()
+                .filter(|(alert, _)| INTEGRITY_RULES.contains(&alert.rule.as_str()))
+                .map(|(alert, at)| format!("{} (raised {at}): {}", alert.rule, alert.text)),
+        );
         let latest = self.store.checkpoint().await?;
         let consistency = match self.store.checkpoints(1, 1).await?.into_iter().next() {
             Some(first) if latest.size > 0 => {
-                let proof = self
-                    .store
-                    .consistency_proof(first.size, latest.size)
-                    .await?;
-                let checked = custody_ledger::verify_consistency(
-                    first.size,
-                    latest.size,
-                    &proof,
-                    &first.root,
-                    &latest.root,
-                )
-                .map_err(|e| e.to_string());
+                let checked = match self.store.consistency_proof(first.size, latest.size).await {
+                    Ok(proof) => custody_ledger::verify_consistency(
+                        first.size,
+                        latest.size,
+                        &proof,
+                        &first.root,
+                        &latest.root,
+                    )
+                    .map_err(|e| e.to_string()),
+                    // A damaged history may have no proof to give: that is what the page
+                    // then shows, beside what was found.
+                    Err(e) if !doubts.is_empty() => Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                };
                 Some((first.size, checked))
             }
             _ => None,
@@ -345,6 +371,7 @@ impl<S: Store> App<S> {
             checkpoint: latest.note,
             size: latest.size,
             consistency,
+            doubts,
         })
     }
 }

@@ -228,6 +228,15 @@ impl DataDir {
 
     /// Where the ledger at `location` keeps its newest checkpoint outside the database:
     /// beside an SQLite file, in this directory for PostgreSQL.
+    /// Where the ledger at `url` (or the configured one) keeps its checkpoint file.
+    pub(crate) fn checkpoint_file_path(
+        &self,
+        url: Option<&str>,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let location = self.location(&self.config()?, url);
+        Ok(self.checkpoint_file(&location).path(&location))
+    }
+
     fn checkpoint_file(&self, location: &Location) -> CheckpointFile {
         match location {
             Location::Sqlite(_) => CheckpointFile::Beside,

@@ -15,6 +15,34 @@ use crate::{MAX_ENTRIES_PER_READ, SqlStore, Store, StoreError};
 const CHECKPOINTS_PER_PAGE: i64 = 1000;
 
 impl SqlStore {
+    /// Whether the head extends the checkpoint kept in the file at `path` (the newest one a
+    /// writer signed or verified; see `checkpoint_file`), as opening the store to write
+    /// checks it: the failure if the log was rolled back, truncated or forked since, `None`
+    /// if it extends it or there is no file to check against. Reads only, so a store
+    /// opened read-only (`custody log check`) catches a rollback made while custody was
+    /// stopped too.
+    pub async fn check_checkpoint_file(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Option<crate::IntegrityFailure>, StoreError> {
+        let Some(note) = crate::checkpoint_file::read(path)? else {
+            return Ok(None);
+        };
+        let seen = crate::checkpoint_file::open(path, note, &self.verifier)?;
+        let head = self.checkpoint().await?;
+        let finding = {
+            let mut conn = self.read.acquire().await?;
+            crate::integrity::check_extends(&mut conn.conn(), &seen, head.size, &head.root).await?
+        };
+        Ok(finding.map(|finding| crate::IntegrityFailure {
+            finding,
+            found_size: head.size,
+            found_root: head.root,
+            seen,
+            witness: crate::Witness::CheckpointFile(path.to_owned()),
+        }))
+    }
+
     /// Recomputes the whole tree from the stored leaves and checks it against every stored
     /// hash and every stored checkpoint (signature and root). `progress` is called with
     /// the number of leaves checked so far.

@@ -161,6 +161,24 @@ impl<S: Store> App<S> {
             let mut staged = self
                 .decide(actor, &policy, promotion, &release, &all, Some(current.version))
                 .await?;
+            // A rejection ends a promotion, so only someone who could have approved it in
+            // this environment may reject it (not a reviewer of another environment, an
+            // admin, the requester, a builder or the signer): anyone else is refused and
+            // nothing is recorded. (An approval that does not count is recorded, ignored.)
+            if verdict == Verdict::Reject {
+                let facts = &staged.outcome.decision.facts;
+                if let Err(why) = custody_policy::may_review(
+                    &policy,
+                    facts,
+                    &actor.principal,
+                    actor.now.unix_seconds(),
+                ) {
+                    return Err(AppError::denied(format!(
+                        "{} may not reject promotion {promotion_id}: {why}; it still waits for someone who could approve it",
+                        actor.principal
+                    )));
+                }
+            }
             let standing =
                 custody_policy::approval_standings(&policy, &staged.outcome.decision.facts)
                     .and_then(|s| s.into_iter().find(|(id, _)| *id == record.id))

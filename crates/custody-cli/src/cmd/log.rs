@@ -387,6 +387,17 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         Ok(r) => r,
         Err(why) => return report_check(args.json, Err(why)),
     };
+    // Locally, the head must extend the checkpoint file too: a database rolled back or
+    // forked while custody was stopped checks out on its own.
+    if let (Ledger::Local(store), None) = (&ledger, &args.ledger.server) {
+        let dir = DataDir::new(&args.ledger.data_dir);
+        if let Some(path) = dir.checkpoint_file_path(args.ledger.database_url.as_deref())? {
+            if let Some(failure) = store.check_checkpoint_file(&path).await? {
+                let refused = custody_store::StoreError::Integrity(Box::new(failure));
+                return report_check(args.json, Err(refused.to_string()));
+            }
+        }
+    }
     if let Some(state) = &state {
         if !state.differences.is_empty() {
             let lines: Vec<String> = state.differences.iter().map(ToString::to_string).collect();

@@ -187,10 +187,22 @@ pub(crate) async fn ledger(
         h2 { "Latest signed checkpoint" }
         pre #checkpoint { (status.checkpoint) }
         h2 { "Consistency" }
-        @match &status.consistency {
-            Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (from) " entries): nothing recorded was changed or removed." },
-            Some((from, Err(e))) => p.fail #consistency { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
-            None => p.none #consistency { "the log is empty" },
+        // Never vouched for while custody itself has found something wrong with it: a
+        // proof over the stored hashes says nothing of a leaf rewritten under them.
+        @if status.doubts.is_empty() {
+            @match &status.consistency {
+                Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (from) " entries): nothing recorded was changed or removed." },
+                Some((from, Err(e))) => p.fail #consistency { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
+                None => p.none #consistency { "the log is empty" },
+            }
+        } @else {
+            p.fail #consistency { "NOT VOUCHED FOR: custody found this ledger damaged or altered, and " (status.doubts.len()) " finding(s) stand:" }
+            ul #doubts { @for d in &status.doubts { li { (d) } } }
+            @match &status.consistency {
+                Some((from, Ok(()))) => p #proof { "The stored hashes of " (status.size) " entries extend the first checkpoint (" (from) " entries); that proves nothing of the entries while the findings above stand." },
+                Some((from, Err(e))) => p.fail #proof { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
+                None => p.none #proof { "the log is empty" },
+            }
         }
         p { "Check it yourself, with nothing but the log's public key: " code { "custody log check --server URL --log-key log.pub" } }
     };

@@ -25,7 +25,7 @@ fn settings(max_connections: usize) -> custody_server::Settings {
 }
 
 /// Serves `server` on a loopback port until the returned sender is dropped.
-async fn serve(server: &TestServer) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+pub(crate) async fn serve(server: &TestServer) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -4,11 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod access_log;
 mod bodies;
+mod bounds;
 mod connections;
 mod idempotency;
 mod openapi;
 mod replica;
+mod reviews;
 mod routes;
 mod sessions;
 mod state_check;

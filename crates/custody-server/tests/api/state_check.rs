@@ -1,7 +1,8 @@
 //! The state as a checked projection of the ledger: a token row edited in the database
 //! (a database login without the log key) is found by the check a server runs before its
 //! first connection, which names the record, and the server then refuses to act on it,
-//! on SQLite and PostgreSQL.
+//! on SQLite and PostgreSQL. A log rolled back or rewritten under the server stops its
+//! writes, and the dashboard's Ledger page never vouches for it while that stands.
 
 use custody_store::Location;
 use serde_json::json;
@@ -114,6 +115,8 @@ async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
         server.call("GET", "/readyz", None, None, &[]).await.status,
         200
     );
+    let cookie = server.sign_in("audrey").await;
+    assert!(ledger_page(&server, &cookie).await.contains(VOUCHES));
     let signed = "SELECT COUNT(*) FROM log_checkpoints";
     let before = count(&server.location, signed).await;
     // Someone with the database moves the head back two entries.
@@ -137,4 +140,61 @@ async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
     );
     let ready = server.call("GET", "/readyz", None, None, &[]).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
+    // The Ledger page says what was found, and vouches for nothing.
+    let page = ledger_page(&server, &cookie).await;
+    assert!(!page.contains(VOUCHES), "{page}");
+    assert!(
+        page.contains("NOT VOUCHED FOR") && page.contains("went back"),
+        "{page}"
+    );
+}
+
+/// What the Ledger page says of a ledger it can vouch for.
+const VOUCHES: &str = "nothing recorded was changed or removed";
+
+/// The dashboard's Ledger page, as the session `cookie` sees it.
+async fn ledger_page(server: &TestServer, cookie: &str) -> String {
+    let page = server
+        .call("GET", "/ledger", None, None, &[("cookie", cookie)])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body.as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_page_never_vouches_while_an_integrity_alert_stands() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let cookie = server.sign_in("audrey").await;
+    assert!(ledger_page(&server, &cookie).await.contains(VOUCHES));
+    // Someone with the database file rewrites the first entry under its stored hashes: the
+    // consistency proof over stored hashes still holds, the full check does not.
+    behind_the_ledger(&server.location, "DROP TRIGGER log_entries_append_only_u").await;
+    behind_the_ledger(
+        &server.location,
+        "UPDATE log_entries SET leaf = CAST('{\"type\":\"nothing.happened\"}' AS BLOB) WHERE idx = 0",
+    )
+    .await;
+    // The server's check at start raises the alert.
+    let tasks = custody_server::spawn_background(&server.state);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let alerts = server.state.app.recent_alerts().await.unwrap();
+        if alerts
+            .iter()
+            .any(|(a, _)| a.rule == "ledger-consistency-failure")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {alerts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = ledger_page(&server, &cookie).await;
+    assert!(!page.contains(VOUCHES), "{page}");
+    assert!(
+        page.contains("NOT VOUCHED FOR") && page.contains("ledger-consistency-failure"),
+        "{page}"
+    );
+    for t in tasks {
+        t.abort();
+    }
 }

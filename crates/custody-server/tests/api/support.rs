@@ -17,8 +17,8 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 /// Everyone the test policy names, and `nobody`, who holds no role.
-pub(crate) const PRINCIPALS: [&str; 11] = [
-    "root", "bob", "sam", "alice", "sec", "sue", "argo", "audrey", "vic", "amy", "nobody",
+pub(crate) const PRINCIPALS: [&str; 12] = [
+    "root", "bob", "sam", "alice", "sec", "sue", "argo", "audrey", "vic", "amy", "stella", "nobody",
 ];
 
 /// Where the test's store lives.
@@ -280,6 +280,112 @@ impl TestServer {
             .find(|c| c.starts_with("custody_session="))
             .unwrap();
         cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// `answer`, which must be a success.
+    pub(crate) fn ok(answer: Answer) -> Answer {
+        assert!(
+            answer.status.is_success(),
+            "{} {}",
+            answer.status,
+            answer.body
+        );
+        answer
+    }
+
+    /// `POST path` with `body` as `principal`.
+    pub(crate) async fn post(&self, principal: &str, path: &str, body: &Value) -> Answer {
+        self.call(
+            "POST",
+            path,
+            Some(self.token(principal)),
+            Some(&body.to_string()),
+            &[],
+        )
+        .await
+    }
+
+    /// Release `shop@VERSION` of the artifact `digest` (registered by bob, built by the
+    /// test builder, signed by sam), certified in build.
+    pub(crate) async fn release_in_build(&self, version: &str, digest: &custody_model::Digest) {
+        let build = custody_app::attestations::BuildFields {
+            builder_id: "https://ci.example/builder/v1".into(),
+            source_repo: "https://git.example/acme/shop".into(),
+            source_commit: format!("c-{version}"),
+            parameters: Default::default(),
+            environment: Default::default(),
+            started: None,
+            finished: None,
+            nondeterministic_steps: Vec::new(),
+            invocation_id: None,
+        };
+        let artifact = custody_app::RegisterArtifact::signed_by(
+            &self.builder,
+            "shop",
+            digest.clone(),
+            None,
+            build,
+        )
+        .unwrap();
+        let artifact = serde_json::to_value(&artifact).unwrap();
+        Self::ok(self.post("bob", "/api/v1/artifacts", &artifact).await);
+        let manifest = custody_app::RecordRelease::signed(
+            "shop",
+            version,
+            &[custody_app::attestations::ManifestArtifact {
+                name: "shop".into(),
+                digest: digest.clone(),
+            }],
+            "sam",
+            now(),
+            Some(&self.release_key),
+        )
+        .unwrap();
+        let manifest = serde_json::to_value(&manifest).unwrap();
+        Self::ok(self.post("sam", "/api/v1/releases", &manifest).await);
+        let to_build =
+            serde_json::json!({"release": format!("shop@{version}"), "environment": "build"});
+        let built = Self::ok(self.post("sam", "/api/v1/promotions", &to_build).await);
+        assert_eq!(
+            built.body["promotion"]["status"], "certified",
+            "{}",
+            built.body
+        );
+    }
+
+    /// `shop@VERSION` (see [`TestServer::release_in_build`]) requested into production by
+    /// sam, waiting for an approver: the promotion's id.
+    pub(crate) async fn waiting_in_production(
+        &self,
+        version: &str,
+        digest: &custody_model::Digest,
+    ) -> String {
+        self.release_in_build(version, digest).await;
+        let to_production =
+            serde_json::json!({"release": format!("shop@{version}"), "environment": "production"});
+        let asked = self.post("sam", "/api/v1/promotions", &to_production).await;
+        assert_eq!(
+            asked.body["promotion"]["status"], "pending",
+            "{}",
+            asked.body
+        );
+        asked.body["promotion"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Appends `events` to the ledger as another custody process on the same database
+    /// would (with the log key, behind this server's back).
+    pub(crate) async fn append_elsewhere(&self, events: Vec<custody_model::CanonicalJson>) {
+        use custody_store::Store as _;
+        let log = NoteSigner::new("test.custody/log", Box::new(copy(&self.log_key))).unwrap();
+        let store = SqlStore::open(&self.location, log).await.unwrap();
+        for chunk in events.chunks(custody_store::MAX_EVENTS_PER_APPEND) {
+            let append = custody_store::Append {
+                events: chunk.to_vec(),
+                ..custody_store::Append::default()
+            };
+            store.append(append).await.unwrap();
+        }
+        store.close().await;
     }
 
     /// The ledger's size now.

@@ -1,0 +1,141 @@
+//! The access log's bounds, as `[access_log]` in config.toml sets them: anonymous requests
+//! recorded in full up to `anonymous_per_minute` per client address and minute, then one
+//! in `anonymous_sample` (each saying how many it stands for); requests with credentials
+//! always; entries older than `retention` removed by the server's pruning.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use custody_app::Clock as _;
+use tower::ServiceExt as _;
+
+use crate::support::{Backend, TestServer};
+
+/// `[access_log]` as an operator writes it.
+fn configured(retention: &str, per_minute: u32, sample: u32) -> custody_server::Settings {
+    let access_log = custody_server::AccessLogConfig {
+        retention: retention.into(),
+        anonymous_per_minute: per_minute,
+        anonymous_sample: sample,
+    };
+    custody_server::ServerConfig::default()
+        .compile(&access_log)
+        .unwrap()
+}
+
+/// `GET path` from the client at `peer`, with `token` if given: the status.
+async fn get_from(server: &TestServer, peer: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut request = Request::builder().method("GET").uri(path);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = server.router.clone().oneshot(request).await.unwrap();
+    response.status().as_u16()
+}
+
+/// The access log's entries from `ip`.
+async fn from(server: &TestServer, ip: &str) -> Vec<custody_store::AccessRecord> {
+    let prefix = format!("{ip}:");
+    server
+        .access_log()
+        .await
+        .into_iter()
+        .filter(|r| r.entry.remote.starts_with(&prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_are_sampled_as_configured() {
+    let server = TestServer::start_with(Backend::Sqlite, configured("90d", 2, 3)).await;
+    // Eleven in one minute from one address: the first two, then every third beyond.
+    for _ in 0..11 {
+        assert_eq!(
+            get_from(&server, "10.0.0.1:4000", "/healthz", None).await,
+            200
+        );
+    }
+    let flood = from(&server, "10.0.0.1").await;
+    assert_eq!(flood.len(), 5, "{flood:#?}");
+    for r in &flood[2..] {
+        assert!(
+            r.entry
+                .outcome
+                .contains("after 2 more anonymous request(s) from this address"),
+            "{r:?}"
+        );
+    }
+    // Refused anonymous requests are sampled the same way (no credential, no name).
+    for _ in 0..4 {
+        assert_eq!(
+            get_from(&server, "10.0.0.2:4000", "/api/v1/tokens", None).await,
+            401
+        );
+    }
+    assert_eq!(from(&server, "10.0.0.2").await.len(), 2);
+    // Another address has its own count; a request with a credential is always recorded.
+    assert_eq!(
+        get_from(&server, "10.0.0.3:4000", "/healthz", None).await,
+        200
+    );
+    assert_eq!(from(&server, "10.0.0.3").await.len(), 1);
+    let audrey = server.token("audrey").to_owned();
+    for _ in 0..5 {
+        let status = get_from(&server, "10.0.0.1:4000", "/api/v1/tokens", Some(&audrey)).await;
+        assert_eq!(status, 200);
+    }
+    let named = from(&server, "10.0.0.1").await;
+    assert_eq!(
+        named
+            .iter()
+            .filter(|r| r.entry.principal == "audrey")
+            .count(),
+        5
+    );
+    // A new minute starts a new count.
+    server.clock.advance(60);
+    for _ in 0..2 {
+        get_from(&server, "10.0.0.1:4000", "/healthz", None).await;
+    }
+    let anonymous = |rs: Vec<custody_store::AccessRecord>| {
+        rs.into_iter()
+            .filter(|r| r.entry.principal.is_empty())
+            .count()
+    };
+    assert_eq!(anonymous(from(&server, "10.0.0.1").await), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_past_the_configured_retention_are_removed() {
+    let server = TestServer::start_with(Backend::Sqlite, configured("1d", 60, 100)).await;
+    let audrey = server.token("audrey").to_owned();
+    for _ in 0..3 {
+        get_from(&server, "10.0.0.1:4000", "/api/v1/tokens", Some(&audrey)).await;
+    }
+    let old = server.clock.now().to_string();
+    // Two days on, one more; then the server's pruning runs (at start, then hourly).
+    server.clock.advance(2 * 86_400);
+    get_from(&server, "10.0.0.1:4000", "/api/v1/tokens", Some(&audrey)).await;
+    assert_eq!(server.access_log().await.len(), 4);
+    let tasks = custody_server::spawn_background(&server.state);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let kept = loop {
+        let log = server.access_log().await;
+        if log.iter().all(|r| r.entry.at != old) {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entries past the retention were kept: {log:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    for t in tasks {
+        t.abort();
+    }
+}
