@@ -31,6 +31,12 @@ pub struct BoardColumn {
     /// Break-glass promotions certified here and waiting for their after-the-fact
     /// review, oldest first, by id (at most 100).
     pub reviews_due: Vec<(String, ReviewDue)>,
+    /// How the certified release stood when its decision let it in.
+    pub standing: Option<crate::trust::Standing>,
+    /// What deploy tooling last reported running here, drift marked.
+    pub running: Option<crate::trust::Running>,
+    /// The latest rejections and rollbacks here, newest first.
+    pub recent: Vec<crate::trust::Outcome>,
 }
 
 /// Waiting promotions listed per environment at most.
@@ -132,12 +138,20 @@ impl<S: Store> App<S> {
     /// The pipeline board: every environment of the policy in force, in order.
     pub async fn board(&self) -> AppResult<Vec<BoardColumn>> {
         let policy = self.policy().await?;
+        let size = self.store.size().await?;
         let mut columns = Vec::new();
         for env in policy.environments() {
             let certified = self
                 .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
                 .await?
                 .and_then(|e| e.value.certified);
+            let standing = match &certified {
+                Some(c) => self.certified_standing(&policy, &env.name, c).await?,
+                None => None,
+            };
+            let certified_digests = standing.as_ref().map_or(&[][..], |s| &s.artifacts[..]);
+            let running = self.running(&env.name, certified_digests, size).await?;
+            let recent = self.recent_outcomes(&env.name, size).await?;
             let mut pending: Vec<(String, PendingPromotion)> =
                 self.in_environment(kind::PENDING, &env.name).await?;
             let more_pending = pending.len() > PENDING_SHOWN;
@@ -153,6 +167,9 @@ impl<S: Store> App<S> {
                 pending,
                 more_pending,
                 reviews_due,
+                standing,
+                running,
+                recent,
             });
         }
         Ok(columns)

@@ -40,6 +40,7 @@ mod review;
 pub mod review_commitment;
 mod state_cache;
 mod tail;
+mod trust;
 
 pub use app::{Actor, App, new_id};
 pub use board::{
@@ -68,3 +69,4 @@ pub use promotion::{Promote, PromotionOutcome, REDACTED, Review, Superseded};
 pub use recovery::Recovered;
 pub use review::RoleHolding;
 pub use tail::{FOLLOW_EVERY, Followed, Subscription};
+pub use trust::{Outcome, OutcomeKind, RECENT_OUTCOMES, Running, Standing, is_evidence};

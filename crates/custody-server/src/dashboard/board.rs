@@ -1,12 +1,17 @@
-//! The pipeline board: every environment with its certified release, the promotions
-//! waiting to enter it and the break-glass promotions due for review.
+//! The pipeline board: every environment in pipeline order (like a stage graph), each
+//! answering "can I trust what runs here?": the certified release with its signature,
+//! provenance, evidence and approval badges; what deploy tooling last reported running,
+//! with drift (a running digest never certified there) in red; the promotions waiting to
+//! enter, the break-glass promotions due for review, and the latest rejections and
+//! rollbacks.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use custody_app::BoardColumn;
+use custody_app::{BoardColumn, OutcomeKind, Running, Standing};
 use custody_model::Timestamp;
+use custody_policy::{Gate, Status};
 use maud::{Markup, html};
 
 use super::{Viewer, age};
@@ -24,7 +29,10 @@ pub(crate) async fn board(
     let body = html! {
         h1 { "Pipeline" }
         div.board {
-            @for c in &columns { (column(c, v.now)) }
+            @for (i, c) in columns.iter().enumerate() {
+                @if i > 0 { div.arrow aria-hidden="true" { "→" } }
+                (column(c, v.now))
+            }
         }
         p.none { "As of " (v.now) "; this page refreshes every " (BOARD_REFRESH_SECONDS) " s." }
     };
@@ -36,27 +44,49 @@ pub(crate) async fn board(
     Ok(r)
 }
 
+/// `sha256:` and the first 12 hex digits: enough to tell digests apart on a card (the
+/// whole digest is on hover).
+fn short(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
+}
+
+/// The environment's trust at a glance: drift, nothing certified, or trusted.
+fn health(c: &BoardColumn) -> Markup {
+    let drift = c.running.as_ref().is_some_and(|r| !r.drift.is_empty());
+    let failed = c.running.as_ref().is_some_and(|r| !r.succeeded);
+    html! {
+        @if drift { span.pill.v-rejected.health { "drift" } }
+        @else if failed { span.pill.v-rejected.health { "rollout failed" } }
+        @else if c.certified.is_none() { span.pill.v-none.health { "empty" } }
+        @else if c.running.is_none() { span.pill.v-waiting.health { "not reported" } }
+        @else { span.pill.v-passed.health { "in sync" } }
+    }
+}
+
 fn column(c: &BoardColumn, now: Timestamp) -> Markup {
     html! {
         section.column data-env=(c.environment) {
-            h2 { (c.environment) }
+            div.head { h2 { (c.environment) } (health(c)) }
             @match &c.certified {
-                Some(cert) => div.certified {
+                Some(cert) => div.certified.rolled[cert.by_rollback] {
+                    div.label { "Certified" }
                     strong.release { (cert.release) }
                     br;
                     small {
-                        @if cert.by_rollback { "rolled back to, " }
+                        @if cert.by_rollback { span.v-rolled-back { "rolled back to" } ", " }
                         "certified " (age(cert.at, now)) " ago · "
                         a href={ "/promotions/" (cert.promotion) } { "promotion" }
                     }
+                    @if let Some(s) = &c.standing { (badges(s)) }
                 },
-                None => p.none { "nothing certified" },
+                None => div.certified.empty { div.label { "Certified" } p.none { "nothing certified" } },
             }
+            (running(c.running.as_ref(), now))
             @if !c.reviews_due.is_empty() {
                 h3.fail { "Break-glass, review due (" (c.reviews_due.len()) ")" }
                 ul.pending.reviews-due {
                     @for (id, r) in &c.reviews_due {
-                        li data-promotion=(id) {
+                        li.v-rejected-edge data-promotion=(id) {
                             a href={ "/promotions/" (id) } { (r.release) }
                             " by " (r.requested_by) ", " (age(r.at, now)) " ago"
                             br;
@@ -70,13 +100,15 @@ fn column(c: &BoardColumn, now: Timestamp) -> Markup {
             }
             ul.pending {
                 @for (id, p) in &c.pending {
-                    li data-promotion=(id) {
+                    li.v-waiting-edge data-promotion=(id) {
                         a href={ "/promotions/" (id) } { (p.release) }
                         " by " (p.requested_by) ", " (age(p.requested_at, now))
                         @for b in &p.blocking {
                             br;
-                            @if b.status == custody_policy::Status::Fail {
+                            @if b.status == Status::Fail {
                                 span.fail title=(b.reason) { "✗ " (b.gate) }
+                            } @else if b.gate == "approvals" {
+                                span.warn.approvals title=(b.reason) { "○ approvals " (approval_count(&b.reason)) }
                             } @else {
                                 span.warn title=(b.reason) { "○ " (b.gate) }
                             }
@@ -84,6 +116,147 @@ fn column(c: &BoardColumn, now: Timestamp) -> Markup {
                     }
                 }
             }
+            @if !c.recent.is_empty() {
+                h3 { "Recent" }
+                ul.pending.recent {
+                    @for o in &c.recent {
+                        @let (class, verb) = match o.kind {
+                            OutcomeKind::Rejected => ("v-rejected", "rejected"),
+                            OutcomeKind::RolledBack => ("v-rolled-back", "rolled back"),
+                        };
+                        li data-outcome=(verb) {
+                            span class={ "pill " (class) } { (verb) } " "
+                            a href={ "/promotions/" (o.promotion) } { (o.release) }
+                            ", " (age(o.at, now)) " ago"
+                            br;
+                            small title=(o.detail) { (truncated(&o.detail, 70)) }
+                        }
+                    }
+                }
+            }
         }
+    }
+}
+
+/// `N of M` from the approvals gate's waiting reason (`N of M approvals; not counted: …`).
+fn approval_count(reason: &str) -> &str {
+    reason
+        .split(';')
+        .next()
+        .and_then(|r| r.strip_suffix(" approvals"))
+        .unwrap_or("")
+}
+
+/// At most `max` characters of `s`, with an ellipsis if cut.
+fn truncated(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+/// A badge for one gate of the certifying decision: passed green, waiting amber, failed red.
+fn badge(id: &str, text: &str, status: Status, title: &str) -> Markup {
+    let class = match status {
+        Status::Pass => "v-passed",
+        Status::Fail => "v-rejected",
+        _ => "v-waiting",
+    };
+    html! { span class={ "badge " (class) } data-badge=(id) title=(title) { (text) } }
+}
+
+fn badges(s: &Standing) -> Markup {
+    let (passed, not_passed) = s.evidence_counts();
+    let evidence_title: Vec<String> = s
+        .gates
+        .iter()
+        .filter(|g| custody_app::is_evidence(g.gate))
+        .map(|g| format!("{}: {}", g.gate, g.reason))
+        .collect();
+    html! {
+        div.badges {
+            @match &s.signing_key {
+                Some(key) => (badge("signature", "✓ signed", Status::Pass, &format!("release manifest signed by trusted release key {key} ({} signature(s))", s.signatures))),
+                None => (badge("signature", "✗ unsigned", Status::Fail, "no signature by a trusted release key")),
+            }
+            @if let Some(g) = s.gate(Gate::Provenance) {
+                @let text = if g.status == Status::Pass { "✓ provenance" } else { "✗ provenance" };
+                (badge("provenance", text, g.status, &g.reason))
+            }
+            @if passed + not_passed > 0 {
+                @let text = if not_passed == 0 {
+                    format!("✓ evidence {passed} passed")
+                } else {
+                    format!("✗ evidence {passed} passed, {not_passed} failed")
+                };
+                @let status = if not_passed == 0 { Status::Pass } else { Status::Fail };
+                (badge("evidence", &text, status, &evidence_title.join("\n")))
+            }
+            @match s.approvals {
+                (n, Some(quorum)) => {
+                    @let status = if n >= quorum as usize { Status::Pass } else { Status::Fail };
+                    (badge("approvals", &format!("approvals {n} of {quorum}"), status,
+                        &s.gate(Gate::Approvals).map(|g| g.reason.clone()).unwrap_or_default()))
+                },
+                (_, None) => span.badge.v-none data-badge="approvals" { "no approvals needed" },
+            }
+            @if s.break_glass {
+                (badge("break-glass", "⚠ break-glass", Status::Fail, "entered by break-glass: gates were overridden"))
+            }
+        }
+    }
+}
+
+fn running(r: Option<&Running>, now: Timestamp) -> Markup {
+    html! {
+        @match r {
+            None => div.running.unknown { div.label { "Running" } p.none { "no deploy reported" } },
+            Some(r) => div.running.drift[!r.drift.is_empty()] {
+                div.label { "Running" }
+                @if r.drift.is_empty() && r.succeeded {
+                    span.v-passed { "✓ matches certified" }
+                } @else if !r.succeeded {
+                    span.fail { "✗ rollout failed" }
+                }
+                @if !r.drift.is_empty() {
+                    p.fail.drift-note { "DRIFT: never certified here" }
+                }
+                ul.digests {
+                    @for d in &r.digests {
+                        @let drifted = r.drift.contains(d);
+                        li.drifted[drifted] { code title=(d) { (short(&d.to_string())) } }
+                    }
+                }
+                small { "reported by " (r.by) " " (age(r.at, now)) " ago" }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_model::Digest;
+
+    #[test]
+    fn the_approval_count_comes_from_the_waiting_reason() {
+        assert_eq!(approval_count("1 of 2 approvals"), "1 of 2");
+        assert_eq!(
+            approval_count("0 of 1 approvals; not counted: rita (requested it)"),
+            "0 of 1"
+        );
+        assert_eq!(approval_count("rejected by bob"), "");
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("ééé", 2), "éé…");
+        assert_eq!(truncated("abc", 3), "abc");
+    }
+
+    #[test]
+    fn a_short_digest_keeps_the_algorithm_and_twelve_digits() {
+        let d: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        assert_eq!(short(&d.to_string()), "sha256:abababababab");
     }
 }

@@ -13,6 +13,29 @@ const STYLE: &str = include_str!("style.css");
 pub(crate) struct Signed<'a> {
     pub(crate) who: &'a Authenticated,
     pub(crate) csrf: &'a str,
+    /// Critical and warning alerts of the last week, for the navigation (`None`: unknown).
+    pub(crate) alerts: Option<usize>,
+}
+
+/// The navigation: every page a signed-in viewer may open (a page needing a permission
+/// they lack is not offered), in this order.
+const NAV: &[(&str, &str)] = &[
+    ("/", "Pipeline"),
+    ("/history", "History"),
+    ("/alerts", "Alerts"),
+    ("/policy", "Policy"),
+    ("/keys", "Keys"),
+    ("/access", "Access"),
+    ("/ledger", "Ledger"),
+    ("/charts", "Charts"),
+];
+
+/// Whether `who` may open the page at `path` (per [`super::PAGES`]).
+fn may_open(who: &Authenticated, path: &str) -> bool {
+    super::PAGES
+        .iter()
+        .find(|p| p.method == "GET" && p.path == path)
+        .is_some_and(|p| p.permission.is_none_or(|need| need.granted_to(&who.roles)))
 }
 
 /// A page: the header with the navigation for a signed-in viewer, then `body`.
@@ -29,16 +52,19 @@ pub(crate) fn page(title: &str, signed: Option<Signed<'_>>, body: Markup) -> Mar
             body {
                 header {
                     a.brand href="/" { "custody" }
-                    @if let Some(Signed { who, csrf }) = signed {
+                    @if let Some(Signed { who, csrf, alerts }) = signed {
                         nav {
-                            a href="/" { "Pipeline" } " "
-                            a href="/history" { "History" } " "
-                            a href="/alerts" { "Alerts" } " "
-                            a href="/policy" { "Policy" } " "
-                            a href="/keys" { "Keys" } " "
-                            a href="/access" { "Access" } " "
-                            a href="/ledger" { "Ledger" } " "
-                            a href="/charts" { "Charts" }
+                            @for (href, label) in NAV.iter().filter(|(href, _)| may_open(who, href)) {
+                                a href=(href) {
+                                    (label)
+                                    @if *href == "/alerts" {
+                                        @if let Some(n) = alerts.filter(|n| *n > 0) {
+                                            " " span #alert-count.count title="critical and warning alerts in the last 7 days" { (n) }
+                                        }
+                                    }
+                                }
+                                " "
+                            }
                         }
                         span.who { (who.principal) " · " (who.roles.join(", ")) }
                         form method="post" action="/logout" {

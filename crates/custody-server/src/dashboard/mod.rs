@@ -58,6 +58,9 @@ const fn page(method: &'static str, path: &'static str, p: Option<Permission>) -
     }
 }
 
+/// How far back the navigation counts alerts (a week).
+pub(crate) const ALERTS_COUNTED_SECONDS: i64 = 7 * 86_400;
+
 /// Every dashboard route and what it needs.
 pub const PAGES: &[PageRoute] = &[
     page("GET", "/", Some(Permission::Read)),
@@ -140,6 +143,8 @@ pub(crate) struct Viewer<N: Need = ToRead> {
     pub(crate) csrf: String,
     /// The time of the request, by the server's clock.
     pub(crate) now: Timestamp,
+    /// Critical and warning alerts of the last [`ALERTS_COUNTED_SECONDS`], for the nav.
+    pub(crate) alerts: Option<usize>,
     need: PhantomData<N>,
 }
 
@@ -171,6 +176,7 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
             let signed = layout::Signed {
                 who: &who,
                 csrf: &csrf,
+                alerts: None,
             };
             let mut r = layout::error_page(Some(signed), axum::http::StatusCode::FORBIDDEN, &why);
             mark_caller(
@@ -180,10 +186,29 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
             );
             return Err(r);
         }
+        let now = state.now();
+        // One state read (the recent-alerts record); a failure to read it costs the count,
+        // not the page.
+        let alerts = match state.app.recent_alerts().await {
+            Ok(recent) => Some(
+                recent
+                    .iter()
+                    .filter(|(a, at)| {
+                        matches!(a.severity.as_str(), "critical" | "warning")
+                            && now.unix_seconds() - at.unix_seconds() < ALERTS_COUNTED_SECONDS
+                    })
+                    .count(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "the navigation's alert count could not be read");
+                None
+            }
+        };
         Ok(Viewer {
             who,
             csrf,
-            now: state.now(),
+            now,
+            alerts,
             need: PhantomData,
         })
     }
@@ -213,6 +238,7 @@ impl<N: Need> Viewer<N> {
         layout::Signed {
             who: &self.who,
             csrf: &self.csrf,
+            alerts: self.alerts,
         }
     }
 

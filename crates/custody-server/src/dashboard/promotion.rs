@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use custody_app::{Authenticated, Fault, Permission, PromotionView, REDACTED, Review};
@@ -23,15 +23,45 @@ pub(crate) async fn promotion(
     State(s): State<Arc<ServerState>>,
     v: Viewer,
     Path(id): Path<String>,
+    Query(q): Query<Reviewed>,
 ) -> Result<Response, Response> {
-    Ok(render_promotion(&s, &v, &id, None, StatusCode::OK).await)
+    let confirmed = match q.reviewed {
+        Some(Verdict::Approve) => Some("Your approval was recorded."),
+        Some(Verdict::Reject) => Some("Your rejection was recorded."),
+        None => None,
+    };
+    Ok(render_promotion(
+        &s,
+        &v,
+        &id,
+        Notice {
+            error: None,
+            confirmed,
+        },
+        StatusCode::OK,
+    )
+    .await)
+}
+
+/// The query after a review: which verdict was recorded (the page confirms it).
+#[derive(Deserialize)]
+pub(crate) struct Reviewed {
+    #[serde(default)]
+    reviewed: Option<Verdict>,
+}
+
+/// What the page says above the gates: why a review was refused, or that it was recorded.
+#[derive(Clone, Copy, Default)]
+struct Notice<'a> {
+    error: Option<&'a str>,
+    confirmed: Option<&'a str>,
 }
 
 async fn render_promotion<N: Need>(
     s: &ServerState,
     v: &Viewer<N>,
     id: &str,
-    notice: Option<&str>,
+    notice: Notice<'_>,
     status: StatusCode,
 ) -> Response {
     let view = match s.app.promotion_view(&v.who, id).await {
@@ -56,7 +86,7 @@ fn promotion_body(
     who: &Authenticated,
     csrf: &str,
     inclusion: Option<&custody_app::InclusionCheck>,
-    notice: Option<&str>,
+    notice: Notice<'_>,
 ) -> Markup {
     let p = &view.promotion;
     let review_due = p
@@ -64,15 +94,25 @@ fn promotion_body(
         .as_ref()
         .is_some_and(|b| b.reviewed_by.is_none())
         && p.status == custody_model::PromotionStatus::Certified;
+    // Once someone has reviewed, the form is gone for them (a change of mind goes through
+    // the API or CLI, which say what it supersedes).
+    let reviewed = view.reviews.iter().any(|r| r.by == who.principal);
     let may_review = Permission::Review.granted_to(&who.roles)
+        && !reviewed
         && (p.status == custody_model::PromotionStatus::Pending || review_due);
+    let status_class = match p.status {
+        custody_model::PromotionStatus::Certified => "v-passed",
+        custody_model::PromotionStatus::Pending => "v-waiting",
+        custody_model::PromotionStatus::Rejected => "v-rejected",
+    };
     html! {
         h1 { (p.release) " → " (p.environment) }
         p {
             "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (p.requested_at)
-            ". Status: " strong #status { (p.status) }
+            ". Status: " strong #status class={ "pill " (status_class) } { (p.status) }
         }
-        @if let Some(n) = notice { p.error #notice { (n) } }
+        @if let Some(n) = notice.error { p.error #notice { (n) } }
+        @if let Some(n) = notice.confirmed { p.confirm #confirmation { "✓ " (n) } }
         @if let Some(glass) = &p.break_glass {
             p.error #break-glass {
                 strong { "Break-glass" } " by " (p.requested_by) ": " (glass.reason) ". "
@@ -88,7 +128,7 @@ fn promotion_body(
                 tr { th { "gate" } th { "status" } th { "reason" } }
                 @for g in &d.decision.gates {
                     @let class = format!("{:?}", g.status).to_lowercase();
-                    tr { td { (g.gate) } td class=(class) { (class) } td { (g.reason) } }
+                    tr { td { (g.gate) } td class=(class) { span class={ "pill " (verdict_class(g.status)) } { (class) } } td { (g.reason) } }
                 }
             }
             p {
@@ -216,12 +256,33 @@ pub(crate) async fn review(
         statement: None,
     };
     match s.app.review(&actor, &id, f.verdict, &review, None).await {
-        Ok(_) => Ok(v.allowed(Redirect::to(&format!("/promotions/{id}")).into_response())),
+        Ok(_) => {
+            let verdict = match f.verdict {
+                Verdict::Approve => "approve",
+                Verdict::Reject => "reject",
+            };
+            let to = format!("/promotions/{id}?reviewed={verdict}");
+            Ok(v.allowed(Redirect::to(&to).into_response()))
+        }
         // Refused by a gate or malformed: the page again, saying why.
         Err(e) if matches!(e.fault(), Fault::Denied | Fault::Invalid | Fault::Conflict) => {
             let status = crate::error::status(e.fault());
-            Ok(render_promotion(&s, &v, &id, Some(&e.to_string()), status).await)
+            let error = e.to_string();
+            let notice = Notice {
+                error: Some(&error),
+                confirmed: None,
+            };
+            Ok(render_promotion(&s, &v, &id, notice, status).await)
         }
         Err(e) => Err(v.fail(e)),
+    }
+}
+
+/// The colour class of a gate's verdict: passed green, waiting amber, failed red.
+fn verdict_class(status: custody_policy::Status) -> &'static str {
+    match status {
+        custody_policy::Status::Pass => "v-passed",
+        custody_policy::Status::Fail => "v-rejected",
+        _ => "v-waiting",
     }
 }
