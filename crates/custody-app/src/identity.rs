@@ -181,6 +181,15 @@ impl<S: Store> App<S> {
             actor.now.unix_seconds().saturating_add(valid_for_seconds),
         )
         .map_err(|e| AppError::invalid(e.to_string()))?;
+        // A token made with a token for oneself never outlives the one it was made with
+        // (it ends when that one does, if asked for longer), so a short-lived or leaked
+        // token cannot be turned into a lasting one.
+        let mut expires_at = expires_at;
+        if let (true, Some(Authentication::Token { token: parent, .. })) = (own, &actor.auth) {
+            if let Some(parent) = self.get::<TokenRecord>(kind::TOKEN, parent).await? {
+                expires_at = expires_at.min(parent.value.expires_at);
+            }
+        }
         let record = TokenRecord {
             id: id.clone(),
             principal: principal.to_string(),

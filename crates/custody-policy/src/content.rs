@@ -2,8 +2,9 @@
 //! `licences` (each with the findings that broke it), and `reproducible` (independent
 //! builders agreeing on each digest).
 //!
-//! Which report counts: for each artifact and evidence type, the newest piece (a later
-//! scan replaces an earlier one of the same type); a rule reads every such report that
+//! Which report counts: for each artifact and evidence type, the newest piece custody read
+//! (a later scan replaces an earlier one of the same type; one recorded by its digest
+//! alone replaces nothing); a rule reads every such report that
 //! holds its kind of content. A gate is evaluated when its rule is given, or, for an
 //! environment that requires evidence, when a report custody read holds that content (so
 //! decisions recorded before custody read reports replay unchanged: their facts hold
@@ -27,10 +28,12 @@ pub(crate) const CONTENT_GATES: [Gate; 4] = [
     Gate::Licences,
 ];
 
-/// The newest piece of each evidence type of `a`.
+/// The newest piece of each evidence type of `a` whose report custody read: a piece
+/// recorded by its digest alone replaces nothing, since nobody read what it says (or it
+/// would hide a failing report behind a newer digest).
 fn newest(a: &ArtifactFacts) -> Vec<&EvidenceFacts> {
     let mut out: Vec<&EvidenceFacts> = Vec::new();
-    for e in &a.evidence {
+    for e in a.evidence.iter().filter(|e| e.report.is_some()) {
         match out.iter_mut().find(|x| x.kind == e.kind) {
             Some(x) if e.at >= x.at => *x = e,
             Some(_) => {}

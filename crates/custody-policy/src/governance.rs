@@ -121,6 +121,27 @@ pub(crate) fn compile_governance(
             ),
         );
     }
+    // Owners whose grants end may only come on top of enough that do not: otherwise the
+    // passing of a date would leave the policy ungoverned, and open it to its operator.
+    let lasting: BTreeSet<&str> = grants
+        .iter()
+        .filter(|g| owners.contains(&g.role) && g.environment.is_none() && g.until.is_none())
+        .map(|g| g.principal.as_str())
+        .collect();
+    if quorum > 0
+        && !errors.recorded
+        && people.len() > lasting.len()
+        && lasting.len() <= usize::try_from(quorum).unwrap_or(usize::MAX)
+    {
+        errors.at(
+            doc.quorum.span(),
+            format!(
+                "a quorum of {quorum} needs at least {} owners whose grants do not end (no `until`); [roles] gives {}: when the others' grants end, nobody could approve a change",
+                quorum + 1,
+                lasting.len()
+            ),
+        );
+    }
     Governance { owners, quorum }
 }
 

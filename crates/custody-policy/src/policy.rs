@@ -162,6 +162,19 @@ impl Policy {
             .any(|role| self.holds(principal, *role, None, now))
     }
 
+    /// Whether it names more owners than its quorum, counting grants that have ended too:
+    /// a policy that was governed never becomes the operator's to replace alone because a
+    /// date passed.
+    pub fn names_a_quorum(&self) -> bool {
+        let owners: std::collections::BTreeSet<&str> = self
+            .grants
+            .iter()
+            .filter(|g| g.environment.is_none() && self.governance.owners.contains(&g.role))
+            .map(|g| g.principal.as_str())
+            .collect();
+        owners.len() > usize::try_from(self.governance.quorum).unwrap_or(usize::MAX)
+    }
+
     /// Whether a change of this policy can be approved at all at `now`: more people own it
     /// than its quorum (the proposer never counts). A fresh instance's starter policy names
     /// no owners; until a governed policy is in force, only the operator on the data

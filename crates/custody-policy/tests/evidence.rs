@@ -75,6 +75,32 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
 }
 
 #[test]
+fn a_newer_piece_recorded_by_its_digest_alone_does_not_hide_a_failing_report() {
+    let (policy, k) = rules_policy("");
+    let facts = passing_facts(&policy, &k, 1);
+    let mut hidden = with(
+        &policy,
+        facts,
+        "test-results",
+        &report("junit/pytest.xml"),
+        NOW - HOUR,
+    );
+    // A later test-results piece that came as a digest alone (nothing custody read).
+    for a in &mut hidden.release.artifacts {
+        a.evidence.push(custody_policy::EvidenceFacts {
+            kind: "test-results".into(),
+            at: NOW - HOUR / 2,
+            report: None,
+        });
+    }
+    fails(
+        &evaluate(&policy, &hidden),
+        "tests",
+        &["service-0", "3 of 6 tests failed"],
+    );
+}
+
+#[test]
 fn a_tests_table_sets_the_minimum_and_needs_a_report() {
     let (policy, k) = rules_policy("[environment.tests]\nmin_tests = 5\nallow_failures = true\n");
     let facts = passing_facts(&policy, &k, 1);

@@ -70,20 +70,32 @@ fn a_quorum_the_owners_cannot_reach_without_the_proposer_is_refused_at_its_line(
 }
 
 #[test]
-fn an_owner_whose_grant_ended_no_longer_owns_and_may_leave_the_policy_ungoverned() {
+fn an_owner_whose_grant_ended_no_longer_owns_and_never_leaves_the_policy_ungoverned() {
+    // On top of enough lasting owners: sid's grant ends, the policy stays governed.
     let text = governed().replace(
         "\"sid\"]",
-        "{ principal = \"sid\", until = \"2026-11-18T12:00:00Z\" }]",
+        "\"sid\", { principal = \"sol\", until = \"2026-11-18T12:00:00Z\" }]",
     );
     let policy = compiled(&text);
     let ended = 1_795_003_200; // 2026-11-18T12:00:00Z
-    assert!(policy.owns("sid", ended - 1));
-    assert!(!policy.owns("sid", ended));
-    assert!(policy.governed(ended - 1));
-    assert!(
-        !policy.governed(ended),
-        "two owners left cannot reach 2 without the proposer"
+    assert!(policy.owns("sol", ended - 1));
+    assert!(!policy.owns("sol", ended));
+    assert!(policy.governed(ended) && policy.names_a_quorum());
+    // Instead of them: refused, since the date passing would leave nobody to approve.
+    let instead = governed().replace(
+        "\"sid\"]",
+        "{ principal = \"sid\", until = \"2026-11-18T12:00:00Z\" }]",
     );
+    let err = custody_policy::compile(&bundle(&instead, &keys())).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs at least 3 owners whose grants do not end"),
+        "{err}"
+    );
+    // A policy recorded before that rule: once its owner's grant ends nobody can approve
+    // a change, but it still names a quorum, so its operator cannot replace it alone.
+    let recorded = custody_policy::compile_recorded(&bundle(&instead, &keys())).unwrap();
+    assert!(!recorded.governed(ended) && recorded.names_a_quorum());
 }
 
 fn with_person_key(

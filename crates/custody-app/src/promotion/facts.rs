@@ -143,13 +143,16 @@ impl<S: Store> App<S> {
                 report: None,
             })
             .collect();
+        // The newest piece of each type that custody read: one recorded by its digest
+        // alone never stands in front of a report (a failing one could hide behind it).
         for (i, e) in evidence.iter().enumerate() {
+            let newer = |other: &EvidenceRecord| other.read && other.kind == e.kind;
             let newest = !evidence[i + 1..]
                 .iter()
-                .any(|later| later.kind == e.kind && later.at >= e.at)
+                .any(|later| newer(later) && later.at >= e.at)
                 && !evidence[..i]
                     .iter()
-                    .any(|earlier| earlier.kind == e.kind && earlier.at > e.at);
+                    .any(|earlier| newer(earlier) && earlier.at > e.at);
             if newest && e.read {
                 facts[i].report = Some(
                     report_facts(&self.store, policy, environment, &e.format, &e.digest).await?,
