@@ -1179,3 +1179,55 @@ async fn a_role_scoped_to_one_environment_stops_at_the_next() {
         .await
         .unwrap();
 }
+
+/// A failing test report cannot be hidden behind a newer piece of the same type recorded
+/// by its digest alone: the rules read the newest report custody read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_alone_does_not_hide_a_failing_report() {
+    let s = setup_policy(&policy_text("").replace(
+        "name = \"build\"",
+        "name = \"build\"\nevidence = [\"test-results\"]",
+    ))
+    .await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let failing = br#"<testsuite name="shop"><testcase name="a"/><testcase name="b"><failure message="boom"/></testcase></testsuite>"#;
+    s.app
+        .attest(
+            &actor("ci"),
+            &d,
+            &AttachEvidence::with_report("test-results", "junit", failing),
+            None,
+        )
+        .await
+        .unwrap();
+    // Later, the same type again, as a digest alone.
+    s.app
+        .attach(
+            &actor("ci"),
+            &d,
+            "test-results",
+            "junit",
+            sha256(b"trust me"),
+            None,
+        )
+        .await
+        .unwrap();
+    let r = s.release("1.0.0", &d).await;
+    let outcome = s
+        .app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let decision = &outcome.decision.decision;
+    assert!(!decision.allowed, "{decision:#?}");
+    let tests = decision
+        .gates
+        .iter()
+        .find(|g| g.gate.to_string() == "tests")
+        .unwrap_or_else(|| panic!("no tests gate: {decision:#?}"));
+    assert!(
+        tests.reason.contains("1 of 2 tests failed"),
+        "{}",
+        tests.reason
+    );
+}
