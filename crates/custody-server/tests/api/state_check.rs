@@ -1,7 +1,8 @@
 //! The state as a checked projection of the ledger: a token row edited in the database
 //! (a database login without the log key) is found by the check a server runs before its
 //! first connection, which names the record, and the server then refuses to act on it,
-//! on SQLite and PostgreSQL. A log rolled back or rewritten under the server stops its
+//! on SQLite and PostgreSQL; so are a deleted certification and an environment's certified
+//! release edited. A log rolled back or rewritten under the server stops its
 //! writes, and the dashboard's Ledger page never vouches for it while that stands.
 
 use custody_store::Location;
@@ -197,4 +198,50 @@ async fn the_ledger_page_never_vouches_while_an_integrity_alert_stands() {
     for t in tasks {
         t.abort();
     }
+}
+
+/// A certification deleted, or an environment's certified release edited, behind the
+/// ledger's back: the check names each record.
+async fn certifications_edited_behind_the_ledger_are_named(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let digest = custody_app::attestations::sha256(b"shop 1.0.0");
+    server.release_in_build("1.0.0", &digest).await;
+    let deleted = behind_the_ledger(
+        &server.location,
+        "DELETE FROM state WHERE kind = 'certification'",
+    )
+    .await;
+    assert!(deleted >= 1);
+    let edited = behind_the_ledger(
+        &server.location,
+        "UPDATE state SET value = replace(value, '\"release\":\"shop@1.0.0\"', '\"release\":\"shop@9.9.9\"') \
+         WHERE kind = 'environment' AND key = 'build'",
+    )
+    .await;
+    assert_eq!(edited, 1);
+    let (replica, tasks) = server.replica().await;
+    let report = replica.state.app.check_state(|_| {}).await.unwrap();
+    let named: Vec<&str> = report
+        .differences
+        .iter()
+        .map(|d| d.record.as_str())
+        .collect();
+    assert!(
+        named.iter().any(|r| r.starts_with("certification/")),
+        "{named:?}"
+    );
+    assert!(named.contains(&"environment/build"), "{named:?}");
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certifications_edited_behind_the_ledger_are_named_sqlite() {
+    certifications_edited_behind_the_ledger_are_named(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certifications_edited_behind_the_ledger_are_named_postgres() {
+    certifications_edited_behind_the_ledger_are_named(Backend::Postgres).await;
 }
