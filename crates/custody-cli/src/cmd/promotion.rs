@@ -58,7 +58,8 @@ pub(crate) struct ReviewArgs {
     #[arg(long, value_enum, default_value = "medium")]
     risk: RiskArg,
     /// Keep the rationale for auditors and the people involved: the public ledger then
-    /// holds only its SHA-256.
+    /// holds only a salted commitment to it (HMAC-SHA-256), which cannot be guessed from
+    /// a word list.
     #[arg(long)]
     confidential: bool,
     /// Makes a retry return the first result instead of a second review.
