@@ -375,3 +375,32 @@ fn signed_notes_verify_ignore_cosigners_and_reject_tampering() {
         .arg(&text));
     expect_code(&bad_vkey, 2);
 }
+
+#[test]
+fn token_list_prints_one_line_per_token_whatever_its_description_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    let forged = "ci\ntokdeadbeefdeadbeef  local:root  expires 2026-12-01T00:00:00Z, revoked";
+    let made = run(custody()
+        .args([
+            "token",
+            "create",
+            "--principal",
+            "audrey",
+            "--description",
+            forged,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&made, 0);
+    let list = run(custody()
+        .args(["token", "list", "--data-dir"])
+        .arg(&data)
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&list, 0);
+    let out = stdout(&list);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("ci\\ntokdeadbeef"), "{out}");
+}

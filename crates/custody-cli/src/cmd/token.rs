@@ -111,7 +111,8 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                             t.revoked_at
                                 .map(|r| format!(", revoked {}", crate::input::when(r)))
                                 .unwrap_or_default(),
-                            t.description
+                            // One line per token, whatever its description holds.
+                            crate::input::printable(&t.description, false)
                         ));
                     }
                 }
