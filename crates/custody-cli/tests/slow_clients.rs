@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{custody, expect_code, http, operator, run, token};
+use common::{Server, custody, expect_code, http, operator, run, token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -33,26 +33,15 @@ fn room_for_sockets() {
 }
 
 /// `custody serve` on `data` with its open-file limit set to 1,024 by `ulimit`.
-fn serve_with_file_limit(data: &std::path::Path) -> (std::process::Child, String) {
-    let binary = env!("CARGO_BIN_EXE_custody");
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 1024 && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\"")
-        .arg(binary)
-        .arg(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("custody listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    (child, addr)
+fn serve_with_file_limit(data: &std::path::Path) -> Server {
+    Server::spawn(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 1024 && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_custody"))
+            .arg(data)
+            .stderr(std::process::Stdio::null()),
+    )
 }
 
 /// A connection from 127.0.0.2 (another client address than the probes' 127.0.0.1):
@@ -109,7 +98,8 @@ async fn a_thousand_slow_connections_leave_the_health_check_and_the_gate_answeri
     std::fs::write(&config, text).unwrap();
     // The operator holds admin in the starter policy.
     let admin = token(&data, &operator(&data), &[]);
-    let (mut server, base) = serve_with_file_limit(&data);
+    let server = serve_with_file_limit(&data);
+    let base = server.base.clone();
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
 
     let mut sockets = Vec::with_capacity(ATTACKERS);
@@ -154,6 +144,5 @@ async fn a_thousand_slow_connections_leave_the_health_check_and_the_gate_answeri
     // And it still answers.
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    assert!(server.stop().success());
 }

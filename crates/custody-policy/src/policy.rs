@@ -166,13 +166,7 @@ impl Policy {
     /// a policy that was governed never becomes the operator's to replace alone because a
     /// date passed.
     pub fn names_a_quorum(&self) -> bool {
-        let owners: std::collections::BTreeSet<&str> = self
-            .grants
-            .iter()
-            .filter(|g| g.environment.is_none() && self.governance.owners.contains(&g.role))
-            .map(|g| g.principal.as_str())
-            .collect();
-        owners.len() > usize::try_from(self.governance.quorum).unwrap_or(usize::MAX)
+        self.more_owners_than_quorum(|_| true)
     }
 
     /// Whether a change of this policy can be approved at all at `now`: more people own it
@@ -180,11 +174,17 @@ impl Policy {
     /// no owners; until a governed policy is in force, only the operator on the data
     /// directory may replace it (a bootstrap, recorded as such).
     pub fn governed(&self, now: i64) -> bool {
+        self.more_owners_than_quorum(|g| g.live_at(now))
+    }
+
+    /// Whether more distinct people hold an owner role (unscoped, by a grant `counts`)
+    /// than the quorum.
+    fn more_owners_than_quorum(&self, counts: impl Fn(&Grant) -> bool) -> bool {
         let owners: std::collections::BTreeSet<&str> = self
             .grants
             .iter()
-            .filter(|g| g.live_at(now) && g.environment.is_none())
-            .filter(|g| self.governance.owners.contains(&g.role))
+            .filter(|g| g.environment.is_none() && self.governance.owners.contains(&g.role))
+            .filter(|g| counts(g))
             .map(|g| g.principal.as_str())
             .collect();
         owners.len() > usize::try_from(self.governance.quorum).unwrap_or(usize::MAX)

@@ -125,11 +125,19 @@ pub(crate) struct Server {
 impl Server {
     /// Starts serving `data` (created on first run).
     pub(crate) fn start(data: &std::path::Path) -> Server {
-        let mut child = custody()
+        let mut command = custody();
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .stderr(std::process::Stdio::piped());
+        Server::spawn(&mut command)
+    }
+
+    /// Starts `command`, a `custody serve` on a loopback port 0 (perhaps wrapped, as in a
+    /// shell that sets limits first), and waits until it says where it listens.
+    pub(crate) fn spawn(command: &mut Command) -> Server {
+        let mut child = command
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
