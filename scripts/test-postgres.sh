@@ -3,6 +3,10 @@
 # machine has none. Idempotent: a running server is reused. Prints the server's URL.
 #
 #   url=$(scripts/test-postgres.sh)
+#   scripts/test-postgres.sh stop     # stops it (fast shutdown: open connections are cut)
+#
+# CUSTODY_TEST_PG_PORT and CUSTODY_TEST_PG_DIR choose another cluster (a test that stops
+# and restarts its own server uses them, leaving the shared one alone).
 #
 # The cluster lives outside the checkout (the server runs as the `postgres` user, which
 # may not be able to enter the checkout's directories); it listens on 127.0.0.1 only and
@@ -34,6 +38,11 @@ as_owner() {
         "$@"
     fi
 }
+
+if [ "${1:-start}" = stop ]; then
+    as_owner "$bin/pg_ctl" -D "$state/data" -w -t 60 -m fast stop >/dev/null
+    exit 0
+fi
 
 if ! as_owner "$bin/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
     if [ ! -f "$state/data/PG_VERSION" ]; then

@@ -93,23 +93,53 @@ pub struct Verification {
     pub reasons: Vec<String>,
     /// The certified release, if any.
     pub release: Option<String>,
-    /// The decision that certified it.
-    pub decision: Option<DecisionRecord>,
+    /// The decision that certified it: its outcome and signed VSA. The facts it weighed
+    /// are one `GET /api/v1/decisions/{id}` away; the gate does not send them on every
+    /// call (they are most of the bytes, and a deploy system checks the VSA).
+    pub decision: Option<CertifyingDecision>,
     /// Ledger index of the certification.
     pub ledger_index: Option<u64>,
     /// Its JSON encoding, made once: a cached verdict is answered many times.
     #[serde(skip)]
-    encoded: std::sync::OnceLock<Vec<u8>>,
+    encoded: std::sync::OnceLock<bytes::Bytes>,
+}
+
+/// The decision behind a deploy-gate verdict, without the facts it weighed.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CertifyingDecision {
+    /// Its id.
+    pub id: String,
+    /// The promotion decided about.
+    pub promotion: String,
+    /// When.
+    pub at: custody_model::Timestamp,
+    /// The outcome: each gate, the policy version and the digest of the facts.
+    pub decision: custody_policy::Decision,
+    /// The signed VSA (SLSA Verification Summary), checkable without custody.
+    pub vsa: custody_crypto::dsse::Envelope,
+}
+
+impl From<DecisionRecord> for CertifyingDecision {
+    fn from(d: DecisionRecord) -> Self {
+        CertifyingDecision {
+            id: d.id,
+            promotion: d.promotion,
+            at: d.at,
+            decision: d.decision,
+            vsa: d.vsa,
+        }
+    }
 }
 
 impl Verification {
-    /// The verdict as JSON (encoded on first use, then kept).
-    pub fn to_json(&self) -> Result<&[u8], serde_json::Error> {
+    /// The verdict as JSON (encoded on first use, then kept and shared, not copied, by
+    /// every answer that sends it).
+    pub fn to_json(&self) -> Result<bytes::Bytes, serde_json::Error> {
         if let Some(done) = self.encoded.get() {
-            return Ok(done);
+            return Ok(done.clone());
         }
-        let bytes = serde_json::to_vec(self)?;
-        Ok(self.encoded.get_or_init(|| bytes))
+        let encoded = bytes::Bytes::from(serde_json::to_vec(self)?);
+        Ok(self.encoded.get_or_init(|| encoded).clone())
     }
 }
 
@@ -133,10 +163,12 @@ impl<S: Store> App<S> {
         }
         let succeeded = report.status == DeployStatus::Succeeded;
         // A failure rolls the environment back only when it names a digest of the
-        // certified release; one naming nothing would roll back whatever is certified.
-        if !succeeded && digests.is_empty() {
+        // certified release (one naming nothing would roll back whatever is certified); a
+        // success naming nothing says nothing about what runs, yet would be recorded as a
+        // deploy.
+        if digests.is_empty() {
             return Err(AppError::invalid(
-                "a failed deploy report must name the digests that failed to roll out (digests is empty)",
+                "a deploy report must name its digests (digests is empty): those now running after a success, those that failed to roll out after a failure",
             ));
         }
         let request = json!({"environment": environment, "digests": digests, "succeeded": succeeded, "actor": actor.principal});
@@ -196,14 +228,14 @@ impl<S: Store> App<S> {
             let (mut rollback, mut rollback_refused) = (None, None);
             if let Some(cert) = &certified {
                 let key = CertificationRecord::key(environment, &cert.release);
-                if succeeded && drift.is_empty() && !digests.is_empty() {
+                if succeeded && drift.is_empty() {
                     let deployed = DeployedRecord {
                         by: actor.principal.clone(),
                         at: actor.now,
                     };
                     state.push(write(kind::DEPLOYED, &key, &deployed, Expect::Any)?);
                 }
-                if !succeeded && (digests.is_empty() || digests.iter().any(in_release)) {
+                if !succeeded && digests.iter().any(in_release) {
                     let reason = format!("deploy of {} failed in {environment}", cert.release);
                     let expect = crate::app::expect_version(&current);
                     match self.stage_rollback(actor, &policy, environment, cert, expect, &reason, true).await {
@@ -618,7 +650,7 @@ impl<S: Store> App<S> {
             allowed: false,
             reasons: Vec::new(),
             release: Some(cert.release.clone()),
-            decision: Some(decision),
+            decision: Some(decision.into()),
             ledger_index: env.as_ref().map(|e| e.log_index),
             encoded: Default::default(),
         };

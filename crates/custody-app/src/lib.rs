@@ -53,7 +53,8 @@ pub use catalog::{
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use environment::{
-    DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback, RollbackOutcome, Verification,
+    CertifyingDecision, DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback,
+    RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
 pub use evidence::{DSSE, ReportRead};

@@ -102,12 +102,7 @@ pub(crate) async fn verify(
     let body = verdict
         .to_json()
         .map_err(|e| ApiError::from(custody_app::AppError::Integrity(e.to_string())))?;
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_vec(),
-    )
-        .into_response())
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/history", params(HistoryFilter),

@@ -17,6 +17,11 @@ use crate::sql::Conn;
 
 /// How long a writer waits for another process's write lock before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How long a PostgreSQL connection is waited for. Lock waits happen inside the server
+/// (statements wait there), so this bounds only a free slot in the pool or a new
+/// connection: while the server is down, sqlx retries connecting for this long, and every
+/// write and readiness probe would hang as long before saying the storage is failing.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a ledger lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +291,7 @@ pub(crate) async fn connect(location: &Location, create: bool) -> Result<Pools, 
             let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(LOCK_WAIT)
+                .acquire_timeout(CONNECT_WAIT)
                 .connect_with(options)
                 .await?;
             Ok(Pools {

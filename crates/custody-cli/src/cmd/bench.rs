@@ -37,6 +37,9 @@ pub(crate) enum BenchCommand {
     /// Offline verification of two large audit bundles (entries without envelopes, then
     /// with signed provenance), beside the test suite's Python verifier on the same files.
     Audit(crate::cmd::bench_audit::AuditArgs),
+    /// The server's start-up check of the state against the ledger over a large ledger
+    /// (the demo's story repeated), beside reading and hashing the same leaves.
+    State(crate::cmd::bench_state::StateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +117,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<Outcome> {
             BenchCommand::Promotions(a) => crate::cmd::bench_promotions::run(a).await,
             BenchCommand::Http(a) => crate::cmd::bench_http::run(a).await,
             BenchCommand::Audit(a) => crate::cmd::bench_audit::run(a),
+            BenchCommand::State(a) => crate::cmd::bench_state::run(a).await,
         }
     })
 }

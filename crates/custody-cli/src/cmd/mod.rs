@@ -7,6 +7,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_audit;
 pub(crate) mod bench_http;
 pub(crate) mod bench_promotions;
+pub(crate) mod bench_state;
 pub(crate) mod catalog;
 pub(crate) mod demo;
 pub(crate) mod digest;

@@ -115,16 +115,22 @@ async fn ledger_reads_and_history_exports_are_bounded_per_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_deploy_must_name_its_digests_and_rolls_nothing_back() {
+async fn a_deploy_report_must_name_its_digests_and_an_empty_one_changes_nothing() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (old, new) = (sha256(b"shop 1.0.0"), sha256(b"shop 1.0.1"));
     server.release_in_build("1.0.0", &old).await;
     server.release_in_build("1.0.1", &new).await;
     let before = server.size().await;
-    let report = json!({"environment": "build", "digests": [], "status": "failed"});
-    let refused = server.post("argo", "/api/v1/deploys", &report).await;
-    refused_naming(&refused, "digests");
-    assert_eq!(server.size().await, before, "the refused report wrote");
+    for status in ["failed", "succeeded"] {
+        let report = json!({"environment": "build", "digests": [], "status": status});
+        let refused = server.post("argo", "/api/v1/deploys", &report).await;
+        refused_naming(&refused, "digests");
+        assert_eq!(
+            server.size().await,
+            before,
+            "the refused {status} report wrote"
+        );
+    }
     // 1.0.1 is still what build runs.
     let gate = format!("/api/v1/verify?env=build&digest={new}");
     let verdict = server

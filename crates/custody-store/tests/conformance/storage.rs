@@ -77,7 +77,10 @@ pub(crate) async fn storage_faults_are_transient(backend: Backend) {
             Some(dir) => a_full_disk_is_transient(Path::new(&dir)).await,
             None => run_in_a_small_file_system("sqlite::storage_faults_are_transient"),
         },
-        Backend::Postgres => lost_connections_are_transient().await,
+        Backend::Postgres => {
+            lost_connections_are_transient().await;
+            a_restarted_server_is_transient().await;
+        }
     }
 }
 
@@ -415,4 +418,96 @@ async fn terminate(admin: &mut sqlx::PgConnection, name: &str, spare: Option<i32
     .execute(admin)
     .await
     .unwrap();
+}
+
+/// The port of the PostgreSQL server this test stops and starts (its own cluster, made by
+/// `scripts/test-postgres.sh`, so that the server the other tests share stays up).
+const RESTARTED_PORT: &str = "55433";
+
+/// `scripts/test-postgres.sh ACTION` for the cluster this test owns; its stdout.
+fn own_cluster(action: &str) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/test-postgres.sh"
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "custody-test-postgres-restarted-{}",
+        if running_as_root() { "root" } else { "user" }
+    ));
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(action)
+        .env("CUSTODY_TEST_PG_PORT", RESTARTED_PORT)
+        .env("CUSTODY_TEST_PG_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "test-postgres.sh {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A real PostgreSQL server stopped under load (a fast shutdown: every connection cut, new
+/// ones refused at the socket) and started again: appends in flight fail as storage faults,
+/// readiness says so while the server is down, the same store writes again once it is back
+/// (no restart of custody), and nothing acknowledged is lost.
+async fn a_restarted_server_is_transient() {
+    let admin_url = own_cluster("start");
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    // Not named `custody_test_…`: starting the cluster drops those (an earlier run's).
+    let name = format!("restarted_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop(admin);
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let location = custody_store::Location::Postgres(format!("{base}/{name}"));
+    let store = Arc::new(SqlStore::create(&location, log_key(), now()).await.unwrap());
+
+    // Writers append until each has seen a failure; the server stops once some of their
+    // appends were acknowledged (a state to reach, polled; a minute at most). While it is
+    // down, a write fails after the store's connection wait (10 s), not at once.
+    let load = {
+        let store = store.clone();
+        tokio::spawn(async move { appenders(&store, 4, 0, |_, failures| failures >= 1).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.size().await.unwrap() < 40 {
+        assert!(Instant::now() < deadline, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::task::spawn_blocking(|| own_cluster("stop"))
+        .await
+        .unwrap();
+    let mut outcomes = load.await.unwrap();
+    assert_eq!(
+        storage_failures(&outcomes),
+        4,
+        "each writer stops at its first failure"
+    );
+    assert!(outcomes.iter().any(|(_, r)| r.is_ok()));
+    let readiness = store.readiness().await;
+    assert!(
+        matches!(readiness, Readiness::StorageFailing(_)),
+        "the server is down, yet: {readiness}"
+    );
+    assert!(store.record_access(access(0)).await.is_err());
+
+    // Started again: the same store, untouched, writes again.
+    tokio::task::spawn_blocking(|| own_cluster("start"))
+        .await
+        .unwrap();
+    assert_eq!(store.readiness().await, Readiness::Ready);
+    let back = appenders(&store, 4, 20_000, |n, _| n >= 5).await;
+    assert_eq!(storage_failures(&back), 0);
+    outcomes.extend(back);
+    store.record_access(access(1)).await.unwrap();
+    nothing_lost_nothing_invented(&store, &outcomes).await;
 }
