@@ -33,9 +33,13 @@ pub(crate) enum AuditCommand {
     /// Check a bundle offline with the log's public key alone: every checkpoint signature,
     /// inclusion and consistency proof, every envelope against the keys in force when it
     /// was recorded, every decision replayed, every certification's lineage. Exit 1 naming
-    /// each failed entry and check; 2 if the bundle cannot be read.
+    /// each failed entry and check; 2 if the bundle cannot be read. A bundle alone cannot
+    /// show it was not cut short: --checkpoint (a checkpoint you kept) or --min-size ties
+    /// it to the log you know, and without them the report says truncation was not
+    /// checked. Who exported it, when, and its scope are reported apart, as the exporter's
+    /// unverified claims.
     ///
-    /// Example: custody audit verify prod.bundle --log-key log.pub --html report.html
+    /// Example: custody audit verify prod.bundle --log-key log.pub --checkpoint kept.checkpoint --html report.html
     Verify(VerifyArgs),
     /// Write a receipt proving that DIGEST was certified in an environment: the decision
     /// (with its signed VSA) and the certification, each with its inclusion proof in a

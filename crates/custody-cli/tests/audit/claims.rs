@@ -88,6 +88,10 @@ fn edited_exporter_and_scope_still_verify_but_are_reported_only_as_unverified_cl
         section.contains(by) && section.contains(release),
         "{section}"
     );
+    assert!(
+        page.contains("Completeness against truncation: NOT checked"),
+        "the page does not say truncation was not checked"
+    );
     let rest = format!("{}{}", &page[..start], &page[end..]);
     for claim in [by, release] {
         assert!(!rest.contains(claim), "{claim} outside #unverified");
