@@ -8,9 +8,13 @@
 
 #[path = "audit/bundle.rs"]
 mod bundle;
+#[path = "audit/claims.rs"]
+mod claims;
 mod common;
 #[path = "audit/receipt.rs"]
 mod receipt;
+#[path = "audit/truncation.rs"]
+mod truncation;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -255,7 +259,7 @@ fn scoped_bundles_prove_each_entry_and_carry_the_lineage() {
     let text = stdout(&out);
     assert!(!text.contains(" runs "), "{text}");
     assert!(
-        text.contains("the latest certification in this bundle (release shop@1.2.0"),
+        text.contains("the latest certification in this bundle (a part of the ledger"),
         "{text}"
     );
     let page = std::fs::read_to_string(&html).unwrap();
@@ -554,7 +558,7 @@ fn confidential_rationales_travel_only_to_auditors_and_are_checked_against_the_l
     let (code, r, _) = verify(&viewer);
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["checked"]["rationales_withheld"], 1);
-    assert_eq!(r["confidential"], "withheld");
+    assert_eq!(r["unverified"]["confidential"], "withheld");
     assert_eq!(python_verify(&viewer).0, 0);
     // The auditor's carries it, checked against the commitment in the proven leaf.
     assert!(String::from_utf8_lossy(&std::fs::read(&f.all).unwrap()).contains(secret));

@@ -7,7 +7,7 @@
 //! and a print style, no script: it is written by `custody audit verify --html` offline
 //! and reads the same on paper.
 
-use custody_app::audit::{CertificationStory, Report};
+use custody_app::audit::{CertificationStory, Claims, Confidential, Report};
 use custody_policy::Status;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -36,10 +36,9 @@ pub fn render(report: &Report) -> String {
             body { main {
                 h1 { "Audit report: " (report.origin) }
                 p {
-                    "Bundle " code { (report.format) } " covering " (report.scope.to_string())
-                    ", exported by " (report.exported_by) " at " (report.exported_at)
-                    ", verified offline against the log's public key. Confidential rationales: "
-                    (match report.confidential { custody_app::audit::Confidential::Included => "included", custody_app::audit::Confidential::Withheld => "withheld from this bundle" }) "."
+                    "Bundle " code { (report.format) } " of log " code { (report.origin) }
+                    ", verified offline against the log's public key. Who exported it, when, and what it "
+                    "says it covers are the exporter's unverified claims, at the end of this report."
                 }
                 h2 #verdict class=(if report.ok() { "ok" } else { "fail" }) { (verdict) }
                 @if !report.ok() {
@@ -77,6 +76,9 @@ pub fn render(report: &Report) -> String {
                     @if let Some(root) = &report.anchor_root {
                         p { "Root of the checkpoint of " (report.anchor) " entries: " code { (root) } }
                     }
+                    p #truncation class=(if report.truncation.checked { "" } else { "fail" }) {
+                        "Completeness against truncation: " (report.truncation.summary)
+                    }
                 }
                 section {
                     @if report.complete {
@@ -85,7 +87,7 @@ pub fn render(report: &Report) -> String {
                     } @else {
                         h2 { "The latest certification in this bundle" }
                         p {
-                            "This bundle holds " (report.scope.to_string()) " and its lineage, not the whole ledger: "
+                            "This bundle holds part of the ledger, not all of it: "
                             "a later certification may lie outside it. Export the whole ledger to know what runs where."
                         }
                     }
@@ -124,10 +126,28 @@ pub fn render(report: &Report) -> String {
                 @if !report.notes.is_empty() {
                     section { h2 { "Notes" } ul { @for n in &report.notes { li { (n) } } } }
                 }
+                (unverified(&report.unverified))
             } }
         }
     };
     page.into_string()
+}
+
+/// The manifest's claims, in their own section and said to be unverified: nothing signs
+/// them, so they are never among the verified facts above.
+fn unverified(u: &Claims) -> Markup {
+    html! {
+        section #unverified {
+            h2 { "Unverified: as claimed by the exporter" }
+            p { "The bundle's manifest (bundle.json) says the following. Nothing signs it: the exporter, or anyone who handled the bundle, could have written anything here." }
+            table {
+                tr { td { "Scope" } td { (u.scope.to_string()) } }
+                tr { td { "Exported by" } td { (u.exported_by) } }
+                tr { td { "Exported at" } td { (u.exported_at) } }
+                tr { td { "Confidential rationales" } td { (match u.confidential { Confidential::Included => "included", Confidential::Withheld => "withheld from this bundle" }) } }
+            }
+        }
+    }
 }
 
 fn certification(c: &CertificationStory) -> Markup {

@@ -24,6 +24,17 @@ use crate::events::{Event, EventBody};
 use crate::records::{ApprovalRecord, ReleaseRecord, kind};
 use crate::{AppError, AppResult, Authenticated, Permission};
 
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// The part of the ledger.
+    pub scope: Scope,
+    /// Also carry a consistency proof from the tree of this many entries to the anchor:
+    /// for an auditor who kept a checkpoint of that size and will check that the bundle
+    /// extends it (a whole-ledger bundle needs none: its entries give every root).
+    pub prove_from: Option<u64>,
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exported {
@@ -45,13 +56,13 @@ fn write_failed(e: std::io::Error) -> AppError {
 }
 
 impl App<SqlStore> {
-    /// Writes the bundle of `scope` to `out`, as `exporter` may see it (they need the
-    /// `read` permission; confidential rationales travel only if they are an auditor or
-    /// admin). `progress(done, total)` is told of each page of entries written.
+    /// Writes the bundle of `request.scope` to `out`, as `exporter` may see it (they need
+    /// the `read` permission; confidential rationales travel only if they are an auditor
+    /// or admin). `progress(done, total)` is told of each page of entries written.
     pub async fn audit_export<W: Write>(
         &self,
         exporter: &Authenticated,
-        scope: &Scope,
+        request: &ExportRequest,
         now: Timestamp,
         out: W,
         progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -63,7 +74,14 @@ impl App<SqlStore> {
                 Permission::Read.roles().join(", ")
             )));
         }
+        let scope = &request.scope;
         let anchor = self.store.checkpoint().await?;
+        if let Some(from) = request.prove_from.filter(|f| *f > anchor.size) {
+            return Err(AppError::invalid(format!(
+                "--prove-from {from}: the log's latest checkpoint has {} entries; a proof can only start at or below it",
+                anchor.size
+            )));
+        }
         let selected = self.select(scope, anchor.size).await?;
         let complete = selected.is_none();
         let confidential = if exporter.privileged() {
@@ -103,6 +121,17 @@ impl App<SqlStore> {
                     .store
                     .consistency_proof(pair[0].size, pair[1].size)
                     .await?,
+            });
+        }
+        // The auditor's kept size, when no checkpoint of the bundle is of it.
+        if let Some(from) = request
+            .prove_from
+            .filter(|f| *f > 0 && *f < anchor.size && !checkpoints.iter().any(|c| c.size == *f))
+        {
+            proofs.push(ConsistencyLine {
+                from,
+                to: anchor.size,
+                hashes: self.store.consistency_proof(from, anchor.size).await?,
             });
         }
         bundle

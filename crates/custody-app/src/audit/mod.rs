@@ -8,7 +8,10 @@
 //! - [`verify_bundle`] (verify/) checks one offline: it does no I/O but reading the bundle,
 //!   reads no clock, and trusts nothing in it but what the log key's signatures and the
 //!   Merkle proofs vouch for.
-//! - [`App::audit_receipt`] and [`verify_receipt`] (receipt.rs): one certification, proved.
+//! - [`App::audit_receipt`] and [`verify_receipt`] (receipt.rs): one certification, proved,
+//!   with what it proves (certified at a log index, by break-glass or not) and what it
+//!   cannot (that it still stands); the receipt of a certification the ledger shows
+//!   replaced (standing.rs) is refused unless asked for as a record of the past.
 //!
 //! Redaction, provably: a leaf is never altered or dropped. What some readers may not see
 //! is kept out of the ledger in the first place: a confidential review's rationale is in
@@ -21,15 +24,18 @@ mod archive;
 mod export;
 pub mod format;
 mod receipt;
+mod standing;
 mod verify;
 
 pub use archive::{ArchiveError, BundleWriter, for_each_member};
-pub use export::Exported;
+pub use export::{ExportRequest, Exported};
 pub use format::{Confidential, Scope};
 pub use receipt::{
     MAX_RECEIPT, ProvedEntry, RECEIPT_FORMAT, Receipt, ReceiptError, ReceiptReport, verify_receipt,
 };
+pub use standing::Standing;
 pub use verify::{
-    ApprovalStory, ArtifactStory, BundleError, CertificationStory, Check, Checked,
-    EnvironmentStory, Failure, Progress, Report, RollbackStory, Story, verify_bundle,
+    ApprovalStory, ArtifactStory, BundleError, CertificationStory, Check, Checked, Claims,
+    EnvironmentStory, Expected, Failure, Progress, Report, RollbackStory, Story, Truncation,
+    verify_bundle, verify_bundle_expecting,
 };

@@ -15,9 +15,10 @@ use custody_crypto::PublicKey;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{Checkpoint, Hash, leaf_hash, verify_inclusion};
 use custody_model::Digest;
-use custody_store::{MAX_ENTRIES_PER_READ, SqlStore, Store, search};
+use custody_store::{SqlStore, Store, search};
 use serde::{Deserialize, Serialize};
 
+use super::standing::Standing;
 use crate::app::App;
 use crate::events::{DecisionRecorded, EnvironmentCertified, Event, EventBody};
 use crate::{AppError, AppResult};
@@ -67,49 +68,86 @@ pub struct ProvedEntry {
 }
 
 impl App<SqlStore> {
-    /// The receipt of the latest certification of `digest` in `environment`.
-    pub async fn audit_receipt(&self, digest: &Digest, environment: &str) -> AppResult<Receipt> {
+    /// The receipt of the certification of `digest` in `environment` that stands now:
+    /// the one of the release the environment is certified to run (even if a rollback
+    /// brought it back). When the release it runs does not hold `digest`, the newest
+    /// certification of `digest` there no longer stands: refused (a conflict saying
+    /// what replaced it and what to do) unless `historical` asks for it anyway. Returns
+    /// the receipt and whether what it proves still stands.
+    pub async fn audit_receipt(
+        &self,
+        digest: &Digest,
+        environment: &str,
+        historical: bool,
+    ) -> AppResult<(Receipt, Standing)> {
         let anchor = self.store.checkpoint().await?;
-        let terms = [
-            search::artifact(&digest.to_string()),
+        let change = self.newest_change(environment, anchor.size).await?;
+        let runs = match &change {
+            Some(c) if self.release_holds(&c.release, digest).await? => Some(c.release.clone()),
+            _ => None,
+        };
+        let (env, artifact) = (
             search::environment(environment),
+            search::artifact(&digest.to_string()),
+        );
+        let terms = [
+            search::event_type("environment.certified"),
+            env.clone(),
+            artifact.clone(),
         ];
-        let (mut end, mut found, mut decision) = (anchor.size, None, None);
-        'search: while end > 0 {
-            let page = self
-                .store
-                .search(&terms, 0, end, MAX_ENTRIES_PER_READ)
-                .await?;
-            for entry in &page {
-                let Ok(event) = Event::from_leaf(&entry.leaf) else {
-                    continue;
-                };
-                match (&event.body, &found) {
-                    (EventBody::EnvironmentCertified(c), None) => {
-                        found = Some((entry.clone(), c.decision.clone()))
-                    }
-                    (EventBody::DecisionRecorded(d), Some((_, id))) if d.decision == *id => {
-                        decision = Some(entry.clone());
-                        break 'search;
-                    }
-                    _ => {}
+        let found = self
+            .newest(&terms, anchor.size, |e| match e.body {
+                EventBody::EnvironmentCertified(c)
+                    if runs.as_ref().is_none_or(|r| *r == c.release) =>
+                {
+                    Some(c)
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() as u64 == MAX_ENTRIES_PER_READ => end = last.index,
-                _ => break,
-            }
-        }
-        let (Some((certification, _)), Some(decision)) = (found, decision) else {
+                _ => None,
+            })
+            .await?;
+        let Some((certification, c)) = found else {
             return Err(AppError::not_found(format!(
                 "{digest} was never certified in {environment}"
             )));
         };
-        let certified = Event::from_leaf(&certification.leaf)
-            .map_err(|e| AppError::Integrity(e.to_string()))?;
-        let EventBody::EnvironmentCertified(c) = certified.body else {
-            return Err(AppError::Integrity("a certification is not one".into()));
+        let terms = [search::event_type("decision.recorded"), env, artifact];
+        let decision = self
+            .newest(&terms, certification.index, |e| match e.body {
+                EventBody::DecisionRecorded(d) if d.decision == c.decision => Some(d),
+                _ => None,
+            })
+            .await?;
+        let Some((decision, d)) = decision else {
+            return Err(AppError::Integrity(format!(
+                "the decision {} of the certification at entry {} is not in the ledger",
+                c.decision, certification.index
+            )));
         };
+        let standing = match (&runs, change) {
+            (Some(_), change) => Standing::Stands {
+                restored_at: change.filter(|c| c.rollback).map(|c| c.index),
+            },
+            (None, Some(change)) => Standing::Replaced {
+                entry: change.index,
+                now: change.release,
+                how: change.how,
+            },
+            (None, None) => Standing::Replaced {
+                entry: certification.index,
+                now: String::new(),
+                how: "nothing is certified there now".into(),
+            },
+        };
+        if let (Standing::Replaced { now, how, .. }, false) = (&standing, historical) {
+            let glass = d
+                .break_glass
+                .as_ref()
+                .map_or(String::new(), |r| format!(" (by break-glass: {r:?})"));
+            return Err(AppError::conflict(format!(
+                "{digest} was certified in {environment} with {} at ledger index {}{glass}, but that certification no longer stands: {how}, and {now} does not hold {digest}. A receipt would prove only that it was certified once, and could be taken for what runs there now. To prove what runs there now, ask for the receipt of a digest of {now}; to write this one anyway, as a record of the past, pass --historical",
+                c.release, certification.index
+            )));
+        }
         let mut proved = Vec::new();
         for e in [decision, certification] {
             proved.push(ProvedEntry {
@@ -124,7 +162,7 @@ impl App<SqlStore> {
         let decision = proved
             .pop()
             .ok_or_else(|| AppError::Integrity("no entry".into()))?;
-        Ok(Receipt {
+        let receipt = Receipt {
             format: RECEIPT_FORMAT.into(),
             origin: self.log().verifier_key(),
             digest: digest.to_string(),
@@ -135,7 +173,8 @@ impl App<SqlStore> {
             decision,
             certification,
             attestor: self.attestor_key().to_pem(),
-        })
+        };
+        Ok((receipt, standing))
     }
 }
 
@@ -152,12 +191,23 @@ pub struct ReceiptReport {
     pub tree_size: u64,
     /// When it was certified (as the proven leaf says).
     pub certified_at: Option<String>,
+    /// The ledger index of the certification.
+    pub entry: u64,
+    /// The break-glass reason, when the certifying decision broke glass (as the proven
+    /// decision leaf says): an exception to the policy, not a clean pass.
+    pub break_glass: Option<String>,
+    /// The gates the decision overrode (by break-glass).
+    pub overridden: Vec<String>,
     /// The attestor key that signed the VSA.
     pub attestor_key: Option<String>,
     /// What was checked, in words.
     pub checked: Vec<String>,
     /// What failed (empty: the receipt verified).
     pub failures: Vec<String>,
+    /// What the receipt proves, in one sentence (only when it verified).
+    pub proves: Option<String>,
+    /// What no receipt can prove.
+    pub does_not_prove: String,
 }
 
 /// Why a receipt could not be checked at all.
@@ -193,9 +243,17 @@ pub fn verify_receipt(
         release: r.release.clone(),
         tree_size: r.tree_size,
         certified_at: None,
+        entry: r.certification.index,
+        break_glass: None,
+        overridden: Vec::new(),
         attestor_key: None,
         checked: Vec::new(),
         failures: Vec::new(),
+        proves: None,
+        does_not_prove: format!(
+            "that the certification still stands: a rollback, or the certification of another release, after entry {} may have replaced it. Ask the deploy gate (custody verify --env {} {}) or follow the log (custody log watch) and check the entries after it",
+            r.certification.index, r.environment, r.digest
+        ),
     };
     let root = match Checkpoint::open(&r.checkpoint, &verifier) {
         Ok(cp) if cp.size == r.tree_size => {
@@ -293,12 +351,64 @@ pub fn verify_receipt(
             Err(why) => report.failures.push(why),
         }
     }
+    if let Some(d) = &decision {
+        exception(d, &mut report);
+    }
     if !proved {
         for c in &mut report.checked[content_from..] {
             c.push_str(" (as the entries say: they are not proved in the log)");
         }
     }
+    if report.failures.is_empty() {
+        report.proves = Some(proves(&report));
+    }
     Ok(report)
+}
+
+/// A break-glass decision, from its proven leaf: the reason and the gates it overrode.
+fn exception(d: &DecisionRecorded, report: &mut ReceiptReport) {
+    report.overridden = d
+        .gates
+        .iter()
+        .filter(|g| g.status == custody_policy::Status::Overridden)
+        .map(|g| g.gate.to_string())
+        .collect();
+    if d.break_glass.is_some() || !report.overridden.is_empty() {
+        report.break_glass = Some(d.break_glass.clone().unwrap_or_default());
+        report.checked.push(format!(
+            "the decision broke glass ({:?}), overriding {}: an exception to the policy, not a clean pass",
+            d.break_glass.as_deref().unwrap_or(""),
+            if report.overridden.is_empty() {
+                "no gate".to_owned()
+            } else {
+                report.overridden.join(", ")
+            }
+        ));
+    }
+}
+
+/// What a verified receipt proves, in one sentence.
+fn proves(r: &ReceiptReport) -> String {
+    let how = match &r.break_glass {
+        Some(reason) => format!(
+            " BY BREAK-GLASS ({reason:?}, overriding {}), an exception to the policy and not a clean pass,",
+            if r.overridden.is_empty() {
+                "no gate".to_owned()
+            } else {
+                r.overridden.join(", ")
+            }
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{} was certified in {} at ledger index {}{how} with release {} (at {}), in the log as of its checkpoint of {} entries",
+        r.digest,
+        r.environment,
+        r.entry,
+        r.release,
+        r.certified_at.as_deref().unwrap_or("?"),
+        r.tree_size
+    )
 }
 
 /// The two entries say what the receipt says: the decision allowed the release into the

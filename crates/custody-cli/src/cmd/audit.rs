@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use custody_app::audit::{self, Report, Scope};
+use custody_app::events::{Event, EventBody};
 use custody_model::{Authentication, Digest, Timestamp};
 
 use crate::context::InstanceArgs;
@@ -32,18 +33,26 @@ pub(crate) enum AuditCommand {
     /// Check a bundle offline with the log's public key alone: every checkpoint signature,
     /// inclusion and consistency proof, every envelope against the keys in force when it
     /// was recorded, every decision replayed, every certification's lineage. Exit 1 naming
-    /// each failed entry and check; 2 if the bundle cannot be read.
+    /// each failed entry and check; 2 if the bundle cannot be read. A bundle alone cannot
+    /// show it was not cut short: --checkpoint (a checkpoint you kept) or --min-size ties
+    /// it to the log you know, and without them the report says truncation was not
+    /// checked. Who exported it, when, and its scope are reported apart, as the exporter's
+    /// unverified claims.
     ///
-    /// Example: custody audit verify prod.bundle --log-key log.pub --html report.html
+    /// Example: custody audit verify prod.bundle --log-key log.pub --checkpoint kept.checkpoint --html report.html
     Verify(VerifyArgs),
     /// Write a receipt proving that DIGEST was certified in an environment: the decision
     /// (with its signed VSA) and the certification, each with its inclusion proof in a
-    /// signed checkpoint.
+    /// signed checkpoint. It proves the certification of the release the environment runs
+    /// now; one that a rollback or a later release replaced is refused (--historical
+    /// writes it anyway, as a record of the past). No receipt proves that a
+    /// certification still stands tomorrow.
     ///
     /// Example: custody audit receipt sha256:… --env production --out receipt.json
     Receipt(ReceiptArgs),
     /// Check a receipt offline with the log's public key (and the attestor's, if you hold
-    /// it). Exit 1 if a check fails.
+    /// it): what it proves (certified at a log index, by break-glass or not) and what it
+    /// cannot (that the certification still stands). Exit 1 if a check fails.
     VerifyReceipt(VerifyReceiptArgs),
 }
 
@@ -77,6 +86,11 @@ pub(crate) struct ExportArgs {
     /// Only entries stamped before this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     until: Option<Timestamp>,
+    /// Also carry a consistency proof from the log's tree of SIZE entries to the
+    /// bundle's anchor, for an auditor who kept a checkpoint of that size
+    /// (`custody audit verify --checkpoint`); a whole-ledger bundle needs none.
+    #[arg(long, value_name = "SIZE")]
+    prove_from: Option<u64>,
     /// Print what was written as JSON.
     #[arg(long)]
     json: bool,
@@ -89,6 +103,16 @@ pub(crate) struct VerifyArgs {
     /// The log's public key (SPKI PEM), obtained from the log's operator out of band.
     #[arg(long, value_name = "PUB")]
     log_key: PathBuf,
+    /// A signed checkpoint you kept earlier (`custody log checkpoint > FILE`, the state
+    /// file of `custody log watch`, or one the operator published): the bundle's anchor
+    /// must be at least as large and consistent with it, so that a bundle cut back to an
+    /// earlier checkpoint, or from a fork of the log you know, fails.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// The fewest entries the bundle's anchor may have (a whole-ledger bundle cut back
+    /// to an earlier checkpoint fails).
+    #[arg(long, value_name = "N")]
+    min_size: Option<u64>,
     /// Also write the printable HTML report here.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -109,6 +133,10 @@ pub(crate) struct ReceiptArgs {
     /// Where to write the receipt (default: standard output).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Write the receipt even if the certification no longer stands (a rollback or a
+    /// later release replaced it): a record of the past, not of what runs there.
+    #[arg(long)]
+    historical: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +150,10 @@ pub(crate) struct VerifyReceiptArgs {
     /// (which counts only if the proven decision entry names its key id).
     #[arg(long, value_name = "PUB")]
     attestor_key: Option<PathBuf>,
+    /// Fail (exit 1) if the certification was by break-glass (an exception to the policy)
+    /// rather than a clean pass of every gate.
+    #[arg(long)]
+    refuse_break_glass: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -167,8 +199,18 @@ fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
             bar.set_length(total);
             bar.set_position(done);
         };
+        let request = audit::ExportRequest {
+            scope: scope.clone(),
+            prove_from: args.prove_from,
+        };
         let (exported, out) = app
-            .audit_export(&exporter, &scope, now, BufWriter::new(temp), &mut progress)
+            .audit_export(
+                &exporter,
+                &request,
+                now,
+                BufWriter::new(temp),
+                &mut progress,
+            )
             .await?;
         bar.finish_and_clear();
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -200,8 +242,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let key = load_public_key(&args.log_key)?;
     let file = std::fs::File::open(&args.bundle)
         .with_context(|| format!("opening the bundle {}", args.bundle.display()))?;
+    let expected = audit::Expected {
+        checkpoint: args
+            .checkpoint
+            .as_deref()
+            .map(kept_checkpoint)
+            .transpose()?,
+        min_size: args.min_size,
+    };
     let bar = crate::progress::bar(0, 0, "verifying entries");
-    let report = audit::verify_bundle(BufReader::new(file), &key, &mut |p| {
+    let report = audit::verify_bundle_expecting(BufReader::new(file), &key, &expected, &mut |p| {
         if let Some(total) = p.expected {
             bar.set_length(total);
         }
@@ -229,17 +279,28 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     .into())
 }
 
+/// The signed note of a checkpoint the auditor kept: the file is the note itself, or the
+/// JSON state `custody log watch` keeps (whose `note` it is).
+fn kept_checkpoint(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = crate::input::read_text(path, 1 << 20, "checkpoint")?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let state: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is neither a signed note nor JSON", path.display()))?;
+    match state.get("note") {
+        Some(serde_json::Value::String(note)) => Ok(note.clone()),
+        _ => anyhow::bail!(
+            "{}: a JSON checkpoint file must hold the signed note in \"note\" (as custody log watch keeps it)",
+            path.display()
+        ),
+    }
+}
+
 /// What a verification checked and found, for a person.
 fn summary(r: &Report) -> String {
     let c = &r.checked;
-    let mut s = format!(
-        "{} of log {} ({}), exported by {} at {}\n",
-        r.format,
-        r.origin,
-        r.scope,
-        r.exported_by,
-        crate::input::when_text(&r.exported_at)
-    );
+    let mut s = format!("{} of log {}, checked offline\n", r.format, r.origin);
     s.push_str(&format!(
         "  checkpoints: {} signatures by the log key verified, {} consistency proofs\n",
         c.checkpoints, c.consistency_proofs
@@ -269,18 +330,29 @@ fn summary(r: &Report) -> String {
         "  lineage: {} certifications traced to their decision, promotion, release, artifacts, evidence and approvals\n",
         c.certifications
     ));
+    s.push_str(&format!("  truncation: {}\n", r.truncation.summary));
     // Only a complete bundle knows what runs: a scoped one knows the latest certification
     // among its entries, and a later one may lie outside its scope.
     if !r.complete && !r.story.environments.is_empty() {
+        s.push_str(
+            "  the latest certification in this bundle (a part of the ledger; a later one may be outside it):\n",
+        );
+    }
+    if r.complete && !r.story.environments.is_empty() {
         s.push_str(&format!(
-            "  the latest certification in this bundle ({} and its lineage; a later one may be outside it):\n",
-            r.scope
+            "  what runs where, as of the checkpoint of {} entries{}:\n",
+            r.anchor,
+            if r.truncation.checked {
+                ""
+            } else {
+                " (the newest? truncation was not checked)"
+            }
         ));
     }
     for e in &r.story.environments {
         if r.complete {
             s.push_str(&format!(
-                "  {} runs {} (since entry {})\n",
+                "    {} runs {} (since entry {})\n",
                 e.name, e.release, e.since_entry
             ));
         } else {
@@ -293,6 +365,7 @@ fn summary(r: &Report) -> String {
     for note in &r.notes {
         s.push_str(&format!("  note: {note}\n"));
     }
+    s.push_str(&unverified(r));
     if r.ok() {
         s.push_str("ok: every check passed");
     } else {
@@ -304,11 +377,63 @@ fn summary(r: &Report) -> String {
     s
 }
 
+/// The manifest's claims, apart from what was verified and said to be unverified: the
+/// exporter could have written anything there.
+fn unverified(r: &Report) -> String {
+    let u = &r.unverified;
+    // Anyone could have written these: no control character reaches the terminal.
+    let shown = |t: &str| crate::input::printable(t, false).into_owned();
+    format!(
+        "  {}:\n    scope: {}\n    exported by: {}, at {}\n    confidential rationales: {}\n",
+        u.status,
+        shown(&u.scope.to_string()),
+        shown(&u.exported_by),
+        shown(&crate::input::when_text(&u.exported_at)),
+        match u.confidential {
+            audit::Confidential::Included => "included",
+            audit::Confidential::Withheld => "withheld",
+        }
+    )
+}
+
 fn receipt(args: ReceiptArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let app = args.instance.app().await?;
-        let receipt = app.audit_receipt(&args.digest, &args.environment).await?;
+        let (receipt, standing) = app
+            .audit_receipt(&args.digest, &args.environment, args.historical)
+            .await?;
         let text = serde_json::to_string_pretty(&receipt)? + "\n";
+        // What it proves and cannot, on standard error (the receipt may be on standard
+        // output); the same is what verify-receipt says from the proven entries alone.
+        let mut said = format!(
+            "this receipt proves that {} was certified in {} with {} at ledger index {}",
+            args.digest, args.environment, receipt.release, receipt.certification.index
+        );
+        if let Some(reason) = Event::from_leaf(receipt.decision.leaf.as_bytes())
+            .ok()
+            .and_then(|e| match e.body {
+                EventBody::DecisionRecorded(d) => d.break_glass,
+                _ => None,
+            })
+        {
+            said.push_str(&format!(
+                " BY BREAK-GLASS ({}), not a clean pass",
+                crate::input::printable(&reason, false)
+            ));
+        }
+        match &standing {
+            audit::Standing::Stands { restored_at } => {
+                if let Some(at) = restored_at {
+                    said.push_str(&format!(" (a rollback at entry {at} brought it back)"));
+                }
+                said.push_str("; it cannot prove that the certification still stands later");
+            }
+            audit::Standing::Replaced { how, now, .. } => said.push_str(&format!(
+                "; warning: it NO LONGER STANDS ({}; {now} does not hold it): a record of the past",
+                crate::input::printable(how, false)
+            )),
+        }
+        eprintln!("{said}");
         match &args.out {
             Some(path) => {
                 let mut f = std::fs::File::create(path)
@@ -338,26 +463,31 @@ fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
     } else {
         let mut s = String::new();
         for c in &report.checked {
-            s.push_str(&format!("  ok: {c}\n"));
+            s.push_str(&format!("  ok: {}\n", crate::input::printable(c, false)));
         }
         for f in &report.failures {
-            s.push_str(&format!("  FAILED: {f}\n"));
-        }
-        if report.failures.is_empty() {
             s.push_str(&format!(
-                "{} was certified in {} (release {}, at {})",
-                report.digest,
-                report.environment,
-                report.release,
-                report
-                    .certified_at
-                    .as_deref()
-                    .map_or_else(|| "?".to_owned(), crate::input::when_text)
+                "  FAILED: {}\n",
+                crate::input::printable(f, false)
+            ));
+        }
+        if let Some(proves) = &report.proves {
+            s.push_str(&format!(
+                "proved: {}\nnot proved: {}",
+                crate::input::printable(proves, false),
+                report.does_not_prove
             ));
         }
         print_line(s.trim_end());
     }
     if report.failures.is_empty() {
+        if let (true, Some(reason)) = (args.refuse_break_glass, &report.break_glass) {
+            return Err(VerificationFailed(format!(
+                "the certification was by break-glass ({}), and --refuse-break-glass asks for a clean pass",
+                crate::input::printable(reason, false)
+            ))
+            .into());
+        }
         return Ok(Outcome::Ok);
     }
     Err(VerificationFailed(format!(

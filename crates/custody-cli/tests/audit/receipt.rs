@@ -112,3 +112,166 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
         .arg(&f.data));
     expect_code(&out, 2);
 }
+
+/// `custody audit receipt DIGEST --env production` on `data`, with extra arguments.
+fn receipt_of(data: &Path, digest: &str, extra: &[&str]) -> std::process::Output {
+    run(custody()
+        .args(["audit", "receipt", digest, "--env", "production"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data))
+}
+
+/// `custody audit verify-receipt` of `file` with the log key of `data`.
+fn verify_receipt_of(data: &Path, file: &Path, extra: &[&str]) -> std::process::Output {
+    run(custody()
+        .args(["audit", "verify-receipt", "--log-key"])
+        .arg(data.join("keys/log.pub"))
+        .args(extra)
+        .arg(file))
+}
+
+#[test]
+fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_longer_stands() {
+    // A demo of its own: this test breaks glass and rolls back.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
+    let bundle = dir.path().join("all.bundle");
+    super::export(&data, &bundle, "audrey", &[]);
+    let b = super::Bundle::read(&bundle);
+    let artifacts = |release: &str| -> Vec<String> {
+        let line = b
+            .find(|e| e["type"] == "release.created" && e["release"] == release)
+            .2;
+        super::event(&line)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let old = artifacts("shop@1.0.0");
+    let digest = artifacts("shop@1.2.0")
+        .into_iter()
+        .find(|d| !old.contains(d))
+        .expect("an artifact new in 1.2.0");
+
+    // The demo certified 1.2.0 in production, and rolled back to 1.0.0 when its rollout
+    // failed: the certification no longer stands, and a receipt of it is refused.
+    let out = receipt_of(&data, &digest, &[]);
+    expect_refusal(&out, 2, "no longer stands");
+    for says in ["rolled production back from shop@1.2.0", "--historical"] {
+        assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
+    }
+    // As a record of the past it is written, with a warning; it verifies, and says what
+    // it cannot prove.
+    let past = dir.path().join("past.json");
+    let out = receipt_of(
+        &data,
+        &digest,
+        &["--historical", "--out", past.to_str().unwrap()],
+    );
+    expect_code(&out, 0);
+    assert!(
+        stderr(&out).contains("NO LONGER STANDS"),
+        "{}",
+        stderr(&out)
+    );
+    let out = verify_receipt_of(&data, &past, &[]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("not proved: that the certification still stands"),
+        "{}",
+        stdout(&out)
+    );
+    // What runs there (1.0.0, brought back by the rollback) has a receipt, no warning.
+    let out = receipt_of(
+        &data,
+        &old[0],
+        &["--out", dir.path().join("now.json").to_str().unwrap()],
+    );
+    expect_code(&out, 0);
+    assert!(
+        stderr(&out).contains("a rollback at entry"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Olga breaks glass: 1.2.0 into production past its gates. Its receipt is written,
+    // and verify-receipt says it was an exception, not a clean pass.
+    let reason = "checkout is down, 1.2.0 has the fix";
+    let out = run(custody()
+        .args([
+            "promote",
+            "shop@1.2.0",
+            "--to",
+            "production",
+            "--break-glass",
+            reason,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
+    expect_code(&out, 0);
+    let glass = dir.path().join("glass.json");
+    let out = receipt_of(&data, &digest, &["--out", glass.to_str().unwrap()]);
+    expect_code(&out, 0);
+    assert!(stderr(&out).contains("BY BREAK-GLASS"), "{}", stderr(&out));
+    let out = verify_receipt_of(&data, &glass, &[]);
+    expect_code(&out, 0);
+    let text = stdout(&out);
+    let proved = text
+        .lines()
+        .find(|l| l.starts_with("proved:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        proved.contains("BY BREAK-GLASS")
+            && proved.contains("not a clean pass")
+            && proved.contains(reason),
+        "{text}"
+    );
+    let out = verify_receipt_of(&data, &glass, &["--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["break_glass"], reason);
+    assert!(
+        !report["overridden"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    let entry = report["entry"].as_u64().unwrap();
+    assert!(
+        report["proves"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("ledger index {entry}"))
+    );
+    // A deploy system that accepts only clean passes says so.
+    expect_refusal(
+        &verify_receipt_of(&data, &glass, &["--refuse-break-glass"]),
+        1,
+        "break-glass",
+    );
+
+    // Rolled back by hand: that break-glass certification no longer stands either.
+    let out = run(custody()
+        .args([
+            "rollback",
+            "--env",
+            "production",
+            "--reason",
+            "the fix broke payments",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "argo", &[])));
+    expect_code(&out, 0);
+    let out = receipt_of(&data, &digest, &[]);
+    expect_refusal(&out, 2, "no longer stands");
+    for says in [
+        "by break-glass",
+        "rolled production back from shop@1.2.0",
+        "the fix broke payments",
+    ] {
+        assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
+    }
+}

@@ -2,17 +2,19 @@
 """An independent verifier of custody audit bundles, written from docs/audit-bundle.md
 alone with ordinary libraries: tarfile, hashlib, json, tomllib, rfc8785 and cryptography.
 
-    audit_verify.py BUNDLE LOG_KEY.pem [--json]
+    audit_verify.py BUNDLE LOG_KEY.pem [--json] [--checkpoint FILE] [--min-size N]
 
 Exit 0 if every check passes, 1 if one fails (each failure names its entry and check),
 2 if the bundle cannot be read. It checks what the format documents: the checkpoints'
 signatures and consistency, every entry's place in the signed tree and its leaf, the
 policy versions (the key history), every envelope against the keys in force at its
 ledger index, the decisions' facts against their digests, confidential rationales
-against their commitments, and every certification's lineage. Unlike `custody audit
-verify`, it does not re-run custody's policy engine on the facts.
+against their commitments, and every certification's lineage; and, given a checkpoint
+the auditor kept or a minimum size, that the anchor extends it (truncation). Unlike
+`custody audit verify`, it does not re-run custody's policy engine on the facts.
 """
 
+import argparse
 import base64
 import hashlib
 import hmac
@@ -268,8 +270,12 @@ def unix(ts):
 
 
 class Verifier:
-    def __init__(self, log_key):
+    def __init__(self, log_key, kept_note=None, min_size=None):
         self.log_key = log_key
+        self.kept_note, self.min_size = kept_note, min_size
+        self.kept = None  # (size, root) of the auditor's checkpoint, once opened
+        self.root_at_kept = None  # complete bundles: the entries' root at its size
+        self.proofs = {}
         self.failures = []
         self.checked = {"checkpoints": 0, "consistency_proofs": 0, "entries": 0, "signatures": 0, "certifications": 0}
         self.checkpoints = []  # (size, root) verified
@@ -309,6 +315,11 @@ class Verifier:
         if self.manifest.get("format") != FORMAT:
             raise Unusable("not a custody-audit-bundle/v1")
         self.origin, self.anchor, self.complete = self.manifest["origin"], self.manifest["anchor"], self.manifest["complete"]
+        if self.kept_note is not None:
+            try:
+                self.kept = open_checkpoint(self.kept_note, self.origin, self.log_key)
+            except Exception as e:
+                self.fail(None, "pinned-checkpoint", f"the checkpoint you kept does not verify with the log key: {e!r}")
         self.read_checkpoints(read(members[1]))
         self.read_consistency(read(members[2]))
         for pem in json.loads(read(members[3]))["attestors"]:
@@ -334,6 +345,38 @@ class Verifier:
         if self.complete and not self.broken and self.tree.size < self.anchor:
             self.fail(self.tree.size, "entry-order", "entries are missing")
         self.lineage()
+        self.truncation()
+
+    def truncation(self):
+        """The anchor against what the auditor kept: at least min_size entries, and
+        consistent with their checkpoint (the same root at its size, recomputed from a
+        complete bundle's entries or signed by one of the bundle's checkpoints, or a
+        consistency proof from it to the anchor in consistency.jsonl)."""
+        if self.min_size is not None and self.anchor < self.min_size:
+            self.fail(None, "min-size", f"the anchor has {self.anchor} entries, fewer than {self.min_size}")
+        if self.kept is None:
+            return
+        size, root = self.kept
+        bad = lambda why: self.fail(None, "pinned-checkpoint", why)
+        if self.anchor_root is None:
+            bad("the anchor did not verify")
+        elif size > self.anchor:
+            bad(f"the anchor has {self.anchor} entries, fewer than the kept checkpoint's {size}: cut off")
+        elif size == 0:
+            pass
+        elif size == self.anchor:
+            if root != self.anchor_root:
+                bad("the anchor has another root than the kept checkpoint: a fork")
+        elif size in dict(self.checkpoints):
+            if dict(self.checkpoints)[size] != root:
+                bad(f"the bundle's checkpoint of {size} entries has another root: a fork")
+        elif self.root_at_kept is not None:
+            if self.root_at_kept != root:
+                bad(f"the entries give another root at {size} entries: a fork")
+        elif (size, self.anchor) not in self.proofs:
+            bad(f"no consistency proof from {size} to the anchor")
+        elif not verify_consistency(size, self.anchor, self.proofs[(size, self.anchor)], root, self.anchor_root):
+            bad(f"the anchor is not consistent with the kept checkpoint of {size} entries")
 
     def read_checkpoints(self, data):
         for line in data.splitlines():
@@ -357,7 +400,7 @@ class Verifier:
             self.fail(None, "checkpoint-signature", "no verified anchor checkpoint")
 
     def read_consistency(self, data):
-        proofs = {}
+        proofs = self.proofs
         for line in data.splitlines():
             if line:
                 p = json.loads(line)
@@ -389,6 +432,8 @@ class Verifier:
                 self.broken = True
             else:
                 self.tree.append(stated)
+                if self.kept is not None and self.tree.size == self.kept[0]:
+                    self.root_at_kept = self.tree.root()
                 while self.next_cp < len(self.checkpoints) and self.checkpoints[self.next_cp][0] <= self.tree.size:
                     size, root = self.checkpoints[self.next_cp]
                     self.next_cp += 1
@@ -550,26 +595,39 @@ class Verifier:
                     bad(f"review {ap['id']} is not in the bundle as its decision counted it")
 
 
+def kept_checkpoint(path):
+    """A signed note, or the JSON state `custody log watch` keeps (its "note")."""
+    text = open(path, encoding="utf-8").read()
+    return json.loads(text)["note"] if text.lstrip().startswith("{") else text
+
+
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if len(args) != 2:
-        print(__doc__, file=sys.stderr)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle")
+    parser.add_argument("log_key")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--min-size", type=int)
+    try:
+        args = parser.parse_args()
+    except SystemExit:
         return 2
     try:
-        log_key = serialization.load_pem_public_key(open(args[1], "rb").read())
+        log_key = serialization.load_pem_public_key(open(args.log_key, "rb").read())
+        kept = kept_checkpoint(args.checkpoint) if args.checkpoint else None
     except Exception as e:
-        print(f"error: the log key: {e}", file=sys.stderr)
+        print(f"error: the log key or kept checkpoint: {e}", file=sys.stderr)
         return 2
-    v = Verifier(log_key)
+    v = Verifier(log_key, kept, args.min_size)
     try:
-        v.run(args[0])
+        v.run(args.bundle)
     except Unusable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a malformed member the checks did not expect
         v.fail(None, "format", repr(e))
     ok = not v.failures
-    if "--json" in sys.argv:
+    if args.json:
         print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures}))
     else:
         for f in v.failures:

@@ -203,8 +203,11 @@ impl State {
                 Ok(_) => {}
             }
         }
-        let (policies, attestors, confidential) =
-            (&self.policies, &self.attestors, self.report.confidential);
+        let (policies, attestors, confidential) = (
+            &self.policies,
+            &self.attestors,
+            self.report.unverified.confidential,
+        );
         let outcomes: Vec<Outcome> = parsed
             .par_iter()
             .filter_map(|p| p.as_ref().ok())

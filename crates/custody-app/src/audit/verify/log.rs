@@ -30,6 +30,13 @@ pub(crate) struct Tree {
     /// Complete bundles: an entry was missing or out of place, so the recomputed roots
     /// mean nothing from there on (reported once).
     broken: bool,
+    /// The size of the checkpoint the auditor kept (pinned.rs), and for a complete
+    /// bundle the root the entries give at that size.
+    pub(super) pinned_at: Option<u64>,
+    pub(super) root_at_pin: Option<Hash>,
+    /// The consistency proofs the bundle carries, as read (beyond those between its
+    /// checkpoints there may be one from a size the exporter was asked for).
+    pub(super) proofs: Vec<ConsistencyLine>,
 }
 
 impl Tree {
@@ -44,7 +51,23 @@ impl Tree {
             matched: 0,
             last: None,
             broken: false,
+            pinned_at: None,
+            root_at_pin: None,
+            proofs: Vec::new(),
         }
+    }
+
+    /// The root a verified checkpoint of `size` entries signs.
+    pub(super) fn signed_root(&self, size: u64) -> Option<Hash> {
+        self.checkpoints
+            .iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, root)| *root)
+    }
+
+    /// The anchor's root, when its checkpoint verified.
+    pub(super) fn anchor_root(&self) -> Option<Hash> {
+        self.anchor_root
     }
 
     /// Whether the anchor's checkpoint verified (without it nothing can be proved, which
@@ -127,6 +150,9 @@ impl Tree {
         }
         self.frontier.append(stated);
         let size = self.frontier.size();
+        if self.pinned_at == Some(size) {
+            self.root_at_pin = Some(self.frontier.root());
+        }
         while let Some(&(cp_size, root)) = self.checkpoints.get(self.next_checkpoint) {
             if cp_size > size {
                 break;
@@ -288,6 +314,7 @@ impl State {
                     .push(fail(None, Check::Consistency, why)),
             }
         }
+        self.log.proofs = proofs;
     }
 }
 

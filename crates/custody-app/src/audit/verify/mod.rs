@@ -18,12 +18,19 @@
 //!    against its commitment (entries.rs);
 //! 4. the lineage of every certification: its decision, promotion, release, artifacts,
 //!    evidence and approvals are all in the bundle and agree with the decision's facts,
-//!    and the signatures the facts claim are there (lineage.rs).
+//!    and the signatures the facts claim are there (lineage.rs);
+//! 5. what the auditor brings, if anything: the anchor extends a checkpoint they kept
+//!    and has at least the entries they expect (pinned.rs). Without it a bundle cut back
+//!    to an earlier checkpoint verifies, and the report says that this was not checked.
+//!
+//! What the manifest says and nothing signs (who exported the bundle, when, its scope)
+//! is reported apart, as the exporter's unverified claims ([`Claims`]).
 
 mod entries;
 mod envelopes;
 mod lineage;
 mod log;
+mod pinned;
 mod story;
 
 use std::io::Read;
@@ -38,6 +45,7 @@ use super::format::{
     CHECKPOINTS, CONSISTENCY, Confidential, END, EndFile, FORMAT, KEYS, MANIFEST, Manifest, Scope,
 };
 pub(crate) use envelopes::vsa as vsa_of;
+pub use pinned::{Expected, Truncation};
 pub use story::{
     ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
 };
@@ -117,6 +125,10 @@ pub enum Check {
     Lineage,
     /// The trailer: the bundle is whole.
     Trailer,
+    /// The anchor against the checkpoint the auditor kept (`--checkpoint`).
+    PinnedCheckpoint,
+    /// The anchor against the fewest entries the auditor expects (`--min-size`).
+    MinSize,
 }
 
 impl Check {
@@ -139,6 +151,8 @@ impl Check {
             Check::Rationale => "rationale",
             Check::Lineage => "lineage",
             Check::Trailer => "trailer",
+            Check::PinnedCheckpoint => "pinned-checkpoint",
+            Check::MinSize => "min-size",
         }
     }
 }
@@ -171,27 +185,48 @@ pub(crate) fn fail(entry: Option<u64>, check: Check, detail: impl Into<String>) 
     }
 }
 
+/// What the manifest says that no signature or proof vouches for: the exporter could
+/// have written anything here, so the report keeps it apart from what was verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Claims {
+    /// Always [`Claims::STATUS`], so that a reader of the JSON alone is told.
+    pub status: &'static str,
+    /// What the bundle says it covers. Nothing checks that the entries are all of it.
+    pub scope: Scope,
+    /// Who it says exported it.
+    pub exported_by: String,
+    /// When it says it was exported.
+    pub exported_at: String,
+    /// Whether it says confidential rationales are in it (the rationales it carries are
+    /// each checked against their commitments; this flag itself is not).
+    pub confidential: Confidential,
+}
+
+impl Claims {
+    /// What the claims are.
+    pub const STATUS: &'static str =
+        "unverified: as claimed by the exporter in bundle.json, which nothing signs";
+}
+
 /// What a verification found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The bundle's format.
     pub format: String,
-    /// The log's origin.
+    /// The log's origin (bound by the checkpoints' signatures: each names it).
     pub origin: String,
-    /// What the bundle covers.
-    pub scope: Scope,
-    /// Who exported it, and when (as the bundle says: not signed).
-    pub exported_by: String,
-    /// When.
-    pub exported_at: String,
-    /// Whether confidential rationales were in it.
-    pub confidential: Confidential,
+    /// What the bundle's manifest claims that nothing signs: who exported it, when, what
+    /// it covers. Shown apart, never as a verified fact.
+    pub unverified: Claims,
     /// The size of the checkpoint the entries are proved against.
     pub anchor: u64,
     /// Its root, hex (when its checkpoint verified).
     pub anchor_root: Option<String>,
     /// Whether the bundle held every entry up to the anchor.
     pub complete: bool,
+    /// Whether the anchor was tied to what the auditor kept (a bundle cut back to an
+    /// earlier checkpoint verifies otherwise).
+    pub truncation: Truncation,
     /// What was checked.
     pub checked: Checked,
     /// What failed (empty: the bundle verified).
@@ -243,10 +278,22 @@ enum Stage {
     Done,
 }
 
-/// Verifies the bundle read from `reader` with the log's public key, offline.
+/// Verifies the bundle read from `reader` with the log's public key, offline, expecting
+/// nothing of its size (the report says that truncation was not checked).
 pub fn verify_bundle<R: Read>(
     reader: R,
     log_key: &PublicKey,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, BundleError> {
+    verify_bundle_expecting(reader, log_key, &Expected::default(), progress)
+}
+
+/// Verifies the bundle read from `reader` with the log's public key, offline, and that
+/// its anchor meets what the auditor `kept` (a checkpoint, a minimum size).
+pub fn verify_bundle_expecting<R: Read>(
+    reader: R,
+    log_key: &PublicKey,
+    kept: &Expected,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, BundleError> {
     let mut state: Option<State> = None;
@@ -271,7 +318,9 @@ pub fn verify_bundle<R: Read>(
         }
         match stage {
             Stage::Manifest => {
-                state = Some(State::new(&bytes, log_key)?);
+                let mut s = State::new(&bytes, log_key)?;
+                s.expect(kept);
+                state = Some(s);
                 stage = Stage::Checkpoints;
             }
             Stage::Done => {}
@@ -341,6 +390,8 @@ pub(crate) struct State {
     /// Entries of kinds this version does not know (a newer custody wrote them), by kind:
     /// proved in the log like any entry, but nothing in them is replayed.
     pub(crate) unknown_kinds: std::collections::BTreeMap<String, u64>,
+    /// The checkpoint the auditor kept, opened: (size, root).
+    pub(crate) pinned: Option<(u64, Hash)>,
 }
 
 impl State {
@@ -359,13 +410,17 @@ impl State {
             report: Report {
                 format: manifest.format.clone(),
                 origin: manifest.origin.clone(),
-                scope: manifest.scope.clone(),
-                exported_by: manifest.exported_by.clone(),
-                exported_at: manifest.exported_at.to_string(),
-                confidential: manifest.confidential,
+                unverified: Claims {
+                    status: Claims::STATUS,
+                    scope: manifest.scope.clone(),
+                    exported_by: manifest.exported_by.clone(),
+                    exported_at: manifest.exported_at.to_string(),
+                    confidential: manifest.confidential,
+                },
                 anchor: manifest.anchor,
                 anchor_root: None,
                 complete: manifest.complete,
+                truncation: Truncation::default(),
                 checked: Checked::default(),
                 failures: Vec::new(),
                 notes: Vec::new(),
@@ -377,6 +432,7 @@ impl State {
             policies: entries::Timeline::default(),
             lineage: lineage::Lineage::default(),
             unknown_kinds: Default::default(),
+            pinned: None,
         })
     }
 
@@ -426,6 +482,7 @@ impl State {
 
     fn finish(mut self) -> Report {
         self.log.finish(&mut self.report);
+        self.check_expected();
         let story = self.lineage.check(&mut self.report, &self.policies);
         self.report.story = story;
         for (kind, n) in &self.unknown_kinds {
