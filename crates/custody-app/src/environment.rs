@@ -99,6 +99,10 @@ pub struct Verification {
     pub decision: Option<CertifyingDecision>,
     /// Ledger index of the certification.
     pub ledger_index: Option<u64>,
+    /// The gates the certifying decision overrode by break-glass (empty for a clean
+    /// pass): an allowed digest whose release is an exception to the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
     /// Its JSON encoding, made once: a cached verdict is answered many times.
     #[serde(skip)]
     encoded: std::sync::OnceLock<bytes::Bytes>,
@@ -631,6 +635,7 @@ impl<S: Store> App<S> {
             release: None,
             decision: None,
             ledger_index: None,
+            overridden: Vec::new(),
             encoded: Default::default(),
         };
         if policy.environment(environment).is_none() {
@@ -651,7 +656,11 @@ impl<S: Store> App<S> {
             reasons: Vec::new(),
             release: Some(cert.release.clone()),
             decision: Some(decision.into()),
-            ledger_index: env.as_ref().map(|e| e.log_index),
+            ledger_index: match &env {
+                Some(env) => self.certification_index(env, &cert.release).await?,
+                None => None,
+            },
+            overridden: Vec::new(),
             encoded: Default::default(),
         };
         let Some(artifact) = release.artifacts.iter().find(|a| &a.digest == digest) else {
@@ -702,8 +711,54 @@ impl<S: Store> App<S> {
                 "it still stands under the policy in force: its release signature and provenance verify with keys trusted there, and its names, builders and required evidence pass"
                     .into(),
             );
+            if let Some(d) = &verdict.decision {
+                verdict.overridden = d
+                    .decision
+                    .gates
+                    .iter()
+                    .filter(|g| g.status == Status::Overridden)
+                    .map(|g| g.gate.to_string())
+                    .collect();
+            }
+            if !verdict.overridden.is_empty() {
+                verdict.reasons.push(format!(
+                    "an exception, not a clean pass: it was certified by break-glass, overriding {} (promotion {})",
+                    verdict.overridden.join(", "),
+                    cert.promotion
+                ));
+            }
         }
         Ok(verdict)
+    }
+}
+
+impl<S: Store> App<S> {
+    /// The ledger index of the entry that certified `release` where `env` now stands: the
+    /// `environment.certified` or `rollback` event of the append that last wrote the
+    /// environment's record (the record keeps that append's first index, and its few
+    /// events follow). `None` if that append holds neither (nothing is better than an
+    /// index that points at another event).
+    async fn certification_index(
+        &self,
+        env: &Versioned<EnvironmentRecord>,
+        release: &str,
+    ) -> AppResult<Option<u64>> {
+        const SCAN: u64 = 64;
+        let end = self.store.size().await?.min(env.log_index + SCAN);
+        for e in self.store.entries(env.log_index, end).await? {
+            let Ok(event) = crate::events::Event::from_leaf(&e.leaf) else {
+                continue;
+            };
+            let (environment, certified) = match &event.body {
+                EventBody::EnvironmentCertified(c) => (&c.environment, &c.release),
+                EventBody::RolledBack(r) => (&r.environment, &r.to),
+                _ => continue,
+            };
+            if environment == &env.value.name && certified == release {
+                return Ok(Some(e.index));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -440,12 +440,17 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
     }
     let all: Vec<u64> = history.iter().map(|e| e.index).collect();
     assert_eq!(pages.iter().map(|e| e.index).collect::<Vec<_>>(), all);
+    let last_index = last.index;
     let last = v(&last.event);
     let release = last["release"].as_str().unwrap();
     let (_, digest) = releases.iter().find(|(r, _)| r == release).unwrap();
     let v = s.app.verify("build", digest).await.unwrap();
     assert!(v.allowed, "{v:?}");
     assert_eq!(v.release.as_deref(), Some(release));
+    assert!(v.overridden.is_empty(), "a clean pass: {v:?}");
+    // The verdict points at the certification itself, not its append's first entry.
+    let at = v.ledger_index.unwrap();
+    assert_eq!(at, last_index, "{v:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1011,7 +1016,14 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         .await
         .unwrap();
     assert!(glass.decision.decision.allowed && glass.decision.decision.broke_glass());
-    assert!(s.app.verify("prod", &d).await.unwrap().allowed);
+    let gate = s.app.verify("prod", &d).await.unwrap();
+    assert!(gate.allowed);
+    // An exception, and the deploy gate says so.
+    assert!(!gate.overridden.is_empty(), "{gate:?}");
+    assert!(
+        gate.reasons.iter().any(|r| r.contains("break-glass")),
+        "{gate:?}"
+    );
     let id = glass.promotion.id.clone();
     // Loud: the ledger says so, the decision replays, the board shows the review due.
     let events = s

@@ -110,8 +110,8 @@ pub(crate) struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// The fewest entries the bundle's anchor may have (a whole-ledger bundle cut back
-    /// to an earlier checkpoint fails).
-    #[arg(long, value_name = "N")]
+    /// to an earlier checkpoint fails). At least 1: 0 would check nothing.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     min_size: Option<u64>,
     /// Also write the printable HTML report here.
     #[arg(long, value_name = "FILE")]
@@ -458,8 +458,18 @@ fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
     let bytes = read_limited(&args.receipt, audit::MAX_RECEIPT, "receipt")?;
     let report = audit::verify_receipt(&bytes, &log_key, attestor.as_ref())
         .with_context(|| format!("{}", args.receipt.display()))?;
+    // Decided before anything is printed, so that the JSON says it too.
+    let refused = match (&report.break_glass, args.refuse_break_glass) {
+        (Some(reason), true) if report.failures.is_empty() => Some(format!(
+            "the certification was by break-glass ({}), and --refuse-break-glass asks for a clean pass",
+            crate::input::printable(reason, false)
+        )),
+        _ => None,
+    };
     if args.json {
-        print_json(&serde_json::to_value(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["refused"] = serde_json::json!(refused);
+        print_json(&value);
     } else {
         let mut s = String::new();
         for c in &report.checked {
@@ -480,14 +490,10 @@ fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
         }
         print_line(s.trim_end());
     }
+    if let Some(refused) = refused {
+        return Err(VerificationFailed(refused).into());
+    }
     if report.failures.is_empty() {
-        if let (true, Some(reason)) = (args.refuse_break_glass, &report.break_glass) {
-            return Err(VerificationFailed(format!(
-                "the certification was by break-glass ({}), and --refuse-break-glass asks for a clean pass",
-                crate::input::printable(reason, false)
-            ))
-            .into());
-        }
         return Ok(Outcome::Ok);
     }
     Err(VerificationFailed(format!(

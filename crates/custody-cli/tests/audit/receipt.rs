@@ -251,6 +251,14 @@ fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_long
         1,
         "break-glass",
     );
+    // …and its JSON says so too: no failure, but refused.
+    let out = verify_receipt_of(&data, &glass, &["--refuse-break-glass", "--json"]);
+    expect_code(&out, 1);
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        refused["refused"].as_str().unwrap().contains("break-glass"),
+        "{refused:#}"
+    );
 
     // Rolled back by hand: that break-glass certification no longer stands either.
     let out = run(custody()

@@ -383,7 +383,7 @@ fn check(
                     Some(t) if committed(t) => {}
                     _ => failed(
                         Check::Rationale,
-                        "its rationale does not match its rationale_digest".into(),
+                        "its rationale does not match the commitment in its leaf".into(),
                     ),
                 }
             } else if let Some(t) = &p.rationale {
@@ -393,7 +393,7 @@ fn check(
                 } else {
                     failed(
                         Check::Rationale,
-                        "the confidential rationale beside it does not match the rationale_digest its leaf commits to".into(),
+                        "the confidential rationale beside it does not match the commitment in its leaf (rationale_commitment, or rationale_digest in older leaves)".into(),
                     );
                 }
             } else if p.withheld {
