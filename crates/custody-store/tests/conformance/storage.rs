@@ -227,6 +227,28 @@ fn storage_failures(outcomes: &Outcomes) -> usize {
     failed.len()
 }
 
+/// While the fault stands: access-log writes fail and readiness says the storage is
+/// failing (what `/readyz` answers).
+async fn says_it_is_failing(store: &SqlStore) {
+    assert!(store.record_access(access(0)).await.is_err());
+    let readiness = store.readiness().await;
+    assert!(
+        matches!(readiness, Readiness::StorageFailing(_)),
+        "{readiness}"
+    );
+}
+
+/// Once the fault cleared: the same store (no reopening) is ready and writes again, and
+/// of everything before, nothing acknowledged was lost and nothing refused was written.
+async fn writes_again(store: &Arc<SqlStore>, mut outcomes: Outcomes) {
+    assert_eq!(store.readiness().await, Readiness::Ready);
+    let back = appenders(store, 4, 20_000, |n, _| n >= 5).await;
+    assert_eq!(storage_failures(&back), 0);
+    outcomes.extend(back);
+    store.record_access(access(1)).await.unwrap();
+    nothing_lost_nothing_invented(store, &outcomes).await;
+}
+
 /// After the storage recovered: every acknowledged append is where it was acknowledged;
 /// an append refused before its commit wrote nothing; one whose outcome was unknown
 /// converges when retried with its key; and the whole log checks.
@@ -292,21 +314,11 @@ async fn a_full_disk_is_transient(dir: &Path) {
     let full = appenders(&store, 4, 10_000, |n, _| n >= 3).await;
     assert_eq!(storage_failures(&full), full.len(), "an append found room");
     outcomes.extend(full);
-    assert!(store.record_access(access(0)).await.is_err());
-    let readiness = store.readiness().await;
-    assert!(
-        matches!(readiness, Readiness::StorageFailing(_)),
-        "{readiness}"
-    );
+    says_it_is_failing(&store).await;
 
     // Space again: the same store writes again.
     std::fs::remove_file(dir.join("ballast")).unwrap();
-    assert_eq!(store.readiness().await, Readiness::Ready);
-    let back = appenders(&store, 4, 20_000, |n, _| n >= 5).await;
-    assert_eq!(storage_failures(&back), 0);
-    outcomes.extend(back);
-    store.record_access(access(1)).await.unwrap();
-    nothing_lost_nothing_invented(&store, &outcomes).await;
+    writes_again(&store, outcomes).await;
     // The checkpoint file (on the same full disk) caught up too.
     let store = Arc::into_inner(store).unwrap();
     let (head, verifier) = (store.checkpoint().await.unwrap(), store.verifier().clone());
@@ -390,21 +402,11 @@ async fn lost_connections_are_transient() {
     let down = appenders(&store, 2, 10_000, |n, _| n >= 2).await;
     assert_eq!(storage_failures(&down), down.len());
     outcomes.extend(down);
-    assert!(store.record_access(access(0)).await.is_err());
-    let readiness = store.readiness().await;
-    assert!(
-        matches!(readiness, Readiness::StorageFailing(_)),
-        "{readiness}"
-    );
+    says_it_is_failing(&store).await;
 
     // Back: the same store writes again.
     sqlx::query(&allow(true)).execute(&mut admin).await.unwrap();
-    assert_eq!(store.readiness().await, Readiness::Ready);
-    let back = appenders(&store, 4, 20_000, |n, _| n >= 5).await;
-    assert_eq!(storage_failures(&back), 0);
-    outcomes.extend(back);
-    store.record_access(access(1)).await.unwrap();
-    nothing_lost_nothing_invented(&store, &outcomes).await;
+    writes_again(&store, outcomes).await;
 }
 
 /// Ends every connection to database `name` but `spare`'s.
@@ -486,28 +488,18 @@ async fn a_restarted_server_is_transient() {
     tokio::task::spawn_blocking(|| own_cluster("stop"))
         .await
         .unwrap();
-    let mut outcomes = load.await.unwrap();
+    let outcomes = load.await.unwrap();
     assert_eq!(
         storage_failures(&outcomes),
         4,
         "each writer stops at its first failure"
     );
     assert!(outcomes.iter().any(|(_, r)| r.is_ok()));
-    let readiness = store.readiness().await;
-    assert!(
-        matches!(readiness, Readiness::StorageFailing(_)),
-        "the server is down, yet: {readiness}"
-    );
-    assert!(store.record_access(access(0)).await.is_err());
+    says_it_is_failing(&store).await;
 
     // Started again: the same store, untouched, writes again.
     tokio::task::spawn_blocking(|| own_cluster("start"))
         .await
         .unwrap();
-    assert_eq!(store.readiness().await, Readiness::Ready);
-    let back = appenders(&store, 4, 20_000, |n, _| n >= 5).await;
-    assert_eq!(storage_failures(&back), 0);
-    outcomes.extend(back);
-    store.record_access(access(1)).await.unwrap();
-    nothing_lost_nothing_invented(&store, &outcomes).await;
+    writes_again(&store, outcomes).await;
 }
