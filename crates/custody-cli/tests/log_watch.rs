@@ -76,6 +76,15 @@ fn watch_follows_growth_and_catches_a_shrinking_and_a_forked_log() {
     // The copy is behind: served, the log shrank.
     let behind = Server::start(&copy);
     expect_refusal(&watch(&behind, &log_pub, &state, &[]), 1, "the log shrank");
+    // A monitor reading JSON is told on stdout too.
+    let out = watch(&behind, &log_pub, &state, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["ok"], false, "{said}");
+    assert!(
+        said["failure"].as_str().unwrap().contains("the log shrank"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read_to_string(&state).unwrap(),
         kept,

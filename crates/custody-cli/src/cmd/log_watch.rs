@@ -74,6 +74,19 @@ fn failed(why: String) -> anyhow::Error {
 }
 
 pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
+    let json = args.json;
+    let result = watch(args).await;
+    // A monitor reading JSON learns of a fork, a shrinking log or a bad signature on
+    // stdout too, not only from the exit code and stderr.
+    if let (true, Err(e)) = (json, &result) {
+        if e.downcast_ref::<VerificationFailed>().is_some() {
+            print_json(&json!({"ok": false, "failure": e.to_string()}));
+        }
+    }
+    result
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<Outcome> {
     let key = load_public_key(&args.log_key)?;
     let witnesses = witnesses(&args.witness_keys)?;
     if args.witness_quorum > witnesses.len() {
