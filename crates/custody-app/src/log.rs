@@ -255,8 +255,10 @@ pub(crate) mod hex_hash {
 
     pub(crate) fn parse(text: &str) -> Result<Hash, String> {
         let mut h = [0u8; 32];
-        hex::decode_to_slice(text, &mut h)
-            .map_err(|_| format!("{text:?} is not a hash (64 hex digits)"))?;
+        // base16ct decodes a shorter text into the front of `h`: the length is checked here.
+        if text.len() != 2 * h.len() || base16ct::mixed::decode(text, &mut h).is_err() {
+            return Err(format!("{text:?} is not a hash (64 hex digits)"));
+        }
         Ok(h)
     }
 }

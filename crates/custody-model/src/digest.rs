@@ -114,7 +114,7 @@ impl Digest {
             });
         }
         let mut bytes = vec![0; expected / 2].into_boxed_slice();
-        hex::decode_to_slice(hex_value, &mut bytes)
+        base16ct::lower::decode(hex_value, &mut bytes)
             .map_err(|_| DigestError::NotLowercaseHex('?'))?;
         Ok(Digest { algorithm, bytes })
     }
