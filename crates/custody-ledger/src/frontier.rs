@@ -51,8 +51,22 @@ impl Frontier {
     /// Appends a leaf hash. Returns every subtree completed by this leaf (the leaf itself
     /// first, then each new parent), which the caller must store for proofs.
     pub fn append(&mut self, leaf_hash: Hash) -> Vec<(NodeId, Hash)> {
-        let mut created = vec![(NodeId::leaf(self.size), leaf_hash)];
-        self.nodes.push((NodeId::leaf(self.size), leaf_hash));
+        let mut created = Vec::new();
+        self.grow(leaf_hash, |node| created.push(node));
+        created
+    }
+
+    /// Appends a leaf hash, for a caller that needs only the roots (a verifier recomputing
+    /// a tree of millions of leaves): [`Frontier::append`] without the list of new nodes.
+    pub fn push(&mut self, leaf_hash: Hash) {
+        self.grow(leaf_hash, |_| {});
+    }
+
+    /// Appends a leaf hash, telling `created` each completed subtree, the leaf first.
+    fn grow(&mut self, leaf_hash: Hash, mut created: impl FnMut((NodeId, Hash))) {
+        let leaf = (NodeId::leaf(self.size), leaf_hash);
+        self.nodes.push(leaf);
+        created(leaf);
         self.size += 1;
         // Merge equal-level neighbours: two complete siblings make a complete parent.
         while let [.., (left_id, left), (right_id, right)] = self.nodes[..] {
@@ -65,9 +79,8 @@ impl Frontier {
             );
             self.nodes.truncate(self.nodes.len() - 2);
             self.nodes.push(parent);
-            created.push(parent);
+            created(parent);
         }
-        created
     }
 
     /// The root hash of the tree.

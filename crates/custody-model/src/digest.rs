@@ -94,10 +94,16 @@ impl Digest {
         let expected = algorithm.output_len() * 2;
         // Check characters before length so that "E3B0" says "lowercase", the more
         // useful complaint.
-        if let Some(c) = hex_value
-            .chars()
-            .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
+        // Bytes first (every digest a ledger holds is read this way); the character only
+        // for the message.
+        if hex_value
+            .bytes()
+            .any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
+            let c = hex_value
+                .chars()
+                .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
+                .unwrap_or('?');
             return Err(DigestError::NotLowercaseHex(c));
         }
         if hex_value.len() != expected {
@@ -107,11 +113,10 @@ impl Digest {
                 actual: hex_value.len(),
             });
         }
-        let bytes = hex::decode(hex_value).map_err(|_| DigestError::NotLowercaseHex('?'))?;
-        Ok(Digest {
-            algorithm,
-            bytes: bytes.into_boxed_slice(),
-        })
+        let mut bytes = vec![0; expected / 2].into_boxed_slice();
+        base16ct::lower::decode(hex_value, &mut bytes)
+            .map_err(|_| DigestError::NotLowercaseHex('?'))?;
+        Ok(Digest { algorithm, bytes })
     }
 
     /// The hash algorithm.
@@ -161,8 +166,18 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // Parsed from the text where it lies, without copying it into a String first.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a digest as ALGORITHM:HEX")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Digest, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 

@@ -124,34 +124,23 @@ struct Outcome {
     item: Option<Item>,
 }
 
+/// The outcomes of an entry file's checks, not yet in the report and lineage: they go in
+/// while the next file is parsed and hashed, so the one thread that adds them works beside
+/// the others (the order they go in is the order of the entries, as if added at once).
+#[derive(Default)]
+pub(crate) struct Pending(Vec<Option<Outcome>>);
+
 impl State {
     /// One entry file.
     pub(super) fn entry_file(&mut self, name: &str, bytes: &[u8]) {
         let lines = json_lines(bytes);
-        let tree = &self.log;
         let complete = self.report.complete;
-        let parsed: Vec<Result<Parsed, String>> = lines
-            .par_iter()
-            .enumerate()
-            .map(|(n, line)| {
-                let line: EntryLine = serde_json::from_slice(line)
-                    .map_err(|e| format!("{name} line {}: not an entry line: {e}", n + 1))?;
-                let computed = leaf_hash(line.leaf.as_bytes());
-                let proved = (!complete)
-                    .then(|| tree.prove(line.index, &line.leaf_hash, line.proof.as_ref()));
-                Ok(Parsed {
-                    index: line.index,
-                    stated: line.leaf_hash,
-                    computed,
-                    proved,
-                    event: Event::from_leaf(line.leaf.as_bytes()).map_err(|e| e.to_string()),
-                    facts: line.facts,
-                    rationale: line.rationale,
-                    rationale_salt: line.rationale_salt,
-                    withheld: line.withheld,
-                })
-            })
-            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        let (report, lineage, tree) = (&mut self.report, &mut self.lineage, &self.log);
+        let ((), parsed) = rayon::join(
+            || add_outcomes(report, lineage, pending),
+            || parse(name, &lines, tree, complete),
+        );
         // In order: the tree, and the policy timeline later entries are checked against.
         for p in &parsed {
             let p = match p {
@@ -208,19 +197,71 @@ impl State {
             &self.attestors,
             self.report.unverified.confidential,
         );
-        let outcomes: Vec<Outcome> = parsed
-            .par_iter()
-            .filter_map(|p| p.as_ref().ok())
-            .filter(|p| p.sound())
-            .map(|p| check(p, policies, attestors, confidential))
-            .collect();
-        for o in outcomes {
-            self.report.failures.extend(o.failures);
-            self.report.notes.extend(o.notes);
-            add(&mut self.report.checked, &o.checked);
-            if let Some(item) = o.item {
-                self.lineage.add(item);
-            }
+        // One slot per line (an indexed collect writes each in place, where a filtered one
+        // would gather pieces and copy them together).
+        self.pending = Pending(
+            parsed
+                .par_iter()
+                .map(|p| match p {
+                    Ok(p) if p.sound() => Some(check(p, policies, attestors, confidential)),
+                    _ => None,
+                })
+                .collect(),
+        );
+        // Freed on every core, not on this one.
+        parsed.into_par_iter().for_each(drop);
+    }
+
+    /// Adds the last entry file's outcomes (before the lineage is checked).
+    pub(super) fn entries_done(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        add_outcomes(&mut self.report, &mut self.lineage, pending);
+    }
+}
+
+/// Parses and hashes an entry file's lines, in parallel.
+fn parse(
+    name: &str,
+    lines: &[&[u8]],
+    tree: &super::log::Tree,
+    complete: bool,
+) -> Vec<Result<Parsed, String>> {
+    lines
+        .par_iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let line: EntryLine = serde_json::from_slice(line)
+                .map_err(|e| format!("{name} line {}: not an entry line: {e}", n + 1))?;
+            let computed = leaf_hash(line.leaf.as_bytes());
+            let proved =
+                (!complete).then(|| tree.prove(line.index, &line.leaf_hash, line.proof.as_ref()));
+            Ok(Parsed {
+                index: line.index,
+                stated: line.leaf_hash,
+                computed,
+                proved,
+                event: Event::from_leaf(line.leaf.as_bytes()).map_err(|e| e.to_string()),
+                facts: line.facts,
+                rationale: line.rationale,
+                rationale_salt: line.rationale_salt,
+                withheld: line.withheld,
+            })
+        })
+        .collect()
+}
+
+/// Puts checks' outcomes into the report and the lineage, in entry order.
+fn add_outcomes(
+    report: &mut super::Report,
+    lineage: &mut super::lineage::Lineage,
+    pending: Pending,
+) {
+    for o in pending.0.into_iter().flatten() {
+        report.failures.extend(o.failures);
+        report.notes.extend(o.notes);
+        add(&mut report.checked, &o.checked);
+        if let Some(item) = o.item {
+            lineage.add(item);
         }
     }
 }
