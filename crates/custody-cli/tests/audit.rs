@@ -168,6 +168,12 @@ fn a_demo_bundle_verifies_offline_with_only_the_binary_and_the_log_key() {
     let text = stdout(&out);
     assert!(text.contains("ok: every check passed"), "{text}");
     assert!(text.contains("production runs shop@1.0.0"), "{text}");
+    // The demo's rollback of production is named in the text too, as in JSON and HTML.
+    assert!(
+        text.contains("rollback: entry")
+            && text.contains("rolled production back from shop@1.2.0 to shop@1.0.0"),
+        "{text}"
+    );
 
     let (code, r, _) = verify(&f.all);
     assert_eq!(code, 0);
@@ -265,6 +271,13 @@ fn scoped_bundles_prove_each_entry_and_carry_the_lineage() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(!page.contains("What runs where"));
     assert!(page.contains("a later certification may lie outside it"));
+    // Nor does it claim a negative about the rest of the ledger.
+    if !page.contains("Exceptions in force") || page.contains("No gate was overridden") {
+        assert!(
+            page.contains("exceptions outside it are not shown"),
+            "a partial bundle's report claims no exception anywhere"
+        );
+    }
     // An unknown release is refused, and writes nothing.
     let out = run(custody()
         .args([

@@ -102,7 +102,12 @@ pub fn render(report: &Report) -> String {
                 section {
                     h2 { "Exceptions in force" }
                     @if exceptions.is_empty() && report.story.rollbacks.is_empty() {
-                        p { "No gate was overridden and no environment was rolled back." }
+                        @if report.complete {
+                            p { "No gate was overridden and no environment was rolled back." }
+                        } @else {
+                            // A part of the ledger cannot show a negative about the rest.
+                            p { "No gate was overridden and no environment was rolled back in the entries of this bundle; it holds a part of the ledger, so exceptions outside it are not shown." }
+                        }
                     }
                     ul #exceptions {
                         @for c in &exceptions {

@@ -362,6 +362,32 @@ fn summary(r: &Report) -> String {
             ));
         }
     }
+    // Exceptions, as the JSON and HTML reports show them: break-glass and rollbacks.
+    for c in r
+        .story
+        .certifications
+        .iter()
+        .filter(|c| c.break_glass.is_some())
+    {
+        s.push_str(&format!(
+            "  exception: entry {} certified {} in {} by break-glass ({}), overriding {}\n",
+            c.entry,
+            c.release,
+            c.environment,
+            crate::input::printable(c.break_glass.as_deref().unwrap_or_default(), false),
+            c.overridden.join(", ")
+        ));
+    }
+    for b in &r.story.rollbacks {
+        s.push_str(&format!(
+            "  rollback: entry {} rolled {} back from {} to {} ({})\n",
+            b.index,
+            b.environment,
+            b.from,
+            b.to,
+            crate::input::printable(&b.reason, false)
+        ));
+    }
     for note in &r.notes {
         s.push_str(&format!("  note: {note}\n"));
     }
