@@ -730,9 +730,7 @@ impl<S: Store> App<S> {
         }
         Ok(verdict)
     }
-}
 
-impl<S: Store> App<S> {
     /// The ledger index of the entry that certified `release` where `env` now stands: the
     /// `environment.certified` or `rollback` event of the append that last wrote the
     /// environment's record (the record keeps that append's first index, and its few

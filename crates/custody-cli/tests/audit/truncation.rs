@@ -289,12 +289,7 @@ fn a_scoped_bundle_needs_a_consistency_proof_from_the_kept_checkpoint() {
             .iter_mut()
             .find(|p| p["from"].as_u64() == Some(size))
             .unwrap();
-        let h = p["hashes"][0].as_str().unwrap();
-        p["hashes"][0] = Value::String(format!(
-            "{}{}",
-            if h.starts_with('0') { "1" } else { "0" },
-            &h[1..]
-        ));
+        super::flip_first_digit(&mut p["hashes"][0]);
         b.set_lines("consistency.jsonl", &proofs);
     });
     let (code, r) = verify_with(&altered, &args);
