@@ -563,6 +563,14 @@ pub struct TokenCreated {
     /// written before the state was checked against the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_digest: Option<Digest>,
+    /// The token it was made with, when its principal made it for themselves with a token:
+    /// it is revoked with that one. Absent in events written before this was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Whether approvals made with it count (see `TokenRecord::personal`). Absent in
+    /// events written before this was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<bool>,
 }
 
 /// `token.revoked`.
@@ -573,6 +581,10 @@ pub struct TokenRevoked {
     pub token: String,
     /// Whom it authenticated.
     pub principal: String,
+    /// The token whose revocation ended this one: the token it was made with, or the one
+    /// that token was made with, and so on. Absent when it was revoked by its own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade_from: Option<String>,
 }
 
 /// `alert.raised`.
@@ -851,6 +863,7 @@ mod tests {
             body: EventBody::TokenRevoked(TokenRevoked {
                 token: "t1".into(),
                 principal: "argo".into(),
+                cascade_from: None,
             }),
         };
         let plain = event.to_leaf().unwrap();

@@ -348,7 +348,13 @@ pub fn describe(event: &Event) -> String {
         EventBody::TokenCreated(t) => {
             format!("{who} created token {} for {}", t.token, t.principal)
         }
-        EventBody::TokenRevoked(t) => format!("{who} revoked token {} of {}", t.token, t.principal),
+        EventBody::TokenRevoked(t) => match &t.cascade_from {
+            None => format!("{who} revoked token {} of {}", t.token, t.principal),
+            Some(from) => format!(
+                "{who} revoked token {} of {} with token {from}, which it was made from",
+                t.token, t.principal
+            ),
+        },
         EventBody::AlertRaised(a) => format!("alert {} ({}): {}", a.rule, a.severity, a.text),
         EventBody::AlertDelivered(a) => format!("alert {} delivered to {}", a.alert, a.webhook),
         EventBody::AlertDeliveryFailed(a) => format!(

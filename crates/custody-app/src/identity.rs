@@ -45,7 +45,15 @@ pub struct TokenRecord {
     /// before this was kept: not personal).
     #[serde(default)]
     pub personal: bool,
+    /// The token its principal made it with, when they made it for themselves with a
+    /// token: revoking that one revokes this one, and it never outlives that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
+
+/// How many tokens deep a chain of tokens made with tokens is followed before custody
+/// refuses it (a chain is only ever that long if someone keeps minting from the last).
+const MAX_TOKEN_CHAIN: usize = 32;
 
 /// A token as it is shown: everything but the secret's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +75,9 @@ pub struct TokenInfo {
     /// Whether approvals made with it count (see [`TokenRecord::personal`]).
     #[serde(default)]
     pub personal: bool,
+    /// The token it was made with (see [`TokenRecord::parent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 impl From<&TokenRecord> for TokenInfo {
@@ -80,6 +91,7 @@ impl From<&TokenRecord> for TokenInfo {
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
             personal: t.personal,
+            parent: t.parent.clone(),
         }
     }
 }
@@ -182,12 +194,14 @@ impl<S: Store> App<S> {
         )
         .map_err(|e| AppError::invalid(e.to_string()))?;
         // A token made with a token for oneself never outlives the one it was made with
-        // (it ends when that one does, if asked for longer), so a short-lived or leaked
-        // token cannot be turned into a lasting one.
+        // (it ends when that one does, if asked for longer), and is revoked with it, so a
+        // short-lived or leaked token cannot be turned into a lasting one.
         let mut expires_at = expires_at;
-        if let (true, Some(Authentication::Token { token: parent, .. })) = (own, &actor.auth) {
-            if let Some(parent) = self.get::<TokenRecord>(kind::TOKEN, parent).await? {
-                expires_at = expires_at.min(parent.value.expires_at);
+        let mut parent = None;
+        if let (true, Some(Authentication::Token { token, .. })) = (own, &actor.auth) {
+            if let Some(made_with) = self.get::<TokenRecord>(kind::TOKEN, token).await? {
+                expires_at = expires_at.min(made_with.value.expires_at);
+                parent = Some(made_with.value.id);
             }
         }
         let record = TokenRecord {
@@ -200,6 +214,7 @@ impl<S: Store> App<S> {
             expires_at,
             revoked_at: None,
             personal,
+            parent: parent.clone(),
         };
         let once = idempotency_key.map(|key| Once {
             scope: "token",
@@ -216,6 +231,8 @@ impl<S: Store> App<S> {
                         expires_at,
                         description: description.into(),
                         secret_digest: Some(record.secret_digest.clone()),
+                        parent,
+                        personal: Some(personal),
                     }),
                 )?],
                 vec![write(kind::TOKEN, &id, &record, Expect::Absent)?],
@@ -231,8 +248,9 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// Revokes a token (it stops working at once; the record stays). Its holder may revoke
-    /// their own; an admin anyone's.
+    /// Revokes a token (it stops working at once; the record stays), and with it every token
+    /// made with it, and every token made with those: a leaked token's offspring end with
+    /// it. Its holder may revoke their own; an admin anyone's. Returns the token's record.
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> AppResult<TokenRecord> {
         self.retrying(|| async {
             let mut record: crate::app::Versioned<TokenRecord> = self
@@ -241,30 +259,101 @@ impl<S: Store> App<S> {
             if record.value.principal != actor.principal {
                 self.permit(actor, Permission::Administer).await?;
             }
-            if record.value.revoked_at.is_some() {
-                return Ok(record.value);
-            }
-            record.value.revoked_at = Some(actor.now);
-            self.append(
-                vec![event(
-                    actor,
-                    EventBody::TokenRevoked(TokenRevoked {
-                        token: id.into(),
-                        principal: record.value.principal.clone(),
-                    }),
-                )?],
-                vec![write(
+            let mut events = Vec::new();
+            let mut writes = Vec::new();
+            if record.value.revoked_at.is_none() {
+                record.value.revoked_at = Some(actor.now);
+                events.push(revoked(actor, &record.value, None)?);
+                writes.push(write(
                     kind::TOKEN,
                     id,
                     &record.value,
                     Expect::Version(record.version),
-                )?],
-                None,
-            )
-            .await?;
+                )?);
+            }
+            // Offspring still standing, even when this one was revoked before (a token made
+            // with it in the meantime, or one revoked before the cascade existed).
+            for mut child in self.offspring(id).await? {
+                if child.value.revoked_at.is_none() {
+                    child.value.revoked_at = Some(actor.now);
+                    events.push(revoked(actor, &child.value, Some(id))?);
+                    let key = child.value.id.clone();
+                    let expect = Expect::Version(child.version);
+                    writes.push(write(kind::TOKEN, &key, &child.value, expect)?);
+                }
+            }
+            if !events.is_empty() {
+                self.append(events, writes, None).await?;
+            }
             Ok(record.value)
         })
         .await
+    }
+
+    /// Every token made with `id`, directly or through others it begot.
+    async fn offspring(&self, id: &str) -> AppResult<Vec<crate::app::Versioned<TokenRecord>>> {
+        let mut children: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for token in self.tokens().await? {
+            if let Some(parent) = token.parent {
+                children.entry(parent).or_default().push(token.id);
+            }
+        }
+        let mut found = Vec::new();
+        let mut next = vec![id.to_owned()];
+        while let Some(parent) = next.pop() {
+            for child in children.remove(&parent).unwrap_or_default() {
+                if let Some(record) = self.get::<TokenRecord>(kind::TOKEN, &child).await? {
+                    found.push(record);
+                }
+                next.push(child);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether `record` still authenticates at `now`: not revoked, not expired, and neither
+    /// is any token it was made with (so a token made with a token revoked in the very
+    /// moment it was made ends too, whatever the revocation's cascade saw).
+    async fn token_stands(&self, record: &TokenRecord, now: Timestamp) -> AppResult<()> {
+        let mut token = std::borrow::Cow::Borrowed(record);
+        for _ in 0..MAX_TOKEN_CHAIN {
+            let id = &token.id;
+            if token.revoked_at.is_some() {
+                return Err(AppError::denied(if id == &record.id {
+                    format!("token {id} was revoked")
+                } else {
+                    format!(
+                        "token {} was made with token {id}, which was revoked",
+                        record.id
+                    )
+                }));
+            }
+            if now >= token.expires_at {
+                return Err(AppError::denied(format!(
+                    "token {id} expired at {}",
+                    token.expires_at
+                )));
+            }
+            let Some(parent) = token.parent.clone() else {
+                return Ok(());
+            };
+            token = std::borrow::Cow::Owned(
+                self.get_hot_checked::<TokenRecord>(kind::TOKEN, &parent)
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::denied(format!(
+                            "token {} was made with token {parent}, which no longer exists",
+                            record.id
+                        ))
+                    })?
+                    .value
+                    .clone(),
+            );
+        }
+        Err(AppError::denied(format!(
+            "token {} was made with a chain of more than {MAX_TOKEN_CHAIN} tokens; create a new one",
+            record.id
+        )))
     }
 
     /// Every token (never their secrets).
@@ -311,15 +400,7 @@ impl<S: Store> App<S> {
         ) {
             return Err(invalid());
         }
-        if record.revoked_at.is_some() {
-            return Err(AppError::denied(format!("token {id} was revoked")));
-        }
-        if now >= record.expires_at {
-            return Err(AppError::denied(format!(
-                "token {id} expired at {}",
-                record.expires_at
-            )));
-        }
+        self.token_stands(record, now).await?;
         let auth = Authentication::Token {
             token: record.id.clone(),
             created_by: Some(record.created_by.clone()),
@@ -348,15 +429,7 @@ impl<S: Store> App<S> {
                     "token {token} no longer authenticates {principal}"
                 )));
             }
-            if record.revoked_at.is_some() {
-                return Err(AppError::denied(format!("token {token} was revoked")));
-            }
-            if now >= record.expires_at {
-                return Err(AppError::denied(format!(
-                    "token {token} expired at {}",
-                    record.expires_at
-                )));
-            }
+            self.token_stands(record, now).await?;
         }
         self.authenticated(principal, auth.clone(), now).await
     }
@@ -581,4 +654,20 @@ impl Permission {
         let base = role.split_once(':').map_or(role, |(b, _)| b);
         base == "admin" || self.roles().contains(&base)
     }
+}
+
+/// The `token.revoked` event for `token`, revoked by `actor` (because `cascade_from` was).
+fn revoked(
+    actor: &Actor,
+    token: &TokenRecord,
+    cascade_from: Option<&str>,
+) -> AppResult<custody_model::CanonicalJson> {
+    event(
+        actor,
+        EventBody::TokenRevoked(TokenRevoked {
+            token: token.id.clone(),
+            principal: token.principal.clone(),
+            cascade_from: cascade_from.map(str::to_owned),
+        }),
+    )
 }

@@ -54,6 +54,8 @@ impl Projected for TokenRecord {
         f.field("expires_at", &self.expires_at, &e.expires_at);
         f.known("secret_digest", &self.secret_digest, &e.secret_digest);
         f.field("revoked_at", &self.revoked_at, &e.revoked_at);
+        f.field("parent", &self.parent, &e.parent);
+        f.known("personal", &self.personal, &e.personal);
         f.into_lines()
     }
 }

@@ -61,6 +61,11 @@ pub(crate) struct ExpectedToken {
     /// Only in `token.created` events written since the check existed.
     pub(crate) secret_digest: Option<Digest>,
     pub(crate) revoked_at: Option<Timestamp>,
+    /// Absent in `token.created` events written before it was kept (and then in the
+    /// record too).
+    pub(crate) parent: Option<String>,
+    /// Only in `token.created` events written since it was kept.
+    pub(crate) personal: Option<bool>,
 }
 
 /// What the ledger says of a policy version put in force.
@@ -186,6 +191,8 @@ impl Projection {
                     expires_at: t.expires_at,
                     secret_digest: t.secret_digest.clone(),
                     revoked_at: None,
+                    parent: t.parent.clone(),
+                    personal: t.personal,
                 };
                 self.tokens.insert(
                     t.token.clone(),

@@ -18,10 +18,12 @@ pub(crate) enum TokenCommand {
     /// Example: custody token create --principal argo --expires 90d
     /// Through a server (an admin's token): custody token create --principal argo --server URL
     Create(CreateArgs),
-    /// List tokens: id, principal, expiry, revocation (never the secret).
+    /// List tokens: id, principal, expiry, revocation, the token each was made with (never
+    /// the secret).
     List(ListArgs),
     /// Revoke a token: it stops working at once (on a server that did not revoke it
-    /// itself, within 50 ms).
+    /// itself, within 50 ms), and so does every token its principal made with it, and
+    /// every token made with those.
     Revoke(RevokeArgs),
 }
 
@@ -104,12 +106,16 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 } else {
                     for t in &tokens {
                         print_line(&format!(
-                            "{}  {:20} expires {}{}  {}",
+                            "{}  {:20} expires {}{}{}  {}",
                             t.id,
                             t.principal,
                             crate::input::when(t.expires_at),
                             t.revoked_at
                                 .map(|r| format!(", revoked {}", crate::input::when(r)))
+                                .unwrap_or_default(),
+                            t.parent
+                                .as_ref()
+                                .map(|p| format!(", made with {p}"))
                                 .unwrap_or_default(),
                             // One line per token, whatever its description holds.
                             crate::input::printable(&t.description, false)

@@ -263,30 +263,3 @@ async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     assert!(read.is_ok(), "the server kept the socket open");
     got
 }
-
-/// A token made with a token for oneself never outlives it (the test tokens last 30 days):
-/// a leaked or short-lived token cannot be turned into a lasting one. Asked for longer, it
-/// ends when its maker does; asked for shorter, when asked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_made_with_a_token_never_outlives_it() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let vic = server.token("vic");
-    let made = |expires: &'static str| {
-        let server = &server;
-        async move {
-            let body = format!(r#"{{"principal":"vic","expires":"{expires}"}}"#);
-            let answer = server
-                .call("POST", "/api/v1/tokens", Some(vic), Some(&body), &[])
-                .await;
-            assert_eq!(answer.status, 201, "{}", answer.body);
-            let at: custody_model::Timestamp = answer.body["record"]["expires_at"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            at.unix_seconds() - server.state.now().unix_seconds()
-        }
-    };
-    assert_eq!(made("3650d").await, 30 * 86_400, "it outlived its maker");
-    assert_eq!(made("7d").await, 7 * 86_400);
-}

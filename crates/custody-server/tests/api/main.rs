@@ -16,3 +16,4 @@ mod routes;
 mod sessions;
 mod state_check;
 mod support;
+mod tokens;

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::{Backend, TestServer};
 
 /// Runs `sql` on the database behind `location`, as someone with a database login would.
-async fn behind_the_ledger(location: &Location, sql: &str) -> u64 {
+pub(crate) async fn behind_the_ledger(location: &Location, sql: &str) -> u64 {
     use sqlx::Connection as _;
     match location {
         Location::Sqlite(path) => {
