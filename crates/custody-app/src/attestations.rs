@@ -25,6 +25,12 @@ pub const SLSA_VSA_V1: &str = "https://slsa.dev/verification_summary/v1";
 pub const BUILD_TYPE: &str = "https://custody.dev/build/declared/v1";
 /// The VSA's verifier id.
 pub const VERIFIER_ID: &str = "https://custody.dev/verifier";
+/// The one entry of `verifiedLevels` in the VSA of a decision allowed by break-glass: it
+/// passed as an exception, past gates that did not pass, so it claims no SLSA level. (The
+/// VSA specification lets a verifier add its own levels, never starting with `SLSA_`; a
+/// consumer that checks only `verificationResult` still reads PASSED, as the deploy gate
+/// would allow it.)
+pub const BREAK_GLASS_LEVEL: &str = "CUSTODY_BREAK_GLASS";
 
 /// A build as the builder declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +293,7 @@ pub fn sign_vsa(
     release: &str,
     promotion: &str,
     passed: bool,
+    broke_glass: bool,
     policy_digest: &str,
     provenance: &[(Digest, Digest)],
     at: Timestamp,
@@ -311,7 +318,11 @@ pub fn sign_vsa(
                 "digest": {"sha256": envelope.hex()},
             })).collect::<Vec<_>>(),
             "verificationResult": if passed { "PASSED" } else { "FAILED" },
-            "verifiedLevels": if passed { vec!["SLSA_BUILD_LEVEL_2"] } else { vec![] },
+            "verifiedLevels": match (passed, broke_glass) {
+                (false, _) => vec![],
+                (true, false) => vec!["SLSA_BUILD_LEVEL_2"],
+                (true, true) => vec![BREAK_GLASS_LEVEL],
+            },
             "slsaVersion": "1.0",
         }),
     )?;

@@ -127,11 +127,25 @@ impl App<SqlStore> {
             (Some(_), change) => Standing::Stands {
                 restored_at: change.filter(|c| c.rollback).map(|c| c.index),
             },
-            (None, Some(change)) => Standing::Replaced {
-                entry: change.index,
-                now: change.release,
-                how: change.how,
-            },
+            (None, Some(change)) => {
+                // Named by what replaced it first, and by what runs there now.
+                let first = self
+                    .first_change_after(environment, certification.index, anchor.size)
+                    .await?
+                    .filter(|first| first.index != change.index);
+                match first {
+                    Some(first) => Standing::Replaced {
+                        entry: first.index,
+                        now: change.release,
+                        how: format!("{}; since then {}", first.how, change.how),
+                    },
+                    None => Standing::Replaced {
+                        entry: change.index,
+                        now: change.release,
+                        how: change.how,
+                    },
+                }
+            }
             (None, None) => Standing::Replaced {
                 entry: certification.index,
                 now: String::new(),
@@ -332,20 +346,36 @@ pub fn verify_receipt(
         agree(&r, d, c, &mut report);
     }
     if let Some(d) = &decision {
-        let attestor = match attestor_key {
-            Some(k) => Ok(k.clone()),
-            None => PublicKey::from_pem(&r.attestor).map_err(|e| e.to_string()),
+        let (attestor, from) = match attestor_key {
+            Some(k) => (Ok(k.clone()), "given (--attestor-key)"),
+            None => (
+                PublicKey::from_pem(&r.attestor)
+                    .map_err(|e| format!("the receipt's attestor key: {e}")),
+                "in the receipt",
+            ),
         };
-        match attestor.and_then(|k| super::verify::vsa_of(d, std::slice::from_ref(&k)).map(|()| k))
+        match attestor
+            .and_then(|k| super::verify::vsa_of(d, std::slice::from_ref(&k), from).map(|m| (k, m)))
         {
-            Ok(k) => {
+            Ok((k, marked)) => {
                 report.attestor_key = Some(k.key_id().to_string());
                 // (About the decision's artifacts: whether the receipt's digest is one
                 // of them is agree()'s to say.)
                 report.checked.push(format!(
-                    "the decision's VSA is signed by attestor key {} (named by the decision entry), about the decision's {} artifact(s), with verificationResult PASSED",
+                    "the decision's VSA is signed by attestor key {} (named by the decision entry), about the decision's {} artifact(s), with verificationResult PASSED{}",
                     k.key_id(),
-                    d.artifacts.len()
+                    d.artifacts.len(),
+                    match (d.break_glass.is_some(), marked) {
+                        (true, true) => format!(
+                            ", marked as a break-glass exception ({})",
+                            crate::attestations::BREAK_GLASS_LEVEL
+                        ),
+                        (true, false) => {
+                            ", with no break-glass mark (signed before custody marked them)"
+                                .to_owned()
+                        }
+                        _ => String::new(),
+                    }
                 ));
             }
             Err(why) => report.failures.push(why),

@@ -27,11 +27,11 @@ pub enum Standing {
     },
     /// It was replaced: the environment now runs a release without the digest.
     Replaced {
-        /// The newest change of the environment.
+        /// The change that replaced it (the first after it).
         entry: u64,
         /// The release it runs now.
         now: String,
-        /// That change, in words.
+        /// That change, in words, and the newest change since, if another.
         how: String,
     },
 }
@@ -55,20 +55,38 @@ impl App<SqlStore> {
         &self,
         terms: &[String],
         end: u64,
+        pick: impl FnMut(Event) -> Option<T>,
+    ) -> AppResult<Option<(Entry, T)>> {
+        self.find(terms, 0, end, Which::Newest, pick).await
+    }
+
+    /// The newest or oldest entry in `[start, end)` carrying every one of `terms` for which
+    /// `pick` gives something. The search answers newest first, so the oldest takes every
+    /// page (a search of one environment's changes, not of the ledger).
+    async fn find<T>(
+        &self,
+        terms: &[String],
+        start: u64,
+        end: u64,
+        which: Which,
         mut pick: impl FnMut(Event) -> Option<T>,
     ) -> AppResult<Option<(Entry, T)>> {
         let mut end = end;
-        while end > 0 {
+        let mut oldest = None;
+        while end > start {
             let page = self
                 .store
-                .search(terms, 0, end, MAX_ENTRIES_PER_READ)
+                .search(terms, start, end, MAX_ENTRIES_PER_READ)
                 .await?;
             for entry in &page {
                 let event = Event::from_leaf(&entry.leaf).map_err(|e| {
                     AppError::Integrity(format!("ledger entry {}: {e}", entry.index))
                 })?;
                 if let Some(found) = pick(event) {
-                    return Ok(Some((entry.clone(), found)));
+                    match which {
+                        Which::Newest => return Ok(Some((entry.clone(), found))),
+                        Which::Oldest => oldest = Some((entry.clone(), found)),
+                    }
                 }
             }
             match page.last() {
@@ -76,7 +94,7 @@ impl App<SqlStore> {
                 _ => break,
             }
         }
-        Ok(None)
+        Ok(oldest)
     }
 
     /// The newest certification or rollback of `environment` below `end`.
@@ -85,23 +103,47 @@ impl App<SqlStore> {
         environment: &str,
         end: u64,
     ) -> AppResult<Option<Change>> {
+        self.change(environment, 0, end, Which::Newest).await
+    }
+
+    /// The first certification or rollback of `environment` after entry `after`, below
+    /// `end`: what replaced the certification at `after`.
+    pub(super) async fn first_change_after(
+        &self,
+        environment: &str,
+        after: u64,
+        end: u64,
+    ) -> AppResult<Option<Change>> {
+        self.change(environment, after.saturating_add(1), end, Which::Oldest)
+            .await
+    }
+
+    /// The newest or oldest certification or rollback of `environment` in `[start, end)`.
+    async fn change(
+        &self,
+        environment: &str,
+        start: u64,
+        end: u64,
+        which: Which,
+    ) -> AppResult<Option<Change>> {
         let env = search::environment(environment);
         let certified = self
-            .newest(
+            .find(
                 &[search::event_type("environment.certified"), env.clone()],
+                start,
                 end,
+                which,
                 |e| match e.body {
                     EventBody::EnvironmentCertified(c) => Some(c.release),
                     _ => None,
                 },
             )
             .await?;
+        let terms = [search::event_type("rollback"), env];
         let rolled = self
-            .newest(&[search::event_type("rollback"), env], end, |e| {
-                match e.body {
-                    EventBody::RolledBack(r) => Some(r),
-                    _ => None,
-                }
+            .find(&terms, start, end, which, |e| match e.body {
+                EventBody::RolledBack(r) => Some(r),
+                _ => None,
             })
             .await?;
         let rollback = |(r, back): (Entry, crate::events::RolledBack)| Change {
@@ -113,15 +155,26 @@ impl App<SqlStore> {
             release: back.to,
             rollback: true,
         };
+        let certification = |(c, release): (Entry, String)| Change {
+            index: c.index,
+            how: format!("entry {} certified {release} in {environment}", c.index),
+            release,
+            rollback: false,
+        };
         Ok(match (certified, rolled) {
-            (Some((c, _)), Some(r)) if r.0.index > c.index => Some(rollback(r)),
+            (Some(c), Some(r)) => {
+                let rollback_wins = match which {
+                    Which::Newest => r.0.index > c.0.index,
+                    Which::Oldest => r.0.index < c.0.index,
+                };
+                Some(if rollback_wins {
+                    rollback(r)
+                } else {
+                    certification(c)
+                })
+            }
             (None, Some(r)) => Some(rollback(r)),
-            (Some((c, release)), _) => Some(Change {
-                index: c.index,
-                how: format!("entry {} certified {release} in {environment}", c.index),
-                release,
-                rollback: false,
-            }),
+            (Some(c), None) => Some(certification(c)),
             (None, None) => None,
         })
     }
@@ -133,4 +186,11 @@ impl App<SqlStore> {
             .await?
             .is_some_and(|r| r.value.artifacts.iter().any(|a| a.digest == *digest)))
     }
+}
+
+/// Which of the entries a search finds.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Newest,
+    Oldest,
 }

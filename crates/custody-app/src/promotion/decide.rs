@@ -54,6 +54,7 @@ impl<S: Store> App<S> {
             &release.id(),
             &promotion.id,
             decision.allowed,
+            decision.broke_glass(),
             policy.digest(),
             &gathered.provenance,
             actor.now,

@@ -37,7 +37,8 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
     let out = verify_receipt(&receipt, &[]);
     expect_code(&out, 0);
     assert!(
-        stdout(&out).contains("was certified in production"),
+        stdout(&out).contains("was certified in production")
+            && !stdout(&out).contains("CUSTODY_BREAK_GLASS"),
         "{}",
         stdout(&out)
     );
@@ -49,7 +50,7 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
     // Another attestor key, a changed byte, another log's key: each refused with why.
     let (_, other) = generate_key(&f.dir, "not-the-attestor", "ed25519");
     let out = verify_receipt(&receipt, &["--attestor-key".as_ref(), other.as_os_str()]);
-    expect_refusal(&out, 1, "attestor key");
+    expect_refusal(&out, 1, "no attestor key given (--attestor-key) has the key id");
     let mut r: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     r["certification"]["leaf"] = Value::String(
         r["certification"]["leaf"]
@@ -234,6 +235,14 @@ fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_long
     let out = verify_receipt_of(&data, &glass, &["--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["break_glass"], reason);
+    // The signed VSA says so too: a consumer reading only the VSA sees the exception.
+    assert!(
+        report["checked"].as_array().unwrap().iter().any(|c| c
+            .as_str()
+            .unwrap()
+            .contains("marked as a break-glass exception (CUSTODY_BREAK_GLASS)")),
+        "{report:#}"
+    );
     assert!(
         !report["overridden"].as_array().unwrap().is_empty(),
         "{report:#}"
@@ -282,4 +291,34 @@ fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_long
     ] {
         assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
     }
+
+    // Then 1.1.0 goes out by break-glass too. What replaced the 1.2.0 certification is
+    // still the rollback, not the newest change: a historical receipt names both.
+    let out = run(custody()
+        .args(["promote", "shop@1.1.0", "--to", "production"])
+        .args(["--break-glass", "1.1.0 is the last build payments trust"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
+    expect_code(&out, 0);
+    let out = receipt_of(
+        &data,
+        &digest,
+        &["--historical", "--out", past.to_str().unwrap()],
+    );
+    expect_code(&out, 0);
+    let said = stderr(&out);
+    let (replaced, since) = said
+        .split_once("NO LONGER STANDS (")
+        .and_then(|(_, rest)| rest.split_once("; since then"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        replaced.contains("rolled production back from shop@1.2.0")
+            && replaced.contains("the fix broke payments"),
+        "{said}"
+    );
+    assert!(
+        since.contains("certified shop@1.1.0 in production"),
+        "{said}"
+    );
 }

@@ -492,7 +492,7 @@ fn decision(
     o: &mut Outcome,
 ) -> (Option<Facts>, bool) {
     let i = p.index;
-    let vsa = vsa(d, attestors);
+    let vsa = vsa(d, attestors, "in the bundle");
     if let Err(why) = &vsa {
         o.failures.push(fail(Some(i), Check::Vsa, why.clone()));
     }

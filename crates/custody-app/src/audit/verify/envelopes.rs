@@ -91,11 +91,14 @@ pub(crate) fn manifest(r: &crate::events::ReleaseCreated) -> Result<(), String> 
 }
 
 /// The VSA of a decision: signed by an attestor key whose id its proven leaf records,
-/// about exactly the decision's artifacts, with its outcome and policy.
+/// about exactly the decision's artifacts, with its outcome and policy. Returns whether it
+/// carries the break-glass mark ([`attestations::BREAK_GLASS_LEVEL`]). `keys_from` says
+/// where `attestors` came from, for the error that none is named.
 pub(crate) fn vsa(
     d: &crate::events::DecisionRecorded,
     attestors: &[PublicKey],
-) -> Result<(), String> {
+    keys_from: &str,
+) -> Result<bool, String> {
     if envelope_digest(&d.vsa) != d.vsa_digest {
         return Err("its vsa_digest is not the digest of its VSA envelope".into());
     }
@@ -112,9 +115,9 @@ pub(crate) fn vsa(
         .cloned()
         .collect();
     if named.is_empty() {
-        return Err(
-            "no attestor key in the bundle has the key id its VSA's signature names".into(),
-        );
+        return Err(format!(
+            "no attestor key {keys_from} has the key id its VSA's signature names"
+        ));
     }
     let verified = dsse::verify(&d.vsa, &named, 1)
         .map_err(|e| format!("its VSA does not verify with the attestor key it names: {e}"))?;
@@ -143,5 +146,18 @@ pub(crate) fn vsa(
             "its VSA is not about exactly this decision's artifacts, outcome and policy".into(),
         );
     }
-    Ok(())
+    // A VSA marked as break-glass belongs to a break-glass decision. (The VSA of one made
+    // before the mark existed has no mark: it reads as a clean pass, which the exception
+    // section of the report corrects.)
+    let marked = p
+        .get("verifiedLevels")
+        .and_then(Value::as_array)
+        .is_some_and(|levels| levels.iter().any(|l| l == attestations::BREAK_GLASS_LEVEL));
+    if marked && d.break_glass.is_none() {
+        return Err(format!(
+            "its VSA says {} but the decision did not break glass",
+            attestations::BREAK_GLASS_LEVEL
+        ));
+    }
+    Ok(marked)
 }
