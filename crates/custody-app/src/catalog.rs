@@ -75,8 +75,9 @@ pub struct AttachEvidence {
     pub digest: Digest,
     /// The report itself, base64 (standard alphabet): custody parses it (refusing it when
     /// it is not what `format` says), keeps it under `digest` (which must be its SHA-256)
-    /// and derives what it says. Without it only the digest is recorded, and no rule over
-    /// the content of evidence can count it.
+    /// and derives what it says. Without it only the digest is recorded, which is
+    /// evidence of nothing: it counts neither as the environment's required evidence nor
+    /// for any rule over what evidence says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
 }

@@ -631,12 +631,22 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     assert_eq!(report.drift, vec![stray]);
 
     // Evidence is now required: 2.0.0 gets it, 1.0.0 does not; 3.0.0 fails to deploy.
+    // (A report custody reads: a digest alone is evidence of nothing.)
+    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    for d in [&d2, &d3] {
+        s.app
+            .attest(
+                &actor("ci"),
+                d,
+                &AttachEvidence::with_report("sbom", "cyclonedx", sbom),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // 1.0.0's SBOM comes as a digest alone: it does not count.
     s.app
-        .attach(&actor("ci"), &d2, "sbom", "cyclonedx", sha256(b"{}"), None)
-        .await
-        .unwrap();
-    s.app
-        .attach(&actor("ci"), &d3, "sbom", "cyclonedx", sha256(b"{}"), None)
+        .attach(&actor("ci"), &d1, "sbom", "cyclonedx", sha256(b"{}"), None)
         .await
         .unwrap();
     let text = policy_text("").replace(
@@ -678,7 +688,9 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     assert!(report.rollback.is_none());
     let why = report.rollback_refused.unwrap();
     assert!(
-        why.contains("shop@1.0.0") && why.contains("sbom") && why.contains("stays certified"),
+        why.contains("shop@1.0.0")
+            && why.contains("only a report's digest was given")
+            && why.contains("stays certified"),
         "{why}"
     );
     assert!(s.app.verify("build", &d2).await.unwrap().allowed);

@@ -103,6 +103,7 @@ fn with_reports(policy: &Policy, bare: &Facts, reports: &[(&str, Evidence)]) -> 
                 kind: (*kind).into(),
                 at: fixture::NOW - fixture::HOUR,
                 report: Some(ReportFacts::read(&env.rules, evidence, "sha256:report")),
+                read: Some(true),
             });
         }
     }

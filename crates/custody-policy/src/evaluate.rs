@@ -289,18 +289,23 @@ fn evidence(env: &Environment, facts: &Facts, now: Option<i64>, gates: &mut Gate
     let mut problems = Vec::new();
     for a in &facts.release.artifacts {
         for kind in &env.evidence {
-            let fresh = a
-                .evidence
-                .iter()
-                .any(|e| &e.kind == kind && young_enough(e.at));
+            let of_kind = || a.evidence.iter().filter(|e| &e.kind == kind);
+            // A report custody never read (a digest alone) is evidence of nothing.
+            let fresh = of_kind().any(|e| e.read != Some(false) && young_enough(e.at));
             if !fresh {
+                let unread = of_kind().any(|e| e.read == Some(false) && young_enough(e.at));
                 problems.push(format!(
-                    "artifact {} has no {} evidence{}",
+                    "artifact {} has no {} evidence{}{}",
                     a.name,
                     kind,
                     max_age
                         .map(|m| format!(" younger than {m}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if unread {
+                        " that custody read (only a report's digest was given; attach the report itself)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

@@ -103,6 +103,12 @@ pub struct EvidenceFacts {
     /// itself (absent for evidence recorded by its digest alone, before it did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::ReportFacts>,
+    /// Whether custody read the report itself (`false`: only its digest was given, so
+    /// nobody knows what it says, and it is not evidence of anything). Absent in facts
+    /// recorded before this was kept, which counted every piece as present: they replay
+    /// as they were decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<bool>,
 }
 
 /// The release in the environment before the target.

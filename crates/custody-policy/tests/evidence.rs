@@ -91,6 +91,7 @@ fn a_newer_piece_recorded_by_its_digest_alone_does_not_hide_a_failing_report() {
             kind: "test-results".into(),
             at: NOW - HOUR / 2,
             report: None,
+            read: Some(false),
         });
     }
     fails(
@@ -334,4 +335,41 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
         "vulnerabilities",
         &["has no vulnerability scan custody has read"],
     );
+}
+
+/// Evidence given as a report's digest alone (nothing custody read) is evidence of
+/// nothing: it never satisfies the environment's required evidence, and the reason says
+/// to attach the report itself. Facts recorded before custody kept whether it read a
+/// report still count every piece, so old decisions replay as they were decided.
+#[test]
+fn a_digest_alone_is_not_evidence() {
+    let (policy, k) = rules_policy("");
+    let legacy = passing_facts(&policy, &k, 1);
+    assert!(
+        evaluate(&policy, &legacy).allowed,
+        "old facts replay as decided"
+    );
+    let mut unread = legacy.clone();
+    for a in &mut unread.release.artifacts {
+        for e in &mut a.evidence {
+            e.read = Some(false);
+        }
+    }
+    let d = evaluate(&policy, &unread);
+    fails(
+        &d,
+        "evidence",
+        &[
+            "service-0 has no",
+            "only a report's digest was given; attach the report itself",
+        ],
+    );
+    // The same pieces, read by custody: present again.
+    let mut read = unread;
+    for a in &mut read.release.artifacts {
+        for e in &mut a.evidence {
+            e.read = Some(true);
+        }
+    }
+    assert!(evaluate(&policy, &read).allowed);
 }

@@ -141,6 +141,7 @@ impl<S: Store> App<S> {
                 kind: e.kind.clone(),
                 at: e.at.unix_seconds(),
                 report: None,
+                read: Some(e.read),
             })
             .collect();
         // The newest piece of each type that custody read: one recorded by its digest

@@ -126,20 +126,38 @@ async fn build(
     let registration =
         RegisterArtifact::signed_by(builder, service, digest.clone(), Some(48_000_000), build)?;
     app.register_artifact(&ci, &registration).await?;
-    for (kind, format) in [
-        ("test-results", "junit"),
-        ("vulnerability-scan", "sarif"),
-        ("sbom", "cyclonedx"),
-    ] {
-        let evidence = AttachEvidence {
-            kind: kind.into(),
-            format: format.into(),
-            digest: sha256(format!("{service} {version} {kind}").as_bytes()),
-            report: None,
-        };
+    // Real reports, which custody reads: a digest alone would be evidence of nothing.
+    for (kind, format, report) in reports(service, version) {
+        let evidence = AttachEvidence::with_report(kind, format, report.as_bytes());
         app.attest(&ci, &digest, &evidence, None).await?;
     }
     Ok(digest)
+}
+
+/// The CI's reports about `service` at `version`: its tests (all passing), a static
+/// analysis with nothing found, and its SBOM.
+fn reports(service: &str, version: &str) -> [(&'static str, &'static str, String); 3] {
+    let cases: String = [
+        "builds_a_cart",
+        "checks_out",
+        "refunds_in_full",
+        "survives_a_retry",
+    ]
+    .iter()
+    .map(|case| format!(r#"<testcase classname="{service}" name="{case}" time="0.02"/>"#))
+    .collect();
+    let junit = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><testsuite name="{service} {version}" tests="4" failures="0" errors="0" skipped="0">{cases}</testsuite>"#
+    );
+    let sarif = r#"{"version":"2.1.0","$schema":"https://json.schemastore.org/sarif-2.1.0.json","runs":[{"tool":{"driver":{"name":"semgrep","rules":[]}},"results":[]}]}"#;
+    let sbom = format!(
+        r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"metadata":{{"component":{{"type":"application","name":"{service}","version":"{version}"}}}},"components":[{{"type":"library","name":"serde","version":"1.0.210","purl":"pkg:cargo/serde@1.0.210","licenses":[{{"expression":"MIT OR Apache-2.0"}}]}},{{"type":"library","name":"tokio","version":"1.41.0","purl":"pkg:cargo/tokio@1.41.0","licenses":[{{"license":{{"id":"MIT"}}}}]}}]}}"#
+    );
+    [
+        ("test-results", "junit", junit),
+        ("vulnerability-scan", "sarif", sarif.to_owned()),
+        ("sbom", "cyclonedx", sbom),
+    ]
 }
 
 /// `who` reviews the promotion of `outcome`, signing the review with their own key.

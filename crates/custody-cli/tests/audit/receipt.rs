@@ -50,7 +50,11 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
     // Another attestor key, a changed byte, another log's key: each refused with why.
     let (_, other) = generate_key(&f.dir, "not-the-attestor", "ed25519");
     let out = verify_receipt(&receipt, &["--attestor-key".as_ref(), other.as_os_str()]);
-    expect_refusal(&out, 1, "no attestor key given (--attestor-key) has the key id");
+    expect_refusal(
+        &out,
+        1,
+        "no attestor key given (--attestor-key) has the key id",
+    );
     let mut r: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     r["certification"]["leaf"] = Value::String(
         r["certification"]["leaf"]
