@@ -8,7 +8,7 @@ use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{Actor, App, Once, VerdictStamp, Versioned, event, write};
+use crate::app::{Actor, App, Once, VerdictStamp, Versioned, event, own_scope, write};
 use crate::attestations::ReadProvenance;
 use crate::events::{
     self, BuildSide, ChangedArtifact, DeployStatus, EventBody, NamedDigest, ReleaseDiff,
@@ -178,7 +178,7 @@ impl<S: Store> App<S> {
         let request = json!({"environment": environment, "digests": digests, "succeeded": succeeded, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((mut done, index)) = self
-                .replayed::<DeployOutcome>("deploy", key, &request)
+                .replayed::<DeployOutcome>(&own_scope("deploy", actor), key, &request)
                 .await?
             {
                 done.ledger_index = index;
@@ -267,7 +267,7 @@ impl<S: Store> App<S> {
                 rollback_refused,
                 ledger_index: 0,
             };
-            let once = idempotency_key.map(|key| Once { scope: "deploy", key, request: &request });
+            let once = idempotency_key.map(|key| Once { scope: own_scope("deploy", actor), key, request: &request });
             let appended = match self.append_once(events, state, once, &outcome).await? {
                 Ok(appended) => appended,
                 Err((mut done, index)) => {
@@ -300,7 +300,7 @@ impl<S: Store> App<S> {
             json!({"environment": environment, "reason": reason, "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((done, _)) = self
-                .replayed::<RollbackOutcome>("rollback", key, &fingerprint)
+                .replayed::<RollbackOutcome>(&own_scope("rollback", actor), key, &fingerprint)
                 .await?
             {
                 return Ok(done);
@@ -328,7 +328,7 @@ impl<S: Store> App<S> {
                 .stage_rollback(actor, &policy, environment, &cert, expect, reason, false)
                 .await?;
             let once = idempotency_key.map(|key| Once {
-                scope: "rollback",
+                scope: own_scope("rollback", actor),
                 key,
                 request: &fingerprint,
             });
@@ -526,7 +526,34 @@ impl<S: Store> App<S> {
             .await?
             .value;
         promotion.environment = environment.into();
-        let gathered = self.facts(policy, &promotion, &release, &[], now).await?;
+        let mut gathered = self.facts(policy, &promotion, &release, &[], now).await?;
+        // What the certifying decision accepted stays accepted: each piece of evidence its
+        // recorded facts hold counts as the decision counted it (so a release certified
+        // before a digest alone stopped being evidence keeps standing). A piece recorded
+        // since must have been read.
+        if let Some(decided) = self
+            .get::<crate::records::DecisionRecord>(kind::DECISION, &certification.decision)
+            .await?
+        {
+            for artifact in &mut gathered.facts.release.artifacts {
+                let seen = decided
+                    .value
+                    .facts
+                    .release
+                    .artifacts
+                    .iter()
+                    .find(|a| a.digest == artifact.digest);
+                for evidence in &mut artifact.evidence {
+                    if let Some(then) = seen
+                        .into_iter()
+                        .flat_map(|a| &a.evidence)
+                        .find(|then| then.kind == evidence.kind && then.at == evidence.at)
+                    {
+                        evidence.read = then.read;
+                    }
+                }
+            }
+        }
         let standing = custody_policy::evaluate_standing(policy, &gathered.facts);
         Ok((gathered.facts, standing))
     }
