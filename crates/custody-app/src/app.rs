@@ -389,6 +389,13 @@ impl<S: Store> App<S> {
     }
 }
 
+/// The idempotency scope of `what` (`deploy`, `promote`, …) requested by `actor`. A key is
+/// its caller's own: one principal's key never replays, blocks or reveals another's request
+/// with the same key. (The principal is length-prefixed: principals may hold `:`.)
+pub(crate) fn own_scope(what: &str, actor: &Actor) -> String {
+    format!("{what}:{}:{}", actor.principal.len(), actor.principal)
+}
+
 /// The refusal of an idempotency key already used for a different request.
 pub(crate) fn key_reused(key: &str) -> AppError {
     AppError::conflict(format!(
@@ -430,7 +437,8 @@ pub(crate) fn replay_write<T: Serialize>(
 /// A request made with an idempotency key: `scope:key`, and what was asked (its fingerprint
 /// tells a retry from another request under the same key).
 pub(crate) struct Once<'a> {
-    pub(crate) scope: &'a str,
+    /// [`own_scope`]: whose key, and for what.
+    pub(crate) scope: String,
     pub(crate) key: &'a str,
     pub(crate) request: &'a Value,
 }
@@ -448,14 +456,14 @@ impl<S: Store> App<S> {
     ) -> AppResult<Result<Appended, (T, u64)>> {
         let mut idem = None;
         if let Some(o) = &once {
-            let (write, key) = replay_write(o.scope, o.key, o.request, outcome)?;
+            let (write, key) = replay_write(&o.scope, o.key, o.request, outcome)?;
             state.push(write);
             idem = Some(key);
         }
         let appended = self.append(events, state, idem).await?;
         if appended.replayed {
             if let Some(o) = &once {
-                if let Some(done) = self.replayed::<T>(o.scope, o.key, o.request).await? {
+                if let Some(done) = self.replayed::<T>(&o.scope, o.key, o.request).await? {
                     return Ok(Err(done));
                 }
             }

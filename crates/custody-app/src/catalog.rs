@@ -7,7 +7,7 @@ use custody_store::Expect;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{Actor, App, Once, Versioned, event, expect_version, write};
+use crate::app::{Actor, App, Once, Versioned, event, expect_version, own_scope, write};
 use crate::attestations::{
     self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
 };
@@ -324,7 +324,10 @@ impl<S: Store> App<S> {
         );
         let request = json!({"artifact": artifact, "kind": evidence_kind, "format": format, "evidence": file_digest, "actor": actor.principal});
         if let Some(key) = idempotency_key {
-            if let Some(((), index)) = self.replayed::<()>("attest", key, &request).await? {
+            if let Some(((), index)) = self
+                .replayed::<()>(&own_scope("attest", actor), key, &request)
+                .await?
+            {
                 return Ok(index);
             }
         }
@@ -360,7 +363,7 @@ impl<S: Store> App<S> {
             };
             record.value.evidence.push(evidence.clone());
             let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
-            let once = idempotency_key.map(|key| Once { scope: "attest", key, request: &request });
+            let once = idempotency_key.map(|key| Once { scope: own_scope("attest", actor), key, request: &request });
             let events = vec![event(
                 actor,
                 EventBody::EvidenceAttached(events::EvidenceAttached {
@@ -425,7 +428,7 @@ impl<S: Store> App<S> {
         let request = json!({"release": format!("{name}@{version}"), "artifacts": predicate.get("artifacts"), "actor": actor.principal});
         if let Some(key) = idempotency_key {
             if let Some((mut done, index)) = self
-                .replayed::<ReleaseCreated>("release", key, &request)
+                .replayed::<ReleaseCreated>(&own_scope("release", actor), key, &request)
                 .await?
             {
                 done.ledger_index = index;
@@ -538,7 +541,7 @@ impl<S: Store> App<S> {
         };
         let state = vec![write(kind::RELEASE, &id, &record, Expect::Absent)?];
         let once = idempotency_key.map(|key| Once {
-            scope: "release",
+            scope: own_scope("release", actor),
             key,
             request: &request,
         });

@@ -9,7 +9,7 @@ use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{Actor, App, Once, event, new_id, write};
+use crate::app::{Actor, App, Once, event, new_id, own_scope, write};
 use crate::attestations::sha256;
 use crate::events::{EventBody, TokenCreated, TokenRevoked};
 use crate::records::kind;
@@ -161,7 +161,10 @@ impl<S: Store> App<S> {
         let valid_for_seconds = i64::try_from(span.seconds()).unwrap_or(i64::MAX);
         let request = json!({"principal": principal, "valid_for_seconds": valid_for_seconds, "description": description, "actor": actor.principal});
         if let Some(key) = idempotency_key {
-            if let Some((first, _)) = self.replayed::<TokenRecord>("token", key, &request).await? {
+            if let Some((first, _)) = self
+                .replayed::<TokenRecord>(&own_scope("token", actor), key, &request)
+                .await?
+            {
                 return Ok((first, None));
             }
         }
@@ -217,7 +220,7 @@ impl<S: Store> App<S> {
             parent: parent.clone(),
         };
         let once = idempotency_key.map(|key| Once {
-            scope: "token",
+            scope: own_scope("token", actor),
             key,
             request: &request,
         });

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{PromotionOutcome, Superseded, decide::Staged};
-use crate::app::{Actor, App, Once, new_id};
+use crate::app::{Actor, App, Once, new_id, own_scope};
 use crate::events::{Event, EventBody, PromotionRequested};
 use crate::records::{BreakGlass, PromotionRecord, PromotionStatus, ReleaseRecord, kind};
 use crate::{AppError, AppResult};
@@ -59,7 +59,7 @@ impl<S: Store> App<S> {
         }
         if let Some(key) = idempotency_key {
             if let Some(done) = self
-                .promotion_replayed("promote", key, &fingerprint)
+                .promotion_replayed(&own_scope("promote", actor), key, &fingerprint)
                 .await?
             {
                 return Ok(done);
@@ -113,7 +113,7 @@ impl<S: Store> App<S> {
                     .decide(actor, &policy, promotion, &release, &[], None)
                     .await?;
                 let once = idempotency_key.map(|key| Once {
-                    scope: "promote",
+                    scope: own_scope("promote", actor),
                     key,
                     request: &fingerprint,
                 });

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{PromotionOutcome, decide::Staged};
-use crate::app::{Actor, App, Once, Versioned, event, new_id, write};
+use crate::app::{Actor, App, Once, Versioned, event, new_id, own_scope, write};
 use crate::approval_statement::{self, Approved};
 use crate::events::{ApprovalRecorded, EventBody};
 use crate::records::{
@@ -63,13 +63,16 @@ impl<S: Store> App<S> {
             "rationale": review.rationale, "risk": review.risk,
             "confidential": review.confidential, "actor": actor.principal});
         if let Some(key) = idempotency_key {
-            if let Some(done) = self.promotion_replayed("review", key, &fingerprint).await? {
+            if let Some(done) = self
+                .promotion_replayed(&own_scope("review", actor), key, &fingerprint)
+                .await?
+            {
                 return Ok(done);
             }
         }
         let once = || {
             idempotency_key.map(|key| Once {
-                scope: "review",
+                scope: own_scope("review", actor),
                 key,
                 request: &fingerprint,
             })

@@ -198,3 +198,46 @@ async fn every_mutating_route_honours_an_idempotency_key() {
         again.body["approval"][0]["id"]
     );
 }
+
+/// An idempotency key is its caller's own: another principal using the same key neither
+/// gets the first caller's result, nor a 409 that would tell them the key was used (and
+/// block their request); each principal's retry still replays their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_its_callers_own() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let key = [("idempotency-key", "deploy-42")];
+    let call = |who: &'static str, principal: &'static str| {
+        let server = &server;
+        async move {
+            let body = json!({"principal": principal, "expires": "1h"}).to_string();
+            server
+                .call(
+                    "POST",
+                    "/api/v1/tokens",
+                    Some(server.token(who)),
+                    Some(&body),
+                    &key,
+                )
+                .await
+        }
+    };
+    let roots = call("root", "carol").await;
+    assert_eq!(roots.status, 201, "{}", roots.body);
+    let size = server.size().await;
+    // vic, with the same key, for a token of his own: a new request, not root's.
+    let vics = call("vic", "vic").await;
+    assert_eq!(vics.status, 201, "{}", vics.body);
+    assert_eq!(vics.body["record"]["principal"], "vic");
+    assert!(vics.body["token"].is_string(), "{}", vics.body);
+    assert_eq!(server.size().await, size + 1, "vic's token was written");
+    // Each one's retry replays their own, writing nothing.
+    let size = server.size().await;
+    for (who, principal, first) in [("root", "carol", &roots), ("vic", "vic", &vics)] {
+        let again = call(who, principal).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.body["replayed"], true);
+        assert_eq!(again.body["record"]["id"], first.body["record"]["id"]);
+        assert!(again.body["token"].is_null());
+    }
+    assert_eq!(server.size().await, size);
+}
