@@ -11,7 +11,9 @@
 //!   the database and files: when it is full, the connection idle longest is closed to
 //!   make room (a connection with a request in flight is never closed for room), so a flood
 //!   of idle sockets cannot lock out the health checks and the deploy gate;
-//! - a cap on open connections per client address (0: none, e.g. behind a proxy);
+//! - a cap on open connections per client address (0: none, e.g. behind a proxy): at it,
+//!   the client's own connection idle longest is closed to make room, and only a client
+//!   whose every connection is busy is refused;
 //! - graceful shutdown: no new connections, then each finishes its request in flight.
 //!
 //! A connection counts as busy from the moment a request's headers are in until its
@@ -88,28 +90,30 @@ impl Registry {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a connection from `client` may open now, making room if needed.
+    /// Whether a connection from `client` may open now, making room if needed: at the
+    /// client's cap, by closing that client's connection idle longest (so a browser or a
+    /// proxy's keep-alive pool recycles its own sockets and never locks itself out); at the
+    /// server's cap, anyone's. Refused only when every connection in the way is busy.
     fn admit(&self, client: IpAddr, max: usize, per_client: usize) -> bool {
         let open = self.lock();
         let live = || open.values().filter(|c| !c.closing.load(Ordering::Acquire));
+        let close_idlest = |mine: bool| {
+            let idlest = live()
+                .filter(|c| !mine || c.client == client)
+                .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|c| c.idle_since.load(Ordering::Acquire));
+            idlest
+                .inspect(|c| {
+                    c.closing.store(true, Ordering::Release);
+                    c.wake.notify_one();
+                })
+                .is_some()
+        };
         if per_client > 0 && live().filter(|c| c.client == client).count() >= per_client {
-            return false;
+            // Room made among the client's own is room under the server's cap too.
+            return close_idlest(true);
         }
-        if live().count() < max {
-            return true;
-        }
-        // Full: close the connection idle longest, if any is idle.
-        let idlest = live()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| c.idle_since.load(Ordering::Acquire));
-        match idlest {
-            Some(c) => {
-                c.closing.store(true, Ordering::Release);
-                c.wake.notify_one();
-                true
-            }
-            None => false,
-        }
+        live().count() < max || close_idlest(false)
     }
 
     /// Closes the connection idle longest (the process ran out of files).

@@ -29,7 +29,8 @@ pub struct ServerConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Open connections from one client address at most (0: no limit, e.g. behind a proxy
-    /// that is every client's address).
+    /// that is every client's address). At the cap, the client's connection idle longest is
+    /// closed to make room; only a client whose every connection is busy is refused.
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
     /// Requests without credentials (public routes, the sign-in page) in flight from one

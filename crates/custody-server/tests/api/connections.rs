@@ -121,3 +121,78 @@ async fn a_flood_of_idle_connections_leaves_healthz_and_the_deploy_gate_answerin
         until_closed(s).await;
     }
 }
+
+/// At a client's connection cap, that client's connection idle longest is closed to make
+/// room (a browser's or a proxy's keep-alive pool recycles its own sockets, and never
+/// locks itself out); only a client whose every connection is busy is refused. Neither
+/// deadline can close anything here: each is longer than the test's guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_its_cap_recycles_its_own_idle_connections() {
+    let mut s = settings(1024);
+    s.connections.header_read_timeout = 2 * GUARD;
+    s.connections.idle_timeout = 2 * GUARD;
+    s.request_timeout = 2 * GUARD;
+    s.connections.max_connections_per_client = 4;
+    let server = TestServer::start_with(Backend::Sqlite, s).await;
+    let (addr, _stop) = serve(&server).await;
+    // Four keep-alive connections, each answered once and then idle, oldest first.
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: custody\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(GUARD, c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+        kept.push(c);
+    }
+    // A fifth is served, and the idlest of the four (the first) was closed for it.
+    assert_eq!(status_line(addr, "/healthz", None).await, "HTTP/1.1 200 OK");
+    assert!(until_closed(&mut kept[0]).await.is_empty());
+    drop(kept);
+
+    // Another client (127.0.0.2) with four connections each in the middle of a request
+    // (headers in, body awaited): busy, so none is closed for room, and its fifth
+    // connection is refused.
+    let from = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(addr)
+    };
+    // `Expect: 100-continue`: the server says "100 Continue" once the handler reads the
+    // body, so the request is known to be in flight before the next connection opens.
+    let head = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nhost: custody\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 64\r\nexpect: 100-continue\r\n\r\n",
+        server.token("root")
+    );
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut c = from("127.0.0.2").await.unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(GUARD, c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 100 Continue"),
+            "{:?}",
+            &buf[..n]
+        );
+        busy.push(c);
+    }
+    let mut refused = from("127.0.0.2").await.unwrap();
+    refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: custody\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut refused).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // The first client is not affected by the second's cap.
+    assert_eq!(status_line(addr, "/healthz", None).await, "HTTP/1.1 200 OK");
+}
