@@ -43,12 +43,26 @@ pub(crate) fn read_text(path: &Path, limit: u64, what: &str) -> anyhow::Result<S
 /// the Unicode controls that reorder text) escaped as Rust writes it (`\u{1b}`, `\r`,
 /// `\0`), so that what someone typed into custody (a rationale, a reason, a format)
 /// cannot move an auditor's cursor, clear their screen or rewrite a line; with
-/// `keep_newlines` false, newlines and tabs too, for a field inside one line. Text
-/// without such characters is returned as it is.
+/// `keep_newlines` false, newlines and tabs too, for a field inside one line. A backslash
+/// is escaped too (`\\`), so text that spells an escape cannot pass for one custody made.
+/// Text without such characters is returned as it is.
 pub(crate) fn printable(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    escaped(text, keep_newlines, true)
+}
+
+/// The last guard before the terminal, over whole lines whose fields went through
+/// [`printable`] already (or hold only what custody wrote): control characters escaped,
+/// backslashes left alone, so an escaped field is not escaped twice.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, true, false)
+}
+
+fn escaped(text: &str, keep_newlines: bool, backslashes: bool) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| {
         let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        (c.is_control() && !(keep_newlines && (c == '\n' || c == '\t'))) || reorders
+        (c.is_control() && !(keep_newlines && (c == '\n' || c == '\t')))
+            || reorders
+            || (backslashes && c == '\\')
     };
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
@@ -87,9 +101,9 @@ pub(crate) fn print_json(value: &serde_json::Value) {
 }
 
 /// Prints a line (or lines) on stdout for people, control characters escaped
-/// ([`printable`]).
+/// ([`terminal_safe`]; fields from elsewhere go through [`printable`] first).
 pub(crate) fn print_line(line: &str) {
-    write_stdout(&format!("{}\n", printable(line, true)));
+    write_stdout(&format!("{}\n", terminal_safe(line)));
 }
 
 /// Prints text on stdout as it is (no newline added).
@@ -163,6 +177,9 @@ mod tests {
         assert!(!shown.chars().any(|c| c.is_control()));
         assert_eq!(printable("two\nlines\tok", true), "two\nlines\tok");
         assert_eq!(one_line("two\nlines"), "two\\nlines");
+        // Typed to look like an escape: shown as what was typed, not as an escape.
+        assert_eq!(one_line("fine\\u{1b}[2J"), "fine\\\\u{1b}[2J");
+        assert_ne!(one_line("a\\nb"), one_line("a\nb"));
         assert!(matches!(
             printable("plain", true),
             std::borrow::Cow::Borrowed(_)

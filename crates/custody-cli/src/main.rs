@@ -196,7 +196,7 @@ fn main() -> ExitCode {
             // An error can carry text from elsewhere (a server's message): escaped too.
             eprintln!(
                 "{label}: {}",
-                crate::input::printable(&format!("{e:#}"), true)
+                crate::input::terminal_safe(&format!("{e:#}"))
             );
             ExitCode::from(code)
         }

@@ -629,5 +629,12 @@ fn unusable_input_is_exit_2_not_a_verdict() {
         .args(["audit", "verify", "--log-key"])
         .arg(other.path().join("d/keys/log.pub"))
         .arg(&f.all));
-    expect_refusal(&out, 1, "checkpoint-signature");
+    // The report (stdout) names each failure; stderr only counts them, not twice.
+    expect_refusal(&out, 1, "(each is listed above)");
+    assert!(stdout(&out).contains("FAILED") && stdout(&out).contains("checkpoint-signature"));
+    assert!(
+        !stderr(&out).contains("checkpoint-signature"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -111,7 +111,7 @@ pub(crate) struct VerifyArgs {
     checkpoint: Option<PathBuf>,
     /// The fewest entries the bundle's anchor may have (a whole-ledger bundle cut back
     /// to an earlier checkpoint fails). At least 1: 0 would check nothing.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = at_least_one_entry)]
     min_size: Option<u64>,
     /// Also write the printable HTML report here.
     #[arg(long, value_name = "FILE")]
@@ -271,11 +271,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     if report.ok() {
         return Ok(Outcome::Ok);
     }
-    let first = &report.failures[0];
-    Err(VerificationFailed(format!(
-        "{} check(s) failed; the first: {first}",
-        report.failures.len()
-    ))
+    let failed = report.failures.len();
+    // The text report above lists every failure; only beside JSON does stderr name one.
+    Err(VerificationFailed(if args.json {
+        format!(
+            "{failed} check(s) failed; the first: {}",
+            report.failures[0]
+        )
+    } else {
+        format!("{failed} check(s) failed (each is listed above)")
+    })
     .into())
 }
 
@@ -527,4 +532,13 @@ fn verify_receipt(args: VerifyReceiptArgs) -> anyhow::Result<Outcome> {
         report.failures[0]
     ))
     .into())
+}
+
+/// `--min-size`: a count of entries, at least 1.
+fn at_least_one_entry(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("0 would check nothing: give the size of the log you expect the bundle to reach (at least 1)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: a number of ledger entries, at least 1")),
+    }
 }

@@ -33,8 +33,9 @@ pub(crate) struct DeployReportArgs {
     /// The environment.
     #[arg(long = "env", value_name = "ENV")]
     environment: String,
-    /// A digest running there (repeat).
-    #[arg(long = "digest", value_name = "sha256:HEX")]
+    /// A digest the report is about (repeat): each one now running after a success, each
+    /// one that failed to roll out after a failure. At least one.
+    #[arg(long = "digest", value_name = "sha256:HEX", required = true)]
     digests: Vec<Digest>,
     /// How the rollout went.
     #[arg(long, value_enum)]

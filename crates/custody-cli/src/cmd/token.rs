@@ -91,6 +91,12 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                         record.principal,
                         crate::input::when(record.expires_at)
                     );
+                    if let (Some(parent), true) = (&record.parent, shortened(&a.expires, record)) {
+                        eprintln!(
+                            "note: it ends sooner than --expires {} asked: a token made with a token never outlives it, and {parent}, the one it was made with, ends then (and revoking {parent} revokes it)",
+                            a.expires
+                        );
+                    }
                 } else {
                     eprintln!(
                         "token {} for {} was already created with this idempotency key; its text was shown then (revoke it and create another if it is lost)",
@@ -130,5 +136,17 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
         }
+    })
+}
+
+/// Whether `record` ends well before the `expires` it was asked for (a minute of slack for
+/// the clocks of client and server).
+fn shortened(expires: &str, record: &custody_app::TokenInfo) -> bool {
+    custody_policy::Span::parse(expires).is_ok_and(|span| {
+        let asked = record
+            .created_at
+            .unix_seconds()
+            .saturating_add(i64::try_from(span.seconds()).unwrap_or(i64::MAX));
+        record.expires_at.unix_seconds() < asked.saturating_sub(60)
     })
 }
