@@ -55,3 +55,7 @@ provider.on('server_error', (_ctx, err) => console.error('provider error:', err)
 
 server.on('request', provider.callback());
 console.log(`listening ${issuer}`);
+// Whoever started it reads that one line: everything the package says after it goes to
+// stderr, so that a closed stdout never ends the provider.
+process.stdout.on('error', () => {});
+console.log = console.info = console.error;
