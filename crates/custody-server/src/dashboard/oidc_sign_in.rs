@@ -52,11 +52,11 @@ pub(crate) async fn begin(
     headers: HeaderMap,
     Form(f): Form<BeginForm>,
 ) -> Response {
-    if let Some(refused) = session::refuse_forged_form(&s, &headers, &f.csrf).await {
+    if let Some(refused) = session::refuse_forged_form(&s, &headers, &f.csrf) {
         return refused;
     }
     let Some(sign_in) = s.sign_in() else {
-        return not_configured(&s, &headers).await;
+        return not_configured(&s, &headers);
     };
     match sign_in.begin(s.now().unix_seconds()).await {
         Ok((id, url)) => {
@@ -68,7 +68,7 @@ pub(crate) async fn begin(
             mark_caller(&mut r, None, "allowed: OIDC sign-in begun".into());
             r
         }
-        Err(e) => failed(&s, &headers, status_of(&e), &e.to_string()).await,
+        Err(e) => failed(&s, &headers, status_of(&e), &e.to_string()),
     }
 }
 
@@ -95,7 +95,7 @@ pub(crate) async fn callback(
     Query(q): Query<Callback>,
 ) -> Response {
     let Some(sign_in) = s.sign_in() else {
-        return not_configured(&s, &headers).await;
+        return not_configured(&s, &headers);
     };
     let mut r = match complete(&s, sign_in, &headers, q).await {
         Ok(who) => {
@@ -104,7 +104,7 @@ pub(crate) async fn callback(
             mark_caller(&mut r, shown(&who), "allowed: sign in (OIDC)".into());
             r
         }
-        Err((status, why)) => failed(&s, &headers, status, &why).await,
+        Err((status, why)) => failed(&s, &headers, status, &why),
     };
     if let Some(v) = flight_cookie("", 0, false) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -198,11 +198,11 @@ fn status_of(e: &SignInError) -> StatusCode {
 }
 
 /// The sign-in page again, saying why this sign-in failed (and logged: a 5xx's cause too).
-async fn failed(s: &ServerState, headers: &HeaderMap, status: StatusCode, why: &str) -> Response {
+fn failed(s: &ServerState, headers: &HeaderMap, status: StatusCode, why: &str) -> Response {
     if status.is_server_error() {
         tracing::warn!(reason = %why, "an OIDC sign-in failed");
     }
-    let mut r = session::fresh_login_form(s, headers, status, Some(why)).await;
+    let mut r = session::fresh_login_form(s, headers, status, Some(why));
     mark_caller(
         &mut r,
         None,
@@ -211,9 +211,9 @@ async fn failed(s: &ServerState, headers: &HeaderMap, status: StatusCode, why: &
     r
 }
 
-async fn not_configured(s: &ServerState, headers: &HeaderMap) -> Response {
+fn not_configured(s: &ServerState, headers: &HeaderMap) -> Response {
     let why = "signing in through an OIDC provider is not configured here ([dashboard.sign_in] in config.toml): sign in with an API token";
-    failed(s, headers, StatusCode::NOT_FOUND, why).await
+    failed(s, headers, StatusCode::NOT_FOUND, why)
 }
 
 /// The flight's cookie (`Max-Age=0` with an empty id: cleared).

@@ -214,13 +214,13 @@ pub(super) fn clear(r: &mut Response, name: &str, path: &str) {
 
 /// `GET /login`: the sign-in form, with a fresh CSRF value in its own cookie.
 pub(crate) async fn login_form(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    fresh_login_form(&s, &headers, StatusCode::OK, None).await
+    fresh_login_form(&s, &headers, StatusCode::OK, None)
 }
 
 /// The sign-in page with a fresh form (and `error`, if the last attempt failed), offering
 /// the OIDC provider when one is configured: then the page's policy lets its form lead
 /// there (a browser holds a form's redirect to `form-action` too).
-pub(super) async fn fresh_login_form(
+pub(super) fn fresh_login_form(
     s: &ServerState,
     headers: &HeaderMap,
     status: StatusCode,
@@ -231,7 +231,7 @@ pub(super) async fn fresh_login_form(
     let provider = s.sign_in().map(|p| p.name());
     let mut r = (status, login_page(error, Some(&csrf), provider)).into_response();
     if let Some(sign_in) = s.sign_in() {
-        let origins = sign_in.origins().await.join(" ");
+        let origins = sign_in.origins().join(" ");
         if let Ok(v) = HeaderValue::from_str(&super::layout::policy_allowing_forms_to(&origins)) {
             r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
         }
@@ -262,7 +262,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    if let Some(refused) = refuse_forged_form(&s, &headers, &f.csrf).await {
+    if let Some(refused) = refuse_forged_form(&s, &headers, &f.csrf) {
         return refused;
     }
     let token = f.token.trim();
@@ -279,7 +279,7 @@ pub(crate) async fn login(
         }
         Err(_) => {
             let why = "that token is not valid (expired, revoked or mistyped)";
-            let mut r = fresh_login_form(&s, &headers, StatusCode::UNAUTHORIZED, Some(why)).await;
+            let mut r = fresh_login_form(&s, &headers, StatusCode::UNAUTHORIZED, Some(why));
             mark_caller(&mut r, None, format!("unauthenticated: {why}"));
             r
         }
@@ -288,7 +288,7 @@ pub(crate) async fn login(
 
 /// The answer to a sign-in form (of either kind) whose CSRF field is not its cookie's: the
 /// form again, saying why; `None` when it is.
-pub(super) async fn refuse_forged_form(
+pub(super) fn refuse_forged_form(
     s: &ServerState,
     headers: &HeaderMap,
     csrf: &str,
@@ -299,7 +299,7 @@ pub(super) async fn refuse_forged_form(
         return None;
     }
     let why = "the sign-in form expired or did not come from this site: sign in again";
-    let mut r = fresh_login_form(s, headers, StatusCode::FORBIDDEN, Some(why)).await;
+    let mut r = fresh_login_form(s, headers, StatusCode::FORBIDDEN, Some(why));
     mark_caller(&mut r, None, "denied: sign-in CSRF check failed".into());
     Some(r)
 }

@@ -42,6 +42,8 @@ const MAX_FLIGHTS: usize = 10_000;
 const MAX_RESPONSE: usize = 256 * 1024;
 /// How long a request to the provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where the claim rules are configured, for errors.
+const RULES: &str = "[[dashboard.sign_in.rule]]";
 
 /// `[dashboard.sign_in]` in config.toml.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -129,7 +131,10 @@ pub struct SignIn {
     config: SignInConfig,
     secret: Option<String>,
     client: reqwest::Client,
-    provider: tokio::sync::Mutex<Option<Arc<Provider>>>,
+    /// The provider once discovered (read without waiting: the sign-in page names it) …
+    provider: Mutex<Option<Arc<Provider>>>,
+    /// … and the one discovery at a time that may fill it.
+    discovering: tokio::sync::Mutex<()>,
     flights: Mutex<HashMap<[u8; 32], Flight>>,
 }
 
@@ -201,16 +206,8 @@ impl SignIn {
         if secret.as_deref() == Some("") {
             return Err(named("the client secret is empty".into()));
         }
-        // Checked now, so that a bad template is told at start; kept with the keys later.
-        Issuer::at_url(
-            &config.issuer,
-            &config.client_id,
-            &config.issuer,
-            config.insecure_http,
-            &config.rules,
-            "[[dashboard.sign_in.rule]]",
-        )
-        .map_err(named)?;
+        // Checked now, so that a bad rule is told at start (compiled again with the keys).
+        super::compile_rules(&config.rules, RULES).map_err(named)?;
         let mut config = config.clone();
         if !config.scopes.iter().any(|s| s == "openid") {
             config.scopes.insert(0, "openid".into());
@@ -227,7 +224,8 @@ impl SignIn {
             config,
             secret,
             client,
-            provider: tokio::sync::Mutex::new(None),
+            provider: Mutex::new(None),
+            discovering: tokio::sync::Mutex::new(()),
             flights: Mutex::new(HashMap::new()),
         })
     }
@@ -242,14 +240,14 @@ impl SignIn {
         &self.config.issuer
     }
 
-    /// The origins a sign-in form may post to and be redirected to: custody's own, the
-    /// issuer's and (once discovered) the authorization endpoint's.
-    pub async fn origins(&self) -> Vec<String> {
+    /// The origins a sign-in form may be redirected to: the issuer's and (once
+    /// discovered) the authorization endpoint's.
+    pub fn origins(&self) -> Vec<String> {
         let mut origins = Vec::new();
         if let Ok(url) = reqwest::Url::parse(&self.config.issuer) {
             origins.push(url.origin().ascii_serialization());
         }
-        if let Some(p) = self.provider.lock().await.as_ref() {
+        if let Some(p) = self.known() {
             origins.push(p.authorization_endpoint.origin().ascii_serialization());
         }
         origins.dedup();
@@ -259,17 +257,28 @@ impl SignIn {
     /// The provider, discovered now if it was not yet (a failure is not kept: the next
     /// sign-in asks again).
     async fn provider(&self) -> Result<Arc<Provider>, SignInError> {
-        let mut known = self.provider.lock().await;
-        if let Some(p) = known.as_ref() {
-            return Ok(p.clone());
+        if let Some(p) = self.known() {
+            return Ok(p);
+        }
+        let _one = self.discovering.lock().await;
+        if let Some(p) = self.known() {
+            return Ok(p);
         }
         let p = Arc::new(
             self.discover()
                 .await
                 .map_err(|reason| self.unavailable(reason))?,
         );
-        *known = Some(p.clone());
+        *self.provider.lock().unwrap_or_else(PoisonError::into_inner) = Some(p.clone());
         Ok(p)
+    }
+
+    /// The provider, if discovered already.
+    fn known(&self) -> Option<Arc<Provider>> {
+        self.provider
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn unavailable(&self, reason: String) -> SignInError {
@@ -320,7 +329,7 @@ impl SignIn {
             &secure("jwks_uri")?,
             self.config.insecure_http,
             &self.config.rules,
-            "[[dashboard.sign_in.rule]]",
+            RULES,
         )?;
         keys.fetch_keys(&self.client).await?;
         Ok(Provider {
