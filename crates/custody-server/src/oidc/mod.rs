@@ -338,7 +338,7 @@ impl Issuer {
 
 /// The rules of a configuration, their templates parsed (at least one); `section` names
 /// them in the error.
-pub(crate) fn compile_rules(rules: &[RuleConfig], section: &str) -> Result<Vec<Rule>, String> {
+fn compile_rules(rules: &[RuleConfig], section: &str) -> Result<Vec<Rule>, String> {
     if rules.is_empty() {
         return Err(format!("no {section} maps its tokens to a principal"));
     }
