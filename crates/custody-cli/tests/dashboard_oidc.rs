@@ -29,7 +29,7 @@ struct Instance {
     _temp: tempfile::TempDir,
     data: PathBuf,
     server: Server,
-    _provider: Helper,
+    _provider: Option<Helper>,
     issuer: String,
 }
 
@@ -42,10 +42,12 @@ fn instance(unreachable: bool) -> Instance {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let redirect = format!("{base}/login/oidc/callback");
-    let (provider, mut issuer) = oidc_provider::start("localhost", "custody", SECRET, &redirect);
-    if unreachable {
-        issuer = format!("http://127.0.0.1:{}", free_port());
-    }
+    let (provider, issuer) = if unreachable {
+        (None, format!("http://127.0.0.1:{}", free_port()))
+    } else {
+        let (p, issuer) = oidc_provider::start("localhost", "custody", SECRET, &redirect);
+        (Some(p), issuer)
+    };
     std::fs::write(data.join("oidc-client-secret"), format!("{SECRET}\n")).unwrap();
     let config = data.join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -120,6 +122,7 @@ async fn an_approver_signs_in_at_the_provider_approves_as_themselves_and_signs_o
 
     // Through the provider: its own login and consent forms, on its own site.
     assert_eq!(text(&c, "#sign-in-oidc").await, "Sign in with Acme SSO");
+    screenshot(&c, "oidc-sign-in-page").await;
     click(&c, "#sign-in-oidc", "input[name=login]").await;
     let at = c.current_url().await.unwrap();
     assert_eq!(at.host_str(), Some("localhost"), "{at}");
