@@ -42,6 +42,8 @@ const MAX_FLIGHTS: usize = 10_000;
 const MAX_RESPONSE: usize = 256 * 1024;
 /// How long a request to the provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest client secret file read.
+const MAX_SECRET: u64 = 64 * 1024;
 /// Where the claim rules are configured, for errors.
 const RULES: &str = "[[dashboard.sign_in.rule]]";
 
@@ -185,24 +187,29 @@ impl SignIn {
         if config.client_id.is_empty() || config.name.is_empty() {
             return Err(named("name and client_id may not be empty".into()));
         }
-        let secret =
-            match (&config.client_secret_file, &config.client_secret_env) {
-                (Some(_), Some(_)) => {
-                    return Err(named(
-                        "give at most one of client_secret_file and client_secret_env".into(),
-                    ));
+        let secret = match (&config.client_secret_file, &config.client_secret_env) {
+            (Some(_), Some(_)) => {
+                return Err(named(
+                    "give at most one of client_secret_file and client_secret_env".into(),
+                ));
+            }
+            (Some(file), None) => {
+                let path = base.join(file);
+                let reading = |e: String| named(format!("reading {}: {e}", path.display()));
+                let size = std::fs::metadata(&path).map_err(|e| reading(e.to_string()))?;
+                if size.len() > MAX_SECRET {
+                    return Err(reading(format!("larger than {MAX_SECRET} bytes")));
                 }
-                (Some(file), None) => {
-                    let path = base.join(file);
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| named(format!("reading {}: {e}", path.display())))?;
-                    Some(text.trim().to_owned())
-                }
-                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                let text = std::fs::read_to_string(&path).map_err(|e| reading(e.to_string()))?;
+                Some(text.trim().to_owned())
+            }
+            (None, Some(var)) => {
+                Some(std::env::var(var).map_err(|_| {
                     named(format!("client_secret_env names {var}, which is not set"))
-                })?),
-                (None, None) => None,
-            };
+                })?)
+            }
+            (None, None) => None,
+        };
         if secret.as_deref() == Some("") {
             return Err(named("the client secret is empty".into()));
         }
