@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole custody test suite, runnable on a fresh machine with only the Rust toolchain
-# and Python 3. It first installs what the tests need and the machine lacks (idempotently:
-# a second run reuses what the first installed), then runs fmt, clippy and every test.
+# and Python 3. It first installs what the tests need and the machine lacks (Debian
+# packages with apt-get, Python and npm packages into cached directories; idempotently: a
+# second run reuses what the first installed), then runs fmt, clippy and every test.
 #
 #   scripts/test.sh            # everything, as CI runs it
 #
@@ -38,6 +39,29 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 export CUSTODY_TEST_CHROMEDRIVER=${CUSTODY_TEST_CHROMEDRIVER:-$(command -v chromedriver)}
 export CUSTODY_TEST_CHROMIUM=${CUSTODY_TEST_CHROMIUM:-$(command -v chromium)}
+
+# --- Node.js and a real OpenID Provider for the dashboard's OIDC sign-in tests --------------
+# Debian's nodejs and npm, then the pinned oidc-provider (crates/custody-cli/tests/oidc_provider)
+# installed with `npm ci` into .oidc-provider, again only when its package-lock.json changed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    step "installing Debian's nodejs and npm"
+    sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        nodejs npm >/dev/null
+fi
+provider_src=crates/custody-cli/tests/oidc_provider
+provider_dir=.oidc-provider
+if ! cmp -s "$provider_src/package-lock.json" "$provider_dir/package-lock.json" 2>/dev/null \
+    || [ ! -e "$provider_dir/node_modules/oidc-provider/package.json" ]; then
+    step "installing the test OpenID Provider (npm ci) into $provider_dir"
+    mkdir -p "$provider_dir"
+    cp "$provider_src/package.json" "$provider_src/package-lock.json" "$provider_dir/"
+    (cd "$provider_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+export CUSTODY_TEST_NODE=${CUSTODY_TEST_NODE:-$(command -v node)}
+export CUSTODY_TEST_OIDC_PROVIDER=${CUSTODY_TEST_OIDC_PROVIDER:-$root/$provider_dir}
 
 # --- SoftHSM2 for the PKCS#11 signer's tests and bench ---------------------------------------
 # The tests make their own token directories (SOFTHSM2_CONF per test process); they only need

@@ -54,6 +54,24 @@ pub(crate) struct Config {
     /// Alert rules' settings and the webhooks alerts go to.
     #[serde(default)]
     pub(crate) alerts: custody_server::alerting::AlertConfig,
+    /// The dashboard's sign-in through the organisation's OIDC provider.
+    #[serde(default, skip_serializing_if = "DashboardConfig::is_default")]
+    pub(crate) dashboard: DashboardConfig,
+}
+
+/// `[dashboard]` in config.toml.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DashboardConfig {
+    /// `[dashboard.sign_in]`: people sign in through this OIDC provider (besides tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sign_in: Option<custody_server::oidc::sign_in::SignInConfig>,
+}
+
+impl DashboardConfig {
+    fn is_default(&self) -> bool {
+        self.sign_in.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -391,6 +409,7 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             policy: PolicyConfig::default(),
             oidc: Vec::new(),
             alerts: Default::default(),
+            dashboard: DashboardConfig::default(),
         };
         let signer =
             NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;

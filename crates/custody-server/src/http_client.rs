@@ -71,3 +71,24 @@ pub fn client(extra_ca: Option<&Path>) -> Result<reqwest::Client, HttpClientErro
         .build()
         .map_err(|e| HttpClientError::Setup(e.to_string()))
 }
+
+/// The body of `response`, at most `max` bytes whatever its length header says (a larger
+/// one is refused, never read whole); `what` names it in errors.
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading {what}: {e}"))?
+    {
+        if bytes.len().saturating_add(chunk.len()) > max {
+            return Err(format!("{what} is larger than {max} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}

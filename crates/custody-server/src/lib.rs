@@ -91,6 +91,14 @@ pub fn spawn_background(state: &Arc<ServerState>) -> Vec<tokio::task::JoinHandle
             let state = state.clone();
             async move { state.oidc.keep_fresh().await }
         }),
+        tokio::spawn({
+            let state = state.clone();
+            async move {
+                if let Some(sign_in) = state.sign_in() {
+                    sign_in.warm_up().await;
+                }
+            }
+        }),
     ]
 }
 

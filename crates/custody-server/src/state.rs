@@ -25,6 +25,9 @@ pub struct ServerState {
     /// The witnesses whose cosignatures the log accepts, and how many make a checkpoint
     /// final (set once, at start; none by default).
     pub(crate) witnesses: std::sync::OnceLock<Witnesses>,
+    /// The dashboard's sign-in through the organisation's OIDC provider, if configured
+    /// (set once, at start).
+    sign_in: std::sync::OnceLock<oidc::sign_in::SignIn>,
 }
 
 /// The witnesses a server accepts cosignatures from (C2SP `tlog-cosignature`), and how
@@ -70,6 +73,7 @@ impl ServerState {
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
             witnesses: std::sync::OnceLock::new(),
+            sign_in: std::sync::OnceLock::new(),
             settings,
             sessions: crate::dashboard::Sessions::default(),
         });
@@ -80,6 +84,17 @@ impl ServerState {
     /// Accepts cosignatures from `witnesses` (before serving; a second call is ignored).
     pub fn configure_witnesses(&self, witnesses: Witnesses) {
         let _ = self.witnesses.set(witnesses);
+    }
+
+    /// Offers the dashboard's sign-in through `sign_in`'s provider (before serving; a
+    /// second call is ignored).
+    pub fn configure_sign_in(&self, sign_in: oidc::sign_in::SignIn) {
+        let _ = self.sign_in.set(sign_in);
+    }
+
+    /// The dashboard's OIDC sign-in, if configured.
+    pub(crate) fn sign_in(&self) -> Option<&oidc::sign_in::SignIn> {
+        self.sign_in.get()
     }
 
     /// The witnesses configured (none unless [`ServerState::configure_witnesses`] ran).

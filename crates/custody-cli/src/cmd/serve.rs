@@ -74,6 +74,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let listen = args.listen.unwrap_or(config.server.listen.clone());
         let oidc = custody_server::oidc::Oidc::new(&config.oidc, dir.root())
             .map_err(anyhow::Error::msg)?;
+        let sign_in = match &config.dashboard.sign_in {
+            Some(c) => Some(
+                custody_server::oidc::sign_in::SignIn::new(c, dir.root())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", dir.config_path().display()))?,
+            ),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
@@ -83,6 +90,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let witnesses = config.log.witnesses()?;
         let state = ServerState::configured(app, oidc, alerts, settings);
         state.configure_witnesses(witnesses);
+        if let Some(sign_in) = sign_in {
+            state.configure_sign_in(sign_in);
+        }
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {

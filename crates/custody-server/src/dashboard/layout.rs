@@ -99,15 +99,27 @@ pub(crate) fn error_page(who: Option<Signed<'_>>, status: StatusCode, message: &
         .into_response()
 }
 
-/// The sign-in page, with an error if the last attempt failed, and its form with `csrf`
-/// (none: no form, for a page that only says why the session ended).
-pub(crate) fn login_page(error: Option<&str>, csrf: Option<&str>) -> Markup {
+/// The sign-in page, with an error if the last attempt failed, and its forms with `csrf`
+/// (none: no form, for a page that only says why the session ended): the organisation's
+/// OIDC `provider` first when one is configured, then an API token.
+pub(crate) fn login_page(
+    error: Option<&str>,
+    csrf: Option<&str>,
+    provider: Option<&str>,
+) -> Markup {
     page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
             @if let Some(e) = error { p.error { (e) } }
+            @if let (Some(csrf), Some(name)) = (csrf, provider) {
+                form #oidc method="post" action="/login/oidc" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button #sign-in-oidc type="submit" { "Sign in with " (name) }
+                }
+                p { "or with an API token:" }
+            }
             @if let Some(csrf) = csrf {
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
@@ -131,17 +143,30 @@ pub(crate) fn login_page(error: Option<&str>, csrf: Option<&str>) -> Markup {
     )
 }
 
+/// The content security policy of every page: nothing outside custody, no script.
+const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// [`POLICY`], with forms allowed to lead to `origins` too (space-separated): the sign-in
+/// page's, whose OIDC form is answered by a redirect to the provider.
+pub(crate) fn policy_allowing_forms_to(origins: &str) -> String {
+    POLICY.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {origins}"),
+    )
+}
+
 /// What every dashboard answer carries: no framing (clickjacking), no caching (pages show
-/// confidential text), no script or outside resource, and no content sniffing.
+/// confidential text), no script or outside resource (unless the page set a policy of its
+/// own, from [`policy_allowing_forms_to`]), and no content sniffing.
 pub(crate) async fn secure_headers(mut response: Response) -> Response {
     use axum::http::{HeaderValue, header};
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(POLICY),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

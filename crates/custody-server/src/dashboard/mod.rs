@@ -1,6 +1,7 @@
 //! The dashboard: server-rendered HTML (maud) over the same use cases as the API, with no
 //! JavaScript build step and no script at all. One file per page group:
 //! - `session.rs`: sign-in and sign-out, the session cookie, the CSRF field;
+//! - `oidc_sign_in.rs`: sign-in through the organisation's OIDC provider (PKCE);
 //! - `layout.rs`: the page frame, error and sign-in pages, the bar chart;
 //! - `board.rs`: the pipeline board;
 //! - `promotion.rs`: a promotion's whole story and the review form;
@@ -18,6 +19,7 @@ mod board;
 mod governance;
 mod history;
 mod layout;
+mod oidc_sign_in;
 mod promotion;
 mod session;
 
@@ -66,6 +68,8 @@ pub const PAGES: &[PageRoute] = &[
     page("GET", "/", Some(Permission::Read)),
     page("GET", "/login", None),
     page("POST", "/login", None),
+    page("POST", "/login/oidc", None),
+    page("GET", "/login/oidc/callback", None),
     page("POST", "/logout", None),
     page("GET", "/promotions/{id}", Some(Permission::Read)),
     page("POST", "/promotions/{id}/review", Some(Permission::Review)),
@@ -86,6 +90,8 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
     Router::new()
         .route("/", get(board::board))
         .route("/login", get(session::login_form).post(session::login))
+        .route("/login/oidc", post(oidc_sign_in::begin))
+        .route("/login/oidc/callback", get(oidc_sign_in::callback))
         .route("/logout", post(session::logout))
         .route("/promotions/{id}", get(promotion::promotion))
         .route("/promotions/{id}/review", post(promotion::review))

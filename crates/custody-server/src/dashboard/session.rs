@@ -1,7 +1,8 @@
 //! Dashboard sessions: sign-in, sign-out, the session cookie and the CSRF fields.
 //!
 //! A session is a server-side record: who (the principal), how they authenticated (an API
-//! token today; another sign-in, such as OIDC, makes the same record) and until when. The
+//! token, or the organisation's OIDC provider: oidc_sign_in.rs makes the same record) and
+//! until when. The
 //! cookie holds only a random session id (`HttpOnly`, `SameSite=Strict`, `Secure` behind a
 //! TLS proxy), never a credential; the server keeps the SHA-256 of the id, so its memory
 //! holds nothing a cookie could be rebuilt from. Signing out ends the record at once; so
@@ -33,7 +34,7 @@ use crate::access::{mark_caller, shown};
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "custody_session";
 /// The sign-in form's own cookie (its CSRF value).
-const LOGIN_COOKIE: &str = "custody_login";
+pub(super) const LOGIN_COOKIE: &str = "custody_login";
 /// How long a sign-in form stays good, in seconds.
 const LOGIN_FORM_LIFETIME: i64 = 900;
 /// Sessions kept at most (the soonest to expire go first when full).
@@ -115,7 +116,7 @@ impl Sessions {
 }
 
 /// A cookie's value, by name.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -128,7 +129,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// The CSRF field of the session (or sign-in form) `secret`: unguessable without it, fixed
 /// for its life.
-fn csrf_of(purpose: &str, secret: &str) -> String {
+pub(super) fn csrf_of(purpose: &str, secret: &str) -> String {
     custody_app::attestations::sha256(
         format!("custody dashboard {purpose} csrf\n{secret}").as_bytes(),
     )
@@ -141,7 +142,7 @@ pub(crate) fn csrf_matches(submitted: &str, expected: &str) -> bool {
 }
 
 /// A `Set-Cookie` value: `name=value`, HttpOnly, SameSite=Strict, `Secure` over HTTPS.
-fn set_cookie(
+pub(super) fn set_cookie(
     name: &str,
     value: &str,
     path: &str,
@@ -156,7 +157,7 @@ fn set_cookie(
 }
 
 /// Whether a TLS proxy in front says the browser came over HTTPS.
-fn over_https(headers: &HeaderMap) -> bool {
+pub(super) fn over_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -188,7 +189,8 @@ pub(crate) async fn signed_in(
         Err(e) if e.fault() == Fault::Denied => {
             s.sessions.end(&id);
             let why = e.to_string();
-            let mut r = (StatusCode::UNAUTHORIZED, login_page(Some(&why), None)).into_response();
+            let mut r =
+                (StatusCode::UNAUTHORIZED, login_page(Some(&why), None, None)).into_response();
             clear(&mut r, SESSION_COOKIE, "/");
             mark_caller(&mut r, None, format!("unauthenticated: {why}"));
             Err(r)
@@ -204,21 +206,36 @@ pub(crate) async fn signed_in(
     }
 }
 
-fn clear(r: &mut Response, name: &str, path: &str) {
+pub(super) fn clear(r: &mut Response, name: &str, path: &str) {
     if let Some(v) = set_cookie(name, "", path, 0, false) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
 /// `GET /login`: the sign-in form, with a fresh CSRF value in its own cookie.
-pub(crate) async fn login_form(headers: HeaderMap) -> Response {
-    fresh_login_form(&headers, StatusCode::OK, None)
+pub(crate) async fn login_form(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    fresh_login_form(&s, &headers, StatusCode::OK, None)
 }
 
-/// The sign-in page with a fresh form (and `error`, if the last attempt failed).
-fn fresh_login_form(headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
+/// The sign-in page with a fresh form (and `error`, if the last attempt failed), offering
+/// the OIDC provider when one is configured: then the page's policy lets its form lead
+/// there (a browser holds a form's redirect to `form-action` too).
+pub(super) fn fresh_login_form(
+    s: &ServerState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     let nonce = random_hex();
-    let mut r = (status, login_page(error, Some(&csrf_of("sign-in", &nonce)))).into_response();
+    let csrf = csrf_of("sign-in", &nonce);
+    let provider = s.sign_in().map(|p| p.name());
+    let mut r = (status, login_page(error, Some(&csrf), provider)).into_response();
+    if let Some(sign_in) = s.sign_in() {
+        let origins = sign_in.origins().join(" ");
+        if let Ok(v) = HeaderValue::from_str(&super::layout::policy_allowing_forms_to(&origins)) {
+            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
     if let Some(v) = set_cookie(
         LOGIN_COOKIE,
         &nonce,
@@ -239,44 +256,20 @@ pub(crate) struct LoginForm {
 }
 
 /// `POST /login`: checks the form's CSRF field against its cookie, then the token; starts a
-/// session (`Secure` cookie too when a TLS proxy in front says the browser came over
-/// HTTPS: `X-Forwarded-Proto: https`).
+/// session.
 pub(crate) async fn login(
     State(s): State<Arc<ServerState>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let form_ok = cookie(&headers, LOGIN_COOKIE)
-        .is_some_and(|nonce| csrf_matches(&f.csrf, &csrf_of("sign-in", &nonce)));
-    if !form_ok {
-        let why = "the sign-in form expired or did not come from this site: sign in again";
-        let mut r = fresh_login_form(&headers, StatusCode::FORBIDDEN, Some(why));
-        mark_caller(&mut r, None, "denied: sign-in CSRF check failed".into());
-        return r;
+    if let Some(refused) = refuse_forged_form(&s, &headers, &f.csrf) {
+        return refused;
     }
-    let now = s.now();
     let token = f.token.trim();
     match crate::access::authenticate(&s, token).await {
         Ok(who) => {
-            let expires_at = Timestamp::from_unix_seconds(
-                now.unix_seconds()
-                    .saturating_add(s.settings.session_lifetime),
-            )
-            .unwrap_or(now);
-            let session = Session {
-                principal: who.principal.clone(),
-                auth: who.auth.clone(),
-                expires_at,
-            };
-            let id = s.sessions.start(session, now);
             let mut r = Redirect::to("/").into_response();
-            let https = over_https(&headers);
-            if let Some(v) =
-                set_cookie(SESSION_COOKIE, &id, "/", s.settings.session_lifetime, https)
-            {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
-            clear(&mut r, LOGIN_COOKIE, "/login");
+            start(&s, &headers, &who, &mut r);
             mark_caller(&mut r, shown(&who), "allowed: sign in".into());
             r
         }
@@ -286,11 +279,52 @@ pub(crate) async fn login(
         }
         Err(_) => {
             let why = "that token is not valid (expired, revoked or mistyped)";
-            let mut r = fresh_login_form(&headers, StatusCode::UNAUTHORIZED, Some(why));
+            let mut r = fresh_login_form(&s, &headers, StatusCode::UNAUTHORIZED, Some(why));
             mark_caller(&mut r, None, format!("unauthenticated: {why}"));
             r
         }
     }
+}
+
+/// The answer to a sign-in form (of either kind) whose CSRF field is not its cookie's: the
+/// form again, saying why; `None` when it is.
+pub(super) fn refuse_forged_form(
+    s: &ServerState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Option<Response> {
+    let form_ok = cookie(headers, LOGIN_COOKIE)
+        .is_some_and(|nonce| csrf_matches(csrf, &csrf_of("sign-in", &nonce)));
+    if form_ok {
+        return None;
+    }
+    let why = "the sign-in form expired or did not come from this site: sign in again";
+    let mut r = fresh_login_form(s, headers, StatusCode::FORBIDDEN, Some(why));
+    mark_caller(&mut r, None, "denied: sign-in CSRF check failed".into());
+    Some(r)
+}
+
+/// Starts a session for `who` (however they authenticated) and sets its cookie on `r`,
+/// clearing the sign-in form's (`Secure` too when a TLS proxy in front says the browser
+/// came over HTTPS: `X-Forwarded-Proto: https`).
+pub(super) fn start(s: &ServerState, headers: &HeaderMap, who: &Authenticated, r: &mut Response) {
+    let now = s.now();
+    let expires_at = Timestamp::from_unix_seconds(
+        now.unix_seconds()
+            .saturating_add(s.settings.session_lifetime),
+    )
+    .unwrap_or(now);
+    let session = Session {
+        principal: who.principal.clone(),
+        auth: who.auth.clone(),
+        expires_at,
+    };
+    let id = s.sessions.start(session, now);
+    let https = over_https(headers);
+    if let Some(v) = set_cookie(SESSION_COOKIE, &id, "/", s.settings.session_lifetime, https) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    clear(r, LOGIN_COOKIE, "/login");
 }
 
 #[derive(Deserialize)]

@@ -128,24 +128,13 @@ impl KeySet {
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<JwkSet, String> {
-    let mut response = client
+    let response = client
         .get(url)
         .timeout(FETCH_TIMEOUT)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("fetching {url}: {e}"))?;
-    // Read at most MAX_JWKS, whatever the server says its length is.
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading {url}: {e}"))?
-    {
-        if bytes.len() + chunk.len() > MAX_JWKS {
-            return Err(format!("{url} is larger than {MAX_JWKS} bytes"));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = crate::http_client::read_bounded(response, MAX_JWKS, url).await?;
     serde_json::from_slice(&bytes).map_err(|e| format!("the JWKS at {url} does not parse: {e}"))
 }

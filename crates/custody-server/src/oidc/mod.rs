@@ -7,17 +7,23 @@
 //! - its algorithm is asymmetric (RS256/384/512, PS256/384/512, ES256/384; never `none`,
 //!   never HMAC), and the JWK's own `alg`, where the JWKS says one, is the header's;
 //! - the signature verifies, and `iss`, `aud`, `exp` and `iat` are all present: `aud` is the
-//!   configured audience, `iss` the issuer; `exp` has not passed and `nbf` has come (60 s
-//!   of skew either way); `iat` is not in the future beyond the skew; and the token lives no
-//!   longer than [`MAX_LIFETIME`] (`exp − iat`);
+//!   configured audience, `iss` the issuer; by custody's clock (`ServerState::now`),
+//!   `exp` has not passed and `nbf` has come (60 s of skew either way), `iat` is not in the
+//!   future beyond the skew; and the token lives no longer than [`MAX_LIFETIME`]
+//!   (`exp − iat`);
 //! - a rule maps its claims to a principal: every listed claim has the listed value (a
 //!   trailing `*` matches any rest), and the rule's template, filled in one pass
 //!   (template.rs), is a valid principal.
 //!
 //! Keys from a URL are fetched in the background (jwks.rs): a silent issuer never keeps
 //! the server from starting, only its own tokens from being accepted.
+//!
+//! The same checks ([`Issuer::verify`], [`Issuer::identity`]) verify the ID token of a
+//! person's dashboard sign-in (sign_in.rs: the authorization-code flow with PKCE, against
+//! the provider `[dashboard.sign_in]` names, whose audience is custody's client id).
 
 mod jwks;
+pub mod sign_in;
 mod template;
 
 use std::collections::BTreeMap;
@@ -69,11 +75,15 @@ struct Rule {
     principal: Template,
 }
 
-struct Issuer {
+/// An issuer custody trusts for one purpose: CI tokens (`[[oidc]]`) or the dashboard's
+/// sign-in (`[dashboard.sign_in]`, whose audience is custody's client id).
+pub(crate) struct Issuer {
     issuer: String,
     audience: String,
     keys: jwks::KeySet,
     rules: Vec<Rule>,
+    /// Where its rules are configured, for errors.
+    section: &'static str,
 }
 
 /// The configured issuers with their keys.
@@ -129,27 +139,13 @@ impl Oidc {
                 (None, Some(url)) => jwks::KeySet::at_url(url, c.insecure_http).map_err(named)?,
                 _ => return Err(named("give exactly one of jwks_file and jwks_url".into())),
             };
-            if c.rules.is_empty() {
-                return Err(named(
-                    "no [[oidc.rule]] maps its tokens to a principal".into(),
-                ));
-            }
-            let rules = c
-                .rules
-                .iter()
-                .map(|r| {
-                    Ok(Rule {
-                        claims: r.claims.clone(),
-                        principal: Template::parse(&r.principal)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(named)?;
+            let rules = compile_rules(&c.rules, "[[oidc.rule]]").map_err(named)?;
             issuers.push(Issuer {
                 issuer: c.issuer.clone(),
                 audience: c.audience.clone(),
                 keys,
                 rules,
+                section: "[[oidc.rule]]",
             });
         }
         let client = crate::http_client::client(None)
@@ -185,15 +181,7 @@ impl Oidc {
     /// Verifies an ID token at `now` (Unix seconds) and maps it to a principal; `Err` says
     /// why not.
     pub async fn principal(&self, token: &str, now: i64) -> Result<OidcIdentity, String> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("not a valid ID token: {e}"))?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(format!(
-                "ID tokens signed with {:?} are not accepted",
-                header.alg
-            ));
-        }
-        // The issuer only picks the configuration; the signature check below binds it.
+        // The issuer only picks the configuration; the signature check binds it.
         let claimed = unverified_claims(token)?;
         let iss = claimed
             .get("iss")
@@ -206,21 +194,87 @@ impl Oidc {
             .ok_or_else(|| {
                 format!("ID tokens from {iss:?} are not trusted (no such [[oidc]] issuer)")
             })?;
+        let claims = issuer.verify(self.client.as_ref(), token, now).await?;
+        issuer.identity(&claims)
+    }
+}
+
+impl Issuer {
+    /// An issuer whose keys come from `jwks_url`, whose tokens must name `audience`, mapped
+    /// by `rules` (`section` names them in errors: `[[oidc.rule]]`, …).
+    pub(crate) fn at_url(
+        issuer: &str,
+        audience: &str,
+        jwks_url: &str,
+        insecure_http: bool,
+        rules: &[RuleConfig],
+        section: &'static str,
+    ) -> Result<Issuer, String> {
+        Ok(Issuer {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys: jwks::KeySet::at_url(jwks_url, insecure_http)?,
+            rules: compile_rules(rules, section)?,
+            section,
+        })
+    }
+
+    /// The `aud` its tokens must name.
+    pub(crate) fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// An issuer with the keys of a JWKS document (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_jwks(
+        issuer: &str,
+        audience: &str,
+        jwks: &[u8],
+        rules: &[RuleConfig],
+    ) -> Result<Issuer, String> {
+        Ok(Issuer {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys: jwks::KeySet::from_bytes(jwks)?,
+            rules: compile_rules(rules, "rule")?,
+            section: "rule",
+        })
+    }
+
+    /// Fetches the issuer's keys now (URL keys only).
+    pub(crate) async fn fetch_keys(&self, client: &reqwest::Client) -> Result<(), String> {
+        self.keys.fetch(client).await
+    }
+
+    /// The claims of `token` if it is this issuer's, signed by one of its keys with an
+    /// allowed algorithm, for this audience, and live at `now` (see the module's list).
+    pub(crate) async fn verify(
+        &self,
+        client: Option<&reqwest::Client>,
+        token: &str,
+        now: i64,
+    ) -> Result<Value, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("not a valid ID token: {e}"))?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(format!(
+                "ID tokens signed with {:?} are not accepted",
+                header.alg
+            ));
+        }
+        let iss = &self.issuer;
         let kid = header.kid.ok_or("the ID token names no key id")?;
-        let jwk = match issuer.keys.find(&kid) {
+        let jwk = match self.keys.find(&kid) {
             Some(jwk) => jwk,
             None => {
                 // A key id not seen yet: the issuer may have rotated; look once more.
-                if let (true, Some(client)) =
-                    (issuer.keys.may_fetch_for_unknown_kid(), &self.client)
-                {
-                    let _ = issuer.keys.fetch(client).await;
+                if let (true, Some(client)) = (self.keys.may_fetch_for_unknown_kid(), client) {
+                    let _ = self.keys.fetch(client).await;
                 }
-                if let Some(why) = issuer.keys.not_loaded() {
+                if let Some(why) = self.keys.not_loaded() {
                     return Err(format!("ID tokens from {iss} cannot be checked now: {why}"));
                 }
-                issuer
-                    .keys
+                self.keys
                     .find(&kid)
                     .ok_or_else(|| format!("key id {kid:?} is not among {iss}'s keys"))?
             }
@@ -235,16 +289,24 @@ impl Oidc {
         }
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
         let mut validation = Validation::new(header.alg);
-        validation.set_audience(&[&issuer.audience]);
-        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
-        validation.leeway = SKEW;
-        validation.validate_nbf = true;
+        // `exp` and `nbf` are checked below against custody's clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| format!("the ID token does not verify: {e}"))?
             .claims;
         check_times(&claims, now)?;
-        let rule = issuer
+        Ok(claims)
+    }
+
+    /// Who verified `claims` say their bearer is: the first rule whose claims match, its
+    /// template filled (a valid principal, or an error).
+    pub(crate) fn identity(&self, claims: &Value) -> Result<OidcIdentity, String> {
+        let (iss, section) = (&self.issuer, self.section);
+        let rule = self
             .rules
             .iter()
             .find(|r| {
@@ -257,14 +319,14 @@ impl Oidc {
                 })
             })
             .ok_or_else(|| {
-                format!("no [[oidc.rule]] of {iss} maps this token's claims to a principal")
+                format!("no {section} of {iss} maps this token's claims to a principal")
             })?;
-        let principal = rule.principal.fill(&claims).map_err(|why| {
-            format!("the [[oidc.rule]] of {iss} that matched cannot name a principal: {why}")
+        let principal = rule.principal.fill(claims).map_err(|why| {
+            format!("the {section} of {iss} that matched cannot name a principal: {why}")
         })?;
         Ok(OidcIdentity {
             principal: principal.to_string(),
-            issuer: issuer.issuer.clone(),
+            issuer: self.issuer.clone(),
             subject: claims
                 .get("sub")
                 .and_then(Value::as_str)
@@ -274,14 +336,46 @@ impl Oidc {
     }
 }
 
-/// `iat` not in the future (beyond the skew), and a bounded lifetime. (`exp` and `nbf`
-/// were checked with the signature.)
+/// The rules of a configuration, their templates parsed (at least one); `section` names
+/// them in the error.
+fn compile_rules(rules: &[RuleConfig], section: &str) -> Result<Vec<Rule>, String> {
+    if rules.is_empty() {
+        return Err(format!("no {section} maps its tokens to a principal"));
+    }
+    rules
+        .iter()
+        .map(|r| {
+            Ok(Rule {
+                claims: r.claims.clone(),
+                principal: Template::parse(&r.principal)?,
+            })
+        })
+        .collect()
+}
+
+/// `exp` not passed, `nbf` (if any) come, `iat` not in the future, each at `now` with
+/// [`SKEW`] either way, and a bounded lifetime.
 fn check_times(claims: &Value, now: i64) -> Result<(), String> {
     let time = |name: &str| claims.get(name).and_then(Value::as_i64);
     let (Some(iat), Some(exp)) = (time("iat"), time("exp")) else {
         return Err("the ID token's iat and exp must be whole seconds".into());
     };
     let skew = i64::try_from(SKEW).unwrap_or(60);
+    if now > exp.saturating_add(skew) {
+        return Err(format!(
+            "the ID token does not verify: it expired at {exp} (now {now})"
+        ));
+    }
+    match (claims.get("nbf"), time("nbf")) {
+        (None, _) => {}
+        (Some(_), Some(nbf)) if nbf <= now.saturating_add(skew) => {}
+        (Some(_), Some(nbf)) => {
+            return Err(format!(
+                "the ID token does not verify: it is not valid before {nbf} (now {now})"
+            ));
+        }
+        (Some(_), None) => return Err("the ID token's nbf must be whole seconds".into()),
+    }
     if iat > now.saturating_add(skew) {
         return Err(format!(
             "the ID token was issued in the future (iat {iat}, now {now})"
