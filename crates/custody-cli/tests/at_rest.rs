@@ -2,7 +2,8 @@
 //! `custody` binary: a log rolled back while nothing ran is refused at the next start
 //! (`log check` fails locally, `log recover` records the operator's decision); text with
 //! terminal escapes that reached the ledger (an older version let it in) is printed
-//! escaped by `custody history`; and the access log, after the server is killed with
+//! escaped by `custody history`; a decision whose recorded facts were edited does not
+//! replay to its record (exit 1); and the access log, after the server is killed with
 //! SIGKILL, holds every mutating or refused request it answered, and honours the retention
 //! config.toml sets.
 
@@ -283,4 +284,69 @@ async fn paths(data: &Path) -> Vec<String> {
         .fetch_all(&mut db)
         .await
         .unwrap()
+}
+
+/// `decision replay` says when a decision does not replay to its record, and exits 1: the
+/// facts of a production certification edited in the database (an approval turned into a
+/// rejection) evaluate to another outcome under the same policy version. Untouched, the
+/// same decision replays to its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_whose_recorded_facts_were_edited_does_not_replay_to_its_record() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
+    let history = run(custody()
+        .args(["history", "--json", "--env", "production", "--data-dir"])
+        .arg(&data)
+        .env_remove("CUSTODY_TOKEN"));
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let decision = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .find(|e| e["type"] == "decision.recorded" && e["allowed"] == true)
+        .unwrap()["decision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = |json: bool| {
+        let mut c = custody();
+        c.args(["decision", "replay", &decision]);
+        if json {
+            c.arg("--json");
+        }
+        run(c.arg("--data-dir").arg(&data).env_remove("CUSTODY_TOKEN"))
+    };
+    let out = replay(false);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains("replayed to the same outcome"),
+        "{}",
+        stdout(&out)
+    );
+
+    let mut db = database(&data).await;
+    execute(
+        &mut db,
+        &format!(
+            "UPDATE state SET value = replace(value, '\"approve\":true', '\"approve\":false') \
+             WHERE kind = 'decision' AND key = '{decision}'"
+        ),
+    )
+    .await;
+    db.close().await.unwrap();
+    let out = replay(false);
+    expect_code(&out, 1);
+    assert!(
+        stdout(&out).contains("replay DIFFERS from the record"),
+        "{}",
+        stdout(&out)
+    );
+    let out = replay(true);
+    expect_code(&out, 1);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["same"], false);
+    assert_eq!(r["recorded"]["allowed"], true);
+    assert_eq!(r["replayed"]["allowed"], false, "{r:#}");
 }
