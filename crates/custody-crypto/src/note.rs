@@ -413,6 +413,31 @@ mod tests {
         );
     }
 
+    /// A known signer's failing signature rejects the note even beside another known
+    /// signer's good one ("any good known signature passes" would let a forged cosignature
+    /// of a known witness stand).
+    #[test]
+    fn a_known_signers_bad_signature_rejects_beside_a_good_one() {
+        let (log, witness) = (signer("log"), signer("witness"));
+        let note = sign("body\n", &[&log, &witness]).unwrap();
+        // The witness's line, replaced by its real signature of another text.
+        let elsewhere = sign("other\n", &[&witness]).unwrap();
+        let line = |n: &str, who: &str| {
+            n.lines()
+                .find(|l| l.starts_with(&format!("\u{2014} {who} ")))
+                .unwrap()
+                .to_owned()
+        };
+        let forged = note.replace(&line(&note, "witness"), &line(&elsewhere, "witness"));
+        assert_ne!(forged, note);
+        let both = [log.verifier().clone(), witness.verifier().clone()];
+        assert!(open(&note, &both).is_ok());
+        let err = open(&forged, &both).unwrap_err();
+        assert!(err.to_string().contains("witness"), "{err}");
+        // Not known, the same line is ignored: the log's own signature stands alone.
+        assert!(open(&forged, &[log.verifier().clone()]).is_ok());
+    }
+
     #[test]
     fn malformed_notes_are_rejected() {
         let s = signer("log");

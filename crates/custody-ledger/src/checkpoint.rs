@@ -206,4 +206,25 @@ mod tests {
         let tampered = signed.replacen("42", "43", 1);
         assert!(Checkpoint::open(&tampered, key.verifier()).is_err());
     }
+
+    /// The origin check on its own: a note that verifies with the log key but whose body
+    /// names another log's origin (signed as a plain note, past `sign`'s own check) is not
+    /// this log's checkpoint.
+    #[test]
+    fn a_verified_note_naming_another_origin_is_refused() {
+        let key = NoteSigner::new(
+            "custody.example/log",
+            Box::new(PrivateKey::generate(Algorithm::Ed25519)),
+        )
+        .unwrap();
+        let mut theirs = checkpoint();
+        theirs.origin = "other.example/log".into();
+        let signed = note::sign(&theirs.to_body(), &[&key]).unwrap();
+        assert!(note::open(&signed, std::slice::from_ref(key.verifier())).is_ok());
+        let err = Checkpoint::open(&signed, key.verifier()).unwrap_err();
+        assert!(
+            err.to_string().contains("is not the log key's name"),
+            "{err}"
+        );
+    }
 }
