@@ -88,6 +88,9 @@ pub(crate) struct VerdictStamp {
     pub(crate) policy: String,
     /// The certifying promotion's record version (reviews after the fact write it).
     pub(crate) promotion: Option<u64>,
+    /// The version of each artifact record of the certified release, in its order
+    /// (evidence attached to an artifact writes its record; the standing reads it).
+    pub(crate) artifacts: Vec<u64>,
 }
 
 /// Verdicts kept at most (the cache is cleared when it fills).

@@ -616,9 +616,12 @@ impl<S: Store> App<S> {
     /// approved it has since rejected it.
     ///
     /// Answers are cached by (environment, digest) and served while everything the verdict
-    /// read is the version it was computed from: the environment record, the policy in force
-    /// and the certifying promotion's record (an after-the-fact review writes it); the rest
-    /// (the release, its artifacts, its decision) never changes once written.
+    /// read is the version it was computed from: the environment record, the policy in force,
+    /// the certifying promotion's record (an after-the-fact review writes it) and each of the
+    /// release's artifact records (evidence attached later writes it: a failing test report
+    /// or a critical scan closes the gate at once); the rest (the release, its decision)
+    /// never changes once written. The standing reads no clock (time-bound gates are not
+    /// re-checked), so no answer goes stale by time alone.
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
         let policy = self.policy().await?;
         let env_now = self
@@ -631,10 +634,25 @@ impl<S: Store> App<S> {
             }
             None => None,
         };
+        let mut artifacts = Vec::new();
+        if let Some(cert) = env_now.as_ref().and_then(|e| e.value.certified.as_ref()) {
+            if let Some(release) = self
+                .get_hot::<ReleaseRecord>(kind::RELEASE, &cert.release)
+                .await?
+            {
+                for a in &release.value.artifacts {
+                    let record = self
+                        .get_hot::<ArtifactRecord>(kind::ARTIFACT, &a.digest.to_string())
+                        .await?;
+                    artifacts.push(record.map_or(0, |r| r.version));
+                }
+            }
+        }
         let stamp = VerdictStamp {
             environment: env_now.as_ref().map(|e| e.version),
             policy: policy.digest().to_owned(),
             promotion: promotion.as_ref().map(|p| p.version),
+            artifacts,
         };
         let key = (environment.to_owned(), digest.to_string());
         if let Some(hit) = self.cached_verdict(&key, &stamp) {

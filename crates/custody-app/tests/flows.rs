@@ -1255,3 +1255,55 @@ async fn a_digest_alone_does_not_hide_a_failing_report() {
         tests.reason
     );
 }
+
+/// The deploy gate's cached answer follows the evidence: a failing test report attached to
+/// a certified artifact closes the gate at once (the cache is stamped with the artifact
+/// records' versions), and a passing rerun opens it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_gate_follows_evidence_attached_after_certification() {
+    let s = setup_policy(&policy_text("").replace(
+        "name = \"build\"",
+        "name = \"build\"\nevidence = [\"test-results\"]",
+    ))
+    .await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let junit = |failing: bool| {
+        let case = if failing {
+            r#"<testcase name="b"><failure message="boom"/></testcase>"#
+        } else {
+            r#"<testcase name="b"/>"#
+        };
+        AttachEvidence::with_report(
+            "test-results",
+            "junit",
+            format!(r#"<testsuite name="shop"><testcase name="a"/>{case}</testsuite>"#).as_bytes(),
+        )
+    };
+    s.app
+        .attest(&actor("ci"), &d, &junit(false), None)
+        .await
+        .unwrap();
+    let r = s.release("1.0.0", &d).await;
+    let outcome = s
+        .app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    assert!(outcome.decision.decision.allowed);
+    // Asked twice: the second answer is the cached one.
+    for _ in 0..2 {
+        assert!(s.app.verify("build", &d).await.unwrap().allowed);
+    }
+    s.app
+        .attest(&actor("ci"), &d, &junit(true), None)
+        .await
+        .unwrap();
+    let v = s.app.verify("build", &d).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert!(v.reasons[0].contains("1 of 2 tests failed"), "{v:?}");
+    s.app
+        .attest(&actor("ci"), &d, &junit(false), None)
+        .await
+        .unwrap();
+    assert!(s.app.verify("build", &d).await.unwrap().allowed);
+}
