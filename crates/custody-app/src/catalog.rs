@@ -66,7 +66,9 @@ impl RegisterArtifact {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachEvidence {
-    /// Its type, e.g. `test-results`.
+    /// Its type, e.g. `test-results`. The types the policy's rules read take only their
+    /// formats (test-results: junit; vulnerability-scan: sarif, osv, grype, trivy,
+    /// cyclonedx; sbom: cyclonedx, spdx; attestation: dsse); other types take any.
     pub kind: String,
     /// Its format, e.g. `junit`.
     pub format: String,
@@ -343,6 +345,7 @@ impl<S: Store> App<S> {
             )));
         }
         crate::limits::label("evidence format", format, crate::limits::MAX_LABEL)?;
+        crate::evidence::kind_accepts(evidence_kind, format)?;
         let read = match &evidence.report {
             Some(report) => Some(self.keep_report(actor, format, file_digest, report).await?),
             None => None,

@@ -66,6 +66,27 @@ fn trusted_keys(policy: &Policy) -> Vec<PublicKey> {
 /// Parses `bytes` as a report of `format` (input over the evidence reader's bound is
 /// refused before parsing); a `dsse` envelope must verify with one of `trusted`. Every refusal is [`AppError::Invalid`], naming the line or
 /// JSON path at fault.
+/// Whether evidence of type `kind` may come in `format`. The types the policy's rules
+/// read are fixed to the formats that say what those rules read: a test report is never a
+/// vulnerability scan or an SBOM, however it is labelled. Any other (custom) type takes
+/// any format.
+pub(crate) fn kind_accepts(kind: &str, format: &str) -> AppResult<()> {
+    let formats: &[&str] = match kind {
+        "test-results" => &["junit"],
+        "vulnerability-scan" => &["sarif", "osv", "grype", "trivy", "cyclonedx"],
+        "sbom" => &["cyclonedx", "spdx"],
+        "attestation" => &["dsse"],
+        _ => return Ok(()),
+    };
+    if formats.contains(&format) {
+        return Ok(());
+    }
+    Err(AppError::invalid(format!(
+        "{kind} evidence is read from {}, not {format}: a {format} report says nothing a {kind} rule reads\nhint: record it under a type of its own (--kind NAME), or attach the {kind} report itself",
+        formats.join(", ")
+    )))
+}
+
 pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppResult<Parsed> {
     let size = bytes.len() as u64;
     if size > MAX_INPUT_BYTES {

@@ -377,6 +377,25 @@ fn malformed_reports_are_refused_naming_the_place_and_record_nothing() {
         "{}",
         stderr(&out)
     );
+    // A well-formed report under a type the rules read from other formats: a test report
+    // relabelled as a vulnerability scan or an SBOM (it would stand in for one, and the
+    // vulnerabilities gate would have nothing to read).
+    for kind in ["vulnerability-scan", "sbom"] {
+        let out = w.attest(&digest, "junit", kind, JUNIT_FAILING);
+        expect_refusal(&out, 2, &format!("{kind} evidence is read from"));
+        assert!(stderr(&out).contains("not junit"), "{}", stderr(&out));
+    }
+    let out = w.attest(
+        &digest,
+        "spdx",
+        "test-results",
+        r#"{"spdxVersion": "SPDX-2.3"}"#,
+    );
+    expect_refusal(
+        &out,
+        2,
+        "test-results evidence is read from junit, not spdx",
+    );
     assert_eq!(
         w.ledger_size(),
         before,
