@@ -351,7 +351,7 @@ pub fn describe(event: &Event) -> String {
         EventBody::TokenRevoked(t) => match &t.cascade_from {
             None => format!("{who} revoked token {} of {}", t.token, t.principal),
             Some(from) => format!(
-                "{who} revoked token {} of {} with token {from}, which it was made from",
+                "{who} revoked token {from} and with it token {} of {}, which descends from it",
                 t.token, t.principal
             ),
         },

@@ -21,7 +21,7 @@ pub(crate) const MAX_RESPONSE: usize = 1 << 30;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RemoteArgs {
     /// Talk to this custody server instead of the local data directory.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = server_url)]
     pub(crate) server: Option<String>,
     /// Act as this token's holder: an API token (cst_…), or with --server a CI job's OIDC
     /// ID token. Without one, on a data directory you act as its operator (`local:USER`).
@@ -36,6 +36,14 @@ pub(crate) struct RemoteArgs {
     /// The system's CAs are trusted too.
     #[arg(long, env = "CUSTODY_CA_CERT", value_name = "PEM")]
     pub(crate) ca_cert: Option<PathBuf>,
+}
+
+/// `--server`: not empty.
+pub(crate) fn server_url(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the server URL (--server or CUSTODY_SERVER) is empty: give one (https://custody.internal), or leave --server out and unset CUSTODY_SERVER to act on the data directory".into());
+    }
+    Ok(text.to_owned())
 }
 
 impl RemoteArgs {

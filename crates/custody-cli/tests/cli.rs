@@ -404,3 +404,28 @@ fn token_list_prints_one_line_per_token_whatever_its_description_holds() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("ci\\ntokdeadbeef"), "{out}");
 }
+
+/// An empty `--server` or `CUSTODY_SERVER` is a mistake said plainly (not an HTTP
+/// library's "builder error"), with how to act on the data directory instead.
+#[test]
+fn an_empty_server_url_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let out = run(custody()
+        .args(["verify", "--env", "production", &digest, "--server="])
+        .arg("--data-dir")
+        .arg(&data));
+    expect_refusal(
+        &out,
+        2,
+        "the server URL (--server or CUSTODY_SERVER) is empty",
+    );
+    let out = run(custody()
+        .args(["log", "entries", "--start", "0", "--end", "1"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_SERVER", " "));
+    expect_refusal(&out, 2, "unset CUSTODY_SERVER to act on the data directory");
+}

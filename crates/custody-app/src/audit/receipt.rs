@@ -406,7 +406,7 @@ fn exception(d: &DecisionRecorded, report: &mut ReceiptReport) {
     if d.break_glass.is_some() || !report.overridden.is_empty() {
         report.break_glass = Some(d.break_glass.clone().unwrap_or_default());
         report.checked.push(format!(
-            "the decision broke glass ({:?}), overriding {}: an exception to the policy, not a clean pass",
+            "the decision broke glass (\"{}\"), overriding {}: an exception to the policy, not a clean pass",
             d.break_glass.as_deref().unwrap_or(""),
             if report.overridden.is_empty() {
                 "no gate".to_owned()
@@ -421,7 +421,7 @@ fn exception(d: &DecisionRecorded, report: &mut ReceiptReport) {
 fn proves(r: &ReceiptReport) -> String {
     let how = match &r.break_glass {
         Some(reason) => format!(
-            " BY BREAK-GLASS ({reason:?}, overriding {}), an exception to the policy and not a clean pass,",
+            " BY BREAK-GLASS (\"{reason}\", overriding {}), an exception to the policy and not a clean pass,",
             if r.overridden.is_empty() {
                 "no gate".to_owned()
             } else {

@@ -26,7 +26,7 @@ pub(crate) enum Route {
 #[derive(Debug, Args)]
 pub(crate) struct HttpArgs {
     /// The server.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = crate::client::server_url)]
     server: String,
     /// A token allowed the route.
     #[arg(long, env = "CUSTODY_TOKEN", hide_env_values = true)]

@@ -152,7 +152,7 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     instance: InstanceArgs,
     /// Ask a custody server (`GET /api/v1/verify`) instead of the local data directory.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = crate::client::server_url)]
     server: Option<String>,
     /// The API token for --server (a deployer's, auditor's or viewer's).
     #[arg(

@@ -68,7 +68,7 @@ pub(crate) struct LedgerArgs {
     pub(crate) database_url: Option<String>,
     /// Read a custody server instead of the local data directory. Its checkpoint and
     /// proofs are public; its entries need --token.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = crate::client::server_url)]
     pub(crate) server: Option<String>,
     /// The token for --server, to read its entries (any role that may read the ledger).
     #[arg(

@@ -21,7 +21,7 @@ use crate::{Outcome, VerificationFailed};
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
     /// The custody server whose log to watch.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL")]
+    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = crate::client::server_url)]
     server: String,
     /// The log's public key (SPKI PEM), obtained from the operator out of band.
     #[arg(long, value_name = "PUB")]

@@ -28,6 +28,11 @@ impl Template {
     /// Parses `{claim}` placeholders; an unclosed `{`, a stray `}`, an empty or nested
     /// name is refused with what is wrong.
     pub fn parse(text: &str) -> Result<Template, String> {
+        if text.starts_with(LOCAL) {
+            return Err(format!(
+                "principal template {text:?}: {LOCAL}… names a machine's operator, which no identity provider may name"
+            ));
+        }
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = text.chars();
@@ -110,14 +115,38 @@ impl Template {
                 }
             }
         }
+        // `local:` names the operator of a data directory (custody's CLI on the machine):
+        // no identity provider speaks for it, whatever a claim says.
+        if out.starts_with(LOCAL) {
+            return Err(format!(
+                "the principal {out:?} would be a machine's operator ({LOCAL}…), which no identity provider may name"
+            ));
+        }
         out.parse::<Principal>().map_err(|e| e.to_string())
     }
 }
+
+/// The prefix of an operator's principal (`local:USER`).
+const LOCAL: &str = "local:";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn no_claim_maps_to_a_machines_operator() {
+        let t = Template::parse("{name}").unwrap();
+        let err = t.fill(&json!({"name": "local:root"})).unwrap_err();
+        assert!(err.contains("operator"), "{err}");
+        assert!(Template::parse("local:{sub}").is_err());
+        assert!(
+            Template::parse("{name}")
+                .unwrap()
+                .fill(&json!({"name": "alice"}))
+                .is_ok()
+        );
+    }
 
     #[test]
     fn a_claim_value_is_never_read_as_a_placeholder() {

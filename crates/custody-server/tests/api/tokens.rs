@@ -199,3 +199,24 @@ async fn a_token_cut_loose_from_its_maker_differs_from_the_ledger() {
         format!("token/{}", id_of(&child))
     );
 }
+
+/// A chain of tokens each made with the last ends at 32: the 33rd is refused when asked
+/// for (400, naming the limit), not made and then refused at every use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_tokens_is_refused_when_it_would_grow_too_long() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut last = server.token("vic").to_owned();
+    for _ in 1..32 {
+        last = made(&make(&server, &last, "vic", "1d").await);
+    }
+    assert_eq!(refused(&server, &last).await, None, "the 32nd works");
+    let before = server.size().await;
+    let answer = make(&server, &last, "vic", "1d").await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.error().contains("more than 32 tokens"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(server.size().await, before);
+}
