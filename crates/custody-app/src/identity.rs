@@ -567,7 +567,7 @@ pub(crate) fn not_personal(actor: &Actor) -> Option<String> {
         None => "the request names no credential".to_owned(),
     };
     Some(format!(
-        "an approval counts only from {who}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--sign-key KEY`), sign in to the dashboard with your organisation's identity provider, or create a token for yourself while signed in"
+        "an approval counts only from {who}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--sign-key KEY`), sign in to the dashboard with your organisation's identity provider, or use a token you made for yourself with a credential of your own"
     ))
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn login_page(
             p #where-tokens-come-from {
                 "Your token comes from an admin, who runs "
                 code { "custody token create --principal YOU" }
-                " (it is shown once; only its hash is kept). Signed in, you may make your own. "
+                " (it is shown once; only its hash is kept); with a token of your own you may make more. "
                 "Trying custody out? "
                 code { "custody demo" }
                 " ends by printing tokens for the demo's admin, an auditor and a viewer."

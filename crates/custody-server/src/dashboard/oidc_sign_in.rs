@@ -49,6 +49,7 @@ pub(crate) struct BeginForm {
 /// browser to the provider's authorization endpoint.
 pub(crate) async fn begin(
     State(s): State<Arc<ServerState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Form(f): Form<BeginForm>,
 ) -> Response {
@@ -58,7 +59,8 @@ pub(crate) async fn begin(
     let Some(sign_in) = s.sign_in() else {
         return not_configured(&s, &headers);
     };
-    match sign_in.begin(s.now().unix_seconds()).await {
+    let client = peer.map(|p| p.0.0.ip());
+    match sign_in.begin(s.now().unix_seconds(), client).await {
         Ok((id, url)) => {
             let mut r = Redirect::to(&url).into_response();
             let cookie = flight_cookie(&id, FLIGHT_LIFETIME, session::over_https(&headers));

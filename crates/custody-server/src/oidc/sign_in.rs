@@ -23,6 +23,7 @@
 //! the principal comes from the ID token's claims alone.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -38,6 +39,8 @@ use super::{Issuer, OidcIdentity, RuleConfig};
 pub const FLIGHT_LIFETIME: i64 = 600;
 /// Sign-ins in flight kept at most (the oldest go first when full).
 const MAX_FLIGHTS: usize = 10_000;
+/// Sign-ins in progress kept per client address (a person starts one or two at a time).
+const MAX_FLIGHTS_PER_CLIENT: usize = 16;
 /// Largest discovery document or token response read.
 const MAX_RESPONSE: usize = 256 * 1024;
 /// How long a request to the provider may take.
@@ -119,6 +122,8 @@ pub struct Flight {
     nonce: String,
     verifier: String,
     expires_at: i64,
+    /// The address that began it (none when the server does not know it).
+    client: Option<IpAddr>,
 }
 
 /// The provider as discovery described it, with its keys.
@@ -361,13 +366,18 @@ impl SignIn {
 
     /// Begins a sign-in at `now` (Unix seconds): the flight's id (for the browser's
     /// cookie) and the provider's authorization URL to send the browser to.
-    pub async fn begin(&self, now: i64) -> Result<(String, String), SignInError> {
+    pub async fn begin(
+        &self,
+        now: i64,
+        client: Option<IpAddr>,
+    ) -> Result<(String, String), SignInError> {
         let provider = self.provider().await?;
         let flight = Flight {
             state: random(),
             nonce: random(),
             verifier: random(),
             expires_at: now.saturating_add(FLIGHT_LIFETIME),
+            client,
         };
         let mut url = provider.authorization_endpoint.clone();
         url.query_pairs_mut()
@@ -379,8 +389,25 @@ impl SignIn {
             .append_pair("nonce", &flight.nonce)
             .append_pair("code_challenge", &challenge(&flight.verifier))
             .append_pair("code_challenge_method", "S256");
+        Ok((self.keep(flight, now), url.to_string()))
+    }
+
+    /// Keeps `flight` until its callback, making room if needed: the id its browser holds.
+    pub(super) fn keep(&self, flight: Flight, now: i64) -> String {
         let id = random();
+        let client = flight.client;
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        // One address keeps at most MAX_FLIGHTS_PER_CLIENT sign-ins in progress: its own
+        // oldest makes room, so a client flooding sign-ins evicts only its own.
+        if client.is_some() {
+            let mine = || flights.iter().filter(|(_, f)| f.client == client);
+            if mine().count() >= MAX_FLIGHTS_PER_CLIENT {
+                let oldest = mine().min_by_key(|(_, f)| f.expires_at).map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    flights.remove(&k);
+                }
+            }
+        }
         if flights.len() >= MAX_FLIGHTS {
             flights.retain(|_, f| f.expires_at > now);
         }
@@ -394,7 +421,7 @@ impl SignIn {
             }
         }
         flights.insert(sha256(&id), flight);
-        Ok((id, url.to_string()))
+        id
     }
 
     /// Takes the flight `id` names (it is gone after this, whatever follows), unless it

@@ -128,6 +128,7 @@ fn a_flight_is_taken_once_and_not_after_it_expires() {
         nonce: random(),
         verifier: random(),
         expires_at: NOW + FLIGHT_LIFETIME,
+        client: None,
     };
     let id = random();
     s.flights
@@ -139,6 +140,32 @@ fn a_flight_is_taken_once_and_not_after_it_expires() {
     assert!(s.take(&id, NOW).is_none(), "a second callback");
     s.flights.lock().unwrap().insert(sha256(&id), flight);
     assert!(s.take(&id, NOW + FLIGHT_LIFETIME).is_none(), "expired");
+}
+
+/// One address flooding sign-ins evicts only its own oldest: another person's sign-in in
+/// progress survives it.
+#[test]
+fn a_client_flooding_sign_ins_evicts_only_its_own() {
+    let s = sign_in();
+    let flight = |client: &str, at: i64| Flight {
+        state: random(),
+        nonce: random(),
+        verifier: random(),
+        expires_at: at + FLIGHT_LIFETIME,
+        client: Some(client.parse().unwrap()),
+    };
+    let alice = s.keep(flight("192.0.2.7", NOW), NOW);
+    let flood: Vec<String> = (0..200)
+        .map(|i| s.keep(flight("198.51.100.9", NOW + i), NOW + i))
+        .collect();
+    assert_eq!(s.flights.lock().unwrap().len(), MAX_FLIGHTS_PER_CLIENT + 1);
+    assert!(
+        s.take(&alice, NOW + 200).is_some(),
+        "alice's sign-in was evicted"
+    );
+    // The flooder keeps its newest.
+    assert!(s.take(&flood[0], NOW + 200).is_none());
+    assert!(s.take(&flood[199], NOW + 200).is_some());
 }
 
 #[test]
