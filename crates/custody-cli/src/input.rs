@@ -59,7 +59,11 @@ pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
 
 fn escaped(text: &str, keep_newlines: bool, backslashes: bool) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| {
-        let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        // Text that reorders, hides or breaks lines without being a control character:
+        // bidi controls, zero-width characters and marks, line and paragraph separators.
+        let reorders = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            | '\u{200b}'..='\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{2064}'
+            | '\u{feff}');
         (c.is_control() && !(keep_newlines && (c == '\n' || c == '\t')))
             || reorders
             || (backslashes && c == '\\')
@@ -180,6 +184,11 @@ mod tests {
         // Typed to look like an escape: shown as what was typed, not as an escape.
         assert_eq!(one_line("fine\\u{1b}[2J"), "fine\\\\u{1b}[2J");
         assert_ne!(one_line("a\\nb"), one_line("a\nb"));
+        // Invisible or line-breaking without being control characters.
+        assert_eq!(
+            printable("ok\u{2028}FAKE\u{200b}LINE\u{feff}", true),
+            "ok\\u{2028}FAKE\\u{200b}LINE\\u{feff}"
+        );
         assert!(matches!(
             printable("plain", true),
             std::borrow::Cow::Borrowed(_)
