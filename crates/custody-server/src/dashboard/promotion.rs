@@ -12,9 +12,10 @@ use custody_model::{Risk, Verdict};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::keys::key_name;
 use super::layout::{error_page, page};
 use super::session::csrf_matches;
-use super::{Need, ToReview, Viewer};
+use super::{Need, ToReview, Viewer, when};
 use crate::ServerState;
 use crate::access::{mark_caller, shown};
 
@@ -72,7 +73,15 @@ async fn render_promotion<N: Need>(
         Some((_, index)) => s.app.check_inclusion(*index).await.ok(),
         None => None,
     };
-    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice);
+    let policy = match s.app.policy().await {
+        Ok(policy) => policy,
+        Err(e) => return v.fail(e),
+    };
+    let keys = Keys {
+        policy: &policy,
+        attestor: s.app.attestor_key().key_id().to_string(),
+    };
+    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice, &keys);
     let r = (
         status,
         page(&format!("Promotion {id}"), Some(v.signed()), body),
@@ -81,12 +90,19 @@ async fn render_promotion<N: Need>(
     if status.is_success() { v.allowed(r) } else { r }
 }
 
+/// What names the keys on the page: the policy in force, and custody's attestor key id.
+struct Keys<'a> {
+    policy: &'a custody_policy::Policy,
+    attestor: String,
+}
+
 fn promotion_body(
     view: &PromotionView,
     who: &Authenticated,
     csrf: &str,
     inclusion: Option<&custody_app::InclusionCheck>,
     notice: Notice<'_>,
+    keys: &Keys<'_>,
 ) -> Markup {
     let p = &view.promotion;
     let review_due = p
@@ -108,7 +124,7 @@ fn promotion_body(
     html! {
         h1 { (p.release) " → " (p.environment) }
         p {
-            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (p.requested_at)
+            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (when(p.requested_at))
             ". Status: " strong #status class={ "pill " (status_class) } { (p.status) }
         }
         @if let Some(n) = notice.error { p.error #notice { (n) } }
@@ -132,7 +148,7 @@ fn promotion_body(
                 }
             }
             p {
-                "Decision " code { (d.id) } " at " (d.at) " under policy " code { (d.decision.policy_digest) }
+                "Decision " code { (d.id) } " at " (when(d.at)) " under policy " code { (d.decision.policy_digest) }
                 ", input " code { (d.decision.input_digest) } "."
             }
             h2 { "Ledger" }
@@ -148,9 +164,15 @@ fn promotion_body(
             }
             h2 { "Verification summary (SLSA VSA)" }
             p {
-                "Signed by custody's attestor"
-                @for sig in &d.vsa.signatures {
-                    " · key " code { (sig.keyid.as_deref().unwrap_or("?")) }
+                "Signed by "
+                @for (i, sig) in d.vsa.signatures.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    @let id = sig.keyid.as_deref().unwrap_or("");
+                    @if id == keys.attestor {
+                        span.key data-key-id=(id) title={ "key id " (id) } { strong { "custody attestor" } " (custody's own VSA signing key)" }
+                    } @else {
+                        (key_name(keys.policy, id))
+                    }
                 }
                 ", payload type " code { (d.vsa.payload_type) } "."
             }
@@ -163,9 +185,9 @@ fn promotion_body(
                     tr {
                         td { (r.by) }
                         td { (format!("{:?}", r.verdict).to_lowercase()) @if r.supersedes.is_some() { " (changes an earlier review)" } }
-                        td { (r.at) }
+                        td { (when(r.at)) }
                         td { (format!("{:?}", r.risk).to_lowercase()) }
-                        td { (r.expires_at) }
+                        td { (when(r.expires_at)) }
                         td.rationale {
                             @if r.confidential && r.rationale == REDACTED { em { (REDACTED) } }
                             @else { (r.rationale) @if r.confidential { " " em { "(confidential)" } } }
@@ -194,9 +216,12 @@ fn promotion_body(
             tr { th { "key id (as signed)" } th { "verifies with" } }
             @for sig in &view.signatures {
                 tr {
-                    td { code { (sig.keyid.as_deref().unwrap_or("(none)")) } }
+                    td { @match sig.keyid.as_deref() {
+                        Some(id) => code title=(id) { (id.get(..12).unwrap_or(id)) "…" },
+                        None => "(none)",
+                    } }
                     @match &sig.verified_by {
-                        Some((alg, key)) => td.pass { (alg) " key " code { (key) } },
+                        Some((alg, key)) => td.pass { "✓ " (key_name(keys.policy, key)) ", " (alg) },
                         None => td.fail { "no trusted release key" },
                     }
                 }
