@@ -59,8 +59,8 @@ fn written(value: f64, decimals: usize) -> String {
 }
 
 /// Bars per day for each series, drawn to a common scale. Each bar carries its value
-/// (`data-value`, with the axis's decimals) for tests, in its tooltip and, when not zero,
-/// written above it.
+/// (`data-value`, with the axis's decimals) for tests, in its tooltip and, when not zero
+/// as written, above it.
 pub(crate) fn bar_chart(
     id: &str,
     label: &str,
@@ -85,6 +85,7 @@ pub(crate) fn bar_chart(
     } else {
         axis.decimals.max(1)
     };
+    let zero = written(0.0, axis.decimals);
     html! {
         p.legend {
             @for (name, color, _) in series {
@@ -119,7 +120,8 @@ pub(crate) fn bar_chart(
                         fill=(color) data-day=(day) data-series=(name) data-value=(shown) {
                         title { (day) ": " (shown) (axis.unit) " " (name) }
                     }
-                    @if value > 0.0 {
+                    // Written when it is not zero as written (0.004 h is "0.0": no label).
+                    @if shown != zero {
                         // Upright, just above the bar: a bar is too narrow for the text
                         // across it.
                         @let (tx, ty) = (x + BAR / 2.0 + 3.0, y(value) - 3.0);
@@ -156,7 +158,7 @@ mod tests {
     #[test]
     fn a_chart_titles_both_axes_and_writes_each_nonzero_value() {
         let days = ["2026-11-29".to_owned(), "2026-11-30".to_owned()];
-        let series = [("requested", "#4a6fa5", vec![3.0, 0.0])];
+        let series = [("requested", "#4a6fa5", vec![3.0, 0.2])];
         let axis = Axis {
             title: "promotions per day",
             unit: "",
@@ -170,6 +172,7 @@ mod tests {
         for t in ["0", "1", "2", "3"] {
             assert!(svg.contains(&format!(">{t}</text>")), "tick {t}: {svg}");
         }
+        // 0.2 is 0 as a count: no label.
         assert_eq!(svg.matches("class=\"value\"").count(), 1, "{svg}");
         assert!(svg.contains("<title>2026-11-29: 3 requested</title>"));
     }

@@ -79,7 +79,7 @@ async fn render_promotion<N: Need>(
     };
     let keys = Keys {
         policy: &policy,
-        attestor: s.app.attestor_key().key_id().to_string(),
+        attestor: s.app.attestor_key(),
     };
     let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice, &keys);
     let r = (
@@ -90,10 +90,10 @@ async fn render_promotion<N: Need>(
     if status.is_success() { v.allowed(r) } else { r }
 }
 
-/// What names the keys on the page: the policy in force, and custody's attestor key id.
+/// What names the keys on the page: the policy in force, and custody's attestor key.
 struct Keys<'a> {
     policy: &'a custody_policy::Policy,
-    attestor: String,
+    attestor: custody_crypto::PublicKey,
 }
 
 fn promotion_body(
@@ -163,16 +163,14 @@ fn promotion_body(
                 None => p.fail { "the inclusion proof could not be read" },
             }
             h2 { "Verification summary (SLSA VSA)" }
-            p {
-                "Signed by "
-                @for (i, sig) in d.vsa.signatures.iter().enumerate() {
-                    @if i > 0 { ", " }
-                    @let id = sig.keyid.as_deref().unwrap_or("");
-                    @if id == keys.attestor {
-                        span.key data-key-id=(id) title={ "key id " (id) } { strong { "custody attestor" } " (custody's own VSA signing key)" }
-                    } @else {
-                        (key_name(keys.policy, id))
-                    }
+            p #vsa {
+                @match vsa_result(&d.vsa, &keys.attestor) {
+                    Some(result) => {
+                        strong #vsa-result class={ "pill " (if result == "PASSED" { "v-passed" } else { "v-rejected" }) } { (result) }
+                        " · ✓ signed by "
+                        span.key title={ "key id " (keys.attestor.key_id()) } { strong { "custody attestor" } " (custody's own VSA signing key)" }
+                    },
+                    None => span.fail { "✗ does not verify with this custody's attestor key" },
                 }
                 ", payload type " code { (d.vsa.payload_type) } "."
             }
@@ -301,6 +299,19 @@ pub(crate) async fn review(
         }
         Err(e) => Err(v.fail(e)),
     }
+}
+
+/// The VSA's `verificationResult` (`PASSED`, `FAILED`), read once its signature verifies
+/// with custody's attestor key (checked here, not taken from the signature's key id
+/// hint); `None` if it does not verify.
+fn vsa_result(
+    vsa: &custody_crypto::dsse::Envelope,
+    attestor: &custody_crypto::PublicKey,
+) -> Option<String> {
+    let verified = custody_crypto::dsse::verify(vsa, std::slice::from_ref(attestor), 1).ok()?;
+    let statement: serde_json::Value = serde_json::from_slice(verified.payload()).ok()?;
+    let result = statement["predicate"]["verificationResult"].as_str();
+    Some(result.unwrap_or("(no result)").to_owned())
 }
 
 /// The colour class of a gate's verdict: passed green, waiting amber, failed red.
