@@ -441,7 +441,7 @@ async fn time_pages(
             let response = client
                 .get(format!("{base}{path}"))
                 .header("cookie", format!("custody_token={token}"))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .send()
                 .await?;
             let status = response.status();
