@@ -252,6 +252,12 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
             .await
             .contains("https://git.acme.example/acme/")
     );
+    // Build parameters one `name = value` a line, not raw JSON.
+    let parameters = text(&c, "#build td.parameters").await;
+    assert!(
+        parameters.contains(" = ") && !parameters.contains('{'),
+        "{parameters}"
+    );
     assert!(
         text(&c, "#certified-in")
             .await
@@ -308,6 +314,9 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     c.goto(&format!("{base}/ledger")).await.unwrap();
     assert!(text(&c, "#consistency").await.contains("provably extends"));
     screenshot(&c, "ledger").await;
+    c.goto(&format!("{base}/policy")).await.unwrap();
+    assert!(text(&c, "#governance").await.contains("security"));
+    screenshot(&c, "policy").await;
     c.goto(&format!("{base}/alerts")).await.unwrap();
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.

@@ -13,6 +13,7 @@ use super::chart::{Axis, bar_chart};
 use super::history::described;
 use super::keys::key_name;
 use super::layout::error_page;
+use super::promotion::build_parameters;
 use super::{ToAudit, Viewer, when};
 use crate::ServerState;
 
@@ -78,7 +79,7 @@ pub(crate) async fn lineage(
             Some(p) => table #build {
                 tr { th { "source" } td { (p.source_repo) " @ " code { (p.source_commit) } } }
                 tr { th { "builder" } td { (p.builder_id) } }
-                tr { th { "parameters" } td { code { (p.parameters) } } }
+                tr { th { "parameters" } td.parameters { (build_parameters(&p.parameters)) } }
                 tr { th { "provenance signed by" } td { (key_name(&policy, &p.signing_key)) } }
             },
             None => p.fail { "no verified provenance" },

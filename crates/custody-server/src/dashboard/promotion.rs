@@ -235,7 +235,7 @@ fn promotion_body(
                         Some(pv) => {
                             td { (pv.builder_id) }
                             td { (pv.source_repo) br; code { (pv.source_commit) } }
-                            td { code { (pv.parameters) } }
+                            td { (build_parameters(&pv.parameters)) }
                         },
                         None => td.fail colspan="3" { "no verified provenance" },
                     }
@@ -314,11 +314,64 @@ fn vsa_result(
     Some(result.unwrap_or("(no result)").to_owned())
 }
 
+/// A build's parameters as people read them: one `name = value` a line, nested objects
+/// flattened to dotted names (`parameters.profile = release`), a string without its
+/// quotes, anything else as compact JSON.
+pub(crate) fn build_parameters(parameters: &serde_json::Value) -> Markup {
+    let mut lines = Vec::new();
+    flatten("", parameters, 0, &mut lines);
+    html! {
+        @if lines.is_empty() { span.none { "none" } } @else {
+            ul.parameters {
+                @for (name, value) in &lines { li { code { (name) } " = " code { (value) } } }
+            }
+        }
+    }
+}
+
+/// Nesting flattened at most; deeper values are shown as JSON.
+const FLATTENED_DEPTH: usize = 4;
+
+fn flatten(prefix: &str, value: &serde_json::Value, depth: usize, out: &mut Vec<(String, String)>) {
+    match (value, value.as_object()) {
+        (_, Some(map)) if depth < FLATTENED_DEPTH && (depth == 0 || !map.is_empty()) => {
+            for (name, v) in map {
+                let name = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten(&name, v, depth + 1, out);
+            }
+        }
+        (serde_json::Value::String(s), _) => out.push((prefix.to_owned(), s.clone())),
+        _ => out.push((prefix.to_owned(), value.to_string())),
+    }
+}
+
 /// The colour class of a gate's verdict: passed green, waiting amber, failed red.
 fn verdict_class(status: custody_policy::Status) -> &'static str {
     match status {
         custody_policy::Status::Pass => "v-passed",
         custody_policy::Status::Fail => "v-rejected",
         _ => "v-waiting",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_read_as_dotted_names() {
+        let p = serde_json::json!({"parameters": {"profile": "release"}, "n": 2, "e": {}});
+        let mut lines = Vec::new();
+        super::flatten("", &p, 0, &mut lines);
+        let lines: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [("e", "{}"), ("n", "2"), ("parameters.profile", "release")]
+        );
     }
 }
