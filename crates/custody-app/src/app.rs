@@ -61,6 +61,9 @@ pub struct App<S: Store> {
     /// release or builder key).
     pub(crate) attestor: Box<dyn Signer>,
     policy: Mutex<Option<(String, Arc<Policy>)>>,
+    /// Policy versions compiled by digest (a version never changes), at most
+    /// [`VERSIONS_KEPT`]: the board reads the version each certification was decided under.
+    versions: Mutex<std::collections::HashMap<String, Arc<Policy>>>,
     verdicts:
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
     /// The hot records, for a server that runs [`App::follow_ledger`].
@@ -93,6 +96,9 @@ pub(crate) struct VerdictStamp {
     pub(crate) artifacts: Vec<u64>,
 }
 
+/// Compiled policy versions kept at most (the cache is cleared when it fills).
+const VERSIONS_KEPT: usize = 16;
+
 /// Verdicts kept at most (the cache is cleared when it fills).
 const VERDICTS_KEPT: usize = 10_000;
 
@@ -115,6 +121,7 @@ impl<S: Store> App<S> {
             store,
             attestor,
             policy: Mutex::new(None),
+            versions: Mutex::new(std::collections::HashMap::new()),
             verdicts: Mutex::new(std::collections::HashMap::new()),
             state_cache: StateCache::new(),
             projection: crate::projection::Guard::new(),
@@ -247,15 +254,34 @@ impl<S: Store> App<S> {
             .map(|(_, p)| p.clone())
     }
 
-    /// A policy version by digest (for replaying old decisions).
-    pub(crate) async fn policy_version(&self, digest: &str) -> AppResult<Policy> {
+    /// A policy version by digest (for replaying old decisions, and for what a decision
+    /// required when it was made), compiled once and kept (see [`VERSIONS_KEPT`]).
+    pub(crate) async fn policy_version(&self, digest: &str) -> AppResult<Arc<Policy>> {
+        if let Some(policy) = self.cached_policy(digest) {
+            return Ok(policy);
+        }
+        if let Some(policy) = self
+            .versions
+            .lock()
+            .ok()
+            .and_then(|v| v.get(digest).cloned())
+        {
+            return Ok(policy);
+        }
         let record: Versioned<PolicyRecord> = self
             .get_checked(kind::POLICY_VERSION, digest)
             .await?
             .ok_or_else(|| {
                 AppError::not_found(format!("policy version {digest} is not recorded"))
             })?;
-        Ok(custody_policy::compile_recorded(&record.value.bundle)?)
+        let policy = Arc::new(custody_policy::compile_recorded(&record.value.bundle)?);
+        if let Ok(mut versions) = self.versions.lock() {
+            if versions.len() >= VERSIONS_KEPT {
+                versions.clear();
+            }
+            versions.insert(digest.to_owned(), policy.clone());
+        }
+        Ok(policy)
     }
 
     pub(crate) async fn append(

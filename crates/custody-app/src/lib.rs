@@ -30,6 +30,7 @@ mod evidence;
 mod governance;
 mod history;
 mod identity;
+mod keys;
 pub mod limits;
 mod log;
 mod projection;
@@ -64,6 +65,7 @@ pub use governance::{
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
+pub use keys::{POLICY_VERSIONS_SCANNED, Since, TrustedKey};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
 pub use projection::{StateCheck, StateDifference, check_state};
 pub use promotion::{Promote, PromotionOutcome, REDACTED, Review, Superseded};

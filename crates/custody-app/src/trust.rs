@@ -3,9 +3,12 @@
 //! tooling last reported running there (and whether any of it was never certified), and
 //! the latest rejections and rollbacks.
 //!
-//! Every part is a bounded read, whatever the size of the history: one decision record,
-//! and three index searches of a few entries each (newest first), so the board stays as
-//! cheap at 100,000 promotions as at ten.
+//! Every part is a bounded read, whatever the size of the history: one decision record
+//! (and the policy version it was made under, compiled once and kept), and three index
+//! searches of a few entries each (newest first), so the board stays as cheap at 100,000
+//! promotions as at ten.
+
+use std::sync::Arc;
 
 use custody_model::{Digest, Timestamp};
 use custody_policy::{Gate, GateResult, Policy, Status};
@@ -34,8 +37,8 @@ pub struct Standing {
     pub signatures: usize,
     /// Every gate of the decision, in evaluation order.
     pub gates: Vec<GateResult>,
-    /// Distinct approvals that counted, and the quorum the environment needs now (`None`
-    /// when it needs none).
+    /// Distinct approvals that counted, and the quorum the environment needed under the
+    /// policy version the decision was made under (`None` when it needed none).
     pub approvals: (usize, Option<u32>),
     /// Whether it entered by break-glass.
     pub break_glass: bool,
@@ -124,7 +127,7 @@ impl<S: Store> App<S> {
     /// The certified release's standing, read from the decision that certified it.
     pub(crate) async fn certified_standing(
         &self,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         environment: &str,
         certified: &Certification,
     ) -> AppResult<Option<Standing>> {
@@ -153,7 +156,15 @@ impl<S: Store> App<S> {
             .collect();
         counted.sort_unstable();
         counted.dedup();
-        let quorum = policy
+        // The quorum of the policy version the decision was made under: a later change of
+        // the rule does not rewrite how many approvals let this release in. (A version the
+        // store cannot produce is no reason to fail the board: the rule in force stands in.)
+        let decided_under = match self.policy_version(&d.decision.policy_digest).await {
+            Ok(version) => version,
+            Err(e) if e.fault() == crate::Fault::NotFound => policy.clone(),
+            Err(e) => return Err(e),
+        };
+        let quorum = decided_under
             .environment(environment)
             .and_then(|e| e.approvals.as_ref())
             .map(|a| a.quorum);

@@ -1307,3 +1307,70 @@ async fn the_deploy_gate_follows_evidence_attached_after_certification() {
         .unwrap();
     assert!(s.app.verify("build", &d).await.unwrap().allowed);
 }
+
+/// A certified card's "N of M" counts against the quorum of the policy version its
+/// decision was made under: raising the quorum afterwards does not make the release look
+/// short of approvals, nor lowering it, over-approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certified_card_keeps_the_quorum_it_was_decided_under() {
+    let quorum = |n: u32| format!("approvals = {{ quorum = {n}, roles = [\"approver\"] }}");
+    let s = setup(&quorum(1)).await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let waiting = s
+        .app
+        .promote_to(&actor("rita"), &r, "prod", None)
+        .await
+        .unwrap();
+    let review = custody_app::Review {
+        rationale: "looked at the diff".into(),
+        risk: custody_app::records::Risk::Low,
+        confidential: false,
+        statement: None,
+    };
+    let approved = s
+        .app
+        .review(
+            &actor("alice"),
+            &waiting.promotion.id,
+            custody_app::records::Verdict::Approve,
+            &review,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        approved.promotion.status,
+        custody_model::PromotionStatus::Certified
+    );
+    let approvals = |board: Vec<custody_app::BoardColumn>| {
+        let prod = board.into_iter().find(|c| c.environment == "prod").unwrap();
+        prod.standing.unwrap().approvals
+    };
+    assert_eq!(approvals(s.app.board().await.unwrap()), (1, Some(1)));
+    for later in [2, 1, 2] {
+        s.app
+            .apply(
+                &operator(),
+                bundle(
+                    &policy_text(&quorum(later)),
+                    &s.builder,
+                    Some(&s.release_key),
+                ),
+            )
+            .await
+            .unwrap();
+        let now = s.app.policy().await.unwrap();
+        let rule = now.environment("prod").unwrap().approvals.as_ref().unwrap();
+        assert_eq!(rule.quorum, later);
+        assert_eq!(
+            approvals(s.app.board().await.unwrap()),
+            (1, Some(1)),
+            "after the quorum became {later}"
+        );
+    }
+}

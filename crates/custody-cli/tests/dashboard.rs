@@ -90,7 +90,16 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     let gates = text(&c, "#gates").await;
     assert!(gates.contains("approvals waiting"), "{gates}");
     assert!(gates.contains("release-signature pass"), "{gates}");
-    assert!(text(&c, "#signatures").await.contains("ecdsa-p256 key"));
+    // The release's signature verifies with the release signer, shown by name.
+    let signatures = text(&c, "#signatures").await;
+    assert!(
+        signatures.contains("✓ release signer (release signer, held by rita), ecdsa-p256"),
+        "{signatures}"
+    );
+    // Pending: the decision so far did not pass, and the VSA custody signed says so.
+    let vsa = text(&c, "#vsa").await;
+    assert!(vsa.contains("✓ signed by custody attestor"), "{vsa}");
+    assert_eq!(text(&c, "#vsa-result").await, "FAILED");
     assert!(
         text(&c, "#inclusion")
             .await
@@ -122,6 +131,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
         panic!("the approval was refused: {}", notice.text().await.unwrap());
     }
     assert_eq!(text(&c, "#status").await, "certified");
+    assert_eq!(text(&c, "#vsa-result").await, "PASSED");
     assert!(
         text(&c, "#reviews")
             .await
@@ -242,6 +252,12 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
             .await
             .contains("https://git.acme.example/acme/")
     );
+    // Build parameters one `name = value` a line, not raw JSON.
+    let parameters = text(&c, "#build td.parameters").await;
+    assert!(
+        parameters.contains(" = ") && !parameters.contains('{'),
+        "{parameters}"
+    );
     assert!(
         text(&c, "#certified-in")
             .await
@@ -250,13 +266,47 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     assert!(text(&c, "#releases").await.contains("created shop@1.2.0"));
     screenshot(&c, "artifact-lineage").await;
     // Keys, the access review and the ledger, proven consistent.
+    // Keys by name: what each is for, who holds it, its file, since when; hex on hover.
     c.goto(&format!("{base}/keys")).await.unwrap();
-    assert!(text(&c, "#release-keys").await.contains("ecdsa-p256"));
+    let release = text(&c, "#release-keys").await;
+    for shown in [
+        "release signer",
+        "rita",
+        "keys/release-signer.pub",
+        "ecdsa-p256",
+    ] {
+        assert!(release.contains(shown), "{shown}: {release}");
+    }
+    let builders = text(&c, "#builders").await;
     assert!(
-        text(&c, "#builders")
-            .await
-            .contains("https://ci.acme.example/builder/v1")
+        builders.contains("https://ci.acme.example/builder/v1")
+            && builders.contains("keys/builder.pub"),
+        "{builders}"
     );
+    let people = text(&c, "#person-keys").await;
+    assert!(
+        people.contains("alice") && people.contains("keys/alice.pub"),
+        "{people}"
+    );
+    assert!(text(&c, "#own-keys").await.contains("custody attestor"));
+    // Trusted since the demo put its policy in force: a time to the second, and an age.
+    let since = text(&c, "#release-keys tr[data-key-id] td:nth-child(5)").await;
+    let (at, age) = since.split_once(' ').unwrap();
+    assert!(
+        at.parse::<custody_model::Timestamp>().is_ok() && at.len() == 20,
+        "{since}"
+    );
+    assert!(age.starts_with('(') && age.ends_with(')'), "{since}");
+    // No 64-digit id on the page's face: twelve digits, the rest on hover.
+    let id_cell = c
+        .find(Locator::Css(
+            "#release-keys tr[data-key-id] td:last-child code",
+        ))
+        .await
+        .unwrap();
+    let full = id_cell.attr("title").await.unwrap().unwrap();
+    assert_eq!(full.len(), 64);
+    assert_eq!(id_cell.text().await.unwrap(), format!("{}…", &full[..12]));
     screenshot(&c, "keys").await;
     c.goto(&format!("{base}/access")).await.unwrap();
     assert!(text(&c, "#access").await.contains("approver"));
@@ -264,6 +314,9 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     c.goto(&format!("{base}/ledger")).await.unwrap();
     assert!(text(&c, "#consistency").await.contains("provably extends"));
     screenshot(&c, "ledger").await;
+    c.goto(&format!("{base}/policy")).await.unwrap();
+    assert!(text(&c, "#governance").await.contains("security"));
+    screenshot(&c, "policy").await;
     c.goto(&format!("{base}/alerts")).await.unwrap();
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.
@@ -340,6 +393,49 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
         checked += 1;
     }
     assert!(checked > 0 && per_day.values().any(|(sum, _)| *sum > 0));
+    // Each chart titles its axes with their units, has round ticks from 0, and writes each
+    // bar's value that is not zero above it.
+    for (chart, y_title, bars) in [
+        ("delivery", "promotions per day", bars("delivery").await),
+        ("latency", "mean hours from request", latency),
+    ] {
+        let mut titles = Vec::new();
+        for t in c
+            .find_all(Locator::Css(&format!("#{chart} .axis-title")))
+            .await
+            .unwrap()
+        {
+            titles.push(t.text().await.unwrap());
+        }
+        assert_eq!(titles, [y_title, "day (UTC, month-day)"], "{chart}");
+        let ticks = c
+            .find_all(Locator::Css(&format!("#{chart} .y-axis text")))
+            .await
+            .unwrap();
+        assert!(ticks.len() >= 3, "{chart}: {} ticks", ticks.len());
+        let zero: f64 = ticks[0].text().await.unwrap().parse().unwrap();
+        assert_eq!(zero, 0.0, "{chart}: the y axis starts at 0");
+        let mut written = Vec::new();
+        for label in c
+            .find_all(Locator::Css(&format!("#{chart} text.value")))
+            .await
+            .unwrap()
+        {
+            let series = label.attr("data-series").await.unwrap().unwrap();
+            let day = label.attr("data-day").await.unwrap().unwrap();
+            written.push((series, day, label.text().await.unwrap()));
+        }
+        let nonzero: Vec<_> = bars
+            .iter()
+            .filter(|(_, _, v)| *v > 0.0)
+            .map(|(series, day, v)| {
+                let decimals = if chart == "latency" { 1 } else { 0 };
+                (series.clone(), day.clone(), format!("{v:.decimals$}"))
+            })
+            .collect();
+        assert!(!nonzero.is_empty(), "{chart}");
+        assert_eq!(written, nonzero, "{chart}");
+    }
     screenshot(&c, "charts").await;
     sign_out(&c).await;
     // The access review is the auditors': a viewer is refused, and told why.

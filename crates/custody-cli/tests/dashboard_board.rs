@@ -32,7 +32,20 @@ async fn the_board_shows_running_against_certified_with_badges_and_marks_drift()
     let staging = "section[data-env=staging]";
     assert_eq!(text(&c, &format!("{staging} .release")).await, "shop@1.2.0");
     let signature = text(&c, &format!("{staging} [data-badge=signature]")).await;
-    assert_eq!(signature, "✓ signed");
+    // The signing key by the name and holder the demo's policy gives it, its id on hover.
+    assert_eq!(signature, "✓ signed: release signer");
+    let signature_title = c
+        .find(Locator::Css(&format!("{staging} [data-badge=signature]")))
+        .await
+        .unwrap()
+        .attr("title")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        signature_title.contains("release signer (release signer, held by rita; key id "),
+        "{signature_title}"
+    );
     let provenance = c
         .find(Locator::Css(&format!("{staging} [data-badge=provenance]")))
         .await
@@ -82,6 +95,10 @@ async fn the_board_shows_running_against_certified_with_badges_and_marks_drift()
         .parse()
         .unwrap();
     assert!(count > 0);
+    // The footer's time is to the second, like every time people read.
+    let as_of = text(&c, "#as-of time").await;
+    assert_eq!(as_of.len(), "2026-11-30T08:00:00Z".len(), "{as_of}");
+    assert!(as_of.parse::<custody_model::Timestamp>().is_ok(), "{as_of}");
     screenshot(&c, "board-1400x900").await;
 
     // Argo reports a digest in staging that was never certified there: drift, in red.

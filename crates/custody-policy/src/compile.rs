@@ -24,8 +24,8 @@ use crate::compile_env::{
 };
 use crate::duration::Span;
 use crate::governance::{GovernanceDoc, PersonKeyDoc, compile_governance, compile_person_keys};
-use crate::policy::{Approvals, Builder, Environment, Policy};
-use crate::repo::RepoPattern;
+use crate::keys::{BuilderDoc, KeyDoc, compile_signing_keys, name_person_keys};
+use crate::policy::{Approvals, Environment, Policy};
 use crate::roles::{Role, RolesDoc, compile_roles, names, roles_here};
 
 /// The file that declares the pipeline.
@@ -119,20 +119,6 @@ struct NamingDoc {
     release: Option<Spanned<String>>,
     #[serde(default)]
     semver: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyDoc {
-    path: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BuilderDoc {
-    id: Spanned<String>,
-    key: Spanned<String>,
-    source_repos: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -332,67 +318,18 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
             .ok()
     };
 
-    let mut release_keys = BTreeMap::new();
-    let mut release_key_paths = BTreeMap::new();
-    for k in &doc.release_keys {
-        if let Some(key) = load_key(&k.path, &mut errors) {
-            release_key_paths.insert(k.path.get_ref().clone(), key.key_id().to_string());
-            release_keys.insert(key.key_id().to_string(), key);
-        }
-    }
-    let mut builders = Vec::new();
-    for b in &doc.builders {
-        if b.source_repos.get_ref().is_empty() {
-            errors.at(
-                b.source_repos.span(),
-                format!(
-                    "builder {:?} lists no source repositories it may build",
-                    b.id.get_ref()
-                ),
-            );
-        }
-        let mut patterns = Vec::new();
-        for repo in b.source_repos.get_ref() {
-            match RepoPattern::parse(repo.get_ref()) {
-                Ok(p) => patterns.push(p),
-                Err(e) => errors.at(
-                    repo.span(),
-                    format!("source repository pattern {:?} {e}", repo.get_ref()),
-                ),
-            }
-        }
-        if let Some(key) = load_key(&b.key, &mut errors) {
-            if release_keys.contains_key(&key.key_id().to_string()) {
-                errors.at(
-                    b.key.span(),
-                    "a builder key may not also be a release key (separation of signing duties)",
-                );
-            }
-            builders.push(Builder {
-                id: b.id.get_ref().clone(),
-                key_id: key.key_id().to_string(),
-                key,
-                source_repos: b
-                    .source_repos
-                    .get_ref()
-                    .iter()
-                    .map(|r| r.get_ref().clone())
-                    .collect(),
-                patterns,
-            });
-        }
-    }
-
+    let signing = compile_signing_keys(&doc.release_keys, &doc.builders, &load_key, &mut errors);
     let governance = compile_governance(doc.governance.as_ref(), &grants, &mut errors);
-    let signing_keys: BTreeSet<String> = release_keys
-        .keys()
-        .cloned()
-        .chain(builders.iter().map(|b| b.key_id.clone()))
-        .collect();
+    // Each personal key's file, for its name.
+    let mut person_files = BTreeMap::new();
     let person_keys = compile_person_keys(
         &doc.person_keys,
-        &mut |path, errors| load_key(path, errors),
-        &signing_keys,
+        &mut |path, errors| {
+            let key = load_key(path, errors)?;
+            person_files.insert(key.key_id().to_string(), path.get_ref().clone());
+            Some(key)
+        },
+        &signing.ids(),
         &mut errors,
     );
 
@@ -513,7 +450,7 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
             paths
                 .get_ref()
                 .iter()
-                .filter_map(|path| match release_key_paths.get(path) {
+                .filter_map(|path| match signing.release_key_paths.get(path) {
                     Some(id) => Some(id.clone()),
                     None => {
                         errors.at(
@@ -585,8 +522,9 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
         semver,
         grants,
         legacy_grants,
-        release_keys,
-        builders,
+        named_keys: [signing.named, name_person_keys(&person_keys, &person_files)].concat(),
+        release_keys: signing.release_keys,
+        builders: signing.builders,
         environments,
         governance,
         person_keys,

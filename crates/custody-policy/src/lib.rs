@@ -78,6 +78,7 @@ mod duration;
 mod evaluate;
 mod facts;
 mod governance;
+mod keys;
 mod policy;
 mod repo;
 mod report;
@@ -97,6 +98,7 @@ pub use facts::{
     ProvenanceFacts, ReleaseFacts, WaivedFinding,
 };
 pub use governance::{Governance, PersonKey};
+pub use keys::{KeyPurpose, NamedKey};
 pub use policy::{Approvals, Builder, Environment, Freeze, Policy};
 pub use repo::{RepoPattern, RepoUrl, RepoUrlError};
 pub use report::{

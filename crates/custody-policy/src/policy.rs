@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::duration::Span;
 use crate::governance::{Governance, PersonKey};
+use crate::keys::NamedKey;
 use crate::repo::{RepoPattern, RepoUrl};
 use crate::roles::{Grant, Role};
 
@@ -29,6 +30,8 @@ pub struct Policy {
     pub(crate) governance: Governance,
     /// Keys people enrolled to sign their approvals with.
     pub(crate) person_keys: Vec<PersonKey>,
+    /// Every trusted key by name: release keys, builders, personal keys, as declared.
+    pub(crate) named_keys: Vec<NamedKey>,
 }
 
 /// A trusted builder.
@@ -131,6 +134,17 @@ impl Policy {
     /// Every trusted release key.
     pub fn release_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.release_keys.values()
+    }
+
+    /// Every key the policy trusts, by name (what it is for, what the policy calls it, who
+    /// holds it, its file): release keys, builders, then personal keys, as declared.
+    pub fn named_keys(&self) -> &[NamedKey] {
+        &self.named_keys
+    }
+
+    /// A trusted key by key id, by name.
+    pub fn named_key(&self, key_id: &str) -> Option<&NamedKey> {
+        self.named_keys.iter().find(|k| k.key_id == key_id)
     }
 
     /// The trusted builders.

@@ -1,5 +1,5 @@
-//! The pages an auditor reads: alerts, an artifact's lineage, the keys custody trusts, the
-//! access review, the ledger proven consistent, and the delivery charts.
+//! The pages an auditor reads: alerts, an artifact's lineage, the access review, the ledger
+//! proven consistent, and the delivery charts (the keys are in keys.rs).
 
 use std::sync::Arc;
 
@@ -9,9 +9,12 @@ use axum::response::Response;
 use custody_model::Digest;
 use maud::html;
 
+use super::chart::{Axis, bar_chart};
 use super::history::described;
-use super::layout::{bar_chart, error_page};
-use super::{ToAudit, Viewer};
+use super::keys::key_name;
+use super::layout::error_page;
+use super::promotion::build_parameters;
+use super::{ToAudit, Viewer, when};
 use crate::ServerState;
 
 /// `GET /alerts`: the latest alerts, and every delivery not yet made with why.
@@ -28,7 +31,7 @@ pub(crate) async fn alerts(
                 tr { th { "at" } th { "severity" } th { "rule" } th { "what" } }
                 @for (a, at) in &raised {
                     tr data-rule=(a.rule) {
-                        td { (at) }
+                        td { (when(*at)) }
                         td class=(if a.severity == "critical" { "fail" } else { "warn" }) { (a.severity) }
                         td { (a.rule) }
                         td { (a.text) }
@@ -45,7 +48,7 @@ pub(crate) async fn alerts(
                         td { (d.alert.text) }
                         td { (d.webhook) }
                         td { (d.attempts) }
-                        td { (d.next_at) }
+                        td { (when(d.next_at)) }
                         td.fail { (d.last_error.as_deref().unwrap_or("")) }
                     }
                 }
@@ -66,29 +69,30 @@ pub(crate) async fn lineage(
         .parse()
         .map_err(|e| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &format!("{e}")))?;
     let l = s.app.lineage(&digest).await.map_err(|e| v.fail(e))?;
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     let a = &l.artifact;
     let body = html! {
         h1 { (a.name) }
-        p { code { (a.digest) } " registered by " (a.registered_by) " at " (a.registered_at) }
+        p { code { (a.digest) } " registered by " (a.registered_by) " at " (when(a.registered_at)) }
         h2 { "Built from" }
         @match &a.provenance_facts {
             Some(p) => table #build {
                 tr { th { "source" } td { (p.source_repo) " @ " code { (p.source_commit) } } }
                 tr { th { "builder" } td { (p.builder_id) } }
-                tr { th { "parameters" } td { code { (p.parameters) } } }
-                tr { th { "provenance signed by" } td { code { (p.signing_key) } } }
+                tr { th { "parameters" } td.parameters { (build_parameters(&p.parameters)) } }
+                tr { th { "provenance signed by" } td { (key_name(&policy, &p.signing_key)) } }
             },
             None => p.fail { "no verified provenance" },
         }
         @if !a.evidence.is_empty() {
             h2 { "Evidence" }
-            ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (e.at) } } }
+            ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (when(e.at)) } } }
         }
         h2 { "Released in" }
         @if l.releases.is_empty() { p.none { "no release" } } @else {
             ul #releases {
                 @for e in &l.releases {
-                    li { (custody_app::describe(&e.event)) " at " (e.event.at) }
+                    li { (custody_app::describe(&e.event)) " at " (when(e.event.at)) }
                 }
             }
         }
@@ -108,7 +112,7 @@ pub(crate) async fn lineage(
             @for e in &l.events {
                 tr data-type=(e.event.kind()) {
                     td { (e.index) }
-                    td { (e.event.at) }
+                    td { (when(e.event.at)) }
                     td { (e.event.kind()) }
                     td { (described(&e.event)) }
                 }
@@ -116,37 +120,6 @@ pub(crate) async fn lineage(
         }
     };
     Ok(v.shown(&a.name, body))
-}
-
-/// `GET /keys`: the keys custody trusts now, and its own.
-pub(crate) async fn keys(
-    State(s): State<Arc<ServerState>>,
-    v: Viewer,
-) -> Result<Response, Response> {
-    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
-    let attestor = s.app.attestor_key();
-    let body = html! {
-        h1 { "Keys" }
-        p { "Policy " code { (policy.digest()) } "." }
-        h2 { "Release keys" }
-        table #release-keys {
-            tr { th { "algorithm" } th { "key id" } }
-            @for k in policy.release_keys() { tr { td { (k.algorithm()) } td { code { (k.key_id()) } } } }
-        }
-        h2 { "Builders" }
-        table #builders {
-            tr { th { "builder" } th { "algorithm" } th { "key id" } th { "may build" } }
-            @for b in policy.builders() {
-                tr { td { (b.id) } td { (b.key.algorithm()) } td { code { (b.key_id) } } td { (b.source_repos.join(", ")) } }
-            }
-        }
-        h2 { "custody's own" }
-        table #own-keys {
-            tr { th { "VSA attestor" } td { (attestor.algorithm()) } td { code { (attestor.key_id()) } } }
-            tr { th { "ledger" } td { "ed25519" } td { code { (s.app.log().verifier_key()) } } }
-        }
-    };
-    Ok(v.shown("Keys", body))
 }
 
 /// `GET /access`: the access review (auditors).
@@ -248,9 +221,11 @@ pub(crate) async fn charts(
         h1 { "Delivery over time" }
         @if daily.is_empty() { p.none { "nothing recorded yet" } } @else {
             h2 { "Promotions per day" }
-            (bar_chart("delivery", "promotions, certifications, rejections and rollbacks per day", &days, &delivery, "", 0))
+            (bar_chart("delivery", "promotions, certifications, rejections and rollbacks per day", &days, &delivery,
+                &Axis { title: "promotions per day", unit: "", decimals: 0 }))
             h2 { "Mean hours from request, per day" }
-            (bar_chart("latency", "mean time to promotion and approval latency per day, in hours", &days, &latency, " h", 1))
+            (bar_chart("latency", "mean time to promotion and approval latency per day, in hours", &days, &latency,
+                &Axis { title: "mean hours from request", unit: " h", decimals: 1 }))
         }
         p { "The same counts, the distributions behind the means, and more are at "
             a href="/metrics" { "/metrics" } " for Prometheus." }

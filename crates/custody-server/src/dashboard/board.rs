@@ -11,10 +11,11 @@ use axum::extract::State;
 use axum::response::Response;
 use custody_app::{BoardColumn, OutcomeKind, Running, Standing};
 use custody_model::Timestamp;
-use custody_policy::{Gate, Status};
+use custody_policy::{Gate, Policy, Status};
 use maud::{Markup, html};
 
-use super::{Viewer, age};
+use super::keys::key_text;
+use super::{Viewer, age, when};
 use crate::ServerState;
 
 /// How often the board reloads itself (the HTTP `Refresh` header: live without a script).
@@ -26,15 +27,17 @@ pub(crate) async fn board(
     v: Viewer,
 ) -> Result<Response, Response> {
     let columns = s.app.board().await.map_err(|e| v.fail(e))?;
+    // Cached by digest: names the keys on the cards.
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     let body = html! {
         h1 { "Pipeline" }
         div.board {
             @for (i, c) in columns.iter().enumerate() {
                 @if i > 0 { div.arrow aria-hidden="true" { "→" } }
-                (column(c, v.now))
+                (column(c, v.now, &policy))
             }
         }
-        p.none { "As of " (v.now) "; this page refreshes every " (BOARD_REFRESH_SECONDS) " s." }
+        p.none #as-of { "As of " (when(v.now)) "; this page refreshes every " (BOARD_REFRESH_SECONDS) " s." }
     };
     let mut r = v.shown("Pipeline", body);
     r.headers_mut().insert(
@@ -63,7 +66,7 @@ fn health(c: &BoardColumn) -> Markup {
     }
 }
 
-fn column(c: &BoardColumn, now: Timestamp) -> Markup {
+fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
     html! {
         section.column data-env=(c.environment) {
             div.head { h2 { (c.environment) } (health(c)) }
@@ -77,7 +80,7 @@ fn column(c: &BoardColumn, now: Timestamp) -> Markup {
                         "certified " (age(cert.at, now)) " ago · "
                         a href={ "/promotions/" (cert.promotion) } { "promotion" }
                     }
-                    @if let Some(s) = &c.standing { (badges(s)) }
+                    @if let Some(s) = &c.standing { (badges(s, policy)) }
                 },
                 None => div.certified.empty { div.label { "Certified" } p.none { "nothing certified" } },
             }
@@ -165,7 +168,7 @@ fn badge(id: &str, text: &str, status: Status, title: &str) -> Markup {
     html! { span class={ "badge " (class) } data-badge=(id) title=(title) { (text) } }
 }
 
-fn badges(s: &Standing) -> Markup {
+fn badges(s: &Standing, policy: &Policy) -> Markup {
     let (passed, not_passed) = s.evidence_counts();
     let evidence_title: Vec<String> = s
         .gates
@@ -176,7 +179,11 @@ fn badges(s: &Standing) -> Markup {
     html! {
         div.badges {
             @match &s.signing_key {
-                Some(key) => (badge("signature", "✓ signed", Status::Pass, &format!("release manifest signed by trusted release key {key} ({} signature(s))", s.signatures))),
+                Some(key) => {
+                    @let name = policy.named_key(key).map_or("a trusted key", |k| k.name.as_str());
+                    (badge("signature", &format!("✓ signed: {name}"), Status::Pass,
+                        &format!("release manifest signed by {} ({} signature(s))", key_text(policy, key), s.signatures)))
+                },
                 None => (badge("signature", "✗ unsigned", Status::Fail, "no signature by a trusted release key")),
             }
             @if let Some(g) = s.gate(Gate::Provenance) {

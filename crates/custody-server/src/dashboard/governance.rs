@@ -9,7 +9,7 @@ use custody_model::Verdict;
 use custody_policy::Direction;
 use maud::html;
 
-use super::Viewer;
+use super::{Viewer, when};
 use crate::ServerState;
 
 /// `GET /policy`.
@@ -37,9 +37,13 @@ pub(crate) async fn policy(
             p { "None enrolled: approvals count only from a person's own sign-in or token." }
         } @else {
             table #person-keys {
-                tr { th { "person" } th { "algorithm" } th { "key id" } }
+                tr { th { "person" } th { "algorithm" } th { "file" } th { "key id" } }
                 @for k in policy.person_keys() {
-                    tr { td { (k.principal) } td { (k.key.algorithm()) } td { code { (k.key_id) } } }
+                    @let file = policy.named_key(&k.key_id).map(|n| n.file.as_str()).unwrap_or("");
+                    tr {
+                        td { (k.principal) } td { (k.key.algorithm()) } td { code { (file) } }
+                        td { code title=(k.key_id) { (k.key_id.get(..12).unwrap_or(&k.key_id)) "…" } }
+                    }
                 }
             }
         }
@@ -53,7 +57,7 @@ pub(crate) async fn policy(
                 h3 { (r.id) " — " span class=(format!("standing-{}", p.standing)) { (p.standing) } }
                 p {
                     "Policy " code { (r.policy) } " proposed by " strong { (r.proposed_by) }
-                    " at " (r.proposed_at) "; needs " (r.quorum) " approval(s)"
+                    " at " (when(r.proposed_at)) "; needs " (r.quorum) " approval(s)"
                     @if p.approvals_needed > 0 { ", " (p.approvals_needed) " still missing" }
                     "."
                 }
@@ -78,7 +82,7 @@ pub(crate) async fn policy(
                             tr {
                                 td { (vote.by) }
                                 td { @if vote.verdict == Verdict::Approve { "approved" } @else { "rejected" } }
-                                td { (vote.at) }
+                                td { (when(vote.at)) }
                                 td { @if vote.statement.is_some() { "signed" } @else { (vote.auth.as_ref().map(|a| a.describe()).unwrap_or_default()) } }
                                 td { (vote.rationale) }
                             }

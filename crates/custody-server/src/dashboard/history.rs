@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::error_page;
-use super::{ToExport, Viewer};
+use super::{ToExport, Viewer, when};
 use crate::ServerState;
 
 /// The history search's form, as a query string (every field optional; empty is unset).
@@ -139,7 +139,7 @@ pub(crate) async fn history(
                 @for e in entries.iter().rev() {
                     tr data-actor=(e.event.actor) data-environment=(e.event.environment().unwrap_or("")) {
                         td { (e.index) }
-                        td { (e.event.at) }
+                        td { (when(e.event.at)) }
                         td { (e.event.kind()) }
                         td { (described(&e.event)) }
                     }

@@ -1,4 +1,4 @@
-//! The page frame, the error and sign-in pages, and the bar chart the Charts page draws.
+//! The page frame, and the error and sign-in pages.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -178,49 +178,4 @@ pub(crate) async fn secure_headers(mut response: Response) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
-}
-
-/// Bars per day for each series (name, colour, one value per day), drawn to a common
-/// scale; each bar carries its value (`data-value`, with `decimals` decimals) for tests
-/// and a tooltip.
-pub(crate) fn bar_chart(
-    id: &str,
-    label: &str,
-    days: &[String],
-    series: &[(&str, &str, Vec<f64>)],
-    unit: &str,
-    decimals: usize,
-) -> Markup {
-    let peak = series
-        .iter()
-        .flat_map(|(_, _, v)| v.iter().copied())
-        .fold(0.0_f64, f64::max)
-        .max(f64::MIN_POSITIVE);
-    let (bar, gap, height) = (10.0, 14.0, 160.0);
-    // Wide enough for the day's label under it.
-    let group = (bar * series.len() as f64 + gap).max(44.0);
-    let width = group * days.len().max(1) as f64 + 40.0;
-    html! {
-        p {
-            @for (name, color, _) in series {
-                span style={ "color:" (color) } { "■ " } (name) "   "
-            }
-        }
-        svg id=(id) xmlns="http://www.w3.org/2000/svg" width=(width) height=(height + 40.0)
-            role="img" aria-label=(label) {
-            @for (i, day) in days.iter().enumerate() {
-                @let x0 = 20.0 + group * i as f64;
-                @for (j, (name, color, values)) in series.iter().enumerate() {
-                    @let value = values.get(i).copied().unwrap_or(0.0);
-                    @let h = (value / peak * height).round();
-                    @let shown = format!("{value:.decimals$}");
-                    rect x=(x0 + bar * j as f64) y=(height - h + 10.0) width=(bar - 1.0) height=(h)
-                        fill=(color) data-day=(day) data-series=(name) data-value=(shown) {
-                        title { (day) ": " (shown) (unit) " " (name) }
-                    }
-                }
-                text x=(x0) y=(height + 30.0) font-size="10" { (day.get(5..).unwrap_or(day)) }
-            }
-        }
-    }
 }

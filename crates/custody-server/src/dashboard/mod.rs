@@ -2,11 +2,13 @@
 //! JavaScript build step and no script at all. One file per page group:
 //! - `session.rs`: sign-in and sign-out, the session cookie, the CSRF field;
 //! - `oidc_sign_in.rs`: sign-in through the organisation's OIDC provider (PKCE);
-//! - `layout.rs`: the page frame, error and sign-in pages, the bar chart;
+//! - `layout.rs`: the page frame, error and sign-in pages;
+//! - `chart.rs`: the bar chart (SVG with axes, gridlines and values);
 //! - `board.rs`: the pipeline board;
 //! - `promotion.rs`: a promotion's whole story and the review form;
 //! - `history.rs`: history search and its CSV/JSON exports;
-//! - `audit.rs`: alerts, artifact lineage, keys, the access review, the ledger, charts.
+//! - `audit.rs`: alerts, artifact lineage, the access review, the ledger, charts;
+//! - `keys.rs`: the keys page, and every key shown by name.
 //!
 //! Every page needs a signed-in [`Viewer`] holding the page's permission, checked by the
 //! extractor before the handler runs (the sign-in page, or a 403 saying what is missing,
@@ -16,8 +18,10 @@
 
 mod audit;
 mod board;
+mod chart;
 mod governance;
 mod history;
+mod keys;
 mod layout;
 mod oidc_sign_in;
 mod promotion;
@@ -33,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use custody_app::{AppError, Authenticated, Permission};
 use custody_model::Timestamp;
-use maud::Markup;
+use maud::{Markup, html};
 
 use crate::ServerState;
 use crate::access::{mark_caller, shown};
@@ -100,7 +104,7 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
         .route("/history.json", get(history::export_json))
         .route("/alerts", get(audit::alerts))
         .route("/artifacts/{digest}", get(audit::lineage))
-        .route("/keys", get(audit::keys))
+        .route("/keys", get(keys::keys))
         .route("/policy", get(governance::policy))
         .route("/access", get(audit::access))
         .route("/ledger", get(audit::ledger))
@@ -269,6 +273,12 @@ impl<N: Need> Viewer<N> {
         let message = crate::error::message_for(status, &e);
         layout::error_page(Some(self.signed()), status, &message)
     }
+}
+
+/// A time as people read it, to the second like the CLI's human output (so columns line
+/// up); the recorded instant, at full precision, is in `datetime` and on hover.
+pub(crate) fn when(t: Timestamp) -> Markup {
+    html! { time datetime=(t) title=(t) { (t.to_second()) } }
 }
 
 /// How long ago `since` was at `now`, in the largest whole unit.

@@ -12,9 +12,10 @@ use custody_model::{Risk, Verdict};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::keys::key_name;
 use super::layout::{error_page, page};
 use super::session::csrf_matches;
-use super::{Need, ToReview, Viewer};
+use super::{Need, ToReview, Viewer, when};
 use crate::ServerState;
 use crate::access::{mark_caller, shown};
 
@@ -72,7 +73,15 @@ async fn render_promotion<N: Need>(
         Some((_, index)) => s.app.check_inclusion(*index).await.ok(),
         None => None,
     };
-    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice);
+    let policy = match s.app.policy().await {
+        Ok(policy) => policy,
+        Err(e) => return v.fail(e),
+    };
+    let keys = Keys {
+        policy: &policy,
+        attestor: s.app.attestor_key(),
+    };
+    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice, &keys);
     let r = (
         status,
         page(&format!("Promotion {id}"), Some(v.signed()), body),
@@ -81,12 +90,19 @@ async fn render_promotion<N: Need>(
     if status.is_success() { v.allowed(r) } else { r }
 }
 
+/// What names the keys on the page: the policy in force, and custody's attestor key.
+struct Keys<'a> {
+    policy: &'a custody_policy::Policy,
+    attestor: custody_crypto::PublicKey,
+}
+
 fn promotion_body(
     view: &PromotionView,
     who: &Authenticated,
     csrf: &str,
     inclusion: Option<&custody_app::InclusionCheck>,
     notice: Notice<'_>,
+    keys: &Keys<'_>,
 ) -> Markup {
     let p = &view.promotion;
     let review_due = p
@@ -108,7 +124,7 @@ fn promotion_body(
     html! {
         h1 { (p.release) " → " (p.environment) }
         p {
-            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (p.requested_at)
+            "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (when(p.requested_at))
             ". Status: " strong #status class={ "pill " (status_class) } { (p.status) }
         }
         @if let Some(n) = notice.error { p.error #notice { (n) } }
@@ -132,7 +148,7 @@ fn promotion_body(
                 }
             }
             p {
-                "Decision " code { (d.id) } " at " (d.at) " under policy " code { (d.decision.policy_digest) }
+                "Decision " code { (d.id) } " at " (when(d.at)) " under policy " code { (d.decision.policy_digest) }
                 ", input " code { (d.decision.input_digest) } "."
             }
             h2 { "Ledger" }
@@ -147,10 +163,14 @@ fn promotion_body(
                 None => p.fail { "the inclusion proof could not be read" },
             }
             h2 { "Verification summary (SLSA VSA)" }
-            p {
-                "Signed by custody's attestor"
-                @for sig in &d.vsa.signatures {
-                    " · key " code { (sig.keyid.as_deref().unwrap_or("?")) }
+            p #vsa {
+                @match vsa_result(&d.vsa, &keys.attestor) {
+                    Some(result) => {
+                        strong #vsa-result class={ "pill " (if result == "PASSED" { "v-passed" } else { "v-rejected" }) } { (result) }
+                        " · ✓ signed by "
+                        span.key title={ "key id " (keys.attestor.key_id()) } { strong { "custody attestor" } " (custody's own VSA signing key)" }
+                    },
+                    None => span.fail { "✗ does not verify with this custody's attestor key" },
                 }
                 ", payload type " code { (d.vsa.payload_type) } "."
             }
@@ -163,9 +183,9 @@ fn promotion_body(
                     tr {
                         td { (r.by) }
                         td { (format!("{:?}", r.verdict).to_lowercase()) @if r.supersedes.is_some() { " (changes an earlier review)" } }
-                        td { (r.at) }
+                        td { (when(r.at)) }
                         td { (format!("{:?}", r.risk).to_lowercase()) }
-                        td { (r.expires_at) }
+                        td { (when(r.expires_at)) }
                         td.rationale {
                             @if r.confidential && r.rationale == REDACTED { em { (REDACTED) } }
                             @else { (r.rationale) @if r.confidential { " " em { "(confidential)" } } }
@@ -194,9 +214,12 @@ fn promotion_body(
             tr { th { "key id (as signed)" } th { "verifies with" } }
             @for sig in &view.signatures {
                 tr {
-                    td { code { (sig.keyid.as_deref().unwrap_or("(none)")) } }
+                    td { @match sig.keyid.as_deref() {
+                        Some(id) => code title=(id) { (id.get(..12).unwrap_or(id)) "…" },
+                        None => "(none)",
+                    } }
                     @match &sig.verified_by {
-                        Some((alg, key)) => td.pass { (alg) " key " code { (key) } },
+                        Some((alg, key)) => td.pass { "✓ " (key_name(keys.policy, key)) ", " (alg) },
                         None => td.fail { "no trusted release key" },
                     }
                 }
@@ -212,7 +235,7 @@ fn promotion_body(
                         Some(pv) => {
                             td { (pv.builder_id) }
                             td { (pv.source_repo) br; code { (pv.source_commit) } }
-                            td { code { (pv.parameters) } }
+                            td { (build_parameters(&pv.parameters)) }
                         },
                         None => td.fail colspan="3" { "no verified provenance" },
                     }
@@ -278,11 +301,77 @@ pub(crate) async fn review(
     }
 }
 
+/// The VSA's `verificationResult` (`PASSED`, `FAILED`), read once its signature verifies
+/// with custody's attestor key (checked here, not taken from the signature's key id
+/// hint); `None` if it does not verify.
+fn vsa_result(
+    vsa: &custody_crypto::dsse::Envelope,
+    attestor: &custody_crypto::PublicKey,
+) -> Option<String> {
+    let verified = custody_crypto::dsse::verify(vsa, std::slice::from_ref(attestor), 1).ok()?;
+    let statement: serde_json::Value = serde_json::from_slice(verified.payload()).ok()?;
+    let result = statement["predicate"]["verificationResult"].as_str();
+    Some(result.unwrap_or("(no result)").to_owned())
+}
+
+/// A build's parameters as people read them: one `name = value` a line, nested objects
+/// flattened to dotted names (`parameters.profile = release`), a string without its
+/// quotes, anything else as compact JSON.
+pub(crate) fn build_parameters(parameters: &serde_json::Value) -> Markup {
+    let mut lines = Vec::new();
+    flatten("", parameters, 0, &mut lines);
+    html! {
+        @if lines.is_empty() { span.none { "none" } } @else {
+            ul.parameters {
+                @for (name, value) in &lines { li { code { (name) } " = " code { (value) } } }
+            }
+        }
+    }
+}
+
+/// Nesting flattened at most; deeper values are shown as JSON.
+const FLATTENED_DEPTH: usize = 4;
+
+fn flatten(prefix: &str, value: &serde_json::Value, depth: usize, out: &mut Vec<(String, String)>) {
+    match (value, value.as_object()) {
+        (_, Some(map)) if depth < FLATTENED_DEPTH && (depth == 0 || !map.is_empty()) => {
+            for (name, v) in map {
+                let name = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten(&name, v, depth + 1, out);
+            }
+        }
+        (serde_json::Value::String(s), _) => out.push((prefix.to_owned(), s.clone())),
+        _ => out.push((prefix.to_owned(), value.to_string())),
+    }
+}
+
 /// The colour class of a gate's verdict: passed green, waiting amber, failed red.
 fn verdict_class(status: custody_policy::Status) -> &'static str {
     match status {
         custody_policy::Status::Pass => "v-passed",
         custody_policy::Status::Fail => "v-rejected",
         _ => "v-waiting",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_read_as_dotted_names() {
+        let p = serde_json::json!({"parameters": {"profile": "release"}, "n": 2, "e": {}});
+        let mut lines = Vec::new();
+        super::flatten("", &p, 0, &mut lines);
+        let lines: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [("e", "{}"), ("n", "2"), ("parameters.profile", "release")]
+        );
     }
 }

@@ -1,0 +1,141 @@
+//! Keys by name. `GET /keys` lists every key custody trusts — release signers, builders,
+//! personal approval keys (each with the name, holder and file the policy gives it, and
+//! since when it has been trusted) — and custody's own (the VSA attestor, the ledger's
+//! checkpoint key). [`key_name`] is how any page shows a key id: by name, the hex on hover.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use custody_policy::{KeyPurpose, Policy};
+use maud::{Markup, html};
+
+use super::{Viewer, age, when};
+use crate::ServerState;
+
+/// A key id as people read it: the policy's name for the key, what it is for and who holds
+/// it, with the whole id (and the key's file) on hover; a key the policy in force does not
+/// name shows as the first 12 hex digits of its id.
+pub(crate) fn key_name(policy: &Policy, key_id: &str) -> Markup {
+    match policy.named_key(key_id) {
+        Some(k) => html! {
+            span.key data-key-id=(key_id) title={ "key id " (key_id) " · file " (k.file) } {
+                strong { (k.name) } " (" (k.purpose.describe())
+                @if let Some(owner) = k.owner.as_ref().filter(|o| **o != k.name) { ", held by " (owner) }
+                ")"
+            }
+        },
+        None => html! {
+            code.key data-key-id=(key_id) title={ "key id " (key_id) " (not a key the policy in force names)" } {
+                (key_id.get(..12).unwrap_or(key_id)) "…"
+            }
+        },
+    }
+}
+
+/// [`key_name`] as plain text, for a tooltip: `release signer (release signer, held by
+/// rita; key id …)`.
+pub(crate) fn key_text(policy: &Policy, key_id: &str) -> String {
+    match policy.named_key(key_id) {
+        Some(k) => {
+            let owner = match k.owner.as_ref().filter(|o| **o != k.name) {
+                Some(o) => format!(", held by {o}"),
+                None => String::new(),
+            };
+            format!(
+                "{} ({}{owner}; key id {key_id})",
+                k.name,
+                k.purpose.describe()
+            )
+        }
+        None => format!("key id {key_id}"),
+    }
+}
+
+/// The table of one purpose's keys.
+fn keys_table(
+    id: &str,
+    keys: &[&custody_app::TrustedKey],
+    now: custody_model::Timestamp,
+) -> Markup {
+    html! {
+        @if keys.is_empty() { p.none { "none" } } @else {
+            table id=(id) {
+                tr { th { "name" } th { "held by" } th { "file" } th { "algorithm" } th { "trusted since" } th { "key id" } }
+                @for t in keys {
+                    @let k = &t.key;
+                    tr data-key-id=(k.key_id) {
+                        td.name { strong { (k.name) } }
+                        td { (k.owner.as_deref().unwrap_or("—")) }
+                        td { code { (k.file) } }
+                        td { (k.algorithm) }
+                        td {
+                            @match t.since {
+                                Some(s) => {
+                                    @if s.at_least { "before " }
+                                    (when(s.at)) " (" (age(s.at, now)) ")"
+                                },
+                                None => span.none { "not recorded" },
+                            }
+                        }
+                        td { code title=(k.key_id) { (k.key_id.get(..12).unwrap_or(&k.key_id)) "…" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /keys`: the keys custody trusts now, by name, and its own.
+pub(crate) async fn keys(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+) -> Result<Response, Response> {
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
+    let trusted = s.app.trusted_keys().await.map_err(|e| v.fail(e))?;
+    let of = |purpose: KeyPurpose| -> Vec<&custody_app::TrustedKey> {
+        trusted
+            .iter()
+            .filter(|t| t.key.purpose == purpose)
+            .collect()
+    };
+    let attestor = s.app.attestor_key();
+    let attestor_id = attestor.key_id().to_string();
+    let body = html! {
+        h1 { "Keys" }
+        p {
+            "The keys policy " code title=(policy.digest()) { (policy.digest().get(..19).unwrap_or(policy.digest())) "…" }
+            " trusts, by the name it gives them; the ledger records them by key id (hover for the whole id)."
+        }
+        h2 { "Release signers" }
+        p.none { "Sign release manifests; a promotion needs a signature by one of them." }
+        (keys_table("release-keys", &of(KeyPurpose::ReleaseSigner), v.now))
+        h2 { "Builders" }
+        p.none { "Sign the provenance of what they build, for the repositories listed." }
+        (keys_table("builders", &of(KeyPurpose::Builder), v.now))
+        @if !policy.builders().is_empty() {
+            table #builder-repos {
+                tr { th { "builder" } th { "may build" } }
+                @for b in policy.builders() { tr { td { (b.id) } td { (b.source_repos.join(", ")) } } }
+            }
+        }
+        h2 { "Personal approval keys" }
+        p.none { "People sign their approvals with these; an approval so signed counts without their session." }
+        (keys_table("person-keys", &of(KeyPurpose::PersonalApproval), v.now))
+        h2 { "custody's own" }
+        table #own-keys {
+            tr { th { "purpose" } th { "name" } th { "held by" } th { "algorithm" } th { "key id" } }
+            tr data-key-id=(attestor_id) {
+                td { "attestor (signs each decision's VSA)" } td { strong { "custody attestor" } }
+                td { "this custody instance (its data directory)" } td { (attestor.algorithm()) }
+                td { code title=(attestor_id) { (attestor_id.get(..12).unwrap_or(&attestor_id)) "…" } }
+            }
+            tr {
+                td { "ledger (signs checkpoints)" } td { strong { (s.app.log().verifier_key()) } }
+                td { "this custody instance (its data directory)" } td { "ed25519" }
+                td { "verifier key: " code { "custody key show --note-name NAME DATA_DIR/keys/log.pub" } }
+            }
+        }
+    };
+    Ok(v.shown("Keys", body))
+}
