@@ -23,6 +23,14 @@ if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
 fi
 export CUSTODY_TEST_PYTHON="$root/.venv/bin/python"
 
+# Debian packages, as root or with sudo.
+apt_install() {
+    local sudo_=""
+    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # --- PostgreSQL for the store's conformance, crash and multi-process tests -----------------
 step "PostgreSQL test server"
 CUSTODY_TEST_DATABASE_URL=$(scripts/test-postgres.sh)
@@ -31,11 +39,7 @@ export CUSTODY_TEST_DATABASE_URL
 # --- Debian's Chromium and ChromeDriver for the dashboard's browser tests -------------------
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     step "installing Debian's chromium and chromium-driver"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-        chromium chromium-driver >/dev/null
+    apt_install chromium chromium-driver
 fi
 export CUSTODY_TEST_CHROMEDRIVER=${CUSTODY_TEST_CHROMEDRIVER:-$(command -v chromedriver)}
 export CUSTODY_TEST_CHROMIUM=${CUSTODY_TEST_CHROMIUM:-$(command -v chromium)}
@@ -45,11 +49,7 @@ export CUSTODY_TEST_CHROMIUM=${CUSTODY_TEST_CHROMIUM:-$(command -v chromium)}
 # installed with `npm ci` into .oidc-provider, again only when its package-lock.json changed.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     step "installing Debian's nodejs and npm"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-        nodejs npm >/dev/null
+    apt_install nodejs npm
 fi
 provider_src=crates/custody-cli/tests/oidc_provider
 provider_dir=.oidc-provider
@@ -68,11 +68,7 @@ export CUSTODY_TEST_OIDC_PROVIDER=${CUSTODY_TEST_OIDC_PROVIDER:-$root/$provider_
 # the module.
 if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
     step "installing Debian's softhsm2"
-    sudo_=""
-    [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
-        softhsm2 >/dev/null
+    apt_install softhsm2
 fi
 
 # --- Rust -----------------------------------------------------------------------------------

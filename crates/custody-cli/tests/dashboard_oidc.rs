@@ -19,8 +19,9 @@ mod oidc_provider;
 use std::path::PathBuf;
 
 use browser::*;
+use common::stepping_client as client;
 use common::*;
-use oidc_provider::{client, free_port, log_in};
+use oidc_provider::{free_port, log_in};
 
 const SECRET: &str = "a client secret only custody and the provider know";
 
@@ -194,32 +195,22 @@ async fn an_approver_signs_in_at_the_provider_approves_as_themselves_and_signs_o
     assert_eq!(after.headers()["location"], "/login");
 }
 
-/// The sign-in page's CSRF cookie and field, as a browser gets them.
-async fn login_form(base: &str) -> (String, String) {
-    let form = client().get(format!("{base}/login")).send().await.unwrap();
-    let cookie = form.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let page = form.text().await.unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
-}
-
-/// Begins a sign-in as a browser: its flight cookie and the provider's authorization URL.
-async fn begin(base: &str) -> (String, String) {
-    let (cookie, csrf) = login_form(base).await;
-    let r = client()
+/// Posts the sign-in page's "Sign in with …" form as a browser does.
+async fn post_begin(base: &str) -> reqwest::Response {
+    let (cookie, csrf) = login_form(&client(), base).await;
+    client()
         .post(format!("{base}/login/oidc"))
         .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("csrf={csrf}"))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Begins a sign-in as a browser: its flight cookie and the provider's authorization URL.
+async fn begin(base: &str) -> (String, String) {
+    let r = post_begin(base).await;
     assert_eq!(r.status(), 303);
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.starts_with("custody_oidc="), "{set}");
@@ -368,15 +359,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
 async fn an_unreachable_provider_is_a_clear_page_and_tokens_still_sign_in() {
     let i = instance(true);
     let base = i.server.base.clone();
-    let (cookie, csrf) = login_form(&base).await;
-    let r = client()
-        .post(format!("{base}/login/oidc"))
-        .header("cookie", cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_begin(&base).await;
     assert_eq!(r.status(), 503);
     let page = r.text().await.unwrap();
     assert!(

@@ -92,3 +92,22 @@ pub async fn read_bounded(
     }
     Ok(bytes)
 }
+
+/// GETs `url` within `timeout` and reads its body as JSON of at most `max` bytes (a
+/// discovery document, a JWKS): errors name the URL.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: std::time::Duration,
+    max: usize,
+) -> Result<T, String> {
+    let response = client
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("fetching {url}: {e}"))?;
+    let bytes = read_bounded(response, max, url).await?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{url} does not parse: {e}"))
+}

@@ -23,6 +23,7 @@ pub mod audit_report;
 mod connections;
 mod dashboard;
 mod error;
+mod expiring;
 mod extract;
 mod governance;
 pub mod http_client;

@@ -350,31 +350,24 @@ async fn time_pages(
     times: u64,
     now: Timestamp,
 ) -> anyhow::Result<serde_json::Value> {
-    let (_, token) = app
-        .create_token(
-            &Actor::new("root", now)?,
-            &CreateToken {
-                principal: "alice".into(),
+    // The operator makes a token for alice and one of its own (the access review is the
+    // auditors' and admins').
+    let bench_token = |principal: &'static str| {
+        let app = &app;
+        async move {
+            let request = CreateToken {
+                principal: principal.into(),
                 expires: "1h".into(),
                 description: "bench".into(),
-            },
-            None,
-        )
-        .await?;
-    let token = token.unwrap_or_default();
-    // The access review is the auditors' (and admins'): the operator's token reads it.
-    let (_, root) = app
-        .create_token(
-            &Actor::new("root", now)?,
-            &CreateToken {
-                principal: "root".into(),
-                expires: "1h".into(),
-                description: "bench".into(),
-            },
-            None,
-        )
-        .await?;
-    let root = root.unwrap_or_default();
+            };
+            let (_, token) = app
+                .create_token(&Actor::new("root", now)?, &request, None)
+                .await?;
+            anyhow::Ok(token.unwrap_or_default())
+        }
+    };
+    let token = bench_token("alice").await?;
+    let root = bench_token("root").await?;
     let waiting = app
         .board()
         .await?

@@ -272,24 +272,36 @@ pub(crate) fn with_roles(policy: &str, roles: &str) -> String {
     text.replacen("[roles]\n", &format!("[roles]\n{}\n", new.join("\n")), 1)
 }
 
-/// Signs in over HTTP as a browser does (the sign-in page's CSRF cookie and field, then
-/// the form), through a TLS proxy when `proto` says so: the session's `Set-Cookie`.
-pub(crate) async fn sign_in_http(base: &str, token: &str, proto: Option<&str>) -> String {
-    let client = custody_server::http_client::client_builder(None)
+/// An HTTP client that takes a browser's steps one at a time (redirects not followed).
+pub(crate) fn stepping_client() -> reqwest::Client {
+    custody_server::http_client::client_builder(None)
         .unwrap()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// The sign-in page's CSRF cookie and field, as a browser gets them.
+pub(crate) async fn login_form(client: &reqwest::Client, base: &str) -> (String, String) {
     let form = client.get(format!("{base}/login")).send().await.unwrap();
-    let login_cookie = form.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let cookie = form.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
     let page = form.text().await.unwrap();
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap()
-        .replace(':', "%3A");
+        .to_owned();
+    (cookie, csrf)
+}
+
+/// Signs in over HTTP as a browser does (the sign-in page's CSRF cookie and field, then
+/// the form), through a TLS proxy when `proto` says so: the session's `Set-Cookie`.
+pub(crate) async fn sign_in_http(base: &str, token: &str, proto: Option<&str>) -> String {
+    let client = stepping_client();
+    let (login_cookie, csrf) = login_form(&client, base).await;
+    let csrf = csrf.replace(':', "%3A");
     let mut request = client
         .post(format!("{base}/login"))
         .header("cookie", login_cookie)

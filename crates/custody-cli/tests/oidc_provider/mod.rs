@@ -119,20 +119,11 @@ impl Jar {
     }
 }
 
-/// An HTTP client that follows no redirect (each step is looked at).
-pub(crate) fn client() -> reqwest::Client {
-    custody_server::http_client::client_builder(None)
-        .unwrap()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// From the provider's authorization URL, through its login form (as `login`) and
 /// consent form, to the redirect back to custody (the URL starting with `back`).
 /// `abort` cancels at the login form instead.
 pub(crate) async fn log_in(authorize: &str, login: &str, back: &str, abort: bool) -> String {
-    let client = client();
+    let client = crate::common::stepping_client();
     let mut jar = Jar::default();
     let mut url = reqwest::Url::parse(authorize).unwrap();
     let mut form: Option<String> = None;

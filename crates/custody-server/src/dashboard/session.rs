@@ -79,18 +79,7 @@ impl Sessions {
     pub(crate) fn start(&self, session: Session, now: Timestamp) -> String {
         let id = random_hex();
         let mut all = self.lock();
-        if all.len() >= MAX_SESSIONS {
-            all.retain(|_, s| s.expires_at > now);
-        }
-        if all.len() >= MAX_SESSIONS {
-            let soonest = all
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at)
-                .map(|(k, _)| *k);
-            if let Some(k) = soonest {
-                all.remove(&k);
-            }
-        }
+        crate::expiring::make_room(&mut all, MAX_SESSIONS, now, |s| s.expires_at);
         all.insert(id_hash(&id), session);
         id
     }

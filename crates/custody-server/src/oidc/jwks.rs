@@ -128,13 +128,7 @@ impl KeySet {
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<JwkSet, String> {
-    let response = client
-        .get(url)
-        .timeout(FETCH_TIMEOUT)
-        .send()
+    crate::http_client::get_json(client, url, FETCH_TIMEOUT, MAX_JWKS)
         .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("fetching {url}: {e}"))?;
-    let bytes = crate::http_client::read_bounded(response, MAX_JWKS, url).await?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("the JWKS at {url} does not parse: {e}"))
+        .map_err(|e| format!("the JWKS: {e}"))
 }

@@ -352,16 +352,7 @@ impl SignIn {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
-        let response = self
-            .client
-            .get(url)
-            .timeout(PROVIDER_TIMEOUT)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("fetching {url}: {e}"))?;
-        let bytes = crate::http_client::read_bounded(response, MAX_RESPONSE, url).await?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{url} is not JSON: {e}"))
+        crate::http_client::get_json(&self.client, url, PROVIDER_TIMEOUT, MAX_RESPONSE).await
     }
 
     /// Begins a sign-in at `now` (Unix seconds): the flight's id (for the browser's
@@ -408,18 +399,7 @@ impl SignIn {
                 }
             }
         }
-        if flights.len() >= MAX_FLIGHTS {
-            flights.retain(|_, f| f.expires_at > now);
-        }
-        if flights.len() >= MAX_FLIGHTS {
-            let oldest = flights
-                .iter()
-                .min_by_key(|(_, f)| f.expires_at)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                flights.remove(&k);
-            }
-        }
+        crate::expiring::make_room(&mut flights, MAX_FLIGHTS, now, |f| f.expires_at);
         flights.insert(sha256(&id), flight);
         id
     }
