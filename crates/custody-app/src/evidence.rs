@@ -82,7 +82,7 @@ pub(crate) fn kind_accepts(kind: &str, format: &str) -> AppResult<()> {
         return Ok(());
     }
     Err(AppError::invalid(format!(
-        "{kind} evidence is read from {}, not {format}: a {format} report says nothing a {kind} rule reads\nhint: record it under a type of its own (--kind NAME), or attach the {kind} report itself",
+        "{kind} evidence is read from {}, not {format}: a report in {format} says nothing a rule over {kind} reads\nhint: record it under a type of its own (--kind NAME), or attach the {kind} report itself",
         formats.join(", ")
     )))
 }

@@ -38,10 +38,24 @@ pub(crate) struct RemoteArgs {
     pub(crate) ca_cert: Option<PathBuf>,
 }
 
-/// `--server`: not empty.
+/// `--server`: an http(s) URL with a host and no query or fragment (the API's paths are
+/// appended to it, and the token goes with each request: never to a host made up from a
+/// half-filled URL).
 pub(crate) fn server_url(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         return Err("the server URL (--server or CUSTODY_SERVER) is empty: give one (https://custody.internal), or leave --server out and unset CUSTODY_SERVER to act on the data directory".into());
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a server URL ({e}): e.g. https://custody.internal")
+    })?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "{text:?} is not a server URL: give http:// or https://, a host, and no ? or # (e.g. https://custody.internal)"
+        ));
     }
     Ok(text.to_owned())
 }

@@ -428,4 +428,24 @@ fn an_empty_server_url_is_refused_saying_so() {
         .arg(&data)
         .env("CUSTODY_SERVER", " "));
     expect_refusal(&out, 2, "unset CUSTODY_SERVER to act on the data directory");
+    // A URL without a host (a template whose host was unset) never sends the token anywhere.
+    for url in [
+        "http://",
+        "https://",
+        "http:",
+        "ftp://custody",
+        "http://custody?x=1",
+    ] {
+        let out = run(custody()
+            .args([
+                "verify",
+                "--env",
+                "production",
+                &digest,
+                "--token",
+                "cst_x_y",
+            ])
+            .arg(format!("--server={url}")));
+        expect_refusal(&out, 2, "is not a server URL");
+    }
 }
