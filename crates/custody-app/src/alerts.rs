@@ -186,6 +186,32 @@ pub fn alerts_for_event(index: u64, event: &Event) -> Vec<Alert> {
                 subject: json!({"environment": r.environment, "digests": drift, "ledger_index": index}),
             });
         }
+        EventBody::KeyRevoked(r) => {
+            let key = r.keys.first().map_or("?", |k| k.key.as_str());
+            out.push(Alert {
+                id: format!("key-revoked:{index}"),
+                rule: "key-revoked".into(),
+                severity: "critical".into(),
+                text: format!(
+                    "{} revoked {} key {key}{}: {}; {}",
+                    event.actor,
+                    r.purpose.describe(),
+                    r.compromised_since
+                        .map(|c| format!(" (compromised since {})", c.to_second()))
+                        .unwrap_or_default(),
+                    r.reason,
+                    if r.affected.is_empty() {
+                        "nothing recorded since then depends on it".to_owned()
+                    } else {
+                        format!(
+                            "no longer trusted, until re-signed, re-built or re-approved: {}",
+                            r.affected.join("; ")
+                        )
+                    }
+                ),
+                subject: json!({"key": key, "successors": r.successors, "affected": r.affected, "ledger_index": index}),
+            });
+        }
         EventBody::ProvenanceDiscrepancy(p) => {
             let digests: Vec<String> = p.artifacts.iter().map(ToString::to_string).collect();
             out.push(Alert {

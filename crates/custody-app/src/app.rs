@@ -66,6 +66,8 @@ pub struct App<S: Store> {
     versions: Mutex<std::collections::HashMap<String, Arc<Policy>>>,
     verdicts:
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
+    /// The keyring, built for (the policy in force, the keyring record's version).
+    pub(crate) keyring: Mutex<Option<(KeyringStamp, Arc<crate::keyring::Keyring>)>>,
     /// The hot records, for a server that runs [`App::follow_ledger`].
     pub(crate) state_cache: StateCache,
     /// The checked records as the ledger says they are, once a server installs it (see
@@ -94,7 +96,13 @@ pub(crate) struct VerdictStamp {
     /// The version of each artifact record of the certified release, in its order
     /// (evidence attached to an artifact writes its record; the standing reads it).
     pub(crate) artifacts: Vec<u64>,
+    /// The keyring record's version (a rotation or revocation writes it).
+    pub(crate) keyring: Option<u64>,
 }
+
+/// What a built keyring was built from: the policy in force and the keyring record's
+/// version.
+pub(crate) type KeyringStamp = (String, Option<u64>);
 
 /// Compiled policy versions kept at most (the cache is cleared when it fills).
 const VERSIONS_KEPT: usize = 16;
@@ -123,6 +131,7 @@ impl<S: Store> App<S> {
             policy: Mutex::new(None),
             versions: Mutex::new(std::collections::HashMap::new()),
             verdicts: Mutex::new(std::collections::HashMap::new()),
+            keyring: Mutex::new(None),
             state_cache: StateCache::new(),
             projection: crate::projection::Guard::new(),
             tail: crate::tail::Tail::new(),

@@ -3,6 +3,7 @@
 
 use custody_crypto::dsse::Envelope;
 use custody_model::Digest;
+use custody_policy::KeyPurpose;
 use custody_store::Expect;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -11,7 +12,7 @@ use crate::app::{Actor, App, Once, Versioned, event, expect_version, own_scope, 
 use crate::attestations::{
     self, BuildFields, ManifestArtifact, ReadProvenance, envelope_digest, sha256,
 };
-use crate::events::{self, EventBody};
+use crate::events::{self, EventBody, KeyUse};
 use crate::records::{ArtifactRecord, BuildSourceRecord, EvidenceRecord, ReleaseRecord, kind};
 use crate::{AppError, AppResult};
 use custody_store::Store;
@@ -189,8 +190,15 @@ impl<S: Store> App<S> {
         let facts = match &envelope {
             None => None,
             Some(env) => {
-                let keys: Vec<_> = policy.builders().iter().map(|b| b.key.clone()).collect();
+                // Every builder key custody has trusted; the keyring then says whether the
+                // one that signed is trusted now.
+                let ring = self.keyring().await?;
+                let keys = ring.candidates(KeyPurpose::Builder);
                 let read = attestations::read_provenance(env, &keys, &digest)?;
+                ring.counts(&read.signing_key, KeyPurpose::Builder, actor.now)
+                    .map_err(|why| {
+                        AppError::denied(format!("the provenance does not count: {why}"))
+                    })?;
                 if !read.subject_matches {
                     return Err(AppError::denied(format!(
                         "the provenance is about another artifact: no subject has digest {digest}"
@@ -218,6 +226,13 @@ impl<S: Store> App<S> {
             }
         };
 
+        let keys_by_id: std::collections::BTreeMap<String, custody_crypto::PublicKey> = self
+            .keyring()
+            .await?
+            .candidates(KeyPurpose::Builder)
+            .into_iter()
+            .map(|k| (k.key_id().to_string(), k))
+            .collect();
         self.retrying(|| async {
             let existing: Option<Versioned<ArtifactRecord>> =
                 self.get(kind::ARTIFACT, &digest.to_string()).await?;
@@ -236,6 +251,12 @@ impl<S: Store> App<S> {
                     ledger_index: Some(existing.log_index),
                 });
             }
+            let signed_with: Vec<KeyUse> = facts
+                .as_ref()
+                .and_then(|f| keys_by_id.get(&f.signing_key))
+                .map(KeyUse::of)
+                .into_iter()
+                .collect();
             let record = ArtifactRecord {
                 name: new.name.clone(),
                 digest: digest.clone(),
@@ -259,6 +280,7 @@ impl<S: Store> App<S> {
                     build: new.build.clone(),
                     provenance: envelope.clone(),
                     builder_id: facts.as_ref().map(|f| f.builder_id.clone()),
+                    keys: signed_with.clone(),
                     source: facts.as_ref().map(|f| events::SourceRef {
                         repository: f.source_repo.clone(),
                         commit: f.source_commit.clone(),
@@ -498,8 +520,8 @@ impl<S: Store> App<S> {
                 )));
             }
         }
-        let builder_keys: Vec<custody_crypto::PublicKey> =
-            policy.builders().iter().map(|b| b.key.clone()).collect();
+        let ring = self.keyring().await?;
+        let builder_keys = ring.candidates(KeyPurpose::Builder);
         if !envelope.signatures.is_empty()
             && !builder_keys.is_empty()
             && let Ok(v) = custody_crypto::dsse::verify(envelope, &builder_keys, 1)
@@ -512,14 +534,27 @@ impl<S: Store> App<S> {
                     .unwrap_or_default()
             )));
         }
-        let release_keys: Vec<custody_crypto::PublicKey> = policy.release_keys().cloned().collect();
+        // The first signature by a key trusted now to sign releases (the keyring's rule:
+        // the ledger records it now).
+        let release_keys = ring.candidates(KeyPurpose::ReleaseSigner);
         let signing_key = if release_keys.is_empty() {
             None
         } else {
             custody_crypto::dsse::verify(envelope, &release_keys, 1)
                 .ok()
-                .and_then(|v| v.key_ids().first().map(ToString::to_string))
+                .and_then(|v| {
+                    v.key_ids()
+                        .iter()
+                        .map(ToString::to_string)
+                        .find(|k| ring.counts(k, KeyPurpose::ReleaseSigner, actor.now).is_ok())
+                })
         };
+        let signed_with: Vec<KeyUse> = signing_key
+            .as_ref()
+            .and_then(|k| release_keys.iter().find(|p| &p.key_id().to_string() == k))
+            .map(KeyUse::of)
+            .into_iter()
+            .collect();
         let digest = sha256(&payload);
         let id = format!("{name}@{version}");
         let record = ReleaseRecord {
@@ -556,6 +591,7 @@ impl<S: Store> App<S> {
                 artifacts: artifacts.iter().map(|a| a.digest.clone()).collect(),
                 manifest: envelope.clone(),
                 manifest_digest: envelope_digest(envelope),
+                keys: signed_with,
             }),
         )?];
         let appended = match self

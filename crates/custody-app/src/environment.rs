@@ -620,7 +620,8 @@ impl<S: Store> App<S> {
     /// the certifying promotion's record (an after-the-fact review writes it) and each of the
     /// release's artifact records (evidence attached later writes it: a failing test report
     /// or a critical scan closes the gate at once); the rest (the release, its decision)
-    /// never changes once written. The standing reads no clock (time-bound gates are not
+    /// never changes once written; and the keyring record (a rotation or revocation writes
+    /// it: a revoked key closes the gate at once). The standing reads no clock (time-bound gates are not
     /// re-checked), so no answer goes stale by time alone.
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
         let policy = self.policy().await?;
@@ -653,6 +654,7 @@ impl<S: Store> App<S> {
             policy: policy.digest().to_owned(),
             promotion: promotion.as_ref().map(|p| p.version),
             artifacts,
+            keyring: self.keyring_record().await?.map(|r| r.version),
         };
         let key = (environment.to_owned(), digest.to_string());
         if let Some(hit) = self.cached_verdict(&key, &stamp) {

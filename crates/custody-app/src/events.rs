@@ -130,6 +130,76 @@ event_kinds! {
     /// An operator accepted the log as the database holds it after custody found its
     /// history changed behind its back.
     "log.recovered" => LogRecovered(LogRecovered),
+    /// A trusted key handed its purpose to a successor, both signing the hand-over.
+    "key.rotated" => KeyRotated(KeyRotated),
+    /// A trusted key was revoked: it verifies nothing signed after the revocation, or
+    /// after the time it was compromised since.
+    "key.revoked" => KeyRevoked(KeyRevoked),
+}
+
+/// A key whose signature an event recorded as verified. The store indexes events by
+/// these (`search::key`), so `custody key impact` reads an index, not the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUse {
+    /// Its key id.
+    pub key: String,
+    /// Its algorithm (`ed25519`, `ecdsa-p256`).
+    pub algorithm: String,
+}
+
+impl KeyUse {
+    /// The use of `key`.
+    pub fn of(key: &custody_crypto::PublicKey) -> KeyUse {
+        KeyUse {
+            key: key.key_id().to_string(),
+            algorithm: key.algorithm().to_string(),
+        }
+    }
+}
+
+/// `key.rotated`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotated {
+    /// What the key is for; the successor serves the same purpose, nothing else.
+    pub purpose: custody_policy::KeyPurpose,
+    /// The key handing over (retired from this moment).
+    pub from: String,
+    /// Its successor.
+    pub to: String,
+    /// The successor's public key (SPKI PEM).
+    pub public_key: String,
+    /// The hand-over statement, signed by both keys.
+    pub handover: Envelope,
+    /// Both keys.
+    pub keys: Vec<KeyUse>,
+}
+
+/// `key.revoked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevoked {
+    /// What the key was for.
+    pub purpose: custody_policy::KeyPurpose,
+    /// Why.
+    pub reason: String,
+    /// When it was compromised, if it was: nothing it signed from then on verifies
+    /// (else: nothing signed from the revocation on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_since: Option<Timestamp>,
+    /// Successors it handed over to after that time, revoked with it (a hand-over signed
+    /// by a compromised key proves nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub successors: Vec<String>,
+    /// What stopped counting, for the alert and the auditor: the releases and provenance
+    /// the ledger recorded as signed by it (or those successors) since the cutoff, and the
+    /// environments whose certified release depends on them (at most
+    /// [`crate::key_impact::MAX_AFFECTED_NAMED`] named).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
+    /// The key revoked (one entry).
+    pub keys: Vec<KeyUse>,
 }
 
 /// `policy.applied`.
@@ -237,6 +307,10 @@ pub struct ArtifactRegistered {
     pub builder_id: Option<String>,
     /// The source its verified provenance names.
     pub source: Option<SourceRef>,
+    /// The keys whose signatures it recorded as verified (absent in events written
+    /// before keys were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 /// The source and parameters two disagreeing builds share.
@@ -296,6 +370,10 @@ pub struct ReleaseCreated {
     pub manifest: Envelope,
     /// The envelope's digest.
     pub manifest_digest: Digest,
+    /// The keys whose signatures it recorded as verified (absent in events written
+    /// before keys were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 /// `promotion.requested`.
@@ -346,6 +424,10 @@ pub struct DecisionRecorded {
     /// The reason, when the requester broke glass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// The keys whose signatures it recorded as verified (absent in events written
+    /// before keys were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 /// `environment.certified`.
@@ -416,6 +498,10 @@ pub struct ApprovalRecorded {
     /// The digest of the signed statement, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_digest: Option<Digest>,
+    /// The keys whose signatures it recorded as verified (absent in events written
+    /// before keys were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -365,6 +365,28 @@ pub fn describe(event: &Event) -> String {
             "{who} accepted the log at {} entries after it lost history (the checkpoint of {} entries): {}",
             r.found_size, r.lost_size, r.reason
         ),
+        EventBody::KeyRotated(r) => format!(
+            "{who} rotated {} key {} to its successor {} (the hand-over signed by both)",
+            r.purpose.describe(),
+            short(&r.from),
+            short(&r.to)
+        ),
+        EventBody::KeyRevoked(r) => format!(
+            "{who} revoked {} key {}{}: {}{}",
+            r.purpose.describe(),
+            r.keys
+                .first()
+                .map_or_else(|| "?".to_owned(), |k| short(&k.key)),
+            r.compromised_since
+                .map(|c| format!(" (compromised since {})", c.to_second()))
+                .unwrap_or_default(),
+            r.reason,
+            if r.affected.is_empty() {
+                String::new()
+            } else {
+                format!("; no longer counting: {}", r.affected.join(", "))
+            }
+        ),
         _ => format!("{} by {who}", event.kind()),
     }
 }

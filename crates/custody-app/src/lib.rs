@@ -30,6 +30,9 @@ mod evidence;
 mod governance;
 mod history;
 mod identity;
+mod key_impact;
+mod key_lifecycle;
+pub mod keyring;
 mod keys;
 pub mod limits;
 mod log;
@@ -65,6 +68,10 @@ pub use governance::{
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
+pub use key_impact::{EnvironmentImpact, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED, MAX_IMPACT};
+pub use key_lifecycle::{
+    HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey, RotateKey,
+};
 pub use keys::{POLICY_VERSIONS_SCANNED, Since, TrustedKey};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
 pub use projection::{StateCheck, StateDifference, check_state};

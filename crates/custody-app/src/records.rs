@@ -36,6 +36,8 @@ pub(crate) mod kind {
     pub(crate) const TOKEN: &str = "token";
     pub(crate) const REPLAY: &str = "replay";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
+    /// The key rotations and revocations (`keyring/current`, see keyring.rs).
+    pub(crate) const KEYRING: &str = "keyring";
 }
 
 /// The policy in force.

@@ -379,6 +379,53 @@ impl Custody {
         }
     }
 
+    pub(crate) async fn keys(&self) -> AppResult<Vec<custody_app::keyring::KeyView>> {
+        match self {
+            Custody::Local { app, .. } => app.keys().await,
+            Custody::Remote(c) => c.get("/api/v1/keys", &()).await,
+        }
+    }
+
+    pub(crate) async fn key_impact(&self, key: &str) -> AppResult<custody_app::KeyImpact> {
+        match self {
+            Custody::Local { app, .. } => app.key_impact(key).await,
+            Custody::Remote(c) => {
+                c.get(&format!("/api/v1/keys/{}/impact", segment(key)), &())
+                    .await
+            }
+        }
+    }
+
+    pub(crate) async fn rotate_key(
+        &self,
+        request: &custody_app::RotateKey,
+    ) -> AppResult<custody_app::KeyChanged> {
+        match self {
+            Custody::Local { app, actor } => app.rotate_key(Self::actor(actor)?, request).await,
+            Custody::Remote(c) => c.post("/api/v1/keys/rotate", request, None).await,
+        }
+    }
+
+    pub(crate) async fn revoke_key(
+        &self,
+        key: &str,
+        request: &custody_app::RevokeKey,
+    ) -> AppResult<custody_app::KeyChanged> {
+        match self {
+            Custody::Local { app, actor } => {
+                app.revoke_key(Self::actor(actor)?, key, request).await
+            }
+            Custody::Remote(c) => {
+                c.post(
+                    &format!("/api/v1/keys/{}/revoke", segment(key)),
+                    request,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
     pub(crate) async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
         match self {
             Custody::Local { app, .. } => app.history(filter).await,

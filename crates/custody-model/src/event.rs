@@ -104,6 +104,17 @@ pub struct EventHeader {
     /// The build it records.
     #[serde(default)]
     pub build: Option<BuildName>,
+    /// The keys whose signatures it recorded as verified (what `custody key impact`
+    /// finds by).
+    #[serde(default)]
+    pub keys: Vec<KeyName>,
+}
+
+/// The part of a key use that names the key: its key id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KeyName {
+    /// The key id (lowercase hex SHA-256 of the SPKI DER).
+    pub key: String,
 }
 
 /// The part of a build that names it: the CI run's invocation id.
@@ -141,6 +152,12 @@ mod tests {
         assert_eq!(h.invocation_id(), Some("run-7"));
         assert_eq!(h.environment, None);
         assert_eq!(h.auth, None);
+        assert!(h.keys.is_empty());
+        let signed = EventHeader::read(
+            br#"{"type":"release.created","at":"2026-11-01T00:00:00Z","keys":[{"key":"ab","algorithm":"ed25519"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(signed.keys, vec![KeyName { key: "ab".into() }]);
     }
 
     #[test]

@@ -29,6 +29,6 @@ mod timestamp;
 
 pub use canonical::{CanonicalJson, CanonicalJsonError};
 pub use digest::{Digest, DigestAlgorithm, DigestError};
-pub use event::{Authentication, BuildName, EventHeader};
+pub use event::{Authentication, BuildName, EventHeader, KeyName};
 pub use promotion::{NameError, Principal, PromotionStatus, ReleaseRef, Risk, Verdict};
 pub use timestamp::{Timestamp, TimestampError};

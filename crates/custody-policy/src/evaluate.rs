@@ -107,10 +107,19 @@ fn release_signature(
     gates: &mut Gates,
 ) {
     let mut problems = Vec::new();
-    match &release.signing_key {
+    // A retired key, or a successor by hand-over, counts as the policy's key in its place.
+    let counted = release
+        .signing_key
+        .as_ref()
+        .map(|k| release.signing_key_counts_as.as_ref().unwrap_or(k));
+    match counted {
         None if release.signatures == 0 => {
             problems.push("the release is unsigned: its manifest has no signature".to_owned())
         }
+        None if !release.refused_keys.is_empty() => problems.push(format!(
+            "the release manifest is not signed by a trusted release key: {}",
+            release.refused_keys.join("; ")
+        )),
         None => problems.push(
             "the release manifest is not signed by a trusted release key (its signatures are by unknown or revoked keys)"
                 .to_owned(),
@@ -183,8 +192,14 @@ fn provenance(policy: &Policy, env: &Environment, release: &ReleaseFacts, gates:
         let builder = p
             .signing_key
             .as_ref()
+            .map(|k| p.signing_key_counts_as.as_ref().unwrap_or(k))
             .and_then(|k| policy.builders().iter().find(|b| &b.key_id == k));
         match builder {
+            None if !p.refused_keys.is_empty() => problems.push(format!(
+                "the provenance of {} is not signed by a trusted builder key: {}",
+                a.name,
+                p.refused_keys.join("; ")
+            )),
             None => problems.push(format!(
                 "the provenance of {} is not signed by a trusted builder key",
                 a.name

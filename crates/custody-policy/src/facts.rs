@@ -50,6 +50,17 @@ pub struct ReleaseFacts {
     pub signatures: usize,
     /// Who created (and signed) the release.
     pub signed_by: String,
+    /// The key of the policy in force that the signing key counts as, when that is not
+    /// the signing key itself (the application reads it from the keyring): a key retired
+    /// by rotation keeps verifying what it signed while trusted, in the place of its
+    /// successor, and a successor introduced by a signed hand-over counts in the place of
+    /// the key it succeeded. Absent: the signing key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_counts_as: Option<String>,
+    /// Why signatures by keys the keyring knows did not count (revoked, or not trusted
+    /// when the ledger recorded the signature), for the gate's reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_keys: Vec<String>,
     /// The artifacts the manifest names.
     pub artifacts: Vec<ArtifactFacts>,
 }
@@ -88,6 +99,17 @@ pub struct ProvenanceFacts {
     pub source_commit: String,
     /// Whether a subject of the statement has the artifact's digest.
     pub subject_matches: bool,
+    /// The key of the policy in force that the signing key counts as, when that is not
+    /// the signing key itself (the application reads it from the keyring): a key retired
+    /// by rotation keeps verifying what it signed while trusted, in the place of its
+    /// successor, and a successor introduced by a signed hand-over counts in the place of
+    /// the key it succeeded. Absent: the signing key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_counts_as: Option<String>,
+    /// Why signatures by keys the keyring knows did not count (revoked, or not trusted
+    /// when the ledger recorded the signature), for the gate's reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_keys: Vec<String>,
 }
 
 /// A piece of evidence about an artifact.

@@ -27,7 +27,9 @@ use crate::policy::Builder;
 use crate::repo::RepoPattern;
 
 /// What a trusted key is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyPurpose {
     /// Signs release manifests (`[[release_key]]`).
@@ -39,6 +41,27 @@ pub enum KeyPurpose {
 }
 
 impl KeyPurpose {
+    /// Every purpose a policy names keys for.
+    pub const ALL: [KeyPurpose; 3] = [
+        KeyPurpose::ReleaseSigner,
+        KeyPurpose::Builder,
+        KeyPurpose::PersonalApproval,
+    ];
+
+    /// As written in commands and events: `release-signer`, `builder`, `personal-approval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::ReleaseSigner => "release-signer",
+            KeyPurpose::Builder => "builder",
+            KeyPurpose::PersonalApproval => "personal-approval",
+        }
+    }
+
+    /// The purpose `text` names (as [`KeyPurpose::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<KeyPurpose> {
+        KeyPurpose::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
     /// For people: "release signer", "builder", "personal approval key".
     pub fn describe(self) -> &'static str {
         match self {

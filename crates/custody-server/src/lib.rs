@@ -27,6 +27,7 @@ mod expiring;
 mod extract;
 mod governance;
 pub mod http_client;
+mod keyring;
 mod ledger;
 mod metrics;
 pub mod oidc;

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ServerState, access, api, governance, ledger, metrics};
+use crate::{ServerState, access, api, governance, keyring, ledger, metrics};
 
 /// The document's frame: what custody's API is, and how callers authenticate.
 #[derive(utoipa::OpenApi)]
@@ -63,6 +63,8 @@ fn guarded() -> Vec<(Permission, Routes)> {
                 .routes(routes!(api::promotion))
                 .routes(routes!(metrics::render))
                 .routes(routes!(governance::policy))
+                .routes(routes!(keyring::keys))
+                .routes(routes!(keyring::impact))
                 .routes(routes!(governance::proposals))
                 .routes(routes!(governance::proposal))
                 // Only the policy's owners may review (the use case checks who).
@@ -94,7 +96,10 @@ fn guarded() -> Vec<(Permission, Routes)> {
         ),
         (
             P::Policy,
-            OpenApiRouter::new().routes(routes!(governance::apply_policy)),
+            OpenApiRouter::new()
+                .routes(routes!(governance::apply_policy))
+                .routes(routes!(keyring::rotate))
+                .routes(routes!(keyring::revoke)),
         ),
         (
             P::Register,

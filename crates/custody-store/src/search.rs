@@ -42,6 +42,12 @@ pub fn build(invocation: &str) -> String {
     format!("build:{invocation}")
 }
 
+/// The term of events that recorded a signature by key `key_id` as verified (their
+/// `keys`).
+pub fn key(key_id: &str) -> String {
+    format!("key:{key_id}")
+}
+
 /// How long before the latest stamp already in the log an event may be stamped and still
 /// count as in order. Events are stamped when their append is built and land when their
 /// batch commits, so concurrent appends land a little out of stamp order; an event stamped
@@ -140,6 +146,13 @@ pub(crate) fn index(leaf: &[u8]) -> Indexed {
             .map(|d| artifact(&d)),
     );
     out.extend(header.invocation_id().and_then(name).map(|b| build(&b)));
+    out.extend(
+        header
+            .keys
+            .iter()
+            .filter_map(|k| name(&k.key))
+            .map(|k| key(&k)),
+    );
     out.sort();
     out.dedup();
     Indexed {
@@ -154,7 +167,7 @@ mod tests {
 
     #[test]
     fn an_event_is_indexed_by_every_name_it_mentions() {
-        let leaf = br#"{"actor":"alice","artifacts":["sha256:aa","sha256:bb","sha256:aa"],"at":"2026-11-27T12:00:00.5Z","build":{"invocation_id":"run-7"},"environment":"production","type":"x"}"#;
+        let leaf = br#"{"actor":"alice","artifacts":["sha256:aa","sha256:bb","sha256:aa"],"at":"2026-11-27T12:00:00.5Z","build":{"invocation_id":"run-7"},"environment":"production","keys":[{"algorithm":"ed25519","key":"k1"}],"type":"x"}"#;
         assert_eq!(
             index(leaf),
             Indexed {
@@ -164,6 +177,7 @@ mod tests {
                     "artifact:sha256:bb".into(),
                     "build:run-7".into(),
                     "env:production".into(),
+                    "key:k1".into(),
                     "type:x".into(),
                 ],
                 stamp: Some(1_795_780_800_500_000_000),

@@ -221,3 +221,24 @@ fn certification_fields(
         &e.by_rollback,
     );
 }
+
+/// `keyring/current`: every rotation and revocation, exactly as the ledger recorded them.
+impl Projected for crate::keyring::KeyringRecord {
+    fn expected(p: &Projection, _: &str, key: &str) -> Option<u64> {
+        p.keyring
+            .as_ref()
+            .filter(|_| key == "current")
+            .map(|e| e.index)
+    }
+
+    fn differences(&self, p: &Projection, _: &str, key: &str) -> Vec<String> {
+        let Some(Expected { value: e, .. }) = p.keyring.as_ref().filter(|_| key == "current")
+        else {
+            return Vec::new();
+        };
+        let mut f = Fields::default();
+        f.field("rotations", &self.rotations, &e.rotations);
+        f.field("revocations", &self.revocations, &e.revocations);
+        f.into_lines()
+    }
+}

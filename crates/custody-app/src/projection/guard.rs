@@ -365,6 +365,15 @@ async fn fold_and_compare<S: Store>(
     let standings = keys(&p.standings);
     compare_kind::<_, CertificationRecord>(store, &p, kind::CERTIFICATION, standings, &mut report)
         .await?;
+    let keyring: Vec<String> = p.keyring.iter().map(|_| "current".to_owned()).collect();
+    compare_kind::<_, crate::keyring::KeyringRecord>(
+        store,
+        &p,
+        kind::KEYRING,
+        keyring,
+        &mut report,
+    )
+    .await?;
     Ok((report, p))
 }
 

@@ -41,6 +41,8 @@ const SETTERS: &[&str] = &[
     "environment.certified",
     "rollback",
     "deploy.reported",
+    "key.rotated",
+    "key.revoked",
 ];
 
 /// An expected value and the ledger entry that last set it.
@@ -119,6 +121,8 @@ pub(crate) struct Projection {
     pub(crate) environments: HashMap<String, Expected<ExpectedCertification>>,
     /// By `environment/release`, the state key of a standing.
     pub(crate) standings: HashMap<String, Expected<ExpectedStanding>>,
+    /// The key rotations and revocations (`keyring/current`).
+    pub(crate) keyring: Option<Expected<crate::keyring::KeyringRecord>>,
     /// Leaves that did not read as events of their kind, with why.
     pub(crate) unreadable: Vec<(u64, String)>,
 }
@@ -258,6 +262,30 @@ impl Projection {
                 };
                 self.certify(&r.environment, certification, index);
             }
+            EventBody::KeyRotated(r) => {
+                let ring = self.keyring_at(index);
+                ring.rotations.push(crate::keyring::Rotation {
+                    purpose: r.purpose,
+                    from: r.from.clone(),
+                    to: r.to.clone(),
+                    public_key: r.public_key.clone(),
+                    at: event.at,
+                    by: event.actor.clone(),
+                });
+            }
+            EventBody::KeyRevoked(r) => {
+                let Some(key) = r.keys.first() else { return };
+                let ring = self.keyring_at(index);
+                ring.revocations.push(crate::keyring::Revocation {
+                    key: key.key.clone(),
+                    purpose: r.purpose,
+                    reason: r.reason.clone(),
+                    compromised_since: r.compromised_since,
+                    at: event.at,
+                    by: event.actor.clone(),
+                    successors: r.successors.clone(),
+                });
+            }
             EventBody::DeployReported(d) if d.status == DeployStatus::Failed => {
                 // A failed rollout of the certified release marks its standing failed
                 // (so no rollback picks it), whether or not a rollback followed.
@@ -282,6 +310,16 @@ impl Projection {
             }
             _ => {}
         }
+    }
+
+    /// The keyring record, now set by entry `index`.
+    fn keyring_at(&mut self, index: u64) -> &mut crate::keyring::KeyringRecord {
+        let ring = self.keyring.get_or_insert_with(|| Expected {
+            value: Default::default(),
+            index,
+        });
+        ring.index = index;
+        &mut ring.value
     }
 
     /// `certification` becomes `environment`'s certified release and that release's

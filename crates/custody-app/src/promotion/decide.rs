@@ -92,6 +92,7 @@ impl<S: Store> App<S> {
                 engine: decision.engine.clone(),
                 vsa_digest: envelope_digest(&vsa),
                 vsa,
+                keys: vec![crate::events::KeyUse::of(self.attestor.public_key())],
                 artifacts: artifacts.clone(),
                 break_glass: promotion.break_glass.as_ref().map(|g| g.reason.clone()),
             }),

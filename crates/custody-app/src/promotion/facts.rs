@@ -3,8 +3,8 @@
 use custody_crypto::{PublicKey, dsse};
 use custody_model::{Digest, Timestamp};
 use custody_policy::{
-    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, Policy, PreviousFacts, ProvenanceFacts,
-    ReleaseFacts,
+    ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, KeyPurpose, Policy, PreviousFacts,
+    ProvenanceFacts, ReleaseFacts,
 };
 use custody_store::Store;
 
@@ -36,14 +36,23 @@ impl<S: Store> App<S> {
         approvals: &[ApprovalRecord],
         now: Timestamp,
     ) -> AppResult<Gathered> {
-        let keys: Vec<PublicKey> = policy.release_keys().cloned().collect();
-        let signing_key = if keys.is_empty() {
-            None
-        } else {
-            dsse::verify(&release.manifest, &keys, 1)
-                .ok()
-                .and_then(|v| v.key_ids().first().map(ToString::to_string))
-        };
+        // The manifest's signatures, by the keyring's rule: a key trusted to sign releases
+        // when the ledger recorded the release, not revoked by then; a retired key or a
+        // successor counts as the key of the policy in force in its place.
+        let ring = self.keyring().await?;
+        let keys: Vec<PublicKey> = ring.candidates(KeyPurpose::ReleaseSigner);
+        let mut refused_keys = Vec::new();
+        let mut signing_key = None;
+        if let Ok(v) = dsse::verify(&release.manifest, &keys, 1) {
+            for k in v.key_ids().iter().map(ToString::to_string) {
+                match ring.counts(&k, KeyPurpose::ReleaseSigner, release.created_at) {
+                    Ok(()) if signing_key.is_none() => signing_key = Some(k),
+                    Ok(()) => {}
+                    Err(why) => refused_keys.push(why),
+                }
+            }
+        }
+        let signing_key_counts_as = signing_key.as_ref().and_then(|k| ring.counts_as(k, policy));
         let mut artifacts = Vec::with_capacity(release.artifacts.len());
         let mut provenance = Vec::new();
         for a in &release.artifacts {
@@ -60,12 +69,20 @@ impl<S: Store> App<S> {
                 name: a.name.clone(),
                 digest: a.digest.to_string(),
                 built_by: record.registered_by,
-                provenance: record.provenance_facts.map(|p| ProvenanceFacts {
-                    signing_key: Some(p.signing_key),
-                    builder_id: p.builder_id,
-                    source_repo: p.source_repo,
-                    source_commit: p.source_commit,
-                    subject_matches: p.subject_matches,
+                provenance: record.provenance_facts.map(|p| {
+                    // Counted as the keyring says of the builder key when the ledger
+                    // recorded the provenance.
+                    let counts =
+                        ring.counts(&p.signing_key, KeyPurpose::Builder, record.registered_at);
+                    ProvenanceFacts {
+                        signing_key_counts_as: ring.counts_as(&p.signing_key, policy),
+                        signing_key: counts.is_ok().then_some(p.signing_key),
+                        builder_id: p.builder_id,
+                        source_repo: p.source_repo,
+                        source_commit: p.source_commit,
+                        subject_matches: p.subject_matches,
+                        refused_keys: counts.err().into_iter().collect(),
+                    }
                 }),
                 evidence: self
                     .evidence_facts(policy, &promotion.environment, &record.evidence)
@@ -103,6 +120,8 @@ impl<S: Store> App<S> {
                 signing_key,
                 signatures: release.manifest.signatures.len(),
                 signed_by: release.created_by.clone(),
+                signing_key_counts_as,
+                refused_keys,
                 artifacts,
             },
             previous,

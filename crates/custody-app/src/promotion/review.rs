@@ -369,6 +369,10 @@ fn approval_event(
                 .statement
                 .as_ref()
                 .map(crate::attestations::envelope_digest),
+            // The personal key is named by the statement's own signature (the key id
+            // hint custody's signers write), with its algorithm unknown here: not
+            // indexed yet, so `custody key impact` finds approvals through the policy.
+            keys: Vec::new(),
         }),
     )
 }

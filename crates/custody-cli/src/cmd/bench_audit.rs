@@ -314,6 +314,7 @@ fn make_bundle(
                         repository: "https://git.bench/app".into(),
                         commit: format!("{i:040x}"),
                     }),
+                    keys: vec![events::KeyUse::of(builder.public_key())],
                 })
             } else {
                 EventBody::EvidenceAttached(events::EvidenceAttached {

@@ -1,4 +1,4 @@
-//! `custody key`: generate and inspect keys.
+//! `custody key`: generate and inspect keys (and, in keyring.rs, the keyring's lifecycle).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -24,6 +24,28 @@ pub(crate) enum KeyCommand {
     /// Show a key's id, algorithm and the ids other tools give it. Accepts a public key
     /// (.pub) or a private key (.key; only its public half is shown).
     Show(ShowArgs),
+    /// List every key custody has trusted: status (active, retired, revoked), purpose,
+    /// algorithm, key id, name, holder, since when, and its successor or revocation.
+    List(super::keyring::ListArgs),
+    /// What a key's trust touches: every release, provenance and decision receipt the
+    /// ledger recorded as signed by it (and whether each still counts), and per
+    /// environment what is certified and running, and what the deploy gate says now.
+    ///
+    /// Example: custody key impact 3f2a…
+    Impact(super::keyring::ImpactArgs),
+    /// Rotate a key to its successor without downtime: the hand-over is signed by both
+    /// keys; what the old key signed while trusted keeps verifying, and from now on only
+    /// the successor signs in its place.
+    ///
+    /// Example: custody key generate --out keys/release-signer-2 &&
+    ///   custody key rotate release-signer --from keys/release-signer.key --to keys/release-signer-2.key
+    Rotate(super::keyring::RotateArgs),
+    /// Revoke a key: nothing it signed from the revocation on (or from
+    /// --compromised-since) counts; the deploy gate denies what depends on it until it is
+    /// re-signed, re-built or re-approved, and an alert names what it touches.
+    ///
+    /// Example: custody key revoke 3f2a… --reason "laptop stolen" --compromised-since 2026-11-24T00:00:00Z
+    Revoke(super::keyring::RevokeArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +96,10 @@ pub(crate) fn run(command: KeyCommand) -> anyhow::Result<Outcome> {
     match command {
         KeyCommand::Generate(a) => generate(a),
         KeyCommand::Show(a) => show(a),
+        KeyCommand::List(a) => crate::block_on(super::keyring::list(a)),
+        KeyCommand::Impact(a) => crate::block_on(super::keyring::impact(a)),
+        KeyCommand::Rotate(a) => crate::block_on(super::keyring::rotate(a)),
+        KeyCommand::Revoke(a) => crate::block_on(super::keyring::revoke(a)),
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod environment;
 pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
+pub(crate) mod keyring;
 pub(crate) mod log;
 pub(crate) mod log_recover;
 pub(crate) mod log_watch;

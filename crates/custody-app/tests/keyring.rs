@@ -1,0 +1,443 @@
+//! The keyring on a real SQLite store: a key rotated with a hand-over signed by both keeps
+//! what it signed while trusted and signs nothing after; a key revoked with a compromise
+//! time denies exactly what the ledger recorded after that time, and `key_impact` lists
+//! exactly those; the state record is checked against the ledger like every other.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_app::{
+    Actor, App, AppError, ApplyPolicy, Handover, Promote, RecordRelease, RegisterArtifact,
+    RevokeKey, RotateKey,
+};
+use custody_crypto::note::NoteSigner;
+use custody_crypto::{Algorithm, PrivateKey, Signer as _};
+use custody_model::{Digest, Timestamp};
+use custody_policy::{Bundle, KeyPurpose};
+use custody_store::{Location, SqlStore};
+
+const POLICY: &str = r#"version = 1
+[roles]
+signer = ["rita"]
+security = ["sec"]
+builder = ["ci"]
+[[release_key]]
+path = "keys/release.pub"
+name = "release signer"
+owner = "rita"
+[[builder]]
+id = "https://ci.example/builder/v1"
+key = "keys/builder.pub"
+source_repos = ["https://git.example/acme/*"]
+[[environment]]
+name = "build"
+[[environment]]
+name = "prod"
+after = "build"
+"#;
+
+fn at(t: &str) -> Timestamp {
+    format!("2026-11-10T{t}Z").parse().unwrap()
+}
+
+/// The operator of the data directory, who puts the (ungoverned) test policies in force.
+fn operator(t: &str) -> Actor {
+    Actor::new("local:ops", at(t))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Local { user: "ops".into() })
+}
+
+fn actor(who: &str, t: &str) -> Actor {
+    Actor::new(who, at(t))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        })
+}
+
+struct Setup {
+    app: App<SqlStore>,
+    builder: PrivateKey,
+    release_key: PrivateKey,
+    _dir: tempfile::TempDir,
+}
+
+fn bundle(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
+    let mut b = Bundle::default();
+    b.files.insert("custody.toml".into(), POLICY.into());
+    b.files
+        .insert("keys/builder.pub".into(), builder.public_key().to_pem());
+    b.files
+        .insert("keys/release.pub".into(), release.public_key().to_pem());
+    b
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let log = NoteSigner::new(
+        "test.custody/log",
+        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
+    )
+    .unwrap();
+    let store = SqlStore::create(
+        &Location::Sqlite(dir.path().join("c.db")),
+        log,
+        at("08:00:00"),
+    )
+    .await
+    .unwrap();
+    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    let (builder, release_key) = (
+        PrivateKey::generate(Algorithm::Ed25519),
+        PrivateKey::generate(Algorithm::EcdsaP256),
+    );
+    app.apply_policy(
+        &operator("09:00:00"),
+        &ApplyPolicy {
+            files: bundle(&builder, &release_key).files,
+        },
+    )
+    .await
+    .unwrap();
+    Setup {
+        app,
+        builder,
+        release_key,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// Registers an artifact built at `t` and records release `version` of it signed by
+    /// `key` at `t`; returns its digest.
+    async fn release(&self, version: &str, key: &PrivateKey, t: &str) -> Digest {
+        let digest = sha256(version.as_bytes());
+        let build = BuildFields {
+            builder_id: "https://ci.example/builder/v1".into(),
+            source_repo: "https://git.example/acme/shop".into(),
+            source_commit: format!("{:040x}", version.len()),
+            parameters: [("v".to_owned(), version.to_owned())].into(),
+            environment: Default::default(),
+            started: None,
+            finished: None,
+            nondeterministic_steps: vec![],
+            invocation_id: None,
+        };
+        let request =
+            RegisterArtifact::signed_by(&self.builder, "shop", digest.clone(), None, build)
+                .unwrap();
+        self.app
+            .register_artifact(&actor("ci", t), &request)
+            .await
+            .unwrap();
+        let manifest = RecordRelease::signed(
+            "shop",
+            version,
+            &[ManifestArtifact {
+                name: "shop".into(),
+                digest: digest.clone(),
+            }],
+            "rita",
+            at(t),
+            Some(key),
+        )
+        .unwrap();
+        self.app
+            .record_release(&actor("rita", t), &manifest, None)
+            .await
+            .unwrap();
+        digest
+    }
+
+    /// Promotes `shop@version` to `env` at `t`: whether it was certified, and the reasons.
+    async fn promote(&self, version: &str, env: &str, t: &str) -> (bool, String) {
+        let out = self
+            .app
+            .promote(
+                &actor("rita", t),
+                &Promote {
+                    release: format!("shop@{version}").parse().unwrap(),
+                    environment: env.into(),
+                    break_glass: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let d = out.decision.decision;
+        let reasons = d
+            .gates
+            .iter()
+            .map(|g| format!("{}: {}", g.gate, g.reason))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        (d.allowed, reasons)
+    }
+
+    async fn rotate(&self, old: &PrivateKey, new: &PrivateKey, t: &str) -> Result<(), AppError> {
+        let handover = Handover::sign(KeyPurpose::ReleaseSigner, old, new).unwrap();
+        self.app
+            .rotate_key(&actor("sec", t), &RotateKey { handover })
+            .await
+            .map(|_| ())
+    }
+}
+
+fn id(key: &PrivateKey) -> String {
+    key.public_key().key_id().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after() {
+    let s = setup().await;
+    let old = &s.release_key;
+    let new = PrivateKey::generate(Algorithm::Ed25519);
+    let d1 = s.release("1.0.0", old, "10:00:00").await;
+    assert!(s.promote("1.0.0", "build", "10:01:00").await.0);
+
+    // A hand-over signed only by the successor (or only by the old key) changes nothing.
+    let mut half = Handover::sign(KeyPurpose::ReleaseSigner, old, &new).unwrap();
+    half.signatures.remove(0);
+    match s
+        .app
+        .rotate_key(&actor("sec", "10:30:00"), &RotateKey { handover: half })
+        .await
+    {
+        Err(AppError::Denied(m)) => assert!(m.contains("signed by both"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A successor that already serves another purpose is refused: one key, one purpose.
+    match s.rotate(old, &s.builder, "10:30:00").await {
+        Err(AppError::Invalid(m)) => assert!(m.contains("already in the keyring"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.app.keyring().await.unwrap().get(&id(&new)).is_none());
+
+    s.rotate(old, &new, "11:00:00").await.unwrap();
+    // Production keeps running: what the old key signed while trusted still stands.
+    assert!(s.app.verify("build", &d1).await.unwrap().allowed);
+    // The same hand-over again: the old key has already handed over.
+    match s.rotate(old, &new, "11:05:00").await {
+        Err(AppError::Conflict(m)) => assert!(m.contains("already rotated"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // After the hand-over the old key signs nothing that counts; the successor does, in
+    // its place, though the bundle still names the old key.
+    s.release("2.0.0", old, "12:00:00").await;
+    let (allowed, why) = s.promote("2.0.0", "build", "12:01:00").await;
+    assert!(!allowed);
+    assert!(
+        why.contains("retired at") && why.contains(&id(&new)),
+        "{why}"
+    );
+    let d3 = s.release("3.0.0", &new, "12:10:00").await;
+    assert!(s.promote("3.0.0", "build", "12:11:00").await.0);
+    assert!(
+        s.promote("1.0.0", "prod", "12:20:00").await.0,
+        "an old release still promotes"
+    );
+
+    // The bundle catches up: the successor at the old key's file. Both still stand.
+    let mut b = bundle(&s.builder, &new);
+    b.files.insert(
+        "custody.toml".into(),
+        POLICY.replace("name = \"build\"", "name = \"build\"\n# caught up"),
+    );
+    s.app
+        .apply_policy(&operator("13:00:00"), &ApplyPolicy { files: b.files })
+        .await
+        .unwrap();
+    assert!(s.app.verify("build", &d3).await.unwrap().allowed);
+    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+
+    let ring = s.app.keyring().await.unwrap();
+    let (o, n) = (ring.get(&id(old)).unwrap(), ring.get(&id(&new)).unwrap());
+    assert_eq!((o.status(), n.status()), ("retired", "active"));
+    assert_eq!(o.successor.as_deref(), Some(id(&new).as_str()));
+    assert_eq!(
+        (n.name.as_str(), n.owner.as_deref()),
+        ("release signer", Some("rita"))
+    );
+    let check = s.app.check_state(|_| {}).await.unwrap();
+    assert!(check.differences.is_empty(), "{:?}", check.differences);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_after() {
+    let s = setup().await;
+    let key = &s.release_key;
+    let d1 = s.release("1.0.0", key, "10:00:00").await;
+    assert!(s.promote("1.0.0", "build", "10:01:00").await.0);
+    assert!(s.promote("1.0.0", "prod", "10:02:00").await.0);
+    let d2 = s.release("2.0.0", key, "12:00:00").await;
+    assert!(s.promote("2.0.0", "build", "12:01:00").await.0);
+    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+
+    let revoke = |reason: &str, since: Option<&str>| RevokeKey {
+        reason: reason.into(),
+        compromised_since: since.map(at),
+    };
+    // Bad requests change nothing.
+    for (request, t, expect) in [
+        (revoke(" ", None), "13:00:00", "needs a reason"),
+        (revoke("x", Some("14:00:00")), "13:00:00", "in the future"),
+    ] {
+        match s.app.revoke_key(&actor("sec", t), &id(key), &request).await {
+            Err(AppError::Invalid(m)) => assert!(m.contains(expect), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    match s
+        .app
+        .revoke_key(&actor("sec", "13:00:00"), "ab12", &revoke("x", None))
+        .await
+    {
+        Err(AppError::NotFound(m)) => assert!(m.contains("not in the keyring"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Someone without the policy permission cannot revoke.
+    assert!(matches!(
+        s.app
+            .revoke_key(&actor("ci", "13:00:00"), &id(key), &revoke("x", None))
+            .await,
+        Err(AppError::Denied(_))
+    ));
+    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+
+    s.app
+        .revoke_key(
+            &actor("sec", "13:00:00"),
+            &id(key),
+            &revoke("laptop stolen", Some("11:00:00")),
+        )
+        .await
+        .unwrap();
+    // Exactly what the ledger recorded after the compromise is denied, at once.
+    let v = s.app.verify("build", &d2).await.unwrap();
+    assert!(!v.allowed);
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| r.contains("was revoked") && r.contains("laptop stolen")),
+        "{v:?}"
+    );
+    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+
+    let impact = s.app.key_impact(&id(key)).await.unwrap();
+    let releases: Vec<(&str, bool)> = impact
+        .uses
+        .iter()
+        .filter(|u| u.what == "release")
+        .map(|u| (u.name.as_str(), u.counts))
+        .collect();
+    assert_eq!(releases, [("shop@2.0.0", false), ("shop@1.0.0", true)]);
+    let env = |name: &str| {
+        impact
+            .environments
+            .iter()
+            .find(|e| e.environment == name)
+            .unwrap()
+    };
+    assert_eq!(
+        (env("build").certified_depends, env("build").gate_allows),
+        (true, Some(false))
+    );
+    assert_eq!(
+        (env("prod").certified_depends, env("prod").gate_allows),
+        (true, Some(true))
+    );
+
+    // The event names what stopped counting, and so does its alert.
+    let last = s.app.history(&Default::default()).await.unwrap();
+    let revoked = last
+        .iter()
+        .find(|e| e.event.body.kind() == "key.revoked")
+        .unwrap();
+    let alerts = custody_app::alerts::alerts_for_event(revoked.index, &revoked.event);
+    let text = &alerts
+        .iter()
+        .find(|a| a.rule == "key-revoked")
+        .unwrap()
+        .text;
+    assert!(
+        text.contains("shop@2.0.0")
+            && text.contains("certified in build")
+            && !text.contains("shop@1.0.0"),
+        "{text}"
+    );
+
+    // Revoked once: a second revocation is refused; the keyring record agrees with the
+    // ledger.
+    assert!(matches!(
+        s.app
+            .revoke_key(&actor("sec", "13:10:00"), &id(key), &revoke("again", None))
+            .await,
+        Err(AppError::Conflict(_))
+    ));
+    let check = s.app.check_state(|_| {}).await.unwrap();
+    assert!(check.differences.is_empty(), "{:?}", check.differences);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_it() {
+    let s = setup().await;
+    // The release key hands over at 11:00; compromised since 10:30, the hand-over itself
+    // is suspect, so the successor is revoked with it.
+    let new = PrivateKey::generate(Algorithm::Ed25519);
+    s.rotate(&s.release_key, &new, "11:00:00").await.unwrap();
+    let done = s
+        .app
+        .revoke_key(
+            &actor("sec", "12:00:00"),
+            &id(&s.release_key),
+            &RevokeKey {
+                reason: "key file leaked".into(),
+                compromised_since: Some(at("10:30:00")),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.others, [id(&new)]);
+    let ring = s.app.keyring().await.unwrap();
+    assert_eq!(ring.get(&id(&new)).unwrap().status(), "revoked");
+
+    s.app
+        .revoke_key(
+            &actor("sec", "12:00:00"),
+            &id(&s.builder),
+            &RevokeKey {
+                reason: "CI runner compromised".into(),
+                compromised_since: None,
+            },
+        )
+        .await
+        .unwrap();
+    let build = BuildFields {
+        builder_id: "https://ci.example/builder/v1".into(),
+        source_repo: "https://git.example/acme/shop".into(),
+        source_commit: "c".repeat(40),
+        parameters: Default::default(),
+        environment: Default::default(),
+        started: None,
+        finished: None,
+        nondeterministic_steps: vec![],
+        invocation_id: None,
+    };
+    let request =
+        RegisterArtifact::signed_by(&s.builder, "shop", sha256(b"late"), None, build).unwrap();
+    match s
+        .app
+        .register_artifact(&actor("ci", "12:30:00"), &request)
+        .await
+    {
+        Err(AppError::Denied(m)) => {
+            assert!(
+                m.contains("was revoked") && m.contains("CI runner compromised"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
