@@ -36,6 +36,9 @@ pub struct HistoryFilter {
     /// At most this many (the newest); 0 for all.
     #[serde(default)]
     pub limit: usize,
+    /// Events of this kind (e.g. `key.revoked`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// One ledger event.
@@ -94,6 +97,7 @@ impl HistoryFilter {
         }
         terms.extend(self.principal.iter().map(|p| search::actor(p)));
         terms.extend(self.environment.iter().map(|e| search::environment(e)));
+        terms.extend(self.kind.iter().map(|k| search::event_type(k)));
         terms.dedup();
         terms
     }
@@ -121,6 +125,9 @@ impl HistoryFilter {
             _ => {}
         }
         if self.principal.as_ref().is_some_and(|p| event.actor != *p) {
+            return false;
+        }
+        if self.kind.as_ref().is_some_and(|k| event.kind() != k) {
             return false;
         }
         if let Some(e) = &self.environment {

@@ -45,7 +45,7 @@ pub struct KeyUseRecord {
     /// Whether the signature still counts (by the keyring's rule).
     pub counts: bool,
     /// Why not, when it does not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why_not: Option<String>,
 }
 
@@ -64,7 +64,7 @@ pub struct EnvironmentImpact {
     /// What the deploy gate says of the certified release now (`None`: nothing certified).
     pub gate_allows: Option<bool>,
     /// The gate's reasons, when it denies.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
 

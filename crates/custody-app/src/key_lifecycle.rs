@@ -76,7 +76,8 @@ impl Handover {
             public_key: new.public_key().to_pem(),
         };
         let payload = statement.payload()?;
-        let hint = custody_crypto::dsse::KeyIdHint::KeyId;
+        // The hint securesystemslib computes, so Python verifiers match the keys.
+        let hint = custody_crypto::dsse::KeyIdHint::Securesystemslib;
         let mut envelope = custody_crypto::dsse::sign(old, HANDOVER_PAYLOAD_TYPE, &payload, hint)
             .map_err(|e| AppError::invalid(e.to_string()))?;
         envelope

@@ -30,6 +30,10 @@ pub(crate) struct HistoryArgs {
     /// Events before this time (RFC 3339).
     #[arg(long)]
     until: Option<Timestamp>,
+    /// Events of this kind: e.g. release.created, key.rotated, key.revoked (`custody
+    /// history --json` shows each event's `type`).
+    #[arg(long = "type", value_name = "KIND")]
+    kind: Option<String>,
     /// At most this many, the newest (0: all).
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -57,6 +61,7 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             until: a.until,
             before: a.before,
             limit: a.limit,
+            kind: a.kind.clone(),
         };
         let entries = Custody::connect(&a.instance, &a.remote, None)
             .await?

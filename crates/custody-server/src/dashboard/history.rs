@@ -57,6 +57,7 @@ impl HistoryQuery {
             until: time("until", &self.until)?,
             before: self.before,
             limit,
+            kind: None,
         })
     }
 

@@ -1,0 +1,357 @@
+//! The keyring end to end, through the real `custody` binary and a real server on a
+//! loopback port: production keeps running through a release-key rotation (the hand-over
+//! signed by both keys, checked by securesystemslib too); the retired key signs nothing
+//! that counts; revoking a key with a compromise time makes `custody verify` deny exactly
+//! the releases recorded after it, `custody key impact` lists exactly those, and the
+//! ledger's alert names them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+const POLICY: &str = r#"version = 1
+[roles]
+builder = ["ci-bot"]
+signer = ["rita"]
+security = ["sec"]
+deployer = ["argo"]
+[[release_key]]
+path = "keys/release.pub"
+name = "release signer"
+owner = "rita"
+[[builder]]
+id = "https://ci.example/builder/v1"
+key = "keys/builder.pub"
+source_repos = ["https://git.example/acme/*"]
+[[environment]]
+name = "build"
+[[environment]]
+name = "production"
+after = "build"
+"#;
+
+struct World {
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    server: Server,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl World {
+    fn new() -> World {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().to_owned();
+        let data = root.join("data");
+        expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+        let policy = root.join("policy");
+        fs::create_dir_all(policy.join("keys")).unwrap();
+        for (name, algorithm) in [
+            ("builder", "ed25519"),
+            ("release", "ecdsa-p256"),
+            ("release-2", "ed25519"),
+        ] {
+            generate_key(&root, name, algorithm);
+        }
+        fs::copy(root.join("builder.pub"), policy.join("keys/builder.pub")).unwrap();
+        fs::copy(root.join("release.pub"), policy.join("keys/release.pub")).unwrap();
+        let text = POLICY.replace(
+            "[roles]\n",
+            &format!("[roles]\nadmin = [{:?}]\n", operator(&data)),
+        );
+        fs::write(policy.join("custody.toml"), text).unwrap();
+        let out = run(custody()
+            .args(["policy", "propose"])
+            .arg(&policy)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("CUSTODY_TOKEN"));
+        expect_code(&out, 0);
+        let tokens = ["ci-bot", "rita", "sec", "argo"]
+            .into_iter()
+            .map(|who| (who, token(&data, who, &[])))
+            .collect();
+        World {
+            _temp: temp,
+            server: Server::start(&data),
+            root,
+            tokens,
+        }
+    }
+
+    /// `custody ARGS --server URL` as `who`.
+    fn run(&self, who: &str, args: &[&str]) -> Output {
+        run(custody()
+            .args(args)
+            .args(["--server", &self.server.base])
+            .env("CUSTODY_TOKEN", &self.tokens[who]))
+    }
+
+    #[track_caller]
+    fn ok(&self, who: &str, args: &[&str]) -> String {
+        let out = self.run(who, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.root.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// Builds and registers `shop` at `version`, and records release `shop@version`
+    /// signed with `key`; returns the artifact's digest.
+    fn release(&self, version: &str, key: &str) -> String {
+        let file = self.root.join(format!("shop-{version}.bin"));
+        fs::write(&file, format!("shop {version}")).unwrap();
+        let digest = self
+            .ok(
+                "ci-bot",
+                &[
+                    "artifact",
+                    "register",
+                    "--name",
+                    "shop",
+                    "--file",
+                    file.to_str().unwrap(),
+                    "--source-repo",
+                    "https://git.example/acme/shop",
+                    "--commit",
+                    &"1".repeat(40),
+                    "--builder-id",
+                    "https://ci.example/builder/v1",
+                    "--param",
+                    &format!("version={version}"),
+                    "--builder-key",
+                    &self.key("builder.key"),
+                ],
+            )
+            .trim()
+            .to_owned();
+        self.ok(
+            "rita",
+            &[
+                "release",
+                "create",
+                "shop",
+                version,
+                "--artifact",
+                &format!("shop={digest}"),
+                "--sign-key",
+                &self.key(key),
+            ],
+        );
+        digest
+    }
+
+    /// Promotes `shop@version` to `env`: its status, and the JSON.
+    fn promote(&self, version: &str, env: &str) -> (String, Value) {
+        let out = self.run(
+            "rita",
+            &["promote", &format!("shop@{version}"), "--to", env, "--json"],
+        );
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        (v["promotion"]["status"].as_str().unwrap().to_owned(), v)
+    }
+
+    /// The deploy gate's answer for `digest` in `env`, and its reasons.
+    fn verify(&self, env: &str, digest: &str) -> (bool, String) {
+        let out = self.run("argo", &["verify", "--env", env, digest, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let allowed = v["allowed"].as_bool().unwrap();
+        assert_eq!(out.status.code(), Some(if allowed { 0 } else { 1 }));
+        (allowed, v["reasons"].to_string())
+    }
+
+    fn json(&self, who: &str, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(who, &args)).unwrap()
+    }
+}
+
+fn key_id(root: &Path, name: &str) -> String {
+    let out = run(custody()
+        .args(["key", "show", "--json"])
+        .arg(root.join(format!("{name}.pub"))));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_after() {
+    let w = World::new();
+    let (old, new) = (key_id(&w.root, "release"), key_id(&w.root, "release-2"));
+    let d1 = w.release("1.0.0", "release.key");
+    assert_eq!(w.promote("1.0.0", "build").0, "certified");
+    assert_eq!(w.promote("1.0.0", "production").0, "certified");
+
+    // Only someone with the policy permission rotates, and only with both keys.
+    let rotate = |who: &str, from: &str, to: &str| {
+        w.run(
+            who,
+            &[
+                "key",
+                "rotate",
+                "release-signer",
+                "--from",
+                &w.key(from),
+                "--to",
+                &w.key(to),
+            ],
+        )
+    };
+    expect_refusal(
+        &rotate("rita", "release.key", "release-2.key"),
+        1,
+        "may not",
+    );
+    expect_refusal(
+        &rotate("sec", "builder.key", "release-2.key"),
+        2,
+        "builder key, not a release signer key",
+    );
+    let out = rotate("sec", "release.key", "release-2.key");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&new), "{}", stdout(&out));
+
+    // Production keeps running on what the old key signed while trusted.
+    assert!(w.verify("production", &d1).0);
+    // The retired key signs nothing that counts from now on; its successor does.
+    w.release("1.1.0", "release.key");
+    let (status, v) = w.promote("1.1.0", "build");
+    assert_eq!(status, "pending", "{v}");
+    assert!(v.to_string().contains("retired at"), "{v}");
+    let d2 = w.release("2.0.0", "release-2.key");
+    assert_eq!(w.promote("2.0.0", "build").0, "certified");
+    assert_eq!(w.promote("2.0.0", "production").0, "certified");
+    let d3 = w.release("2.0.1", "release-2.key");
+    assert_eq!(w.promote("2.0.1", "build").0, "certified");
+
+    // The hand-over the ledger holds verifies with securesystemslib against both keys.
+    let history = w.json("argo", &["history", "--type", "key.rotated"]);
+    let handover = &history[0]["event"]["handover"];
+    let envelope = w.root.join("handover.json");
+    fs::write(&envelope, handover.to_string()).unwrap();
+    let check = python_script("sslib_verify.py")
+        .arg(&envelope)
+        .arg("2")
+        .arg(w.root.join("release.pub"))
+        .arg(w.root.join("release-2.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    // With one of the two keys it is below the threshold.
+    let one = python_script("sslib_verify.py")
+        .arg(&envelope)
+        .arg("2")
+        .arg(w.root.join("release-2.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(one.status.code(), Some(1), "{}", stderr(&one));
+
+    // The successor leaks; it was compromised since 2.0.1 was recorded.
+    let recorded = w.json("argo", &["history", "--type", "release.created"]);
+    let since = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["release"] == "shop@2.0.1")
+        .unwrap()["event"]["at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = w.run(
+        "sec",
+        &[
+            "key",
+            "revoke",
+            &new,
+            "--reason",
+            "key file leaked",
+            "--compromised-since",
+            &since,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Exactly what was recorded since then is denied, at once, over HTTP.
+    let (allowed, why) = w.verify("build", &d3);
+    assert!(
+        !allowed && why.contains("was revoked") && why.contains("key file leaked"),
+        "{why}"
+    );
+    assert!(w.verify("production", &d2).0);
+    assert!(w.verify("production", &d2).0, "a cached verdict agrees");
+
+    // `key impact` lists exactly those; the environments show what the gate says.
+    let impact = w.json("argo", &["key", "impact", &new]);
+    let releases: Vec<(String, bool)> = impact["uses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["what"] == "release")
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["counts"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        releases,
+        [
+            ("shop@2.0.1".to_owned(), false),
+            ("shop@2.0.0".to_owned(), true)
+        ]
+    );
+    let env = |name: &str| {
+        impact["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["environment"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(env("build")["gate_allows"], false);
+    assert_eq!(env("production")["gate_allows"], true);
+
+    // The ledger's alert names what stopped counting.
+    let alerts = w.json("argo", &["history", "--type", "key.revoked"]);
+    let line = alerts[0]["summary"].as_str().unwrap_or_default().to_owned()
+        + &alerts[0]["event"]["affected"].to_string();
+    assert!(
+        line.contains("shop@2.0.1")
+            && line.contains("certified in build")
+            && !line.contains("shop@2.0.0"),
+        "{line}"
+    );
+
+    // The keyring lists both keys with their status.
+    let keys = w.json("argo", &["key", "list"]);
+    let status = |id: &str| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        (status(&old), status(&new)),
+        ("retired".into(), "revoked".into())
+    );
+    // And `log check` (with the projection check) agrees with the keyring record.
+    let data = w.root.join("data");
+    let out = run(custody().args(["log", "check", "--data-dir"]).arg(&data));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
