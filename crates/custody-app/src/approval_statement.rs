@@ -162,6 +162,8 @@ pub struct SignedApproval {
     pub actor: Actor,
     /// What they signed.
     pub predicate: ApprovalPredicate,
+    /// The personal key that signed it.
+    pub key: crate::events::KeyUse,
 }
 
 /// Checks `envelope` as `actor`'s signed approval of `expected` with `verdict` and
@@ -297,6 +299,7 @@ pub fn check(
     Ok(SignedApproval {
         actor: approver,
         predicate,
+        key: crate::events::KeyUse::of(&enrolled.key),
     })
 }
 

@@ -728,7 +728,12 @@ impl<S: Store> App<S> {
         );
         if !cert.by_rollback {
             if let Some(promotion) = &promotion {
-                for a in self.approvals_of(&promotion.value).await? {
+                let approvals = self.approvals_of(&promotion.value).await?;
+                verdict.reasons.extend(
+                    self.approvals_revoked(policy, environment, &approvals)
+                        .await?,
+                );
+                for a in approvals {
                     let a = a.value;
                     // A rejection counts only from someone who could have approved it; its
                     // rationale may be confidential, so the verdict names the review only.

@@ -336,7 +336,7 @@ impl<S: Store> App<S> {
                         policy: proposal.policy.clone(),
                         previous: proposal.previous.clone(),
                     };
-                    approval_statement::check(
+                    let signed = approval_statement::check(
                         envelope,
                         &policy,
                         actor,
@@ -344,8 +344,9 @@ impl<S: Store> App<S> {
                         verdict,
                         &request.rationale,
                         None,
-                    )?
-                    .actor
+                    )?;
+                    self.personal_key_counts(&signed.key.key, actor.now).await?;
+                    signed.actor
                 }
                 None => {
                     if let Some(why) = crate::identity::not_personal(actor) {

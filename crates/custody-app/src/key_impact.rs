@@ -126,6 +126,14 @@ impl<S: Store> App<S> {
                     EventBody::DecisionRecorded(d) => {
                         ("decision receipt", d.decision.clone(), true)
                     }
+                    EventBody::ApprovalRecorded(a) => (
+                        "approval",
+                        format!(
+                            "{} of {} in {} ({})",
+                            entry.event.actor, a.release, a.environment, a.promotion
+                        ),
+                        true,
+                    ),
                     EventBody::KeyRotated(r) if r.from == key_id => {
                         ("key hand-over", format!("to {}", r.to), true)
                     }
@@ -272,5 +280,59 @@ impl<S: Store> App<S> {
             });
         }
         Ok(out)
+    }
+
+    /// Why the certifying promotion's approvals no longer make its quorum, if a personal
+    /// key that signed some of them was revoked (or compromised) by the time the ledger
+    /// recorded them: the approvals still counting, against the quorum the environment
+    /// asks under the policy in force, naming those that stopped counting.
+    pub(crate) async fn approvals_revoked(
+        &self,
+        policy: &custody_policy::Policy,
+        environment: &str,
+        approvals: &[crate::app::Versioned<crate::records::ApprovalRecord>],
+    ) -> AppResult<Option<String>> {
+        let current = approvals
+            .iter()
+            .map(|a| &a.value)
+            .filter(|a| a.verdict == custody_model::Verdict::Approve && a.superseded_by.is_none());
+        let ring = self.keyring().await?;
+        let refused: Vec<(&str, String)> = current
+            .clone()
+            .filter_map(|a| {
+                let key = a.signed_with.as_ref()?;
+                ring.counts(&key.key, custody_policy::KeyPurpose::PersonalApproval, a.at)
+                    .err()
+                    .map(|why| (a.by.as_str(), why))
+            })
+            .collect();
+        if refused.is_empty() {
+            return Ok(None);
+        }
+        let Some(quorum) = policy
+            .environment(environment)
+            .and_then(|e| e.approvals.as_ref())
+            .map(|r| r.quorum)
+        else {
+            return Ok(None);
+        };
+        let mut standing: Vec<&str> = current
+            .map(|a| a.by.as_str())
+            .filter(|by| !refused.iter().any(|(r, _)| r == by))
+            .collect();
+        standing.sort_unstable();
+        standing.dedup();
+        if standing.len() >= quorum as usize {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "its approvals no longer make the quorum of {quorum} ({} still count): {}; re-approve it",
+            standing.len(),
+            refused
+                .iter()
+                .map(|(by, why)| format!("the approval by {by} does not count: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
     }
 }

@@ -142,8 +142,10 @@ impl<S: Store> App<S> {
             }
         }
         let history = self.policy_history(&policy).await?;
-        let versions: Vec<(Timestamp, &Policy)> =
-            history.iter().map(|(at, p)| (*at, p.as_ref())).collect();
+        let versions: Vec<(u64, Timestamp, &Policy)> = history
+            .iter()
+            .map(|(place, at, p)| (*place, *at, p.as_ref()))
+            .collect();
         let empty = KeyringRecord::default();
         let ring = Arc::new(Keyring::build(
             &versions,
@@ -153,6 +155,14 @@ impl<S: Store> App<S> {
             *kept = Some((stamp, ring.clone()));
         }
         Ok(ring)
+    }
+
+    /// Refuses a personal key the keyring does not count now (revoked, retired).
+    pub(crate) async fn personal_key_counts(&self, key_id: &str, now: Timestamp) -> AppResult<()> {
+        self.keyring()
+            .await?
+            .counts(key_id, KeyPurpose::PersonalApproval, now)
+            .map_err(|why| AppError::denied(format!("the signed approval does not count: {why}")))
     }
 
     /// Every key custody has trusted: those in force first, each purpose together.
@@ -170,12 +180,26 @@ impl<S: Store> App<S> {
         Ok(keys)
     }
 
-    /// Every policy version put in force, with when, oldest first, ending with the one in
-    /// force (`current`).
+    /// How many `policy.applied` events the ledger holds (a rotation's place among them).
+    async fn policy_versions_applied(&self) -> AppResult<u64> {
+        let term = [search::event_type("policy.applied")];
+        let (mut count, mut end) = (0u64, self.store.size().await?);
+        loop {
+            let page = self.store.search(&term, 0, end, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            end = last.index;
+            count += page.len() as u64;
+        }
+        Ok(count)
+    }
+
+    /// Every policy version put in force, in ledger order, with its place among every
+    /// `policy.applied` event and when; ending with the one in force (`current`). At most
+    /// the newest [`MAX_POLICY_VERSIONS`].
     async fn policy_history(
         &self,
         current: &Arc<Policy>,
-    ) -> AppResult<Vec<(Timestamp, Arc<Policy>)>> {
+    ) -> AppResult<Vec<(u64, Timestamp, Arc<Policy>)>> {
         let mut applied = Vec::new();
         let mut end = self.store.size().await?;
         let term = [search::event_type("policy.applied")];
@@ -190,11 +214,13 @@ impl<S: Store> App<S> {
                 }
             }
         }
+        let total = self.policy_versions_applied().await?;
+        let first = total.saturating_sub(applied.len() as u64);
         applied.reverse();
         let mut compiled: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
         compiled.insert(current.digest().to_owned(), current.clone());
         let mut out = Vec::with_capacity(applied.len() + 1);
-        for (at, digest) in applied {
+        for (place, (at, digest)) in (first..).zip(applied) {
             if !compiled.contains_key(&digest) {
                 let Some(record) = self
                     .get_checked::<PolicyRecord>(kind::POLICY_VERSION, &digest)
@@ -208,19 +234,19 @@ impl<S: Store> App<S> {
                 compiled.insert(digest.clone(), Arc::new(policy));
             }
             if let Some(p) = compiled.get(&digest) {
-                out.push((at, p.clone()));
+                out.push((place, at, p.clone()));
             }
         }
         if out
             .last()
-            .is_none_or(|(_, p)| p.digest() != current.digest())
+            .is_none_or(|(_, _, p)| p.digest() != current.digest())
         {
             let record: Versioned<PolicyRecord> = self
                 .require(kind::POLICY, "current", || {
                     "no policy is in force yet".into()
                 })
                 .await?;
-            out.push((record.value.applied_at, current.clone()));
+            out.push((total, record.value.applied_at, current.clone()));
         }
         Ok(out)
     }
@@ -306,6 +332,7 @@ impl<S: Store> App<S> {
             public_key: handover.public_key.clone(),
             at: actor.now,
             by: actor.principal.clone(),
+            after_versions: self.policy_versions_applied().await?,
         };
         let record = self.keyring_record().await?;
         let (mut next, expect) = match &record {

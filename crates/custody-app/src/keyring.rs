@@ -58,6 +58,9 @@ pub struct Rotation {
     pub at: Timestamp,
     /// Who recorded it.
     pub by: String,
+    /// How many policy versions the ledger had put in force before it: its place among
+    /// them (ledger order, which event times need not follow).
+    pub after_versions: u64,
 }
 
 /// A recorded revocation.
@@ -227,31 +230,22 @@ pub struct Keyring {
     keys: BTreeMap<String, KeyEntry>,
 }
 
-/// What happened to the keyring, in time order.
-enum Change<'a> {
-    Version(&'a Policy),
-    Rotated(&'a Rotation),
-}
-
 impl Keyring {
-    /// The keyring as `versions` (each policy version put in force, with when, in ledger
-    /// order) and `record` (the rotations and revocations) make it.
-    pub fn build(versions: &[(Timestamp, &Policy)], record: &KeyringRecord) -> Keyring {
-        let mut changes: Vec<(Timestamp, usize, Change<'_>)> = Vec::new();
-        for (i, (at, policy)) in versions.iter().enumerate() {
-            changes.push((*at, i, Change::Version(policy)));
-        }
-        for (i, r) in record.rotations.iter().enumerate() {
-            changes.push((r.at, versions.len() + i, Change::Rotated(r)));
-        }
-        // Time order; at the same instant, in the order recorded.
-        changes.sort_by_key(|(at, order, _)| (*at, *order));
+    /// The keyring as `versions` and `record` (the rotations and revocations) make it.
+    /// `versions` are the policy versions put in force, in ledger order, each with its
+    /// place among every `policy.applied` event (0 for the first) and when. Changes apply
+    /// in ledger order: each rotation after the versions it followed.
+    pub fn build(versions: &[(u64, Timestamp, &Policy)], record: &KeyringRecord) -> Keyring {
         let mut ring = Keyring::default();
-        for (at, _, change) in changes {
-            match change {
-                Change::Version(policy) => ring.apply_version(at, policy),
-                Change::Rotated(r) => ring.apply_rotation(r),
+        let mut rotations = record.rotations.iter().peekable();
+        for (place, at, policy) in versions {
+            while let Some(r) = rotations.next_if(|r| r.after_versions <= *place) {
+                ring.apply_rotation(r);
             }
+            ring.apply_version(*at, policy);
+        }
+        for r in rotations {
+            ring.apply_rotation(r);
         }
         for r in &record.revocations {
             ring.apply_revocation(r);

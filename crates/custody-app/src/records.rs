@@ -223,6 +223,10 @@ pub struct ApprovalRecord {
     /// The reviewer's approval statement, signed with their enrolled personal key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<Envelope>,
+    /// The personal key that signed the statement (absent without one, and in records
+    /// written before keys were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_with: Option<crate::events::KeyUse>,
 }
 
 /// A recorded decision, with everything needed to replay it.

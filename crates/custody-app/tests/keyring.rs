@@ -441,3 +441,119 @@ async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_i
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compromise() {
+    use custody_app::Review;
+    use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
+    use custody_model::{Risk, Verdict};
+
+    let s = setup().await;
+    let alice = PrivateKey::generate(Algorithm::Ed25519);
+    let mut b = bundle(&s.builder, &s.release_key);
+    b.files
+        .insert("keys/alice.pub".into(), alice.public_key().to_pem());
+    b.files.insert(
+        "custody.toml".into(),
+        POLICY.replace(
+            "security = [\"sec\"]\n",
+            "security = [\"sec\"]\napprover = [\"alice\"]\n",
+        ) + "approvals = { quorum = 1, roles = [\"approver\"], expires = \"72h\" }\n\
+               [[person_key]]\nprincipal = \"alice\"\npath = \"keys/alice.pub\"\n",
+    );
+    s.app
+        .apply_policy(&operator("09:30:00"), &ApplyPolicy { files: b.files })
+        .await
+        .unwrap();
+    let approve = |version: &'static str, t: &'static str| {
+        let s = &s;
+        let alice = &alice;
+        async move {
+            let pending = s
+                .app
+                .promote(
+                    &actor("rita", t),
+                    &Promote {
+                        release: format!("shop@{version}").parse().unwrap(),
+                        environment: "prod".into(),
+                        break_glass: None,
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            let who = actor("alice", t);
+            let predicate = ApprovalPredicate {
+                approver: "alice".into(),
+                verdict: Verdict::Approve,
+                rationale: "reviewed".into(),
+                risk: Some(Risk::Low),
+                approves: Approved::promotion(
+                    &pending.promotion,
+                    &pending.decision.decision.policy_digest,
+                ),
+                signed_at: who.now,
+                expires: who.now.plus_seconds(3600),
+            };
+            let review = Review {
+                rationale: "reviewed".into(),
+                risk: Risk::Low,
+                confidential: false,
+                statement: Some(approval_statement::sign(alice, &predicate).unwrap()),
+            };
+            s.app
+                .review(&who, &pending.promotion.id, Verdict::Approve, &review, None)
+                .await
+        }
+    };
+    s.release("1.0.0", &s.release_key, "10:00:00").await;
+    assert!(s.promote("1.0.0", "build", "10:01:00").await.0);
+    let out = approve("1.0.0", "10:02:00").await.unwrap();
+    assert!(out.decision.decision.allowed);
+    let d2 = s.release("2.0.0", &s.release_key, "12:00:00").await;
+    assert!(s.promote("2.0.0", "build", "12:01:00").await.0);
+    assert!(
+        approve("2.0.0", "12:02:00")
+            .await
+            .unwrap()
+            .decision
+            .decision
+            .allowed
+    );
+    assert!(s.app.verify("prod", &d2).await.unwrap().allowed);
+
+    s.app
+        .revoke_key(
+            &actor("sec", "13:00:00"),
+            &id(&alice),
+            &RevokeKey {
+                reason: "alice's laptop stolen".into(),
+                compromised_since: Some(at("11:00:00")),
+            },
+        )
+        .await
+        .unwrap();
+    // Her approval of 2.0.0, recorded after the compromise, no longer makes the quorum.
+    let v = s.app.verify("prod", &d2).await.unwrap();
+    assert!(!v.allowed);
+    assert!(
+        v.reasons
+            .iter()
+            .any(|r| r.contains("no longer make the quorum") && r.contains("alice")),
+        "{v:?}"
+    );
+    // The key signs no new approval.
+    match approve("1.0.0", "13:05:00").await {
+        Err(AppError::Denied(m)) => assert!(m.contains("was revoked"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // What it approved before is untouched; impact lists both approvals.
+    let impact = s.app.key_impact(&id(&alice)).await.unwrap();
+    let approvals: Vec<bool> = impact
+        .uses
+        .iter()
+        .filter(|u| u.what == "approval")
+        .map(|u| u.counts)
+        .collect();
+    assert_eq!(approvals, [false, true]);
+}

@@ -167,6 +167,10 @@ pub struct ApprovalFacts {
     pub policy_digest: String,
     /// Whether a later record by the same reviewer replaced it.
     pub superseded: bool,
+    /// Why its signature no longer counts, when the personal key that signed it was
+    /// revoked (or compromised) by the time it was recorded (read from the keyring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_refused: Option<String>,
 }
 
 /// An approved exception (waiver) as a decision reads it.

@@ -152,6 +152,8 @@ fn standings(policy: &Policy, facts: &Facts, rule: &Approvals) -> Vec<Standing> 
         // not have approved is no rejection.
         let standing = if a.superseded {
             ignored("superseded by a later decision".into())
+        } else if let Some(why) = &a.key_refused {
+            ignored(why.clone())
         } else if a.release_digest != facts.release.digest
             || a.environment != facts.environment
             || a.policy_digest != policy.digest

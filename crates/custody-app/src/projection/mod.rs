@@ -123,6 +123,8 @@ pub(crate) struct Projection {
     pub(crate) standings: HashMap<String, Expected<ExpectedStanding>>,
     /// The key rotations and revocations (`keyring/current`).
     pub(crate) keyring: Option<Expected<crate::keyring::KeyringRecord>>,
+    /// `policy.applied` events folded (a rotation's place among the versions).
+    pub(crate) policies_applied: u64,
     /// Leaves that did not read as events of their kind, with why.
     pub(crate) unreadable: Vec<(u64, String)>,
 }
@@ -169,6 +171,7 @@ impl Projection {
     fn apply(&mut self, index: u64, event: &Event) {
         match &event.body {
             EventBody::PolicyApplied(p) => {
+                self.policies_applied += 1;
                 let policy = ExpectedPolicy {
                     digest: p.policy.clone(),
                     applied_at: event.at,
@@ -263,6 +266,7 @@ impl Projection {
                 self.certify(&r.environment, certification, index);
             }
             EventBody::KeyRotated(r) => {
+                let after_versions = self.policies_applied;
                 let ring = self.keyring_at(index);
                 ring.rotations.push(crate::keyring::Rotation {
                     purpose: r.purpose,
@@ -271,6 +275,7 @@ impl Projection {
                     public_key: r.public_key.clone(),
                     at: event.at,
                     by: event.actor.clone(),
+                    after_versions,
                 });
             }
             EventBody::KeyRevoked(r) => {

@@ -139,6 +139,10 @@ impl<S: Store> App<S> {
                     environment: a.environment.clone(),
                     policy_digest: a.policy_digest.clone(),
                     superseded: a.superseded_by.is_some(),
+                    key_refused: a.signed_with.as_ref().and_then(|k| {
+                        ring.counts(&k.key, KeyPurpose::PersonalApproval, a.at)
+                            .err()
+                    }),
                 })
                 .collect(),
         };

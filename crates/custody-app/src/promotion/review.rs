@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{PromotionOutcome, decide::Staged};
 use crate::app::{Actor, App, Once, Versioned, event, new_id, own_scope, write};
 use crate::approval_statement::{self, Approved};
-use crate::events::{ApprovalRecorded, EventBody};
+use crate::events::{ApprovalRecorded, EventBody, KeyUse};
 use crate::records::{
     ApprovalRecord, DecisionRecord, EnvironmentRecord, PromotionRecord, PromotionStatus,
     ReleaseRecord, kind,
@@ -78,10 +78,11 @@ impl<S: Store> App<S> {
             })
         };
         let policy = self.policy().await?;
-        let reviewer = self
+        let (reviewer, signed_with) = self
             .reviewer(actor, &policy, promotion_id, verdict, review)
             .await?;
         let actor = &reviewer;
+        let signed_with = &signed_with;
         self.retrying(|| async {
             let current: Versioned<PromotionRecord> = self
                 .require(kind::PROMOTION, promotion_id, || {
@@ -96,7 +97,14 @@ impl<S: Store> App<S> {
                     .is_some_and(|b| b.reviewed_by.is_none());
             if after_the_fact {
                 return self
-                    .review_after_the_fact(actor, &policy, current, verdict, review, once())
+                    .review_after_the_fact(
+                        actor,
+                        &policy,
+                        current,
+                        verdict,
+                        (review, signed_with.clone()),
+                        once(),
+                    )
                     .await;
             }
             let mut promotion = current.value;
@@ -149,6 +157,7 @@ impl<S: Store> App<S> {
                 supersedes: earlier.as_ref().map(|(id, _)| id.clone()),
                 superseded_by: None,
                 statement: review.statement.clone(),
+                signed_with: signed_with.clone(),
             };
             let mut state = vec![write(kind::APPROVAL, &record.id, &record, Expect::Absent)?];
             if let Some((id, version)) = &earlier {
@@ -207,12 +216,12 @@ impl<S: Store> App<S> {
         promotion_id: &str,
         verdict: Verdict,
         review: &Review,
-    ) -> AppResult<Actor> {
+    ) -> AppResult<(Actor, Option<KeyUse>)> {
         let Some(envelope) = &review.statement else {
             if let Some(why) = crate::identity::not_personal(actor) {
                 return Err(AppError::denied(why));
             }
-            return Ok(actor.clone());
+            return Ok((actor.clone(), None));
         };
         let promotion: PromotionRecord = self
             .require(kind::PROMOTION, promotion_id, || {
@@ -236,7 +245,8 @@ impl<S: Store> App<S> {
             &review.rationale,
             Some(review.risk),
         )?;
-        Ok(signed.actor)
+        self.personal_key_counts(&signed.key.key, actor.now).await?;
+        Ok((signed.actor, Some(signed.key)))
     }
 
     /// The mandatory review of a promotion certified by break-glass, by someone who could
@@ -249,7 +259,7 @@ impl<S: Store> App<S> {
         policy: &Policy,
         current: Versioned<PromotionRecord>,
         verdict: Verdict,
-        review: &Review,
+        (review, signed_with): (&Review, Option<KeyUse>),
         once: Option<Once<'_>>,
     ) -> AppResult<PromotionOutcome> {
         let mut promotion = current.value;
@@ -289,6 +299,7 @@ impl<S: Store> App<S> {
             supersedes: None,
             superseded_by: None,
             statement: review.statement.clone(),
+            signed_with,
         };
         promotion.approvals.push(record.id.clone());
         if let Some(glass) = &mut promotion.break_glass {
@@ -369,10 +380,7 @@ fn approval_event(
                 .statement
                 .as_ref()
                 .map(crate::attestations::envelope_digest),
-            // The personal key is named by the statement's own signature (the key id
-            // hint custody's signers write), with its algorithm unknown here: not
-            // indexed yet, so `custody key impact` finds approvals through the policy.
-            keys: Vec::new(),
+            keys: record.signed_with.iter().cloned().collect(),
         }),
     )
 }

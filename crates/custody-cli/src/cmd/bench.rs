@@ -40,6 +40,9 @@ pub(crate) enum BenchCommand {
     /// The server's start-up check of the state against the ledger over a large ledger
     /// (the demo's story repeated), beside reading and hashing the same leaves.
     State(crate::cmd::bench_state::StateArgs),
+    /// `custody key impact` over a large ledger (the demo's story repeated; its release
+    /// and builder keys sign in every copy), beside reading and hashing every leaf.
+    Keys(crate::cmd::bench_keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +121,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<Outcome> {
             BenchCommand::Http(a) => crate::cmd::bench_http::run(a).await,
             BenchCommand::Audit(a) => crate::cmd::bench_audit::run(a),
             BenchCommand::State(a) => crate::cmd::bench_state::run(a).await,
+            BenchCommand::Keys(a) => crate::cmd::bench_keys::run(a).await,
         }
     })
 }

@@ -39,19 +39,31 @@ pub(crate) struct StateArgs {
 
 /// Runs the bench (the demo is seeded by this binary in a child process).
 pub(crate) async fn run(args: StateArgs) -> anyhow::Result<Outcome> {
-    let temp;
-    let dir = match &args.keep {
+    let (_temp, dir) = seeded_demo(args.keep.as_deref()).await?;
+    measure(&args, DataDir::new(&dir)).await
+}
+
+/// A fresh instance seeded by `custody demo` (run by this binary in a child process), in
+/// `keep` (a directory that does not exist yet) or in a temporary directory here, removed
+/// when the returned guard drops.
+pub(crate) async fn seeded_demo(
+    keep: Option<&std::path::Path>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    let mut temp = None;
+    let dir = match keep {
         Some(dir) if dir.exists() => bail!(
             "{} already exists; --keep makes a new instance\nhint: name a directory that does not exist yet",
             dir.display()
         ),
-        Some(dir) => dir.clone(),
+        Some(dir) => dir.to_owned(),
         None => {
-            temp = tempfile::Builder::new()
-                .prefix(".custody-bench-state-")
+            let t = tempfile::Builder::new()
+                .prefix(".custody-bench-")
                 .tempdir_in(".")
                 .context("creating a temporary directory here")?;
-            temp.path().join("data")
+            let dir = t.path().join("data");
+            temp = Some(t);
+            dir
         }
     };
     let (exe, target) = (std::env::current_exe()?, dir.clone());
@@ -67,13 +79,15 @@ pub(crate) async fn run(args: StateArgs) -> anyhow::Result<Outcome> {
     if !seeded.success() {
         bail!("`custody demo` failed ({seeded}) seeding {}", dir.display());
     }
-    measure(&args, DataDir::new(&dir)).await
+    Ok((temp, dir))
 }
 
-async fn measure(args: &StateArgs, dir: DataDir) -> anyhow::Result<Outcome> {
-    let store = dir.open(None).await?;
-    let story = read_all(&store, store.size().await?).await?;
-    let copies = args.entries.div_ceil(story.len() as u64).max(1) - 1;
+/// Appends the demo's story (the ledger's leaves as `custody demo` left them) again, in
+/// order, until the ledger holds at least `entries`; returns the story's length and the
+/// copies appended.
+pub(crate) async fn repeat_story(store: &impl Store, entries: u64) -> anyhow::Result<(usize, u64)> {
+    let story = read_all(store, store.size().await?).await?;
+    let copies = entries.div_ceil(story.len() as u64).max(1) - 1;
     let bar = crate::progress::bar(copies * story.len() as u64, 0, "filling the ledger");
     for _ in 0..copies {
         for chunk in story.chunks(MAX_EVENTS_PER_APPEND) {
@@ -87,6 +101,12 @@ async fn measure(args: &StateArgs, dir: DataDir) -> anyhow::Result<Outcome> {
         }
     }
     bar.finish_and_clear();
+    Ok((story.len(), copies))
+}
+
+async fn measure(args: &StateArgs, dir: DataDir) -> anyhow::Result<Outcome> {
+    let store = dir.open(None).await?;
+    let (story_len, copies) = repeat_story(&store, args.entries).await?;
     let size = store.size().await?;
 
     // Baseline: the same leaves read in the same pages and leaf-hashed once, nothing folded.
@@ -115,7 +135,7 @@ async fn measure(args: &StateArgs, dir: DataDir) -> anyhow::Result<Outcome> {
         "machine_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "entries": size,
         "records_checked": report.records,
-        "demo_entries_per_copy": story.len(),
+        "demo_entries_per_copy": story_len,
         "check_seconds": check_seconds,
         "check_entries_per_second": size as f64 / check_seconds,
         "baseline_read_and_hash_seconds": read_seconds,
@@ -129,7 +149,7 @@ async fn measure(args: &StateArgs, dir: DataDir) -> anyhow::Result<Outcome> {
              check: {check_seconds:.1} s = {:.0} entries/s (the server's start-up target: under 60 s for 1,000,000)\n\
              baseline: reading and hashing the same leaves takes {read_seconds:.1} s; the check costs {:.2}× that",
             copies + 1,
-            story.len(),
+            story_len,
             report.records,
             size as f64 / check_seconds,
             check_seconds / read_seconds,
@@ -150,7 +170,7 @@ async fn read_all(store: &impl Store, size: u64) -> anyhow::Result<Vec<Canonical
 }
 
 /// Calls `f` on each leaf of `[0, size)`, in order, read a page at a time.
-async fn each_leaf(
+pub(crate) async fn each_leaf(
     store: &impl Store,
     size: u64,
     mut f: impl FnMut(&[u8]) -> anyhow::Result<()>,

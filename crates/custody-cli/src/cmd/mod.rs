@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_audit;
 pub(crate) mod bench_http;
+pub(crate) mod bench_keys;
 pub(crate) mod bench_promotions;
 pub(crate) mod bench_state;
 pub(crate) mod catalog;
