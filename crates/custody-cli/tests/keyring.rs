@@ -350,6 +350,42 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
         (status(&old), status(&new)),
         ("retired".into(), "revoked".into())
     );
+    // The dashboard shows the blast radius: the key's page names the environment whose
+    // gate now denies, and the uses that stopped counting.
+    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let cookie = session_cookie(&w.server.base, &w.tokens["argo"]).await;
+        let r = http()
+            .get(format!("{}/keys/{new}", w.server.base))
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let list = http()
+            .get(format!("{}/keys", w.server.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            list.contains(&format!("href=\"/keys/{new}\"")) && list.contains("key file leaked"),
+            "{list}"
+        );
+        r.text().await.unwrap()
+    });
+    assert!(
+        page.contains("revoked") && page.contains("key file leaked"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<tr data-environment="build" class="denied">"#)
+            && page.contains(r#"<tr data-environment="production">"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"class="not-counting""#), "{page}");
     // And `log check` (with the projection check) agrees with the keyring record.
     let data = w.root.join("data");
     let out = run(custody().args(["log", "check", "--data-dir"]).arg(&data));

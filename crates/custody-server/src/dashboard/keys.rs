@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use custody_policy::{KeyPurpose, Policy};
 use maud::{Markup, html};
@@ -65,7 +65,7 @@ fn keys_table(
                 @for t in keys {
                     @let k = &t.key;
                     tr data-key-id=(k.key_id) {
-                        td.name { strong { (k.name) } }
+                        td.name { a href={ "/keys/" (k.key_id) } { strong { (k.name) } } }
                         td { (k.owner.as_deref().unwrap_or("—")) }
                         td { code { (k.file) } }
                         td { (k.algorithm) }
@@ -99,6 +99,14 @@ pub(crate) async fn keys(
             .filter(|t| t.key.purpose == purpose)
             .collect()
     };
+    let gone: Vec<custody_app::keyring::KeyView> = s
+        .app
+        .keys()
+        .await
+        .map_err(|e| v.fail(e))?
+        .into_iter()
+        .filter(|k| k.status != "active")
+        .collect();
     let attestor = s.app.attestor_key();
     let attestor_id = attestor.key_id().to_string();
     let body = html! {
@@ -122,6 +130,31 @@ pub(crate) async fn keys(
         h2 { "Personal approval keys" }
         p.none { "People sign their approvals with these; an approval so signed counts without their session." }
         (keys_table("person-keys", &of(KeyPurpose::PersonalApproval), v.now))
+        h2 { "Retired and revoked" }
+        p.none { "Keys rotated away or revoked: what they signed while trusted still counts, up to a revocation's cutoff. Each links to what its trust touches." }
+        @if gone.is_empty() { p.none { "none" } } @else {
+            table #keyring {
+                tr { th { "name" } th { "purpose" } th { "status" } th { "since" } th { "successor" } th { "key id" } }
+                @for k in &gone {
+                    tr data-key-id=(k.key_id) {
+                        td.name { a href={ "/keys/" (k.key_id) } { strong { (k.name) } } }
+                        td { (k.purpose.describe()) }
+                        td.status { (k.status) }
+                        td {
+                            @if let Some(r) = &k.revoked {
+                                "revoked " (when(r.at)) " by " (r.by)
+                                @if let Some(c) = r.compromised_since { ", compromised since " (when(c)) }
+                                ": " (r.reason)
+                            } @else if let Some(end) = k.trusted.last().and_then(|t| t.until) {
+                                "retired " (when(end))
+                            }
+                        }
+                        td { @if let Some(n) = &k.successor { code title=(n) { (n.get(..12).unwrap_or(n)) "…" } } @else { "—" } }
+                        td { code title=(k.key_id) { (k.key_id.get(..12).unwrap_or(&k.key_id)) "…" } }
+                    }
+                }
+            }
+        }
         h2 { "custody's own" }
         table #own-keys {
             tr { th { "purpose" } th { "name" } th { "held by" } th { "algorithm" } th { "key id" } }
@@ -138,4 +171,66 @@ pub(crate) async fn keys(
         }
     };
     Ok(v.shown("Keys", body))
+}
+
+/// `GET /keys/{key}`: one key's blast radius: every release, provenance, approval and
+/// receipt the ledger recorded as signed by it (whether each still counts), and per
+/// environment what is certified and running that depends on it, and what the deploy gate
+/// says now.
+pub(crate) async fn key(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+    Path(key): Path<String>,
+) -> Result<Response, Response> {
+    let impact = s.app.key_impact(&key).await.map_err(|e| v.fail(e))?;
+    let k = &impact.key;
+    let body = html! {
+        h1 { (k.name) }
+        p {
+            (k.purpose.describe()) " key, " (k.algorithm)
+            @if let Some(o) = &k.owner { ", held by " (o) }
+            " — " strong.status { (k.status) }
+            br; code { (k.key_id) }
+        }
+        @if let Some(r) = &k.revoked {
+            p.revoked {
+                "Revoked " (when(r.at)) " by " (r.by)
+                @if let Some(c) = r.compromised_since { ", compromised since " (when(c)) }
+                ": " (r.reason) ". Nothing it signed from " (when(r.cutoff())) " on counts."
+            }
+        }
+        @if let Some(n) = &k.successor { p { "Succeeded by " a href={ "/keys/" (n) } { code { (n) } } } }
+        @if let Some(n) = &k.predecessor { p { "Succeeds " a href={ "/keys/" (n) } { code { (n) } } } }
+        h2 { "Blast radius" }
+        table #environments {
+            tr { th { "environment" } th { "certified" } th { "depends on it" } th { "running and depending on it" } th { "deploy gate now" } }
+            @for e in &impact.environments {
+                tr data-environment=(e.environment) class=[(e.gate_allows == Some(false)).then_some("denied")] {
+                    td { (e.environment) }
+                    td { (e.certified.as_deref().unwrap_or("—")) }
+                    td { @if e.certified_depends { "yes" } @else { "no" } }
+                    td { @for d in &e.running { code { (d) } br; } }
+                    td {
+                        @match e.gate_allows {
+                            None => "nothing certified",
+                            Some(true) => "allows",
+                            Some(false) => { strong { "denies" } ": " (e.reasons.join("; ")) },
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (impact.uses.len()) " recorded uses, " (impact.not_counting) " no longer counting" }
+        table #uses {
+            tr { th { "what" } th { "" } th { "recorded" } th { "counts" } th { "ledger entry" } }
+            @for u in &impact.uses {
+                tr class=[(!u.counts).then_some("not-counting")] {
+                    td { (u.what) } td { (u.name) } td { (when(u.at)) }
+                    td { @if u.counts { "yes" } @else { "no: " (u.why_not.as_deref().unwrap_or("")) } }
+                    td { (u.ledger_index) }
+                }
+            }
+        }
+    };
+    Ok(v.shown(&format!("Key {}", k.name), body))
 }

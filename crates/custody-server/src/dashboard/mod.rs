@@ -83,6 +83,7 @@ pub const PAGES: &[PageRoute] = &[
     page("GET", "/alerts", Some(Permission::Read)),
     page("GET", "/artifacts/{digest}", Some(Permission::Read)),
     page("GET", "/keys", Some(Permission::Read)),
+    page("GET", "/keys/{key}", Some(Permission::Read)),
     page("GET", "/policy", Some(Permission::Read)),
     page("GET", "/access", Some(Permission::Audit)),
     page("GET", "/ledger", Some(Permission::Read)),
@@ -105,6 +106,7 @@ pub(crate) fn routes() -> Router<Arc<ServerState>> {
         .route("/alerts", get(audit::alerts))
         .route("/artifacts/{digest}", get(audit::lineage))
         .route("/keys", get(keys::keys))
+        .route("/keys/{key}", get(keys::key))
         .route("/policy", get(governance::policy))
         .route("/access", get(audit::access))
         .route("/ledger", get(audit::ledger))
