@@ -651,3 +651,30 @@ pub fn evidence_expiring_alert(e: &ExpiringEvidence) -> Alert {
         subject: json!({"promotion": e.promotion, "environment": e.environment, "artifact": e.digest, "evidence": e.kind}),
     }
 }
+
+/// The alert that a trusted key's validity ends soon (or has ended): sign with a
+/// successor before then (`custody key rotate`).
+pub fn key_expiring_alert(key: &crate::keyring::KeyView, seconds_left: i64) -> Alert {
+    let expires = key
+        .expires
+        .map(|e| e.to_second().to_string())
+        .unwrap_or_default();
+    Alert {
+        id: format!("key-expiring:{}:{expires}", key.key_id),
+        rule: "key-about-to-expire".into(),
+        severity: "warning".into(),
+        text: format!(
+            "{} key {} ({}) {} at {expires}: rotate it to a successor before then (custody key rotate {})",
+            key.purpose.describe(),
+            key.name,
+            key.key_id,
+            if seconds_left > 0 {
+                "expires"
+            } else {
+                "expired"
+            },
+            key.purpose.as_str()
+        ),
+        subject: json!({"key": key.key_id, "purpose": key.purpose, "expires": expires, "seconds_left": seconds_left}),
+    }
+}

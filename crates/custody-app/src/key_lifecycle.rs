@@ -165,6 +165,25 @@ impl<S: Store> App<S> {
             .map_err(|why| AppError::denied(format!("the signed approval does not count: {why}")))
     }
 
+    /// The keys in force whose validity ends within `warning` seconds of `now` (or has
+    /// ended), with the seconds left.
+    pub async fn expiring_keys(
+        &self,
+        now: Timestamp,
+        warning: i64,
+    ) -> AppResult<Vec<(crate::keyring::KeyView, i64)>> {
+        let ring = self.keyring().await?;
+        let horizon = warning;
+        Ok(ring
+            .entries()
+            .filter(|e| e.in_force())
+            .filter_map(|e| {
+                let left = e.expires?.unix_seconds() - now.unix_seconds();
+                (left <= horizon).then(|| (crate::keyring::KeyView::from(e), left))
+            })
+            .collect())
+    }
+
     /// Every key custody has trusted: those in force first, each purpose together.
     pub async fn keys(&self) -> AppResult<Vec<crate::keyring::KeyView>> {
         let ring = self.keyring().await?;

@@ -145,6 +145,9 @@ pub struct KeyEntry {
     pub predecessor: Option<String>,
     /// Its revocation, if it was revoked (directly, or with a compromised predecessor).
     pub revoked: Option<Revocation>,
+    /// When the policy stops trusting it, if it says (a successor by hand-over inherits
+    /// its predecessor's).
+    pub expires: Option<Timestamp>,
     /// The key itself.
     pub public_key: PublicKey,
 }
@@ -174,6 +177,9 @@ pub struct KeyView {
     pub predecessor: Option<String>,
     /// Its revocation.
     pub revoked: Option<Revocation>,
+    /// When the policy stops trusting it, if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
     /// Its public key (SPKI PEM).
     pub public_key: String,
 }
@@ -192,6 +198,7 @@ impl From<&KeyEntry> for KeyView {
             successor: e.successor.clone(),
             predecessor: e.predecessor.clone(),
             revoked: e.revoked.clone(),
+            expires: e.expires,
             public_key: e.public_key.to_pem(),
         }
     }
@@ -305,6 +312,7 @@ impl Keyring {
                 successor: None,
                 predecessor: None,
                 revoked: None,
+                expires: key.expires,
                 public_key: public.clone(),
             });
             if entry.purpose != purpose {
@@ -316,6 +324,7 @@ impl Keyring {
                 entry.name = key.name.clone();
                 entry.owner = key.owner.clone();
             }
+            entry.expires = key.expires;
             if entry.trusted.last().is_none_or(|s| s.until.is_some()) {
                 entry.trusted.push(Span {
                     from: at,
@@ -368,7 +377,7 @@ impl Keyring {
             }
         }
         from.successor = Some(r.to.clone());
-        let (name, owner) = (from.name.clone(), from.owner.clone());
+        let (name, owner, expires) = (from.name.clone(), from.owner.clone(), from.expires);
         self.keys.insert(
             r.to.clone(),
             KeyEntry {
@@ -387,6 +396,7 @@ impl Keyring {
                 successor: None,
                 predecessor: Some(r.from.clone()),
                 revoked: None,
+                expires,
                 public_key: public,
             },
         );
@@ -455,6 +465,14 @@ impl Keyring {
                     signed_at.to_second()
                 ));
             }
+        }
+        if let Some(end) = e.expires.filter(|end| signed_at >= *end) {
+            return Err(format!(
+                "key {key_id} ({}) expired at {}, before this was signed ({}): sign with its successor",
+                e.name,
+                end.to_second(),
+                signed_at.to_second()
+            ));
         }
         if e.trusted.iter().any(|s| s.holds(signed_at)) {
             return Ok(());

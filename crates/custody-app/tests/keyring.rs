@@ -557,3 +557,50 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         .collect();
     assert_eq!(approvals, [false, true]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_its_validity_signs_nothing_and_an_alert_warns_before() {
+    let s = setup().await;
+    let mut b = bundle(&s.builder, &s.release_key);
+    b.files.insert(
+        "custody.toml".into(),
+        POLICY.replace(
+            "owner = \"rita\"\n",
+            "owner = \"rita\"\nexpires = \"2026-11-10T12:00:00Z\"\n",
+        ),
+    );
+    s.app
+        .apply_policy(&operator("09:30:00"), &ApplyPolicy { files: b.files })
+        .await
+        .unwrap();
+    // An hour before the end, the alert sweep finds it (and not two hours before).
+    assert!(
+        s.app
+            .expiring_keys(at("10:00:00"), 3600)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let soon = s.app.expiring_keys(at("11:30:00"), 3600).await.unwrap();
+    assert_eq!(soon.len(), 1);
+    assert_eq!(
+        (soon[0].0.key_id.as_str(), soon[0].1),
+        (id(&s.release_key).as_str(), 1800)
+    );
+    let alert = custody_app::alerts::key_expiring_alert(&soon[0].0, soon[0].1);
+    assert_eq!(alert.rule, "key-about-to-expire");
+    assert!(
+        alert.text.contains("custody key rotate release-signer"),
+        "{}",
+        alert.text
+    );
+
+    let d1 = s.release("1.0.0", &s.release_key, "11:00:00").await;
+    assert!(s.promote("1.0.0", "build", "11:01:00").await.0);
+    s.release("2.0.0", &s.release_key, "12:30:00").await;
+    let (allowed, why) = s.promote("2.0.0", "build", "12:31:00").await;
+    assert!(!allowed && why.contains("expired at"), "{why}");
+    // What it signed while valid keeps standing after the end.
+    assert!(s.promote("1.0.0", "prod", "12:40:00").await.0);
+    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+}

@@ -499,18 +499,18 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
 
 #[test]
 fn entries_of_kinds_this_custody_does_not_know_are_proved_and_noted_not_failed() {
-    // A newer custody records kinds this one has no replay for (key rotations, say):
+    // A newer custody records kinds this one has no replay for (tenants and quotas, say):
     // the log holds them, signed like any entry; the verdict must not depend on knowing them.
     let f = fixture();
     let key = log_key(&f.data);
     let at = "2026-11-30T09:00:00Z";
     let path = tampered("newer-kinds", |b| {
         b.append_entry(&serde_json::json!({
-            "type": "key.rotated", "at": at, "actor": "sec",
+            "type": "tenant.created", "at": at, "actor": "sec",
             "purpose": "release", "key": format!("sha256:{}", "c".repeat(64)),
         }));
         b.append_entry(&serde_json::json!({
-            "type": "key.revoked", "at": at, "actor": "alice",
+            "type": "quota.changed", "at": at, "actor": "alice",
             "key": "k-1", "reason": "approve",
         }));
         b.reseal(&key);
@@ -518,14 +518,14 @@ fn entries_of_kinds_this_custody_does_not_know_are_proved_and_noted_not_failed()
     let (code, r, err) = verify(&path);
     assert_eq!(code, 0, "{r:#} {err}");
     let notes = r["notes"].to_string();
-    for kind in ["key.rotated", "key.revoked"] {
+    for kind in ["tenant.created", "quota.changed"] {
         assert!(notes.contains(kind), "{kind} not noted: {notes}");
     }
     assert_eq!(python_verify(&path).0, 0);
     // Not a blind spot: a changed byte in such an entry is still caught.
-    let (_, _, line) = Bundle::read(&path).find(|e| e["type"] == "key.revoked");
+    let (_, _, line) = Bundle::read(&path).find(|e| e["type"] == "quota.changed");
     let changed = tampered_from(&path, "newer-kinds-changed", |b| {
-        let (m, n, mut line) = b.find(|e| e["type"] == "key.revoked");
+        let (m, n, mut line) = b.find(|e| e["type"] == "quota.changed");
         let leaf = line["leaf"].as_str().unwrap().replace("approve", "reject");
         line["leaf"] = Value::String(leaf);
         b.set_line(&m, n, Some(&line));

@@ -10,7 +10,10 @@
 //! path = "keys/release-signer.pub"
 //! name = "release signer"      # default: the file's name without `.pub`
 //! owner = "rita"               # who holds the private key (a person or a team)
+//! expires = "2027-06-30T00:00:00Z"  # optional: nothing it signs from then on counts
 //! ```
+//!
+//! A `[[builder]]` may say `expires` too.
 //!
 //! A builder is named by its id, a personal key by its person. Names are for people only:
 //! no gate reads them, so renaming a key changes nothing a decision depends on.
@@ -89,6 +92,10 @@ pub struct NamedKey {
     pub file: String,
     /// Its algorithm (`ed25519`, `ecdsa-p256`).
     pub algorithm: String,
+    /// When the policy stops trusting it (`expires = "…"`): nothing it signs from then on
+    /// counts, and an alert warns before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<custody_model::Timestamp>,
 }
 
 /// Longest name or owner a `[[release_key]]` may give.
@@ -102,6 +109,8 @@ pub(crate) struct KeyDoc {
     name: Option<Spanned<String>>,
     #[serde(default)]
     owner: Option<Spanned<String>>,
+    #[serde(default)]
+    expires: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +119,8 @@ pub(crate) struct BuilderDoc {
     pub(crate) id: Spanned<String>,
     key: Spanned<String>,
     source_repos: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    expires: Option<Spanned<String>>,
 }
 
 /// Loads the key file a path names (reporting what is wrong at the path's line).
@@ -141,6 +152,27 @@ fn label(value: Option<&Spanned<String>>, what: &str, errors: &mut Errors<'_>) -
     Some(text.to_owned())
 }
 
+/// A key's `expires`: an RFC 3339 time.
+fn expires(
+    value: Option<&Spanned<String>>,
+    errors: &mut Errors<'_>,
+) -> Option<custody_model::Timestamp> {
+    let value = value?;
+    match value.get_ref().parse::<custody_model::Timestamp>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.at(
+                value.span(),
+                format!(
+                    "expires {:?}: {e} (an RFC 3339 time such as 2027-06-30T00:00:00Z)",
+                    value.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// `[[release_key]]`s and `[[builder]]`s: each file in the bundle, a builder's key never
 /// also a release key (separation of signing duties), every builder with repositories.
 pub(crate) fn compile_signing_keys(
@@ -158,6 +190,7 @@ pub(crate) fn compile_signing_keys(
     for k in release_docs {
         let name = label(k.name.as_ref(), "name", errors);
         let owner = label(k.owner.as_ref(), "owner", errors);
+        let expires = expires(k.expires.as_ref(), errors);
         if let Some(key) = load(&k.path, errors) {
             let path = k.path.get_ref();
             let key_id = key.key_id().to_string();
@@ -168,6 +201,7 @@ pub(crate) fn compile_signing_keys(
                 owner,
                 file: path.clone(),
                 algorithm: key.algorithm().to_string(),
+                expires,
             });
             keys.release_key_paths.insert(path.clone(), key_id.clone());
             keys.release_keys.insert(key_id, key);
@@ -193,6 +227,7 @@ pub(crate) fn compile_signing_keys(
                 ),
             }
         }
+        let expires = expires(b.expires.as_ref(), errors);
         if let Some(key) = load(&b.key, errors) {
             let key_id = key.key_id().to_string();
             if keys.release_keys.contains_key(&key_id) {
@@ -208,6 +243,7 @@ pub(crate) fn compile_signing_keys(
                 owner: None,
                 file: b.key.get_ref().clone(),
                 algorithm: key.algorithm().to_string(),
+                expires,
             });
             keys.builders.push(Builder {
                 id: b.id.get_ref().clone(),
@@ -247,6 +283,7 @@ pub(crate) fn name_person_keys(
             owner: Some(k.principal.clone()),
             file: files.get(&k.key_id).cloned().unwrap_or_default(),
             algorithm: k.key.algorithm().to_string(),
+            expires: None,
         })
         .collect()
 }

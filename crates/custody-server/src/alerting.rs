@@ -414,6 +414,16 @@ async fn round(
             let alert = approval_expiring_alert(&approval, &release, left);
             follow.raise(state, &alert).await;
         }
+        for (key, left) in state
+            .app
+            .expiring_keys(now, warning)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            follow
+                .raise(state, &custody_app::alerts::key_expiring_alert(&key, left))
+                .await;
+        }
         for expiring in state
             .app
             .expiring_evidence(&board, now, warning)
