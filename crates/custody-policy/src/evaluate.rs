@@ -125,7 +125,7 @@ fn release_signature(
                 .to_owned(),
         ),
         Some(k) if policy.release_key(k).is_none() => problems.push(format!(
-            "the release is signed by key {k}, which is not a trusted release key"
+            "the release manifest is not signed by a trusted release key: key {k} signed it, and the policy in force names neither it nor a successor of it"
         )),
         Some(k)
             if env

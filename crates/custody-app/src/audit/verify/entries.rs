@@ -9,7 +9,7 @@ use custody_crypto::PublicKey;
 use custody_crypto::dsse;
 use custody_ledger::{Hash, leaf_hash};
 use custody_model::CanonicalJson;
-use custody_policy::{Bundle, Facts, Policy};
+use custody_policy::{Bundle, Facts, KeyPurpose, Policy};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -21,11 +21,17 @@ use crate::attestations::sha256;
 use crate::audit::format::EntryLine;
 use crate::events::{Event, EventBody};
 
-/// The policy versions the ledger records, in ledger order: the key history.
+/// The policy versions the ledger records, in ledger order, and the key hand-overs and
+/// revocations between them: the key history.
 #[derive(Default)]
 pub(crate) struct Timeline {
     versions: Vec<Version>,
     by_digest: HashMap<String, usize>,
+    /// `key.rotated` entries whose hand-over verified with both keys: (index, purpose,
+    /// from, successor).
+    handovers: Vec<(u64, KeyPurpose, String, PublicKey)>,
+    /// `key.revoked` entries: (index, key, from when nothing it signed counts).
+    revocations: Vec<(u64, String, custody_model::Timestamp)>,
 }
 
 /// A policy version and where it took effect.
@@ -53,6 +59,86 @@ impl Timeline {
     /// The newest version that compiled.
     pub(crate) fn latest(&self) -> Option<&Policy> {
         self.versions.iter().rev().find_map(|v| v.policy.as_deref())
+    }
+
+    /// The keys trusted for `purpose` at ledger index `index`, for what the ledger recorded
+    /// at `at` (the keyring's rule, as far as the entries before `index` tell): the policy
+    /// in force's keys, each followed through its verified hand-overs (a key that handed
+    /// over no longer counts), without the keys revoked with a cutoff at or before `at`.
+    pub(crate) fn keys(
+        &self,
+        index: u64,
+        purpose: KeyPurpose,
+        at: custody_model::Timestamp,
+    ) -> Vec<PublicKey> {
+        let Some(policy) = self.at(index).and_then(|v| v.policy.as_deref()) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<PublicKey> = match purpose {
+            KeyPurpose::ReleaseSigner => policy.release_keys().cloned().collect(),
+            KeyPurpose::Builder => policy.builders().iter().map(|b| b.key.clone()).collect(),
+            KeyPurpose::PersonalApproval => {
+                policy.person_keys().iter().map(|k| k.key.clone()).collect()
+            }
+        };
+        for (i, p, from, to) in &self.handovers {
+            if *i < index && *p == purpose {
+                if let Some(n) = keys.iter().position(|k| k.key_id().to_string() == *from) {
+                    keys[n] = to.clone();
+                }
+            }
+        }
+        keys.retain(|k| {
+            let id = k.key_id().to_string();
+            !self
+                .revocations
+                .iter()
+                .any(|(i, key, cutoff)| *i < index && *key == id && *cutoff <= at)
+        });
+        keys
+    }
+
+    /// A `key.rotated` entry: its hand-over must verify with the key handing over (one
+    /// trusted for that purpose just before) and with the successor it names.
+    fn rotated(
+        &mut self,
+        index: u64,
+        at: custody_model::Timestamp,
+        r: &crate::events::KeyRotated,
+    ) -> Option<Failure> {
+        let refused = |why: String| Some(fail(Some(index), Check::Policy, why));
+        let Some(from) = self
+            .keys(index, r.purpose, at)
+            .into_iter()
+            .find(|k| k.key_id().to_string() == r.from)
+        else {
+            return refused(format!(
+                "key {} hands over, but it was not a trusted {} key then",
+                r.from,
+                r.purpose.describe()
+            ));
+        };
+        let to = match PublicKey::from_pem(&r.public_key) {
+            Ok(k) if k.key_id().to_string() == r.to => k,
+            _ => return refused(format!("the successor's public key is not key {}", r.to)),
+        };
+        if let Err(e) = dsse::verify(&r.handover, &[from, to.clone()], 2) {
+            return refused(format!(
+                "the hand-over from {} to {} is not signed by both: {e}",
+                r.from, r.to
+            ));
+        }
+        self.handovers.push((index, r.purpose, r.from.clone(), to));
+        None
+    }
+
+    /// A `key.revoked` entry: the key and the successors it names stop counting from its
+    /// cutoff.
+    fn revoked(&mut self, index: u64, at: custody_model::Timestamp, r: &crate::events::KeyRevoked) {
+        let cutoff = r.compromised_since.map_or(at, |c| c.min(at));
+        for key in r.keys.iter().map(|k| &k.key).chain(&r.successors) {
+            self.revocations.push((index, key.clone(), cutoff));
+        }
     }
 
     fn push(&mut self, index: u64, event: &crate::events::PolicyApplied) -> Option<Failure> {
@@ -181,6 +267,20 @@ impl State {
                     }
                 }
                 Ok(Event {
+                    at,
+                    body: EventBody::KeyRotated(r),
+                    ..
+                }) if p.sound() => {
+                    if let Some(f) = self.policies.rotated(p.index, *at, r) {
+                        failures.push(f);
+                    }
+                }
+                Ok(Event {
+                    at,
+                    body: EventBody::KeyRevoked(r),
+                    ..
+                }) if p.sound() => self.policies.revoked(p.index, *at, r),
+                Ok(Event {
                     body: body @ EventBody::Unknown(_),
                     ..
                 }) => {
@@ -308,7 +408,8 @@ fn check(
         EventBody::ArtifactRegistered(a) => {
             let mut key = None;
             if let Some(envelope) = &a.provenance {
-                match provenance(envelope, &a.artifact.digest, a, in_force) {
+                let keys = policies.keys(i, KeyPurpose::Builder, event.at);
+                match provenance(envelope, &a.artifact.digest, a, in_force, &keys) {
                     Ok(k) => {
                         o.checked.provenance += 1;
                         key = Some(k);
@@ -334,10 +435,7 @@ fn check(
                 Err(why) => failed(Check::Manifest, why),
                 Ok(()) if r.manifest.signatures.is_empty() => {}
                 Ok(()) => {
-                    let keys: Vec<PublicKey> = in_force
-                        .and_then(|v| v.policy.as_deref())
-                        .map(|p| p.release_keys().cloned().collect())
-                        .unwrap_or_default();
+                    let keys = policies.keys(i, KeyPurpose::ReleaseSigner, event.at);
                     if let Ok(v) = dsse::verify(&r.manifest, &keys, 1) {
                         o.checked.manifests += 1;
                         trusted = v.key_ids().first().map(ToString::to_string);

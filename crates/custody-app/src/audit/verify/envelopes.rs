@@ -1,5 +1,5 @@
 //! Signed envelopes against the keys in force: provenance (builder keys of the policy in
-//! force at its ledger index), release manifests (their digests, name and artifacts), and
+//! force at its ledger index, through hand-overs and revocations: `Timeline::keys`), release manifests (their digests, name and artifacts), and
 //! VSAs (the attestor key the proven leaf names).
 
 use custody_crypto::PublicKey;
@@ -10,27 +10,27 @@ use serde_json::Value;
 use super::entries::Version;
 use crate::attestations::{self, envelope_digest, read_provenance, sha256};
 
-/// A provenance envelope against the builder keys of the policy in force; the key that
-/// signed it.
+/// A provenance envelope against `keys`, the builder keys in force at its index; the key
+/// that signed it.
 pub(crate) fn provenance(
     envelope: &Envelope,
     digest: &custody_model::Digest,
     recorded: &crate::events::ArtifactRegistered,
     in_force: Option<&Version>,
+    keys: &[PublicKey],
 ) -> Result<String, String> {
     let Some(version) = in_force else {
         return Err(
             "no policy was in force when it was registered, so no builder key was trusted".into(),
         );
     };
-    let Some(policy) = &version.policy else {
+    if version.policy.is_none() {
         return Err(format!(
             "the policy in force ({}) did not compile",
             version.digest
         ));
-    };
-    let keys: Vec<PublicKey> = policy.builders().iter().map(|b| b.key.clone()).collect();
-    let read = read_provenance(envelope, &keys, digest).map_err(|e| {
+    }
+    let read = read_provenance(envelope, keys, digest).map_err(|e| {
         format!(
             "its provenance does not verify with a builder key of the policy in force (policy {} applied at entry {}): {e}",
             version.digest, version.index

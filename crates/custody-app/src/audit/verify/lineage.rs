@@ -437,10 +437,23 @@ impl Lineage {
             if let Some(key) = &facts.release.signing_key {
                 let policy = policies.by_digest(&d.policy).and_then(|v| v.policy.clone());
                 let trusted = policy.as_ref().and_then(|p| p.release_key(key)).cloned();
+                // A successor by hand-over counts as the policy's key it succeeded: the
+                // manifest verified with it through the bundle's key history.
+                let succeeded = facts
+                    .release
+                    .signing_key_counts_as
+                    .as_ref()
+                    .is_some_and(|named| {
+                        policy
+                            .as_ref()
+                            .is_some_and(|p| p.release_key(named).is_some())
+                    })
+                    && r.trusted_key.as_deref() == Some(key.as_str());
                 match trusted {
                     Some(k) if dsse::verify(&r.manifest, std::slice::from_ref(&k), 1).is_ok() => {
                         release_key = Some(key.clone())
                     }
+                    None if succeeded => release_key = Some(key.clone()),
                     _ => failures.push(format!(
                         "its decision says release key {key} of policy {} signed the manifest of {release}, but the manifest the ledger holds does not verify with it",
                         d.policy
