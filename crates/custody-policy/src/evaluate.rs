@@ -108,6 +108,7 @@ fn release_signature(
 ) {
     let mut problems = Vec::new();
     // A retired key, or a successor by hand-over, counts as the policy's key in its place.
+    // (The reasons below are recorded with decisions and replayed: their words are fixed.)
     let counted = release
         .signing_key
         .as_ref()
@@ -125,7 +126,7 @@ fn release_signature(
                 .to_owned(),
         ),
         Some(k) if policy.release_key(k).is_none() => problems.push(format!(
-            "the release manifest is not signed by a trusted release key: key {k} signed it, and the policy in force names neither it nor a successor of it"
+            "the release is signed by key {k}, which is not a trusted release key"
         )),
         Some(k)
             if env

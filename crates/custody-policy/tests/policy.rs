@@ -86,7 +86,7 @@ fn each_gate_says_no_with_its_reason() {
         &|f| f.release.signing_key = Some("ff".repeat(32)),
         "release-signature",
         Status::Fail,
-        "not signed by a trusted release key",
+        "not a trusted release key",
     );
     check(
         &|f| f.release.artifacts[0].name = "Bad_Name".into(),

@@ -53,6 +53,13 @@ impl<S: Store> App<S> {
             }
         }
         let signing_key_counts_as = signing_key.as_ref().and_then(|k| ring.counts_as(k, policy));
+        // A key the policy in force no longer names, nor a successor of it, was dropped:
+        // what it signed no longer counts (say so, rather than name an unknown key).
+        if let Some(k) = signing_key
+            .take_if(|k| signing_key_counts_as.is_none() && policy.release_key(k).is_none())
+        {
+            refused_keys.push(dropped(&ring, &k));
+        }
         let mut artifacts = Vec::with_capacity(release.artifacts.len());
         let mut provenance = Vec::new();
         for a in &release.artifacts {
@@ -72,8 +79,17 @@ impl<S: Store> App<S> {
                 provenance: record.provenance_facts.map(|p| {
                     // Counted as the keyring says of the builder key when the ledger
                     // recorded the provenance.
-                    let counts =
-                        ring.counts(&p.signing_key, KeyPurpose::Builder, record.registered_at);
+                    let counts = ring
+                        .counts(&p.signing_key, KeyPurpose::Builder, record.registered_at)
+                        .and_then(|()| {
+                            let named = ring.counts_as(&p.signing_key, policy).is_some()
+                                || policy.builders().iter().any(|b| b.key_id == p.signing_key);
+                            if named {
+                                Ok(())
+                            } else {
+                                Err(dropped(&ring, &p.signing_key))
+                            }
+                        });
                     ProvenanceFacts {
                         signing_key_counts_as: ring.counts_as(&p.signing_key, policy),
                         signing_key: counts.is_ok().then_some(p.signing_key),
@@ -185,4 +201,13 @@ impl<S: Store> App<S> {
         }
         Ok(facts)
     }
+}
+
+/// Why a key the keyring knows but the policy in force does not name (nor a successor of
+/// it) counts for nothing now.
+fn dropped(ring: &crate::keyring::Keyring, key_id: &str) -> String {
+    let name = ring.get(key_id).map_or("", |e| e.name.as_str());
+    format!(
+        "key {key_id} ({name}) signed it, but the policy in force no longer trusts that key and names no successor"
+    )
 }
