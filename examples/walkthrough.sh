@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's walkthrough ("A first example", "A release through the pipeline" and
-# "Changing the rules"), command for command: the tested version of what README.md shows.
+# The README's walkthrough ("A first example", "A release through the pipeline",
+# "Changing the rules" and "Rotating and revoking keys"), command for command: the tested version of what README.md shows.
 # The test suite runs it on a fresh directory (crates/custody-cli/tests/first_hour.rs), so
 # the README cannot drift from the product.
 #
@@ -132,3 +132,22 @@ PROP=$(grep -o 'prop-[0-9a-z-]*' proposal.txt | sed -n 1p)
 custody policy reject "$PROP" --rationale "not during the freeze" --sign-key sam.key
 # Recompute the ledger's tree; check every hash and checkpoint.
 custody log check
+
+step "Rotating and revoking keys"
+# The release signer hands over to a new key, both signing the hand-over: production keeps
+# running on what the old key signed, and from now on only the successor signs.
+custody key generate --algorithm ecdsa-p256 --out release-signer-2
+custody key rotate release-signer --from release-signer.key --to release-signer-2.key
+custody verify --env production "$SHOP"
+CUSTODY_TOKEN=$RITA custody release create shop 1.4.4 --artifact "shop=$SHOP" --sign-key release-signer.key
+CUSTODY_TOKEN=$RITA custody promote shop@1.4.4 --to build || test $? = 1
+CUSTODY_TOKEN=$RITA custody release create shop 1.4.5 --artifact "shop=$SHOP" --sign-key release-signer-2.key
+CUSTODY_TOKEN=$RITA custody promote shop@1.4.5 --to build
+custody key list
+# The new key leaks: revoke it from when it was compromised. What it signed since then is
+# denied at once, an alert names it, and key impact shows the blast radius.
+NEW=$(custody key show release-signer-2.pub | awk '/^key id/ { print $3 }')
+custody key revoke "$NEW" --reason "key file leaked" --compromised-since "$(date -u +%Y-%m-%dT%H:%M:%SZ -d '-1 hour')"
+custody verify --env build "$SHOP" || test $? = 1
+custody key impact "$NEW"
+custody verify --env production "$SHOP"

@@ -251,7 +251,7 @@ fn the_readme_shows_the_walkthrough_as_the_script_runs_it() {
     let script = std::fs::read_to_string(root.join("examples/walkthrough.sh")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let sections: Vec<&str> = script.split("\nstep \"").skip(1).collect();
-    assert_eq!(sections.len(), 3, "the script's three sections");
+    assert_eq!(sections.len(), 4, "the script's four sections");
     for section in sections {
         let (title, body) = section.split_once("\"\n").unwrap();
         let body = body.trim_end();

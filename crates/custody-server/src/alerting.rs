@@ -33,6 +33,9 @@ pub struct AlertConfig {
     /// needs lapses to warn (e.g. "2h").
     #[serde(default = "default_expiry_warning")]
     pub expiry_warning: String,
+    /// How long before a trusted key's validity ends (its `expires`) to warn (e.g. "7d").
+    #[serde(default = "default_key_expiry_warning")]
+    pub key_expiry_warning: String,
     /// Denials of one principal (or one address, unauthenticated) that raise an alert…
     #[serde(default = "default_denials")]
     pub denied_threshold: usize,
@@ -64,6 +67,9 @@ fn default_sla() -> String {
 fn default_expiry_warning() -> String {
     "2h".into()
 }
+fn default_key_expiry_warning() -> String {
+    "7d".into()
+}
 fn default_denials() -> usize {
     5
 }
@@ -79,6 +85,7 @@ impl Default for AlertConfig {
         AlertConfig {
             approval_sla: default_sla(),
             expiry_warning: default_expiry_warning(),
+            key_expiry_warning: default_key_expiry_warning(),
             denied_threshold: default_denials(),
             denied_window: default_window(),
             ledger_check: default_ledger_check(),
@@ -95,6 +102,8 @@ pub struct Alerts {
     pub approval_sla: i64,
     /// How long before an approval or evidence lapses to warn.
     pub expiry_warning: i64,
+    /// How long before a key's validity ends to warn.
+    pub key_expiry_warning: i64,
     /// Denials that raise an alert…
     pub denied_threshold: usize,
     /// …within this many seconds.
@@ -111,6 +120,7 @@ impl Default for Alerts {
         AlertConfig::default().compile().unwrap_or(Alerts {
             approval_sla: 86_400,
             expiry_warning: 7_200,
+            key_expiry_warning: 604_800,
             denied_threshold: 5,
             denied_window: 600,
             ledger_check: Duration::from_secs(3_600),
@@ -144,6 +154,7 @@ impl AlertConfig {
         Ok(Alerts {
             approval_sla: seconds("approval_sla", &self.approval_sla)?,
             expiry_warning: seconds("expiry_warning", &self.expiry_warning)?,
+            key_expiry_warning: seconds("key_expiry_warning", &self.key_expiry_warning)?,
             denied_threshold: self.denied_threshold,
             denied_window: seconds("denied_window", &self.denied_window)?,
             ledger_check: Duration::from_secs(
@@ -416,7 +427,7 @@ async fn round(
         }
         for (key, left) in state
             .app
-            .expiring_keys(now, warning)
+            .expiring_keys(now, state.alerting.config.key_expiry_warning)
             .await
             .map_err(|e| e.to_string())?
         {
