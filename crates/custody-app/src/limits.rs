@@ -62,6 +62,12 @@ pub(crate) fn label(field: &str, value: &str, max: usize) -> AppResult<()> {
             "{field} holds the control character {c:?}"
         )));
     }
+    if let Some(c) = value.chars().find(|&c| custody_policy::invisible(c)) {
+        return Err(AppError::invalid(format!(
+            "{field} holds the invisible character U+{:04X}: it would show one thing and say another",
+            u32::from(c)
+        )));
+    }
     if value.trim() != value {
         return Err(AppError::invalid(format!(
             "{field} {value:?} must not begin or end with a space"

@@ -283,6 +283,11 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
     for (request, t, expect) in [
         (revoke(" ", None), "13:00:00", "needs a reason"),
         (revoke("x", Some("14:00:00")), "13:00:00", "in the future"),
+        (
+            revoke("stolen\u{202E}gnp.exe", None),
+            "13:00:00",
+            "invisible character U+202E",
+        ),
     ] {
         match s.app.revoke_key(&actor("sec", t), &id(key), &request).await {
             Err(AppError::Invalid(m)) => assert!(m.contains(expect), "{m}"),

@@ -142,7 +142,10 @@ pub(crate) struct SigningKeys {
 fn label(value: Option<&Spanned<String>>, what: &str, errors: &mut Errors<'_>) -> Option<String> {
     let value = value?;
     let text = value.get_ref().trim();
-    if text.is_empty() || text.chars().count() > MAX_LABEL || text.chars().any(char::is_control) {
+    if text.is_empty()
+        || text.chars().count() > MAX_LABEL
+        || text.chars().any(|c| c.is_control() || crate::invisible(c))
+    {
         errors.at(
             value.span(),
             format!("a release key's {what} must be 1 to {MAX_LABEL} printable characters"),

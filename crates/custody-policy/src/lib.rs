@@ -112,3 +112,19 @@ pub use rules::{
     EvidenceRules, FindingRule, LicenceRule, StandingMode, TestRule, VulnerabilityRule,
     severity_name,
 };
+
+/// Whether `c` is an invisible formatting character that can make a name read as another
+/// (bidirectional overrides and isolates, zero-width spaces and joiners, the word joiner
+/// and invisible operators, the byte-order mark, the soft hyphen): refused in names, labels
+/// and reasons people read.
+pub fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
