@@ -300,6 +300,11 @@ impl<S: Store> App<S> {
                 successor.key_id()
             )));
         }
+        if handover.purpose == KeyPurpose::PersonalApproval {
+            return Err(AppError::invalid(
+                "a personal approval key changes by enrolling its successor in the policy ([[person_key]]), which the policy's owners approve; rotate release signer and builder keys here",
+            ));
+        }
         let ring = self.keyring().await?;
         let Some(old) = ring.get(&handover.from) else {
             return Err(AppError::not_found(format!(

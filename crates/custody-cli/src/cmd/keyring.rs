@@ -36,7 +36,8 @@ pub(crate) struct ImpactArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RotateArgs {
-    /// What the key is for: release-signer, builder or personal-approval.
+    /// What the key is for: release-signer or builder (a personal key changes by enrolling
+    /// its successor in the policy).
     purpose: String,
     /// The key handing over (its private key file, or a `pkcs11:` URI): it signs the
     /// hand-over, so only its holder can rotate it.
@@ -196,7 +197,7 @@ pub(crate) async fn impact(a: ImpactArgs) -> anyhow::Result<Outcome> {
 pub(crate) async fn rotate(a: RotateArgs) -> anyhow::Result<Outcome> {
     let Some(purpose) = KeyPurpose::parse(&a.purpose) else {
         bail!(
-            "unknown key purpose {:?}: one of release-signer, builder, personal-approval (the log key rotates with `custody key rotate log`)",
+            "unknown key purpose {:?}: one of release-signer, builder (the log key rotates with `custody key rotate log`)",
             a.purpose
         );
     };
