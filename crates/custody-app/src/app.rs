@@ -68,6 +68,8 @@ pub struct App<S: Store> {
         Mutex<std::collections::HashMap<VerdictKey, (VerdictStamp, Arc<crate::Verification>)>>,
     /// The keyring, built for (the policy in force, the keyring record's version).
     pub(crate) keyring: Mutex<Option<(KeyringStamp, Arc<crate::keyring::Keyring>)>>,
+    /// This instance's own keys besides the attestor (the log key), by key id.
+    pub(crate) reserved_keys: Mutex<Vec<String>>,
     /// The hot records, for a server that runs [`App::follow_ledger`].
     pub(crate) state_cache: StateCache,
     /// The checked records as the ledger says they are, once a server installs it (see
@@ -132,6 +134,7 @@ impl<S: Store> App<S> {
             versions: Mutex::new(std::collections::HashMap::new()),
             verdicts: Mutex::new(std::collections::HashMap::new()),
             keyring: Mutex::new(None),
+            reserved_keys: Mutex::new(Vec::new()),
             state_cache: StateCache::new(),
             projection: crate::projection::Guard::new(),
             tail: crate::tail::Tail::new(),

@@ -726,13 +726,18 @@ impl<S: Store> App<S> {
                 .into_iter()
                 .map(|why| format!("{} no longer stands in {environment}: {why}", cert.release)),
         );
+        // The approvals that certified it (a rollback's: the restored promotion's) must
+        // still make the quorum if a personal key that signed them was revoked since.
+        let approvals = match &promotion {
+            Some(p) => self.approvals_of(&p.value).await?,
+            None => Vec::new(),
+        };
+        verdict.reasons.extend(
+            self.approvals_revoked(policy, environment, &approvals)
+                .await?,
+        );
         if !cert.by_rollback {
             if let Some(promotion) = &promotion {
-                let approvals = self.approvals_of(&promotion.value).await?;
-                verdict.reasons.extend(
-                    self.approvals_revoked(policy, environment, &approvals)
-                        .await?,
-                );
                 for a in approvals {
                     let a = a.value;
                     // A rejection counts only from someone who could have approved it; its

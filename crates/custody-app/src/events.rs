@@ -267,6 +267,10 @@ pub struct ProposalReviewed {
     /// The envelope of the owner's signed approval statement, when they signed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<Envelope>,
+    /// The personal key that signed it (absent without one, and in events written before
+    /// keys were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 /// An artifact as `artifact.registered` names it.

@@ -189,6 +189,7 @@ impl<S: Store> App<S> {
             files: request.files.clone(),
         };
         let proposed = custody_policy::compile(&bundle)?;
+        self.keys_may_be_trusted(&proposed, actor.now).await?;
         let digest = bundle.digest();
         let now = actor.now.unix_seconds();
         self.retrying(|| async {
@@ -329,7 +330,7 @@ impl<S: Store> App<S> {
                     )));
                 }
             }
-            let reviewer = match &request.statement {
+            let (reviewer, signed_with) = match &request.statement {
                 Some(envelope) => {
                     let expected = Approved::Proposal {
                         proposal: proposal.id.clone(),
@@ -346,13 +347,13 @@ impl<S: Store> App<S> {
                         None,
                     )?;
                     self.personal_key_counts(&signed.key.key, actor.now).await?;
-                    signed.actor
+                    (signed.actor, Some(signed.key))
                 }
                 None => {
                     if let Some(why) = crate::identity::not_personal(actor) {
                         return Err(AppError::denied(why));
                     }
-                    actor.clone()
+                    (actor.clone(), None)
                 }
             };
             let who = reviewer.principal.as_str();
@@ -389,6 +390,7 @@ impl<S: Store> App<S> {
                     verdict,
                     rationale: request.rationale.clone(),
                     statement: request.statement.clone(),
+                    keys: signed_with.into_iter().collect(),
                 }),
             )?;
             let approvals = u32::try_from(proposal.approvers().len()).unwrap_or(u32::MAX);

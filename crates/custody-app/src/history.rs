@@ -152,6 +152,14 @@ impl<S: Store> App<S> {
     /// first and stopped as soon as the page is full: a slice costs what it returns, not
     /// the length of the history.
     pub async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
+        if let Some(kind) = filter.kind.as_deref() {
+            if !crate::events::KINDS.contains(&kind) {
+                return Err(AppError::invalid(format!(
+                    "no event is of type {kind:?}; the types are {}",
+                    crate::events::KINDS.join(", ")
+                )));
+            }
+        }
         let (start, mut end) = match (filter.since, filter.until) {
             (None, None) => (0, self.store.size().await?),
             (since, until) => self.store.time_range(since, until).await?,

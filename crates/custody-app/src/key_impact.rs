@@ -126,6 +126,11 @@ impl<S: Store> App<S> {
                     EventBody::DecisionRecorded(d) => {
                         ("decision receipt", d.decision.clone(), true)
                     }
+                    EventBody::ProposalReviewed(r) => (
+                        "policy review",
+                        format!("{} of proposal {}", entry.event.actor, r.proposal),
+                        true,
+                    ),
                     EventBody::ApprovalRecorded(a) => (
                         "approval",
                         format!(
@@ -138,7 +143,6 @@ impl<S: Store> App<S> {
                         ("key hand-over", format!("to {}", r.to), true)
                     }
                     EventBody::KeyRotated(r) => ("key hand-over", format!("from {}", r.from), true),
-                    EventBody::KeyRevoked(r) => ("key revocation", r.reason.clone(), false),
                     _ => continue,
                 };
                 let verdict = if signed { counts(at) } else { Ok(()) };

@@ -114,10 +114,33 @@ pub struct RevokeKey {
 pub struct KeyChanged {
     /// The key rotated away or revoked.
     pub key: String,
-    /// The successor (a rotation), or the successors revoked with it (a revocation).
-    pub others: Vec<String>,
+    /// Its purpose.
+    pub purpose: KeyPurpose,
+    /// A rotation's successor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
+    /// A revocation's: the successors the key handed over to since the cutoff, revoked
+    /// with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_with: Vec<String>,
+    /// A revocation: what was recorded, from when nothing counts, and what stopped
+    /// counting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevokedNow>,
     /// The ledger index of the event.
     pub ledger_index: u64,
+}
+
+/// A revocation as recorded, with its cutoff and what stopped counting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokedNow {
+    /// The revocation.
+    #[serde(flatten)]
+    pub revocation: Revocation,
+    /// From when nothing the key signed counts.
+    pub cutoff: Timestamp,
+    /// What stopped counting (as the event and its alert name it).
+    pub affected: Vec<String>,
 }
 
 impl<S: Store> App<S> {
@@ -130,6 +153,14 @@ impl<S: Store> App<S> {
     /// The keyring: every key custody has trusted, with its spans, successor and
     /// revocation.
     pub async fn keyring(&self) -> AppResult<Arc<Keyring>> {
+        Ok(self.keyring_with_record().await?.0)
+    }
+
+    /// The keyring and the record it was built from (a change writes the record expecting
+    /// that version, so two changes decided on the same keyring cannot both land).
+    async fn keyring_with_record(
+        &self,
+    ) -> AppResult<(Arc<Keyring>, Option<Arc<Versioned<KeyringRecord>>>)> {
         let policy = self.policy().await?;
         let record = self.keyring_record().await?;
         let stamp = (
@@ -138,7 +169,7 @@ impl<S: Store> App<S> {
         );
         if let Some((built, ring)) = self.keyring.lock().ok().and_then(|k| k.clone()) {
             if built == stamp {
-                return Ok(ring);
+                return Ok((ring, record));
             }
         }
         let history = self.policy_history(&policy).await?;
@@ -154,7 +185,108 @@ impl<S: Store> App<S> {
         if let Ok(mut kept) = self.keyring.lock() {
             *kept = Some((stamp, ring.clone()));
         }
-        Ok(ring)
+        Ok((ring, record))
+    }
+
+    /// Appends a key change: `event`, and the keyring record `next` written expecting the
+    /// version the change was decided on. Another change that landed first is a conflict
+    /// the caller can retry (the keyring it decides on then includes that change).
+    async fn append_key_change(
+        &self,
+        event: custody_model::CanonicalJson,
+        next: &KeyringRecord,
+        decided_on: Option<&Arc<Versioned<KeyringRecord>>>,
+    ) -> AppResult<u64> {
+        let expect = decided_on.map_or(Expect::Absent, |r| Expect::Version(r.version));
+        match self
+            .append(
+                vec![event],
+                vec![write(kind::KEYRING, "current", next, expect)?],
+                None,
+            )
+            .await
+        {
+            Ok(appended) => Ok(appended.first_index),
+            Err(AppError::Store(custody_store::StoreError::Conflict { .. })) => {
+                Err(AppError::conflict(
+                    "another key change landed while this one was decided; run the command again (it is decided afresh on the keyring as it now stands)",
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `key_id` is one of this instance's own keys: the receipt (attestor) key, or
+    /// one the opener reserved (the log key).
+    pub(crate) fn is_own_key(&self, key_id: &str) -> bool {
+        self.attestor.public_key().key_id().to_string() == key_id
+            || self
+                .reserved_keys
+                .lock()
+                .is_ok_and(|keys| keys.iter().any(|k| k == key_id))
+    }
+
+    /// Reserves this instance's own keys (the log key) for their one purpose: no rotation
+    /// may make one of them a release signer or builder, and no policy may name one.
+    pub fn reserve_keys(&self, key_ids: impl IntoIterator<Item = String>) {
+        if let Ok(mut keys) = self.reserved_keys.lock() {
+            keys.extend(key_ids);
+        }
+    }
+
+    /// Refuses a policy version that would trust a key against the keyring: one of this
+    /// instance's own keys, a key the keyring holds for another purpose (one key, one
+    /// purpose), a revoked key (never trusted again), or a new `expires` already past (that
+    /// would revoke what the key signed since, silently: `custody key revoke
+    /// --compromised-since` says so instead).
+    pub(crate) async fn keys_may_be_trusted(&self, new: &Policy, now: Timestamp) -> AppResult<()> {
+        let named = new.named_keys();
+        if let Some(k) = named.iter().find(|k| self.is_own_key(&k.key_id)) {
+            return Err(AppError::invalid(format!(
+                "{} {} is one of this custody instance's own keys (its log or receipt key): one key never serves two purposes",
+                k.file, k.key_id
+            )));
+        }
+        if self
+            .get::<PolicyRecord>(kind::POLICY, "current")
+            .await?
+            .is_none()
+        {
+            return Ok(()); // the first policy: no keyring yet
+        }
+        let ring = self.keyring().await?;
+        for k in named {
+            let known = ring.get(&k.key_id);
+            if let Some(e) = known.filter(|e| e.purpose != k.purpose) {
+                return Err(AppError::invalid(format!(
+                    "{} names key {} as a {} key, but the keyring holds it as a {} key ({}): one key never serves two purposes",
+                    k.file,
+                    k.key_id,
+                    k.purpose.describe(),
+                    e.purpose.describe(),
+                    e.name
+                )));
+            }
+            if let Some(r) = known.and_then(|e| e.revoked.as_ref()) {
+                return Err(AppError::invalid(format!(
+                    "{} names key {}, revoked at {} ({}): a revoked key is never trusted again; remove it and name a new key",
+                    k.file,
+                    k.key_id,
+                    r.at.to_second(),
+                    r.reason
+                )));
+            }
+            let changed = known.is_none_or(|e| e.expires != k.expires);
+            if let Some(end) = k.expires.filter(|end| changed && *end <= now) {
+                return Err(AppError::invalid(format!(
+                    "{}: key {} would expire at {}, which is past: that would silently revoke what it signed since; use `custody key revoke --compromised-since` instead",
+                    k.file,
+                    k.key_id,
+                    end.to_second()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a personal key the keyring does not count now (revoked, retired).
@@ -305,7 +437,7 @@ impl<S: Store> App<S> {
                 "a personal approval key changes by enrolling its successor in the policy ([[person_key]]), which the policy's owners approve; rotate release signer and builder keys here",
             ));
         }
-        let ring = self.keyring().await?;
+        let (ring, record) = self.keyring_with_record().await?;
         let Some(old) = ring.get(&handover.from) else {
             return Err(AppError::not_found(format!(
                 "key {} is not in the keyring; `custody key list` shows the keys custody trusts",
@@ -340,6 +472,12 @@ impl<S: Store> App<S> {
                 seen.status()
             )));
         }
+        if self.is_own_key(&handover.to) {
+            return Err(AppError::invalid(format!(
+                "the successor {} is one of this custody instance's own keys (its log or receipt key): one key never serves two purposes",
+                handover.to
+            )));
+        }
         // Both must sign: the old key consents, the new key is held.
         let signers = [old.public_key.clone(), successor.clone()];
         custody_crypto::dsse::verify(envelope, &signers, 2).map_err(|e| {
@@ -349,7 +487,8 @@ impl<S: Store> App<S> {
             ))
         })?;
         let keys = vec![KeyUse::of(&old.public_key), KeyUse::of(&successor)];
-        let rotation = Rotation {
+        let mut next = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+        next.rotations.push(Rotation {
             purpose: handover.purpose,
             from: handover.from.clone(),
             to: handover.to.clone(),
@@ -357,34 +496,28 @@ impl<S: Store> App<S> {
             at: actor.now,
             by: actor.principal.clone(),
             after_versions: self.policy_versions_applied().await?,
-        };
-        let record = self.keyring_record().await?;
-        let (mut next, expect) = match &record {
-            Some(r) => (r.value.clone(), Expect::Version(r.version)),
-            None => (KeyringRecord::default(), Expect::Absent),
-        };
-        next.rotations.push(rotation);
-        let appended = self
-            .append(
-                vec![event(
-                    actor,
-                    EventBody::KeyRotated(events::KeyRotated {
-                        purpose: handover.purpose,
-                        from: handover.from.clone(),
-                        to: handover.to.clone(),
-                        public_key: handover.public_key.clone(),
-                        handover: envelope.clone(),
-                        keys,
-                    }),
-                )?],
-                vec![write(kind::KEYRING, "current", &next, expect)?],
-                None,
-            )
+        });
+        let event = event(
+            actor,
+            EventBody::KeyRotated(events::KeyRotated {
+                purpose: handover.purpose,
+                from: handover.from.clone(),
+                to: handover.to.clone(),
+                public_key: handover.public_key.clone(),
+                handover: envelope.clone(),
+                keys,
+            }),
+        )?;
+        let ledger_index = self
+            .append_key_change(event, &next, record.as_ref())
             .await?;
         Ok(KeyChanged {
             key: handover.from,
-            others: vec![handover.to],
-            ledger_index: appended.first_index,
+            purpose: handover.purpose,
+            successor: Some(handover.to),
+            revoked_with: Vec::new(),
+            revocation: None,
+            ledger_index,
         })
     }
 
@@ -413,34 +546,34 @@ impl<S: Store> App<S> {
                 )));
             }
         }
-        let ring = self.keyring().await?;
+        let key_id = key_id.to_ascii_lowercase();
+        let key_id = key_id.as_str();
+        let (ring, record) = self.keyring_with_record().await?;
         let Some(key) = ring.get(key_id) else {
             return Err(AppError::not_found(format!(
                 "key {key_id} is not in the keyring; `custody key list` shows every key custody has trusted"
             )));
         };
-        if let Some(r) = &key.revoked {
-            return Err(AppError::conflict(format!(
-                "key {key_id} ({}) was already revoked at {} by {} ({})",
-                key.name,
-                r.at.to_second(),
-                r.by,
-                r.reason
-            )));
-        }
-        let record = self.keyring_record().await?;
-        let (mut next, expect) = match &record {
-            Some(r) => (r.value.clone(), Expect::Version(r.version)),
-            None => (KeyringRecord::default(), Expect::Absent),
-        };
         let cutoff = request
             .compromised_since
             .map_or(actor.now, |c| c.min(actor.now));
+        // Revoked already: only a revocation reaching further back adds anything.
+        if let Some(r) = key.revoked.as_ref().filter(|r| r.cutoff() <= cutoff) {
+            return Err(AppError::conflict(format!(
+                "key {key_id} ({}) was already revoked at {} by {} ({}), from {} on; to move the compromise time earlier, revoke it again with an earlier --compromised-since",
+                key.name,
+                r.at.to_second(),
+                r.by,
+                r.reason,
+                r.cutoff().to_second()
+            )));
+        }
+        let mut next = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
         let successors = ring.handed_over_since(key_id, cutoff, &next);
         let mut signers = vec![key_id.to_owned()];
         signers.extend(successors.iter().cloned());
         let affected = self.signed_since(&signers, cutoff).await?;
-        next.revocations.push(Revocation {
+        let revocation = Revocation {
             key: key_id.to_owned(),
             purpose: key.purpose,
             reason: reason.to_owned(),
@@ -448,28 +581,33 @@ impl<S: Store> App<S> {
             at: actor.now,
             by: actor.principal.clone(),
             successors: successors.clone(),
-        });
-        let appended = self
-            .append(
-                vec![event(
-                    actor,
-                    EventBody::KeyRevoked(events::KeyRevoked {
-                        purpose: key.purpose,
-                        reason: reason.to_owned(),
-                        compromised_since: request.compromised_since,
-                        successors: successors.clone(),
-                        affected,
-                        keys: vec![KeyUse::of(&key.public_key)],
-                    }),
-                )?],
-                vec![write(kind::KEYRING, "current", &next, expect)?],
-                None,
-            )
+        };
+        next.revocations.push(revocation.clone());
+        let event = event(
+            actor,
+            EventBody::KeyRevoked(events::KeyRevoked {
+                purpose: key.purpose,
+                reason: reason.to_owned(),
+                compromised_since: request.compromised_since,
+                successors: successors.clone(),
+                affected: affected.clone(),
+                keys: vec![KeyUse::of(&key.public_key)],
+            }),
+        )?;
+        let ledger_index = self
+            .append_key_change(event, &next, record.as_ref())
             .await?;
         Ok(KeyChanged {
             key: key_id.to_owned(),
-            others: successors,
-            ledger_index: appended.first_index,
+            purpose: key.purpose,
+            successor: None,
+            revoked_with: successors,
+            revocation: Some(RevokedNow {
+                revocation,
+                cutoff,
+                affected,
+            }),
+            ledger_index,
         })
     }
 }

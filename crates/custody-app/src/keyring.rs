@@ -405,7 +405,11 @@ impl Keyring {
     fn apply_revocation(&mut self, r: &Revocation) {
         for id in std::iter::once(&r.key).chain(&r.successors) {
             if let Some(e) = self.keys.get_mut(id) {
-                if e.revoked.is_none() {
+                // A later revocation only ever reaches further back.
+                if e.revoked
+                    .as_ref()
+                    .is_none_or(|was| r.cutoff() < was.cutoff())
+                {
                     e.revoked = Some(r.clone());
                 }
             }

@@ -70,7 +70,8 @@ pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
 pub use key_impact::{EnvironmentImpact, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED, MAX_IMPACT};
 pub use key_lifecycle::{
-    HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey, RotateKey,
+    HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey, RevokedNow,
+    RotateKey,
 };
 pub use keys::{POLICY_VERSIONS_SCANNED, Since, TrustedKey};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};

@@ -404,7 +404,7 @@ async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_i
         )
         .await
         .unwrap();
-    assert_eq!(done.others, [id(&new)]);
+    assert_eq!(done.revoked_with, [id(&new)]);
     let ring = s.app.keyring().await.unwrap();
     assert_eq!(ring.get(&id(&new)).unwrap().status(), "revoked");
 
@@ -608,4 +608,117 @@ async fn a_key_past_its_validity_signs_nothing_and_an_alert_warns_before() {
     // What it signed while valid keeps standing after the end.
     assert!(s.promote("1.0.0", "prod", "12:40:00").await.0);
     assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rotations_of_one_key_at_once_leave_one_successor() {
+    let s = setup().await;
+    let (a, b) = (
+        PrivateKey::generate(Algorithm::Ed25519),
+        PrivateKey::generate(Algorithm::Ed25519),
+    );
+    let (first, second) = tokio::join!(
+        s.rotate(&s.release_key, &a, "11:00:00"),
+        s.rotate(&s.release_key, &b, "11:00:00")
+    );
+    let outcomes = [first, second];
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let lost = outcomes.iter().find_map(|o| o.as_ref().err()).unwrap();
+    assert!(
+        matches!(lost, AppError::Conflict(m) if m.contains("run the command again") || m.contains("already rotated")),
+        "{lost:?}"
+    );
+    let ring = s.app.keyring().await.unwrap();
+    let active: Vec<_> = ring
+        .entries()
+        .filter(|e| e.purpose == KeyPurpose::ReleaseSigner && e.in_force())
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        ring.get(&id(&s.release_key)).unwrap().successor.as_deref(),
+        Some(active[0].key_id.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_may_not_trust_a_key_against_the_keyring() {
+    let s = setup().await;
+    let new = PrivateKey::generate(Algorithm::Ed25519);
+    s.rotate(&s.release_key, &new, "10:00:00").await.unwrap();
+    let apply = |extra: &str, key: &PrivateKey, t: &str| {
+        let mut b = bundle(&s.builder, &s.release_key);
+        b.files
+            .insert("keys/other.pub".into(), key.public_key().to_pem());
+        b.files
+            .insert("custody.toml".into(), format!("{POLICY}{extra}"));
+        let app = &s.app;
+        let t = t.to_owned();
+        async move {
+            app.apply_policy(&operator(&t), &ApplyPolicy { files: b.files })
+                .await
+        }
+    };
+    // The successor release key as a builder too: one key, one purpose.
+    let builder = "[[builder]]\nid = \"https://ci.example/builder/v2\"\nkey = \"keys/other.pub\"\nsource_repos = [\"https://git.example/acme/*\"]\n";
+    match apply(builder, &new, "11:00:00").await {
+        Err(AppError::Invalid(m)) => {
+            assert!(m.contains("one key never serves two purposes"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A revoked key is never trusted again.
+    let gone = PrivateKey::generate(Algorithm::Ed25519);
+    s.rotate(&new, &gone, "11:10:00").await.unwrap();
+    s.app
+        .revoke_key(
+            &actor("sec", "11:20:00"),
+            &id(&gone),
+            &RevokeKey {
+                reason: "lost".into(),
+                compromised_since: None,
+            },
+        )
+        .await
+        .unwrap();
+    let release = "[[release_key]]\npath = \"keys/other.pub\"\nname = \"second\"\n";
+    match apply(release, &gone, "11:30:00").await {
+        Err(AppError::Invalid(m)) => assert!(m.contains("never trusted again"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // An expiry already past would revoke silently.
+    let fresh = PrivateKey::generate(Algorithm::Ed25519);
+    let past = format!("{release}expires = \"2026-11-10T11:00:00Z\"\n");
+    match apply(&past, &fresh, "11:30:00").await {
+        Err(AppError::Invalid(m)) => assert!(m.contains("which is past"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A widening revocation reaches further back; a narrower one is refused.
+    let widen = |since: &str| RevokeKey {
+        reason: "it was earlier".into(),
+        compromised_since: Some(at(since)),
+    };
+    assert!(matches!(
+        s.app
+            .revoke_key(&actor("sec", "11:40:00"), &id(&gone), &widen("11:30:00"))
+            .await,
+        Err(AppError::Conflict(_))
+    ));
+    s.app
+        .revoke_key(&actor("sec", "11:40:00"), &id(&gone), &widen("11:15:00"))
+        .await
+        .unwrap();
+    let ring = s.app.keyring().await.unwrap();
+    assert_eq!(
+        ring.get(&id(&gone))
+            .unwrap()
+            .revoked
+            .as_ref()
+            .unwrap()
+            .cutoff(),
+        at("11:15:00")
+    );
 }

@@ -334,7 +334,11 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         on_integrity_failure: OnIntegrityFailure,
     ) -> anyhow::Result<custody_app::App<SqlStore>> {
         let store = self.open_with(url, on_integrity_failure).await?;
-        Ok(custody_app::App::new(store, Box::new(self.attestor()?)))
+        let log_key = store.verifier().public_key().key_id().to_string();
+        let app = custody_app::App::new(store, Box::new(self.attestor()?));
+        // The log key serves the log alone: no rotation or policy may give it a purpose.
+        app.reserve_keys([log_key]);
+        Ok(app)
     }
 
     /// Opens the ledger to read only (needs the public log key, not the private one).

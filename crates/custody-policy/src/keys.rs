@@ -65,12 +65,12 @@ impl KeyPurpose {
         KeyPurpose::ALL.into_iter().find(|p| p.as_str() == text)
     }
 
-    /// For people: "release signer", "builder", "personal approval key".
+    /// For people: "release signer", "builder", "personal approval" (followed by "key").
     pub fn describe(self) -> &'static str {
         match self {
             KeyPurpose::ReleaseSigner => "release signer",
             KeyPurpose::Builder => "builder",
-            KeyPurpose::PersonalApproval => "personal approval key",
+            KeyPurpose::PersonalApproval => "personal approval",
         }
     }
 }

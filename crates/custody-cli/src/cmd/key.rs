@@ -33,19 +33,30 @@ pub(crate) enum KeyCommand {
     ///
     /// Example: custody key impact 3f2a…
     Impact(super::keyring::ImpactArgs),
-    /// Rotate a key to its successor without downtime: the hand-over is signed by both
-    /// keys; what the old key signed while trusted keeps verifying, and from now on only
-    /// the successor signs in its place.
-    ///
-    /// Example: custody key generate --out keys/release-signer-2 &&
-    ///   custody key rotate release-signer --from keys/release-signer.key --to keys/release-signer-2.key
-    Rotate(super::keyring::RotateArgs),
+    /// Replace a key by its successor without downtime, the hand-over signed by both: what
+    /// the old key signed while trusted keeps verifying, and from now on only the successor
+    /// signs in its place.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
     /// Revoke a key: nothing it signed from the revocation on (or from
     /// --compromised-since) counts; the deploy gate denies what depends on it until it is
     /// re-signed, re-built or re-approved, and an alert names what it touches.
     ///
     /// Example: custody key revoke 3f2a… --reason "laptop stolen" --compromised-since 2026-11-24T00:00:00Z
     Revoke(super::keyring::RevokeArgs),
+}
+
+/// What `custody key rotate` replaces. (A personal approval key changes by enrolling its
+/// successor in the policy, which its owners approve.)
+#[derive(Debug, Subcommand)]
+pub(crate) enum RotateCommand {
+    /// A release signer key, on the data directory or through a server.
+    ///
+    /// Example: custody key generate --algorithm ecdsa-p256 --out release-signer-2 &&
+    ///   custody key rotate release-signer --from release-signer.key --to release-signer-2.key
+    ReleaseSigner(super::keyring::RotateArgs),
+    /// A builder's key (its provenance signer), on the data directory or through a server.
+    Builder(super::keyring::RotateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,7 +109,13 @@ pub(crate) fn run(command: KeyCommand) -> anyhow::Result<Outcome> {
         KeyCommand::Show(a) => show(a),
         KeyCommand::List(a) => crate::block_on(super::keyring::list(a)),
         KeyCommand::Impact(a) => crate::block_on(super::keyring::impact(a)),
-        KeyCommand::Rotate(a) => crate::block_on(super::keyring::rotate(a)),
+        KeyCommand::Rotate(RotateCommand::ReleaseSigner(a)) => crate::block_on(
+            super::keyring::rotate(custody_policy::KeyPurpose::ReleaseSigner, a),
+        ),
+        KeyCommand::Rotate(RotateCommand::Builder(a)) => crate::block_on(super::keyring::rotate(
+            custody_policy::KeyPurpose::Builder,
+            a,
+        )),
         KeyCommand::Revoke(a) => crate::block_on(super::keyring::revoke(a)),
     }
 }

@@ -36,9 +36,6 @@ pub(crate) struct ImpactArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RotateArgs {
-    /// What the key is for: release-signer or builder (a personal key changes by enrolling
-    /// its successor in the policy).
-    purpose: String,
     /// The key handing over (its private key file, or a `pkcs11:` URI): it signs the
     /// hand-over, so only its holder can rotate it.
     #[arg(long, value_name = "KEY")]
@@ -194,13 +191,7 @@ pub(crate) async fn impact(a: ImpactArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-pub(crate) async fn rotate(a: RotateArgs) -> anyhow::Result<Outcome> {
-    let Some(purpose) = KeyPurpose::parse(&a.purpose) else {
-        bail!(
-            "unknown key purpose {:?}: one of release-signer, builder (the log key rotates with `custody key rotate log`)",
-            a.purpose
-        );
-    };
+pub(crate) async fn rotate(purpose: KeyPurpose, a: RotateArgs) -> anyhow::Result<Outcome> {
     let old = load_signer(&a.from)?;
     let new = load_signer(&a.to)?;
     if old.public_key().key_id() == new.public_key().key_id() {
@@ -220,7 +211,7 @@ pub(crate) async fn rotate(a: RotateArgs) -> anyhow::Result<Outcome> {
             "{} key {} retired; its successor {} signs in its place from now on (ledger entry {})",
             purpose.describe(),
             done.key,
-            done.others.join(", "),
+            done.successor.as_deref().unwrap_or("?"),
             done.ledger_index
         ));
         eprintln!(
@@ -254,19 +245,26 @@ pub(crate) async fn revoke(a: RevokeArgs) -> anyhow::Result<Outcome> {
         print_json(&serde_json::json!(done));
     } else {
         print_line(&format!(
-            "key {} is revoked{} (ledger entry {}); `custody key impact {}` lists what it touches",
+            "key {} is revoked{}{} (ledger entry {}); `custody key impact {}` lists what it touches",
             done.key,
-            if done.others.is_empty() {
+            done.revocation
+                .as_ref()
+                .map(|r| format!(": nothing it signed from {} on counts", when(r.cutoff)))
+                .unwrap_or_default(),
+            if done.revoked_with.is_empty() {
                 String::new()
             } else {
                 format!(
-                    ", with the successor(s) it handed over to since then: {}",
-                    done.others.join(", ")
+                    ", nor what the successor(s) it handed over to since then signed: {}",
+                    done.revoked_with.join(", ")
                 )
             },
             done.ledger_index,
             done.key
         ));
+        for line in done.revocation.iter().flat_map(|r| &r.affected) {
+            print_line(&format!("  no longer counting: {}", printable(line, false)));
+        }
     }
     Ok(Outcome::Ok)
 }
