@@ -108,7 +108,11 @@ impl<S: Store> App<S> {
                     truncated = true;
                     break 'pages;
                 }
-                let entry = HistoryEntry::read(entry)?;
+                // The index narrows, the leaf decides (a changed leaf is the ledger
+                // check's to report).
+                let Ok(entry) = HistoryEntry::read(entry) else {
+                    continue;
+                };
                 let at = entry.event.at;
                 let (what, name, signed) = match &entry.event.body {
                     EventBody::ReleaseCreated(r) => {
@@ -187,7 +191,9 @@ impl<S: Store> App<S> {
                 let Some(last) = page.last() else { break };
                 end = last.index;
                 for entry in page {
-                    let entry = HistoryEntry::read(entry)?;
+                    let Ok(entry) = HistoryEntry::read(entry) else {
+                        continue;
+                    };
                     if entry.event.at < cutoff {
                         // Newest first, and stamps nearly in log order: past the cutoff by
                         // more than the store's lateness bound, nothing later follows.

@@ -25,7 +25,7 @@ use crate::app::{App, Versioned, event, write};
 use crate::events::{self, EventBody, KeyUse};
 use crate::keyring::{Keyring, KeyringRecord, Revocation, Rotation};
 use crate::records::{PolicyRecord, kind};
-use crate::{Actor, AppError, AppResult, HistoryEntry};
+use crate::{Actor, AppError, AppResult};
 
 /// The DSSE payload type of a key hand-over statement.
 pub const HANDOVER_PAYLOAD_TYPE: &str = "application/vnd.custody.key-handover+json";
@@ -333,15 +333,32 @@ impl<S: Store> App<S> {
 
     /// How many `policy.applied` events the ledger holds (a rotation's place among them).
     async fn policy_versions_applied(&self) -> AppResult<u64> {
+        Ok(self.applied_versions(u64::MAX).await?.len() as u64)
+    }
+
+    /// The `policy.applied` events, newest first, at most `limit`: when, and the digest.
+    /// Found through the index, read from the leaves: an index hit whose leaf is not such
+    /// an event is skipped (the index narrows, the leaf decides; the ledger check reports
+    /// a changed leaf), here and in the projection's count alike.
+    async fn applied_versions(&self, limit: u64) -> AppResult<Vec<(Timestamp, String)>> {
         let term = [search::event_type("policy.applied")];
-        let (mut count, mut end) = (0u64, self.store.size().await?);
-        loop {
+        let (mut out, mut end) = (Vec::new(), self.store.size().await?);
+        while (out.len() as u64) < limit {
             let page = self.store.search(&term, 0, end, 1_000).await?;
             let Some(last) = page.last() else { break };
             end = last.index;
-            count += page.len() as u64;
+            for entry in page {
+                if let Ok(crate::events::Event {
+                    at,
+                    body: EventBody::PolicyApplied(p),
+                    ..
+                }) = crate::events::Event::from_leaf(&entry.leaf)
+                {
+                    out.push((at, p.policy));
+                }
+            }
         }
-        Ok(count)
+        Ok(out)
     }
 
     /// Every policy version put in force, in ledger order, with its place among every
@@ -351,21 +368,12 @@ impl<S: Store> App<S> {
         &self,
         current: &Arc<Policy>,
     ) -> AppResult<Vec<(u64, Timestamp, Arc<Policy>)>> {
-        let mut applied = Vec::new();
-        let mut end = self.store.size().await?;
-        let term = [search::event_type("policy.applied")];
-        while (applied.len() as u64) < MAX_POLICY_VERSIONS {
-            let page = self.store.search(&term, 0, end, 1_000).await?;
-            let Some(last) = page.last() else { break };
-            end = last.index;
-            for entry in page {
-                let entry = HistoryEntry::read(entry)?;
-                if let EventBody::PolicyApplied(p) = entry.event.body {
-                    applied.push((entry.event.at, p.policy));
-                }
-            }
-        }
-        let total = self.policy_versions_applied().await?;
+        let mut applied = self.applied_versions(MAX_POLICY_VERSIONS).await?;
+        let total = if (applied.len() as u64) < MAX_POLICY_VERSIONS {
+            applied.len() as u64
+        } else {
+            self.policy_versions_applied().await?
+        };
         let first = total.saturating_sub(applied.len() as u64);
         applied.reverse();
         let mut compiled: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
