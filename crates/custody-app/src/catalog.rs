@@ -217,6 +217,14 @@ impl<S: Store> App<S> {
                 Some(read)
             }
         };
+        // The builder key that verified it, with its algorithm, for the ledger.
+        let provenance_signed_by = facts.as_ref().and_then(|f| {
+            policy
+                .builders()
+                .iter()
+                .find(|b| b.key.key_id().to_string() == f.signing_key)
+                .map(|b| events::SignedWith::key(&b.key))
+        });
 
         self.retrying(|| async {
             let existing: Option<Versioned<ArtifactRecord>> =
@@ -263,6 +271,7 @@ impl<S: Store> App<S> {
                         repository: f.source_repo.clone(),
                         commit: f.source_commit.clone(),
                     }),
+                    provenance_signed_by: provenance_signed_by.clone(),
                 }),
             )?];
             let mut state = vec![write(kind::ARTIFACT, &digest.to_string(), &record, Expect::Absent)?];
@@ -513,13 +522,14 @@ impl<S: Store> App<S> {
             )));
         }
         let release_keys: Vec<custody_crypto::PublicKey> = policy.release_keys().cloned().collect();
-        let signing_key = if release_keys.is_empty() {
+        let signed_by = if release_keys.is_empty() {
             None
         } else {
             custody_crypto::dsse::verify(envelope, &release_keys, 1)
                 .ok()
-                .and_then(|v| v.key_ids().first().map(ToString::to_string))
+                .and_then(|v| v.signers().first().map(events::SignedWith::from))
         };
+        let signing_key = signed_by.as_ref().map(|s| s.key_id.clone());
         let digest = sha256(&payload);
         let id = format!("{name}@{version}");
         let record = ReleaseRecord {
@@ -556,6 +566,7 @@ impl<S: Store> App<S> {
                 artifacts: artifacts.iter().map(|a| a.digest.clone()).collect(),
                 manifest: envelope.clone(),
                 manifest_digest: envelope_digest(envelope),
+                signed_by,
             }),
         )?];
         let appended = match self

@@ -221,6 +221,37 @@ pub struct SourceRef {
     pub commit: String,
 }
 
+/// The key that made or checked a signature custody records: its id and algorithm.
+/// (Leaves written before these were recorded have none; the envelope beside still names
+/// the key by its hint.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedWith {
+    /// The key id: lowercase hex SHA-256 of the key's SPKI DER.
+    pub key_id: String,
+    /// The signature algorithm: `ed25519` or `ecdsa-p256`.
+    pub algorithm: String,
+}
+
+impl SignedWith {
+    /// The record of a signature by `key`.
+    pub fn key(key: &custody_crypto::PublicKey) -> Self {
+        SignedWith {
+            key_id: key.key_id().to_string(),
+            algorithm: key.algorithm().name().to_owned(),
+        }
+    }
+}
+
+impl From<&custody_crypto::dsse::SignedBy> for SignedWith {
+    fn from(s: &custody_crypto::dsse::SignedBy) -> Self {
+        SignedWith {
+            key_id: s.key_id.to_string(),
+            algorithm: s.algorithm.name().to_owned(),
+        }
+    }
+}
+
 /// `artifact.registered`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,6 +268,9 @@ pub struct ArtifactRegistered {
     pub builder_id: Option<String>,
     /// The source its verified provenance names.
     pub source: Option<SourceRef>,
+    /// The builder key that verified the provenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance_signed_by: Option<SignedWith>,
 }
 
 /// The source and parameters two disagreeing builds share.
@@ -296,6 +330,10 @@ pub struct ReleaseCreated {
     pub manifest: Envelope,
     /// The envelope's digest.
     pub manifest_digest: Digest,
+    /// The trusted release key that verified the manifest (none when the policy trusted
+    /// no release key that signed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<SignedWith>,
 }
 
 /// `promotion.requested`.
@@ -341,6 +379,9 @@ pub struct DecisionRecorded {
     pub vsa: Envelope,
     /// The VSA envelope's digest.
     pub vsa_digest: Digest,
+    /// The receipt (attestor) key that signed the VSA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsa_signed_by: Option<SignedWith>,
     /// The release's artifacts.
     pub artifacts: Vec<Digest>,
     /// The reason, when the requester broke glass.
@@ -416,6 +457,10 @@ pub struct ApprovalRecorded {
     /// The digest of the signed statement, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_digest: Option<Digest>,
+    /// The enrolled personal key that verified the signed statement, when there is one
+    /// (also when the statement itself stays out of the ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_signed_by: Option<SignedWith>,
 }
 
 fn is_false(b: &bool) -> bool {

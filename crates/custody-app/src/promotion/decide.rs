@@ -9,7 +9,7 @@ use super::PromotionOutcome;
 use crate::AppResult;
 use crate::app::{Actor, App, Once, event, new_id, write};
 use crate::attestations::{self, envelope_digest};
-use crate::events::{DecisionRecorded, EnvironmentCertified, EventBody};
+use crate::events::{DecisionRecorded, EnvironmentCertified, EventBody, SignedWith};
 use crate::records::{
     ApprovalRecord, Certification, CertificationRecord, DecisionRecord, EnvironmentRecord,
     PendingPromotion, PromotionRecord, PromotionStatus, ReleaseRecord, ReviewDue, kind,
@@ -92,6 +92,7 @@ impl<S: Store> App<S> {
                 engine: decision.engine.clone(),
                 vsa_digest: envelope_digest(&vsa),
                 vsa,
+                vsa_signed_by: Some(SignedWith::key(self.attestor.public_key())),
                 artifacts: artifacts.clone(),
                 break_glass: promotion.break_glass.as_ref().map(|g| g.reason.clone()),
             }),

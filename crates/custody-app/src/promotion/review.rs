@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{PromotionOutcome, decide::Staged};
 use crate::app::{Actor, App, Once, Versioned, event, new_id, own_scope, write};
 use crate::approval_statement::{self, Approved};
-use crate::events::{ApprovalRecorded, EventBody};
+use crate::events::{ApprovalRecorded, EventBody, SignedWith};
 use crate::records::{
     ApprovalRecord, DecisionRecord, EnvironmentRecord, PromotionRecord, PromotionStatus,
     ReleaseRecord, kind,
@@ -158,7 +158,7 @@ impl<S: Store> App<S> {
                 }
             }
             promotion.approvals.push(record.id.clone());
-            let recorded = approval_event(actor, &record, &promotion, &release, false)?;
+            let recorded = approval_event(actor, &policy, &record, &promotion, &release, false)?;
             let mut all: Vec<ApprovalRecord> = approvals.into_iter().map(|a| a.value).collect();
             all.push(record.clone());
             let mut staged = self
@@ -294,7 +294,9 @@ impl<S: Store> App<S> {
         if let Some(glass) = &mut promotion.break_glass {
             glass.reviewed_by = Some(record.id.clone());
         }
-        let events = vec![approval_event(actor, &record, &promotion, &release, true)?];
+        let events = vec![approval_event(
+            actor, policy, &record, &promotion, &release, true,
+        )?];
         let state = vec![
             write(kind::APPROVAL, &record.id, &record, Expect::Absent)?,
             write(
@@ -331,11 +333,19 @@ impl<S: Store> App<S> {
 /// (see `review_commitment`); a public one is there with its digest.
 fn approval_event(
     actor: &Actor,
+    policy: &Policy,
     record: &ApprovalRecord,
     promotion: &PromotionRecord,
     release: &ReleaseRecord,
     after_the_fact: bool,
 ) -> AppResult<custody_model::CanonicalJson> {
+    // A signed statement was checked against the enrolled key the actor acts by.
+    let statement_signed_by = match (&record.statement, &actor.auth) {
+        (Some(_), Some(custody_model::Authentication::PersonalKey { key })) => policy
+            .person_key(key)
+            .map(|enrolled| SignedWith::key(&enrolled.key)),
+        _ => None,
+    };
     event(
         actor,
         EventBody::ApprovalRecorded(ApprovalRecorded {
@@ -369,6 +379,7 @@ fn approval_event(
                 .statement
                 .as_ref()
                 .map(crate::attestations::envelope_digest),
+            statement_signed_by,
         }),
     )
 }

@@ -314,6 +314,7 @@ fn make_bundle(
                         repository: "https://git.bench/app".into(),
                         commit: format!("{i:040x}"),
                     }),
+                    provenance_signed_by: Some(events::SignedWith::key(builder.public_key())),
                 })
             } else {
                 EventBody::EvidenceAttached(events::EvidenceAttached {
