@@ -265,7 +265,7 @@ impl DataDir {
     /// origin.
     pub(crate) fn log_signer(&self, config: &Config) -> anyhow::Result<NoteSigner> {
         let key = own_keys::open(&self.root, Purpose::Log, config.log.key.as_deref())?;
-        Ok(NoteSigner::new(&config.log.origin, key.signer)?)
+        Ok(NoteSigner::new(&config.log.origin, key)?)
     }
 
     /// custody's own keys as the dashboard shows them: the log key (its public key file)
@@ -359,12 +359,11 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
     /// The attestor (receipt) key, which signs the VSA of every decision: a file, or the
     /// token key `[receipts] key` names.
     pub(crate) fn attestor(&self, config: &Config) -> anyhow::Result<Box<dyn Signer>> {
-        Ok(own_keys::open(
+        own_keys::open(
             &self.root,
             Purpose::Receipts,
             config.receipts.key.as_deref(),
-        )?
-        .signer)
+        )
     }
 
     /// The attestor's public key file (verifies every VSA custody signs).

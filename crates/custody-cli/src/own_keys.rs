@@ -16,6 +16,9 @@
 //! file (a relative path is relative to the data directory) or an environment variable; a
 //! `pin-value` in config.toml is refused, like everywhere else.
 //!
+//! A PKCS#11 login is per token and process: when both keys are on one token, the receipt key
+//! (opened first) logs the token in, and the log key's PIN source is not asked again.
+//!
 //! What it does not do: generate token keys (the token's own tools do), or fall back to a file
 //! when the token cannot be reached.
 
@@ -81,23 +84,13 @@ impl Purpose {
     }
 }
 
-/// One of custody's own keys, opened: the signer and where it lives.
-pub(crate) struct OwnKey {
-    /// Signs with the key (a file key, or the token).
-    pub(crate) signer: Box<dyn Signer>,
-    /// Where the key is, for people: `file keys/log.key` or `token "T", key "K"`.
-    pub(crate) source: String,
-}
-
-impl std::fmt::Debug for OwnKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OwnKey({} in {})", self.signer.key_id(), self.source)
-    }
-}
-
 /// Opens the `purpose` key of the data directory at `root`: the token key `uri` names (and
 /// checked against the public key file), or else the key file.
-pub(crate) fn open(root: &Path, purpose: Purpose, uri: Option<&str>) -> anyhow::Result<OwnKey> {
+pub(crate) fn open(
+    root: &Path,
+    purpose: Purpose,
+    uri: Option<&str>,
+) -> anyhow::Result<Box<dyn Signer>> {
     let Some(uri) = uri else {
         let path = root.join(purpose.key_file());
         if !path.exists() {
@@ -107,10 +100,7 @@ pub(crate) fn open(root: &Path, purpose: Purpose, uri: Option<&str>) -> anyhow::
                 path.display()
             );
         }
-        return Ok(OwnKey {
-            signer: Box::new(load_private_key(&path)?),
-            source: format!("file {}", purpose.key_file()),
-        });
+        return Ok(Box::new(load_private_key(&path)?));
     };
     let config = config_of(root, purpose, uri)?;
     let signer = open_configured(purpose, &config)?;
@@ -127,10 +117,7 @@ pub(crate) fn open(root: &Path, purpose: Purpose, uri: Option<&str>) -> anyhow::
             purpose.pub_file(),
         );
     }
-    Ok(OwnKey {
-        source: describe_token(&config),
-        signer: Box::new(signer),
-    })
+    Ok(Box::new(signer))
 }
 
 /// Opens the token key `uri` names for `purpose`, without comparing it with a public key
