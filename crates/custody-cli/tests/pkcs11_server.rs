@@ -387,7 +387,7 @@ fn init_with_a_wrong_token_key_writes_nothing() {
         ),
         (
             log_uri.clone(),
-            log_uri.replace("object=log", "object=log"),
+            log_uri.clone(),
             "name the same key",
         ),
         (
