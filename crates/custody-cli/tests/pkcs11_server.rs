@@ -258,6 +258,27 @@ async fn a_server_signs_checkpoints_and_receipts_with_token_keys() {
             expect_code(&out, 0);
         }
     }
+    // The other signatures the ledger records name key and algorithm too: each release's
+    // (the demo's release keys are P-256), each provenance's, each signed approval's.
+    let all: Vec<Value> = stdout(&entries)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    for (kind, field, algorithm) in [
+        ("release.created", "signed_by", "ecdsa-p256"),
+        ("artifact.registered", "provenance_signed_by", "ed25519"),
+        ("approval.recorded", "statement_signed_by", "ed25519"),
+    ] {
+        let signed: Vec<&Value> = all
+            .iter()
+            .filter(|e| e["type"] == kind && !e[field].is_null())
+            .collect();
+        assert!(!signed.is_empty(), "no {kind} records {field}");
+        for e in signed {
+            assert_eq!(e[field]["algorithm"], algorithm, "{e}");
+            assert_eq!(e[field]["key_id"].as_str().unwrap().len(), 64, "{e}");
+        }
+    }
     // A receipt of a certification: checked offline with the two public key files.
     let certified = stdout(&entries)
         .lines()
@@ -385,11 +406,7 @@ fn init_with_a_wrong_token_key_writes_nothing() {
             receipts_uri.replace("object=receipts", "object=gone"),
             "no private key labelled \"gone\"",
         ),
-        (
-            log_uri.clone(),
-            log_uri.clone(),
-            "name the same key",
-        ),
+        (log_uri.clone(), log_uri.clone(), "name the same key"),
         (
             format!("{log_uri}&pin-value=1"),
             receipts_uri.clone(),
