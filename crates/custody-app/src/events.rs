@@ -130,7 +130,15 @@ event_kinds! {
     /// An operator accepted the log as the database holds it after custody found its
     /// history changed behind its back.
     "log.recovered" => LogRecovered(LogRecovered),
+    /// The log's own key was handed over to a successor; the checkpoint that ends with
+    /// this event is signed by both keys (see [`custody_ledger::LogKeys`]).
+    "log.key_rotated" => LogKeyRotated(LogKeyRotated),
 }
+
+/// `log.key_rotated`: the retiring and the new log key, and the size of the hand-over
+/// checkpoint (this event is its last leaf). The ledger crate defines it, because verifying
+/// a hand-over is the ledger's business.
+pub use custody_ledger::LogKeyRotation as LogKeyRotated;
 
 /// `policy.applied`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -365,6 +365,12 @@ pub fn describe(event: &Event) -> String {
             "{who} accepted the log at {} entries after it lost history (the checkpoint of {} entries): {}",
             r.found_size, r.lost_size, r.reason
         ),
+        EventBody::LogKeyRotated(r) => format!(
+            "{who} handed the log key {} over to {} at {} entries",
+            short(&r.old_key_id),
+            short(&r.new_key_id),
+            r.size
+        ),
         _ => format!("{} by {who}", event.kind()),
     }
 }

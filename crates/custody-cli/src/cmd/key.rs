@@ -24,6 +24,20 @@ pub(crate) enum KeyCommand {
     /// Show a key's id, algorithm and the ids other tools give it. Accepts a public key
     /// (.pub) or a private key (.key; only its public half is shown).
     Show(ShowArgs),
+    /// Replace a key by its successor, the hand-over signed by both.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
+}
+
+/// What `custody key rotate` replaces.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RotateCommand {
+    /// The log's own key: appends a `log.key_rotated` event and a checkpoint signed by the
+    /// old and the new key (monitors holding the old key follow it), then signs with the
+    /// new key only. The old key pair moves to keys/retired/. Stop the server first.
+    ///
+    /// Example: custody key rotate log
+    Log(crate::cmd::key_rotate_log::RotateLogArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +88,9 @@ pub(crate) fn run(command: KeyCommand) -> anyhow::Result<Outcome> {
     match command {
         KeyCommand::Generate(a) => generate(a),
         KeyCommand::Show(a) => show(a),
+        KeyCommand::Rotate(RotateCommand::Log(a)) => {
+            crate::block_on(crate::cmd::key_rotate_log::rotate_log(a))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::Outcome;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
 use crate::input::{load_public_key, print_json, print_line, print_raw};
 use crate::ledger_source::{Ledger, open_note};
+use custody_crypto::note::NoteVerifier;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -339,9 +340,23 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let ledger = args.ledger.open().await?;
     let key = args.ledger.verifying_key()?;
     let head = ledger.head().await?;
-    if !head.signed {
-        // A remote head read without a key: check its signature now.
-        open_note(&head.note, &key)?;
+    // The keys from the one the checker holds to the one signing now, each hand-over
+    // verified (a retired key follows them; the current key needs none).
+    let keys = match &ledger {
+        Ledger::Local(store) => match follow_keys(store, &key, &ledger).await? {
+            Ok(keys) => keys,
+            Err(why) => return report_check(args.json, Err(why)),
+        },
+        Ledger::Remote { .. } => {
+            if !head.signed {
+                // A remote head read without a key: check its signature now.
+                open_note(&head.note, &key)?;
+            }
+            custody_ledger::LogKeys::new(NoteVerifier::new(&head.origin, &key)?)
+        }
+    };
+    if let Err(e) = keys.open(&head.note) {
+        return report_check(args.json, Err(format!("the head checkpoint: {e}")));
     }
     let bar = crate::progress::bar(head.size, 100_000, "checking entries");
     let mut state = None;
@@ -415,7 +430,15 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let mut since = None;
     if let Some(path) = &args.since_checkpoint {
         let old_note = crate::input::read_text(path, 1 << 20, "checkpoint")?;
-        let old = open_note(&old_note, &key).with_context(|| format!("{}", path.display()))?;
+        let old = match keys.open(&old_note) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return report_check(
+                    args.json,
+                    Err(format!("{}: the checkpoint you kept: {e}", path.display())),
+                );
+            }
+        };
         if old.size > head.size {
             return report_check(
                 args.json,
@@ -488,4 +511,54 @@ fn report_check(as_json: bool, result: Result<Passed, String>) -> anyhow::Result
             Ok(Outcome::Denied)
         }
     }
+}
+
+/// Follows the local ledger's log-key hand-overs from `key` (the key the checker holds) to
+/// the key signing now, verifying each one itself (the store only says where they are):
+/// the hand-over checkpoint signed by the key trusted so far and by the next, and the
+/// `log.key_rotated` event proved its last leaf. `Ok(Err)`: a hand-over that fails, or a
+/// key that is not this log's.
+async fn follow_keys(
+    store: &custody_store::SqlStore,
+    key: &custody_crypto::PublicKey,
+    ledger: &Ledger,
+) -> anyhow::Result<Result<custody_ledger::LogKeys, String>> {
+    use custody_ledger::{LogKeyRotation, LogKeys};
+    use custody_store::Store as _;
+    let origin = store.verifier().name();
+    let trusted = NoteVerifier::new(origin, key)?;
+    let mut keys = LogKeys::new(trusted.clone());
+    let mut following = *store.log_keys().first() == trusted;
+    for size in store.log_keys().handovers() {
+        let leaf = ledger
+            .entries(size - 1, size)
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("entry {} is missing", size - 1))?;
+        if !following {
+            // Not yet at the checker's key: the hand-over that introduces it starts the walk.
+            following = matches!(LogKeyRotation::from_leaf(&leaf), Some(Ok(r)) if r.new_key == trusted.to_text());
+            continue;
+        }
+        let note = match store.checkpoints(size, 1).await?.pop() {
+            Some(cp) if cp.size == size => cp.note,
+            _ => {
+                return Ok(Err(format!(
+                    "the hand-over checkpoint of {size} entries is missing"
+                )));
+            }
+        };
+        let (proof, _) = ledger.inclusion(size - 1, size).await?;
+        if let Err(e) = keys.follow(&note, &leaf, &proof) {
+            return Ok(Err(format!("the log-key hand-over at {size} entries: {e}")));
+        }
+    }
+    if !following {
+        return Ok(Err(format!(
+            "the key {} is not a key of this log (its keys: {})",
+            trusted.to_text(),
+            store.log_keys().current().to_text()
+        )));
+    }
+    Ok(Ok(keys))
 }

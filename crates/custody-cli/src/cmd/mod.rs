@@ -16,6 +16,7 @@ pub(crate) mod environment;
 pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;
+pub(crate) mod key_rotate_log;
 pub(crate) mod log;
 pub(crate) mod log_recover;
 pub(crate) mod log_watch;

@@ -1,0 +1,185 @@
+//! The log's own key rotates, through the `custody` binary: releases and promotions before
+//! and after `custody key rotate log`, the server restarted on the new key, `custody log
+//! check` passing (also from the old key and a checkpoint kept before), an independent
+//! Python verifier following the hand-over from the old public key alone; and the
+//! refusals: a wrong current key rotates nothing, a hand-over checkpoint stripped of the
+//! old key's signature fails the check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+use sqlx::Connection as _;
+
+fn log(data: &Path, args: &[&str]) -> std::process::Output {
+    run(custody()
+        .arg("log")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("CUSTODY_TOKEN"))
+}
+
+fn rotate(data: &Path) -> std::process::Output {
+    run(custody()
+        .args(["key", "rotate", "log", "--json", "--data-dir"])
+        .arg(data))
+}
+
+fn size(data: &Path) -> u64 {
+    let out = log(data, &["checkpoint", "--json"]);
+    expect_code(&out, 0);
+    serde_json::from_str::<Value>(&stdout(&out)).unwrap()["size"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
+    // Production runs on the old key, then stops for the rotation.
+    Server::start(&data).stop();
+    let old_pub = temp.path().join("old.pub");
+    std::fs::copy(data.join("keys/log.pub"), &old_pub).unwrap();
+    let kept = temp.path().join("kept.checkpoint");
+    let out = log(&data, &["checkpoint"]);
+    expect_code(&out, 0);
+    std::fs::write(&kept, stdout(&out)).unwrap();
+    let origin = stdout(&out).lines().next().unwrap().to_owned();
+
+    // A rotation with the wrong current key is refused, and nothing is written.
+    let before = size(&data);
+    let real = std::fs::read(data.join("keys/log.key")).unwrap();
+    let (foreign, _) = generate_key(temp.path(), "foreign", "ed25519");
+    std::fs::copy(&foreign, data.join("keys/log.key")).unwrap();
+    let out = rotate(&data);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(data.join("keys/log.key"), &real).unwrap();
+    assert_eq!(size(&data), before);
+    assert!(!data.join("keys/log.next.key").exists());
+    assert!(!data.join("keys/retired").exists());
+
+    let out = rotate(&data);
+    expect_code(&out, 0);
+    let rotated: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let at = rotated["size"].as_u64().unwrap();
+    assert_eq!(at, before + 1);
+    let handover_note = rotated["handover_checkpoint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        handover_note.matches('\u{2014}').count(),
+        2,
+        "{handover_note}"
+    );
+    assert!(Path::new(rotated["retired_pub"].as_str().unwrap()).exists());
+    assert!(Path::new(rotated["retired_key"].as_str().unwrap()).exists());
+    assert_ne!(
+        std::fs::read(data.join("keys/log.pub")).unwrap(),
+        std::fs::read(&old_pub).unwrap()
+    );
+
+    // Production restarts on the new key and keeps going.
+    Server::start(&data).stop();
+    let out = run(custody().args(["demo", "--force", "--data-dir"]).arg(&data));
+    expect_code(&out, 0);
+    assert!(size(&data) > at);
+
+    let out = log(&data, &["check"]);
+    expect_code(&out, 0);
+    // A monitor that knew only the old key and a checkpoint from before.
+    let out = log(
+        &data,
+        &[
+            "check",
+            "--log-key",
+            old_pub.to_str().unwrap(),
+            "--since-checkpoint",
+            kept.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains(&format!(
+        "consistent with your checkpoint of {before} entries"
+    )));
+
+    // The independent verifier, from the old public key alone.
+    let files = temp.path();
+    std::fs::write(files.join("handover"), &handover_note).unwrap();
+    let index = (at - 1).to_string();
+    let out = log(
+        &data,
+        &["entries", "--start", &index, "--end", &at.to_string()],
+    );
+    expect_code(&out, 0);
+    std::fs::write(files.join("leaf"), out.stdout).unwrap();
+    let out = log(
+        &data,
+        &[
+            "proof",
+            "inclusion",
+            "--index",
+            &index,
+            "--size",
+            &at.to_string(),
+            "--json",
+        ],
+    );
+    expect_code(&out, 0);
+    std::fs::write(files.join("proof"), out.stdout).unwrap();
+    let out = log(&data, &["checkpoint"]);
+    std::fs::write(files.join("newest"), out.stdout).unwrap();
+    let follow = |handover: &str| {
+        run(python_script("follow_log_key.py")
+            .arg(&origin)
+            .arg(&old_pub)
+            .arg(files.join(handover))
+            .arg(files.join("leaf"))
+            .arg(files.join("proof"))
+            .arg(files.join("newest")))
+    };
+    let out = follow("handover");
+    expect_code(&out, 0);
+    assert!(stdout(&out).starts_with("ok: followed the hand-over"));
+    // Without the old key's signature the independent verifier refuses it too.
+    let lines: Vec<&str> = handover_note.lines().collect();
+    let stripped = format!(
+        "{}\n",
+        [&lines[..lines.len() - 2], &lines[lines.len() - 1..]]
+            .concat()
+            .join("\n")
+    );
+    std::fs::write(files.join("stripped"), &stripped).unwrap();
+    let out = follow("stripped");
+    expect_code(&out, 1);
+
+    // The same forgery in the database: the hand-over checkpoint without the old key's
+    // signature. custody refuses to open the ledger and `log check` fails.
+    let url = format!("sqlite:{}", data.join("custody.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER log_checkpoints_append_only_u")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE log_checkpoints SET note = ? WHERE size = ?")
+        .bind(&stripped)
+        .bind(at as i64)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let out = log(&data, &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("hand-over"), "{said}");
+}
