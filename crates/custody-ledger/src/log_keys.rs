@@ -139,6 +139,13 @@ impl LogKeys {
         self.eras.iter().any(|(_, k)| k == key)
     }
 
+    /// Where `key` retired: the size of the hand-over that replaced it and its successor.
+    /// `None` for the current key and for a key that is not this history's.
+    pub fn retirement(&self, key: &NoteVerifier) -> Option<(u64, &NoteVerifier)> {
+        let i = self.eras.iter().position(|(_, k)| k == key)?;
+        self.eras.get(i + 1).map(|(size, next)| (*size, next))
+    }
+
     /// The keys that must have signed a checkpoint of `size`: the key in force, and at a
     /// hand-over both the retiring key and its successor.
     fn signers_for(&self, size: u64) -> Vec<&NoteVerifier> {
@@ -199,25 +206,12 @@ impl LogKeys {
     ) -> Result<Checkpoint, CheckpointError> {
         let bad = |e: String| CheckpointError::Handover(e);
         let current = self.current().clone();
-        let cp = Checkpoint::open(checkpoint, &current).map_err(|e| {
-            bad(format!(
-                "the hand-over checkpoint is not signed by the log key {} trusted until then: {e}",
-                current.to_text()
-            ))
-        })?;
+        let (cp, rotation) = proved_rotation(checkpoint, leaf, proof, &current)?;
         let last = self.eras.last().map_or(0, |(size, _)| *size);
-        if cp.size <= last || cp.size == 0 {
+        if cp.size <= last {
             return Err(bad(format!(
                 "a hand-over at {} cannot follow the one at {last}",
                 cp.size
-            )));
-        }
-        let rotation = LogKeyRotation::from_leaf(leaf)
-            .ok_or_else(|| bad(format!("the leaf is not a {LOG_KEY_ROTATED} event")))??;
-        if rotation.size != cp.size {
-            return Err(bad(format!(
-                "the {LOG_KEY_ROTATED} event names the hand-over at {} but the checkpoint has {} entries",
-                rotation.size, cp.size
             )));
         }
         if rotation.old_key != current.to_text()
@@ -230,27 +224,113 @@ impl LogKeys {
             )));
         }
         let new = rotation.successor()?;
-        if new.name() != current.name() || self.contains(&new) {
-            return Err(bad(format!(
-                "the new log key {} must be a fresh key under the same origin {}",
-                new.to_text(),
-                current.name()
-            )));
-        }
-        verify_inclusion(&leaf_hash(leaf), cp.size - 1, cp.size, proof, &cp.root).map_err(|e| {
-            bad(format!(
-                "the {LOG_KEY_ROTATED} event is not the last leaf of the hand-over checkpoint: {e}"
-            ))
-        })?;
-        Checkpoint::open(checkpoint, &new).map_err(|e| {
-            bad(format!(
-                "the hand-over checkpoint is not signed by the new log key {}: {e}",
-                new.to_text()
-            ))
-        })?;
+        self.check_other(&new, &current, checkpoint, "new")?;
         self.eras.push((cp.size, new));
         Ok(cp)
     }
+
+    /// Follows a hand-over backwards, to the key before this history's first: for a
+    /// verifier that trusts a later key and reads checkpoints signed before it. The
+    /// trusted key vouches for its predecessor by having signed the hand-over: `checkpoint`
+    /// must verify with the first key and with the retiring key the event names, the event
+    /// must hand that key over to the first key at exactly the checkpoint's size (and
+    /// before any hand-over already known), and `proof` must prove it the checkpoint's
+    /// last leaf. Returns the hand-over checkpoint. Nothing changes on an error.
+    pub fn follow_back(
+        &mut self,
+        checkpoint: &str,
+        leaf: &[u8],
+        proof: &[Hash],
+    ) -> Result<Checkpoint, CheckpointError> {
+        let bad = |e: String| CheckpointError::Handover(e);
+        let first = self.first().clone();
+        let (cp, rotation) = proved_rotation(checkpoint, leaf, proof, &first)?;
+        if let Some((next, _)) = self.eras.get(1).filter(|(next, _)| cp.size >= *next) {
+            return Err(bad(format!(
+                "a hand-over at {} cannot precede the one at {next}",
+                cp.size
+            )));
+        }
+        if rotation.successor()? != first {
+            return Err(bad(format!(
+                "the {LOG_KEY_ROTATED} event hands over to {}, not the log key {}",
+                rotation.new_key,
+                first.to_text()
+            )));
+        }
+        let old = NoteVerifier::from_text(&rotation.old_key)
+            .map_err(|e| bad(format!("the old key {:?}: {e}", rotation.old_key)))?;
+        if rotation.old_key_id != old.public_key().key_id().to_string() {
+            return Err(bad(format!(
+                "the old key's recorded id {} is not that of {}",
+                rotation.old_key_id, rotation.old_key
+            )));
+        }
+        self.check_other(&old, &first, checkpoint, "retiring")?;
+        self.eras[0].0 = cp.size;
+        self.eras.insert(0, (0, old));
+        Ok(cp)
+    }
+
+    /// The other key of a hand-over (`role`: "new" or "retiring") is a fresh key under the
+    /// same origin as `known`, and signed the hand-over checkpoint too.
+    fn check_other(
+        &self,
+        other: &NoteVerifier,
+        known: &NoteVerifier,
+        checkpoint: &str,
+        role: &str,
+    ) -> Result<(), CheckpointError> {
+        let bad = |e: String| CheckpointError::Handover(e);
+        if other.name() != known.name() || self.contains(other) {
+            return Err(bad(format!(
+                "the {role} log key {} must be a fresh key under the same origin {}",
+                other.to_text(),
+                known.name()
+            )));
+        }
+        Checkpoint::open(checkpoint, other).map_err(|e| {
+            bad(format!(
+                "the hand-over checkpoint is not signed by the {role} log key {}: {e}",
+                other.to_text()
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// A hand-over checkpoint signed by `known`, and the `log.key_rotated` event `leaf`,
+/// naming its size and proved (by `proof`) its last leaf.
+fn proved_rotation(
+    checkpoint: &str,
+    leaf: &[u8],
+    proof: &[Hash],
+    known: &NoteVerifier,
+) -> Result<(Checkpoint, LogKeyRotation), CheckpointError> {
+    let bad = |e: String| CheckpointError::Handover(e);
+    let cp = Checkpoint::open(checkpoint, known).map_err(|e| {
+        bad(format!(
+            "the hand-over checkpoint is not signed by the log key {} trusted: {e}",
+            known.to_text()
+        ))
+    })?;
+    if cp.size == 0 {
+        return Err(bad("a hand-over checkpoint cannot be empty".into()));
+    }
+    let rotation = LogKeyRotation::from_leaf(leaf)
+        .ok_or_else(|| bad(format!("the leaf is not a {LOG_KEY_ROTATED} event")))??;
+    if rotation.size != cp.size {
+        return Err(bad(format!(
+            "the {LOG_KEY_ROTATED} event names the hand-over at {} but the checkpoint has {} entries",
+            rotation.size, cp.size
+        )));
+    }
+    verify_inclusion(&leaf_hash(leaf), cp.size - 1, cp.size, proof, &cp.root).map_err(|e| {
+        bad(format!(
+            "the {LOG_KEY_ROTATED} event is not the last leaf of the hand-over checkpoint: {e}"
+        ))
+    })?;
+    Ok((cp, rotation))
 }
 
 #[cfg(test)]

@@ -80,6 +80,9 @@ fn a_monitor_follows_a_hand_over_and_refuses_the_wrong_signers() {
     assert_eq!(cp.size, 4);
     assert_eq!(keys.current(), new.verifier());
     assert_eq!(keys.handovers().collect::<Vec<_>>(), [4]);
+    assert_eq!(keys.retirement(old.verifier()), Some((4, new.verifier())));
+    assert_eq!(keys.retirement(new.verifier()), None, "the current key");
+    assert_eq!(keys.retirement(key().verifier()), None, "another log's key");
 
     assert_eq!(keys.open(&before).unwrap().size, 3);
     assert_eq!(keys.open(&handover).unwrap().size, 4);
@@ -203,4 +206,56 @@ fn rotation_events_read_back_and_reject_unknown_fields() {
 
 fn log_note(old: &NoteSigner, new: &NoteSigner) -> String {
     Log::new(1).checkpoint().sign_handover(old, new).unwrap()
+}
+
+#[test]
+fn a_verifier_trusting_the_new_key_follows_the_hand_over_back() {
+    let (old, new) = (key(), key());
+    let mut log = Log::new(3);
+    let before = log.checkpoint().sign(&old).unwrap();
+    let rotation = LogKeyRotation::new(old.verifier(), new.verifier(), 4);
+    log.push(rotation_leaf(&rotation));
+    let handover = log.checkpoint().sign_handover(&old, &new).unwrap();
+    let (leaf, proof) = (log.leaves[3].clone(), log.proof_of_last());
+    log.push(b"{\"type\":\"release.created\"}".to_vec());
+    let after = log.checkpoint().sign(&new).unwrap();
+
+    let mut keys = LogKeys::new(new.verifier().clone());
+    assert!(keys.open(&before).is_err(), "the old key is unknown yet");
+    assert_eq!(keys.follow_back(&handover, &leaf, &proof).unwrap().size, 4);
+    assert_eq!(keys.first(), old.verifier());
+    assert_eq!(keys.current(), new.verifier());
+    assert_eq!(keys.retirement(old.verifier()), Some((4, new.verifier())));
+    assert_eq!(keys.open(&before).unwrap().size, 3);
+    assert_eq!(keys.open(&after).unwrap().size, 5);
+    // Forward and backward follow the same hand-over to the same history.
+    let mut forward = LogKeys::new(old.verifier().clone());
+    forward.follow(&handover, &leaf, &proof).unwrap();
+    assert_eq!(forward, keys);
+
+    // The trusted key must be the successor the event names, and the retiring key must
+    // have signed too; nothing changes on an error.
+    let refuse = |trusted: &NoteSigner, note: &str| {
+        let mut keys = LogKeys::new(trusted.verifier().clone());
+        let err = keys
+            .follow_back(note, &leaf, &proof)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(keys.first(), trusted.verifier());
+        assert_eq!(keys.handovers().count(), 0);
+        err
+    };
+    let err = refuse(&old, &handover);
+    assert!(err.contains("not the log key"), "{err}");
+    let new_only = log_at(&log, 4).sign(&new).unwrap();
+    let err = refuse(&new, &new_only);
+    assert!(err.contains("not signed by the retiring log key"), "{err}");
+    let err = refuse(&key(), &handover);
+    assert!(err.contains("not signed by the log key"), "{err}");
+    // A hand-over already followed cannot be followed back again.
+    let err = keys
+        .follow_back(&handover, &leaf, &proof)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot precede the one at 4"), "{err}");
 }

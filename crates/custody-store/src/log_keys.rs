@@ -54,15 +54,16 @@ pub(crate) async fn load(
 /// A key that is not the one the ledger's history ends with: an older key of this log
 /// (retired), or another log's.
 pub(crate) fn mismatch(keys: &LogKeys, given: &NoteVerifier) -> StoreError {
-    StoreError::KeyMismatch {
-        expected: keys.current().to_text(),
-        found: if keys.contains(given) {
-            format!(
-                "{} (a retired key of this log, handed over to the key expected)",
-                given.to_text()
-            )
-        } else {
-            given.to_text()
+    match keys.retirement(given) {
+        Some((at, successor)) => StoreError::RetiredKey {
+            retired: given.to_text(),
+            successor: successor.to_text(),
+            at,
+            current: keys.current().to_text(),
+        },
+        None => StoreError::KeyMismatch {
+            expected: keys.current().to_text(),
+            found: given.to_text(),
         },
     }
 }

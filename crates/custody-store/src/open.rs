@@ -268,11 +268,18 @@ async fn check_ledger(
         .await?
         .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
     // A log still on its first key needs no search (and a reader of a ledger older than
-    // the search index has none to search).
-    let keys = if first == *verifier {
+    // the search index has none to search). When the first key is given but the head is
+    // not its, the hand-overs say whether it was retired (a clearer refusal than a
+    // checkpoint that does not verify); a history that cannot be read leaves that refusal.
+    let keys = if first != *verifier {
+        crate::log_keys::load(&mut c, first, to_u64(head.size)?).await?
+    } else if Checkpoint::open(&head.checkpoint, verifier).is_ok() {
         LogKeys::new(first)
     } else {
-        crate::log_keys::load(&mut c, first, to_u64(head.size)?).await?
+        match crate::log_keys::load(&mut c, first.clone(), to_u64(head.size)?).await {
+            Ok(keys) => keys,
+            Err(_) => LogKeys::new(first),
+        }
     };
     if keys.current() != verifier {
         return Err(crate::log_keys::mismatch(&keys, verifier));

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{
-    EMPTY_ROOT, Hash, LogKeys, ProofPlan, consistency_plan, inclusion_plan, root_plan,
+    EMPTY_ROOT, Hash, LOG_KEY_ROTATED, LogKeyRotation, LogKeys, ProofPlan, consistency_plan,
+    inclusion_plan, root_plan,
 };
 use custody_model::{CanonicalJson, Digest, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -197,6 +198,18 @@ fn check_append(append: &Append) -> Result<(), StoreError> {
         return Err(StoreError::InvalidInput(format!(
             "event {i} is {} bytes; the limit is {MAX_EVENT_BYTES}",
             e.as_bytes().len()
+        )));
+    }
+    // Only `rotate_log_key` appends a hand-over (alone, with the checkpoint both keys
+    // sign): one appended like any event would name no checkpoint of its own, and every
+    // reader following the log's keys would refuse the ledger from then on.
+    if let Some(i) = append
+        .events
+        .iter()
+        .position(|e| LogKeyRotation::from_leaf(e.as_bytes()).is_some())
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "event {i} is a {LOG_KEY_ROTATED} event: only the log-key rotation (`custody key rotate log`) appends one"
         )));
     }
     for write in &append.state {
