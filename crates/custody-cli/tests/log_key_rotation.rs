@@ -1,9 +1,11 @@
 //! The log's own key rotates, through the `custody` binary: releases and promotions before
-//! and after `custody key rotate log`, the server restarted on the new key, `custody log
-//! check` passing (also from the old key and a checkpoint kept before), an independent
-//! Python verifier following the hand-over from the old public key alone; and the
-//! refusals: a wrong current key rotates nothing, a hand-over checkpoint stripped of the
-//! old key's signature fails the check.
+//! and after `custody key rotate log`, the server restarted on the new key and promoting
+//! through its API, `custody log check` passing locally and against the server (also from
+//! the old key and a checkpoint kept before, the server serving the hand-over checkpoint
+//! by its size), an independent Python verifier following the hand-over from the old
+//! public key alone; and the refusals: a wrong current key rotates nothing, the retired
+//! key is named as such, a stranger's key is not followed, a hand-over checkpoint stripped
+//! of the old key's signature fails the check.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -89,11 +91,70 @@ async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows() {
         std::fs::read(&old_pub).unwrap()
     );
 
-    // Production restarts on the new key and keeps going.
-    Server::start(&data).stop();
-    let out = run(custody().args(["demo", "--force", "--data-dir"]).arg(&data));
+    // Production restarts on the new key and keeps promoting through the API.
+    let server = Server::start(&data);
+    let rita = token(&data, "rita", &[]);
+    let out = run(custody()
+        .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
+        .args(["--server", &server.base])
+        .env("CUSTODY_TOKEN", &rita));
+    expect_code(&out, 1); // recorded, waiting for its approvals
+    let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(pending["promotion"]["id"].is_string(), "{pending}");
+    let grown = size(&data);
+    assert!(grown > at + 1, "{grown}");
+
+    // A remote monitor fetches the hand-over checkpoint by its size, without a token…
+    let base = server.base.clone();
+    let get = |query: String| {
+        let url = format!("{base}/api/v1/log/checkpoint?{query}");
+        async move {
+            let response = http().get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get(format!("size={at}")).await,
+        (200, handover_note.clone())
+    );
+    let (status, body) = get(format!("size={}", grown + 10)).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get(format!("size={at}&final=true")).await;
+    assert_eq!(status, 400, "{body}");
+    // …and `log check --server` follows it from the old key and the kept checkpoint.
+    let reader = token(&data, &operator(&data), &[]);
+    let remote_check = |key: &Path| {
+        run(custody()
+            .args(["log", "check", "--server", &server.base, "--token", &reader])
+            .arg("--log-key")
+            .arg(key)
+            .arg("--since-checkpoint")
+            .arg(&kept)
+            .env_remove("CUSTODY_TOKEN"))
+    };
+    let out = remote_check(&old_pub);
     expect_code(&out, 0);
-    assert!(size(&data) > at);
+    assert!(
+        stdout(&out).contains(&format!(
+            "consistent with your checkpoint of {before} entries"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = remote_check(&data.join("keys/log.pub"));
+    expect_code(&out, 0);
+    let (_, foreign_pub) = generate_key(temp.path(), "stranger", "ed25519");
+    let out = remote_check(&foreign_pub);
+    expect_code(&out, 1);
+    assert!(server.stop().success());
+
+    // The retired key is refused by name where the data directory's key is expected.
+    let current_pub = std::fs::read(data.join("keys/log.pub")).unwrap();
+    std::fs::copy(&old_pub, data.join("keys/log.pub")).unwrap();
+    let out = log(&data, &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("is retired"), "{}", stderr(&out));
+    std::fs::write(data.join("keys/log.pub"), &current_pub).unwrap();
 
     let out = log(&data, &["check"]);
     expect_code(&out, 0);
@@ -112,6 +173,34 @@ async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows() {
     assert!(stdout(&out).contains(&format!(
         "consistent with your checkpoint of {before} entries"
     )));
+
+    // An auditor's bundle carries the hand-over: it verifies offline from the old key with
+    // the checkpoint kept before, and from the new key; not from a stranger's.
+    let bundle = temp.path().join("all.bundle");
+    let out = run(custody()
+        .args(["audit", "export", "--out"])
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "audrey", &[])));
+    expect_code(&out, 0);
+    let audit = |key: &Path| {
+        let out = run(custody()
+            .args(["audit", "verify", "--json", "--log-key"])
+            .arg(key)
+            .arg(&bundle)
+            .arg("--checkpoint")
+            .arg(&kept));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), report)
+    };
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report) = audit(&key);
+        assert_eq!(code, Some(0), "{report:#}");
+        assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+    }
+    let (code, report) = audit(&foreign_pub);
+    assert_eq!(code, Some(1), "{report:#}");
 
     // The independent verifier, from the old public key alone.
     let files = temp.path();

@@ -10,9 +10,10 @@ use custody_store::MAX_ENTRIES_PER_READ;
 use serde_json::json;
 
 use crate::Outcome;
+use crate::cmd::log_follow as follow;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
 use crate::input::{load_public_key, print_json, print_line, print_raw};
-use crate::ledger_source::{Ledger, open_note};
+use crate::ledger_source::Ledger;
 use custody_crypto::note::NoteVerifier;
 
 #[derive(Debug, Subcommand)]
@@ -339,24 +340,24 @@ fn print_proof(proof: &[Hash], mut detail: serde_json::Value, as_json: bool) {
 async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let ledger = args.ledger.open().await?;
     let key = args.ledger.verifying_key()?;
-    let head = ledger.head().await?;
+    // A server's head is checked once the hand-overs are followed (below).
+    let head = ledger.head_unchecked().await?;
     // The keys from the one the checker holds to the one signing now, each hand-over
-    // verified (a retired key follows them; the current key needs none).
-    let keys = match &ledger {
-        Ledger::Local(store) => match follow_keys(store, &key, &ledger).await? {
+    // verified (a retired key follows them; the current key needs none). Locally the
+    // store says where the hand-overs are; from a server, the entries read show them.
+    let mut keys = match &ledger {
+        Ledger::Local(store) => match follow::local(store, &key, &ledger).await? {
             Ok(keys) => keys,
             Err(why) => return report_check(args.json, Err(why)),
         },
         Ledger::Remote { .. } => {
-            if !head.signed {
-                // A remote head read without a key: check its signature now.
-                open_note(&head.note, &key)?;
-            }
             custody_ledger::LogKeys::new(NoteVerifier::new(&head.origin, &key)?)
         }
     };
-    if let Err(e) = keys.open(&head.note) {
-        return report_check(args.json, Err(format!("the head checkpoint: {e}")));
+    if matches!(ledger, Ledger::Local(_)) {
+        if let Err(e) = keys.open(&head.note) {
+            return report_check(args.json, Err(format!("the head checkpoint: {e}")));
+        }
     }
     let bar = crate::progress::bar(head.size, 100_000, "checking entries");
     let mut state = None;
@@ -376,14 +377,24 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         // From a server: the leaves it serves must give the root it signed.
         Ledger::Remote { .. } => {
             let mut frontier = Frontier::new();
+            let mut follower = follow::Follower::new(keys);
             let mut start = 0;
             while start < head.size {
                 let end = head.size.min(start + MAX_ENTRIES_PER_READ);
-                for leaf in ledger.entries(start, end).await? {
+                for (index, leaf) in (start..).zip(ledger.entries(start, end).await?) {
                     frontier.append(leaf_hash(&leaf));
+                    if let Err(why) = follower.leaf(&ledger, index, &leaf).await? {
+                        bar.finish_and_clear();
+                        return report_check(args.json, Err(why));
+                    }
                 }
                 bar.set_position(end);
                 start = end;
+            }
+            keys = follower.into_keys();
+            if let Err(e) = keys.open(&head.note) {
+                bar.finish_and_clear();
+                return report_check(args.json, Err(format!("the head checkpoint: {e}")));
             }
             if frontier.root() == head.root {
                 Ok((head.size, head.root, 1))
@@ -511,54 +522,4 @@ fn report_check(as_json: bool, result: Result<Passed, String>) -> anyhow::Result
             Ok(Outcome::Denied)
         }
     }
-}
-
-/// Follows the local ledger's log-key hand-overs from `key` (the key the checker holds) to
-/// the key signing now, verifying each one itself (the store only says where they are):
-/// the hand-over checkpoint signed by the key trusted so far and by the next, and the
-/// `log.key_rotated` event proved its last leaf. `Ok(Err)`: a hand-over that fails, or a
-/// key that is not this log's.
-async fn follow_keys(
-    store: &custody_store::SqlStore,
-    key: &custody_crypto::PublicKey,
-    ledger: &Ledger,
-) -> anyhow::Result<Result<custody_ledger::LogKeys, String>> {
-    use custody_ledger::{LogKeyRotation, LogKeys};
-    use custody_store::Store as _;
-    let origin = store.verifier().name();
-    let trusted = NoteVerifier::new(origin, key)?;
-    let mut keys = LogKeys::new(trusted.clone());
-    let mut following = *store.log_keys().first() == trusted;
-    for size in store.log_keys().handovers() {
-        let leaf = ledger
-            .entries(size - 1, size)
-            .await?
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("entry {} is missing", size - 1))?;
-        if !following {
-            // Not yet at the checker's key: the hand-over that introduces it starts the walk.
-            following = matches!(LogKeyRotation::from_leaf(&leaf), Some(Ok(r)) if r.new_key == trusted.to_text());
-            continue;
-        }
-        let note = match store.checkpoints(size, 1).await?.pop() {
-            Some(cp) if cp.size == size => cp.note,
-            _ => {
-                return Ok(Err(format!(
-                    "the hand-over checkpoint of {size} entries is missing"
-                )));
-            }
-        };
-        let (proof, _) = ledger.inclusion(size - 1, size).await?;
-        if let Err(e) = keys.follow(&note, &leaf, &proof) {
-            return Ok(Err(format!("the log-key hand-over at {size} entries: {e}")));
-        }
-    }
-    if !following {
-        return Ok(Err(format!(
-            "the key {} is not a key of this log (its keys: {})",
-            trusted.to_text(),
-            store.log_keys().current().to_text()
-        )));
-    }
-    Ok(Ok(keys))
 }

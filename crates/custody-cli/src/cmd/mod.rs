@@ -18,6 +18,7 @@ pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod key_rotate_log;
 pub(crate) mod log;
+pub(crate) mod log_follow;
 pub(crate) mod log_recover;
 pub(crate) mod log_watch;
 pub(crate) mod note;
