@@ -46,8 +46,10 @@ async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows() {
     let data = temp.path().join("data");
     expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
     expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
-    // Production runs on the old key, then stops for the rotation.
-    Server::start(&data).stop();
+    // Production runs on the old key (and, against the advice, is not stopped for the
+    // rotation: it must then refuse to write rather than sign with the retired key).
+    let stale = Server::start(&data);
+    let rita = token(&data, "rita", &[]);
     let old_pub = temp.path().join("old.pub");
     std::fs::copy(data.join("keys/log.pub"), &old_pub).unwrap();
     let kept = temp.path().join("kept.checkpoint");
@@ -91,13 +93,21 @@ async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows() {
         std::fs::read(&old_pub).unwrap()
     );
 
+    // The server left running on the old key writes nothing.
+    let promote = |base: &str| {
+        run(custody()
+            .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
+            .args(["--server", base])
+            .env("CUSTODY_TOKEN", &rita))
+    };
+    let out = promote(&stale.base);
+    expect_code(&out, 2);
+    assert_eq!(size(&data), at);
+    assert!(stale.stop().success());
+
     // Production restarts on the new key and keeps promoting through the API.
     let server = Server::start(&data);
-    let rita = token(&data, "rita", &[]);
-    let out = run(custody()
-        .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
-        .args(["--server", &server.base])
-        .env("CUSTODY_TOKEN", &rita));
+    let out = promote(&server.base);
     expect_code(&out, 1); // recorded, waiting for its approvals
     let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(pending["promotion"]["id"].is_string(), "{pending}");

@@ -342,6 +342,18 @@ impl Committer {
             .map_err(|_| StoreError::Corrupt("the log head's root is not 32 bytes".into()))?;
         let moved = (size, root, head.checkpoint.as_str())
             != (self.seen.size, self.seen.root, self.seen.note.as_str());
+        if moved && !adopt {
+            // Another process may have handed the log over from this writer's key (`custody
+            // key rotate log` while this one ran). The hand-over checkpoint carries this
+            // key's signature too, so the head would pass, but nothing may be signed with
+            // the retired key after it: refused as retired (not lost history).
+            let key = self.signer.verifier();
+            if let Some(retired) =
+                crate::log_keys::handed_over_from(c, key, self.seen.size, size).await?
+            {
+                return Err(retired);
+            }
+        }
         match self
             .check_head(c, size, &root, &head.checkpoint, moved || adopt, adopt)
             .await?
@@ -461,6 +473,17 @@ fn batch_failure(e: &StoreError) -> StoreError {
         StoreError::Injected(p) => StoreError::Injected(p),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Integrity(f) => StoreError::Integrity(f.clone()),
+        StoreError::RetiredKey {
+            retired,
+            successor,
+            at,
+            current,
+        } => StoreError::RetiredKey {
+            retired: retired.clone(),
+            successor: successor.clone(),
+            at: *at,
+            current: current.clone(),
+        },
         other => StoreError::Unavailable(other.to_string()),
     }
 }

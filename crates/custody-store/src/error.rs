@@ -29,7 +29,8 @@ pub enum StoreError {
     /// The log key given is one this ledger handed over to a successor (`custody key rotate
     /// log`): it signs nothing any more.
     #[error(
-        "the log key given, {retired}, is retired: the log handed it over to {successor} at {at} entries, and signs with {current} now\nhint: configure the current key (after `custody key rotate log` it is keys/log.key; the retired pair is kept in keys/retired/)"
+        "the log key given, {retired}, is retired: the log handed it over to {successor} at {at} entries{}\nhint: start custody with the current key (after `custody key rotate log` it is keys/log.key; the retired pair is kept in keys/retired/)",
+        signing_now(.successor, .current)
     )]
     RetiredKey {
         /// The retired verifier key given.
@@ -117,4 +118,14 @@ pub enum StoreError {
         "schema migration failed: {0}\nhint: a newer custody may have written this database; run the same or a newer version"
     )]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// How a retired key's refusal names the key signing now: only when a later hand-over
+/// replaced the successor too.
+fn signing_now(successor: &str, current: &str) -> String {
+    if successor == current {
+        ", which signs now".into()
+    } else {
+        format!(", and {current} signs now")
+    }
 }

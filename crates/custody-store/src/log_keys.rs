@@ -51,6 +51,38 @@ pub(crate) async fn load(
     Ok(keys)
 }
 
+/// Whether another process handed the log over from `key` between `from` and `to` entries
+/// (the head moved past a checkpoint this writer saw, and is not signed by `key`): a
+/// `log.key_rotated` event there that [`LogKeys::follow`] accepts from `key`, so `key`
+/// itself signed the hand-over. Then the writer still holding `key` is refused as retired
+/// (restart it with the successor) rather than turned read-only for lost history: nothing
+/// was changed behind custody's back. A hand-over `key` did not sign counts for nothing.
+pub(crate) async fn handed_over_from(
+    c: &mut Conn<'_>,
+    key: &NoteVerifier,
+    from: u64,
+    to: u64,
+) -> Result<Option<StoreError>, StoreError> {
+    let term = [search::event_type(LOG_KEY_ROTATED)];
+    let found = sql::search(c, &term, to_i64(from)?, to_i64(to)?, MAX_HANDOVERS).await?;
+    for (index, leaf) in found {
+        let at = to_u64(index)? + 1;
+        let note = match sql::checkpoints(c, index + 1, 1).await?.pop() {
+            Some((s, note)) if s == index + 1 => note,
+            _ => continue,
+        };
+        let plan = inclusion_plan(at - 1, at).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let proof = plan
+            .assemble(&commit::read_nodes(c, plan.nodes()).await?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut keys = LogKeys::new(key.clone());
+        if keys.follow(&note, &leaf, &proof).is_ok() {
+            return Ok(Some(mismatch(&keys, key)));
+        }
+    }
+    Ok(None)
+}
+
 /// A key that is not the one the ledger's history ends with: an older key of this log
 /// (retired), or another log's.
 pub(crate) fn mismatch(keys: &LogKeys, given: &NoteVerifier) -> StoreError {

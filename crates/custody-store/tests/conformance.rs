@@ -98,6 +98,7 @@ conformance!(
     a_hand_over_not_naming_itself_is_refused_and_writes_nothing,
     the_index_only_finds_hand_overs_the_ledger_proves,
     a_hand_over_checkpoint_without_both_signatures_is_refused,
+    a_writer_still_on_the_old_key_is_refused_as_retired,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {

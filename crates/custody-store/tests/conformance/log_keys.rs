@@ -223,3 +223,36 @@ pub(crate) async fn a_hand_over_checkpoint_without_both_signatures_is_refused(ba
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("hand-over at 4"), "{err}");
 }
+
+pub(crate) async fn a_writer_still_on_the_old_key_is_refused_as_retired(backend: Backend) {
+    let (db, running, seed) = create(backend).await;
+    running.append(Append::event(event(0, 0))).await.unwrap();
+    // Another process rotates the key while this writer runs on the old one.
+    let (old, next) = (log_key_from_seed(seed), random_seed());
+    let rotating = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap();
+    rotating
+        .rotate_log_key(
+            log_key_from_seed(next),
+            rotation(&old, &log_key_from_seed(next), 2),
+        )
+        .await
+        .unwrap();
+    let err = running
+        .append(Append::event(event(0, 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::RetiredKey { at: 2, .. }), "{err}");
+    assert!(
+        running.integrity().is_none(),
+        "a rotation is not lost history"
+    );
+    running.close().await;
+    // Nothing was signed by the old key after the hand-over: the new key opens it.
+    let store = SqlStore::open(&db.location, log_key_from_seed(next))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint().await.unwrap().size, 2);
+    store.check(|_| {}).await.unwrap();
+}

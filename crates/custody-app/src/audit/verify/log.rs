@@ -383,5 +383,12 @@ impl State {
                 return;
             }
         }
+        if !handovers.is_empty() {
+            let sizes: Vec<String> = handovers.iter().map(|(l, _)| l.size.to_string()).collect();
+            self.report.notes.push(format!(
+                "the log key was handed over at {} entries (each hand-over checkpoint signed by the retiring and the new key, its log.key_rotated event proved its last leaf); every checkpoint was verified with the key in force at its size",
+                sizes.join(", ")
+            ));
+        }
     }
 }
