@@ -213,23 +213,38 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         .arg(&data)
         .env("CUSTODY_TOKEN", token(&data, "audrey", &[])));
     expect_code(&out, 0);
-    let audit = |key: &Path| {
+    let audit = |bundle: &Path, key: &Path| {
         let out = run(custody()
             .args(["audit", "verify", "--json", "--log-key"])
             .arg(key)
-            .arg(&bundle)
+            .arg(bundle)
             .arg("--checkpoint")
             .arg(&kept));
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.status.code(), report)
     };
     for key in [old_pub.clone(), data.join("keys/log.pub")] {
-        let (code, report) = audit(&key);
+        let (code, report) = audit(&bundle, &key);
         assert_eq!(code, Some(0), "{report:#}");
         assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+        let notes = report["notes"].to_string();
+        assert!(
+            notes.contains(&format!("handed over at {at} entries")),
+            "{notes}"
+        );
     }
-    let (code, report) = audit(&foreign_pub);
+    let (code, report) = audit(&bundle, &foreign_pub);
     assert_eq!(code, Some(1), "{report:#}");
+    // Without the hand-over's event and proof, the old key follows nowhere: the
+    // checkpoints after it fail, and so does the one it ends with for the new key.
+    let bare = temp.path().join("bare.bundle");
+    without_handovers(&bundle, &bare);
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report) = audit(&bare, &key);
+        assert_eq!(code, Some(1), "{report:#}");
+        let failures = report["failures"].to_string();
+        assert!(failures.contains("does not verify"), "{failures}");
+    }
 
     // The independent verifier, from the old public key alone.
     let files = temp.path();
@@ -324,4 +339,33 @@ async fn forge_checkpoint(postgres: Option<&str>, data: &Path, size: u64, note: 
             db.close().await.unwrap();
         }
     }
+}
+
+/// Copies the audit bundle `from` to `to` with the `handover` of every line of its
+/// checkpoints.jsonl removed.
+fn without_handovers(from: &Path, to: &Path) {
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
+    let mut stripped = 0;
+    for member in archive.entries().unwrap() {
+        let mut member = member.unwrap();
+        let name = member.path().unwrap().to_str().unwrap().to_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut bytes).unwrap();
+        if name == "checkpoints.jsonl" {
+            let mut out = String::new();
+            for line in String::from_utf8(bytes).unwrap().lines() {
+                let mut line: Value = serde_json::from_str(line).unwrap();
+                stripped += usize::from(line.as_object_mut().unwrap().remove("handover").is_some());
+                out.push_str(&format!("{line}\n"));
+            }
+            bytes = out.into_bytes();
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, &name, &bytes[..]).unwrap();
+    }
+    builder.into_inner().unwrap();
+    assert_eq!(stripped, 1, "the bundle carries the one hand-over");
 }
