@@ -122,6 +122,16 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     let out = promote(&stale.base);
     expect_code(&out, 2);
     assert_eq!(size(&data), at);
+    let ready = http()
+        .get(format!("{}/readyz", stale.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "a retired server is not ready"
+    );
     assert!(stale.stop().success());
 
     // Production restarts on the new key and keeps promoting through the API.

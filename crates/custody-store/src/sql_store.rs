@@ -308,6 +308,9 @@ impl Store for SqlStore {
         if let Some(failure) = self.status.integrity() {
             return Readiness::IntegrityFailed(failure);
         }
+        if let Some(why) = self.status.retired() {
+            return Readiness::Retired(why);
+        }
         if self.status.storage().is_some() {
             // The last write failed: whether writes succeed now takes one.
             let probed = self.probe().await;

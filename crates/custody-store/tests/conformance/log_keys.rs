@@ -5,7 +5,7 @@
 use custody_crypto::note::NoteSigner;
 use custody_ledger::{Checkpoint, LOG_KEY_ROTATED, LogKeyRotation};
 use custody_model::CanonicalJson;
-use custody_store::{Append, SqlStore, Store, StoreError};
+use custody_store::{Append, Readiness, SqlStore, Store, StoreError};
 
 use super::{Backend, create, event, log_key, log_key_from_seed, random_seed, raw_execute};
 
@@ -247,6 +247,12 @@ pub(crate) async fn a_writer_still_on_the_old_key_is_refused_as_retired(backend:
     assert!(
         running.integrity().is_none(),
         "a rotation is not lost history"
+    );
+    // Not ready from then on (a load balancer stops sending it writes), and it stays so.
+    assert!(
+        matches!(running.readiness().await, Readiness::Retired(_)),
+        "{}",
+        running.readiness().await
     );
     running.close().await;
     // Nothing was signed by the old key after the hand-over: the new key opens it.
