@@ -95,7 +95,9 @@ impl AppError {
                 // A range past the head or out of order is the request's mistake.
                 StoreError::OutOfRange(_) | StoreError::InvalidInput(_) => Fault::Invalid,
                 StoreError::IdempotencyConflict(_) | StoreError::Conflict { .. } => Fault::Conflict,
-                StoreError::Corrupt(_) | StoreError::KeyMismatch { .. } => Fault::Integrity,
+                StoreError::Corrupt(_)
+                | StoreError::KeyMismatch { .. }
+                | StoreError::RetiredKey { .. } => Fault::Integrity,
                 _ => Fault::Unavailable,
             },
         }

@@ -135,6 +135,9 @@ event_kinds! {
     /// A trusted key was revoked: it verifies nothing signed after the revocation, or
     /// after the time it was compromised since.
     "key.revoked" => KeyRevoked(KeyRevoked),
+    /// The log's own key was handed over to a successor; the checkpoint that ends with
+    /// this event is signed by both keys (see [`custody_ledger::LogKeys`]).
+    "log.key_rotated" => LogKeyRotated(LogKeyRotated),
 }
 
 /// A key whose signature an event recorded as verified. The store indexes events by
@@ -201,6 +204,11 @@ pub struct KeyRevoked {
     /// The key revoked (one entry).
     pub keys: Vec<KeyUse>,
 }
+
+/// `log.key_rotated`: the retiring and the new log key, and the size of the hand-over
+/// checkpoint (this event is its last leaf). The ledger crate defines it, because verifying
+/// a hand-over is the ledger's business.
+pub use custody_ledger::LogKeyRotation as LogKeyRotated;
 
 /// `policy.applied`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

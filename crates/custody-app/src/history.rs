@@ -402,6 +402,12 @@ pub fn describe(event: &Event) -> String {
                 format!("; no longer counting: {}", r.affected.join(", "))
             }
         ),
+        EventBody::LogKeyRotated(r) => format!(
+            "{who} handed the log key {} over to {} at {} entries",
+            short(&r.old_key_id),
+            short(&r.new_key_id),
+            r.size
+        ),
         _ => format!("{} by {who}", event.kind()),
     }
 }

@@ -122,6 +122,18 @@ impl<S: Store> Log<'_, S> {
         self.with_cosignatures(head).await
     }
 
+    /// The checkpoint the log signed at exactly `size` entries, with its cosignatures (how
+    /// a monitor holding a retired log key fetches the hand-over checkpoint, signed by both
+    /// keys, that introduces the next). Not found when the log signed none of that size.
+    pub async fn published_at(&self, size: u64) -> AppResult<Published> {
+        match self.store.checkpoints(size, 1).await?.pop() {
+            Some(cp) if cp.size == size => self.with_cosignatures(cp).await,
+            _ => Err(AppError::not_found(format!(
+                "this log signed no checkpoint of {size} entries"
+            ))),
+        }
+    }
+
     /// The latest checkpoint that at least `quorum` of `witnesses` cosigned, with its
     /// cosignatures (`None`: none has so many yet).
     pub async fn final_checkpoint(

@@ -1,4 +1,5 @@
-//! Recovering from lost history: the operator's explicit, recorded decision.
+//! Recovering from lost history: the operator's explicit, recorded decision. (And the
+//! other offline operator action on the log itself: the log key's hand-over event.)
 //!
 //! When the store finds the log's head does not extend the newest checkpoint it signed or
 //! verified (the database was rolled back, truncated or forked), it turns read-only
@@ -13,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::{Actor, App, event};
-use crate::events::{EventBody, LogRecovered};
+use crate::events::{EventBody, LogKeyRotated, LogRecovered};
 use crate::{AppError, AppResult};
+use custody_crypto::note::NoteVerifier;
+use custody_model::CanonicalJson;
 
 /// What `custody log recover` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +33,21 @@ pub struct Recovered {
 }
 
 impl<S: Store> App<S> {
+    /// The `log.key_rotated` event handing the log over from `old` to `new` at a
+    /// checkpoint of `size` entries (the store commits it: `SqlStore::rotate_log_key`).
+    pub fn log_key_rotation(
+        &self,
+        actor: &Actor,
+        old: &NoteVerifier,
+        new: &NoteVerifier,
+        size: u64,
+    ) -> AppResult<CanonicalJson> {
+        event(
+            actor,
+            EventBody::LogKeyRotated(LogKeyRotated::new(old, new, size)),
+        )
+    }
+
     /// The integrity failure that keeps the ledger read-only, if one does.
     pub fn integrity_failure(&self) -> Option<IntegrityFailure> {
         self.store.integrity()

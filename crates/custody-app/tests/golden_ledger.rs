@@ -42,6 +42,7 @@ fn every_leaf_of_an_old_ledger_reads_as_its_kind_and_encodes_to_the_same_bytes()
         "log.recovered",
         "key.rotated",
         "key.revoked",
+        "log.key_rotated",
     ];
     let known: BTreeSet<String> = KINDS
         .iter()

@@ -7,8 +7,12 @@
 //!   custody.db           the ledger and state (SQLite, WAL), unless [database] url is set
 //!   custody.db.checkpoint  the newest checkpoint, kept outside the database (SQLite)
 //!   ledger.checkpoint    the same, for a PostgreSQL ledger (the database is elsewhere)
-//!   keys/log.key         the log signing key (Ed25519 PKCS#8, mode 0600)
-//!   keys/log.pub         its public half, for auditors
+//!   keys/log.key         the log signing key (Ed25519 PKCS#8, mode 0600), unless [log] key
+//!                        names a key in a PKCS#11 token (see `own_keys`)
+//!   keys/log.pub         its public half, for auditors (a token key must match it)
+//!   keys/attestor.key    the receipt key, signing each decision's VSA, unless [receipts] key
+//!                        names a token key
+//!   keys/attestor.pub    its public half
 //!   policy/custody.toml  the pipeline policy (starter)
 //! ```
 //!
@@ -21,14 +25,15 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use custody_crypto::Signer;
 use custody_crypto::note::{NoteSigner, NoteVerifier};
-use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_store::{
     CheckpointFile, CheckpointFileStatus, Location, OnIntegrityFailure, OpenOptions, SqlStore,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::input::{MAX_KEY_FILE, load_private_key, load_public_key, read_text};
+use crate::input::{MAX_KEY_FILE, load_public_key, read_text};
+use crate::own_keys::{self, NewKey, Purpose};
 
 /// The default data directory, relative to where custody runs.
 pub(crate) const DEFAULT_DATA_DIR: &str = "custody-data";
@@ -48,6 +53,9 @@ pub(crate) struct Config {
     pub(crate) access_log: custody_server::AccessLogConfig,
     #[serde(default)]
     pub(crate) policy: PolicyConfig,
+    /// `[receipts]`: the key that signs each decision's VSA.
+    #[serde(default, skip_serializing_if = "ReceiptsConfig::is_default")]
+    pub(crate) receipts: ReceiptsConfig,
     /// Trusted CI identity issuers (OIDC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) oidc: Vec<custody_server::oidc::IssuerConfig>,
@@ -68,6 +76,22 @@ pub(crate) struct DashboardConfig {
     pub(crate) sign_in: Option<custody_server::oidc::sign_in::SignInConfig>,
 }
 
+/// `[receipts]` in config.toml.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReceiptsConfig {
+    /// The receipt (attestor) key in a PKCS#11 token, as a `pkcs11:` URI; absent: the file
+    /// keys/attestor.key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+}
+
+impl ReceiptsConfig {
+    fn is_default(&self) -> bool {
+        self.key.is_none()
+    }
+}
+
 impl DashboardConfig {
     fn is_default(&self) -> bool {
         self.sign_in.is_none()
@@ -79,6 +103,10 @@ impl DashboardConfig {
 pub(crate) struct LogConfig {
     /// The log's name: every checkpoint's origin line and the log key's name.
     pub(crate) origin: String,
+    /// The log key in a PKCS#11 token, as a `pkcs11:` URI (an Ed25519 key whose public half
+    /// is keys/log.pub); absent: the file keys/log.key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
     /// Witnesses whose cosignatures (C2SP tlog-cosignature) the server accepts at
     /// `POST /api/v1/log/cosignature`, as vkeys `name+hash+base64(0x04 ‖ key)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -153,6 +181,14 @@ const LOG_KEY: &str = "keys/log.key";
 const LOG_PUB: &str = "keys/log.pub";
 const ATTESTOR_KEY: &str = "keys/attestor.key";
 const ATTESTOR_PUB: &str = "keys/attestor.pub";
+/// What `custody init` makes custody's own keys from: a `pkcs11:` URI each, or new files.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InitKeys<'a> {
+    /// The log key's token URI.
+    pub(crate) log: Option<&'a str>,
+    /// The receipt key's token URI.
+    pub(crate) receipts: Option<&'a str>,
+}
 const POLICY_FILE: &str = "custody.toml";
 
 /// The policy `custody init` writes: a pipeline to edit, with every gate that needs a
@@ -225,17 +261,30 @@ impl DataDir {
         }
     }
 
-    /// The log key, named by the configured origin.
+    /// The log key (a file, or the token key `[log] key` names), named by the configured
+    /// origin.
     pub(crate) fn log_signer(&self, config: &Config) -> anyhow::Result<NoteSigner> {
-        let path = self.log_key_path();
-        if !path.exists() {
-            bail!(
-                "the log key {} is missing\nhint: restore it from your backup of this data directory; a ledger is never re-keyed or re-created implicitly",
-                path.display()
-            );
-        }
-        let key = load_private_key(&path)?;
-        Ok(NoteSigner::new(&config.log.origin, Box::new(key))?)
+        let key = own_keys::open(&self.root, Purpose::Log, config.log.key.as_deref())?;
+        Ok(NoteSigner::new(&config.log.origin, key)?)
+    }
+
+    /// custody's own keys as the dashboard shows them: the log key (its public key file)
+    /// and the receipt key `attestor`, each with where its private half is.
+    pub(crate) fn own_keys(
+        &self,
+        config: &Config,
+        attestor: custody_crypto::PublicKey,
+    ) -> anyhow::Result<custody_server::OwnKeys> {
+        Ok(custody_server::OwnKeys {
+            log: custody_server::OwnKey {
+                public: load_public_key(&self.log_pub_path())?,
+                source: own_keys::source(Purpose::Log, config.log.key.as_deref()),
+            },
+            receipts: custody_server::OwnKey {
+                public: attestor,
+                source: own_keys::source(Purpose::Receipts, config.receipts.key.as_deref()),
+            },
+        })
     }
 
     /// The log's verifier key (from the public key file; no private key needed).
@@ -277,8 +326,18 @@ impl DataDir {
         on_integrity_failure: OnIntegrityFailure,
     ) -> anyhow::Result<SqlStore> {
         let config = self.config()?;
-        let location = self.location(&config, url);
-        let signer = self.log_signer(&config)?;
+        self.open_with_config(&config, url, on_integrity_failure)
+            .await
+    }
+
+    async fn open_with_config(
+        &self,
+        config: &Config,
+        url: Option<&str>,
+        on_integrity_failure: OnIntegrityFailure,
+    ) -> anyhow::Result<SqlStore> {
+        let location = self.location(config, url);
+        let signer = self.log_signer(config)?;
         let options = OpenOptions {
             checkpoint_file: self.checkpoint_file(&location),
             on_integrity_failure,
@@ -297,16 +356,14 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         Ok(store)
     }
 
-    /// The attestor key, which signs the VSA of every decision.
-    pub(crate) fn attestor(&self) -> anyhow::Result<PrivateKey> {
-        let path = self.root.join(ATTESTOR_KEY);
-        if !path.exists() {
-            bail!(
-                "the attestor key {} is missing\nhint: restore it from your backup of this data directory",
-                path.display()
-            );
-        }
-        load_private_key(&path)
+    /// The attestor (receipt) key, which signs the VSA of every decision: a file, or the
+    /// token key `[receipts] key` names.
+    pub(crate) fn attestor(&self, config: &Config) -> anyhow::Result<Box<dyn Signer>> {
+        own_keys::open(
+            &self.root,
+            Purpose::Receipts,
+            config.receipts.key.as_deref(),
+        )
     }
 
     /// The attestor's public key file (verifies every VSA custody signs).
@@ -333,9 +390,14 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         url: Option<&str>,
         on_integrity_failure: OnIntegrityFailure,
     ) -> anyhow::Result<custody_app::App<SqlStore>> {
-        let store = self.open_with(url, on_integrity_failure).await?;
+        let config = self.config()?;
+        // Both keys open before the ledger does: a wrong PIN or key changes nothing.
+        let attestor = self.attestor(&config)?;
+        let store = self
+            .open_with_config(&config, url, on_integrity_failure)
+            .await?;
         let log_key = store.verifier().public_key().key_id().to_string();
-        let app = custody_app::App::new(store, Box::new(self.attestor()?));
+        let app = custody_app::App::new(store, attestor);
         // The log key serves the log alone: no rotation or policy may give it a purpose.
         app.reserve_keys([log_key]);
         Ok(app)
@@ -357,6 +419,7 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         &self,
         url: Option<&str>,
         origin: Option<&str>,
+        keys: InitKeys<'_>,
         now: custody_model::Timestamp,
     ) -> anyhow::Result<Created> {
         if !self.is_empty() {
@@ -366,8 +429,19 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
                 self.root.display()
             );
         }
+        // Token keys are opened (and their PINs checked) before anything is written.
+        let log_key = NewKey::prepare(&self.root, Purpose::Log, keys.log)?;
+        let attestor = NewKey::prepare(&self.root, Purpose::Receipts, keys.receipts)?;
+        if log_key.public_key() == attestor.public_key() {
+            bail!(
+                "--log-key and --receipt-key name the same key ({}); give each purpose its own key",
+                log_key.public_key().key_id()
+            );
+        }
         let existed = self.root.exists();
-        let result = self.create_files(url, origin, now).await;
+        let result = self
+            .create_files(url, origin, keys, (log_key, attestor), now)
+            .await;
         if result.is_err() {
             self.remove_created(existed);
         }
@@ -378,6 +452,8 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         &self,
         url: Option<&str>,
         origin: Option<&str>,
+        uris: InitKeys<'_>,
+        (log_key, attestor): (NewKey, NewKey),
         now: custody_model::Timestamp,
     ) -> anyhow::Result<Created> {
         DirBuilder::new()
@@ -385,23 +461,21 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             .mode(0o700)
             .create(self.root.join("keys"))
             .with_context(|| format!("creating {}", self.root.display()))?;
-        let key = PrivateKey::generate(Algorithm::Ed25519);
         let origin = match origin {
             Some(o) => o.to_owned(),
-            None => format!("custody/{}", &key.key_id().to_string()[..16]),
+            None => format!(
+                "custody/{}",
+                &log_key.public_key().key_id().to_string()[..16]
+            ),
         };
-        crate::cmd::key::write_key_pair(&key, &self.log_key_path(), &self.log_pub_path())?;
+        let key = log_key.write(&self.root, Purpose::Log)?;
         // The attestor signs every decision's VSA: custody's own key, distinct from the log
         // key and from every release, builder and personal key.
-        let attestor = PrivateKey::generate(Algorithm::Ed25519);
-        crate::cmd::key::write_key_pair(
-            &attestor,
-            &self.root.join(ATTESTOR_KEY),
-            &self.root.join(ATTESTOR_PUB),
-        )?;
+        attestor.write(&self.root, Purpose::Receipts)?;
         let config = Config {
             log: LogConfig {
                 origin,
+                key: uris.log.map(str::to_owned),
                 witnesses: Vec::new(),
                 witness_quorum: 0,
             },
@@ -411,12 +485,14 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             server: custody_server::ServerConfig::default(),
             access_log: custody_server::AccessLogConfig::default(),
             policy: PolicyConfig::default(),
+            receipts: ReceiptsConfig {
+                key: uris.receipts.map(str::to_owned),
+            },
             oidc: Vec::new(),
             alerts: Default::default(),
             dashboard: DashboardConfig::default(),
         };
-        let signer =
-            NoteSigner::new(&config.log.origin, Box::new(key)).context("naming the log key")?;
+        let signer = NoteSigner::new(&config.log.origin, key).context("naming the log key")?;
         let verifier = signer.verifier().clone();
         let location = self.location(&config, None);
         let options = OpenOptions {
@@ -428,7 +504,9 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             .with_context(|| format!("creating the ledger in {}", location.describe()))?;
         let header = "# custody configuration, written by `custody init`.\n\
                       # [database] url: empty for the embedded SQLite file custody.db here,\n\
-                      # or postgres://… to share one ledger between several servers.\n\n";
+                      # or postgres://… to share one ledger between several servers.\n\
+                      # [log] key / [receipts] key: a pkcs11: URI naming a token key in place\n\
+                      # of keys/log.key / keys/attestor.key (its public half must be the .pub).\n\n";
         write_new(
             &self.config_path(),
             &format!("{header}{}", toml::to_string(&config)?),
@@ -459,6 +537,8 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
             PG_CHECKPOINT_FILE,
             LOG_KEY,
             LOG_PUB,
+            ATTESTOR_KEY,
+            ATTESTOR_PUB,
         ] {
             let _ = fs::remove_file(self.root.join(f));
         }
@@ -471,7 +551,8 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
     }
 }
 
-fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a new file (refusing one that exists) and syncs it.
+pub(crate) fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut f = fs::OpenOptions::new()
         .write(true)

@@ -123,6 +123,41 @@ impl Ledger {
         }
     }
 
+    /// The latest checkpoint as the source gives it: a server's signature is not checked
+    /// here (`signed` is false), for a caller that checks it with the log keys it follows.
+    pub(crate) async fn head_unchecked(&self) -> anyhow::Result<Head> {
+        if let Ledger::Local(_) = self {
+            return self.head().await;
+        }
+        let note = self.checkpoint_note(false).await?;
+        let body = note.split("\n\n").next().unwrap_or_default();
+        let cp = Checkpoint::from_body(&format!("{body}\n"))?;
+        Ok(Head {
+            size: cp.size,
+            root: cp.root,
+            origin: cp.origin,
+            note,
+            signed: false,
+            verifier: None,
+        })
+    }
+
+    /// The checkpoint the source signed at exactly `size` entries, unchecked (a server's
+    /// `GET /api/v1/log/checkpoint?size=N`).
+    pub(crate) async fn checkpoint_at(&self, size: u64) -> anyhow::Result<String> {
+        match self {
+            Ledger::Local(store) => match store.checkpoints(size, 1).await?.pop() {
+                Some(cp) if cp.size == size => Ok(cp.note),
+                _ => bail!("the log signed no checkpoint of {size} entries"),
+            },
+            Ledger::Remote { .. } => String::from_utf8(
+                self.get(&format!("/api/v1/log/checkpoint?size={size}"))
+                    .await?,
+            )
+            .context("the checkpoint is not UTF-8"),
+        }
+    }
+
     /// Leaves `[start, end)` (any range: read in pages).
     pub(crate) async fn entries(&self, start: u64, end: u64) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);

@@ -11,6 +11,7 @@ mod custody;
 mod datadir;
 mod input;
 mod ledger_source;
+mod own_keys;
 mod progress;
 
 use std::process::ExitCode;

@@ -26,6 +26,9 @@ pub enum CheckpointError {
     /// The signed note around it failed to verify.
     #[error(transparent)]
     Note(#[from] custody_crypto::Error),
+    /// A log-key hand-over does not hold (see [`crate::LogKeys`]).
+    #[error("log key hand-over refused: {0}")]
+    Handover(String),
 }
 
 /// A log's size and root under its origin name.
@@ -115,6 +118,25 @@ impl Checkpoint {
             )));
         }
         Ok(note::sign(&self.to_body(), &[log_key])?)
+    }
+
+    /// Signs the hand-over checkpoint of a log-key rotation: one note, signed by the
+    /// retiring key and then by its successor, both named as the origin.
+    pub fn sign_handover(
+        &self,
+        old: &NoteSigner,
+        new: &NoteSigner,
+    ) -> Result<String, CheckpointError> {
+        for key in [old, new] {
+            if key.verifier().name() != self.origin {
+                return Err(CheckpointError::Malformed(format!(
+                    "log key is named {:?} but the checkpoint origin is {:?}",
+                    key.verifier().name(),
+                    self.origin
+                )));
+            }
+        }
+        Ok(note::sign(&self.to_body(), &[old, new])?)
     }
 
     /// Verifies a signed checkpoint note with the log's verifier key and parses it. The

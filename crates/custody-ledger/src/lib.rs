@@ -8,7 +8,8 @@
 //!   hashes read through the [`NodeReader`] trait: O(log n) reads, never a rebuild;
 //! - verifies proofs offline ([`verify_inclusion`], [`verify_consistency`]) with nothing but
 //!   hashes, exactly as RFC 9162 §2.1.3.2 and §2.1.4.2 describe;
-//! - formats, parses and verifies C2SP `tlog-checkpoint` notes ([`Checkpoint`]).
+//! - formats, parses and verifies C2SP `tlog-checkpoint` notes ([`Checkpoint`]), and follows
+//!   the log key's hand-overs to its successors ([`LogKeys`]).
 //!
 //! What it does not do: store anything durably, read the clock, or decide what a leaf
 //! means. The leaves are opaque bytes (custody's events as RFC 8785 JSON, chosen elsewhere).
@@ -29,6 +30,7 @@
 mod checkpoint;
 mod frontier;
 mod hash;
+mod log_keys;
 mod memory;
 mod node;
 mod proof;
@@ -37,6 +39,7 @@ mod verify;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use frontier::Frontier;
 pub use hash::{EMPTY_ROOT, HASH_LEN, Hash, leaf_hash, node_hash};
+pub use log_keys::{LOG_KEY_ROTATED, LogKeyRotation, LogKeys};
 pub use memory::MemoryTree;
 pub use node::NodeId;
 pub use proof::{

@@ -24,16 +24,29 @@ pub(crate) struct CheckpointQuery {
     /// config.toml's `[log] witness_quorum`); 404 while there is none.
     #[serde(default, rename = "final")]
     final_: bool,
+    /// The checkpoint the log signed at exactly this many entries (404 if none): how a
+    /// monitor holding a retired log key fetches the hand-over checkpoint, signed by the
+    /// old and the new key, at the size a `log.key_rotated` event names. Not with `final`.
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/log/checkpoint", params(CheckpointQuery),
     responses((status = 200, description = "the latest signed checkpoint: a C2SP signed note, with the cosignatures witnesses added", content_type = "text/plain", body = String),
-              (status = 404, description = "final=true and no checkpoint has the quorum of cosignatures yet", body = ErrorBody)))]
+              (status = 400, description = "size and final=true together", body = ErrorBody),
+              (status = 404, description = "final=true and no checkpoint has the quorum of cosignatures yet, or no checkpoint of that size", body = ErrorBody)))]
 pub(crate) async fn checkpoint(
     State(s): State<Arc<ServerState>>,
     ApiQuery(q): ApiQuery<CheckpointQuery>,
 ) -> Result<Response, ApiError> {
-    let published = if q.final_ {
+    let published = if let Some(size) = q.size {
+        if q.final_ {
+            return Err(ApiError::bad_request(
+                "size and final=true cannot be combined: ask for one checkpoint or the other",
+            ));
+        }
+        s.app.log().published_at(size).await?
+    } else if q.final_ {
         let w = s.witnesses();
         s.app
             .log()

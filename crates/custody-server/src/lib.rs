@@ -45,7 +45,7 @@ pub use custody_app::Permission;
 pub use dashboard::{PAGES, PageRoute};
 pub use routes::{PERMISSION_EXTENSION, openapi};
 pub use settings::{AccessLogConfig, AccessLogSettings, ConnectionLimits, ServerConfig, Settings};
-pub use state::{ServerState, Witnesses};
+pub use state::{OwnKey, OwnKeys, ServerState, Witnesses};
 
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;

@@ -28,6 +28,26 @@ pub struct ServerState {
     /// The dashboard's sign-in through the organisation's OIDC provider, if configured
     /// (set once, at start).
     sign_in: std::sync::OnceLock<oidc::sign_in::SignIn>,
+    /// custody's own keys and where they live, for the keys page (set once, at start).
+    own_keys: std::sync::OnceLock<OwnKeys>,
+}
+
+/// custody's own signing keys, as the keys page shows them.
+#[derive(Debug, Clone)]
+pub struct OwnKeys {
+    /// The log key (signs checkpoints).
+    pub log: OwnKey,
+    /// The receipt (attestor) key (signs each decision's VSA).
+    pub receipts: OwnKey,
+}
+
+/// One of custody's own keys: its public half and where the private half is.
+#[derive(Debug, Clone)]
+pub struct OwnKey {
+    /// The public key (algorithm and key id follow).
+    pub public: custody_crypto::PublicKey,
+    /// Where the private key is, for people: `file keys/log.key`, `token "T", key "K"`.
+    pub source: String,
 }
 
 /// The witnesses a server accepts cosignatures from (C2SP `tlog-cosignature`), and how
@@ -74,6 +94,7 @@ impl ServerState {
             alerting: alerting::Alerting::new(alerts),
             witnesses: std::sync::OnceLock::new(),
             sign_in: std::sync::OnceLock::new(),
+            own_keys: std::sync::OnceLock::new(),
             settings,
             sessions: crate::dashboard::Sessions::default(),
         });
@@ -90,6 +111,17 @@ impl ServerState {
     /// second call is ignored).
     pub fn configure_sign_in(&self, sign_in: oidc::sign_in::SignIn) {
         let _ = self.sign_in.set(sign_in);
+    }
+
+    /// Names where custody's own keys are, for the keys page (before serving; a second
+    /// call is ignored).
+    pub fn configure_own_keys(&self, keys: OwnKeys) {
+        let _ = self.own_keys.set(keys);
+    }
+
+    /// custody's own keys and where they are, if the caller said.
+    pub(crate) fn own_keys(&self) -> Option<&OwnKeys> {
+        self.own_keys.get()
     }
 
     /// The dashboard's OIDC sign-in, if configured.

@@ -3,8 +3,7 @@
 
 use std::collections::VecDeque;
 
-use custody_crypto::note::NoteVerifier;
-use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier, Hash, leaf_hash};
+use custody_ledger::{EMPTY_ROOT, Frontier, Hash, LogKeys, leaf_hash};
 use custody_model::CanonicalJson;
 
 use crate::commit::{self, hex, to_i64, to_u64};
@@ -28,7 +27,7 @@ impl SqlStore {
         let Some(note) = crate::checkpoint_file::read(path)? else {
             return Ok(None);
         };
-        let seen = crate::checkpoint_file::open(path, note, &self.verifier)?;
+        let seen = crate::checkpoint_file::open(path, note, &self.keys)?;
         let head = self.checkpoint().await?;
         let finding = {
             let mut conn = self.read.acquire().await?;
@@ -60,7 +59,7 @@ impl SqlStore {
             checkpoints: 0,
             root: EMPTY_ROOT,
         };
-        report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
+        report.checkpoints += checkpoints.check(&mut c, &self.keys, &frontier).await?;
         while frontier.size() < head.size {
             let start = frontier.size();
             let end = head.size.min(start + MAX_ENTRIES_PER_READ);
@@ -100,7 +99,7 @@ impl SqlStore {
             // …then every signed checkpoint along the way.
             for (_, leaf) in &rows {
                 frontier.append(leaf_hash(leaf));
-                report.checkpoints += checkpoints.check(&mut c, &self.verifier, &frontier).await?;
+                report.checkpoints += checkpoints.check(&mut c, &self.keys, &frontier).await?;
             }
             report.entries = end;
             progress(end);
@@ -139,7 +138,7 @@ impl CheckpointCursor {
     async fn check(
         &mut self,
         c: &mut Conn<'_>,
-        verifier: &NoteVerifier,
+        keys: &LogKeys,
         frontier: &Frontier,
     ) -> Result<u64, StoreError> {
         let mut checked = 0;
@@ -156,7 +155,7 @@ impl CheckpointCursor {
             }
             match self.pending.front() {
                 Some((size, note)) if *size == frontier.size() => {
-                    let cp = Checkpoint::open(note, verifier).map_err(|e| {
+                    let cp = keys.open(note).map_err(|e| {
                         StoreError::Corrupt(format!("stored checkpoint {size}: {e}"))
                     })?;
                     if cp.size != *size || cp.root != frontier.root() {

@@ -26,8 +26,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use custody_crypto::note::{MAX_NOTE_LEN, NoteVerifier};
-use custody_ledger::Checkpoint;
+use custody_crypto::note::MAX_NOTE_LEN;
+use custody_ledger::LogKeys;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -122,9 +122,9 @@ pub(crate) fn read(path: &Path) -> Result<Option<String>, StoreError> {
 pub(crate) fn open(
     path: &Path,
     note: String,
-    verifier: &NoteVerifier,
+    keys: &LogKeys,
 ) -> Result<SignedCheckpoint, StoreError> {
-    let cp = Checkpoint::open(&note, verifier).map_err(|e| bad(path, e.to_string()))?;
+    let cp = keys.open(&note).map_err(|e| bad(path, e.to_string()))?;
     Ok(SignedCheckpoint {
         size: cp.size,
         root: cp.root,

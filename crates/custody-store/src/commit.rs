@@ -50,6 +50,14 @@ pub(crate) enum Job {
         failure: IntegrityFailure,
         request: Request,
     },
+    /// Hand the log over to `successor`: commit `request` (its `log.key_rotated` event)
+    /// alone at exactly `size` entries, sign that checkpoint with both keys, and sign
+    /// with `successor` from then on.
+    RotateKey {
+        successor: Box<NoteSigner>,
+        size: u64,
+        request: Request,
+    },
 }
 
 pub(crate) struct Committer {
@@ -92,6 +100,33 @@ impl Committer {
                     self.publish_checkpoint();
                     let _ = request.reply.send(result);
                 }
+                Job::RotateKey {
+                    successor,
+                    size,
+                    request,
+                } => {
+                    let result = match self.status.integrity() {
+                        Some(failure) => Err(StoreError::Integrity(Box::new(failure))),
+                        None => {
+                            let handover = Some((&*successor, size));
+                            let outcome = self
+                                .commit(&[request.append], &[request.indexed], false, handover)
+                                .await;
+                            self.status.wrote(&outcome);
+                            match outcome {
+                                Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    };
+                    match &result {
+                        // The hand-over checkpoint is committed: the successor signs on.
+                        Ok(_) => self.signer = *successor,
+                        Err(_) => self.frontier = None,
+                    }
+                    self.publish_checkpoint();
+                    let _ = request.reply.send(result);
+                }
                 Job::Append(first) => {
                     let (mut events, mut bytes) = (0, 0);
                     let mut batch = Vec::new();
@@ -128,7 +163,7 @@ impl Committer {
         let outcome = match self.status.integrity() {
             // Read-only after an integrity failure: nothing reaches the database.
             Some(failure) => Err(StoreError::Integrity(Box::new(failure))),
-            None => self.commit(&appends, &terms, false).await,
+            None => self.commit(&appends, &terms, false, None).await,
         };
         self.status.wrote(&outcome);
         let results = match outcome {
@@ -161,7 +196,7 @@ impl Committer {
             ));
         }
         self.frontier = None;
-        let outcome = self.commit(&[append], &[indexed], true).await;
+        let outcome = self.commit(&[append], &[indexed], true, None).await;
         self.status.wrote(&outcome);
         let result = match outcome {
             Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
@@ -198,12 +233,14 @@ impl Committer {
     /// Commits one batch. `Err`: nothing of the batch is committed (or, for
     /// `OutcomeUnknown`, it cannot be known). `Ok`: one result per append. `adopt`: take
     /// the head as it is (an operator acknowledged an integrity failure) instead of
-    /// checking it against the checkpoint seen.
+    /// checking it against the checkpoint seen. `handover`: the successor log key and the
+    /// size the batch must end at; its checkpoint is signed by both keys.
     async fn commit(
         &mut self,
         appends: &[Append],
         terms: &[Vec<Indexed>],
         adopt: bool,
+        handover: Option<(&NoteSigner, u64)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let mut c = tx.conn();
@@ -225,6 +262,15 @@ impl Committer {
             return Ok(plan.results);
         }
         let new_size = plan.next;
+        if let Some((_, at)) = handover {
+            if new_size != at {
+                tx.rollback().await?;
+                self.frontier = Some(frontier);
+                return Err(StoreError::InvalidInput(format!(
+                    "the hand-over names a log of {at} entries, but with it the log has {new_size}: nothing was written"
+                )));
+            }
+        }
         for result in plan.results.iter_mut().flatten() {
             if result.first_index >= size {
                 result.tree_size = new_size;
@@ -246,13 +292,16 @@ impl Committer {
 
         self.fault(FaultPoint::WriteCheckpoint)?;
         let root = frontier.root();
-        let note = Checkpoint {
+        let checkpoint = Checkpoint {
             origin: self.signer.verifier().name().to_owned(),
             size: new_size,
             root,
             extensions: Vec::new(),
+        };
+        let note = match handover {
+            Some((successor, _)) => checkpoint.sign_handover(&self.signer, successor),
+            None => checkpoint.sign(&self.signer),
         }
-        .sign(&self.signer)
         .map_err(|e| StoreError::Signing(e.to_string()))?;
         sql::insert_checkpoint(&mut c, to_i64(new_size)?, &note).await?;
         if !sql::advance_head(&mut c, to_i64(size)?, to_i64(new_size)?, &root, &note).await? {
@@ -293,6 +342,18 @@ impl Committer {
             .map_err(|_| StoreError::Corrupt("the log head's root is not 32 bytes".into()))?;
         let moved = (size, root, head.checkpoint.as_str())
             != (self.seen.size, self.seen.root, self.seen.note.as_str());
+        if moved && !adopt {
+            // Another process may have handed the log over from this writer's key (`custody
+            // key rotate log` while this one ran). The hand-over checkpoint carries this
+            // key's signature too, so the head would pass, but nothing may be signed with
+            // the retired key after it: refused as retired (not lost history).
+            let key = self.signer.verifier();
+            if let Some(retired) =
+                crate::log_keys::handed_over_from(c, key, self.seen.size, size).await?
+            {
+                return Err(retired);
+            }
+        }
         match self
             .check_head(c, size, &root, &head.checkpoint, moved || adopt, adopt)
             .await?
@@ -412,6 +473,17 @@ fn batch_failure(e: &StoreError) -> StoreError {
         StoreError::Injected(p) => StoreError::Injected(p),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Integrity(f) => StoreError::Integrity(f.clone()),
+        StoreError::RetiredKey {
+            retired,
+            successor,
+            at,
+            current,
+        } => StoreError::RetiredKey {
+            retired: retired.clone(),
+            successor: successor.clone(),
+            at: *at,
+            current: current.clone(),
+        },
         other => StoreError::Unavailable(other.to_string()),
     }
 }

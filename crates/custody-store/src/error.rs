@@ -15,15 +15,32 @@ pub enum StoreError {
         "a custody ledger already exists at {0}; refusing to overwrite it\nhint: use it as it is, or choose another --data-dir / --database-url"
     )]
     AlreadyInitialized(String),
-    /// The log key given is not the key this ledger was created with.
+    /// The log key given is not this ledger's: not the key it was created with nor one it
+    /// was handed over to.
     #[error(
-        "the log key does not match this ledger: the ledger was created with {expected}, the key given is {found}\nhint: restore the data directory's original keys/log.key; the ledger is never re-created implicitly"
+        "the log key does not match this ledger: the ledger's log key is {expected}, the key given is {found}\nhint: restore the data directory's keys/log.key; the ledger is never re-created implicitly"
     )]
     KeyMismatch {
-        /// The verifier key recorded in the ledger.
+        /// The verifier key the ledger's history of hand-overs ends with.
         expected: String,
         /// The verifier key of the key given.
         found: String,
+    },
+    /// The log key given is one this ledger handed over to a successor (`custody key rotate
+    /// log`): it signs nothing any more.
+    #[error(
+        "the log key given, {retired}, is retired: the log handed it over to {successor} at {at} entries{}\nhint: start custody with the current key (after `custody key rotate log` it is keys/log.key; the retired pair is kept in keys/retired/)",
+        signing_now(.successor, .current)
+    )]
+    RetiredKey {
+        /// The retired verifier key given.
+        retired: String,
+        /// The key it was handed over to.
+        successor: String,
+        /// The size of that hand-over checkpoint.
+        at: u64,
+        /// The key signing now (the last of the history).
+        current: String,
     },
     /// Stored data contradicts itself (a hash, root or checkpoint that does not match).
     #[error(
@@ -101,4 +118,14 @@ pub enum StoreError {
         "schema migration failed: {0}\nhint: a newer custody may have written this database; run the same or a newer version"
     )]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// How a retired key's refusal names the key signing now: only when a later hand-over
+/// replaced the successor too.
+fn signing_now(successor: &str, current: &str) -> String {
+    if successor == current {
+        ", which signs now".into()
+    } else {
+        format!(", and {current} signs now")
+    }
 }

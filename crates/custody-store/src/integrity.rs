@@ -109,6 +109,9 @@ pub enum Readiness {
     StorageFailing(String),
     /// The store is read-only after an integrity failure.
     IntegrityFailed(IntegrityFailure),
+    /// Another process handed the log over from the key this store signs with (`custody
+    /// key rotate log` while it ran): it writes nothing until restarted with the new key.
+    Retired(String),
     /// The store was opened for reading only.
     ReadOnly,
     /// The store was closed.
@@ -128,6 +131,7 @@ impl fmt::Display for Readiness {
             Readiness::Ready => write!(f, "ready"),
             Readiness::StorageFailing(e) => write!(f, "the ledger's storage is failing: {e}"),
             Readiness::IntegrityFailed(e) => write!(f, "the ledger is read-only: {e}"),
+            Readiness::Retired(e) => write!(f, "this process's log key is retired: {e}"),
             Readiness::ReadOnly => write!(f, "the ledger was opened read-only"),
             Readiness::Closed => write!(f, "the ledger is closed"),
         }
@@ -144,6 +148,9 @@ pub(crate) struct Status {
     storage: Mutex<Option<String>>,
     /// The last failure to write the checkpoint file, cleared by the next write.
     checkpoint_file: Mutex<Option<String>>,
+    /// Set when a write found the log handed over from this store's key; never cleared (a
+    /// retired key never signs again).
+    retired: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -163,6 +170,10 @@ impl Status {
         lock(&self.storage).clone()
     }
 
+    pub(crate) fn retired(&self) -> Option<String> {
+        lock(&self.retired).clone()
+    }
+
     pub(crate) fn checkpoint_file_error(&self) -> Option<String> {
         lock(&self.checkpoint_file).clone()
     }
@@ -176,6 +187,7 @@ impl Status {
         match outcome {
             Ok(_) => *lock(&self.storage) = None,
             Err(e) if is_storage_fault(e) => *lock(&self.storage) = Some(e.to_string()),
+            Err(e @ StoreError::RetiredKey { .. }) => *lock(&self.retired) = Some(e.to_string()),
             Err(_) => {}
         }
     }

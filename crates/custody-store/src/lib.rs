@@ -41,6 +41,7 @@ mod db;
 mod error;
 mod faults;
 mod integrity;
+mod log_keys;
 mod open;
 pub mod search;
 mod sql;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custody_crypto::note::{NoteSigner, NoteVerifier};
-use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier};
+use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier, LogKeys};
 use custody_model::Timestamp;
 use tokio::sync::{Mutex, mpsc};
 
@@ -138,7 +138,7 @@ impl SqlStore {
         log_key: &NoteVerifier,
     ) -> Result<SqlStore, StoreError> {
         let pools = db::connect(location, false).await?;
-        check_ledger(location, &pools.read, log_key, false).await?;
+        let (_, _, keys) = check_ledger(location, &pools.read, log_key, false).await?;
         let searchable = {
             let mut conn = pools.read.acquire().await?;
             matches!(sql::terms_backfill(&mut conn.conn()).await, Ok(Some((done, upto))) if done >= upto)
@@ -151,6 +151,7 @@ impl SqlStore {
             read: pools.read,
             write: None,
             verifier: log_key.clone(),
+            keys,
             appends: None,
             tasks: Mutex::new(Vec::new()),
             searchable,
@@ -176,9 +177,9 @@ impl SqlStore {
             Some(path) => checkpoint_file::read(path)?,
             None => None,
         };
-        let (frontier, head) = check_ledger(location, &pools.write, &verifier, true).await?;
+        let (frontier, head, keys) = check_ledger(location, &pools.write, &verifier, true).await?;
         let witness = match (&path, note) {
-            (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &verifier)?),
+            (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &keys)?),
             _ => None,
         };
         let status = Arc::new(Status::default());
@@ -226,6 +227,7 @@ impl SqlStore {
             read: pools.read,
             write: Some(pools.write),
             verifier,
+            keys,
             appends: Some(tx),
             tasks: Mutex::new([Some(handle), file_task].into_iter().flatten().collect()),
             searchable: true,
@@ -235,15 +237,16 @@ impl SqlStore {
     }
 }
 
-/// Checks that `pool` holds a ledger of `verifier`'s log whose head checkpoint verifies and
-/// matches the stored tree; returns the tree's right edge and the head. Applies pending
-/// migrations first when `migrate`.
+/// Checks that `pool` holds a ledger of `verifier`'s log (the key its history of hand-overs
+/// ends with) whose head checkpoint verifies and matches the stored tree; returns the
+/// tree's right edge, the head and the key history. Applies pending migrations first when
+/// `migrate`.
 async fn check_ledger(
     location: &Location,
     pool: &Pool,
     verifier: &NoteVerifier,
     migrate: bool,
-) -> Result<(Frontier, SignedCheckpoint), StoreError> {
+) -> Result<(Frontier, SignedCheckpoint, LogKeys), StoreError> {
     {
         let mut conn = pool.acquire().await?;
         if !sql::has_ledger(&mut conn.conn()).await? {
@@ -255,19 +258,33 @@ async fn check_ledger(
     }
     let mut conn = pool.acquire().await?;
     let mut c = conn.conn();
-    let (_, log_key) = sql::meta(&mut c)
+    // The key the ledger was created with; later keys only from verified hand-overs.
+    let (_, first) = sql::meta(&mut c)
         .await?
         .ok_or_else(|| StoreError::NotInitialized(location.describe()))?;
-    if log_key != verifier.to_text() {
-        return Err(StoreError::KeyMismatch {
-            expected: log_key,
-            found: verifier.to_text(),
-        });
-    }
+    let first = NoteVerifier::from_text(&first)
+        .map_err(|e| StoreError::Corrupt(format!("the recorded log key: {e}")))?;
     let head = sql::head(&mut c, false)
         .await?
         .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
-    let cp = Checkpoint::open(&head.checkpoint, verifier).map_err(|e| {
+    // A log still on its first key needs no search (and a reader of a ledger older than
+    // the search index has none to search). When the first key is given but the head is
+    // not its, the hand-overs say whether it was retired (a clearer refusal than a
+    // checkpoint that does not verify); a history that cannot be read leaves that refusal.
+    let keys = if first != *verifier {
+        crate::log_keys::load(&mut c, first, to_u64(head.size)?).await?
+    } else if Checkpoint::open(&head.checkpoint, verifier).is_ok() {
+        LogKeys::new(first)
+    } else {
+        match crate::log_keys::load(&mut c, first.clone(), to_u64(head.size)?).await {
+            Ok(keys) => keys,
+            Err(_) => LogKeys::new(first),
+        }
+    };
+    if keys.current() != verifier {
+        return Err(crate::log_keys::mismatch(&keys, verifier));
+    }
+    let cp = keys.open(&head.checkpoint).map_err(|e| {
         StoreError::Corrupt(format!(
             "the head checkpoint does not verify with the log key: {e}"
         ))
@@ -291,7 +308,7 @@ async fn check_ledger(
         root: cp.root,
         note: head.checkpoint,
     };
-    Ok((frontier, head))
+    Ok((frontier, head, keys))
 }
 
 /// The head (or what contradicts it), and what the checkpoint file held.

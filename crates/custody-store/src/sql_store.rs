@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{
-    Checkpoint, EMPTY_ROOT, Hash, ProofPlan, consistency_plan, inclusion_plan, root_plan,
+    EMPTY_ROOT, Hash, LOG_KEY_ROTATED, LogKeyRotation, LogKeys, ProofPlan, consistency_plan,
+    inclusion_plan, root_plan,
 };
 use custody_model::{CanonicalJson, Digest, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -33,7 +34,11 @@ pub struct SqlStore {
     pub(crate) read: Pool,
     /// The committer's pool (the same as `read` on PostgreSQL); `None` when read-only.
     pub(crate) write: Option<Pool>,
+    /// The current log key (the last of `keys`).
     pub(crate) verifier: NoteVerifier,
+    /// The log key's history: every checkpoint is verified with the key in force at its
+    /// size.
+    pub(crate) keys: LogKeys,
     /// The committer's queue; `None` when opened read-only.
     pub(crate) appends: Option<mpsc::Sender<Job>>,
     /// The committer's task, then the checkpoint file writer's (which ends after it).
@@ -195,6 +200,18 @@ fn check_append(append: &Append) -> Result<(), StoreError> {
             e.as_bytes().len()
         )));
     }
+    // Only `rotate_log_key` appends a hand-over (alone, with the checkpoint both keys
+    // sign): one appended like any event would name no checkpoint of its own, and every
+    // reader following the log's keys would refuse the ledger from then on.
+    if let Some(i) = append
+        .events
+        .iter()
+        .position(|e| LogKeyRotation::from_leaf(e.as_bytes()).is_some())
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "event {i} is a {LOG_KEY_ROTATED} event: only the log-key rotation (`custody key rotate log`) appends one"
+        )));
+    }
     for write in &append.state {
         check_key("a state kind", &write.kind)?;
         check_key("a state key", &write.key)?;
@@ -206,7 +223,9 @@ fn check_append(append: &Append) -> Result<(), StoreError> {
 }
 
 /// A request for the committer, and where its result will come.
-fn request(append: Append) -> (Request, oneshot::Receiver<Result<Appended, StoreError>>) {
+pub(crate) fn request(
+    append: Append,
+) -> (Request, oneshot::Receiver<Result<Appended, StoreError>>) {
     let (reply, result) = oneshot::channel();
     let indexed = append
         .events
@@ -222,11 +241,12 @@ fn request(append: Append) -> (Request, oneshot::Receiver<Result<Appended, Store
 }
 
 fn signed_checkpoint(
-    verifier: &NoteVerifier,
+    keys: &LogKeys,
     size: u64,
     note: String,
 ) -> Result<SignedCheckpoint, StoreError> {
-    let cp = Checkpoint::open(&note, verifier)
+    let cp = keys
+        .open(&note)
         .map_err(|e| StoreError::Corrupt(format!("stored checkpoint {size}: {e}")))?;
     Ok(SignedCheckpoint {
         size: cp.size,
@@ -288,6 +308,9 @@ impl Store for SqlStore {
         if let Some(failure) = self.status.integrity() {
             return Readiness::IntegrityFailed(failure);
         }
+        if let Some(why) = self.status.retired() {
+            return Readiness::Retired(why);
+        }
         if self.status.storage().is_some() {
             // The last write failed: whether writes succeed now takes one.
             let probed = self.probe().await;
@@ -326,7 +349,7 @@ impl Store for SqlStore {
         let head = sql::head(&mut conn.conn(), false)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
-        signed_checkpoint(&self.verifier, to_u64(head.size)?, head.checkpoint)
+        signed_checkpoint(&self.keys, to_u64(head.size)?, head.checkpoint)
     }
 
     async fn checkpoints(
@@ -338,7 +361,7 @@ impl Store for SqlStore {
         let mut conn = self.read.acquire().await?;
         let rows = sql::checkpoints(&mut conn.conn(), to_i64(from_size)?, to_i64(limit)?).await?;
         rows.into_iter()
-            .map(|(size, note)| signed_checkpoint(&self.verifier, to_u64(size)?, note))
+            .map(|(size, note)| signed_checkpoint(&self.keys, to_u64(size)?, note))
             .collect()
     }
 

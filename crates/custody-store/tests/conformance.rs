@@ -10,6 +10,8 @@ mod common;
 mod cosignatures;
 #[path = "conformance/history.rs"]
 mod history;
+#[path = "conformance/log_keys.rs"]
+mod log_keys;
 #[path = "conformance/storage.rs"]
 mod storage;
 
@@ -30,6 +32,7 @@ use custody_store::{
 use blobs::*;
 use cosignatures::*;
 use history::*;
+use log_keys::*;
 use storage::*;
 
 /// Generates one `#[tokio::test]` per suite function per backend.
@@ -91,6 +94,11 @@ conformance!(
     blobs_are_content_addressed_and_kept_once,
     bad_blobs_are_refused_and_change_nothing,
     blobs_are_write_once_and_damage_is_found,
+    the_log_key_is_handed_over_with_both_signatures_and_followed_at_open,
+    a_hand_over_not_naming_itself_is_refused_and_writes_nothing,
+    the_index_only_finds_hand_overs_the_ledger_proves,
+    a_hand_over_checkpoint_without_both_signatures_is_refused,
+    a_writer_still_on_the_old_key_is_refused_as_retired,
 );
 
 async fn create(backend: Backend) -> (common::TestDb, SqlStore, [u8; 32]) {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::archive::BundleWriter;
 use super::format::{
     CHECKPOINTS, CONSISTENCY, CheckpointLine, Confidential, ConsistencyLine, EntryLine, FORMAT,
-    KEYS, KeysFile, MANIFEST, MAX_CHECKPOINTS, Manifest, Proof, Scope,
+    Handover, KEYS, KeysFile, MANIFEST, MAX_CHECKPOINTS, Manifest, Proof, Scope,
 };
 use crate::app::App;
 use crate::events::{Event, EventBody};
@@ -102,13 +102,14 @@ impl App<SqlStore> {
             complete,
         };
         bundle.json(MANIFEST, &manifest).map_err(write_failed)?;
-        let lines: Vec<CheckpointLine> = checkpoints
-            .iter()
-            .map(|c| CheckpointLine {
+        let mut lines: Vec<CheckpointLine> = Vec::with_capacity(checkpoints.len());
+        for c in &checkpoints {
+            lines.push(CheckpointLine {
                 size: c.size,
                 note: c.note.clone(),
-            })
-            .collect();
+                handover: self.handover_at(c.size).await?,
+            });
+        }
         bundle
             .json_lines(CHECKPOINTS, &lines)
             .map_err(write_failed)?;
@@ -377,10 +378,46 @@ impl App<SqlStore> {
             let len = found.len();
             found = (0..keep).map(|i| found[i * len / keep].clone()).collect();
         }
+        // Every log-key hand-over up to the anchor, never thinned out: a verifier holding
+        // any one of the log's keys follows them to the others.
+        for size in self.store.log_keys().handovers().filter(|s| *s < n) {
+            if found.iter().all(|c| c.size != size) {
+                match self.store.checkpoints(size, 1).await?.pop() {
+                    Some(c) if c.size == size => found.push(c),
+                    _ => {
+                        return Err(AppError::Integrity(format!(
+                            "the log-key hand-over checkpoint of {size} entries is missing"
+                        )));
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|c| c.size);
         if n > 0 {
             found.push(anchor.clone());
         }
         Ok(found)
+    }
+
+    /// The `log.key_rotated` event and its proof, when the checkpoint of `size` entries is
+    /// a log-key hand-over.
+    async fn handover_at(&self, size: u64) -> AppResult<Option<Handover>> {
+        if size == 0 || !self.store.log_keys().handovers().any(|s| s == size) {
+            return Ok(None);
+        }
+        let Some(entry) = self.store.entries(size - 1, size).await?.pop() else {
+            return Err(AppError::Integrity(format!(
+                "the log-key hand-over event at index {} is missing",
+                size - 1
+            )));
+        };
+        let leaf = String::from_utf8(entry.leaf).map_err(|_| {
+            AppError::Integrity(format!("the leaf at index {} is not UTF-8", size - 1))
+        })?;
+        Ok(Some(Handover {
+            leaf,
+            proof: self.store.inclusion_proof(size - 1, size).await?,
+        }))
     }
 }
 

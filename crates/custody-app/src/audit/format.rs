@@ -139,6 +139,22 @@ pub struct CheckpointLine {
     pub size: u64,
     /// The C2SP signed note.
     pub note: String,
+    /// On a log-key hand-over checkpoint (signed by the retiring and the new log key):
+    /// its last leaf, the `log.key_rotated` event, with its inclusion proof, so that a
+    /// verifier holding either key follows the hand-over to the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// The `log.key_rotated` event a hand-over checkpoint ends with, proved its last leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    /// The event's leaf: its RFC 8785 JSON exactly as hashed (as a JSON string).
+    pub leaf: String,
+    /// Its inclusion proof in the checkpoint's tree, hex, leaf to root.
+    #[serde(with = "crate::log::hex_hashes")]
+    pub proof: Vec<Hash>,
 }
 
 /// A line of `consistency.jsonl`: the RFC 9162 proof that the tree of `to` entries extends

@@ -149,7 +149,9 @@ pub(crate) async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyho
         .context("creating a temporary directory here (the disk under test)")?;
     let dir = DataDir::new(temp.path().join("data"));
     let now = crate::context::now()?;
-    let mut created = dir.create(url, Some("bench.custody/log"), now).await?;
+    let mut created = dir
+        .create(url, Some("bench.custody/log"), Default::default(), now)
+        .await?;
     Ok(Subject {
         store: created
             .store

@@ -405,7 +405,11 @@ fn make_bundle(
             extensions: vec![],
         }
         .sign(log)?;
-        checkpoints.push(format::CheckpointLine { size, note });
+        checkpoints.push(format::CheckpointLine {
+            size,
+            note,
+            handover: None,
+        });
     }
     out.json_lines(format::CHECKPOINTS, &checkpoints)?;
     let mut proofs = Vec::new();

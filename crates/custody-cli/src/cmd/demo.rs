@@ -411,8 +411,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let dir = args.instance.dir();
         if dir.is_empty() {
-            crate::cmd::init::create_instance(&dir, args.instance.database_url.as_deref(), None)
-                .await?;
+            crate::cmd::init::create_instance(
+                &dir,
+                args.instance.database_url.as_deref(),
+                None,
+                Default::default(),
+            )
+            .await?;
         }
         let app = args.instance.app().await?;
         let size = app.log().size().await?;

@@ -7,7 +7,7 @@ use custody_ledger::Checkpoint;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
+use crate::datadir::{DEFAULT_DATA_DIR, DataDir, InitKeys};
 use crate::input::{print_json, print_line};
 
 #[derive(Debug, Args)]
@@ -23,6 +23,17 @@ pub(crate) struct InitArgs {
     /// the log key's id). A URL-like name you own is best: example.com/custody/log.
     #[arg(long, value_name = "NAME")]
     origin: Option<String>,
+    /// Sign checkpoints with this Ed25519 key in a PKCS#11 token instead of a new key file:
+    /// `pkcs11:token=LABEL;object=KEY?module-path=MODULE&pin-source=file:PIN-FILE` (or
+    /// `pin-source=env:VAR`; never a PIN in the URI). Its public half is written to
+    /// keys/log.pub and the URI to config.toml's [log] key; a relative PIN file is taken from
+    /// DIR.
+    #[arg(long, value_name = "pkcs11:…")]
+    log_key: Option<String>,
+    /// Sign each decision's VSA with this Ed25519 or ECDSA P-256 token key (a `pkcs11:` URI
+    /// as for --log-key) instead of a new key file; written to config.toml's [receipts] key.
+    #[arg(long, value_name = "pkcs11:…")]
+    receipt_key: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -42,15 +53,16 @@ pub(crate) async fn create_instance(
     dir: &DataDir,
     url: Option<&str>,
     origin: Option<&str>,
+    keys: InitKeys<'_>,
 ) -> anyhow::Result<Instance> {
     let now = crate::context::now()?;
-    let mut created = dir.create(url, origin, now).await?;
+    let mut created = dir.create(url, origin, keys, now).await?;
     let store = created
         .store
         .take()
         .ok_or_else(|| anyhow::anyhow!("the new ledger is not open"))?;
-    let app = custody_app::App::new(store, Box::new(dir.attestor()?));
     let config = dir.config()?;
+    let app = custody_app::App::new(store, dir.attestor(&config)?);
     let bundle = crate::context::read_bundle(&dir.policy_dir(&config))?;
     // The first policy is put in force by the operator creating the instance: the one
     // change that needs nobody's approval, recorded as a bootstrap.
@@ -75,8 +87,23 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
             app,
             created,
             policy,
-        } = create_instance(&dir, args.database_url.as_deref(), args.origin.as_deref()).await?;
+        } = create_instance(
+            &dir,
+            args.database_url.as_deref(),
+            args.origin.as_deref(),
+            InitKeys {
+                log: args.log_key.as_deref(),
+                receipts: args.receipt_key.as_deref(),
+            },
+        )
+        .await?;
         let config = dir.config()?;
+        let log_key =
+            crate::own_keys::source(crate::own_keys::Purpose::Log, config.log.key.as_deref());
+        let receipt_key = crate::own_keys::source(
+            crate::own_keys::Purpose::Receipts,
+            config.receipts.key.as_deref(),
+        );
         let cp = app.log().checkpoint().await?;
         let origin = Checkpoint::open(&cp.note, &created.verifier)?.origin;
         if args.json {
@@ -84,10 +111,14 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                 "data_dir": dir.root(),
                 "database": created.location.describe(),
                 "origin": origin,
-                "log_key": dir.log_key_path(),
+                "log_key": match config.log.key {
+                    None => json!(dir.log_key_path()),
+                    Some(_) => json!(log_key),
+                },
                 "log_public_key": dir.log_pub_path(),
                 "log_verifier_key": created.verifier.to_text(),
                 "attestor_public_key": dir.attestor_pub_path(),
+                "receipt_key": receipt_key,
                 "policy": policy.digest,
             }));
         } else {
@@ -95,15 +126,15 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<Outcome> {
                 "created custody data directory {}\n  \
                  ledger:      {}\n  \
                  log origin:  {origin}\n  \
-                 log key:     {} (private, mode 0600; back it up)\n  \
+                 log key:     {log_key} (back it up; auditors check with {})\n  \
                  verifier:    {}\n  \
-                 attestor:    {} (verifies every decision's VSA)\n  \
+                 attestor:    {receipt_key}; {} verifies every decision's VSA\n  \
                  policy:      {} in force ({}/custody.toml)\n\n\
                  Give auditors {} (or the verifier key above) to check checkpoints offline.\n\
                  Next: `custody log checkpoint --data-dir {}`",
                 dir.root().display(),
                 created.location.describe(),
-                dir.log_key_path().display(),
+                dir.log_pub_path().display(),
                 created.verifier.to_text(),
                 dir.attestor_pub_path().display(),
                 policy.digest,

@@ -57,6 +57,12 @@ pub(crate) enum RotateCommand {
     ReleaseSigner(super::keyring::RotateArgs),
     /// A builder's key (its provenance signer), on the data directory or through a server.
     Builder(super::keyring::RotateArgs),
+    /// The log's own key: appends a `log.key_rotated` event and a checkpoint signed by the
+    /// old and the new key (monitors holding the old key follow it), then signs with the
+    /// new key only. The old key pair moves to keys/retired/. Stop the server first.
+    ///
+    /// Example: custody key rotate log
+    Log(crate::cmd::key_rotate_log::RotateLogArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,6 +123,9 @@ pub(crate) fn run(command: KeyCommand) -> anyhow::Result<Outcome> {
             a,
         )),
         KeyCommand::Revoke(a) => crate::block_on(super::keyring::revoke(a)),
+        KeyCommand::Rotate(RotateCommand::Log(a)) => {
+            crate::block_on(crate::cmd::key_rotate_log::rotate_log(a))
+        }
     }
 }
 

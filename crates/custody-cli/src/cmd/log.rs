@@ -10,9 +10,11 @@ use custody_store::MAX_ENTRIES_PER_READ;
 use serde_json::json;
 
 use crate::Outcome;
+use crate::cmd::log_follow as follow;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
 use crate::input::{load_public_key, print_json, print_line, print_raw};
-use crate::ledger_source::{Ledger, open_note};
+use crate::ledger_source::Ledger;
+use custody_crypto::note::NoteVerifier;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
@@ -338,10 +340,24 @@ fn print_proof(proof: &[Hash], mut detail: serde_json::Value, as_json: bool) {
 async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let ledger = args.ledger.open().await?;
     let key = args.ledger.verifying_key()?;
-    let head = ledger.head().await?;
-    if !head.signed {
-        // A remote head read without a key: check its signature now.
-        open_note(&head.note, &key)?;
+    // A server's head is checked once the hand-overs are followed (below).
+    let head = ledger.head_unchecked().await?;
+    // The keys from the one the checker holds to the one signing now, each hand-over
+    // verified (a retired key follows them; the current key needs none). Locally the
+    // store says where the hand-overs are; from a server, the entries read show them.
+    let mut keys = match &ledger {
+        Ledger::Local(store) => match follow::local(store, &key, &ledger).await? {
+            Ok(keys) => keys,
+            Err(why) => return report_check(args.json, Err(why)),
+        },
+        Ledger::Remote { .. } => {
+            custody_ledger::LogKeys::new(NoteVerifier::new(&head.origin, &key)?)
+        }
+    };
+    if matches!(ledger, Ledger::Local(_)) {
+        if let Err(e) = keys.open(&head.note) {
+            return report_check(args.json, Err(format!("the head checkpoint: {e}")));
+        }
     }
     let bar = crate::progress::bar(head.size, 100_000, "checking entries");
     let mut state = None;
@@ -361,14 +377,24 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
         // From a server: the leaves it serves must give the root it signed.
         Ledger::Remote { .. } => {
             let mut frontier = Frontier::new();
+            let mut follower = follow::Follower::new(keys);
             let mut start = 0;
             while start < head.size {
                 let end = head.size.min(start + MAX_ENTRIES_PER_READ);
-                for leaf in ledger.entries(start, end).await? {
+                for (index, leaf) in (start..).zip(ledger.entries(start, end).await?) {
                     frontier.append(leaf_hash(&leaf));
+                    if let Err(why) = follower.leaf(&ledger, index, &leaf).await? {
+                        bar.finish_and_clear();
+                        return report_check(args.json, Err(why));
+                    }
                 }
                 bar.set_position(end);
                 start = end;
+            }
+            keys = follower.into_keys();
+            if let Err(e) = keys.open(&head.note) {
+                bar.finish_and_clear();
+                return report_check(args.json, Err(format!("the head checkpoint: {e}")));
             }
             if frontier.root() == head.root {
                 Ok((head.size, head.root, 1))
@@ -415,7 +441,15 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
     let mut since = None;
     if let Some(path) = &args.since_checkpoint {
         let old_note = crate::input::read_text(path, 1 << 20, "checkpoint")?;
-        let old = open_note(&old_note, &key).with_context(|| format!("{}", path.display()))?;
+        let old = match keys.open(&old_note) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return report_check(
+                    args.json,
+                    Err(format!("{}: the checkpoint you kept: {e}", path.display())),
+                );
+            }
+        };
         if old.size > head.size {
             return report_check(
                 args.json,

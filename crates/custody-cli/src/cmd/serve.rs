@@ -54,11 +54,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         let dir = args.instance.dir();
         let url = args.instance.database_url.as_deref();
         let app = if dir.is_empty() {
-            let instance = create_instance(&dir, url, None).await?;
+            let instance = create_instance(&dir, url, None, Default::default()).await?;
             eprintln!(
                 "created the custody instance {} (log key {}, policy {} in force)",
                 dir.root().display(),
-                dir.log_key_path().display(),
+                dir.log_pub_path().display(),
                 instance.policy.digest
             );
             instance.app
@@ -88,8 +88,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         print_line(&format!("custody listening on http://{addr}"));
         let alerts = config.alerts.compile().map_err(anyhow::Error::msg)?;
         let witnesses = config.log.witnesses()?;
+        let own_keys = dir.own_keys(&config, app.attestor_key())?;
         let state = ServerState::configured(app, oidc, alerts, settings);
         state.configure_witnesses(witnesses);
+        state.configure_own_keys(own_keys);
         if let Some(sign_in) = sign_in {
             state.configure_sign_in(sign_in);
         }

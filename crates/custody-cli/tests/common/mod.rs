@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub(crate) mod token;
+
 /// The `custody` binary cargo built for this test run.
 pub(crate) fn custody() -> Command {
     Command::new(env!("CARGO_BIN_EXE_custody"))

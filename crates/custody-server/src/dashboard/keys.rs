@@ -86,6 +86,28 @@ fn keys_table(
     }
 }
 
+/// Where custody's own keys are when the server was not told (a test's server).
+const DATA_DIR: &str = "this custody instance (its data directory)";
+
+/// A row of custody's own keys: what it signs, its name, where the private key is (a file
+/// in the data directory, or a token and key label), algorithm and key id.
+fn own_key_row(
+    id: &str,
+    purpose: &str,
+    name: Markup,
+    public: &custody_crypto::PublicKey,
+    source: &str,
+) -> Markup {
+    let key_id = public.key_id().to_string();
+    html! {
+        tr data-own-key=(id) data-key-id=(key_id) {
+            td { (purpose) } td { (name) }
+            td.source { (source) } td { (public.algorithm()) }
+            td { code title=(key_id) { (key_id.get(..12).unwrap_or(&key_id)) "…" } }
+        }
+    }
+}
+
 /// `GET /keys`: the keys custody trusts now, by name, and its own.
 pub(crate) async fn keys(
     State(s): State<Arc<ServerState>>,
@@ -108,7 +130,8 @@ pub(crate) async fn keys(
         .filter(|k| k.status != "active")
         .collect();
     let attestor = s.app.attestor_key();
-    let attestor_id = attestor.key_id().to_string();
+    let own = s.own_keys();
+    let receipts_source = own.map_or(DATA_DIR, |o| o.receipts.source.as_str());
     let body = html! {
         h1 { "Keys" }
         p {
@@ -157,16 +180,16 @@ pub(crate) async fn keys(
         }
         h2 { "custody's own" }
         table #own-keys {
-            tr { th { "purpose" } th { "name" } th { "held by" } th { "algorithm" } th { "key id" } }
-            tr data-key-id=(attestor_id) {
-                td { "attestor (signs each decision's VSA)" } td { strong { "custody attestor" } }
-                td { "this custody instance (its data directory)" } td { (attestor.algorithm()) }
-                td { code title=(attestor_id) { (attestor_id.get(..12).unwrap_or(&attestor_id)) "…" } }
-            }
-            tr {
-                td { "ledger (signs checkpoints)" } td { strong { (s.app.log().verifier_key()) } }
-                td { "this custody instance (its data directory)" } td { "ed25519" }
-                td { "verifier key: " code { "custody key show --note-name NAME DATA_DIR/keys/log.pub" } }
+            tr { th { "purpose" } th { "name" } th { "where the private key is" } th { "algorithm" } th { "key id" } }
+            (own_key_row("receipts", "attestor (signs each decision's VSA)", html! { strong { "custody attestor" } }, &attestor, receipts_source))
+            @if let Some(log) = own.map(|o| &o.log) {
+                (own_key_row("log", "ledger (signs checkpoints)", html! { strong { (s.app.log().verifier_key()) } }, &log.public, &log.source))
+            } @else {
+                tr data-own-key="log" {
+                    td { "ledger (signs checkpoints)" } td { strong { (s.app.log().verifier_key()) } }
+                    td { (DATA_DIR) } td { "ed25519" }
+                    td { "verifier key: " code { "custody key show --note-name NAME DATA_DIR/keys/log.pub" } }
+                }
             }
         }
     };

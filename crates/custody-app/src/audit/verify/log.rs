@@ -6,11 +6,13 @@
 //! inclusion proof against the anchor. Either way a stated hash that is proved is the one
 //! the signed tree holds, so a leaf that does not hash to it is named as the culprit.
 
-use custody_ledger::{Checkpoint, Frontier, Hash, verify_consistency, verify_inclusion};
+use custody_ledger::{Frontier, Hash, LogKeyRotation, verify_consistency, verify_inclusion};
 use rayon::prelude::*;
 
 use super::{Check, Report, State, fail, hex};
-use crate::audit::format::{CHECKPOINTS, CONSISTENCY, CheckpointLine, ConsistencyLine, Proof};
+use crate::audit::format::{
+    CHECKPOINTS, CONSISTENCY, CheckpointLine, ConsistencyLine, Handover, Proof,
+};
 
 /// The tree the entries are placed in.
 pub(crate) struct Tree {
@@ -209,17 +211,27 @@ impl Tree {
 }
 
 impl State {
-    /// `checkpoints.jsonl`: every note verified with the log key, in parallel.
+    /// `checkpoints.jsonl`: the log-key hand-overs it carries followed first, then every
+    /// note verified with the log key in force at its size (both keys at a hand-over), in
+    /// parallel.
     pub(super) fn checkpoints(&mut self, bytes: &[u8]) {
         let lines: Vec<&[u8]> = json_lines(bytes);
-        let verifier = &self.verifier;
-        let opened: Vec<Result<(u64, Hash), String>> = lines
+        let parsed: Vec<Result<CheckpointLine, String>> = lines
             .par_iter()
             .enumerate()
             .map(|(n, line)| {
-                let line: CheckpointLine = serde_json::from_slice(line)
-                    .map_err(|e| format!("{CHECKPOINTS} line {}: {e}", n + 1))?;
-                let cp = Checkpoint::open(&line.note, verifier).map_err(|e| {
+                serde_json::from_slice(line)
+                    .map_err(|e| format!("{CHECKPOINTS} line {}: {e}", n + 1))
+            })
+            .collect();
+        self.follow_handovers(&parsed);
+        let keys = &self.keys;
+        let opened: Vec<Result<(u64, Hash), String>> = parsed
+            .par_iter()
+            .enumerate()
+            .map(|(n, line)| {
+                let line = line.as_ref().map_err(Clone::clone)?;
+                let cp = keys.open(&line.note).map_err(|e| {
                     format!(
                         "the checkpoint of {} entries does not verify with the log key: {e}",
                         line.size
@@ -331,4 +343,52 @@ pub(crate) fn json_lines(bytes: &[u8]) -> Vec<&[u8]> {
         start = end + 1;
     }
     lines
+}
+
+impl State {
+    /// Follows the log-key hand-overs the checkpoints carry, from the key the auditor
+    /// brings: the hand-overs up to the one that introduced it backwards (it vouched for
+    /// its predecessor by signing), the later ones forwards. The first that fails is
+    /// reported, and the checkpoints past it then fail their signatures.
+    fn follow_handovers(&mut self, lines: &[Result<CheckpointLine, String>]) {
+        let handovers: Vec<(&CheckpointLine, &Handover)> = lines
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .filter_map(|l| l.handover.as_ref().map(|h| (l, h)))
+            .collect();
+        let trusted = self.keys.current().to_text();
+        let split = handovers
+            .iter()
+            .position(|(_, h)| {
+                LogKeyRotation::from_leaf(h.leaf.as_bytes())
+                    .and_then(Result::ok)
+                    .is_some_and(|r| r.new_key == trusted)
+            })
+            .map_or(0, |i| i + 1);
+        let back = handovers[..split].iter().rev().map(|h| (h, true));
+        let forward = handovers[split..].iter().map(|h| (h, false));
+        for ((line, handover), backwards) in back.chain(forward) {
+            let (note, leaf) = (&line.note, handover.leaf.as_bytes());
+            let followed = if backwards {
+                self.keys.follow_back(note, leaf, &handover.proof)
+            } else {
+                self.keys.follow(note, leaf, &handover.proof)
+            };
+            if let Err(e) = followed {
+                self.report.failures.push(fail(
+                    None,
+                    Check::CheckpointSignature,
+                    format!("the log-key hand-over at {} entries: {e}", line.size),
+                ));
+                return;
+            }
+        }
+        if !handovers.is_empty() {
+            let sizes: Vec<String> = handovers.iter().map(|(l, _)| l.size.to_string()).collect();
+            self.report.notes.push(format!(
+                "the log key was handed over at {} entries (each hand-over checkpoint signed by the retiring and the new key, its log.key_rotated event proved its last leaf); every checkpoint was verified with the key in force at its size",
+                sizes.join(", ")
+            ));
+        }
+    }
 }

@@ -37,7 +37,7 @@ use std::io::Read;
 
 use custody_crypto::PublicKey;
 use custody_crypto::note::NoteVerifier;
-use custody_ledger::Hash;
+use custody_ledger::{Hash, LogKeys};
 use serde::Serialize;
 
 use super::archive::{ArchiveError, for_each_member};
@@ -318,9 +318,7 @@ pub fn verify_bundle_expecting<R: Read>(
         }
         match stage {
             Stage::Manifest => {
-                let mut s = State::new(&bytes, log_key)?;
-                s.expect(kept);
-                state = Some(s);
+                state = Some(State::new(&bytes, log_key)?);
                 stage = Stage::Checkpoints;
             }
             Stage::Done => {}
@@ -331,6 +329,8 @@ pub fn verify_bundle_expecting<R: Read>(
                 match stage {
                     Stage::Checkpoints => {
                         s.checkpoints(&bytes);
+                        // The kept checkpoint opens with the keys the hand-overs gave.
+                        s.expect(kept);
                         stage = Stage::Consistency;
                     }
                     Stage::Consistency => {
@@ -382,7 +382,8 @@ pub fn verify_bundle_expecting<R: Read>(
 /// The verification in progress.
 pub(crate) struct State {
     pub(crate) report: Report,
-    pub(crate) verifier: NoteVerifier,
+    /// The log's keys: the auditor's, and those the bundle's hand-overs lead to.
+    pub(crate) keys: LogKeys,
     pub(crate) log: log::Tree,
     pub(crate) attestors: Vec<PublicKey>,
     pub(crate) policies: entries::Timeline,
@@ -428,7 +429,7 @@ impl State {
                 notes: Vec::new(),
                 story: Story::default(),
             },
-            verifier,
+            keys: LogKeys::new(verifier),
             log: log::Tree::new(manifest.anchor, manifest.complete),
             attestors: Vec::new(),
             policies: entries::Timeline::default(),

@@ -10,7 +10,7 @@
 //! carry a checkpoint of that size or a consistency proof from it to the anchor (the
 //! exporter adds one with `--prove-from SIZE`), or the report says that it is missing.
 
-use custody_ledger::{Checkpoint, Hash, verify_consistency};
+use custody_ledger::{Hash, verify_consistency};
 use serde::Serialize;
 
 use super::{Check, State, fail, hex};
@@ -43,7 +43,8 @@ pub struct Truncation {
 const NOT_CHECKED: &str = "NOT checked: nothing ties this bundle to a checkpoint you kept, so its newest entries (with the checkpoints after them) could have been cut off and it would still verify. To check, pass --checkpoint FILE (a signed checkpoint you kept earlier: `custody log checkpoint`, the state of `custody log watch`, or one the operator published) or --min-size N";
 
 impl State {
-    /// Before the entries: opens the auditor's checkpoint with the log key, so that a
+    /// Before the entries (after the checkpoints, whose hand-overs give the log's keys):
+    /// opens the auditor's checkpoint with the log key in force at its size, so that a
     /// complete bundle's entries give the root at its size as they are placed.
     pub(super) fn expect(&mut self, expected: &Expected) {
         let t = &mut self.report.truncation;
@@ -53,7 +54,7 @@ impl State {
         let Some(note) = &expected.checkpoint else {
             return;
         };
-        match Checkpoint::open(note, &self.verifier) {
+        match self.keys.open(note) {
             Ok(cp) => {
                 t.checkpoint = Some(cp.size);
                 self.pinned = Some((cp.size, cp.root));

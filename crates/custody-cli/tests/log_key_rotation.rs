@@ -1,0 +1,381 @@
+//! The log's own key rotates, through the `custody` binary: releases and promotions before
+//! and after `custody key rotate log`, the server restarted on the new key and promoting
+//! through its API, `custody log check` passing locally and against the server (also from
+//! the old key and a checkpoint kept before, the server serving the hand-over checkpoint
+//! by its size), an independent Python verifier following the hand-over from the old
+//! public key alone; and the refusals: a wrong current key rotates nothing, the retired
+//! key is named as such, a stranger's key is not followed, a hand-over checkpoint stripped
+//! of the old key's signature fails the check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+use sqlx::Connection as _;
+
+fn log(data: &Path, args: &[&str]) -> std::process::Output {
+    run(custody()
+        .arg("log")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("CUSTODY_TOKEN"))
+}
+
+fn rotate(data: &Path) -> std::process::Output {
+    run(custody()
+        .args(["key", "rotate", "log", "--json", "--data-dir"])
+        .arg(data))
+}
+
+fn size(data: &Path) -> u64 {
+    let out = log(data, &["checkpoint", "--json"]);
+    expect_code(&out, 0);
+    serde_json::from_str::<Value>(&stdout(&out)).unwrap()["size"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows_sqlite() {
+    rotates_and_is_followed(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_key_rotates_and_a_monitor_holding_the_old_key_follows_postgres() {
+    let url = tokio::task::spawn_blocking(fresh_postgres_database)
+        .await
+        .unwrap();
+    rotates_and_is_followed(Some(url)).await;
+}
+
+/// The whole story on one instance: on SQLite in the data directory, or on the PostgreSQL
+/// database `postgres` (every later command finds it through the data directory).
+async fn rotates_and_is_followed(postgres: Option<String>) {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut init = custody();
+    init.args(["init", "--data-dir"]).arg(&data);
+    if let Some(url) = &postgres {
+        init.args(["--database-url", url]);
+    }
+    expect_code(&run(&mut init), 0);
+    expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
+    let rita = token(&data, "rita", &[]);
+    let old_pub = temp.path().join("old.pub");
+    std::fs::copy(data.join("keys/log.pub"), &old_pub).unwrap();
+    let kept = temp.path().join("kept.checkpoint");
+    let out = log(&data, &["checkpoint"]);
+    expect_code(&out, 0);
+    std::fs::write(&kept, stdout(&out)).unwrap();
+    let origin = stdout(&out).lines().next().unwrap().to_owned();
+    let before: u64 = stdout(&out).lines().nth(1).unwrap().parse().unwrap();
+
+    // A rotation with the wrong current key is refused, and nothing is written.
+    let real = std::fs::read(data.join("keys/log.key")).unwrap();
+    let (foreign, _) = generate_key(temp.path(), "foreign", "ed25519");
+    std::fs::copy(&foreign, data.join("keys/log.key")).unwrap();
+    let out = rotate(&data);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(data.join("keys/log.key"), &real).unwrap();
+    assert_eq!(size(&data), before);
+    assert!(!data.join("keys/log.next.key").exists());
+    assert!(!data.join("keys/retired").exists());
+
+    // Production runs on the old key (and, against the advice, is not stopped for the
+    // rotation: it must then refuse to write rather than sign with the retired key).
+    let stale = Server::start(&data);
+    let out = rotate(&data);
+    expect_code(&out, 0);
+    let rotated: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let at = rotated["size"].as_u64().unwrap();
+    assert!(at > before, "{at}");
+    let handover_note = rotated["handover_checkpoint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        handover_note.matches('\u{2014}').count(),
+        2,
+        "{handover_note}"
+    );
+    assert!(Path::new(rotated["retired_pub"].as_str().unwrap()).exists());
+    assert!(Path::new(rotated["retired_key"].as_str().unwrap()).exists());
+    assert_ne!(
+        std::fs::read(data.join("keys/log.pub")).unwrap(),
+        std::fs::read(&old_pub).unwrap()
+    );
+
+    // The server left running on the old key writes nothing.
+    let promote = |base: &str| {
+        run(custody()
+            .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
+            .args(["--server", base])
+            .env("CUSTODY_TOKEN", &rita))
+    };
+    let out = promote(&stale.base);
+    expect_code(&out, 2);
+    assert_eq!(size(&data), at);
+    let ready = http()
+        .get(format!("{}/readyz", stale.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "a retired server is not ready"
+    );
+    assert!(stale.stop().success());
+
+    // Production restarts on the new key and keeps promoting through the API.
+    let server = Server::start(&data);
+    let out = promote(&server.base);
+    expect_code(&out, 1); // recorded, waiting for its approvals
+    let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(pending["promotion"]["id"].is_string(), "{pending}");
+    let grown = size(&data);
+    assert!(grown > at + 1, "{grown}");
+
+    // A remote monitor fetches the hand-over checkpoint by its size, without a token…
+    let base = server.base.clone();
+    let get = |query: String| {
+        let url = format!("{base}/api/v1/log/checkpoint?{query}");
+        async move {
+            let response = http().get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get(format!("size={at}")).await,
+        (200, handover_note.clone())
+    );
+    let (status, body) = get(format!("size={}", grown + 10)).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get(format!("size={at}&final=true")).await;
+    assert_eq!(status, 400, "{body}");
+    // …and `log check --server` follows it from the old key and the kept checkpoint.
+    let reader = token(&data, &operator(&data), &[]);
+    let remote_check = |key: &Path| {
+        run(custody()
+            .args(["log", "check", "--server", &server.base, "--token", &reader])
+            .arg("--log-key")
+            .arg(key)
+            .arg("--since-checkpoint")
+            .arg(&kept)
+            .env_remove("CUSTODY_TOKEN"))
+    };
+    let out = remote_check(&old_pub);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "consistent with your checkpoint of {before} entries"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let out = remote_check(&data.join("keys/log.pub"));
+    expect_code(&out, 0);
+    let (_, foreign_pub) = generate_key(temp.path(), "stranger", "ed25519");
+    let out = remote_check(&foreign_pub);
+    expect_code(&out, 1);
+    assert!(server.stop().success());
+
+    // The retired key is refused by name where the data directory's key is expected.
+    let current_pub = std::fs::read(data.join("keys/log.pub")).unwrap();
+    std::fs::copy(&old_pub, data.join("keys/log.pub")).unwrap();
+    let out = log(&data, &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("is retired"), "{}", stderr(&out));
+    std::fs::write(data.join("keys/log.pub"), &current_pub).unwrap();
+
+    let out = log(&data, &["check"]);
+    expect_code(&out, 0);
+    // A monitor that knew only the old key and a checkpoint from before.
+    let out = log(
+        &data,
+        &[
+            "check",
+            "--log-key",
+            old_pub.to_str().unwrap(),
+            "--since-checkpoint",
+            kept.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 0);
+    assert!(stdout(&out).contains(&format!(
+        "consistent with your checkpoint of {before} entries"
+    )));
+
+    // An auditor's bundle carries the hand-over: it verifies offline from the old key with
+    // the checkpoint kept before, and from the new key; not from a stranger's.
+    let bundle = temp.path().join("all.bundle");
+    let out = run(custody()
+        .args(["audit", "export", "--out"])
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", token(&data, "audrey", &[])));
+    expect_code(&out, 0);
+    let audit = |bundle: &Path, key: &Path| {
+        let out = run(custody()
+            .args(["audit", "verify", "--json", "--log-key"])
+            .arg(key)
+            .arg(bundle)
+            .arg("--checkpoint")
+            .arg(&kept));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), report)
+    };
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report) = audit(&bundle, &key);
+        assert_eq!(code, Some(0), "{report:#}");
+        assert_eq!(report["failures"], Value::Array(vec![]), "{report:#}");
+        let notes = report["notes"].to_string();
+        assert!(
+            notes.contains(&format!("handed over at {at} entries")),
+            "{notes}"
+        );
+    }
+    let (code, report) = audit(&bundle, &foreign_pub);
+    assert_eq!(code, Some(1), "{report:#}");
+    // Without the hand-over's event and proof, the old key follows nowhere: the
+    // checkpoints after it fail, and so does the one it ends with for the new key.
+    let bare = temp.path().join("bare.bundle");
+    without_handovers(&bundle, &bare);
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report) = audit(&bare, &key);
+        assert_eq!(code, Some(1), "{report:#}");
+        let failures = report["failures"].to_string();
+        assert!(failures.contains("does not verify"), "{failures}");
+    }
+
+    // The independent verifier, from the old public key alone.
+    let files = temp.path();
+    std::fs::write(files.join("handover"), &handover_note).unwrap();
+    let index = (at - 1).to_string();
+    let out = log(
+        &data,
+        &["entries", "--start", &index, "--end", &at.to_string()],
+    );
+    expect_code(&out, 0);
+    std::fs::write(files.join("leaf"), out.stdout).unwrap();
+    let out = log(
+        &data,
+        &[
+            "proof",
+            "inclusion",
+            "--index",
+            &index,
+            "--size",
+            &at.to_string(),
+            "--json",
+        ],
+    );
+    expect_code(&out, 0);
+    std::fs::write(files.join("proof"), out.stdout).unwrap();
+    let out = log(&data, &["checkpoint"]);
+    std::fs::write(files.join("newest"), out.stdout).unwrap();
+    let follow = |handover: &str| {
+        run(python_script("follow_log_key.py")
+            .arg(&origin)
+            .arg(&old_pub)
+            .arg(files.join(handover))
+            .arg(files.join("leaf"))
+            .arg(files.join("proof"))
+            .arg(files.join("newest")))
+    };
+    let out = follow("handover");
+    expect_code(&out, 0);
+    assert!(stdout(&out).starts_with("ok: followed the hand-over"));
+    // Without the old key's signature the independent verifier refuses it too.
+    let lines: Vec<&str> = handover_note.lines().collect();
+    let stripped = format!(
+        "{}\n",
+        [&lines[..lines.len() - 2], &lines[lines.len() - 1..]]
+            .concat()
+            .join("\n")
+    );
+    std::fs::write(files.join("stripped"), &stripped).unwrap();
+    let out = follow("stripped");
+    expect_code(&out, 1);
+
+    // The same forgery in the database: the hand-over checkpoint without the old key's
+    // signature. custody refuses to open the ledger and `log check` fails.
+    forge_checkpoint(postgres.as_deref(), &data, at, &stripped).await;
+    let out = log(&data, &["check"]);
+    assert_ne!(out.status.code(), Some(0));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("hand-over"), "{said}");
+}
+
+/// Replaces the stored checkpoint of `size` entries by `note`, as an intruder with
+/// database access would (the append-only guard dropped first).
+async fn forge_checkpoint(postgres: Option<&str>, data: &Path, size: u64, note: &str) {
+    match postgres {
+        None => {
+            let url = format!("sqlite:{}", data.join("custody.db").display());
+            let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("DROP TRIGGER log_checkpoints_append_only_u")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE log_checkpoints SET note = ? WHERE size = ?")
+                .bind(note)
+                .bind(size as i64)
+                .execute(&mut db)
+                .await
+                .unwrap();
+            db.close().await.unwrap();
+        }
+        Some(url) => {
+            let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("DROP TRIGGER log_checkpoints_append_only ON log_checkpoints")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE log_checkpoints SET note = $1 WHERE size = $2")
+                .bind(note)
+                .bind(size as i64)
+                .execute(&mut db)
+                .await
+                .unwrap();
+            db.close().await.unwrap();
+        }
+    }
+}
+
+/// Copies the audit bundle `from` to `to` with the `handover` of every line of its
+/// checkpoints.jsonl removed.
+fn without_handovers(from: &Path, to: &Path) {
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
+    let mut stripped = 0;
+    for member in archive.entries().unwrap() {
+        let mut member = member.unwrap();
+        let name = member.path().unwrap().to_str().unwrap().to_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut bytes).unwrap();
+        if name == "checkpoints.jsonl" {
+            let mut out = String::new();
+            for line in String::from_utf8(bytes).unwrap().lines() {
+                let mut line: Value = serde_json::from_str(line).unwrap();
+                stripped += usize::from(line.as_object_mut().unwrap().remove("handover").is_some());
+                out.push_str(&format!("{line}\n"));
+            }
+            bytes = out.into_bytes();
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, &name, &bytes[..]).unwrap();
+    }
+    builder.into_inner().unwrap();
+    assert_eq!(stripped, 1, "the bundle carries the one hand-over");
+}
