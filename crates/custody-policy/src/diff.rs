@@ -233,6 +233,44 @@ fn keys(before: &Policy, after: &Policy, out: &mut Changes) {
             }
         )
     });
+    // A key kept: its validity end (sooner is stricter; later or none is looser) and
+    // what people call it (a new name or holder changes no gate).
+    for b in &before.named_keys {
+        let Some(a) = after
+            .named_keys
+            .iter()
+            .find(|a| a.key_id == b.key_id && a.purpose == b.purpose)
+        else {
+            continue;
+        };
+        let what = format!(
+            "{} key {} ({})",
+            b.purpose.describe(),
+            short(&b.key_id),
+            a.name
+        );
+        match (b.expires, a.expires) {
+            (Some(was), None) => out.looser(format!("{what} no longer expires (it did at {was})")),
+            (None, Some(now)) => out.stricter(format!("{what} now expires at {now}")),
+            (Some(was), Some(now)) if now > was => {
+                out.looser(format!("{what} expires later: at {now} (was {was})"))
+            }
+            (Some(was), Some(now)) if now < was => {
+                out.stricter(format!("{what} expires sooner: at {now} (was {was})"))
+            }
+            _ => {}
+        }
+        if a.name != b.name {
+            out.neutral(format!("{what} renamed (was {})", b.name));
+        }
+        if a.owner != b.owner {
+            out.neutral(format!(
+                "{what} now held by {} (was {})",
+                a.owner.as_deref().unwrap_or("nobody named"),
+                b.owner.as_deref().unwrap_or("nobody named")
+            ));
+        }
+    }
     for b in &before.builders {
         if let Some(a) = after.builders.iter().find(|a| a.id == b.id) {
             let repos = |x: &crate::policy::Builder| {
