@@ -387,7 +387,7 @@ pub fn describe(event: &Event) -> String {
             short(&r.to)
         ),
         EventBody::KeyRevoked(r) => format!(
-            "{who} revoked {} key {}{}: {}{}",
+            "{who} revoked {} key {}{}: {}{}{}",
             r.purpose.describe(),
             r.keys
                 .first()
@@ -396,6 +396,18 @@ pub fn describe(event: &Event) -> String {
                 .map(|c| format!(" (compromised since {})", c.to_second()))
                 .unwrap_or_default(),
             r.reason,
+            if r.successors.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; with it its successor(s) {}",
+                    r.successors
+                        .iter()
+                        .map(|s| short(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             if r.affected.is_empty() {
                 String::new()
             } else {

@@ -149,7 +149,14 @@ impl<S: Store> App<S> {
                     EventBody::KeyRotated(r) => ("key hand-over", format!("from {}", r.from), true),
                     _ => continue,
                 };
-                let verdict = if signed { counts(at) } else { Ok(()) };
+                // A hand-over is what ends the key's span: it counts unless the key was
+                // revoked by then (its successors are revoked with it).
+                let verdict = match (signed, &key.revoked) {
+                    (false, _) => Ok(()),
+                    (true, Some(r)) if what == "key hand-over" && r.cutoff() > at => Ok(()),
+                    (true, None) if what == "key hand-over" => Ok(()),
+                    (true, _) => counts(at),
+                };
                 uses.push(KeyUseRecord {
                     what: what.to_owned(),
                     name,

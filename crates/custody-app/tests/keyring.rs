@@ -184,6 +184,14 @@ impl Setup {
     }
 }
 
+/// A revocation for `reason`, compromised since `since` (a time of the tests' day).
+fn revocation(reason: &str, since: Option<&str>) -> RevokeKey {
+    RevokeKey {
+        reason: reason.into(),
+        compromised_since: since.map(at),
+    }
+}
+
 fn id(key: &PrivateKey) -> String {
     key.public_key().key_id().to_string()
 }
@@ -252,6 +260,14 @@ async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after()
     assert!(s.app.verify("build", &d3).await.unwrap().allowed);
     assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
 
+    // The hand-over that retired the old key counts among its uses.
+    let impact = s.app.key_impact(&id(old)).await.unwrap();
+    let handover = impact
+        .uses
+        .iter()
+        .find(|u| u.what == "key hand-over")
+        .unwrap();
+    assert!(handover.counts, "{handover:?}");
     let ring = s.app.keyring().await.unwrap();
     let (o, n) = (ring.get(&id(old)).unwrap(), ring.get(&id(&new)).unwrap());
     assert_eq!((o.status(), n.status()), ("retired", "active"));
@@ -275,10 +291,7 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
     assert!(s.promote("2.0.0", "build", "12:01:00").await.0);
     assert!(s.app.verify("build", &d2).await.unwrap().allowed);
 
-    let revoke = |reason: &str, since: Option<&str>| RevokeKey {
-        reason: reason.into(),
-        compromised_since: since.map(at),
-    };
+    let revoke = revocation;
     // Bad requests change nothing.
     for (request, t, expect) in [
         (revoke(" ", None), "13:00:00", "needs a reason"),
@@ -397,14 +410,27 @@ async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_i
         .revoke_key(
             &actor("sec", "12:00:00"),
             &id(&s.release_key),
-            &RevokeKey {
-                reason: "key file leaked".into(),
-                compromised_since: Some(at("10:30:00")),
-            },
+            &revocation("key file leaked", Some("10:30:00")),
         )
         .await
         .unwrap();
     assert_eq!(done.revoked_with, [id(&new)]);
+    // The history names the successor revoked with it.
+    let line = s
+        .app
+        .history(&custody_app::HistoryFilter {
+            kind: Some("key.revoked".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| custody_app::describe(&e.event))
+        .collect::<String>();
+    assert!(
+        line.contains(&format!("its successor(s) {}", &id(&new)[..12])),
+        "{line}"
+    );
     let ring = s.app.keyring().await.unwrap();
     assert_eq!(ring.get(&id(&new)).unwrap().status(), "revoked");
 
@@ -412,10 +438,7 @@ async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_i
         .revoke_key(
             &actor("sec", "12:00:00"),
             &id(&s.builder),
-            &RevokeKey {
-                reason: "CI runner compromised".into(),
-                compromised_since: None,
-            },
+            &revocation("CI runner compromised", None),
         )
         .await
         .unwrap();
@@ -531,10 +554,7 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         .revoke_key(
             &actor("sec", "13:00:00"),
             &id(&alice),
-            &RevokeKey {
-                reason: "alice's laptop stolen".into(),
-                compromised_since: Some(at("11:00:00")),
-            },
+            &revocation("alice's laptop stolen", Some("11:00:00")),
         )
         .await
         .unwrap();
@@ -677,10 +697,7 @@ async fn a_policy_may_not_trust_a_key_against_the_keyring() {
         .revoke_key(
             &actor("sec", "11:20:00"),
             &id(&gone),
-            &RevokeKey {
-                reason: "lost".into(),
-                compromised_since: None,
-            },
+            &revocation("lost", None),
         )
         .await
         .unwrap();
@@ -697,10 +714,7 @@ async fn a_policy_may_not_trust_a_key_against_the_keyring() {
         other => panic!("{other:?}"),
     }
     // A widening revocation reaches further back; a narrower one is refused.
-    let widen = |since: &str| RevokeKey {
-        reason: "it was earlier".into(),
-        compromised_since: Some(at(since)),
-    };
+    let widen = |since: &str| revocation("it was earlier", Some(since));
     assert!(matches!(
         s.app
             .revoke_key(&actor("sec", "11:40:00"), &id(&gone), &widen("11:30:00"))

@@ -79,10 +79,11 @@ impl<S: Store> App<S> {
                 provenance: record.provenance_facts.map(|p| {
                     // Counted as the keyring says of the builder key when the ledger
                     // recorded the provenance.
+                    let counts_as = ring.counts_as(&p.signing_key, policy);
                     let counts = ring
                         .counts(&p.signing_key, KeyPurpose::Builder, record.registered_at)
                         .and_then(|()| {
-                            let named = ring.counts_as(&p.signing_key, policy).is_some()
+                            let named = counts_as.is_some()
                                 || policy.builders().iter().any(|b| b.key_id == p.signing_key);
                             if named {
                                 Ok(())
@@ -91,7 +92,7 @@ impl<S: Store> App<S> {
                             }
                         });
                     ProvenanceFacts {
-                        signing_key_counts_as: ring.counts_as(&p.signing_key, policy),
+                        signing_key_counts_as: counts_as,
                         signing_key: counts.is_ok().then_some(p.signing_key),
                         builder_id: p.builder_id,
                         source_repo: p.source_repo,
