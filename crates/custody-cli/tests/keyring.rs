@@ -406,6 +406,51 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     assert_eq!(out.status.code(), Some(0), "{report:#} {}", stderr(&out));
     // 1.0.0, 2.0.0 and 2.0.1 verify (1.1.0, by the retired key, is recorded, untrusted).
     assert_eq!(report["checked"]["manifests"], 3, "{report:#}");
+    // The revocation, entered after 2.0.1 was recorded, withdraws trust from its manifest
+    // (and from nothing signed before the compromise): the report names it and marks build,
+    // whose release rests on it; production's does not.
+    let withdrawn = report["story"]["withdrawn"].as_array().unwrap();
+    let named: Vec<(&str, &str)> = withdrawn
+        .iter()
+        .map(|w| (w["what"].as_str().unwrap(), w["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(named, [("release", "shop@2.0.1")], "{report:#}");
+    assert_eq!(withdrawn[0]["key"], new.as_str());
+    assert_eq!(withdrawn[0]["reason"], "key file leaked");
+    assert_eq!(withdrawn[0]["environments"], serde_json::json!(["build"]));
+    let marked = |name: &str| {
+        report["story"]["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["trust_withdrawn"]
+            .clone()
+    };
+    assert_eq!(
+        (marked("build"), marked("production")),
+        (true.into(), false.into())
+    );
+    let html = w.root.join("report.html");
+    let out = run(custody()
+        .args(["audit", "verify", "--log-key"])
+        .arg(data.join("keys/log.pub"))
+        .arg(&bundle)
+        .arg("--html")
+        .arg(&html));
+    assert!(
+        stdout(&out).contains("withdrawn: entry")
+            && stdout(&out).contains("release shop@2.0.1")
+            && stdout(&out).contains("build rest(s) on it"),
+        "{}",
+        stdout(&out)
+    );
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("Trust withdrawn since")
+            && page.contains(r#"<tr class="withdrawn"><td>build</td>"#),
+        "{page}"
+    );
     // And `log check` (with the projection check) agrees with the keyring record.
     let out = run(custody().args(["log", "check", "--data-dir"]).arg(&data));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

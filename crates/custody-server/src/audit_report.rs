@@ -94,7 +94,9 @@ pub fn render(report: &Report) -> String {
                     table #environments {
                         tr { th { "Environment" } th { "Certified release" } th { "Since entry" } }
                         @for e in &report.story.environments {
-                            tr { td { (e.name) } td { (e.release) } td { (e.since_entry) } }
+                            tr.withdrawn[e.trust_withdrawn] {
+                                td { (e.name) } td { (e.release) (if e.trust_withdrawn { " (trust withdrawn)" } else { "" }) } td { (e.since_entry) }
+                            }
                         }
                     }
                 }
@@ -120,6 +122,21 @@ pub fn render(report: &Report) -> String {
                             li {
                                 (r.environment) " rolled back from " (r.from) " to " (r.to) " at " (r.at)
                                 (if r.automatic { " (automatically, after a failed deploy)" } else { "" }) ": " (r.reason)
+                            }
+                        }
+                    }
+                }
+                @if !report.story.withdrawn.is_empty() {
+                    section {
+                        h2 { "Trust withdrawn since" }
+                        p { "These signatures counted when the ledger recorded them; a later revocation says their key was compromised by then. The decisions made with them replay as recorded; what they vouch for is no longer trusted." }
+                        ul #withdrawn {
+                            @for w in &report.story.withdrawn {
+                                li {
+                                    "entry " (w.entry) ": " (w.what) " " (w.name) ", signed by key " (w.key)
+                                    ", revoked at entry " (w.revoked_at_entry) " (" (w.reason) ") with effect from " (w.cutoff)
+                                    @if !w.environments.is_empty() { "; " (w.environments.join(", ")) " rest(s) on it" }
+                                }
                             }
                         }
                     }

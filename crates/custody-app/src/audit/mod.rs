@@ -37,5 +37,5 @@ pub use standing::Standing;
 pub use verify::{
     ApprovalStory, ArtifactStory, BundleError, CertificationStory, Check, Checked, Claims,
     EnvironmentStory, Expected, Failure, Progress, Report, RollbackStory, Story, Truncation,
-    verify_bundle, verify_bundle_expecting,
+    WithdrawnStory, verify_bundle, verify_bundle_expecting,
 };

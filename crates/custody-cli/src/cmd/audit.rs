@@ -355,14 +355,19 @@ fn summary(r: &Report) -> String {
         ));
     }
     for e in &r.story.environments {
+        let withdrawn = if e.trust_withdrawn {
+            ", its trust since withdrawn: see below"
+        } else {
+            ""
+        };
         if r.complete {
             s.push_str(&format!(
-                "    {} runs {} (since entry {})\n",
+                "    {} runs {} (since entry {}{withdrawn})\n",
                 e.name, e.release, e.since_entry
             ));
         } else {
             s.push_str(&format!(
-                "    {}: {} (entry {})\n",
+                "    {}: {} (entry {}{withdrawn})\n",
                 e.name, e.release, e.since_entry
             ));
         }
@@ -391,6 +396,24 @@ fn summary(r: &Report) -> String {
             b.from,
             b.to,
             crate::input::printable(&b.reason, false)
+        ));
+    }
+    // Signatures a later revocation took back: right when decided, untrusted now.
+    for w in &r.story.withdrawn {
+        let rests = if w.environments.is_empty() {
+            String::new()
+        } else {
+            format!("; {} rest(s) on it", w.environments.join(", "))
+        };
+        s.push_str(&format!(
+            "  withdrawn: entry {} ({} {}) was signed by key {}, which entry {} revoked ({}) with effect from {}{rests}\n",
+            w.entry,
+            w.what,
+            w.name,
+            w.key,
+            w.revoked_at_entry,
+            crate::input::printable(&w.reason, false),
+            w.cutoff
         ));
     }
     for note in &r.notes {

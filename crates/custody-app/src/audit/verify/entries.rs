@@ -30,8 +30,20 @@ pub(crate) struct Timeline {
     /// `key.rotated` entries whose hand-over verified with both keys: (index, purpose,
     /// from, successor).
     handovers: Vec<(u64, KeyPurpose, String, PublicKey)>,
-    /// `key.revoked` entries: (index, key, from when nothing it signed counts).
-    revocations: Vec<(u64, String, custody_model::Timestamp)>,
+    /// `key.revoked` entries, one per key they revoke.
+    revocations: Vec<Revocation>,
+}
+
+/// A key's revocation: from its cutoff on, nothing the key signed counts.
+pub(crate) struct Revocation {
+    /// The `key.revoked` entry.
+    pub(crate) index: u64,
+    /// The key (the one revoked, or a successor it handed over to, revoked with it).
+    pub(crate) key: String,
+    /// The compromise time, else the revocation's.
+    pub(crate) cutoff: custody_model::Timestamp,
+    /// Why, as recorded.
+    pub(crate) reason: String,
 }
 
 /// A policy version and where it took effect.
@@ -93,9 +105,24 @@ impl Timeline {
             !self
                 .revocations
                 .iter()
-                .any(|(i, key, cutoff)| *i < index && *key == id && *cutoff <= at)
+                .any(|r| r.index < index && r.key == id && r.cutoff <= at)
         });
         keys
+    }
+
+    /// The later revocation that withdrew trust from what `key` signed, recorded at ledger
+    /// index `index` and time `at`: a revocation entered after it whose cutoff (a compromise
+    /// time) is at or before `at`. What was decided then stays right (it is replayed with
+    /// the keys known then), but what the signature vouches for no longer counts.
+    pub(crate) fn withdrawn(
+        &self,
+        key: &str,
+        index: u64,
+        at: custody_model::Timestamp,
+    ) -> Option<&Revocation> {
+        self.revocations
+            .iter()
+            .find(|r| r.index > index && r.key == key && r.cutoff <= at)
     }
 
     /// A `key.rotated` entry: its hand-over must verify with the key handing over (one
@@ -137,7 +164,12 @@ impl Timeline {
     fn revoked(&mut self, index: u64, at: custody_model::Timestamp, r: &crate::events::KeyRevoked) {
         let cutoff = r.compromised_since.map_or(at, |c| c.min(at));
         for key in r.keys.iter().map(|k| &k.key).chain(&r.successors) {
-            self.revocations.push((index, key.clone(), cutoff));
+            self.revocations.push(Revocation {
+                index,
+                key: key.clone(),
+                cutoff,
+                reason: r.reason.clone(),
+            });
         }
     }
 
@@ -422,6 +454,7 @@ fn check(
                 digest: a.artifact.digest.to_string(),
                 name: a.artifact.name.clone(),
                 provenance_key: key,
+                recorded: event.at,
                 builder_id: a.builder_id.clone(),
                 source: a
                     .source
@@ -449,6 +482,7 @@ fn check(
                 artifacts: r.artifacts.iter().map(ToString::to_string).collect(),
                 manifest: r.manifest.clone(),
                 trusted_key: trusted,
+                recorded: event.at,
                 by: event.actor.clone(),
             });
         }

@@ -9,11 +9,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use custody_crypto::dsse::{self, Envelope};
+use custody_model::Timestamp;
 use custody_policy::{Facts, GateResult, Status};
 
 use super::entries::Timeline;
 use super::story::{
     ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
+    WithdrawnStory,
 };
 use super::{Check, Report, fail};
 
@@ -24,6 +26,7 @@ pub(crate) enum Item {
         digest: String,
         name: String,
         provenance_key: Option<String>,
+        recorded: Timestamp,
         builder_id: Option<String>,
         source: Option<String>,
     },
@@ -41,6 +44,7 @@ pub(crate) enum Item {
         artifacts: Vec<String>,
         manifest: Envelope,
         trusted_key: Option<String>,
+        recorded: Timestamp,
         by: String,
     },
     Promotion {
@@ -106,6 +110,7 @@ struct Artifact {
     index: u64,
     name: String,
     provenance_key: Option<String>,
+    recorded: Timestamp,
     builder_id: Option<String>,
     source: Option<String>,
 }
@@ -116,6 +121,7 @@ struct Release {
     artifacts: Vec<String>,
     manifest: Envelope,
     trusted_key: Option<String>,
+    recorded: Timestamp,
     by: String,
 }
 
@@ -162,6 +168,7 @@ impl Lineage {
                 digest,
                 name,
                 provenance_key,
+                recorded,
                 builder_id,
                 source,
             } => {
@@ -171,6 +178,7 @@ impl Lineage {
                         index,
                         name,
                         provenance_key,
+                        recorded,
                         builder_id,
                         source,
                     },
@@ -195,6 +203,7 @@ impl Lineage {
                 artifacts,
                 manifest,
                 trusted_key,
+                recorded,
                 by,
             } => {
                 self.releases.insert(
@@ -205,6 +214,7 @@ impl Lineage {
                         artifacts,
                         manifest,
                         trusted_key,
+                        recorded,
                         by,
                     },
                 );
@@ -333,8 +343,10 @@ impl Lineage {
                 name: n.clone(),
                 release: current[n].0.clone(),
                 since_entry: current[n].1,
+                trust_withdrawn: false,
             })
             .collect();
+        story.withdrawn = self.withdrawn(policies, &mut story.environments);
         for (id, r) in &self.releases {
             if r.trusted_key.is_none() && !story.certifications.iter().any(|c| &c.release == id) {
                 report.notes.push(format!(
@@ -344,6 +356,63 @@ impl Lineage {
             }
         }
         story
+    }
+
+    /// The signatures a revocation entered after them withdrew trust from (the key was
+    /// compromised since a time at or before their signing), and the environments whose
+    /// release at the anchor rests on one, marked. Only signatures that counted are looked
+    /// at: one the keys in force then did not verify vouched for nothing to withdraw.
+    fn withdrawn(
+        &self,
+        policies: &Timeline,
+        environments: &mut [EnvironmentStory],
+    ) -> Vec<WithdrawnStory> {
+        let mut found: Vec<WithdrawnStory> = Vec::new();
+        let mut story =
+            |entry, what, name: String, key: &str, at, rests_on: &dyn Fn(&str) -> bool| {
+                let Some(r) = policies.withdrawn(key, entry, at) else {
+                    return;
+                };
+                let mut names = Vec::new();
+                for e in environments.iter_mut().filter(|e| rests_on(&e.release)) {
+                    e.trust_withdrawn = true;
+                    names.push(e.name.clone());
+                }
+                found.push(WithdrawnStory {
+                    entry,
+                    what,
+                    name,
+                    key: key.to_owned(),
+                    revoked_at_entry: r.index,
+                    reason: r.reason.clone(),
+                    cutoff: r.cutoff.to_string(),
+                    environments: names,
+                });
+            };
+        for (id, r) in &self.releases {
+            if let Some(key) = &r.trusted_key {
+                story(
+                    r.index,
+                    "release",
+                    id.clone(),
+                    key,
+                    r.recorded,
+                    &|release| release == id,
+                );
+            }
+        }
+        for (digest, a) in &self.artifacts {
+            if let Some(key) = &a.provenance_key {
+                let name = format!("{} ({digest})", a.name);
+                story(a.index, "provenance", name, key, a.recorded, &|release| {
+                    self.releases
+                        .get(release)
+                        .is_some_and(|r| r.artifacts.iter().any(|d| d == digest))
+                });
+            }
+        }
+        found.sort_by_key(|w| w.entry);
+        found
     }
 
     /// One certification's lineage; `None` if its decision is missing (the story needs it).

@@ -48,6 +48,7 @@ pub(crate) use envelopes::vsa as vsa_of;
 pub use pinned::{Expected, Truncation};
 pub use story::{
     ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
+    WithdrawnStory,
 };
 
 /// What was checked, by kind, and how often.

@@ -14,6 +14,9 @@ pub struct Story {
     pub certifications: Vec<CertificationStory>,
     /// Every rollback, in ledger order.
     pub rollbacks: Vec<RollbackStory>,
+    /// Signatures a later revocation withdrew trust from, in ledger order of what they
+    /// signed.
+    pub withdrawn: Vec<WithdrawnStory>,
 }
 
 /// An environment at the anchor.
@@ -25,6 +28,33 @@ pub struct EnvironmentStory {
     pub release: String,
     /// The entry that made it so.
     pub since_entry: u64,
+    /// Whether a later revocation withdrew trust from a signature it rests on (its
+    /// manifest's, or an artifact's provenance): see [`Story::withdrawn`].
+    pub trust_withdrawn: bool,
+}
+
+/// A signature that counted when the ledger recorded it, and that a revocation entered
+/// later took back: its key was compromised since a time at or before the signing. The
+/// decisions made with it were right then (they replay to the same gates); what it vouches
+/// for is no longer trusted, and the deploy gate denies it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WithdrawnStory {
+    /// The entry that recorded the signature.
+    pub entry: u64,
+    /// What it signed: `release` (a manifest) or `provenance` (an artifact's).
+    pub what: &'static str,
+    /// The release, or the artifact's name and digest.
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// The `key.revoked` entry.
+    pub revoked_at_entry: u64,
+    /// Its reason.
+    pub reason: String,
+    /// From when nothing the key signed counts (RFC 3339).
+    pub cutoff: String,
+    /// The environments whose release at the anchor rests on it.
+    pub environments: Vec<String>,
 }
 
 /// How a release got into an environment.
