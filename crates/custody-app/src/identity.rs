@@ -296,12 +296,19 @@ impl<S: Store> App<S> {
     /// that does, and whether there was any such descendant.
     async fn revoke_with_offspring(&self, actor: &Actor, id: &str) -> AppResult<Revoked> {
         self.retrying(|| async {
-            let mut record: crate::app::Versioned<TokenRecord> = self
-                .require(kind::TOKEN, id, || format!("no token {id}"))
-                .await?;
-            if record.value.principal != actor.principal {
-                self.permit(actor, Permission::Administer).await?;
+            // Someone who may not manage others' tokens learns nothing of them: another's
+            // token and one that does not exist get the same answer (no probing for ids).
+            let found = self.get::<TokenRecord>(kind::TOKEN, id).await?;
+            let theirs = found
+                .as_ref()
+                .is_some_and(|r| r.value.principal == actor.principal);
+            if !theirs && self.permit(actor, Permission::Administer).await.is_err() {
+                return Err(AppError::not_found(format!(
+                    "{} has no token {id}; `custody token list` shows yours",
+                    actor.principal
+                )));
             }
+            let mut record = found.ok_or_else(|| AppError::not_found(format!("no token {id}")))?;
             let mut events = Vec::new();
             let mut writes = Vec::new();
             if record.value.revoked_at.is_none() {
@@ -402,6 +409,18 @@ impl<S: Store> App<S> {
             "token {} was made with a chain of more than {MAX_TOKEN_CHAIN} tokens; create a new one",
             record.id
         )))
+    }
+
+    /// The tokens `viewer` may see (never their secrets): every token for someone who may
+    /// audit access or manage others' tokens, else their own.
+    pub async fn tokens_for(&self, viewer: &Authenticated) -> AppResult<Vec<TokenRecord>> {
+        let mut tokens = self.tokens().await?;
+        if !Permission::Audit.granted_to(&viewer.roles)
+            && !Permission::Administer.granted_to(&viewer.roles)
+        {
+            tokens.retain(|t| t.principal == viewer.principal);
+        }
+        Ok(tokens)
     }
 
     /// Every token (never their secrets).

@@ -362,9 +362,9 @@ pub(crate) async fn create_token(
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens",
-    responses((status = 200, description = "every token, never a secret", body = Value)))]
-pub(crate) async fn tokens(State(s): State<Arc<ServerState>>) -> Answer {
-    let tokens = s.app.tokens().await?;
+    responses((status = 200, description = "the caller's tokens (an auditor's or admin's: every token), never a secret", body = Value), Refusals))]
+pub(crate) async fn tokens(State(s): State<Arc<ServerState>>, caller: Caller) -> Answer {
+    let tokens = s.app.tokens_for(&caller.who).await?;
     json(tokens.iter().map(TokenInfo::from).collect::<Vec<_>>())
 }
 

@@ -75,8 +75,7 @@ fn guarded() -> Vec<(Permission, Routes)> {
             P::Audit,
             OpenApiRouter::new()
                 .routes(routes!(api::access_log))
-                .routes(routes!(api::access_review))
-                .routes(routes!(api::tokens)),
+                .routes(routes!(api::access_review)),
         ),
         (
             P::Promote,
@@ -113,6 +112,8 @@ fn guarded() -> Vec<(Permission, Routes)> {
         (
             P::Tokens,
             OpenApiRouter::new()
+                // Each sees their own; auditors and admins every token (the use case).
+                .routes(routes!(api::tokens))
                 .routes(routes!(api::create_token))
                 .routes(routes!(api::revoke_token))
                 .routes(routes!(api::whoami)),

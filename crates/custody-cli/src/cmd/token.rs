@@ -19,7 +19,8 @@ pub(crate) enum TokenCommand {
     /// Through a server (an admin's token): custody token create --principal argo --server URL
     Create(CreateArgs),
     /// List tokens: id, principal, expiry, revocation, the token each was made with (never
-    /// the secret).
+    /// the secret). Through a server each person sees their own; auditors and admins see
+    /// every token.
     List(ListArgs),
     /// Revoke a token: it stops working at once (on a server that did not revoke it
     /// itself, within 50 ms), and so does every token its principal made with it, and

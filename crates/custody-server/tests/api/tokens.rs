@@ -220,3 +220,70 @@ async fn a_chain_of_tokens_is_refused_when_it_would_grow_too_long() {
     );
     assert_eq!(server.size().await, before);
 }
+
+/// Each person lists their own tokens; an auditor or admin lists every token. Someone who
+/// may not manage others' tokens gets the same 404 for another's token as for one that
+/// does not exist, so token ids cannot be probed; an admin may revoke anyone's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_see_and_revoke_their_own_tokens_and_learn_nothing_of_others() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (vic, bob) = (
+        server.token("vic").to_owned(),
+        server.token("bob").to_owned(),
+    );
+    let spare = made(&make(&server, &vic, "vic", "7d").await);
+    let principals = |token: &str| {
+        let server = &server;
+        let token = token.to_owned();
+        async move {
+            let answer = server
+                .call("GET", "/api/v1/tokens", Some(&token), None, &[])
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let mut seen: Vec<String> = answer
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["principal"].as_str().unwrap().to_owned())
+                .collect();
+            seen.sort();
+            seen.dedup();
+            (answer.body.as_array().unwrap().len(), seen)
+        }
+    };
+    assert_eq!(principals(&vic).await, (2, vec!["vic".to_owned()]));
+    let (all, seen) = principals(server.token("audrey")).await;
+    assert!(all > 2 && seen.contains(&"bob".to_owned()), "{seen:?}");
+    assert!(principals(server.token("root")).await.0 == all);
+
+    // bob may not revoke vic's token, and cannot tell it from one that does not exist.
+    let revoke = |token: String, id: String| {
+        let server = &server;
+        async move {
+            let path = format!("/api/v1/tokens/{id}/revoke");
+            server.call("POST", &path, Some(&token), None, &[]).await
+        }
+    };
+    let others = revoke(bob.clone(), id_of(&spare).to_owned()).await;
+    let unknown = revoke(bob.clone(), "tok0000000000".to_owned()).await;
+    assert_eq!(
+        (others.status.as_u16(), unknown.status.as_u16()),
+        (404, 404)
+    );
+    assert_eq!(
+        others.error().replace(id_of(&spare), "ID"),
+        unknown.error().replace("tok0000000000", "ID"),
+        "the answers differ"
+    );
+    assert_eq!(refused(&server, &spare).await, None, "it still works");
+    // An admin may, and is told plainly of an id that does not exist.
+    let root = server.token("root").to_owned();
+    assert_eq!(
+        revoke(root.clone(), id_of(&spare).to_owned()).await.status,
+        200
+    );
+    let missing = revoke(root, "tok0000000000".to_owned()).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error(), "no token tok0000000000");
+}
