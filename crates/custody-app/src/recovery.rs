@@ -32,22 +32,52 @@ pub struct Recovered {
     pub ledger_index: u64,
 }
 
-impl<S: Store> App<S> {
+impl App<custody_store::SqlStore> {
     /// The `log.key_rotated` event handing the log over from `old` to `new` at a
     /// checkpoint of `size` entries (the store commits it: `SqlStore::rotate_log_key`).
-    pub fn log_key_rotation(
+    /// Refused, before anything is written, when `new` is not a new key: one that signed
+    /// this log before (a retired log key never signs again: its checkpoints would be
+    /// indistinguishable from a rollback to its era), one the keyring holds for another
+    /// purpose, or the receipt key (one key, one purpose).
+    pub async fn log_key_rotation(
         &self,
         actor: &Actor,
         old: &NoteVerifier,
         new: &NoteVerifier,
         size: u64,
     ) -> AppResult<CanonicalJson> {
+        let id = new.public_key().key_id().to_string();
+        let history = self.store.log_keys();
+        if history.contains(new) {
+            let when = history
+                .retirement(new)
+                .map(|(at, _)| format!(", retired at the hand-over of {at} entries"))
+                .unwrap_or_default();
+            return Err(AppError::invalid(format!(
+                "key {id} signed this log before{when}: a retired log key never signs again; omit --new-key to generate a new one"
+            )));
+        }
+        if let Some(seen) = self.keyring().await?.get(&id) {
+            return Err(AppError::invalid(format!(
+                "key {id} is in the keyring as a {} key ({}, {}): one key never serves two purposes; omit --new-key to generate a new one",
+                seen.purpose.describe(),
+                seen.name,
+                seen.status()
+            )));
+        }
+        if self.attestor.public_key().key_id().to_string() == id {
+            return Err(AppError::invalid(format!(
+                "key {id} is this instance's receipt key: one key never serves two purposes; omit --new-key to generate a new one"
+            )));
+        }
         event(
             actor,
             EventBody::LogKeyRotated(LogKeyRotated::new(old, new, size)),
         )
     }
+}
 
+impl<S: Store> App<S> {
     /// The integrity failure that keeps the ledger read-only, if one does.
     pub fn integrity_failure(&self) -> Option<IntegrityFailure> {
         self.store.integrity()

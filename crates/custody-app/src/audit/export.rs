@@ -1,5 +1,6 @@
 //! Exporting a bundle: the entries of a scope with the lineage of every release certified
-//! in it, every policy version (the key history), the checkpoints they are proved against,
+//! in it, the key history (every policy version, key hand-over and revocation), the
+//! checkpoints they are proved against,
 //! and what custody keeps beside the leaves (decisions' facts, confidential rationales
 //! for those who may read them).
 //!
@@ -268,9 +269,13 @@ impl App<SqlStore> {
         // The lineage of every release certified (or restored) by what was selected.
         let releases = self.releases_certified_in(&selected).await?;
         self.add_lineage(&mut selected, releases, anchor).await?;
-        // Every policy version: the key history a verifier needs.
-        self.search_all(&search::event_type("policy.applied"), anchor, &mut selected)
-            .await?;
+        // The key history a verifier needs: every policy version, every hand-over and
+        // every revocation (a scoped bundle without them would fail a successor's
+        // signature, and hide a compromise from the auditor).
+        for kind in ["policy.applied", "key.rotated", "key.revoked"] {
+            self.search_all(&search::event_type(kind), anchor, &mut selected)
+                .await?;
+        }
         Ok(Some(selected))
     }
 

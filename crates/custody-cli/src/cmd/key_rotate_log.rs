@@ -134,7 +134,7 @@ async fn hand_over(
     // Only the operator of the data directory rotates its log key: no token is taken.
     let actor = args.actor.local_actor(&app, None).await?;
     let size = app.log().size().await? + 1;
-    let event = app.log_key_rotation(&actor, &old, &new, size)?;
+    let event = app.log_key_rotation(&actor, &old, &new, size).await?;
     let handover = app.into_store().rotate_log_key(successor, event).await?;
     Ok((handover, new.public_key().key_id().to_string()))
 }

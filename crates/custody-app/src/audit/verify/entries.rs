@@ -593,6 +593,8 @@ fn check(
                 confidential: a.confidential,
                 risk: format!("{:?}", a.risk).to_lowercase(),
                 at: event.at.to_string(),
+                recorded: event.at,
+                keys: a.keys.iter().map(|k| k.key.clone()).collect(),
                 after_the_fact: a.after_the_fact,
             }));
         }

@@ -103,6 +103,9 @@ pub(crate) struct ApprovalItem {
     pub(crate) confidential: bool,
     pub(crate) risk: String,
     pub(crate) at: String,
+    pub(crate) recorded: Timestamp,
+    /// The personal keys whose signatures the leaf recorded as verified.
+    pub(crate) keys: Vec<String>,
     pub(crate) after_the_fact: bool,
 }
 
@@ -411,8 +414,74 @@ impl Lineage {
                 });
             }
         }
+        self.withdrawn_approvals(policies, environments, &mut found);
         found.sort_by_key(|w| w.entry);
         found
+    }
+
+    /// The approvals whose personal key a later revocation withdrew, and the environments
+    /// whose certification no longer makes its approval gate without them: the decision's
+    /// facts with those approvals refused, evaluated again under its recorded policy (the
+    /// gate's own rule; another approval may still make the quorum).
+    fn withdrawn_approvals(
+        &self,
+        policies: &Timeline,
+        environments: &mut [EnvironmentStory],
+        found: &mut Vec<WithdrawnStory>,
+    ) {
+        let mut refused: HashMap<&str, (usize, String)> = HashMap::new();
+        for a in self.approvals.values() {
+            for key in &a.keys {
+                let Some(r) = policies.withdrawn(key, a.index, a.recorded) else {
+                    continue;
+                };
+                refused.insert(&a.id, (found.len(), r.reason.clone()));
+                found.push(WithdrawnStory {
+                    entry: a.index,
+                    what: "approval",
+                    name: format!("{} by {} of promotion {}", a.id, a.by, a.promotion),
+                    key: key.clone(),
+                    revoked_at_entry: r.index,
+                    reason: r.reason.clone(),
+                    cutoff: r.cutoff.to_string(),
+                    environments: Vec::new(),
+                });
+                break;
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for e in environments.iter_mut() {
+            let decision = self.moves.iter().find_map(|m| match m {
+                Move::Certified {
+                    index, decision, ..
+                } if *index == e.since_entry => self.decisions.get(decision),
+                _ => None,
+            });
+            let Some((d, mut facts)) = decision.and_then(|d| Some((d, d.facts.clone()?))) else {
+                continue;
+            };
+            let mut hit = Vec::new();
+            for a in &mut facts.approvals {
+                if let Some((n, reason)) = refused.get(a.id.as_str()) {
+                    a.key_refused = Some(format!("its key was revoked: {reason}"));
+                    hit.push(*n);
+                }
+            }
+            let policy = policies
+                .by_digest(&d.policy)
+                .and_then(|v| v.policy.as_deref());
+            let (false, Some(policy)) = (hit.is_empty(), policy) else {
+                continue;
+            };
+            if !custody_policy::evaluate(policy, &facts).allowed {
+                e.trust_withdrawn = true;
+                for n in hit {
+                    found[n].environments.push(e.name.clone());
+                }
+            }
+        }
     }
 
     /// One certification's lineage; `None` if its decision is missing (the story needs it).
