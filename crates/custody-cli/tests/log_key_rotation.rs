@@ -256,6 +256,59 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         assert!(failures.contains("does not verify"), "{failures}");
     }
 
+    // A receipt written after the rotation (its checkpoint signed by the new key alone)
+    // verifies from the new key, and from the old key by following the hand-over it
+    // carries; not from a stranger's, nor from the old key once the hand-over is taken
+    // out or its new key's signature is replaced by a stranger's.
+    let receipt = receipt_after_rotation(&data, temp.path());
+    let verify_receipt = |file: &Path, key: &Path| {
+        let out = run(custody()
+            .args(["audit", "verify-receipt", "--json", "--log-key"])
+            .arg(key)
+            .arg(file));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), report, stderr(&out))
+    };
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report, err) = verify_receipt(&receipt, &key);
+        assert_eq!(code, Some(0), "{}: {report:#} {err}", key.display());
+    }
+    let (code, report, _) = verify_receipt(&receipt, &old_pub);
+    assert!(
+        report["checked"]
+            .to_string()
+            .contains(&format!("hand-over at {at} entries")),
+        "{report:#}"
+    );
+    let (code_stranger, _, _) = verify_receipt(&receipt, &foreign_pub);
+    assert_eq!((code, code_stranger), (Some(0), Some(1)));
+    let mut value: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    let handovers = value["handovers"].as_array().unwrap().clone();
+    assert_eq!(handovers.len(), 1, "{value:#}");
+    let bare = temp.path().join("bare-receipt.json");
+    value.as_object_mut().unwrap().remove("handovers");
+    std::fs::write(&bare, value.to_string()).unwrap();
+    let (code, report, _) = verify_receipt(&bare, &old_pub);
+    assert_eq!(code, Some(1), "{report:#}");
+    let (code, report, _) = verify_receipt(&bare, &data.join("keys/log.pub"));
+    assert_eq!(code, Some(0), "{report:#}");
+    // The hand-over checkpoint signed by the old key and a stranger, not the new key.
+    let note = handovers[0]["checkpoint"].as_str().unwrap();
+    let old_key = Path::new(rotated["retired_key"].as_str().unwrap());
+    let forged = resign(note, &[old_key, &foreign]);
+    value["handovers"] = handovers.clone().into();
+    value["handovers"][0]["checkpoint"] = forged.into();
+    let tampered = temp.path().join("tampered-receipt.json");
+    std::fs::write(&tampered, value.to_string()).unwrap();
+    let (code, report, _) = verify_receipt(&tampered, &old_pub);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(
+        report["failures"]
+            .to_string()
+            .contains("not signed by the new log key"),
+        "{report:#}"
+    );
+
     // The independent verifier, from the old public key alone.
     let files = temp.path();
     std::fs::write(files.join("handover"), &handover_note).unwrap();
@@ -378,4 +431,46 @@ fn without_handovers(from: &Path, to: &Path) {
     }
     builder.into_inner().unwrap();
     assert_eq!(stripped, 1, "the bundle carries the one hand-over");
+}
+
+/// `custody audit receipt` (as audrey) of the first artifact certified, written to
+/// `dir/receipt.json` (historical: whatever was certified since).
+fn receipt_after_rotation(data: &Path, dir: &Path) -> std::path::PathBuf {
+    let out = run(custody()
+        .args(["log", "entries", "--data-dir"])
+        .arg(data)
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&out, 0);
+    let certified = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["type"] == "environment.certified")
+        .expect("the demo certifies a release");
+    let receipt = dir.join("receipt.json");
+    let out = run(custody()
+        .args(["audit", "receipt", "--historical", "--data-dir"])
+        .arg(data)
+        .args(["--env", certified["environment"].as_str().unwrap()])
+        .arg(certified["artifacts"][0].as_str().unwrap())
+        .arg("--out")
+        .arg(&receipt)
+        .env("CUSTODY_TOKEN", token(data, "audrey", &[])));
+    expect_code(&out, 0);
+    receipt
+}
+
+/// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
+/// its origin.
+fn resign(note: &str, keys: &[&Path]) -> String {
+    let text = &note[..note.find("\n\n").unwrap() + 1];
+    let origin = text.lines().next().unwrap();
+    let signers: Vec<custody_crypto::note::NoteSigner> = keys
+        .iter()
+        .map(|k| {
+            let pem = std::fs::read_to_string(k).unwrap();
+            let key = custody_crypto::PrivateKey::from_pkcs8_pem(&pem).unwrap();
+            custody_crypto::note::NoteSigner::new(origin, Box::new(key)).unwrap()
+        })
+        .collect();
+    custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
 }
