@@ -256,6 +256,57 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         assert!(failures.contains("does not verify"), "{failures}");
     }
 
+    // The independent bundle verifier follows the hand-over too, from either key, and
+    // refuses the bundle without it, or with the hand-over's new-key signature removed
+    // or made by a stranger.
+    let python_audit = |bundle: &Path, key: &Path| {
+        let out = run(python_script("audit_verify.py")
+            .arg(bundle)
+            .arg(key)
+            .arg("--json")
+            .arg("--checkpoint")
+            .arg(&kept));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), report, stderr(&out))
+    };
+    for key in [old_pub.clone(), data.join("keys/log.pub")] {
+        let (code, report, err) = python_audit(&bundle, &key);
+        assert_eq!(code, Some(0), "{report:#} {err}");
+        assert_eq!(report["handovers"], serde_json::json!([at]), "{report:#}");
+    }
+    assert_eq!(python_audit(&bundle, &foreign_pub).0, Some(1));
+    assert_eq!(python_audit(&bare, &old_pub).0, Some(1));
+    let retired_key = Path::new(rotated["retired_key"].as_str().unwrap());
+    let forgeries: [(&str, Box<dyn Fn(&str) -> String>); 2] = [
+        (
+            "unsigned",
+            Box::new(|note: &str| {
+                let lines: Vec<&str> = note.lines().collect();
+                format!("{}\n", lines[..lines.len() - 1].join("\n"))
+            }),
+        ),
+        (
+            "stranger",
+            Box::new(|note: &str| resign(note, &[retired_key, &foreign])),
+        ),
+    ];
+    for (name, forge) in forgeries {
+        let forged = temp.path().join(format!("{name}.bundle"));
+        rewrite_checkpoints(&bundle, &forged, |line| {
+            if line.get("handover").is_some() {
+                line["note"] = forge(line["note"].as_str().unwrap()).into();
+            }
+        });
+        for key in [old_pub.clone(), data.join("keys/log.pub")] {
+            let (code, report, err) = python_audit(&forged, &key);
+            assert_eq!(code, Some(1), "{name}: {report:#} {err}");
+            assert!(
+                report["failures"].to_string().contains("hand-over"),
+                "{name}: {report:#}"
+            );
+        }
+    }
+
     // A receipt written after the rotation (its checkpoint signed by the new key alone)
     // verifies from the new key, and from the old key by following the hand-over it
     // carries; not from a stranger's, nor from the old key once the hand-over is taken
@@ -407,9 +458,18 @@ async fn forge_checkpoint(postgres: Option<&str>, data: &Path, size: u64, note: 
 /// Copies the audit bundle `from` to `to` with the `handover` of every line of its
 /// checkpoints.jsonl removed.
 fn without_handovers(from: &Path, to: &Path) {
+    let mut stripped = 0;
+    rewrite_checkpoints(from, to, |line| {
+        stripped += usize::from(line.as_object_mut().unwrap().remove("handover").is_some());
+    });
+    assert_eq!(stripped, 1, "the bundle carries the one hand-over");
+}
+
+/// Copies the audit bundle `from` to `to` with `change` applied to every line of its
+/// checkpoints.jsonl.
+fn rewrite_checkpoints(from: &Path, to: &Path, mut change: impl FnMut(&mut Value)) {
     let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
     let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
-    let mut stripped = 0;
     for member in archive.entries().unwrap() {
         let mut member = member.unwrap();
         let name = member.path().unwrap().to_str().unwrap().to_owned();
@@ -419,7 +479,7 @@ fn without_handovers(from: &Path, to: &Path) {
             let mut out = String::new();
             for line in String::from_utf8(bytes).unwrap().lines() {
                 let mut line: Value = serde_json::from_str(line).unwrap();
-                stripped += usize::from(line.as_object_mut().unwrap().remove("handover").is_some());
+                change(&mut line);
                 out.push_str(&format!("{line}\n"));
             }
             bytes = out.into_bytes();
@@ -430,9 +490,7 @@ fn without_handovers(from: &Path, to: &Path) {
         builder.append_data(&mut header, &name, &bytes[..]).unwrap();
     }
     builder.into_inner().unwrap();
-    assert_eq!(stripped, 1, "the bundle carries the one hand-over");
 }
-
 /// `custody audit receipt` (as audrey) of the first artifact certified, written to
 /// `dir/receipt.json` (historical: whatever was certified since).
 fn receipt_after_rotation(data: &Path, dir: &Path) -> std::path::PathBuf {

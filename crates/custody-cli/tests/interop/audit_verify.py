@@ -10,7 +10,11 @@ signatures and consistency, every entry's place in the signed tree and its leaf,
 policy versions (the key history), every envelope against the keys in force at its
 ledger index, the decisions' facts against their digests, confidential rationales
 against their commitments, and every certification's lineage; and, given a checkpoint
-the auditor kept or a minimum size, that the anchor extends it (truncation). Unlike
+the auditor kept or a minimum size, that the anchor extends it (truncation). A bundle
+exported after the log key was rotated carries each hand-over (its checkpoint signed by
+the retiring and the new key, with its log.key_rotated event proved its last leaf): they
+are followed from the key given, old or new, and every checkpoint must be signed by the
+key in force at its size (both at a hand-over). Unlike
 `custody audit verify`, it does not re-run custody's policy engine on the facts.
 """
 
@@ -219,13 +223,21 @@ def envelope_digest(envelope):
     return "sha256:" + hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
+def note_key_hash(origin, raw):
+    """C2SP signed-note key hash: the first 4 bytes of SHA-256(name || "\n" || 0x01 || key)."""
+    return sha256(origin.encode() + b"\n\x01" + raw)[:4]
+
+
+def raw_key(key):
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def open_checkpoint(note, origin, log_key):
     text, sep, block = note.rpartition("\n\n")
     if not sep:
         raise ValueError("not a signed note")
     text += "\n"
-    raw = log_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    key_hash = sha256(origin.encode() + b"\n\x01" + raw)[:4]
+    key_hash = note_key_hash(origin, raw_key(log_key))
     ok = False
     for line in block.rstrip("\n").split("\n"):
         if not line.startswith("\u2014 "):
@@ -241,6 +253,104 @@ def open_checkpoint(note, origin, log_key):
     if lines[0] != origin:
         raise ValueError("another log's checkpoint")
     return int(lines[1]), base64.b64decode(lines[2])
+
+
+# --- log-key hand-overs ------------------------------------------------------------
+
+
+def vkey_text(origin, key):
+    """A C2SP verifier key: origin+hash+base64(0x01 || Ed25519 key)."""
+    raw = raw_key(key)
+    return "%s+%s+%s" % (origin, note_key_hash(origin, raw).hex(), base64.b64encode(b"\x01" + raw).decode())
+
+
+def key_from_vkey(origin, text):
+    """The Ed25519 key of a C2SP verifier key under `origin`, its hash checked."""
+    name, hash_hex, b64 = text.split("+", 2)
+    blob = base64.b64decode(b64)
+    if name != origin or len(blob) != 33 or blob[0] != 1:
+        raise ValueError(f"{text!r} is not an Ed25519 verifier key of {origin}")
+    if note_key_hash(origin, blob[1:]).hex() != hash_hex:
+        raise ValueError(f"{text!r}: its key hash does not match")
+    return ed25519.Ed25519PublicKey.from_public_bytes(blob[1:])
+
+
+class LogKeys:
+    """The log keys in the order they signed: [(hand-over size, key)], the first from 0.
+    A checkpoint smaller than a hand-over is the retiring key's, later ones the new key's
+    alone, and the hand-over checkpoint itself must carry both signatures."""
+
+    def __init__(self, origin, key):
+        self.origin = origin
+        self.eras = [(0, key)]
+
+    def texts(self):
+        return [vkey_text(self.origin, k) for _, k in self.eras]
+
+    def open(self, note):
+        """(size, root) of a checkpoint signed by every key due at its size."""
+        opened = None
+        for _, key in self.eras:
+            try:
+                opened = open_checkpoint(note, self.origin, key)
+                break
+            except (ValueError, InvalidSignature):
+                continue
+        if opened is None:
+            raise ValueError("no signature by a log key of this log")
+        size = opened[0]
+        due = []
+        for i, (start, key) in enumerate(self.eras):
+            if i == 0 or start < size:
+                due = [key]
+            elif start == size:
+                due.append(key)
+        for key in due:
+            opened = open_checkpoint(note, self.origin, key)
+        return opened
+
+    def rotation(self, note, leaf, proof, known):
+        """The hand-over checkpoint signed by `known` and its log.key_rotated event, proved
+        its last leaf: ((size, root), event)."""
+        size, root = open_checkpoint(note, self.origin, known)
+        event = json.loads(leaf)
+        if event.get("type") != "log.key_rotated" or event.get("size") != size or size == 0:
+            raise ValueError("the leaf is not the log.key_rotated event of this checkpoint")
+        if root_from_inclusion(leaf_hash(leaf), size - 1, size, proof) != root:
+            raise ValueError("the log.key_rotated event is not the checkpoint's last leaf")
+        return (size, root), event
+
+    def other(self, note, text, key_id):
+        """The hand-over's other key: a fresh key of this log, with that id, that signed it."""
+        key = key_from_vkey(self.origin, text)
+        if hashlib.sha256(spki_der(key)).hexdigest() != key_id:
+            raise ValueError(f"the key id {key_id} is not that of {text}")
+        if text in self.texts():
+            raise ValueError(f"{text} is already a key of this log")
+        open_checkpoint(note, self.origin, key)
+        return key
+
+    def forward(self, note, leaf, proof):
+        current = self.eras[-1][1]
+        (size, _), event = self.rotation(note, leaf, proof, current)
+        if size <= self.eras[-1][0]:
+            raise ValueError(f"a hand-over at {size} cannot follow the one at {self.eras[-1][0]}")
+        if event["old_key"] != vkey_text(self.origin, current):
+            raise ValueError("the event hands over another key than the one trusted")
+        if event["new_key_hash"] != event["new_key"].split("+")[1]:
+            raise ValueError("the new key hash recorded is not the new key's")
+        self.eras.append((size, self.other(note, event["new_key"], event["new_key_id"])))
+
+    def backward(self, note, leaf, proof):
+        first = self.eras[0][1]
+        (size, _), event = self.rotation(note, leaf, proof, first)
+        if len(self.eras) > 1 and size >= self.eras[1][0]:
+            raise ValueError(f"a hand-over at {size} cannot precede the one at {self.eras[1][0]}")
+        if event["new_key"] != vkey_text(self.origin, first):
+            raise ValueError("the event hands over to another key than the one trusted")
+        old = self.other(note, event["old_key"], event["old_key_id"])
+        self.eras[0] = (size, first)
+        self.eras.insert(0, (0, old))
 
 
 def policy_keys(files):
@@ -277,6 +387,7 @@ class Verifier:
         self.root_at_kept = None  # complete bundles: the entries' root at its size
         self.proofs = {}
         self.failures = []
+        self.handovers = []  # the sizes of the log-key hand-overs followed
         self.checked = {"checkpoints": 0, "consistency_proofs": 0, "entries": 0, "signatures": 0, "certifications": 0}
         self.checkpoints = []  # (size, root) verified
         self.policies = []  # (index, digest, release keys, builder keys)
@@ -315,12 +426,14 @@ class Verifier:
         if self.manifest.get("format") != FORMAT:
             raise Unusable("not a custody-audit-bundle/v1")
         self.origin, self.anchor, self.complete = self.manifest["origin"], self.manifest["anchor"], self.manifest["complete"]
+        self.keys = LogKeys(self.origin, self.log_key)
+        self.read_checkpoints(read(members[1]))
         if self.kept_note is not None:
+            # With the key in force at its size, once the bundle's hand-overs are followed.
             try:
-                self.kept = open_checkpoint(self.kept_note, self.origin, self.log_key)
+                self.kept = self.keys.open(self.kept_note)
             except Exception as e:
                 self.fail(None, "pinned-checkpoint", f"the checkpoint you kept does not verify with the log key: {e!r}")
-        self.read_checkpoints(read(members[1]))
         self.read_consistency(read(members[2]))
         for pem in json.loads(read(members[3]))["attestors"]:
             self.attestors.append(serialization.load_pem_public_key(pem.encode()))
@@ -378,13 +491,39 @@ class Verifier:
         elif not verify_consistency(size, self.anchor, self.proofs[(size, self.anchor)], root, self.anchor_root):
             bad(f"the anchor is not consistent with the kept checkpoint of {size} entries")
 
-    def read_checkpoints(self, data):
-        for line in data.splitlines():
-            if not line:
-                continue
-            c = json.loads(line)
+    def follow_handovers(self, lines):
+        """Follows the log-key hand-overs the checkpoint lines carry from the key the
+        auditor brings: those up to the one that introduced it backwards (its key signed
+        that hand-over), the later ones forwards. Returns False on the first that fails."""
+        handovers = [c for c in lines if isinstance(c, dict) and c.get("handover") is not None]
+        trusted = vkey_text(self.origin, self.log_key)
+        split = 0
+        for i, c in enumerate(handovers):
             try:
-                size, root = open_checkpoint(c["note"], self.origin, self.log_key)
+                if json.loads(c["handover"]["leaf"]).get("new_key") == trusted:
+                    split = i + 1
+                    break
+            except (ValueError, AttributeError):
+                continue
+        steps = [(c, True) for c in reversed(handovers[:split])] + [(c, False) for c in handovers[split:]]
+        for c, backwards in steps:
+            h = c["handover"]
+            try:
+                proof = [bytes.fromhex(x) for x in h["proof"]]
+                step = self.keys.backward if backwards else self.keys.forward
+                step(c["note"], h["leaf"].encode(), proof)
+            except Exception as e:
+                self.fail(None, "checkpoint-signature", f"the log-key hand-over at {c.get('size')} entries: {e!r}")
+                return False
+        self.handovers = [c["size"] for c in handovers]
+        return True
+
+    def read_checkpoints(self, data):
+        lines = [json.loads(line) for line in data.splitlines() if line]
+        self.follow_handovers(lines)
+        for c in lines:
+            try:
+                size, root = self.keys.open(c["note"])
                 if size != c["size"]:
                     raise ValueError("size differs")
             except Exception as e:
@@ -630,7 +769,7 @@ def main():
         v.fail(None, "format", repr(e))
     ok = not v.failures
     if args.json:
-        print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures}))
+        print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures, "handovers": v.handovers}))
     else:
         for f in v.failures:
             print(f"FAILED entry {f['entry']} [{f['check']}]: {f['detail']}")
