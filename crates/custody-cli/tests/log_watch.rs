@@ -393,8 +393,6 @@ async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_json_reports_the_hand_over_it_follows() {
-    // A monitor started after the rotation with the old key (no state): it follows the
-    // hand-over from the log's first entry, and says so in JSON.
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
@@ -406,18 +404,34 @@ async fn watch_json_reports_the_hand_over_it_follows() {
     expect_code(&out, 0);
     let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let at = rotated["size"].as_u64().unwrap();
-    let reader = token(&data, &operator(&data), &[]);
+    // A run while the head is the hand-over checkpoint: the old key signed it, so it is
+    // kept as it is (the old key still trusted).
     let server = Server::start(&data);
     let state = temp.path().join("watch.json");
+    let out = watch(&server, &old_pub, &state, &["--json"]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["size"], at, "{said}");
+    assert_eq!(said["handovers"], serde_json::json!([]), "{said}");
+    assert!(server.stop().success());
+    // The log grows on the new key: the next run follows the hand-over that ends the
+    // checkpoint it kept, and says so in JSON.
+    let reader = token(&data, &operator(&data), &[]);
+    let server = Server::start(&data);
     let out = watch(&server, &old_pub, &state, &["--json", "--token", &reader]);
     expect_code(&out, 0);
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new_id = key_id(&data.join("keys/log.pub"));
-    assert_eq!(
-        said["handovers"],
-        serde_json::json!([{"from": key_id(&old_pub), "to": new_id, "size": at}]),
-        "{said}"
-    );
+    let followed = serde_json::json!([{"from": key_id(&old_pub), "to": new_id, "size": at}]);
+    assert_eq!(said["handovers"], followed, "{said}");
+    assert_eq!(said["previous_size"], at, "{said}");
+    // A monitor started only now with the old key (no state) follows it from the log's
+    // first entry.
+    let late = temp.path().join("late.json");
+    let out = watch(&server, &old_pub, &late, &["--json", "--token", &reader]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["handovers"], followed, "{said}");
     assert_eq!(said["previous_size"], serde_json::Value::Null, "{said}");
     assert!(server.stop().success());
 }
