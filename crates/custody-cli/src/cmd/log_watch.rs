@@ -242,7 +242,7 @@ fn key_id(key: &NoteVerifier) -> String {
 /// Verifies the server's head `note` with the `trusted` key; when that key did not sign
 /// it, follows the log-key hand-overs in the entries since the last run's checkpoint
 /// (from its last entry, which may be a hand-over itself; from the start on a first run)
-/// through [`log_follow::Follower`], and verifies it with the key in force at its size.
+/// through [`Follower`], and verifies it with the key in force at its size.
 /// Returns the head and the hand-overs followed.
 async fn open_head(
     ledger: &Ledger,
