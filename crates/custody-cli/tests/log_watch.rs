@@ -2,7 +2,10 @@
 //! a fork and on a shrinking log made from copies of one store (each signed by the real log
 //! key), on a wrong key, and on a witness quorum not met; witness cosignatures (made by an
 //! independent Python witness from the C2SP spec) are accepted, verified, shown and make a
-//! checkpoint final.
+//! checkpoint final. A monitor holding the old log key follows the operator's log-key
+//! rotation (and records the key it trusts now); a proxy in front of the real server
+//! forging the hand-over (signed by the new key alone, or by a stranger for the new key)
+//! or the head (signed by a key no hand-over leads to) is refused, the state untouched.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -13,8 +16,12 @@ use std::path::Path;
 use common::*;
 
 fn watch(server: &Server, log_pub: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    watch_at(&server.base, log_pub, state, extra)
+}
+
+fn watch_at(base: &str, log_pub: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
     run(custody()
-        .args(["log", "watch", "--server", &server.base, "--log-key"])
+        .args(["log", "watch", "--server", base, "--log-key"])
         .arg(log_pub)
         .arg("--state")
         .arg(state)
@@ -201,4 +208,230 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
     );
     expect_refusal(&out, 1, "witness cosignatures required");
     server.stop();
+}
+
+/// A proxy in front of a real custody server that passes every GET through, but answers
+/// the paths `forged` names (path and query) with its bodies instead: a server, or a
+/// network in between, lying about the log.
+async fn forging_proxy(backend: String, forged: Vec<(String, String)>) -> String {
+    let forged = std::sync::Arc::new(forged);
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let (backend, forged) = (backend.clone(), forged.clone());
+            async move {
+                let path = uri.path_and_query().unwrap().as_str().to_owned();
+                if let Some((_, body)) = forged.iter().find(|(p, _)| *p == path) {
+                    return (axum::http::StatusCode::OK, body.clone());
+                }
+                let mut request = http().get(format!("{backend}{path}"));
+                if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+                    request = request.header("authorization", auth.to_str().unwrap());
+                }
+                let response = request.send().await.unwrap();
+                let status = axum::http::StatusCode::from_u16(response.status().as_u16()).unwrap();
+                (status, response.text().await.unwrap())
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
+/// its origin.
+fn resign(note: &str, keys: &[&Path]) -> String {
+    let text = &note[..note.find("\n\n").unwrap() + 1];
+    let origin = text.lines().next().unwrap();
+    let signers: Vec<custody_crypto::note::NoteSigner> = keys
+        .iter()
+        .map(|k| {
+            let pem = std::fs::read_to_string(k).unwrap();
+            let key = custody_crypto::PrivateKey::from_pkcs8_pem(&pem).unwrap();
+            custody_crypto::note::NoteSigner::new(origin, Box::new(key)).unwrap()
+        })
+        .collect();
+    custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
+}
+
+fn key_id(public: &Path) -> String {
+    let pem = std::fs::read_to_string(public).unwrap();
+    custody_crypto::PublicKey::from_pem(&pem)
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+fn checkpoint_of(data: &Path) -> String {
+    let out = run(custody()
+        .args(["log", "checkpoint", "--data-dir"])
+        .arg(data));
+    expect_code(&out, 0);
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    append(&data, "alice");
+    let (old_pub, old_key) = (temp.path().join("old.pub"), temp.path().join("old.key"));
+    std::fs::copy(data.join("keys/log.pub"), &old_pub).unwrap();
+    std::fs::copy(data.join("keys/log.key"), &old_key).unwrap();
+    let state = temp.path().join("watch.json");
+    let server = Server::start(&data);
+    expect_code(&watch(&server, &old_pub, &state, &[]), 0);
+    assert!(server.stop().success());
+    // A state file as written before log keys rotated: no key recorded in it.
+    let before = std::fs::read_to_string(&state).unwrap();
+    assert!(!before.contains("log_key"), "{before}");
+
+    // The operator rotates the log key (server stopped), and the log grows on the new one.
+    let out = run(custody()
+        .args(["key", "rotate", "log", "--json", "--data-dir"])
+        .arg(&data));
+    expect_code(&out, 0);
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at = rotated["size"].as_u64().unwrap();
+    let handover = rotated["handover_checkpoint"].as_str().unwrap().to_owned();
+    append(&data, "bob");
+    let reader = token(&data, &operator(&data), &[]);
+    let (new_pub, new_key) = (data.join("keys/log.pub"), data.join("keys/log.key"));
+    let (stranger_key, stranger_pub) = generate_key(temp.path(), "stranger", "ed25519");
+    let head = checkpoint_of(&data);
+    let server = Server::start(&data);
+
+    // Forgeries, each refused (exit 1) with the state as it was: a head signed by a key
+    // no hand-over leads to; the hand-over signed by the new key alone (no word from the
+    // trusted key); the hand-over signed by the old key and a stranger (not the new key).
+    let handover_path = format!("/api/v1/log/checkpoint?size={at}");
+    let cases = [
+        (
+            "/api/v1/log/checkpoint".to_owned(),
+            resign(&head, &[&stranger_key]),
+            "nor through a log-key hand-over",
+        ),
+        (
+            handover_path.clone(),
+            resign(&handover, &[&new_key]),
+            "not signed by the log key",
+        ),
+        (
+            handover_path.clone(),
+            resign(&handover, &[&old_key, &stranger_key]),
+            "not signed by the new log key",
+        ),
+    ];
+    for (path, body, why) in cases {
+        let proxy = forging_proxy(server.base.clone(), vec![(path.clone(), body)]).await;
+        let out = watch_at(&proxy, &old_pub, &state, &["--json", "--token", &reader]);
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(&out));
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", stderr(&out)));
+        assert_eq!(said["ok"], false, "{path}: {said}");
+        assert!(
+            said["failure"].as_str().unwrap().contains(why),
+            "{path}: {said}"
+        );
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), before, "{path}");
+    }
+    // Without a token the hand-over cannot be read: refused, naming what to pass.
+    let out = watch(&server, &old_pub, &state, &[]);
+    expect_refusal(&out, 1, "pass --token");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
+    // Given a stranger's key, the checkpoint kept does not verify.
+    let out = watch(&server, &stranger_pub, &state, &[]);
+    expect_refusal(&out, 1, "does not verify with the log key");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
+
+    // The real hand-over is followed from the old key, and said.
+    let (old_id, new_id) = (key_id(&old_pub), key_id(&new_pub));
+    let out = watch(&server, &old_pub, &state, &["--token", &reader]);
+    expect_code(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "followed the log-key hand-over from {old_id} to {new_id} at {at} entries"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(
+        kept["log_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}+", head.lines().next().unwrap())),
+        "{kept}"
+    );
+    assert_eq!(kept["followed_from"].as_array().unwrap().len(), 1, "{kept}");
+    assert!(server.stop().success());
+
+    // The next run, given the same old key, needs no change (nor a token): the state
+    // trusts the new key, and nothing is to follow.
+    append(&data, "carol");
+    let server = Server::start(&data);
+    let out = watch(&server, &old_pub, &state, &["--json"]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["log_key"], new_id.as_str(), "{said}");
+    assert_eq!(said["handovers"], serde_json::json!([]), "{said}");
+    assert!(said["previous_size"].as_u64().unwrap() > at, "{said}");
+    // Given the new key it passes too; given a stranger's, the state is not trusted.
+    expect_code(&watch(&server, &new_pub, &state, &[]), 0);
+    let now = std::fs::read_to_string(&state).unwrap();
+    expect_refusal(
+        &watch(&server, &stranger_pub, &state, &[]),
+        1,
+        "does not verify with the log key",
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), now);
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_json_reports_the_hand_over_it_follows() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    let old_pub = temp.path().join("old.pub");
+    std::fs::copy(data.join("keys/log.pub"), &old_pub).unwrap();
+    let out = run(custody()
+        .args(["key", "rotate", "log", "--json", "--data-dir"])
+        .arg(&data));
+    expect_code(&out, 0);
+    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at = rotated["size"].as_u64().unwrap();
+    // A run while the head is the hand-over checkpoint: the old key signed it, so it is
+    // kept as it is (the old key still trusted).
+    let server = Server::start(&data);
+    let state = temp.path().join("watch.json");
+    let out = watch(&server, &old_pub, &state, &["--json"]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["size"], at, "{said}");
+    assert_eq!(said["handovers"], serde_json::json!([]), "{said}");
+    assert!(server.stop().success());
+    // The log grows on the new key: the next run follows the hand-over that ends the
+    // checkpoint it kept, and says so in JSON.
+    let reader = token(&data, &operator(&data), &[]);
+    let server = Server::start(&data);
+    let out = watch(&server, &old_pub, &state, &["--json", "--token", &reader]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new_id = key_id(&data.join("keys/log.pub"));
+    let followed = serde_json::json!([{"from": key_id(&old_pub), "to": new_id, "size": at}]);
+    assert_eq!(said["handovers"], followed, "{said}");
+    assert_eq!(said["previous_size"], at, "{said}");
+    // A monitor started only now with the old key (no state) follows it from the log's
+    // first entry.
+    let late = temp.path().join("late.json");
+    let out = watch(&server, &old_pub, &late, &["--json", "--token", &reader]);
+    expect_code(&out, 0);
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["handovers"], followed, "{said}");
+    assert_eq!(said["previous_size"], serde_json::Value::Null, "{said}");
+    assert!(server.stop().success());
 }

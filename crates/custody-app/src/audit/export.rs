@@ -406,7 +406,7 @@ impl App<SqlStore> {
 
     /// The `log.key_rotated` event and its proof, when the checkpoint of `size` entries is
     /// a log-key hand-over.
-    async fn handover_at(&self, size: u64) -> AppResult<Option<Handover>> {
+    pub(super) async fn handover_at(&self, size: u64) -> AppResult<Option<Handover>> {
         if size == 0 || !self.store.log_keys().handovers().any(|s| s == size) {
             return Ok(None);
         }

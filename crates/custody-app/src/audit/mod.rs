@@ -31,7 +31,8 @@ pub use archive::{ArchiveError, BundleWriter, for_each_member};
 pub use export::{ExportRequest, Exported};
 pub use format::{Confidential, Scope};
 pub use receipt::{
-    MAX_RECEIPT, ProvedEntry, RECEIPT_FORMAT, Receipt, ReceiptError, ReceiptReport, verify_receipt,
+    MAX_RECEIPT, ProvedEntry, RECEIPT_FORMAT, Receipt, ReceiptError, ReceiptHandover,
+    ReceiptReport, verify_receipt,
 };
 pub use standing::Standing;
 pub use verify::{

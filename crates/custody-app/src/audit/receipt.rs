@@ -10,10 +10,17 @@
 //! `--attestor-key` pins a key instead. A receipt proves that the certification happened
 //! (and was in the log as of its checkpoint), not that it still stands: for that, ask the
 //! deploy gate, or follow the log.
+//!
+//! After the log key was rotated, the receipt's checkpoint is signed by the new key alone;
+//! so that whoever holds an older key can check it, the receipt carries every log-key
+//! hand-over up to its checkpoint (the hand-over checkpoint signed by the retiring and the
+//! new key, its `log.key_rotated` event proved its last leaf, and a consistency proof from
+//! it to the receipt's checkpoint), followed the way a bundle's are
+//! ([`super::verify::follow_log_keys`]).
 
 use custody_crypto::PublicKey;
 use custody_crypto::note::NoteVerifier;
-use custody_ledger::{Checkpoint, Hash, leaf_hash, verify_inclusion};
+use custody_ledger::{Hash, LogKeys, leaf_hash, verify_consistency, verify_inclusion};
 use custody_model::Digest;
 use custody_store::{SqlStore, Store, search};
 use serde::{Deserialize, Serialize};
@@ -52,6 +59,28 @@ pub struct Receipt {
     pub certification: ProvedEntry,
     /// The attestor's public key (SPKI PEM) that signed the VSA.
     pub attestor: String,
+    /// The log-key hand-overs up to the checkpoint, oldest first (absent when the log
+    /// key never changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<ReceiptHandover>,
+}
+
+/// A log-key hand-over a receipt carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptHandover {
+    /// The hand-over checkpoint (signed by the retiring and the new log key).
+    pub checkpoint: String,
+    /// Its size.
+    pub size: u64,
+    /// Its last leaf, the `log.key_rotated` event, exactly as hashed.
+    pub leaf: String,
+    /// The leaf's inclusion proof in the hand-over checkpoint's tree, hex.
+    #[serde(with = "crate::log::hex_hashes")]
+    pub proof: Vec<Hash>,
+    /// The consistency proof from the hand-over checkpoint to the receipt's, hex.
+    #[serde(with = "crate::log::hex_hashes")]
+    pub consistency: Vec<Hash>,
 }
 
 /// A leaf with its inclusion proof.
@@ -176,6 +205,25 @@ impl App<SqlStore> {
         let decision = proved
             .pop()
             .ok_or_else(|| AppError::Integrity("no entry".into()))?;
+        let mut handovers = Vec::new();
+        let sizes: Vec<u64> = self.store.log_keys().handovers().collect();
+        for size in sizes.into_iter().filter(|s| *s <= anchor.size) {
+            let (Some(h), Some(cp)) = (
+                self.handover_at(size).await?,
+                self.store.checkpoints(size, 1).await?.pop(),
+            ) else {
+                return Err(AppError::Integrity(format!(
+                    "the log-key hand-over checkpoint of {size} entries is missing"
+                )));
+            };
+            handovers.push(ReceiptHandover {
+                checkpoint: cp.note,
+                size,
+                leaf: h.leaf,
+                proof: h.proof,
+                consistency: self.store.consistency_proof(size, anchor.size).await?,
+            });
+        }
         let receipt = Receipt {
             format: RECEIPT_FORMAT.into(),
             origin: self.log().verifier_key(),
@@ -187,6 +235,7 @@ impl App<SqlStore> {
             decision,
             certification,
             attestor: self.attestor_key().to_pem(),
+            handovers,
         };
         Ok((receipt, standing))
     }
@@ -269,7 +318,11 @@ pub fn verify_receipt(
             r.certification.index, r.environment, r.digest
         ),
     };
-    let root = match Checkpoint::open(&r.checkpoint, &verifier) {
+    let keys = match follow(&r, verifier, &mut report) {
+        Some(keys) => keys,
+        None => return Ok(report),
+    };
+    let root = match keys.open(&r.checkpoint) {
         Ok(cp) if cp.size == r.tree_size => {
             report.checked.push(format!(
                 "the checkpoint of {} entries is signed by the log key",
@@ -291,6 +344,9 @@ pub fn verify_receipt(
             None
         }
     };
+    if let Some(root) = root {
+        consistent(&r, &keys, &root, &mut report);
+    }
     for (what, e) in [
         ("decision", &r.decision),
         ("certification", &r.certification),
@@ -393,6 +449,59 @@ pub fn verify_receipt(
         report.proves = Some(proves(&report));
     }
     Ok(report)
+}
+
+/// Follows the hand-overs the receipt carries from the key given. `None` (the failure
+/// reported) when one fails: nothing the receipt says can then be proved.
+fn follow(r: &Receipt, given: NoteVerifier, report: &mut ReceiptReport) -> Option<LogKeys> {
+    let mut keys = LogKeys::new(given);
+    let steps: Vec<(u64, &str, &[u8], &[Hash])> = r
+        .handovers
+        .iter()
+        .map(|h| {
+            (
+                h.size,
+                h.checkpoint.as_str(),
+                h.leaf.as_bytes(),
+                h.proof.as_slice(),
+            )
+        })
+        .collect();
+    if let Err(why) = super::verify::follow_log_keys(&mut keys, &steps) {
+        report.failures.push(why);
+        return None;
+    }
+    for h in &r.handovers {
+        report.checked.push(format!(
+            "the log-key hand-over at {} entries is signed by the retiring and the new log key, its log.key_rotated event proved its last leaf",
+            h.size
+        ));
+    }
+    Some(keys)
+}
+
+/// Each hand-over's checkpoint is extended by the receipt's: the log the new key signs
+/// is the one handed over.
+fn consistent(r: &Receipt, keys: &LogKeys, root: &Hash, report: &mut ReceiptReport) {
+    for h in &r.handovers {
+        // Followed above, so it opens; a failure to is reported as inconsistent.
+        let ok = keys.open(&h.checkpoint).is_ok_and(|cp| {
+            cp.size == h.size
+                && cp.size <= r.tree_size
+                && verify_consistency(cp.size, r.tree_size, &h.consistency, &cp.root, root).is_ok()
+        });
+        if ok {
+            report.checked.push(format!(
+                "the checkpoint of {} entries extends the hand-over's of {}",
+                r.tree_size, h.size
+            ));
+        } else {
+            report.failures.push(format!(
+                "the checkpoint of {} entries is not proved consistent with the log-key hand-over at {} entries",
+                r.tree_size, h.size
+            ));
+        }
+    }
 }
 
 /// A break-glass decision, from its proven leaf: the reason and the gates it overrode.

@@ -12,8 +12,8 @@
 use anyhow::anyhow;
 use custody_crypto::PublicKey;
 use custody_crypto::note::NoteVerifier;
-use custody_ledger::{LogKeyRotation, LogKeys};
-use custody_store::SqlStore;
+use custody_ledger::{Checkpoint, LogKeyRotation, LogKeys};
+use custody_store::{MAX_ENTRIES_PER_READ, SqlStore};
 
 use crate::ledger_source::Ledger;
 
@@ -62,6 +62,15 @@ pub(crate) struct Follower {
     /// introduced it is found they are followed back, newest first (the checker's key
     /// vouched for its predecessor by signing), so a checkpoint kept before them verifies.
     earlier: Vec<(u64, Vec<u8>)>,
+    /// The hand-overs followed forwards, oldest first.
+    followed: Vec<Followed>,
+}
+
+/// A hand-over followed forwards: its checkpoint (signed by both keys) and the two keys.
+pub(crate) struct Followed {
+    pub(crate) checkpoint: Checkpoint,
+    pub(crate) from: NoteVerifier,
+    pub(crate) to: NoteVerifier,
 }
 
 impl Follower {
@@ -71,7 +80,29 @@ impl Follower {
             keys,
             started: false,
             earlier: Vec::new(),
+            followed: Vec::new(),
         }
+    }
+
+    /// Reads entries `[start, end)` from `ledger` a page at a time, following the
+    /// hand-overs among them. `Ok(Err)`: a hand-over that fails.
+    pub(crate) async fn entries(
+        &mut self,
+        ledger: &Ledger,
+        start: u64,
+        end: u64,
+    ) -> anyhow::Result<Result<(), String>> {
+        let mut at = start;
+        while at < end {
+            let page_end = end.min(at + MAX_ENTRIES_PER_READ);
+            for (index, leaf) in (at..).zip(ledger.entries(at, page_end).await?) {
+                if let Err(why) = self.leaf(ledger, index, &leaf).await? {
+                    return Ok(Err(why));
+                }
+            }
+            at = page_end;
+        }
+        Ok(Ok(()))
     }
 
     /// Reads entry `index`: a `log.key_rotated` event is followed (its checkpoint fetched
@@ -129,18 +160,35 @@ impl Follower {
             }
         };
         let (proof, _) = ledger.inclusion(index, size).await?;
+        let from = self.keys.current().clone();
         let followed = if back {
             self.keys.follow_back(&note, leaf, &proof)
         } else {
             self.keys.follow(&note, leaf, &proof)
         };
-        Ok(followed
-            .map(|_| ())
-            .map_err(|e| format!("the log-key hand-over at {size} entries: {e}")))
+        match followed {
+            Ok(checkpoint) => {
+                if !back {
+                    let to = self.keys.current().clone();
+                    self.followed.push(Followed {
+                        checkpoint,
+                        from,
+                        to,
+                    });
+                }
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(format!("the log-key hand-over at {size} entries: {e}"))),
+        }
     }
 
     /// The keys followed.
     pub(crate) fn into_keys(self) -> LogKeys {
         self.keys
+    }
+
+    /// The keys followed, and the hand-overs followed forwards, oldest first.
+    pub(crate) fn into_parts(self) -> (LogKeys, Vec<Followed>) {
+        (self.keys, self.followed)
     }
 }

@@ -10,7 +10,11 @@ signatures and consistency, every entry's place in the signed tree and its leaf,
 policy versions (the key history), every envelope against the keys in force at its
 ledger index, the decisions' facts against their digests, confidential rationales
 against their commitments, and every certification's lineage; and, given a checkpoint
-the auditor kept or a minimum size, that the anchor extends it (truncation). Unlike
+the auditor kept or a minimum size, that the anchor extends it (truncation). A bundle
+exported after the log key was rotated carries each hand-over (its checkpoint signed by
+the retiring and the new key, with its log.key_rotated event proved its last leaf): they
+are followed from the key given, old or new, and every checkpoint must be signed by the
+key in force at its size (both at a hand-over). Unlike
 `custody audit verify`, it does not re-run custody's policy engine on the facts.
 """
 
@@ -34,6 +38,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from tlog import (
+    LogKeys,
+    Tree,
+    leaf_hash,
+    root_from_inclusion,
+    sha256,
+    spki_der,
+    verify_consistency,
+    vkey_text,
+)
+
 FORMAT = "custody-audit-bundle/v1"
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -42,105 +57,7 @@ class Unusable(Exception):
     pass
 
 
-def sha256(b):
-    return hashlib.sha256(b).digest()
-
-
-def leaf_hash(leaf):
-    return sha256(b"\x00" + leaf)
-
-
-def node_hash(left, right):
-    return sha256(b"\x01" + left + right)
-
-
-# --- RFC 9162 proofs ---------------------------------------------------------------
-
-
-def root_from_inclusion(leaf, index, size, proof):
-    if index >= size:
-        raise ValueError("index beyond the tree")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise ValueError("proof too long")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ValueError("proof too short")
-    return r
-
-
-def verify_consistency(size1, size2, proof, root1, root2):
-    if size1 == 0 or size1 > size2:
-        return False
-    if size1 == size2:
-        return not proof and root1 == root2
-    path = list(proof)
-    if not path:
-        return False
-    if size1 & (size1 - 1) == 0:
-        path.insert(0, root1)
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == root1 and sr == root2
-
-
-class Tree:
-    """The root of a growing tree: a stack of perfect subtrees (the right edge)."""
-
-    def __init__(self):
-        self.size = 0
-        self.stack = []  # (height, hash)
-
-    def append(self, h):
-        node, height = h, 0
-        while self.stack and self.stack[-1][0] == height:
-            _, left = self.stack.pop()
-            node = node_hash(left, node)
-            height += 1
-        self.stack.append((height, node))
-        self.size += 1
-
-    def root(self):
-        if not self.stack:
-            return sha256(b"")
-        r = self.stack[-1][1]
-        for _, h in reversed(self.stack[:-1]):
-            r = node_hash(h, r)
-        return r
-
-
-# --- keys, notes, envelopes --------------------------------------------------------
-
-
-def spki_der(key):
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+# --- keys, envelopes --------------------------------------------------------
 
 
 def key_ids(key):
@@ -219,30 +136,6 @@ def envelope_digest(envelope):
     return "sha256:" + hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
-def open_checkpoint(note, origin, log_key):
-    text, sep, block = note.rpartition("\n\n")
-    if not sep:
-        raise ValueError("not a signed note")
-    text += "\n"
-    raw = log_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    key_hash = sha256(origin.encode() + b"\n\x01" + raw)[:4]
-    ok = False
-    for line in block.rstrip("\n").split("\n"):
-        if not line.startswith("\u2014 "):
-            raise ValueError("malformed signature line")
-        name, _, b64 = line[2:].partition(" ")
-        blob = base64.b64decode(b64)
-        if name == origin and blob[:4] == key_hash:
-            log_key.verify(blob[4:], text.encode())  # raises InvalidSignature
-            ok = True
-    if not ok:
-        raise ValueError("no signature by the log key")
-    lines = text.split("\n")
-    if lines[0] != origin:
-        raise ValueError("another log's checkpoint")
-    return int(lines[1]), base64.b64decode(lines[2])
-
-
 def policy_keys(files):
     """(release keys, builder keys) a policy bundle trusts, by custody key id."""
     doc = tomllib.loads(files["custody.toml"])
@@ -277,6 +170,7 @@ class Verifier:
         self.root_at_kept = None  # complete bundles: the entries' root at its size
         self.proofs = {}
         self.failures = []
+        self.handovers = []  # the sizes of the log-key hand-overs followed
         self.checked = {"checkpoints": 0, "consistency_proofs": 0, "entries": 0, "signatures": 0, "certifications": 0}
         self.checkpoints = []  # (size, root) verified
         self.policies = []  # (index, digest, release keys, builder keys)
@@ -315,12 +209,14 @@ class Verifier:
         if self.manifest.get("format") != FORMAT:
             raise Unusable("not a custody-audit-bundle/v1")
         self.origin, self.anchor, self.complete = self.manifest["origin"], self.manifest["anchor"], self.manifest["complete"]
+        self.keys = LogKeys(self.origin, self.log_key)
+        self.read_checkpoints(read(members[1]))
         if self.kept_note is not None:
+            # With the key in force at its size, once the bundle's hand-overs are followed.
             try:
-                self.kept = open_checkpoint(self.kept_note, self.origin, self.log_key)
+                self.kept = self.keys.open(self.kept_note)
             except Exception as e:
                 self.fail(None, "pinned-checkpoint", f"the checkpoint you kept does not verify with the log key: {e!r}")
-        self.read_checkpoints(read(members[1]))
         self.read_consistency(read(members[2]))
         for pem in json.loads(read(members[3]))["attestors"]:
             self.attestors.append(serialization.load_pem_public_key(pem.encode()))
@@ -378,13 +274,39 @@ class Verifier:
         elif not verify_consistency(size, self.anchor, self.proofs[(size, self.anchor)], root, self.anchor_root):
             bad(f"the anchor is not consistent with the kept checkpoint of {size} entries")
 
-    def read_checkpoints(self, data):
-        for line in data.splitlines():
-            if not line:
-                continue
-            c = json.loads(line)
+    def follow_handovers(self, lines):
+        """Follows the log-key hand-overs the checkpoint lines carry from the key the
+        auditor brings: those up to the one that introduced it backwards (its key signed
+        that hand-over), the later ones forwards. Returns False on the first that fails."""
+        handovers = [c for c in lines if isinstance(c, dict) and c.get("handover") is not None]
+        trusted = vkey_text(self.origin, self.log_key)
+        split = 0
+        for i, c in enumerate(handovers):
             try:
-                size, root = open_checkpoint(c["note"], self.origin, self.log_key)
+                if json.loads(c["handover"]["leaf"]).get("new_key") == trusted:
+                    split = i + 1
+                    break
+            except (ValueError, AttributeError):
+                continue
+        steps = [(c, True) for c in reversed(handovers[:split])] + [(c, False) for c in handovers[split:]]
+        for c, backwards in steps:
+            h = c["handover"]
+            try:
+                proof = [bytes.fromhex(x) for x in h["proof"]]
+                step = self.keys.backward if backwards else self.keys.forward
+                step(c["note"], h["leaf"].encode(), proof)
+            except Exception as e:
+                self.fail(None, "checkpoint-signature", f"the log-key hand-over at {c.get('size')} entries: {e!r}")
+                return False
+        self.handovers = [c["size"] for c in handovers]
+        return True
+
+    def read_checkpoints(self, data):
+        lines = [json.loads(line) for line in data.splitlines() if line]
+        self.follow_handovers(lines)
+        for c in lines:
+            try:
+                size, root = self.keys.open(c["note"])
                 if size != c["size"]:
                     raise ValueError("size differs")
             except Exception as e:
@@ -630,7 +552,7 @@ def main():
         v.fail(None, "format", repr(e))
     ok = not v.failures
     if args.json:
-        print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures}))
+        print(json.dumps({"ok": ok, "checked": v.checked, "failures": v.failures, "handovers": v.handovers}))
     else:
         for f in v.failures:
             print(f"FAILED entry {f['entry']} [{f['check']}]: {f['detail']}")

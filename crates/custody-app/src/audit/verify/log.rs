@@ -6,7 +6,9 @@
 //! inclusion proof against the anchor. Either way a stated hash that is proved is the one
 //! the signed tree holds, so a leaf that does not hash to it is named as the culprit.
 
-use custody_ledger::{Frontier, Hash, LogKeyRotation, verify_consistency, verify_inclusion};
+use custody_ledger::{
+    Frontier, Hash, LogKeyRotation, LogKeys, verify_consistency, verify_inclusion,
+};
 use rayon::prelude::*;
 
 use super::{Check, Report, State, fail, hex};
@@ -346,49 +348,62 @@ pub(crate) fn json_lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 impl State {
-    /// Follows the log-key hand-overs the checkpoints carry, from the key the auditor
-    /// brings: the hand-overs up to the one that introduced it backwards (it vouched for
-    /// its predecessor by signing), the later ones forwards. The first that fails is
-    /// reported, and the checkpoints past it then fail their signatures.
+    /// Follows the log-key hand-overs the checkpoints carry (see [`follow_log_keys`]). The
+    /// first that fails is reported, and the checkpoints past it then fail their
+    /// signatures.
     fn follow_handovers(&mut self, lines: &[Result<CheckpointLine, String>]) {
-        let handovers: Vec<(&CheckpointLine, &Handover)> = lines
+        let handovers: Vec<(u64, &str, &Handover)> = lines
             .iter()
             .filter_map(|l| l.as_ref().ok())
-            .filter_map(|l| l.handover.as_ref().map(|h| (l, h)))
+            .filter_map(|l| l.handover.as_ref().map(|h| (l.size, l.note.as_str(), h)))
             .collect();
-        let trusted = self.keys.current().to_text();
-        let split = handovers
+        let steps: Vec<(u64, &str, &[u8], &[Hash])> = handovers
             .iter()
-            .position(|(_, h)| {
-                LogKeyRotation::from_leaf(h.leaf.as_bytes())
-                    .and_then(Result::ok)
-                    .is_some_and(|r| r.new_key == trusted)
-            })
-            .map_or(0, |i| i + 1);
-        let back = handovers[..split].iter().rev().map(|h| (h, true));
-        let forward = handovers[split..].iter().map(|h| (h, false));
-        for ((line, handover), backwards) in back.chain(forward) {
-            let (note, leaf) = (&line.note, handover.leaf.as_bytes());
-            let followed = if backwards {
-                self.keys.follow_back(note, leaf, &handover.proof)
-            } else {
-                self.keys.follow(note, leaf, &handover.proof)
-            };
-            if let Err(e) = followed {
-                self.report.failures.push(fail(
-                    None,
-                    Check::CheckpointSignature,
-                    format!("the log-key hand-over at {} entries: {e}", line.size),
-                ));
-                return;
-            }
+            .map(|(size, note, h)| (*size, *note, h.leaf.as_bytes(), h.proof.as_slice()))
+            .collect();
+        if let Err(why) = follow_log_keys(&mut self.keys, &steps) {
+            self.report
+                .failures
+                .push(fail(None, Check::CheckpointSignature, why));
+            return;
         }
         if !handovers.is_empty() {
-            let sizes: Vec<String> = handovers.iter().map(|(l, _)| l.size.to_string()).collect();
+            let sizes: Vec<String> = handovers.iter().map(|(s, _, _)| s.to_string()).collect();
             self.report.notes.push(format!(
                 "the log key was handed over at {} entries (each hand-over checkpoint signed by the retiring and the new key, its log.key_rotated event proved its last leaf); every checkpoint was verified with the key in force at its size",
                 sizes.join(", ")
             ));
         }
     }
+}
+
+/// Follows log-key hand-overs, given oldest first as `(size, hand-over checkpoint,
+/// log.key_rotated leaf, its inclusion proof)`, from the key `keys` starts with (the one
+/// the verifier brings): those up to the one that introduced it backwards (it vouched
+/// for its predecessor by signing), the later ones forwards. The first that fails is the
+/// error, naming its size; `keys` then holds those followed before it.
+pub(crate) fn follow_log_keys(
+    keys: &mut LogKeys,
+    handovers: &[(u64, &str, &[u8], &[Hash])],
+) -> Result<(), String> {
+    let trusted = keys.current().to_text();
+    let split = handovers
+        .iter()
+        .position(|(_, _, leaf, _)| {
+            LogKeyRotation::from_leaf(leaf)
+                .and_then(Result::ok)
+                .is_some_and(|r| r.new_key == trusted)
+        })
+        .map_or(0, |i| i + 1);
+    let back = handovers[..split].iter().rev().map(|h| (h, true));
+    let forward = handovers[split..].iter().map(|h| (h, false));
+    for ((size, note, leaf, proof), backwards) in back.chain(forward) {
+        let followed = if backwards {
+            keys.follow_back(note, leaf, proof)
+        } else {
+            keys.follow(note, leaf, proof)
+        };
+        followed.map_err(|e| format!("the log-key hand-over at {size} entries: {e}"))?;
+    }
+    Ok(())
 }

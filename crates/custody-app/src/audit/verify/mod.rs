@@ -45,6 +45,7 @@ use super::format::{
     CHECKPOINTS, CONSISTENCY, Confidential, END, EndFile, FORMAT, KEYS, MANIFEST, Manifest, Scope,
 };
 pub(crate) use envelopes::vsa as vsa_of;
+pub(crate) use log::follow_log_keys;
 pub use pinned::{Expected, Truncation};
 pub use story::{
     ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
