@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+use custody_app::audit::Scope;
 use custody_app::{
     Actor, App, AppError, ApplyPolicy, Handover, Promote, RecordRelease, RegisterArtifact,
     RevokeKey, RotateKey,
@@ -60,6 +61,7 @@ struct Setup {
     app: App<SqlStore>,
     builder: PrivateKey,
     release_key: PrivateKey,
+    log_pub: custody_crypto::PublicKey,
     _dir: tempfile::TempDir,
 }
 
@@ -75,11 +77,9 @@ fn bundle(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let log = NoteSigner::new(
-        "test.custody/log",
-        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
-    )
-    .unwrap();
+    let log_key = PrivateKey::generate(Algorithm::Ed25519);
+    let log_pub = log_key.public_key().clone();
+    let log = NoteSigner::new("test.custody/log", Box::new(log_key)).unwrap();
     let store = SqlStore::create(
         &Location::Sqlite(dir.path().join("c.db")),
         log,
@@ -104,6 +104,7 @@ async fn setup() -> Setup {
         app,
         builder,
         release_key,
+        log_pub,
         _dir: dir,
     }
 }
@@ -173,6 +174,31 @@ impl Setup {
             .collect::<Vec<_>>()
             .join(" | ");
         (d.allowed, reasons)
+    }
+
+    /// Exports `scope` as an auditor and verifies the bundle offline with the log's key.
+    async fn audit(&self, scope: Scope) -> custody_app::audit::Report {
+        let auditor = custody_app::Authenticated {
+            principal: "audrey".into(),
+            auth: custody_model::Authentication::System,
+            roles: vec!["auditor".into()],
+        };
+        let request = custody_app::audit::ExportRequest {
+            scope,
+            prove_from: None,
+        };
+        let (_, bundle) = self
+            .app
+            .audit_export(
+                &auditor,
+                &request,
+                at("14:00:00"),
+                Vec::new(),
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        custody_app::audit::verify_bundle(&bundle[..], &self.log_pub, &mut |_| {}).unwrap()
     }
 
     async fn rotate(&self, old: &PrivateKey, new: &PrivateKey, t: &str) -> Result<(), AppError> {
@@ -581,6 +607,38 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         .map(|u| u.counts)
         .collect();
     assert_eq!(approvals, [false, true]);
+
+    // An auditor's bundle, whole or of prod alone, names her approval of 2.0.0 as taken
+    // back, and marks prod, whose quorum it made, but not build (no approval needed).
+    for scope in [
+        Scope::All,
+        Scope::Environment {
+            environment: "prod".into(),
+        },
+    ] {
+        let report = s.audit(scope.clone()).await;
+        assert!(report.ok(), "{scope:?}: {:?}", report.failures);
+        let withdrawn: Vec<(&str, &str, &[String])> = report
+            .story
+            .withdrawn
+            .iter()
+            .map(|w| (w.what, w.key.as_str(), w.environments.as_slice()))
+            .collect();
+        assert_eq!(
+            withdrawn,
+            [("approval", id(&alice).as_str(), &["prod".to_owned()][..])],
+            "{scope:?}"
+        );
+        assert!(report.story.withdrawn[0].name.contains("by alice"));
+        let marked: Vec<(&str, bool)> = report
+            .story
+            .environments
+            .iter()
+            .map(|e| (e.name.as_str(), e.trust_withdrawn))
+            .collect();
+        assert!(marked.contains(&("prod", true)), "{marked:?}");
+        assert!(!marked.contains(&("build", true)), "{marked:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,4 +793,34 @@ async fn a_policy_may_not_trust_a_key_against_the_keyring() {
             .cutoff(),
         at("11:15:00")
     );
+}
+
+/// The log's key hands over only to a new key: one the keyring holds for another purpose
+/// (a builder's) is refused, so no builder can come to sign checkpoints, and nothing is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_key_never_hands_over_to_a_keyring_key() {
+    let s = setup().await;
+    let size = s.app.log().size().await.unwrap();
+    let old = custody_crypto::note::NoteVerifier::new(
+        "test.custody/log",
+        PrivateKey::generate(Algorithm::Ed25519).public_key(),
+    )
+    .unwrap();
+    let builder =
+        custody_crypto::note::NoteVerifier::new("test.custody/log", s.builder.public_key())
+            .unwrap();
+    match s
+        .app
+        .log_key_rotation(&operator("10:00:00"), &old, &builder, size + 1)
+        .await
+    {
+        Err(AppError::Invalid(m)) => assert!(
+            m.contains("in the keyring as a builder key")
+                && m.contains("one key never serves two purposes"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.app.log().size().await.unwrap(), size);
 }

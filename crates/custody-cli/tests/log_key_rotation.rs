@@ -195,6 +195,29 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     assert!(stderr(&out).contains("is retired"), "{}", stderr(&out));
     std::fs::write(data.join("keys/log.pub"), &current_pub).unwrap();
 
+    // A successor must be a new key: never the retired log key (its checkpoints could not
+    // be told from a rollback to its era), nor the receipt key (one key, one purpose).
+    // Each is refused before anything is written.
+    let retired = rotated["retired_key"].as_str().unwrap().to_owned();
+    let attestor = data.join("keys/attestor.key");
+    for (key, expect) in [
+        (retired.as_str(), "signed this log before"),
+        (attestor.to_str().unwrap(), "receipt key"),
+    ] {
+        let grown = size(&data);
+        let out = run(custody()
+            .args(["key", "rotate", "log", "--new-key", key, "--data-dir"])
+            .arg(&data));
+        expect_code(&out, 2);
+        assert!(
+            stderr(&out).contains(expect) && stderr(&out).contains("nothing was written"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(size(&data), grown);
+        assert!(!data.join("keys/log.next.key").exists());
+    }
+
     let out = log(&data, &["check"]);
     expect_code(&out, 0);
     // A monitor that knew only the old key and a checkpoint from before.
