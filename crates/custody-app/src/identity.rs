@@ -708,7 +708,7 @@ impl Permission {
             Permission::Promote => "request promotions",
             Permission::Review => "review promotions",
             Permission::Deploy => "report deploys and roll back",
-            Permission::Policy => "apply policies",
+            Permission::Policy => "apply policies or rotate and revoke keys",
             Permission::Register => "register artifacts",
             Permission::Attest => "attach evidence",
             Permission::Release => "record releases",

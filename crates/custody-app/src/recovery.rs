@@ -33,19 +33,12 @@ pub struct Recovered {
 }
 
 impl App<custody_store::SqlStore> {
-    /// The `log.key_rotated` event handing the log over from `old` to `new` at a
-    /// checkpoint of `size` entries (the store commits it: `SqlStore::rotate_log_key`).
-    /// Refused, before anything is written, when `new` is not a new key: one that signed
-    /// this log before (a retired log key never signs again: its checkpoints would be
-    /// indistinguishable from a rollback to its era), one the keyring holds for another
-    /// purpose, or the receipt key (one key, one purpose).
-    pub async fn log_key_rotation(
-        &self,
-        actor: &Actor,
-        old: &NoteVerifier,
-        new: &NoteVerifier,
-        size: u64,
-    ) -> AppResult<CanonicalJson> {
+    /// Refuses `new` as the log key's successor, before anything is written, unless it
+    /// is a new key: not one that signed this log before (a retired log key never signs
+    /// again: its checkpoints would be indistinguishable from a rollback to its era), not
+    /// one the keyring holds for another purpose, not the receipt key (one key, one
+    /// purpose).
+    pub async fn check_log_successor(&self, new: &NoteVerifier) -> AppResult<()> {
         let id = new.public_key().key_id().to_string();
         let history = self.store.log_keys();
         if history.contains(new) {
@@ -70,6 +63,19 @@ impl App<custody_store::SqlStore> {
                 "key {id} is this instance's receipt key: one key never serves two purposes; omit --new-key to generate a new one"
             )));
         }
+        Ok(())
+    }
+
+    /// The `log.key_rotated` event handing the log over from `old` to `new` at a
+    /// checkpoint of `size` entries (the store commits it: `SqlStore::rotate_log_key`;
+    /// check the successor first, [`App::check_log_successor`]).
+    pub fn log_key_rotation(
+        &self,
+        actor: &Actor,
+        old: &NoteVerifier,
+        new: &NoteVerifier,
+        size: u64,
+    ) -> AppResult<CanonicalJson> {
         event(
             actor,
             EventBody::LogKeyRotated(LogKeyRotated::new(old, new, size)),

@@ -802,19 +802,10 @@ async fn a_policy_may_not_trust_a_key_against_the_keyring() {
 async fn the_log_key_never_hands_over_to_a_keyring_key() {
     let s = setup().await;
     let size = s.app.log().size().await.unwrap();
-    let old = custody_crypto::note::NoteVerifier::new(
-        "test.custody/log",
-        PrivateKey::generate(Algorithm::Ed25519).public_key(),
-    )
-    .unwrap();
     let builder =
         custody_crypto::note::NoteVerifier::new("test.custody/log", s.builder.public_key())
             .unwrap();
-    match s
-        .app
-        .log_key_rotation(&operator("10:00:00"), &old, &builder, size + 1)
-        .await
-    {
+    match s.app.check_log_successor(&builder).await {
         Err(AppError::Invalid(m)) => assert!(
             m.contains("in the keyring as a builder key")
                 && m.contains("one key never serves two purposes"),

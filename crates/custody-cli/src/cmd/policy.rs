@@ -21,7 +21,9 @@ use crate::input::{print_json, print_line};
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Compile a policy bundle (DIR/custody.toml and DIR/keys/*.pub) and report every
-    /// mistake with its line. Exit 1 if there is any.
+    /// mistake with its line. Exit 1 if there is any. It reads the files alone: what the
+    /// keyring forbids (a revoked key, a key with another purpose, the instance's own
+    /// keys) is checked when the policy is proposed or applied.
     Check(CheckArgs),
     /// Show the policy in force: its digest, pipeline, owners and quorum.
     Show(ShowArgs),
