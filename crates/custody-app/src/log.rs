@@ -67,6 +67,9 @@ pub struct Published {
     pub witnesses: Vec<String>,
 }
 
+/// The most log-key hand-overs served at once (each is a deliberate operator action).
+pub(crate) const MAX_HANDOVERS: u64 = 1_000;
+
 /// The log of an [`App`], read-only but for the access log and cosignatures.
 pub struct Log<'a, S: Store> {
     store: &'a S,
@@ -93,6 +96,22 @@ impl<S: Store> Log<'_, S> {
     /// The entries `[start, end)`, as their leaf bytes.
     pub async fn entries(&self, start: u64, end: u64) -> AppResult<Vec<Entry>> {
         Ok(self.store.entries(start, end).await?)
+    }
+
+    /// The log-key hand-overs (`log.key_rotated` entries) at or after index `from`, oldest
+    /// first, at most [`MAX_HANDOVERS`]. Public, like the checkpoints: a monitor holding an
+    /// old log key follows them to the key signing now, checking each against its
+    /// checkpoint (signed by both keys) and inclusion proof, so whoever serves them cannot
+    /// introduce a key.
+    pub async fn handovers(&self, from: u64) -> AppResult<Vec<Entry>> {
+        let terms = [custody_store::search::event_type("log.key_rotated")];
+        let end = self.store.size().await?;
+        let mut found = self
+            .store
+            .search(&terms, from.min(end), end, MAX_HANDOVERS)
+            .await?;
+        found.reverse();
+        Ok(found)
     }
 
     /// The inclusion proof of `index` in the tree of `size` entries.

@@ -158,6 +158,25 @@ impl Ledger {
         }
     }
 
+    /// The log-key hand-overs at or after index `from`, `(index, leaf)`, oldest first, as
+    /// the server's public route lists them (nothing trusted: each is followed and proved).
+    pub(crate) async fn handovers(&self, from: u64) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            index: u64,
+            leaf: String,
+        }
+        let body = self
+            .get(&format!("/api/v1/log/handovers?from={from}"))
+            .await?;
+        let listed: Vec<Listed> =
+            serde_json::from_slice(&body).context("the server's list of log-key hand-overs")?;
+        Ok(listed
+            .into_iter()
+            .map(|l| (l.index, l.leaf.into_bytes()))
+            .collect())
+    }
+
     /// Leaves `[start, end)` (any range: read in pages).
     pub(crate) async fn entries(&self, start: u64, end: u64) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);

@@ -297,7 +297,6 @@ async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
     let at = rotated["size"].as_u64().unwrap();
     let handover = rotated["handover_checkpoint"].as_str().unwrap().to_owned();
     append(&data, "bob");
-    let reader = token(&data, &operator(&data), &[]);
     let (new_pub, new_key) = (data.join("keys/log.pub"), data.join("keys/log.key"));
     let (stranger_key, stranger_pub) = generate_key(temp.path(), "stranger", "ed25519");
     let head = checkpoint_of(&data);
@@ -307,7 +306,16 @@ async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
     // no hand-over leads to; the hand-over signed by the new key alone (no word from the
     // trusted key); the hand-over signed by the old key and a stranger (not the new key).
     let handover_path = format!("/api/v1/log/checkpoint?size={at}");
+    let kept_size = serde_json::from_str::<serde_json::Value>(&before).unwrap()["size"]
+        .as_u64()
+        .unwrap();
     let cases = [
+        (
+            // A server that hides its hand-over: the head is not followed to.
+            format!("/api/v1/log/handovers?from={}", kept_size - 1),
+            "[]".to_owned(),
+            "nor through a log-key hand-over",
+        ),
         (
             "/api/v1/log/checkpoint".to_owned(),
             resign(&head, &[&stranger_key]),
@@ -326,7 +334,7 @@ async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
     ];
     for (path, body, why) in cases {
         let proxy = forging_proxy(server.base.clone(), vec![(path.clone(), body)]).await;
-        let out = watch_at(&proxy, &old_pub, &state, &["--json", "--token", &reader]);
+        let out = watch_at(&proxy, &old_pub, &state, &["--json"]);
         assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(&out));
         let said: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{path}: {e}: {}", stderr(&out)));
@@ -337,18 +345,15 @@ async fn watch_follows_a_log_key_rotation_and_refuses_a_forged_hand_over() {
         );
         assert_eq!(std::fs::read_to_string(&state).unwrap(), before, "{path}");
     }
-    // Without a token the hand-over cannot be read: refused, naming what to pass.
-    let out = watch(&server, &old_pub, &state, &[]);
-    expect_refusal(&out, 1, "pass --token");
-    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
     // Given a stranger's key, the checkpoint kept does not verify.
     let out = watch(&server, &stranger_pub, &state, &[]);
     expect_refusal(&out, 1, "does not verify with the log key");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
 
-    // The real hand-over is followed from the old key, and said.
+    // The real hand-over is followed from the old key, and said: the server lists its
+    // hand-overs publicly, so a monitor needs no credential.
     let (old_id, new_id) = (key_id(&old_pub), key_id(&new_pub));
-    let out = watch(&server, &old_pub, &state, &["--token", &reader]);
+    let out = watch(&server, &old_pub, &state, &[]);
     expect_code(&out, 0);
     assert!(
         stdout(&out).contains(&format!(

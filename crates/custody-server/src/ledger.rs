@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use custody_app::{ConsistencyProof, InclusionProof};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ServerState;
 use crate::api::ErrorBody;
@@ -134,6 +134,44 @@ pub(crate) async fn entries(
         body.push(b'\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// Where to start listing hand-overs.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HandoversQuery {
+    /// The first ledger index to look at (default 0).
+    #[serde(default)]
+    from: u64,
+}
+
+/// A log-key hand-over: the `log.key_rotated` entry, the last leaf of the hand-over
+/// checkpoint of `index + 1` entries (`GET /api/v1/log/checkpoint?size=…`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Handover {
+    /// Its ledger index.
+    index: u64,
+    /// The leaf, as the log holds it.
+    leaf: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/log/handovers", params(HandoversQuery),
+    responses((status = 200, description = "the log-key hand-overs from that index, oldest first: a monitor holding an old log key follows them (each proved by its checkpoint, signed by both keys, and an inclusion proof)", body = Vec<Handover>), (status = 400, body = ErrorBody)))]
+pub(crate) async fn handovers(
+    State(s): State<Arc<ServerState>>,
+    ApiQuery(q): ApiQuery<HandoversQuery>,
+) -> Result<Json<Vec<Handover>>, ApiError> {
+    let entries = s.app.log().handovers(q.from).await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| Handover {
+                index: e.index,
+                leaf: String::from_utf8_lossy(&e.leaf).into_owned(),
+            })
+            .collect(),
+    ))
 }
 
 /// An inclusion proof's question.

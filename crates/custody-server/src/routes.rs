@@ -45,6 +45,7 @@ fn public() -> Routes {
         .routes(routes!(ledger::checkpoint))
         .routes(routes!(ledger::cosign))
         .routes(routes!(ledger::inclusion))
+        .routes(routes!(ledger::handovers))
         .routes(routes!(ledger::consistency))
 }
 

@@ -6,8 +6,9 @@
 //! was, so the evidence stays; the first run keeps what it saw (trust on first use).
 //!
 //! When the operator rotates the log key, the checkpoints after the hand-over are signed
-//! by the new key alone. A run whose trusted key did not sign the head reads the entries
-//! since the last run's checkpoint and follows the hand-overs among them
+//! by the new key alone. A run whose trusted key did not sign the head reads the
+//! hand-overs since the last run's checkpoint (the server lists them publicly; an older
+//! server's are read from its entries, with a token) and follows them
 //! ([`crate::cmd::log_follow`], the one follower `custody log check` uses): each hand-over
 //! checkpoint signed by the key trusted and by the next, its `log.key_rotated` event
 //! proved its last leaf, and the log it signs consistent with what was kept. The state
@@ -49,8 +50,8 @@ pub(crate) struct WatchArgs {
     #[arg(long, default_value_t = 0, value_name = "K")]
     witness_quorum: usize,
     /// A token that may read the ledger's entries: needed only to follow a log-key
-    /// hand-over (its `log.key_rotated` event is an entry; the checkpoints and proofs are
-    /// public).
+    /// hand-over on a server that does not list its hand-overs publicly (an older custody;
+    /// the checkpoints and proofs are public).
     #[arg(
         long,
         env = "CUSTODY_TOKEN",
@@ -257,20 +258,36 @@ async fn open_head(
         Ok(cp) => return Ok((cp, Vec::new())),
         Err(e) => e,
     };
-    if !may_read {
-        return Err(failed(format!(
-            "the checkpoint does not verify with the log key {trusted_id} trusted ({refused}); if the operator rotated the log key, pass --token (a credential that may read the ledger) so that the hand-over can be followed from the entries"
-        )));
-    }
     let body = note.split("\n\n").next().unwrap_or_default();
     let claimed = Checkpoint::from_body(&format!("{body}\n"))
         .map_err(|e| failed(format!("the server's checkpoint: {e}")))?;
     let start = old.map_or(0, |o| o.checkpoint.size.saturating_sub(1));
     let mut follower = Follower::new(keys.clone());
-    if let Err(why) = follower
-        .entries(ledger, start, claimed.size.max(start))
-        .await?
-    {
+    // The server lists its hand-overs publicly; one that does not (an older custody) is
+    // read through its entries, which needs a credential.
+    let followed = match ledger.handovers(start).await {
+        Ok(listed) => {
+            let mut result = Ok(());
+            for (index, leaf) in listed.iter().filter(|(i, _)| *i < claimed.size) {
+                result = follower.leaf(ledger, *index, leaf).await?;
+                if result.is_err() {
+                    break;
+                }
+            }
+            result
+        }
+        Err(_) if may_read => {
+            follower
+                .entries(ledger, start, claimed.size.max(start))
+                .await?
+        }
+        Err(e) => {
+            return Err(failed(format!(
+                "the checkpoint does not verify with the log key {trusted_id} trusted ({refused}), and the server lists no log-key hand-overs to follow ({e:#}); pass --token (a credential that may read the ledger) to follow them through its entries"
+            )));
+        }
+    };
+    if let Err(why) = followed {
         return Err(failed(why));
     }
     let (keys, followed) = follower.into_parts();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::{Backend, PRINCIPALS, TestServer, concrete};
 
 /// The routes anyone may call. A route missing a permission that is not listed here fails.
-const PUBLIC: [&str; 7] = [
+const PUBLIC: [&str; 8] = [
     "GET /healthz",
     "GET /readyz",
     "GET /api/v1/openapi.json",
@@ -19,6 +19,7 @@ const PUBLIC: [&str; 7] = [
     "POST /api/v1/log/cosignature",
     "GET /api/v1/log/proof/inclusion",
     "GET /api/v1/log/proof/consistency",
+    "GET /api/v1/log/handovers",
 ];
 
 /// The permission an operation of the OpenAPI document declares (`None`: public).
