@@ -270,12 +270,28 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
         .as_str()
         .unwrap()
         .to_owned();
+    // A key is named by its first digits, as `custody history` prints them; too few, or
+    // digits no key has, are refused by name and revoke nothing.
+    expect_refusal(
+        &w.run("sec", &["key", "revoke", &new[..7], "--reason", "x"]),
+        2,
+        "at least 8 hex digits",
+    );
+    let unknown = ["00000000", "11111111", "22222222"]
+        .into_iter()
+        .find(|p| !new.starts_with(p) && !old.starts_with(p))
+        .unwrap();
+    expect_refusal(
+        &w.run("argo", &["key", "impact", unknown]),
+        2,
+        &format!("no key {unknown} in the keyring; `custody key list` shows them"),
+    );
     let out = w.run(
         "sec",
         &[
             "key",
             "revoke",
-            &new,
+            &new[..10],
             "--reason",
             "key file leaked",
             "--compromised-since",
@@ -293,8 +309,17 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     assert!(w.verify("production", &d2).0);
     assert!(w.verify("production", &d2).0, "a cached verdict agrees");
 
-    // `key impact` lists exactly those; the environments show what the gate says.
-    let impact = w.json("argo", &["key", "impact", &new]);
+    // The revocation is recorded by the whole id, never the digits it was given by.
+    assert!(
+        stdout(&out).contains(&format!("key {new} is revoked")),
+        "{}",
+        stdout(&out)
+    );
+
+    // `key impact` (by twelve digits) lists exactly those; the environments show what the
+    // gate says, and only build's denial is the key's.
+    let impact = w.json("argo", &["key", "impact", &new[..12]]);
+    assert_eq!(impact["key"]["key_id"], new.as_str());
     let releases: Vec<(String, bool)> = impact["uses"]
         .as_array()
         .unwrap()
@@ -323,12 +348,29 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
             .unwrap()
             .clone()
     };
-    assert_eq!(env("build")["gate_allows"], false);
-    assert_eq!(env("production")["gate_allows"], true);
+    assert_eq!(
+        (&env("build")["gate"], &env("build")["depends"]),
+        (&Value::from("denies"), &serde_json::json!(["manifest"]))
+    );
+    assert_eq!(env("production")["gate"], "allows");
+    assert_eq!(impact["denied"][0]["environment"], "build");
+    assert_eq!(impact["denied"].as_array().unwrap().len(), 1, "{impact}");
+    let text = w.ok("argo", &["key", "impact", &new[..12]]);
+    let denied = text
+        .split_once("the deploy gate now denies, because of this key:")
+        .unwrap_or_else(|| panic!("{text}"))
+        .1;
+    assert!(
+        denied.contains("build: shop@2.0.1 (depends: manifest)")
+            && denied.contains("re-sign the release")
+            && !denied.contains("production"),
+        "{text}"
+    );
 
     // The revocation event names what stopped counting (its alert's text is made from
     // it: app/tests/keyring.rs checks that text).
     let revoked = w.json("argo", &["history", "--type", "key.revoked"]);
+    assert_eq!(revoked[0]["event"]["keys"][0]["key"], new.as_str());
     let line = revoked[0]["event"]["affected"].to_string();
     assert!(
         line.contains("shop@2.0.1")
@@ -356,7 +398,7 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let cookie = session_cookie(&w.server.base, &w.tokens["argo"]).await;
         let r = http()
-            .get(format!("{}/keys/{new}", w.server.base))
+            .get(format!("{}/keys/{}", w.server.base, &new[..12]))
             .header("cookie", cookie.clone())
             .send()
             .await
@@ -387,6 +429,11 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
         "{page}"
     );
     assert!(page.contains(r#"class="not-counting""#), "{page}");
+    assert!(
+        page.contains(r#"<li data-environment="build" data-depends="manifest">"#)
+            && !page.contains(r#"<li data-environment="production""#),
+        "{page}"
+    );
     // An auditor's offline check follows the hand-over and the revocation: every
     // manifest the successor signed verifies against the key history in the bundle.
     let data = w.root.join("data");
