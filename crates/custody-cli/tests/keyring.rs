@@ -170,6 +170,21 @@ impl World {
         (allowed, v["reasons"].to_string())
     }
 
+    /// A dashboard page, as argo sees it (it must answer 200).
+    fn page(&self, path: &str) -> String {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let cookie = session_cookie(&self.server.base, &self.tokens["argo"]).await;
+            let r = http()
+                .get(format!("{}{path}", self.server.base))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            r.text().await.unwrap()
+        })
+    }
+
     fn json(&self, who: &str, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
@@ -223,6 +238,20 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     let out = rotate("sec", "release.key", "release-2.key");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains(&new), "{}", stdout(&out));
+    // The Keys page (read from the keyring) shows the successor in force, at the file the
+    // bundle still names its predecessor by, and the old key retired.
+    let list = w.page("/keys");
+    let signers = list
+        .split_once(r#"<table id="release-keys">"#)
+        .and_then(|(_, t)| t.split_once("</table>"))
+        .unwrap_or_else(|| panic!("{list}"))
+        .0;
+    assert!(
+        signers.contains(&format!(r#"data-key-id="{new}""#))
+            && !signers.contains(&format!(r#"data-key-id="{old}""#))
+            && signers.contains("keys/release.pub</code> (by hand-over from"),
+        "{signers}"
+    );
 
     // Production keeps running on what the old key signed while trusted.
     assert!(w.verify("production", &d1).0);
@@ -395,30 +424,12 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     );
     // The dashboard shows the blast radius: the key's page names the environment whose
     // gate now denies, and the uses that stopped counting.
-    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let cookie = session_cookie(&w.server.base, &w.tokens["argo"]).await;
-        let r = http()
-            .get(format!("{}/keys/{}", w.server.base, &new[..12]))
-            .header("cookie", cookie.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let list = http()
-            .get(format!("{}/keys", w.server.base))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            list.contains(&format!("href=\"/keys/{new}\"")) && list.contains("key file leaked"),
-            "{list}"
-        );
-        r.text().await.unwrap()
-    });
+    let page = w.page(&format!("/keys/{}", &new[..12]));
+    let list = w.page("/keys");
+    assert!(
+        list.contains(&format!("href=\"/keys/{new}\"")) && list.contains("key file leaked"),
+        "{list}"
+    );
     assert!(
         page.contains("revoked") && page.contains("key file leaked"),
         "{page}"

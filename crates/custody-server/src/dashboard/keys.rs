@@ -57,10 +57,13 @@ pub(crate) fn key_text(policy: &Policy, key_id: &str) -> String {
     }
 }
 
-/// Where the policy bundle holds a key: its file, or (a successor by hand-over, which
-/// the bundle still names by its predecessor until its owners catch up) the file of the
-/// key it succeeded.
-fn file_of(key: &KeyView, keys: &[KeyView]) -> Markup {
+/// Where the policy bundle holds a key: the file the policy in force gives it, else the
+/// one it came in by, or (a successor by hand-over, which the bundle still names by its
+/// predecessor until its owners catch up) the file of the key it succeeded.
+fn file_of(policy: &Policy, key: &KeyView, keys: &[KeyView]) -> Markup {
+    if let Some(named) = policy.named_key(&key.key_id) {
+        return html! { code { (named.file) } };
+    }
     let mut k = key;
     // A chain of hand-overs is short; the bound only guards a malformed keyring.
     for _ in 0..keys.len() {
@@ -86,7 +89,13 @@ fn short(key_id: &str) -> Markup {
 }
 
 /// The table of one purpose's keys in force.
-fn keys_table(id: &str, purpose: KeyPurpose, keys: &[KeyView], now: Timestamp) -> Markup {
+fn keys_table(
+    id: &str,
+    purpose: KeyPurpose,
+    policy: &Policy,
+    keys: &[KeyView],
+    now: Timestamp,
+) -> Markup {
     let shown: Vec<&KeyView> = keys
         .iter()
         .filter(|k| k.purpose == purpose && k.status == "active")
@@ -99,7 +108,7 @@ fn keys_table(id: &str, purpose: KeyPurpose, keys: &[KeyView], now: Timestamp) -
                     tr data-key-id=(k.key_id) {
                         td.name { a href={ "/keys/" (k.key_id) } { strong { (k.name) } } }
                         td { (k.owner.as_deref().unwrap_or("—")) }
-                        td { (file_of(k, keys)) }
+                        td { (file_of(policy, k, keys)) }
                         td { (k.algorithm) }
                         td {
                             // Since the start of its current span: the policy version
@@ -160,10 +169,10 @@ pub(crate) async fn keys(
         }
         h2 { "Release signers" }
         p.none { "Sign release manifests; a promotion needs a signature by one of them." }
-        (keys_table("release-keys", KeyPurpose::ReleaseSigner, &keys, v.now))
+        (keys_table("release-keys", KeyPurpose::ReleaseSigner, &policy, &keys, v.now))
         h2 { "Builders" }
         p.none { "Sign the provenance of what they build, for the repositories listed." }
-        (keys_table("builders", KeyPurpose::Builder, &keys, v.now))
+        (keys_table("builders", KeyPurpose::Builder, &policy, &keys, v.now))
         @if !policy.builders().is_empty() {
             table #builder-repos {
                 tr { th { "builder" } th { "may build" } }
@@ -172,7 +181,7 @@ pub(crate) async fn keys(
         }
         h2 { "Personal approval keys" }
         p.none { "People sign their approvals with these; an approval so signed counts without their session." }
-        (keys_table("person-keys", KeyPurpose::PersonalApproval, &keys, v.now))
+        (keys_table("person-keys", KeyPurpose::PersonalApproval, &policy, &keys, v.now))
         h2 { "Retired and revoked" }
         p.none { "Keys rotated away or revoked: what they signed while trusted still counts, up to a revocation's cutoff. Each links to what its trust touches." }
         @if gone.is_empty() { p.none { "none" } } @else {
