@@ -1,11 +1,13 @@
 //! What a key's trust touches: `custody key impact KEY`.
 //!
-//! Everything custody recorded as signed by the key (releases, provenance, decision
-//! receipts, key hand-overs) is found through the ledger's index (`search::key`: each event
-//! names the keys whose signatures it verified), so the answer costs a range read per
-//! thousand uses, not a pass over the ledger. Then, per environment: the release certified
-//! there and what deploy tooling last reported running, whether either depends on the key,
-//! and what the deploy gate now says of it.
+//! Everything custody recorded as signed by the key (releases, provenance, approvals,
+//! decision receipts, key hand-overs) is found through the ledger's index (`search::key`:
+//! each event names the keys whose signatures it verified), so the answer costs a range
+//! read per thousand uses, not a pass over the ledger. Then, per environment: the release
+//! certified there and what deploy tooling last reported running, how either depends on
+//! the key ([`Dependence`]: its manifest, an artifact's provenance, or only an approval of
+//! the promotion that certified it), and what the deploy gate now says of it, counting as
+//! a denial only one this key caused.
 //!
 //! Whether a use still counts is the keyring's rule ([`crate::keyring::Keyring::counts`]):
 //! after a revocation, exactly the uses the ledger recorded at or after the cutoff stop
@@ -13,15 +15,16 @@
 
 use std::collections::BTreeSet;
 
-use custody_model::{Digest, Timestamp};
+use custody_model::{Digest, Timestamp, Verdict};
 use custody_store::{Store, search};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::environment::Verification;
 use crate::events::EventBody;
 use crate::keyring::KeyView;
-use crate::records::{ReleaseRecord, kind};
-use crate::{AppError, AppResult, HistoryEntry};
+use crate::records::{EnvironmentRecord, PromotionRecord, ReleaseRecord, kind};
+use crate::{AppResult, HistoryEntry};
 
 /// What a revocation event names at most of what stopped counting.
 pub const MAX_AFFECTED_NAMED: usize = 100;
@@ -32,11 +35,11 @@ pub const MAX_IMPACT: usize = 100_000;
 /// One recorded use of a key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyUseRecord {
-    /// What was signed: `release`, `provenance`, `decision receipt`, `key hand-over`,
-    /// `key revocation`.
+    /// What was signed: `release`, `provenance`, `approval`, `policy review`, `decision
+    /// receipt`, `key hand-over`.
     pub what: String,
-    /// Its name: the release `name@version`, the artifact's `name digest`, the decision
-    /// id, the successor's key id.
+    /// Its name: the release `name@version`, the artifact's `name digest`, the approver
+    /// and promotion, the decision id, the other key of a hand-over.
     pub name: String,
     /// When the ledger recorded it.
     pub at: Timestamp,
@@ -49,6 +52,66 @@ pub struct KeyUseRecord {
     pub why_not: Option<String>,
 }
 
+/// How a release's trust depends on a key, which says what restores it without the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dependence {
+    /// The key signed the release's manifest.
+    Manifest,
+    /// The key signed the provenance of one of its artifacts.
+    Provenance,
+    /// The key (a personal approval key) signed a standing approval of the promotion that
+    /// certified it.
+    Approval,
+}
+
+impl Dependence {
+    /// Its name, as serialised: `manifest`, `provenance`, `approval`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependence::Manifest => "manifest",
+            Dependence::Provenance => "provenance",
+            Dependence::Approval => "approval",
+        }
+    }
+
+    /// What restores the release's trust without the key.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Dependence::Manifest => "re-sign the release with a trusted release key",
+            Dependence::Provenance => {
+                "rebuild it and register its provenance with a trusted builder key"
+            }
+            Dependence::Approval => {
+                "re-approve its promotion (the release itself needs no new signature)"
+            }
+        }
+    }
+}
+
+/// What deploy tooling last reported running that depends on the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningImpact {
+    /// The artifact's digest.
+    pub digest: Digest,
+    /// How it depends on the key.
+    pub depends: Vec<Dependence>,
+}
+
+/// What the deploy gate says of an environment's certified release, as the key touches
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateNow {
+    /// It allows it.
+    Allows,
+    /// It denies it because of this key (the environment's `reasons` say how).
+    Denies,
+    /// It denies it for reasons that are not this key's (evidence missing, a rejection…):
+    /// outside the key's blast radius; `custody verify` says why.
+    DeniesOtherwise,
+}
+
 /// One environment, as the key touches it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvironmentImpact {
@@ -56,15 +119,27 @@ pub struct EnvironmentImpact {
     pub environment: String,
     /// The release certified there, if any.
     pub certified: Option<String>,
-    /// Whether the certified release depends on the key (its manifest or an artifact's
-    /// provenance was signed by it).
-    pub certified_depends: bool,
+    /// How the certified release depends on the key (empty: it does not).
+    pub depends: Vec<Dependence>,
     /// What deploy tooling last reported running there that depends on the key.
-    pub running: Vec<Digest>,
+    pub running: Vec<RunningImpact>,
     /// What the deploy gate says of the certified release now (`None`: nothing certified).
-    pub gate_allows: Option<bool>,
-    /// The gate's reasons, when it denies.
+    pub gate: Option<GateNow>,
+    /// The gate's reasons that are this key's, when it denies because of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// A certified release the deploy gate now denies because of the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Denial {
+    /// The environment.
+    pub environment: String,
+    /// The release certified there.
+    pub release: String,
+    /// How it depends on the key.
+    pub depends: Vec<Dependence>,
+    /// The gate's reasons that are this key's.
     pub reasons: Vec<String>,
 }
 
@@ -79,25 +154,62 @@ pub struct KeyImpact {
     pub not_counting: usize,
     /// Every environment of the pipeline.
     pub environments: Vec<EnvironmentImpact>,
+    /// What the deploy gate now denies because of the key, and only that (a release
+    /// denied for another reason is not this key's blast radius).
+    pub denied: Vec<Denial>,
     /// Whether more than [`MAX_IMPACT`] uses were found (the oldest are left out).
     pub truncated: bool,
 }
 
+/// What keys signed that a certified release's trust can rest on.
+#[derive(Debug, Default)]
+struct Signed {
+    /// The keys (whole ids): a gate reason naming one of them is theirs.
+    keys: Vec<String>,
+    /// The releases whose manifests they signed.
+    releases: BTreeSet<String>,
+    /// The artifacts whose provenance they signed.
+    artifacts: BTreeSet<Digest>,
+    /// The promotions they signed an approval of.
+    promotions: BTreeSet<String>,
+}
+
+/// The gate's verdict as the keys in `keys` touch it: a denial is theirs when one of its
+/// reasons names one of them. Every refusal the keyring's rule makes names the key by its
+/// whole id (`Keyring::counts`, a dropped key, revoked approvals), and no other gate's
+/// reason names a key id, so a reason naming none is another gate's (evidence, names, a
+/// rejection), not the key's doing.
+fn judge(verdict: &Verification, keys: &[String]) -> (GateNow, Vec<String>) {
+    if verdict.allowed {
+        return (GateNow::Allows, Vec::new());
+    }
+    let theirs: Vec<String> = verdict
+        .reasons
+        .iter()
+        .filter(|r| keys.iter().any(|k| r.contains(k.as_str())))
+        .cloned()
+        .collect();
+    match theirs.is_empty() {
+        true => (GateNow::DeniesOtherwise, theirs),
+        false => (GateNow::Denies, theirs),
+    }
+}
+
 impl<S: Store> App<S> {
-    /// What `key_id`'s trust touches (see the module doc).
-    pub async fn key_impact(&self, key_id: &str) -> AppResult<KeyImpact> {
+    /// What the key `key`'s trust touches (see the module doc); `key` is its id or a
+    /// unique prefix of it ([`crate::keyring::Keyring::resolve`]).
+    pub async fn key_impact(&self, key: &str) -> AppResult<KeyImpact> {
         let ring = self.keyring().await?;
-        let Some(key) = ring.get(key_id).cloned() else {
-            return Err(AppError::not_found(format!(
-                "key {key_id} is not in the keyring; `custody key list` shows every key custody has trusted"
-            )));
-        };
+        let key = ring.resolve(key)?.clone();
+        let key_id = key.key_id.as_str();
         let counts = |at: Timestamp| ring.counts(key_id, key.purpose, at);
         let term = [search::key(key_id)];
         let mut end = self.store.size().await?;
         let mut uses = Vec::new();
-        let mut releases = BTreeSet::new();
-        let mut artifacts = BTreeSet::new();
+        let mut signed = Signed {
+            keys: vec![key_id.to_owned()],
+            ..Signed::default()
+        };
         let mut truncated = false;
         'pages: loop {
             let page = self.store.search(&term, 0, end, 1_000).await?;
@@ -114,48 +226,45 @@ impl<S: Store> App<S> {
                     continue;
                 };
                 let at = entry.event.at;
-                let (what, name, signed) = match &entry.event.body {
+                let (what, name) = match &entry.event.body {
                     EventBody::ReleaseCreated(r) => {
-                        releases.insert(r.release.clone());
-                        ("release", r.release.clone(), true)
+                        signed.releases.insert(r.release.clone());
+                        ("release", r.release.clone())
                     }
                     EventBody::ArtifactRegistered(a) => {
-                        artifacts.insert(a.artifact.digest.clone());
+                        signed.artifacts.insert(a.artifact.digest.clone());
                         (
                             "provenance",
                             format!("{} {}", a.artifact.name, a.artifact.digest),
-                            true,
                         )
                     }
-                    EventBody::DecisionRecorded(d) => {
-                        ("decision receipt", d.decision.clone(), true)
-                    }
+                    EventBody::DecisionRecorded(d) => ("decision receipt", d.decision.clone()),
                     EventBody::ProposalReviewed(r) => (
                         "policy review",
                         format!("{} of proposal {}", entry.event.actor, r.proposal),
-                        true,
                     ),
-                    EventBody::ApprovalRecorded(a) => (
-                        "approval",
-                        format!(
-                            "{} of {} in {} ({})",
-                            entry.event.actor, a.release, a.environment, a.promotion
-                        ),
-                        true,
-                    ),
-                    EventBody::KeyRotated(r) if r.from == key_id => {
-                        ("key hand-over", format!("to {}", r.to), true)
+                    EventBody::ApprovalRecorded(a) => {
+                        signed.promotions.insert(a.promotion.clone());
+                        (
+                            "approval",
+                            format!(
+                                "{} of {} in {} ({})",
+                                entry.event.actor, a.release, a.environment, a.promotion
+                            ),
+                        )
                     }
-                    EventBody::KeyRotated(r) => ("key hand-over", format!("from {}", r.from), true),
+                    EventBody::KeyRotated(r) if r.from == key_id => {
+                        ("key hand-over", format!("to {}", r.to))
+                    }
+                    EventBody::KeyRotated(r) => ("key hand-over", format!("from {}", r.from)),
                     _ => continue,
                 };
                 // A hand-over is what ends the key's span: it counts unless the key was
                 // revoked by then (its successors are revoked with it).
-                let verdict = match (signed, &key.revoked) {
-                    (false, _) => Ok(()),
-                    (true, Some(r)) if what == "key hand-over" && r.cutoff() > at => Ok(()),
-                    (true, None) if what == "key hand-over" => Ok(()),
-                    (true, _) => counts(at),
+                let verdict = match &key.revoked {
+                    Some(r) if what == "key hand-over" && r.cutoff() > at => Ok(()),
+                    None if what == "key hand-over" => Ok(()),
+                    _ => counts(at),
                 };
                 uses.push(KeyUseRecord {
                     what: what.to_owned(),
@@ -168,12 +277,23 @@ impl<S: Store> App<S> {
             }
         }
         let not_counting = uses.iter().filter(|u| !u.counts).count();
-        let environments = self.environment_impact(&releases, &artifacts).await?;
+        let environments = self.environment_impact(&signed).await?;
+        let denied = environments
+            .iter()
+            .filter(|e| e.gate == Some(GateNow::Denies))
+            .map(|e| Denial {
+                environment: e.environment.clone(),
+                release: e.certified.clone().unwrap_or_default(),
+                depends: e.depends.clone(),
+                reasons: e.reasons.clone(),
+            })
+            .collect();
         Ok(KeyImpact {
             key: KeyView::from(&key),
             uses,
             not_counting,
             environments,
+            denied,
             truncated,
         })
     }
@@ -187,8 +307,12 @@ impl<S: Store> App<S> {
         keys: &[String],
         cutoff: Timestamp,
     ) -> AppResult<Vec<String>> {
-        let mut releases = BTreeSet::new();
-        let mut artifacts = BTreeSet::new();
+        // Approvals are left out: a revoked personal key's approvals stop counting only
+        // where they no longer make a quorum, which the gate tells.
+        let mut signed = Signed {
+            keys: keys.to_vec(),
+            ..Signed::default()
+        };
         let mut lines = Vec::new();
         for key in keys {
             let term = [search::key(key)];
@@ -212,22 +336,22 @@ impl<S: Store> App<S> {
                     match entry.event.body {
                         EventBody::ReleaseCreated(r) => {
                             lines.push(format!("release {}", r.release));
-                            releases.insert(r.release);
+                            signed.releases.insert(r.release);
                         }
                         EventBody::ArtifactRegistered(a) => {
                             lines.push(format!(
                                 "provenance of {} {}",
                                 a.artifact.name, a.artifact.digest
                             ));
-                            artifacts.insert(a.artifact.digest);
+                            signed.artifacts.insert(a.artifact.digest);
                         }
                         _ => {}
                     }
                 }
             }
         }
-        for env in self.environment_impact(&releases, &artifacts).await? {
-            if let (true, Some(release)) = (env.certified_depends, &env.certified) {
+        for env in self.environment_impact(&signed).await? {
+            if let (false, Some(release)) = (env.depends.is_empty(), &env.certified) {
                 lines.push(format!("certified in {}: {release}", env.environment));
             }
         }
@@ -241,62 +365,113 @@ impl<S: Store> App<S> {
         Ok(lines)
     }
 
-    /// Per environment: whether what is certified and what runs there depends on the
-    /// releases and artifacts a key signed, and what the gate says now.
-    async fn environment_impact(
-        &self,
-        releases: &BTreeSet<String>,
-        artifacts: &BTreeSet<Digest>,
-    ) -> AppResult<Vec<EnvironmentImpact>> {
+    /// Per environment: how what is certified and what runs there depends on what
+    /// `signed` holds, and what the gate says now.
+    async fn environment_impact(&self, signed: &Signed) -> AppResult<Vec<EnvironmentImpact>> {
         let policy = self.policy().await?;
         let size = self.store.size().await?;
         let mut out = Vec::new();
         for env in policy.environments() {
-            let record = self
-                .get::<crate::records::EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
-                .await?;
-            let certified = record.and_then(|r| r.value.certified).map(|c| c.release);
-            let mut depends_digests: Vec<Digest> = Vec::new();
-            let mut certified_depends = false;
-            let mut gate = None;
-            if let Some(release_id) = &certified {
-                if let Some(release) = self.get::<ReleaseRecord>(kind::RELEASE, release_id).await? {
-                    certified_depends = releases.contains(release_id)
-                        || release
-                            .value
-                            .artifacts
-                            .iter()
-                            .any(|a| artifacts.contains(&a.digest));
-                    if releases.contains(release_id) {
-                        depends_digests
-                            .extend(release.value.artifacts.iter().map(|a| a.digest.clone()));
+            let certification = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
+                .await?
+                .and_then(|r| r.value.certified);
+            let mut impact = EnvironmentImpact {
+                environment: env.name.clone(),
+                certified: certification.as_ref().map(|c| c.release.clone()),
+                depends: Vec::new(),
+                running: Vec::new(),
+                gate: None,
+                reasons: Vec::new(),
+            };
+            let mut certified_digests = Vec::new();
+            if let Some(cert) = &certification {
+                if let Some(release) = self
+                    .get::<ReleaseRecord>(kind::RELEASE, &cert.release)
+                    .await?
+                {
+                    certified_digests = release
+                        .value
+                        .artifacts
+                        .into_iter()
+                        .map(|a| a.digest)
+                        .collect();
+                    if signed.releases.contains(&cert.release) {
+                        impact.depends.push(Dependence::Manifest);
                     }
-                    if let Some(first) = release.value.artifacts.first() {
-                        gate = Some(self.verify(&env.name, &first.digest).await?);
+                    if certified_digests
+                        .iter()
+                        .any(|d| signed.artifacts.contains(d))
+                    {
+                        impact.depends.push(Dependence::Provenance);
+                    }
+                    // The approvals the gate counts are the certifying promotion's (a
+                    // rollback's: the restored one's) that stand: approving, not
+                    // superseded.
+                    if signed.promotions.contains(&cert.promotion)
+                        && self.approved_with(&cert.promotion, &signed.keys).await?
+                    {
+                        impact.depends.push(Dependence::Approval);
+                    }
+                    if let Some(first) = certified_digests.first() {
+                        let verdict = self.verify(&env.name, first).await?;
+                        let (gate, reasons) = judge(&verdict, &signed.keys);
+                        (impact.gate, impact.reasons) = (Some(gate), reasons);
                     }
                 }
             }
+            // What runs depends on the key through its provenance wherever it is
+            // certified, and through the certified release's manifest and approvals when
+            // it is one of its artifacts (the gate checks it against that release).
             let running = self
                 .running(&env.name, &[], size)
                 .await?
                 .map(|r| r.digests)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|d| artifacts.contains(d) || depends_digests.contains(d))
-                .collect();
-            out.push(EnvironmentImpact {
-                environment: env.name.clone(),
-                certified,
-                certified_depends,
-                running,
-                gate_allows: gate.as_ref().map(|g| g.allowed),
-                reasons: gate
-                    .filter(|g| !g.allowed)
-                    .map(|g| g.reasons.clone())
-                    .unwrap_or_default(),
-            });
+                .unwrap_or_default();
+            for digest in running {
+                let mut depends: Vec<Dependence> = Vec::new();
+                if certified_digests.contains(&digest) {
+                    depends.extend(
+                        impact
+                            .depends
+                            .iter()
+                            .filter(|d| **d != Dependence::Provenance),
+                    );
+                }
+                if signed.artifacts.contains(&digest) {
+                    depends.push(Dependence::Provenance);
+                }
+                depends.sort_unstable();
+                if !depends.is_empty() {
+                    impact.running.push(RunningImpact { digest, depends });
+                }
+            }
+            out.push(impact);
         }
         Ok(out)
+    }
+
+    /// Whether a standing approval of `promotion` (approving, not superseded) was signed
+    /// with one of `keys`.
+    async fn approved_with(&self, promotion: &str, keys: &[String]) -> AppResult<bool> {
+        let Some(promotion) = self
+            .get::<PromotionRecord>(kind::PROMOTION, promotion)
+            .await?
+        else {
+            return Ok(false);
+        };
+        Ok(self
+            .approvals_of(&promotion.value)
+            .await?
+            .iter()
+            .map(|a| &a.value)
+            .any(|a| {
+                a.verdict == Verdict::Approve
+                    && a.superseded_by.is_none()
+                    && a.signed_with
+                        .as_ref()
+                        .is_some_and(|k| keys.contains(&k.key))
+            }))
     }
 
     /// Why the certifying promotion's approvals no longer make its quorum, if a personal
@@ -312,7 +487,7 @@ impl<S: Store> App<S> {
         let current = approvals
             .iter()
             .map(|a| &a.value)
-            .filter(|a| a.verdict == custody_model::Verdict::Approve && a.superseded_by.is_none());
+            .filter(|a| a.verdict == Verdict::Approve && a.superseded_by.is_none());
         let ring = self.keyring().await?;
         let refused: Vec<(&str, String)> = current
             .clone()

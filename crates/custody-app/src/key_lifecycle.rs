@@ -529,8 +529,9 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// Revokes a key: nothing it signed at or after `compromised_since` (else now) counts
-    /// from now on, nor anything signed by successors it handed over to since then.
+    /// Revokes a key (named by its id or a unique prefix of it, see
+    /// [`Keyring::resolve`]): nothing it signed at or after `compromised_since` (else now)
+    /// counts from now on, nor anything signed by successors it handed over to since then.
     pub async fn revoke_key(
         &self,
         actor: &Actor,
@@ -554,14 +555,11 @@ impl<S: Store> App<S> {
                 )));
             }
         }
-        let key_id = key_id.to_ascii_lowercase();
-        let key_id = key_id.as_str();
         let (ring, record) = self.keyring_with_record().await?;
-        let Some(key) = ring.get(key_id) else {
-            return Err(AppError::not_found(format!(
-                "key {key_id} is not in the keyring; `custody key list` shows every key custody has trusted"
-            )));
-        };
+        // The key as the keyring names it: what is recorded is its whole id, never the
+        // prefix it was given by.
+        let key = ring.resolve(key_id)?;
+        let key_id = key.key_id.as_str();
         let cutoff = request
             .compromised_since
             .map_or(actor.now, |c| c.min(actor.now));

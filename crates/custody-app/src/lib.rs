@@ -32,8 +32,8 @@ mod history;
 mod identity;
 mod key_impact;
 mod key_lifecycle;
+mod key_lookup;
 pub mod keyring;
-mod keys;
 pub mod limits;
 mod log;
 mod projection;
@@ -68,12 +68,15 @@ pub use governance::{
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
-pub use key_impact::{EnvironmentImpact, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED, MAX_IMPACT};
+pub use key_impact::{
+    Denial, Dependence, EnvironmentImpact, GateNow, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED,
+    MAX_IMPACT, RunningImpact,
+};
 pub use key_lifecycle::{
     HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey, RevokedNow,
     RotateKey,
 };
-pub use keys::{POLICY_VERSIONS_SCANNED, Since, TrustedKey};
+pub use key_lookup::{KeyLookupError, MIN_KEY_PREFIX};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
 pub use projection::{StateCheck, StateDifference, check_state};
 pub use promotion::{Promote, PromotionOutcome, REDACTED, Review, Superseded};

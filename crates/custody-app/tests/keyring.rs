@@ -5,222 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
+mod keyring_world;
+
+use custody_app::attestations::{BuildFields, sha256};
 use custody_app::audit::Scope;
-use custody_app::{
-    Actor, App, AppError, ApplyPolicy, Handover, Promote, RecordRelease, RegisterArtifact,
-    RevokeKey, RotateKey,
-};
-use custody_crypto::note::NoteSigner;
+use custody_app::{AppError, ApplyPolicy, Handover, RegisterArtifact, RotateKey};
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
-use custody_model::{Digest, Timestamp};
-use custody_policy::{Bundle, KeyPurpose};
-use custody_store::{Location, SqlStore};
-
-const POLICY: &str = r#"version = 1
-[roles]
-signer = ["rita"]
-security = ["sec"]
-builder = ["ci"]
-[[release_key]]
-path = "keys/release.pub"
-name = "release signer"
-owner = "rita"
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-[[environment]]
-name = "prod"
-after = "build"
-"#;
-
-fn at(t: &str) -> Timestamp {
-    format!("2026-11-10T{t}Z").parse().unwrap()
-}
-
-/// The operator of the data directory, who puts the (ungoverned) test policies in force.
-fn operator(t: &str) -> Actor {
-    Actor::new("local:ops", at(t))
-        .unwrap()
-        .authenticated_by(custody_model::Authentication::Local { user: "ops".into() })
-}
-
-fn actor(who: &str, t: &str) -> Actor {
-    Actor::new(who, at(t))
-        .unwrap()
-        .authenticated_by(custody_model::Authentication::Oidc {
-            issuer: "https://idp.example".into(),
-            subject: who.into(),
-        })
-}
-
-struct Setup {
-    app: App<SqlStore>,
-    builder: PrivateKey,
-    release_key: PrivateKey,
-    log_pub: custody_crypto::PublicKey,
-    _dir: tempfile::TempDir,
-}
-
-fn bundle(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
-    let mut b = Bundle::default();
-    b.files.insert("custody.toml".into(), POLICY.into());
-    b.files
-        .insert("keys/builder.pub".into(), builder.public_key().to_pem());
-    b.files
-        .insert("keys/release.pub".into(), release.public_key().to_pem());
-    b
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let log_key = PrivateKey::generate(Algorithm::Ed25519);
-    let log_pub = log_key.public_key().clone();
-    let log = NoteSigner::new("test.custody/log", Box::new(log_key)).unwrap();
-    let store = SqlStore::create(
-        &Location::Sqlite(dir.path().join("c.db")),
-        log,
-        at("08:00:00"),
-    )
-    .await
-    .unwrap();
-    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
-    let (builder, release_key) = (
-        PrivateKey::generate(Algorithm::Ed25519),
-        PrivateKey::generate(Algorithm::EcdsaP256),
-    );
-    app.apply_policy(
-        &operator("09:00:00"),
-        &ApplyPolicy {
-            files: bundle(&builder, &release_key).files,
-        },
-    )
-    .await
-    .unwrap();
-    Setup {
-        app,
-        builder,
-        release_key,
-        log_pub,
-        _dir: dir,
-    }
-}
-
-impl Setup {
-    /// Registers an artifact built at `t` and records release `version` of it signed by
-    /// `key` at `t`; returns its digest.
-    async fn release(&self, version: &str, key: &PrivateKey, t: &str) -> Digest {
-        let digest = sha256(version.as_bytes());
-        let build = BuildFields {
-            builder_id: "https://ci.example/builder/v1".into(),
-            source_repo: "https://git.example/acme/shop".into(),
-            source_commit: format!("{:040x}", version.len()),
-            parameters: [("v".to_owned(), version.to_owned())].into(),
-            environment: Default::default(),
-            started: None,
-            finished: None,
-            nondeterministic_steps: vec![],
-            invocation_id: None,
-        };
-        let request =
-            RegisterArtifact::signed_by(&self.builder, "shop", digest.clone(), None, build)
-                .unwrap();
-        self.app
-            .register_artifact(&actor("ci", t), &request)
-            .await
-            .unwrap();
-        let manifest = RecordRelease::signed(
-            "shop",
-            version,
-            &[ManifestArtifact {
-                name: "shop".into(),
-                digest: digest.clone(),
-            }],
-            "rita",
-            at(t),
-            Some(key),
-        )
-        .unwrap();
-        self.app
-            .record_release(&actor("rita", t), &manifest, None)
-            .await
-            .unwrap();
-        digest
-    }
-
-    /// Promotes `shop@version` to `env` at `t`: whether it was certified, and the reasons.
-    async fn promote(&self, version: &str, env: &str, t: &str) -> (bool, String) {
-        let out = self
-            .app
-            .promote(
-                &actor("rita", t),
-                &Promote {
-                    release: format!("shop@{version}").parse().unwrap(),
-                    environment: env.into(),
-                    break_glass: None,
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        let d = out.decision.decision;
-        let reasons = d
-            .gates
-            .iter()
-            .map(|g| format!("{}: {}", g.gate, g.reason))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        (d.allowed, reasons)
-    }
-
-    /// Exports `scope` as an auditor and verifies the bundle offline with the log's key.
-    async fn audit(&self, scope: Scope) -> custody_app::audit::Report {
-        let auditor = custody_app::Authenticated {
-            principal: "audrey".into(),
-            auth: custody_model::Authentication::System,
-            roles: vec!["auditor".into()],
-        };
-        let request = custody_app::audit::ExportRequest {
-            scope,
-            prove_from: None,
-        };
-        let (_, bundle) = self
-            .app
-            .audit_export(
-                &auditor,
-                &request,
-                at("14:00:00"),
-                Vec::new(),
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap();
-        custody_app::audit::verify_bundle(&bundle[..], &self.log_pub, &mut |_| {}).unwrap()
-    }
-
-    async fn rotate(&self, old: &PrivateKey, new: &PrivateKey, t: &str) -> Result<(), AppError> {
-        let handover = Handover::sign(KeyPurpose::ReleaseSigner, old, new).unwrap();
-        self.app
-            .rotate_key(&actor("sec", t), &RotateKey { handover })
-            .await
-            .map(|_| ())
-    }
-}
-
-/// A revocation for `reason`, compromised since `since` (a time of the tests' day).
-fn revocation(reason: &str, since: Option<&str>) -> RevokeKey {
-    RevokeKey {
-        reason: reason.into(),
-        compromised_since: since.map(at),
-    }
-}
-
-fn id(key: &PrivateKey) -> String {
-    key.public_key().key_id().to_string()
-}
+use custody_policy::KeyPurpose;
+use keyring_world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after() {
@@ -338,7 +130,7 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
         .revoke_key(&actor("sec", "13:00:00"), "ab12", &revoke("x", None))
         .await
     {
-        Err(AppError::NotFound(m)) => assert!(m.contains("not in the keyring"), "{m}"),
+        Err(AppError::Invalid(m)) => assert!(m.contains("too short"), "{m}"),
         other => panic!("{other:?}"),
     }
     // Someone without the policy permission cannot revoke.
@@ -384,13 +176,14 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
             .find(|e| e.environment == name)
             .unwrap()
     };
+    use custody_app::{Dependence, GateNow};
     assert_eq!(
-        (env("build").certified_depends, env("build").gate_allows),
-        (true, Some(false))
+        (&env("build").depends[..], env("build").gate),
+        (&[Dependence::Manifest][..], Some(GateNow::Denies))
     );
     assert_eq!(
-        (env("prod").certified_depends, env("prod").gate_allows),
-        (true, Some(true))
+        (&env("prod").depends[..], env("prod").gate),
+        (&[Dependence::Manifest][..], Some(GateNow::Allows))
     );
 
     // The event names what stopped counting, and so does its alert.
@@ -498,68 +291,10 @@ async fn a_revoked_builder_key_registers_nothing_and_takes_its_successors_with_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compromise() {
-    use custody_app::Review;
-    use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
-    use custody_model::{Risk, Verdict};
-
     let s = setup().await;
     let alice = PrivateKey::generate(Algorithm::Ed25519);
-    let mut b = bundle(&s.builder, &s.release_key);
-    b.files
-        .insert("keys/alice.pub".into(), alice.public_key().to_pem());
-    b.files.insert(
-        "custody.toml".into(),
-        POLICY.replace(
-            "security = [\"sec\"]\n",
-            "security = [\"sec\"]\napprover = [\"alice\"]\n",
-        ) + "approvals = { quorum = 1, roles = [\"approver\"], expires = \"72h\" }\n\
-               [[person_key]]\nprincipal = \"alice\"\npath = \"keys/alice.pub\"\n",
-    );
-    s.app
-        .apply_policy(&operator("09:30:00"), &ApplyPolicy { files: b.files })
-        .await
-        .unwrap();
-    let approve = |version: &'static str, t: &'static str| {
-        let s = &s;
-        let alice = &alice;
-        async move {
-            let pending = s
-                .app
-                .promote(
-                    &actor("rita", t),
-                    &Promote {
-                        release: format!("shop@{version}").parse().unwrap(),
-                        environment: "prod".into(),
-                        break_glass: None,
-                    },
-                    None,
-                )
-                .await
-                .unwrap();
-            let who = actor("alice", t);
-            let predicate = ApprovalPredicate {
-                approver: "alice".into(),
-                verdict: Verdict::Approve,
-                rationale: "reviewed".into(),
-                risk: Some(Risk::Low),
-                approves: Approved::promotion(
-                    &pending.promotion,
-                    &pending.decision.decision.policy_digest,
-                ),
-                signed_at: who.now,
-                expires: who.now.plus_seconds(3600),
-            };
-            let review = Review {
-                rationale: "reviewed".into(),
-                risk: Risk::Low,
-                confidential: false,
-                statement: Some(approval_statement::sign(alice, &predicate).unwrap()),
-            };
-            s.app
-                .review(&who, &pending.promotion.id, Verdict::Approve, &review, None)
-                .await
-        }
-    };
+    s.enroll_alice(&alice).await;
+    let approve = |version, t| s.approve(&alice, version, t);
     s.release("1.0.0", &s.release_key, "10:00:00").await;
     assert!(s.promote("1.0.0", "build", "10:01:00").await.0);
     let out = approve("1.0.0", "10:02:00").await.unwrap();

@@ -170,6 +170,21 @@ impl World {
         (allowed, v["reasons"].to_string())
     }
 
+    /// A dashboard page, as argo sees it (it must answer 200).
+    fn page(&self, path: &str) -> String {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let cookie = session_cookie(&self.server.base, &self.tokens["argo"]).await;
+            let r = http()
+                .get(format!("{}{path}", self.server.base))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+            r.text().await.unwrap()
+        })
+    }
+
     fn json(&self, who: &str, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
@@ -223,6 +238,20 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     let out = rotate("sec", "release.key", "release-2.key");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains(&new), "{}", stdout(&out));
+    // The Keys page (read from the keyring) shows the successor in force, at the file the
+    // bundle still names its predecessor by, and the old key retired.
+    let list = w.page("/keys");
+    let signers = list
+        .split_once(r#"<table id="release-keys">"#)
+        .and_then(|(_, t)| t.split_once("</table>"))
+        .unwrap_or_else(|| panic!("{list}"))
+        .0;
+    assert!(
+        signers.contains(&format!(r#"data-key-id="{new}""#))
+            && !signers.contains(&format!(r#"data-key-id="{old}""#))
+            && signers.contains("keys/release.pub</code> (by hand-over from"),
+        "{signers}"
+    );
 
     // Production keeps running on what the old key signed while trusted.
     assert!(w.verify("production", &d1).0);
@@ -270,12 +299,28 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
         .as_str()
         .unwrap()
         .to_owned();
+    // A key is named by its first digits, as `custody history` prints them; too few, or
+    // digits no key has, are refused by name and revoke nothing.
+    expect_refusal(
+        &w.run("sec", &["key", "revoke", &new[..7], "--reason", "x"]),
+        2,
+        "at least 8 hex digits",
+    );
+    let unknown = ["00000000", "11111111", "22222222"]
+        .into_iter()
+        .find(|p| !new.starts_with(p) && !old.starts_with(p))
+        .unwrap();
+    expect_refusal(
+        &w.run("argo", &["key", "impact", unknown]),
+        2,
+        &format!("no key {unknown} in the keyring; `custody key list` shows them"),
+    );
     let out = w.run(
         "sec",
         &[
             "key",
             "revoke",
-            &new,
+            &new[..10],
             "--reason",
             "key file leaked",
             "--compromised-since",
@@ -293,8 +338,17 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     assert!(w.verify("production", &d2).0);
     assert!(w.verify("production", &d2).0, "a cached verdict agrees");
 
-    // `key impact` lists exactly those; the environments show what the gate says.
-    let impact = w.json("argo", &["key", "impact", &new]);
+    // The revocation is recorded by the whole id, never the digits it was given by.
+    assert!(
+        stdout(&out).contains(&format!("key {new} is revoked")),
+        "{}",
+        stdout(&out)
+    );
+
+    // `key impact` (by twelve digits) lists exactly those; the environments show what the
+    // gate says, and only build's denial is the key's.
+    let impact = w.json("argo", &["key", "impact", &new[..12]]);
+    assert_eq!(impact["key"]["key_id"], new.as_str());
     let releases: Vec<(String, bool)> = impact["uses"]
         .as_array()
         .unwrap()
@@ -323,12 +377,29 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
             .unwrap()
             .clone()
     };
-    assert_eq!(env("build")["gate_allows"], false);
-    assert_eq!(env("production")["gate_allows"], true);
+    assert_eq!(
+        (&env("build")["gate"], &env("build")["depends"]),
+        (&Value::from("denies"), &serde_json::json!(["manifest"]))
+    );
+    assert_eq!(env("production")["gate"], "allows");
+    assert_eq!(impact["denied"][0]["environment"], "build");
+    assert_eq!(impact["denied"].as_array().unwrap().len(), 1, "{impact}");
+    let text = w.ok("argo", &["key", "impact", &new[..12]]);
+    let denied = text
+        .split_once("the deploy gate now denies, because of this key:")
+        .unwrap_or_else(|| panic!("{text}"))
+        .1;
+    assert!(
+        denied.contains("build: shop@2.0.1 (depends: manifest)")
+            && denied.contains("re-sign the release")
+            && !denied.contains("production"),
+        "{text}"
+    );
 
     // The revocation event names what stopped counting (its alert's text is made from
     // it: app/tests/keyring.rs checks that text).
     let revoked = w.json("argo", &["history", "--type", "key.revoked"]);
+    assert_eq!(revoked[0]["event"]["keys"][0]["key"], new.as_str());
     let line = revoked[0]["event"]["affected"].to_string();
     assert!(
         line.contains("shop@2.0.1")
@@ -353,30 +424,12 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     );
     // The dashboard shows the blast radius: the key's page names the environment whose
     // gate now denies, and the uses that stopped counting.
-    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let cookie = session_cookie(&w.server.base, &w.tokens["argo"]).await;
-        let r = http()
-            .get(format!("{}/keys/{new}", w.server.base))
-            .header("cookie", cookie.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let list = http()
-            .get(format!("{}/keys", w.server.base))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            list.contains(&format!("href=\"/keys/{new}\"")) && list.contains("key file leaked"),
-            "{list}"
-        );
-        r.text().await.unwrap()
-    });
+    let page = w.page(&format!("/keys/{}", &new[..12]));
+    let list = w.page("/keys");
+    assert!(
+        list.contains(&format!("href=\"/keys/{new}\"")) && list.contains("key file leaked"),
+        "{list}"
+    );
     assert!(
         page.contains("revoked") && page.contains("key file leaked"),
         "{page}"
@@ -387,6 +440,11 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
         "{page}"
     );
     assert!(page.contains(r#"class="not-counting""#), "{page}");
+    assert!(
+        page.contains(r#"<li data-environment="build" data-depends="manifest">"#)
+            && !page.contains(r#"<li data-environment="production""#),
+        "{page}"
+    );
     // An auditor's offline check follows the hand-over and the revocation: every
     // manifest the successor signed verifies against the key history in the bundle.
     let data = w.root.join("data");

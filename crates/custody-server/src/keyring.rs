@@ -1,5 +1,6 @@
 //! The keyring over HTTP: list it, see what a key's trust touches, rotate a key to a
-//! successor (the hand-over signed by both), revoke one (see `custody_app::keyring`).
+//! successor (the hand-over signed by both), revoke one (see `custody_app::keyring`). A key
+//! is named by its id or a unique prefix of it (the use cases resolve it).
 //! Reading takes read access; rotating and revoking take the policy permission, and the
 //! use cases check the rest (both signatures, the key's status).
 
@@ -18,8 +19,8 @@ pub(crate) async fn keys(State(s): State<Arc<ServerState>>, _caller: Caller) -> 
     json(s.app.keys().await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/keys/{key}/impact", params(("key" = String, Path, description = "the key id")),
-    responses((status = 200, description = "everything whose trust depends on the key, and what each environment's gate says now", body = Value), Refusals))]
+#[utoipa::path(get, path = "/api/v1/keys/{key}/impact", params(("key" = String, Path, description = "the key id, or its first 8 or more hex digits when only one key starts with them")),
+    responses((status = 200, description = "everything whose trust depends on the key, how each environment's release depends on it (manifest, provenance, approval), and what the gate now denies because of it", body = Value), Refusals))]
 pub(crate) async fn impact(
     State(s): State<Arc<ServerState>>,
     _caller: Caller,
@@ -38,7 +39,7 @@ pub(crate) async fn rotate(
     json(s.app.rotate_key(&caller.actor, &request).await?)
 }
 
-#[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", params(("key" = String, Path, description = "the key id")), request_body = RevokeKey,
+#[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", params(("key" = String, Path, description = "the key id, or its first 8 or more hex digits when only one key starts with them")), request_body = RevokeKey,
     responses((status = 200, description = "revoked: nothing it signed from the cutoff on counts", body = Value), Refusals))]
 pub(crate) async fn revoke(
     State(s): State<Arc<ServerState>>,

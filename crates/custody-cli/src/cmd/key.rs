@@ -27,11 +27,13 @@ pub(crate) enum KeyCommand {
     /// List every key custody has trusted: status (active, retired, revoked), purpose,
     /// algorithm, key id, name, holder, since when, and its successor or revocation.
     List(super::keyring::ListArgs),
-    /// What a key's trust touches: every release, provenance and decision receipt the
-    /// ledger recorded as signed by it (and whether each still counts), and per
-    /// environment what is certified and running, and what the deploy gate says now.
+    /// What a key's trust touches: every release, provenance, approval and decision
+    /// receipt the ledger recorded as signed by it (and whether each still counts); per
+    /// environment what is certified and running and how it depends on the key (manifest,
+    /// provenance, or only an approval: re-approval fixes that); and what the deploy gate
+    /// now denies because of the key.
     ///
-    /// Example: custody key impact 3f2a…
+    /// Example: custody key impact 3f2a9c01b7e4 (a key id, or 8+ of its first hex digits)
     Impact(super::keyring::ImpactArgs),
     /// Replace a key by its successor without downtime, the hand-over signed by both: what
     /// the old key signed while trusted keeps verifying, and from now on only the successor
@@ -42,7 +44,7 @@ pub(crate) enum KeyCommand {
     /// --compromised-since) counts; the deploy gate denies what depends on it until it is
     /// re-signed, re-built or re-approved, and an alert names what it touches.
     ///
-    /// Example: custody key revoke 3f2a… --reason "laptop stolen" --compromised-since 2026-11-24T00:00:00Z
+    /// Example: custody key revoke 3f2a9c01b7e4 --reason "laptop stolen" --compromised-since 2026-11-24T00:00:00Z
     Revoke(super::keyring::RevokeArgs),
 }
 

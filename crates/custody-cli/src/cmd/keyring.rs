@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use custody_app::{Handover, RevokeKey, RotateKey};
+use custody_app::{Dependence, GateNow, Handover, RevokeKey, RotateKey};
 use custody_policy::KeyPurpose;
 
 use crate::Outcome;
@@ -25,7 +25,8 @@ pub(crate) struct ListArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ImpactArgs {
-    /// The key id (from `custody key list` or `custody key show`).
+    /// The key id (from `custody key list` or `custody key show`), or its first 8 or more
+    /// hex digits when only one key starts with them.
     key: String,
     #[command(flatten)]
     target: ReadTarget,
@@ -53,7 +54,8 @@ pub(crate) struct RotateArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RevokeArgs {
-    /// The key id.
+    /// The key id, or its first 8 or more hex digits when only one key starts with them
+    /// (the revocation records the whole id).
     key: String,
     /// What happened (recorded in the ledger and named in the alert).
     #[arg(long)]
@@ -160,19 +162,22 @@ pub(crate) async fn impact(a: ImpactArgs) -> anyhow::Result<Outcome> {
     }
     print_line("environments:");
     for e in &impact.environments {
-        let gate = match e.gate_allows {
-            None => "nothing certified".to_owned(),
-            Some(true) => "gate allows".to_owned(),
-            Some(false) => format!("gate DENIES: {}", e.reasons.join("; ")),
+        let gate = match e.gate {
+            None => "nothing certified",
+            Some(GateNow::Allows) => "gate allows",
+            Some(GateNow::Denies) => "gate DENIES because of this key",
+            Some(GateNow::DeniesOtherwise) => {
+                "gate denies, not because of this key (custody verify says why)"
+            }
         };
         print_line(&format!(
             "  {:12} certified {}{}{}; {gate}",
             e.environment,
             e.certified.as_deref().unwrap_or("-"),
-            if e.certified_depends {
-                " (depends on this key)"
+            if e.depends.is_empty() {
+                String::new()
             } else {
-                ""
+                format!(" (depends on this key: {})", depends(&e.depends))
             },
             if e.running.is_empty() {
                 String::new()
@@ -181,14 +186,41 @@ pub(crate) async fn impact(a: ImpactArgs) -> anyhow::Result<Outcome> {
                     "; running and depending on it: {}",
                     e.running
                         .iter()
-                        .map(ToString::to_string)
+                        .map(|r| format!("{} ({})", r.digest, depends(&r.depends)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
             }
         ));
     }
+    if impact.denied.is_empty() {
+        print_line("the deploy gate denies nothing because of this key");
+    } else {
+        print_line("the deploy gate now denies, because of this key:");
+    }
+    for d in &impact.denied {
+        print_line(&format!(
+            "  {}: {} (depends: {})",
+            d.environment,
+            d.release,
+            depends(&d.depends)
+        ));
+        for remedy in d.depends.iter().map(|x| x.remedy()) {
+            print_line(&format!("      to restore it: {remedy}"));
+        }
+        for reason in &d.reasons {
+            print_line(&format!("      {}", printable(reason, false)));
+        }
+    }
     Ok(Outcome::Ok)
+}
+
+/// How something depends on the key, e.g. `approval` or `manifest, provenance`.
+fn depends(how: &[Dependence]) -> String {
+    how.iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) async fn rotate(purpose: KeyPurpose, a: RotateArgs) -> anyhow::Result<Outcome> {

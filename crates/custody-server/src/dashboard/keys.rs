@@ -1,12 +1,17 @@
 //! Keys by name. `GET /keys` lists every key custody trusts — release signers, builders,
 //! personal approval keys (each with the name, holder and file the policy gives it, and
-//! since when it has been trusted) — and custody's own (the VSA attestor, the ledger's
-//! checkpoint key). [`key_name`] is how any page shows a key id: by name, the hex on hover.
+//! since when it has been trusted) — then those retired or revoked, all read from the
+//! keyring (`App::keys`), and custody's own (the VSA attestor, the ledger's checkpoint
+//! key). `GET /keys/{key}` is one key's blast radius. [`key_name`] is how any page shows a
+//! key id: by name, the hex on hover.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use custody_app::keyring::{Introduced, KeyView};
+use custody_app::{Dependence, GateNow};
+use custody_model::Timestamp;
 use custody_policy::{KeyPurpose, Policy};
 use maud::{Markup, html};
 
@@ -52,33 +57,68 @@ pub(crate) fn key_text(policy: &Policy, key_id: &str) -> String {
     }
 }
 
-/// The table of one purpose's keys.
+/// Where the policy bundle holds a key: the file the policy in force gives it, else the
+/// one it came in by, or (a successor by hand-over, which the bundle still names by its
+/// predecessor until its owners catch up) the file of the key it succeeded.
+fn file_of(policy: &Policy, key: &KeyView, keys: &[KeyView]) -> Markup {
+    if let Some(named) = policy.named_key(&key.key_id) {
+        return html! { code { (named.file) } };
+    }
+    let mut k = key;
+    // A chain of hand-overs is short; the bound only guards a malformed keyring.
+    for _ in 0..keys.len() {
+        match &k.introduced {
+            Introduced::Policy { file } if k.key_id == key.key_id => {
+                return html! { code { (file) } };
+            }
+            Introduced::Policy { file } => {
+                return html! { code { (file) } " (by hand-over from " (short(&k.key_id)) ")" };
+            }
+            Introduced::Rotation { from } => match keys.iter().find(|p| &p.key_id == from) {
+                Some(p) => k = p,
+                None => break,
+            },
+        }
+    }
+    html! { "by hand-over" }
+}
+
+/// A key id's first 12 hex digits, the whole id on hover.
+fn short(key_id: &str) -> Markup {
+    html! { code title=(key_id) { (key_id.get(..12).unwrap_or(key_id)) "…" } }
+}
+
+/// The table of one purpose's keys in force.
 fn keys_table(
     id: &str,
-    keys: &[&custody_app::TrustedKey],
-    now: custody_model::Timestamp,
+    purpose: KeyPurpose,
+    policy: &Policy,
+    keys: &[KeyView],
+    now: Timestamp,
 ) -> Markup {
+    let shown: Vec<&KeyView> = keys
+        .iter()
+        .filter(|k| k.purpose == purpose && k.status == "active")
+        .collect();
     html! {
-        @if keys.is_empty() { p.none { "none" } } @else {
+        @if shown.is_empty() { p.none { "none" } } @else {
             table id=(id) {
                 tr { th { "name" } th { "held by" } th { "file" } th { "algorithm" } th { "trusted since" } th { "key id" } }
-                @for t in keys {
-                    @let k = &t.key;
+                @for k in shown {
                     tr data-key-id=(k.key_id) {
                         td.name { a href={ "/keys/" (k.key_id) } { strong { (k.name) } } }
                         td { (k.owner.as_deref().unwrap_or("—")) }
-                        td { code { (k.file) } }
+                        td { (file_of(policy, k, keys)) }
                         td { (k.algorithm) }
                         td {
-                            @match t.since {
-                                Some(s) => {
-                                    @if s.at_least { "before " }
-                                    (when(s.at)) " (" (age(s.at, now)) ")"
-                                },
+                            // Since the start of its current span: the policy version
+                            // (or hand-over) from which it has been trusted without a break.
+                            @match k.trusted.last() {
+                                Some(s) => { (when(s.from)) " (" (age(s.from, now)) ")" },
                                 None => span.none { "not recorded" },
                             }
                         }
-                        td { code title=(k.key_id) { (k.key_id.get(..12).unwrap_or(&k.key_id)) "…" } }
+                        td { (short(&k.key_id)) }
                     }
                 }
             }
@@ -114,21 +154,10 @@ pub(crate) async fn keys(
     v: Viewer,
 ) -> Result<Response, Response> {
     let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
-    let trusted = s.app.trusted_keys().await.map_err(|e| v.fail(e))?;
-    let of = |purpose: KeyPurpose| -> Vec<&custody_app::TrustedKey> {
-        trusted
-            .iter()
-            .filter(|t| t.key.purpose == purpose)
-            .collect()
-    };
-    let gone: Vec<custody_app::keyring::KeyView> = s
-        .app
-        .keys()
-        .await
-        .map_err(|e| v.fail(e))?
-        .into_iter()
-        .filter(|k| k.status != "active")
-        .collect();
+    // Every key custody has trusted, from the keyring (built once per policy version and
+    // key change, and kept): those in force by purpose, then the retired and revoked.
+    let keys = s.app.keys().await.map_err(|e| v.fail(e))?;
+    let gone: Vec<&KeyView> = keys.iter().filter(|k| k.status != "active").collect();
     let attestor = s.app.attestor_key();
     let own = s.own_keys();
     let receipts_source = own.map_or(DATA_DIR, |o| o.receipts.source.as_str());
@@ -140,10 +169,10 @@ pub(crate) async fn keys(
         }
         h2 { "Release signers" }
         p.none { "Sign release manifests; a promotion needs a signature by one of them." }
-        (keys_table("release-keys", &of(KeyPurpose::ReleaseSigner), v.now))
+        (keys_table("release-keys", KeyPurpose::ReleaseSigner, &policy, &keys, v.now))
         h2 { "Builders" }
         p.none { "Sign the provenance of what they build, for the repositories listed." }
-        (keys_table("builders", &of(KeyPurpose::Builder), v.now))
+        (keys_table("builders", KeyPurpose::Builder, &policy, &keys, v.now))
         @if !policy.builders().is_empty() {
             table #builder-repos {
                 tr { th { "builder" } th { "may build" } }
@@ -152,13 +181,13 @@ pub(crate) async fn keys(
         }
         h2 { "Personal approval keys" }
         p.none { "People sign their approvals with these; an approval so signed counts without their session." }
-        (keys_table("person-keys", &of(KeyPurpose::PersonalApproval), v.now))
+        (keys_table("person-keys", KeyPurpose::PersonalApproval, &policy, &keys, v.now))
         h2 { "Retired and revoked" }
         p.none { "Keys rotated away or revoked: what they signed while trusted still counts, up to a revocation's cutoff. Each links to what its trust touches." }
         @if gone.is_empty() { p.none { "none" } } @else {
             table #keyring {
                 tr { th { "name" } th { "purpose" } th { "status" } th { "since" } th { "successor" } th { "key id" } }
-                @for k in &gone {
+                @for k in gone {
                     tr data-key-id=(k.key_id) {
                         td.name { a href={ "/keys/" (k.key_id) } { strong { (k.name) } } }
                         td { (k.purpose.describe()) }
@@ -172,8 +201,8 @@ pub(crate) async fn keys(
                                 "retired " (when(end))
                             }
                         }
-                        td { @if let Some(n) = &k.successor { code title=(n) { (n.get(..12).unwrap_or(n)) "…" } } @else { "—" } }
-                        td { code title=(k.key_id) { (k.key_id.get(..12).unwrap_or(&k.key_id)) "…" } }
+                        td { @if let Some(n) = &k.successor { (short(n)) } @else { "—" } }
+                        td { (short(&k.key_id)) }
                     }
                 }
             }
@@ -196,10 +225,11 @@ pub(crate) async fn keys(
     Ok(v.shown("Keys", body))
 }
 
-/// `GET /keys/{key}`: one key's blast radius: every release, provenance, approval and
-/// receipt the ledger recorded as signed by it (whether each still counts), and per
-/// environment what is certified and running that depends on it, and what the deploy gate
-/// says now.
+/// `GET /keys/{key}` (the key's id, or a unique prefix of it): one key's blast radius:
+/// every release, provenance, approval and receipt the ledger recorded as signed by it
+/// (whether each still counts), per environment what is certified and running that
+/// depends on it and how (manifest, provenance, or only an approval), and what the deploy
+/// gate now denies because of it.
 pub(crate) async fn key(
     State(s): State<Arc<ServerState>>,
     v: Viewer,
@@ -225,20 +255,38 @@ pub(crate) async fn key(
         @if let Some(n) = &k.successor { p { "Succeeded by " a href={ "/keys/" (n) } { code { (n) } } } }
         @if let Some(n) = &k.predecessor { p { "Succeeds " a href={ "/keys/" (n) } { code { (n) } } } }
         h2 { "Blast radius" }
+        p.none {
+            "How each environment's release depends on the key: its " em { "manifest" } " (re-sign it), an artifact's "
+            em { "provenance" } " (rebuild it), or only an " em { "approval" } " of the promotion that certified it (re-approve it)."
+        }
         table #environments {
             tr { th { "environment" } th { "certified" } th { "depends on it" } th { "running and depending on it" } th { "deploy gate now" } }
             @for e in &impact.environments {
-                tr data-environment=(e.environment) class=[(e.gate_allows == Some(false)).then_some("denied")] {
+                tr data-environment=(e.environment) class=[(e.gate == Some(GateNow::Denies)).then_some("denied")] {
                     td { (e.environment) }
                     td { (e.certified.as_deref().unwrap_or("—")) }
-                    td { @if e.certified_depends { "yes" } @else { "no" } }
-                    td { @for d in &e.running { code { (d) } br; } }
+                    td.depends data-depends=(depends(&e.depends)) {
+                        @if e.depends.is_empty() { "no" } @else { (depends(&e.depends)) }
+                    }
+                    td { @for r in &e.running { code { (r.digest) } " (" (depends(&r.depends)) ")" br; } }
                     td {
-                        @match e.gate_allows {
+                        @match e.gate {
                             None => "nothing certified",
-                            Some(true) => "allows",
-                            Some(false) => { strong { "denies" } ": " (e.reasons.join("; ")) },
+                            Some(GateNow::Allows) => "allows",
+                            Some(GateNow::Denies) => { strong { "denies" } " because of this key: " (e.reasons.join("; ")) },
+                            Some(GateNow::DeniesOtherwise) => "denies, not because of this key",
                         }
+                    }
+                }
+            }
+        }
+        @if !impact.denied.is_empty() {
+            h2 { "The deploy gate now denies, because of this key" }
+            ul #denied {
+                @for d in &impact.denied {
+                    li data-environment=(d.environment) data-depends=(depends(&d.depends)) {
+                        strong { (d.environment) ": " (d.release) } " — depends on it through its " (depends(&d.depends)) ": "
+                        (d.depends.iter().map(|x| x.remedy()).collect::<Vec<_>>().join("; "))
                     }
                 }
             }
@@ -256,4 +304,12 @@ pub(crate) async fn key(
         }
     };
     Ok(v.shown(&format!("Key {}", k.name), body))
+}
+
+/// How something depends on the key: `manifest, provenance`, `approval`.
+fn depends(how: &[Dependence]) -> String {
+    how.iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
