@@ -307,8 +307,9 @@ impl<S: Store> App<S> {
         keys: &[String],
         cutoff: Timestamp,
     ) -> AppResult<Vec<String>> {
-        // Approvals are left out: a revoked personal key's approvals stop counting only
-        // where they no longer make a quorum, which the gate tells.
+        // An approval is named with the environment whose certification it helped make;
+        // whether that certification still stands depends on the quorum without it,
+        // which the gate re-counts (`key impact` shows its verdict).
         let mut signed = Signed {
             keys: keys.to_vec(),
             ..Signed::default()
@@ -345,6 +346,13 @@ impl<S: Store> App<S> {
                             ));
                             signed.artifacts.insert(a.artifact.digest);
                         }
+                        EventBody::ApprovalRecorded(a) => {
+                            lines.push(format!(
+                                "approval by {} of {} in {}",
+                                entry.event.actor, a.release, a.environment
+                            ));
+                            signed.promotions.insert(a.promotion);
+                        }
                         _ => {}
                     }
                 }
@@ -352,7 +360,16 @@ impl<S: Store> App<S> {
         }
         for env in self.environment_impact(&signed).await? {
             if let (false, Some(release)) = (env.depends.is_empty(), &env.certified) {
-                lines.push(format!("certified in {}: {release}", env.environment));
+                let only_approved = env.depends.iter().all(|d| *d == Dependence::Approval);
+                lines.push(format!(
+                    "certified in {}: {release}{}",
+                    env.environment,
+                    if only_approved {
+                        " (through an approval: the gate re-counts its quorum)"
+                    } else {
+                        ""
+                    }
+                ));
             }
         }
         if lines.len() > MAX_AFFECTED_NAMED {

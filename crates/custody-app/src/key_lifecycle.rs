@@ -466,10 +466,11 @@ impl<S: Store> App<S> {
                 old.key_id,
                 old.name,
                 old.status(),
-                old.successor
-                    .as_ref()
-                    .map(|s| format!(": it was already rotated to {s}"))
-                    .unwrap_or_default()
+                match &old.successor {
+                    Some(s) => format!(": it was already rotated to {s}; rotate that key instead"),
+                    None => "; trust a new key through a policy change (`custody policy propose`)"
+                        .to_owned(),
+                }
             )));
         }
         if let Some(seen) = ring.get(&handover.to) {

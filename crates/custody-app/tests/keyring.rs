@@ -319,6 +319,23 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         )
         .await
         .unwrap();
+    // The revocation (and so its alert) names her approval since the compromise and the
+    // certification it helped make, not her approval of 1.0.0 before.
+    let history = s.app.history(&Default::default()).await.unwrap();
+    let revoked = history
+        .iter()
+        .find_map(|e| match &e.event.body {
+            custody_app::events::EventBody::KeyRevoked(r) => Some(r.affected.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        revoked,
+        [
+            "approval by alice of shop@2.0.0 in prod",
+            "certified in prod: shop@2.0.0 (through an approval: the gate re-counts its quorum)"
+        ],
+    );
     // Her approval of 2.0.0, recorded after the compromise, no longer makes the quorum.
     let v = s.app.verify("prod", &d2).await.unwrap();
     assert!(!v.allowed);

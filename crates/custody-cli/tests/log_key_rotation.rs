@@ -130,6 +130,11 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     };
     let out = promote(&stale.base);
     expect_code(&out, 2);
+    assert!(
+        stderr(&out).contains("was rotated while it ran") && stderr(&out).contains("restarts it"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(size(&data), at);
     let ready = http()
         .get(format!("{}/readyz", stale.base))

@@ -49,7 +49,15 @@ pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
     }
     let reference = custody_app::new_id("err");
     tracing::error!(reference, error = %e, "request failed");
+    let retired = matches!(
+        e,
+        AppError::Store(custody_store::StoreError::RetiredKey { .. })
+    );
     let what = match status {
+        // The one integrity failure an operator causes on purpose: say what to do.
+        _ if retired => {
+            "custody cannot write: the log key this server signs with was rotated while it ran (`custody key rotate log`); an operator restarts it on the new key; nothing was changed"
+        }
         StatusCode::SERVICE_UNAVAILABLE => {
             "custody cannot serve this right now (its store is not answering); nothing was changed, retry later"
         }
