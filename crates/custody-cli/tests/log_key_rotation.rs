@@ -550,19 +550,3 @@ fn receipt_after_rotation(data: &Path, dir: &Path) -> std::path::PathBuf {
     expect_code(&out, 0);
     receipt
 }
-
-/// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
-/// its origin.
-fn resign(note: &str, keys: &[&Path]) -> String {
-    let text = &note[..note.find("\n\n").unwrap() + 1];
-    let origin = text.lines().next().unwrap();
-    let signers: Vec<custody_crypto::note::NoteSigner> = keys
-        .iter()
-        .map(|k| {
-            let pem = std::fs::read_to_string(k).unwrap();
-            let key = custody_crypto::PrivateKey::from_pkcs8_pem(&pem).unwrap();
-            custody_crypto::note::NoteSigner::new(origin, Box::new(key)).unwrap()
-        })
-        .collect();
-    custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
-}

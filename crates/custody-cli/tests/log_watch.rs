@@ -239,22 +239,6 @@ async fn forging_proxy(backend: String, forged: Vec<(String, String)>) -> String
     base
 }
 
-/// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
-/// its origin.
-fn resign(note: &str, keys: &[&Path]) -> String {
-    let text = &note[..note.find("\n\n").unwrap() + 1];
-    let origin = text.lines().next().unwrap();
-    let signers: Vec<custody_crypto::note::NoteSigner> = keys
-        .iter()
-        .map(|k| {
-            let pem = std::fs::read_to_string(k).unwrap();
-            let key = custody_crypto::PrivateKey::from_pkcs8_pem(&pem).unwrap();
-            custody_crypto::note::NoteSigner::new(origin, Box::new(key)).unwrap()
-        })
-        .collect();
-    custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
-}
-
 fn key_id(public: &Path) -> String {
     let pem = std::fs::read_to_string(public).unwrap();
     custody_crypto::PublicKey::from_pem(&pem)

@@ -328,3 +328,19 @@ pub(crate) async fn session_cookie(base: &str, token: &str) -> String {
     let set = sign_in_http(base, token, None).await;
     set.split(';').next().unwrap().to_owned()
 }
+
+/// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
+/// its origin.
+pub(crate) fn resign(note: &str, keys: &[&Path]) -> String {
+    let text = &note[..note.find("\n\n").unwrap() + 1];
+    let origin = text.lines().next().unwrap();
+    let signers: Vec<custody_crypto::note::NoteSigner> = keys
+        .iter()
+        .map(|k| {
+            let pem = std::fs::read_to_string(k).unwrap();
+            let key = custody_crypto::PrivateKey::from_pkcs8_pem(&pem).unwrap();
+            custody_crypto::note::NoteSigner::new(origin, Box::new(key)).unwrap()
+        })
+        .collect();
+    custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
+}
