@@ -408,6 +408,10 @@ impl<S: Store> App<S> {
                 Expect::Version(stored.version),
             )?];
             if applies {
+                // The keyring may have changed since it was proposed (a rotation made one
+                // of its keys the log's, a revocation): checked again as it takes effect.
+                let proposed = custody_policy::compile(&proposal.bundle)?;
+                self.keys_may_be_trusted(&proposed, actor.now).await?;
                 let (applied, writes) = applied_event(&reviewer, &proposal, &current)?;
                 events.push(applied);
                 state.extend(writes);

@@ -567,3 +567,71 @@ async fn the_log_key_never_hands_over_to_a_keyring_key() {
     }
     assert_eq!(s.app.log().size().await.unwrap(), size);
 }
+
+/// An environment a rollback restored rests on the restored promotion's approvals: when a
+/// later revocation withdraws the one that made its quorum, the auditor's report marks it,
+/// as the gate denies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_marks_a_rolled_back_environment_whose_approval_was_withdrawn() {
+    let s = setup().await;
+    let alice = PrivateKey::generate(Algorithm::Ed25519);
+    s.enroll_alice(&alice).await;
+    let d2 = s.release("2.0.0", &s.release_key, "12:00:00").await;
+    assert!(s.promote("2.0.0", "build", "12:01:00").await.0);
+    assert!(
+        s.approve(&alice, "2.0.0", "12:02:00")
+            .await
+            .unwrap()
+            .decision
+            .decision
+            .allowed
+    );
+    s.release("3.0.0", &s.release_key, "12:10:00").await;
+    assert!(s.promote("3.0.0", "build", "12:11:00").await.0);
+    assert!(
+        s.approve(&alice, "3.0.0", "12:12:00")
+            .await
+            .unwrap()
+            .decision
+            .decision
+            .allowed
+    );
+    let back = custody_app::Rollback {
+        reason: "3.0.0 fails its health checks".into(),
+    };
+    s.app
+        .rollback(&actor("argo", "12:20:00"), "prod", &back, None)
+        .await
+        .unwrap();
+    assert!(s.app.verify("prod", &d2).await.unwrap().allowed);
+    s.app
+        .revoke_key(
+            &actor("sec", "13:00:00"),
+            &id(&alice),
+            &revocation("alice's laptop stolen", Some("12:00:30")),
+        )
+        .await
+        .unwrap();
+    assert!(!s.app.verify("prod", &d2).await.unwrap().allowed);
+
+    let report = s.audit(Scope::All).await;
+    assert!(report.ok(), "{:?}", report.failures);
+    let prod = report
+        .story
+        .environments
+        .iter()
+        .find(|e| e.name == "prod")
+        .unwrap();
+    assert_eq!(prod.release, "shop@2.0.0");
+    assert!(prod.trust_withdrawn, "{:?}", report.story);
+    // Both approvals were given after the compromise; 2.0.0's made the restored quorum.
+    let mut marked: Vec<Vec<String>> = report
+        .story
+        .withdrawn
+        .iter()
+        .filter(|w| w.what == "approval")
+        .map(|w| w.environments.clone())
+        .collect();
+    marked.sort();
+    assert_eq!(marked, [vec![], vec!["prod".to_owned()]]);
+}

@@ -396,10 +396,15 @@ hint: expected once after upgrading custody; otherwise someone removed it, and a
         let store = self
             .open_with_config(&config, url, on_integrity_failure)
             .await?;
-        let log_key = store.verifier().public_key().key_id().to_string();
+        let log_keys: Vec<String> = store
+            .log_keys()
+            .keys()
+            .map(|k| k.public_key().key_id().to_string())
+            .collect();
         let app = custody_app::App::new(store, attestor);
-        // The log key serves the log alone: no rotation or policy may give it a purpose.
-        app.reserve_keys([log_key]);
+        // The log's keys, the retired ones too, serve the log alone: no rotation or policy
+        // may give one a purpose.
+        app.reserve_keys(log_keys);
         Ok(app)
     }
 

@@ -148,6 +148,83 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     );
     assert!(stale.stop().success());
 
+    // The head is still the hand-over checkpoint, which the retired key signed too: with
+    // the retired pair put back, nothing opens the ledger to write (not a token, not a
+    // second hand-over), and nothing is written.
+    let (new_key, new_pub) = (
+        std::fs::read(data.join("keys/log.key")).unwrap(),
+        std::fs::read(data.join("keys/log.pub")).unwrap(),
+    );
+    // Moved back, as an operator undoing the rotation by hand would.
+    let (retired_key, retired_pub) = (
+        rotated["retired_key"].as_str().unwrap(),
+        rotated["retired_pub"].as_str().unwrap(),
+    );
+    std::fs::rename(retired_key, data.join("keys/log.key")).unwrap();
+    std::fs::rename(retired_pub, data.join("keys/log.pub")).unwrap();
+    for args in [
+        &["token", "create", "--principal", "rita", "--expires", "1d"][..],
+        &["key", "rotate", "log"][..],
+    ] {
+        let out = run(custody().args(args).arg("--data-dir").arg(&data));
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("is retired"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    std::fs::rename(data.join("keys/log.key"), retired_key).unwrap();
+    std::fs::rename(data.join("keys/log.pub"), retired_pub).unwrap();
+    std::fs::write(data.join("keys/log.key"), new_key).unwrap();
+    std::fs::write(data.join("keys/log.pub"), new_pub).unwrap();
+    assert_eq!(size(&data), at);
+
+    // The retired log key serves the log alone for good: a policy enrolling it as a
+    // person's approval key is refused.
+    let applied = run(custody()
+        .args([
+            "history",
+            "--type",
+            "policy.applied",
+            "--json",
+            "--limit",
+            "0",
+        ])
+        .args(["--data-dir"])
+        .arg(&data));
+    expect_code(&applied, 0);
+    let applied: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    let files = applied.as_array().unwrap().last().unwrap()["event"]["files"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let bundle = temp.path().join("bundle");
+    for (name, text) in &files {
+        let path = bundle.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text.as_str().unwrap()).unwrap();
+    }
+    std::fs::copy(retired_pub, bundle.join("keys/enrolled.pub")).unwrap();
+    let toml = std::fs::read_to_string(bundle.join("custody.toml")).unwrap();
+    std::fs::write(
+        bundle.join("custody.toml"),
+        format!("{toml}\n[[person_key]]\nprincipal = \"rita\"\npath = \"keys/enrolled.pub\"\n"),
+    )
+    .unwrap();
+    let out = run(custody()
+        .args(["policy", "propose"])
+        .arg(&bundle)
+        .args(["--data-dir"])
+        .arg(&data));
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("one of this custody instance's own keys"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(size(&data), at);
+
     // Production restarts on the new key and keeps promoting through the API.
     let server = Server::start(&data);
     let out = promote(&server.base);

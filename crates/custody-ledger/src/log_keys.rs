@@ -124,6 +124,11 @@ impl LogKeys {
         key
     }
 
+    /// Every key of this history, in the order they signed.
+    pub fn keys(&self) -> impl Iterator<Item = &NoteVerifier> + '_ {
+        self.eras.iter().map(|(_, key)| key)
+    }
+
     /// The first key of this history.
     pub fn first(&self) -> &NoteVerifier {
         &self.eras[0].1

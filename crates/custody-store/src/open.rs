@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custody_crypto::note::{NoteSigner, NoteVerifier};
-use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier, LogKeys};
+use custody_ledger::{Checkpoint, EMPTY_ROOT, Frontier, LogKeyRotation, LogKeys};
 use custody_model::Timestamp;
 use tokio::sync::{Mutex, mpsc};
 
@@ -271,7 +271,16 @@ async fn check_ledger(
     // the search index has none to search). When the first key is given but the head is
     // not its, the hand-overs say whether it was retired (a clearer refusal than a
     // checkpoint that does not verify); a history that cannot be read leaves that refusal.
-    let keys = if first != *verifier {
+    // The head may itself be a hand-over checkpoint, which the retiring key signs too: its
+    // leaf (not the search index, which only finds) says so, and then the history must be
+    // read and must hold that hand-over, or the retired key would open the ledger and sign
+    // after it.
+    let head_hands_over = head.size > 0
+        && sql::entries(&mut c, head.size - 1, head.size)
+            .await?
+            .first()
+            .is_some_and(|(_, leaf)| LogKeyRotation::from_leaf(leaf).is_some());
+    let keys = if first != *verifier || head_hands_over {
         crate::log_keys::load(&mut c, first, to_u64(head.size)?).await?
     } else if Checkpoint::open(&head.checkpoint, verifier).is_ok() {
         LogKeys::new(first)
@@ -281,6 +290,12 @@ async fn check_ledger(
             Err(_) => LogKeys::new(first),
         }
     };
+    if head_hands_over && keys.handovers().last() != Some(to_u64(head.size)?) {
+        return Err(StoreError::Corrupt(format!(
+            "the log's last entry hands the log key over, but the search index does not list that hand-over (entry {})",
+            head.size - 1
+        )));
+    }
     if keys.current() != verifier {
         return Err(crate::log_keys::mismatch(&keys, verifier));
     }

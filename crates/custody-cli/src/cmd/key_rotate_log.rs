@@ -66,23 +66,31 @@ pub(crate) async fn rotate_log(args: RotateLogArgs) -> anyhow::Result<Outcome> {
             retired_key.display()
         );
     }
+    // Everything the key files' move needs is made ready before the ledger commits, so
+    // that step cannot fail for want of a directory.
+    let retired_dir = dir.root().join("keys/retired");
+    let made_retired_dir = !retired_dir.exists();
+    fs::create_dir_all(&retired_dir)
+        .context("making keys/retired for the retiring key; nothing was written")?;
     let next_key = dir.root().join("keys/log.next.key");
     let next_pub = dir.root().join("keys/log.next.pub");
     crate::cmd::key::write_key_pair(&successor_key, &next_key, &next_pub).with_context(|| {
-        "staging the successor key (a file from an unfinished rotation? remove keys/log.next.* after checking the ledger)"
+        "staging the successor key: keys/log.next.* is left from an unfinished rotation. If `custody log check` says the log key is retired, the ledger holds that hand-over: finish it by moving keys/log.key and keys/log.pub to keys/retired/ and keys/log.next.* to keys/log.* (never delete keys/log.next.key then: it is the only copy of the new key). Otherwise remove keys/log.next.*"
     })?;
     let committed = hand_over(&args, &dir, current, successor_key).await;
     let (handover, new_id) = match committed {
         Ok(done) => done,
         Err(e) => {
-            // Nothing was committed: the successor is not wanted.
+            // Nothing was committed: the successor is not wanted (nor an empty keys/retired).
             let _ = fs::remove_file(&next_key);
             let _ = fs::remove_file(&next_pub);
+            if made_retired_dir {
+                let _ = fs::remove_dir(&retired_dir);
+            }
             return Err(e.context("the log key was not rotated; nothing was written"));
         }
     };
     let swap = || -> anyhow::Result<()> {
-        fs::create_dir_all(dir.root().join("keys/retired"))?;
         fs::rename(dir.log_key_path(), &retired_key)?;
         fs::rename(dir.log_pub_path(), &retired_pub)?;
         fs::rename(&next_key, dir.log_key_path())?;

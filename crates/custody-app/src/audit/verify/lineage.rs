@@ -453,12 +453,9 @@ impl Lineage {
             return;
         }
         for e in environments.iter_mut() {
-            let decision = self.moves.iter().find_map(|m| match m {
-                Move::Certified {
-                    index, decision, ..
-                } if *index == e.since_entry => self.decisions.get(decision),
-                _ => None,
-            });
+            let decision = self
+                .certifying(e)
+                .and_then(|decision| self.decisions.get(decision));
             let Some((d, mut facts)) = decision.and_then(|d| Some((d, d.facts.clone()?))) else {
                 continue;
             };
@@ -482,6 +479,25 @@ impl Lineage {
                 }
             }
         }
+    }
+
+    /// The decision behind what `e` runs at the anchor: its certification's, or for a
+    /// release a rollback restored, that of the last certification of that release there
+    /// before the rollback (the gate counts the restored promotion's approvals).
+    fn certifying(&self, e: &EnvironmentStory) -> Option<&String> {
+        let at = self.moves.iter().position(|m| match m {
+            Move::Certified { index, .. } => *index == e.since_entry,
+            Move::RolledBack(r) => r.index == e.since_entry,
+        })?;
+        self.moves[..=at].iter().rev().find_map(|m| match m {
+            Move::Certified {
+                environment,
+                release,
+                decision,
+                ..
+            } if *environment == e.name && *release == e.release => Some(decision),
+            _ => None,
+        })
     }
 
     /// One certification's lineage; `None` if its decision is missing (the story needs it).
