@@ -304,7 +304,7 @@ impl<S: Store> App<S> {
                 .is_some_and(|r| r.value.principal == actor.principal);
             if !theirs && self.permit(actor, Permission::Administer).await.is_err() {
                 return Err(AppError::not_found(format!(
-                    "{} has no token {id}; `custody token list` shows yours",
+                    "{} has no token {id}; `custody token list` shows yours (revoking another's token takes the admin role)",
                     actor.principal
                 )));
             }

@@ -346,6 +346,14 @@ impl<S: Store> App<S> {
                             ));
                             signed.artifacts.insert(a.artifact.digest);
                         }
+                        EventBody::ProposalReviewed(r) => {
+                            // A policy version it approved stays in force: the owners
+                            // decide whether to review it again.
+                            lines.push(format!(
+                                "policy review by {} of proposal {} (the version it approved stays in force: its owners review it again)",
+                                entry.event.actor, r.proposal
+                            ));
+                        }
                         EventBody::ApprovalRecorded(a) => {
                             lines.push(format!(
                                 "approval by {} of {} in {}",

@@ -31,7 +31,7 @@ pub enum KeyLookupError {
     },
     /// Hex, but fewer than [`MIN_KEY_PREFIX`] digits.
     #[error(
-        "key id prefix {given} is too short: give at least {MIN_KEY_PREFIX} hex digits of the key id; `custody key list` shows them"
+        "key id prefix {given:?} is too short: give at least {MIN_KEY_PREFIX} hex digits of the key id; `custody key list` shows them"
     )]
     TooShort {
         /// The prefix.

@@ -347,6 +347,35 @@ async fn loosening_the_rules_takes_a_quorum_of_other_owners() {
     let replay = w.app.replay(&old.decision.id).await.unwrap();
     assert!(replay.same);
     assert!(!replay.replayed.allowed);
+
+    // Sasha's key turns out compromised since before her review: the revocation (and so
+    // its alert) names that review, so the owners know which version to look at again.
+    let sasha_key = w.sasha.public_key().key_id().to_string();
+    w.app
+        .revoke_key(
+            &person("sam"),
+            &sasha_key,
+            &custody_app::RevokeKey {
+                reason: "sasha phished".into(),
+                compromised_since: Some(at(NOW)),
+            },
+        )
+        .await
+        .unwrap();
+    let history = w.app.history(&Default::default()).await.unwrap();
+    let affected = history
+        .iter()
+        .find_map(|e| match &e.event.body {
+            EventBody::KeyRevoked(r) => Some(r.affected.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        affected
+            .iter()
+            .any(|l| l.starts_with(&format!("policy review by sasha of proposal {id}"))),
+        "{affected:?}"
+    );
 }
 
 #[tokio::test]

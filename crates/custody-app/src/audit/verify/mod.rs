@@ -496,6 +496,12 @@ impl State {
         // the report need not wait for it.
         let lineage = std::mem::take(&mut self.lineage);
         rayon::spawn(move || drop(lineage));
+        if !self.report.complete {
+            // As with truncation: what a part of the ledger leaves out cannot be seen in it.
+            self.report.notes.push(
+                "a scoped bundle cannot show that its key history is whole: a key rotation or revocation left out of it would not be seen here (a whole-ledger bundle shows every one)".into(),
+            );
+        }
         for (kind, n) in &self.unknown_kinds {
             self.report.notes.push(format!(
                 "{n} entries of kind {kind:?}, which this custody does not know (a newer one wrote them): proved in the log, their content not checked"
