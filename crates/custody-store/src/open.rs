@@ -290,14 +290,14 @@ async fn check_ledger(
             Err(_) => LogKeys::new(first),
         }
     };
+    if keys.current() != verifier {
+        return Err(crate::log_keys::mismatch(&keys, verifier));
+    }
     if head_hands_over && keys.handovers().last() != Some(to_u64(head.size)?) {
         return Err(StoreError::Corrupt(format!(
             "the log's last entry hands the log key over, but the search index does not list that hand-over (entry {})",
             head.size - 1
         )));
-    }
-    if keys.current() != verifier {
-        return Err(crate::log_keys::mismatch(&keys, verifier));
     }
     let cp = keys.open(&head.checkpoint).map_err(|e| {
         StoreError::Corrupt(format!(

@@ -41,6 +41,12 @@ pub(crate) async fn the_log_key_is_handed_over_with_both_signatures_and_followed
 ) {
     let (db, seed, next) = rotated(backend).await;
     let (old, new) = (log_key_from_seed(seed), log_key_from_seed(next));
+    // Right after the hand-over its checkpoint is the head, and the retired key signed it
+    // too: still the retired key opens nothing (it would sign after its hand-over).
+    let early = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap_err();
+    assert!(matches!(early, StoreError::RetiredKey { .. }), "{early}");
     let store = SqlStore::open(&db.location, log_key_from_seed(next))
         .await
         .unwrap();
@@ -148,7 +154,7 @@ pub(crate) async fn a_hand_over_not_naming_itself_is_refused_and_writes_nothing(
 }
 
 pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: Backend) {
-    let (db, _seed, next) = rotated(backend).await;
+    let (db, seed, next) = rotated(backend).await;
     let term = format!("type:{LOG_KEY_ROTATED}");
     // A row naming an ordinary event as a hand-over: the leaf is no hand-over, so the
     // open refuses the ledger rather than skip it.
@@ -187,6 +193,15 @@ pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: B
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
+    // Nor does the retired key: the head's own leaf is the hand-over its checkpoint ends
+    // with (signed by both keys), and the index no longer lists it.
+    let err = SqlStore::open(&db.location, log_key_from_seed(seed))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt(_)) && err.to_string().contains("does not list"),
+        "{err}"
+    );
 }
 
 pub(crate) async fn a_hand_over_checkpoint_without_both_signatures_is_refused(backend: Backend) {
