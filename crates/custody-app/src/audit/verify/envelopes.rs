@@ -7,7 +7,7 @@ use custody_crypto::dsse::{self, Envelope};
 use custody_crypto::statement::Statement;
 use serde_json::Value;
 
-use super::entries::Version;
+use super::timeline::Version;
 use crate::attestations::{self, envelope_digest, read_provenance, sha256};
 
 /// A provenance envelope against `keys`, the builder keys in force at its index; the key

@@ -12,11 +12,11 @@ use custody_crypto::dsse::{self, Envelope};
 use custody_model::Timestamp;
 use custody_policy::{Facts, GateResult, Status};
 
-use super::entries::Timeline;
 use super::story::{
     ApprovalStory, ArtifactStory, CertificationStory, EnvironmentStory, RollbackStory, Story,
     WithdrawnStory,
 };
+use super::timeline::Timeline;
 use super::{Check, Report, fail};
 
 /// What one verified entry says, as far as lineage and the story go.

@@ -10,7 +10,8 @@
 //!    or for a complete bundle by recomputing the tree and every checkpoint's root from
 //!    the stated hashes), then its leaf against its stated hash, so an altered leaf is
 //!    named exactly; indices ascending, and in a complete bundle none missing (log.rs);
-//! 3. every policy version the ledger records (the key history), and every signed
+//! 3. every policy version, key hand-over and revocation the ledger records (the key
+//!    history, timeline.rs), and every signed
 //!    envelope against the keys of the policy in force at its ledger index: provenance
 //!    (builder keys), release manifests (release keys), VSAs (the attestor key its proven
 //!    leaf names); every decision's facts against its recorded digest, replayed under its
@@ -32,6 +33,7 @@ mod lineage;
 mod log;
 mod pinned;
 mod story;
+mod timeline;
 
 use std::io::Read;
 
@@ -388,7 +390,7 @@ pub(crate) struct State {
     pub(crate) keys: LogKeys,
     pub(crate) log: log::Tree,
     pub(crate) attestors: Vec<PublicKey>,
-    pub(crate) policies: entries::Timeline,
+    pub(crate) policies: timeline::Timeline,
     pub(crate) lineage: lineage::Lineage,
     /// Entries of kinds this version does not know (a newer custody wrote them), by kind:
     /// proved in the log like any entry, but nothing in them is replayed.
@@ -434,7 +436,7 @@ impl State {
             keys: LogKeys::new(verifier),
             log: log::Tree::new(manifest.anchor, manifest.complete),
             attestors: Vec::new(),
-            policies: entries::Timeline::default(),
+            policies: timeline::Timeline::default(),
             lineage: lineage::Lineage::default(),
             unknown_kinds: Default::default(),
             pinned: None,
