@@ -381,16 +381,7 @@ impl Lineage {
                     e.trust_withdrawn = true;
                     names.push(e.name.clone());
                 }
-                found.push(WithdrawnStory {
-                    entry,
-                    what,
-                    name,
-                    key: key.to_owned(),
-                    revoked_at_entry: r.index,
-                    reason: r.reason.clone(),
-                    cutoff: r.cutoff.to_string(),
-                    environments: names,
-                });
+                found.push(withdrawal(entry, what, name, key, r, names));
             };
         for (id, r) in &self.releases {
             if let Some(key) = &r.trusted_key {
@@ -436,16 +427,8 @@ impl Lineage {
                     continue;
                 };
                 refused.insert(&a.id, (found.len(), r.reason.clone()));
-                found.push(WithdrawnStory {
-                    entry: a.index,
-                    what: "approval",
-                    name: format!("{} by {} of promotion {}", a.id, a.by, a.promotion),
-                    key: key.clone(),
-                    revoked_at_entry: r.index,
-                    reason: r.reason.clone(),
-                    cutoff: r.cutoff.to_string(),
-                    environments: Vec::new(),
-                });
+                let name = format!("{} by {} of promotion {}", a.id, a.by, a.promotion);
+                found.push(withdrawal(a.index, "approval", name, key, r, Vec::new()));
                 break;
             }
         }
@@ -469,7 +452,7 @@ impl Lineage {
             let policy = policies
                 .by_digest(&d.policy)
                 .and_then(|v| v.policy.as_deref());
-            let (false, Some(policy)) = (hit.is_empty(), policy) else {
+            let Some(policy) = policy.filter(|_| !hit.is_empty()) else {
                 continue;
             };
             if !custody_policy::evaluate(policy, &facts).allowed {
@@ -701,5 +684,27 @@ fn approval_story(a: &ApprovalItem) -> ApprovalStory {
         rationale: a.rationale.clone(),
         confidential: a.confidential,
         after_the_fact: a.after_the_fact,
+    }
+}
+
+/// What `revocation` took back: the signature `entry` recorded on `what` (`name`) with
+/// `key`, and the environments resting on it.
+fn withdrawal(
+    entry: u64,
+    what: &'static str,
+    name: String,
+    key: &str,
+    revocation: &super::timeline::Revocation,
+    environments: Vec<String>,
+) -> WithdrawnStory {
+    WithdrawnStory {
+        entry,
+        what,
+        name,
+        key: key.to_owned(),
+        revoked_at_entry: revocation.index,
+        reason: revocation.reason.clone(),
+        cutoff: revocation.cutoff.to_string(),
+        environments,
     }
 }
