@@ -10,6 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest digest's length in bytes (SHA-512).
+const MAX_DIGEST_BYTES: usize = 64;
+
 /// A hash algorithm custody accepts as an artifact identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DigestAlgorithm {
@@ -74,7 +77,7 @@ pub enum DigestError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: DigestAlgorithm,
-    // Invariant: bytes.len() == algorithm.output_len().
+    // Invariant: bytes.len() == algorithm.output_len() (≤ MAX_DIGEST_BYTES).
     bytes: Box<[u8]>,
 }
 
@@ -131,7 +134,18 @@ impl Digest {
 
     /// The lowercase hex of the hash, without the algorithm prefix.
     pub fn hex(&self) -> String {
-        hex::encode(&self.bytes)
+        self.with_hex(str::to_owned)
+            .unwrap_or_else(|| hex::encode(&self.bytes))
+    }
+
+    /// Calls `f` with the lowercase hex of the hash, written into a buffer on the stack
+    /// (the deploy gate formats digests on every request; `hex::encode` builds its
+    /// string a character at a time). `None` only if the invariant on the length broke.
+    fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let mut buffer = [0u8; 2 * MAX_DIGEST_BYTES];
+        let out = buffer.get_mut(..2 * self.bytes.len())?;
+        hex::encode_to_slice(&self.bytes, out).ok()?;
+        std::str::from_utf8(out).ok().map(f)
     }
 }
 
@@ -148,7 +162,9 @@ impl FromStr for Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.name(), self.hex())
+        f.write_str(self.algorithm.name())?;
+        f.write_str(":")?;
+        self.with_hex(|hex| f.write_str(hex)).ok_or(fmt::Error)?
     }
 }
 
@@ -200,6 +216,8 @@ mod tests {
         let hex = "ab".repeat(64);
         let d: Digest = format!("sha512:{hex}").parse().unwrap();
         assert_eq!(d.algorithm(), DigestAlgorithm::Sha512);
+        assert_eq!(d.to_string(), format!("sha512:{hex}"));
+        assert_eq!(d.hex(), hex);
     }
 
     #[test]
@@ -236,7 +254,8 @@ mod tests {
         #[test]
         fn text_form_round_trips(bytes in any::<[u8; 32]>()) {
             let d = Digest::sha256(bytes);
-            prop_assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+            prop_assert_eq!(d.to_string().parse::<Digest>().unwrap(), d.clone());
+            prop_assert_eq!(d.hex(), hex::encode(bytes));
         }
     }
 }

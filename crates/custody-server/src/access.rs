@@ -302,8 +302,8 @@ struct Queued {
     written: Option<oneshot::Sender<bool>>,
 }
 
-/// Entries waiting at most; most entries written per batch; how long a small batch of
-/// reads waits for company.
+/// Entries waiting at most; most entries written per batch; how long a batch of reads
+/// waits for company (so also how many of the last reads a crash can lose).
 const QUEUE: usize = 20_000;
 const BATCH: usize = 4_096;
 const BATCH_WAIT: Duration = Duration::from_millis(20);
@@ -334,16 +334,21 @@ impl AccessLog {
         let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                // A waiting request is not kept waiting for company.
-                if first.written.is_none() && rx.is_empty() {
-                    tokio::time::sleep(BATCH_WAIT).await;
-                }
+                // Reads wait up to BATCH_WAIT for company, so a busy gate commits a few
+                // large batches a second rather than one per wake-up; an entry whose
+                // request waits for it closes the batch at once.
+                let mut waiting = first.written.is_some();
                 let mut batch = vec![first];
+                let due = tokio::time::Instant::now() + BATCH_WAIT;
                 while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
+                    let next = match rx.try_recv() {
+                        Ok(e) => Some(e),
+                        Err(_) if waiting => None,
+                        Err(_) => tokio::time::timeout_at(due, rx.recv()).await.ok().flatten(),
+                    };
+                    let Some(e) = next else { break };
+                    waiting |= e.written.is_some();
+                    batch.push(e);
                 }
                 let Some(state) = state.upgrade() else { break };
                 let (entries, waiting): (Vec<_>, Vec<_>) =

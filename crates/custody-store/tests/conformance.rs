@@ -75,6 +75,7 @@ conformance!(
     group_commit_respects_its_batch_bound,
     a_record_written_twice_in_a_batch_keeps_the_later_write,
     the_access_log_is_append_only_and_ordered,
+    the_access_log_keeps_every_row_of_a_batch_of_any_size,
     the_access_log_keeps_each_principals_latest_use,
     a_null_write_removes_a_record_with_its_event,
     the_index_finds_every_entry_naming_its_terms,
@@ -894,6 +895,47 @@ async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
     }
     // The ledger is untouched by it.
     assert_eq!(store.checkpoint().await.unwrap().size, 0);
+}
+
+/// A batch is written in pieces (full chunks, then power-of-two remainders): every size
+/// around the piece boundaries keeps every row, once, in order.
+async fn the_access_log_keeps_every_row_of_a_batch_of_any_size(backend: Backend) {
+    let (_db, store, _) = create(backend).await;
+    let mut written = 0u64;
+    for size in [
+        1usize, 2, 3, 7, 63, 64, 65, 255, 256, 257, 300, 511, 513, 1000,
+    ] {
+        let batch: Vec<_> = (0..size)
+            .map(|i| custody_store::AccessEntry {
+                at: "2026-11-30T12:00:00Z".into(),
+                principal: format!("p{size}-{i}"),
+                credential: String::new(),
+                method: "GET".into(),
+                path: "/api/v1/verify".into(),
+                remote: "127.0.0.1:5000".into(),
+                status: 200,
+                outcome: "allowed".into(),
+            })
+            .collect();
+        store.record_access(batch).await.unwrap();
+        let mut rows = Vec::new();
+        let mut after = written;
+        while rows.len() < size {
+            let page = store.access_log(after, 1000).await.unwrap();
+            assert!(
+                !page.is_empty(),
+                "batch of {size}: only {} rows",
+                rows.len()
+            );
+            after = page.last().unwrap().id;
+            rows.extend(page);
+        }
+        let names: Vec<_> = rows.iter().map(|r| r.entry.principal.clone()).collect();
+        let expected: Vec<_> = (0..size).map(|i| format!("p{size}-{i}")).collect();
+        assert_eq!(names, expected, "a batch of {size} rows");
+        assert!(store.access_log(after, 10).await.unwrap().is_empty());
+        written = after;
+    }
 }
 
 async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
