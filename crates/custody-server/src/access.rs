@@ -5,7 +5,8 @@
 //! a valid token gets 401, one whose principal lacks the permission 403, both with what to
 //! do next. Requests are written to the access log (who, what, when, from where, outcome)
 //! as [`AccessLog`] says: durably before the answer for a request that changed something
-//! or was refused, in batches for allowed reads, and sampled for anonymous floods.
+//! or was refused, in batches for allowed reads, and sampled for anonymous floods. A client
+//! that hangs up does not cut a request short of its entry (see [`record`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -181,7 +182,8 @@ pub(crate) async fn record(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let remote = peer.map(|p| p.to_string()).unwrap_or_default();
-    let slot = match (carries_credential(&request), peer) {
+    let credentialed = carries_credential(&request);
+    let slot = match (credentialed, peer) {
         (false, Some(peer)) => match state
             .access
             .enter(peer.ip(), state.settings.anonymous_in_flight_per_client)
@@ -201,9 +203,29 @@ pub(crate) async fn record(
         },
         _ => None,
     };
-    let response = next.run(request).await;
-    drop(slot);
-    finish(&state, method, path, remote, peer, response).await
+    // A client that hangs up, or the request timeout, drops this future. A request that
+    // can change something, or be refused for the credential it showed, must still end in
+    // its access-log row (the change itself may already be on its way to the ledger), so
+    // it runs to the end in a task of its own. Anonymous reads stay on the cheap path.
+    let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
+    if !(credentialed || mutating) {
+        let response = next.run(request).await;
+        drop(slot);
+        return finish(&state, method, path, remote, peer, response).await;
+    }
+    let detached = tokio::spawn(async move {
+        let response = next.run(request).await;
+        drop(slot);
+        finish(&state, method, path, remote, peer, response).await
+    });
+    detached.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a request's task failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "custody failed to serve this; an operator can find why in the server's log"})),
+        )
+            .into_response()
+    })
 }
 
 /// Records an answered request, then hands its answer back: after the entry is written

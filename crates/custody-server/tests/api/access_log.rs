@@ -139,3 +139,80 @@ async fn entries_past_the_configured_retention_are_removed() {
         t.abort();
     }
 }
+
+/// The request of a client that hangs up before its answer (here: the request's future
+/// dropped after its first step, as hyper drops it when the connection closes).
+async fn hang_up(server: &TestServer, method: &str, path: &str, token: &str, body: &str) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let answer = server.router.clone().oneshot(request);
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, answer).await;
+}
+
+/// The entries for `method path` once there are `n` (the detached requests finish on
+/// their own; bounded, not timed: a generous limit only ends a failing wait).
+async fn entries_for(server: &TestServer, method: &str, path: &str, n: usize) -> usize {
+    let mut found = 0;
+    for _ in 0..200 {
+        found = server
+            .access_log()
+            .await
+            .iter()
+            .filter(|r| r.entry.method == method && r.entry.path == path)
+            .count();
+        if found >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    found
+}
+
+/// A client that hangs up cannot make a change, or be refused, without an access-log
+/// entry: the request runs to its end and is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_hangs_up_is_still_recorded() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    for i in 0..5 {
+        let body = format!(r#"{{"principal":"temp{i}","expires":"1d"}}"#);
+        hang_up(
+            &server,
+            "POST",
+            "/api/v1/tokens",
+            server.token("root"),
+            &body,
+        )
+        .await;
+        // vic (a viewer) may not read the access log: refused.
+        hang_up(
+            &server,
+            "GET",
+            "/api/v1/access-log",
+            server.token("vic"),
+            "",
+        )
+        .await;
+    }
+    assert_eq!(entries_for(&server, "POST", "/api/v1/tokens", 5).await, 5);
+    assert_eq!(
+        entries_for(&server, "GET", "/api/v1/access-log", 5).await,
+        5
+    );
+    let log = server.access_log().await;
+    let made = log
+        .iter()
+        .filter(|r| r.entry.path == "/api/v1/tokens" && r.entry.status == 201)
+        .count();
+    assert_eq!(made, 5, "each token made is recorded as made");
+    assert!(
+        log.iter()
+            .filter(|r| r.entry.path == "/api/v1/access-log")
+            .all(|r| r.entry.status == 403 && r.entry.principal == "vic"),
+        "{log:?}"
+    );
+}
