@@ -356,8 +356,8 @@ impl AccessLog {
         let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                // Reads wait up to BATCH_WAIT for company, so a busy gate commits a few
-                // large batches a second rather than one per wake-up; an entry whose
+                // Reads wait up to BATCH_WAIT for company, so a busy gate commits at most
+                // 1/BATCH_WAIT large batches a second, not one per wake-up; an entry whose
                 // request waits for it closes the batch at once.
                 let mut waiting = first.written.is_some();
                 let mut batch = vec![first];
