@@ -134,13 +134,13 @@ impl Digest {
 
     /// The lowercase hex of the hash, without the algorithm prefix.
     pub fn hex(&self) -> String {
-        self.with_hex(str::to_owned)
-            .unwrap_or_else(|| hex::encode(&self.bytes))
+        hex::encode(&self.bytes)
     }
 
-    /// Calls `f` with the lowercase hex of the hash, written into a buffer on the stack
-    /// (the deploy gate formats digests on every request; `hex::encode` builds its
-    /// string a character at a time). `None` only if the invariant on the length broke.
+    /// Calls `f` with the lowercase hex of the hash, written into a buffer on the stack:
+    /// [`Display`](fmt::Display) runs on every deploy-gate request, and `hex::encode`
+    /// builds its string a character at a time. `None` only if the invariant on the
+    /// length broke.
     fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> Option<R> {
         let mut buffer = [0u8; 2 * MAX_DIGEST_BYTES];
         let out = buffer.get_mut(..2 * self.bytes.len())?;

@@ -208,22 +208,16 @@ pub(crate) async fn record(
     // its access-log row (the change itself may already be on its way to the ledger), so
     // it runs to the end in a task of its own. Anonymous reads stay on the cheap path.
     let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
-    if !(credentialed || mutating) {
-        let response = next.run(request).await;
-        drop(slot);
-        return finish(&state, method, path, remote, peer, response).await;
-    }
-    let detached = tokio::spawn(async move {
+    let handled = async move {
         let response = next.run(request).await;
         drop(slot);
         finish(&state, method, path, remote, peer, response).await
-    });
-    detached.await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a request's task failed");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": "custody failed to serve this; an operator can find why in the server's log"})),
-        )
+    };
+    if !(credentialed || mutating) {
+        return handled.await;
+    }
+    tokio::spawn(handled).await.unwrap_or_else(|e| {
+        crate::error::ApiError::from(AppError::Integrity(format!("a request's task failed: {e}")))
             .into_response()
     })
 }
@@ -359,17 +353,17 @@ impl AccessLog {
                 // Reads wait up to BATCH_WAIT for company, so a busy gate commits at most
                 // 1/BATCH_WAIT large batches a second, not one per wake-up; an entry whose
                 // request waits for it closes the batch at once.
-                let mut waiting = first.written.is_some();
+                let mut awaited = first.written.is_some();
                 let mut batch = vec![first];
                 let due = tokio::time::Instant::now() + BATCH_WAIT;
                 while batch.len() < BATCH {
                     let next = match rx.try_recv() {
                         Ok(e) => Some(e),
-                        Err(_) if waiting => None,
+                        Err(_) if awaited => None,
                         Err(_) => tokio::time::timeout_at(due, rx.recv()).await.ok().flatten(),
                     };
                     let Some(e) = next else { break };
-                    waiting |= e.written.is_some();
+                    awaited |= e.written.is_some();
                     batch.push(e);
                 }
                 let Some(state) = state.upgrade() else { break };
