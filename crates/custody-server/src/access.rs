@@ -203,10 +203,11 @@ pub(crate) async fn record(
         },
         _ => None,
     };
-    // A client that hangs up, or the request timeout, drops this future. A request that
-    // can change something, or be refused for the credential it showed, must still end in
-    // its access-log row (the change itself may already be on its way to the ledger), so
-    // it runs to the end in a task of its own. Anonymous reads stay on the cheap path.
+    // A client that hangs up drops this future. A request that can change something, or
+    // be refused for the credential it showed, must still end in its access-log row (the
+    // change itself may already be on its way to the ledger), so it runs to the end in a
+    // task of its own. Anonymous reads stay on the cheap path. (The request timeout and
+    // the body limit are inside: their 408 and 413 come back here like any answer.)
     let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
     let handled = async move {
         let response = next.run(request).await;

@@ -59,15 +59,17 @@ pub fn router(state: Arc<ServerState>) -> Router {
             state.clone(),
             metrics::time_requests,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            access::record,
-        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings.request_timeout,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // Outermost, so that the access log records the answer the client gets, the
+        // timeout's 408 and the body limit's 413 included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::record,
+        ))
         .with_state(state)
 }
 

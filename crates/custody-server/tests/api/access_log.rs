@@ -216,3 +216,52 @@ async fn a_request_whose_client_hangs_up_is_still_recorded() {
         "{log:?}"
     );
 }
+
+/// The entries written so far, without waiting for queued ones: what is committed.
+async fn committed(server: &TestServer, path: &str) -> Vec<custody_store::AccessRecord> {
+    let log = server.state.app.log().access_log(0, 1000).await.unwrap();
+    log.into_iter().filter(|r| r.entry.path == path).collect()
+}
+
+/// The answers the layers give before a handler does (the body limit's 413, the
+/// timeout's 408) are recorded as the client gets them, before it gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_or_oversized_request_is_recorded_as_answered() {
+    let mut settings = configured("90d", 60, 100);
+    settings.request_timeout = std::time::Duration::from_millis(300);
+    let server = TestServer::start_with(Backend::Sqlite, settings).await;
+    let root = format!("Bearer {}", server.token("root"));
+
+    // A body declared larger than the limit: 413 at once.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/deploys")
+        .header("authorization", &root)
+        .header("content-type", "application/json")
+        .header("content-length", "100000000")
+        .body(Body::empty())
+        .unwrap();
+    let answer = server.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), 413);
+    let rows = committed(&server, "/api/v1/deploys").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].entry.status, rows[0].entry.principal.as_str()),
+        (413, "")
+    );
+
+    // A body that never comes: the timeout's 408, recorded as 408.
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/tokens")
+        .header("authorization", &root)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(never))
+        .unwrap();
+    let answer = server.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), 408);
+    let rows = committed(&server, "/api/v1/tokens").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].entry.status, 408);
+}
