@@ -85,7 +85,7 @@ pub struct App<S: Store> {
 type AppendObserver = Box<dyn Fn(std::time::Duration, bool) + Send + Sync>;
 
 /// (environment, digest).
-pub(crate) type VerdictKey = (String, String);
+pub(crate) type VerdictKey = (String, custody_model::Digest);
 /// What a cached verdict was computed from; it is served only while all are the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VerdictStamp {

@@ -656,7 +656,7 @@ impl<S: Store> App<S> {
             artifacts,
             keyring: self.keyring_record().await?.map(|r| r.version),
         };
-        let key = (environment.to_owned(), digest.to_string());
+        let key = (environment.to_owned(), digest.clone());
         if let Some(hit) = self.cached_verdict(&key, &stamp) {
             return Ok(hit);
         }

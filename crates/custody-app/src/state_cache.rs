@@ -30,13 +30,18 @@ const KEPT_PER_KIND: usize = 10_000;
 
 type Entry = (u64, Arc<dyn Any + Send + Sync>);
 
+/// Keyed by kinds and record keys, hashed with foldhash rather than SipHash: every hot read
+/// looks up twice. Its per-map random seed still spreads keys an attacker chooses (token
+/// ids), and [`KEPT_PER_KIND`] bounds a kind's map whatever they do.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub(crate) struct StateCache {
     generation: AtomicU64,
     /// When the watcher last read the size successfully, in nanoseconds since `epoch`
     /// (0: never).
     last_look: AtomicU64,
     epoch: Instant,
-    entries: Mutex<HashMap<&'static str, HashMap<String, Entry>>>,
+    entries: Mutex<Map<&'static str, Map<String, Entry>>>,
 }
 
 impl StateCache {
@@ -45,7 +50,7 @@ impl StateCache {
             generation: AtomicU64::new(0),
             last_look: AtomicU64::new(0),
             epoch: Instant::now(),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Map::default()),
         }
     }
 

@@ -43,6 +43,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Parsed plainly first: the deploy gate parses a query on every call, and tracking
+        // the path to a problem allocates for every field. Only a query that fails is
+        // parsed again, through axum's extractor, for the message naming the field.
+        if let Ok(v) = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()) {
+            return Ok(ApiQuery(v));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| ApiQuery(v))

@@ -13,15 +13,22 @@ use crate::records::{
 use super::guard::Projected;
 use super::{Expected, ExpectedCertification, ExpectedPolicy, Projection};
 
-/// The differences found so far in one record.
+/// The differences found so far in one record. Field names are formatted only for a field
+/// that differs: a server compares records on every hot read, and they agree.
 #[derive(Default)]
-pub(super) struct Fields(Vec<String>);
+pub(super) struct Fields {
+    lines: Vec<String>,
+    /// Put before each field's name (the part of the record being compared).
+    prefix: &'static str,
+}
 
 impl Fields {
     fn field<T: PartialEq + Debug + ?Sized>(&mut self, name: &str, stored: &T, ledger: &T) {
         if stored != ledger {
-            self.0
-                .push(format!("{name} is {stored:?}, the ledger says {ledger:?}"));
+            self.lines.push(format!(
+                "{}{name} is {stored:?}, the ledger says {ledger:?}",
+                self.prefix
+            ));
         }
     }
 
@@ -32,7 +39,7 @@ impl Fields {
     }
 
     pub(super) fn into_lines(self) -> Vec<String> {
-        self.0
+        self.lines
     }
 }
 
@@ -155,7 +162,7 @@ impl Projected for EnvironmentRecord {
         let mut f = Fields::default();
         f.field("name", self.name.as_str(), key);
         match &self.certified {
-            None => f.0.push(format!(
+            None => f.lines.push(format!(
                 "nothing is certified in it, the ledger says {} is",
                 e.release
             )),
@@ -198,28 +205,18 @@ impl Projected for CertificationRecord {
 
 fn certification_fields(
     f: &mut Fields,
-    prefix: &str,
+    prefix: &'static str,
     stored: &Certification,
     e: &ExpectedCertification,
 ) {
-    f.field(&format!("{prefix}release"), &stored.release, &e.release);
-    f.known(
-        &format!("{prefix}release_digest"),
-        &stored.release_digest,
-        &e.release_digest,
-    );
-    f.field(
-        &format!("{prefix}promotion"),
-        &stored.promotion,
-        &e.promotion,
-    );
-    f.known(&format!("{prefix}decision"), &stored.decision, &e.decision);
-    f.field(&format!("{prefix}at"), &stored.at, &e.at);
-    f.field(
-        &format!("{prefix}by_rollback"),
-        &stored.by_rollback,
-        &e.by_rollback,
-    );
+    let outer = std::mem::replace(&mut f.prefix, prefix);
+    f.field("release", &stored.release, &e.release);
+    f.known("release_digest", &stored.release_digest, &e.release_digest);
+    f.field("promotion", &stored.promotion, &e.promotion);
+    f.known("decision", &stored.decision, &e.decision);
+    f.field("at", &stored.at, &e.at);
+    f.field("by_rollback", &stored.by_rollback, &e.by_rollback);
+    f.prefix = outer;
 }
 
 /// `keyring/current`: every rotation and revocation, exactly as the ledger recorded them.

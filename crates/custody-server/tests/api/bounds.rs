@@ -205,6 +205,25 @@ async fn small_refusals_say_the_right_thing() {
             "format",
         ));
     }
+    // A malformed gate query is a 400 naming the field (the gate parses its query on a
+    // fast path and names the problem on a second parse).
+    for (query, needle) in [
+        (format!("env=production&digets={digest}"), "digets"),
+        ("env=production".to_owned(), "digest"),
+        (format!("env=production&digest={digest}&env=build"), "env"),
+        ("env=production&digest=sha256:zz".to_owned(), "digest"),
+    ] {
+        let a = server
+            .call(
+                "GET",
+                &format!("/api/v1/verify?{query}"),
+                Some(server.token("argo")),
+                None,
+                &[],
+            )
+            .await;
+        problems.extend(not_refused_naming(&a, needle));
+    }
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(server.size().await, before, "a refused request wrote");
 }

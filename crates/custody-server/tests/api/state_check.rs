@@ -231,6 +231,18 @@ async fn certifications_edited_behind_the_ledger_are_named(backend: Backend) {
         "{named:?}"
     );
     assert!(named.contains(&"environment/build"), "{named:?}");
+    // The field is named within its record, and only the field that differs.
+    let build = report
+        .differences
+        .iter()
+        .find(|d| d.record == "environment/build")
+        .unwrap();
+    assert!(
+        build.what.starts_with(
+            "certified.release is \"shop@9.9.9\", the ledger says \"shop@1.0.0\" (ledger entry"
+        ),
+        "{build}"
+    );
     for t in tasks {
         t.abort();
     }
