@@ -136,6 +136,22 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         stderr(&out)
     );
     assert_eq!(size(&data), at);
+    // Once the new key signs a checkpoint alone, the stale server cannot vouch for the
+    // log's head: its public checkpoint read says why and what to do (not a bare 500).
+    token(&data, "vic", &[]);
+    let signed_by_new_key = size(&data);
+    assert!(signed_by_new_key > at);
+    let head = http()
+        .get(format!("{}/api/v1/log/checkpoint", stale.base))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = (head.status().as_u16(), head.text().await.unwrap());
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("was rotated while it ran") && body.contains("restarts it"),
+        "{body}"
+    );
     let ready = http()
         .get(format!("{}/readyz", stale.base))
         .send()
@@ -178,7 +194,7 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     std::fs::rename(data.join("keys/log.pub"), retired_pub).unwrap();
     std::fs::write(data.join("keys/log.key"), new_key).unwrap();
     std::fs::write(data.join("keys/log.pub"), new_pub).unwrap();
-    assert_eq!(size(&data), at);
+    assert_eq!(size(&data), signed_by_new_key);
 
     // The retired log key serves the log alone for good: a policy enrolling it as a
     // person's approval key is refused.
@@ -223,7 +239,7 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         "{}",
         stderr(&out)
     );
-    assert_eq!(size(&data), at);
+    assert_eq!(size(&data), signed_by_new_key);
 
     // Production restarts on the new key and keeps promoting through the API.
     let server = Server::start(&data);

@@ -18,7 +18,7 @@ use crate::commit::{self, Job, Request, to_i64, to_u64};
 use crate::db::{Durability, Location, Pool};
 use crate::integrity::{IntegrityFailure, Readiness, Status};
 use crate::search;
-use crate::sql;
+use crate::sql::{self, Conn};
 use crate::{
     AccessEntry, AccessRecord, Append, Appended, BlobInfo, BlobPut, Cosignature, Entry, LastUse,
     MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
@@ -240,6 +240,19 @@ pub(crate) fn request(
     (request, result)
 }
 
+impl SqlStore {
+    /// Why a stored checkpoint of `size` entries did not verify (`e`): when another process
+    /// handed the log over from the key this store holds (`custody key rotate log` while
+    /// this one ran, which signed the hand-over with that key), it is retired, and says how
+    /// to restart on the successor; otherwise the checkpoint is damaged (`e`).
+    async fn unverified(&self, c: &mut Conn<'_>, size: u64, e: StoreError) -> StoreError {
+        match crate::log_keys::handed_over_from(c, self.keys.current(), 0, size).await {
+            Ok(Some(retired)) => retired,
+            Ok(None) | Err(_) => e,
+        }
+    }
+}
+
 fn signed_checkpoint(
     keys: &LogKeys,
     size: u64,
@@ -349,7 +362,11 @@ impl Store for SqlStore {
         let head = sql::head(&mut conn.conn(), false)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
-        signed_checkpoint(&self.keys, to_u64(head.size)?, head.checkpoint)
+        let size = to_u64(head.size)?;
+        match signed_checkpoint(&self.keys, size, head.checkpoint) {
+            Err(e) => Err(self.unverified(&mut conn.conn(), size, e).await),
+            signed => signed,
+        }
     }
 
     async fn checkpoints(
@@ -360,9 +377,15 @@ impl Store for SqlStore {
         let limit = limit.min(MAX_CHECKPOINTS_PER_READ);
         let mut conn = self.read.acquire().await?;
         let rows = sql::checkpoints(&mut conn.conn(), to_i64(from_size)?, to_i64(limit)?).await?;
-        rows.into_iter()
-            .map(|(size, note)| signed_checkpoint(&self.keys, to_u64(size)?, note))
-            .collect()
+        let mut signed = Vec::with_capacity(rows.len());
+        for (size, note) in rows {
+            let size = to_u64(size)?;
+            match signed_checkpoint(&self.keys, size, note) {
+                Ok(checkpoint) => signed.push(checkpoint),
+                Err(e) => return Err(self.unverified(&mut conn.conn(), size, e).await),
+            }
+        }
+        Ok(signed)
     }
 
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
