@@ -181,12 +181,23 @@ mod tests {
     }
 
     #[test]
+    fn the_empty_log_has_size_zero() {
+        let empty = Checkpoint {
+            size: 0,
+            ..checkpoint()
+        };
+        assert_eq!(Checkpoint::from_body(&empty.to_body()).unwrap(), empty);
+    }
+
+    #[test]
     fn rejects_malformed_bodies() {
         let good = checkpoint().to_body();
         let cases = [
             good.trim_end().to_owned(),
             good.replace("42", "042"),
             good.replace("42", "-1"),
+            // Parsed as 42 by Rust's integer parser, but not the one spelling of 42.
+            good.replace("42", "+42"),
             good.replace("42", "99999999999999999999"),
             good.replace("Bwc=", "Bw=="),
             good.replace("custody.example/log", ""),

@@ -103,6 +103,7 @@ mod tests {
         let mut frontier = Frontier::new();
         let mut tree = MemoryTree::new();
         let mut stored = std::collections::HashMap::new();
+        let mut pushed = Frontier::new();
         for i in 0u32..300 {
             let h = leaf_hash(&i.to_be_bytes());
             tree.append(h);
@@ -110,6 +111,9 @@ mod tests {
                 assert!(stored.insert(id, hash).is_none(), "{id:?} created twice");
             }
             assert_eq!(frontier.root(), tree.root(tree.size()).unwrap());
+            // A verifier's push keeps the same roots as append.
+            pushed.push(h);
+            assert_eq!(pushed, frontier);
             // Everything the frontier reported is exactly what the memory tree stores.
             let ids: Vec<_> = stored.keys().copied().collect();
             let want = tree.read_nodes(&ids).unwrap();

@@ -259,3 +259,105 @@ fn a_verifier_trusting_the_new_key_follows_the_hand_over_back() {
         .to_string();
     assert!(err.contains("cannot precede the one at 4"), "{err}");
 }
+
+#[test]
+fn a_hand_over_names_the_trusted_key_by_its_id_too() {
+    let (old, new, other) = (key(), key(), key());
+    // The retiring key's text is right, its recorded id another key's.
+    let rotation = LogKeyRotation {
+        old_key_id: other.verifier().public_key().key_id().to_string(),
+        ..LogKeyRotation::new(old.verifier(), new.verifier(), 3)
+    };
+    let mut log = Log::new(2);
+    log.push(rotation_leaf(&rotation));
+    let note = log.checkpoint().sign_handover(&old, &new).unwrap();
+    let mut keys = LogKeys::new(old.verifier().clone());
+    let err = keys
+        .follow(&note, &log.leaves[2], &log.proof_of_last())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hands over"), "{err}");
+    assert_eq!(keys.keys().count(), 1, "nothing changes on an error");
+}
+
+/// A log handed over from `first` to `second` at 3 entries, then from `second` to `third`
+/// at 5: the hand-over notes (each signed by both its keys), leaves and proofs.
+fn two_hand_overs(
+    first: &NoteSigner,
+    second: &NoteSigner,
+    third: &NoteSigner,
+) -> [(String, Vec<u8>, Vec<Hash>); 2] {
+    let mut log = Log::new(2);
+    log.push(rotation_leaf(&LogKeyRotation::new(
+        first.verifier(),
+        second.verifier(),
+        3,
+    )));
+    let one = (
+        log.checkpoint().sign_handover(first, second).unwrap(),
+        log.leaves[2].clone(),
+        log.proof_of_last(),
+    );
+    log.push(b"{\"type\":\"release.created\"}".to_vec());
+    log.push(rotation_leaf(&LogKeyRotation::new(
+        second.verifier(),
+        third.verifier(),
+        5,
+    )));
+    let two = (
+        log.checkpoint().sign_handover(second, third).unwrap(),
+        log.leaves[4].clone(),
+        log.proof_of_last(),
+    );
+    [one, two]
+}
+
+#[test]
+fn a_hand_over_never_returns_to_a_key_of_the_history() {
+    let (a, b, c) = (key(), key(), key());
+    // A → B → C: every key listed in the order it signed, each known.
+    let mut keys = LogKeys::new(a.verifier().clone());
+    for (note, leaf, proof) in two_hand_overs(&a, &b, &c) {
+        keys.follow(&note, &leaf, &proof).unwrap();
+    }
+    let listed: Vec<_> = keys.keys().cloned().collect();
+    assert_eq!(
+        listed,
+        [a.verifier(), b.verifier(), c.verifier()].map(Clone::clone)
+    );
+    assert!(keys.contains(a.verifier()) && keys.contains(c.verifier()));
+    assert!(!keys.contains(key().verifier()));
+    // A → B → A: the retired key, though it signs under the same origin, is refused.
+    let [(note, leaf, proof), back] = two_hand_overs(&a, &b, &a);
+    let mut keys = LogKeys::new(a.verifier().clone());
+    keys.follow(&note, &leaf, &proof).unwrap();
+    let err = keys
+        .follow(&back.0, &back.1, &back.2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be a fresh key"), "{err}");
+    assert_eq!(keys.current(), b.verifier());
+}
+
+#[test]
+fn a_successor_under_another_origin_is_refused() {
+    let old = key();
+    let stranger = NoteSigner::new(
+        "elsewhere.example/log",
+        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
+    )
+    .unwrap();
+    let mut log = Log::new(2);
+    log.push(rotation_leaf(&LogKeyRotation::new(
+        old.verifier(),
+        stranger.verifier(),
+        3,
+    )));
+    let note = log.checkpoint().sign(&old).unwrap();
+    let mut keys = LogKeys::new(old.verifier().clone());
+    let err = keys
+        .follow(&note, &log.leaves[2], &log.proof_of_last())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("same origin"), "{err}");
+}

@@ -25,11 +25,6 @@ impl NodeId {
     pub const fn leaf(index: u64) -> Self {
         NodeId { level: 0, index }
     }
-
-    /// The first leaf this subtree covers.
-    pub fn first_leaf(self) -> u64 {
-        self.index << self.level
-    }
 }
 
 /// The largest power of two strictly less than `n` (`n >= 2`): where RFC 9162 splits a
@@ -74,6 +69,23 @@ mod tests {
         ];
         for (n, k) in cases {
             assert_eq!(split_point(n), k, "n={n}");
+        }
+    }
+
+    /// Any range, aligned or not, is covered exactly by aligned perfect subtrees in order.
+    #[test]
+    fn decompose_covers_any_range_with_aligned_subtrees() {
+        for begin in 0..40u64 {
+            for end in begin..80 {
+                let mut out = vec![];
+                decompose(begin, end, &mut out);
+                let mut at = begin;
+                for node in out {
+                    assert_eq!(node.index << node.level, at, "[{begin}, {end}): {node:?}");
+                    at += 1 << node.level;
+                }
+                assert_eq!(at, end, "[{begin}, {end})");
+            }
         }
     }
 
