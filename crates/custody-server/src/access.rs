@@ -9,8 +9,12 @@
 //! that hangs up does not cut a request short of its entry (see [`record`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -205,9 +209,9 @@ pub(crate) async fn record(
     };
     // A client that hangs up drops this future. A request that can change something, or
     // be refused for the credential it showed, must still end in its access-log row (the
-    // change itself may already be on its way to the ledger), so it runs to the end in a
-    // task of its own. Anonymous reads stay on the cheap path. (The request timeout and
-    // the body limit are inside: their 408 and 413 come back here like any answer.)
+    // change itself may already be on its way to the ledger), so it runs to the end
+    // ([`RunToEnd`]). Anonymous reads stay on the cheap path. (The request timeout and the
+    // body limit are inside: their 408 and 413 come back here like any answer.)
     let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
     let handled = async move {
         let response = next.run(request).await;
@@ -217,10 +221,54 @@ pub(crate) async fn record(
     if !(credentialed || mutating) {
         return handled.await;
     }
-    tokio::spawn(handled).await.unwrap_or_else(|e| {
-        crate::error::ApiError::from(AppError::Integrity(format!("a request's task failed: {e}")))
-            .into_response()
-    })
+    RunToEnd(Some(Box::pin(handled))).await
+}
+
+/// A request's handling that runs to its end whoever stops waiting for it: dropped before
+/// it is done (the client hung up), the rest of it is handed to a task of its own. It runs
+/// in the connection's task until then, so the common case costs no task and no wake-up
+/// across threads. A handling that panics is answered 500 like any failure (the cause goes
+/// to the server's log).
+struct RunToEnd<F: Future<Output = Response> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = Response> + Send + 'static> Future for RunToEnd<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.get_mut();
+        // Polled again after it answered: never ready again, as a fused future.
+        let Some(handling) = this.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| handling.as_mut().poll(cx)))
+        {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(response)) => response,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                crate::error::ApiError::from(AppError::Integrity(format!(
+                    "handling a request panicked: {why}"
+                )))
+                .into_response()
+            }
+        };
+        this.0 = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl<F: Future<Output = Response> + Send + 'static> Drop for RunToEnd<F> {
+    fn drop(&mut self) {
+        // Not done: the client stopped waiting. (Outside a runtime, as when one shuts
+        // down, there is nothing left to run it on.)
+        if let (Some(rest), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(rest);
+        }
+    }
 }
 
 /// Records an answered request, then hands its answer back: after the entry is written
