@@ -99,12 +99,16 @@ pub(crate) async fn require(
         Ok(who) => who,
         Err(e) if e.fault() == Fault::Denied => {
             let why = e.to_string();
-            return refuse(
+            let mut refused = refuse(
                 StatusCode::UNAUTHORIZED,
                 None,
                 why.clone(),
                 format!("unauthenticated: {why}"),
             );
+            if let Some(caller) = refused.extensions_mut().get_mut::<Caller>() {
+                caller.credential = presented(&token);
+            }
+            return refused;
         }
         Err(e) => {
             let status = crate::error::status(e.fault());
@@ -137,6 +141,26 @@ pub(crate) async fn require(
         response.extensions_mut().insert(caller);
     }
     response
+}
+
+/// What a refused bearer credential was, for the access log: a custody token by its id
+/// (never its secret), so that a leaked, revoked or expired token being tried can be told
+/// apart; anything else by its kind alone (what it claims is not shown: it did not check
+/// out, and it is the sender's text).
+fn presented(token: &str) -> String {
+    let Some(rest) = token.strip_prefix("cst_") else {
+        return "a bearer credential that is not a custody token (refused)".into();
+    };
+    match rest.split_once('_') {
+        Some((id, _))
+            if !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            format!("token {id} (refused)")
+        }
+        _ => "a malformed custody token (refused)".into(),
+    }
 }
 
 /// Who a bearer credential is: an API token (`cst_…`), or a CI job's OIDC ID token when

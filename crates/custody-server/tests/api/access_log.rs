@@ -69,7 +69,7 @@ async fn anonymous_requests_are_sampled_as_configured() {
             "{r:?}"
         );
     }
-    // Refused anonymous requests are sampled the same way (no credential, no name).
+    // Refused anonymous requests are sampled the same way (no valid credential, no name).
     for _ in 0..4 {
         assert_eq!(
             get_from(&server, "10.0.0.2:4000", "/api/v1/tokens", None).await,
@@ -77,13 +77,49 @@ async fn anonymous_requests_are_sampled_as_configured() {
         );
     }
     assert_eq!(from(&server, "10.0.0.2").await.len(), 2);
+    // A refused credential is named as far as it can be without trusting it: a custody
+    // token by its id (its secret never), anything else by its kind.
+    let audrey = server.token("audrey").to_owned();
+    let id = audrey.split('_').nth(1).unwrap().to_owned();
+    let wrong_secret = format!("cst_{id}_not-the-secret");
+    // (Each from its own address: two a minute per address are recorded in full here.)
+    let mut refused = Vec::new();
+    for (i, token) in [
+        wrong_secret.as_str(),
+        "cst_a/b;c=d_x",
+        "eyJhbGciOiJub25lIn0.e30.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer = format!("10.0.1.{i}:4000");
+        let status = get_from(&server, &peer, "/api/v1/tokens", Some(token)).await;
+        assert_eq!(status, 401, "{token}");
+        let rows = from(&server, &format!("10.0.1.{i}")).await;
+        refused.extend(rows.into_iter().map(|r| r.entry.credential));
+    }
+    assert_eq!(
+        refused,
+        [
+            format!("token {id} (refused)"),
+            "a malformed custody token (refused)".to_owned(),
+            "a bearer credential that is not a custody token (refused)".to_owned(),
+        ]
+    );
+    assert!(
+        server
+            .access_log()
+            .await
+            .iter()
+            .all(|r| !format!("{r:?}").contains("not-the-secret")),
+        "a presented secret is never logged"
+    );
     // Another address has its own count; a request with a credential is always recorded.
     assert_eq!(
         get_from(&server, "10.0.0.3:4000", "/healthz", None).await,
         200
     );
     assert_eq!(from(&server, "10.0.0.3").await.len(), 1);
-    let audrey = server.token("audrey").to_owned();
     for _ in 0..5 {
         let status = get_from(&server, "10.0.0.1:4000", "/api/v1/tokens", Some(&audrey)).await;
         assert_eq!(status, 200);
