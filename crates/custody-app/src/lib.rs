@@ -9,9 +9,9 @@
 //! - [`App::apply_policy`], [`App::register_artifact`], [`App::attest`],
 //!   [`App::create_release`] (catalog.rs)
 //! - [`App::promote`], [`App::review`] (promotion.rs)
-//! - [`App::deploy_report`], [`App::rollback`], [`App::verify`] (environment.rs)
+//! - [`App::deploy_report`], [`App::rollback`], [`App::verify`] (environment/)
 //! - [`App::history`], [`App::decision`], [`App::replay`] (history.rs)
-//! - [`App::create_token`], [`App::revoke_token`], [`App::authenticate`] (identity.rs)
+//! - [`App::create_token`], [`App::revoke_token`], [`App::authenticate`] (identity/)
 //! - [`App::audit_export`], [`App::audit_receipt`], and the offline verifiers
 //!   [`audit::verify_bundle`], [`audit::verify_receipt`] (audit/)
 
