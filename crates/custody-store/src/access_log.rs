@@ -1,7 +1,9 @@
-//! The access log's helpers: what one batch of entries keeps, and how long its fields may be.
+//! The access log's helpers: what one batch of entries keeps, how long its fields may be,
+//! pruning past the retention, and a stored row read back.
 
-use crate::AccessEntry;
+use crate::commit::to_u64;
 use crate::sql;
+use crate::{AccessEntry, AccessRecord, SqlStore, StoreError};
 
 /// The latest entry of each identified (principal, outcome) in a batch, with its time in
 /// nanoseconds since the epoch (an entry whose time does not parse counts as 0).
@@ -49,4 +51,56 @@ pub(crate) fn bounded_access(mut e: AccessEntry) -> AccessEntry {
         }
     }
     e
+}
+
+/// Removes the entries older than `before` (a timestamp), oldest first, in short
+/// transactions so that access-log writes never wait long: how many were removed.
+pub(crate) async fn prune(store: &SqlStore, before: &str) -> Result<u64, StoreError> {
+    /// Entries removed per transaction (short, so that access-log writes never wait long).
+    const CHUNK: i64 = 10_000;
+    let (first, until) = {
+        let mut conn = store.read.acquire().await?;
+        let mut c = conn.conn();
+        let Some((first, last)) = sql::access_ids(&mut c).await? else {
+            return Ok(0);
+        };
+        let until = match sql::first_access_since(&mut c, before).await? {
+            Some(id) => id,
+            None => last.saturating_add(1), // every entry is older
+        };
+        (first, until)
+    };
+    let mut removed = 0;
+    let mut from = first;
+    while from < until {
+        let below = until.min(from.saturating_add(CHUNK));
+        let mut tx = store.read.begin_write().await?;
+        let pruned = sql::prune_access(&mut tx.conn(), from, below).await;
+        let pruned = match pruned {
+            Ok(n) => tx.commit().await.map(|()| n).map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
+        store.status.wrote(&pruned);
+        removed += pruned?;
+        from = below;
+    }
+    Ok(removed)
+}
+
+/// A stored access-log row as the store hands it out.
+pub(crate) fn record(row: sql::AccessRow) -> Result<AccessRecord, StoreError> {
+    let (id, at, principal, credential, method, path, remote, status, outcome) = row;
+    Ok(AccessRecord {
+        id: to_u64(id)?,
+        entry: AccessEntry {
+            at,
+            principal,
+            credential,
+            method,
+            path,
+            remote,
+            status: u16::try_from(status).unwrap_or(0),
+            outcome,
+        },
+    })
 }

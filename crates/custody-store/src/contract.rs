@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use custody_ledger::Hash;
+use custody_ledger::{Hash, LOG_KEY_ROTATED, LogKeyRotation};
 use custody_model::{CanonicalJson, Digest, Timestamp};
 use serde::Serialize;
 
@@ -467,4 +467,62 @@ pub struct AccessRecord {
     /// The entry.
     #[serde(flatten)]
     pub entry: AccessEntry,
+}
+
+/// Refuses an empty key or one over [`MAX_KEY_BYTES`], naming `what` it is.
+fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must be 1 to {MAX_KEY_BYTES} bytes, not {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an append beyond the bounds this contract sets (events, their sizes, keys), or
+/// one carrying a log-key hand-over, naming what is wrong; a backend checks before writing.
+pub(crate) fn check_append(append: &Append) -> Result<(), StoreError> {
+    if append.events.is_empty() {
+        return Err(StoreError::InvalidInput(
+            "an append needs at least one event".into(),
+        ));
+    }
+    if append.events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::InvalidInput(format!(
+            "an append carries at most {MAX_EVENTS_PER_APPEND} events, not {}",
+            append.events.len()
+        )));
+    }
+    if let Some((i, e)) = append
+        .events
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.as_bytes().len() > MAX_EVENT_BYTES)
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "event {i} is {} bytes; the limit is {MAX_EVENT_BYTES}",
+            e.as_bytes().len()
+        )));
+    }
+    // Only `rotate_log_key` appends a hand-over (alone, with the checkpoint both keys
+    // sign): one appended like any event would name no checkpoint of its own, and every
+    // reader following the log's keys would refuse the ledger from then on.
+    if let Some(i) = append
+        .events
+        .iter()
+        .position(|e| LogKeyRotation::from_leaf(e.as_bytes()).is_some())
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "event {i} is a {LOG_KEY_ROTATED} event: only the log-key rotation (`custody key rotate log`) appends one"
+        )));
+    }
+    for write in &append.state {
+        check_key("a state kind", &write.kind)?;
+        check_key("a state key", &write.key)?;
+    }
+    if let Some(key) = &append.idempotency {
+        check_key("an idempotency key", &key.key)?;
+    }
+    Ok(())
 }

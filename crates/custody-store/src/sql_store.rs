@@ -5,8 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use custody_crypto::note::NoteVerifier;
 use custody_ledger::{
-    EMPTY_ROOT, Hash, LOG_KEY_ROTATED, LogKeyRotation, LogKeys, ProofPlan, consistency_plan,
-    inclusion_plan, root_plan,
+    EMPTY_ROOT, Hash, LogKeys, ProofPlan, consistency_plan, inclusion_plan, root_plan,
 };
 use custody_model::{CanonicalJson, Digest, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -21,8 +20,8 @@ use crate::search;
 use crate::sql::{self, Conn};
 use crate::{
     AccessEntry, AccessRecord, Append, Appended, BlobInfo, BlobPut, Cosignature, Entry, LastUse,
-    MAX_ENTRIES_PER_READ, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, MAX_KEY_BYTES, MAX_SEARCH_TERMS,
-    SignedCheckpoint, StateRecord, Store, StoreError,
+    MAX_ENTRIES_PER_READ, MAX_KEY_BYTES, MAX_SEARCH_TERMS, SignedCheckpoint, StateRecord, Store,
+    StoreError,
 };
 
 /// Most checkpoints one [`Store::checkpoints`] call returns.
@@ -167,61 +166,6 @@ impl SqlStore {
     }
 }
 
-fn check_key(what: &str, key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(StoreError::InvalidInput(format!(
-            "{what} must be 1 to {MAX_KEY_BYTES} bytes, not {}",
-            key.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_append(append: &Append) -> Result<(), StoreError> {
-    if append.events.is_empty() {
-        return Err(StoreError::InvalidInput(
-            "an append needs at least one event".into(),
-        ));
-    }
-    if append.events.len() > MAX_EVENTS_PER_APPEND {
-        return Err(StoreError::InvalidInput(format!(
-            "an append carries at most {MAX_EVENTS_PER_APPEND} events, not {}",
-            append.events.len()
-        )));
-    }
-    if let Some((i, e)) = append
-        .events
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.as_bytes().len() > MAX_EVENT_BYTES)
-    {
-        return Err(StoreError::InvalidInput(format!(
-            "event {i} is {} bytes; the limit is {MAX_EVENT_BYTES}",
-            e.as_bytes().len()
-        )));
-    }
-    // Only `rotate_log_key` appends a hand-over (alone, with the checkpoint both keys
-    // sign): one appended like any event would name no checkpoint of its own, and every
-    // reader following the log's keys would refuse the ledger from then on.
-    if let Some(i) = append
-        .events
-        .iter()
-        .position(|e| LogKeyRotation::from_leaf(e.as_bytes()).is_some())
-    {
-        return Err(StoreError::InvalidInput(format!(
-            "event {i} is a {LOG_KEY_ROTATED} event: only the log-key rotation (`custody key rotate log`) appends one"
-        )));
-    }
-    for write in &append.state {
-        check_key("a state kind", &write.kind)?;
-        check_key("a state key", &write.key)?;
-    }
-    if let Some(key) = &append.idempotency {
-        check_key("an idempotency key", &key.key)?;
-    }
-    Ok(())
-}
-
 /// A request for the committer, and where its result will come.
 pub(crate) fn request(
     append: Append,
@@ -294,7 +238,7 @@ fn state_record(row: sql::StateRow) -> Result<StateRecord, StoreError> {
 
 impl Store for SqlStore {
     async fn append(&self, append: Append) -> Result<Appended, StoreError> {
-        check_append(&append)?;
+        crate::contract::check_append(&append)?;
         let queue = self.appends.as_ref().ok_or(StoreError::ReadOnly)?;
         if let Some(failure) = self.status.integrity() {
             return Err(StoreError::Integrity(Box::new(failure)));
@@ -340,7 +284,7 @@ impl Store for SqlStore {
         failure: &IntegrityFailure,
         record: Append,
     ) -> Result<Appended, StoreError> {
-        check_append(&record)?;
+        crate::contract::check_append(&record)?;
         let queue = self.appends.as_ref().ok_or(StoreError::ReadOnly)?;
         let (request, result) = request(record);
         queue
@@ -522,35 +466,7 @@ impl Store for SqlStore {
     }
 
     async fn prune_access(&self, before: &str) -> Result<u64, StoreError> {
-        /// Entries removed per transaction (short, so that access-log writes never wait long).
-        const CHUNK: i64 = 10_000;
-        let (first, until) = {
-            let mut conn = self.read.acquire().await?;
-            let mut c = conn.conn();
-            let Some((first, last)) = sql::access_ids(&mut c).await? else {
-                return Ok(0);
-            };
-            let until = match sql::first_access_since(&mut c, before).await? {
-                Some(id) => id,
-                None => last.saturating_add(1), // every entry is older
-            };
-            (first, until)
-        };
-        let mut removed = 0;
-        let mut from = first;
-        while from < until {
-            let below = until.min(from.saturating_add(CHUNK));
-            let mut tx = self.read.begin_write().await?;
-            let pruned = sql::prune_access(&mut tx.conn(), from, below).await;
-            let pruned = match pruned {
-                Ok(n) => tx.commit().await.map(|()| n).map_err(StoreError::from),
-                Err(e) => Err(e),
-            };
-            self.status.wrote(&pruned);
-            removed += pruned?;
-            from = below;
-        }
-        Ok(removed)
+        crate::access_log::prune(self, before).await
     }
 
     async fn last_uses(&self) -> Result<Vec<LastUse>, StoreError> {
@@ -570,25 +486,7 @@ impl Store for SqlStore {
         let mut conn = self.read.acquire().await?;
         let rows =
             sql::access_log(&mut conn.conn(), to_i64(after)?, to_i64(limit.min(1000))?).await?;
-        rows.into_iter()
-            .map(
-                |(id, at, principal, credential, method, path, remote, status, outcome)| {
-                    Ok(AccessRecord {
-                        id: to_u64(id)?,
-                        entry: AccessEntry {
-                            at,
-                            principal,
-                            credential,
-                            method,
-                            path,
-                            remote,
-                            status: u16::try_from(status).unwrap_or(0),
-                            outcome,
-                        },
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(crate::access_log::record).collect()
     }
 
     async fn add_cosignature(
