@@ -32,7 +32,7 @@ pub struct RoleHolding {
     #[serde(default)]
     pub ended: bool,
     /// The last request (in the access log) or recorded action (in the ledger) the role
-    /// was needed for, if any.
+    /// was needed for, if any, to the second (RFC 3339, whichever source it came from).
     pub last_used: Option<String>,
     /// True when it was not used within the review window.
     pub unused: bool,
@@ -153,7 +153,7 @@ fn mark_used(holdings: &mut [RoleHolding], principal: &str, permission: Permissi
             .and_then(|t| t.parse::<Timestamp>().ok())
             .is_none_or(|seen| at > seen);
         if later {
-            h.last_used = Some(at.to_string());
+            h.last_used = Some(at.to_second().to_string());
         }
     }
 }
