@@ -146,16 +146,19 @@ pub(crate) async fn require(
 /// What a refused bearer credential was, for the access log: a custody token by its id
 /// (never its secret), so that a leaked, revoked or expired token being tried can be told
 /// apart; anything else by its kind alone (what it claims is not shown: it did not check
-/// out, and it is the sender's text).
+/// out, and it is the sender's text). Only an id of the form custody issues (`tok` and 16
+/// lowercase hex digits) is named, so a secret sent where the id goes is never written.
 fn presented(token: &str) -> String {
     let Some(rest) = token.strip_prefix("cst_") else {
         return "a bearer credential that is not a custody token (refused)".into();
     };
     match rest.split_once('_') {
         Some((id, _))
-            if !id.is_empty()
-                && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            if id.len() == 19
+                && id.starts_with("tok")
+                && id[3..]
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
         {
             format!("token {id} (refused)")
         }
