@@ -50,6 +50,18 @@ impl Log {
     fn proof_of_last(&self) -> Vec<Hash> {
         prove_inclusion(&self.tree, self.size() - 1, self.size()).unwrap()
     }
+
+    /// Appends the hand-over from `old` to `new`: the checkpoint both sign, the event and
+    /// its inclusion proof.
+    fn hand_over(&mut self, old: &NoteSigner, new: &NoteSigner) -> (String, Vec<u8>, Vec<Hash>) {
+        let rotation = LogKeyRotation::new(old.verifier(), new.verifier(), self.size() + 1);
+        self.push(rotation_leaf(&rotation));
+        (
+            self.checkpoint().sign_handover(old, new).unwrap(),
+            self.leaves[self.leaves.len() - 1].clone(),
+            self.proof_of_last(),
+        )
+    }
 }
 
 fn rotation_leaf(rotation: &LogKeyRotation) -> Vec<u8> {
@@ -288,27 +300,9 @@ fn two_hand_overs(
     third: &NoteSigner,
 ) -> [(String, Vec<u8>, Vec<Hash>); 2] {
     let mut log = Log::new(2);
-    log.push(rotation_leaf(&LogKeyRotation::new(
-        first.verifier(),
-        second.verifier(),
-        3,
-    )));
-    let one = (
-        log.checkpoint().sign_handover(first, second).unwrap(),
-        log.leaves[2].clone(),
-        log.proof_of_last(),
-    );
+    let one = log.hand_over(first, second);
     log.push(b"{\"type\":\"release.created\"}".to_vec());
-    log.push(rotation_leaf(&LogKeyRotation::new(
-        second.verifier(),
-        third.verifier(),
-        5,
-    )));
-    let two = (
-        log.checkpoint().sign_handover(second, third).unwrap(),
-        log.leaves[4].clone(),
-        log.proof_of_last(),
-    );
+    let two = log.hand_over(second, third);
     [one, two]
 }
 

@@ -164,6 +164,20 @@ impl SqlStore {
         }
         Ok(())
     }
+
+    /// Why a stored checkpoint of `size` entries did not verify (`e`): when another process
+    /// handed the log over from the key this store holds (`custody key rotate log` while
+    /// this one ran, which signed the hand-over with that key), it is retired, and says how
+    /// to restart on the successor; otherwise the checkpoint is damaged (`e`).
+    async fn unverified(&self, c: &mut Conn<'_>, size: u64, e: StoreError) -> StoreError {
+        // The key in force took over at the last hand-over this store knows of; its own
+        // hand-over can only come after.
+        let from = self.keys.handovers().last().unwrap_or(0);
+        match crate::log_keys::handed_over_from(c, self.keys.current(), from, size).await {
+            Ok(Some(retired)) => retired,
+            Ok(None) | Err(_) => e,
+        }
+    }
 }
 
 /// A request for the committer, and where its result will come.
@@ -182,19 +196,6 @@ pub(crate) fn request(
         reply,
     };
     (request, result)
-}
-
-impl SqlStore {
-    /// Why a stored checkpoint of `size` entries did not verify (`e`): when another process
-    /// handed the log over from the key this store holds (`custody key rotate log` while
-    /// this one ran, which signed the hand-over with that key), it is retired, and says how
-    /// to restart on the successor; otherwise the checkpoint is damaged (`e`).
-    async fn unverified(&self, c: &mut Conn<'_>, size: u64, e: StoreError) -> StoreError {
-        match crate::log_keys::handed_over_from(c, self.keys.current(), 0, size).await {
-            Ok(Some(retired)) => retired,
-            Ok(None) | Err(_) => e,
-        }
-    }
 }
 
 fn signed_checkpoint(
