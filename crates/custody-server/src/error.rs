@@ -56,7 +56,7 @@ pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
     let what = match status {
         // The one integrity failure an operator causes on purpose: say what to do.
         _ if retired => {
-            "custody cannot write: the log key this server signs with was rotated while it ran (`custody key rotate log`); an operator restarts it on the new key; nothing was changed"
+            "the log key this server signs with was rotated while it ran (`custody key rotate log`): it neither writes nor vouches for the log until an operator restarts it on the new key; nothing was changed"
         }
         StatusCode::SERVICE_UNAVAILABLE => {
             "custody cannot serve this right now (its store is not answering); nothing was changed, retry later"
