@@ -81,19 +81,24 @@ pub(crate) async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let Some(token) = token else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            None,
-            "this route needs a token: send Authorization: Bearer cst_… (an admin creates one with `custody token create`)".into(),
-            "unauthenticated: no token".into(),
-        );
+    let token = match bearer(request.headers()) {
+        Ok(Some(token)) => token.to_owned(),
+        Ok(None) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                None,
+                format!("this route needs a token: {SEND_TOKEN}"),
+                "unauthenticated: no token".into(),
+            );
+        }
+        Err(what) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                None,
+                format!("the Authorization header holds {what}, not a bearer token: {SEND_TOKEN}"),
+                format!("unauthenticated: {what} in the Authorization header (refused)"),
+            );
+        }
     };
     let who: Authenticated = match authenticate(&state, &token).await {
         Ok(who) => who,
@@ -141,6 +146,29 @@ pub(crate) async fn require(
         response.extensions_mut().insert(caller);
     }
     response
+}
+
+/// How to authenticate, as the refusals say.
+const SEND_TOKEN: &str =
+    "send Authorization: Bearer cst_… (an admin creates one with `custody token create`)";
+
+/// The bearer credential in `headers`' Authorization, if there is one. The scheme's case
+/// does not matter (HTTP's auth schemes are case-insensitive: `bearer` is `Bearer`). A
+/// header that holds something else is refused by what it holds (another scheme, or bytes
+/// that are not visible ASCII), never by its content, which is the sender's text.
+pub(crate) fn bearer(headers: &header::HeaderMap) -> Result<Option<&str>, &'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "bytes that are not visible ASCII")?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Some(token.trim_start_matches(' ')))
+        }
+        _ => Err("another scheme than Bearer"),
+    }
 }
 
 /// What a refused bearer credential was, for the access log: a custody token by its id
@@ -237,8 +265,8 @@ pub(crate) async fn record(
     // A client that hangs up drops this future. A request that can change something, or
     // be refused for the credential it showed, must still end in its access-log row (the
     // change itself may already be on its way to the ledger), so it runs to the end
-    // ([`RunToEnd`]). Anonymous reads stay on the cheap path. (The request timeout and the
-    // body limit are inside: their 408 and 413 come back here like any answer.)
+    // ([`RunToEnd`]). Anonymous reads stay on the cheap path. (The body's bounds are
+    // inside: their 408 and 413 come back here like any answer.)
     let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
     let handled = async move {
         let response = next.run(request).await;

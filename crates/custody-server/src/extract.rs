@@ -2,36 +2,60 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use custody_app::{Actor, Authenticated};
 use serde::de::DeserializeOwned;
 
-use crate::ServerState;
 use crate::error::ApiError;
+use crate::{ServerState, body};
 
 /// A JSON body; a malformed one (bad JSON, unknown or missing fields) is a 400 naming the
-/// problem.
+/// problem, one over the size limit a 413, one that did not arrive in time a 408 (body.rs).
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some((status, why)) = body::declared_too_large(&request) {
+            return Err(ApiError(status, why));
+        }
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(v)| ApiJson(v))
             .map_err(|e: JsonRejection| {
+                if let Some((status, why)) = body::refusal(&e) {
+                    return ApiError(status, why);
+                }
                 // A body that does not fit the request type is a bad request (400), like
-                // every other malformed input; too large stays 413, no JSON type 415.
+                // every other malformed input; no JSON type stays 415.
                 let status = match e.status() {
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
-                        axum::http::StatusCode::BAD_REQUEST
-                    }
+                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
                     other => other,
                 };
                 ApiError(status, e.body_text())
+            })
+    }
+}
+
+/// A dashboard form's body, bounded as [`ApiJson`] is; refused with a plain-text answer.
+pub(crate) struct PageForm<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
+    type Rejection = (StatusCode, String);
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, (StatusCode, String)> {
+        if let Some(refused) = body::declared_too_large(&request) {
+            return Err(refused);
+        }
+        axum::Form::<T>::from_request(request, state)
+            .await
+            .map(|axum::Form(v)| PageForm(v))
+            .map_err(|e: FormRejection| {
+                body::refusal(&e).unwrap_or_else(|| (e.status(), e.body_text()))
             })
     }
 }

@@ -21,7 +21,9 @@ pub struct ServerConfig {
     /// How long a keep-alive connection may sit idle between requests ("60s").
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: String,
-    /// How long a request may take once its headers are in ("30s"; 408 after).
+    /// How long a client may take to send a request's body once its headers are in ("30s";
+    /// 408 after, and nothing is changed). The server's own work on a request is not timed:
+    /// a change, once its body is in, is made and answered.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: String,
     /// Open connections at most. When full, the connection idle longest is closed to make
@@ -123,7 +125,7 @@ impl Default for AccessLogConfig {
 pub struct Settings {
     /// How connections are kept.
     pub connections: ConnectionLimits,
-    /// How long a request may take once its headers are in.
+    /// How long a client may take to send a request's body once its headers are in.
     pub request_timeout: Duration,
     /// Anonymous requests in flight per client address (0: no limit).
     pub anonymous_in_flight_per_client: usize,

@@ -97,6 +97,9 @@ impl<S: Store> App<S> {
     /// it: a revoked key closes the gate at once). The standing reads no clock (time-bound gates are not
     /// re-checked), so no answer goes stale by time alone.
     pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
+        // A name no policy could hold is the caller's mistake (400), not a verdict: only a
+        // well-formed name is denied as unknown, and only it is cached.
+        crate::limits::label("the environment", environment, crate::limits::MAX_NAME)?;
         let policy = self.policy().await?;
         let env_now = self
             .get_hot_checked::<EnvironmentRecord>(kind::ENVIRONMENT, environment)

@@ -168,12 +168,7 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
         parts: &mut Parts,
         state: &Arc<ServerState>,
     ) -> Result<Self, Response> {
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let (who, csrf) = match bearer {
+        let (who, csrf) = match crate::access::bearer(&parts.headers).ok().flatten() {
             Some(token) if N::BEARER => (bearer_viewer(state, token).await?, String::new()),
             _ => session::signed_in(state, &parts.headers).await?,
         };

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use axum::Form;
+use crate::extract::PageForm;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -51,7 +51,7 @@ pub(crate) async fn begin(
     State(s): State<Arc<ServerState>>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
-    Form(f): Form<BeginForm>,
+    PageForm(f): PageForm<BeginForm>,
 ) -> Response {
     if let Some(refused) = session::refuse_forged_form(&s, &headers, &f.csrf) {
         return refused;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::Form;
+use crate::extract::PageForm;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -260,7 +260,7 @@ pub(crate) async fn review(
     State(s): State<Arc<ServerState>>,
     v: Viewer<ToReview>,
     Path(id): Path<String>,
-    Form(f): Form<ReviewForm>,
+    PageForm(f): PageForm<ReviewForm>,
 ) -> Result<Response, Response> {
     if !csrf_matches(&f.csrf, &v.csrf) {
         let mut r = error_page(

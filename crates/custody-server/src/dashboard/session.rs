@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Form;
+use crate::extract::PageForm;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -249,7 +249,7 @@ pub(crate) struct LoginForm {
 pub(crate) async fn login(
     State(s): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    PageForm(f): PageForm<LoginForm>,
 ) -> Response {
     if let Some(refused) = refuse_forged_form(&s, &headers, &f.csrf) {
         return refused;
@@ -327,7 +327,7 @@ pub(crate) struct LogoutForm {
 pub(crate) async fn logout(
     State(s): State<Arc<ServerState>>,
     headers: HeaderMap,
-    Form(f): Form<LogoutForm>,
+    PageForm(f): PageForm<LogoutForm>,
 ) -> Response {
     let Some(id) = cookie(&headers, SESSION_COOKIE) else {
         return Redirect::to("/login").into_response();

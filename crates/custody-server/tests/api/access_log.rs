@@ -262,16 +262,18 @@ async fn committed(server: &TestServer, path: &str) -> Vec<custody_store::Access
     log.into_iter().filter(|r| r.entry.path == path).collect()
 }
 
-/// The answers the layers give before a handler does (the body limit's 413, the
-/// timeout's 408) are recorded as the client gets them, before it gets them.
+/// The body's bounds are answered by the extractors, after the route's guard: a body over
+/// the limit (413) and one that does not arrive in time (408) are recorded under their
+/// caller, as the client gets them, before it gets them; neither writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_or_oversized_request_is_recorded_as_answered() {
+async fn a_timed_out_or_oversized_request_is_recorded_under_its_caller() {
     let mut settings = configured("90d", 60, 100);
     settings.request_timeout = std::time::Duration::from_millis(300);
     let server = TestServer::start_with(Backend::Sqlite, settings).await;
     let root = format!("Bearer {}", server.token("root"));
+    let before = server.size().await;
 
-    // A body declared larger than the limit: 413 at once.
+    // A body declared larger than the limit: 413 at once, none of it read.
     let request = Request::builder()
         .method("POST")
         .uri("/api/v1/deploys")
@@ -286,10 +288,10 @@ async fn a_timed_out_or_oversized_request_is_recorded_as_answered() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0].entry.status, rows[0].entry.principal.as_str()),
-        (413, "")
+        (413, "root")
     );
 
-    // A body that never comes: the timeout's 408, recorded as 408.
+    // A body that never comes: 408, recorded as 408 under its caller.
     let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
     let request = Request::builder()
         .method("POST")
@@ -300,7 +302,56 @@ async fn a_timed_out_or_oversized_request_is_recorded_as_answered() {
         .unwrap();
     let answer = server.router.clone().oneshot(request).await.unwrap();
     assert_eq!(answer.status(), 408);
+    let text = body_text(answer).await;
+    assert!(text.contains("did not arrive within"), "{text}");
     let rows = committed(&server, "/api/v1/tokens").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].entry.status, 408);
+    assert_eq!(
+        (rows[0].entry.status, rows[0].entry.principal.as_str()),
+        (408, "root")
+    );
+    assert_eq!(server.size().await, before, "a refused request wrote");
+}
+
+/// Only the body is timed, never the server's own work: with a request timeout of zero, a
+/// whole body is still read, the change is made, and the client is told it was made (a
+/// timeout around the handler would cancel it between its write and its answer, and say
+/// 408 about a change that happened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_answered_as_made_however_long_it_takes() {
+    let mut settings = configured("90d", 60, 100);
+    settings.request_timeout = std::time::Duration::ZERO;
+    let server = TestServer::start_with(Backend::Sqlite, settings).await;
+    let root = format!("Bearer {}", server.token("root"));
+    let before = server.size().await;
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/tokens")
+        .header("authorization", &root)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"principal":"argo","expires":"30d"}"#))
+        .unwrap();
+    let answer = server.router.clone().oneshot(request).await.unwrap();
+    let status = answer.status();
+    let text = body_text(answer).await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        server.size().await,
+        before + 1,
+        "the token made is in the ledger"
+    );
+    let rows = committed(&server, "/api/v1/tokens").await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.entry.status, r.entry.principal.as_str()))
+            .collect::<Vec<_>>(),
+        [(201, "root")]
+    );
+}
+
+async fn body_text(answer: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

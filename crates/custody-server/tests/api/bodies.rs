@@ -40,6 +40,47 @@ async fn tokens_and_bodies(backend: Backend) {
             .status,
         401
     );
+    // The scheme's case does not matter (`bearer` is `Bearer`); another scheme, or bytes
+    // that are not visible ASCII, is refused saying what the header holds.
+    let lower = format!("bearer {argo}");
+    let answer = server
+        .call("GET", GATE, None, None, &[("authorization", &lower)])
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(answer.body["allowed"], false);
+    for (header, holds) in [
+        (format!("Basic {argo}"), "another scheme than Bearer"),
+        (argo.clone(), "another scheme than Bearer"),
+    ] {
+        let answer = server
+            .call("GET", GATE, None, None, &[("authorization", &header)])
+            .await;
+        assert_eq!(answer.status, 401, "{}", answer.body);
+        assert!(answer.error().contains(holds), "{}", answer.body);
+    }
+    let request = axum::http::Request::builder()
+        .uri(GATE)
+        .header(
+            "authorization",
+            axum::http::HeaderValue::from_bytes(b"Bearer cst_\xc3\xa9").unwrap(),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = tower::ServiceExt::oneshot(server.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let log = server.access_log().await;
+    let outcomes: Vec<&str> = log.iter().map(|r| r.entry.outcome.as_str()).collect();
+    for holds in [
+        "another scheme than Bearer",
+        "bytes that are not visible ASCII",
+    ] {
+        assert!(
+            outcomes.iter().any(|o| o.contains(holds)),
+            "{holds}: {outcomes:#?}"
+        );
+    }
     // An expired token: 401 saying so (the server's clock moves past its expiry).
     let root = custody_app::Actor::new("root", now()).unwrap();
     let short = CreateToken {

@@ -212,6 +212,18 @@ async fn small_refusals_say_the_right_thing() {
         ("env=production".to_owned(), "digest"),
         (format!("env=production&digest={digest}&env=build"), "env"),
         ("env=production&digest=sha256:zz".to_owned(), "digest"),
+        // An environment name no policy could hold: blank, over the bound, a control
+        // character (not a verdict "unknown environment", which is cached).
+        (format!("env=&digest={digest}"), "the environment"),
+        (format!("env=%20%20&digest={digest}"), "the environment"),
+        (
+            format!("env={}&digest={digest}", "e".repeat(129)),
+            "the environment",
+        ),
+        (
+            format!("env=prod%1Buction&digest={digest}"),
+            "the environment",
+        ),
     ] {
         let a = server
             .call(

@@ -196,3 +196,54 @@ async fn a_client_at_its_cap_recycles_its_own_idle_connections() {
     // The first client is not affected by the second's cap.
     assert_eq!(status_line(addr, "/healthz", None).await, "HTTP/1.1 200 OK");
 }
+
+/// The request timeout is a fixed deadline for the whole body, not a pause between its
+/// pieces: a client trickling a body one byte every 50 ms (each gap far shorter than the
+/// timeout, the whole far longer) is answered 408 naming the deadline, under its caller,
+/// and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_request_timeout_is_408() {
+    let mut s = settings(1024);
+    s.request_timeout = Duration::from_millis(400);
+    let server = TestServer::start_with(Backend::Sqlite, s).await;
+    let (addr, _stop) = serve(&server).await;
+    let before = server.size().await;
+    let body = format!(
+        r#"{{"principal":"argo","expires":"30d"{}}}"#,
+        " ".repeat(48)
+    )
+    .into_bytes();
+    let head = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nhost: custody\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        server.token("root"),
+        body.len()
+    );
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    // 80-odd bytes at 50 ms each: some four seconds, ten times the timeout.
+    let sender = tokio::spawn(async move {
+        for byte in body {
+            write.write_all(&[byte]).await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut answer = Vec::new();
+    let read_all = tokio::time::timeout(GUARD, read.read_to_end(&mut answer)).await;
+    assert!(read_all.is_ok(), "the server kept a trickling socket open");
+    sender.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert_eq!(server.size().await, before, "a timed-out request wrote");
+    let rows: Vec<_> = server
+        .access_log()
+        .await
+        .into_iter()
+        .filter(|r| r.entry.path == "/api/v1/tokens")
+        .map(|r| (r.entry.status, r.entry.principal))
+        .collect();
+    assert_eq!(rows, [(408, "root".to_owned())]);
+}
