@@ -28,6 +28,7 @@ if [ $# -eq 0 ]; then
 fi
 for crate in "$@"; do
     printf '\n==> cargo mutants -p %s\n' "$crate"
+    mkdir -p "target/mutants/$crate"
     # cargo-mutants exits 2 when it finds missed mutants: the summary below judges them.
     cargo mutants -p "$crate" --jobs "${JOBS:-1}" --timeout 300 \
         --output "target/mutants/$crate" || { rc=$?; [ $rc -eq 2 ] || [ $rc -eq 3 ]; }

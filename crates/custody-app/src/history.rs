@@ -33,7 +33,8 @@ pub struct HistoryFilter {
     pub until: Option<Timestamp>,
     /// Only entries with a ledger index below this (the next page back in time).
     pub before: Option<u64>,
-    /// At most this many (the newest); 0 for all.
+    /// At most this many (the newest); 0 for all. Over HTTP a page is bounded: 0 (or
+    /// none) is 100 and more than 1,000 is 1,000; page back in time with `before`.
     #[serde(default)]
     pub limit: usize,
     /// Events of this kind (e.g. `key.revoked`).

@@ -96,6 +96,32 @@ async fn serve_creates_its_instance_and_answers_over_http() {
     assert_eq!(status, 401);
     assert!(body.contains("Authorization: Bearer"), "{body}");
 
+    // A leaked token is revoked by its whole text, as found: only its id is sent, and the
+    // secret is nowhere in the access log.
+    let leaked = token(&data, "argo", &[]);
+    let secret = leaked.rsplit('_').next().unwrap().to_owned();
+    let revoke = run(custody().args([
+        "token", "revoke", &leaked, "--server", b, "--token", &reader,
+    ]));
+    expect_code(&revoke, 0);
+    assert!(
+        stdout(&revoke).contains("of argo is revoked"),
+        "{}",
+        stdout(&revoke)
+    );
+    let gate = format!("{b}/api/v1/verify?env=production&digest={digest}");
+    assert_eq!(call("GET", &gate, Some(&leaked), None).await.0, 401);
+    let (_, log) = call(
+        "GET",
+        &format!("{b}/api/v1/access-log?limit=1000"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    let log = log.to_string();
+    assert!(log.contains("/revoke"), "{log}");
+    assert!(!log.contains(&secret), "the secret was logged: {log}");
+
     // SIGTERM: a clean stop; a second start opens the same instance.
     let status = server.stop();
     assert!(status.success(), "{status:?}");

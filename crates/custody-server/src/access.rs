@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -69,6 +69,21 @@ pub(crate) fn mark_caller(response: &mut Response, who: Shown<'_>, outcome: Stri
     response.extensions_mut().insert(Caller::of(who, outcome));
 }
 
+/// Who a credentialed request showed itself to be, noted by an extractor that checks
+/// access itself (a dashboard page's [`crate::dashboard::Viewer`]) as soon as it knows:
+/// when a later extractor refuses the request (a form that did not arrive in time, or is
+/// too large), no handler marks the answer, and the row still names its caller.
+#[derive(Clone, Default)]
+pub(crate) struct CallerNote(Arc<OnceLock<Caller>>);
+
+/// Notes who a request showed itself to be (see [`CallerNote`]); an answer marked by
+/// [`mark_caller`] says more and wins.
+pub(crate) fn note_caller(extensions: &axum::http::Extensions, who: Shown<'_>, outcome: String) {
+    if let Some(note) = extensions.get::<CallerNote>() {
+        let _ = note.0.set(Caller::of(who, outcome));
+    }
+}
+
 /// Constant-time equality (no early exit on the first difference).
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -95,8 +110,10 @@ pub(crate) async fn require(
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 None,
-                format!("the Authorization header holds {what}, not a bearer token: {SEND_TOKEN}"),
-                format!("unauthenticated: {what} in the Authorization header (refused)"),
+                format!(
+                    "this route needs one bearer token, and the request holds {what}: {SEND_TOKEN}"
+                ),
+                format!("unauthenticated: {what} (refused)"),
             );
         }
     };
@@ -153,21 +170,28 @@ const SEND_TOKEN: &str =
     "send Authorization: Bearer cst_… (an admin creates one with `custody token create`)";
 
 /// The bearer credential in `headers`' Authorization, if there is one. The scheme's case
-/// does not matter (HTTP's auth schemes are case-insensitive: `bearer` is `Bearer`). A
-/// header that holds something else is refused by what it holds (another scheme, or bytes
-/// that are not visible ASCII), never by its content, which is the sender's text.
+/// does not matter (HTTP's auth schemes are case-insensitive: `bearer` is `Bearer`), nor
+/// how much space or tab follows it. A header that holds something else is refused by what
+/// it holds (another scheme, no token, bytes that are not visible ASCII, a second
+/// Authorization header), never by its content, which is the sender's text.
 pub(crate) fn bearer(headers: &header::HeaderMap) -> Result<Option<&str>, &'static str> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
         return Ok(None);
     };
+    if all.next().is_some() {
+        return Err("two Authorization headers");
+    }
     let value = value
         .to_str()
-        .map_err(|_| "bytes that are not visible ASCII")?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            Ok(Some(token.trim_start_matches(' ')))
-        }
-        _ => Err("another scheme than Bearer"),
+        .map_err(|_| "an Authorization header whose bytes are not visible ASCII")?;
+    let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("an Authorization header of another scheme than Bearer");
+    }
+    match token.trim_matches([' ', '\t']) {
+        "" => Err("an Authorization header saying Bearer with no token"),
+        token => Ok(Some(token)),
     }
 }
 
@@ -181,17 +205,19 @@ fn presented(token: &str) -> String {
         return "a bearer credential that is not a custody token (refused)".into();
     };
     match rest.split_once('_') {
-        Some((id, _))
-            if id.len() == 19
-                && id.starts_with("tok")
-                && id[3..]
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-        {
-            format!("token {id} (refused)")
-        }
+        Some((id, _)) if is_token_id(id) => format!("token {id} (refused)"),
         _ => "a malformed custody token (refused)".into(),
     }
+}
+
+/// Whether `id` is of the form custody gives a token's id: `tok` and 16 lowercase hex
+/// digits (so a secret sent where the id goes is never taken for one).
+fn is_token_id(id: &str) -> bool {
+    id.len() == 19
+        && id.starts_with("tok")
+        && id[3..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Who a bearer credential is: an API token (`cst_…`), or a CI job's OIDC ID token when
@@ -215,6 +241,31 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
         .await
 }
 
+/// A request's path as the access log keeps it. A segment that is a credential sent where
+/// an id goes (a custody token's whole text, say `token revoke` given the leaked token, or
+/// a JWT such as an ID token) is written without its secret: a token as `cst_<id>_…` (its
+/// id only when it is of the form custody issues), a JWT as `[a JWT, withheld]`.
+fn logged_path(path: &str) -> String {
+    if !path.contains("cst_") && !path.contains("eyJ") {
+        return path.to_owned();
+    }
+    path.split('/')
+        .map(|segment| {
+            if let Some(rest) = segment.strip_prefix("cst_") {
+                match rest.split_once('_') {
+                    Some((id, _)) if is_token_id(id) => format!("cst_{id}_…"),
+                    _ => "cst_…".to_owned(),
+                }
+            } else if segment.starts_with("eyJ") && segment.contains('.') {
+                "[a JWT, withheld]".to_owned()
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Whether a request carries a credential (a bearer token or a dashboard session): one
 /// without is anonymous, and its client's anonymous requests in flight are bounded.
 fn carries_credential(request: &Request) -> bool {
@@ -231,17 +282,22 @@ fn carries_credential(request: &Request) -> bool {
 /// [`AccessLog`]); bounds each client's anonymous requests in flight.
 pub(crate) async fn record(
     State(state): State<Arc<ServerState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let path = logged_path(request.uri().path());
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let remote = peer.map(|p| p.to_string()).unwrap_or_default();
     let credentialed = carries_credential(&request);
+    let note = credentialed.then(|| {
+        let note = CallerNote::default();
+        request.extensions_mut().insert(note.clone());
+        note
+    });
     let slot = match (credentialed, peer) {
         (false, Some(peer)) => match state
             .access
@@ -257,7 +313,7 @@ pub(crate) async fn record(
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                return finish(&state, method, path, remote, Some(peer), r).await;
+                return finish(&state, method, path, remote, Some(peer), None, r).await;
             }
         },
         _ => None,
@@ -271,7 +327,7 @@ pub(crate) async fn record(
     let handled = async move {
         let response = next.run(request).await;
         drop(slot);
-        finish(&state, method, path, remote, peer, response).await
+        finish(&state, method, path, remote, peer, note, response).await
     };
     if !(credentialed || mutating) {
         return handled.await;
@@ -334,12 +390,14 @@ async fn finish(
     path: String,
     remote: String,
     peer: Option<SocketAddr>,
+    note: Option<CallerNote>,
     response: Response,
 ) -> Response {
     let mut caller = response
         .extensions()
         .get::<Caller>()
         .cloned()
+        .or_else(|| note.and_then(|n| n.0.get().cloned()))
         .unwrap_or_else(|| Caller::of(None, "public".into()));
     let refused = caller.outcome.starts_with("denied:")
         || caller.outcome.starts_with("unauthenticated:")

@@ -97,21 +97,20 @@ impl HttpBody for Timed {
 
 /// How a body that could not be read is answered, if its cause is one of the bounds: 408
 /// with [`BodyDeadline`]'s message when its deadline passed, 413 when it is over
-/// [`MAX_BODY`]. `None`: the extractor's own answer stands (a malformed body is a 400).
+/// [`MAX_BODY`] (the extractor's `status` says so). `None`: the extractor's own answer
+/// stands (a malformed body is a 400).
 pub(crate) fn refusal(
     rejection: &(dyn std::error::Error + 'static),
+    status: StatusCode,
 ) -> Option<(StatusCode, String)> {
     let mut cause = Some(rejection);
     while let Some(e) = cause {
         if let Some(late) = e.downcast_ref::<BodyDeadline>() {
             return Some((StatusCode::REQUEST_TIMEOUT, late.to_string()));
         }
-        if e.is::<http_body_util::LengthLimitError>() {
-            return Some((StatusCode::PAYLOAD_TOO_LARGE, too_large()));
-        }
         cause = e.source();
     }
-    None
+    (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| (status, too_large()))
 }
 
 /// A request whose declared `Content-Length` is over [`MAX_BODY`]: refused before any of

@@ -296,8 +296,12 @@ async fn connection(
         })
     };
     let mut http = hyper::server::conn::http1::Builder::new();
+    // Half-closes kept: a client may send its whole request, then shut its side and wait
+    // for the answer (hyper would otherwise drop the connection on that end of input, and
+    // a change made for the request would never be answered).
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .half_close(true)
         .keep_alive(true);
     let served = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);

@@ -27,17 +27,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .await
             .map(|axum::Json(v)| ApiJson(v))
             .map_err(|e: JsonRejection| {
-                if let Some((status, why)) = body::refusal(&e) {
+                if let Some((status, why)) = body::refusal(&e, e.status()) {
                     return ApiError(status, why);
                 }
-                // A body that does not fit the request type is a bad request (400), like
-                // every other malformed input; no JSON type stays 415.
-                let status = match e.status() {
-                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-                    other => other,
-                };
-                ApiError(status, e.body_text())
+                ApiError(bad_request(e.status()), e.body_text())
             })
+    }
+}
+
+/// A body that does not fit the request type is a bad request (400), like every other
+/// malformed input (axum says 422); another refusal keeps its status (no JSON type: 415).
+fn bad_request(status: StatusCode) -> StatusCode {
+    match status {
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        other => other,
     }
 }
 
@@ -55,7 +58,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
             .await
             .map(|axum::Form(v)| PageForm(v))
             .map_err(|e: FormRejection| {
-                body::refusal(&e).unwrap_or_else(|| (e.status(), e.body_text()))
+                body::refusal(&e, e.status())
+                    .unwrap_or_else(|| (bad_request(e.status()), e.body_text()))
             })
     }
 }

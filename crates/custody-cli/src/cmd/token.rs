@@ -60,7 +60,8 @@ pub(crate) struct ListArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RevokeArgs {
-    /// The token id (`tok…`, from `token list`).
+    /// The token id (`tok…`, from `token list`), or the token's whole text as a leak finds
+    /// it (`cst_tok…_…`): only its id is sent, never the secret.
     id: String,
     #[command(flatten)]
     target: Target,
@@ -132,12 +133,23 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
                 Ok(Outcome::Ok)
             }
             TokenCommand::Revoke(a) => {
-                let t = Custody::open(&a.target).await?.revoke_token(&a.id).await?;
+                let t = Custody::open(&a.target)
+                    .await?
+                    .revoke_token(token_id(&a.id))
+                    .await?;
                 print_line(&format!("token {} of {} is revoked", t.id, t.principal));
                 Ok(Outcome::Ok)
             }
         }
     })
+}
+
+/// The id of a token given by its id or by its whole text (`cst_<id>_<secret>`).
+fn token_id(given: &str) -> &str {
+    given
+        .strip_prefix("cst_")
+        .and_then(|rest| rest.split_once('_'))
+        .map_or(given, |(id, _)| id)
 }
 
 /// Whether `record` ends well before the `expires` it was asked for (a minute of slack for

@@ -211,6 +211,11 @@ impl<N: Need> FromRequestParts<Arc<ServerState>> for Viewer<N> {
                 None
             }
         };
+        crate::access::note_caller(
+            &parts.extensions,
+            shown(&who),
+            format!("allowed: {}", permission.name()),
+        );
         Ok(Viewer {
             who,
             csrf,

@@ -355,3 +355,48 @@ async fn body_text(answer: axum::response::Response) -> String {
         .unwrap();
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// A credential sent where an id goes (a leaked token pasted into `token revoke`, an ID
+/// token in a path) is never written into the access log: the row keeps the token's id
+/// only, and a JWT not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_in_a_path_is_not_written_to_the_access_log() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let argo = server.token("argo").to_owned();
+    let secret = argo.rsplit('_').next().unwrap().to_owned();
+    let id = argo.split('_').nth(1).unwrap().to_owned();
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJyZXBvOmFjbWUvc2hvcCJ9.c2lnbmF0dXJlc2VjcmV0";
+    for path in [
+        format!("/api/v1/tokens/{argo}/revoke"),
+        format!("/api/v1/decisions/{argo}"),
+        format!("/api/v1/decisions/{jwt}"),
+    ] {
+        let method = if path.ends_with("revoke") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let answer = server
+            .call(method, &path, Some(server.token("root")), None, &[])
+            .await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+    }
+    let log = server.access_log().await;
+    let text = format!("{log:?}");
+    assert!(
+        !text.contains(&secret),
+        "a token's secret was logged: {text}"
+    );
+    assert!(
+        !text.contains("c2lnbmF0dXJlc2VjcmV0"),
+        "a JWT was logged: {text}"
+    );
+    let paths: Vec<&str> = log.iter().map(|r| r.entry.path.as_str()).collect();
+    for kept in [
+        format!("/api/v1/tokens/cst_{id}_…/revoke"),
+        format!("/api/v1/decisions/cst_{id}_…"),
+        "/api/v1/decisions/[a JWT, withheld]".to_owned(),
+    ] {
+        assert!(paths.contains(&kept.as_str()), "{kept}: {paths:#?}");
+    }
+}

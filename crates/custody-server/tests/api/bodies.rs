@@ -51,6 +51,8 @@ async fn tokens_and_bodies(backend: Backend) {
     for (header, holds) in [
         (format!("Basic {argo}"), "another scheme than Bearer"),
         (argo.clone(), "another scheme than Bearer"),
+        ("Bearer".to_owned(), "Bearer with no token"),
+        ("Bearer \t ".to_owned(), "Bearer with no token"),
     ] {
         let answer = server
             .call("GET", GATE, None, None, &[("authorization", &header)])
@@ -58,6 +60,28 @@ async fn tokens_and_bodies(backend: Backend) {
         assert_eq!(answer.status, 401, "{}", answer.body);
         assert!(answer.error().contains(holds), "{}", answer.body);
     }
+    // Tabs or several spaces after the scheme are space like any other.
+    let spaced = format!("BEARER \t  {argo}");
+    let answer = server
+        .call("GET", GATE, None, None, &[("authorization", &spaced)])
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    // Two Authorization headers: refused, whichever comes first.
+    let twice = server
+        .call(
+            "GET",
+            GATE,
+            Some(server.token("vic")),
+            None,
+            &[("authorization", &lower)],
+        )
+        .await;
+    assert_eq!(twice.status, 401, "{}", twice.body);
+    assert!(
+        twice.error().contains("two Authorization headers"),
+        "{}",
+        twice.body
+    );
     let request = axum::http::Request::builder()
         .uri(GATE)
         .header(
@@ -74,7 +98,8 @@ async fn tokens_and_bodies(backend: Backend) {
     let outcomes: Vec<&str> = log.iter().map(|r| r.entry.outcome.as_str()).collect();
     for holds in [
         "another scheme than Bearer",
-        "bytes that are not visible ASCII",
+        "not visible ASCII",
+        "two Authorization headers",
     ] {
         assert!(
             outcomes.iter().any(|o| o.contains(holds)),

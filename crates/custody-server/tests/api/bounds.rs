@@ -275,6 +275,11 @@ async fn a_chunked_body_over_the_limit_is_413() {
         .unwrap_or_default()
         .to_owned();
     assert!(status.starts_with("HTTP/1.1 413"), "{status:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.contains("over custody's limit of 1048576 bytes"),
+        "{text}"
+    );
     assert_eq!(server.size().await, before);
 }
 

@@ -247,3 +247,28 @@ async fn a_body_trickled_past_the_request_timeout_is_408() {
         .collect();
     assert_eq!(rows, [(408, "root".to_owned())]);
 }
+
+/// A client may send its whole request, shut its side of the connection and wait: the
+/// change is made and answered, never made with the answer dropped (a token's secret is
+/// shown once only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let server = TestServer::start_with(Backend::Sqlite, settings(1024)).await;
+    let (addr, _stop) = serve(&server).await;
+    let before = server.size().await;
+    let body = r#"{"principal":"argo","expires":"30d"}"#;
+    let request = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nhost: custody\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        server.token("root"),
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = until_closed(&mut stream).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
+    assert!(answer.contains("\"token\":\"cst_"), "{answer}");
+    assert_eq!(server.size().await, before + 1);
+}

@@ -77,3 +77,56 @@ async fn signing_out_ends_the_session_and_a_forged_sign_in_is_refused() {
         "{cookies:?}"
     );
 }
+
+/// A signed-in reviewer's form that is refused before the page's handler runs (its body
+/// did not arrive in time, is over the limit, or is malformed) is recorded under the
+/// reviewer (alice), not as an anonymous request (which would be sampled away in a flood).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_form_is_recorded_under_the_signed_in_caller() {
+    let settings = custody_server::Settings {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Backend::Sqlite, settings).await;
+    let promotion = server
+        .waiting_in_production("1.0.0", &custody_app::attestations::sha256(b"shop 1.0.0"))
+        .await;
+    let cookie = server.sign_in("alice").await;
+    let path = format!("/promotions/{promotion}/review");
+    let before = server.size().await;
+    let form = |body: axum::body::Body, length: Option<&str>| {
+        let mut request = axum::http::Request::builder()
+            .method("POST")
+            .uri(&path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &cookie);
+        if let Some(length) = length {
+            request = request.header("content-length", length);
+        }
+        request.body(body).unwrap()
+    };
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    for (request, status) in [
+        (form(axum::body::Body::from_stream(never), None), 408),
+        (form(axum::body::Body::empty(), Some("100000000")), 413),
+        (form(axum::body::Body::from("decision=%ZZ"), None), 400),
+    ] {
+        let answer = tower::ServiceExt::oneshot(server.router.clone(), request)
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+    }
+    let rows: Vec<(u16, String)> = server
+        .access_log()
+        .await
+        .into_iter()
+        .filter(|r| r.entry.path == path)
+        .map(|r| (r.entry.status, r.entry.principal))
+        .collect();
+    assert_eq!(
+        rows,
+        [408, 413, 400].map(|s| (s, "alice".to_owned())),
+        "{rows:?}"
+    );
+    assert_eq!(server.size().await, before, "a refused form wrote");
+}
