@@ -281,4 +281,74 @@ mod tests {
         assert!(CosignatureVerifier::from_text(&as_log.to_text()).is_err());
         assert!(CosignatureVerifier::from_text("w+00000000+AQ==").is_err());
     }
+
+    /// The key id and vkey of a known key, computed independently (Python's hashlib over
+    /// `name ‖ "\n" ‖ 0x04 ‖ key`; the key is RFC 8032's first test key).
+    #[test]
+    fn the_key_id_is_the_c2sp_one() {
+        const RFC8032_KEY: &str =
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        let key = PublicKey::ed25519_from_bytes(&hex::decode(RFC8032_KEY).unwrap()).unwrap();
+        let v = CosignatureVerifier::new("witness.example/w1", &key).unwrap();
+        assert_eq!(v.key_hash(), 0xeb76_2cc2);
+        assert_eq!(key_hash("witness.example/w1", key.raw_bytes()), 0xeb76_2cc2);
+        let vkey = "witness.example/w1+eb762cc2+BNdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea";
+        assert_eq!(v.to_text(), vkey);
+        assert_eq!(v.name(), "witness.example/w1");
+        assert_eq!(format!("{v:?}"), format!("CosignatureVerifier({vkey})"));
+    }
+
+    /// A line by another key under a known witness's name is not that witness's: ignored,
+    /// not refused (a witness's key id is its name *and* key).
+    #[test]
+    fn a_line_under_a_known_name_by_another_key_is_ignored() {
+        let (_, note) = checkpoint();
+        let body = "log.example/custody\n3\nAAAA\n";
+        let impostor = witness("witness.example/w1");
+        let real = witness("witness.example/w1");
+        let cosigned = format!("{note}{}", impostor.cosign(body, 7).unwrap());
+        assert_eq!(verify(&cosigned, &[real.verifier().clone()]).unwrap(), []);
+    }
+
+    /// Two lines by one witness (two times it cosigned) count once.
+    #[test]
+    fn a_witness_counts_once() {
+        let (_, note) = checkpoint();
+        let body = "log.example/custody\n3\nAAAA\n";
+        let w = witness("w1");
+        let cosigned = format!(
+            "{note}{}{}",
+            w.cosign(body, 7).unwrap(),
+            w.cosign(body, 8).unwrap()
+        );
+        let found = verify(&cosigned, &[w.verifier().clone()]).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].timestamp, 7);
+    }
+
+    /// Timestamps are at most 2^63 - 1 (C2SP: they fit a signed 64-bit time): the last one
+    /// is cosigned and verifies; the next is refused on both sides.
+    #[test]
+    fn timestamps_end_at_two_to_the_63_minus_one() {
+        let (_, note) = checkpoint();
+        let body = "log.example/custody\n3\nAAAA\n";
+        let w = witness("w1");
+        let last = i64::MAX as u64;
+        let line = w.cosign(body, last).unwrap();
+        let found = verify(&format!("{note}{line}"), &[w.verifier().clone()]).unwrap();
+        assert_eq!(found[0].timestamp, last);
+        assert!(w.cosign(body, last + 1).is_err());
+        // A line past the bound, signed as a cosigner would sign it: refused, saying why.
+        let past = last + 1;
+        let sig = w
+            .signer
+            .sign(signed_message(body, past).as_bytes())
+            .unwrap();
+        let mut blob = w.verifier().key_hash().to_be_bytes().to_vec();
+        blob.extend_from_slice(&past.to_be_bytes());
+        blob.extend_from_slice(&sig);
+        let forged = format!("{note}{SIG_PREFIX}w1 {}\n", STANDARD.encode(blob));
+        let e = verify(&forged, &[w.verifier().clone()]).unwrap_err();
+        assert!(e.to_string().contains("past 2^63 - 1"), "{e}");
+    }
 }

@@ -515,4 +515,57 @@ mod tests {
             }
         }
     }
+
+    /// At most [`MAX_SIGNATURES`] signatures, that many included: the bound holds in
+    /// parsing and in `verify` alike, even when one of the extra signatures is valid.
+    #[test]
+    fn the_signature_bound_is_inclusive() {
+        let key = PrivateKey::generate(Algorithm::Ed25519);
+        let trusted = [key.public_key().clone()];
+        let good = sign(&key, "t", b"p", KeyIdHint::Omit).unwrap();
+        let mut at = good.clone();
+        at.signatures
+            .resize(MAX_SIGNATURES, good.signatures[0].clone());
+        assert!(Envelope::from_json(at.to_json().as_bytes()).is_ok());
+        let verified = verify(&at, &trusted, 1).unwrap();
+        assert_eq!(verified.payload_type(), "t");
+        assert_eq!(verified.into_payload(), b"p");
+        let mut over = at.clone();
+        over.signatures.push(good.signatures[0].clone());
+        let e = verify(&over, &trusted, 1).unwrap_err();
+        assert!(e.to_string().contains("at most 64"), "{e}");
+        let e = Envelope::from_json(over.to_json().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("at most 64"), "{e}");
+    }
+
+    /// A key that counts the signatures it is asked to check.
+    struct Counting<'a>(&'a PublicKey, &'a std::sync::atomic::AtomicUsize);
+
+    impl Verifier for Counting<'_> {
+        fn key_id(&self) -> KeyId {
+            self.0.key_id()
+        }
+        fn algorithm(&self) -> Algorithm {
+            self.0.algorithm()
+        }
+        fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Verifier::verify(self.0, message, signature)
+        }
+    }
+
+    /// The key id hint orders the search: the hinted key is tried first, so a signature by
+    /// the last of many trusted keys costs one check, not one per key.
+    #[test]
+    fn the_hinted_key_is_tried_first() {
+        let ks = keys(4);
+        let trusted = publics(&ks);
+        for (hint, checks) in [(KeyIdHint::KeyId, 1), (KeyIdHint::Omit, 4)] {
+            let env = sign(&ks[3], "t", b"p", hint).unwrap();
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let counting: Vec<Counting<'_>> = trusted.iter().map(|k| Counting(k, &count)).collect();
+            verify(&env, &counting, 1).unwrap();
+            assert_eq!(count.into_inner(), checks);
+        }
+    }
 }

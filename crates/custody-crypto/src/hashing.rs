@@ -139,4 +139,60 @@ mod tests {
         let err = digest_reader(Failing, DigestAlgorithm::Sha256, |_| {}).unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
     }
+
+    /// A reader that gives a few KiB at a time and is interrupted now and then (a pipe, a
+    /// socket, a signal): blocks are still whole (progress once per block, not per read)
+    /// and an interruption is retried, not fatal.
+    #[test]
+    fn short_and_interrupted_reads_still_make_whole_blocks() {
+        struct Trickle<'a> {
+            data: &'a [u8],
+            calls: usize,
+        }
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.calls += 1;
+                if self.calls % 5 == 0 {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(self.data.len()).min(4096);
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..2 * BLOCK + 5).map(|i| (i % 253) as u8).collect();
+        let mut seen = vec![];
+        let reader = Trickle {
+            data: &data,
+            calls: 0,
+        };
+        let d = digest_reader(reader, DigestAlgorithm::Sha256, |n| seen.push(n)).unwrap();
+        assert_eq!(d, Digest::sha256(Sha256::digest(&data).into()));
+        assert_eq!(seen, [BLOCK as u64, 2 * BLOCK as u64, 2 * BLOCK as u64 + 5]);
+    }
+
+    /// The input ends at the first end of input, as `Read` defines it: a reader that would
+    /// give more after it (a terminal, a file still being written) is not read again, and a
+    /// length that is a whole number of blocks ends without an empty block after it.
+    #[test]
+    fn the_first_end_of_input_is_the_end() {
+        /// Gives each of its reads in turn (an empty one is an end of input).
+        struct MoreAfterTheEnd(std::vec::IntoIter<&'static [u8]>);
+        impl Read for MoreAfterTheEnd {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let next = self.0.next().unwrap_or(b"");
+                buf[..next.len()].copy_from_slice(next);
+                Ok(next.len())
+            }
+        }
+        let reader = MoreAfterTheEnd(vec![&b"abc"[..], b"", b"def", b""].into_iter());
+        let d = digest_reader(reader, DigestAlgorithm::Sha256, |_| {}).unwrap();
+        assert_eq!(d, Digest::sha256(Sha256::digest(b"abc").into()));
+
+        let data = vec![7u8; 2 * BLOCK];
+        let mut seen = vec![];
+        digest_reader(&data[..], DigestAlgorithm::Sha256, |n| seen.push(n)).unwrap();
+        assert_eq!(seen, [BLOCK as u64, 2 * BLOCK as u64]);
+    }
 }

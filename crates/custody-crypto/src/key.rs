@@ -547,4 +547,35 @@ mod tests {
         assert!(id.to_string().to_uppercase().parse::<KeyId>().is_err());
         assert!("abc".parse::<KeyId>().is_err());
     }
+
+    /// Algorithms by the names the command line and JSON use, both ways; a key shows its
+    /// algorithm and id when debugged, and a private key never its material (RFC 8032's
+    /// first test seed, whose hex and base64 would show).
+    #[test]
+    fn names_and_debug_output_say_what_a_key_is_and_no_more() {
+        for (alg, name) in [
+            (Algorithm::Ed25519, "ed25519"),
+            (Algorithm::EcdsaP256, "ecdsa-p256"),
+        ] {
+            assert_eq!(alg.name(), name);
+            assert_eq!(alg.to_string(), name);
+            assert_eq!(name.parse::<Algorithm>().unwrap(), alg);
+        }
+        const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let seed = hex::decode(SEED).unwrap();
+        let key = PrivateKey::ed25519_from_seed(&seed).unwrap();
+        let id = key.key_id();
+        assert_eq!(format!("{id:?}"), format!("KeyId({id})"));
+        assert_eq!(
+            format!("{:?}", key.public_key()),
+            format!("PublicKey(ed25519 {id})")
+        );
+        let shown = format!("{key:?}");
+        assert_eq!(shown, format!("PrivateKey(ed25519 {id})"));
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&seed);
+        for secret in [SEED, &b64[..20]] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }

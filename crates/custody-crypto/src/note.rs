@@ -458,4 +458,52 @@ mod tests {
         assert!(sign("no newline", &[&s]).is_err());
         assert!(sign("ctl\x07\n", &[&s]).is_err());
     }
+
+    /// A note's bounds are inclusive: [`MAX_SIGNATURES`] lines and [`MAX_NOTE_LEN`] bytes
+    /// open, one more is refused saying so; a line's blob needs a key hash and at least one
+    /// byte (5 bytes: an unknown line, ignored; 4: malformed); the block ends in a newline.
+    #[test]
+    fn the_bounds_are_inclusive() {
+        let s = signer("log");
+        let known = [s.verifier().clone()];
+        let good = sign("body\n", &[&s]).unwrap();
+        let other = "\u{2014} x AAAAAAAA\n";
+        let at = format!("{good}{}", other.repeat(MAX_SIGNATURES - 1));
+        assert_eq!(
+            open(&at, &known).unwrap().unknown_signatures(),
+            MAX_SIGNATURES - 1
+        );
+        let e = open(&format!("{at}{other}"), &known).unwrap_err();
+        assert!(e.to_string().contains("at most 100"), "{e}");
+
+        let short = format!("{good}\u{2014} x AAAAAAA=\n");
+        assert_eq!(open(&short, &known).unwrap().unknown_signatures(), 1);
+        assert!(open(&format!("{good}\u{2014} x AAAAAA==\n"), &known).is_err());
+        // The final newline replaced by a space: not a signature block.
+        assert!(open(&format!("{} ", good.trim_end()), &known).is_err());
+
+        // A note of exactly the longest length, then one byte longer.
+        let line = good.len() - "body\n".len();
+        let text = |len: usize| format!("{}\n", "b".repeat(len - 1));
+        let longest = sign(&text(MAX_NOTE_LEN - line), &[&s]).unwrap();
+        assert_eq!(longest.len(), MAX_NOTE_LEN);
+        assert!(open(&longest, &known).is_ok());
+        let over = sign(&text(MAX_NOTE_LEN - line + 1), &[&s]).unwrap();
+        let e = open(&over, &known).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
+
+    /// What an opened note says of its signers: each known signer once, however many of
+    /// its lines; unknown lines counted.
+    #[test]
+    fn an_opened_note_names_each_known_signer_once() {
+        let (log, witness) = (signer("log"), signer("witness"));
+        let note = sign("body\n", &[&log, &witness, &log]).unwrap();
+        let both = [log.verifier().clone(), witness.verifier().clone()];
+        let opened = open(&note, &both).unwrap();
+        assert_eq!(opened.verified_by(), ["log", "witness"]);
+        assert_eq!(opened.unknown_signatures(), 0);
+        let opened = open(&note, &[witness.verifier().clone()]).unwrap();
+        assert_eq!(opened.unknown_signatures(), 2);
+    }
 }

@@ -20,14 +20,14 @@ pub const STATEMENT_TYPE_V1: &str = "https://in-toto.io/Statement/v1";
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
 /// Hex lengths of the DigestSet algorithms in-toto names; other names are allowed by the
-/// spec and must still be lowercase hex.
+/// spec and must still be lowercase hex. (The git object names have no one length: a
+/// repository hashes with SHA-1 or SHA-256.)
 fn expected_hex_len(algorithm: &str) -> Option<usize> {
     match algorithm {
         "sha256" | "sha512_256" | "sha3_256" => Some(64),
         "sha224" | "sha512_224" | "sha3_224" => Some(56),
         "sha384" | "sha3_384" => Some(96),
         "sha512" | "sha3_512" => Some(128),
-        "sha1" | "gitCommit" | "gitTree" | "gitBlob" | "gitTag" => None,
         _ => None,
     }
 }
@@ -243,6 +243,11 @@ mod tests {
         .unwrap();
         let back = Statement::from_json(&st.to_json()).unwrap();
         assert_eq!(back, st);
+        assert_eq!(back.predicate_type(), "https://slsa.dev/provenance/v1");
+        assert_eq!(
+            Value::Object(back.predicate().clone()),
+            json!({"buildDefinition": {"buildType": "x"}})
+        );
         assert_eq!(back.subjects()[0].digest.digest(), Some(digest()));
     }
 
@@ -292,6 +297,39 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{input}: {err} lacks {want:?}");
+        }
+    }
+
+    /// Each named algorithm's digest has its length (a truncated SHA-512 is not a SHA-384);
+    /// other names, git's among them, are any lowercase hex.
+    #[test]
+    fn digest_lengths_follow_the_algorithm() {
+        for (alg, len) in [
+            ("sha256", 64),
+            ("sha3_256", 64),
+            ("sha224", 56),
+            ("sha512_224", 56),
+            ("sha384", 96),
+            ("sha3_384", 96),
+            ("sha512", 128),
+            ("sha3_512", 128),
+        ] {
+            for wrong in [len - 2, len + 2, 40] {
+                let set = BTreeMap::from([(alg.to_owned(), "a".repeat(wrong))]);
+                let e = DigestSet::new(set).unwrap_err();
+                assert!(
+                    e.to_string().contains(&format!("must be {len} hex")),
+                    "{alg}: {e}"
+                );
+            }
+            let set = BTreeMap::from([(alg.to_owned(), "a".repeat(len))]);
+            assert_eq!(DigestSet::new(set.clone()).unwrap().entries(), &set);
+        }
+        for alg in ["sha1", "gitCommit", "gitBlob", "blake3"] {
+            for len in [40, 64] {
+                let set = BTreeMap::from([(alg.to_owned(), "b".repeat(len))]);
+                assert_eq!(DigestSet::new(set.clone()).unwrap().entries(), &set);
+            }
         }
     }
 }

@@ -160,4 +160,24 @@ mod tests {
         let err = ed25519_key(&bytes).unwrap_err();
         assert!(err.contains("canonically"), "{err}");
     }
+
+    /// An ECDSA refusal says which: bytes that are no signature at all, or a well-formed
+    /// signature that is not this key's over this message (the message names which).
+    #[test]
+    fn an_ecdsa_refusal_tells_malformed_from_mismatched() {
+        use crate::{Algorithm, PrivateKey, Signer as _};
+        let key = PrivateKey::generate(Algorithm::EcdsaP256);
+        let other = PrivateKey::generate(Algorithm::EcdsaP256);
+        let sec1 = key.public_key().raw_bytes();
+        let signature = key.sign(b"m").unwrap();
+        assert_eq!(verify_p256(sec1, b"m", &signature), Ok(()));
+        assert_eq!(verify_p256(sec1, b"n", &signature), Err(Refusal::Mismatch));
+        let by_other = other.sign(b"m").unwrap();
+        assert_eq!(verify_p256(sec1, b"m", &by_other), Err(Refusal::Mismatch));
+        assert_eq!(verify_p256(sec1, b"m", &[0; 64]), Err(Refusal::Encoding));
+        assert_eq!(
+            verify_p256(sec1, b"m", b"not a signature"),
+            Err(Refusal::Encoding)
+        );
+    }
 }

@@ -84,6 +84,16 @@ fn signs_like_a_file_key(algorithm: Algorithm) -> Pkcs11Signer {
     let public = PublicKey::from_pem(&signer.public_key().to_pem()).unwrap();
     assert_eq!(public.algorithm(), algorithm);
     assert_eq!(signer.key_id(), KeyId::of_spki_der(public.spki_der()));
+    // Debugged, a token key says what and where it is, and never its PIN.
+    let shown = format!("{signer:?}");
+    assert_eq!(
+        shown,
+        format!(
+            "Pkcs11Signer({algorithm} {} on token \"custody\", key \"release-signer\")",
+            signer.key_id()
+        )
+    );
+    assert!(!shown.contains(softhsm::USER_PIN), "{shown}");
     for i in 0..64u32 {
         let message = format!("payload {i}");
         let sig = signer.sign(message.as_bytes()).unwrap();
@@ -368,7 +378,8 @@ fn refusals() {
         "{err}"
     );
 
-    // Keys made with other tools: a P-384 and a secp256k1 key, and a second key labelled "k".
+    // Keys made with other tools: a P-384, a secp256k1 and an Ed448 key, and a second key
+    // labelled "k".
     let ctx = softhsm::context();
     let slot = ctx.get_slots_with_initialized_token().unwrap()[0];
     let session = ctx.open_rw_session(slot).unwrap();
@@ -381,19 +392,22 @@ fn refusals() {
         }
         Err(e) => panic!("login: {e}"),
     }
-    let curves: [(&str, &[u8]); 3] = [
-        ("p384", &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]),
-        ("k256", &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]),
+    let (ec, edwards) = (Mechanism::EccKeyPairGen, Mechanism::EccEdwardsKeyPairGen);
+    let curves: [(&str, &Mechanism, &[u8]); 4] = [
+        ("p384", &ec, &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]),
+        ("k256", &ec, &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]),
+        ("ed448", &edwards, &[0x06, 0x03, 0x2b, 0x65, 0x71]),
         (
             "k",
+            &ec,
             &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
         ),
     ];
-    for (label, params) in curves {
+    for (label, mechanism, params) in curves {
         let label = Attribute::Label(label.as_bytes().to_vec());
         session
             .generate_key_pair(
-                &Mechanism::EccKeyPairGen,
+                mechanism,
                 &[
                     Attribute::Token(true),
                     Attribute::EcParams(params.to_vec()),
@@ -409,7 +423,13 @@ fn refusals() {
             )
             .unwrap();
     }
-    for label in ["p384", "k256"] {
+    // Each is refused by its type and curve (never taken for a P-256 or an Ed25519 key
+    // whose point then fails to read).
+    for (label, params) in [
+        ("p384", "06052b81040022"),
+        ("k256", "06052b8104000a"),
+        ("ed448", "06032b6571"),
+    ] {
         expect_error(
             &Pkcs11Config {
                 key_label: label.into(),
@@ -417,6 +437,7 @@ fn refusals() {
             },
             &[
                 &format!("key \"{label}\""),
+                &format!("with parameters {params}"),
                 "custody signs with ECDSA P-256 or Ed25519 keys",
             ],
         );

@@ -77,6 +77,16 @@ fn go_golden_signed_note_is_reproduced() {
     assert_eq!(signed, v["note"].as_str().unwrap());
 
     let verifier = NoteVerifier::from_text(v["vkey"].as_str().unwrap()).unwrap();
+    assert_eq!(verifier.name(), "PeterNeumann");
+    assert_eq!(verifier.key_hash(), 0xc74f_20a3);
+    assert_eq!(
+        format!("{verifier:?}"),
+        format!("NoteVerifier({})", v["vkey"].as_str().unwrap())
+    );
+    assert_eq!(
+        format!("{signer:?}"),
+        format!("NoteSigner({})", v["vkey"].as_str().unwrap())
+    );
     let opened = note::open(&signed, std::slice::from_ref(&verifier)).unwrap();
     assert_eq!(opened.text(), v["text"].as_str().unwrap());
 

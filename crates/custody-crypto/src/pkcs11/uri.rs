@@ -338,9 +338,13 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         let err = PinSource::File(path.clone()).read().unwrap_err();
         assert!(err.to_string().contains("is empty"), "{err}");
-        std::fs::write(&path, vec![b'1'; 2000]).unwrap();
+        // At most 1 KiB, that much included.
+        std::fs::write(&path, vec![b'1'; 1024]).unwrap();
+        let pin = PinSource::File(path.clone()).read().unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&pin).len(), 1024);
+        std::fs::write(&path, vec![b'1'; 1025]).unwrap();
         let err = PinSource::File(path).read().unwrap_err();
-        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
         let err = PinSource::File(dir.path().join("absent"))
             .read()
             .unwrap_err();
