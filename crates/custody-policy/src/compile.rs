@@ -183,7 +183,7 @@ fn naming_rule(rule: &str) -> Result<Regex, String> {
         |e: regex::Error| format!("naming rule {rule:?} is not a valid regular expression: {e}");
     let mut body = rule.trim_start_matches('^');
     while let Some(rest) = body.strip_suffix('$') {
-        let escapes = rest.len() - rest.trim_end_matches('\\').len();
+        let escapes = rest.bytes().rev().take_while(|&b| b == b'\\').count();
         if escapes % 2 == 1 {
             break;
         }
@@ -226,6 +226,25 @@ impl Errors<'_> {
 /// Compiles a policy bundle, reporting every mistake with its line. This is the compiler
 /// for a policy about to be put in force.
 pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
+    // A new policy's files are bounded however they arrive (a recorded one is compiled as
+    // it was recorded, by [`compile_recorded`]).
+    let over: Vec<PolicyError> = bundle
+        .files
+        .iter()
+        .filter(|(_, text)| text.len() > MAX_POLICY_FILE)
+        .map(|(file, text)| PolicyError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "the file is {} bytes; a policy file holds at most {MAX_POLICY_FILE}",
+                text.len()
+            ),
+        })
+        .collect();
+    if !over.is_empty() {
+        return Err(PolicyErrors(over));
+    }
     compile_as(bundle, false)
 }
 
@@ -409,13 +428,12 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
                 .map(|g| g.principal.as_str())
                 .collect();
             // (After a misspelt role, the count would only repeat that mistake.)
-            if quorum > 0
-                && doc
-                    .roles
-                    .get_ref()
-                    .iter()
-                    .all(|r| r.get_ref().parse::<Role>().is_ok())
-                && eligible.len() < usize::try_from(quorum).unwrap_or(usize::MAX)
+            if doc
+                .roles
+                .get_ref()
+                .iter()
+                .all(|r| r.get_ref().parse::<Role>().is_ok())
+                && usize::try_from(quorum).is_ok_and(|q| eligible.len() < q)
             {
                 errors.at(
                     doc.quorum.span(),

@@ -108,3 +108,27 @@ fn extreme_recorded_times_neither_panic_nor_wrap() {
     assert_eq!(g.status, Status::Fail, "{g:?}");
     let _ = HOUR + NOW;
 }
+
+/// A freeze window of exactly the longest span is accepted; an empty one (ending as it
+/// begins) is refused.
+#[test]
+fn a_freeze_window_is_at_most_ten_years_and_not_empty() {
+    let freeze = |until: &str| {
+        POLICY.replace(
+            "evidence_max_age = \"30d\"",
+            &format!(
+                "evidence_max_age = \"30d\"\nfreeze = [{{ from = \"2026-01-01T00:00:00Z\", until = \"{until}\", reason = \"r\" }}]"
+            ),
+        )
+    };
+    // 3,650 days after 2026-01-01.
+    let longest = compile(&bundle(&freeze("2035-12-30T00:00:00Z"), &keys())).unwrap();
+    assert_ne!(
+        longest.digest(),
+        compile(&bundle(POLICY, &keys())).unwrap().digest()
+    );
+    let text = freeze("2035-12-30T00:00:01Z");
+    refused_at(&text, line_of(&text, "freeze ="), "longer than");
+    let text = freeze("2026-01-01T00:00:00Z");
+    refused_at(&text, line_of(&text, "freeze ="), "`from` before `until`");
+}

@@ -313,6 +313,17 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
         NOW - HOUR,
     );
     assert!(evaluate(&lenient_unknown, &f).allowed);
+    // `none`: no finding is allowed, a low one included.
+    let low = trivy(&[("CVE-2024-0010", "x", "LOW", Some("2"))]);
+    let (none, k) = rules_policy("[environment.vulnerabilities]\nmax_severity = \"none\"\n");
+    let f = with(
+        &none,
+        passing_facts(&none, &k, 1),
+        "vulnerability-scan",
+        &low,
+        NOW - HOUR,
+    );
+    fails(&evaluate(&none, &f), "vulnerabilities", &["CVE-2024-0010"]);
     // Critical allowed: nothing counts; but the scan must be young enough at promotion.
     let (lenient, k) = rules_policy(
         "[environment.vulnerabilities]\nmax_severity = \"critical\"\nmax_age = \"2h\"\n",

@@ -209,6 +209,16 @@ fn independent_builders_must_agree_where_the_environment_asks() {
     assert!(!evaluate(&two, &agreed).allowed);
 }
 
+/// Static analysis needs one limit of the three, not all of them.
+#[test]
+fn one_static_analysis_limit_is_enough() {
+    let k = keys();
+    for limit in ["max_error = 0", "max_warning = 3", "max_note = 10"] {
+        let text = format!("{POLICY}[environment.static_analysis]\n{limit}\n");
+        compile(&bundle(&text, &k)).unwrap();
+    }
+}
+
 #[test]
 fn mistakes_in_the_rules_are_refused_at_their_line() {
     let k = keys();
@@ -231,7 +241,12 @@ fn mistakes_in_the_rules_are_refused_at_their_line() {
         (
             "[environment.licences]\nallow = [\"MIT\", \"Not A Licence\"]\n",
             2,
-            "\"Not A Licence\"",
+            "allow list entry \"Not A Licence\"",
+        ),
+        (
+            "[environment.licences]\ndeny = [\"Not A Licence\"]\n",
+            2,
+            "deny list entry \"Not A Licence\"",
         ),
         (
             "[environment.licences]\nallow = []\n",
@@ -258,6 +273,8 @@ fn mistakes_in_the_rules_are_refused_at_their_line() {
     ] {
         let text = format!("{POLICY}{rules}");
         let errors = compile(&bundle(&text, &k)).unwrap_err();
+        // One mistake, one error: said once, where it is.
+        assert_eq!(errors.0.len(), 1, "{rules}: {errors}");
         let first = &errors.0[0];
         let expected = POLICY.lines().count() + line;
         assert_eq!(first.line, expected, "{rules}: {errors}");

@@ -553,3 +553,42 @@ fn a_freeze_holds_everyone_but_break_glass_which_never_passes_a_bad_signature() 
     let err = compile(&bundle(&backwards, &k)).unwrap_err().to_string();
     assert!(err.contains("`from` before `until`"), "{err}");
 }
+
+/// A quorum counts only the people who hold an approving role in that environment: as
+/// many as the quorum compiles; a viewer beside too few approvers does not make up the
+/// number.
+#[test]
+fn a_quorum_counts_only_those_who_could_approve_there() {
+    let env = |roles: &str| {
+        format!(
+            "version = 1\n[roles]\n{roles}\n\n[[environment]]\nname = \"build\"\napprovals = {{ quorum = 2, roles = [\"approver\"] }}\n"
+        )
+    };
+    compile(&bundle(&env("approver = [\"alice\", \"bob\"]"), &keys())).unwrap();
+    let text = env("approver = [\"alice\"]\nviewer = [\"vic\"]");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("approvals"))
+        .unwrap()
+        + 1;
+    compile_error(&text, line, "only 1 people hold");
+}
+
+/// A policy file is at most [`MAX_POLICY_FILE`] bytes, that many included, however it
+/// arrives; a larger one is refused naming the file, and nothing of it is compiled.
+#[test]
+fn a_policy_file_is_bounded() {
+    let k = keys();
+    let mut b = bundle(POLICY, &k);
+    let pad = |text: &str, to: usize| format!("{text}#{}\n", "x".repeat(to - text.len() - 2));
+    let at = pad(POLICY, custody_policy::MAX_POLICY_FILE);
+    assert_eq!(at.len(), custody_policy::MAX_POLICY_FILE);
+    b.files.insert("custody.toml".into(), at);
+    compile(&b).unwrap();
+    let over = pad(POLICY, custody_policy::MAX_POLICY_FILE + 1);
+    b.files.insert("notes.rego".into(), over);
+    let err = compile(&b).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].file, "notes.rego");
+    assert!(err.0[0].message.contains("at most 1048576"), "{err}");
+}
