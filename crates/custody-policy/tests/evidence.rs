@@ -59,6 +59,16 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
         NOW - HOUR / 2,
     );
     assert!(evaluate(&policy, &rerun).allowed);
+    // Newest by when it was recorded, not by where it sits in the list: an older failure
+    // listed after the passing rerun does not take its place.
+    let listed_late = with(
+        &policy,
+        passing.clone(),
+        "test-results",
+        &report("junit/pytest.xml"),
+        NOW - 2 * HOUR,
+    );
+    assert!(evaluate(&policy, &listed_late).allowed);
     // A report with no test case is no evidence of testing.
     let empty = with(
         &policy,
@@ -208,6 +218,12 @@ fn a_fixable_critical_vulnerability_blocks_until_an_exception_in_force_waives_it
             .reason
             .contains("(exception exc-0)")
     );
+
+    // In force from the instant it is approved until the instant it expires.
+    let mut edges = waived.clone();
+    edges.exceptions[0].approved_at = NOW;
+    edges.exceptions[0].expires_at = NOW + 1;
+    assert!(evaluate(&policy, &edges).allowed);
 
     // Expired, self-approved, approved by someone without the security role, scoped to
     // another environment or another artifact: each does not count, and says why.
