@@ -141,6 +141,20 @@ fn a_tests_table_sets_the_minimum_and_needs_a_report() {
         NOW - HOUR,
     );
     assert!(evaluate(&policy, &pytest).allowed);
+    // Exactly the minimum is enough.
+    let (three, k) = rules_policy("[environment.tests]\nmin_tests = 3\n");
+    let exactly = with(
+        &three,
+        passing_facts(&three, &k, 1),
+        "test-results",
+        &junit(PASSING_JUNIT),
+        NOW - HOUR,
+    );
+    assert!(
+        evaluate(&three, &exactly).allowed,
+        "{:#?}",
+        evaluate(&three, &exactly)
+    );
 }
 
 #[test]
