@@ -69,6 +69,27 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
         NOW - 2 * HOUR,
     );
     assert!(evaluate(&policy, &listed_late).allowed);
+    // Errors count as failures: a report with errors alone, or as many errors as
+    // failures, blocks all the same.
+    for (xml, said) in [
+        (
+            r#"<testsuite name="s" tests="2"><testcase name="a"/><testcase name="b"><error message="boom"/></testcase></testsuite>"#,
+            "1 of 2 tests failed, 1 with errors",
+        ),
+        (
+            r#"<testsuite name="s" tests="3"><testcase name="a"/><testcase name="b"><failure message="x"/></testcase><testcase name="c"><error message="y"/></testcase></testsuite>"#,
+            "2 of 3 tests failed, 1 with errors",
+        ),
+    ] {
+        let errored = with(
+            &policy,
+            facts.clone(),
+            "test-results",
+            &junit(xml),
+            NOW - HOUR,
+        );
+        fails(&evaluate(&policy, &errored), "tests", &[said]);
+    }
     // A report with no test case is no evidence of testing.
     let empty = with(
         &policy,
