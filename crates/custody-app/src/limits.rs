@@ -62,6 +62,11 @@ pub(crate) fn label(field: &str, value: &str, max: usize) -> AppResult<()> {
             "{field} holds the control character {c:?}"
         )));
     }
+    if value.contains('\u{FFFD}') {
+        return Err(AppError::invalid(format!(
+            "{field} holds bytes that are not UTF-8 (or U+FFFD, which stands for them)"
+        )));
+    }
     if let Some(c) = value.chars().find(|&c| custody_policy::invisible(c)) {
         return Err(AppError::invalid(format!(
             "{field} holds the invisible character U+{:04X}: it would show one thing and say another",

@@ -241,29 +241,80 @@ pub(crate) async fn authenticate(state: &ServerState, token: &str) -> AppResult<
         .await
 }
 
-/// A request's path as the access log keeps it. A segment that is a credential sent where
-/// an id goes (a custody token's whole text, say `token revoke` given the leaked token, or
-/// a JWT such as an ID token) is written without its secret: a token as `cst_<id>_…` (its
-/// id only when it is of the form custody issues), a JWT as `[a JWT, withheld]`.
+/// A request's path as the access log keeps it: without anything that looks like a
+/// secret, since a credential pasted where an id goes (a leaked token given to `token
+/// revoke`, an ID token in a link) must not be written where auditors read. Each segment
+/// is judged as the router reads it (percent-decoded, any case):
+/// - from a JWT's `eyJ` (the encoding of `{"` every JWT header starts with) to the
+///   segment's end is `[a JWT, withheld]`;
+/// - a run of 32 or more letters and digits is `…`, unless it is a SHA-256 or SHA-512 in
+///   lowercase hex that makes up the whole segment (a key id) or follows `sha256:` or
+///   `sha512:` (a digest): a custody token's secret (64 hex digits after its id) never is.
+///
+/// A segment with nothing withheld is written as it came; one with something withheld is
+/// written decoded, with what was withheld marked.
 fn logged_path(path: &str) -> String {
-    if !path.contains("cst_") && !path.contains("eyJ") {
-        return path.to_owned();
+    let mut out = String::with_capacity(path.len());
+    for (n, segment) in path.split('/').enumerate() {
+        if n > 0 {
+            out.push('/');
+        }
+        match withheld(segment) {
+            Some(kept) => out.push_str(&kept),
+            None => out.push_str(segment),
+        }
     }
-    path.split('/')
-        .map(|segment| {
-            if let Some(rest) = segment.strip_prefix("cst_") {
-                match rest.split_once('_') {
-                    Some((id, _)) if is_token_id(id) => format!("cst_{id}_…"),
-                    _ => "cst_…".to_owned(),
-                }
-            } else if segment.starts_with("eyJ") && segment.contains('.') {
-                "[a JWT, withheld]".to_owned()
-            } else {
-                segment.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    out
+}
+
+/// `segment` with its secrets withheld (see [`logged_path`]), or `None` if it holds none.
+fn withheld(segment: &str) -> Option<String> {
+    // Most segments are short words and ids: too short to hold a secret (decoding only
+    // shortens them).
+    if segment.len() < 32 {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    let (text, jwt) = match decoded.find("eyJ") {
+        Some(at) => (&decoded[..at], true),
+        None => (&decoded[..], false),
+    };
+    let mut kept = String::with_capacity(text.len());
+    let mut changed = jwt;
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphanumeric()) {
+        let run_len = rest[start..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len() - start);
+        let (before, run) = (&rest[..start], &rest[start..start + run_len]);
+        kept.push_str(before);
+        if run.len() >= 32
+            && !is_named_hash(&kept, run, start + run_len == rest.len() && kept.is_empty())
+        {
+            kept.push('…');
+            changed = true;
+        } else {
+            kept.push_str(run);
+        }
+        rest = &rest[start + run_len..];
+    }
+    kept.push_str(rest);
+    if jwt {
+        kept.push_str("[a JWT, withheld]");
+    }
+    changed.then(|| {
+        kept.chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .collect()
+    })
+}
+
+/// Whether `run` (after `before` in its segment) is a hash custody names in paths: 64 or
+/// 128 lowercase hex digits that are the whole segment or follow `sha256:` / `sha512:`.
+fn is_named_hash(before: &str, run: &str, whole: bool) -> bool {
+    matches!(run.len(), 64 | 128)
+        && run.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (whole || before.ends_with("sha256:") || before.ends_with("sha512:"))
 }
 
 /// Whether a request carries a credential (a bearer token or a dashboard session): one
@@ -276,6 +327,60 @@ fn carries_credential(request: &Request) -> bool {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains(crate::dashboard::SESSION_COOKIE))
+}
+
+/// One of the anonymous requests in flight `peer`'s address may have (marked on
+/// `request`, so that it is taken once); `None` when it has all it may.
+fn anonymous_slot(state: &ServerState, peer: SocketAddr, request: &mut Request) -> Option<Slot> {
+    let slot = state
+        .access
+        .enter(peer.ip(), state.settings.anonymous_in_flight_per_client)?;
+    request.extensions_mut().insert(CountedAsAnonymous);
+    Some(slot)
+}
+
+/// The answer to one anonymous request too many from an address.
+fn too_many_anonymous() -> Response {
+    let mut r = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "too many requests without credentials from this address at once; retry in a moment".into(),
+        "refused: too many anonymous requests in flight".into(),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Marks a request counted among its address's anonymous requests in flight.
+#[derive(Clone, Copy)]
+struct CountedAsAnonymous;
+
+/// The layer of the routes anyone may call (the ledger's public face, sign-in): a request
+/// there is anonymous whatever credential it shows, since none is checked. Without this, a
+/// made-up cookie or bearer header would exempt a slow request from its address's bound
+/// on anonymous requests in flight.
+pub(crate) async fn public(
+    State(state): State<Arc<ServerState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let slot = match peer {
+        Some(peer) if request.extensions().get::<CountedAsAnonymous>().is_none() => {
+            match anonymous_slot(&state, peer, &mut request) {
+                Some(slot) => Some(slot),
+                None => return too_many_anonymous(),
+            }
+        }
+        _ => None,
+    };
+    let response = next.run(request).await;
+    drop(slot);
+    response
 }
 
 /// Records every request after it is answered, as the access log's guarantee says (see
@@ -299,20 +404,10 @@ pub(crate) async fn record(
         note
     });
     let slot = match (credentialed, peer) {
-        (false, Some(peer)) => match state
-            .access
-            .enter(peer.ip(), state.settings.anonymous_in_flight_per_client)
-        {
+        (false, Some(peer)) => match anonymous_slot(&state, peer, &mut request) {
             Some(slot) => Some(slot),
             None => {
-                let mut r = refuse(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    None,
-                    "too many requests without credentials from this address at once; retry in a moment".into(),
-                    "refused: too many anonymous requests in flight".into(),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                let r = too_many_anonymous();
                 return finish(&state, method, path, remote, Some(peer), None, r).await;
             }
         },

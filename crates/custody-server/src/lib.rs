@@ -54,7 +54,7 @@ pub const MAX_BODY: usize = 1 << 20;
 /// OpenAPI document, the dashboard, and the layers every request passes.
 pub fn router(state: Arc<ServerState>) -> Router {
     let (api, _) = routes::api(&state);
-    api.merge(dashboard::routes())
+    api.merge(dashboard::routes(&state))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::time_requests,

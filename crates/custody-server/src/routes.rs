@@ -127,7 +127,11 @@ fn guarded() -> Vec<(Permission, Routes)> {
 pub(crate) fn api(
     state: &Arc<ServerState>,
 ) -> (axum::Router<Arc<ServerState>>, utoipa::openapi::OpenApi) {
-    let mut all = OpenApiRouter::with_openapi(Frame::openapi()).merge(public());
+    let public = public().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        access::public,
+    ));
+    let mut all = OpenApiRouter::with_openapi(Frame::openapi()).merge(public);
     for (permission, routes) in guarded() {
         let mut routes = routes.route_layer(middleware::from_fn_with_state(
             state.clone(),

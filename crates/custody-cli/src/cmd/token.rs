@@ -135,7 +135,7 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
             TokenCommand::Revoke(a) => {
                 let t = Custody::open(&a.target)
                     .await?
-                    .revoke_token(token_id(&a.id))
+                    .revoke_token(&token_id(&a.id)?)
                     .await?;
                 print_line(&format!("token {} of {} is revoked", t.id, t.principal));
                 Ok(Outcome::Ok)
@@ -144,12 +144,27 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
     })
 }
 
-/// The id of a token given by its id or by its whole text (`cst_<id>_<secret>`).
-fn token_id(given: &str) -> &str {
-    given
-        .strip_prefix("cst_")
-        .and_then(|rest| rest.split_once('_'))
-        .map_or(given, |(id, _)| id)
+/// The id of a token given by its id or by its text as it may be pasted (`cst_<id>_…`,
+/// in any case, quoted, after `Bearer`, without `cst_`). Anything else is refused here,
+/// before anything is sent: a secret must never travel where an id goes.
+fn token_id(given: &str) -> anyhow::Result<String> {
+    let text = given
+        .trim()
+        .trim_matches(['"', '\''])
+        .trim()
+        .to_ascii_lowercase();
+    let text = text
+        .strip_prefix("bearer")
+        .map_or(&text[..], str::trim_start);
+    let text = text.strip_prefix("cst_").unwrap_or(text);
+    let id = text.split('_').next().unwrap_or_default();
+    let is_id =
+        id.len() == 19 && id.starts_with("tok") && id[3..].bytes().all(|b| b.is_ascii_hexdigit());
+    anyhow::ensure!(
+        is_id,
+        "that is neither a token id (tok and 16 hex digits, as `custody token list` shows) nor a token's text (cst_tok…_…); nothing was sent"
+    );
+    Ok(id.to_owned())
 }
 
 /// Whether `record` ends well before the `expires` it was asked for (a minute of slack for
@@ -162,4 +177,34 @@ fn shortened(expires: &str, record: &custody_app::TokenInfo) -> bool {
             .saturating_add(i64::try_from(span.seconds()).unwrap_or(i64::MAX));
         record.expires_at.unix_seconds() < asked.saturating_sub(60)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_named_by_its_id_however_it_was_pasted() {
+        let id = "tok0123456789abcdef";
+        let text = format!("cst_{id}_{}", "5".repeat(64));
+        for given in [
+            id.to_owned(),
+            text.clone(),
+            text.to_uppercase(),
+            format!("  {text}\n"),
+            format!("\"{text}\""),
+            format!("Bearer {text}"),
+            text.trim_start_matches("cst_").to_owned(),
+        ] {
+            assert_eq!(token_id(&given).unwrap(), id, "{given:?}");
+        }
+        for given in [
+            "5".repeat(64),
+            "tok0123".to_owned(),
+            String::new(),
+            "cst_x_y".into(),
+        ] {
+            assert!(token_id(&given).is_err(), "{given:?}");
+        }
+    }
 }

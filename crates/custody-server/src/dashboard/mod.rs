@@ -91,12 +91,19 @@ pub const PAGES: &[PageRoute] = &[
 ];
 
 /// The dashboard's routes (see [`PAGES`]).
-pub(crate) fn routes() -> Router<Arc<ServerState>> {
-    Router::new()
-        .route("/", get(board::board))
+pub(crate) fn routes(state: &Arc<ServerState>) -> Router<Arc<ServerState>> {
+    // Signing in is open to anyone: anonymous, whatever credential it shows.
+    let sign_in = Router::new()
         .route("/login", get(session::login_form).post(session::login))
         .route("/login/oidc", post(oidc_sign_in::begin))
         .route("/login/oidc/callback", get(oidc_sign_in::callback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::public,
+        ));
+    Router::new()
+        .route("/", get(board::board))
+        .merge(sign_in)
         .route("/logout", post(session::logout))
         .route("/promotions/{id}", get(promotion::promotion))
         .route("/promotions/{id}/review", post(promotion::review))

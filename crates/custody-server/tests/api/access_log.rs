@@ -357,46 +357,156 @@ async fn body_text(answer: axum::response::Response) -> String {
 }
 
 /// A credential sent where an id goes (a leaked token pasted into `token revoke`, an ID
-/// token in a path) is never written into the access log: the row keeps the token's id
-/// only, and a JWT not at all.
+/// token in a link) is never written into the access log, however it is spelt: in any
+/// case, inside a longer segment, percent-encoded, without its prefix. Digests and key ids,
+/// which paths name, are kept as they came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_in_a_path_is_not_written_to_the_access_log() {
     let server = TestServer::start(Backend::Sqlite).await;
     let argo = server.token("argo").to_owned();
     let secret = argo.rsplit('_').next().unwrap().to_owned();
     let id = argo.split('_').nth(1).unwrap().to_owned();
-    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJyZXBvOmFjbWUvc2hvcCJ9.c2lnbmF0dXJlc2VjcmV0";
-    for path in [
+    let jwt_signature = "c2lnbmF0dXJlc2VjcmV0c2lnbmF0dXJlc2VjcmV0c2lnbmF0dXJl";
+    let jwt = format!("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJyZXBvOmFjbWUvc2hvcCJ9.{jwt_signature}");
+    let encoded: String = argo.bytes().map(|b| format!("%{b:02X}")).collect();
+    let paths = [
         format!("/api/v1/tokens/{argo}/revoke"),
         format!("/api/v1/decisions/{argo}"),
+        format!("/api/v1/decisions/{}", argo.to_uppercase()),
+        format!("/api/v1/decisions/x-{argo}"),
+        format!("/api/v1/decisions/a;{argo}"),
+        format!("/api/v1/decisions/{}", argo.replacen('_', "%5F", 2)),
+        format!("/api/v1/decisions/{encoded}"),
+        format!("/api/v1/decisions/{}", argo.trim_start_matches("cst_")),
         format!("/api/v1/decisions/{jwt}"),
-    ] {
-        let method = if path.ends_with("revoke") {
+        format!("/api/v1/decisions/x.{jwt}"),
+        format!("/api/v1/decisions/token={}", jwt.replace('.', "%2E")),
+        format!("/api/v1/decisions/Bearer%20%65{}", &jwt[1..]),
+        format!("/promotions/x-{argo}/review"),
+    ];
+    for path in &paths {
+        let method = if path.ends_with("revoke") || path.ends_with("review") {
             "POST"
         } else {
             "GET"
         };
         let answer = server
-            .call(method, &path, Some(server.token("root")), None, &[])
+            .call(method, path, Some(server.token("root")), None, &[])
             .await;
-        assert_eq!(answer.status, 404, "{path}: {}", answer.body);
+        assert!(
+            !answer.status.is_success() && !answer.status.is_server_error(),
+            "{path}: {}",
+            answer.status
+        );
+    }
+    // What paths name is kept: a digest, and a key id as a whole segment.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let key = "cd".repeat(32);
+    for path in [format!("/artifacts/{digest}"), format!("/keys/{key}")] {
+        server
+            .call("GET", &path, Some(server.token("root")), None, &[])
+            .await;
     }
     let log = server.access_log().await;
-    let text = format!("{log:?}");
-    assert!(
-        !text.contains(&secret),
-        "a token's secret was logged: {text}"
-    );
-    assert!(
-        !text.contains("c2lnbmF0dXJlc2VjcmV0"),
-        "a JWT was logged: {text}"
-    );
-    let paths: Vec<&str> = log.iter().map(|r| r.entry.path.as_str()).collect();
-    for kept in [
-        format!("/api/v1/tokens/cst_{id}_…/revoke"),
-        format!("/api/v1/decisions/cst_{id}_…"),
-        "/api/v1/decisions/[a JWT, withheld]".to_owned(),
+    let text = format!("{log:?}").to_lowercase();
+    for (secret, what) in [
+        (secret.as_str(), "a token's secret"),
+        (&secret[..16], "part of a token's secret"),
+        (&jwt_signature.to_lowercase(), "a JWT"),
     ] {
-        assert!(paths.contains(&kept.as_str()), "{kept}: {paths:#?}");
+        assert!(!text.contains(secret), "{what} was logged: {text}");
+    }
+    let kept: Vec<&str> = log.iter().map(|r| r.entry.path.as_str()).collect();
+    for path in [
+        format!("/api/v1/tokens/cst_{id}_…/revoke"),
+        format!("/api/v1/decisions/{id}_…"),
+        "/api/v1/decisions/x.[a JWT, withheld]".to_owned(),
+        format!("/artifacts/{digest}"),
+        format!("/keys/{key}"),
+    ] {
+        assert!(kept.contains(&path.as_str()), "{path}: {kept:#?}");
+    }
+}
+
+/// An address's anonymous requests in flight are bounded, and a made-up credential does
+/// not lift the bound where no credential is checked (the ledger's public face, signing
+/// in): a request there is anonymous whatever it shows. A request whose credential the
+/// route checks is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_in_flight_are_bounded_whatever_they_claim() {
+    let mut settings = configured("90d", 60, 100);
+    settings.anonymous_in_flight_per_client = 2;
+    settings.request_timeout = std::time::Duration::from_secs(600);
+    let server = TestServer::start_with(Backend::Sqlite, settings).await;
+    // A POST from `peer` whose body never comes; the receiver hears when the handler starts reading
+    // it (so the request is past the door and holds its slot).
+    let send = |peer: SocketAddr, path: &str, header: Option<(&str, &str)>| {
+        let (reading, read) = tokio::sync::oneshot::channel::<()>();
+        let mut reading = Some(reading);
+        let never = futures_util::stream::poll_fn(move |_| {
+            if let Some(r) = reading.take() {
+                let _ = r.send(());
+            }
+            std::task::Poll::<Option<Result<Vec<u8>, std::io::Error>>>::Pending
+        });
+        let kind = if path.starts_with("/api/") {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", kind);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let mut request = request.body(Body::from_stream(never)).unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let router = server.router.clone();
+        let answer =
+            tokio::spawn(async move { router.oneshot(request).await.unwrap().status().as_u16() });
+        (answer, read)
+    };
+    let guard = std::time::Duration::from_secs(60);
+    let fake_cookie = ("cookie", "custody_session=00112233445566778899aabbccddeeff");
+    let fake_bearer = ("authorization", "Bearer cst_tok0000000000000000_made-up");
+    // Each from an address of its own (a request given up on by its client still runs
+    // to its end, holding its slot until its body's deadline).
+    for (n, (path, header)) in [
+        ("/api/v1/log/cosignature", Some(fake_bearer)),
+        ("/login", Some(fake_cookie)),
+        ("/login", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer: SocketAddr = format!("10.0.1.{n}:4000").parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (answer, read) = send(peer, path, header);
+            if tokio::time::timeout(guard, read).await.unwrap().is_err() {
+                let status = answer.await.unwrap();
+                panic!("{path} {header:?}: answered {status} without reading its body");
+            }
+            held.push(answer);
+        }
+        let (third, _) = send(peer, path, header);
+        let third = tokio::time::timeout(guard, third).await.unwrap().unwrap();
+        assert_eq!(third, 429, "{path} {header:?}");
+        // A checked credential is not anonymous: the gate answers beside them.
+        assert_eq!(
+            get_from(
+                &server,
+                &format!("10.0.1.{n}:4001"),
+                "/api/v1/verify?env=production&digest=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                Some(server.token("argo"))
+            )
+            .await,
+            403
+        );
+        for h in held {
+            h.abort();
+        }
     }
 }

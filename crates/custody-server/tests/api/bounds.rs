@@ -224,6 +224,8 @@ async fn small_refusals_say_the_right_thing() {
             format!("env=prod%1Buction&digest={digest}"),
             "the environment",
         ),
+        // Bytes that are not UTF-8 (read as U+FFFD): not a name either.
+        (format!("env=%FF&digest={digest}"), "the environment"),
     ] {
         let a = server
             .call(
