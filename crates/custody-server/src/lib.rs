@@ -5,8 +5,9 @@
 //!   description (derived from the handlers, served at `/api/v1/openapi.json`);
 //! - ledger.rs: the ledger's public face (checkpoint, proofs) and health;
 //! - api.rs: the API behind identities (the use cases' own request and result types);
-//! - access.rs: bearer credentials → principal → roles → the route's permission; the
-//!   access log;
+//! - access.rs: bearer credentials → principal → roles → the route's permission; each
+//!   request's access-log entry; access_log.rs: the access log's writer;
+//! - body.rs: a request body's deadline and size limit;
 //! - dashboard/: the server-rendered dashboard; audit_report.rs: the printable report of
 //!   a verified audit bundle (rendered offline by `custody audit verify --html`);
 //! - metrics.rs, alerting.rs: `/metrics` and alerts, both following the ledger's tail;
@@ -17,6 +18,7 @@
 //! `{"error": "…"}` whose status comes from the use case's fault (error.rs).
 
 mod access;
+mod access_log;
 pub mod alerting;
 mod api;
 pub mod audit_report;
@@ -87,7 +89,7 @@ pub fn spawn_background(state: &Arc<ServerState>) -> Vec<tokio::task::JoinHandle
         tokio::spawn(alerting::follow_ledger(state.clone())),
         tokio::spawn(alerting::run(state.clone())),
         tokio::spawn(alerting::audit_ledger(state.clone())),
-        tokio::spawn(access::prune(state.clone())),
+        tokio::spawn(access_log::prune(state.clone())),
         tokio::spawn({
             let state = state.clone();
             async move { state.metrics.follow(&state.app).await }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use custody_app::{App, Clock, SystemClock};
 use custody_store::SqlStore;
 
-use crate::{access, alerting, metrics, oidc};
+use crate::{access_log, alerting, metrics, oidc};
 
 /// The server's state: the use cases and the server's own parts around them.
 pub struct ServerState {
@@ -15,7 +15,7 @@ pub struct ServerState {
     pub oidc: oidc::Oidc,
     /// Where "now" comes from: the system's clock, or a test's.
     pub clock: Arc<dyn Clock>,
-    pub(crate) access: access::AccessLog,
+    pub(crate) access: access_log::AccessLog,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) alerting: alerting::Alerting,
     /// `[server]` and `[access_log]`, checked.
@@ -89,7 +89,7 @@ impl ServerState {
             app,
             oidc,
             clock,
-            access: access::AccessLog::start(weak.clone(), settings.access_log),
+            access: access_log::AccessLog::start(weak.clone(), settings.access_log),
             metrics: metrics::Metrics::new(),
             alerting: alerting::Alerting::new(alerts),
             witnesses: std::sync::OnceLock::new(),
