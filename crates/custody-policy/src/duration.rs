@@ -127,4 +127,25 @@ mod tests {
         assert_eq!(Span::MAX.after(i64::MAX - 1), i64::MAX);
         assert_eq!(Span::from_seconds(Span::MAX.seconds() + 1), None);
     }
+
+    /// A span is shown in its largest whole unit, and zero as seconds.
+    #[test]
+    fn a_span_shows_in_its_largest_whole_unit() {
+        for (seconds, shown) in [
+            (0, "0s"),
+            (1, "1s"),
+            (59, "59s"),
+            (60, "1m"),
+            (90, "90s"),
+            (5_400, "90m"),
+            (3_600, "1h"),
+            (7_200, "2h"),
+            (90_000, "25h"),
+            (86_400, "1d"),
+            (172_800, "2d"),
+            (86_460, "1441m"),
+        ] {
+            assert_eq!(Span(seconds).to_string(), shown, "{seconds}");
+        }
+    }
 }

@@ -41,6 +41,8 @@ fn a_complete_promotion_passes_every_gate() {
         ]
     );
     assert_eq!(gate(&d, "approvals").reason, "approved by alice, bob, sam");
+    assert_eq!(d.blocking().count(), 0);
+    assert!(!d.broke_glass(), "nobody broke glass");
     assert!(d.input_digest.starts_with("sha256:"));
     assert_eq!(d.policy_digest, policy.digest());
 }
@@ -451,12 +453,11 @@ fn a_freeze_holds_everyone_but_break_glass_which_never_passes_a_bad_signature() 
     let policy = compile(&bundle(&text, &k)).unwrap();
     let facts = passing_facts(&policy, &k, 2);
     // In the window, even a fully approved promotion is held.
-    blocked(
-        &evaluate(&policy, &facts),
-        "freeze",
-        Status::Fail,
-        "frozen until",
-    );
+    let held = evaluate(&policy, &facts);
+    blocked(&held, "freeze", Status::Fail, "frozen until");
+    let blocking: Vec<&str> = held.blocking().map(|g| g.gate.name()).collect();
+    assert_eq!(blocking, ["freeze"]);
+    assert!(!held.broke_glass());
     let mut after = facts.clone();
     after.now = NOW + HOUR;
     let d = evaluate(&policy, &after);
