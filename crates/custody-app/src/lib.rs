@@ -67,7 +67,9 @@ pub use governance::{
     ReviewProposal,
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
-pub use identity::{Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord};
+pub use identity::{
+    Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord, is_token_id,
+};
 pub use key_impact::{
     Denial, Dependence, EnvironmentImpact, GateNow, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED,
     MAX_IMPACT, RunningImpact,

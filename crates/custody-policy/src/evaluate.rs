@@ -75,12 +75,7 @@ fn known_environment<'p>(
             vec![format!(
                 "unknown environment {:?}; the pipeline is {}",
                 facts.environment,
-                policy
-                    .environments()
-                    .iter()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" → ")
+                policy.pipeline()
             )],
             vec![],
             String::new(),

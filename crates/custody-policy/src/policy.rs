@@ -121,6 +121,15 @@ impl Policy {
         &self.environments
     }
 
+    /// The pipeline as people read it: `build → test → production`.
+    pub fn pipeline(&self) -> String {
+        self.environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+
     /// An environment by name.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)

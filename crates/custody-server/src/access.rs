@@ -203,19 +203,9 @@ fn presented(token: &str) -> String {
         return "a bearer credential that is not a custody token (refused)".into();
     };
     match rest.split_once('_') {
-        Some((id, _)) if is_token_id(id) => format!("token {id} (refused)"),
+        Some((id, _)) if custody_app::is_token_id(id) => format!("token {id} (refused)"),
         _ => "a malformed custody token (refused)".into(),
     }
-}
-
-/// Whether `id` is of the form custody gives a token's id: `tok` and 16 lowercase hex
-/// digits (so a secret sent where the id goes is never taken for one).
-fn is_token_id(id: &str) -> bool {
-    id.len() == 19
-        && id.starts_with("tok")
-        && id[3..]
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Who a bearer credential is: an API token (`cst_…`), or a CI job's OIDC ID token when

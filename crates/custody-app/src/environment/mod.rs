@@ -123,15 +123,7 @@ impl<S: Store> App<S> {
                 return Ok(done);
             }
         }
-        let policy = self.policy().await?;
-        known_environment(&policy, environment)?;
-        crate::identity::may_act_in(
-            &policy,
-            actor,
-            &[custody_policy::Role::Deployer],
-            environment,
-            "report deploys and roll back",
-        )?;
+        let policy = self.deployer_in(actor, environment).await?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
                 self.get_checked(kind::ENVIRONMENT, environment).await?;
@@ -244,15 +236,7 @@ impl<S: Store> App<S> {
                 return Ok(done);
             }
         }
-        let policy = self.policy().await?;
-        known_environment(&policy, environment)?;
-        crate::identity::may_act_in(
-            &policy,
-            actor,
-            &[custody_policy::Role::Deployer],
-            environment,
-            "report deploys and roll back",
-        )?;
+        let policy = self.deployer_in(actor, environment).await?;
         self.retrying(|| async {
             let current: Option<Versioned<EnvironmentRecord>> =
                 self.get_checked(kind::ENVIRONMENT, environment).await?;
@@ -284,6 +268,26 @@ impl<S: Store> App<S> {
             .await?
             .ok_or_else(|| AppError::not_found(format!("no release {id}")))?
             .value)
+    }
+
+    /// The policy in force, once `actor` is known to hold the deployer role in
+    /// `environment`, which must be one the policy names (reporting deploys and rolling
+    /// back both ask it).
+    async fn deployer_in(
+        &self,
+        actor: &Actor,
+        environment: &str,
+    ) -> AppResult<std::sync::Arc<Policy>> {
+        let policy = self.policy().await?;
+        known_environment(&policy, environment)?;
+        crate::identity::may_act_in(
+            &policy,
+            actor,
+            &[custody_policy::Role::Deployer],
+            environment,
+            "report deploys and roll back",
+        )?;
+        Ok(policy)
     }
 
     /// Picks the rollback target: the most recently certified other release of the
@@ -551,12 +555,7 @@ pub(crate) fn known_environment(policy: &Policy, environment: &str) -> AppResult
     if policy.environment(environment).is_none() {
         return Err(AppError::not_found(format!(
             "unknown environment {environment:?}; the pipeline is {}",
-            policy
-                .environments()
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" → ")
+            policy.pipeline()
         )));
     }
     Ok(())

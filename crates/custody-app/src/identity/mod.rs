@@ -541,3 +541,14 @@ fn revoked(
         }),
     )
 }
+
+/// Whether `id` is of the form custody gives a token's id (`tok` and 16 lowercase hex
+/// digits, see [`App::create_token`]), so that text of any other form (a secret sent where
+/// the id goes, say) is never taken for one.
+pub fn is_token_id(id: &str) -> bool {
+    id.len() == 19
+        && id.starts_with("tok")
+        && id[3..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}

@@ -158,10 +158,8 @@ fn token_id(given: &str) -> anyhow::Result<String> {
         .map_or(&text[..], str::trim_start);
     let text = text.strip_prefix("cst_").unwrap_or(text);
     let id = text.split('_').next().unwrap_or_default();
-    let is_id =
-        id.len() == 19 && id.starts_with("tok") && id[3..].bytes().all(|b| b.is_ascii_hexdigit());
     anyhow::ensure!(
-        is_id,
+        custody_app::is_token_id(id),
         "that is neither a token id (tok and 16 hex digits, as `custody token list` shows) nor a token's text (cst_tok…_…); nothing was sent"
     );
     Ok(id.to_owned())
