@@ -319,16 +319,15 @@ fn vulnerabilities(
             }
         }
         blocking.dedup();
-        if !blocking.is_empty() || unlisted > 0 {
-            let more = if unlisted > 0 {
-                format!("; and {unlisted} more")
-            } else {
-                String::new()
-            };
+        let count = blocking.len() as u64 + unlisted;
+        // Findings past the recorded list cannot be named, so no exception can waive them.
+        if unlisted != 0 {
+            blocking.push(format!("and {unlisted} more not listed"));
+        }
+        if !blocking.is_empty() {
             problems.push(format!(
-                "artifact {}: {} vulnerabilities {}: {}{more}",
+                "artifact {}: {count} vulnerabilities {}: {}",
                 a.name,
-                blocking.len() as u64 + unlisted,
                 rule.describe(),
                 blocking.join("; ")
             ));
@@ -385,16 +384,15 @@ fn licences(
                 if verdict.allowed {
                     continue;
                 }
-                let (open, why_not) = unwaived(waivers, facts, a, fact, &mut waived);
-                if !open.is_empty() || fact.more_packages > 0 {
-                    let more = if fact.more_packages > 0 {
-                        format!(" and {} more", fact.more_packages)
-                    } else {
-                        String::new()
-                    };
+                let (mut open, why_not) = unwaived(waivers, facts, a, fact, &mut waived);
+                // Packages past the recorded list cannot be named, so nothing waives them.
+                if fact.more_packages != 0 {
+                    open.push(format!("{} more not listed", fact.more_packages));
+                }
+                if !open.is_empty() {
                     blocking.push(with_why(
                         format!(
-                            "{} ({}{more}): {}",
+                            "{} ({}): {}",
                             fact.licence.as_deref().unwrap_or("no licence"),
                             open.join(", "),
                             verdict.reason
@@ -403,7 +401,7 @@ fn licences(
                     ));
                 }
             }
-            if l.unlisted > 0 {
+            if l.unlisted != 0 {
                 blocking.push(format!("and {} more denied licences", l.unlisted));
             }
         }

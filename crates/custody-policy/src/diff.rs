@@ -6,6 +6,7 @@
 //! governance reads is compared here; a field added to the policy without a line here would
 //! let a change slip through review unnamed. The tests walk each one.
 
+use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -81,6 +82,18 @@ pub fn loosens(changes: &[Change]) -> bool {
     changes.iter().any(|c| c.direction == Direction::Looser)
 }
 
+/// A bound where absent means unbounded, ranked for [`Changes::ranked`]: a higher bound
+/// is looser, and no bound is above every value.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Limit<T> {
+    At(T),
+    Unbounded,
+}
+
+pub(crate) fn limit<T>(bound: Option<T>) -> Limit<T> {
+    bound.map_or(Limit::Unbounded, Limit::At)
+}
+
 #[derive(Default)]
 pub(crate) struct Changes(Vec<Change>);
 
@@ -96,6 +109,19 @@ impl Changes {
     }
     pub(crate) fn neutral(&mut self, what: String) {
         self.push(Direction::Neutral, what);
+    }
+    /// A setting that moved, given as ranks where higher is looser ([`Reverse`] for a
+    /// requirement, [`Limit`] for a bound, `!x` for a flag whose absence is looser):
+    /// looser if it rose, stricter if it fell, and nothing at all if it stayed.
+    ///
+    /// Every ordered setting goes through here, so "which way is looser" is said once per
+    /// setting, by its rank, rather than by a comparison beside an inequality guard.
+    pub(crate) fn ranked<T: Ord>(&mut self, before: T, after: T, what: impl FnOnce() -> String) {
+        match after.cmp(&before) {
+            Ordering::Greater => self.looser(what()),
+            Ordering::Less => self.stricter(what()),
+            Ordering::Equal => {}
+        }
     }
     /// `looser` if `loose`, else `stricter`.
     pub(crate) fn either(&mut self, loose: bool, what: String) {
@@ -136,15 +162,12 @@ fn governance(before: &Policy, after: &Policy, out: &mut Changes) {
             if added { "now" } else { "no longer" }
         )
     });
-    if a.quorum != b.quorum {
-        out.either(
-            a.quorum < b.quorum,
-            format!(
-                "policy changes need {} approvals from owners (was {})",
-                a.quorum, b.quorum
-            ),
-        );
-    }
+    out.ranked(Reverse(b.quorum), Reverse(a.quorum), || {
+        format!(
+            "policy changes need {} approvals from owners (was {})",
+            a.quorum, b.quorum
+        )
+    });
     let persons = |p: &Policy| -> BTreeSet<String> {
         p.person_keys
             .iter()
@@ -179,19 +202,16 @@ fn grants(before: &[Grant], after: &[Grant], out: &mut Changes) {
                 .map(|g| g.until.unwrap_or(i64::MAX))
                 .max()
         };
-        let (was, now) = (end(before), end(after));
-        if was != now {
-            out.either(
-                now > was,
-                format!(
-                    "{principal}'s {key} now{}",
-                    match now {
-                        Some(i64::MAX) | None => " does not end".to_owned(),
-                        Some(t) => format!(" ends {}", time(t)),
-                    }
-                ),
-            );
-        }
+        let now = end(after);
+        out.ranked(end(before), now, || {
+            format!(
+                "{principal}'s {key} now{}",
+                match now {
+                    Some(i64::MAX) | None => " does not end".to_owned(),
+                    Some(t) => format!(" ends {}", time(t)),
+                }
+            )
+        });
     }
 }
 
@@ -249,17 +269,16 @@ fn keys(before: &Policy, after: &Policy, out: &mut Changes) {
             short(&b.key_id),
             a.name
         );
-        match (b.expires, a.expires) {
-            (Some(was), None) => out.looser(format!("{what} no longer expires (it did at {was})")),
-            (None, Some(now)) => out.stricter(format!("{what} now expires at {now}")),
-            (Some(was), Some(now)) if now > was => {
-                out.looser(format!("{what} expires later: at {now} (was {was})"))
-            }
-            (Some(was), Some(now)) if now < was => {
-                out.stricter(format!("{what} expires sooner: at {now} (was {was})"))
-            }
-            _ => {}
-        }
+        let expiry = |t: Option<custody_model::Timestamp>| {
+            t.map_or_else(|| "never".to_owned(), |t| format!("at {t}"))
+        };
+        out.ranked(limit(b.expires), limit(a.expires), || {
+            format!(
+                "{what} expires {} (was {})",
+                expiry(a.expires),
+                expiry(b.expires)
+            )
+        });
         if a.name != b.name {
             out.neutral(format!("{what} renamed (was {})", b.name));
         }
@@ -302,19 +321,16 @@ fn naming(before: &Policy, after: &Policy, out: &mut Changes) {
             before.release_name.as_str()
         ));
     }
-    if before.semver != after.semver {
-        out.either(
-            !after.semver,
-            format!(
-                "release versions {} be SemVer",
-                if after.semver {
-                    "must"
-                } else {
-                    "need no longer"
-                }
-            ),
-        );
-    }
+    out.ranked(!before.semver, !after.semver, || {
+        format!(
+            "release versions {} be SemVer",
+            if after.semver {
+                "must"
+            } else {
+                "need no longer"
+            }
+        )
+    });
 }
 
 fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
@@ -328,17 +344,17 @@ fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
             },
         );
     }
-    if a.verified != b.verified {
-        out.either(
-            !a.verified,
-            format!(
-                "{env}: a verified deploy in {} {} required",
-                a.after.as_deref().unwrap_or("the earlier environment"),
-                if a.verified { "is now" } else { "is no longer" }
-            ),
-        );
-    }
-    span(out, env, "soak", b.soak, a.soak, true);
+    out.ranked(!b.verified, !a.verified, || {
+        format!(
+            "{env}: a verified deploy in {} {} required",
+            a.after.as_deref().unwrap_or("the earlier environment"),
+            if a.verified { "is now" } else { "is no longer" }
+        )
+    });
+    // A soak is a wait required (none is the loosest); evidence max age bounds age.
+    out.ranked(Reverse(b.soak), Reverse(a.soak), || {
+        format!("{env}: soak {} (was {})", span(a.soak), span(b.soak))
+    });
     approvals(out, env, b.approvals.as_ref(), a.approvals.as_ref());
     let types = |e: &Environment| e.evidence.iter().cloned().collect::<BTreeSet<_>>();
     out.sets(&types(b), &types(a), false, |t, added| {
@@ -347,14 +363,13 @@ fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
             if added { "now" } else { "no longer" }
         )
     });
-    span(
-        out,
-        env,
-        "evidence max age",
-        b.evidence_max_age,
-        a.evidence_max_age,
-        false,
-    );
+    out.ranked(limit(b.evidence_max_age), limit(a.evidence_max_age), || {
+        format!(
+            "{env}: evidence max age {} (was {})",
+            span(a.evidence_max_age),
+            span(b.evidence_max_age)
+        )
+    });
     allow_list(
         out,
         env,
@@ -396,23 +411,9 @@ fn environment(b: &Environment, a: &Environment, out: &mut Changes) {
     crate::diff_rules::evidence_rules(out, env, &b.rules, &a.rules);
 }
 
-/// A required wait or bound: a shorter one is looser when `required` (a soak), a longer or
-/// absent one is looser when it bounds age (evidence max age).
-fn span(out: &mut Changes, env: &str, what: &str, b: Option<Span>, a: Option<Span>, wait: bool) {
-    if a == b {
-        return;
-    }
-    let show = |s: Option<Span>| s.map_or_else(|| "none".to_owned(), |s| s.to_string());
-    let looser = match (b, a) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(b), Some(a)) if wait => a < b,
-        (Some(b), Some(a)) => a > b,
-    };
-    out.either(
-        looser,
-        format!("{env}: {what} {} (was {})", show(a), show(b)),
-    );
+/// A span as the diff shows it, `none` when absent.
+fn span(s: Option<Span>) -> String {
+    s.map_or_else(|| "none".to_owned(), |s| s.to_string())
 }
 
 fn approvals(out: &mut Changes, env: &str, b: Option<&Approvals>, a: Option<&Approvals>) {
@@ -425,15 +426,12 @@ fn approvals(out: &mut Changes, env: &str, b: Option<&Approvals>, a: Option<&App
             roles(&a.roles)
         )),
         (Some(b), Some(a)) => {
-            if a.quorum != b.quorum {
-                out.either(
-                    a.quorum < b.quorum,
-                    format!(
-                        "{env}: {} approval(s) required (was {})",
-                        a.quorum, b.quorum
-                    ),
-                );
-            }
+            out.ranked(Reverse(b.quorum), Reverse(a.quorum), || {
+                format!(
+                    "{env}: {} approval(s) required (was {})",
+                    a.quorum, b.quorum
+                )
+            });
             let set = |x: &Approvals| x.roles.iter().map(|r| r.name()).collect::<BTreeSet<_>>();
             out.sets(&set(b), &set(a), true, |r, added| {
                 format!(
@@ -441,15 +439,12 @@ fn approvals(out: &mut Changes, env: &str, b: Option<&Approvals>, a: Option<&App
                     if added { "may now" } else { "may no longer" }
                 )
             });
-            if a.expires != b.expires {
-                out.either(
-                    a.expires > b.expires,
-                    format!(
-                        "{env}: an approval counts for {} (was {})",
-                        a.expires, b.expires
-                    ),
-                );
-            }
+            out.ranked(b.expires, a.expires, || {
+                format!(
+                    "{env}: an approval counts for {} (was {})",
+                    a.expires, b.expires
+                )
+            });
         }
     }
 }

@@ -2,9 +2,10 @@
 //! analysis, vulnerabilities, licences, reproducible builds, the deploy gate's standing),
 //! each change marked looser or stricter, for [`crate::diff`].
 
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
-use crate::diff::Changes;
+use crate::diff::{Changes, limit};
 use crate::rules::{EvidenceRules, FindingRule, StandingMode, TestRule, severity_name};
 
 /// The changes from `b` to `a` in environment `env`.
@@ -18,35 +19,22 @@ pub(crate) fn evidence_rules(out: &mut Changes, env: &str, b: &EvidenceRules, a:
     );
     vulnerabilities(out, env, b, a);
     licences(out, env, b, a);
-    if a.reproducible != b.reproducible {
-        // More agreeing builders is stricter; none required is the loosest.
-        let looser = match (b.reproducible, a.reproducible) {
-            (_, None) => true,
-            (None, Some(_)) => false,
-            (Some(b), Some(a)) => a < b,
-        };
+    // More agreeing builders is stricter; none required is the loosest.
+    out.ranked(Reverse(b.reproducible), Reverse(a.reproducible), || {
         let show = |n: Option<u32>| n.map_or_else(|| "none".into(), |n| n.to_string());
-        out.either(
-            looser,
-            format!(
-                "{env}: agreeing rebuilds required {} (was {})",
-                show(a.reproducible),
-                show(b.reproducible)
-            ),
-        );
-    }
-    if a.standing != b.standing {
-        out.either(
-            a.standing == StandingMode::Warn,
-            format!(
-                "{env}: when evidence rules fail after certification the deploy gate {}",
-                match a.standing {
-                    StandingMode::Warn => "only warns",
-                    StandingMode::Deny => "denies",
-                }
-            ),
-        );
-    }
+        format!(
+            "{env}: agreeing rebuilds required {} (was {})",
+            show(a.reproducible),
+            show(b.reproducible)
+        )
+    });
+    let warns = |r: &EvidenceRules| r.standing == StandingMode::Warn;
+    out.ranked(warns(b), warns(a), || {
+        format!(
+            "{env}: when evidence rules fail after certification the deploy gate {}",
+            if warns(a) { "only warns" } else { "denies" }
+        )
+    });
 }
 
 fn tests(out: &mut Changes, env: &str, b: Option<&TestRule>, a: Option<&TestRule>) {
@@ -55,28 +43,22 @@ fn tests(out: &mut Changes, env: &str, b: Option<&TestRule>, a: Option<&TestRule
         (Some(_), None) => out.looser(format!("{env}: test reports are no longer read")),
         (None, Some(_)) => out.stricter(format!("{env}: test reports are now read")),
         (Some(b), Some(a)) => {
-            if a.min_tests != b.min_tests {
-                out.either(
-                    a.min_tests < b.min_tests,
-                    format!(
-                        "{env}: at least {} test cases (was {})",
-                        a.min_tests, b.min_tests
-                    ),
-                );
-            }
-            if a.allow_failures != b.allow_failures {
-                out.either(
-                    a.allow_failures,
-                    format!(
-                        "{env}: failing tests {} allowed",
-                        if a.allow_failures {
-                            "are now"
-                        } else {
-                            "are no longer"
-                        }
-                    ),
-                );
-            }
+            out.ranked(Reverse(b.min_tests), Reverse(a.min_tests), || {
+                format!(
+                    "{env}: at least {} test cases (was {})",
+                    a.min_tests, b.min_tests
+                )
+            });
+            out.ranked(b.allow_failures, a.allow_failures, || {
+                format!(
+                    "{env}: failing tests {} allowed",
+                    if a.allow_failures {
+                        "are now"
+                    } else {
+                        "are no longer"
+                    }
+                )
+            });
         }
     }
 }
@@ -95,84 +77,60 @@ fn findings(out: &mut Changes, env: &str, b: Option<&FindingRule>, a: Option<&Fi
         ("warning", b.max_warning, a.max_warning),
         ("note", b.max_note, a.max_note),
     ] {
-        if before == after {
-            continue;
-        }
-        let looser = match (before, after) {
-            (_, None) => true,
-            (None, Some(_)) => false,
-            (Some(b), Some(a)) => a > b,
-        };
-        let show = |n: Option<u64>| n.map_or_else(|| "any number".into(), |n| n.to_string());
-        out.either(
-            looser,
+        out.ranked(limit(before), limit(after), || {
+            let show = |n: Option<u64>| n.map_or_else(|| "any number".into(), |n| n.to_string());
             format!(
                 "{env}: {} {level}-level findings allowed (was {})",
                 show(after),
                 show(before)
-            ),
-        );
+            )
+        });
     }
 }
 
 fn vulnerabilities(out: &mut Changes, env: &str, b: &EvidenceRules, a: &EvidenceRules) {
     let (b, a) = (b.vulnerability_rule(), a.vulnerability_rule());
-    if a.max_severity != b.max_severity {
-        // Severities order most severe first: allowing a smaller one allows worse.
-        let looser = match (b.max_severity, a.max_severity) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(b), Some(a)) => a < b,
-        };
-        let show = |s: Option<custody_evidence::vuln::Severity>| s.map_or("none", severity_name);
-        out.either(
-            looser,
+    // Severities order most severe first, so allowing a smaller one allows worse; none
+    // allowed (no maximum) is the strictest.
+    out.ranked(
+        b.max_severity.map(Reverse),
+        a.max_severity.map(Reverse),
+        || {
+            let show =
+                |s: Option<custody_evidence::vuln::Severity>| s.map_or("none", severity_name);
             format!(
                 "{env}: vulnerabilities up to {} allowed (was {})",
                 show(a.max_severity),
                 show(b.max_severity)
-            ),
-        );
-    }
-    if a.fixable_only != b.fixable_only {
-        out.either(
-            a.fixable_only,
-            format!(
-                "{env}: vulnerabilities without a fix {}",
-                if a.fixable_only {
-                    "no longer block"
-                } else {
-                    "now block"
-                }
-            ),
-        );
-    }
-    if a.unknown_as != b.unknown_as {
-        out.either(
-            a.unknown_as > b.unknown_as,
-            format!(
-                "{env}: a vulnerability of unknown severity counts as {} (was {})",
-                severity_name(a.unknown_as),
-                severity_name(b.unknown_as)
-            ),
-        );
-    }
-    if a.max_age != b.max_age {
-        let looser = match (b.max_age, a.max_age) {
-            (_, None) => true,
-            (None, Some(_)) => false,
-            (Some(b), Some(a)) => a > b,
-        };
+            )
+        },
+    );
+    out.ranked(b.fixable_only, a.fixable_only, || {
+        format!(
+            "{env}: vulnerabilities without a fix {}",
+            if a.fixable_only {
+                "no longer block"
+            } else {
+                "now block"
+            }
+        )
+    });
+    // An unknown severity judged as a less severe one (later in the order) lets more by.
+    out.ranked(b.unknown_as, a.unknown_as, || {
+        format!(
+            "{env}: a vulnerability of unknown severity counts as {} (was {})",
+            severity_name(a.unknown_as),
+            severity_name(b.unknown_as)
+        )
+    });
+    out.ranked(limit(b.max_age), limit(a.max_age), || {
         let show = |s: Option<crate::Span>| s.map_or_else(|| "any".into(), |s| s.to_string());
-        out.either(
-            looser,
-            format!(
-                "{env}: vulnerability scans up to {} old (was {})",
-                show(a.max_age),
-                show(b.max_age)
-            ),
-        );
-    }
+        format!(
+            "{env}: vulnerability scans up to {} old (was {})",
+            show(a.max_age),
+            show(b.max_age)
+        )
+    });
 }
 
 fn licences(out: &mut Changes, env: &str, b: &EvidenceRules, a: &EvidenceRules) {
@@ -211,17 +169,14 @@ fn licences(out: &mut Changes, env: &str, b: &EvidenceRules, a: &EvidenceRules) 
             }
         )
     });
-    if a.allow_unknown != b.allow_unknown {
-        out.either(
-            a.allow_unknown,
-            format!(
-                "{env}: unknown or missing licences {}",
-                if a.allow_unknown {
-                    "now pass"
-                } else {
-                    "no longer pass"
-                }
-            ),
-        );
-    }
+    out.ranked(b.allow_unknown, a.allow_unknown, || {
+        format!(
+            "{env}: unknown or missing licences {}",
+            if a.allow_unknown {
+                "now pass"
+            } else {
+                "no longer pass"
+            }
+        )
+    });
 }

@@ -281,3 +281,145 @@ fn mistakes_in_the_rules_are_refused_at_their_line() {
         assert!(first.message.contains(needle), "{rules}: {errors}");
     }
 }
+
+#[test]
+fn vulnerabilities_past_the_recorded_list_still_block_and_no_exception_waives_them() {
+    // 103 fixable criticals: the first 100 are recorded by id, three only counted.
+    let ids: Vec<String> = (0..103).map(|i| format!("CVE-2024-{}", 1000 + i)).collect();
+    let findings: Vec<_> = ids
+        .iter()
+        .map(|id| (id.as_str(), "openssl", "CRITICAL", Some("3.0.7")))
+        .collect();
+    let (policy, k) = rules_policy("");
+    let facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "vulnerability-scan",
+        &trivy(&findings),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &facts),
+        "vulnerabilities",
+        &[
+            "artifact service-0: 103 vulnerabilities above high",
+            "CVE-2024-1099 in openssl",
+            "; and 3 more not listed",
+        ],
+    );
+    // Every recorded one waived: the three beyond still block, and say so alone.
+    let mut waived = facts;
+    waived.exceptions = ids[..100]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| exception(&format!("exc-{i}"), id))
+        .collect();
+    let d = evaluate(&policy, &waived);
+    fails(
+        &d,
+        "vulnerabilities",
+        &[
+            "artifact service-0: 3 vulnerabilities above high with a known fix: and 3 more not listed",
+        ],
+    );
+}
+
+#[test]
+fn denied_licences_past_the_recorded_list_still_block_and_no_exception_waives_them() {
+    let (policy, k) = rules_policy(LICENCES);
+    // Twelve packages under one denied licence: ten are named, two only counted.
+    let names: Vec<String> = (0..12).map(|i| format!("p{i:02}")).collect();
+    let components: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_str(), Some("GPL-3.0-only")))
+        .collect();
+    let facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "sbom",
+        &sbom(&components),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &facts),
+        "licences",
+        &["GPL-3.0-only (p00@1.0, ", "p09@1.0, 2 more not listed): "],
+    );
+    let waiver = |n: &str| ExceptionFacts {
+        finding: WaivedFinding::Licence {
+            licence: "GPL-3.0-only".into(),
+            package: n.into(),
+        },
+        ..exception(&format!("exc-{n}"), "")
+    };
+    // The ten named waived: the two beyond still block, and say so alone.
+    let mut waived = facts.clone();
+    waived.exceptions = names[..10].iter().map(|n| waiver(n)).collect();
+    fails(
+        &evaluate(&policy, &waived),
+        "licences",
+        &["artifact service-0: GPL-3.0-only (2 more not listed): "],
+    );
+    // An exception no longer in force says why it does not count, and only it.
+    let mut ended = facts;
+    ended.exceptions = vec![ExceptionFacts {
+        expires_at: NOW - 1,
+        ..waiver("p03")
+    }];
+    let d = evaluate(&policy, &ended);
+    let reason = &gate(&d, "licences").reason;
+    assert!(
+        reason.ends_with(" (exception exc-p03 expired at 2026-11-18T11:06:39Z)"),
+        "{reason}"
+    );
+
+    // More denied licences than are recorded: the rest are counted.
+    let many: Vec<(String, String)> = (0..101)
+        .map(|i| (format!("q{i:03}"), format!("LicenseRef-acme-{i:03}")))
+        .collect();
+    let components: Vec<_> = many
+        .iter()
+        .map(|(n, l)| (n.as_str(), Some(l.as_str())))
+        .collect();
+    let facts = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "sbom",
+        &sbom(&components),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &facts),
+        "licences",
+        &[
+            "LicenseRef-acme-000 (q000@1.0)",
+            "; and 1 more denied licences",
+        ],
+    );
+}
+
+#[test]
+fn a_warn_standing_softens_only_the_content_gates_that_failed() {
+    let (warn, k) = rules_policy("standing = \"warn\"\n");
+    let mut facts = with(
+        &warn,
+        passing_facts(&warn, &k, 1),
+        "vulnerability-scan",
+        &trivy(&[("CVE-2024-0003", "curl", "LOW", Some("8.5.0"))]),
+        NOW + HOUR,
+    );
+    let d = evaluate_standing(&warn, &facts);
+    assert!(d.allowed, "{d:#?}");
+    assert_eq!(
+        d.warnings().count(),
+        0,
+        "a passing content gate stays passed"
+    );
+    assert_eq!(gate(&d, "vulnerabilities").status, Status::Pass);
+    // A failing gate that reads no evidence's content still fails.
+    facts.release.artifacts[0]
+        .evidence
+        .retain(|e| e.kind != "sbom");
+    let d = evaluate_standing(&warn, &facts);
+    fails(&d, "evidence", &["sbom"]);
+}
