@@ -100,17 +100,24 @@ pub(crate) fn compile_governance(
         );
     }
     let quorum = *doc.quorum.get_ref();
-    let people: BTreeSet<&str> = grants
-        .iter()
-        .filter(|g| owners.contains(&g.role) && g.environment.is_none())
-        .map(|g| g.principal.as_str())
-        .collect();
+    let needed = usize::try_from(quorum).unwrap_or(usize::MAX);
+    let holders = |lasting_only: bool| -> BTreeSet<&str> {
+        grants
+            .iter()
+            .filter(|g| owners.contains(&g.role) && g.environment.is_none())
+            .filter(|g| !lasting_only || g.until.is_none())
+            .map(|g| g.principal.as_str())
+            .collect()
+    };
+    let (people, lasting) = (holders(false), holders(true));
     if quorum == 0 {
         errors.at(
             doc.quorum.span(),
             "a quorum of 0 would let a change approve itself; it must be at least 1",
         );
-    } else if !errors.recorded && people.len() <= usize::try_from(quorum).unwrap_or(usize::MAX) {
+    } else if errors.recorded {
+        // A recorded policy is read as it was recorded, before owners were counted.
+    } else if people.len() <= needed {
         errors.at(
             doc.quorum.span(),
             format!(
@@ -120,19 +127,10 @@ pub(crate) fn compile_governance(
                 people.len()
             ),
         );
-    }
-    // Owners whose grants end may only come on top of enough that do not: otherwise the
-    // passing of a date would leave the policy ungoverned, and open it to its operator.
-    let lasting: BTreeSet<&str> = grants
-        .iter()
-        .filter(|g| owners.contains(&g.role) && g.environment.is_none() && g.until.is_none())
-        .map(|g| g.principal.as_str())
-        .collect();
-    if quorum > 0
-        && !errors.recorded
-        && people.len() > lasting.len()
-        && lasting.len() <= usize::try_from(quorum).unwrap_or(usize::MAX)
-    {
+    } else if lasting.len() <= needed {
+        // Owners whose grants end may only come on top of enough that do not: otherwise
+        // the passing of a date would leave the policy ungoverned, and open it to its
+        // operator.
         errors.at(
             doc.quorum.span(),
             format!(

@@ -381,6 +381,10 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
     );
     let facts = scanned(&lenient, &k);
     assert!(evaluate(&lenient, &facts).allowed);
+    // Exactly as old as allowed is young enough.
+    let mut edge = facts.clone();
+    edge.now += HOUR;
+    assert!(evaluate(&lenient, &edge).allowed);
     let mut later = facts.clone();
     later.now += 2 * HOUR;
     fails(

@@ -423,3 +423,16 @@ fn a_warn_standing_softens_only_the_content_gates_that_failed() {
     let d = evaluate_standing(&warn, &facts);
     fails(&d, "evidence", &["sbom"]);
 }
+
+#[test]
+fn a_waived_finding_reads_as_people_name_it() {
+    let cve = WaivedFinding::Vulnerability {
+        id: "CVE-2024-0001".into(),
+    };
+    assert_eq!(cve.to_string(), "vulnerability CVE-2024-0001");
+    let licence = WaivedFinding::Licence {
+        licence: "GPL-3.0-only".into(),
+        package: "readline@8.2".into(),
+    };
+    assert_eq!(licence.to_string(), "licence GPL-3.0-only of readline@8.2");
+}

@@ -55,6 +55,18 @@ fn a_quorum_the_owners_cannot_reach_without_the_proposer_is_refused_at_its_line(
     let nobody = governed().replace("owners = [\"security\"]", "owners = [\"overlord\"]");
     let err = compile(&bundle(&nobody, &keys())).unwrap_err().to_string();
     assert!(err.contains("unknown role \"overlord\""), "{err}");
+    let none = governed().replace("owners = [\"security\"]", "owners = []");
+    let err = compile(&bundle(&none, &keys())).unwrap_err().to_string();
+    assert!(
+        err.contains("[governance] names no owner roles, so nobody could approve a change"),
+        "{err}"
+    );
+    // A role named twice owns once.
+    let twice = governed().replace(
+        "owners = [\"security\"]",
+        "owners = [\"security\", \"security\"]",
+    );
+    assert_eq!(compiled(&twice).governance().owners, vec![Role::Security]);
 }
 
 #[test]

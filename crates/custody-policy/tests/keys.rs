@@ -109,7 +109,10 @@ fn a_blank_or_overlong_name_or_owner_is_refused_at_its_line() {
         ),
         ("owner = \"a\\u0007b\"\n", "owner must be 1 to 100"),
         // Invisible formatting characters too.
-        ("name = \"sig\\u202Ener\"\n", "name must be 1 to 100 printable"),
+        (
+            "name = \"sig\\u202Ener\"\n",
+            "name must be 1 to 100 printable",
+        ),
         ("nickname = \"r\"\n", "unknown field `nickname`"),
     ] {
         let err = compile(&named_policy(field)).unwrap_err().to_string();
@@ -122,4 +125,26 @@ fn a_blank_or_overlong_name_or_owner_is_refused_at_its_line() {
             + 2;
         assert!(err.contains(&format!(":{line}:")), "{field}: {err}");
     }
+}
+
+#[test]
+fn a_purpose_is_written_and_read_back_by_one_name() {
+    let names: Vec<_> = KeyPurpose::ALL.iter().map(|p| p.as_str()).collect();
+    assert_eq!(names, ["release-signer", "builder", "personal-approval"]);
+    for p in KeyPurpose::ALL {
+        assert_eq!(KeyPurpose::parse(p.as_str()), Some(p));
+    }
+    assert_eq!(KeyPurpose::parse("release signer"), None);
+    assert_eq!(KeyPurpose::parse(""), None);
+}
+
+#[test]
+fn a_name_of_exactly_the_longest_length_is_kept() {
+    let name = "n".repeat(100);
+    let policy = compile(&named_policy(&format!("name = \"{name}\"\n"))).unwrap();
+    assert!(
+        policy.named_keys().iter().any(|k| k.name == name),
+        "{:?}",
+        policy.named_keys()
+    );
 }

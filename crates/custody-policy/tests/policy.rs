@@ -593,3 +593,102 @@ fn a_policy_file_is_bounded() {
     assert_eq!(err.0[0].file, "notes.rego");
     assert!(err.0[0].message.contains("at most 1048576"), "{err}");
 }
+
+/// Each reason in full where its words depend on what was refused, and each bound met
+/// exactly: a soak that ends now, a report exactly as old as allowed.
+#[test]
+fn reasons_name_what_was_refused_and_bounds_met_exactly_pass() {
+    let (policy, keys) = policy();
+    let base = passing_facts(&policy, &keys, 2);
+    let reason = |mutate: &dyn Fn(&mut custody_policy::Facts), name: &str| {
+        let mut f = base.clone();
+        mutate(&mut f);
+        let d = evaluate(&policy, &f);
+        assert!(!d.allowed, "{d:#?}");
+        gate(&d, name).reason.clone()
+    };
+    assert_eq!(
+        reason(&|f| f.release.signing_key = None, "release-signature"),
+        "the release manifest is not signed by a trusted release key (its signatures are by unknown or revoked keys)"
+    );
+    assert_eq!(
+        reason(
+            &|f| {
+                f.release.signing_key = None;
+                f.release.refused_keys = vec!["key 1234 was revoked".into()];
+            },
+            "release-signature"
+        ),
+        "the release manifest is not signed by a trusted release key: key 1234 was revoked"
+    );
+    let unsigned_provenance = |f: &mut custody_policy::Facts, refused: &[&str]| {
+        let p = f.release.artifacts[1].provenance.as_mut().unwrap();
+        p.signing_key = None;
+        p.refused_keys = refused.iter().map(|r| (*r).to_owned()).collect();
+    };
+    assert_eq!(
+        reason(&|f| unsigned_provenance(f, &[]), "provenance"),
+        "the provenance of service-1 is not signed by a trusted builder key"
+    );
+    assert_eq!(
+        reason(
+            &|f| unsigned_provenance(f, &["key 5678 expired", "key 9abc unknown"]),
+            "provenance"
+        ),
+        "the provenance of service-1 is not signed by a trusted builder key: key 5678 expired; key 9abc unknown"
+    );
+    // Each artifact's source judged on its own, the first one's allowed source aside.
+    assert_eq!(
+        reason(
+            &|f| {
+                f.release.artifacts[1]
+                    .provenance
+                    .as_mut()
+                    .unwrap()
+                    .source_repo = "https://git.example/other/shop".into()
+            },
+            "provenance"
+        ),
+        "builder \"https://ci.example/builder/v1\" may not build service-1 (from https://git.example/other/shop)"
+    );
+    // Only a digest, and too old: the age is the problem, not the missing report.
+    assert_eq!(
+        reason(
+            &|f| {
+                for e in &mut f.release.artifacts[0].evidence {
+                    if e.kind == "sbom" {
+                        e.read = Some(false);
+                        e.at = NOW - 31 * 24 * HOUR;
+                    }
+                }
+            },
+            "evidence"
+        ),
+        "artifact service-0 has no sbom evidence younger than 30d"
+    );
+
+    let passes = |mutate: &dyn Fn(&mut custody_policy::Facts)| {
+        let mut f = base.clone();
+        mutate(&mut f);
+        let d = evaluate(&policy, &f);
+        assert!(d.allowed, "{d:#?}");
+    };
+    // Production soaks 24h in staging: certified exactly 24h ago is ready, a second less is not.
+    passes(&|f| f.previous.as_mut().unwrap().certified_at = Some(NOW - 24 * HOUR));
+    blocked(
+        &{
+            let mut f = base.clone();
+            f.previous.as_mut().unwrap().certified_at = Some(NOW - 24 * HOUR + 1);
+            evaluate(&policy, &f)
+        },
+        "previous-environment",
+        Status::Waiting,
+        "soaking in staging for 1d",
+    );
+    // Evidence exactly 30d old is young enough.
+    passes(&|f| {
+        for e in &mut f.release.artifacts[0].evidence {
+            e.at = NOW - 30 * 24 * HOUR;
+        }
+    });
+}

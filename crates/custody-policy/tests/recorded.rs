@@ -59,3 +59,20 @@ fn recorded_decisions_replay_to_the_same_outcome() {
         assert_eq!(replayed, recorded, "{name}: replay differs");
     }
 }
+
+/// A policy recorded before governance was checked still compiles as recorded (its
+/// decisions replay), where a new policy with the same text is refused.
+#[test]
+fn a_recorded_policy_is_read_as_recorded_where_a_new_one_is_refused() {
+    let mut b = recorded_bundle();
+    let text =
+        b.files["custody.toml"].clone() + "\n[governance]\nowners = [\"security\"]\nquorum = 5\n";
+    b.files.insert("custody.toml".into(), text);
+    let err = compile(&b).unwrap_err().to_string();
+    assert!(
+        err.contains("a quorum of 5 owners other than the proposer"),
+        "{err}"
+    );
+    let policy = custody_policy::compile_recorded(&b).expect("recorded as it was");
+    assert_eq!(policy.governance().quorum, 5);
+}
