@@ -405,7 +405,14 @@ fn a_kept_key_shows_its_expiry_name_and_holder() {
 #[test]
 fn a_replaced_key_is_one_trusted_and_one_no_longer_trusted() {
     let other = PrivateKey::p256_from_scalar(&[9; 32]).unwrap();
-    let mut b = bundle(POLICY, &keys());
+    // Under another name: a new key is not the old one renamed.
+    let mut b = bundle(
+        &edited(
+            "path = \"keys/release.pub\"",
+            "path = \"keys/release.pub\"\nname = \"release 2027\"",
+        ),
+        &keys(),
+    );
     b.files
         .insert("keys/release.pub".into(), other.public_key().to_pem());
     let (old, new) = (short(&keys().release), short(&other));
@@ -421,6 +428,26 @@ fn a_replaced_key_is_one_trusted_and_one_no_longer_trusted() {
     ];
     expected.sort();
     assert_eq!(diff(&compiled(POLICY), &compile(&b).unwrap()), expected);
+}
+
+/// Only a key id (64 hex digits) is shortened: any other name, of whatever length, is
+/// shown whole.
+#[test]
+fn a_builder_is_named_whole_whatever_its_length() {
+    let long = format!("https://ci.example/{}", "b".repeat(45));
+    assert_eq!(long.len(), 64);
+    let with_long = POLICY.replace("https://ci.example/builder/v1", &long);
+    texts(
+        &with_long,
+        &with_long.replacen(
+            "name = \"production\"\n",
+            &format!("name = \"production\"\nbuilders = [\"{long}\"]\n"),
+            1,
+        ),
+        Stricter,
+        &format!("production: only builders {long} count"),
+        "production: any trusted builders now count",
+    );
 }
 
 #[test]

@@ -45,6 +45,13 @@ fn a_complete_promotion_passes_every_gate() {
     assert!(!d.broke_glass(), "nobody broke glass");
     assert!(d.input_digest.starts_with("sha256:"));
     assert_eq!(d.policy_digest, policy.digest());
+    let environments: Vec<_> = policy
+        .environments()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(environments, ["build", "test", "staging", "production"]);
+    assert_eq!(policy.pipeline(), "build → test → staging → production");
 }
 
 #[test]
@@ -237,6 +244,24 @@ fn each_gate_says_no_with_its_reason() {
         "approvals",
         Status::Waiting,
         "another release",
+    );
+    // An approval is bound to its environment: staging's does not count in production.
+    check(
+        &|f| f.approvals[0].environment = "staging".into(),
+        "approvals",
+        Status::Waiting,
+        "alice (given for another release, environment or policy version)",
+    );
+    // An approval counts for no longer than the rule's `expires` (production: 24h), however
+    // long its own expiry.
+    check(
+        &|f| {
+            f.approvals[0].at = NOW - 24 * HOUR;
+            f.approvals[0].expires_at = NOW + 48 * HOUR;
+        },
+        "approvals",
+        Status::Waiting,
+        "alice (expired at",
     );
     check(
         &|f| f.approvals[0].policy_digest = "sha256:old".into(),
