@@ -95,7 +95,10 @@ impl AppError {
                 // A range past the head or out of order is the request's mistake.
                 StoreError::OutOfRange(_) | StoreError::InvalidInput(_) => Fault::Invalid,
                 StoreError::IdempotencyConflict(_) | StoreError::Conflict { .. } => Fault::Conflict,
+                // A history that went back or forked is found by the store itself, not
+                // a database that is away: it is an integrity failure, never "retry later".
                 StoreError::Corrupt(_)
+                | StoreError::Integrity(_)
                 | StoreError::KeyMismatch { .. }
                 | StoreError::RetiredKey { .. } => Fault::Integrity,
                 _ => Fault::Unavailable,

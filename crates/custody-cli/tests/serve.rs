@@ -1211,6 +1211,116 @@ async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
     assert!(server.stop().success());
 }
 
+/// Damage done while the server runs is found by its periodic re-check: after a clean
+/// check (counted in `/metrics`), someone with the database moves the head back two
+/// entries, and the next check compares the head with the one the last check saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
+    use sqlx::Connection;
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    trust_new_keys(temp.path(), &data);
+    let received = temp.path().join("received.jsonl");
+    let (_receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("0"));
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("ledger_check = \"1h\"", "ledger_check = \"1s\"");
+    std::fs::write(
+        &config,
+        format!("{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&data);
+    grant_roles(&data, "admin = [\"root\"]");
+    let root = token(&data, "root", &[]);
+    // Wait for a clean check of the whole ledger as it is now (no writes follow).
+    let gauge = |metrics: &str, name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let size = loop {
+        let metrics = http()
+            .get(format!("{}/metrics", server.base))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let entries = gauge(&metrics, "custody_ledger_entries");
+        let checked = gauge(&metrics, "custody_ledger_checked_entries");
+        if let Some(entries) = entries
+            && checked == Some(entries)
+        {
+            assert!(
+                metrics.contains("custody_ledger_checks_total{outcome=\"consistent\"}")
+                    && !metrics.contains("outcome=\"inconsistent\""),
+                "{metrics}"
+            );
+            break entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no clean check of the whole ledger: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(size >= 3, "{size}");
+    let ledger_alerts = || {
+        deliveries(&received)
+            .into_iter()
+            .filter(|d| d["body"]["alert"]["rule"] == "ledger-consistency-failure")
+            .collect::<Vec<_>>()
+    };
+    assert!(ledger_alerts().is_empty());
+    {
+        let url = format!("sqlite:{}", data.join("custody.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        // A consistent older head: the size and signed note of an earlier checkpoint, as
+        // a restored backup would have them. Every check of the store alone passes.
+        for sql in [
+            "DROP TRIGGER log_head_forward_only",
+            "UPDATE log_head SET (size, checkpoint) = (SELECT size, note FROM log_checkpoints \
+             WHERE size < (SELECT size FROM log_head) ORDER BY size DESC LIMIT 1)",
+        ] {
+            sqlx::query(sql).execute(&mut db).await.unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let delivery = loop {
+        if let Some(d) = ledger_alerts().pop() {
+            break d;
+        }
+        if std::time::Instant::now() >= deadline {
+            let metrics = http()
+                .get(format!("{}/metrics", server.base))
+                .bearer_auth(&root)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            panic!(
+                "no ledger alert arrived: {:?}\n{metrics}",
+                deliveries(&received)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let text = delivery["body"]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("fewer than the {size} it had at the last check")),
+        "{text}"
+    );
+    assert!(server.stop().success());
+}
+
 /// A dashboard page as `principal` sees it (signed in with a fresh token).
 async fn dashboard_page(data: &std::path::Path, base: &str, principal: &str, path: &str) -> String {
     let token = token(data, principal, &[]);

@@ -221,8 +221,31 @@ impl Alerting {
 /// Raises `alert` (once, whichever server sees it first).
 pub(crate) async fn raise(state: &ServerState, alert: &Alert) {
     let webhooks = state.alerting.webhook_names();
-    if let Err(e) = state.app.raise_alert(alert, &webhooks, state.now()).await {
-        tracing::error!(alert = %alert.id, error = %e, "raising an alert failed");
+    match state.app.raise_alert(alert, &webhooks, state.now()).await {
+        Ok(_) => {}
+        // After an integrity failure the ledger takes no writes, so an alert cannot wait
+        // in its outbox: it goes to every webhook now, once, unrecorded.
+        Err(e) if e.fault() == custody_app::Fault::Integrity => {
+            tracing::error!(alert = %alert.id, error = %e, "the ledger takes no writes: delivering the alert directly");
+            deliver_unrecorded(state, alert).await;
+        }
+        Err(e) => tracing::error!(alert = %alert.id, error = %e, "raising an alert failed"),
+    }
+}
+
+/// Delivers `alert` to every webhook once, outside the ledger's outbox (no retries).
+async fn deliver_unrecorded(state: &ServerState, alert: &Alert) {
+    let client = match crate::http_client::client(None) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(alert = %alert.id, error = %e, "alert webhooks cannot be reached");
+            return;
+        }
+    };
+    for w in &state.alerting.config.webhooks {
+        if let Err(e) = deliver(&client, &w.url, alert).await {
+            tracing::error!(alert = %alert.id, webhook = %w.name, error = %e, "delivering an unrecorded alert failed");
+        }
     }
 }
 
@@ -287,12 +310,18 @@ pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
         }
         let problem = match check_ledger(&state, seen).await {
             Ok(head) => {
+                tracing::debug!(entries = head.0, "the ledger was re-checked: consistent");
+                state.metrics.ledger_checked("consistent", Some(head.0));
                 seen = Some(head);
                 None
             }
-            Err(Checked::Inconsistent(why)) => Some(why),
+            Err(Checked::Inconsistent(why)) => {
+                state.metrics.ledger_checked("inconsistent", None);
+                Some(why)
+            }
             Err(Checked::Unavailable(why)) => {
                 tracing::warn!(reason = %why, "the ledger check could not run");
+                state.metrics.ledger_checked("unavailable", None);
                 None
             }
         };

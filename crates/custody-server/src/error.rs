@@ -49,16 +49,15 @@ pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
     }
     let reference = custody_app::new_id("err");
     tracing::error!(reference, error = %e, "request failed");
-    let retired = matches!(
-        e,
-        AppError::Store(custody_store::StoreError::RetiredKey { .. })
-    );
-    let what = match status {
+    let what = match (status, e) {
         // The one integrity failure an operator causes on purpose: say what to do.
-        _ if retired => {
+        (_, AppError::Store(custody_store::StoreError::RetiredKey { .. })) => {
             "the log key this server signs with was rotated while it ran (`custody key rotate log`): it neither writes nor vouches for the log until an operator restarts it on the new key; nothing was changed"
         }
-        StatusCode::SERVICE_UNAVAILABLE => {
+        (_, AppError::Store(custody_store::StoreError::Integrity(_))) => {
+            "the ledger's history was changed behind custody's back, so custody writes nothing until an operator resolves it (the server's log and its alerts say what was found); nothing was changed"
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, _) => {
             "custody cannot serve this right now (its store is not answering); nothing was changed, retry later"
         }
         _ => "custody failed to serve this; an operator can find why in the server's log",

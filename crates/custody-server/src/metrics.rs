@@ -67,6 +67,8 @@ pub(crate) struct Metrics {
     /// Appends this process made, by outcome (`committed`, `failed`).
     appends: Family<Labels, Histogram, Latency>,
     alerts: Family<Labels, Counter>,
+    ledger_checks: Family<Labels, Counter>,
+    ledger_checked_entries: Gauge,
     follower: Mutex<Follower>,
 }
 
@@ -130,6 +132,8 @@ impl Metrics {
             http: Family::new_with_constructor(Latency),
             appends: Family::new_with_constructor(Latency),
             alerts: Family::default(),
+            ledger_checks: Family::default(),
+            ledger_checked_entries: Gauge::default(),
             follower: Mutex::new(Follower::default()),
             registry: Registry::with_prefix("custody"),
         };
@@ -209,11 +213,32 @@ impl Metrics {
             m.alerts.clone(),
         );
         m.registry.register(
+            "ledger_checks",
+            "Whole-ledger re-checks this process ran (at start and every [alerts] ledger_check), by outcome: consistent, inconsistent (an alert was raised), unavailable (the database could not be read)",
+            m.ledger_checks.clone(),
+        );
+        m.registry.register(
+            "ledger_checked_entries",
+            "Entries in the ledger at its last consistent re-check",
+            m.ledger_checked_entries.clone(),
+        );
+        m.registry.register(
             "http_request_duration_seconds",
             "HTTP requests served by this process, by route, method and status",
             m.http.clone(),
         );
         m
+    }
+
+    /// One whole-ledger re-check's outcome, and the entries it found consistent.
+    pub(crate) fn ledger_checked(&self, outcome: &'static str, consistent_entries: Option<u64>) {
+        self.ledger_checks
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+        if let Some(n) = consistent_entries {
+            self.ledger_checked_entries
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Times every append `app` makes, into `ledger_append_duration_seconds`.

@@ -52,6 +52,16 @@ impl SqlStore {
         let head = self.checkpoint().await?;
         let mut conn = self.read.acquire().await?;
         let mut c = conn.conn();
+        // The head row's size moved without its signed checkpoint: someone other than
+        // custody moved the head (a write would find it too; a check must not wait for one).
+        if let Some(row) = sql::head(&mut c, false).await?
+            && u64::try_from(row.size).ok() != Some(head.size)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the log head says {} entries, but its signed checkpoint is of {}",
+                row.size, head.size
+            )));
+        }
         let mut frontier = Frontier::new();
         let mut checkpoints = CheckpointCursor::default();
         let mut report = IntegrityReport {

@@ -83,6 +83,7 @@ conformance!(
     a_log_rolled_back_under_a_running_store_turns_it_read_only,
     a_fork_under_running_stores_is_refused,
     a_head_moved_without_the_log_key_is_refused,
+    a_head_size_moved_without_its_checkpoint_fails_the_check,
     a_log_rolled_back_while_stopped_is_refused_at_open,
     a_log_forked_while_stopped_is_refused_at_open,
     the_checkpoint_file_is_a_lower_bound_and_recreated_when_missing,

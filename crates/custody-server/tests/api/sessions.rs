@@ -52,13 +52,7 @@ async fn signing_out_ends_the_session_and_a_forged_sign_in_is_refused() {
     // Sign-out needs the session's CSRF field...
     let (forged, _) = post_form(&server, "/logout", Some(&cookie), "csrf=").await;
     assert_eq!(forged, 403);
-    let html = page.body.as_str().unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .replace(':', "%3A");
+    let csrf = csrf_field(&server, &cookie).await;
     let (out, _) = post_form(&server, "/logout", Some(&cookie), &format!("csrf={csrf}")).await;
     assert!(out.is_redirection(), "{out}");
     // ...and then the same cookie, replayed, no longer signs anyone in.
@@ -76,6 +70,58 @@ async fn signing_out_ends_the_session_and_a_forged_sign_in_is_refused() {
         cookies.iter().all(|c| !c.starts_with("custody_session=")),
         "{cookies:?}"
     );
+}
+
+/// The CSRF field of the forms on a page `cookie`'s session sees, form-encoded.
+async fn csrf_field(server: &TestServer, cookie: &str) -> String {
+    let page = server
+        .call("GET", "/ledger", None, None, &[("cookie", cookie)])
+        .await;
+    page.body
+        .as_str()
+        .unwrap()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace(':', "%3A")
+}
+
+/// A form's CSRF field is its session's own: another session's, even the same person's
+/// from another browser, is refused, so a page that learnt one session's field (or the
+/// person's name) cannot post as another session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csrf_field_is_its_own_sessions_and_no_other() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (first, second) = (
+        server.sign_in("audrey").await,
+        server.sign_in("audrey").await,
+    );
+    let (first_csrf, second_csrf) = (
+        csrf_field(&server, &first).await,
+        csrf_field(&server, &second).await,
+    );
+    assert_ne!(first_csrf, second_csrf, "two sessions, one CSRF field");
+    let (crossed, _) = post_form(
+        &server,
+        "/logout",
+        Some(&first),
+        &format!("csrf={second_csrf}"),
+    )
+    .await;
+    assert_eq!(crossed, 403);
+    let still = server
+        .call("GET", "/ledger", None, None, &[("cookie", &first)])
+        .await;
+    assert_eq!(still.status, 200, "a refused sign-out ended the session");
+    let (own, _) = post_form(
+        &server,
+        "/logout",
+        Some(&first),
+        &format!("csrf={first_csrf}"),
+    )
+    .await;
+    assert!(own.is_redirection(), "{own}");
 }
 
 /// A signed-in reviewer's form that is refused before the page's handler runs (its body

@@ -287,3 +287,40 @@ async fn people_see_and_revoke_their_own_tokens_and_learn_nothing_of_others() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.error(), "no token tok0000000000");
 }
+
+/// Only a token's hash is kept: its secret is nowhere in the database's files (the
+/// database and its write-ahead log, which hold the ledger too) nor in what the ledger
+/// serves, though the token's id is in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_secret_is_kept_nowhere_only_its_hash() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let token = made(&make(&server, server.token("root"), "vic", "1d").await);
+    let (id, secret) = (id_of(&token), token.rsplit('_').next().unwrap());
+    assert!(secret.len() >= 32, "{token}");
+    let custody_store::Location::Sqlite(db) = &server.location else {
+        unreachable!("an SQLite server")
+    };
+    let mut files = 0;
+    let mut id_seen = false;
+    for entry in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret), "the secret is in a database file");
+        id_seen |= text.contains(id);
+        files += 1;
+    }
+    assert!(files >= 2 && id_seen, "the search found the token's record");
+    let size = server.size().await;
+    let ledger = server
+        .call(
+            "GET",
+            &format!("/api/v1/log/entries?start=0&end={size}"),
+            Some(server.token("root")),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(ledger.status, 200, "{}", ledger.body);
+    let ledger = ledger.body.to_string();
+    assert!(ledger.contains(id) && !ledger.contains(secret), "{ledger}");
+}

@@ -286,6 +286,26 @@ pub(crate) async fn a_head_moved_without_the_log_key_is_refused(backend: Backend
     assert_eq!(store.size().await.unwrap(), 6, "nothing was appended");
 }
 
+/// The head row's size moved without its signed checkpoint: a check finds it without
+/// waiting for a write to.
+pub(crate) async fn a_head_size_moved_without_its_checkpoint_fails_the_check(backend: Backend) {
+    let (db, store, _, _) = ledger_of(backend, 6).await;
+    assert_eq!(store.check(|_| {}).await.unwrap().entries, 6);
+    drop_guards(backend, &db).await;
+    super::raw_execute(
+        &db.location,
+        "UPDATE log_head SET size = size - 2 WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    let err = store.check(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(why)
+            if why == "the log head says 4 entries, but its signed checkpoint is of 6"),
+        "{err}"
+    );
+}
+
 pub(crate) async fn a_log_rolled_back_while_stopped_is_refused_at_open(backend: Backend) {
     // Rolled back to an older backup, and truncated to nothing.
     for to in [8, 0] {
