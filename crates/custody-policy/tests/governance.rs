@@ -36,7 +36,9 @@ fn without_governance_the_security_role_owns_the_policy_with_one_approval() {
     assert!(!policy.owns("alice", NOW));
     // One owner cannot approve their own change: nobody could approve one.
     assert!(!policy.governed(NOW));
+    assert!(!policy.names_a_quorum());
     assert!(compiled(&governed()).governed(NOW));
+    assert!(compiled(&governed()).names_a_quorum());
 }
 
 #[test]
@@ -104,6 +106,16 @@ fn a_person_key_belongs_to_one_person_and_serves_no_other_purpose() {
     let policy = compile(&with_person_key(POLICY, "bob", &bob, "keys/bob.pub")).unwrap();
     let id = bob.public_key().key_id().to_string();
     assert_eq!(policy.person_key(&id).unwrap().principal, "bob");
+    let enrolled: Vec<_> = policy
+        .person_keys()
+        .iter()
+        .map(|k| (k.principal.as_str(), k.key_id.as_str()))
+        .collect();
+    assert_eq!(enrolled, [("bob", id.as_str())]);
+    assert!(compiled(POLICY).person_keys().is_empty());
+    // The release keys are the release key alone: a personal key signs no release.
+    let release: Vec<_> = policy.release_keys().map(|k| k.key_id()).collect();
+    assert_eq!(release, [keys().release.public_key().key_id()]);
     assert!(policy.person_key("0000").is_none());
 
     // The release key enrolled as someone's approval key.

@@ -98,6 +98,18 @@ fn a_star_is_one_segment_and_a_trailing_double_star_any_depth() {
 }
 
 #[test]
+fn a_pattern_reads_as_written() {
+    let written = [
+        ACME,
+        "https://git.example.com:8443/acme/**",
+        "https://git-mirror.example.com/acme/*",
+    ];
+    let b = builder_with(&written);
+    let shown: Vec<String> = b.source_repos.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown, written);
+}
+
+#[test]
 fn a_pattern_that_is_not_a_clean_url_is_refused_at_its_line() {
     for (pattern, needle) in [
         ("https://git.example.com/acme/sho*", "whole path segment"),
@@ -113,6 +125,12 @@ fn a_pattern_that_is_not_a_clean_url_is_refused_at_its_line() {
         ("https://git.example.com", "no path"),
         ("git.example.com/acme/*", "scheme"),
         ("https://git.example.com/acme/*?", "query"),
+        // A host is non-empty labels of letters, digits and `-`.
+        ("https:///acme/*", "non-empty labels"),
+        ("https://git..example.com/acme/*", "non-empty labels"),
+        ("https://git.example.com./acme/*", "non-empty labels"),
+        ("https://git_hub.example.com/acme/*", "non-empty labels"),
+        ("https://git.exa+mple.com/acme/*", "non-empty labels"),
     ] {
         let text = format!(
             "version = 1\n[[builder]]\nid = \"b\"\nkey = \"keys/builder.pub\"\nsource_repos = [\n  \"https://ok.example/x\",\n  {pattern:?},\n]\n[[environment]]\nname = \"a\"\n"
