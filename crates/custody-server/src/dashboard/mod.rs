@@ -34,7 +34,7 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use custody_app::{AppError, Authenticated, Permission};
 use custody_model::Timestamp;
 use maud::{Markup, html};
@@ -90,34 +90,52 @@ pub const PAGES: &[PageRoute] = &[
     page("GET", "/charts", Some(Permission::Read)),
 ];
 
-/// The dashboard's routes (see [`PAGES`]).
+/// A path and what answers it.
+type Served = (&'static str, MethodRouter<Arc<ServerState>>);
+
+/// The sign-in routes: open to anyone, whatever credential is shown.
+fn sign_in_routes() -> [Served; 3] {
+    [
+        ("/login", get(session::login_form).post(session::login)),
+        ("/login/oidc", post(oidc_sign_in::begin)),
+        ("/login/oidc/callback", get(oidc_sign_in::callback)),
+    ]
+}
+
+/// Every other route: each page's extractor checks its permission (see [`PAGES`]).
+fn page_routes() -> [Served; 15] {
+    [
+        ("/", get(board::board)),
+        ("/logout", post(session::logout)),
+        ("/promotions/{id}", get(promotion::promotion)),
+        ("/promotions/{id}/review", post(promotion::review)),
+        ("/history", get(history::history)),
+        ("/history.csv", get(history::export_csv)),
+        ("/history.json", get(history::export_json)),
+        ("/alerts", get(audit::alerts)),
+        ("/artifacts/{digest}", get(audit::lineage)),
+        ("/keys", get(keys::keys)),
+        ("/keys/{key}", get(keys::key)),
+        ("/policy", get(governance::policy)),
+        ("/access", get(audit::access)),
+        ("/ledger", get(audit::ledger)),
+        ("/charts", get(audit::charts)),
+    ]
+}
+
+/// The dashboard's routes. Invariant: [`PAGES`] lists every path served here (a unit test
+/// compares the two), so the route-walking tests reach every page.
 pub(crate) fn routes(state: &Arc<ServerState>) -> Router<Arc<ServerState>> {
-    // Signing in is open to anyone: anonymous, whatever credential it shows.
-    let sign_in = Router::new()
-        .route("/login", get(session::login_form).post(session::login))
-        .route("/login/oidc", post(oidc_sign_in::begin))
-        .route("/login/oidc/callback", get(oidc_sign_in::callback))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::access::public,
-        ));
-    Router::new()
-        .route("/", get(board::board))
+    let serve = |routes: &mut dyn Iterator<Item = Served>| {
+        routes.fold(Router::new(), |router, (path, answer)| {
+            router.route(path, answer)
+        })
+    };
+    let sign_in = serve(&mut sign_in_routes().into_iter()).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), crate::access::public),
+    );
+    serve(&mut page_routes().into_iter())
         .merge(sign_in)
-        .route("/logout", post(session::logout))
-        .route("/promotions/{id}", get(promotion::promotion))
-        .route("/promotions/{id}/review", post(promotion::review))
-        .route("/history", get(history::history))
-        .route("/history.csv", get(history::export_csv))
-        .route("/history.json", get(history::export_json))
-        .route("/alerts", get(audit::alerts))
-        .route("/artifacts/{digest}", get(audit::lineage))
-        .route("/keys", get(keys::keys))
-        .route("/keys/{key}", get(keys::key))
-        .route("/policy", get(governance::policy))
-        .route("/access", get(audit::access))
-        .route("/ledger", get(audit::ledger))
-        .route("/charts", get(audit::charts))
         .layer(axum::middleware::map_response(layout::secure_headers))
 }
 
@@ -301,5 +319,34 @@ pub(crate) fn age(since: Timestamp, now: Timestamp) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86_400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn pages_lists_every_path_served_and_only_signing_in_and_out_are_open() {
+        let paths = |routes: &[Served]| routes.iter().map(|(p, _)| *p).collect::<BTreeSet<_>>();
+        let sign_in = paths(&sign_in_routes());
+        let served: BTreeSet<_> = sign_in.union(&paths(&page_routes())).copied().collect();
+        let listed: BTreeSet<_> = PAGES.iter().map(|p| p.path).collect();
+        assert_eq!(
+            served, listed,
+            "a route served but not in PAGES, or the reverse"
+        );
+        // Open to anyone: the sign-in routes, and signing out (which takes the session's
+        // own CSRF field). Any other page without a permission would be unguarded.
+        let open: BTreeSet<_> = PAGES
+            .iter()
+            .filter(|p| p.permission.is_none())
+            .map(|p| p.path)
+            .collect();
+        let mut expected = sign_in;
+        expected.insert("/logout");
+        assert_eq!(open, expected);
     }
 }

@@ -219,6 +219,22 @@ async fn every_dashboard_page_allows_exactly_its_roles() {
             );
         }
     }
+    // A method PAGES does not list on a path it does is not served (a handler added to a
+    // listed path would otherwise go unwalked).
+    for page in custody_server::PAGES {
+        for method in ["GET", "POST"] {
+            let listed = custody_server::PAGES
+                .iter()
+                .any(|p| p.path == page.path && p.method == method);
+            if !listed {
+                let body = (method == "POST").then_some("");
+                let a = server
+                    .call(method, &concrete(page.path), None, body, &[])
+                    .await;
+                assert_eq!(a.status, 405, "{method} {}: {}", page.path, a.body);
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
