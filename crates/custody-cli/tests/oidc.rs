@@ -353,16 +353,25 @@ principal = "gitlab:{{project_path}}"
         stdout(&out).trim().to_owned()
     };
     grant_admin(&data, "root");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let log: Value = common::http()
-        .get(format!("{b}/api/v1/access-log?limit=1000"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Until the server has seen the grant (another process's write).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log: Value = loop {
+        let answer = common::http()
+            .get(format!("{b}/api/v1/access-log?limit=1000"))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 200 {
+            break answer.json().await.unwrap();
+        }
+        assert!(
+            answer.status() == 403 && std::time::Instant::now() < deadline,
+            "{}",
+            answer.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         log.as_array()
             .unwrap()

@@ -1081,12 +1081,27 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         );
         assert_eq!(d["body"]["alert"]["id"], d["id"]);
     }
-    // Each is recorded once in the ledger; the refused attempts are recorded too.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let out = run(custody()
-        .args(["history", "--json", "--limit", "0", "--data-dir"])
-        .arg(&data));
-    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Each is recorded once in the ledger; the refused attempts are recorded too (the
+    // server records the third refusal after the receiver saw it: wait for it).
+    let failed_to_ops = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| {
+                e["event"]["type"] == "alert.delivery_failed" && e["event"]["webhook"] == "ops"
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let out = run(custody()
+            .args(["history", "--json", "--limit", "0", "--data-dir"])
+            .arg(&data));
+        let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if failed_to_ops(&events) >= 3 || std::time::Instant::now() >= deadline {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let of = |kind: &str| {
         events
             .iter()
@@ -1117,11 +1132,11 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         ),
         1.0
     );
-    let failed_ops = of("alert.delivery_failed")
-        .iter()
-        .filter(|e| e["event"]["webhook"] == "ops")
-        .count();
-    assert_eq!(failed_ops, 3, "the receiver refused three deliveries");
+    assert_eq!(
+        failed_to_ops(&events),
+        3,
+        "the receiver refused three deliveries"
+    );
     // The webhook that never answers keeps every alert, shown on the dashboard.
     let page = dashboard_page(&data, &server.base, "root", "/alerts").await;
     for rule in rules {
@@ -1195,8 +1210,27 @@ async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
         "the alert names the damaged entry: {text}"
     );
     assert_eq!(delivery["body"]["alert"]["severity"], "critical");
-    // Checked every second, raised once.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Checked every second, raised once: three more checks find it, no second alert.
+    let root = token(&data, "root", &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let samples = scrape_metrics(&server.base, &root).await;
+        let found = metric(
+            &samples,
+            "custody_ledger_checks_total",
+            &[("outcome", "inconsistent")],
+        );
+        if found >= 4.0 {
+            // Scraped though the ledger's first entry cannot be read for the counters.
+            assert_eq!(metric(&samples, "custody_ledger_readable", &[]), 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check ran {found} times"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let again = std::fs::read_to_string(&received)
         .unwrap()
         .lines()
@@ -1259,7 +1293,8 @@ async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
         {
             assert!(
                 metrics.contains("custody_ledger_checks_total{outcome=\"consistent\"}")
-                    && !metrics.contains("outcome=\"inconsistent\""),
+                    && !metrics.contains("outcome=\"inconsistent\"")
+                    && metrics.contains("\ncustody_ledger_readable 1\n"),
                 "{metrics}"
             );
             break entries;

@@ -69,6 +69,7 @@ pub(crate) struct Metrics {
     alerts: Family<Labels, Counter>,
     ledger_checks: Family<Labels, Counter>,
     ledger_checked_entries: Gauge,
+    ledger_readable: Gauge,
     follower: Mutex<Follower>,
 }
 
@@ -134,6 +135,7 @@ impl Metrics {
             alerts: Family::default(),
             ledger_checks: Family::default(),
             ledger_checked_entries: Gauge::default(),
+            ledger_readable: Gauge::default(),
             follower: Mutex::new(Follower::default()),
             registry: Registry::with_prefix("custody"),
         };
@@ -221,6 +223,11 @@ impl Metrics {
             "ledger_checked_entries",
             "Entries in the ledger at its last consistent re-check",
             m.ledger_checked_entries.clone(),
+        );
+        m.registry.register(
+            "ledger_readable",
+            "1 if this scrape read the ledger's new entries into the delivery counters, 0 if it could not (they show what was read before; the ledger re-check's counters still count)",
+            m.ledger_readable.clone(),
         );
         m.registry.register(
             "http_request_duration_seconds",
@@ -430,16 +437,20 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
+///
+/// A ledger that cannot be read (away, or damaged) still gets its metrics scraped, with
+/// `custody_ledger_readable 0`: an integrity incident is when they matter most.
 #[utoipa::path(get, path = "/metrics",
-    responses((status = 200, description = "the delivery process in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
-              (status = 503, description = "the ledger could not be read")))]
+    responses((status = 200, description = "the delivery process in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String)))]
 pub(crate) async fn render(State(s): State<Arc<ServerState>>) -> Response {
-    if let Err(e) = s.metrics.catch_up(&s.app).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("reading the ledger for metrics failed: {e}\n"),
-        )
-            .into_response();
+    match s.metrics.catch_up(&s.app).await {
+        Ok(()) => {
+            s.metrics.ledger_readable.set(1);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the ledger for metrics failed");
+            s.metrics.ledger_readable.set(0);
+        }
     }
     let mut text = String::new();
     if let Err(e) = encode(&mut text, &s.metrics.registry) {
