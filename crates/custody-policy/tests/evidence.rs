@@ -210,9 +210,39 @@ fn error_level_static_analysis_blocks_by_default_and_tables_set_limits() {
     fails(
         &d,
         "static-analysis",
-        &["2 warning-level results, more than the 1 allowed"],
+        &[
+            "2 warning-level results, more than the 1 allowed",
+            // Bandit's results without a level are warnings, as SARIF says.
+            "warning B301 at vulnerable.py:11",
+            "warning B307 at vulnerable.py:18",
+        ],
     );
     assert!(!gate(&d, "static-analysis").reason.contains("error-level"));
+    assert!(
+        !gate(&d, "static-analysis").reason.contains("B403"),
+        "a note is no warning"
+    );
+}
+
+/// What custody read from a report names the report (its format and digest), and a failing
+/// test by its suite, its class when it has one, and its message.
+#[test]
+fn facts_read_from_a_report_name_it_and_its_failing_tests() {
+    let (policy, _) = rules_policy("");
+    let rules = &policy.environment("production").unwrap().rules;
+    let xml = r#"<testsuite name="shop"><testcase classname="" name="bare"><failure message="boom"/></testcase><testcase classname="cart.Total" name="sums"><failure message="off by one"/></testcase><testcase classname="x" name="quiet"><failure/></testcase></testsuite>"#;
+    let read = custody_policy::ReportFacts::read(rules, &junit(xml), "sha256:abcd");
+    assert_eq!(read.format, custody_evidence::Format::Junit.name());
+    assert_eq!(read.digest, "sha256:abcd");
+    let failing = read.tests.unwrap().failing;
+    assert_eq!(
+        failing,
+        [
+            "shop/bare: boom",
+            "shop/cart.Total.sums: off by one",
+            "shop/x.quiet"
+        ]
+    );
 }
 
 #[test]
