@@ -224,6 +224,45 @@ fn error_level_static_analysis_blocks_by_default_and_tables_set_limits() {
     );
 }
 
+/// A finding's example names its place as far as the report gives it, and a level at its
+/// limit names none (nothing is over it).
+#[test]
+fn examples_name_a_findings_place_and_only_levels_over_their_limit() {
+    let sarif = serde_json::json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "t"}}, "results": [
+        {"ruleId": "R1", "level": "error", "message": {"text": "in a file"},
+         "locations": [{"physicalLocation": {"artifactLocation": {"uri": "a.py"}}}]},
+        {"ruleId": "R2", "level": "error", "message": {"text": "at a line"},
+         "locations": [{"physicalLocation": {"artifactLocation": {"uri": "b.py"}, "region": {"startLine": 7}}}]},
+        {"level": "error", "message": {"text": "nowhere"}}
+    ]}]});
+    let sarif = custody_evidence::parse(
+        custody_evidence::Format::Sarif,
+        &serde_json::to_vec(&sarif).unwrap(),
+    )
+    .unwrap();
+    let (policy, _) = rules_policy("");
+    let rules = &policy.environment("production").unwrap().rules;
+    let read = custody_policy::ReportFacts::read(rules, &sarif, "sha256:abcd");
+    assert_eq!(
+        read.findings.unwrap().examples,
+        [
+            // The parser orders findings; the order here is its.
+            "error (no rule): nowhere",
+            "error R1 at a.py: in a file",
+            "error R2 at b.py:7: at a line",
+        ]
+    );
+    // Bandit's two warnings at a limit of two: counted, no example.
+    let (policy, _) =
+        rules_policy("[environment.static_analysis]\nmax_error = 2\nmax_warning = 2\n");
+    let rules = &policy.environment("production").unwrap().rules;
+    let read =
+        custody_policy::ReportFacts::read(rules, &report("sarif/bandit.sarif"), "sha256:abcd");
+    let findings = read.findings.unwrap();
+    assert_eq!((findings.error, findings.warning), (2, 2));
+    assert!(findings.examples.is_empty(), "{:?}", findings.examples);
+}
+
 /// What custody read from a report names the report (its format and digest), and a failing
 /// test by its suite, its class when it has one, and its message.
 #[test]
