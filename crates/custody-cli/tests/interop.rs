@@ -92,16 +92,21 @@ fn tampered_copies(dir: &Path, envelope: &Path) -> Vec<(String, std::path::PathB
 }
 
 /// Flips a byte in the payload, the payloadType and the signature of `envelope` in turn;
-/// custody and securesystemslib must each refuse every copy (exit 1).
+/// custody and securesystemslib must each refuse every copy (custody exits 1, the reference
+/// [`REFUSED`]).
 fn assert_both_reject_tampering(dir: &Path, envelope: &Path, public: &Path, alg: &str) {
     for (what, bad) in tampered_copies(dir, envelope) {
-        for (verifier, out) in [
-            ("custody", custody_verify(&bad, 1, &[public])),
-            ("securesystemslib", sslib_verify(&bad, 1, &[public])),
+        for (verifier, out, refused) in [
+            ("custody", custody_verify(&bad, 1, &[public]), 1),
+            (
+                "securesystemslib",
+                sslib_verify(&bad, 1, &[public]),
+                REFUSED,
+            ),
         ] {
             assert_eq!(
                 out.status.code(),
-                Some(1),
+                Some(refused),
                 "{alg}: {verifier} accepted tampered {what}"
             );
         }
@@ -147,7 +152,7 @@ fn custody_envelopes_verify_in_securesystemslib_and_tampering_fails_in_both() {
 
         // A different trusted key: both refuse.
         let (_, other) = generate_key(dir.path(), &format!("other-{alg}"), alg);
-        expect_code(&sslib_verify(&env, 1, &[&other]), 1);
+        expect_code(&sslib_verify(&env, 1, &[&other]), REFUSED);
         expect_code(&custody_verify(&env, 1, &[&other]), 1);
 
         assert_both_reject_tampering(dir.path(), &env, &public, alg);
@@ -237,7 +242,7 @@ fn threshold_two_needs_two_distinct_signers_in_both() {
     let (k2, p2) = generate_key(dir.path(), "t2", "ecdsa-p256");
 
     let one = sign(dir.path(), &[&k1], &payload, "securesystemslib");
-    expect_code(&sslib_verify(&one, 2, &[&p1, &p2]), 1);
+    expect_code(&sslib_verify(&one, 2, &[&p1, &p2]), REFUSED);
     let out = custody_verify(&one, 2, &[&p1, &p2]);
     expect_code(&out, 1);
     assert!(
@@ -266,6 +271,9 @@ fn statements_pass_in_toto_attestation_validate() {
     v["predicate"] = serde_json::json!({});
     let broken = dir.path().join("broken.json");
     fs::write(&broken, serde_json::to_vec(&v).unwrap()).unwrap();
-    expect_code(&run(python_script("statement_validate.py").arg(&broken)), 1);
+    expect_code(
+        &run(python_script("statement_validate.py").arg(&broken)),
+        REFUSED,
+    );
     expect_code(&run(custody().args(["statement", "check"]).arg(&broken)), 1);
 }

@@ -535,7 +535,7 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
     );
     std::fs::write(files.join("stripped"), &stripped).unwrap();
     let out = follow("stripped");
-    expect_code(&out, 1);
+    expect_code(&out, REFUSED);
 
     // The same forgery in the database: the hand-over checkpoint without the old key's
     // signature. custody refuses to open the ledger and `log check` fails.

@@ -69,6 +69,10 @@ pub(crate) fn python() -> PathBuf {
     venv
 }
 
+/// The exit code of an interop script that refused what it was given: a verdict, distinct
+/// from 1, which is how Python ends on an uncaught exception (a crash is no refusal).
+pub(crate) const REFUSED: i32 = 3;
+
 /// Runs one of the interop scripts in tests/interop with the venv's Python.
 pub(crate) fn python_script(script: &str) -> Command {
     let mut cmd = Command::new(python());

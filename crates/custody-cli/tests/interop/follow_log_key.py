@@ -7,7 +7,8 @@ learns the new key from the event, checks the new key signed the hand-over too, 
 verifies the newest checkpoint with the new key.
 
 usage: follow_log_key.py ORIGIN OLD_PUB_PEM HANDOVER_NOTE LEAF PROOF_JSON NEWEST_NOTE
-Prints "ok: ..." and exits 0, or prints why and exits 1.
+Prints "ok: ..." and exits 0, or prints why and exits 3 (a verdict: Python's own crash
+exits 1).
 """
 
 import base64
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 def fail(why):
     print("FAILED: " + why)
-    sys.exit(1)
+    sys.exit(3)
 
 
 def key_hash(name, raw):

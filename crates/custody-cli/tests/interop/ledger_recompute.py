@@ -7,7 +7,8 @@ CHECKPOINT the output of `custody log checkpoint` (a C2SP signed note); LOG_PUB_
 log's public key. Uses only Python's rfc8785, hashlib and the `cryptography` package:
 nothing of custody's code. Prints {"entries": N, "root": HEX} and exits 0 if the entries
 are canonical JSON, their Merkle tree (RFC 9162) has the checkpoint's size and root, and
-the checkpoint's signature verifies; exits 1 naming the first disagreement otherwise.
+the checkpoint's signature verifies; exits 3 naming the first disagreement otherwise (a
+verdict: Python's own crash exits 1).
 """
 
 import base64
@@ -16,12 +17,13 @@ import json
 import sys
 
 import rfc8785
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 
 def fail(message):
     print(message, file=sys.stderr)
-    sys.exit(1)
+    sys.exit(3)
 
 
 def leaf_hash(leaf):
@@ -79,7 +81,10 @@ def main():
         name, blob = line[2:].split(" ")
         blob = base64.b64decode(blob)
         if name == origin and blob[:4] == key_hash:
-            key.verify(blob[4:], body.encode())  # raises InvalidSignature
+            try:
+                key.verify(blob[4:], body.encode())
+            except InvalidSignature:
+                fail("the log key's signature on the checkpoint does not verify")
             verified = True
     if not verified:
         fail("no signature by the log key")

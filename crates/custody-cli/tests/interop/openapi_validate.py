@@ -18,7 +18,7 @@ def main() -> int:
         validate(document)
     except OpenAPIValidationError as e:
         print(f"invalid OpenAPI document: {e}", file=sys.stderr)
-        return 1
+        return 3
     print("valid")
     return 0
 

@@ -1,7 +1,8 @@
 """Verify a DSSE envelope with securesystemslib, the Python reference implementation.
 
 usage: sslib_verify.py ENVELOPE THRESHOLD PUB_PEM [PUB_PEM ...]
-Exit 0 if verified, 1 if verification failed, 2 on a usage error.
+Exit 0 if verified, 3 if verification failed (a verdict: Python's own crash exits 1),
+2 on a usage error.
 """
 
 import json
@@ -28,7 +29,7 @@ def main() -> int:
         accepted = envelope.verify(keys, threshold)
     except VerificationError as e:
         print(f"securesystemslib: verification failed: {e}", file=sys.stderr)
-        return 1
+        return 3
     print(" ".join(sorted(accepted)))
     return 0
 

@@ -1,7 +1,8 @@
 """Validate an in-toto Statement v1 with the in-toto-attestation Python bindings.
 
 usage: statement_validate.py STATEMENT_JSON
-Exit 0 if the statement parses into the Statement proto and passes validate(), else 1.
+Exit 0 if the statement parses into the Statement proto and passes validate(), else 3
+(a verdict: Python's own crash exits 1).
 """
 
 import sys
@@ -20,7 +21,7 @@ def main() -> int:
         Statement.copy_from_pb(proto).validate()
     except (ValueError, pb_json.ParseError) as e:
         print(f"in-toto-attestation: invalid statement: {e}", file=sys.stderr)
-        return 1
+        return 3
     print("valid")
     return 0
 
