@@ -273,6 +273,34 @@ fn facts_read_from_a_report_name_it_and_its_failing_tests() {
     let read = custody_policy::ReportFacts::read(rules, &junit(xml), "sha256:abcd");
     assert_eq!(read.format, custody_evidence::Format::Junit.name());
     assert_eq!(read.digest, "sha256:abcd");
+    // Counts by severity, each with how many have a fix.
+    let vulns = custody_policy::ReportFacts::read(rules, &scan(), "sha256:abcd")
+        .vulnerabilities
+        .unwrap();
+    assert_eq!(
+        (vulns.critical.total, vulns.critical.fixable),
+        (2, 1),
+        "{vulns:?}"
+    );
+    assert_eq!((vulns.high.total, vulns.high.fixable), (1, 1), "{vulns:?}");
+    // Components, those without a licence, and the distinct licences.
+    let sbom = custody_policy::ReportFacts::read(
+        rules,
+        &sbom(&[
+            ("a", Some("MIT")),
+            ("b", None),
+            ("c", None),
+            ("d", Some("MIT")),
+        ]),
+        "sha256:abcd",
+    )
+    .licences
+    .unwrap();
+    assert_eq!(
+        (sbom.components, sbom.without_licence, sbom.licences),
+        (4, 2, 1),
+        "{sbom:?}"
+    );
     let failing = read.tests.unwrap().failing;
     assert_eq!(
         failing,
