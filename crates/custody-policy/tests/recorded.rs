@@ -76,3 +76,32 @@ fn a_recorded_policy_is_read_as_recorded_where_a_new_one_is_refused() {
     let policy = custody_policy::compile_recorded(&b).expect("recorded as it was");
     assert_eq!(policy.governance().quorum, 5);
 }
+
+/// A recorded policy's role names that are not custody's (legacy roles) still grant and
+/// approve as they did, each named once; a new policy naming them is refused.
+#[test]
+fn a_recorded_policys_legacy_roles_still_grant_and_approve() {
+    let text = "version = 1\n[roles]\nrelease-managers = [\"ron\"]\napprover = [\"alice\"]\n[[environment]]\nname = \"prod\"\napprovals = { quorum = 1, roles = [\"release-managers\", \"release-managers\", \"approver\"], expires = \"24h\" }\n";
+    let mut b = Bundle::default();
+    b.files.insert("custody.toml".into(), text.into());
+    let err = compile(&b).unwrap_err().to_string();
+    assert!(err.contains("release-managers"), "{err}");
+    let recorded = custody_policy::compile_recorded(&b).unwrap();
+    assert_eq!(
+        recorded.legacy_grants(),
+        [("ron".to_owned(), "release-managers".to_owned())]
+    );
+    let managers = ["release-managers".to_owned()];
+    assert!(recorded.holds_legacy("ron", &managers));
+    assert!(!recorded.holds_legacy("alice", &managers));
+    assert!(!recorded.holds_legacy("ron", &[]));
+    assert!(!recorded.holds_legacy("ron", &["approver".to_owned()]));
+    let rule = recorded
+        .environment("prod")
+        .unwrap()
+        .approvals
+        .as_ref()
+        .unwrap();
+    assert_eq!(rule.legacy_roles, managers);
+    assert_eq!(rule.roles, [custody_policy::Role::Approver]);
+}
