@@ -105,8 +105,10 @@ fn a_pattern_reads_as_written() {
         "https://git-mirror.example.com/acme/*",
     ];
     let b = builder_with(&written);
-    let shown: Vec<String> = b.source_repos.iter().map(|p| p.to_string()).collect();
-    assert_eq!(shown, written);
+    assert_eq!(b.source_repos, written);
+    // A parsed pattern shows as written, not as normalised for matching.
+    let pattern = custody_policy::RepoPattern::parse("HTTPS://Git.Example.com:443/acme/*").unwrap();
+    assert_eq!(pattern.to_string(), "HTTPS://Git.Example.com:443/acme/*");
 }
 
 #[test]
