@@ -221,10 +221,20 @@ impl Alerting {
 /// Raises `alert` (once, whichever server sees it first).
 pub(crate) async fn raise(state: &ServerState, alert: &Alert) {
     let webhooks = state.alerting.webhook_names();
+    if let Err(e) = state.app.raise_alert(alert, &webhooks, state.now()).await {
+        tracing::error!(alert = %alert.id, error = %e, "raising an alert failed");
+    }
+}
+
+/// Raises an alert about the ledger's own integrity, which the re-check raises once per
+/// cause. After an integrity failure the ledger takes no writes, so such an alert cannot
+/// wait in its outbox: it goes to every webhook now, once, unrecorded. (Only these: the
+/// alerts the ledger's events call for are raised again from its first entry at every
+/// start, and must never all be sent again because the ledger is read-only.)
+async fn raise_integrity_alert(state: &ServerState, alert: &Alert) {
+    let webhooks = state.alerting.webhook_names();
     match state.app.raise_alert(alert, &webhooks, state.now()).await {
         Ok(_) => {}
-        // After an integrity failure the ledger takes no writes, so an alert cannot wait
-        // in its outbox: it goes to every webhook now, once, unrecorded.
         Err(e) if e.fault() == custody_app::Fault::Integrity => {
             tracing::error!(alert = %alert.id, error = %e, "the ledger takes no writes: delivering the alert directly");
             deliver_unrecorded(state, alert).await;
@@ -328,7 +338,7 @@ pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
         if let Some(why) = problem {
             let alert = ledger_inconsistent_alert(&why);
             if raised.insert(alert.id.clone()) {
-                raise(&state, &alert).await;
+                raise_integrity_alert(&state, &alert).await;
             }
         }
         tokio::time::sleep(every).await;
