@@ -123,7 +123,8 @@ fn page_routes() -> [Served; 15] {
     ]
 }
 
-/// The dashboard's routes. Invariant: [`PAGES`] lists every path served here (a unit test
+/// The dashboard's routes. Invariant: every route comes from the two tables above, never
+/// chained here beside them, and [`PAGES`] lists every path they serve (a unit test
 /// compares the two), so the route-walking tests reach every page.
 pub(crate) fn routes(state: &Arc<ServerState>) -> Router<Arc<ServerState>> {
     let serve = |routes: &mut dyn Iterator<Item = Served>| {

@@ -222,7 +222,7 @@ async fn every_dashboard_page_allows_exactly_its_roles() {
     // A method PAGES does not list on a path it does is not served (a handler added to a
     // listed path would otherwise go unwalked).
     for page in custody_server::PAGES {
-        for method in ["GET", "POST"] {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             let listed = custody_server::PAGES
                 .iter()
                 .any(|p| p.path == page.path && p.method == method);
