@@ -862,7 +862,7 @@ fn check_interop(w: &World, history: &Value) {
         .arg(&path)
         .arg("1")
         .arg(&attestor));
-    expect_code(&out, 1);
+    expect_code(&out, REFUSED);
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
