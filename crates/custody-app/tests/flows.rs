@@ -729,6 +729,89 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
     }
 }
 
+/// A deploy report names at most `MAX_DIGESTS_PER_REPORT` digests; drift is recorded as its
+/// own event only when there is some; and only a success without drift counts as the
+/// verified deploy the next environment waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_clean_successful_deploy_report_verifies_a_deploy() {
+    let s = setup("verified = true").await;
+    let d1 = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d1).await;
+    let promoted = s.app.promote_to(&actor("rita"), &r, "build", None).await;
+    assert!(promoted.unwrap().decision.decision.allowed);
+    let argo = actor("argo");
+    let strays = |n: usize| -> Vec<Digest> {
+        (0..n)
+            .map(|i| sha256(format!("stray {i}").as_bytes()))
+            .collect()
+    };
+    let max = custody_app::MAX_DIGESTS_PER_REPORT;
+    // One digest too many: refused, nothing recorded.
+    let size = s.app.log().size().await.unwrap();
+    let mut too_many = strays(max);
+    too_many.push(d1.clone());
+    match s.app.deploy(&argo, "build", &too_many, true, None).await {
+        Err(AppError::Invalid(m)) => assert!(m.contains(&format!("at most {max}")), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.app.log().size().await.unwrap(), size);
+    // Exactly the most: taken. Its drift is a second event, and it verifies nothing.
+    let mut most = strays(max - 1);
+    most.push(d1.clone());
+    let report = s
+        .app
+        .deploy(&argo, "build", &most, true, None)
+        .await
+        .unwrap();
+    assert_eq!(report.drift.len(), max - 1);
+    assert_eq!(
+        s.app.log().size().await.unwrap(),
+        size + 2,
+        "report and drift"
+    );
+    let waiting = s
+        .app
+        .promote_to(&actor("rita"), &r, "prod", None)
+        .await
+        .unwrap();
+    let previous = waiting
+        .decision
+        .decision
+        .gates
+        .iter()
+        .find(|g| g.gate == custody_policy::Gate::PreviousEnvironment)
+        .unwrap();
+    assert!(
+        previous
+            .reason
+            .contains("no successful deploy of it has been reported in build"),
+        "{previous:?}"
+    );
+    // A clean success: one event, and the deploy is verified.
+    let size = s.app.log().size().await.unwrap();
+    let report = s
+        .app
+        .deploy(&argo, "build", std::slice::from_ref(&d1), true, None)
+        .await
+        .unwrap();
+    assert!(report.drift.is_empty());
+    assert_eq!(
+        s.app.log().size().await.unwrap(),
+        size + 1,
+        "no drift event"
+    );
+    let promoted = s
+        .app
+        .promote_to(&actor("rita"), &r, "prod", None)
+        .await
+        .unwrap();
+    assert!(
+        promoted.decision.decision.allowed,
+        "{:?}",
+        promoted.decision.decision
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_failed_deploy_report_rolls_back_once() {
     let s = setup("").await;
