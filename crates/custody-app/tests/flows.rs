@@ -826,7 +826,13 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
             .await
             .unwrap();
     }
-    let argo = actor("argo");
+    // Two hours after the releases were certified.
+    let argo = Actor::new("argo", at("2026-11-10T12:00:00Z"))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: "argo".into(),
+        });
     let report = || {
         s.app.deploy(
             &argo,
@@ -851,7 +857,13 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
         size,
         "the retry acted again"
     );
-    assert!(s.app.verify("build", &d1).await.unwrap().allowed);
+    // 1.0.0 is certified again, when the rollback happened and by it.
+    let restored = s.app.verify("build", &d1).await.unwrap();
+    assert!(restored.allowed, "{restored:?}");
+    assert!(
+        restored.reasons[0].ends_with("certified in build at 2026-11-10T12:00:00Z by rollback"),
+        "{restored:?}"
+    );
     // The same key for another report is refused.
     match s
         .app
