@@ -1161,20 +1161,7 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
 async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
     use sqlx::Connection;
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
-    trust_new_keys(temp.path(), &data);
-    let received = temp.path().join("received.jsonl");
-    let (_receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("0"));
-    let config = data.join("config.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("ledger_check = \"1h\"", "ledger_check = \"1s\"");
-    std::fs::write(
-        &config,
-        format!("{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n"),
-    )
-    .unwrap();
+    let (data, received, _receiver) = checked_every_second(temp.path());
     // Someone with the database file rewrites the first entry, past the schema's guard.
     {
         let url = format!("sqlite:{}", data.join("custody.db").display());
@@ -1252,56 +1239,31 @@ async fn a_ledger_tampered_with_at_rest_raises_an_alert() {
 async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
     use sqlx::Connection;
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
-    trust_new_keys(temp.path(), &data);
-    let received = temp.path().join("received.jsonl");
-    let (_receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("0"));
-    let config = data.join("config.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("ledger_check = \"1h\"", "ledger_check = \"1s\"");
-    std::fs::write(
-        &config,
-        format!("{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n"),
-    )
-    .unwrap();
+    let (data, received, _receiver) = checked_every_second(temp.path());
     let server = Server::start(&data);
     grant_roles(&data, "admin = [\"root\"]");
     let root = token(&data, "root", &[]);
     // Wait for a clean check of the whole ledger as it is now (no writes follow).
-    let gauge = |metrics: &str, name: &str| -> Option<u64> {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let size = loop {
-        let metrics = http()
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(&root)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let entries = gauge(&metrics, "custody_ledger_entries");
-        let checked = gauge(&metrics, "custody_ledger_checked_entries");
-        if let Some(entries) = entries
-            && checked == Some(entries)
-        {
-            assert!(
-                metrics.contains("custody_ledger_checks_total{outcome=\"consistent\"}")
-                    && !metrics.contains("outcome=\"inconsistent\"")
-                    && metrics.contains("\ncustody_ledger_readable 1\n"),
-                "{metrics}"
-            );
-            break entries;
+        let samples = scrape_metrics(&server.base, &root).await;
+        let entries = metric(&samples, "custody_ledger_entries", &[]);
+        if metric(&samples, "custody_ledger_checked_entries", &[]) == entries {
+            let checks = |outcome| {
+                metric(
+                    &samples,
+                    "custody_ledger_checks_total",
+                    &[("outcome", outcome)],
+                )
+            };
+            assert!(checks("consistent") >= 1.0, "{samples:?}");
+            assert_eq!(checks("inconsistent"), 0.0);
+            assert_eq!(metric(&samples, "custody_ledger_readable", &[]), 1.0);
+            break entries as u64;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no clean check of the whole ledger: {metrics}"
+            "no clean check of the whole ledger: {samples:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
@@ -1331,21 +1293,11 @@ async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
         if let Some(d) = ledger_alerts().pop() {
             break d;
         }
-        if std::time::Instant::now() >= deadline {
-            let metrics = http()
-                .get(format!("{}/metrics", server.base))
-                .bearer_auth(&root)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            panic!(
-                "no ledger alert arrived: {:?}\n{metrics}",
-                deliveries(&received)
-            );
-        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ledger alert arrived: {:?}",
+            deliveries(&received)
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let text = delivery["body"]["text"].as_str().unwrap();
@@ -1354,6 +1306,28 @@ async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
         "{text}"
     );
     assert!(server.stop().success());
+}
+
+/// A new instance under `root` whose whole ledger is re-checked every second, alerting
+/// the webhook `ops` (a receiver writing what it gets to the file returned).
+fn checked_every_second(
+    root: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, Helper) {
+    let data = root.join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    trust_new_keys(root, &data);
+    let received = root.join("received.jsonl");
+    let (receiver, hook) = listening(python_script("webhook_receiver.py").arg(&received).arg("0"));
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("ledger_check = \"1h\"", "ledger_check = \"1s\"");
+    std::fs::write(
+        &config,
+        format!("{text}\n[[alerts.webhook]]\nname = \"ops\"\nurl = \"{hook}\"\n"),
+    )
+    .unwrap();
+    (data, received, receiver)
 }
 
 /// A dashboard page as `principal` sees it (signed in with a fresh token).

@@ -8,29 +8,13 @@ mod fixture;
 
 use custody_crypto::{PrivateKey, Signer as _};
 use custody_policy::{Change, Direction, Policy, compile, diff, loosens};
-use fixture::{POLICY, bundle, keys, with_person_key};
+use fixture::{POLICY, bundle, compiled, edited, governed, keys, with_person_key};
 
 use Direction::{Looser, Neutral, Stricter};
-
-fn compiled(text: &str) -> Policy {
-    compile(&bundle(text, &keys())).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-fn edited(from: &str, to: &str) -> String {
-    assert!(POLICY.contains(from), "{from:?} not in the fixture");
-    POLICY.replacen(from, to, 1)
-}
 
 /// The fixture with `rules` appended: its last environment, production, takes them.
 fn with(rules: &str) -> String {
     format!("{POLICY}{rules}")
-}
-
-fn governed() -> String {
-    edited(
-        "security = [\"sam\"]",
-        "security = [\"sam\", \"sue\", \"sid\"]",
-    ) + "[governance]\nowners = [\"security\"]\nquorum = 2\n"
 }
 
 fn opposite(d: Direction) -> Direction {

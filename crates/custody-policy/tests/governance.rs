@@ -6,26 +6,8 @@
 mod fixture;
 
 use custody_crypto::{PrivateKey, Signer as _};
-use custody_policy::{Policy, Role, compile};
-use fixture::{NOW, POLICY, bundle, keys, with_person_key};
-
-fn compiled(text: &str) -> Policy {
-    compile(&bundle(text, &keys())).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-fn edited(from: &str, to: &str) -> String {
-    assert!(POLICY.contains(from), "{from:?} not in the fixture");
-    POLICY.replacen(from, to, 1)
-}
-
-const GOVERNED: &str = "[governance]\nowners = [\"security\"]\nquorum = 2\n";
-
-fn governed() -> String {
-    edited(
-        "security = [\"sam\"]",
-        "security = [\"sam\", \"sue\", \"sid\"]",
-    ) + GOVERNED
-}
+use custody_policy::{Role, compile};
+use fixture::{GOVERNED, NOW, POLICY, bundle, compiled, governed, keys, with_person_key};
 
 #[test]
 fn without_governance_the_security_role_owns_the_policy_with_one_approval() {
