@@ -252,14 +252,9 @@ async fn setup(extra_prod: &str) -> Setup {
 
 async fn setup_policy(policy: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let log = NoteSigner::new(
-        "test.custody/log",
-        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
-    )
-    .unwrap();
     let store = SqlStore::create(
         &Location::Sqlite(dir.path().join("c.db")),
-        log,
+        log_key(),
         at("2026-11-10T09:00:00Z"),
     )
     .await
@@ -278,6 +273,12 @@ async fn setup_policy(policy: &str) -> Setup {
         release_key,
         _dir: dir,
     }
+}
+
+/// The tests' log key (the same each time, so a test can open its store again).
+fn log_key() -> NoteSigner {
+    let key = PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
+    NoteSigner::new("test.custody/log", Box::new(key)).unwrap()
 }
 
 fn build(commit: &str, profile: &str) -> BuildFields {
@@ -314,10 +315,18 @@ impl Setup {
     }
 
     async fn release(&self, version: &str, digest: &Digest) -> String {
-        let artifacts = [ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }];
+        self.release_of(version, &[("shop", digest)]).await
+    }
+
+    /// Release `version` of shop made of the named artifacts.
+    async fn release_of(&self, version: &str, named: &[(&str, &Digest)]) -> String {
+        let artifacts: Vec<ManifestArtifact> = named
+            .iter()
+            .map(|(name, digest)| ManifestArtifact {
+                name: (*name).into(),
+                digest: (*digest).clone(),
+            })
+            .collect();
         let manifest = RecordRelease::signed(
             "shop",
             version,
@@ -727,6 +736,64 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         Err(AppError::NotFound(m)) => assert!(m.contains("unknown environment"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A rollback says what it changes, artifact by artifact (matched by name): those whose
+/// digest differs, with each side's source commit and build parameters; those only the
+/// restored release has; those only the release left has. One unchanged is not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_names_the_artifacts_it_changes_adds_and_removes() {
+    let s = setup("").await;
+    let (shop1, shop2) = (
+        s.artifact("shop", "shop v1", "c1").await,
+        s.artifact("shop", "shop v2", "c2").await,
+    );
+    let lib = s.artifact("lib", "lib", "c-lib").await;
+    let (old, new) = (
+        s.artifact("old", "old", "c-old").await,
+        s.artifact("new", "new", "c-new").await,
+    );
+    let first = s
+        .release_of("1.0.0", &[("shop", &shop1), ("lib", &lib), ("old", &old)])
+        .await;
+    let second = s
+        .release_of("2.0.0", &[("shop", &shop2), ("lib", &lib), ("new", &new)])
+        .await;
+    for r in [&first, &second] {
+        let outcome = s.app.promote_to(&actor("rita"), r, "build", None).await;
+        assert!(outcome.unwrap().decision.decision.allowed);
+    }
+    let back = s
+        .app
+        .roll_back(&actor("argo"), "build", "bad config", None)
+        .await
+        .unwrap();
+    let side = |digest: &Digest, commit: &str| custody_app::events::BuildSide {
+        digest: digest.clone(),
+        commit: Some(commit.into()),
+        parameters: Some(serde_json::json!({
+            "parameters": {"profile": "release"},
+            "source": {"commit": commit, "repository": REPO},
+        })),
+    };
+    let named = |name: &str, digest: &Digest| custody_app::events::NamedDigest {
+        name: name.into(),
+        digest: digest.clone(),
+    };
+    assert_eq!(
+        back.diff,
+        custody_app::events::ReleaseDiff {
+            from: second,
+            to: first,
+            changed: vec![custody_app::events::ChangedArtifact {
+                name: "shop".into(),
+                from: side(&shop2, "c2"),
+                to: side(&shop1, "c1"),
+            }],
+            added: vec![named("old", &old)],
+            removed: vec![named("new", &new)],
+        }
+    );
 }
 
 /// A deploy report names at most `MAX_DIGESTS_PER_REPORT` digests; drift is recorded as its
@@ -1348,6 +1415,111 @@ async fn a_digest_alone_does_not_hide_a_failing_report() {
         tests.reason.contains("1 of 2 tests failed"),
         "{}",
         tests.reason
+    );
+}
+
+/// A release certified before a digest alone stopped being evidence keeps standing: the
+/// decision that certified it recorded its evidence without saying whether custody read
+/// it, and each piece (matched by artifact, type and time) counts as that decision
+/// counted it. The same decision recorded today, saying the pieces were digests alone,
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
+    let s = setup("").await;
+    let (shop, lib) = (
+        s.artifact("shop", "shop", "c1").await,
+        s.artifact("lib", "lib", "c2").await,
+    );
+    // Each artifact's test results, by digest alone, at different times.
+    for (d, t) in [
+        (&shop, "2026-11-10T10:00:00Z"),
+        (&lib, "2026-11-10T10:05:00Z"),
+    ] {
+        let ci = Actor::new("ci", at(t))
+            .unwrap()
+            .authenticated_by(custody_model::Authentication::Local { user: "ci".into() });
+        let report = sha256(t.as_bytes());
+        s.app
+            .attach(&ci, d, "test-results", "junit", report, None)
+            .await
+            .unwrap();
+    }
+    let r = s
+        .release_of("1.0.0", &[("shop", &shop), ("lib", &lib)])
+        .await;
+    let promoted = s.app.promote_to(&actor("rita"), &r, "build", None).await;
+    let decision = promoted.unwrap().decision.id;
+    let text = policy_text("").replace(
+        "name = \"build\"",
+        "name = \"build\"\nevidence = [\"test-results\"]",
+    );
+    s.app
+        .apply(&operator(), bundle(&text, &s.builder, Some(&s.release_key)))
+        .await
+        .unwrap();
+    for d in [&shop, &lib] {
+        let v = s.app.verify("build", d).await.unwrap();
+        assert!(!v.allowed, "{v:?}");
+        assert!(
+            v.reasons[0].contains("only a report's digest was given"),
+            "{v:?}"
+        );
+    }
+
+    // The decision as the version before `read` was kept recorded it.
+    let db = s._dir.path().join("c.db");
+    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let (value,): (String,) =
+        sqlx::query_as("SELECT value FROM state WHERE kind = 'decision' AND key = ?")
+            .bind(&decision)
+            .fetch_one(&sqlite)
+            .await
+            .unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&value).unwrap();
+    for artifact in value["facts"]["release"]["artifacts"]
+        .as_array_mut()
+        .unwrap()
+    {
+        for piece in artifact["evidence"].as_array_mut().unwrap() {
+            assert_eq!(piece["read"], false);
+            piece.as_object_mut().unwrap().remove("read");
+        }
+    }
+    sqlx::query("UPDATE state SET value = ? WHERE kind = 'decision' AND key = ?")
+        .bind(value.to_string())
+        .bind(&decision)
+        .execute(&sqlite)
+        .await
+        .unwrap();
+    sqlite.close().await;
+    let store = SqlStore::open(&Location::Sqlite(db), log_key())
+        .await
+        .unwrap();
+    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    for d in [&shop, &lib] {
+        let v = app.verify("build", d).await.unwrap();
+        assert!(v.allowed, "{v:?}");
+    }
+
+    // A piece recorded since, even in the same second as one the decision counted, must
+    // have been read.
+    let ci = Actor::new("ci", at("2026-11-10T10:00:00Z"))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Local { user: "ci".into() });
+    app.attach(&ci, &shop, "sbom", "cyclonedx", sha256(b"{}"), None)
+        .await
+        .unwrap();
+    let text = text.replace("[\"test-results\"]", "[\"test-results\", \"sbom\"]");
+    app.apply(&operator(), bundle(&text, &s.builder, Some(&s.release_key)))
+        .await
+        .unwrap();
+    let v = app.verify("build", &shop).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert!(
+        v.reasons[0].contains("sbom") && v.reasons[0].contains("only a report's digest was given"),
+        "{v:?}"
     );
 }
 

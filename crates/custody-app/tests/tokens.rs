@@ -1,0 +1,227 @@
+//! API tokens through the use cases on a real SQLite store: who may make one for whom,
+//! which count as their holder's own, how long a chain of tokens each made with the last
+//! may grow, and how revoking one ends it and everything made with it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use custody_app::{Actor, App, AppError, ApplyPolicy, CreateToken, TokenRecord};
+use custody_crypto::note::NoteSigner;
+use custody_crypto::{Algorithm, PrivateKey};
+use custody_model::{Authentication, Timestamp};
+use custody_store::{Location, SqlStore};
+
+const POLICY: &str = r#"
+version = 1
+[roles]
+admin = ["ada"]
+approver = ["bob"]
+[[environment]]
+name = "build"
+"#;
+
+const NOW: &str = "2026-11-10T10:00:00Z";
+
+fn at(t: &str) -> Timestamp {
+    t.parse().unwrap()
+}
+
+/// `who`, signed in with a credential of their own.
+fn person(who: &str) -> Actor {
+    Actor::new(who, at(NOW))
+        .unwrap()
+        .authenticated_by(Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        })
+}
+
+async fn app() -> (App<SqlStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = NoteSigner::new(
+        "test.custody/log",
+        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
+    )
+    .unwrap();
+    let store = SqlStore::create(&Location::Sqlite(dir.path().join("c.db")), log, at(NOW))
+        .await
+        .unwrap();
+    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    let policy = ApplyPolicy {
+        files: [("custody.toml".to_owned(), POLICY.to_owned())].into(),
+    };
+    let operator = Actor::new("local:ops", at(NOW))
+        .unwrap()
+        .authenticated_by(Authentication::Local { user: "ops".into() });
+    app.apply_policy(&operator, &policy).await.unwrap();
+    (app, dir)
+}
+
+fn token_for(principal: &str, expires: &str) -> CreateToken {
+    CreateToken {
+        principal: principal.into(),
+        expires: expires.into(),
+        description: "test".into(),
+    }
+}
+
+/// Makes a token for `principal` as `actor`; returns its record and text.
+async fn made(
+    app: &App<SqlStore>,
+    actor: &Actor,
+    principal: &str,
+) -> AppResult<(TokenRecord, String)> {
+    let (record, text) = app
+        .create_token(actor, &token_for(principal, "1h"), None)
+        .await?;
+    Ok((record, text.expect("a new token's text is shown once")))
+}
+
+type AppResult<T> = Result<T, AppError>;
+
+/// The holder of `text`, acting at `now` with it.
+async fn holder(app: &App<SqlStore>, text: &str, now: &str) -> AppResult<Actor> {
+    app.authenticate(text, at(now)).await?.actor(at(now))
+}
+
+#[tokio::test]
+async fn anyone_makes_their_own_token_and_only_an_admin_makes_one_for_someone_else() {
+    let (app, _dir) = app().await;
+    let (own, text) = made(&app, &person("bob"), "bob").await.unwrap();
+    assert_eq!((own.principal.as_str(), own.personal), ("bob", true));
+    assert_eq!(own.expires_at, at("2026-11-10T11:00:00Z"));
+    let bob = holder(&app, &text, NOW).await.unwrap();
+    assert_eq!(bob.principal, "bob");
+
+    match made(&app, &person("bob"), "carol").await {
+        Err(AppError::Denied(m)) => assert!(m.contains("admin"), "{m}"),
+        other => panic!("bob made carol a token: {other:?}"),
+    }
+    // An admin may; the token works, but it is not carol's own: her approvals with it
+    // would not count.
+    let (theirs, text) = made(&app, &person("ada"), "carol").await.unwrap();
+    assert_eq!(
+        (theirs.principal.as_str(), theirs.personal),
+        ("carol", false)
+    );
+    assert_eq!(holder(&app, &text, NOW).await.unwrap().principal, "carol");
+
+    // Nor is one carol makes for herself with it: its creator saw the secret it was made
+    // with.
+    let carol = holder(&app, &text, NOW).await.unwrap();
+    let (record, _) = made(&app, &carol, "carol").await.unwrap();
+    assert_eq!(record.parent.as_deref(), Some(theirs.id.as_str()));
+    assert!(!record.personal);
+
+    for expires in ["0s", "-5m"] {
+        match app
+            .create_token(&person("bob"), &token_for("bob", expires), None)
+            .await
+        {
+            Err(AppError::Invalid(m)) => {
+                assert!(m.contains("expires") || m.contains("positive"), "{m}")
+            }
+            other => panic!("a token for {expires}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_works_until_it_expires_and_not_a_second_longer() {
+    let (app, _dir) = app().await;
+    let (_, text) = made(&app, &person("bob"), "bob").await.unwrap();
+    assert!(holder(&app, &text, "2026-11-10T10:59:59Z").await.is_ok());
+    for now in ["2026-11-10T11:00:00Z", "2026-11-10T12:00:00Z"] {
+        match holder(&app, &text, now).await {
+            Err(AppError::Denied(m)) => {
+                assert!(m.contains("expired at 2026-11-10T11:00:00Z"), "{m}")
+            }
+            other => panic!("{now}: {other:?}"),
+        }
+    }
+}
+
+/// A chain of tokens, each made with the last, stops at 32: the 33rd is refused, and
+/// tokens made with a token never outlive it.
+#[tokio::test]
+async fn a_chain_of_tokens_each_made_with_the_last_stops_at_thirty_two() {
+    let (app, _dir) = app().await;
+    let (first, mut text) = made(&app, &person("bob"), "bob").await.unwrap();
+    let mut last = first.clone();
+    for length in 2..=32 {
+        let bob = holder(&app, &text, NOW).await.unwrap();
+        let (record, next) = app
+            .create_token(&bob, &token_for("bob", "30d"), None)
+            .await
+            .unwrap_or_else(|e| panic!("token {length} of the chain: {e}"));
+        assert_eq!(record.parent.as_deref(), Some(last.id.as_str()));
+        assert_eq!(
+            record.expires_at, first.expires_at,
+            "never outlives the first"
+        );
+        assert!(record.personal, "made by bob with his own token");
+        last = record;
+        text = next.unwrap();
+    }
+    let bob = holder(&app, &text, NOW).await.unwrap();
+    match app.create_token(&bob, &token_for("bob", "1h"), None).await {
+        Err(AppError::Invalid(m)) => assert!(m.contains("more than 32 tokens"), "{m}"),
+        other => panic!("a 33rd token: {other:?}"),
+    }
+}
+
+/// Revoking a token ends it and every token made with it, down the chain; the holder may
+/// revoke their own, an admin anyone's, nobody else learns whether another's exists; and
+/// revoking again changes nothing.
+#[tokio::test]
+async fn revoking_a_token_ends_its_offspring_and_only_its_holder_or_an_admin_may() {
+    let (app, _dir) = app().await;
+    let (root, root_text) = made(&app, &person("bob"), "bob").await.unwrap();
+    let bob = holder(&app, &root_text, NOW).await.unwrap();
+    let (child, child_text) = made(&app, &bob, "bob").await.unwrap();
+    let with_child = holder(&app, &child_text, NOW).await.unwrap();
+    let (_, grandchild_text) = made(&app, &with_child, "bob").await.unwrap();
+    let (_, other_text) = made(&app, &person("bob"), "bob").await.unwrap();
+    let (carols, carols_text) = made(&app, &person("carol"), "carol").await.unwrap();
+
+    // Bob cannot revoke carol's token, and is told what he would be told of none.
+    for id in [carols.id.as_str(), "tok0000"] {
+        match app.revoke_token(&person("bob"), id).await {
+            Err(AppError::NotFound(m)) => {
+                assert!(m.contains(&format!("bob has no token {id}")), "{m}")
+            }
+            other => panic!("bob revoked {id}: {other:?}"),
+        }
+    }
+    assert!(holder(&app, &carols_text, NOW).await.is_ok());
+
+    let size = app.log().size().await.unwrap();
+    let revoked = app.revoke_token(&person("bob"), &child.id).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(at(NOW)));
+    // The child and the grandchild: two events.
+    assert_eq!(app.log().size().await.unwrap(), size + 2);
+    match holder(&app, &child_text, NOW).await {
+        Err(AppError::Denied(m)) => assert_eq!(m, format!("token {} was revoked", child.id)),
+        other => panic!("{other:?}"),
+    }
+    match holder(&app, &grandchild_text, NOW).await {
+        Err(AppError::Denied(m)) => assert!(m.ends_with(" was revoked"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Its parent and bob's other token stand.
+    assert!(holder(&app, &root_text, NOW).await.is_ok());
+    assert!(holder(&app, &other_text, NOW).await.is_ok());
+
+    // Again: nothing left to revoke, nothing written.
+    let again = app.revoke_token(&person("bob"), &child.id).await.unwrap();
+    assert_eq!(again.revoked_at, Some(at(NOW)));
+    assert_eq!(app.log().size().await.unwrap(), size + 2);
+
+    // An admin revokes anyone's.
+    app.revoke_token(&person("ada"), &carols.id).await.unwrap();
+    assert!(holder(&app, &carols_text, NOW).await.is_err());
+    match app.revoke_token(&person("ada"), "tok0000").await {
+        Err(AppError::NotFound(m)) => assert_eq!(m, "no token tok0000"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(root.principal, "bob");
+}
