@@ -4,345 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::sync::Arc;
+mod common;
 
+use common::*;
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256, sign_provenance};
-use custody_app::events::Event;
-use custody_app::{
-    Actor, App, AppError, AppResult, ApplyPolicy, AttachEvidence, DeployOutcome, DeployReport,
-    Promote, PromotionOutcome, RecordRelease, RegisterArtifact, Rollback, RollbackOutcome,
-};
-use custody_crypto::note::NoteSigner;
-use custody_crypto::{Algorithm, PrivateKey, Signer as _};
+use custody_app::events::{Event, EventBody};
+use custody_app::{Actor, AppError, AttachEvidence, RecordRelease};
+use custody_crypto::{Algorithm, PrivateKey};
 use custody_model::{Digest, Timestamp};
-use custody_policy::Bundle;
-use custody_store::{Location, SqlStore};
-
-/// An artifact to register, as these tests write it: provenance made elsewhere, or a
-/// builder key that signs it from the declared build.
-#[derive(Default)]
-struct NewArtifact<'a> {
-    name: String,
-    digest: Option<Digest>,
-    build: Option<BuildFields>,
-    provenance: Option<custody_crypto::dsse::Envelope>,
-    builder_key: Option<&'a dyn custody_crypto::Signer>,
-}
-
-/// The use cases with the arguments these tests pass (each builds the request type).
-trait Calls {
-    async fn promote_to(
-        &self,
-        who: &Actor,
-        release: &str,
-        env: &str,
-        key: Option<&str>,
-    ) -> AppResult<PromotionOutcome>;
-    async fn break_glass(
-        &self,
-        who: &Actor,
-        release: &str,
-        env: &str,
-        reason: &str,
-    ) -> AppResult<PromotionOutcome>;
-    async fn register(
-        &self,
-        who: &Actor,
-        new: NewArtifact<'_>,
-    ) -> AppResult<custody_app::ArtifactRegistered>;
-    async fn attach(
-        &self,
-        who: &Actor,
-        artifact: &Digest,
-        kind: &str,
-        format: &str,
-        file: Digest,
-        key: Option<&str>,
-    ) -> AppResult<u64>;
-    async fn deploy(
-        &self,
-        who: &Actor,
-        env: &str,
-        digests: &[Digest],
-        succeeded: bool,
-        key: Option<&str>,
-    ) -> AppResult<DeployOutcome>;
-    async fn roll_back(
-        &self,
-        who: &Actor,
-        env: &str,
-        reason: &str,
-        key: Option<&str>,
-    ) -> AppResult<RollbackOutcome>;
-    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyChange>;
-}
-
-impl Calls for App<SqlStore> {
-    async fn promote_to(
-        &self,
-        who: &Actor,
-        release: &str,
-        env: &str,
-        key: Option<&str>,
-    ) -> AppResult<PromotionOutcome> {
-        let request = Promote {
-            release: release.parse().unwrap(),
-            environment: env.into(),
-            break_glass: None,
-        };
-        self.promote(who, &request, key).await
-    }
-    async fn break_glass(
-        &self,
-        who: &Actor,
-        release: &str,
-        env: &str,
-        reason: &str,
-    ) -> AppResult<PromotionOutcome> {
-        let request = Promote {
-            release: release.parse().unwrap(),
-            environment: env.into(),
-            break_glass: Some(reason.into()),
-        };
-        self.promote(who, &request, None).await
-    }
-    async fn register(
-        &self,
-        who: &Actor,
-        new: NewArtifact<'_>,
-    ) -> AppResult<custody_app::ArtifactRegistered> {
-        let digest = new.digest.unwrap();
-        let request = match (new.builder_key, new.build) {
-            (Some(key), Some(build)) => {
-                RegisterArtifact::signed_by(key, &new.name, digest, None, build)?
-            }
-            (_, build) => RegisterArtifact {
-                name: new.name,
-                digest,
-                size: None,
-                build,
-                provenance: new.provenance,
-            },
-        };
-        self.register_artifact(who, &request).await
-    }
-    async fn attach(
-        &self,
-        who: &Actor,
-        artifact: &Digest,
-        kind: &str,
-        format: &str,
-        file: Digest,
-        key: Option<&str>,
-    ) -> AppResult<u64> {
-        let evidence = AttachEvidence {
-            kind: kind.into(),
-            format: format.into(),
-            digest: file,
-            report: None,
-        };
-        self.attest(who, artifact, &evidence, key).await
-    }
-    async fn deploy(
-        &self,
-        who: &Actor,
-        env: &str,
-        digests: &[Digest],
-        succeeded: bool,
-        key: Option<&str>,
-    ) -> AppResult<DeployOutcome> {
-        use custody_app::events::DeployStatus;
-        let status = if succeeded {
-            DeployStatus::Succeeded
-        } else {
-            DeployStatus::Failed
-        };
-        let report = DeployReport {
-            environment: env.into(),
-            digests: digests.to_vec(),
-            status,
-        };
-        self.deploy_report(who, &report, key).await
-    }
-    async fn roll_back(
-        &self,
-        who: &Actor,
-        env: &str,
-        reason: &str,
-        key: Option<&str>,
-    ) -> AppResult<RollbackOutcome> {
-        self.rollback(
-            who,
-            env,
-            &Rollback {
-                reason: reason.into(),
-            },
-            key,
-        )
-        .await
-    }
-    async fn apply(&self, who: &Actor, bundle: Bundle) -> AppResult<custody_app::PolicyChange> {
-        self.apply_policy(
-            who,
-            &ApplyPolicy {
-                files: bundle.files,
-            },
-        )
-        .await
-    }
-}
-
-/// An event as JSON, to look into.
-fn v(event: &Event) -> serde_json::Value {
-    event.to_value().unwrap()
-}
-
-struct Setup {
-    app: Arc<App<SqlStore>>,
-    builder: PrivateKey,
-    release_key: PrivateKey,
-    _dir: tempfile::TempDir,
-}
-
-const BUILDER: &str = "https://ci.example/builder/v1";
-const REPO: &str = "https://git.example/acme/shop";
-
-/// The test pipeline (testdata/flows.toml) with `extra_prod` as prod's gates.
-fn policy_text(extra_prod: &str) -> String {
-    include_str!("testdata/flows.toml").replace("# prod's gates\n", &format!("{extra_prod}\n"))
-}
-
-fn bundle(text: &str, builder: &PrivateKey, release: Option<&PrivateKey>) -> Bundle {
-    let mut b = Bundle::default();
-    b.files.insert("custody.toml".into(), text.into());
-    b.files
-        .insert("keys/builder.pub".into(), builder.public_key().to_pem());
-    if let Some(r) = release {
-        b.files
-            .insert("keys/release.pub".into(), r.public_key().to_pem());
-    }
-    b
-}
-
-fn at(t: &str) -> Timestamp {
-    t.parse().unwrap()
-}
-
-/// The operator of the data directory, who puts the (ungoverned) test policies in force.
-fn operator() -> Actor {
-    Actor::new("local:ops", at("2026-11-10T10:00:00Z"))
-        .unwrap()
-        .authenticated_by(custody_model::Authentication::Local { user: "ops".into() })
-}
-
-/// Someone acting at the tests' time, signed in with a credential of their own (so their
-/// approvals are theirs).
-fn actor(who: &str) -> Actor {
-    Actor::new(who, at("2026-11-10T10:00:00Z"))
-        .unwrap()
-        .authenticated_by(custody_model::Authentication::Oidc {
-            issuer: "https://idp.example".into(),
-            subject: who.into(),
-        })
-}
-
-async fn setup(extra_prod: &str) -> Setup {
-    setup_policy(&policy_text(extra_prod)).await
-}
-
-async fn setup_policy(policy: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::create(
-        &Location::Sqlite(dir.path().join("c.db")),
-        log_key(),
-        at("2026-11-10T09:00:00Z"),
-    )
-    .await
-    .unwrap();
-    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
-    let (builder, release_key) = (
-        PrivateKey::generate(Algorithm::Ed25519),
-        PrivateKey::generate(Algorithm::EcdsaP256),
-    );
-    app.apply(&operator(), bundle(policy, &builder, Some(&release_key)))
-        .await
-        .unwrap();
-    Setup {
-        app: Arc::new(app),
-        builder,
-        release_key,
-        _dir: dir,
-    }
-}
-
-/// The tests' log key (the same each time, so a test can open its store again).
-fn log_key() -> NoteSigner {
-    let key = PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
-    NoteSigner::new("test.custody/log", Box::new(key)).unwrap()
-}
-
-fn build(commit: &str, profile: &str) -> BuildFields {
-    BuildFields {
-        builder_id: BUILDER.into(),
-        source_repo: REPO.into(),
-        source_commit: commit.into(),
-        parameters: [("profile".to_owned(), profile.to_owned())].into(),
-        environment: Default::default(),
-        started: None,
-        finished: None,
-        nondeterministic_steps: vec!["embeds build time".into()],
-        invocation_id: None,
-    }
-}
-
-impl Setup {
-    async fn artifact(&self, name: &str, content: &str, commit: &str) -> Digest {
-        let digest = sha256(content.as_bytes());
-        self.app
-            .register(
-                &actor("ci"),
-                NewArtifact {
-                    name: name.into(),
-                    digest: Some(digest.clone()),
-                    build: Some(build(commit, "release")),
-                    builder_key: Some(&self.builder),
-                    ..NewArtifact::default()
-                },
-            )
-            .await
-            .unwrap();
-        digest
-    }
-
-    async fn release(&self, version: &str, digest: &Digest) -> String {
-        self.release_of(version, &[("shop", digest)]).await
-    }
-
-    /// Release `version` of shop made of the named artifacts.
-    async fn release_of(&self, version: &str, named: &[(&str, &Digest)]) -> String {
-        let artifacts: Vec<ManifestArtifact> = named
-            .iter()
-            .map(|(name, digest)| ManifestArtifact {
-                name: (*name).into(),
-                digest: (*digest).clone(),
-            })
-            .collect();
-        let manifest = RecordRelease::signed(
-            "shop",
-            version,
-            &artifacts,
-            "rita",
-            at("2026-11-10T10:00:00Z"),
-            Some(&self.release_key),
-        )
-        .unwrap();
-        self.app
-            .record_release(&actor("rita"), &manifest, None)
-            .await
-            .unwrap()
-            .release
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_of_one_promotion_make_one_promotion() {
@@ -763,11 +432,37 @@ async fn a_rollback_names_the_artifacts_it_changes_adds_and_removes() {
         let outcome = s.app.promote_to(&actor("rita"), r, "build", None).await;
         assert!(outcome.unwrap().decision.decision.allowed);
     }
+    // The deploy gate's verdict names the ledger entry that certified what it allows (and
+    // encodes to the JSON of itself).
+    let certified_by = |v: &custody_app::Verification| {
+        let index = v.ledger_index.expect("the verdict names its ledger entry");
+        let app = &s.app;
+        async move {
+            let entries = app.log().entries(index, index + 1).await.unwrap();
+            Event::from_leaf(&entries[0].leaf).unwrap().body
+        }
+    };
+    let v = s.app.verify("build", &shop2).await.unwrap();
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&v.to_json().unwrap()).unwrap(),
+        serde_json::to_value(&v).unwrap()
+    );
+    match certified_by(&v).await {
+        EventBody::EnvironmentCertified(c) => assert_eq!(c.release, second),
+        other => panic!("{other:?}"),
+    }
     let back = s
         .app
         .roll_back(&actor("argo"), "build", "bad config", None)
         .await
         .unwrap();
+    let v = s.app.verify("build", &shop1).await.unwrap();
+    assert!(v.allowed, "{v:?}");
+    match certified_by(&v).await {
+        EventBody::RolledBack(r) => assert_eq!((&r.from, &r.to), (&second, &first)),
+        other => panic!("{other:?}"),
+    }
     let side = |digest: &Digest, commit: &str| custody_app::events::BuildSide {
         digest: digest.clone(),
         commit: Some(commit.into()),
@@ -1467,10 +1162,7 @@ async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
     }
 
     // The decision as the version before `read` was kept recorded it.
-    let db = s._dir.path().join("c.db");
-    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
-        .await
-        .unwrap();
+    let sqlite = s.sqlite().await;
     let (value,): (String,) =
         sqlx::query_as("SELECT value FROM state WHERE kind = 'decision' AND key = ?")
             .bind(&decision)
@@ -1494,10 +1186,7 @@ async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
         .await
         .unwrap();
     sqlite.close().await;
-    let store = SqlStore::open(&Location::Sqlite(db), log_key())
-        .await
-        .unwrap();
-    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    let app = s.reopened().await;
     for d in [&shop, &lib] {
         let v = app.verify("build", d).await.unwrap();
         assert!(v.allowed, "{v:?}");

@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use custody_app::{Actor, App, AppError, ApplyPolicy, CreateToken, TokenRecord};
-use custody_crypto::note::NoteSigner;
-use custody_crypto::{Algorithm, PrivateKey};
-use custody_model::{Authentication, Timestamp};
-use custody_store::{Location, SqlStore};
+mod common;
+
+use std::sync::Arc;
+
+use common::{actor as person, at, setup_policy};
+use custody_app::{Actor, App, AppError, AppResult, CreateToken, TokenRecord};
+use custody_store::SqlStore;
 
 const POLICY: &str = r#"
 version = 1
@@ -21,39 +23,9 @@ name = "build"
 
 const NOW: &str = "2026-11-10T10:00:00Z";
 
-fn at(t: &str) -> Timestamp {
-    t.parse().unwrap()
-}
-
-/// `who`, signed in with a credential of their own.
-fn person(who: &str) -> Actor {
-    Actor::new(who, at(NOW))
-        .unwrap()
-        .authenticated_by(Authentication::Oidc {
-            issuer: "https://idp.example".into(),
-            subject: who.into(),
-        })
-}
-
-async fn app() -> (App<SqlStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = NoteSigner::new(
-        "test.custody/log",
-        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
-    )
-    .unwrap();
-    let store = SqlStore::create(&Location::Sqlite(dir.path().join("c.db")), log, at(NOW))
-        .await
-        .unwrap();
-    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
-    let policy = ApplyPolicy {
-        files: [("custody.toml".to_owned(), POLICY.to_owned())].into(),
-    };
-    let operator = Actor::new("local:ops", at(NOW))
-        .unwrap()
-        .authenticated_by(Authentication::Local { user: "ops".into() });
-    app.apply_policy(&operator, &policy).await.unwrap();
-    (app, dir)
+async fn app() -> (Arc<App<SqlStore>>, tempfile::TempDir) {
+    let s = setup_policy(POLICY).await;
+    (s.app, s._dir)
 }
 
 fn token_for(principal: &str, expires: &str) -> CreateToken {
@@ -76,8 +48,6 @@ async fn made(
     Ok((record, text.expect("a new token's text is shown once")))
 }
 
-type AppResult<T> = Result<T, AppError>;
-
 /// The holder of `text`, acting at `now` with it.
 async fn holder(app: &App<SqlStore>, text: &str, now: &str) -> AppResult<Actor> {
     app.authenticate(text, at(now)).await?.actor(at(now))
@@ -93,8 +63,25 @@ async fn anyone_makes_their_own_token_and_only_an_admin_makes_one_for_someone_el
     assert_eq!(bob.principal, "bob");
 
     match made(&app, &person("bob"), "carol").await {
-        Err(AppError::Denied(m)) => assert!(m.contains("admin"), "{m}"),
+        Err(AppError::Denied(m)) => assert!(
+            m.contains("bob may not")
+                && m.contains(
+                    "a security admin grants roles in the policy's [roles] (e.g. admin = [\"bob\"])"
+                ),
+            "{m}"
+        ),
         other => panic!("bob made carol a token: {other:?}"),
+    }
+    // The operator on the data directory is told how to act as someone else.
+    let local = Actor::new("dan", at(NOW))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Local { user: "dan".into() });
+    match made(&app, &local, "carol").await {
+        Err(AppError::Denied(m)) => assert!(
+            m.contains("on the data directory you act as the operator, dan; to act as someone else use their token"),
+            "{m}"
+        ),
+        other => panic!("dan made carol a token: {other:?}"),
     }
     // An admin may; the token works, but it is not carol's own: her approvals with it
     // would not count.

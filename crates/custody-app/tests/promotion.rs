@@ -1,0 +1,144 @@
+//! Promotions and their reviews through the use cases on a real SQLite store: who reads a
+//! confidential rationale, and what a retry with an idempotency key gets back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod common;
+
+use common::*;
+use custody_app::records::{Risk, Verdict};
+use custody_app::{AppError, Authenticated, REDACTED, Review};
+use custody_model::Authentication;
+
+fn review(rationale: &str, confidential: bool) -> Review {
+    Review {
+        rationale: rationale.into(),
+        risk: Risk::Low,
+        confidential,
+        statement: None,
+    }
+}
+
+/// `who` reading with `roles`.
+fn viewer(who: &str, roles: &[&str]) -> Authenticated {
+    Authenticated {
+        principal: who.into(),
+        auth: Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        },
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+/// A confidential rationale is read by auditors, admins, its reviewer and the promotion's
+/// requester; anyone else reads it as `(confidential)`, without the salt that would let
+/// them test guesses against the ledger's commitment. One that is not confidential is read
+/// by anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confidential_rationale_is_read_only_by_auditors_admins_and_the_people_involved() {
+    let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let waiting = s
+        .app
+        .promote_to(&actor("sam"), &r, "prod", None)
+        .await
+        .unwrap();
+    let id = waiting.promotion.id;
+    let secret = "the fix touches the payment provider's contract";
+    for (who, text, confidential) in [("alice", secret, true), ("bob", "diff read", false)] {
+        s.app
+            .review(
+                &actor(who),
+                &id,
+                Verdict::Approve,
+                &review(text, confidential),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    for (who, roles, reads) in [
+        ("alice", &[][..], true), // wrote it
+        ("sam", &[], true),       // asked for the promotion
+        ("audrey", &["auditor"], true),
+        ("ada", &["admin"], true),
+        ("bob", &["approver"], false), // reviewed too, but not this review
+        ("paul", &["admin:prod"], false),
+        ("mallory", &[], false),
+    ] {
+        let (_, reviews) = s.app.promotion_for(&viewer(who, roles), &id).await.unwrap();
+        let by = |name: &str| reviews.iter().find(|r| r.by == name).unwrap();
+        let alices = by("alice");
+        if reads {
+            assert_eq!(alices.rationale, secret, "{who}");
+            assert!(alices.rationale_salt.is_some(), "{who}");
+        } else {
+            assert_eq!(alices.rationale, REDACTED, "{who}");
+            assert_eq!(alices.rationale_salt, None, "{who}");
+        }
+        assert_eq!(by("bob").rationale, "diff read", "{who}");
+    }
+}
+
+/// A promotion's idempotency key recorded before receipts existed (it names the promotion
+/// and the request's fingerprint) still converges: the same request again gets that
+/// promotion back, replayed, and another request with the key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_recorded_before_receipts_existed_replays_its_promotion() {
+    let s = setup("").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    let first = s
+        .app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    // What that version kept for `--idempotency-key retry-1`: the RFC 8785 bytes of the
+    // request are hashed.
+    let request = format!(r#"{{"actor":"rita","environment":"build","release":"{r}"}}"#);
+    let legacy = serde_json::json!({
+        "promotion": first.promotion.id,
+        "fingerprint": custody_app::attestations::sha256(request.as_bytes()),
+    });
+    let sqlite = s.sqlite().await;
+    sqlx::query("INSERT INTO state (kind, key, version, value, log_index) VALUES ('idempotency', ?, 1, ?, ?)")
+        .bind("promote:4:rita:retry-1")
+        .bind(legacy.to_string())
+        .bind(i64::try_from(first.ledger_index).unwrap())
+        .execute(&sqlite)
+        .await
+        .unwrap();
+    sqlite.close().await;
+    let app = s.reopened().await;
+    let size = app.log().size().await.unwrap();
+
+    let again = app
+        .promote_to(&actor("rita"), &r, "build", Some("retry-1"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.promotion.id, first.promotion.id);
+    assert_eq!(again.decision.id, first.decision.id);
+    assert_eq!(
+        app.log().size().await.unwrap(),
+        size,
+        "a replay writes nothing"
+    );
+
+    match app
+        .promote_to(&actor("rita"), &r, "prod", Some("retry-1"))
+        .await
+    {
+        Err(AppError::Conflict(m)) => {
+            assert!(m.contains("already used for a different request"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.log().size().await.unwrap(), size);
+}
