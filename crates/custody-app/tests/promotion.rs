@@ -142,3 +142,118 @@ async fn a_key_recorded_before_receipts_existed_replays_its_promotion() {
     }
     assert_eq!(app.log().size().await.unwrap(), size);
 }
+
+/// What waits in an environment is listed with the gates it waits on, from the moment it
+/// waits until it is decided: certified, it leaves the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
+    let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let waiting_in = |board: Vec<custody_app::BoardColumn>, env: &str| {
+        let column = board.into_iter().find(|c| c.environment == env).unwrap();
+        column
+            .pending
+            .into_iter()
+            .map(|(id, p)| {
+                (
+                    id,
+                    p.blocking.into_iter().map(|b| b.gate).collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Certified at once: never listed.
+    assert_eq!(waiting_in(s.app.board().await.unwrap(), "build"), []);
+    let id = s
+        .app
+        .promote_to(&actor("sam"), &r, "prod", None)
+        .await
+        .unwrap()
+        .promotion
+        .id;
+    let listed = [(id.clone(), vec!["approvals".to_owned()])];
+    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), listed);
+    // One approval of two: still waiting.
+    let approve = |who: &'static str| {
+        let (app, id) = (&s.app, &id);
+        async move {
+            app.review(
+                &actor(who),
+                id,
+                Verdict::Approve,
+                &review("ok", false),
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    approve("alice").await;
+    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), listed);
+    let done = approve("bob").await;
+    assert_eq!(
+        done.promotion.status,
+        custody_model::PromotionStatus::Certified
+    );
+    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), []);
+}
+
+/// An approval counts only from its approver's own credential: one made with a token an
+/// admin created for them, or with a token made with such a token, or by custody itself,
+/// is refused, saying why and what to use instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_from_a_credential_not_the_approvers_own_is_refused() {
+    let s = setup("approvals = { quorum = 1, roles = [\"approver\"] }").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let id = s
+        .app
+        .promote_to(&actor("sam"), &r, "prod", None)
+        .await
+        .unwrap()
+        .promotion
+        .id;
+    let token = |created_by: Option<&str>| Authentication::Token {
+        token: "tok0123456789abcdef".into(),
+        created_by: created_by.map(str::to_owned),
+        personal: false,
+    };
+    for (auth, why) in [
+        (
+            token(Some("ada")),
+            "token tok0123456789abcdef was created by ada, who saw its secret",
+        ),
+        (
+            token(Some("alice")),
+            "token tok0123456789abcdef was created with a credential that is not alice's own",
+        ),
+        (
+            token(None),
+            "token tok0123456789abcdef was created with a credential that is not alice's own",
+        ),
+    ] {
+        let alice = custody_app::Actor::new("alice", at("2026-11-10T10:00:00Z"))
+            .unwrap()
+            .authenticated_by(auth);
+        match s
+            .app
+            .review(&alice, &id, Verdict::Approve, &review("ok", false), None)
+            .await
+        {
+            Err(AppError::Denied(m)) => assert!(
+                m.starts_with(&format!("an approval counts only from alice's own credential, and {why}\nhint: sign it with your enrolled personal key")),
+                "{m}"
+            ),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+}

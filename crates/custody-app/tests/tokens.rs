@@ -9,7 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{actor as person, at, setup_policy};
+use custody_app::events::{Event, EventBody};
 use custody_app::{Actor, App, AppError, AppResult, CreateToken, TokenRecord};
+use custody_model::Authentication;
 use custody_store::SqlStore;
 
 const POLICY: &str = r#"
@@ -64,7 +66,7 @@ async fn anyone_makes_their_own_token_and_only_an_admin_makes_one_for_someone_el
 
     match made(&app, &person("bob"), "carol").await {
         Err(AppError::Denied(m)) => assert!(
-            m.contains("bob may not")
+            m.starts_with("bob may not manage others' API tokens: that takes the admin role, and bob holds approver")
                 && m.contains(
                     "a security admin grants roles in the policy's [roles] (e.g. admin = [\"bob\"])"
                 ),
@@ -75,7 +77,7 @@ async fn anyone_makes_their_own_token_and_only_an_admin_makes_one_for_someone_el
     // The operator on the data directory is told how to act as someone else.
     let local = Actor::new("dan", at(NOW))
         .unwrap()
-        .authenticated_by(custody_model::Authentication::Local { user: "dan".into() });
+        .authenticated_by(Authentication::Local { user: "dan".into() });
     match made(&app, &local, "carol").await {
         Err(AppError::Denied(m)) => assert!(
             m.contains("on the data directory you act as the operator, dan; to act as someone else use their token"),
@@ -184,7 +186,25 @@ async fn revoking_a_token_ends_its_offspring_and_only_its_holder_or_an_admin_may
     let size = app.log().size().await.unwrap();
     let revoked = app.revoke_token(&person("bob"), &child.id).await.unwrap();
     assert_eq!(revoked.revoked_at, Some(at(NOW)));
-    // The child and the grandchild: two events.
+    // The child and the grandchild: two events, the second naming the first.
+    let entries = app.log().entries(size, size + 2).await.unwrap();
+    let events: Vec<_> = entries
+        .iter()
+        .map(|e| match Event::from_leaf(&e.leaf).unwrap().body {
+            EventBody::TokenRevoked(r) => r,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (
+            events[0].token.as_str(),
+            events[0].principal.as_str(),
+            events[0].cascade_from.as_deref()
+        ),
+        (child.id.as_str(), "bob", None)
+    );
+    assert_eq!(events[1].cascade_from.as_deref(), Some(child.id.as_str()));
     assert_eq!(app.log().size().await.unwrap(), size + 2);
     match holder(&app, &child_text, NOW).await {
         Err(AppError::Denied(m)) => assert_eq!(m, format!("token {} was revoked", child.id)),
@@ -211,4 +231,90 @@ async fn revoking_a_token_ends_its_offspring_and_only_its_holder_or_an_admin_may
         other => panic!("{other:?}"),
     }
     assert_eq!(root.principal, "bob");
+}
+
+/// A token's text is checked whole: a known id with the wrong secret is refused as any
+/// other wrong token is, and a session started with a token holds only while that token
+/// stands and names the same principal.
+#[tokio::test]
+async fn only_the_whole_token_authenticates_and_a_session_lasts_while_its_token_stands() {
+    let (app, _dir) = app().await;
+    let (record, text) = made(&app, &person("bob"), "bob").await.unwrap();
+    let bob = app.authenticate(&text, at(NOW)).await.unwrap();
+    assert_eq!(bob.roles, ["approver"]);
+    assert_eq!(
+        bob.auth,
+        Authentication::Token {
+            token: record.id.clone(),
+            created_by: Some("bob".into()),
+            personal: true,
+        }
+    );
+    let wrong = format!("cst_{}_{}", record.id, "0".repeat(64));
+    for text in [wrong.as_str(), "cst_tok0000000000000000_00", "bearer", ""] {
+        match app.authenticate(text, at(NOW)).await {
+            Err(AppError::Denied(m)) => assert!(m.starts_with("the token is not valid"), "{m}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    let again = app.reauthenticate("bob", &bob.auth, at(NOW)).await.unwrap();
+    assert_eq!(again, bob);
+    match app.reauthenticate("carol", &bob.auth, at(NOW)).await {
+        Err(AppError::Denied(m)) => {
+            assert_eq!(
+                m,
+                format!("token {} no longer authenticates carol", record.id)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    app.revoke_token(&person("bob"), &record.id).await.unwrap();
+    match app.reauthenticate("bob", &bob.auth, at(NOW)).await {
+        Err(AppError::Denied(m)) => assert!(m.contains("was revoked"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A session started otherwise holds with the roles of the policy in force.
+    let oidc = Authentication::Oidc {
+        issuer: "https://idp.example".into(),
+        subject: "ada".into(),
+    };
+    let ada = app.reauthenticate("ada", &oidc, at(NOW)).await.unwrap();
+    assert_eq!(
+        (ada.principal.as_str(), ada.roles.as_slice()),
+        ("ada", &["admin".to_owned()][..])
+    );
+}
+
+/// Everyone sees their own tokens; admins and auditors see everyone's.
+#[tokio::test]
+async fn a_token_list_is_ones_own_unless_one_administers_or_audits() {
+    let (app, _dir) = app().await;
+    for who in ["bob", "carol", "ada"] {
+        made(&app, &person(who), who).await.unwrap();
+    }
+    let viewer = |who: &str, roles: &[&str]| custody_app::Authenticated {
+        principal: who.into(),
+        auth: Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        },
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    for (who, roles, sees) in [
+        ("bob", &["approver"][..], &["bob"][..]),
+        ("dan", &[], &[]),
+        ("ada", &["admin"], &["ada", "bob", "carol"]),
+        ("audrey", &["auditor"], &["ada", "bob", "carol"]),
+    ] {
+        let mut of: Vec<String> = app
+            .tokens_for(&viewer(who, roles))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.principal)
+            .collect();
+        of.sort();
+        assert_eq!(of, sees, "{who}");
+    }
 }

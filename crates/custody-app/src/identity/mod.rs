@@ -577,6 +577,22 @@ mod tests {
     }
 
     #[test]
+    fn a_token_id_is_tok_and_sixteen_lowercase_hex_digits() {
+        assert!(is_token_id("tok0123456789abcdef"));
+        for not in [
+            "tok0123456789abcde",   // 15 digits
+            "tok0123456789abcdef0", // 17
+            "tik0123456789abcdef",
+            "tok0123456789abcdeF",
+            "tok0123456789abcdeg",
+            "cst_0123456789abcde",
+            "",
+        ] {
+            assert!(!is_token_id(not), "{not}");
+        }
+    }
+
+    #[test]
     fn digests_are_the_same_only_byte_for_byte() {
         assert!(same(b"abcd", b"abcd"));
         assert!(same(b"", b""));
