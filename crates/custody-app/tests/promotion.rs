@@ -9,6 +9,7 @@ use common::*;
 use custody_app::records::{Risk, Verdict};
 use custody_app::{AppError, Authenticated, REDACTED, Review};
 use custody_model::Authentication;
+use custody_policy::Status;
 
 fn review(rationale: &str, confidential: bool) -> Review {
     Review {
@@ -160,10 +161,8 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
             .pending
             .into_iter()
             .map(|(id, p)| {
-                (
-                    id,
-                    p.blocking.into_iter().map(|b| b.gate).collect::<Vec<_>>(),
-                )
+                let gates = p.blocking.into_iter().map(|b| (b.gate, b.status));
+                (id, gates.collect::<Vec<_>>())
             })
             .collect::<Vec<_>>()
     };
@@ -176,7 +175,8 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
         .unwrap()
         .promotion
         .id;
-    let listed = [(id.clone(), vec!["approvals".to_owned()])];
+    // Waiting on approvals, the one gate that has not passed.
+    let listed = [(id.clone(), vec![("approvals".to_owned(), Status::Waiting)])];
     assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), listed);
     // One approval of two: still waiting.
     let approve = |who: &'static str| {
