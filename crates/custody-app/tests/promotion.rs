@@ -6,8 +6,12 @@
 mod common;
 
 use common::*;
+use custody_app::attestations::ManifestArtifact;
 use custody_app::records::{Risk, Verdict};
-use custody_app::{AppError, Authenticated, REDACTED, Review};
+use custody_app::{
+    Actor, AppError, AttachEvidence, Authenticated, REDACTED, RecordRelease, Review,
+};
+use custody_crypto::{Algorithm, PrivateKey, Signer as _};
 use custody_model::Authentication;
 use custody_policy::Status;
 
@@ -256,4 +260,197 @@ async fn an_approval_from_a_credential_not_the_approvers_own_is_refused() {
             other => panic!("{why}: {other:?}"),
         }
     }
+}
+
+/// The rules read the newest test report of an artifact: the one with the latest time,
+/// whatever order the pieces were recorded in, and of two at the same time the one
+/// recorded last. A newer piece of another type hides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_read_the_newest_report_of_each_type() {
+    let s = setup_policy(&policy_text("").replace(
+        "name = \"build\"",
+        "name = \"build\"\nevidence = [\"test-results\"]",
+    ))
+    .await;
+    let junit = |passing: bool| {
+        let case = if passing {
+            r#"<testcase name="b"/>"#
+        } else {
+            r#"<testcase name="b"><failure message="boom"/></testcase>"#
+        };
+        let report = format!(r#"<testsuite name="shop"><testcase name="a"/>{case}</testsuite>"#);
+        AttachEvidence::with_report("test-results", "junit", report.as_bytes())
+    };
+    let sbom = AttachEvidence::with_report(
+        "sbom",
+        "cyclonedx",
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#,
+    );
+    let (pass, fail) = (junit(true), junit(false));
+    // (what, when), in the order recorded; whether the newest report passes.
+    let cases: [(&[(&AttachEvidence, &str)], bool); 8] = [
+        (&[(&pass, "09:00"), (&fail, "09:30")], false),
+        (&[(&fail, "09:00"), (&pass, "09:30")], true),
+        (&[(&fail, "09:30"), (&pass, "09:00")], false),
+        (&[(&pass, "09:30"), (&fail, "09:00")], true),
+        (&[(&pass, "09:00"), (&fail, "09:00")], false),
+        (&[(&fail, "09:00"), (&pass, "09:00")], true),
+        (&[(&fail, "09:00"), (&sbom, "09:30")], false),
+        (&[(&pass, "09:00"), (&sbom, "09:30")], true),
+    ];
+    for (i, (pieces, passes)) in cases.into_iter().enumerate() {
+        let d = s.artifact("shop", &format!("case {i}"), "c1").await;
+        for (evidence, time) in pieces {
+            let ci = Actor::new("ci", at(&format!("2026-11-10T{time}:00Z")))
+                .unwrap()
+                .authenticated_by(Authentication::Local { user: "ci".into() });
+            s.app.attest(&ci, &d, evidence, None).await.unwrap();
+        }
+        let r = s.release(&format!("1.0.{i}"), &d).await;
+        let decided = s
+            .app
+            .promote_to(&actor("rita"), &r, "build", None)
+            .await
+            .unwrap()
+            .decision
+            .decision;
+        assert_eq!(decided.allowed, passes, "case {i}: {decided:#?}");
+        if !passes {
+            let tests = decided.gates.iter().find(|g| g.gate.to_string() == "tests");
+            let reason = &tests.unwrap().reason;
+            assert!(reason.contains("1 of 2 tests failed"), "case {i}: {reason}");
+        }
+    }
+}
+
+/// A release signed by two trusted release keys stands while either is trusted (the first
+/// that counts is the one it is signed with); when the policy in force names neither (nor
+/// a successor), the decision says the key that signed it is no longer trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_signed_by_two_keys_stands_while_either_is_trusted() {
+    let s = setup("").await;
+    let second = PrivateKey::generate(Algorithm::EcdsaP256);
+    let line = |name: &str| format!("[[release_key]]\npath = \"keys/{name}.pub\"\n");
+    let both = policy_text("").replace(&line("release"), &(line("release") + &line("second")));
+    // Keys are tried in the order of their ids: keep the first, drop the last.
+    let (kept, dropped) = if s.release_key.key_id() < second.key_id() {
+        ("release", "second")
+    } else {
+        ("second", "release")
+    };
+    let put = |text: String, time: &str| {
+        let mut b = bundle(&text, &s.builder, Some(&s.release_key));
+        b.files
+            .insert("keys/second.pub".into(), second.public_key().to_pem());
+        let ops = Actor::new("local:ops", at(time))
+            .unwrap()
+            .authenticated_by(Authentication::Local { user: "ops".into() });
+        let app = &s.app;
+        async move { app.apply(&ops, b).await.unwrap() }
+    };
+    put(both.clone(), "2026-11-10T10:00:00Z").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let mut releases = Vec::new();
+    for version in ["1.0.0", "1.0.1"] {
+        let artifacts = [ManifestArtifact {
+            name: "shop".into(),
+            digest: d.clone(),
+        }];
+        let mut manifest = RecordRelease::signed(
+            "shop",
+            version,
+            &artifacts,
+            "rita",
+            at("2026-11-10T10:00:00Z"),
+            Some(&s.release_key),
+        )
+        .unwrap();
+        manifest
+            .manifest
+            .add_signature(&second, custody_crypto::dsse::KeyIdHint::KeyId)
+            .unwrap();
+        let recorded = s.app.record_release(&actor("rita"), &manifest, None).await;
+        releases.push(recorded.unwrap().release);
+    }
+    let rita = Actor::new("rita", at("2026-11-10T11:30:00Z"))
+        .unwrap()
+        .authenticated_by(Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: "rita".into(),
+        });
+    let without_last = both.replace(&line(dropped), "");
+    put(without_last.clone(), "2026-11-10T11:00:00Z").await;
+    let promoted = s.app.promote_to(&rita, &releases[0], "build", None).await;
+    let decided = promoted.unwrap().decision.decision;
+    assert!(decided.allowed, "signed by {kept}, trusted: {decided:#?}");
+
+    put(
+        without_last.replace(&line(kept), ""),
+        "2026-11-10T11:00:00Z",
+    )
+    .await;
+    let promoted = s.app.promote_to(&rita, &releases[1], "build", None).await;
+    let decided = promoted.unwrap().decision.decision;
+    assert!(!decided.allowed);
+    let reasons: Vec<&str> = decided.gates.iter().map(|g| g.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains(&format!(
+            "({kept}) signed it, but the policy in force no longer trusts that key and names no successor"
+        ))),
+        "{reasons:#?}"
+    );
+}
+
+/// Asking again for a release left waiting starts a new promotion, and the answer names
+/// the earlier one, whose reviews stay with it; another release that happens to share its
+/// first artifact is a promotion of its own, superseding nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
+    let s = setup("approvals = { quorum = 1, roles = [\"approver\"] }").await;
+    let (shop, lib) = (
+        s.artifact("shop", "v1", "c1").await,
+        s.artifact("lib", "lib", "c2").await,
+    );
+    let first = s.release_of("1.0.0", &[("shop", &shop)]).await;
+    let other = s
+        .release_of("1.1.0", &[("shop", &shop), ("lib", &lib)])
+        .await;
+    for r in [&first, &other] {
+        s.app
+            .promote_to(&actor("rita"), r, "build", None)
+            .await
+            .unwrap();
+    }
+    let waiting = s
+        .app
+        .promote_to(&actor("sam"), &first, "prod", None)
+        .await
+        .unwrap();
+    assert_eq!(waiting.supersedes, None);
+    let alongside = s
+        .app
+        .promote_to(&actor("sam"), &other, "prod", None)
+        .await
+        .unwrap();
+    assert_eq!(alongside.supersedes, None, "{other} supersedes nothing");
+    let again = s
+        .app
+        .promote_to(&actor("rita"), &first, "prod", None)
+        .await
+        .unwrap();
+    assert_ne!(again.promotion.id, waiting.promotion.id);
+    let earlier = again.supersedes.expect("names the earlier promotion");
+    assert_eq!(
+        (earlier.promotion.as_str(), earlier.status, earlier.reviews),
+        (
+            waiting.promotion.id.as_str(),
+            custody_model::PromotionStatus::Pending,
+            0
+        )
+    );
+    assert!(
+        earlier.note.starts_with("this is a new promotion"),
+        "{}",
+        earlier.note
+    );
 }
