@@ -449,8 +449,130 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         )
     );
     assert!(
-        earlier.note.starts_with("this is a new promotion"),
+        earlier.note.starts_with(&format!(
+            "this is a new promotion: the earlier {} of {first} to prod (pending) keeps its 0 review(s)",
+            waiting.promotion.id
+        )),
         "{}",
         earlier.note
     );
+    // Rejected, then asked for again: the answer says so.
+    s.app
+        .review(
+            &actor("alice"),
+            &again.promotion.id,
+            Verdict::Reject,
+            &review("not this week", false),
+            None,
+        )
+        .await
+        .unwrap();
+    let third = s
+        .app
+        .promote_to(&actor("rita"), &first, "prod", None)
+        .await
+        .unwrap();
+    let earlier = third.supersedes.expect("names the rejected promotion");
+    assert_eq!(
+        (earlier.promotion.as_str(), earlier.status, earlier.reviews),
+        (
+            again.promotion.id.as_str(),
+            custody_model::PromotionStatus::Rejected,
+            1
+        )
+    );
+    assert!(
+        earlier
+            .note
+            .contains("to prod (rejected) keeps its 1 review(s)"),
+        "{}",
+        earlier.note
+    );
+}
+
+/// A reviewer's second review supersedes their first (never another's); an approval that
+/// cannot count is recorded and says why it is ignored; a rejection from someone who
+/// could not have approved is refused and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_review_supersedes_the_first_and_only_an_eligible_reviewer_rejects() {
+    let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let id = s
+        .app
+        .promote_to(&actor("sam"), &r, "prod", None)
+        .await
+        .unwrap()
+        .promotion
+        .id;
+    let approve = |who: &'static str, text: &'static str| {
+        let (app, id) = (&s.app, &id);
+        async move {
+            app.review(
+                &actor(who),
+                id,
+                Verdict::Approve,
+                &review(text, false),
+                None,
+            )
+            .await
+            .unwrap()
+            .approval
+            .unwrap()
+        }
+    };
+    let (first, why) = approve("alice", "first look").await;
+    assert_eq!(why, None);
+    let (second, why) = approve("alice", "second look").await;
+    assert_eq!(why, None);
+    assert_eq!(second.supersedes.as_deref(), Some(first.id.as_str()));
+    assert_eq!(first.supersedes, None);
+
+    // Rita signed the release: her approval is recorded, and ignored, saying why.
+    let (ritas, why) = approve("rita", "lgtm").await;
+    let why = why.expect("an approval by the release's signer does not count");
+    assert!(why.contains("signed the release"), "{why}");
+
+    // Mallory could not have approved: her rejection is refused, and nothing is written.
+    let size = s.app.log().size().await.unwrap();
+    match s
+        .app
+        .review(
+            &actor("mallory"),
+            &id,
+            Verdict::Reject,
+            &review("no", false),
+            None,
+        )
+        .await
+    {
+        Err(AppError::Denied(m)) => assert!(
+            m.starts_with(&format!("mallory may not reject promotion {id}: "))
+                && m.ends_with("it still waits for someone who could approve it"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.app.log().size().await.unwrap(), size);
+    let (promotion, _) = s.app.promotion(&id).await.unwrap();
+    assert_eq!(promotion.status, custody_model::PromotionStatus::Pending);
+
+    // Bob's approval makes two with alice's latest; each earlier one stays, superseded by
+    // its author's next, never by another's.
+    let (bobs, why) = approve("bob", "read it").await;
+    assert_eq!(why, None);
+    let (promotion, reviews) = s.app.promotion(&id).await.unwrap();
+    assert_eq!(promotion.status, custody_model::PromotionStatus::Certified);
+    let superseded_by = |id: &str| {
+        let review = reviews.iter().find(|r| r.id == id).unwrap();
+        review.superseded_by.clone()
+    };
+    assert_eq!(superseded_by(&first.id), Some(second.id.clone()));
+    for id in [&second.id, &ritas.id, &bobs.id] {
+        assert_eq!(superseded_by(id), None);
+    }
 }
