@@ -638,7 +638,7 @@ async fn an_approval_counts_only_from_its_approver() {
             &minted,
             &promotion.id,
             Verdict::Approve,
-            &with(Some(good)),
+            &with(Some(good.clone())),
             None,
         )
         .await
@@ -660,4 +660,17 @@ async fn an_approval_counts_only_from_its_approver() {
         "{:?}",
         approval.auth
     );
+    // The ledger holds the signed statement and the (public) rationale, so anyone can
+    // check the approval offline.
+    let EventBody::ApprovalRecorded(recorded) = approval.body else {
+        unreachable!()
+    };
+    assert_eq!(
+        recorded.statement_digest,
+        Some(custody_app::attestations::envelope_digest(&good))
+    );
+    assert_eq!(recorded.statement, Some(good));
+    assert_eq!(recorded.rationale.as_deref(), Some("canary clean"));
+    assert_eq!(recorded.rationale_digest, Some(sha256(b"canary clean")));
+    assert_eq!(recorded.rationale_commitment, None);
 }

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use custody_app::attestations::ManifestArtifact;
+use custody_app::attestations::{ManifestArtifact, sha256};
+use custody_app::events::{Event, EventBody};
 use custody_app::records::{Risk, Verdict};
 use custody_app::{
     Actor, AppError, AttachEvidence, Authenticated, REDACTED, RecordRelease, Review,
@@ -68,6 +69,42 @@ async fn a_confidential_rationale_is_read_only_by_auditors_admins_and_the_people
             .await
             .unwrap();
     }
+    // In the ledger: the public rationale and its digest; for the confidential one only
+    // the salted commitment to it.
+    let size = s.app.log().size().await.unwrap();
+    let entries = s.app.log().entries(0, size).await.unwrap();
+    let recorded: Vec<_> = entries
+        .iter()
+        .filter_map(|e| match Event::from_leaf(&e.leaf).unwrap().body {
+            EventBody::ApprovalRecorded(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let (_, reviews) = s.app.promotion(&id).await.unwrap();
+    let salt = reviews[0].rationale_salt.as_deref().unwrap();
+    let alices = &recorded[0];
+    assert_eq!(
+        (
+            alices.rationale.as_deref(),
+            alices.rationale_digest.as_ref(),
+            alices.rationale_commitment.clone(),
+        ),
+        (
+            None,
+            None,
+            custody_app::review_commitment::commit(salt, secret)
+        )
+    );
+    assert!(alices.confidential && alices.rationale_commitment.is_some());
+    let bobs = &recorded[1];
+    assert_eq!(
+        (
+            bobs.rationale.as_deref(),
+            bobs.rationale_digest.clone(),
+            bobs.rationale_commitment.as_deref()
+        ),
+        (Some("diff read"), Some(sha256(b"diff read")), None)
+    );
     for (who, roles, reads) in [
         ("alice", &[][..], true), // wrote it
         ("sam", &[], true),       // asked for the promotion
