@@ -9,6 +9,8 @@
 #                                            # modules (each mutant rebuilds the app and runs
 #                                            # its integration tests: hours on two cores)
 #   JOBS=2 scripts/mutants.sh                # build and test two mutants at once
+#   SUMMARY_ONLY=1 scripts/mutants.sh CRATE  # the summary of the last run again (after
+#                                            # explaining a mutant, say), running nothing
 #
 # Not part of scripts/test.sh: on two cores it takes hours (about 5 s a mutant for
 # custody-ledger, more for the others). It installs cargo-mutants if the machine lacks it,
@@ -30,6 +32,7 @@ if [ $# -eq 0 ]; then
     set -- custody-ledger custody-crypto custody-policy
 fi
 for crate in "$@"; do
+    [ -z "${SUMMARY_ONLY:-}" ] || continue
     printf '\n==> cargo mutants -p %s\n' "$crate"
     mkdir -p "target/mutants/$crate"
     # cargo-mutants exits 2 when it finds missed mutants: the summary below judges them.
