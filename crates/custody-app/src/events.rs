@@ -740,7 +740,9 @@ pub struct LogRecovered {
     /// What custody found, as it reported it.
     pub failure: String,
     /// The newest checkpoint custody had signed or verified before: a signed note, the
-    /// evidence of the history that is gone.
+    /// evidence of the history that is gone. (When the database still held all of it,
+    /// its head row alone moved back, the head is put back on this checkpoint and nothing
+    /// is gone: the event's own index is then `lost_size`.)
     pub lost_checkpoint: String,
     /// That checkpoint's size.
     pub lost_size: u64,

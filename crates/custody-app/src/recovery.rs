@@ -30,6 +30,9 @@ pub struct Recovered {
     pub found_size: u64,
     /// The ledger index of the `log.recovered` event.
     pub ledger_index: u64,
+    /// The head had been moved back over entries the database still held: it was put
+    /// back on the checkpoint of `lost_size` entries, and nothing was lost.
+    pub restored: bool,
 }
 
 impl App<custody_store::SqlStore> {
@@ -90,8 +93,10 @@ impl<S: Store> App<S> {
     }
 
     /// Accepts the log as the database holds it, recording `reason` and what was lost in
-    /// a `log.recovered` event; the ledger appends again afterwards. Refused when there is
-    /// no integrity failure to recover from.
+    /// a `log.recovered` event; the ledger appends again afterwards. When the database
+    /// still holds every entry of the checkpoint seen (its head row alone was moved back),
+    /// the head is put back on that checkpoint instead, and nothing is lost. Refused when
+    /// there is no integrity failure to recover from.
     pub async fn recover_log(&self, actor: &Actor, reason: &str) -> AppResult<Recovered> {
         crate::limits::text("reason", reason, crate::limits::MAX_REASON)?;
         let Some(failure) = self.store.integrity() else {
@@ -140,6 +145,7 @@ impl<S: Store> App<S> {
             lost_size: failure.seen.size,
             found_size: failure.found_size,
             ledger_index: appended.first_index,
+            restored: failure.witness == custody_store::Witness::Database,
         })
     }
 }

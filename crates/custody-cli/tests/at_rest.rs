@@ -147,6 +147,63 @@ async fn a_log_rolled_back_while_stopped_is_refused_until_the_operator_recovers_
     append_events(&data, 1);
 }
 
+/// Only the head row moved back while custody was stopped, and the checkpoint file deleted
+/// to hide it: the database's own newest signed checkpoint still shows it, and recovering
+/// puts the head back on it, losing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_row_moved_back_is_found_without_the_checkpoint_file_and_put_back() {
+    let (_temp, data) = initialised();
+    append_events(&data, 5);
+    let checkpoint = |data: &Path| {
+        let out = log(data, &["checkpoint", "--json"]);
+        expect_code(&out, 0);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let back = checkpoint(&data);
+    let k = back["size"].as_u64().unwrap();
+    append_events(&data, 5);
+    let seen = checkpoint(&data)["size"].as_u64().unwrap();
+    {
+        let mut db = database(&data).await;
+        execute(&mut db, "DROP TRIGGER log_head_forward_only").await;
+        let note = back["note"].as_str().unwrap().replace('\'', "''");
+        let root = back["root"].as_str().unwrap();
+        let sql = format!(
+            "UPDATE log_head SET size = {k}, root = X'{root}', checkpoint = '{note}' WHERE id = 1"
+        );
+        execute(&mut db, &sql).await;
+    }
+    std::fs::remove_file(data.join("custody.db.checkpoint")).unwrap();
+
+    let check = log(&data, &["check"]);
+    expect_code(&check, 1);
+    let said = stdout(&check);
+    assert!(
+        said.contains(&format!(
+            "went back from {seen} to {k} (the database still holds the checkpoint of size {seen} the log signed"
+        )) && said.contains("custody log recover"),
+        "{said}"
+    );
+    let recovered = run(custody()
+        .args(["log", "recover", "--reason", "someone edited the head row"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&recovered, 0);
+    let said = stdout(&recovered);
+    assert!(
+        said.contains(&format!(
+            "recorded at ledger index {seen}: local:"
+        )) && said.contains(&format!(
+            "put the log's head back on the checkpoint of {seen} entries, which the database still held whole (the head had been moved back to {k}); nothing was lost"
+        )),
+        "{said}"
+    );
+    expect_code(&log(&data, &["check"]), 0);
+    assert_eq!(checkpoint(&data)["size"].as_u64(), Some(seen + 1));
+    append_events(&data, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminal_escapes_in_the_ledger_are_printed_escaped_by_history() {
     let (_temp, data) = initialised();

@@ -52,8 +52,11 @@ impl SqlStore {
         let head = self.checkpoint().await?;
         let mut conn = self.read.acquire().await?;
         let mut c = conn.conn();
+        // The newest checkpoint stored, read before the head row: an append committing in
+        // between moves the head past it, never behind.
+        let newest = sql::newest_checkpoint(&mut c).await?;
         // The head row's size moved without its signed checkpoint: someone other than
-        // custody moved the head (a write would find it too; a check must not wait for one).
+        // custody moved the head (a write would find it too; a check must not wait).
         if let Some(row) = sql::head(&mut c, false).await?
             && u64::try_from(row.size).ok() != Some(head.size)
         {
@@ -61,6 +64,11 @@ impl SqlStore {
                 "the log head says {} entries, but its signed checkpoint is of {}",
                 row.size, head.size
             )));
+        }
+        // A checkpoint the log signed past the head: the head was moved back over the rows
+        // it left behind.
+        if let Some(failure) = crate::open::left_behind(newest, &self.keys, &head)? {
+            return Err(StoreError::Integrity(Box::new(failure)));
         }
         let mut frontier = Frontier::new();
         let mut checkpoints = CheckpointCursor::default();

@@ -84,6 +84,13 @@ pub enum CheckpointFileStatus {
         /// The file.
         path: PathBuf,
     },
+    /// The database's head failed a check of the database's own (a checkpoint the log
+    /// signed lies past it): the file was neither checked nor written, and stays as it was
+    /// until the failure is acknowledged.
+    Unchecked {
+        /// The file.
+        path: PathBuf,
+    },
     /// Writing the file failed (the database commit had succeeded); the file lags behind.
     WriteFailed {
         /// The file.

@@ -196,7 +196,14 @@ impl Committer {
             ));
         }
         self.frontier = None;
-        let outcome = self.commit(&[append], &[indexed], true, None).await;
+        // A head moved back over rows the database still holds (append-only, they cannot
+        // be given up): the log is put back on the checkpoint it signed, and the record of
+        // the decision follows it. Otherwise the head is adopted as it stands.
+        let adopt = failure.witness != Witness::Database;
+        if !adopt {
+            self.put_head_back(&failure.seen).await?;
+        }
+        let outcome = self.commit(&[append], &[indexed], adopt, None).await;
         self.status.wrote(&outcome);
         let result = match outcome {
             Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
@@ -211,6 +218,64 @@ impl Committer {
             self.status.clear_integrity();
         }
         result
+    }
+
+    /// Moves the head forward again onto `signed`, a checkpoint the log signed that the
+    /// database still holds past it, once the leaves between them recompute its root. On
+    /// success it is the checkpoint seen; on failure nothing changed.
+    async fn put_head_back(&mut self, signed: &SignedCheckpoint) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let mut c = tx.conn();
+        let head = sql::head(&mut c, true)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
+        let size = to_u64(head.size)?;
+        if size > signed.size {
+            return Err(StoreError::InvalidInput(format!(
+                "the log's head is at {size} entries now, past the checkpoint of {} it was to be put back on: read the failure again",
+                signed.size
+            )));
+        }
+        let mut frontier = load_frontier(&mut c, size).await?;
+        while frontier.size() < signed.size {
+            let start = frontier.size();
+            let end = signed.size.min(start + crate::MAX_ENTRIES_PER_READ);
+            let rows = sql::entries(&mut c, to_i64(start)?, to_i64(end)?).await?;
+            if rows.len() as u64 != end - start {
+                return Err(StoreError::Corrupt(format!(
+                    "entries {start}..{end} past the head are not all stored: the head cannot be put back on the checkpoint of {}",
+                    signed.size
+                )));
+            }
+            for (_, leaf) in &rows {
+                frontier.append(custody_ledger::leaf_hash(leaf));
+            }
+        }
+        if frontier.root() != signed.root {
+            return Err(StoreError::Corrupt(format!(
+                "the entries past the head do not give the root of the checkpoint of {} the log signed: they were changed, and the head cannot be put back on it",
+                signed.size
+            )));
+        }
+        let moved = sql::advance_head(
+            &mut c,
+            head.size,
+            to_i64(signed.size)?,
+            &signed.root,
+            &signed.note,
+        )
+        .await?;
+        if !moved {
+            return Err(StoreError::Corrupt(
+                "the log head moved while this writer held its lock".into(),
+            ));
+        }
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
+        self.seen = signed.clone();
+        self.frontier = Some(frontier);
+        Ok(())
     }
 
     /// Has the newest checkpoint seen written to the checkpoint file. Not while the store

@@ -62,6 +62,9 @@ pub enum Witness {
     ThisProcess,
     /// The checkpoint file outside the database held it when the store was opened.
     CheckpointFile(PathBuf),
+    /// The database itself still holds it, among the checkpoints the log signed: its
+    /// head was moved back over rows it left behind.
+    Database,
 }
 
 impl fmt::Display for IntegrityFailure {
@@ -94,6 +97,10 @@ impl fmt::Display for IntegrityFailure {
             Witness::CheckpointFile(path) => {
                 write!(f, " (size {seen} was recorded in {})", path.display())
             }
+            Witness::Database => write!(
+                f,
+                " (the database still holds the checkpoint of size {seen} the log signed, and the entries past its head)"
+            ),
         }
     }
 }

@@ -138,7 +138,9 @@ impl SqlStore {
         log_key: &NoteVerifier,
     ) -> Result<SqlStore, StoreError> {
         let pools = db::connect(location, false).await?;
-        let (_, _, keys) = check_ledger(location, &pools.read, log_key, false).await?;
+        let keys = check_ledger(location, &pools.read, log_key, false)
+            .await?
+            .keys;
         let searchable = {
             let mut conn = pools.read.acquire().await?;
             matches!(sql::terms_backfill(&mut conn.conn()).await, Ok(Some((done, upto))) if done >= upto)
@@ -177,15 +179,28 @@ impl SqlStore {
             Some(path) => checkpoint_file::read(path)?,
             None => None,
         };
-        let (frontier, head, keys) = check_ledger(location, &pools.write, &verifier, true).await?;
+        let Checked {
+            frontier,
+            head,
+            keys,
+            newest,
+        } = check_ledger(location, &pools.write, &verifier, true).await?;
         let witness = match (&path, note) {
             (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &keys)?),
             _ => None,
         };
         let status = Arc::new(Status::default());
-        let (witnessed, file_status) = match &path {
-            None => (Ok(head), CheckpointFileStatus::NotKept),
-            Some(path) => witness_at_open(&pools.write, path, witness, head).await?,
+        let (witnessed, file_status) = match (&path, left_behind(newest, &keys, &head)?) {
+            (None, None) => (Ok(head), CheckpointFileStatus::NotKept),
+            (Some(path), None) => witness_at_open(&pools.write, path, witness, head).await?,
+            // The file is left as it is: it is evidence too.
+            (path, Some(failure)) => (
+                Err(failure),
+                match path {
+                    Some(path) => CheckpointFileStatus::Unchecked { path: path.clone() },
+                    None => CheckpointFileStatus::NotKept,
+                },
+            ),
         };
         // The checkpoint the committer starts from: the head, or (read-only after a
         // failure) the file's, so that the failure stands until it is acknowledged.
@@ -246,7 +261,7 @@ async fn check_ledger(
     pool: &Pool,
     verifier: &NoteVerifier,
     migrate: bool,
-) -> Result<(Frontier, SignedCheckpoint, LogKeys), StoreError> {
+) -> Result<Checked, StoreError> {
     {
         let mut conn = pool.acquire().await?;
         if !sql::has_ledger(&mut conn.conn()).await? {
@@ -264,6 +279,9 @@ async fn check_ledger(
         .ok_or_else(|| StoreError::NotInitialized(location.describe()))?;
     let first = NoteVerifier::from_text(&first)
         .map_err(|e| StoreError::Corrupt(format!("the recorded log key: {e}")))?;
+    // The newest stored checkpoint, read before the head: a writer committing in between
+    // moves the head past it, never behind (see `left_behind`).
+    let newest = sql::newest_checkpoint(&mut c).await?;
     let head = sql::head(&mut c, false)
         .await?
         .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
@@ -323,7 +341,58 @@ async fn check_ledger(
         root: cp.root,
         note: head.checkpoint,
     };
-    Ok((frontier, head, keys))
+    Ok(Checked {
+        frontier,
+        head,
+        keys,
+        newest,
+    })
+}
+
+/// A ledger [`check_ledger`] found whole.
+struct Checked {
+    /// The tree's right edge at the head.
+    frontier: Frontier,
+    /// The head, its checkpoint verified.
+    head: SignedCheckpoint,
+    /// The log's key history.
+    keys: LogKeys,
+    /// The newest checkpoint stored (size, note), read just before the head, unchecked.
+    newest: Option<(i64, String)>,
+}
+
+/// The database's own witness against `head`: its newest stored checkpoint, if the log
+/// signed one past the head. Then the head was moved back over the rows it left behind (a
+/// row edited by hand, say), which the database proves even when the checkpoint file is
+/// gone. (A database restored whole from an older copy holds nothing past its head: only
+/// the checkpoint file tells.)
+pub(crate) fn left_behind(
+    newest: Option<(i64, String)>,
+    keys: &LogKeys,
+    head: &SignedCheckpoint,
+) -> Result<Option<IntegrityFailure>, StoreError> {
+    let Some((size, note)) = newest else {
+        return Ok(None);
+    };
+    if to_u64(size)? <= head.size {
+        return Ok(None);
+    }
+    let signed = keys.open(&note).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the stored checkpoint of size {size} does not verify with the log key: {e}"
+        ))
+    })?;
+    Ok(Some(IntegrityFailure {
+        finding: integrity::Finding::WentBack,
+        found_size: head.size,
+        found_root: head.root,
+        seen: SignedCheckpoint {
+            size: signed.size,
+            root: signed.root,
+            note,
+        },
+        witness: Witness::Database,
+    }))
 }
 
 /// The head (or what contradicts it), and what the checkpoint file held.

@@ -285,6 +285,14 @@ pub(crate) async fn checkpoints(
     Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(from_size).bind(limit).fetch_all(&mut **c).await?))
 }
 
+/// The newest checkpoint stored (its size and signed note), if any.
+pub(crate) async fn newest_checkpoint(
+    c: &mut Conn<'_>,
+) -> Result<Option<(i64, String)>, StoreError> {
+    const SQL: &str = "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).fetch_optional(&mut **c).await?))
+}
+
 /// Leaves `[start, end)`.
 pub(crate) async fn entries(
     c: &mut Conn<'_>,

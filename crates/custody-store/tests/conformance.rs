@@ -86,6 +86,7 @@ conformance!(
     a_head_size_moved_without_its_checkpoint_fails_the_check,
     a_log_rolled_back_while_stopped_is_refused_at_open,
     a_log_forked_while_stopped_is_refused_at_open,
+    a_head_moved_back_over_its_rows_is_refused_and_put_back,
     the_checkpoint_file_is_a_lower_bound_and_recreated_when_missing,
     opening_beside_a_busy_writer_is_never_a_rollback,
     the_head_checkpoint_signature_is_checked_at_open,

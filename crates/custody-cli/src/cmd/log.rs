@@ -371,7 +371,10 @@ async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {
                 state = Some(custody_app::check_state(store, |done| bar.set_position(done)).await?);
                 Ok((report.entries, report.root, report.checkpoints))
             }
-            Err(e @ custody_store::StoreError::Corrupt(_)) => Err(e.to_string()),
+            Err(
+                e @ (custody_store::StoreError::Corrupt(_)
+                | custody_store::StoreError::Integrity(_)),
+            ) => Err(e.to_string()),
             Err(e) => return Err(e.into()),
         },
         // From a server: the leaves it serves must give the root it signed.

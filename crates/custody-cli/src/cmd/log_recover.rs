@@ -5,7 +5,9 @@
 //! restarts): someone rolled the database back, truncated it or forked it. This command
 //! opens the ledger despite that, shows what was found, and appends a `log.recovered`
 //! event naming the operator, their reason and what was lost (the signed checkpoint seen
-//! before, and the size and root accepted). Only then does the ledger append again.
+//! before, and the size and root accepted). Only then does the ledger append again. A head
+//! row moved back over entries the database still holds loses nothing: the head is put back
+//! on the newest checkpoint the log signed, once those entries give its root.
 
 use clap::Args;
 use custody_store::OnIntegrityFailure;
@@ -48,10 +50,17 @@ pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<Outcome> {
     if args.json {
         print_json(&json!(recovered));
     } else {
-        print_line(&format!(
-            "recorded at ledger index {}: {} accepted the log at {} entries, losing the history after the checkpoint of {} entries; custody appends again",
-            recovered.ledger_index, actor.principal, recovered.found_size, recovered.lost_size
-        ));
+        print_line(&if recovered.restored {
+            format!(
+                "recorded at ledger index {}: {} put the log's head back on the checkpoint of {} entries, which the database still held whole (the head had been moved back to {}); nothing was lost; custody appends again",
+                recovered.ledger_index, actor.principal, recovered.lost_size, recovered.found_size
+            )
+        } else {
+            format!(
+                "recorded at ledger index {}: {} accepted the log at {} entries, losing the history after the checkpoint of {} entries; custody appends again",
+                recovered.ledger_index, actor.principal, recovered.found_size, recovered.lost_size
+            )
+        });
     }
     app.into_store().close().await;
     Ok(Outcome::Ok)

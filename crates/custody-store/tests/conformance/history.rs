@@ -384,6 +384,99 @@ pub(crate) async fn a_log_rolled_back_while_stopped_is_refused_at_open(backend: 
     }
 }
 
+/// The head row alone moved back to an older checkpoint while no store ran, over the rows
+/// the database keeps (append-only), and the checkpoint file deleted too: the database's
+/// own newest signed checkpoint shows it, at open and in a check. Acknowledging puts the
+/// head back on that checkpoint (nothing is lost), once the entries past the head give its
+/// root; with one of them gone, nothing changes and the store stays read-only.
+pub(crate) async fn a_head_moved_back_over_its_rows_is_refused_and_put_back(backend: Backend) {
+    for entry_gone in [false, true] {
+        let (db, store, seed, checkpoints) = ledger_of(backend, 12).await;
+        let (_, file) = db.checkpoint_file();
+        store.close().await;
+        drop_guards(backend, &db).await;
+        let back = &checkpoints[8];
+        super::raw_execute(
+            &db.location,
+            &format!(
+                "UPDATE log_head SET size = 8, root = {}, checkpoint = {} WHERE id = 1",
+                bytes_literal(backend, &back.root),
+                text_literal(&back.note)
+            ),
+        )
+        .await
+        .unwrap();
+        if entry_gone {
+            super::raw_execute(&db.location, "DELETE FROM log_entries WHERE idx = 10")
+                .await
+                .unwrap();
+        }
+        std::fs::remove_file(&file).unwrap();
+
+        let open = |options| SqlStore::open_with(&db.location, log_key_from_seed(seed), options);
+        let failure = integrity_error(open(db.options()).await.unwrap_err());
+        assert_eq!(failure.finding, Finding::WentBack);
+        assert_eq!((failure.seen.size, failure.found_size), (12, 8));
+        assert_eq!(failure.seen.note, checkpoints[12].note);
+        assert_eq!(failure.witness, Witness::Database);
+        assert!(
+            failure.to_string().contains(
+                "the log's head went back from 12 to 8 (the database still holds the checkpoint of size 12 the log signed"
+            ),
+            "{failure}"
+        );
+        assert!(
+            !file.exists(),
+            "the file is not written from the moved head"
+        );
+
+        let read_only = OpenOptions {
+            on_integrity_failure: OnIntegrityFailure::ReadOnly,
+            ..db.options()
+        };
+        let store = open(read_only.clone()).await.unwrap();
+        assert_eq!(
+            store.checkpoint_file(),
+            &CheckpointFileStatus::Unchecked { path: file.clone() }
+        );
+        // A check names it as the same failure.
+        assert_eq!(
+            integrity_error(store.check(|_| {}).await.unwrap_err()),
+            failure
+        );
+        let acknowledged = store
+            .acknowledge_integrity_failure(&failure, recovery_record(&failure))
+            .await;
+        if entry_gone {
+            let err = acknowledged.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(why) if why.starts_with(
+                    "entries 8..12 past the head are not all stored"
+                )),
+                "{err}"
+            );
+            assert_eq!(store.integrity(), Some(failure));
+            assert_eq!(store.size().await.unwrap(), 8, "nothing changed");
+            store.close().await;
+            continue;
+        }
+        assert_eq!(acknowledged.unwrap().first_index, 12, "after the 12 kept");
+        assert_eq!(store.integrity(), None);
+        assert_eq!(store.check(|_| {}).await.unwrap().entries, 13);
+        store.close().await;
+        let store = open(db.options()).await.unwrap();
+        assert_eq!(
+            store.checkpoint_file(),
+            &CheckpointFileStatus::Checked {
+                path: file.clone(),
+                size: 13
+            }
+        );
+        store.append(Append::event(event(1, 1))).await.unwrap();
+        store.close().await;
+    }
+}
+
 pub(crate) async fn a_log_forked_while_stopped_is_refused_at_open(backend: Backend) {
     let (db, store, seed, checkpoints) = ledger_of(backend, 12).await;
     store.close().await;
