@@ -34,7 +34,8 @@ pub(crate) struct CheckpointQuery {
 #[utoipa::path(get, path = "/api/v1/log/checkpoint", params(CheckpointQuery),
     responses((status = 200, description = "the latest signed checkpoint: a C2SP signed note, with the cosignatures witnesses added", content_type = "text/plain", body = String),
               (status = 400, description = "size and final=true together", body = ErrorBody),
-              (status = 404, description = "final=true and no checkpoint has the quorum of cosignatures yet, or no checkpoint of that size", body = ErrorBody)))]
+              (status = 404, description = "final=true and no checkpoint has the quorum of cosignatures yet, or no checkpoint of that size", body = ErrorBody),
+              (status = 503, description = "the latest: the ledger's history was changed behind custody's back, and it vouches for no head until an operator resolves it", body = ErrorBody)))]
 pub(crate) async fn checkpoint(
     State(s): State<Arc<ServerState>>,
     ApiQuery(q): ApiQuery<CheckpointQuery>,
@@ -63,6 +64,14 @@ pub(crate) async fn checkpoint(
                 )
             })?
     } else {
+        // The head of a history changed behind custody's back is not vouched for as the
+        // log's: refused until an operator resolves it (the sizes asked for by name are
+        // what the log signed then, and are still served).
+        if let custody_store::Readiness::IntegrityFailed(failure) = s.app.log().readiness().await {
+            return Err(unavailable(custody_app::AppError::Store(
+                custody_store::StoreError::Integrity(Box::new(failure)),
+            )));
+        }
         s.app.log().published().await?
     };
     Ok((
@@ -226,13 +235,23 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(s): State<Arc<ServerState>>) -> Result<&'static str, ApiError> {
     // Not ready while writes cannot succeed: storage failing (until a probe write passes),
     // or read-only after the log's history was found rolled back or forked.
+    use custody_store::{Readiness, StoreError};
     let readiness = s.app.log().readiness().await;
     if !readiness.is_ready() {
-        return Err(custody_app::AppError::Unavailable(format!(
-            "custody cannot write: {readiness:?}"
-        ))
-        .into());
+        return Err(unavailable(match readiness {
+            Readiness::IntegrityFailed(failure) => {
+                custody_app::AppError::Store(StoreError::Integrity(Box::new(failure)))
+            }
+            other => custody_app::AppError::Unavailable(format!("custody cannot write: {other:?}")),
+        }));
     }
     s.app.log().checkpoint().await?;
     Ok("ready\n")
+}
+
+/// A 503 for `cause`, with the sentence that says which: a history changed behind
+/// custody's back waits for an operator, not for a retry.
+fn unavailable(cause: custody_app::AppError) -> ApiError {
+    let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    ApiError(status, crate::error::message_for(status, &cause))
 }

@@ -599,5 +599,7 @@ mod tests {
         assert!(!same(b"abcd", b"abce"));
         assert!(!same(b"abcd", b"xbcd"));
         assert!(!same(b"abcd", b"abc"));
+        // Two differences that would cancel out if they were combined by xor.
+        assert!(!same(b"ab", b"ba"));
     }
 }

@@ -141,6 +141,23 @@ async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
     );
     let ready = server.call("GET", "/readyz", None, None, &[]).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the ledger's history was changed behind custody's back"),
+        "not a retry-later: {}",
+        ready.body
+    );
+    // Nor is the shorter head served as the log's; a size asked for by name still is.
+    let head = server
+        .call("GET", "/api/v1/log/checkpoint", None, None, &[])
+        .await;
+    assert_eq!(head.status, 503, "{}", head.body);
+    let named = server
+        .call("GET", "/api/v1/log/checkpoint?size=1", None, None, &[])
+        .await;
+    assert_eq!(named.status, 200, "{}", named.body);
     // The Ledger page says what was found, and vouches for nothing.
     let page = ledger_page(&server, &cookie).await;
     assert!(!page.contains(VOUCHES), "{page}");
