@@ -1278,12 +1278,21 @@ async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
     {
         let url = format!("sqlite:{}", data.join("custody.db").display());
         let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        // A consistent older head: the size and signed note of an earlier checkpoint, as
-        // a restored backup would have them. Every check of the store alone passes.
+        // A consistent older database, as a restored backup would have it: the head is
+        // the size and signed note of an earlier checkpoint, and nothing past it is kept.
+        // Every check of the store alone passes.
         for sql in [
             "DROP TRIGGER log_head_forward_only",
+            "DROP TRIGGER log_entries_append_only_d",
+            "DROP TRIGGER log_nodes_append_only_d",
+            "DROP TRIGGER log_checkpoints_append_only_d",
             "UPDATE log_head SET (size, checkpoint) = (SELECT size, note FROM log_checkpoints \
              WHERE size < (SELECT size FROM log_head) ORDER BY size DESC LIMIT 1)",
+            "DELETE FROM log_entries WHERE idx >= (SELECT size FROM log_head)",
+            "DELETE FROM log_nodes WHERE ((id & 72057594037927935) + 1) << (id >> 56) \
+             > (SELECT size FROM log_head)",
+            "DELETE FROM log_checkpoints WHERE size > (SELECT size FROM log_head)",
+            "DELETE FROM log_terms WHERE idx >= (SELECT size FROM log_head)",
         ] {
             sqlx::query(sql).execute(&mut db).await.unwrap();
         }
