@@ -1317,6 +1317,56 @@ async fn a_ledger_rolled_back_while_serving_is_found_by_the_next_check() {
     assert!(server.stop().success());
 }
 
+/// A server that refuses to start on a ledger rolled back while it was stopped (a backup
+/// restored over a newer database) tells the webhooks, not only its exit code: the ledger
+/// cannot record the alert, so it is delivered directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_to_start_on_a_rolled_back_ledger_alerts_the_webhooks() {
+    let temp = tempfile::tempdir().unwrap();
+    let (data, received, _receiver) = checked_every_second(temp.path());
+    // The database with its write-ahead log, as a file-level backup takes it.
+    let files = ["custody.db", "custody.db-wal", "custody.db-shm"];
+    let backup = temp.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    for f in files {
+        if data.join(f).exists() {
+            std::fs::copy(data.join(f), backup.join(f)).unwrap();
+        }
+    }
+    let appended = run(custody()
+        .args(["bench", "append", "--writers", "1", "--events", "3"])
+        .arg("--data-dir")
+        .arg(&data));
+    expect_code(&appended, 0);
+    for f in files {
+        let _ = std::fs::remove_file(data.join(f));
+        if backup.join(f).exists() {
+            std::fs::copy(backup.join(f), data.join(f)).unwrap();
+        }
+    }
+
+    let refused = run(custody()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data));
+    expect_code(&refused, 2);
+    assert!(
+        stderr(&refused).contains("went back"),
+        "{}",
+        stderr(&refused)
+    );
+    let alerts: Vec<Value> = deliveries(&received)
+        .into_iter()
+        .filter(|d| d["body"]["alert"]["rule"] == "ledger-consistency-failure")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let text = alerts[0]["body"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[custody] critical: custody refused to start: ")
+            && text.contains("the log's head went back from"),
+        "{text}"
+    );
+}
+
 /// A new instance under `root` whose whole ledger is re-checked every second, alerting
 /// the webhook `ops` (a receiver writing what it gets to the file returned).
 fn checked_every_second(

@@ -245,17 +245,34 @@ async fn raise_integrity_alert(state: &ServerState, alert: &Alert) {
 
 /// Delivers `alert` to every webhook once, outside the ledger's outbox (no retries).
 async fn deliver_unrecorded(state: &ServerState, alert: &Alert) {
-    let client = match crate::http_client::client(None) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(alert = %alert.id, error = %e, "alert webhooks cannot be reached");
-            return;
+    state.alerting.config.deliver_unrecorded(alert).await;
+}
+
+impl Alerts {
+    /// Delivers `alert` to every webhook once, outside any ledger (no retries): for what
+    /// happens when the ledger cannot record it.
+    pub(crate) async fn deliver_unrecorded(&self, alert: &Alert) {
+        let client = match crate::http_client::client(None) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(alert = %alert.id, error = %e, "alert webhooks cannot be reached");
+                return;
+            }
+        };
+        for w in &self.webhooks {
+            if let Err(e) = deliver(&client, &w.url, alert).await {
+                tracing::error!(alert = %alert.id, webhook = %w.name, error = %e, "delivering an unrecorded alert failed");
+            }
         }
-    };
-    for w in &state.alerting.config.webhooks {
-        if let Err(e) = deliver(&client, &w.url, alert).await {
-            tracing::error!(alert = %alert.id, webhook = %w.name, error = %e, "delivering an unrecorded alert failed");
-        }
+    }
+
+    /// Tells every webhook that the server refused to start because the ledger's history
+    /// was changed behind custody's back (`why`): nothing can be recorded in that ledger,
+    /// and an exit code alone reaches nobody.
+    pub async fn refused_to_start(&self, why: &str) {
+        let mut alert = ledger_inconsistent_alert(why);
+        alert.text = format!("custody refused to start: {why}");
+        self.deliver_unrecorded(&alert).await;
     }
 }
 

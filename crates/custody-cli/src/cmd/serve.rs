@@ -63,7 +63,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             );
             instance.app
         } else {
-            dir.open_app(url).await?
+            match dir.open_app(url).await {
+                Ok(app) => app,
+                Err(e) => return Err(refused_to_start(&dir, e).await),
+            }
         };
         let config = dir.config()?;
         // Checked before listening, so that a mistake is told before anything starts.
@@ -103,6 +106,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         eprintln!("custody stopped");
         Ok(Outcome::Ok)
     })
+}
+
+/// `e`, after telling the configured webhooks when it is the ledger's integrity that
+/// keeps the server from starting (an exit code alone reaches nobody).
+async fn refused_to_start(dir: &crate::datadir::DataDir, e: anyhow::Error) -> anyhow::Error {
+    let integrity = e
+        .downcast_ref::<custody_app::AppError>()
+        .is_some_and(|e| e.fault() == custody_app::Fault::Integrity)
+        || matches!(
+            e.downcast_ref::<custody_store::StoreError>(),
+            Some(custody_store::StoreError::Integrity(_))
+        );
+    if integrity {
+        match dir.config().map(|c| c.alerts.compile()) {
+            Ok(Ok(alerts)) => alerts.refused_to_start(&format!("{e:#}")).await,
+            Ok(Err(why)) => eprintln!("warning: no alert was sent: {why}"),
+            Err(why) => eprintln!("warning: no alert was sent: {why:#}"),
+        }
+    }
+    e
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
