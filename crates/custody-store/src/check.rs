@@ -49,12 +49,15 @@ impl SqlStore {
         &self,
         mut progress: impl FnMut(u64) + Send,
     ) -> Result<IntegrityReport, StoreError> {
+        // The newest checkpoint stored, read before the head: an append committing in
+        // between moves the head past it, never behind.
+        let newest = {
+            let mut conn = self.read.acquire().await?;
+            sql::newest_checkpoint(&mut conn.conn()).await?
+        };
         let head = self.checkpoint().await?;
         let mut conn = self.read.acquire().await?;
         let mut c = conn.conn();
-        // The newest checkpoint stored, read before the head row: an append committing in
-        // between moves the head past it, never behind.
-        let newest = sql::newest_checkpoint(&mut c).await?;
         // The head row's size moved without its signed checkpoint: someone other than
         // custody moved the head (a write would find it too; a check must not wait).
         if let Some(row) = sql::head(&mut c, false).await?
