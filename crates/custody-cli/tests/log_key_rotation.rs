@@ -162,6 +162,8 @@ async fn rotates_and_is_followed(postgres: Option<String>) {
         503,
         "a retired server is not ready"
     );
+    let said = ready.text().await.unwrap();
+    assert!(said.contains("was rotated while it ran"), "{said}");
     assert!(stale.stop().success());
 
     // The head is still the hand-over checkpoint, which the retired key signed too: with

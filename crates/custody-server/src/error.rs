@@ -41,6 +41,15 @@ impl From<AppError> for ApiError {
     }
 }
 
+/// What a caller is told once the log key this server signs with was rotated by another.
+pub(crate) const KEY_RETIRED: &str = "the log key this server signs with was rotated while it ran (`custody key rotate log`): it neither writes nor vouches for the log until an operator restarts it on the new key; nothing was changed";
+
+/// What a caller is told while the ledger's history is found changed behind custody's back.
+pub(crate) const HISTORY_CHANGED: &str = "the ledger's history was changed behind custody's back, so custody writes nothing until an operator resolves it (the server's log and its alerts say what was found); nothing was changed";
+
+/// What a caller is told while the store does not answer.
+pub(crate) const NOT_ANSWERING: &str = "custody cannot serve this right now (its store is not answering); nothing was changed, retry later";
+
 /// What a caller is told of `e`: the message for a 4xx; for a 5xx, a generic sentence with
 /// a reference to the server's log, where the cause is written.
 pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
@@ -51,15 +60,9 @@ pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
     tracing::error!(reference, error = %e, "request failed");
     let what = match (status, e) {
         // The one integrity failure an operator causes on purpose: say what to do.
-        (_, AppError::Store(custody_store::StoreError::RetiredKey { .. })) => {
-            "the log key this server signs with was rotated while it ran (`custody key rotate log`): it neither writes nor vouches for the log until an operator restarts it on the new key; nothing was changed"
-        }
-        (_, AppError::Store(custody_store::StoreError::Integrity(_))) => {
-            "the ledger's history was changed behind custody's back, so custody writes nothing until an operator resolves it (the server's log and its alerts say what was found); nothing was changed"
-        }
-        (StatusCode::SERVICE_UNAVAILABLE, _) => {
-            "custody cannot serve this right now (its store is not answering); nothing was changed, retry later"
-        }
+        (_, AppError::Store(custody_store::StoreError::RetiredKey { .. })) => KEY_RETIRED,
+        (_, AppError::Store(custody_store::StoreError::Integrity(_))) => HISTORY_CHANGED,
+        (StatusCode::SERVICE_UNAVAILABLE, _) => NOT_ANSWERING,
         _ => "custody failed to serve this; an operator can find why in the server's log",
     };
     format!("{what} (reference {reference})")

@@ -67,10 +67,9 @@ pub(crate) async fn checkpoint(
         // The head of a history changed behind custody's back is not vouched for as the
         // log's: refused until an operator resolves it (the sizes asked for by name are
         // what the log signed then, and are still served).
-        if let custody_store::Readiness::IntegrityFailed(failure) = s.app.log().readiness().await {
-            return Err(unavailable(custody_app::AppError::Store(
-                custody_store::StoreError::Integrity(Box::new(failure)),
-            )));
+        let readiness = s.app.log().readiness().await;
+        if let custody_store::Readiness::IntegrityFailed(_) = readiness {
+            return Err(unavailable(&readiness));
         }
         s.app.log().published().await?
     };
@@ -235,23 +234,24 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(s): State<Arc<ServerState>>) -> Result<&'static str, ApiError> {
     // Not ready while writes cannot succeed: storage failing (until a probe write passes),
     // or read-only after the log's history was found rolled back or forked.
-    use custody_store::{Readiness, StoreError};
     let readiness = s.app.log().readiness().await;
     if !readiness.is_ready() {
-        return Err(unavailable(match readiness {
-            Readiness::IntegrityFailed(failure) => {
-                custody_app::AppError::Store(StoreError::Integrity(Box::new(failure)))
-            }
-            other => custody_app::AppError::Unavailable(format!("custody cannot write: {other:?}")),
-        }));
+        tracing::debug!(%readiness, "not ready");
+        return Err(unavailable(&readiness));
     }
     s.app.log().checkpoint().await?;
     Ok("ready\n")
 }
 
-/// A 503 for `cause`, with the sentence that says which: a history changed behind
-/// custody's back waits for an operator, not for a retry.
-fn unavailable(cause: custody_app::AppError) -> ApiError {
-    let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
-    ApiError(status, crate::error::message_for(status, &cause))
+/// A 503 saying why: a history changed behind custody's back, or a retired log key, waits
+/// for an operator, not for a retry. (Not logged: a probe asks every few seconds, and the cause is in the log
+/// once already, from where it was found.)
+fn unavailable(readiness: &custody_store::Readiness) -> ApiError {
+    use custody_store::Readiness;
+    let why = match readiness {
+        Readiness::IntegrityFailed(_) => crate::error::HISTORY_CHANGED,
+        Readiness::Retired(_) => crate::error::KEY_RETIRED,
+        _ => crate::error::NOT_ANSWERING,
+    };
+    ApiError(axum::http::StatusCode::SERVICE_UNAVAILABLE, why.to_owned())
 }

@@ -51,9 +51,13 @@ impl SqlStore {
     ) -> Result<IntegrityReport, StoreError> {
         // The newest checkpoint stored, read before the head: an append committing in
         // between moves the head past it, never behind.
-        let newest = {
+        let (newest, last_entry) = {
             let mut conn = self.read.acquire().await?;
-            sql::newest_checkpoint(&mut conn.conn()).await?
+            let mut c = conn.conn();
+            (
+                sql::newest_checkpoint(&mut c).await?,
+                sql::newest_entry(&mut c).await?,
+            )
         };
         let head = self.checkpoint().await?;
         let mut conn = self.read.acquire().await?;
@@ -72,6 +76,12 @@ impl SqlStore {
         // it left behind.
         if let Some(failure) = crate::open::left_behind(newest, &self.keys, &head)? {
             return Err(StoreError::Integrity(Box::new(failure)));
+        }
+        // Entries past the head that no signed checkpoint covers.
+        if let Some(last) = last_entry
+            && last >= to_i64(head.size)?
+        {
+            return Err(crate::commit::past_the_head(to_i64(head.size)?, last));
         }
         let mut frontier = Frontier::new();
         let mut checkpoints = CheckpointCursor::default();

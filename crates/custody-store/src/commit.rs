@@ -110,7 +110,12 @@ impl Committer {
                         None => {
                             let handover = Some((&*successor, size));
                             let outcome = self
-                                .commit(&[request.append], &[request.indexed], false, handover)
+                                .commit(
+                                    &[request.append],
+                                    &[request.indexed],
+                                    OnHead::Extend,
+                                    handover,
+                                )
                                 .await;
                             self.status.wrote(&outcome);
                             match outcome {
@@ -163,7 +168,7 @@ impl Committer {
         let outcome = match self.status.integrity() {
             // Read-only after an integrity failure: nothing reaches the database.
             Some(failure) => Err(StoreError::Integrity(Box::new(failure))),
-            None => self.commit(&appends, &terms, false, None).await,
+            None => self.commit(&appends, &terms, OnHead::Extend, None).await,
         };
         self.status.wrote(&outcome);
         let results = match outcome {
@@ -198,12 +203,13 @@ impl Committer {
         self.frontier = None;
         // A head moved back over rows the database still holds (append-only, they cannot
         // be given up): the log is put back on the checkpoint it signed, and the record of
-        // the decision follows it. Otherwise the head is adopted as it stands.
-        let adopt = failure.witness != Witness::Database;
-        if !adopt {
-            self.put_head_back(&failure.seen).await?;
-        }
-        let outcome = self.commit(&[append], &[indexed], adopt, None).await;
+        // the decision follows it, in one transaction. Otherwise the head is adopted as it
+        // stands.
+        let on_head = match failure.witness {
+            Witness::Database => OnHead::PutBack(&failure.seen),
+            _ => OnHead::Adopt,
+        };
+        let outcome = self.commit(&[append], &[indexed], on_head, None).await;
         self.status.wrote(&outcome);
         let result = match outcome {
             Ok(mut results) => results.pop().unwrap_or(Err(StoreError::Closed)),
@@ -218,64 +224,6 @@ impl Committer {
             self.status.clear_integrity();
         }
         result
-    }
-
-    /// Moves the head forward again onto `signed`, a checkpoint the log signed that the
-    /// database still holds past it, once the leaves between them recompute its root. On
-    /// success it is the checkpoint seen; on failure nothing changed.
-    async fn put_head_back(&mut self, signed: &SignedCheckpoint) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_write().await?;
-        let mut c = tx.conn();
-        let head = sql::head(&mut c, true)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
-        let size = to_u64(head.size)?;
-        if size > signed.size {
-            return Err(StoreError::InvalidInput(format!(
-                "the log's head is at {size} entries now, past the checkpoint of {} it was to be put back on: read the failure again",
-                signed.size
-            )));
-        }
-        let mut frontier = load_frontier(&mut c, size).await?;
-        while frontier.size() < signed.size {
-            let start = frontier.size();
-            let end = signed.size.min(start + crate::MAX_ENTRIES_PER_READ);
-            let rows = sql::entries(&mut c, to_i64(start)?, to_i64(end)?).await?;
-            if rows.len() as u64 != end - start {
-                return Err(StoreError::Corrupt(format!(
-                    "entries {start}..{end} past the head are not all stored: the head cannot be put back on the checkpoint of {}",
-                    signed.size
-                )));
-            }
-            for (_, leaf) in &rows {
-                frontier.append(custody_ledger::leaf_hash(leaf));
-            }
-        }
-        if frontier.root() != signed.root {
-            return Err(StoreError::Corrupt(format!(
-                "the entries past the head do not give the root of the checkpoint of {} the log signed: they were changed, and the head cannot be put back on it",
-                signed.size
-            )));
-        }
-        let moved = sql::advance_head(
-            &mut c,
-            head.size,
-            to_i64(signed.size)?,
-            &signed.root,
-            &signed.note,
-        )
-        .await?;
-        if !moved {
-            return Err(StoreError::Corrupt(
-                "the log head moved while this writer held its lock".into(),
-            ));
-        }
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
-        self.seen = signed.clone();
-        self.frontier = Some(frontier);
-        Ok(())
     }
 
     /// Has the newest checkpoint seen written to the checkpoint file. Not while the store
@@ -296,22 +244,28 @@ impl Committer {
     }
 
     /// Commits one batch. `Err`: nothing of the batch is committed (or, for
-    /// `OutcomeUnknown`, it cannot be known). `Ok`: one result per append. `adopt`: take
-    /// the head as it is (an operator acknowledged an integrity failure) instead of
-    /// checking it against the checkpoint seen. `handover`: the successor log key and the
+    /// `OutcomeUnknown`, it cannot be known). `Ok`: one result per append. `on_head`: what
+    /// to do with the head found (see [`OnHead`]). `handover`: the successor log key and the
     /// size the batch must end at; its checkpoint is signed by both keys.
     async fn commit(
         &mut self,
         appends: &[Append],
         terms: &[Vec<Indexed>],
-        adopt: bool,
+        on_head: OnHead<'_>,
         handover: Option<(&NoteSigner, u64)>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let mut c = tx.conn();
-        let head = sql::head(&mut c, true)
+        let mut head = sql::head(&mut c, true)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
+        if let OnHead::PutBack(signed) = on_head {
+            head = put_head_back(&mut c, head, signed).await?;
+        }
+        let adopt = !matches!(on_head, OnHead::Extend);
+        if adopt {
+            nothing_past(&mut c, head.size).await?;
+        }
         let size = to_u64(head.size)?;
         let mut frontier = self.admit_head(&mut c, head, adopt).await?;
 
@@ -495,6 +449,106 @@ impl Committer {
 }
 
 /// Reloads the tree's right edge at `size` from the stored hashes.
+/// What a commit does with the head it finds.
+#[derive(Debug, Clone, Copy)]
+enum OnHead<'a> {
+    /// It must extend the checkpoint seen (every ordinary batch).
+    Extend,
+    /// It is taken as it stands (an operator acknowledged an integrity failure).
+    Adopt,
+    /// It is first moved forward again onto this checkpoint, which the log signed and
+    /// the database still holds past it (an operator acknowledged a head moved back over
+    /// its rows), in the commit's transaction.
+    PutBack(&'a SignedCheckpoint),
+}
+
+/// Moves `head` forward onto `signed` (a checkpoint the log signed, past it), once the
+/// stored leaves between them give `signed`'s root and every stored hash they make agrees;
+/// returns the new head. An error leaves the transaction to be rolled back.
+async fn put_head_back(
+    c: &mut Conn<'_>,
+    head: HeadRow,
+    signed: &SignedCheckpoint,
+) -> Result<HeadRow, StoreError> {
+    let size = to_u64(head.size)?;
+    if size > signed.size {
+        return Err(StoreError::InvalidInput(format!(
+            "the log's head is at {size} entries now, past the checkpoint of {} it was to be put back on: read the failure again",
+            signed.size
+        )));
+    }
+    let cannot = |why: String| {
+        StoreError::Corrupt(format!(
+            "{why}: the head cannot be put back on the checkpoint of {} the log signed; restore the database from a backup",
+            signed.size
+        ))
+    };
+    let mut frontier = load_frontier(c, size).await?;
+    while frontier.size() < signed.size {
+        let start = frontier.size();
+        let end = signed.size.min(start + crate::MAX_ENTRIES_PER_READ);
+        let rows = sql::entries(c, to_i64(start)?, to_i64(end)?).await?;
+        if rows.len() as u64 != end - start {
+            return Err(cannot(format!(
+                "entries {start}..{end} past the head are not all stored"
+            )));
+        }
+        let mut made = Vec::new();
+        for (_, leaf) in &rows {
+            made.extend(frontier.append(custody_ledger::leaf_hash(leaf)));
+        }
+        let ids: Vec<_> = made.iter().map(|(id, _)| *id).collect();
+        let stored = read_nodes(c, &ids)
+            .await
+            .map_err(|e| cannot(e.to_string()))?;
+        if let Some(((id, _), _)) = made.iter().zip(&stored).find(|((_, h), s)| h != *s) {
+            return Err(cannot(format!(
+                "the stored hash of subtree level {} index {} is not what the entries past the head give",
+                id.level, id.index
+            )));
+        }
+    }
+    if frontier.root() != signed.root {
+        return Err(cannot(
+            "the entries past the head do not give its root: they were changed".into(),
+        ));
+    }
+    if !sql::advance_head(
+        c,
+        head.size,
+        to_i64(signed.size)?,
+        &signed.root,
+        &signed.note,
+    )
+    .await?
+    {
+        return Err(StoreError::Corrupt(
+            "the log head moved while this writer held its lock".into(),
+        ));
+    }
+    Ok(HeadRow {
+        size: to_i64(signed.size)?,
+        root: signed.root.to_vec(),
+        checkpoint: signed.note.clone(),
+    })
+}
+
+/// Refuses to adopt a head past which the database holds entries: they are append-only,
+/// so nothing can be appended after the head, and custody does not remove them.
+async fn nothing_past(c: &mut Conn<'_>, size: i64) -> Result<(), StoreError> {
+    match sql::newest_entry(c).await? {
+        Some(last) if last >= size => Err(past_the_head(size, last)),
+        _ => Ok(()),
+    }
+}
+
+/// The refusal of a database holding entries `size..=last` past its head.
+pub(crate) fn past_the_head(size: i64, last: i64) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the database holds entries {size}..={last} past its head of {size} that no checkpoint the log signed covers: nothing can be appended after them, and custody does not remove ledger rows; restore the database from a backup"
+    ))
+}
+
 pub(crate) async fn load_frontier(c: &mut Conn<'_>, size: u64) -> Result<Frontier, StoreError> {
     let ids = Frontier::nodes_for(size);
     let hashes = read_nodes(c, &ids).await?;

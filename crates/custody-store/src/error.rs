@@ -51,7 +51,8 @@ pub enum StoreError {
     /// database was rolled back, truncated or forked): the store refuses to append or sign
     /// until an operator acknowledges it ([`crate::Store::acknowledge_integrity_failure`]).
     #[error(
-        "the ledger's history was changed behind custody's back: {0}\nthe ledger is read-only: nothing is appended or signed until an operator resolves this\nhint: find out who changed the database and restore the lost entries from a backup if you can; then `custody log recover --reason TEXT` accepts the database as it stands and records that decision in the ledger"
+        "the ledger's history was changed behind custody's back: {0}\nthe ledger is read-only: nothing is appended or signed until an operator resolves this\nhint: {hint}",
+        hint = recovery_hint(.0)
     )]
     Integrity(Box<IntegrityFailure>),
     /// The checkpoint file kept outside the database holds something that is not a
@@ -127,5 +128,18 @@ fn signing_now(successor: &str, current: &str) -> String {
         ", which signs now".into()
     } else {
         format!(", and {current} signs now")
+    }
+}
+
+/// What an operator does about `failure`: a head moved back over rows the database still
+/// holds loses nothing when recovered; anything else loses what the database no longer has.
+fn recovery_hint(failure: &IntegrityFailure) -> &'static str {
+    match failure.witness {
+        crate::Witness::Database => {
+            "find out who moved the log's head; with every server of the instance stopped, `custody log recover --reason TEXT` puts the head back on the checkpoint the database still holds (nothing is lost) and records that decision in the ledger"
+        }
+        _ => {
+            "find out who changed the database and restore the lost entries from a backup if you can; then, with every server of the instance stopped, `custody log recover --reason TEXT` accepts the database as it stands and records that decision in the ledger"
+        }
     }
 }

@@ -184,13 +184,22 @@ impl SqlStore {
             head,
             keys,
             newest,
+            last_entry,
         } = check_ledger(location, &pools.write, &verifier, true).await?;
         let witness = match (&path, note) {
             (Some(path), Some(note)) => Some(checkpoint_file::open(path, note, &keys)?),
             _ => None,
         };
         let status = Arc::new(Status::default());
-        let (witnessed, file_status) = match (&path, left_behind(newest, &keys, &head)?) {
+        let left_behind = left_behind(newest, &keys, &head)?;
+        // Entries past the head that no checkpoint past it covers: nothing can be appended
+        // after them (recovering cannot help either), so nothing opens the ledger to write.
+        if let (None, Some(last)) = (&left_behind, last_entry)
+            && last >= to_i64(head.size)?
+        {
+            return Err(commit::past_the_head(to_i64(head.size)?, last));
+        }
+        let (witnessed, file_status) = match (&path, left_behind) {
             (None, None) => (Ok(head), CheckpointFileStatus::NotKept),
             (Some(path), None) => witness_at_open(&pools.write, path, witness, head).await?,
             // The file is left as it is: it is evidence too.
@@ -282,6 +291,7 @@ async fn check_ledger(
     // The newest stored checkpoint, read before the head: a writer committing in between
     // moves the head past it, never behind (see `left_behind`).
     let newest = sql::newest_checkpoint(&mut c).await?;
+    let last_entry = sql::newest_entry(&mut c).await?;
     let head = sql::head(&mut c, false)
         .await?
         .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
@@ -346,6 +356,7 @@ async fn check_ledger(
         head,
         keys,
         newest,
+        last_entry,
     })
 }
 
@@ -359,6 +370,8 @@ struct Checked {
     keys: LogKeys,
     /// The newest checkpoint stored (size, note), read just before the head, unchecked.
     newest: Option<(i64, String)>,
+    /// The index of the last entry stored, read just before the head.
+    last_entry: Option<i64>,
 }
 
 /// The database's own witness against `head`: its newest stored checkpoint, if the log

@@ -293,6 +293,13 @@ pub(crate) async fn newest_checkpoint(
     Ok(on_conn!(c, c => sqlx::query_as(SQL).fetch_optional(&mut **c).await?))
 }
 
+/// The index of the last entry stored, if any.
+pub(crate) async fn newest_entry(c: &mut Conn<'_>) -> Result<Option<i64>, StoreError> {
+    const SQL: &str = "SELECT MAX(idx) FROM log_entries";
+    let (last,): (Option<i64>,) = on_conn!(c, c => sqlx::query_as(SQL).fetch_one(&mut **c).await?);
+    Ok(last)
+}
+
 /// Leaves `[start, end)`.
 pub(crate) async fn entries(
     c: &mut Conn<'_>,

@@ -384,45 +384,93 @@ pub(crate) async fn a_log_rolled_back_while_stopped_is_refused_at_open(backend: 
     }
 }
 
+/// What else was done to the rows past a head moved back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PastTheHead {
+    /// Nothing: they are as the log signed them.
+    Kept,
+    /// An entry deleted.
+    EntryGone,
+    /// A stored hash replaced.
+    HashChanged,
+    /// The newest checkpoint deleted (the one before it still past the head, and the
+    /// entry it added still stored).
+    NewestCheckpointGone,
+    /// Every checkpoint past the head deleted (the entries still stored).
+    CheckpointsGone,
+}
+
 /// The head row alone moved back to an older checkpoint while no store ran, over the rows
 /// the database keeps (append-only), and the checkpoint file deleted too: the database's
 /// own newest signed checkpoint shows it, at open and in a check. Acknowledging puts the
-/// head back on that checkpoint (nothing is lost), once the entries past the head give its
-/// root; with one of them gone, nothing changes and the store stays read-only.
+/// head back on that checkpoint, losing nothing, once the entries past the head give its
+/// root and every stored hash they make; otherwise nothing changes and the store stays
+/// read-only. Entries past the head that no checkpoint covers refuse the open.
 pub(crate) async fn a_head_moved_back_over_its_rows_is_refused_and_put_back(backend: Backend) {
-    for entry_gone in [false, true] {
+    use PastTheHead::*;
+    for damage in [
+        Kept,
+        EntryGone,
+        HashChanged,
+        NewestCheckpointGone,
+        CheckpointsGone,
+    ] {
         let (db, store, seed, checkpoints) = ledger_of(backend, 12).await;
         let (_, file) = db.checkpoint_file();
         store.close().await;
         drop_guards(backend, &db).await;
         let back = &checkpoints[8];
-        super::raw_execute(
-            &db.location,
-            &format!(
-                "UPDATE log_head SET size = 8, root = {}, checkpoint = {} WHERE id = 1",
-                bytes_literal(backend, &back.root),
-                text_literal(&back.note)
-            ),
-        )
-        .await
-        .unwrap();
-        if entry_gone {
-            super::raw_execute(&db.location, "DELETE FROM log_entries WHERE idx = 10")
-                .await
-                .unwrap();
+        let mut edits = vec![format!(
+            "UPDATE log_head SET size = 8, root = {}, checkpoint = {} WHERE id = 1",
+            bytes_literal(backend, &back.root),
+            text_literal(&back.note)
+        )];
+        match damage {
+            Kept => {}
+            EntryGone => edits.push("DELETE FROM log_entries WHERE idx = 10".into()),
+            // The leaf hash of entry 9 (level 0, index 9).
+            HashChanged => edits.extend([
+                "DELETE FROM log_nodes WHERE id = 9".into(),
+                format!(
+                    "INSERT INTO log_nodes (id, hash) VALUES (9, {})",
+                    bytes_literal(backend, &[0; 32])
+                ),
+            ]),
+            NewestCheckpointGone => {
+                edits.push("DELETE FROM log_checkpoints WHERE size = 12".into())
+            }
+            CheckpointsGone => edits.push("DELETE FROM log_checkpoints WHERE size > 8".into()),
+        }
+        for sql in &edits {
+            super::raw_execute(&db.location, sql).await.unwrap();
         }
         std::fs::remove_file(&file).unwrap();
 
         let open = |options| SqlStore::open_with(&db.location, log_key_from_seed(seed), options);
+        if damage == CheckpointsGone {
+            let err = open(db.options()).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(why) if why.starts_with(
+                    "the database holds entries 8..=11 past its head of 8 that no checkpoint the log signed covers"
+                )),
+                "{err}"
+            );
+            continue;
+        }
+        let newest = if damage == NewestCheckpointGone {
+            11
+        } else {
+            12
+        };
         let failure = integrity_error(open(db.options()).await.unwrap_err());
         assert_eq!(failure.finding, Finding::WentBack);
-        assert_eq!((failure.seen.size, failure.found_size), (12, 8));
-        assert_eq!(failure.seen.note, checkpoints[12].note);
+        assert_eq!((failure.seen.size, failure.found_size), (newest, 8));
+        assert_eq!(failure.seen.note, checkpoints[newest as usize].note);
         assert_eq!(failure.witness, Witness::Database);
         assert!(
-            failure.to_string().contains(
-                "the log's head went back from 12 to 8 (the database still holds the checkpoint of size 12 the log signed"
-            ),
+            failure.to_string().contains(&format!(
+                "the log's head went back from {newest} to 8 (the database still holds the checkpoint of size {newest} the log signed"
+            )),
             "{failure}"
         );
         assert!(
@@ -447,16 +495,26 @@ pub(crate) async fn a_head_moved_back_over_its_rows_is_refused_and_put_back(back
         let acknowledged = store
             .acknowledge_integrity_failure(&failure, recovery_record(&failure))
             .await;
-        if entry_gone {
+        let refused = match damage {
+            EntryGone => Some("entries 8..12 past the head are not all stored"),
+            HashChanged => Some(
+                "the stored hash of subtree level 0 index 9 is not what the entries past the head give",
+            ),
+            NewestCheckpointGone => Some("the database holds entries 11..=11 past its head of 11"),
+            _ => None,
+        };
+        if let Some(why) = refused {
             let err = acknowledged.unwrap_err();
             assert!(
-                matches!(&err, StoreError::Corrupt(why) if why.starts_with(
-                    "entries 8..12 past the head are not all stored"
-                )),
-                "{err}"
+                matches!(&err, StoreError::Corrupt(text) if text.starts_with(why)),
+                "{damage:?}: {err}"
             );
             assert_eq!(store.integrity(), Some(failure));
-            assert_eq!(store.size().await.unwrap(), 8, "nothing changed");
+            assert_eq!(
+                store.size().await.unwrap(),
+                8,
+                "{damage:?}: nothing changed"
+            );
             store.close().await;
             continue;
         }
