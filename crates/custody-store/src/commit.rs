@@ -229,6 +229,7 @@ impl Committer {
     /// Has the newest checkpoint seen written to the checkpoint file. Not while the store
     /// is read-only after an integrity failure: the file keeps the evidence.
     fn publish_checkpoint(&self) {
+        self.status.saw(&self.seen);
         if let Some(writer) = &self.checkpoint_file {
             if self.status.integrity().is_none() {
                 writer.send(&self.seen.note);

@@ -158,6 +158,9 @@ pub(crate) struct Status {
     /// Set when a write found the log handed over from this store's key; never cleared (a
     /// retired key never signs again).
     retired: Mutex<Option<String>>,
+    /// The newest checkpoint the committer signed or verified, for readiness to compare
+    /// the head with between writes.
+    seen: Mutex<Option<SignedCheckpoint>>,
 }
 
 impl Status {
@@ -171,6 +174,14 @@ impl Status {
 
     pub(crate) fn clear_integrity(&self) {
         *lock(&self.integrity) = None;
+    }
+
+    pub(crate) fn seen(&self) -> Option<SignedCheckpoint> {
+        lock(&self.seen).clone()
+    }
+
+    pub(crate) fn saw(&self, checkpoint: &SignedCheckpoint) {
+        *lock(&self.seen) = Some(checkpoint.clone());
     }
 
     pub(crate) fn storage(&self) -> Option<String> {

@@ -224,6 +224,7 @@ impl SqlStore {
                 seen
             }
         };
+        status.saw(&seen);
         backfill_terms(&pools.write).await?;
         let (file_writer, file_task) = match path {
             Some(path) => {

@@ -60,6 +60,31 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
+    /// The failure, if the head row now stands behind the newest checkpoint this store's
+    /// committer signed or verified, or at its size with another root. (A read that fails
+    /// says nothing here: the storage checks report it.)
+    async fn head_went_back(&self) -> Option<IntegrityFailure> {
+        let seen = self.status.seen()?;
+        let mut conn = self.read.acquire().await.ok()?;
+        let row = sql::head(&mut conn.conn(), false).await.ok()??;
+        let size = to_u64(row.size).ok()?;
+        let root = custody_ledger::Hash::try_from(&row.root[..]).ok()?;
+        let finding = if size < seen.size {
+            crate::Finding::WentBack
+        } else if size == seen.size && root != seen.root {
+            crate::Finding::Forked
+        } else {
+            return None;
+        };
+        Some(IntegrityFailure {
+            finding,
+            found_size: size,
+            found_root: root,
+            seen,
+            witness: crate::Witness::ThisProcess,
+        })
+    }
+
     /// What the checkpoint file held when the store was opened (see [`crate::CheckpointFile`]).
     /// A server should warn when it was [`CheckpointFileStatus::Recreated`] on a ledger
     /// that is not new: the file was removed, so a rollback while stopped went unchecked.
@@ -268,6 +293,12 @@ impl Store for SqlStore {
         }
         if let Some(why) = self.status.retired() {
             return Readiness::Retired(why);
+        }
+        // Between writes: a head moved back (or to another root of the same size) behind
+        // this store is found at once, not at the next write. (A head moved past the one
+        // seen is another writer's; whether it extends it, the next write checks.)
+        if let Some(failure) = self.head_went_back().await {
+            return Readiness::IntegrityFailed(failure);
         }
         if self.status.storage().is_some() {
             // The last write failed: whether writes succeed now takes one.

@@ -123,6 +123,9 @@ async fn a_log_rolled_back_under_the_server_stops_its_writes_and_readyz() {
     // Someone with the database moves the head back two entries.
     behind_the_ledger(&server.location, "DROP TRIGGER log_head_forward_only").await;
     behind_the_ledger(&server.location, "UPDATE log_head SET size = size - 2").await;
+    // Not ready at once, before any write finds it.
+    let ready = server.call("GET", "/readyz", None, None, &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
     // Writes are refused (every time, nothing signed on the shorter history) and the
     // server says it is not ready.
     for _ in 0..2 {

@@ -159,6 +159,17 @@ pub(crate) async fn a_log_rolled_back_under_a_running_store_turns_it_read_only(b
     drop_guards(backend, &db).await;
     roll_back(backend, &db, &checkpoints[8]).await;
     assert_eq!(stored_checkpoints(&db).await, 9);
+    // Not ready at once, before a write finds it (nothing is read-only yet).
+    match store.readiness().await {
+        Readiness::IntegrityFailed(f) => {
+            assert_eq!(
+                (f.finding, f.seen.size, f.found_size),
+                (Finding::WentBack, 12, 8)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.integrity(), None);
 
     let failure = integrity_error(store.append(Append::event(event(1, 0))).await.unwrap_err());
     assert_eq!(failure.finding, Finding::WentBack);
