@@ -13,8 +13,8 @@
 #                                            # explaining a mutant, say), running nothing
 #
 # Not part of scripts/test.sh: on two cores with JOBS=2 each crate takes half an hour to
-# an hour (custody-ledger 26 min, custody-app 47 min, custody-policy about an hour). It installs cargo-mutants if the machine lacks it,
-# writes each crate's results under target/mutants/CRATE/mutants.out (outcomes.json,
+# an hour (custody-ledger 26 min, custody-app 47 min, custody-policy about an hour). It
+# installs cargo-mutants if the machine lacks it, writes each crate's results under target/mutants/CRATE/mutants.out (outcomes.json,
 # missed.txt, a log per mutant), then prints caught / missed / timeout / unviable per crate.
 #
 # A missed mutant is either killed by a new test or explained in scripts/mutants-explained.txt
