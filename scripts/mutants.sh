@@ -14,8 +14,9 @@
 #
 # Not part of scripts/test.sh: on two cores with JOBS=2 each crate takes half an hour to
 # an hour (custody-ledger 26 min, custody-app 47 min, custody-policy about an hour). It
-# installs cargo-mutants if the machine lacks it, writes each crate's results under target/mutants/CRATE/mutants.out (outcomes.json,
-# missed.txt, a log per mutant), then prints caught / missed / timeout / unviable per crate.
+# installs cargo-mutants if the machine lacks it, writes each crate's results under
+# target/mutants/CRATE/mutants.out (outcomes.json, missed.txt, a log per mutant), then
+# prints caught / missed / timeout / unviable per crate.
 #
 # A missed mutant is either killed by a new test or explained in scripts/mutants-explained.txt
 # (one line each: the mutant's description without its line and column, then `#` and why no
