@@ -312,7 +312,8 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     assert!(text(&c, "#access").await.contains("approver"));
     screenshot(&c, "access-review").await;
     c.goto(&format!("{base}/ledger")).await.unwrap();
-    assert!(text(&c, "#consistency").await.contains("provably extends"));
+    let consistency = text(&c, "main").await;
+    assert!(consistency.contains("provably extends"), "{consistency}");
     screenshot(&c, "ledger").await;
     c.goto(&format!("{base}/policy")).await.unwrap();
     assert!(text(&c, "#governance").await.contains("security"));

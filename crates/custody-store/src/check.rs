@@ -59,17 +59,24 @@ impl SqlStore {
                 sql::newest_entry(&mut c).await?,
             )
         };
-        let head = self.checkpoint().await?;
         let mut conn = self.read.acquire().await?;
         let mut c = conn.conn();
+        // The head row, read once: its size and its signed checkpoint's are compared as
+        // one read gave them (two reads would let an append in between look like this).
+        let row = sql::head(&mut c, false)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
+        let row_size = to_u64(row.size)?;
+        let head = match crate::sql_store::signed_checkpoint(&self.keys, row_size, row.checkpoint) {
+            Ok(head) => head,
+            Err(e) => return Err(self.unverified(&mut c, row_size, e).await),
+        };
         // The head row's size moved without its signed checkpoint: someone other than
         // custody moved the head (a write would find it too; a check must not wait).
-        if let Some(row) = sql::head(&mut c, false).await?
-            && u64::try_from(row.size).ok() != Some(head.size)
-        {
+        if row_size != head.size {
             return Err(StoreError::Corrupt(format!(
-                "the log head says {} entries, but its signed checkpoint is of {}",
-                row.size, head.size
+                "the log head says {row_size} entries, but its signed checkpoint is of {}",
+                head.size
             )));
         }
         // A checkpoint the log signed past the head: the head was moved back over the rows

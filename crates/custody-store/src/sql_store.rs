@@ -194,7 +194,12 @@ impl SqlStore {
     /// handed the log over from the key this store holds (`custody key rotate log` while
     /// this one ran, which signed the hand-over with that key), it is retired, and says how
     /// to restart on the successor; otherwise the checkpoint is damaged (`e`).
-    async fn unverified(&self, c: &mut Conn<'_>, size: u64, e: StoreError) -> StoreError {
+    pub(crate) async fn unverified(
+        &self,
+        c: &mut Conn<'_>,
+        size: u64,
+        e: StoreError,
+    ) -> StoreError {
         // The key in force took over at the last hand-over this store knows of; its own
         // hand-over can only come after.
         let from = self.keys.handovers().last().unwrap_or(0);
@@ -223,7 +228,7 @@ pub(crate) fn request(
     (request, result)
 }
 
-fn signed_checkpoint(
+pub(crate) fn signed_checkpoint(
     keys: &LogKeys,
     size: u64,
     note: String,
