@@ -108,6 +108,14 @@ async fn a_log_rolled_back_while_stopped_is_refused_until_the_operator_recovers_
             && said.contains("custody log recover"),
         "{said}"
     );
+    // Nor is the restored head printed as a checkpoint to keep.
+    let kept = log(&data, &["checkpoint"]);
+    expect_code(&kept, 2);
+    assert!(
+        stderr(&kept).contains(&format!("went back from {seen} to {k}")),
+        "{}",
+        stderr(&kept)
+    );
     // Nothing appends either.
     let out = run(custody()
         .args([
@@ -184,6 +192,20 @@ async fn a_head_row_moved_back_is_found_without_the_checkpoint_file_and_put_back
         )) && said.contains("custody log recover"),
         "{said}"
     );
+    // Nothing vouches for the moved head meanwhile: no checkpoint to keep, no proof to it.
+    for read in [
+        &["checkpoint"][..],
+        &["proof", "consistency", "--from", "1"],
+    ] {
+        let out = log(&data, read);
+        expect_code(&out, 2);
+        assert!(
+            stderr(&out).starts_with("integrity failure: ")
+                && stderr(&out).contains(&format!("went back from {seen} to {k}")),
+            "{read:?}: {}",
+            stderr(&out)
+        );
+    }
     let recovered = run(custody()
         .args(["log", "recover", "--reason", "someone edited the head row"])
         .arg("--data-dir")

@@ -8,7 +8,7 @@ use custody_model::CanonicalJson;
 
 use crate::commit::{self, hex, to_i64, to_u64};
 use crate::sql::{self, Conn};
-use crate::{MAX_ENTRIES_PER_READ, SqlStore, Store, StoreError};
+use crate::{MAX_ENTRIES_PER_READ, SignedCheckpoint, SqlStore, Store, StoreError};
 
 /// Most checkpoints read per page while checking.
 const CHECKPOINTS_PER_PAGE: i64 = 1000;
@@ -42,13 +42,11 @@ impl SqlStore {
         }))
     }
 
-    /// Recomputes the whole tree from the stored leaves and checks it against every stored
-    /// hash and every stored checkpoint (signature and root). `progress` is called with
-    /// the number of leaves checked so far.
-    pub async fn check(
-        &self,
-        mut progress: impl FnMut(u64) + Send,
-    ) -> Result<IntegrityReport, StoreError> {
+    /// The head, once the database's own rows do not contradict it: its size is its signed
+    /// checkpoint's, no checkpoint the log signed lies past it (else the head was moved
+    /// back over the rows it left behind: [`StoreError::Integrity`]), and no entry does. The
+    /// cheap part of [`SqlStore::check`], for a reader about to vouch for the head.
+    pub async fn head_checked(&self) -> Result<SignedCheckpoint, StoreError> {
         // The newest checkpoint stored, read before the head: an append committing in
         // between moves the head past it, never behind.
         let (newest, last_entry) = {
@@ -90,6 +88,19 @@ impl SqlStore {
         {
             return Err(crate::commit::past_the_head(to_i64(head.size)?, last));
         }
+        Ok(head)
+    }
+
+    /// Recomputes the whole tree from the stored leaves and checks it against every stored
+    /// hash and every stored checkpoint (signature and root). `progress` is called with
+    /// the number of leaves checked so far.
+    pub async fn check(
+        &self,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<IntegrityReport, StoreError> {
+        let head = self.head_checked().await?;
+        let mut conn = self.read.acquire().await?;
+        let mut c = conn.conn();
         let mut frontier = Frontier::new();
         let mut checkpoints = CheckpointCursor::default();
         let mut report = IntegrityReport {

@@ -104,6 +104,27 @@ impl LedgerArgs {
         }
     }
 
+    /// [`LedgerArgs::open`], for a command that vouches for the head it reads: locally, the
+    /// head must extend the checkpoint file and the database's own rows must not contradict
+    /// it (a head moved back while custody was stopped is refused here, as `log check`
+    /// and every write refuse it), so that nobody keeps a rolled-back checkpoint.
+    async fn open_vouched(&self) -> anyhow::Result<Ledger> {
+        let ledger = self.open().await?;
+        if let Ledger::Local(store) = &ledger {
+            let refused = |e: custody_store::StoreError| custody_app::AppError::Store(e);
+            let dir = DataDir::new(&self.data_dir);
+            if let Some(path) = dir.checkpoint_file_path(self.database_url.as_deref())? {
+                if let Some(failure) = store.check_checkpoint_file(&path).await? {
+                    return Err(
+                        refused(custody_store::StoreError::Integrity(Box::new(failure))).into(),
+                    );
+                }
+            }
+            store.head_checked().await.map_err(refused)?;
+        }
+        Ok(ledger)
+    }
+
     /// The key that verifies this ledger's checkpoints.
     fn verifying_key(&self) -> anyhow::Result<custody_crypto::PublicKey> {
         match (&self.log_key, &self.server) {
@@ -208,7 +229,7 @@ fn hex(h: &[u8]) -> String {
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open().await?;
+    let ledger = args.ledger.open_vouched().await?;
     let head = ledger.head().await?;
     if !head.signed {
         eprintln!(
@@ -231,7 +252,7 @@ async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open().await?;
+    let ledger = args.ledger.open_vouched().await?;
     let size = ledger.head().await?.size;
     let end = args.end.unwrap_or(size);
     if args.start > end {
@@ -266,7 +287,7 @@ async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open().await?;
+    let ledger = args.ledger.open_vouched().await?;
     let head = ledger.head().await?;
     let size = args.size.unwrap_or(head.size);
     let (proof, given_root) = ledger.inclusion(args.index, size).await?;
@@ -300,7 +321,7 @@ async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open().await?;
+    let ledger = args.ledger.open_vouched().await?;
     let head = ledger.head().await?;
     let to = args.to.unwrap_or(head.size);
     let (proof, old, given_new) = ledger.consistency(args.from, to).await?;
