@@ -112,15 +112,16 @@ impl LedgerArgs {
         let ledger = self.open().await?;
         if let Ledger::Local(store) = &ledger {
             let refused = |e: custody_store::StoreError| custody_app::AppError::Store(e);
+            // The database's own rows first: when they still hold what the head was moved
+            // back over, that is the finding (recovering then loses nothing).
+            store.head_checked().await.map_err(refused)?;
             let dir = DataDir::new(&self.data_dir);
             if let Some(path) = dir.checkpoint_file_path(self.database_url.as_deref())? {
                 if let Some(failure) = store.check_checkpoint_file(&path).await? {
-                    return Err(
-                        refused(custody_store::StoreError::Integrity(Box::new(failure))).into(),
-                    );
+                    let failure = custody_store::StoreError::Integrity(Box::new(failure));
+                    return Err(refused(failure).into());
                 }
             }
-            store.head_checked().await.map_err(refused)?;
         }
         Ok(ledger)
     }
