@@ -162,9 +162,18 @@ pub(crate) async fn subject(data_dir: Option<&Path>, url: Option<&str>) -> anyho
     })
 }
 
-fn bench_event(run: &str, writer: u64, seq: u64) -> anyhow::Result<CanonicalJson> {
+/// A benchmark's event: a custody event of a kind no rule reads (its time and actor are
+/// there, so a server following the ledger reads it as one), about the size of a decision.
+fn bench_event(
+    run: &str,
+    writer: u64,
+    seq: u64,
+    at: custody_model::Timestamp,
+) -> anyhow::Result<CanonicalJson> {
     Ok(CanonicalJson::from_value(&json!({
         "type": "bench.appended",
+        "at": at.to_string(),
+        "actor": "custody bench",
         "run": run,
         "writer": writer,
         "seq": seq,
@@ -222,6 +231,7 @@ async fn append(args: AppendArgs) -> anyhow::Result<Outcome> {
     let store = Arc::new(subject.store);
     let before_size = store.checkpoint().await?.size;
     let run = format!("{}-{}", std::process::id(), before_size);
+    let at = crate::context::now()?;
     let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -234,7 +244,7 @@ async fn append(args: AppendArgs) -> anyhow::Result<Outcome> {
             for seq in 0..events {
                 let t = Instant::now();
                 let a = store
-                    .append(Append::event(bench_event(&run, w, seq)?))
+                    .append(Append::event(bench_event(&run, w, seq, at)?))
                     .await?;
                 latencies.push(t.elapsed());
                 if acks {
@@ -307,6 +317,7 @@ async fn proofs(args: ProofsArgs) -> anyhow::Result<Outcome> {
     let store = Arc::new(subject.store);
     let bar = crate::progress::bar(args.entries, 0, "filling the ledger");
     let fill_start = Instant::now();
+    let at = crate::context::now()?;
     let batch = custody_store::MAX_EVENTS_PER_APPEND as u64;
     let mut next = 0;
     while next < args.entries {
@@ -318,7 +329,7 @@ async fn proofs(args: ProofsArgs) -> anyhow::Result<Outcome> {
                 break;
             }
             let events = (next..next + n)
-                .map(|i| bench_event("fill", 0, i))
+                .map(|i| bench_event("fill", 0, i, at))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             next += n;
             let store = store.clone();
@@ -419,5 +430,23 @@ impl XorShift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    /// A benchmark's events read as custody events, so a server following a ledger they
+    /// were appended to takes them for what they are, not for damage.
+    #[test]
+    fn a_bench_event_is_a_custody_event() {
+        let at: custody_model::Timestamp = "2026-11-10T10:00:00Z".parse().unwrap();
+        let leaf = super::bench_event("run", 1, 2, at).unwrap();
+        let event = custody_app::events::Event::from_leaf(leaf.as_bytes()).unwrap();
+        assert_eq!(
+            (event.kind(), event.at, event.actor.as_str()),
+            ("bench.appended", at, "custody bench")
+        );
     }
 }
