@@ -44,18 +44,7 @@ fn viewer(who: &str, roles: &[&str]) -> Authenticated {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confidential_rationale_is_read_only_by_auditors_admins_and_the_people_involved() {
     let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
-    let d = s.artifact("shop", "v1", "c1").await;
-    let r = s.release("1.0.0", &d).await;
-    s.app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
-    let waiting = s
-        .app
-        .promote_to(&actor("sam"), &r, "prod", None)
-        .await
-        .unwrap();
-    let id = waiting.promotion.id;
+    let id = s.waiting_in_prod().await;
     let secret = "the fix touches the payment provider's contract";
     for (who, text, confidential) in [("alice", secret, true), ("bob", "diff read", false)] {
         s.app
@@ -250,19 +239,7 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_from_a_credential_not_the_approvers_own_is_refused() {
     let s = setup("approvals = { quorum = 1, roles = [\"approver\"] }").await;
-    let d = s.artifact("shop", "v1", "c1").await;
-    let r = s.release("1.0.0", &d).await;
-    s.app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
-    let id = s
-        .app
-        .promote_to(&actor("sam"), &r, "prod", None)
-        .await
-        .unwrap()
-        .promotion
-        .id;
+    let id = s.waiting_in_prod().await;
     let token = |created_by: Option<&str>| Authentication::Token {
         token: "tok0123456789abcdef".into(),
         created_by: created_by.map(str::to_owned),
@@ -533,19 +510,7 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_review_supersedes_the_first_and_only_an_eligible_reviewer_rejects() {
     let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
-    let d = s.artifact("shop", "v1", "c1").await;
-    let r = s.release("1.0.0", &d).await;
-    s.app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
-    let id = s
-        .app
-        .promote_to(&actor("sam"), &r, "prod", None)
-        .await
-        .unwrap()
-        .promotion
-        .id;
+    let id = s.waiting_in_prod().await;
     let approve = |who: &'static str, text: &'static str| {
         let (app, id) = (&s.app, &id);
         async move {

@@ -83,19 +83,16 @@ impl Ledger {
         String::from_utf8(self.get(path).await?).context("the checkpoint is not UTF-8")
     }
 
-    /// The latest checkpoint.
+    /// The latest checkpoint; locally, once the database's own rows do not contradict it
+    /// (`SqlStore::head_checked`: a head moved back is refused, not handed out).
     pub(crate) async fn head(&self) -> anyhow::Result<Head> {
         match self {
             Ledger::Local(store) => {
-                let cp = store.checkpoint().await?;
-                Ok(Head {
-                    size: cp.size,
-                    root: cp.root,
-                    origin: store.verifier().name().to_owned(),
-                    note: cp.note,
-                    signed: true,
-                    verifier: Some(store.verifier().to_text()),
-                })
+                let cp = store
+                    .head_checked()
+                    .await
+                    .map_err(custody_app::AppError::Store)?;
+                Ok(Self::local_head(store, cp))
             }
             Ledger::Remote { log_key, .. } => {
                 let note = String::from_utf8(self.get("/api/v1/log/checkpoint").await?)
@@ -123,11 +120,23 @@ impl Ledger {
         }
     }
 
+    /// `cp`, the local store's head, as a [`Head`] (its signature checked when read).
+    fn local_head(store: &SqlStore, cp: custody_store::SignedCheckpoint) -> Head {
+        Head {
+            size: cp.size,
+            root: cp.root,
+            origin: store.verifier().name().to_owned(),
+            note: cp.note,
+            signed: true,
+            verifier: Some(store.verifier().to_text()),
+        }
+    }
+
     /// The latest checkpoint as the source gives it: a server's signature is not checked
     /// here (`signed` is false), for a caller that checks it with the log keys it follows.
     pub(crate) async fn head_unchecked(&self) -> anyhow::Result<Head> {
-        if let Ledger::Local(_) = self {
-            return self.head().await;
+        if let Ledger::Local(store) = self {
+            return Ok(Self::local_head(store, store.checkpoint().await?));
         }
         let note = self.checkpoint_note(false).await?;
         let body = note.split("\n\n").next().unwrap_or_default();

@@ -339,6 +339,19 @@ impl Setup {
         self.release_of(version, &[("shop", digest)]).await
     }
 
+    /// Release 1.0.0 of shop, certified in build by rita and asked for in prod by sam,
+    /// where it waits on the approvals the test's policy asks for: that promotion's id.
+    pub(crate) async fn waiting_in_prod(&self) -> String {
+        let d = self.artifact("shop", "v1", "c1").await;
+        let r = self.release("1.0.0", &d).await;
+        let certified = self.app.promote_to(&actor("rita"), &r, "build", None).await;
+        assert!(certified.unwrap().decision.decision.allowed);
+        let waiting = self.app.promote_to(&actor("sam"), &r, "prod", None).await;
+        let waiting = waiting.unwrap();
+        assert!(!waiting.decision.decision.allowed);
+        waiting.promotion.id
+    }
+
     /// Release `version` of shop made of the named artifacts.
     pub(crate) async fn release_of(&self, version: &str, named: &[(&str, &Digest)]) -> String {
         let artifacts: Vec<ManifestArtifact> = named

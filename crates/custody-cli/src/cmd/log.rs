@@ -13,7 +13,7 @@ use crate::Outcome;
 use crate::cmd::log_follow as follow;
 use crate::datadir::{DEFAULT_DATA_DIR, DataDir};
 use crate::input::{load_public_key, print_json, print_line, print_raw};
-use crate::ledger_source::Ledger;
+use crate::ledger_source::{Head, Ledger};
 use custody_crypto::note::NoteVerifier;
 
 #[derive(Debug, Subcommand)]
@@ -104,26 +104,24 @@ impl LedgerArgs {
         }
     }
 
-    /// [`LedgerArgs::open`], for a command that vouches for the head it reads: locally, the
-    /// head must extend the checkpoint file and the database's own rows must not contradict
-    /// it (a head moved back while custody was stopped is refused here, as `log check`
-    /// and every write refuse it), so that nobody keeps a rolled-back checkpoint.
-    async fn open_vouched(&self) -> anyhow::Result<Ledger> {
+    /// [`LedgerArgs::open`] and the head, for a command that vouches for it: locally, the
+    /// head must also extend the checkpoint file (its `Ledger::head` already refuses one
+    /// the database's own rows contradict), so that nobody keeps a rolled-back checkpoint.
+    /// The database's finding comes first: when it still holds what the head was moved
+    /// back over, recovering loses nothing, and that is the hint to give.
+    async fn open_vouched(&self) -> anyhow::Result<(Ledger, Head)> {
         let ledger = self.open().await?;
+        let head = ledger.head().await?;
         if let Ledger::Local(store) = &ledger {
-            let refused = |e: custody_store::StoreError| custody_app::AppError::Store(e);
-            // The database's own rows first: when they still hold what the head was moved
-            // back over, that is the finding (recovering then loses nothing).
-            store.head_checked().await.map_err(refused)?;
             let dir = DataDir::new(&self.data_dir);
             if let Some(path) = dir.checkpoint_file_path(self.database_url.as_deref())? {
                 if let Some(failure) = store.check_checkpoint_file(&path).await? {
                     let failure = custody_store::StoreError::Integrity(Box::new(failure));
-                    return Err(refused(failure).into());
+                    return Err(custody_app::AppError::Store(failure).into());
                 }
             }
         }
-        Ok(ledger)
+        Ok((ledger, head))
     }
 
     /// The key that verifies this ledger's checkpoints.
@@ -230,8 +228,7 @@ fn hex(h: &[u8]) -> String {
 }
 
 async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open_vouched().await?;
-    let head = ledger.head().await?;
+    let (_, head) = args.ledger.open_vouched().await?;
     if !head.signed {
         eprintln!(
             "warning: this checkpoint's signature was not checked; pass --log-key PUB to check it"
@@ -253,8 +250,8 @@ async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open_vouched().await?;
-    let size = ledger.head().await?.size;
+    let (ledger, head) = args.ledger.open_vouched().await?;
+    let size = head.size;
     let end = args.end.unwrap_or(size);
     if args.start > end {
         bail!("--start {} is after --end {end}", args.start);
@@ -288,8 +285,7 @@ async fn entries(args: EntriesArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open_vouched().await?;
-    let head = ledger.head().await?;
+    let (ledger, head) = args.ledger.open_vouched().await?;
     let size = args.size.unwrap_or(head.size);
     let (proof, given_root) = ledger.inclusion(args.index, size).await?;
     // Against the signed root when the proof is for the checkpoint's size.
@@ -322,8 +318,7 @@ async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
-    let ledger = args.ledger.open_vouched().await?;
-    let head = ledger.head().await?;
+    let (ledger, head) = args.ledger.open_vouched().await?;
     let to = args.to.unwrap_or(head.size);
     let (proof, old, given_new) = ledger.consistency(args.from, to).await?;
     let (new, to_signed) = if to == head.size {
