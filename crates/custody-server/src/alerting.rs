@@ -237,15 +237,10 @@ async fn raise_integrity_alert(state: &ServerState, alert: &Alert) {
         Ok(_) => {}
         Err(e) if e.fault() == custody_app::Fault::Integrity => {
             tracing::error!(alert = %alert.id, error = %e, "the ledger takes no writes: delivering the alert directly");
-            deliver_unrecorded(state, alert).await;
+            state.alerting.config.deliver_unrecorded(alert).await;
         }
         Err(e) => tracing::error!(alert = %alert.id, error = %e, "raising an alert failed"),
     }
-}
-
-/// Delivers `alert` to every webhook once, outside the ledger's outbox (no retries).
-async fn deliver_unrecorded(state: &ServerState, alert: &Alert) {
-    state.alerting.config.deliver_unrecorded(alert).await;
 }
 
 impl Alerts {
