@@ -45,7 +45,7 @@ impl From<AppError> for ApiError {
 pub(crate) const KEY_RETIRED: &str = "the log key this server signs with was rotated while it ran (`custody key rotate log`): it neither writes nor vouches for the log until an operator restarts it on the new key; nothing was changed";
 
 /// What a caller is told while the ledger's history is found changed behind custody's back.
-pub(crate) const HISTORY_CHANGED: &str = "the ledger's history was changed behind custody's back, so custody writes nothing until an operator resolves it (the server's log and its alerts say what was found); nothing was changed";
+pub(crate) const HISTORY_CHANGED: &str = "the ledger's history was changed behind custody's back, so custody writes nothing until an operator resolves it (`custody log check` on the data directory says what was found); nothing was changed";
 
 /// What a caller is told while the store does not answer.
 pub(crate) const NOT_ANSWERING: &str = "custody cannot serve this right now (its store is not answering); nothing was changed, retry later";

@@ -136,10 +136,10 @@ fn signing_now(successor: &str, current: &str) -> String {
 fn recovery_hint(failure: &IntegrityFailure) -> &'static str {
     match failure.witness {
         crate::Witness::Database => {
-            "find out who moved the log's head; with every server of the instance stopped, `custody log recover --reason TEXT` puts the head back on the checkpoint the database still holds (nothing is lost) and records that decision in the ledger"
+            "find out who moved the log's head; with every server of the instance stopped, `custody log recover --reason TEXT` puts the head back on the checkpoint the database still holds (nothing is lost, if the entries past the head still give its root; else it changes nothing, and the database must be restored from a backup) and records that decision in the ledger"
         }
         _ => {
-            "find out who changed the database and restore the lost entries from a backup if you can; then, with every server of the instance stopped, `custody log recover --reason TEXT` accepts the database as it stands and records that decision in the ledger"
+            "find out who changed the database; then, with every server of the instance stopped, `custody log recover --reason TEXT` records the decision in the ledger: it puts the head back if the database still holds what the log signed, and otherwise accepts the database as it stands (restore the lost entries from a backup first, if you can)"
         }
     }
 }

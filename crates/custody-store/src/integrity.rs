@@ -99,7 +99,7 @@ impl fmt::Display for IntegrityFailure {
             }
             Witness::Database => write!(
                 f,
-                " (the database still holds the checkpoint of size {seen} the log signed, and the entries past its head)"
+                " (the database still holds the checkpoint of size {seen} the log signed)"
             ),
         }
     }
