@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's walkthrough ("A first example", "A release through the pipeline",
-# "Changing the rules" and "Rotating and revoking keys"), command for command: the tested version of what README.md shows.
+# "Changing the rules", "Rotating and revoking keys" and "Waiving a finding"), command for command: the tested version of what README.md shows.
 # The test suite runs it on a fresh directory (crates/custody-cli/tests/first_hour.rs), so
 # the README cannot drift from the product.
 #
@@ -151,3 +151,17 @@ custody key revoke "$NEW" --reason "key file leaked" --compromised-since "$(date
 custody verify --env build "$SHOP" || test $? = 1
 custody key impact "$NEW"
 custody verify --env production "$SHOP"
+
+step "Waiving a finding"
+# A nightly scan finds a critical CVE with a fix in what runs in production: the deploy gate
+# closes at once, naming it.
+CUSTODY_TOKEN=$CI custody attest --artifact "$SHOP" --type trivy nightly-scan.trivy.json
+custody verify --env production "$SHOP" || test $? = 1
+# Rita asks for a time-bound exception with a remediation plan; sam, of security (never the
+# requester), approves it with his key. It counts until it expires, then the CVE blocks again.
+X=$(CUSTODY_TOKEN=$RITA custody exception request --vulnerability CVE-2024-3094 --release shop@1.4.2 \
+    --env production --plan upgrade --owner rita --due 7d --expires 14d \
+    --reason "the backdoored sshd path is not in this image; upgrade scheduled")
+custody exception approve "$X" --rationale "verified: no sshd in the image" --sign-key sam.key
+custody verify --env production "$SHOP"
+custody exception list

@@ -678,3 +678,26 @@ pub fn key_expiring_alert(key: &crate::keyring::KeyView, seconds_left: i64) -> A
         subject: json!({"key": key.key_id, "purpose": key.purpose, "expires": expires, "seconds_left": seconds_left}),
     }
 }
+
+/// The alert that an approved exception (waiver) stops counting soon: whatever it waives
+/// fails its gate again then, at promotions and at the deploy gate, unless the finding is
+/// fixed or a new exception is approved.
+pub fn exception_expiring_alert(x: &crate::ExceptionRecord, seconds_left: i64) -> Alert {
+    Alert {
+        id: format!("exception-expiring:{}", x.id),
+        rule: "exception-about-to-expire".into(),
+        severity: "warning".into(),
+        text: format!(
+            "exception {} waiving {} in {} expires in {}h, at {} (plan: {} by {}, due {}); after that the finding blocks again",
+            x.id,
+            x.finding,
+            x.subject(),
+            seconds_left / 3600,
+            x.expires_at.to_second(),
+            x.plan.action,
+            x.plan.owner,
+            x.plan.due.to_second()
+        ),
+        subject: json!({"exception": x.id, "artifacts": x.artifacts, "release": x.release, "environments": x.environments, "expires_at": x.expires_at}),
+    }
+}

@@ -100,6 +100,9 @@ pub(crate) struct VerdictStamp {
     pub(crate) artifacts: Vec<u64>,
     /// The keyring record's version (a rotation or revocation writes it).
     pub(crate) keyring: Option<u64>,
+    /// The versions of the exception indexes of the release and each of its artifacts
+    /// (asking for an exception writes one).
+    pub(crate) exceptions: Vec<u64>,
 }
 
 /// What a built keyring was built from: the policy in force and the keyring record's
@@ -236,11 +239,12 @@ impl<S: Store> App<S> {
         &self,
         key: &VerdictKey,
         stamp: &VerdictStamp,
+        now: custody_model::Timestamp,
     ) -> Option<Arc<crate::Verification>> {
         let cache = self.verdicts.lock().ok()?;
         cache
             .get(key)
-            .filter(|(s, _)| s == stamp)
+            .filter(|(s, v)| s == stamp && v.valid_until.is_none_or(|until| now < until))
             .map(|(_, v)| v.clone())
     }
 

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! For a policy proposal the subject is the proposed bundle (`policy`, its digest), and the
-//! predicate names `"kind": "proposal"`, the proposal and the version it replaces.
+//! predicate names `"kind": "proposal"`, the proposal and the version it replaces. For an
+//! exception (waiver) the subject is `exception:ID` with the digest of what was asked for
+//! (finding, subject, plan, expiry…), and the predicate names `"kind": "exception"`.
 //!
 //! Invariant: a statement counts for one thing only. Every field it binds is compared with
 //! the thing being approved before it counts, a signature must come from a key the policy
@@ -66,6 +68,16 @@ pub enum Approved {
         /// The version in force it replaces.
         previous: Option<String>,
     },
+    /// An exception (waiver) as it was asked for.
+    Exception {
+        /// The exception's id.
+        exception: String,
+        /// The digest of what was asked for (the statement's subject; see
+        /// `ExceptionRecord::digest`).
+        asked: Digest,
+        /// The policy version in force.
+        policy: String,
+    },
 }
 
 /// The predicate of a signed approval.
@@ -116,6 +128,9 @@ impl Approved {
                 ));
             }
             Approved::Proposal { policy, .. } => Subject::new("policy", &policy_digest(policy)?)?,
+            Approved::Exception {
+                exception, asked, ..
+            } => Subject::new(format!("exception:{exception}"), asked)?,
         })
     }
 
@@ -131,6 +146,7 @@ impl Approved {
             Approved::Proposal {
                 proposal, policy, ..
             } => format!("proposal {proposal} (policy {policy})"),
+            Approved::Exception { exception, .. } => format!("exception {exception}"),
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct PromotionView {
     pub signatures: Vec<SignatureView>,
     /// The release's artifacts.
     pub artifacts: Vec<ArtifactView>,
+    /// The exceptions asked for about the release or its artifacts, in any state.
+    pub exceptions: Vec<crate::ExceptionRecord>,
 }
 
 impl<S: Store> App<S> {
@@ -250,6 +252,7 @@ impl<S: Store> App<S> {
                 provenance,
             });
         }
+        let exceptions = self.exceptions_of(&release).await?;
         Ok(PromotionView {
             promotion,
             reviews,
@@ -257,6 +260,7 @@ impl<S: Store> App<S> {
             release,
             signatures,
             artifacts,
+            exceptions,
         })
     }
 

@@ -146,8 +146,13 @@ pub struct ArtifactRegistered {
     pub provenance: Option<ReadProvenance>,
     /// Other digests built from the same source and parameters under this name.
     pub discrepancy: Vec<Digest>,
-    /// False if it was already registered, identically (nothing written).
+    /// False if nothing was written: it was already registered, identically, or by the
+    /// same builder.
     pub created: bool,
+    /// The builders whose verified provenance gives this digest (first registration
+    /// first): more than one when independent builds agree (reproducible builds).
+    #[serde(default)]
+    pub agreeing: Vec<String>,
     /// Ledger index of the `artifact.registered` event.
     pub ledger_index: Option<u64>,
 }
@@ -243,13 +248,17 @@ impl<S: Store> App<S> {
                         existing.value.name, new.name
                     )));
                 }
-                return Ok(ArtifactRegistered {
-                    digest: digest.clone(),
-                    provenance: existing.value.provenance_facts,
-                    discrepancy: Vec::new(),
-                    created: false,
-                    ledger_index: Some(existing.log_index),
-                });
+                return match &facts {
+                    Some(read) => self.rebuilt(actor, existing, read, envelope.as_ref(), &keys_by_id).await,
+                    None => Ok(ArtifactRegistered {
+                        digest: digest.clone(),
+                        provenance: existing.value.provenance_facts,
+                        discrepancy: Vec::new(),
+                        created: false,
+                        agreeing: Vec::new(),
+                        ledger_index: Some(existing.log_index),
+                    }),
+                };
             }
             let signed_with: Vec<KeyUse> = facts
                 .as_ref()
@@ -267,6 +276,7 @@ impl<S: Store> App<S> {
                 provenance: envelope.clone(),
                 provenance_facts: facts.clone(),
                 evidence: Vec::new(),
+                rebuilds: Vec::new(),
             };
             let mut events = vec![event(
                 actor,
@@ -325,6 +335,7 @@ impl<S: Store> App<S> {
                 provenance: facts.clone(),
                 discrepancy,
                 created: true,
+                agreeing: facts.iter().map(|f| f.builder_id.clone()).collect(),
                 ledger_index: Some(appended.first_index),
             })
         })

@@ -95,10 +95,16 @@ event_kinds! {
     "proposal.reviewed" => ProposalReviewed(ProposalReviewed),
     /// An artifact was registered with its build and provenance.
     "artifact.registered" => ArtifactRegistered(ArtifactRegistered),
+    /// Another builder built a registered digest again: agreeing evidence.
+    "artifact.rebuilt" => ArtifactRebuilt(ArtifactRebuilt),
     /// Two builds of the same source and parameters gave different digests.
     "provenance.discrepancy" => ProvenanceDiscrepancy(ProvenanceDiscrepancy),
     /// Evidence about an artifact was attached.
     "evidence.attached" => EvidenceAttached(EvidenceAttached),
+    /// An exception (waiver) for a finding was asked for.
+    "exception.requested" => ExceptionRequested(crate::exceptions::ExceptionRequested),
+    /// A security reviewer approved or rejected an exception.
+    "exception.reviewed" => ExceptionReviewed(crate::exceptions::ExceptionReviewed),
     /// A release manifest was recorded.
     "release.created" => ReleaseCreated(ReleaseCreated),
     /// A promotion was requested.
@@ -323,6 +329,26 @@ pub struct ArtifactRegistered {
     /// before keys were recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyUse>,
+}
+
+/// `artifact.rebuilt`: an independent build gave a registered artifact's digest again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRebuilt {
+    /// The artifact (as first registered).
+    pub artifact: ArtifactName,
+    /// Its digest, alone (the header's list).
+    pub artifacts: Vec<Digest>,
+    /// The rebuild's provenance envelope.
+    pub provenance: Envelope,
+    /// The builder its verified provenance names.
+    pub builder_id: String,
+    /// The source its verified provenance names.
+    pub source: SourceRef,
+    /// The key whose signature it recorded as verified.
+    pub keys: Vec<KeyUse>,
+    /// Every builder that has now built this digest, first registration first.
+    pub agreeing: Vec<String>,
 }
 
 /// The source and parameters two disagreeing builds share.

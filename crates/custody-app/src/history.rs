@@ -275,6 +275,13 @@ pub fn describe(event: &Event) -> String {
                 short(&a.artifact.digest.to_string())
             )
         }
+        EventBody::ArtifactRebuilt(a) => format!(
+            "{who} recorded a rebuild of {} ({}) by {}: {} builder(s) agree on its digest",
+            a.artifact.name,
+            short(&a.artifact.digest.to_string()),
+            a.builder_id,
+            a.agreeing.len()
+        ),
         EventBody::ProvenanceDiscrepancy(p) => format!(
             "provenance discrepancy: {} built {} different digests from one source",
             p.artifact,
@@ -285,6 +292,33 @@ pub fn describe(event: &Event) -> String {
             e.kind,
             e.format,
             digests(&e.artifacts)
+        ),
+        EventBody::ExceptionRequested(x) => format!(
+            "{who} asked for exception {} waiving {} in {} until {} (plan: {} by {}, due {}): {}",
+            x.exception,
+            x.finding,
+            x.release
+                .clone()
+                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            x.expires_at.to_second(),
+            x.plan.action,
+            x.plan.owner,
+            x.plan.due.to_second(),
+            x.reason
+        ),
+        EventBody::ExceptionReviewed(x) => format!(
+            "{who} {} exception {} waiving {} in {}: {}",
+            if x.verdict == Verdict::Reject {
+                "rejected"
+            } else {
+                "approved"
+            },
+            x.exception,
+            x.finding,
+            x.release
+                .clone()
+                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            x.rationale
         ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
         EventBody::PromotionRequested(p) => {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::environment::Verification;
-use crate::events::EventBody;
+use crate::events::{self, EventBody};
 use crate::keyring::KeyView;
 use crate::records::{EnvironmentRecord, PromotionRecord, ReleaseRecord, kind};
 use crate::{AppResult, HistoryEntry};
@@ -198,7 +198,7 @@ fn judge(verdict: &Verification, keys: &[String]) -> (GateNow, Vec<String>) {
 impl<S: Store> App<S> {
     /// What the key `key`'s trust touches (see the module doc); `key` is its id or a
     /// unique prefix of it ([`crate::keyring::Keyring::resolve`]).
-    pub async fn key_impact(&self, key: &str) -> AppResult<KeyImpact> {
+    pub async fn key_impact(&self, key: &str, now: Timestamp) -> AppResult<KeyImpact> {
         let ring = self.keyring().await?;
         let key = ring.resolve(key)?.clone();
         let key_id = key.key_id.as_str();
@@ -231,12 +231,13 @@ impl<S: Store> App<S> {
                         signed.releases.insert(r.release.clone());
                         ("release", r.release.clone())
                     }
-                    EventBody::ArtifactRegistered(a) => {
-                        signed.artifacts.insert(a.artifact.digest.clone());
-                        (
-                            "provenance",
-                            format!("{} {}", a.artifact.name, a.artifact.digest),
-                        )
+                    EventBody::ArtifactRegistered(events::ArtifactRegistered {
+                        artifact: a,
+                        ..
+                    })
+                    | EventBody::ArtifactRebuilt(events::ArtifactRebuilt { artifact: a, .. }) => {
+                        signed.artifacts.insert(a.digest.clone());
+                        ("provenance", format!("{} {}", a.name, a.digest))
                     }
                     EventBody::DecisionRecorded(d) => ("decision receipt", d.decision.clone()),
                     EventBody::ProposalReviewed(r) => (
@@ -277,7 +278,7 @@ impl<S: Store> App<S> {
             }
         }
         let not_counting = uses.iter().filter(|u| !u.counts).count();
-        let environments = self.environment_impact(&signed).await?;
+        let environments = self.environment_impact(&signed, now).await?;
         let denied = environments
             .iter()
             .filter(|e| e.gate == Some(GateNow::Denies))
@@ -306,6 +307,7 @@ impl<S: Store> App<S> {
         &self,
         keys: &[String],
         cutoff: Timestamp,
+        now: Timestamp,
     ) -> AppResult<Vec<String>> {
         // An approval is named with the environment whose certification it helped make;
         // whether that certification still stands depends on the quorum without it,
@@ -339,12 +341,15 @@ impl<S: Store> App<S> {
                             lines.push(format!("release {}", r.release));
                             signed.releases.insert(r.release);
                         }
-                        EventBody::ArtifactRegistered(a) => {
-                            lines.push(format!(
-                                "provenance of {} {}",
-                                a.artifact.name, a.artifact.digest
-                            ));
-                            signed.artifacts.insert(a.artifact.digest);
+                        EventBody::ArtifactRegistered(events::ArtifactRegistered {
+                            artifact: a,
+                            ..
+                        })
+                        | EventBody::ArtifactRebuilt(events::ArtifactRebuilt {
+                            artifact: a, ..
+                        }) => {
+                            lines.push(format!("provenance of {} {}", a.name, a.digest));
+                            signed.artifacts.insert(a.digest);
                         }
                         EventBody::ProposalReviewed(r) => {
                             // A policy version it approved stays in force: the owners
@@ -366,7 +371,7 @@ impl<S: Store> App<S> {
                 }
             }
         }
-        for env in self.environment_impact(&signed).await? {
+        for env in self.environment_impact(&signed, now).await? {
             if let (false, Some(release)) = (env.depends.is_empty(), &env.certified) {
                 let only_approved = env.depends.iter().all(|d| *d == Dependence::Approval);
                 lines.push(format!(
@@ -392,7 +397,11 @@ impl<S: Store> App<S> {
 
     /// Per environment: how what is certified and what runs there depends on what
     /// `signed` holds, and what the gate says now.
-    async fn environment_impact(&self, signed: &Signed) -> AppResult<Vec<EnvironmentImpact>> {
+    async fn environment_impact(
+        &self,
+        signed: &Signed,
+        now: Timestamp,
+    ) -> AppResult<Vec<EnvironmentImpact>> {
         let policy = self.policy().await?;
         let size = self.store.size().await?;
         let mut out = Vec::new();
@@ -439,7 +448,7 @@ impl<S: Store> App<S> {
                         impact.depends.push(Dependence::Approval);
                     }
                     if let Some(first) = certified_digests.first() {
-                        let verdict = self.verify(&env.name, first).await?;
+                        let verdict = self.verify(&env.name, first, now).await?;
                         let (gate, reasons) = judge(&verdict, &signed.keys);
                         (impact.gate, impact.reasons) = (Some(gate), reasons);
                     }

@@ -579,7 +579,7 @@ impl<S: Store> App<S> {
         let successors = ring.handed_over_since(key_id, cutoff, &next);
         let mut signers = vec![key_id.to_owned()];
         signers.extend(successors.iter().cloned());
-        let affected = self.signed_since(&signers, cutoff).await?;
+        let affected = self.signed_since(&signers, cutoff, actor.now).await?;
         let revocation = Revocation {
             key: key_id.to_owned(),
             purpose: key.purpose,

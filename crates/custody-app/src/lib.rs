@@ -27,6 +27,7 @@ mod environment;
 mod error;
 pub mod events;
 mod evidence;
+mod exceptions;
 mod governance;
 mod history;
 mod identity;
@@ -38,6 +39,7 @@ pub mod limits;
 mod log;
 mod projection;
 mod promotion;
+mod rebuilds;
 pub mod records;
 mod recovery;
 mod review;
@@ -62,6 +64,10 @@ pub use environment::{
 };
 pub use error::{AppError, AppResult, Fault};
 pub use evidence::{DSSE, ReportRead};
+pub use exceptions::{
+    ExceptionRecord, ExceptionRequested, ExceptionReviewed, ExceptionStatus, MAX_EXCEPTION_DAYS,
+    Remediation, RemediationAction, RequestException, ReviewException,
+};
 pub use governance::{
     PROPOSAL_LIFETIME, PolicyChange, ProposalRecord, ProposalStatus, ProposalView, ProposalVote,
     ReviewProposal,

@@ -38,6 +38,11 @@ pub(crate) mod kind {
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
     /// The key rotations and revocations (`keyring/current`, see keyring.rs).
     pub(crate) const KEYRING: &str = "keyring";
+    /// An exception (waiver), by id.
+    pub(crate) const EXCEPTION: &str = "exception";
+    /// The exceptions asked for about one subject, by `artifact:DIGEST` or
+    /// `release:NAME@VERSION`.
+    pub(crate) const EXCEPTIONS_OF: &str = "exceptions-of";
 }
 
 /// The policy in force.
@@ -74,6 +79,24 @@ pub struct ArtifactRecord {
     pub provenance_facts: Option<ReadProvenance>,
     /// Evidence attached to it.
     pub evidence: Vec<EvidenceRecord>,
+    /// Further builds of the same digest by other builders, each with its verified
+    /// provenance (reproducible builds: each is agreeing evidence). Absent in records
+    /// written before rebuilds were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebuilds: Vec<RebuildRecord>,
+}
+
+/// Another builder's build of a registered digest: the same bytes, built again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RebuildRecord {
+    /// Who registered the rebuild.
+    pub registered_by: String,
+    /// When.
+    pub registered_at: Timestamp,
+    /// Its provenance envelope.
+    pub provenance: Envelope,
+    /// What that provenance says (verified when it was recorded).
+    pub provenance_facts: ReadProvenance,
 }
 
 /// A piece of evidence about an artifact.

@@ -162,13 +162,13 @@ fn mark_used(holdings: &mut [RoleHolding], principal: &str, permission: Permissi
 /// role they acted in.
 fn exercised(body: &EventBody, actor: &str) -> Option<Permission> {
     Some(match body {
-        EventBody::PromotionRequested(_) => Permission::Promote,
-        EventBody::ApprovalRecorded(_) => Permission::Review,
+        EventBody::PromotionRequested(_) | EventBody::ExceptionRequested(_) => Permission::Promote,
+        EventBody::ApprovalRecorded(_) | EventBody::ExceptionReviewed(_) => Permission::Review,
         EventBody::DeployReported(_) | EventBody::RolledBack(_) => Permission::Deploy,
         EventBody::PolicyProposed(_)
         | EventBody::ProposalReviewed(_)
         | EventBody::PolicyApplied(_) => Permission::Policy,
-        EventBody::ArtifactRegistered(_) => Permission::Register,
+        EventBody::ArtifactRegistered(_) | EventBody::ArtifactRebuilt(_) => Permission::Register,
         EventBody::EvidenceAttached(_) => Permission::Attest,
         EventBody::ReleaseCreated(_) => Permission::Release,
         EventBody::TokenCreated(t) if t.principal != actor => Permission::Administer,

@@ -122,7 +122,11 @@ async fn concurrent_certifications_leave_the_last_in_the_ledger_certified() {
     let last = v(&last.event);
     let release = last["release"].as_str().unwrap();
     let (_, digest) = releases.iter().find(|(r, _)| r == release).unwrap();
-    let v = s.app.verify("build", digest).await.unwrap();
+    let v = s
+        .app
+        .verify("build", digest, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(v.allowed, "{v:?}");
     assert_eq!(v.release.as_deref(), Some(release));
     assert!(v.overridden.is_empty(), "a clean pass: {v:?}");
@@ -371,7 +375,13 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
             && why.contains("stays certified"),
         "{why}"
     );
-    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d2, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     // A release key removed from the policy is a revoked key: the gate closes.
     s.app
@@ -385,7 +395,11 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
         )
         .await
         .unwrap();
-    let v = s.app.verify("build", &d2).await.unwrap();
+    let v = s
+        .app
+        .verify("build", &d2, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(!v.allowed);
     assert!(
         v.reasons[0].contains("no longer stands in build")
@@ -442,7 +456,11 @@ async fn a_rollback_names_the_artifacts_it_changes_adds_and_removes() {
             Event::from_leaf(&entries[0].leaf).unwrap().body
         }
     };
-    let v = s.app.verify("build", &shop2).await.unwrap();
+    let v = s
+        .app
+        .verify("build", &shop2, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(v.allowed, "{v:?}");
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&v.to_json().unwrap()).unwrap(),
@@ -457,7 +475,11 @@ async fn a_rollback_names_the_artifacts_it_changes_adds_and_removes() {
         .roll_back(&actor("argo"), "build", "bad config", None)
         .await
         .unwrap();
-    let v = s.app.verify("build", &shop1).await.unwrap();
+    let v = s
+        .app
+        .verify("build", &shop1, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(v.allowed, "{v:?}");
     match certified_by(&v).await {
         EventBody::RolledBack(r) => assert_eq!((&r.from, &r.to), (&second, &first)),
@@ -605,10 +627,22 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
         )
     };
     // Asked before the failure (and so cached), the gate says yes to 2.0.0 …
-    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d2, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+            .allowed
+    );
     let first = report().await.unwrap();
     // … and after the rollback, no: a cached verdict is not served past a change.
-    assert!(!s.app.verify("build", &d2).await.unwrap().allowed);
+    assert!(
+        !s.app
+            .verify("build", &d2, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+            .allowed
+    );
     let size = s.app.log().size().await.unwrap();
     let again = report().await.unwrap();
     assert_eq!(first.rollback.as_ref().unwrap().to, "shop@1.0.0");
@@ -620,7 +654,11 @@ async fn a_retried_failed_deploy_report_rolls_back_once() {
         "the retry acted again"
     );
     // 1.0.0 is certified again, when the rollback happened and by it.
-    let restored = s.app.verify("build", &d1).await.unwrap();
+    let restored = s
+        .app
+        .verify("build", &d1, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(restored.allowed, "{restored:?}");
     assert!(
         restored.reasons[0].ends_with("certified in build at 2026-11-10T12:00:00Z by rollback"),
@@ -876,7 +914,13 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         refused.promotion.status,
         custody_app::records::PromotionStatus::Rejected
     );
-    assert!(!s.app.verify("prod", &d).await.unwrap().allowed);
+    assert!(
+        !s.app
+            .verify("prod", &d, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     // Olga, on call, breaks glass: certified, and the deploy gate lets it run.
     let glass = s
@@ -885,7 +929,11 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         .await
         .unwrap();
     assert!(glass.decision.decision.allowed && glass.decision.decision.broke_glass());
-    let gate = s.app.verify("prod", &d).await.unwrap();
+    let gate = s
+        .app
+        .verify("prod", &d, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(gate.allowed);
     // An exception, and the deploy gate says so.
     assert!(!gate.overridden.is_empty(), "{gate:?}");
@@ -991,7 +1039,11 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
     assert_eq!(alerts[0].rule, "break-glass-review-rejected");
     // The deploy gate stops letting it run at once (the review changed the promotion the
     // cached verdict was computed from).
-    let gate = s.app.verify("prod", &d).await.unwrap();
+    let gate = s
+        .app
+        .verify("prod", &d, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(!gate.allowed, "{gate:?}");
     assert!(
         gate.reasons[0].contains("alice has since rejected it"),
@@ -1153,7 +1205,11 @@ async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
         .await
         .unwrap();
     for d in [&shop, &lib] {
-        let v = s.app.verify("build", d).await.unwrap();
+        let v = s
+            .app
+            .verify("build", d, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap();
         assert!(!v.allowed, "{v:?}");
         assert!(
             v.reasons[0].contains("only a report's digest was given"),
@@ -1188,7 +1244,10 @@ async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
     sqlite.close().await;
     let app = s.reopened().await;
     for d in [&shop, &lib] {
-        let v = app.verify("build", d).await.unwrap();
+        let v = app
+            .verify("build", d, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap();
         assert!(v.allowed, "{v:?}");
     }
 
@@ -1204,7 +1263,10 @@ async fn a_release_certified_before_digests_stopped_counting_keeps_standing() {
     app.apply(&operator(), bundle(&text, &s.builder, Some(&s.release_key)))
         .await
         .unwrap();
-    let v = app.verify("build", &shop).await.unwrap();
+    let v = app
+        .verify("build", &shop, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(!v.allowed, "{v:?}");
     assert!(
         v.reasons[0].contains("sbom") && v.reasons[0].contains("only a report's digest was given"),
@@ -1248,20 +1310,36 @@ async fn the_deploy_gate_follows_evidence_attached_after_certification() {
     assert!(outcome.decision.decision.allowed);
     // Asked twice: the second answer is the cached one.
     for _ in 0..2 {
-        assert!(s.app.verify("build", &d).await.unwrap().allowed);
+        assert!(
+            s.app
+                .verify("build", &d, at("2026-11-10T10:00:00Z"))
+                .await
+                .unwrap()
+                .allowed
+        );
     }
     s.app
         .attest(&actor("ci"), &d, &junit(true), None)
         .await
         .unwrap();
-    let v = s.app.verify("build", &d).await.unwrap();
+    let v = s
+        .app
+        .verify("build", &d, at("2026-11-10T10:00:00Z"))
+        .await
+        .unwrap();
     assert!(!v.allowed, "{v:?}");
     assert!(v.reasons[0].contains("1 of 2 tests failed"), "{v:?}");
     s.app
         .attest(&actor("ci"), &d, &junit(false), None)
         .await
         .unwrap();
-    assert!(s.app.verify("build", &d).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d, at("2026-11-10T10:00:00Z"))
+            .await
+            .unwrap()
+            .allowed
+    );
 }
 
 /// A certified card's "N of M" counts against the quorum of the policy version its

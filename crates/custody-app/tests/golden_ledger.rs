@@ -43,6 +43,9 @@ fn every_leaf_of_an_old_ledger_reads_as_its_kind_and_encodes_to_the_same_bytes()
         "key.rotated",
         "key.revoked",
         "log.key_rotated",
+        "artifact.rebuilt",
+        "exception.requested",
+        "exception.reviewed",
     ];
     let known: BTreeSet<String> = KINDS
         .iter()

@@ -39,16 +39,20 @@ async fn a_key_is_named_by_a_unique_prefix_and_revoked_by_its_whole_id() {
     s.release("1.0.0", &s.release_key, "10:00:00").await;
 
     // Twelve digits, as `custody history` prints them: the same impact as the whole id.
-    let by_prefix = s.app.key_impact(&whole[..12]).await.unwrap();
+    let by_prefix = s
+        .app
+        .key_impact(&whole[..12], at("10:00:00"))
+        .await
+        .unwrap();
     assert_eq!(by_prefix.key.key_id, whole);
     assert_eq!(by_prefix.uses.len(), 1);
 
     // Too short, not hex, unknown: refused, naming what is wrong.
-    match s.app.key_impact(&whole[..7]).await {
+    match s.app.key_impact(&whole[..7], at("10:00:00")).await {
         Err(AppError::Invalid(m)) => assert!(m.contains("at least 8 hex digits"), "{m}"),
         other => panic!("{other:?}"),
     }
-    match s.app.key_impact("release signer").await {
+    match s.app.key_impact("release signer", at("10:00:00")).await {
         Err(AppError::Invalid(m)) => assert!(m.contains("is not a key id"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -57,7 +61,7 @@ async fn a_key_is_named_by_a_unique_prefix_and_revoked_by_its_whole_id() {
         .into_iter()
         .find(|p| ring.entries().all(|e| !e.key_id.starts_with(p)))
         .unwrap();
-    match s.app.key_impact(unknown).await {
+    match s.app.key_impact(unknown, at("10:00:00")).await {
         Err(AppError::NotFound(m)) => assert_eq!(
             m,
             format!("no key {unknown} in the keyring; `custody key list` shows them")
@@ -133,7 +137,7 @@ async fn an_ambiguous_prefix_is_refused_naming_both_keys() {
         .unwrap();
     let (a, b) = (id(&alice), id(&bob));
     for refused in [
-        s.app.key_impact(&a[..9]).await.map(|_| ()),
+        s.app.key_impact(&a[..9], at("10:00:00")).await.map(|_| ()),
         s.app
             .revoke_key(&actor("sec", "10:00:00"), &a[..8], &revocation("x", None))
             .await
@@ -150,7 +154,15 @@ async fn an_ambiguous_prefix_is_refused_naming_both_keys() {
     // Neither was revoked; ten digits tell them apart.
     let ring = s.app.keyring().await.unwrap();
     assert!(ring.entries().all(|e| e.revoked.is_none()));
-    assert_eq!(s.app.key_impact(&b[..10]).await.unwrap().key.key_id, b);
+    assert_eq!(
+        s.app
+            .key_impact(&b[..10], at("10:00:00"))
+            .await
+            .unwrap()
+            .key
+            .key_id,
+        b
+    );
     assert_eq!(ring.get(&b).unwrap().purpose, KeyPurpose::PersonalApproval);
 }
 
@@ -168,7 +180,7 @@ async fn a_release_that_rests_on_a_key_only_through_an_approval_says_so() {
 
     // Alice's key: production's release rests on it only through her approval; build's
     // not at all (no approval was asked there).
-    let impact = s.app.key_impact(&id(&alice)).await.unwrap();
+    let impact = s.app.key_impact(&id(&alice), at("10:00:00")).await.unwrap();
     let prod = env(&impact, "prod");
     assert_eq!(prod.depends, [Dependence::Approval]);
     assert_eq!(prod.running.len(), 1);
@@ -177,7 +189,11 @@ async fn a_release_that_rests_on_a_key_only_through_an_approval_says_so() {
     assert!(env(&impact, "build").depends.is_empty());
     assert!(impact.denied.is_empty());
     // The release key: its manifest, in both.
-    let impact = s.app.key_impact(&id(&s.release_key)).await.unwrap();
+    let impact = s
+        .app
+        .key_impact(&id(&s.release_key), at("10:00:00"))
+        .await
+        .unwrap();
     for e in ["build", "prod"] {
         assert_eq!(env(&impact, e).depends, [Dependence::Manifest], "{e}");
     }
@@ -192,7 +208,7 @@ async fn a_release_that_rests_on_a_key_only_through_an_approval_says_so() {
         )
         .await
         .unwrap();
-    let impact = s.app.key_impact(&id(&alice)).await.unwrap();
+    let impact = s.app.key_impact(&id(&alice), at("10:00:00")).await.unwrap();
     assert_eq!(env(&impact, "prod").gate, Some(GateNow::Denies));
     assert_eq!(impact.denied.len(), 1);
     let denied = &impact.denied[0];
@@ -210,7 +226,11 @@ async fn a_release_that_rests_on_a_key_only_through_an_approval_says_so() {
         "{denied:?}"
     );
     // The release key did nothing wrong: production's denial is not its doing.
-    let impact = s.app.key_impact(&id(&s.release_key)).await.unwrap();
+    let impact = s
+        .app
+        .key_impact(&id(&s.release_key), at("10:00:00"))
+        .await
+        .unwrap();
     let prod = env(&impact, "prod");
     assert_eq!(
         (&prod.depends[..], prod.gate),
@@ -239,7 +259,7 @@ async fn the_gate_denials_listed_are_only_those_the_key_caused() {
         .apply_policy(&operator("10:30:00"), &ApplyPolicy { files: b.files })
         .await
         .unwrap();
-    let v = s.app.verify("prod", &d1).await.unwrap();
+    let v = s.app.verify("prod", &d1, at("10:00:00")).await.unwrap();
     assert!(!v.allowed, "{v:?}");
     // Build moves on to a release signed after the key's compromise.
     s.release("2.0.0", key, "12:00:00").await;
@@ -253,7 +273,7 @@ async fn the_gate_denials_listed_are_only_those_the_key_caused() {
         .await
         .unwrap();
 
-    let impact = s.app.key_impact(&id(key)).await.unwrap();
+    let impact = s.app.key_impact(&id(key), at("10:00:00")).await.unwrap();
     // Only build's release is listed: denied because of the key.
     let listed: Vec<(&str, &str)> = impact
         .denied
@@ -278,7 +298,11 @@ async fn the_gate_denials_listed_are_only_those_the_key_caused() {
     assert_eq!(prod.gate, Some(GateNow::DeniesOtherwise));
     assert!(prod.reasons.is_empty(), "{prod:?}");
     // And the builder key, which signed both releases' provenance, is blamed for neither.
-    let impact = s.app.key_impact(&id(&s.builder)).await.unwrap();
+    let impact = s
+        .app
+        .key_impact(&id(&s.builder), at("10:00:00"))
+        .await
+        .unwrap();
     assert!(impact.denied.is_empty(), "{:?}", impact.denied);
     assert_eq!(
         env(&impact, "build").depends,

@@ -42,7 +42,13 @@ async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after()
 
     s.rotate(old, &new, "11:00:00").await.unwrap();
     // Production keeps running: what the old key signed while trusted still stands.
-    assert!(s.app.verify("build", &d1).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d1, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
     // The same hand-over again: the old key has already handed over.
     match s.rotate(old, &new, "11:05:00").await {
         Err(AppError::Conflict(m)) => assert!(m.contains("already rotated"), "{m}"),
@@ -75,11 +81,23 @@ async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after()
         .apply_policy(&operator("13:00:00"), &ApplyPolicy { files: b.files })
         .await
         .unwrap();
-    assert!(s.app.verify("build", &d3).await.unwrap().allowed);
-    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d3, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        s.app
+            .verify("prod", &d1, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     // The hand-over that retired the old key counts among its uses.
-    let impact = s.app.key_impact(&id(old)).await.unwrap();
+    let impact = s.app.key_impact(&id(old), at("10:00:00")).await.unwrap();
     let handover = impact
         .uses
         .iter()
@@ -107,7 +125,13 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
     assert!(s.promote("1.0.0", "prod", "10:02:00").await.0);
     let d2 = s.release("2.0.0", key, "12:00:00").await;
     assert!(s.promote("2.0.0", "build", "12:01:00").await.0);
-    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d2, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     let revoke = revocation;
     // Bad requests change nothing.
@@ -140,7 +164,13 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
             .await,
         Err(AppError::Denied(_))
     ));
-    assert!(s.app.verify("build", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("build", &d2, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     s.app
         .revoke_key(
@@ -151,7 +181,7 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
         .await
         .unwrap();
     // Exactly what the ledger recorded after the compromise is denied, at once.
-    let v = s.app.verify("build", &d2).await.unwrap();
+    let v = s.app.verify("build", &d2, at("10:00:00")).await.unwrap();
     assert!(!v.allowed);
     assert!(
         v.reasons
@@ -159,9 +189,15 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
             .any(|r| r.contains("was revoked") && r.contains("laptop stolen")),
         "{v:?}"
     );
-    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("prod", &d1, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
-    let impact = s.app.key_impact(&id(key)).await.unwrap();
+    let impact = s.app.key_impact(&id(key), at("10:00:00")).await.unwrap();
     let releases: Vec<(&str, bool)> = impact
         .uses
         .iter()
@@ -309,7 +345,13 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
             .decision
             .allowed
     );
-    assert!(s.app.verify("prod", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("prod", &d2, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     s.app
         .revoke_key(
@@ -337,7 +379,7 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         ],
     );
     // Her approval of 2.0.0, recorded after the compromise, no longer makes the quorum.
-    let v = s.app.verify("prod", &d2).await.unwrap();
+    let v = s.app.verify("prod", &d2, at("10:00:00")).await.unwrap();
     assert!(!v.allowed);
     assert!(
         v.reasons
@@ -351,7 +393,7 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         other => panic!("{other:?}"),
     }
     // What it approved before is untouched; impact lists both approvals.
-    let impact = s.app.key_impact(&id(&alice)).await.unwrap();
+    let impact = s.app.key_impact(&id(&alice), at("10:00:00")).await.unwrap();
     let approvals: Vec<bool> = impact
         .uses
         .iter()
@@ -437,7 +479,13 @@ async fn a_key_past_its_validity_signs_nothing_and_an_alert_warns_before() {
     assert!(!allowed && why.contains("expired at"), "{why}");
     // What it signed while valid keeps standing after the end.
     assert!(s.promote("1.0.0", "prod", "12:40:00").await.0);
-    assert!(s.app.verify("prod", &d1).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("prod", &d1, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,7 +651,13 @@ async fn a_bundle_marks_a_rolled_back_environment_whose_approval_was_withdrawn()
         .rollback(&actor("argo", "12:20:00"), "prod", &back, None)
         .await
         .unwrap();
-    assert!(s.app.verify("prod", &d2).await.unwrap().allowed);
+    assert!(
+        s.app
+            .verify("prod", &d2, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
     s.app
         .revoke_key(
             &actor("sec", "13:00:00"),
@@ -612,7 +666,13 @@ async fn a_bundle_marks_a_rolled_back_environment_whose_approval_was_withdrawn()
         )
         .await
         .unwrap();
-    assert!(!s.app.verify("prod", &d2).await.unwrap().allowed);
+    assert!(
+        !s.app
+            .verify("prod", &d2, at("10:00:00"))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     let report = s.audit(Scope::All).await;
     assert!(report.ok(), "{:?}", report.failures);

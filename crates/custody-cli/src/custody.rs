@@ -6,9 +6,10 @@
 use custody_app::records::{DecisionRecord, PromotionRecord};
 use custody_app::{
     Actor, App, AppError, AppResult, ApplyPolicy, ArtifactRegistered, AttachEvidence, CreateToken,
-    DeployOutcome, DeployReport, HistoryEntry, HistoryFilter, PolicyChange, Promote,
-    PromotionOutcome, ProposalView, RecordRelease, RegisterArtifact, ReleaseCreated, Replay,
-    Review, ReviewProposal, RoleHolding, Rollback, RollbackOutcome, TokenInfo, Verification,
+    DeployOutcome, DeployReport, ExceptionRecord, HistoryEntry, HistoryFilter, PolicyChange,
+    Promote, PromotionOutcome, ProposalView, RecordRelease, RegisterArtifact, ReleaseCreated,
+    Replay, RequestException, Review, ReviewException, ReviewProposal, RoleHolding, Rollback,
+    RollbackOutcome, TokenInfo, Verification,
 };
 use custody_model::{Digest, Verdict};
 use custody_store::SqlStore;
@@ -304,6 +305,59 @@ impl Custody {
         }
     }
 
+    pub(crate) async fn request_exception(
+        &self,
+        request: &RequestException,
+        key: Option<&str>,
+    ) -> AppResult<ExceptionRecord> {
+        match self {
+            Custody::Local { app, actor } => {
+                app.request_exception(Self::actor(actor)?, request, key)
+                    .await
+            }
+            Custody::Remote(c) => c.post("/api/v1/exceptions", request, key).await,
+        }
+    }
+
+    pub(crate) async fn review_exception(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        request: &ReviewException,
+    ) -> AppResult<ExceptionRecord> {
+        match self {
+            Custody::Local { app, actor } => {
+                app.review_exception(Self::actor(actor)?, id, verdict, request)
+                    .await
+            }
+            Custody::Remote(c) => {
+                let action = match verdict {
+                    Verdict::Approve => "approve",
+                    Verdict::Reject => "reject",
+                };
+                let path = format!("/api/v1/exceptions/{}/{action}", segment(id));
+                c.post(&path, request, None).await
+            }
+        }
+    }
+
+    pub(crate) async fn exceptions(&self, limit: usize) -> AppResult<Vec<ExceptionRecord>> {
+        match self {
+            Custody::Local { app, .. } => app.exceptions(limit).await,
+            Custody::Remote(c) => c.get("/api/v1/exceptions", &[("limit", limit)]).await,
+        }
+    }
+
+    pub(crate) async fn exception(&self, id: &str) -> AppResult<ExceptionRecord> {
+        match self {
+            Custody::Local { app, .. } => app.exception(id).await,
+            Custody::Remote(c) => {
+                c.get(&format!("/api/v1/exceptions/{}", segment(id)), &())
+                    .await
+            }
+        }
+    }
+
     /// A promotion as recorded (for signing an approval of it).
     pub(crate) async fn promotion(&self, id: &str) -> AppResult<PromotionRecord> {
         match self {
@@ -388,7 +442,7 @@ impl Custody {
 
     pub(crate) async fn key_impact(&self, key: &str) -> AppResult<custody_app::KeyImpact> {
         match self {
-            Custody::Local { app, .. } => app.key_impact(key).await,
+            Custody::Local { app, .. } => app.key_impact(key, now()?).await,
             Custody::Remote(c) => {
                 c.get(&format!("/api/v1/keys/{}/impact", segment(key)), &())
                     .await
@@ -475,7 +529,9 @@ impl Custody {
         digest: &Digest,
     ) -> AppResult<Verification> {
         match self {
-            Custody::Local { app, .. } => Ok((*app.verify(environment, digest).await?).clone()),
+            Custody::Local { app, .. } => {
+                Ok((*app.verify(environment, digest, now()?).await?).clone())
+            }
             Custody::Remote(c) => {
                 let query = [
                     ("env", environment.to_owned()),

@@ -82,6 +82,10 @@ enum Command {
     Approve(cmd::promotion::ReviewArgs),
     /// Reject a pending promotion.
     Reject(cmd::promotion::ReviewArgs),
+    /// Exceptions (waivers): a known finding allowed in one artifact or release until a
+    /// date, with a remediation plan; approved by security, never by its requester.
+    #[command(subcommand)]
+    Exception(cmd::exception::ExceptionCommand),
     /// Report what runs in an environment; a failure rolls it back automatically.
     #[command(subcommand)]
     Deploy(cmd::environment::DeployCommand),
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
         Command::Promote(a) => cmd::promotion::promote(a),
         Command::Approve(a) => cmd::promotion::review(a, custody_model::Verdict::Approve),
         Command::Reject(a) => cmd::promotion::review(a, custody_model::Verdict::Reject),
+        Command::Exception(c) => cmd::exception::run(c),
         Command::Deploy(c) => cmd::environment::deploy(c),
         Command::Rollback(a) => cmd::environment::rollback(a),
         Command::Verify(a) => cmd::environment::verify(a),

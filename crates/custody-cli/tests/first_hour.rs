@@ -73,6 +73,16 @@ fn the_readme_walkthrough_runs_as_written() {
     // The policy change took effect with two owners' approvals; the second was rejected.
     assert_has(&text, "approved by sasha, sol");
     assert_has(&text, "rejected");
+    // The nightly scan closes production's gate; the approved exception opens it, saying so.
+    assert_has(
+        &text,
+        "1 vulnerabilities above high with a known fix: CVE-2024-3094",
+    );
+    assert_has(
+        &text,
+        "APPROVED  vulnerability CVE-2024-3094 in release shop@1.4.2",
+    );
+    assert_has(&text, "by exception, not a clean pass: vulnerabilities");
 
     // The deploy gate agrees: 1.4.2 runs in production, the rolled-back hotfix may not.
     let data = dir.join("custody-data");
@@ -251,7 +261,7 @@ fn the_readme_shows_the_walkthrough_as_the_script_runs_it() {
     let script = std::fs::read_to_string(root.join("examples/walkthrough.sh")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let sections: Vec<&str> = script.split("\nstep \"").skip(1).collect();
-    assert_eq!(sections.len(), 4, "the script's four sections");
+    assert_eq!(sections.len(), 5, "the script's five sections");
     for section in sections {
         let (title, body) = section.split_once("\"\n").unwrap();
         let body = body.trim_end();

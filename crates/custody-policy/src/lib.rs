@@ -89,6 +89,7 @@ mod rules;
 pub use compile::{
     Bundle, MAX_POLICY_FILE, POLICY_FILE, PolicyError, PolicyErrors, compile, compile_recorded,
 };
+pub use content::WAIVED;
 pub use decision::{Decision, ENGINE, Gate, GateResult, OVERRIDABLE, Status, facts_digest};
 pub use diff::{Change, Direction, diff, loosens};
 pub use duration::Span;

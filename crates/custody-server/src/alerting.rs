@@ -36,6 +36,9 @@ pub struct AlertConfig {
     /// How long before a trusted key's validity ends (its `expires`) to warn (e.g. "7d").
     #[serde(default = "default_key_expiry_warning")]
     pub key_expiry_warning: String,
+    /// How long before an approved exception (waiver) stops counting to warn (e.g. "3d").
+    #[serde(default = "default_exception_expiry_warning")]
+    pub exception_expiry_warning: String,
     /// Denials of one principal (or one address, unauthenticated) that raise an alert…
     #[serde(default = "default_denials")]
     pub denied_threshold: usize,
@@ -70,6 +73,9 @@ fn default_expiry_warning() -> String {
 fn default_key_expiry_warning() -> String {
     "7d".into()
 }
+fn default_exception_expiry_warning() -> String {
+    "3d".into()
+}
 fn default_denials() -> usize {
     5
 }
@@ -86,6 +92,7 @@ impl Default for AlertConfig {
             approval_sla: default_sla(),
             expiry_warning: default_expiry_warning(),
             key_expiry_warning: default_key_expiry_warning(),
+            exception_expiry_warning: default_exception_expiry_warning(),
             denied_threshold: default_denials(),
             denied_window: default_window(),
             ledger_check: default_ledger_check(),
@@ -104,6 +111,8 @@ pub struct Alerts {
     pub expiry_warning: i64,
     /// How long before a key's validity ends to warn.
     pub key_expiry_warning: i64,
+    /// How long before an exception stops counting to warn.
+    pub exception_expiry_warning: i64,
     /// Denials that raise an alert…
     pub denied_threshold: usize,
     /// …within this many seconds.
@@ -121,6 +130,7 @@ impl Default for Alerts {
             approval_sla: 86_400,
             expiry_warning: 7_200,
             key_expiry_warning: 604_800,
+            exception_expiry_warning: 259_200,
             denied_threshold: 5,
             denied_window: 600,
             ledger_check: Duration::from_secs(3_600),
@@ -155,6 +165,10 @@ impl AlertConfig {
             approval_sla: seconds("approval_sla", &self.approval_sla)?,
             expiry_warning: seconds("expiry_warning", &self.expiry_warning)?,
             key_expiry_warning: seconds("key_expiry_warning", &self.key_expiry_warning)?,
+            exception_expiry_warning: seconds(
+                "exception_expiry_warning",
+                &self.exception_expiry_warning,
+            )?,
             denied_threshold: self.denied_threshold,
             denied_window: seconds("denied_window", &self.denied_window)?,
             ledger_check: Duration::from_secs(
@@ -484,6 +498,19 @@ async fn round(
         {
             follow
                 .raise(state, &custody_app::alerts::key_expiring_alert(&key, left))
+                .await;
+        }
+        for (x, left) in state
+            .app
+            .expiring_exceptions(now, state.alerting.config.exception_expiry_warning)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            follow
+                .raise(
+                    state,
+                    &custody_app::alerts::exception_expiring_alert(&x, left),
+                )
                 .await;
         }
         for expiring in state

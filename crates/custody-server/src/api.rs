@@ -93,7 +93,7 @@ pub(crate) async fn verify(
         .digest
         .parse()
         .map_err(|e| ApiError::bad_request(format!("digest: {e}")))?;
-    let verdict = s.app.verify(&q.env, &digest).await?;
+    let verdict = s.app.verify(&q.env, &digest, s.now()).await?;
     let status = if verdict.allowed {
         StatusCode::OK
     } else {

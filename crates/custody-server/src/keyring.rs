@@ -26,7 +26,7 @@ pub(crate) async fn impact(
     _caller: Caller,
     Path(key): Path<String>,
 ) -> Answer {
-    json(s.app.key_impact(&key).await?)
+    json(s.app.key_impact(&key, s.now()).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/keys/rotate", request_body = RotateKey,

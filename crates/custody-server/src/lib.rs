@@ -26,6 +26,7 @@ mod body;
 mod connections;
 mod dashboard;
 mod error;
+mod exceptions;
 mod expiring;
 mod extract;
 mod governance;

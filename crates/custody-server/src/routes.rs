@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{ServerState, access, api, governance, keyring, ledger, metrics};
+use crate::{ServerState, access, api, exceptions, governance, keyring, ledger, metrics};
 
 /// The document's frame: what custody's API is, and how callers authenticate.
 #[derive(utoipa::OpenApi)]
@@ -66,6 +66,8 @@ fn guarded() -> Vec<(Permission, Routes)> {
                 .routes(routes!(governance::policy))
                 .routes(routes!(keyring::keys))
                 .routes(routes!(keyring::impact))
+                .routes(routes!(exceptions::exceptions))
+                .routes(routes!(exceptions::exception))
                 .routes(routes!(governance::proposals))
                 .routes(routes!(governance::proposal))
                 // Only the policy's owners may review (the use case checks who).
@@ -80,13 +82,18 @@ fn guarded() -> Vec<(Permission, Routes)> {
         ),
         (
             P::Promote,
-            OpenApiRouter::new().routes(routes!(api::promote)),
+            OpenApiRouter::new()
+                .routes(routes!(api::promote))
+                .routes(routes!(exceptions::request_exception)),
         ),
         (
             P::Review,
             OpenApiRouter::new()
                 .routes(routes!(api::approve))
-                .routes(routes!(api::reject)),
+                .routes(routes!(api::reject))
+                // The security role where the exception holds (the use case checks).
+                .routes(routes!(exceptions::approve_exception))
+                .routes(routes!(exceptions::reject_exception)),
         ),
         (
             P::Deploy,

@@ -39,6 +39,10 @@ pub struct Verification {
     /// Its JSON encoding, made once: a cached verdict is answered many times.
     #[serde(skip)]
     encoded: std::sync::OnceLock<bytes::Bytes>,
+    /// When the verdict may change by time alone (an exception it read starts or stops
+    /// counting): a cached verdict is not served from then on.
+    #[serde(skip)]
+    pub(crate) valid_until: Option<custody_model::Timestamp>,
 }
 
 /// The decision behind a deploy-gate verdict, without the facts it weighed.
@@ -93,10 +97,17 @@ impl<S: Store> App<S> {
     /// the certifying promotion's record (an after-the-fact review writes it) and each of the
     /// release's artifact records (evidence attached later writes it: a failing test report
     /// or a critical scan closes the gate at once); the rest (the release, its decision)
-    /// never changes once written; and the keyring record (a rotation or revocation writes
-    /// it: a revoked key closes the gate at once). The standing reads no clock (time-bound gates are not
-    /// re-checked), so no answer goes stale by time alone.
-    pub async fn verify(&self, environment: &str, digest: &Digest) -> AppResult<Arc<Verification>> {
+    /// never changes once written; the keyring record (a rotation or revocation writes
+    /// it: a revoked key closes the gate at once); and the exceptions asked for about the
+    /// release or its artifacts. The standing reads `now` only to tell which exceptions
+    /// count (the other time-bound gates are not re-checked), so an answer goes stale by
+    /// time alone only when an exception it read starts or stops counting.
+    pub async fn verify(
+        &self,
+        environment: &str,
+        digest: &Digest,
+        now: custody_model::Timestamp,
+    ) -> AppResult<Arc<Verification>> {
         // A name no policy could hold is the caller's mistake (400), not a verdict: only a
         // well-formed name is denied as unknown, and only it is cached.
         crate::limits::label("the environment", environment, crate::limits::MAX_NAME)?;
@@ -112,6 +123,7 @@ impl<S: Store> App<S> {
             None => None,
         };
         let mut artifacts = Vec::new();
+        let mut exceptions = Vec::new();
         if let Some(cert) = env_now.as_ref().and_then(|e| e.value.certified.as_ref()) {
             if let Some(release) = self
                 .get_hot::<ReleaseRecord>(kind::RELEASE, &cert.release)
@@ -123,6 +135,7 @@ impl<S: Store> App<S> {
                         .await?;
                     artifacts.push(record.map_or(0, |r| r.version));
                 }
+                exceptions = self.exception_versions(&release.value).await?;
             }
         }
         let stamp = VerdictStamp {
@@ -131,13 +144,14 @@ impl<S: Store> App<S> {
             promotion: promotion.as_ref().map(|p| p.version),
             artifacts,
             keyring: self.keyring_record().await?.map(|r| r.version),
+            exceptions,
         };
         let key = (environment.to_owned(), digest.clone());
-        if let Some(hit) = self.cached_verdict(&key, &stamp) {
+        if let Some(hit) = self.cached_verdict(&key, &stamp, now) {
             return Ok(hit);
         }
         let verdict = Arc::new(
-            self.verify_uncached(&policy, environment, digest, env_now, promotion)
+            self.verify_uncached(&policy, (environment, digest, now), env_now, promotion)
                 .await?,
         );
         self.cache_verdict(key, stamp, &verdict);
@@ -147,8 +161,7 @@ impl<S: Store> App<S> {
     async fn verify_uncached(
         &self,
         policy: &Policy,
-        environment: &str,
-        digest: &Digest,
+        (environment, digest, now): (&str, &Digest, custody_model::Timestamp),
         env: Option<Arc<Versioned<EnvironmentRecord>>>,
         promotion: Option<Arc<Versioned<PromotionRecord>>>,
     ) -> AppResult<Verification> {
@@ -160,6 +173,7 @@ impl<S: Store> App<S> {
             ledger_index: None,
             overridden: Vec::new(),
             encoded: Default::default(),
+            valid_until: None,
         };
         if policy.environment(environment).is_none() {
             return Ok(deny(format!("unknown environment {environment:?}")));
@@ -185,6 +199,7 @@ impl<S: Store> App<S> {
             },
             overridden: Vec::new(),
             encoded: Default::default(),
+            valid_until: None,
         };
         let Some(artifact) = release.artifacts.iter().find(|a| &a.digest == digest) else {
             verdict.reasons.push(format!(
@@ -194,9 +209,16 @@ impl<S: Store> App<S> {
             ));
             return Ok(verdict);
         };
-        // Everything that does not depend on when it was promoted, under today's policy.
-        let now = verdict.decision.as_ref().map_or(cert.at, |d| d.at);
+        // Everything that does not depend on when it was promoted, under today's policy
+        // (and the exceptions that count now).
         let (facts, standing) = self.standing(policy, environment, &cert, now).await?;
+        verdict.valid_until = facts
+            .exceptions
+            .iter()
+            .flat_map(|x| [x.approved_at, x.expires_at])
+            .filter(|t| *t > now.unix_seconds())
+            .min()
+            .and_then(|t| custody_model::Timestamp::from_unix_seconds(t).ok());
         verdict.reasons.extend(
             failing_gates(&standing)
                 .into_iter()
@@ -253,6 +275,16 @@ impl<S: Store> App<S> {
                     .map(|g| g.gate.to_string())
                     .collect();
             }
+            // What stands only by an approved exception says so, with the exception.
+            verdict.reasons.extend(
+                standing
+                    .gates
+                    .iter()
+                    .filter(|g| {
+                        g.status == Status::Pass && g.reason.contains(custody_policy::WAIVED)
+                    })
+                    .map(|g| format!("by exception, not a clean pass: {}: {}", g.gate, g.reason)),
+            );
             if !verdict.overridden.is_empty() {
                 verdict.reasons.push(format!(
                     "an exception, not a clean pass: it was certified by break-glass, overriding {} (promotion {})",

@@ -76,35 +76,19 @@ impl<S: Store> App<S> {
                 name: a.name.clone(),
                 digest: a.digest.to_string(),
                 built_by: record.registered_by,
-                provenance: record.provenance_facts.map(|p| {
-                    // Counted as the keyring says of the builder key when the ledger
-                    // recorded the provenance.
-                    let counts_as = ring.counts_as(&p.signing_key, policy);
-                    let counts = ring
-                        .counts(&p.signing_key, KeyPurpose::Builder, record.registered_at)
-                        .and_then(|()| {
-                            let named = counts_as.is_some()
-                                || policy.builders().iter().any(|b| b.key_id == p.signing_key);
-                            if named {
-                                Ok(())
-                            } else {
-                                Err(dropped(&ring, &p.signing_key))
-                            }
-                        });
-                    ProvenanceFacts {
-                        signing_key_counts_as: counts_as,
-                        signing_key: counts.is_ok().then_some(p.signing_key),
-                        builder_id: p.builder_id,
-                        source_repo: p.source_repo,
-                        source_commit: p.source_commit,
-                        subject_matches: p.subject_matches,
-                        refused_keys: counts.err().into_iter().collect(),
-                    }
-                }),
+                // Each build counted as the keyring says of its builder key when the
+                // ledger recorded it.
+                provenance: record
+                    .provenance_facts
+                    .map(|p| provenance_facts(&ring, policy, p, record.registered_at)),
                 evidence: self
                     .evidence_facts(policy, &promotion.environment, &record.evidence)
                     .await?,
-                rebuilds: Vec::new(),
+                rebuilds: record
+                    .rebuilds
+                    .into_iter()
+                    .map(|r| provenance_facts(&ring, policy, r.provenance_facts, r.registered_at))
+                    .collect(),
             });
         }
         let previous = match policy
@@ -142,7 +126,7 @@ impl<S: Store> App<S> {
                 artifacts,
             },
             previous,
-            exceptions: Vec::new(),
+            exceptions: self.exception_facts(release).await?,
             break_glass: promotion.break_glass.as_ref().map(|b| b.reason.clone()),
             approvals: approvals
                 .iter()
@@ -201,6 +185,36 @@ impl<S: Store> App<S> {
             }
         }
         Ok(facts)
+    }
+}
+
+/// What a build's verified provenance, recorded at `at`, counts for under `policy`.
+fn provenance_facts(
+    ring: &crate::keyring::Keyring,
+    policy: &Policy,
+    p: crate::attestations::ReadProvenance,
+    at: Timestamp,
+) -> ProvenanceFacts {
+    let counts_as = ring.counts_as(&p.signing_key, policy);
+    let counts = ring
+        .counts(&p.signing_key, KeyPurpose::Builder, at)
+        .and_then(|()| {
+            let named =
+                counts_as.is_some() || policy.builders().iter().any(|b| b.key_id == p.signing_key);
+            if named {
+                Ok(())
+            } else {
+                Err(dropped(ring, &p.signing_key))
+            }
+        });
+    ProvenanceFacts {
+        signing_key_counts_as: counts_as,
+        signing_key: counts.is_ok().then_some(p.signing_key),
+        builder_id: p.builder_id,
+        source_repo: p.source_repo,
+        source_commit: p.source_commit,
+        subject_matches: p.subject_matches,
+        refused_keys: counts.err().into_iter().collect(),
     }
 }
 

@@ -62,7 +62,9 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<Outcome> {
             .find(|k| k.purpose == purpose && k.status == "active")
             .with_context(|| format!("the demo's policy has no {} key", purpose.describe()))?;
         let started = Instant::now();
-        let impact = app.key_impact(&key.key_id).await?;
+        let impact = app
+            .key_impact(&key.key_id, crate::context::clock()?.now())
+            .await?;
         let seconds = started.elapsed().as_secs_f64();
         if impact.uses.is_empty() {
             bail!(

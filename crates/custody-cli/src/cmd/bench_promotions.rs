@@ -249,7 +249,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
             &latest.1[(seed_rng % ARTIFACTS) as usize]
         };
         let t0 = Instant::now();
-        allowed += u64::from(app.verify("build", digest).await?.allowed);
+        allowed += u64::from(app.verify("build", digest, now).await?.allowed);
         gate.push(t0.elapsed());
         let t0 = Instant::now();
         app.log().checkpoint().await?;

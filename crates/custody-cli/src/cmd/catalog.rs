@@ -165,6 +165,12 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
                 print_line(&r.digest.to_string());
                 if !r.created {
                     eprintln!("already registered as {}; nothing recorded", a.name);
+                } else if r.agreeing.len() > 1 {
+                    eprintln!(
+                        "recorded as a rebuild: {} builders agree on this digest ({})",
+                        r.agreeing.len(),
+                        r.agreeing.join(", ")
+                    );
                 }
                 if !r.discrepancy.is_empty() {
                     eprintln!(

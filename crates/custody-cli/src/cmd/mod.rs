@@ -14,6 +14,7 @@ pub(crate) mod demo;
 pub(crate) mod digest;
 pub(crate) mod dsse;
 pub(crate) mod environment;
+pub(crate) mod exception;
 pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod key;

@@ -84,6 +84,20 @@ pub(crate) async fn lineage(
             },
             None => p.fail { "no verified provenance" },
         }
+        @if !a.rebuilds.is_empty() {
+            h2 { "Built again (reproducible)" }
+            table #rebuilds {
+                tr { th { "builder" } th { "source" } th { "signed by" } th { "recorded" } }
+                @for r in &a.rebuilds {
+                    tr {
+                        td { (r.provenance_facts.builder_id) }
+                        td { (r.provenance_facts.source_repo) " @ " code { (r.provenance_facts.source_commit) } }
+                        td { (key_name(&policy, &r.provenance_facts.signing_key)) }
+                        td { (when(r.registered_at)) " by " (r.registered_by) }
+                    }
+                }
+            }
+        }
         @if !a.evidence.is_empty() {
             h2 { "Evidence" }
             ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (when(e.at)) } } }

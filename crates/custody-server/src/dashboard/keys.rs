@@ -235,7 +235,11 @@ pub(crate) async fn key(
     v: Viewer,
     Path(key): Path<String>,
 ) -> Result<Response, Response> {
-    let impact = s.app.key_impact(&key).await.map_err(|e| v.fail(e))?;
+    let impact = s
+        .app
+        .key_impact(&key, s.now())
+        .await
+        .map_err(|e| v.fail(e))?;
     let k = &impact.key;
     let body = html! {
         h1 { (k.name) }

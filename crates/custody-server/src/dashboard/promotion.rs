@@ -81,7 +81,15 @@ async fn render_promotion<N: Need>(
         policy: &policy,
         attestor: s.app.attestor_key(),
     };
-    let body = promotion_body(&view, &v.who, &v.csrf, inclusion.as_ref(), notice, &keys);
+    let body = promotion_body(
+        &view,
+        &v.who,
+        &v.csrf,
+        inclusion.as_ref(),
+        notice,
+        &keys,
+        s.now(),
+    );
     let r = (
         status,
         page(&format!("Promotion {id}"), Some(v.signed()), body),
@@ -103,6 +111,7 @@ fn promotion_body(
     inclusion: Option<&custody_app::InclusionCheck>,
     notice: Notice<'_>,
     keys: &Keys<'_>,
+    now: custody_model::Timestamp,
 ) -> Markup {
     let p = &view.promotion;
     let review_due = p
@@ -173,6 +182,27 @@ fn promotion_body(
                     None => span.fail { "✗ does not verify with this custody's attestor key" },
                 }
                 ", payload type " code { (d.vsa.payload_type) } "."
+            }
+        }
+        @if !view.exceptions.is_empty() {
+            h2 { "Exceptions" }
+            table #exceptions {
+                tr { th { "exception" } th { "waives" } th { "covers" } th { "status" } th { "until" } th { "plan" } th { "asked / reviewed" } }
+                @for x in &view.exceptions {
+                    @let (class, label) = exception_status(x, now);
+                    tr {
+                        td { code { (x.id) } }
+                        td { (x.finding) }
+                        td { (x.subject()) @if !x.environments.is_empty() { " (" (x.environments.join(", ")) ")" } }
+                        td { span class={ "pill " (class) } { (label) } }
+                        td { (when(x.expires_at)) }
+                        td { (x.plan.action) " by " (x.plan.owner) ", due " (when(x.plan.due)) }
+                        td {
+                            (x.requested_by) ": " (x.reason)
+                            @if let Some(by) = &x.reviewed_by { br; (by) ": " (x.review_rationale.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
             }
         }
         h2 { "Reviews" }
@@ -350,6 +380,20 @@ fn flatten(prefix: &str, value: &serde_json::Value, depth: usize, out: &mut Vec<
 }
 
 /// The colour class of a gate's verdict: passed green, waiting amber, failed red.
+/// An exception's pill at `at` (now): pending, rejected, approved, or approved but expired.
+fn exception_status(
+    x: &custody_app::ExceptionRecord,
+    at: custody_model::Timestamp,
+) -> (&'static str, &'static str) {
+    use custody_app::ExceptionStatus;
+    match x.status {
+        ExceptionStatus::Pending => ("v-waiting", "pending"),
+        ExceptionStatus::Rejected => ("v-rejected", "rejected"),
+        ExceptionStatus::Approved if x.expires_at <= at => ("v-rejected", "expired"),
+        ExceptionStatus::Approved => ("v-passed", "approved"),
+    }
+}
+
 fn verdict_class(status: custody_policy::Status) -> &'static str {
     match status {
         custody_policy::Status::Pass => "v-passed",

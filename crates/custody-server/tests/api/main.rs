@@ -8,6 +8,7 @@ mod access_log;
 mod bodies;
 mod bounds;
 mod connections;
+mod exceptions;
 mod idempotency;
 mod openapi;
 mod replica;

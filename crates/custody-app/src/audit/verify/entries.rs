@@ -249,7 +249,8 @@ fn check(
             let mut key = None;
             if let Some(envelope) = &a.provenance {
                 let keys = policies.keys(i, KeyPurpose::Builder, event.at);
-                match provenance(envelope, &a.artifact.digest, a, in_force, &keys) {
+                let builder = a.builder_id.as_deref();
+                match provenance(envelope, &a.artifact.digest, builder, in_force, &keys) {
                     Ok(k) => {
                         o.checked.provenance += 1;
                         key = Some(k);
@@ -269,6 +270,14 @@ fn check(
                     .as_ref()
                     .map(|s| format!("{}@{}", s.repository, s.commit)),
             });
+        }
+        EventBody::ArtifactRebuilt(a) => {
+            let keys = policies.keys(i, KeyPurpose::Builder, event.at);
+            let builder = Some(a.builder_id.as_str());
+            match provenance(&a.provenance, &a.artifact.digest, builder, in_force, &keys) {
+                Ok(_) => o.checked.provenance += 1,
+                Err(why) => o.failures.push(fail(Some(i), Check::Provenance, why)),
+            }
         }
         EventBody::ReleaseCreated(r) => {
             let mut trusted = None;

@@ -15,7 +15,7 @@ use crate::attestations::{self, envelope_digest, read_provenance, sha256};
 pub(crate) fn provenance(
     envelope: &Envelope,
     digest: &custody_model::Digest,
-    recorded: &crate::events::ArtifactRegistered,
+    recorded_builder: Option<&str>,
     in_force: Option<&Version>,
     keys: &[PublicKey],
 ) -> Result<String, String> {
@@ -41,10 +41,10 @@ pub(crate) fn provenance(
             "its provenance is about another artifact than {digest}"
         ));
     }
-    if recorded.builder_id.as_deref() != Some(read.builder_id.as_str()) {
+    if recorded_builder != Some(read.builder_id.as_str()) {
         return Err(format!(
-            "it records builder {:?}, but its signed provenance names {:?}",
-            recorded.builder_id, read.builder_id
+            "it records builder {recorded_builder:?}, but its signed provenance names {:?}",
+            read.builder_id
         ));
     }
     Ok(read.signing_key)

@@ -1,0 +1,659 @@
+//! Exceptions (waivers): a time-bound permission for one known finding (a vulnerability
+//! by id or alias, or a licence of one package) in one artifact or one release, with a
+//! remediation plan (patch, upgrade, accept the risk), its owner and due date. It is
+//! requested, then approved or rejected once, like a promotion; the evidence-content gates
+//! (`custody_policy`) then read the approved ones from a decision's facts.
+//!
+//! Invariants:
+//! - An exception counts only once approved by someone other than its requester, holding
+//!   the security role (in every environment it names; unscoped when it names none) with a
+//!   credential of their own, and only from its approval until it expires. The review
+//!   refuses what would not count; the policy decides again from the facts at each
+//!   decision and deploy-gate answer (so an expired exception stops counting by itself).
+//! - It covers exactly one subject, an artifact or a release, that exists when it is
+//!   requested; its record changes only with the event that explains it.
+//! - This module holds its two events' schema (`exception.requested`,
+//!   `exception.reviewed`), listed with the others in [`crate::events`].
+
+use custody_model::{Digest, Timestamp, Verdict};
+use custody_policy::{ExceptionFacts, Role, WaivedFinding};
+use custody_store::{Expect, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{Actor, App, Once, Versioned, event, expect_version, new_id, own_scope, write};
+use crate::events::EventBody;
+use crate::limits::{MAX_LABEL, MAX_NAME, MAX_RATIONALE, MAX_REASON, label, text};
+use crate::records::{ReleaseRecord, kind};
+use crate::{AppError, AppResult, Permission};
+
+/// The longest an exception may last, in days: a waiver is a plan, not a policy change.
+pub const MAX_EXCEPTION_DAYS: u64 = 365;
+
+/// Most exceptions one artifact or release may carry (requested, in any state).
+const MAX_PER_SUBJECT: usize = 1000;
+
+/// What will be done about the finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemediationAction {
+    /// A patch of the affected code.
+    Patch,
+    /// An upgrade of the affected package.
+    Upgrade,
+    /// Nothing: the risk is accepted until the exception expires.
+    AcceptRisk,
+}
+
+impl std::fmt::Display for RemediationAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RemediationAction::Patch => "patch",
+            RemediationAction::Upgrade => "upgrade",
+            RemediationAction::AcceptRisk => "accept risk",
+        })
+    }
+}
+
+/// The remediation plan: what, who, by when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Remediation {
+    /// What will be done.
+    pub action: RemediationAction,
+    /// Who owns doing it.
+    pub owner: String,
+    /// By when (RFC 3339).
+    #[schema(value_type = String)]
+    pub due: Timestamp,
+}
+
+/// A request for an exception (the body of `POST /api/v1/exceptions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestException {
+    /// The finding waived: `{"vulnerability": {"id": "CVE-…"}}` or
+    /// `{"licence": {"licence": "GPL-3.0-only", "package": "name"}}`.
+    #[schema(value_type = Object)]
+    pub finding: WaivedFinding,
+    /// The artifact it covers (a digest); give this or `release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub artifact: Option<Digest>,
+    /// The release it covers (`name@version`); give this or `artifact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The environments it holds in (empty: every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// The remediation plan.
+    pub plan: Remediation,
+    /// Why the finding may be waived until then.
+    pub reason: String,
+    /// When it stops counting (RFC 3339; at most [`MAX_EXCEPTION_DAYS`] ahead).
+    #[schema(value_type = String)]
+    pub expires_at: Timestamp,
+}
+
+/// A security reviewer's approval or rejection of an exception (the body of
+/// `POST /api/v1/exceptions/{id}/approve` and `…/reject`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewException {
+    /// Why, for auditors.
+    pub rationale: String,
+    /// The reviewer's statement signed with their enrolled personal key
+    /// (`Approved::Exception` of `custody_app::approval_statement`): then the signature,
+    /// not the request's credential, says who reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub statement: Option<custody_crypto::dsse::Envelope>,
+}
+
+/// Where an exception stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExceptionStatus {
+    /// Requested, not reviewed yet.
+    Pending,
+    /// Approved: it counts until it expires.
+    Approved,
+    /// Rejected: it never counts.
+    Rejected,
+}
+
+/// An exception as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRecord {
+    /// Its id (`x-…`).
+    pub id: String,
+    /// The finding waived.
+    pub finding: WaivedFinding,
+    /// The artifact it covers, when it covers one.
+    pub artifact: Option<Digest>,
+    /// The release it covers (`name@version`), when it covers one.
+    pub release: Option<String>,
+    /// The digests it covers (the artifact, or every artifact of the release).
+    pub artifacts: Vec<Digest>,
+    /// The environments it holds in (empty: every one).
+    pub environments: Vec<String>,
+    /// The remediation plan.
+    pub plan: Remediation,
+    /// Why.
+    pub reason: String,
+    /// When it stops counting.
+    pub expires_at: Timestamp,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// When.
+    pub requested_at: Timestamp,
+    /// Where it stands.
+    pub status: ExceptionStatus,
+    /// Who reviewed it.
+    pub reviewed_by: Option<String>,
+    /// When.
+    pub reviewed_at: Option<Timestamp>,
+    /// The reviewer's rationale.
+    pub review_rationale: Option<String>,
+}
+
+impl ExceptionRecord {
+    /// Whether it counts at `now` (as far as its own record tells: the policy also checks
+    /// the approver's role).
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.status == ExceptionStatus::Approved
+            && self.reviewed_at.is_some_and(|at| at <= now)
+            && now < self.expires_at
+    }
+
+    /// The digest of what was asked for, as a signed review names it: SHA-256 of the
+    /// RFC 8785 JSON of its `exception.requested` fields (id, finding, subject, digests,
+    /// environments, plan, reason, expiry) and its requester.
+    pub fn digest(&self) -> AppResult<Digest> {
+        let asked = serde_json::json!({
+            "exception": self.id, "finding": self.finding, "artifacts": self.artifacts,
+            "release": self.release, "environments": self.environments, "plan": self.plan,
+            "reason": self.reason, "expires_at": self.expires_at, "requested_by": self.requested_by,
+        });
+        let canonical = custody_model::CanonicalJson::from_value(&asked)
+            .map_err(|e| AppError::invalid(e.to_string()))?;
+        Ok(crate::attestations::sha256(canonical.as_bytes()))
+    }
+
+    /// What a signed review of it approves, under the policy version `policy`.
+    pub fn approved(&self, policy: &str) -> AppResult<crate::approval_statement::Approved> {
+        Ok(crate::approval_statement::Approved::Exception {
+            exception: self.id.clone(),
+            asked: self.digest()?,
+            policy: policy.to_owned(),
+        })
+    }
+
+    /// What the subject is, for people: `artifact sha256:…` or `release shop@1.4.3`.
+    pub fn subject(&self) -> String {
+        match (&self.artifact, &self.release) {
+            (Some(d), _) => format!("artifact {d}"),
+            (None, Some(r)) => format!("release {r}"),
+            (None, None) => String::new(),
+        }
+    }
+
+    fn facts(&self) -> Option<ExceptionFacts> {
+        if self.status != ExceptionStatus::Approved {
+            return None;
+        }
+        Some(ExceptionFacts {
+            id: self.id.clone(),
+            finding: self.finding.clone(),
+            artifact: self.artifact.as_ref().map(ToString::to_string),
+            release: self.release.clone(),
+            requested_by: self.requested_by.clone(),
+            approved_by: self.reviewed_by.clone()?,
+            approved_at: self.reviewed_at?.unix_seconds(),
+            expires_at: self.expires_at.unix_seconds(),
+            environments: self.environments.clone(),
+        })
+    }
+}
+
+/// The exceptions asked for about one subject (`artifact:DIGEST` or `release:NAME@V`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ExceptionIndex {
+    ids: Vec<String>,
+}
+
+fn artifact_subject(digest: &Digest) -> String {
+    format!("artifact:{digest}")
+}
+
+fn release_subject(release: &str) -> String {
+    format!("release:{release}")
+}
+
+/// `exception.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRequested {
+    /// The exception's id.
+    pub exception: String,
+    /// The finding it would waive.
+    pub finding: WaivedFinding,
+    /// The digests it would cover.
+    pub artifacts: Vec<Digest>,
+    /// The release it would cover, when it covers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The environments it would hold in (absent: every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// The remediation plan.
+    pub plan: Remediation,
+    /// Why.
+    pub reason: String,
+    /// When it would stop counting.
+    pub expires_at: Timestamp,
+}
+
+/// `exception.reviewed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionReviewed {
+    /// The exception's id.
+    pub exception: String,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Why.
+    pub rationale: String,
+    /// The finding it waives.
+    pub finding: WaivedFinding,
+    /// The digests it covers.
+    pub artifacts: Vec<Digest>,
+    /// The release it covers, when it covers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// When it stops counting.
+    pub expires_at: Timestamp,
+    /// The personal key whose signed statement made the review (absent: the reviewer's
+    /// own credential did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<crate::events::KeyUse>,
+    /// That statement, verifiable offline with the reviewer's enrolled key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<custody_crypto::dsse::Envelope>,
+}
+
+fn check_request(req: &RequestException, now: Timestamp) -> AppResult<()> {
+    match &req.finding {
+        WaivedFinding::Vulnerability { id } => label("the vulnerability id", id, MAX_NAME)?,
+        WaivedFinding::Licence { licence, package } => {
+            text("the licence", licence, MAX_NAME)?;
+            text("the package", package, MAX_NAME)?;
+        }
+    }
+    for env in &req.environments {
+        label("the environment", env, MAX_LABEL)?;
+    }
+    if req.environments.len() > 64 {
+        return Err(AppError::invalid(
+            "an exception names at most 64 environments",
+        ));
+    }
+    label("the remediation owner", &req.plan.owner, MAX_NAME)?;
+    if req.reason.trim().is_empty() {
+        return Err(AppError::invalid(
+            "an exception needs a reason (--reason): why the finding may be waived until it expires",
+        ));
+    }
+    text("the reason", &req.reason, MAX_REASON)?;
+    if req.expires_at <= now {
+        return Err(AppError::invalid(format!(
+            "the exception would expire at {}, which is not after now ({}): give a time to come (--expires)",
+            req.expires_at.to_second(),
+            now.to_second()
+        )));
+    }
+    let longest = now.plus_seconds(MAX_EXCEPTION_DAYS * 86_400);
+    if req.expires_at > longest {
+        return Err(AppError::invalid(format!(
+            "an exception lasts at most {MAX_EXCEPTION_DAYS} days (until {}); renew it by asking again",
+            longest.to_second()
+        )));
+    }
+    if req.plan.due <= now {
+        return Err(AppError::invalid(format!(
+            "the remediation is due at {}, which has passed: give a date to come (--due)",
+            req.plan.due.to_second()
+        )));
+    }
+    Ok(())
+}
+
+impl<S: Store> App<S> {
+    /// Records a request for an exception. It counts for nothing until a security
+    /// reviewer other than `actor` approves it. With an idempotency key, a retry returns
+    /// the first request and adds nothing.
+    pub async fn request_exception(
+        &self,
+        actor: &Actor,
+        req: &RequestException,
+        idempotency_key: Option<&str>,
+    ) -> AppResult<ExceptionRecord> {
+        self.permit(actor, Permission::Promote).await?;
+        check_request(req, actor.now)?;
+        let fingerprint = serde_json::json!({"request": req, "actor": actor.principal});
+        let scope = own_scope("exception", actor);
+        if let Some(key) = idempotency_key {
+            if let Some((done, _)) = self.replayed(&scope, key, &fingerprint).await? {
+                return Ok(done);
+            }
+        }
+        let policy = self.policy().await?;
+        for env in &req.environments {
+            if policy.environment(env).is_none() {
+                return Err(AppError::invalid(format!(
+                    "no environment {env:?}; the pipeline is {}",
+                    policy.pipeline()
+                )));
+            }
+        }
+        let (subject, artifacts, release) = match (&req.artifact, &req.release) {
+            (Some(digest), None) => {
+                self.require::<crate::records::ArtifactRecord>(
+                    kind::ARTIFACT,
+                    &digest.to_string(),
+                    || format!("no artifact {digest} is registered"),
+                )
+                .await?;
+                (artifact_subject(digest), vec![digest.clone()], None)
+            }
+            (None, Some(id)) => {
+                let release: ReleaseRecord = self.release(id).await?;
+                let digests = release.artifacts.iter().map(|a| a.digest.clone()).collect();
+                (release_subject(&release.id()), digests, Some(release.id()))
+            }
+            _ => {
+                return Err(AppError::invalid(
+                    "an exception covers one artifact (--artifact DIGEST) or one release (--release NAME@VERSION): give exactly one",
+                ));
+            }
+        };
+        let record = ExceptionRecord {
+            id: new_id("x"),
+            finding: req.finding.clone(),
+            artifact: req.artifact.clone(),
+            release: release.clone(),
+            artifacts: artifacts.clone(),
+            environments: req.environments.clone(),
+            plan: req.plan.clone(),
+            reason: req.reason.clone(),
+            expires_at: req.expires_at,
+            requested_by: actor.principal.clone(),
+            requested_at: actor.now,
+            status: ExceptionStatus::Pending,
+            reviewed_by: None,
+            reviewed_at: None,
+            review_rationale: None,
+        };
+        self.retrying(|| async {
+            let index: Option<Versioned<ExceptionIndex>> =
+                self.get(kind::EXCEPTIONS_OF, &subject).await?;
+            let mut ids = index.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+            if ids.ids.len() >= MAX_PER_SUBJECT {
+                return Err(AppError::conflict(format!(
+                    "{} already has {MAX_PER_SUBJECT} exceptions; fix the findings instead",
+                    record.subject()
+                )));
+            }
+            ids.ids.push(record.id.clone());
+            let events = vec![event(
+                actor,
+                EventBody::ExceptionRequested(ExceptionRequested {
+                    exception: record.id.clone(),
+                    finding: record.finding.clone(),
+                    artifacts: artifacts.clone(),
+                    release: release.clone(),
+                    environments: record.environments.clone(),
+                    plan: record.plan.clone(),
+                    reason: record.reason.clone(),
+                    expires_at: record.expires_at,
+                }),
+            )?];
+            let state = vec![
+                write(kind::EXCEPTION, &record.id, &record, Expect::Absent)?,
+                write(kind::EXCEPTIONS_OF, &subject, &ids, expect_version(&index))?,
+            ];
+            let once = idempotency_key.map(|key| Once {
+                scope: scope.clone(),
+                key,
+                request: &fingerprint,
+            });
+            match self.append_once(events, state, once, &record).await? {
+                Ok(_) => Ok(record.clone()),
+                Err((first, _)) => Ok(first),
+            }
+        })
+        .await
+    }
+
+    /// Approves or rejects a pending exception, once. The reviewer must not be its
+    /// requester, must hold the security role where it holds, and must act with a
+    /// credential of their own; an exception that has expired can no longer be approved.
+    pub async fn review_exception(
+        &self,
+        actor: &Actor,
+        id: &str,
+        verdict: Verdict,
+        review: &ReviewException,
+    ) -> AppResult<ExceptionRecord> {
+        self.permit(actor, Permission::Review).await?;
+        if review.rationale.trim().is_empty() {
+            return Err(AppError::invalid(
+                "a review needs a rationale (--rationale)",
+            ));
+        }
+        text("the rationale", &review.rationale, MAX_RATIONALE)?;
+        let policy = self.policy().await?;
+        // With a signed statement, its enrolled key says who reviews; else the credential,
+        // which must be the reviewer's own.
+        let (reviewer, signed_with) = match &review.statement {
+            Some(envelope) => {
+                let asked = self.exception(id).await?;
+                let signed = crate::approval_statement::check(
+                    envelope,
+                    &policy,
+                    actor,
+                    &asked.approved(policy.digest())?,
+                    verdict,
+                    &review.rationale,
+                    None,
+                )?;
+                self.personal_key_counts(&signed.key.key, actor.now).await?;
+                (signed.actor, Some(signed.key))
+            }
+            None => (actor.clone(), None),
+        };
+        let actor = &reviewer;
+        self.retrying(|| async {
+            let current: Versioned<ExceptionRecord> = self
+                .require(kind::EXCEPTION, id, || format!("no exception {id}"))
+                .await?;
+            let mut record = current.value;
+            if record.status != ExceptionStatus::Pending {
+                return Err(AppError::conflict(format!(
+                    "exception {id} was already {} by {}; ask for a new one to decide again",
+                    if record.status == ExceptionStatus::Approved { "approved" } else { "rejected" },
+                    record.reviewed_by.as_deref().unwrap_or("?")
+                )));
+            }
+            if record.requested_by == actor.principal {
+                return Err(AppError::denied(format!(
+                    "{} requested exception {id}, so someone else must review it (separation of duties)",
+                    actor.principal
+                )));
+            }
+            if verdict == Verdict::Approve {
+                if let Some(why) = signed_with
+                    .is_none()
+                    .then(|| crate::identity::not_personal(actor))
+                    .flatten()
+                {
+                    return Err(AppError::denied(why));
+                }
+                let now = actor.now.unix_seconds();
+                let holds = |env: Option<&str>| policy.holds(&actor.principal, Role::Security, env, now);
+                let missing: Vec<&str> = if record.environments.is_empty() {
+                    if holds(None) { Vec::new() } else { vec!["every environment (an unscoped grant)"] }
+                } else {
+                    record.environments.iter().map(String::as_str).filter(|e| !holds(Some(e))).collect()
+                };
+                if !missing.is_empty() {
+                    return Err(AppError::denied(format!(
+                        "approving an exception takes the security role, and {} does not hold it in {}",
+                        actor.principal,
+                        missing.join(", ")
+                    )));
+                }
+                if record.expires_at <= actor.now {
+                    return Err(AppError::conflict(format!(
+                        "exception {id} expired at {}; ask for a new one",
+                        record.expires_at.to_second()
+                    )));
+                }
+            }
+            record.status = if verdict == Verdict::Approve {
+                ExceptionStatus::Approved
+            } else {
+                ExceptionStatus::Rejected
+            };
+            record.reviewed_by = Some(actor.principal.clone());
+            record.reviewed_at = Some(actor.now);
+            record.review_rationale = Some(review.rationale.clone());
+            let events = vec![event(
+                actor,
+                EventBody::ExceptionReviewed(ExceptionReviewed {
+                    exception: record.id.clone(),
+                    verdict,
+                    rationale: review.rationale.clone(),
+                    finding: record.finding.clone(),
+                    artifacts: record.artifacts.clone(),
+                    release: record.release.clone(),
+                    expires_at: record.expires_at,
+                    keys: signed_with.iter().cloned().collect(),
+                    statement: review.statement.clone(),
+                }),
+            )?];
+            let state = vec![write(
+                kind::EXCEPTION,
+                id,
+                &record,
+                Expect::Version(current.version),
+            )?];
+            self.append(events, state, None).await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// One exception.
+    pub async fn exception(&self, id: &str) -> AppResult<ExceptionRecord> {
+        Ok(self
+            .require::<ExceptionRecord>(kind::EXCEPTION, id, || format!("no exception {id}"))
+            .await?
+            .value)
+    }
+
+    /// The exceptions about `release` or one of its artifacts, in the order they were
+    /// asked for.
+    pub async fn exceptions_of(&self, release: &ReleaseRecord) -> AppResult<Vec<ExceptionRecord>> {
+        let subjects = std::iter::once(release_subject(&release.id())).chain(
+            release
+                .artifacts
+                .iter()
+                .map(|a| artifact_subject(&a.digest)),
+        );
+        let mut out = Vec::new();
+        for subject in subjects {
+            let Some(index) = self
+                .get::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
+                .await?
+            else {
+                continue;
+            };
+            for id in index.value.ids {
+                out.push(self.exception(&id).await?);
+            }
+        }
+        out.sort_by(|a, b| (a.requested_at, &a.id).cmp(&(b.requested_at, &b.id)));
+        Ok(out)
+    }
+
+    /// The approved exceptions about `release` or its artifacts, as a decision reads them.
+    pub(crate) async fn exception_facts(
+        &self,
+        release: &ReleaseRecord,
+    ) -> AppResult<Vec<ExceptionFacts>> {
+        Ok(self
+            .exceptions_of(release)
+            .await?
+            .iter()
+            .filter_map(ExceptionRecord::facts)
+            .collect())
+    }
+
+    /// The versions of the exception indexes of `release` and its artifacts (what a cached
+    /// deploy-gate answer was computed from: a new exception changes one).
+    pub(crate) async fn exception_versions(&self, release: &ReleaseRecord) -> AppResult<Vec<u64>> {
+        let subjects = std::iter::once(release_subject(&release.id())).chain(
+            release
+                .artifacts
+                .iter()
+                .map(|a| artifact_subject(&a.digest)),
+        );
+        let mut out = Vec::new();
+        for subject in subjects {
+            let index = self
+                .get::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
+                .await?;
+            out.push(index.map_or(0, |i| i.version));
+        }
+        Ok(out)
+    }
+
+    /// Every exception (newest first), at most `limit`.
+    pub async fn exceptions(&self, limit: usize) -> AppResult<Vec<ExceptionRecord>> {
+        let mut out: Vec<ExceptionRecord> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.store.states(kind::EXCEPTION, &after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key.clone();
+            for r in page {
+                out.push(
+                    serde_json::from_slice(r.value.as_bytes())
+                        .map_err(|e| AppError::Integrity(format!("exception {}: {e}", r.key)))?,
+                );
+            }
+        }
+        out.sort_by(|a, b| (b.requested_at, &b.id).cmp(&(a.requested_at, &a.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Approved exceptions that expire within `within_seconds` of `now` (and have not yet):
+    /// (exception, seconds left).
+    pub async fn expiring_exceptions(
+        &self,
+        now: Timestamp,
+        within_seconds: i64,
+    ) -> AppResult<Vec<(ExceptionRecord, i64)>> {
+        Ok(self
+            .exceptions(usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|x| x.in_force(now))
+            .filter_map(|x| {
+                let left = x.expires_at.unix_seconds() - now.unix_seconds();
+                (left <= within_seconds).then_some((x, left))
+            })
+            .collect())
+    }
+}
