@@ -299,7 +299,7 @@ pub(crate) async fn attest(
     caller: Caller,
     Path(artifact): Path<String>,
     key: IdempotencyKey,
-    ApiJson(request): ApiJson<AttachEvidence>,
+    ApiJson(request): ApiJson<AttachEvidence, { crate::MAX_REPORT_BODY }>,
 ) -> Answer {
     let artifact: Digest = artifact
         .parse()

@@ -7,10 +7,12 @@
 //! around the whole request would cancel a handler between its write and its answer, and
 //! the client would be told "timed out" about a change that happened).
 //!
-//! The size limit is axum's `DefaultBodyLimit` ([`MAX_BODY`]), applied by the extractors
-//! as they read: a body over it is answered 413 by the extractor, after the route's access
-//! guard, so the refusal's access-log row names its caller. A declared `Content-Length`
-//! over the limit is refused before any of the body is read.
+//! The size limit is axum's `DefaultBodyLimit` ([`MAX_BODY`]; [`crate::MAX_REPORT_BODY`]
+//! on the one route that takes a raw report, layered on it in routes.rs), applied by the
+//! extractors as they read: a body over it is answered 413 by the extractor, after the
+//! route's access guard, so the refusal's access-log row names its caller (and only a
+//! caller who may attach evidence can send a large one). A declared `Content-Length` over
+//! the limit is refused before any of the body is read.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::{Instant, Sleep};
 
-use crate::{MAX_BODY, ServerState};
+use crate::ServerState;
 
 /// The error a request body ends in when its deadline passes.
 #[derive(Debug)]
@@ -97,11 +99,12 @@ impl HttpBody for Timed {
 
 /// How a body that could not be read is answered, if its cause is one of the bounds: 408
 /// with [`BodyDeadline`]'s message when its deadline passed, 413 when it is over
-/// [`MAX_BODY`] (the extractor's `status` says so). `None`: the extractor's own answer
-/// stands (a malformed body is a 400).
+/// `limit` (the extractor's `status` says so). `None`: the extractor's own answer stands (a
+/// malformed body is a 400).
 pub(crate) fn refusal(
     rejection: &(dyn std::error::Error + 'static),
     status: StatusCode,
+    limit: usize,
 ) -> Option<(StatusCode, String)> {
     let mut cause = Some(rejection);
     while let Some(e) = cause {
@@ -110,12 +113,12 @@ pub(crate) fn refusal(
         }
         cause = e.source();
     }
-    (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| (status, too_large()))
+    (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| (status, too_large(limit)))
 }
 
-/// A request whose declared `Content-Length` is over [`MAX_BODY`]: refused before any of
-/// its body is read.
-pub(crate) fn declared_too_large(request: &Request) -> Option<(StatusCode, String)> {
+/// A request whose declared `Content-Length` is over `limit`: refused before any of its
+/// body is read.
+pub(crate) fn declared_too_large(request: &Request, limit: usize) -> Option<(StatusCode, String)> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)?
@@ -123,9 +126,11 @@ pub(crate) fn declared_too_large(request: &Request) -> Option<(StatusCode, Strin
         .ok()?
         .parse::<u64>()
         .ok()?;
-    (declared > MAX_BODY as u64).then(|| (StatusCode::PAYLOAD_TOO_LARGE, too_large()))
+    (declared > limit as u64).then(|| (StatusCode::PAYLOAD_TOO_LARGE, too_large(limit)))
 }
 
-fn too_large() -> String {
-    format!("the request's body is over custody's limit of {MAX_BODY} bytes; nothing was changed")
+fn too_large(limit: usize) -> String {
+    format!(
+        "the request's body is over custody's limit of {limit} bytes for this route; nothing was changed"
+    )
 }

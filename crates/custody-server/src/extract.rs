@@ -10,24 +10,26 @@ use custody_app::{Actor, Authenticated};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::{ServerState, body};
+use crate::{MAX_BODY, ServerState, body};
 
 /// A JSON body; a malformed one (bad JSON, unknown or missing fields) is a 400 naming the
 /// problem, one over the size limit a 413, one that did not arrive in time a 408 (body.rs).
-pub(crate) struct ApiJson<T>(pub(crate) T);
+/// `LIMIT` is the route's limit, as its `DefaultBodyLimit` says ([`MAX_BODY`] but for the
+/// route that takes a raw report).
+pub(crate) struct ApiJson<T, const LIMIT: usize = MAX_BODY>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if let Some((status, why)) = body::declared_too_large(&request) {
+        if let Some((status, why)) = body::declared_too_large(&request, LIMIT) {
             return Err(ApiError(status, why));
         }
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(v)| ApiJson(v))
             .map_err(|e: JsonRejection| {
-                if let Some((status, why)) = body::refusal(&e, e.status()) {
+                if let Some((status, why)) = body::refusal(&e, e.status(), LIMIT) {
                     return ApiError(status, why);
                 }
                 ApiError(bad_request(e.status()), e.body_text())
@@ -51,14 +53,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
     type Rejection = (StatusCode, String);
 
     async fn from_request(request: Request, state: &S) -> Result<Self, (StatusCode, String)> {
-        if let Some(refused) = body::declared_too_large(&request) {
+        if let Some(refused) = body::declared_too_large(&request, MAX_BODY) {
             return Err(refused);
         }
         axum::Form::<T>::from_request(request, state)
             .await
             .map(|axum::Form(v)| PageForm(v))
             .map_err(|e: FormRejection| {
-                body::refusal(&e, e.status())
+                body::refusal(&e, e.status(), MAX_BODY)
                     .unwrap_or_else(|| (bad_request(e.status()), e.body_text()))
             })
     }

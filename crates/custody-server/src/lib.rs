@@ -53,6 +53,11 @@ pub use state::{OwnKey, OwnKeys, ServerState, Witnesses};
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Largest body of `POST /api/v1/artifacts/{digest}/evidence`, which carries the raw report
+/// (a JSON string: a large SBOM or scan, escaped) for custody to read: 128 MiB. The
+/// report's own bound is `custody_evidence::MAX_INPUT_BYTES`.
+pub const MAX_REPORT_BODY: usize = 128 << 20;
+
 /// The router: the API (public routes, then each route behind its permission), the
 /// OpenAPI document, the dashboard, and the layers every request passes.
 pub fn router(state: Arc<ServerState>) -> Router {

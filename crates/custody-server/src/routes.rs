@@ -112,7 +112,14 @@ fn guarded() -> Vec<(Permission, Routes)> {
             P::Register,
             OpenApiRouter::new().routes(routes!(api::register_artifact)),
         ),
-        (P::Attest, OpenApiRouter::new().routes(routes!(api::attest))),
+        (
+            P::Attest,
+            OpenApiRouter::new()
+                .routes(routes!(api::attest))
+                // The raw report travels in the body (body.rs); the handler's extractor
+                // checks the same limit.
+                .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_REPORT_BODY)),
+        ),
         (
             P::Release,
             OpenApiRouter::new().routes(routes!(api::record_release)),

@@ -301,3 +301,67 @@ async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     assert!(read.is_ok(), "the server kept the socket open");
     got
 }
+
+/// The evidence route takes a raw report far over the 1 MiB every other body is held to
+/// (custody reads it: a JUnit report of 60,000 cases, about 2.8 MiB and base64 in the body,
+/// is counted), up to its own limit; a body declared over that is refused before it is read, and the 1 MiB limit
+/// still holds elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_over_a_mebibyte_is_read_on_the_evidence_route_only() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let digest = sha256(b"shop 1.0.0");
+    server.release_in_build("1.0.0", &digest).await;
+    let mut junit = String::from(r#"<testsuite name="shop">"#);
+    for i in 0..60_000 {
+        junit.push_str(&format!(
+            r#"<testcase classname="shop.c{}" name="t{i}"/>"#,
+            i % 50
+        ));
+    }
+    junit.push_str("</testsuite>");
+    assert!(
+        junit.len() > 2 * custody_server::MAX_BODY,
+        "{}",
+        junit.len()
+    );
+    let evidence =
+        custody_app::AttachEvidence::with_report("test-results", "junit", junit.as_bytes());
+    let evidence = serde_json::to_value(&evidence).unwrap();
+    let path = format!("/api/v1/artifacts/{digest}/evidence");
+    let attached = TestServer::ok(server.post("bob", &path, &evidence).await);
+    let index = attached.body["ledger_index"].as_u64().unwrap();
+    let entry = server
+        .call(
+            "GET",
+            &format!("/api/v1/log/entries?start={index}&end={}", index + 1),
+            Some(server.token("audrey")),
+            None,
+            &[],
+        )
+        .await;
+    assert!(
+        entry.body.to_string().contains("60000"),
+        "the report was read and counted: {}",
+        entry.body
+    );
+    // Declared over the route's limit: refused before reading, nothing written.
+    let before = server.size().await;
+    let declared = (custody_server::MAX_REPORT_BODY + 1).to_string();
+    let over = server
+        .call(
+            "POST",
+            &path,
+            Some(server.token("bob")),
+            Some("{}"),
+            &[("content-length", declared.as_str())],
+        )
+        .await;
+    assert_eq!(over.status, 413, "{}", over.body);
+    assert!(over.error().contains("134217728"), "{}", over.body);
+    // Elsewhere the 1 MiB limit holds.
+    let padded = json!({"environment": "build", "digests": [digest.to_string()], "status": "succeeded",
+        "pad": "x".repeat(custody_server::MAX_BODY)});
+    let deploy = server.post("argo", "/api/v1/deploys", &padded).await;
+    assert_eq!(deploy.status, 413, "{}", deploy.body);
+    assert_eq!(server.size().await, before);
+}
