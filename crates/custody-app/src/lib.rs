@@ -59,8 +59,8 @@ pub use catalog::{
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use environment::{
-    CertifyingDecision, DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT, Rollback,
-    RollbackOutcome, Verification,
+    CertifyingDecision, DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT,
+    RECHECK_WINDOW_SECONDS, Rollback, RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
 pub use evidence::{DSSE, ReportRead};

@@ -463,3 +463,53 @@ async fn approved_exceptions_about_to_expire_are_listed_for_alerts() {
 fn sha_of(text: &str) -> Digest {
     custody_app::attestations::sha256(text.as_bytes())
 }
+
+#[tokio::test]
+async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
+    let s = world().await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let clean = AttachEvidence::with_report(
+        "vulnerability-scan",
+        "trivy",
+        br#"{"SchemaVersion": 2, "Results": []}"#,
+    );
+    s.app.attest(&actor("ci"), &d, &clean, None).await.unwrap();
+    let r = s.release("1.0.0", &d).await;
+    s.app
+        .promote_to(&actor("rita"), &r, "build", None)
+        .await
+        .unwrap();
+    let certified = s.app.promote_to(&actor("sam"), &r, "prod", None).await;
+    assert!(certified.unwrap().decision.decision.allowed);
+    let event_at = |index: u64| {
+        let app = s.app.clone();
+        async move {
+            let entry = app.log().entries(index, index + 1).await.unwrap();
+            Event::from_leaf(&entry[0].leaf).unwrap()
+        }
+    };
+    let now = at("2026-11-10T10:00:30Z");
+
+    // Clean evidence again: nothing to say.
+    let index = s.app.attest(&actor("ci"), &d, &clean, None).await.unwrap();
+    let quiet = s
+        .app
+        .recheck_alerts(index, &event_at(index).await, now)
+        .await;
+    assert!(quiet.unwrap().is_empty());
+
+    // The nightly scan: prod's certified release no longer stands; build's does (it asks
+    // for no scan), so only prod is named.
+    let index = s.app.attest(&actor("ci"), &d, &scan(), None).await.unwrap();
+    let event = event_at(index).await;
+    let alerts = s.app.recheck_alerts(index, &event, now).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a.rule, "certified-release-no-longer-stands");
+    assert_eq!(a.severity, "critical");
+    assert_eq!(a.subject["environment"], "prod");
+    assert!(a.text.contains(CVE) && a.text.contains(&r), "{}", a.text);
+    // Seen again long after (a restart replaying history): not news.
+    let later = now.plus_seconds(custody_app::RECHECK_WINDOW_SECONDS as u64 + 1);
+    assert!(s.app.recheck_alerts(index, &event, later).await.unwrap().is_empty());
+}

@@ -296,6 +296,18 @@ pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
                     for alert in alerts_for_event(index, &event) {
                         raise(&state, &alert).await;
                     }
+                    // New evidence re-checks what is certified with it (a failure to
+                    // re-check is the deploy gate's to report when next asked).
+                    match state.app.recheck_alerts(index, &event, state.now()).await {
+                        Ok(alerts) => {
+                            for alert in alerts {
+                                raise(&state, &alert).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(index, error = %e, "re-checking standings after new evidence")
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -324,3 +324,68 @@ impl<S: Store> App<S> {
         Ok(None)
     }
 }
+
+/// How recent an `evidence.attached` event must be for [`App::recheck_alerts`] to re-check
+/// the standings it touches: the ledger's follower sees every event again after a start,
+/// and history replayed is not news (the deploy gate re-checks on every call anyway).
+pub const RECHECK_WINDOW_SECONDS: i64 = 3600;
+
+impl<S: Store> App<S> {
+    /// Re-checks, after new evidence about an artifact (`event`, at ledger `index`), the
+    /// standing of every environment whose certified release holds that artifact, as the
+    /// deploy gate now answers it: an alert for each that no longer stands (a nightly scan
+    /// found a critical CVE in what runs in production). Evidence older than
+    /// [`RECHECK_WINDOW_SECONDS`] at `now` is history, not news: nothing is re-checked.
+    pub async fn recheck_alerts(
+        &self,
+        index: u64,
+        event: &crate::events::Event,
+        now: custody_model::Timestamp,
+    ) -> AppResult<Vec<crate::alerts::Alert>> {
+        let EventBody::EvidenceAttached(e) = &event.body else {
+            return Ok(Vec::new());
+        };
+        if now.unix_seconds() - event.at.unix_seconds() > RECHECK_WINDOW_SECONDS {
+            return Ok(Vec::new());
+        }
+        let policy = self.policy().await?;
+        let mut alerts = Vec::new();
+        for env in policy.environments() {
+            let Some(cert) = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
+                .await?
+                .and_then(|r| r.value.certified)
+            else {
+                continue;
+            };
+            let release = self.release(&cert.release).await?;
+            let Some(held) = release
+                .artifacts
+                .iter()
+                .find(|a| e.artifacts.contains(&a.digest))
+            else {
+                continue;
+            };
+            let verdict = self.verify(&env.name, &held.digest, now).await?;
+            if verdict.allowed {
+                continue;
+            }
+            alerts.push(crate::alerts::Alert {
+                id: format!("standing-lost:{index}:{}", env.name),
+                rule: "certified-release-no-longer-stands".into(),
+                severity: "critical".into(),
+                text: format!(
+                    "{} certified in {} no longer stands after new {} evidence about {} (ledger entry {index}); the deploy gate now denies it: {}",
+                    cert.release,
+                    env.name,
+                    e.kind,
+                    held.name,
+                    verdict.reasons.join("; ")
+                ),
+                subject: serde_json::json!({"environment": env.name, "release": cert.release,
+                    "artifacts": [held.digest], "ledger_index": index}),
+            });
+        }
+        Ok(alerts)
+    }
+}

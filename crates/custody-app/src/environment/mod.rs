@@ -18,7 +18,7 @@ use crate::records::{
 use crate::{AppError, AppResult};
 
 mod gate;
-pub use gate::{CertifyingDecision, Verification};
+pub use gate::{CertifyingDecision, RECHECK_WINDOW_SECONDS, Verification};
 
 /// The gates of `decision` that did not pass, as `gate: reason`.
 fn failing_gates(decision: &custody_policy::Decision) -> Vec<String> {
