@@ -511,5 +511,11 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
     assert!(a.text.contains(CVE) && a.text.contains(&r), "{}", a.text);
     // Seen again long after (a restart replaying history): not news.
     let later = now.plus_seconds(custody_app::RECHECK_WINDOW_SECONDS as u64 + 1);
-    assert!(s.app.recheck_alerts(index, &event, later).await.unwrap().is_empty());
+    assert!(
+        s.app
+            .recheck_alerts(index, &event, later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
