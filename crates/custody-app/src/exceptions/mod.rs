@@ -207,7 +207,8 @@ impl<S: Store> App<S> {
 
     /// Approves or rejects a pending exception, once. The reviewer must not be its
     /// requester, must hold the security role where it holds, and must act with a
-    /// credential of their own; an exception that has expired can no longer be approved.
+    /// credential of their own (or a statement signed with their enrolled key); an
+    /// exception that has expired can no longer be approved.
     pub async fn review_exception(
         &self,
         actor: &Actor,
@@ -261,34 +262,35 @@ impl<S: Store> App<S> {
                     actor.principal
                 )));
             }
-            if verdict == Verdict::Approve {
-                if let Some(why) = signed_with
-                    .is_none()
-                    .then(|| crate::identity::not_personal(actor))
-                    .flatten()
-                {
-                    return Err(AppError::denied(why));
-                }
-                let now = actor.now.unix_seconds();
-                let holds = |env: Option<&str>| policy.holds(&actor.principal, Role::Security, env, now);
-                let missing: Vec<&str> = if record.environments.is_empty() {
-                    if holds(None) { Vec::new() } else { vec!["every environment (an unscoped grant)"] }
-                } else {
-                    record.environments.iter().map(String::as_str).filter(|e| !holds(Some(e))).collect()
-                };
-                if !missing.is_empty() {
-                    return Err(AppError::denied(format!(
-                        "approving an exception takes the security role, and {} does not hold it in {}",
-                        actor.principal,
-                        missing.join(", ")
-                    )));
-                }
-                if record.expires_at <= actor.now {
-                    return Err(AppError::conflict(format!(
-                        "exception {id} expired at {}; ask for a new one",
-                        record.expires_at.to_second()
-                    )));
-                }
+            // A review, either way, is the reviewer's own and takes the security role
+            // where the exception holds.
+            if let Some(why) = signed_with
+                .is_none()
+                .then(|| crate::identity::not_personal(actor))
+                .flatten()
+            {
+                return Err(AppError::denied(why));
+            }
+            let now = actor.now.unix_seconds();
+            let holds = |env: Option<&str>| policy.holds(&actor.principal, Role::Security, env, now);
+            let missing: Vec<&str> = if record.environments.is_empty() {
+                if holds(None) { Vec::new() } else { vec!["every environment (an unscoped grant)"] }
+            } else {
+                record.environments.iter().map(String::as_str).filter(|e| !holds(Some(e))).collect()
+            };
+            if !missing.is_empty() {
+                return Err(AppError::denied(format!(
+                    "reviewing an exception takes the security role, and {} does not hold it in {}\nhint: a security reviewer other than {} approves or rejects it",
+                    actor.principal,
+                    missing.join(", "),
+                    record.requested_by
+                )));
+            }
+            if verdict == Verdict::Approve && record.expires_at <= actor.now {
+                return Err(AppError::conflict(format!(
+                    "exception {id} expired at {}; ask for a new one",
+                    record.expires_at.to_second()
+                )));
             }
             record.status = if verdict == Verdict::Approve {
                 ExceptionStatus::Approved
