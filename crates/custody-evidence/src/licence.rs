@@ -13,7 +13,12 @@
 //!   that licence or a later version of it (both lists: `GPL-2.0-or-later` is denied
 //!   by a deny list holding `GPL-3.0-only`, since the code may come under it);
 //! - deprecated ids are read as their successors (`GPL-2.0` is `GPL-2.0-only`, `GPL-2.0+`
-//!   is `GPL-2.0-or-later`); `LicenseRef-…` terms match only the same `LicenseRef-…`;
+//!   is `GPL-2.0-or-later`); ids and operators match whatever their case (SPDX says so:
+//!   `gpl-3.0-only` is `GPL-3.0-only`, and a deny list holding it denies it);
+//! - `LicenseRef-…` terms (a licence only the SBOM's author knows) and `NOASSERTION`
+//!   (which the SPDX list carries as an id, but which asserts nothing) are unknown: they
+//!   pass only an allow list naming them (a `LicenseRef-…` only the same one), never a
+//!   deny list alone;
 //! - no licence, or an expression that is not SPDX (parsed leniently: `/` for `OR`,
 //!   lowercase operators, deprecated and common imprecise ids accepted), is unknown, and
 //!   unknown is denied unless the rules say [`LicenceRules::allow_unknown`].
@@ -108,6 +113,8 @@ impl LicenceRules {
         let Some(text) = licence.map(str::trim).filter(|t| !t.is_empty()) else {
             return self.unknown("no licence is declared".to_owned());
         };
+        let text = canonical_case(text);
+        let text = text.as_ref();
         let expr = match Expression::parse_mode(text, ParseMode::LAX) {
             Ok(e) => e,
             Err(e) => {
@@ -157,11 +164,14 @@ impl LicenceRules {
     }
 
     fn term_allowed(&self, req: &LicenseReq) -> bool {
-        !self.deny.iter().any(|d| matches(d, req))
-            && self
-                .allow
-                .as_ref()
-                .is_none_or(|a| a.iter().any(|e| matches(e, req)))
+        if self.deny.iter().any(|d| matches(d, req)) {
+            return false;
+        }
+        let unknown_allowed = self.allow_unknown && unknown(req);
+        match &self.allow {
+            Some(allow) => allow.iter().any(|e| matches(e, req)) || unknown_allowed,
+            None => !unknown(req) || unknown_allowed,
+        }
     }
 
     /// "X is denied, Y is not on the allow list", for the terms that failed.
@@ -171,6 +181,11 @@ impl LicenceRules {
             .map(|f| {
                 if self.deny.iter().any(|d| matches(d, &f.req)) {
                     format!("{} is denied", f.req)
+                } else if unknown(&f.req) && self.allow.is_none() {
+                    format!(
+                        "{} names no SPDX licence, and an unknown licence is denied",
+                        f.req
+                    )
                 } else {
                     format!("{} is not on the allow list", f.req)
                 }
@@ -181,6 +196,66 @@ impl LicenceRules {
     }
 }
 
+/// Whether a term names no licence custody can judge (see the module doc).
+fn unknown(req: &LicenseReq) -> bool {
+    match &req.license {
+        LicenseItem::Spdx { id, .. } => id.name == "NOASSERTION",
+        LicenseItem::Other(_) => true,
+    }
+}
+
+/// `text` with every licence and exception id, operator and `LicenseRef-` prefix in the
+/// case the SPDX list gives it: SPDX matches them case-insensitively, the `spdx` crate
+/// (even in its lax mode) only in the list's case. Borrowed when nothing changes.
+fn canonical_case(text: &str) -> std::borrow::Cow<'_, str> {
+    let canonical = |word: &str| -> Option<String> {
+        let (base, plus) = match word.strip_suffix('+') {
+            Some(b) => (b, "+"),
+            None => (word, ""),
+        };
+        if spdx::license_id(base).is_some() || spdx::exception_id(base).is_some() {
+            return None;
+        }
+        if let Some(op) = ["AND", "OR", "WITH"]
+            .into_iter()
+            .find(|op| op.eq_ignore_ascii_case(base))
+        {
+            return (op != base).then(|| op.to_owned());
+        }
+        if let Some(rest) = base
+            .get(..11)
+            .filter(|p| p.eq_ignore_ascii_case("LicenseRef-"))
+            .map(|_| &base[11..])
+        {
+            return Some(format!("LicenseRef-{rest}{plus}"));
+        }
+        let name = spdx::identifiers::LICENSES
+            .iter()
+            .map(|l| l.name)
+            .chain(spdx::identifiers::EXCEPTIONS.iter().map(|e| e.name))
+            .find(|n| n.eq_ignore_ascii_case(base))?;
+        Some(format!("{name}{plus}"))
+    };
+    let separator = |c: char| c.is_whitespace() || c == '(' || c == ')';
+    let (mut out, mut changed, mut rest) = (String::with_capacity(text.len()), false, text);
+    while let Some(c) = rest.chars().next() {
+        let end = match separator(c) {
+            true => c.len_utf8(),
+            false => rest.find(separator).unwrap_or(rest.len()),
+        };
+        let word = &rest[..end];
+        match (!separator(c)).then(|| canonical(word)).flatten() {
+            Some(c) => (out.push_str(&c), changed = true).1,
+            None => out.push_str(word),
+        }
+        rest = &rest[end..];
+    }
+    match changed {
+        true => std::borrow::Cow::Owned(out),
+        false => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 fn entries<S: AsRef<str>>(
     list: &'static str,
     items: &[S],
@@ -188,7 +263,7 @@ fn entries<S: AsRef<str>>(
     items
         .iter()
         .map(|s| {
-            Licensee::parse_mode(s.as_ref().trim(), ParseMode::LAX).map_err(|e| {
+            Licensee::parse_mode(&canonical_case(s.as_ref().trim()), ParseMode::LAX).map_err(|e| {
                 LicenceRulesError::BadEntry {
                     list,
                     entry: s.as_ref().to_owned(),

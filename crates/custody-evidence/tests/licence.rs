@@ -37,7 +37,7 @@ fn or_needs_one_side_and_needs_both() {
                 "(MIT AND GPL-3.0-only) OR (Apache-2.0 AND GPL-2.0-only)",
                 false,
             ),
-            ("mit or gpl-3.0-only", false), // ids are case-sensitive; lax mode only lowercases operators
+            ("mit or gpl-3.0-only", true), // SPDX ids match whatever their case
             ("MIT or GPL-3.0-only", true),
             ("MIT/GPL-3.0-only", true),
         ],
@@ -187,6 +187,61 @@ fn unknown_licences_are_denied_by_default() {
     assert!(
         !lenient.evaluate(Some("GPL-3.0-only")).allowed,
         "allow_unknown does not allow known licences"
+    );
+}
+
+#[test]
+fn a_deny_list_alone_lets_no_unknown_licence_through() {
+    let r = rules(None, &["GPL-3.0-only"]);
+    table(
+        &r,
+        &[
+            ("MIT", true),
+            ("NOASSERTION", false),
+            ("MIT AND NOASSERTION", false),
+            ("LicenseRef-Whatever", false),
+            ("MIT OR LicenseRef-Whatever", true),
+        ],
+    );
+    let v = r.evaluate(Some("LicenseRef-Whatever"));
+    assert!(
+        v.reason.contains(
+            "LicenseRef-Whatever names no SPDX licence, and an unknown licence is denied"
+        ),
+        "{}",
+        v.reason
+    );
+    // Allowed when the rules allow unknown licences, or an allow list names it.
+    assert!(
+        r.clone()
+            .allow_unknown(true)
+            .evaluate(Some("NOASSERTION"))
+            .allowed
+    );
+    let named = rules(Some(&["MIT", "LicenseRef-Whatever"]), &[]);
+    assert!(named.evaluate(Some("LicenseRef-Whatever")).allowed);
+    assert!(!named.evaluate(Some("NOASSERTION")).allowed);
+}
+
+#[test]
+fn ids_match_whatever_their_case() {
+    // A lowercase id is the same licence: a deny list denies it, in rules and expressions.
+    let r = rules(None, &["gpl-3.0-only"]);
+    table(
+        &r,
+        &[
+            ("GPL-3.0-only", false),
+            ("gpl-3.0-only", false),
+            ("Gpl-3.0-Only", false),
+            ("mit and gpl-3.0-only", false),
+            ("apache-2.0", true),
+            ("GPL-2.0-only WITH classpath-exception-2.0", true),
+        ],
+    );
+    let v = r.evaluate(Some("gpl-3.0-only"));
+    assert_eq!(
+        v.reason,
+        "GPL-3.0-only is not allowed: GPL-3.0-only is denied"
     );
 }
 
