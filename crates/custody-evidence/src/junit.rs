@@ -10,7 +10,10 @@
 //! `tests`/`failures`/`errors`/`skipped` attributes are what the writer claims; the test
 //! cases are what the file holds. When they disagree (a file cut short and repaired, a
 //! hand-edited report, a tool that writes totals only) the counted figures stand and the
-//! report carries a warning naming the suite. A case's outcome is its worst child:
+//! report carries a warning naming the suite, with one exception that only makes a report
+//! fail: failures or errors a suite claims beyond the failing cases it holds count as
+//! failed ([`TestReport::unseen_failures`]), since a report that says it failed did. A
+//! count attribute that is not a whole number is refused. A case's outcome is its worst child:
 //! `<error>` over `<failure>` over `<skipped>`; a case with none of them passed
 //! (`<flakyFailure>` and friends record retries of a case that finally passed).
 //!
@@ -47,6 +50,14 @@ pub struct TestReport {
     /// Where the file's own count attributes disagree with the counted cases, and other
     /// oddities that did not stop the reading (at most [`MAX_LISTED`]).
     pub warnings: Vec<String>,
+    /// Failures and errors the file's attributes claim beyond the failing cases it holds
+    /// (the most any one element claims so): counted as failed test cases.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unseen_failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One `<testsuite>`'s counted test cases.
@@ -135,7 +146,17 @@ struct SuiteState {
 /// What a `<testsuite>` or `<testsuites>` says about itself.
 #[derive(Default)]
 struct Claimed {
-    counts: Vec<(&'static str, String)>,
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl Claimed {
+    /// Failures and errors claimed beyond `counted` (`[tests, failures, errors, skipped]`).
+    fn unseen_failures(&self, counted: [u64; 4]) -> u64 {
+        let claimed = |key: &str| self.counts.iter().find(|(k, _)| *k == key).map(|c| c.1);
+        let failures = claimed("failures").unwrap_or(0);
+        let errors = claimed("errors").unwrap_or(0);
+        (failures.saturating_add(errors)).saturating_sub(counted[1] + counted[2])
+    }
 }
 
 /// A case while it is being read.
@@ -493,6 +514,8 @@ impl<'a> Parser<'a> {
 
     fn finish_suite(&mut self, i: usize) {
         let s = &self.suites[i];
+        let unseen = s.claimed.unseen_failures(s.deep);
+        self.report.unseen_failures = self.report.unseen_failures.max(unseen);
         if let Some(w) = disagreement(&s.claimed, s.deep) {
             let w = format!("suite {:?} (line {}): {w}", s.counted.name, s.line);
             self.warn(w);
@@ -503,6 +526,8 @@ impl<'a> Parser<'a> {
         self.report.suites = self.suites.drain(..).map(|s| s.counted).collect();
         let t = self.report.totals();
         if let Some((name, claimed)) = self.root.take() {
+            let unseen = claimed.unseen_failures([t.tests, t.failed, t.errored, t.skipped]);
+            self.report.unseen_failures = self.report.unseen_failures.max(unseen);
             if let Some(w) = disagreement(&claimed, [t.tests, t.failed, t.errored, t.skipped]) {
                 self.warn(format!("<testsuites> {name:?}: {w}"));
             }
@@ -538,14 +563,20 @@ fn claims(p: &mut Parser<'_>, e: &BytesStart<'_>, start: u64) -> Result<Claimed,
     let mut claimed = Claimed::default();
     for key in ["tests", "failures", "errors", "skipped"] {
         if let Some(v) = attr(p, e, start, key)? {
-            claimed.counts.push((key, v));
+            let n = v.trim().parse::<u64>().map_err(|_| {
+                p.err(
+                    start,
+                    format!("the {key} attribute {v:?} is not a count of test cases"),
+                )
+            })?;
+            claimed.counts.push((key, n));
         }
     }
     Ok(claimed)
 }
 
 /// How the claimed counts differ from `[tests, failures, errors, skipped]` counted, if
-/// they do. A claim that is not a whole number is reported, not trusted.
+/// they do.
 fn disagreement(claimed: &Claimed, counted: [u64; 4]) -> Option<String> {
     let mut diffs = Vec::new();
     for (key, value) in &claimed.counts {
@@ -555,10 +586,8 @@ fn disagreement(claimed: &Claimed, counted: [u64; 4]) -> Option<String> {
             "errors" => 2,
             _ => 3,
         };
-        match value.trim().parse::<u64>() {
-            Ok(n) if n == counted[i] => {}
-            Ok(n) => diffs.push(format!("{key}={n} but {} counted", counted[i])),
-            Err(_) => diffs.push(format!("{key}={value:?} is not a count")),
+        if *value != counted[i] {
+            diffs.push(format!("{key}={value} but {} counted", counted[i]));
         }
     }
     (!diffs.is_empty()).then(|| {

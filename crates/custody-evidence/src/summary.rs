@@ -93,6 +93,9 @@ impl TestTotals {
             self.skipped += s.skipped;
             self.passed += s.tests.saturating_sub(s.failures + s.errors + s.skipped);
         }
+        // Failures the report claims without the cases: failed tests all the same.
+        self.tests += r.unseen_failures;
+        self.failed += r.unseen_failures;
     }
 }
 

@@ -162,6 +162,48 @@ got 2</failure></testcase>
 }
 
 #[test]
+fn failures_claimed_without_their_cases_count_and_counts_must_be_numbers() {
+    // tests="5" failures="3", but only one passing case: the three failures it claims
+    // count as failed (a report that says it failed did), whatever cases it kept.
+    let xml = r#"<testsuite name="shop" tests="5" failures="3"><testcase name="a"/></testsuite>"#;
+    let Evidence::Tests(r) = parse(Format::Junit, xml.as_bytes()).unwrap() else {
+        panic!("not a test report")
+    };
+    assert_eq!(r.unseen_failures, 3);
+    assert_eq!(r.totals(), totals(1, 4, 1, 3, 0, 0));
+    // Claimed by the <testsuites> root, or as errors: the same.
+    let xml = r#"<testsuites errors="2"><testsuite name="s"><testcase name="a"/><testcase name="b"><error/></testcase></testsuite></testsuites>"#;
+    let Evidence::Tests(r) = parse(Format::Junit, xml.as_bytes()).unwrap() else {
+        panic!("not a test report")
+    };
+    assert_eq!(r.unseen_failures, 1);
+    // Claims at or below what it holds change nothing.
+    let xml =
+        r#"<testsuite tests="9" failures="0"><testcase name="a"><failure/></testcase></testsuite>"#;
+    let Evidence::Tests(r) = parse(Format::Junit, xml.as_bytes()).unwrap() else {
+        panic!("not a test report")
+    };
+    assert_eq!((r.unseen_failures, r.totals().failed), (0, 1));
+    // A count that is not a whole number is refused, naming the attribute and line.
+    for (attr, value) in [
+        ("tests", "five"),
+        ("failures", "-1"),
+        ("errors", "1.5"),
+        ("skipped", ""),
+    ] {
+        let xml = format!(
+            "<testsuites>\n<testsuite {attr}=\"{value}\"><testcase name=\"a\"/></testsuite></testsuites>"
+        );
+        let (line, message) = refused(&xml);
+        assert_eq!(line, 2, "{message}");
+        assert!(
+            message.contains(&format!("the {attr} attribute {value:?} is not a count")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn zero_tests_is_a_valid_report() {
     for xml in [
         "<testsuites/>",

@@ -220,6 +220,12 @@ fn tests(r: &TestReport) -> TestFacts {
                     false => format!("{}/{name}: {}", c.suite, c.message),
                 }
             })
+            .chain((r.unseen_failures > 0).then(|| {
+                format!(
+                    "{} more failures or errors its attributes claim without the test cases",
+                    r.unseen_failures
+                )
+            }))
             .collect(),
     }
 }
