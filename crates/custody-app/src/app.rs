@@ -77,6 +77,8 @@ pub struct App<S: Store> {
     pub(crate) projection: crate::projection::Guard,
     /// What the ledger's follower saw (see tail.rs).
     pub(crate) tail: crate::tail::Tail,
+    /// Stored reports parsed, by digest (see evidence.rs).
+    pub(crate) reports: Mutex<crate::evidence::ReportCache>,
     /// Told how long each append took and whether it committed (a server's metrics).
     append_observer: std::sync::OnceLock<AppendObserver>,
 }
@@ -141,6 +143,7 @@ impl<S: Store> App<S> {
             state_cache: StateCache::new(),
             projection: crate::projection::Guard::new(),
             tail: crate::tail::Tail::new(),
+            reports: Mutex::new(Default::default()),
             append_observer: std::sync::OnceLock::new(),
         }
     }

@@ -37,6 +37,10 @@ pub struct BoardColumn {
     pub running: Option<crate::trust::Running>,
     /// The latest rejections and rollbacks here, newest first.
     pub recent: Vec<crate::trust::Outcome>,
+    /// Why the deploy gate denies the certified release now, when it does: it stood when
+    /// certified, and evidence since (a new scan), a revoked key or a rejection undid it.
+    /// Empty while it stands, or when nothing is certified.
+    pub no_longer_stands: Vec<String>,
 }
 
 /// Waiting promotions listed per environment at most.
@@ -137,8 +141,9 @@ pub struct PromotionView {
 }
 
 impl<S: Store> App<S> {
-    /// The pipeline board: every environment of the policy in force, in order.
-    pub async fn board(&self) -> AppResult<Vec<BoardColumn>> {
+    /// The pipeline board: every environment of the policy in force, in order, as it
+    /// stands at `now` (the deploy gate's verdict on each certified release, cached).
+    pub async fn board(&self, now: custody_model::Timestamp) -> AppResult<Vec<BoardColumn>> {
         let policy = self.policy().await?;
         let size = self.store.size().await?;
         let mut columns = Vec::new();
@@ -154,6 +159,21 @@ impl<S: Store> App<S> {
             let certified_digests = standing.as_ref().map_or(&[][..], |s| &s.artifacts[..]);
             let running = self.running(&env.name, certified_digests, size).await?;
             let recent = self.recent_outcomes(&env.name, size).await?;
+            // The gate judges the whole release from any one of its digests.
+            let no_longer_stands = match certified_digests.first() {
+                Some(d) => {
+                    let digest = d.parse().map_err(|e| {
+                        AppError::Integrity(format!("the standing of {}: {e}", env.name))
+                    })?;
+                    let verdict = self.verify(&env.name, &digest, now).await?;
+                    if verdict.allowed {
+                        Vec::new()
+                    } else {
+                        verdict.reasons.clone()
+                    }
+                }
+                None => Vec::new(),
+            };
             let mut pending: Vec<(String, PendingPromotion)> =
                 self.in_environment(kind::PENDING, &env.name).await?;
             let more_pending = pending.len() > PENDING_SHOWN;
@@ -172,6 +192,7 @@ impl<S: Store> App<S> {
                 standing,
                 running,
                 recent,
+                no_longer_stands,
             });
         }
         Ok(columns)

@@ -170,6 +170,25 @@ pub struct ReleaseCreated {
     pub ledger_index: u64,
 }
 
+/// The source and parameters a verified build declares.
+fn build_source(f: &attestations::ReadProvenance) -> events::BuildSource {
+    events::BuildSource {
+        repository: f.source_repo.clone(),
+        commit: f.source_commit.clone(),
+        parameters: f.parameters.clone(),
+    }
+}
+
+/// The key of the record of the digests built from `f`'s source and parameters: the hash
+/// of the source as a JSON value (keys sorted), as it always was (records written before
+/// name their builds by it).
+pub(crate) fn build_source_key(f: &attestations::ReadProvenance) -> AppResult<String> {
+    serde_json::to_value(build_source(f))
+        .and_then(|v| serde_json::to_vec(&v))
+        .map(|bytes| sha256(&bytes).to_string())
+        .map_err(|e| AppError::invalid(e.to_string()))
+}
+
 impl<S: Store> App<S> {
     /// Registers an artifact with its build and provenance. Provenance produced elsewhere
     /// must verify with a trusted builder key and be about this digest (and agree with the
@@ -300,17 +319,8 @@ impl<S: Store> App<S> {
             let mut state = vec![write(kind::ARTIFACT, &digest.to_string(), &record, Expect::Absent)?];
             let mut discrepancy = Vec::new();
             if let Some(f) = &facts {
-                let source = events::BuildSource {
-                    repository: f.source_repo.clone(),
-                    commit: f.source_commit.clone(),
-                    parameters: f.parameters.clone(),
-                };
-                // The key is the hash of the source as a JSON value (keys sorted), as it
-                // always was: records written before name their builds by it.
-                let key = serde_json::to_value(&source)
-                    .and_then(|v| serde_json::to_vec(&v))
-                    .map(|bytes| sha256(&bytes).to_string())
-                    .map_err(|e| AppError::invalid(e.to_string()))?;
+                let source = build_source(f);
+                let key = build_source_key(f)?;
                 let seen: Option<Versioned<BuildSourceRecord>> = self.get(kind::BUILD_SOURCE, &key).await?;
                 let mut sources = seen.as_ref().map(|s| s.value.clone()).unwrap_or_default();
                 let digests = sources.digests.entry(new.name.clone()).or_default();
@@ -380,7 +390,10 @@ impl<S: Store> App<S> {
         crate::limits::label("evidence format", format, crate::limits::MAX_LABEL)?;
         crate::evidence::kind_accepts(evidence_kind, format)?;
         let read = match &evidence.report {
-            Some(report) => Some(self.keep_report(actor, format, file_digest, report).await?),
+            Some(report) => Some(
+                self.keep_report(actor, evidence_kind, format, file_digest, report)
+                    .await?,
+            ),
             None => None,
         };
         self.retrying(|| async {
@@ -396,6 +409,7 @@ impl<S: Store> App<S> {
                 by: actor.principal.clone(),
                 at: actor.now,
                 read: read.is_some(),
+                holds: read.as_ref().map(|r| crate::evidence::holds(&r.summary)).unwrap_or_default(),
             };
             record.value.evidence.push(evidence.clone());
             let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];

@@ -63,30 +63,93 @@ fn trusted_keys(policy: &Policy) -> Vec<PublicKey> {
         .collect()
 }
 
-/// Parses `bytes` as a report of `format` (input over the evidence reader's bound is
-/// refused before parsing); a `dsse` envelope must verify with one of `trusted`. Every refusal is [`AppError::Invalid`], naming the line or
-/// JSON path at fault.
+/// The evidence types the policy's rules read: the formats each may come in, and the
+/// content its report must hold (none for an attestation).
+fn carries(kind: &str) -> Option<(&'static [&'static str], Option<&'static str>)> {
+    Some(match kind {
+        "test-results" => (&["junit"], Some("tests")),
+        "static-analysis" => (&["sarif"], Some("findings")),
+        "vulnerability-scan" => (
+            &["osv", "grype", "trivy", "cyclonedx"],
+            Some("vulnerabilities"),
+        ),
+        "sbom" => (&["cyclonedx", "spdx"], Some("licences")),
+        "attestation" => (&["dsse"], None),
+        _ => return None,
+    })
+}
+
 /// Whether evidence of type `kind` may come in `format`. The types the policy's rules
 /// read are fixed to the formats that say what those rules read: a test report is never a
 /// vulnerability scan or an SBOM, however it is labelled. Any other (custom) type takes
 /// any format.
 pub(crate) fn kind_accepts(kind: &str, format: &str) -> AppResult<()> {
-    let formats: &[&str] = match kind {
-        "test-results" => &["junit"],
-        "vulnerability-scan" => &["sarif", "osv", "grype", "trivy", "cyclonedx"],
-        "sbom" => &["cyclonedx", "spdx"],
-        "attestation" => &["dsse"],
-        _ => return Ok(()),
+    let Some((formats, _)) = carries(kind) else {
+        return Ok(());
     };
     if formats.contains(&format) {
         return Ok(());
     }
+    let hint = match format {
+        "sarif" => "record it as --kind static-analysis (custody reads a SARIF file's results by rule and level, not as vulnerabilities), or attach the scanner's own JSON (osv, grype, trivy)".to_owned(),
+        _ => format!("record it under a type of its own (--kind NAME), or attach the {kind} report itself"),
+    };
     Err(AppError::invalid(format!(
-        "{kind} evidence is read from {}, not {format}: a report in {format} says nothing a rule over {kind} reads\nhint: record it under a type of its own (--kind NAME), or attach the {kind} report itself",
+        "{kind} evidence is read from {}, not {format}: a report in {format} says nothing a rule over {kind} reads\nhint: {hint}",
         formats.join(", ")
     )))
 }
 
+/// Whether a report of type `kind`, read as `read`, holds what the rules over that type
+/// read: a piece that says nothing about them would otherwise stand where a report
+/// should (a CycloneDX SBOM listing no vulnerabilities is no vulnerability scan).
+pub(crate) fn kind_holds(kind: &str, format: &str, read: &ReportRead) -> AppResult<()> {
+    let Some((_, Some(content))) = carries(kind) else {
+        return Ok(());
+    };
+    if holds(&read.summary).iter().any(|h| h == content) {
+        return Ok(());
+    }
+    Err(AppError::invalid(format!(
+        "this {format} report holds no {content}, so it is no {kind} evidence{}",
+        match (kind, format) {
+            ("vulnerability-scan", "cyclonedx") =>
+                "\nhint: a CycloneDX scan result lists `vulnerabilities` (an empty array when the scan found none); attach an SBOM without them as --kind sbom",
+            _ => "",
+        }
+    )))
+}
+
+/// What a report read as `summary` holds that the policy's rules read.
+pub(crate) fn holds(summary: &Summary) -> Vec<String> {
+    [
+        ("tests", summary.tests.is_some()),
+        ("findings", summary.findings.is_some()),
+        ("vulnerabilities", summary.vulnerabilities.is_some()),
+        ("licences", summary.licences.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, held)| *held)
+    .map(|(name, _)| name.to_owned())
+    .collect()
+}
+
+/// What a report of `format` may hold (for evidence recorded before custody kept what
+/// each report holds).
+pub(crate) fn may_hold(format: &str) -> &'static [&'static str] {
+    match format {
+        "junit" => &["tests"],
+        "sarif" => &["findings"],
+        "osv" | "grype" | "trivy" => &["vulnerabilities"],
+        "spdx" => &["licences"],
+        "cyclonedx" => &["licences", "vulnerabilities"],
+        _ => &[],
+    }
+}
+
+/// Parses `bytes` as a report of `format` (input over the evidence reader's bound is
+/// refused before parsing); a `dsse` envelope must verify with one of `trusted`. Every
+/// refusal is [`AppError::Invalid`], naming the line or JSON path at fault.
 pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppResult<Parsed> {
     let size = bytes.len() as u64;
     if size > MAX_INPUT_BYTES {
@@ -130,62 +193,127 @@ pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppRes
     })
 }
 
-/// What the stored report `digest` of `format` says under `policy`'s rules for
-/// `environment` (the default rules where the policy has no such environment). The report
-/// is read whole from the store, checked against its name, and parsed again: a stored
-/// report that no longer parses, or is missing, is an integrity failure (it was parsed
-/// before its event was appended).
-pub(crate) async fn report_facts<S: custody_store::Store>(
-    store: &S,
-    policy: &Policy,
-    environment: &str,
-    format: &str,
-    digest: &Digest,
-) -> AppResult<ReportFacts> {
-    let bytes = store.read_blob(digest).await?.ok_or_else(|| {
-        AppError::Integrity(format!(
-            "the {format} report {digest} the ledger names is missing from the store"
-        ))
-    })?;
-    let name = digest.to_string();
-    if format == DSSE {
-        // Its signature was checked against the keys trusted when it was attached; an
-        // attestation carries no content the rules count.
-        return Ok(ReportFacts {
-            format: format.to_owned(),
-            digest: name,
-            ..ReportFacts::default()
-        });
-    }
-    let parsed = parse(&[], format, &bytes).map_err(|e| {
-        AppError::Integrity(format!(
-            "the stored {format} report {digest} no longer reads: {e}"
-        ))
-    })?;
-    Ok(match &parsed.evidence {
-        Some(evidence) => {
-            let default = custody_policy::EvidenceRules::default();
-            let rules = policy
-                .environment(environment)
-                .map_or(&default, |e| &e.rules);
-            ReportFacts::read(rules, evidence, &name)
-        }
-        None => ReportFacts {
-            format: format.to_owned(),
-            digest: name,
-            ..ReportFacts::default()
-        },
-    })
+/// Parsed reports kept at most, counted in the bytes of their source (the cache is
+/// cleared when it would hold more): a decision reads each report it weighs, and so
+/// does every re-check and the metrics, so a 20 MB SBOM is parsed once, not per decision.
+const REPORT_BYTES_KEPT: u64 = 256 << 20;
+
+/// Parsed stored reports by digest (a blob never changes under its digest), and the
+/// source bytes they were parsed from, summed.
+#[derive(Default)]
+pub(crate) struct ReportCache {
+    parsed: std::collections::HashMap<Digest, std::sync::Arc<Evidence>>,
+    bytes: u64,
 }
 
 impl<S: custody_store::Store> App<S> {
-    /// Reads the base64 `report` attached as `format` evidence with digest `digest`,
-    /// parses it and keeps it as a blob (before the append whose event names it, so an
-    /// event never names a missing report). Refused, with nothing kept, when it is not
-    /// base64, does not hash to `digest`, or does not parse.
+    /// The stored report `digest` of `format`, parsed (`None` for `dsse`: an
+    /// attestation carries no content the rules count). The report is read whole from the
+    /// store, checked against its name, and parsed again, once, then kept: a stored report
+    /// that no longer parses, or is missing, is an integrity failure (it was parsed before
+    /// its event was appended).
+    pub(crate) async fn stored_report(
+        &self,
+        format: &str,
+        digest: &Digest,
+    ) -> AppResult<Option<std::sync::Arc<Evidence>>> {
+        if format == DSSE {
+            return Ok(None);
+        }
+        if let Some(kept) = self
+            .reports
+            .lock()
+            .ok()
+            .and_then(|c| c.parsed.get(digest).cloned())
+        {
+            return Ok(Some(kept));
+        }
+        let bytes = self.store.read_blob(digest).await?.ok_or_else(|| {
+            AppError::Integrity(format!(
+                "the {format} report {digest} the ledger names is missing from the store"
+            ))
+        })?;
+        let parsed = parse(&[], format, &bytes).map_err(|e| {
+            AppError::Integrity(format!(
+                "the stored {format} report {digest} no longer reads: {e}"
+            ))
+        })?;
+        let Some(evidence) = parsed.evidence.map(std::sync::Arc::new) else {
+            return Ok(None);
+        };
+        if let Ok(mut cache) = self.reports.lock() {
+            let size = bytes.len() as u64;
+            if cache.bytes + size > REPORT_BYTES_KEPT {
+                *cache = ReportCache::default();
+            }
+            cache.bytes += size;
+            cache.parsed.insert(digest.clone(), evidence.clone());
+        }
+        Ok(Some(evidence))
+    }
+
+    /// What the stored report `digest` of `format` says under `policy`'s rules for
+    /// `environment` (the default rules where the policy has no such environment).
+    pub(crate) async fn report_facts(
+        &self,
+        policy: &Policy,
+        environment: &str,
+        format: &str,
+        digest: &Digest,
+    ) -> AppResult<ReportFacts> {
+        let name = digest.to_string();
+        Ok(match self.stored_report(format, digest).await? {
+            Some(evidence) => {
+                let default = custody_policy::EvidenceRules::default();
+                let rules = policy
+                    .environment(environment)
+                    .map_or(&default, |e| &e.rules);
+                ReportFacts::read(rules, &evidence, &name)
+            }
+            None => ReportFacts {
+                format: format.to_owned(),
+                digest: name,
+                ..ReportFacts::default()
+            },
+        })
+    }
+
+    /// The vulnerabilities an `evidence.attached` event's report lists (none when custody
+    /// did not read it, or it counted none: a clean scan is not read again).
+    pub async fn reported_vulnerabilities(
+        &self,
+        attached: &crate::events::EvidenceAttached,
+    ) -> AppResult<Vec<custody_evidence::vuln::Vulnerability>> {
+        let counted = attached
+            .report
+            .as_ref()
+            .and_then(|r| r.summary.vulnerabilities.as_ref())
+            .is_some_and(|v| v.total > 0);
+        if !counted {
+            return Ok(Vec::new());
+        }
+        Ok(
+            match self
+                .stored_report(&attached.format, &attached.evidence)
+                .await?
+                .as_deref()
+            {
+                Some(Evidence::Vulnerabilities(r)) => r.vulnerabilities.clone(),
+                Some(Evidence::Sbom(s)) => s.vulnerabilities.clone().unwrap_or_default(),
+                _ => Vec::new(),
+            },
+        )
+    }
+
+    /// Reads the base64 `report` attached as `kind` evidence in `format` with digest
+    /// `digest`, parses it and keeps it as a blob (before the append whose event names it,
+    /// so an event never names a missing report). Refused, with nothing kept, when it is
+    /// not base64, does not hash to `digest`, does not parse, or holds nothing the rules
+    /// over `kind` read.
     pub(crate) async fn keep_report(
         &self,
         actor: &Actor,
+        kind: &str,
         format: &str,
         digest: &Digest,
         report: &str,
@@ -213,6 +341,7 @@ impl<S: custody_store::Store> App<S> {
             _ => Vec::new(),
         };
         let parsed = parse(&trusted, format, &bytes)?;
+        kind_holds(kind, format, &parsed.read)?;
         self.store
             .put_blob(&parsed.read.media_type, bytes.into(), actor.now)
             .await?;

@@ -116,6 +116,11 @@ pub struct EvidenceRecord {
     /// for evidence recorded by its digest alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read: bool,
+    /// What its report holds that the policy's rules read (`tests`, `findings`,
+    /// `vulnerabilities`, `licences`); empty when custody did not read it, and in records
+    /// made before this was kept (then its format says what it may hold).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<String>,
 }
 
 /// The artifacts built from one source and set of parameters (provenance discrepancy).

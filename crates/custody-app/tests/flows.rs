@@ -234,6 +234,10 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
     let ok = register(good, Some(build("e1", "release"))).await.unwrap();
     assert_eq!(ok.provenance.unwrap().source_commit, "e1");
     // The same source and parameters building another digest is a discrepancy.
+    let mut rerun = build("e1", "release");
+    rerun.environment = [("TZ".to_owned(), "Europe/Paris".to_owned())].into();
+    rerun.nondeterministic_steps =
+        vec!["embeds build time".into(), "zips in directory order".into()];
     let second = s
         .app
         .register(
@@ -241,7 +245,7 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
             NewArtifact {
                 name: "shop".into(),
                 digest: Some(sha256(b"rebuilt")),
-                build: Some(build("e1", "release")),
+                build: Some(rerun),
                 builder_key: Some(&s.builder),
                 ..NewArtifact::default()
             },
@@ -258,6 +262,51 @@ async fn provenance_made_elsewhere_is_checked_and_discrepancies_recorded() {
         events
             .iter()
             .any(|e| v(&e.event)["type"] == "provenance.discrepancy")
+    );
+    // The two builds side by side: the same source and parameters, and exactly where they
+    // differ (the environment and the steps declared non-deterministic).
+    let rebuilt = sha256(b"rebuilt");
+    assert_eq!(
+        s.app.discrepant_builds(&digest).await.unwrap(),
+        vec![rebuilt.clone()]
+    );
+    assert_eq!(
+        s.app.discrepant_builds(&rebuilt).await.unwrap(),
+        vec![digest.clone()]
+    );
+    let c = s.app.compare_builds(&digest, &rebuilt).await.unwrap();
+    assert!(c.same_source, "{c:#?}");
+    assert_eq!(c.builds[0].digest, digest);
+    assert_eq!(c.builds[1].digest, rebuilt);
+    let differing: Vec<&str> = c
+        .fields
+        .iter()
+        .filter(|f| !f.same)
+        .map(|f| f.field.as_str())
+        .collect();
+    assert_eq!(
+        differing,
+        [
+            "buildDefinition.internalParameters.environment.TZ",
+            "buildDefinition.internalParameters.nondeterministicSteps",
+        ],
+        "{c:#?}"
+    );
+    let env = c
+        .fields
+        .iter()
+        .find(|f| f.field.ends_with(".environment.TZ"))
+        .unwrap();
+    assert_eq!(env.values, [None, Some(serde_json::json!("Europe/Paris"))]);
+    assert!(
+        c.fields
+            .iter()
+            .any(|f| f.field == "buildDefinition.externalParameters.source.commit" && f.same)
+    );
+    let unknown = s.app.compare_builds(&digest, &sha256(b"never")).await;
+    assert!(
+        matches!(unknown, Err(AppError::NotFound(ref m)) if m.contains("is registered")),
+        "{unknown:?}"
     );
     // Another build profile is another build: no discrepancy.
     let third = s
@@ -971,7 +1020,7 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        due(&s.app.board().await.unwrap()),
+        due(&s.app.board(actor("any").now).await.unwrap()),
         [(
             id.clone(),
             vec!["freeze".to_owned(), "approvals".to_owned()]
@@ -1023,7 +1072,7 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         reviewed.promotion.break_glass.unwrap().reviewed_by,
         Some(approval.id)
     );
-    assert!(due(&s.app.board().await.unwrap()).is_empty());
+    assert!(due(&s.app.board(actor("any").now).await.unwrap()).is_empty());
     // A rejection after the fact is an alert for people to act on; nothing else changes.
     let last = s
         .app
@@ -1385,7 +1434,10 @@ async fn a_certified_card_keeps_the_quorum_it_was_decided_under() {
         let prod = board.into_iter().find(|c| c.environment == "prod").unwrap();
         prod.standing.unwrap().approvals
     };
-    assert_eq!(approvals(s.app.board().await.unwrap()), (1, Some(1)));
+    assert_eq!(
+        approvals(s.app.board(actor("any").now).await.unwrap()),
+        (1, Some(1))
+    );
     for later in [2, 1, 2] {
         s.app
             .apply(
@@ -1402,7 +1454,7 @@ async fn a_certified_card_keeps_the_quorum_it_was_decided_under() {
         let rule = now.environment("prod").unwrap().approvals.as_ref().unwrap();
         assert_eq!(rule.quorum, later);
         assert_eq!(
-            approvals(s.app.board().await.unwrap()),
+            approvals(s.app.board(actor("any").now).await.unwrap()),
             (1, Some(1)),
             "after the quorum became {later}"
         );

@@ -197,7 +197,10 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
             .collect::<Vec<_>>()
     };
     // Certified at once: never listed.
-    assert_eq!(waiting_in(s.app.board().await.unwrap(), "build"), []);
+    assert_eq!(
+        waiting_in(s.app.board(actor("any").now).await.unwrap(), "build"),
+        []
+    );
     let id = s
         .app
         .promote_to(&actor("sam"), &r, "prod", None)
@@ -207,7 +210,10 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
         .id;
     // Waiting on approvals, the one gate that has not passed.
     let listed = [(id.clone(), vec![("approvals".to_owned(), Status::Waiting)])];
-    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), listed);
+    assert_eq!(
+        waiting_in(s.app.board(actor("any").now).await.unwrap(), "prod"),
+        listed
+    );
     // One approval of two: still waiting.
     let approve = |who: &'static str| {
         let (app, id) = (&s.app, &id);
@@ -224,13 +230,19 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
         }
     };
     approve("alice").await;
-    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), listed);
+    assert_eq!(
+        waiting_in(s.app.board(actor("any").now).await.unwrap(), "prod"),
+        listed
+    );
     let done = approve("bob").await;
     assert_eq!(
         done.promotion.status,
         custody_model::PromotionStatus::Certified
     );
-    assert_eq!(waiting_in(s.app.board().await.unwrap(), "prod"), []);
+    assert_eq!(
+        waiting_in(s.app.board(actor("any").now).await.unwrap(), "prod"),
+        []
+    );
 }
 
 /// An approval counts only from its approver's own credential: one made with a token an

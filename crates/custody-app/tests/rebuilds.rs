@@ -121,6 +121,38 @@ async fn the_first_builder_again_or_a_stranger_does_not_agree() {
     assert!(!same.created);
     assert_eq!(same.agreeing, vec![BUILDER.to_owned()]);
 
+    // A trusted builder claiming the digest from other source, or other parameters, is
+    // no rebuild of it: refused, naming what differs, rather than counted as agreeing or
+    // dropped as already registered.
+    for (field, change) in [
+        (
+            "source commit",
+            Box::new(|b: &mut custody_app::attestations::BuildFields| b.source_commit = "c2".into())
+                as Box<dyn Fn(&mut _)>,
+        ),
+        (
+            "build parameters",
+            Box::new(|b: &mut custody_app::attestations::BuildFields| {
+                b.parameters.insert("profile".into(), "debug".into());
+            }),
+        ),
+    ] {
+        for (key, id) in [(&_second, SECOND), (&s.builder, BUILDER)] {
+            let mut fields = build("c1", "release");
+            fields.builder_id = id.into();
+            change(&mut fields);
+            let other = RegisterArtifact::signed_by(key, "shop", d.clone(), None, fields).unwrap();
+            let refused = s.app.register_artifact(&actor("ci"), &other).await;
+            let Err(AppError::Denied(why)) = refused else {
+                panic!("{refused:?}")
+            };
+            assert!(
+                why.contains("is registered from another build") && why.contains(field),
+                "{why}"
+            );
+        }
+    }
+
     // A key the policy does not trust is refused, naming why; nothing is written.
     let stranger = PrivateKey::generate(Algorithm::Ed25519);
     let refused = s

@@ -87,6 +87,8 @@ struct World {
     data: PathBuf,
     /// Each principal's token, minted by the data directory's operator.
     tokens: std::collections::BTreeMap<&'static str, String>,
+    /// Once set, commands go to this server (at its time) rather than the data directory.
+    server: std::cell::RefCell<Option<String>>,
 }
 
 impl World {
@@ -113,6 +115,7 @@ impl World {
             root,
             data,
             tokens: Default::default(),
+            server: Default::default(),
         };
         let out = run(custody()
             .args(["policy", "propose"])
@@ -127,12 +130,18 @@ impl World {
     }
 
     fn run(&self, args: &[&str], principal: &str) -> Output {
-        run(custody()
+        let mut command = custody();
+        command
             .args(args)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .env("CUSTODY_TOKEN", &self.tokens[principal])
-            .env("CUSTODY_NOW", "2026-11-02T09:00:00Z"))
+            .env("CUSTODY_TOKEN", &self.tokens[principal]);
+        match &*self.server.borrow() {
+            Some(url) => command.args(["--server", url]),
+            None => command
+                .arg("--data-dir")
+                .arg(&self.data)
+                .env("CUSTODY_NOW", "2026-11-02T09:00:00Z"),
+        };
+        run(&mut command)
     }
 
     #[track_caller]
@@ -195,8 +204,8 @@ impl World {
     }
 
     /// Builds `version`, attaches the four reports, releases and promotes it to
-    /// production: the exit code and the promotion as JSON.
-    fn release(&self, version: &str, reports: [&str; 4]) -> (i32, Value) {
+    /// production: the exit code, the promotion as JSON and the artifact's digest.
+    fn release(&self, version: &str, reports: [&str; 4]) -> (i32, Value, String) {
         let digest = self.build(version);
         for ((format, kind), body) in [
             ("junit", "test-results"),
@@ -235,7 +244,7 @@ impl World {
         );
         let value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}\n{}\n{}", stdout(&out), stderr(&out)));
-        (out.status.code().unwrap(), value)
+        (out.status.code().unwrap(), value, digest)
     }
 
     fn ledger_size(&self) -> u64 {
@@ -278,7 +287,7 @@ fn find_gates(v: &Value) -> Option<&Vec<Value>> {
 fn reports_that_say_the_release_fails_deny_it_and_say_why() {
     let w = World::new();
     let good = [JUNIT_PASSING, SARIF_CLEAN, TRIVY_CLEAN, SBOM_MIT];
-    let (code, p) = w.release("1.0.0", good);
+    let (code, p, _) = w.release("1.0.0", good);
     assert_eq!(code, 0, "{p:#}");
     assert_eq!(
         gate(&p, "tests"),
@@ -316,7 +325,7 @@ fn reports_that_say_the_release_fails_deny_it_and_say_why() {
         ),
     ];
     for (version, reports, failing, needles) in cases {
-        let (code, p) = w.release(version, reports);
+        let (code, p, _) = w.release(version, reports);
         assert_eq!(code, 1, "{version} must be denied: {p:#}");
         let (status, reason) = gate(&p, failing);
         assert_eq!(status, "fail", "{version}: {reason}");
@@ -417,4 +426,93 @@ fn malformed_reports_are_refused_naming_the_place_and_record_nothing() {
         history.contains(r#""passed":1"#) && history.contains(r#""failed":1"#),
         "the event records what custody read: {history}"
     );
+}
+
+/// A nightly scan finds a fixable critical CVE in what production runs: over HTTP, the
+/// deploy gate then denies it naming the CVE, a critical alert is raised, the board marks
+/// it, and the metrics count the finding open; the fixed release closes its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certified() {
+    let w = World::new();
+    let good = [JUNIT_PASSING, SARIF_CLEAN, TRIVY_CLEAN, SBOM_MIT];
+    let (code, p, digest) = w.release("1.0.0", good);
+    assert_eq!(code, 0, "{p:#}");
+    let server = Server::start(&w.data);
+    *w.server.borrow_mut() = Some(server.base.clone());
+    let verify = |digest: &str| w.run(&["verify", "--env", "production", digest], "auditor");
+    expect_code(&verify(&digest), 0);
+    let findings = |samples: &[Value], severity: &str| {
+        metric(
+            samples,
+            "custody_open_findings",
+            &[("environment", "production"), ("severity", severity)],
+        )
+    };
+    let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
+    assert_eq!(findings(&samples, "critical"), 0.0);
+
+    // The nightly scan, attached through the server.
+    expect_code(
+        &w.attest(&digest, "trivy", "vulnerability-scan", TRIVY_CRITICAL),
+        0,
+    );
+    let denied = verify(&digest);
+    expect_code(&denied, 1);
+    assert!(
+        stdout(&denied).contains("CVE-2021-23337"),
+        "{}",
+        stdout(&denied)
+    );
+    // The server's follower raises the alert once it has read the new entry.
+    let mut alert = String::new();
+    for _ in 0..50 {
+        let history: Value =
+            serde_json::from_str(&w.ok(&["history", "--json", "--limit", "20"], "auditor"))
+                .unwrap();
+        if let Some(entry) = history
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(Value::to_string)
+            .find(|e| e.contains("certified-release-no-longer-stands"))
+        {
+            alert = entry;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(alert.contains("shop@1.0.0"), "no alert raised: {alert:?}");
+    let cookie = session_cookie(&server.base, &w.tokens["auditor"]).await;
+    let board = http()
+        .get(format!("{}/", server.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        board.contains("no longer stands") && board.contains("CVE-2021-23337"),
+        "{board}"
+    );
+    let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
+    assert_eq!(findings(&samples, "critical"), 1.0);
+    let windows = |samples: &[Value]| {
+        metric(
+            samples,
+            "custody_vulnerability_window_seconds_count",
+            &[("environment", "production")],
+        )
+    };
+    assert_eq!(windows(&samples), 0.0);
+
+    // The fixed release, certified through the server, closes the window.
+    let (code, p, fixed) = w.release("1.0.1", good);
+    assert_eq!(code, 0, "{p:#}");
+    expect_code(&verify(&fixed), 0);
+    let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
+    assert_eq!(findings(&samples, "critical"), 0.0);
+    assert_eq!(windows(&samples), 1.0);
+    server.stop();
 }

@@ -874,7 +874,51 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     };
     // A provenance discrepancy: the same source and parameters, another digest.
     let digest = register("shop-1.tar", "shop v1");
-    register("shop-2.tar", "shop v1, but not quite");
+    let other = register("shop-2.tar", "shop v1, but not quite");
+    // The two builds side by side, over HTTP: the same source and parameters.
+    let out = run(custody()
+        .args([
+            "artifact",
+            "compare",
+            &digest,
+            &other,
+            "--json",
+            "--server",
+            &server.base,
+        ])
+        .env("CUSTODY_TOKEN", &tokens["rita"]));
+    expect_code(&out, 0);
+    let compared: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(compared["same_source"], true, "{compared:#}");
+    assert_eq!(compared["builds"][1]["digest"], other.as_str());
+    assert!(
+        compared["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |f| f["field"] == "buildDefinition.externalParameters.source.commit"
+                    && f["same"] == true
+            ),
+        "{compared:#}"
+    );
+    // And on the artifact's page, marked as a discrepancy.
+    let page = http()
+        .get(format!("{}/artifacts/{digest}", server.base))
+        .header(
+            "cookie",
+            session_cookie(&server.base, &tokens["rita"]).await,
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Provenance discrepancy") && page.contains(&other),
+        "{page}"
+    );
     // An unsigned release promoted: its signature gate fails.
     let artifact = format!("shop={digest}");
     expect_code(
@@ -1411,36 +1455,4 @@ fn deliveries(received: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// `/metrics` as `token`'s holder scrapes it, parsed by the Prometheus project's own Python
-/// parser: one JSON object per sample (name, labels, value).
-async fn scrape_metrics(base: &str, token: &str) -> Vec<Value> {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut parse = python_script("metrics_parse.py")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut parse.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let parsed = parse.wait_with_output().unwrap();
-    assert!(parsed.status.success(), "{text}");
-    serde_json::from_slice(&parsed.stdout).unwrap()
-}
-
-/// The sum of the samples named `name` carrying `labels`.
-fn metric(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
-        .map(|s| s["value"].as_f64().unwrap())
-        .sum()
 }

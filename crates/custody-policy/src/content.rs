@@ -2,13 +2,16 @@
 //! `licences` (each with the findings that broke it), and `reproducible` (independent
 //! builders agreeing on each digest).
 //!
-//! Which report counts: for each artifact and evidence type, the newest piece custody read
-//! (a later scan replaces an earlier one of the same type; one recorded by its digest
-//! alone replaces nothing); a rule reads every such report that
-//! holds its kind of content. A gate is evaluated when its rule is given, or, for an
-//! environment that requires evidence, when a report custody read holds that content (so
-//! decisions recorded before custody read reports replay unchanged: their facts hold
-//! none). Exceptions waive vulnerabilities and licence findings while they are in force
+//! Which report counts: for each artifact, evidence type and report format, the newest
+//! piece custody read that holds the rule's kind of content. A later report of the same
+//! tool replaces an earlier one (a nightly re-scan, a re-run of the tests); a report of
+//! another format, one that holds other content (a SARIF file, an SBOM listing no
+//! vulnerabilities), or one recorded by its digest alone replaces nothing, so no report can
+//! hide another tool's findings by saying nothing about them. A gate is evaluated when its
+//! rule is given, or, for an environment that requires evidence, when a report custody
+//! read holds that content or a piece of the type that carries it was read (so it fails
+//! closed when that piece says nothing the rule reads; and decisions recorded before custody
+//! read reports replay unchanged: their facts hold none). Exceptions waive vulnerabilities and licence findings while they are in force
 //! at `facts.now`: approved by someone else than the requester, holding the security role
 //! in the environment when they approved, before their expiry.
 
@@ -28,39 +31,65 @@ pub(crate) const CONTENT_GATES: [Gate; 4] = [
     Gate::Licences,
 ];
 
-/// The newest piece of each evidence type of `a` whose report custody read: a piece
-/// recorded by its digest alone replaces nothing, since nobody read what it says (or it
-/// would hide a failing report behind a newer digest).
-fn newest(a: &ArtifactFacts) -> Vec<&EvidenceFacts> {
-    let mut out: Vec<&EvidenceFacts> = Vec::new();
-    for e in a.evidence.iter().filter(|e| e.report.is_some()) {
-        match out.iter_mut().find(|x| x.kind == e.kind) {
-            Some(x) if e.at >= x.at => *x = e,
+/// A piece a rule reads, its report, and the report's content the rule reads.
+type Read<'f, T> = (&'f EvidenceFacts, &'f ReportFacts, &'f T);
+
+/// The pieces of `a` the rule over `content` reads: the newest holding it of each evidence
+/// type and report format (a later one wins a tie). A piece recorded by its digest alone
+/// holds nothing, since nobody read what it says.
+fn newest<'f, T>(
+    a: &'f ArtifactFacts,
+    content: &impl Fn(&'f ReportFacts) -> Option<&'f T>,
+) -> Vec<Read<'f, T>> {
+    let mut out: Vec<Read<'f, T>> = Vec::new();
+    for e in &a.evidence {
+        let Some((r, c)) = e.report.as_ref().and_then(|r| Some((r, content(r)?))) else {
+            continue;
+        };
+        match out
+            .iter_mut()
+            .find(|(x, xr, _)| x.kind == e.kind && xr.format == r.format)
+        {
+            Some(x) if e.at >= x.0.at => *x = (e, r, c),
             Some(_) => {}
-            None => out.push(e),
+            None => out.push((e, r, c)),
         }
     }
     out
 }
 
-/// The reports of each artifact (newest per type) that hold `content`.
+/// The reports of each artifact the rule over `content` reads (see [`newest`]).
 fn reports<'f, T>(
     facts: &'f Facts,
     content: impl Fn(&'f ReportFacts) -> Option<&'f T>,
-) -> Vec<(&'f ArtifactFacts, Vec<(&'f ReportFacts, &'f T)>)> {
+) -> Vec<(&'f ArtifactFacts, Vec<Read<'f, T>>)> {
     facts
         .release
         .artifacts
         .iter()
-        .map(|a| {
-            let found = newest(a)
-                .into_iter()
-                .filter_map(|e| e.report.as_ref())
-                .filter_map(|r| content(r).map(|c| (r, c)))
-                .collect();
-            (a, found)
-        })
+        .map(|a| (a, newest(a, &content)))
         .collect()
+}
+
+/// Whether the rule over some content applies by default in `env`: it requires evidence,
+/// and a report custody read holds the content, or a piece of `kind` (the type that
+/// carries it) was read, so that a piece saying nothing the rule reads fails the rule
+/// rather than lifting it.
+fn applies<T>(
+    env: &Environment,
+    facts: &Facts,
+    kind: &str,
+    found: &[(&ArtifactFacts, Vec<T>)],
+) -> bool {
+    !env.evidence.is_empty()
+        && (found.iter().any(|(_, r)| !r.is_empty())
+            || (env.evidence.iter().any(|k| k == kind)
+                && facts
+                    .release
+                    .artifacts
+                    .iter()
+                    .flat_map(|a| &a.evidence)
+                    .any(|e| e.kind == kind && e.read == Some(true))))
 }
 
 /// What a passing gate's reason says before the findings it passed only by approved
@@ -146,22 +175,20 @@ pub(crate) fn content_gates(
     now: Option<i64>,
     gates: &mut Gates,
 ) {
-    let defaults = !env.evidence.is_empty();
     let waivers = exceptions(policy, env, facts);
-    tests(env, facts, defaults, gates);
-    static_analysis(env, facts, defaults, gates);
-    vulnerabilities(env, facts, defaults, now, &waivers, gates);
+    tests(env, facts, gates);
+    static_analysis(env, facts, gates);
+    vulnerabilities(env, facts, now, &waivers, gates);
     licences(env, facts, &waivers, gates);
 }
 
-fn tests(env: &Environment, facts: &Facts, defaults: bool, gates: &mut Gates) {
+fn tests(env: &Environment, facts: &Facts, gates: &mut Gates) {
     let found = reports(facts, |r| r.tests.as_ref());
-    let read = found.iter().any(|(_, r)| !r.is_empty());
     let Some(rule) = env
         .rules
         .tests
         .clone()
-        .or_else(|| (defaults && read).then(TestRule::default))
+        .or_else(|| applies(env, facts, "test-results", &found).then(TestRule::default))
     else {
         return;
     };
@@ -174,10 +201,10 @@ fn tests(env: &Environment, facts: &Facts, defaults: bool, gates: &mut Gates) {
             ));
             continue;
         }
-        let tests: u64 = found.iter().map(|(_, t)| t.tests).sum();
+        let tests: u64 = found.iter().map(|(_, _, t)| t.tests).sum();
         (total, passed) = (
             total + tests,
-            passed + found.iter().map(|(_, t)| t.passed).sum::<u64>(),
+            passed + found.iter().map(|(_, _, t)| t.passed).sum::<u64>(),
         );
         if tests < rule.min_tests {
             problems.push(format!(
@@ -185,7 +212,7 @@ fn tests(env: &Environment, facts: &Facts, defaults: bool, gates: &mut Gates) {
                 a.name, rule.min_tests
             ));
         }
-        for (r, t) in found {
+        for (_, r, t) in found {
             if !rule.allow_failures && t.failed + t.errored > 0 {
                 problems.push(format!(
                     "artifact {}: {} of {} tests failed{} (report {}): {}",
@@ -211,14 +238,13 @@ fn tests(env: &Environment, facts: &Facts, defaults: bool, gates: &mut Gates) {
     );
 }
 
-fn static_analysis(env: &Environment, facts: &Facts, defaults: bool, gates: &mut Gates) {
+fn static_analysis(env: &Environment, facts: &Facts, gates: &mut Gates) {
     let found = reports(facts, |r| r.findings.as_ref());
-    let read = found.iter().any(|(_, r)| !r.is_empty());
     let Some(rule) = env
         .rules
         .static_analysis
         .clone()
-        .or_else(|| (defaults && read).then(Default::default))
+        .or_else(|| applies(env, facts, "static-analysis", &found).then(Default::default))
     else {
         return;
     };
@@ -234,7 +260,7 @@ fn static_analysis(env: &Environment, facts: &Facts, defaults: bool, gates: &mut
         for (name, max) in rule.limits() {
             let count: u64 = found
                 .iter()
-                .map(|(_, f)| match name {
+                .map(|(_, _, f)| match name {
                     "error" => f.error,
                     "warning" => f.warning,
                     _ => f.note,
@@ -243,7 +269,7 @@ fn static_analysis(env: &Environment, facts: &Facts, defaults: bool, gates: &mut
             if let Some(max) = max.filter(|max| count > *max) {
                 let examples: Vec<&str> = found
                     .iter()
-                    .flat_map(|(_, f)| f.examples.iter().filter(|e| e.starts_with(name)))
+                    .flat_map(|(_, _, f)| f.examples.iter().filter(|e| e.starts_with(name)))
                     .map(String::as_str)
                     .collect();
                 problems.push(format!(
@@ -265,14 +291,12 @@ fn static_analysis(env: &Environment, facts: &Facts, defaults: bool, gates: &mut
 fn vulnerabilities(
     env: &Environment,
     facts: &Facts,
-    defaults: bool,
     now: Option<i64>,
     waivers: &[(&ExceptionFacts, Result<(), String>)],
     gates: &mut Gates,
 ) {
     let found = reports(facts, |r| r.vulnerabilities.as_ref());
-    let read = found.iter().any(|(_, r)| !r.is_empty());
-    if env.rules.vulnerabilities.is_none() && !(defaults && read) {
+    if env.rules.vulnerabilities.is_none() && !applies(env, facts, "vulnerability-scan", &found) {
         return;
     }
     let rule = env.rules.vulnerability_rule();
@@ -287,16 +311,7 @@ fn vulnerabilities(
         }
         if let (Some(now), Some(max)) = (now, rule.max_age) {
             // The newest of the scans read decides how old the artifact's scanning is.
-            let newest = newest(a)
-                .into_iter()
-                .filter(|e| {
-                    e.report
-                        .as_ref()
-                        .is_some_and(|r| r.vulnerabilities.is_some())
-                })
-                .map(|e| e.at)
-                .max()
-                .unwrap_or(i64::MIN);
+            let newest = found.iter().map(|(e, _, _)| e.at).max().unwrap_or(i64::MIN);
             if now.saturating_sub(newest) > max.seconds_i64() {
                 problems.push(format!(
                     "artifact {}: its newest vulnerability scan is from {}, older than {max}",
@@ -307,14 +322,14 @@ fn vulnerabilities(
         }
         let mut blocking: Vec<String> = Vec::new();
         let mut unlisted = 0;
-        for (r, v) in found {
+        for (_, r, v) in found {
             unlisted += v.unlisted;
             for f in &v.counted {
                 match waiver(
                     waivers,
                     facts,
                     a,
-                    |w| matches!(w, WaivedFinding::Vulnerability { id } if id == &f.id || f.aliases.contains(id)),
+                    |w| matches!(w, WaivedFinding::Vulnerability { id } if waives(id, f)),
                 ) {
                     Ok(x) => waived.push(format!("{} in {} (exception {x})", f.id, a.name)),
                     Err(why_not) => {
@@ -347,6 +362,21 @@ fn vulnerabilities(
         ),
     };
     gates.push(Gate::Vulnerabilities, problems, vec![], ok);
+}
+
+/// Whether an exception for vulnerability `id` waives finding `f`: when it is the
+/// finding's own id, or the one CVE the finding names among its id and aliases. An
+/// advisory that names several CVEs is waived only by its own id (waiving one of its CVEs
+/// does not waive the others), and a finding is never waived by an alias it shares with
+/// other CVEs.
+fn waives(id: &str, f: &VulnerabilityFact) -> bool {
+    if f.id == id {
+        return true;
+    }
+    let mut cves = std::iter::once(&f.id)
+        .chain(&f.aliases)
+        .filter(|a| a.starts_with("CVE-"));
+    cves.next().is_some_and(|only| only == id) && cves.all(|other| other == id)
 }
 
 fn describe_vulnerability(f: &VulnerabilityFact, report: &str) -> String {
@@ -382,7 +412,7 @@ fn licences(
             continue;
         }
         let mut blocking = Vec::new();
-        for (_, l) in found {
+        for (_, _, l) in found {
             for fact in &l.denied {
                 // Judged again here, so that the reason is this policy's own.
                 let verdict = rule.rules.evaluate(fact.licence.as_deref());

@@ -120,9 +120,10 @@ pub struct EvidenceFacts {
     pub kind: String,
     /// When it was recorded, Unix seconds.
     pub at: i64,
-    /// What its report says, as far as the policy's rules care: only on the newest piece
-    /// of each type (the one the rules read), and only when custody read the report
-    /// itself (absent for evidence recorded by its digest alone, before it did).
+    /// What its report says, as far as the policy's rules care: only on the pieces the
+    /// rules read (the newest of each type and report format holding each kind of
+    /// content), and only when custody read the report itself (absent for evidence
+    /// recorded by its digest alone, before it did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::ReportFacts>,
     /// Whether custody read the report itself (`false`: only its digest was given, so

@@ -527,12 +527,132 @@ fn a_digest_alone_is_not_evidence() {
             "only a report's digest was given; attach the report itself",
         ],
     );
-    // The same pieces, read by custody: present again.
+    // The same pieces, read by custody: present again. (Here they say nothing the content
+    // rules read, so those rules, required here, fail closed.)
     let mut read = unread;
     for a in &mut read.release.artifacts {
         for e in &mut a.evidence {
             e.read = Some(true);
         }
     }
-    assert!(evaluate(&policy, &read).allowed);
+    let d = evaluate(&policy, &read);
+    assert_eq!(gate(&d, "evidence").status, Status::Pass, "{d:#?}");
+    fails(
+        &d,
+        "tests",
+        &["artifact service-0 has no test report custody has read"],
+    );
+}
+
+/// `facts` whose newest report (the last piece of each artifact) claims to come from
+/// `format` instead (a second scanner, in these tests).
+fn from_tool(mut facts: custody_policy::Facts, format: &str) -> custody_policy::Facts {
+    for a in &mut facts.release.artifacts {
+        if let Some(r) = a.evidence.last_mut().and_then(|e| e.report.as_mut()) {
+            r.format = format.into();
+        }
+    }
+    facts
+}
+
+#[test]
+fn a_report_saying_nothing_or_another_tools_clean_scan_never_hides_a_finding() {
+    let (policy, k) = rules_policy("");
+    let dirty = scanned(&policy, &k);
+    fails(
+        &evaluate(&policy, &dirty),
+        "vulnerabilities",
+        &["CVE-2024-0001"],
+    );
+
+    // A newer piece of the same type that lists no vulnerabilities at all (an SBOM):
+    // it says nothing about them, so the scan still stands.
+    let sbom_later = with(
+        &policy,
+        dirty.clone(),
+        "vulnerability-scan",
+        &sbom(&[("left-pad", Some("MIT"))]),
+        NOW - HOUR / 2,
+    );
+    fails(
+        &evaluate(&policy, &sbom_later),
+        "vulnerabilities",
+        &["CVE-2024-0001"],
+    );
+
+    // Another scanner's clean report replaces nothing: both tools' findings count.
+    let clean = trivy(&[]);
+    let other_tool = from_tool(
+        with(
+            &policy,
+            dirty.clone(),
+            "vulnerability-scan",
+            &clean,
+            NOW - HOUR / 2,
+        ),
+        "grype",
+    );
+    fails(
+        &evaluate(&policy, &other_tool),
+        "vulnerabilities",
+        &["CVE-2024-0001"],
+    );
+
+    // The same tool's re-scan does replace its last report.
+    let rescan = with(&policy, dirty, "vulnerability-scan", &clean, NOW - HOUR / 2);
+    assert!(evaluate(&policy, &rescan).allowed);
+
+    // Where the environment requires a vulnerability scan and the only piece of that type
+    // custody read lists no vulnerabilities, the rule applies and fails closed, rather than
+    // vanishing for want of a report to read.
+    let silent = with(
+        &policy,
+        passing_facts(&policy, &k, 1),
+        "vulnerability-scan",
+        &sbom(&[("left-pad", Some("MIT"))]),
+        NOW - HOUR,
+    );
+    fails(
+        &evaluate(&policy, &silent),
+        "vulnerabilities",
+        &["artifact service-0 has no vulnerability scan custody has read"],
+    );
+}
+
+#[test]
+fn an_exception_waives_a_finding_by_its_own_id_or_its_one_cve_never_by_a_shared_alias() {
+    let (policy, k) = rules_policy("");
+    let dirty = scanned(&policy, &k);
+    let aliased = |id: &str, aliases: &[&str]| {
+        let mut f = dirty.clone();
+        for a in &mut f.release.artifacts {
+            for e in &mut a.evidence {
+                for v in e.report.iter_mut().flat_map(|r| &mut r.vulnerabilities) {
+                    let fact = &mut v.counted[0];
+                    fact.id = id.into();
+                    fact.aliases = aliases.iter().map(|a| a.to_string()).collect();
+                }
+            }
+        }
+        f.exceptions = vec![exception("exc-0", "CVE-2024-0001")];
+        f
+    };
+    // Its own id, or the one CVE an advisory names: waived.
+    assert!(evaluate(&policy, &aliased("CVE-2024-0001", &[])).allowed);
+    assert!(evaluate(&policy, &aliased("GHSA-aaaa-bbbb-cccc", &["CVE-2024-0001"])).allowed);
+    // A different CVE listing the waived one as an alias, or an advisory naming several
+    // CVEs: not waived by it.
+    for (id, aliases) in [
+        ("CVE-2024-9999", &["CVE-2024-0001"][..]),
+        (
+            "GHSA-aaaa-bbbb-cccc",
+            &["CVE-2024-0001", "CVE-2024-9999"][..],
+        ),
+    ] {
+        fails(
+            &evaluate(&policy, &aliased(id, aliases)),
+            "vulnerabilities",
+            &[id],
+        );
+    }
 }

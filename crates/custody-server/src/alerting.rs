@@ -483,7 +483,7 @@ async fn round(
     let now = state.now();
     if follow.clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) {
         follow.clock = Some(std::time::Instant::now());
-        let board = state.app.board().await.map_err(|e| e.to_string())?;
+        let board = state.app.board(now).await.map_err(|e| e.to_string())?;
         let sla = state.alerting.config.approval_sla;
         for (id, release, env, waited) in overdue_approvals(&board, now, sla) {
             let alert = approval_sla_alert(&id, &release, &env, waited);

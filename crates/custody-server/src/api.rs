@@ -311,6 +311,21 @@ pub(crate) async fn attest(
     json(json!({"ledger_index": index}))
 }
 
+#[utoipa::path(get, path = "/api/v1/artifacts/{digest}/compare/{other}",
+    params(("digest" = String, Path, description = "one build's artifact, sha256:HEX"),
+           ("other" = String, Path, description = "the other build's artifact, sha256:HEX")),
+    responses((status = 200, description = "the two builds' provenance side by side, field by field", body = Value), Refusals))]
+pub(crate) async fn compare_builds(
+    State(s): State<Arc<ServerState>>,
+    Path((a, b)): Path<(String, String)>,
+) -> Answer {
+    let digest = |text: String| {
+        text.parse::<Digest>()
+            .map_err(|e| ApiError::bad_request(format!("artifact digest {text:?}: {e}")))
+    };
+    json(s.app.compare_builds(&digest(a)?, &digest(b)?).await?)
+}
+
 #[utoipa::path(post, path = "/api/v1/releases", request_body = RecordRelease,
     params(Retry),
     responses((status = 200, description = "the release recorded", body = Value), Refusals))]

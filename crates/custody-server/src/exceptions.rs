@@ -32,6 +32,7 @@ pub(crate) async fn request_exception(
 
 /// How many exceptions to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExceptionQuery {
     /// At most this many, newest first (default 100, at most 1000).

@@ -48,6 +48,16 @@ impl MetricConstructor<Histogram> for Latency {
     }
 }
 
+/// Histograms of vulnerability windows in seconds, from an hour to about a year.
+#[derive(Clone)]
+struct Hours;
+
+impl MetricConstructor<Histogram> for Hours {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(3600.0, 2.0, 14))
+    }
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
     requested: Family<Labels, Counter>,
@@ -62,6 +72,8 @@ pub(crate) struct Metrics {
     drift: Family<Labels, Counter>,
     break_glass: Family<Labels, Counter>,
     discrepancies: Counter,
+    open_findings: Family<Labels, Gauge>,
+    vulnerability_window: Family<Labels, Histogram, Hours>,
     ledger_entries: Gauge,
     http: Family<Labels, Histogram, Latency>,
     /// Appends this process made, by outcome (`committed`, `failed`).
@@ -112,6 +124,8 @@ struct Follower {
     daily: Daily,
     /// Promotion id → (environment, requested at, in seconds since the epoch).
     open: HashMap<String, (String, f64)>,
+    /// The vulnerabilities open per environment, and when each was first reported.
+    findings: custody_app::findings::Findings,
 }
 
 impl Metrics {
@@ -129,6 +143,8 @@ impl Metrics {
             drift: Family::default(),
             break_glass: Family::default(),
             discrepancies: Counter::default(),
+            open_findings: Family::default(),
+            vulnerability_window: Family::new_with_constructor(Hours),
             ledger_entries: Gauge::default(),
             http: Family::new_with_constructor(Latency),
             appends: Family::new_with_constructor(Latency),
@@ -193,6 +209,16 @@ impl Metrics {
             "provenance_discrepancies",
             "Builds of the same source and parameters that produced different digests",
             m.discrepancies.clone(),
+        );
+        m.registry.register(
+            "open_findings",
+            "Vulnerabilities (one per id and package) the newest scans of each environment's certified release list, by environment and severity, waived or not",
+            m.open_findings.clone(),
+        );
+        m.registry.register(
+            "vulnerability_window_seconds",
+            "From the first report of a vulnerability to the certification of a release without it, in each environment whose certified release had it",
+            m.vulnerability_window.clone(),
         );
         m.registry.register(
             "ledger_entries",
@@ -364,9 +390,74 @@ impl Metrics {
     }
 
     /// Folds in `events`, which follow those folded before.
-    async fn fold(&self, follower: &mut Follower, events: &[custody_app::Followed]) {
+    async fn fold(
+        &self,
+        app: &custody_app::App<custody_store::SqlStore>,
+        follower: &mut Follower,
+        events: &[custody_app::Followed],
+    ) {
         for (_, event) in events {
             self.observe(follower, event);
+            self.follow_findings(app, &mut follower.findings, event)
+                .await;
+        }
+        for (env, counts) in follower.findings.open() {
+            for (severity, n) in counts {
+                let severity = format!("{severity:?}").to_lowercase();
+                self.open_findings
+                    .get_or_create(&vec![
+                        ("environment", env.to_owned()),
+                        ("severity", severity),
+                    ])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// Folds one event into the findings open per environment, observing the
+    /// vulnerability windows it closes.
+    async fn follow_findings(
+        &self,
+        app: &custody_app::App<custody_store::SqlStore>,
+        findings: &mut custody_app::findings::Findings,
+        event: &Event,
+    ) {
+        let closed = match &event.body {
+            EventBody::ReleaseCreated(r) => {
+                findings.released(&r.release, &r.artifacts);
+                return;
+            }
+            EventBody::EvidenceAttached(e) => {
+                let lists = e
+                    .report
+                    .as_ref()
+                    .is_some_and(|r| r.summary.vulnerabilities.is_some());
+                if lists {
+                    // A stored report that no longer reads is the integrity check's to
+                    // report; here it counts as listing nothing.
+                    let found = app.reported_vulnerabilities(e).await.unwrap_or_else(|err| {
+                        tracing::warn!(error = %err, "a vulnerability report could not be read for the metrics");
+                        Vec::new()
+                    });
+                    findings.reported(
+                        event.at,
+                        &e.artifacts,
+                        (e.kind.as_str(), e.format.as_str()),
+                        &found,
+                    );
+                }
+                return;
+            }
+            EventBody::EnvironmentCertified(c) => {
+                findings.certified(event.at, &c.environment, &c.artifacts)
+            }
+            EventBody::RolledBack(r) => findings.rolled_back(event.at, &r.environment, &r.to),
+            _ => return,
+        };
+        for w in closed {
+            self.vulnerability_window
+                .get_or_create(&vec![("environment", w.environment)])
+                .observe(w.seconds);
         }
     }
 
@@ -379,7 +470,7 @@ impl Metrics {
         let mut follower = self.follower.lock().await;
         let mut events = app.subscribe(follower.next);
         let caught = events.catch_up().await.map_err(|e| e.to_string())?;
-        self.fold(&mut follower, &caught).await;
+        self.fold(app, &mut follower, &caught).await;
         follower.next = events.position();
         self.ledger_entries
             .set(i64::try_from(follower.next).unwrap_or(i64::MAX));
@@ -404,7 +495,7 @@ impl Metrics {
                         .collect();
                     if let Some((last, _)) = fresh.last() {
                         let next = last + 1;
-                        self.fold(&mut follower, &fresh).await;
+                        self.fold(app, &mut follower, &fresh).await;
                         follower.next = next;
                         self.ledger_entries
                             .set(i64::try_from(next).unwrap_or(i64::MAX));

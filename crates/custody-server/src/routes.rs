@@ -62,6 +62,7 @@ fn guarded() -> Vec<(Permission, Routes)> {
                 .routes(routes!(api::decision))
                 .routes(routes!(api::replay))
                 .routes(routes!(api::promotion))
+                .routes(routes!(api::compare_builds))
                 .routes(routes!(metrics::render))
                 .routes(routes!(governance::policy))
                 .routes(routes!(keyring::keys))

@@ -11,7 +11,6 @@ use custody_store::Store;
 use crate::AppResult;
 use crate::app::App;
 use crate::attestations::envelope_digest;
-use crate::evidence::report_facts;
 use crate::records::{
     ApprovalRecord, ArtifactRecord, CertificationRecord, EvidenceRecord, PromotionRecord,
     ReleaseRecord, Verdict, kind,
@@ -151,8 +150,10 @@ impl<S: Store> App<S> {
     }
 
     /// An artifact's evidence as a decision in `environment` reads it: every piece with
-    /// its type and time, and on the newest piece of each type (the one the rules read;
-    /// a later one wins a tie) what its report says, when custody read it.
+    /// its type and time, and, on the pieces the rules read, what its report says: for
+    /// each evidence type, report format and kind of content, the newest piece custody
+    /// read that holds it (a later one wins a tie; `custody_policy`'s content gates pick
+    /// the same pieces).
     async fn evidence_facts(
         &self,
         policy: &Policy,
@@ -168,21 +169,30 @@ impl<S: Store> App<S> {
                 read: Some(e.read),
             })
             .collect();
-        // The newest piece of each type that custody read: one recorded by its digest
-        // alone never stands in front of a report (a failing one could hide behind it).
-        for (i, e) in evidence.iter().enumerate() {
-            let newer = |other: &EvidenceRecord| other.read && other.kind == e.kind;
-            let newest = !evidence[i + 1..]
-                .iter()
-                .any(|later| newer(later) && later.at >= e.at)
-                && !evidence[..i]
-                    .iter()
-                    .any(|earlier| newer(earlier) && earlier.at > e.at);
-            if newest && e.read {
-                facts[i].report = Some(
-                    report_facts(&self.store, policy, environment, &e.format, &e.digest).await?,
-                );
+        let mut newest: Vec<((&str, &str, &str), usize)> = Vec::new();
+        for (i, e) in evidence.iter().enumerate().filter(|(_, e)| e.read) {
+            let holds: Vec<&str> = match e.holds.is_empty() {
+                true => crate::evidence::may_hold(&e.format).to_vec(),
+                false => e.holds.iter().map(String::as_str).collect(),
+            };
+            for content in holds {
+                let key = (e.kind.as_str(), e.format.as_str(), content);
+                match newest.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, j)) if e.at >= evidence[*j].at => *j = i,
+                    Some(_) => {}
+                    None => newest.push((key, i)),
+                }
             }
+        }
+        let mut read: Vec<usize> = newest.into_iter().map(|(_, i)| i).collect();
+        read.sort_unstable();
+        read.dedup();
+        for i in read {
+            let e = &evidence[i];
+            facts[i].report = Some(
+                self.report_facts(policy, environment, &e.format, &e.digest)
+                    .await?,
+            );
         }
         Ok(facts)
     }

@@ -369,14 +369,14 @@ async fn time_pages(
     let token = bench_token("alice").await?;
     let root = bench_token("root").await?;
     let waiting = app
-        .board()
+        .board(now)
         .await?
         .into_iter()
         .find(|c| c.environment == "test")
         .and_then(|c| c.pending.first().map(|(id, _)| id.clone()))
         .unwrap_or_default();
     let certified = app
-        .board()
+        .board(now)
         .await?
         .into_iter()
         .find(|c| c.environment == "build")

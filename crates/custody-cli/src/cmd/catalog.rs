@@ -29,6 +29,29 @@ pub(crate) enum ArtifactCommand {
     /// https://git.example/acme/shop --commit 4f2c… --builder-id https://ci.example/b
     /// --builder-key builder.key --token $CI_TOKEN
     Register(Box<RegisterArgs>),
+    /// Compare two builds side by side: every field of their SLSA provenance (source,
+    /// parameters, internal parameters, resolved dependencies, non-deterministic steps,
+    /// byproducts, run metadata), marking where they differ. Use it on a provenance
+    /// discrepancy (the same source and parameters gave two digests) to see why.
+    ///
+    /// Example: custody artifact compare sha256:4f2c… sha256:9ab1… --server URL --token $T
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// One build's digest.
+    a: Digest,
+    /// The other build's digest.
+    b: Digest,
+    /// Show only the fields that differ.
+    #[arg(long)]
+    differences: bool,
+    #[command(flatten)]
+    target: crate::context::ReadTarget,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +118,10 @@ fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String
 }
 
 pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
-    let ArtifactCommand::Register(a) = command;
+    let a = match command {
+        ArtifactCommand::Register(a) => a,
+        ArtifactCommand::Compare(a) => return crate::block_on(compare(a)),
+    };
     crate::block_on(async move {
         let (digest, size) = match (&a.file, &a.digest) {
             (Some(path), _) => {
@@ -361,4 +387,76 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         }
         Ok(Outcome::Ok)
     })
+}
+
+async fn compare(a: CompareArgs) -> anyhow::Result<Outcome> {
+    let mut c = Custody::reading(&a.target)
+        .await?
+        .compare_builds(&a.a, &a.b)
+        .await?;
+    if a.differences {
+        c.fields.retain(|f| !f.same);
+    }
+    if a.json {
+        print_json(&json!(c));
+        return Ok(Outcome::Ok);
+    }
+    let show = |v: &Option<serde_json::Value>| match v {
+        None => "(not said)".to_owned(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let mut lines = Vec::new();
+    for (i, b) in c.builds.iter().enumerate() {
+        lines.push(format!(
+            "{}: {} {} built by {}, registered by {} at {}",
+            ["A", "B"][i],
+            b.name,
+            b.digest,
+            b.builder_id
+                .as_deref()
+                .unwrap_or("(no verified provenance)"),
+            b.registered_by,
+            crate::input::when(b.registered_at)
+        ));
+    }
+    lines.push(match c.same_source {
+        true => "same source and parameters: any difference below is in how they were built".into(),
+        false => "built from different source or parameters".into(),
+    });
+    for f in &c.fields {
+        match f.same {
+            true => lines.push(format!("  = {}: {}", f.field, show(&f.values[0]))),
+            false => {
+                lines.push(format!("  ≠ {}", f.field));
+                lines.push(format!("      A: {}", show(&f.values[0])));
+                lines.push(format!("      B: {}", show(&f.values[1])));
+            }
+        }
+    }
+    if c.fields.is_empty() {
+        lines.push("  (no fields differ)".into());
+    }
+    print_line(&lines.join("\n"));
+    Ok(Outcome::Ok)
+}
+
+impl Custody {
+    pub(crate) async fn compare_builds(
+        &self,
+        a: &Digest,
+        b: &Digest,
+    ) -> custody_app::AppResult<custody_app::BuildComparison> {
+        match self {
+            Custody::Local { app, .. } => app.compare_builds(a, b).await,
+            Custody::Remote(c) => {
+                let path = format!(
+                    "/api/v1/artifacts/{}/compare/{}",
+                    crate::client::segment(&a.to_string()),
+                    crate::client::segment(&b.to_string())
+                );
+                c.get(&path, &()).await
+            }
+        }
+    }
 }

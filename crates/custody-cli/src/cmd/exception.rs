@@ -149,7 +149,8 @@ pub(crate) fn run(command: ExceptionCommand) -> anyhow::Result<Outcome> {
             } else if list.is_empty() {
                 print_line("no exceptions");
             } else {
-                let lines: Vec<String> = list.iter().map(summary).collect();
+                let now = crate::context::now()?;
+                let lines: Vec<String> = list.iter().map(|x| summary(x, now)).collect();
                 print_line(&lines.join("\n"));
             }
             Ok(Outcome::Ok)
@@ -159,7 +160,7 @@ pub(crate) fn run(command: ExceptionCommand) -> anyhow::Result<Outcome> {
             if a.json {
                 print_json(&json!(x));
             } else {
-                print_line(&describe(&x));
+                print_line(&describe(&x, crate::context::now()?));
             }
             Ok(Outcome::Ok)
         }),
@@ -250,24 +251,28 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     if a.json {
         print_json(&json!(x));
     } else {
-        print_line(&summary(&x));
+        print_line(&summary(&x, crate::context::now()?));
     }
     Ok(Outcome::Ok)
 }
 
-fn status(x: &ExceptionRecord) -> &'static str {
+/// Its status as the gates see it now: an approved exception past its expiry no longer
+/// counts, and says so.
+fn status(x: &ExceptionRecord, now: Timestamp) -> &'static str {
     match x.status {
+        ExceptionStatus::Pending if x.expires_at <= now => "EXPIRED",
         ExceptionStatus::Pending => "PENDING",
+        ExceptionStatus::Approved if x.expires_at <= now => "EXPIRED",
         ExceptionStatus::Approved => "APPROVED",
         ExceptionStatus::Rejected => "REJECTED",
     }
 }
 
-fn summary(x: &ExceptionRecord) -> String {
+fn summary(x: &ExceptionRecord, now: Timestamp) -> String {
     format!(
         "{}  {:8}  {} in {}{}, until {}",
         x.id,
-        status(x),
+        status(x, now),
         x.finding,
         x.subject(),
         if x.environments.is_empty() {
@@ -279,9 +284,9 @@ fn summary(x: &ExceptionRecord) -> String {
     )
 }
 
-fn describe(x: &ExceptionRecord) -> String {
+fn describe(x: &ExceptionRecord, now: Timestamp) -> String {
     let mut lines = vec![
-        summary(x),
+        summary(x, now),
         format!(
             "  asked by {} at {}: {}",
             x.requested_by,
@@ -298,7 +303,10 @@ fn describe(x: &ExceptionRecord) -> String {
     if let (Some(by), Some(at)) = (&x.reviewed_by, x.reviewed_at) {
         lines.push(format!(
             "  {} by {by} at {}: {}",
-            status(x).to_lowercase(),
+            match x.status {
+                ExceptionStatus::Rejected => "rejected",
+                _ => "approved",
+            },
             when(at),
             x.review_rationale.as_deref().unwrap_or("")
         ));

@@ -348,3 +348,35 @@ pub(crate) fn resign(note: &str, keys: &[&Path]) -> String {
         .collect();
     custody_crypto::note::sign(text, &signers.iter().collect::<Vec<_>>()).unwrap()
 }
+
+/// `/metrics` as `token`'s holder scrapes it, parsed by the Prometheus project's own Python
+/// parser: one JSON object per sample (name, labels, value).
+pub(crate) async fn scrape_metrics(base: &str, token: &str) -> Vec<serde_json::Value> {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut parse = python_script("metrics_parse.py")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut parse.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let parsed = parse.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "{text}");
+    serde_json::from_slice(&parsed.stdout).unwrap()
+}
+
+/// The sum of the samples named `name` carrying `labels`.
+pub(crate) fn metric(samples: &[serde_json::Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}

@@ -70,6 +70,24 @@ pub(crate) async fn lineage(
         .map_err(|e| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &format!("{e}")))?;
     let l = s.app.lineage(&digest).await.map_err(|e| v.fail(e))?;
     let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
+    // A provenance discrepancy: the other digests the same source and parameters gave,
+    // each compared with this build (the first few).
+    let mut discrepancies = Vec::new();
+    for other in s
+        .app
+        .discrepant_builds(&digest)
+        .await
+        .map_err(|e| v.fail(e))?
+        .iter()
+        .take(3)
+    {
+        let c = s
+            .app
+            .compare_builds(&digest, other)
+            .await
+            .map_err(|e| v.fail(e))?;
+        discrepancies.push(c);
+    }
     let a = &l.artifact;
     let body = html! {
         h1 { (a.name) }
@@ -94,6 +112,28 @@ pub(crate) async fn lineage(
                         td { (r.provenance_facts.source_repo) " @ " code { (r.provenance_facts.source_commit) } }
                         td { (key_name(&policy, &r.provenance_facts.signing_key)) }
                         td { (when(r.registered_at)) " by " (r.registered_by) }
+                    }
+                }
+            }
+        }
+        @for c in &discrepancies {
+            h2.fail { "Provenance discrepancy" }
+            p {
+                "The same source and parameters also gave "
+                a href={ "/artifacts/" (c.builds[1].digest) } { code { (c.builds[1].digest) } }
+                ". The two builds side by side (differences marked ≠):"
+            }
+            table.discrepancy {
+                tr { th { "field" } th { "this build" } th { "the other build" } }
+                @for f in &c.fields {
+                    tr class=(if f.same { "same" } else { "differs" }) {
+                        th { @if !f.same { "≠ " } (f.field) }
+                        @for value in &f.values {
+                            td { code { (value.as_ref().map_or("(not said)".to_owned(), |v| match v {
+                                serde_json::Value::String(s) => s.clone(),
+                                v => v.to_string(),
+                            })) } }
+                        }
                     }
                 }
             }

@@ -3,7 +3,8 @@
 //! provenance, evidence and approval badges; what deploy tooling last reported running,
 //! with drift (a running digest never certified there) in red; the promotions waiting to
 //! enter, the break-glass promotions due for review, and the latest rejections and
-//! rollbacks.
+//! rollbacks. A certified release the deploy gate denies now (a scan since found a
+//! critical CVE, a key was revoked) is marked as no longer standing, with why.
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ pub(crate) async fn board(
     State(s): State<Arc<ServerState>>,
     v: Viewer,
 ) -> Result<Response, Response> {
-    let columns = s.app.board().await.map_err(|e| v.fail(e))?;
+    let columns = s.app.board(v.now).await.map_err(|e| v.fail(e))?;
     // Cached by digest: names the keys on the cards.
     let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     let body = html! {
@@ -59,6 +60,7 @@ fn health(c: &BoardColumn) -> Markup {
     let failed = c.running.as_ref().is_some_and(|r| !r.succeeded);
     html! {
         @if drift { span.pill.v-rejected.health { "drift" } }
+        @else if !c.no_longer_stands.is_empty() { span.pill.v-rejected.health { "no longer stands" } }
         @else if failed { span.pill.v-rejected.health { "rollout failed" } }
         @else if c.certified.is_none() { span.pill.v-none.health { "empty" } }
         @else if c.running.is_none() { span.pill.v-waiting.health { "not reported" } }
@@ -81,6 +83,12 @@ fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
                         a href={ "/promotions/" (cert.promotion) } { "promotion" }
                     }
                     @if let Some(s) = &c.standing { (badges(s, policy)) }
+                    @if !c.no_longer_stands.is_empty() {
+                        div.fail.no-longer-stands {
+                            strong { "✗ No longer stands: the deploy gate denies it now" }
+                            ul { @for r in &c.no_longer_stands { li { (r) } } }
+                        }
+                    }
                 },
                 None => div.certified.empty { div.label { "Certified" } p.none { "nothing certified" } },
             }
