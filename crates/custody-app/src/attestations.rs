@@ -277,6 +277,18 @@ pub fn unsigned(statement: &Statement) -> Envelope {
     }
 }
 
+/// Signs an in-toto statement of `predicate_type` about artifact `name` with `digest`.
+pub fn sign_statement(
+    signer: &dyn Signer,
+    name: &str,
+    digest: &Digest,
+    predicate_type: &str,
+    predicate: Value,
+) -> AppResult<Envelope> {
+    let statement = Statement::new(vec![Subject::new(name, digest)?], predicate_type, predicate)?;
+    dsse_sign(signer, &statement)
+}
+
 /// Signs a release manifest.
 pub fn sign_release(signer: &dyn Signer, manifest: &Statement) -> AppResult<Envelope> {
     dsse_sign(signer, manifest)

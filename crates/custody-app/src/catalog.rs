@@ -389,13 +389,14 @@ impl<S: Store> App<S> {
         }
         crate::limits::label("evidence format", format, crate::limits::MAX_LABEL)?;
         crate::evidence::kind_accepts(evidence_kind, format)?;
-        let read = match &evidence.report {
+        let kept = match &evidence.report {
             Some(report) => Some(
                 self.keep_report(actor, evidence_kind, format, file_digest, report)
                     .await?,
             ),
             None => None,
         };
+        let read = kept.as_ref().map(|k| k.read.clone());
         self.retrying(|| async {
             let mut record: Versioned<ArtifactRecord> = self
                 .require(kind::ARTIFACT, &artifact.to_string(), || {
@@ -412,6 +413,17 @@ impl<S: Store> App<S> {
                 holds: read.as_ref().map(|r| crate::evidence::holds(&r.summary)).unwrap_or_default(),
             };
             record.value.evidence.push(evidence.clone());
+            // What custody read, signed about the artifact (its name as registered).
+            let statement = match &kept {
+                Some(k) => Some(attestations::sign_statement(
+                    self.attestor.as_ref(),
+                    &record.value.name,
+                    artifact,
+                    k.predicate_type,
+                    k.predicate.clone(),
+                )?),
+                None => None,
+            };
             let state = vec![write(kind::ARTIFACT, &artifact.to_string(), &record.value, Expect::Version(record.version))?];
             let once = idempotency_key.map(|key| Once { scope: own_scope("attest", actor), key, request: &request });
             let events = vec![event(
@@ -422,6 +434,11 @@ impl<S: Store> App<S> {
                     format: format.into(),
                     evidence: file_digest.clone(),
                     report: read.clone(),
+                    keys: statement
+                        .iter()
+                        .map(|_| KeyUse::of(self.attestor.public_key()))
+                        .collect(),
+                    statement,
                 }),
             )?];
             let appended = match self.append_once(events, state, once, &()).await? {

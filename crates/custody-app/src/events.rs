@@ -105,6 +105,8 @@ event_kinds! {
     "exception.requested" => ExceptionRequested(crate::exceptions::ExceptionRequested),
     /// A security reviewer approved or rejected an exception.
     "exception.reviewed" => ExceptionReviewed(crate::exceptions::ExceptionReviewed),
+    /// An exception was revoked: it no longer counts.
+    "exception.revoked" => ExceptionRevoked(crate::exceptions::ExceptionRevoked),
     /// A release manifest was recorded.
     "release.created" => ReleaseCreated(ReleaseCreated),
     /// A promotion was requested.
@@ -392,6 +394,14 @@ pub struct EvidenceAttached {
     /// What custody read in the report (absent when only its digest was given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::evidence::ReportRead>,
+    /// The attestor key that signed `statement`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
+    /// custody's signed statement of what it read, about the artifact: the in-toto
+    /// test-result predicate for a test report, custody's evidence predicate for any
+    /// other (absent when only a digest was given, and before custody signed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<custody_crypto::dsse::Envelope>,
 }
 
 /// `release.created`.

@@ -4,6 +4,11 @@
 //! gathers its facts, so that what a gate counts is what custody read, never what a
 //! client claimed.
 //!
+//! What custody read is also said in a statement it signs with its attestor key, about
+//! the artifact: the in-toto test-result predicate (v0.1) for a test report, custody's
+//! evidence predicate (`docs/evidence-statement.md`) for any other, each naming the
+//! stored report by its digest.
+//!
 //! Formats: those `custody_evidence` reads (`junit`, `sarif`, `osv`, `grype`, `trivy`,
 //! `cyclonedx`, `spdx`), and `dsse`: an attestation made elsewhere, kept only when one of
 //! the keys the policy trusts (its builders' and release keys) signed it. What it does not
@@ -41,6 +46,68 @@ pub struct ReportRead {
 pub(crate) struct Parsed {
     pub(crate) evidence: Option<Evidence>,
     pub(crate) read: ReportRead,
+}
+
+/// The in-toto test-result predicate, the statement custody signs about a test report.
+pub const TEST_RESULT_V0_1: &str = "https://in-toto.io/attestation/test-result/v0.1";
+
+/// custody's evidence predicate, the statement it signs about any other report it read
+/// (`docs/evidence-statement.md`).
+pub const EVIDENCE_V1: &str = "https://custody.dev/evidence/v1";
+
+/// A report kept, with the predicate of the statement custody signs about it.
+pub(crate) struct Kept {
+    pub(crate) read: ReportRead,
+    pub(crate) predicate_type: &'static str,
+    pub(crate) predicate: serde_json::Value,
+}
+
+/// What custody says it read in a report of `kind` and `format` stored as `digest`.
+fn predicate(
+    kind: &str,
+    format: &str,
+    digest: &Digest,
+    parsed: &Parsed,
+) -> (&'static str, serde_json::Value) {
+    use serde_json::json;
+    let report = json!({
+        "name": format!("{kind} ({format})"),
+        "digest": {"sha256": digest.hex()},
+        "mediaType": parsed.read.media_type,
+    });
+    match &parsed.evidence {
+        Some(Evidence::Tests(r)) => {
+            let t = r.totals();
+            let failed: Vec<String> = r
+                .failing
+                .iter()
+                .map(|c| match &c.classname {
+                    Some(class) if !class.is_empty() => format!("{}/{class}.{}", c.suite, c.name),
+                    _ => format!("{}/{}", c.suite, c.name),
+                })
+                .collect();
+            let mut p = json!({
+                "result": if t.failed + t.errored > 0 { "FAILED" } else { "PASSED" },
+                "configuration": [report],
+            });
+            if !failed.is_empty() {
+                p["failedTests"] = json!(failed);
+            }
+            (TEST_RESULT_V0_1, p)
+        }
+        _ => {
+            let mut p = json!({
+                "type": kind,
+                "format": format,
+                "report": {"digest": {"sha256": digest.hex()}, "mediaType": parsed.read.media_type, "size": parsed.read.size},
+                "summary": parsed.read.summary,
+            });
+            if !parsed.read.signed_by.is_empty() {
+                p["signedBy"] = json!(parsed.read.signed_by);
+            }
+            (EVIDENCE_V1, p)
+        }
+    }
 }
 
 /// The media type a report of `format` is stored as.
@@ -252,6 +319,35 @@ impl<S: custody_store::Store> App<S> {
         Ok(Some(evidence))
     }
 
+    /// What each piece of `evidence` says, in totals (`None` for one custody did not read,
+    /// or an attestation), read from the stored reports.
+    pub async fn evidence_summaries(
+        &self,
+        evidence: &[crate::records::EvidenceRecord],
+    ) -> AppResult<Vec<Option<Summary>>> {
+        let mut out = Vec::with_capacity(evidence.len());
+        for e in evidence {
+            out.push(match e.read {
+                true => self
+                    .stored_report(&e.format, &e.digest)
+                    .await?
+                    .map(|r| Summary::of([&*r])),
+                false => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored report `digest`, as it was attached (an auditor checks it hashes to the
+    /// digest the ledger names).
+    pub async fn report(&self, digest: &Digest) -> AppResult<bytes::Bytes> {
+        self.store.read_blob(digest).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no report {digest} is stored\nhint: `custody history --type evidence.attached` lists the reports evidence names (`evidence`)"
+            ))
+        })
+    }
+
     /// What the stored report `digest` of `format` says under `policy`'s rules for
     /// `environment` (the default rules where the policy has no such environment).
     pub(crate) async fn report_facts(
@@ -317,7 +413,7 @@ impl<S: custody_store::Store> App<S> {
         format: &str,
         digest: &Digest,
         report: &str,
-    ) -> AppResult<ReportRead> {
+    ) -> AppResult<Kept> {
         use base64::Engine as _;
         use sha2::Digest as _;
         // Bound the decoded size by the encoded one before decoding anything.
@@ -342,9 +438,14 @@ impl<S: custody_store::Store> App<S> {
         };
         let parsed = parse(&trusted, format, &bytes)?;
         kind_holds(kind, format, &parsed.read)?;
+        let (predicate_type, predicate) = predicate(kind, format, digest, &parsed);
         self.store
             .put_blob(&parsed.read.media_type, bytes.into(), actor.now)
             .await?;
-        Ok(parsed.read)
+        Ok(Kept {
+            read: parsed.read,
+            predicate_type,
+            predicate,
+        })
     }
 }

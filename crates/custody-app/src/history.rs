@@ -320,6 +320,15 @@ pub fn describe(event: &Event) -> String {
                 .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
             x.rationale
         ),
+        EventBody::ExceptionRevoked(x) => format!(
+            "{who} revoked exception {} waiving {} in {}: {}",
+            x.exception,
+            x.finding,
+            x.release
+                .clone()
+                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            x.rationale
+        ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
         EventBody::PromotionRequested(p) => {
             let glass = if p.break_glass.is_some() {

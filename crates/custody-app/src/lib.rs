@@ -59,15 +59,18 @@ pub use catalog::{
     ReleaseCreated,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
+/// What a report says, in totals (the reader's, as evidence events record it).
+pub use custody_evidence::Summary;
 pub use environment::{
     CertifyingDecision, DeployOutcome, DeployReport, MAX_DIGESTS_PER_REPORT,
     RECHECK_WINDOW_SECONDS, Rollback, RollbackOutcome, Verification,
 };
 pub use error::{AppError, AppResult, Fault};
-pub use evidence::{DSSE, ReportRead};
+pub use evidence::{DSSE, EVIDENCE_V1, ReportRead, TEST_RESULT_V0_1};
 pub use exceptions::{
-    ExceptionRecord, ExceptionRequested, ExceptionReviewed, ExceptionStatus, MAX_EXCEPTION_DAYS,
-    Remediation, RemediationAction, RequestException, ReviewException,
+    ExceptionRecord, ExceptionRequested, ExceptionReviewed, ExceptionRevoked, ExceptionStatus,
+    MAX_EXCEPTION_DAYS, Remediation, RemediationAction, RequestException, ReviewException,
+    Revocation, RevokeException,
 };
 pub use governance::{
     PROPOSAL_LIFETIME, PolicyChange, ProposalRecord, ProposalStatus, ProposalView, ProposalVote,

@@ -163,7 +163,9 @@ fn mark_used(holdings: &mut [RoleHolding], principal: &str, permission: Permissi
 fn exercised(body: &EventBody, actor: &str) -> Option<Permission> {
     Some(match body {
         EventBody::PromotionRequested(_) | EventBody::ExceptionRequested(_) => Permission::Promote,
-        EventBody::ApprovalRecorded(_) | EventBody::ExceptionReviewed(_) => Permission::Review,
+        EventBody::ApprovalRecorded(_)
+        | EventBody::ExceptionReviewed(_)
+        | EventBody::ExceptionRevoked(_) => Permission::Review,
         EventBody::DeployReported(_) | EventBody::RolledBack(_) => Permission::Deploy,
         EventBody::PolicyProposed(_)
         | EventBody::ProposalReviewed(_)

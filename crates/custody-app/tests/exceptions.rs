@@ -55,7 +55,7 @@ fn waiver(artifact: Option<&Digest>, release: Option<&str>, expires: &str) -> Re
         plan: Remediation {
             action: RemediationAction::Upgrade,
             owner: "team-shop".into(),
-            due: at("2026-11-20T00:00:00Z"),
+            due: at("2026-11-11T12:00:00Z"),
         },
         reason: "not reachable: the image never runs sshd".into(),
         expires_at: at(expires),
@@ -518,4 +518,124 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// An approved exception revoked by a security reviewer stops counting at once (the
+/// deploy gate's cached answer too); only a security reviewer or its requester may revoke
+/// it, with a rationale, once.
+#[tokio::test]
+async fn a_revoked_exception_stops_counting_and_only_security_or_its_requester_revokes() {
+    let s = world().await;
+    let (d, r) = scanned(&s).await;
+    let asked = s
+        .app
+        .request_exception(
+            &actor("sam"),
+            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    decide(
+        &s,
+        "sec",
+        "2026-11-10T11:00:00Z",
+        &asked.id,
+        Verdict::Approve,
+        "upgrade is scheduled",
+    )
+    .await
+    .unwrap();
+    let certified = s
+        .app
+        .promote_to(&someone("sam", "2026-11-10T11:10:00Z"), &r, "prod", None)
+        .await
+        .unwrap();
+    assert!(certified.decision.decision.allowed);
+    let t = at("2026-11-10T11:30:00Z");
+    assert!(s.app.verify("prod", &d, t).await.unwrap().allowed);
+
+    let revoke = |who: &'static str, text: &'static str, id: String| {
+        let app = s.app.clone();
+        async move {
+            app.revoke_exception(
+                &someone(who, "2026-11-10T12:00:00Z"),
+                &id,
+                &custody_app::RevokeException {
+                    rationale: text.into(),
+                },
+            )
+            .await
+        }
+    };
+    let size = s.app.log().size().await.unwrap();
+    // Without a rationale, or by someone without the security role: refused, nothing
+    // written.
+    let empty = revoke("sec", " ", asked.id.clone()).await;
+    assert!(matches!(empty, Err(AppError::Invalid(_))), "{empty:?}");
+    let rita = revoke("rita", "I changed my mind", asked.id.clone()).await;
+    let Err(AppError::Denied(why)) = rita else {
+        panic!("{rita:?}")
+    };
+    assert!(why.contains("takes the security role"), "{why}");
+    assert_eq!(s.app.log().size().await.unwrap(), size);
+
+    let revoked = revoke("sue", "the image now runs sshd", asked.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, ExceptionStatus::Revoked);
+    let by = revoked.revoked.as_ref().unwrap();
+    assert_eq!(
+        (by.by.as_str(), by.rationale.as_str()),
+        ("sue", "the image now runs sshd")
+    );
+    let last = s.app.log().size().await.unwrap() - 1;
+    let entry = &s.app.log().entries(last, last + 1).await.unwrap()[0];
+    let event = Event::from_leaf(&entry.leaf).unwrap();
+    assert_eq!(event.kind(), "exception.revoked");
+    assert_eq!(v(&event)["exception"], asked.id.as_str());
+
+    // The deploy gate denies what it allowed a moment ago, naming the CVE.
+    let v = s.app.verify("prod", &d, t).await.unwrap();
+    assert!(!v.allowed, "{v:?}");
+    assert!(v.reasons.iter().any(|r| r.contains(CVE)), "{v:?}");
+    let again = s
+        .app
+        .promote_to(&someone("sam", "2026-11-10T12:30:00Z"), &r, "prod", None)
+        .await
+        .unwrap();
+    assert!(!again.decision.decision.allowed);
+
+    // Once is enough.
+    let twice = revoke("sec", "again", asked.id.clone()).await;
+    let Err(AppError::Conflict(why)) = twice else {
+        panic!("{twice:?}")
+    };
+    assert!(why.contains("already revoked by sue"), "{why}");
+
+    // Its requester may withdraw a request of their own.
+    let mine = s
+        .app
+        .request_exception(
+            &actor("sam"),
+            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    let withdrawn = revoke("sam", "fixed instead", mine.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status, ExceptionStatus::Revoked);
+    // A revoked request can no longer be approved.
+    let late = decide(
+        &s,
+        "sec",
+        "2026-11-10T12:10:00Z",
+        &mine.id,
+        Verdict::Approve,
+        "ok",
+    )
+    .await;
+    assert!(matches!(late, Err(AppError::Conflict(_))), "{late:?}");
 }

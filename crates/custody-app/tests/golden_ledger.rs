@@ -46,6 +46,7 @@ fn every_leaf_of_an_old_ledger_reads_as_its_kind_and_encodes_to_the_same_bytes()
         "artifact.rebuilt",
         "exception.requested",
         "exception.reviewed",
+        "exception.revoked",
     ];
     let known: BTreeSet<String> = KINDS
         .iter()

@@ -341,6 +341,22 @@ impl Custody {
         }
     }
 
+    pub(crate) async fn revoke_exception(
+        &self,
+        id: &str,
+        revoke: &custody_app::RevokeException,
+    ) -> AppResult<ExceptionRecord> {
+        match self {
+            Custody::Local { app, actor } => {
+                app.revoke_exception(Self::actor(actor)?, id, revoke).await
+            }
+            Custody::Remote(c) => {
+                let path = format!("/api/v1/exceptions/{}/revoke", segment(id));
+                c.post(&path, revoke, None).await
+            }
+        }
+    }
+
     pub(crate) async fn exceptions(&self, limit: usize) -> AppResult<Vec<ExceptionRecord>> {
         match self {
             Custody::Local { app, .. } => app.exceptions(limit).await,

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// Largest key file read (a PEM key is well under 1 KiB).
 pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -15,20 +15,32 @@ pub(crate) const MAX_DOCUMENT: u64 = 256 * 1024 * 1024;
 /// Reads `path` (or standard input for `-`) up to `limit` bytes, failing beyond it.
 pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
+    let too_large = || {
+        anyhow::anyhow!(
+            "{what} {} is larger than {limit} bytes; is it the right file?",
+            path.display()
+        )
+    };
     let reader: Box<dyn Read> = if path == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(File::open(path).with_context(|| format!("opening {what} {}", path.display()))?)
+        let file =
+            File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
+        // A regular file says its size: refuse it before reading any of it.
+        if file
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() > limit)
+        {
+            return Err(too_large());
+        }
+        Box::new(file)
     };
     reader
         .take(limit + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("reading {what} {}", path.display()))?;
     if buf.len() as u64 > limit {
-        bail!(
-            "{what} {} is larger than {limit} bytes; is it the right file?",
-            path.display()
-        );
+        return Err(too_large());
     }
     Ok(buf)
 }

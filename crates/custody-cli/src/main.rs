@@ -63,6 +63,11 @@ enum Command {
     Artifact(cmd::catalog::ArtifactCommand),
     /// Attach evidence (tests, scans, SBOMs) to an artifact.
     Attest(cmd::catalog::AttestArgs),
+    /// Fetch a stored evidence report by its digest (the `evidence` an `evidence.attached`
+    /// event names), byte for byte as attached; checked to hash to that digest.
+    ///
+    /// Example: custody report sha256:9f1c… --out junit.xml --server URL --token $T
+    Report(cmd::catalog::ReportArgs),
     /// Create signed releases naming exact artifact digests.
     #[command(subcommand)]
     Release(cmd::catalog::ReleaseCommand),
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
         Command::Policy(c) => cmd::policy::run(c),
         Command::Artifact(c) => cmd::catalog::artifact(c),
         Command::Attest(a) => cmd::catalog::attest(a),
+        Command::Report(a) => cmd::catalog::report(a),
         Command::Release(c) => cmd::catalog::release(c),
         Command::Promote(a) => cmd::promotion::promote(a),
         Command::Approve(a) => cmd::promotion::review(a, custody_model::Verdict::Approve),

@@ -199,6 +199,7 @@ fn a_demo_bundle_verifies_offline_with_only_the_binary_and_the_log_key() {
         ("provenance", 9),
         ("manifests", 3),
         ("vsas", 10),
+        ("evidence_statements", 9),
         ("decisions_replayed", 10),
         ("rationales_checked", 1),
         ("certifications", 8),
@@ -471,6 +472,16 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         b.reseal(&key);
     });
     caught(&path, line["index"].as_u64(), "provenance");
+    // custody's statement of what it read in a report, re-signed by another key.
+    let (_, _, line) = Bundle::read(&f.all).find(|e| e["type"] == "evidence.attached");
+    let path = tampered("resigned-evidence", |b| {
+        let (m, n, line) = b.find(|e| e["type"] == "evidence.attached");
+        let mut e = event(&line);
+        e["statement"] = resign(&e["statement"]);
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, line["index"].as_u64(), "evidence");
     // A release manifest re-signed (its digest kept consistent): the decision that
     // certified it named another key.
     let all = Bundle::read(&f.all);

@@ -451,11 +451,17 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
     let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
     assert_eq!(findings(&samples, "critical"), 0.0);
 
-    // The nightly scan, attached through the server.
+    // The nightly scan, attached through the server, which keeps it: it can be fetched
+    // back, byte for byte.
     expect_code(
         &w.attest(&digest, "trivy", "vulnerability-scan", TRIVY_CRITICAL),
         0,
     );
+    let scan = format!(
+        "sha256:{}",
+        custody_app::attestations::sha256(TRIVY_CRITICAL.as_bytes()).hex()
+    );
+    assert_eq!(w.ok(&["report", &scan], "auditor"), TRIVY_CRITICAL);
     let denied = verify(&digest);
     expect_code(&denied, 1);
     assert!(
@@ -485,7 +491,7 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
     let cookie = session_cookie(&server.base, &w.tokens["auditor"]).await;
     let board = http()
         .get(format!("{}/", server.base))
-        .header("cookie", cookie)
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap()
@@ -496,6 +502,46 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
         board.contains("no longer stands") && board.contains("CVE-2021-23337"),
         "{board}"
     );
+    // The artifact's page says what each report says, and hands the report over as a
+    // download (never rendered).
+    let base = server.base.clone();
+    let get = |path: String| {
+        let (cookie, base) = (cookie.clone(), base.clone());
+        async move {
+            http()
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let page = get(format!("/artifacts/{digest}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for said in [
+        "2/2 tests passed",
+        "no static-analysis results",
+        "vulnerabilities: 1 critical (1 with a fix)",
+        "1 components, licences: MIT",
+    ] {
+        assert!(page.contains(said), "{said:?} not in {page}");
+    }
+    let download = get(format!("/reports/{scan}")).await;
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    assert_eq!(download.text().await.unwrap(), TRIVY_CRITICAL);
     let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
     assert_eq!(findings(&samples, "critical"), 1.0);
     let windows = |samples: &[Value]| {
@@ -514,5 +560,151 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
     let samples = scrape_metrics(&server.base, &w.tokens["auditor"]).await;
     assert_eq!(findings(&samples, "critical"), 0.0);
     assert_eq!(windows(&samples), 1.0);
+
+    // An exception asked for over HTTP can be withdrawn by its requester (and only by a
+    // security reviewer otherwise): it then says REVOKED, and the ledger says who and why.
+    let asked: Value = serde_json::from_str(&w.ok(
+        &[
+            "exception",
+            "request",
+            "--vulnerability",
+            "CVE-2021-23337",
+            "--release",
+            "shop@1.0.0",
+            "--plan",
+            "upgrade",
+            "--owner",
+            "team-shop",
+            "--due",
+            "7d",
+            "--expires",
+            "14d",
+            "--reason",
+            "lodash is bundled but never called",
+            "--json",
+        ],
+        "rita",
+    ))
+    .unwrap();
+    let id = asked["id"].as_str().unwrap();
+    let refused = w.run(
+        &["exception", "revoke", id, "--rationale", "not mine"],
+        "auditor",
+    );
+    expect_refusal(&refused, 1, "takes the security role");
+    let revoked = w.ok(
+        &[
+            "exception",
+            "revoke",
+            id,
+            "--rationale",
+            "1.0.1 fixes it instead",
+        ],
+        "rita",
+    );
+    assert!(revoked.contains("REVOKED"), "{revoked}");
+    let shown = w.ok(&["exception", "show", id], "auditor");
+    assert!(
+        shown.contains("revoked by rita") && shown.contains("1.0.1 fixes it instead"),
+        "{shown}"
+    );
     server.stop();
+}
+
+/// What custody read is a statement it signs about the artifact: for a test report the
+/// in-toto test-result predicate, which securesystemslib verifies with the attestor's
+/// public key and in-toto-attestation parses strictly; for a scan custody's own evidence
+/// predicate naming the stored report. A changed byte fails the Python verifier too.
+#[test]
+fn evidence_statements_verify_and_validate_with_the_python_references() {
+    let w = World::new();
+    let digest = w.build("1.0.0");
+    expect_code(
+        &w.attest(&digest, "junit", "test-results", JUNIT_FAILING),
+        0,
+    );
+    expect_code(
+        &w.attest(&digest, "trivy", "vulnerability-scan", TRIVY_CRITICAL),
+        0,
+    );
+    let history: Value = serde_json::from_str(&w.ok(
+        &["history", "--json", "--type", "evidence.attached"],
+        "auditor",
+    ))
+    .unwrap();
+    let events: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .collect();
+    assert_eq!(events.len(), 2, "{history:#}");
+    let attestor = w.data.join("keys/attestor.pub");
+    for (event, predicate_type) in events.iter().zip([
+        "https://in-toto.io/attestation/test-result/v0.1",
+        "https://custody.dev/evidence/v1",
+    ]) {
+        let envelope = w.root.join("statement.json");
+        fs::write(&envelope, event["statement"].to_string()).unwrap();
+        let verified = run(python_script("sslib_verify.py")
+            .arg(&envelope)
+            .arg("1")
+            .arg(&attestor));
+        expect_code(&verified, 0);
+        let payload: Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                event["statement"]["payload"].as_str().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["predicateType"], predicate_type);
+        assert_eq!(
+            payload["subject"][0]["digest"]["sha256"],
+            digest.strip_prefix("sha256:").unwrap()
+        );
+        if predicate_type.contains("test-result") {
+            let out = run(python_script("test_result_validate.py").arg(&envelope));
+            expect_code(&out, 0);
+            let said = stdout(&out);
+            assert!(said.starts_with("FAILED\n"), "{said}");
+            assert!(
+                said.contains("shop.CartTest/shop.CartTest.refunds"),
+                "{said}"
+            );
+            // The report it names is the one recorded, and can be fetched back as it was.
+            let report = event["evidence"].as_str().unwrap();
+            assert_eq!(
+                payload["predicate"]["configuration"][0]["digest"]["sha256"],
+                report.strip_prefix("sha256:").unwrap()
+            );
+            let back = w.root.join("back.xml");
+            w.ok(
+                &["report", report, "--out", back.to_str().unwrap()],
+                "auditor",
+            );
+            assert_eq!(fs::read_to_string(&back).unwrap(), JUNIT_FAILING);
+            let missing = format!("sha256:{}", "0".repeat(64));
+            expect_refusal(&w.run(&["report", &missing], "auditor"), 2, "no report");
+        } else {
+            assert_eq!(
+                payload["predicate"]["summary"]["vulnerabilities"]["critical"]["total"],
+                1
+            );
+        }
+        // One changed byte of the payload: securesystemslib refuses it.
+        let mut tampered = event["statement"].clone();
+        let text = tampered["payload"].as_str().unwrap().to_owned();
+        let flipped = if text.starts_with('e') { "f" } else { "e" };
+        tampered["payload"] = Value::String(format!("{flipped}{}", &text[1..]));
+        fs::write(&envelope, tampered.to_string()).unwrap();
+        expect_code(
+            &run(python_script("sslib_verify.py")
+                .arg(&envelope)
+                .arg("1")
+                .arg(&attestor)),
+            REFUSED,
+        );
+    }
 }

@@ -201,6 +201,11 @@ impl World {
             ),
             ("sarif", "scan.sarif", r#"{"version":"2.1.0","runs":[]}"#),
             (
+                "trivy",
+                "scan.trivy.json",
+                r#"{"SchemaVersion":2,"Results":[]}"#,
+            ),
+            (
                 "cyclonedx",
                 "sbom.json",
                 r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,

@@ -326,6 +326,24 @@ pub(crate) async fn compare_builds(
     json(s.app.compare_builds(&digest(a)?, &digest(b)?).await?)
 }
 
+#[utoipa::path(get, path = "/api/v1/reports/{digest}",
+    params(("digest" = String, Path, description = "the report, sha256:HEX, as its evidence.attached event names it")),
+    responses((status = 200, description = "the stored report, byte for byte as attached", content_type = "application/octet-stream", body = Vec<u8>), Refusals))]
+pub(crate) async fn report(
+    State(s): State<Arc<ServerState>>,
+    Path(digest): Path<String>,
+) -> Answer {
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("report digest: {e}")))?;
+    let bytes = s.app.report(&digest).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
+}
+
 #[utoipa::path(post, path = "/api/v1/releases", request_body = RecordRelease,
     params(Retry),
     responses((status = 200, description = "the release recorded", body = Value), Refusals))]

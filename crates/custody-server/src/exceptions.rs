@@ -1,12 +1,13 @@
 //! Exceptions (waivers) over HTTP (see `custody_app::exceptions`): asking takes the
 //! promote permission, reviewing the review permission (the use case then checks the
 //! security role where the exception holds, that the reviewer is not the requester, and
-//! that the credential is their own), reading the read permission.
+//! that the credential is their own), reading and revoking the read permission (the use
+//! case checks that the revoker asked for it or holds the security role where it holds).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use custody_app::{RequestException, ReviewException};
+use custody_app::{RequestException, ReviewException, RevokeException};
 use custody_model::Verdict;
 use serde::Deserialize;
 
@@ -79,6 +80,18 @@ pub(crate) async fn reject_exception(
     ApiJson(review): ApiJson<ReviewException>,
 ) -> Answer {
     decide(&s, &caller, &id, Verdict::Reject, &review).await
+}
+
+#[utoipa::path(post, path = "/api/v1/exceptions/{id}/revoke", request_body = RevokeException,
+    params(("id" = String, Path, description = "the exception")),
+    responses((status = 200, description = "the exception, revoked: it no longer counts", body = Value), Refusals))]
+pub(crate) async fn revoke_exception(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(revoke): ApiJson<RevokeException>,
+) -> Answer {
+    json(s.app.revoke_exception(&caller.actor, &id, &revoke).await?)
 }
 
 async fn decide(

@@ -63,12 +63,15 @@ fn guarded() -> Vec<(Permission, Routes)> {
                 .routes(routes!(api::replay))
                 .routes(routes!(api::promotion))
                 .routes(routes!(api::compare_builds))
+                .routes(routes!(api::report))
                 .routes(routes!(metrics::render))
                 .routes(routes!(governance::policy))
                 .routes(routes!(keyring::keys))
                 .routes(routes!(keyring::impact))
                 .routes(routes!(exceptions::exceptions))
                 .routes(routes!(exceptions::exception))
+                // Its requester, or the security role where it holds (the use case checks).
+                .routes(routes!(exceptions::revoke_exception))
                 .routes(routes!(governance::proposals))
                 .routes(routes!(governance::proposal))
                 // Only the policy's owners may review (the use case checks who).

@@ -1,8 +1,9 @@
 //! Exceptions (waivers): a time-bound permission for one known finding (a vulnerability
-//! by id or alias, or a licence of one package) in one artifact or one release, with a
-//! remediation plan (patch, upgrade, accept the risk), its owner and due date. It is
-//! requested, then approved or rejected once, like a promotion; the evidence-content gates
-//! (`custody_policy`) then read the approved ones from a decision's facts.
+//! by its id or the one CVE it names, or a licence of one package) in one artifact or one
+//! release, with a remediation plan (patch, upgrade, accept the risk), its owner and due date. It is
+//! requested, then approved or rejected once, like a promotion, and may be revoked at any
+//! time before it expires; the evidence-content gates (`custody_policy`) then read the
+//! approved ones from a decision's facts.
 //!
 //! Invariants:
 //! - An exception counts only once approved by someone other than its requester, holding
@@ -12,8 +13,12 @@
 //!   decision and deploy-gate answer (so an expired exception stops counting by itself).
 //! - It covers exactly one subject, an artifact or a release, that exists when it is
 //!   requested; its record changes only with the event that explains it.
-//! - This module holds its two events' schema (`exception.requested`,
-//!   `exception.reviewed`), listed with the others in [`crate::events`].
+//! - Revoking only makes the gates stricter, so it takes less than approving: the security
+//!   role where the exception holds, or being its requester (withdrawing one's own
+//!   request), with any credential of theirs (the event records which).
+//! - This module holds its three events' schema (`exception.requested`,
+//!   `exception.reviewed`, `exception.revoked`), listed with the others in
+//!   [`crate::events`].
 use custody_model::{Digest, Timestamp, Verdict};
 use custody_policy::{ExceptionFacts, Role, WaivedFinding};
 use custody_store::{Expect, Store};
@@ -28,8 +33,8 @@ use crate::{AppError, AppResult, Permission};
 mod record;
 
 pub use record::{
-    ExceptionRecord, ExceptionRequested, ExceptionReviewed, ExceptionStatus, Remediation,
-    RemediationAction, RequestException, ReviewException,
+    ExceptionRecord, ExceptionRequested, ExceptionReviewed, ExceptionRevoked, ExceptionStatus,
+    Remediation, RemediationAction, RequestException, ReviewException, Revocation, RevokeException,
 };
 
 /// The longest an exception may last, in days: a waiver is a plan, not a policy change.
@@ -54,7 +59,18 @@ fn release_subject(release: &str) -> String {
 
 fn check_request(req: &RequestException, now: Timestamp) -> AppResult<()> {
     match &req.finding {
-        WaivedFinding::Vulnerability { id } => label("the vulnerability id", id, MAX_NAME)?,
+        WaivedFinding::Vulnerability { id } => {
+            label("the vulnerability id", id, MAX_NAME)?;
+            // One finding, by its id: no pattern, no list.
+            if !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            {
+                return Err(AppError::invalid(format!(
+                    "the vulnerability id {id:?} is not one id (letters, digits, '-', '_', '.', ':'; like CVE-2024-3094 or GHSA-xxxx-xxxx-xxxx): an exception waives one finding"
+                )));
+            }
+        }
         WaivedFinding::Licence { licence, package } => {
             text("the licence", licence, MAX_NAME)?;
             text("the package", package, MAX_NAME)?;
@@ -89,6 +105,13 @@ fn check_request(req: &RequestException, now: Timestamp) -> AppResult<()> {
             longest.to_second()
         )));
     }
+    if req.plan.due > req.expires_at {
+        return Err(AppError::invalid(format!(
+            "the remediation is due at {}, after the exception expires at {}: the waiver would lapse before the plan is done; give a due date on or before the expiry (--due), or ask for a longer exception",
+            req.plan.due.to_second(),
+            req.expires_at.to_second()
+        )));
+    }
     if req.plan.due <= now {
         return Err(AppError::invalid(format!(
             "the remediation is due at {}, which has passed: give a date to come (--due)",
@@ -96,6 +119,64 @@ fn check_request(req: &RequestException, now: Timestamp) -> AppResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Why `actor` may not review (or revoke) `record` for want of the security role where
+/// it holds, if so.
+fn lacks_security_role(
+    policy: &custody_policy::Policy,
+    actor: &Actor,
+    record: &ExceptionRecord,
+) -> Option<String> {
+    let now = actor.now.unix_seconds();
+    let holds = |env: Option<&str>| policy.holds(&actor.principal, Role::Security, env, now);
+    let missing: Vec<&str> = if record.environments.is_empty() {
+        if holds(None) {
+            Vec::new()
+        } else {
+            vec!["every environment (an unscoped grant)"]
+        }
+    } else {
+        record
+            .environments
+            .iter()
+            .map(String::as_str)
+            .filter(|e| !holds(Some(e)))
+            .collect()
+    };
+    (!missing.is_empty()).then(|| {
+        format!(
+            "reviewing an exception takes the security role, and {} does not hold it in {}\nhint: a security reviewer other than {} approves, rejects or revokes it",
+            actor.principal,
+            missing.join(", "),
+            record.requested_by
+        )
+    })
+}
+
+/// A reviewer's or revoker's rationale: said, and bounded.
+fn rationale(what: &str, rationale: &str) -> AppResult<()> {
+    if rationale.trim().is_empty() {
+        return Err(AppError::invalid(format!(
+            "{what} needs a rationale (--rationale)"
+        )));
+    }
+    text("the rationale", rationale, MAX_RATIONALE)
+}
+
+/// How a settled exception was settled, for refusals: `approved by sam`.
+fn settled(record: &ExceptionRecord) -> String {
+    match (&record.revoked, record.status) {
+        (Some(r), _) => format!("revoked by {}", r.by),
+        (None, ExceptionStatus::Rejected) => format!(
+            "rejected by {}",
+            record.reviewed_by.as_deref().unwrap_or("?")
+        ),
+        (None, _) => format!(
+            "approved by {}",
+            record.reviewed_by.as_deref().unwrap_or("?")
+        ),
+    }
 }
 
 impl<S: Store> App<S> {
@@ -163,6 +244,7 @@ impl<S: Store> App<S> {
             reviewed_by: None,
             reviewed_at: None,
             review_rationale: None,
+            revoked: None,
         };
         self.retrying(|| async {
             let index: Option<Versioned<ExceptionIndex>> =
@@ -217,12 +299,7 @@ impl<S: Store> App<S> {
         review: &ReviewException,
     ) -> AppResult<ExceptionRecord> {
         self.permit(actor, Permission::Review).await?;
-        if review.rationale.trim().is_empty() {
-            return Err(AppError::invalid(
-                "a review needs a rationale (--rationale)",
-            ));
-        }
-        text("the rationale", &review.rationale, MAX_RATIONALE)?;
+        rationale("a review", &review.rationale)?;
         let policy = self.policy().await?;
         // With a signed statement, its enrolled key says who reviews; else the credential,
         // which must be the reviewer's own.
@@ -251,9 +328,8 @@ impl<S: Store> App<S> {
             let mut record = current.value;
             if record.status != ExceptionStatus::Pending {
                 return Err(AppError::conflict(format!(
-                    "exception {id} was already {} by {}; ask for a new one to decide again",
-                    if record.status == ExceptionStatus::Approved { "approved" } else { "rejected" },
-                    record.reviewed_by.as_deref().unwrap_or("?")
+                    "exception {id} was already {}; ask for a new one to decide again",
+                    settled(&record)
                 )));
             }
             if record.requested_by == actor.principal {
@@ -271,20 +347,8 @@ impl<S: Store> App<S> {
             {
                 return Err(AppError::denied(why));
             }
-            let now = actor.now.unix_seconds();
-            let holds = |env: Option<&str>| policy.holds(&actor.principal, Role::Security, env, now);
-            let missing: Vec<&str> = if record.environments.is_empty() {
-                if holds(None) { Vec::new() } else { vec!["every environment (an unscoped grant)"] }
-            } else {
-                record.environments.iter().map(String::as_str).filter(|e| !holds(Some(e))).collect()
-            };
-            if !missing.is_empty() {
-                return Err(AppError::denied(format!(
-                    "reviewing an exception takes the security role, and {} does not hold it in {}\nhint: a security reviewer other than {} approves or rejects it",
-                    actor.principal,
-                    missing.join(", "),
-                    record.requested_by
-                )));
+            if let Some(why) = lacks_security_role(&policy, actor, &record) {
+                return Err(AppError::denied(why));
             }
             if verdict == Verdict::Approve && record.expires_at <= actor.now {
                 return Err(AppError::conflict(format!(
@@ -312,6 +376,73 @@ impl<S: Store> App<S> {
                     expires_at: record.expires_at,
                     keys: signed_with.iter().cloned().collect(),
                     statement: review.statement.clone(),
+                }),
+            )?];
+            let state = vec![write(
+                kind::EXCEPTION,
+                id,
+                &record,
+                Expect::Version(current.version),
+            )?];
+            self.append(events, state, None).await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Revokes an exception, pending or approved, before it expires: from now on it does
+    /// not count (decisions already recorded keep what they read). Taken by a holder of
+    /// the security role where it holds, or by its requester.
+    pub async fn revoke_exception(
+        &self,
+        actor: &Actor,
+        id: &str,
+        revoke: &RevokeException,
+    ) -> AppResult<ExceptionRecord> {
+        // Who may revoke is the exception's to say (its requester, or the security role
+        // where it holds), checked below: reading is all the permission it takes first.
+        self.permit(actor, Permission::Read).await?;
+        rationale("revoking an exception", &revoke.rationale)?;
+        let policy = self.policy().await?;
+        self.retrying(|| async {
+            let current: Versioned<ExceptionRecord> = self
+                .require(kind::EXCEPTION, id, || format!("no exception {id}"))
+                .await?;
+            let mut record = current.value;
+            if !matches!(
+                record.status,
+                ExceptionStatus::Pending | ExceptionStatus::Approved
+            ) {
+                return Err(AppError::conflict(format!(
+                    "exception {id} was already {}: it does not count",
+                    settled(&record)
+                )));
+            }
+            if record.expires_at <= actor.now {
+                return Err(AppError::conflict(format!(
+                    "exception {id} expired at {}: it no longer counts",
+                    record.expires_at.to_second()
+                )));
+            }
+            if record.requested_by != actor.principal {
+                if let Some(why) = lacks_security_role(&policy, actor, &record) {
+                    return Err(AppError::denied(why));
+                }
+            }
+            record.status = ExceptionStatus::Revoked;
+            record.revoked = Some(Revocation {
+                by: actor.principal.clone(),
+                at: actor.now,
+                rationale: revoke.rationale.clone(),
+            });
+            let events = vec![event(
+                actor,
+                EventBody::ExceptionRevoked(ExceptionRevoked {
+                    exception: record.id.clone(),
+                    rationale: revoke.rationale.clone(),
+                    finding: record.finding.clone(),
+                    artifacts: record.artifacts.clone(),
+                    release: record.release.clone(),
                 }),
             )?];
             let state = vec![write(
@@ -372,8 +503,9 @@ impl<S: Store> App<S> {
             .collect())
     }
 
-    /// The versions of the exception indexes of `release` and its artifacts (what a cached
-    /// deploy-gate answer was computed from: a new exception changes one).
+    /// The versions of the exception indexes of `release` and its artifacts, and of the
+    /// exceptions they list (what a cached deploy-gate answer was computed from: a new
+    /// exception, a review or a revocation changes one).
     pub(crate) async fn exception_versions(&self, release: &ReleaseRecord) -> AppResult<Vec<u64>> {
         let subjects = std::iter::once(release_subject(&release.id())).chain(
             release
@@ -386,7 +518,12 @@ impl<S: Store> App<S> {
             let index = self
                 .get::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
                 .await?;
-            out.push(index.map_or(0, |i| i.version));
+            out.push(index.as_ref().map_or(0, |i| i.version));
+            // A review or revocation changes the exception, not the index.
+            for id in index.iter().flat_map(|i| &i.value.ids) {
+                let x = self.get::<ExceptionRecord>(kind::EXCEPTION, id).await?;
+                out.push(x.map_or(0, |x| x.version));
+            }
         }
         Ok(out)
     }

@@ -1,6 +1,7 @@
-//! What an exception is: the request, the record, its plan and status, and the two
+//! What an exception is: the request, the record, its plan and status, and the three
 //! events that explain every change of a record (`exception.requested`,
-//! `exception.reviewed`, listed with the others in [`crate::events`]).
+//! `exception.reviewed`, `exception.revoked`, listed with the others in
+//! [`crate::events`]).
 
 use custody_model::{Digest, Timestamp, Verdict};
 use custody_policy::{ExceptionFacts, WaivedFinding};
@@ -95,6 +96,27 @@ pub enum ExceptionStatus {
     Approved,
     /// Rejected: it never counts.
     Rejected,
+    /// Revoked (approved or pending, then withdrawn): it no longer counts.
+    Revoked,
+}
+
+/// The withdrawal of an exception (the body of `POST /api/v1/exceptions/{id}/revoke`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeException {
+    /// Why it no longer holds (the finding is back in scope, the plan changed…).
+    pub rationale: String,
+}
+
+/// Who revoked an exception, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Who.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    pub rationale: String,
 }
 
 /// An exception as recorded.
@@ -130,6 +152,9 @@ pub struct ExceptionRecord {
     pub reviewed_at: Option<Timestamp>,
     /// The reviewer's rationale.
     pub review_rationale: Option<String>,
+    /// Its withdrawal, once revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
 }
 
 impl ExceptionRecord {
@@ -241,4 +266,21 @@ pub struct ExceptionReviewed {
     /// That statement, verifiable offline with the reviewer's enrolled key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<custody_crypto::dsse::Envelope>,
+}
+
+/// `exception.revoked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRevoked {
+    /// The exception's id.
+    pub exception: String,
+    /// Why.
+    pub rationale: String,
+    /// The finding it waived.
+    pub finding: WaivedFinding,
+    /// The digests it covered.
+    pub artifacts: Vec<Digest>,
+    /// The release it covered, when it covered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }

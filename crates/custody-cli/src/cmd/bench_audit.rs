@@ -323,6 +323,8 @@ fn make_bundle(
                     format: "junit".into(),
                     evidence: sha256(format!("report {i}").as_bytes()),
                     report: None,
+                    keys: Vec::new(),
+                    statement: None,
                 })
             };
             let event = Event {

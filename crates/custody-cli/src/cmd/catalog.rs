@@ -220,7 +220,7 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
 pub(crate) enum EvidenceFormat {
     /// JUnit XML test results → test-results.
     Junit,
-    /// SARIF 2.1.0 static analysis → vulnerability-scan.
+    /// SARIF 2.1.0 static analysis → static-analysis.
     Sarif,
     /// OSV JSON → vulnerability-scan.
     Osv,
@@ -240,10 +240,10 @@ impl EvidenceFormat {
     fn kind(self) -> &'static str {
         match self {
             EvidenceFormat::Junit => "test-results",
-            EvidenceFormat::Sarif
-            | EvidenceFormat::Osv
-            | EvidenceFormat::Grype
-            | EvidenceFormat::Trivy => "vulnerability-scan",
+            EvidenceFormat::Sarif => "static-analysis",
+            EvidenceFormat::Osv | EvidenceFormat::Grype | EvidenceFormat::Trivy => {
+                "vulnerability-scan"
+            }
             EvidenceFormat::Cyclonedx | EvidenceFormat::Spdx => "sbom",
             EvidenceFormat::Dsse => "attestation",
         }
@@ -281,6 +281,75 @@ pub(crate) struct AttestArgs {
     file: PathBuf,
     #[command(flatten)]
     target: Target,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The report's digest (sha256:HEX).
+    digest: Digest,
+    /// Write it to this file (default: standard output).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    target: crate::context::ReadTarget,
+}
+
+pub(crate) fn report(a: ReportArgs) -> anyhow::Result<Outcome> {
+    crate::block_on(async move {
+        let bytes = Custody::reading(&a.target).await?.report(&a.digest).await?;
+        // What the store (or the server) gave back must be what the ledger names.
+        let got = custody_app::attestations::sha256(&bytes);
+        if got != a.digest {
+            bail!(
+                "the report answered for {} hashes to {got}: the store does not hold what the ledger names; run `custody log check`",
+                a.digest
+            );
+        }
+        match &a.out {
+            Some(path) => {
+                std::fs::write(path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "wrote {} bytes to {} ({})",
+                    bytes.len(),
+                    path.display(),
+                    a.digest
+                );
+            }
+            None => {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                // A reader that stops early (`| head`) ends the command quietly.
+                if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+impl Custody {
+    pub(crate) async fn report(&self, digest: &Digest) -> custody_app::AppResult<Vec<u8>> {
+        match self {
+            Custody::Local { app, .. } => Ok(app.report(digest).await?.to_vec()),
+            Custody::Remote(c) => {
+                let path = format!(
+                    "/api/v1/reports/{}",
+                    crate::client::segment(&digest.to_string())
+                );
+                let (status, bytes) = c
+                    .exchange(reqwest::Method::GET, &path, &(), None::<&()>, None)
+                    .await?;
+                match status.is_success() {
+                    true => Ok(bytes),
+                    false => Err(crate::client::error_of(status, &bytes)),
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {

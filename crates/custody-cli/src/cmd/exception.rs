@@ -32,6 +32,11 @@ pub(crate) enum ExceptionCommand {
     Approve(ReviewArgs),
     /// Reject an exception: it never counts.
     Reject(ReviewArgs),
+    /// Revoke an exception, pending or approved: from now on it does not count (the
+    /// security role where it holds, or its requester withdrawing it).
+    ///
+    /// Example: custody exception revoke x-… --rationale "the service now exposes sshd"
+    Revoke(RevokeArgs),
     /// List exceptions, newest first.
     List(ListArgs),
     /// Show one exception.
@@ -51,7 +56,8 @@ pub(crate) enum Plan {
 
 #[derive(Debug, Args)]
 pub(crate) struct RequestArgs {
-    /// The vulnerability waived, by its id or an alias (CVE-…, GHSA-…).
+    /// The vulnerability waived: the finding's own id, or the one CVE an advisory names
+    /// (CVE-…, GHSA-…).
     #[arg(long, value_name = "ID", conflicts_with = "licence")]
     vulnerability: Option<String>,
     /// The licence waived, as the SBOM writes it (with --package).
@@ -114,6 +120,20 @@ pub(crate) struct ReviewArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    /// The exception id (x-…).
+    id: String,
+    /// Why it no longer holds: recorded for auditors.
+    #[arg(long)]
+    rationale: String,
+    #[command(flatten)]
+    target: Target,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// At most this many.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -141,6 +161,19 @@ pub(crate) fn run(command: ExceptionCommand) -> anyhow::Result<Outcome> {
         ExceptionCommand::Request(a) => crate::block_on(request(*a)),
         ExceptionCommand::Approve(a) => crate::block_on(review(a, Verdict::Approve)),
         ExceptionCommand::Reject(a) => crate::block_on(review(a, Verdict::Reject)),
+        ExceptionCommand::Revoke(a) => crate::block_on(async move {
+            let custody = Custody::open(&a.target).await?;
+            let revoke = custody_app::RevokeException {
+                rationale: a.rationale,
+            };
+            let x = custody.revoke_exception(&a.id, &revoke).await?;
+            if a.json {
+                print_json(&json!(x));
+            } else {
+                print_line(&summary(&x, crate::context::now()?));
+            }
+            Ok(Outcome::Ok)
+        }),
         ExceptionCommand::List(a) => crate::block_on(async move {
             let limit = usize::try_from(a.limit).unwrap_or(1000);
             let list = Custody::reading(&a.target).await?.exceptions(limit).await?;
@@ -265,6 +298,7 @@ fn status(x: &ExceptionRecord, now: Timestamp) -> &'static str {
         ExceptionStatus::Approved if x.expires_at <= now => "EXPIRED",
         ExceptionStatus::Approved => "APPROVED",
         ExceptionStatus::Rejected => "REJECTED",
+        ExceptionStatus::Revoked => "REVOKED",
     }
 }
 
@@ -309,6 +343,14 @@ fn describe(x: &ExceptionRecord, now: Timestamp) -> String {
             },
             when(at),
             x.review_rationale.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(r) = &x.revoked {
+        lines.push(format!(
+            "  revoked by {} at {}: {}",
+            r.by,
+            when(r.at),
+            r.rationale
         ));
     }
     lines.join("\n")

@@ -421,6 +421,8 @@ class Verifier:
             self.checked["signatures"] += bool(trusted)
             self.rec["release"][e["release"]] = (i, e["digest"], e["artifacts"], m, trusted)
         elif kind == "evidence.attached":
+            if e.get("statement") is not None:
+                self.evidence_statement(i, e)
             self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
         elif kind == "promotion.requested":
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
@@ -444,15 +446,37 @@ class Verifier:
         elif kind == "environment.certified":
             self.certs.append((i, e))
 
-    def decision(self, i, e, facts):
-        if envelope_digest(e["vsa"]) != e["vsa_digest"]:
-            self.fail(i, "vsa", "its vsa_digest does not match")
+    def attestor_named_by(self, envelope):
         named = {}
-        hints = {s.get("keyid") for s in e["vsa"]["signatures"]}
+        hints = {s.get("keyid") for s in envelope["signatures"]}
         for k in self.attestors:
             if key_ids(k) & hints:
                 named[hashlib.sha256(spki_der(k)).hexdigest()] = k
-        good, payload = dsse_verify(e["vsa"], named)
+        return named
+
+    def evidence_statement(self, i, e):
+        # custody's statement of what it read: signed by the attestor it names, about this
+        # artifact, naming this report.
+        good, payload = dsse_verify(e["statement"], self.attestor_named_by(e["statement"]))
+        ok = bool(good)
+        if ok:
+            s = json.loads(payload)
+            subjects = ["sha256:" + x["digest"]["sha256"] for x in s["subject"]]
+            p = s["predicate"]
+            if s["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1":
+                named = p["configuration"][0]["digest"]["sha256"]
+            else:
+                named = p.get("report", {}).get("digest", {}).get("sha256")
+            ok = subjects == e["artifacts"] and "sha256:" + str(named) == e["evidence"]
+        if not ok:
+            self.fail(i, "evidence", "its evidence statement is not signed by the attestor it names, about this artifact and report")
+        else:
+            self.checked["signatures"] += 1
+
+    def decision(self, i, e, facts):
+        if envelope_digest(e["vsa"]) != e["vsa_digest"]:
+            self.fail(i, "vsa", "its vsa_digest does not match")
+        good, payload = dsse_verify(e["vsa"], self.attestor_named_by(e["vsa"]))
         ok = bool(good)
         if ok:
             s = json.loads(payload)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use custody_model::Digest;
 use maud::html;
 
@@ -58,6 +58,39 @@ pub(crate) async fn alerts(
     Ok(v.shown("Alerts", body))
 }
 
+/// The digest a page's path names, or the page saying what is wrong with it.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the page answered, as the handlers' own error type"
+)]
+fn digest_in_path(v: &Viewer, text: &str) -> Result<Digest, Response> {
+    text.parse()
+        .map_err(|e| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &format!("{e}")))
+}
+
+/// `GET /reports/{digest}`: a stored evidence report, byte for byte, as a download (never
+/// rendered here: it is what a pipeline uploaded).
+pub(crate) async fn report(
+    State(s): State<Arc<ServerState>>,
+    v: Viewer,
+    Path(digest): Path<String>,
+) -> Result<Response, Response> {
+    let digest = digest_in_path(&v, &digest)?;
+    let bytes = s.app.report(&digest).await.map_err(|e| v.fail(e))?;
+    let name = format!("attachment; filename=\"report-{}.bin\"", digest.hex());
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// `GET /artifacts/{digest}`: commit → build → artifact → releases → promotions →
 /// environments, with rollbacks and drift.
 pub(crate) async fn lineage(
@@ -65,9 +98,7 @@ pub(crate) async fn lineage(
     v: Viewer,
     Path(digest): Path<String>,
 ) -> Result<Response, Response> {
-    let digest: Digest = digest
-        .parse()
-        .map_err(|e| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &format!("{e}")))?;
+    let digest = digest_in_path(&v, &digest)?;
     let l = s.app.lineage(&digest).await.map_err(|e| v.fail(e))?;
     let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     // A provenance discrepancy: the other digests the same source and parameters gave,
@@ -88,6 +119,11 @@ pub(crate) async fn lineage(
             .map_err(|e| v.fail(e))?;
         discrepancies.push(c);
     }
+    let summaries = s
+        .app
+        .evidence_summaries(&l.artifact.evidence)
+        .await
+        .map_err(|e| v.fail(e))?;
     let a = &l.artifact;
     let body = html! {
         h1 { (a.name) }
@@ -140,7 +176,18 @@ pub(crate) async fn lineage(
         }
         @if !a.evidence.is_empty() {
             h2 { "Evidence" }
-            ul { @for e in &a.evidence { li { (e.kind) " (" (e.format) ") by " (e.by) " at " (when(e.at)) } } }
+            ul #evidence {
+                @for (e, said) in a.evidence.iter().zip(&summaries) {
+                    li {
+                        (e.kind) " (" (e.format) ") by " (e.by) " at " (when(e.at))
+                        @match said {
+                            Some(s) => { ": " (evidence_says(s)) " " a href={ "/reports/" (e.digest) } { "report" } },
+                            None if !e.read => { ": " span.fail { "only its digest was given: evidence of nothing" } },
+                            None => {},
+                        }
+                    }
+                }
+            }
         }
         h2 { "Released in" }
         @if l.releases.is_empty() { p.none { "no release" } } @else {
@@ -285,4 +332,62 @@ pub(crate) async fn charts(
             a href="/metrics" { "/metrics" } " for Prometheus." }
     };
     Ok(v.shown("Charts", body))
+}
+
+/// What a report says, in a line: "6/7 tests passed, 1 failed", "1 critical (1 with a
+/// fix), 2 high", "2 error-level results", "12 components, 3 licences".
+fn evidence_says(s: &custody_app::Summary) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &s.tests {
+        let mut line = format!("{}/{} tests passed", t.passed, t.tests);
+        for (n, what) in [
+            (t.failed, "failed"),
+            (t.errored, "errored"),
+            (t.skipped, "skipped"),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {n} {what}"));
+            }
+        }
+        parts.push(line);
+    }
+    if let Some(f) = &s.findings {
+        parts.push(match f.total {
+            0 => "no static-analysis results".to_owned(),
+            _ => format!(
+                "{} error-, {} warning-, {} note-level results",
+                f.error, f.warning, f.note
+            ),
+        });
+    }
+    if let Some(v) = &s.vulnerabilities {
+        let by: Vec<String> = [
+            ("critical", &v.critical),
+            ("high", &v.high),
+            ("medium", &v.medium),
+            ("low", &v.low),
+            ("unknown", &v.unknown),
+        ]
+        .into_iter()
+        .filter(|(_, c)| c.total > 0)
+        .map(|(name, c)| format!("{} {name} ({} with a fix)", c.total, c.with_fix))
+        .collect();
+        parts.push(match by.is_empty() {
+            true => "no vulnerabilities".to_owned(),
+            false => format!("vulnerabilities: {}", by.join(", ")),
+        });
+    }
+    if let Some(l) = &s.licences {
+        let mut line = format!("{} components, licences: ", l.components);
+        let shown: Vec<&str> = l.licences.iter().take(8).map(String::as_str).collect();
+        line.push_str(&shown.join(", "));
+        if l.licences.len() > shown.len() {
+            line.push_str(&format!(" and {} more", l.licences.len() - shown.len()));
+        }
+        if l.without_licence > 0 {
+            line.push_str(&format!("; {} without a licence", l.without_licence));
+        }
+        parts.push(line);
+    }
+    parts.join("; ")
 }

@@ -82,6 +82,7 @@ pub const PAGES: &[PageRoute] = &[
     page("GET", "/history.json", Some(Permission::Read)),
     page("GET", "/alerts", Some(Permission::Read)),
     page("GET", "/artifacts/{digest}", Some(Permission::Read)),
+    page("GET", "/reports/{digest}", Some(Permission::Read)),
     page("GET", "/keys", Some(Permission::Read)),
     page("GET", "/keys/{key}", Some(Permission::Read)),
     page("GET", "/policy", Some(Permission::Read)),
@@ -103,7 +104,7 @@ fn sign_in_routes() -> [Served; 3] {
 }
 
 /// Every other route: each page's extractor checks its permission (see [`PAGES`]).
-fn page_routes() -> [Served; 15] {
+fn page_routes() -> [Served; 16] {
     [
         ("/", get(board::board)),
         ("/logout", post(session::logout)),
@@ -114,6 +115,7 @@ fn page_routes() -> [Served; 15] {
         ("/history.json", get(history::export_json)),
         ("/alerts", get(audit::alerts)),
         ("/artifacts/{digest}", get(audit::lineage)),
+        ("/reports/{digest}", get(audit::report)),
         ("/keys", get(keys::keys)),
         ("/keys/{key}", get(keys::key)),
         ("/policy", get(governance::policy)),

@@ -379,8 +379,8 @@ fn flatten(prefix: &str, value: &serde_json::Value, depth: usize, out: &mut Vec<
     }
 }
 
-/// The colour class of a gate's verdict: passed green, waiting amber, failed red.
-/// An exception's pill at `at` (now): pending, rejected, approved, or approved but expired.
+/// An exception's pill at `at` (now): pending, rejected, revoked, approved, or approved
+/// but expired.
 fn exception_status(
     x: &custody_app::ExceptionRecord,
     at: custody_model::Timestamp,
@@ -389,11 +389,13 @@ fn exception_status(
     match x.status {
         ExceptionStatus::Pending => ("v-waiting", "pending"),
         ExceptionStatus::Rejected => ("v-rejected", "rejected"),
+        ExceptionStatus::Revoked => ("v-rejected", "revoked"),
         ExceptionStatus::Approved if x.expires_at <= at => ("v-rejected", "expired"),
         ExceptionStatus::Approved => ("v-passed", "approved"),
     }
 }
 
+/// The colour class of a gate's verdict: passed green, waiting amber, failed red.
 fn verdict_class(status: custody_policy::Status) -> &'static str {
     match status {
         custody_policy::Status::Pass => "v-passed",

@@ -17,7 +17,7 @@ fn request(expires_in_days: i64) -> Value {
         "finding": {"vulnerability": {"id": "CVE-2024-3094"}},
         "release": "shop@1.0.0",
         "environments": ["production"],
-        "plan": {"action": "upgrade", "owner": "team-shop", "due": at(7)},
+        "plan": {"action": "upgrade", "owner": "team-shop", "due": at(1)},
         "reason": "not reachable: the image never runs sshd",
         "expires_at": at(expires_in_days),
     })
@@ -45,6 +45,25 @@ async fn an_exception_is_asked_for_and_approved_by_someone_else_with_the_securit
     missing["release"] = json!("shop@9.9.9");
     let missing = server.post("sam", "/api/v1/exceptions", &missing).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
+    // A plan due after the waiver lapses, or a pattern for an id: refused, saying why.
+    let mut late = request(3);
+    late["plan"]["due"] = request(5)["expires_at"].clone();
+    let late = server.post("sam", "/api/v1/exceptions", &late).await;
+    assert_eq!(late.status, 400, "{}", late.body);
+    assert!(
+        late.error().contains("after the exception expires"),
+        "{}",
+        late.body
+    );
+    let mut pattern = request(3);
+    pattern["finding"]["vulnerability"]["id"] = json!("*");
+    let pattern = server.post("sam", "/api/v1/exceptions", &pattern).await;
+    assert_eq!(pattern.status, 400, "{}", pattern.body);
+    assert!(
+        pattern.error().contains("is not one id"),
+        "{}",
+        pattern.body
+    );
     assert_eq!(server.size().await, before);
 
     let asked = TestServer::ok(server.post("sam", "/api/v1/exceptions", &request(3)).await);

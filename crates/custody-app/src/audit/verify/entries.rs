@@ -10,7 +10,7 @@ use custody_policy::{Facts, KeyPurpose};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::envelopes::{manifest, provenance, vsa};
+use super::envelopes::{evidence_statement, manifest, provenance, vsa};
 use super::lineage::{ApprovalItem, DecisionItem, Item};
 use super::log::json_lines;
 use super::timeline::Timeline;
@@ -210,6 +210,7 @@ fn add(total: &mut Checked, one: &Checked) {
     total.provenance += one.provenance;
     total.manifests += one.manifests;
     total.vsas += one.vsas;
+    total.evidence_statements += one.evidence_statements;
     total.decisions_replayed += one.decisions_replayed;
     total.rationales_checked += one.rationales_checked;
     total.rationales_withheld += one.rationales_withheld;
@@ -304,6 +305,12 @@ fn check(
             });
         }
         EventBody::EvidenceAttached(e) => {
+            if let Some(statement) = &e.statement {
+                match evidence_statement(e, statement, attestors) {
+                    Ok(()) => o.checked.evidence_statements += 1,
+                    Err(why) => failed(Check::Evidence, why),
+                }
+            }
             o.item = e.artifacts.first().map(|a| Item::Evidence {
                 index: i,
                 artifact: a.to_string(),

@@ -1,6 +1,7 @@
 //! Signed envelopes against the keys in force: provenance (builder keys of the policy in
-//! force at its ledger index, through hand-overs and revocations: `Timeline::keys`), release manifests (their digests, name and artifacts), and
-//! VSAs (the attestor key the proven leaf names).
+//! force at its ledger index, through hand-overs and revocations: `Timeline::keys`),
+//! release manifests (their digests, name and artifacts), and VSAs and evidence statements
+//! (the attestor key the proven leaf names).
 
 use custody_crypto::PublicKey;
 use custody_crypto::dsse::{self, Envelope};
@@ -90,6 +91,61 @@ pub(crate) fn manifest(r: &crate::events::ReleaseCreated) -> Result<(), String> 
     Ok(())
 }
 
+/// The keys of `attestors` a signature of `envelope` names (the leaf records each
+/// signature's key id; a bundled key counts only if it is named).
+fn named(envelope: &Envelope, attestors: &[PublicKey]) -> Vec<PublicKey> {
+    attestors
+        .iter()
+        .filter(|k| {
+            envelope.signatures.iter().any(|s| {
+                s.keyid.as_deref().is_some_and(|id| {
+                    id == k.key_id().to_string() || id == k.securesystemslib_keyid()
+                })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// custody's statement of what it read in an evidence report: signed by an attestor key
+/// a signature names, about exactly the event's artifacts, naming the event's report by
+/// its digest.
+pub(crate) fn evidence_statement(
+    e: &crate::events::EvidenceAttached,
+    statement: &Envelope,
+    attestors: &[PublicKey],
+) -> Result<(), String> {
+    let named = named(statement, attestors);
+    if named.is_empty() {
+        return Err(
+            "no attestor key in the bundle has the key id its evidence statement's signature names"
+                .into(),
+        );
+    }
+    let verified = dsse::verify(statement, &named, 1).map_err(|e| {
+        format!("its evidence statement does not verify with the attestor key it names: {e}")
+    })?;
+    let s = Statement::from_json(verified.payload())
+        .map_err(|e| format!("its evidence statement: {e}"))?;
+    let subjects: Vec<String> = s
+        .subjects()
+        .iter()
+        .filter_map(|s| s.digest.digest().map(|d| d.to_string()))
+        .collect();
+    let artifacts: Vec<String> = e.artifacts.iter().map(ToString::to_string).collect();
+    let p = Value::Object(s.predicate().clone());
+    let report = match s.predicate_type() {
+        crate::evidence::TEST_RESULT_V0_1 => p.pointer("/configuration/0/digest/sha256"),
+        crate::evidence::EVIDENCE_V1 => p.pointer("/report/digest/sha256"),
+        _ => None,
+    }
+    .and_then(Value::as_str);
+    if subjects != artifacts || report != Some(e.evidence.hex().as_str()) {
+        return Err("its evidence statement is not about exactly this artifact and report".into());
+    }
+    Ok(())
+}
+
 /// The VSA of a decision: signed by an attestor key whose id its proven leaf records,
 /// about exactly the decision's artifacts, with its outcome and policy. Returns whether it
 /// carries the break-glass mark ([`attestations::BREAK_GLASS_LEVEL`]). `keys_from` says
@@ -102,18 +158,7 @@ pub(crate) fn vsa(
     if envelope_digest(&d.vsa) != d.vsa_digest {
         return Err("its vsa_digest is not the digest of its VSA envelope".into());
     }
-    // The leaf records each signature's key id; a bundled key counts only if it is named.
-    let named: Vec<PublicKey> = attestors
-        .iter()
-        .filter(|k| {
-            d.vsa.signatures.iter().any(|s| {
-                s.keyid.as_deref().is_some_and(|id| {
-                    id == k.key_id().to_string() || id == k.securesystemslib_keyid()
-                })
-            })
-        })
-        .cloned()
-        .collect();
+    let named = named(&d.vsa, attestors);
     if named.is_empty() {
         return Err(format!(
             "no attestor key {keys_from} has the key id its VSA's signature names"

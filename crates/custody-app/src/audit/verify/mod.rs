@@ -75,6 +75,9 @@ pub struct Checked {
     pub manifests: u64,
     /// VSAs verified against the attestor key their leaf names.
     pub vsas: u64,
+    /// custody's statements of what it read in evidence reports, verified against the
+    /// attestor key their leaf names.
+    pub evidence_statements: u64,
     /// Decisions replayed to their recorded gates.
     pub decisions_replayed: u64,
     /// Confidential rationales checked against their commitments.
@@ -89,7 +92,7 @@ pub struct Checked {
 impl Checked {
     /// Signatures verified: checkpoints and envelopes.
     pub fn signatures(&self) -> u64 {
-        self.checkpoints + self.provenance + self.manifests + self.vsas
+        self.checkpoints + self.provenance + self.manifests + self.vsas + self.evidence_statements
     }
 }
 
@@ -121,6 +124,9 @@ pub enum Check {
     Manifest,
     /// A VSA against the attestor key.
     Vsa,
+    /// custody's statement of what it read in an evidence report, against the attestor
+    /// key.
+    Evidence,
     /// A decision's facts and replay.
     Decision,
     /// A confidential rationale against its commitment.
@@ -151,6 +157,7 @@ impl Check {
             Check::Provenance => "provenance",
             Check::Manifest => "manifest",
             Check::Vsa => "vsa",
+            Check::Evidence => "evidence",
             Check::Decision => "decision",
             Check::Rationale => "rationale",
             Check::Lineage => "lineage",
