@@ -5,6 +5,10 @@
 #
 # custody's time is the whole process (start, read, parse, normalise, summarise);
 # Python's is json.load alone, after interpreter start-up. Needs python3 and GNU time.
+#
+# ATTEST=1 also times `custody attest` of the same file into a demo instance with the
+# release binary (read, encode, parse, keep the blob, sign the evidence statement, append
+# to the ledger: what a pipeline waits for), with its peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
@@ -37,3 +41,15 @@ echo "file: $(($(stat -c %s "$sbom") / 1000000)) MB, $N components, $(nproc) cor
 printf 'python json.load:        %.3f s  (peak RSS %s KiB, interpreter included)\n' "$python_t" "$python_rss"
 printf 'custody parse+summarise: %.3f s  (peak RSS %s KiB, whole process)\n' "$custody_t" "$custody_rss"
 echo "custody speed / python:  $(python3 -c "print(f'{$python_t / $custody_t:.2f}')")x"
+
+if [ "${ATTEST:-0}" = 1 ]; then
+    cargo build --release --locked -q -p custody-cli
+    custody=${CARGO_TARGET_DIR:-target}/release/custody
+    "$custody" demo --data-dir "$work/data" > /dev/null
+    artifact=$("$custody" history --json --type artifact.registered --data-dir "$work/data" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["event"]["artifact"]["digest"])')
+    attest_t=$(best "$custody" attest --artifact "$artifact" --type cyclonedx "$sbom" --data-dir "$work/data")
+    attest_rss=$(/usr/bin/time -f %M "$custody" attest --artifact "$artifact" --type cyclonedx "$sbom" \
+        --data-dir "$work/data" 2>&1 >/dev/null | tail -1)
+    printf 'custody attest (local):  %.3f s  (peak RSS %s KiB, whole process)\n' "$attest_t" "$attest_rss"
+fi

@@ -411,6 +411,7 @@ impl<S: Store> App<S> {
                 at: actor.now,
                 read: read.is_some(),
                 holds: read.as_ref().map(|r| crate::evidence::holds(&r.summary)).unwrap_or_default(),
+                subject: read.as_ref().map(|r| r.subject.clone()).unwrap_or_default(),
             };
             record.value.evidence.push(evidence.clone());
             // What custody read, signed about the artifact (its name as registered).

@@ -37,6 +37,11 @@ pub struct ReportRead {
     pub media_type: String,
     /// What it says, in totals (empty for `dsse`).
     pub summary: Summary,
+    /// What it is about, as its writer names it (`custody_evidence::Evidence::subject`;
+    /// empty when it does not say): a later report replaces this one for the rules only
+    /// when it is of the same type and format and about the same thing.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
     /// For `dsse`: the key ids of the trusted keys whose signatures verified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_by: Vec<String>,
@@ -175,6 +180,19 @@ pub(crate) fn kind_holds(kind: &str, format: &str, read: &ReportRead) -> AppResu
         return Ok(());
     };
     if holds(&read.summary).iter().any(|h| h == content) {
+        // An SBOM that lists no component says nothing about licences, yet would stand
+        // where one that listed a denied licence stood.
+        if content == "licences"
+            && read
+                .summary
+                .licences
+                .as_ref()
+                .is_some_and(|l| l.components == 0)
+        {
+            return Err(AppError::invalid(format!(
+                "this {format} SBOM lists no components, so it says nothing an sbom rule reads\nhint: attach the SBOM of what the artifact contains"
+            )));
+        }
         return Ok(());
     }
     Err(AppError::invalid(format!(
@@ -239,6 +257,7 @@ pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppRes
                 size,
                 media_type: media_type(format).into(),
                 summary: Summary::default(),
+                subject: String::new(),
                 signed_by,
             },
         });
@@ -249,12 +268,14 @@ pub(crate) fn parse(trusted: &[PublicKey], format: &str, bytes: &[u8]) -> AppRes
     let evidence = custody_evidence::parse(parsed_format, bytes)
         .map_err(|e| AppError::invalid(e.to_string()))?;
     let summary = Summary::of([&evidence]);
+    let subject = evidence.subject();
     Ok(Parsed {
         evidence: Some(evidence),
         read: ReportRead {
             size,
             media_type: media_type(format).into(),
             summary,
+            subject,
             signed_by: Vec::new(),
         },
     })

@@ -5,9 +5,9 @@
 //!
 //! Pure bookkeeping, fed the ledger's events in order by whoever follows it (the server's
 //! metrics); it reads nothing itself. An artifact's findings are those of its newest report
-//! of each evidence type and format that lists vulnerabilities (a vulnerability scan, an
-//! SBOM with them), as the gates read them: a nightly re-scan replaces the last one of its
-//! tool, never another tool's.
+//! of each evidence type, format and subject that lists vulnerabilities (a vulnerability
+//! scan, an SBOM with them), as the gates read them: a nightly re-scan of the same target
+//! replaces the last one, never another tool's or another target's.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -53,8 +53,8 @@ pub struct ClosedWindow {
 #[derive(Debug, Default)]
 pub struct Findings {
     first_reported: HashMap<Finding, Timestamp>,
-    /// Per artifact that has had a report listing vulnerabilities: per evidence type and
-    /// report format, the newest such report's findings.
+    /// Per artifact that has had a report listing vulnerabilities: per evidence type,
+    /// report format and subject, the newest such report's findings.
     artifacts: HashMap<Digest, HashMap<Source, Vec<(Finding, Severity)>>>,
     /// Each release's artifacts (a rollback names the release it returns to).
     releases: HashMap<String, Vec<Digest>>,
@@ -63,8 +63,8 @@ pub struct Findings {
     environments: BTreeMap<String, Certified>,
 }
 
-/// A report's evidence type and format.
-type Source = (String, String);
+/// A report's evidence type, format and subject.
+type Source = (String, String, String);
 
 #[derive(Debug, Default)]
 struct Certified {
@@ -78,14 +78,14 @@ impl Findings {
         self.releases.insert(release.to_owned(), artifacts.to_vec());
     }
 
-    /// `evidence.attached` of (type, format) `source` about `artifacts`, at `at`, whose
+    /// `evidence.attached` of (type, format, subject) `source` about `artifacts`, at `at`, whose
     /// report lists `vulnerabilities` (empty for a clean scan). Findings it lists that an
     /// environment's certified release holds are open there from now on.
     pub fn reported(
         &mut self,
         at: Timestamp,
         artifacts: &[Digest],
-        (kind, format): (&str, &str),
+        (kind, format, subject): (&str, &str, &str),
         vulnerabilities: &[Vulnerability],
     ) {
         let found: Vec<(Finding, Severity)> = vulnerabilities
@@ -99,10 +99,10 @@ impl Findings {
                 .or_insert(at);
         }
         for a in artifacts {
-            self.artifacts
-                .entry(a.clone())
-                .or_default()
-                .insert((kind.to_owned(), format.to_owned()), found.clone());
+            self.artifacts.entry(a.clone()).or_default().insert(
+                (kind.to_owned(), format.to_owned(), subject.to_owned()),
+                found.clone(),
+            );
         }
         let names: Vec<String> = self
             .environments
@@ -226,7 +226,7 @@ mod tests {
         Timestamp::from_unix_seconds(1_800_000_000 + hours as i64 * 3600).unwrap()
     }
 
-    const SCAN: (&str, &str) = ("vulnerability-scan", "trivy");
+    const SCAN: (&str, &str, &str) = ("vulnerability-scan", "trivy", "shop:1");
 
     fn open_in(f: &Findings, env: &str) -> Vec<(Severity, usize)> {
         f.open()
@@ -268,7 +268,7 @@ mod tests {
         f.reported(
             at(12),
             std::slice::from_ref(&v1),
-            ("sbom", "cyclonedx"),
+            ("sbom", "cyclonedx", "shop@1"),
             &[same],
         );
         assert_eq!(open_in(&f, "prod"), [(Severity::Critical, 1)]);
@@ -317,7 +317,15 @@ mod tests {
         f.reported(
             at(2),
             std::slice::from_ref(&v1),
-            ("vulnerability-scan", "grype"),
+            ("vulnerability-scan", "grype", "shop:1"),
+            &[],
+        );
+        assert_eq!(open_in(&f, "staging"), [(Severity::High, 1)]);
+        // Nor does the same tool's scan of another target.
+        f.reported(
+            at(2),
+            std::slice::from_ref(&v1),
+            ("vulnerability-scan", "trivy", "alpine:3"),
             &[],
         );
         assert_eq!(open_in(&f, "staging"), [(Severity::High, 1)]);

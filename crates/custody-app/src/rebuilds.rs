@@ -38,15 +38,17 @@ pub(crate) fn builds(record: &ArtifactRecord) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// The builders that agree on a recorded artifact's digest, each once, in order.
+/// The builders that agree on a recorded artifact's digest, each once, in order: one
+/// builder id, or one signing key, is one builder (two ids signing with the same key are
+/// not independent, as the `reproducible` gate counts them).
 pub(crate) fn agreeing(record: &ArtifactRecord) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (builder, _) in builds(record) {
-        if !out.iter().any(|b| b == builder) {
-            out.push(builder.to_owned());
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for (builder, key) in builds(record) {
+        if !seen.iter().any(|(b, k)| *b == builder || *k == key) {
+            seen.push((builder, key));
         }
     }
-    out
+    seen.into_iter().map(|(b, _)| b.to_owned()).collect()
 }
 
 impl<S: Store> App<S> {
@@ -91,7 +93,7 @@ impl<S: Store> App<S> {
             .collect();
             if !differs.is_empty() {
                 return Err(AppError::denied(format!(
-                    "digest {} is registered from another build: this provenance says {}. A rebuild agrees only when it builds the same source with the same parameters\nhint: compare the builds with `custody artifact compare`, or register what this build made under its own digest",
+                    "digest {} is registered from another build: this provenance says {}. A rebuild agrees only when it builds the same source with the same parameters; nothing was recorded",
                     record.digest,
                     differs.join(", ")
                 )));

@@ -121,6 +121,10 @@ pub struct EvidenceRecord {
     /// made before this was kept (then its format says what it may hold).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<String>,
+    /// What its report is about, as its writer names it (empty when it does not say, or
+    /// custody did not read it, and in records made before this was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
 }
 
 /// The artifacts built from one source and set of parameters (provenance discrepancy).

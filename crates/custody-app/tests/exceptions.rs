@@ -491,10 +491,10 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
     let now = at("2026-11-10T10:00:30Z");
 
     // Clean evidence again: nothing to say.
-    let index = s.app.attest(&actor("ci"), &d, &clean, None).await.unwrap();
+    let clean_index = s.app.attest(&actor("ci"), &d, &clean, None).await.unwrap();
     let quiet = s
         .app
-        .recheck_alerts(index, &event_at(index).await, now)
+        .recheck_alerts(clean_index, &event_at(clean_index).await, now)
         .await;
     assert!(quiet.unwrap().is_empty());
 
@@ -509,6 +509,13 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
     assert_eq!(a.severity, "critical");
     assert_eq!(a.subject["environment"], "prod");
     assert!(a.text.contains(CVE) && a.text.contains(&r), "{}", a.text);
+    // A server catching up re-checks the earlier clean scan too: the newer scan is the
+    // news, not it, so it is not named as the cause.
+    let caught_up = s
+        .app
+        .recheck_alerts(clean_index, &event_at(clean_index).await, now)
+        .await;
+    assert!(caught_up.unwrap().is_empty());
     // Seen again long after (a restart replaying history): not news.
     let later = now.plus_seconds(custody_app::RECHECK_WINDOW_SECONDS as u64 + 1);
     assert!(

@@ -363,7 +363,7 @@ async fn drift_revoked_keys_and_rollbacks_that_skip_or_refuse() {
 
     // Evidence is now required: 2.0.0 gets it, 1.0.0 does not; 3.0.0 fails to deploy.
     // (A report custody reads: a digest alone is evidence of nothing.)
-    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#;
+    let sbom = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"library","name":"left-pad","version":"1.3.0","licenses":[{"license":{"id":"MIT"}}]}]}"#;
     for d in [&d2, &d3] {
         s.app
             .attest(

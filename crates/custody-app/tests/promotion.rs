@@ -310,7 +310,7 @@ async fn the_rules_read_the_newest_report_of_each_type() {
     let sbom = AttachEvidence::with_report(
         "sbom",
         "cyclonedx",
-        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#,
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"library","name":"left-pad","version":"1.3.0","licenses":[{"license":{"id":"MIT"}}]}]}"#,
     );
     let (pass, fail) = (junit(true), junit(false));
     // (what, when), in the order recorded; whether the newest report passes.

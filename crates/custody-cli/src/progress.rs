@@ -25,6 +25,23 @@ pub(crate) fn bytes_bar(total: u64, threshold: u64, message: &str) -> ProgressBa
     )
 }
 
+/// A spinner with `message` for work that cannot count its steps (custody reading a large
+/// report, here or on the server); hidden when `size < threshold` or stderr is not a
+/// terminal. It ticks by itself until finished.
+pub(crate) fn spinner(size: u64, threshold: u64, message: &str) -> ProgressBar {
+    if size < threshold || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 fn styled(total: u64, threshold: u64, message: &str, template: &str) -> ProgressBar {
     if total < threshold || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();

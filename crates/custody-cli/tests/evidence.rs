@@ -218,6 +218,13 @@ impl World {
         {
             expect_code(&self.attest(&digest, format, kind, body), 0);
         }
+        self.create(version, &digest);
+        let (code, value) = self.promote(version);
+        (code, value, digest)
+    }
+
+    /// `custody release create shop VERSION` of `digest`, signed.
+    fn create(&self, version: &str, digest: &str) {
         let key = self.root.join("release.key");
         self.ok(
             &[
@@ -232,6 +239,10 @@ impl World {
             ],
             "rita",
         );
+    }
+
+    /// Promotes shop@VERSION to production: the exit code and the promotion as JSON.
+    fn promote(&self, version: &str) -> (i32, Value) {
         let out = self.run(
             &[
                 "promote",
@@ -244,7 +255,7 @@ impl World {
         );
         let value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}\n{}\n{}", stdout(&out), stderr(&out)));
-        (out.status.code().unwrap(), value, digest)
+        (out.status.code().unwrap(), value)
     }
 
     fn ledger_size(&self) -> u64 {
@@ -336,6 +347,53 @@ fn reports_that_say_the_release_fails_deny_it_and_say_why() {
             );
         }
     }
+}
+
+/// A clean report from another tool, or about another target, hides nothing: the failing
+/// SARIF run and the scan that found a fixable critical CVE keep the release out until the
+/// same tools report again, clean, on the same thing.
+#[test]
+fn a_clean_report_of_another_tool_or_target_hides_nothing() {
+    let w = World::new();
+    let digest = w.build("1.0.0");
+    for (format, kind, body) in [
+        ("junit", "test-results", JUNIT_PASSING),
+        ("sarif", "static-analysis", SARIF_ERROR),
+        ("trivy", "vulnerability-scan", TRIVY_CRITICAL),
+        ("cyclonedx", "sbom", SBOM_MIT),
+        // Then clean reports from elsewhere: another SARIF tool, a scan of another image.
+        (
+            "sarif",
+            "static-analysis",
+            r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "ESLint"}}, "results": []}]}"#,
+        ),
+        (
+            "trivy",
+            "vulnerability-scan",
+            r#"{"SchemaVersion": 2, "ArtifactName": "alpine:3.19", "Results": []}"#,
+        ),
+    ] {
+        expect_code(&w.attest(&digest, format, kind, body), 0);
+    }
+    w.create("1.0.0", &digest);
+    let (code, p) = w.promote("1.0.0");
+    assert_eq!(code, 1, "{p:#}");
+    assert_eq!(gate(&p, "static-analysis").0, "fail", "{p:#}");
+    assert!(
+        gate(&p, "vulnerabilities").1.contains("CVE-2021-23337"),
+        "{p:#}"
+    );
+    // The same tools, clean, on the same thing: the rerun and the re-scan replace them.
+    expect_code(
+        &w.attest(&digest, "sarif", "static-analysis", SARIF_CLEAN),
+        0,
+    );
+    expect_code(
+        &w.attest(&digest, "trivy", "vulnerability-scan", TRIVY_CLEAN),
+        0,
+    );
+    let (code, p) = w.promote("1.0.0");
+    assert_eq!(code, 0, "{p:#}");
 }
 
 #[test]

@@ -199,7 +199,11 @@ impl World {
                 "junit.xml",
                 r#"<testsuite name="shop" tests="3" failures="0"><testcase name="a"/><testcase name="b"/><testcase name="c"/></testsuite>"#,
             ),
-            ("sarif", "scan.sarif", r#"{"version":"2.1.0","runs":[]}"#),
+            (
+                "sarif",
+                "scan.sarif",
+                r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"bandit"}},"results":[]}]}"#,
+            ),
             (
                 "trivy",
                 "scan.trivy.json",
@@ -208,7 +212,7 @@ impl World {
             (
                 "cyclonedx",
                 "sbom.json",
-                r#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+                r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"library","name":"left-pad","version":"1.3.0","licenses":[{"license":{"id":"MIT"}}]}]}"#,
             ),
         ] {
             let path = self.root.join(file_name);

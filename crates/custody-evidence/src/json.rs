@@ -19,6 +19,8 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
     format: Format,
     bytes: &[u8],
 ) -> Result<T, EvidenceError> {
+    // A UTF-8 byte order mark (some Windows tools write one) is not JSON, but says nothing.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     if let Ok(value) = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
         return Ok(value);

@@ -20,9 +20,10 @@
 //! Refused: an empty document, a root other than `<testsuites>`/`<testsuite>`, an element
 //! left open at the end (a truncated file), mismatched tags, a `<testcase>` without a
 //! `name`, text or a second element after the root, nesting deeper than 256 elements,
-//! more than [`MAX_SUITES`] suites. A file with zero test cases is a valid report (whether
-//! that is acceptable is the policy's call). Entities other than XML's five predefined ones
-//! are never expanded (no DTD processing).
+//! more than [`MAX_SUITES`] suites, a DOCTYPE with an internal subset, and a reference to
+//! any entity but XML's five predefined ones (custody processes no DTD, so it refuses
+//! what it would otherwise read without what the entity stands for). A file with zero test
+//! cases is a valid report (whether that is acceptable is the policy's call).
 
 use crate::summary::TestTotals;
 use crate::{EvidenceError, Format, Location, MAX_LISTED, bounded_text, first_line};
@@ -257,8 +258,20 @@ impl<'a> Parser<'a> {
                         .map_err(|e| self.err(start, format!("reference is not UTF-8: {e}")))?;
                     let text = match r.resolve_char_ref() {
                         Ok(Some(c)) => c.to_string(),
-                        Ok(None) => quick_xml::escape::resolve_predefined_entity(&name)
-                            .map_or_else(|| format!("&{name};"), str::to_owned),
+                        Ok(None) => match quick_xml::escape::resolve_predefined_entity(&name) {
+                            Some(t) => t.to_owned(),
+                            // What a DTD entity stands for could be a <failure/>: custody
+                            // expands none, so it refuses the report rather than read it
+                            // without what the entity hides.
+                            None => {
+                                return Err(self.err(
+                                    start,
+                                    format!(
+                                        "the entity &{name}; is not one of XML's five (&amp; &lt; &gt; &quot; &apos;): custody expands no DTD entity"
+                                    ),
+                                ));
+                            }
+                        },
                         Err(e) => {
                             return Err(self.err(start, format!("bad character reference: {e}")));
                         }
@@ -266,7 +279,15 @@ impl<'a> Parser<'a> {
                     self.text(start, &text)?;
                 }
                 Event::Eof => break,
-                // Declarations, comments, processing instructions, DOCTYPE: nothing to read.
+                // A DOCTYPE with declarations (entities, attribute defaults) would change
+                // what the elements say: refused. A bare one says nothing.
+                Event::DocType(d) if d.contains(&b'[') => {
+                    return Err(self.err(
+                        start,
+                        "the DOCTYPE declares an internal DTD subset; custody reads JUnit without DTDs (no entities, no defaults)",
+                    ));
+                }
+                // Declarations, comments, processing instructions: nothing to read.
                 Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             }
         }

@@ -172,7 +172,38 @@ impl Evidence {
             Evidence::Sbom(s) => s.format.into(),
         }
     }
+
+    /// What the report is about, as its writer names it: the suites a test report ran,
+    /// the tools of a static analysis, the target a scanner scanned, the component an SBOM
+    /// describes ("" when it does not say). A later report of the same format replaces an
+    /// earlier one only when it is about the same thing: a re-run, a re-scan.
+    pub fn subject(&self) -> String {
+        let text = match self {
+            Evidence::Tests(r) => {
+                let mut names: Vec<&str> = r.suites.iter().map(|s| s.name.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                names.join(", ")
+            }
+            Evidence::Findings(r) => r.tools.join(", "),
+            Evidence::Vulnerabilities(r) => r.target.clone().unwrap_or_default(),
+            Evidence::Sbom(s) => s.subject.clone().unwrap_or_default(),
+        };
+        // Bounded: a report of 100,000 suites names them by their digest.
+        if text.chars().count() > MAX_SUBJECT_CHARS {
+            use sha2::Digest as _;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(text.as_bytes()))
+            )
+        } else {
+            text
+        }
+    }
 }
+
+/// The longest subject ([`Evidence::subject`]) kept as written.
+pub const MAX_SUBJECT_CHARS: usize = 200;
 
 /// Parses a report of the named format from bytes. Input over [`MAX_INPUT_BYTES`] is
 /// refused before any parsing.

@@ -9,10 +9,13 @@
 //! are not applied. A message given by `id` is looked up in the rule's `messageStrings`
 //! with its `{n}` placeholders filled from `arguments`.
 //!
-//! Refused: anything but `"version": "2.1.0"`, a missing `runs` array, a run without
-//! `tool.driver.name`, a result without `message`, an unknown level, wrong types.
+//! Refused: anything but `"version": "2.1.0"`, a missing or empty `runs` array (no tool
+//! ran), a run without `results` (SARIF §3.14.23: absent or null, the tool did not run;
+//! an empty array is a run that found nothing), a run without `tool.driver.name`, a result
+//! without `message`, an unknown level, wrong types. A report that says nothing must not
+//! stand where one that found something stood.
 
-use crate::json::{self, bounded, bounded_or_null};
+use crate::json::{self, bounded, bounded_option, bounded_or_null};
 use crate::summary::FindingTotals;
 use crate::{EvidenceError, Format, first_line};
 use serde::{Deserialize, Serialize};
@@ -77,11 +80,28 @@ pub fn parse(bytes: &[u8]) -> Result<FindingReport, EvidenceError> {
             format!("version {:?} is not SARIF 2.1.0", log.version),
         ));
     }
+    if log.runs.is_empty() {
+        return Err(EvidenceError::at_path(
+            Format::Sarif,
+            "$.runs",
+            "no run: a SARIF log in which no tool ran says nothing",
+        ));
+    }
     let mut tools = Vec::new();
     let mut findings = Vec::new();
-    for run in log.runs {
+    for (n, run) in log.runs.into_iter().enumerate() {
         let tool = &run.tool;
-        for r in &run.results {
+        let Some(results) = &run.results else {
+            return Err(EvidenceError::at_path(
+                Format::Sarif,
+                format!("$.runs[{n}].results"),
+                format!(
+                    "absent: {} did not run (SARIF §3.14.23); a run that found nothing has an empty results array",
+                    run.tool.driver.name
+                ),
+            ));
+        };
+        for r in results {
             let component = match r.rule.as_ref().and_then(|x| x.tool_component.as_ref()) {
                 Some(tc) => lookup_component(tool, tc),
                 None => Some(&tool.driver),
@@ -184,8 +204,8 @@ struct Log {
 #[serde(expecting = "a run object")]
 struct Run {
     tool: Tool,
-    #[serde(default, deserialize_with = "bounded_or_null")]
-    results: Vec<ResultObject>,
+    #[serde(default, deserialize_with = "bounded_option")]
+    results: Option<Vec<ResultObject>>,
 }
 
 #[derive(Deserialize)]

@@ -203,6 +203,30 @@ fn failures_claimed_without_their_cases_count_and_counts_must_be_numbers() {
     }
 }
 
+/// What a DTD entity stands for could be a `<failure/>`: custody expands none, so it
+/// refuses a report that declares or uses one, naming the line.
+#[test]
+fn dtd_entities_are_refused() {
+    let (line, message) = refused(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE testsuite [<!ENTITY f \"<failure/>\">]>\n<testsuite name=\"s\"><testcase name=\"a\">&f;</testcase></testsuite>",
+    );
+    assert_eq!(line, 2, "{message}");
+    assert!(message.contains("internal DTD subset"), "{message}");
+    let (line, message) =
+        refused("<testsuite name=\"s\">\n<testcase name=\"a\">&f;</testcase></testsuite>");
+    assert_eq!(line, 2, "{message}");
+    assert!(
+        message.contains("the entity &f; is not one of XML's five"),
+        "{message}"
+    );
+    // A bare DOCTYPE and the five predefined entities are fine.
+    parse(
+        Format::Junit,
+        b"<!DOCTYPE testsuite><testsuite name=\"s\"><testcase name=\"a &amp; b\"/></testsuite>",
+    )
+    .unwrap();
+}
+
 #[test]
 fn zero_tests_is_a_valid_report() {
     for xml in [

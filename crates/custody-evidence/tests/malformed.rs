@@ -166,3 +166,171 @@ fn lists_over_the_item_bound_are_refused() {
     assert_eq!(path, "$.results[0].packages[0].groups[0].ids");
     assert!(msg.contains("more than 1000000 items"), "{msg}");
 }
+
+/// A finding whose severity cannot be read is refused, naming where: were it read as
+/// unknown, a critical one would pass a rule that lets unknown through.
+#[test]
+fn severities_and_scores_no_scanner_writes_are_refused() {
+    let trivy = |severity: &str, cvss: &str| {
+        format!(
+            r#"{{"SchemaVersion": 2, "Results": [{{"Target": "t", "Vulnerabilities": [{{"VulnerabilityID": "CVE-1",
+            "PkgName": "p", "Severity": "{severity}"{cvss}}}]}}]}}"#
+        )
+    };
+    for severity in ["SEVERE", "CRIT", "9.8"] {
+        let (path, msg) = refused(Format::Trivy, &trivy(severity, ""));
+        assert_eq!(path, "$.Results[0].Vulnerabilities[0]", "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "the severity {severity:?} is not one custody reads"
+            )),
+            "{msg}"
+        );
+    }
+    let (path, msg) = refused(
+        Format::Trivy,
+        &trivy(
+            "LOW",
+            r#", "CVSS": {"nvd": {"V3Vector": "CVSS:3.1/AV:N/broken"}}"#,
+        ),
+    );
+    assert_eq!(path, "$.Results[0].Vulnerabilities[0]");
+    assert!(msg.contains("does not parse"), "{msg}");
+    let (_, msg) = refused(
+        Format::Trivy,
+        &trivy("LOW", r#", "CVSS": {"nvd": {"V3Score": 11.5}}"#),
+    );
+    assert!(msg.contains("is not between 0 and 10"), "{msg}");
+    // The labels that say "no severity" read as unknown, as before.
+    for severity in ["UNKNOWN", "", "none"] {
+        parse(Format::Trivy, trivy(severity, "").as_bytes()).unwrap();
+    }
+    // OSV-Scanner's group score must be a score.
+    for score in ["CRITICAL", "99", "inf", "NaN", "9,8"] {
+        let osv = format!(
+            r#"{{"results": [{{"packages": [{{"package": {{"name": "p", "version": "1", "ecosystem": "npm"}},
+            "vulnerabilities": [{{"id": "GHSA-1"}}], "groups": [{{"ids": ["GHSA-1"], "max_severity": "{score}"}}]}}]}}]}}"#
+        );
+        let (path, msg) = refused(Format::Osv, &osv);
+        assert_eq!(path, "$.results[0].packages[0] (GHSA-1)", "{msg}");
+        assert!(msg.contains("is not a CVSS score"), "{msg}");
+    }
+}
+
+/// A CycloneDX finding rated by several sources takes the worst rating, whatever the order.
+#[test]
+fn the_worst_of_several_ratings_counts() {
+    for ratings in [
+        r#"[{"severity": "critical"}, {"severity": "low"}]"#,
+        r#"[{"severity": "low"}, {"severity": "critical"}]"#,
+    ] {
+        let doc = format!(
+            r#"{{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{{"name": "a", "bom-ref": "a"}}],
+            "vulnerabilities": [{{"id": "CVE-1", "ratings": {ratings}, "affects": [{{"ref": "a"}}]}}]}}"#
+        );
+        let Ok(custody_evidence::Evidence::Sbom(s)) = parse(Format::Cyclonedx, doc.as_bytes())
+        else {
+            panic!("{doc}")
+        };
+        let v = &s.vulnerabilities.unwrap()[0];
+        assert_eq!(
+            v.severity,
+            custody_evidence::vuln::Severity::Critical,
+            "{ratings}"
+        );
+    }
+}
+
+/// A SARIF log in which no tool ran, or a run whose tool did not run (no `results`), says
+/// nothing: refused, so it can never stand where a run that found something stood. A run
+/// that found nothing has an empty `results`.
+#[test]
+fn a_sarif_log_that_says_nothing_is_refused() {
+    let (path, _) = refused(Format::Sarif, r#"{"version": "2.1.0", "runs": []}"#);
+    assert_eq!(path, "$.runs");
+    for results in ["", r#", "results": null"#] {
+        let log = format!(
+            r#"{{"version": "2.1.0", "runs": [{{"tool": {{"driver": {{"name": "eslint"}}}}{results}}}]}}"#
+        );
+        let (path, msg) = refused(Format::Sarif, &log);
+        assert_eq!(path, "$.runs[0].results");
+        assert!(msg.contains("eslint did not run"), "{msg}");
+    }
+    parse(
+        Format::Sarif,
+        br#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "eslint"}}, "results": []}]}"#,
+    )
+    .unwrap();
+}
+
+/// A UTF-8 byte order mark before a JSON report is no reason to refuse it.
+#[test]
+fn a_byte_order_mark_is_read_past() {
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(br#"{"SchemaVersion": 2, "Results": []}"#);
+    parse(Format::Trivy, &bom).unwrap();
+}
+
+/// What each report says it is about: a re-scan of the same target replaces the last,
+/// another target's does not.
+#[test]
+fn each_report_names_its_subject() {
+    let subject = |format: Format, doc: &str| parse(format, doc.as_bytes()).unwrap().subject();
+    assert_eq!(
+        subject(
+            Format::Trivy,
+            r#"{"SchemaVersion": 2, "ArtifactName": "shop:1.4.2", "Results": []}"#
+        ),
+        "shop:1.4.2"
+    );
+    assert_eq!(subject(Format::Trivy, r#"{"SchemaVersion": 2}"#), "");
+    assert_eq!(
+        subject(
+            Format::Grype,
+            r#"{"matches": [], "source": {"type": "image", "target": {"userInput": "alpine:3.19"}}}"#
+        ),
+        "alpine:3.19"
+    );
+    assert_eq!(
+        subject(
+            Format::Grype,
+            r#"{"matches": [], "source": {"type": "directory", "target": "./src"}}"#
+        ),
+        "./src"
+    );
+    assert_eq!(
+        subject(
+            Format::Osv,
+            r#"{"results": [{"source": {"path": "/b/package-lock.json"}, "packages": []}, {"source": {"path": "/a/Cargo.lock"}, "packages": []}]}"#
+        ),
+        "/a/Cargo.lock, /b/package-lock.json"
+    );
+    assert_eq!(
+        subject(
+            Format::Cyclonedx,
+            r#"{"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"component": {"name": "shop", "version": "1.4.2"}}}"#
+        ),
+        "shop@1.4.2"
+    );
+    assert_eq!(
+        subject(
+            Format::Spdx,
+            r#"{"spdxVersion": "SPDX-2.3", "name": "shop-1.4.2"}"#
+        ),
+        "shop-1.4.2"
+    );
+    assert_eq!(
+        subject(
+            Format::Junit,
+            r#"<testsuites><testsuite name="b"><testcase name="x"/></testsuite><testsuite name="a"/></testsuites>"#
+        ),
+        "a, b"
+    );
+    assert_eq!(
+        subject(
+            Format::Sarif,
+            r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "semgrep"}}, "results": []}, {"tool": {"driver": {"name": "bandit"}}, "results": []}]}"#
+        ),
+        "bandit, semgrep"
+    );
+}

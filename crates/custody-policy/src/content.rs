@@ -2,12 +2,15 @@
 //! `licences` (each with the findings that broke it), and `reproducible` (independent
 //! builders agreeing on each digest).
 //!
-//! Which report counts: for each artifact, evidence type and report format, the newest
+//! Which report counts: for each artifact, evidence type, report format and subject (what
+//! the report says it is about: the suites a test report ran, the tools of a static
+//! analysis, the target a scanner scanned, the component an SBOM describes), the newest
 //! piece custody read that holds the rule's kind of content. A later report of the same
-//! tool replaces an earlier one (a nightly re-scan, a re-run of the tests); a report of
-//! another format, one that holds other content (a SARIF file, an SBOM listing no
-//! vulnerabilities), or one recorded by its digest alone replaces nothing, so no report can
-//! hide another tool's findings by saying nothing about them. A gate is evaluated when its
+//! tool about the same thing replaces an earlier one (a nightly re-scan, a re-run of the
+//! tests); a report of another format or about something else, one that holds other
+//! content (an SBOM listing no vulnerabilities), or one recorded by its digest alone
+//! replaces nothing, so no report can hide another's findings by saying nothing about
+//! them. A gate is evaluated when its
 //! rule is given, or, for an environment that requires evidence, when a report custody
 //! read holds that content or a piece of the type that carries it was read (so it fails
 //! closed when that piece says nothing the rule reads; and decisions recorded before custody
@@ -35,7 +38,7 @@ pub(crate) const CONTENT_GATES: [Gate; 4] = [
 type Read<'f, T> = (&'f EvidenceFacts, &'f ReportFacts, &'f T);
 
 /// The pieces of `a` the rule over `content` reads: the newest holding it of each evidence
-/// type and report format (a later one wins a tie). A piece recorded by its digest alone
+/// type, report format and subject (a later one wins a tie). A piece recorded by its digest alone
 /// holds nothing, since nobody read what it says.
 fn newest<'f, T>(
     a: &'f ArtifactFacts,
@@ -48,7 +51,7 @@ fn newest<'f, T>(
         };
         match out
             .iter_mut()
-            .find(|(x, xr, _)| x.kind == e.kind && xr.format == r.format)
+            .find(|(x, xr, _)| x.kind == e.kind && xr.format == r.format && xr.subject == r.subject)
         {
             Some(x) if e.at >= x.0.at => *x = (e, r, c),
             Some(_) => {}
@@ -365,18 +368,19 @@ fn vulnerabilities(
 }
 
 /// Whether an exception for vulnerability `id` waives finding `f`: when it is the
-/// finding's own id, or the one CVE the finding names among its id and aliases. An
-/// advisory that names several CVEs is waived only by its own id (waiving one of its CVEs
-/// does not waive the others), and a finding is never waived by an alias it shares with
-/// other CVEs.
+/// finding's own id, or the one CVE the finding names among its id and aliases (ids
+/// compared whatever their case: `cve-2024-3094` is `CVE-2024-3094`). An advisory that
+/// names several CVEs is waived only by its own id (waiving one of its CVEs does not
+/// waive the others), and a finding is never waived by an alias it shares with other CVEs.
 fn waives(id: &str, f: &VulnerabilityFact) -> bool {
-    if f.id == id {
+    let same = |a: &str| a.eq_ignore_ascii_case(id);
+    if same(&f.id) {
         return true;
     }
     let mut cves = std::iter::once(&f.id)
         .chain(&f.aliases)
-        .filter(|a| a.starts_with("CVE-"));
-    cves.next().is_some_and(|only| only == id) && cves.all(|other| other == id)
+        .filter(|a| a.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("CVE-")));
+    cves.next().is_some_and(|only| same(only)) && cves.all(|other| same(other))
 }
 
 fn describe_vulnerability(f: &VulnerabilityFact, report: &str) -> String {

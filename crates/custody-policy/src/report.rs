@@ -37,6 +37,12 @@ pub struct ReportFacts {
     pub format: String,
     /// The report's digest (`sha256:…`), as stored.
     pub digest: String,
+    /// What the report is about, as its writer names it (its suites, tools, scanned
+    /// target or described component; empty when it does not say, and in facts recorded
+    /// before custody kept it): a later report replaces an earlier one of the same type
+    /// and format only when this is the same.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
     /// Test results, from JUnit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestFacts>,
@@ -174,6 +180,7 @@ impl ReportFacts {
         let mut facts = ReportFacts {
             format: evidence.format().name().to_owned(),
             digest: digest.to_owned(),
+            subject: evidence.subject(),
             ..ReportFacts::default()
         };
         match evidence {

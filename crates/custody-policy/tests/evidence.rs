@@ -50,20 +50,41 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
     assert!(d.allowed, "{d:#?}");
     assert_eq!(gate(&d, "tests").reason, "6/6 tests passed");
 
-    // The newest report of the type decides: a rerun that passes replaces the failure.
+    // The newest report of the same suites decides: a rerun that passes replaces the
+    // failure; a passing report of other suites does not hide it.
+    let same_suites = junit(&PASSING_JUNIT.replace(r#"name="shop""#, r#"name="pytest""#));
     let rerun = with(
+        &policy,
+        failing.clone(),
+        "test-results",
+        &same_suites,
+        NOW - HOUR / 2,
+    );
+    assert!(evaluate(&policy, &rerun).allowed);
+    let other_suites = with(
         &policy,
         failing.clone(),
         "test-results",
         &junit(PASSING_JUNIT),
         NOW - HOUR / 2,
     );
-    assert!(evaluate(&policy, &rerun).allowed);
+    fails(
+        &evaluate(&policy, &other_suites),
+        "tests",
+        &["3 of 6 tests failed"],
+    );
     // Newest by when it was recorded, not by where it sits in the list: an older failure
     // listed after the passing rerun does not take its place.
+    let rerun_first = with(
+        &policy,
+        facts.clone(),
+        "test-results",
+        &same_suites,
+        NOW - HOUR,
+    );
     let listed_late = with(
         &policy,
-        passing.clone(),
+        rerun_first,
         "test-results",
         &report("junit/pytest.xml"),
         NOW - 2 * HOUR,
@@ -599,8 +620,50 @@ fn a_report_saying_nothing_or_another_tools_clean_scan_never_hides_a_finding() {
     );
 
     // The same tool's re-scan does replace its last report.
-    let rescan = with(&policy, dirty, "vulnerability-scan", &clean, NOW - HOUR / 2);
+    let rescan = with(
+        &policy,
+        dirty.clone(),
+        "vulnerability-scan",
+        &clean,
+        NOW - HOUR / 2,
+    );
     assert!(evaluate(&policy, &rescan).allowed);
+    // But only a re-scan of the same target: a clean scan of another image hides nothing.
+    let about = |mut facts: custody_policy::Facts, subject: &str| {
+        for a in &mut facts.release.artifacts {
+            if let Some(r) = a.evidence.last_mut().and_then(|e| e.report.as_mut()) {
+                r.subject = subject.into();
+            }
+        }
+        facts
+    };
+    let dirty_shop = about(dirty, "shop:1.4.2");
+    let elsewhere = about(
+        with(
+            &policy,
+            dirty_shop.clone(),
+            "vulnerability-scan",
+            &clean,
+            NOW - HOUR / 2,
+        ),
+        "alpine:3.19",
+    );
+    fails(
+        &evaluate(&policy, &elsewhere),
+        "vulnerabilities",
+        &["CVE-2024-0001"],
+    );
+    let same_image = about(
+        with(
+            &policy,
+            dirty_shop,
+            "vulnerability-scan",
+            &clean,
+            NOW - HOUR / 2,
+        ),
+        "shop:1.4.2",
+    );
+    assert!(evaluate(&policy, &same_image).allowed);
 
     // Where the environment requires a vulnerability scan and the only piece of that type
     // custody read lists no vulnerabilities, the rule applies and fails closed, rather than
@@ -637,8 +700,10 @@ fn an_exception_waives_a_finding_by_its_own_id_or_its_one_cve_never_by_a_shared_
         f.exceptions = vec![exception("exc-0", "CVE-2024-0001")];
         f
     };
-    // Its own id, or the one CVE an advisory names: waived.
+    // Its own id, or the one CVE an advisory names: waived, whatever the case.
     assert!(evaluate(&policy, &aliased("CVE-2024-0001", &[])).allowed);
+    assert!(evaluate(&policy, &aliased("cve-2024-0001", &[])).allowed);
+    assert!(evaluate(&policy, &aliased("GHSA-aaaa-bbbb-cccc", &["cve-2024-0001"])).allowed);
     assert!(evaluate(&policy, &aliased("GHSA-aaaa-bbbb-cccc", &["CVE-2024-0001"])).allowed);
     // A different CVE listing the waived one as an alias, or an advisory naming several
     // CVEs: not waived by it.

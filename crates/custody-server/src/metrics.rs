@@ -439,10 +439,11 @@ impl Metrics {
                         tracing::warn!(error = %err, "a vulnerability report could not be read for the metrics");
                         Vec::new()
                     });
+                    let subject = e.report.as_ref().map_or("", |r| r.subject.as_str());
                     findings.reported(
                         event.at,
                         &e.artifacts,
-                        (e.kind.as_str(), e.format.as_str()),
+                        (e.kind.as_str(), e.format.as_str(), subject),
                         &found,
                     );
                 }

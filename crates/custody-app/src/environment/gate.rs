@@ -335,7 +335,8 @@ impl<S: Store> App<S> {
     /// standing of every environment whose certified release holds that artifact, as the
     /// deploy gate now answers it: an alert for each that no longer stands (a nightly scan
     /// found a critical CVE in what runs in production). Evidence older than
-    /// [`RECHECK_WINDOW_SECONDS`] at `now` is history, not news: nothing is re-checked.
+    /// [`RECHECK_WINDOW_SECONDS`] at `now` is history, not news: nothing is re-checked; so
+    /// is evidence about an artifact that has newer evidence since (that one is the news).
     pub async fn recheck_alerts(
         &self,
         index: u64,
@@ -366,6 +367,16 @@ impl<S: Store> App<S> {
             else {
                 continue;
             };
+            // Only the newest evidence about the artifact is the news: a server catching up
+            // on the last hour re-checks every piece, and an earlier clean scan must not be
+            // named as the cause of what a later one found.
+            let newest = self
+                .get::<crate::records::ArtifactRecord>(kind::ARTIFACT, &held.digest.to_string())
+                .await?
+                .and_then(|r| r.value.evidence.iter().max_by_key(|p| p.at).cloned());
+            if newest.is_some_and(|p| p.digest != e.evidence || p.at != event.at) {
+                continue;
+            }
             let verdict = self.verify(&env.name, &held.digest, now).await?;
             if verdict.allowed {
                 continue;

@@ -298,7 +298,14 @@ impl<S: Store> App<S> {
         verdict: Verdict,
         review: &ReviewException,
     ) -> AppResult<ExceptionRecord> {
-        self.permit(actor, Permission::Review).await?;
+        // Without the review permission at all, say what reviewing an exception takes.
+        self.permit(actor, Permission::Review).await.map_err(|e| match e {
+            AppError::Denied(_) => AppError::denied(format!(
+                "reviewing an exception takes the security role where it holds, and {} holds no role that reviews\nhint: a security admin grants it in the policy's [roles] (security = [\"{}\"])",
+                actor.principal, actor.principal
+            )),
+            other => other,
+        })?;
         rationale("a review", &review.rationale)?;
         let policy = self.policy().await?;
         // With a signed statement, its enrolled key says who reviews; else the credential,
@@ -328,8 +335,13 @@ impl<S: Store> App<S> {
             let mut record = current.value;
             if record.status != ExceptionStatus::Pending {
                 return Err(AppError::conflict(format!(
-                    "exception {id} was already {}; ask for a new one to decide again",
-                    settled(&record)
+                    "exception {id} was already {}; ask for a new one to decide again{}",
+                    settled(&record),
+                    if record.status == ExceptionStatus::Approved {
+                        " (or withdraw it: `custody exception revoke`)"
+                    } else {
+                        ""
+                    }
                 )));
             }
             if record.requested_by == actor.principal {

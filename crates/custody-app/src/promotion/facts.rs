@@ -151,9 +151,9 @@ impl<S: Store> App<S> {
 
     /// An artifact's evidence as a decision in `environment` reads it: every piece with
     /// its type and time, and, on the pieces the rules read, what its report says: for
-    /// each evidence type, report format and kind of content, the newest piece custody
-    /// read that holds it (a later one wins a tie; `custody_policy`'s content gates pick
-    /// the same pieces).
+    /// each evidence type, report format, subject and kind of content, the newest piece
+    /// custody read that holds it (a later one wins a tie; `custody_policy`'s content
+    /// gates pick the same pieces).
     async fn evidence_facts(
         &self,
         policy: &Policy,
@@ -169,14 +169,20 @@ impl<S: Store> App<S> {
                 read: Some(e.read),
             })
             .collect();
-        let mut newest: Vec<((&str, &str, &str), usize)> = Vec::new();
+        // (evidence type, report format, subject, kind of content) → the newest piece.
+        let mut newest: Vec<(Group<'_>, usize)> = Vec::new();
         for (i, e) in evidence.iter().enumerate().filter(|(_, e)| e.read) {
             let holds: Vec<&str> = match e.holds.is_empty() {
                 true => crate::evidence::may_hold(&e.format).to_vec(),
                 false => e.holds.iter().map(String::as_str).collect(),
             };
             for content in holds {
-                let key = (e.kind.as_str(), e.format.as_str(), content);
+                let key = (
+                    e.kind.as_str(),
+                    e.format.as_str(),
+                    e.subject.as_str(),
+                    content,
+                );
                 match newest.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, j)) if e.at >= evidence[*j].at => *j = i,
                     Some(_) => {}
@@ -197,6 +203,9 @@ impl<S: Store> App<S> {
         Ok(facts)
     }
 }
+
+/// A piece's evidence type, report format, subject and one kind of content it holds.
+type Group<'a> = (&'a str, &'a str, &'a str, &'a str);
 
 /// What a build's verified provenance, recorded at `at`, counts for under `policy`.
 fn provenance_facts(

@@ -360,9 +360,20 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
         let kind = a.kind.clone().unwrap_or_else(|| a.format.kind().to_owned());
         let request = AttachEvidence::with_report(&kind, a.format.name(), &bytes);
         let custody = Custody::open(&a.target).await?;
+        let reading = crate::progress::spinner(
+            bytes.len() as u64,
+            8 << 20,
+            &format!(
+                "custody reads the {} MB {} report, keeps it and signs what it says",
+                bytes.len() >> 20,
+                a.format.name()
+            ),
+        );
         let index = custody
             .attest(&a.artifact, &request, a.idempotency_key.as_deref())
-            .await?;
+            .await;
+        reading.finish_and_clear();
+        let index = index?;
         print_line(&format!(
             "{kind} evidence recorded for {} (ledger index {index})",
             a.artifact

@@ -109,7 +109,8 @@ pub(crate) struct ReviewArgs {
     #[arg(long)]
     rationale: String,
     /// Sign your review with this private key, enrolled for you in the policy in force
-    /// (`[[person_key]]`): the review is then yours whoever sends it.
+    /// (`[[person_key]]`): the signature, not the credential, then says who reviews (the
+    /// credential that sends it must still be allowed to review).
     #[arg(long, value_name = "KEY")]
     sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -292,10 +293,11 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
 /// Its status as the gates see it now: an approved exception past its expiry no longer
 /// counts, and says so.
 fn status(x: &ExceptionRecord, now: Timestamp) -> &'static str {
+    // Judged at the second, as the gates judge it.
+    let expired = x.expires_at.unix_seconds() <= now.unix_seconds();
     match x.status {
-        ExceptionStatus::Pending if x.expires_at <= now => "EXPIRED",
+        ExceptionStatus::Pending | ExceptionStatus::Approved if expired => "EXPIRED",
         ExceptionStatus::Pending => "PENDING",
-        ExceptionStatus::Approved if x.expires_at <= now => "EXPIRED",
         ExceptionStatus::Approved => "APPROVED",
         ExceptionStatus::Rejected => "REJECTED",
         ExceptionStatus::Revoked => "REVOKED",

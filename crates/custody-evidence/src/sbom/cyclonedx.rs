@@ -61,16 +61,29 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, EvidenceError> {
             licence: expression(c.licenses),
         });
     }
-    let vulnerabilities = doc.vulnerabilities.map(|list| {
-        let mut out = Vec::new();
-        for v in list {
-            normalise(v, &components, &by_ref, &mut out);
+    let vulnerabilities = match doc.vulnerabilities {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for (n, v) in list.into_iter().enumerate() {
+                normalise(v, &components, &by_ref, &mut out).map_err(|e| {
+                    EvidenceError::at_path(Format::Cyclonedx, format!("$.vulnerabilities[{n}]"), e)
+                })?;
+            }
+            Some(vuln::finish(out))
         }
-        vuln::finish(out)
-    });
+    };
+    let subject = doc
+        .metadata
+        .and_then(|m| m.component)
+        .map(|c| match c.version {
+            Some(v) if !v.is_empty() => format!("{}@{v}", c.name),
+            _ => c.name,
+        });
     Ok(Sbom {
         format: SbomFormat::Cyclonedx,
         spec_version: doc.spec_version,
+        subject: subject.filter(|s| !s.is_empty()),
         components: finish(components),
         vulnerabilities,
     })
@@ -120,7 +133,7 @@ fn normalise(
     components: &[Component],
     by_ref: &HashMap<String, usize>,
     out: &mut Vec<Vulnerability>,
-) {
+) -> Result<(), String> {
     // Vectors may come without their "CVSS:x.y/" prefix; the method says which it is.
     let vectors: Vec<(Option<f64>, Option<String>)> = v
         .ratings
@@ -147,7 +160,7 @@ fn normalise(
         vector: vector.as_deref(),
     });
     let labels = v.ratings.iter().filter_map(|r| r.severity.as_deref());
-    let (severity, cvss) = rate(inputs, labels);
+    let (severity, cvss) = rate(inputs, labels)?;
     let aliases = tidy(v.references.into_iter().map(|r| r.id).collect(), &v.id);
     let affects = if v.affects.is_empty() {
         vec![Affect::default()]
@@ -183,6 +196,7 @@ fn normalise(
             fixed_versions: tidy(fixed, ""),
         });
     }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -196,6 +210,24 @@ struct Document {
     components: Vec<RawComponent>,
     #[serde(default, deserialize_with = "json::bounded_option")]
     vulnerabilities: Option<Vec<RawVulnerability>>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a metadata object")]
+struct Metadata {
+    #[serde(default)]
+    component: Option<Described>,
+}
+
+/// The component an SBOM describes (only its name and version are read).
+#[derive(Deserialize)]
+#[serde(expecting = "a component object")]
+struct Described {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -50,6 +50,10 @@ pub struct Sbom {
     pub format: SbomFormat,
     /// The document's `specVersion` / `spdxVersion`, as written (`1.6`, `SPDX-2.3`).
     pub spec_version: String,
+    /// What it describes, when it says: CycloneDX's `metadata.component` (`name@version`),
+    /// SPDX's document `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// Every component (CycloneDX, nested ones included) or package (SPDX), sorted by
     /// name, version, purl, licence; exact duplicates dropped.
     pub components: Vec<Component>,

@@ -35,6 +35,7 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, EvidenceError> {
     Ok(Sbom {
         format: SbomFormat::Spdx,
         spec_version: doc.spdx_version,
+        subject: doc.name.filter(|s| !s.is_empty()),
         components: finish(components),
         vulnerabilities: None,
     })
@@ -52,6 +53,8 @@ fn known(value: Option<String>) -> Option<String> {
 struct Document {
     #[serde(rename = "spdxVersion")]
     spdx_version: String,
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default, deserialize_with = "bounded_or_null")]
     packages: Vec<Package>,
 }

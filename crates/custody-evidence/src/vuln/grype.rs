@@ -14,17 +14,19 @@ use serde::Deserialize;
 pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     let doc: Document = json::from_slice(Format::Grype, bytes)?;
     let mut out = Vec::with_capacity(doc.matches.len());
-    for m in doc.matches {
+    for (n, m) in doc.matches.into_iter().enumerate() {
         let v = m.vulnerability;
+        let at = |e: String| EvidenceError::at_path(Format::Grype, format!("$.matches[{n}]"), e);
         let own = v.cvss.iter().map(Cvss::input);
-        let (mut severity, mut cvss) = rate(own, [v.severity.as_deref().unwrap_or("")]);
+        let (mut severity, mut cvss) =
+            rate(own, [v.severity.as_deref().unwrap_or("")]).map_err(at)?;
         if cvss.is_none() {
             // No score of its own (e.g. a GHSA record): NVD's, through the related records.
             let related = m
                 .related
                 .iter()
                 .flat_map(|r| r.cvss.iter().map(Cvss::input));
-            if let (s, Some(c)) = rate(related, []) {
+            if let (s, Some(c)) = rate(related, []).map_err(at)? {
                 (severity, cvss) = (s, Some(c));
             }
         }
@@ -53,9 +55,21 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
         Some(v) => format!("{} {v}", d.name),
         None => d.name,
     });
+    // Grype names an image by what was asked for (`userInput`), a directory or file by
+    // its path (a string).
+    let target = doc.source.and_then(|s| match s.target {
+        Some(serde_json::Value::String(t)) => Some(t),
+        Some(serde_json::Value::Object(o)) => o
+            .get("userInput")
+            .or_else(|| o.get("name"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        _ => None,
+    });
     Ok(VulnerabilityReport {
         format: Format::Grype,
         tool,
+        target: target.filter(|s| !s.is_empty()),
         vulnerabilities: finish(out),
     })
 }
@@ -67,6 +81,15 @@ struct Document {
     matches: Vec<Match>,
     #[serde(default)]
     descriptor: Option<Descriptor>,
+    #[serde(default)]
+    source: Option<Source>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a source object")]
+struct Source {
+    #[serde(default)]
+    target: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

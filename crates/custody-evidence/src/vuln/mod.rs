@@ -33,6 +33,10 @@ pub struct VulnerabilityReport {
     pub format: Format,
     /// The scanner's name and version when the report says (e.g. `grype 0.74.0`).
     pub tool: Option<String>,
+    /// What was scanned, as the report names it (Trivy's `ArtifactName`, Grype's source
+    /// target, OSV-Scanner's source paths), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// One entry per (vulnerability, affected package), sorted (by id, then aliases,
     /// package, version, …), exact duplicates dropped.
     pub vulnerabilities: Vec<Vulnerability>,
@@ -108,13 +112,21 @@ impl Severity {
     /// A scanner's label, case-insensitive: critical; high/important; medium/moderate;
     /// low/negligible/minor; anything else is unknown.
     pub fn from_label(label: &str) -> Severity {
-        match label.trim().to_ascii_lowercase().as_str() {
+        Severity::read_label(label).unwrap_or(Severity::Unknown)
+    }
+
+    /// A scanner's label as [`Severity::from_label`] reads it, or `None` for a label no
+    /// scanner writes (`SEVERE`, `CRIT`, a number): the labels that say "no severity"
+    /// (`unknown`, `none`, `info`, `informational`, an empty one) read as unknown.
+    pub fn read_label(label: &str) -> Option<Severity> {
+        Some(match label.trim().to_ascii_lowercase().as_str() {
             "critical" => Severity::Critical,
             "high" | "important" => Severity::High,
             "medium" | "moderate" => Severity::Medium,
             "low" | "negligible" | "minor" => Severity::Low,
-            _ => Severity::Unknown,
-        }
+            "" | "unknown" | "none" | "info" | "informational" => Severity::Unknown,
+            _ => return None,
+        })
     }
 }
 
@@ -134,48 +146,69 @@ pub(crate) struct CvssInput<'a> {
 }
 
 impl CvssInput<'_> {
-    /// The score, from the report's number or else computed from its vector. `None` for a
-    /// CVSS v2 vector or an unreadable one.
-    fn resolve(&self) -> Option<Cvss> {
+    /// The score, from the report's number or else computed from its vector. `Ok(None)`
+    /// for a CVSS v2 vector (custody reads v3 and v4); refused: a score outside 0–10, or
+    /// a v3/v4 vector that does not parse (a finding whose severity cannot be read must
+    /// not pass as unknown).
+    fn resolve(&self) -> Result<Option<Cvss>, String> {
         let vector = self.vector.map(str::trim).filter(|v| !v.is_empty());
         let is_v2 = vector.is_some_and(|v| !v.starts_with("CVSS:"));
         if is_v2 {
-            return None;
+            return Ok(None);
         }
-        let score = match self.score {
-            Some(s) => crate::json::score_tenths(s)?,
-            None => crate::json::score_tenths(cvss::Cvss::from_str(vector?).ok()?.score())?,
+        let score = match (self.score, vector) {
+            (Some(s), _) => crate::json::score_tenths(s)
+                .ok_or_else(|| format!("the CVSS score {s} is not between 0 and 10"))?,
+            (None, Some(v)) => {
+                let parsed = cvss::Cvss::from_str(v)
+                    .map_err(|e| format!("the CVSS vector {v:?} does not parse ({e})"))?;
+                crate::json::score_tenths(parsed.score())
+                    .ok_or_else(|| format!("the CVSS vector {v:?} gives no score"))?
+            }
+            (None, None) => return Ok(None),
         };
-        Some(Cvss {
+        Ok(Some(Cvss {
             score_tenths: score,
             vector: vector.map(str::to_owned),
-        })
+        }))
     }
 }
 
-/// The highest v3/v4 score among `inputs`, else the severity of the first label that
-/// names one, else unknown.
+/// The highest v3/v4 score among `inputs`, else the worst severity the `labels` name,
+/// else unknown. Refused, saying which: a score or vector that cannot be read, or a
+/// label no scanner writes.
 pub(crate) fn rate<'a>(
     inputs: impl IntoIterator<Item = CvssInput<'a>>,
     labels: impl IntoIterator<Item = &'a str>,
-) -> (Severity, Option<Cvss>) {
-    let best = inputs
-        .into_iter()
-        .filter_map(|i| i.resolve())
-        .max_by(|a, b| {
-            a.score_tenths
-                .cmp(&b.score_tenths)
-                .then_with(|| b.vector.cmp(&a.vector))
-        });
-    if let Some(c) = best {
-        return (Severity::from_score_tenths(c.score_tenths), Some(c));
+) -> Result<(Severity, Option<Cvss>), String> {
+    let mut best: Option<Cvss> = None;
+    for input in inputs {
+        if let Some(c) = input.resolve()? {
+            let better = best.as_ref().is_none_or(|b| {
+                c.score_tenths > b.score_tenths
+                    || (c.score_tenths == b.score_tenths && c.vector < b.vector)
+            });
+            if better {
+                best = Some(c);
+            }
+        }
     }
-    let label = labels
-        .into_iter()
-        .map(Severity::from_label)
-        .find(|s| *s != Severity::Unknown)
-        .unwrap_or(Severity::Unknown);
-    (label, None)
+    if let Some(c) = best {
+        return Ok((Severity::from_score_tenths(c.score_tenths), Some(c)));
+    }
+    let mut worst = Severity::Unknown;
+    for label in labels {
+        let s = Severity::read_label(label).ok_or_else(|| {
+            format!(
+                "the severity {label:?} is not one custody reads (critical, high, medium, low, negligible, unknown, …)"
+            )
+        })?;
+        // `Severity` orders Critical first; unknown says nothing.
+        if s != Severity::Unknown && (worst == Severity::Unknown || s < worst) {
+            worst = s;
+        }
+    }
+    Ok((worst, None))
 }
 
 /// Sorts and de-duplicates a list, dropping empty strings and `except`.

@@ -20,9 +20,17 @@ use serde::Deserialize;
 /// Parses an OSV-Scanner JSON report.
 pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     let doc: Document = json::from_slice(Format::Osv, bytes)?;
+    let mut paths: Vec<String> = doc
+        .results
+        .iter()
+        .filter_map(|r| r.source.as_ref()?.path.clone())
+        .filter(|p| !p.is_empty())
+        .collect();
+    paths.sort();
+    paths.dedup();
     let mut out = Vec::new();
-    for result in doc.results {
-        for pkg in result.packages {
+    for (r, result) in doc.results.into_iter().enumerate() {
+        for (p, pkg) in result.packages.into_iter().enumerate() {
             // The groups as listed, then every record no group names as a group of its own.
             let mut groups: Vec<(Vec<String>, Option<String>)> = pkg
                 .groups
@@ -41,19 +49,22 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
                     .filter(|r| ids.contains(&r.id))
                     .collect();
                 let Some(first) = ids.first() else { continue };
-                out.push(finding(
-                    first,
-                    ids,
-                    &records,
-                    score.as_deref(),
-                    &pkg.package,
-                ));
+                let found =
+                    finding(first, ids, &records, score.as_deref(), &pkg.package).map_err(|e| {
+                        EvidenceError::at_path(
+                            Format::Osv,
+                            format!("$.results[{r}].packages[{p}] ({first})"),
+                            e,
+                        )
+                    })?;
+                out.push(found);
             }
         }
     }
     Ok(VulnerabilityReport {
         format: Format::Osv,
         tool: None,
+        target: (!paths.is_empty()).then(|| paths.join(", ")),
         vulnerabilities: finish(out),
     })
 }
@@ -65,7 +76,7 @@ fn finding(
     records: &[&Record],
     group_score: Option<&str>,
     pkg: &Package,
-) -> Vulnerability {
+) -> Result<Vulnerability, String> {
     let mut aliases: Vec<String> = ids.to_vec();
     let mut fixed = Vec::new();
     for r in records {
@@ -80,7 +91,15 @@ fn finding(
             }
         }
     }
-    let (severity, cvss) = match group_score.and_then(parse_score_tenths) {
+    // A group score that is given must be a score: one that is not would pass as unknown.
+    let group_score = group_score.map(str::trim).filter(|s| !s.is_empty());
+    let group_tenths = match group_score {
+        Some(text) => Some(parse_score_tenths(text).ok_or_else(|| {
+            format!("the group's max_severity {text:?} is not a CVSS score between 0 and 10")
+        })?),
+        None => None,
+    };
+    let (severity, cvss) = match group_tenths {
         Some(tenths) => (
             Severity::from_score_tenths(tenths),
             Some(super::Cvss {
@@ -102,7 +121,7 @@ fn finding(
                     .as_ref()
                     .and_then(|d| d.severity.as_ref()?.as_str())
             });
-            rate(vectors, labels)
+            rate(vectors, labels)?
         }
     };
     let purl = records
@@ -115,7 +134,7 @@ fn finding(
             Some(v) if !p.contains('@') && !v.is_empty() => format!("{p}@{v}"),
             _ => p,
         });
-    Vulnerability {
+    Ok(Vulnerability {
         id: id.to_owned(),
         aliases: tidy(aliases, id),
         package: pkg.name.clone(),
@@ -125,7 +144,7 @@ fn finding(
         severity,
         cvss,
         fixed_versions: tidy(fixed, ""),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -138,8 +157,17 @@ struct Document {
 #[derive(Deserialize)]
 #[serde(expecting = "a result object")]
 struct SourceResult {
+    #[serde(default)]
+    source: Option<ScannedSource>,
     #[serde(default, deserialize_with = "bounded_or_null")]
     packages: Vec<PackageResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a source object")]
+struct ScannedSource {
+    #[serde(default)]
+    path: Option<String>,
 }
 
 #[derive(Deserialize)]

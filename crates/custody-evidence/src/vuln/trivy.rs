@@ -26,8 +26,8 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
         ));
     }
     let mut out = Vec::new();
-    for result in doc.results {
-        for v in result.vulnerabilities {
+    for (r, result) in doc.results.into_iter().enumerate() {
+        for (n, v) in result.vulnerabilities.into_iter().enumerate() {
             let inputs = v.cvss.values().flat_map(|c| {
                 [
                     CvssInput {
@@ -42,7 +42,14 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
                 .into_iter()
                 .filter(|i| i.score.is_some() || i.vector.is_some())
             });
-            let (severity, cvss) = rate(inputs, [v.severity.as_deref().unwrap_or("")]);
+            let (severity, cvss) =
+                rate(inputs, [v.severity.as_deref().unwrap_or("")]).map_err(|e| {
+                    EvidenceError::at_path(
+                        Format::Trivy,
+                        format!("$.Results[{r}].Vulnerabilities[{n}]"),
+                        e,
+                    )
+                })?;
             let fixed = v
                 .fixed_version
                 .as_deref()
@@ -69,6 +76,7 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     Ok(VulnerabilityReport {
         format: Format::Trivy,
         tool: None,
+        target: doc.artifact_name.filter(|s| !s.is_empty()),
         vulnerabilities: finish(out),
     })
 }
@@ -78,6 +86,8 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
 struct Document {
     #[serde(rename = "SchemaVersion")]
     schema_version: u64,
+    #[serde(default, rename = "ArtifactName")]
+    artifact_name: Option<String>,
     #[serde(default, rename = "Results", deserialize_with = "bounded_or_null")]
     results: Vec<ResultObject>,
 }
