@@ -516,6 +516,27 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
         .recheck_alerts(clean_index, &event_at(clean_index).await, now)
         .await;
     assert!(caught_up.unwrap().is_empty());
+    // Nor is a piece attached after the scan, which found nothing: the scan stays the
+    // cause, and the only one named.
+    let sbom = AttachEvidence::with_report(
+        "sbom",
+        "cyclonedx",
+        br#"{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "xz-utils", "version": "5.6.0"}]}"#,
+    );
+    let after = s.app.attest(&actor("ci"), &d, &sbom, None).await.unwrap();
+    let after_alerts = s
+        .app
+        .recheck_alerts(after, &event_at(after).await, now)
+        .await;
+    assert!(after_alerts.unwrap().is_empty());
+    assert_eq!(
+        s.app
+            .recheck_alerts(index, &event, now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Seen again long after (a restart replaying history): not news.
     let later = now.plus_seconds(custody_app::RECHECK_WINDOW_SECONDS as u64 + 1);
     assert!(

@@ -55,6 +55,11 @@ pub struct TestReport {
     /// (the most any one element claims so): counted as failed test cases.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unseen_failures: u64,
+    /// Which test cases it ran, whatever their order: SHA-256 of each case's suite, class
+    /// and name, summed (hex; empty when it ran none). Two runs of the same tests have the
+    /// same; a run of other tests (another pytest run, named "pytest" too) has another.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cases_digest: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -182,7 +187,41 @@ struct Parser<'a> {
     root: Option<(String, Claimed)>,
     root_done: bool,
     case: Option<CaseState>,
+    cases: CaseSum,
     report: TestReport,
+}
+
+/// An order-independent digest of the cases read: each case's SHA-256, summed as two
+/// 128-bit halves (wrapping). Kept as a sum, not a list, so a million cases cost nothing.
+#[derive(Default)]
+struct CaseSum {
+    halves: [u128; 2],
+    count: u64,
+}
+
+impl CaseSum {
+    fn add(&mut self, suite: &str, class: &str, name: &str) {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for part in [suite, class, name] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let d: [u8; 32] = h.finalize().into();
+        for (i, half) in self.halves.iter_mut().enumerate() {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&d[i * 16..(i + 1) * 16]);
+            *half = half.wrapping_add(u128::from_be_bytes(bytes));
+        }
+        self.count += 1;
+    }
+
+    fn hex(&self) -> String {
+        match self.count {
+            0 => String::new(),
+            _ => format!("{:032x}{:032x}", self.halves[0], self.halves[1]),
+        }
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -200,6 +239,7 @@ impl<'a> Parser<'a> {
             root: None,
             root_done: false,
             case: None,
+            cases: CaseSum::default(),
             report: TestReport::default(),
         }
     }
@@ -502,6 +542,11 @@ impl<'a> Parser<'a> {
             Outcome::Skipped => Some(3),
         };
         let suite = &mut self.suites[index].counted;
+        self.cases.add(
+            &suite.name,
+            case.classname.as_deref().unwrap_or(""),
+            &case.name,
+        );
         suite.tests += 1;
         match case.outcome {
             Outcome::Failure => suite.failures += 1,
@@ -545,6 +590,7 @@ impl<'a> Parser<'a> {
 
     fn finish_root(&mut self) {
         self.report.suites = self.suites.drain(..).map(|s| s.counted).collect();
+        self.report.cases_digest = self.cases.hex();
         let t = self.report.totals();
         if let Some((name, claimed)) = self.root.take() {
             let unseen = claimed.unseen_failures([t.tests, t.failed, t.errored, t.skipped]);

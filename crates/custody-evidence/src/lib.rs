@@ -173,19 +173,27 @@ impl Evidence {
         }
     }
 
-    /// What the report is about, as its writer names it: the suites a test report ran,
-    /// the tools of a static analysis, the target a scanner scanned, the component an SBOM
-    /// describes ("" when it does not say). A later report of the same format replaces an
-    /// earlier one only when it is about the same thing: a re-run, a re-scan.
+    /// What the report is about, as its writer names it: the suites and test cases a
+    /// test report ran, the tools of a static analysis, the target a scanner scanned, the
+    /// component an SBOM describes; "" when it does not say (or ran nothing, scanned
+    /// nothing). A later report of the same format replaces an earlier one only when it is
+    /// about the same thing (a re-run, a re-scan); one that does not say replaces nothing.
     pub fn subject(&self) -> String {
+        let list = |names: Vec<&str>| serde_json::to_string(&names).unwrap_or_default();
         let text = match self {
+            Evidence::Tests(r) if r.cases_digest.is_empty() => String::new(),
             Evidence::Tests(r) => {
-                let mut names: Vec<&str> = r.suites.iter().map(|s| s.name.as_str()).collect();
+                let mut names: Vec<&str> = r
+                    .suites
+                    .iter()
+                    .filter(|s| s.tests > 0)
+                    .map(|s| s.name.as_str())
+                    .collect();
                 names.sort_unstable();
                 names.dedup();
-                names.join(", ")
+                format!("{} cases {}", list(names), &r.cases_digest[..16])
             }
-            Evidence::Findings(r) => r.tools.join(", "),
+            Evidence::Findings(r) => list(r.tools.iter().map(String::as_str).collect()),
             Evidence::Vulnerabilities(r) => r.target.clone().unwrap_or_default(),
             Evidence::Sbom(s) => s.subject.clone().unwrap_or_default(),
         };

@@ -91,6 +91,20 @@ pub fn parse(bytes: &[u8]) -> Result<FindingReport, EvidenceError> {
     let mut findings = Vec::new();
     for (n, run) in log.runs.into_iter().enumerate() {
         let tool = &run.tool;
+        if run
+            .invocations
+            .iter()
+            .any(|i| i.execution_successful == Some(false))
+        {
+            return Err(EvidenceError::at_path(
+                Format::Sarif,
+                format!("$.runs[{n}].invocations"),
+                format!(
+                    "executionSuccessful is false: {} did not finish, so its results say nothing",
+                    run.tool.driver.name
+                ),
+            ));
+        }
         let Some(results) = &run.results else {
             return Err(EvidenceError::at_path(
                 Format::Sarif,
@@ -206,6 +220,16 @@ struct Run {
     tool: Tool,
     #[serde(default, deserialize_with = "bounded_option")]
     results: Option<Vec<ResultObject>>,
+    #[serde(default, deserialize_with = "bounded_or_null")]
+    invocations: Vec<Invocation>,
+}
+
+/// A run's invocation: only whether the tool finished is read.
+#[derive(Deserialize)]
+#[serde(expecting = "an invocation object")]
+struct Invocation {
+    #[serde(default, rename = "executionSuccessful")]
+    execution_successful: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -272,16 +272,25 @@ fn a_byte_order_mark_is_read_past() {
 }
 
 /// What each report says it is about: a re-scan of the same target replaces the last,
-/// another target's does not.
+/// What each report says it is about: a re-scan of the same target replaces the last,
+/// another target's does not, and a report that does not say replaces nothing.
 #[test]
 fn each_report_names_its_subject() {
     let subject = |format: Format, doc: &str| parse(format, doc.as_bytes()).unwrap().subject();
     assert_eq!(
         subject(
             Format::Trivy,
-            r#"{"SchemaVersion": 2, "ArtifactName": "shop:1.4.2", "Results": []}"#
+            r#"{"SchemaVersion": 2, "ArtifactName": "shop:1.4.2", "Results": [{"Target": "shop:1.4.2 (debian 12)"}]}"#
         ),
         "shop:1.4.2"
+    );
+    // A Trivy report with no result scanned nothing, whatever it names; so says nothing.
+    assert_eq!(
+        subject(
+            Format::Trivy,
+            r#"{"SchemaVersion": 2, "ArtifactName": "shop:1.4.2", "Results": []}"#
+        ),
+        ""
     );
     assert_eq!(subject(Format::Trivy, r#"{"SchemaVersion": 2}"#), "");
     assert_eq!(
@@ -303,7 +312,7 @@ fn each_report_names_its_subject() {
             Format::Osv,
             r#"{"results": [{"source": {"path": "/b/package-lock.json"}, "packages": []}, {"source": {"path": "/a/Cargo.lock"}, "packages": []}]}"#
         ),
-        "/a/Cargo.lock, /b/package-lock.json"
+        r#"["/a/Cargo.lock","/b/package-lock.json"]"#
     );
     assert_eq!(
         subject(
@@ -319,18 +328,106 @@ fn each_report_names_its_subject() {
         ),
         "shop-1.4.2"
     );
-    assert_eq!(
+    // A test report is about its suites and the very cases it ran, whatever their order:
+    // two pytest runs (both suites named "pytest") of other tests are about other things.
+    let junit = |cases: &str| {
         subject(
             Format::Junit,
-            r#"<testsuites><testsuite name="b"><testcase name="x"/></testsuite><testsuite name="a"/></testsuites>"#
+            &format!(
+                r#"<testsuites><testsuite name="pytest">{cases}</testsuite><testsuite name="empty"/></testsuites>"#
+            ),
+        )
+    };
+    let unit = junit(
+        r#"<testcase classname="t.unit" name="a"/><testcase classname="t.unit" name="b"><failure/></testcase>"#,
+    );
+    assert!(unit.starts_with(r#"["pytest"] cases "#), "{unit}");
+    assert_eq!(
+        unit,
+        junit(r#"<testcase classname="t.unit" name="b"/><testcase classname="t.unit" name="a"/>"#)
+    );
+    assert_ne!(
+        unit,
+        junit(r#"<testcase classname="t.integration" name="a"/>"#)
+    );
+    assert_eq!(junit(""), "", "a report that ran nothing says nothing");
+    // Names are listed unambiguously: one suite named "a, b" is not suites a and b.
+    assert_ne!(
+        subject(
+            Format::Junit,
+            r#"<testsuites><testsuite name="a, b"><testcase name="x"/></testsuite></testsuites>"#
         ),
-        "a, b"
+        subject(
+            Format::Junit,
+            r#"<testsuites><testsuite name="a"><testcase name="x"/></testsuite><testsuite name="b"><testcase name="x"/></testsuite></testsuites>"#
+        ),
     );
     assert_eq!(
         subject(
             Format::Sarif,
             r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "semgrep"}}, "results": []}, {"tool": {"driver": {"name": "bandit"}}, "results": []}]}"#
         ),
-        "bandit, semgrep"
+        r#"["bandit","semgrep"]"#
     );
+}
+
+/// A score and a vector given together: the worse counts; a v3 vector written without its
+/// prefix is read as v3.1; a score written where the vector goes is read as a score.
+#[test]
+fn the_worse_of_a_score_and_its_vector_counts() {
+    let trivy = |cvss: &str| {
+        let doc = format!(
+            r#"{{"SchemaVersion": 2, "Results": [{{"Target": "t", "Vulnerabilities": [{{"VulnerabilityID": "CVE-1",
+            "PkgName": "p", "Severity": "UNKNOWN", "CVSS": {{"nvd": {cvss}}}}}]}}]}}"#
+        );
+        let Ok(custody_evidence::Evidence::Vulnerabilities(r)) =
+            parse(Format::Trivy, doc.as_bytes())
+        else {
+            panic!("{doc}")
+        };
+        r.vulnerabilities[0].severity
+    };
+    use custody_evidence::vuln::Severity;
+    let critical = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H";
+    assert_eq!(
+        trivy(&format!(r#"{{"V3Score": 2.0, "V3Vector": "{critical}"}}"#)),
+        Severity::Critical
+    );
+    assert_eq!(
+        trivy(&format!(
+            r#"{{"V3Vector": "{}"}}"#,
+            critical.trim_start_matches("CVSS:3.1/")
+        )),
+        Severity::Critical
+    );
+    // A v2 vector counts by the score beside it.
+    assert_eq!(
+        trivy(r#"{"V3Score": 9.8, "V3Vector": "AV:N/AC:L/Au:N/C:C/I:C/A:C"}"#),
+        Severity::Critical
+    );
+    let garbage = r#"{"SchemaVersion": 2, "Results": [{"Target": "t", "Vulnerabilities": [{"VulnerabilityID": "CVE-1",
+        "PkgName": "p", "Severity": "UNKNOWN", "CVSS": {"nvd": {"V3Score": 9.8, "V3Vector": "garbage"}}}]}]}"#;
+    let (path, msg) = refused(Format::Trivy, garbage);
+    assert_eq!(path, "$.Results[0].Vulnerabilities[0]");
+    assert!(msg.contains("neither v2 nor v3/v4"), "{msg}");
+    // OSV: a score where the vector goes.
+    let osv = r#"{"results": [{"packages": [{"package": {"name": "p", "version": "1", "ecosystem": "npm"},
+        "vulnerabilities": [{"id": "GHSA-1", "severity": [{"type": "CVSS_V3", "score": "9.8"}]}]}]}]}"#;
+    let Ok(custody_evidence::Evidence::Vulnerabilities(r)) = parse(Format::Osv, osv.as_bytes())
+    else {
+        panic!()
+    };
+    assert_eq!(r.vulnerabilities[0].severity, Severity::Critical);
+}
+
+/// A SARIF run whose tool did not finish says nothing.
+#[test]
+fn a_run_that_did_not_finish_is_refused() {
+    let (path, msg) = refused(
+        Format::Sarif,
+        r#"{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "bandit"}},
+        "invocations": [{"executionSuccessful": false}], "results": []}]}"#,
+    );
+    assert_eq!(path, "$.runs[0].invocations");
+    assert!(msg.contains("bandit did not finish"), "{msg}");
 }

@@ -7,10 +7,10 @@
 //! analysis, the target a scanner scanned, the component an SBOM describes), the newest
 //! piece custody read that holds the rule's kind of content. A later report of the same
 //! tool about the same thing replaces an earlier one (a nightly re-scan, a re-run of the
-//! tests); a report of another format or about something else, one that holds other
-//! content (an SBOM listing no vulnerabilities), or one recorded by its digest alone
-//! replaces nothing, so no report can hide another's findings by saying nothing about
-//! them. A gate is evaluated when its
+//! tests); a report of another format or about something else, one that does not say
+//! what it is about, one that holds other content (an SBOM listing no vulnerabilities), or
+//! one recorded by its digest alone replaces nothing, so no report can hide another's
+//! findings by saying nothing about them. A gate is evaluated when its
 //! rule is given, or, for an environment that requires evidence, when a report custody
 //! read holds that content or a piece of the type that carries it was read (so it fails
 //! closed when that piece says nothing the rule reads; and decisions recorded before custody
@@ -38,7 +38,8 @@ pub(crate) const CONTENT_GATES: [Gate; 4] = [
 type Read<'f, T> = (&'f EvidenceFacts, &'f ReportFacts, &'f T);
 
 /// The pieces of `a` the rule over `content` reads: the newest holding it of each evidence
-/// type, report format and subject (a later one wins a tie). A piece recorded by its digest alone
+/// type, report format and subject (a later one wins a tie); every one whose report does
+/// not say what it is about (nothing shows it is a re-run of another). A piece recorded by its digest alone
 /// holds nothing, since nobody read what it says.
 fn newest<'f, T>(
     a: &'f ArtifactFacts,
@@ -49,10 +50,12 @@ fn newest<'f, T>(
         let Some((r, c)) = e.report.as_ref().and_then(|r| Some((r, content(r)?))) else {
             continue;
         };
-        match out
-            .iter_mut()
-            .find(|(x, xr, _)| x.kind == e.kind && xr.format == r.format && xr.subject == r.subject)
-        {
+        match out.iter_mut().find(|(x, xr, _)| {
+            !r.subject.is_empty()
+                && x.kind == e.kind
+                && xr.format == r.format
+                && xr.subject == r.subject
+        }) {
             Some(x) if e.at >= x.0.at => *x = (e, r, c),
             Some(_) => {}
             None => out.push((e, r, c)),

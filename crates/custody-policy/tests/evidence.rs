@@ -50,18 +50,23 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
     assert!(d.allowed, "{d:#?}");
     assert_eq!(gate(&d, "tests").reason, "6/6 tests passed");
 
-    // The newest report of the same suites decides: a rerun that passes replaces the
-    // failure; a passing report of other suites does not hide it.
-    let same_suites = junit(&PASSING_JUNIT.replace(r#"name="shop""#, r#"name="pytest""#));
-    let rerun = with(
-        &policy,
-        failing.clone(),
-        "test-results",
-        &same_suites,
-        NOW - HOUR / 2,
+    // The newest report of the same tests decides: a rerun that passes replaces the
+    // failure; a passing report of other tests does not hide it.
+    let fail_ab = junit(
+        r#"<testsuite name="pytest"><testcase classname="t" name="a"/><testcase classname="t" name="b"><failure message="flaky"/></testcase></testsuite>"#,
     );
+    let pass_ab = junit(
+        r#"<testsuite name="pytest"><testcase classname="t" name="b"/><testcase classname="t" name="a"/></testsuite>"#,
+    );
+    let flaky = with(&policy, facts.clone(), "test-results", &fail_ab, NOW - HOUR);
+    fails(
+        &evaluate(&policy, &flaky),
+        "tests",
+        &["1 of 2 tests failed"],
+    );
+    let rerun = with(&policy, flaky, "test-results", &pass_ab, NOW - HOUR / 2);
     assert!(evaluate(&policy, &rerun).allowed);
-    let other_suites = with(
+    let other_tests = with(
         &policy,
         failing.clone(),
         "test-results",
@@ -69,24 +74,18 @@ fn a_failing_test_blocks_by_default_where_evidence_is_required() {
         NOW - HOUR / 2,
     );
     fails(
-        &evaluate(&policy, &other_suites),
+        &evaluate(&policy, &other_tests),
         "tests",
         &["3 of 6 tests failed"],
     );
     // Newest by when it was recorded, not by where it sits in the list: an older failure
     // listed after the passing rerun does not take its place.
-    let rerun_first = with(
-        &policy,
-        facts.clone(),
-        "test-results",
-        &same_suites,
-        NOW - HOUR,
-    );
+    let rerun_first = with(&policy, facts.clone(), "test-results", &pass_ab, NOW - HOUR);
     let listed_late = with(
         &policy,
         rerun_first,
         "test-results",
-        &report("junit/pytest.xml"),
+        &fail_ab,
         NOW - 2 * HOUR,
     );
     assert!(evaluate(&policy, &listed_late).allowed);
@@ -619,16 +618,21 @@ fn a_report_saying_nothing_or_another_tools_clean_scan_never_hides_a_finding() {
         &["CVE-2024-0001"],
     );
 
-    // The same tool's re-scan does replace its last report.
-    let rescan = with(
+    // A re-scan that does not say what it scanned replaces nothing.
+    let unsaid = with(
         &policy,
         dirty.clone(),
         "vulnerability-scan",
         &clean,
         NOW - HOUR / 2,
     );
-    assert!(evaluate(&policy, &rescan).allowed);
-    // But only a re-scan of the same target: a clean scan of another image hides nothing.
+    fails(
+        &evaluate(&policy, &unsaid),
+        "vulnerabilities",
+        &["CVE-2024-0001"],
+    );
+    // The same tool's re-scan of the same target replaces its last report; a clean scan
+    // of another image hides nothing.
     let about = |mut facts: custody_policy::Facts, subject: &str| {
         for a in &mut facts.release.artifacts {
             if let Some(r) = a.evidence.last_mut().and_then(|e| e.report.as_mut()) {

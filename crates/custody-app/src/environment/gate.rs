@@ -335,8 +335,9 @@ impl<S: Store> App<S> {
     /// standing of every environment whose certified release holds that artifact, as the
     /// deploy gate now answers it: an alert for each that no longer stands (a nightly scan
     /// found a critical CVE in what runs in production). Evidence older than
-    /// [`RECHECK_WINDOW_SECONDS`] at `now` is history, not news: nothing is re-checked; so
-    /// is evidence about an artifact that has newer evidence since (that one is the news).
+    /// [`RECHECK_WINDOW_SECONDS`] at `now` is history, not news: nothing is re-checked. The
+    /// alert names the piece that caused the denial (the report a reason names), so a
+    /// server catching up names it once, not every piece attached since.
     pub async fn recheck_alerts(
         &self,
         index: u64,
@@ -367,19 +368,26 @@ impl<S: Store> App<S> {
             else {
                 continue;
             };
-            // Only the newest evidence about the artifact is the news: a server catching up
-            // on the last hour re-checks every piece, and an earlier clean scan must not be
-            // named as the cause of what a later one found.
-            let newest = self
-                .get::<crate::records::ArtifactRecord>(kind::ARTIFACT, &held.digest.to_string())
-                .await?
-                .and_then(|r| r.value.evidence.iter().max_by_key(|p| p.at).cloned());
-            if newest.is_some_and(|p| p.digest != e.evidence || p.at != event.at) {
-                continue;
-            }
             let verdict = self.verify(&env.name, &held.digest, now).await?;
             if verdict.allowed {
                 continue;
+            }
+            // A server catching up on the last hour re-checks every piece: only the one that
+            // caused the denial is named. A reason names the report whose findings broke a
+            // rule; where none names a report, the newest evidence about the artifact is
+            // taken as the news.
+            let report = e.evidence.to_string();
+            let caused = verdict.reasons.iter().any(|r| r.contains(&report));
+            if !caused {
+                let names_a_report = verdict.reasons.iter().any(|r| r.contains("report sha256:"));
+                let newest = self
+                    .get::<crate::records::ArtifactRecord>(kind::ARTIFACT, &held.digest.to_string())
+                    .await?
+                    .and_then(|r| r.value.evidence.iter().max_by_key(|p| p.at).cloned());
+                let is_newest = newest.is_none_or(|p| p.digest == e.evidence && p.at == event.at);
+                if names_a_report || !is_newest {
+                    continue;
+                }
             }
             alerts.push(crate::alerts::Alert {
                 id: format!("standing-lost:{index}:{}", env.name),

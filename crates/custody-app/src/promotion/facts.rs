@@ -183,7 +183,9 @@ impl<S: Store> App<S> {
                     e.subject.as_str(),
                     content,
                 );
-                match newest.iter_mut().find(|(k, _)| *k == key) {
+                // A report that does not say what it is about replaces nothing: each counts.
+                let same = |k: &Group<'_>| !e.subject.is_empty() && *k == key;
+                match newest.iter_mut().find(|(k, _)| same(k)) {
                     Some((_, j)) if e.at >= evidence[*j].at => *j = i,
                     Some(_) => {}
                     None => newest.push((key, i)),

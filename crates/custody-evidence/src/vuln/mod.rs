@@ -146,26 +146,42 @@ pub(crate) struct CvssInput<'a> {
 }
 
 impl CvssInput<'_> {
-    /// The score, from the report's number or else computed from its vector. `Ok(None)`
-    /// for a CVSS v2 vector (custody reads v3 and v4); refused: a score outside 0–10, or
-    /// a v3/v4 vector that does not parse (a finding whose severity cannot be read must
-    /// not pass as unknown).
+    /// The score: the worse of the report's number and the score computed from its v3/v4
+    /// vector (a report's 2.0 beside a 9.8 vector is a 9.8). A v3 vector written without
+    /// its `CVSS:3.1/` prefix is read as v3.1; a CVSS v2 vector (custody computes v3 and v4
+    /// scores) counts only by the score given beside it. Refused: a score outside 0–10, a
+    /// vector that is neither v2 nor one that parses (a finding whose severity cannot be
+    /// read must not pass as unknown).
     fn resolve(&self) -> Result<Option<Cvss>, String> {
         let vector = self.vector.map(str::trim).filter(|v| !v.is_empty());
-        let is_v2 = vector.is_some_and(|v| !v.starts_with("CVSS:"));
-        if is_v2 {
-            return Ok(None);
-        }
-        let score = match (self.score, vector) {
-            (Some(s), _) => crate::json::score_tenths(s)
-                .ok_or_else(|| format!("the CVSS score {s} is not between 0 and 10"))?,
-            (None, Some(v)) => {
+        let given = match self.score {
+            Some(s) => Some(
+                crate::json::score_tenths(s)
+                    .ok_or_else(|| format!("the CVSS score {s} is not between 0 and 10"))?,
+            ),
+            None => None,
+        };
+        let v3_or_v4 = match vector {
+            Some(v) if v.starts_with("CVSS:") => Some(v.to_owned()),
+            // CVSS v2 has Au (authentication); v3 without its prefix has PR and S.
+            Some(v) if v.contains("Au:") => None,
+            Some(v) if v.starts_with("AV:") && v.contains("/S:") => Some(format!("CVSS:3.1/{v}")),
+            Some(v) => return Err(format!("the CVSS vector {v:?} is neither v2 nor v3/v4")),
+            None => None,
+        };
+        let computed = match &v3_or_v4 {
+            Some(v) => {
                 let parsed = cvss::Cvss::from_str(v)
                     .map_err(|e| format!("the CVSS vector {v:?} does not parse ({e})"))?;
-                crate::json::score_tenths(parsed.score())
-                    .ok_or_else(|| format!("the CVSS vector {v:?} gives no score"))?
+                Some(
+                    crate::json::score_tenths(parsed.score())
+                        .ok_or_else(|| format!("the CVSS vector {v:?} gives no score"))?,
+                )
             }
-            (None, None) => return Ok(None),
+            None => None,
+        };
+        let Some(score) = given.max(computed) else {
+            return Ok(None);
         };
         Ok(Some(Cvss {
             score_tenths: score,

@@ -64,7 +64,7 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     Ok(VulnerabilityReport {
         format: Format::Osv,
         tool: None,
-        target: (!paths.is_empty()).then(|| paths.join(", ")),
+        target: (!paths.is_empty()).then(|| serde_json::to_string(&paths).unwrap_or_default()),
         vulnerabilities: finish(out),
     })
 }
@@ -112,9 +112,16 @@ fn finding(
                 .iter()
                 .flat_map(|r| r.severity.iter())
                 .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V3" | "CVSS_V4")))
-                .map(|s| CvssInput {
-                    score: None,
-                    vector: Some(s.score.as_str()),
+                // Some databases write the base score itself where the vector goes.
+                .map(|s| match s.score.trim().parse::<f64>() {
+                    Ok(score) => CvssInput {
+                        score: Some(score),
+                        vector: None,
+                    },
+                    Err(_) => CvssInput {
+                        score: None,
+                        vector: Some(s.score.as_str()),
+                    },
                 });
             let labels = records.iter().filter_map(|r| {
                 r.database_specific

@@ -25,6 +25,12 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
             ),
         ));
     }
+    // A report with no result scanned nothing, whatever artifact it names: it says nothing
+    // that could replace a scan that did.
+    let target = match doc.results.is_empty() {
+        true => None,
+        false => doc.artifact_name.filter(|s| !s.is_empty()),
+    };
     let mut out = Vec::new();
     for (r, result) in doc.results.into_iter().enumerate() {
         for (n, v) in result.vulnerabilities.into_iter().enumerate() {
@@ -76,7 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
     Ok(VulnerabilityReport {
         format: Format::Trivy,
         tool: None,
-        target: doc.artifact_name.filter(|s| !s.is_empty()),
+        target,
         vulnerabilities: finish(out),
     })
 }
