@@ -410,6 +410,19 @@ fn the_worse_of_a_score_and_its_vector_counts() {
     let (path, msg) = refused(Format::Trivy, garbage);
     assert_eq!(path, "$.Results[0].Vulnerabilities[0]");
     assert!(msg.contains("neither v2 nor v3/v4"), "{msg}");
+    // A v2 vector alone is scored as v2 (10.0 here).
+    assert_eq!(
+        trivy(r#"{"V3Vector": "AV:N/AC:L/Au:N/C:C/I:C/A:C"}"#),
+        Severity::Critical
+    );
+    // OSV: the Ubuntu database's label.
+    let ubuntu = r#"{"results": [{"packages": [{"package": {"name": "p", "version": "1", "ecosystem": "Ubuntu"},
+        "vulnerabilities": [{"id": "UBUNTU-CVE-1", "severity": [{"type": "Ubuntu", "score": "critical"}]}]}]}]}"#;
+    let Ok(custody_evidence::Evidence::Vulnerabilities(r)) = parse(Format::Osv, ubuntu.as_bytes())
+    else {
+        panic!()
+    };
+    assert_eq!(r.vulnerabilities[0].severity, Severity::Critical);
     // OSV: a score where the vector goes.
     let osv = r#"{"results": [{"packages": [{"package": {"name": "p", "version": "1", "ecosystem": "npm"},
         "vulnerabilities": [{"id": "GHSA-1", "severity": [{"type": "CVSS_V3", "score": "9.8"}]}]}]}]}"#;

@@ -146,12 +146,11 @@ pub(crate) struct CvssInput<'a> {
 }
 
 impl CvssInput<'_> {
-    /// The score: the worse of the report's number and the score computed from its v3/v4
+    /// The score: the worse of the report's number and the base score computed from its
     /// vector (a report's 2.0 beside a 9.8 vector is a 9.8). A v3 vector written without
-    /// its `CVSS:3.1/` prefix is read as v3.1; a CVSS v2 vector (custody computes v3 and v4
-    /// scores) counts only by the score given beside it. Refused: a score outside 0–10, a
-    /// vector that is neither v2 nor one that parses (a finding whose severity cannot be
-    /// read must not pass as unknown).
+    /// its `CVSS:3.1/` prefix is read as v3.1, one with `Au:` as CVSS v2. Refused: a score
+    /// outside 0–10, a vector that does not parse (a finding whose severity cannot be read
+    /// must not pass as unknown).
     fn resolve(&self) -> Result<Option<Cvss>, String> {
         let vector = self.vector.map(str::trim).filter(|v| !v.is_empty());
         let given = match self.score {
@@ -161,24 +160,25 @@ impl CvssInput<'_> {
             ),
             None => None,
         };
-        let v3_or_v4 = match vector {
-            Some(v) if v.starts_with("CVSS:") => Some(v.to_owned()),
-            // CVSS v2 has Au (authentication); v3 without its prefix has PR and S.
-            Some(v) if v.contains("Au:") => None,
-            Some(v) if v.starts_with("AV:") && v.contains("/S:") => Some(format!("CVSS:3.1/{v}")),
-            Some(v) => return Err(format!("the CVSS vector {v:?} is neither v2 nor v3/v4")),
+        let computed = match vector {
             None => None,
-        };
-        let computed = match &v3_or_v4 {
             Some(v) => {
-                let parsed = cvss::Cvss::from_str(v)
-                    .map_err(|e| format!("the CVSS vector {v:?} does not parse ({e})"))?;
+                let base = if v.starts_with("CVSS:") {
+                    cvss::Cvss::from_str(v).map(|c| c.score())
+                } else if v.contains("Au:") {
+                    // CVSS v2 has Au (authentication); v3 without its prefix has PR and S.
+                    cvss::v2::Vector::from_str(v).map(|c| c.score().value())
+                } else if v.starts_with("AV:") && v.contains("/S:") {
+                    cvss::Cvss::from_str(&format!("CVSS:3.1/{v}")).map(|c| c.score())
+                } else {
+                    return Err(format!("the CVSS vector {v:?} is neither v2 nor v3/v4"));
+                }
+                .map_err(|e| format!("the CVSS vector {v:?} does not parse ({e})"))?;
                 Some(
-                    crate::json::score_tenths(parsed.score())
+                    crate::json::score_tenths(base)
                         .ok_or_else(|| format!("the CVSS vector {v:?} gives no score"))?,
                 )
             }
-            None => None,
         };
         let Some(score) = given.max(computed) else {
             return Ok(None);

@@ -7,7 +7,8 @@
 //! per group: the id is the group's first id, the aliases every other id and alias of
 //! its records. Severity: the group's `max_severity` (a CVSS score OSV-Scanner computed)
 //! when given, else the highest score computed from the records' `severity[]` vectors
-//! (`CVSS_V3`, `CVSS_V4`), else GHSA's `database_specific.severity` label. Fixed versions
+//! (`CVSS_V2`, `CVSS_V3`, `CVSS_V4`; a number there is a score), else the worst label:
+//! GHSA's `database_specific.severity`, the Ubuntu database's `severity[]` entry. Fixed versions
 //! are the `fixed` events of the records' `affected[]` ranges for this package (`GIT`
 //! ranges, whose events are commit hashes, are skipped). A record in no group is its
 //! own group.
@@ -111,7 +112,7 @@ fn finding(
             let vectors = records
                 .iter()
                 .flat_map(|r| r.severity.iter())
-                .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V3" | "CVSS_V4")))
+                .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V2" | "CVSS_V3" | "CVSS_V4")))
                 // Some databases write the base score itself where the vector goes.
                 .map(|s| match s.score.trim().parse::<f64>() {
                     Ok(score) => CvssInput {
@@ -123,11 +124,22 @@ fn finding(
                         vector: Some(s.score.as_str()),
                     },
                 });
-            let labels = records.iter().filter_map(|r| {
-                r.database_specific
-                    .as_ref()
-                    .and_then(|d| d.severity.as_ref()?.as_str())
-            });
+            // GHSA's label, and the Ubuntu database's (its `severity[]` entry of type
+            // `Ubuntu` carries a label where the vector goes).
+            let labels = records
+                .iter()
+                .filter_map(|r| {
+                    r.database_specific
+                        .as_ref()
+                        .and_then(|d| d.severity.as_ref()?.as_str())
+                })
+                .chain(
+                    records
+                        .iter()
+                        .flat_map(|r| r.severity.iter())
+                        .filter(|s| s.kind.as_deref() == Some("Ubuntu"))
+                        .map(|s| s.score.as_str()),
+                );
             rate(vectors, labels)?
         }
     };
