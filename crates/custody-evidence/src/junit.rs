@@ -56,7 +56,7 @@ pub struct TestReport {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unseen_failures: u64,
     /// Which test cases it ran, whatever their order: SHA-256 of each case's suite, class
-    /// and name, summed (hex; empty when it ran none). Two runs of the same tests have the
+    /// and name, summed (hex; empty when it ran none; skipped cases did not run). Two runs of the same tests have the
     /// same; a run of other tests (another pytest run, named "pytest" too) has another.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cases_digest: String,
@@ -542,11 +542,14 @@ impl<'a> Parser<'a> {
             Outcome::Skipped => Some(3),
         };
         let suite = &mut self.suites[index].counted;
-        self.cases.add(
-            &suite.name,
-            case.classname.as_deref().unwrap_or(""),
-            &case.name,
-        );
+        // A skipped case did not run: a rerun that skips it is no rerun of it.
+        if case.outcome != Outcome::Skipped {
+            self.cases.add(
+                &suite.name,
+                case.classname.as_deref().unwrap_or(""),
+                &case.name,
+            );
+        }
         suite.tests += 1;
         match case.outcome {
             Outcome::Failure => suite.failures += 1,

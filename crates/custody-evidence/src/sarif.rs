@@ -11,7 +11,8 @@
 //!
 //! Refused: anything but `"version": "2.1.0"`, a missing or empty `runs` array (no tool
 //! ran), a run without `results` (SARIF §3.14.23: absent or null, the tool did not run;
-//! an empty array is a run that found nothing), a run without `tool.driver.name`, a result
+//! an empty array is a run that found nothing), a run whose invocation says it did not
+//! finish or does not say (`executionSuccessful`), a run without `tool.driver.name`, a result
 //! without `message`, an unknown level, wrong types. A report that says nothing must not
 //! stand where one that found something stood.
 
@@ -91,18 +92,17 @@ pub fn parse(bytes: &[u8]) -> Result<FindingReport, EvidenceError> {
     let mut findings = Vec::new();
     for (n, run) in log.runs.into_iter().enumerate() {
         let tool = &run.tool;
-        if run
-            .invocations
-            .iter()
-            .any(|i| i.execution_successful == Some(false))
-        {
+        // Whether the tool finished: SARIF requires each invocation to say.
+        let unfinished = run.invocations.iter().find_map(|i| match i.execution_successful {
+            Some(true) => None,
+            Some(false) => Some("executionSuccessful is false: {tool} did not finish, so its results say nothing"),
+            None => Some("an invocation without executionSuccessful (SARIF requires it): whether {tool} finished is unknown"),
+        });
+        if let Some(why) = unfinished {
             return Err(EvidenceError::at_path(
                 Format::Sarif,
                 format!("$.runs[{n}].invocations"),
-                format!(
-                    "executionSuccessful is false: {} did not finish, so its results say nothing",
-                    run.tool.driver.name
-                ),
+                why.replace("{tool}", &run.tool.driver.name),
             ));
         }
         let Some(results) = &run.results else {

@@ -351,6 +351,14 @@ fn each_report_names_its_subject() {
         junit(r#"<testcase classname="t.integration" name="a"/>"#)
     );
     assert_eq!(junit(""), "", "a report that ran nothing says nothing");
+    // A skipped case did not run: a rerun that skips the failing case is about other cases.
+    assert_ne!(
+        unit,
+        junit(
+            r#"<testcase classname="t.unit" name="a"/><testcase classname="t.unit" name="b"><skipped/></testcase>"#
+        )
+    );
+    assert_eq!(junit(r#"<testcase name="a"><skipped/></testcase>"#), "");
     // Names are listed unambiguously: one suite named "a, b" is not suites a and b.
     assert_ne!(
         subject(
@@ -443,4 +451,11 @@ fn a_run_that_did_not_finish_is_refused() {
     );
     assert_eq!(path, "$.runs[0].invocations");
     assert!(msg.contains("bandit did not finish"), "{msg}");
+    for invocation in ["{}", r#"{"executionSuccessful": null}"#] {
+        let log = format!(
+            r#"{{"version": "2.1.0", "runs": [{{"tool": {{"driver": {{"name": "bandit"}}}}, "invocations": [{invocation}], "results": []}}]}}"#
+        );
+        let (_, msg) = refused(Format::Sarif, &log);
+        assert!(msg.contains("whether bandit finished is unknown"), "{msg}");
+    }
 }

@@ -140,6 +140,7 @@ fn normalise(
         .iter()
         .filter_map(|r| {
             let prefix = match r.method.as_deref()? {
+                "CVSSv2" => "",
                 "CVSSv3" => "CVSS:3.0/",
                 "CVSSv31" => "CVSS:3.1/",
                 "CVSSv4" => "CVSS:4.0/",

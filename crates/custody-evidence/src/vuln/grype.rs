@@ -137,27 +137,18 @@ struct Related {
 #[serde(expecting = "a cvss object")]
 struct Cvss {
     #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
     vector: Option<String>,
     #[serde(default)]
     metrics: Option<Metrics>,
 }
 
 impl Cvss {
-    /// Only CVSS 3.x and 4.0 scores count (see the module doc of `vuln`).
+    /// Every version counts: v2, v3 and v4 vectors are scored, and the base score given
+    /// beside them (see the module doc of `vuln`).
     fn input(&self) -> CvssInput<'_> {
-        let modern = self
-            .version
-            .as_deref()
-            .is_some_and(|v| v.starts_with('3') || v.starts_with('4'));
         CvssInput {
-            score: self
-                .metrics
-                .as_ref()
-                .and_then(|m| m.base_score)
-                .filter(|_| modern),
-            vector: self.vector.as_deref().filter(|_| modern),
+            score: self.metrics.as_ref().and_then(|m| m.base_score),
+            vector: self.vector.as_deref(),
         }
     }
 }

@@ -2,13 +2,15 @@
 //! [`crate::sbom::parse_cyclonedx`], a CycloneDX document's `vulnerabilities`), each
 //! normalised to the same [`Vulnerability`].
 //!
-//! Severity is decided the same way for every scanner:
-//! 1. the highest CVSS v3.x or v4.0 base score the report gives for the finding (a number,
-//!    or computed from a vector with the `cvss` crate), mapped by the CVSS qualitative
+//! Severity is decided the same way for every scanner, as the worst of what the report
+//! says of the finding (a finding is as severe as its most severe reading):
+//! 1. the highest CVSS base score the report gives for it (v2, v3.x or v4.0; a number, or
+//!    computed from a vector with the `cvss` crate), mapped by the CVSS qualitative
 //!    ranges: 9.0–10.0 critical, 7.0–8.9 high, 4.0–6.9 medium, 0.1–3.9 low (0.0, "none",
-//!    counts as low); CVSS v2 scores are not used, their ranges differ;
-//! 2. else the scanner's own label (`CRITICAL`, `High`, GHSA's `MODERATE`, …);
-//! 3. else unknown.
+//!    counts as low);
+//! 2. the scanner's own labels (`CRITICAL`, `High`, GHSA's `MODERATE`, …);
+//! 3. unknown when neither says anything. A label no scanner writes, a score outside
+//!    0–10 or a vector that does not parse is refused rather than read as unknown.
 //!
 //! The score is kept in tenths (`98` for 9.8) with its vector, so nothing recorded is a
 //! float. A fix is available exactly when `fixed_versions` is not empty.
@@ -152,7 +154,11 @@ impl CvssInput<'_> {
     /// outside 0–10, a vector that does not parse (a finding whose severity cannot be read
     /// must not pass as unknown).
     fn resolve(&self) -> Result<Option<Cvss>, String> {
-        let vector = self.vector.map(str::trim).filter(|v| !v.is_empty());
+        // NVD writes v2 vectors in parentheses.
+        let vector = self
+            .vector
+            .map(|v| v.trim().trim_start_matches('(').trim_end_matches(')'))
+            .filter(|v| !v.is_empty());
         let given = match self.score {
             Some(s) => Some(
                 crate::json::score_tenths(s)
@@ -190,9 +196,11 @@ impl CvssInput<'_> {
     }
 }
 
-/// The highest v3/v4 score among `inputs`, else the worst severity the `labels` name,
-/// else unknown. Refused, saying which: a score or vector that cannot be read, or a
-/// label no scanner writes.
+/// The worst of what a report says of a finding: the severity of the highest score among
+/// `inputs` (v2, v3 or v4, given or computed from a vector) and the worst severity the
+/// `labels` name (a "negligible" label beside a 9.8 score is critical); unknown when
+/// nothing says. Refused, saying which: a score or vector that cannot be read, or a label
+/// no scanner writes.
 pub(crate) fn rate<'a>(
     inputs: impl IntoIterator<Item = CvssInput<'a>>,
     labels: impl IntoIterator<Item = &'a str>,
@@ -209,10 +217,9 @@ pub(crate) fn rate<'a>(
             }
         }
     }
-    if let Some(c) = best {
-        return Ok((Severity::from_score_tenths(c.score_tenths), Some(c)));
-    }
-    let mut worst = Severity::Unknown;
+    let mut worst = best.as_ref().map_or(Severity::Unknown, |c| {
+        Severity::from_score_tenths(c.score_tenths)
+    });
     for label in labels {
         let s = Severity::read_label(label).ok_or_else(|| {
             format!(
@@ -224,7 +231,7 @@ pub(crate) fn rate<'a>(
             worst = s;
         }
     }
-    Ok((worst, None))
+    Ok((worst, best))
 }
 
 /// Sorts and de-duplicates a list, dropping empty strings and `except`.

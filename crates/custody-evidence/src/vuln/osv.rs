@@ -5,15 +5,15 @@
 //! PYSEC/RUSTSEC/GO record, …) and groups the ones that alias each other in
 //! `packages[].groups[]`. One group is one vulnerability, so custody reports one finding
 //! per group: the id is the group's first id, the aliases every other id and alias of
-//! its records. Severity: the group's `max_severity` (a CVSS score OSV-Scanner computed)
-//! when given, else the highest score computed from the records' `severity[]` vectors
-//! (`CVSS_V2`, `CVSS_V3`, `CVSS_V4`; a number there is a score), else the worst label:
-//! GHSA's `database_specific.severity`, the Ubuntu database's `severity[]` entry. Fixed versions
+//! its records. Severity: the worst of the group's `max_severity` (a CVSS score
+//! OSV-Scanner computed), the scores of the records' `severity[]` vectors (`CVSS_V2`,
+//! `CVSS_V3`, `CVSS_V4`; a number there is a score) and the labels (GHSA's
+//! `database_specific.severity`, the Ubuntu database's `severity[]` entry). Fixed versions
 //! are the `fixed` events of the records' `affected[]` ranges for this package (`GIT`
 //! ranges, whose events are commit hashes, are skipped). A record in no group is its
 //! own group.
 
-use super::{CvssInput, Severity, Vulnerability, VulnerabilityReport, finish, rate, tidy};
+use super::{CvssInput, Vulnerability, VulnerabilityReport, finish, rate, tidy};
 use crate::json::{self, bounded, bounded_or_null, parse_score_tenths};
 use crate::{EvidenceError, Format};
 use serde::Deserialize;
@@ -100,49 +100,44 @@ fn finding(
         })?),
         None => None,
     };
-    let (severity, cvss) = match group_tenths {
-        Some(tenths) => (
-            Severity::from_score_tenths(tenths),
-            Some(super::Cvss {
-                score_tenths: tenths,
+    // The group's score, every record's vector (or score written where the vector goes)
+    // and label: the worst counts.
+    let group = group_tenths.map(|tenths| CvssInput {
+        score: Some(f64::from(tenths) / 10.0),
+        vector: None,
+    });
+    let vectors = records
+        .iter()
+        .flat_map(|r| r.severity.iter())
+        .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V2" | "CVSS_V3" | "CVSS_V4")))
+        // Some databases write the base score itself where the vector goes.
+        .map(|s| match s.score.trim().parse::<f64>() {
+            Ok(score) => CvssInput {
+                score: Some(score),
                 vector: None,
-            }),
-        ),
-        None => {
-            let vectors = records
+            },
+            Err(_) => CvssInput {
+                score: None,
+                vector: Some(s.score.as_str()),
+            },
+        });
+    // GHSA's label, and the Ubuntu database's (its `severity[]` entry of type `Ubuntu`
+    // carries a label where the vector goes).
+    let labels = records
+        .iter()
+        .filter_map(|r| {
+            r.database_specific
+                .as_ref()
+                .and_then(|d| d.severity.as_ref()?.as_str())
+        })
+        .chain(
+            records
                 .iter()
                 .flat_map(|r| r.severity.iter())
-                .filter(|s| matches!(s.kind.as_deref(), Some("CVSS_V2" | "CVSS_V3" | "CVSS_V4")))
-                // Some databases write the base score itself where the vector goes.
-                .map(|s| match s.score.trim().parse::<f64>() {
-                    Ok(score) => CvssInput {
-                        score: Some(score),
-                        vector: None,
-                    },
-                    Err(_) => CvssInput {
-                        score: None,
-                        vector: Some(s.score.as_str()),
-                    },
-                });
-            // GHSA's label, and the Ubuntu database's (its `severity[]` entry of type
-            // `Ubuntu` carries a label where the vector goes).
-            let labels = records
-                .iter()
-                .filter_map(|r| {
-                    r.database_specific
-                        .as_ref()
-                        .and_then(|d| d.severity.as_ref()?.as_str())
-                })
-                .chain(
-                    records
-                        .iter()
-                        .flat_map(|r| r.severity.iter())
-                        .filter(|s| s.kind.as_deref() == Some("Ubuntu"))
-                        .map(|s| s.score.as_str()),
-                );
-            rate(vectors, labels)?
-        }
-    };
+                .filter(|s| s.kind.as_deref() == Some("Ubuntu"))
+                .map(|s| s.score.as_str()),
+        );
+    let (severity, cvss) = rate(group.into_iter().chain(vectors), labels)?;
     let purl = records
         .iter()
         .flat_map(|r| r.affected.iter())

@@ -37,6 +37,10 @@ pub fn parse(bytes: &[u8]) -> Result<VulnerabilityReport, EvidenceError> {
             let inputs = v.cvss.values().flat_map(|c| {
                 [
                     CvssInput {
+                        score: c.v2_score,
+                        vector: c.v2_vector.as_deref(),
+                    },
+                    CvssInput {
                         score: c.v3_score,
                         vector: c.v3_vector.as_deref(),
                     },
@@ -140,6 +144,10 @@ struct PkgIdentifier {
 #[derive(Deserialize)]
 #[serde(expecting = "a CVSS object")]
 struct Cvss {
+    #[serde(default, rename = "V2Vector")]
+    v2_vector: Option<String>,
+    #[serde(default, rename = "V2Score")]
+    v2_score: Option<f64>,
     #[serde(default, rename = "V3Vector")]
     v3_vector: Option<String>,
     #[serde(default, rename = "V3Score")]
