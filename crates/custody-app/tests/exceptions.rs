@@ -606,6 +606,15 @@ async fn a_revoked_exception_stops_counting_and_only_security_or_its_requester_r
         panic!("{rita:?}")
     };
     assert!(why.contains("takes the security role"), "{why}");
+    let mallory = revoke("mallory", "why not", asked.id.clone()).await;
+    let Err(AppError::Denied(why)) = mallory else {
+        panic!("{mallory:?}")
+    };
+    assert!(
+        why.contains("revoking an exception takes being its requester")
+            && why.contains("mallory holds no role"),
+        "{why}"
+    );
     assert_eq!(s.app.log().size().await.unwrap(), size);
 
     let revoked = revoke("sue", "the image now runs sshd", asked.id.clone())

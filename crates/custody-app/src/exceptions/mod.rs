@@ -413,7 +413,15 @@ impl<S: Store> App<S> {
     ) -> AppResult<ExceptionRecord> {
         // Who may revoke is the exception's to say (its requester, or the security role
         // where it holds), checked below: reading is all the permission it takes first.
-        self.permit(actor, Permission::Read).await?;
+        self.permit(actor, Permission::Read)
+            .await
+            .map_err(|e| match e {
+                AppError::Denied(_) => AppError::denied(format!(
+                    "revoking an exception takes being its requester or holding the security role where it holds, and {} holds no role at all",
+                    actor.principal
+                )),
+                other => other,
+            })?;
         rationale("revoking an exception", &revoke.rationale)?;
         let policy = self.policy().await?;
         self.retrying(|| async {
