@@ -410,7 +410,11 @@ impl<S: Store> App<S> {
                 by: actor.principal.clone(),
                 at: actor.now,
                 read: read.is_some(),
-                holds: read.as_ref().map(|r| crate::evidence::holds(&r.summary)).unwrap_or_default(),
+                // An attestation's summary is empty: it says nothing the page could show.
+                summary: read
+                    .as_ref()
+                    .map(|r| r.summary.clone())
+                    .filter(|s| *s != custody_evidence::Summary::default()),
                 subject: read.as_ref().map(|r| r.subject.clone()).unwrap_or_default(),
             };
             record.value.evidence.push(evidence.clone());
@@ -465,13 +469,8 @@ impl<S: Store> App<S> {
     ) -> AppResult<ReleaseCreated> {
         self.permit(actor, crate::Permission::Release).await?;
         let envelope = &request.manifest;
-        use base64::Engine as _;
-        let payload = base64::engine::general_purpose::STANDARD
-            .decode(&envelope.payload)
-            .or_else(|_| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(envelope.payload.trim_end_matches('='))
-            })
+        let payload = envelope
+            .unverified_payload()
             .map_err(|_| AppError::invalid("the manifest envelope's payload is not base64"))?;
         let statement = custody_crypto::statement::Statement::from_json(&payload)?;
         if statement.predicate_type() != attestations::RELEASE_MANIFEST_V1 {

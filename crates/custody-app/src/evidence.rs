@@ -179,7 +179,7 @@ pub(crate) fn kind_holds(kind: &str, format: &str, read: &ReportRead) -> AppResu
     let Some((_, Some(content))) = carries(kind) else {
         return Ok(());
     };
-    if holds(&read.summary).iter().any(|h| h == content) {
+    if holds(&read.summary).contains(&content) {
         // An SBOM that lists no component says nothing about licences, yet would stand
         // where one that listed a denied licence stood.
         if content == "licences"
@@ -206,7 +206,7 @@ pub(crate) fn kind_holds(kind: &str, format: &str, read: &ReportRead) -> AppResu
 }
 
 /// What a report read as `summary` holds that the policy's rules read.
-pub(crate) fn holds(summary: &Summary) -> Vec<String> {
+pub(crate) fn holds(summary: &Summary) -> Vec<&'static str> {
     [
         ("tests", summary.tests.is_some()),
         ("findings", summary.findings.is_some()),
@@ -215,7 +215,7 @@ pub(crate) fn holds(summary: &Summary) -> Vec<String> {
     ]
     .into_iter()
     .filter(|(_, held)| *held)
-    .map(|(name, _)| name.to_owned())
+    .map(|(name, _)| name)
     .collect()
 }
 
@@ -341,19 +341,21 @@ impl<S: custody_store::Store> App<S> {
     }
 
     /// What each piece of `evidence` says, in totals (`None` for one custody did not read,
-    /// or an attestation), read from the stored reports.
+    /// or an attestation): as its record keeps it, or, for a record made before records
+    /// kept it, read again from the stored report.
     pub async fn evidence_summaries(
         &self,
         evidence: &[crate::records::EvidenceRecord],
     ) -> AppResult<Vec<Option<Summary>>> {
         let mut out = Vec::with_capacity(evidence.len());
         for e in evidence {
-            out.push(match e.read {
-                true => self
+            out.push(match (&e.summary, e.read) {
+                (Some(s), _) => Some(s.clone()),
+                (None, true) => self
                     .stored_report(&e.format, &e.digest)
                     .await?
                     .map(|r| Summary::of([&*r])),
-                false => None,
+                (None, false) => None,
             });
         }
         Ok(out)

@@ -423,12 +423,9 @@ impl<S: Store> App<S> {
             )));
         }
         // Read before it is verified only to learn which two keys must have signed it.
-        let payload = {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(&envelope.payload)
-                .map_err(|e| AppError::invalid(format!("the hand-over's payload: {e}")))?
-        };
+        let payload = envelope
+            .unverified_payload()
+            .map_err(|e| AppError::invalid(format!("the hand-over's payload: {e}")))?;
         let handover: Handover = serde_json::from_slice(&payload)
             .map_err(|e| AppError::invalid(format!("the hand-over statement: {e}")))?;
         let successor = PublicKey::from_pem(&handover.public_key)

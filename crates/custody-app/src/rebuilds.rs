@@ -208,31 +208,33 @@ pub struct BuildComparison {
 const MAX_COMPARED_FIELDS: usize = 1000;
 
 /// The leaves of `value` under `path`, objects walked key by key (arrays are one value).
-fn leaves(path: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+fn leaves(path: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
                 leaves(&format!("{path}.{k}"), v, out);
             }
         }
-        _ => out.push((path.to_owned(), value.clone())),
+        _ => {
+            out.insert(path.to_owned(), value.clone());
+        }
     }
 }
 
-/// The build definition and run details of a recorded build's provenance, as leaves.
-fn provenance_leaves(record: &ArtifactRecord) -> Vec<(String, Value)> {
+/// The build definition and run details of a recorded build's provenance, as leaves by
+/// path.
+fn provenance_leaves(record: &ArtifactRecord) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
     let Some(envelope) = &record.provenance else {
-        return Vec::new();
+        return out;
     };
-    use base64::Engine as _;
     // The envelope verified when it was registered; here only its content is read.
-    let predicate = base64::engine::general_purpose::STANDARD
-        .decode(&envelope.payload)
+    let predicate = envelope
+        .unverified_payload()
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .map(|statement| statement["predicate"].clone())
         .unwrap_or_default();
-    let mut out = Vec::new();
     for part in ["buildDefinition", "runDetails"] {
         if let Some(v) = predicate.get(part) {
             leaves(part, v, &mut out);
@@ -259,27 +261,20 @@ impl<S: Store> App<S> {
             provenance_leaves(&records[0]),
             provenance_leaves(&records[1]),
         ];
-        let mut fields: Vec<ComparedField> = Vec::new();
-        for (field, _) in left.iter().chain(&right) {
-            if fields.iter().any(|f| &f.field == field) {
-                continue;
-            }
-            if fields.len() == MAX_COMPARED_FIELDS {
-                break;
-            }
-            let find = |side: &[(String, Value)]| {
-                side.iter()
-                    .find(|(f, _)| f == field)
-                    .map(|(_, v)| v.clone())
-            };
-            let values = [find(&left), find(&right)];
-            fields.push(ComparedField {
-                field: field.clone(),
-                same: values[0] == values[1],
-                values,
-            });
-        }
-        fields.sort_by(|a, b| a.field.cmp(&b.field));
+        // Every path either holds, in order (the parts of the predicate stay together).
+        let paths: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+        let fields: Vec<ComparedField> = paths
+            .into_iter()
+            .take(MAX_COMPARED_FIELDS)
+            .map(|field| {
+                let values = [left.get(field).cloned(), right.get(field).cloned()];
+                ComparedField {
+                    field: field.clone(),
+                    same: values[0] == values[1],
+                    values,
+                }
+            })
+            .collect();
         let same_source = fields
             .iter()
             .filter(|f| f.field.starts_with("buildDefinition.externalParameters"))

@@ -116,11 +116,12 @@ pub struct EvidenceRecord {
     /// for evidence recorded by its digest alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read: bool,
-    /// What its report holds that the policy's rules read (`tests`, `findings`,
-    /// `vulnerabilities`, `licences`); empty when custody did not read it, and in records
-    /// made before this was kept (then its format says what it may hold).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub holds: Vec<String>,
+    /// What its report says, in totals, as its `evidence.attached` event records it (so
+    /// what it holds, and what a page shows of it, need no reading of the report); absent
+    /// when custody did not read it, and in records made before this was kept (then its
+    /// format says what it may hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<custody_evidence::Summary>,
     /// What its report is about, as its writer names it (empty when it does not say, or
     /// custody did not read it, and in records made before this was kept).
     #[serde(default, skip_serializing_if = "String::is_empty")]

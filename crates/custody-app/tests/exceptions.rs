@@ -62,6 +62,14 @@ fn waiver(artifact: Option<&Digest>, release: Option<&str>, expires: &str) -> Re
     }
 }
 
+/// sam's request for an exception waiving the CVE in artifact `d` in prod until `expires`.
+async fn sam_asks(s: &Setup, d: &Digest, expires: &str) -> custody_app::ExceptionRecord {
+    s.app
+        .request_exception(&actor("sam"), &waiver(Some(d), None, expires), None)
+        .await
+        .unwrap()
+}
+
 /// `who`'s review of exception `id` at time `t`, with a credential of their own.
 async fn decide(
     s: &Setup,
@@ -108,15 +116,7 @@ async fn an_approved_exception_waives_the_cve_until_it_expires() {
     assert!(why.unwrap().reason.contains(CVE), "{blocked:#?}");
 
     // Asked for by sam, approved by sec.
-    let asked = s
-        .app
-        .request_exception(
-            &actor("sam"),
-            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
-            None,
-        )
-        .await
-        .unwrap();
+    let asked = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
     assert_eq!(asked.status, ExceptionStatus::Pending);
     assert_eq!(asked.artifacts, vec![d.clone()]);
     // Pending counts for nothing.
@@ -410,15 +410,7 @@ async fn who_may_ask_and_who_may_approve() {
 async fn approved_exceptions_about_to_expire_are_listed_for_alerts() {
     let s = world().await;
     let (d, _) = scanned(&s).await;
-    let x = s
-        .app
-        .request_exception(
-            &actor("sam"),
-            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
-            None,
-        )
-        .await
-        .unwrap();
+    let x = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
     let day = 86_400;
     let now: Timestamp = at("2026-11-11T00:00:00Z");
     // Pending: never listed.
@@ -555,15 +547,7 @@ async fn a_new_critical_cve_in_what_runs_raises_an_alert_naming_it() {
 async fn a_revoked_exception_stops_counting_and_only_security_or_its_requester_revokes() {
     let s = world().await;
     let (d, r) = scanned(&s).await;
-    let asked = s
-        .app
-        .request_exception(
-            &actor("sam"),
-            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
-            None,
-        )
-        .await
-        .unwrap();
+    let asked = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
     decide(
         &s,
         "sec",
@@ -651,15 +635,7 @@ async fn a_revoked_exception_stops_counting_and_only_security_or_its_requester_r
     assert!(why.contains("already revoked by sue"), "{why}");
 
     // Its requester may withdraw a request of their own.
-    let mine = s
-        .app
-        .request_exception(
-            &actor("sam"),
-            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
-            None,
-        )
-        .await
-        .unwrap();
+    let mine = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
     let withdrawn = revoke("sam", "fixed instead", mine.id.clone())
         .await
         .unwrap();

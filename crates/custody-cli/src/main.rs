@@ -61,7 +61,12 @@ enum Command {
     /// Register artifacts with their builds and provenance.
     #[command(subcommand)]
     Artifact(cmd::catalog::ArtifactCommand),
-    /// Attach evidence (tests, scans, SBOMs) to an artifact.
+    /// Attach evidence (tests, scans, SBOMs) to an artifact. custody reads the report (here,
+    /// or on the server it is sent to), keeps it, and signs a statement of what it says; a
+    /// malformed report, or one that says nothing its type's rules read, is refused (exit
+    /// 2) naming the line or JSON path, and nothing is recorded.
+    ///
+    /// Example: custody attest --artifact sha256:4f2c… --type trivy scan.json --token $CI
     Attest(cmd::catalog::AttestArgs),
     /// Fetch a stored evidence report by its digest (the `evidence` an `evidence.attached`
     /// event names), byte for byte as attached; checked to hash to that digest.

@@ -547,34 +547,14 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
     }
     assert!(alert.contains("shop@1.0.0"), "no alert raised: {alert:?}");
     let cookie = session_cookie(&server.base, &w.tokens["auditor"]).await;
-    let board = http()
-        .get(format!("{}/", server.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let board = page(&server.base, &cookie, "/").await.text().await.unwrap();
     assert!(
         board.contains("no longer stands") && board.contains("CVE-2021-23337"),
         "{board}"
     );
     // The artifact's page says what each report says, and hands the report over as a
     // download (never rendered).
-    let base = server.base.clone();
-    let get = |path: String| {
-        let (cookie, base) = (cookie.clone(), base.clone());
-        async move {
-            http()
-                .get(format!("{base}{path}"))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let page = get(format!("/artifacts/{digest}"))
+    let artifact = page(&server.base, &cookie, &format!("/artifacts/{digest}"))
         .await
         .text()
         .await
@@ -585,9 +565,9 @@ async fn a_nightly_scan_undoes_a_certified_release_until_a_fixed_one_is_certifie
         "vulnerabilities: 1 critical (1 with a fix)",
         "1 components, licences: MIT",
     ] {
-        assert!(page.contains(said), "{said:?} not in {page}");
+        assert!(artifact.contains(said), "{said:?} not in {artifact}");
     }
-    let download = get(format!("/reports/{scan}")).await;
+    let download = page(&server.base, &cookie, &format!("/reports/{scan}")).await;
     assert_eq!(download.status(), 200);
     assert_eq!(
         download.headers()["content-type"],

@@ -903,21 +903,15 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
         "{compared:#}"
     );
     // And on the artifact's page, marked as a discrepancy.
-    let page = http()
-        .get(format!("{}/artifacts/{digest}", server.base))
-        .header(
-            "cookie",
-            session_cookie(&server.base, &tokens["rita"]).await,
-        )
-        .send()
+    let cookie = session_cookie(&server.base, &tokens["rita"]).await;
+    let artifact = page(&server.base, &cookie, &format!("/artifacts/{digest}"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(
-        page.contains("Provenance discrepancy") && page.contains(&other),
-        "{page}"
+        artifact.contains("Provenance discrepancy") && artifact.contains(&other),
+        "{artifact}"
     );
     // An unsigned release promoted: its signature gate fails.
     let artifact = format!("shop={digest}");

@@ -103,6 +103,13 @@ impl Envelope {
         Ok(env)
     }
 
+    /// The payload, decoded (standard or URL-safe base64, as [`verify`] reads it) but not
+    /// verified: to learn what to verify it against, or to show what was verified when it
+    /// was recorded.
+    pub fn unverified_payload(&self) -> Result<Vec<u8>, Error> {
+        decode_base64("payload", &self.payload)
+    }
+
     /// The envelope as compact JSON.
     pub fn to_json(&self) -> String {
         // Serialising plain strings cannot fail.
@@ -111,7 +118,7 @@ impl Envelope {
 
     /// Adds a signature by `signer` over this envelope's payload.
     pub fn add_signature(&mut self, signer: &dyn Signer, hint: KeyIdHint) -> Result<(), Error> {
-        let payload = decode_base64("payload", &self.payload)?;
+        let payload = self.unverified_payload()?;
         let sig = signer.sign(&pae(&self.payload_type, &payload))?;
         self.signatures.push(Signature {
             keyid: match hint {

@@ -3,18 +3,20 @@
 //! builders agreeing on each digest).
 //!
 //! Which report counts: for each artifact, evidence type, report format and subject (what
-//! the report says it is about: the suites a test report ran, the tools of a static
-//! analysis, the target a scanner scanned, the component an SBOM describes), the newest
-//! piece custody read that holds the rule's kind of content. A later report of the same
-//! tool about the same thing replaces an earlier one (a nightly re-scan, a re-run of the
-//! tests); a report of another format or about something else, one that does not say
+//! the report says it is about: the suites and cases a test report ran, the tools of a
+//! static analysis, the target a scanner scanned, the component an SBOM describes), the
+//! newest piece custody read that holds the rule's kind of content. A later report of the
+//! same tool about the same thing replaces an earlier one (a nightly re-scan, a re-run of
+//! the tests); a report of another format or about something else, one that does not say
 //! what it is about, one that holds other content (an SBOM listing no vulnerabilities), or
 //! one recorded by its digest alone replaces nothing, so no report can hide another's
-//! findings by saying nothing about them. A gate is evaluated when its
-//! rule is given, or, for an environment that requires evidence, when a report custody
-//! read holds that content or a piece of the type that carries it was read (so it fails
-//! closed when that piece says nothing the rule reads; and decisions recorded before custody
-//! read reports replay unchanged: their facts hold none). Exceptions waive vulnerabilities and licence findings while they are in force
+//! findings by saying nothing about them.
+//!
+//! A gate is evaluated when its rule is given, or, for an environment that requires
+//! evidence, when a report custody read holds that content or a piece of the type that
+//! carries it was read (so it fails closed when that piece says nothing the rule reads;
+//! and decisions recorded before custody read reports replay unchanged: their facts hold
+//! none). Exceptions waive vulnerabilities and licence findings while they are in force
 //! at `facts.now`: approved by someone else than the requester, holding the security role
 //! in the environment when they approved, before their expiry.
 
@@ -39,8 +41,8 @@ type Read<'f, T> = (&'f EvidenceFacts, &'f ReportFacts, &'f T);
 
 /// The pieces of `a` the rule over `content` reads: the newest holding it of each evidence
 /// type, report format and subject (a later one wins a tie); every one whose report does
-/// not say what it is about (nothing shows it is a re-run of another). A piece recorded by its digest alone
-/// holds nothing, since nobody read what it says.
+/// not say what it is about (nothing shows it is a re-run of another). A piece recorded by
+/// its digest alone holds nothing, since nobody read what it says.
 fn newest<'f, T>(
     a: &'f ArtifactFacts,
     content: &impl Fn(&'f ReportFacts) -> Option<&'f T>,

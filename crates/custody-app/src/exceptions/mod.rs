@@ -146,10 +146,10 @@ fn lacks_security_role(
     };
     (!missing.is_empty()).then(|| {
         format!(
-            "reviewing an exception takes the security role, and {} does not hold it in {}\nhint: a security reviewer other than {} approves, rejects or revokes it",
-            actor.principal,
-            missing.join(", "),
-            record.requested_by
+            "reviewing an exception takes the security role, and {who} does not hold it in {where_}\nhint: a security reviewer other than {requester} approves or rejects it; {requester} or a security reviewer may revoke it",
+            who = actor.principal,
+            where_ = missing.join(", "),
+            requester = record.requested_by
         )
     })
 }
@@ -376,9 +376,7 @@ impl<S: Store> App<S> {
             record.reviewed_by = Some(actor.principal.clone());
             record.reviewed_at = Some(actor.now);
             record.review_rationale = Some(review.rationale.clone());
-            let events = vec![event(
-                actor,
-                EventBody::ExceptionReviewed(ExceptionReviewed {
+            let body = EventBody::ExceptionReviewed(ExceptionReviewed {
                     exception: record.id.clone(),
                     verdict,
                     rationale: review.rationale.clone(),
@@ -388,16 +386,8 @@ impl<S: Store> App<S> {
                     expires_at: record.expires_at,
                     keys: signed_with.iter().cloned().collect(),
                     statement: review.statement.clone(),
-                }),
-            )?];
-            let state = vec![write(
-                kind::EXCEPTION,
-                id,
-                &record,
-                Expect::Version(current.version),
-            )?];
-            self.append(events, state, None).await?;
-            Ok(record)
+                });
+            self.changed(actor, record, current.version, body).await
         })
         .await
     }
@@ -455,26 +445,36 @@ impl<S: Store> App<S> {
                 at: actor.now,
                 rationale: revoke.rationale.clone(),
             });
-            let events = vec![event(
-                actor,
-                EventBody::ExceptionRevoked(ExceptionRevoked {
-                    exception: record.id.clone(),
-                    rationale: revoke.rationale.clone(),
-                    finding: record.finding.clone(),
-                    artifacts: record.artifacts.clone(),
-                    release: record.release.clone(),
-                }),
-            )?];
-            let state = vec![write(
-                kind::EXCEPTION,
-                id,
-                &record,
-                Expect::Version(current.version),
-            )?];
-            self.append(events, state, None).await?;
-            Ok(record)
+            let body = EventBody::ExceptionRevoked(ExceptionRevoked {
+                exception: record.id.clone(),
+                rationale: revoke.rationale.clone(),
+                finding: record.finding.clone(),
+                artifacts: record.artifacts.clone(),
+                release: record.release.clone(),
+            });
+            self.changed(actor, record, current.version, body).await
         })
         .await
+    }
+
+    /// Records `record`, changed from its stored `version`, with the event that explains
+    /// the change (a review or a revocation): together, or neither.
+    async fn changed(
+        &self,
+        actor: &Actor,
+        record: ExceptionRecord,
+        version: u64,
+        body: EventBody,
+    ) -> AppResult<ExceptionRecord> {
+        let events = vec![event(actor, body)?];
+        let state = vec![write(
+            kind::EXCEPTION,
+            &record.id,
+            &record,
+            Expect::Version(version),
+        )?];
+        self.append(events, state, None).await?;
+        Ok(record)
     }
 
     /// One exception.

@@ -172,9 +172,9 @@ impl<S: Store> App<S> {
         // (evidence type, report format, subject, kind of content) → the newest piece.
         let mut newest: Vec<(Group<'_>, usize)> = Vec::new();
         for (i, e) in evidence.iter().enumerate().filter(|(_, e)| e.read) {
-            let holds: Vec<&str> = match e.holds.is_empty() {
-                true => crate::evidence::may_hold(&e.format).to_vec(),
-                false => e.holds.iter().map(String::as_str).collect(),
+            let holds: Vec<&str> = match &e.summary {
+                Some(s) => crate::evidence::holds(s),
+                None => crate::evidence::may_hold(&e.format).to_vec(),
             };
             for content in holds {
                 let key = (

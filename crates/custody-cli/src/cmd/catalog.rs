@@ -232,7 +232,7 @@ pub(crate) enum EvidenceFormat {
     Cyclonedx,
     /// SPDX JSON SBOM → sbom.
     Spdx,
-    /// A DSSE envelope made elsewhere → attestation.
+    /// A DSSE envelope made elsewhere, signed by a key the policy trusts → attestation.
     Dsse,
 }
 
@@ -271,7 +271,9 @@ pub(crate) struct AttestArgs {
     /// The evidence's format.
     #[arg(long = "type", value_enum)]
     format: EvidenceFormat,
-    /// Record it as this evidence type instead of the format's (e.g. code-review).
+    /// Record it as this evidence type instead of the format's (e.g. code-review; a
+    /// CycloneDX scan result listing `vulnerabilities`: --type cyclonedx --kind
+    /// vulnerability-scan).
     #[arg(long)]
     kind: Option<String>,
     /// Makes a retry return the first result instead of attaching the evidence twice.

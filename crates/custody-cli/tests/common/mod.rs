@@ -333,6 +333,16 @@ pub(crate) async fn session_cookie(base: &str, token: &str) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// Dashboard page `path` as the holder of session `cookie` gets it.
+pub(crate) async fn page(base: &str, cookie: &str, path: &str) -> reqwest::Response {
+    http()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `note`'s text signed anew by the private keys in `keys` (PKCS#8 PEM files), under
 /// its origin.
 pub(crate) fn resign(note: &str, keys: &[&Path]) -> String {

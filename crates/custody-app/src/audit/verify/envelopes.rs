@@ -57,9 +57,9 @@ pub(crate) fn manifest(r: &crate::events::ReleaseCreated) -> Result<(), String> 
     if envelope_digest(&r.manifest) != r.manifest_digest {
         return Err("its manifest_digest is not the digest of its manifest envelope".into());
     }
-    use base64::Engine as _;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(&r.manifest.payload)
+    let payload = r
+        .manifest
+        .unverified_payload()
         .map_err(|_| "its manifest's payload is not base64".to_owned())?;
     if sha256(&payload) != r.digest {
         return Err("its digest is not the digest of its manifest statement".into());
