@@ -407,6 +407,111 @@ fn one_changed_byte_anywhere_is_caught_and_named() {
     );
 }
 
+/// The members holding raw reports: (name, bytes).
+fn raw_reports(b: &Bundle) -> Vec<(String, Vec<u8>)> {
+    b.members
+        .iter()
+        .filter(|(n, _)| n.starts_with("reports/sha256/"))
+        .cloned()
+        .collect()
+}
+
+/// Sets `end.json`'s count of reports to what the bundle holds, as a careful forger would.
+fn recount_reports(b: &mut Bundle) {
+    let n = raw_reports(b).len();
+    let mut end: Value = serde_json::from_slice(b.member("end.json")).unwrap();
+    end["reports"] = n.into();
+    *b.member("end.json") = serde_json::to_vec(&end).unwrap();
+}
+
+#[test]
+fn the_raw_reports_travel_byte_for_byte_and_a_changed_or_removed_one_is_caught() {
+    use sha2::Digest as _;
+    let f = fixture();
+    let b = Bundle::read(&f.all);
+    // Every report an evidence entry says custody read is in the bundle, named by the
+    // SHA-256 of its bytes, and is exactly what the server serves as that report.
+    let named: Vec<(u64, String)> = b
+        .entries()
+        .iter()
+        .filter(|(_, _, line)| {
+            let e = event(line);
+            e["type"] == "evidence.attached" && e.get("report").is_some()
+        })
+        .map(|(_, _, line)| {
+            let e = event(line);
+            (
+                line["index"].as_u64().unwrap(),
+                e["evidence"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(named.len() >= 9, "{named:?}");
+    let reports = raw_reports(&b);
+    for (_, digest) in &named {
+        let name = digest.replace("sha256:", "reports/sha256/");
+        let (_, bytes) = reports.iter().find(|(n, _)| *n == name).unwrap();
+        assert_eq!(
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
+            *digest
+        );
+        let served = run(custody()
+            .args(["report", digest, "--data-dir"])
+            .arg(&f.data));
+        expect_code(&served, 0);
+        assert_eq!(served.stdout, *bytes, "{digest}");
+    }
+    let (_, r, _) = verify(&f.all);
+    assert_eq!(
+        r["checked"]["reports"].as_u64(),
+        Some(reports.len() as u64),
+        "{r:#}"
+    );
+
+    // One changed byte in a report: named, with the first entry that names it.
+    let (first_report, _) = &reports[0];
+    let naming = named
+        .iter()
+        .find(|(_, d)| d.replace("sha256:", "reports/sha256/") == *first_report)
+        .unwrap()
+        .0;
+    let path = tampered("report-byte", |b| {
+        let bytes = b.member(first_report);
+        let at = bytes.len() / 2;
+        bytes[at] = if bytes[at] == b' ' { b'\t' } else { b' ' };
+    });
+    caught(&path, Some(naming), "report");
+    let (_, r, _) = verify(&path);
+    assert!(
+        r["failures"].to_string().contains("the report was altered"),
+        "{r:#}"
+    );
+
+    // One report's bytes put under another's name.
+    let path = tampered("report-swapped", |b| {
+        let other = raw_reports(b)[1].1.clone();
+        *b.member(first_report) = other;
+    });
+    caught(&path, Some(naming), "report");
+
+    // A removed report, the trailer recounted: the entry naming it says it is gone.
+    let path = tampered("report-removed", |b| {
+        b.members.retain(|(n, _)| n != first_report);
+        recount_reports(b);
+    });
+    caught(&path, Some(naming), "report");
+    let (_, r, _) = verify(&path);
+    assert!(
+        r["failures"].to_string().contains("is not in the bundle"),
+        "{r:#}"
+    );
+    // Removed without recounting: the trailer says so too.
+    let path = tampered("report-removed-uncounted", |b| {
+        b.members.retain(|(n, _)| n != first_report);
+    });
+    caught(&path, None, "trailer");
+}
+
 #[test]
 fn removed_swapped_and_forged_entries_are_caught() {
     // A removed entry.
@@ -482,6 +587,41 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         b.reseal(&key);
     });
     caught(&path, line["index"].as_u64(), "evidence");
+    // What the leaf says custody read, changed (a failing test run recorded as passing,
+    // or the other way): the attestor signed the reading, not the forger.
+    let path = tampered("forged-reading", |b| {
+        let (m, n, line) = b.find(|e| e["type"] == "evidence.attached" && e["format"] == "junit");
+        let mut e = event(&line);
+        let failed = &mut e["report"]["summary"]["tests"]["failed"];
+        *failed = (1 - failed.as_u64().unwrap().min(1)).into();
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    let (_, _, line) =
+        Bundle::read(&f.all).find(|e| e["type"] == "evidence.attached" && e["format"] == "junit");
+    caught(&path, line["index"].as_u64(), "evidence");
+    // The same on a leaf with no statement (as written before custody signed them):
+    // nothing signed says otherwise, but the raw report read again does, in a note.
+    let path = tampered("forged-unsigned-reading", |b| {
+        let (m, n, line) = b.find(|e| e["type"] == "evidence.attached" && e["format"] == "junit");
+        let mut e = event(&line);
+        e.as_object_mut().unwrap().remove("statement");
+        e.as_object_mut().unwrap().remove("keys");
+        e["report"]["summary"]["tests"]["failed"] = 7.into();
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    let (code, r, _) = verify(&path);
+    assert_eq!(code, 0, "{r:#}");
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "entry {}: this custody reads its junit report",
+            line["index"]
+        )) && notes.contains("\\\"failed\\\":7"),
+        "{notes}"
+    );
+    assert_eq!(python_verify(&path).0, 0);
     // A release manifest re-signed (its digest kept consistent): the decision that
     // certified it named another key.
     let all = Bundle::read(&f.all);

@@ -1,7 +1,8 @@
 //! The bundle as a tar archive: a writer that streams members out as they are made (entry
 //! files cut at [`ENTRIES_PER_FILE`] lines or [`ENTRY_FILE_BYTES`], so memory stays flat
 //! however large the ledger), and a reader that hands each member over whole, refusing any
-//! larger than [`MAX_MEMBER`] before reading it.
+//! larger than [`max_member`] allows before reading it ([`MAX_MEMBER`], or for a raw
+//! report the largest custody reads).
 //!
 //! The tar headers are fixed (mode 0644, owner 0, the export's time), so the same export
 //! gives the same bytes.
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use super::format::{
     END, ENTRIES_PER_FILE, ENTRY_FILE_BYTES, EndFile, EntryLine, MAX_MEMBER, entry_file,
+    max_member, report_member,
 };
 
 /// Writes a bundle's members in order.
@@ -23,6 +25,7 @@ pub struct BundleWriter<W: Write> {
     lines_in_file: usize,
     files: u64,
     entries: u64,
+    reports: u64,
 }
 
 impl<W: Write> BundleWriter<W> {
@@ -37,6 +40,7 @@ impl<W: Write> BundleWriter<W> {
             lines_in_file: 0,
             files: 0,
             entries: 0,
+            reports: 0,
         }
     }
 
@@ -69,8 +73,9 @@ impl<W: Write> BundleWriter<W> {
         self.member(name, &bytes)
     }
 
-    /// Adds an entry line (entries must come in ascending index order).
+    /// Adds an entry line (entries must come in ascending index order, before any report).
     pub fn entry(&mut self, line: &EntryLine) -> io::Result<()> {
+        debug_assert_eq!(self.reports, 0, "an entry after a report");
         serde_json::to_writer(&mut self.lines, line).map_err(io::Error::other)?;
         self.lines.push(b'\n');
         self.lines_in_file += 1;
@@ -94,6 +99,15 @@ impl<W: Write> BundleWriter<W> {
         Ok(())
     }
 
+    /// Adds the raw report whose bytes have SHA-256 `hex` (after every entry; reports in
+    /// ascending `hex`).
+    pub fn report(&mut self, hex: &str, bytes: &[u8]) -> io::Result<()> {
+        self.flush_entries()?;
+        self.member(&report_member(hex), bytes)?;
+        self.reports += 1;
+        Ok(())
+    }
+
     /// Entry lines written so far.
     pub fn entries(&self) -> u64 {
         self.entries
@@ -105,6 +119,7 @@ impl<W: Write> BundleWriter<W> {
         let end = EndFile {
             entries: self.entries,
             files: self.files,
+            reports: self.reports,
         };
         self.json(END, &end)?;
         self.tar.into_inner()
@@ -118,7 +133,10 @@ pub enum ArchiveError {
     #[error("the bundle is not a readable tar archive: {0}")]
     Tar(#[from] io::Error),
     /// A member is larger than any a bundle holds.
-    #[error("member {name} is {size} bytes; a bundle's members are at most {MAX_MEMBER}")]
+    #[error(
+        "member {name} is {size} bytes; a bundle's members are at most {MAX_MEMBER} (its raw reports at most {})",
+        super::format::MAX_REPORT
+    )]
     TooLarge {
         /// The member.
         name: String,
@@ -150,12 +168,13 @@ pub fn for_each_member<R: Read, E: From<ArchiveError>>(
         }
         // The header's size is untrusted: refuse before reading, and read no more than it.
         let size = member.size();
-        if size > MAX_MEMBER {
+        let most = max_member(&name);
+        if size > most {
             return Err(ArchiveError::TooLarge { name, size }.into());
         }
         let mut bytes = Vec::with_capacity(size as usize);
         (&mut member)
-            .take(MAX_MEMBER)
+            .take(most)
             .read_to_end(&mut bytes)
             .map_err(ArchiveError::Tar)?;
         visit(&name, bytes)?;

@@ -2,16 +2,18 @@
 //! in it, the key history (every policy version, key hand-over and revocation), the
 //! checkpoints they are proved against,
 //! and what custody keeps beside the leaves (decisions' facts, confidential rationales
-//! for those who may read them).
+//! for those who may read them), and after the entries the raw reports their evidence
+//! names, byte for byte.
 //!
 //! It streams: entries are read from the store a page at a time and written to the
 //! archive as they come, so a whole-ledger export holds one page and one entry file in
-//! memory. A scoped export holds the sorted list of its entries' indices (8 bytes each).
+//! memory, and then one report at a time. A scoped export holds the sorted list of its
+//! entries' indices (8 bytes each); every export the digests of the reports to carry.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use custody_model::{EventHeader, Timestamp};
+use custody_model::{Digest, DigestAlgorithm, EventHeader, Timestamp};
 use custody_store::{MAX_ENTRIES_PER_READ, SignedCheckpoint, SqlStore, Store, search};
 use serde::Serialize;
 
@@ -49,6 +51,8 @@ pub struct Exported {
     pub complete: bool,
     /// Whether confidential rationales are in it.
     pub confidential: Confidential,
+    /// Raw reports in the bundle (each report its evidence entries name, once).
+    pub reports: u64,
 }
 
 /// Store I/O failures during an export, and write failures of the bundle.
@@ -147,16 +151,30 @@ impl App<SqlStore> {
 
         let total = selected.as_ref().map_or(anchor.size, |s| s.len() as u64);
         let privileged = confidential == Confidential::Included;
+        let mut reports = BTreeSet::new();
         for (start, end) in runs(selected.as_ref(), anchor.size) {
             for entry in self.store.entries(start, end).await? {
                 let line = self
-                    .entry_line(entry, (!complete).then_some(anchor.size), privileged)
+                    .entry_line(
+                        entry,
+                        (!complete).then_some(anchor.size),
+                        privileged,
+                        &mut reports,
+                    )
                     .await?;
                 bundle.entry(&line).map_err(write_failed)?;
             }
             progress(bundle.entries(), total);
         }
         let entries = bundle.entries();
+        for digest in &reports {
+            let bytes = self.store.read_blob(digest).await?.ok_or_else(|| {
+                AppError::Integrity(format!(
+                    "the report {digest} the ledger's evidence names is missing from the store"
+                ))
+            })?;
+            bundle.report(&digest.hex(), &bytes).map_err(write_failed)?;
+        }
         let out = bundle.finish().map_err(write_failed)?;
         Ok((
             Exported {
@@ -165,18 +183,21 @@ impl App<SqlStore> {
                 anchor: anchor.size,
                 complete,
                 confidential,
+                reports: reports.len() as u64,
             },
             out,
         ))
     }
 
     /// One entry's line: its leaf and hash, its proof against `anchor` (for a scoped
-    /// bundle), and what custody keeps beside it.
+    /// bundle), and what custody keeps beside it; the report it names, if custody read
+    /// and kept one, goes into `reports`.
     async fn entry_line(
         &self,
         entry: custody_store::Entry,
         anchor: Option<u64>,
         privileged: bool,
+        reports: &mut BTreeSet<Digest>,
     ) -> AppResult<EntryLine> {
         let integrity = |e: &dyn std::fmt::Display| {
             AppError::Integrity(format!("ledger entry {}: {e}", entry.index))
@@ -198,13 +219,23 @@ impl App<SqlStore> {
                 hashes: self.store.inclusion_proof(entry.index, size).await?,
             });
         }
-        // Only two kinds keep something beside the leaf: read the header first.
+        // Only three kinds keep something beside the leaf or in the store: read the header
+        // first.
         let header = EventHeader::read(line.leaf.as_bytes()).map_err(|e| integrity(&e))?;
-        if header.kind != "decision.recorded" && header.kind != "approval.recorded" {
+        if !matches!(
+            header.kind.as_str(),
+            "decision.recorded" | "approval.recorded" | "evidence.attached"
+        ) {
             return Ok(line);
         }
         let event = Event::from_leaf(line.leaf.as_bytes()).map_err(|e| integrity(&e))?;
         match &event.body {
+            // A report custody read is kept as a blob (a digest given alone names none).
+            EventBody::EvidenceAttached(e)
+                if e.report.is_some() && e.evidence.algorithm() == DigestAlgorithm::Sha256 =>
+            {
+                reports.insert(e.evidence.clone());
+            }
             EventBody::DecisionRecorded(d) => {
                 let record = self.store.state(kind::DECISION, &d.decision).await?;
                 line.facts = record.and_then(|r| r.value.to_value().get("facts").cloned());

@@ -12,8 +12,10 @@
 //! consistency.jsonl      an RFC 9162 consistency proof between each checkpoint and the next
 //! keys.json              the log's verifier key and the attestor keys that sign VSAs
 //! entries/000000.jsonl…  the ledger entries in scope, ascending index, one JSON object a line
-//! end.json               how many entries and entry files there are (a truncated bundle
-//!                        is noticed)
+//! reports/sha256/<hex>…  the raw reports the evidence entries name, byte for byte, each
+//!                        named by its SHA-256, ascending
+//! end.json               how many entries, entry files and reports there are (a
+//!                        truncated bundle is noticed)
 //! ```
 //!
 //! An entry line holds the leaf exactly (`leaf`, the RFC 8785 text that was hashed), its
@@ -51,6 +53,27 @@ pub const MAX_MEMBER: u64 = 64 << 20;
 pub const MAX_CHECKPOINTS: usize = 1024;
 /// Most attestor keys a bundle carries.
 pub const MAX_ATTESTORS: usize = 64;
+
+/// Where the raw reports are, each named by the hex SHA-256 of its bytes (as OCI image
+/// layouts name blobs).
+pub const REPORTS: &str = "reports/sha256/";
+
+/// The largest raw report a reader accepts: the largest custody reads at attach.
+pub const MAX_REPORT: u64 = custody_evidence::MAX_INPUT_BYTES;
+
+/// The member holding the raw report of SHA-256 `hex`.
+pub fn report_member(hex: &str) -> String {
+    format!("{REPORTS}{hex}")
+}
+
+/// The largest member named `name` may be.
+pub fn max_member(name: &str) -> u64 {
+    if name.starts_with(REPORTS) {
+        MAX_REPORT
+    } else {
+        MAX_MEMBER
+    }
+}
 
 /// The name of entry file `n`.
 pub fn entry_file(n: u64) -> String {
@@ -236,4 +259,7 @@ pub struct EndFile {
     pub entries: u64,
     /// Entry files.
     pub files: u64,
+    /// Raw reports (absent in bundles from before they were carried: then none).
+    #[serde(default)]
+    pub reports: u64,
 }

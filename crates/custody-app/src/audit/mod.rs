@@ -4,7 +4,8 @@
 //! - [`App::audit_export`] (export.rs) writes a bundle (format.rs, archive.rs) of a
 //!   [`Scope`]: its ledger entries with their proofs, the checkpoints they are proved
 //!   against, consistency proofs between those, every policy version the ledger records
-//!   (the key history), the attestor keys, and what custody keeps beside the leaves.
+//!   (the key history), the attestor keys, what custody keeps beside the leaves, and the
+//!   raw reports the evidence entries name.
 //! - [`verify_bundle`] (verify/) checks one offline: it does no I/O but reading the bundle,
 //!   reads no clock, and trusts nothing in it but what the log key's signatures and the
 //!   Merkle proofs vouch for.
@@ -15,10 +16,11 @@
 //!
 //! Redaction, provably: a leaf is never altered or dropped. What some readers may not see
 //! is kept out of the ledger in the first place: a confidential review's rationale is in
-//! its leaf only as a commitment (`rationale_digest`). The bundle carries the text beside
-//! the leaf only when the exporter may read it (an auditor or admin), and the verifier
-//! checks it against the commitment in the proven leaf; otherwise the entry line says it
-//! was withheld, and the leaf still checks against its proof.
+//! its leaf only as a salted commitment (`rationale_commitment`). The bundle carries the
+//! text and salt beside the leaf only when the exporter may read them (an auditor or
+//! admin), and the verifier checks them against the commitment in the proven leaf;
+//! otherwise the entry line says it was withheld, and the leaf still checks against its
+//! proof.
 
 mod archive;
 mod export;

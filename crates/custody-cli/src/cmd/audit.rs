@@ -221,12 +221,13 @@ fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
             print_json(&serde_json::to_value(&exported)?);
         } else {
             print_line(&format!(
-                "wrote {}: {} ({} entries, proved against the checkpoint of {} entries; {} checkpoints; confidential rationales {})",
+                "wrote {}: {} ({} entries, proved against the checkpoint of {} entries; {} checkpoints; {} raw reports; confidential rationales {})",
                 args.out.display(),
                 scope,
                 exported.entries,
                 exported.anchor,
                 exported.checkpoints,
+                exported.reports,
                 match exported.confidential {
                     audit::Confidential::Included => "included",
                     audit::Confidential::Withheld => "withheld",
@@ -324,8 +325,12 @@ fn summary(r: &Report) -> String {
         }
     ));
     s.push_str(&format!(
-        "  signatures: {} policy versions read; {} provenance, {} release manifests, {} VSAs verified against the keys in force\n",
-        c.policies, c.provenance, c.manifests, c.vsas
+        "  signatures: {} policy versions read; {} provenance, {} release manifests, {} VSAs, {} evidence statements verified against the keys in force\n",
+        c.policies, c.provenance, c.manifests, c.vsas, c.evidence_statements
+    ));
+    s.push_str(&format!(
+        "  reports: {} raw reports whole (each hashing to the digest its evidence entries name, of the size they recorded)\n",
+        c.reports
     ));
     s.push_str(&format!(
         "  decisions: {} replayed to their recorded gates; confidential rationales: {} checked, {} withheld\n",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use custody_ledger::MemoryTree;
 use serde_json::Value;
 
-use super::bundle::{Bundle, log_key, sign};
+use super::bundle::{Bundle, event, log_key, sign};
 use super::common::*;
 use super::{export, fixture, log_pub, tampered, tampered_from};
 
@@ -101,15 +101,34 @@ fn truncated() -> (PathBuf, u64) {
                 b.set_line(&member, n, None);
             }
         }
-        b.members
-            .retain(|(name, bytes)| !name.starts_with("entries/") || !bytes.is_empty());
-        let files = b
-            .members
+        // And the raw reports only the removed entries named.
+        let named: Vec<String> = b
+            .entries()
             .iter()
-            .filter(|(n, _)| n.starts_with("entries/"))
-            .count();
-        *b.member("end.json") =
-            serde_json::to_vec(&serde_json::json!({"entries": cut, "files": files})).unwrap();
+            .map(|(_, _, line)| event(line))
+            .filter(|e| e["type"] == "evidence.attached" && e.get("report").is_some())
+            .map(|e| {
+                e["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .replace("sha256:", "reports/sha256/")
+            })
+            .collect();
+        b.members.retain(|(name, bytes)| {
+            !(name.starts_with("entries/") && bytes.is_empty()
+                || name.starts_with("reports/") && !named.contains(name))
+        });
+        let count = |prefix: &str| {
+            b.members
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .count()
+        };
+        let (files, reports) = (count("entries/"), count("reports/"));
+        *b.member("end.json") = serde_json::to_vec(
+            &serde_json::json!({"entries": cut, "files": files, "reports": reports}),
+        )
+        .unwrap();
         let mut manifest: Value = serde_json::from_slice(b.member("bundle.json")).unwrap();
         manifest["anchor"] = cut.into();
         *b.member("bundle.json") = serde_json::to_vec(&manifest).unwrap();

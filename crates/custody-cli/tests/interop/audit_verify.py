@@ -9,7 +9,8 @@ Exit 0 if every check passes, 1 if one fails (each failure names its entry and c
 signatures and consistency, every entry's place in the signed tree and its leaf, the
 policy versions (the key history), every envelope against the keys in force at its
 ledger index, the decisions' facts against their digests, confidential rationales
-against their commitments, and every certification's lineage; and, given a checkpoint
+against their commitments, every raw report an evidence entry names (there, hashing to
+its name, of the recorded size), and every certification's lineage; and, given a checkpoint
 the auditor kept or a minimum size, that the anchor extends it (truncation). A bundle
 exported after the log key was rotated carries each hand-over (its checkpoint signed by
 the retiring and the new key, with its log.key_rotated event proved its last leaf): they
@@ -182,6 +183,7 @@ class Verifier:
         self.matched = 0
         self.rec = {k: {} for k in ("artifact", "release", "promotion", "decision", "approval")}
         self.evidence = {}
+        self.reports = {}  # hex SHA-256 of each raw report named -> [(entry, size)]
         self.certs = []
 
     def fail(self, entry, check, detail):
@@ -220,15 +222,24 @@ class Verifier:
         self.read_consistency(read(members[2]))
         for pem in json.loads(read(members[3]))["attestors"]:
             self.attestors.append(serialization.load_pem_public_key(pem.encode()))
-        files, ended = 0, False
+        files, reports, ended, last_report = 0, 0, False, None
         for m in members[4:]:
             if ended:
                 raise Unusable(f"{m.name} follows end.json")
             if m.name == "end.json":
                 end = json.loads(read(m))
-                if end != {"entries": self.checked["entries"], "files": files}:
-                    self.fail(None, "trailer", "end.json does not count the entries in the bundle")
+                if end != {"entries": self.checked["entries"], "files": files, "reports": reports}:
+                    self.fail(None, "trailer", "end.json does not count the entries and reports in the bundle")
                 ended = True
+            elif m.name.startswith("reports/sha256/"):
+                hexname = m.name[len("reports/sha256/"):]
+                if last_report is not None and hexname <= last_report:
+                    self.fail(None, "format", f"{m.name}: out of order, or there twice")
+                last_report = hexname
+                reports += 1
+                self.raw_report(m.name, hexname, read(m))
+            elif last_report is not None:
+                raise Unusable(f"{m.name} follows the reports")
             elif m.name == "entries/%06d.jsonl" % files:
                 for n, line in enumerate(read(m).split(b"\n")):
                     if line:
@@ -238,10 +249,24 @@ class Verifier:
                 raise Unusable(f"unexpected member {m.name}")
         if not ended:
             self.fail(None, "trailer", "the bundle ends without end.json")
+        for hexname, named in self.reports.items():
+            for i, _ in named:
+                self.fail(i, "report", f"the report sha256:{hexname} it names is not in the bundle")
         if self.complete and not self.broken and self.tree.size < self.anchor:
             self.fail(self.tree.size, "entry-order", "entries are missing")
         self.lineage()
         self.truncation()
+
+    def raw_report(self, name, hexname, data):
+        # Each named by the SHA-256 of its bytes; every evidence entry whose leaf records
+        # what custody read (`report`) names one, of that size.
+        named = self.reports.pop(hexname, [])
+        if hashlib.sha256(data).hexdigest() != hexname:
+            self.fail(named[0][0] if named else None, "report", f"{name} does not hash to its name")
+            return
+        for i, size in named:
+            if size != len(data):
+                self.fail(i, "report", f"{name} is not of the size its entry recorded")
 
     def truncation(self):
         """The anchor against what the auditor kept: at least min_size entries, and
@@ -423,6 +448,8 @@ class Verifier:
         elif kind == "evidence.attached":
             if e.get("statement") is not None:
                 self.evidence_statement(i, e)
+            if e.get("report") is not None and e["evidence"].startswith("sha256:"):
+                self.reports.setdefault(e["evidence"][len("sha256:"):], []).append((i, e["report"]["size"]))
             self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
         elif kind == "promotion.requested":
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
@@ -468,6 +495,15 @@ class Verifier:
             else:
                 named = p.get("report", {}).get("digest", {}).get("sha256")
             ok = subjects == e["artifacts"] and "sha256:" + str(named) == e["evidence"]
+            read = e.get("report")
+            if ok and read is not None:
+                # What the leaf says custody read is what the statement signs.
+                if s["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1":
+                    t = read["summary"].get("tests") or {}
+                    failed = t.get("failed", 0) + t.get("errored", 0) > 0
+                    ok = p.get("result") == ("FAILED" if failed else "PASSED")
+                else:
+                    ok = p.get("summary") == read["summary"] and p.get("report", {}).get("size") == read["size"]
         if not ok:
             self.fail(i, "evidence", "its evidence statement is not signed by the attestor it names, about this artifact and report")
         else:

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::envelopes::{evidence_statement, manifest, provenance, vsa};
 use super::lineage::{ApprovalItem, DecisionItem, Item};
 use super::log::json_lines;
+use super::reports::{Named, Reports};
 use super::timeline::Timeline;
 use super::{Check, Checked, Failure, State, fail};
 use crate::attestations::sha256;
@@ -48,6 +49,8 @@ struct Outcome {
     checked: Checked,
     notes: Vec<String>,
     item: Option<Item>,
+    /// The raw report an evidence entry names (by the hex of its SHA-256).
+    report: Option<(String, Named)>,
 }
 
 /// The outcomes of an entry file's checks, not yet in the report and lineage: they go in
@@ -62,9 +65,14 @@ impl State {
         let lines = json_lines(bytes);
         let complete = self.report.complete;
         let pending = std::mem::take(&mut self.pending);
-        let (report, lineage, tree) = (&mut self.report, &mut self.lineage, &self.log);
+        let (report, lineage, reports, tree) = (
+            &mut self.report,
+            &mut self.lineage,
+            &mut self.reports,
+            &self.log,
+        );
         let ((), parsed) = rayon::join(
-            || add_outcomes(report, lineage, pending),
+            || add_outcomes(report, lineage, reports, pending),
             || parse(name, &lines, tree, complete),
         );
         // In order: the tree, and the policy timeline later entries are checked against.
@@ -152,10 +160,16 @@ impl State {
         parsed.into_par_iter().for_each(drop);
     }
 
-    /// Adds the last entry file's outcomes (before the lineage is checked).
+    /// Adds the last entry file's outcomes (before the reports and the lineage are
+    /// checked).
     pub(super) fn entries_done(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        add_outcomes(&mut self.report, &mut self.lineage, pending);
+        add_outcomes(
+            &mut self.report,
+            &mut self.lineage,
+            &mut self.reports,
+            pending,
+        );
     }
 }
 
@@ -194,6 +208,7 @@ fn parse(
 fn add_outcomes(
     report: &mut super::Report,
     lineage: &mut super::lineage::Lineage,
+    reports: &mut Reports,
     pending: Pending,
 ) {
     for o in pending.0.into_iter().flatten() {
@@ -202,6 +217,9 @@ fn add_outcomes(
         add(&mut report.checked, &o.checked);
         if let Some(item) = o.item {
             lineage.add(item);
+        }
+        if let Some((hex, named)) = o.report {
+            reports.expect(hex, named);
         }
     }
 }
@@ -310,6 +328,16 @@ fn check(
                     Ok(()) => o.checked.evidence_statements += 1,
                     Err(why) => failed(Check::Evidence, why),
                 }
+            }
+            if let Some(read) = &e.report
+                && e.evidence.algorithm() == custody_model::DigestAlgorithm::Sha256
+            {
+                let named = Named {
+                    index: i,
+                    format: e.format.clone(),
+                    read: read.clone(),
+                };
+                o.report = Some((e.evidence.hex(), named));
             }
             o.item = e.artifacts.first().map(|a| Item::Evidence {
                 index: i,

@@ -143,7 +143,47 @@ pub(crate) fn evidence_statement(
     if subjects != artifacts || report != Some(e.evidence.hex().as_str()) {
         return Err("its evidence statement is not about exactly this artifact and report".into());
     }
+    // What the leaf says custody read is what the attestor signed (and the raw report,
+    // read again, is compared with the leaf: reports.rs).
+    if let Some(read) = &e.report
+        && !signed_reading_agrees(s.predicate_type(), &p, read)
+    {
+        return Err(
+            "what its leaf says custody read in the report is not what its evidence statement signs"
+                .into(),
+        );
+    }
     Ok(())
+}
+
+/// Whether a statement's predicate says what the leaf records reading: the test-result
+/// predicate its verdict (failed exactly when a case failed or errored), custody's
+/// evidence predicate its totals and size.
+fn signed_reading_agrees(
+    predicate_type: &str,
+    p: &Value,
+    read: &crate::evidence::ReportRead,
+) -> bool {
+    match predicate_type {
+        crate::evidence::TEST_RESULT_V0_1 => {
+            let failed = read
+                .summary
+                .tests
+                .as_ref()
+                .is_some_and(|t| t.failed + t.errored > 0);
+            p.get("result").and_then(Value::as_str)
+                == Some(if failed { "FAILED" } else { "PASSED" })
+        }
+        crate::evidence::EVIDENCE_V1 => {
+            let summary = p
+                .get("summary")
+                .cloned()
+                .and_then(|v| serde_json::from_value::<custody_evidence::Summary>(v).ok());
+            summary.as_ref() == Some(&read.summary)
+                && p.pointer("/report/size").and_then(Value::as_u64) == Some(read.size)
+        }
+        _ => false,
+    }
 }
 
 /// The VSA of a decision: signed by an attestor key whose id its proven leaf records,

@@ -17,10 +17,12 @@
 //!    leaf names); every decision's facts against its recorded digest, replayed under its
 //!    recorded policy version to its recorded gates; every confidential rationale carried
 //!    against its commitment (entries.rs);
-//! 4. the lineage of every certification: its decision, promotion, release, artifacts,
+//! 4. every raw report the evidence entries name: there, hashing to its name, of the size
+//!    recorded, and read again (reports.rs);
+//! 5. the lineage of every certification: its decision, promotion, release, artifacts,
 //!    evidence and approvals are all in the bundle and agree with the decision's facts,
 //!    and the signatures the facts claim are there (lineage.rs);
-//! 5. what the auditor brings, if anything: the anchor extends a checkpoint they kept
+//! 6. what the auditor brings, if anything: the anchor extends a checkpoint they kept
 //!    and has at least the entries they expect (pinned.rs). Without it a bundle cut back
 //!    to an earlier checkpoint verifies, and the report says that this was not checked.
 //!
@@ -32,6 +34,7 @@ mod envelopes;
 mod lineage;
 mod log;
 mod pinned;
+mod reports;
 mod story;
 mod timeline;
 
@@ -78,6 +81,8 @@ pub struct Checked {
     /// custody's statements of what it read in evidence reports, verified against the
     /// attestor key their leaf names.
     pub evidence_statements: u64,
+    /// Raw reports found whole (hashing to the digest their evidence entries name).
+    pub reports: u64,
     /// Decisions replayed to their recorded gates.
     pub decisions_replayed: u64,
     /// Confidential rationales checked against their commitments.
@@ -127,6 +132,8 @@ pub enum Check {
     /// custody's statement of what it read in an evidence report, against the attestor
     /// key.
     Evidence,
+    /// A raw report against the digest its evidence entry names.
+    Report,
     /// A decision's facts and replay.
     Decision,
     /// A confidential rationale against its commitment.
@@ -158,6 +165,7 @@ impl Check {
             Check::Manifest => "manifest",
             Check::Vsa => "vsa",
             Check::Evidence => "evidence",
+            Check::Report => "report",
             Check::Decision => "decision",
             Check::Rationale => "rationale",
             Check::Lineage => "lineage",
@@ -286,6 +294,7 @@ enum Stage {
     Consistency,
     Keys,
     Entries,
+    Reports,
     Done,
 }
 
@@ -310,14 +319,21 @@ pub fn verify_bundle_expecting<R: Read>(
     let mut state: Option<State> = None;
     let mut stage = Stage::Manifest;
     let mut files = 0u64;
+    let mut reports = 0u64;
     for_each_member(reader, |name, bytes| -> Result<(), BundleError> {
         let expected = match stage {
             Stage::Manifest => MANIFEST,
             Stage::Checkpoints => CHECKPOINTS,
             Stage::Consistency => CONSISTENCY,
             Stage::Keys => KEYS,
-            Stage::Entries if name == END => END,
+            Stage::Entries | Stage::Reports if name == END => END,
+            Stage::Entries | Stage::Reports if name.starts_with(super::format::REPORTS) => name,
             Stage::Entries => &super::format::entry_file(files),
+            Stage::Reports => {
+                return Err(BundleError::Layout(format!(
+                    "{name} follows the reports, where only reports and {END} may"
+                )));
+            }
             Stage::Done => {
                 return Err(BundleError::Layout(format!("{name} follows {END}")));
             }
@@ -353,8 +369,17 @@ pub fn verify_bundle_expecting<R: Read>(
                         stage = Stage::Entries;
                     }
                     _ if name == END => {
-                        s.end(&bytes, files);
+                        s.end(&bytes, files, reports);
                         stage = Stage::Done;
+                    }
+                    _ if name.starts_with(super::format::REPORTS) => {
+                        if stage == Stage::Entries {
+                            // The entries' outcomes name the reports expected.
+                            s.entries_done();
+                            stage = Stage::Reports;
+                        }
+                        s.report_file(name, &bytes);
+                        reports += 1;
                     }
                     _ => {
                         s.entry_file(name, &bytes);
@@ -406,6 +431,8 @@ pub(crate) struct State {
     pub(crate) pinned: Option<(u64, Hash)>,
     /// The last entry file's checks, not yet in the report (entries.rs).
     pub(crate) pending: entries::Pending,
+    /// The raw reports the entries name, and those read (reports.rs).
+    pub(crate) reports: reports::Reports,
 }
 
 impl State {
@@ -448,6 +475,7 @@ impl State {
             unknown_kinds: Default::default(),
             pinned: None,
             pending: Default::default(),
+            reports: Default::default(),
         })
     }
 
@@ -477,17 +505,27 @@ impl State {
         }
     }
 
-    fn end(&mut self, bytes: &[u8], files: u64) {
+    fn end(&mut self, bytes: &[u8], files: u64, reports: u64) {
         match serde_json::from_slice::<EndFile>(bytes) {
-            Ok(end) if end.entries == self.report.checked.entries && end.files == files => {}
-            Ok(end) => self.report.failures.push(fail(
+            Ok(end) if end.entries != self.report.checked.entries || end.files != files => {
+                self.report.failures.push(fail(
+                    None,
+                    Check::Trailer,
+                    format!(
+                        "{END} counts {} entries in {} files, the bundle holds {} in {files}: entries were added or removed",
+                        end.entries, end.files, self.report.checked.entries
+                    ),
+                ))
+            }
+            Ok(end) if end.reports != reports => self.report.failures.push(fail(
                 None,
                 Check::Trailer,
                 format!(
-                    "{END} counts {} entries in {} files, the bundle holds {} in {files}: entries were added or removed",
-                    end.entries, end.files, self.report.checked.entries
+                    "{END} counts {} reports, the bundle holds {reports}: reports were added or removed",
+                    end.reports
                 ),
             )),
+            Ok(_) => {}
             Err(e) => self
                 .report
                 .failures
@@ -497,6 +535,7 @@ impl State {
 
     fn finish(mut self) -> Report {
         self.entries_done();
+        self.reports_done();
         self.log.finish(&mut self.report);
         self.check_expected();
         let story = self.lineage.check(&mut self.report, &self.policies);
