@@ -18,6 +18,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the verifier and the server allocate many small short-lived values (parsed
+/// events, JSON), which glibc's allocator frees slowly across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// custody: a chain of custody from source commit to running release.
 ///
 /// Sign and verify artifacts, releases and provenance (DSSE, in-toto, SLSA), and keep a

@@ -292,3 +292,52 @@ MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEBDV86sOuh8OHU3tXXfCOwZ0HkeYDGgCR
         );
     }
 }
+
+#[test]
+fn ed25519_verification_agrees_with_verify_strict_on_every_edge_case() {
+    // custody's Ed25519 check is computed by another library than ed25519-dalek's
+    // `verify_strict` (src/strict.rs says why they agree): held to it here, signature by
+    // signature, on honest signatures and on each kind of malleated one.
+    let message = b"the payload both verifiers are shown";
+    // y = 1 + p, a second (non-canonical) name for the identity.
+    let mut identity_plus_p = [0xffu8; 32];
+    identity_plus_p[0] = 0xee;
+    identity_plus_p[31] = 0x7f;
+    let mut seen = [0usize; 2];
+    for seed in 1..=4u8 {
+        let signer = RawEd25519::new(seed);
+        let ours = PublicKey::ed25519_from_bytes(&signer.public).unwrap();
+        let dalek = ed25519_dalek::VerifyingKey::from_bytes(&signer.public).unwrap();
+        let mut cases: Vec<[u8; 64]> = Vec::new();
+        for (i, torsion) in EIGHT_TORSION.into_iter().enumerate() {
+            let sig = signer.sign_with_torsion(message, seed.wrapping_mul(8) + i as u8, torsion);
+            let mut other_message = sig;
+            other_message[40] ^= 1;
+            let mut s_plus_l = sig;
+            add_group_order_to_s(&mut s_plus_l);
+            cases.extend([
+                sig,
+                other_message,
+                s_plus_l,
+                signer.sign_with_small_order_r(message, torsion),
+            ]);
+        }
+        let mut non_canonical = signer.sign_with_small_order_r(message, EdwardsPoint::default());
+        non_canonical[..32].copy_from_slice(&identity_plus_p);
+        cases.push(non_canonical);
+        for sig in cases {
+            let expected = dalek
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_ok();
+            assert_eq!(
+                ours.verify(message, &sig).is_ok(),
+                expected,
+                "seed {seed}, signature {}",
+                hex::encode(sig)
+            );
+            seen[usize::from(expected)] += 1;
+        }
+    }
+    // Both verdicts occur (the honest signatures, with the identity as torsion, verify).
+    assert!(seen[0] > 0 && seen[1] >= 4, "{seen:?}");
+}
