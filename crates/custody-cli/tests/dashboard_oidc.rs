@@ -228,8 +228,9 @@ async fn begin(base: &str) -> (String, String) {
 }
 
 /// The callback `url` as the browser holding `cookie` (none: another browser) sends it:
-/// its status and page; asserts it started a session exactly when it answered 200.
-async fn callback(url: &str, cookie: Option<&str>) -> (u16, String) {
+/// its status, page and the session cookie's `Max-Age`; asserts it started a session
+/// exactly when it answered 200.
+async fn callback(url: &str, cookie: Option<&str>) -> (u16, String, Option<i64>) {
     let mut request = client().get(url);
     if let Some(c) = cookie {
         request = request.header("cookie", c);
@@ -240,10 +241,16 @@ async fn callback(url: &str, cookie: Option<&str>) -> (u16, String) {
         .headers()
         .get_all("set-cookie")
         .iter()
-        .any(|c| c.to_str().unwrap().starts_with("custody_session="));
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("custody_session="));
+    let max_age = session.as_ref().map(|c| {
+        let at = c.find("Max-Age=").unwrap() + "Max-Age=".len();
+        let digits: String = c[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap()
+    });
     let page = r.text().await.unwrap();
-    assert_eq!(session, status == 200, "{status}: {page}");
-    (status, page)
+    assert_eq!(session.is_some(), status == 200, "{status}: {page}");
+    (status, page, max_age)
 }
 
 /// `url` with its query parameter `name` set to `value`.
@@ -280,13 +287,17 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     // A sign-in completes once: its callback again, or from another browser, is refused.
     let (flight, authorize) = begin(&base).await;
     let back = log_in(&authorize, "alice", &base, false).await;
-    let (status, page) = callback(&back, Some(&flight)).await;
+    let (status, page, max_age) = callback(&back, Some(&flight)).await;
     assert_eq!(status, 200, "{page}");
     assert!(
         page.contains("Signed in as <strong>alice</strong>"),
         "{page}"
     );
-    let (status, page) = callback(&back, Some(&flight)).await;
+    // The session lasts as long as the provider's ID token (15 minutes there), not the
+    // 12 hours of `session_lifetime`: then the person signs in at the provider again.
+    let max_age = max_age.unwrap();
+    assert!((800..=900).contains(&max_age), "Max-Age={max_age}");
+    let (status, page, _) = callback(&back, Some(&flight)).await;
     assert_eq!(status, 400);
     assert!(page.contains("already completed"), "{page}");
     assert_eq!(callback(&back, None).await.0, 400);
@@ -294,7 +305,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     // A wrong state is refused, and spends the sign-in: the right one after it is too.
     let (flight, authorize) = begin(&base).await;
     let back = log_in(&authorize, "alice", &base, false).await;
-    let (status, page) = callback(&with_param(&back, "state", "forged"), Some(&flight)).await;
+    let (status, page, _) = callback(&with_param(&back, "state", "forged"), Some(&flight)).await;
     assert_eq!(status, 400);
     assert!(page.contains("state differs"), "{page}");
     assert_eq!(callback(&back, Some(&flight)).await.0, 400);
@@ -303,7 +314,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     let (mine, _) = begin(&base).await;
     let (_, theirs) = begin(&base).await;
     let back = log_in(&theirs, "alice", &base, false).await;
-    let (status, page) = callback(&back, Some(&mine)).await;
+    let (status, page, _) = callback(&back, Some(&mine)).await;
     assert_eq!(status, 400);
     assert!(page.contains("state differs"), "{page}");
 
@@ -311,7 +322,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     let (flight, authorize) = begin(&base).await;
     let back = log_in(&authorize, "alice", &base, false).await;
     let tampered = with_param(&back, "code", &format!("{}x", param(&back, "code")));
-    let (status, page) = callback(&tampered, Some(&flight)).await;
+    let (status, page, _) = callback(&tampered, Some(&flight)).await;
     assert_eq!(status, 401);
     assert!(page.contains("code: invalid_grant"), "{page}");
 
@@ -321,7 +332,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     let (two, second) = begin(&base).await;
     let back = log_in(&first, "alice", &base, false).await;
     let crossed = with_param(&back, "state", &param(&second, "state"));
-    let (status, page) = callback(&crossed, Some(&two)).await;
+    let (status, page, _) = callback(&crossed, Some(&two)).await;
     assert_eq!(status, 401);
     assert!(page.contains("invalid_grant"), "{page}");
     drop(one);
@@ -329,7 +340,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     // The person cancels at the provider.
     let (flight, authorize) = begin(&base).await;
     let back = log_in(&authorize, "alice", &base, true).await;
-    let (status, page) = callback(&back, Some(&flight)).await;
+    let (status, page, _) = callback(&back, Some(&flight)).await;
     assert_eq!(status, 401);
     assert!(
         page.contains("Acme SSO did not sign you in: access_denied"),
@@ -339,7 +350,7 @@ async fn a_callback_counts_once_for_the_browser_that_began_it_and_is_checked() {
     // Someone the provider knows but no rule maps to a principal.
     let (flight, authorize) = begin(&base).await;
     let back = log_in(&authorize, "mallory", &base, false).await;
-    let (status, page) = callback(&back, Some(&flight)).await;
+    let (status, page, _) = callback(&back, Some(&flight)).await;
     assert_eq!(status, 401);
     assert!(page.contains("no [[dashboard.sign_in.rule]]"), "{page}");
 

@@ -50,6 +50,8 @@ const provider = new Provider(issuer, {
   // Scope-requested claims in the ID token itself, as most organisations' providers do.
   conformIdTokenClaims: false,
   cookies: { keys: ['custody-test-provider-cookie-key'] },
+  // ID tokens vouch for a quarter of an hour: custody's session ends with them.
+  ttl: { IdToken: 900 },
 });
 provider.on('server_error', (_ctx, err) => console.error('provider error:', err));
 

@@ -100,9 +100,9 @@ pub(crate) async fn callback(
         return not_configured(&s, &headers);
     };
     let mut r = match complete(&s, sign_in, &headers, q).await {
-        Ok(who) => {
+        Ok((who, vouched_until)) => {
             let mut r = signed_in_page(&who);
-            session::start(&s, &headers, &who, &mut r);
+            session::start(&s, &headers, &who, Some(vouched_until), &mut r);
             mark_caller(&mut r, shown(&who), "allowed: sign in (OIDC)".into());
             r
         }
@@ -114,13 +114,14 @@ pub(crate) async fn callback(
     r
 }
 
-/// The callback's checks, in order; who signed in, or the status and reason to show.
+/// The callback's checks, in order; who signed in and until when the provider vouches
+/// for it (its ID token's `exp`), or the status and reason to show.
 async fn complete(
     s: &ServerState,
     sign_in: &SignIn,
     headers: &HeaderMap,
     q: Callback,
-) -> Result<Authenticated, (StatusCode, String)> {
+) -> Result<(Authenticated, i64), (StatusCode, String)> {
     let now = s.now();
     // Taken first: whatever follows, this is the flight's one callback.
     let flight = session::cookie(headers, FLIGHT_COOKIE)
@@ -183,13 +184,15 @@ async fn complete(
         issuer: id.issuer,
         subject: id.subject,
     };
-    s.app
+    let who = s
+        .app
         .authenticated(&id.principal, auth, now)
         .await
         .map_err(|e| {
             let status = crate::error::status(e.fault());
             (status, crate::error::message_for(status, &e))
-        })
+        })?;
+    Ok((who, id.expires_at))
 }
 
 fn status_of(e: &SignInError) -> StatusCode {

@@ -258,7 +258,7 @@ pub(crate) async fn login(
     match crate::access::authenticate(&s, token).await {
         Ok(who) => {
             let mut r = Redirect::to("/").into_response();
-            start(&s, &headers, &who, &mut r);
+            start(&s, &headers, &who, None, &mut r);
             mark_caller(&mut r, shown(&who), "allowed: sign in".into());
             r
         }
@@ -295,14 +295,28 @@ pub(super) fn refuse_forged_form(
 
 /// Starts a session for `who` (however they authenticated) and sets its cookie on `r`,
 /// clearing the sign-in form's (`Secure` too when a TLS proxy in front says the browser
-/// came over HTTPS: `X-Forwarded-Proto: https`).
-pub(super) fn start(s: &ServerState, headers: &HeaderMap, who: &Authenticated, r: &mut Response) {
+/// came over HTTPS: `X-Forwarded-Proto: https`). It lasts `[server] session_lifetime`, and
+/// no longer than `vouched_until` (Unix seconds) when the credential it began with says
+/// how long it holds: an OIDC sign-in lasts as long as the provider's ID token, so that
+/// someone disabled at the provider is out once it lapses, and signs in there again.
+pub(super) fn start(
+    s: &ServerState,
+    headers: &HeaderMap,
+    who: &Authenticated,
+    vouched_until: Option<i64>,
+    r: &mut Response,
+) {
     let now = s.now();
-    let expires_at = Timestamp::from_unix_seconds(
-        now.unix_seconds()
-            .saturating_add(s.settings.session_lifetime),
-    )
-    .unwrap_or(now);
+    let lifetime = match vouched_until {
+        Some(until) => s
+            .settings
+            .session_lifetime
+            .min(until.saturating_sub(now.unix_seconds()))
+            .max(0),
+        None => s.settings.session_lifetime,
+    };
+    let expires_at =
+        Timestamp::from_unix_seconds(now.unix_seconds().saturating_add(lifetime)).unwrap_or(now);
     let session = Session {
         principal: who.principal.clone(),
         auth: who.auth.clone(),
@@ -310,7 +324,7 @@ pub(super) fn start(s: &ServerState, headers: &HeaderMap, who: &Authenticated, r
     };
     let id = s.sessions.start(session, now);
     let https = over_https(headers);
-    if let Some(v) = set_cookie(SESSION_COOKIE, &id, "/", s.settings.session_lifetime, https) {
+    if let Some(v) = set_cookie(SESSION_COOKIE, &id, "/", lifetime, https) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     clear(r, LOGIN_COOKIE, "/login");

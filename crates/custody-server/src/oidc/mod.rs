@@ -102,6 +102,8 @@ pub struct OidcIdentity {
     pub issuer: String,
     /// The token's subject.
     pub subject: String,
+    /// Until when the provider vouches for it (the token's `exp`, Unix seconds).
+    pub expires_at: i64,
 }
 
 /// Algorithms an ID token may use: asymmetric only.
@@ -332,6 +334,7 @@ impl Issuer {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
+            expires_at: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
         })
     }
 }

@@ -63,7 +63,8 @@ async fn an_id_token_for_this_sign_in_names_its_person() {
         OidcIdentity {
             principal: "alice".into(),
             issuer: ISSUER.into(),
-            subject: "alice".into()
+            subject: "alice".into(),
+            expires_at: NOW + 600,
         }
     );
     // Several audiences are fine when custody is the authorized party.
