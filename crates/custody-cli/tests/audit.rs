@@ -789,3 +789,42 @@ fn unusable_input_is_exit_2_not_a_verdict() {
         stderr(&out)
     );
 }
+
+#[test]
+fn entries_whose_time_went_back_are_noted_not_failed() {
+    // A ledger written as it happened says nothing of time; one entry backdated on the
+    // data directory (CUSTODY_NOW, as a backfill would) is named, and still verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    token(&data, "ci-bot", &[]);
+    let bundle = dir.path().join("b.bundle");
+    export(&data, &bundle, &operator(&data), &[]);
+    let notes_of = |bundle: &Path| {
+        let out = run(custody()
+            .args(["audit", "verify", "--json", "--log-key"])
+            .arg(data.join("keys/log.pub"))
+            .arg(bundle));
+        expect_code(&out, 0);
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        r["notes"].to_string()
+    };
+    assert!(
+        !notes_of(&bundle).contains("stamped"),
+        "{}",
+        notes_of(&bundle)
+    );
+    let backdated = run(custody()
+        .args(["token", "create", "--principal", "argo", "--data-dir"])
+        .arg(&data)
+        .env("CUSTODY_NOW", "2020-01-01T00:00:00Z")
+        .env_remove("CUSTODY_TOKEN"));
+    expect_code(&backdated, 0);
+    export(&data, &bundle, &operator(&data), &[]);
+    let notes = notes_of(&bundle);
+    assert!(
+        notes.contains("1 entries are stamped more than 5 minutes before an entry earlier")
+            && notes.contains("at 2020-01-01T00:00:00Z"),
+        "{notes}"
+    );
+}

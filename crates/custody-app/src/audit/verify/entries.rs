@@ -5,7 +5,7 @@
 use custody_crypto::PublicKey;
 use custody_crypto::dsse;
 use custody_ledger::{Hash, leaf_hash};
-use custody_model::CanonicalJson;
+use custody_model::{CanonicalJson, Timestamp};
 use custody_policy::{Facts, KeyPurpose};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -51,6 +51,48 @@ struct Outcome {
     item: Option<Item>,
     /// The raw report an evidence entry names (by the hex of its SHA-256).
     report: Option<(String, Named)>,
+}
+
+/// How far an entry's time may fall behind an earlier entry's before the report notes it
+/// (servers sharing a database may disagree on the time by this much).
+const TIME_SKEW: i64 = 300;
+
+/// Entries stamped earlier than an entry before them. The ledger's order, not the times
+/// its events carry, says what came first: a time is what the writer's clock said, and a
+/// data directory's operator can set it (`CUSTODY_NOW`, for backfills), as a server's
+/// operator can turn its clock. Noted, not failed: a backfill is legitimate, and the
+/// auditor is told which entries carry a time that went back.
+#[derive(Default)]
+pub(crate) struct TimeOrder {
+    /// The latest time so far, and its entry.
+    latest: Option<(u64, Timestamp)>,
+    /// Entries stamped more than [`TIME_SKEW`] before the latest time so far.
+    behind: u64,
+    /// The first of them: (entry, its time, the earlier entry, that one's time).
+    first: Option<(u64, Timestamp, u64, Timestamp)>,
+}
+
+impl TimeOrder {
+    fn see(&mut self, index: u64, at: Timestamp) {
+        match self.latest {
+            Some((before, latest)) if at.unix_seconds() + TIME_SKEW < latest.unix_seconds() => {
+                self.behind += 1;
+                self.first.get_or_insert((index, at, before, latest));
+            }
+            Some((_, latest)) if at <= latest => {}
+            _ => self.latest = Some((index, at)),
+        }
+    }
+
+    /// The report's note, if any entry went back in time.
+    pub(crate) fn note(&self) -> Option<String> {
+        let (index, at, before, latest) = self.first?;
+        Some(format!(
+            "{} entries are stamped more than {} minutes before an entry earlier in the ledger (the first: entry {index} at {at}, after entry {before} at {latest}): their times were set rather than read from a clock (a backfill with CUSTODY_NOW on the data directory, or a server's clock turned back); the ledger's order, not these times, says what came first",
+            self.behind,
+            TIME_SKEW / 60
+        ))
+    }
 }
 
 /// The outcomes of an entry file's checks, not yet in the report and lineage: they go in
@@ -102,6 +144,11 @@ impl State {
                     Check::LeafHash,
                     "its leaf does not hash to the leaf hash the signed tree holds: the entry was altered",
                 ));
+            }
+            if let Ok(event) = &p.event
+                && p.sound()
+            {
+                self.time_order.see(p.index, event.at);
             }
             match &p.event {
                 Err(why) => failures.push(fail(Some(p.index), Check::Event, why.clone())),

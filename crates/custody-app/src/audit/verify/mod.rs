@@ -433,6 +433,8 @@ pub(crate) struct State {
     pub(crate) pending: entries::Pending,
     /// The raw reports the entries name, and those read (reports.rs).
     pub(crate) reports: reports::Reports,
+    /// Entries stamped earlier than one before them (entries.rs).
+    pub(crate) time_order: entries::TimeOrder,
 }
 
 impl State {
@@ -476,6 +478,7 @@ impl State {
             pinned: None,
             pending: Default::default(),
             reports: Default::default(),
+            time_order: Default::default(),
         })
     }
 
@@ -549,6 +552,9 @@ impl State {
             self.report.notes.push(
                 "a scoped bundle cannot show that its key history is whole: a key rotation or revocation left out of it would not be seen here (a whole-ledger bundle shows every one)".into(),
             );
+        }
+        if let Some(note) = self.time_order.note() {
+            self.report.notes.push(note);
         }
         for (kind, n) in &self.unknown_kinds {
             self.report.notes.push(format!(
