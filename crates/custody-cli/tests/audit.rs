@@ -505,6 +505,32 @@ fn the_raw_reports_travel_byte_for_byte_and_a_changed_or_removed_one_is_caught()
         r["failures"].to_string().contains("is not in the bundle"),
         "{r:#}"
     );
+    // A report nobody names, counted in: an export carries only named reports.
+    let path = tampered("report-added", |b| {
+        let end = b.members.len() - 1;
+        let bytes = b"{\"SchemaVersion\": 2, \"Results\": []}".to_vec();
+        let name = format!(
+            "reports/sha256/{}",
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
+        b.members.insert(end, (name, bytes));
+        recount_reports(b);
+    });
+    caught(&path, None, "report");
+    // A report under another name (and so out of order): its own entry is told it is
+    // missing, and nothing blames the reports around it.
+    let path = tampered("report-renamed", |b| {
+        let at = b
+            .members
+            .iter()
+            .position(|(n, _)| n == first_report)
+            .unwrap();
+        b.members[at].0 = format!("reports/sha256/{}", "f".repeat(64));
+    });
+    caught(&path, Some(naming), "report");
+    let (_, r, _) = verify(&path);
+    let failures = r["failures"].as_array().unwrap();
+    assert!(failures.len() <= 3, "{failures:#?}");
     // Removed without recounting: the trailer says so too.
     let path = tampered("report-removed-uncounted", |b| {
         b.members.retain(|(n, _)| n != first_report);
@@ -600,15 +626,24 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
     let (_, _, line) =
         Bundle::read(&f.all).find(|e| e["type"] == "evidence.attached" && e["format"] == "junit");
     caught(&path, line["index"].as_u64(), "evidence");
-    // The same on a leaf with no statement (as written before custody signed them):
-    // nothing signed says otherwise, but the raw report read again does, in a note.
-    let path = tampered("forged-unsigned-reading", |b| {
-        let (m, n, line) = b.find(|e| e["type"] == "evidence.attached" && e["format"] == "junit");
-        let mut e = event(&line);
+    // A ledger written before custody signed its readings: no evidence leaf carries a
+    // statement, and one misstates its report. Nothing signed says otherwise, but the raw
+    // report read again does, in a note.
+    let unsigned = |e: &mut Value| {
         e.as_object_mut().unwrap().remove("statement");
         e.as_object_mut().unwrap().remove("keys");
-        e["report"]["summary"]["tests"]["failed"] = 7.into();
-        b.set_line(&m, n, Some(&with_event(&line, &e)));
+    };
+    let path = tampered("forged-unsigned-reading", |b| {
+        for (m, n, line) in b.entries() {
+            let mut e = event(&line);
+            if e["type"] == "evidence.attached" {
+                unsigned(&mut e);
+                if e["format"] == "junit" {
+                    e["report"]["summary"]["tests"]["failed"] = 7.into();
+                }
+                b.set_line(&m, n, Some(&with_event(&line, &e)));
+            }
+        }
         b.reseal(&key);
     });
     let (code, r, _) = verify(&path);
@@ -622,6 +657,27 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         "{notes}"
     );
     assert_eq!(python_verify(&path).0, 0);
+    // Once custody signs its readings it signs every one: a later leaf's statement
+    // removed, to misstate what its report says, is caught.
+    let evidence: Vec<Value> = Bundle::read(&f.all)
+        .entries()
+        .into_iter()
+        .map(|(_, _, line)| line)
+        .filter(|line| event(line)["type"] == "evidence.attached")
+        .collect();
+    let later = evidence.last().unwrap()["index"].as_u64().unwrap();
+    let path = tampered("statement-removed", |b| {
+        let (m, n, line) = b
+            .entries()
+            .into_iter()
+            .find(|(_, _, l)| l["index"].as_u64() == Some(later))
+            .unwrap();
+        let mut e = event(&line);
+        unsigned(&mut e);
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, Some(later), "evidence");
     // A release manifest re-signed (its digest kept consistent): the decision that
     // certified it named another key.
     let all = Bundle::read(&f.all);

@@ -149,13 +149,16 @@ pub enum ArchiveError {
 }
 
 /// Calls `visit` with each member's name and bytes, in archive order. Stops at the first
-/// error `visit` returns (or an archive error, converted with `From`).
+/// error `visit` returns (or an archive error, converted with `From`). The members are read
+/// into one buffer, reused (a fresh one per entry file is fresh pages for the kernel to
+/// zero, each time).
 pub fn for_each_member<R: Read, E: From<ArchiveError>>(
     reader: R,
-    mut visit: impl FnMut(&str, Vec<u8>) -> Result<(), E>,
+    mut visit: impl FnMut(&str, &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(ArchiveError::Tar)?;
+    let mut bytes = Vec::new();
     for member in entries {
         let mut member = member.map_err(ArchiveError::Tar)?;
         let name = match member.path() {
@@ -172,12 +175,13 @@ pub fn for_each_member<R: Read, E: From<ArchiveError>>(
         if size > most {
             return Err(ArchiveError::TooLarge { name, size }.into());
         }
-        let mut bytes = Vec::with_capacity(size as usize);
+        bytes.clear();
+        bytes.reserve(size as usize);
         (&mut member)
             .take(most)
             .read_to_end(&mut bytes)
             .map_err(ArchiveError::Tar)?;
-        visit(&name, bytes)?;
+        visit(&name, &bytes)?;
     }
     Ok(())
 }

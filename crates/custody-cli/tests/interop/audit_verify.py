@@ -184,6 +184,7 @@ class Verifier:
         self.rec = {k: {} for k in ("artifact", "release", "promotion", "decision", "approval")}
         self.evidence = {}
         self.reports = {}  # hex SHA-256 of each raw report named -> [(entry, size)]
+        self.signed_since = None  # the first evidence entry with a statement of its reading
         self.certs = []
 
     def fail(self, entry, check, detail):
@@ -233,10 +234,16 @@ class Verifier:
                 ended = True
             elif m.name.startswith("reports/sha256/"):
                 hexname = m.name[len("reports/sha256/"):]
+                reports += 1
+                if len(hexname) != 64 or any(c not in "0123456789abcdef" for c in hexname):
+                    self.fail(None, "format", f"{m.name}: not a report's name")
+                    last_report = last_report or ""
+                    continue
                 if last_report is not None and hexname <= last_report:
                     self.fail(None, "format", f"{m.name}: out of order, or there twice")
+                    if hexname == last_report:
+                        continue
                 last_report = hexname
-                reports += 1
                 self.raw_report(m.name, hexname, read(m))
             elif last_report is not None:
                 raise Unusable(f"{m.name} follows the reports")
@@ -264,6 +271,8 @@ class Verifier:
         if hashlib.sha256(data).hexdigest() != hexname:
             self.fail(named[0][0] if named else None, "report", f"{name} does not hash to its name")
             return
+        if not named:
+            self.fail(None, "report", f"{name}: no entry names it, and an export carries only named reports")
         for i, size in named:
             if size != len(data):
                 self.fail(i, "report", f"{name} is not of the size its entry recorded")
@@ -450,6 +459,11 @@ class Verifier:
                 self.evidence_statement(i, e)
             if e.get("report") is not None and e["evidence"].startswith("sha256:"):
                 self.reports.setdefault(e["evidence"][len("sha256:"):], []).append((i, e["report"]["size"]))
+                # Once custody signs its reading of reports, it signs every one.
+                if e.get("statement") is not None and self.signed_since is None:
+                    self.signed_since = i
+                elif e.get("statement") is None and self.signed_since is not None:
+                    self.fail(i, "evidence", "it records reading a report but carries no evidence statement")
             self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
         elif kind == "promotion.requested":
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
@@ -501,9 +515,15 @@ class Verifier:
                 if s["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1":
                     t = read["summary"].get("tests") or {}
                     failed = t.get("failed", 0) + t.get("errored", 0) > 0
-                    ok = p.get("result") == ("FAILED" if failed else "PASSED")
+                    conf = p["configuration"][0]
+                    ok = (p.get("result") == ("FAILED" if failed else "PASSED")
+                          and conf.get("name") == f"{e['kind']} ({e['format']})"
+                          and conf.get("mediaType") == read["media_type"])
                 else:
-                    ok = p.get("summary") == read["summary"] and p.get("report", {}).get("size") == read["size"]
+                    r = p.get("report", {})
+                    ok = (p.get("summary") == read["summary"] and r.get("size") == read["size"]
+                          and r.get("mediaType") == read["media_type"]
+                          and p.get("type") == e["kind"] and p.get("format") == e["format"])
         if not ok:
             self.fail(i, "evidence", "its evidence statement is not signed by the attestor it names, about this artifact and report")
         else:

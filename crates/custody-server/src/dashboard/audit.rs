@@ -278,7 +278,7 @@ pub(crate) async fn ledger(
                 None => p.none #proof { "the log is empty" },
             }
         }
-        p { "Check it yourself, with nothing but the log's public key: " code { "custody log check --server URL --log-key log.pub" } }
+        p { "Check it yourself: " code { "custody log check --server URL --log-key log.pub" } " recomputes the tree from the entries (with a token that may read history); " code { "custody log watch --server URL --log-key log.pub --state FILE" } " holds the log to an append-only history with nothing but its public key." }
     };
     Ok(v.shown("Ledger", body))
 }

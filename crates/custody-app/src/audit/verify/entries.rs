@@ -70,7 +70,14 @@ pub(crate) struct TimeOrder {
     behind: u64,
     /// The first of them: (entry, its time, the earlier entry, that one's time).
     first: Option<(u64, Timestamp, u64, Timestamp)>,
+    /// The first few of them and the last, by index (a backfill's run of entries must not
+    /// hide one set back later).
+    named: Vec<u64>,
+    last: u64,
 }
+
+/// How many of the entries set back the note names.
+const NAMED_BEHIND: usize = 5;
 
 impl TimeOrder {
     fn see(&mut self, index: u64, at: Timestamp) {
@@ -78,6 +85,10 @@ impl TimeOrder {
             Some((before, latest)) if at.unix_seconds() + TIME_SKEW < latest.unix_seconds() => {
                 self.behind += 1;
                 self.first.get_or_insert((index, at, before, latest));
+                if self.named.len() < NAMED_BEHIND {
+                    self.named.push(index);
+                }
+                self.last = index;
             }
             Some((_, latest)) if at <= latest => {}
             _ => self.latest = Some((index, at)),
@@ -87,10 +98,15 @@ impl TimeOrder {
     /// The report's note, if any entry went back in time.
     pub(crate) fn note(&self) -> Option<String> {
         let (index, at, before, latest) = self.first?;
+        let mut which: Vec<String> = self.named.iter().map(u64::to_string).collect();
+        if self.behind > self.named.len() as u64 {
+            which.push(format!("…, {}", self.last));
+        }
         Some(format!(
-            "{} entries are stamped more than {} minutes before an entry earlier in the ledger (the first: entry {index} at {at}, after entry {before} at {latest}): their times were set rather than read from a clock (a backfill with CUSTODY_NOW on the data directory, or a server's clock turned back); the ledger's order, not these times, says what came first",
+            "{} entries are stamped more than {} minutes before an entry earlier in the ledger (entries {}; the first: entry {index} at {at}, after entry {before} at {latest}): their times were set rather than read from a clock (a backfill with CUSTODY_NOW on the data directory, or a server's clock turned back); the ledger's order, not these times, says what came first",
             self.behind,
-            TIME_SKEW / 60
+            TIME_SKEW / 60,
+            which.join(", ")
         ))
     }
 }
@@ -266,7 +282,7 @@ fn add_outcomes(
             lineage.add(item);
         }
         if let Some((hex, named)) = o.report {
-            reports.expect(hex, named);
+            report.failures.extend(reports.expect(hex, named));
         }
     }
 }
@@ -383,12 +399,13 @@ fn check(
                     index: i,
                     format: e.format.clone(),
                     read: read.clone(),
+                    signed: e.statement.is_some(),
                 };
                 o.report = Some((e.evidence.hex(), named));
             }
             o.item = e.artifacts.first().map(|a| Item::Evidence {
                 index: i,
-                artifact: a.to_string(),
+                artifact: a.clone(),
                 kind: e.kind.clone(),
                 format: e.format.clone(),
                 at: event.at.unix_seconds(),

@@ -146,7 +146,7 @@ pub(crate) fn evidence_statement(
     // What the leaf says custody read is what the attestor signed (and the raw report,
     // read again, is compared with the leaf: reports.rs).
     if let Some(read) = &e.report
-        && !signed_reading_agrees(s.predicate_type(), &p, read)
+        && !signed_reading_agrees(s.predicate_type(), &p, e, read)
     {
         return Err(
             "what its leaf says custody read in the report is not what its evidence statement signs"
@@ -157,13 +157,16 @@ pub(crate) fn evidence_statement(
 }
 
 /// Whether a statement's predicate says what the leaf records reading: the test-result
-/// predicate its verdict (failed exactly when a case failed or errored), custody's
-/// evidence predicate its totals and size.
+/// predicate its verdict (failed exactly when a case failed or errored) and the report's
+/// name (type and format) and media type; custody's evidence predicate its type, format,
+/// totals, size and media type.
 fn signed_reading_agrees(
     predicate_type: &str,
     p: &Value,
+    e: &crate::events::EvidenceAttached,
     read: &crate::evidence::ReportRead,
 ) -> bool {
+    let text = |pointer: &str| p.pointer(pointer).and_then(Value::as_str);
     match predicate_type {
         crate::evidence::TEST_RESULT_V0_1 => {
             let failed = read
@@ -171,8 +174,10 @@ fn signed_reading_agrees(
                 .tests
                 .as_ref()
                 .is_some_and(|t| t.failed + t.errored > 0);
-            p.get("result").and_then(Value::as_str)
-                == Some(if failed { "FAILED" } else { "PASSED" })
+            let name = format!("{} ({})", e.kind, e.format);
+            text("/result") == Some(if failed { "FAILED" } else { "PASSED" })
+                && text("/configuration/0/name") == Some(name.as_str())
+                && text("/configuration/0/mediaType") == Some(read.media_type.as_str())
         }
         crate::evidence::EVIDENCE_V1 => {
             let summary = p
@@ -181,6 +186,9 @@ fn signed_reading_agrees(
                 .and_then(|v| serde_json::from_value::<custody_evidence::Summary>(v).ok());
             summary.as_ref() == Some(&read.summary)
                 && p.pointer("/report/size").and_then(Value::as_u64) == Some(read.size)
+                && text("/report/mediaType") == Some(read.media_type.as_str())
+                && text("/type") == Some(e.kind.as_str())
+                && text("/format") == Some(e.format.as_str())
         }
         _ => false,
     }

@@ -345,7 +345,7 @@ pub fn verify_bundle_expecting<R: Read>(
         }
         match stage {
             Stage::Manifest => {
-                state = Some(State::new(&bytes, log_key)?);
+                state = Some(State::new(bytes, log_key)?);
                 stage = Stage::Checkpoints;
             }
             Stage::Done => {}
@@ -355,21 +355,21 @@ pub fn verify_bundle_expecting<R: Read>(
                 };
                 match stage {
                     Stage::Checkpoints => {
-                        s.checkpoints(&bytes);
+                        s.checkpoints(bytes);
                         // The kept checkpoint opens with the keys the hand-overs gave.
                         s.expect(kept);
                         stage = Stage::Consistency;
                     }
                     Stage::Consistency => {
-                        s.consistency(&bytes);
+                        s.consistency(bytes);
                         stage = Stage::Keys;
                     }
                     Stage::Keys => {
-                        s.keys(&bytes);
+                        s.keys(bytes);
                         stage = Stage::Entries;
                     }
                     _ if name == END => {
-                        s.end(&bytes, files, reports);
+                        s.end(bytes, files, reports);
                         stage = Stage::Done;
                     }
                     _ if name.starts_with(super::format::REPORTS) => {
@@ -378,11 +378,11 @@ pub fn verify_bundle_expecting<R: Read>(
                             s.entries_done();
                             stage = Stage::Reports;
                         }
-                        s.report_file(name, &bytes);
+                        s.report_file(name, bytes);
                         reports += 1;
                     }
                     _ => {
-                        s.entry_file(name, &bytes);
+                        s.entry_file(name, bytes);
                         files += 1;
                         progress(Progress {
                             entries: s.report.checked.entries,

@@ -1,13 +1,16 @@
 //! The raw reports: each `reports/sha256/<hex>` member must hash to its name, and every
 //! report an evidence entry says custody read must be there, of the size the entry
-//! recorded. Each is then read again, as custody reads reports at attach: where this
-//! custody reads it differently from the one that recorded the entry (a parser changed
-//! since), the report says so in a note. That is not a failure: the bytes are the ones
-//! that were read, since they hash to the digest the proven leaf names.
+//! recorded; a report no entry names is not one the exporter wrote. Each is then read
+//! again, as custody reads reports at attach: where this custody reads it differently
+//! from what the entry records, the report says so in a note (a parser may have changed
+//! since: the entry records no parser version), not a failure. What guards the recorded
+//! reading is custody's signed evidence statement (envelopes.rs): once an entry carries
+//! one, every later entry that records reading a report must, so that one cannot be
+//! removed to hide a misstated reading.
 
 use std::collections::BTreeMap;
 
-use super::{Check, State, fail};
+use super::{Check, Failure, State, fail};
 use crate::attestations::sha256;
 use crate::audit::format::{REPORTS, report_member};
 use crate::evidence::{DSSE, ReportRead};
@@ -18,20 +21,45 @@ pub(crate) struct Named {
     pub(crate) index: u64,
     pub(crate) format: String,
     pub(crate) read: ReportRead,
+    /// Whether the entry carries custody's signed statement of the reading.
+    pub(crate) signed: bool,
 }
 
-/// The reports named so far (by the hex of their SHA-256), and the last one read.
+/// The reports named so far (by the hex of their SHA-256), the name of the last member
+/// read, and the first entry with a signed statement of its reading.
 #[derive(Default)]
 pub(crate) struct Reports {
     named: BTreeMap<String, Vec<Named>>,
     last: Option<String>,
+    signed_since: Option<u64>,
 }
 
 impl Reports {
-    /// An entry that names the report of SHA-256 `hex`.
-    pub(crate) fn expect(&mut self, hex: String, named: Named) {
+    /// An entry that names the report of SHA-256 `hex` (entries come in ledger order): a
+    /// failure if it carries no statement of its reading though an earlier entry did.
+    pub(crate) fn expect(&mut self, hex: String, named: Named) -> Option<Failure> {
+        let refused = match (named.signed, self.signed_since) {
+            (true, None) => {
+                self.signed_since = Some(named.index);
+                None
+            }
+            (false, Some(first)) => Some(fail(
+                Some(named.index),
+                Check::Evidence,
+                format!(
+                    "it records reading a report but carries no evidence statement, though custody signed one for every report it read since entry {first}: the statement was removed, or custody did not write this entry"
+                ),
+            )),
+            _ => None,
+        };
         self.named.entry(hex).or_default().push(named);
+        refused
     }
+}
+
+/// Whether `hex` is a report member's name: 64 lowercase hex digits.
+fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl State {
@@ -39,13 +67,34 @@ impl State {
     pub(super) fn report_file(&mut self, name: &str, bytes: &[u8]) {
         let hex = name.strip_prefix(REPORTS).unwrap_or(name).to_owned();
         let failures = &mut self.report.failures;
-        if self.reports.last.as_ref().is_some_and(|last| *last >= hex) {
+        if !is_sha256_hex(&hex) {
             failures.push(fail(
                 None,
                 Check::Format,
-                format!("{name}: the reports are not in ascending order of their digests, or one is there twice"),
+                format!("{name}: not a report's name ({REPORTS} and the 64 lowercase hex digits of its SHA-256)"),
             ));
             return;
+        }
+        match &self.reports.last {
+            Some(last) if *last == hex => {
+                failures.push(fail(
+                    None,
+                    Check::Format,
+                    format!("{name} is in the bundle twice"),
+                ));
+                return;
+            }
+            // Out of place, but read like any other (its entries are not told it is gone),
+            // and the next compared with it: one report moved is one failure.
+            Some(last) if *last > hex => failures.push(fail(
+                None,
+                Check::Format,
+                format!(
+                    "{name} comes after {}: the reports are not in ascending order of their names",
+                    report_member(last)
+                ),
+            )),
+            _ => {}
         }
         self.reports.last = Some(hex.clone());
         let computed = sha256(bytes).hex();
@@ -56,14 +105,18 @@ impl State {
                 first,
                 Check::Report,
                 format!(
-                    "{name}: its bytes hash to sha256:{computed}, not the digest it is named by: the report was altered"
+                    "{name}: its bytes hash to sha256:{computed}, not the digest it is named by: the report was altered, or put under another's name"
                 ),
             ));
             return;
         }
         if named.is_empty() {
-            self.report.notes.push(format!(
-                "{name}: no verified evidence entry in the bundle names this report; it was not read"
+            failures.push(fail(
+                None,
+                Check::Report,
+                format!(
+                    "{name}: no verified evidence entry in the bundle names this report, and an export carries only the reports its entries name: it was added"
+                ),
             ));
             return;
         }
@@ -99,11 +152,12 @@ impl State {
                     serde_json::json!({"summary": r.summary, "subject": r.subject}).to_string()
                 };
                 self.report.notes.push(format!(
-                    "entry {}: this custody reads its {} report sha256:{hex} as {}, where the custody that recorded it read {} (a parser changed since)",
+                    "entry {}: this custody reads its {} report sha256:{hex} as {}, where the entry records {} (custody's reading of {} may have changed since; or the entry does not say what was read: check its evidence statement)",
                     n.index,
                     n.format,
                     said(&again),
-                    said(&n.read)
+                    said(&n.read),
+                    n.format
                 ));
             }
         }

@@ -31,7 +31,7 @@ pub(crate) enum Item {
     },
     Evidence {
         index: u64,
-        artifact: String,
+        artifact: custody_model::Digest,
         kind: String,
         format: String,
         at: i64,
@@ -141,7 +141,9 @@ struct Promotion {
 pub(crate) struct Lineage {
     artifacts: HashMap<String, Artifact>,
     /// artifact → (index, kind, format, at)
-    evidence: HashMap<String, Vec<(u64, String, String, i64)>>,
+    /// By artifact (keyed by the digest itself: a million entries' worth of hex strings
+    /// formatted and hashed was a tenth of a verification).
+    evidence: HashMap<custody_model::Digest, Vec<(u64, String, String, i64)>>,
     releases: HashMap<String, Release>,
     promotions: HashMap<String, Promotion>,
     decisions: HashMap<String, DecisionItem>,
@@ -163,6 +165,12 @@ enum Move {
 }
 
 impl Lineage {
+    /// The evidence recorded about the artifact `digest` (`alg:hex`), if any.
+    fn evidence_of(&self, digest: &str) -> Option<&Vec<(u64, String, String, i64)>> {
+        let digest: custody_model::Digest = digest.parse().ok()?;
+        self.evidence.get(&digest)
+    }
+
     pub(crate) fn add(&mut self, item: Item) {
         match item {
             Item::Artifact {

@@ -71,8 +71,7 @@ impl Lineage {
                     source: a.source.clone(),
                     provenance_key: a.provenance_key.clone(),
                     evidence: self
-                        .evidence
-                        .get(digest)
+                        .evidence_of(digest)
                         .map(|e| {
                             e.iter()
                                 .filter(|e| e.0 < d.index)
@@ -136,7 +135,7 @@ impl Lineage {
                     }
                 }
                 for ev in &fa.evidence {
-                    let found = self.evidence.get(&fa.digest).is_some_and(|list| {
+                    let found = self.evidence_of(&fa.digest).is_some_and(|list| {
                         list.iter().any(|(i, kind, _, at)| {
                             *i < d.index && *kind == ev.kind && *at == ev.at
                         })
