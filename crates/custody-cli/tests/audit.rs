@@ -678,6 +678,26 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         b.reseal(&key);
     });
     caught(&path, Some(later), "evidence");
+    // The credential an entry claims, changed where the database keeps it (the token's
+    // record): a token the operator made for rita passes as rita's own. The ledger's
+    // token.created says otherwise.
+    let (_, _, line) = Bundle::read(&f.all).find(|e| e["auth"]["method"] == "token");
+    let path = tampered("forged-credential", |b| {
+        let (m, n, line) = b.find(|e| e["auth"]["method"] == "token");
+        let mut e = event(&line);
+        e["auth"]["created_by"] = e["actor"].clone();
+        e["auth"]["personal"] = true.into();
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, line["index"].as_u64(), "credential");
+    let (_, r, _) = verify(&path);
+    assert!(
+        r["failures"]
+            .to_string()
+            .contains("the token's record was altered"),
+        "{r:#}"
+    );
     // A release manifest re-signed (its digest kept consistent): the decision that
     // certified it named another key.
     let all = Bundle::read(&f.all);

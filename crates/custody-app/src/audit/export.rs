@@ -302,8 +302,14 @@ impl App<SqlStore> {
         self.add_lineage(&mut selected, releases, anchor).await?;
         // The key history a verifier needs: every policy version, every hand-over and
         // every revocation (a scoped bundle without them would fail a successor's
-        // signature, and hide a compromise from the auditor).
-        for kind in ["policy.applied", "key.rotated", "key.revoked"] {
+        // signature, and hide a compromise from the auditor); and every token made, against
+        // which the credential each entry claims is checked.
+        for kind in [
+            "policy.applied",
+            "key.rotated",
+            "key.revoked",
+            "token.created",
+        ] {
             self.search_all(&search::event_type(kind), anchor, &mut selected)
                 .await?;
         }

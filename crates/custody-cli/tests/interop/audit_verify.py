@@ -185,6 +185,7 @@ class Verifier:
         self.evidence = {}
         self.reports = {}  # hex SHA-256 of each raw report named -> [(entry, size)]
         self.signed_since = None  # the first evidence entry with a statement of its reading
+        self.tokens = {}  # token id -> (principal, creator, personal) from token.created
         self.certs = []
 
     def fail(self, entry, check, detail):
@@ -419,9 +420,25 @@ class Verifier:
         if sound:
             self.event(index, event, line)
 
+    def credential(self, i, e):
+        # An entry made with a token claims who created it and whether it is its holder's
+        # own: the ledger's token.created entry says so too.
+        auth = e.get("auth") or {}
+        if auth.get("method") != "token":
+            return
+        issued = self.tokens.get(auth.get("token"))
+        if issued is None:
+            self.fail(i, "credential", "made with a token no token.created entry made")
+        elif (issued[0] != e.get("actor") or ("created_by" in auth and auth["created_by"] != issued[1])
+              or (issued[2] is not None and issued[2] != auth.get("personal", False))):
+            self.fail(i, "credential", "its token's creator or personal flag differs from the ledger's")
+
     def event(self, i, e, line):
         kind = e.get("type")
         policy = self.policy_at(i)
+        self.credential(i, e)
+        if kind == "token.created":
+            self.tokens.setdefault(e["token"], (e["principal"], e["actor"], e.get("personal")))
         if "facts" in line and kind != "decision.recorded":
             self.fail(i, "format", "facts beside a leaf that is not a decision")
         if kind == "policy.applied":

@@ -192,6 +192,11 @@ impl State {
                     ..
                 }) if p.sound() => self.policies.revoked(p.index, *at, r),
                 Ok(Event {
+                    actor,
+                    body: EventBody::TokenCreated(t),
+                    ..
+                }) if p.sound() => self.tokens.created(p.index, actor, t),
+                Ok(Event {
                     body: body @ EventBody::Unknown(_),
                     ..
                 }) => {
@@ -203,10 +208,11 @@ impl State {
                 Ok(_) => {}
             }
         }
-        let (policies, attestors, confidential) = (
+        let (policies, attestors, confidential, tokens) = (
             &self.policies,
             &self.attestors,
             self.report.unverified.confidential,
+            &self.tokens,
         );
         // One slot per line (an indexed collect writes each in place, where a filtered one
         // would gather pieces and copy them together).
@@ -214,7 +220,7 @@ impl State {
             parsed
                 .par_iter()
                 .map(|p| match p {
-                    Ok(p) if p.sound() => Some(check(p, policies, attestors, confidential)),
+                    Ok(p) if p.sound() => Some(check(p, policies, attestors, confidential, tokens)),
                     _ => None,
                 })
                 .collect(),
@@ -303,11 +309,13 @@ fn check(
     policies: &Timeline,
     attestors: &[PublicKey],
     confidential: crate::audit::format::Confidential,
+    tokens: &super::credentials::Tokens,
 ) -> Outcome {
     let mut o = Outcome::default();
     let Ok(event) = &p.event else {
         return o;
     };
+    o.failures.extend(tokens.check(p.index, event));
     let i = p.index;
     let mut found: Vec<Failure> = Vec::new();
     let mut failed = |check: Check, why: String| found.push(fail(Some(i), check, why));

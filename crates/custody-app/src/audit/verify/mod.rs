@@ -16,7 +16,8 @@
 //!    (builder keys), release manifests (release keys), VSAs (the attestor key its proven
 //!    leaf names); every decision's facts against its recorded digest, replayed under its
 //!    recorded policy version to its recorded gates; every confidential rationale carried
-//!    against its commitment (entries.rs);
+//!    against its commitment (entries.rs); every token an entry was made with against the
+//!    ledger's own record of it (credentials.rs);
 //! 4. every raw report the evidence entries name: there, hashing to its name, of the size
 //!    recorded, and read again (reports.rs);
 //! 5. the lineage of every certification: its decision, promotion, release, artifacts,
@@ -29,6 +30,7 @@
 //! What the manifest says and nothing signs (who exported the bundle, when, its scope)
 //! is reported apart, as the exporter's unverified claims ([`Claims`]).
 
+mod credentials;
 mod entries;
 mod envelopes;
 mod lineage;
@@ -138,6 +140,8 @@ pub enum Check {
     Decision,
     /// A confidential rationale against its commitment.
     Rationale,
+    /// The token an entry was made with, against the ledger's `token.created`.
+    Credential,
     /// A certification's lineage.
     Lineage,
     /// The trailer: the bundle is whole.
@@ -168,6 +172,7 @@ impl Check {
             Check::Report => "report",
             Check::Decision => "decision",
             Check::Rationale => "rationale",
+            Check::Credential => "credential",
             Check::Lineage => "lineage",
             Check::Trailer => "trailer",
             Check::PinnedCheckpoint => "pinned-checkpoint",
@@ -435,6 +440,8 @@ pub(crate) struct State {
     pub(crate) reports: reports::Reports,
     /// Entries stamped earlier than one before them (entries.rs).
     pub(crate) time_order: entries::TimeOrder,
+    /// The tokens the ledger made (credentials.rs).
+    pub(crate) tokens: credentials::Tokens,
 }
 
 impl State {
@@ -479,6 +486,7 @@ impl State {
             pending: Default::default(),
             reports: Default::default(),
             time_order: Default::default(),
+            tokens: Default::default(),
         })
     }
 
