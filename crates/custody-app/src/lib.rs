@@ -78,7 +78,8 @@ pub use governance::{
 };
 pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
 pub use identity::{
-    Authenticated, CreateToken, Permission, ROLES, TokenInfo, TokenRecord, is_token_id,
+    Authenticated, CreateToken, LOCAL_PREFIX, Permission, ROLES, TokenInfo, TokenRecord,
+    is_token_id,
 };
 pub use key_impact::{
     Denial, Dependence, EnvironmentImpact, GateNow, KeyImpact, KeyUseRecord, MAX_AFFECTED_NAMED,

@@ -107,7 +107,7 @@ pub(crate) fn operator() -> anyhow::Result<(String, String)> {
             format!("uid-{uid}")
         }
     };
-    Ok((format!("local:{user}"), user))
+    Ok((format!("{}{user}", custody_app::LOCAL_PREFIX), user))
 }
 
 /// The clock commands act by: stopped at `CUSTODY_NOW` (RFC 3339, for tests and

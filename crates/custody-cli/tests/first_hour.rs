@@ -145,6 +145,18 @@ fn the_readme_walkthrough_runs_as_written() {
         assert!(at.ends_with('Z') && !at.contains('.'), "{line}");
     }
 
+    // A full page says there is more, and how to see it.
+    let page = run(custody()
+        .args(["history", "--limit", "3", "--data-dir"])
+        .arg(&data));
+    expect_code(&page, 0);
+    assert_eq!(stdout(&page).lines().count(), 3);
+    let first = stdout(&page).split_whitespace().next().unwrap().to_owned();
+    assert_eq!(
+        stderr(&page).trim(),
+        format!("the newest 3 shown; older ones: --before {first} (or --limit 0 for all)")
+    );
+
     // An empty answer is said, not a blank line; exit 0.
     let none = run(custody()
         .args(["history", "--principal", "nobody-at-all", "--data-dir"])
@@ -182,6 +194,31 @@ fn the_readme_walkthrough_runs_as_written() {
         assert!(!unused(who, role), "{who} used {role}");
     }
     assert!(unused("contractor", "approver"));
+    // The text says until when a grant holds, and that an ended one is gone.
+    let text = |now: Option<&str>| {
+        let mut c = custody();
+        c.args(["access", "review", "--data-dir"]).arg(&data);
+        if let Some(now) = now {
+            c.env("CUSTODY_NOW", now);
+        }
+        let out = run(&mut c);
+        expect_code(&out, 0);
+        stdout(&out)
+            .lines()
+            .find(|l| l.starts_with("contractor "))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        text(None).contains("(held until 2030-03-31T00:00:00Z)"),
+        "{}",
+        text(None)
+    );
+    let ended = text(Some("2030-04-01T00:00:00Z"));
+    assert!(
+        ended.contains("ENDED at 2030-03-31T00:00:00Z: no longer held; remove it from the policy"),
+        "{ended}"
+    );
 }
 
 /// A reader that stops early (`custody history --json | head -c 10`) ends the command

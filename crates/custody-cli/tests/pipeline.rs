@@ -1122,6 +1122,18 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
         me.starts_with("local:") && me.contains("local operator") && me.contains("admin"),
         "{me}"
     );
+    // Nor can an admin mint a token under another operator's name.
+    let out = w.run(
+        &["token", "create"],
+        OPERATOR,
+        &["--principal", "local:alice"],
+    );
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("a name only that operator holds"),
+        "{}",
+        stderr(&out)
+    );
     let rita = w.ok(&["whoami"], "rita", &[]);
     assert!(
         rita.starts_with("rita\n") && rita.contains("token tok"),

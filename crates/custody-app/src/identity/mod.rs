@@ -4,6 +4,10 @@
 //! expiry and revocation); the token itself is shown once, when it is created. Creating and
 //! revoking one are ledger events (without the secret).
 
+/// The prefix of a data directory operator's principal (`local:USER`): only that
+/// operator, acting on the data directory, holds such a name.
+pub const LOCAL_PREFIX: &str = "local:";
+
 use custody_model::{Authentication, Digest, Timestamp};
 use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
@@ -191,6 +195,13 @@ impl<S: Store> App<S> {
         let own = principal.as_str() == actor.principal;
         if !own {
             self.permit(actor, Permission::Administer).await?;
+            // `local:USER` is the operator of a data directory, who acts on it directly
+            // (and may make a token of their own there): nobody else may hold that name.
+            if principal.as_str().starts_with(LOCAL_PREFIX) {
+                return Err(AppError::denied(format!(
+                    "{principal} is the operator of a data directory, a name only that operator holds: they make their own token there (`custody token create --principal {principal}` on that machine)"
+                )));
+            }
         }
         let personal = own && actor.auth.as_ref().is_some_and(Authentication::personal);
         if valid_for_seconds <= 0 {

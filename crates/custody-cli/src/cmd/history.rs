@@ -86,6 +86,14 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
                 })
                 .collect();
             print_line(&lines.join("\n"));
+            // A full page may not be all: say how to see more (on stderr, so the lines
+            // above stay what a script reads).
+            if a.limit > 0 && entries.len() == a.limit {
+                eprintln!(
+                    "the newest {} shown; older ones: --before {} (or --limit 0 for all)",
+                    a.limit, entries[0].index
+                );
+            }
         }
         Ok(Outcome::Ok)
     })
