@@ -79,10 +79,17 @@ async fn the_board_shows_running_against_certified_with_badges_and_marks_drift()
             .await
             .contains("rolled back to")
     );
+    let running = text(&c, &format!("{production} .running")).await;
+    assert!(running.contains("✗ rollout failed"), "{running}");
+    // What failed to roll out is not what is certified: said, and its digests marked.
     assert!(
-        text(&c, &format!("{production} .running"))
+        running.contains("May still run what failed to roll out, not shop@1.0.0"),
+        "{running}"
+    );
+    assert!(
+        c.find(Locator::Css(&format!("{production} .running li.drifted")))
             .await
-            .contains("✗ rollout failed")
+            .is_ok()
     );
     let recent = text(&c, &format!("{production} ul.recent")).await;
     assert!(

@@ -92,7 +92,7 @@ fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
                 },
                 None => div.certified.empty { div.label { "Certified" } p.none { "nothing certified" } },
             }
-            (running(c.running.as_ref(), now))
+            (running(c.running.as_ref(), c.certified.as_ref().map(|c| c.release.as_str()).zip(c.standing.as_ref()), now))
             @if !c.reviews_due.is_empty() {
                 h3.fail { "Break-glass, review due (" (c.reviews_due.len()) ")" }
                 ul.pending.reviews-due {
@@ -187,10 +187,13 @@ fn badges(s: &Standing, policy: &Policy) -> Markup {
     html! {
         div.badges {
             @match &s.signing_key {
-                Some(key) => {
-                    @let name = policy.named_key(key).map_or("a trusted key", |k| k.name.as_str());
-                    (badge("signature", &format!("✓ signed: {name}"), Status::Pass,
-                        &format!("release manifest signed by {} ({} signature(s))", key_text(policy, key), s.signatures)))
+                Some(key) => @match policy.named_key(key) {
+                    Some(k) => (badge("signature", &format!("✓ signed: {}", k.name), Status::Pass,
+                        &format!("release manifest signed by {} ({} signature(s))", key_text(policy, key), s.signatures))),
+                    // Trusted when it was certified, not by the policy in force (rotated
+                    // out, or revoked): not a green badge.
+                    None => (badge("signature", "⚠ signed by a key no longer trusted", Status::Fail,
+                        &format!("release manifest signed by key {key}, trusted when it was certified; the policy in force does not trust it"))),
                 },
                 None => (badge("signature", "✗ unsigned", Status::Fail, "no signature by a trusted release key")),
             }
@@ -207,6 +210,14 @@ fn badges(s: &Standing, policy: &Policy) -> Markup {
                 @let status = if not_passed == 0 { Status::Pass } else { Status::Fail };
                 (badge("evidence", &text, status, &evidence_title.join("\n")))
             }
+            // What passed only because an exception waived a finding is not a clean pass.
+            @let waived: Vec<&str> = s.gates.iter()
+                .filter(|g| g.status == Status::Pass && g.reason.contains(custody_policy::WAIVED))
+                .map(|g| g.reason.as_str())
+                .collect();
+            @if !waived.is_empty() {
+                (badge("exception", "⚠ by exception", Status::Warn, &waived.join("\n")))
+            }
             @match s.approvals {
                 (n, Some(quorum)) => {
                     @let status = if n >= quorum as usize { Status::Pass } else { Status::Fail };
@@ -222,7 +233,14 @@ fn badges(s: &Standing, policy: &Policy) -> Markup {
     }
 }
 
-fn running(r: Option<&Running>, now: Timestamp) -> Markup {
+/// What deploy tooling last reported running, beside the release certified here (and
+/// its artifacts' digests).
+fn running(r: Option<&Running>, certified: Option<(&str, &Standing)>, now: Timestamp) -> Markup {
+    // A failed rollout of another release may still be what runs: its digests are not the
+    // certified release's, and the deploy gate denies them.
+    let not_certified = |d: &custody_model::Digest| {
+        certified.is_some_and(|(_, s)| !s.artifacts.contains(&d.to_string()))
+    };
     html! {
         @match r {
             None => div.running.unknown { div.label { "Running" } p.none { "no deploy reported" } },
@@ -235,10 +253,16 @@ fn running(r: Option<&Running>, now: Timestamp) -> Markup {
                 }
                 @if !r.drift.is_empty() {
                     p.fail.drift-note { "DRIFT: never certified here" }
+                } @else if !r.succeeded && r.digests.iter().any(not_certified) {
+                    @if let Some((release, _)) = certified {
+                        p.fail.failed-rollout {
+                            "May still run what failed to roll out, not " (release) ": the deploy gate denies these digests"
+                        }
+                    }
                 }
                 ul.digests {
                     @for d in &r.digests {
-                        @let drifted = r.drift.contains(d);
+                        @let drifted = r.drift.contains(d) || (!r.succeeded && not_certified(d));
                         li.drifted[drifted] { code title=(d) { (short(&d.to_string())) } }
                     }
                 }
@@ -267,6 +291,60 @@ mod tests {
     fn long_details_are_cut_on_a_character_boundary() {
         assert_eq!(truncated("ééé", 2), "éé…");
         assert_eq!(truncated("abc", 3), "abc");
+    }
+
+    /// The starter-like policy of one environment, trusting no release key.
+    fn policy() -> Policy {
+        let mut files = std::collections::BTreeMap::new();
+        files.insert(
+            "custody.toml".to_owned(),
+            "version = 1\n[[environment]]\nname = \"production\"\n".to_owned(),
+        );
+        custody_policy::compile(&custody_policy::Bundle { files }).unwrap()
+    }
+
+    fn standing(gates: Vec<custody_policy::GateResult>) -> Standing {
+        Standing {
+            signing_key: Some("ab".repeat(32)),
+            signatures: 1,
+            gates,
+            approvals: (0, None),
+            break_glass: false,
+            artifacts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_key_the_policy_no_longer_trusts_is_no_green_badge() {
+        let html = badges(&standing(Vec::new()), &policy()).into_string();
+        assert!(
+            html.contains("⚠ signed by a key no longer trusted") && html.contains("v-rejected"),
+            "{html}"
+        );
+        assert!(!html.contains("✓ signed"), "{html}");
+    }
+
+    #[test]
+    fn a_gate_passed_by_exception_shows_as_such() {
+        let waived = custody_policy::GateResult {
+            gate: Gate::Vulnerabilities,
+            status: Status::Pass,
+            reason: format!(
+                "no finding at or above high {} CVE-2024-3094 in app (exception x-1)",
+                custody_policy::WAIVED
+            ),
+        };
+        let html = badges(&standing(vec![waived.clone()]), &policy()).into_string();
+        assert!(
+            html.contains("data-badge=\"exception\"") && html.contains("⚠ by exception"),
+            "{html}"
+        );
+        let clean = custody_policy::GateResult {
+            reason: "no finding at or above high".into(),
+            ..waived
+        };
+        let html = badges(&standing(vec![clean]), &policy()).into_string();
+        assert!(!html.contains("by exception"), "{html}");
     }
 
     #[test]
