@@ -143,6 +143,23 @@ async fn the_board_shows_running_against_certified_with_badges_and_marks_drift()
         "only staging drifted"
     );
     screenshot(&c, "board-drift-1400x900").await;
+
+    // The release certified in staging, asked for there again: it waits on an approval,
+    // but nothing waits on it, and the card says so rather than list its gates.
+    let rita = token(&data, "rita", &[]);
+    let again = run(custody()
+        .args(["promote", "shop@1.2.0", "--to", "staging", "--data-dir"])
+        .arg(&data)
+        .env("CUSTODY_TOKEN", &rita));
+    expect_code(&again, 1);
+    until_servers_see_local_writes();
+    c.goto(&format!("{base}/")).await.unwrap();
+    let moot = text(&c, &format!("{staging} ul.pending li.moot")).await;
+    assert!(
+        moot.contains("shop@1.2.0") && moot.contains("already certified here by another promotion"),
+        "{moot}"
+    );
+    assert!(!moot.contains("approvals"), "{moot}");
     sign_out(&c).await;
 
     // A viewer may not open the access review, so the navigation does not offer it.

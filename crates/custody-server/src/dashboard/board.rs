@@ -111,10 +111,15 @@ fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
             }
             ul.pending {
                 @for (id, p) in &c.pending {
-                    li.v-waiting-edge data-promotion=(id) {
+                    @let moot = c.certified.as_ref().is_some_and(|cert| cert.release == p.release);
+                    li.v-waiting-edge.moot[moot] data-promotion=(id) {
                         a href={ "/promotions/" (id) } { (p.release) }
                         " by " (p.requested_by) ", " (age(p.requested_at, now))
-                        @for b in &p.blocking {
+                        @if moot {
+                            br;
+                            small.none { "already certified here by another promotion: nothing waits on this one" }
+                        }
+                        @for b in p.blocking.iter().filter(|_| !moot) {
                             br;
                             @if b.status == Status::Fail {
                                 span.fail title=(b.reason) { "✗ " (b.gate) }
