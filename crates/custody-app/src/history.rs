@@ -341,10 +341,14 @@ pub fn describe(event: &Event) -> String {
         ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
         EventBody::PromotionRequested(p) => {
-            let glass = if p.break_glass.is_some() {
-                ", breaking glass"
-            } else {
-                ""
+            // Breaking glass with a token someone else made: say whose it also is.
+            let glass = match (
+                &p.break_glass,
+                event.auth.as_ref().and_then(|a| a.made_by_another(who)),
+            ) {
+                (Some(_), Some(by)) => format!(", breaking glass with a token {by} made for {who}"),
+                (Some(_), None) => ", breaking glass".to_owned(),
+                (None, _) => String::new(),
             };
             format!(
                 "{who} requested {} → {} ({}{glass})",

@@ -62,6 +62,10 @@ fn the_readme_walkthrough_runs_as_written() {
         "bob approved after the fact shop@1.4.3 → production: hotfix diff checked",
     );
     assert_has(&text, "rolled back shop@1.4.3 → shop@1.4.2 in production");
+    // olga broke glass with the token the operator made for her: the history says whose
+    // hand it could also have been.
+    assert_has(&text, "breaking glass with a token local:");
+    assert_has(&text, " made for olga)");
     // History lines name what they are about.
     assert_has(&text, "reported a failed deploy in production of ");
     assert_has(

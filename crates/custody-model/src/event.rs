@@ -63,6 +63,20 @@ impl Authentication {
         }
     }
 
+    /// Who else made this credential for `holder`, when someone did: a token another
+    /// principal (an admin) created, whose secret they saw. What it does is recorded as
+    /// `holder`'s, and the record says whose hand it could also have been.
+    pub fn made_by_another<'a>(&'a self, holder: &str) -> Option<&'a str> {
+        match self {
+            Authentication::Token {
+                created_by: Some(by),
+                personal: false,
+                ..
+            } if by != holder => Some(by),
+            _ => None,
+        }
+    }
+
     /// A short description for people: `token tok123`, `oidc https://issuer sub`, …
     pub fn describe(&self) -> String {
         match self {
@@ -140,6 +154,26 @@ impl EventHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_someone_else_made_names_its_maker() {
+        let token = |by: Option<&str>, personal| Authentication::Token {
+            token: "tok1".into(),
+            created_by: by.map(str::to_owned),
+            personal,
+        };
+        assert_eq!(
+            token(Some("local:root"), false).made_by_another("olga"),
+            Some("local:root")
+        );
+        assert_eq!(token(Some("olga"), false).made_by_another("olga"), None);
+        assert_eq!(token(Some("olga"), true).made_by_another("olga"), None);
+        assert_eq!(token(None, false).made_by_another("olga"), None);
+        let local = Authentication::Local {
+            user: "root".into(),
+        };
+        assert_eq!(local.made_by_another("olga"), None);
+    }
 
     #[test]
     fn a_header_reads_the_names_and_skips_the_rest() {
