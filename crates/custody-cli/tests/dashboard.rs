@@ -93,9 +93,12 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     // The release's signature verifies with the release signer, shown by name.
     let signatures = text(&c, "#signatures").await;
     assert!(
-        signatures.contains("✓ release signer (release signer, held by rita), ecdsa-p256"),
+        signatures
+            .contains("✓ release signer (release signer, held by rita), ecdsa-p256 · key id "),
         "{signatures}"
     );
+    // custody's key id is the one the Keys page shows; the signer's hint is labelled as such.
+    assert!(signatures.contains("signer's key id hint"), "{signatures}");
     // Pending: the decision so far did not pass, and the VSA custody signed says so.
     let vsa = text(&c, "#vsa").await;
     assert!(vsa.contains("✓ signed by custody attestor"), "{vsa}");

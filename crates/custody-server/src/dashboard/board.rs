@@ -119,7 +119,7 @@ fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
                             br;
                             small.none { "already certified here by another promotion: nothing waits on this one" }
                         }
-                        @for b in p.blocking.iter().filter(|_| !moot) {
+                        @for b in &p.blocking {
                             br;
                             @if b.status == Status::Fail {
                                 span.fail title=(b.reason) { "✗ " (b.gate) }

@@ -241,17 +241,25 @@ fn promotion_body(
         }
         h2 { "Release signatures" }
         table #signatures {
-            tr { th { "key id (as signed)" } th { "verifies with" } }
+            tr {
+                th { "verifies with" }
+                th title="the key id the signer wrote beside the signature (securesystemslib's, for most tools): a hint, not custody's key id, which is the SHA-256 of the key's SPKI (the Keys page)" {
+                    "signer's key id hint"
+                }
+            }
             @for sig in &view.signatures {
                 tr {
+                    @match &sig.verified_by {
+                        Some((alg, key)) => td.pass {
+                            "✓ " (key_name(keys.policy, key)) ", " (alg) " · key id "
+                            code title=(key) { (key.get(..12).unwrap_or(key)) "…" }
+                        },
+                        None => td.fail { "no trusted release key" },
+                    }
                     td { @match sig.keyid.as_deref() {
                         Some(id) => code title=(id) { (id.get(..12).unwrap_or(id)) "…" },
                         None => "(none)",
                     } }
-                    @match &sig.verified_by {
-                        Some((alg, key)) => td.pass { "✓ " (key_name(keys.policy, key)) ", " (alg) },
-                        None => td.fail { "no trusted release key" },
-                    }
                 }
             }
         }
