@@ -50,9 +50,9 @@ step "A release through the pipeline"
 custody init
 custody whoami
 # Each approver's and policy owner's own key; then the walkthrough's policy, naming you.
-for person in alice bob sam sasha sol; do custody key generate --out "$person"; done
+for person in alice bob olga sam sasha sol; do custody key generate --out "$person"; done
 mkdir -p policy/keys
-cp builder.pub release-signer.pub alice.pub bob.pub sam.pub sasha.pub sol.pub policy/keys/
+cp builder.pub release-signer.pub alice.pub bob.pub olga.pub sam.pub sasha.pub sol.pub policy/keys/
 sed -i "s/OPERATOR/$(custody whoami | sed -n 1p)/" policy/custody.toml
 # Every mistake by line; what it loosens and tightens; the first real policy goes in force
 # as a recorded bootstrap (the starter policy names no owners to approve it).
@@ -93,13 +93,14 @@ custody approve "$PRM" --rationale "canary clean" --risk low --sign-key alice.ke
 custody approve "$PRM" --rationale "change reviewed" --risk low --sign-key bob.key
 CUSTODY_TOKEN=$ARGO custody deploy report --env production --digest "$SHOP" --status succeeded
 custody verify --env production "$SHOP"
-# A hotfix in an incident: olga breaks glass (past the previous-environment, evidence, freeze
-# and approvals gates, never signatures, naming or provenance); bob reviews it after the fact.
+# A hotfix in an incident: olga breaks glass, signed with her own key (past the
+# previous-environment, evidence, freeze and approvals gates, never signatures, naming or
+# provenance); bob reviews it after the fact.
 HOTFIX=$(CUSTODY_TOKEN=$CI custody artifact register --name shop --file shop-1.4.3.tar \
     --source-repo https://git.example.com/acme/shop --commit 9b1d3e7 \
     --builder-id https://ci.example.com/builder/v1 --param profile=release --builder-key builder.key)
 CUSTODY_TOKEN=$RITA custody release create shop 1.4.3 --artifact "shop=$HOTFIX" --sign-key release-signer.key
-CUSTODY_TOKEN=$OLGA custody promote shop@1.4.3 --to production --break-glass "checkout is down" | tee glass.txt
+CUSTODY_TOKEN=$OLGA custody promote shop@1.4.3 --to production --break-glass "checkout is down" --sign-key olga.key | tee glass.txt
 GLASS=$(sed -n '1s/ .*//p' glass.txt)
 custody approve "$GLASS" --rationale "hotfix diff checked" --risk medium --sign-key bob.key
 # Its rollout fails: production rolls back to 1.4.2 by itself.

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! For a policy proposal the subject is the proposed bundle (`policy`, its digest), and the
-//! predicate names `"kind": "proposal"`, the proposal and the version it replaces. For an
+//! predicate names `"kind": "proposal"`, the proposal and the version it replaces. For
+//! breaking glass the subject is `break-glass:RELEASE:ENV` with the policy version's
+//! digest, and the predicate names `"kind": "break-glass"`, the release, the environment
+//! and the policy; its rationale is the reason. For an
 //! exception (waiver) the subject is `exception:ID` with the digest of what was asked for
 //! (finding, subject, plan, expiry…), and the predicate names `"kind": "exception"`.
 //!
@@ -67,6 +70,18 @@ pub enum Approved {
         policy: String,
         /// The version in force it replaces.
         previous: Option<String>,
+    },
+    /// Breaking glass: a release into an environment past the gates that time, people or a
+    /// freeze hold closed, under a policy version (the reason is the rationale).
+    #[serde(rename = "break-glass")]
+    BreakGlass {
+        /// `name@version`.
+        release: String,
+        /// The environment.
+        environment: String,
+        /// The policy version in force (the statement's subject: the release breaks glass
+        /// under it).
+        policy: String,
     },
     /// An exception (waiver) as it was asked for.
     Exception {
@@ -128,6 +143,14 @@ impl Approved {
                 ));
             }
             Approved::Proposal { policy, .. } => Subject::new("policy", &policy_digest(policy)?)?,
+            Approved::BreakGlass {
+                release,
+                environment,
+                policy,
+            } => Subject::new(
+                format!("break-glass:{release}:{environment}"),
+                &policy_digest(policy)?,
+            )?,
             Approved::Exception {
                 exception, asked, ..
             } => Subject::new(format!("exception:{exception}"), asked)?,
@@ -147,6 +170,11 @@ impl Approved {
                 proposal, policy, ..
             } => format!("proposal {proposal} (policy {policy})"),
             Approved::Exception { exception, .. } => format!("exception {exception}"),
+            Approved::BreakGlass {
+                release,
+                environment,
+                ..
+            } => format!("breaking glass: {release} → {environment}"),
         }
     }
 }

@@ -116,6 +116,7 @@ impl World {
                 release: format!("shop@{version}").parse().unwrap(),
                 environment: env.into(),
                 break_glass: None,
+                statement: None,
             };
             let outcome = self.app.promote(&rita, &request, None).await.unwrap();
             if env == "prod" {

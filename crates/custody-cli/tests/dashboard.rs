@@ -527,6 +527,8 @@ async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
             "--data-dir",
         ])
         .arg(&data)
+        .arg("--sign-key")
+        .arg(data.join("demo-keys/olga.key"))
         .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
     expect_code(&out, 0);
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{custody, expect_code, run, stderr, stdout};
+use common::{custody, expect_code, expect_refusal, run, stderr, stdout, token};
 use serde_json::Value;
 
 /// Runs the walkthrough in a fresh temporary directory; returns its output and the
@@ -62,10 +62,9 @@ fn the_readme_walkthrough_runs_as_written() {
         "bob approved after the fact shop@1.4.3 → production: hotfix diff checked",
     );
     assert_has(&text, "rolled back shop@1.4.3 → shop@1.4.2 in production");
-    // olga broke glass with the token the operator made for her: the history says whose
-    // hand it could also have been.
-    assert_has(&text, "breaking glass with a token local:");
-    assert_has(&text, " made for olga)");
+    // olga broke glass with her own key: the history says she did, with no other hand.
+    assert_has(&text, ", breaking glass)");
+    assert!(!text.contains("breaking glass with a token"), "{text}");
     // History lines name what they are about.
     assert_has(&text, "reported a failed deploy in production of ");
     assert_has(
@@ -105,6 +104,44 @@ fn the_readme_walkthrough_runs_as_written() {
         &run(custody().args(["log", "check", "--data-dir"]).arg(&data)),
         0,
     );
+
+    // Breaking glass overrides the approvals, so, like an approval, it counts only from
+    // the person's own credential: the token the operator made for olga does not break
+    // glass in her name, and nothing is recorded.
+    let size = || {
+        let out = run(custody()
+            .args(["log", "checkpoint", "--data-dir"])
+            .arg(&data));
+        stdout(&out).lines().nth(1).unwrap_or_default().to_owned()
+    };
+    let olga = token(&data, "olga", &[]);
+    let before = size();
+    let glass = run(custody()
+        .args(["promote", "shop@1.4.3", "--to", "production"])
+        .args(["--break-glass", "in olga's name", "--data-dir"])
+        .arg(&data)
+        .env("CUSTODY_TOKEN", &olga));
+    expect_refusal(
+        &glass,
+        1,
+        "breaking glass overrides the approvals gate, so it counts only from olga's own credential",
+    );
+    assert!(
+        stderr(&glass).contains("--sign-key KEY"),
+        "{}",
+        stderr(&glass)
+    );
+    assert_eq!(size(), before, "a refused break-glass recorded something");
+    // Nor does another person's key, or a statement for another release.
+    let out = run(custody()
+        .args(["promote", "shop@1.4.3", "--to", "production"])
+        .args(["--break-glass", "in olga's name", "--sign-key"])
+        .arg(dir.join("alice.key"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("CUSTODY_TOKEN", &olga));
+    expect_refusal(&out, 1, "the signed approval does not count");
+    assert_eq!(size(), before);
 
     // A promotion asked for again after one was left waiting says so in --json too.
     let promote = || {

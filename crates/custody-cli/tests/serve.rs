@@ -840,8 +840,12 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     // approver-1 signs her approvals with her own key.
     let (approver_key, approver_pub) = generate_key(temp.path(), "approver-1", "ed25519");
     std::fs::copy(&approver_pub, data.join("policy/keys/approver-1.pub")).unwrap();
+    // rita signs when she breaks glass: it overrides the approvals, so it takes her key.
+    let (rita_key, rita_pub) = generate_key(temp.path(), "rita", "ed25519");
+    std::fs::copy(&rita_pub, data.join("policy/keys/rita.pub")).unwrap();
     let enrolled = std::fs::read_to_string(&policy).unwrap()
-        + "\n[[person_key]]\nprincipal = \"approver-1\"\npath = \"keys/approver-1.pub\"\n";
+        + "\n[[person_key]]\nprincipal = \"approver-1\"\npath = \"keys/approver-1.pub\"\n"
+        + "\n[[person_key]]\nprincipal = \"rita\"\npath = \"keys/rita.pub\"\n";
     std::fs::write(&policy, enrolled).unwrap();
     let server = Server::start(&data);
     grant_roles(
@@ -861,6 +865,9 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
             .env("CUSTODY_TOKEN", &tokens[who]);
         if matches!(args.first(), Some(&("approve" | "reject"))) {
             command.arg("--sign-key").arg(&approver_key);
+        }
+        if args.contains(&"--break-glass") && who == "rita" {
+            command.arg("--sign-key").arg(&rita_key);
         }
         run(&mut command)
     };
@@ -973,12 +980,17 @@ async fn every_alert_rule_reaches_a_webhook_once_and_a_failing_one_is_kept() {
     );
     // Rita, acting two hours ago.
     let rita_then = |args: &[&str]| {
-        run(custody()
+        let mut command = custody();
+        command
             .args(args)
             .arg("--data-dir")
             .arg(&data)
             .env("CUSTODY_TOKEN", &tokens["rita"])
-            .env("CUSTODY_NOW", two_hours_ago.to_string()))
+            .env("CUSTODY_NOW", two_hours_ago.to_string());
+        if args.contains(&"--break-glass") {
+            command.arg("--sign-key").arg(&rita_key);
+        }
+        run(&mut command)
     };
     let out = rita_then(&["promote", "shop@1.0.1", "--to", "build", "--json"]);
     expect_code(&out, 1);

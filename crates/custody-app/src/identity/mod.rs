@@ -21,7 +21,7 @@ use crate::{AppError, AppResult};
 
 mod permission;
 pub use permission::Permission;
-pub(crate) use permission::{may_act_in, not_personal};
+pub(crate) use permission::{may_act_in, not_personal, why_not_personal};
 
 /// The roles custody knows. `approver` may be scoped to one environment as
 /// `approver:ENV`; the policy's `[roles]` table binds principals to them.

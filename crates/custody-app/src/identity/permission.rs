@@ -57,6 +57,15 @@ impl<S: Store> App<S> {
 /// from a credential its person controls ([`Authentication::personal`]).
 pub(crate) fn not_personal(actor: &Actor) -> Option<String> {
     let who = &actor.principal;
+    let how = why_not_personal(actor)?;
+    Some(format!(
+        "an approval counts only from {who}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--sign-key KEY`), sign in to the dashboard with your organisation's identity provider, or use a token you made for yourself with a credential of your own"
+    ))
+}
+
+/// Why `actor`'s credential is not theirs alone (`None`: it is).
+pub(crate) fn why_not_personal(actor: &Actor) -> Option<String> {
+    let who = &actor.principal;
     let how = match &actor.auth {
         Some(a) if a.personal() => return None,
         Some(Authentication::Token {
@@ -70,9 +79,7 @@ pub(crate) fn not_personal(actor: &Actor) -> Option<String> {
         Some(other) => format!("{} is not a person's credential", other.describe()),
         None => "the request names no credential".to_owned(),
     };
-    Some(format!(
-        "an approval counts only from {who}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--sign-key KEY`), sign in to the dashboard with your organisation's identity provider, or use a token you made for yourself with a credential of your own"
-    ))
+    Some(how)
 }
 
 /// Whether `actor` may do what takes one of `roles` in `environment`: a grant of one of them

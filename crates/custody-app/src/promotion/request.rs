@@ -27,6 +27,14 @@ pub struct Promote {
     /// alert is raised, and an after-the-fact review by someone else is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// With `break_glass`: the requester's signed statement of it (an approval statement
+    /// of kind `break-glass`, signed with their enrolled personal key), which makes the
+    /// break-glass theirs whoever's token relays it. Breaking glass overrides the approvals
+    /// gate, so, like an approval, it counts only from the person's own credential: this,
+    /// an OIDC sign-in, or a token they made for themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub statement: Option<custody_crypto::dsse::Envelope>,
 }
 
 impl<S: Store> App<S> {
@@ -67,6 +75,10 @@ impl<S: Store> App<S> {
         }
         let policy = self.policy().await?;
         crate::environment::known_environment(&policy, environment)?;
+        let glass_breaker = self
+            .breaking_glass_as(actor, &policy, request, break_glass)
+            .await?;
+        let actor = glass_breaker.as_ref().unwrap_or(actor);
         use custody_policy::Role;
         crate::identity::may_act_in(
             &policy,
@@ -123,6 +135,54 @@ impl<S: Store> App<S> {
             .await?;
         outcome.supersedes = earlier;
         Ok(outcome)
+    }
+
+    /// Who breaks glass: the signer of a break-glass statement signed with an enrolled
+    /// personal key (checked against the release, environment, policy and reason), or the
+    /// caller if their credential is their own. Breaking glass overrides the approvals
+    /// gate, so a token someone else made (an admin, who saw its secret) never breaks glass
+    /// in its holder's name. `None` without break-glass: the caller acts.
+    async fn breaking_glass_as(
+        &self,
+        actor: &Actor,
+        policy: &custody_policy::Policy,
+        request: &Promote,
+        reason: Option<&str>,
+    ) -> AppResult<Option<Actor>> {
+        use crate::approval_statement::{self, Approved};
+        let Some(reason) = reason else {
+            if request.statement.is_some() {
+                return Err(AppError::invalid(
+                    "a signed statement goes with breaking glass only (--break-glass REASON --sign-key KEY)",
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(envelope) = &request.statement else {
+            if let Some(how) = crate::identity::why_not_personal(actor) {
+                return Err(AppError::denied(format!(
+                    "breaking glass overrides the approvals gate, so it counts only from {}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--break-glass REASON --sign-key KEY`), or sign in with your organisation's identity provider",
+                    actor.principal
+                )));
+            }
+            return Ok(None);
+        };
+        let expected = Approved::BreakGlass {
+            release: request.release.to_string(),
+            environment: request.environment.clone(),
+            policy: policy.digest().into(),
+        };
+        let signed = approval_statement::check(
+            envelope,
+            policy,
+            actor,
+            &expected,
+            custody_model::Verdict::Approve,
+            reason,
+            None,
+        )?;
+        self.personal_key_counts(&signed.key.key, actor.now).await?;
+        Ok(Some(signed.actor))
     }
 
     /// The latest earlier promotion of `release` to `environment`, if it was left pending

@@ -94,6 +94,7 @@ impl Calls for App<SqlStore> {
             release: release.parse().unwrap(),
             environment: env.into(),
             break_glass: None,
+            statement: None,
         };
         self.promote(who, &request, key).await
     }
@@ -108,6 +109,7 @@ impl Calls for App<SqlStore> {
             release: release.parse().unwrap(),
             environment: env.into(),
             break_glass: Some(reason.into()),
+            statement: None,
         };
         self.promote(who, &request, None).await
     }

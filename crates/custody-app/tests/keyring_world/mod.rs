@@ -202,6 +202,7 @@ impl Setup {
                     release: format!("shop@{version}").parse().unwrap(),
                     environment: env.into(),
                     break_glass: None,
+                    statement: None,
                 },
                 None,
             )
@@ -270,6 +271,7 @@ impl Setup {
                     release: format!("shop@{version}").parse().unwrap(),
                     environment: "prod".into(),
                     break_glass: None,
+                    statement: None,
                 },
                 None,
             )

@@ -130,6 +130,7 @@ async fn promote_all(
                     release: release.parse()?,
                     environment: env.to_owned(),
                     break_glass: None,
+                    statement: None,
                 };
                 let outcome = app.promote(&actor, &request, None).await?;
                 latencies.push(t0.elapsed());
@@ -189,6 +190,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
             release: release.parse()?,
             environment: "test".into(),
             break_glass: None,
+            statement: None,
         };
         let waiting = app
             .promote(&Actor::new("rita", now)?, &request, None)
@@ -234,6 +236,7 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         release: latest.0.parse()?,
         environment: "build".into(),
         break_glass: None,
+        statement: None,
     };
     app.promote(&Actor::new("rita", now)?, &request, None)
         .await?;

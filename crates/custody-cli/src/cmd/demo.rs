@@ -38,8 +38,13 @@ const BUILDER_ID: &str = "https://ci.acme.example/builder/v1";
 /// The demo organisation's pipeline.
 const DEMO_POLICY: &str = include_str!("../policies/demo.toml");
 
-/// The demo's approvers, who sign their reviews with their own keys.
-const APPROVERS: [&str; 3] = ["alice", "bob", "carol"];
+/// The demo's people with keys of their own: the approvers, who sign their reviews, and
+/// olga, who signs when she breaks glass. Their private keys are left in the data
+/// directory's `demo-keys/` (for `--sign-key`: this is a demo).
+const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "olga"];
+
+/// Where the demo leaves its people's keys, in the data directory.
+const DEMO_KEYS: &str = "demo-keys";
 
 /// The keys of the story: the builder's, the release signer's, and each approver's own.
 struct Keys {
@@ -95,6 +100,27 @@ struct Seeded {
     promotions: u64,
     rejected: u64,
     rollbacks: u64,
+    /// The people's own keys, to leave in the data directory.
+    people: std::collections::BTreeMap<&'static str, PrivateKey>,
+}
+
+/// Leaves the people's key pairs in `dir` (replacing those of an earlier demo, whose public
+/// halves the policy in force no longer enrols).
+fn leave_keys(dir: &std::path::Path, seeded: &Seeded) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (who, key) in &seeded.people {
+        let (private, public) = (
+            dir.join(format!("{who}.key")),
+            dir.join(format!("{who}.pub")),
+        );
+        for old in [&private, &public] {
+            if old.exists() {
+                std::fs::remove_file(old)?;
+            }
+        }
+        crate::cmd::key::write_key_pair(key, &private, &public)?;
+    }
+    Ok(())
 }
 
 async fn build(
@@ -207,6 +233,7 @@ async fn promote(
         release: release.parse()?,
         environment: environment.into(),
         break_glass: None,
+        statement: None,
     };
     Ok(app.promote(who, &request, None).await?)
 }
@@ -234,7 +261,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
     let keys = Keys {
         builder: PrivateKey::generate(Algorithm::Ed25519),
         release: PrivateKey::generate(Algorithm::EcdsaP256),
-        people: APPROVERS
+        people: PEOPLE
             .into_iter()
             .map(|who| (who, PrivateKey::generate(Algorithm::Ed25519)))
             .collect(),
@@ -254,6 +281,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
         promotions: 0,
         rejected: 0,
         rollbacks: 0,
+        people: Default::default(),
     };
     let mut hour = 1;
     // One product, "shop", released as its three services together.
@@ -351,6 +379,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
         }
         hour += 6;
     }
+    seeded.people = keys.people;
     Ok(seeded)
 }
 
@@ -437,6 +466,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             start: now - 3 * 24 * 3600,
         };
         let seeded = seed(&app, &story).await?;
+        let keys_dir = dir.root().join(DEMO_KEYS);
+        leave_keys(&keys_dir, &seeded)?;
         let sign_in = sign_in_tokens(&app).await?;
         let entries = app.log().size().await?;
         let listen = dir.config()?.server.listen;
@@ -454,6 +485,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 "releases": seeded.releases, "promotions": seeded.promotions, "rejected": seeded.rejected,
                 "rollbacks": seeded.rollbacks, "ledger_entries": entries,
                 "dashboard": dashboard, "sign_in": tokens, "cast": cast,
+                "people_keys": keys_dir,
             }));
         } else {
             let mut lines = vec![format!(
@@ -485,6 +517,11 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             for (who, roles) in CAST {
                 lines.push(format!("  {who:12} {}", roles.join(", ")));
             }
+            lines.push(format!(
+                "\ntheir own keys, to sign approvals and break glass with (--sign-key): {}/{{{}}}.key",
+                keys_dir.display(),
+                PEOPLE.join(",")
+            ));
             print_line(&lines.join("\n"));
         }
         Ok(Outcome::Ok)

@@ -30,6 +30,13 @@ pub(crate) struct PromoteArgs {
     /// after the fact (`custody approve PROMOTION` or `reject`).
     #[arg(long, value_name = "REASON")]
     break_glass: Option<String>,
+    /// With --break-glass: sign it with this private key, enrolled for you in the policy
+    /// in force (`[[person_key]]`). Breaking glass overrides the approvals gate, so it
+    /// counts only from your own credential: this statement (bound to the release, the
+    /// environment, the policy version and the reason), or an OIDC sign-in; never a token
+    /// someone else made for you.
+    #[arg(long, value_name = "KEY", requires = "break_glass")]
+    sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     target: Target,
     /// Print the promotion, the decision and its VSA as JSON.
@@ -132,10 +139,30 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let custody = Custody::open(&a.target).await?;
+        let statement = match (&a.sign_key, &a.break_glass) {
+            (Some(key), Some(reason)) => {
+                let in_force = custody.policy_in_force().await?;
+                let approves = Approved::BreakGlass {
+                    release: a.release.to_string(),
+                    environment: a.environment.clone(),
+                    policy: in_force.digest.clone(),
+                };
+                Some(super::approval::sign(
+                    key,
+                    &in_force,
+                    approves,
+                    Verdict::Approve,
+                    reason,
+                    None,
+                )?)
+            }
+            _ => None,
+        };
         let request = Promote {
             release: a.release.clone(),
             environment: a.environment.clone(),
             break_glass: a.break_glass.clone(),
+            statement,
         };
         let outcome = custody
             .promote(&request, a.idempotency_key.as_deref())

@@ -217,6 +217,8 @@ fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_long
         ])
         .arg("--data-dir")
         .arg(&data)
+        .arg("--sign-key")
+        .arg(data.join("demo-keys/olga.key"))
         .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
     expect_code(&out, 0);
     let glass = dir.path().join("glass.json");
@@ -303,6 +305,8 @@ fn a_receipt_says_what_it_proves_and_is_refused_for_a_certification_that_no_long
         .args(["--break-glass", "1.1.0 is the last build payments trust"])
         .arg("--data-dir")
         .arg(&data)
+        .arg("--sign-key")
+        .arg(data.join("demo-keys/olga.key"))
         .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
     expect_code(&out, 0);
     let out = receipt_of(
