@@ -199,6 +199,39 @@ pub fn sign(signer: &dyn Signer, predicate: &ApprovalPredicate) -> AppResult<Env
     )?)
 }
 
+/// What a signed statement is sent for: what it must approve, with the request's verdict,
+/// rationale and risk (promotions).
+pub(crate) struct Claim<'a> {
+    pub(crate) approves: &'a Approved,
+    pub(crate) verdict: Verdict,
+    pub(crate) rationale: &'a str,
+    pub(crate) risk: Option<Risk>,
+}
+
+impl<S: custody_store::Store> crate::app::App<S> {
+    /// `envelope` checked as `actor`'s signed statement of `claim` under `policy` (see
+    /// [`check`]), by a personal key the keyring still counts (not revoked, not retired).
+    pub(crate) async fn personally_signed(
+        &self,
+        envelope: &Envelope,
+        policy: &Policy,
+        actor: &Actor,
+        claim: Claim<'_>,
+    ) -> AppResult<SignedApproval> {
+        let signed = check(
+            envelope,
+            policy,
+            actor,
+            claim.approves,
+            claim.verdict,
+            claim.rationale,
+            claim.risk,
+        )?;
+        self.personal_key_counts(&signed.key.key, actor.now).await?;
+        Ok(signed)
+    }
+}
+
 /// A signed approval that verified and matches what it is sent for.
 #[derive(Debug, Clone)]
 pub struct SignedApproval {

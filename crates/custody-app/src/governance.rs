@@ -337,16 +337,15 @@ impl<S: Store> App<S> {
                         policy: proposal.policy.clone(),
                         previous: proposal.previous.clone(),
                     };
-                    let signed = approval_statement::check(
-                        envelope,
-                        &policy,
-                        actor,
-                        &expected,
+                    let claim = approval_statement::Claim {
+                        approves: &expected,
                         verdict,
-                        &request.rationale,
-                        None,
-                    )?;
-                    self.personal_key_counts(&signed.key.key, actor.now).await?;
+                        rationale: &request.rationale,
+                        risk: None,
+                    };
+                    let signed = self
+                        .personally_signed(envelope, &policy, actor, claim)
+                        .await?;
                     (signed.actor, Some(signed.key))
                 }
                 None => {

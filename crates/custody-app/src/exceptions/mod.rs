@@ -313,16 +313,16 @@ impl<S: Store> App<S> {
         let (reviewer, signed_with) = match &review.statement {
             Some(envelope) => {
                 let asked = self.exception(id).await?;
-                let signed = crate::approval_statement::check(
-                    envelope,
-                    &policy,
-                    actor,
-                    &asked.approved(policy.digest())?,
+                let approves = asked.approved(policy.digest())?;
+                let claim = crate::approval_statement::Claim {
+                    approves: &approves,
                     verdict,
-                    &review.rationale,
-                    None,
-                )?;
-                self.personal_key_counts(&signed.key.key, actor.now).await?;
+                    rationale: &review.rationale,
+                    risk: None,
+                };
+                let signed = self
+                    .personally_signed(envelope, &policy, actor, claim)
+                    .await?;
                 (signed.actor, Some(signed.key))
             }
             None => (actor.clone(), None),

@@ -172,16 +172,15 @@ impl<S: Store> App<S> {
             environment: request.environment.clone(),
             policy: policy.digest().into(),
         };
-        let signed = approval_statement::check(
-            envelope,
-            policy,
-            actor,
-            &expected,
-            custody_model::Verdict::Approve,
-            reason,
-            None,
-        )?;
-        self.personal_key_counts(&signed.key.key, actor.now).await?;
+        let claim = approval_statement::Claim {
+            approves: &expected,
+            verdict: custody_model::Verdict::Approve,
+            rationale: reason,
+            risk: None,
+        };
+        let signed = self
+            .personally_signed(envelope, policy, actor, claim)
+            .await?;
         Ok(Some(signed.actor))
     }
 

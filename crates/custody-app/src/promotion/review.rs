@@ -236,16 +236,15 @@ impl<S: Store> App<S> {
             environment: promotion.environment,
             policy: policy.digest().into(),
         };
-        let signed = approval_statement::check(
-            envelope,
-            policy,
-            actor,
-            &expected,
+        let claim = approval_statement::Claim {
+            approves: &expected,
             verdict,
-            &review.rationale,
-            Some(review.risk),
-        )?;
-        self.personal_key_counts(&signed.key.key, actor.now).await?;
+            rationale: &review.rationale,
+            risk: Some(review.risk),
+        };
+        let signed = self
+            .personally_signed(envelope, policy, actor, claim)
+            .await?;
         Ok((signed.actor, Some(signed.key)))
     }
 
