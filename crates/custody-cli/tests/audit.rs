@@ -200,6 +200,7 @@ fn a_demo_bundle_verifies_offline_with_only_the_binary_and_the_log_key() {
         ("manifests", 3),
         ("vsas", 10),
         ("evidence_statements", 9),
+        ("approvals_signed", 5),
         ("decisions_replayed", 10),
         ("rationales_checked", 1),
         ("certifications", 8),
@@ -678,6 +679,20 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         b.reseal(&key);
     });
     caught(&path, Some(later), "evidence");
+    // A signed approval re-signed by a key no policy enrolled (its digest kept consistent):
+    // the approval was not that approver's.
+    let (_, _, line) = Bundle::read(&f.all)
+        .find(|e| e["type"] == "approval.recorded" && e["statement"].is_object());
+    let path = tampered("resigned-approval", |b| {
+        let (m, n, line) =
+            b.find(|e| e["type"] == "approval.recorded" && e["statement"].is_object());
+        let mut e = event(&line);
+        e["statement"] = resign(&e["statement"]);
+        e["statement_digest"] = Value::String(envelope_digest(&e["statement"]));
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, line["index"].as_u64(), "approval");
     // The credential an entry claims, changed where the database keeps it (the token's
     // record): a token the operator made for rita passes as rita's own. The ledger's
     // token.created says otherwise.

@@ -70,6 +70,7 @@ pub fn render(report: &Report) -> String {
                         tr { td { "Release manifest signatures (release keys in force)" } td { (c.manifests) } }
                         tr { td { "Decision receipts (VSAs) signed by the attestor" } td { (c.vsas) } }
                         tr { td { "Evidence statements signed by the attestor" } td { (c.evidence_statements) } }
+                        tr { td { "Signed approvals (personal keys in force)" } td { (c.approvals_signed) } }
                         tr { td { "Raw reports, whole (hashing to the digest their evidence names)" } td { (c.reports) } }
                         tr { td { "Decisions replayed to their recorded gates" } td { (c.decisions_replayed) } }
                         tr { td { "Confidential rationales checked / withheld" } td { (c.rationales_checked) " / " (c.rationales_withheld) } }

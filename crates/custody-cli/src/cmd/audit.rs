@@ -325,8 +325,8 @@ fn summary(r: &Report) -> String {
         }
     ));
     s.push_str(&format!(
-        "  signatures: {} policy versions read; {} provenance, {} release manifests, {} VSAs, {} evidence statements verified against the keys in force\n",
-        c.policies, c.provenance, c.manifests, c.vsas, c.evidence_statements
+        "  signatures: {} policy versions read; {} provenance, {} release manifests, {} VSAs, {} evidence statements, {} signed approvals verified against the keys in force\n",
+        c.policies, c.provenance, c.manifests, c.vsas, c.evidence_statements, c.approvals_signed
     ));
     s.push_str(&format!(
         "  reports: {} raw reports whole (each hashing to the digest its evidence entries name, of the size they recorded)\n",

@@ -138,14 +138,15 @@ def envelope_digest(envelope):
 
 
 def policy_keys(files):
-    """(release keys, builder keys) a policy bundle trusts, by custody key id."""
+    """(release keys, builder keys, personal keys) a policy bundle trusts, by custody key id."""
     doc = tomllib.loads(files["custody.toml"])
     def load(path):
         k = serialization.load_pem_public_key(files[path].encode())
         return hashlib.sha256(spki_der(k)).hexdigest(), k
     release = dict(load(k["path"]) for k in doc.get("release_key", []))
     builders = dict(load(b["key"]) for b in doc.get("builder", []))
-    return release, builders
+    people = dict(load(p["path"]) for p in doc.get("person_key", []))
+    return release, builders, people
 
 
 def policy_digest(files):
@@ -174,7 +175,7 @@ class Verifier:
         self.handovers = []  # the sizes of the log-key hand-overs followed
         self.checked = {"checkpoints": 0, "consistency_proofs": 0, "entries": 0, "signatures": 0, "certifications": 0}
         self.checkpoints = []  # (size, root) verified
-        self.policies = []  # (index, digest, release keys, builder keys)
+        self.policies = []  # (index, digest, release keys, builder keys, personal keys)
         self.attestors = []
         self.tree = Tree()
         self.next_cp = 0
@@ -445,11 +446,11 @@ class Verifier:
             if policy_digest(e["files"]) != e["policy"]:
                 self.fail(i, "policy", "the files do not digest to the policy's digest")
             try:
-                release, builders = policy_keys(e["files"])
+                release, builders, people = policy_keys(e["files"])
             except Exception as x:
                 self.fail(i, "policy", f"the policy's keys: {x!r}")
-                release, builders = {}, {}
-            self.policies.append((i, e["policy"], release, builders))
+                release, builders, people = {}, {}, {}
+            self.policies.append((i, e["policy"], release, builders, people))
         elif kind == "artifact.registered":
             key = None
             if e.get("provenance") is not None:
@@ -487,6 +488,8 @@ class Verifier:
         elif kind == "decision.recorded":
             self.decision(i, e, line.get("facts"))
         elif kind == "approval.recorded":
+            if e.get("statement") is not None:
+                self.approval_statement(i, e, policy[4] if policy else {})
             text = line.get("rationale") if e["confidential"] else e["rationale"]
             if text is not None:
                 if "rationale_commitment" in e:
@@ -503,6 +506,28 @@ class Verifier:
             self.rec["approval"][e["approval"]] = (i, e["actor"], e["verdict"] == "approve")
         elif kind == "environment.certified":
             self.certs.append((i, e))
+
+    def approval_statement(self, i, e, people):
+        # The reviewer's signed statement: by a personal key the policy enrols, naming this
+        # approver, promotion, release, environment, policy, verdict and rationale.
+        ok = envelope_digest(e["statement"]) == e.get("statement_digest")
+        good, payload = dsse_verify(e["statement"], people)
+        if ok and good:
+            s = json.loads(payload)
+            p = s["predicate"]
+            ok = (s["predicateType"] == "https://custody.dev/approval/v1" and p.get("kind") == "promotion"
+                  and p.get("approver") == e["actor"] and p.get("promotion") == e["promotion"]
+                  and p.get("release") == e["release"] and p.get("environment") == e["environment"]
+                  and p.get("policy") == e["policy"] and p.get("verdict") == e["verdict"]
+                  and p.get("risk") == e["risk"]
+                  and (e.get("rationale") is None or p.get("rationale") == e["rationale"])
+                  and ["sha256:" + x["digest"].get("sha256", "") for x in s["subject"]][:1] == [e["release_digest"]])
+        else:
+            ok = False
+        if ok:
+            self.checked["signatures"] += 1
+        else:
+            self.fail(i, "approval", "its signed approval is not this approver's, by an enrolled key, of this promotion")
 
     def attestor_named_by(self, envelope):
         named = {}

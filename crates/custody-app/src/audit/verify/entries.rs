@@ -298,6 +298,7 @@ fn add(total: &mut Checked, one: &Checked) {
     total.manifests += one.manifests;
     total.vsas += one.vsas;
     total.evidence_statements += one.evidence_statements;
+    total.approvals_signed += one.approvals_signed;
     total.decisions_replayed += one.decisions_replayed;
     total.rationales_checked += one.rationales_checked;
     total.rationales_withheld += one.rationales_withheld;
@@ -467,6 +468,19 @@ fn check(
             });
         }
         EventBody::ApprovalRecorded(a) => {
+            if let Some(statement) = &a.statement {
+                let keys = policies.keys(i, KeyPurpose::PersonalApproval, event.at);
+                match super::envelopes::approval_statement(
+                    &event.actor,
+                    event.at,
+                    a,
+                    statement,
+                    &keys,
+                ) {
+                    Ok(()) => o.checked.approvals_signed += 1,
+                    Err(why) => o.failures.push(fail(Some(i), Check::Approval, why)),
+                }
+            }
             let mut text = a.rationale.clone();
             // A salted commitment opens with the salt beside it; older leaves (and public
             // rationales) carry a bare SHA-256.

@@ -156,6 +156,66 @@ pub(crate) fn evidence_statement(
     Ok(())
 }
 
+/// A reviewer's signed approval statement (`approval.recorded`'s `statement`): its digest
+/// the leaf's, signed by a personal key the policy in force at the entry enrols (and no
+/// revocation had withdrawn by then), naming the entry's actor as approver, about exactly
+/// this promotion (release digest, environment, policy version) with its verdict, risk and
+/// rationale, and signed no later than the entry.
+pub(crate) fn approval_statement(
+    actor: &str,
+    at: custody_model::Timestamp,
+    a: &crate::events::ApprovalRecorded,
+    statement: &Envelope,
+    person_keys: &[PublicKey],
+) -> Result<(), String> {
+    use crate::approval_statement::{APPROVAL_V1, ApprovalPredicate, Approved};
+    if a.statement_digest.as_ref() != Some(&envelope_digest(statement)) {
+        return Err("its statement_digest is not the digest of its signed statement".into());
+    }
+    let verified = dsse::verify(statement, person_keys, 1).map_err(|e| {
+        format!(
+            "its signed approval does not verify with a personal key the policy then enrolled: {e}"
+        )
+    })?;
+    let s = Statement::from_json(verified.payload())
+        .map_err(|e| format!("its signed approval: {e}"))?;
+    let p: ApprovalPredicate = serde_json::from_value(Value::Object(s.predicate().clone()))
+        .map_err(|e| format!("its signed approval's predicate: {e}"))?;
+    let subject_digest = s
+        .subjects()
+        .first()
+        .and_then(|s| s.digest.digest())
+        .map(|d| d.to_string());
+    let about_this = match &p.approves {
+        Approved::Promotion {
+            promotion,
+            release,
+            environment,
+            policy,
+            ..
+        } => {
+            *promotion == a.promotion
+                && *release == a.release
+                && *environment == a.environment
+                && *policy == a.policy
+                && subject_digest == Some(a.release_digest.to_string())
+        }
+        _ => false,
+    };
+    let says_this = p.approver == actor
+        && p.verdict == a.verdict
+        && p.risk == Some(a.risk)
+        && a.rationale.as_ref().is_none_or(|r| *r == p.rationale)
+        && p.signed_at <= at;
+    if s.predicate_type() != APPROVAL_V1 || !about_this || !says_this {
+        return Err(
+            "its signed approval is not this approver's statement of this verdict on this promotion"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Whether a statement's predicate says what the leaf records reading: the test-result
 /// predicate its verdict (failed exactly when a case failed or errored) and the report's
 /// name (type and format) and media type; custody's evidence predicate its type, format,

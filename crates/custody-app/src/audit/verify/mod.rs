@@ -14,7 +14,7 @@
 //!    history, timeline.rs), and every signed
 //!    envelope against the keys of the policy in force at its ledger index: provenance
 //!    (builder keys), release manifests (release keys), VSAs (the attestor key its proven
-//!    leaf names); every decision's facts against its recorded digest, replayed under its
+//!    leaf names), signed approvals (the personal keys); every decision's facts against its recorded digest, replayed under its
 //!    recorded policy version to its recorded gates; every confidential rationale carried
 //!    against its commitment (entries.rs); every token an entry was made with against the
 //!    ledger's own record of it (credentials.rs);
@@ -85,6 +85,8 @@ pub struct Checked {
     pub evidence_statements: u64,
     /// Raw reports found whole (hashing to the digest their evidence entries name).
     pub reports: u64,
+    /// Signed approval statements verified against the personal keys in force.
+    pub approvals_signed: u64,
     /// Decisions replayed to their recorded gates.
     pub decisions_replayed: u64,
     /// Confidential rationales checked against their commitments.
@@ -99,7 +101,12 @@ pub struct Checked {
 impl Checked {
     /// Signatures verified: checkpoints and envelopes.
     pub fn signatures(&self) -> u64 {
-        self.checkpoints + self.provenance + self.manifests + self.vsas + self.evidence_statements
+        self.checkpoints
+            + self.provenance
+            + self.manifests
+            + self.vsas
+            + self.evidence_statements
+            + self.approvals_signed
     }
 }
 
@@ -136,6 +143,8 @@ pub enum Check {
     Evidence,
     /// A raw report against the digest its evidence entry names.
     Report,
+    /// A signed approval against the personal keys in force.
+    Approval,
     /// A decision's facts and replay.
     Decision,
     /// A confidential rationale against its commitment.
@@ -170,6 +179,7 @@ impl Check {
             Check::Vsa => "vsa",
             Check::Evidence => "evidence",
             Check::Report => "report",
+            Check::Approval => "approval",
             Check::Decision => "decision",
             Check::Rationale => "rationale",
             Check::Credential => "credential",
