@@ -42,7 +42,7 @@ pub const APPROVAL_V1: &str = "https://custody.dev/approval/v1";
 pub const MAX_VALIDITY: u64 = 7 * 86_400;
 
 /// Clock skew tolerated between the signer's machine and custody.
-const SKEW: i64 = 60;
+pub(crate) const SKEW: i64 = 60;
 
 /// What a signed approval approves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

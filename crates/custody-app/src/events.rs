@@ -439,6 +439,13 @@ pub struct PromotionRequested {
     /// The reason, when the requester broke glass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<String>,
+    /// The requester's signed statement of breaking glass (an approval statement of kind
+    /// `break-glass`), when they signed it with their enrolled personal key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<Envelope>,
+    /// The personal key whose signature it recorded as verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyUse>,
 }
 
 /// `decision.recorded`.

@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+#[path = "audit/bundle.rs"]
+mod bundle;
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{custody, expect_code, expect_refusal, run, stderr, stdout, token};
+use common::{custody, expect_code, expect_refusal, python_script, run, stderr, stdout, token};
 use serde_json::Value;
 
 /// Runs the walkthrough in a fresh temporary directory; returns its output and the
@@ -142,6 +144,72 @@ fn the_readme_walkthrough_runs_as_written() {
         .env("CUSTODY_TOKEN", &olga));
     expect_refusal(&out, 1, "the signed approval does not count");
     assert_eq!(size(), before);
+
+    // The whole story verifies offline, the signed break-glass with it; re-signed by a key
+    // the policy never enrolled (under a log the forger re-signed), it is caught, by
+    // custody and by the independent Python verifier.
+    let bundle = dir.join("walkthrough.bundle");
+    let out = run(custody()
+        .args(["audit", "export", "--out"])
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(&data));
+    expect_code(&out, 0);
+    let verify = |path: &Path| {
+        let out = run(custody()
+            .args(["audit", "verify", "--json", "--log-key"])
+            .arg(data.join("keys/log.pub"))
+            .arg(path));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let python = run(python_script("audit_verify.py")
+            .arg(path)
+            .arg(data.join("keys/log.pub")));
+        (
+            out.status.code().unwrap(),
+            report,
+            python.status.code().unwrap(),
+        )
+    };
+    let (code, report, python) = verify(&bundle);
+    assert_eq!((code, python), (0, 0), "{report:#}");
+    let b = bundle::Bundle::read(&bundle);
+    let glass = |e: &Value| e["type"] == "promotion.requested" && e["statement"].is_object();
+    let signed = b
+        .entries()
+        .iter()
+        .filter(|(_, _, l)| {
+            let e = bundle::event(l);
+            glass(&e) || (e["type"] == "approval.recorded" && e["statement"].is_object())
+        })
+        .count() as u64;
+    assert!(
+        signed >= 2,
+        "no signed break-glass or approvals in the bundle"
+    );
+    assert_eq!(
+        report["checked"]["approvals_signed"].as_u64(),
+        Some(signed),
+        "{report:#}"
+    );
+    let (_, _, line) = b.find(glass);
+    let mut forged = bundle::Bundle::read(&bundle);
+    let (m, n, l) = forged.find(glass);
+    let mut e = bundle::event(&l);
+    e["statement"] = bundle::resign(&e["statement"]);
+    forged.set_line(&m, n, Some(&bundle::with_event(&l, &e)));
+    forged.reseal(&bundle::log_key(&data));
+    let path = dir.join("forged-glass.bundle");
+    forged.write(&path);
+    let (code, report, python) = verify(&path);
+    assert_eq!((code, python), (1, 1), "{report:#}");
+    assert!(
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["check"] == "approval" && f["entry"] == line["index"]),
+        "{report:#}"
+    );
 
     // A promotion asked for again after one was left waiting says so in --json too.
     let promote = || {

@@ -78,7 +78,10 @@ impl<S: Store> App<S> {
         let glass_breaker = self
             .breaking_glass_as(actor, &policy, request, break_glass)
             .await?;
-        let actor = glass_breaker.as_ref().unwrap_or(actor);
+        let (actor, signed_with) = match &glass_breaker {
+            Some((breaker, key)) => (breaker, Some(key.clone())),
+            None => (actor, None),
+        };
         use custody_policy::Role;
         crate::identity::may_act_in(
             &policy,
@@ -119,6 +122,8 @@ impl<S: Store> App<S> {
                         environment: environment.into(),
                         artifacts: release.artifacts.iter().map(|a| a.digest.clone()).collect(),
                         break_glass: break_glass.map(str::to_owned),
+                        statement: signed_with.as_ref().and(request.statement.clone()),
+                        keys: signed_with.iter().cloned().collect(),
                     }),
                 )?;
                 let staged = self
@@ -141,14 +146,15 @@ impl<S: Store> App<S> {
     /// personal key (checked against the release, environment, policy and reason), or the
     /// caller if their credential is their own. Breaking glass overrides the approvals
     /// gate, so a token someone else made (an admin, who saw its secret) never breaks glass
-    /// in its holder's name. `None` without break-glass: the caller acts.
+    /// in its holder's name. `None` when the caller acts (no break-glass, or one on their
+    /// own credential); with a statement, its signer and their key.
     async fn breaking_glass_as(
         &self,
         actor: &Actor,
         policy: &custody_policy::Policy,
         request: &Promote,
         reason: Option<&str>,
-    ) -> AppResult<Option<Actor>> {
+    ) -> AppResult<Option<(Actor, crate::events::KeyUse)>> {
         use crate::approval_statement::{self, Approved};
         let Some(reason) = reason else {
             if request.statement.is_some() {
@@ -181,7 +187,7 @@ impl<S: Store> App<S> {
         let signed = self
             .personally_signed(envelope, policy, actor, claim)
             .await?;
-        Ok(Some(signed.actor))
+        Ok(Some((signed.actor, signed.key)))
     }
 
     /// The latest earlier promotion of `release` to `environment`, if it was left pending

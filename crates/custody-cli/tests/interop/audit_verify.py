@@ -187,10 +187,20 @@ class Verifier:
         self.reports = {}  # hex SHA-256 of each raw report named -> [(entry, size)]
         self.signed_since = None  # the first evidence entry with a statement of its reading
         self.tokens = {}  # token id -> (principal, creator, personal) from token.created
+        self.rotations = []  # (index, purpose, from key id, to key id, to key) from key.rotated
         self.certs = []
 
     def fail(self, entry, check, detail):
         self.failures.append({"entry": entry, "check": check, "detail": detail})
+
+    def keys_at(self, keys, purpose, index):
+        """`keys` (a policy's, by key id) as the key.rotated hand-overs before `index` left them."""
+        keys = dict(keys)
+        for at, p, old, new, key in self.rotations:
+            if at < index and p == purpose and old in keys:
+                del keys[old]
+                keys[new] = key
+        return keys
 
     def policy_at(self, index):
         found = None
@@ -438,6 +448,9 @@ class Verifier:
         kind = e.get("type")
         policy = self.policy_at(i)
         self.credential(i, e)
+        if kind == "key.rotated":
+            key = serialization.load_pem_public_key(e["public_key"].encode())
+            self.rotations.append((i, e["purpose"], e["from"], e["to"], key))
         if kind == "token.created":
             self.tokens.setdefault(e["token"], (e["principal"], e["actor"], e.get("personal")))
         if "facts" in line and kind != "decision.recorded":
@@ -454,7 +467,7 @@ class Verifier:
         elif kind == "artifact.registered":
             key = None
             if e.get("provenance") is not None:
-                good, payload = dsse_verify(e["provenance"], policy[3] if policy else {})
+                good, payload = dsse_verify(e["provenance"], self.keys_at(policy[3], "builder", i) if policy else {})
                 statement = json.loads(payload) if good else {}
                 subjects = {"sha256:" + s["digest"].get("sha256", "") for s in statement.get("subject", [])}
                 builder = statement.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("id")
@@ -469,7 +482,7 @@ class Verifier:
             payload = b64decode_any(m["payload"])
             if "sha256:" + hashlib.sha256(payload).hexdigest() != e["digest"] or envelope_digest(m) != e["manifest_digest"]:
                 self.fail(i, "manifest", "its digests do not match its manifest")
-            trusted = dsse_verify(m, policy[2] if policy else {})[0] if m["signatures"] else []
+            trusted = dsse_verify(m, self.keys_at(policy[2], "release-signer", i) if policy else {})[0] if m["signatures"] else []
             self.checked["signatures"] += bool(trusted)
             self.rec["release"][e["release"]] = (i, e["digest"], e["artifacts"], m, trusted)
         elif kind == "evidence.attached":
@@ -484,12 +497,14 @@ class Verifier:
                     self.fail(i, "evidence", "it records reading a report but carries no evidence statement")
             self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
         elif kind == "promotion.requested":
+            if e.get("statement") is not None:
+                self.break_glass_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
         elif kind == "decision.recorded":
             self.decision(i, e, line.get("facts"))
         elif kind == "approval.recorded":
             if e.get("statement") is not None:
-                self.approval_statement(i, e, policy[4] if policy else {})
+                self.approval_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
             text = line.get("rationale") if e["confidential"] else e["rationale"]
             if text is not None:
                 if "rationale_commitment" in e:
@@ -528,6 +543,23 @@ class Verifier:
             self.checked["signatures"] += 1
         else:
             self.fail(i, "approval", "its signed approval is not this approver's, by an enrolled key, of this promotion")
+
+    def break_glass_statement(self, i, e, people):
+        # The requester's signed break-glass: by a personal key the policy enrols, naming
+        # this requester, release, environment and reason.
+        good, payload = dsse_verify(e["statement"], people)
+        ok = bool(good)
+        if ok:
+            s = json.loads(payload)
+            p = s["predicate"]
+            ok = (s["predicateType"] == "https://custody.dev/approval/v1" and p.get("kind") == "break-glass"
+                  and p.get("approver") == e["actor"] and p.get("release") == e["release"]
+                  and p.get("environment") == e["environment"] and p.get("verdict") == "approve"
+                  and p.get("rationale") == e.get("break_glass"))
+        if ok:
+            self.checked["signatures"] += 1
+        else:
+            self.fail(i, "approval", "its signed break-glass is not this requester's, by an enrolled key, of this release and environment")
 
     def attestor_named_by(self, envelope):
         named = {}
@@ -624,7 +656,7 @@ class Verifier:
             key = facts["release"].get("signing_key")
             if key:
                 pol = [p for p in self.policies if p[1] == de["policy"]]
-                trusted = pol[0][2] if pol else {}
+                trusted = self.keys_at(pol[0][2], "release-signer", di) if pol else {}
                 if key not in trusted or key not in dsse_verify(r[3], {key: trusted[key]})[0]:
                     bad(f"its manifest does not verify with the release key {key} its decision names")
             for fa in facts["release"]["artifacts"]:

@@ -421,6 +421,19 @@ fn check(
             });
         }
         EventBody::PromotionRequested(r) => {
+            if let Some(statement) = &r.statement {
+                let keys = policies.keys(i, KeyPurpose::PersonalApproval, event.at);
+                match super::envelopes::break_glass_statement(
+                    &event.actor,
+                    event.at,
+                    r,
+                    statement,
+                    &keys,
+                ) {
+                    Ok(()) => o.checked.approvals_signed += 1,
+                    Err(why) => o.failures.push(fail(Some(i), Check::Approval, why)),
+                }
+            }
             o.item = Some(Item::Promotion {
                 index: i,
                 id: r.promotion.clone(),

@@ -160,7 +160,8 @@ pub(crate) fn evidence_statement(
 /// the leaf's, signed by a personal key the policy in force at the entry enrols (and no
 /// revocation had withdrawn by then), naming the entry's actor as approver, about exactly
 /// this promotion (release digest, environment, policy version) with its verdict, risk and
-/// rationale, and signed no later than the entry.
+/// rationale, and signed no later than the entry (give or take the clock skew custody
+/// allows when it checks one).
 pub(crate) fn approval_statement(
     actor: &str,
     at: custody_model::Timestamp,
@@ -206,10 +207,46 @@ pub(crate) fn approval_statement(
         && p.verdict == a.verdict
         && p.risk == Some(a.risk)
         && a.rationale.as_ref().is_none_or(|r| *r == p.rationale)
-        && p.signed_at <= at;
+        && p.signed_at.unix_seconds() <= at.unix_seconds() + crate::approval_statement::SKEW;
     if s.predicate_type() != APPROVAL_V1 || !about_this || !says_this {
         return Err(
             "its signed approval is not this approver's statement of this verdict on this promotion"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A requester's signed statement of breaking glass (`promotion.requested`'s
+/// `statement`): by a personal key the policy in force at the entry enrols (not revoked
+/// by then), naming the entry's actor, about exactly this release and environment, with
+/// the entry's reason, and signed no later than the entry (give or take the clock skew).
+/// (Its policy version is the
+/// decision's, checked with the lineage's facts.)
+pub(crate) fn break_glass_statement(
+    actor: &str,
+    at: custody_model::Timestamp,
+    r: &crate::events::PromotionRequested,
+    statement: &Envelope,
+    person_keys: &[PublicKey],
+) -> Result<(), String> {
+    use crate::approval_statement::{APPROVAL_V1, ApprovalPredicate, Approved};
+    let verified = dsse::verify(statement, person_keys, 1).map_err(|e| {
+        format!("its signed break-glass does not verify with a personal key the policy then enrolled: {e}")
+    })?;
+    let s = Statement::from_json(verified.payload())
+        .map_err(|e| format!("its signed break-glass: {e}"))?;
+    let p: ApprovalPredicate = serde_json::from_value(Value::Object(s.predicate().clone()))
+        .map_err(|e| format!("its signed break-glass's predicate: {e}"))?;
+    let about_this = matches!(&p.approves, Approved::BreakGlass { release, environment, .. }
+        if *release == r.release && *environment == r.environment);
+    let says_this = p.approver == actor
+        && p.verdict == custody_model::Verdict::Approve
+        && Some(&p.rationale) == r.break_glass.as_ref()
+        && p.signed_at.unix_seconds() <= at.unix_seconds() + crate::approval_statement::SKEW;
+    if s.predicate_type() != APPROVAL_V1 || !about_this || !says_this {
+        return Err(
+            "its signed break-glass is not this requester's statement of breaking glass with this release into this environment, for this reason"
                 .into(),
         );
     }

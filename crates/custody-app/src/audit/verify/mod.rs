@@ -85,7 +85,8 @@ pub struct Checked {
     pub evidence_statements: u64,
     /// Raw reports found whole (hashing to the digest their evidence entries name).
     pub reports: u64,
-    /// Signed approval statements verified against the personal keys in force.
+    /// Signed approval statements (reviews, and break-glass requests) verified against
+    /// the personal keys in force.
     pub approvals_signed: u64,
     /// Decisions replayed to their recorded gates.
     pub decisions_replayed: u64,
@@ -143,7 +144,7 @@ pub enum Check {
     Evidence,
     /// A raw report against the digest its evidence entry names.
     Report,
-    /// A signed approval against the personal keys in force.
+    /// A signed approval (or break-glass) against the personal keys in force.
     Approval,
     /// A decision's facts and replay.
     Decision,
