@@ -273,6 +273,15 @@ fn the_readme_walkthrough_runs_as_written() {
     expect_code(&none, 0);
     assert_eq!(stdout(&none), "");
     assert_eq!(stderr(&none).trim(), "no events match");
+    // An environment the policy does not name: said, with those it does.
+    let prod = run(custody()
+        .args(["history", "--env", "prod", "--data-dir"])
+        .arg(&data));
+    expect_code(&prod, 0);
+    assert_eq!(
+        stderr(&prod).trim(),
+        "no events match\nhint: the policy in force has no environment \"prod\"; it names build, test, staging, production"
+    );
 
     // The access review counts what the ledger records, not only token use: bob and
     // alice approved with their keys (no token of theirs was ever used), sasha and sol

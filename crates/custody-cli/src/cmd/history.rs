@@ -63,15 +63,30 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             limit: a.limit,
             kind: a.kind.clone(),
         };
-        let entries = Custody::connect(&a.instance, &a.remote, None)
-            .await?
-            .history(&filter)
-            .await?;
+        let custody = Custody::connect(&a.instance, &a.remote, None).await?;
+        let entries = custody.history(&filter).await?;
         if a.json {
             print_json(&json!(entries));
         } else if entries.is_empty() {
-            // Said, not a blank line: an empty answer is an answer (exit 0).
-            eprintln!("no events match");
+            // Said, not a blank line: an empty answer is an answer (exit 0). An environment
+            // the policy does not name is the likeliest reason: say which it names.
+            let mut why = String::new();
+            if let Some(env) = &a.environment
+                && let Ok(in_force) = custody.policy_in_force().await
+                && in_force.policy.environment(env).is_none()
+            {
+                let names: Vec<&str> = in_force
+                    .policy
+                    .environments()
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect();
+                why = format!(
+                    "\nhint: the policy in force has no environment {env:?}; it names {}",
+                    names.join(", ")
+                );
+            }
+            eprintln!("no events match{why}");
         } else {
             let lines: Vec<String> = entries
                 .iter()
