@@ -105,20 +105,8 @@ pub fn alerts_for_event(index: u64, event: &Event) -> Vec<Alert> {
                     rule: "break-glass-used".into(),
                     severity: "critical".into(),
                     text: format!(
-                        "{} broke glass: {} certified in {} past its gates ({reason}); an after-the-fact review is due ({}){}",
-                        event.actor,
-                        d.release,
-                        d.environment,
-                        d.promotion,
-                        event
-                            .auth
-                            .as_ref()
-                            .and_then(|a| a.made_by_another(&event.actor))
-                            .map(|by| format!(
-                                "; it was done with a token {by} made for {}, not {}'s own credential",
-                                event.actor, event.actor
-                            ))
-                            .unwrap_or_default()
+                        "{} broke glass: {} certified in {} past its gates ({reason}); an after-the-fact review is due ({})",
+                        event.actor, d.release, d.environment, d.promotion
                     ),
                     subject: about(&d.promotion, &d.environment),
                 });

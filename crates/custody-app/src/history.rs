@@ -341,7 +341,9 @@ pub fn describe(event: &Event) -> String {
         ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
         EventBody::PromotionRequested(p) => {
-            // Breaking glass with a token someone else made: say whose it also is.
+            // Breaking glass with a token someone else made (refused since it takes the
+            // person's own credential; ledgers written before hold such entries): say whose
+            // it also is.
             let glass = match (
                 &p.break_glass,
                 event.auth.as_ref().and_then(|a| a.made_by_another(who)),

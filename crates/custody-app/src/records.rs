@@ -35,6 +35,9 @@ pub(crate) mod kind {
     pub(crate) const DEPLOYED: &str = "deployed";
     pub(crate) const TOKEN: &str = "token";
     pub(crate) const REPLAY: &str = "replay";
+    /// A signed break-glass statement used, by its envelope's digest: each breaks glass
+    /// once (its promotion id as the value).
+    pub(crate) const STATEMENT_USED: &str = "statement-used";
     pub(crate) const IDEMPOTENCY: &str = "idempotency";
     /// The key rotations and revocations (`keyring/current`, see keyring.rs).
     pub(crate) const KEYRING: &str = "keyring";

@@ -693,6 +693,18 @@ fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
         b.reseal(&key);
     });
     caught(&path, line["index"].as_u64(), "approval");
+    // Its statement removed altogether (its auth still says a personal key made it).
+    let path = tampered("stripped-approval", |b| {
+        let (m, n, line) =
+            b.find(|e| e["type"] == "approval.recorded" && e["statement"].is_object());
+        let mut e = event(&line);
+        for field in ["statement", "statement_digest", "keys"] {
+            e.as_object_mut().unwrap().remove(field);
+        }
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, line["index"].as_u64(), "approval");
     // The credential an entry claims, changed where the database keeps it (the token's
     // record): a token the operator made for rita passes as rita's own. The ledger's
     // token.created says otherwise.

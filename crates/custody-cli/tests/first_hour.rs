@@ -211,6 +211,40 @@ fn the_readme_walkthrough_runs_as_written() {
         "{report:#}"
     );
 
+    // A signed break-glass breaks glass once: the same statement sent again (the same
+    // key, time and fields sign the same bytes) is refused, and records nothing.
+    let now = custody_model::Timestamp::from_unix_seconds(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )
+    .unwrap()
+    .to_string();
+    let glass_again = || {
+        run(custody()
+            .args(["promote", "shop@1.4.3", "--to", "production"])
+            .args(["--break-glass", "again", "--sign-key"])
+            .arg(dir.join("olga.key"))
+            .arg("--data-dir")
+            .arg(&data)
+            .env("CUSTODY_NOW", &now)
+            .env("CUSTODY_TOKEN", &olga))
+    };
+    let first = glass_again();
+    assert!(
+        !stderr(&first).contains("already used"),
+        "{}",
+        stderr(&first)
+    );
+    let after_first = size();
+    expect_refusal(
+        &glass_again(),
+        1,
+        "this signed break-glass was already used",
+    );
+    assert_eq!(size(), after_first);
+
     // A promotion asked for again after one was left waiting says so in --json too.
     let promote = || {
         run(custody()

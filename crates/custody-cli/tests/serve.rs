@@ -1443,15 +1443,7 @@ fn checked_every_second(
 async fn dashboard_page(data: &std::path::Path, base: &str, principal: &str, path: &str) -> String {
     let token = token(data, principal, &[]);
     let cookie = session_cookie(base, &token).await;
-    http()
-        .get(format!("{base}{path}"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    page(base, &cookie, path).await.text().await.unwrap()
 }
 
 /// What the webhook receiver has written down so far, one delivery per line.

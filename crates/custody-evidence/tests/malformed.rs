@@ -423,22 +423,22 @@ fn the_worse_of_a_score_and_its_vector_counts() {
         trivy(r#"{"V3Vector": "AV:N/AC:L/Au:N/C:C/I:C/A:C"}"#),
         Severity::Critical
     );
+    let osv_severity = |report: &str| {
+        let Ok(custody_evidence::Evidence::Vulnerabilities(r)) =
+            parse(Format::Osv, report.as_bytes())
+        else {
+            panic!("{report}")
+        };
+        r.vulnerabilities[0].severity
+    };
     // OSV: the Ubuntu database's label.
     let ubuntu = r#"{"results": [{"packages": [{"package": {"name": "p", "version": "1", "ecosystem": "Ubuntu"},
         "vulnerabilities": [{"id": "UBUNTU-CVE-1", "severity": [{"type": "Ubuntu", "score": "critical"}]}]}]}]}"#;
-    let Ok(custody_evidence::Evidence::Vulnerabilities(r)) = parse(Format::Osv, ubuntu.as_bytes())
-    else {
-        panic!()
-    };
-    assert_eq!(r.vulnerabilities[0].severity, Severity::Critical);
+    assert_eq!(osv_severity(ubuntu), Severity::Critical);
     // OSV: a score where the vector goes.
     let osv = r#"{"results": [{"packages": [{"package": {"name": "p", "version": "1", "ecosystem": "npm"},
         "vulnerabilities": [{"id": "GHSA-1", "severity": [{"type": "CVSS_V3", "score": "9.8"}]}]}]}]}"#;
-    let Ok(custody_evidence::Evidence::Vulnerabilities(r)) = parse(Format::Osv, osv.as_bytes())
-    else {
-        panic!()
-    };
-    assert_eq!(r.vulnerabilities[0].severity, Severity::Critical);
+    assert_eq!(osv_severity(osv), Severity::Critical);
 }
 
 /// A SARIF run whose tool did not finish says nothing.

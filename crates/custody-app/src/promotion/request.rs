@@ -82,6 +82,21 @@ impl<S: Store> App<S> {
             Some((breaker, key)) => (breaker, Some(key.clone())),
             None => (actor, None),
         };
+        // A signed break-glass breaks glass once: whoever holds a copy (it is in the
+        // ledger) cannot send it again within its validity.
+        let used = match (&signed_with, &request.statement) {
+            (Some(_), Some(envelope)) => {
+                let digest = crate::attestations::envelope_digest(envelope).to_string();
+                if let Some(first) = self.get::<String>(kind::STATEMENT_USED, &digest).await? {
+                    return Err(AppError::denied(format!(
+                        "this signed break-glass was already used (promotion {}): a statement breaks glass once; sign a new one",
+                        first.value
+                    )));
+                }
+                Some(digest)
+            }
+            _ => None,
+        };
         use custody_policy::Role;
         crate::identity::may_act_in(
             &policy,
@@ -114,6 +129,7 @@ impl<S: Store> App<S> {
                         reviewed_by: None,
                     }),
                 };
+                let promotion_id = promotion.id.clone();
                 let requested = crate::app::event(
                     actor,
                     EventBody::PromotionRequested(PromotionRequested {
@@ -134,7 +150,16 @@ impl<S: Store> App<S> {
                     key,
                     request: &fingerprint,
                 });
-                self.commit(Staged::after(requested, staged), Vec::new(), once)
+                let state = match &used {
+                    Some(digest) => vec![crate::app::write(
+                        kind::STATEMENT_USED,
+                        digest,
+                        &promotion_id,
+                        custody_store::Expect::Absent,
+                    )?],
+                    None => Vec::new(),
+                };
+                self.commit(Staged::after(requested, staged), state, once)
                     .await
             })
             .await?;

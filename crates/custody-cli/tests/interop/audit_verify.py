@@ -497,12 +497,14 @@ class Verifier:
                     self.fail(i, "evidence", "it records reading a report but carries no evidence statement")
             self.evidence.setdefault(e["artifacts"][0], []).append((i, e["kind"], unix(e["at"])))
         elif kind == "promotion.requested":
+            self.statement_missing(i, e, e.get("statement") is not None)
             if e.get("statement") is not None:
                 self.break_glass_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
         elif kind == "decision.recorded":
             self.decision(i, e, line.get("facts"))
         elif kind == "approval.recorded":
+            self.statement_missing(i, e, e.get("statement") is not None or e["confidential"])
             if e.get("statement") is not None:
                 self.approval_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
             text = line.get("rationale") if e["confidential"] else e["rationale"]
@@ -543,6 +545,12 @@ class Verifier:
             self.checked["signatures"] += 1
         else:
             self.fail(i, "approval", "its signed approval is not this approver's, by an enrolled key, of this promotion")
+
+    def statement_missing(self, i, e, kept):
+        # An entry a personal key made carries the statement it signed (a confidential
+        # review keeps none in its leaf).
+        if not kept and (e.get("auth") or {}).get("method") == "personal-key":
+            self.fail(i, "approval", "a personal key made it, but it carries no signed statement")
 
     def break_glass_statement(self, i, e, people):
         # The requester's signed break-glass: by a personal key the policy enrols, naming

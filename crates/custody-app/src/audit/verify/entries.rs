@@ -111,6 +111,34 @@ impl TimeOrder {
     }
 }
 
+impl Outcome {
+    /// Counts a personal statement of entry `index` that verified, or its failure.
+    fn personally_signed(&mut self, index: u64, checked: Result<(), String>) {
+        match checked {
+            Ok(()) => self.checked.approvals_signed += 1,
+            Err(why) => self.failures.push(fail(Some(index), Check::Approval, why)),
+        }
+    }
+
+    /// An entry that says a personal key made it (`auth` `personal-key`) must carry the
+    /// statement that key signed (`kept`: unless the entry keeps none by design): without
+    /// it, nothing but the log's signature says the person acted.
+    fn statement_missing(&mut self, index: u64, event: &Event, kept: bool) {
+        if !kept
+            && matches!(
+                event.auth,
+                Some(custody_model::Authentication::PersonalKey { .. })
+            )
+        {
+            self.failures.push(fail(
+                Some(index),
+                Check::Approval,
+                "it says a personal key made it, but carries no statement that key signed: it was removed, or custody did not write this entry",
+            ));
+        }
+    }
+}
+
 /// The outcomes of an entry file's checks, not yet in the report and lineage: they go in
 /// while the next file is parsed and hashed, so the one thread that adds them works beside
 /// the others (the order they go in is the order of the entries, as if added at once).
@@ -421,18 +449,19 @@ fn check(
             });
         }
         EventBody::PromotionRequested(r) => {
+            o.statement_missing(i, event, r.statement.is_some());
             if let Some(statement) = &r.statement {
                 let keys = policies.keys(i, KeyPurpose::PersonalApproval, event.at);
-                match super::envelopes::break_glass_statement(
+                let policy = in_force.map(|v| v.digest.as_str());
+                let checked = super::envelopes::break_glass_statement(
                     &event.actor,
                     event.at,
                     r,
+                    policy,
                     statement,
                     &keys,
-                ) {
-                    Ok(()) => o.checked.approvals_signed += 1,
-                    Err(why) => o.failures.push(fail(Some(i), Check::Approval, why)),
-                }
+                );
+                o.personally_signed(i, checked);
             }
             o.item = Some(Item::Promotion {
                 index: i,
@@ -481,18 +510,18 @@ fn check(
             });
         }
         EventBody::ApprovalRecorded(a) => {
+            // A confidential review keeps no statement in its leaf (it quotes the rationale).
+            o.statement_missing(i, event, a.statement.is_some() || a.confidential);
             if let Some(statement) = &a.statement {
                 let keys = policies.keys(i, KeyPurpose::PersonalApproval, event.at);
-                match super::envelopes::approval_statement(
+                let checked = super::envelopes::approval_statement(
                     &event.actor,
                     event.at,
                     a,
                     statement,
                     &keys,
-                ) {
-                    Ok(()) => o.checked.approvals_signed += 1,
-                    Err(why) => o.failures.push(fail(Some(i), Check::Approval, why)),
-                }
+                );
+                o.personally_signed(i, checked);
             }
             let mut text = a.rationale.clone();
             // A salted commitment opens with the salt beside it; older leaves (and public

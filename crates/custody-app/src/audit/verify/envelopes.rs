@@ -156,12 +156,47 @@ pub(crate) fn evidence_statement(
     Ok(())
 }
 
+/// A personal statement (an approval statement, of a review or of breaking glass), checked
+/// for what every one must be: signed by one of `person_keys` (the personal keys the policy
+/// in force at the entry enrols, none revoked by then), an approval statement naming the
+/// entry's `actor`, and signed no later than the entry (give or take the clock skew custody
+/// allows when it checks one). `what` names it in errors. Returns it, read.
+fn person_statement(
+    what: &str,
+    actor: &str,
+    at: custody_model::Timestamp,
+    statement: &Envelope,
+    person_keys: &[PublicKey],
+) -> Result<(Statement, crate::approval_statement::ApprovalPredicate), String> {
+    use crate::approval_statement::{APPROVAL_V1, SKEW};
+    let verified = dsse::verify(statement, person_keys, 1).map_err(|e| {
+        format!(
+            "its signed {what} does not verify with a personal key the policy then enrolled: {e}"
+        )
+    })?;
+    let s =
+        Statement::from_json(verified.payload()).map_err(|e| format!("its signed {what}: {e}"))?;
+    let p: crate::approval_statement::ApprovalPredicate =
+        serde_json::from_value(Value::Object(s.predicate().clone()))
+            .map_err(|e| format!("its signed {what}'s predicate: {e}"))?;
+    if s.predicate_type() != APPROVAL_V1 || p.approver != actor {
+        return Err(format!(
+            "its signed {what} is not {actor}'s approval statement"
+        ));
+    }
+    if p.signed_at.unix_seconds() > at.unix_seconds() + SKEW {
+        return Err(format!(
+            "its signed {what} was signed at {}, after its entry ({at})",
+            p.signed_at
+        ));
+    }
+    Ok((s, p))
+}
+
 /// A reviewer's signed approval statement (`approval.recorded`'s `statement`): its digest
-/// the leaf's, signed by a personal key the policy in force at the entry enrols (and no
-/// revocation had withdrawn by then), naming the entry's actor as approver, about exactly
-/// this promotion (release digest, environment, policy version) with its verdict, risk and
-/// rationale, and signed no later than the entry (give or take the clock skew custody
-/// allows when it checks one).
+/// the leaf's, a personal statement of the entry's actor ([`person_statement`]), about
+/// exactly this promotion (release digest, environment, policy version) with its verdict,
+/// risk and rationale.
 pub(crate) fn approval_statement(
     actor: &str,
     at: custody_model::Timestamp,
@@ -169,46 +204,26 @@ pub(crate) fn approval_statement(
     statement: &Envelope,
     person_keys: &[PublicKey],
 ) -> Result<(), String> {
-    use crate::approval_statement::{APPROVAL_V1, ApprovalPredicate, Approved};
+    use crate::approval_statement::Approved;
     if a.statement_digest.as_ref() != Some(&envelope_digest(statement)) {
         return Err("its statement_digest is not the digest of its signed statement".into());
     }
-    let verified = dsse::verify(statement, person_keys, 1).map_err(|e| {
-        format!(
-            "its signed approval does not verify with a personal key the policy then enrolled: {e}"
-        )
-    })?;
-    let s = Statement::from_json(verified.payload())
-        .map_err(|e| format!("its signed approval: {e}"))?;
-    let p: ApprovalPredicate = serde_json::from_value(Value::Object(s.predicate().clone()))
-        .map_err(|e| format!("its signed approval's predicate: {e}"))?;
+    let (s, p) = person_statement("approval", actor, at, statement, person_keys)?;
     let subject_digest = s
         .subjects()
         .first()
         .and_then(|s| s.digest.digest())
         .map(|d| d.to_string());
-    let about_this = match &p.approves {
-        Approved::Promotion {
-            promotion,
-            release,
-            environment,
-            policy,
-            ..
-        } => {
-            *promotion == a.promotion
-                && *release == a.release
-                && *environment == a.environment
-                && *policy == a.policy
-                && subject_digest == Some(a.release_digest.to_string())
-        }
-        _ => false,
-    };
-    let says_this = p.approver == actor
-        && p.verdict == a.verdict
+    let about_this = matches!(&p.approves, Approved::Promotion { promotion, release, environment, policy, .. }
+        if *promotion == a.promotion
+            && *release == a.release
+            && *environment == a.environment
+            && *policy == a.policy
+            && subject_digest == Some(a.release_digest.to_string()));
+    let says_this = p.verdict == a.verdict
         && p.risk == Some(a.risk)
-        && a.rationale.as_ref().is_none_or(|r| *r == p.rationale)
-        && p.signed_at.unix_seconds() <= at.unix_seconds() + crate::approval_statement::SKEW;
-    if s.predicate_type() != APPROVAL_V1 || !about_this || !says_this {
+        && a.rationale.as_ref().is_none_or(|r| *r == p.rationale);
+    if !about_this || !says_this {
         return Err(
             "its signed approval is not this approver's statement of this verdict on this promotion"
                 .into(),
@@ -218,35 +233,26 @@ pub(crate) fn approval_statement(
 }
 
 /// A requester's signed statement of breaking glass (`promotion.requested`'s
-/// `statement`): by a personal key the policy in force at the entry enrols (not revoked
-/// by then), naming the entry's actor, about exactly this release and environment, with
-/// the entry's reason, and signed no later than the entry (give or take the clock skew).
-/// (Its policy version is the
-/// decision's, checked with the lineage's facts.)
+/// `statement`): a personal statement of the entry's actor ([`person_statement`]), about
+/// exactly this release and environment under `policy` (the version in force at the
+/// entry), with the entry's reason.
 pub(crate) fn break_glass_statement(
     actor: &str,
     at: custody_model::Timestamp,
     r: &crate::events::PromotionRequested,
+    policy: Option<&str>,
     statement: &Envelope,
     person_keys: &[PublicKey],
 ) -> Result<(), String> {
-    use crate::approval_statement::{APPROVAL_V1, ApprovalPredicate, Approved};
-    let verified = dsse::verify(statement, person_keys, 1).map_err(|e| {
-        format!("its signed break-glass does not verify with a personal key the policy then enrolled: {e}")
-    })?;
-    let s = Statement::from_json(verified.payload())
-        .map_err(|e| format!("its signed break-glass: {e}"))?;
-    let p: ApprovalPredicate = serde_json::from_value(Value::Object(s.predicate().clone()))
-        .map_err(|e| format!("its signed break-glass's predicate: {e}"))?;
-    let about_this = matches!(&p.approves, Approved::BreakGlass { release, environment, .. }
-        if *release == r.release && *environment == r.environment);
-    let says_this = p.approver == actor
-        && p.verdict == custody_model::Verdict::Approve
-        && Some(&p.rationale) == r.break_glass.as_ref()
-        && p.signed_at.unix_seconds() <= at.unix_seconds() + crate::approval_statement::SKEW;
-    if s.predicate_type() != APPROVAL_V1 || !about_this || !says_this {
+    use crate::approval_statement::Approved;
+    let (_, p) = person_statement("break-glass", actor, at, statement, person_keys)?;
+    let about_this = matches!(&p.approves, Approved::BreakGlass { release, environment, policy: signed }
+        if *release == r.release && *environment == r.environment && Some(signed.as_str()) == policy);
+    let says_this = p.verdict == custody_model::Verdict::Approve
+        && Some(&p.rationale) == r.break_glass.as_ref();
+    if !about_this || !says_this {
         return Err(
-            "its signed break-glass is not this requester's statement of breaking glass with this release into this environment, for this reason"
+            "its signed break-glass is not this requester's statement of breaking glass with this release into this environment, under the policy then in force, for this reason"
                 .into(),
         );
     }
