@@ -213,14 +213,10 @@ fn the_readme_walkthrough_runs_as_written() {
 
     // A signed break-glass breaks glass once: the same statement sent again (the same
     // key, time and fields sign the same bytes) is refused, and records nothing.
-    let now = custody_model::Timestamp::from_unix_seconds(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    )
-    .unwrap()
-    .to_string();
+    let now = {
+        use custody_app::Clock as _;
+        custody_app::SystemClock.now().to_second().to_string()
+    };
     let glass_again = || {
         run(custody()
             .args(["promote", "shop@1.4.3", "--to", "production"])
