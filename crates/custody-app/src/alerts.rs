@@ -38,6 +38,15 @@ pub struct Alert {
     pub subject: Value,
 }
 
+impl Alert {
+    /// When what raised it happened: the time of the ledger event that raised it (its
+    /// subject's `at`), where an event did. Raised when a server first saw the event,
+    /// which for a server started after the fact (or a backfilled ledger) is later.
+    pub fn occurred_at(&self) -> Option<Timestamp> {
+        self.subject.get("at")?.as_str()?.parse().ok()
+    }
+}
+
 /// An alert waiting to reach one webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {

@@ -226,7 +226,7 @@ impl<S: Store> App<S> {
             .get_checked(kind::POLICY, "current")
             .await?
             .ok_or_else(|| AppError::not_found(
-                "no policy has been applied yet\nhint: run `custody policy apply DIR` (custody init writes a starter policy in DATA_DIR/policy)",
+                "no policy has been applied yet\nhint: on the data directory, `custody policy propose DIR` puts the first policy in force (custody init writes a starter policy in DATA_DIR/policy)",
             ))?;
         if let Some(policy) = self.cached_policy(&record.value.digest) {
             return Ok(policy);

@@ -227,16 +227,25 @@ impl<S: Store> App<S> {
             }
             let Some(in_force) = in_force else {
                 return Err(AppError::denied(
-                    "no policy is in force yet: the first one is applied by the operator on the data directory (`custody policy apply DIR`)",
+                    "no policy is in force yet: the first one is applied by the operator on the data directory (`custody policy propose DIR`)",
                 ));
             };
             self.permit(actor, Permission::Policy).await?;
             if !in_force.governed(now) {
                 return Err(AppError::denied(format!(
-                    "nobody could approve a change of the policy in force: it names {} owner(s) or fewer holding {} (unscoped), and a change needs {} other than its proposer\nhint: the operator on the data directory replaces it (`custody policy apply DIR` there), with a [governance] section and enough owners",
+                    "nobody could approve a change of the policy in force: it names {} owner(s) or fewer holding {} (unscoped), and a change needs {} other than its proposer\nhint: the operator on the data directory replaces it (`custody policy propose DIR` there), with a [governance] section and enough owners",
                     in_force.governance().quorum,
                     owner_names(&in_force),
                     in_force.governance().quorum
+                )));
+            }
+            // A governed policy never proposes its way out of governance: a version naming
+            // too few owners would leave the next change to the operator alone.
+            if !proposed.names_a_quorum() {
+                return Err(AppError::invalid(format!(
+                    "this version names no more owners (holders of {}, unscoped) than its quorum of {}: once in force, nobody could approve a change of it, and the operator alone could replace it\nhint: keep more owners than the quorum (the proposer never counts)",
+                    owner_names(&proposed),
+                    proposed.governance().quorum
                 )));
             }
             let previous = current.as_ref().map(|c| c.value.digest.clone());
@@ -320,7 +329,7 @@ impl<S: Store> App<S> {
                 "open" => {}
                 "stale" => {
                     return Err(AppError::conflict(format!(
-                        "proposal {id} was made against policy {}, but {in_force} is in force now: it would not change what its diff says\nhint: propose the new version again (`custody policy apply DIR`)",
+                        "proposal {id} was made against policy {}, but {in_force} is in force now: it would not change what its diff says\nhint: propose the new version again (`custody policy propose DIR`)",
                         proposal.previous.as_deref().unwrap_or("(none)")
                     )));
                 }

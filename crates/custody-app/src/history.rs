@@ -156,6 +156,11 @@ impl HistoryFilter {
     }
 }
 
+/// The fewest hex digits of a digest that name an artifact in a search (32 bits, as
+/// for key ids: a chance collision among the registered artifacts is unlikely, and an
+/// ambiguous prefix is refused).
+pub const MIN_DIGEST_PREFIX: usize = 8;
+
 impl<S: Store> App<S> {
     /// Ledger events matching `filter`, oldest first (the newest `filter.limit` below
     /// `filter.before`). A time bound becomes a range of the log, and the names
@@ -214,6 +219,42 @@ impl<S: Store> App<S> {
         Ok(out)
     }
 
+    /// The registered artifact `given` names: its whole digest (`sha256:<64 hex>`), or the
+    /// start of one as pages show it (`sha256:3f2a9c1d…`, at least [`MIN_DIGEST_PREFIX`]
+    /// hex digits, with or without `sha256:`) naming one registered artifact only.
+    pub async fn artifact_by_prefix(&self, given: &str) -> AppResult<Digest> {
+        let given = given.trim().trim_end_matches('…');
+        if let Ok(digest) = given.parse::<Digest>() {
+            return Ok(digest);
+        }
+        let (algorithm, hex) = given.split_once(':').unwrap_or(("sha256", given));
+        if hex.len() < MIN_DIGEST_PREFIX || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AppError::invalid(format!(
+                "artifact {given:?} is not a digest: give sha256:<64 hex digits>, or at least its first {MIN_DIGEST_PREFIX} hex digits"
+            )));
+        }
+        let prefix = format!("{algorithm}:{}", hex.to_ascii_lowercase());
+        // Keys are whole digests in order: those starting with the prefix follow it.
+        let found: Vec<String> = self
+            .store
+            .states(kind::ARTIFACT, &prefix, 2)
+            .await?
+            .into_iter()
+            .map(|r| r.key)
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        match found.as_slice() {
+            [one] => one.parse().map_err(|e| AppError::invalid(format!("{e}"))),
+            [] => Err(AppError::not_found(format!(
+                "no registered artifact's digest starts with {prefix}"
+            ))),
+            _ => Err(AppError::invalid(format!(
+                "{prefix} starts more than one artifact's digest ({}, …); give more digits",
+                found.join(", ")
+            ))),
+        }
+    }
+
     /// A recorded decision.
     pub async fn decision(&self, id: &str) -> AppResult<DecisionRecord> {
         Ok(self
@@ -237,6 +278,58 @@ impl<S: Store> App<S> {
             same,
         })
     }
+}
+
+/// Why a search may have matched nothing, when the policy in force can tell: it names no
+/// such environment, or gives the principal no role (names match exactly). `None` when
+/// neither explains it. For the CLI and the dashboard alike.
+pub fn why_nothing_matches(
+    filter: &HistoryFilter,
+    policy: &custody_policy::Policy,
+) -> Option<String> {
+    let mut hints = Vec::new();
+    if let Some(env) = &filter.environment
+        && policy.environment(env).is_none()
+    {
+        let names: Vec<&str> = policy
+            .environments()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        hints.push(format!(
+            "the policy in force has no environment {env:?}; it names {}",
+            names.join(", ")
+        ));
+    }
+    if let Some(principal) = &filter.principal
+        && !principal.starts_with("local:")
+        && principal != crate::alerts::ALERTING
+        && !policy.grants().iter().any(|g| &g.principal == principal)
+    {
+        let mut names: Vec<&str> = policy
+            .grants()
+            .iter()
+            .map(|g| g.principal.as_str())
+            .collect();
+        names.dedup();
+        let near: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| n.eq_ignore_ascii_case(principal) || n.contains(principal.as_str()))
+            .collect();
+        hints.push(if near.is_empty() {
+            format!(
+                "the policy in force gives {principal:?} no role (names match exactly; it names {}); a former holder's events still match",
+                names.join(", ")
+            )
+        } else {
+            format!(
+                "the policy in force gives {principal:?} no role; did you mean {}? (names match exactly)",
+                near.join(" or ")
+            )
+        });
+    }
+    (!hints.is_empty()).then(|| hints.join("; "))
 }
 
 /// One line saying what a ledger event records, for people: who did what to which

@@ -34,6 +34,21 @@ pub const HANDOVER_PAYLOAD_TYPE: &str = "application/vnd.custody.key-handover+js
 /// by older versions than these is unknown, so what it signed no longer counts).
 pub const MAX_POLICY_VERSIONS: u64 = 10_000;
 
+/// A policy version put in force: its `policy.applied` event, without the bundle's files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedVersion {
+    /// Its ledger index.
+    pub index: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who put it in force (for an approved proposal, the owner whose approval completed
+    /// the quorum; for a bootstrap, the operator).
+    pub actor: String,
+    /// What the event says: the digest, the previous version, the proposal, its approvers
+    /// and what changed (`files` left empty).
+    pub applied: events::PolicyApplied,
+}
+
 /// Longest revocation reason.
 const MAX_REASON: usize = 1_000;
 
@@ -336,11 +351,12 @@ impl<S: Store> App<S> {
         Ok(self.applied_versions(u64::MAX).await?.len() as u64)
     }
 
-    /// The `policy.applied` events, newest first, at most `limit`: when, and the digest.
+    /// The `policy.applied` events, newest first, at most `limit`: where, when, by whom
+    /// and how each version was put in force (its files left out).
     /// Found through the index, read from the leaves: an index hit whose leaf is not such
     /// an event is skipped (the index narrows, the leaf decides; the ledger check reports
     /// a changed leaf), here and in the projection's count alike.
-    async fn applied_versions(&self, limit: u64) -> AppResult<Vec<(Timestamp, String)>> {
+    pub async fn applied_versions(&self, limit: u64) -> AppResult<Vec<AppliedVersion>> {
         let term = [search::event_type("policy.applied")];
         let (mut out, mut end) = (Vec::new(), self.store.size().await?);
         while (out.len() as u64) < limit {
@@ -350,21 +366,29 @@ impl<S: Store> App<S> {
             for entry in page {
                 if let Ok(crate::events::Event {
                     at,
-                    body: EventBody::PolicyApplied(p),
+                    actor,
+                    body: EventBody::PolicyApplied(mut applied),
                     ..
                 }) = crate::events::Event::from_leaf(&entry.leaf)
                 {
-                    out.push((at, p.policy));
+                    applied.files.clear();
+                    out.push(AppliedVersion {
+                        index: entry.index,
+                        at,
+                        actor,
+                        applied,
+                    });
                 }
             }
         }
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(out)
     }
 
     /// Every policy version put in force, in ledger order, with its place among every
     /// `policy.applied` event and when; ending with the one in force (`current`). At most
     /// the newest [`MAX_POLICY_VERSIONS`].
-    async fn policy_history(
+    pub(crate) async fn policy_history(
         &self,
         current: &Arc<Policy>,
     ) -> AppResult<Vec<(u64, Timestamp, Arc<Policy>)>> {
@@ -379,7 +403,16 @@ impl<S: Store> App<S> {
         let mut compiled: BTreeMap<String, Arc<Policy>> = BTreeMap::new();
         compiled.insert(current.digest().to_owned(), current.clone());
         let mut out = Vec::with_capacity(applied.len() + 1);
-        for (place, (at, digest)) in (first..).zip(applied) {
+        for (
+            place,
+            AppliedVersion {
+                at,
+                applied: version,
+                ..
+            },
+        ) in (first..).zip(applied)
+        {
+            let digest = version.policy;
             if !compiled.contains_key(&digest) {
                 let Some(record) = self
                     .get_checked::<PolicyRecord>(kind::POLICY_VERSION, &digest)

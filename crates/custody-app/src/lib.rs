@@ -22,6 +22,7 @@ pub mod attestations;
 pub mod audit;
 mod board;
 mod catalog;
+mod cleared_findings;
 mod clock;
 mod environment;
 mod error;
@@ -58,6 +59,7 @@ pub use catalog::{
     ApplyPolicy, ArtifactRegistered, AttachEvidence, RecordRelease, RegisterArtifact,
     ReleaseCreated,
 };
+pub use cleared_findings::cleared;
 pub use clock::{Clock, FixedClock, SystemClock};
 /// What a report says, in totals (the reader's, as evidence events record it).
 pub use custody_evidence::Summary;
@@ -76,7 +78,9 @@ pub use governance::{
     PROPOSAL_LIFETIME, PolicyChange, ProposalRecord, ProposalStatus, ProposalView, ProposalVote,
     ReviewProposal,
 };
-pub use history::{HistoryEntry, HistoryFilter, Replay, describe};
+pub use history::{
+    HistoryEntry, HistoryFilter, MIN_DIGEST_PREFIX, Replay, describe, why_nothing_matches,
+};
 pub use identity::{
     Authenticated, CreateToken, LOCAL_PREFIX, Permission, ROLES, TokenInfo, TokenRecord,
     is_token_id,
@@ -86,8 +90,8 @@ pub use key_impact::{
     MAX_IMPACT, RunningImpact,
 };
 pub use key_lifecycle::{
-    HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey, RevokedNow,
-    RotateKey,
+    AppliedVersion, HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey,
+    RevokedNow, RotateKey,
 };
 pub use key_lookup::{KeyLookupError, MIN_KEY_PREFIX};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};

@@ -34,8 +34,45 @@ pub struct RoleHolding {
     /// The last request (in the access log) or recorded action (in the ledger) the role
     /// was needed for, if any, to the second (RFC 3339, whichever source it came from).
     pub last_used: Option<String>,
-    /// True when it was not used within the review window.
+    /// Since when the principal has held it without a break, as far as the recorded
+    /// policy versions show (the time of the oldest of the newest versions that all grant
+    /// it; `None` when no version is recorded).
+    #[serde(default)]
+    pub held_since: Option<Timestamp>,
+    /// True when it was not used within the review window, and was held for all of it
+    /// (a grant made within the window and not used yet is new, not unused).
     pub unused: bool,
+}
+
+impl RoleHolding {
+    /// Where it stands, for people: ended, unused for `window_days` (a candidate for
+    /// removal), not used yet since it was granted within them, or in use; with until when
+    /// it holds.
+    pub fn status(&self, window_days: i64) -> String {
+        let until = self
+            .until
+            .map(|u| format!(" (held until {})", u.to_second()))
+            .unwrap_or_default();
+        if self.ended {
+            return match self.until {
+                Some(u) => format!(
+                    "ENDED at {}: no longer held; remove it from the policy",
+                    u.to_second()
+                ),
+                None => "ENDED: no longer held; remove it from the policy".into(),
+            };
+        }
+        if self.unused {
+            return format!("UNUSED for {window_days} days: consider removing it{until}");
+        }
+        match (&self.last_used, self.held_since) {
+            (None, Some(since)) => format!(
+                "not used yet: granted {}, less than {window_days} days ago{until}",
+                since.to_second()
+            ),
+            _ => format!("in use{until}"),
+        }
+    }
 }
 
 impl<S: Store> App<S> {
@@ -56,9 +93,11 @@ impl<S: Store> App<S> {
                 until: g.until.and_then(|u| Timestamp::from_unix_seconds(u).ok()),
                 ended: !g.live_at(now.unix_seconds()),
                 last_used: None,
+                held_since: None,
                 unused: true,
             })
             .collect();
+        self.held_since(&policy, &mut holdings).await?;
         // The store keeps each principal's latest time per outcome; a role was last used
         // at the latest of the permissions it grants.
         for used in self.store.last_uses().await? {
@@ -84,13 +123,38 @@ impl<S: Store> App<S> {
             .saturating_sub(window_days.saturating_mul(86_400));
         self.ledger_uses(&mut holdings, cutoff).await?;
         for h in &mut holdings {
-            h.unused = h
-                .last_used
-                .as_ref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .is_none_or(|t| t.unix_seconds() < cutoff);
+            let held_all_window = h.held_since.is_none_or(|t| t.unix_seconds() <= cutoff);
+            h.unused = held_all_window
+                && h.last_used
+                    .as_ref()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_none_or(|t| t.unix_seconds() < cutoff);
         }
         Ok(holdings)
+    }
+
+    /// Fills in since when each holding has been held: walking the recorded policy
+    /// versions from the one in force back, the time of the oldest in the unbroken run
+    /// that grants it.
+    async fn held_since(
+        &self,
+        policy: &std::sync::Arc<custody_policy::Policy>,
+        holdings: &mut [RoleHolding],
+    ) -> AppResult<()> {
+        let versions = self.policy_history(policy).await?;
+        for h in holdings.iter_mut() {
+            for (_, at, version) in versions.iter().rev() {
+                let grants = version
+                    .grants()
+                    .iter()
+                    .any(|g| g.principal == h.principal && g.key() == h.role);
+                if !grants {
+                    break;
+                }
+                h.held_since = Some(*at);
+            }
+        }
+        Ok(())
     }
 
     /// Marks each holding used at its principal's latest ledger event that needed the role,

@@ -480,6 +480,50 @@ async fn once_governed_nobody_puts_a_policy_in_force_alone() {
     );
 }
 
+/// A governed policy cannot be approved into one that names too few owners: that would
+/// leave the next change to the operator alone, the bootstrap reopened. Nothing is
+/// proposed; the same owners with a quorum they meet are.
+#[tokio::test]
+async fn a_proposal_never_leaves_the_policy_ungoverned() {
+    let w = world().await;
+    let before = w.in_force().await;
+    // Without its [governance] section and its owners (the compiler refuses a section
+    // naming too few; without one, the owners are security's holders, quorum 1).
+    let ungoverned = GOVERNED
+        .replace("[governance]\nowners = [\"security\"]\nquorum = 2\n", "")
+        .replace(
+            "security = [\"sam\", \"sasha\", \"sol\"]",
+            "security = [\"sam\"]",
+        );
+    assert_ne!(ungoverned, GOVERNED);
+    let err = w
+        .app
+        .apply_policy(&person("sam"), &w.bundle(&ungoverned))
+        .await
+        .expect_err("proposed a policy nobody could change");
+    assert_eq!(err.fault(), Fault::Invalid, "{err}");
+    assert!(
+        err.to_string().contains(
+            "nobody could approve a change of it, and the operator alone could replace it"
+        ),
+        "{err}"
+    );
+    assert!(w.app.proposals(true, at(NOW)).await.unwrap().is_empty());
+    assert_eq!(w.in_force().await, before);
+    let smaller = GOVERNED
+        .replace(
+            "security = [\"sam\", \"sasha\", \"sol\"]",
+            "security = [\"sam\", \"sol\"]",
+        )
+        .replace("quorum = 2\n", "quorum = 1\n");
+    let asked = w
+        .app
+        .apply_policy(&person("sam"), &w.bundle(&smaller))
+        .await
+        .unwrap();
+    assert!(asked.proposal.is_some());
+}
+
 fn signed(
     key: &PrivateKey,
     who: &str,

@@ -68,7 +68,7 @@ async fn anyone_makes_their_own_token_and_only_an_admin_makes_one_for_someone_el
         Err(AppError::Denied(m)) => assert!(
             m.starts_with("bob may not manage others' API tokens: that takes the admin role, and bob holds approver")
                 && m.contains(
-                    "a security admin grants roles in the policy's [roles] (e.g. admin = [\"bob\"])"
+                    "roles come from the policy's [roles] (e.g. admin = [\"bob\"]): propose a policy that grants it"
                 ),
             "{m}"
         ),

@@ -207,17 +207,12 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     screenshot(&c, "history-carol-production").await;
     // The same search exported: CSV and JSON with the same events.
     let export = |format: &str| {
-        let url = format!("{base}/history.{format}?principal=carol&env=production");
+        let path = format!("/history.{format}?principal=carol&env=production");
         let base = base.clone();
         let audrey = audrey.clone();
         async move {
             let cookie = session_cookie(&base, &audrey).await;
-            let r = http()
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
+            let r = page(&base, &cookie, &path).await;
             assert_eq!(r.status().as_u16(), 200);
             r.text().await.unwrap()
         }
@@ -268,6 +263,31 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     );
     assert!(text(&c, "#releases").await.contains("created shop@1.2.0"));
     screenshot(&c, "artifact-lineage").await;
+    // The history found by the start of that artifact's digest, as pages show it, is the
+    // one found by the whole digest; a misspelt engineer gets a hint, not a bare "none".
+    let url = c.current_url().await.unwrap();
+    let digest = url.path().rsplit('/').next().unwrap().replace("%3A", ":");
+    let cookie = session_cookie(&base, &audrey).await;
+    let history_page = |query: String| {
+        let (base, cookie) = (base.clone(), cookie.clone());
+        async move {
+            let r = page(&base, &cookie, &format!("/history?{query}")).await;
+            assert_eq!(r.status().as_u16(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let rows_of = |html: &str| html.matches("data-actor=").count();
+    let whole = history_page(format!("artifact={digest}")).await;
+    let short = history_page(format!("artifact={}", &digest[..7 + 12])).await;
+    assert!(rows_of(&whole) > 0, "{whole}");
+    assert_eq!(rows_of(&short), rows_of(&whole), "{short}");
+    let too_short = history_page("artifact=sha256%3Aab".to_owned()).await;
+    assert!(
+        too_short.contains("at least its first 8 hex digits"),
+        "{too_short}"
+    );
+    let misspelt = history_page("principal=Carol".to_owned()).await;
+    assert!(misspelt.contains("did you mean carol?"), "{misspelt}");
     // Keys, the access review and the ledger, proven consistent.
     // Keys by name: what each is for, who holds it, its file, since when; hex on hover.
     c.goto(&format!("{base}/keys")).await.unwrap();
@@ -320,8 +340,34 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     screenshot(&c, "ledger").await;
     c.goto(&format!("{base}/policy")).await.unwrap();
     assert!(text(&c, "#governance").await.contains("security"));
+    // How the policy came to be in force: the demo's first version, a bootstrap.
+    let versions = text(&c, "#versions").await;
+    assert!(
+        versions.contains("bootstrap") && versions.contains("in force"),
+        "{versions}"
+    );
     screenshot(&c, "policy").await;
     c.goto(&format!("{base}/alerts")).await.unwrap();
+    // The demo's policy changed in its backfilled past; the server raised the alert on
+    // starting, now. The page says when it happened, and when it was raised.
+    let happened = c
+        .find(Locator::Css("#alerts tr[data-rule=policy-changed] td time"))
+        .await
+        .unwrap();
+    let happened: custody_model::Timestamp = happened
+        .attr("datetime")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let raised = text(&c, "#alerts tr[data-rule=policy-changed] td small").await;
+    assert!(raised.starts_with("raised "), "{raised}");
+    let raised: custody_model::Timestamp = raised["raised ".len()..].trim().parse().unwrap();
+    assert!(
+        raised.unix_seconds() - happened.unix_seconds() > 3_600,
+        "happened {happened}, raised {raised}"
+    );
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.
     c.goto(&format!("{base}/charts")).await.unwrap();
@@ -344,6 +390,23 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
             out
         }
     };
+    // One group of bars per calendar day, none skipped (a quiet day is a gap), to today.
+    let mut days: Vec<String> = bars("delivery")
+        .await
+        .into_iter()
+        .map(|(_, d, _)| d)
+        .collect();
+    days.dedup();
+    let day_of = |d: &str| {
+        format!("{d}T00:00:00Z")
+            .parse::<custody_model::Timestamp>()
+            .unwrap()
+            .unix_seconds()
+            / 86_400
+    };
+    for pair in days.windows(2) {
+        assert_eq!(day_of(&pair[1]) - day_of(&pair[0]), 1, "{days:?}");
+    }
     let mut charted = std::collections::BTreeMap::<String, f64>::new();
     for (series, _, n) in bars("delivery").await {
         *charted.entry(series).or_default() += n;

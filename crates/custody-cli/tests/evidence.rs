@@ -486,6 +486,79 @@ fn malformed_reports_are_refused_naming_the_place_and_record_nothing() {
     );
 }
 
+/// Whoever may attach evidence can attach a "re-scan" that clears a critical finding (a
+/// genuine one after a fix looks the same to custody): it replaces the last scan of that
+/// image for the gates, so custody announces it, critical, naming both reports and who
+/// attached each. A scan that finds no fewer findings raises nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_that_clears_a_critical_finding_is_announced() {
+    let w = World::new();
+    let good = [JUNIT_PASSING, SARIF_CLEAN, TRIVY_CLEAN, SBOM_MIT];
+    let (code, p, digest) = w.release("1.0.0", good);
+    assert_eq!(code, 0, "{p:#}");
+    let server = Server::start(&w.data);
+    *w.server.borrow_mut() = Some(server.base.clone());
+    // A scan with more findings than the last clears nothing.
+    expect_code(
+        &w.attest(&digest, "trivy", "vulnerability-scan", TRIVY_CRITICAL),
+        0,
+    );
+    let hand_made = TRIVY_CLEAN.replace("\"SchemaVersion\": 2", "\"SchemaVersion\":  2");
+    expect_code(
+        &w.attest(&digest, "trivy", "vulnerability-scan", &hand_made),
+        0,
+    );
+    let report = |text: &str| {
+        format!(
+            "sha256:{}",
+            custody_app::attestations::sha256(text.as_bytes()).hex()
+        )
+    };
+    let mut alerts = Vec::new();
+    for _ in 0..50 {
+        let history: Value = serde_json::from_str(&w.ok(
+            &[
+                "history",
+                "--json",
+                "--type",
+                "alert.raised",
+                "--limit",
+                "0",
+            ],
+            "auditor",
+        ))
+        .unwrap();
+        alerts = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["rule"] == "findings-cleared")
+            .cloned()
+            .collect();
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 1, "one clearing, one alert: {alerts:#?}");
+    let alert = &alerts[0]["event"];
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["subject"]["replaced"], report(TRIVY_CRITICAL));
+    assert_eq!(alert["subject"]["report"], report(&hand_made));
+    assert_eq!(
+        alert["subject"]["cleared"],
+        serde_json::json!(["1 critical vulnerabilities"])
+    );
+    let text = alert["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("ci-bot attached a trivy report of ")
+            && text.contains(
+                "(shop) that clears 1 critical vulnerabilities the one ci-bot attached at"
+            ),
+        "{text}"
+    );
+}
+
 /// A nightly scan finds a fixable critical CVE in what production runs: over HTTP, the
 /// deploy gate then denies it naming the CVE, a critical alert is raised, the board marks
 /// it, and the metrics count the finding open; the fixed release closes its window.

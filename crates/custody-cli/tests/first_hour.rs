@@ -302,7 +302,21 @@ fn the_readme_walkthrough_runs_as_written() {
         .arg(&data));
     expect_code(&none, 0);
     assert_eq!(stdout(&none), "");
-    assert_eq!(stderr(&none).trim(), "no events match");
+    // (The operator, local:USER, is among the names: USER is whoever runs the tests.)
+    let hint = stderr(&none);
+    assert!(
+        hint.starts_with("no events match\nhint: the policy in force gives \"nobody-at-all\" no role (names match exactly; it names alice, argo, bob, ci-bot, contractor, ")
+            && hint.trim().ends_with("olga, rita, sam, sasha, sol); a former holder's events still match"),
+        "{hint}"
+    );
+    // A near miss is named.
+    let near = run(custody()
+        .args(["history", "--principal", "Alice", "--data-dir"])
+        .arg(&data));
+    assert_eq!(
+        stderr(&near).trim(),
+        "no events match\nhint: the policy in force gives \"Alice\" no role; did you mean alice? (names match exactly)"
+    );
     // An environment the policy does not name: said, with those it does.
     let prod = run(custody()
         .args(["history", "--env", "prod", "--data-dir"])
@@ -341,7 +355,13 @@ fn the_readme_walkthrough_runs_as_written() {
     ] {
         assert!(!unused(who, role), "{who} used {role}");
     }
-    assert!(unused("contractor", "approver"));
+    // Nobody acted as contractor, but the grant is minutes old: new, not unused.
+    assert!(!unused("contractor", "approver"));
+    let contractor = holdings
+        .iter()
+        .find(|h| h["principal"] == "contractor")
+        .unwrap();
+    assert!(contractor["held_since"].is_string(), "{contractor}");
     // The text says until when a grant holds, and that an ended one is gone.
     let text = |now: Option<&str>| {
         let mut c = custody();
@@ -357,10 +377,18 @@ fn the_readme_walkthrough_runs_as_written() {
             .unwrap()
             .to_owned()
     };
+    let fresh = text(None);
     assert!(
-        text(None).contains("(held until 2030-03-31T00:00:00Z)"),
-        "{}",
-        text(None)
+        fresh.contains("not used yet: granted ")
+            && fresh.contains("less than 90 days ago (held until 2030-03-31T00:00:00Z)"),
+        "{fresh}"
+    );
+    // Held for the whole window and never used: a candidate for removal.
+    let later = text(Some("2029-01-01T00:00:00Z"));
+    assert!(
+        later
+            .contains("UNUSED for 90 days: consider removing it (held until 2030-03-31T00:00:00Z)"),
+        "{later}"
     );
     let ended = text(Some("2030-04-01T00:00:00Z"));
     assert!(

@@ -138,7 +138,7 @@ pub(crate) async fn require(
     };
     if !permission.granted_to(&who.roles) {
         let why = format!(
-            "{} may not {}: that needs one of the roles {:?} (or admin), and the policy gives {} {:?}\nhint: a security admin adds the principal to a role in the policy's [roles]",
+            "{} may not {}: that needs one of the roles {:?} (or admin), and the policy gives {} {:?}\nhint: roles come from the policy's [roles]: propose a policy that grants one (`custody policy propose DIR`); it takes effect when the owners approve",
             who.principal,
             permission.name(),
             permission.roles(),

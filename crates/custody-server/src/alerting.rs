@@ -296,6 +296,17 @@ pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
                     for alert in alerts_for_event(index, &event) {
                         raise(&state, &alert).await;
                     }
+                    // A newer report that clears the findings of the one it replaces.
+                    match state.app.cleared_findings_alerts(index, &event).await {
+                        Ok(alerts) => {
+                            for alert in alerts {
+                                raise(&state, &alert).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(index, error = %e, "comparing a report with the one it replaces")
+                        }
+                    }
                     // New evidence re-checks what is certified with it (a failure to
                     // re-check is the deploy gate's to report when next asked).
                     match state.app.recheck_alerts(index, &event, state.now()).await {

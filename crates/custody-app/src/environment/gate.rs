@@ -402,7 +402,7 @@ impl<S: Store> App<S> {
                     verdict.reasons.join("; ")
                 ),
                 subject: serde_json::json!({"environment": env.name, "release": cert.release,
-                    "artifacts": [held.digest], "ledger_index": index}),
+                    "artifacts": [held.digest], "ledger_index": index, "at": event.at.to_string()}),
             });
         }
         Ok(alerts)

@@ -301,7 +301,7 @@ impl<S: Store> App<S> {
         // Without the review permission at all, say what reviewing an exception takes.
         self.permit(actor, Permission::Review).await.map_err(|e| match e {
             AppError::Denied(_) => AppError::denied(format!(
-                "reviewing an exception takes the security role where it holds, and {} holds no role that reviews\nhint: a security admin grants it in the policy's [roles] (security = [\"{}\"])",
+                "reviewing an exception takes the security role where it holds, and {} holds no role that reviews\nhint: roles come from the policy's [roles] (security = [\"{}\"]): propose a policy that grants it (`custody policy propose DIR`); it takes effect when the owners approve",
                 actor.principal, actor.principal
             )),
             other => other,

@@ -27,10 +27,10 @@ impl<S: Store> App<S> {
         let who = &actor.principal;
         let local = match &actor.auth {
             Some(Authentication::Local { .. }) => format!(
-                "\nhint: on the data directory you act as the operator, {who}; to act as someone else use their token (--token), or grant {who} a role in the policy's [roles]"
+                "\nhint: on the data directory you act as the operator, {who}; to act as someone else use their token (--token), or propose a policy whose [roles] grants {who} one (`custody policy propose DIR`; the owners approve it)"
             ),
             _ => format!(
-                "\nhint: a security admin grants roles in the policy's [roles] (e.g. {} = [\"{who}\"])",
+                "\nhint: roles come from the policy's [roles] (e.g. {} = [\"{who}\"]): propose a policy that grants it (`custody policy propose DIR`); it takes effect when the owners approve",
                 permission.roles().first().copied().unwrap_or("admin")
             ),
         };
@@ -113,7 +113,7 @@ pub(crate) fn may_act_in(
         ),
     };
     Err(AppError::denied(format!(
-        "{who} may not {what} in {environment}: that takes one of the roles {} there (or admin), and {who} holds {}\nhint: a security admin grants the role in the policy's [roles] ({example})",
+        "{who} may not {what} in {environment}: that takes one of the roles {} there (or admin), and {who} holds {}\nhint: roles come from the policy's [roles] ({example}): propose a policy that grants it (`custody policy propose DIR`); it takes effect when the owners approve",
         names.join(", "),
         if theirs.is_empty() {
             "none".to_owned()

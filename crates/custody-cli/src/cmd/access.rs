@@ -50,26 +50,7 @@ pub(crate) fn run(command: AccessCommand) -> anyhow::Result<Outcome> {
                     h.last_used
                         .as_deref()
                         .map_or_else(|| "never".to_owned(), crate::input::when_text),
-                    match (h.ended, h.until, h.unused) {
-                        (true, Some(until), _) => format!(
-                            "ENDED at {}: no longer held; remove it from the policy",
-                            crate::input::when(until)
-                        ),
-                        (true, None, _) =>
-                            "ENDED: no longer held; remove it from the policy".into(),
-                        (false, until, true) => format!(
-                            "UNUSED for {} days: consider removing it{}",
-                            a.unused_days,
-                            until.map_or_else(String::new, |u| format!(
-                                " (held until {})",
-                                crate::input::when(u)
-                            ))
-                        ),
-                        (false, Some(until), false) => {
-                            format!("in use (held until {})", crate::input::when(until))
-                        }
-                        (false, None, false) => "in use".into(),
-                    }
+                    h.status(a.unused_days)
                 ));
             }
             print_line(&lines.join("\n"));

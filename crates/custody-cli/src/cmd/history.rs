@@ -68,24 +68,14 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
         if a.json {
             print_json(&json!(entries));
         } else if entries.is_empty() {
-            // Said, not a blank line: an empty answer is an answer (exit 0). An environment
-            // the policy does not name is the likeliest reason: say which it names.
-            let mut why = String::new();
-            if let Some(env) = &a.environment
-                && let Ok(in_force) = custody.policy_in_force().await
-                && in_force.policy.environment(env).is_none()
-            {
-                let names: Vec<&str> = in_force
-                    .policy
-                    .environments()
-                    .iter()
-                    .map(|e| e.name.as_str())
-                    .collect();
-                why = format!(
-                    "\nhint: the policy in force has no environment {env:?}; it names {}",
-                    names.join(", ")
-                );
-            }
+            // Said, not a blank line: an empty answer is an answer (exit 0). A name the
+            // policy does not know is the likeliest reason: say which it knows.
+            let why = match custody.policy_in_force().await {
+                Ok(in_force) => custody_app::why_nothing_matches(&filter, &in_force.policy)
+                    .map(|hint| format!("\nhint: {hint}"))
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             eprintln!("no events match{why}");
         } else {
             let lines: Vec<String> = entries

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use custody_model::Digest;
+use custody_model::{Digest, Timestamp};
 use maud::html;
 
 use super::chart::{Axis, bar_chart};
@@ -28,10 +28,18 @@ pub(crate) async fn alerts(
         h1 { "Alerts" }
         @if raised.is_empty() { p.none { "no alerts" } } @else {
             table #alerts {
-                tr { th { "at" } th { "severity" } th { "rule" } th { "what" } }
-                @for (a, at) in &raised {
+                tr { th { "happened" } th { "severity" } th { "rule" } th { "what" } }
+                @for (a, raised_at) in &raised {
+                    // When what raised it happened; a server that saw it later (started
+                    // after the fact, or catching up) says when it raised it too.
+                    @let happened = a.occurred_at().unwrap_or(*raised_at);
                     tr data-rule=(a.rule) {
-                        td { (when(*at)) }
+                        td {
+                            (when(happened))
+                            @if raised_at.unix_seconds() - happened.unix_seconds() > 60 {
+                                br; small.muted { "raised " (when(*raised_at)) }
+                            }
+                        }
                         td class=(if a.severity == "critical" { "fail" } else { "warn" }) { (a.severity) }
                         td { (a.rule) }
                         td { (a.text) }
@@ -223,6 +231,9 @@ pub(crate) async fn lineage(
     Ok(v.shown(&a.name, body))
 }
 
+/// The access review's window: a role not used for this many days is reported unused.
+const REVIEW_DAYS: i64 = 90;
+
 /// `GET /access`: the access review (auditors).
 pub(crate) async fn access(
     State(s): State<Arc<ServerState>>,
@@ -230,7 +241,7 @@ pub(crate) async fn access(
 ) -> Result<Response, Response> {
     let holdings = s
         .app
-        .access_review(v.now, 90)
+        .access_review(v.now, REVIEW_DAYS)
         .await
         .map_err(|e| v.fail(e))?;
     let body = html! {
@@ -241,7 +252,8 @@ pub(crate) async fn access(
                 tr {
                     td { (h.principal) } td { (h.role) }
                     td { (h.last_used.as_deref().unwrap_or("never")) }
-                    @if h.unused { td.warn { "unused for 90 days: consider removing it" } } @else { td { "in use" } }
+                    @let status = h.status(REVIEW_DAYS);
+                    @if h.unused || h.ended { td.warn { (status) } } @else { td { (status) } }
                 }
             }
         }
@@ -295,10 +307,18 @@ pub(crate) async fn charts(
         .daily(&s.app, 30)
         .await
         .map_err(|e| v.fail(custody_app::AppError::Unavailable(e)))?;
-    let days: Vec<String> = daily.keys().cloned().collect();
-    let counts = |j: usize| -> Vec<f64> { daily.values().map(|d| d.counts[j] as f64).collect() };
+    // Every calendar day from the first with any (at most 30 days back) to today, so a
+    // quiet day is a gap on the axis rather than missing from it.
+    let days = calendar_days(daily.keys().next().map(String::as_str), v.now, 30);
+    let counts = |j: usize| -> Vec<f64> {
+        days.iter()
+            .map(|d| daily.get(d).map_or(0.0, |day| day.counts[j] as f64))
+            .collect()
+    };
     let hours = |f: fn(&crate::metrics::Day) -> Option<f64>| -> Vec<f64> {
-        daily.values().map(|d| f(d).unwrap_or(0.0)).collect()
+        days.iter()
+            .map(|d| daily.get(d).and_then(f).unwrap_or(0.0))
+            .collect()
     };
     let delivery = [
         ("requested", "#4a6fa5", counts(0)),
@@ -328,10 +348,32 @@ pub(crate) async fn charts(
             (bar_chart("latency", "mean time to promotion and approval latency per day, in hours", &days, &latency,
                 &Axis { title: "mean hours from request", unit: " h", decimals: 1 }))
         }
+        // Not a link: `/metrics` is for Prometheus, which scrapes it with an API token
+        // (a dashboard session is not one), so a click would only meet a 401.
         p { "The same counts, the distributions behind the means, and more are at "
-            a href="/metrics" { "/metrics" } " for Prometheus." }
+            code { "/metrics" } " for Prometheus, which scrapes it with an API token that may read ("
+            code { "authorization: Bearer cst_…" } "; " code { "custody token create --principal prometheus" } " makes one for a principal the policy gives a reading role)." }
     };
     Ok(v.shown("Charts", body))
+}
+
+/// The days (`YYYY-MM-DD`, UTC) from `first` to the day of `now`, at most the last `most`.
+fn calendar_days(first: Option<&str>, now: Timestamp, most: i64) -> Vec<String> {
+    const DAY: i64 = 86_400;
+    let today = now.unix_seconds().div_euclid(DAY);
+    let first = first
+        .and_then(|d| format!("{d}T00:00:00Z").parse::<Timestamp>().ok())
+        .map_or(today, |t| t.unix_seconds().div_euclid(DAY));
+    (first.max(today - most + 1)..=today)
+        .filter_map(|d| Timestamp::from_unix_seconds(d * DAY).ok())
+        .map(|t| {
+            t.to_second()
+                .to_string()
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// What a report says, in a line: "6/7 tests passed, 1 failed", "1 critical (1 with a

@@ -30,6 +30,9 @@ const BAR: f64 = 14.0;
 const GAP: f64 = 16.0;
 /// Room under the plot for the day labels and the x axis title.
 const BOTTOM: f64 = 46.0;
+/// The plot is at least this wide, however few the days: a chart of two days is still
+/// a chart a person reads, and its axis title is never wider than its axis.
+const MIN_PLOT: f64 = 640.0;
 
 /// Round tick values from 0 to at least `peak`: 1, 2 or 5 times a power of ten apart,
 /// about five of them (whole numbers when `whole`, so counts never get 2.5 ticks).
@@ -75,8 +78,11 @@ pub(crate) fn bar_chart(
     let ticks = ticks(peak, axis.decimals == 0);
     let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
     let y = |v: f64| TOP + HEIGHT - (v / top * HEIGHT);
-    // Wide enough for the day's label under it.
-    let group = (BAR * series.len() as f64 + GAP).max(48.0);
+    // Wide enough for the day's label under it, and for the plot's least width.
+    let bars = BAR * series.len() as f64;
+    let group = (bars + GAP)
+        .max(48.0)
+        .max(MIN_PLOT / days.len().max(1) as f64);
     let plot = group * days.len().max(1) as f64;
     let (width, height) = (LEFT + plot + 16.0, TOP + HEIGHT + BOTTOM);
     // Ticks of a fractional step (0.5 h) need a decimal; whole steps need none.
@@ -92,7 +98,9 @@ pub(crate) fn bar_chart(
                 span style={ "color:" (color) } { "■ " } (name) "   "
             }
         }
+        // Drawn at its own size, shrunk to fit a narrower page (30 days of 4 series).
         svg id=(id) xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
+            viewBox={ "0 0 " (width) " " (height) } style="max-width:100%;height:auto"
             role="img" aria-label=(label) font-family="system-ui,sans-serif" {
             title { (label) }
             g.y-axis {
@@ -110,7 +118,9 @@ pub(crate) fn bar_chart(
                 }
             }
             @for (i, day) in days.iter().enumerate() {
-                @let x0 = LEFT + 8.0 + group * i as f64;
+                // The day's bars side by side, centred in its share of the axis.
+                @let centre = LEFT + group * (i as f64 + 0.5);
+                @let x0 = centre - bars / 2.0;
                 @for (j, (name, color, values)) in series.iter().enumerate() {
                     @let value = values.get(i).copied().unwrap_or(0.0);
                     @let shown = written(value, axis.decimals);
@@ -131,7 +141,7 @@ pub(crate) fn bar_chart(
                         }
                     }
                 }
-                text.day x=(x0) y=(TOP + HEIGHT + 16.0) font-size="11" fill="#445" { (day.get(5..).unwrap_or(day)) }
+                text.day x=(centre) y=(TOP + HEIGHT + 16.0) font-size="11" fill="#445" text-anchor="middle" { (day.get(5..).unwrap_or(day)) }
             }
             text.axis-title x=(LEFT + plot / 2.0) y=(height - 8.0) font-size="12" fill="#223" text-anchor="middle" {
                 "day (UTC, month-day)"

@@ -12,6 +12,9 @@ use maud::html;
 use super::{Viewer, when};
 use crate::ServerState;
 
+/// Policy versions the page lists, newest first.
+const VERSIONS_SHOWN: u64 = 50;
+
 /// `GET /policy`.
 pub(crate) async fn policy(
     State(s): State<Arc<ServerState>>,
@@ -19,6 +22,11 @@ pub(crate) async fn policy(
 ) -> Result<Response, Response> {
     let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     let proposals = s.app.proposals(false, v.now).await.map_err(|e| v.fail(e))?;
+    let versions = s
+        .app
+        .applied_versions(VERSIONS_SHOWN)
+        .await
+        .map_err(|e| v.fail(e))?;
     let governance = policy.governance();
     let owners: Vec<&str> = governance.owners.iter().map(|r| r.name()).collect();
     let body = html! {
@@ -47,9 +55,50 @@ pub(crate) async fn policy(
                 }
             }
         }
-        h2 { "Changes" }
+        h2 { "Versions put in force" }
+        @if versions.is_empty() { p.none { "none yet" } }
+        @else {
+            table #versions {
+                tr { th { "ledger index" } th { "when" } th { "version" } th { "how" } th { "what changed" } }
+                @for a in &versions {
+                    @let p = &a.applied;
+                    tr data-policy=(p.policy) {
+                        td { (a.index) }
+                        td { (when(a.at)) }
+                        td { code title=(p.policy) { (p.policy.get(..19).unwrap_or(&p.policy)) "…" }
+                            @if p.policy == policy.digest() { " " span.pill.v-passed { "in force" } } }
+                        td {
+                            @if p.bootstrap {
+                                span.warn { "bootstrap" } ": put in force by " strong { (a.actor) } " alone"
+                                @if p.previous.is_none() { " (the instance's first policy)" }
+                                @else { " (the policy before it had too few owners to approve a change)" }
+                            } @else if let Some(proposal) = &p.proposal {
+                                "proposal " a href={ "#" (proposal) } { (proposal) }
+                                " by " strong { (p.proposed_by.as_deref().unwrap_or("?")) }
+                                ", approved by " (p.approvers.join(", "))
+                            } @else {
+                                "applied by " strong { (a.actor) } " (before changes were proposals)"
+                            }
+                        }
+                        td {
+                            @let looser = p.changes.iter().filter(|c| c.direction == Direction::Looser).count();
+                            @let stricter = p.changes.iter().filter(|c| c.direction == Direction::Stricter).count();
+                            @if p.previous.is_none() { "the first version" }
+                            @else if p.changes.is_empty() { "nothing that changes what the policy allows" }
+                            @else {
+                                (p.changes.len()) " change(s)"
+                                @if looser > 0 { ", " span.warn { (looser) " looser" } }
+                                @if stricter > 0 { ", " (stricter) " stricter" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Changes proposed" }
         @if proposals.is_empty() {
-            p { "No change has been proposed." }
+            p { "No change has been proposed"
+                @if versions.iter().any(|a| a.applied.bootstrap) { " since the bootstrap" } "." }
         }
         @for p in &proposals {
             @let r = &p.record;

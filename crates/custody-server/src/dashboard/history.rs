@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custody_app::HistoryFilter;
 use custody_app::events::{Event, EventBody};
-use custody_model::{Digest, Timestamp};
+use custody_model::Timestamp;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -39,17 +39,29 @@ const PAGE: usize = 50;
 const EXPORT: usize = 10_000;
 
 impl HistoryQuery {
-    fn filter(&self, limit: usize) -> Result<HistoryFilter, String> {
+    /// The search, or what is wrong with it. An artifact may be named by the start of its
+    /// digest, as pages show it (`App::artifact_by_prefix`).
+    async fn filter(
+        &self,
+        app: &custody_app::App<custody_store::SqlStore>,
+        limit: usize,
+    ) -> Result<HistoryFilter, String> {
         let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let time = |name: &str, s: &str| {
             text(s)
                 .map(|t| t.parse::<Timestamp>().map_err(|e| format!("{name}: {e}")))
                 .transpose()
         };
+        let artifact = match text(&self.artifact) {
+            Some(given) => Some(
+                app.artifact_by_prefix(&given)
+                    .await
+                    .map_err(|e| format!("artifact: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(HistoryFilter {
-            artifact: text(&self.artifact)
-                .map(|d| d.parse::<Digest>().map_err(|e| format!("artifact: {e}")))
-                .transpose()?,
+            artifact,
             build: text(&self.build),
             principal: text(&self.principal),
             environment: text(&self.env),
@@ -100,12 +112,19 @@ pub(crate) async fn history(
     v: Viewer,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, Response> {
-    let (entries, problem) = match q.filter(PAGE) {
+    let (entries, problem, hint) = match q.filter(&s.app, PAGE).await {
         Ok(filter) => match s.app.history(&filter).await {
-            Ok(entries) => (entries, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
+            Ok(entries) => {
+                // Nothing found: a name the policy does not know is the likeliest reason.
+                let hint = match (entries.is_empty(), s.app.policy().await) {
+                    (true, Ok(policy)) => custody_app::why_nothing_matches(&filter, &policy),
+                    _ => None,
+                };
+                (entries, None, hint)
+            }
+            Err(e) => (Vec::new(), Some(e.to_string()), None),
         },
-        Err(why) => (Vec::new(), Some(why)),
+        Err(why) => (Vec::new(), Some(why), None),
     };
     let older = (entries.len() == PAGE)
         .then(|| entries.first().map(|e| e.index))
@@ -133,7 +152,9 @@ pub(crate) async fn history(
             " (the newest " (EXPORT) " at most)"
         }
         @if let Some(p) = &problem { p.error { (p) } }
-        @if entries.is_empty() && problem.is_none() { p.none { "no events match" } }
+        @if entries.is_empty() && problem.is_none() {
+            p.none #no-match { "no events match" @if let Some(h) = &hint { ": " (h) } }
+        }
         @else {
             table #history {
                 tr { th { "ledger index" } th { "at" } th { "event" } th { "what" } }
@@ -221,7 +242,8 @@ async fn export(
     q: &HistoryQuery,
 ) -> Result<Response, Response> {
     let filter = q
-        .filter(EXPORT)
+        .filter(&s.app, EXPORT)
+        .await
         .map_err(|why| error_page(Some(v.signed()), StatusCode::BAD_REQUEST, &why))?;
     let entries = s.app.history(&filter).await.map_err(|e| v.fail(e))?;
     let encoded = match format {
