@@ -430,6 +430,58 @@ pub fn state_mismatch_alert(difference: &crate::StateDifference) -> Alert {
     }
 }
 
+/// How far an entry may be stamped before the latest time of the entries ahead of it
+/// without notice: servers' clocks differ a little, and writers race (the same bound
+/// `audit verify` notes).
+pub const TIME_SKEW_SECONDS: i64 = 300;
+
+/// Watches the ledger's times as its tail is read in order, for an entry stamped well
+/// before an earlier one: a clock turned back, or a backfill with `CUSTODY_NOW` on the
+/// data directory (`custody demo` makes one). Whatever was judged by time at such an
+/// entry (an approval's or an exception's expiry, evidence's age) was judged by that
+/// clock, which nobody else read: the alert puts a person in the loop, as `audit verify`'s
+/// note does after the fact. One alert per run of such entries, at its first.
+#[derive(Debug, Default)]
+pub struct ClockWatch {
+    /// The latest time so far, and its entry.
+    latest: Option<(u64, Timestamp)>,
+    /// The entry before was stamped behind `latest`.
+    behind: bool,
+}
+
+impl ClockWatch {
+    /// Sees entry `index`, stamped `at` (entries in ledger order, from the first): the
+    /// alert when it starts a run of entries set back.
+    pub fn see(&mut self, index: u64, at: Timestamp) -> Option<Alert> {
+        let Some((before, latest)) = self.latest else {
+            self.latest = Some((index, at));
+            return None;
+        };
+        let back = latest.unix_seconds() - at.unix_seconds();
+        if back <= TIME_SKEW_SECONDS {
+            self.behind = false;
+            if at > latest {
+                self.latest = Some((index, at));
+            }
+            return None;
+        }
+        let starts = !std::mem::replace(&mut self.behind, true);
+        starts.then(|| Alert {
+            id: format!("time-went-back:{index}"),
+            rule: "ledger-time-went-back".into(),
+            severity: "warning".into(),
+            text: format!(
+                "ledger entry {index} is stamped {}, {}h{:02}m before entry {before} ({}): a clock turned back, or a backfill with CUSTODY_NOW (custody demo makes one); what was judged there by time (approval and exception expiry, evidence age) was judged by that clock",
+                at.to_second(),
+                back / 3600,
+                back % 3600 / 60,
+                latest.to_second(),
+            ),
+            subject: json!({"ledger_index": index, "at": at.to_string(), "latest": latest.to_string(), "latest_index": before}),
+        })
+    }
+}
+
 /// The alert for a principal denied again and again.
 pub fn denied_access_alert(principal: &str, denials: usize, window_start: &str) -> Alert {
     Alert {
@@ -708,5 +760,42 @@ pub fn exception_expiring_alert(x: &crate::ExceptionRecord, seconds_left: i64) -
             x.plan.due.to_second()
         ),
         subject: json!({"exception": x.id, "artifacts": x.artifacts, "release": x.release, "environments": x.environments, "expires_at": x.expires_at}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn a_run_of_entries_set_back_is_announced_once_at_its_first() {
+        const DAY: i64 = 86_400;
+        let mut watch = ClockWatch::default();
+        let raised: Vec<(u64, String)> = [
+            0,
+            10,
+            -3 * DAY,        // a backfill starts: announced
+            -3 * DAY + 3600, // and goes on: not again
+            -200,            // within the skew: not set back
+            20,              // the clock again
+            15,              // a little behind: servers disagree that much
+            -DAY,            // set back once more: announced
+        ]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| watch.see(i as u64, at(t)).map(|a| (i as u64, a.text)))
+        .collect();
+        assert_eq!(raised.len(), 2, "{raised:?}");
+        assert_eq!(raised[0].0, 2);
+        assert!(
+            raised[0].1.contains("is stamped") && raised[0].1.contains("72h00m before entry 1"),
+            "{raised:?}"
+        );
+        assert_eq!(raised[1].0, 7);
+        assert!(raised[1].1.contains("24h00m before entry 5"), "{raised:?}");
     }
 }

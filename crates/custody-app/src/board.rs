@@ -41,6 +41,10 @@ pub struct BoardColumn {
     /// certified, and evidence since (a new scan), a revoked key or a rejection undid it.
     /// Empty while it stands, or when nothing is certified.
     pub no_longer_stands: Vec<String>,
+    /// While it stands only by an approved exception (evidence since found what the
+    /// exception waives): the deploy gate's words for each waived gate.
+    #[serde(default)]
+    pub by_exception: Vec<String>,
 }
 
 /// Waiting promotions listed per environment at most.
@@ -160,19 +164,25 @@ impl<S: Store> App<S> {
             let running = self.running(&env.name, certified_digests, size).await?;
             let recent = self.recent_outcomes(&env.name, size).await?;
             // The gate judges the whole release from any one of its digests.
-            let no_longer_stands = match certified_digests.first() {
+            let (no_longer_stands, by_exception) = match certified_digests.first() {
                 Some(d) => {
                     let digest = d.parse().map_err(|e| {
                         AppError::Integrity(format!("the standing of {}: {e}", env.name))
                     })?;
                     let verdict = self.verify(&env.name, &digest, now).await?;
                     if verdict.allowed {
-                        Vec::new()
+                        let waived = verdict
+                            .reasons
+                            .iter()
+                            .filter(|r| r.starts_with(crate::environment::BY_EXCEPTION))
+                            .cloned()
+                            .collect();
+                        (Vec::new(), waived)
                     } else {
-                        verdict.reasons.clone()
+                        (verdict.reasons.clone(), Vec::new())
                     }
                 }
-                None => Vec::new(),
+                None => (Vec::new(), Vec::new()),
             };
             let mut pending: Vec<(String, PendingPromotion)> =
                 self.in_environment(kind::PENDING, &env.name).await?;
@@ -193,6 +203,7 @@ impl<S: Store> App<S> {
                 running,
                 recent,
                 no_longer_stands,
+                by_exception,
             });
         }
         Ok(columns)

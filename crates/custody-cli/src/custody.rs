@@ -496,6 +496,20 @@ impl Custody {
         }
     }
 
+    /// The artifact `given` names: a whole digest, or (on the data directory) the start of
+    /// one as `custody history` prints it (`App::artifact_by_prefix`).
+    pub(crate) async fn artifact_by_prefix(&self, given: &str) -> AppResult<custody_model::Digest> {
+        if let Ok(digest) = given.trim().parse() {
+            return Ok(digest);
+        }
+        match self {
+            Custody::Local { app, .. } => app.artifact_by_prefix(given).await,
+            Custody::Remote(_) => Err(custody_app::AppError::Invalid(format!(
+                "{given:?} is not a whole digest: through a server give sha256:<64 hex digits> (`custody history --json` prints them); on the data directory its first 8 or more will do"
+            ))),
+        }
+    }
+
     pub(crate) async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
         match self {
             Custody::Local { app, .. } => app.history(filter).await,

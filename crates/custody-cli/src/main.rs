@@ -49,7 +49,8 @@ enum Command {
     /// Example: custody serve --listen 0.0.0.0:8080
     Serve(cmd::serve::ServeArgs),
     /// Seed a realistic organisation (three services through build → test → staging →
-    /// production, approvals, a rejection, a rollback) into a fresh instance.
+    /// production, approvals, a rejection, a rollback, and a release waiting in staging for
+    /// an approver) into a fresh instance.
     Demo(cmd::demo::DemoArgs),
     /// Create a data directory: the ledger (SQLite by default), the log signing key and a
     /// starter configuration and policy. Refuses to touch an existing one.

@@ -87,6 +87,14 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
         format!("/promotions/{id}")
     );
     assert_eq!(text(&c, "#status").await, "pending");
+    // Its decision's VSA says FAILED so far: shown as waiting, not as a failure.
+    let vsa = c.find(Locator::Css("#vsa-result")).await.unwrap();
+    assert_eq!(vsa.text().await.unwrap(), "FAILED");
+    assert_eq!(
+        vsa.attr("class").await.unwrap().as_deref(),
+        Some("pill v-waiting")
+    );
+    assert!(text(&c, "#vsa").await.contains("the promotion still waits"));
     let gates = text(&c, "#gates").await;
     assert!(gates.contains("approvals waiting"), "{gates}");
     assert!(gates.contains("release-signature pass"), "{gates}");
@@ -368,6 +376,21 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
         raised.unix_seconds() - happened.unix_seconds() > 3_600,
         "happened {happened}, raised {raised}"
     );
+    // The demo's backfill set the ledger's time back after the instance's first entry (the
+    // server's): announced at the first entry set back (newest first: the last row).
+    let mut set_back = Vec::new();
+    for row in c
+        .find_all(Locator::Css("#alerts tr[data-rule=ledger-time-went-back]"))
+        .await
+        .unwrap()
+    {
+        set_back.push(row.text().await.unwrap());
+    }
+    let first = set_back.last().expect("no ledger-time-went-back alert");
+    assert!(
+        first.contains("ledger entry 1 is stamped") && first.contains("before entry 0"),
+        "{set_back:?}"
+    );
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.
     c.goto(&format!("{base}/charts")).await.unwrap();
@@ -504,6 +527,21 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
         assert_eq!(written, nonzero, "{chart}");
     }
     screenshot(&c, "charts").await;
+    // The promotion the demo's rollback undid says so, beside its certification.
+    let rollback = events
+        .iter()
+        .find(|e| e["event"]["type"] == "rollback")
+        .expect("the demo rolls back");
+    let failed = rollback["event"]["failed_promotion"].as_str().unwrap();
+    c.goto(&format!("{base}/promotions/{failed}"))
+        .await
+        .unwrap();
+    let status = text(&c, "#status").await;
+    let rolled = text(&c, "#rolled-back").await;
+    assert_eq!(
+        (status.as_str(), rolled.as_str()),
+        ("certified", "rolled back")
+    );
     sign_out(&c).await;
     // The access review is the auditors': a viewer is refused, and told why.
     sign_in(&c, &base, &vic).await;

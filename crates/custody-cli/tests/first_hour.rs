@@ -56,7 +56,10 @@ fn the_readme_walkthrough_runs_as_written() {
     // Re-promoting after the missing scan was attached names the first promotion and
     // says why its approval stays there.
     assert_has(&text, "note: this is a new promotion: the earlier prm-");
-    assert_has(&text, "keeps its 1 review(s), which do not carry over");
+    assert_has(
+        &text,
+        "keeps its 1 review(s) (alice approved), which do not carry over",
+    );
     // Break glass: certified past the gates, then reviewed after the fact by someone else.
     assert_has(&text, "shop@1.4.3 → production: certified");
     assert_has(
@@ -309,6 +312,38 @@ fn the_readme_walkthrough_runs_as_written() {
             && hint.trim().ends_with("olga, rita, sam, sasha, sol); a former holder's events still match"),
         "{hint}"
     );
+    // An artifact by the start of its digest, as history prints it: the same events as by
+    // the whole digest; too few digits are refused, saying how many.
+    let registered: Vec<Value> = serde_json::from_slice(
+        &run(custody()
+            .args([
+                "history",
+                "--type",
+                "artifact.registered",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(&data))
+        .stdout,
+    )
+    .unwrap();
+    let digest = registered[0]["event"]["artifact"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by = |artifact: &str| {
+        run(custody()
+            .args(["history", "--artifact", artifact, "--data-dir"])
+            .arg(&data))
+    };
+    let whole = by(&digest);
+    expect_code(&whole, 0);
+    assert!(!stdout(&whole).is_empty());
+    assert_eq!(
+        stdout(&by(&digest["sha256:".len()..][..12])),
+        stdout(&whole)
+    );
+    expect_refusal(&by("sha256:abc"), 2, "at least its first 8 hex digits");
     // A near miss is named.
     let near = run(custody()
         .args(["history", "--principal", "Alice", "--data-dir"])
@@ -439,7 +474,7 @@ fn the_demo_says_how_to_sign_in() {
     let out = run(custody().args(["demo", "--data-dir"]).arg(&data));
     expect_code(&out, 0);
     let text = stdout(&out);
-    assert_has(&text, "open http://127.0.0.1:8080/login and paste a token");
+    assert_has(&text, "open http://127.0.0.1:8080/login (where config.toml");
     let me = stdout(&run(custody().args(["whoami", "--data-dir"]).arg(&data)));
     let me = me.lines().next().unwrap();
     let line = text

@@ -466,6 +466,14 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     assert_eq!(out.status.code(), Some(0), "{report:#} {}", stderr(&out));
     // 1.0.0, 2.0.0 and 2.0.1 verify (1.1.0, by the retired key, is recorded, untrusted).
     assert_eq!(report["checked"]["manifests"], 3, "{report:#}");
+    // The independent Python verifier follows the hand-over and the revocation too, and
+    // agrees.
+    let python = python_script("audit_verify.py")
+        .arg(&bundle)
+        .arg(data.join("keys/log.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(python.status.code(), Some(0), "{}", stdout(&python));
     // The revocation, entered after 2.0.1 was recorded, withdraws trust from its manifest
     // (and from nothing signed before the compromise): the report names it and marks build,
     // whose release rests on it; production's does not.

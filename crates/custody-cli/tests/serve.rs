@@ -324,7 +324,10 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     let out = run(custody().args(["demo", "--json", "--data-dir"]).arg(&data));
     expect_code(&out, 0);
     let seeded: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(seeded["releases"].as_array().unwrap().len(), 3);
+    // Four releases, the last waiting in staging for an approver.
+    let releases = seeded["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 4);
+    assert_eq!(releases[3], "shop@1.3.0");
     assert_eq!(
         (seeded["rejected"].as_u64(), seeded["rollbacks"].as_u64()),
         (Some(1), Some(1))
@@ -363,6 +366,11 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
         .await
         .unwrap();
     assert_eq!(board.status().as_u16(), 200);
+    let board = board.text().await.unwrap();
+    assert!(
+        board.contains("Waiting (1)") && board.contains(">shop@1.3.0</a> by rita"),
+        "{board}"
+    );
     let (status, me) = call(
         "GET",
         &format!("{}/api/v1/whoami", server.base),

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custody_app::alerts::{
-    Alert, alerts_for_event, approval_expiring_alert, approval_sla_alert, denied_access_alert,
-    evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
+    Alert, ClockWatch, alerts_for_event, approval_expiring_alert, approval_sla_alert,
+    denied_access_alert, evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
     overdue_break_glass_reviews, state_mismatch_alert,
 };
 use custody_model::Timestamp;
@@ -289,12 +289,18 @@ impl Alerts {
 /// the first entry after a start: raising is idempotent), until dropped.
 pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
     let mut events = state.app.subscribe(0);
+    let mut clock = ClockWatch::default();
     loop {
         match events.next().await {
             Ok(batch) => {
                 for (index, event) in batch {
-                    for alert in alerts_for_event(index, &event) {
-                        raise(&state, &alert).await;
+                    // Alerts are stamped by this server's clock and judge nothing: a
+                    // backfill that runs while a server raises alerts is still one run.
+                    let set_back = (event.actor != custody_app::alerts::ALERTING)
+                        .then(|| clock.see(index, event.at))
+                        .flatten();
+                    for alert in alerts_for_event(index, &event).iter().chain(&set_back) {
+                        raise(&state, alert).await;
                     }
                     // A newer report that clears the findings of the one it replaces.
                     match state.app.cleared_findings_alerts(index, &event).await {

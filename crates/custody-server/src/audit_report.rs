@@ -123,7 +123,7 @@ pub fn render(report: &Report) -> String {
                         }
                         @for r in &report.story.rollbacks {
                             li {
-                                (r.environment) " rolled back from " (r.from) " to " (r.to) " at " (r.at)
+                                (r.environment) " rolled back from " (r.from) " to " (r.to) " at " (second(&r.at))
                                 (if r.automatic { " (automatically, after a failed deploy)" } else { "" }) ": " (r.reason)
                             }
                         }
@@ -137,7 +137,7 @@ pub fn render(report: &Report) -> String {
                             @for w in &report.story.withdrawn {
                                 li {
                                     "entry " (w.entry) ": " (w.what) " " (w.name) ", signed by key " (w.key)
-                                    ", revoked at entry " (w.revoked_at_entry) " (" (w.reason) ") with effect from " (w.cutoff)
+                                    ", revoked at entry " (w.revoked_at_entry) " (" (w.reason) ") with effect from " (second(&w.cutoff))
                                     @if !w.environments.is_empty() { "; " (w.environments.join(", ")) " rest(s) on it" }
                                 }
                             }
@@ -168,7 +168,7 @@ fn unverified(u: &Claims) -> Markup {
             table {
                 tr { td { "Scope" } td { (u.scope.to_string()) } }
                 tr { td { "Exported by" } td { (u.exported_by) } }
-                tr { td { "Exported at" } td { (u.exported_at) } }
+                tr { td { "Exported at" } td { (second(&u.exported_at)) } }
                 tr { td { "Confidential rationales" } td { (match u.confidential { Confidential::Included => "included", Confidential::Withheld => "withheld from this bundle" }) } }
             }
         }
@@ -178,10 +178,10 @@ fn unverified(u: &Claims) -> Markup {
 fn certification(c: &CertificationStory) -> Markup {
     html! {
         section.certification id={ "entry-" (c.entry) } {
-            h3 { (c.release) " → " (c.environment) " (entry " (c.entry) ", " (c.at) ")" }
+            h3 { (c.release) " → " (c.environment) " (entry " (c.entry) ", " (second(&c.at)) ")" }
             p {
-                "Requested by " (c.requested_by) " at " (c.requested_at) " (promotion " code { (c.promotion) } "); "
-                "decided at " (c.decided_at) " by decision " code { (c.decision) } " under policy " code { (c.policy) } "."
+                "Requested by " (c.requested_by) " at " (second(&c.requested_at)) " (promotion " code { (c.promotion) } "); "
+                "decided at " (second(&c.decided_at)) " by decision " code { (c.decision) } " under policy " code { (c.policy) } "."
                 " Release created by " (c.created_by) ", manifest " code { (c.release_digest) }
                 @if let Some(k) = &c.release_key { ", signed by release key " code { (k) } } "."
             }
@@ -200,7 +200,7 @@ fn certification(c: &CertificationStory) -> Markup {
                     li {
                         (a.by) " " (if a.approve { "approved" } else { "rejected" })
                         (if a.after_the_fact { " after the fact" } else { "" })
-                        " at " (a.at) " (risk " (a.risk) "): "
+                        " at " (second(&a.at)) " (risk " (a.risk) "): "
                         @match &a.rationale {
                             Some(r) => { q { (r) } (if a.confidential { " (confidential)" } else { "" }) }
                             None => { em { "confidential rationale withheld from this bundle (its commitment is in entry " (a.entry) ")" } }
@@ -233,4 +233,11 @@ fn short(id: &str) -> String {
         "" => format!("{head}…"),
         p => format!("{p}:{head}…"),
     }
+}
+
+/// A recorded time (RFC 3339, as the report carries it) to the second, for people (the
+/// JSON report keeps the full precision); anything else as it is.
+fn second(t: &str) -> String {
+    t.parse::<custody_model::Timestamp>()
+        .map_or_else(|_| t.to_owned(), |t| t.to_second().to_string())
 }

@@ -146,6 +146,25 @@ pub enum ArchiveError {
     /// A member is not a regular file with a UTF-8 name.
     #[error("member {0:?} is not a regular file with a plain name")]
     Strange(String),
+    /// The bytes are a compressed file, not the tar archive itself.
+    #[error(
+        "the bundle is {0}-compressed; a bundle is the plain tar archive `custody audit export` wrote: decompress it first (e.g. `{1} BUNDLE`)"
+    )]
+    Compressed(&'static str, &'static str),
+}
+
+/// The compression a file's first bytes announce, and the tool that undoes it.
+fn compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    const MAGIC: [(&[u8], &str, &str); 4] = [
+        (&[0x1f, 0x8b], "gzip", "gunzip"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd", "unzstd"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz", "unxz"),
+        (b"BZh", "bzip2", "bunzip2"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, _, _)| head.starts_with(magic))
+        .map(|(_, name, tool)| (*name, *tool))
 }
 
 /// Calls `visit` with each member's name and bytes, in archive order. Stops at the first
@@ -156,7 +175,21 @@ pub fn for_each_member<R: Read, E: From<ArchiveError>>(
     reader: R,
     mut visit: impl FnMut(&str, &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut archive = tar::Archive::new(reader);
+    // The first bytes say whether this is a compressed file rather than the archive (read
+    // aside and put back in front: no second buffer over the whole bundle).
+    let mut reader = reader;
+    let mut head = [0u8; 6];
+    let mut got = 0;
+    while got < head.len() {
+        match reader.read(&mut head[got..]).map_err(ArchiveError::Tar)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    if let Some((name, tool)) = compression(&head[..got]) {
+        return Err(ArchiveError::Compressed(name, tool).into());
+    }
+    let mut archive = tar::Archive::new(io::Cursor::new(head).take(got as u64).chain(reader));
     let entries = archive.entries().map_err(ArchiveError::Tar)?;
     let mut bytes = Vec::new();
     for member in entries {
@@ -224,6 +257,18 @@ mod tests {
                 "end.json"
             ]
         );
+    }
+
+    #[test]
+    fn a_compressed_bundle_is_named_as_such() {
+        for (head, said) in [
+            (&[0x1f, 0x8b, 8, 0, 0, 0, 0][..], "gzip-compressed"),
+            (&[0x28, 0xb5, 0x2f, 0xfd, 0][..], "zstd-compressed"),
+            (b"BZh91AY", "bzip2-compressed"),
+        ] {
+            let err = for_each_member::<_, ArchiveError>(head, |_, _| Ok(())).unwrap_err();
+            assert!(err.to_string().contains(said), "{err}");
+        }
     }
 
     #[test]

@@ -57,7 +57,9 @@ pub struct Receipt {
     pub decision: ProvedEntry,
     /// The `environment.certified` entry.
     pub certification: ProvedEntry,
-    /// The attestor's public key (SPKI PEM) that signed the VSA.
+    /// The attestor's public key (SPKI PEM) that signed the VSA (may be left out of a
+    /// receipt whose checker pins the key with `--attestor-key`).
+    #[serde(default)]
     pub attestor: String,
     /// The log-key hand-overs up to the checkpoint, oldest first (absent when the log
     /// key never changed).
@@ -404,6 +406,10 @@ pub fn verify_receipt(
     if let Some(d) = &decision {
         let (attestor, from) = match attestor_key {
             Some(k) => (Ok(k.clone()), "given (--attestor-key)"),
+            None if r.attestor.is_empty() => (
+                Err("the receipt carries no attestor key: give the one you trust with --attestor-key".to_owned()),
+                "in the receipt",
+            ),
             None => (
                 PublicKey::from_pem(&r.attestor)
                     .map_err(|e| format!("the receipt's attestor key: {e}")),
@@ -545,7 +551,12 @@ fn proves(r: &ReceiptReport) -> String {
         r.environment,
         r.entry,
         r.release,
-        r.certified_at.as_deref().unwrap_or("?"),
+        r.certified_at.as_deref().map_or_else(
+            || "?".to_owned(),
+            |t| t
+                .parse::<custody_model::Timestamp>()
+                .map_or_else(|_| t.to_owned(), |t| t.to_second().to_string())
+        ),
         r.tree_size
     )
 }

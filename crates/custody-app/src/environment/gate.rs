@@ -17,6 +17,10 @@ use crate::records::{
     kind,
 };
 
+/// How the deploy gate's reasons begin for a gate that passes only because an approved
+/// exception waives what it found.
+pub(crate) const BY_EXCEPTION: &str = "by exception, not a clean pass";
+
 /// The deploy gate's answer.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verification {
@@ -283,7 +287,7 @@ impl<S: Store> App<S> {
                     .filter(|g| {
                         g.status == Status::Pass && g.reason.contains(custody_policy::WAIVED)
                     })
-                    .map(|g| format!("by exception, not a clean pass: {}: {}", g.gate, g.reason)),
+                    .map(|g| format!("{BY_EXCEPTION}: {}: {}", g.gate, g.reason)),
             );
             if !verdict.overridden.is_empty() {
                 verdict.reasons.push(format!(

@@ -18,6 +18,7 @@ use crate::records::{
 use crate::{AppError, AppResult};
 
 mod gate;
+pub(crate) use gate::BY_EXCEPTION;
 pub use gate::{CertifyingDecision, RECHECK_WINDOW_SECONDS, Verification};
 
 /// The gates of `decision` that did not pass, as `gate: reason`.

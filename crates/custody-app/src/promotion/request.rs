@@ -255,8 +255,26 @@ impl<S: Store> App<S> {
                 PromotionStatus::Rejected => "rejected",
                 _ => "pending",
             };
+            // Who reviewed it, so that they know to look again.
+            let mut by: Vec<String> = reviews
+                .iter()
+                .filter(|r| r.superseded_by.is_none())
+                .map(|r| {
+                    let verdict = match r.verdict {
+                        custody_model::Verdict::Approve => "approved",
+                        custody_model::Verdict::Reject => "rejected",
+                    };
+                    format!("{} {verdict}", r.by)
+                })
+                .collect();
+            by.dedup();
+            let who = if by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by.join(", "))
+            };
             let note = format!(
-                "this is a new promotion: the earlier {} of {} to {environment} ({status}) keeps its {} review(s), which do not carry over, because an approval binds to its promotion and to the decision and policy version it was given under{}",
+                "this is a new promotion: the earlier {} of {} to {environment} ({status}) keeps its {} review(s){who}, which do not carry over, because an approval binds to its promotion and to the decision and policy version it was given under{}",
                 before.id,
                 before.release,
                 reviews.len(),

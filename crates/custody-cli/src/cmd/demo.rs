@@ -257,6 +257,39 @@ async fn deploy(
     Ok(app.deploy_report(who, &report, None).await?)
 }
 
+/// Builds shop's services at `version` and records the release, signed by rita with the
+/// release key, at hour `hour`: its id and the artifacts' digests.
+async fn record_shop(
+    app: &App<SqlStore>,
+    story: &Story,
+    hour: i64,
+    version: &str,
+    keys: &Keys,
+) -> anyhow::Result<(String, Vec<Digest>)> {
+    let mut artifacts = Vec::new();
+    for service in SERVICES {
+        let digest = build(app, story, hour, service, version, &keys.builder).await?;
+        artifacts.push(ManifestArtifact {
+            name: service.into(),
+            digest,
+        });
+    }
+    let digests = artifacts.iter().map(|a| a.digest.clone()).collect();
+    let manifest = RecordRelease::signed(
+        "shop",
+        version,
+        &artifacts,
+        "rita",
+        story.at(hour)?,
+        Some(&keys.release),
+    )?;
+    let release = app
+        .record_release(&story.actor("rita", hour)?, &manifest, None)
+        .await?
+        .release;
+    Ok((release, digests))
+}
+
 async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
     let keys = Keys {
         builder: PrivateKey::generate(Algorithm::Ed25519),
@@ -266,7 +299,6 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             .map(|who| (who, PrivateKey::generate(Algorithm::Ed25519)))
             .collect(),
     };
-    let (builder, signer) = (&keys.builder, &keys.release);
     // The operator seeding the demo puts its first real policy in force (a bootstrap: the
     // starter policy has no owners to approve it).
     let (operator, user) = crate::context::operator()?;
@@ -286,27 +318,7 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
     let mut hour = 1;
     // One product, "shop", released as its three services together.
     for (n, version) in ["1.0.0", "1.1.0", "1.2.0"].into_iter().enumerate() {
-        let mut artifacts = Vec::new();
-        for service in SERVICES {
-            let digest = build(app, story, hour, service, version, builder).await?;
-            artifacts.push(ManifestArtifact {
-                name: service.into(),
-                digest,
-            });
-        }
-        let digests: Vec<Digest> = artifacts.iter().map(|a| a.digest.clone()).collect();
-        let manifest = RecordRelease::signed(
-            "shop",
-            version,
-            &artifacts,
-            "rita",
-            story.at(hour)?,
-            Some(signer),
-        )?;
-        let release = app
-            .record_release(&story.actor("rita", hour)?, &manifest, None)
-            .await?
-            .release;
+        let (release, digests) = record_shop(app, story, hour, version, &keys).await?;
         seeded.releases.push(release.clone());
         for env in ["build", "test"] {
             promote(app, &story.actor("rita", hour)?, &release, env).await?;
@@ -378,6 +390,13 @@ async fn seed(app: &App<SqlStore>, story: &Story) -> anyhow::Result<Seeded> {
             seeded.rollbacks += u64::from(report.rollback.is_some());
         }
         hour += 6;
+    }
+    // 1.3.0 waits in staging for an approver: the first thing to try in the dashboard.
+    let (release, _) = record_shop(app, story, hour, "1.3.0", &keys).await?;
+    seeded.releases.push(release.clone());
+    for env in ["build", "test", "staging"] {
+        promote(app, &story.actor("rita", hour)?, &release, env).await?;
+        seeded.promotions += 1;
     }
     seeded.people = keys.people;
     Ok(seeded)
@@ -489,7 +508,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             }));
         } else {
             let mut lines = vec![format!(
-                "seeded the acme demo into {}: {} releases of shop ({}), {} promotions ({} rejected), {} rollback; {entries} ledger entries\n\
+                "seeded the acme demo into {}: {} releases of shop (its services: {}), {} promotions ({} rejected), {} rollback; {entries} ledger entries\n\
                  try: custody history --data-dir {} --env production",
                 dir.root().display(),
                 seeded.releases.len(),
@@ -500,7 +519,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 dir.root().display()
             )];
             lines.push(format!(
-                "\nthe dashboard: with `custody serve` running, open {dashboard} and paste a token:"
+                "\nthe dashboard: with `custody serve` running, open {dashboard} (where config.toml's [server] listen says; or the address `serve --listen` printed) and paste a token:"
             ));
             for s in &sign_in {
                 lines.push(format!(

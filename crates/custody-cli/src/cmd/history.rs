@@ -2,7 +2,7 @@
 
 use clap::Args;
 use custody_app::HistoryFilter;
-use custody_model::{Digest, Timestamp};
+use custody_model::Timestamp;
 use serde_json::json;
 
 use crate::Outcome;
@@ -12,9 +12,10 @@ use crate::input::{print_json, print_line};
 
 #[derive(Debug, Args)]
 pub(crate) struct HistoryArgs {
-    /// Events about this artifact.
+    /// Events about this artifact: its digest, or on the data directory the start of it
+    /// as this command prints it (at least 8 hex digits).
     #[arg(long)]
-    artifact: Option<Digest>,
+    artifact: Option<String>,
     /// Events about this build (its invocation id).
     #[arg(long)]
     build: Option<String>,
@@ -52,8 +53,13 @@ pub(crate) struct HistoryArgs {
 
 pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
+        let custody = Custody::connect(&a.instance, &a.remote, None).await?;
+        let artifact = match &a.artifact {
+            Some(given) => Some(custody.artifact_by_prefix(given).await?),
+            None => None,
+        };
         let filter = HistoryFilter {
-            artifact: a.artifact.clone(),
+            artifact,
             build: a.build.clone(),
             principal: a.principal.clone(),
             environment: a.environment.clone(),
@@ -63,7 +69,6 @@ pub(crate) fn history(a: HistoryArgs) -> anyhow::Result<Outcome> {
             limit: a.limit,
             kind: a.kind.clone(),
         };
-        let custody = Custody::connect(&a.instance, &a.remote, None).await?;
         let entries = custody.history(&filter).await?;
         if a.json {
             print_json(&json!(entries));

@@ -47,6 +47,24 @@ fn a_receipt_proves_a_certification_with_the_log_key_alone() {
         &verify_receipt(&receipt, &["--attestor-key".as_ref(), attestor.as_os_str()]),
         0,
     );
+    // A receipt without the attestor's key checks with the key pinned, and says what
+    // to do without it.
+    let mut bare: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    bare.as_object_mut().unwrap().remove("attestor");
+    let bare_file = f.dir.join("receipt-without-attestor.json");
+    std::fs::write(&bare_file, serde_json::to_vec(&bare).unwrap()).unwrap();
+    expect_code(
+        &verify_receipt(
+            &bare_file,
+            &["--attestor-key".as_ref(), attestor.as_os_str()],
+        ),
+        0,
+    );
+    expect_refusal(
+        &verify_receipt(&bare_file, &[]),
+        1,
+        "the receipt carries no attestor key: give the one you trust with --attestor-key",
+    );
     // Another attestor key, a changed byte, another log's key: each refused with why.
     let (_, other) = generate_key(&f.dir, "not-the-attestor", "ed25519");
     let out = verify_receipt(&receipt, &["--attestor-key".as_ref(), other.as_os_str()]);

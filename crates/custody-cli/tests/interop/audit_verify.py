@@ -161,6 +161,12 @@ def unix(ts):
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
 
 
+def stamp(ts):
+    """An RFC 3339 time (UTC, as custody writes it) as (seconds, nanoseconds): exact to compare."""
+    base, _, frac = ts.rstrip("Z").partition(".")
+    return (unix(base + "Z"), int((frac + "000000000")[:9]))
+
+
 # --- the verifier ------------------------------------------------------------------
 
 
@@ -188,18 +194,25 @@ class Verifier:
         self.signed_since = None  # the first evidence entry with a statement of its reading
         self.tokens = {}  # token id -> (principal, creator, personal) from token.created
         self.rotations = []  # (index, purpose, from key id, to key id, to key) from key.rotated
+        self.revocations = []  # (index, key id, cutoff stamp) from key.revoked, one per key
         self.certs = []
 
     def fail(self, entry, check, detail):
         self.failures.append({"entry": entry, "check": check, "detail": detail})
 
-    def keys_at(self, keys, purpose, index):
-        """`keys` (a policy's, by key id) as the key.rotated hand-overs before `index` left them."""
+    def keys_at(self, keys, purpose, index, at):
+        """`keys` (a policy's, by key id) as the key.rotated hand-overs before `index` left them,
+        without those a key.revoked before `index` cut off at or before `at` (what the entry
+        records happened then)."""
         keys = dict(keys)
-        for at, p, old, new, key in self.rotations:
-            if at < index and p == purpose and old in keys:
+        for where, p, old, new, key in self.rotations:
+            if where < index and p == purpose and old in keys:
                 del keys[old]
                 keys[new] = key
+        when = stamp(at)
+        for where, key, cutoff in self.revocations:
+            if where < index and key in keys and cutoff <= when:
+                del keys[key]
         return keys
 
     def policy_at(self, index):
@@ -448,6 +461,12 @@ class Verifier:
         kind = e.get("type")
         policy = self.policy_at(i)
         self.credential(i, e)
+        if kind == "key.revoked":
+            cutoff = stamp(e["at"])
+            if e.get("compromised_since"):
+                cutoff = min(cutoff, stamp(e["compromised_since"]))
+            for key in [k["key"] for k in e.get("keys", [])] + e.get("successors", []):
+                self.revocations.append((i, key, cutoff))
         if kind == "key.rotated":
             key = serialization.load_pem_public_key(e["public_key"].encode())
             self.rotations.append((i, e["purpose"], e["from"], e["to"], key))
@@ -467,7 +486,7 @@ class Verifier:
         elif kind == "artifact.registered":
             key = None
             if e.get("provenance") is not None:
-                good, payload = dsse_verify(e["provenance"], self.keys_at(policy[3], "builder", i) if policy else {})
+                good, payload = dsse_verify(e["provenance"], self.keys_at(policy[3], "builder", i, e["at"]) if policy else {})
                 statement = json.loads(payload) if good else {}
                 subjects = {"sha256:" + s["digest"].get("sha256", "") for s in statement.get("subject", [])}
                 builder = statement.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("id")
@@ -482,7 +501,7 @@ class Verifier:
             payload = b64decode_any(m["payload"])
             if "sha256:" + hashlib.sha256(payload).hexdigest() != e["digest"] or envelope_digest(m) != e["manifest_digest"]:
                 self.fail(i, "manifest", "its digests do not match its manifest")
-            trusted = dsse_verify(m, self.keys_at(policy[2], "release-signer", i) if policy else {})[0] if m["signatures"] else []
+            trusted = dsse_verify(m, self.keys_at(policy[2], "release-signer", i, e["at"]) if policy else {})[0] if m["signatures"] else []
             self.checked["signatures"] += bool(trusted)
             self.rec["release"][e["release"]] = (i, e["digest"], e["artifacts"], m, trusted)
         elif kind == "evidence.attached":
@@ -499,14 +518,14 @@ class Verifier:
         elif kind == "promotion.requested":
             self.statement_missing(i, e, e.get("statement") is not None)
             if e.get("statement") is not None:
-                self.break_glass_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
+                self.break_glass_statement(i, e, self.keys_at(policy[4], "personal-approval", i, e["at"]) if policy else {})
             self.rec["promotion"][e["promotion"]] = (i, e["release"], e["environment"], e["actor"])
         elif kind == "decision.recorded":
             self.decision(i, e, line.get("facts"))
         elif kind == "approval.recorded":
             self.statement_missing(i, e, e.get("statement") is not None or e["confidential"])
             if e.get("statement") is not None:
-                self.approval_statement(i, e, self.keys_at(policy[4], "personal-approval", i) if policy else {})
+                self.approval_statement(i, e, self.keys_at(policy[4], "personal-approval", i, e["at"]) if policy else {})
             text = line.get("rationale") if e["confidential"] else e["rationale"]
             if text is not None:
                 if "rationale_commitment" in e:
@@ -664,7 +683,7 @@ class Verifier:
             key = facts["release"].get("signing_key")
             if key:
                 pol = [p for p in self.policies if p[1] == de["policy"]]
-                trusted = self.keys_at(pol[0][2], "release-signer", di) if pol else {}
+                trusted = self.keys_at(pol[0][2], "release-signer", di, de["at"]) if pol else {}
                 if key not in trusted or key not in dsse_verify(r[3], {key: trusted[key]})[0]:
                     bad(f"its manifest does not verify with the release key {key} its decision names")
             for fa in facts["release"]["artifacts"]:

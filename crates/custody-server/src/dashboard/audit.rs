@@ -11,7 +11,7 @@ use maud::html;
 
 use super::chart::{Axis, bar_chart};
 use super::history::described;
-use super::keys::key_name;
+use super::keys::{key_name, with_short_ids};
 use super::layout::error_page;
 use super::promotion::build_parameters;
 use super::{ToAudit, Viewer, when};
@@ -23,6 +23,7 @@ pub(crate) async fn alerts(
     v: Viewer,
 ) -> Result<Response, Response> {
     let raised = s.app.recent_alerts().await.map_err(|e| v.fail(e))?;
+    let policy = s.app.policy().await.map_err(|e| v.fail(e))?;
     let outbox = s.app.outbox().await.map_err(|e| v.fail(e))?;
     let body = html! {
         h1 { "Alerts" }
@@ -42,7 +43,7 @@ pub(crate) async fn alerts(
                         }
                         td class=(if a.severity == "critical" { "fail" } else { "warn" }) { (a.severity) }
                         td { (a.rule) }
-                        td { (a.text) }
+                        td { (with_short_ids(&a.text, &policy)) }
                     }
                 }
             }
@@ -231,6 +232,15 @@ pub(crate) async fn lineage(
     Ok(v.shown(&a.name, body))
 }
 
+/// `n entries`, or `1 entry`.
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
+}
+
 /// The access review's window: a role not used for this many days is reported unused.
 const REVIEW_DAYS: i64 = 90;
 
@@ -277,7 +287,7 @@ pub(crate) async fn ledger(
         // proof over the stored hashes says nothing of a leaf rewritten under them.
         @if status.doubts.is_empty() {
             @match &status.consistency {
-                Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (from) " entries): nothing recorded was changed or removed." },
+                Some((from, Ok(()))) => p.pass #consistency { "The log of " (status.size) " entries provably extends the first checkpoint (" (entries(*from)) "): nothing recorded was changed or removed." },
                 Some((from, Err(e))) => p.fail #consistency { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
                 None => p.none #consistency { "the log is empty" },
             }
@@ -285,7 +295,7 @@ pub(crate) async fn ledger(
             p.fail #consistency { "NOT VOUCHED FOR: custody found this ledger damaged or altered, and " (status.doubts.len()) " finding(s) stand:" }
             ul #doubts { @for d in &status.doubts { li { (d) } } }
             @match &status.consistency {
-                Some((from, Ok(()))) => p #proof { "The stored hashes of " (status.size) " entries extend the first checkpoint (" (from) " entries); that proves nothing of the entries while the findings above stand." },
+                Some((from, Ok(()))) => p #proof { "The stored hashes of " (status.size) " entries extend the first checkpoint (" (entries(*from)) "); that proves nothing of the entries while the findings above stand." },
                 Some((from, Err(e))) => p.fail #proof { "CONSISTENCY FAILED from " (from) " to " (status.size) " entries: " (e) },
                 None => p.none #proof { "the log is empty" },
             }
@@ -324,7 +334,7 @@ pub(crate) async fn charts(
         ("requested", "#4a6fa5", counts(0)),
         ("certified", "#1b7a3a", counts(1)),
         ("rejected", "#b3261e", counts(2)),
-        ("rolled back", "#a15c00", counts(3)),
+        ("rolled back", "#6b3fa0", counts(3)),
     ];
     let latency = [
         (

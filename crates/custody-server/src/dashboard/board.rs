@@ -15,7 +15,7 @@ use custody_model::Timestamp;
 use custody_policy::{Gate, Policy, Status};
 use maud::{Markup, html};
 
-use super::keys::key_text;
+use super::keys::{key_text, with_short_ids};
 use super::{Viewer, age, when};
 use crate::ServerState;
 
@@ -82,11 +82,11 @@ fn column(c: &BoardColumn, now: Timestamp, policy: &Policy) -> Markup {
                         "certified " (age(cert.at, now)) " ago · "
                         a href={ "/promotions/" (cert.promotion) } { "promotion" }
                     }
-                    @if let Some(s) = &c.standing { (badges(s, policy)) }
+                    @if let Some(s) = &c.standing { (badges(s, c, policy)) }
                     @if !c.no_longer_stands.is_empty() {
                         div.fail.no-longer-stands {
                             strong { "✗ No longer stands: the deploy gate denies it now" }
-                            ul { @for r in &c.no_longer_stands { li { (r) } } }
+                            ul { @for r in &c.no_longer_stands { li { (with_short_ids(r, policy)) } } }
                         }
                     }
                 },
@@ -181,7 +181,11 @@ fn badge(id: &str, text: &str, status: Status, title: &str) -> Markup {
     html! { span class={ "badge " (class) } data-badge=(id) title=(title) { (text) } }
 }
 
-fn badges(s: &Standing, policy: &Policy) -> Markup {
+/// The certified release's badges: its certification's gates, as the deploy gate judges
+/// them now (a release that no longer stands has no green evidence badge, and one standing
+/// only by an exception since says so).
+fn badges(s: &Standing, c: &BoardColumn, policy: &Policy) -> Markup {
+    let denied_now = !c.no_longer_stands.is_empty();
     let (passed, not_passed) = s.evidence_counts();
     let evidence_title: Vec<String> = s
         .gates
@@ -213,12 +217,19 @@ fn badges(s: &Standing, policy: &Policy) -> Markup {
                     format!("✗ evidence {passed} passed, {not_passed} failed")
                 };
                 @let status = if not_passed == 0 { Status::Pass } else { Status::Fail };
-                (badge("evidence", &text, status, &evidence_title.join("\n")))
+                @if denied_now && status == Status::Pass {
+                    (badge("evidence", &format!("⚠ evidence {passed} passed when certified"), Status::Warn,
+                        &format!("when certified:\n{}\n\nnow:\n{}", evidence_title.join("\n"), c.no_longer_stands.join("\n"))))
+                } @else {
+                    (badge("evidence", &text, status, &evidence_title.join("\n")))
+                }
             }
-            // What passed only because an exception waived a finding is not a clean pass.
+            // What passed only because an exception waived a finding is not a clean pass,
+            // when certified or now.
             @let waived: Vec<&str> = s.gates.iter()
                 .filter(|g| g.status == Status::Pass && g.reason.contains(custody_policy::WAIVED))
                 .map(|g| g.reason.as_str())
+                .chain(c.by_exception.iter().map(String::as_str))
                 .collect();
             @if !waived.is_empty() {
                 (badge("exception", "⚠ by exception", Status::Warn, &waived.join("\n")))
@@ -321,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_key_the_policy_no_longer_trusts_is_no_green_badge() {
-        let html = badges(&standing(Vec::new()), &policy()).into_string();
+        let html = badges(&standing(Vec::new()), &column(), &policy()).into_string();
         assert!(
             html.contains("⚠ signed by a key no longer trusted") && html.contains("v-rejected"),
             "{html}"
@@ -339,7 +350,7 @@ mod tests {
                 custody_policy::WAIVED
             ),
         };
-        let html = badges(&standing(vec![waived.clone()]), &policy()).into_string();
+        let html = badges(&standing(vec![waived.clone()]), &column(), &policy()).into_string();
         assert!(
             html.contains("data-badge=\"exception\"") && html.contains("⚠ by exception"),
             "{html}"
@@ -348,8 +359,50 @@ mod tests {
             reason: "no finding at or above high".into(),
             ..waived
         };
-        let html = badges(&standing(vec![clean]), &policy()).into_string();
+        let html = badges(&standing(vec![clean.clone()]), &column(), &policy()).into_string();
         assert!(!html.contains("by exception"), "{html}");
+        // Clean when certified, waived now (a scan since found what an exception waives).
+        let now_waived = BoardColumn {
+            by_exception: vec!["by exception, not a clean pass: vulnerabilities: …".into()],
+            ..column()
+        };
+        let html = badges(&standing(vec![clean]), &now_waived, &policy()).into_string();
+        assert!(html.contains("⚠ by exception"), "{html}");
+    }
+
+    #[test]
+    fn a_release_that_no_longer_stands_has_no_green_evidence_badge() {
+        let passed = custody_policy::GateResult {
+            gate: Gate::Vulnerabilities,
+            status: Status::Pass,
+            reason: "no finding at or above high".into(),
+        };
+        let html = badges(&standing(vec![passed.clone()]), &column(), &policy()).into_string();
+        assert!(html.contains("✓ evidence 1 passed"), "{html}");
+        let denied = BoardColumn {
+            no_longer_stands: vec!["vulnerabilities: CVE-2024-3094 in app".into()],
+            ..column()
+        };
+        let html = badges(&standing(vec![passed]), &denied, &policy()).into_string();
+        assert!(
+            html.contains("⚠ evidence 1 passed when certified") && !html.contains("✓ evidence"),
+            "{html}"
+        );
+    }
+
+    fn column() -> BoardColumn {
+        BoardColumn {
+            environment: "production".into(),
+            certified: None,
+            pending: Vec::new(),
+            more_pending: false,
+            reviews_due: Vec::new(),
+            standing: None,
+            running: None,
+            recent: Vec::new(),
+            no_longer_stands: Vec::new(),
+            by_exception: Vec::new(),
+        }
     }
 
     #[test]

@@ -83,6 +83,37 @@ fn file_of(policy: &Policy, key: &KeyView, keys: &[KeyView]) -> Markup {
     html! { "by hand-over" }
 }
 
+/// `text` (a gate's reason, an alert) with each 64-hex-digit id in it (a key id, a digest's
+/// hex) shown by its first 12 digits, the whole on hover: a sentence people read, not a
+/// wall of hex. A key the policy names shows by its name.
+pub(crate) fn with_short_ids(text: &str, policy: &Policy) -> Markup {
+    const ID: usize = 64;
+    let bytes = text.as_bytes();
+    let mut parts: Vec<(&str, bool)> = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            .count();
+        let bounded = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if run == ID && bounded {
+            parts.push((&text[start..i], false));
+            parts.push((&text[i..i + ID], true));
+            start = i + ID;
+        }
+        i += run.max(1);
+    }
+    parts.push((&text[start..], false));
+    html! {
+        @for (part, id) in parts {
+            @if !id { (part) }
+            @else if policy.named_key(part).is_some() { (key_name(policy, part)) }
+            @else { (short(part)) }
+        }
+    }
+}
+
 /// A key id's first 12 hex digits, the whole id on hover.
 fn short(key_id: &str) -> Markup {
     html! { code title=(key_id) { (key_id.get(..12).unwrap_or(key_id)) "…" } }
@@ -316,4 +347,31 @@ fn depends(how: &[Dependence]) -> String {
         .map(|d| d.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_ids_in_a_sentence_are_shortened_and_kept_on_hover() {
+        let mut files = std::collections::BTreeMap::new();
+        files.insert(
+            "custody.toml".to_owned(),
+            "version = 1\n[[environment]]\nname = \"production\"\n".to_owned(),
+        );
+        let policy = custody_policy::compile(&custody_policy::Bundle { files }).unwrap();
+        let id = "b8686c51406a7603a95b8f01035281bbceef66cac186f2d7609691f0a7aa5cf7";
+        let text = format!("key {id} (release signer) was revoked; digest sha256:{id}; not {id}0");
+        let html = with_short_ids(&text, &policy).into_string();
+        assert_eq!(html.matches("b8686c51406a…").count(), 2, "{html}");
+        assert_eq!(
+            html.matches(&format!("title=\"{id}\"")).count(),
+            2,
+            "{html}"
+        );
+        // A run of another length is left as it is.
+        assert!(html.contains(&format!("not {id}0")), "{html}");
+        assert!(html.starts_with("key ") && html.contains(" (release signer) was revoked"));
+    }
 }

@@ -81,21 +81,55 @@ async fn render_promotion<N: Need>(
         policy: &policy,
         attestor: s.app.attestor_key(),
     };
-    let body = promotion_body(
-        &view,
-        &v.who,
-        &v.csrf,
-        inclusion.as_ref(),
-        notice,
-        &keys,
-        s.now(),
-    );
+    let rolled_back = match rollback_of(s, &view).await {
+        Ok(r) => r,
+        Err(e) => return v.fail(e),
+    };
+    let ledger = Ledger {
+        inclusion: inclusion.as_ref(),
+        rolled_back: rolled_back.as_ref(),
+    };
+    let body = promotion_body(&view, &v.who, &v.csrf, &ledger, notice, &keys, s.now());
     let r = (
         status,
         page(&format!("Promotion {id}"), Some(v.signed()), body),
     )
         .into_response();
     if status.is_success() { v.allowed(r) } else { r }
+}
+
+/// The rollback that undid a certified promotion: its time and the event, if one did.
+async fn rollback_of(
+    s: &ServerState,
+    view: &PromotionView,
+) -> custody_app::AppResult<Option<(custody_model::Timestamp, custody_app::events::RolledBack)>> {
+    let p = &view.promotion;
+    if p.status != custody_model::PromotionStatus::Certified {
+        return Ok(None);
+    }
+    let filter = custody_app::HistoryFilter {
+        environment: Some(p.environment.clone()),
+        kind: Some("rollback".into()),
+        limit: 0,
+        ..Default::default()
+    };
+    Ok(s.app
+        .history(&filter)
+        .await?
+        .into_iter()
+        .find_map(|e| match e.event.body {
+            custody_app::events::EventBody::RolledBack(r) if r.failed_promotion == p.id => {
+                Some((e.event.at, r))
+            }
+            _ => None,
+        }))
+}
+
+/// What the ledger says of the promotion beyond its records: its decision's inclusion
+/// proof checked, and the rollback that undid it, if one did.
+struct Ledger<'a> {
+    inclusion: Option<&'a custody_app::InclusionCheck>,
+    rolled_back: Option<&'a (custody_model::Timestamp, custody_app::events::RolledBack)>,
 }
 
 /// What names the keys on the page: the policy in force, and custody's attestor key.
@@ -108,11 +142,15 @@ fn promotion_body(
     view: &PromotionView,
     who: &Authenticated,
     csrf: &str,
-    inclusion: Option<&custody_app::InclusionCheck>,
+    ledger: &Ledger<'_>,
     notice: Notice<'_>,
     keys: &Keys<'_>,
     now: custody_model::Timestamp,
 ) -> Markup {
+    let Ledger {
+        inclusion,
+        rolled_back,
+    } = *ledger;
     let p = &view.promotion;
     let review_due = p
         .break_glass
@@ -135,6 +173,10 @@ fn promotion_body(
         p {
             "Promotion " code { (p.id) } " requested by " (p.requested_by) " at " (when(p.requested_at))
             ". Status: " strong #status class={ "pill " (status_class) } { (p.status) }
+            @if let Some((at, r)) = rolled_back {
+                ", then " strong #rolled-back class="pill v-rolled-back" { "rolled back" }
+                " at " (when(*at)) " to " (r.to) ": " (r.reason)
+            }
         }
         @if let Some(n) = notice.error { p.error #notice { (n) } }
         @if let Some(n) = notice.confirmed { p.confirm #confirmation { "✓ " (n) } }
@@ -175,7 +217,16 @@ fn promotion_body(
             p #vsa {
                 @match vsa_result(&d.vsa, &keys.attestor) {
                     Some(result) => {
-                        strong #vsa-result class={ "pill " (if result == "PASSED" { "v-passed" } else { "v-rejected" }) } { (result) }
+                        // A waiting promotion's latest decision did not pass yet: FAILED in
+                        // the VSA's words, but not the end of it.
+                        @let pending = p.status == custody_model::PromotionStatus::Pending;
+                        @let class = match (result.as_str(), pending) {
+                            ("PASSED", _) => "v-passed",
+                            (_, true) => "v-waiting",
+                            _ => "v-rejected",
+                        };
+                        strong #vsa-result class={ "pill " (class) } { (result) }
+                        @if pending && result != "PASSED" { " (so far: the promotion still waits; its next decision gets a VSA of its own)" }
                         " · ✓ signed by "
                         span.key title={ "key id " (keys.attestor.key_id()) } { strong { "custody attestor" } " (custody's own VSA signing key)" }
                     },

@@ -54,8 +54,9 @@ struct Outcome {
 }
 
 /// How far an entry's time may fall behind an earlier entry's before the report notes it
-/// (servers sharing a database may disagree on the time by this much).
-const TIME_SKEW: i64 = 300;
+/// (servers sharing a database may disagree on the time by this much): the bound the
+/// serving side's alert uses too.
+const TIME_SKEW: i64 = crate::alerts::TIME_SKEW_SECONDS;
 
 /// Entries stamped earlier than an entry before them. The ledger's order, not the times
 /// its events carry, says what came first: a time is what the writer's clock said, and a

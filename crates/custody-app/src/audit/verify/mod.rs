@@ -580,10 +580,19 @@ impl State {
                 "{n} entries of kind {kind:?}, which this custody does not know (a newer one wrote them): proved in the log, their content not checked"
             ));
         }
-        // Failures in ledger order, those about no entry first.
+        // Failures in ledger order, those about no entry first; notes too (those about an
+        // entry say so first), whatever order the parallel checks finished in.
         self.report.failures.sort_by_key(|f| f.entry);
         self.report
+            .notes
+            .sort_by_cached_key(|n| (note_entry(n), n.clone()));
+        self.report
     }
+}
+
+/// The entry a note is about (`entry N: …`), if it names one.
+fn note_entry(note: &str) -> Option<u64> {
+    note.strip_prefix("entry ")?.split(':').next()?.parse().ok()
 }
 
 /// Hex of a hash.
