@@ -16,7 +16,7 @@ cargo build --release --locked -q -p custody-cli
 custody=$(realpath "${CARGO_TARGET_DIR:-target}")/release/custody
 work=$(mktemp -d)
 servers=()
-trap 'for s in "${servers[@]}"; do kill "$s" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+trap 'for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 # start NAME BINARY: a fresh instance of BINARY serving the demo; sets url, server, argo,
 # rita and digest.

@@ -185,6 +185,18 @@ fn policy_digest(policy: &str) -> AppResult<Digest> {
         .map_err(|e| AppError::invalid(format!("policy digest {policy:?}: {e}")))
 }
 
+/// What names a signed statement for its one use: the SHA-256 of the bytes its signatures
+/// sign (DSSE's pre-authentication encoding of its type and payload), so that a copy
+/// whose unsigned parts were changed (a signature's key id, a signature added twice, the
+/// payload's base64 spelt otherwise) is the same statement.
+pub fn use_key(envelope: &Envelope) -> AppResult<String> {
+    let payload = envelope
+        .unverified_payload()
+        .map_err(|e| AppError::invalid(format!("the signed statement: {e}")))?;
+    let signed = custody_crypto::dsse::pae(&envelope.payload_type, &payload);
+    Ok(crate::attestations::sha256(&signed).to_string())
+}
+
 /// Signs `predicate` with the approver's own key: the envelope to send with the review.
 /// Its signature carries the key id `securesystemslib` computes, so that independent
 /// verifiers find the key by it (custody verifies against every enrolled key anyway).

@@ -28,30 +28,31 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     };
     if let Some(before) = &older.vulnerabilities {
         let after = newer.vulnerabilities.unwrap_or_default();
-        fewer(
-            "critical vulnerabilities",
-            before.critical.total,
-            after.critical.total,
-            true,
-        );
-        fewer(
-            "high vulnerabilities",
-            before.high.total,
-            after.high.total,
-            true,
-        );
-        fewer(
-            "medium vulnerabilities",
-            before.medium.total,
-            after.medium.total,
-            false,
-        );
-        fewer(
-            "low vulnerabilities",
-            before.low.total,
-            after.low.total,
-            false,
-        );
+        // At or above each severity, so that a finding raised to a graver one clears
+        // nothing; and with a fix, which the rules may ask for (a fix version removed
+        // turns a "fixable critical" into one a rule may let through).
+        let at_least = |v: &custody_evidence::VulnerabilityTotals, n: usize| {
+            [v.critical, v.high, v.medium, v.low]
+                .iter()
+                .take(n)
+                .fold((0, 0), |(all, fix), c| (all + c.total, fix + c.with_fix))
+        };
+        for (n, what, grave) in [
+            (1, "critical", true),
+            (2, "critical or high", true),
+            (3, "critical, high or medium", false),
+            (4, "critical, high, medium or low", false),
+        ] {
+            let (b, a) = (at_least(before, n), at_least(&after, n));
+            if b.0 > a.0 {
+                fewer(&format!("{what} vulnerabilities"), b.0, a.0, grave);
+                break;
+            }
+            if b.1 > a.1 {
+                fewer(&format!("{what} vulnerabilities' fixes"), b.1, a.1, grave);
+                break;
+            }
+        }
     }
     if let Some(before) = &older.tests {
         let after = newer.tests.unwrap_or_default();
@@ -217,13 +218,42 @@ mod tests {
         );
         assert_eq!(
             cleared(&vulns(0, 2), &vulns(0, 1)),
-            (vec!["1 low vulnerabilities".to_owned()], false)
+            (
+                vec!["1 critical, high, medium or low vulnerabilities".to_owned()],
+                false
+            )
         );
         assert_eq!(cleared(&vulns(1, 0), &vulns(2, 3)), (vec![], false));
         // A report that says nothing about vulnerabilities clears every one.
         assert_eq!(
             cleared(&vulns(1, 0), &Summary::default()).0,
             ["1 critical vulnerabilities"]
+        );
+        // A high raised to critical clears nothing; a critical lowered to high does.
+        let high = Summary {
+            vulnerabilities: Some(VulnerabilityTotals {
+                total: 1,
+                high: SeverityCount {
+                    total: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(cleared(&high, &vulns(1, 0)), (vec![], false));
+        assert_eq!(
+            cleared(&vulns(1, 0), &high).0,
+            ["1 critical vulnerabilities"]
+        );
+        // The same critical, its fix version gone: its fix cleared.
+        let mut fixable = vulns(1, 0);
+        if let Some(v) = fixable.vulnerabilities.as_mut() {
+            v.critical.with_fix = 1;
+        }
+        assert_eq!(
+            cleared(&fixable, &vulns(1, 0)),
+            (vec!["1 critical vulnerabilities' fixes".to_owned()], true)
         );
     }
 

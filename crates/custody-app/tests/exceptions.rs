@@ -652,3 +652,38 @@ async fn a_revoked_exception_stops_counting_and_only_security_or_its_requester_r
     .await;
     assert!(matches!(late, Err(AppError::Conflict(_))), "{late:?}");
 }
+
+/// An exception asked for with a clock set forward (a far `CUSTODY_NOW`) would outlast
+/// the longest term from when it is approved: the approval, by its own clock, refuses it
+/// and records nothing.
+#[tokio::test]
+async fn an_exception_asked_for_ahead_of_the_clock_cannot_outlast_its_longest_term() {
+    let s = world().await;
+    let (d, _) = scanned(&s).await;
+    let ahead = Actor::new("sam", at("2027-11-01T00:00:00Z"))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: "sam".into(),
+        });
+    let mut asked = waiver(Some(&d), None, "2028-10-01T00:00:00Z");
+    asked.plan.due = at("2028-01-01T00:00:00Z");
+    let asked = s.app.request_exception(&ahead, &asked, None).await.unwrap();
+    let before = s.app.log().size().await.unwrap();
+    let refused = decide(
+        &s,
+        "sec",
+        "2026-11-10T11:00:00Z",
+        &asked.id,
+        Verdict::Approve,
+        "ok",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.fault(), custody_app::Fault::Conflict, "{refused}");
+    assert!(
+        refused.to_string().contains("more than 365 days from now"),
+        "{refused}"
+    );
+    assert_eq!(s.app.log().size().await.unwrap(), before);
+}

@@ -524,6 +524,56 @@ async fn a_proposal_never_leaves_the_policy_ungoverned() {
     assert!(asked.proposal.is_some());
 }
 
+/// A confidential approval signed with the approver's key: its statement carries the
+/// rationale, so a reader who may not read the rationale gets neither (an auditor gets
+/// both).
+#[tokio::test]
+async fn a_confidential_signed_approval_hides_its_statement_too() {
+    let w = world().await;
+    let p = w.release_and_promote("2.0.1").await;
+    let promotion = &p.promotion;
+    let approves = Approved::promotion(promotion, &w.in_force().await);
+    let secret = "the canary hit the payments outage runbook";
+    let review = Review {
+        rationale: secret.into(),
+        risk: Risk::Low,
+        confidential: true,
+        statement: Some(signed(&w.bob, "bob", approves, Verdict::Approve, secret)),
+    };
+    w.app
+        .review(
+            &person("bob"),
+            &promotion.id,
+            Verdict::Approve,
+            &review,
+            None,
+        )
+        .await
+        .unwrap();
+    let reader = |who: &str, roles: &[&str]| custody_app::Authenticated {
+        principal: who.into(),
+        auth: Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        },
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    let (_, seen) = w
+        .app
+        .promotion_for(&reader("vic", &["viewer"]), &promotion.id)
+        .await
+        .unwrap();
+    assert_eq!(seen[0].rationale, custody_app::REDACTED);
+    assert!(seen[0].statement.is_none(), "{:?}", seen[0].statement);
+    let (_, audited) = w
+        .app
+        .promotion_for(&reader("audrey", &["auditor"]), &promotion.id)
+        .await
+        .unwrap();
+    assert_eq!(audited[0].rationale, secret);
+    assert!(audited[0].statement.is_some());
+}
+
 fn signed(
     key: &PrivateKey,
     who: &str,
@@ -705,6 +755,29 @@ async fn an_approval_counts_only_from_its_approver() {
         "{:?}",
         approval.auth
     );
+    // The same statement again, even with its unsigned key id changed or its signature
+    // repeated, counts no more: a statement counts once.
+    let mut copy = good.clone();
+    copy.signatures[0].keyid = Some("someone-else".into());
+    let twice = {
+        let mut e = good.clone();
+        e.signatures.push(e.signatures[0].clone());
+        e
+    };
+    for replay in [good.clone(), copy, twice] {
+        denied(
+            w.app
+                .review(
+                    &minted,
+                    &promotion.id,
+                    Verdict::Approve,
+                    &with(Some(replay)),
+                    None,
+                )
+                .await,
+            "this signed approval was already used",
+        );
+    }
     // The ledger holds the signed statement and the (public) rationale, so anyone can
     // check the approval offline.
     let EventBody::ApprovalRecorded(recorded) = approval.body else {

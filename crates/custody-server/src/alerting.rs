@@ -297,7 +297,7 @@ pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
                     // Alerts are stamped by this server's clock and judge nothing: a
                     // backfill that runs while a server raises alerts is still one run.
                     let set_back = (event.actor != custody_app::alerts::ALERTING)
-                        .then(|| clock.see(index, event.at))
+                        .then(|| clock.see(index, event.at, state.now()))
                         .flatten();
                     for alert in alerts_for_event(index, &event).iter().chain(&set_back) {
                         raise(&state, alert).await;

@@ -368,6 +368,16 @@ impl<S: Store> App<S> {
                     record.expires_at.to_second()
                 )));
             }
+            // The longest term again, by the approver's clock: asked for with a clock set
+            // forward, it would otherwise outlast the bound from now.
+            let longest = actor.now.plus_seconds(MAX_EXCEPTION_DAYS * 86_400);
+            if verdict == Verdict::Approve && record.expires_at > longest {
+                return Err(AppError::conflict(format!(
+                    "exception {id} would hold until {}, more than {MAX_EXCEPTION_DAYS} days from now ({}): its request was stamped ahead of this clock; ask for a new one",
+                    record.expires_at.to_second(),
+                    actor.now.to_second()
+                )));
+            }
             record.status = if verdict == Verdict::Approve {
                 ExceptionStatus::Approved
             } else {
@@ -534,14 +544,16 @@ impl<S: Store> App<S> {
                 .map(|a| artifact_subject(&a.digest)),
         );
         let mut out = Vec::new();
+        // Read on every deploy-gate call, cached hit or not: through the state cache (a
+        // round trip to the database each would queue every caller behind SQLite's pool).
         for subject in subjects {
             let index = self
-                .get::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
+                .get_hot::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
                 .await?;
             out.push(index.as_ref().map_or(0, |i| i.version));
             // A review or revocation changes the exception, not the index.
             for id in index.iter().flat_map(|i| &i.value.ids) {
-                let x = self.get::<ExceptionRecord>(kind::EXCEPTION, id).await?;
+                let x = self.get_hot::<ExceptionRecord>(kind::EXCEPTION, id).await?;
                 out.push(x.map_or(0, |x| x.version));
             }
         }

@@ -103,8 +103,10 @@ pub(crate) fn redact(
     for r in reviews.iter_mut() {
         if r.confidential && !viewer.privileged() && !involved(r) {
             r.rationale = REDACTED.into();
-            // The salt would let them test guesses against the ledger's commitment.
+            // The salt would let them test guesses against the ledger's commitment, and
+            // the signed statement carries the rationale itself.
             r.rationale_salt = None;
+            r.statement = None;
         }
     }
 }

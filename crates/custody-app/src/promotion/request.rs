@@ -86,7 +86,7 @@ impl<S: Store> App<S> {
         // ledger) cannot send it again within its validity.
         let used = match (&signed_with, &request.statement) {
             (Some(_), Some(envelope)) => {
-                let digest = crate::attestations::envelope_digest(envelope).to_string();
+                let digest = crate::approval_statement::use_key(envelope)?;
                 if let Some(first) = self.get::<String>(kind::STATEMENT_USED, &digest).await? {
                     return Err(AppError::denied(format!(
                         "this signed break-glass was already used (promotion {}): a statement breaks glass once; sign a new one",

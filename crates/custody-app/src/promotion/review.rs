@@ -160,6 +160,11 @@ impl<S: Store> App<S> {
                 signed_with: signed_with.clone(),
             };
             let mut state = vec![write(kind::APPROVAL, &record.id, &record, Expect::Absent)?];
+            if let Some(envelope) = &review.statement {
+                // Its one use (checked in `reviewer`; a concurrent second use conflicts here).
+                let used = approval_statement::use_key(envelope)?;
+                state.push(write(kind::STATEMENT_USED, &used, &record.id, Expect::Absent)?);
+            }
             if let Some((id, version)) = &earlier {
                 if let Some(old) = approvals.iter_mut().find(|a| &a.value.id == id) {
                     old.value.superseded_by = Some(record.id.clone());
@@ -245,6 +250,15 @@ impl<S: Store> App<S> {
         let signed = self
             .personally_signed(envelope, policy, actor, claim)
             .await?;
+        // A signed approval counts once: whoever holds a copy (the promotion's readers)
+        // cannot send it again to renew it (its review is recorded with its use).
+        let used = approval_statement::use_key(envelope)?;
+        if let Some(first) = self.get::<String>(kind::STATEMENT_USED, &used).await? {
+            return Err(AppError::denied(format!(
+                "this signed approval was already used (review {}): a statement counts once; sign a new one to review again",
+                first.value
+            )));
+        }
         Ok((signed.actor, Some(signed.key)))
     }
 
