@@ -107,9 +107,11 @@ async fn rollback_of(
     if p.status != custody_model::PromotionStatus::Certified {
         return Ok(None);
     }
+    // Only the ledger's stretch since it was asked for: a rollback of it comes later.
     let filter = custody_app::HistoryFilter {
         environment: Some(p.environment.clone()),
         kind: Some("rollback".into()),
+        since: Some(p.requested_at),
         limit: 0,
         ..Default::default()
     };
