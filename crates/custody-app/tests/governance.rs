@@ -711,19 +711,18 @@ async fn an_approval_counts_only_from_its_approver() {
             "sasha",
         ),
     ];
-    for (statement, why) in bad {
+    // Sent with bob's admin-made token: refused, saying why.
+    let refused = async |statement, why: &str| {
+        let sent = with(Some(statement));
         denied(
             w.app
-                .review(
-                    &minted,
-                    &promotion.id,
-                    Verdict::Approve,
-                    &with(Some(statement)),
-                    None,
-                )
+                .review(&minted, &promotion.id, Verdict::Approve, &sent, None)
                 .await,
             why,
         );
+    };
+    for (statement, why) in bad {
+        refused(statement, why).await;
     }
     // bob's own signature counts, relayed with his (admin-made) token.
     let good = signed(&w.bob, "bob", approves, Verdict::Approve, "canary clean");
@@ -765,18 +764,7 @@ async fn an_approval_counts_only_from_its_approver() {
         e
     };
     for replay in [good.clone(), copy, twice] {
-        denied(
-            w.app
-                .review(
-                    &minted,
-                    &promotion.id,
-                    Verdict::Approve,
-                    &with(Some(replay)),
-                    None,
-                )
-                .await,
-            "this signed approval was already used",
-        );
+        refused(replay, "this signed approval was already used").await;
     }
     // The ledger holds the signed statement and the (public) rationale, so anyone can
     // check the approval offline.

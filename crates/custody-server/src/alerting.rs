@@ -285,6 +285,24 @@ impl Alerts {
     }
 }
 
+/// Raises the alerts a check of entry `index` found; a check that failed (`what` it was
+/// doing) is logged, not fatal: the next reader of the record reports what it finds.
+async fn raise_found(
+    state: &ServerState,
+    index: u64,
+    found: custody_app::AppResult<Vec<Alert>>,
+    what: &str,
+) {
+    match found {
+        Ok(alerts) => {
+            for alert in alerts {
+                raise(state, &alert).await;
+            }
+        }
+        Err(e) => tracing::warn!(index, error = %e, "{what}"),
+    }
+}
+
 /// Raises the alerts the ledger's events call for, as the ledger's tail sees them (from
 /// the first entry after a start: raising is idempotent), until dropped.
 pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
@@ -303,28 +321,24 @@ pub(crate) async fn follow_ledger(state: Arc<ServerState>) {
                         raise(&state, alert).await;
                     }
                     // A newer report that clears the findings of the one it replaces.
-                    match state.app.cleared_findings_alerts(index, &event).await {
-                        Ok(alerts) => {
-                            for alert in alerts {
-                                raise(&state, &alert).await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(index, error = %e, "comparing a report with the one it replaces")
-                        }
-                    }
+                    let cleared = state.app.cleared_findings_alerts(index, &event).await;
+                    raise_found(
+                        &state,
+                        index,
+                        cleared,
+                        "comparing a report with the one it replaces",
+                    )
+                    .await;
                     // New evidence re-checks what is certified with it (a failure to
                     // re-check is the deploy gate's to report when next asked).
-                    match state.app.recheck_alerts(index, &event, state.now()).await {
-                        Ok(alerts) => {
-                            for alert in alerts {
-                                raise(&state, &alert).await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(index, error = %e, "re-checking standings after new evidence")
-                        }
-                    }
+                    let rechecked = state.app.recheck_alerts(index, &event, state.now()).await;
+                    raise_found(
+                        &state,
+                        index,
+                        rechecked,
+                        "re-checking standings after new evidence",
+                    )
+                    .await;
                 }
             }
             Err(e) => {

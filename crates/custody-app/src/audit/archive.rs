@@ -148,7 +148,7 @@ pub enum ArchiveError {
     Strange(String),
     /// The bytes are a compressed file, not the tar archive itself.
     #[error(
-        "the bundle is {0}-compressed; a bundle is the plain tar archive `custody audit export` wrote: decompress it first (e.g. `{1} BUNDLE`)"
+        "the bundle is {0}-compressed; a bundle is the plain tar archive `custody audit export` wrote: decompress it first (`{1} BUNDLE > bundle.tar`, whatever its name)"
     )]
     Compressed(&'static str, &'static str),
 }
@@ -156,10 +156,10 @@ pub enum ArchiveError {
 /// The compression a file's first bytes announce, and the tool that undoes it.
 fn compression(head: &[u8]) -> Option<(&'static str, &'static str)> {
     const MAGIC: [(&[u8], &str, &str); 4] = [
-        (&[0x1f, 0x8b], "gzip", "gunzip"),
-        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd", "unzstd"),
-        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz", "unxz"),
-        (b"BZh", "bzip2", "bunzip2"),
+        (&[0x1f, 0x8b], "gzip", "gzip -dc"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd", "zstd -dc"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz", "xz -dc"),
+        (b"BZh", "bzip2", "bzip2 -dc"),
     ];
     MAGIC
         .iter()
