@@ -39,6 +39,7 @@ mod key_lookup;
 pub mod keyring;
 pub mod limits;
 mod log;
+mod policy_versions;
 mod projection;
 mod promotion;
 mod rebuilds;
@@ -90,11 +91,11 @@ pub use key_impact::{
     MAX_IMPACT, RunningImpact,
 };
 pub use key_lifecycle::{
-    AppliedVersion, HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, MAX_POLICY_VERSIONS, RevokeKey,
-    RevokedNow, RotateKey,
+    HANDOVER_PAYLOAD_TYPE, Handover, KeyChanged, RevokeKey, RevokedNow, RotateKey,
 };
 pub use key_lookup::{KeyLookupError, MIN_KEY_PREFIX};
 pub use log::{ConsistencyProof, InclusionProof, Log, Published};
+pub use policy_versions::{AppliedVersion, MAX_POLICY_VERSIONS};
 pub use projection::{StateCheck, StateDifference, check_state};
 pub use promotion::{Promote, PromotionOutcome, REDACTED, Review, Superseded};
 pub use rebuilds::{BuildComparison, ComparedBuild, ComparedField};

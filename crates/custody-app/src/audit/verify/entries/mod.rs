@@ -5,12 +5,11 @@
 use custody_crypto::PublicKey;
 use custody_crypto::dsse;
 use custody_ledger::{Hash, leaf_hash};
-use custody_model::{CanonicalJson, Timestamp};
-use custody_policy::{Facts, KeyPurpose};
+use custody_policy::KeyPurpose;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::envelopes::{evidence_statement, manifest, provenance, vsa};
+use super::envelopes::{evidence_statement, manifest, provenance};
 use super::lineage::{ApprovalItem, DecisionItem, Item};
 use super::log::json_lines;
 use super::reports::{Named, Reports};
@@ -19,6 +18,12 @@ use super::{Check, Checked, Failure, State, fail};
 use crate::attestations::sha256;
 use crate::audit::format::EntryLine;
 use crate::events::{Event, EventBody};
+
+mod decision;
+mod time_order;
+
+use decision::decision;
+pub(crate) use time_order::TimeOrder;
 
 /// An entry line, parsed and hashed.
 struct Parsed {
@@ -51,65 +56,6 @@ struct Outcome {
     item: Option<Item>,
     /// The raw report an evidence entry names (by the hex of its SHA-256).
     report: Option<(String, Named)>,
-}
-
-/// How far an entry's time may fall behind an earlier entry's before the report notes it
-/// (servers sharing a database may disagree on the time by this much): the bound the
-/// serving side's alert uses too.
-const TIME_SKEW: i64 = crate::alerts::TIME_SKEW_SECONDS;
-
-/// Entries stamped earlier than an entry before them. The ledger's order, not the times
-/// its events carry, says what came first: a time is what the writer's clock said, and a
-/// data directory's operator can set it (`CUSTODY_NOW`, for backfills), as a server's
-/// operator can turn its clock. Noted, not failed: a backfill is legitimate, and the
-/// auditor is told which entries carry a time that went back.
-#[derive(Default)]
-pub(crate) struct TimeOrder {
-    /// The latest time so far, and its entry.
-    latest: Option<(u64, Timestamp)>,
-    /// Entries stamped more than [`TIME_SKEW`] before the latest time so far.
-    behind: u64,
-    /// The first of them: (entry, its time, the earlier entry, that one's time).
-    first: Option<(u64, Timestamp, u64, Timestamp)>,
-    /// The first few of them and the last, by index (a backfill's run of entries must not
-    /// hide one set back later).
-    named: Vec<u64>,
-    last: u64,
-}
-
-/// How many of the entries set back the note names.
-const NAMED_BEHIND: usize = 5;
-
-impl TimeOrder {
-    fn see(&mut self, index: u64, at: Timestamp) {
-        match self.latest {
-            Some((before, latest)) if at.unix_seconds() + TIME_SKEW < latest.unix_seconds() => {
-                self.behind += 1;
-                self.first.get_or_insert((index, at, before, latest));
-                if self.named.len() < NAMED_BEHIND {
-                    self.named.push(index);
-                }
-                self.last = index;
-            }
-            Some((_, latest)) if at <= latest => {}
-            _ => self.latest = Some((index, at)),
-        }
-    }
-
-    /// The report's note, if any entry went back in time.
-    pub(crate) fn note(&self) -> Option<String> {
-        let (index, at, before, latest) = self.first?;
-        let mut which: Vec<String> = self.named.iter().map(u64::to_string).collect();
-        if self.behind > self.named.len() as u64 {
-            which.push(format!("…, {}", self.last));
-        }
-        Some(format!(
-            "{} entries are stamped more than {} minutes before an entry earlier in the ledger (entries {}; the first: entry {index} at {at}, after entry {before} at {latest}): their times were set rather than read from a clock (a backfill with CUSTODY_NOW on the data directory, or a server's clock turned back); the ledger's order, not these times, says what came first",
-            self.behind,
-            TIME_SKEW / 60,
-            which.join(", ")
-        ))
-    }
 }
 
 impl Outcome {
@@ -594,89 +540,4 @@ fn check(
     }
     o.failures.extend(found);
     o
-}
-
-/// A decision: its VSA (signed by the attestor its leaf names, about its artifacts and
-/// outcome) and its facts (their digest, and the replay under the recorded policy).
-/// Returns the facts (typed) and whether the VSA verified.
-fn decision(
-    p: &Parsed,
-    d: &crate::events::DecisionRecorded,
-    policies: &Timeline,
-    attestors: &[PublicKey],
-    o: &mut Outcome,
-) -> (Option<Facts>, bool) {
-    let i = p.index;
-    let vsa = vsa(d, attestors, "in the bundle");
-    if let Err(why) = &vsa {
-        o.failures.push(fail(Some(i), Check::Vsa, why.clone()));
-    }
-    let Some(value) = &p.facts else {
-        o.failures.push(fail(
-            Some(i),
-            Check::Decision,
-            format!("the facts of decision {} are not in the bundle", d.decision),
-        ));
-        return (None, vsa.is_ok());
-    };
-    let digest = match CanonicalJson::from_value(value) {
-        Ok(c) => format!("sha256:{}", sha256(c.as_bytes()).hex()),
-        Err(e) => format!("(not canonicalisable: {e})"),
-    };
-    if digest != d.input {
-        o.failures.push(fail(
-            Some(i),
-            Check::Decision,
-            format!(
-                "the facts beside it digest to {digest}, not the input {} the decision recorded: they were altered",
-                d.input
-            ),
-        ));
-        return (None, vsa.is_ok());
-    }
-    let facts: Facts = match serde_json::from_value(value.clone()) {
-        Ok(f) => f,
-        Err(e) => {
-            o.failures
-                .push(fail(Some(i), Check::Decision, format!("its facts: {e}")));
-            return (None, vsa.is_ok());
-        }
-    };
-    let Some(policy) = policies.by_digest(&d.policy).and_then(|v| v.policy.clone()) else {
-        o.failures.push(fail(
-            Some(i),
-            Check::Decision,
-            format!(
-                "its policy version {} is not recorded in the bundle",
-                d.policy
-            ),
-        ));
-        return (Some(facts), vsa.is_ok());
-    };
-    let replayed = custody_policy::evaluate(&policy, &facts);
-    o.checked.decisions_replayed += 1;
-    if replayed.allowed != d.allowed || replayed.gates != d.gates {
-        let differs: Vec<String> = replayed
-            .gates
-            .iter()
-            .filter(|g| !d.gates.contains(g))
-            .map(|g| format!("{} now says {:?}: {}", g.gate, g.status, g.reason))
-            .collect();
-        o.failures.push(fail(
-            Some(i),
-            Check::Decision,
-            format!(
-                "replayed under policy {} it is {} (recorded: {}): {}",
-                d.policy,
-                if replayed.allowed {
-                    "allowed"
-                } else {
-                    "not allowed"
-                },
-                if d.allowed { "allowed" } else { "not allowed" },
-                differs.join("; ")
-            ),
-        ));
-    }
-    (Some(facts), vsa.is_ok())
 }
