@@ -112,29 +112,16 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     // Idempotent: the same key twice is one promotion and one set of ledger entries.
     w.at("2026-11-02T10:00:00Z");
     let before = w.ledger_size();
-    let (c1, first) = w.json(
-        &["promote"],
-        "rita",
-        &[
-            "shop@1.0.0",
-            "--to",
-            "staging",
-            "--idempotency-key",
-            "ci-run-42",
-        ],
-    );
+    let keyed = [
+        "shop@1.0.0",
+        "--to",
+        "staging",
+        "--idempotency-key",
+        "ci-run-42",
+    ];
+    let (c1, first) = w.json(&["promote"], "rita", &keyed);
     let after_first = w.ledger_size();
-    let (c2, second) = w.json(
-        &["promote"],
-        "rita",
-        &[
-            "shop@1.0.0",
-            "--to",
-            "staging",
-            "--idempotency-key",
-            "ci-run-42",
-        ],
-    );
+    let (c2, second) = w.json(&["promote"], "rita", &keyed);
     assert_eq!((c1, c2), (1, 1), "staging waits for an approval");
     assert_eq!(id(&first), id(&second));
     assert_eq!(second["replayed"], true);
