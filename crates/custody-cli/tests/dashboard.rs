@@ -3,11 +3,18 @@
 //! promotion, approve it, and see the board change; a viewer sees neither the review form
 //! nor a confidential rationale. A screenshot of each page is kept in
 //! target/tmp/dashboard/ (CARGO_TARGET_TMPDIR).
+//!
+//! The parts: [`charts`] (the charts page against the ledger) and [`reviews`] (a review
+//! without the CSRF field, a break-glass promotion flagged until reviewed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod browser;
+#[path = "dashboard/charts.rs"]
+mod charts;
 mod common;
+#[path = "dashboard/reviews.rs"]
+mod reviews;
 
 use std::path::PathBuf;
 
@@ -394,138 +401,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     screenshot(&c, "alerts").await;
     // The charts count what the ledger records, day by day.
     c.goto(&format!("{base}/charts")).await.unwrap();
-    let bars = |chart: &'static str| {
-        let c = c.clone();
-        async move {
-            let mut out = Vec::new();
-            for bar in c
-                .find_all(Locator::Css(&format!("#{chart} rect")))
-                .await
-                .unwrap()
-            {
-                let attr = |name: &'static str| {
-                    let bar = bar.clone();
-                    async move { bar.attr(name).await.unwrap().unwrap() }
-                };
-                let value: f64 = attr("data-value").await.parse().unwrap();
-                out.push((attr("data-series").await, attr("data-day").await, value));
-            }
-            out
-        }
-    };
-    // One group of bars per calendar day, none skipped (a quiet day is a gap), to today.
-    let mut days: Vec<String> = bars("delivery")
-        .await
-        .into_iter()
-        .map(|(_, d, _)| d)
-        .collect();
-    days.dedup();
-    let day_of = |d: &str| {
-        format!("{d}T00:00:00Z")
-            .parse::<custody_model::Timestamp>()
-            .unwrap()
-            .unix_seconds()
-            / 86_400
-    };
-    for pair in days.windows(2) {
-        assert_eq!(day_of(&pair[1]) - day_of(&pair[0]), 1, "{days:?}");
-    }
-    let mut charted = std::collections::BTreeMap::<String, f64>::new();
-    for (series, _, n) in bars("delivery").await {
-        *charted.entry(series).or_default() += n;
-    }
-    let out = run(custody()
-        .args(["history", "--json", "--limit", "0", "--data-dir"])
-        .arg(&data));
-    let events: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let recorded = |kind: &str| events.iter().filter(|e| e["event"]["type"] == kind).count() as f64;
-    assert_eq!(charted["requested"], recorded("promotion.requested"));
-    assert_eq!(charted["certified"], recorded("environment.certified"));
-    assert_eq!(charted["rolled back"], recorded("rollback"));
-    assert_eq!(charted["rejected"], 1.0, "the demo's one rejection");
-    // Each day's mean time to promotion, from the ledger's request and certification times.
-    let at = |e: &serde_json::Value| {
-        e["event"]["at"]
-            .as_str()
-            .unwrap()
-            .parse::<custody_model::Timestamp>()
-            .unwrap()
-            .unix_seconds()
-    };
-    let mut per_day = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for certified in events
-        .iter()
-        .filter(|e| e["event"]["type"] == "environment.certified")
-    {
-        let promotion = &certified["event"]["promotion"];
-        let Some(requested) = events.iter().find(|e| {
-            e["event"]["type"] == "promotion.requested" && e["event"]["promotion"] == *promotion
-        }) else {
-            continue;
-        };
-        let day = certified["event"]["at"].as_str().unwrap()[..10].to_owned();
-        let d = per_day.entry(day).or_default();
-        d.0 += at(certified) - at(requested);
-        d.1 += 1;
-    }
-    let latency = bars("latency").await;
-    let mut checked = 0;
-    for (day, (sum, n)) in &per_day {
-        let mean = *sum as f64 / *n as f64 / 3600.0;
-        let (_, _, drawn) = latency
-            .iter()
-            .find(|(series, d, _)| series == "time to promotion" && d == day)
-            .unwrap();
-        assert!(
-            (drawn - mean).abs() < 0.051,
-            "{day}: drew {drawn} h, the ledger gives {mean} h"
-        );
-        checked += 1;
-    }
-    assert!(checked > 0 && per_day.values().any(|(sum, _)| *sum > 0));
-    // Each chart titles its axes with their units, has round ticks from 0, and writes each
-    // bar's value that is not zero above it.
-    for (chart, y_title, bars) in [
-        ("delivery", "promotions per day", bars("delivery").await),
-        ("latency", "mean hours from request", latency),
-    ] {
-        let mut titles = Vec::new();
-        for t in c
-            .find_all(Locator::Css(&format!("#{chart} .axis-title")))
-            .await
-            .unwrap()
-        {
-            titles.push(t.text().await.unwrap());
-        }
-        assert_eq!(titles, [y_title, "day (UTC, month-day)"], "{chart}");
-        let ticks = c
-            .find_all(Locator::Css(&format!("#{chart} .y-axis text")))
-            .await
-            .unwrap();
-        assert!(ticks.len() >= 3, "{chart}: {} ticks", ticks.len());
-        let zero: f64 = ticks[0].text().await.unwrap().parse().unwrap();
-        assert_eq!(zero, 0.0, "{chart}: the y axis starts at 0");
-        let mut written = Vec::new();
-        for label in c
-            .find_all(Locator::Css(&format!("#{chart} text.value")))
-            .await
-            .unwrap()
-        {
-            let series = label.attr("data-series").await.unwrap().unwrap();
-            let day = label.attr("data-day").await.unwrap().unwrap();
-            written.push((series, day, label.text().await.unwrap()));
-        }
-        let nonzero: Vec<_> = bars
-            .iter()
-            .filter(|(_, _, v)| *v > 0.0)
-            .map(|(series, day, v)| {
-                let decimals = if chart == "latency" { 1 } else { 0 };
-                (series.clone(), day.clone(), format!("{v:.decimals$}"))
-            })
-            .collect();
-        assert!(!nonzero.is_empty(), "{chart}");
-        assert_eq!(written, nonzero, "{chart}");
-    }
+    let events = charts::the_charts_count_what_the_ledger_records(&c, &data).await;
     screenshot(&c, "charts").await;
     // The promotion the demo's rollback undid says so, beside its certification.
     let rollback = events
@@ -551,157 +427,6 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
             .await
             .contains("may not read the access log")
     );
-    c.close().await.unwrap();
-    assert!(server.stop().success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
-    let (_temp, data, server, id) = demo_with_a_waiting_promotion();
-    let alice = token(&data, "alice", &[]);
-    until_servers_see_local_writes();
-    let size = || {
-        let out = run(custody()
-            .args(["log", "checkpoint", "--json", "--data-dir"])
-            .arg(&data));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["size"].clone()
-    };
-    let before = size();
-    // The board keeps itself current without a script: the browser reloads it.
-    let alice_session = session_cookie(&server.base, &alice).await;
-    let board = http()
-        .get(format!("{}/", server.base))
-        .header("cookie", alice_session.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(board.status().as_u16(), 200);
-    assert_eq!(board.headers()["refresh"], "30");
-    // Signing in behind a TLS proxy marks the session cookie Secure; directly, it cannot be.
-    for (proto, secure) in [(None, false), (Some("https"), true)] {
-        let cookie = sign_in_http(&server.base, &alice, proto).await;
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
-        );
-        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
-    }
-    // A page on another site posting the form with the approver's cookie (as a browser
-    // without SameSite would send it) but without the session's CSRF value.
-    let forged = http()
-        .post(format!("{}/promotions/{id}/review", server.base))
-        .header("cookie", alice_session)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("csrf=sha256%3A00&verdict=approve&rationale=lgtm&risk=low")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status().as_u16(), 403);
-    assert!(forged.text().await.unwrap().contains("CSRF"));
-    assert_eq!(size(), before, "a forged review changed the ledger");
-    // Signed out, a review is not taken either.
-    let anonymous = http()
-        .post(format!("{}/promotions/{id}/review", server.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("csrf=&verdict=approve&rationale=x&risk=low")
-        .send()
-        .await
-        .unwrap();
-    assert!(anonymous.url().path().ends_with("/login"));
-    assert_eq!(size(), before);
-    assert!(server.stop().success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
-    let (_temp, data, server, _) = demo_with_a_waiting_promotion();
-    // Olga, on call, breaks glass: shop@1.2.0 into production without its two approvals.
-    let out = run(custody()
-        .args([
-            "promote",
-            "shop@1.2.0",
-            "--to",
-            "production",
-            "--break-glass",
-            "checkout is down, 1.2.0 has the fix",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--sign-key")
-        .arg(data.join("demo-keys/olga.key"))
-        .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
-    expect_code(&out, 0);
-    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = done["promotion"]["id"].as_str().unwrap().to_owned();
-    let (olga, alice) = (token(&data, "olga", &[]), token(&data, "alice", &[]));
-    let mine = token(&data, &operator(&data), &[]);
-    until_servers_see_local_writes();
-    let base = server.base.clone();
-    let (_driver, c) = browser().await;
-
-    // The board flags it in production.
-    sign_in(&c, &base, &alice).await;
-    assert_eq!(
-        text(&c, "section[data-env=production] .release").await,
-        "shop@1.2.0"
-    );
-    let flagged = text(
-        &c,
-        &format!("section[data-env=production] .reviews-due li[data-promotion='{id}']"),
-    )
-    .await;
-    assert!(
-        flagged.contains("by olga") && flagged.contains("past approvals"),
-        "{flagged}"
-    );
-    screenshot(&c, "board-break-glass").await;
-    click(
-        &c,
-        &format!(".reviews-due li[data-promotion='{id}'] a"),
-        "#break-glass",
-    )
-    .await;
-    let banner = text(&c, "#break-glass").await;
-    assert!(
-        banner.contains("checkout is down") && banner.contains("review by someone else is due"),
-        "{banner}"
-    );
-    assert!(text(&c, "#gates").await.contains("approvals overridden"));
-    screenshot(&c, "promotion-break-glass").await;
-    sign_out(&c).await;
-
-    // Olga, who broke it, sees the flag but is offered no review (the use case refuses her
-    // too: `flows.rs`).
-    sign_in(&c, &base, &olga).await;
-    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
-    assert!(text(&c, "#break-glass").await.contains("olga"));
-    assert!(c.find(Locator::Css("#review")).await.is_err());
-    sign_out(&c).await;
-
-    // The operator, an approver signed in with their own token, reviews it after the
-    // fact; the flag goes.
-    sign_in(&c, &base, &mine).await;
-    c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
-    type_into(
-        &c,
-        "#review textarea",
-        "the hotfix diff is what was deployed",
-    )
-    .await;
-    click(&c, "#approve", "#reviews, #notice").await;
-    if let Ok(notice) = c.find(Locator::Css("#notice")).await {
-        panic!("the review was refused: {}", notice.text().await.unwrap());
-    }
-    assert!(
-        text(&c, "#break-glass")
-            .await
-            .contains("Reviewed after the fact")
-    );
-    assert!(c.find(Locator::Css("#review")).await.is_err());
-    c.goto(&format!("{base}/")).await.unwrap();
-    assert!(c.find(Locator::Css(".reviews-due")).await.is_err());
-    screenshot(&c, "board-break-glass-reviewed").await;
     c.close().await.unwrap();
     assert!(server.stop().success());
 }

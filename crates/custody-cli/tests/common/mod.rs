@@ -390,3 +390,14 @@ pub(crate) fn metric(samples: &[serde_json::Value], name: &str, labels: &[(&str,
         .map(|s| s["value"].as_f64().unwrap())
         .sum()
 }
+
+/// The number of entries in the data directory's log (`custody log checkpoint`).
+pub(crate) fn ledger_size(data: &Path) -> u64 {
+    let out = run(custody()
+        .args(["log", "checkpoint", "--json", "--data-dir"])
+        .arg(data));
+    expect_code(&out, 0);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["size"]
+        .as_u64()
+        .unwrap()
+}

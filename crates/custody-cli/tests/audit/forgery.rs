@@ -1,0 +1,252 @@
+//! Forgeries of the log's history: entries removed, swapped or their leaves exchanged, an
+//! approval missing from a scoped bundle's lineage, envelopes re-signed by keys no policy
+//! put in force (even under checkpoints a forger re-signed with the log key), and a
+//! checkpoint of a forked log.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::bundle::{self, Bundle, envelope_digest, event, log_key, resign, with_event};
+use super::{caught, export, fixture, python_verify, tampered, tampered_from, verify};
+
+#[test]
+fn removed_swapped_and_forged_entries_are_caught() {
+    // A removed entry.
+    let path = tampered("removed", |b| {
+        let (m, n, _) = b.find(|e| e["type"] == "evidence.attached");
+        b.set_line(&m, n, None);
+    });
+    let (_, _, gone) = Bundle::read(&fixture().all).find(|e| e["type"] == "evidence.attached");
+    caught(&path, gone["index"].as_u64(), "entry-order");
+
+    // Two entries swapped (lines), and two leaves swapped under their indices.
+    let path = tampered("swapped", |b| {
+        let entries = b.entries();
+        let (m, _, first) = &entries[5];
+        let second = &entries[6].2;
+        b.set_line(m, 5, Some(second));
+        b.set_line(m, 6, Some(first));
+    });
+    caught(&path, Some(5), "entry-order");
+    let path = tampered("swapped-leaves", |b| {
+        let entries = b.entries();
+        let (m, _, first) = &entries[5];
+        let (mut a, mut c) = (first.clone(), entries[6].2.clone());
+        std::mem::swap(&mut a["leaf"], &mut c["leaf"]);
+        b.set_line(m, 5, Some(&a));
+        b.set_line(m, 6, Some(&c));
+    });
+    caught(&path, Some(5), "leaf-hash");
+    caught(&path, Some(6), "leaf-hash");
+
+    // A removed approval in a scoped bundle: the certification's lineage is incomplete.
+    let scoped = fixture().dir.join("scope-approval.bundle");
+    export(
+        &fixture().data,
+        &scoped,
+        "audrey",
+        &["--release", "shop@1.0.0"],
+    );
+    let b = Bundle::read(&scoped);
+    let cert = b
+        .find(|e| e["type"] == "environment.certified" && e["environment"] == "production")
+        .2;
+    let path = tampered_from(&scoped, "no-approval", |b| {
+        let (m, n, _) =
+            b.find(|e| e["type"] == "approval.recorded" && e["environment"] == "production");
+        b.set_line(&m, n, None);
+    });
+    caught(&path, cert["index"].as_u64(), "lineage");
+}
+
+#[test]
+fn envelopes_signed_by_keys_not_in_force_are_caught_even_under_a_forged_log() {
+    let f = fixture();
+    let key = log_key(&f.data);
+    // A provenance re-signed by a key no policy trusts, under checkpoints the forger
+    // re-signed with the log key: the log checks pass, the key history does not.
+    let (path, at) = forged_event(
+        "resigned-provenance",
+        |e| e["type"] == "artifact.registered",
+        |e| e["provenance"] = resign(&e["provenance"]),
+    );
+    caught(&path, at, "provenance");
+    // custody's statement of what it read in a report, re-signed by another key.
+    let (path, at) = forged_event(
+        "resigned-evidence",
+        |e| e["type"] == "evidence.attached",
+        |e| e["statement"] = resign(&e["statement"]),
+    );
+    caught(&path, at, "evidence");
+    // What the leaf says custody read, changed (a failing test run recorded as passing,
+    // or the other way): the attestor signed the reading, not the forger.
+    let (path, junit) = forged_event(
+        "forged-reading",
+        |e| e["type"] == "evidence.attached" && e["format"] == "junit",
+        |e| {
+            let failed = &mut e["report"]["summary"]["tests"]["failed"];
+            *failed = (1 - failed.as_u64().unwrap().min(1)).into();
+        },
+    );
+    caught(&path, junit, "evidence");
+    // A ledger written before custody signed its readings: no evidence leaf carries a
+    // statement, and one misstates its report. Nothing signed says otherwise, but the raw
+    // report read again does, in a note.
+    let unsigned = |e: &mut Value| {
+        e.as_object_mut().unwrap().remove("statement");
+        e.as_object_mut().unwrap().remove("keys");
+    };
+    let path = tampered("forged-unsigned-reading", |b| {
+        for (m, n, line) in b.entries() {
+            let mut e = event(&line);
+            if e["type"] == "evidence.attached" {
+                unsigned(&mut e);
+                if e["format"] == "junit" {
+                    e["report"]["summary"]["tests"]["failed"] = 7.into();
+                }
+                b.set_line(&m, n, Some(&with_event(&line, &e)));
+            }
+        }
+        b.reseal(&key);
+    });
+    let (code, r, _) = verify(&path);
+    assert_eq!(code, 0, "{r:#}");
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "entry {}: this custody reads its junit report",
+            junit.unwrap()
+        )) && notes.contains("\\\"failed\\\":7"),
+        "{notes}"
+    );
+    assert_eq!(python_verify(&path).0, 0);
+    // Once custody signs its readings it signs every one: a later leaf's statement
+    // removed, to misstate what its report says, is caught.
+    let evidence: Vec<Value> = Bundle::read(&f.all)
+        .entries()
+        .into_iter()
+        .map(|(_, _, line)| line)
+        .filter(|line| event(line)["type"] == "evidence.attached")
+        .collect();
+    let later = evidence.last().unwrap()["index"].as_u64().unwrap();
+    let path = tampered("statement-removed", |b| {
+        let (m, n, line) = b
+            .entries()
+            .into_iter()
+            .find(|(_, _, l)| l["index"].as_u64() == Some(later))
+            .unwrap();
+        let mut e = event(&line);
+        unsigned(&mut e);
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    caught(&path, Some(later), "evidence");
+    // A signed approval re-signed by a key no policy enrolled (its digest kept consistent):
+    // the approval was not that approver's.
+    let signed_approval =
+        |e: &Value| e["type"] == "approval.recorded" && e["statement"].is_object();
+    let (path, at) = forged_event("resigned-approval", signed_approval, |e| {
+        e["statement"] = resign(&e["statement"]);
+        e["statement_digest"] = Value::String(envelope_digest(&e["statement"]));
+    });
+    caught(&path, at, "approval");
+    // Its statement removed altogether (its auth still says a personal key made it).
+    let (path, at) = forged_event("stripped-approval", signed_approval, |e| {
+        for field in ["statement", "statement_digest", "keys"] {
+            e.as_object_mut().unwrap().remove(field);
+        }
+    });
+    caught(&path, at, "approval");
+    // The credential an entry claims, changed where the database keeps it (the token's
+    // record): a token the operator made for rita passes as rita's own. The ledger's
+    // token.created says otherwise.
+    let (path, at) = forged_event(
+        "forged-credential",
+        |e| e["auth"]["method"] == "token",
+        |e| {
+            e["auth"]["created_by"] = e["actor"].clone();
+            e["auth"]["personal"] = true.into();
+        },
+    );
+    caught(&path, at, "credential");
+    let (_, r, _) = verify(&path);
+    assert!(
+        r["failures"]
+            .to_string()
+            .contains("the token's record was altered"),
+        "{r:#}"
+    );
+    // A release manifest re-signed (its digest kept consistent): the decision that
+    // certified it named another key.
+    let all = Bundle::read(&f.all);
+    let cert = all
+        .find(|e| e["type"] == "environment.certified" && e["release"] == "shop@1.0.0")
+        .2;
+    let (path, _) = forged_event(
+        "resigned-manifest",
+        |e| e["type"] == "release.created" && e["release"] == "shop@1.0.0",
+        |e| {
+            e["manifest"] = resign(&e["manifest"]);
+            e["manifest_digest"] = Value::String(envelope_digest(&e["manifest"]));
+        },
+    );
+    caught(&path, cert["index"].as_u64(), "lineage");
+    // Facts changed beside a decision.
+    let (_, _, d) = all.find(|e| e["type"] == "decision.recorded");
+    let path = tampered("facts", |b| {
+        let (m, n, mut line) = b.find(|e| e["type"] == "decision.recorded");
+        line["facts"]["requested_by"] = Value::String("mallory".into());
+        b.set_line(&m, n, Some(&line));
+    });
+    caught(&path, d["index"].as_u64(), "decision");
+}
+
+#[test]
+fn a_checkpoint_from_a_forked_log_is_caught() {
+    let f = fixture();
+    let key = log_key(&f.data);
+    let path = tampered("forked-checkpoint", |b| {
+        let mut cps = b.lines("checkpoints.jsonl");
+        let middle = cps.len() / 2;
+        let size = cps[middle]["size"].as_u64().unwrap();
+        // The same size, another history: the first leaf differs.
+        let mut tree = custody_ledger::MemoryTree::new();
+        for (i, (_, _, line)) in b.entries().iter().enumerate().take(size as usize) {
+            let mut h: [u8; 32] = hex::decode(line["leaf_hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            if i == 0 {
+                h[0] ^= 1;
+            }
+            tree.append(h);
+        }
+        let origin = key.verifier().name().to_owned();
+        cps[middle]["note"] =
+            Value::String(bundle::sign(&key, &origin, size, tree.root(size).unwrap()));
+        b.set_lines("checkpoints.jsonl", &cps);
+    });
+    caught(&path, None, "consistency");
+    caught(&path, None, "root");
+}
+
+/// The fixture's bundle with the event of the first entry `pick` picks changed by `change`,
+/// under checkpoints a forger holding the log key signed anew: its path and that entry's
+/// index.
+fn forged_event(
+    name: &str,
+    pick: impl Fn(&Value) -> bool,
+    change: impl FnOnce(&mut Value),
+) -> (PathBuf, Option<u64>) {
+    let key = log_key(&fixture().data);
+    let (_, _, line) = Bundle::read(&fixture().all).find(&pick);
+    let path = tampered(name, |b| {
+        let (m, n, line) = b.find(&pick);
+        let mut e = event(&line);
+        change(&mut e);
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    (path, line["index"].as_u64())
+}
