@@ -155,6 +155,12 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
     let subject = subject(None, args.database_url.as_deref()).await?;
     let attestor = PrivateKey::generate(Algorithm::Ed25519);
     let app = Arc::new(App::new(subject.store, Box::new(attestor)));
+    // Followed as a server follows it: the state cache serves the hot records only while
+    // the ledger's tail is watched, and a server's gate and reviews read through it.
+    let follower = tokio::spawn({
+        let app = app.clone();
+        async move { app.follow_ledger().await }
+    });
     let now: Timestamp = crate::context::now()?;
     let seed_start = Instant::now();
     let alice = PrivateKey::generate(Algorithm::Ed25519);
@@ -259,6 +265,8 @@ pub(crate) async fn run(args: PromotionsArgs) -> anyhow::Result<Outcome> {
         head.push(t0.elapsed());
     }
     let entries = app.log().size().await?;
+    follower.abort();
+    let _ = follower.await; // it held a share of the app
     let pages = if args.pages > 0 {
         let Ok(app) = Arc::try_unwrap(app) else {
             bail!("the app is still shared");
