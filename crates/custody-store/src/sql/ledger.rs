@@ -2,7 +2,7 @@
 //! compare-and-swap on its size), the entries, the stored subtree hashes and the signed
 //! checkpoints.
 
-use super::{Conn, INSERT_CHUNK, kept, on_conn};
+use super::{Conn, INSERT_CHUNK, insert_chunked, on_conn};
 use crate::StoreError;
 
 /// The log head row.
@@ -117,20 +117,18 @@ pub(crate) async fn insert_entries(
     leaves: &[&[u8]],
 ) -> Result<(), StoreError> {
     let mut index = first;
-    for chunk in leaves.chunks(INSERT_CHUNK) {
-        let sql = format!(
-            "INSERT INTO log_entries (idx, leaf) VALUES {}",
-            c.dialect().values_list(chunk.len(), 2)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for leaf in chunk {
-                q = q.bind(index).bind(*leaf);
-                index += 1;
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        leaves,
+        INSERT_CHUNK,
+        "INSERT INTO log_entries (idx, leaf) VALUES {}",
+        2,
+        |q, leaf| {
+            let q = q.bind(index).bind(*leaf);
+            index += 1;
+            q
+        }
+    );
     Ok(())
 }
 
@@ -139,19 +137,14 @@ pub(crate) async fn insert_nodes(
     c: &mut Conn<'_>,
     rows: &[(i64, [u8; 32])],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let sql = format!(
-            "INSERT INTO log_nodes (id, hash) VALUES {}",
-            c.dialect().values_list(chunk.len(), 2)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for (id, hash) in chunk {
-                q = q.bind(*id).bind(&hash[..]);
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK,
+        "INSERT INTO log_nodes (id, hash) VALUES {}",
+        2,
+        |q, (id, hash)| q.bind(*id).bind(&hash[..])
+    );
     Ok(())
 }
 

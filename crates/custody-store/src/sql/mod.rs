@@ -67,6 +67,27 @@ fn kept(rows: usize) -> bool {
     rows <= 8 || rows == INSERT_CHUNK
 }
 
+/// Inserts `$rows` with one multi-row statement per chunk of at most `$chunk` rows: `$sql`
+/// is the statement with `{}` where its `VALUES` list goes, `$width` parameters a row, and
+/// `|$q, $row| $bind` binds one row's parameters to the query `$q`, in column order. Only
+/// the shapes [`kept`] names stay prepared.
+macro_rules! insert_chunked {
+    ($c:expr, $rows:expr, $chunk:expr, $sql:literal, $width:expr, |$q:ident, $row:pat_param| $bind:expr $(,)?) => {
+        for chunk in $rows.chunks($chunk) {
+            let sql = format!($sql, $c.dialect().values_list(chunk.len(), $width));
+            $crate::sql::on_conn!($c, c => {
+                let mut q = sqlx::query(&sql).persistent($crate::sql::kept(chunk.len()));
+                for $row in chunk {
+                    let $q = q;
+                    q = $bind;
+                }
+                q.execute(&mut **c).await?;
+            });
+        }
+    };
+}
+use insert_chunked;
+
 impl Conn<'_> {
     fn dialect(&self) -> Dialect {
         match self {

@@ -2,7 +2,7 @@
 //! access log (appended in bounded pieces, pruned only below a bound its trigger checks),
 //! each principal's last use, and witnesses' cosignatures of stored checkpoints.
 
-use super::{Conn, INSERT_CHUNK, kept, on_conn};
+use super::{Conn, INSERT_CHUNK, insert_chunked, on_conn};
 use crate::StoreError;
 
 /// Appends access log rows in as few statements as possible without preparing a statement
@@ -57,21 +57,16 @@ pub(crate) async fn upsert_last_uses(
     c: &mut Conn<'_>,
     rows: &[LastUseRow<'_>],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK / 4) {
-        let sql = format!(
-            "INSERT INTO access_last_use (principal, outcome, at, at_ns) VALUES {} \
-             ON CONFLICT (principal, outcome) DO UPDATE SET at = excluded.at, at_ns = excluded.at_ns \
-             WHERE excluded.at_ns > access_last_use.at_ns",
-            c.dialect().values_list(chunk.len(), 4)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for (principal, outcome, at, ns) in chunk {
-                q = q.bind(*principal).bind(*outcome).bind(*at).bind(*ns);
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK / 4,
+        "INSERT INTO access_last_use (principal, outcome, at, at_ns) VALUES {} \
+         ON CONFLICT (principal, outcome) DO UPDATE SET at = excluded.at, at_ns = excluded.at_ns \
+         WHERE excluded.at_ns > access_last_use.at_ns",
+        4,
+        |q, (principal, outcome, at, ns)| q.bind(*principal).bind(*outcome).bind(*at).bind(*ns)
+    );
     Ok(())
 }
 

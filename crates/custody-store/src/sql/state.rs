@@ -1,7 +1,7 @@
 //! The state cache (`state`: the records projected from the ledger, written in the
 //! transaction of the events that change them) and the idempotency records of appends.
 
-use super::{Conn, INSERT_CHUNK, kept, on_conn};
+use super::{Conn, INSERT_CHUNK, insert_chunked, on_conn};
 use crate::StoreError;
 
 /// A state row: `(kind, key, version, value, log_index)`.
@@ -30,21 +30,21 @@ pub(crate) async fn delete_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<
 
 /// Writes state records (insert or overwrite).
 pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK / 3) {
-        let sql = format!(
-            "INSERT INTO state (kind, key, version, value, log_index) VALUES {} \
-             ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, \
-             value = excluded.value, log_index = excluded.log_index",
-            c.dialect().values_list(chunk.len(), 5)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for (kind, key, version, value, log_index) in chunk {
-                q = q.bind(kind).bind(key).bind(*version).bind(value).bind(*log_index);
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK / 3,
+        "INSERT INTO state (kind, key, version, value, log_index) VALUES {} \
+         ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, \
+         value = excluded.value, log_index = excluded.log_index",
+        5,
+        |q, (kind, key, version, value, log_index)| q
+            .bind(kind)
+            .bind(key)
+            .bind(*version)
+            .bind(value)
+            .bind(*log_index)
+    );
     Ok(())
 }
 
@@ -94,18 +94,18 @@ pub(crate) async fn insert_idempotency(
     c: &mut Conn<'_>,
     rows: &[NewIdempotencyRow<'_>],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK / 3) {
-        let sql = format!(
-            "INSERT INTO idempotency (key, fingerprint, first_index, count, tree_size) VALUES {}",
-            c.dialect().values_list(chunk.len(), 5)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for (key, fingerprint, first, count, size) in chunk {
-                q = q.bind(*key).bind(*fingerprint).bind(*first).bind(*count).bind(*size);
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK / 3,
+        "INSERT INTO idempotency (key, fingerprint, first_index, count, tree_size) VALUES {}",
+        5,
+        |q, (key, fingerprint, first, count, size)| q
+            .bind(*key)
+            .bind(*fingerprint)
+            .bind(*first)
+            .bind(*count)
+            .bind(*size)
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The search index (`log_terms`: one row per term an entry carries, see `search.rs`) and
 //! the backfill that indexes entries written before it existed.
 
-use super::{Conn, INSERT_CHUNK, kept, on_conn};
+use super::{Conn, INSERT_CHUNK, insert_chunked, on_conn};
 use crate::StoreError;
 use crate::search::{self, LATE_PREFIX, MAX_PREFIX};
 
@@ -11,19 +11,14 @@ pub(crate) async fn insert_terms(
     c: &mut Conn<'_>,
     rows: &[(String, i64)],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let sql = format!(
-            "INSERT INTO log_terms (term, idx) VALUES {} ON CONFLICT (term, idx) DO NOTHING",
-            c.dialect().values_list(chunk.len(), 2)
-        );
-        on_conn!(c, c => {
-            let mut q = sqlx::query(&sql).persistent(kept(chunk.len()));
-            for (term, idx) in chunk {
-                q = q.bind(term).bind(*idx);
-            }
-            q.execute(&mut **c).await?;
-        });
-    }
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK,
+        "INSERT INTO log_terms (term, idx) VALUES {} ON CONFLICT (term, idx) DO NOTHING",
+        2,
+        |q, (term, idx)| q.bind(term).bind(*idx)
+    );
     Ok(())
 }
 
