@@ -27,7 +27,7 @@ mod tampering;
 
 use common::{
     Backend, check_checkpoint_chain, event, json, log_key, log_key_from_seed, now, random_seed,
-    recompute,
+    raw_execute, recompute,
 };
 use custody_store::{Expect, SqlStore, StateWrite};
 
@@ -126,21 +126,5 @@ fn write(kind: &str, key: &str, value: serde_json::Value, expect: Expect) -> Sta
         key: key.into(),
         value: json(value),
         expect,
-    }
-}
-
-/// A raw connection, as an intruder with database access would have.
-async fn raw_execute(location: &custody_store::Location, sql: &str) -> Result<u64, sqlx::Error> {
-    use sqlx::Connection;
-    match location {
-        custody_store::Location::Sqlite(path) => {
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
-            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
-        }
-        custody_store::Location::Postgres(url) => {
-            let mut c = sqlx::PgConnection::connect(url).await?;
-            Ok(sqlx::raw_sql(sql).execute(&mut c).await?.rows_affected())
-        }
     }
 }

@@ -204,3 +204,27 @@ pub(crate) async fn postgres_admin() -> PgConnection {
         .await
         .unwrap()
 }
+
+/// A raw connection, as an intruder with database access would have. On PostgreSQL the
+/// text may hold several statements.
+pub(crate) async fn raw_execute(location: &Location, sql: &str) -> Result<u64, sqlx::Error> {
+    match location {
+        Location::Sqlite(path) => {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
+            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
+        }
+        Location::Postgres(url) => {
+            let mut c = PgConnection::connect(url).await?;
+            Ok(sqlx::raw_sql(sql).execute(&mut c).await?.rows_affected())
+        }
+    }
+}
+
+/// `bytes` as an SQL literal of the backend's binary type.
+pub(crate) fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
+    match backend {
+        Backend::Sqlite => format!("X'{}'", hex(bytes)),
+        Backend::Postgres => format!("'\\x{}'::bytea", hex(bytes)),
+    }
+}

@@ -15,7 +15,7 @@ use super::{
     Backend, check_checkpoint_chain, create, event, log_key_from_seed, raw_execute, recompute,
     write,
 };
-use crate::common;
+use crate::common::{self, bytes_literal};
 
 pub(crate) async fn the_schema_refuses_to_rewrite_history(backend: Backend) {
     let (db, store, _) = create(backend).await;
@@ -56,10 +56,7 @@ pub(crate) async fn tampering_is_found_by_open_and_check(backend: Backend) {
     let forged = common::event(0, 99);
     let sql = format!(
         "UPDATE log_entries SET leaf = {} WHERE idx = 4",
-        match backend {
-            Backend::Sqlite => format!("X'{}'", common::hex(forged.as_bytes())),
-            Backend::Postgres => format!("'\\x{}'::bytea", common::hex(forged.as_bytes())),
-        }
+        bytes_literal(backend, forged.as_bytes())
     );
     assert_eq!(raw_execute(&db.location, &sql).await.unwrap(), 1);
     // The head still verifies (leaves are only read by a full check)…
@@ -81,17 +78,11 @@ pub(crate) async fn tampering_is_found_by_open_and_check(backend: Backend) {
     // Level 3, index 0 covers leaves 0..8, part of the edge of a 10-leaf tree.
     let sql = format!("UPDATE log_nodes SET hash = hash WHERE id = {}", 3i64 << 56);
     raw_execute(&db.location, &sql).await.unwrap();
-    let zero = match backend {
-        Backend::Sqlite => format!(
-            "UPDATE log_nodes SET hash = zeroblob(32) WHERE id = {}",
-            3i64 << 56
-        ),
-        Backend::Postgres => format!(
-            "UPDATE log_nodes SET hash = '\\x{}'::bytea WHERE id = {}",
-            "00".repeat(32),
-            3i64 << 56
-        ),
-    };
+    let zero = format!(
+        "UPDATE log_nodes SET hash = {} WHERE id = {}",
+        bytes_literal(backend, &[0; 32]),
+        3i64 << 56
+    );
     raw_execute(&db.location, &zero).await.unwrap();
     let err = SqlStore::open(&db.location, log_key_from_seed(seed))
         .await

@@ -20,7 +20,7 @@ use custody_store::{
 use super::{
     Backend, check_checkpoint_chain, event, log_key_from_seed, now, random_seed, raw_execute,
 };
-use crate::common::{self, TestDb};
+use crate::common::{self, TestDb, bytes_literal};
 
 mod at_open;
 mod running;
@@ -45,13 +45,6 @@ async fn ledger_of(
     let checkpoints = store.checkpoints(0, 1000).await.unwrap();
     assert_eq!(checkpoints.len() as u64, n + 1);
     (db, store, seed, checkpoints)
-}
-
-fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
-    match backend {
-        Backend::Sqlite => format!("X'{}'", common::hex(bytes)),
-        Backend::Postgres => format!("'\\x{}'::bytea", common::hex(bytes)),
-    }
 }
 
 fn text_literal(text: &str) -> String {
