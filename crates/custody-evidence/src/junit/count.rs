@@ -3,7 +3,7 @@
 //! attributes, into the order-independent digest of the cases run, and into the failing
 //! list; then each suite's claimed counts checked against the counted ones.
 
-use super::{CaseSum, Claimed, FailedCase, Open, Outcome, Parser, SuiteState, TestSuite};
+use super::{CaseSum, Claimed, FailedCase, Open, Outcome, Parser, SuiteState};
 use crate::{MAX_LISTED, bounded_text};
 
 impl Claimed {
@@ -53,15 +53,8 @@ impl Parser<'_> {
             Some(i) => i,
             None => *self.loose_suite.get_or_insert_with(|| {
                 let name = self.root.as_ref().map(|r| r.0.clone()).unwrap_or_default();
-                self.suites.push(SuiteState {
-                    counted: TestSuite {
-                        name,
-                        ..TestSuite::default()
-                    },
-                    deep: [0; 4],
-                    claimed: Claimed::default(),
-                    line: 1,
-                });
+                self.suites
+                    .push(SuiteState::new(name, Claimed::default(), 1));
                 self.suites.len() - 1
             }),
         };

@@ -152,6 +152,21 @@ struct SuiteState {
     line: u64,
 }
 
+impl SuiteState {
+    /// A suite named `name`, begun at `line`, with nothing counted yet.
+    fn new(name: String, claimed: Claimed, line: u64) -> Self {
+        SuiteState {
+            counted: TestSuite {
+                name,
+                ..TestSuite::default()
+            },
+            deep: [0; 4],
+            claimed,
+            line,
+        }
+    }
+}
+
 /// What a `<testsuite>` or `<testsuites>` says about itself.
 #[derive(Default)]
 struct Claimed {

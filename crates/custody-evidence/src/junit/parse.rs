@@ -7,7 +7,6 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::{
     CaseState, CaseSum, Claimed, MAX_SUITES, Open, Outcome, Parser, SuiteState, TestReport,
-    TestSuite,
 };
 use crate::{EvidenceError, Format, Location, first_line};
 
@@ -247,15 +246,7 @@ impl<'a> Parser<'a> {
         }
         let name = attr(self, e, start, "name")?.unwrap_or_default();
         let claimed = claims(self, e, start)?;
-        self.suites.push(SuiteState {
-            counted: TestSuite {
-                name,
-                ..TestSuite::default()
-            },
-            deep: [0; 4],
-            claimed,
-            line,
-        });
+        self.suites.push(SuiteState::new(name, claimed, line));
         Ok(self.suites.len() - 1)
     }
 
