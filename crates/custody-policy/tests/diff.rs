@@ -1,6 +1,10 @@
 //! What a new policy version changes, said plainly: every field a gate, a role check or
 //! the governance reads shows up in the diff, exactly once, in its direction, and undoing
 //! the edit says the reverse in the opposite direction.
+//!
+//! Here: the helpers that check both ways, the environment's fields and the order changes
+//! are listed in; `diff/rules.rs` the evidence rules; `diff/trust.rs` roles, grants,
+//! naming, builders, governance and keys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
