@@ -6,16 +6,11 @@ use custody_crypto::Signer as _;
 use custody_policy::compile;
 
 use super::{POLICY, bundle, keys};
+use crate::fixture::refused_at;
 
 #[track_caller]
 fn compile_error(text: &str, line: usize, needle: &str) {
-    let err = compile(&bundle(text, &keys())).expect_err("compiled");
-    assert!(
-        err.0
-            .iter()
-            .any(|e| e.line == line && e.message.contains(needle)),
-        "no error at line {line} containing {needle:?}:\n{err}"
-    );
+    let err = refused_at(text, line, needle);
     assert!(err.to_string().starts_with("custody.toml:"), "{err}");
 }
 
