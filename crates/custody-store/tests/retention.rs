@@ -9,16 +9,7 @@ use common::{Backend, log_key, now};
 use custody_store::{AccessEntry, SqlStore, Store};
 
 fn entry(at: &str, who: &str) -> AccessEntry {
-    AccessEntry {
-        at: at.into(),
-        principal: who.into(),
-        credential: String::new(),
-        method: "GET".into(),
-        path: "/api/v1/history".into(),
-        remote: "127.0.0.1:5000".into(),
-        status: 200,
-        outcome: "allowed: read history".into(),
-    }
+    common::access_entry(at, who, "allowed: read history")
 }
 
 async fn pruning_removes_only_what_is_past_retention(backend: Backend) {

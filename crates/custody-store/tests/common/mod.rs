@@ -9,7 +9,7 @@ use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey};
 use custody_ledger::{MemoryTree, leaf_hash};
 use custody_model::CanonicalJson;
-use custody_store::{CheckpointFile, Location, OpenOptions, SqlStore, Store};
+use custody_store::{AccessEntry, CheckpointFile, Location, OpenOptions, SqlStore, Store};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
@@ -226,5 +226,19 @@ pub(crate) fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
     match backend {
         Backend::Sqlite => format!("X'{}'", hex(bytes)),
         Backend::Postgres => format!("'\\x{}'::bytea", hex(bytes)),
+    }
+}
+
+/// An access-log entry of `principal` reading history at `at`, answered 200 with `outcome`.
+pub(crate) fn access_entry(at: &str, principal: &str, outcome: &str) -> AccessEntry {
+    AccessEntry {
+        at: at.into(),
+        principal: principal.into(),
+        credential: String::new(),
+        method: "GET".into(),
+        path: "/api/v1/history".into(),
+        remote: "127.0.0.1:5000".into(),
+        status: 200,
+        outcome: outcome.into(),
     }
 }

@@ -5,6 +5,7 @@
 use custody_store::Store;
 
 use super::{Backend, create, raw_execute};
+use crate::common::access_entry;
 
 pub(crate) async fn the_access_log_is_append_only_and_ordered(backend: Backend) {
     let (db, store, _) = create(backend).await;
@@ -95,16 +96,7 @@ pub(crate) async fn the_access_log_keeps_every_row_of_a_batch_of_any_size(backen
 
 pub(crate) async fn the_access_log_keeps_each_principals_latest_use(backend: Backend) {
     let (_db, store, _) = create(backend).await;
-    let entry = |who: &str, outcome: &str, at: &str| custody_store::AccessEntry {
-        at: at.into(),
-        principal: who.into(),
-        credential: String::new(),
-        method: "GET".into(),
-        path: "/api/v1/history".into(),
-        remote: "127.0.0.1:5000".into(),
-        status: 200,
-        outcome: outcome.into(),
-    };
+    let entry = |who: &str, outcome: &str, at: &str| access_entry(at, who, outcome);
     assert!(store.last_uses().await.unwrap().is_empty());
     store
         .record_access(vec![
