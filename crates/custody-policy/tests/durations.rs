@@ -6,18 +6,7 @@
 mod fixture;
 
 use custody_policy::{Gate, Span, Status, compile, evaluate};
-use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts};
-
-#[track_caller]
-fn refused_at(text: &str, line: usize, needle: &str) {
-    let err = compile(&bundle(text, &keys())).expect_err("compiled");
-    assert!(
-        err.0
-            .iter()
-            .any(|e| e.line == line && e.message.contains(needle)),
-        "no error at line {line} containing {needle:?}:\n{err}"
-    );
-}
+use fixture::{HOUR, NOW, POLICY, bundle, keys, passing_facts, refused_at};
 
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap() + 1

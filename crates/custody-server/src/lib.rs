@@ -10,7 +10,7 @@
 //! - body.rs: a request body's deadline and size limit;
 //! - dashboard/: the server-rendered dashboard; audit_report.rs: the printable report of
 //!   a verified audit bundle (rendered offline by `custody audit verify --html`);
-//! - metrics.rs, alerting.rs: `/metrics` and alerts, both following the ledger's tail;
+//! - metrics.rs, alerting/: `/metrics` and alerts, both following the ledger's tail;
 //! - error.rs, extract.rs, state.rs: one error mapping, the extractors, the shared state.
 //!
 //! Every request is recorded in the access log. Bodies are bounded in size ([`MAX_BODY`])

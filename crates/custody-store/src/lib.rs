@@ -3,7 +3,8 @@
 //! The [`Store`] trait states the contract every backend keeps (atomic, durable, linear,
 //! group-committed, forward-only, append-only, idempotent); [`SqlStore`] keeps it on an
 //! embedded SQLite file (the default) or on PostgreSQL (several servers, one log). All of
-//! custody's SQL lives in this crate, in `sql.rs` and the versioned migrations.
+//! custody's SQL lives in this crate, in `sql/` (blobs' own in `blobs.rs`) and the versioned
+//! migrations.
 //!
 //! A ledger leaf is an event's RFC 8785 canonical JSON ([`CanonicalJson`]); the store keeps
 //! the leaves, the hash of every complete subtree (so any proof costs O(log n) reads, see

@@ -9,32 +9,7 @@ use common::{Backend, log_key, now};
 use custody_store::{AccessEntry, SqlStore, Store};
 
 fn entry(at: &str, who: &str) -> AccessEntry {
-    AccessEntry {
-        at: at.into(),
-        principal: who.into(),
-        credential: String::new(),
-        method: "GET".into(),
-        path: "/api/v1/history".into(),
-        remote: "127.0.0.1:5000".into(),
-        status: 200,
-        outcome: "allowed: read history".into(),
-    }
-}
-
-async fn raw_delete(location: &custody_store::Location) -> Result<u64, sqlx::Error> {
-    use sqlx::Connection;
-    let sql = "DELETE FROM access_log";
-    match location {
-        custody_store::Location::Sqlite(path) => {
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
-            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
-        }
-        custody_store::Location::Postgres(url) => {
-            let mut c = sqlx::PgConnection::connect(url).await?;
-            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
-        }
-    }
+    common::access_entry(at, who, "allowed: read history")
 }
 
 async fn pruning_removes_only_what_is_past_retention(backend: Backend) {
@@ -74,7 +49,9 @@ async fn pruning_removes_only_what_is_past_retention(backend: Backend) {
             .any(|u| u.principal == "p3")
     );
     // Nothing else deletes: not by hand, not the entries still within retention.
-    let err = raw_delete(&db.location).await.unwrap_err();
+    let err = common::raw_execute(&db.location, "DELETE FROM access_log")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     assert_eq!(store.access_log(0, 100).await.unwrap().len(), 2);
     assert_eq!(store.prune_access("2026-03-15T00:00:00Z").await.unwrap(), 1);

@@ -9,7 +9,7 @@ use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey};
 use custody_ledger::{MemoryTree, leaf_hash};
 use custody_model::CanonicalJson;
-use custody_store::{CheckpointFile, Location, OpenOptions, SqlStore, Store};
+use custody_store::{AccessEntry, CheckpointFile, Location, OpenOptions, SqlStore, Store};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
@@ -203,4 +203,42 @@ pub(crate) async fn postgres_admin() -> PgConnection {
     PgConnection::connect_with(&PgConnectOptions::from_str(&postgres_url()).unwrap())
         .await
         .unwrap()
+}
+
+/// A raw connection, as an intruder with database access would have. On PostgreSQL the
+/// text may hold several statements.
+pub(crate) async fn raw_execute(location: &Location, sql: &str) -> Result<u64, sqlx::Error> {
+    match location {
+        Location::Sqlite(path) => {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
+            Ok(sqlx::query(sql).execute(&mut c).await?.rows_affected())
+        }
+        Location::Postgres(url) => {
+            let mut c = PgConnection::connect(url).await?;
+            Ok(sqlx::raw_sql(sql).execute(&mut c).await?.rows_affected())
+        }
+    }
+}
+
+/// `bytes` as an SQL literal of the backend's binary type.
+pub(crate) fn bytes_literal(backend: Backend, bytes: &[u8]) -> String {
+    match backend {
+        Backend::Sqlite => format!("X'{}'", hex(bytes)),
+        Backend::Postgres => format!("'\\x{}'::bytea", hex(bytes)),
+    }
+}
+
+/// An access-log entry of `principal` reading history at `at`, answered 200 with `outcome`.
+pub(crate) fn access_entry(at: &str, principal: &str, outcome: &str) -> AccessEntry {
+    AccessEntry {
+        at: at.into(),
+        principal: principal.into(),
+        credential: String::new(),
+        method: "GET".into(),
+        path: "/api/v1/history".into(),
+        remote: "127.0.0.1:5000".into(),
+        status: 200,
+        outcome: outcome.into(),
+    }
 }

@@ -6,6 +6,10 @@
 //! alert, and an `X-Custody-Alert` header carrying its id so that a receiver can drop a
 //! repeat. A failed delivery is retried with a backoff and never dropped. Repeated denials
 //! are counted by the access log as they happen.
+//!
+//! This file holds the tasks that raise and deliver; `config.rs` the `[alerts]` settings
+//! and their checking; `ledger_check.rs` the periodic re-check of the ledger and of the
+//! state against it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,170 +18,19 @@ use std::time::Duration;
 use custody_app::alerts::{
     Alert, ClockWatch, alerts_for_event, approval_expiring_alert, approval_sla_alert,
     denied_access_alert, evidence_expiring_alert, ledger_inconsistent_alert, overdue_approvals,
-    overdue_break_glass_reviews, state_mismatch_alert,
+    overdue_break_glass_reviews,
 };
 use custody_model::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ServerState;
 
-/// `[alerts]` in config.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertConfig {
-    /// How long a promotion may wait for approval before an alert (e.g. "24h").
-    #[serde(default = "default_sla")]
-    pub approval_sla: String,
-    /// How long before an approval, or a piece of evidence, that a still-waiting promotion
-    /// needs lapses to warn (e.g. "2h").
-    #[serde(default = "default_expiry_warning")]
-    pub expiry_warning: String,
-    /// How long before a trusted key's validity ends (its `expires`) to warn (e.g. "7d").
-    #[serde(default = "default_key_expiry_warning")]
-    pub key_expiry_warning: String,
-    /// How long before an approved exception (waiver) stops counting to warn (e.g. "3d").
-    #[serde(default = "default_exception_expiry_warning")]
-    pub exception_expiry_warning: String,
-    /// Denials of one principal (or one address, unauthenticated) that raise an alert…
-    #[serde(default = "default_denials")]
-    pub denied_threshold: usize,
-    /// …within this long (e.g. "10m").
-    #[serde(default = "default_window")]
-    pub denied_window: String,
-    /// How often the whole ledger is re-checked, every leaf against every stored hash and
-    /// signed checkpoint (e.g. "1h"); also once when the server starts.
-    #[serde(default = "default_ledger_check")]
-    pub ledger_check: String,
-    /// Where alerts go.
-    #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
-    pub webhooks: Vec<Webhook>,
-}
+mod config;
+mod ledger_check;
 
-/// A webhook receiving alerts as JSON POSTs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Webhook {
-    /// Its name (in the ledger and on the dashboard).
-    pub name: String,
-    /// Its URL (http or https).
-    pub url: String,
-}
-
-fn default_sla() -> String {
-    "24h".into()
-}
-fn default_expiry_warning() -> String {
-    "2h".into()
-}
-fn default_key_expiry_warning() -> String {
-    "7d".into()
-}
-fn default_exception_expiry_warning() -> String {
-    "3d".into()
-}
-fn default_denials() -> usize {
-    5
-}
-fn default_window() -> String {
-    "10m".into()
-}
-fn default_ledger_check() -> String {
-    "1h".into()
-}
-
-impl Default for AlertConfig {
-    fn default() -> Self {
-        AlertConfig {
-            approval_sla: default_sla(),
-            expiry_warning: default_expiry_warning(),
-            key_expiry_warning: default_key_expiry_warning(),
-            exception_expiry_warning: default_exception_expiry_warning(),
-            denied_threshold: default_denials(),
-            denied_window: default_window(),
-            ledger_check: default_ledger_check(),
-            webhooks: Vec::new(),
-        }
-    }
-}
-
-/// `[alerts]` checked and compiled: durations in seconds, webhooks with valid URLs. Made
-/// only by [`AlertConfig::compile`], so every use reads a checked value.
-#[derive(Debug, Clone)]
-pub struct Alerts {
-    /// How long a promotion may wait for approval before an alert.
-    pub approval_sla: i64,
-    /// How long before an approval or evidence lapses to warn.
-    pub expiry_warning: i64,
-    /// How long before a key's validity ends to warn.
-    pub key_expiry_warning: i64,
-    /// How long before an exception stops counting to warn.
-    pub exception_expiry_warning: i64,
-    /// Denials that raise an alert…
-    pub denied_threshold: usize,
-    /// …within this many seconds.
-    pub denied_window: i64,
-    /// How often the whole ledger is re-checked.
-    pub ledger_check: Duration,
-    /// Where alerts go.
-    pub webhooks: Vec<Webhook>,
-}
-
-impl Default for Alerts {
-    fn default() -> Self {
-        // The defaults are valid by construction; compile cannot refuse them.
-        AlertConfig::default().compile().unwrap_or(Alerts {
-            approval_sla: 86_400,
-            expiry_warning: 7_200,
-            key_expiry_warning: 604_800,
-            exception_expiry_warning: 259_200,
-            denied_threshold: 5,
-            denied_window: 600,
-            ledger_check: Duration::from_secs(3_600),
-            webhooks: Vec::new(),
-        })
-    }
-}
-
-impl AlertConfig {
-    /// Checks the durations and the webhooks' names and URLs, and compiles them.
-    pub fn compile(&self) -> Result<Alerts, String> {
-        let seconds = |name: &str, text: &str| -> Result<i64, String> {
-            let span =
-                custody_policy::Span::parse(text).map_err(|e| format!("[alerts] {name}: {e}"))?;
-            let s =
-                i64::try_from(span.seconds()).map_err(|_| format!("[alerts] {name}: too long"))?;
-            if s <= 0 {
-                return Err(format!("[alerts] {name}: must be longer than nothing"));
-            }
-            Ok(s)
-        };
-        for w in &self.webhooks {
-            if w.name.is_empty() || !(w.url.starts_with("http://") || w.url.starts_with("https://"))
-            {
-                return Err(format!(
-                    "[[alerts.webhook]] {:?}: needs a name and an http(s) URL",
-                    w.name
-                ));
-            }
-        }
-        Ok(Alerts {
-            approval_sla: seconds("approval_sla", &self.approval_sla)?,
-            expiry_warning: seconds("expiry_warning", &self.expiry_warning)?,
-            key_expiry_warning: seconds("key_expiry_warning", &self.key_expiry_warning)?,
-            exception_expiry_warning: seconds(
-                "exception_expiry_warning",
-                &self.exception_expiry_warning,
-            )?,
-            denied_threshold: self.denied_threshold,
-            denied_window: seconds("denied_window", &self.denied_window)?,
-            ledger_check: Duration::from_secs(
-                u64::try_from(seconds("ledger_check", &self.ledger_check)?).unwrap_or(3_600),
-            ),
-            webhooks: self.webhooks.clone(),
-        })
-    }
-}
+pub use config::{AlertConfig, Alerts, Webhook};
+pub(crate) use ledger_check::audit_ledger;
+pub use ledger_check::check_state_at_start;
 
 /// The alerting state of one server.
 pub(crate) struct Alerting {
@@ -365,125 +218,6 @@ pub(crate) async fn run(state: Arc<ServerState>) {
         }
         tokio::time::sleep(EVERY).await;
     }
-}
-
-/// Re-checks the whole ledger when the server starts and every `[alerts] ledger_check`:
-/// every leaf against every stored hash and signed checkpoint (`SqlStore::check`), and the
-/// head against the head the previous check saw (a consistency proof, so a ledger replaced
-/// by a fork signed with the same key is caught too). A failure raises an alert, once per
-/// cause. Each round also rebuilds the state's projection from the ledger and compares
-/// every checked record with it (the start-up check is [`check_state_at_start`]), and
-/// raises the differences the hot paths refused since.
-pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
-    let every = state.alerting.config.ledger_check;
-    let mut seen: Option<(u64, custody_ledger::Hash)> = None;
-    let mut raised = std::collections::HashSet::new();
-    let mut first = true;
-    loop {
-        // The start-up check has just compared the state; later rounds compare it again.
-        if !std::mem::take(&mut first) {
-            check_state(&state, |_| {}).await;
-        }
-        for difference in state.app.take_state_differences() {
-            raise(&state, &state_mismatch_alert(&difference)).await;
-        }
-        let problem = match check_ledger(&state, seen).await {
-            Ok(head) => {
-                tracing::debug!(entries = head.0, "the ledger was re-checked: consistent");
-                state.metrics.ledger_checked("consistent", Some(head.0));
-                seen = Some(head);
-                None
-            }
-            Err(Checked::Inconsistent(why)) => {
-                state.metrics.ledger_checked("inconsistent", None);
-                Some(why)
-            }
-            Err(Checked::Unavailable(why)) => {
-                tracing::warn!(reason = %why, "the ledger check could not run");
-                state.metrics.ledger_checked("unavailable", None);
-                None
-            }
-        };
-        if let Some(why) = problem {
-            let alert = ledger_inconsistent_alert(&why);
-            if raised.insert(alert.id.clone()) {
-                raise_integrity_alert(&state, &alert).await;
-            }
-        }
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// Before the server accepts its first connection: rebuilds the state's projection from
-/// the whole ledger (progress in the log), compares every checked record with it, raises a
-/// critical alert for each difference, and keeps the projection so that the hot paths
-/// refuse to act on a record that differs (fail closed).
-pub async fn check_state_at_start(state: &ServerState) {
-    tracing::info!("checking the state against the ledger");
-    let mut last = 0;
-    check_state(state, |done| {
-        if done >= last + 100_000 {
-            last = done;
-            tracing::info!(entries = done, "checking the state against the ledger");
-        }
-    })
-    .await;
-}
-
-/// One comparison of the state with the ledger, its differences raised.
-async fn check_state(state: &ServerState, progress: impl FnMut(u64) + Send) {
-    match state.app.guard_state(progress).await {
-        Ok(report) => {
-            tracing::info!(
-                entries = report.entries,
-                records = report.records,
-                differences = report.differences.len(),
-                "the state was checked against the ledger"
-            );
-            for difference in &report.differences {
-                tracing::error!(%difference, "a state record does not match the ledger");
-                raise(state, &state_mismatch_alert(difference)).await;
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "the state could not be checked against the ledger"),
-    }
-}
-
-enum Checked {
-    /// The ledger is damaged or forked: the reason.
-    Inconsistent(String),
-    /// The check could not run (the database is away).
-    Unavailable(String),
-}
-
-/// One ledger check; the head it checked.
-async fn check_ledger(
-    state: &ServerState,
-    seen: Option<(u64, custody_ledger::Hash)>,
-) -> Result<(u64, custody_ledger::Hash), Checked> {
-    let log = state.app.log();
-    let failed = |e: custody_app::AppError| match e.fault() {
-        custody_app::Fault::Integrity => Checked::Inconsistent(e.to_string()),
-        _ => Checked::Unavailable(e.to_string()),
-    };
-    let report = log.check(|_| {}).await.map_err(failed)?;
-    let head = (report.entries, report.root);
-    if let Some((size, root)) = seen {
-        if head.0 < size {
-            return Err(Checked::Inconsistent(format!(
-                "the log has {} entries, fewer than the {size} it had at the last check",
-                head.0
-            )));
-        }
-        let proof = log.consistency(size, head.0).await.map_err(failed)?;
-        custody_ledger::verify_consistency(size, head.0, &proof.hashes, &root, &head.1).map_err(|e| {
-            Checked::Inconsistent(format!(
-                "the log of {} entries does not extend the one of {size} seen at the last check: {e}",
-                head.0
-            ))
-        })?;
-    }
-    Ok(head)
 }
 
 /// What the task has done so far.

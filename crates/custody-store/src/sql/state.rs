@@ -1,0 +1,111 @@
+//! The state cache (`state`: the records projected from the ledger, written in the
+//! transaction of the events that change them) and the idempotency records of appends.
+
+use super::{Conn, INSERT_CHUNK, insert_chunked, on_conn};
+use crate::StoreError;
+
+/// A state row: `(kind, key, version, value, log_index)`.
+pub(crate) type StateRow = (String, String, i64, String, i64);
+
+/// The version of one state record.
+pub(crate) async fn state_version(
+    c: &mut Conn<'_>,
+    kind: &str,
+    key: &str,
+) -> Result<Option<i64>, StoreError> {
+    const SQL: &str = "SELECT version FROM state WHERE kind = $1 AND key = $2";
+    let row: Option<(i64,)> =
+        on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(key).fetch_optional(&mut **c).await?);
+    Ok(row.map(|(v,)| v))
+}
+
+/// Removes state records (each row's kind and key).
+pub(crate) async fn delete_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
+    const SQL: &str = "DELETE FROM state WHERE kind = $1 AND key = $2";
+    for (kind, key, ..) in rows {
+        on_conn!(c, c => { sqlx::query(SQL).bind(kind).bind(key).execute(&mut **c).await?; });
+    }
+    Ok(())
+}
+
+/// Writes state records (insert or overwrite).
+pub(crate) async fn upsert_state(c: &mut Conn<'_>, rows: &[StateRow]) -> Result<(), StoreError> {
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK / 3,
+        "INSERT INTO state (kind, key, version, value, log_index) VALUES {} \
+         ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version, \
+         value = excluded.value, log_index = excluded.log_index",
+        5,
+        |q, (kind, key, version, value, log_index)| q
+            .bind(kind)
+            .bind(key)
+            .bind(*version)
+            .bind(value)
+            .bind(*log_index)
+    );
+    Ok(())
+}
+
+/// One state record.
+pub(crate) async fn state(
+    c: &mut Conn<'_>,
+    kind: &str,
+    key: &str,
+) -> Result<Option<StateRow>, StoreError> {
+    const SQL: &str =
+        "SELECT kind, key, version, value, log_index FROM state WHERE kind = $1 AND key = $2";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(key).fetch_optional(&mut **c).await?))
+}
+
+/// State records of `kind` after `after` in key order.
+pub(crate) async fn states(
+    c: &mut Conn<'_>,
+    kind: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StateRow>, StoreError> {
+    const SQL: &str = "SELECT kind, key, version, value, log_index FROM state \
+                       WHERE kind = $1 AND key > $2 ORDER BY key LIMIT $3";
+    Ok(
+        on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(after).bind(limit).fetch_all(&mut **c).await?),
+    )
+}
+
+/// An idempotency row: `(fingerprint, first_index, count, tree_size)`.
+pub(crate) type IdempotencyRow = (Vec<u8>, i64, i64, i64);
+
+/// The stored result of an append with this idempotency key.
+pub(crate) async fn idempotency(
+    c: &mut Conn<'_>,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, StoreError> {
+    const SQL: &str =
+        "SELECT fingerprint, first_index, count, tree_size FROM idempotency WHERE key = $1";
+    Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(key).fetch_optional(&mut **c).await?))
+}
+
+/// A new idempotency record: `(key, fingerprint, first_index, count, tree_size)`.
+pub(crate) type NewIdempotencyRow<'a> = (&'a str, &'a [u8], i64, i64, i64);
+
+/// Records appends' results under their idempotency keys.
+pub(crate) async fn insert_idempotency(
+    c: &mut Conn<'_>,
+    rows: &[NewIdempotencyRow<'_>],
+) -> Result<(), StoreError> {
+    insert_chunked!(
+        c,
+        rows,
+        INSERT_CHUNK / 3,
+        "INSERT INTO idempotency (key, fingerprint, first_index, count, tree_size) VALUES {}",
+        5,
+        |q, (key, fingerprint, first, count, size)| q
+            .bind(*key)
+            .bind(*fingerprint)
+            .bind(*first)
+            .bind(*count)
+            .bind(*size)
+    );
+    Ok(())
+}
