@@ -399,7 +399,7 @@ fn production_runs_through_a_rotation_and_a_compromise_denies_exactly_what_came_
     );
 
     // The revocation event names what stopped counting (its alert's text is made from
-    // it: app/tests/keyring.rs checks that text).
+    // it: app/tests/keyring/revocation.rs checks that text).
     let revoked = w.json("argo", &["history", "--type", "key.revoked"]);
     assert_eq!(revoked[0]["event"]["keys"][0]["key"], new.as_str());
     let line = revoked[0]["event"]["affected"].to_string();

@@ -245,7 +245,12 @@ pub(crate) fn operator() -> Actor {
 /// Someone acting at the tests' time, signed in with a credential of their own (so their
 /// approvals are theirs).
 pub(crate) fn actor(who: &str) -> Actor {
-    Actor::new(who, at("2026-11-10T10:00:00Z"))
+    someone(who, "2026-11-10T10:00:00Z")
+}
+
+/// Someone acting at time `t`, signed in with a credential of their own.
+pub(crate) fn someone(who: &str, t: &str) -> Actor {
+    Actor::new(who, at(t))
         .unwrap()
         .authenticated_by(custody_model::Authentication::Oidc {
             issuer: "https://idp.example".into(),
@@ -352,6 +357,14 @@ impl Setup {
         let waiting = waiting.unwrap();
         assert!(!waiting.decision.decision.allowed);
         waiting.promotion.id
+    }
+
+    /// Rita asks to promote `release` into `env` at the tests' time: certified, or waiting.
+    pub(crate) async fn promoted(&self, release: &str, env: &str) -> PromotionOutcome {
+        self.app
+            .promote_to(&actor("rita"), release, env, None)
+            .await
+            .unwrap()
     }
 
     /// Release `version` of shop made of the named artifacts.

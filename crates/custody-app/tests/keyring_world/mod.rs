@@ -4,10 +4,12 @@
 
 #![allow(dead_code, reason = "each test file uses a part")]
 
+use std::collections::BTreeMap;
+
 use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
 use custody_app::{
-    Actor, App, AppError, ApplyPolicy, Handover, Promote, PromotionOutcome, RecordRelease,
-    RegisterArtifact, Review, RevokeKey, RotateKey,
+    Actor, App, AppError, AppResult, ApplyPolicy, Handover, KeyChanged, Promote, PromotionOutcome,
+    RecordRelease, RegisterArtifact, Review, RevokeKey, RotateKey,
 };
 use custody_crypto::note::NoteSigner;
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
@@ -73,6 +75,21 @@ pub(crate) fn bundle(builder: &PrivateKey, release: &PrivateKey) -> Bundle {
     b.files
         .insert("keys/release.pub".into(), release.public_key().to_pem());
     b
+}
+
+/// A build of shop from `commit` by the trusted builder, with `parameters`.
+pub(crate) fn shop_build(commit: String, parameters: BTreeMap<String, String>) -> BuildFields {
+    BuildFields {
+        builder_id: "https://ci.example/builder/v1".into(),
+        source_repo: "https://git.example/acme/shop".into(),
+        source_commit: commit,
+        parameters,
+        environment: Default::default(),
+        started: None,
+        finished: None,
+        nondeterministic_steps: vec![],
+        invocation_id: None,
+    }
 }
 
 pub(crate) async fn setup() -> Setup {
@@ -142,17 +159,8 @@ impl Setup {
     /// `key` at `t`; returns its digest.
     pub(crate) async fn release(&self, version: &str, key: &PrivateKey, t: &str) -> Digest {
         let digest = sha256(version.as_bytes());
-        let build = BuildFields {
-            builder_id: "https://ci.example/builder/v1".into(),
-            source_repo: "https://git.example/acme/shop".into(),
-            source_commit: format!("{:040x}", version.len()),
-            parameters: [("v".to_owned(), version.to_owned())].into(),
-            environment: Default::default(),
-            started: None,
-            finished: None,
-            nondeterministic_steps: vec![],
-            invocation_id: None,
-        };
+        let parameters = [("v".to_owned(), version.to_owned())].into();
+        let build = shop_build(format!("{:040x}", version.len()), parameters);
         let request =
             RegisterArtifact::signed_by(&self.builder, "shop", digest.clone(), None, build)
                 .unwrap();
@@ -177,6 +185,36 @@ impl Setup {
             .await
             .unwrap();
         digest
+    }
+
+    /// The deploy gate's answer for `digest` in `env`, asked at 10:00: whether it allows it.
+    pub(crate) async fn allows(&self, env: &str, digest: &Digest) -> bool {
+        let v = self.app.verify(env, digest, at("10:00:00")).await.unwrap();
+        v.allowed
+    }
+
+    /// The operator puts `policy` in force at `t`, with `release` as the release key.
+    pub(crate) async fn apply(&self, policy: String, release: &PrivateKey, t: &str) {
+        let mut b = bundle(&self.builder, release);
+        b.files.insert("custody.toml".into(), policy);
+        self.app
+            .apply_policy(&operator(t), &ApplyPolicy { files: b.files })
+            .await
+            .unwrap();
+    }
+
+    /// sec revokes the key `key_id` at `t` for `reason`, compromised since `since`.
+    pub(crate) async fn revoke(
+        &self,
+        t: &str,
+        key_id: &str,
+        reason: &str,
+        since: Option<&str>,
+    ) -> AppResult<KeyChanged> {
+        let request = revocation(reason, since);
+        self.app
+            .revoke_key(&actor("sec", t), key_id, &request)
+            .await
     }
 
     /// Argo reports `digests` running in `env` at `t`.

@@ -1,0 +1,202 @@
+//! An approval counts only from its approver: never through a token someone else made for
+//! them unless they signed it with their enrolled key, never a statement signed by another
+//! key, tampered with, about something else, expired, or used before; and a confidential
+//! signed approval hides its statement with its rationale.
+
+use custody_app::Review;
+use custody_app::events::EventBody;
+
+use super::*;
+
+/// A confidential approval signed with the approver's key: its statement carries the
+/// rationale, so a reader who may not read the rationale gets neither (an auditor gets
+/// both).
+#[tokio::test]
+async fn a_confidential_signed_approval_hides_its_statement_too() {
+    let w = world().await;
+    let p = w.release_and_promote("2.0.1").await;
+    let promotion = &p.promotion;
+    let approves = Approved::promotion(promotion, &w.in_force().await);
+    let secret = "the canary hit the payments outage runbook";
+    let review = Review {
+        rationale: secret.into(),
+        risk: Risk::Low,
+        confidential: true,
+        statement: Some(signed(&w.bob, "bob", approves, Verdict::Approve, secret)),
+    };
+    w.app
+        .review(
+            &person("bob"),
+            &promotion.id,
+            Verdict::Approve,
+            &review,
+            None,
+        )
+        .await
+        .unwrap();
+    let reader = |who: &str, roles: &[&str]| custody_app::Authenticated {
+        principal: who.into(),
+        auth: Authentication::Oidc {
+            issuer: "https://idp.example".into(),
+            subject: who.into(),
+        },
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    let (_, seen) = w
+        .app
+        .promotion_for(&reader("vic", &["viewer"]), &promotion.id)
+        .await
+        .unwrap();
+    assert_eq!(seen[0].rationale, custody_app::REDACTED);
+    assert!(seen[0].statement.is_none(), "{:?}", seen[0].statement);
+    let (_, audited) = w
+        .app
+        .promotion_for(&reader("audrey", &["auditor"]), &promotion.id)
+        .await
+        .unwrap();
+    assert_eq!(audited[0].rationale, secret);
+    assert!(audited[0].statement.is_some());
+}
+
+#[tokio::test]
+async fn an_approval_counts_only_from_its_approver() {
+    let w = world().await;
+    let p = w.release_and_promote("2.0.0").await;
+    let promotion = &p.promotion;
+    let approves = Approved::promotion(promotion, &w.in_force().await);
+    let with = |statement| Review {
+        rationale: "canary clean".into(),
+        risk: Risk::Low,
+        confidential: false,
+        statement,
+    };
+    // An admin's token for bob: the approval is not bob's.
+    let minted = minted("bob", "tok2");
+    denied(
+        w.app
+            .review(&minted, &promotion.id, Verdict::Approve, &with(None), None)
+            .await,
+        "root",
+    );
+    // `who`'s statement with `key` of `verdict` on this promotion.
+    let by = |key: &PrivateKey, who: &str, verdict: Verdict| {
+        signed(key, who, approves.clone(), verdict, "canary clean")
+    };
+    // Signed by the wrong key, tampered with, about another promotion, expired: refused.
+    let rogue = PrivateKey::generate(Algorithm::Ed25519);
+    let bad = [
+        (
+            by(&rogue, "bob", Verdict::Approve),
+            "no enrolled personal key",
+        ),
+        (
+            {
+                let mut e = by(&w.bob, "bob", Verdict::Approve);
+                // One base64 character changed: other payload bytes, same signature.
+                let mut chars: Vec<char> = e.payload.chars().collect();
+                chars[20] = if chars[20] == 'A' { 'B' } else { 'A' };
+                e.payload = chars.into_iter().collect();
+                e
+            },
+            "no enrolled personal key",
+        ),
+        (
+            signed(
+                &w.bob,
+                "bob",
+                Approved::Promotion {
+                    promotion: "prm-other".into(),
+                    release: promotion.release.clone(),
+                    release_digest: Some(promotion.release_digest.clone()),
+                    environment: promotion.environment.clone(),
+                    policy: w.in_force().await,
+                },
+                Verdict::Approve,
+                "canary clean",
+            ),
+            "not promotion",
+        ),
+        (
+            signed_at(
+                &w.bob,
+                "bob",
+                approves.clone(),
+                Verdict::Approve,
+                "canary clean",
+                at("2026-11-10T08:00:00Z"),
+                3600,
+            ),
+            "expired",
+        ),
+        (by(&w.bob, "bob", Verdict::Reject), "Reject"),
+        (by(&w.sasha, "sasha", Verdict::Approve), "sasha"),
+    ];
+    // Sent with bob's admin-made token: refused, saying why.
+    let refused = async |statement, why: &str| {
+        let sent = with(Some(statement));
+        denied(
+            w.app
+                .review(&minted, &promotion.id, Verdict::Approve, &sent, None)
+                .await,
+            why,
+        );
+    };
+    for (statement, why) in bad {
+        refused(statement, why).await;
+    }
+    // bob's own signature counts, relayed with his (admin-made) token.
+    let good = by(&w.bob, "bob", Verdict::Approve);
+    let outcome = w
+        .app
+        .review(
+            &minted,
+            &promotion.id,
+            Verdict::Approve,
+            &with(Some(good.clone())),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.promotion.status,
+        custody_model::PromotionStatus::Certified
+    );
+    let size = w.app.log().size().await.unwrap();
+    let entries = w.app.log().entries(0, size).await.unwrap();
+    let approval = entries
+        .iter()
+        .map(|e| custody_app::events::Event::from_leaf(&e.leaf).unwrap())
+        .find(|e| matches!(e.body, EventBody::ApprovalRecorded(_)))
+        .unwrap();
+    assert_eq!(approval.actor, "bob");
+    assert!(
+        matches!(approval.auth, Some(Authentication::PersonalKey { .. })),
+        "{:?}",
+        approval.auth
+    );
+    // The same statement again, even with its unsigned key id changed or its signature
+    // repeated, counts no more: a statement counts once.
+    let mut copy = good.clone();
+    copy.signatures[0].keyid = Some("someone-else".into());
+    let twice = {
+        let mut e = good.clone();
+        e.signatures.push(e.signatures[0].clone());
+        e
+    };
+    for replay in [good.clone(), copy, twice] {
+        refused(replay, "this signed approval was already used").await;
+    }
+    // The ledger holds the signed statement and the (public) rationale, so anyone can
+    // check the approval offline.
+    let EventBody::ApprovalRecorded(recorded) = approval.body else {
+        unreachable!()
+    };
+    assert_eq!(
+        recorded.statement_digest,
+        Some(custody_app::attestations::envelope_digest(&good))
+    );
+    assert_eq!(recorded.statement, Some(good));
+    assert_eq!(recorded.rationale.as_deref(), Some("canary clean"));
+    assert_eq!(recorded.rationale_digest, Some(sha256(b"canary clean")));
+    assert_eq!(recorded.rationale_commitment, None);
+}
