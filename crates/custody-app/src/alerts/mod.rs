@@ -2,7 +2,7 @@
 //! running that was never certified, a provenance discrepancy, break-glass used or its
 //! review rejected), in the clock (an approval waiting past its SLA, an approval or piece of
 //! evidence a waiting promotion needs about to lapse, a break-glass review overdue), in the
-//! ledger's periodic re-check (server `alerting.rs`) and in the access log (repeated
+//! ledger's periodic re-check (server `alerting/`) and in the access log (repeated
 //! denials); each one recorded once in the ledger and queued for every webhook in the same
 //! append.
 //!
