@@ -20,9 +20,11 @@ use crate::records::{ArtifactRecord, EvidenceRecord, kind};
 pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     let mut out = Vec::new();
     let mut serious = false;
-    let mut fewer = |what: &str, before: u64, after: u64, grave: bool| {
+    // `what` as (one, more than one): "1 failing test", "2 failing tests".
+    let mut fewer = |what: (&str, &str), before: u64, after: u64, grave: bool| {
         if before > after {
-            out.push(format!("{} {what}", before - after));
+            let n = before - after;
+            out.push(format!("{n} {}", if n == 1 { what.0 } else { what.1 }));
             serious |= grave;
         }
     };
@@ -45,11 +47,19 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
         ] {
             let (b, a) = (at_least(before, n), at_least(&after, n));
             if b.0 > a.0 {
-                fewer(&format!("{what} vulnerabilities"), b.0, a.0, grave);
+                let (one, more) = (
+                    format!("{what} vulnerability"),
+                    format!("{what} vulnerabilities"),
+                );
+                fewer((&one, &more), b.0, a.0, grave);
                 break;
             }
             if b.1 > a.1 {
-                fewer(&format!("{what} vulnerabilities' fixes"), b.1, a.1, grave);
+                let (one, more) = (
+                    format!("fix of a {what} vulnerability"),
+                    format!("fixes of {what} vulnerabilities"),
+                );
+                fewer((&one, &more), b.1, a.1, grave);
                 break;
             }
         }
@@ -57,7 +67,7 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     if let Some(before) = &older.tests {
         let after = newer.tests.unwrap_or_default();
         fewer(
-            "failing tests",
+            ("failing test", "failing tests"),
             before.failed + before.errored,
             after.failed + after.errored,
             true,
@@ -65,9 +75,14 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     }
     if let Some(before) = &older.findings {
         let after = newer.findings.unwrap_or_default();
-        fewer("error-level findings", before.error, after.error, true);
         fewer(
-            "warning-level findings",
+            ("error-level finding", "error-level findings"),
+            before.error,
+            after.error,
+            true,
+        );
+        fewer(
+            ("warning-level finding", "warning-level findings"),
             before.warning,
             after.warning,
             false,
@@ -76,7 +91,7 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     if let Some(before) = &older.licences {
         let after = newer.licences.as_ref().map_or(0, |l| l.without_licence);
         fewer(
-            "components without a licence",
+            ("component without a licence", "components without a licence"),
             before.without_licence,
             after,
             false,
@@ -214,12 +229,12 @@ mod tests {
     fn a_critical_finding_gone_is_serious_and_a_new_one_is_not_cleared() {
         assert_eq!(
             cleared(&vulns(1, 2), &vulns(0, 2)),
-            (vec!["1 critical vulnerabilities".to_owned()], true)
+            (vec!["1 critical vulnerability".to_owned()], true)
         );
         assert_eq!(
             cleared(&vulns(0, 2), &vulns(0, 1)),
             (
-                vec!["1 critical, high, medium or low vulnerabilities".to_owned()],
+                vec!["1 critical, high, medium or low vulnerability".to_owned()],
                 false
             )
         );
@@ -227,7 +242,7 @@ mod tests {
         // A report that says nothing about vulnerabilities clears every one.
         assert_eq!(
             cleared(&vulns(1, 0), &Summary::default()).0,
-            ["1 critical vulnerabilities"]
+            ["1 critical vulnerability"]
         );
         // A high raised to critical clears nothing; a critical lowered to high does.
         let high = Summary {
@@ -244,7 +259,7 @@ mod tests {
         assert_eq!(cleared(&high, &vulns(1, 0)), (vec![], false));
         assert_eq!(
             cleared(&vulns(1, 0), &high).0,
-            ["1 critical vulnerabilities"]
+            ["1 critical vulnerability"]
         );
         // The same critical, its fix version gone: its fix cleared.
         let mut fixable = vulns(1, 0);
@@ -253,7 +268,7 @@ mod tests {
         }
         assert_eq!(
             cleared(&fixable, &vulns(1, 0)),
-            (vec!["1 critical vulnerabilities' fixes".to_owned()], true)
+            (vec!["1 fix of a critical vulnerability".to_owned()], true)
         );
     }
 

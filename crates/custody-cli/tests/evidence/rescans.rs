@@ -65,13 +65,13 @@ async fn a_rescan_that_clears_a_critical_finding_is_announced() {
     assert_eq!(alert["subject"]["report"], report(&hand_made));
     assert_eq!(
         alert["subject"]["cleared"],
-        serde_json::json!(["1 critical vulnerabilities"])
+        serde_json::json!(["1 critical vulnerability"])
     );
     let text = alert["text"].as_str().unwrap();
     assert!(
         text.starts_with("ci-bot attached a trivy report of ")
             && text.contains(
-                "(shop) that clears 1 critical vulnerabilities the one ci-bot attached at"
+                "(shop) that clears 1 critical vulnerability the one ci-bot attached at"
             ),
         "{text}"
     );
