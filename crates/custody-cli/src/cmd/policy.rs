@@ -170,14 +170,19 @@ fn check(a: &CheckArgs) -> anyhow::Result<Outcome> {
     let bundle = read_bundle(&a.dir)?;
     match custody_policy::compile(&bundle) {
         Ok(p) => {
+            let warnings: Vec<String> = ungoverned(&p).into_iter().collect();
             if a.json {
                 print_json(&json!({
                     "ok": true,
                     "digest": p.digest(),
                     "environments": p.environments().iter().map(|e| &e.name).collect::<Vec<_>>(),
+                    "warnings": warnings,
                 }));
             } else {
                 print_line(&format!("ok: {} (pipeline {})", p.digest(), pipeline(&p)));
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
             }
             Ok(Outcome::Ok)
         }
@@ -197,6 +202,23 @@ fn check(a: &CheckArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Denied)
         }
     }
+}
+
+/// What `policy propose` would refuse of a valid bundle on an instance whose policy in force
+/// is governed: a version naming no more owners than its quorum (nobody could approve a
+/// change of it). The other refusals (a key the keyring revoked, or holds for another
+/// purpose) need the instance's keyring, which a check of files does not have.
+fn ungoverned(p: &custody_policy::Policy) -> Option<String> {
+    if p.names_a_quorum() {
+        return None;
+    }
+    let governance = p.governance();
+    let owners: Vec<&str> = governance.owners.iter().map(|r| r.name()).collect();
+    Some(format!(
+        "this version names no more owners (holders of {}, unscoped) than its quorum of {}: an instance whose policy in force is governed refuses it as a proposal, and only the operator on the data directory can put it in force (recorded as a bootstrap)\nhint: grant an owner role to more people than the quorum, in [roles]",
+        owners.join(" or "),
+        governance.quorum
+    ))
 }
 
 fn pipeline(p: &custody_policy::Policy) -> String {

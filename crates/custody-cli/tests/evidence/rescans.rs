@@ -70,9 +70,8 @@ async fn a_rescan_that_clears_a_critical_finding_is_announced() {
     let text = alert["text"].as_str().unwrap();
     assert!(
         text.starts_with("ci-bot attached a trivy report of ")
-            && text.contains(
-                "(shop) that clears 1 critical vulnerability the one ci-bot attached at"
-            ),
+            && text
+                .contains("(shop) that clears 1 critical vulnerability the one ci-bot attached at"),
         "{text}"
     );
 }

@@ -55,6 +55,31 @@ fn policy_mistakes_name_the_line_and_change_nothing() {
     let out = run(custody().args(["policy", "check"]).arg(&good));
     expect_code(&out, 0);
     assert!(stdout(&out).contains("build → test → staging → production"));
+    // It names no owners of its own (the starter's default: one holder of security
+    // needed, none named): valid, with the warning that a governed instance's `policy
+    // propose` would refuse it; the operator bootstraps it below.
+    assert!(
+        stderr(&out).contains("warning: this version names no more owners (holders of security, unscoped) than its quorum of 1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(custody().args(["policy", "check", "--json"]).arg(&good));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["warnings"].as_array().map(Vec::len), Some(1), "{json}");
+    // Two security owners for a quorum of one: governed, no warning.
+    let governed = w.root.join("policy-governed");
+    copy_dir(&good, &governed);
+    let toml = fs::read_to_string(governed.join("custody.toml")).unwrap();
+    fs::write(
+        governed.join("custody.toml"),
+        toml.replacen("[roles]\n", "[roles]\nsecurity = [\"sam\", \"sasha\"]\n", 1),
+    )
+    .unwrap();
+    let out = run(custody().args(["policy", "check", "--json"]).arg(&governed));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["warnings"], serde_json::json!([]), "{json}");
     let out = w.ok(&["policy", "propose"], OPERATOR, &[good.to_str().unwrap()]);
     assert!(out.contains("already in force"), "{out}");
     assert_eq!(w.ledger_size(), before);
@@ -266,4 +291,17 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
     let out = w.run(&["history"], "auditor", &["--since", "yesterday"]);
     expect_code(&out, 2);
     assert_eq!(w.ledger_size(), before, "bad input changed the ledger");
+}
+
+/// Copies the flat directory `from` (and its `keys/`) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for dir in ["", "keys"] {
+        fs::create_dir_all(to.join(dir)).unwrap();
+        for entry in fs::read_dir(from.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), to.join(dir).join(entry.file_name())).unwrap();
+            }
+        }
+    }
 }
