@@ -6,7 +6,7 @@
 
 use custody_app::attestations::sha256;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::connections::{serve, until_closed};
 use crate::support::{Backend, TestServer};

@@ -1,11 +1,10 @@
 //! Every mutating route honours an `Idempotency-Key`: a retry returns the first result and
 //! writes nothing; the same key for another request is a 409.
 
-use custody_app::attestations::{ManifestArtifact, sha256};
-use custody_app::RecordRelease;
+use custody_app::attestations::sha256;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestServer, now};
+use crate::support::{Backend, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mutating_route_honours_an_idempotency_key() {
@@ -22,30 +21,8 @@ async fn every_mutating_route_honours_an_idempotency_key() {
         )
         .await;
     assert_eq!(registered.status, 200, "{}", registered.body);
-    let manifest = RecordRelease::signed(
-        "shop",
-        "1.0.0",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&server.release_key),
-    )
-    .unwrap();
-    let other_manifest = RecordRelease::signed(
-        "shop",
-        "1.0.1",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&server.release_key),
-    )
-    .unwrap();
+    let manifest = server.signed_release("1.0.0", &digest);
+    let other_manifest = server.signed_release("1.0.1", &digest);
     // (method, path, who, a request, another request)
     let calls: Vec<(&str, String, &str, Value, Value)> = vec![
         (

@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use custody_app::attestations::{ManifestArtifact, sha256};
-use custody_app::RecordRelease;
+use custody_app::attestations::sha256;
 use custody_crypto::Signer as _;
 use serde_json::json;
 
-use crate::support::{Answer, Backend, TestServer, now};
+use crate::support::{Answer, Backend, TestServer};
 
 /// Asks `server`'s deploy gate until its answer has `status`, for at most ten seconds
 /// (another replica's write reaches it within its tail's interval, 50 ms).
@@ -42,18 +41,7 @@ async fn replicas_agree_on_the_gate_after_a_review_and_a_tightening() {
         &[],
     )
     .await);
-    let manifest = RecordRelease::signed(
-        "shop",
-        "1.0.1",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&a.release_key),
-    )
-    .unwrap();
+    let manifest = a.signed_release("1.0.1", &digest);
     ok(a.call(
         "POST",
         "/api/v1/releases",

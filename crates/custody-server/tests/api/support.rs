@@ -327,13 +327,14 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Release `shop@VERSION` of the artifact `digest` (registered by bob, built by the
-    /// test builder, signed by sam), certified in build.
-    pub(crate) async fn release_in_build(&self, version: &str, digest: &custody_model::Digest) {
-        let artifact = self.signed_artifact(digest, &format!("c-{version}"));
-        let artifact = serde_json::to_value(&artifact).unwrap();
-        Self::ok(self.post("bob", "/api/v1/artifacts", &artifact).await);
-        let manifest = custody_app::RecordRelease::signed(
+    /// The release `shop@VERSION` of the artifact `digest`, its manifest signed by sam
+    /// with the test release key.
+    pub(crate) fn signed_release(
+        &self,
+        version: &str,
+        digest: &custody_model::Digest,
+    ) -> custody_app::RecordRelease {
+        custody_app::RecordRelease::signed(
             "shop",
             version,
             &[custody_app::attestations::ManifestArtifact {
@@ -344,7 +345,16 @@ impl TestServer {
             now(),
             Some(&self.release_key),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Release `shop@VERSION` of the artifact `digest` (registered by bob, built by the
+    /// test builder, signed by sam), certified in build.
+    pub(crate) async fn release_in_build(&self, version: &str, digest: &custody_model::Digest) {
+        let artifact = self.signed_artifact(digest, &format!("c-{version}"));
+        let artifact = serde_json::to_value(&artifact).unwrap();
+        Self::ok(self.post("bob", "/api/v1/artifacts", &artifact).await);
+        let manifest = self.signed_release(version, digest);
         let manifest = serde_json::to_value(&manifest).unwrap();
         Self::ok(self.post("sam", "/api/v1/releases", &manifest).await);
         let to_build =
