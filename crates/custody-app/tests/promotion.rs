@@ -125,11 +125,7 @@ async fn a_key_recorded_before_receipts_existed_replays_its_promotion() {
     let s = setup("").await;
     let d = s.artifact("shop", "v1", "c1").await;
     let r = s.release("1.0.0", &d).await;
-    let first = s
-        .app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
+    let first = s.promoted(&r, "build").await;
     // What that version kept for `--idempotency-key retry-1`: the RFC 8785 bytes of the
     // request are hashed.
     let request = format!(r#"{{"actor":"rita","environment":"build","release":"{r}"}}"#);
@@ -181,10 +177,7 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
     let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
     let d = s.artifact("shop", "v1", "c1").await;
     let r = s.release("1.0.0", &d).await;
-    s.app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
+    s.promoted(&r, "build").await;
     let waiting_in = |board: Vec<custody_app::BoardColumn>, env: &str| {
         let column = board.into_iter().find(|c| c.environment == env).unwrap();
         column
@@ -330,13 +323,7 @@ async fn the_rules_read_the_newest_report_of_each_type() {
             s.app.attest(&ci, &d, evidence, None).await.unwrap();
         }
         let r = s.release(&format!("1.0.{i}"), &d).await;
-        let decided = s
-            .app
-            .promote_to(&actor("rita"), &r, "build", None)
-            .await
-            .unwrap()
-            .decision
-            .decision;
+        let decided = s.promoted(&r, "build").await.decision.decision;
         assert_eq!(decided.allowed, passes, "case {i}: {decided:#?}");
         if !passes {
             let tests = decided.gates.iter().find(|g| g.gate.to_string() == "tests");
@@ -455,10 +442,7 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         .release_of("1.1.0", &[("shop", &shop), ("lib", &lib)])
         .await;
     for r in [&first, &other] {
-        s.app
-            .promote_to(&actor("rita"), r, "build", None)
-            .await
-            .unwrap();
+        s.promoted(r, "build").await;
     }
     let waiting = s
         .app
@@ -472,11 +456,7 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         .await
         .unwrap();
     assert_eq!(alongside.supersedes, None, "{other} supersedes nothing");
-    let again = s
-        .app
-        .promote_to(&actor("rita"), &first, "prod", None)
-        .await
-        .unwrap();
+    let again = s.promoted(&first, "prod").await;
     assert_ne!(again.promotion.id, waiting.promotion.id);
     let earlier = superseded(
         again.supersedes,
@@ -503,11 +483,7 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         )
         .await
         .unwrap();
-    let third = s
-        .app
-        .promote_to(&actor("rita"), &first, "prod", None)
-        .await
-        .unwrap();
+    let third = s.promoted(&first, "prod").await;
     let earlier = superseded(
         third.supersedes,
         &again.promotion.id,
