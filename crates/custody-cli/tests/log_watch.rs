@@ -120,13 +120,18 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
     let server = Server::start(&data);
     let b = &server.base;
     let http = http();
+    let final_checkpoint = || {
+        http.get(format!("{b}/api/v1/log/checkpoint?final=true"))
+            .send()
+    };
+    let cosign = |note: String| {
+        http.post(format!("{b}/api/v1/log/cosignature"))
+            .body(note)
+            .send()
+    };
 
     // Nothing is final before the witness cosigns.
-    let r = http
-        .get(format!("{b}/api/v1/log/checkpoint?final=true"))
-        .send()
-        .await
-        .unwrap();
+    let r = final_checkpoint().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
     let note = text_of(http.get(format!("{b}/api/v1/log/checkpoint"))).await;
     // An independent witness (Python, from the C2SP spec) cosigns it.
@@ -141,27 +146,13 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
     let cosigned = stdout(&out);
     // A tampered cosignature is refused, and nothing is kept.
     let bad = cosigned.replacen("witness.example/w1 ", "witness.example/w1 AAAA", 1);
-    let r = http
-        .post(format!("{b}/api/v1/log/cosignature"))
-        .body(bad)
-        .send()
-        .await
-        .unwrap();
+    let r = cosign(bad).await.unwrap();
     assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
-    let r = http
-        .post(format!("{b}/api/v1/log/cosignature"))
-        .body(cosigned.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = cosign(cosigned.clone()).await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["final"], true, "{body}");
-    let fin = http
-        .get(format!("{b}/api/v1/log/checkpoint?final=true"))
-        .send()
-        .await
-        .unwrap();
+    let fin = final_checkpoint().await.unwrap();
     assert_eq!(fin.status().as_u16(), 200);
     assert_eq!(fin.text().await.unwrap(), cosigned);
 
