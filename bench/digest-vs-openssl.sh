@@ -3,6 +3,7 @@
 # from the page cache, side by side; best of 3 runs each, with custody's peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SIZE_MIB=${SIZE_MIB:-1024}
 cargo build --release --locked -q -p custody-cli
 custody=target/release/custody
@@ -12,15 +13,6 @@ file=$work/artifact.bin
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$file"
 cat "$file" > /dev/null   # into the page cache
 
-best() {  # best wall time of 3 runs of "$@", in seconds
-    local b=999999
-    for _ in 1 2 3; do
-        local t0 t1
-        t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N)
-        b=$(python3 -c "print(min($b, $t1 - $t0))")
-    done
-    echo "$b"
-}
 gbs() { python3 -c "print(f'{$SIZE_MIB * 1048576 / $1 / 1e9:.2f}')"; }
 
 openssl_t=$(best openssl dgst -sha256 "$file")

@@ -11,6 +11,7 @@
 # to the ledger: what a pipeline waits for), with its peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 N=${N:-20000}
 cargo build --release --locked -q -p custody-evidence --example make_sbom --example parse_report
 bin=${CARGO_TARGET_DIR:-target}/release/examples
@@ -20,15 +21,6 @@ sbom=$work/sbom.cdx.json
 "$bin/make_sbom" "$sbom" "$N"
 cat "$sbom" > /dev/null   # into the page cache
 
-best() {  # best wall time of 3 runs of "$@", in seconds
-    local b=999999
-    for _ in 1 2 3; do
-        local t0 t1
-        t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N)
-        b=$(python3 -c "print(min($b, $t1 - $t0))")
-    done
-    echo "$b"
-}
 
 py_load='import json,sys,time
 t=time.perf_counter(); d=json.load(open(sys.argv[1],"rb")); print(time.perf_counter()-t)'

@@ -363,11 +363,7 @@ pub fn describe(event: &Event) -> String {
         ),
         EventBody::ProposalReviewed(r) => format!(
             "{who} {} proposal {}: {}",
-            if r.verdict == Verdict::Reject {
-                "rejected"
-            } else {
-                "approved"
-            },
+            reviewed(r.verdict),
             r.proposal,
             r.rationale
         ),
@@ -400,9 +396,7 @@ pub fn describe(event: &Event) -> String {
             "{who} asked for exception {} waiving {} in {} until {} (plan: {} by {}, due {}): {}",
             x.exception,
             x.finding,
-            x.release
-                .clone()
-                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            waived_in(&x.release, &x.artifacts),
             x.expires_at.to_second(),
             x.plan.action,
             x.plan.owner,
@@ -411,25 +405,17 @@ pub fn describe(event: &Event) -> String {
         ),
         EventBody::ExceptionReviewed(x) => format!(
             "{who} {} exception {} waiving {} in {}: {}",
-            if x.verdict == Verdict::Reject {
-                "rejected"
-            } else {
-                "approved"
-            },
+            reviewed(x.verdict),
             x.exception,
             x.finding,
-            x.release
-                .clone()
-                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            waived_in(&x.release, &x.artifacts),
             x.rationale
         ),
         EventBody::ExceptionRevoked(x) => format!(
             "{who} revoked exception {} waiving {} in {}: {}",
             x.exception,
             x.finding,
-            x.release
-                .clone()
-                .unwrap_or_else(|| format!("artifact {}", digests(&x.artifacts))),
+            waived_in(&x.release, &x.artifacts),
             x.rationale
         ),
         EventBody::ReleaseCreated(r) => format!("{who} created {}", r.release),
@@ -459,11 +445,7 @@ pub fn describe(event: &Event) -> String {
         ),
         EventBody::ApprovalRecorded(a) => format!(
             "{who} {}{} {} → {}: {}",
-            if a.verdict == Verdict::Reject {
-                "rejected"
-            } else {
-                "approved"
-            },
+            reviewed(a.verdict),
             if a.after_the_fact {
                 " after the fact"
             } else {
@@ -471,11 +453,7 @@ pub fn describe(event: &Event) -> String {
             },
             a.release,
             a.environment,
-            if a.confidential {
-                "(confidential)"
-            } else {
-                a.rationale.as_deref().unwrap_or("")
-            }
+            a.shown_rationale("(confidential)")
         ),
         EventBody::EnvironmentCertified(c) => {
             format!("{} certified in {}", c.release, c.environment)
@@ -575,6 +553,21 @@ pub fn describe(event: &Event) -> String {
         ),
         _ => format!("{} by {who}", event.kind()),
     }
+}
+
+/// A review's verdict as a verb.
+fn reviewed(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Reject => "rejected",
+        Verdict::Approve => "approved",
+    }
+}
+
+/// What an exception waives a finding in: its release, else its artifacts.
+fn waived_in(release: &Option<String>, artifacts: &[Digest]) -> String {
+    release
+        .clone()
+        .unwrap_or_else(|| format!("artifact {}", digests(artifacts)))
 }
 
 /// Digests for a line a person reads: the first three, shortened, and how many more.

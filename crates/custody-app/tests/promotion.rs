@@ -10,10 +10,10 @@ use custody_app::attestations::{ManifestArtifact, sha256};
 use custody_app::events::{Event, EventBody};
 use custody_app::records::{Risk, Verdict};
 use custody_app::{
-    Actor, AppError, AttachEvidence, Authenticated, REDACTED, RecordRelease, Review,
+    Actor, AppError, AttachEvidence, Authenticated, REDACTED, RecordRelease, Review, Superseded,
 };
 use custody_crypto::{Algorithm, PrivateKey, Signer as _};
-use custody_model::Authentication;
+use custody_model::{Authentication, PromotionStatus};
 use custody_policy::Status;
 
 fn review(rationale: &str, confidential: bool) -> Review {
@@ -125,11 +125,7 @@ async fn a_key_recorded_before_receipts_existed_replays_its_promotion() {
     let s = setup("").await;
     let d = s.artifact("shop", "v1", "c1").await;
     let r = s.release("1.0.0", &d).await;
-    let first = s
-        .app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
+    let first = s.promoted(&r, "build").await;
     // What that version kept for `--idempotency-key retry-1`: the RFC 8785 bytes of the
     // request are hashed.
     let request = format!(r#"{{"actor":"rita","environment":"build","release":"{r}"}}"#);
@@ -181,10 +177,7 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
     let s = setup("approvals = { quorum = 2, roles = [\"approver\"] }").await;
     let d = s.artifact("shop", "v1", "c1").await;
     let r = s.release("1.0.0", &d).await;
-    s.app
-        .promote_to(&actor("rita"), &r, "build", None)
-        .await
-        .unwrap();
+    s.promoted(&r, "build").await;
     let waiting_in = |board: Vec<custody_app::BoardColumn>, env: &str| {
         let column = board.into_iter().find(|c| c.environment == env).unwrap();
         column
@@ -235,10 +228,7 @@ async fn a_promotion_is_listed_as_waiting_until_it_is_decided() {
         listed
     );
     let done = approve("bob").await;
-    assert_eq!(
-        done.promotion.status,
-        custody_model::PromotionStatus::Certified
-    );
+    assert_eq!(done.promotion.status, PromotionStatus::Certified);
     assert_eq!(
         waiting_in(s.app.board(actor("any").now).await.unwrap(), "prod"),
         []
@@ -333,13 +323,7 @@ async fn the_rules_read_the_newest_report_of_each_type() {
             s.app.attest(&ci, &d, evidence, None).await.unwrap();
         }
         let r = s.release(&format!("1.0.{i}"), &d).await;
-        let decided = s
-            .app
-            .promote_to(&actor("rita"), &r, "build", None)
-            .await
-            .unwrap()
-            .decision
-            .decision;
+        let decided = s.promoted(&r, "build").await.decision.decision;
         assert_eq!(decided.allowed, passes, "case {i}: {decided:#?}");
         if !passes {
             let tests = decided.gates.iter().find(|g| g.gate.to_string() == "tests");
@@ -427,6 +411,22 @@ async fn a_release_signed_by_two_keys_stands_while_either_is_trusted() {
     );
 }
 
+/// What a new request names as superseded: promotion `id`, in `status` with `reviews`.
+#[track_caller]
+fn superseded(
+    named: Option<Superseded>,
+    id: &str,
+    status: PromotionStatus,
+    reviews: usize,
+) -> Superseded {
+    let earlier = named.expect("names the earlier promotion");
+    assert_eq!(
+        (earlier.promotion.as_str(), earlier.status, earlier.reviews),
+        (id, status, reviews)
+    );
+    earlier
+}
+
 /// Asking again for a release left waiting starts a new promotion, and the answer names
 /// the earlier one, whose reviews stay with it; another release that happens to share its
 /// first artifact is a promotion of its own, superseding nothing.
@@ -442,10 +442,7 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         .release_of("1.1.0", &[("shop", &shop), ("lib", &lib)])
         .await;
     for r in [&first, &other] {
-        s.app
-            .promote_to(&actor("rita"), r, "build", None)
-            .await
-            .unwrap();
+        s.promoted(r, "build").await;
     }
     let waiting = s
         .app
@@ -459,20 +456,13 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         .await
         .unwrap();
     assert_eq!(alongside.supersedes, None, "{other} supersedes nothing");
-    let again = s
-        .app
-        .promote_to(&actor("rita"), &first, "prod", None)
-        .await
-        .unwrap();
+    let again = s.promoted(&first, "prod").await;
     assert_ne!(again.promotion.id, waiting.promotion.id);
-    let earlier = again.supersedes.expect("names the earlier promotion");
-    assert_eq!(
-        (earlier.promotion.as_str(), earlier.status, earlier.reviews),
-        (
-            waiting.promotion.id.as_str(),
-            custody_model::PromotionStatus::Pending,
-            0
-        )
+    let earlier = superseded(
+        again.supersedes,
+        &waiting.promotion.id,
+        PromotionStatus::Pending,
+        0,
     );
     assert!(
         earlier.note.starts_with(&format!(
@@ -493,19 +483,12 @@ async fn a_new_request_names_the_earlier_promotion_of_the_same_release_only() {
         )
         .await
         .unwrap();
-    let third = s
-        .app
-        .promote_to(&actor("rita"), &first, "prod", None)
-        .await
-        .unwrap();
-    let earlier = third.supersedes.expect("names the rejected promotion");
-    assert_eq!(
-        (earlier.promotion.as_str(), earlier.status, earlier.reviews),
-        (
-            again.promotion.id.as_str(),
-            custody_model::PromotionStatus::Rejected,
-            1
-        )
+    let third = s.promoted(&first, "prod").await;
+    let earlier = superseded(
+        third.supersedes,
+        &again.promotion.id,
+        PromotionStatus::Rejected,
+        1,
     );
     assert!(
         earlier
@@ -573,14 +556,14 @@ async fn a_second_review_supersedes_the_first_and_only_an_eligible_reviewer_reje
     }
     assert_eq!(s.app.log().size().await.unwrap(), size);
     let (promotion, _) = s.app.promotion(&id).await.unwrap();
-    assert_eq!(promotion.status, custody_model::PromotionStatus::Pending);
+    assert_eq!(promotion.status, PromotionStatus::Pending);
 
     // Bob's approval makes two with alice's latest; each earlier one stays, superseded by
     // its author's next, never by another's.
     let (bobs, why) = approve("bob", "read it").await;
     assert_eq!(why, None);
     let (promotion, reviews) = s.app.promotion(&id).await.unwrap();
-    assert_eq!(promotion.status, custody_model::PromotionStatus::Certified);
+    assert_eq!(promotion.status, PromotionStatus::Certified);
     let superseded_by = |id: &str| {
         let review = reviews.iter().find(|r| r.id == id).unwrap();
         review.superseded_by.clone()

@@ -193,12 +193,7 @@ fn batch_verification_summarises_and_fails_if_any_fails() {
         .args(["dsse", "verify", "--jsonl", "--key"])
         .arg(&public)
         .arg(&batch));
-    expect_code(&out, 0);
-    assert!(
-        stdout(&out).contains("20 envelopes: 20 verified, 0 failed"),
-        "{}",
-        stdout(&out)
-    );
+    expect_saying(&out, "20 envelopes: 20 verified, 0 failed");
 
     // One envelope signed by a stranger fails the batch and is named by line.
     let (stranger, _) = generate_key(dir.path(), "x", "ed25519");
@@ -343,12 +338,7 @@ fn signed_notes_verify_ignore_cosigners_and_reject_tampering() {
             .arg(&path))
     };
     let out = verify(&both);
-    expect_code(&out, 0);
-    assert!(
-        stdout(&out).contains("1 signature(s) by other keys ignored"),
-        "{}",
-        stdout(&out)
-    );
+    expect_saying(&out, "1 signature(s) by other keys ignored");
 
     // Tampered text: the known signature fails, exit 1.
     expect_code(&verify(&both.replacen("\n7\n", "\n8\n", 1)), 1);

@@ -24,15 +24,6 @@ use common::*;
 use serde_json::Value;
 use sqlx::Connection as _;
 
-fn log(data: &Path, args: &[&str]) -> std::process::Output {
-    run(custody()
-        .arg("log")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("CUSTODY_TOKEN"))
-}
-
 fn rotate(data: &Path) -> std::process::Output {
     run(custody()
         .args(["key", "rotate", "log", "--json", "--data-dir"])

@@ -55,20 +55,10 @@ fn watch_follows_growth_and_catches_a_shrinking_and_a_forked_log() {
 
     let server = Server::start(&data);
     let first = watch(&server, &log_pub, &state, &[]);
-    expect_code(&first, 0);
-    assert!(
-        stdout(&first).contains("trust on first use"),
-        "{}",
-        stdout(&first)
-    );
+    expect_saying(&first, "trust on first use");
     append(&data, "bob");
     let grown = watch(&server, &log_pub, &state, &[]);
-    expect_code(&grown, 0);
-    assert!(
-        stdout(&grown).contains("consistent with the last run's"),
-        "{}",
-        stdout(&grown)
-    );
+    expect_saying(&grown, "consistent with the last run's");
     let kept = std::fs::read_to_string(&state).unwrap();
     // The wrong key: a bad signature is a failure, and the state is left as it was.
     let other = tempfile::tempdir().unwrap();
@@ -130,22 +120,20 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
     let server = Server::start(&data);
     let b = &server.base;
     let http = http();
+    let final_checkpoint = || {
+        http.get(format!("{b}/api/v1/log/checkpoint?final=true"))
+            .send()
+    };
+    let cosign = |note: String| {
+        http.post(format!("{b}/api/v1/log/cosignature"))
+            .body(note)
+            .send()
+    };
 
     // Nothing is final before the witness cosigns.
-    let r = http
-        .get(format!("{b}/api/v1/log/checkpoint?final=true"))
-        .send()
-        .await
-        .unwrap();
+    let r = final_checkpoint().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let note = http
-        .get(format!("{b}/api/v1/log/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let note = text_of(http.get(format!("{b}/api/v1/log/checkpoint"))).await;
     // An independent witness (Python, from the C2SP spec) cosigns it.
     let note_file = temp.path().join("checkpoint.note");
     std::fs::write(&note_file, &note).unwrap();
@@ -158,27 +146,13 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
     let cosigned = stdout(&out);
     // A tampered cosignature is refused, and nothing is kept.
     let bad = cosigned.replacen("witness.example/w1 ", "witness.example/w1 AAAA", 1);
-    let r = http
-        .post(format!("{b}/api/v1/log/cosignature"))
-        .body(bad)
-        .send()
-        .await
-        .unwrap();
+    let r = cosign(bad).await.unwrap();
     assert_eq!(r.status().as_u16(), 400, "{}", r.text().await.unwrap());
-    let r = http
-        .post(format!("{b}/api/v1/log/cosignature"))
-        .body(cosigned.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = cosign(cosigned.clone()).await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["final"], true, "{body}");
-    let fin = http
-        .get(format!("{b}/api/v1/log/checkpoint?final=true"))
-        .send()
-        .await
-        .unwrap();
+    let fin = final_checkpoint().await.unwrap();
     assert_eq!(fin.status().as_u16(), 200);
     assert_eq!(fin.text().await.unwrap(), cosigned);
 
@@ -191,12 +165,7 @@ async fn witness_cosignatures_are_verified_shown_and_make_a_checkpoint_final() {
         &state,
         &["--witness-key", &spec, "--witness-quorum", "1"],
     );
-    expect_code(&out, 0);
-    assert!(
-        stdout(&out).contains("cosigned by witness.example/w1 (at 1700000000)"),
-        "{}",
-        stdout(&out)
-    );
+    expect_saying(&out, "cosigned by witness.example/w1 (at 1700000000)");
     // Another witness key under that name: its line does not verify, loudly.
     let (_, impostor) = generate_key(temp.path(), "impostor", "ed25519");
     let spec = format!("witness.example/w1={}", impostor.display());

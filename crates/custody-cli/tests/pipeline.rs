@@ -413,12 +413,7 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         "auditor",
         &["--env", "production", "--limit", "0"],
     );
-    let types: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"]["type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&history);
     assert!(
         types.contains(&"rollback")
             && types

@@ -155,14 +155,7 @@ async fn a_server_signs_checkpoints_and_receipts_with_token_keys() {
             .stderr(std::process::Stdio::null()),
     );
     let client = http();
-    let checkpoint = client
-        .get(format!("{}/api/v1/log/checkpoint", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let checkpoint = text_of(client.get(format!("{}/api/v1/log/checkpoint", server.base))).await;
     let note = dir.join("checkpoint.txt");
     std::fs::write(&note, &checkpoint).unwrap();
     let origin = created["origin"].as_str().unwrap();
@@ -199,15 +192,12 @@ async fn a_server_signs_checkpoints_and_receipts_with_token_keys() {
 
     // The keys page names where custody's own keys are.
     let cookie = session_cookie(&server.base, &reader).await;
-    let page = client
-        .get(format!("{}/keys", server.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(
+        client
+            .get(format!("{}/keys", server.base))
+            .header("cookie", cookie),
+    )
+    .await;
     for (row, source, algorithm) in [
         (
             "log",

@@ -22,8 +22,8 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
-use crate::key::{Algorithm, PublicKey};
-use crate::note::{SIG_PREFIX, check_name, split};
+use crate::key::PublicKey;
+use crate::note::{SIG_PREFIX, check_ed25519, key_text, split};
 use crate::signer::{Signer, Verifier};
 
 /// The signature type byte of Ed25519 cosignatures (C2SP signed-note).
@@ -64,14 +64,7 @@ impl fmt::Debug for CosignatureVerifier {
 impl CosignatureVerifier {
     /// The verifier of witness `name` with Ed25519 `key`.
     pub fn new(name: &str, key: &PublicKey) -> Result<Self, Error> {
-        check_name(name)?;
-        if key.algorithm() != Algorithm::Ed25519 {
-            return Err(Error::Note(format!(
-                "cosignatures need an Ed25519 key; {} is {}",
-                key.key_id(),
-                key.algorithm()
-            )));
-        }
+        check_ed25519(name, key, "cosignatures")?;
         Ok(CosignatureVerifier {
             name: name.to_owned(),
             hash: key_hash(name, key.raw_bytes()),
@@ -105,9 +98,7 @@ impl CosignatureVerifier {
 
     /// The vkey text `name+hash+base64(0x04 ‖ key)`.
     pub fn to_text(&self) -> String {
-        let mut key = vec![COSIGNATURE_TYPE];
-        key.extend_from_slice(self.key.raw_bytes());
-        format!("{}+{:08x}+{}", self.name, self.hash, STANDARD.encode(key))
+        key_text(&self.name, self.hash, COSIGNATURE_TYPE, &self.key)
     }
 
     /// The witness's name.
@@ -216,8 +207,8 @@ impl CosignatureSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PrivateKey;
     use crate::note::{self, NoteSigner};
+    use crate::{Algorithm, PrivateKey};
 
     fn witness(name: &str) -> CosignatureSigner {
         CosignatureSigner::new(name, Box::new(PrivateKey::generate(Algorithm::Ed25519))).unwrap()

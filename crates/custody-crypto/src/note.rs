@@ -51,6 +51,26 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a named key for `what` (say, "signed notes"): a good name and an Ed25519 key.
+pub(crate) fn check_ed25519(name: &str, key: &PublicKey, what: &str) -> Result<(), Error> {
+    check_name(name)?;
+    if key.algorithm() != Algorithm::Ed25519 {
+        return Err(Error::Note(format!(
+            "{what} need an Ed25519 key; {} is {}",
+            key.key_id(),
+            key.algorithm()
+        )));
+    }
+    Ok(())
+}
+
+/// The text form of a named public key: `name+hash+base64(key_type ‖ key)`.
+pub(crate) fn key_text(name: &str, hash: u32, key_type: u8, key: &PublicKey) -> String {
+    let mut bytes = vec![key_type];
+    bytes.extend_from_slice(key.raw_bytes());
+    format!("{name}+{hash:08x}+{}", STANDARD.encode(bytes))
+}
+
 /// A public key that verifies signed notes, with its name.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -68,14 +88,7 @@ impl fmt::Debug for NoteVerifier {
 impl NoteVerifier {
     /// The verifier for an Ed25519 `key` under `name`.
     pub fn new(name: &str, key: &PublicKey) -> Result<Self, Error> {
-        check_name(name)?;
-        if key.algorithm() != Algorithm::Ed25519 {
-            return Err(Error::Note(format!(
-                "signed notes need an Ed25519 key; {} is {}",
-                key.key_id(),
-                key.algorithm()
-            )));
-        }
+        check_ed25519(name, key, "signed notes")?;
         Ok(NoteVerifier {
             name: name.to_owned(),
             hash: key_hash(name, key.raw_bytes()),
@@ -99,9 +112,7 @@ impl NoteVerifier {
 
     /// The text form `name+hash+base64(0x01 ‖ key)`.
     pub fn to_text(&self) -> String {
-        let mut key = vec![ED25519_TYPE];
-        key.extend_from_slice(self.key.raw_bytes());
-        format!("{}+{:08x}+{}", self.name, self.hash, STANDARD.encode(key))
+        key_text(&self.name, self.hash, ED25519_TYPE, &self.key)
     }
 
     /// The key name.

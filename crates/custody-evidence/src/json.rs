@@ -122,12 +122,7 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(transparent, bound(deserialize = "T: Deserialize<'de>"))]
-    struct Inner<T>(#[serde(deserialize_with = "bounded")] Vec<T>);
-    Ok(Option::<Inner<T>>::deserialize(de)?
-        .map(|i| i.0)
-        .unwrap_or_default())
+    Ok(bounded_option(de)?.unwrap_or_default())
 }
 
 /// A JSON number that is a score out of 10 (CVSS), kept as tenths so that nothing

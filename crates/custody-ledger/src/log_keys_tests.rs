@@ -72,6 +72,24 @@ fn rotation_leaf(rotation: &LogKeyRotation) -> Vec<u8> {
     serde_json::to_vec(&fields).unwrap()
 }
 
+/// What a monitor trusting `old` says following a log of two plain leaves and then
+/// `rotation`, whose checkpoint `old` and `new` both sign: it must refuse; its keys after.
+fn refused_hand_over(
+    old: &NoteSigner,
+    new: &NoteSigner,
+    rotation: &LogKeyRotation,
+) -> (LogKeys, String) {
+    let mut log = Log::new(2);
+    log.push(rotation_leaf(rotation));
+    let note = log.checkpoint().sign_handover(old, new).unwrap();
+    let mut keys = LogKeys::new(old.verifier().clone());
+    let err = keys
+        .follow(&note, &log.leaves[2], &log.proof_of_last())
+        .unwrap_err()
+        .to_string();
+    (keys, err)
+}
+
 #[test]
 fn a_monitor_follows_a_hand_over_and_refuses_the_wrong_signers() {
     let (old, new) = (key(), key());
@@ -186,14 +204,7 @@ fn a_hand_over_event_must_name_the_trusted_key_and_its_own_size() {
             "recorded hash",
         ),
     ] {
-        let mut log = Log::new(2);
-        log.push(rotation_leaf(&rotation));
-        let note = log.checkpoint().sign_handover(&old, &new).unwrap();
-        let mut keys = LogKeys::new(old.verifier().clone());
-        let err = keys
-            .follow(&note, &log.leaves[2], &log.proof_of_last())
-            .unwrap_err()
-            .to_string();
+        let (_, err) = refused_hand_over(&old, &new, &rotation);
         assert!(err.contains(why), "{why}: {err}");
     }
 }
@@ -280,14 +291,7 @@ fn a_hand_over_names_the_trusted_key_by_its_id_too() {
         old_key_id: other.verifier().public_key().key_id().to_string(),
         ..LogKeyRotation::new(old.verifier(), new.verifier(), 3)
     };
-    let mut log = Log::new(2);
-    log.push(rotation_leaf(&rotation));
-    let note = log.checkpoint().sign_handover(&old, &new).unwrap();
-    let mut keys = LogKeys::new(old.verifier().clone());
-    let err = keys
-        .follow(&note, &log.leaves[2], &log.proof_of_last())
-        .unwrap_err()
-        .to_string();
+    let (keys, err) = refused_hand_over(&old, &new, &rotation);
     assert!(err.contains("hands over"), "{err}");
     assert_eq!(keys.keys().count(), 1, "nothing changes on an error");
 }

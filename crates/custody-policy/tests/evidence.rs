@@ -191,13 +191,7 @@ fn a_tests_table_sets_the_minimum_and_needs_a_report() {
     assert!(evaluate(&policy, &pytest).allowed);
     // Exactly the minimum is enough.
     let (three, k) = rules_policy("[environment.tests]\nmin_tests = 3\n");
-    let exactly = with(
-        &three,
-        passing_facts(&three, &k, 1),
-        "test-results",
-        &junit(PASSING_JUNIT),
-        NOW - HOUR,
-    );
+    let exactly = fresh(&three, &k, "test-results", &junit(PASSING_JUNIT));
     assert!(
         evaluate(&three, &exactly).allowed,
         "{:#?}",
@@ -208,12 +202,11 @@ fn a_tests_table_sets_the_minimum_and_needs_a_report() {
 #[test]
 fn error_level_static_analysis_blocks_by_default_and_tables_set_limits() {
     let (policy, k) = rules_policy("");
-    let facts = with(
+    let facts = fresh(
         &policy,
-        passing_facts(&policy, &k, 1),
+        &k,
         "static-analysis",
         &report("sarif/bandit.sarif"),
-        NOW - HOUR,
     );
     fails(
         &evaluate(&policy, &facts),
@@ -226,12 +219,11 @@ fn error_level_static_analysis_blocks_by_default_and_tables_set_limits() {
 
     let (policy, k) =
         rules_policy("[environment.static_analysis]\nmax_error = 2\nmax_warning = 1\n");
-    let facts = with(
+    let facts = fresh(
         &policy,
-        passing_facts(&policy, &k, 1),
+        &k,
         "static-analysis",
         &report("sarif/bandit.sarif"),
-        NOW - HOUR,
     );
     let d = evaluate(&policy, &facts);
     fails(

@@ -93,13 +93,7 @@ fn licences_are_judged_as_spdx_expressions_and_unknown_is_denied() {
 
     let (lenient, k) =
         rules_policy("[environment.licences]\ndeny = [\"GPL-3.0-only\"]\nallow_unknown = true\n");
-    let unknown = with(
-        &lenient,
-        passing_facts(&lenient, &k, 1),
-        "sbom",
-        &sbom(&[("c", None)]),
-        NOW - HOUR,
-    );
+    let unknown = fresh(&lenient, &k, "sbom", &sbom(&[("c", None)]));
     assert!(evaluate(&lenient, &unknown).allowed);
 }
 
@@ -144,13 +138,7 @@ fn a_new_scan_takes_a_standing_back_or_only_warns() {
 #[test]
 fn break_glass_passes_evidence_content_but_never_agreeing_rebuilds() {
     let (policy, k) = rules_policy("break_glass = [\"security\"]\nreproducible = 2\n");
-    let mut facts = with(
-        &policy,
-        passing_facts(&policy, &k, 1),
-        "test-results",
-        &report("junit/pytest.xml"),
-        NOW - HOUR,
-    );
+    let mut facts = fresh(&policy, &k, "test-results", &report("junit/pytest.xml"));
     facts.requested_by = "sam".into();
     facts.break_glass = Some("outage".into());
     let d = evaluate(&policy, &facts);
@@ -291,13 +279,7 @@ fn vulnerabilities_past_the_recorded_list_still_block_and_no_exception_waives_th
         .map(|id| (id.as_str(), "openssl", "CRITICAL", Some("3.0.7")))
         .collect();
     let (policy, k) = rules_policy("");
-    let facts = with(
-        &policy,
-        passing_facts(&policy, &k, 1),
-        "vulnerability-scan",
-        &trivy(&findings),
-        NOW - HOUR,
-    );
+    let facts = fresh(&policy, &k, "vulnerability-scan", &trivy(&findings));
     fails(
         &evaluate(&policy, &facts),
         "vulnerabilities",
@@ -333,13 +315,7 @@ fn denied_licences_past_the_recorded_list_still_block_and_no_exception_waives_th
         .iter()
         .map(|n| (n.as_str(), Some("GPL-3.0-only")))
         .collect();
-    let facts = with(
-        &policy,
-        passing_facts(&policy, &k, 1),
-        "sbom",
-        &sbom(&components),
-        NOW - HOUR,
-    );
+    let facts = fresh(&policy, &k, "sbom", &sbom(&components));
     fails(
         &evaluate(&policy, &facts),
         "licences",
@@ -381,13 +357,7 @@ fn denied_licences_past_the_recorded_list_still_block_and_no_exception_waives_th
         .iter()
         .map(|(n, l)| (n.as_str(), Some(l.as_str())))
         .collect();
-    let facts = with(
-        &policy,
-        passing_facts(&policy, &k, 1),
-        "sbom",
-        &sbom(&components),
-        NOW - HOUR,
-    );
+    let facts = fresh(&policy, &k, "sbom", &sbom(&components));
     fails(
         &evaluate(&policy, &facts),
         "licences",

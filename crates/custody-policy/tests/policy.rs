@@ -22,6 +22,11 @@ fn gate<'a>(d: &'a Decision, name: &str) -> &'a custody_policy::GateResult {
         .unwrap_or_else(|| panic!("no gate {name}: {d:?}"))
 }
 
+/// The provenance of artifact `i` of the release, to change.
+fn provenance(f: &mut custody_policy::Facts, i: usize) -> &mut custody_policy::ProvenanceFacts {
+    f.release.artifacts[i].provenance.as_mut().unwrap()
+}
+
 #[track_caller]
 fn blocked(d: &Decision, name: &str, status: Status, needle: &str) {
     assert!(!d.allowed, "allowed: {d:?}");
@@ -123,37 +128,19 @@ fn each_gate_says_no_with_its_reason() {
         "service-1 has no provenance",
     );
     check(
-        &|f| {
-            f.release.artifacts[0]
-                .provenance
-                .as_mut()
-                .unwrap()
-                .source_repo = "https://evil.example/x".into()
-        },
+        &|f| provenance(f, 0).source_repo = "https://evil.example/x".into(),
         "provenance",
         Status::Fail,
         "may not build",
     );
     check(
-        &|f| {
-            f.release.artifacts[0]
-                .provenance
-                .as_mut()
-                .unwrap()
-                .builder_id = "other".into()
-        },
+        &|f| provenance(f, 0).builder_id = "other".into(),
         "provenance",
         Status::Fail,
         "belongs to",
     );
     check(
-        &|f| {
-            f.release.artifacts[0]
-                .provenance
-                .as_mut()
-                .unwrap()
-                .subject_matches = false
-        },
+        &|f| provenance(f, 0).subject_matches = false,
         "provenance",
         Status::Fail,
         "another digest",
@@ -312,7 +299,7 @@ fn reasons_name_what_was_refused_and_bounds_met_exactly_pass() {
         "the release manifest is not signed by a trusted release key: key 1234 was revoked"
     );
     let unsigned_provenance = |f: &mut custody_policy::Facts, refused: &[&str]| {
-        let p = f.release.artifacts[1].provenance.as_mut().unwrap();
+        let p = provenance(f, 1);
         p.signing_key = None;
         p.refused_keys = refused.iter().map(|r| (*r).to_owned()).collect();
     };
@@ -330,13 +317,7 @@ fn reasons_name_what_was_refused_and_bounds_met_exactly_pass() {
     // Each artifact's source judged on its own, the first one's allowed source aside.
     assert_eq!(
         reason(
-            &|f| {
-                f.release.artifacts[1]
-                    .provenance
-                    .as_mut()
-                    .unwrap()
-                    .source_repo = "https://git.example/other/shop".into()
-            },
+            &|f| provenance(f, 1).source_repo = "https://git.example/other/shop".into(),
             "provenance"
         ),
         "builder \"https://ci.example/builder/v1\" may not build service-1 (from https://git.example/other/shop)"

@@ -26,8 +26,8 @@ mod storage;
 mod tampering;
 
 use common::{
-    Backend, check_checkpoint_chain, event, json, log_key, log_key_from_seed, now, random_seed,
-    raw_execute, recompute,
+    Backend, check_checkpoint_chain, event, json, log_key, log_key_from_seed, now, open_with,
+    random_seed, raw_execute, recompute,
 };
 use custody_store::{Expect, SqlStore, StateWrite};
 

@@ -179,11 +179,7 @@ pub fn alerts_for_event(index: u64, event: &Event) -> Vec<Alert> {
                     a.release,
                     a.environment,
                     a.promotion,
-                    if a.confidential {
-                        "(confidential rationale)"
-                    } else {
-                        a.rationale.as_deref().unwrap_or("")
-                    }
+                    a.shown_rationale("(confidential rationale)")
                 ),
                 subject: about(&a.promotion, &a.environment),
             });

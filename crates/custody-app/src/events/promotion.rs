@@ -142,3 +142,14 @@ pub struct ApprovalRecorded {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyUse>,
 }
+
+impl ApprovalRecorded {
+    /// The rationale for a line a person reads: `withheld` in its place when confidential.
+    pub(crate) fn shown_rationale<'a>(&'a self, withheld: &'a str) -> &'a str {
+        if self.confidential {
+            withheld
+        } else {
+            self.rationale.as_deref().unwrap_or("")
+        }
+    }
+}

@@ -15,6 +15,14 @@ use crate::input::load_signer;
 /// once; the margin covers a slow network, not a statement kept for later.
 const VALIDITY: u64 = 3600;
 
+/// Refuses a review without a rationale: it is recorded for auditors.
+pub(crate) fn require_rationale(rationale: &str) -> anyhow::Result<()> {
+    if rationale.trim().is_empty() {
+        bail!("a review needs a rationale (--rationale): it is recorded for auditors");
+    }
+    Ok(())
+}
+
 /// Signs the approval (or rejection) of `approves` with the private key at `key`, which
 /// the policy in force must enrol (`[[person_key]]`): the statement names the person the
 /// key is enrolled for.

@@ -17,7 +17,7 @@ use custody_store::Store;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::cmd::bench_state::{each_leaf, repeat_story, seeded_demo};
+use crate::cmd::bench_state::{read_and_hash_seconds, repeat_story, seeded_demo};
 use crate::datadir::DataDir;
 use crate::input::{print_json, print_line};
 
@@ -44,13 +44,7 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<Outcome> {
     let store = dir.open(None).await?;
     repeat_story(&store, args.entries).await?;
     let size = store.size().await?;
-    let started = Instant::now();
-    each_leaf(&store, size, |leaf| {
-        std::hint::black_box(custody_ledger::leaf_hash(leaf));
-        Ok(())
-    })
-    .await?;
-    let scan_seconds = started.elapsed().as_secs_f64();
+    let scan_seconds = read_and_hash_seconds(&store, size).await?;
     store.close().await;
 
     let app = dir.open_app(None).await?;

@@ -257,9 +257,7 @@ async fn request(a: RequestArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
-    if a.rationale.trim().is_empty() {
-        bail!("a review needs a rationale (--rationale): it is recorded for auditors");
-    }
+    super::approval::require_rationale(&a.rationale)?;
     let custody = Custody::open(&a.target).await?;
     let statement = match &a.sign_key {
         Some(key) => {

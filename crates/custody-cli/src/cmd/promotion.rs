@@ -1,6 +1,5 @@
 //! `custody promote`, `custody approve`, `custody reject`, `custody decision`.
 
-use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use custody_app::approval_statement::Approved;
 use custody_app::{Promote, PromotionOutcome, Review};
@@ -173,9 +172,7 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        if a.rationale.trim().is_empty() {
-            bail!("a review needs a rationale (--rationale): it is recorded for auditors");
-        }
+        super::approval::require_rationale(&a.rationale)?;
         let custody = Custody::open(&a.target).await?;
         let risk = match a.risk {
             RiskArg::Low => Risk::Low,

@@ -190,6 +190,12 @@ pub(crate) fn expect_refusal(out: &Output, code: i32, needle: &str) {
     );
 }
 
+/// Asserts `out` succeeded and said `needle` on stdout.
+pub(crate) fn expect_saying(out: &Output, needle: &str) {
+    expect_code(out, 0);
+    assert!(stdout(out).contains(needle), "{}", stdout(out));
+}
+
 impl Drop for Server {
     /// A test that failed before `stop` leaves no server behind (it would hold the test's
     /// output open).
@@ -201,9 +207,59 @@ impl Drop for Server {
     }
 }
 
+/// `custody log ARGS --data-dir DATA`, as its operator (no token).
+pub(crate) fn log(data: &Path, args: &[&str]) -> Output {
+    run(custody()
+        .arg("log")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("CUSTODY_TOKEN"))
+}
+
+/// Olga, on call in the demo, breaks glass: `release` into production for `reason`, signed
+/// with her demo key (`extra`: more arguments).
+pub(crate) fn olga_breaks_glass(
+    data: &Path,
+    release: &str,
+    reason: &str,
+    extra: &[&str],
+) -> Output {
+    run(custody()
+        .args([
+            "promote",
+            release,
+            "--to",
+            "production",
+            "--break-glass",
+            reason,
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--sign-key")
+        .arg(data.join("demo-keys/olga.key"))
+        .env("CUSTODY_TOKEN", token(data, "olga", &[])))
+}
+
+/// The event types of a history read as JSON, in order.
+pub(crate) fn event_types(history: &serde_json::Value) -> Vec<&str> {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["type"].as_str().unwrap())
+        .collect()
+}
+
 /// An HTTP client as custody's own (rustls on ring, the system's CAs).
 pub(crate) fn http() -> reqwest::Client {
     custody_server::http_client::client(None).unwrap()
+}
+
+/// The body of the answer to `request`, as text.
+pub(crate) async fn text_of(request: reqwest::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
 }
 
 /// A helper process (a proxy, a stub issuer) killed when the test ends, passed or not.
@@ -362,15 +418,7 @@ pub(crate) fn resign(note: &str, keys: &[&Path]) -> String {
 /// `/metrics` as `token`'s holder scrapes it, parsed by the Prometheus project's own Python
 /// parser: one JSON object per sample (name, labels, value).
 pub(crate) async fn scrape_metrics(base: &str, token: &str) -> Vec<serde_json::Value> {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(http().get(format!("{base}/metrics")).bearer_auth(token)).await;
     let mut parse = python_script("metrics_parse.py")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -64,21 +64,12 @@ async fn a_review_without_the_sessions_csrf_field_changes_nothing() {
 async fn a_break_glass_promotion_stays_flagged_until_someone_else_reviews_it() {
     let (_temp, data, server, _) = demo_with_a_waiting_promotion();
     // Olga, on call, breaks glass: shop@1.2.0 into production without its two approvals.
-    let out = run(custody()
-        .args([
-            "promote",
-            "shop@1.2.0",
-            "--to",
-            "production",
-            "--break-glass",
-            "checkout is down, 1.2.0 has the fix",
-            "--json",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg("--sign-key")
-        .arg(data.join("demo-keys/olga.key"))
-        .env("CUSTODY_TOKEN", token(&data, "olga", &[])));
+    let out = olga_breaks_glass(
+        &data,
+        "shop@1.2.0",
+        "checkout is down, 1.2.0 has the fix",
+        &["--json"],
+    );
     expect_code(&out, 0);
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = done["promotion"]["id"].as_str().unwrap().to_owned();

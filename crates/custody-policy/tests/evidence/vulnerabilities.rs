@@ -119,12 +119,11 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
         ],
     );
     // The real Trivy report's medium findings count too under this rule.
-    let alpine = with(
+    let alpine = fresh(
         &strict,
-        passing_facts(&strict, &k, 1),
+        &k,
         "vulnerability-scan",
         &report("vuln/trivy-alpine-310.json"),
-        NOW - HOUR,
     );
     fails(
         &evaluate(&strict, &alpine),
@@ -134,13 +133,7 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
     // An unrated finding is judged as `unknown_as` says.
     let unrated = trivy(&[("CVE-2024-0009", "x", "UNKNOWN", Some("2"))]);
     let (medium, k) = rules_policy("[environment.vulnerabilities]\nmax_severity = \"medium\"\n");
-    let f = with(
-        &medium,
-        passing_facts(&medium, &k, 1),
-        "vulnerability-scan",
-        &unrated,
-        NOW - HOUR,
-    );
+    let f = fresh(&medium, &k, "vulnerability-scan", &unrated);
     fails(
         &evaluate(&medium, &f),
         "vulnerabilities",
@@ -149,24 +142,12 @@ fn the_vulnerability_rule_reads_severity_fix_and_age() {
     let (lenient_unknown, k) = rules_policy(
         "[environment.vulnerabilities]\nmax_severity = \"medium\"\nunknown_as = \"low\"\n",
     );
-    let f = with(
-        &lenient_unknown,
-        passing_facts(&lenient_unknown, &k, 1),
-        "vulnerability-scan",
-        &unrated,
-        NOW - HOUR,
-    );
+    let f = fresh(&lenient_unknown, &k, "vulnerability-scan", &unrated);
     assert!(evaluate(&lenient_unknown, &f).allowed);
     // `none`: no finding is allowed, a low one included.
     let low = trivy(&[("CVE-2024-0010", "x", "LOW", Some("2"))]);
     let (none, k) = rules_policy("[environment.vulnerabilities]\nmax_severity = \"none\"\n");
-    let f = with(
-        &none,
-        passing_facts(&none, &k, 1),
-        "vulnerability-scan",
-        &low,
-        NOW - HOUR,
-    );
+    let f = fresh(&none, &k, "vulnerability-scan", &low);
     fails(&evaluate(&none, &f), "vulnerabilities", &["CVE-2024-0010"]);
     // Critical allowed: nothing counts; but the scan must be young enough at promotion.
     let (lenient, k) = rules_policy(
@@ -304,12 +285,11 @@ fn a_report_saying_nothing_or_another_tools_clean_scan_never_hides_a_finding() {
     // Where the environment requires a vulnerability scan and the only piece of that type
     // custody read lists no vulnerabilities, the rule applies and fails closed, rather than
     // vanishing for want of a report to read.
-    let silent = with(
+    let silent = fresh(
         &policy,
-        passing_facts(&policy, &k, 1),
+        &k,
         "vulnerability-scan",
         &sbom(&[("left-pad", Some("MIT"))]),
-        NOW - HOUR,
     );
     fails(
         &evaluate(&policy, &silent),

@@ -6,9 +6,9 @@
 
 use custody_app::attestations::sha256;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
-use crate::connections::serve;
+use crate::connections::{serve, until_closed};
 use crate::support::{Backend, TestServer};
 
 /// Asserts `answer` is a 400 whose message names `field`.
@@ -283,23 +283,6 @@ async fn a_chunked_body_over_the_limit_is_413() {
         "{text}"
     );
     assert_eq!(server.size().await, before);
-}
-
-/// Reads until the server closes `stream` (or resets it); everything it sent first.
-async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the socket open");
-    got
 }
 
 /// The evidence route takes a raw report far over the 1 MiB every other body is held to

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::support::{Backend, TestServer};
@@ -39,9 +39,9 @@ pub(crate) async fn serve(server: &TestServer) -> (SocketAddr, tokio::sync::ones
     (addr, stop)
 }
 
-/// Reads until the server closes `stream`; everything it sent. Panics if the guard
-/// passes first (the server kept the socket).
-async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads until the server closes `stream` (or resets it); everything it sent. Panics if
+/// the guard passes first (the server kept the socket).
+pub(crate) async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut got = Vec::new();
     let read = tokio::time::timeout(GUARD, async {
         let mut buf = [0u8; 4096];
@@ -53,7 +53,7 @@ async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
         }
     })
     .await;
-    assert!(read.is_ok(), "the server kept an idle socket open");
+    assert!(read.is_ok(), "the server kept the socket open");
     got
 }
 

@@ -1,29 +1,16 @@
 //! Every mutating route honours an `Idempotency-Key`: a retry returns the first result and
 //! writes nothing; the same key for another request is a 409.
 
-use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
-use custody_app::{RecordRelease, RegisterArtifact};
+use custody_app::attestations::sha256;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestServer, now};
+use crate::support::{Backend, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mutating_route_honours_an_idempotency_key() {
     let server = TestServer::start(Backend::Sqlite).await;
     let digest = sha256(b"shop v1");
-    let build = BuildFields {
-        builder_id: "https://ci.example/builder/v1".into(),
-        source_repo: "https://git.example/acme/shop".into(),
-        source_commit: "abc".into(),
-        parameters: Default::default(),
-        environment: Default::default(),
-        started: None,
-        finished: None,
-        nondeterministic_steps: Vec::new(),
-        invocation_id: None,
-    };
-    let artifact =
-        RegisterArtifact::signed_by(&server.builder, "shop", digest.clone(), None, build).unwrap();
+    let artifact = server.signed_artifact(&digest, "abc");
     let registered = server
         .call(
             "POST",
@@ -34,30 +21,8 @@ async fn every_mutating_route_honours_an_idempotency_key() {
         )
         .await;
     assert_eq!(registered.status, 200, "{}", registered.body);
-    let manifest = RecordRelease::signed(
-        "shop",
-        "1.0.0",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&server.release_key),
-    )
-    .unwrap();
-    let other_manifest = RecordRelease::signed(
-        "shop",
-        "1.0.1",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&server.release_key),
-    )
-    .unwrap();
+    let manifest = server.signed_release("1.0.0", &digest);
+    let other_manifest = server.signed_release("1.0.1", &digest);
     // (method, path, who, a request, another request)
     let calls: Vec<(&str, String, &str, Value, Value)> = vec![
         (
@@ -170,26 +135,19 @@ async fn every_mutating_route_honours_an_idempotency_key() {
     let review = json!({"rationale": "fine", "risk": "low"}).to_string();
     let approve = format!("/api/v1/promotions/{promotion}/approve");
     let key = [("idempotency-key", "k-review")];
-    let first = server
-        .call(
+    let approve_once = || {
+        server.call(
             "POST",
             &approve,
             Some(server.token("alice")),
             Some(&review),
             &key,
         )
-        .await;
+    };
+    let first = approve_once().await;
     assert_eq!(first.status, 200, "{}", first.body);
     let size = server.size().await;
-    let again = server
-        .call(
-            "POST",
-            &approve,
-            Some(server.token("alice")),
-            Some(&review),
-            &key,
-        )
-        .await;
+    let again = approve_once().await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["replayed"], true);
     assert_eq!(server.size().await, size);

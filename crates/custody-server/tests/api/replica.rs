@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use custody_app::attestations::{BuildFields, ManifestArtifact, sha256};
-use custody_app::{RecordRelease, RegisterArtifact};
+use custody_app::attestations::sha256;
 use custody_crypto::Signer as _;
 use serde_json::json;
 
-use crate::support::{Answer, Backend, TestServer, now};
+use crate::support::{Answer, Backend, TestServer};
 
 /// Asks `server`'s deploy gate until its answer has `status`, for at most ten seconds
 /// (another replica's write reaches it within its tail's interval, 50 ms).
@@ -32,28 +31,8 @@ async fn replicas_agree_on_the_gate_after_a_review_and_a_tightening() {
     let a = TestServer::start(Backend::Postgres).await;
     let _a_tasks = custody_server::spawn_background(&a.state);
     let digest = sha256(b"hotfix");
-    let build = BuildFields {
-        builder_id: "https://ci.example/builder/v1".into(),
-        source_repo: "https://git.example/acme/shop".into(),
-        source_commit: "h1".into(),
-        parameters: Default::default(),
-        environment: Default::default(),
-        started: None,
-        finished: None,
-        nondeterministic_steps: Vec::new(),
-        invocation_id: None,
-    };
-    let artifact =
-        RegisterArtifact::signed_by(&a.builder, "shop", digest.clone(), None, build).unwrap();
-    let ok = |answer: Answer| {
-        assert!(
-            answer.status.is_success(),
-            "{} {}",
-            answer.status,
-            answer.body
-        );
-        answer
-    };
+    let artifact = a.signed_artifact(&digest, "h1");
+    let ok = TestServer::ok;
     ok(a.call(
         "POST",
         "/api/v1/artifacts",
@@ -62,18 +41,7 @@ async fn replicas_agree_on_the_gate_after_a_review_and_a_tightening() {
         &[],
     )
     .await);
-    let manifest = RecordRelease::signed(
-        "shop",
-        "1.0.1",
-        &[ManifestArtifact {
-            name: "shop".into(),
-            digest: digest.clone(),
-        }],
-        "sam",
-        now(),
-        Some(&a.release_key),
-    )
-    .unwrap();
+    let manifest = a.signed_release("1.0.1", &digest);
     ok(a.call(
         "POST",
         "/api/v1/releases",

@@ -14,6 +14,12 @@ fn review(rationale: &str, confidential: bool) -> Value {
     json!({"rationale": rationale, "risk": "high", "confidential": confidential})
 }
 
+/// Alice rejects `promotion` with [`SECRET`], confidentially.
+async fn reject_confidentially(server: &TestServer, promotion: &str) {
+    let reject = format!("/api/v1/promotions/{promotion}/reject");
+    TestServer::ok(server.post("alice", &reject, &review(SECRET, true)).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_an_approver_of_the_environment_may_reject_a_promotion() {
     let server = TestServer::start(Backend::Sqlite).await;
@@ -83,15 +89,7 @@ async fn the_deploy_gate_never_quotes_a_confidential_rejection() {
         glass.body
     );
     let promotion = glass.body["promotion"]["id"].as_str().unwrap();
-    TestServer::ok(
-        server
-            .post(
-                "alice",
-                &format!("/api/v1/promotions/{promotion}/reject"),
-                &review(SECRET, true),
-            )
-            .await,
-    );
+    reject_confidentially(&server, promotion).await;
     let gate = format!("/api/v1/verify?env=production&digest={digest}");
     // Every role that may ask the gate (a deployer, a viewer, security, an auditor) and
     // those who may not (approvers of any environment, nobody): a denial naming the
@@ -120,15 +118,7 @@ async fn the_ledger_commits_to_a_confidential_rationale_with_a_salt() {
         let digest = sha256(format!("shop {version}").as_bytes());
         let promotion = server.waiting_in_production(version, &digest).await;
         let at = server.size().await;
-        TestServer::ok(
-            server
-                .post(
-                    "alice",
-                    &format!("/api/v1/promotions/{promotion}/reject"),
-                    &review(SECRET, true),
-                )
-                .await,
-        );
+        reject_confidentially(&server, &promotion).await;
         let size = server.size().await;
         let leaves = server
             .call(

@@ -305,13 +305,17 @@ impl TestServer {
         .await
     }
 
-    /// Release `shop@VERSION` of the artifact `digest` (registered by bob, built by the
-    /// test builder, signed by sam), certified in build.
-    pub(crate) async fn release_in_build(&self, version: &str, digest: &custody_model::Digest) {
+    /// The artifact `shop` of `digest`, built from `commit` by the test builder, which signs
+    /// its provenance.
+    pub(crate) fn signed_artifact(
+        &self,
+        digest: &custody_model::Digest,
+        commit: &str,
+    ) -> custody_app::RegisterArtifact {
         let build = custody_app::attestations::BuildFields {
             builder_id: "https://ci.example/builder/v1".into(),
             source_repo: "https://git.example/acme/shop".into(),
-            source_commit: format!("c-{version}"),
+            source_commit: commit.into(),
             parameters: Default::default(),
             environment: Default::default(),
             started: None,
@@ -319,17 +323,18 @@ impl TestServer {
             nondeterministic_steps: Vec::new(),
             invocation_id: None,
         };
-        let artifact = custody_app::RegisterArtifact::signed_by(
-            &self.builder,
-            "shop",
-            digest.clone(),
-            None,
-            build,
-        )
-        .unwrap();
-        let artifact = serde_json::to_value(&artifact).unwrap();
-        Self::ok(self.post("bob", "/api/v1/artifacts", &artifact).await);
-        let manifest = custody_app::RecordRelease::signed(
+        custody_app::RegisterArtifact::signed_by(&self.builder, "shop", digest.clone(), None, build)
+            .unwrap()
+    }
+
+    /// The release `shop@VERSION` of the artifact `digest`, its manifest signed by sam
+    /// with the test release key.
+    pub(crate) fn signed_release(
+        &self,
+        version: &str,
+        digest: &custody_model::Digest,
+    ) -> custody_app::RecordRelease {
+        custody_app::RecordRelease::signed(
             "shop",
             version,
             &[custody_app::attestations::ManifestArtifact {
@@ -340,7 +345,16 @@ impl TestServer {
             now(),
             Some(&self.release_key),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Release `shop@VERSION` of the artifact `digest` (registered by bob, built by the
+    /// test builder, signed by sam), certified in build.
+    pub(crate) async fn release_in_build(&self, version: &str, digest: &custody_model::Digest) {
+        let artifact = self.signed_artifact(digest, &format!("c-{version}"));
+        let artifact = serde_json::to_value(&artifact).unwrap();
+        Self::ok(self.post("bob", "/api/v1/artifacts", &artifact).await);
+        let manifest = self.signed_release(version, digest);
         let manifest = serde_json::to_value(&manifest).unwrap();
         Self::ok(self.post("sam", "/api/v1/releases", &manifest).await);
         let to_build =

@@ -29,6 +29,14 @@ pub(crate) fn log_key_from_seed(seed: [u8; 32]) -> NoteSigner {
     .unwrap()
 }
 
+/// Opens the store at `location` with the log key of `seed`.
+pub(crate) async fn open_with(
+    location: &Location,
+    seed: [u8; 32],
+) -> Result<SqlStore, custody_store::StoreError> {
+    SqlStore::open(location, log_key_from_seed(seed)).await
+}
+
 pub(crate) fn now() -> custody_model::Timestamp {
     "2026-11-27T12:00:00Z".parse().unwrap()
 }

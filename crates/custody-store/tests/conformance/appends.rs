@@ -12,7 +12,7 @@ use custody_store::{Append, Expect, OpenOptions, SqlStore, Store, StoreError};
 
 use super::{
     Backend, check_checkpoint_chain, create, event, json, log_key, log_key_from_seed, now,
-    recompute, write,
+    open_with, recompute, write,
 };
 use crate::common;
 
@@ -112,9 +112,7 @@ pub(crate) async fn concurrent_appenders_form_one_linear_log_with_group_commit(b
 
 pub(crate) async fn two_writers_on_one_database_never_fork(backend: Backend) {
     let (db, first, seed) = create(backend).await;
-    let second = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let second = open_with(&db.location, seed).await.unwrap();
     let (first, second) = (Arc::new(first), Arc::new(second));
     let mut tasks = Vec::new();
     for w in 0..16u64 {
@@ -226,9 +224,7 @@ pub(crate) async fn reopening_continues_the_same_log(backend: Backend) {
     }
     let before = store.checkpoint().await.unwrap();
     store.close().await;
-    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, seed).await.unwrap();
     assert_eq!(store.checkpoint().await.unwrap(), before);
     let next = store.append(Append::event(event(1, 0))).await.unwrap();
     assert_eq!(next.first_index, 37);
@@ -267,9 +263,7 @@ pub(crate) async fn the_ledger_is_never_recreated_or_opened_with_another_key(bac
     assert!(matches!(other, StoreError::KeyMismatch { .. }), "{other}");
     assert!(other.to_string().contains("hint:"));
     // Still intact and usable with the right key.
-    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, seed).await.unwrap();
     assert_eq!(store.checkpoint().await.unwrap().size, 1);
 }
 

@@ -7,7 +7,9 @@ use custody_ledger::{Checkpoint, LOG_KEY_ROTATED, LogKeyRotation};
 use custody_model::CanonicalJson;
 use custody_store::{Append, Readiness, SqlStore, Store, StoreError};
 
-use super::{Backend, create, event, log_key, log_key_from_seed, random_seed, raw_execute};
+use super::{
+    Backend, create, event, log_key, log_key_from_seed, open_with, random_seed, raw_execute,
+};
 
 /// The `log.key_rotated` event handing `old` over to `new` at `size` entries.
 fn rotation(old: &NoteSigner, new: &NoteSigner, size: u64) -> CanonicalJson {
@@ -43,13 +45,9 @@ pub(crate) async fn the_log_key_is_handed_over_with_both_signatures_and_followed
     let (old, new) = (log_key_from_seed(seed), log_key_from_seed(next));
     // Right after the hand-over its checkpoint is the head, and the retired key signed it
     // too: still the retired key opens nothing (it would sign after its hand-over).
-    let early = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap_err();
+    let early = open_with(&db.location, seed).await.unwrap_err();
     assert!(matches!(early, StoreError::RetiredKey { .. }), "{early}");
-    let store = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, next).await.unwrap();
     assert_eq!(store.log_keys().handovers().collect::<Vec<_>>(), [4]);
     assert_eq!(store.log_keys().first(), old.verifier());
     assert_eq!(store.verifier(), new.verifier());
@@ -80,9 +78,7 @@ pub(crate) async fn the_log_key_is_handed_over_with_both_signatures_and_followed
     assert_eq!(reader.checkpoint().await.unwrap().size, 5);
     reader.close().await;
     for retired in [
-        SqlStore::open(&db.location, log_key_from_seed(seed))
-            .await
-            .unwrap_err(),
+        open_with(&db.location, seed).await.unwrap_err(),
         SqlStore::open_read_only(&db.location, old.verifier())
             .await
             .unwrap_err(),
@@ -129,9 +125,7 @@ pub(crate) async fn a_hand_over_not_naming_itself_is_refused_and_writes_nothing(
         ("not a hand-over", event(0, 1)),
     ];
     for (what, event) in wrong {
-        let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-            .await
-            .unwrap();
+        let store = open_with(&db.location, seed).await.unwrap();
         let err = store
             .rotate_log_key(log_key_from_seed(next), event)
             .await
@@ -139,14 +133,10 @@ pub(crate) async fn a_hand_over_not_naming_itself_is_refused_and_writes_nothing(
         assert!(matches!(err, StoreError::InvalidInput(_)), "{what}: {err}");
     }
     // Nothing was written: the old key still opens it, at the same size.
-    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, seed).await.unwrap();
     assert_eq!(store.checkpoint().await.unwrap().size, 1);
     assert_eq!(store.log_keys().handovers().count(), 0);
-    let refused = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap_err();
+    let refused = open_with(&db.location, next).await.unwrap_err();
     assert!(
         matches!(refused, StoreError::KeyMismatch { .. }),
         "{refused}"
@@ -164,9 +154,7 @@ pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: B
     )
     .await
     .unwrap();
-    let err = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap_err();
+    let err = open_with(&db.location, next).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("hand-over"), "{err}");
     raw_execute(
@@ -175,11 +163,7 @@ pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: B
     )
     .await
     .unwrap();
-    SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    open_with(&db.location, next).await.unwrap().close().await;
 
     // The real hand-over's row taken out: the history stops at the first key, so the
     // successor is not this ledger's key and nothing opens it.
@@ -189,15 +173,11 @@ pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: B
     )
     .await
     .unwrap();
-    let err = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap_err();
+    let err = open_with(&db.location, next).await.unwrap_err();
     assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
     // Nor does the retired key: the head's own leaf is the hand-over its checkpoint ends
     // with (signed by both keys), and the index no longer lists it.
-    let err = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap_err();
+    let err = open_with(&db.location, seed).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Corrupt(_)) && err.to_string().contains("does not list"),
         "{err}"
@@ -206,9 +186,7 @@ pub(crate) async fn the_index_only_finds_hand_overs_the_ledger_proves(backend: B
 
 pub(crate) async fn a_hand_over_checkpoint_without_both_signatures_is_refused(backend: Backend) {
     let (db, seed, next) = rotated(backend).await;
-    let store = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, next).await.unwrap();
     let handover = store.checkpoints(4, 1).await.unwrap().pop().unwrap();
     store.close().await;
     // The same checkpoint signed by the new key alone (the old key's line gone).
@@ -232,9 +210,7 @@ pub(crate) async fn a_hand_over_checkpoint_without_both_signatures_is_refused(ba
     )
     .await
     .unwrap();
-    let err = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap_err();
+    let err = open_with(&db.location, next).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("hand-over at 4"), "{err}");
 }
@@ -244,9 +220,7 @@ pub(crate) async fn a_writer_still_on_the_old_key_is_refused_as_retired(backend:
     running.append(Append::event(event(0, 0))).await.unwrap();
     // Another process rotates the key while this writer runs on the old one.
     let (old, next) = (log_key_from_seed(seed), random_seed());
-    let rotating = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let rotating = open_with(&db.location, seed).await.unwrap();
     rotating
         .rotate_log_key(
             log_key_from_seed(next),
@@ -271,9 +245,7 @@ pub(crate) async fn a_writer_still_on_the_old_key_is_refused_as_retired(backend:
     );
     running.close().await;
     // Nothing was signed by the old key after the hand-over: the new key opens it.
-    let store = SqlStore::open(&db.location, log_key_from_seed(next))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, next).await.unwrap();
     assert_eq!(store.checkpoint().await.unwrap().size, 2);
     store.check(|_| {}).await.unwrap();
 }

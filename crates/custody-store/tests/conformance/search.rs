@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use custody_store::{Append, Expect, SqlStore, Store, StoreError};
 
-use super::{Backend, create, json, log_key_from_seed, raw_execute, write};
+use super::{Backend, create, json, log_key_from_seed, open_with, raw_execute, write};
 
 /// An event naming an actor, an environment, an artifact, a build and a time, each from a
 /// small set so that searches have many hits.
@@ -296,9 +296,7 @@ pub(crate) async fn an_older_ledger_is_indexed_when_a_writer_opens_it(backend: B
     );
     reader.close().await;
 
-    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, seed).await.unwrap();
     assert_eq!(
         search_all(&store, &[search::actor("alice")], 0, size, 1000).await,
         alice

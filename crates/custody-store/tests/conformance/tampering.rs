@@ -12,8 +12,8 @@ use custody_store::{
 };
 
 use super::{
-    Backend, check_checkpoint_chain, create, event, log_key_from_seed, raw_execute, recompute,
-    write,
+    Backend, check_checkpoint_chain, create, event, log_key_from_seed, open_with, raw_execute,
+    recompute, write,
 };
 use crate::common::{self, bytes_literal};
 
@@ -60,9 +60,7 @@ pub(crate) async fn tampering_is_found_by_open_and_check(backend: Backend) {
     );
     assert_eq!(raw_execute(&db.location, &sql).await.unwrap(), 1);
     // The head still verifies (leaves are only read by a full check)…
-    let store = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap();
+    let store = open_with(&db.location, seed).await.unwrap();
     // …and the full check names the damage.
     let err = store.check(|_| {}).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
@@ -84,9 +82,7 @@ pub(crate) async fn tampering_is_found_by_open_and_check(backend: Backend) {
         3i64 << 56
     );
     raw_execute(&db.location, &zero).await.unwrap();
-    let err = SqlStore::open(&db.location, log_key_from_seed(seed))
-        .await
-        .unwrap_err();
+    let err = open_with(&db.location, seed).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("signed checkpoint"), "{err}");
 }

@@ -10,9 +10,10 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::envelopes::{evidence_statement, manifest, provenance};
-use super::lineage::{ApprovalItem, DecisionItem, Item};
+use super::lineage::{ApprovalItem, Artifact, Certified, DecisionItem, Item, Promotion, Release};
 use super::log::json_lines;
 use super::reports::{Named, Reports};
+use super::story::RollbackStory;
 use super::timeline::Timeline;
 use super::{Check, Checked, Failure, State, fail};
 use crate::attestations::sha256;
@@ -325,16 +326,18 @@ fn check(
                 }
             }
             o.item = Some(Item::Artifact {
-                index: i,
                 digest: a.artifact.digest.to_string(),
-                name: a.artifact.name.clone(),
-                provenance_key: key,
-                recorded: event.at,
-                builder_id: a.builder_id.clone(),
-                source: a
-                    .source
-                    .as_ref()
-                    .map(|s| format!("{}@{}", s.repository, s.commit)),
+                artifact: Artifact {
+                    index: i,
+                    name: a.artifact.name.clone(),
+                    provenance_key: key,
+                    recorded: event.at,
+                    builder_id: a.builder_id.clone(),
+                    source: a
+                        .source
+                        .as_ref()
+                        .map(|s| format!("{}@{}", s.repository, s.commit)),
+                },
             });
         }
         EventBody::ArtifactRebuilt(a) => {
@@ -359,14 +362,16 @@ fn check(
                 }
             }
             o.item = Some(Item::Release {
-                index: i,
                 id: r.release.clone(),
-                digest: r.digest.to_string(),
-                artifacts: r.artifacts.iter().map(ToString::to_string).collect(),
-                manifest: r.manifest.clone(),
-                trusted_key: trusted,
-                recorded: event.at,
-                by: event.actor.clone(),
+                release: Release {
+                    index: i,
+                    digest: r.digest.to_string(),
+                    artifacts: r.artifacts.iter().map(ToString::to_string).collect(),
+                    manifest: r.manifest.clone(),
+                    trusted_key: trusted,
+                    recorded: event.at,
+                    by: event.actor.clone(),
+                },
             });
         }
         EventBody::EvidenceAttached(e) => {
@@ -411,13 +416,15 @@ fn check(
                 o.personally_signed(i, checked);
             }
             o.item = Some(Item::Promotion {
-                index: i,
                 id: r.promotion.clone(),
-                release: r.release.clone(),
-                environment: r.environment.clone(),
-                requested_by: event.actor.clone(),
-                at: event.at.to_string(),
-                break_glass: r.break_glass.clone(),
+                promotion: Promotion {
+                    index: i,
+                    release: r.release.clone(),
+                    environment: r.environment.clone(),
+                    requested_by: event.actor.clone(),
+                    at: event.at.to_string(),
+                    break_glass: r.break_glass.clone(),
+                },
             });
         }
         EventBody::DecisionRecorded(d) => {
@@ -447,14 +454,14 @@ fn check(
             })));
         }
         EventBody::EnvironmentCertified(c) => {
-            o.item = Some(Item::Certified {
+            o.item = Some(Item::Certified(Certified {
                 index: i,
                 environment: c.environment.clone(),
                 release: c.release.clone(),
                 promotion: c.promotion.clone(),
                 decision: c.decision.clone(),
                 at: event.at.to_string(),
-            });
+            }));
         }
         EventBody::ApprovalRecorded(a) => {
             // A confidential review keeps no statement in its leaf (it quotes the rationale).
@@ -526,7 +533,7 @@ fn check(
             }));
         }
         EventBody::RolledBack(r) => {
-            o.item = Some(Item::RolledBack {
+            o.item = Some(Item::RolledBack(RollbackStory {
                 index: i,
                 environment: r.environment.clone(),
                 from: r.from.clone(),
@@ -534,7 +541,7 @@ fn check(
                 reason: r.reason.clone(),
                 automatic: r.automatic,
                 at: event.at.to_string(),
-            });
+            }));
         }
         _ => {}
     }

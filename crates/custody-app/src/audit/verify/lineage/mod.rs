@@ -21,13 +21,8 @@ mod trace;
 /// What one verified entry says, as far as lineage and the story go.
 pub(crate) enum Item {
     Artifact {
-        index: u64,
         digest: String,
-        name: String,
-        provenance_key: Option<String>,
-        recorded: Timestamp,
-        builder_id: Option<String>,
-        source: Option<String>,
+        artifact: Artifact,
     },
     Evidence {
         index: u64,
@@ -37,43 +32,17 @@ pub(crate) enum Item {
         at: i64,
     },
     Release {
-        index: u64,
         id: String,
-        digest: String,
-        artifacts: Vec<String>,
-        manifest: Envelope,
-        trusted_key: Option<String>,
-        recorded: Timestamp,
-        by: String,
+        release: Release,
     },
     Promotion {
-        index: u64,
         id: String,
-        release: String,
-        environment: String,
-        requested_by: String,
-        at: String,
-        break_glass: Option<String>,
+        promotion: Promotion,
     },
     Decision(Box<DecisionItem>),
     Approval(ApprovalItem),
-    Certified {
-        index: u64,
-        environment: String,
-        release: String,
-        promotion: String,
-        decision: String,
-        at: String,
-    },
-    RolledBack {
-        index: u64,
-        environment: String,
-        from: String,
-        to: String,
-        reason: String,
-        automatic: bool,
-        at: String,
-    },
+    Certified(Certified),
+    RolledBack(RollbackStory),
 }
 
 /// A decision, with its facts when it allowed the promotion.
@@ -108,32 +77,45 @@ pub(crate) struct ApprovalItem {
     pub(crate) after_the_fact: bool,
 }
 
-struct Artifact {
-    index: u64,
-    name: String,
-    provenance_key: Option<String>,
-    recorded: Timestamp,
-    builder_id: Option<String>,
-    source: Option<String>,
+/// A registered artifact.
+pub(crate) struct Artifact {
+    pub(crate) index: u64,
+    pub(crate) name: String,
+    pub(crate) provenance_key: Option<String>,
+    pub(crate) recorded: Timestamp,
+    pub(crate) builder_id: Option<String>,
+    pub(crate) source: Option<String>,
 }
 
-struct Release {
-    index: u64,
-    digest: String,
-    artifacts: Vec<String>,
-    manifest: Envelope,
-    trusted_key: Option<String>,
-    recorded: Timestamp,
-    by: String,
+/// A release recorded.
+pub(crate) struct Release {
+    pub(crate) index: u64,
+    pub(crate) digest: String,
+    pub(crate) artifacts: Vec<String>,
+    pub(crate) manifest: Envelope,
+    pub(crate) trusted_key: Option<String>,
+    pub(crate) recorded: Timestamp,
+    pub(crate) by: String,
 }
 
-struct Promotion {
-    index: u64,
-    release: String,
-    environment: String,
-    requested_by: String,
-    at: String,
-    break_glass: Option<String>,
+/// A promotion requested.
+pub(crate) struct Promotion {
+    pub(crate) index: u64,
+    pub(crate) release: String,
+    pub(crate) environment: String,
+    pub(crate) requested_by: String,
+    pub(crate) at: String,
+    pub(crate) break_glass: Option<String>,
+}
+
+/// A release certified in an environment.
+pub(crate) struct Certified {
+    pub(crate) index: u64,
+    pub(crate) environment: String,
+    pub(crate) release: String,
+    pub(crate) promotion: String,
+    pub(crate) decision: String,
+    pub(crate) at: String,
 }
 
 /// The verified entries, by what they name.
@@ -153,14 +135,7 @@ pub(crate) struct Lineage {
 }
 
 enum Move {
-    Certified {
-        index: u64,
-        environment: String,
-        release: String,
-        promotion: String,
-        decision: String,
-        at: String,
-    },
+    Certified(Certified),
     RolledBack(RollbackStory),
 }
 
@@ -173,26 +148,8 @@ impl Lineage {
 
     pub(crate) fn add(&mut self, item: Item) {
         match item {
-            Item::Artifact {
-                index,
-                digest,
-                name,
-                provenance_key,
-                recorded,
-                builder_id,
-                source,
-            } => {
-                self.artifacts.insert(
-                    digest,
-                    Artifact {
-                        index,
-                        name,
-                        provenance_key,
-                        recorded,
-                        builder_id,
-                        source,
-                    },
-                );
+            Item::Artifact { digest, artifact } => {
+                self.artifacts.insert(digest, artifact);
             }
             Item::Evidence {
                 index,
@@ -206,49 +163,11 @@ impl Lineage {
                     .or_default()
                     .push((index, kind, format, at));
             }
-            Item::Release {
-                index,
-                id,
-                digest,
-                artifacts,
-                manifest,
-                trusted_key,
-                recorded,
-                by,
-            } => {
-                self.releases.insert(
-                    id,
-                    Release {
-                        index,
-                        digest,
-                        artifacts,
-                        manifest,
-                        trusted_key,
-                        recorded,
-                        by,
-                    },
-                );
+            Item::Release { id, release } => {
+                self.releases.insert(id, release);
             }
-            Item::Promotion {
-                index,
-                id,
-                release,
-                environment,
-                requested_by,
-                at,
-                break_glass,
-            } => {
-                self.promotions.insert(
-                    id,
-                    Promotion {
-                        index,
-                        release,
-                        environment,
-                        requested_by,
-                        at,
-                        break_glass,
-                    },
-                );
+            Item::Promotion { id, promotion } => {
+                self.promotions.insert(id, promotion);
             }
             Item::Decision(d) => {
                 self.decisions.insert(d.id.clone(), *d);
@@ -256,63 +175,29 @@ impl Lineage {
             Item::Approval(a) => {
                 self.approvals.insert(a.id.clone(), a);
             }
-            Item::Certified {
-                index,
-                environment,
-                release,
-                promotion,
-                decision,
-                at,
-            } => {
-                self.moves.push(Move::Certified {
-                    index,
-                    environment,
-                    release,
-                    promotion,
-                    decision,
-                    at,
-                });
-            }
-            Item::RolledBack {
-                index,
-                environment,
-                from,
-                to,
-                reason,
-                automatic,
-                at,
-            } => {
-                self.moves.push(Move::RolledBack(RollbackStory {
-                    index,
-                    environment,
-                    from,
-                    to,
-                    reason,
-                    automatic,
-                    at,
-                }));
-            }
+            Item::Certified(c) => self.moves.push(Move::Certified(c)),
+            Item::RolledBack(r) => self.moves.push(Move::RolledBack(r)),
         }
     }
 
     /// Checks every certification's lineage and tells the story.
     pub(crate) fn check(&mut self, report: &mut Report, policies: &Timeline) -> Story {
         self.moves.sort_by_key(|m| match m {
-            Move::Certified { index, .. } => *index,
+            Move::Certified(c) => c.index,
             Move::RolledBack(r) => r.index,
         });
         let mut story = Story::default();
         let mut current: BTreeMap<String, (String, u64)> = BTreeMap::new();
         for m in &self.moves {
             match m {
-                Move::Certified {
+                Move::Certified(Certified {
                     index,
                     environment,
                     release,
                     promotion,
                     decision,
                     at,
-                } => {
+                }) => {
                     report.checked.certifications += 1;
                     let mut failures = Vec::new();
                     let told = self.trace(
@@ -476,16 +361,13 @@ impl Lineage {
     /// before the rollback (the gate counts the restored promotion's approvals).
     fn certifying(&self, e: &EnvironmentStory) -> Option<&String> {
         let at = self.moves.iter().position(|m| match m {
-            Move::Certified { index, .. } => *index == e.since_entry,
+            Move::Certified(c) => c.index == e.since_entry,
             Move::RolledBack(r) => r.index == e.since_entry,
         })?;
         self.moves[..=at].iter().rev().find_map(|m| match m {
-            Move::Certified {
-                environment,
-                release,
-                decision,
-                ..
-            } if *environment == e.name && *release == e.release => Some(decision),
+            Move::Certified(c) if c.environment == e.name && c.release == e.release => {
+                Some(&c.decision)
+            }
             _ => None,
         })
     }
