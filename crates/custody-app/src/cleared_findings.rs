@@ -91,7 +91,10 @@ pub fn cleared(older: &Summary, newer: &Summary) -> (Vec<String>, bool) {
     if let Some(before) = &older.licences {
         let after = newer.licences.as_ref().map_or(0, |l| l.without_licence);
         fewer(
-            ("component without a licence", "components without a licence"),
+            (
+                "component without a licence",
+                "components without a licence",
+            ),
             before.without_licence,
             after,
             false,
@@ -257,10 +260,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cleared(&high, &vulns(1, 0)), (vec![], false));
-        assert_eq!(
-            cleared(&vulns(1, 0), &high).0,
-            ["1 critical vulnerability"]
-        );
+        assert_eq!(cleared(&vulns(1, 0), &high).0, ["1 critical vulnerability"]);
         // The same critical, its fix version gone: its fix cleared.
         let mut fixable = vulns(1, 0);
         if let Some(v) = fixable.vulnerabilities.as_mut() {
