@@ -371,6 +371,23 @@ fn one_changed_byte_anywhere_is_caught_and_named() {
     });
     caught(&path, None, "consistency");
 
+    // An entry line that cannot be read at all: a format failure, and the entries missing
+    // from there on are said to be perhaps that line's (not a second, unexplained cause).
+    let path = tampered("unreadable", |b| {
+        let (m, n, _) = b.find(|e| e["type"] == "release.created");
+        b.set_line(&m, n, Some(&Value::String("not an entry".into())));
+    });
+    caught(&path, None, "format");
+    let (_, report, _) = verify(&path);
+    let failures = report["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().any(|f| f["check"] == "entry-order"
+            && f["detail"].as_str().unwrap().contains(
+                "(1 entry line could not be read, reported as a format failure: it may be one of them)"
+            )),
+        "{failures:#?}"
+    );
+
     // An inclusion proof of a scoped bundle.
     let scoped = fixture().dir.join("scope-proof.bundle");
     export(

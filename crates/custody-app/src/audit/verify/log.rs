@@ -41,6 +41,9 @@ pub(crate) struct Tree {
     /// The consistency proofs the bundle carries, as read (beyond those between its
     /// checkpoints there may be one from a size the exporter was asked for).
     pub(super) proofs: Vec<ConsistencyLine>,
+    /// Entry lines that could not be read at all (each reported where it stands): a
+    /// complete bundle's missing entries may be those, and the report says so.
+    pub(super) unreadable: u64,
 }
 
 impl Tree {
@@ -58,6 +61,7 @@ impl Tree {
             pinned_at: None,
             root_at_pin: None,
             proofs: Vec::new(),
+            unreadable: 0,
         }
     }
 
@@ -145,8 +149,9 @@ impl Tree {
                 Some(self.frontier.size()),
                 Check::EntryOrder,
                 format!(
-                    "entries {}..{index} are missing from a bundle that says it holds every entry",
-                    self.frontier.size()
+                    "entries {}..{index} are missing from a bundle that says it holds every entry{}",
+                    self.frontier.size(),
+                    self.perhaps_unreadable()
                 ),
             ));
             self.broken = true;
@@ -185,6 +190,15 @@ impl Tree {
         }
     }
 
+    /// What to add to a report of missing entries when some entry lines could not be read.
+    fn perhaps_unreadable(&self) -> String {
+        match self.unreadable {
+            0 => String::new(),
+            1 => " (1 entry line could not be read, reported as a format failure: it may be one of them)".into(),
+            n => format!(" ({n} entry lines could not be read, reported as format failures: they may be among them)"),
+        }
+    }
+
     /// After the last entry: a complete bundle must have reached the anchor.
     pub(crate) fn finish(&mut self, report: &mut Report) {
         report.anchor_root = self.anchor_root.as_ref().map(hex);
@@ -193,9 +207,10 @@ impl Tree {
                 Some(self.frontier.size()),
                 Check::EntryOrder,
                 format!(
-                    "entries {}..{} are missing from a bundle that says it holds every entry",
+                    "entries {}..{} are missing from a bundle that says it holds every entry{}",
                     self.frontier.size(),
-                    self.anchor
+                    self.anchor,
+                    self.perhaps_unreadable()
                 ),
             ));
         }

@@ -117,6 +117,7 @@ impl State {
                     self.report
                         .failures
                         .push(fail(None, Check::Format, why.clone()));
+                    self.log.unreadable += 1;
                     continue;
                 }
             };
