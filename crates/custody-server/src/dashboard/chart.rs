@@ -124,11 +124,17 @@ pub(crate) fn bar_chart(
                 @for (j, (name, color, values)) in series.iter().enumerate() {
                     @let value = values.get(i).copied().unwrap_or(0.0);
                     @let shown = written(value, axis.decimals);
+                    // A value too small to show with the axis's decimals is not nothing.
+                    @let told = if value > 0.0 && shown == zero {
+                        format!("under {}", written(0.1f64.powi(axis.decimals as i32), axis.decimals))
+                    } else {
+                        shown.clone()
+                    };
                     @let x = x0 + BAR * j as f64;
                     rect.bar x=(x) y=(y(value).round()) width=(BAR - 2.0)
                         height=((TOP + HEIGHT - y(value)).round())
                         fill=(color) data-day=(day) data-series=(name) data-value=(shown) {
-                        title { (day) ": " (shown) (axis.unit) " " (name) }
+                        title { (day) ": " (told) (axis.unit) " " (name) }
                     }
                     // Written when it is not zero as written (0.004 h is "0.0": no label).
                     @if shown != zero {
@@ -185,5 +191,25 @@ mod tests {
         // 0.2 is 0 as a count: no label.
         assert_eq!(svg.matches("class=\"value\"").count(), 1, "{svg}");
         assert!(svg.contains("<title>2026-11-29: 3 requested</title>"));
+        assert!(
+            svg.contains("<title>2026-11-30: under 1 requested</title>"),
+            "{svg}"
+        );
+        // Hours: a few minutes is under 0.1 h, not 0.0 h; nothing is 0.0 h.
+        let hours = Axis {
+            title: "mean hours from request",
+            unit: " h",
+            decimals: 1,
+        };
+        let series = [("approval", "#4a6fa5", vec![0.04, 0.0])];
+        let svg = bar_chart("h", "test", &days, &series, &hours).into_string();
+        assert!(
+            svg.contains("<title>2026-11-29: under 0.1 h approval</title>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("<title>2026-11-30: 0.0 h approval</title>"),
+            "{svg}"
+        );
     }
 }
