@@ -215,7 +215,7 @@ fn ungoverned(p: &custody_policy::Policy) -> Option<String> {
     let governance = p.governance();
     let owners: Vec<&str> = governance.owners.iter().map(|r| r.name()).collect();
     Some(format!(
-        "this version names no more owners (holders of {}, unscoped) than its quorum of {}: an instance whose policy in force is governed refuses it as a proposal, and only the operator on the data directory can put it in force (recorded as a bootstrap)\nhint: grant an owner role to more people than the quorum, in [roles]",
+        "this version names no more owners (holders of {}, unscoped) than its quorum of {}: an instance whose policy in force is governed refuses it as a proposal, and only the operator on the data directory can put it in force (recorded as a bootstrap)\nhint: grant an owner role to more people than the quorum, in [roles] (without a [governance] section, the owners are the holders of security and the quorum is 1)",
         owners.join(" or "),
         governance.quorum
     ))
