@@ -75,14 +75,17 @@ pub(crate) struct PersonKeyDoc {
 }
 
 /// `[governance]` compiled: the owner roles must be custody's, held by enough people to
-/// reach the quorum without the proposer.
+/// reach the quorum without the proposer, and enough of them for good (see
+/// [`check_owners`]).
 pub(crate) fn compile_governance(
     doc: Option<&Spanned<GovernanceDoc>>,
     grants: &[Grant],
     errors: &mut Errors<'_>,
 ) -> Governance {
     let Some(doc) = doc else {
-        return Governance::default();
+        let governance = Governance::default();
+        check_owners(&governance, None, grants, errors);
+        return governance;
     };
     let doc = doc.get_ref();
     let mut owners = Vec::new();
@@ -100,7 +103,39 @@ pub(crate) fn compile_governance(
         );
     }
     let quorum = *doc.quorum.get_ref();
-    let needed = usize::try_from(quorum).unwrap_or(usize::MAX);
+    let governance = Governance { owners, quorum };
+    if quorum == 0 {
+        errors.at(
+            doc.quorum.span(),
+            "a quorum of 0 would let a change approve itself; it must be at least 1",
+        );
+    } else if !governance.owners.is_empty() {
+        check_owners(&governance, Some(doc.quorum.span()), grants, errors);
+    }
+    governance
+}
+
+/// Whether the owners' holders can reach the quorum without the proposer, now and once
+/// every grant with an `until` has ended. `declared` is the span of `[governance]`'s
+/// quorum; `None` for the defaults (the security role, a quorum of 1).
+///
+/// Declared governance needs enough holders now. The defaults do not: a fresh instance's
+/// first policy may name a single security holder (`policy check` warns that nobody
+/// could then approve a change). Both need enough holders for good whenever they have
+/// enough now: owners whose grants end may only come on top of enough that do not, or the
+/// passing of a date would leave the policy ungoverned, and open it to its operator.
+fn check_owners(
+    governance: &Governance,
+    declared: Option<std::ops::Range<usize>>,
+    grants: &[Grant],
+    errors: &mut Errors<'_>,
+) {
+    if errors.recorded {
+        // A recorded policy is read as it was recorded, before owners were counted.
+        return;
+    }
+    let Governance { owners, quorum } = governance;
+    let needed = usize::try_from(*quorum).unwrap_or(usize::MAX);
     let holders = |lasting_only: bool| -> BTreeSet<&str> {
         grants
             .iter()
@@ -110,37 +145,42 @@ pub(crate) fn compile_governance(
             .collect()
     };
     let (people, lasting) = (holders(false), holders(true));
-    if quorum == 0 {
-        errors.at(
-            doc.quorum.span(),
-            "a quorum of 0 would let a change approve itself; it must be at least 1",
-        );
-    } else if errors.recorded {
-        // A recorded policy is read as it was recorded, before owners were counted.
-    } else if people.len() <= needed {
-        errors.at(
-            doc.quorum.span(),
-            format!(
-                "a quorum of {quorum} owners other than the proposer needs at least {} people holding {} (unscoped); [roles] gives {}",
-                quorum + 1,
-                owners.iter().map(|r| r.name()).collect::<Vec<_>>().join(" or "),
-                people.len()
-            ),
-        );
+    let roles = owners
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let owners_are = match declared {
+        Some(_) if *quorum == 1 => "a quorum of 1 owner".to_owned(),
+        Some(_) => format!("a quorum of {quorum} owners"),
+        None => format!(
+            "without [governance], a change is approved by {quorum} {roles} holder other than its proposer, which"
+        ),
+    };
+    let span = declared.clone().unwrap_or(0..0);
+    if people.len() <= needed {
+        if declared.is_some() {
+            errors.at(
+                span,
+                format!(
+                    "{owners_are} other than the proposer needs at least {} people holding {roles} (unscoped); [roles] gives {}",
+                    quorum + 1,
+                    people.len()
+                ),
+            );
+        }
     } else if lasting.len() <= needed {
-        // Owners whose grants end may only come on top of enough that do not: otherwise
-        // the passing of a date would leave the policy ungoverned, and open it to its
-        // operator.
+        let ending: Vec<&str> = people.difference(&lasting).copied().collect();
         errors.at(
-            doc.quorum.span(),
+            span,
             format!(
-                "a quorum of {quorum} needs at least {} owners whose grants do not end (no `until`); [roles] gives {}: when the others' grants end, nobody could approve a change",
+                "{owners_are} needs at least {} owners whose grants do not end (no `until`); [roles] gives {}: when the grants of {} end, nobody could approve a change",
                 quorum + 1,
-                lasting.len()
+                lasting.len(),
+                ending.join(", ")
             ),
         );
     }
-    Governance { owners, quorum }
 }
 
 /// `[[person_key]]`s: each file in the bundle, each key one person's and no other purpose's.

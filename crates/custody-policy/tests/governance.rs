@@ -83,6 +83,32 @@ fn an_owner_whose_grant_ended_no_longer_owns_and_never_leaves_the_policy_ungover
 }
 
 #[test]
+fn without_governance_a_second_owner_whose_grant_ends_is_refused_too() {
+    // The defaults (security's holders, a quorum of 1): sam alone is a fresh instance's
+    // first policy (nobody could approve a change; `policy check` warns), but sam and a
+    // second holder whose grant ends would leave it ungoverned once the date passes.
+    let ending = POLICY.replace(
+        "security = [\"sam\"]",
+        "security = [\"sam\", { principal = \"sol\", until = \"2026-11-18T12:00:00Z\" }]",
+    );
+    let err = compile(&bundle(&ending, &keys())).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "without [governance], a change is approved by 1 security holder other than its proposer, which needs at least 2 owners whose grants do not end (no `until`); [roles] gives 1: when the grants of sol end"
+        ),
+        "{err}"
+    );
+    // With a second lasting holder the ending one is extra, and compiles.
+    let lasting = POLICY.replace(
+        "security = [\"sam\"]",
+        "security = [\"sam\", \"sue\", { principal = \"sol\", until = \"2026-11-18T12:00:00Z\" }]",
+    );
+    assert!(compiled(&lasting).governed(NOW));
+    // A recorded policy is read as it was recorded.
+    assert!(custody_policy::compile_recorded(&bundle(&ending, &keys())).is_ok());
+}
+
+#[test]
 fn a_person_key_belongs_to_one_person_and_serves_no_other_purpose() {
     let bob = PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
     let policy = compile(&with_person_key(POLICY, "bob", &bob, "keys/bob.pub")).unwrap();
