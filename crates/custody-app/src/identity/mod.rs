@@ -202,6 +202,7 @@ impl<S: Store> App<S> {
                     "{principal} is the operator of a data directory, a name only that operator holds: they make their own token there (`custody token create --principal {principal}` on that machine)"
                 )));
             }
+            self.not_a_look_alike(&principal).await?;
         }
         let personal = own && actor.auth.as_ref().is_some_and(Authentication::personal);
         if valid_for_seconds <= 0 {
@@ -562,6 +563,36 @@ pub fn is_token_id(id: &str) -> bool {
         && id[3..]
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl<S: Store> App<S> {
+    /// A name an admin gives a token for someone else must not pass for another person's:
+    /// plain ASCII (no full-width or zero-width look-alikes), and not another principal the
+    /// policy's roles name but for its letters' case. (The holder's own token keeps the
+    /// name they signed in with, which their identity provider vouches for.)
+    async fn not_a_look_alike(&self, principal: &custody_model::Principal) -> AppResult<()> {
+        let name = principal.as_str();
+        if let Some(c) = name.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(AppError::invalid(format!(
+                "principal {name:?} has the character {c:?} (U+{:04X}): a token an admin makes is for a plain ASCII name, so it cannot pass for someone else's\nhint: use the name the policy's [roles] give the person",
+                u32::from(c)
+            )));
+        }
+        let Ok(policy) = self.policy().await else {
+            return Ok(()); // No policy yet: no names to be mistaken for.
+        };
+        if let Some(other) = policy
+            .grants()
+            .iter()
+            .map(|g| g.principal.as_str())
+            .find(|p| *p != name && p.eq_ignore_ascii_case(name))
+        {
+            return Err(AppError::invalid(format!(
+                "principal {name:?} differs from {other:?}, whom the policy's [roles] name, only by case: one name could pass for the other\nhint: make the token for {other:?}, or pick a name that differs in more than case"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -283,6 +283,28 @@ fn bad_input_is_refused_with_a_message_and_records_nothing() {
         "{}",
         stderr(&out)
     );
+    // Nor under a name that passes for someone the policy names: by case, or by a
+    // full-width or zero-width character. Nothing is made.
+    for (name, needle) in [
+        (
+            "Rita",
+            "differs from \"rita\", whom the policy's [roles] name, only by case",
+        ),
+        ("\u{ff52}ita", "has the character '\u{ff52}' (U+FF52)"),
+        (
+            "ri\u{200b}ta",
+            "(U+200B): a token an admin makes is for a plain ASCII name",
+        ),
+    ] {
+        let out = w.run(&["token", "create"], OPERATOR, &["--principal", name]);
+        expect_code(&out, 2);
+        assert!(stderr(&out).contains(needle), "{name}: {}", stderr(&out));
+    }
+    let tokens = w.ok(&["token", "list"], OPERATOR, &["--json"]);
+    assert!(
+        !tokens.contains("Rita") && !tokens.contains('\u{200b}'),
+        "{tokens}"
+    );
     let rita = w.ok(&["whoami"], "rita", &[]);
     assert!(
         rita.starts_with("rita\n") && rita.contains("token tok"),
