@@ -383,8 +383,12 @@ pub fn check(
             enrolled.principal, actor.principal
         )));
     }
-    let approver = Actor::new(enrolled.principal.clone(), actor.now)?
-        .authenticated_by(Authentication::PersonalKey { key: key_id });
+    let approver = Actor::new(enrolled.principal.clone(), actor.now)?.authenticated_by(
+        Authentication::PersonalKey {
+            key: key_id,
+            sent_with: actor.auth.clone().map(Box::new),
+        },
+    );
     Ok(SignedApproval {
         actor: approver,
         predicate,

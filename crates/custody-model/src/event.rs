@@ -37,6 +37,11 @@ pub enum Authentication {
     PersonalKey {
         /// The key's id (lowercase hex SHA-256 of its SPKI DER).
         key: String,
+        /// The credential the signed statement came with (the signer's own token or
+        /// sign-in, or the data directory's operator relaying it); absent in events
+        /// written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_with: Option<Box<Authentication>>,
     },
     /// Someone with the data directory on this machine, acting as its operator.
     Local {
@@ -82,8 +87,12 @@ impl Authentication {
         match self {
             Authentication::Token { token, .. } => format!("token {token}"),
             Authentication::Oidc { issuer, subject } => format!("OIDC {issuer} {subject}"),
-            Authentication::PersonalKey { key } => {
-                format!("personal key {}", key.get(..16).unwrap_or(key))
+            Authentication::PersonalKey { key, sent_with } => {
+                let key = format!("personal key {}", key.get(..16).unwrap_or(key));
+                match sent_with {
+                    Some(with) => format!("{key}, sent with {}", with.describe()),
+                    None => key,
+                }
             }
             Authentication::Local { user } => format!("local operator {user}"),
             Authentication::System => "custody".into(),
@@ -228,7 +237,21 @@ mod tests {
         assert!(!Authentication::System.personal());
         let back: Authentication =
             serde_json::from_str(r#"{"method":"personal-key","key":"ab"}"#).unwrap();
-        assert_eq!(back, Authentication::PersonalKey { key: "ab".into() });
+        assert_eq!(
+            back,
+            Authentication::PersonalKey {
+                key: "ab".into(),
+                sent_with: None
+            }
+        );
+        let relayed: Authentication = serde_json::from_str(
+            r#"{"method":"personal-key","key":"ab","sent_with":{"method":"local","user":"olga"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            relayed.describe(),
+            "personal key ab, sent with local operator olga"
+        );
         assert!(serde_json::from_str::<Authentication>(r#"{"method":"magic"}"#).is_err());
     }
 }

@@ -169,11 +169,19 @@ async fn an_approval_counts_only_from_its_approver() {
         .find(|e| matches!(e.body, EventBody::ApprovalRecorded(_)))
         .unwrap();
     assert_eq!(approval.actor, "bob");
-    assert!(
-        matches!(approval.auth, Some(Authentication::PersonalKey { .. })),
-        "{:?}",
-        approval.auth
-    );
+    // The key made it; the event also says which credential carried it (the relaying
+    // token, as the access log does).
+    match &approval.auth {
+        Some(Authentication::PersonalKey { sent_with, .. }) => {
+            assert_eq!(
+                sent_with.as_deref(),
+                minted.auth.as_ref(),
+                "{:?}",
+                approval.auth
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     // The same statement again, even with its unsigned key id changed or its signature
     // repeated, counts no more: a statement counts once.
     let mut copy = good.clone();
