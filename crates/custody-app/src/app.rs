@@ -124,6 +124,24 @@ pub(crate) struct Versioned<T> {
     pub(crate) log_index: u64,
 }
 
+/// A state record's value, as the type its kind holds.
+pub(crate) fn parse_state<T: DeserializeOwned>(
+    kind: &str,
+    key: &str,
+    record: &custody_store::StateRecord,
+) -> AppResult<Versioned<T>> {
+    let value = serde_json::from_slice(record.value.as_bytes()).map_err(|e| {
+        AppError::Store(StoreError::Corrupt(format!(
+            "state {kind}/{key} does not parse: {e}"
+        )))
+    })?;
+    Ok(Versioned {
+        value,
+        version: record.version,
+        log_index: record.log_index,
+    })
+}
+
 /// How many times a use case retries when a concurrent writer changed a record it read.
 /// Every round of conflicts has a winner, so the system always progresses; the bound only
 /// stops a pathological loop.
@@ -163,19 +181,11 @@ impl<S: Store> App<S> {
         kind: &str,
         key: &str,
     ) -> AppResult<Option<Versioned<T>>> {
-        let Some(record) = self.store.state(kind, key).await? else {
-            return Ok(None);
-        };
-        let value = serde_json::from_slice(record.value.as_bytes()).map_err(|e| {
-            AppError::Store(StoreError::Corrupt(format!(
-                "state {kind}/{key} does not parse: {e}"
-            )))
-        })?;
-        Ok(Some(Versioned {
-            value,
-            version: record.version,
-            log_index: record.log_index,
-        }))
+        self.store
+            .state(kind, key)
+            .await?
+            .map(|record| parse_state(kind, key, &record))
+            .transpose()
     }
 
     /// [`App::get`] through the state cache, for the records every request reads.

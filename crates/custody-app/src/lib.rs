@@ -42,6 +42,7 @@ mod log;
 mod policy_versions;
 mod projection;
 mod promotion;
+mod read_ahead;
 mod rebuilds;
 pub mod records;
 mod recovery;

@@ -190,6 +190,13 @@ pub trait Store: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<StateRecord>, StoreError>> + Send;
 
+    /// State records by kind and key, read together (one round trip for up to 64 keys):
+    /// for each key asked, in order, its record if it exists.
+    fn states_by_key(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> impl Future<Output = Result<Vec<Option<StateRecord>>, StoreError>> + Send;
+
     /// Appends entries to the access log (append-only, like the ledger, but not hashed:
     /// it records reads too, and it is not evidence of decisions).
     fn record_access(

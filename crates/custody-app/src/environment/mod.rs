@@ -355,6 +355,7 @@ impl<S: Store> App<S> {
                     ..target.clone()
                 },
                 expect,
+                None,
             )
             .await?;
         let from = self.release(&current.release).await?;

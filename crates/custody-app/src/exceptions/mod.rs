@@ -31,6 +31,7 @@ use crate::records::{ReleaseRecord, kind};
 use crate::{AppError, AppResult, Permission};
 
 mod read;
+pub(crate) use read::index_keys;
 mod record;
 
 pub use record::{

@@ -7,6 +7,7 @@ use custody_store::Store;
 
 use super::{ExceptionIndex, ExceptionRecord, artifact_subject, release_subject};
 use crate::app::App;
+use crate::read_ahead::ReadAhead;
 use crate::records::{ReleaseRecord, kind};
 use crate::{AppError, AppResult};
 
@@ -22,30 +23,54 @@ impl<S: Store> App<S> {
     /// The exceptions about `release` or one of its artifacts, in the order they were
     /// asked for.
     pub async fn exceptions_of(&self, release: &ReleaseRecord) -> AppResult<Vec<ExceptionRecord>> {
-        let subjects = subjects_of(release);
-        let mut out = Vec::new();
-        for subject in subjects {
-            let Some(index) = self
-                .get::<ExceptionIndex>(kind::EXCEPTIONS_OF, &subject)
+        let ahead = self.read_ahead(index_keys(release).collect()).await?;
+        self.exceptions_read_ahead(&ahead, release).await
+    }
+
+    /// [`App::exceptions_of`], its indexes read ahead (see [`index_keys`]): the exceptions
+    /// they list are read together too.
+    pub(crate) async fn exceptions_read_ahead(
+        &self,
+        ahead: &ReadAhead,
+        release: &ReleaseRecord,
+    ) -> AppResult<Vec<ExceptionRecord>> {
+        let mut ids = Vec::new();
+        for subject in subjects_of(release) {
+            if let Some(index) = self
+                .get_ahead::<ExceptionIndex>(ahead, kind::EXCEPTIONS_OF, &subject)
                 .await?
-            else {
-                continue;
-            };
-            for id in index.value.ids {
-                out.push(self.exception(&id).await?);
+            {
+                ids.extend(index.value.ids);
             }
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed = self
+            .read_ahead(ids.iter().map(|id| (kind::EXCEPTION, id.clone())).collect())
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            out.push(
+                self.get_ahead::<ExceptionRecord>(&listed, kind::EXCEPTION, id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("no exception {id}")))?
+                    .value,
+            );
         }
         out.sort_by(|a, b| (a.requested_at, &a.id).cmp(&(b.requested_at, &b.id)));
         Ok(out)
     }
 
-    /// The approved exceptions about `release` or its artifacts, as a decision reads them.
+    /// The approved exceptions about `release` or its artifacts, as a decision reads them
+    /// (their indexes read ahead, see [`index_keys`]).
     pub(crate) async fn exception_facts(
         &self,
+        ahead: &ReadAhead,
         release: &ReleaseRecord,
     ) -> AppResult<Vec<ExceptionFacts>> {
         Ok(self
-            .exceptions_of(release)
+            .exceptions_read_ahead(ahead, release)
             .await?
             .iter()
             .filter_map(ExceptionRecord::facts)
@@ -115,6 +140,13 @@ impl<S: Store> App<S> {
 }
 
 /// What an exception about `release` may name: the release, or one of its artifacts.
+/// The exception indexes a decision about `release` reads, to read ahead.
+pub(crate) fn index_keys(
+    release: &ReleaseRecord,
+) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    subjects_of(release).map(|s| (kind::EXCEPTIONS_OF, s))
+}
+
 fn subjects_of(release: &ReleaseRecord) -> impl Iterator<Item = String> + '_ {
     std::iter::once(release_subject(&release.id())).chain(
         release

@@ -234,6 +234,17 @@ impl<S: Store> App<S> {
         key: &str,
     ) -> AppResult<Option<Versioned<T>>> {
         let read = self.get::<T>(kind, key).await?;
+        self.checked(kind, key, read).await
+    }
+
+    /// `read`, a record just read, if it agrees with the ledger; else read again (see
+    /// [`App::get_checked`]).
+    pub(crate) async fn checked<T: Projected>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        read: Option<Versioned<T>>,
+    ) -> AppResult<Option<Versioned<T>>> {
         if self.projection.agrees(kind, key, read.as_ref()) {
             return Ok(read);
         }

@@ -29,7 +29,7 @@ use custody_model::{Digest, Timestamp};
 use crate::events::{DeployStatus, Event, EventBody};
 
 pub(crate) use compare::PolicyDigest;
-pub(crate) use guard::Guard;
+pub(crate) use guard::{Guard, Projected};
 pub use guard::{StateCheck, StateDifference, check_state};
 
 /// The kinds of event that set a checked record; other leaves are skipped unparsed.

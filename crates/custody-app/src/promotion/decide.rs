@@ -10,6 +10,7 @@ use crate::AppResult;
 use crate::app::{Actor, App, Once, event, new_id, write};
 use crate::attestations::{self, envelope_digest};
 use crate::events::{DecisionRecorded, EnvironmentCertified, EventBody};
+use crate::read_ahead::ReadAhead;
 use crate::records::{
     ApprovalRecord, Certification, CertificationRecord, DecisionRecord, EnvironmentRecord,
     PendingPromotion, PromotionRecord, PromotionStatus, ReleaseRecord, ReviewDue, kind,
@@ -128,8 +129,13 @@ impl<S: Store> App<S> {
                 }),
             )?);
             state.extend(
-                self.stage_certification(&promotion.environment, certification, Expect::Any)
-                    .await?,
+                self.stage_certification(
+                    &promotion.environment,
+                    certification,
+                    Expect::Any,
+                    Some(&gathered.ahead),
+                )
+                .await?,
             );
             if let (true, Some(glass)) = (decision.broke_glass(), &promotion.break_glass) {
                 // The mandatory after-the-fact review, due from now (see review.rs).
@@ -195,18 +201,27 @@ impl<S: Store> App<S> {
 
     /// Stages `certification` as the environment's certified release: the environment
     /// record (with `expect`: anything for a promotion, see [`EnvironmentRecord`]; the
-    /// version it read for a rollback) and the release's standing there.
+    /// version it read for a rollback) and the release's standing there (read ahead with
+    /// the decision's facts, if it was).
     pub(crate) async fn stage_certification(
         &self,
         environment: &str,
         certification: Certification,
         expect: Expect,
+        ahead: Option<&ReadAhead>,
     ) -> AppResult<Vec<StateWrite>> {
         let key = CertificationRecord::key(environment, &certification.release);
-        let first = self
-            .get_checked::<CertificationRecord>(kind::CERTIFICATION, &key)
-            .await?
-            .map_or(certification.at, |s| s.value.first_certified_at);
+        let standing = match ahead {
+            Some(ahead) => {
+                self.get_checked_ahead::<CertificationRecord>(ahead, kind::CERTIFICATION, &key)
+                    .await?
+            }
+            None => {
+                self.get_checked::<CertificationRecord>(kind::CERTIFICATION, &key)
+                    .await?
+            }
+        };
+        let first = standing.map_or(certification.at, |s| s.value.first_certified_at);
         let standing = CertificationRecord {
             environment: environment.into(),
             certification: certification.clone(),

@@ -8,19 +8,22 @@ use custody_policy::{
 };
 use custody_store::Store;
 
-use crate::AppResult;
 use crate::app::App;
 use crate::attestations::envelope_digest;
+use crate::read_ahead::ReadAhead;
 use crate::records::{
     ApprovalRecord, ArtifactRecord, CertificationRecord, EvidenceRecord, PromotionRecord,
     ReleaseRecord, Verdict, kind,
 };
+use crate::{AppError, AppResult};
 
 /// The facts of a promotion, and what the VSA names beside them: each artifact's
 /// provenance envelope digest (read in the same pass as the facts).
 pub(crate) struct Gathered {
     pub(crate) facts: Facts,
     pub(crate) provenance: Vec<(Digest, Digest)>,
+    /// The records read for them, with the release's standing in this environment.
+    pub(crate) ahead: ReadAhead,
 }
 
 impl<S: Store> App<S> {
@@ -59,21 +62,44 @@ impl<S: Store> App<S> {
         {
             refused_keys.push(dropped(&ring, &k));
         }
+        // Everything below reads keys the release names: read them in one round trip (and
+        // the release's standing here, which a certification stages next).
+        let after = policy
+            .environment(&promotion.environment)
+            .and_then(|e| e.after.clone());
+        let mut keys: Vec<(&'static str, String)> = release
+            .artifacts
+            .iter()
+            .map(|a| (kind::ARTIFACT, a.digest.to_string()))
+            .collect();
+        if let Some(after) = &after {
+            let key = CertificationRecord::key(after, &release.id());
+            keys.push((kind::CERTIFICATION, key.clone()));
+            keys.push((kind::DEPLOYED, key));
+        }
+        keys.push((
+            kind::CERTIFICATION,
+            CertificationRecord::key(&promotion.environment, &release.id()),
+        ));
+        keys.extend(crate::exceptions::index_keys(release));
+        let ahead = self.read_ahead(keys).await?;
         let mut artifacts = Vec::with_capacity(release.artifacts.len());
         let mut provenance = Vec::new();
         for a in &release.artifacts {
+            let digest = a.digest.to_string();
             let record: ArtifactRecord = self
-                .require(kind::ARTIFACT, &a.digest.to_string(), || {
-                    format!("artifact {} is not registered", a.digest)
-                })
+                .get_ahead(&ahead, kind::ARTIFACT, &digest)
                 .await?
+                .ok_or_else(|| {
+                    AppError::not_found(format!("artifact {} is not registered", a.digest))
+                })?
                 .value;
             if let Some(envelope) = &record.provenance {
                 provenance.push((a.digest.clone(), envelope_digest(envelope)));
             }
             artifacts.push(ArtifactFacts {
                 name: a.name.clone(),
-                digest: a.digest.to_string(),
+                digest,
                 built_by: record.registered_by,
                 // Each build counted as the keyring says of its builder key when the
                 // ledger recorded it.
@@ -90,18 +116,18 @@ impl<S: Store> App<S> {
                     .collect(),
             });
         }
-        let previous = match policy
-            .environment(&promotion.environment)
-            .and_then(|e| e.after.clone())
-        {
+        let previous = match after {
             None => None,
             Some(after) => {
                 let key = CertificationRecord::key(&after, &release.id());
                 let standing: Option<CertificationRecord> = self
-                    .get_checked(kind::CERTIFICATION, &key)
+                    .get_checked_ahead(&ahead, kind::CERTIFICATION, &key)
                     .await?
                     .map(|v| v.value);
-                let deployed = self.store.state(kind::DEPLOYED, &key).await?.is_some();
+                let deployed = self
+                    .get_ahead::<serde_json::Value>(&ahead, kind::DEPLOYED, &key)
+                    .await?
+                    .is_some();
                 Some(PreviousFacts {
                     environment: after,
                     certified_at: standing.map(|s| s.first_certified_at.unix_seconds()),
@@ -109,6 +135,7 @@ impl<S: Store> App<S> {
                 })
             }
         };
+        let exceptions = self.exception_facts(&ahead, release).await?;
         let facts = Facts {
             now: now.unix_seconds(),
             environment: promotion.environment.clone(),
@@ -125,7 +152,7 @@ impl<S: Store> App<S> {
                 artifacts,
             },
             previous,
-            exceptions: self.exception_facts(release).await?,
+            exceptions,
             break_glass: promotion.break_glass.as_ref().map(|b| b.reason.clone()),
             approvals: approvals
                 .iter()
@@ -146,7 +173,11 @@ impl<S: Store> App<S> {
                 })
                 .collect(),
         };
-        Ok(Gathered { facts, provenance })
+        Ok(Gathered {
+            facts,
+            provenance,
+            ahead,
+        })
     }
 
     /// An artifact's evidence as a decision in `environment` reads it: every piece with

@@ -18,9 +18,10 @@ mod review;
 use custody_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::AppResult;
 use crate::app::{App, Versioned};
+use crate::read_ahead::ReadAhead;
 use crate::records::{ApprovalRecord, DecisionRecord, PromotionRecord, PromotionStatus, kind};
+use crate::{AppError, AppResult};
 
 pub use request::Promote;
 pub use review::Review;
@@ -143,11 +144,27 @@ impl<S: Store> App<S> {
         &self,
         promotion: &PromotionRecord,
     ) -> AppResult<Vec<Versioned<ApprovalRecord>>> {
+        let keys = promotion
+            .approvals
+            .iter()
+            .map(|id| (kind::APPROVAL, id.clone()))
+            .collect();
+        self.approvals_ahead(&self.read_ahead(keys).await?, promotion)
+            .await
+    }
+
+    /// [`App::approvals_of`], read ahead.
+    pub(crate) async fn approvals_ahead(
+        &self,
+        ahead: &ReadAhead,
+        promotion: &PromotionRecord,
+    ) -> AppResult<Vec<Versioned<ApprovalRecord>>> {
         let mut out = Vec::with_capacity(promotion.approvals.len());
         for id in &promotion.approvals {
             out.push(
-                self.require(kind::APPROVAL, id, || format!("no approval {id}"))
-                    .await?,
+                self.get_ahead(ahead, kind::APPROVAL, id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("no approval {id}")))?,
             );
         }
         Ok(out)

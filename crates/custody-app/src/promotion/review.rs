@@ -126,15 +126,26 @@ impl<S: Store> App<S> {
             let rule = env.approvals.as_ref().ok_or_else(|| {
                 AppError::invalid(format!("environment {} needs no approvals", env.name))
             })?;
-            let release: ReleaseRecord = self.release(&promotion.release).await?;
-            let mut approvals = self.approvals_of(&promotion).await?;
+            // The release, the environment and the reviews so far, read together.
+            let mut keys = vec![
+                (kind::RELEASE, promotion.release.clone()),
+                (kind::ENVIRONMENT, promotion.environment.clone()),
+            ];
+            keys.extend(promotion.approvals.iter().map(|id| (kind::APPROVAL, id.clone())));
+            let ahead = self.read_ahead(keys).await?;
+            let release: ReleaseRecord = self
+                .get_checked_ahead(&ahead, kind::RELEASE, &promotion.release)
+                .await?
+                .ok_or_else(|| AppError::not_found(format!("no release {}", promotion.release)))?
+                .value;
+            let mut approvals = self.approvals_ahead(&ahead, &promotion).await?;
             let earlier = approvals
                 .iter()
                 .rev()
                 .find(|a| a.value.by == actor.principal && a.value.superseded_by.is_none())
                 .map(|a| (a.value.id.clone(), a.version));
             let context = self
-                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &promotion.environment)
+                .get_ahead::<EnvironmentRecord>(&ahead, kind::ENVIRONMENT, &promotion.environment)
                 .await?
                 .and_then(|e| e.value.certified.map(|c| c.release));
             let record = ApprovalRecord {
@@ -228,11 +239,18 @@ impl<S: Store> App<S> {
             }
             return Ok((actor.clone(), None));
         };
+        // The promotion, and whether the statement was used before, read together.
+        let used = approval_statement::use_key(envelope)?;
+        let ahead = self
+            .read_ahead(vec![
+                (kind::PROMOTION, promotion_id.to_owned()),
+                (kind::STATEMENT_USED, used.clone()),
+            ])
+            .await?;
         let promotion: PromotionRecord = self
-            .require(kind::PROMOTION, promotion_id, || {
-                format!("no promotion {promotion_id}")
-            })
+            .get_ahead(&ahead, kind::PROMOTION, promotion_id)
             .await?
+            .ok_or_else(|| AppError::not_found(format!("no promotion {promotion_id}")))?
             .value;
         let expected = Approved::Promotion {
             promotion: promotion.id,
@@ -252,8 +270,10 @@ impl<S: Store> App<S> {
             .await?;
         // A signed approval counts once: whoever holds a copy (the promotion's readers)
         // cannot send it again to renew it (its review is recorded with its use).
-        let used = approval_statement::use_key(envelope)?;
-        if let Some(first) = self.get::<String>(kind::STATEMENT_USED, &used).await? {
+        if let Some(first) = self
+            .get_ahead::<String>(&ahead, kind::STATEMENT_USED, &used)
+            .await?
+        {
             return Err(AppError::denied(format!(
                 "this signed approval was already used (review {}): a statement counts once; sign a new one to review again",
                 first.value

@@ -30,8 +30,8 @@ pub(crate) use side::{
     insert_cosignature, last_uses, latest_cosigned, prune_access, upsert_last_uses,
 };
 pub(crate) use state::{
-    NewIdempotencyRow, StateRow, delete_state, idempotency, insert_idempotency, state,
-    state_version, states, upsert_state,
+    NewIdempotencyRow, STATES_AT_ONCE, StateRow, delete_state, idempotency, insert_idempotency,
+    state, state_version, states, states_by_key, upsert_state,
 };
 pub(crate) use terms::{
     advance_terms_backfill, first_reaching, insert_terms, last_late_before, latest_stamp, search,

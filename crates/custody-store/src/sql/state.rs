@@ -59,6 +59,36 @@ pub(crate) async fn state(
     Ok(on_conn!(c, c => sqlx::query_as(SQL).bind(kind).bind(key).fetch_optional(&mut **c).await?))
 }
 
+/// State records by kind and key, in one round trip: the rows that exist, in no order.
+/// At most [`STATES_AT_ONCE`] keys a call.
+pub(crate) async fn states_by_key(
+    c: &mut Conn<'_>,
+    keys: &[(&str, &str)],
+) -> Result<Vec<StateRow>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement shape per key count: `(kind, key) = ($1, $2) OR …`, which SQLite and
+    // PostgreSQL both answer with one primary-key lookup a key.
+    let wanted: Vec<String> = (0..keys.len())
+        .map(|i| format!("(kind = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT kind, key, version, value, log_index FROM state WHERE {}",
+        wanted.join(" OR ")
+    );
+    Ok(on_conn!(c, c => {
+        let mut q = sqlx::query_as(&sql);
+        for (kind, key) in keys {
+            q = q.bind(*kind).bind(*key);
+        }
+        q.persistent(keys.len() <= 16).fetch_all(&mut **c).await?
+    }))
+}
+
+/// Keys [`states_by_key`] reads at most in one call.
+pub(crate) const STATES_AT_ONCE: usize = 64;
+
 /// State records of `kind` after `after` in key order.
 pub(crate) async fn states(
     c: &mut Conn<'_>,

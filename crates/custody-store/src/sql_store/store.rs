@@ -374,6 +374,24 @@ impl Store for SqlStore {
             .transpose()
     }
 
+    async fn states_by_key(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<Option<StateRecord>>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(keys.len());
+        let mut conn = self.read.acquire().await?;
+        for chunk in keys.chunks(sql::STATES_AT_ONCE) {
+            for row in sql::states_by_key(&mut conn.conn(), chunk).await? {
+                let record = state_record(row)?;
+                found.insert((record.kind.clone(), record.key.clone()), record);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|(kind, key)| found.get(&((*kind).to_owned(), (*key).to_owned())).cloned())
+            .collect())
+    }
+
     async fn states(
         &self,
         kind: &str,

@@ -60,6 +60,22 @@ pub(crate) async fn state_changes_commit_with_their_events(backend: Backend) {
     assert_eq!(keys, ["p2", "p3"]);
     assert!(store.state("promotion", "nope").await.unwrap().is_none());
     assert!(store.states("approval", "", 10).await.unwrap().is_empty());
+
+    // Read together: each key asked, in order, present or not, the same as one by one;
+    // more keys than one statement reads, and a key asked twice.
+    let mut keys = vec![("promotion", "p3"), ("approval", "p1"), ("promotion", "p1")];
+    let filler: Vec<String> = (0..70).map(|i| format!("x{i}")).collect();
+    keys.extend(filler.iter().map(|k| ("promotion", k.as_str())));
+    keys.push(("promotion", "p4"));
+    keys.push(("promotion", "p3"));
+    let together = store.states_by_key(&keys).await.unwrap();
+    assert_eq!(together.len(), keys.len());
+    for ((kind, key), got) in keys.iter().zip(&together) {
+        assert_eq!(got, &store.state(kind, key).await.unwrap(), "{kind}/{key}");
+    }
+    let present: Vec<_> = together.iter().flatten().map(|r| r.key.as_str()).collect();
+    assert_eq!(present, ["p3", "p1", "p4", "p3"]);
+    assert!(store.states_by_key(&[]).await.unwrap().is_empty());
 }
 
 pub(crate) async fn a_failed_precondition_writes_nothing_and_spares_the_batch(backend: Backend) {
