@@ -388,6 +388,22 @@ fn one_changed_byte_anywhere_is_caught_and_named() {
         "{failures:#?}"
     );
 
+    // An entry line made blank: not skipped as if nothing were there, but an unreadable
+    // line where an entry was.
+    let path = tampered("blank", |b| {
+        let (m, n, _) = b.find(|e| e["type"] == "release.created");
+        let bytes = b.member(&m);
+        let mut lines: Vec<&[u8]> = bytes.split(|c| *c == b'\n').collect();
+        lines[n] = b"";
+        *bytes = lines.join(&b'\n');
+    });
+    caught(&path, None, "format");
+    let (_, report, _) = verify(&path);
+    assert!(
+        report["failures"].to_string().contains("line"),
+        "{report:#}"
+    );
+
     // An inclusion proof of a scoped bundle.
     let scoped = fixture().dir.join("scope-proof.bundle");
     export(

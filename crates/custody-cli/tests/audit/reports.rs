@@ -118,6 +118,13 @@ fn the_raw_reports_travel_byte_for_byte_and_a_changed_or_removed_one_is_caught()
         recount_reports(b);
     });
     caught(&path, None, "report");
+    let (_, r, _) = verify(&path);
+    assert!(
+        r["failures"].to_string().contains(
+            "the entry that named it was removed or altered, or the report was added"
+        ),
+        "{r:#}"
+    );
     // A report under another name (and so out of order): its own entry is told it is
     // missing, and nothing blames the reports around it.
     let path = tampered("report-renamed", |b| {

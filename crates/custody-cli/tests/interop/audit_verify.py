@@ -273,9 +273,12 @@ class Verifier:
             elif last_report is not None:
                 raise Unusable(f"{m.name} follows the reports")
             elif m.name == "entries/%06d.jsonl" % files:
-                for n, line in enumerate(read(m).split(b"\n")):
-                    if line:
-                        self.entry_line(m.name, n + 1, line)
+                lines = read(m).split(b"\n")
+                if lines and not lines[-1]:
+                    lines.pop()  # the newline that ends the last line
+                for n, line in enumerate(lines):
+                    # A blank line is no entry: it fails to read, like any unreadable line.
+                    self.entry_line(m.name, n + 1, line)
                 files += 1
             else:
                 raise Unusable(f"unexpected member {m.name}")

@@ -347,17 +347,20 @@ impl State {
     }
 }
 
-/// The non-empty lines of a JSON-lines member.
+/// The lines of a JSON-lines member (the newline ending the last one is not the start of
+/// another). A blank line among them is kept: it is no JSON, and fails to read where a
+/// line was, rather than vanish with what it replaced.
 pub(crate) fn json_lines(bytes: &[u8]) -> Vec<&[u8]> {
     // memchr finds the newlines many bytes at a time (this runs on one core, between the
     // parallel parts).
     let mut lines = Vec::new();
     let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
-        if end > start {
-            lines.push(&bytes[start..end]);
-        }
+    for end in memchr::memchr_iter(b'\n', bytes) {
+        lines.push(&bytes[start..end]);
         start = end + 1;
+    }
+    if start < bytes.len() {
+        lines.push(&bytes[start..]);
     }
     lines
 }

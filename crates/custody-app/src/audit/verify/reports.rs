@@ -115,7 +115,7 @@ impl State {
                 None,
                 Check::Report,
                 format!(
-                    "{name}: no verified evidence entry in the bundle names this report, and an export carries only the reports its entries name: it was added"
+                    "{name}: no verified evidence entry in the bundle names this report, and an export carries only the reports its entries name: the entry that named it was removed or altered, or the report was added"
                 ),
             ));
             return;
