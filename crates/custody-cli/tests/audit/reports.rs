@@ -120,9 +120,9 @@ fn the_raw_reports_travel_byte_for_byte_and_a_changed_or_removed_one_is_caught()
     caught(&path, None, "report");
     let (_, r, _) = verify(&path);
     assert!(
-        r["failures"].to_string().contains(
-            "the entry that named it was removed or altered, or the report was added"
-        ),
+        r["failures"]
+            .to_string()
+            .contains("the entry that named it was removed or altered, or the report was added"),
         "{r:#}"
     );
     // A report under another name (and so out of order): its own entry is told it is
