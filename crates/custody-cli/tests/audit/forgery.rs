@@ -10,6 +10,17 @@ use serde_json::Value;
 use super::bundle::{self, Bundle, envelope_digest, event, log_key, resign, with_event};
 use super::{caught, export, fixture, python_verify, tampered, tampered_from, verify};
 
+/// The entries a report's entry-order failures name, in its order.
+fn entry_order_failures(report: &Value) -> Vec<u64> {
+    report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "entry-order")
+        .map(|f| f["entry"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn removed_swapped_and_forged_entries_are_caught() {
     // A removed entry.
@@ -19,6 +30,27 @@ fn removed_swapped_and_forged_entries_are_caught() {
     });
     let (_, _, gone) = Bundle::read(&fixture().all).find(|e| e["type"] == "evidence.attached");
     caught(&path, gone["index"].as_u64(), "entry-order");
+
+    // Two entries removed far apart, and the last: each gap is named, not only the first.
+    let path = tampered("removed-three", |b| {
+        let entries = b.entries();
+        let (m, n, _) = &entries[entries.len() - 1];
+        b.set_line(m, *n, None);
+        let (m, n, _) = &entries[9];
+        b.set_line(m, *n, None);
+        let (m, n, _) = &entries[3];
+        b.set_line(m, *n, None);
+    });
+    let (_, report, _) = verify(&path);
+    let gaps = entry_order_failures(&report);
+    let last = Bundle::read(&fixture().all).entries().len() as u64 - 1;
+    assert_eq!(gaps, [3, 9, last], "{report:#}");
+    let (_, py) = python_verify(&path);
+    assert_eq!(
+        entry_order_failures(&py),
+        gaps,
+        "the Python verifier names other gaps: {py:#}"
+    );
 
     // Two entries swapped (lines), and two leaves swapped under their indices.
     let path = tampered("swapped", |b| {

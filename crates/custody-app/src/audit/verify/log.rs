@@ -118,6 +118,7 @@ impl Tree {
     /// complete bundle, folds its stated hash into the tree and compares the roots of the
     /// checkpoints it reaches.
     pub(crate) fn place(&mut self, index: u64, stated: Hash, report: &mut Report) {
+        let expected = self.next_index();
         if let Some(last) = self.last {
             if index <= last {
                 report.failures.push(fail(
@@ -141,20 +142,16 @@ impl Tree {
             ));
             return;
         }
-        if !self.complete || self.broken {
+        if !self.complete {
             return;
         }
-        if index != self.frontier.size() {
-            report.failures.push(fail(
-                Some(self.frontier.size()),
-                Check::EntryOrder,
-                format!(
-                    "entries {}..{index} are missing from a bundle that says it holds every entry{}",
-                    self.frontier.size(),
-                    self.perhaps_unreadable()
-                ),
-            ));
+        // Every gap is named, not only the first: once one is found the recomputed roots
+        // mean nothing, but the indices still say what else is missing.
+        if index != expected {
+            self.missing(expected, index, report);
             self.broken = true;
+        }
+        if self.broken {
             return;
         }
         self.frontier.push(stated);
@@ -190,6 +187,23 @@ impl Tree {
         }
     }
 
+    /// The index the next entry of a complete bundle must have.
+    fn next_index(&self) -> u64 {
+        self.last.map_or(0, |last| last + 1)
+    }
+
+    /// Reports entries `from..to` missing from a complete bundle.
+    fn missing(&self, from: u64, to: u64, report: &mut Report) {
+        report.failures.push(fail(
+            Some(from),
+            Check::EntryOrder,
+            format!(
+                "entries {from}..{to} are missing from a bundle that says it holds every entry{}",
+                self.perhaps_unreadable()
+            ),
+        ));
+    }
+
     /// What to add to a report of missing entries when some entry lines could not be read.
     fn perhaps_unreadable(&self) -> String {
         match self.unreadable {
@@ -202,17 +216,9 @@ impl Tree {
     /// After the last entry: a complete bundle must have reached the anchor.
     pub(crate) fn finish(&mut self, report: &mut Report) {
         report.anchor_root = self.anchor_root.as_ref().map(hex);
-        if self.complete && !self.broken && self.frontier.size() < self.anchor {
-            report.failures.push(fail(
-                Some(self.frontier.size()),
-                Check::EntryOrder,
-                format!(
-                    "entries {}..{} are missing from a bundle that says it holds every entry{}",
-                    self.frontier.size(),
-                    self.anchor,
-                    self.perhaps_unreadable()
-                ),
-            ));
+        let next = self.next_index();
+        if self.complete && next < self.anchor {
+            self.missing(next, self.anchor, report);
         }
         if self.anchor_root.is_none() && self.anchor > 0 {
             report.failures.push(fail(
