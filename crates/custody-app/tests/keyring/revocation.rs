@@ -224,6 +224,15 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         Err(AppError::Denied(m)) => assert!(m.contains("was revoked"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // Nor one backdated before the compromise (the data directory's operator sets the
+    // clock): it would be recorded after the revocation, and the ledger's order decides.
+    match s.approve(&alice, "1.0.0", "10:30:00").await {
+        Err(AppError::Denied(m)) => assert!(
+            m.contains("signs nothing recorded after its revocation, whatever time"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
     // What it approved before is untouched; impact lists both approvals.
     let impact = s.app.key_impact(&id(&alice), at("10:00:00")).await.unwrap();
     let approvals: Vec<bool> = impact
@@ -265,6 +274,31 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
         assert!(marked.contains(&("prod", true)), "{marked:?}");
         assert!(!marked.contains(&("build", true)), "{marked:?}");
     }
+
+    // Her approval of 1.0.0 (signed before the compromise) recorded again after the
+    // revocation, behind custody's back: its time and signature are as good as the
+    // first's, but no personal statement recorded after its key's revocation counts.
+    let first = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.body,
+                custody_app::events::EventBody::ApprovalRecorded(_)
+            )
+        })
+        .min_by_key(|e| e.event.at)
+        .unwrap();
+    let forged_at = s.app.log().size().await.unwrap();
+    let s = s.forge(first.event.to_leaf().unwrap()).await;
+    let report = s.audit(Scope::All).await;
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.entry == Some(forged_at) && f.check.name() == "approval"),
+        "{:#?}",
+        report.failures
+    );
 }
 
 /// An environment a rollback restored rests on the restored promotion's approvals: when a

@@ -64,6 +64,8 @@ pub(crate) struct Setup {
     pub(crate) release_key: PrivateKey,
     /// The log's public key, for verifying bundles offline.
     pub(crate) log_pub: custody_crypto::PublicKey,
+    /// The attestor's key (PKCS#8 PEM), to open the store again with it.
+    attestor: String,
     _dir: tempfile::TempDir,
 }
 
@@ -104,7 +106,9 @@ pub(crate) async fn setup() -> Setup {
     )
     .await
     .unwrap();
-    let app = App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)));
+    let attestor = PrivateKey::generate(Algorithm::Ed25519);
+    let attestor_pem = attestor.to_pkcs8_pem().unwrap();
+    let app = App::new(store, Box::new(attestor));
     let (builder, release_key) = (
         PrivateKey::generate(Algorithm::Ed25519),
         PrivateKey::generate(Algorithm::EcdsaP256),
@@ -122,11 +126,25 @@ pub(crate) async fn setup() -> Setup {
         builder,
         release_key,
         log_pub,
+        attestor: attestor_pem,
         _dir: dir,
     }
 }
 
 impl Setup {
+    /// The instance with `leaf` appended behind the use cases' back, as whoever holds the
+    /// database could: what an auditor's verification must catch.
+    pub(crate) async fn forge(self, leaf: custody_model::CanonicalJson) -> Setup {
+        use custody_store::{Append, Store as _};
+        let store = self.app.into_store();
+        store.append(Append::event(leaf)).await.unwrap();
+        let attestor = PrivateKey::from_pkcs8_pem(&self.attestor).unwrap();
+        Setup {
+            app: App::new(store, Box::new(attestor)),
+            ..self
+        }
+    }
+
     /// Exports `scope` as an auditor and verifies the bundle offline with the log's key.
     pub(crate) async fn audit(
         &self,

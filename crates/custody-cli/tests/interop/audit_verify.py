@@ -203,7 +203,8 @@ class Verifier:
     def keys_at(self, keys, purpose, index, at):
         """`keys` (a policy's, by key id) as the key.rotated hand-overs before `index` left them,
         without those a key.revoked before `index` cut off at or before `at` (what the entry
-        records happened then)."""
+        records happened then), and without personal keys revoked before `index` at all (a
+        personal statement is recorded as it is made: after the revocation, whatever its time)."""
         keys = dict(keys)
         for where, p, old, new, key in self.rotations:
             if where < index and p == purpose and old in keys:
@@ -211,7 +212,7 @@ class Verifier:
                 keys[new] = key
         when = stamp(at)
         for where, key, cutoff in self.revocations:
-            if where < index and key in keys and cutoff <= when:
+            if where < index and key in keys and (cutoff <= when or purpose == "personal-approval"):
                 del keys[key]
         return keys
 

@@ -67,7 +67,10 @@ impl Timeline {
     /// The keys trusted for `purpose` at ledger index `index`, for what the ledger recorded
     /// at `at` (the keyring's rule, as far as the entries before `index` tell): the policy
     /// in force's keys, each followed through its verified hand-overs (a key that handed
-    /// over no longer counts), without the keys revoked with a cutoff at or before `at`.
+    /// over no longer counts), without the keys revoked with a cutoff at or before `at`,
+    /// and without personal keys revoked before `index` at all: a personal statement is
+    /// recorded as it is made, so one recorded after its key's revocation counts for
+    /// nothing, whatever time it carries (times can be set; the ledger's order cannot).
     pub(crate) fn keys(
         &self,
         index: u64,
@@ -93,10 +96,11 @@ impl Timeline {
         }
         keys.retain(|k| {
             let id = k.key_id().to_string();
-            !self
-                .revocations
-                .iter()
-                .any(|r| r.index < index && r.key == id && r.cutoff <= at)
+            !self.revocations.iter().any(|r| {
+                r.index < index
+                    && r.key == id
+                    && (r.cutoff <= at || purpose == KeyPurpose::PersonalApproval)
+            })
         });
         keys
     }
