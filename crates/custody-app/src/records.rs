@@ -177,6 +177,9 @@ pub struct PromotionRecord {
     pub environment: String,
     /// Who asked.
     pub requested_by: String,
+    /// Who made the token they asked with, when someone else did (never its reviewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_through: Option<String>,
     /// When.
     pub requested_at: Timestamp,
     /// Where it stands.

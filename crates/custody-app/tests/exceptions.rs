@@ -142,6 +142,41 @@ fn vulnerabilities(decision: &Decision) -> &GateResult {
         .unwrap()
 }
 
+/// An exception asked for with a token a security reviewer minted for the requester: the
+/// reviewer saw its secret and could have asked themselves, so someone else reviews it.
+#[tokio::test]
+async fn whoever_minted_the_requesters_token_does_not_review_the_exception() {
+    let s = world().await;
+    let (d, _) = scanned(&s).await;
+    let through_sec = custody_app::Actor::new("sam", at(NOW))
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Token {
+            token: "tok-sam".into(),
+            created_by: Some("sec".into()),
+            personal: false,
+        });
+    let asked = s
+        .app
+        .request_exception(
+            &through_sec,
+            &waiver(Some(&d), None, "2026-11-12T00:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(asked.requested_through.as_deref(), Some("sec"));
+    let t = "2026-11-10T11:00:00Z";
+    match decide(&s, "sec", t, &asked.id, Verdict::Approve, "fine").await {
+        Err(custody_app::AppError::Denied(m)) => assert!(
+            m.contains("sec made the token sam requested exception"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let approved = decide(&s, "sue", t, &asked.id, Verdict::Approve, "fine").await;
+    assert_eq!(approved.unwrap().status, ExceptionStatus::Approved);
+}
+
 #[tokio::test]
 async fn an_approved_exception_waives_the_cve_until_it_expires() {
     let s = world().await;

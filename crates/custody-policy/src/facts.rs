@@ -17,6 +17,12 @@ pub struct Facts {
     pub environment: String,
     /// Who asked for the promotion.
     pub requested_by: String,
+    /// Who made the credential the promotion was asked for with, when someone other than
+    /// the requester did (an admin who minted their token, and saw its secret): they could
+    /// have asked themselves, so they never review it either. Absent otherwise, so the
+    /// digests of earlier facts are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_through: Option<String>,
     /// The release being promoted.
     pub release: ReleaseFacts,
     /// The release's standing in the environment before the target, if there is one.

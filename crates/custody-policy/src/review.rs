@@ -1,8 +1,9 @@
 //! Separation of duties, decided in one place: who may review a promotion (approve it,
 //! reject it, or review a break-glass after the fact), and how each recorded review stands.
 //!
-//! Invariant: [`may_review`] is the only rule. A reviewer did not request the promotion,
-//! build an artifact of the release or sign it, and holds — in that environment, at that
+//! Invariant: [`may_review`] is the only rule. A reviewer did not request the promotion
+//! (nor make the token someone else requested it with), build an artifact of the release
+//! or sign it, and holds — in that environment, at that
 //! time — one of the roles the environment's approvals rule names. The approvals gate
 //! applies it to approvals and rejections alike, so a rejection ends a promotion only when
 //! it comes from someone who could have approved it.
@@ -22,6 +23,9 @@ pub enum NotEligible {
     /// They requested the promotion (or broke the glass).
     #[error("requested the promotion")]
     RequestedPromotion,
+    /// They made the token someone else requested the promotion with.
+    #[error("made the token the promotion was requested with")]
+    MadeRequestersToken,
     /// They registered an artifact of the release.
     #[error("built an artifact of the release")]
     BuiltArtifact,
@@ -79,6 +83,9 @@ fn eligible(
     let environment = facts.environment.as_str();
     if who == facts.requested_by {
         return Err(NotEligible::RequestedPromotion);
+    }
+    if facts.requested_through.as_deref() == Some(who) {
+        return Err(NotEligible::MadeRequestersToken);
     }
     if release.artifacts.iter().any(|a| a.built_by == who) {
         return Err(NotEligible::BuiltArtifact);

@@ -241,6 +241,7 @@ impl<S: Store> App<S> {
             reason: req.reason.clone(),
             expires_at: req.expires_at,
             requested_by: actor.principal.clone(),
+            requested_through: actor.credential_made_by(),
             requested_at: actor.now,
             status: ExceptionStatus::Pending,
             reviewed_by: None,
@@ -350,6 +351,12 @@ impl<S: Store> App<S> {
                 return Err(AppError::denied(format!(
                     "{} requested exception {id}, so someone else must review it (separation of duties)",
                     actor.principal
+                )));
+            }
+            if record.requested_through.as_deref() == Some(actor.principal.as_str()) {
+                return Err(AppError::denied(format!(
+                    "{} made the token {} requested exception {id} with, so someone else must review it (separation of duties)",
+                    actor.principal, record.requested_by
                 )));
             }
             // A review, either way, is the reviewer's own and takes the security role

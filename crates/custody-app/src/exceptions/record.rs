@@ -142,6 +142,10 @@ pub struct ExceptionRecord {
     pub expires_at: Timestamp,
     /// Who asked for it.
     pub requested_by: String,
+    /// Who made the token they asked with, when someone else did (an admin who saw its
+    /// secret): never its reviewer either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_through: Option<String>,
     /// When.
     pub requested_at: Timestamp,
     /// Where it stands.

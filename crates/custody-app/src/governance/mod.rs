@@ -73,6 +73,11 @@ pub struct ProposalRecord {
     pub changes: Vec<Change>,
     /// Who proposed it.
     pub proposed_by: String,
+    /// Who made the credential it was proposed with, when that was someone else (an admin
+    /// who minted the proposer's token, and saw its secret): they could have proposed it
+    /// themselves, so they never review it either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_through: Option<String>,
     /// When.
     pub proposed_at: Timestamp,
     /// When it lapses unless applied.
@@ -254,6 +259,7 @@ impl<S: Store> App<S> {
                 bundle: bundle.clone(),
                 changes: changes.clone(),
                 proposed_by: actor.principal.clone(),
+                proposed_through: actor.credential_made_by(),
                 proposed_at: actor.now,
                 expires_at: actor.now.plus_seconds(PROPOSAL_LIFETIME),
                 quorum: governance.quorum,

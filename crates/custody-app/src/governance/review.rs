@@ -99,6 +99,12 @@ impl<S: Store> App<S> {
                     proposal.quorum
                 )));
             }
+            if proposal.proposed_through.as_deref() == Some(who) {
+                return Err(AppError::denied(format!(
+                    "{who} made the token {} proposed {id} with, and so may not review it: {} other owner(s) must",
+                    proposal.proposed_by, proposal.quorum
+                )));
+            }
             if !policy.owns(who, actor.now.unix_seconds()) {
                 return Err(AppError::denied(format!(
                     "{who} may not review policy changes: that takes {} (unscoped) in the policy in force",

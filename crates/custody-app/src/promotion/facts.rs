@@ -140,6 +140,7 @@ impl<S: Store> App<S> {
             now: now.unix_seconds(),
             environment: promotion.environment.clone(),
             requested_by: promotion.requested_by.clone(),
+            requested_through: promotion.requested_through.clone(),
             release: ReleaseFacts {
                 name: release.name.clone(),
                 version: release.version.clone(),

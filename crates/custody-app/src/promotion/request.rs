@@ -120,6 +120,7 @@ impl<S: Store> App<S> {
                     release_digest: release.digest.clone(),
                     environment: environment.into(),
                     requested_by: actor.principal.clone(),
+                    requested_through: actor.credential_made_by(),
                     requested_at: actor.now,
                     status: PromotionStatus::Pending,
                     decisions: Vec::new(),

@@ -1,9 +1,10 @@
 //! Who may act where, and what their acts count for: break-glass past a freeze, loud and
-//! reviewed after the fact by someone else; a role scoped to one environment; a certified
+//! reviewed after the fact by someone else; nobody reviewing what a token they minted
+//! asked for; a role scoped to one environment; a certified
 //! card's approvals counted against the quorum its decision was made under.
 
 use custody_app::AppError;
-use custody_app::records::Verdict;
+use custody_app::records::{PromotionStatus, Verdict};
 
 use super::common::*;
 use super::deploy_gate;
@@ -149,6 +150,68 @@ async fn break_glass_goes_past_a_freeze_loudly_and_waits_for_someone_elses_revie
         Err(AppError::Conflict(m)) => assert!(m.contains("already certified"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A promotion asked for with a token an approver minted for the requester: the approver
+/// saw its secret and could have asked themselves, so they do not review it (else one
+/// person, with a token made for someone else, would ask and approve alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoever_minted_the_requesters_token_does_not_review_the_promotion() {
+    let s = setup("approvals = { quorum = 1, roles = [\"approver\"] }").await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    let built = s.app.promote_to(&actor("rita"), &r, "build", None).await;
+    assert!(built.unwrap().decision.decision.allowed);
+    let through_alice = custody_app::Actor::new("sam", actor("sam").now)
+        .unwrap()
+        .authenticated_by(custody_model::Authentication::Token {
+            token: "tok-sam".into(),
+            created_by: Some("alice".into()),
+            personal: false,
+        });
+    let waiting = s.app.promote_to(&through_alice, &r, "prod", None).await;
+    let id = waiting.unwrap().promotion.id;
+    let review = custody_app::Review {
+        rationale: "looks fine".into(),
+        risk: custody_app::records::Risk::Low,
+        confidential: false,
+        statement: None,
+    };
+    // Recorded, as an approval that does not count is, and not counted, saying why.
+    let by_alice = s
+        .app
+        .review(&actor("alice"), &id, Verdict::Approve, &review, None)
+        .await
+        .unwrap();
+    assert_eq!(by_alice.promotion.status, PromotionStatus::Pending);
+    let why = by_alice.approval.unwrap().1.unwrap();
+    assert!(
+        why.contains("alice (made the token the promotion was requested with)"),
+        "{why}"
+    );
+    // Nor may she reject it: a rejection counts only from someone who could approve.
+    match s
+        .app
+        .review(&actor("alice"), &id, Verdict::Reject, &review, None)
+        .await
+    {
+        Err(AppError::Denied(m)) => {
+            assert!(
+                m.contains("made the token the promotion was requested with"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Someone with no hand in the request approves it.
+    let approved = s
+        .app
+        .review(&actor("bob"), &id, Verdict::Approve, &review, None)
+        .await;
+    assert_eq!(
+        approved.unwrap().promotion.status,
+        PromotionStatus::Certified
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,38 @@ use custody_policy::Direction;
 
 use super::*;
 
+/// A proposal made with a token another owner minted for the proposer: the minter saw
+/// its secret and could have proposed it themselves, so they do not review it either (else
+/// one owner, with a token made for another, would change the rules alone).
+#[tokio::test]
+async fn whoever_minted_the_proposers_token_does_not_review_it() {
+    let w = world().await;
+    let before = w.in_force().await;
+    let through_sol = Actor::new("sam", at(NOW))
+        .unwrap()
+        .authenticated_by(Authentication::Token {
+            token: "tok-sam".into(),
+            created_by: Some("sol".into()),
+            personal: false,
+        });
+    let asked = w
+        .app
+        .apply_policy(&through_sol, &w.bundle(&loosened()))
+        .await
+        .unwrap();
+    let id = asked.proposal.unwrap().record.id;
+    denied(
+        w.review_as("sol", &id, Verdict::Approve, "lgtm").await,
+        "sol made the token sam proposed",
+    );
+    assert_eq!(w.in_force().await, before);
+    // Two owners who had no hand in it still can.
+    w.review_as("sasha", &id, Verdict::Approve, "ok")
+        .await
+        .unwrap();
+    assert_eq!(w.in_force().await, before);
+}
+
 #[tokio::test]
 async fn loosening_the_rules_takes_a_quorum_of_other_owners() {
     let w = world().await;
