@@ -158,6 +158,8 @@ struct ApprovalsDoc {
     quorum: Spanned<u32>,
     roles: Spanned<Vec<Spanned<String>>>,
     expires: Option<Spanned<String>>,
+    #[serde(default)]
+    signed: bool,
 }
 
 const DEFAULT_NAME_RULE: &str = "^[a-z0-9][a-z0-9._-]*$";
@@ -443,12 +445,27 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
                         names(&roles)
                     ),
                 );
+            } else if doc.signed && !errors.recorded {
+                let enrolled = eligible
+                    .iter()
+                    .filter(|p| person_keys.iter().any(|k| k.principal == **p))
+                    .count();
+                if usize::try_from(quorum).is_ok_and(|q| enrolled < q) {
+                    errors.at(
+                        doc.quorum.span(),
+                        format!(
+                            "signed approvals: a quorum of {quorum} can never be met: only {enrolled} of the people holding the roles {:?} enrolled a personal key ([[person_key]])",
+                            names(&roles)
+                        ),
+                    );
+                }
             }
             Approvals {
                 quorum,
                 roles,
                 legacy_roles,
                 expires: span_of(&doc.expires, &mut errors).unwrap_or(Span::DAY),
+                signed: doc.signed,
             }
         });
         let mut evidence = Vec::new();

@@ -168,6 +168,15 @@ fn governance(before: &Policy, after: &Policy, out: &mut Changes) {
             a.quorum, b.quorum
         )
     });
+    if a.signed != b.signed {
+        out.either(
+            !a.signed,
+            format!(
+                "policy changes: approvals count {}",
+                signed_or_not(a.signed)
+            ),
+        );
+    }
     let persons = |p: &Policy| -> BTreeSet<String> {
         p.person_keys
             .iter()
@@ -445,7 +454,22 @@ fn approvals(out: &mut Changes, env: &str, b: Option<&Approvals>, a: Option<&App
                     a.expires, b.expires
                 )
             });
+            if a.signed != b.signed {
+                out.either(
+                    !a.signed,
+                    format!("{env}: approvals count {}", signed_or_not(a.signed)),
+                );
+            }
         }
+    }
+}
+
+/// How approvals count under a rule's `signed`.
+fn signed_or_not(signed: bool) -> &'static str {
+    if signed {
+        "only when signed with an enrolled personal key"
+    } else {
+        "from any credential of the approver's own, signed or not"
     }
 }
 

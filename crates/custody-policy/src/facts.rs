@@ -178,6 +178,10 @@ pub struct ApprovalFacts {
     /// revoked (or compromised) by the time it was recorded (read from the keyring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_refused: Option<String>,
+    /// Whether it was signed with the approver's enrolled personal key (absent when not, so
+    /// the digests of earlier facts are unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
 }
 
 /// An approved exception (waiver) as a decision reads it.

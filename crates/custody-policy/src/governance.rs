@@ -33,6 +33,8 @@ pub struct Governance {
     pub owners: Vec<Role>,
     /// Distinct owners needed, never counting the proposer.
     pub quorum: u32,
+    /// Only reviews signed with an enrolled personal key count (`signed = true`).
+    pub signed: bool,
 }
 
 impl Default for Governance {
@@ -40,6 +42,7 @@ impl Default for Governance {
         Governance {
             owners: vec![Role::Security],
             quorum: 1,
+            signed: false,
         }
     }
 }
@@ -61,6 +64,8 @@ pub(crate) struct GovernanceDoc {
     owners: Spanned<Vec<Spanned<String>>>,
     #[serde(default = "one")]
     quorum: Spanned<u32>,
+    #[serde(default)]
+    signed: bool,
 }
 
 fn one() -> Spanned<u32> {
@@ -103,7 +108,11 @@ pub(crate) fn compile_governance(
         );
     }
     let quorum = *doc.quorum.get_ref();
-    let governance = Governance { owners, quorum };
+    let governance = Governance {
+        owners,
+        quorum,
+        signed: doc.signed,
+    };
     if quorum == 0 {
         errors.at(
             doc.quorum.span(),
@@ -134,7 +143,7 @@ fn check_owners(
         // A recorded policy is read as it was recorded, before owners were counted.
         return;
     }
-    let Governance { owners, quorum } = governance;
+    let Governance { owners, quorum, .. } = governance;
     let needed = usize::try_from(*quorum).unwrap_or(usize::MAX);
     let holders = |lasting_only: bool| -> BTreeSet<&str> {
         grants

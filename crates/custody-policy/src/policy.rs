@@ -108,6 +108,10 @@ pub struct Approvals {
     pub legacy_roles: Vec<String>,
     /// How long an approval counts (default 24h).
     pub expires: Span,
+    /// Only approvals signed with an enrolled personal key count (`signed = true`): a
+    /// signature the approver alone can make and anyone can check offline, where a token or
+    /// a sign-in is vouched for by the server's configuration, which its operator controls.
+    pub signed: bool,
 }
 
 impl Policy {

@@ -161,6 +161,12 @@ fn standings(policy: &Policy, facts: &Facts, rule: &Approvals) -> Vec<Standing> 
             ignored("superseded by a later decision".into())
         } else if let Some(why) = &a.key_refused {
             ignored(why.clone())
+        } else if rule.signed && a.approve && !a.signed {
+            // (A rejection stops a promotion and loosens nothing: it counts unsigned.)
+            ignored(
+                "not signed with an enrolled personal key, and this environment counts only signed approvals"
+                    .into(),
+            )
         } else if a.release_digest != facts.release.digest
             || a.environment != facts.environment
             || a.policy_digest != policy.digest

@@ -149,3 +149,44 @@ fn a_person_key_belongs_to_one_person_and_serves_no_other_purpose() {
         "{err}"
     );
 }
+
+/// `signed = true` counts only approvals signed with an enrolled key: a quorum of more
+/// approvers than enrolled a key could never be met, and is refused at its line; enrolling
+/// enough makes it compile, and turning it on is a stricter change (off, a looser one).
+#[test]
+fn signed_approvals_need_enough_enrolled_approvers_and_tighten_the_rules() {
+    let strict = POLICY.replace(
+        "approvals = { quorum = 1, roles = [\"approver\"], expires = \"72h\" }",
+        "approvals = { quorum = 1, roles = [\"approver\"], expires = \"72h\", signed = true }",
+    );
+    let err = compile(&bundle(&strict, &keys())).unwrap_err();
+    assert!(
+        err.0.iter().any(|e| e.line == 33
+            && e.message.contains("only 0 of the people holding the roles")
+            && e.message.contains("[[person_key]]")),
+        "{err}"
+    );
+    let bob = PrivateKey::ed25519_from_seed(&[7; 32]).unwrap();
+    let enrolled = compile(&with_person_key(&strict, "bob", &bob, "keys/bob.pub")).unwrap();
+    let staging = enrolled.environment("staging").unwrap();
+    assert!(staging.approvals.as_ref().unwrap().signed);
+    let before = compile(&with_person_key(POLICY, "bob", &bob, "keys/bob.pub")).unwrap();
+    let changes = custody_policy::diff(&before, &enrolled);
+    let tightened: Vec<_> = changes
+        .iter()
+        .filter(|c| c.what.contains("approvals count only when signed"))
+        .map(|c| c.direction)
+        .collect();
+    assert_eq!(
+        tightened,
+        [custody_policy::Direction::Stricter],
+        "{changes:?}"
+    );
+    let back = custody_policy::diff(&enrolled, &before);
+    assert!(
+        back.iter()
+            .any(|c| c.direction == custody_policy::Direction::Looser
+                && c.what.contains("signed or not")),
+        "{back:?}"
+    );
+}

@@ -67,6 +67,16 @@ impl<S: Store> App<S> {
                     )));
                 }
             }
+            // (A rejection keeps the rules as they are and loosens nothing: it needs no
+            // signature.)
+            if policy.governance().signed
+                && verdict == Verdict::Approve
+                && request.statement.is_none()
+            {
+                return Err(AppError::denied(
+                    format!("the policy in force counts only approvals of its changes signed with an enrolled personal key ([governance] signed = true), and this one is not signed\nhint: custody policy approve {id} --sign-key YOUR_KEY --rationale …"),
+                ));
+            }
             let (reviewer, signed_with) = match &request.statement {
                 Some(envelope) => {
                     let expected = Approved::Proposal {

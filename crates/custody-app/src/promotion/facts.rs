@@ -171,6 +171,7 @@ impl<S: Store> App<S> {
                         ring.counts(&k.key, KeyPurpose::PersonalApproval, a.at)
                             .err()
                     }),
+                    signed: a.signed_with.is_some(),
                 })
                 .collect(),
         };

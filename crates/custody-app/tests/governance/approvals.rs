@@ -208,3 +208,105 @@ async fn an_approval_counts_only_from_its_approver() {
     assert_eq!(recorded.rationale_digest, Some(sha256(b"canary clean")));
     assert_eq!(recorded.rationale_commitment, None);
 }
+
+/// A policy that counts only signed approvals (`signed = true`, for prod and for changes
+/// of the policy): a sign-in or token vouched for by the server's configuration, which its
+/// operator controls (an identity provider added there could name anyone), does not count;
+/// a signature by the approver's enrolled key, checkable offline, does.
+#[tokio::test]
+async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count() {
+    let w = world().await;
+    let strict = GOVERNED
+        .replace("quorum = 2\n", "quorum = 2\nsigned = true\n")
+        .replace(
+            "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\" }",
+            "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\", signed = true }",
+        );
+    let asked = w.apply_as("sam", &strict).await.unwrap();
+    let proposal = asked.proposal.unwrap();
+    assert!(
+        asked
+            .changes
+            .iter()
+            .any(|c| c.direction == custody_policy::Direction::Stricter
+                && c.what
+                    == "prod: approvals count only when signed with an enrolled personal key"),
+        "{:?}",
+        asked.changes
+    );
+    // The version in force does not ask for signatures yet: two owners' sign-ins do.
+    for who in ["sol", "sasha"] {
+        w.review_as(who, &proposal.record.id, Verdict::Approve, "stricter")
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.in_force().await, proposal.record.policy);
+
+    // Carol signed in: recorded, not counted, saying why; bob's signature counts.
+    let p = w.release_and_promote("3.0.0").await;
+    let promotion = &p.promotion;
+    let plain = Review {
+        rationale: "fine".into(),
+        risk: Risk::Low,
+        confidential: false,
+        statement: None,
+    };
+    let by_carol = w
+        .app
+        .review(
+            &person("carol"),
+            &promotion.id,
+            Verdict::Approve,
+            &plain,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_carol.promotion.status,
+        custody_model::PromotionStatus::Pending
+    );
+    let why = by_carol.approval.unwrap().1.unwrap();
+    assert!(
+        why.contains("this environment counts only signed approvals"),
+        "{why}"
+    );
+    let approves = Approved::promotion(promotion, &w.in_force().await);
+    let signed_review = Review {
+        statement: Some(signed(&w.bob, "bob", approves, Verdict::Approve, "fine")),
+        ..plain.clone()
+    };
+    let by_bob = w
+        .app
+        .review(
+            &person("bob"),
+            &promotion.id,
+            Verdict::Approve,
+            &signed_review,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_bob.promotion.status,
+        custody_model::PromotionStatus::Certified
+    );
+    // The decision replays, and an auditor's bundle traces the signed approval.
+    assert!(w.app.replay(&by_bob.decision.id).await.unwrap().same);
+
+    // A change of the policy now needs signed approvals: a sign-in is refused.
+    let next = w.apply_as("sam", &loosened()).await.unwrap();
+    let id = next.proposal.unwrap().record.id;
+    let refused = w.review_as("sol", &id, Verdict::Approve, "ok").await;
+    let err = refused.unwrap_err();
+    assert_eq!(err.fault(), Fault::Denied);
+    assert!(
+        err.to_string()
+            .contains("counts only approvals of its changes signed with an enrolled personal key"),
+        "{err}"
+    );
+    // A rejection loosens nothing and needs no signature.
+    w.review_as("sol", &id, Verdict::Reject, "no")
+        .await
+        .unwrap();
+}

@@ -150,7 +150,13 @@ impl Lineage {
             }
             for fa in &facts.approvals {
                 match self.approvals.get(&fa.id).filter(|a| a.index < d.index) {
-                    Some(a) if a.by == fa.by && a.approve == fa.approve => {
+                    // Facts that say a review was signed name one whose leaf recorded a
+                    // verified personal key (its statement is checked with the entries).
+                    Some(a)
+                        if a.by == fa.by
+                            && a.approve == fa.approve
+                            && (!fa.signed || !a.keys.is_empty()) =>
+                    {
                         approvals.push(approval_story(a))
                     }
                     Some(_) => failures.push(format!(
