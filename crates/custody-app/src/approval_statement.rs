@@ -179,6 +179,34 @@ impl Approved {
     }
 }
 
+/// The fields in which two statements' subjects that read alike differ, as `name (signed
+/// VALUE, here VALUE)`: the policy version, say, when the policy changed since signing.
+fn differing_fields(signed: &Approved, here: &Approved) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(signed), serde_json::to_value(here))
+    else {
+        return "subject".into();
+    };
+    let differing: Vec<String> = b
+        .iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let shown = |v: Option<&serde_json::Value>| {
+                v.map_or_else(
+                    || "none".to_owned(),
+                    |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            };
+            format!("{k} (signed {}, here {})", shown(a.get(k)), shown(Some(v)))
+        })
+        .collect();
+    if differing.is_empty() {
+        "subject".into()
+    } else {
+        differing.join(", ")
+    }
+}
+
 fn policy_digest(policy: &str) -> AppResult<Digest> {
     policy
         .parse()
@@ -336,11 +364,15 @@ pub fn check(
         mine.clone_from(theirs);
     }
     if &approves != expected {
-        return Err(refused(format!(
-            "it approves {}, not {}; sign again for this one",
-            predicate.approves.describe(),
-            expected.describe()
-        )));
+        let (signed, here) = (approves.describe(), expected.describe());
+        return Err(refused(if signed == here {
+            format!(
+                "it approves {here}, but with another {}; sign again for this one",
+                differing_fields(&approves, expected)
+            )
+        } else {
+            format!("it approves {signed}, not {here}; sign again for this one")
+        }));
     }
     if predicate.verdict != verdict {
         return Err(refused(format!(

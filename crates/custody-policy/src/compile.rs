@@ -233,21 +233,53 @@ pub fn compile(bundle: &Bundle) -> Result<Policy, PolicyErrors> {
     let over: Vec<PolicyError> = bundle
         .files
         .iter()
-        .filter(|(_, text)| text.len() > MAX_POLICY_FILE)
-        .map(|(file, text)| PolicyError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!(
-                "the file is {} bytes; a policy file holds at most {MAX_POLICY_FILE}",
-                text.len()
-            ),
+        .filter_map(|(file, text)| {
+            let message = if let Some(why) = unsafe_file_name(file) {
+                format!("{why}: a policy file is named by a relative path of plain names (letters, digits, '.', '_', '-'), like keys/release.pub")
+            } else if text.len() > MAX_POLICY_FILE {
+                format!(
+                    "the file is {} bytes; a policy file holds at most {MAX_POLICY_FILE}",
+                    text.len()
+                )
+            } else {
+                return None;
+            };
+            Some(PolicyError {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message,
+            })
         })
         .collect();
     if !over.is_empty() {
         return Err(PolicyErrors(over));
     }
     compile_as(bundle, false)
+}
+
+/// Why a bundle's file name is not one a policy directory could hold, if it is not: each
+/// `/`-separated part a plain name, never `.` or `..` (a name that climbs out of the
+/// directory, or hides in it, would mislead whoever writes the bundle out or reads its
+/// diff).
+fn unsafe_file_name(name: &str) -> Option<&'static str> {
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if name.len() > 255 {
+        Some("the name is longer than 255 bytes")
+    } else if name.split('/').any(|part| part == "..") {
+        Some("the name climbs out of the policy directory ('..')")
+    } else if !name.split('/').all(plain) {
+        Some("the name is not a relative path of plain names")
+    } else {
+        None
+    }
 }
 
 /// Compiles a policy version the ledger already records, as it was read when it was put

@@ -223,6 +223,8 @@ pub(crate) fn compile_roles(
 ) -> (Vec<Grant>, Vec<(String, String)>) {
     let mut grants = Vec::new();
     let mut legacy = Vec::new();
+    // Every name granted anything so far, to refuse look-alikes across roles.
+    let mut names: Vec<String> = Vec::new();
     for (key, members) in doc {
         let (role, environment) = match role_key(key.get_ref(), environments) {
             Ok(parsed) => parsed,
@@ -258,6 +260,15 @@ pub(crate) fn compile_roles(
                 continue;
             }
             seen.push(principal.clone());
+            if !errors.recorded {
+                if let Some(why) = look_alike(&principal, &names) {
+                    errors.at(member.span(), why);
+                    continue;
+                }
+            }
+            if !names.contains(&principal) {
+                names.push(principal.clone());
+            }
             grants.push(Grant {
                 principal,
                 role,
@@ -269,6 +280,31 @@ pub(crate) fn compile_roles(
     grants.sort();
     legacy.sort();
     (grants, legacy)
+}
+
+/// Why `name` could pass for another person's name among `names`, if it could: it holds
+/// an invisible character (a control, zero-width or direction mark), or differs from one
+/// of them only by case. Two such names would count as two people (two owners towards a
+/// quorum, say) while people read them as one.
+fn look_alike(name: &str, names: &[String]) -> Option<String> {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    };
+    if let Some(c) = name.chars().find(|c| invisible(*c)) {
+        return Some(format!(
+            "{name:?} holds the invisible character U+{:04X}: it could pass for another name",
+            u32::from(c)
+        ));
+    }
+    names
+        .iter()
+        .find(|other| *other != name && other.to_lowercase() == name.to_lowercase())
+        .map(|other| {
+            format!(
+                "{name:?} differs from {other:?}, also named in [roles], only by case: people would read one person, custody would count two\nhint: use one spelling for one person"
+            )
+        })
 }
 
 /// `ROLE` or `ROLE:ENV`; `Err` says what is wrong with it.

@@ -245,3 +245,24 @@ fn break_glass_takes_the_role_in_that_environment() {
         "{err}"
     );
 }
+
+/// Names that read as one person and count as two are refused at their line: a case
+/// variant of a name granted elsewhere (three spellings of sam as three owners towards a
+/// quorum), or a name with an invisible character. A recorded policy is read as it was.
+#[test]
+fn look_alike_names_are_refused() {
+    for (extra, needle) in [
+        ("admin = [\"Sam\", \"SAM\"]", "only by case"),
+        ("deployer = [\"ALICE\"]", "only by case"),
+        ("admin = [\"sa\u{200B}m\"]", "invisible character U+200B"),
+        ("admin = [\"sam\u{00AD}\"]", "invisible character U+00AD"),
+    ] {
+        let text = with_roles(extra);
+        let err = compile(&bundle(&text, &keys())).unwrap_err();
+        assert!(
+            err.0.iter().any(|e| e.message.contains(needle)),
+            "{extra}: {err}"
+        );
+        assert!(custody_policy::compile_recorded(&bundle(&text, &keys())).is_ok());
+    }
+}

@@ -497,6 +497,17 @@ async fn finish(
             tokio::spawn(async move { crate::alerting::raise(&state, &alert).await });
         }
     }
+    // A route's guard let the credential through and the use case then refused (an approval
+    // that may not count, a role scoped elsewhere): the record says denied, not allowed.
+    if response
+        .extensions()
+        .get::<crate::error::DeniedByUseCase>()
+        .is_some()
+    {
+        if let Some(route) = caller.outcome.strip_prefix("allowed: ") {
+            caller.outcome = format!("denied: by the use case, past the route's guard ({route})");
+        }
+    }
     // Anonymous requests are sampled per client address (a request with no address, as
     // in-process tests send, is recorded).
     if let (true, Some(peer)) = (caller.principal.is_empty(), peer) {

@@ -68,9 +68,19 @@ pub(crate) fn message_for(status: StatusCode, e: &AppError) -> String {
     format!("{what} (reference {reference})")
 }
 
+/// Marks a 403 a use case answered (its caller passed the route's guard and was then
+/// refused), so the access log records a denial, not the guard's "allowed".
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeniedByUseCase;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let denied = self.0 == StatusCode::FORBIDDEN;
+        let mut response = (self.0, Json(json!({"error": self.1}))).into_response();
+        if denied {
+            response.extensions_mut().insert(DeniedByUseCase);
+        }
+        response
     }
 }
 

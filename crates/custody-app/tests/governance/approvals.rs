@@ -117,6 +117,23 @@ async fn an_approval_counts_only_from_its_approver() {
             "not promotion",
         ),
         (
+            // This promotion, under another policy version: the message says which field.
+            signed(
+                &w.bob,
+                "bob",
+                Approved::Promotion {
+                    promotion: promotion.id.clone(),
+                    release: promotion.release.clone(),
+                    release_digest: Some(promotion.release_digest.clone()),
+                    environment: promotion.environment.clone(),
+                    policy: format!("sha256:{}", "0".repeat(64)),
+                },
+                Verdict::Approve,
+                "canary clean",
+            ),
+            "but with another policy (signed sha256:0000",
+        ),
+        (
             signed_at(
                 &w.bob,
                 "bob",

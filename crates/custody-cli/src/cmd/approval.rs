@@ -1,5 +1,6 @@
 //! Signing an approval with your own enrolled key (`--sign-key`): the statement that makes
-//! an approval yours, whoever relays it (see `custody_app::approval_statement`).
+//! an approval yours (sent by you, or relayed by the operator on the data directory; see
+//! `custody_app::approval_statement`).
 
 use std::path::Path;
 

@@ -152,3 +152,32 @@ fn a_policy_file_is_bounded() {
     assert_eq!(err.0[0].file, "notes.rego");
     assert!(err.0[0].message.contains("at most 1048576"), "{err}");
 }
+
+/// A bundle's files are named by relative paths of plain names: one that climbs out of
+/// the policy directory, is absolute or hides as `.` is refused, naming the file, and
+/// nothing compiles (a recorded policy is read as it was recorded).
+#[test]
+fn a_file_named_outside_the_policy_directory_is_refused() {
+    for name in [
+        "keys/../../../../tmp/pwned.pub",
+        "/etc/custody.pub",
+        "keys/./release.pub",
+        "keys\\release.pub",
+        "keys//release.pub",
+    ] {
+        let mut b = bundle(POLICY, &keys());
+        b.files.insert(name.into(), "x".into());
+        let err = compile(&b).unwrap_err();
+        assert!(
+            err.0.iter().any(|e| e.file == name
+                && (e.message.contains("climbs out")
+                    || e.message.contains("not a relative path of plain names"))),
+            "{name}: {err}"
+        );
+    }
+    // Ordinary names compile.
+    let mut b = bundle(POLICY, &keys());
+    b.files.insert("notes/README.md".into(), "x".into());
+    b.files.insert(".gitignore".into(), "x".into());
+    compile(&b).unwrap();
+}

@@ -80,6 +80,19 @@ async fn an_exception_is_asked_for_and_approved_by_someone_else_with_the_securit
         "{}",
         approver.body
     );
+    // The access log records that refusal as a denial, not as the route's "allowed".
+    let logged = server.access_log().await;
+    let row = logged
+        .iter()
+        .rev()
+        .find(|r| r.entry.path == approve && r.entry.principal == "alice")
+        .unwrap();
+    assert_eq!(row.entry.status, 403);
+    assert!(
+        row.entry.outcome.starts_with("denied: by the use case"),
+        "{:?}",
+        row.entry
+    );
     let none = server
         .post("sec", "/api/v1/exceptions/x-0000000000000000/approve", &ok)
         .await;
