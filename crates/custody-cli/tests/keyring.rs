@@ -16,27 +16,7 @@ use std::process::Output;
 use common::*;
 use serde_json::Value;
 
-const POLICY: &str = r#"version = 1
-[roles]
-builder = ["ci-bot"]
-signer = ["rita"]
-security = ["sec"]
-deployer = ["argo"]
-auditor = ["audrey"]
-[[release_key]]
-path = "keys/release.pub"
-name = "release signer"
-owner = "rita"
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-[[environment]]
-name = "production"
-after = "build"
-"#;
+const POLICY: &str = include_str!("testdata/keyring.toml");
 
 struct World {
     _temp: tempfile::TempDir,

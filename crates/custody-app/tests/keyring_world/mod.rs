@@ -17,26 +17,7 @@ use custody_model::{Digest, Timestamp};
 use custody_policy::{Bundle, KeyPurpose};
 use custody_store::{Location, SqlStore};
 
-pub(crate) const POLICY: &str = r#"version = 1
-[roles]
-signer = ["rita"]
-security = ["sec"]
-builder = ["ci"]
-deployer = ["argo"]
-[[release_key]]
-path = "keys/release.pub"
-name = "release signer"
-owner = "rita"
-[[builder]]
-id = "https://ci.example/builder/v1"
-key = "keys/builder.pub"
-source_repos = ["https://git.example/acme/*"]
-[[environment]]
-name = "build"
-[[environment]]
-name = "prod"
-after = "build"
-"#;
+pub(crate) const POLICY: &str = include_str!("../testdata/keyring.toml");
 
 pub(crate) fn at(t: &str) -> Timestamp {
     format!("2026-11-10T{t}Z").parse().unwrap()
