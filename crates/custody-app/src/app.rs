@@ -52,16 +52,6 @@ impl Actor {
         self.auth = Some(auth);
         self
     }
-
-    /// Who else made the credential they act with, when someone did (an admin who minted
-    /// their token, and saw its secret): kept with what they ask for, whose reviewer it may
-    /// never be (separation of duties).
-    pub(crate) fn credential_made_by(&self) -> Option<String> {
-        self.auth
-            .as_ref()
-            .and_then(|a| a.made_by_another(&self.principal))
-            .map(str::to_owned)
-    }
 }
 
 /// custody's use cases over a store.

@@ -22,21 +22,36 @@ use browser::*;
 use common::*;
 use fantoccini::Locator;
 
-/// A server filled by the demo, and Rita asking again for shop@1.2.0 in staging, which
-/// waits for an approver: (its directory, the data directory, the server, the promotion).
+/// A server filled by the demo, whose shop@1.3.0 waits in staging for an approver (asked
+/// for by the demo's rita, with no token the operator made, so the operator may approve it):
+/// (its directory, the data directory, the server, the promotion).
 fn demo_with_a_waiting_promotion() -> (tempfile::TempDir, PathBuf, Server, String) {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     let server = Server::start(&data);
     expect_code(&run(custody().args(["demo", "--data-dir"]).arg(&data)), 0);
     let out = run(custody()
-        .args(["promote", "shop@1.2.0", "--to", "staging", "--json"])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("CUSTODY_TOKEN", token(&data, "rita", &[])));
-    expect_code(&out, 1);
-    let pending: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
+        .args([
+            "history",
+            "--env",
+            "staging",
+            "--json",
+            "--limit",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&data));
+    expect_code(&out, 0);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .find(|e| e["type"] == "promotion.requested" && e["release"] == "shop@1.3.0")
+        .and_then(|e| e["promotion"].as_str())
+        .expect("the demo's shop@1.3.0 waits in staging")
+        .to_owned();
     (temp, data, server, id)
 }
 
@@ -76,7 +91,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     )
     .await;
     assert!(
-        waiting.contains("shop@1.2.0") && waiting.contains("by rita"),
+        waiting.contains("shop@1.3.0") && waiting.contains("by rita"),
         "{waiting}"
     );
     assert!(waiting.contains("○ approvals"), "{waiting}");
@@ -170,7 +185,7 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     );
     assert_eq!(
         text(&c, "section[data-env=staging] .release").await,
-        "shop@1.2.0"
+        "shop@1.3.0"
     );
     screenshot(&c, "board-after").await;
     sign_out(&c).await;
@@ -248,15 +263,15 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     assert_eq!(json.as_array().unwrap().len(), rows.len());
 
     // From the promotion to an artifact's lineage: built from its commit, released,
-    // promoted, certified, rolled back.
+    // promoted, certified.
     c.goto(&format!("{base}/promotions/{id}")).await.unwrap();
     click(&c, "#artifacts a", "#lineage").await;
     let story = text(&c, "#lineage").await;
     for kind in [
         "artifact.registered",
         "release.created",
+        "promotion.requested",
         "environment.certified",
-        "rollback",
     ] {
         assert!(story.contains(kind), "{kind} missing: {story}");
     }
@@ -274,9 +289,9 @@ async fn an_approver_approves_in_the_browser_and_a_viewer_sees_only_what_is_thei
     assert!(
         text(&c, "#certified-in")
             .await
-            .contains("staging: shop@1.2.0")
+            .contains("staging: shop@1.3.0")
     );
-    assert!(text(&c, "#releases").await.contains("created shop@1.2.0"));
+    assert!(text(&c, "#releases").await.contains("created shop@1.3.0"));
     screenshot(&c, "artifact-lineage").await;
     // The history found by the start of that artifact's digest, as pages show it, is the
     // one found by the whole digest; a misspelt engineer gets a hint, not a bare "none".

@@ -230,6 +230,7 @@ impl<S: Store> App<S> {
                 ));
             }
         };
+        let through = self.credential_made_by(actor).await?;
         let record = ExceptionRecord {
             id: new_id("x"),
             finding: req.finding.clone(),
@@ -241,7 +242,7 @@ impl<S: Store> App<S> {
             reason: req.reason.clone(),
             expires_at: req.expires_at,
             requested_by: actor.principal.clone(),
-            requested_through: actor.credential_made_by(),
+            requested_through: through.clone(),
             requested_at: actor.now,
             status: ExceptionStatus::Pending,
             reviewed_by: None,

@@ -187,6 +187,7 @@ impl<S: Store> App<S> {
         self.keys_may_be_trusted(&proposed, actor.now).await?;
         let digest = bundle.digest();
         let now = actor.now.unix_seconds();
+        let through = self.credential_made_by(actor).await?;
         self.retrying(|| async {
             let current: Option<Versioned<PolicyRecord>> =
                 self.get(kind::POLICY, "current").await?;
@@ -259,7 +260,7 @@ impl<S: Store> App<S> {
                 bundle: bundle.clone(),
                 changes: changes.clone(),
                 proposed_by: actor.principal.clone(),
-                proposed_through: actor.credential_made_by(),
+                proposed_through: through.clone(),
                 proposed_at: actor.now,
                 expires_at: actor.now.plus_seconds(PROPOSAL_LIFETIME),
                 quorum: governance.quorum,

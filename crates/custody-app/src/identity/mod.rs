@@ -385,6 +385,42 @@ impl<S: Store> App<S> {
     /// Whether `record` still authenticates at `now`: not revoked, not expired, and neither
     /// is any token it was made with (so a token made with a token revoked in the very
     /// moment it was made ends too, whatever the revocation's cascade saw).
+    /// Who else made the credential `actor` acts with, when someone did: an admin who minted
+    /// their token and saw its secret, or, for a token its holder made with such a token,
+    /// whoever made the first one up the chain that was not theirs. Kept with what they ask
+    /// for, whose reviewer that person may never be (separation of duties).
+    pub(crate) async fn credential_made_by(&self, actor: &Actor) -> AppResult<Option<String>> {
+        let Some(
+            auth @ Authentication::Token {
+                token, personal, ..
+            },
+        ) = &actor.auth
+        else {
+            return Ok(None);
+        };
+        if *personal {
+            return Ok(None);
+        }
+        if let Some(by) = auth.made_by_another(&actor.principal) {
+            return Ok(Some(by.to_owned()));
+        }
+        let mut up = self
+            .get::<TokenRecord>(kind::TOKEN, token)
+            .await?
+            .and_then(|t| t.value.parent);
+        for _ in 0..MAX_TOKEN_CHAIN {
+            let Some(id) = up else { break };
+            let Some(made_with) = self.get::<TokenRecord>(kind::TOKEN, &id).await? else {
+                break;
+            };
+            if made_with.value.created_by != actor.principal {
+                return Ok(Some(made_with.value.created_by));
+            }
+            up = made_with.value.parent;
+        }
+        Ok(None)
+    }
+
     async fn token_stands(&self, record: &TokenRecord, now: Timestamp) -> AppResult<()> {
         let mut token = std::borrow::Cow::Borrowed(record);
         for _ in 0..MAX_TOKEN_CHAIN {

@@ -112,6 +112,7 @@ impl<S: Store> App<S> {
             .await?
             .value;
         let earlier = self.earlier_attempt(&release, environment).await?;
+        let through = self.credential_made_by(actor).await?;
         let mut outcome = self
             .retrying(|| async {
                 let promotion = PromotionRecord {
@@ -120,7 +121,7 @@ impl<S: Store> App<S> {
                     release_digest: release.digest.clone(),
                     environment: environment.into(),
                     requested_by: actor.principal.clone(),
-                    requested_through: actor.credential_made_by(),
+                    requested_through: through.clone(),
                     requested_at: actor.now,
                     status: PromotionStatus::Pending,
                     decisions: Vec::new(),

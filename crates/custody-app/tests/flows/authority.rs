@@ -214,6 +214,53 @@ async fn whoever_minted_the_requesters_token_does_not_review_the_promotion() {
     );
 }
 
+/// The same through a token the requester made for themselves with the one an admin
+/// minted for them: the admin still saw the secret that made it, and still does not review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_with_a_minted_one_still_names_its_minter() {
+    let text = policy_text("approvals = { quorum = 1, roles = [\"approver\"] }")
+        .replace("[roles]\n", "[roles]\nadmin = [\"alice\"]\n");
+    let s = setup_policy(&text).await;
+    let d = s.artifact("shop", "v1", "c1").await;
+    let r = s.release("1.0.0", &d).await;
+    let built = s.app.promote_to(&actor("rita"), &r, "build", None).await;
+    assert!(built.unwrap().decision.decision.allowed);
+    let as_token = |t: &custody_app::TokenRecord| {
+        custody_app::Actor::new("sam", actor("sam").now)
+            .unwrap()
+            .authenticated_by(custody_model::Authentication::Token {
+                token: t.id.clone(),
+                created_by: Some(t.created_by.clone()),
+                personal: t.personal,
+            })
+    };
+    let ask = |expires: &str| custody_app::CreateToken {
+        principal: "sam".into(),
+        expires: expires.into(),
+        description: String::new(),
+    };
+    let (minted, _) = s
+        .app
+        .create_token(&actor("alice"), &ask("2h"), None)
+        .await
+        .unwrap();
+    let (laundered, _) = s
+        .app
+        .create_token(&as_token(&minted), &ask("1h"), None)
+        .await
+        .unwrap();
+    assert_eq!(laundered.created_by, "sam");
+    let waiting = s
+        .app
+        .promote_to(&as_token(&laundered), &r, "prod", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.promotion.requested_through.as_deref(),
+        Some("alice")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_scoped_to_one_environment_stops_at_the_next() {
     let text = policy_text("").replace("[roles]\n", "[roles]\n\"deployer:build\" = [\"dora\"]\n");

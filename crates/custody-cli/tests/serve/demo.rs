@@ -248,10 +248,21 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     expect_code(&out, 1); // waits for an approval
     let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = pending["promotion"]["id"].as_str().unwrap().to_owned();
-    // The operator approves with a token they made for themselves (an admin's token for
-    // alice would not make the approval hers).
+    // The operator made rita's token (and saw its secret), so their approval would not
+    // count; alice's, signed with her own key and sent with her token, does.
     let out = remote(
         &operator(&data),
+        &["approve", &id, "--rationale", "mine", "--risk", "low"],
+    );
+    expect_code(&out, 1);
+    assert!(
+        stderr(&out).contains("made the token the promotion was requested with"),
+        "{}",
+        stderr(&out)
+    );
+    let alice_key = data.join("demo-keys/alice.key");
+    let out = remote(
+        "alice",
         &[
             "approve",
             &id,
@@ -259,6 +270,8 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
             "re-test after the fix",
             "--risk",
             "low",
+            "--sign-key",
+            alice_key.to_str().unwrap(),
         ],
     );
     expect_code(&out, 0);
