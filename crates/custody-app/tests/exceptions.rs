@@ -177,6 +177,59 @@ async fn whoever_minted_the_requesters_token_does_not_review_the_exception() {
     assert_eq!(approved.unwrap().status, ExceptionStatus::Approved);
 }
 
+/// Where prod counts only signed approvals, a waiver that holds there is approved only by a
+/// signed statement: a security reviewer's sign-in (vouched for by the server's
+/// configuration) does not approve it; a rejection needs no signature.
+#[tokio::test]
+async fn where_prod_counts_only_signed_approvals_so_does_a_waiver_there() {
+    let s = world().await;
+    let alice = custody_crypto::PrivateKey::generate(custody_crypto::Algorithm::Ed25519);
+    let text = policy_text(
+        "evidence = [\"vulnerability-scan\"]\n[environment.vulnerabilities]\nmax_severity = \"high\"",
+    )
+    .replace("[roles]\n", "[roles]\nsecurity = [\"sec\", \"sue\"]\n")
+    .replace("signer = [\"rita\"", "signer = [\"sue\", \"rita\"")
+    .replace(
+        "[[environment]]\nname = \"prod\"",
+        "[[person_key]]\nprincipal = \"alice\"\npath = \"keys/alice.pub\"\n[[environment]]\nname = \"prod\"\napprovals = { quorum = 1, roles = [\"approver\"], signed = true }",
+    );
+    let mut files = bundle(&text, &s.builder, Some(&s.release_key)).files;
+    files.insert(
+        "keys/alice.pub".into(),
+        custody_crypto::Signer::public_key(&alice).to_pem(),
+    );
+    // The policy is governed by security: sec proposes, sue approves.
+    let asked = s
+        .app
+        .apply_policy(&actor("sec"), &custody_app::ApplyPolicy { files })
+        .await
+        .unwrap();
+    let id = asked.proposal.expect("a proposal").record.id;
+    let review = custody_app::ReviewProposal {
+        rationale: "signed approvals in prod".into(),
+        statement: None,
+    };
+    let applied = s
+        .app
+        .review_proposal(&actor("sue"), &id, Verdict::Approve, &review)
+        .await
+        .unwrap();
+    assert!(applied.changed, "{applied:?}");
+
+    let (d, _) = scanned(&s).await;
+    let asked = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
+    let t = "2026-11-10T11:00:00Z";
+    match decide(&s, "sec", t, &asked.id, Verdict::Approve, "fine").await {
+        Err(custody_app::AppError::Denied(m)) => assert!(
+            m.contains("holds in prod, which counts only signed approvals"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let rejected = decide(&s, "sue", t, &asked.id, Verdict::Reject, "no").await;
+    assert_eq!(rejected.unwrap().status, ExceptionStatus::Rejected);
+}
+
 #[tokio::test]
 async fn an_approved_exception_waives_the_cve_until_it_expires() {
     let s = world().await;

@@ -372,7 +372,6 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
     };
 
     let signing = compile_signing_keys(&doc.release_keys, &doc.builders, &load_key, &mut errors);
-    let governance = compile_governance(doc.governance.as_ref(), &grants, &mut errors);
     // Each personal key's file, for its name.
     let mut person_files = BTreeMap::new();
     let person_keys = compile_person_keys(
@@ -385,6 +384,8 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
         &signing.ids(),
         &mut errors,
     );
+    let governance =
+        compile_governance(doc.governance.as_ref(), &grants, &person_keys, &mut errors);
 
     let mut environments: Vec<Environment> = Vec::new();
     if doc.environments.is_empty() {

@@ -85,6 +85,7 @@ pub(crate) struct PersonKeyDoc {
 pub(crate) fn compile_governance(
     doc: Option<&Spanned<GovernanceDoc>>,
     grants: &[Grant],
+    person_keys: &[PersonKey],
     errors: &mut Errors<'_>,
 ) -> Governance {
     let Some(doc) = doc else {
@@ -120,6 +121,26 @@ pub(crate) fn compile_governance(
         );
     } else if !governance.owners.is_empty() {
         check_owners(&governance, Some(doc.quorum.span()), grants, errors);
+        if governance.signed && !errors.recorded {
+            // Signed approvals only: enough owners other than the proposer must have
+            // enrolled a key, or no change could ever be approved again.
+            let enrolled: BTreeSet<&str> = grants
+                .iter()
+                .filter(|g| governance.owners.contains(&g.role) && g.environment.is_none())
+                .map(|g| g.principal.as_str())
+                .filter(|p| person_keys.iter().any(|k| k.principal == *p))
+                .collect();
+            if usize::try_from(quorum).is_ok_and(|q| enrolled.len() <= q) {
+                errors.at(
+                    doc.quorum.span(),
+                    format!(
+                        "signed approvals of changes: a quorum of {quorum} other than the proposer needs {} owners with an enrolled personal key ([[person_key]]), and {} have one: no change could ever be approved",
+                        quorum + 1,
+                        enrolled.len()
+                    ),
+                );
+            }
+        }
     }
     governance
 }

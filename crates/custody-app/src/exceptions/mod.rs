@@ -329,7 +329,25 @@ impl<S: Store> App<S> {
                     .await?;
                 (signed.actor, Some(signed.key))
             }
-            None => (actor.clone(), None),
+            None => {
+                // A waiver loosens the gates of the environments it holds in: where those
+                // count only signed approvals, so does approving it. (A rejection loosens
+                // nothing.)
+                if verdict == Verdict::Approve {
+                    let asked = self.exception(id).await?;
+                    let signed_only = policy.environments().iter().find(|e| {
+                        (asked.environments.is_empty() || asked.environments.contains(&e.name))
+                            && e.approvals.as_ref().is_some_and(|a| a.signed)
+                    });
+                    if let Some(env) = signed_only {
+                        return Err(AppError::denied(format!(
+                            "exception {id} holds in {}, which counts only signed approvals (approvals signed = true), so approving it must be signed too\nhint: custody exception approve {id} --sign-key YOUR_KEY --rationale …",
+                            env.name
+                        )));
+                    }
+                }
+                (actor.clone(), None)
+            }
         };
         let actor = &reviewer;
         self.retrying(|| async {

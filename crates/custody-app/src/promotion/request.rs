@@ -192,6 +192,19 @@ impl<S: Store> App<S> {
             return Ok(None);
         };
         let Some(envelope) = &request.statement else {
+            // Where only signed approvals count, breaking glass (which overrides them) must
+            // be signed too: else a sign-in the server's configuration vouches for would
+            // certify what no signed approval could.
+            let signed_only = policy
+                .environment(&request.environment)
+                .and_then(|e| e.approvals.as_ref())
+                .is_some_and(|a| a.signed);
+            if signed_only {
+                return Err(AppError::denied(format!(
+                    "{} counts only signed approvals (approvals signed = true), so breaking glass there, which overrides them, must be signed too\nhint: --break-glass REASON --sign-key YOUR_KEY",
+                    request.environment
+                )));
+            }
             if let Some(how) = crate::identity::why_not_personal(actor) {
                 return Err(AppError::denied(format!(
                     "breaking glass overrides the approvals gate, so it counts only from {}'s own credential, and {how}\nhint: sign it with your enrolled personal key (`--break-glass REASON --sign-key KEY`), or sign in with your organisation's identity provider",

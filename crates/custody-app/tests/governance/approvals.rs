@@ -237,9 +237,30 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
         .replace("quorum = 2\n", "quorum = 2\nsigned = true\n")
         .replace(
             "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\" }",
-            "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\", signed = true }",
+            "approvals = { quorum = 1, roles = [\"approver\"], expires = \"24h\", signed = true }\nbreak_glass = [\"approver\"]",
         );
-    let asked = w.apply_as("sam", &strict).await.unwrap();
+    // Signed approvals of changes take enough owners with keys: sol and sam enrol theirs.
+    let refused = w.apply_as("sam", &strict).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("needs 3 owners with an enrolled personal key"),
+        "{refused}"
+    );
+    let (sol, sam) = (
+        PrivateKey::generate(Algorithm::Ed25519),
+        PrivateKey::generate(Algorithm::Ed25519),
+    );
+    let strict = format!(
+        "{strict}[[person_key]]\nprincipal = \"sol\"\npath = \"keys/sol.pub\"\n[[person_key]]\nprincipal = \"sam\"\npath = \"keys/sam.pub\"\n"
+    );
+    let mut files = w.bundle(&strict);
+    for (name, key) in [("sol", &sol), ("sam", &sam)] {
+        files
+            .files
+            .insert(format!("keys/{name}.pub"), key.public_key().to_pem());
+    }
+    let asked = w.app.apply_policy(&person("sam"), &files).await.unwrap();
     let proposal = asked.proposal.unwrap();
     assert!(
         asked
@@ -310,6 +331,28 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
     );
     // The decision replays, and an auditor's bundle traces the signed approval.
     assert!(w.app.replay(&by_bob.decision.id).await.unwrap().same);
+    // Breaking glass overrides the approvals, so there it must be signed too.
+    let glass = w.release_and_promote("3.0.1").await;
+    let refused = w
+        .app
+        .promote(
+            &person("carol"),
+            &custody_app::Promote {
+                release: glass.promotion.release.parse().unwrap(),
+                environment: "prod".into(),
+                break_glass: Some("checkout is down".into()),
+                statement: None,
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("breaking glass there, which overrides them, must be signed too"),
+        "{refused}"
+    );
 
     // A change of the policy now needs signed approvals: a sign-in is refused.
     let next = w.apply_as("sam", &loosened()).await.unwrap();
