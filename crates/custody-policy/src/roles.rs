@@ -283,28 +283,59 @@ pub(crate) fn compile_roles(
 }
 
 /// Why `name` could pass for another person's name among `names`, if it could: it holds
-/// an invisible character (a control, zero-width or direction mark), or differs from one
-/// of them only by case. Two such names would count as two people (two owners towards a
-/// quorum, say) while people read them as one.
+/// an invisible character (a control, format, filler or blank character, a variation
+/// selector or tag), or reads the same as one of them once both are put in the form
+/// people compare (NFKC, lowercase: `Sam`, `ſam` and `sam`; a precomposed `é` and `e` with
+/// an accent). Two such names would count as two people (two owners towards a quorum,
+/// say) while people read them as one.
 fn look_alike(name: &str, names: &[String]) -> Option<String> {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
-    };
     if let Some(c) = name.chars().find(|c| invisible(*c)) {
         return Some(format!(
             "{name:?} holds the invisible character U+{:04X}: it could pass for another name",
             u32::from(c)
         ));
     }
+    let folded = fold(name);
     names
         .iter()
-        .find(|other| *other != name && other.to_lowercase() == name.to_lowercase())
+        .find(|other| *other != name && fold(other) == folded)
         .map(|other| {
             format!(
-                "{name:?} differs from {other:?}, also named in [roles], only by case: people would read one person, custody would count two\nhint: use one spelling for one person"
+                "{name:?} reads the same as {other:?}, also named in [roles] (they differ only by case or by how their letters are encoded): people would read one person, custody would count two\nhint: use one spelling for one person"
             )
         })
+}
+
+/// A name as people compare names: compatibility-normalised (NFKC) and lowercased.
+fn fold(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    name.nfkc().collect::<String>().to_lowercase()
+}
+
+/// Characters that show nothing, or nothing a reader tells apart from a space.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E007F}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
 }
 
 /// `ROLE` or `ROLE:ENV`; `Err` says what is wrong with it.

@@ -256,6 +256,15 @@ fn look_alike_names_are_refused() {
         ("deployer = [\"ALICE\"]", "only by case"),
         ("admin = [\"sa\u{200B}m\"]", "invisible character U+200B"),
         ("admin = [\"sam\u{00AD}\"]", "invisible character U+00AD"),
+        ("admin = [\"sam\u{FE0F}\"]", "invisible character U+FE0F"),
+        ("admin = [\"sam\u{E0061}\"]", "invisible character U+E0061"),
+        ("admin = [\"\u{3164}sam\"]", "invisible character U+3164"),
+        ("admin = [\"sam\u{00A0}x\"]", "invisible character U+00A0"),
+        ("admin = [\"\u{017F}am\"]", "reads the same as"),
+        (
+            "admin = [\"ren\u{00E9}\", \"rene\u{0301}\"]",
+            "reads the same as",
+        ),
     ] {
         let text = with_roles(extra);
         let err = compile(&bundle(&text, &keys())).unwrap_err();
