@@ -292,10 +292,9 @@ async fn approvals_signed_by_a_revoked_personal_key_stop_counting_from_its_compr
     let s = s.forge(first.event.to_leaf().unwrap()).await;
     let report = s.audit(Scope::All).await;
     assert!(
-        report
-            .failures
-            .iter()
-            .any(|f| f.entry == Some(forged_at) && f.check.name() == "approval"),
+        report.failures.iter().any(|f| f.entry == Some(forged_at)
+            && f.check.name() == "approval"
+            && f.detail.contains("was revoked at entry")),
         "{:#?}",
         report.failures
     );

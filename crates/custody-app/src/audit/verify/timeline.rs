@@ -105,6 +105,13 @@ impl Timeline {
         keys
     }
 
+    /// A revocation of `key` entered before ledger index `index`, if there is one.
+    pub(crate) fn revoked_before(&self, key: &str, index: u64) -> Option<&Revocation> {
+        self.revocations
+            .iter()
+            .find(|r| r.index < index && r.key == key)
+    }
+
     /// The later revocation that withdrew trust from what `key` signed, recorded at ledger
     /// index `index` and time `at`: a revocation entered after it whose cutoff (a compromise
     /// time) is at or before `at`. What was decided then stays right (it is replayed with

@@ -414,7 +414,7 @@ fn check(
                     statement,
                     &keys,
                 );
-                o.personally_signed(i, checked);
+                o.personally_signed(i, revocation_named(checked, policies, event, i));
             }
             o.item = Some(Item::Promotion {
                 id: r.promotion.clone(),
@@ -476,7 +476,7 @@ fn check(
                     statement,
                     &keys,
                 );
-                o.personally_signed(i, checked);
+                o.personally_signed(i, revocation_named(checked, policies, event, i));
             }
             let mut text = a.rationale.clone();
             // A salted commitment opens with the salt beside it; older leaves (and public
@@ -548,4 +548,27 @@ fn check(
     }
     o.failures.extend(found);
     o
+}
+
+/// A personal statement's failure, saying so when its key was revoked before the entry
+/// recorded it (nothing recorded after a personal key's revocation counts, whatever time
+/// it carries), rather than only that no key in force signed it.
+fn revocation_named(
+    checked: Result<(), String>,
+    policies: &Timeline,
+    event: &Event,
+    index: u64,
+) -> Result<(), String> {
+    checked.map_err(|why| match &event.auth {
+        Some(custody_model::Authentication::PersonalKey { key, .. }) => {
+            match policies.revoked_before(key, index) {
+                Some(r) => format!(
+                    "{why} (its key {key} was revoked at entry {} ({}), and nothing recorded after a personal key's revocation counts, whatever time it carries)",
+                    r.index, r.reason
+                ),
+                None => why,
+            }
+        }
+        _ => why,
+    })
 }
