@@ -242,7 +242,7 @@ impl<S: Store> App<S> {
             reason: req.reason.clone(),
             expires_at: req.expires_at,
             requested_by: actor.principal.clone(),
-            requested_through: through.clone(),
+            requested_through: through,
             requested_at: actor.now,
             status: ExceptionStatus::Pending,
             reviewed_by: None,

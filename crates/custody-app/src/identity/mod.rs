@@ -382,9 +382,6 @@ impl<S: Store> App<S> {
         Ok(found)
     }
 
-    /// Whether `record` still authenticates at `now`: not revoked, not expired, and neither
-    /// is any token it was made with (so a token made with a token revoked in the very
-    /// moment it was made ends too, whatever the revocation's cascade saw).
     /// Who else made the credential `actor` acts with, when someone did: an admin who minted
     /// their token and saw its secret, or, for a token its holder made with such a token,
     /// whoever made the first one up the chain that was not theirs. Kept with what they ask
@@ -421,6 +418,9 @@ impl<S: Store> App<S> {
         Ok(None)
     }
 
+    /// Whether `record` still authenticates at `now`: not revoked, not expired, and neither
+    /// is any token it was made with (so a token made with a token revoked in the very
+    /// moment it was made ends too, whatever the revocation's cascade saw).
     async fn token_stands(&self, record: &TokenRecord, now: Timestamp) -> AppResult<()> {
         let mut token = std::borrow::Cow::Borrowed(record);
         for _ in 0..MAX_TOKEN_CHAIN {
