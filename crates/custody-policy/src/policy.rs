@@ -114,6 +114,15 @@ pub struct Approvals {
     pub signed: bool,
 }
 
+impl Environment {
+    /// Whether only approvals signed with an enrolled personal key count here (its approvals
+    /// rule says `signed = true`); so must breaking glass into it and approving a waiver
+    /// that holds in it be signed.
+    pub fn counts_only_signed_approvals(&self) -> bool {
+        self.approvals.as_ref().is_some_and(|a| a.signed)
+    }
+}
+
 impl Policy {
     /// The bundle's digest: the policy version decisions and approvals are bound to.
     pub fn digest(&self) -> &str {

@@ -223,8 +223,9 @@ pub(crate) fn compile_roles(
 ) -> (Vec<Grant>, Vec<(String, String)>) {
     let mut grants = Vec::new();
     let mut legacy = Vec::new();
-    // Every name granted anything so far, to refuse look-alikes across roles.
-    let mut names: Vec<String> = Vec::new();
+    // Every name granted anything so far, with its folded form, to refuse look-alikes
+    // across roles.
+    let mut names: Vec<(String, String)> = Vec::new();
     for (key, members) in doc {
         let (role, environment) = match role_key(key.get_ref(), environments) {
             Ok(parsed) => parsed,
@@ -266,8 +267,8 @@ pub(crate) fn compile_roles(
                     continue;
                 }
             }
-            if !names.contains(&principal) {
-                names.push(principal.clone());
+            if !names.iter().any(|(n, _)| *n == principal) {
+                names.push((principal.clone(), fold(&principal)));
             }
             grants.push(Grant {
                 principal,
@@ -288,7 +289,7 @@ pub(crate) fn compile_roles(
 /// people compare (NFKC, lowercase: `Sam`, `ſam` and `sam`; a precomposed `é` and `e` with
 /// an accent). Two such names would count as two people (two owners towards a quorum,
 /// say) while people read them as one.
-fn look_alike(name: &str, names: &[String]) -> Option<String> {
+fn look_alike(name: &str, names: &[(String, String)]) -> Option<String> {
     if let Some(c) = name.chars().find(|c| invisible(*c)) {
         return Some(format!(
             "{name:?} holds the invisible character U+{:04X}: it could pass for another name",
@@ -298,8 +299,8 @@ fn look_alike(name: &str, names: &[String]) -> Option<String> {
     let folded = fold(name);
     names
         .iter()
-        .find(|other| *other != name && fold(other) == folded)
-        .map(|other| {
+        .find(|(other, theirs)| other != name && *theirs == folded)
+        .map(|(other, _)| {
             format!(
                 "{name:?} reads the same as {other:?}, also named in [roles] (they differ only by case or by how their letters are encoded): people would read one person, custody would count two\nhint: use one spelling for one person"
             )

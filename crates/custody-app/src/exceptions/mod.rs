@@ -329,25 +329,7 @@ impl<S: Store> App<S> {
                     .await?;
                 (signed.actor, Some(signed.key))
             }
-            None => {
-                // A waiver loosens the gates of the environments it holds in: where those
-                // count only signed approvals, so does approving it. (A rejection loosens
-                // nothing.)
-                if verdict == Verdict::Approve {
-                    let asked = self.exception(id).await?;
-                    let signed_only = policy.environments().iter().find(|e| {
-                        (asked.environments.is_empty() || asked.environments.contains(&e.name))
-                            && e.approvals.as_ref().is_some_and(|a| a.signed)
-                    });
-                    if let Some(env) = signed_only {
-                        return Err(AppError::denied(format!(
-                            "exception {id} holds in {}, which counts only signed approvals (approvals signed = true), so approving it must be signed too\nhint: custody exception approve {id} --sign-key YOUR_KEY --rationale …",
-                            env.name
-                        )));
-                    }
-                }
-                (actor.clone(), None)
-            }
+            None => (actor.clone(), None),
         };
         let actor = &reviewer;
         self.retrying(|| async {
@@ -377,6 +359,20 @@ impl<S: Store> App<S> {
                     "{} made the token {} requested exception {id} with, so someone else must review it (separation of duties)",
                     actor.principal, record.requested_by
                 )));
+            }
+            // A waiver loosens the gates of the environments it holds in: where those count
+            // only signed approvals, so does approving it. (A rejection loosens nothing.)
+            if verdict == Verdict::Approve && signed_with.is_none() {
+                let signed_only = policy.environments().iter().find(|e| {
+                    (record.environments.is_empty() || record.environments.contains(&e.name))
+                        && e.counts_only_signed_approvals()
+                });
+                if let Some(env) = signed_only {
+                    return Err(AppError::denied(format!(
+                        "exception {id} holds in {}, which counts only signed approvals (approvals signed = true), so approving it must be signed too\nhint: custody exception approve {id} --sign-key YOUR_KEY --rationale …",
+                        env.name
+                    )));
+                }
             }
             // A review, either way, is the reviewer's own and takes the security role
             // where the exception holds.

@@ -195,11 +195,10 @@ impl<S: Store> App<S> {
             // Where only signed approvals count, breaking glass (which overrides them) must
             // be signed too: else a sign-in the server's configuration vouches for would
             // certify what no signed approval could.
-            let signed_only = policy
+            if policy
                 .environment(&request.environment)
-                .and_then(|e| e.approvals.as_ref())
-                .is_some_and(|a| a.signed);
-            if signed_only {
+                .is_some_and(|e| e.counts_only_signed_approvals())
+            {
                 return Err(AppError::denied(format!(
                     "{} counts only signed approvals (approvals signed = true), so breaking glass there, which overrides them, must be signed too\nhint: --break-glass REASON --sign-key YOUR_KEY",
                     request.environment
