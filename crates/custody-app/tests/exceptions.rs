@@ -183,6 +183,18 @@ async fn whoever_minted_the_requesters_token_does_not_review_the_exception() {
 #[tokio::test]
 async fn where_prod_counts_only_signed_approvals_so_does_a_waiver_there() {
     let s = world().await;
+    // A waiver sec approved with a sign-in before prod asked for signatures.
+    let (early, early_release) = scanned(&s).await;
+    let before = sam_asks(&s, &early, "2026-11-12T00:00:00Z").await;
+    let approved = decide(
+        &s,
+        "sec",
+        "2026-11-10T10:30:00Z",
+        &before.id,
+        Verdict::Approve,
+        "ok",
+    );
+    assert_eq!(approved.await.unwrap().status, ExceptionStatus::Approved);
     let alice = custody_crypto::PrivateKey::generate(custody_crypto::Algorithm::Ed25519);
     let text = policy_text(
         "evidence = [\"vulnerability-scan\"]\n[environment.vulnerabilities]\nmax_severity = \"high\"",
@@ -216,7 +228,15 @@ async fn where_prod_counts_only_signed_approvals_so_does_a_waiver_there() {
         .unwrap();
     assert!(applied.changed, "{applied:?}");
 
-    let (d, _) = scanned(&s).await;
+    // Once prod counts only signed approvals, that unsigned waiver no longer counts there.
+    let now_blocked = sam_promotes(&s, &early_release, "2026-11-10T11:00:00Z").await;
+    let why = &vulnerabilities(&now_blocked.decision.decision).reason;
+    assert!(
+        why.contains(CVE) && why.contains("was not signed with an enrolled personal key"),
+        "{why}"
+    );
+
+    let d = early;
     let asked = sam_asks(&s, &d, "2026-11-12T00:00:00Z").await;
     let t = "2026-11-10T11:00:00Z";
     match decide(&s, "sec", t, &asked.id, Verdict::Approve, "fine").await {

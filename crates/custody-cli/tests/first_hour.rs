@@ -105,6 +105,20 @@ fn the_readme_walkthrough_runs_as_written() {
     };
     expect_code(&gate(&digest("shop-1.4.2.tar")), 0);
     expect_code(&gate(&digest("shop-1.4.3.tar")), 1);
+    // What the policy in force asks, as `policy show` says it: the walkthrough's governance
+    // (2 of security), no environment yet counting only signed approvals.
+    let shown = run(custody()
+        .args(["policy", "show", "--json", "--data-dir"])
+        .arg(&data));
+    expect_code(&shown, 0);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["governance"]["quorum"], 2, "{shown:#}");
+    assert_eq!(shown["governance"]["signed"], false, "{shown:#}");
+    assert_eq!(
+        shown["signed_approvals_only"],
+        serde_json::json!([]),
+        "{shown:#}"
+    );
     expect_code(
         &run(custody().args(["log", "check", "--data-dir"]).arg(&data)),
         0,

@@ -121,6 +121,7 @@ fn with_reports(policy: &Policy, bare: &Facts, reports: &[(&str, Evidence)]) -> 
                 approved_at: fixture::NOW - fixture::HOUR,
                 expires_at: fixture::NOW + fixture::HOUR,
                 environments: Vec::new(),
+                signed: false,
             });
         }
     }

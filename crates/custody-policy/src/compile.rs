@@ -487,7 +487,7 @@ fn compile_as(bundle: &Bundle, recorded: bool) -> Result<Policy, PolicyErrors> {
                     errors.at(
                         doc.quorum.span(),
                         format!(
-                            "signed approvals: a quorum of {quorum} can never be met: only {enrolled} of the people holding the roles {:?} enrolled a personal key ([[person_key]])",
+                            "signed approvals: a quorum of {quorum} can never be met: only {enrolled} of the people holding the roles {:?} enrolled a personal key ([[person_key]])\nhint: enrol their keys ([[person_key]] with principal and path = \"keys/NAME.pub\"), or drop `signed = true` here",
                             names(&roles)
                         ),
                     );

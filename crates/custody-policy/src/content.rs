@@ -128,6 +128,13 @@ fn exceptions<'f>(
                     "{} did not hold the security role in {} when approving it",
                     x.approved_by, env.name
                 ))
+            } else if env.counts_only_signed_approvals() && !x.signed {
+                // Approved before signed approvals were asked for here, or behind the
+                // use case's back: where only signatures count, neither does this waiver.
+                Err(format!(
+                    "its approval by {} was not signed with an enrolled personal key, and {} counts only signed approvals",
+                    x.approved_by, env.name
+                ))
             } else if facts.now < x.approved_at {
                 Err(format!("approved only at {}", when(x.approved_at)))
             } else if facts.now >= x.expires_at {

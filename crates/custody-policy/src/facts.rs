@@ -209,6 +209,10 @@ pub struct ExceptionFacts {
     /// The environments it holds in (empty: every one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Whether its approval was signed with the approver's enrolled personal key (absent
+    /// when not, so the digests of earlier facts are unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
 }
 
 /// What an exception waives.

@@ -134,7 +134,7 @@ pub(crate) fn compile_governance(
                 errors.at(
                     doc.quorum.span(),
                     format!(
-                        "signed approvals of changes: a quorum of {quorum} other than the proposer needs {} owners with an enrolled personal key ([[person_key]]), and {} have one: no change could ever be approved",
+                        "signed approvals of changes: a quorum of {quorum} other than the proposer needs {} owners with an enrolled personal key ([[person_key]]), and {} have one: no change could ever be approved\nhint: enrol more owners' keys ([[person_key]] with principal and path = \"keys/NAME.pub\"), or drop `signed = true` from [governance]",
                         quorum + 1,
                         enrolled.len()
                     ),

@@ -164,7 +164,7 @@ fn standings(policy: &Policy, facts: &Facts, rule: &Approvals) -> Vec<Standing> 
         } else if rule.signed && a.approve && !a.signed {
             // (A rejection stops a promotion and loosens nothing: it counts unsigned.)
             ignored(
-                "not signed with an enrolled personal key, and this environment counts only signed approvals"
+                "not signed with an enrolled personal key, and this environment counts only signed approvals; approve again with --sign-key"
                     .into(),
             )
         } else if a.release_digest != facts.release.digest

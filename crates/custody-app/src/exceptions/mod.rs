@@ -248,6 +248,7 @@ impl<S: Store> App<S> {
             reviewed_by: None,
             reviewed_at: None,
             review_rationale: None,
+            review_signed: false,
             revoked: None,
         };
         self.retrying(|| async {
@@ -410,6 +411,7 @@ impl<S: Store> App<S> {
             record.reviewed_by = Some(actor.principal.clone());
             record.reviewed_at = Some(actor.now);
             record.review_rationale = Some(review.rationale.clone());
+            record.review_signed = signed_with.is_some();
             let body = EventBody::ExceptionReviewed(ExceptionReviewed {
                     exception: record.id.clone(),
                     verdict,

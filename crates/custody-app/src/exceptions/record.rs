@@ -156,6 +156,9 @@ pub struct ExceptionRecord {
     pub reviewed_at: Option<Timestamp>,
     /// The reviewer's rationale.
     pub review_rationale: Option<String>,
+    /// Whether the review was signed with the reviewer's enrolled personal key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review_signed: bool,
     /// Its withdrawal, once revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
@@ -216,6 +219,7 @@ impl ExceptionRecord {
             approved_at: self.reviewed_at?.unix_seconds(),
             expires_at: self.expires_at.unix_seconds(),
             environments: self.environments.clone(),
+            signed: self.review_signed,
         })
     }
 }

@@ -111,7 +111,7 @@ impl<S: Store> App<S> {
             }
             if proposal.proposed_through.as_deref() == Some(who) {
                 return Err(AppError::denied(format!(
-                    "{who} made the token {} proposed {id} with, and so may not review it: {} other owner(s) must",
+                    "{who} made the token {} proposed {id} with, and so may not review it; {} owner(s) who had no hand in it must approve it",
                     proposal.proposed_by, proposal.quorum
                 )));
             }

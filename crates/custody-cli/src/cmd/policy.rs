@@ -239,20 +239,34 @@ async fn show(a: ShowArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|k| json!({"principal": k.principal, "key_id": k.key_id}))
         .collect();
+    // Where only approvals signed with an enrolled key count (`signed = true`).
+    let signed_only: Vec<&str> = p
+        .environments()
+        .iter()
+        .filter(|e| e.counts_only_signed_approvals())
+        .map(|e| e.name.as_str())
+        .collect();
     if a.json {
         print_json(&json!({
             "digest": in_force.digest,
             "environments": p.environments().iter().map(|e| &e.name).collect::<Vec<_>>(),
-            "governance": {"owners": owners, "quorum": governance.quorum},
+            "signed_approvals_only": signed_only,
+            "governance": {"owners": owners, "quorum": governance.quorum, "signed": governance.signed},
             "person_keys": keys,
         }));
     } else {
         print_line(&format!(
-            "policy {}\n  pipeline  {}\n  changes   need {} approval(s) from {} (never the proposer)\n  personal keys  {}",
+            "policy {}\n  pipeline  {}\n  changes   need {} {}approval(s) from {} (never the proposer)\n  signed approvals only  {}\n  personal keys  {}",
             in_force.digest,
             pipeline(p),
             governance.quorum,
+            if governance.signed { "signed " } else { "" },
             owners.join(" or "),
+            if signed_only.is_empty() {
+                "nowhere".to_owned()
+            } else {
+                signed_only.join(", ")
+            },
             if keys.is_empty() {
                 "none enrolled".to_owned()
             } else {
