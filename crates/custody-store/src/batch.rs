@@ -10,6 +10,9 @@ use crate::search::{self, Indexed};
 use crate::sql::{self, Conn, NewIdempotencyRow, StateRow};
 use crate::{Append, Appended, Expect, StoreError};
 
+/// A search term and the index of the entry it finds.
+pub(crate) type TermRow = (String, i64);
+
 /// What one batch will write, decided append by append under the lock.
 pub(crate) struct BatchPlan {
     /// The next free index.
@@ -41,6 +44,33 @@ impl BatchPlan {
             versions: HashMap::new(),
             keys: HashMap::new(),
         }
+    }
+
+    /// Before the first [`Self::admit`]: reads the versions of every record `appends`
+    /// write, a few dozen to a round trip (rather than one each as `admit` comes to them:
+    /// under the log's lock, each round trip delays every waiting append).
+    pub(crate) async fn read_versions(
+        &mut self,
+        c: &mut Conn<'_>,
+        appends: &[Append],
+    ) -> Result<(), StoreError> {
+        let mut asked = std::collections::HashSet::new();
+        let wanted: Vec<(&str, &str)> = appends
+            .iter()
+            .flat_map(|a| &a.state)
+            .map(|w| (w.kind.as_str(), w.key.as_str()))
+            .filter(|id| asked.insert(*id))
+            .collect();
+        for chunk in wanted.chunks(sql::STATES_AT_ONCE) {
+            for (kind, key) in chunk {
+                self.versions
+                    .insert(((*kind).to_owned(), (*key).to_owned()), None);
+            }
+            for (kind, key, version) in sql::state_versions(c, chunk).await? {
+                self.versions.insert((kind, key), Some(version));
+            }
+        }
+        Ok(())
     }
 
     /// Decides one append: a replay, a refusal, or accepted (leaves hashed into
@@ -159,12 +189,13 @@ impl BatchPlan {
     }
 
     /// `(term, index)` for every term of every accepted event, in log order, the time
-    /// terms following on from `latest`, the log's latest stamp before the batch.
+    /// terms following on from `latest`, the log's latest stamp before the batch; and the
+    /// latest stamp after it.
     pub(crate) fn term_rows(
         &self,
         indexed: &[Vec<Indexed>],
         mut latest: Option<i128>,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<(Vec<TermRow>, Option<i128>), StoreError> {
         let mut rows = Vec::new();
         let mut terms = Vec::new();
         for &i in &self.accepted {
@@ -178,7 +209,7 @@ impl BatchPlan {
                 }
             }
         }
-        Ok(rows)
+        Ok((rows, latest))
     }
 
     pub(crate) fn idempotency_rows<'a>(

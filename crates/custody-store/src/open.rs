@@ -239,6 +239,7 @@ impl SqlStore {
             pool: pools.write.clone(),
             signer: log_key,
             frontier: Some(frontier),
+            latest_stamp: None,
             checkpoint_file: file_writer,
             seen,
             status: status.clone(),

@@ -76,6 +76,11 @@ pub(crate) struct Committer {
     /// batch checks it against the head it read under the lock, and reloads it from the
     /// stored hashes when another process moved the head (or a commit failed midway).
     pub(crate) frontier: Option<Frontier>,
+    /// The log's latest stamp (the running `max:` search term) as this committer's last
+    /// batch left it, with the log's size then. Only a cache, like `frontier`: used while
+    /// the head read under the lock is still that size (nothing else appended since; a
+    /// head put back or adopted reads it again).
+    pub(crate) latest_stamp: Option<(u64, Option<i128>)>,
     /// The newest checkpoint this committer signed or verified. It only moves forward:
     /// every head read under the lock must extend it.
     pub(crate) seen: SignedCheckpoint,
@@ -280,6 +285,7 @@ impl Committer {
         let mut frontier = self.admit_head(&mut c, head, adopt).await?;
 
         let mut plan = BatchPlan::new(size);
+        plan.read_versions(&mut c, appends).await?;
         for append in appends {
             let result = plan.admit(&mut c, append, &mut frontier).await?;
             plan.results.push(result);
@@ -309,8 +315,12 @@ impl Committer {
         self.fault(FaultPoint::WriteEntries)?;
         sql::insert_entries(&mut c, to_i64(size)?, &plan.leaves(appends)).await?;
         sql::insert_nodes(&mut c, &plan.nodes).await?;
-        let latest = sql::latest_stamp(&mut c).await?;
-        sql::insert_terms(&mut c, &plan.term_rows(terms, latest)?).await?;
+        let latest = match self.latest_stamp {
+            Some((at, latest)) if at == size && !adopt => latest,
+            _ => sql::latest_stamp(&mut c).await?,
+        };
+        let (term_rows, latest) = plan.term_rows(terms, latest)?;
+        sql::insert_terms(&mut c, &term_rows).await?;
         self.fault(FaultPoint::WriteState)?;
         let (removed, written): (Vec<StateRow>, Vec<StateRow>) =
             plan.state.iter().cloned().partition(|row| row.3 == "null");
@@ -344,6 +354,7 @@ impl Committer {
             .await
             .map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
         self.frontier = Some(frontier);
+        self.latest_stamp = Some((new_size, latest));
         self.seen = SignedCheckpoint {
             size: new_size,
             root,

@@ -31,7 +31,7 @@ pub(crate) use side::{
 };
 pub(crate) use state::{
     NewIdempotencyRow, STATES_AT_ONCE, StateRow, delete_state, idempotency, insert_idempotency,
-    state, state_version, states, states_by_key, upsert_state,
+    state, state_version, state_versions, states, states_by_key, upsert_state,
 };
 pub(crate) use terms::{
     advance_terms_backfill, first_reaching, insert_terms, last_late_before, latest_stamp, search,

@@ -68,14 +68,9 @@ pub(crate) async fn states_by_key(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    // One statement shape per key count: `(kind, key) = ($1, $2) OR …`, which SQLite and
-    // PostgreSQL both answer with one primary-key lookup a key.
-    let wanted: Vec<String> = (0..keys.len())
-        .map(|i| format!("(kind = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
-        .collect();
     let sql = format!(
         "SELECT kind, key, version, value, log_index FROM state WHERE {}",
-        wanted.join(" OR ")
+        any_of(keys.len())
     );
     Ok(on_conn!(c, c => {
         let mut q = sqlx::query_as(&sql);
@@ -86,7 +81,39 @@ pub(crate) async fn states_by_key(
     }))
 }
 
-/// Keys [`states_by_key`] reads at most in one call.
+/// The versions of the state records that exist among `keys`, in one round trip, in no
+/// order. At most [`STATES_AT_ONCE`] keys a call.
+pub(crate) async fn state_versions(
+    c: &mut Conn<'_>,
+    keys: &[(&str, &str)],
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT kind, key, version FROM state WHERE {}",
+        any_of(keys.len())
+    );
+    Ok(on_conn!(c, c => {
+        let mut q = sqlx::query_as(&sql);
+        for (kind, key) in keys {
+            q = q.bind(*kind).bind(*key);
+        }
+        q.persistent(keys.len() <= 16).fetch_all(&mut **c).await?
+    }))
+}
+
+/// The condition matching `n` kind/key pairs bound in order: one statement shape per key
+/// count, `(kind = $1 AND key = $2) OR …`, which SQLite and PostgreSQL both answer with one
+/// primary-key lookup a key.
+fn any_of(n: usize) -> String {
+    let wanted: Vec<String> = (0..n)
+        .map(|i| format!("(kind = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    wanted.join(" OR ")
+}
+
+/// Keys [`states_by_key`] and [`state_versions`] read at most in one call.
 pub(crate) const STATES_AT_ONCE: usize = 64;
 
 /// State records of `kind` after `after` in key order.
