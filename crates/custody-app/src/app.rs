@@ -194,18 +194,18 @@ impl<S: Store> App<S> {
         kind: &'static str,
         key: &str,
     ) -> AppResult<Option<Arc<Versioned<T>>>> {
-        let generation = self.state_cache.generation();
-        if let Some(g) = generation {
+        let stamp = self.state_cache.stamp();
+        if let Some(s) = stamp {
             if let Some(hit) = self
                 .state_cache
-                .get::<Option<Arc<Versioned<T>>>>(g, kind, key)
+                .get::<Option<Arc<Versioned<T>>>>(s, kind, key)
             {
                 return Ok((*hit).clone());
             }
         }
         let read = self.get::<T>(kind, key).await?.map(Arc::new);
-        if let Some(g) = generation {
-            self.state_cache.put(g, kind, key, Arc::new(read.clone()));
+        if let Some(s) = stamp {
+            self.state_cache.put(s, kind, key, Arc::new(read.clone()));
         }
         Ok(read)
     }
@@ -320,6 +320,10 @@ impl<S: Store> App<S> {
         idempotency: Option<IdempotencyKey>,
     ) -> AppResult<Appended> {
         let started = std::time::Instant::now();
+        let written: Vec<(String, String)> = state
+            .iter()
+            .map(|w| (w.kind.clone(), w.key.clone()))
+            .collect();
         let appended = self
             .store
             .append(Append {
@@ -329,7 +333,16 @@ impl<S: Store> App<S> {
             })
             .await;
         // Before the caller hears of it (even of a failure, whose outcome may be unknown).
-        self.state_cache.moved();
+        self.state_cache.wrote(
+            written
+                .iter()
+                .map(|(kind, key)| (kind.as_str(), key.as_str())),
+            appended
+                .as_ref()
+                .ok()
+                .filter(|a| !a.replayed)
+                .map(|a| (a.first_index, a.count)),
+        );
         if let Some(observe) = self.append_observer.get() {
             observe(started.elapsed(), appended.is_ok());
         }

@@ -1,10 +1,11 @@
 //! The ledger's tail: the one task that follows the log for a long-running server, and the
 //! subscriptions that read what it saw.
 //!
-//! [`App::follow_ledger`] reads the log's size every [`FOLLOW_EVERY`]. When it grew, it
-//! moves the state cache's generation (so records other processes changed are read again),
-//! reads the new entries once, parses each into an [`Event`] once, keeps the latest
-//! [`KEPT`] in memory, and wakes every [`Subscription`]. Alert rules, metrics and the state
+//! [`App::follow_ledger`] reads the log's size every [`FOLLOW_EVERY`]. When it grew by
+//! anything but this process's own appends, it moves the state cache's generation (so
+//! records other processes changed are read again); then it reads the new entries once,
+//! parses each into an [`Event`] once, keeps the latest [`KEPT`] in memory, and wakes
+//! every [`Subscription`]. Alert rules, metrics and the state
 //! cache all hang off this one loop, instead of each polling the store itself.
 //!
 //! Invariants:
@@ -151,7 +152,8 @@ impl<S: Store> App<S> {
 
     /// Follows the log until the future is dropped (a server spawns it): every
     /// [`FOLLOW_EVERY`] it reads the size; when it grew, it moves the state cache's
-    /// generation, reads and parses the new entries once, and wakes the subscriptions.
+    /// generation (unless this process's own appends alone grew it), reads and parses the
+    /// new entries once, and wakes the subscriptions.
     /// Without it (the CLI) the state cache serves nothing and every read goes to the
     /// store.
     pub async fn follow_ledger(&self) {
@@ -160,7 +162,14 @@ impl<S: Store> App<S> {
             match self.store.size().await {
                 Ok(size) => {
                     if seen != Some(size) {
-                        self.state_cache.moved();
+                        // Grown by this process alone: its appends marked what they wrote.
+                        let foreign = match seen {
+                            Some(from) if from < size => self.state_cache.grew(from, size),
+                            _ => true,
+                        };
+                        if foreign {
+                            self.state_cache.moved();
+                        }
                         if let Some(from) = seen.filter(|&from| from < size) {
                             // Parse once, for every subscriber; a failure leaves the
                             // entries to be read from the store by whoever asks.

@@ -573,3 +573,86 @@ async fn a_second_review_supersedes_the_first_and_only_an_eligible_reviewer_reje
         assert_eq!(superseded_by(id), None);
     }
 }
+
+/// A server's cached reads (the deploy gate, a decision's records read ahead) follow its
+/// own writes at once, writes another process makes on the same store within a few of
+/// the tail's intervals, and its own writes again after those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_ledger_keeps_the_cache_exact_for_own_writes_and_soon_for_others() {
+    let s = setup("").await;
+    let tail = tokio::spawn({
+        let app = s.app.clone();
+        async move { app.follow_ledger().await }
+    });
+    tokio::time::sleep(custody_app::FOLLOW_EVERY * 2).await;
+    let now = at("2026-11-10T10:00:00Z");
+    let gate = |digest: custody_model::Digest| {
+        let app = s.app.clone();
+        async move { app.verify("build", &digest, now).await.unwrap().allowed }
+    };
+    let d1 = s.artifact("shop", "v1", "c1").await;
+    let r1 = s.release("1.0.0", &d1).await;
+    assert!(!gate(d1.clone()).await, "nothing is certified in build yet");
+    s.promoted(&r1, "build").await;
+    assert!(
+        gate(d1.clone()).await,
+        "this process's own certification, at once"
+    );
+
+    // Another process certifies 2.0.0 on the same store.
+    let other = s.reopened().await;
+    let d2 = sha256(b"v2");
+    other
+        .register(
+            &actor("ci"),
+            NewArtifact {
+                name: "shop".into(),
+                digest: Some(d2.clone()),
+                build: Some(build("c2", "release")),
+                builder_key: Some(&s.builder),
+                ..NewArtifact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let manifest = RecordRelease::signed(
+        "shop",
+        "2.0.0",
+        &[ManifestArtifact {
+            name: "shop".into(),
+            digest: d2.clone(),
+        }],
+        "rita",
+        now,
+        Some(&s.release_key),
+    )
+    .unwrap();
+    let r2 = other
+        .record_release(&actor("rita"), &manifest, None)
+        .await
+        .unwrap()
+        .release;
+    other
+        .promote_to(&actor("rita"), &r2, "build", None)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + custody_app::FOLLOW_EVERY * 40;
+    while !gate(d2.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another process's certification is still not seen"
+        );
+        tokio::time::sleep(custody_app::FOLLOW_EVERY / 2).await;
+    }
+    assert!(
+        !gate(d1.clone()).await,
+        "1.0.0 is no longer build's release"
+    );
+
+    // This process certifies 1.0.0 again (a decision reading ahead what the other process
+    // wrote), and its gate says so at once.
+    s.promoted(&r1, "build").await;
+    assert!(gate(d1).await);
+    assert!(!gate(d2).await);
+    tail.abort();
+}
