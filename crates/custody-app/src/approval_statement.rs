@@ -95,6 +95,18 @@ pub enum Approved {
     },
 }
 
+impl Approved {
+    /// What a statement approving this is, in a refusal ("the signed … does not count").
+    pub fn statement_name(&self) -> &'static str {
+        match self {
+            Approved::Promotion { .. } => "approval",
+            Approved::Proposal { .. } => "approval of the policy change",
+            Approved::BreakGlass { .. } => "break-glass request",
+            Approved::Exception { .. } => "approval of the waiver",
+        }
+    }
+}
+
 /// The predicate of a signed approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -267,7 +279,9 @@ impl<S: custody_store::Store> crate::app::App<S> {
             claim.rationale,
             claim.risk,
         )?;
-        self.personal_key_counts(&signed.key.key, actor.now).await?;
+        if let Err(why) = self.personal_key_counts(&signed.key.key, actor.now).await? {
+            return Err(AppError::denied(refusal(claim.approves, &why)));
+        }
         Ok(signed)
     }
 }
@@ -283,6 +297,14 @@ pub struct SignedApproval {
     pub key: crate::events::KeyUse,
 }
 
+/// Why a signed statement of `approved` does not count, as the caller hears it.
+fn refusal(approved: &Approved, why: &dyn std::fmt::Display) -> String {
+    format!(
+        "the signed {} does not count: {why}",
+        approved.statement_name()
+    )
+}
+
 /// Checks `envelope` as `actor`'s signed approval of `expected` with `verdict` and
 /// `rationale` (and `risk`, for promotions), under `policy`, at `actor.now`. Returns the
 /// approver acting by their key. The submitter must be the approver, unless they are the
@@ -296,8 +318,7 @@ pub fn check(
     rationale: &str,
     risk: Option<Risk>,
 ) -> AppResult<SignedApproval> {
-    let refused =
-        |why: String| AppError::denied(format!("the signed approval does not count: {why}"));
+    let refused = |why: String| AppError::denied(refusal(expected, &why));
     let keys: Vec<PublicKey> = policy.person_keys().iter().map(|k| k.key.clone()).collect();
     if keys.is_empty() {
         return Err(refused(

@@ -284,27 +284,30 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
-    /// Refuses a personal key the keyring does not count now (revoked, retired), for a
-    /// statement about to be recorded.
+    /// Why a personal key the keyring does not count now (revoked, retired) may not sign a
+    /// statement about to be recorded, if it may not (`Ok(Err(why))`).
     ///
     /// Invariant: a personal key revoked in the ledger signs nothing recorded after its
     /// revocation, whatever time the statement and the writer's clock give. Times are an
     /// input the data directory's operator may set (`CUSTODY_NOW`), the ledger's order is
     /// not: a statement backdated before the compromise still comes after the revocation.
-    pub(crate) async fn personal_key_counts(&self, key_id: &str, now: Timestamp) -> AppResult<()> {
-        let refused =
-            |why: String| AppError::denied(format!("the signed approval does not count: {why}"));
+    pub(crate) async fn personal_key_counts(
+        &self,
+        key_id: &str,
+        now: Timestamp,
+    ) -> AppResult<Result<(), String>> {
         let ring = self.keyring().await?;
-        ring.counts(key_id, KeyPurpose::PersonalApproval, now)
-            .map_err(refused)?;
-        if let Some(r) = ring.get(key_id).and_then(|e| e.revoked.as_ref()) {
-            return Err(refused(format!(
+        if let Err(why) = ring.counts(key_id, KeyPurpose::PersonalApproval, now) {
+            return Ok(Err(why));
+        }
+        Ok(match ring.get(key_id).and_then(|e| e.revoked.as_ref()) {
+            Some(r) => Err(format!(
                 "key {key_id} was revoked at {} ({}): it signs nothing recorded after its revocation, whatever time the statement carries",
                 r.at.to_second(),
                 r.reason
-            )));
-        }
-        Ok(())
+            )),
+            None => Ok(()),
+        })
     }
 
     /// The keys in force whose validity ends within `warning` seconds of `now` (or has

@@ -78,17 +78,24 @@ impl<S: Store> App<S> {
             })
         };
         let policy = self.policy().await?;
-        let (reviewer, signed_with) = self
+        let (reviewer, signed_with, read) = self
             .reviewer(actor, &policy, promotion_id, verdict, review)
             .await?;
+        // The promotion the signature was checked against serves the first attempt.
+        let read = std::sync::Mutex::new(read);
         let actor = &reviewer;
         let signed_with = &signed_with;
         self.retrying(|| async {
-            let current: Versioned<PromotionRecord> = self
-                .require(kind::PROMOTION, promotion_id, || {
-                    format!("no promotion {promotion_id}")
-                })
-                .await?;
+            let first = read.lock().ok().and_then(|mut r| r.take());
+            let current: Versioned<PromotionRecord> = match first {
+                Some(current) => current,
+                None => {
+                    self.require(kind::PROMOTION, promotion_id, || {
+                        format!("no promotion {promotion_id}")
+                    })
+                    .await?
+                }
+            };
             let after_the_fact = current.value.status == PromotionStatus::Certified
                 && current
                     .value
@@ -225,6 +232,7 @@ impl<S: Store> App<S> {
     /// Who reviews: the signer of an approval statement signed with an enrolled personal
     /// key (checked against the promotion and the policy in force), or else the caller, if
     /// their credential is their own. An approval by anyone else's hand never counts.
+    /// With a statement, also the promotion as read to check it.
     async fn reviewer(
         &self,
         actor: &Actor,
@@ -232,12 +240,12 @@ impl<S: Store> App<S> {
         promotion_id: &str,
         verdict: Verdict,
         review: &Review,
-    ) -> AppResult<(Actor, Option<KeyUse>)> {
+    ) -> AppResult<(Actor, Option<KeyUse>, Option<Versioned<PromotionRecord>>)> {
         let Some(envelope) = &review.statement else {
             if let Some(why) = crate::identity::not_personal(actor) {
                 return Err(AppError::denied(why));
             }
-            return Ok((actor.clone(), None));
+            return Ok((actor.clone(), None, None));
         };
         // The promotion, and whether the statement was used before, read together.
         let used = approval_statement::use_key(envelope)?;
@@ -247,16 +255,16 @@ impl<S: Store> App<S> {
                 (kind::STATEMENT_USED, used.clone()),
             ])
             .await?;
-        let promotion: PromotionRecord = self
+        let read: Versioned<PromotionRecord> = self
             .get_ahead(&ahead, kind::PROMOTION, promotion_id)
             .await?
-            .ok_or_else(|| AppError::not_found(format!("no promotion {promotion_id}")))?
-            .value;
+            .ok_or_else(|| AppError::not_found(format!("no promotion {promotion_id}")))?;
+        let promotion = &read.value;
         let expected = Approved::Promotion {
-            promotion: promotion.id,
-            release: promotion.release,
-            release_digest: Some(promotion.release_digest),
-            environment: promotion.environment,
+            promotion: promotion.id.clone(),
+            release: promotion.release.clone(),
+            release_digest: Some(promotion.release_digest.clone()),
+            environment: promotion.environment.clone(),
             policy: policy.digest().into(),
         };
         let claim = approval_statement::Claim {
@@ -279,7 +287,7 @@ impl<S: Store> App<S> {
                 first.value
             )));
         }
-        Ok((signed.actor, Some(signed.key)))
+        Ok((signed.actor, Some(signed.key), Some(read)))
     }
 
     /// The mandatory review of a promotion certified by break-glass, by someone who could

@@ -353,6 +353,38 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
             .contains("breaking glass there, which overrides them, must be signed too"),
         "{refused}"
     );
+    // A break-glass request signed for another release is refused as what it is.
+    let elsewhere = Approved::BreakGlass {
+        release: "shop@9.9.9".into(),
+        environment: "prod".into(),
+        policy: w.in_force().await,
+    };
+    let refused = w
+        .app
+        .promote(
+            &person("bob"),
+            &custody_app::Promote {
+                release: glass.promotion.release.parse().unwrap(),
+                environment: "prod".into(),
+                break_glass: Some("checkout is down".into()),
+                statement: Some(signed(
+                    &w.bob,
+                    "bob",
+                    elsewhere,
+                    Verdict::Approve,
+                    "checkout is down",
+                )),
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("the signed break-glass request does not count: "),
+        "{refused}"
+    );
 
     // A change of the policy now needs signed approvals: a sign-in is refused.
     let next = w.apply_as("sam", &loosened()).await.unwrap();
