@@ -333,20 +333,17 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
     assert!(w.app.replay(&by_bob.decision.id).await.unwrap().same);
     // Breaking glass overrides the approvals, so there it must be signed too.
     let glass = w.release_and_promote("3.0.1").await;
-    let refused = w
-        .app
-        .promote(
-            &person("carol"),
-            &custody_app::Promote {
-                release: glass.promotion.release.parse().unwrap(),
-                environment: "prod".into(),
-                break_glass: Some("checkout is down".into()),
-                statement: None,
-            },
-            None,
-        )
-        .await
-        .unwrap_err();
+    let break_glass = |who: &'static str, statement| {
+        let request = custody_app::Promote {
+            release: glass.promotion.release.parse().unwrap(),
+            environment: "prod".into(),
+            break_glass: Some("checkout is down".into()),
+            statement,
+        };
+        let app = &w.app;
+        async move { app.promote(&person(who), &request, None).await }
+    };
+    let refused = break_glass("carol", None).await.unwrap_err();
     assert!(
         refused
             .to_string()
@@ -359,26 +356,14 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
         environment: "prod".into(),
         policy: w.in_force().await,
     };
-    let refused = w
-        .app
-        .promote(
-            &person("bob"),
-            &custody_app::Promote {
-                release: glass.promotion.release.parse().unwrap(),
-                environment: "prod".into(),
-                break_glass: Some("checkout is down".into()),
-                statement: Some(signed(
-                    &w.bob,
-                    "bob",
-                    elsewhere,
-                    Verdict::Approve,
-                    "checkout is down",
-                )),
-            },
-            None,
-        )
-        .await
-        .unwrap_err();
+    let statement = signed(
+        &w.bob,
+        "bob",
+        elsewhere,
+        Verdict::Approve,
+        "checkout is down",
+    );
+    let refused = break_glass("bob", Some(statement)).await.unwrap_err();
     assert!(
         refused
             .to_string()

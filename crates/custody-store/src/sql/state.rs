@@ -65,20 +65,7 @@ pub(crate) async fn states_by_key(
     c: &mut Conn<'_>,
     keys: &[(&str, &str)],
 ) -> Result<Vec<StateRow>, StoreError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT kind, key, version, value, log_index FROM state WHERE {}",
-        any_of(keys.len())
-    );
-    Ok(on_conn!(c, c => {
-        let mut q = sqlx::query_as(&sql);
-        for (kind, key) in keys {
-            q = q.bind(*kind).bind(*key);
-        }
-        q.persistent(keys.len() <= 16).fetch_all(&mut **c).await?
-    }))
+    by_keys(c, "kind, key, version, value, log_index", keys).await
 }
 
 /// The versions of the state records that exist among `keys`, in one round trip, in no
@@ -87,13 +74,25 @@ pub(crate) async fn state_versions(
     c: &mut Conn<'_>,
     keys: &[(&str, &str)],
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
+    by_keys(c, "kind, key, version", keys).await
+}
+
+/// `columns` of the state records that exist among `keys`.
+async fn by_keys<R>(
+    c: &mut Conn<'_>,
+    columns: &str,
+    keys: &[(&str, &str)],
+) -> Result<Vec<R>, StoreError>
+where
+    R: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT kind, key, version FROM state WHERE {}",
-        any_of(keys.len())
-    );
+    let sql = format!("SELECT {columns} FROM state WHERE {}", any_of(keys.len()));
     Ok(on_conn!(c, c => {
         let mut q = sqlx::query_as(&sql);
         for (kind, key) in keys {
