@@ -159,7 +159,7 @@ fn the_readme_walkthrough_runs_as_written() {
         .arg("--data-dir")
         .arg(&data)
         .env("CUSTODY_TOKEN", &olga));
-    expect_refusal(&out, 1, "the signed approval does not count");
+    expect_refusal(&out, 1, "the signed break-glass request does not count");
     assert_eq!(size(), before);
 
     // The whole story verifies offline, the signed break-glass with it; re-signed by a key
