@@ -262,13 +262,16 @@ pub(crate) struct Claim<'a> {
 
 impl<S: custody_store::Store> crate::app::App<S> {
     /// `envelope` checked as `actor`'s signed statement of `claim` under `policy` (see
-    /// [`check`]), by a personal key the keyring still counts (not revoked, not retired).
+    /// [`check`]), by a personal key the keyring still counts (not revoked, not retired):
+    /// the keyring on its record as the store holds it (`keyring`: read by the caller
+    /// with its other records; otherwise read here).
     pub(crate) async fn personally_signed(
         &self,
         envelope: &Envelope,
         policy: &Policy,
         actor: &Actor,
         claim: Claim<'_>,
+        keyring: Option<Option<crate::app::Versioned<crate::keyring::KeyringRecord>>>,
     ) -> AppResult<SignedApproval> {
         let signed = check(
             envelope,
@@ -279,7 +282,10 @@ impl<S: custody_store::Store> crate::app::App<S> {
             claim.rationale,
             claim.risk,
         )?;
-        if let Err(why) = self.personal_key_counts(&signed.key.key, actor.now).await? {
+        if let Err(why) = self
+            .personal_key_counts(&signed.key.key, actor.now, keyring)
+            .await?
+        {
             return Err(AppError::denied(refusal(claim.approves, &why)));
         }
         Ok(signed)

@@ -156,15 +156,24 @@ impl<S: Store> App<S> {
     async fn keyring_with_record(
         &self,
     ) -> AppResult<(Arc<Keyring>, Option<Arc<Versioned<KeyringRecord>>>)> {
-        let policy = self.policy().await?;
         let record = self.keyring_record().await?;
+        let ring = self.keyring_on(record.as_ref()).await?;
+        Ok((ring, record))
+    }
+
+    /// The keyring built on `record` (and the policy in force and its history).
+    async fn keyring_on(
+        &self,
+        record: Option<&Arc<Versioned<KeyringRecord>>>,
+    ) -> AppResult<Arc<Keyring>> {
+        let policy = self.policy().await?;
         let stamp = (
             policy.digest().to_owned(),
             record.as_ref().map(|r| r.version),
         );
         if let Some((built, ring)) = self.keyring.lock().ok().and_then(|k| k.clone()) {
             if built == stamp {
-                return Ok((ring, record));
+                return Ok(ring);
             }
         }
         let history = self.policy_history(&policy).await?;
@@ -180,7 +189,7 @@ impl<S: Store> App<S> {
         if let Ok(mut kept) = self.keyring.lock() {
             *kept = Some((stamp, ring.clone()));
         }
-        Ok((ring, record))
+        Ok(ring)
     }
 
     /// Appends a key change: `event`, and the keyring record `next` written expecting the
@@ -285,7 +294,10 @@ impl<S: Store> App<S> {
     }
 
     /// Why a personal key the keyring does not count now (revoked, retired) may not sign a
-    /// statement about to be recorded, if it may not (`Ok(Err(why))`).
+    /// statement about to be recorded, if it may not (`Ok(Err(why))`). The keyring is built
+    /// on its record as the store holds it now (`fresh`: read by the caller with other
+    /// records, not through the state cache), never a cached one that another process's
+    /// revocation may have outdated.
     ///
     /// Invariant: a personal key revoked in the ledger signs nothing recorded after its
     /// revocation, whatever time the statement and the writer's clock give. Times are an
@@ -295,8 +307,16 @@ impl<S: Store> App<S> {
         &self,
         key_id: &str,
         now: Timestamp,
+        fresh: Option<Option<Versioned<KeyringRecord>>>,
     ) -> AppResult<Result<(), String>> {
-        let ring = self.keyring().await?;
+        let record = match fresh {
+            Some(record) => record,
+            None => {
+                self.get_checked::<KeyringRecord>(kind::KEYRING, "current")
+                    .await?
+            }
+        };
+        let ring = self.keyring_on(record.map(Arc::new).as_ref()).await?;
         if let Err(why) = ring.counts(key_id, KeyPurpose::PersonalApproval, now) {
             return Ok(Err(why));
         }

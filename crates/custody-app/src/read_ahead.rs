@@ -1,15 +1,10 @@
 //! Reading a use case's records together: the keys it knows before it reads them (a
 //! release's artifacts, their exception indexes, its standing in the previous environment)
-//! in one round trip to the store, rather than one each, and none for the records the
-//! state cache holds.
+//! in one round trip to the store, rather than one each.
 //!
-//! Invariant: a record read ahead is what [`App::get_hot`] would have read at that moment
-//! (what the store holds, but for another process's write in the last moments: see
-//! `state_cache`); a use case that reads ahead and then writes still guards its writes
-//! with the versions it read (`Expect::Version`), so reading together changes no outcome,
-//! only the round trips.
-
-use std::sync::Arc;
+//! Invariant: a record read ahead is what [`App::get`] would have read at that moment; a
+//! use case that reads ahead and then writes still guards its writes with the versions it
+//! read (`Expect::Version`), so reading together changes no outcome, only the round trips.
 
 use custody_store::{StateRecord, Store};
 use serde::de::DeserializeOwned;
@@ -20,7 +15,7 @@ use crate::projection::Projected;
 
 /// Records read together, by kind and key (present or not).
 pub(crate) struct ReadAhead {
-    rows: Vec<(&'static str, String, Arc<Option<StateRecord>>)>,
+    rows: Vec<(&'static str, String, Option<StateRecord>)>,
 }
 
 impl ReadAhead {
@@ -29,48 +24,23 @@ impl ReadAhead {
         self.rows
             .iter()
             .find(|(k, name, _)| *k == kind && name == key)
-            .map(|(_, _, row)| row.as_ref().as_ref())
+            .map(|(_, _, row)| row.as_ref())
     }
 }
 
 impl<S: Store> App<S> {
-    /// Reads `keys` together: those the state cache holds from it, the others from the
-    /// store in one round trip (and kept in the cache).
+    /// Reads `keys` together.
     pub(crate) async fn read_ahead(
         &self,
         keys: Vec<(&'static str, String)>,
     ) -> AppResult<ReadAhead> {
-        let stamp = self.state_cache.stamp();
-        let mut rows: Vec<Option<Arc<Option<StateRecord>>>> = keys
-            .iter()
-            .map(|(kind, key)| stamp.and_then(|s| self.state_cache.get(s, kind, key)))
-            .collect();
-        let asked: Vec<(&str, &str)> = keys
-            .iter()
-            .zip(&rows)
-            .filter(|(_, kept)| kept.is_none())
-            .map(|((kind, key), _)| (*kind, key.as_str()))
-            .collect();
-        if !asked.is_empty() {
-            let mut found = self.store.states_by_key(&asked).await?.into_iter();
-            for ((kind, key), row) in keys.iter().zip(&mut rows) {
-                if row.is_none() {
-                    let read = found.next().flatten();
-                    let bytes = read.as_ref().map_or(0, |r| r.value.as_bytes().len());
-                    let read = Arc::new(read);
-                    if let Some(s) = stamp {
-                        self.state_cache
-                            .put_weighing(s, kind, key, read.clone(), bytes);
-                    }
-                    *row = Some(read);
-                }
-            }
-        }
+        let asked: Vec<(&str, &str)> = keys.iter().map(|(k, key)| (*k, key.as_str())).collect();
+        let found = self.store.states_by_key(&asked).await?;
         Ok(ReadAhead {
             rows: keys
                 .into_iter()
-                .zip(rows)
-                .map(|((kind, key), row)| (kind, key, row.unwrap_or_default()))
+                .zip(found)
+                .map(|((kind, key), row)| (kind, key, row))
                 .collect(),
         })
     }

@@ -31,10 +31,6 @@ use crate::tail::FOLLOW_EVERY;
 /// token ids cannot grow it without bound); so are the marks of records written.
 const KEPT_PER_KIND: usize = 10_000;
 
-/// The bytes of stored rows kept at most (counted as they are kept, not as they go: when
-/// the count reaches it, every value is dropped and counting starts again).
-const KEPT_BYTES: usize = 64 << 20;
-
 /// Own appends remembered for the tail at most (it forgets them as it passes them).
 const KEPT_APPENDS: usize = 100_000;
 
@@ -45,12 +41,7 @@ pub(crate) struct Stamp {
     writes: u64,
 }
 
-/// A record as kept, each form with the stamp it was read at: its stored row (read ahead),
-/// or parsed as some type (`App::get_hot`). At most [`FORMS`] forms.
-type Entry = Vec<(Stamp, Arc<dyn Any + Send + Sync>)>;
-
-/// The forms a record is kept in at most (in practice two: its row, and parsed).
-const FORMS: usize = 4;
+type Entry = (Stamp, Arc<dyn Any + Send + Sync>);
 
 /// Keyed by kinds and record keys, hashed with foldhash rather than SipHash: every hot read
 /// looks up twice. Its per-map random seed still spreads keys an attacker chooses (token
@@ -60,8 +51,6 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Default)]
 struct Kept {
     values: Map<String, Map<String, Entry>>,
-    /// The bytes kept since `values` was last emptied (see [`KEPT_BYTES`]).
-    bytes: usize,
     /// Each record this process wrote: the count of writes marked when it was last marked.
     written: Map<String, Map<String, u64>>,
 }
@@ -171,8 +160,7 @@ impl StateCache {
         next != to
     }
 
-    /// The value of type `T` cached for `kind`/`key`, if it was read at a stamp still
-    /// current for it.
+    /// The value cached for `kind`/`key`, if it was read at a stamp still current for it.
     pub(crate) fn get<T: Send + Sync + 'static>(
         &self,
         now: Stamp,
@@ -180,8 +168,7 @@ impl StateCache {
         key: &str,
     ) -> Option<Arc<T>> {
         let kept = self.kept.lock().ok()?;
-        let forms = kept.values.get(kind)?.get(key)?;
-        let (stamp, value) = forms.iter().find(|(_, v)| v.is::<T>())?;
+        let (stamp, value) = kept.values.get(kind)?.get(key)?;
         if stamp.generation != now.generation {
             return None;
         }
@@ -192,8 +179,7 @@ impl StateCache {
         value.clone().downcast::<T>().ok()
     }
 
-    /// Keeps `value` (replacing any kept of its type), read from the store after `stamp`
-    /// was taken.
+    /// Keeps `value`, read from the store after `stamp` was taken.
     pub(crate) fn put<T: Send + Sync + 'static>(
         &self,
         stamp: Stamp,
@@ -201,34 +187,12 @@ impl StateCache {
         key: &str,
         value: Arc<T>,
     ) {
-        self.put_weighing(stamp, kind, key, value, 0);
-    }
-
-    /// [`Self::put`] of a value of about `bytes` bytes (a stored row).
-    pub(crate) fn put_weighing<T: Send + Sync + 'static>(
-        &self,
-        stamp: Stamp,
-        kind: &str,
-        key: &str,
-        value: Arc<T>,
-        bytes: usize,
-    ) {
         if let Ok(mut kept) = self.kept.lock() {
-            kept.bytes += bytes;
-            if kept.bytes > KEPT_BYTES {
-                kept.values.clear();
-                kept.bytes = bytes;
-            }
             let of_kind = kept.values.entry(kind.to_owned()).or_default();
             if of_kind.len() >= KEPT_PER_KIND && !of_kind.contains_key(key) {
                 of_kind.clear();
             }
-            let forms = of_kind.entry(key.to_owned()).or_default();
-            forms.retain(|(_, v)| !v.is::<T>());
-            if forms.len() >= FORMS {
-                forms.clear();
-            }
-            forms.push((stamp, value));
+            of_kind.insert(key.to_owned(), (stamp, value));
         }
     }
 
@@ -319,32 +283,6 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_kept_in_each_form_it_was_read_in() {
-        let cache = watched();
-        let s = cache.stamp().unwrap();
-        cache.put(s, "environment", "production", Arc::new(7u32));
-        cache.put(s, "environment", "production", Arc::new("row"));
-        assert_eq!(
-            cache.get::<u32>(s, "environment", "production").as_deref(),
-            Some(&7)
-        );
-        assert_eq!(
-            cache.get::<&str>(s, "environment", "production").as_deref(),
-            Some(&"row")
-        );
-        // A form read again replaces its own kind only; a write makes all of them stale.
-        cache.put(s, "environment", "production", Arc::new(8u32));
-        assert_eq!(
-            cache.get::<u32>(s, "environment", "production").as_deref(),
-            Some(&8)
-        );
-        cache.wrote([("environment", "production")].into_iter(), None);
-        let now = cache.stamp().unwrap();
-        assert_eq!(cache.get::<u32>(now, "environment", "production"), None);
-        assert_eq!(cache.get::<&str>(now, "environment", "production"), None);
-    }
-
-    #[test]
     fn a_read_that_raced_an_own_write_of_its_record_is_never_served() {
         let cache = watched();
         let before = cache.stamp().unwrap();
@@ -399,21 +337,6 @@ mod tests {
         let kept = cache.kept.lock().unwrap();
         assert!(kept.values["token"].len() <= KEPT_PER_KIND);
         assert!(kept.written["token"].len() <= KEPT_PER_KIND);
-    }
-
-    #[test]
-    fn the_rows_kept_never_weigh_more_than_their_bound() {
-        let cache = watched();
-        let s = cache.stamp().unwrap();
-        let row = KEPT_BYTES / 3;
-        for i in 0..10 {
-            cache.put_weighing(s, "artifact", &format!("a{i}"), Arc::new(i), row);
-            let kept = cache.kept.lock().unwrap();
-            assert!(kept.bytes <= KEPT_BYTES);
-            assert!(kept.values["artifact"].len() <= 3);
-        }
-        // The latest is served.
-        assert_eq!(cache.get::<i32>(s, "artifact", "a9").as_deref(), Some(&9));
     }
 
     #[test]

@@ -180,12 +180,7 @@ impl World {
 /// A world with no policy in force yet.
 async fn empty_world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let log = NoteSigner::new(
-        "test.custody/log",
-        Box::new(PrivateKey::generate(Algorithm::Ed25519)),
-    )
-    .unwrap();
-    let store = SqlStore::create(&Location::Sqlite(dir.path().join("c.db")), log, at(NOW))
+    let store = SqlStore::create(&Location::Sqlite(dir.path().join("c.db")), log(), at(NOW))
         .await
         .unwrap();
     World {
@@ -195,6 +190,21 @@ async fn empty_world() -> World {
         sasha: PrivateKey::generate(Algorithm::Ed25519),
         bob: PrivateKey::generate(Algorithm::Ed25519),
         _dir: dir,
+    }
+}
+
+/// The world's log key (the same each time, so a second process can open its store).
+fn log() -> NoteSigner {
+    let key = PrivateKey::ed25519_from_seed(&[9; 32]).unwrap();
+    NoteSigner::new("test.custody/log", Box::new(key)).unwrap()
+}
+
+impl World {
+    /// Another process's `App` on the world's store.
+    async fn other_process(&self) -> App<SqlStore> {
+        let db = Location::Sqlite(self._dir.path().join("c.db"));
+        let store = SqlStore::open(&db, log()).await.unwrap();
+        App::new(store, Box::new(PrivateKey::generate(Algorithm::Ed25519)))
     }
 }
 

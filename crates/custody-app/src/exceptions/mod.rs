@@ -326,7 +326,7 @@ impl<S: Store> App<S> {
                     risk: None,
                 };
                 let signed = self
-                    .personally_signed(envelope, &policy, actor, claim)
+                    .personally_signed(envelope, &policy, actor, claim, None)
                     .await?;
                 (signed.actor, Some(signed.key))
             }

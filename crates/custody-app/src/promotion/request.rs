@@ -224,7 +224,7 @@ impl<S: Store> App<S> {
             risk: None,
         };
         let signed = self
-            .personally_signed(envelope, policy, actor, claim)
+            .personally_signed(envelope, policy, actor, claim, None)
             .await?;
         Ok(Some((signed.actor, signed.key)))
     }

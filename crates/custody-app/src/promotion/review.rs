@@ -247,13 +247,18 @@ impl<S: Store> App<S> {
             }
             return Ok((actor.clone(), None, None));
         };
-        // The promotion, and whether the statement was used before, read together.
+        // The promotion, whether the statement was used before, and the keyring's record
+        // (a revocation by another process is not missed), read together.
         let used = approval_statement::use_key(envelope)?;
         let ahead = self
             .read_ahead(vec![
                 (kind::PROMOTION, promotion_id.to_owned()),
                 (kind::STATEMENT_USED, used.clone()),
+                (kind::KEYRING, "current".to_owned()),
             ])
+            .await?;
+        let keyring = self
+            .get_checked_ahead(&ahead, kind::KEYRING, "current")
             .await?;
         let read: Versioned<PromotionRecord> = self
             .get_ahead(&ahead, kind::PROMOTION, promotion_id)
@@ -274,7 +279,7 @@ impl<S: Store> App<S> {
             risk: Some(review.risk),
         };
         let signed = self
-            .personally_signed(envelope, policy, actor, claim)
+            .personally_signed(envelope, policy, actor, claim, Some(keyring))
             .await?;
         // A signed approval counts once: whoever holds a copy (the promotion's readers)
         // cannot send it again to renew it (its review is recorded with its use).

@@ -387,3 +387,53 @@ async fn where_the_policy_counts_only_signed_approvals_a_sign_in_does_not_count(
         .await
         .unwrap();
 }
+
+/// A personal key revoked by another process on the same store (a CLI on the data
+/// directory, a second server) signs nothing from then on, at once: a server whose cache
+/// still holds the keyring from before the revocation reads the keyring's record afresh to
+/// check a signed approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_by_another_process_signs_nothing_at_once() {
+    let w = world().await;
+    let body = async {
+        // The tail has looked, so the cache serves; the promotion reads (and keeps) the
+        // keyring.
+        tokio::time::sleep(custody_app::FOLLOW_EVERY * 2).await;
+        let p = w.release_and_promote("2.0.2").await;
+        let approves = Approved::promotion(&p.promotion, &w.in_force().await);
+        let bob_key = w.bob.public_key().key_id().to_string();
+        w.other_process()
+            .await
+            .revoke_key(
+                &person("sam"),
+                &bob_key,
+                &custody_app::RevokeKey {
+                    reason: "laptop stolen".into(),
+                    compromised_since: None,
+                },
+            )
+            .await
+            .unwrap();
+        let review = Review {
+            rationale: "fine".into(),
+            risk: Risk::Low,
+            confidential: false,
+            statement: Some(signed(&w.bob, "bob", approves, Verdict::Approve, "fine")),
+        };
+        let refused = w
+            .app
+            .review(
+                &person("bob"),
+                &p.promotion.id,
+                Verdict::Approve,
+                &review,
+                None,
+            )
+            .await;
+        denied(refused, "was revoked");
+    };
+    tokio::select! {
+        () = w.app.follow_ledger() => unreachable!("the tail follows until dropped"),
+        () = body => {}
+    }
+}
