@@ -225,6 +225,7 @@ impl<S: Store> App<S> {
             staged.outcome.approval = Some((record, why_not));
             self.commit(Staged::after(recorded, staged), state, once())
                 .await
+                .map_err(already_used)
         })
         .await
     }
@@ -380,6 +381,21 @@ impl<S: Store> App<S> {
             state,
         };
         self.commit(staged, Vec::new(), once).await
+    }
+}
+
+/// A signed approval whose use another review recorded first (the same statement sent
+/// twice at once) is refused, not retried: its second use would never land.
+fn already_used(e: AppError) -> AppError {
+    match e {
+        AppError::Store(custody_store::StoreError::Conflict { kind, .. })
+            if kind == kind::STATEMENT_USED =>
+        {
+            AppError::denied(
+                "this signed approval was already used by a review recorded a moment ago: a statement counts once; sign a new one to review again",
+            )
+        }
+        e => e,
     }
 }
 
