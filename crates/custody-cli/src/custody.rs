@@ -513,7 +513,29 @@ impl Custody {
     pub(crate) async fn history(&self, filter: &HistoryFilter) -> AppResult<Vec<HistoryEntry>> {
         match self {
             Custody::Local { app, .. } => app.history(filter).await,
-            Custody::Remote(c) => c.get("/api/v1/history", filter).await,
+            Custody::Remote(c) => {
+                // A server answers a bounded page (its newest entries before `before`):
+                // page back in time until the limit (0: all) is met or the log runs out.
+                let page = custody_store::MAX_ENTRIES_PER_READ as usize;
+                let mut all: Vec<HistoryEntry> = Vec::new();
+                let mut asked = filter.clone();
+                loop {
+                    let left = match filter.limit {
+                        0 => page,
+                        limit => (limit - all.len()).min(page),
+                    };
+                    asked.limit = left;
+                    let mut got: Vec<HistoryEntry> = c.get("/api/v1/history", &asked).await?;
+                    let (count, first) = (got.len(), got.first().map(|e| e.index));
+                    got.append(&mut all);
+                    all = got;
+                    let done = filter.limit != 0 && all.len() >= filter.limit;
+                    match first {
+                        Some(index) if count == left && !done => asked.before = Some(index),
+                        _ => return Ok(all),
+                    }
+                }
+            }
         }
     }
 

@@ -291,3 +291,54 @@ async fn the_cli_speaks_https_to_a_server_behind_a_tls_proxy() {
     drop(proxy);
     assert!(server.stop().success());
 }
+
+/// `history --limit 0` through a server is all of it, as on the data directory, though the
+/// server answers a page at a time; a limit above one page is met too.
+#[test]
+fn history_through_a_server_pages_to_all_of_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    expect_code(
+        &run(custody()
+            .args(["bench", "append", "--writers", "2", "--events", "2300"])
+            .arg("--data-dir")
+            .arg(&data)),
+        0,
+    );
+    let count = |out: std::process::Output| {
+        expect_code(&out, 0);
+        let entries: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entries = entries.as_array().unwrap().clone();
+        let indices: Vec<u64> = entries
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert!(
+            indices.windows(2).all(|w| w[0] < w[1]),
+            "oldest first, once each"
+        );
+        indices
+    };
+    let server = Server::start(&data);
+    let reader = token(&data, &operator(&data), &[]);
+    let local = count(run(custody()
+        .args(["history", "--json", "--limit", "0", "--data-dir"])
+        .arg(&data)));
+    assert!(local.len() > 2300, "{}", local.len());
+    let remote = |limit: &str| {
+        count(run(custody().args([
+            "history",
+            "--json",
+            "--limit",
+            limit,
+            "--server",
+            &server.base,
+            "--token",
+            &reader,
+        ])))
+    };
+    assert_eq!(remote("0"), local);
+    assert_eq!(remote("1500"), local[local.len() - 1500..]);
+    assert_eq!(remote("7"), local[local.len() - 7..]);
+}
