@@ -50,7 +50,7 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Kept {
-    values: Map<String, Map<String, Entry>>,
+    values: Map<&'static str, Map<String, Entry>>,
     /// Each record this process wrote: the count of writes marked when it was last marked.
     written: Map<String, Map<String, u64>>,
 }
@@ -183,12 +183,12 @@ impl StateCache {
     pub(crate) fn put<T: Send + Sync + 'static>(
         &self,
         stamp: Stamp,
-        kind: &str,
+        kind: &'static str,
         key: &str,
         value: Arc<T>,
     ) {
         if let Ok(mut kept) = self.kept.lock() {
-            let of_kind = kept.values.entry(kind.to_owned()).or_default();
+            let of_kind = kept.values.entry(kind).or_default();
             if of_kind.len() >= KEPT_PER_KIND && !of_kind.contains_key(key) {
                 of_kind.clear();
             }
