@@ -45,6 +45,29 @@ pub(crate) struct Target {
     pub(crate) actor: ActorArgs,
 }
 
+/// What every command that records something takes: where it acts, a key that makes a
+/// retry safe, and how it answers.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Recording {
+    /// Makes a retry with the same key return the first call's outcome instead of acting
+    /// a second time (a token's text is shown only the first time): up to 256 visible
+    /// ASCII characters, e.g. the CI job's run id and step.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl Recording {
+    /// The idempotency key, if one was given.
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+}
+
 /// Where a command that only reads acts: the data directory or a server.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ReadTarget {

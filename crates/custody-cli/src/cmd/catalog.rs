@@ -12,7 +12,7 @@ use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::Target;
+use crate::context::{Recording, Target};
 use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 
@@ -408,14 +408,8 @@ pub(crate) struct ReleaseCreateArgs {
     /// token). Without it the release is recorded unsigned and no gate will pass it.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
-    /// Makes a retry return the first result (even with the manifest signed again).
-    #[arg(long)]
-    idempotency_key: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
@@ -444,7 +438,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         }
         // The release key never leaves this machine: the manifest is signed here, whether
         // it is then recorded locally or through a server.
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.recording.target).await?;
         // The manifest names who made it as custody knows them (the token's holder, or the
         // operator), never a name the caller types.
         let by = custody.whoami().await?.principal;
@@ -460,9 +454,9 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
             None => custody_app::attestations::unsigned(&manifest),
         };
         let r = custody
-            .record_release(&RecordRelease { manifest }, a.idempotency_key.as_deref())
+            .record_release(&RecordRelease { manifest }, a.recording.key())
             .await?;
-        if a.json {
+        if a.recording.json {
             print_json(&json!(r));
         } else {
             print_line(&format!("{} {}", r.release, r.digest));

@@ -6,8 +6,7 @@ use custody_model::Digest;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::client::RemoteArgs;
-use crate::context::{InstanceArgs, Target};
+use crate::context::{ReadTarget, Recording};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -40,20 +39,14 @@ pub(crate) struct DeployReportArgs {
     /// How the rollout went.
     #[arg(long, value_enum)]
     status: DeployStatus,
-    /// Makes a retry return the first outcome instead of a second report (and rollback).
-    #[arg(long)]
-    idempotency_key: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
     let DeployCommand::Report(a) = command;
     crate::block_on(async move {
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.recording.target).await?;
         let report = DeployReport {
             environment: a.environment.clone(),
             digests: a.digests.clone(),
@@ -62,11 +55,9 @@ pub(crate) fn deploy(command: DeployCommand) -> anyhow::Result<Outcome> {
                 DeployStatus::Failed => custody_app::events::DeployStatus::Failed,
             },
         };
-        let r = custody
-            .deploy_report(&report, a.idempotency_key.as_deref())
-            .await?;
+        let r = custody.deploy_report(&report, a.recording.key()).await?;
         {
-            if a.json {
+            if a.recording.json {
                 print_json(&json!(r));
                 return Ok(Outcome::Ok);
             }
@@ -108,26 +99,20 @@ pub(crate) struct RollbackArgs {
     /// Why: recorded for auditors.
     #[arg(long)]
     reason: String,
-    /// Makes a retry return the first outcome instead of rolling back further.
-    #[arg(long)]
-    idempotency_key: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 pub(crate) fn rollback(a: RollbackArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.recording.target).await?;
         let request = Rollback {
             reason: a.reason.clone(),
         };
         let r = custody
-            .rollback(&a.environment, &request, a.idempotency_key.as_deref())
+            .rollback(&a.environment, &request, a.recording.key())
             .await?;
-        if a.json {
+        if a.recording.json {
             print_json(&json!(r));
         } else {
             print_line(&format!(
@@ -149,22 +134,10 @@ pub(crate) struct VerifyArgs {
     environment: String,
     /// The digest to run.
     digest: Digest,
+    /// Where to ask: the data directory, or with --server a custody server (`GET
+    /// /api/v1/verify`, with a deployer's, auditor's or viewer's token).
     #[command(flatten)]
-    instance: InstanceArgs,
-    /// Ask a custody server (`GET /api/v1/verify`) instead of the local data directory.
-    #[arg(long, env = "CUSTODY_SERVER", value_name = "URL", value_parser = crate::client::server_url)]
-    server: Option<String>,
-    /// The API token for --server (a deployer's, auditor's or viewer's).
-    #[arg(
-        long,
-        env = "CUSTODY_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
-    /// For an https:// server whose certificate an internal CA signed: that CA (PEM).
-    #[arg(long, env = "CUSTODY_CA_CERT", value_name = "PEM")]
-    ca_cert: Option<std::path::PathBuf>,
+    target: ReadTarget,
     /// Print the verdict with its evidence (decision, VSA, ledger index) as JSON.
     #[arg(long)]
     json: bool,
@@ -172,12 +145,7 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let remote = RemoteArgs {
-            server: a.server.clone(),
-            token: a.token.clone(),
-            ca_cert: a.ca_cert.clone(),
-        };
-        let custody = Custody::connect(&a.instance, &remote, None).await?;
+        let custody = Custody::reading(&a.target).await?;
         let verdict = custody.verify(&a.environment, &a.digest).await?;
         if a.json {
             print_json(&json!(verdict));

@@ -13,8 +13,9 @@ use custody_model::{Digest, ReleaseRef, Timestamp, Verdict};
 use custody_policy::WaivedFinding;
 use serde_json::json;
 
+use super::approval::sign;
 use crate::Outcome;
-use crate::context::{ReadTarget, Target};
+use crate::context::{ReadTarget, Recording, Target};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line, when};
 
@@ -91,14 +92,8 @@ pub(crate) struct RequestArgs {
     /// Why the finding may be waived until then.
     #[arg(long)]
     reason: String,
-    /// Makes a retry return the first request instead of a second one.
-    #[arg(long)]
-    idempotency_key: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 #[derive(Debug, Args)]
@@ -240,11 +235,11 @@ async fn request(a: RequestArgs) -> anyhow::Result<Outcome> {
         reason: a.reason,
         expires_at: time("expires", &a.expires, now)?,
     };
-    let custody = Custody::open(&a.target).await?;
+    let custody = Custody::open(&a.recording.target).await?;
     let x = custody
-        .request_exception(&request, a.idempotency_key.as_deref())
+        .request_exception(&request, a.recording.key())
         .await?;
-    if a.json {
+    if a.recording.json {
         print_json(&json!(x));
     } else {
         print_line(&x.id);
@@ -264,14 +259,7 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
             let in_force = custody.policy_in_force().await?;
             let asked = custody.exception(&a.id).await?;
             let approves = asked.approved(&in_force.digest)?;
-            Some(super::approval::sign(
-                key,
-                &in_force,
-                approves,
-                verdict,
-                &a.rationale,
-                None,
-            )?)
+            Some(sign(key, &in_force, approves, verdict, &a.rationale, None)?)
         }
         None => None,
     };

@@ -13,6 +13,7 @@ use custody_model::Verdict;
 use custody_policy::{Change, Direction};
 use serde_json::json;
 
+use super::approval::sign;
 use crate::Outcome;
 use crate::context::{ReadTarget, Target, read_bundle};
 use crate::custody::Custody;
@@ -471,14 +472,7 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
                 policy: proposal.record.policy.clone(),
                 previous: proposal.record.previous.clone(),
             };
-            Some(super::approval::sign(
-                key,
-                &in_force,
-                approves,
-                verdict,
-                &a.rationale,
-                None,
-            )?)
+            Some(sign(key, &in_force, approves, verdict, &a.rationale, None)?)
         }
         None => None,
     };

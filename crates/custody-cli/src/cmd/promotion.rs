@@ -7,8 +7,9 @@ use custody_model::{PromotionStatus, Risk, Verdict};
 use custody_policy::Status;
 use serde_json::json;
 
+use super::approval::sign;
 use crate::Outcome;
-use crate::context::{ReadTarget, Target};
+use crate::context::{ReadTarget, Recording};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -19,9 +20,6 @@ pub(crate) struct PromoteArgs {
     /// The target environment.
     #[arg(long = "to", value_name = "ENV")]
     environment: String,
-    /// Makes a retry return the first result instead of a second promotion.
-    #[arg(long)]
-    idempotency_key: Option<String>,
     /// In an emergency: go past the gates that time, people or a freeze hold closed
     /// (previous environment, evidence, freeze, approvals; never signatures, naming or
     /// provenance), if the policy's `break_glass` roles include yours. Loud by design: the
@@ -37,10 +35,7 @@ pub(crate) struct PromoteArgs {
     #[arg(long, value_name = "KEY", requires = "break_glass")]
     sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
-    target: Target,
-    /// Print the promotion, the decision and its VSA as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,19 +63,13 @@ pub(crate) struct ReviewArgs {
     /// a word list.
     #[arg(long)]
     confidential: bool,
-    /// Makes a retry return the first result instead of a second review.
-    #[arg(long)]
-    idempotency_key: Option<String>,
     /// Sign your review with this private key, enrolled for you in the policy in force
     /// (`[[person_key]]`): a statement bound to this promotion, release digest,
     /// environment and policy version that anyone can verify offline.
     #[arg(long, value_name = "KEY")]
     sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
@@ -137,7 +126,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.recording.target).await?;
         let statement = match (&a.sign_key, &a.break_glass) {
             (Some(key), Some(reason)) => {
                 let in_force = custody.policy_in_force().await?;
@@ -146,7 +135,7 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
                     environment: a.environment.clone(),
                     policy: in_force.digest.clone(),
                 };
-                Some(super::approval::sign(
+                Some(sign(
                     key,
                     &in_force,
                     approves,
@@ -163,17 +152,15 @@ pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
             break_glass: a.break_glass.clone(),
             statement,
         };
-        let outcome = custody
-            .promote(&request, a.idempotency_key.as_deref())
-            .await?;
-        Ok(report(&outcome, a.json))
+        let outcome = custody.promote(&request, a.recording.key()).await?;
+        Ok(report(&outcome, a.recording.json))
     })
 }
 
 pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         super::approval::require_rationale(&a.rationale)?;
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.recording.target).await?;
         let risk = match a.risk {
             RiskArg::Low => Risk::Low,
             RiskArg::Medium => Risk::Medium,
@@ -184,7 +171,7 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
                 let in_force = custody.policy_in_force().await?;
                 let p = custody.promotion(&a.promotion).await?;
                 let approves = Approved::promotion(&p, &in_force.digest);
-                Some(super::approval::sign(
+                Some(sign(
                     key,
                     &in_force,
                     approves,
@@ -202,14 +189,9 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
             statement,
         };
         let outcome = custody
-            .review(
-                &a.promotion,
-                verdict,
-                &request,
-                a.idempotency_key.as_deref(),
-            )
+            .review(&a.promotion, verdict, &request, a.recording.key())
             .await?;
-        report(&outcome, a.json);
+        report(&outcome, a.recording.json);
         match (outcome.approval.and_then(|(_, why)| why), verdict) {
             (Some(why), Verdict::Approve) => {
                 eprintln!("your approval does not count: {why}");

@@ -6,7 +6,7 @@ use custody_app::CreateToken;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::{ReadTarget, Target};
+use crate::context::{ReadTarget, Recording, Target};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -39,14 +39,8 @@ pub(crate) struct CreateArgs {
     /// What it is for (shown in `token list`).
     #[arg(long, default_value = "")]
     description: String,
-    /// Makes a retry create nothing more (the token's text is shown only the first time).
-    #[arg(long)]
-    idempotency_key: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    recording: Recording,
 }
 
 #[derive(Debug, Args)]
@@ -71,17 +65,15 @@ pub(crate) fn run(command: TokenCommand) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         match command {
             TokenCommand::Create(a) => {
-                let custody = Custody::open(&a.target).await?;
+                let custody = Custody::open(&a.recording.target).await?;
                 let request = CreateToken {
                     principal: a.subject.clone(),
                     expires: a.expires.clone(),
                     description: a.description.clone(),
                 };
-                let created = custody
-                    .create_token(&request, a.idempotency_key.as_deref())
-                    .await?;
+                let created = custody.create_token(&request, a.recording.key()).await?;
                 let record = &created.record;
-                if a.json {
+                if a.recording.json {
                     print_json(
                         &json!({"token": created.token, "id": record.id, "principal": record.principal, "expires_at": record.expires_at.to_string()}),
                     );
