@@ -100,12 +100,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path().to_owned();
-        let data = root.join("data");
-        expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
-        let policy = root.join("policy");
-        fs::create_dir_all(policy.join("keys")).unwrap();
+        let (temp, root, data, policy) = data_and_policy();
         // The operator administers the instance (and mints the tokens below).
         let admin = format!("[roles]\nadmin = [{:?}]\n", operator(&data));
         fs::write(

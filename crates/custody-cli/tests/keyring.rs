@@ -27,12 +27,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let temp = tempfile::tempdir().unwrap();
-        let root = temp.path().to_owned();
-        let data = root.join("data");
-        expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
-        let policy = root.join("policy");
-        fs::create_dir_all(policy.join("keys")).unwrap();
+        let (temp, root, data, policy) = data_and_policy();
         for (name, algorithm) in [
             ("builder", "ed25519"),
             ("release", "ecdsa-p256"),

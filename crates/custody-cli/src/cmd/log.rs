@@ -300,12 +300,8 @@ async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
         .pop()
         .map(|l| leaf_hash(&l))
         .ok_or_else(|| anyhow::anyhow!("entry {} is missing", args.index))?;
-    if let Err(e) = verify_inclusion(&leaf, args.index, size, &proof, &root) {
-        return untrusted(format!(
-            "the inclusion proof of entry {} in {size} does not verify: {e}",
-            args.index
-        ));
-    }
+    let checked = verify_inclusion(&leaf, args.index, size, &proof, &root);
+    let what = || format!("the inclusion proof of entry {} in {size}", args.index);
     let detail = json!({
         "index": args.index,
         "tree_size": size,
@@ -313,8 +309,7 @@ async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
         "root": hex(&root),
         "root_signed": root_signed,
     });
-    print_proof(&proof, detail, args.json);
-    Ok(Outcome::Ok)
+    print_proof(&proof, checked, what, detail, args.json)
 }
 
 async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
@@ -326,12 +321,8 @@ async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
     } else {
         (given_new, false)
     };
-    if let Err(e) = verify_consistency(args.from, to, &proof, &old, &new) {
-        return untrusted(format!(
-            "the consistency proof from {} to {to} does not verify: {e}",
-            args.from
-        ));
-    }
+    let checked = verify_consistency(args.from, to, &proof, &old, &new);
+    let what = || format!("the consistency proof from {} to {to}", args.from);
     let detail = json!({
         "from": args.from,
         "to": to,
@@ -339,12 +330,21 @@ async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
         "to_root": hex(&new),
         "to_root_signed": to_signed,
     });
-    print_proof(&proof, detail, args.json);
-    Ok(Outcome::Ok)
+    print_proof(&proof, checked, what, detail, args.json)
 }
 
-/// A proof as JSON (`detail` plus `hashes`) or as hex hashes, one per line.
-fn print_proof(proof: &[Hash], mut detail: serde_json::Value, as_json: bool) {
+/// A proof that verified (`checked`), as JSON (`detail` plus `hashes`) or as hex hashes,
+/// one per line; or the failure of the one that did not, named by `what`.
+fn print_proof<E: std::fmt::Display>(
+    proof: &[Hash],
+    checked: Result<(), E>,
+    what: impl FnOnce() -> String,
+    mut detail: serde_json::Value,
+    as_json: bool,
+) -> anyhow::Result<Outcome> {
+    if let Err(e) = checked {
+        return untrusted(format!("{} does not verify: {e}", what()));
+    }
     let hashes: Vec<String> = proof.iter().map(|h| hex(h)).collect();
     if as_json {
         detail["hashes"] = json!(hashes);
@@ -352,6 +352,7 @@ fn print_proof(proof: &[Hash], mut detail: serde_json::Value, as_json: bool) {
     } else {
         print_raw(&hashes.iter().map(|h| format!("{h}\n")).collect::<String>());
     }
+    Ok(Outcome::Ok)
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<Outcome> {

@@ -108,6 +108,18 @@ pub(crate) fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
+/// A temporary folder holding an initialised data directory `data` and an empty policy
+/// folder `policy` with its `keys`: (the folder, its path, data, policy).
+pub(crate) fn data_and_policy() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().to_owned();
+    let data = root.join("data");
+    expect_code(&run(custody().args(["init", "--data-dir"]).arg(&data)), 0);
+    let policy = root.join("policy");
+    std::fs::create_dir_all(policy.join("keys")).unwrap();
+    (temp, root, data, policy)
+}
+
 /// A name unlikely to repeat: process id, random digits and a counter.
 pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
