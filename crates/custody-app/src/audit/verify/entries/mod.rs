@@ -90,27 +90,36 @@ impl Outcome {
 /// The outcomes of an entry file's checks, not yet in the report and lineage: they go in
 /// while the next file is parsed and hashed, so the one thread that adds them works beside
 /// the others (the order they go in is the order of the entries, as if added at once).
+///
+/// It also keeps the buffers each file's lines are parsed and checked into, from file to
+/// file: fresh ones (a few MB a file) are fresh pages for the kernel to zero, now and then
+/// (measured on 200,000 signed entries, alternating with fresh buffers: system time 0.10–0.52 s
+/// down to 0.06–0.09 s, the whole verification about a tenth faster).
 #[derive(Default)]
-pub(crate) struct Pending(Vec<Option<Outcome>>);
+pub(crate) struct Pending {
+    outcomes: Vec<Option<Outcome>>,
+    parsed: Vec<Result<Parsed, String>>,
+}
 
 impl State {
     /// One entry file.
     pub(super) fn entry_file(&mut self, name: &str, bytes: &[u8]) {
         let lines = json_lines(bytes);
         let complete = self.report.complete;
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        let Pending { outcomes, parsed } = &mut pending;
         let (report, lineage, reports, tree) = (
             &mut self.report,
             &mut self.lineage,
             &mut self.reports,
             &self.log,
         );
-        let ((), parsed) = rayon::join(
-            || add_outcomes(report, lineage, reports, pending),
-            || parse(name, &lines, tree, complete),
+        rayon::join(
+            || add_outcomes(report, lineage, reports, outcomes),
+            || parse(name, &lines, tree, complete, parsed),
         );
         // In order: the tree, and the policy timeline later entries are checked against.
-        for p in &parsed {
+        for p in parsed.iter() {
             let p = match p {
                 Ok(p) => p,
                 Err(why) => {
@@ -193,39 +202,38 @@ impl State {
         );
         // One slot per line (an indexed collect writes each in place, where a filtered one
         // would gather pieces and copy them together).
-        self.pending = Pending(
-            parsed
-                .par_iter()
-                .map(|p| match p {
-                    Ok(p) if p.sound() => Some(check(p, policies, attestors, confidential, tokens)),
-                    _ => None,
-                })
-                .collect(),
-        );
+        parsed
+            .par_iter()
+            .map(|p| match p {
+                Ok(p) if p.sound() => Some(check(p, policies, attestors, confidential, tokens)),
+                _ => None,
+            })
+            .collect_into_vec(outcomes);
         // Freed on every core, not on this one.
-        parsed.into_par_iter().for_each(drop);
+        parsed.par_drain(..).for_each(drop);
+        self.pending = pending;
     }
 
     /// Adds the last entry file's outcomes (before the reports and the lineage are
     /// checked).
     pub(super) fn entries_done(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
         add_outcomes(
             &mut self.report,
             &mut self.lineage,
             &mut self.reports,
-            pending,
+            &mut self.pending.outcomes,
         );
     }
 }
 
-/// Parses and hashes an entry file's lines, in parallel.
+/// Parses and hashes an entry file's lines, in parallel, into `parsed`.
 fn parse(
     name: &str,
     lines: &[&[u8]],
     tree: &super::log::Tree,
     complete: bool,
-) -> Vec<Result<Parsed, String>> {
+    parsed: &mut Vec<Result<Parsed, String>>,
+) {
     lines
         .par_iter()
         .enumerate()
@@ -247,7 +255,7 @@ fn parse(
                 withheld: line.withheld,
             })
         })
-        .collect()
+        .collect_into_vec(parsed);
 }
 
 /// Puts checks' outcomes into the report and the lineage, in entry order.
@@ -255,9 +263,9 @@ fn add_outcomes(
     report: &mut super::Report,
     lineage: &mut super::lineage::Lineage,
     reports: &mut Reports,
-    pending: Pending,
+    outcomes: &mut Vec<Option<Outcome>>,
 ) {
-    for o in pending.0.into_iter().flatten() {
+    for o in outcomes.drain(..).flatten() {
         report.failures.extend(o.failures);
         report.notes.extend(o.notes);
         add(&mut report.checked, &o.checked);
