@@ -8,10 +8,12 @@
 //! rationales, unusable input), the parts: [`forgery`] (entries, envelopes and checkpoints
 //! forged), [`reports`] (the raw reports), [`notes`] (what is noted, not failed),
 //! [`claims`] (the exporter's unverified claims), [`truncation`] (a bundle cut short) and
-//! [`receipt`] (receipts).
+//! [`receipt`] (receipts), and [`bench`] (`custody bench audit` on small bundles).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+#[path = "audit/bench.rs"]
+mod bench;
 #[path = "audit/bundle.rs"]
 mod bundle;
 #[path = "audit/claims.rs"]
