@@ -216,6 +216,7 @@ fn a_demo_bundle_verifies_offline_with_only_the_binary_and_the_log_key() {
         ("evidence_statements", 9),
         ("approvals_signed", 5),
         ("decisions_replayed", 10),
+        ("facts_rederived", 5),
         ("rationales_checked", 1),
         ("certifications", 8),
     ] {

@@ -282,3 +282,64 @@ fn forged_event(
     });
     (path, line["index"].as_u64())
 }
+
+/// A decision taken on a misstatement of its evidence: a server holding the log key records
+/// facts that say a report reads otherwise than it does (here, that it is about another
+/// subject), with the decision's input digest to match and the checkpoints re-signed. Its
+/// replay still passes; the report in the bundle, read again under the decision's rules,
+/// says otherwise. (The Python verifier reads no report, so it cannot see this one.)
+#[test]
+fn a_decision_whose_facts_misstate_a_report_is_caught() {
+    let key = log_key(&fixture().data);
+    let mut index = None;
+    let path = tampered("misstated-facts", |b| {
+        let (m, n, mut line) = b
+            .entries()
+            .into_iter()
+            .find(|(_, _, line)| first_report(&mut line.clone()).is_some())
+            .expect("a decision whose facts read a report");
+        index = line["index"].as_u64();
+        let report = first_report(&mut line).unwrap();
+        report["subject"] = Value::String("a suite this report is not about".into());
+        let facts = custody_model::CanonicalJson::from_value(&line["facts"]).unwrap();
+        let mut e = event(&line);
+        use sha2::Digest as _;
+        e["input"] = Value::String(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(facts.as_bytes()))
+        ));
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    let (code, r, _) = verify(&path);
+    assert_eq!(code, 1, "{r:#}");
+    let failures = r["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().any(|f| f["check"] == "decision"
+            && f["entry"].as_u64() == index
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("misstatement of its evidence")),
+        "{failures:#?}"
+    );
+    // Nothing else gives it away: the facts digest to the input, the gates replay.
+    assert!(
+        failures.iter().all(|f| f["check"] == "decision"),
+        "{failures:#?}"
+    );
+    // The good bundle's decisions read their reports as the reports say.
+    let (code, good, _) = verify(&fixture().all);
+    assert_eq!(code, 0, "{good:#}");
+    assert!(good["checked"]["facts_rederived"].as_u64().unwrap() >= 1);
+}
+
+/// The first report a decision's facts say they read, if the line is such a decision's.
+fn first_report(line: &mut Value) -> Option<&mut Value> {
+    line["facts"]["release"]["artifacts"]
+        .as_array_mut()?
+        .iter_mut()
+        .flat_map(|a| a["evidence"].as_array_mut().into_iter().flatten())
+        .map(|e| &mut e["report"])
+        .find(|r| r.is_object())
+}

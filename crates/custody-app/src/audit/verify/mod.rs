@@ -19,7 +19,8 @@
 //!    against its commitment (entries.rs); every token an entry was made with against the
 //!    ledger's own record of it (credentials.rs);
 //! 4. every raw report the evidence entries name: there, hashing to its name, of the size
-//!    recorded, and read again (reports.rs);
+//!    recorded, and read again; and what the decisions' facts say it reads, read again
+//!    under each decision's rules (reports.rs);
 //! 5. the lineage of every certification: its decision, promotion, release, artifacts,
 //!    evidence and approvals are all in the bundle and agree with the decision's facts,
 //!    and the signatures the facts claim are there (lineage.rs);

@@ -37,6 +37,9 @@ pub struct Checked {
     pub approvals_signed: u64,
     /// Decisions replayed to their recorded gates.
     pub decisions_replayed: u64,
+    /// What decisions' facts say a raw report reads, read again from the report under
+    /// the rules of the decision's policy and environment, and found the same.
+    pub facts_rederived: u64,
     /// Confidential rationales checked against their commitments.
     pub rationales_checked: u64,
     /// Confidential rationales withheld from the exporter (their commitments are in the

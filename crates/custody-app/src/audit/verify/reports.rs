@@ -7,9 +7,20 @@
 //! reading is custody's signed evidence statement (envelopes.rs): once an entry carries
 //! one, every later entry that records reading a report must, so that one cannot be
 //! removed to hide a misstated reading.
+//!
+//! What a decision's facts say a report reads (its test totals, findings, vulnerabilities,
+//! licences, under the rules of the decision's policy and environment) is read again
+//! from the report itself and must be the same, so the gates a decision replays to were
+//! taken on what its evidence says, not on what the server that decided said it says.
+//! Where this custody reads the report differently from the entry that named it (a parser
+//! changed), a difference is a note, not a failure, as above.
 
 use std::collections::BTreeMap;
 
+use custody_evidence::Evidence;
+use custody_policy::ReportFacts;
+
+use super::lineage::Decided;
 use super::{Check, Failure, State, fail};
 use crate::attestations::sha256;
 use crate::audit::format::{REPORTS, report_member};
@@ -32,6 +43,9 @@ pub(crate) struct Reports {
     named: BTreeMap<String, Vec<Named>>,
     last: Option<String>,
     signed_since: Option<u64>,
+    /// What the decisions' facts say the reports read, by the hex of their SHA-256 (once
+    /// the entries are all in: [`Reports::decided`]).
+    decided: Option<BTreeMap<String, Vec<Decided>>>,
 }
 
 impl Reports {
@@ -54,6 +68,14 @@ impl Reports {
         };
         self.named.entry(hex).or_default().push(named);
         refused
+    }
+
+    /// Keeps what the decisions' facts say the reports read (called once the entries are
+    /// all in; later calls change nothing).
+    pub(crate) fn decided(&mut self, readings: impl FnOnce() -> BTreeMap<String, Vec<Decided>>) {
+        if self.decided.is_none() {
+            self.decided = Some(readings());
+        }
     }
 }
 
@@ -122,6 +144,10 @@ impl State {
         }
         self.report.checked.reports += 1;
         let size = bytes.len() as u64;
+        // The report as read in each format, for the decisions' facts below; and whether
+        // this custody reads it otherwise than an entry recorded (a parser changed).
+        let mut read: Vec<(String, Option<Evidence>)> = Vec::new();
+        let mut drifted = false;
         for n in named {
             if n.read.size != size {
                 failures.push(fail(
@@ -138,8 +164,14 @@ impl State {
                 continue;
             }
             let again = match crate::evidence::parse(&[], &n.format, bytes) {
-                Ok(p) => p.read,
+                Ok(p) => {
+                    if !read.iter().any(|(f, _)| *f == n.format) {
+                        read.push((n.format.clone(), p.evidence));
+                    }
+                    p.read
+                }
                 Err(e) => {
+                    drifted = true;
                     self.report.notes.push(format!(
                         "entry {}: this custody no longer reads its {} report sha256:{hex} ({e}); the custody that recorded it did",
                         n.index, n.format
@@ -148,6 +180,7 @@ impl State {
                 }
             };
             if again.summary != n.read.summary || again.subject != n.read.subject {
+                drifted = true;
                 let said = |r: &ReportRead| {
                     serde_json::json!({"summary": r.summary, "subject": r.subject}).to_string()
                 };
@@ -160,6 +193,79 @@ impl State {
                     n.format
                 ));
             }
+        }
+        let decided = self
+            .reports
+            .decided
+            .as_mut()
+            .and_then(|d| d.remove(&hex))
+            .unwrap_or_default();
+        for d in decided {
+            self.decided_reading(&hex, bytes, &d, &mut read, drifted);
+        }
+    }
+
+    /// What decision `d` says the report `hex` reads, against what it reads under the
+    /// rules of the decision's policy and environment.
+    fn decided_reading(
+        &mut self,
+        hex: &str,
+        bytes: &[u8],
+        d: &Decided,
+        read: &mut Vec<(String, Option<Evidence>)>,
+        drifted: bool,
+    ) {
+        // A policy the bundle does not hold, or that does not compile: the replay of the
+        // decision says so.
+        let Some(policy) = self
+            .policies
+            .by_digest(&d.policy)
+            .and_then(|v| v.policy.clone())
+        else {
+            return;
+        };
+        let format = &d.facts.format;
+        if !read.iter().any(|(f, _)| f == format) {
+            let parsed = crate::evidence::parse(&[], format, bytes).ok();
+            read.push((format.clone(), parsed.and_then(|p| p.evidence)));
+        }
+        // A report this custody does not read in that format: its entry's note says so.
+        let Some(evidence) = read
+            .iter()
+            .find(|(f, _)| f == format)
+            .and_then(|(_, e)| e.as_ref())
+        else {
+            return;
+        };
+        let default = custody_policy::EvidenceRules::default();
+        let rules = policy
+            .environment(&d.environment)
+            .map_or(&default, |e| &e.rules);
+        let again = ReportFacts::read(rules, evidence, &d.facts.digest);
+        if again == d.facts {
+            self.report.checked.facts_rederived += 1;
+            return;
+        }
+        let said = |f: &ReportFacts| serde_json::to_string(f).unwrap_or_default();
+        let what = format!(
+            "decision {} says its {format} report sha256:{hex} reads {}, where under the rules of policy {} for {} the report in the bundle reads {}",
+            d.decision,
+            said(&d.facts),
+            d.policy,
+            d.environment,
+            said(&again)
+        );
+        if drifted {
+            self.report.notes.push(format!(
+                "entry {}: {what} (this custody reads the report otherwise than the custody that recorded it: see the note on its evidence entry)",
+                d.index
+            ));
+        } else {
+            self.report.failures.push(fail(
+                Some(d.index),
+                Check::Decision,
+                format!("{what}: the decision was taken on a misstatement of its evidence"),
+            ));
         }
     }
 

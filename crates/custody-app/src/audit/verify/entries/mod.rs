@@ -223,6 +223,8 @@ impl State {
             &mut self.reports,
             &mut self.pending.outcomes,
         );
+        let lineage = &self.lineage;
+        self.reports.decided(|| lineage.decided_readings());
     }
 }
 

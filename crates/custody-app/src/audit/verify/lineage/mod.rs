@@ -134,12 +134,49 @@ pub(crate) struct Lineage {
     moves: Vec<Move>,
 }
 
+/// What a decision's facts say a raw report reads, and what chose the rules that read it.
+pub(crate) struct Decided {
+    /// The decision's entry.
+    pub(crate) index: u64,
+    pub(crate) decision: String,
+    pub(crate) environment: String,
+    pub(crate) policy: String,
+    pub(crate) facts: custody_policy::ReportFacts,
+}
+
 enum Move {
     Certified(Certified),
     RolledBack(RollbackStory),
 }
 
 impl Lineage {
+    /// The raw reports the decisions' facts say they read (by the hex of their SHA-256),
+    /// with what each says it read.
+    pub(crate) fn decided_readings(&self) -> BTreeMap<String, Vec<Decided>> {
+        let mut out: BTreeMap<String, Vec<Decided>> = BTreeMap::new();
+        for d in self.decisions.values() {
+            let Some(facts) = &d.facts else { continue };
+            let read = facts.release.artifacts.iter().flat_map(|a| &a.evidence);
+            for report in read.filter_map(|e| e.report.as_ref()) {
+                let Some(hex) = report.digest.strip_prefix("sha256:") else {
+                    continue;
+                };
+                out.entry(hex.to_owned()).or_default().push(Decided {
+                    index: d.index,
+                    decision: d.id.clone(),
+                    environment: d.environment.clone(),
+                    policy: d.policy.clone(),
+                    facts: report.clone(),
+                });
+            }
+        }
+        // In ledger order, whatever order the map gave them in.
+        for decided in out.values_mut() {
+            decided.sort_by_key(|d| d.index);
+        }
+        out
+    }
+
     /// The evidence recorded about the artifact `digest` (`alg:hex`), if any.
     fn evidence_of(&self, digest: &str) -> Option<&Vec<(u64, String, String, i64)>> {
         let digest: custody_model::Digest = digest.parse().ok()?;
