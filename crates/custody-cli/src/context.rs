@@ -45,6 +45,16 @@ pub(crate) struct Target {
     pub(crate) actor: ActorArgs,
 }
 
+/// Where a command acts (the data directory or a server, and as whom), and how it answers.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Acting {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 /// What every command that records something takes: where it acts, a key that makes a
 /// retry safe, and how it answers.
 #[derive(Debug, Clone, Args)]

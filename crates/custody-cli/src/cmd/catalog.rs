@@ -12,7 +12,7 @@ use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::{Recording, Target};
+use crate::context::{Acting, Recording, Target};
 use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 
@@ -100,10 +100,7 @@ pub(crate) struct RegisterArgs {
     #[arg(long)]
     invocation_id: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
@@ -182,10 +179,10 @@ pub(crate) fn artifact(command: ArtifactCommand) -> anyhow::Result<Outcome> {
             build,
             provenance,
         };
-        let custody = Custody::open(&a.target).await?;
+        let custody = Custody::open(&a.acting.target).await?;
         let r = custody.register_artifact(&request).await?;
         {
-            if a.json {
+            if a.acting.json {
                 print_json(&json!(r));
             } else {
                 print_line(&r.digest.to_string());

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::approval::sign;
 use crate::Outcome;
-use crate::context::{ReadTarget, Recording, Target};
+use crate::context::{Acting, ReadTarget, Recording};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line, when};
 
@@ -109,10 +109,7 @@ pub(crate) struct ReviewArgs {
     #[arg(long, value_name = "KEY")]
     sign_key: Option<std::path::PathBuf>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -123,10 +120,7 @@ pub(crate) struct RevokeArgs {
     #[arg(long)]
     rationale: String,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -158,12 +152,12 @@ pub(crate) fn run(command: ExceptionCommand) -> anyhow::Result<Outcome> {
         ExceptionCommand::Approve(a) => crate::block_on(review(a, Verdict::Approve)),
         ExceptionCommand::Reject(a) => crate::block_on(review(a, Verdict::Reject)),
         ExceptionCommand::Revoke(a) => crate::block_on(async move {
-            let custody = Custody::open(&a.target).await?;
+            let custody = Custody::open(&a.acting.target).await?;
             let revoke = custody_app::RevokeException {
                 rationale: a.rationale,
             };
             let x = custody.revoke_exception(&a.id, &revoke).await?;
-            if a.json {
+            if a.acting.json {
                 print_json(&json!(x));
             } else {
                 print_line(&summary(&x, crate::context::now()?));
@@ -253,7 +247,7 @@ async fn request(a: RequestArgs) -> anyhow::Result<Outcome> {
 
 async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     super::approval::require_rationale(&a.rationale)?;
-    let custody = Custody::open(&a.target).await?;
+    let custody = Custody::open(&a.acting.target).await?;
     let statement = match &a.sign_key {
         Some(key) => {
             let in_force = custody.policy_in_force().await?;
@@ -268,7 +262,7 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
         statement,
     };
     let x = custody.review_exception(&a.id, verdict, &request).await?;
-    if a.json {
+    if a.acting.json {
         print_json(&json!(x));
     } else {
         print_line(&summary(&x, crate::context::now()?));

@@ -10,7 +10,7 @@ use custody_app::{Dependence, GateNow, Handover, RevokeKey, RotateKey};
 use custody_policy::KeyPurpose;
 
 use crate::Outcome;
-use crate::context::{ReadTarget, Target};
+use crate::context::{Acting, ReadTarget};
 use crate::custody::Custody;
 use crate::input::{load_signer, print_json, print_line, printable, when};
 
@@ -46,10 +46,7 @@ pub(crate) struct RotateArgs {
     #[arg(long, value_name = "KEY")]
     to: PathBuf,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -65,10 +62,7 @@ pub(crate) struct RevokeArgs {
     #[arg(long, value_name = "TIME")]
     compromised_since: Option<String>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 pub(crate) async fn list(a: ListArgs) -> anyhow::Result<Outcome> {
@@ -232,11 +226,11 @@ pub(crate) async fn rotate(purpose: KeyPurpose, a: RotateArgs) -> anyhow::Result
         );
     }
     let handover = Handover::sign(purpose, old.as_ref(), new.as_ref())?;
-    let done = Custody::open(&a.target)
+    let done = Custody::open(&a.acting.target)
         .await?
         .rotate_key(&RotateKey { handover })
         .await?;
-    if a.json {
+    if a.acting.json {
         print_json(&serde_json::json!(done));
     } else {
         print_line(&format!(
@@ -263,7 +257,7 @@ pub(crate) async fn revoke(a: RevokeArgs) -> anyhow::Result<Outcome> {
             )
         })?),
     };
-    let done = Custody::open(&a.target)
+    let done = Custody::open(&a.acting.target)
         .await?
         .revoke_key(
             &a.key,
@@ -273,7 +267,7 @@ pub(crate) async fn revoke(a: RevokeArgs) -> anyhow::Result<Outcome> {
             },
         )
         .await?;
-    if a.json {
+    if a.acting.json {
         print_json(&serde_json::json!(done));
     } else {
         print_line(&format!(

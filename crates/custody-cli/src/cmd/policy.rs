@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::approval::sign;
 use crate::Outcome;
-use crate::context::{ReadTarget, Target, read_bundle};
+use crate::context::{Acting, ReadTarget, read_bundle};
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
@@ -84,10 +84,7 @@ pub(crate) struct ProposeArgs {
     /// The policy bundle directory (default: DATA_DIR/policy; required with --server).
     dir: Option<PathBuf>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 #[derive(Debug, Args)]
@@ -125,10 +122,7 @@ pub(crate) struct ReviewArgs {
     #[arg(long, value_name = "KEY")]
     sign_key: Option<PathBuf>,
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 pub(crate) fn run(command: PolicyCommand) -> anyhow::Result<Outcome> {
@@ -326,22 +320,22 @@ fn change_lines(changes: &[Change]) -> Vec<String> {
 }
 
 async fn propose(a: ProposeArgs) -> anyhow::Result<Outcome> {
-    let dir = match (&a.dir, &a.target.remote.server) {
+    let dir = match (&a.dir, &a.acting.target.remote.server) {
         (Some(d), _) => d.clone(),
         (None, Some(_)) => bail!(
             "policy propose --server needs the bundle's directory\nhint: custody policy propose DIR --server URL"
         ),
         (None, None) => {
-            let data = a.target.instance.dir();
+            let data = a.acting.target.instance.dir();
             data.policy_dir(&data.config()?)
         }
     };
     let request = ApplyPolicy {
         files: read_bundle(&dir)?.files,
     };
-    let custody = Custody::open(&a.target).await?;
+    let custody = Custody::open(&a.acting.target).await?;
     let change = custody.apply_policy(&request).await?;
-    if a.json {
+    if a.acting.json {
         print_json(&json!(change));
     } else {
         print_line(&outcome(&change));
@@ -462,7 +456,7 @@ fn describe(p: &ProposalView) -> String {
 
 async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
     super::approval::require_rationale(&a.rationale)?;
-    let custody = Custody::open(&a.target).await?;
+    let custody = Custody::open(&a.acting.target).await?;
     let statement = match &a.sign_key {
         Some(key) => {
             let in_force = custody.policy_in_force().await?;
@@ -481,7 +475,7 @@ async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
         statement,
     };
     let change = custody.review_proposal(&a.id, verdict, &request).await?;
-    if a.json {
+    if a.acting.json {
         print_json(&json!(change));
     } else {
         print_line(&outcome(&change));

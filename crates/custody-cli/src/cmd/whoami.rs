@@ -4,23 +4,20 @@ use clap::Args;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::Target;
+use crate::context::Acting;
 use crate::custody::Custody;
 use crate::input::{print_json, print_line};
 
 #[derive(Debug, Args)]
 pub(crate) struct WhoamiArgs {
     #[command(flatten)]
-    target: Target,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    acting: Acting,
 }
 
 pub(crate) fn run(a: WhoamiArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
-        let me = Custody::open(&a.target).await?.whoami().await?;
-        if a.json {
+        let me = Custody::open(&a.acting.target).await?.whoami().await?;
+        if a.acting.json {
             print_json(&json!(me));
         } else {
             print_line(&format!(
