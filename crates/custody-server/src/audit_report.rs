@@ -73,7 +73,7 @@ pub fn render(report: &Report) -> String {
                         tr { td { "Signed approvals (personal keys in force)" } td { (c.approvals_signed) } }
                         tr { td { "Raw reports, whole (hashing to the digest their evidence names)" } td { (c.reports) } }
                         tr { td { "Decisions replayed to their recorded gates" } td { (c.decisions_replayed) } }
-                        tr { td { "Decisions' readings of raw reports, read again from the reports" } td { (c.facts_rederived) } }
+                        tr { td { "Decisions' readings of raw reports, read again from the reports" } td { (c.facts_rederived) " (" (c.facts_unconfirmed) " not confirmed)" } }
                         tr { td { "Confidential rationales checked / withheld" } td { (c.rationales_checked) " / " (c.rationales_withheld) } }
                         tr { td { "Certifications traced to their lineage" } td { (c.certifications) } }
                     }

@@ -333,8 +333,12 @@ fn summary(r: &Report) -> String {
         c.reports
     ));
     s.push_str(&format!(
-        "  decisions: {} replayed to their recorded gates, {} readings of raw reports in their facts read again from the reports; confidential rationales: {} checked, {} withheld\n",
-        c.decisions_replayed, c.facts_rederived, c.rationales_checked, c.rationales_withheld
+        "  decisions: {} replayed to their recorded gates, {} readings of raw reports in their facts read again from the reports ({} not confirmed: see the notes); confidential rationales: {} checked, {} withheld\n",
+        c.decisions_replayed,
+        c.facts_rederived,
+        c.facts_unconfirmed,
+        c.rationales_checked,
+        c.rationales_withheld
     ));
     s.push_str(&format!(
         "  lineage: {} certifications traced to their decision, promotion, release, artifacts, evidence and approvals\n",

@@ -290,33 +290,16 @@ fn forged_event(
 /// says otherwise. (The Python verifier reads no report, so it cannot see this one.)
 #[test]
 fn a_decision_whose_facts_misstate_a_report_is_caught() {
-    let key = log_key(&fixture().data);
-    let mut index = None;
-    let path = tampered("misstated-facts", |b| {
-        let (m, n, mut line) = b
-            .entries()
-            .into_iter()
-            .find(|(_, _, line)| first_report(&mut line.clone()).is_some())
-            .expect("a decision whose facts read a report");
-        index = line["index"].as_u64();
-        let report = first_report(&mut line).unwrap();
+    let (path, decision, _) = forged_facts("misstated-facts", |facts| {
+        let report = first_report(facts).unwrap();
         report["subject"] = Value::String("a suite this report is not about".into());
-        let facts = custody_model::CanonicalJson::from_value(&line["facts"]).unwrap();
-        let mut e = event(&line);
-        use sha2::Digest as _;
-        e["input"] = Value::String(format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(facts.as_bytes()))
-        ));
-        b.set_line(&m, n, Some(&with_event(&line, &e)));
-        b.reseal(&key);
     });
     let (code, r, _) = verify(&path);
     assert_eq!(code, 1, "{r:#}");
     let failures = r["failures"].as_array().unwrap();
     assert!(
         failures.iter().any(|f| f["check"] == "decision"
-            && f["entry"].as_u64() == index
+            && f["entry"].as_u64() == decision
             && f["detail"]
                 .as_str()
                 .unwrap()
@@ -332,11 +315,89 @@ fn a_decision_whose_facts_misstate_a_report_is_caught() {
     let (code, good, _) = verify(&fixture().all);
     assert_eq!(code, 0, "{good:#}");
     assert!(good["checked"]["facts_rederived"].as_u64().unwrap() >= 1);
+    assert_eq!(good["checked"]["facts_unconfirmed"], 0, "{good:#}");
 }
 
-/// The first report a decision's facts say they read, if the line is such a decision's.
-fn first_report(line: &mut Value) -> Option<&mut Value> {
-    line["facts"]["release"]["artifacts"]
+/// The facts of a certifying decision must hold each piece of evidence as the ledger
+/// attached it: a piece read as another report or in another format than its entry
+/// attached (where the re-reading would find nothing to compare), and a piece recorded
+/// before the promotion was asked for left out, are caught at the certification.
+#[test]
+fn facts_that_swap_or_leave_out_evidence_are_caught() {
+    let lineage_failure = |path: &std::path::Path, at: Option<u64>, says: &str| {
+        let (code, r, _) = verify(path);
+        assert_eq!(code, 1, "{r:#}");
+        let failures = r["failures"].as_array().unwrap();
+        assert!(
+            failures.iter().any(|f| f["check"] == "lineage"
+                && f["entry"].as_u64() == at
+                && f["detail"].as_str().unwrap().contains(says)),
+            "no lineage failure saying {says:?} at {at:?}: {failures:#?}"
+        );
+    };
+    let (path, _, certified) = forged_facts("facts-other-format", |facts| {
+        first_report(facts).unwrap()["format"] = Value::String("grype".into());
+    });
+    lineage_failure(&path, certified, "names report");
+    let (path, _, certified) = forged_facts("facts-other-report", |facts| {
+        first_report(facts).unwrap()["digest"] =
+            Value::String(format!("sha256:{}", "0".repeat(64)));
+    });
+    lineage_failure(&path, certified, "names report");
+    let (path, _, certified) = forged_facts("facts-leave-out", |facts| {
+        let pieces = facts["release"]["artifacts"][0]["evidence"]
+            .as_array_mut()
+            .unwrap();
+        assert!(!pieces.is_empty());
+        pieces.remove(0);
+    });
+    lineage_failure(&path, certified, "leave out");
+}
+
+/// The fixture's bundle with the facts of the decision behind the first certification
+/// whose facts read a report changed by `change`, the decision's input digest made to
+/// match and the checkpoints re-signed (a server holding the log key): its path, the
+/// decision's index and the certification's.
+fn forged_facts(
+    name: &str,
+    change: impl FnOnce(&mut Value),
+) -> (PathBuf, Option<u64>, Option<u64>) {
+    let key = log_key(&fixture().data);
+    let mut at = (None, None);
+    let path = tampered(name, |b| {
+        let entries = b.entries();
+        let (m, n, mut line, certified) = entries
+            .iter()
+            .filter(|(_, _, l)| event(l)["type"] == "environment.certified")
+            .find_map(|(_, _, cert)| {
+                let id = event(cert)["decision"].clone();
+                let (m, n, line) = entries.iter().find(|(_, _, l)| {
+                    let e = event(l);
+                    e["type"] == "decision.recorded" && e["decision"] == id
+                })?;
+                let mut probe = line.clone();
+                first_report(&mut probe["facts"])?;
+                Some((m.clone(), *n, line.clone(), cert["index"].as_u64()))
+            })
+            .expect("a certification whose decision's facts read a report");
+        at = (line["index"].as_u64(), certified);
+        change(&mut line["facts"]);
+        let facts = custody_model::CanonicalJson::from_value(&line["facts"]).unwrap();
+        let mut e = event(&line);
+        use sha2::Digest as _;
+        e["input"] = Value::String(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(facts.as_bytes()))
+        ));
+        b.set_line(&m, n, Some(&with_event(&line, &e)));
+        b.reseal(&key);
+    });
+    (path, at.0, at.1)
+}
+
+/// The first report a decision's facts say they read.
+fn first_report(facts: &mut Value) -> Option<&mut Value> {
+    facts["release"]["artifacts"]
         .as_array_mut()?
         .iter_mut()
         .flat_map(|a| a["evidence"].as_array_mut().into_iter().flatten())

@@ -40,6 +40,10 @@ pub struct Checked {
     /// What decisions' facts say a raw report reads, read again from the report under
     /// the rules of the decision's policy and environment, and found the same.
     pub facts_rederived: u64,
+    /// Such readings that could not be confirmed: the report reads otherwise to this
+    /// custody's parsers than to the custody that attached it, or not at all (each in a
+    /// note).
+    pub facts_unconfirmed: u64,
     /// Confidential rationales checked against their commitments.
     pub rationales_checked: u64,
     /// Confidential rationales withheld from the exporter (their commitments are in the

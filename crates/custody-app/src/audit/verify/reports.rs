@@ -229,12 +229,16 @@ impl State {
             let parsed = crate::evidence::parse(&[], format, bytes).ok();
             read.push((format.clone(), parsed.and_then(|p| p.evidence)));
         }
-        // A report this custody does not read in that format: its entry's note says so.
         let Some(evidence) = read
             .iter()
             .find(|(f, _)| f == format)
             .and_then(|(_, e)| e.as_ref())
         else {
+            self.report.checked.facts_unconfirmed += 1;
+            self.report.notes.push(format!(
+                "entry {}: decision {} read its {format} report sha256:{hex}, which this custody does not read as {format}: what the decision says it reads is not confirmed",
+                d.index, d.decision
+            ));
             return;
         };
         let default = custody_policy::EvidenceRules::default();
@@ -256,6 +260,7 @@ impl State {
             said(&again)
         );
         if drifted {
+            self.report.checked.facts_unconfirmed += 1;
             self.report.notes.push(format!(
                 "entry {}: {what} (this custody reads the report otherwise than the custody that recorded it: see the note on its evidence entry)",
                 d.index
@@ -269,8 +274,20 @@ impl State {
         }
     }
 
-    /// After the last member: every report named but not in the bundle.
+    /// After the last member: every report named but not in the bundle, and every
+    /// decision's reading of a report the bundle does not hold (a certifying decision's
+    /// facts must name the reports their entries attached: lineage.rs).
     pub(super) fn reports_done(&mut self) {
+        let unread = self.reports.decided.take().unwrap_or_default();
+        for (hex, decided) in unread {
+            for d in decided {
+                self.report.checked.facts_unconfirmed += 1;
+                self.report.notes.push(format!(
+                    "entry {}: decision {} read its {} report sha256:{hex}, which is not in the bundle: what the decision says it reads is not confirmed",
+                    d.index, d.decision, d.facts.format
+                ));
+            }
+        }
         for (hex, named) in std::mem::take(&mut self.reports.named) {
             for n in named {
                 self.report.failures.push(fail(

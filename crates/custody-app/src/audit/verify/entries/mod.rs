@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::envelopes::{evidence_statement, manifest, provenance};
-use super::lineage::{ApprovalItem, Artifact, Certified, DecisionItem, Item, Promotion, Release};
+use super::lineage::{
+    ApprovalItem, Artifact, Certified, DecisionItem, EvidenceItem, Item, Promotion, Release,
+};
 use super::log::json_lines;
 use super::reports::{Named, Reports};
 use super::story::RollbackStory;
@@ -404,11 +406,14 @@ fn check(
                 o.report = Some((e.evidence.hex(), named));
             }
             o.item = e.artifacts.first().map(|a| Item::Evidence {
-                index: i,
                 artifact: a.clone(),
-                kind: e.kind.clone(),
-                format: e.format.clone(),
-                at: event.at.unix_seconds(),
+                evidence: EvidenceItem {
+                    index: i,
+                    kind: e.kind.clone(),
+                    format: e.format.clone(),
+                    at: event.at.unix_seconds(),
+                    report: e.evidence.to_string(),
+                },
             });
         }
         EventBody::PromotionRequested(r) => {
@@ -461,7 +466,7 @@ fn check(
                 gates: d.gates.clone(),
                 policy: d.policy.clone(),
                 at: event.at.to_string(),
-                facts: if d.allowed { facts } else { None },
+                facts,
             })));
         }
         EventBody::EnvironmentCertified(c) => {

@@ -25,11 +25,8 @@ pub(crate) enum Item {
         artifact: Artifact,
     },
     Evidence {
-        index: u64,
         artifact: custody_model::Digest,
-        kind: String,
-        format: String,
-        at: i64,
+        evidence: EvidenceItem,
     },
     Release {
         id: String,
@@ -45,7 +42,18 @@ pub(crate) enum Item {
     RolledBack(RollbackStory),
 }
 
-/// A decision, with its facts when it allowed the promotion.
+/// A piece of evidence about an artifact, as its entry records it.
+pub(crate) struct EvidenceItem {
+    pub(crate) index: u64,
+    pub(crate) kind: String,
+    pub(crate) format: String,
+    /// Unix seconds.
+    pub(crate) at: i64,
+    /// The report's digest (`sha256:…`).
+    pub(crate) report: String,
+}
+
+/// A decision, with the facts it was taken on.
 pub(crate) struct DecisionItem {
     pub(crate) index: u64,
     pub(crate) id: String,
@@ -122,10 +130,10 @@ pub(crate) struct Certified {
 #[derive(Default)]
 pub(crate) struct Lineage {
     artifacts: HashMap<String, Artifact>,
-    /// artifact → (index, kind, format, at)
+    /// artifact → its evidence, in ledger order
     /// By artifact (keyed by the digest itself: a million entries' worth of hex strings
     /// formatted and hashed was a tenth of a verification).
-    evidence: HashMap<custody_model::Digest, Vec<(u64, String, String, i64)>>,
+    evidence: HashMap<custody_model::Digest, Vec<EvidenceItem>>,
     releases: HashMap<String, Release>,
     promotions: HashMap<String, Promotion>,
     decisions: HashMap<String, DecisionItem>,
@@ -178,7 +186,7 @@ impl Lineage {
     }
 
     /// The evidence recorded about the artifact `digest` (`alg:hex`), if any.
-    fn evidence_of(&self, digest: &str) -> Option<&Vec<(u64, String, String, i64)>> {
+    fn evidence_of(&self, digest: &str) -> Option<&Vec<EvidenceItem>> {
         let digest: custody_model::Digest = digest.parse().ok()?;
         self.evidence.get(&digest)
     }
@@ -188,17 +196,8 @@ impl Lineage {
             Item::Artifact { digest, artifact } => {
                 self.artifacts.insert(digest, artifact);
             }
-            Item::Evidence {
-                index,
-                artifact,
-                kind,
-                format,
-                at,
-            } => {
-                self.evidence
-                    .entry(artifact)
-                    .or_default()
-                    .push((index, kind, format, at));
+            Item::Evidence { artifact, evidence } => {
+                self.evidence.entry(artifact).or_default().push(evidence);
             }
             Item::Release { id, release } => {
                 self.releases.insert(id, release);

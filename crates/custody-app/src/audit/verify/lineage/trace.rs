@@ -74,8 +74,8 @@ impl Lineage {
                         .evidence_of(digest)
                         .map(|e| {
                             e.iter()
-                                .filter(|e| e.0 < d.index)
-                                .map(|e| format!("{} ({})", e.1, e.2))
+                                .filter(|e| e.index < d.index)
+                                .map(|e| format!("{} ({})", e.kind, e.format))
                                 .collect()
                         })
                         .unwrap_or_default(),
@@ -134,17 +134,53 @@ impl Lineage {
                         ));
                     }
                 }
+                let recorded: &[super::EvidenceItem] =
+                    self.evidence_of(&fa.digest).map_or(&[], |v| v.as_slice());
+                let before = |e: &&super::EvidenceItem| e.index < d.index;
                 for ev in &fa.evidence {
-                    let found = self.evidence_of(&fa.digest).is_some_and(|list| {
-                        list.iter().any(|(i, kind, _, at)| {
-                            *i < d.index && *kind == ev.kind && *at == ev.at
-                        })
-                    });
-                    if !found {
-                        failures.push(format!(
+                    let same = |e: &&super::EvidenceItem| e.kind == ev.kind && e.at == ev.at;
+                    let found = recorded.iter().filter(before).filter(same);
+                    // A piece whose report the decision read is the entry that attached
+                    // that report, in that format: not another report of the same kind.
+                    let read = |e: &&super::EvidenceItem| {
+                        ev.report
+                            .as_ref()
+                            .is_none_or(|r| r.digest == e.report && r.format == e.format)
+                    };
+                    match (found.clone().next(), found.clone().find(read)) {
+                        (_, Some(_)) => {}
+                        (Some(e), None) => {
+                            let r = ev.report.as_ref().map_or_else(Default::default, |r| {
+                                format!("{} ({})", r.digest, r.format)
+                            });
+                            failures.push(format!(
+                                "its decision read the {} evidence of {} as report {r}, but the entry that attached it (entry {}) names report {} ({})",
+                                ev.kind, fa.name, e.index, e.report, e.format
+                            ));
+                        }
+                        (None, _) => failures.push(format!(
                             "the {} evidence of {} that its decision counted is not in the bundle",
                             ev.kind, fa.name
-                        ));
+                        )),
+                    }
+                }
+                // Every piece recorded before the promotion was asked for was there when
+                // its facts were gathered (they are gathered after): none may be left out.
+                // (One recorded between the request and the decision may have raced it.)
+                if let Some(p) = p {
+                    let mut counted: std::collections::HashMap<(&str, i64), usize> =
+                        Default::default();
+                    for ev in &fa.evidence {
+                        *counted.entry((ev.kind.as_str(), ev.at)).or_default() += 1;
+                    }
+                    for e in recorded.iter().filter(|e| e.index < p.index) {
+                        match counted.get_mut(&(e.kind.as_str(), e.at)) {
+                            Some(n) if *n > 0 => *n -= 1,
+                            _ => failures.push(format!(
+                                "its decision's facts leave out the {} evidence of {} that entry {} attached before the promotion was asked for (report {})",
+                                e.kind, fa.name, e.index, e.report
+                            )),
+                        }
                     }
                 }
             }
