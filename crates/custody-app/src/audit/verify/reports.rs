@@ -283,7 +283,7 @@ impl State {
             for d in decided {
                 self.report.checked.facts_unconfirmed += 1;
                 self.report.notes.push(format!(
-                    "entry {}: decision {} read its {} report sha256:{hex}, which is not in the bundle: what the decision says it reads is not confirmed",
+                    "entry {}: decision {} read its {} report sha256:{hex}, which the bundle does not hold whole: what the decision says it reads is not confirmed",
                     d.index, d.decision, d.facts.format
                 ));
             }

@@ -8,6 +8,11 @@ use super::{ApprovalItem, Lineage};
 use crate::audit::verify::story::{ApprovalStory, ArtifactStory, CertificationStory};
 use crate::audit::verify::timeline::Timeline;
 
+/// How long before a decision's facts were gathered a piece of evidence must have been
+/// stamped for the facts to be sure to hold it (the gathering and the request's write are
+/// milliseconds apart; a minute leaves room for retries and clocks).
+const RACE_SECONDS: i64 = 60;
+
 impl Lineage {
     /// One certification's lineage; `None` if its decision is missing (the story needs it).
     #[allow(
@@ -164,16 +169,20 @@ impl Lineage {
                         )),
                     }
                 }
-                // Every piece recorded before the promotion was asked for was there when
-                // its facts were gathered (they are gathered after): none may be left out.
-                // (One recorded between the request and the decision may have raced it.)
+                // Every piece recorded before the promotion was asked for, and stamped a
+                // minute before the facts were gathered, was there when they were: none
+                // may be left out. (One recorded just before may have raced the request,
+                // whose first decision gathers its facts before the request is written.)
                 if let Some(p) = p {
                     let mut counted: std::collections::HashMap<(&str, i64), usize> =
                         Default::default();
                     for ev in &fa.evidence {
                         *counted.entry((ev.kind.as_str(), ev.at)).or_default() += 1;
                     }
-                    for e in recorded.iter().filter(|e| e.index < p.index) {
+                    let settled = |e: &&super::EvidenceItem| {
+                        e.index < p.index && e.at.saturating_add(RACE_SECONDS) <= facts.now
+                    };
+                    for e in recorded.iter().filter(settled) {
                         match counted.get_mut(&(e.kind.as_str(), e.at)) {
                             Some(n) if *n > 0 => *n -= 1,
                             _ => failures.push(format!(
