@@ -76,10 +76,16 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
         &["shop@0.9.0", "--to", "build"],
         "the release is unsigned",
     );
-    expect_code(
-        &w.release("shop", "0.9.1", &shop, &worker, Some("rogue.key")),
-        0,
+    let rogue = w.release("shop", "0.9.1", &shop, &worker, Some("rogue.key"));
+    expect_code(&rogue, 0);
+    assert!(
+        stderr(&rogue).contains("trusts no such release key"),
+        "warned at once: {}",
+        stderr(&rogue)
     );
+    let signed = w.release("shop", "0.9.2", &shop, &worker, signer);
+    expect_code(&signed, 0);
+    assert!(!stderr(&signed).contains("warning"), "{}", stderr(&signed));
     w.refused(
         &["promote"],
         "rita",

@@ -22,7 +22,9 @@ pub enum ProofError {
     #[error("{0}")]
     BadRequest(String),
     /// The proof has too many or too few hashes for the index and size.
-    #[error("proof has the wrong number of hashes for this index and tree size")]
+    #[error(
+        "proof has the wrong number of hashes for the tree sizes (and an inclusion proof's leaf index) it is about"
+    )]
     WrongProofLength,
     /// The proof was well-formed but leads to a different root: the leaf is not in the tree,
     /// or the trees are not consistent.

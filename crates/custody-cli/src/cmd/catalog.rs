@@ -453,6 +453,12 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         let r = custody
             .record_release(&RecordRelease { manifest }, a.recording.key())
             .await?;
+        if let (Some(k), None) = (&key, &r.signing_key) {
+            eprintln!(
+                "warning: key {} signed the manifest, but the policy in force trusts no such release key: the release is recorded, and cannot be promoted until a trusted release key signs it\nhint: `custody key list` shows the release keys; sign with one of them",
+                k.key_id()
+            );
+        }
         if a.recording.json {
             print_json(&json!(r));
         } else {
