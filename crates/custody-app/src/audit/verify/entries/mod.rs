@@ -412,7 +412,7 @@ fn check(
                     kind: e.kind.clone(),
                     format: e.format.clone(),
                     at: event.at.unix_seconds(),
-                    report: e.evidence.to_string(),
+                    report: super::lineage::sha256_of(&e.evidence),
                 },
             });
         }

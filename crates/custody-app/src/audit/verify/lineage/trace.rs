@@ -148,9 +148,12 @@ impl Lineage {
                     // A piece whose report the decision read is the entry that attached
                     // that report, in that format: not another report of the same kind.
                     let read = |e: &&super::EvidenceItem| {
-                        ev.report
-                            .as_ref()
-                            .is_none_or(|r| r.digest == e.report && r.format == e.format)
+                        ev.report.as_ref().is_none_or(|r| {
+                            let named = r.digest.parse().ok();
+                            named.as_ref().and_then(super::sha256_of) == e.report
+                                && e.report.is_some()
+                                && r.format == e.format
+                        })
                     };
                     match (found.clone().next(), found.clone().find(read)) {
                         (_, Some(_)) => {}
@@ -160,7 +163,11 @@ impl Lineage {
                             });
                             failures.push(format!(
                                 "its decision read the {} evidence of {} as report {r}, but the entry that attached it (entry {}) names report {} ({})",
-                                ev.kind, fa.name, e.index, e.report, e.format
+                                ev.kind,
+                                fa.name,
+                                e.index,
+                                e.report_name(),
+                                e.format
                             ));
                         }
                         (None, _) => failures.push(format!(
@@ -187,7 +194,10 @@ impl Lineage {
                             Some(n) if *n > 0 => *n -= 1,
                             _ => failures.push(format!(
                                 "its decision's facts leave out the {} evidence of {} that entry {} attached before the promotion was asked for (report {})",
-                                e.kind, fa.name, e.index, e.report
+                                e.kind,
+                                fa.name,
+                                e.index,
+                                e.report_name()
                             )),
                         }
                     }
