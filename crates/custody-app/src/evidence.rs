@@ -232,6 +232,22 @@ pub(crate) fn may_hold(format: &str) -> &'static [&'static str] {
     }
 }
 
+/// What `evidence`, the report named `digest`, says under `policy`'s rules for
+/// `environment` (the default rules where the policy has no such environment): what a
+/// decision's facts hold of it, then and when an auditor reads the report again.
+pub(crate) fn report_facts(
+    policy: &Policy,
+    environment: &str,
+    evidence: &Evidence,
+    digest: &str,
+) -> ReportFacts {
+    let default = custody_policy::EvidenceRules::default();
+    let rules = policy
+        .environment(environment)
+        .map_or(&default, |e| &e.rules);
+    ReportFacts::read(rules, evidence, digest)
+}
+
 /// Parses `bytes` as a report of `format` (input over the evidence reader's bound is
 /// refused before parsing); a `dsse` envelope must verify with one of `trusted`. Every
 /// refusal is [`AppError::Invalid`], naming the line or JSON path at fault.
@@ -382,13 +398,7 @@ impl<S: custody_store::Store> App<S> {
     ) -> AppResult<ReportFacts> {
         let name = digest.to_string();
         Ok(match self.stored_report(format, digest).await? {
-            Some(evidence) => {
-                let default = custody_policy::EvidenceRules::default();
-                let rules = policy
-                    .environment(environment)
-                    .map_or(&default, |e| &e.rules);
-                ReportFacts::read(rules, &evidence, &name)
-            }
+            Some(evidence) => report_facts(policy, environment, &evidence, &name),
             None => ReportFacts {
                 format: format.to_owned(),
                 digest: name,

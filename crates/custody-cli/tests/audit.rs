@@ -278,6 +278,27 @@ fn scoped_bundles_prove_each_entry_and_carry_the_lineage() {
             "{name}: the key history travels"
         );
         assert_eq!(python_verify(&path).0, 0, "{name}");
+        // A decision's reading of a report outside the scope is not confirmed, said once,
+        // as absent: never as altered.
+        let unconfirmed: Vec<&str> = r["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+            .filter(|n| n.contains("is not confirmed"))
+            .collect();
+        assert_eq!(
+            unconfirmed.len() as u64,
+            c["facts_unconfirmed"].as_u64().unwrap(),
+            "{name}: {unconfirmed:#?}"
+        );
+        for n in &unconfirmed {
+            assert!(n.contains("which is not in the bundle"), "{name}: {n}");
+        }
+        let mut once = unconfirmed.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once.len(), unconfirmed.len(), "{name}: {unconfirmed:#?}");
     }
     // A scoped bundle does not know what runs where, and does not claim to: build runs
     // shop@1.2.0, but the latest certification in a bundle of shop@1.0.0 is 1.0.0's.

@@ -284,6 +284,10 @@ fn proofs_printed_by_the_cli_verify_offline() {
             "",
         ),
         (&["entries", "--start", "5", "--end", "200"][..], "beyond"),
+        (
+            &["proof", "consistency", "--from", "500"][..],
+            "--from 500 is beyond the log's size",
+        ),
     ] {
         let out = log(&dir, args);
         expect_code(&out, 2);

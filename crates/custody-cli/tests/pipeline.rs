@@ -79,13 +79,39 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     let rogue = w.release("shop", "0.9.1", &shop, &worker, Some("rogue.key"));
     expect_code(&rogue, 0);
     assert!(
-        stderr(&rogue).contains("trusts no such release key"),
+        stderr(&rogue).contains("is no release key the policy in force trusts"),
         "warned at once: {}",
         stderr(&rogue)
     );
     let signed = w.release("shop", "0.9.2", &shop, &worker, signer);
     expect_code(&signed, 0);
     assert!(!stderr(&signed).contains("warning"), "{}", stderr(&signed));
+    // A retry warns of the release it returns, the first call's, not of its own arguments.
+    let (shop_at, worker_at) = (format!("shop={shop}"), format!("worker={worker}"));
+    let release = |key: Option<&str>| {
+        let mut args = vec![
+            "shop",
+            "0.9.3",
+            "--artifact",
+            &shop_at,
+            "--artifact",
+            &worker_at,
+        ];
+        args.extend(["--idempotency-key", "release-0.9.3"]);
+        let key = key.map(|k| w.key(k));
+        if let Some(k) = &key {
+            args.extend(["--sign-key", k.as_str()]);
+        }
+        w.run(&["release", "create"], "rita", &args)
+    };
+    expect_code(&release(signer), 0);
+    let retried = release(None);
+    expect_code(&retried, 0);
+    assert!(
+        !stderr(&retried).contains("warning"),
+        "{}",
+        stderr(&retried)
+    );
     w.refused(
         &["promote"],
         "rita",

@@ -428,11 +428,6 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let key = a.sign_key.as_deref().map(load_signer).transpose()?;
-        if key.is_none() {
-            eprintln!(
-                "warning: no --sign-key: the release is recorded unsigned and cannot be promoted"
-            );
-        }
         // The release key never leaves this machine: the manifest is signed here, whether
         // it is then recorded locally or through a server.
         let custody = Custody::open(&a.recording.target).await?;
@@ -453,10 +448,18 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
         let r = custody
             .record_release(&RecordRelease { manifest }, a.recording.key())
             .await?;
-        if let (Some(k), None) = (&key, &r.signing_key) {
+        // Of the release recorded (a retry's is the first call's, whatever this one signed).
+        if r.signing_key.is_none() {
+            let why = match &key {
+                None => "no --sign-key: ".to_owned(),
+                Some(k) => format!(
+                    "key {} is no release key the policy in force trusts: ",
+                    k.key_id()
+                ),
+            };
             eprintln!(
-                "warning: key {} signed the manifest, but the policy in force trusts no such release key: the release is recorded, and cannot be promoted until a trusted release key signs it\nhint: `custody key list` shows the release keys; sign with one of them",
-                k.key_id()
+                "warning: {why}{} is recorded without the signature of a trusted release key, and cannot be promoted until one signs it\nhint: `custody key list` shows the release keys; sign with one of them",
+                r.release
             );
         }
         if a.recording.json {

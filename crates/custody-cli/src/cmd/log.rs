@@ -309,11 +309,18 @@ async fn inclusion(args: InclusionArgs) -> anyhow::Result<Outcome> {
         "root": hex(&root),
         "root_signed": root_signed,
     });
-    print_proof(&proof, checked, what, detail, args.json)
+    report_proof(&proof, checked, what, detail, args.json)
 }
 
 async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
     let (ledger, head) = args.ledger.open_vouched().await?;
+    if args.from > head.size {
+        bail!(
+            "--from {} is beyond the log's size {}: a consistency proof runs from a size the log had",
+            args.from,
+            head.size
+        );
+    }
     let to = args.to.unwrap_or(head.size);
     let (proof, old, given_new) = ledger.consistency(args.from, to).await?;
     let (new, to_signed) = if to == head.size {
@@ -330,12 +337,12 @@ async fn consistency(args: ConsistencyArgs) -> anyhow::Result<Outcome> {
         "to_root": hex(&new),
         "to_root_signed": to_signed,
     });
-    print_proof(&proof, checked, what, detail, args.json)
+    report_proof(&proof, checked, what, detail, args.json)
 }
 
-/// A proof that verified (`checked`), as JSON (`detail` plus `hashes`) or as hex hashes,
+/// A proof that verified (`checked`) printed as JSON (`detail` plus `hashes`) or as hex hashes,
 /// one per line; or the failure of the one that did not, named by `what`.
-fn print_proof<E: std::fmt::Display>(
+fn report_proof<E: std::fmt::Display>(
     proof: &[Hash],
     checked: Result<(), E>,
     what: impl FnOnce() -> String,

@@ -123,6 +123,9 @@ impl State {
         let named = self.reports.named.remove(&hex).unwrap_or_default();
         let first = named.first().map(|n| n.index);
         if computed != hex {
+            // The decisions that read it cannot be confirmed: it was altered (failed here).
+            self.decided_unread(&hex, "which the bundle holds altered");
+            let failures = &mut self.report.failures;
             failures.push(fail(
                 first,
                 Check::Report,
@@ -205,6 +208,18 @@ impl State {
         }
     }
 
+    /// The decisions that read the report `hex`, not confirmed: `why` says of the report.
+    fn decided_unread(&mut self, hex: &str, why: &str) {
+        let decided = self.reports.decided.as_mut().and_then(|d| d.remove(hex));
+        for d in decided.unwrap_or_default() {
+            self.report.checked.facts_unconfirmed += 1;
+            self.report.notes.push(format!(
+                "entry {}: decision {} read its {} report sha256:{hex}, {why}: what the decision says it reads is not confirmed",
+                d.index, d.decision, d.facts.format
+            ));
+        }
+    }
+
     /// What decision `d` says the report `hex` reads, against what it reads under the
     /// rules of the decision's policy and environment.
     fn decided_reading(
@@ -241,11 +256,8 @@ impl State {
             ));
             return;
         };
-        let default = custody_policy::EvidenceRules::default();
-        let rules = policy
-            .environment(&d.environment)
-            .map_or(&default, |e| &e.rules);
-        let again = ReportFacts::read(rules, evidence, &d.facts.digest);
+        let again =
+            crate::evidence::report_facts(&policy, &d.environment, evidence, &d.facts.digest);
         if again == d.facts {
             self.report.checked.facts_rederived += 1;
             return;
@@ -278,15 +290,17 @@ impl State {
     /// decision's reading of a report the bundle does not hold (a certifying decision's
     /// facts must name the reports their entries attached: lineage.rs).
     pub(super) fn reports_done(&mut self) {
-        let unread = self.reports.decided.take().unwrap_or_default();
-        for (hex, decided) in unread {
-            for d in decided {
-                self.report.checked.facts_unconfirmed += 1;
-                self.report.notes.push(format!(
-                    "entry {}: decision {} read its {} report sha256:{hex}, which the bundle does not hold whole: what the decision says it reads is not confirmed",
-                    d.index, d.decision, d.facts.format
-                ));
-            }
+        let unread: Vec<String> = self
+            .reports
+            .decided
+            .as_ref()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        for hex in unread {
+            self.decided_unread(
+                &hex,
+                "which is not in the bundle (a scoped bundle carries the reports of its own entries only)",
+            );
         }
         for (hex, named) in std::mem::take(&mut self.reports.named) {
             for n in named {

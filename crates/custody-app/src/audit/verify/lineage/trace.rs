@@ -147,12 +147,16 @@ impl Lineage {
                     let found = recorded.iter().filter(before).filter(same);
                     // A piece whose report the decision read is the entry that attached
                     // that report, in that format: not another report of the same kind.
+                    let named = ev.report.as_ref().map(|r| {
+                        let digest = r.digest.parse().ok();
+                        (
+                            digest.as_ref().and_then(super::sha256_of),
+                            r.format.as_str(),
+                        )
+                    });
                     let read = |e: &&super::EvidenceItem| {
-                        ev.report.as_ref().is_none_or(|r| {
-                            let named = r.digest.parse().ok();
-                            named.as_ref().and_then(super::sha256_of) == e.report
-                                && e.report.is_some()
-                                && r.format == e.format
+                        named.is_none_or(|(digest, format)| {
+                            digest.is_some() && digest == e.report && format == e.format
                         })
                     };
                     match (found.clone().next(), found.clone().find(read)) {
