@@ -166,7 +166,8 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// The store, for closing it.
+    /// The store itself, for what writes behind the use cases' back (tests forging a
+    /// ledger as whoever holds the database could).
     pub fn into_store(self) -> S {
         self.store
     }

@@ -84,6 +84,29 @@ impl App<custody_store::SqlStore> {
             EventBody::LogKeyRotated(LogKeyRotated::new(old, new, size)),
         )
     }
+
+    /// Hands the log over from its current key to `successor`, as `actor`: checks the
+    /// successor ([`App::check_log_successor`]), then commits the `log.key_rotated` event
+    /// at the head's next size and returns the checkpoint both keys sign. The instance is
+    /// closed afterwards (consumed): open it again with the successor.
+    pub async fn rotate_log_key(
+        self,
+        actor: &Actor,
+        successor: custody_crypto::note::NoteSigner,
+    ) -> AppResult<custody_store::SignedCheckpoint> {
+        let new = successor.verifier().clone();
+        self.check_log_successor(&new).await?;
+        let old = self.store.verifier().clone();
+        let size = self.log().size().await? + 1;
+        let event = self.log_key_rotation(actor, &old, &new, size)?;
+        Ok(self.store.rotate_log_key(successor, event).await?)
+    }
+
+    /// Closes the database cleanly (its connections and, on SQLite, the checkpoint of its
+    /// write-ahead log).
+    pub async fn close(self) {
+        self.store.close().await;
+    }
 }
 
 impl<S: Store> App<S> {

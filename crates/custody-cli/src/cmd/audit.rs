@@ -234,7 +234,7 @@ fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
                 }
             ));
         }
-        app.into_store().close().await;
+        app.close().await;
         Ok(Outcome::Ok)
     })
 }
@@ -506,7 +506,7 @@ fn receipt(args: ReceiptArgs) -> anyhow::Result<Outcome> {
             }
             None => crate::input::print_raw(&text),
         }
-        app.into_store().close().await;
+        app.close().await;
         Ok(Outcome::Ok)
     })
 }

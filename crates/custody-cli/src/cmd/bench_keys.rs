@@ -75,7 +75,7 @@ pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<Outcome> {
             "vs_full_scan": seconds / scan_seconds,
         }));
     }
-    app.into_store().close().await;
+    app.close().await;
     let result = json!({
         "machine_cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "entries": size,

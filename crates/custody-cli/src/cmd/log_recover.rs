@@ -62,6 +62,6 @@ pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<Outcome> {
             )
         });
     }
-    app.into_store().close().await;
+    app.close().await;
     Ok(Outcome::Ok)
 }

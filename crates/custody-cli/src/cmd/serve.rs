@@ -101,7 +101,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         custody_server::serve(listener, state.clone(), shutdown()).await?;
         // In-flight requests are done; finish queued appends and close the ledger.
         if let Ok(state) = Arc::try_unwrap(state) {
-            state.app.into_store().close().await;
+            state.app.close().await;
         }
         eprintln!("custody stopped");
         Ok(Outcome::Ok)
