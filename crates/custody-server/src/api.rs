@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use custody_app::{
@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::ServerState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Caller, IdempotencyKey};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, IdempotencyKey};
 
 /// Most entries one page of history or of the access log holds.
 pub(crate) const MAX_PAGE: usize = custody_store::MAX_ENTRIES_PER_READ as usize;
@@ -121,13 +121,19 @@ pub(crate) async fn history(
 
 #[utoipa::path(get, path = "/api/v1/decisions/{id}", params(("id" = String, Path, description = "the decision")),
     responses((status = 200, body = Value), Refusals))]
-pub(crate) async fn decision(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
+pub(crate) async fn decision(
+    State(s): State<Arc<ServerState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Answer {
     json(s.app.decision(&id).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/decisions/{id}/replay", params(("id" = String, Path, description = "the decision")),
     responses((status = 200, description = "the decision evaluated again from its recorded facts and policy version", body = Value), Refusals))]
-pub(crate) async fn replay(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
+pub(crate) async fn replay(
+    State(s): State<Arc<ServerState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Answer {
     json(s.app.replay(&id).await?)
 }
 
@@ -180,13 +186,13 @@ pub(crate) async fn access_review(
     params(Retry),
     responses((status = 200, description = "the promotion and its decision", body = Value), Refusals))]
 pub(crate) async fn promote(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<Promote>,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .promote(&caller.actor, &request, key.as_deref())
             .await?,
     )
@@ -194,17 +200,12 @@ pub(crate) async fn promote(
 
 #[utoipa::path(get, path = "/api/v1/promotions/{id}", params(("id" = String, Path, description = "the promotion")),
     responses((status = 200, description = "the promotion and its reviews; confidential rationales only for auditors, admins and the people involved", body = Value), Refusals))]
-pub(crate) async fn promotion(
-    State(s): State<Arc<ServerState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Answer {
-    let (promotion, reviews) = s.app.promotion_for(&caller.who, &id).await?;
+pub(crate) async fn promotion(caller: Caller, ApiPath(id): ApiPath<String>) -> Answer {
+    let (promotion, reviews) = caller.app().promotion_for(&caller.who, &id).await?;
     json(json!({"promotion": promotion, "reviews": reviews}))
 }
 
 async fn review(
-    s: &ServerState,
     caller: Caller,
     id: &str,
     verdict: Verdict,
@@ -212,7 +213,8 @@ async fn review(
     request: Review,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .review(&caller.actor, id, verdict, &request, key.as_deref())
             .await?,
     )
@@ -223,13 +225,12 @@ async fn review(
            Retry),
     responses((status = 200, description = "the approval, whether it counted, and the new decision", body = Value), Refusals))]
 pub(crate) async fn approve(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<Review>,
 ) -> Answer {
-    review(&s, caller, &id, Verdict::Approve, key, request).await
+    review(caller, &id, Verdict::Approve, key, request).await
 }
 
 #[utoipa::path(post, path = "/api/v1/promotions/{id}/reject", request_body = Review,
@@ -237,26 +238,25 @@ pub(crate) async fn approve(
            Retry),
     responses((status = 200, description = "the rejection and the new decision", body = Value), Refusals))]
 pub(crate) async fn reject(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<Review>,
 ) -> Answer {
-    review(&s, caller, &id, Verdict::Reject, key, request).await
+    review(caller, &id, Verdict::Reject, key, request).await
 }
 
 #[utoipa::path(post, path = "/api/v1/deploys", request_body = DeployReport,
     params(Retry),
     responses((status = 200, description = "drift found, and the rollback a failure caused", body = Value), Refusals))]
 pub(crate) async fn deploy(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     key: IdempotencyKey,
     ApiJson(report): ApiJson<DeployReport>,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .deploy_report(&caller.actor, &report, key.as_deref())
             .await?,
     )
@@ -267,14 +267,14 @@ pub(crate) async fn deploy(
            Retry),
     responses((status = 200, description = "the rollback", body = Value), Refusals))]
 pub(crate) async fn rollback(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<String>,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<Rollback>,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .rollback(&caller.actor, &env, &request, key.as_deref())
             .await?,
     )
@@ -283,11 +283,15 @@ pub(crate) async fn rollback(
 #[utoipa::path(post, path = "/api/v1/artifacts", request_body = RegisterArtifact,
     responses((status = 200, description = "what registering did", body = Value), Refusals))]
 pub(crate) async fn register_artifact(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     ApiJson(request): ApiJson<RegisterArtifact>,
 ) -> Answer {
-    json(s.app.register_artifact(&caller.actor, &request).await?)
+    json(
+        caller
+            .app()
+            .register_artifact(&caller.actor, &request)
+            .await?,
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/artifacts/{digest}/evidence", request_body = AttachEvidence,
@@ -295,17 +299,16 @@ pub(crate) async fn register_artifact(
            Retry),
     responses((status = 200, description = "the ledger index of the evidence", body = Value), Refusals))]
 pub(crate) async fn attest(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(artifact): Path<String>,
+    ApiPath(artifact): ApiPath<String>,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<AttachEvidence, { crate::MAX_REPORT_BODY }>,
 ) -> Answer {
     let artifact: Digest = artifact
         .parse()
         .map_err(|e| ApiError::bad_request(format!("artifact digest: {e}")))?;
-    let index = s
-        .app
+    let index = caller
+        .app()
         .attest(&caller.actor, &artifact, &request, key.as_deref())
         .await?;
     json(json!({"ledger_index": index}))
@@ -317,7 +320,7 @@ pub(crate) async fn attest(
     responses((status = 200, description = "the two builds' provenance side by side, field by field", body = Value), Refusals))]
 pub(crate) async fn compare_builds(
     State(s): State<Arc<ServerState>>,
-    Path((a, b)): Path<(String, String)>,
+    ApiPath((a, b)): ApiPath<(String, String)>,
 ) -> Answer {
     let digest = |text: String| {
         text.parse::<Digest>()
@@ -331,7 +334,7 @@ pub(crate) async fn compare_builds(
     responses((status = 200, description = "the stored report, byte for byte as attached", content_type = "application/octet-stream", body = Vec<u8>), Refusals))]
 pub(crate) async fn report(
     State(s): State<Arc<ServerState>>,
-    Path(digest): Path<String>,
+    ApiPath(digest): ApiPath<String>,
 ) -> Answer {
     let digest: Digest = digest
         .parse()
@@ -344,17 +347,29 @@ pub(crate) async fn report(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/releases/{release}",
+    params(("release" = String, Path, description = "the release, NAME@VERSION")),
+    responses((status = 200, description = "the release: its manifest and artifacts, the key trusted now that signs it, and where it is certified", body = Value), Refusals))]
+pub(crate) async fn release(caller: Caller, ApiPath(release): ApiPath<String>) -> Answer {
+    json(
+        caller
+            .app()
+            .release_view(&release, caller.actor.now)
+            .await?,
+    )
+}
+
 #[utoipa::path(post, path = "/api/v1/releases", request_body = RecordRelease,
     params(Retry),
     responses((status = 200, description = "the release recorded", body = Value), Refusals))]
 pub(crate) async fn record_release(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<RecordRelease>,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .record_release(&caller.actor, &request, key.as_deref())
             .await?,
     )
@@ -368,13 +383,12 @@ pub(crate) async fn record_release(
     responses((status = 201, description = "the token, shown once", body = Value),
               (status = 200, description = "a retry: the first token's record", body = Value), Refusals))]
 pub(crate) async fn create_token(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<CreateToken>,
 ) -> Answer {
-    let (record, token) = s
-        .app
+    let (record, token) = caller
+        .app()
         .create_token(&caller.actor, &request, key.as_deref())
         .await?;
     let info = TokenInfo::from(&record);
@@ -396,19 +410,15 @@ pub(crate) async fn create_token(
 
 #[utoipa::path(get, path = "/api/v1/tokens",
     responses((status = 200, description = "the caller's tokens (an auditor's or admin's: every token), never a secret", body = Value), Refusals))]
-pub(crate) async fn tokens(State(s): State<Arc<ServerState>>, caller: Caller) -> Answer {
-    let tokens = s.app.tokens_for(&caller.who).await?;
+pub(crate) async fn tokens(caller: Caller) -> Answer {
+    let tokens = caller.app().tokens_for(&caller.who).await?;
     json(tokens.iter().map(TokenInfo::from).collect::<Vec<_>>())
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", params(("id" = String, Path, description = "the token's id")),
     responses((status = 200, description = "the token's record (revoking a revoked one changes nothing)", body = Value), Refusals))]
-pub(crate) async fn revoke_token(
-    State(s): State<Arc<ServerState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Answer {
-    let record = s.app.revoke_token(&caller.actor, &id).await?;
+pub(crate) async fn revoke_token(caller: Caller, ApiPath(id): ApiPath<String>) -> Answer {
+    let record = caller.app().revoke_token(&caller.actor, &id).await?;
     json(TokenInfo::from(&record))
 }
 

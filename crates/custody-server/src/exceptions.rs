@@ -6,26 +6,26 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use custody_app::{RequestException, ReviewException, RevokeException};
 use custody_model::Verdict;
 use serde::Deserialize;
 
 use crate::ServerState;
 use crate::api::{Answer, DEFAULT_PAGE, MAX_PAGE, Refusals, Retry, json};
-use crate::extract::{ApiJson, ApiQuery, Caller, IdempotencyKey};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, IdempotencyKey};
 
 #[utoipa::path(post, path = "/api/v1/exceptions", request_body = RequestException,
     params(Retry),
     responses((status = 200, description = "the exception, pending until a security reviewer approves it", body = Value), Refusals))]
 pub(crate) async fn request_exception(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
     key: IdempotencyKey,
     ApiJson(request): ApiJson<RequestException>,
 ) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .request_exception(&caller.actor, &request, key.as_deref())
             .await?,
     )
@@ -54,7 +54,10 @@ pub(crate) async fn exceptions(
 #[utoipa::path(get, path = "/api/v1/exceptions/{id}",
     params(("id" = String, Path, description = "the exception")),
     responses((status = 200, description = "the exception", body = Value), Refusals))]
-pub(crate) async fn exception(State(s): State<Arc<ServerState>>, Path(id): Path<String>) -> Answer {
+pub(crate) async fn exception(
+    State(s): State<Arc<ServerState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Answer {
     json(s.app.exception(&id).await?)
 }
 
@@ -62,47 +65,44 @@ pub(crate) async fn exception(State(s): State<Arc<ServerState>>, Path(id): Path<
     params(("id" = String, Path, description = "the exception")),
     responses((status = 200, description = "the exception, approved", body = Value), Refusals))]
 pub(crate) async fn approve_exception(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(review): ApiJson<ReviewException>,
 ) -> Answer {
-    decide(&s, &caller, &id, Verdict::Approve, &review).await
+    decide(&caller, &id, Verdict::Approve, &review).await
 }
 
 #[utoipa::path(post, path = "/api/v1/exceptions/{id}/reject", request_body = ReviewException,
     params(("id" = String, Path, description = "the exception")),
     responses((status = 200, description = "the exception, rejected", body = Value), Refusals))]
 pub(crate) async fn reject_exception(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(review): ApiJson<ReviewException>,
 ) -> Answer {
-    decide(&s, &caller, &id, Verdict::Reject, &review).await
+    decide(&caller, &id, Verdict::Reject, &review).await
 }
 
 #[utoipa::path(post, path = "/api/v1/exceptions/{id}/revoke", request_body = RevokeException,
     params(("id" = String, Path, description = "the exception")),
     responses((status = 200, description = "the exception, revoked: it no longer counts", body = Value), Refusals))]
 pub(crate) async fn revoke_exception(
-    State(s): State<Arc<ServerState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(revoke): ApiJson<RevokeException>,
 ) -> Answer {
-    json(s.app.revoke_exception(&caller.actor, &id, &revoke).await?)
+    json(
+        caller
+            .app()
+            .revoke_exception(&caller.actor, &id, &revoke)
+            .await?,
+    )
 }
 
-async fn decide(
-    s: &ServerState,
-    caller: &Caller,
-    id: &str,
-    verdict: Verdict,
-    review: &ReviewException,
-) -> Answer {
+async fn decide(caller: &Caller, id: &str, verdict: Verdict, review: &ReviewException) -> Answer {
     json(
-        s.app
+        caller
+            .app()
             .review_exception(&caller.actor, id, verdict, review)
             .await?,
     )

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{
+    FormRejection, JsonRejection, PathRejection, QueryRejection, StringRejection,
+};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -86,6 +88,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The route's path parameters; one that does not parse (not UTF-8 once decoded, or not
+/// the type the route takes) is a 400 naming the problem, as JSON like every API error.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e: PathRejection| match e.status() {
+                // The route and its handler disagree: a server bug, answered generically.
+                status if status.is_server_error() => {
+                    ApiError::from(custody_app::AppError::Integrity(e.body_text()))
+                }
+                status => ApiError(status, e.body_text()),
+            })
+    }
+}
+
+/// A plain-text body (a signed note), bounded as [`ApiJson`] is; one that is not UTF-8 is
+/// a 400, as JSON like every API error.
+pub(crate) struct ApiText(pub(crate) String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some((status, why)) = body::declared_too_large(&request, MAX_BODY) {
+            return Err(ApiError(status, why));
+        }
+        String::from_request(request, state)
+            .await
+            .map(ApiText)
+            .map_err(|e: StringRejection| {
+                body::refusal(&e, e.status(), MAX_BODY)
+                    .map(|(status, why)| ApiError(status, why))
+                    .unwrap_or_else(|| ApiError(e.status(), e.body_text()))
+            })
+    }
+}
+
 /// Longest idempotency key.
 pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 256;
 
@@ -103,9 +148,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
+        let mut sent = parts.headers.get_all("idempotency-key").iter();
+        let Some(value) = sent.next() else {
             return Ok(IdempotencyKey(None));
         };
+        if sent.next().is_some() {
+            // Which one the caller meant cannot be known: acting on either could act twice.
+            return Err(ApiError::bad_request(
+                "send one Idempotency-Key header, not several",
+            ));
+        }
         value
             .to_str()
             .ok()
@@ -122,10 +174,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 }
 
 /// The authenticated caller (put there by the route's guard), acting now by the server's
-/// clock.
+/// clock, with the server it acts through.
 pub(crate) struct Caller {
     pub(crate) who: Authenticated,
     pub(crate) actor: Actor,
+    server: Arc<ServerState>,
+}
+
+impl Caller {
+    /// The use cases the caller acts through.
+    pub(crate) fn app(&self) -> &custody_app::App<custody_store::SqlStore> {
+        &self.server.app
+    }
 }
 
 impl FromRequestParts<Arc<ServerState>> for Caller {
@@ -147,6 +207,10 @@ impl FromRequestParts<Arc<ServerState>> for Caller {
                 )))
             })?;
         let actor = who.actor(state.now()).map_err(ApiError::from)?;
-        Ok(Caller { who, actor })
+        Ok(Caller {
+            who,
+            actor,
+            server: state.clone(),
+        })
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServerState;
 use crate::api::ErrorBody;
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, ApiText};
 
 /// Which checkpoint.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -97,7 +97,7 @@ pub(crate) struct Cosigned {
     responses((status = 200, body = Cosigned), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn cosign(
     State(s): State<Arc<ServerState>>,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<Json<Cosigned>, ApiError> {
     let w = s.witnesses();
     if w.keys.is_empty() {

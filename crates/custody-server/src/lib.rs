@@ -63,6 +63,8 @@ pub const MAX_REPORT_BODY: usize = 128 << 20;
 pub fn router(state: Arc<ServerState>) -> Router {
     let (api, _) = routes::api(&state);
     api.merge(dashboard::routes(&state))
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::wrong_method)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::time_requests,

@@ -6,13 +6,16 @@
 
 use std::sync::Arc;
 
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
+use axum::response::{IntoResponse as _, Response};
 use custody_app::Permission;
 use utoipa::OpenApi as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::ApiError;
 use crate::{ServerState, access, api, exceptions, governance, keyring, ledger, metrics};
 
 /// The document's frame: what custody's API is, and how callers authenticate.
@@ -62,6 +65,7 @@ fn guarded() -> Vec<(Permission, Routes)> {
                 .routes(routes!(api::decision))
                 .routes(routes!(api::replay))
                 .routes(routes!(api::promotion))
+                .routes(routes!(api::release))
                 .routes(routes!(api::compare_builds))
                 .routes(routes!(api::report))
                 .routes(routes!(metrics::render))
@@ -191,6 +195,30 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         add_security_scheme(&mut doc);
         doc
     })
+}
+
+/// What a request no route serves is answered (`Router::fallback`): 404, as JSON under
+/// `/api/` like every API error, naming where the routes are listed; plain text elsewhere.
+pub(crate) async fn no_route(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        let why = format!("no route {path}: every API route is listed in /api/v1/openapi.json");
+        ApiError(StatusCode::NOT_FOUND, why).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("no page {path}")).into_response()
+    }
+}
+
+/// What a request in a method its route does not take is answered: 405 (axum adds the
+/// `Allow` header naming the ones it takes), as JSON under `/api/`.
+pub(crate) async fn wrong_method(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let why = format!("{path} does not take {method}: its Allow header lists what it takes");
+    if path.starts_with("/api/") {
+        ApiError(StatusCode::METHOD_NOT_ALLOWED, why).into_response()
+    } else {
+        (StatusCode::METHOD_NOT_ALLOWED, why).into_response()
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json",

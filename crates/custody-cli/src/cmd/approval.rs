@@ -9,12 +9,38 @@ use custody_app::approval_statement::{self, ApprovalPredicate, Approved};
 use custody_crypto::dsse::Envelope;
 use custody_model::{Risk, Verdict};
 
-use crate::custody::PolicyInForce;
+use crate::custody::{Custody, PolicyInForce};
 use crate::input::load_signer;
 
 /// How long a statement signed here may wait before it is submitted. It is submitted at
 /// once; the margin covers a slow network, not a statement kept for later.
 const VALIDITY: u64 = 3600;
+
+/// What a review of an exception or a policy proposal takes besides its id.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Reviewing {
+    /// Why: recorded with your review, for auditors.
+    #[arg(long)]
+    pub(crate) rationale: String,
+    /// Sign your review with this private key, enrolled for you in the policy in force
+    /// (`[[person_key]]`): the signature, not the credential, then says who reviews (the
+    /// credential that sends it must still be allowed to review).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) sign_key: Option<std::path::PathBuf>,
+}
+
+impl Reviewing {
+    /// The signed statement of this review (with `--sign-key`) of what `approves` names.
+    pub(crate) async fn statement(
+        &self,
+        custody: &Custody,
+        verdict: Verdict,
+        approves: impl AsyncFnOnce(&PolicyInForce) -> anyhow::Result<Approved>,
+    ) -> anyhow::Result<Option<Envelope>> {
+        let key = self.sign_key.as_deref();
+        statement(custody, key, verdict, &self.rationale, None, approves).await
+    }
+}
 
 /// Refuses a review without a rationale: it is recorded for auditors.
 pub(crate) fn require_rationale(rationale: &str) -> anyhow::Result<()> {
@@ -24,10 +50,28 @@ pub(crate) fn require_rationale(rationale: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signed statement of a review when the reviewer gave `--sign-key` (`key`), of what
+/// `approves` names under the policy in force; none without a key (nothing is read then).
+pub(crate) async fn statement(
+    custody: &Custody,
+    key: Option<&Path>,
+    verdict: Verdict,
+    rationale: &str,
+    risk: Option<Risk>,
+    approves: impl AsyncFnOnce(&PolicyInForce) -> anyhow::Result<Approved>,
+) -> anyhow::Result<Option<Envelope>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let in_force = custody.policy_in_force().await?;
+    let approves = approves(&in_force).await?;
+    sign(key, &in_force, approves, verdict, rationale, risk).map(Some)
+}
+
 /// Signs the approval (or rejection) of `approves` with the private key at `key`, which
 /// the policy in force must enrol (`[[person_key]]`): the statement names the person the
 /// key is enrolled for.
-pub(crate) fn sign(
+fn sign(
     key: &Path,
     in_force: &PolicyInForce,
     approves: Approved,

@@ -13,7 +13,7 @@ use custody_model::{Digest, ReleaseRef, Timestamp, Verdict};
 use custody_policy::WaivedFinding;
 use serde_json::json;
 
-use super::approval::sign;
+use super::approval::Reviewing;
 use crate::Outcome;
 use crate::context::{Acting, ReadTarget, Recording};
 use crate::custody::Custody;
@@ -100,14 +100,8 @@ pub(crate) struct RequestArgs {
 pub(crate) struct ReviewArgs {
     /// The exception id (x-…).
     id: String,
-    /// Why: recorded with your review, for auditors.
-    #[arg(long)]
-    rationale: String,
-    /// Sign your review with this private key, enrolled for you in the policy in force
-    /// (`[[person_key]]`): the signature, not the credential, then says who reviews (the
-    /// credential that sends it must still be allowed to review).
-    #[arg(long, value_name = "KEY")]
-    sign_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    review: Reviewing,
     #[command(flatten)]
     acting: Acting,
 }
@@ -246,19 +240,16 @@ async fn request(a: RequestArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
-    super::approval::require_rationale(&a.rationale)?;
+    super::approval::require_rationale(&a.review.rationale)?;
     let custody = Custody::open(&a.acting.target).await?;
-    let statement = match &a.sign_key {
-        Some(key) => {
-            let in_force = custody.policy_in_force().await?;
-            let asked = custody.exception(&a.id).await?;
-            let approves = asked.approved(&in_force.digest)?;
-            Some(sign(key, &in_force, approves, verdict, &a.rationale, None)?)
-        }
-        None => None,
-    };
+    let statement = a
+        .review
+        .statement(&custody, verdict, async |in_force| {
+            Ok(custody.exception(&a.id).await?.approved(&in_force.digest)?)
+        })
+        .await?;
     let request = ReviewException {
-        rationale: a.rationale,
+        rationale: a.review.rationale,
         statement,
     };
     let x = custody.review_exception(&a.id, verdict, &request).await?;

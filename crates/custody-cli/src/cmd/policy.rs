@@ -13,7 +13,7 @@ use custody_model::Verdict;
 use custody_policy::{Change, Direction};
 use serde_json::json;
 
-use super::approval::sign;
+use super::approval::Reviewing;
 use crate::Outcome;
 use crate::context::{Acting, ReadTarget, read_bundle};
 use crate::custody::Custody;
@@ -114,13 +114,8 @@ pub(crate) struct ProposalArgs {
 pub(crate) struct ReviewArgs {
     /// The proposal id.
     id: String,
-    /// Why: recorded with your review, for auditors.
-    #[arg(long)]
-    rationale: String,
-    /// Sign your review with this private key, enrolled for you in the policy in force
-    /// (`[[person_key]]`).
-    #[arg(long, value_name = "KEY")]
-    sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    review: Reviewing,
     #[command(flatten)]
     acting: Acting,
 }
@@ -455,23 +450,21 @@ fn describe(p: &ProposalView) -> String {
 }
 
 async fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome> {
-    super::approval::require_rationale(&a.rationale)?;
+    super::approval::require_rationale(&a.review.rationale)?;
     let custody = Custody::open(&a.acting.target).await?;
-    let statement = match &a.sign_key {
-        Some(key) => {
-            let in_force = custody.policy_in_force().await?;
-            let proposal = custody.proposal(&a.id).await?;
-            let approves = Approved::Proposal {
-                proposal: proposal.record.id.clone(),
-                policy: proposal.record.policy.clone(),
-                previous: proposal.record.previous.clone(),
-            };
-            Some(sign(key, &in_force, approves, verdict, &a.rationale, None)?)
-        }
-        None => None,
-    };
+    let statement = a
+        .review
+        .statement(&custody, verdict, async |_| {
+            let proposal = custody.proposal(&a.id).await?.record;
+            Ok(Approved::Proposal {
+                proposal: proposal.id,
+                policy: proposal.policy,
+                previous: proposal.previous,
+            })
+        })
+        .await?;
     let request = ReviewProposal {
-        rationale: a.rationale.clone(),
+        rationale: a.review.rationale,
         statement,
     };
     let change = custody.review_proposal(&a.id, verdict, &request).await?;
