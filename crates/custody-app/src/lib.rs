@@ -59,7 +59,7 @@ pub use board::{
 };
 pub use catalog::{
     ApplyPolicy, ArtifactRegistered, AttachEvidence, RecordRelease, RegisterArtifact,
-    ReleaseCreated,
+    ReleaseCreated, ReleaseStanding, ReleaseView,
 };
 pub use cleared_findings::cleared;
 pub use clock::{Clock, FixedClock, SystemClock};

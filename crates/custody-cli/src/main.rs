@@ -81,7 +81,7 @@ enum Command {
     Report(cmd::catalog::ReportArgs),
     /// Create signed releases naming exact artifact digests.
     #[command(subcommand)]
-    Release(cmd::catalog::ReleaseCommand),
+    Release(cmd::release::ReleaseCommand),
     /// Ask to promote a release to an environment; its gates are evaluated at once.
     /// Exit 0 if the release is now certified there, 1 if a gate holds it.
     ///
@@ -117,6 +117,9 @@ enum Command {
     /// release, checked offline with only the log's public key.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Show a promotion with its decisions and reviews.
+    #[command(subcommand)]
+    Promotion(cmd::promotion::PromotionCommand),
     /// Show or replay a recorded decision.
     #[command(subcommand)]
     Decision(cmd::promotion::DecisionCommand),
@@ -193,7 +196,7 @@ fn main() -> ExitCode {
         Command::Artifact(c) => cmd::catalog::artifact(c),
         Command::Attest(a) => cmd::catalog::attest(a),
         Command::Report(a) => cmd::catalog::report(a),
-        Command::Release(c) => cmd::catalog::release(c),
+        Command::Release(c) => cmd::release::run(c),
         Command::Promote(a) => cmd::promotion::promote(a),
         Command::Approve(a) => cmd::promotion::review(a, custody_model::Verdict::Approve),
         Command::Reject(a) => cmd::promotion::review(a, custody_model::Verdict::Reject),
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
         Command::Rollback(a) => cmd::environment::rollback(a),
         Command::Verify(a) => cmd::environment::verify(a),
         Command::History(a) => cmd::history::history(a),
+        Command::Promotion(c) => cmd::promotion::promotion(c),
         Command::Decision(c) => cmd::promotion::decision(c),
         Command::Audit(c) => cmd::audit::run(c),
         Command::Key(c) => cmd::key::run(c),

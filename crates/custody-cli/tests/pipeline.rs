@@ -140,6 +140,29 @@ fn a_release_moves_from_build_to_production_and_every_refusal_says_why() {
     assert_eq!((code, status(&p)), (0, "certified"), "{p:#}");
     let (code, p) = w.promote("shop@1.0.0", "test", "rita");
     assert_eq!((code, status(&p)), (0, "certified"), "{p:#}");
+    // The release reads with where it stands; what does not exist is "not found" (exit 2).
+    let shown = w.ok(&["release", "show"], "auditor", &["shop@1.0.0"]);
+    assert!(
+        shown.contains("test: certified now (by promotion"),
+        "{shown}"
+    );
+    assert!(shown.contains("signed by release key"), "{shown}");
+    let shown = w.ok(&["promotion", "show"], "auditor", &[&id(&p), "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["promotion"]["environment"], "test", "{shown}");
+    assert_eq!(shown["promotion"]["status"], "certified", "{shown}");
+    w.failed(
+        &["release", "show"],
+        "auditor",
+        &["shop@9.9.9"],
+        "not found: no release shop@9.9.9",
+    );
+    w.failed(
+        &["promotion", "show"],
+        "auditor",
+        &["prm-none"],
+        "not found: no promotion prm-none",
+    );
 
     // Idempotent: the same key twice is one promotion and one set of ledger entries.
     w.at("2026-11-02T10:00:00Z");

@@ -1,7 +1,7 @@
 //! Signed releases: a manifest naming its artifacts, signed by a release signer, recorded.
 
 use custody_crypto::dsse::Envelope;
-use custody_model::Digest;
+use custody_model::{Digest, Timestamp};
 use custody_policy::KeyPurpose;
 use custody_store::{Expect, Store};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::app::{Actor, App, Once, event, own_scope, write};
 use crate::attestations::{self, ManifestArtifact, envelope_digest, sha256};
 use crate::events::{self, EventBody, KeyUse};
-use crate::records::{ArtifactRecord, ReleaseRecord, kind};
+use crate::records::{ArtifactRecord, CertificationRecord, EnvironmentRecord, ReleaseRecord, kind};
 use crate::{AppError, AppResult};
 
 /// What creating a release did.
@@ -24,6 +24,38 @@ pub struct ReleaseCreated {
     pub signing_key: Option<String>,
     /// Ledger index of the `release.created` event.
     pub ledger_index: u64,
+}
+
+/// A release as it is read (`GET /api/v1/releases/{release}`, `custody release show`):
+/// its record, who signs it now, and where it stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// The release as recorded: name, version, manifest digest, artifacts, the manifest
+    /// envelope, who created it and when.
+    #[serde(flatten)]
+    pub release: ReleaseRecord,
+    /// The key trusted now to sign releases whose signature the manifest carries (none:
+    /// unsigned, or signed only by keys not trusted now to sign releases).
+    pub signed_by: Option<String>,
+    /// Each environment of the policy in force where it has been certified, in the
+    /// policy's order.
+    pub environments: Vec<ReleaseStanding>,
+}
+
+/// A release's standing in one environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseStanding {
+    /// The environment.
+    pub environment: String,
+    /// Whether it is the release certified there now.
+    pub current: bool,
+    /// When it was first certified there.
+    pub first_certified_at: Timestamp,
+    /// Its latest certification there: when, by which promotion and decision, whether by
+    /// a rollback.
+    pub certification: crate::records::Certification,
+    /// Whether a rollout of it failed there since that certification.
+    pub failed: bool,
 }
 
 /// A release to record (the body of `POST /api/v1/releases`).
@@ -178,21 +210,9 @@ impl<S: Store> App<S> {
                     .unwrap_or_default()
             )));
         }
-        // The first signature by a key trusted now to sign releases (the keyring's rule:
-        // the ledger records it now).
+        // The ledger records the signer trusted now.
         let release_keys = ring.candidates(KeyPurpose::ReleaseSigner);
-        let signing_key = if release_keys.is_empty() {
-            None
-        } else {
-            custody_crypto::dsse::verify(envelope, &release_keys, 1)
-                .ok()
-                .and_then(|v| {
-                    v.key_ids()
-                        .iter()
-                        .map(ToString::to_string)
-                        .find(|k| ring.counts(k, KeyPurpose::ReleaseSigner, actor.now).is_ok())
-                })
-        };
+        let signing_key = release_signer(&ring, envelope, actor.now);
         let signed_with: Vec<KeyUse> = signing_key
             .as_ref()
             .and_then(|k| release_keys.iter().find(|p| &p.key_id().to_string() == k))
@@ -258,4 +278,60 @@ impl<S: Store> App<S> {
             ..created
         })
     }
+
+    /// Release `id` (`name@version`), as it is read; not found if no such release was
+    /// created.
+    pub async fn release_view(&self, id: &str, now: Timestamp) -> AppResult<ReleaseView> {
+        let release = self.release(id).await?;
+        let ring = self.keyring().await?;
+        let signed_by = release_signer(&ring, &release.manifest, now);
+        let mut environments = Vec::new();
+        for env in self.policy().await?.environments() {
+            let key = CertificationRecord::key(&env.name, id);
+            let Some(standing) = self
+                .get::<CertificationRecord>(kind::CERTIFICATION, &key)
+                .await?
+            else {
+                continue;
+            };
+            let current = self
+                .get::<EnvironmentRecord>(kind::ENVIRONMENT, &env.name)
+                .await?
+                .and_then(|e| e.value.certified)
+                .is_some_and(|c| c.release == id);
+            let standing = standing.value;
+            environments.push(ReleaseStanding {
+                environment: env.name.clone(),
+                current,
+                first_certified_at: standing.first_certified_at,
+                certification: standing.certification,
+                failed: standing.failed,
+            });
+        }
+        Ok(ReleaseView {
+            release,
+            signed_by,
+            environments,
+        })
+    }
+}
+
+/// The first key whose signature `manifest` carries that the keyring trusts to sign
+/// releases at `now` (the keyring's rule: revoked, retired or not yet valid keys do not
+/// count).
+fn release_signer(
+    ring: &crate::keyring::Keyring,
+    manifest: &Envelope,
+    now: Timestamp,
+) -> Option<String> {
+    let release_keys = ring.candidates(KeyPurpose::ReleaseSigner);
+    if release_keys.is_empty() {
+        return None;
+    }
+    let verified = custody_crypto::dsse::verify(manifest, &release_keys, 1).ok()?;
+    verified
+        .key_ids()
+        .iter()
+        .map(ToString::to_string)
+        .find(|k| ring.counts(k, KeyPurpose::ReleaseSigner, now).is_ok())
 }

@@ -1,18 +1,18 @@
-//! `custody artifact`, `custody attest`, `custody release`: what is promoted.
+//! `custody artifact`, `custody attest`: what releases are made of.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use custody_app::attestations::{BuildFields, ManifestArtifact};
-use custody_app::{AttachEvidence, RecordRelease, RegisterArtifact};
+use custody_app::attestations::BuildFields;
+use custody_app::{AttachEvidence, RegisterArtifact};
 use custody_crypto::dsse::Envelope;
 use custody_model::{Digest, DigestAlgorithm, Timestamp};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::context::{Acting, Recording, Target};
+use crate::context::{Acting, Target};
 use crate::custody::Custody;
 use crate::input::{MAX_DOCUMENT, load_signer, print_json, print_line, read_limited};
 
@@ -377,96 +377,6 @@ pub(crate) fn attest(a: AttestArgs) -> anyhow::Result<Outcome> {
             "{kind} evidence recorded for {} (ledger index {index})",
             a.artifact
         ));
-        Ok(Outcome::Ok)
-    })
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ReleaseCommand {
-    /// Create a release: a manifest naming exact artifact digests, signed with a release
-    /// key that signed none of their builds.
-    ///
-    /// Example: custody release create shop 1.4.2 --artifact shop=sha256:… --sign-key
-    /// release.key --token $RITA_TOKEN
-    Create(ReleaseCreateArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ReleaseCreateArgs {
-    /// The release name.
-    name: String,
-    /// Its version (SemVer, if the policy says so).
-    #[arg(value_name = "VERSION")]
-    release_version: String,
-    /// An artifact, NAME=sha256:HEX (repeat).
-    #[arg(long = "artifact", value_name = "NAME=DIGEST", required = true)]
-    artifacts: Vec<String>,
-    /// The release signing key (PKCS#8 PEM file, or a `pkcs11:` URI naming a key in a
-    /// token). Without it the release is recorded unsigned and no gate will pass it.
-    #[arg(long, value_name = "KEY")]
-    sign_key: Option<PathBuf>,
-    #[command(flatten)]
-    recording: Recording,
-}
-
-pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<Outcome> {
-    let ReleaseCommand::Create(a) = command;
-    crate::block_on(async move {
-        let artifacts = a
-            .artifacts
-            .iter()
-            .map(|s| {
-                let (name, digest) = s
-                    .split_once('=')
-                    .with_context(|| format!("--artifact {s:?} is not NAME=sha256:HEX"))?;
-                Ok(ManifestArtifact {
-                    name: name.to_owned(),
-                    digest: digest
-                        .parse()
-                        .with_context(|| format!("--artifact {s:?}"))?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let key = a.sign_key.as_deref().map(load_signer).transpose()?;
-        // The release key never leaves this machine: the manifest is signed here, whether
-        // it is then recorded locally or through a server.
-        let custody = Custody::open(&a.recording.target).await?;
-        // The manifest names who made it as custody knows them (the token's holder, or the
-        // operator), never a name the caller types.
-        let by = custody.whoami().await?.principal;
-        let manifest = custody_app::attestations::release_manifest(
-            &a.name,
-            &a.release_version,
-            &artifacts,
-            &by,
-            crate::context::now()?,
-        )?;
-        let manifest = match &key {
-            Some(k) => custody_app::attestations::sign_release(k, &manifest)?,
-            None => custody_app::attestations::unsigned(&manifest),
-        };
-        let r = custody
-            .record_release(&RecordRelease { manifest }, a.recording.key())
-            .await?;
-        // Of the release recorded (a retry's is the first call's, whatever this one signed).
-        if r.signing_key.is_none() {
-            let why = match &key {
-                None => "no --sign-key: ".to_owned(),
-                Some(k) => format!(
-                    "key {} is no release key the policy in force trusts: ",
-                    k.key_id()
-                ),
-            };
-            eprintln!(
-                "warning: {why}{} is recorded without the signature of a trusted release key, and cannot be promoted until one signs it\nhint: `custody key list` shows the release keys; sign with one of them",
-                r.release
-            );
-        }
-        if a.recording.json {
-            print_json(&json!(r));
-        } else {
-            print_line(&format!("{} {}", r.release, r.digest));
-        }
         Ok(Outcome::Ok)
     })
 }

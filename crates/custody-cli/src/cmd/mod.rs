@@ -27,6 +27,7 @@ pub(crate) mod log_watch;
 pub(crate) mod note;
 pub(crate) mod policy;
 pub(crate) mod promotion;
+pub(crate) mod release;
 pub(crate) mod serve;
 pub(crate) mod statement;
 pub(crate) mod token;

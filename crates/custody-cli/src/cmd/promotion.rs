@@ -7,7 +7,7 @@ use custody_model::{PromotionStatus, Risk, Verdict};
 use custody_policy::Status;
 use serde_json::json;
 
-use super::approval::sign;
+use super::approval::statement;
 use crate::Outcome;
 use crate::context::{ReadTarget, Recording};
 use crate::custody::Custody;
@@ -127,25 +127,17 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
 pub(crate) fn promote(a: PromoteArgs) -> anyhow::Result<Outcome> {
     crate::block_on(async move {
         let custody = Custody::open(&a.recording.target).await?;
-        let statement = match (&a.sign_key, &a.break_glass) {
-            (Some(key), Some(reason)) => {
-                let in_force = custody.policy_in_force().await?;
-                let approves = Approved::BreakGlass {
-                    release: a.release.to_string(),
-                    environment: a.environment.clone(),
-                    policy: in_force.digest.clone(),
-                };
-                Some(sign(
-                    key,
-                    &in_force,
-                    approves,
-                    Verdict::Approve,
-                    reason,
-                    None,
-                )?)
-            }
-            _ => None,
-        };
+        // --sign-key requires --break-glass (clap refuses it alone).
+        let reason = a.break_glass.as_deref().unwrap_or_default();
+        let key = a.sign_key.as_deref();
+        let statement = statement(&custody, key, Verdict::Approve, reason, None, async |f| {
+            Ok(Approved::BreakGlass {
+                release: a.release.to_string(),
+                environment: a.environment.clone(),
+                policy: f.digest.clone(),
+            })
+        })
+        .await?;
         let request = Promote {
             release: a.release.clone(),
             environment: a.environment.clone(),
@@ -166,22 +158,19 @@ pub(crate) fn review(a: ReviewArgs, verdict: Verdict) -> anyhow::Result<Outcome>
             RiskArg::Medium => Risk::Medium,
             RiskArg::High => Risk::High,
         };
-        let statement = match &a.sign_key {
-            Some(key) => {
-                let in_force = custody.policy_in_force().await?;
-                let p = custody.promotion(&a.promotion).await?;
-                let approves = Approved::promotion(&p, &in_force.digest);
-                Some(sign(
-                    key,
-                    &in_force,
-                    approves,
-                    verdict,
-                    &a.rationale,
-                    Some(risk),
-                )?)
-            }
-            None => None,
-        };
+        let key = a.sign_key.as_deref();
+        let statement = statement(
+            &custody,
+            key,
+            verdict,
+            &a.rationale,
+            Some(risk),
+            async |f| {
+                let (p, _) = custody.promotion(&a.promotion).await?;
+                Ok(Approved::promotion(&p, &f.digest))
+            },
+        )
+        .await?;
         let request = Review {
             rationale: a.rationale.clone(),
             risk,
@@ -221,6 +210,81 @@ pub(crate) struct DecisionArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PromotionCommand {
+    /// Show a promotion: its release and environment, who asked and when, where it stands,
+    /// its decisions, and every review (superseded ones too). From a server, confidential
+    /// rationales show only to auditors, admins and the people involved.
+    ///
+    /// Example: custody promotion show prm-… --server URL --token $TOKEN
+    Show(PromotionShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromotionShowArgs {
+    /// The promotion id (printed by `custody promote`).
+    id: String,
+    #[command(flatten)]
+    target: ReadTarget,
+    /// Print the promotion and its reviews as JSON ({"promotion": …, "reviews": […]}).
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn promotion(command: PromotionCommand) -> anyhow::Result<Outcome> {
+    let PromotionCommand::Show(a) = command;
+    crate::block_on(async move {
+        let (p, reviews) = Custody::reading(&a.target).await?.promotion(&a.id).await?;
+        if a.json {
+            print_json(&json!({"promotion": p, "reviews": reviews}));
+            return Ok(Outcome::Ok);
+        }
+        let mut lines = vec![
+            format!("{} {} → {}: {:?}", p.id, p.release, p.environment, p.status),
+            format!(
+                "  asked by {} at {}{}",
+                p.requested_by,
+                crate::input::when(p.requested_at),
+                p.requested_through
+                    .as_ref()
+                    .map(|t| format!(" (with a token {t} made)"))
+                    .unwrap_or_default()
+            ),
+            format!("  release digest {}", p.release_digest),
+        ];
+        if let Some(g) = &p.break_glass {
+            lines.push(format!(
+                "  broke glass: {} ({})",
+                g.reason,
+                match &g.reviewed_by {
+                    Some(r) => format!("reviewed in {r}"),
+                    None => "not yet reviewed after the fact".into(),
+                }
+            ));
+        }
+        lines.push(format!("  decisions: {}", p.decisions.join(", ")));
+        for r in &reviews {
+            let superseded = match &r.superseded_by {
+                Some(by) => format!(" (superseded by {by})"),
+                None => String::new(),
+            };
+            lines.push(format!(
+                "  {:?} by {} at {}, risk {:?}{superseded}: {}",
+                r.verdict,
+                r.by,
+                crate::input::when(r.at),
+                r.risk,
+                crate::input::one_line(&r.rationale)
+            ));
+        }
+        if reviews.is_empty() {
+            lines.push("  no reviews".into());
+        }
+        print_line(&lines.join("\n"));
+        Ok(Outcome::Ok)
+    })
 }
 
 pub(crate) fn decision(command: DecisionCommand) -> anyhow::Result<Outcome> {

@@ -3,7 +3,7 @@
 //! types and errors, so each command makes one call and prints and exits alike either way
 //! (the same shape as `ledger_source::Ledger` for the log).
 
-use custody_app::records::{DecisionRecord, PromotionRecord};
+use custody_app::records::{ApprovalRecord, DecisionRecord, PromotionRecord};
 use custody_app::{
     Actor, App, AppError, AppResult, ArtifactRegistered, AttachEvidence, CreateToken,
     DeployOutcome, DeployReport, HistoryEntry, HistoryFilter, Promote, PromotionOutcome,
@@ -21,7 +21,7 @@ use crate::context::{ActorArgs, InstanceArgs, ReadTarget, Target};
 mod governance;
 pub(crate) use governance::PolicyInForce;
 
-fn now() -> AppResult<custody_model::Timestamp> {
+pub(crate) fn now() -> AppResult<custody_model::Timestamp> {
     Ok(crate::context::clock()
         .map_err(|e| AppError::Invalid(e.to_string()))?
         .now())
@@ -41,6 +41,7 @@ pub(crate) enum Custody {
 #[derive(Deserialize)]
 struct RemotePromotion {
     promotion: PromotionRecord,
+    reviews: Vec<ApprovalRecord>,
 }
 
 /// Who acts, as `custody whoami` shows it.
@@ -214,14 +215,19 @@ impl Custody {
     }
 
     /// A promotion as recorded (for signing an approval of it).
-    pub(crate) async fn promotion(&self, id: &str) -> AppResult<PromotionRecord> {
+    /// A promotion and its reviews, oldest first: all of them to the operator on the data
+    /// directory; from a server, confidential rationales only to those who may read them.
+    pub(crate) async fn promotion(
+        &self,
+        id: &str,
+    ) -> AppResult<(PromotionRecord, Vec<ApprovalRecord>)> {
         match self {
-            Custody::Local { app, .. } => Ok(app.promotion(id).await?.0),
+            Custody::Local { app, .. } => app.promotion(id).await,
             Custody::Remote(c) => {
                 let read: RemotePromotion = c
                     .get(&format!("/api/v1/promotions/{}", segment(id)), &())
                     .await?;
-                Ok(read.promotion)
+                Ok((read.promotion, read.reviews))
             }
         }
     }

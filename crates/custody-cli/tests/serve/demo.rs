@@ -241,6 +241,27 @@ async fn a_newcomer_starts_the_service_and_fills_it_with_the_demo() {
     expect_saying(&out, "replayed to the same outcome");
     let out = remote("audrey", &["decision", "replay", "dec-none"]);
     expect_refusal(&out, 2, "dec-none");
+    // Releases and promotions read through the server, as on the data directory.
+    let out = remote("audrey", &["release", "show", "shop@1.0.0", "--json"]);
+    expect_code(&out, 0);
+    let release: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(release["signed_by"].is_string(), "{release}");
+    let now_in: Vec<&str> = release["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["current"] == true)
+        .map(|e| e["environment"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        now_in,
+        ["production"],
+        "the demo rolled production back to 1.0.0"
+    );
+    let out = remote("audrey", &["release", "show", "shop@9.9.9"]);
+    expect_refusal(&out, 2, "not found: no release shop@9.9.9");
+    let out = remote("audrey", &["promotion", "show", "prm-none"]);
+    expect_refusal(&out, 2, "not found: no promotion prm-none");
     let out = remote(
         "rita",
         &["promote", "shop@1.2.0", "--to", "staging", "--json"],

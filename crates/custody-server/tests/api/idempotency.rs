@@ -199,3 +199,40 @@ async fn an_idempotency_key_is_its_callers_own() {
     }
     assert_eq!(server.size().await, size);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_idempotency_keys_on_one_request_are_refused() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let size = server.size().await;
+    let body = json!({"principal": "vic"}).to_string();
+    let keys = [("Idempotency-Key", "a1"), ("Idempotency-Key", "a2")];
+    let refused = server
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(server.token("root")),
+            Some(&body),
+            &keys,
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.error().contains("one Idempotency-Key"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(server.size().await, size, "nothing was written");
+    // Either key alone is a first request.
+    for key in ["a1", "a2"] {
+        let made = server
+            .call(
+                "POST",
+                "/api/v1/tokens",
+                Some(server.token("root")),
+                Some(&body),
+                &[("Idempotency-Key", key)],
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+}

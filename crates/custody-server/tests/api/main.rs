@@ -11,6 +11,7 @@ mod connections;
 mod exceptions;
 mod idempotency;
 mod openapi;
+mod reads;
 mod replica;
 mod reviews;
 mod routes;

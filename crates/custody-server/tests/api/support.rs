@@ -430,6 +430,7 @@ fn copy(pem: &str) -> PrivateKey {
 /// `path` with its `{…}` segments filled: an id, an environment, a digest.
 pub(crate) fn concrete(path: &str) -> String {
     path.replace("{id}", "none")
+        .replace("{release}", "shop@0.0.0")
         .replace("{env}", "build")
         .replace("{digest}", &format!("sha256:{}", "a".repeat(64)))
 }
