@@ -254,6 +254,13 @@ impl Log<'_, SqlStore> {
         self.store.verifier().name().to_owned()
     }
 
+    /// Why the last write of the checkpoint file (the restart witness kept outside the
+    /// database) failed, if it did: the commits stand, but a rollback while stopped goes
+    /// unnoticed past the file's last checkpoint until a write succeeds.
+    pub fn checkpoint_file_error(&self) -> Option<String> {
+        self.store.checkpoint_file_error()
+    }
+
     /// The whole-ledger check: every leaf against every stored hash and signed checkpoint.
     pub async fn check(&self, progress: impl FnMut(u64) + Send) -> AppResult<IntegrityReport> {
         Ok(self.store.check(progress).await?)

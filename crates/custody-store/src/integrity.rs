@@ -196,8 +196,20 @@ impl Status {
         lock(&self.checkpoint_file).clone()
     }
 
+    /// Records the outcome of a write of the checkpoint file. The first failure of a run
+    /// of them is logged as a warning (nothing else fails, so nothing else would say
+    /// it), and the first success after one.
     pub(crate) fn file_written(&self, error: Option<String>) {
-        *lock(&self.checkpoint_file) = error;
+        let mut last = lock(&self.checkpoint_file);
+        match (&*last, &error) {
+            (None, Some(why)) => tracing::warn!(
+                error = %why,
+                "the checkpoint file could not be written: the ledger's commits stand, but a rollback of the database while custody is stopped goes unnoticed past the file's last checkpoint until it is written again; make its directory writable"
+            ),
+            (Some(_), None) => tracing::info!("the checkpoint file is written again"),
+            _ => {}
+        }
+        *last = error;
     }
 
     /// Records the outcome of a write: `Err` with a storage fault marks writes failing.

@@ -88,6 +88,7 @@ conformance!(
     the_index_finds_every_entry_naming_its_terms,
     an_older_ledger_is_indexed_when_a_writer_opens_it,
     a_log_rolled_back_under_a_running_store_turns_it_read_only,
+    a_checkpoint_file_that_cannot_be_written_is_said_and_catches_up,
     a_fork_under_running_stores_is_refused,
     a_head_moved_without_the_log_key_is_refused,
     a_head_size_moved_without_its_checkpoint_fails_the_check,

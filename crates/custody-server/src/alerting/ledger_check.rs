@@ -46,6 +46,10 @@ pub(crate) async fn audit_ledger(state: Arc<ServerState>) {
                 None
             }
         };
+        // A reminder each round while it lasts (the store said it when it began).
+        if let Some(why) = state.app.log().checkpoint_file_error() {
+            tracing::warn!(error = %why, "the checkpoint file is still not being written");
+        }
         if let Some(why) = problem {
             let alert = ledger_inconsistent_alert(&why);
             if raised.insert(alert.id.clone()) {

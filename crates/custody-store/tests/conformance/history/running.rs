@@ -175,3 +175,43 @@ pub(crate) async fn a_head_size_moved_without_its_checkpoint_fails_the_check(bac
         "{err}"
     );
 }
+
+/// A checkpoint file that cannot be written (here a directory stands at its path) leaves
+/// the commits standing and says why (`SqlStore::checkpoint_file_error`); the next write
+/// after the cause is gone catches the file up with the head.
+pub(crate) async fn a_checkpoint_file_that_cannot_be_written_is_said_and_catches_up(
+    backend: Backend,
+) {
+    let (db, store, _, _) = ledger_of(backend, 2).await;
+    let (_, file) = db.checkpoint_file();
+    let verifier = store.verifier().clone();
+    assert_eq!(store.checkpoint_file_error(), None);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    store.append(Append::event(event(1, 0))).await.unwrap();
+    let error = wait_for(|| store.checkpoint_file_error()).await;
+    assert!(error.contains(&file.display().to_string()), "{error}");
+    assert_eq!(store.size().await.unwrap(), 3, "the commit stands");
+
+    std::fs::remove_dir(&file).unwrap();
+    store.append(Append::event(event(1, 1))).await.unwrap();
+    for _ in 0..200 {
+        if store.checkpoint_file_error().is_none() && file.is_file() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.checkpoint_file_error(), None);
+    assert_eq!(file_checkpoint(&file, &verifier).size, 4);
+}
+
+/// What `probe` returns once it returns something, within two seconds.
+async fn wait_for(probe: impl Fn() -> Option<String>) -> String {
+    for _ in 0..200 {
+        if let Some(found) = probe() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("nothing within two seconds")
+}
