@@ -7,7 +7,8 @@
 #
 # BASELINE=path/to/an/older/custody runs the deploy gate's measurement on that build too,
 # in the same run, alternating with this one (ROUNDS times each), so a change's cost is
-# a ratio measured under the same load; this build's `bench http` drives both.
+# a ratio measured under the same load; this build's `bench http` drives both. On
+# PostgreSQL the baseline needs an empty database of its own: BASELINE_DATABASE_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${SECONDS_EACH:-10}
@@ -21,9 +22,10 @@ trap 'for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -
 # start NAME BINARY: a fresh instance of BINARY serving the demo; sets url, server, argo,
 # rita and digest.
 start() {
-    local name=$1 bin=$2 data=$work/$1
+    local name=$1 bin=$2 data=$work/$1 url=${DATABASE_URL:-}
+    [ "$name" != baseline ] || url=${BASELINE_DATABASE_URL:-$url}
     local init=()
-    [ -z "${DATABASE_URL:-}" ] || init=(--database-url "$DATABASE_URL")
+    [ -z "$url" ] || init=(--database-url "$url")
     [ ${#init[@]} -eq 0 ] || "$bin" init --data-dir "$data" "${init[@]}" > /dev/null
     "$bin" serve --data-dir "$data" --listen 127.0.0.1:0 > "$work/$name.out" 2> "$work/$name.err" &
     server=$!
