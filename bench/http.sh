@@ -22,10 +22,10 @@ trap 'for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -
 # start NAME BINARY: a fresh instance of BINARY serving the demo; sets url, server, argo,
 # rita and digest.
 start() {
-    local name=$1 bin=$2 data=$work/$1 url=${DATABASE_URL:-}
-    [ "$name" != baseline ] || url=${BASELINE_DATABASE_URL:-$url}
+    local name=$1 bin=$2 data=$work/$1 database=${DATABASE_URL:-}
+    [ "$name" != baseline ] || database=${BASELINE_DATABASE_URL:-$database}
     local init=()
-    [ -z "$url" ] || init=(--database-url "$url")
+    [ -z "$database" ] || init=(--database-url "$database")
     [ ${#init[@]} -eq 0 ] || "$bin" init --data-dir "$data" "${init[@]}" > /dev/null
     "$bin" serve --data-dir "$data" --listen 127.0.0.1:0 > "$work/$name.out" 2> "$work/$name.err" &
     server=$!
