@@ -38,6 +38,7 @@ mod check;
 mod checkpoint_file;
 mod commit;
 mod contract;
+mod database_file;
 mod db;
 mod error;
 mod faults;

@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::checkpoint_file::{self, CheckpointFile, CheckpointFileStatus};
 use crate::commit::{self, Committer, hex, to_i64, to_u64};
+use crate::database_file::DatabaseFile;
 use crate::db::{self, Location, Pool};
 use crate::faults::FaultInjector;
 use crate::integrity::{self, IntegrityFailure, Status, Witness};
@@ -159,6 +160,7 @@ impl SqlStore {
             searchable,
             status: Arc::default(),
             checkpoint_file: Box::new(CheckpointFileStatus::NotKept),
+            database_file: None,
         })
     }
 
@@ -235,7 +237,9 @@ impl SqlStore {
             None => (None, None),
         };
         let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let database_file = DatabaseFile::of(location).map(Arc::new);
         let committer = Committer {
+            database_file: database_file.clone(),
             pool: pools.write.clone(),
             signer: log_key,
             frontier: Some(frontier),
@@ -259,6 +263,7 @@ impl SqlStore {
             searchable: true,
             status,
             checkpoint_file: Box::new(file_status),
+            database_file,
         })
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct Committer {
     /// The checkpoint file's writer, if one is kept.
     pub(crate) checkpoint_file: Option<checkpoint_file::Writer>,
     pub(crate) faults: Option<Arc<dyn FaultInjector>>,
+    /// The SQLite file opened, checked before each batch (see `database_file.rs`).
+    pub(crate) database_file: Option<Arc<crate::database_file::DatabaseFile>>,
     pub(crate) max_batch_events: usize,
     pub(crate) max_batch_bytes: usize,
 }
@@ -179,10 +181,13 @@ impl Committer {
             terms.push(r.indexed);
             replies.push(r.reply);
         }
-        let outcome = match self.status.integrity() {
+        let file = self.database_file.as_ref().map_or(Ok(()), |f| f.check());
+        let outcome = match (self.status.integrity(), file) {
             // Read-only after an integrity failure: nothing reaches the database.
-            Some(failure) => Err(StoreError::Integrity(Box::new(failure))),
-            None => self.commit(&appends, &terms, OnHead::Extend, None).await,
+            (Some(failure), _) => Err(StoreError::Integrity(Box::new(failure))),
+            // Written to a file nothing names any more, it would be lost: nothing is.
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => self.commit(&appends, &terms, OnHead::Extend, None).await,
         };
         self.status.wrote(&outcome);
         let results = match outcome {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint_file::CheckpointFileStatus;
 use crate::commit::{self, Job, Request, to_u64};
+use crate::database_file::DatabaseFile;
 use crate::db::{Durability, Location, Pool};
 use crate::integrity::{IntegrityFailure, Status};
 use crate::search;
@@ -47,6 +48,8 @@ pub struct SqlStore {
     /// What the checkpoint file held when the store was opened.
     /// (Boxed: it is read once, and a store is often held in an enum beside small values.)
     pub(crate) checkpoint_file: Box<CheckpointFileStatus>,
+    /// The SQLite file opened for writing, checked before writes (see `database_file.rs`).
+    pub(crate) database_file: Option<Arc<DatabaseFile>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -109,6 +112,9 @@ impl SqlStore {
     /// Commits a write outside the ledger on each pool that writes (see
     /// [`Readiness`](crate::Readiness)).
     async fn probe(&self) -> Result<(), StoreError> {
+        if let Some(file) = &self.database_file {
+            file.check()?;
+        }
         let pools = match &self.write {
             Some(write @ Pool::Sqlite(_)) => vec![write, &self.read],
             _ => vec![&self.read],

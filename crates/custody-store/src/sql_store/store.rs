@@ -79,6 +79,9 @@ impl Store for SqlStore {
         if let Some(why) = self.status.retired() {
             return Readiness::Retired(why);
         }
+        if let Some(Err(e)) = self.database_file.as_ref().map(|f| f.check()) {
+            return Readiness::StorageFailing(e.to_string());
+        }
         // Between writes: a head moved back (or to another root of the same size) behind
         // this store is found at once, not at the next write. (A head moved past the one
         // seen is another writer's; whether it extends it, the next write checks.)

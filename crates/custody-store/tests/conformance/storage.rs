@@ -503,3 +503,58 @@ async fn a_restarted_server_is_transient() {
         .unwrap();
     writes_again(&store, outcomes).await;
 }
+
+/// SQLite only (PostgreSQL has no file): a database file removed, or replaced by another,
+/// under a running store refuses writes (a storage fault) instead of acknowledging entries
+/// written into a file nothing names any more; the store is not ready; with the file back,
+/// it writes again and nothing refused was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_database_file_removed_under_a_running_store_refuses_writes() {
+    let db = Backend::Sqlite.fresh().await;
+    let custody_store::Location::Sqlite(path) = &db.location else {
+        unreachable!()
+    };
+    let store = SqlStore::create(&db.location, log_key(), now())
+        .await
+        .unwrap();
+    store
+        .append(Append::event(common::event(0, 0)))
+        .await
+        .unwrap();
+    let aside = path.with_extension("aside");
+    std::fs::rename(path, &aside).unwrap();
+    let refused = store
+        .append(Append::event(common::event(0, 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unavailable(why) if why.contains("removed or replaced")),
+        "{refused}"
+    );
+    let readiness = store.readiness().await;
+    assert!(
+        matches!(&readiness, Readiness::StorageFailing(why) if why.contains("removed or replaced")),
+        "{readiness}"
+    );
+    // Another file at the path is no better.
+    std::fs::copy(&aside, path).unwrap();
+    assert!(
+        store
+            .append(Append::event(common::event(0, 2)))
+            .await
+            .is_err()
+    );
+    std::fs::remove_file(path).unwrap();
+
+    std::fs::rename(&aside, path).unwrap();
+    assert_eq!(store.readiness().await, Readiness::Ready);
+    store
+        .append(Append::event(common::event(0, 3)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.size().await.unwrap(),
+        2,
+        "only the writes acknowledged stand"
+    );
+}
