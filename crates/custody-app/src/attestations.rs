@@ -150,15 +150,15 @@ pub fn read_provenance(
             "the policy trusts no builder keys, so no provenance can be verified; add a [[builder]] to the policy",
         ));
     }
-    let verified = dsse::verify(envelope, builder_keys, 1).map_err(|e| match e {
-        // A malformed envelope is bad input, whoever signed it; only a well-formed one
-        // that no trusted builder key signed is a denial.
-        custody_crypto::Error::Envelope(_) => {
-            AppError::invalid(format!("the provenance is malformed: {e}"))
-        }
-        e => AppError::denied(format!(
+    // A malformed envelope is bad input, whoever signed it; only a well-formed one that no
+    // trusted builder key signed is a denial.
+    envelope
+        .check_form()
+        .map_err(|e| AppError::invalid(format!("the provenance is malformed: {e}")))?;
+    let verified = dsse::verify(envelope, builder_keys, 1).map_err(|e| {
+        AppError::denied(format!(
             "the provenance is not signed by a trusted builder key: {e}"
-        )),
+        ))
     })?;
     if verified.payload_type() != PAYLOAD_TYPE {
         return Err(AppError::invalid(format!(

@@ -47,8 +47,16 @@ async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after()
     assert!(s.app.keyring().await.unwrap().get(&id(&new)).is_none());
 
     s.rotate(old, &new, "11:00:00").await.unwrap();
-    // Production keeps running: what the old key signed while trusted still stands.
+    // Production keeps running: what the old key signed while trusted still stands, and
+    // the release reads as signed by it.
     assert!(s.allows("build", &d1).await);
+    let view = s
+        .app
+        .release_view("shop@1.0.0", at("11:01:00"))
+        .await
+        .unwrap();
+    assert_eq!(view.signed_by.as_deref(), Some(id(old).as_str()));
+    assert!(view.environments[0].gate_refuses.is_empty());
     // The same hand-over again: the old key has already handed over.
     match s.rotate(old, &new, "11:05:00").await {
         Err(AppError::Conflict(m)) => assert!(m.contains("already rotated"), "{m}"),
@@ -60,6 +68,22 @@ async fn a_rotated_key_keeps_what_it_signed_and_only_its_successor_signs_after()
     s.release("2.0.0", old, "12:00:00").await;
     let (allowed, why) = s.promote("2.0.0", "build", "12:01:00").await;
     assert!(!allowed);
+    let view = s
+        .app
+        .release_view("shop@2.0.0", at("12:02:00"))
+        .await
+        .unwrap();
+    assert_eq!(
+        view.signed_by, None,
+        "signed by the old key after it retired"
+    );
+    assert!(
+        view.signature_refused
+            .iter()
+            .any(|w| w.contains("retired at")),
+        "{:?}",
+        view.signature_refused
+    );
     assert!(
         why.contains("retired at") && why.contains(&id(&new)),
         "{why}"

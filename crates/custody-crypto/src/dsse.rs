@@ -103,6 +103,27 @@ impl Envelope {
         Ok(env)
     }
 
+    /// Checks the shape of an envelope that arrived another way than [`Envelope::from_json`]
+    /// (inside a request): signatures present and not too many, the payload and every
+    /// signature base64. A well-formed envelope may still verify with no trusted key; a
+    /// malformed one is bad input, whoever signed it.
+    pub fn check_form(&self) -> Result<(), Error> {
+        if self.signatures.is_empty() {
+            return Err(Error::Envelope("envelope has no signatures".into()));
+        }
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(Error::Envelope(format!(
+                "envelope has {} signatures; at most {MAX_SIGNATURES} are accepted",
+                self.signatures.len()
+            )));
+        }
+        decode_base64("payload", &self.payload)?;
+        for (i, s) in self.signatures.iter().enumerate() {
+            decode_base64(&format!("signature {i}"), &s.sig)?;
+        }
+        Ok(())
+    }
+
     /// The payload, decoded (standard or URL-safe base64, as [`verify`] reads it) but not
     /// verified: to learn what to verify it against, or to show what was verified when it
     /// was recorded.

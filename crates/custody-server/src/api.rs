@@ -349,7 +349,7 @@ pub(crate) async fn report(
 
 #[utoipa::path(get, path = "/api/v1/releases/{release}",
     params(("release" = String, Path, description = "the release, NAME@VERSION")),
-    responses((status = 200, description = "the release: its manifest and artifacts, the key trusted now that signs it, and where it is certified", body = Value), Refusals))]
+    responses((status = 200, description = "the release: its manifest and artifacts, the key whose signature counts (as the gates judge it) and why any other does not, and where it is certified (with why the deploy gate refuses it now, where it does)", body = Value), Refusals))]
 pub(crate) async fn release(caller: Caller, ApiPath(release): ApiPath<String>) -> Answer {
     json(
         caller

@@ -197,11 +197,16 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     })
 }
 
+/// Whether `path` is the API's (answered in JSON), not the dashboard's.
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
 /// What a request no route serves is answered (`Router::fallback`): 404, as JSON under
 /// `/api/` like every API error, naming where the routes are listed; plain text elsewhere.
 pub(crate) async fn no_route(uri: Uri) -> Response {
     let path = uri.path();
-    if path.starts_with("/api/") {
+    if is_api(path) {
         let why = format!("no route {path}: every API route is listed in /api/v1/openapi.json");
         ApiError(StatusCode::NOT_FOUND, why).into_response()
     } else {
@@ -214,7 +219,7 @@ pub(crate) async fn no_route(uri: Uri) -> Response {
 pub(crate) async fn wrong_method(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     let why = format!("{path} does not take {method}: its Allow header lists what it takes");
-    if path.starts_with("/api/") {
+    if is_api(path) {
         ApiError(StatusCode::METHOD_NOT_ALLOWED, why).into_response()
     } else {
         (StatusCode::METHOD_NOT_ALLOWED, why).into_response()

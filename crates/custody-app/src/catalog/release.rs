@@ -27,16 +27,20 @@ pub struct ReleaseCreated {
 }
 
 /// A release as it is read (`GET /api/v1/releases/{release}`, `custody release show`):
-/// its record, who signs it now, and where it stands.
+/// its record, whose signature counts (as the gates judge it), and where it stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseView {
     /// The release as recorded: name, version, manifest digest, artifacts, the manifest
     /// envelope, who created it and when.
     #[serde(flatten)]
     pub release: ReleaseRecord,
-    /// The key trusted now to sign releases whose signature the manifest carries (none:
-    /// unsigned, or signed only by keys not trusted now to sign releases).
+    /// The key whose signature on the manifest counts, as the gates judge it: trusted to
+    /// sign releases when the ledger recorded the release and not revoked by then (a key
+    /// retired or rotated since still counts). None: unsigned, or no signature counts.
     pub signed_by: Option<String>,
+    /// Why each other signature on the manifest does not count (revoked, not trusted then,
+    /// dropped from the policy in force).
+    pub signature_refused: Vec<String>,
     /// Each environment of the policy in force where it has been certified, in the
     /// policy's order.
     pub environments: Vec<ReleaseStanding>,
@@ -56,6 +60,12 @@ pub struct ReleaseStanding {
     pub certification: crate::records::Certification,
     /// Whether a rollout of it failed there since that certification.
     pub failed: bool,
+    /// Where it is the release certified now: why the deploy gate refuses it now, if it
+    /// does (a break-glass promotion rejected after the fact, a key revoked since, a
+    /// finding disclosed since…). Empty where the gate lets it run, and where it is not
+    /// current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_refuses: Vec<String>,
 }
 
 /// A release to record (the body of `POST /api/v1/releases`).
@@ -212,7 +222,7 @@ impl<S: Store> App<S> {
         }
         // The ledger records the signer trusted now.
         let release_keys = ring.candidates(KeyPurpose::ReleaseSigner);
-        let signing_key = release_signer(&ring, envelope, actor.now);
+        let (signing_key, _) = manifest_signer(&ring, &policy, envelope, actor.now);
         let signed_with: Vec<KeyUse> = signing_key
             .as_ref()
             .and_then(|k| release_keys.iter().find(|p| &p.key_id().to_string() == k))
@@ -284,9 +294,11 @@ impl<S: Store> App<S> {
     pub async fn release_view(&self, id: &str, now: Timestamp) -> AppResult<ReleaseView> {
         let release = self.release(id).await?;
         let ring = self.keyring().await?;
-        let signed_by = release_signer(&ring, &release.manifest, now);
+        let policy = self.policy().await?;
+        let (signed_by, signature_refused) =
+            manifest_signer(&ring, &policy, &release.manifest, release.created_at);
         let mut environments = Vec::new();
-        for env in self.policy().await?.environments() {
+        for env in policy.environments() {
             let key = CertificationRecord::key(&env.name, id);
             let Some(standing) = self
                 .get::<CertificationRecord>(kind::CERTIFICATION, &key)
@@ -300,38 +312,64 @@ impl<S: Store> App<S> {
                 .and_then(|e| e.value.certified)
                 .is_some_and(|c| c.release == id);
             let standing = standing.value;
+            // The gate judges the whole release from any one of its digests.
+            let gate_refuses = match release.artifacts.first() {
+                Some(a) if current => {
+                    let verdict = self.verify(&env.name, &a.digest, now).await?;
+                    if verdict.allowed {
+                        Vec::new()
+                    } else {
+                        verdict.reasons.clone()
+                    }
+                }
+                _ => Vec::new(),
+            };
             environments.push(ReleaseStanding {
                 environment: env.name.clone(),
                 current,
                 first_certified_at: standing.first_certified_at,
                 certification: standing.certification,
                 failed: standing.failed,
+                gate_refuses,
             });
         }
         Ok(ReleaseView {
             release,
             signed_by,
+            signature_refused,
             environments,
         })
     }
 }
 
-/// The first key whose signature `manifest` carries that the keyring trusts to sign
-/// releases at `now` (the keyring's rule: revoked, retired or not yet valid keys do not
-/// count).
-fn release_signer(
+/// The key that signs `manifest` by the keyring's rule, and why each other key that
+/// signed it does not count. A key counts when the keyring trusted it to sign releases at
+/// `at` (when the ledger recorded the release), not revoked by then; a retired key or a
+/// successor counts as the key of the policy in force in its place; a key the policy in
+/// force no longer names, nor a successor of it, was dropped. The promotion's facts, the
+/// release's creation and its view all judge by this one rule.
+pub(crate) fn manifest_signer(
     ring: &crate::keyring::Keyring,
+    policy: &custody_policy::Policy,
     manifest: &Envelope,
-    now: Timestamp,
-) -> Option<String> {
-    let release_keys = ring.candidates(KeyPurpose::ReleaseSigner);
-    if release_keys.is_empty() {
-        return None;
+    at: Timestamp,
+) -> (Option<String>, Vec<String>) {
+    let keys = ring.candidates(KeyPurpose::ReleaseSigner);
+    let mut refused = Vec::new();
+    let mut signer = None;
+    if let Ok(v) = custody_crypto::dsse::verify(manifest, &keys, 1) {
+        for k in v.key_ids().iter().map(ToString::to_string) {
+            match ring.counts(&k, KeyPurpose::ReleaseSigner, at) {
+                Ok(()) if signer.is_none() => signer = Some(k),
+                Ok(()) => {}
+                Err(why) => refused.push(why),
+            }
+        }
     }
-    let verified = custody_crypto::dsse::verify(manifest, &release_keys, 1).ok()?;
-    verified
-        .key_ids()
-        .iter()
-        .map(ToString::to_string)
-        .find(|k| ring.counts(k, KeyPurpose::ReleaseSigner, now).is_ok())
+    if let Some(k) =
+        signer.take_if(|k| ring.counts_as(k, policy).is_none() && policy.release_key(k).is_none())
+    {
+        refused.push(crate::promotion::dropped(ring, &k));
+    }
+    (signer, refused)
 }

@@ -1,6 +1,5 @@
 //! Gathering what a decision reads, in one pass over the release's records.
 
-use custody_crypto::{PublicKey, dsse};
 use custody_model::{Digest, Timestamp};
 use custody_policy::{
     ApprovalFacts, ArtifactFacts, EvidenceFacts, Facts, KeyPurpose, Policy, PreviousFacts,
@@ -38,30 +37,10 @@ impl<S: Store> App<S> {
         approvals: &[ApprovalRecord],
         now: Timestamp,
     ) -> AppResult<Gathered> {
-        // The manifest's signatures, by the keyring's rule: a key trusted to sign releases
-        // when the ledger recorded the release, not revoked by then; a retired key or a
-        // successor counts as the key of the policy in force in its place.
         let ring = self.keyring().await?;
-        let keys: Vec<PublicKey> = ring.candidates(KeyPurpose::ReleaseSigner);
-        let mut refused_keys = Vec::new();
-        let mut signing_key = None;
-        if let Ok(v) = dsse::verify(&release.manifest, &keys, 1) {
-            for k in v.key_ids().iter().map(ToString::to_string) {
-                match ring.counts(&k, KeyPurpose::ReleaseSigner, release.created_at) {
-                    Ok(()) if signing_key.is_none() => signing_key = Some(k),
-                    Ok(()) => {}
-                    Err(why) => refused_keys.push(why),
-                }
-            }
-        }
+        let (signing_key, refused_keys) =
+            crate::catalog::manifest_signer(&ring, policy, &release.manifest, release.created_at);
         let signing_key_counts_as = signing_key.as_ref().and_then(|k| ring.counts_as(k, policy));
-        // A key the policy in force no longer names, nor a successor of it, was dropped:
-        // what it signed no longer counts (say so, rather than name an unknown key).
-        if let Some(k) = signing_key
-            .take_if(|k| signing_key_counts_as.is_none() && policy.release_key(k).is_none())
-        {
-            refused_keys.push(dropped(&ring, &k));
-        }
         // Everything below reads keys the release names: read them in one round trip (and
         // the release's standing here, which a certification stages next).
         let after = policy
@@ -274,7 +253,7 @@ fn provenance_facts(
 
 /// Why a key the keyring knows but the policy in force does not name (nor a successor of
 /// it) counts for nothing now.
-fn dropped(ring: &crate::keyring::Keyring, key_id: &str) -> String {
+pub(crate) fn dropped(ring: &crate::keyring::Keyring, key_id: &str) -> String {
     let name = ring.get(key_id).map_or("", |e| e.name.as_str());
     format!(
         "key {key_id} ({name}) signed it, but the policy in force no longer trusts that key and names no successor"

@@ -12,6 +12,7 @@
 
 mod decide;
 mod facts;
+pub(crate) use facts::dropped;
 mod request;
 mod review;
 

@@ -70,6 +70,34 @@ async fn a_revocation_with_a_compromise_time_denies_exactly_what_was_signed_afte
         "{v:?}"
     );
     assert!(s.allows("prod", &d1).await);
+    // A release reads as the gate judges it: signed before the compromise, it counts;
+    // after, it does not, and build's gate refuses it now.
+    let view = s
+        .app
+        .release_view("shop@1.0.0", at("13:01:00"))
+        .await
+        .unwrap();
+    assert_eq!(view.signed_by.as_deref(), Some(id(key).as_str()));
+    let view = s
+        .app
+        .release_view("shop@2.0.0", at("13:01:00"))
+        .await
+        .unwrap();
+    assert_eq!(view.signed_by, None);
+    assert!(
+        view.signature_refused
+            .iter()
+            .any(|w| w.contains("laptop stolen")),
+        "{:?}",
+        view.signature_refused
+    );
+    let build = &view.environments[0];
+    assert_eq!((build.environment.as_str(), build.current), ("build", true));
+    assert!(
+        build.gate_refuses.iter().any(|r| r.contains("was revoked")),
+        "{:?}",
+        build.gate_refuses
+    );
 
     let impact = s.app.key_impact(&id(key), at("10:00:00")).await.unwrap();
     let releases: Vec<(&str, bool)> = impact

@@ -21,8 +21,10 @@ pub(crate) enum ReleaseCommand {
     /// Example: custody release create shop 1.4.2 --artifact shop=sha256:… --sign-key
     /// release.key --token $RITA_TOKEN
     Create(ReleaseCreateArgs),
-    /// Show a release: its manifest digest and artifacts, who created it, the key trusted
-    /// now that signs it, and each environment where it is (or was) certified.
+    /// Show a release: its manifest digest and artifacts, who created it, the key whose
+    /// signature counts as the gates judge it (trusted when the release was recorded, not
+    /// revoked by then) and why any other does not, and each environment where it is (or
+    /// was) certified, with why the deploy gate refuses it now where it does.
     ///
     /// Example: custody release show shop@1.4.2 --server https://custody.example --token
     /// $TOKEN
@@ -35,7 +37,8 @@ pub(crate) struct ReleaseShowArgs {
     release: String,
     #[command(flatten)]
     target: ReadTarget,
-    /// Print the release as JSON (its record, `signed_by` and `environments`).
+    /// Print the release as JSON (its record, `signed_by`, `signature_refused` and
+    /// `environments`, each with `gate_refuses` where the gate refuses it now).
     #[arg(long)]
     json: bool,
 }
@@ -147,10 +150,15 @@ fn describe(v: &ReleaseView) -> String {
         format!("  created by {} at {}", r.created_by, when(r.created_at)),
         match &v.signed_by {
             Some(key) => format!("  signed by release key {key}"),
-            None => "  not signed by a release key trusted now: no gate passes it".into(),
+            None => "  no signature on its manifest counts: no gate passes it".into(),
         },
-        "  artifacts:".into(),
     ];
+    lines.extend(
+        v.signature_refused
+            .iter()
+            .map(|why| format!("  a signature does not count: {why}")),
+    );
+    lines.push("  artifacts:".into());
     lines.extend(
         r.artifacts
             .iter()
@@ -176,8 +184,13 @@ fn describe(v: &ReleaseView) -> String {
         } else {
             ""
         };
+        let refused: String = e
+            .gate_refuses
+            .iter()
+            .map(|why| format!("\n    the deploy gate refuses it now: {why}"))
+            .collect();
         lines.push(format!(
-            "  {}: {now} ({how} {}, decision {}, at {}; first at {}){failed}",
+            "  {}: {now} ({how} {}, decision {}, at {}; first at {}){failed}{refused}",
             e.environment,
             c.promotion,
             c.decision,

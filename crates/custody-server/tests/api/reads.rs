@@ -157,6 +157,19 @@ async fn malformed_provenance_is_bad_input_and_records_nothing() {
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.error().contains("malformed"), "{}", refused.body);
     assert_eq!(server.size().await, before);
+    // As malformed: no signature at all, or one that is not base64.
+    let good = serde_json::to_value(server.signed_artifact(&sha256(b"shop 1.0.0"), "c-1")).unwrap();
+    for (signatures, says) in [
+        (json!([]), "no signatures"),
+        (json!([{"sig": "%%%"}]), "signature 0 is not base64"),
+    ] {
+        let mut artifact = good.clone();
+        artifact["provenance"]["signatures"] = signatures;
+        let refused = server.post("bob", "/api/v1/artifacts", &artifact).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.error().contains(says), "{}", refused.body);
+    }
+    assert_eq!(server.size().await, before);
 
     // Well formed, but its signature is no trusted builder key's: a denial.
     artifact["provenance"] = serde_json::to_value(
