@@ -91,23 +91,12 @@ impl Envelope {
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         let env: Envelope = serde_json::from_slice(bytes)
             .map_err(|e| Error::Envelope(format!("not DSSE envelope JSON: {e}")))?;
-        if env.signatures.is_empty() {
-            return Err(Error::Envelope("envelope has no signatures".into()));
-        }
-        if env.signatures.len() > MAX_SIGNATURES {
-            return Err(Error::Envelope(format!(
-                "envelope has {} signatures; at most {MAX_SIGNATURES} are accepted",
-                env.signatures.len()
-            )));
-        }
+        env.check_signature_count()?;
         Ok(env)
     }
 
-    /// Checks the shape of an envelope that arrived another way than [`Envelope::from_json`]
-    /// (inside a request): signatures present and not too many, the payload and every
-    /// signature base64. A well-formed envelope may still verify with no trusted key; a
-    /// malformed one is bad input, whoever signed it.
-    pub fn check_form(&self) -> Result<(), Error> {
+    /// At least one signature, and at most [`MAX_SIGNATURES`].
+    fn check_signature_count(&self) -> Result<(), Error> {
         if self.signatures.is_empty() {
             return Err(Error::Envelope("envelope has no signatures".into()));
         }
@@ -117,6 +106,15 @@ impl Envelope {
                 self.signatures.len()
             )));
         }
+        Ok(())
+    }
+
+    /// Checks the shape of an envelope that arrived another way than [`Envelope::from_json`]
+    /// (inside a request): signatures present and not too many, the payload and every
+    /// signature base64. A well-formed envelope may still verify with no trusted key; a
+    /// malformed one is bad input, whoever signed it.
+    pub fn check_form(&self) -> Result<(), Error> {
+        self.check_signature_count()?;
         decode_base64("payload", &self.payload)?;
         for (i, s) in self.signatures.iter().enumerate() {
             decode_base64(&format!("signature {i}"), &s.sig)?;
