@@ -35,13 +35,7 @@ pub(crate) async fn every_connection_commits_durably(backend: Backend) {
             .unwrap();
         assert_eq!(default, "off", "the database's default did not take");
     }
-    let store = SqlStore::create(&db.location, log_key(), now())
-        .await
-        .unwrap();
-    store
-        .append(Append::event(common::event(0, 0)))
-        .await
-        .unwrap();
+    let store = with_one_entry(&db).await;
     let settings = store.durability().await.unwrap();
     match backend {
         Backend::Sqlite => {
@@ -514,13 +508,7 @@ async fn sqlite_a_database_file_removed_under_a_running_store_refuses_writes() {
     let custody_store::Location::Sqlite(path) = &db.location else {
         unreachable!()
     };
-    let store = SqlStore::create(&db.location, log_key(), now())
-        .await
-        .unwrap();
-    store
-        .append(Append::event(common::event(0, 0)))
-        .await
-        .unwrap();
+    let store = with_one_entry(&db).await;
     let aside = path.with_extension("aside");
     std::fs::rename(path, &aside).unwrap();
     let refused = store
@@ -557,4 +545,16 @@ async fn sqlite_a_database_file_removed_under_a_running_store_refuses_writes() {
         2,
         "only the writes acknowledged stand"
     );
+}
+
+/// A new ledger in `db` holding one entry.
+async fn with_one_entry(db: &common::TestDb) -> SqlStore {
+    let store = SqlStore::create(&db.location, log_key(), now())
+        .await
+        .unwrap();
+    store
+        .append(Append::event(common::event(0, 0)))
+        .await
+        .unwrap();
+    store
 }
