@@ -20,7 +20,19 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, EvidenceError> {
     // A UTF-8 byte order mark (some Windows tools write one) is not JSON, but says nothing.
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let bom = bytes.starts_with(b"\xef\xbb\xbf");
+    let bytes = if bom { &bytes[3..] } else { bytes };
+    // JSON exchanged between systems is UTF-8 (RFC 8259). serde skips the fields custody
+    // does not read without looking at their bytes, so this is checked first: otherwise a
+    // report kept as sent could hold bytes no other JSON reader accepts.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let at = e.valid_up_to() + if bom { 3 } else { 0 };
+        return Err(EvidenceError::malformed(
+            format,
+            crate::Location::Input,
+            format!("byte {at} is not UTF-8: a JSON report must be UTF-8 throughout"),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     if let Ok(value) = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
         return Ok(value);

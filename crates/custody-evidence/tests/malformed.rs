@@ -459,3 +459,24 @@ fn a_run_that_did_not_finish_is_refused() {
         assert!(msg.contains("whether bandit finished is unknown"), "{msg}");
     }
 }
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_even_where_custody_reads_nothing() {
+    // In a field no reader looks at: still not JSON any other tool would accept.
+    let mut report = br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "x-junk": ""#.to_vec();
+    let at = report.len();
+    report.extend_from_slice(b"\xfe\xfe\"}");
+    match parse(Format::Cyclonedx, &report) {
+        Err(e @ EvidenceError::Malformed { .. }) => {
+            assert_eq!(e.location(), Some(&Location::Input));
+            assert!(
+                e.to_string().contains(&format!("byte {at} is not UTF-8")),
+                "{e}"
+            );
+        }
+        other => panic!("accepted or wrong error: {other:?}"),
+    }
+    // The same document in UTF-8 is read.
+    let good = br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "x-junk": "\u00fe"}"#;
+    assert!(parse(Format::Cyclonedx, good).is_ok());
+}
