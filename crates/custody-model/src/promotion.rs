@@ -135,6 +135,16 @@ pub enum Verdict {
     Reject,
 }
 
+/// `approve` or `reject`: as it is serialised, and as the review routes name it.
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        })
+    }
+}
+
 /// The risk posture a reviewer states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,6 +155,17 @@ pub enum Risk {
     Medium,
     /// High.
     High,
+}
+
+/// `low`, `medium` or `high`, as it is serialised.
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        })
+    }
 }
 
 #[cfg(test)]

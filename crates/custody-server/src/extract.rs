@@ -30,12 +30,21 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(v)| ApiJson(v))
-            .map_err(|e: JsonRejection| {
-                if let Some((status, why)) = body::refusal(&e, e.status(), LIMIT) {
-                    return ApiError(status, why);
-                }
-                ApiError(bad_request(e.status()), e.body_text())
-            })
+            .map_err(|e: JsonRejection| refused(&e, e.status(), e.body_text(), LIMIT))
+    }
+}
+
+/// An API body refused: for one of its bounds as body.rs answers it (408, 413), else as a
+/// bad request naming the problem.
+fn refused(
+    rejection: &(dyn std::error::Error + 'static),
+    status: StatusCode,
+    text: String,
+    limit: usize,
+) -> ApiError {
+    match body::refusal(rejection, status, limit) {
+        Some((status, why)) => ApiError(status, why),
+        None => ApiError(bad_request(status), text),
     }
 }
 
@@ -123,11 +132,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiText {
         String::from_request(request, state)
             .await
             .map(ApiText)
-            .map_err(|e: StringRejection| {
-                body::refusal(&e, e.status(), MAX_BODY)
-                    .map(|(status, why)| ApiError(status, why))
-                    .unwrap_or_else(|| ApiError(e.status(), e.body_text()))
-            })
+            .map_err(|e: StringRejection| refused(&e, e.status(), e.body_text(), MAX_BODY))
     }
 }
 

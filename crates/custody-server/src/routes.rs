@@ -202,27 +202,33 @@ fn is_api(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
 }
 
-/// What a request no route serves is answered (`Router::fallback`): 404, as JSON under
-/// `/api/` like every API error, naming where the routes are listed; plain text elsewhere.
+/// What a request no route serves is answered (`Router::fallback`): 404, naming where the
+/// API's routes are listed.
 pub(crate) async fn no_route(uri: Uri) -> Response {
     let path = uri.path();
-    if is_api(path) {
-        let why = format!("no route {path}: every API route is listed in /api/v1/openapi.json");
-        ApiError(StatusCode::NOT_FOUND, why).into_response()
+    let why = if is_api(path) {
+        format!("no route {path}: every API route is listed in /api/v1/openapi.json")
     } else {
-        (StatusCode::NOT_FOUND, format!("no page {path}")).into_response()
-    }
+        format!("no page {path}")
+    };
+    unrouted(path, StatusCode::NOT_FOUND, why)
 }
 
 /// What a request in a method its route does not take is answered: 405 (axum adds the
-/// `Allow` header naming the ones it takes), as JSON under `/api/`.
+/// `Allow` header naming the ones it takes).
 pub(crate) async fn wrong_method(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     let why = format!("{path} does not take {method}: its Allow header lists what it takes");
+    unrouted(path, StatusCode::METHOD_NOT_ALLOWED, why)
+}
+
+/// A request no route answers: as JSON under `/api/` like every API error, plain text
+/// elsewhere (the dashboard).
+fn unrouted(path: &str, status: StatusCode, why: String) -> Response {
     if is_api(path) {
-        ApiError(StatusCode::METHOD_NOT_ALLOWED, why).into_response()
+        ApiError(status, why).into_response()
     } else {
-        (StatusCode::METHOD_NOT_ALLOWED, why).into_response()
+        (status, why).into_response()
     }
 }
 

@@ -83,11 +83,7 @@ fn report(outcome: &PromotionOutcome, json_out: bool) -> Outcome {
             p.id,
             p.release,
             p.environment,
-            match p.status {
-                PromotionStatus::Certified => "certified",
-                PromotionStatus::Pending => "pending",
-                PromotionStatus::Rejected => "rejected",
-            },
+            p.status,
             if outcome.replayed {
                 " (replayed: the first result of this idempotency key)"
             } else {
@@ -242,7 +238,7 @@ pub(crate) fn promotion(command: PromotionCommand) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Ok);
         }
         let mut lines = vec![
-            format!("{} {} → {}: {:?}", p.id, p.release, p.environment, p.status),
+            format!("{} {} → {}: {}", p.id, p.release, p.environment, p.status),
             format!(
                 "  asked by {} at {}{}",
                 p.requested_by,
@@ -271,7 +267,7 @@ pub(crate) fn promotion(command: PromotionCommand) -> anyhow::Result<Outcome> {
                 None => String::new(),
             };
             lines.push(format!(
-                "  {:?} by {} at {}, risk {:?}{superseded}: {}",
+                "  {} by {} at {}, risk {}{superseded}: {}",
                 r.verdict,
                 r.by,
                 crate::input::when(r.at),

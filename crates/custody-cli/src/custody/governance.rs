@@ -91,10 +91,7 @@ impl Custody {
                     .await
             }
             Custody::Remote(c) => {
-                let action = match verdict {
-                    Verdict::Approve => "approve",
-                    Verdict::Reject => "reject",
-                };
+                let action = verdict;
                 c.post(
                     &format!("/api/v1/proposals/{}/{action}", segment(id)),
                     request,
@@ -131,10 +128,7 @@ impl Custody {
                     .await
             }
             Custody::Remote(c) => {
-                let action = match verdict {
-                    Verdict::Approve => "approve",
-                    Verdict::Reject => "reject",
-                };
+                let action = verdict;
                 let path = format!("/api/v1/exceptions/{}/{action}", segment(id));
                 c.post(&path, request, None).await
             }

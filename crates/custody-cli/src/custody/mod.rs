@@ -124,10 +124,7 @@ impl Custody {
                     .await
             }
             Custody::Remote(c) => {
-                let action = match verdict {
-                    Verdict::Approve => "approve",
-                    Verdict::Reject => "reject",
-                };
+                let action = verdict;
                 let path = format!("/api/v1/promotions/{}/{action}", segment(promotion));
                 c.post(&path, request, key).await
             }

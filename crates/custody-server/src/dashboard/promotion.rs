@@ -371,10 +371,7 @@ pub(crate) async fn review(
     };
     match s.app.review(&actor, &id, f.verdict, &review, None).await {
         Ok(_) => {
-            let verdict = match f.verdict {
-                Verdict::Approve => "approve",
-                Verdict::Reject => "reject",
-            };
+            let verdict = f.verdict;
             let to = format!("/promotions/{id}?reviewed={verdict}");
             Ok(v.allowed(Redirect::to(&to).into_response()))
         }

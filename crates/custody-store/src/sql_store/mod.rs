@@ -112,9 +112,6 @@ impl SqlStore {
     /// Commits a write outside the ledger on each pool that writes (see
     /// [`Readiness`](crate::Readiness)).
     async fn probe(&self) -> Result<(), StoreError> {
-        if let Some(file) = &self.database_file {
-            file.check()?;
-        }
         let pools = match &self.write {
             Some(write @ Pool::Sqlite(_)) => vec![write, &self.read],
             _ => vec![&self.read],
