@@ -26,11 +26,16 @@ pub(crate) fn from_slice<T: DeserializeOwned>(
     // does not read without looking at their bytes, so this is checked first: otherwise a
     // report kept as sent could hold bytes no other JSON reader accepts.
     if let Err(e) = std::str::from_utf8(bytes) {
-        let at = e.valid_up_to() + if bom { 3 } else { 0 };
+        let bad = e.valid_up_to();
+        let line = bytes[..bad].iter().filter(|b| **b == b'\n').count() + 1;
         return Err(EvidenceError::malformed(
             format,
             crate::Location::Input,
-            format!("byte {at} is not UTF-8: a JSON report must be UTF-8 throughout"),
+            format!(
+                "byte {} is not UTF-8 (0x{:02x}, on line {line}; bytes count from 0): a JSON report must be UTF-8 throughout",
+                bad + if bom { 3 } else { 0 },
+                bytes[bad]
+            ),
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);

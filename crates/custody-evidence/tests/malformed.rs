@@ -473,6 +473,7 @@ fn bytes_that_are_not_utf8_are_refused_even_where_custody_reads_nothing() {
                 e.to_string().contains(&format!("byte {at} is not UTF-8")),
                 "{e}"
             );
+            assert!(e.to_string().contains("(0xfe, on line 1;"), "{e}");
         }
         other => panic!("accepted or wrong error: {other:?}"),
     }

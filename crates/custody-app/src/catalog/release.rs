@@ -290,8 +290,11 @@ impl<S: Store> App<S> {
     }
 
     /// Release `id` (`name@version`), as it is read; not found if no such release was
-    /// created.
+    /// created, invalid if `id` is not `name@version`.
     pub async fn release_view(&self, id: &str, now: Timestamp) -> AppResult<ReleaseView> {
+        // Not NAME@VERSION is a mistake to name, not a release to look for.
+        id.parse::<custody_model::ReleaseRef>()
+            .map_err(|e| AppError::invalid(e.to_string()))?;
         let release = self.release(id).await?;
         let ring = self.keyring().await?;
         let policy = self.policy().await?;

@@ -86,6 +86,16 @@ async fn what_does_not_exist_is_not_found() {
         assert_eq!(answer.status, 404, "{path}: {}", answer.body);
         assert!(answer.error().contains(says), "{path}: {}", answer.body);
     }
+    // Not NAME@VERSION is a malformed request, not a release to look for.
+    let malformed = server
+        .call("GET", "/api/v1/releases/shop", vic, None, &[])
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    assert!(
+        malformed.error().contains("NAME@VERSION"),
+        "{}",
+        malformed.body
+    );
     // Reading a release needs a credential like every other read.
     let anonymous = server
         .call("GET", "/api/v1/releases/shop@9.9.9", None, None, &[])

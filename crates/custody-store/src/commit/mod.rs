@@ -415,6 +415,7 @@ pub(crate) async fn read_nodes(
 fn batch_failure(e: &StoreError) -> StoreError {
     match e {
         StoreError::OutcomeUnknown(m) => StoreError::OutcomeUnknown(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Injected(p) => StoreError::Injected(p),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Integrity(f) => StoreError::Integrity(f.clone()),

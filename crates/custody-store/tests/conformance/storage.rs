@@ -519,6 +519,9 @@ async fn sqlite_a_database_file_removed_under_a_running_store_refuses_writes() {
         matches!(&refused, StoreError::Unavailable(why) if why.contains("removed or replaced")),
         "{refused}"
     );
+    // Said once, not wrapped again on its way out of the batch.
+    let said = refused.to_string();
+    assert_eq!(said.matches("nothing was written").count(), 1, "{said}");
     let readiness = store.readiness().await;
     assert!(
         matches!(&readiness, Readiness::StorageFailing(why) if why.contains("removed or replaced")),
